@@ -1,0 +1,292 @@
+"""`litelens.Callback`: the LiteLLM logger that turns each call into one call record.
+
+LiteLLM runs failure hooks on the caller's thread (sync) or awaits them before the caller sees the
+exception (async), and runs async success hooks on the caller's event loop. So a hook here only takes
+references to what LiteLLM already built and puts them on the transport's queue; building the record,
+scrubbing it, running processors, capping and encoding all happen on the transport's thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from litellm.integrations.custom_logger import CustomLogger
+
+from litelens import record as rec
+from litelens.config import Settings
+from litelens.transport import Transport, TransportConfig
+
+log = logging.getLogger("litelens.callback")
+
+Processor = Callable[[rec.Record], "rec.Record | None"]
+
+_DEDUPE_WINDOW = 20_000
+
+
+@dataclass(slots=True)
+class _Captured:
+    """What a hook takes from LiteLLM on the caller's thread: references only, no copying."""
+
+    slo: Mapping[str, Any] | None
+    call_id: str | None
+    failed: bool
+    user_metadata: Mapping[str, Any] | None
+    session_id: str | None
+    litellm_trace_id: str | None
+    provider_key: Any
+    error_status: int | None
+    retries: int | None
+    exception_type: str | None
+    chunk_count: int | None
+    kwargs: Mapping[str, Any] | None  # only kept when LiteLLM sent no standard_logging_object
+    start_time: Any
+    end_time: Any
+
+
+class Callback(CustomLogger):  # type: ignore[misc]
+    """Records every LiteLLM call and ships it to a litelens server.
+
+    >>> import litellm, litelens
+    >>> litellm.callbacks = [litelens.Callback()]   # doctest: +SKIP
+
+    Arguments override the `LITELENS_*` environment variables (see `litelens.config.Settings`).
+    `processors` are callables `record -> record | None` run, in order, before a record leaves the
+    process; returning None drops the record.
+    """
+
+    def __init__(
+        self,
+        *,
+        endpoint: str | None = None,
+        api_key: str | None = None,
+        capture_content: bool | None = None,
+        spool_dir: str | None = None,
+        processors: Iterable[Processor] = (),
+        service: str | None = None,
+        environment: str | None = None,
+        disabled: bool | None = None,
+        settings: Settings | None = None,
+        **settings_overrides: Any,
+    ) -> None:
+        super().__init__()
+        self.settings = settings or Settings.from_env(
+            endpoint=endpoint,
+            api_key=api_key,
+            capture_content=capture_content,
+            spool_dir=spool_dir,
+            service=service,
+            environment=environment,
+            disabled=disabled,
+            **settings_overrides,
+        )
+        self.processors: list[Processor] = list(processors)
+        self._seen: dict[str, object] = {}
+        self._seen_lock = threading.Lock()
+        self._counts_lock = threading.Lock()
+        self._counts = {"duplicates": 0, "hook_errors": 0, "build_errors": 0, "processor_errors": 0, "filtered": 0, "unserializable_values": 0}
+        self._warned: set[str] = set()
+        s = self.settings
+        self.transport = Transport(
+            TransportConfig(
+                endpoint=s.endpoint,
+                api_key=s.api_key,
+                max_queue=s.max_queue,
+                batch_max_records=s.batch_max_records,
+                batch_max_age_s=s.batch_max_age_s,
+                timeout_s=s.timeout_s,
+                spool_dir=s.spool_dir,
+                spool_max_bytes=s.spool_max_bytes,
+                exit_flush_s=s.exit_flush_s,
+            ),
+            prepare=self._prepare,
+        )
+
+    # ---- LiteLLM's hooks: all four, because sync and async entry points call different ones.
+
+    def log_success_event(self, kwargs: Any, response_obj: Any, start_time: Any, end_time: Any) -> None:
+        self._capture(kwargs, False, start_time, end_time)
+
+    def log_failure_event(self, kwargs: Any, response_obj: Any, start_time: Any, end_time: Any) -> None:
+        self._capture(kwargs, True, start_time, end_time)
+
+    async def async_log_success_event(self, kwargs: Any, response_obj: Any, start_time: Any, end_time: Any) -> None:
+        self._capture(kwargs, False, start_time, end_time)
+
+    async def async_log_failure_event(self, kwargs: Any, response_obj: Any, start_time: Any, end_time: Any) -> None:
+        self._capture(kwargs, True, start_time, end_time)
+
+    # ---- the caller's side: references and a queue put, nothing else.
+
+    def _capture(self, kwargs: Any, failed: bool, start_time: Any, end_time: Any) -> None:
+        try:
+            if self.settings.disabled or not isinstance(kwargs, Mapping):
+                return
+            slo = kwargs.get("standard_logging_object")
+            call_id = kwargs.get("litellm_call_id") or (slo.get("litellm_call_id") if slo else None)
+            if call_id and not self._first_sighting(call_id):
+                return
+            params = kwargs.get("litellm_params") or {}
+            exception = kwargs.get("exception") if failed else None
+            status = getattr(exception, "status_code", None) if exception is not None else None
+            self.transport.submit(
+                _Captured(  # type: ignore[arg-type]
+                    slo=slo,
+                    call_id=call_id,
+                    failed=failed,
+                    user_metadata=params.get("metadata"),
+                    session_id=params.get("litellm_session_id"),
+                    litellm_trace_id=params.get("litellm_trace_id"),
+                    provider_key=kwargs.get("api_key"),
+                    error_status=status if isinstance(status, int) else None,
+                    retries=getattr(exception, "num_retries", None) if exception is not None else None,
+                    exception_type=type(exception).__name__ if exception is not None else None,
+                    chunk_count=kwargs.get("litelens_chunk_count"),
+                    kwargs=None if slo else kwargs,
+                    start_time=start_time,
+                    end_time=end_time,
+                )
+            )
+        except Exception:
+            self._count("hook_errors", "litelens: a logging hook failed; the call itself is unaffected")
+
+    def _first_sighting(self, call_id: str) -> bool:
+        """False when this call id was already recorded: LiteLLM has fired success twice on some paths."""
+        token = object()
+        if self._seen.setdefault(call_id, token) is not token:
+            self._count("duplicates")
+            return False
+        if len(self._seen) > _DEDUPE_WINDOW:
+            with self._seen_lock:
+                while len(self._seen) > _DEDUPE_WINDOW // 2:
+                    self._seen.pop(next(iter(self._seen)), None)
+        return True
+
+    # ---- the transport's thread: build, scrub, process, cap, encode.
+
+    def _prepare(self, item: Any) -> str | None:
+        if not isinstance(item, _Captured):  # a record submitted directly (tests, user code)
+            record = item
+        else:
+            try:
+                record = self._build(item)
+            except Exception:
+                self._count("build_errors", "litelens: could not build a record from LiteLLM's payload", exc_info=True)
+                return None
+        for processor in self.processors:
+            try:
+                result = processor(record)
+            except Exception:
+                # Dropping is the safe side: the failing processor may have been the one that redacts.
+                self._count(
+                    "processor_errors", f"litelens: processor {processor!r} raised; that record was dropped", exc_info=True
+                )
+                return None
+            if result is None:
+                self._count("filtered")
+                return None
+            record = result
+        return self._finish(record, item.provider_key if isinstance(item, _Captured) else None)
+
+    def _build(self, item: _Captured) -> rec.Record:
+        s = self.settings
+        if item.slo is None:
+            return _from_kwargs(item, s)
+        return rec.from_standard_logging(
+            item.slo,
+            call_id=item.call_id,
+            user_metadata=item.user_metadata,
+            session_id=item.session_id,
+            litellm_trace_id=item.litellm_trace_id,
+            error_status=item.error_status,
+            retries=item.retries,
+            exception_type=item.exception_type,
+            chunk_count=item.chunk_count,
+            capture_content=s.capture_content,
+            service=s.service,
+            environment=s.environment,
+        )
+
+    def _finish(self, record: rec.Record, provider_key: Any) -> str:
+        record = rec.scrub(record)
+        text, unserializable = rec.encode(record)
+        if unserializable:
+            self._count("unserializable_values", "litelens: a value in a record could not be serialized; it was replaced by a marker")
+        limits = self.settings.limits
+        # The usual record is small: one encode and no walk. Only a large one is walked and capped.
+        if len(text) > min(limits.max_string_chars, limits.max_content_bytes, limits.max_metadata_bytes):
+            text, _ = rec.encode(rec.cap(record, limits))
+        # Known secret values (this call's provider key, our own key) are removed wherever they ended up.
+        # Keys are made of characters JSON does not escape, so replacing them in the text is exact.
+        for secret in (provider_key, self.settings.api_key):
+            if isinstance(secret, str) and len(secret) >= 6 and secret in text:
+                text = text.replace(secret, rec.REDACTED)
+        return text
+
+    # ---- counters and lifecycle
+
+    def _count(self, name: str, warning: str | None = None, exc_info: bool = False) -> None:
+        with self._counts_lock:
+            self._counts[name] += 1
+            first = name not in self._warned
+            self._warned.add(name)
+        if warning and first:
+            log.warning("%s (further occurrences are only counted; see litelens stats)", warning, exc_info=exc_info)
+
+    def stats(self) -> dict[str, int]:
+        """Counters of this callback and its transport: queued, sent, spooled, dropped, failed, ..."""
+        with self._counts_lock:
+            counts = dict(self._counts)
+        return {**self.transport.stats(), **counts}
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until every record so far is delivered or spooled; False if `timeout` ran out first."""
+        return self.transport.flush(timeout)
+
+    def shutdown(self, timeout: float | None = None) -> bool:
+        """Flush, then stop the background thread. Records not delivered in time go to the spool."""
+        return self.transport.shutdown(timeout)
+
+
+def _epoch(value: Any) -> float | None:
+    if isinstance(value, datetime):
+        return value.timestamp()
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    return None
+
+
+def _from_kwargs(item: _Captured, settings: Settings) -> rec.Record:
+    """A reduced record for the rare path where LiteLLM sent no standard_logging_object."""
+    kwargs = item.kwargs or {}
+    start = _epoch(item.start_time) or _epoch(kwargs.get("start_time")) or 0.0
+    end = _epoch(item.end_time) or _epoch(kwargs.get("end_time")) or start
+    slo: dict[str, Any] = {
+        "litellm_call_id": item.call_id,
+        "call_type": kwargs.get("call_type"),
+        "stream": kwargs.get("stream"),
+        "status": "failure" if item.failed else "success",
+        "model": kwargs.get("model"),
+        "custom_llm_provider": kwargs.get("custom_llm_provider"),
+        "startTime": start,
+        "endTime": end,
+        "completionStartTime": _epoch(kwargs.get("completion_start_time")) or end,
+        "messages": kwargs.get("messages") or kwargs.get("input"),
+        "response_cost": kwargs.get("response_cost"),
+        "error_str": str(kwargs.get("exception")) if item.failed else None,
+        "error_information": {"error_class": item.exception_type} if item.failed else None,
+    }
+    return rec.from_standard_logging(
+        slo,
+        call_id=item.call_id,
+        user_metadata=item.user_metadata,
+        error_status=item.error_status,
+        exception_type=item.exception_type,
+        capture_content=settings.capture_content,
+        service=settings.service,
+        environment=settings.environment,
+    )

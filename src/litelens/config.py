@@ -1,0 +1,113 @@
+"""The core layer's settings: one object, built from arguments, then the environment, then defaults.
+
+Everything the callback and its transport read comes from here, so there is exactly one place that
+knows the `LITELENS_*` variables and their defaults.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+DEFAULT_ENDPOINT = "http://127.0.0.1:4318"
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def _parse_bool(name: str, raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ValueError(f"litelens: {name}={raw!r} is not a boolean; use true or false")
+
+
+def default_spool_dir() -> str:
+    """Where records wait while the server is away: the user's cache directory, per user."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return str(Path(base) / "litelens" / "spool")
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Caps on what one record may carry; a record that hits one says so in its `truncated` field."""
+
+    max_string_chars: int = 32_768
+    """Any single string in the request, response or error is cut to this many characters."""
+    max_content_bytes: int = 262_144
+    """Request plus response content, encoded; past it, middle messages are elided."""
+    max_metadata_bytes: int = 16_384
+    """User metadata, encoded; past it, the largest values are replaced by a marker."""
+    max_tags: int = 64
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Configuration of `litelens.Callback` and `litelens.init()`.
+
+    Build it with `Settings.from_env(**overrides)`: an argument wins over its `LITELENS_*` variable,
+    which wins over the default.
+    """
+
+    endpoint: str = DEFAULT_ENDPOINT
+    api_key: str | None = None
+    capture_content: bool = True
+    disabled: bool = False
+    spool_dir: str | None = field(default_factory=default_spool_dir)
+    spool_max_bytes: int = 256 * 2**20
+    max_queue: int = 10_000
+    batch_max_records: int = 1_000
+    batch_max_age_s: float = 0.5
+    timeout_s: float = 5.0
+    exit_flush_s: float = 5.0
+    service: str | None = None
+    environment: str | None = None
+    limits: Limits = field(default_factory=Limits)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Settings from `overrides`, then `env` (default `os.environ`), then defaults."""
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        if "LITELENS_ENDPOINT" in env:
+            values["endpoint"] = env["LITELENS_ENDPOINT"].strip()
+        if "LITELENS_API_KEY" in env:
+            values["api_key"] = env["LITELENS_API_KEY"].strip() or None
+        if "LITELENS_CAPTURE_CONTENT" in env:
+            values["capture_content"] = _parse_bool("LITELENS_CAPTURE_CONTENT", env["LITELENS_CAPTURE_CONTENT"])
+        if "LITELENS_DISABLED" in env:
+            values["disabled"] = _parse_bool("LITELENS_DISABLED", env["LITELENS_DISABLED"])
+        if "LITELENS_SPOOL_DIR" in env:
+            raw = env["LITELENS_SPOOL_DIR"].strip()
+            # An explicit empty value or "off" turns the spool off (records are then dropped, counted).
+            values["spool_dir"] = None if raw.lower() in ("", "off", "none") else raw
+        if "LITELENS_SPOOL_MAX_BYTES" in env:
+            values["spool_max_bytes"] = int(env["LITELENS_SPOOL_MAX_BYTES"])
+        if "LITELENS_MAX_QUEUE" in env:
+            values["max_queue"] = int(env["LITELENS_MAX_QUEUE"])
+        if "LITELENS_TIMEOUT" in env:
+            values["timeout_s"] = float(env["LITELENS_TIMEOUT"])
+        service = env.get("LITELENS_SERVICE") or env.get("OTEL_SERVICE_NAME")
+        if service:
+            values["service"] = service
+        if env.get("LITELENS_ENVIRONMENT"):
+            values["environment"] = env["LITELENS_ENVIRONMENT"]
+        if "LITELENS_MAX_STRING_CHARS" in env:
+            values["limits"] = replace(Limits(), max_string_chars=int(env["LITELENS_MAX_STRING_CHARS"]))
+        known = {f.name for f in fields(cls) if f.init}
+        unknown = set(overrides) - known
+        if unknown:
+            raise TypeError(f"litelens: unknown setting(s) {sorted(unknown)}; known: {sorted(known)}")
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        settings = cls(**values)
+        if not settings.endpoint.startswith(("http://", "https://")):
+            raise ValueError(
+                f"litelens: endpoint {settings.endpoint!r} must start with http:// or https:// "
+                f"(set LITELENS_ENDPOINT, e.g. {DEFAULT_ENDPOINT})"
+            )
+        return settings

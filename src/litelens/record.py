@@ -1,0 +1,702 @@
+"""The call record: one JSON object per LLM call, the shape every part of litelens agrees on.
+
+A record is a plain `dict` (cheap to build, cheap to encode, easy for user processors to change) whose
+keys are documented by `docs/record-schema.json`. This module builds records from LiteLLM's
+`standard_logging_object`, strips credentials from them, caps their size and encodes them.
+
+Nothing here imports anything outside the standard library: the collector and the OpenTelemetry layer
+use these functions too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from litelens.config import Limits
+
+SCHEMA = "litelens.call/1"
+
+Record = dict[str, Any]
+
+# LiteLLM's call_type names -> the record's call types. The async variants map to the same type;
+# `is_async` keeps the difference.
+_CALL_TYPES = {
+    "completion": "chat",
+    "acompletion": "chat",
+    "anthropic_messages": "chat",
+    "text_completion": "text_completion",
+    "atext_completion": "text_completion",
+    "embedding": "embedding",
+    "aembedding": "embedding",
+    "image_generation": "image_generation",
+    "aimage_generation": "image_generation",
+    "image_edit": "image_edit",
+    "aimage_edit": "image_edit",
+    "responses": "responses",
+    "aresponses": "responses",
+    "rerank": "rerank",
+    "arerank": "rerank",
+    "transcription": "transcription",
+    "atranscription": "transcription",
+    "speech": "speech",
+    "aspeech": "speech",
+    "moderation": "moderation",
+    "amoderation": "moderation",
+}
+
+CALL_TYPES = tuple(sorted(set(_CALL_TYPES.values())))
+STATUSES = ("ok", "error", "cancelled")
+
+
+def call_type_of(litellm_call_type: str | None) -> tuple[str, bool]:
+    """(record call type, is_async) for one of LiteLLM's call_type strings."""
+    raw = litellm_call_type or "unknown"
+    known = _CALL_TYPES.get(raw)
+    if known is not None:
+        return known, raw.startswith("a") and raw not in ("anthropic_messages",)
+    return raw, raw.startswith("a") and raw[1:] in _CALL_TYPES
+
+
+_HEX32 = re.compile(r"^[0-9a-f]{32}$")
+_HEX16 = re.compile(r"^[0-9a-f]{16}$")
+
+
+def trace_id_of(value: str | None) -> str | None:
+    """A W3C trace id (32 hex) for one of LiteLLM's trace ids.
+
+    LiteLLM's ids are UUIDs unless the caller named a session or trace (`"chat-42"`); a UUID keeps its
+    digits, any other string is hashed, so calls that share a name share a trace.
+    """
+    if not value:
+        return None
+    compact = value.replace("-", "").lower()
+    if _HEX32.match(compact) and compact != "0" * 32:
+        return compact
+    return hashlib.sha256(value.encode("utf-8", "replace")).hexdigest()[:32]
+
+
+def span_id_of(call_id: str) -> str:
+    """A span id (16 hex) derived from the call id, so both layers name the same call the same way."""
+    compact = call_id.replace("-", "").lower()
+    if _HEX32.match(compact) and compact[16:] != "0" * 16:
+        return compact[16:]
+    return hashlib.sha256(call_id.encode("utf-8", "replace")).hexdigest()[:16]
+
+
+def is_hex_id(value: object, length: int) -> bool:
+    return isinstance(value, str) and bool((_HEX32 if length == 32 else _HEX16).match(value))
+
+
+# --------------------------------------------------------------------------------------------------
+# Secrets
+
+# Metadata and header keys whose values are credentials, wherever they appear.
+_SECRET_KEY = re.compile(
+    r"(^|[_\-.])(api[_\-]?key|apikey|authorization|auth[_\-]?token|access[_\-]?token|refresh[_\-]?token|"
+    r"id[_\-]?token|secret|secret[_\-]?key|client[_\-]?secret|password|passwd|cookie|set[_\-]?cookie|"
+    r"private[_\-]?key|session[_\-]?token|x[_\-]api[_\-]key|bearer|credentials?)$",
+    re.IGNORECASE,
+)
+
+# Strings shaped like credentials: provider keys, bearer tokens, keys in URLs. Used on the places where
+# LiteLLM or a provider may echo a credential (error messages, URLs, metadata, headers), not on content:
+# redacting content is the `litelens.pipeline.redact` processor's job.
+_SECRET_TEXT = re.compile(
+    r"(?:\b(?:sk|rk|pk)-[A-Za-z0-9_\-]{8,}"  # OpenAI / Anthropic / LiteLLM virtual keys
+    r"|\bBearer\s+[A-Za-z0-9._~+/=\-]{8,}"
+    r"|\bBasic\s+[A-Za-z0-9+/=]{8,}"
+    r"|\bAKIA[0-9A-Z]{16}\b"  # AWS access key id
+    r"|\bAIza[0-9A-Za-z_\-]{30,}"  # Google API key
+    r"|\bgh[pousr]_[A-Za-z0-9]{20,}"  # GitHub tokens
+    r"|\bxox[abprs]-[A-Za-z0-9\-]{10,}"  # Slack tokens
+    r"|\bhf_[A-Za-z0-9]{20,}"  # Hugging Face tokens
+    r"|\bll_[A-Za-z0-9_\-]{16,}"  # litelens project keys
+    r"|(?i:(?<=[?&;])(?:api[_\-]?key|key|token|access_token|sig|signature|password|secret)=)[^&\s\"']+"
+    r")"
+)
+
+REDACTED = "[REDACTED]"
+
+
+def is_secret_key(name: str) -> bool:
+    """True for a mapping key whose value is a credential (`Authorization`, `x-api-key`, `password`...)."""
+    return bool(_SECRET_KEY.search(name))
+
+
+def scrub_text(text: str, secrets: Iterable[str] = ()) -> str:
+    """`text` with known secret values and credential-shaped strings replaced by `[REDACTED]`."""
+    for secret in secrets:
+        if secret and secret in text:
+            text = text.replace(secret, REDACTED)
+    if _SECRET_TEXT.search(text) is None:
+        return text
+    return _SECRET_TEXT.sub(_redact_match, text)
+
+
+def _redact_match(match: re.Match[str]) -> str:
+    found = match.group(0)
+    # Keep the name of a URL parameter and the scheme of an Authorization value: they help debugging.
+    if found.startswith(("Bearer", "Basic")):
+        return found.split()[0] + " " + REDACTED
+    return REDACTED
+
+
+def scrub_url(url: str | None) -> str | None:
+    """A URL without user info and without credential-looking query parameters."""
+    if not url:
+        return url
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return scrub_text(url)
+    netloc = parts.netloc.rsplit("@", 1)[-1]
+    query = parts.query
+    if query:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        query = urlencode([(k, REDACTED if is_secret_key(k) or k.lower() in ("key", "sig", "token") else v) for k, v in pairs])
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def scrub_value(value: Any, secrets: Iterable[str] = (), _depth: int = 0) -> Any:
+    """A copy of a JSON-like value with credential keys removed and secret strings redacted."""
+    if isinstance(value, str):
+        return scrub_text(value, secrets)
+    if _depth > 12:
+        return "<too deep>"
+    if isinstance(value, Mapping):
+        return {
+            str(k): (REDACTED if is_secret_key(str(k)) else scrub_value(v, secrets, _depth + 1))
+            for k, v in value.items()
+        }
+    if isinstance(value, (list, tuple)):
+        return [scrub_value(v, secrets, _depth + 1) for v in value]
+    return value
+
+
+# --------------------------------------------------------------------------------------------------
+# Building a record from LiteLLM's standard logging payload
+
+# Keys LiteLLM itself puts into `litellm_params["metadata"]`: they are internals, not the user's metadata.
+_INTERNAL_METADATA = frozenset(
+    {
+        "hidden_params",
+        "llm_api_timing_windows",
+        "model_info",
+        "model_group",
+        "model_group_size",
+        "model_group_alias",
+        "deployment",
+        "api_base",
+        "caching_groups",
+        "previous_models",
+        "headers",
+        "endpoint",
+        "proxy_server_request",
+        "global_max_parallel_requests",
+        "requester_metadata",
+        "requester_ip_address",
+        "requester_custom_headers",
+        "user_agent",
+        "applied_guardrails",
+        "guardrails",
+        "mcp_tool_call_metadata",
+        "vector_store_request_metadata",
+        "usage_object",
+        "spend_logs_metadata",
+        "cold_storage_object_key",
+        "prompt_management_metadata",
+        "routing_decision",
+        "kubernetes_pod_routing",
+        "user_api_end_user_max_budget",
+        "litellm_parent_otel_span",
+        "tags",
+        "trace_id",
+        "session_id",
+        "parent_span_id",
+        "user_id",
+        "end_user",
+        "trace_user_id",
+    }
+)
+_INTERNAL_PREFIXES = ("user_api_key", "litellm_", "team_", "organization_", "_")
+
+# Keys of the proxy's key/team/user metadata -> record field under "proxy".
+_PROXY_FIELDS = {
+    "user_api_key_alias": "key_alias",
+    "user_api_key_hash": "key_hash",
+    "user_api_key_team_id": "team_id",
+    "user_api_key_team_alias": "team_alias",
+    "user_api_key_user_id": "user_id",
+    "user_api_key_user_email": "user_email",
+    "user_api_key_org_id": "org_id",
+    "user_api_key_org_alias": "org_alias",
+    "user_api_key_project_id": "project_id",
+    "user_api_key_project_alias": "project_alias",
+    "user_api_key_end_user_id": "end_user_id",
+    "user_api_key_request_route": "request_route",
+    "requester_ip_address": "requester_ip",
+}
+
+
+def _opt_str(value: Any) -> str | None:
+    if value is None or value == "":
+        return None
+    return value if isinstance(value, str) else str(value)
+
+
+def _num(value: Any) -> float | None:
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _int(value: Any) -> int | None:
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, int):
+        return value
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _get(obj: Any, key: str) -> Any:
+    if isinstance(obj, Mapping):
+        return obj.get(key)
+    return getattr(obj, key, None)
+
+
+def user_metadata_of(metadata: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The caller's own `metadata=` entries, without the ones LiteLLM adds for itself."""
+    if not metadata:
+        return {}
+    return {
+        k: v
+        for k, v in metadata.items()
+        if isinstance(k, str) and k not in _INTERNAL_METADATA and not k.startswith(_INTERNAL_PREFIXES)
+    }
+
+
+def usage_of(slo: Mapping[str, Any]) -> dict[str, int | None]:
+    """Token usage, with the cached, cache-creation and reasoning details LiteLLM keeps in the response."""
+    response = slo.get("response")
+    usage = _get(response, "usage") if isinstance(response, Mapping) else None
+    if usage is None:
+        hidden = slo.get("hidden_params") or {}
+        usage = hidden.get("usage_object") or (slo.get("metadata") or {}).get("usage_object")
+    input_tokens = _int(slo.get("prompt_tokens")) or 0
+    output_tokens = _int(slo.get("completion_tokens")) or 0
+    total = _int(slo.get("total_tokens")) or (input_tokens + output_tokens)
+    cached = cache_creation = reasoning = None
+    if usage:
+        # Chat completions name them *_tokens_details; the Responses API input_/output_tokens_details.
+        prompt_details = _get(usage, "prompt_tokens_details") or _get(usage, "input_tokens_details")
+        completion_details = _get(usage, "completion_tokens_details") or _get(usage, "output_tokens_details")
+        cached = _int(_get(prompt_details, "cached_tokens")) if prompt_details else None
+        if cached is None:
+            cached = _int(_get(usage, "cache_read_input_tokens"))
+        cache_creation = _int(_get(usage, "cache_creation_input_tokens"))
+        if cache_creation is None and prompt_details:
+            cache_creation = _int(_get(prompt_details, "cache_creation_tokens"))
+        reasoning = _int(_get(completion_details, "reasoning_tokens")) if completion_details else None
+        if not input_tokens and not output_tokens:
+            input_tokens = _int(_get(usage, "prompt_tokens") or _get(usage, "input_tokens")) or 0
+            output_tokens = _int(_get(usage, "completion_tokens") or _get(usage, "output_tokens")) or 0
+            total = _int(_get(usage, "total_tokens")) or input_tokens + output_tokens
+    return {
+        "input_tokens": input_tokens,
+        "output_tokens": output_tokens,
+        "total_tokens": total,
+        "cached_input_tokens": cached,
+        "cache_creation_input_tokens": cache_creation,
+        "reasoning_tokens": reasoning,
+    }
+
+
+def _response_content(call_type: str, response: Any) -> dict[str, Any] | None:
+    """What the model answered, without the bulk that is not content (vectors, image bytes, usage)."""
+    if not isinstance(response, Mapping) or not response:
+        return None
+    out: dict[str, Any] = {}
+    if response.get("id"):
+        out["id"] = response.get("id")
+    choices = response.get("choices")
+    if isinstance(choices, list):
+        kept = []
+        for choice in choices:
+            if not isinstance(choice, Mapping):
+                continue
+            item: dict[str, Any] = {"index": choice.get("index"), "finish_reason": choice.get("finish_reason")}
+            message = choice.get("message")
+            if isinstance(message, Mapping):
+                item["message"] = {k: v for k, v in message.items() if v is not None and k != "provider_specific_fields"}
+            elif "text" in choice:
+                item["text"] = choice.get("text")
+            kept.append(item)
+        out["choices"] = kept
+    elif call_type == "embedding":
+        data = response.get("data") or []
+        first = data[0] if data and isinstance(data[0], Mapping) else {}
+        vector = first.get("embedding") if first else None
+        out["embeddings"] = len(data)
+        out["dimensions"] = len(vector) if isinstance(vector, (list, str)) and not isinstance(vector, str) else None
+    elif call_type in ("image_generation", "image_edit"):
+        images = []
+        for item in response.get("data") or []:
+            if isinstance(item, Mapping):
+                b64 = item.get("b64_json")
+                images.append(
+                    {
+                        "url": scrub_url(item.get("url")) if item.get("url") else None,
+                        "b64_json": f"<image: {len(b64)} base64 chars>" if b64 else None,
+                        "revised_prompt": item.get("revised_prompt"),
+                    }
+                )
+        out["images"] = images
+    elif call_type == "responses":
+        out["status"] = response.get("status")
+        output = response.get("output")
+        if output is not None:
+            out["output"] = output
+    else:
+        out.update({k: v for k, v in response.items() if k not in ("usage", "data", "_hidden_params")})
+    return out
+
+
+def _finish_reasons(response: Any) -> list[str]:
+    reasons: list[str] = []
+    if isinstance(response, Mapping):
+        for choice in response.get("choices") or []:
+            reason = _get(choice, "finish_reason")
+            if reason:
+                reasons.append(str(reason))
+        if not reasons and response.get("status") in ("completed", "incomplete"):
+            reasons.append(str(response.get("status")))
+    return reasons
+
+
+def _request_content(call_type: str, slo: Mapping[str, Any]) -> dict[str, Any]:
+    params = slo.get("model_parameters") or {}
+    request: dict[str, Any] = {}
+    messages = slo.get("messages")
+    if call_type in ("chat", "responses") or isinstance(messages, list):
+        request["messages"] = messages
+    else:
+        request["input"] = messages
+    tools = params.get("tools") if isinstance(params, Mapping) else None
+    if tools:
+        request["tools"] = tools
+    return request
+
+
+def _parameters(slo: Mapping[str, Any]) -> dict[str, Any]:
+    params = slo.get("model_parameters") or {}
+    if not isinstance(params, Mapping):
+        return {}
+    # Tools are content (they go under request.tools); `user` is the end user, kept on its own.
+    return {k: v for k, v in params.items() if k not in ("tools", "user", "metadata", "extra_body") and v is not None}
+
+
+def from_standard_logging(
+    slo: Mapping[str, Any],
+    *,
+    call_id: str | None = None,
+    user_metadata: Mapping[str, Any] | None = None,
+    session_id: str | None = None,
+    litellm_trace_id: str | None = None,
+    error_status: int | None = None,
+    retries: int | None = None,
+    exception_type: str | None = None,
+    chunk_count: int | None = None,
+    capture_content: bool = True,
+    service: str | None = None,
+    environment: str | None = None,
+) -> Record:
+    """A call record from LiteLLM's `standard_logging_object` (and a few facts only kwargs hold).
+
+    `user_metadata` is `kwargs["litellm_params"]["metadata"]`: LiteLLM keeps the caller's `metadata=`
+    there, not in the payload. Credentials are not removed here; `scrub()` does that.
+    """
+    call_type, is_async = call_type_of(slo.get("call_type"))
+    call_id = call_id or _opt_str(slo.get("litellm_call_id")) or _opt_str(slo.get("id")) or ""
+    meta = user_metadata or {}
+    slo_meta = slo.get("metadata") or {}
+    requester = slo_meta.get("requester_metadata") if isinstance(slo_meta, Mapping) else None
+    on_proxy = bool(slo_meta.get("user_api_key_hash") or slo_meta.get("user_api_key_alias")) if isinstance(slo_meta, Mapping) else False
+
+    # The caller's metadata: the SDK's metadata= (minus LiteLLM internals) or, on the proxy, the request's.
+    picked = user_metadata_of(meta)
+    if isinstance(requester, Mapping):
+        picked.update(user_metadata_of(requester))
+        for key in ("trace_id", "session_id", "user_id", "tags", "parent_span_id"):
+            if key in requester and key not in meta:
+                meta = {**meta, key: requester[key]}
+    spend_meta = slo_meta.get("spend_logs_metadata") if isinstance(slo_meta, Mapping) else None
+    if isinstance(spend_meta, Mapping):
+        picked.update(spend_meta)
+
+    start = _num(slo.get("startTime")) or 0.0
+    end = _num(slo.get("endTime")) or start
+    first = _num(slo.get("completionStartTime"))
+    stream = bool(slo.get("stream"))
+    duration_ms = max(0.0, (end - start) * 1000.0)
+    ttft_ms = max(0.0, (first - start) * 1000.0) if stream and first else None
+
+    usage = usage_of(slo)
+    output_tokens = usage["output_tokens"] or 0
+    generation_s = (end - first) if stream and first else (end - start)
+    tokens_per_s = round(output_tokens / generation_s, 3) if output_tokens and generation_s > 0 else None
+
+    failed = slo.get("status") == "failure"
+    status = "error" if failed else "ok"
+    if failed and exception_type in ("CancelledError", "GeneratorExit", "KeyboardInterrupt"):
+        status = "cancelled"
+
+    tags = slo.get("request_tags") or meta.get("tags") or []
+    if not isinstance(tags, list):
+        tags = [tags]
+
+    explicit_trace = meta.get("trace_id")
+    trace_source = _opt_str(explicit_trace) or litellm_trace_id or _opt_str(slo.get("trace_id"))
+    session = session_id or _opt_str(meta.get("session_id")) or _opt_str(slo.get("session_id"))
+    params = slo.get("model_parameters") or {}
+    end_user = (
+        _opt_str(slo.get("end_user"))
+        or _opt_str(slo_meta.get("user_api_key_end_user_id") if isinstance(slo_meta, Mapping) else None)
+        or _opt_str(params.get("user") if isinstance(params, Mapping) else None)
+        or _opt_str(meta.get("end_user"))
+    )
+    hidden = slo.get("hidden_params") or {}
+    response = slo.get("response")
+
+    record: Record = {
+        "schema": SCHEMA,
+        "call_id": call_id,
+        "trace_id": trace_id_of(trace_source) or trace_id_of(call_id),
+        "span_id": span_id_of(call_id) if call_id else None,
+        "parent_span_id": _opt_str(meta.get("parent_span_id")),
+        "litellm_trace_id": _opt_str(slo.get("trace_id")),
+        "session_id": session,
+        "end_user": end_user,
+        "user_id": _opt_str(meta.get("user_id"))
+        or (_opt_str(slo_meta.get("user_api_key_user_id")) if isinstance(slo_meta, Mapping) else None),
+        "tags": [str(t) for t in tags],
+        "metadata": picked,
+        "service": service,
+        "environment": environment,
+        "call_type": call_type,
+        "litellm_call_type": slo.get("call_type"),
+        "is_async": is_async,
+        "stream": stream,
+        "request_model": _opt_str(slo.get("model")),
+        "response_model": _opt_str(_get(response, "model")) if isinstance(response, Mapping) else None,
+        "provider": _opt_str(slo.get("custom_llm_provider")),
+        "api_base": _opt_str(slo.get("api_base")) or _opt_str(hidden.get("api_base")),
+        "model_group": _opt_str(slo.get("model_group")),
+        "deployment_id": _opt_str(slo.get("model_id")) or _opt_str(hidden.get("model_id")),
+        "start_time": start,
+        "end_time": end,
+        "duration_ms": round(duration_ms, 3),
+        "ttft_ms": round(ttft_ms, 3) if ttft_ms is not None else None,
+        "output_tokens_per_s": tokens_per_s,
+        "chunk_count": chunk_count if stream else None,
+        "usage": usage,
+        "cost_usd": _num(slo.get("response_cost")),
+        "cache_hit": slo.get("cache_hit") if isinstance(slo.get("cache_hit"), bool) else None,
+        "status": status,
+        "error": None,
+        "finish_reasons": _finish_reasons(response),
+        "response_id": _opt_str(_get(response, "id")) if isinstance(response, Mapping) else None,
+        "request": None,
+        "response": None,
+        "proxy": None,
+        "truncated": None,
+    }
+    if on_proxy and isinstance(slo_meta, Mapping):
+        record["proxy"] = {
+            field: _opt_str(slo_meta.get(key)) for key, field in _PROXY_FIELDS.items() if slo_meta.get(key) not in (None, "")
+        }
+    if failed:
+        info = slo.get("error_information") or {}
+        code = _opt_str(info.get("error_code"))
+        status_code = error_status if error_status is not None else (_int(code) if code and code.isdigit() else None)
+        record["error"] = {
+            "type": _opt_str(info.get("error_class")) or exception_type,
+            "message": _opt_str(info.get("error_message")) or _opt_str(slo.get("error_str")),
+            "status_code": status_code,
+            "code": code,
+            "provider": _opt_str(info.get("llm_provider")) or record["provider"],
+            "normalized": _opt_str(info.get("normalized_error")),
+            "provider_request_id": _opt_str(info.get("error_provider_request_id")),
+            "retries": retries,
+        }
+    if capture_content:
+        record["request"] = {**_request_content(call_type, slo), "parameters": _parameters(slo)}
+        record["response"] = _response_content(call_type, response)
+    else:
+        record["request"] = {"parameters": _parameters(slo)}
+    return record
+
+
+# --------------------------------------------------------------------------------------------------
+# Scrubbing, capping, encoding
+
+
+def scrub(record: Record, secrets: Iterable[str] = ()) -> Record:
+    """Remove credentials from the places LiteLLM and providers put them.
+
+    Credentials reach a payload through URLs (`api_base` with a key in its query), proxy headers and
+    metadata, and error messages that echo a key. `secrets` are exact values to remove from those places
+    too. Content (messages) is left alone: shape-based redaction of content is the pipeline's `redact`.
+    """
+    secrets = tuple(s for s in secrets if isinstance(s, str) and len(s) >= 6)
+    if record.get("api_base"):
+        record["api_base"] = scrub_url(record["api_base"])
+    if record.get("metadata"):
+        record["metadata"] = scrub_value(record["metadata"], secrets)
+    error = record.get("error")
+    if error and error.get("message"):
+        error["message"] = scrub_text(error["message"], secrets)
+    return record
+
+
+class _Encoder(json.JSONEncoder):
+    """JSON encoding that never fails: an unserializable value becomes a short marker and is counted."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.unserializable = 0
+
+    def default(self, o: Any) -> Any:
+        for attr in ("model_dump", "dict"):  # pydantic objects (LiteLLM's responses) serialize as dicts
+            method = getattr(o, attr, None)
+            if callable(method):
+                try:
+                    return method()
+                except Exception:
+                    break
+        if isinstance(o, (set, frozenset, tuple)):
+            return list(o)
+        if isinstance(o, bytes):
+            return f"<{len(o)} bytes>"
+        if hasattr(o, "isoformat"):
+            try:
+                return o.isoformat()
+            except Exception:
+                pass
+        self.unserializable += 1
+        return f"<unserializable {type(o).__name__}>"
+
+
+def encode(record: Record) -> tuple[str, int]:
+    """(JSON text, number of values that could not be serialized and were replaced by a marker)."""
+    encoder = _Encoder(separators=(",", ":"), ensure_ascii=False, check_circular=True, allow_nan=False)
+    try:
+        return encoder.encode(record), encoder.unserializable
+    except ValueError:
+        # NaN/inf, or a reference cycle: encode leniently instead of losing the record.
+        encoder = _Encoder(separators=(",", ":"), ensure_ascii=False, check_circular=False, allow_nan=True)
+        return json.dumps(_acyclic(record), cls=_Encoder, separators=(",", ":"), ensure_ascii=False), 1
+
+
+def _acyclic(value: Any, _seen: frozenset[int] = frozenset(), _depth: int = 0) -> Any:
+    if _depth > 40:
+        return "<too deep>"
+    if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
+        return None
+    if isinstance(value, (Mapping, list, tuple)):
+        if id(value) in _seen:
+            return "<cycle>"
+        seen = _seen | {id(value)}
+        if isinstance(value, Mapping):
+            return {str(k): _acyclic(v, seen, _depth + 1) for k, v in value.items()}
+        return [_acyclic(v, seen, _depth + 1) for v in value]
+    return value
+
+
+def cap(record: Record, limits: Limits) -> Record:
+    """Bound the record's size; every cut is named in `record["truncated"]`."""
+    cuts: list[str] = []
+    for key in ("request", "response", "error"):
+        if record.get(key):
+            record[key] = _cap_strings(record[key], limits.max_string_chars, key, cuts)
+    tags = record.get("tags") or []
+    if len(tags) > limits.max_tags:
+        record["tags"] = tags[: limits.max_tags]
+        cuts.append("tags")
+    record["tags"] = [t[:200] for t in record["tags"]]
+    if record.get("metadata"):
+        meta_text, _ = encode(record["metadata"])
+        if len(meta_text.encode("utf-8")) > limits.max_metadata_bytes:
+            record["metadata"] = _shrink_mapping(record["metadata"], limits.max_metadata_bytes)
+            cuts.append("metadata")
+    content = {"request": record.get("request"), "response": record.get("response")}
+    text, _ = encode(content)
+    if len(text.encode("utf-8")) > limits.max_content_bytes:
+        _elide_messages(record, limits.max_content_bytes, cuts)
+    if cuts:
+        record["truncated"] = cuts
+    return record
+
+
+def _cap_strings(value: Any, limit: int, path: str, cuts: list[str]) -> Any:
+    if isinstance(value, str):
+        if len(value) > limit:
+            cuts.append(path)
+            return value[:limit] + f"…[truncated {len(value) - limit} chars]"
+        return value
+    if isinstance(value, Mapping):
+        return {k: _cap_strings(v, limit, f"{path}.{k}", cuts) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_cap_strings(v, limit, f"{path}[{i}]", cuts) for i, v in enumerate(value)]
+    return value
+
+
+def _shrink_mapping(mapping: Mapping[str, Any], budget: int) -> dict[str, Any]:
+    sized = sorted(((len(encode(v)[0]), k) for k, v in mapping.items()), reverse=True)
+    out = dict(mapping)
+    total = sum(size for size, _ in sized)
+    for size, key in sized:
+        if total <= budget:
+            break
+        out[key] = f"<{size} bytes removed>"
+        total -= size
+    return out
+
+
+def _elide_messages(record: Record, budget: int, cuts: list[str]) -> None:
+    """Keep the first and the last messages of an over-long conversation; say how many were dropped."""
+    request = record.get("request") or {}
+    messages = request.get("messages")
+    if isinstance(messages, list) and len(messages) > 2:
+
+        def elided(tail: int) -> list[Any]:
+            dropped = len(messages) - 1 - tail
+            return [messages[0], {"role": "litelens", "content": f"[{dropped} messages elided]"}, *messages[-tail:]]
+
+        kept = elided(1)
+        for tail in range(2, len(messages) - 1):
+            trial = elided(tail)
+            text, _ = encode({"request": {**request, "messages": trial}, "response": record.get("response")})
+            if len(text.encode("utf-8")) > budget:
+                break
+            kept = trial
+        record["request"] = {**request, "messages": kept}
+        cuts.append("request.messages")
+    text, _ = encode({"request": record.get("request"), "response": record.get("response")})
+    if len(text.encode("utf-8")) > budget:
+        # Still too large (a single huge message or response): keep the shape, drop the text.
+        record["request"] = {"parameters": (record.get("request") or {}).get("parameters"), "elided": True}
+        record["response"] = {"elided": True, "id": (record.get("response") or {}).get("id")}
+        cuts.append("content")

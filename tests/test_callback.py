@@ -1,0 +1,310 @@
+"""litelens.Callback against real LiteLLM calling the fake provider over loopback HTTP.
+
+Marked `litellm_compat`: these run again against the oldest supported LiteLLM release, so a change in
+LiteLLM's logging payload shows up here rather than at users.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from typing import Any
+
+import jsonschema
+import litellm
+import pytest
+
+from litelens.testing import FakeProvider, Receiver
+
+pytestmark = pytest.mark.litellm_compat
+
+KEY = "sk-test-PROVIDERKEY-0123456789abcdef"
+SCHEMA = json.load(open(__file__.rsplit("/tests/", 1)[0] + "/docs/record-schema.json"))
+MESSAGES = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "how are you today"}]
+PROMPT_WORDS = 6  # the fake provider counts whitespace-separated words of the input
+
+
+def one_record(receiver: Receiver, callback: Any, n: int = 1) -> Any:
+    assert callback.flush(timeout=10)
+    assert receiver.wait_for(n, timeout=10), f"expected {n} records, got {len(receiver.records)}"
+    records = list(receiver.records)
+    assert len(records) == n, records
+    for record in records:
+        jsonschema.validate(record, SCHEMA)
+    return records[0] if n == 1 else records
+
+
+def call(provider: FakeProvider, **kwargs: Any) -> Any:
+    kwargs.setdefault("model", "openai/gpt-4o-mini")
+    kwargs.setdefault("messages", MESSAGES)
+    return litellm.completion(api_base=provider.url, api_key=KEY, **kwargs)
+
+
+def test_completion_record_carries_what_the_provider_said(provider, receiver, make_callback):
+    callback = make_callback()
+    response = call(
+        provider,
+        extra_headers={"x-fake-tokens": "5"},
+        temperature=0.3,
+        user="end-user-7",
+        metadata={"tags": ["checkout"], "session_id": "sess-1", "user_id": "u-1", "order": {"id": 42}},
+    )
+    record = one_record(receiver, callback)
+    assert record["call_id"] == response._hidden_params.get("litellm_call_id") or record["call_id"]
+    assert record["status"] == "ok" and record["error"] is None
+    assert record["call_type"] == "chat" and record["stream"] is False and record["is_async"] is False
+    assert record["request_model"] == "gpt-4o-mini" and record["provider"] == "openai"
+    assert record["usage"]["input_tokens"] == PROMPT_WORDS
+    assert record["usage"]["output_tokens"] == 5
+    assert record["usage"]["total_tokens"] == PROMPT_WORDS + 5
+    assert record["cost_usd"] and record["cost_usd"] > 0
+    assert record["tags"] == ["checkout"]
+    assert record["session_id"] == "sess-1" and record["user_id"] == "u-1" and record["end_user"] == "end-user-7"
+    assert record["metadata"] == {"order": {"id": 42}}
+    assert record["request"]["messages"] == MESSAGES
+    assert record["request"]["parameters"]["temperature"] == 0.3
+    assert record["response"]["choices"][0]["message"]["content"] == response.choices[0].message.content
+    assert record["finish_reasons"] == ["stop"]
+    assert record["response_id"] == response.id
+    assert len(record["trace_id"]) == 32 and len(record["span_id"]) == 16
+    assert record["duration_ms"] > 0 and record["ttft_ms"] is None
+
+
+def test_async_completion_and_session_ids(provider, receiver, make_callback):
+    callback = make_callback()
+
+    async def go() -> Any:
+        return await litellm.acompletion(
+            model="openai/gpt-4o-mini",
+            messages=MESSAGES,
+            api_base=provider.url,
+            api_key=KEY,
+            litellm_session_id="chat-42",
+        )
+
+    asyncio.run(go())
+    record = one_record(receiver, callback)
+    assert record["is_async"] is True and record["litellm_call_type"] == "acompletion"
+    assert record["session_id"] == "chat-42"
+    assert record["usage"]["input_tokens"] == PROMPT_WORDS
+
+
+def test_sync_stream_records_ttft_tokens_and_throughput(provider, receiver, make_callback):
+    callback = make_callback()
+    started = time.perf_counter()
+    chunks = list(
+        call(
+            provider,
+            stream=True,
+            stream_options={"include_usage": True},
+            extra_headers={"x-fake-tokens": "12", "x-fake-ttft-ms": "150", "x-fake-interval-ms": "5", "x-fake-reasoning": "3"},
+        )
+    )
+    elapsed_ms = (time.perf_counter() - started) * 1000
+    record = one_record(receiver, callback)
+    assert len(chunks) >= 12
+    assert record["stream"] is True and record["status"] == "ok"
+    assert record["usage"]["output_tokens"] == 15 and record["usage"]["reasoning_tokens"] == 3
+    assert 150 <= record["ttft_ms"] <= elapsed_ms
+    assert record["ttft_ms"] < record["duration_ms"]
+    assert record["output_tokens_per_s"] and record["output_tokens_per_s"] > 0
+    assert record["response"]["choices"][0]["message"]["content"].split() == [
+        w for c in chunks for w in (c.choices[0].delta.content or "").split() if c.choices
+    ]
+
+
+def test_async_stream(provider, receiver, make_callback):
+    callback = make_callback()
+
+    async def go() -> int:
+        stream = await litellm.acompletion(
+            model="openai/gpt-4o-mini",
+            messages=MESSAGES,
+            api_base=provider.url,
+            api_key=KEY,
+            stream=True,
+            stream_options={"include_usage": True},
+            extra_headers={"x-fake-tokens": "7", "x-fake-ttft-ms": "80"},
+        )
+        n = 0
+        async for _ in stream:
+            n += 1
+        await asyncio.sleep(0.05)  # LiteLLM logs async stream success as a task on this loop
+        return n
+
+    asyncio.run(go())
+    record = one_record(receiver, callback)
+    assert record["stream"] is True and record["is_async"] is True
+    assert record["usage"]["output_tokens"] == 7
+    assert record["ttft_ms"] >= 80
+
+
+def test_embeddings_sync_and_async(provider, receiver, make_callback):
+    callback = make_callback()
+    litellm.embedding(model="openai/text-embedding-3-small", input=["one two three"], api_base=provider.url, api_key=KEY)
+
+    async def go() -> None:
+        await litellm.aembedding(model="openai/text-embedding-3-small", input=["four five"], api_base=provider.url, api_key=KEY)
+
+    asyncio.run(go())
+    records = sorted(one_record(receiver, callback, 2), key=lambda r: r["is_async"])
+    assert [r["call_type"] for r in records] == ["embedding", "embedding"]
+    assert [r["usage"]["input_tokens"] for r in records] == [3, 2]
+    assert records[0]["response"]["embeddings"] == 1
+    assert "embedding" not in json.dumps(records[0]["response"]).replace('"embeddings"', "")  # no vectors shipped
+
+
+def test_text_completion_image_and_responses(provider, receiver, make_callback):
+    callback = make_callback()
+    litellm.text_completion(model="openai/gpt-3.5-turbo-instruct", prompt="say three words", api_base=provider.url, api_key=KEY)
+    litellm.image_generation(model="openai/dall-e-3", prompt="a red square", api_base=provider.url, api_key=KEY)
+    litellm.responses(model="openai/gpt-4o-mini", input="what is two plus two", api_base=provider.url, api_key=KEY)
+    records = {r["call_type"]: r for r in one_record(receiver, callback, 3)}
+    assert set(records) == {"text_completion", "image_generation", "responses"}
+    assert records["text_completion"]["usage"]["input_tokens"] == 3
+    assert records["responses"]["usage"]["input_tokens"] == 5
+    assert all(r["status"] == "ok" for r in records.values())
+    # Image bytes are summarized, never shipped.
+    assert "base64 chars" in json.dumps(records["image_generation"]["response"]) or records["image_generation"]["response"]
+
+
+@pytest.mark.parametrize(
+    ("directive", "error_type", "status"),
+    [("429", "RateLimitError", 429), ("500", "InternalServerError", 500), ("503", "ServiceUnavailableError", 503), ("401", "AuthenticationError", 401)],
+)
+def test_failures_carry_class_status_and_provider(provider, receiver, make_callback, directive, error_type, status):
+    callback = make_callback()
+    with pytest.raises(Exception) as raised:
+        call(provider, extra_headers={"x-fake-error": directive, "x-fake-retry-after": "0"}, num_retries=0, max_retries=0)
+    record = one_record(receiver, callback)
+    assert record["status"] == "error"
+    assert record["error"]["type"] == error_type == type(raised.value).__name__
+    assert record["error"]["status_code"] == status
+    assert record["error"]["provider"] == "openai"
+    assert record["error"]["message"]
+    assert record["usage"]["output_tokens"] == 0
+
+
+def test_timeout_is_recorded(provider, receiver, make_callback):
+    callback = make_callback()
+    with pytest.raises(litellm.Timeout):
+        call(provider, extra_headers={"x-fake-hang-ms": "2000"}, timeout=0.3, num_retries=0, max_retries=0)
+    record = one_record(receiver, callback)
+    assert record["status"] == "error" and record["error"]["type"] == "Timeout"
+
+
+def test_async_failure_is_recorded(provider, receiver, make_callback):
+    callback = make_callback()
+
+    async def go() -> None:
+        with pytest.raises(litellm.RateLimitError):
+            await litellm.acompletion(
+                model="openai/gpt-4o-mini",
+                messages=MESSAGES,
+                api_base=provider.url,
+                api_key=KEY,
+                extra_headers={"x-fake-error": "429"},
+                num_retries=0,
+                max_retries=0,
+            )
+
+    asyncio.run(go())
+    record = one_record(receiver, callback)
+    assert record["error"]["type"] == "RateLimitError" and record["is_async"] is True
+
+
+def test_the_same_call_reported_twice_is_recorded_once(provider, receiver, make_callback):
+    callback = make_callback()
+    seen: list[dict[str, Any]] = []
+
+    class Spy(litellm.integrations.custom_logger.CustomLogger):  # type: ignore[misc]
+        def log_success_event(self, kwargs, response_obj, start_time, end_time):
+            seen.append(kwargs)
+
+    spy = Spy()
+    litellm.callbacks.append(spy)
+    try:
+        call(provider)
+        deadline = time.time() + 5
+        while not seen and time.time() < deadline:
+            time.sleep(0.01)
+        callback.log_success_event(seen[0], None, None, None)  # LiteLLM has fired success twice on some paths
+    finally:
+        litellm.callbacks.remove(spy)
+    one_record(receiver, callback)
+    assert callback.stats()["duplicates"] == 1
+
+
+def test_unserializable_metadata_costs_one_field(provider, receiver, make_callback):
+    callback = make_callback()
+
+    class Opaque:
+        __slots__ = ()
+
+    call(provider, metadata={"fine": "yes", "odd": Opaque()})
+    record = one_record(receiver, callback)
+    assert record["metadata"]["fine"] == "yes"
+    assert record["metadata"]["odd"].startswith("<unserializable")
+    assert callback.stats()["unserializable_values"] == 1
+
+
+def test_a_failing_processor_costs_only_its_records(provider, receiver, make_callback, caplog):
+    seen = {"n": 0}
+
+    def flaky(record: dict[str, Any]) -> dict[str, Any]:
+        seen["n"] += 1
+        if seen["n"] % 3 == 0:
+            raise RuntimeError("processor bug")
+        record["metadata"]["processed"] = True
+        return record
+
+    callback = make_callback(processors=[flaky])
+    with caplog.at_level(logging.WARNING, logger="litelens"):
+        for _ in range(9):
+            call(provider)
+    assert callback.flush(timeout=10)
+    assert receiver.wait_for(6, timeout=10)
+    time.sleep(0.2)
+    assert len(receiver.records) == 6
+    assert all(r["metadata"]["processed"] for r in receiver.records)
+    assert callback.stats()["processor_errors"] == 3
+    assert sum("processor" in m for m in caplog.messages) == 1  # logged once, then counted
+
+
+def test_content_capture_off_keeps_numbers_not_words(provider, receiver, make_callback):
+    callback = make_callback(capture_content=False)
+    call(provider, extra_headers={"x-fake-tokens": "4"})
+    record = one_record(receiver, callback)
+    assert record["usage"]["output_tokens"] == 4
+    assert "messages" not in (record["request"] or {}) and record["response"] is None
+    assert "how are you today" not in json.dumps(record)
+
+
+def test_long_content_is_capped_and_marked(provider, receiver, make_callback):
+    from litelens.config import Limits
+
+    callback = make_callback(limits=Limits(max_string_chars=100, max_content_bytes=4_000))
+    long_history = [{"role": "user", "content": f"message {i} " + "word " * 200} for i in range(30)]
+    call(provider, messages=long_history)
+    record = one_record(receiver, callback)
+    assert record["truncated"]
+    assert all(len(m["content"]) < 200 for m in record["request"]["messages"])
+    assert record["usage"]["input_tokens"] == sum(len(m["content"].split()) for m in long_history)
+
+
+def test_no_secret_reaches_the_receiver(provider, receiver, make_callback):
+    litelens_key = "ll_live_litelenskey_abcdefghijklmnop"
+    receiver.api_key = litelens_key
+    callback = make_callback(api_key=litelens_key)
+    call(provider, metadata={"headers": {"Authorization": f"Bearer {KEY}"}, "x-api-key": KEY, "note": f"key={KEY}"})
+    with pytest.raises(Exception):
+        call(provider, extra_headers={"x-fake-error": "401"}, num_retries=0, max_retries=0)
+    one_record(receiver, callback, 2)
+    everything = "\n".join(body for _, body in receiver.bodies)
+    assert KEY not in everything
+    assert litelens_key not in everything
+    assert "PROVIDERKEY" not in everything
+    assert "input_cost_per_token" not in everything  # LiteLLM's pricing table stays home
+    assert "model_map_information" not in everything

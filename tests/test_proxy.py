@@ -1,0 +1,147 @@
+"""One line in a LiteLLM proxy's config.yaml loads litelens: tested against a real `litellm --config`."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from litelens.testing import FakeProvider, Receiver
+
+pytestmark = pytest.mark.service
+
+MASTER_KEY = "sk-master-proxy-test-7c1d9e0f2b3a4c5d"
+PROVIDER_KEY = "sk-provider-behind-proxy-0123456789"
+
+CONFIG = """\
+model_list:
+  - model_name: chat-small
+    litellm_params:
+      model: openai/gpt-4o-mini
+      api_base: {base}
+      api_key: {key}
+  - model_name: embedder
+    litellm_params:
+      model: openai/text-embedding-3-small
+      api_base: {base}
+      api_key: {key}
+litellm_settings:
+  callbacks: ["litelens.handler"]
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def proxy_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, Receiver, FakeProvider]]:
+    binary = os.environ.get("LITELENS_TEST_PROXY_BIN")
+    if not binary:
+        pytest.skip("set LITELENS_TEST_PROXY_BIN to a `litellm` proxy binary with litelens installed")
+    tmp = tmp_path_factory.mktemp("proxy")
+    with FakeProvider() as provider, Receiver() as receiver:
+        config = tmp / "config.yaml"
+        config.write_text(CONFIG.format(base=provider.url, key=PROVIDER_KEY))
+        port = free_port()
+        env = {
+            **os.environ,
+            "LITELLM_MASTER_KEY": MASTER_KEY,
+            "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+            "LITELENS_ENDPOINT": receiver.url,
+            "LITELENS_SPOOL_DIR": str(tmp / "spool"),
+            "LITELENS_SERVICE": "proxy-under-test",
+        }
+        log = open(tmp / "proxy.log", "w")
+        process = subprocess.Popen(
+            [binary, "--config", str(config), "--host", "127.0.0.1", "--port", str(port)],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=tmp,
+        )
+        try:
+            deadline = time.time() + 90
+            while time.time() < deadline:
+                if process.poll() is not None:
+                    raise AssertionError("proxy exited:\n" + (tmp / "proxy.log").read_text()[-3000:])
+                try:
+                    status, _ = request(port, "GET", "/health/liveliness")
+                    if status == 200:
+                        break
+                except OSError:
+                    pass
+                time.sleep(0.3)
+            else:
+                raise AssertionError("proxy did not start:\n" + (tmp / "proxy.log").read_text()[-3000:])
+            yield port, receiver, provider
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+            log.close()
+
+
+def request(port: int, method: str, path: str, body: Any = None, stream: bool = False) -> tuple[int, bytes]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    headers = {"Authorization": f"Bearer {MASTER_KEY}", "Content-Type": "application/json"}
+    conn.request(method, path, body=json.dumps(body) if body is not None else None, headers=headers)
+    response = conn.getresponse()
+    data = response.read()
+    conn.close()
+    return response.status, data
+
+
+def test_proxy_records_chat_stream_and_embeddings(proxy_stack: tuple[int, Receiver, FakeProvider]) -> None:
+    port, receiver, _ = proxy_stack
+    messages = [{"role": "user", "content": "hello from behind the proxy"}]
+    status, body = request(
+        port,
+        "POST",
+        "/v1/chat/completions",
+        {"model": "chat-small", "messages": messages, "metadata": {"tags": ["via-proxy"], "ticket": "T-1"}, "user": "customer-9"},
+    )
+    assert status == 200, body
+    call_id_plain = json.loads(body)["id"]
+    status, body = request(
+        port,
+        "POST",
+        "/v1/chat/completions",
+        {"model": "chat-small", "messages": messages, "stream": True, "stream_options": {"include_usage": True}},
+    )
+    assert status == 200 and b"[DONE]" in body
+    status, body = request(port, "POST", "/v1/embeddings", {"model": "embedder", "input": ["embed these four words"]})
+    assert status == 200, body
+
+    assert receiver.wait_for(3, timeout=30), f"got {len(receiver.records)} records"
+    records = {(r["call_type"], r["stream"]): r for r in receiver.records}
+    assert set(records) == {("chat", False), ("chat", True), ("embedding", False)}
+    chat = records[("chat", False)]
+    assert chat["response_id"] == call_id_plain
+    assert chat["usage"]["input_tokens"] == 5 and chat["usage"]["output_tokens"] > 0
+    assert chat["model_group"] == "chat-small"
+    assert chat["deployment_id"]
+    assert chat["tags"] == ["via-proxy"]
+    assert chat["metadata"].get("ticket") == "T-1"
+    assert chat["end_user"] == "customer-9"
+    assert chat["service"] == "proxy-under-test"
+    assert chat["proxy"] and chat["proxy"].get("key_hash")
+    assert records[("chat", True)]["ttft_ms"] is not None
+    assert records[("embedding", False)]["usage"]["input_tokens"] == 4
+
+    everything = "\n".join(body for _, body in receiver.bodies)
+    assert MASTER_KEY not in everything
+    assert PROVIDER_KEY not in everything
+    assert "input_cost_per_token" not in everything
