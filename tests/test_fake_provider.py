@@ -174,6 +174,38 @@ def test_ttft_delays_first_chunk(provider: FakeProvider) -> None:
     assert delayed >= baseline + 0.2
 
 
+def test_async_stream_and_concurrent_calls(provider: FakeProvider) -> None:
+    async def stream_text() -> str:
+        stream = await litellm.acompletion(
+            model=MODEL,
+            api_base=provider.url,
+            api_key="sk-fake",
+            stream=True,
+            messages=[{"role": "user", "content": "hi"}],
+        )
+        return "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
+
+    async def burst() -> list[Any]:
+        calls = [
+            litellm.acompletion(
+                model=MODEL,
+                api_base=provider.url,
+                api_key="sk-fake",
+                messages=[{"role": "user", "content": f"n {i}"}],
+            )
+            for i in range(40)
+        ]
+        return await asyncio.gather(*calls)
+
+    assert asyncio.run(stream_text()) == " ".join(
+        ["lorem", "ipsum", "dolor", "sit", "amet", "consectetur", "adipiscing", "elit"]
+    )
+    provider.reset()
+    responses = asyncio.run(burst())
+    assert all(r.usage.prompt_tokens == 2 for r in responses)
+    assert len(provider.requests) == 40
+
+
 def test_tool_call_is_parsed(provider: FakeProvider) -> None:
     tools = [
         {
@@ -309,6 +341,21 @@ def test_429_with_retry_after_is_rate_limit_error(provider: FakeProvider) -> Non
         call(provider, extra_headers={"x-fake-error": "429", "x-fake-retry-after": "7"})
     assert caught.value.status_code == 429
     assert len(provider.requests) == 1  # no hidden retries
+
+
+def test_error_body_and_retry_after_header(provider: FakeProvider) -> None:
+    conn = http.client.HTTPConnection("127.0.0.1", provider.port, timeout=5)
+    body = json.dumps(
+        {"model": "m", "messages": [{"role": "user", "content": "x [[fake error=429 retry_after=7]]"}]}
+    )
+    conn.request("POST", "/v1/chat/completions", body, {"Content-Type": "application/json"})
+    response = conn.getresponse()
+    payload = json.loads(response.read())
+    conn.close()
+    assert response.status == 429
+    assert response.getheader("Retry-After") == "7"
+    assert payload["error"]["type"] == "requests"
+    assert payload["error"]["code"] == "rate_limit_exceeded"
 
 
 def test_500_is_internal_server_error(provider: FakeProvider) -> None:
