@@ -168,10 +168,11 @@ def test_ttft_delays_first_chunk(provider: FakeProvider) -> None:
         list(stream)
         return elapsed
 
-    baseline = first_chunk_seconds(0)
+    # Best of three: one noisy-neighbour stall must not inflate the baseline on a shared machine.
+    baseline = min(first_chunk_seconds(0) for _ in range(3))
     delayed = first_chunk_seconds(300)
     assert delayed >= 0.3
-    assert delayed >= baseline + 0.2
+    assert delayed - baseline >= 0.15
 
 
 def test_async_stream_and_concurrent_calls(provider: FakeProvider) -> None:

@@ -28,6 +28,14 @@ Deterministic usage -- tests assert exact numbers, so the rule is simple and pub
   A tool-call answer has the same usage as a text answer would have.
 * Embeddings report ``prompt_tokens == total_tokens`` = the input word count.
 
+Streams are SSE over chunked transfer encoding, so the connection is reused afterwards and a
+``drop_after`` cut is visible to the client as an incomplete body. The final usage chunk
+(``choices: []``) is sent even when the request has no ``stream_options``: LiteLLM 1.110 only asks for
+``include_usage`` itself when the api_base is OpenAI's, yet its logging callbacks use a usage chunk
+whenever one arrives -- so exact stream usage through this provider needs nothing from the caller.
+A caller that wants ``usage`` on the chunks *it* sees still passes
+``stream_options={"include_usage": True}``.
+
 Directives change one request's behaviour. They are read from, in increasing priority: the
 constructor's keyword defaults; a ``[[fake key=value key=value]]`` block anywhere in the last user
 message / prompt / input (it survives a LiteLLM proxy that does not forward headers); request headers
@@ -49,7 +57,7 @@ message / prompt / input (it survives a LiteLLM proxy that does not forward head
 ``error_times`` fail only the first K requests sharing the same ``key`` directive (``error``
                 defaults to 500), then succeed -- for retry tests
 ``key``         groups requests for ``error_times``
-``drop_after``  stream: send K chunks, then reset the connection without finishing the body
+``drop_after``  stream: send K events (content chunks first), then reset the connection mid-body
 ``hang_ms``     sleep before sending anything at all -- to trip the client's timeout
 ``dims``        embedding size (default 8; the request's ``dimensions`` wins)
 ==============  ===========================================================================
@@ -1043,7 +1051,9 @@ class FakeProvider:
 
 def run_cli(argv: list[str] | None = None) -> int:
     """``litelens fake-provider``: serve until SIGINT/SIGTERM, printing the URL once listening."""
-    parser = argparse.ArgumentParser(prog="litelens fake-provider", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="litelens fake-provider", description=(__doc__ or "").split("\n\n")[0]
+    )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port (the default)")
     parser.add_argument(
