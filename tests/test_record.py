@@ -1,0 +1,83 @@
+"""The record's own rules: ids, credential scrubbing, size caps and encoding that never fails."""
+
+from __future__ import annotations
+
+import json
+import math
+
+from litelens import record as rec
+from litelens.config import Limits
+
+
+def test_trace_ids_keep_uuid_digits_and_hash_names():
+    assert rec.trace_id_of("5c40cb55-c032-42c6-a5db-05e457fc555e") == "5c40cb55c03242c6a5db05e457fc555e"
+    named = rec.trace_id_of("chat-42")
+    assert named is not None and len(named) == 32 and named == rec.trace_id_of("chat-42")
+    assert named != rec.trace_id_of("chat-43")
+    assert rec.trace_id_of(None) is None and rec.trace_id_of("") is None
+
+
+def test_span_id_is_stable_per_call_id():
+    call_id = "3ab74f1b-8651-4d17-8e3f-c7cacf16d4de"
+    assert rec.span_id_of(call_id) == "8e3fc7cacf16d4de"
+    assert len(rec.span_id_of("not-a-uuid")) == 16
+
+
+def test_urls_lose_user_info_and_keys():
+    assert rec.scrub_url("https://user:pw@api.example.com/v1?api-key=abc&x=1") == "https://api.example.com/v1?api-key=%5BREDACTED%5D&x=1"
+    assert rec.scrub_url("https://x.openai.azure.com/openai?key=secret123") == "https://x.openai.azure.com/openai?key=%5BREDACTED%5D"
+    assert rec.scrub_url("http://127.0.0.1:4000/v1") == "http://127.0.0.1:4000/v1"
+
+
+def test_secret_shaped_text_is_redacted():
+    text = "Incorrect API key provided: sk-proj-abcdefghijklmnop1234. Header: Bearer eyJhbGciOi.abc.def"
+    out = rec.scrub_text(text)
+    assert "sk-proj" not in out and "eyJhbGciOi" not in out
+    assert "Bearer [REDACTED]" in out
+    assert rec.scrub_text("nothing to see here") == "nothing to see here"
+    assert rec.scrub_text("the value is hunter2hunter2", secrets=["hunter2hunter2"]) == "the value is [REDACTED]"
+
+
+def test_secret_keys_are_removed_from_metadata_but_token_counts_are_not():
+    value = {
+        "headers": {"Authorization": "Bearer abc", "x-api-key": "k", "content-type": "json"},
+        "prompt_tokens": 5,
+        "password": "p",
+        "nested": [{"client_secret": "s"}],
+    }
+    out = rec.scrub_value(value)
+    assert out["headers"] == {"Authorization": "[REDACTED]", "x-api-key": "[REDACTED]", "content-type": "json"}
+    assert out["prompt_tokens"] == 5
+    assert out["password"] == "[REDACTED]" and out["nested"][0]["client_secret"] == "[REDACTED]"
+
+
+def test_encode_survives_what_json_cannot_take():
+    class Odd:
+        pass
+
+    cyclic: list = []
+    cyclic.append(cyclic)
+    text, bad = rec.encode({"a": Odd(), "b": {1, 2}, "c": b"xyz", "d": 1.5})
+    data = json.loads(text)
+    assert data["a"] == "<unserializable Odd>" and bad == 1
+    assert sorted(data["b"]) == [1, 2] and data["c"] == "<3 bytes>"
+    text, bad = rec.encode({"loop": cyclic, "nan": math.nan, "ok": 1})
+    data = json.loads(text)
+    assert data["ok"] == 1 and data["nan"] is None and bad == 1
+
+
+def test_cap_marks_what_it_cut():
+    record = {
+        "tags": [f"t{i}" for i in range(100)],
+        "metadata": {"big": "x" * 50_000, "small": 1},
+        "request": {"messages": [{"role": "user", "content": "y" * 1000} for _ in range(50)]},
+        "response": {"choices": [{"message": {"content": "z" * 10}}]},
+    }
+    out = rec.cap(record, Limits(max_string_chars=500, max_content_bytes=5_000, max_metadata_bytes=1_000, max_tags=10))
+    assert len(out["tags"]) == 10
+    assert out["metadata"]["small"] == 1 and out["metadata"]["big"].startswith("<")
+    messages = out["request"]["messages"]
+    assert messages[1]["role"] == "litelens" and "elided" in messages[1]["content"]
+    assert len(json.dumps({"request": out["request"], "response": out["response"]})) <= 5_000
+    assert {"tags", "metadata", "request.messages"} <= set(out["truncated"])
+    assert any(path.startswith("request.messages[") for path in out["truncated"])
