@@ -1,0 +1,1087 @@
+"""Call records <-> OpenTelemetry GenAI span attributes, in both directions.
+
+The OTel layer turns a record into span attributes with `record_to_attributes`; the server turns any
+span that describes an LLM call back into a record with `span_to_record`. Both live here so the two
+roads agree on every name, and so a call seen by the core callback and by an OTel exporter ends up as one
+record (same `call_id`).
+
+Written against the GenAI semantic conventions as the `opentelemetry-semantic-conventions` package
+names them (0.66b: `gen_ai.provider.name`, `gen_ai.usage.cache_read.input_tokens`, message JSON in
+`gen_ai.input.messages` ...). On the way in it also understands what the peers actually emit: older
+GenAI names (`gen_ai.system`, `gen_ai.usage.prompt_tokens`, indexed `gen_ai.prompt.N.*`), LiteLLM's own
+"otel" callback (v1 `litellm_request` spans and v2), OpenLIT, OpenInference and OpenLLMetry.
+
+Standard library only: this module is part of the zero-dependency core, so the names are plain string
+constants rather than imports from the semantic-conventions package.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from litelens.record import _CALL_TYPES, _PROXY_FIELDS, SCHEMA, STATUSES, Record, user_metadata_of
+
+AttributeValue = str | bool | int | float | Sequence[str] | Sequence[bool] | Sequence[int] | Sequence[float]
+
+# --------------------------------------------------------------------------------------------------
+# Attribute names: current GenAI conventions
+GEN_AI_OPERATION_NAME = "gen_ai.operation.name"
+GEN_AI_PROVIDER_NAME = "gen_ai.provider.name"
+GEN_AI_REQUEST_MODEL = "gen_ai.request.model"
+GEN_AI_REQUEST_TEMPERATURE = "gen_ai.request.temperature"
+GEN_AI_REQUEST_MAX_TOKENS = "gen_ai.request.max_tokens"
+GEN_AI_REQUEST_TOP_P = "gen_ai.request.top_p"
+GEN_AI_REQUEST_TOP_K = "gen_ai.request.top_k"
+GEN_AI_REQUEST_FREQUENCY_PENALTY = "gen_ai.request.frequency_penalty"
+GEN_AI_REQUEST_PRESENCE_PENALTY = "gen_ai.request.presence_penalty"
+GEN_AI_REQUEST_SEED = "gen_ai.request.seed"
+GEN_AI_REQUEST_STOP_SEQUENCES = "gen_ai.request.stop_sequences"
+GEN_AI_REQUEST_CHOICE_COUNT = "gen_ai.request.choice.count"
+GEN_AI_REQUEST_ENCODING_FORMATS = "gen_ai.request.encoding_formats"
+GEN_AI_REQUEST_STREAM = "gen_ai.request.stream"
+GEN_AI_RESPONSE_ID = "gen_ai.response.id"
+GEN_AI_RESPONSE_MODEL = "gen_ai.response.model"
+GEN_AI_RESPONSE_FINISH_REASONS = "gen_ai.response.finish_reasons"
+GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK = "gen_ai.response.time_to_first_chunk"
+GEN_AI_USAGE_INPUT_TOKENS = "gen_ai.usage.input_tokens"
+GEN_AI_USAGE_OUTPUT_TOKENS = "gen_ai.usage.output_tokens"
+GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS = "gen_ai.usage.cache_read.input_tokens"
+GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS = "gen_ai.usage.cache_creation.input_tokens"
+GEN_AI_USAGE_REASONING_OUTPUT_TOKENS = "gen_ai.usage.reasoning.output_tokens"
+GEN_AI_CONVERSATION_ID = "gen_ai.conversation.id"
+GEN_AI_INPUT_MESSAGES = "gen_ai.input.messages"
+GEN_AI_OUTPUT_MESSAGES = "gen_ai.output.messages"
+GEN_AI_SYSTEM_INSTRUCTIONS = "gen_ai.system_instructions"
+GEN_AI_TOOL_DEFINITIONS = "gen_ai.tool.definitions"
+SERVER_ADDRESS = "server.address"
+SERVER_PORT = "server.port"
+ERROR_TYPE = "error.type"
+ERROR_MESSAGE = "error.message"
+HTTP_RESPONSE_STATUS_CODE = "http.response.status_code"
+SERVICE_NAME = "service.name"
+DEPLOYMENT_ENVIRONMENT_NAME = "deployment.environment.name"
+
+# Older or peer-specific names, read but never written
+GEN_AI_SYSTEM = "gen_ai.system"
+GEN_AI_USAGE_PROMPT_TOKENS = "gen_ai.usage.prompt_tokens"
+GEN_AI_USAGE_COMPLETION_TOKENS = "gen_ai.usage.completion_tokens"
+GEN_AI_USAGE_TOTAL_TOKENS = "gen_ai.usage.total_tokens"  # LiteLLM v1/v2
+GEN_AI_USAGE_COST = "gen_ai.usage.cost"  # OpenLIT
+GEN_AI_COST_TOTAL_COST = "gen_ai.cost.total_cost"  # LiteLLM v1
+GEN_AI_SERVER_TTFT = "gen_ai.server.time_to_first_token"  # OpenLIT, seconds
+GEN_AI_REQUEST_USER = "gen_ai.request.user"  # OpenLIT
+GEN_AI_PROMPT_PREFIX = "gen_ai.prompt."
+GEN_AI_COMPLETION_PREFIX = "gen_ai.completion."
+GEN_AI_PROMPT = "gen_ai.prompt"
+GEN_AI_COMPLETION = "gen_ai.completion"
+DEPLOYMENT_ENVIRONMENT = "deployment.environment"
+LLM_REQUEST_TYPE = "llm.request.type"  # OpenLLMetry, LiteLLM v1
+LLM_IS_STREAMING = "llm.is_streaming"
+LLM_USAGE_TOTAL_TOKENS = "llm.usage.total_tokens"
+LLM_REQUEST_FUNCTIONS_PREFIX = "llm.request.functions."
+LLM_OPENAI_ID = "llm.openai.id"
+OI_SPAN_KIND = "openinference.span.kind"  # OpenInference from here on
+OI_MODEL_NAME = "llm.model_name"
+OI_EMBEDDING_MODEL_NAME = "embedding.model_name"
+OI_PROVIDER = "llm.provider"
+OI_SYSTEM = "llm.system"
+OI_TOKENS_PROMPT = "llm.token_count.prompt"
+OI_TOKENS_COMPLETION = "llm.token_count.completion"
+OI_TOKENS_TOTAL = "llm.token_count.total"
+OI_TOKENS_CACHE_READ = "llm.token_count.prompt_details.cache_read"
+OI_TOKENS_CACHE_WRITE = "llm.token_count.prompt_details.cache_write"
+OI_TOKENS_REASONING = "llm.token_count.completion_details.reasoning"
+OI_INVOCATION_PARAMETERS = "llm.invocation_parameters"
+OI_EMBEDDING_INVOCATION_PARAMETERS = "embedding.invocation_parameters"
+OI_INPUT_MESSAGES_PREFIX = "llm.input_messages."
+OI_OUTPUT_MESSAGES_PREFIX = "llm.output_messages."
+OI_TOOLS_PREFIX = "llm.tools."
+OI_FINISH_REASON = "llm.finish_reason"
+OI_COST_TOTAL = "llm.cost.total"
+OI_INPUT_VALUE = "input.value"
+OI_OUTPUT_VALUE = "output.value"
+OI_SESSION_ID = "session.id"
+OI_USER_ID = "user.id"
+OI_TAGS = "tag.tags"
+
+# LiteLLM's own names (its otel callbacks use the first few; we write all of them)
+LITELLM_CALL_ID = "litellm.call_id"
+LITELLM_CALL_TYPE = "litellm.call_type"
+LITELLM_TRACE_ID = "litellm.trace_id"
+LITELLM_PROVIDER = "litellm.provider"
+LITELLM_API_BASE = "litellm.api_base"
+LITELLM_COST_TOTAL = "litellm.cost.total"
+LITELLM_COST_USD = "litellm.cost_usd"
+LITELLM_CACHE_HIT = "litellm.cache_hit"
+LITELLM_MODEL_GROUP = "litellm.model_group"
+LITELLM_DEPLOYMENT_ID = "litellm.deployment_id"
+LITELLM_SESSION_ID = "litellm.session_id"
+LITELLM_END_USER = "litellm.end_user"
+LITELLM_TAGS = "litellm.tags"
+LITELLM_REQUEST_STREAMING = "litellm.request.streaming"
+LITELLM_ERROR_CODE = "litellm.error.code"
+LITELLM_ERROR_PROVIDER = "litellm.error.provider"
+LITELLM_ERROR_NORMALIZED = "litellm.error.normalized"
+LITELLM_ERROR_PROVIDER_REQUEST_ID = "litellm.error.provider_request_id"
+LITELLM_ERROR_RETRIES = "litellm.error.retries"
+LITELLM_PROXY_PREFIX = "litellm.proxy."
+LITELLM_V2_ERROR_CODE = "litellm.provider.error.code"
+LITELLM_V2_ERROR_PROVIDER = "litellm.provider.error.llm_provider"
+LITELLM_V1_ERROR_CODE = "error.code"
+LITELLM_V1_ERROR_PROVIDER = "error.llm_provider"
+LITELLM_V1_METADATA_PREFIX = "metadata."
+
+# litelens's own: what a record holds and no convention names
+LITELENS_STATUS = "litelens.status"
+LITELENS_STREAM = "litelens.stream"
+LITELENS_IS_ASYNC = "litelens.is_async"
+LITELENS_TTFT_MS = "litelens.ttft_ms"
+LITELENS_CHUNK_COUNT = "litelens.chunk_count"
+LITELENS_OUTPUT_TOKENS_PER_S = "litelens.output_tokens_per_s"
+LITELENS_TOTAL_TOKENS = "litelens.usage.total_tokens"
+LITELENS_METADATA = "litelens.metadata"
+LITELENS_USER_ID = "litelens.user_id"
+LITELENS_PARAMETERS = "litelens.request.parameters"
+LITELENS_REQUEST_INPUT = "litelens.request.input"
+LITELENS_RESPONSE = "litelens.response"
+LITELENS_TRUNCATED = "litelens.truncated"
+
+# gen_ai.request.* attributes <-> OpenAI-style parameter names (the record keeps the latter)
+_PARAMETER_ATTRIBUTES = {
+    "temperature": GEN_AI_REQUEST_TEMPERATURE,
+    "max_tokens": GEN_AI_REQUEST_MAX_TOKENS,
+    "top_p": GEN_AI_REQUEST_TOP_P,
+    "top_k": GEN_AI_REQUEST_TOP_K,
+    "frequency_penalty": GEN_AI_REQUEST_FREQUENCY_PENALTY,
+    "presence_penalty": GEN_AI_REQUEST_PRESENCE_PENALTY,
+    "seed": GEN_AI_REQUEST_SEED,
+    "stop": GEN_AI_REQUEST_STOP_SEQUENCES,
+    "n": GEN_AI_REQUEST_CHOICE_COUNT,
+    "encoding_format": GEN_AI_REQUEST_ENCODING_FORMATS,
+}
+
+# record call_type <-> gen_ai.operation.name, where the conventions have a name for it
+_OPERATION_OF = {"chat": "chat", "text_completion": "text_completion", "embedding": "embeddings"}
+_CALL_TYPE_OF_OPERATION = {
+    "chat": "chat",
+    "generate_content": "chat",
+    "text_completion": "text_completion",
+    "embeddings": "embedding",
+    "embedding": "embedding",
+    "completion": "chat",  # LiteLLM v1 and OpenLLMetry say "completion" for chat completions
+}
+# Operations that are GenAI but not a model call: the server keeps those as plain spans.
+_NOT_MODEL_CALLS = frozenset({"execute_tool", "invoke_agent", "create_agent", "invoke_workflow", "retrieval"})
+
+# LiteLLM provider <-> gen_ai.provider.name well-known value, where they differ
+_PROVIDER_NAME_OF = {
+    "azure": "azure.ai.openai",
+    "azure_ai": "azure.ai.inference",
+    "vertex_ai": "gcp.vertex_ai",
+    "gemini": "gcp.gemini",
+    "bedrock": "aws.bedrock",
+    "mistral": "mistral_ai",
+    "watsonx": "ibm.watsonx.ai",
+    "xai": "x_ai",
+}
+_PROVIDER_OF_NAME = {v: k for k, v in _PROVIDER_NAME_OF.items()} | {"az.ai.openai": "azure", "xai": "xai"}
+
+_CANCELLED_ERRORS = ("CancelledError", "GeneratorExit", "KeyboardInterrupt")
+
+
+@dataclass
+class NeutralSpan:
+    """One span, independent of how it arrived (OTLP protobuf, OTLP JSON, an in-process SDK span).
+
+    Attribute values are plain Python values (arrays are lists, kvlists dicts). Ids are lowercase hex;
+    `parent_span_id` is None for a root span.
+    """
+
+    trace_id: str
+    span_id: str
+    name: str
+    parent_span_id: str | None = None
+    kind: str = "INTERNAL"
+    start_ns: int = 0
+    end_ns: int = 0
+    status_code: str = "UNSET"
+    status_message: str = ""
+    attributes: dict[str, Any] = field(default_factory=dict)
+    events: list[dict[str, Any]] = field(default_factory=list)
+    resource: dict[str, Any] = field(default_factory=dict)
+    scope_name: str = ""
+    scope_version: str = ""
+
+
+# --------------------------------------------------------------------------------------------------
+# record -> attributes
+
+
+def span_name(record: Record) -> str:
+    """The span name the conventions ask for: `"{operation} {model}"` (just the operation without a model)."""
+    operation = operation_name(str(record.get("call_type") or "chat"))
+    model = record.get("request_model")
+    return f"{operation} {model}" if model else operation
+
+
+def operation_name(call_type: str) -> str:
+    """`gen_ai.operation.name` for a record call type (its own name where the conventions have none)."""
+    return _OPERATION_OF.get(call_type, call_type)
+
+
+def provider_name(provider: str) -> str:
+    """`gen_ai.provider.name` for a LiteLLM provider: the conventions' well-known value where one exists."""
+    return _PROVIDER_NAME_OF.get(provider, provider)
+
+
+def resource_attributes(record: Record) -> dict[str, AttributeValue]:
+    """Resource attributes for a record's service and environment (they live on the resource, not the span)."""
+    out: dict[str, AttributeValue] = {}
+    if record.get("service"):
+        out[SERVICE_NAME] = str(record["service"])
+    if record.get("environment"):
+        out[DEPLOYMENT_ENVIRONMENT_NAME] = str(record["environment"])
+    return out
+
+
+def record_to_attributes(record: Record, capture_content: bool) -> dict[str, AttributeValue]:
+    """Span attributes for a call record, per the GenAI conventions plus `litellm.*`/`litelens.*`.
+
+    Content (messages, tools, response text) is only written when `capture_content` is true: the
+    conventions keep it off by default because it may hold personal data. Ids and times are not
+    attributes: the caller puts them on the span itself (trace/span id, start/end).
+    """
+    attrs: dict[str, Any] = {}
+    call_type = str(record.get("call_type") or "chat")
+    attrs[GEN_AI_OPERATION_NAME] = operation_name(call_type)
+    provider = record.get("provider")
+    if provider:
+        attrs[GEN_AI_PROVIDER_NAME] = provider_name(provider)
+        if provider_name(provider) != provider:
+            attrs[LITELLM_PROVIDER] = provider
+    attrs[GEN_AI_REQUEST_MODEL] = record.get("request_model")
+    attrs[GEN_AI_RESPONSE_MODEL] = record.get("response_model")
+    attrs[GEN_AI_RESPONSE_ID] = record.get("response_id")
+    if record.get("finish_reasons"):
+        attrs[GEN_AI_RESPONSE_FINISH_REASONS] = [str(r) for r in record["finish_reasons"]]
+    attrs[GEN_AI_REQUEST_STREAM] = bool(record.get("stream"))
+    attrs[LITELENS_IS_ASYNC] = bool(record.get("is_async"))
+    if record.get("ttft_ms") is not None:
+        attrs[GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK] = record["ttft_ms"] / 1000.0
+        attrs[LITELENS_TTFT_MS] = record["ttft_ms"]
+    attrs[LITELENS_CHUNK_COUNT] = record.get("chunk_count")
+    attrs[LITELENS_OUTPUT_TOKENS_PER_S] = record.get("output_tokens_per_s")
+
+    usage = record.get("usage") or {}
+    attrs[GEN_AI_USAGE_INPUT_TOKENS] = usage.get("input_tokens")
+    attrs[GEN_AI_USAGE_OUTPUT_TOKENS] = usage.get("output_tokens")
+    attrs[LITELENS_TOTAL_TOKENS] = usage.get("total_tokens")
+    attrs[GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS] = usage.get("cached_input_tokens")
+    attrs[GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS] = usage.get("cache_creation_input_tokens")
+    attrs[GEN_AI_USAGE_REASONING_OUTPUT_TOKENS] = usage.get("reasoning_tokens")
+
+    api_base = record.get("api_base")
+    if api_base:
+        attrs[LITELLM_API_BASE] = api_base
+        address, port = _address_of(api_base)
+        attrs[SERVER_ADDRESS] = address
+        attrs[SERVER_PORT] = port
+
+    attrs[LITELLM_CALL_ID] = record.get("call_id")
+    attrs[LITELLM_CALL_TYPE] = record.get("litellm_call_type")
+    attrs[LITELLM_TRACE_ID] = record.get("litellm_trace_id")
+    attrs[LITELLM_COST_TOTAL] = record.get("cost_usd")
+    attrs[LITELLM_CACHE_HIT] = record.get("cache_hit")
+    attrs[LITELLM_MODEL_GROUP] = record.get("model_group")
+    attrs[LITELLM_DEPLOYMENT_ID] = record.get("deployment_id")
+    if record.get("session_id"):
+        attrs[GEN_AI_CONVERSATION_ID] = record["session_id"]
+        attrs[LITELLM_SESSION_ID] = record["session_id"]
+    attrs[LITELLM_END_USER] = record.get("end_user")
+    attrs[LITELENS_USER_ID] = record.get("user_id")
+    if record.get("tags"):
+        attrs[LITELLM_TAGS] = [str(t) for t in record["tags"]]
+    if record.get("metadata"):
+        attrs[LITELENS_METADATA] = _json(record["metadata"])
+    for name, value in (record.get("proxy") or {}).items():
+        attrs[LITELLM_PROXY_PREFIX + name] = value
+    if record.get("truncated"):
+        attrs[LITELENS_TRUNCATED] = [str(t) for t in record["truncated"]]
+
+    status = record.get("status")
+    if status != "ok":
+        attrs[LITELENS_STATUS] = status
+    error = record.get("error") or {}
+    if error:
+        attrs[ERROR_TYPE] = error.get("type") or ("_OTHER" if status == "error" else None)
+        attrs[ERROR_MESSAGE] = error.get("message")
+        attrs[HTTP_RESPONSE_STATUS_CODE] = error.get("status_code")
+        attrs[LITELLM_ERROR_CODE] = error.get("code")
+        attrs[LITELLM_ERROR_PROVIDER] = error.get("provider")
+        attrs[LITELLM_ERROR_NORMALIZED] = error.get("normalized")
+        attrs[LITELLM_ERROR_PROVIDER_REQUEST_ID] = error.get("provider_request_id")
+        attrs[LITELLM_ERROR_RETRIES] = error.get("retries")
+
+    request = record.get("request") or {}
+    parameters = request.get("parameters")
+    if isinstance(parameters, Mapping) and parameters:
+        for key, name in _PARAMETER_ATTRIBUTES.items():
+            value = parameters.get(key)
+            if key in ("stop", "encoding_format") and isinstance(value, str):
+                value = [value]
+            attrs[name] = _attribute_value(value)
+        # The whole dict too: the conventions name only a few parameters, and the record keeps them all.
+        attrs[LITELENS_PARAMETERS] = _json(parameters)
+    if capture_content:
+        _content_attributes(record, attrs)
+    return {k: v for k, v in attrs.items() if v is not None and v != []}
+
+
+def _content_attributes(record: Record, attrs: dict[str, Any]) -> None:
+    request = record.get("request") or {}
+    messages = request.get("messages")
+    if isinstance(messages, list):
+        system: list[dict[str, Any]] = []
+        rest = list(messages)
+        # Leading system messages are the instructions; later ones stay in the history where they were.
+        while (
+            rest
+            and isinstance(rest[0], Mapping)
+            and rest[0].get("role") == "system"
+            and isinstance(rest[0].get("content"), str)
+        ):
+            system.append({"type": "text", "content": rest.pop(0)["content"]})
+        if system:
+            attrs[GEN_AI_SYSTEM_INSTRUCTIONS] = _json(system)
+        attrs[GEN_AI_INPUT_MESSAGES] = _json([to_otel_message(m) for m in rest])
+    if "input" in request and request.get("input") is not None:
+        attrs[LITELENS_REQUEST_INPUT] = _json(request["input"])
+    tools = request.get("tools")
+    if isinstance(tools, list) and tools:
+        attrs[GEN_AI_TOOL_DEFINITIONS] = _json([_to_otel_tool(t) for t in tools])
+    response = record.get("response")
+    if isinstance(response, Mapping):
+        choices = response.get("choices")
+        if set(response) <= {"id", "choices"} and isinstance(choices, list):
+            attrs[GEN_AI_OUTPUT_MESSAGES] = _json(
+                [_to_otel_output(c) for c in choices if isinstance(c, Mapping)]
+            )
+        else:
+            attrs[LITELENS_RESPONSE] = _json(response)
+
+
+def to_otel_message(message: Any) -> dict[str, Any]:
+    """An OpenAI-style chat message as a GenAI-conventions message (`{"role", "parts": [...]}`)."""
+    if not isinstance(message, Mapping):
+        return {"role": "user", "parts": [{"type": "text", "content": str(message)}]}
+    role = str(message.get("role") or "user")
+    parts: list[dict[str, Any]] = []
+    content = message.get("content")
+    if role == "tool":
+        parts.append({"type": "tool_call_response", "id": message.get("tool_call_id"), "response": content})
+    elif isinstance(content, str):
+        parts.append({"type": "text", "content": content})
+    elif isinstance(content, list):
+        for part in content:
+            if isinstance(part, Mapping) and part.get("type") == "text":
+                parts.append({"type": "text", "content": part.get("text")})
+            elif isinstance(part, Mapping) and part.get("type") == "image_url":
+                image = part.get("image_url")
+                url = image.get("url") if isinstance(image, Mapping) else image
+                parts.append({"type": "uri", "modality": "image", "uri": url})
+            else:
+                parts.append(
+                    {"type": str(part.get("type")) if isinstance(part, Mapping) else "text", "content": part}
+                )
+    for call in message.get("tool_calls") or []:
+        if isinstance(call, Mapping):
+            function = call.get("function") or {}
+            parts.append(
+                {
+                    "type": "tool_call",
+                    "id": call.get("id"),
+                    "name": function.get("name") if isinstance(function, Mapping) else None,
+                    "arguments": function.get("arguments") if isinstance(function, Mapping) else None,
+                }
+            )
+    out: dict[str, Any] = {"role": role, "parts": parts}
+    if message.get("name"):
+        out["name"] = message["name"]
+    return out
+
+
+def _to_otel_output(choice: Mapping[str, Any]) -> dict[str, Any]:
+    out = to_otel_message(choice.get("message") or {"role": "assistant"})
+    out["finish_reason"] = choice.get("finish_reason")
+    return out
+
+
+def _to_otel_tool(tool: Any) -> Any:
+    if isinstance(tool, Mapping) and isinstance(tool.get("function"), Mapping):
+        return {"type": tool.get("type", "function"), **tool["function"]}
+    return tool
+
+
+def _address_of(url: str) -> tuple[str | None, int | None]:
+    try:
+        parts = urlsplit(url)
+        port = parts.port or {"https": 443, "http": 80}.get(parts.scheme)
+    except ValueError:
+        return None, None
+    return parts.hostname, port
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
+
+
+def _attribute_value(value: Any) -> Any:
+    """`value` if OTel can carry it as an attribute (primitives, homogeneous lists), else None."""
+    if isinstance(value, (str, bool, int, float)):
+        return value
+    if isinstance(value, (list, tuple)) and value:
+        kinds = {type(v) for v in value}
+        if len(kinds) == 1 and kinds <= {str, bool, int, float}:
+            return list(value)
+    return None
+
+
+# --------------------------------------------------------------------------------------------------
+# span -> record
+
+
+def is_llm_span(span: NeutralSpan) -> bool:
+    """True when the span describes one model call (by any of the vocabularies we understand).
+
+    LiteLLM v1's `raw_gen_ai_request` child repeats its parent `litellm_request` span, so it is not a
+    call of its own; GenAI spans for tools, agents and retrieval are not model calls either.
+    """
+    attrs = span.attributes
+    if span.name == "raw_gen_ai_request":
+        return False
+    kind = attrs.get(OI_SPAN_KIND)
+    if kind is not None:
+        return str(kind).upper() in ("LLM", "EMBEDDING")
+    operation = attrs.get(GEN_AI_OPERATION_NAME)
+    if operation is not None and str(operation) in _NOT_MODEL_CALLS:
+        return False
+    return any(
+        key in attrs
+        for key in (
+            LITELLM_CALL_ID,
+            GEN_AI_OPERATION_NAME,
+            GEN_AI_REQUEST_MODEL,
+            GEN_AI_SYSTEM,
+            GEN_AI_PROVIDER_NAME,
+            LLM_REQUEST_TYPE,
+        )
+    )
+
+
+def derived_call_id(trace_id: str, span_id: str) -> str:
+    """A call id for a span that carries none: stable, so a span sent twice is stored once."""
+    return f"otel-{trace_id}-{span_id}"
+
+
+def span_to_record(span: NeutralSpan) -> Record | None:
+    """The call record a span describes, or None when the span is not an LLM call.
+
+    Where several vocabularies name the same fact, ours (`litellm.*`/`litelens.*`) wins, then the
+    current conventions, then the older and peer-specific names, so a record that went out through
+    `record_to_attributes` comes back unchanged.
+    """
+    if not is_llm_span(span):
+        return None
+    attrs = _with_event_attributes(span)
+    resource = span.resource
+
+    call_type = _call_type(span, attrs)
+    litellm_call_type = _str(attrs.get(LITELLM_CALL_TYPE))
+    is_async = _bool(attrs.get(LITELENS_IS_ASYNC))
+    if is_async is None:
+        source = litellm_call_type or (span.name if span.name in _CALL_TYPES else None)
+        is_async = bool(source) and source in _CALL_TYPES and _is_async_name(source)
+
+    start = span.start_ns / 10**9
+    end = max(span.end_ns, span.start_ns) / 10**9
+    stream = _first_bool(
+        attrs, GEN_AI_REQUEST_STREAM, LITELENS_STREAM, LITELLM_REQUEST_STREAMING, LLM_IS_STREAMING
+    )
+    parameters = _parameters(attrs)
+    if stream is None:
+        stream = _bool(parameters.get("stream")) if parameters else None
+    ttft_ms = _ttft_ms(span, attrs)
+    usage = _usage(attrs)
+    tokens_per_s = _num(attrs.get(LITELENS_OUTPUT_TOKENS_PER_S))
+    if tokens_per_s is None and usage["output_tokens"]:
+        generation_s = end - start - (ttft_ms or 0.0) / 1000.0
+        tokens_per_s = round(usage["output_tokens"] / generation_s, 3) if generation_s > 0 else None
+
+    provider_attr = _first_str(
+        attrs, LITELLM_PROVIDER, GEN_AI_PROVIDER_NAME, GEN_AI_SYSTEM, OI_PROVIDER, OI_SYSTEM
+    )
+    provider = _PROVIDER_OF_NAME.get(provider_attr, provider_attr) if provider_attr else None
+    if attrs.get(LITELLM_PROVIDER) is not None:
+        provider = _str(attrs[LITELLM_PROVIDER])
+
+    v1_meta = _v1_metadata(attrs)
+    proxy = {
+        key[len(LITELLM_PROXY_PREFIX) :]: _str(value)
+        for key, value in attrs.items()
+        if key.startswith(LITELLM_PROXY_PREFIX)
+    }
+    for key, name in _PROXY_FIELDS.items():
+        if v1_meta.get(key) not in (None, "", "None") and name not in proxy:
+            proxy[name] = _str(v1_meta[key])
+    metadata = _json_object(attrs.get(LITELENS_METADATA))
+    if metadata is None:
+        metadata = {}
+        for key in ("requester_metadata", "spend_logs_metadata"):
+            nested = _json_object(v1_meta.get(key))
+            if nested:
+                metadata.update(user_metadata_of(nested))
+
+    tags = attrs.get(LITELLM_TAGS, attrs.get(OI_TAGS))
+    if isinstance(tags, str):
+        tags = _json_list(tags) or [tags]
+
+    status, error = _outcome(span, attrs, provider)
+    request, response = _content(attrs, call_type, parameters)
+    finish_reasons = attrs.get(GEN_AI_RESPONSE_FINISH_REASONS)
+    if finish_reasons is None:
+        finish_reasons = _finish_reasons_from_content(response, attrs)
+    elif isinstance(finish_reasons, str):
+        finish_reasons = [finish_reasons]
+
+    record: Record = {
+        "schema": SCHEMA,
+        "call_id": _str(attrs.get(LITELLM_CALL_ID)) or derived_call_id(span.trace_id, span.span_id),
+        "trace_id": span.trace_id or None,
+        "span_id": span.span_id or None,
+        "parent_span_id": span.parent_span_id or None,
+        "litellm_trace_id": _str(attrs.get(LITELLM_TRACE_ID)),
+        "session_id": _first_str(attrs, LITELLM_SESSION_ID, GEN_AI_CONVERSATION_ID, OI_SESSION_ID),
+        "end_user": _first_str(attrs, LITELLM_END_USER, GEN_AI_REQUEST_USER)
+        or _str(v1_meta.get("user_api_key_end_user_id")),
+        "user_id": _first_str(attrs, LITELENS_USER_ID, OI_USER_ID)
+        or _str(v1_meta.get("user_api_key_user_id")),
+        "tags": [str(t) for t in tags] if isinstance(tags, list) else [],
+        "metadata": metadata,
+        "service": _str(resource.get(SERVICE_NAME)) or _str(attrs.get(SERVICE_NAME)),
+        "environment": _first_str(resource, DEPLOYMENT_ENVIRONMENT_NAME, DEPLOYMENT_ENVIRONMENT)
+        or _first_str(attrs, DEPLOYMENT_ENVIRONMENT_NAME, DEPLOYMENT_ENVIRONMENT),
+        "call_type": call_type,
+        "litellm_call_type": litellm_call_type,
+        "is_async": is_async,
+        "stream": bool(stream),
+        "request_model": _first_str(attrs, GEN_AI_REQUEST_MODEL, OI_MODEL_NAME, OI_EMBEDDING_MODEL_NAME),
+        "response_model": _str(attrs.get(GEN_AI_RESPONSE_MODEL)),
+        "provider": provider,
+        "api_base": _str(attrs.get(LITELLM_API_BASE)),
+        "model_group": _str(attrs.get(LITELLM_MODEL_GROUP)),
+        "deployment_id": _str(attrs.get(LITELLM_DEPLOYMENT_ID)),
+        "start_time": start,
+        "end_time": end,
+        "duration_ms": round(max(0.0, (end - start) * 1000.0), 3),
+        "ttft_ms": ttft_ms,
+        "output_tokens_per_s": tokens_per_s,
+        "chunk_count": _int(attrs.get(LITELENS_CHUNK_COUNT)) if stream else None,
+        "usage": usage,
+        "cost_usd": _first_num(
+            attrs,
+            LITELLM_COST_TOTAL,
+            LITELLM_COST_USD,
+            GEN_AI_COST_TOTAL_COST,
+            GEN_AI_USAGE_COST,
+            OI_COST_TOTAL,
+        ),
+        "cache_hit": _bool(attrs.get(LITELLM_CACHE_HIT)),
+        "status": status,
+        "error": error,
+        "finish_reasons": [str(r) for r in finish_reasons] if isinstance(finish_reasons, list) else [],
+        "response_id": _first_str(attrs, GEN_AI_RESPONSE_ID, LLM_OPENAI_ID),
+        "request": request,
+        "response": response,
+        "proxy": proxy or None,
+        "truncated": [str(t) for t in attrs[LITELENS_TRUNCATED]]
+        if isinstance(attrs.get(LITELENS_TRUNCATED), list)
+        else None,
+    }
+    return record
+
+
+def _with_event_attributes(span: NeutralSpan) -> dict[str, Any]:
+    """Span attributes, plus content that some producers put on events instead (never overriding)."""
+    attrs = dict(span.attributes)
+    for event in span.events:
+        name = event.get("name")
+        event_attrs = event.get("attributes") or {}
+        if name == "gen_ai.client.inference.operation.details":
+            for key, value in event_attrs.items():
+                attrs.setdefault(key, value)
+        elif name == "gen_ai.content.prompt" and GEN_AI_PROMPT in event_attrs:
+            attrs.setdefault(GEN_AI_PROMPT, event_attrs[GEN_AI_PROMPT])
+        elif name == "gen_ai.content.completion":
+            value = event_attrs.get(GEN_AI_COMPLETION, event_attrs.get("message.content"))
+            if value is not None:
+                attrs.setdefault(GEN_AI_COMPLETION, value)
+    return attrs
+
+
+def _is_async_name(name: str) -> bool:
+    return name.startswith("a") and name != "anthropic_messages"
+
+
+def _call_type(span: NeutralSpan, attrs: Mapping[str, Any]) -> str:
+    operation = _str(attrs.get(GEN_AI_OPERATION_NAME)) or _str(attrs.get(LLM_REQUEST_TYPE))
+    if operation:
+        if operation in _CALL_TYPE_OF_OPERATION:
+            return _CALL_TYPE_OF_OPERATION[operation]
+        return _CALL_TYPES.get(operation, operation)
+    kind = str(attrs.get(OI_SPAN_KIND) or "").upper()
+    if kind == "EMBEDDING" or OI_EMBEDDING_MODEL_NAME in attrs or "embedding" in span.name.lower():
+        return "embedding"
+    return _CALL_TYPES.get(span.name, "chat")
+
+
+def _ttft_ms(span: NeutralSpan, attrs: Mapping[str, Any]) -> float | None:
+    ms = _num(attrs.get(LITELENS_TTFT_MS))
+    if ms is not None:
+        return ms
+    seconds = _first_num(attrs, GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK, GEN_AI_SERVER_TTFT)
+    if seconds is not None:
+        return round(seconds * 1000.0, 3)
+    for event in span.events:
+        name = str(event.get("name") or "").lower()
+        first = "first" in name and ("token" in name or "chunk" in name)
+        if first or name == "llm.content.completion.chunk":
+            time_ns = event.get("time_ns")
+            if isinstance(time_ns, int) and time_ns >= span.start_ns:
+                return round((time_ns - span.start_ns) / 1e6, 3)
+    return None
+
+
+def _usage(attrs: Mapping[str, Any]) -> dict[str, int | None]:
+    input_tokens = (
+        _first_int(attrs, GEN_AI_USAGE_INPUT_TOKENS, GEN_AI_USAGE_PROMPT_TOKENS, OI_TOKENS_PROMPT) or 0
+    )
+    output_tokens = (
+        _first_int(attrs, GEN_AI_USAGE_OUTPUT_TOKENS, GEN_AI_USAGE_COMPLETION_TOKENS, OI_TOKENS_COMPLETION)
+        or 0
+    )
+    total = _first_int(
+        attrs, LITELENS_TOTAL_TOKENS, GEN_AI_USAGE_TOTAL_TOKENS, LLM_USAGE_TOTAL_TOKENS, OI_TOKENS_TOTAL
+    )
+    return {
+        "input_tokens": max(0, input_tokens),
+        "output_tokens": max(0, output_tokens),
+        "total_tokens": max(0, total) if total is not None else input_tokens + output_tokens,
+        "cached_input_tokens": _first_int(attrs, GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS, OI_TOKENS_CACHE_READ),
+        "cache_creation_input_tokens": _first_int(
+            attrs, GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS, OI_TOKENS_CACHE_WRITE
+        ),
+        "reasoning_tokens": _first_int(attrs, GEN_AI_USAGE_REASONING_OUTPUT_TOKENS, OI_TOKENS_REASONING),
+    }
+
+
+def _v1_metadata(attrs: Mapping[str, Any]) -> dict[str, Any]:
+    """LiteLLM v1's flattened `metadata.*` attributes, as one dict."""
+    prefix = LITELLM_V1_METADATA_PREFIX
+    return {key[len(prefix) :]: value for key, value in attrs.items() if key.startswith(prefix)}
+
+
+def _outcome(
+    span: NeutralSpan, attrs: Mapping[str, Any], provider: str | None
+) -> tuple[str, dict[str, Any] | None]:
+    """(status, error) from span status, `error.*` attributes and an `exception` event."""
+    exception: Mapping[str, Any] = {}
+    for event in span.events:
+        if event.get("name") == "exception":
+            exception = event.get("attributes") or {}
+            break
+    error_type = _str(attrs.get(ERROR_TYPE)) or _str(exception.get("exception.type"))
+    declared = _str(attrs.get(LITELENS_STATUS))
+    if declared in STATUSES:
+        status = declared
+    elif span.status_code == "ERROR" or attrs.get(ERROR_TYPE) is not None:
+        status = "error"
+    else:
+        return "ok", None
+    if status == "error" and error_type and error_type.rsplit(".", 1)[-1] in _CANCELLED_ERRORS:
+        status = "cancelled"
+    if status == "ok":
+        return status, None
+    code = _first_str(attrs, LITELLM_ERROR_CODE, LITELLM_V2_ERROR_CODE, LITELLM_V1_ERROR_CODE)
+    status_code = _int(attrs.get(HTTP_RESPONSE_STATUS_CODE))
+    if status_code is None and code and code.isdigit():
+        status_code = int(code)
+    message = (
+        _str(attrs.get(ERROR_MESSAGE))
+        or _str(exception.get("exception.message"))
+        or _str(span.status_message or None)
+    )
+    return status, {
+        "type": None if error_type == "_OTHER" else error_type,
+        "message": message,
+        "status_code": status_code,
+        "code": code,
+        "provider": _first_str(
+            attrs, LITELLM_ERROR_PROVIDER, LITELLM_V2_ERROR_PROVIDER, LITELLM_V1_ERROR_PROVIDER
+        )
+        or provider,
+        "normalized": _str(attrs.get(LITELLM_ERROR_NORMALIZED)),
+        "provider_request_id": _str(attrs.get(LITELLM_ERROR_PROVIDER_REQUEST_ID)),
+        "retries": _int(attrs.get(LITELLM_ERROR_RETRIES)),
+    }
+
+
+# Parameters that are not model parameters in the record's sense (content, routing, the end user).
+_NOT_PARAMETERS = frozenset(
+    {
+        "messages",
+        "input",
+        "model",
+        "tools",
+        "functions",
+        "user",
+        "metadata",
+        "extra_body",
+        "prompt",
+        "api_key",
+    }
+)
+
+
+def _parameters(attrs: Mapping[str, Any]) -> dict[str, Any]:
+    ours = _json_object(attrs.get(LITELENS_PARAMETERS))
+    if ours is not None:
+        return ours
+    parameters: dict[str, Any] = {}
+    invocation = _json_object(attrs.get(OI_INVOCATION_PARAMETERS)) or _json_object(
+        attrs.get(OI_EMBEDDING_INVOCATION_PARAMETERS)
+    )
+    if invocation:
+        parameters.update({k: v for k, v in invocation.items() if k not in _NOT_PARAMETERS and v is not None})
+    for key, name in _PARAMETER_ATTRIBUTES.items():
+        value = attrs.get(name)
+        if value is not None and key not in parameters:
+            parameters[key] = value
+    return parameters
+
+
+def _content(
+    attrs: Mapping[str, Any], call_type: str, parameters: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """(record request, record response) from whichever content vocabulary the span carries."""
+    request: dict[str, Any] = {}
+    messages = _messages_in(attrs)
+    if messages is not None:
+        request["messages"] = messages
+    raw_input = attrs.get(LITELENS_REQUEST_INPUT)
+    if raw_input is not None:
+        request["input"] = _json_value(raw_input)
+    elif messages is None and attrs.get(OI_INPUT_VALUE) is not None and call_type != "chat":
+        request["input"] = _json_value(attrs[OI_INPUT_VALUE])
+    tools = _tools_in(attrs)
+    if tools:
+        request["tools"] = tools
+    request["parameters"] = parameters
+
+    response: dict[str, Any] | None = None
+    ours = _json_object(attrs.get(LITELENS_RESPONSE))
+    if ours is not None:
+        response = ours
+    else:
+        choices = _choices_in(attrs)
+        if choices is not None:
+            response = {}
+            response_id = _first_str(attrs, GEN_AI_RESPONSE_ID, LLM_OPENAI_ID)
+            if response_id:
+                response["id"] = response_id
+            response["choices"] = choices
+        elif attrs.get(OI_OUTPUT_VALUE) is not None:
+            response = {"output": _json_value(attrs[OI_OUTPUT_VALUE])}
+    return request, response
+
+
+def _messages_in(attrs: Mapping[str, Any]) -> list[Any] | None:
+    system = _json_list(attrs.get(GEN_AI_SYSTEM_INSTRUCTIONS))
+    messages = _json_list(attrs.get(GEN_AI_INPUT_MESSAGES))
+    if messages is not None or system is not None:
+        out: list[Any] = [
+            {"role": "system", "content": part.get("content") if isinstance(part, Mapping) else part}
+            for part in system or []
+        ]
+        out.extend(from_otel_message(m) for m in messages or [])
+        return out
+    indexed = _indexed(attrs, GEN_AI_PROMPT_PREFIX)
+    if indexed:
+        return [_from_flat_message(m) for m in indexed]
+    indexed = _indexed(attrs, OI_INPUT_MESSAGES_PREFIX)
+    if indexed:
+        return [_from_flat_message(m.get("message") or {}) for m in indexed]
+    prompt = attrs.get(GEN_AI_PROMPT)
+    if prompt is not None:
+        parsed = _json_value(prompt)
+        return parsed if isinstance(parsed, list) else [{"role": "user", "content": parsed}]
+    return None
+
+
+def _choices_in(attrs: Mapping[str, Any]) -> list[dict[str, Any]] | None:
+    output = _json_list(attrs.get(GEN_AI_OUTPUT_MESSAGES))
+    if output is not None:
+        return [
+            {
+                "index": i,
+                "finish_reason": m.get("finish_reason") if isinstance(m, Mapping) else None,
+                "message": from_otel_message(m),
+            }
+            for i, m in enumerate(output)
+        ]
+    indexed = _indexed(attrs, GEN_AI_COMPLETION_PREFIX)
+    if indexed:
+        return [
+            {
+                "index": i,
+                "finish_reason": m.get("finish_reason"),
+                "message": _from_flat_message({"role": "assistant", **m}),
+            }
+            for i, m in enumerate(indexed)
+        ]
+    indexed = _indexed(attrs, OI_OUTPUT_MESSAGES_PREFIX)
+    if indexed:
+        reason = _str(attrs.get(OI_FINISH_REASON))
+        return [
+            {
+                "index": i,
+                "finish_reason": reason if i == 0 else None,
+                "message": _from_flat_message(m.get("message") or {}),
+            }
+            for i, m in enumerate(indexed)
+        ]
+    completion = attrs.get(GEN_AI_COMPLETION)
+    if completion is not None:
+        return [
+            {"index": 0, "finish_reason": None, "message": {"role": "assistant", "content": _str(completion)}}
+        ]
+    return None
+
+
+def _tools_in(attrs: Mapping[str, Any]) -> list[Any] | None:
+    definitions = _json_list(attrs.get(GEN_AI_TOOL_DEFINITIONS))
+    if definitions is not None:
+        return [_from_otel_tool(t) for t in definitions]
+    tools = []
+    for item in _indexed(attrs, OI_TOOLS_PREFIX):
+        schema = _json_value((item.get("tool") or {}).get("json_schema"))
+        if schema is not None:
+            tools.append(schema)
+    for function in _indexed(attrs, LLM_REQUEST_FUNCTIONS_PREFIX):
+        if function.get("parameters") is not None:
+            function = {**function, "parameters": _json_value(function["parameters"])}
+        tools.append({"type": "function", "function": function})
+    return tools or None
+
+
+def from_otel_message(message: Any) -> dict[str, Any]:
+    """A GenAI-conventions message as an OpenAI-style chat message (the inverse of `to_otel_message`)."""
+    if not isinstance(message, Mapping):
+        return {"role": "user", "content": message}
+    role = str(message.get("role") or "user")
+    texts: list[Any] = []
+    others: list[dict[str, Any]] = []
+    tool_calls: list[dict[str, Any]] = []
+    out: dict[str, Any] = {"role": role}
+    for part in message.get("parts") or []:
+        if not isinstance(part, Mapping):
+            texts.append(part)
+            continue
+        kind = part.get("type")
+        if kind == "text":
+            texts.append(part.get("content"))
+            others.append({"type": "text", "text": part.get("content")})
+        elif kind == "tool_call":
+            tool_calls.append(
+                {
+                    "id": part.get("id"),
+                    "type": "function",
+                    "function": {"name": part.get("name"), "arguments": part.get("arguments")},
+                }
+            )
+        elif kind == "tool_call_response":
+            out["tool_call_id"] = part.get("id")
+            texts.append(part.get("response"))
+        elif kind == "uri":
+            others.append({"type": "image_url", "image_url": {"url": part.get("uri")}})
+        else:
+            others.append(dict(part))
+    if len(others) > len(texts):
+        out["content"] = others
+    elif len(texts) == 1:
+        out["content"] = texts[0]
+    elif texts:
+        out["content"] = others
+    if tool_calls:
+        out["tool_calls"] = tool_calls
+    if message.get("name"):
+        out["name"] = message["name"]
+    return out
+
+
+def _from_otel_tool(tool: Any) -> Any:
+    if isinstance(tool, Mapping) and "name" in tool and "function" not in tool:
+        rest = {k: v for k, v in tool.items() if k != "type"}
+        return {"type": tool.get("type", "function"), "function": rest}
+    return tool
+
+
+def _from_flat_message(flat: Mapping[str, Any]) -> dict[str, Any]:
+    """A message from indexed attributes (`role`, `content`, `tool_calls.N.*`, `function_call.*`)."""
+    out: dict[str, Any] = {"role": _str(flat.get("role")) or "user"}
+    if flat.get("content") is not None:
+        out["content"] = flat["content"]
+    calls = []
+    raw_calls = flat.get("tool_calls")
+    for raw in raw_calls.values() if isinstance(raw_calls, dict) else []:
+        call: Mapping[str, Any] = raw.get("tool_call", raw) if isinstance(raw, Mapping) else {}
+        nested = call.get("function")
+        function: Mapping[str, Any] = nested if isinstance(nested, Mapping) else call
+        calls.append(
+            {
+                "id": call.get("id"),
+                "type": "function",
+                "function": {"name": function.get("name"), "arguments": function.get("arguments")},
+            }
+        )
+    function_call = flat.get("function_call")
+    if isinstance(function_call, Mapping):
+        calls.append({"id": None, "type": "function", "function": dict(function_call)})
+    if calls:
+        out["tool_calls"] = calls
+    return out
+
+
+def _indexed(attrs: Mapping[str, Any], prefix: str) -> list[dict[str, Any]]:
+    """`prefix.0.a.b`, `prefix.1.a` ... as a list of nested dicts, in index order."""
+    found: dict[int, dict[str, Any]] = {}
+    for key, value in attrs.items():
+        if not key.startswith(prefix):
+            continue
+        index, _, rest = key[len(prefix) :].partition(".")
+        if not index.isdigit() or not rest or len(index) > 6:
+            continue
+        node = found.setdefault(int(index), {})
+        *path, leaf = rest.split(".")
+        for step in path:
+            child = node.get(step)
+            if not isinstance(child, dict):
+                child = node[step] = {}
+            node = child
+        node[leaf] = value
+    return [found[i] for i in sorted(found)]
+
+
+def _finish_reasons_from_content(response: Mapping[str, Any] | None, attrs: Mapping[str, Any]) -> list[str]:
+    if response and isinstance(response.get("choices"), list):
+        reasons = [
+            str(c["finish_reason"])
+            for c in response["choices"]
+            if isinstance(c, Mapping) and c.get("finish_reason")
+        ]
+        if reasons:
+            return reasons
+    reason = attrs.get(OI_FINISH_REASON)
+    return [str(reason)] if reason else []
+
+
+# --------------------------------------------------------------------------------------------------
+# Lenient readers: peers send numbers as strings, booleans as "True", JSON as text.
+
+
+def _str(value: Any) -> str | None:
+    if value is None or value == "":
+        return None
+    return value if isinstance(value, str) else str(value)
+
+
+def _num(value: Any) -> float | None:
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return number if number == number and abs(number) != float("inf") else None
+
+
+def _int(value: Any) -> int | None:
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    number = _num(value)
+    return int(number) if number is not None and number.is_integer() else None
+
+
+def _bool(value: Any) -> bool | None:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    return None
+
+
+def _first_str(attrs: Mapping[str, Any], *keys: str) -> str | None:
+    for key in keys:
+        value = _str(attrs.get(key))
+        if value is not None:
+            return value
+    return None
+
+
+def _first_num(attrs: Mapping[str, Any], *keys: str) -> float | None:
+    for key in keys:
+        value = _num(attrs.get(key))
+        if value is not None:
+            return value
+    return None
+
+
+def _first_int(attrs: Mapping[str, Any], *keys: str) -> int | None:
+    for key in keys:
+        value = _int(attrs.get(key))
+        if value is not None:
+            return value
+    return None
+
+
+def _first_bool(attrs: Mapping[str, Any], *keys: str) -> bool | None:
+    for key in keys:
+        value = _bool(attrs.get(key))
+        if value is not None:
+            return value
+    return None
+
+
+def _json_value(value: Any) -> Any:
+    """Parsed JSON when `value` is JSON text, else `value` unchanged (peers send both)."""
+    if isinstance(value, str) and value[:1] in ("{", "[", '"'):
+        try:
+            return json.loads(value)
+        except (ValueError, RecursionError):
+            return value
+    return value
+
+
+def _json_object(value: Any) -> dict[str, Any] | None:
+    parsed = _json_value(value)
+    return dict(parsed) if isinstance(parsed, Mapping) else None
+
+
+def _json_list(value: Any) -> list[Any] | None:
+    parsed = _json_value(value)
+    return parsed if isinstance(parsed, list) else None
