@@ -1,0 +1,644 @@
+"""Records <-> GenAI span attributes: our own records survive the trip through span attributes, and what
+each peer instrumentation emits (see /work/shared/notes/peer-span-attributes.md) becomes the call record
+a user would expect, after travelling through the real SDK, the real OTLP encoder and our decoder."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
+
+from litelens.record import Record, from_standard_logging
+from litelens.semconv import (
+    NeutralSpan,
+    derived_call_id,
+    record_to_attributes,
+    resource_attributes,
+    span_name,
+    span_to_record,
+)
+from litelens.server.otlp import decode_traces
+from otlp_helpers import JSON, PROTOBUF, json_body, protobuf_body, sdk_spans
+
+SCHEMA = json.loads((Path(__file__).resolve().parents[1] / "docs" / "record-schema.json").read_text())
+CONTENT_KEYS = {
+    "gen_ai.input.messages",
+    "gen_ai.output.messages",
+    "gen_ai.system_instructions",
+    "gen_ai.tool.definitions",
+    "litelens.request.input",
+    "litelens.response",
+}
+T0 = 1_760_000_000.123456
+
+
+def slo(**overrides: Any) -> dict[str, Any]:
+    """A LiteLLM standard_logging_object for a streamed chat call with a tool round, as LiteLLM builds it."""
+    tools = [
+        {
+            "type": "function",
+            "function": {"name": "weather", "description": "Weather", "parameters": {"type": "object"}},
+        }
+    ]
+    payload: dict[str, Any] = {
+        "litellm_call_id": "7f1c0a1e-3b52-4d7c-9a53-2e1f4c6b8d90",
+        "id": "chatcmpl-123",
+        "trace_id": "chat-42",
+        "call_type": "acompletion",
+        "stream": True,
+        "status": "success",
+        "custom_llm_provider": "azure",
+        "model": "gpt-4o-mini",
+        "model_group": "small",
+        "model_id": "dep-1",
+        "api_base": "https://example.openai.azure.com:8443/openai",
+        "startTime": T0,
+        "endTime": T0 + 1.5,
+        "completionStartTime": T0 + 0.25,
+        "prompt_tokens": 120,
+        "completion_tokens": 30,
+        "total_tokens": 150,
+        "response_cost": 0.00042,
+        "cache_hit": False,
+        "request_tags": ["prod", "beta"],
+        "messages": [
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": "Weather in Paris?"},
+            {
+                "role": "assistant",
+                "tool_calls": [
+                    {
+                        "id": "call_1",
+                        "type": "function",
+                        "function": {"name": "weather", "arguments": '{"city": "Paris"}'},
+                    }
+                ],
+            },
+            {"role": "tool", "tool_call_id": "call_1", "content": "sunny"},
+        ],
+        "model_parameters": {
+            "temperature": 0.2,
+            "max_tokens": 64,
+            "stop": ["END"],
+            "tools": tools,
+            "user": "u-9",
+            "stream_options": {"include_usage": True},
+        },
+        "response": {
+            "id": "chatcmpl-123",
+            "model": "gpt-4o-mini-2024-07-18",
+            "choices": [
+                {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "Sunny."}}
+            ],
+            "usage": {
+                "prompt_tokens_details": {"cached_tokens": 100},
+                "completion_tokens_details": {"reasoning_tokens": 5},
+            },
+        },
+        "metadata": {
+            "user_api_key_alias": "team-key",
+            "user_api_key_team_id": "t1",
+            "user_api_key_hash": "abc",
+        },
+    }
+    payload.update(overrides)
+    return payload
+
+
+def build(capture_content: bool = True, **overrides: Any) -> Record:
+    failed = overrides.get("status") == "failure"
+    return from_standard_logging(
+        slo(**overrides),
+        user_metadata={"feature": "weather", "session_id": "s-1", "user_id": "app-user", "tags": ["x"]},
+        chunk_count=7,
+        capture_content=capture_content,
+        service="billing",
+        environment="prod",
+        exception_type="RateLimitError" if failed else None,
+        error_status=429 if failed else None,
+        retries=2 if failed else None,
+    )
+
+
+def as_span(record: Record, capture_content: bool = True) -> NeutralSpan:
+    """The span the OTel layer would make for `record` (ids and times on the span, not in attributes)."""
+    return NeutralSpan(
+        trace_id=record["trace_id"],
+        span_id=record["span_id"],
+        parent_span_id=record["parent_span_id"],
+        name=span_name(record),
+        kind="CLIENT",
+        start_ns=round(record["start_time"] * 10**9),
+        end_ns=round(record["end_time"] * 10**9),
+        status_code="ERROR" if record["status"] != "ok" else "UNSET",
+        attributes=dict(record_to_attributes(record, capture_content)),
+        resource=dict(resource_attributes(record)),
+    )
+
+
+def assert_valid(record: Record | None) -> Record:
+    assert record is not None
+    jsonschema.validate(record, SCHEMA)
+    return record
+
+
+# --------------------------------------------------------------------------------------------------
+# our own records
+
+
+@pytest.mark.parametrize("capture_content", [True, False])
+def test_a_record_survives_the_round_trip_through_span_attributes(capture_content: bool) -> None:
+    record = build(capture_content)
+    back = assert_valid(span_to_record(as_span(record, capture_content)))
+    assert back == record
+
+
+def test_error_and_cancelled_records_round_trip() -> None:
+    failed = build(
+        status="failure",
+        error_information={
+            "error_class": "RateLimitError",
+            "error_code": "429",
+            "error_message": "slow down",
+            "llm_provider": "azure",
+        },
+        response=None,
+        prompt_tokens=0,
+        completion_tokens=0,
+        total_tokens=0,
+    )
+    assert failed["error"]["type"] == "RateLimitError"
+    assert assert_valid(span_to_record(as_span(failed))) == failed
+    cancelled = {**failed, "status": "cancelled", "error": {**failed["error"], "type": "CancelledError"}}
+    assert span_to_record(as_span(cancelled)) == cancelled
+
+
+def test_round_trip_survives_the_real_otlp_path() -> None:
+    record = build()
+    attrs = record_to_attributes(record, capture_content=True)
+
+    def make(tracer: Tracer) -> None:
+        with tracer.start_as_current_span(
+            span_name(record),
+            kind=SpanKind.CLIENT,
+            attributes=attrs,
+            start_time=round(record["start_time"] * 1e9),
+        ) as span:
+            span.end(end_time=round(record["end_time"] * 1e9))
+
+    (span,) = decode_traces(protobuf_body(sdk_spans(make, dict(resource_attributes(record)))), PROTOBUF)
+    back = assert_valid(span_to_record(span))
+    ids = ("trace_id", "span_id", "parent_span_id", "start_time", "end_time", "duration_ms")
+    assert {k: v for k, v in back.items() if k not in ids} == {
+        k: v for k, v in record.items() if k not in ids
+    }
+
+
+def test_attributes_follow_the_current_conventions() -> None:
+    record = build()
+    attrs = record_to_attributes(record, capture_content=True)
+    assert span_name(record) == "chat gpt-4o-mini"
+    assert attrs["gen_ai.operation.name"] == "chat"
+    assert attrs["gen_ai.provider.name"] == "azure.ai.openai" and attrs["litellm.provider"] == "azure"
+    assert (attrs["server.address"], attrs["server.port"]) == ("example.openai.azure.com", 8443)
+    assert attrs["gen_ai.usage.cache_read.input_tokens"] == 100
+    assert attrs["gen_ai.usage.reasoning.output_tokens"] == 5
+    assert attrs["gen_ai.response.time_to_first_chunk"] == pytest.approx(0.25)
+    assert attrs["gen_ai.request.stop_sequences"] == ["END"]
+    assert attrs["gen_ai.conversation.id"] == "s-1"
+    assert json.loads(str(attrs["gen_ai.system_instructions"])) == [{"type": "text", "content": "Be brief."}]
+    messages = json.loads(str(attrs["gen_ai.input.messages"]))
+    assert messages[1]["parts"] == [
+        {"type": "tool_call", "id": "call_1", "name": "weather", "arguments": '{"city": "Paris"}'}
+    ]
+    assert messages[2] == {
+        "role": "tool",
+        "parts": [{"type": "tool_call_response", "id": "call_1", "response": "sunny"}],
+    }
+    assert json.loads(str(attrs["gen_ai.output.messages"])) == [
+        {"role": "assistant", "parts": [{"type": "text", "content": "Sunny."}], "finish_reason": "stop"}
+    ]
+    assert json.loads(str(attrs["gen_ai.tool.definitions"]))[0]["name"] == "weather"
+    assert not CONTENT_KEYS & set(record_to_attributes(record, capture_content=False))
+    for value in attrs.values():
+        assert isinstance(value, (str, bool, int, float)) or (
+            isinstance(value, list) and len({type(v) for v in value}) == 1
+        )
+
+
+# --------------------------------------------------------------------------------------------------
+# the peers, through SDK -> OTLP -> decode
+
+
+def peer_records(
+    build_spans: Callable[[Tracer], None],
+    content_type: str = PROTOBUF,
+    resource: dict[str, Any] | None = None,
+) -> list[tuple[NeutralSpan, Record | None]]:
+    spans = sdk_spans(build_spans, resource)
+    body = protobuf_body(spans) if content_type == PROTOBUF else json_body(spans)
+    decoded = decode_traces(body, content_type)
+    return [(span, span_to_record(span)) for span in decoded]
+
+
+def one_record(build_spans: Callable[[Tracer], None], **kwargs: Any) -> tuple[NeutralSpan, Record]:
+    calls = [(s, r) for s, r in peer_records(build_spans, **kwargs) if r is not None]
+    assert len(calls) == 1, calls
+    return calls[0][0], assert_valid(calls[0][1])
+
+
+@pytest.mark.parametrize("content_type", [PROTOBUF, JSON])
+def test_openinference_completion_inside_a_caller_span(content_type: str) -> None:
+    def make(tracer: Tracer) -> None:
+        with (
+            tracer.start_as_current_span("handler"),
+            tracer.start_as_current_span(
+                "acompletion",
+                attributes={
+                    "openinference.span.kind": "LLM",
+                    "llm.model_name": "gpt-4o-mini",
+                    "llm.provider": "openai",
+                    "llm.invocation_parameters": json.dumps(
+                        {"model": "gpt-4o-mini", "temperature": 0.1, "stream": True}
+                    ),
+                    "llm.input_messages.0.message.role": "system",
+                    "llm.input_messages.0.message.content": "Be brief.",
+                    "llm.input_messages.1.message.role": "user",
+                    "llm.input_messages.1.message.content": "Hi",
+                    "llm.output_messages.0.message.role": "assistant",
+                    "llm.output_messages.0.message.content": "Hello!",
+                    "llm.finish_reason": "stop",
+                    "llm.token_count.prompt": 12,
+                    "llm.token_count.completion": 3,
+                    "llm.token_count.total": 15,
+                    "llm.token_count.completion_details.reasoning": 1,
+                    "llm.cost.total": 0.0001,
+                    "input.value": "{}",
+                    "output.value": "Hello!",
+                },
+            ),
+        ):
+            pass
+
+    results = peer_records(make, content_type)
+    handler = next(s for s, _ in results if s.name == "handler")
+    span, found = next((s, r) for s, r in results if s.name == "acompletion")
+    record = assert_valid(found)
+    assert next(r for s, r in results if s.name == "handler") is None
+    assert (record["request_model"], record["provider"], record["call_type"]) == (
+        "gpt-4o-mini",
+        "openai",
+        "chat",
+    )
+    assert record["is_async"] is True and record["stream"] is True
+    assert record["usage"] == {
+        "input_tokens": 12,
+        "output_tokens": 3,
+        "total_tokens": 15,
+        "cached_input_tokens": None,
+        "cache_creation_input_tokens": None,
+        "reasoning_tokens": 1,
+    }
+    assert record["cost_usd"] == 0.0001 and record["finish_reasons"] == ["stop"]
+    assert record["request"]["messages"] == [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Hi"},
+    ]
+    assert record["request"]["parameters"] == {"temperature": 0.1, "stream": True}
+    assert record["response"]["choices"][0]["message"] == {"role": "assistant", "content": "Hello!"}
+    assert record["trace_id"] == handler.trace_id and record["parent_span_id"] == handler.span_id
+    assert record["call_id"] == derived_call_id(span.trace_id, span.span_id)
+    assert record["service"] == "tests" and record["status"] == "ok"
+
+
+def test_openinference_embedding_and_tool_calls() -> None:
+    def make(tracer: Tracer) -> None:
+        with tracer.start_as_current_span(
+            "CreateEmbeddings",
+            attributes={
+                "openinference.span.kind": "EMBEDDING",
+                "embedding.model_name": "text-embedding-3-small",
+                "llm.token_count.prompt": 8,
+                "input.value": '["a", "b"]',
+            },
+        ):
+            pass
+        with tracer.start_as_current_span(
+            "completion",
+            attributes={
+                "openinference.span.kind": "LLM",
+                "llm.model_name": "gpt-4o-mini",
+                "llm.output_messages.0.message.role": "assistant",
+                "llm.output_messages.0.message.tool_calls.0.tool_call.id": "call_9",
+                "llm.output_messages.0.message.tool_calls.0.tool_call.function.name": "weather",
+                "llm.output_messages.0.message.tool_calls.0.tool_call.function.arguments": '{"city":"Oslo"}',
+                "llm.tools.0.tool.json_schema": json.dumps(
+                    {"type": "function", "function": {"name": "weather"}}
+                ),
+            },
+        ):
+            pass
+        with tracer.start_as_current_span(
+            "retriever", attributes={"openinference.span.kind": "CHAIN", "llm.model_name": "x"}
+        ):
+            pass
+
+    results = {s.name: r for s, r in peer_records(make)}
+    assert results["retriever"] is None
+    embedding = assert_valid(results["CreateEmbeddings"])
+    assert (embedding["call_type"], embedding["request_model"], embedding["usage"]["input_tokens"]) == (
+        "embedding",
+        "text-embedding-3-small",
+        8,
+    )
+    assert embedding["request"]["input"] == ["a", "b"]
+    chat = assert_valid(results["completion"])
+    assert chat["is_async"] is False
+    assert chat["response"]["choices"][0]["message"]["tool_calls"] == [
+        {"id": "call_9", "type": "function", "function": {"name": "weather", "arguments": '{"city":"Oslo"}'}}
+    ]
+    assert chat["request"]["tools"] == [{"type": "function", "function": {"name": "weather"}}]
+
+
+def test_openinference_error_from_exception_event() -> None:
+    def make(tracer: Tracer) -> None:
+        with tracer.start_as_current_span(
+            "completion",
+            attributes={"openinference.span.kind": "LLM", "llm.model_name": "m"},
+            record_exception=False,
+            set_status_on_exception=False,
+        ) as span:
+            span.add_event(
+                "exception",
+                {"exception.type": "litellm.exceptions.InternalServerError", "exception.message": "500 boom"},
+            )
+            span.set_status(Status(StatusCode.ERROR, "500 boom"))
+
+    _, record = one_record(make)
+    assert record["status"] == "error"
+    assert record["error"]["type"] == "litellm.exceptions.InternalServerError"
+    assert record["error"]["message"] == "500 boom"
+
+
+@pytest.mark.parametrize("content_type", [PROTOBUF, JSON])
+def test_openllmetry_stream_and_error(content_type: str) -> None:
+    def make(tracer: Tracer) -> None:
+        with tracer.start_as_current_span(
+            "litellm.chat",
+            kind=SpanKind.CLIENT,
+            attributes={
+                "gen_ai.operation.name": "chat",
+                "gen_ai.provider.name": "openai",
+                "gen_ai.request.model": "gpt-4o-mini",
+                "gen_ai.response.model": "gpt-4o-mini-2024-07-18",
+                "gen_ai.response.id": "chatcmpl-1",
+                "gen_ai.request.temperature": 0.5,
+                "gen_ai.request.max_tokens": 50,
+                "gen_ai.response.finish_reasons": ["stop"],
+                "gen_ai.usage.input_tokens": 10,
+                "gen_ai.usage.output_tokens": 4,
+                "llm.usage.total_tokens": 14,
+                "llm.is_streaming": True,
+                "gen_ai.input.messages": json.dumps(
+                    [{"role": "user", "parts": [{"type": "text", "content": "Hi"}]}]
+                ),
+                "gen_ai.output.messages": json.dumps(
+                    [
+                        {
+                            "role": "assistant",
+                            "parts": [{"type": "text", "content": "Yo"}],
+                            "finish_reason": "stop",
+                        }
+                    ]
+                ),
+            },
+        ):
+            pass
+        with tracer.start_as_current_span(
+            "litellm.chat",
+            kind=SpanKind.CLIENT,
+            attributes={
+                "gen_ai.operation.name": "chat",
+                "gen_ai.provider.name": "openai",
+                "gen_ai.request.model": "gpt-4o-mini",
+                "llm.is_streaming": False,
+                "error.type": "InternalServerError",
+            },
+        ) as span:
+            span.set_status(Status(StatusCode.ERROR))
+
+    records = [assert_valid(r) for _, r in peer_records(make, content_type)]
+    ok, failed = records
+    assert (ok["stream"], ok["usage"]["total_tokens"], ok["response_model"], ok["response_id"]) == (
+        True,
+        14,
+        "gpt-4o-mini-2024-07-18",
+        "chatcmpl-1",
+    )
+    assert ok["request"]["parameters"] == {"temperature": 0.5, "max_tokens": 50}
+    assert ok["request"]["messages"] == [{"role": "user", "content": "Hi"}]
+    assert ok["response"] == {
+        "id": "chatcmpl-1",
+        "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "Yo"}}],
+    }
+    assert (failed["status"], failed["error"]["type"], failed["stream"]) == (
+        "error",
+        "InternalServerError",
+        False,
+    )
+    assert failed["usage"]["total_tokens"] == 0
+
+
+def test_openlit_cost_ttft_cache_and_environment() -> None:
+    def make(tracer: Tracer) -> None:
+        with tracer.start_as_current_span(
+            "chat openai/gpt-4o-mini",
+            kind=SpanKind.CLIENT,
+            attributes={
+                "gen_ai.operation.name": "chat",
+                "gen_ai.provider.name": "openai",
+                "gen_ai.request.model": "openai/gpt-4o-mini",
+                "gen_ai.request.stream": True,
+                "gen_ai.request.user": "end-7",
+                "gen_ai.request.seed": 3,
+                "gen_ai.usage.input_tokens": 20,
+                "gen_ai.usage.output_tokens": 6,
+                "gen_ai.usage.cache_read.input_tokens": 16,
+                "gen_ai.usage.cache_creation.input_tokens": 0,
+                "gen_ai.usage.cost": 0.002,
+                "gen_ai.server.time_to_first_token": 0.31,
+                "gen_ai.system_instructions": json.dumps([{"type": "text", "content": "Be brief."}]),
+                "deployment.environment": "staging",
+                "server.address": "127.0.0.1",
+                "server.port": 8000,
+            },
+        ):
+            pass
+
+    _, record = one_record(make, resource={"service.name": "shop"})
+    assert (record["cost_usd"], record["ttft_ms"], record["end_user"]) == (0.002, 310.0, "end-7")
+    assert (record["usage"]["cached_input_tokens"], record["usage"]["cache_creation_input_tokens"]) == (16, 0)
+    assert (record["service"], record["environment"], record["stream"]) == ("shop", "staging", True)
+    assert record["request"]["messages"] == [{"role": "system", "content": "Be brief."}]
+    assert record["request"]["parameters"] == {"seed": 3}
+
+
+def test_litellm_v1_request_span_and_its_raw_child() -> None:
+    def make(tracer: Tracer) -> None:
+        with (
+            tracer.start_as_current_span(
+                "litellm_request",
+                attributes={
+                    "litellm.call_id": "call-abc",
+                    "gen_ai.system": "openai",
+                    "gen_ai.operation.name": "chat",
+                    "gen_ai.request.model": "gpt-4o-mini",
+                    "llm.request.type": "acompletion",
+                    "llm.is_streaming": "False",
+                    "litellm.cache_hit": "False",
+                    "gen_ai.usage.prompt_tokens": 9,
+                    "gen_ai.usage.completion_tokens": 2,
+                    "gen_ai.usage.total_tokens": 11,
+                    "gen_ai.cost.total_cost": 0.0003,
+                    "gen_ai.completion.0.function_call.name": "weather",
+                    "gen_ai.completion.0.function_call.arguments": "{}",
+                    "llm.request.functions.0.name": "weather",
+                    "llm.request.functions.0.parameters": '{"type": "object"}',
+                    "metadata.user_api_key_alias": "team-key",
+                    "metadata.user_api_key_end_user_id": "end-1",
+                    "metadata.requester_metadata": json.dumps({"feature": "x", "user_api_key": "secret"}),
+                },
+            ),
+            tracer.start_as_current_span(
+                "raw_gen_ai_request",
+                attributes={"llm.openai.model": "gpt-4o-mini", "gen_ai.system": "openai"},
+            ),
+        ):
+            pass
+        with tracer.start_as_current_span(
+            "litellm_request",
+            attributes={
+                "litellm.call_id": "call-err",
+                "gen_ai.system": "openai",
+                "gen_ai.request.model": "gpt-4o-mini",
+                "error.type": "InternalServerError",
+                "error.message": "boom",
+                "error.code": "500",
+                "error.llm_provider": "openai",
+            },
+        ) as span:
+            span.set_status(Status(StatusCode.ERROR))
+
+    results = {r["call_id"] if r else s.name: r for s, r in peer_records(make)}
+    assert results["raw_gen_ai_request"] is None
+    ok = assert_valid(results["call-abc"])
+    assert (ok["provider"], ok["cost_usd"], ok["cache_hit"], ok["stream"]) == ("openai", 0.0003, False, False)
+    assert ok["usage"]["input_tokens"] == 9 and ok["usage"]["output_tokens"] == 2
+    assert ok["response"]["choices"][0]["message"]["tool_calls"][0]["function"] == {
+        "name": "weather",
+        "arguments": "{}",
+    }
+    assert ok["request"]["tools"] == [
+        {"type": "function", "function": {"name": "weather", "parameters": {"type": "object"}}}
+    ]
+    assert ok["proxy"] == {"key_alias": "team-key", "end_user_id": "end-1"} and ok["end_user"] == "end-1"
+    assert ok["metadata"] == {"feature": "x"}
+    failed = assert_valid(results["call-err"])
+    assert failed["error"] == {
+        "type": "InternalServerError",
+        "message": "boom",
+        "status_code": 500,
+        "code": "500",
+        "provider": "openai",
+        "normalized": None,
+        "provider_request_id": None,
+        "retries": None,
+    }
+
+
+def test_litellm_v2_stream_with_time_to_first_chunk() -> None:
+    def make(tracer: Tracer) -> None:
+        with tracer.start_as_current_span(
+            "chat gpt-4o-mini",
+            kind=SpanKind.CLIENT,
+            attributes={
+                "litellm.call_id": "v2-call",
+                "litellm.call_type": "acompletion",
+                "gen_ai.operation.name": "chat",
+                "gen_ai.provider.name": "openai",
+                "gen_ai.system": "openai",
+                "gen_ai.request.model": "gpt-4o-mini",
+                "gen_ai.usage.input_tokens": 5,
+                "gen_ai.usage.output_tokens": 7,
+                "gen_ai.usage.total_tokens": 12,
+                "litellm.cost.total": 0.00001,
+                "litellm.cache_hit": False,
+                "gen_ai.response.time_to_first_chunk": 0.125,
+                "litellm.request.streaming": True,
+            },
+        ):
+            pass
+
+    _, record = one_record(make)
+    assert (record["call_id"], record["litellm_call_type"], record["is_async"]) == (
+        "v2-call",
+        "acompletion",
+        True,
+    )
+    assert (record["ttft_ms"], record["stream"], record["cost_usd"]) == (125.0, True, 0.00001)
+
+
+def test_ttft_from_a_first_chunk_event_and_content_from_legacy_events() -> None:
+    def make(tracer: Tracer) -> None:
+        with tracer.start_as_current_span(
+            "gen", attributes={"gen_ai.request.model": "m"}, start_time=1_000_000_000
+        ) as span:
+            span.add_event(
+                "gen_ai.content.prompt",
+                {"gen_ai.prompt": json.dumps([{"role": "user", "content": "Q"}])},
+                timestamp=1_000_000_001,
+            )
+            span.add_event("First Token Stream Event", timestamp=1_050_000_000)
+            span.add_event(
+                "gen_ai.content.completion",
+                {"message.content": "A", "finish_reason": "stop"},
+                timestamp=1_100_000_000,
+            )
+            span.end(end_time=1_200_000_000)
+
+    _, record = one_record(make)
+    assert (record["ttft_ms"], record["duration_ms"]) == (50.0, 200.0)
+    assert record["request"]["messages"] == [{"role": "user", "content": "Q"}]
+    assert record["response"]["choices"][0]["message"]["content"] == "A"
+
+
+def test_spans_that_are_not_llm_calls_map_to_none() -> None:
+    def make(tracer: Tracer) -> None:
+        with tracer.start_as_current_span(
+            "POST",
+            kind=SpanKind.CLIENT,
+            attributes={"http.request.method": "POST", "server.address": "api.openai.com"},
+        ):
+            pass
+        with tracer.start_as_current_span(
+            "execute_tool weather",
+            attributes={"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": "weather"},
+        ):
+            pass
+        with tracer.start_as_current_span("GET /health"):
+            pass
+
+    assert [r for _, r in peer_records(make)] == [None, None, None]
+
+
+def test_a_span_sent_twice_gets_the_same_call_id() -> None:
+    span = NeutralSpan(
+        trace_id="ab" * 16, span_id="cd" * 8, name="chat m", attributes={"gen_ai.request.model": "m"}
+    )
+    first, second = span_to_record(span), span_to_record(span)
+    assert first is not None and second is not None and first["call_id"] == second["call_id"]
