@@ -157,6 +157,8 @@ class Transport:
         self._stopping = False
         self._closed = False
         self._conn: http.client.HTTPConnection | None = None
+        self._reused = False
+        self._inflight: _Batch | None = None
         self._encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=self._default)
         self._parts: list[bytes] = []
         self._parts_bytes = 0
@@ -320,6 +322,8 @@ class Transport:
             self._ship(self._take_batch())
         if self._overflow:
             self._spill(self._overflow)
+        if self._tokens:
+            self._finish_inflight()
         if self._tokens and not self._parts and self._held is None and not self._overflow:
             for token in self._tokens:
                 token.event.set()
@@ -334,6 +338,9 @@ class Transport:
         if self._queue and self._held is None:
             return
         if self._spool_nonempty and not self._down:
+            return
+        self._finish_inflight()  # nothing else to do: read the answer now rather than after the wait
+        if self._queue and self._held is None:
             return
         now = time.monotonic()
         timeout = 5.0  # also a heartbeat that rechecks a shared spool
@@ -448,6 +455,7 @@ class Transport:
 
     def _final_spill(self) -> None:
         """On stop: whatever is still in memory goes to the spool (or is counted as dropped)."""
+        self._finish_inflight()
         if self._parts:
             self._to_spool(self._take_batch())
         if self._held is not None:
@@ -505,11 +513,34 @@ class Transport:
             self._spool_pending = self._spool.pending()[1]
 
     def _deliver(self, batch: _Batch) -> None:
-        """Send a fresh batch with retries; on persistent failure spool it and mark the server down."""
+        """Start sending a fresh batch; its answer is read later, by ``_finish_inflight``.
+
+        One request stays in flight while this thread encodes and compresses the next batch, so the
+        server's work overlaps ours instead of adding to it (it roughly doubles throughput on loopback).
+        """
+        self._finish_inflight()
+        if self._down:  # the previous batch just found the server down
+            self._ship(batch)
+            return
+        if self._send(batch.body, batch.gzipped):
+            self._inflight = batch
+        else:
+            self._settle(batch, _RETRY, None)
+
+    def _finish_inflight(self) -> None:
+        # A loop, not an if: settling a 413 sends the halves, which leaves a newer request in flight.
+        while self._inflight is not None:
+            batch, self._inflight = self._inflight, None
+            outcome, retry_after = self._classify(batch, *self._receive(batch.body, batch.gzipped))
+            self._settle(batch, outcome, retry_after)
+
+    def _settle(self, batch: _Batch, outcome: str, retry_after: float | None) -> None:
+        """Act on a fresh batch's first answer: retry with backoff, split, or spool and mark the server down."""
         cfg = self.config
         attempt = 0
         while True:
-            outcome, retry_after = self._attempt(batch)
+            if attempt:
+                outcome, retry_after = self._attempt(batch)
             if outcome in (_OK, _FAIL):
                 return
             if outcome == _SPLIT:
@@ -604,6 +635,9 @@ class Transport:
     def _drain_one(self) -> None:
         """Send the oldest spooled batch once; called between fresh batches so neither starves."""
         assert self._spool is not None
+        self._finish_inflight()
+        if self._down:
+            return
         entry = self._spool.claim_oldest()
         if entry is None:
             self._spool_nonempty = False
@@ -623,8 +657,15 @@ class Transport:
     # -- HTTP ------------------------------------------------------------------------------------------
 
     def _attempt(self, batch: _Batch) -> tuple[str, float | None]:
-        """POST a batch once and classify the answer per the wire contract."""
-        status, retry_after, data = self._post(batch.body, batch.gzipped)
+        """POST a batch once, waiting for the answer, and classify it per the wire contract."""
+        self._finish_inflight()
+        if not self._send(batch.body, batch.gzipped):
+            return _RETRY, None
+        return self._classify(batch, *self._receive(batch.body, batch.gzipped))
+
+    def _classify(
+        self, batch: _Batch, status: int | None, retry_after: float | None, data: bytes
+    ) -> tuple[str, float | None]:
         if status is None:
             return _RETRY, None
         if 200 <= status < 300:
@@ -675,41 +716,49 @@ class Transport:
             self._refresh_pending()
         return _FAIL, None
 
-    def _post(self, body: bytes, gzipped: bool) -> tuple[int | None, float | None, bytes]:
+    def _send(self, body: bytes, gzipped: bool) -> bool:
+        """Write one request on the keep-alive connection (opening it if needed); False if that failed."""
         headers = dict(self._headers)
         if gzipped:
             headers["Content-Encoding"] = "gzip"
         for _ in range(2):
-            conn = self._conn
-            reused = conn is not None
+            reused = self._conn is not None
             try:
-                if conn is None:
-                    conn = self._conn = self._connect()
-                conn.request("POST", self._path, body=body, headers=headers)
-                resp = conn.getresponse()
-                data = resp.read()
+                if self._conn is None:
+                    self._conn = self._connect()
+                self._conn.request("POST", self._path, body=body, headers=headers)
+                self._reused = reused
+                return True
             except (OSError, http.client.HTTPException) as exc:
                 self._close_conn()
-                stale = isinstance(
-                    exc, (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError)
-                )
-                if reused and stale and not self._stopping:
-                    continue  # the server closed an idle keep-alive connection: reconnect once at once
-                self._log_once(
-                    "connect",
-                    "litelens: cannot reach server at %s (%s); will retry",
-                    self.config.endpoint,
-                    exc,
-                )
-                return None, None, b""
-            if resp.will_close:
-                self._close_conn()
-            return (
-                resp.status,
-                parse_retry_after(resp.getheader("Retry-After"), self.config.backoff_max_s),
-                data,
-            )
-        return None, None, b""
+                if reused and _stale(exc) and not self._stopping:
+                    continue  # the server closed an idle keep-alive connection: reconnect once, at once
+                self._log_connect(exc)
+                return False
+        return False
+
+    def _receive(self, body: bytes, gzipped: bool) -> tuple[int | None, float | None, bytes]:
+        """Read the answer to the request ``_send`` wrote: (status or None, Retry-After, body)."""
+        conn = self._conn
+        if conn is None:
+            return None, None, b""
+        try:
+            resp = conn.getresponse()
+            data = resp.read()
+        except (OSError, http.client.HTTPException) as exc:
+            self._close_conn()
+            if self._reused and _stale(exc) and not self._stopping and self._send(body, gzipped):
+                return self._receive(body, gzipped)  # _send opened a fresh connection: this recurses once
+            self._log_connect(exc)
+            return None, None, b""
+        if resp.will_close:
+            self._close_conn()
+        return resp.status, parse_retry_after(resp.getheader("Retry-After"), self.config.backoff_max_s), data
+
+    def _log_connect(self, exc: BaseException) -> None:
+        self._log_once(
+            "connect", "litelens: cannot reach server at %s (%s); will retry", self.config.endpoint, exc
+        )
 
     def _connect(self) -> http.client.HTTPConnection:
         timeout = self.config.timeout_s
@@ -746,6 +795,11 @@ class Transport:
         if conn is not None and conn.sock is not None:
             with contextlib.suppress(OSError):
                 conn.sock.close()
+
+
+def _stale(exc: BaseException) -> bool:
+    """Whether an error means the server had closed an idle keep-alive connection before we used it."""
+    return isinstance(exc, (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError))
 
 
 _live: weakref.WeakSet[Transport] = weakref.WeakSet()
