@@ -382,3 +382,59 @@ def test_a_forked_child_sends_its_own_records_and_not_the_parents(
     assert os.waitstatus_to_exitcode(status) == 0
     assert transport.flush(5)
     assert sorted(receiver.call_ids()) == ["call-0", "call-1"]
+
+
+def test_a_full_spool_evicts_the_oldest_batches_and_counts_them(
+    receiver: Receiver, make_transport: MakeTransport, tmp_path: Path
+) -> None:
+    receiver.stop()
+    transport = make_transport(
+        spool_dir=str(tmp_path), spool_max_bytes=20_000, gzip=False, batch_max_records=10, max_retries=0
+    )
+    for i in range(200):
+        transport.submit(_record(i, pad=200))
+    assert transport.flush(10)
+    stats = transport.stats()
+    assert stats["dropped"] > 0
+    assert stats["dropped"] + stats["spool_pending"] == 200
+    kept = stats["spool_pending"]
+    receiver.start()
+    assert receiver.wait_for(kept, timeout=20)
+    assert receiver.call_ids() == [f"call-{i}" for i in range(200 - kept, 200)]  # the newest survived
+
+
+def test_fresh_records_are_not_starved_while_a_backlog_drains(
+    receiver: Receiver, make_transport: MakeTransport, tmp_path: Path
+) -> None:
+    spool = Spool(tmp_path)
+    for b in range(40):
+        records = ",".join(json.dumps({"call_id": f"old-{b}-{i}"}) for i in range(10))
+        spool.put(('{"schema":"litelens.batch/1","records":[' + records + "]}").encode(), 10, False)
+    receiver.delay_s = 0.05  # the backlog takes >= 2 s to drain
+    transport = make_transport(spool_dir=str(tmp_path))
+    transport.start()
+    assert receiver.wait_for(10, timeout=10)
+    transport.submit(_record(0))
+    assert transport.flush(10)
+    assert "call-0" in receiver.call_ids()
+    assert len(receiver.records) < 400 + 1  # the fresh record did not wait for the whole backlog
+    assert Spool(tmp_path).pending()[0] > 0
+
+
+def test_shutdown_saves_the_queue_even_when_the_thread_is_stuck(
+    receiver: Receiver, make_transport: MakeTransport, tmp_path: Path
+) -> None:
+    release = threading.Event()
+
+    def stuck(record: dict) -> dict:
+        if record["call_id"] == "call-0":
+            release.wait(30)
+        return record
+
+    transport = make_transport(stuck, spool_dir=str(tmp_path))
+    for i in range(5):
+        transport.submit(_record(i))
+    time.sleep(0.2)
+    assert transport.shutdown(0.3) is False
+    assert Spool(tmp_path).pending()[1] == 4  # all but the record inside the stuck processor
+    release.set()

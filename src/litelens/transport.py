@@ -173,7 +173,6 @@ class Transport:
         self._spool_pending = 0
         self._counts: dict[str, int] = dict.fromkeys(
             (
-                "submitted",
                 "sent",
                 "spooled",
                 "dropped",
@@ -186,6 +185,9 @@ class Transport:
             0,
         )
         self._max_queue = cfg.max_queue
+        # Written only under _lock by submitting threads; _counts is written only by the background thread.
+        self._submitted = 0
+        self._submit_dropped = 0
 
     # -- the caller's side -------------------------------------------------------------------------------
 
@@ -193,16 +195,16 @@ class Transport:
         """Queue one record for delivery. O(1); never blocks on I/O and never raises."""
         try:
             with self._lock:
-                self._counts["submitted"] += 1
+                self._submitted += 1
                 if self._closed:
-                    self._counts["dropped"] += 1
+                    self._submit_dropped += 1
                     return
                 if len(self._queue) < self._max_queue:
                     self._queue.append(record)
                 elif self.config.spool_dir is not None and len(self._overflow) < self._max_queue:
                     self._overflow.append(record)  # the background thread writes these to the spool
                 else:
-                    self._counts["dropped"] += 1
+                    self._submit_dropped += 1
                     self._log_once(
                         "queue-full", "litelens: the send queue is full; records are being dropped"
                     )
@@ -213,7 +215,7 @@ class Transport:
             if mode == 1 or (mode == 2 and len(self._queue) >= self.config.batch_max_records):
                 self._wake.set()
         except Exception:  # a failure here must never reach the user's LLM call
-            self._counts["dropped"] += 1
+            self._submit_dropped += 1
 
     def start(self) -> None:
         """Start the background thread now (it otherwise starts on the first submit).
@@ -274,11 +276,45 @@ class Transport:
             self._abort_io()
         remaining = None if deadline is None else max(deadline - time.monotonic(), 0.0) + 1.0
         thread.join(remaining)
-        return ok and not thread.is_alive()
+        if thread.is_alive():
+            self._rescue_queue(grace_s=1.0)
+            return False
+        return ok
+
+    def _rescue_queue(self, grace_s: float) -> None:
+        """The worker is stuck (a processor that never returns, say): spool what is still queued.
+
+        The records still need ``prepare`` (it may redact secrets), which may be what hangs, so this runs on
+        a helper thread joined for at most ``grace_s``: exiting on time beats saving every record.
+        ``popleft`` is atomic, so no record is taken by both threads.
+        """
+
+        def rescue() -> None:
+            pending: collections.deque[dict] = collections.deque()
+            for source in (self._queue, self._overflow):
+                while True:
+                    try:
+                        item = source.popleft()
+                    except IndexError:
+                        break
+                    if not isinstance(item, _Token):
+                        pending.append(item)
+            self._spill(pending)
+
+        helper = threading.Thread(target=rescue, name="litelens-rescue", daemon=True)
+        try:
+            helper.start()
+        except RuntimeError:  # interpreter finalising: no new threads; only safe inline without a processor
+            if self._prepare is None:
+                rescue()
+            return
+        helper.join(grace_s)
 
     def stats(self) -> dict[str, int]:
         """Counters since this process started (see ``docs/internals.md``); cheap, no I/O."""
         out = dict(self._counts)
+        out["submitted"] = self._submitted
+        out["dropped"] += self._submit_dropped
         out["queued"] = (
             len(self._queue)
             + len(self._overflow)
