@@ -438,3 +438,18 @@ def test_shutdown_saves_the_queue_even_when_the_thread_is_stuck(
     assert transport.shutdown(0.3) is False
     assert Spool(tmp_path).pending()[1] == 4  # all but the record inside the stuck processor
     release.set()
+
+
+def test_without_a_spool_an_outage_costs_only_the_batch_that_ran_out_of_retries(
+    receiver: Receiver, make_transport: MakeTransport
+) -> None:
+    receiver.stop()
+    transport = make_transport(batch_max_records=10, max_retries=1)
+    for i in range(30):
+        transport.submit(_record(i))
+    assert transport.flush(1.0) is False  # nothing can be settled: no server, nowhere to keep it
+    stats = transport.stats()
+    assert stats["dropped"] == 10 and stats["queued"] == 20
+    receiver.start()
+    assert transport.flush(10)
+    assert receiver.call_ids() == [f"call-{i}" for i in range(10, 30)]

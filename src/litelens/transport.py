@@ -188,6 +188,7 @@ class Transport:
         # Written only under _lock by submitting threads; _counts is written only by the background thread.
         self._submitted = 0
         self._submit_dropped = 0
+        self._tokens_queued = 0  # flush markers in _queue, which are not records
 
     # -- the caller's side -------------------------------------------------------------------------------
 
@@ -253,6 +254,8 @@ class Transport:
         if not thread.is_alive():
             return not self._queue and not self._overflow and not self._parts
         token = _Token()
+        with self._lock:
+            self._tokens_queued += 1
         self._queue.append(token)
         self._wake.set()
         return token.event.wait(timeout)
@@ -315,12 +318,8 @@ class Transport:
         out = dict(self._counts)
         out["submitted"] = self._submitted
         out["dropped"] += self._submit_dropped
-        out["queued"] = (
-            len(self._queue)
-            + len(self._overflow)
-            + len(self._parts)
-            + (self._held.count if self._held else 0)
-        )
+        in_memory = len(self._queue) - self._tokens_queued + len(self._overflow) + len(self._parts)
+        out["queued"] = max(in_memory + (self._held.count if self._held else 0), 0)
         out["spool_pending"] = self._spool_pending
         return out
 
@@ -348,6 +347,8 @@ class Transport:
         while self._queue and self._held is None and not self._stopping and taken < cfg.batch_max_records:
             item = self._queue.popleft()
             if isinstance(item, _Token):
+                with self._lock:
+                    self._tokens_queued -= 1
                 self._tokens.append(item)
                 flush_now = True
                 break
