@@ -228,10 +228,6 @@ class Transport:
                 self._start_locked()
 
     def _start_locked(self) -> None:
-        if self.config.spool_dir is not None and self._spool is None:
-            # Opening a spool only lists a directory and renames stale claims: cheap enough for the first submit.
-            self._spool = Spool(self.config.spool_dir, self.config.spool_max_bytes)
-            self._spool_nonempty = True
         thread = threading.Thread(target=self._run, name="litelens-transport", daemon=True)
         try:
             thread.start()
@@ -327,6 +323,11 @@ class Transport:
 
     def _run(self) -> None:
         try:
+            if self.config.spool_dir is not None and self._spool is None:
+                # Opened here, not in submit(): even mkdir and a directory listing stay off the caller's thread.
+                self._spool = Spool(self.config.spool_dir, self.config.spool_max_bytes)
+                self._spool_nonempty = True
+                self._refresh_pending()
             while not self._stopping:
                 self._iteration()
         except BaseException as exc:  # keep the process healthy even if we are not
