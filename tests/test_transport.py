@@ -453,3 +453,35 @@ def test_without_a_spool_an_outage_costs_only_the_batch_that_ran_out_of_retries(
     receiver.start()
     assert transport.flush(10)
     assert receiver.call_ids() == [f"call-{i}" for i in range(10, 30)]
+
+
+def test_exit_delivers_unflushed_records_when_the_server_is_up(receiver: Receiver) -> None:
+    child = _run_python(
+        f"""
+        from litelens.transport import Transport, TransportConfig
+        t = Transport(TransportConfig(endpoint={receiver.url!r}, batch_max_age_s=30))
+        for i in range(100):
+            t.submit({{"call_id": f"call-{{i}}"}})
+        """
+    )
+    assert child.returncode == 0, child.stderr
+    assert sorted(receiver.call_ids()) == sorted(f"call-{i}" for i in range(100))
+
+
+def test_exit_is_bounded_when_the_server_hangs_and_the_rest_is_spooled(
+    receiver: Receiver, tmp_path: Path
+) -> None:
+    receiver.delay_s = 60
+    started = time.monotonic()
+    child = _run_python(
+        f"""
+        from litelens.transport import Transport, TransportConfig
+        t = Transport(TransportConfig(endpoint={receiver.url!r}, spool_dir={str(tmp_path)!r},
+                                      timeout_s=60, exit_flush_s=1))
+        for i in range(100):
+            t.submit({{"call_id": f"call-{{i}}"}})
+        """
+    )
+    assert child.returncode == 0, child.stderr
+    assert time.monotonic() - started < 20  # exit_flush_s + grace, not the server's 60 s
+    assert Spool(tmp_path).pending()[1] == 100
