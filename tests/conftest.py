@@ -64,3 +64,28 @@ def make_callback(receiver: Receiver, tmp_path: Path) -> Iterator[Callable[..., 
         litellm.logging_callback_manager.remove_callback_from_all_lists(callback)
         if callback in litellm.callbacks:
             litellm.callbacks.remove(callback)
+
+
+@pytest.fixture
+def make_transport(receiver: Receiver, tmp_path: Path) -> Iterator[Callable[..., Any]]:
+    """Build a Transport aimed at the receiver with fast retries; extra keyword arguments override."""
+    from litelens.transport import Transport, TransportConfig
+
+    made: list[Transport] = []
+
+    def make(prepare: Callable[[dict], dict | None] | None = None, **overrides: Any) -> Transport:
+        settings: dict[str, Any] = {
+            "endpoint": receiver.url,
+            "backoff_base_s": 0.01,
+            "backoff_max_s": 0.2,
+            "max_retries": 2,
+            "timeout_s": 2.0,
+        }
+        settings.update(overrides)
+        transport = Transport(TransportConfig(**settings), prepare)
+        made.append(transport)
+        return transport
+
+    yield make
+    for transport in made:
+        transport.shutdown(2.0)

@@ -141,7 +141,7 @@ def test_proxy_records_chat_stream_and_embeddings(proxy_stack: tuple[int, Receiv
     assert records[("chat", True)]["ttft_ms"] is not None
     assert records[("embedding", False)]["usage"]["input_tokens"] == 4
 
-    everything = "\n".join(body for _, body in receiver.bodies)
+    everything = "\n".join(b["body"].decode("utf-8", "replace") for b in receiver.bodies)
     assert MASTER_KEY not in everything
     assert PROVIDER_KEY not in everything
     assert "input_cost_per_token" not in everything

@@ -1,0 +1,325 @@
+"""A disk spool of encoded batches, so nothing is lost while the server is away or the process restarts.
+
+The spool is a plain directory. Each batch is one file whose *name* carries everything needed to order and
+count it without opening it, and whose first line is a tiny header that lets a reader detect a damaged
+file before sending it::
+
+    <time_ns:020d>-<pid>-<counter:06d>-<records>-<g|p>.batch      (g = gzipped body, p = plain)
+
+    litelens-spool/1 <records> <g|p> <body length> <crc32>\\n<body>
+
+Why it is built this way:
+
+- Names sort oldest first (wall-clock nanoseconds, then pid and a per-process counter), so several
+  processes writing into one directory still produce one total order, and ``pending()`` needs no reads.
+- A file is written under a temporary name, fsynced, then renamed: a crash leaves either a whole batch or
+  a temporary file that is never sent (and is swept later), never half a batch.
+- A file is *claimed* by renaming it to ``<name>.claim.<pid>.<time_ns>``. ``rename`` is atomic, so when two
+  processes race for the same file exactly one wins; the loser gets ``FileNotFoundError`` and moves on.
+  A claim whose process is gone (or that is older than ``stale_claim_s``) is released when a spool opens.
+- A file that cannot be parsed is renamed to ``.bad`` and logged once: one damaged file must never block
+  the queue behind it, and keeping it lets someone look at it.
+
+Only the standard library is used; the transport's background thread is the only caller in a process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import os
+import re
+import threading
+import time
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["Spool", "SpoolEntry"]
+
+logger = logging.getLogger("litelens.spool")
+
+_SUFFIX = ".batch"
+_CLAIM = ".claim."
+_TMP_PREFIX = ".tmp-"
+_MAGIC = b"litelens-spool/1"
+_NAME_RE = re.compile(r"^(\d{20})-(\d+)-(\d+)-(\d+)-([gp])\.batch$")
+_CLAIM_RE = re.compile(r"^(?P<name>.+\.batch)\.claim\.(?P<pid>\d+)\.(?P<ts>\d+)$")
+_TMP_RE = re.compile(r"^\.tmp-(?P<pid>\d+)-")
+
+
+@dataclass(frozen=True)
+class SpoolEntry:
+    """A batch claimed from the spool: send ``body`` then call ``done``, or ``release`` on failure."""
+
+    name: str
+    """The file's unclaimed name (what ``release`` renames it back to)."""
+    path: Path
+    """Where the claimed file lives now."""
+    count: int
+    """How many records the body holds."""
+    gzipped: bool
+    """Whether ``body`` is gzip-compressed (send it with ``Content-Encoding: gzip``)."""
+    body: bytes
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    except OSError:
+        return False
+    return True
+
+
+class Spool:
+    """A bounded, multi-process-safe directory of encoded batches, oldest first.
+
+    >>> spool = Spool("/tmp/litelens-spool")                      # doctest: +SKIP
+    >>> spool.put(body, count=100, gzipped=True)                  # doctest: +SKIP
+    0
+    >>> entry = spool.claim_oldest()                              # doctest: +SKIP
+    >>> send(entry.body) and spool.done(entry) or spool.release(entry)  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        directory: str | os.PathLike[str],
+        max_bytes: int = 256 * 2**20,
+        *,
+        stale_claim_s: float = 600.0,
+    ) -> None:
+        self.directory = Path(directory)
+        self.max_bytes = max_bytes
+        self.stale_claim_s = stale_claim_s
+        self._lock = threading.Lock()
+        self._counter = 0
+        self._logged: set[str] = set()
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            self._log_once("mkdir", "litelens: cannot create spool directory %s: %s", self.directory, exc)
+        self.recover()
+
+    # -- writing ---------------------------------------------------------------------------------------
+
+    def put(self, body: bytes, count: int, gzipped: bool) -> int:
+        """Store one batch durably; return how many records of older batches were evicted to make room.
+
+        Raises ``OSError`` when *this* batch could not be stored (larger than the whole spool, or the disk
+        refused the write), so the caller can count it as lost rather than spooled; it is logged once here.
+        """
+        header = b"%s %d %s %d %d\n" % (_MAGIC, count, b"g" if gzipped else b"p", len(body), zlib.crc32(body))
+        size = len(header) + len(body)
+        if size > self.max_bytes:
+            self._log_once(
+                "too-big", "litelens: a batch of %d bytes exceeds the spool's limit; dropped", size
+            )
+            raise OSError(errno.EFBIG, "batch larger than the spool's max_bytes")
+        with self._lock:
+            self._counter += 1
+            flag = "g" if gzipped else "p"
+            name = (
+                f"{time.time_ns():020d}-{os.getpid()}-{self._counter % 1_000_000:06d}-{count}-{flag}{_SUFFIX}"
+            )
+        tmp = self.directory / f"{_TMP_PREFIX}{os.getpid()}-{name}"
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            try:
+                os.write(fd, header)
+                view = memoryview(body)
+                while view:
+                    written = os.write(fd, view)
+                    view = view[written:]
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, self.directory / name)
+        except OSError as exc:
+            self._log_once(
+                "write", "litelens: cannot write to spool %s (%s); batches are dropped", self.directory, exc
+            )
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise
+        return self._evict(keep=name)
+
+    def _evict(self, keep: str) -> int:
+        """Delete the oldest unclaimed files until the directory fits ``max_bytes``; return records lost."""
+        files: list[tuple[str, int]] = []
+        total = 0
+        try:
+            with os.scandir(self.directory) as it:
+                for de in it:
+                    try:
+                        size = de.stat().st_size
+                    except OSError:
+                        continue
+                    total += size
+                    if _NAME_RE.match(de.name):
+                        files.append((de.name, size))
+        except OSError:
+            return 0
+        if total <= self.max_bytes:
+            return 0
+        lost = 0
+        for name, size in sorted(files):
+            if total <= self.max_bytes:
+                break
+            if name == keep:
+                continue
+            try:
+                os.unlink(self.directory / name)
+            except OSError:  # claimed or evicted by another process meanwhile
+                continue
+            total -= size
+            lost += _count_of(name)
+        if lost:
+            self._log_once(
+                "evict",
+                "litelens: spool %s is full (%d bytes); evicting the oldest batches",
+                self.directory,
+                self.max_bytes,
+            )
+        return lost
+
+    # -- reading ---------------------------------------------------------------------------------------
+
+    def _names(self) -> list[str]:
+        try:
+            return sorted(
+                n for n in os.listdir(self.directory) if n.endswith(_SUFFIX) and not n.startswith(".")
+            )
+        except OSError:
+            return []
+
+    def claim_oldest(self) -> SpoolEntry | None:
+        """Claim the oldest batch for sending, or return None when the spool is empty.
+
+        Claiming is a rename, so a batch claimed here is invisible to every other process until it is
+        ``done`` (deleted) or ``release``\\ d (renamed back).
+        """
+        for name in self._names():
+            match = _NAME_RE.match(name)
+            if match is None:
+                self._set_aside(self.directory / name, "unrecognised name")
+                continue
+            claimed = self.directory / f"{name}{_CLAIM}{os.getpid()}.{time.time_ns()}"
+            try:
+                os.rename(self.directory / name, claimed)
+            except FileNotFoundError:  # another process got it first
+                continue
+            except OSError:
+                continue
+            try:
+                data = claimed.read_bytes()
+            except OSError:
+                self.release_path(claimed, name)
+                continue
+            body = _parse(data, int(match.group(4)), match.group(5) == "g")
+            if body is None:
+                self._set_aside(claimed, "damaged content")
+                continue
+            return SpoolEntry(name, claimed, int(match.group(4)), match.group(5) == "g", body)
+        return None
+
+    def done(self, entry: SpoolEntry) -> None:
+        """Delete a claimed batch: it was delivered (or definitively rejected)."""
+        with contextlib.suppress(OSError):
+            entry.path.unlink()
+
+    def release(self, entry: SpoolEntry) -> None:
+        """Give a claimed batch back (its send failed), keeping its place in the order."""
+        self.release_path(entry.path, entry.name)
+
+    def release_path(self, claimed: Path, name: str) -> None:
+        with contextlib.suppress(OSError):
+            os.rename(claimed, self.directory / name)
+
+    def pending(self) -> tuple[int, int, int]:
+        """Return ``(files, records, bytes)`` waiting in the spool (claimed files not included)."""
+        files = records = size = 0
+        try:
+            with os.scandir(self.directory) as it:
+                for de in it:
+                    match = _NAME_RE.match(de.name)
+                    if match is None:
+                        continue
+                    try:
+                        size += de.stat().st_size
+                    except OSError:
+                        continue
+                    files += 1
+                    records += int(match.group(4))
+        except OSError:
+            pass
+        return files, records, size
+
+    # -- housekeeping ----------------------------------------------------------------------------------
+
+    def recover(self) -> int:
+        """Release stale claims and remove abandoned temporary files; return the claims released.
+
+        A claim is stale when the process that made it no longer exists, or when it is older than
+        ``stale_claim_s`` (a process that hung mid-send should not hold a batch forever; the cost of
+        being wrong is a duplicate, which receivers remove by ``call_id``).
+        """
+        released = 0
+        now = time.time_ns()
+        try:
+            names = os.listdir(self.directory)
+        except OSError:
+            return 0
+        for name in names:
+            claim = _CLAIM_RE.match(name)
+            if claim is not None:
+                age_s = (now - int(claim.group("ts"))) / 1e9
+                if not _pid_alive(int(claim.group("pid"))) or age_s > self.stale_claim_s:
+                    self.release_path(self.directory / name, claim.group("name"))
+                    released += 1
+                continue
+            tmp = _TMP_RE.match(name)
+            if tmp is not None and not _pid_alive(int(tmp.group("pid"))):
+                with contextlib.suppress(OSError):
+                    os.unlink(self.directory / name)
+        return released
+
+    def _set_aside(self, path: Path, why: str) -> None:
+        base = path.name.split(_CLAIM)[0]
+        with contextlib.suppress(OSError):
+            os.replace(path, self.directory / f"{base}.bad")
+        self._log_once("bad", "litelens: spool file %s is unreadable (%s); moved aside as .bad", base, why)
+
+    def _log_once(self, kind: str, msg: str, *args: object) -> None:
+        if kind not in self._logged:
+            self._logged.add(kind)
+            logger.warning(msg, *args)
+
+
+def _count_of(name: str) -> int:
+    match = _NAME_RE.match(name)
+    return int(match.group(4)) if match else 0
+
+
+def _parse(data: bytes, count: int, gzipped: bool) -> bytes | None:
+    """Return the body of a spool file, or None when the header does not vouch for it."""
+    newline = data.find(b"\n", 0, 128)
+    if newline < 0:
+        return None
+    parts = data[:newline].split(b" ")
+    if len(parts) != 5 or parts[0] != _MAGIC:
+        return None
+    try:
+        n, flag, length, crc = int(parts[1]), parts[2], int(parts[3]), int(parts[4])
+    except ValueError:
+        return None
+    body = data[newline + 1 :]
+    if n != count or flag != (b"g" if gzipped else b"p") or len(body) != length or zlib.crc32(body) != crc:
+        return None
+    return body

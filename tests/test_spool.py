@@ -1,0 +1,117 @@
+"""The disk spool: ordering, atomic writes, bounds, claims shared between processes, damaged files."""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from litelens.spool import Spool
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_batches_come_back_oldest_first_and_done_removes_them(tmp_path: Path) -> None:
+    spool = Spool(tmp_path)
+    for i in range(5):
+        assert spool.put(b"body-%d" % i, count=i + 1, gzipped=i % 2 == 0) == 0
+    assert spool.pending() == (5, 15, spool.pending()[2])
+    seen = []
+    while (entry := spool.claim_oldest()) is not None:
+        seen.append((entry.body, entry.count, entry.gzipped))
+        spool.done(entry)
+    assert seen == [(b"body-%d" % i, i + 1, i % 2 == 0) for i in range(5)]
+    assert spool.pending() == (0, 0, 0)
+    assert os.listdir(tmp_path) == []
+
+
+def test_released_batch_keeps_its_place_and_claimed_one_is_invisible(tmp_path: Path) -> None:
+    spool = Spool(tmp_path)
+    spool.put(b"first", 1, False)
+    spool.put(b"second", 1, False)
+    first = spool.claim_oldest()
+    assert first is not None and first.body == b"first"
+    other = Spool(tmp_path)  # another process's view of the same directory
+    second = other.claim_oldest()
+    assert second is not None and second.body == b"second"
+    assert other.claim_oldest() is None
+    spool.release(first)
+    other.release(second)
+    again = other.claim_oldest()
+    assert again is not None and again.body == b"first"
+
+
+def test_write_is_atomic_leftover_temp_files_are_never_sent(tmp_path: Path) -> None:
+    # What a crash mid-write leaves behind: a temporary file of a process that no longer exists.
+    leftover = tmp_path / f".tmp-{_dead_pid()}-00000000000000000001-1-1-1-p.batch"
+    leftover.write_bytes(b"half a bat")
+    spool = Spool(tmp_path)
+    assert not leftover.exists()
+    assert spool.claim_oldest() is None
+    spool.put(b"x" * 1000, 3, False)
+    assert [n for n in os.listdir(tmp_path) if n.startswith(".tmp")] == []
+
+
+def test_over_max_bytes_the_oldest_are_evicted_and_counted(tmp_path: Path) -> None:
+    spool = Spool(tmp_path, max_bytes=10_000)
+    evicted = 0
+    for i in range(30):
+        evicted += spool.put(bytes([i]) * 1000, count=10, gzipped=False)
+    files, records, size = spool.pending()
+    assert size <= 10_000
+    assert evicted == 300 - records
+    assert evicted > 0
+    entry = spool.claim_oldest()
+    assert entry is not None
+    assert entry.body == bytes([30 - files]) * 1000  # the newest survived, the oldest went
+
+
+def test_batch_larger_than_the_spool_is_refused(tmp_path: Path) -> None:
+    spool = Spool(tmp_path, max_bytes=100)
+    with pytest.raises(OSError):
+        spool.put(b"x" * 1000, 1, False)
+    assert spool.pending() == (0, 0, 0)
+
+
+def test_stale_claims_of_dead_or_hung_processes_are_released_on_open(tmp_path: Path) -> None:
+    spool = Spool(tmp_path)
+    spool.put(b"a", 1, False)
+    spool.put(b"b", 1, False)
+    a = spool.claim_oldest()
+    b = spool.claim_oldest()
+    assert a is not None and b is not None
+    a.path.rename(tmp_path / f"{a.name}.claim.{_dead_pid()}.{time.time_ns()}")
+    b.path.rename(tmp_path / f"{b.name}.claim.{os.getpid()}.{time.time_ns() - 3600 * 10**9}")
+    fresh_claim = Spool(tmp_path)
+    assert fresh_claim.pending()[0] == 2
+    spool.put(b"c", 1, False)
+    c = spool.claim_oldest()  # a live, recent claim must survive a reopen
+    assert c is not None
+    assert Spool(tmp_path).pending()[0] == 2
+
+
+def test_damaged_file_is_set_aside_once_and_does_not_block_the_rest(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    spool = Spool(tmp_path)
+    spool.put(b"good-1", 1, False)
+    spool.put(b"good-2", 1, False)
+    names = sorted(n for n in os.listdir(tmp_path) if n.endswith(".batch"))
+    (tmp_path / names[0]).write_bytes(b"litelens-spool/1 1 p 6 12345\ngarbag")  # wrong checksum
+    (tmp_path / "00000000000000000000-1-1-1-p.batch").write_bytes(b"\x00\xff not a spool file")
+    with caplog.at_level(logging.WARNING, logger="litelens.spool"):
+        entry = spool.claim_oldest()
+    assert entry is not None and entry.body == b"good-2"
+    assert sorted(n for n in os.listdir(tmp_path) if n.endswith(".bad")) == sorted(
+        [names[0].removesuffix(".batch") + ".batch.bad", "00000000000000000000-1-1-1-p.batch.bad"]
+    )
+    assert len([r for r in caplog.records if "unreadable" in r.getMessage()]) == 1

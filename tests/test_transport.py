@@ -1,0 +1,487 @@
+"""The HTTP sender against a real loopback receiver: what arrives, when, and what happens when it can't."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from litelens.spool import Spool
+from litelens.testing.receiver import Receiver
+from litelens.transport import Transport, parse_retry_after
+
+MakeTransport = Callable[..., Transport]
+SRC = str(Path(__file__).resolve().parents[1] / "src")
+
+
+def _record(i: int, pad: int = 0) -> dict:
+    return {"schema": "litelens.call/1", "call_id": f"call-{i}", "model": "gpt-4o-mini", "pad": "x" * pad}
+
+
+def _run_python(code: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, PYTHONPATH=SRC)
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def test_records_arrive_gzipped_with_the_key_in_a_batch(
+    receiver: Receiver, make_transport: MakeTransport
+) -> None:
+    receiver.api_key = "sk-litelens-test"
+    transport = make_transport(api_key="sk-litelens-test")
+    for i in range(3):
+        transport.submit(_record(i))
+    assert transport.flush(5)
+    assert receiver.call_ids() == ["call-0", "call-1", "call-2"]
+    headers = receiver.bodies[0]["headers"]
+    assert headers["Content-Encoding"] == "gzip"
+    assert headers["Authorization"] == "Bearer sk-litelens-test"
+    assert headers["Content-Type"] == "application/json"
+    assert headers["User-Agent"].startswith("litelens/")
+    body = json.loads(receiver.bodies[0]["body"])
+    assert body["schema"] == "litelens.batch/1"
+    assert body["records"][0] == _record(0)
+    assert transport.stats()["sent"] == 3
+
+
+def test_plain_body_when_gzip_is_off(receiver: Receiver, make_transport: MakeTransport) -> None:
+    transport = make_transport(gzip=False)
+    transport.submit(_record(1))
+    assert transport.flush(5)
+    assert "Content-Encoding" not in receiver.bodies[0]["headers"]
+    assert receiver.call_ids() == ["call-1"]
+
+
+def test_batches_are_cut_by_record_count(receiver: Receiver, make_transport: MakeTransport) -> None:
+    transport = make_transport(batch_max_records=10)
+    for i in range(35):
+        transport.submit(_record(i))
+    assert transport.flush(5)
+    sizes = [len(json.loads(b["body"])["records"]) for b in receiver.bodies]
+    assert sizes == [10, 10, 10, 5]
+
+
+def test_batches_are_cut_by_uncompressed_bytes(receiver: Receiver, make_transport: MakeTransport) -> None:
+    transport = make_transport(batch_max_bytes=4000)
+    for i in range(40):
+        transport.submit(_record(i, pad=300))
+    assert transport.flush(5)
+    assert len(receiver.bodies) > 3
+    assert all(len(b["body"]) <= 4000 + 100 for b in receiver.bodies)
+    assert len(receiver.unique_call_ids()) == 40
+
+
+def test_a_lone_record_is_sent_after_the_batch_age_without_flush(
+    receiver: Receiver, make_transport: MakeTransport
+) -> None:
+    transport = make_transport(batch_max_age_s=0.3)
+    started = time.monotonic()
+    transport.submit(_record(0))
+    assert receiver.wait_for(1, timeout=10)
+    elapsed = time.monotonic() - started
+    assert elapsed >= 0.25  # it waited for companions, then went on its own
+
+
+@pytest.mark.parametrize("with_spool", [False, True])
+def test_submit_never_blocks_when_the_server_stalls_and_the_queue_is_full(
+    receiver: Receiver, make_transport: MakeTransport, tmp_path: Path, with_spool: bool
+) -> None:
+    receiver.delay_s = 30
+    transport = make_transport(max_queue=100, timeout_s=30, spool_dir=str(tmp_path) if with_spool else None)
+    transport.submit(_record(-1))
+    time.sleep(0.6)  # the first batch is now stuck in a request the receiver sits on
+    started = time.monotonic()
+    for i in range(10_000):
+        transport.submit(_record(i))
+    elapsed = time.monotonic() - started
+    assert elapsed < 1.0  # ~10 ms when healthy; a blocking put would take the 30 s stall
+    stats = transport.stats()
+    assert stats["submitted"] == 10_001
+    assert stats["dropped"] >= 10_000 - (200 if with_spool else 100)
+
+
+def test_429_retry_after_is_waited_out(receiver: Receiver, make_transport: MakeTransport) -> None:
+    receiver.fail_next(429, times=1, retry_after=1.0)
+    transport = make_transport(backoff_max_s=5.0)
+    started = time.monotonic()
+    transport.submit(_record(0))
+    assert transport.flush(10)
+    assert time.monotonic() - started >= 1.0
+    assert receiver.requests == 2
+    assert receiver.call_ids() == ["call-0"]
+    assert transport.stats()["retries"] == 1
+
+
+def test_retry_after_accepts_seconds_and_http_dates() -> None:
+    assert parse_retry_after("2", cap=30) == 2.0
+    assert parse_retry_after("120", cap=30) == 30
+    date = time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(time.time() + 10))
+    delay = parse_retry_after(date, cap=30)
+    assert delay is not None and 8 <= delay <= 10
+    assert parse_retry_after("soon", cap=30) is None
+
+
+def test_server_errors_are_retried_and_delivered_once(
+    receiver: Receiver, make_transport: MakeTransport
+) -> None:
+    receiver.fail_next(500, times=1)
+    receiver.fail_next(503, times=1)
+    transport = make_transport(max_retries=3)
+    for i in range(20):
+        transport.submit(_record(i))
+    assert transport.flush(10)
+    assert receiver.call_ids() == [f"call-{i}" for i in range(20)]
+    assert transport.stats()["retries"] == 2
+
+
+def test_server_down_spools_then_everything_arrives_once_oldest_first(
+    receiver: Receiver, make_transport: MakeTransport, tmp_path: Path
+) -> None:
+    receiver.stop()
+    transport = make_transport(spool_dir=str(tmp_path), batch_max_records=10, max_retries=1)
+    for i in range(50):
+        transport.submit(_record(i))
+    assert transport.flush(10)  # spooled counts as settled
+    stats = transport.stats()
+    assert stats["spooled"] == 50 and stats["spool_pending"] == 50 and stats["sent"] == 0
+    receiver.start()
+    assert receiver.wait_for(50, timeout=20)
+    time.sleep(0.2)
+    assert receiver.call_ids() == [f"call-{i}" for i in range(50)]
+    assert Spool(tmp_path).pending() == (0, 0, 0)
+
+
+def test_records_left_by_an_exiting_process_are_sent_by_the_next(receiver: Receiver, tmp_path: Path) -> None:
+    receiver.stop()
+    first = _run_python(
+        f"""
+        from litelens.transport import Transport, TransportConfig
+        t = Transport(TransportConfig(endpoint={receiver.url!r}, spool_dir={str(tmp_path)!r},
+                                      max_retries=1, backoff_base_s=0.01, exit_flush_s=5))
+        for i in range(200):
+            t.submit({{"call_id": f"call-{{i}}"}})
+        """
+    )
+    assert first.returncode == 0, first.stderr
+    assert Spool(tmp_path).pending()[1] == 200  # the atexit hook spooled what it could not send
+    receiver.start()
+    second = _run_python(
+        f"""
+        import time
+        from litelens.transport import Transport, TransportConfig
+        t = Transport(TransportConfig(endpoint={receiver.url!r}, spool_dir={str(tmp_path)!r}))
+        t.start()
+        deadline = time.monotonic() + 30
+        while t.stats()["sent"] < 200 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        """
+    )
+    assert second.returncode == 0, second.stderr
+    assert sorted(receiver.call_ids()) == sorted(f"call-{i}" for i in range(200))
+
+
+def test_two_processes_sharing_a_spool_never_send_a_batch_twice(receiver: Receiver, tmp_path: Path) -> None:
+    spool = Spool(tmp_path)
+    for b in range(40):
+        records = ",".join(json.dumps({"call_id": f"call-{b}-{i}"}) for i in range(25))
+        spool.put(('{"schema":"litelens.batch/1","records":[' + records + "]}").encode(), 25, False)
+    receiver.delay_s = 0.005
+    code = f"""
+        import time
+        from litelens.transport import Transport, TransportConfig
+        t = Transport(TransportConfig(endpoint={receiver.url!r}, spool_dir={str(tmp_path)!r}))
+        t.start()
+        deadline = time.monotonic() + 30
+        while t.stats()["spool_pending"] and time.monotonic() < deadline:
+            time.sleep(0.02)
+        time.sleep(0.2)
+        print(t.stats()["sent"])
+        """
+    env = dict(os.environ, PYTHONPATH=SRC)
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", textwrap.dedent(code)], env=env, stdout=subprocess.PIPE, text=True
+        )
+        for _ in range(2)
+    ]
+    sent = [int(p.communicate(timeout=60)[0].strip() or 0) for p in procs]
+    assert receiver.wait_for(1000, timeout=10)
+    ids = receiver.call_ids()
+    assert len(ids) == 1000 and len(set(ids)) == 1000
+    assert sum(sent) == 1000
+
+
+def test_an_unserializable_value_costs_only_that_field(
+    receiver: Receiver, make_transport: MakeTransport
+) -> None:
+    transport = make_transport()
+    record = _record(0)
+    record["response"] = object()
+    record["meta"] = {("tuple", "key"): 1, "fine": [1, 2]}
+    transport.submit(record)
+    assert transport.flush(5)
+    got = receiver.records[0]
+    assert got["response"] == "<unserializable object>"
+    assert got["model"] == "gpt-4o-mini"
+    assert got["meta"]["fine"] == [1, 2]
+    assert transport.stats()["unserializable_fields"] == 2
+
+
+def test_a_failing_processor_loses_only_its_records(
+    receiver: Receiver, make_transport: MakeTransport
+) -> None:
+    seen = 0
+
+    def prepare(record: dict) -> dict | None:
+        nonlocal seen
+        seen += 1
+        if seen % 3 == 0:
+            raise RuntimeError("boom")
+        if record["call_id"] == "call-1":
+            return None
+        return {**record, "scrubbed": True}
+
+    transport = make_transport(prepare)
+    for i in range(30):
+        transport.submit(_record(i))
+    assert transport.flush(5)
+    stats = transport.stats()
+    assert stats["failed"] == 10 and stats["filtered"] == 1 and stats["sent"] == 19
+    assert len(receiver.records) == 19 and all(r["scrubbed"] for r in receiver.records)
+
+
+def test_413_splits_the_batch_and_drops_only_the_oversized_record(
+    receiver: Receiver, make_transport: MakeTransport
+) -> None:
+    receiver.max_body = 1500
+    transport = make_transport(gzip=False)
+    for i in range(16):
+        transport.submit(_record(i, pad=200))
+    transport.submit(_record(99, pad=3000))
+    assert transport.flush(10)
+    assert sorted(receiver.call_ids()) == sorted(f"call-{i}" for i in range(16))
+    assert transport.stats()["failed"] == 1
+
+
+def test_wrong_key_is_logged_once_clearly_and_batches_wait_in_the_spool(
+    receiver: Receiver, make_transport: MakeTransport, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    receiver.api_key = "right"
+    transport = make_transport(api_key="wrong", spool_dir=str(tmp_path), batch_max_records=5)
+    with caplog.at_level(logging.WARNING, logger="litelens.transport"):
+        for i in range(20):
+            transport.submit(_record(i))
+        assert transport.flush(10)
+    messages = [r.getMessage() for r in caplog.records if "refused the API key" in r.getMessage()]
+    assert len(messages) == 1
+    assert f"server at {receiver.url} refused the API key (401); set LITELENS_API_KEY" in messages[0]
+    assert transport.stats()["spooled"] == 20 and receiver.records == []
+    receiver.api_key = "wrong"  # the operator fixes the server side: the spooled batches go through
+    assert receiver.wait_for(20, timeout=20)
+
+
+def test_flush_reports_delivery_and_timeouts(receiver: Receiver, make_transport: MakeTransport) -> None:
+    transport = make_transport(batch_max_age_s=10)
+    transport.submit(_record(0))
+    assert transport.flush(5)
+    assert receiver.call_ids() == ["call-0"]  # flush did not wait for the 10 s batch age
+    receiver.delay_s = 3
+    transport.submit(_record(1))
+    assert transport.flush(0.3) is False
+
+
+def test_shutdown_spools_what_the_server_did_not_take(
+    receiver: Receiver, make_transport: MakeTransport, tmp_path: Path
+) -> None:
+    receiver.delay_s = 30
+    transport = make_transport(spool_dir=str(tmp_path), timeout_s=30)
+    for i in range(10):
+        transport.submit(_record(i))
+    started = time.monotonic()
+    assert transport.shutdown(0.5) is False
+    assert time.monotonic() - started < 10
+    assert Spool(tmp_path).pending()[1] == 10
+    transport.submit(_record(11))
+    assert transport.stats()["dropped"] == 1
+
+
+def test_many_threads_submitting_at_once(receiver: Receiver, make_transport: MakeTransport) -> None:
+    transport = make_transport(batch_max_records=100)
+
+    def work(t: int) -> None:
+        for i in range(500):
+            transport.submit(_record(t * 1000 + i))
+
+    threads = [threading.Thread(target=work, args=(t,)) for t in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert transport.flush(10)
+    ids = receiver.call_ids()
+    assert len(ids) == 4000 and len(set(ids)) == 4000
+    assert transport.stats()["submitted"] == 4000
+
+
+def test_submit_from_asyncio_does_not_stall_the_loop(
+    receiver: Receiver, make_transport: MakeTransport
+) -> None:
+    receiver.delay_s = 0.5  # a slow server must not show up as loop latency
+    transport = make_transport(batch_max_records=50)
+
+    async def main() -> float:
+        worst = 0.0
+
+        async def producer(p: int) -> None:
+            for i in range(50):
+                transport.submit(_record(p * 100 + i))
+                await asyncio.sleep(0)
+
+        async def ticker() -> None:
+            nonlocal worst
+            for _ in range(20):
+                before = time.monotonic()
+                await asyncio.sleep(0.01)
+                worst = max(worst, time.monotonic() - before)
+
+        await asyncio.gather(ticker(), *(producer(p) for p in range(4)))
+        return worst
+
+    worst = asyncio.run(main())
+    assert worst < 0.4  # far under the server's 0.5 s per request
+    assert transport.flush(30)
+    assert len(receiver.unique_call_ids()) == 200
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_sends_its_own_records_and_not_the_parents(
+    receiver: Receiver, make_transport: MakeTransport
+) -> None:
+    transport = make_transport(batch_max_age_s=5)
+    transport.submit(_record(0))  # still waiting for its batch age when we fork
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        transport.submit(_record(1))
+        os._exit(0 if transport.flush(5) else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert transport.flush(5)
+    assert sorted(receiver.call_ids()) == ["call-0", "call-1"]
+
+
+def test_a_full_spool_evicts_the_oldest_batches_and_counts_them(
+    receiver: Receiver, make_transport: MakeTransport, tmp_path: Path
+) -> None:
+    receiver.stop()
+    transport = make_transport(
+        spool_dir=str(tmp_path), spool_max_bytes=20_000, gzip=False, batch_max_records=10, max_retries=0
+    )
+    for i in range(200):
+        transport.submit(_record(i, pad=200))
+    assert transport.flush(10)
+    stats = transport.stats()
+    assert stats["dropped"] > 0
+    assert stats["dropped"] + stats["spool_pending"] == 200
+    kept = stats["spool_pending"]
+    receiver.start()
+    assert receiver.wait_for(kept, timeout=20)
+    assert receiver.call_ids() == [f"call-{i}" for i in range(200 - kept, 200)]  # the newest survived
+
+
+def test_fresh_records_are_not_starved_while_a_backlog_drains(
+    receiver: Receiver, make_transport: MakeTransport, tmp_path: Path
+) -> None:
+    spool = Spool(tmp_path)
+    for b in range(40):
+        records = ",".join(json.dumps({"call_id": f"old-{b}-{i}"}) for i in range(10))
+        spool.put(('{"schema":"litelens.batch/1","records":[' + records + "]}").encode(), 10, False)
+    receiver.delay_s = 0.05  # the backlog takes >= 2 s to drain
+    transport = make_transport(spool_dir=str(tmp_path))
+    transport.start()
+    assert receiver.wait_for(10, timeout=10)
+    transport.submit(_record(0))
+    assert transport.flush(10)
+    assert "call-0" in receiver.call_ids()
+    assert len(receiver.records) < 400 + 1  # the fresh record did not wait for the whole backlog
+    assert Spool(tmp_path).pending()[0] > 0
+
+
+def test_shutdown_saves_the_queue_even_when_the_thread_is_stuck(
+    receiver: Receiver, make_transport: MakeTransport, tmp_path: Path
+) -> None:
+    release = threading.Event()
+
+    def stuck(record: dict) -> dict:
+        if record["call_id"] == "call-0":
+            release.wait(30)
+        return record
+
+    transport = make_transport(stuck, spool_dir=str(tmp_path))
+    for i in range(5):
+        transport.submit(_record(i))
+    time.sleep(0.2)
+    assert transport.shutdown(0.3) is False
+    assert Spool(tmp_path).pending()[1] == 4  # all but the record inside the stuck processor
+    release.set()
+
+
+def test_without_a_spool_an_outage_costs_only_the_batch_that_ran_out_of_retries(
+    receiver: Receiver, make_transport: MakeTransport
+) -> None:
+    receiver.stop()
+    transport = make_transport(batch_max_records=10, max_retries=1)
+    for i in range(30):
+        transport.submit(_record(i))
+    assert transport.flush(1.0) is False  # nothing can be settled: no server, nowhere to keep it
+    stats = transport.stats()
+    assert stats["dropped"] == 10 and stats["queued"] == 20
+    receiver.start()
+    assert transport.flush(10)
+    assert receiver.call_ids() == [f"call-{i}" for i in range(10, 30)]
+
+
+def test_exit_delivers_unflushed_records_when_the_server_is_up(receiver: Receiver) -> None:
+    child = _run_python(
+        f"""
+        from litelens.transport import Transport, TransportConfig
+        t = Transport(TransportConfig(endpoint={receiver.url!r}, batch_max_age_s=30))
+        for i in range(100):
+            t.submit({{"call_id": f"call-{{i}}"}})
+        """
+    )
+    assert child.returncode == 0, child.stderr
+    assert sorted(receiver.call_ids()) == sorted(f"call-{i}" for i in range(100))
+
+
+def test_exit_is_bounded_when_the_server_hangs_and_the_rest_is_spooled(
+    receiver: Receiver, tmp_path: Path
+) -> None:
+    receiver.delay_s = 60
+    started = time.monotonic()
+    child = _run_python(
+        f"""
+        from litelens.transport import Transport, TransportConfig
+        t = Transport(TransportConfig(endpoint={receiver.url!r}, spool_dir={str(tmp_path)!r},
+                                      timeout_s=60, exit_flush_s=1))
+        for i in range(100):
+            t.submit({{"call_id": f"call-{{i}}"}})
+        """
+    )
+    assert child.returncode == 0, child.stderr
+    assert time.monotonic() - started < 20  # exit_flush_s + grace, not the server's 60 s
+    assert Spool(tmp_path).pending()[1] == 100
