@@ -76,13 +76,15 @@ def test_async_completion_and_session_ids(provider, receiver, make_callback):
     callback = make_callback()
 
     async def go() -> Any:
-        return await litellm.acompletion(
+        response = await litellm.acompletion(
             model="openai/gpt-4o-mini",
             messages=MESSAGES,
             api_base=provider.url,
             api_key=KEY,
             litellm_session_id="chat-42",
         )
+        await asyncio.sleep(0.05)  # LiteLLM logs async success as a task on this loop
+        return response
 
     asyncio.run(go())
     record = one_record(receiver, callback)
@@ -111,7 +113,7 @@ def test_sync_stream_records_ttft_tokens_and_throughput(provider, receiver, make
     assert record["ttft_ms"] < record["duration_ms"]
     assert record["output_tokens_per_s"] and record["output_tokens_per_s"] > 0
     assert record["response"]["choices"][0]["message"]["content"].split() == [
-        w for c in chunks for w in (c.choices[0].delta.content or "").split() if c.choices
+        w for c in chunks if c.choices for w in (c.choices[0].delta.content or "").split()
     ]
 
 
@@ -147,6 +149,7 @@ def test_embeddings_sync_and_async(provider, receiver, make_callback):
 
     async def go() -> None:
         await litellm.aembedding(model="openai/text-embedding-3-small", input=["four five"], api_base=provider.url, api_key=KEY)
+        await asyncio.sleep(0.05)
 
     asyncio.run(go())
     records = sorted(one_record(receiver, callback, 2), key=lambda r: r["is_async"])
@@ -308,3 +311,25 @@ def test_no_secret_reaches_the_receiver(provider, receiver, make_callback):
     assert "PROVIDERKEY" not in everything
     assert "input_cost_per_token" not in everything  # LiteLLM's pricing table stays home
     assert "model_map_information" not in everything
+
+
+def test_an_async_script_that_exits_at_once_still_delivers(provider, receiver, tmp_path):
+    """`asyncio.run(main())` returning right after its call: LiteLLM only logs that call at exit."""
+    import os
+    import subprocess
+    import sys
+
+    script = tmp_path / "script.py"
+    script.write_text(
+        "import asyncio, litellm, litelens, sys\n"
+        "litelens.init()\n"
+        "async def main():\n"
+        "    await litellm.acompletion(model='openai/gpt-4o-mini', messages=[{'role': 'user', 'content': 'bye now'}],\n"
+        f"                              api_base='{provider.url}', api_key='sk-script-key-000000')\n"
+        "asyncio.run(main())\n"
+    )
+    env = {**os.environ, "LITELENS_ENDPOINT": receiver.url, "LITELENS_SPOOL_DIR": str(tmp_path / "spool")}
+    out = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert receiver.wait_for(1, timeout=10), out.stderr[-2000:]
+    assert receiver.records[0]["usage"]["input_tokens"] == 2

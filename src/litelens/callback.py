@@ -19,7 +19,7 @@ from litellm.integrations.custom_logger import CustomLogger
 
 from litelens import record as rec
 from litelens.config import Settings
-from litelens.transport import Transport, TransportConfig
+from litelens.transport import Transport, TransportConfig, run_before_exit
 
 log = logging.getLogger("litelens.callback")
 
@@ -105,6 +105,7 @@ class Callback(CustomLogger):  # type: ignore[misc]
             ),
             prepare=self._prepare,
         )
+        run_before_exit(_drain_litellm_logging_worker)
 
     # ---- LiteLLM's hooks: all four, because sync and async entry points call different ones.
 
@@ -250,6 +251,17 @@ class Callback(CustomLogger):  # type: ignore[misc]
     def shutdown(self, timeout: float | None = None) -> bool:
         """Flush, then stop the background thread. Records not delivered in time go to the spool."""
         return self.transport.shutdown(timeout)
+
+
+def _drain_litellm_logging_worker() -> None:
+    """Let LiteLLM run the async log events still queued at exit (an `asyncio.run()` script's last calls)."""
+    try:
+        from litellm.litellm_core_utils.logging_worker import GLOBAL_LOGGING_WORKER
+    except ImportError:  # older LiteLLM: no worker, async hooks ran as plain tasks
+        return
+    flush = getattr(GLOBAL_LOGGING_WORKER, "_flush_on_exit", None)
+    if callable(flush):
+        flush()
 
 
 def _epoch(value: Any) -> float | None:

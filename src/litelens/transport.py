@@ -128,7 +128,7 @@ class Transport:
     """
 
     def __init__(
-        self, config: TransportConfig | None = None, prepare: Callable[[dict], dict | None] | None = None
+        self, config: TransportConfig | None = None, prepare: Callable[[Any], dict | str | bytes | None] | None = None
     ) -> None:
         self.config = config or TransportConfig()
         self._prepare = prepare
@@ -413,6 +413,10 @@ class Transport:
             if prepared is None:
                 self._counts["filtered"] += 1
                 return None
+            if isinstance(prepared, str):  # already encoded by the caller's prepare (the callback does)
+                return prepared.encode("utf-8", "replace")
+            if isinstance(prepared, bytes):
+                return prepared
             record = prepared
         unserializable = self._counts["unserializable_fields"]
         try:
@@ -843,7 +847,23 @@ def _stale(exc: BaseException) -> bool:
 _live: weakref.WeakSet[Transport] = weakref.WeakSet()
 
 
+_exit_hooks: list[Callable[[], None]] = []
+
+
+def run_before_exit(hook: Callable[[], None]) -> None:
+    """Run `hook` at interpreter exit just before the transports' final flush.
+
+    The callback uses it to drain LiteLLM's own async logging queue first: LiteLLM registered its exit
+    handler before ours, so it would otherwise run after our last flush and its records would be lost.
+    """
+    if hook not in _exit_hooks:
+        _exit_hooks.append(hook)
+
+
 def _shutdown_all() -> None:
+    for hook in _exit_hooks:
+        with contextlib.suppress(Exception):
+            hook()
     for transport in list(_live):
         if transport._thread is not None:
             with contextlib.suppress(Exception):
