@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import statistics
@@ -55,16 +56,24 @@ def worker(config: str, provider: str, sink: str, calls: int) -> dict[str, Any]:
     if config == "noop":
 
         class Noop(CustomLogger):  # type: ignore[misc]
-            def log_success_event(self, kwargs: Any, response_obj: Any, start_time: Any, end_time: Any) -> None:
+            def log_success_event(
+                self, kwargs: Any, response_obj: Any, start_time: Any, end_time: Any
+            ) -> None:
                 pass
 
-            def log_failure_event(self, kwargs: Any, response_obj: Any, start_time: Any, end_time: Any) -> None:
+            def log_failure_event(
+                self, kwargs: Any, response_obj: Any, start_time: Any, end_time: Any
+            ) -> None:
                 pass
 
-            async def async_log_success_event(self, kwargs: Any, response_obj: Any, start_time: Any, end_time: Any) -> None:
+            async def async_log_success_event(
+                self, kwargs: Any, response_obj: Any, start_time: Any, end_time: Any
+            ) -> None:
                 pass
 
-            async def async_log_failure_event(self, kwargs: Any, response_obj: Any, start_time: Any, end_time: Any) -> None:
+            async def async_log_failure_event(
+                self, kwargs: Any, response_obj: Any, start_time: Any, end_time: Any
+            ) -> None:
                 pass
 
         litellm.callbacks = [Noop()]
@@ -82,27 +91,43 @@ def worker(config: str, provider: str, sink: str, calls: int) -> dict[str, Any]:
     else:
         raise ValueError(config)
 
-    common = {"model": "openai/gpt-4o-mini", "api_base": provider, "api_key": "sk-bench", "num_retries": 0, "max_retries": 0}
+    common = {
+        "model": "openai/gpt-4o-mini",
+        "api_base": provider,
+        "api_key": "sk-bench",
+        "num_retries": 0,
+        "max_retries": 0,
+    }
     stream_headers = {"x-fake-tokens": "20", "x-fake-interval-ms": "0", "x-fake-ttft-ms": "0"}
 
     def run_sync(mode: str) -> None:
         if mode == "sync":
             litellm.completion(messages=MESSAGES, **common)
         elif mode == "stream":
-            for _ in litellm.completion(messages=MESSAGES, stream=True, stream_options={"include_usage": True}, extra_headers=stream_headers, **common):
+            for _ in litellm.completion(
+                messages=MESSAGES,
+                stream=True,
+                stream_options={"include_usage": True},
+                extra_headers=stream_headers,
+                **common,
+            ):
                 pass
         elif mode == "failure":
-            try:
+            with contextlib.suppress(Exception):
                 litellm.completion(messages=MESSAGES, extra_headers={"x-fake-error": "500"}, **common)
-            except Exception:
-                pass
 
     async def run_async(mode: str, n: int) -> None:
         for _ in range(n):
             if mode == "async":
                 await litellm.acompletion(messages=MESSAGES, **common)
             else:
-                stream = await litellm.acompletion(messages=MESSAGES, stream=True, stream_options={"include_usage": True}, extra_headers=stream_headers, **common)
+                stream = await litellm.acompletion(
+                    messages=MESSAGES,
+                    stream=True,
+                    stream_options={"include_usage": True},
+                    extra_headers=stream_headers,
+                    **common,
+                )
                 async for _ in stream:
                     pass
         await asyncio.sleep(0.05)
@@ -116,7 +141,7 @@ def worker(config: str, provider: str, sink: str, calls: int) -> dict[str, Any]:
             for _ in range(20):
                 run_sync(mode)
         time.sleep(0.3)
-        sender = litelens_cb.transport._thread if litelens_cb is not None else None  # noqa: SLF001
+        sender = litelens_cb.transport._thread if litelens_cb is not None else None
         sender_before = _thread_cpu(getattr(sender, "ident", None))
         cpu0, caller0, wall0 = time.process_time(), time.thread_time(), time.perf_counter()
         if mode in ("async", "astream"):
@@ -129,12 +154,14 @@ def worker(config: str, provider: str, sink: str, calls: int) -> dict[str, Any]:
             litelens_cb.flush(timeout=30)
         time.sleep(0.5)  # let LiteLLM's logging pool and exporters finish this mode's work
         cpu1, wall1 = time.process_time(), time.perf_counter()
-        sender = litelens_cb.transport._thread if litelens_cb is not None else None  # noqa: SLF001
+        sender = litelens_cb.transport._thread if litelens_cb is not None else None
         results[mode] = {
             "cpu_per_call": (cpu1 - cpu0) / calls,
             "caller_per_call": (caller1 - caller0) / calls,
             "wall_per_call": (wall1 - wall0 - 0.5) / calls,
-            "sender_per_call": (_thread_cpu(getattr(sender, "ident", None)) - sender_before) / calls if sender else None,
+            "sender_per_call": (_thread_cpu(getattr(sender, "ident", None)) - sender_before) / calls
+            if sender
+            else None,
         }
     if litelens_cb is not None:
         results["stats"] = litelens_cb.stats()
@@ -158,7 +185,7 @@ def main() -> None:
 
     configs = ["noop", "litelens"]
     try:
-        import opentelemetry.exporter.otlp.proto.http  # noqa: F401
+        import opentelemetry.exporter.otlp.proto.http
         import opentelemetry.sdk  # noqa: F401
 
         configs.append("litellm_otel")
@@ -166,11 +193,27 @@ def main() -> None:
         print("litellm_otel: skipped (pip install opentelemetry-sdk opentelemetry-exporter-otlp-proto-http)")
 
     runs: dict[str, list[dict[str, Any]]] = {c: [] for c in configs}
-    with _procs.subprocess_url([sys.executable, "-m", "litelens.testing.fake_provider", "--port", "0"]) as provider, _procs.http_sink() as sink:
+    with (
+        _procs.subprocess_url(
+            [sys.executable, "-m", "litelens.testing.fake_provider", "--port", "0"]
+        ) as provider,
+        _procs.http_sink() as sink,
+    ):
         for r in range(args.rounds):
             for config in configs:
                 out = subprocess.run(
-                    [sys.executable, __file__, "--worker", config, "--provider", provider, "--sink", sink, "--calls", str(args.calls)],
+                    [
+                        sys.executable,
+                        __file__,
+                        "--worker",
+                        config,
+                        "--provider",
+                        provider,
+                        "--sink",
+                        sink,
+                        "--calls",
+                        str(args.calls),
+                    ],
                     capture_output=True,
                     text=True,
                     check=True,
@@ -182,8 +225,14 @@ def main() -> None:
         values = [run[mode][key] for run in runs[config] if run[mode][key] is not None]
         return statistics.median(values) if values else float("nan")
 
-    print(f"\nCPU per LiteLLM call, µs (median of {args.rounds} rounds x {args.calls} calls; 2 shared cores: expect ±20 µs noise)")
-    header = f"{'mode':<9}{'noop total':>12}" + "".join(f"{c + ' +total':>20}" for c in configs[1:]) + f"{'litelens +caller':>18}{'litelens sender':>17}"
+    print(
+        f"\nCPU per LiteLLM call, µs (median of {args.rounds} rounds x {args.calls} calls; 2 shared cores: expect ±20 µs noise)"
+    )
+    header = (
+        f"{'mode':<9}{'noop total':>12}"
+        + "".join(f"{c + ' +total':>20}" for c in configs[1:])
+        + f"{'litelens +caller':>18}{'litelens sender':>17}"
+    )
     print(header)
     for mode in MODES:
         base = median("noop", mode, "cpu_per_call")
@@ -194,8 +243,12 @@ def main() -> None:
         row += f"{caller_added * 1e6:>18.1f}{median('litelens', mode, 'sender_per_call') * 1e6:>17.1f}"
         print(row)
     stats = runs["litelens"][-1].get("stats", {})
-    print(f"\nlitelens sender: sent={stats.get('sent')} spooled={stats.get('spooled')} dropped={stats.get('dropped')} failed={stats.get('failed')}")
-    print("'+total': all threads, added over the noop logger. '+caller': on the calling thread (the failure hook runs there).")
+    print(
+        f"\nlitelens sender: sent={stats.get('sent')} spooled={stats.get('spooled')} dropped={stats.get('dropped')} failed={stats.get('failed')}"
+    )
+    print(
+        "'+total': all threads, added over the noop logger. '+caller': on the calling thread (the failure hook runs there)."
+    )
     print("'sender': CPU of litelens' background thread alone, measured on that thread's clock.")
 
 

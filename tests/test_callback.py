@@ -10,6 +10,7 @@ import asyncio
 import json
 import logging
 import time
+from pathlib import Path
 from typing import Any
 
 import jsonschema
@@ -21,7 +22,7 @@ from litelens.testing import FakeProvider, Receiver
 pytestmark = pytest.mark.litellm_compat
 
 KEY = "sk-test-PROVIDERKEY-0123456789abcdef"
-SCHEMA = json.load(open(__file__.rsplit("/tests/", 1)[0] + "/docs/record-schema.json"))
+SCHEMA = json.loads((Path(__file__).parents[1] / "docs" / "record-schema.json").read_text())
 MESSAGES = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "how are you today"}]
 PROMPT_WORDS = 6  # the fake provider counts whitespace-separated words of the input
 
@@ -61,7 +62,9 @@ def test_completion_record_carries_what_the_provider_said(provider, receiver, ma
     assert record["usage"]["total_tokens"] == PROMPT_WORDS + 5
     assert record["cost_usd"] and record["cost_usd"] > 0
     assert record["tags"] == ["checkout"]
-    assert record["session_id"] == "sess-1" and record["user_id"] == "u-1" and record["end_user"] == "end-user-7"
+    assert (
+        record["session_id"] == "sess-1" and record["user_id"] == "u-1" and record["end_user"] == "end-user-7"
+    )
     assert record["metadata"] == {"order": {"id": 42}}
     assert record["request"]["messages"] == MESSAGES
     assert record["request"]["parameters"]["temperature"] == 0.3
@@ -101,7 +104,12 @@ def test_sync_stream_records_ttft_tokens_and_throughput(provider, receiver, make
             provider,
             stream=True,
             stream_options={"include_usage": True},
-            extra_headers={"x-fake-tokens": "12", "x-fake-ttft-ms": "150", "x-fake-interval-ms": "5", "x-fake-reasoning": "3"},
+            extra_headers={
+                "x-fake-tokens": "12",
+                "x-fake-ttft-ms": "150",
+                "x-fake-interval-ms": "5",
+                "x-fake-reasoning": "3",
+            },
         )
     )
     elapsed_ms = (time.perf_counter() - started) * 1000
@@ -145,10 +153,14 @@ def test_async_stream(provider, receiver, make_callback):
 
 def test_embeddings_sync_and_async(provider, receiver, make_callback):
     callback = make_callback()
-    litellm.embedding(model="openai/text-embedding-3-small", input=["one two three"], api_base=provider.url, api_key=KEY)
+    litellm.embedding(
+        model="openai/text-embedding-3-small", input=["one two three"], api_base=provider.url, api_key=KEY
+    )
 
     async def go() -> None:
-        await litellm.aembedding(model="openai/text-embedding-3-small", input=["four five"], api_base=provider.url, api_key=KEY)
+        await litellm.aembedding(
+            model="openai/text-embedding-3-small", input=["four five"], api_base=provider.url, api_key=KEY
+        )
         await asyncio.sleep(0.05)
 
     asyncio.run(go())
@@ -156,31 +168,54 @@ def test_embeddings_sync_and_async(provider, receiver, make_callback):
     assert [r["call_type"] for r in records] == ["embedding", "embedding"]
     assert [r["usage"]["input_tokens"] for r in records] == [3, 2]
     assert records[0]["response"]["embeddings"] == 1
-    assert "embedding" not in json.dumps(records[0]["response"]).replace('"embeddings"', "")  # no vectors shipped
+    assert "embedding" not in json.dumps(records[0]["response"]).replace(
+        '"embeddings"', ""
+    )  # no vectors shipped
 
 
 def test_text_completion_image_and_responses(provider, receiver, make_callback):
     callback = make_callback()
-    litellm.text_completion(model="openai/gpt-3.5-turbo-instruct", prompt="say three words", api_base=provider.url, api_key=KEY)
-    litellm.image_generation(model="openai/dall-e-3", prompt="a red square", api_base=provider.url, api_key=KEY)
-    litellm.responses(model="openai/gpt-4o-mini", input="what is two plus two", api_base=provider.url, api_key=KEY)
+    litellm.text_completion(
+        model="openai/gpt-3.5-turbo-instruct", prompt="say three words", api_base=provider.url, api_key=KEY
+    )
+    litellm.image_generation(
+        model="openai/dall-e-3", prompt="a red square", api_base=provider.url, api_key=KEY
+    )
+    litellm.responses(
+        model="openai/gpt-4o-mini", input="what is two plus two", api_base=provider.url, api_key=KEY
+    )
     records = {r["call_type"]: r for r in one_record(receiver, callback, 3)}
     assert set(records) == {"text_completion", "image_generation", "responses"}
     assert records["text_completion"]["usage"]["input_tokens"] == 3
     assert records["responses"]["usage"]["input_tokens"] == 5
     assert all(r["status"] == "ok" for r in records.values())
     # Image bytes are summarized, never shipped.
-    assert "base64 chars" in json.dumps(records["image_generation"]["response"]) or records["image_generation"]["response"]
+    assert (
+        "base64 chars" in json.dumps(records["image_generation"]["response"])
+        or records["image_generation"]["response"]
+    )
 
 
 @pytest.mark.parametrize(
     ("directive", "error_type", "status"),
-    [("429", "RateLimitError", 429), ("500", "InternalServerError", 500), ("503", "ServiceUnavailableError", 503), ("401", "AuthenticationError", 401)],
+    [
+        ("429", "RateLimitError", 429),
+        ("500", "InternalServerError", 500),
+        ("503", "ServiceUnavailableError", 503),
+        ("401", "AuthenticationError", 401),
+    ],
 )
-def test_failures_carry_class_status_and_provider(provider, receiver, make_callback, directive, error_type, status):
+def test_failures_carry_class_status_and_provider(
+    provider, receiver, make_callback, directive, error_type, status
+):
     callback = make_callback()
     with pytest.raises(Exception) as raised:
-        call(provider, extra_headers={"x-fake-error": directive, "x-fake-retry-after": "0"}, num_retries=0, max_retries=0)
+        call(
+            provider,
+            extra_headers={"x-fake-error": directive, "x-fake-retry-after": "0"},
+            num_retries=0,
+            max_retries=0,
+        )
     record = one_record(receiver, callback)
     assert record["status"] == "error"
     assert record["error"]["type"] == error_type == type(raised.value).__name__
@@ -301,8 +336,11 @@ def test_no_secret_reaches_the_receiver(provider, receiver, make_callback):
     litelens_key = "ll_live_litelenskey_abcdefghijklmnop"
     receiver.api_key = litelens_key
     callback = make_callback(api_key=litelens_key)
-    call(provider, metadata={"headers": {"Authorization": f"Bearer {KEY}"}, "x-api-key": KEY, "note": f"key={KEY}"})
-    with pytest.raises(Exception):
+    call(
+        provider,
+        metadata={"headers": {"Authorization": f"Bearer {KEY}"}, "x-api-key": KEY, "note": f"key={KEY}"},
+    )
+    with pytest.raises(litellm.AuthenticationError):
         call(provider, extra_headers={"x-fake-error": "401"}, num_retries=0, max_retries=0)
     one_record(receiver, callback, 2)
     everything = "\n".join(b["body"].decode("utf-8", "replace") for b in receiver.bodies)

@@ -76,7 +76,18 @@ def check_imports(python: str) -> None:
 def test_pip_install_adds_no_package(tmp_path: Path) -> None:
     report = tmp_path / "report.json"
     subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "--quiet", "--report", str(report), str(ROOT)],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--dry-run",
+            "--ignore-installed",
+            "--quiet",
+            "--report",
+            str(report),
+            str(ROOT),
+        ],
         check=True,
         capture_output=True,
         timeout=300,
@@ -94,5 +105,7 @@ def test_core_imports_in_the_proxy_environment() -> None:
     """The proxy's environment is the one that matters: it holds LiteLLM and its proxy extras only."""
     python = os.environ.get("LITELENS_TEST_CORE_ONLY_PYTHON")
     if not python:
-        pytest.skip("set LITELENS_TEST_CORE_ONLY_PYTHON to a Python with LiteLLM and litelens (no-deps) installed")
+        pytest.skip(
+            "set LITELENS_TEST_CORE_ONLY_PYTHON to a Python with LiteLLM and litelens (no-deps) installed"
+        )
     check_imports(python)

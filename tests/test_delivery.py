@@ -41,7 +41,9 @@ def plan(n: int) -> list[dict[str, Any]]:
                 "text": " ".join(["word"] * words),
                 "tokens": 1 + i % 13,
                 "ttft": 20 + (i % 4) * 10,
-                "model": ["gpt-4o-mini", "gpt-4o"][i % 2] if kind != "embedding" else "text-embedding-3-small",
+                "model": ["gpt-4o-mini", "gpt-4o"][i % 2]
+                if kind != "embedding"
+                else "text-embedding-3-small",
             }
         )
     return calls
@@ -73,7 +75,12 @@ def run_sync(provider_url: str, c: dict[str, Any]) -> None:
         if c["kind"] == "embedding":
             litellm.embedding(input=[c["text"]], **kw)
         elif c["kind"] == "stream":
-            for _ in litellm.completion(messages=[{"role": "user", "content": c["text"]}], stream=True, stream_options={"include_usage": True}, **kw):
+            for _ in litellm.completion(
+                messages=[{"role": "user", "content": c["text"]}],
+                stream=True,
+                stream_options={"include_usage": True},
+                **kw,
+            ):
                 pass
         else:
             litellm.completion(messages=[{"role": "user", "content": c["text"]}], **kw)
@@ -88,7 +95,12 @@ async def run_async(provider_url: str, calls: list[dict[str, Any]]) -> None:
         async with gate:
             kw = _kwargs(provider_url, c)
             if c["kind"] == "astream":
-                stream = await litellm.acompletion(messages=[{"role": "user", "content": c["text"]}], stream=True, stream_options={"include_usage": True}, **kw)
+                stream = await litellm.acompletion(
+                    messages=[{"role": "user", "content": c["text"]}],
+                    stream=True,
+                    stream_options={"include_usage": True},
+                    **kw,
+                )
                 async for _ in stream:
                     pass
             else:
@@ -98,7 +110,9 @@ async def run_async(provider_url: str, calls: list[dict[str, Any]]) -> None:
     await asyncio.sleep(0.2)  # async success hooks run as tasks on this loop
 
 
-def test_a_thousand_mixed_calls_give_a_thousand_exact_records(provider: FakeProvider, receiver: Receiver, make_callback: Any) -> None:
+def test_a_thousand_mixed_calls_give_a_thousand_exact_records(
+    provider: FakeProvider, receiver: Receiver, make_callback: Any
+) -> None:
     callback = make_callback()
     calls = plan(1000)
     async_calls = [c for c in calls if c["kind"] in ("async", "astream")]
@@ -118,7 +132,11 @@ def test_a_thousand_mixed_calls_give_a_thousand_exact_records(provider: FakeProv
         kind = c["kind"]
         assert r["request_model"] == c["model"], (c, r["request_model"])
         if kind in ("e429", "e500", "timeout"):
-            expected = {"e429": ("RateLimitError", 429), "e500": ("InternalServerError", 500), "timeout": ("Timeout", None)}[kind]
+            expected = {
+                "e429": ("RateLimitError", 429),
+                "e500": ("InternalServerError", 500),
+                "timeout": ("Timeout", None),
+            }[kind]
             assert r["status"] == "error"
             assert r["error"]["type"] == expected[0], r["error"]
             if expected[1]:
@@ -135,7 +153,9 @@ def test_a_thousand_mixed_calls_give_a_thousand_exact_records(provider: FakeProv
         assert r["stream"] == (kind in ("stream", "astream"))
         if r["stream"]:
             assert c["ttft"] <= r["ttft_ms"] <= c["ttft"] + 1000, (c, r["ttft_ms"])
-    assert Counter(r["status"] for r in records)["error"] == sum(c["kind"] in ("e429", "e500", "timeout") for c in calls)
+    assert Counter(r["status"] for r in records)["error"] == sum(
+        c["kind"] in ("e429", "e500", "timeout") for c in calls
+    )
     stats = callback.stats()
     assert stats["dropped"] == 0 and stats["failed"] == 0
 
@@ -173,7 +193,13 @@ def test_receiver_down_then_restart_loses_nothing(provider: FakeProvider, tmp_pa
     script.write_text(CHILD)
 
     def child(first: int, count: int) -> dict[str, Any]:
-        out = subprocess.run([sys.executable, str(script), provider.url, str(first), str(count)], env=env, capture_output=True, text=True, timeout=300)
+        out = subprocess.run(
+            [sys.executable, str(script), provider.url, str(first), str(count)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert out.returncode == 0, out.stderr[-3000:]
         return json.loads(out.stdout.strip().splitlines()[-1])
 

@@ -9,7 +9,6 @@ import socket
 import subprocess
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -62,7 +61,7 @@ def proxy_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int,
             "LITELENS_SPOOL_DIR": str(tmp / "spool"),
             "LITELENS_SERVICE": "proxy-under-test",
         }
-        log = open(tmp / "proxy.log", "w")
+        log = open(tmp / "proxy.log", "w")  # noqa: SIM115 - open for the proxy's whole life, closed below
         process = subprocess.Popen(
             [binary, "--config", str(config), "--host", "127.0.0.1", "--port", str(port)],
             env=env,
@@ -111,7 +110,12 @@ def test_proxy_records_chat_stream_and_embeddings(proxy_stack: tuple[int, Receiv
         port,
         "POST",
         "/v1/chat/completions",
-        {"model": "chat-small", "messages": messages, "metadata": {"tags": ["via-proxy"], "ticket": "T-1"}, "user": "customer-9"},
+        {
+            "model": "chat-small",
+            "messages": messages,
+            "metadata": {"tags": ["via-proxy"], "ticket": "T-1"},
+            "user": "customer-9",
+        },
     )
     assert status == 200, body
     call_id_plain = json.loads(body)["id"]
@@ -119,10 +123,17 @@ def test_proxy_records_chat_stream_and_embeddings(proxy_stack: tuple[int, Receiv
         port,
         "POST",
         "/v1/chat/completions",
-        {"model": "chat-small", "messages": messages, "stream": True, "stream_options": {"include_usage": True}},
+        {
+            "model": "chat-small",
+            "messages": messages,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        },
     )
     assert status == 200 and b"[DONE]" in body
-    status, body = request(port, "POST", "/v1/embeddings", {"model": "embedder", "input": ["embed these four words"]})
+    status, body = request(
+        port, "POST", "/v1/embeddings", {"model": "embedder", "input": ["embed these four words"]}
+    )
     assert status == 200, body
 
     assert receiver.wait_for(3, timeout=30), f"got {len(receiver.records)} records"

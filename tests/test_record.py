@@ -24,8 +24,14 @@ def test_span_id_is_stable_per_call_id():
 
 
 def test_urls_lose_user_info_and_keys():
-    assert rec.scrub_url("https://user:pw@api.example.com/v1?api-key=abc&x=1") == "https://api.example.com/v1?api-key=%5BREDACTED%5D&x=1"
-    assert rec.scrub_url("https://x.openai.azure.com/openai?key=secret123") == "https://x.openai.azure.com/openai?key=%5BREDACTED%5D"
+    assert (
+        rec.scrub_url("https://user:pw@api.example.com/v1?api-key=abc&x=1")
+        == "https://api.example.com/v1?api-key=%5BREDACTED%5D&x=1"
+    )
+    assert (
+        rec.scrub_url("https://x.openai.azure.com/openai?key=secret123")
+        == "https://x.openai.azure.com/openai?key=%5BREDACTED%5D"
+    )
     assert rec.scrub_url("http://127.0.0.1:4000/v1") == "http://127.0.0.1:4000/v1"
 
 
@@ -35,7 +41,9 @@ def test_secret_shaped_text_is_redacted():
     assert "sk-proj" not in out and "eyJhbGciOi" not in out
     assert "Bearer [REDACTED]" in out
     assert rec.scrub_text("nothing to see here") == "nothing to see here"
-    assert rec.scrub_text("the value is hunter2hunter2", secrets=["hunter2hunter2"]) == "the value is [REDACTED]"
+    assert (
+        rec.scrub_text("the value is hunter2hunter2", secrets=["hunter2hunter2"]) == "the value is [REDACTED]"
+    )
 
 
 def test_secret_keys_are_removed_from_metadata_but_token_counts_are_not():
@@ -46,7 +54,11 @@ def test_secret_keys_are_removed_from_metadata_but_token_counts_are_not():
         "nested": [{"client_secret": "s"}],
     }
     out = rec.scrub_value(value)
-    assert out["headers"] == {"Authorization": "[REDACTED]", "x-api-key": "[REDACTED]", "content-type": "json"}
+    assert out["headers"] == {
+        "Authorization": "[REDACTED]",
+        "x-api-key": "[REDACTED]",
+        "content-type": "json",
+    }
     assert out["prompt_tokens"] == 5
     assert out["password"] == "[REDACTED]" and out["nested"][0]["client_secret"] == "[REDACTED]"
 
@@ -73,7 +85,9 @@ def test_cap_marks_what_it_cut():
         "request": {"messages": [{"role": "user", "content": "y" * 1000} for _ in range(50)]},
         "response": {"choices": [{"message": {"content": "z" * 10}}]},
     }
-    out = rec.cap(record, Limits(max_string_chars=500, max_content_bytes=5_000, max_metadata_bytes=1_000, max_tags=10))
+    out = rec.cap(
+        record, Limits(max_string_chars=500, max_content_bytes=5_000, max_metadata_bytes=1_000, max_tags=10)
+    )
     assert len(out["tags"]) == 10
     assert out["metadata"]["small"] == 1 and out["metadata"]["big"].startswith("<")
     messages = out["request"]["messages"]

@@ -48,7 +48,7 @@ class _Captured:
     end_time: Any
 
 
-class Callback(CustomLogger):  # type: ignore[misc]
+class Callback(CustomLogger):
     """Records every LiteLLM call and ships it to a litelens server.
 
     >>> import litellm, litelens
@@ -88,7 +88,14 @@ class Callback(CustomLogger):  # type: ignore[misc]
         self._seen: dict[str, object] = {}
         self._seen_lock = threading.Lock()
         self._counts_lock = threading.Lock()
-        self._counts = {"duplicates": 0, "hook_errors": 0, "build_errors": 0, "processor_errors": 0, "filtered": 0, "unserializable_values": 0}
+        self._counts = {
+            "duplicates": 0,
+            "hook_errors": 0,
+            "build_errors": 0,
+            "processor_errors": 0,
+            "filtered": 0,
+            "unserializable_values": 0,
+        }
         self._warned: set[str] = set()
         s = self.settings
         self.transport = Transport(
@@ -115,10 +122,14 @@ class Callback(CustomLogger):  # type: ignore[misc]
     def log_failure_event(self, kwargs: Any, response_obj: Any, start_time: Any, end_time: Any) -> None:
         self._capture(kwargs, True, start_time, end_time)
 
-    async def async_log_success_event(self, kwargs: Any, response_obj: Any, start_time: Any, end_time: Any) -> None:
+    async def async_log_success_event(
+        self, kwargs: Any, response_obj: Any, start_time: Any, end_time: Any
+    ) -> None:
         self._capture(kwargs, False, start_time, end_time)
 
-    async def async_log_failure_event(self, kwargs: Any, response_obj: Any, start_time: Any, end_time: Any) -> None:
+    async def async_log_failure_event(
+        self, kwargs: Any, response_obj: Any, start_time: Any, end_time: Any
+    ) -> None:
         self._capture(kwargs, True, start_time, end_time)
 
     # ---- the caller's side: references and a queue put, nothing else.
@@ -176,7 +187,9 @@ class Callback(CustomLogger):  # type: ignore[misc]
             try:
                 record = self._build(item)
             except Exception:
-                self._count("build_errors", "litelens: could not build a record from LiteLLM's payload", exc_info=True)
+                self._count(
+                    "build_errors", "litelens: could not build a record from LiteLLM's payload", exc_info=True
+                )
                 return None
         for processor in self.processors:
             try:
@@ -184,7 +197,9 @@ class Callback(CustomLogger):  # type: ignore[misc]
             except Exception:
                 # Dropping is the safe side: the failing processor may have been the one that redacts.
                 self._count(
-                    "processor_errors", f"litelens: processor {processor!r} raised; that record was dropped", exc_info=True
+                    "processor_errors",
+                    f"litelens: processor {processor!r} raised; that record was dropped",
+                    exc_info=True,
                 )
                 return None
             if result is None:
@@ -216,7 +231,10 @@ class Callback(CustomLogger):  # type: ignore[misc]
         record = rec.scrub(record)
         text, unserializable = rec.encode(record)
         if unserializable:
-            self._count("unserializable_values", "litelens: a value in a record could not be serialized; it was replaced by a marker")
+            self._count(
+                "unserializable_values",
+                "litelens: a value in a record could not be serialized; it was replaced by a marker",
+            )
         limits = self.settings.limits
         # The usual record is small: one encode and no walk. Only a large one is walked and capped.
         if len(text) > min(limits.max_string_chars, limits.max_content_bytes, limits.max_metadata_bytes):
@@ -236,7 +254,9 @@ class Callback(CustomLogger):  # type: ignore[misc]
             first = name not in self._warned
             self._warned.add(name)
         if warning and first:
-            log.warning("%s (further occurrences are only counted; see litelens stats)", warning, exc_info=exc_info)
+            log.warning(
+                "%s (further occurrences are only counted; see litelens stats)", warning, exc_info=exc_info
+            )
 
     def stats(self) -> dict[str, int]:
         """Counters of this callback and its transport: queued, sent, spooled, dropped, failed, ..."""

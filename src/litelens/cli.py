@@ -10,7 +10,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="litelens", description="Observability for LiteLLM.")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    demo = sub.add_parser("demo", help="run a mixed LiteLLM workload against a fake provider and show what litelens recorded")
+    demo = sub.add_parser(
+        "demo", help="run a mixed LiteLLM workload against a fake provider and show what litelens recorded"
+    )
     demo.add_argument("--calls", type=int, default=200, help="number of LiteLLM calls to make (default 200)")
     demo.add_argument("--seed", type=int, default=7, help="seed of the workload's random choices")
 
@@ -18,7 +20,9 @@ def main(argv: list[str] | None = None) -> int:
     fake.add_argument("--host", default="127.0.0.1")
     fake.add_argument("--port", type=int, default=0)
 
-    receiver = sub.add_parser("receiver", help="run a loopback receiver that prints the call records sent to it")
+    receiver = sub.add_parser(
+        "receiver", help="run a loopback receiver that prints the call records sent to it"
+    )
     receiver.add_argument("--host", default="127.0.0.1")
     receiver.add_argument("--port", type=int, default=4318)
 

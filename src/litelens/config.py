@@ -79,7 +79,9 @@ class Settings:
         if "LITELENS_API_KEY" in env:
             values["api_key"] = env["LITELENS_API_KEY"].strip() or None
         if "LITELENS_CAPTURE_CONTENT" in env:
-            values["capture_content"] = _parse_bool("LITELENS_CAPTURE_CONTENT", env["LITELENS_CAPTURE_CONTENT"])
+            values["capture_content"] = _parse_bool(
+                "LITELENS_CAPTURE_CONTENT", env["LITELENS_CAPTURE_CONTENT"]
+            )
         if "LITELENS_DISABLED" in env:
             values["disabled"] = _parse_bool("LITELENS_DISABLED", env["LITELENS_DISABLED"])
         if "LITELENS_SPOOL_DIR" in env:

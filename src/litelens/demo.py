@@ -8,6 +8,7 @@ The summary printed at the end is computed from the records the receiver got, no
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 import statistics
@@ -42,13 +43,19 @@ def _one_call(litellm: Any, base: str, rng: random.Random, i: int) -> None:
         "metadata": {"tags": [rng.choice(TAGS)], "session_id": f"session-{user}-{i // 10}", "user_id": user},
     }
     kind = rng.random()
-    words = " ".join(rng.choice(["tell", "me", "about", "the", "order", "status", "please"]) for _ in range(rng.randint(3, 12)))
+    words = " ".join(
+        rng.choice(["tell", "me", "about", "the", "order", "status", "please"])
+        for _ in range(rng.randint(3, 12))
+    )
     try:
         if kind < 0.12:
             litellm.embedding(model=EMBEDDING_MODEL, input=[words], **common)
             return
         model = rng.choice(CHAT_MODELS)
-        messages = [{"role": "system", "content": "You are a helpful shop assistant."}, {"role": "user", "content": words}]
+        messages = [
+            {"role": "system", "content": "You are a helpful shop assistant."},
+            {"role": "user", "content": words},
+        ]
         directives = f"[[fake tokens={rng.randint(4, 40)} latency_ms={rng.randint(1, 15)}]]"
         if kind < 0.17:
             directives = "[[fake error=429 retry_after=1]]"
@@ -73,7 +80,7 @@ def _one_call(litellm: Any, base: str, rng: random.Random, i: int) -> None:
 
 async def _async_calls(litellm: Any, base: str, n: int) -> None:
     async def one(i: int) -> None:
-        try:
+        with contextlib.suppress(Exception):  # failures are recorded, not fatal to the demo
             await litellm.acompletion(
                 model="openai/gpt-4o-mini",
                 messages=[{"role": "user", "content": f"async question {i}"}],
@@ -81,8 +88,6 @@ async def _async_calls(litellm: Any, base: str, n: int) -> None:
                 api_key="sk-demo-not-a-real-key",
                 metadata={"tags": ["async"]},
             )
-        except Exception:
-            pass
 
     await asyncio.gather(*(one(i) for i in range(n)))
 

@@ -158,7 +158,12 @@ def scrub_url(url: str | None) -> str | None:
     query = parts.query
     if query:
         pairs = parse_qsl(query, keep_blank_values=True)
-        query = urlencode([(k, REDACTED if is_secret_key(k) or k.lower() in ("key", "sig", "token") else v) for k, v in pairs])
+        query = urlencode(
+            [
+                (k, REDACTED if is_secret_key(k) or k.lower() in ("key", "sig", "token") else v)
+                for k, v in pairs
+            ]
+        )
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
@@ -337,10 +342,15 @@ def _response_content(call_type: str, response: Any) -> dict[str, Any] | None:
         for choice in choices:
             if not isinstance(choice, Mapping):
                 continue
-            item: dict[str, Any] = {"index": choice.get("index"), "finish_reason": choice.get("finish_reason")}
+            item: dict[str, Any] = {
+                "index": choice.get("index"),
+                "finish_reason": choice.get("finish_reason"),
+            }
             message = choice.get("message")
             if isinstance(message, Mapping):
-                item["message"] = {k: v for k, v in message.items() if v is not None and k != "provider_specific_fields"}
+                item["message"] = {
+                    k: v for k, v in message.items() if v is not None and k != "provider_specific_fields"
+                }
             elif "text" in choice:
                 item["text"] = choice.get("text")
             kept.append(item)
@@ -350,7 +360,9 @@ def _response_content(call_type: str, response: Any) -> dict[str, Any] | None:
         first = data[0] if data and isinstance(data[0], Mapping) else {}
         vector = first.get("embedding") if first else None
         out["embeddings"] = len(data)
-        out["dimensions"] = len(vector) if isinstance(vector, (list, str)) and not isinstance(vector, str) else None
+        out["dimensions"] = (
+            len(vector) if isinstance(vector, (list, str)) and not isinstance(vector, str) else None
+        )
     elif call_type in ("image_generation", "image_edit"):
         images = []
         for item in response.get("data") or []:
@@ -405,7 +417,11 @@ def _parameters(slo: Mapping[str, Any]) -> dict[str, Any]:
     if not isinstance(params, Mapping):
         return {}
     # Tools are content (they go under request.tools); `user` is the end user, kept on its own.
-    return {k: v for k, v in params.items() if k not in ("tools", "user", "metadata", "extra_body") and v is not None}
+    return {
+        k: v
+        for k, v in params.items()
+        if k not in ("tools", "user", "metadata", "extra_body") and v is not None
+    }
 
 
 def from_standard_logging(
@@ -433,7 +449,11 @@ def from_standard_logging(
     meta = user_metadata or {}
     slo_meta = slo.get("metadata") or {}
     requester = slo_meta.get("requester_metadata") if isinstance(slo_meta, Mapping) else None
-    on_proxy = bool(slo_meta.get("user_api_key_hash") or slo_meta.get("user_api_key_alias")) if isinstance(slo_meta, Mapping) else False
+    on_proxy = (
+        bool(slo_meta.get("user_api_key_hash") or slo_meta.get("user_api_key_alias"))
+        if isinstance(slo_meta, Mapping)
+        else False
+    )
 
     # The caller's metadata: the SDK's metadata= (minus LiteLLM internals) or, on the proxy, the request's.
     picked = user_metadata_of(meta)
@@ -525,12 +545,16 @@ def from_standard_logging(
     }
     if on_proxy and isinstance(slo_meta, Mapping):
         record["proxy"] = {
-            field: _opt_str(slo_meta.get(key)) for key, field in _PROXY_FIELDS.items() if slo_meta.get(key) not in (None, "")
+            field: _opt_str(slo_meta.get(key))
+            for key, field in _PROXY_FIELDS.items()
+            if slo_meta.get(key) not in (None, "")
         }
     if failed:
         info = slo.get("error_information") or {}
         code = _opt_str(info.get("error_code"))
-        status_code = error_status if error_status is not None else (_int(code) if code and code.isdigit() else None)
+        status_code = (
+            error_status if error_status is not None else (_int(code) if code and code.isdigit() else None)
+        )
         record["error"] = {
             "type": _opt_str(info.get("error_class")) or exception_type,
             "message": _opt_str(info.get("error_message")) or _opt_str(slo.get("error_str")),
@@ -683,7 +707,11 @@ def _elide_messages(record: Record, budget: int, cuts: list[str]) -> None:
 
         def elided(tail: int) -> list[Any]:
             dropped = len(messages) - 1 - tail
-            return [messages[0], {"role": "litelens", "content": f"[{dropped} messages elided]"}, *messages[-tail:]]
+            return [
+                messages[0],
+                {"role": "litelens", "content": f"[{dropped} messages elided]"},
+                *messages[-tail:],
+            ]
 
         kept = elided(1)
         for tail in range(2, len(messages) - 1):

@@ -128,7 +128,9 @@ class Transport:
     """
 
     def __init__(
-        self, config: TransportConfig | None = None, prepare: Callable[[Any], dict | str | bytes | None] | None = None
+        self,
+        config: TransportConfig | None = None,
+        prepare: Callable[[Any], dict | str | bytes | None] | None = None,
     ) -> None:
         self.config = config or TransportConfig()
         self._prepare = prepare

@@ -17,6 +17,7 @@ import json
 import socket
 import threading
 import zlib
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -119,6 +120,8 @@ class Receiver:
         self.max_body: int | None = None
         """Bodies larger than this many bytes on the wire get 413."""
         self.records: list[dict[str, Any]] = []
+        self.on_records: Callable[[list[dict[str, Any]]], None] | None = None
+        """Called with each stored batch's records, on the receiving thread (the CLI prints them)."""
         self.bodies: list[dict[str, Any]] = []
         """One ``{"headers": {...}, "body": bytes}`` per stored request, body decompressed."""
         self.requests = 0
@@ -195,6 +198,8 @@ class Receiver:
     def _store(self, records: list[dict[str, Any]], body: bytes, headers: dict[str, str]) -> None:
         with self._cond:
             self.received += len(records)
+            if self.on_records is not None:
+                self.on_records(records)
             if self.keep:
                 self.records.extend(records)
                 self.bodies.append({"headers": headers, "body": body})
@@ -213,3 +218,58 @@ class Receiver:
         """Block until at least ``n_records`` have arrived; False on timeout."""
         with self._cond:
             return self._cond.wait_for(lambda: self.received >= n_records, timeout)
+
+
+def describe(record: dict[str, Any]) -> str:
+    """One terminal line for a call record: when, model, status, latency, tokens, cost."""
+    import time
+
+    usage = record.get("usage") or {}
+    error = record.get("error") or {}
+    status = record.get("status", "?")
+    if status != "ok":
+        status = f"{status}:{error.get('type') or '?'}"
+    ttft = record.get("ttft_ms")
+    return (
+        f"{time.strftime('%H:%M:%S', time.localtime(record.get('start_time') or 0))} "
+        f"{record.get('call_type', '?'):<10} {record.get('request_model')!s:<28} {status:<24} "
+        f"{record.get('duration_ms', 0):>8.1f} ms"
+        + (f" ttft {ttft:>7.1f} ms" if ttft is not None else " " * 16)
+        + f" {usage.get('input_tokens', 0):>6} in {usage.get('output_tokens', 0):>6} out"
+        + f" ${record.get('cost_usd') or 0:.6f}"
+    )
+
+
+def run_cli(argv: list[str] | None = None) -> int:
+    """`litelens receiver`: accept records on loopback and print one line per call until interrupted."""
+    import argparse
+    import signal
+    import sys
+
+    parser = argparse.ArgumentParser(prog="litelens receiver")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=4318)
+    parser.add_argument("--api-key", default=None)
+    args = parser.parse_args(argv)
+    receiver = Receiver(args.host, args.port, args.api_key, keep=False)
+    lock = threading.Lock()
+
+    def show(records: list[dict[str, Any]]) -> None:
+        with lock:
+            for record in records:
+                sys.stdout.write(describe(record) + "\n")
+            sys.stdout.flush()
+
+    receiver.on_records = show
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    receiver.start()
+    print(f"litelens receiver listening on {receiver.url}/v1/events", flush=True)
+    try:
+        while not stop.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        receiver.stop()
+    return 0
