@@ -46,7 +46,7 @@ def make_callback(receiver: Receiver, tmp_path: Path) -> Iterator[Callable[..., 
     """Factory: a litelens.Callback registered with LiteLLM, sending to `receiver`; removed afterwards."""
     import litellm
 
-    from litelens.callback import Callback
+    from litelens.callback import Callback, unregister
 
     made: list[Callback] = []
 
@@ -61,9 +61,7 @@ def make_callback(receiver: Receiver, tmp_path: Path) -> Iterator[Callable[..., 
     yield make
     for callback in made:
         callback.shutdown(timeout=5)
-        litellm.logging_callback_manager.remove_callback_from_all_lists(callback)
-        if callback in litellm.callbacks:
-            litellm.callbacks.remove(callback)
+        unregister(callback)
 
 
 @pytest.fixture

@@ -28,8 +28,9 @@ PROMPT_WORDS = 6  # the fake provider counts whitespace-separated words of the i
 
 
 def one_record(receiver: Receiver, callback: Any, n: int = 1) -> Any:
+    # LiteLLM runs sync success hooks on its own thread pool after the call returns: wait for arrival.
+    assert receiver.wait_for(n, timeout=15), f"expected {n} records, got {len(receiver.records)}"
     assert callback.flush(timeout=10)
-    assert receiver.wait_for(n, timeout=10), f"expected {n} records, got {len(receiver.records)}"
     records = list(receiver.records)
     assert len(records) == n, records
     for record in records:

@@ -52,14 +52,9 @@ def init(**kwargs: Any) -> Callback:
 
 
 def _unregister(callback: Callback) -> None:
-    import litellm
+    from litelens.callback import unregister
 
-    manager = getattr(litellm, "logging_callback_manager", None)
-    remove = getattr(manager, "remove_callback_from_all_lists", None)
-    if callable(remove):
-        remove(callback)
-    if callback in litellm.callbacks:
-        litellm.callbacks.remove(callback)
+    unregister(callback)
 
 
 def _get_default() -> Callback:

@@ -273,6 +273,29 @@ class Callback(CustomLogger):
         return self.transport.shutdown(timeout)
 
 
+def unregister(callback: CustomLogger) -> None:
+    """Remove a logger from every list LiteLLM copied it into (reassigning litellm.callbacks does not)."""
+    import litellm
+
+    manager = getattr(litellm, "logging_callback_manager", None)
+    remove = getattr(manager, "remove_callback_from_all_lists", None)
+    if callable(remove):
+        remove(callback)
+    # Older LiteLLM releases have no such method: walk the lists it keeps.
+    for name in (
+        "callbacks",
+        "success_callback",
+        "failure_callback",
+        "_async_success_callback",
+        "_async_failure_callback",
+        "input_callback",
+        "service_callback",
+    ):
+        lst = getattr(litellm, name, None)
+        while isinstance(lst, list) and callback in lst:
+            lst.remove(callback)
+
+
 def _drain_litellm_logging_worker() -> None:
     """Let LiteLLM run the async log events still queued at exit (an `asyncio.run()` script's last calls)."""
     try:
