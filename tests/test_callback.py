@@ -121,6 +121,8 @@ def test_sync_stream_records_ttft_tokens_and_throughput(provider, receiver, make
     assert 150 <= record["ttft_ms"] <= elapsed_ms
     assert record["ttft_ms"] < record["duration_ms"]
     assert record["output_tokens_per_s"] and record["output_tokens_per_s"] > 0
+    # LiteLLM saw the caller's chunks plus the usage-only chunk the provider sent last.
+    assert record["chunk_count"] in (len(chunks), len(chunks) + 1)
     assert record["response"]["choices"][0]["message"]["content"].split() == [
         w for c in chunks if c.choices for w in (c.choices[0].delta.content or "").split()
     ]
@@ -150,6 +152,7 @@ def test_async_stream(provider, receiver, make_callback):
     assert record["stream"] is True and record["is_async"] is True
     assert record["usage"]["output_tokens"] == 7
     assert record["ttft_ms"] >= 80
+    assert record["chunk_count"] >= 7  # one word per chunk from the fake provider
 
 
 def test_embeddings_sync_and_async(provider, receiver, make_callback):

@@ -8,6 +8,7 @@ scrubbing it, running processors, capping and encoding all happen on the transpo
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from collections.abc import Callable, Iterable, Mapping
@@ -113,6 +114,7 @@ class Callback(CustomLogger):
             prepare=self._prepare,
         )
         run_before_exit(_drain_litellm_logging_worker)
+        _install_chunk_counter()
 
     # ---- LiteLLM's hooks: all four, because sync and async entry points call different ones.
 
@@ -157,7 +159,7 @@ class Callback(CustomLogger):
                     error_status=status if isinstance(status, int) else None,
                     retries=getattr(exception, "num_retries", None) if exception is not None else None,
                     exception_type=type(exception).__name__ if exception is not None else None,
-                    chunk_count=kwargs.get("litelens_chunk_count"),
+                    chunk_count=_chunk_count(kwargs),
                     kwargs=None if slo else kwargs,
                     start_time=start_time,
                     end_time=end_time,
@@ -271,6 +273,45 @@ class Callback(CustomLogger):
     def shutdown(self, timeout: float | None = None) -> bool:
         """Flush, then stop the background thread. Records not delivered in time go to the spool."""
         return self.transport.shutdown(timeout)
+
+
+_CHUNKS_KEY = "litelens_stream_chunks"
+
+
+def _install_chunk_counter() -> None:
+    """Make each LiteLLM stream's chunk list reachable from its logging payload, once per process.
+
+    LiteLLM keeps every chunk of a stream in `CustomStreamWrapper.chunks` (it rebuilds usage from them)
+    but reports no count to loggers, and its per-chunk hooks are unreliable. Putting a reference to that
+    list into the call's `model_call_details` (which is what hooks receive as kwargs) costs one dict
+    store per stream and nothing per chunk. If LiteLLM changes shape, chunk_count is simply null.
+    """
+    try:
+        from litellm.litellm_core_utils.streaming_handler import CustomStreamWrapper
+    except ImportError:
+        return
+    if getattr(CustomStreamWrapper, "_litelens_counts_chunks", False):
+        return
+    original = CustomStreamWrapper.__init__
+
+    @functools.wraps(original)
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        original(self, *args, **kwargs)
+        try:
+            details = getattr(getattr(self, "logging_obj", None), "model_call_details", None)
+            chunks = getattr(self, "chunks", None)
+            if isinstance(details, dict) and isinstance(chunks, list):
+                details[_CHUNKS_KEY] = chunks
+        except Exception:  # never let bookkeeping break a stream
+            pass
+
+    CustomStreamWrapper.__init__ = __init__  # type: ignore[method-assign]
+    CustomStreamWrapper._litelens_counts_chunks = True  # type: ignore[attr-defined]
+
+
+def _chunk_count(kwargs: Mapping[str, Any]) -> int | None:
+    chunks = kwargs.get(_CHUNKS_KEY)
+    return len(chunks) if isinstance(chunks, list) else None
 
 
 def unregister(callback: CustomLogger) -> None:
