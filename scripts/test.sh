@@ -10,7 +10,7 @@ LITELLM_NEW="1.110.2"
 LITELLM_OLD="1.80.17"
 
 [ -x .venv/bin/python ] || python3 -m venv .venv
-.venv/bin/pip install -q -e '.[dev]' "litellm==$LITELLM_NEW"
+.venv/bin/pip install -q -e '.[dev,server,otel,postgres]' "litellm==$LITELLM_NEW"
 
 [ -x .venv-old/bin/python ] || python3 -m venv .venv-old
 .venv-old/bin/pip install -q -e '.[dev]' "litellm==$LITELLM_OLD"
