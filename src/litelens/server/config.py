@@ -1,0 +1,75 @@
+"""The collector's settings: arguments, then `LITELENS_*` environment variables, then defaults."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+
+def default_db_url() -> str:
+    """A SQLite file in the user's data directory (XDG), created on first start."""
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return f"sqlite:///{Path(base) / 'litelens' / 'litelens.db'}"
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
+_UNIT_S = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in `30d`, `12h`, `90m`, `45s` or a bare number of seconds."""
+    match = _DURATION.match(text)
+    if not match:
+        raise ValueError(f"litelens: {text!r} is not a duration; use e.g. 30d, 12h, 90m")
+    return float(match.group(1)) * _UNIT_S[match.group(2)]
+
+
+def is_loopback(host: str) -> bool:
+    if host in ("localhost", "localhost.localdomain"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    host: str = "127.0.0.1"
+    port: int = 4318
+    db_url: str = ""
+    no_auth: bool = False
+    retention_s: float | None = None
+    retention_every_s: float = 300.0
+    max_body_bytes: int = 32 * 2**20
+    """Largest request body, compressed or not, and largest body after decompression."""
+    max_records_per_batch: int = 10_000
+    max_record_bytes: int = 2 * 2**20
+    max_spans_per_request: int = 50_000
+    default_project: str = "default"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> ServerSettings:
+        env = os.environ if env is None else env
+        values: dict[str, object] = {"db_url": env.get("LITELENS_DB") or default_db_url()}
+        if env.get("LITELENS_HOST"):
+            values["host"] = env["LITELENS_HOST"]
+        if env.get("LITELENS_PORT"):
+            values["port"] = int(env["LITELENS_PORT"])
+        if env.get("LITELENS_RETENTION"):
+            values["retention_s"] = parse_duration(env["LITELENS_RETENTION"])
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        settings = cls(**values)  # type: ignore[arg-type]
+        settings.check()
+        return settings
+
+    def check(self) -> None:
+        if self.no_auth and not is_loopback(self.host):
+            raise ValueError(
+                f"litelens: --no-auth is only allowed on a loopback address, not {self.host!r}; "
+                "create a key with `litelens keys create --project NAME` instead"
+            )

@@ -1,0 +1,235 @@
+"""What arrives at the collector becomes records and spans: bodies read within limits, decompressed
+within limits, validated record by record, and OTLP spans mapped to call records.
+
+Pure functions, no web framework: `app.py` calls them and turns `IngestError` into a 4xx answer.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import zlib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from litelens import record as rec
+from litelens import semconv
+from litelens.semconv import NeutralSpan
+
+
+class IngestError(Exception):
+    """A request the collector refuses as a whole: `status` (400, 413, 415) and a reason for the sender."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+def decompress(body: bytes, encoding: str | None, limit: int) -> bytes:
+    """The body without its Content-Encoding; a decompression bomb stops at `limit` bytes (413)."""
+    encoding = (encoding or "identity").strip().lower()
+    if encoding in ("identity", ""):
+        return body
+    if encoding not in ("gzip", "x-gzip", "deflate"):
+        raise IngestError(415, f"unsupported Content-Encoding {encoding!r}; use gzip or none")
+    wbits = 47 if encoding != "deflate" else 15  # 47: zlib or gzip header, detected
+    inflater = zlib.decompressobj(wbits)
+    try:
+        out = inflater.decompress(body, limit + 1)
+    except zlib.error as exc:
+        raise IngestError(400, f"body is not valid {encoding} ({exc})") from None
+    if len(out) > limit or inflater.unconsumed_tail:
+        raise IngestError(413, f"decompressed body exceeds the {limit}-byte limit; send smaller batches")
+    if not inflater.eof:
+        raise IngestError(400, f"{encoding} body is truncated")
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# Core layer events
+
+
+@dataclass
+class Batch:
+    records: list[dict[str, Any]] = field(default_factory=list)
+    spans: list[dict[str, Any]] = field(default_factory=list)
+    rejected: list[dict[str, Any]] = field(default_factory=list)
+
+
+_REQUIRED_STR = ("call_id",)
+_NUMBERS = ("start_time", "end_time", "duration_ms", "ttft_ms", "output_tokens_per_s", "cost_usd")
+_TOKENS = ("input_tokens", "output_tokens", "total_tokens", "cached_input_tokens", "cache_creation_input_tokens", "reasoning_tokens")
+_OPT_STR = (
+    "trace_id",
+    "span_id",
+    "parent_span_id",
+    "session_id",
+    "end_user",
+    "user_id",
+    "request_model",
+    "response_model",
+    "provider",
+    "api_base",
+    "model_group",
+    "deployment_id",
+    "service",
+    "environment",
+    "response_id",
+    "litellm_trace_id",
+    "litellm_call_type",
+)
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def check_record(record: Any) -> str | None:
+    """Why a record cannot be stored, or None. Checks what the store and the queries rely on."""
+    if not isinstance(record, dict):
+        return "record is not a JSON object"
+    schema = record.get("schema")
+    if schema is not None and (not isinstance(schema, str) or not schema.startswith("litelens.call/")):
+        return f"unknown schema {schema!r}; expected litelens.call/1"
+    call_id = record.get("call_id")
+    if not isinstance(call_id, str) or not call_id or len(call_id) > 256:
+        return "call_id must be a non-empty string of at most 256 characters"
+    for key in ("start_time", "end_time"):
+        if not _finite(record.get(key)):
+            return f"{key} must be a number (seconds since the epoch)"
+    for key in _NUMBERS:
+        value = record.get(key)
+        if value is not None and not _finite(value):
+            return f"{key} must be a finite number or null"
+    for key in _OPT_STR:
+        value = record.get(key)
+        if value is not None and not isinstance(value, str):
+            return f"{key} must be a string or null"
+    status = record.get("status", "ok")
+    if status not in rec.STATUSES:
+        return f"status must be one of {', '.join(rec.STATUSES)}"
+    usage = record.get("usage")
+    if usage is not None:
+        if not isinstance(usage, dict):
+            return "usage must be an object"
+        for key in _TOKENS:
+            value = usage.get(key)
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0 or value > 2**53):
+                return f"usage.{key} must be a non-negative integer or null"
+    tags = record.get("tags")
+    if tags is not None and (not isinstance(tags, list) or not all(isinstance(t, str) for t in tags)):
+        return "tags must be a list of strings"
+    for key in ("metadata", "error", "request", "response", "proxy"):
+        value = record.get(key)
+        if value is not None and not isinstance(value, dict):
+            return f"{key} must be an object or null"
+    for key in ("stream", "is_async"):
+        value = record.get(key)
+        if value is not None and not isinstance(value, bool):
+            return f"{key} must be a boolean"
+    return None
+
+
+def normalize(record: dict[str, Any]) -> dict[str, Any]:
+    """Fill the defaults a sender may leave out, and scrub credentials once more on the server side."""
+    record.setdefault("schema", rec.SCHEMA)
+    record.setdefault("status", "ok")
+    record.setdefault("call_type", "unknown")
+    record.setdefault("stream", False)
+    record.setdefault("tags", [])
+    record.setdefault("metadata", {})
+    usage = record.get("usage") or {}
+    usage.setdefault("input_tokens", 0)
+    usage.setdefault("output_tokens", 0)
+    usage.setdefault("total_tokens", usage["input_tokens"] + usage["output_tokens"])
+    record["usage"] = usage
+    if record.get("duration_ms") is None:
+        record["duration_ms"] = max(0.0, (record["end_time"] - record["start_time"]) * 1000.0)
+    if not rec.is_hex_id(record.get("trace_id"), 32):
+        record["trace_id"] = rec.trace_id_of(record.get("trace_id") or record["call_id"])
+    if not rec.is_hex_id(record.get("span_id"), 16):
+        record["span_id"] = rec.span_id_of(record["call_id"])
+    return rec.scrub(record)
+
+
+def parse_events(body: bytes, max_records: int, max_record_bytes: int) -> Batch:
+    """A `litelens.batch/1` body (or a bare JSON list of records) -> records to store and rejections."""
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError) as exc:
+        raise IngestError(400, f"body is not valid JSON ({str(exc)[:120]})") from None
+    if isinstance(data, dict):
+        records = data.get("records")
+        if not isinstance(records, list):
+            raise IngestError(400, 'body must be {"records": [...]} or a JSON list of records')
+    elif isinstance(data, list):
+        records = data
+    else:
+        raise IngestError(400, 'body must be {"records": [...]} or a JSON list of records')
+    if len(records) > max_records:
+        raise IngestError(413, f"{len(records)} records in one batch; the limit is {max_records}")
+    batch = Batch()
+    for index, record in enumerate(records):
+        reason = check_record(record)
+        if reason is None and len(json.dumps(record, separators=(",", ":"))) > max_record_bytes:
+            reason = f"record larger than {max_record_bytes} bytes"
+        if reason is not None:
+            batch.rejected.append({"index": index, "reason": reason})
+            continue
+        batch.records.append(normalize(record))
+    return batch
+
+
+# --------------------------------------------------------------------------------------------------
+# OTLP spans
+
+
+def span_row(span: NeutralSpan, call_id: str | None) -> dict[str, Any]:
+    return {
+        "trace_id": span.trace_id,
+        "span_id": span.span_id,
+        "parent_span_id": span.parent_span_id,
+        "name": span.name,
+        "kind": span.kind,
+        "start_time": span.start_ns / 1e9,
+        "end_time": span.end_ns / 1e9 if span.end_ns else None,
+        "status": span.status_code,
+        "attributes": _jsonable(span.attributes),
+        "resource": _jsonable(span.resource),
+        "call_id": call_id,
+    }
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return value.hex()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def from_spans(spans: Iterable[NeutralSpan]) -> Batch:
+    """LLM spans become call records (and stay in the trace as spans); all others stay plain spans."""
+    batch = Batch()
+    for span in spans:
+        try:
+            record = semconv.span_to_record(span)
+        except Exception as exc:  # one odd span must not cost the request
+            batch.rejected.append({"span_id": span.span_id, "reason": f"could not map span ({type(exc).__name__})"})
+            record = None
+        if record is not None:
+            record = _jsonable(record)
+            reason = check_record(record)
+            if reason is None:
+                batch.records.append(normalize(record))
+                batch.spans.append(span_row(span, record["call_id"]))
+                continue
+            batch.rejected.append({"span_id": span.span_id, "reason": reason})
+        batch.spans.append(span_row(span, None))
+    return batch
