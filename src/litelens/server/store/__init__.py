@@ -1,10 +1,10 @@
 """Storage of call records, spans and rollups, behind one interface with SQLite and PostgreSQL backends.
 
-    store = open_store("sqlite:////var/lib/litelens/litelens.db")
-    store.migrate()
-    project = store.create_project("default")
-    store.write(project, [record], [])
-    rows, cursor = store.list_calls(project, CallFilter(model="gpt-4o-mini"), limit=50)
+store = open_store("sqlite:////var/lib/litelens/litelens.db")
+store.migrate()
+project = store.create_project("default")
+store.write(project, [record], [])
+rows, cursor = store.list_calls(project, CallFilter(model="gpt-4o-mini"), limit=50)
 """
 
 from __future__ import annotations

@@ -232,7 +232,9 @@ class Store(ABC):
         """Per (bucket, group): count, errors, error_rate, latency/ttft percentiles, tokens, cost."""
 
     @abstractmethod
-    def export(self, project_id: int, filters: CallFilter | None = None, page_size: int = 500) -> Iterator[Record]:
+    def export(
+        self, project_id: int, filters: CallFilter | None = None, page_size: int = 500
+    ) -> Iterator[Record]:
         """Full records in start order, fetched a page at a time."""
 
     # Retention

@@ -33,7 +33,7 @@ def bin_of(ms: float) -> int:
     """Histogram bin of a duration in ms: 0 below 1 ms, then 1 + floor(log_1.1(ms))."""
     if ms < 1.0:
         return 0
-    return 1 + int(math.floor(math.log(ms) / _LOG_RATIO))
+    return 1 + math.floor(math.log(ms) / _LOG_RATIO)
 
 
 def value_of_bin(b: int) -> float:

@@ -231,7 +231,10 @@ class SQLStore(Store):
                 logger.info("migrating store schema to version %d", version)
                 for statement in self.MIGRATIONS[version - 1]:
                     cur.execute(statement)
-                cur.execute(self._q("INSERT INTO schema_version (version, applied_at) VALUES (?, ?)"), (version, time.time()))
+                cur.execute(
+                    self._q("INSERT INTO schema_version (version, applied_at) VALUES (?, ?)"),
+                    (version, time.time()),
+                )
         return max(current, target)
 
     def schema_version(self) -> int:
@@ -293,7 +296,9 @@ class SQLStore(Store):
                 ),
                 (project_id,),
             )
-            return [{"key_hash": r[0], "prefix": r[1], "created": r[2], "last_used": r[3]} for r in cur.fetchall()]
+            return [
+                {"key_hash": r[0], "prefix": r[1], "created": r[2], "last_used": r[3]} for r in cur.fetchall()
+            ]
 
     def revoke_key(self, key_hash: str) -> bool:
         with self._write() as cur:
@@ -314,7 +319,9 @@ class SQLStore(Store):
             call_id = record.get("call_id")
             if not isinstance(call_id, str) or not call_id:
                 raise ValueError("litelens: a record without call_id cannot be stored; validate it at ingest")
-            incoming[call_id] = merge_records(incoming[call_id], record) if call_id in incoming else dict(record)
+            incoming[call_id] = (
+                merge_records(incoming[call_id], record) if call_id in incoming else dict(record)
+            )
         if not incoming and not spans:
             return
         with self._write() as cur:
@@ -346,7 +353,9 @@ class SQLStore(Store):
                 )
             if tag_rows:
                 cur.executemany(
-                    self._q("INSERT INTO call_tags (project_id, call_id, tag) VALUES (?, ?, ?) ON CONFLICT DO NOTHING"),
+                    self._q(
+                        "INSERT INTO call_tags (project_id, call_id, tag) VALUES (?, ?, ?) ON CONFLICT DO NOTHING"
+                    ),
                     tag_rows,
                 )
             if spans:
@@ -436,15 +445,22 @@ class SQLStore(Store):
                     key = (resolution, int(bucket), dim, value)
                     if key in deltas:
                         current[key] = rollup.Delta(
-                            int(count), int(errors), int(t_in), int(t_out), float(cost),
-                            rollup.load_hist(lat), rollup.load_hist(ttft),
-                        )  # fmt: skip
+                            int(count),
+                            int(errors),
+                            int(t_in),
+                            int(t_out),
+                            float(cost),
+                            rollup.load_hist(lat),
+                            rollup.load_hist(ttft),
+                        )
         upserts: list[tuple[Any, ...]] = []
         deletes: list[tuple[Any, ...]] = []
         for key, delta in deltas.items():
-            if not (delta.count or delta.errors or delta.tokens_in or delta.tokens_out or delta.cost) and not any(
-                delta.latency.values()
-            ) and not any(delta.ttft.values()):
+            if (
+                not (delta.count or delta.errors or delta.tokens_in or delta.tokens_out or delta.cost)
+                and not any(delta.latency.values())
+                and not any(delta.ttft.values())
+            ):
                 continue
             total = current.get(key) or rollup.Delta()
             total.add(delta)
@@ -455,11 +471,20 @@ class SQLStore(Store):
                 continue
             upserts.append(
                 (
-                    project_id, resolution, dim, bucket, value, total.count, total.errors,
-                    total.tokens_in, total.tokens_out, total.cost,
-                    rollup.dump_hist(total.latency), rollup.dump_hist(total.ttft),
+                    project_id,
+                    resolution,
+                    dim,
+                    bucket,
+                    value,
+                    total.count,
+                    total.errors,
+                    total.tokens_in,
+                    total.tokens_out,
+                    total.cost,
+                    rollup.dump_hist(total.latency),
+                    rollup.dump_hist(total.ttft),
                 )
-            )  # fmt: skip
+            )
         if deletes:
             cur.executemany(
                 self._q(
@@ -496,8 +521,16 @@ class SQLStore(Store):
             conds.append("(c.request_model = ? OR c.response_model = ?)")
             params += [f.model, f.model]
         for column in (
-            "provider", "status", "error_type", "call_type", "end_user", "user_id", "session_id", "trace_id", "key_alias",
-        ):  # fmt: skip
+            "provider",
+            "status",
+            "error_type",
+            "call_type",
+            "end_user",
+            "user_id",
+            "session_id",
+            "trace_id",
+            "key_alias",
+        ):
             value = getattr(f, column)
             if value:
                 conds.append(f"c.{column} = ?")
@@ -554,7 +587,7 @@ class SQLStore(Store):
     def _summaries(self, project_id: int, rows: Sequence[Sequence[Any]]) -> list[Row]:
         out: list[Row] = []
         for row in rows:
-            item = dict(zip(SUMMARY_COLUMNS, row))
+            item = dict(zip(SUMMARY_COLUMNS, row, strict=False))
             item["stream"] = bool(item["stream"])
             item["tags"] = []
             out.append(item)
@@ -588,14 +621,21 @@ class SQLStore(Store):
 
     def get_call(self, project_id: int, call_id: str) -> Record | None:
         with self._read() as cur:
-            cur.execute(self._q("SELECT record FROM calls WHERE project_id = ? AND call_id = ?"), (project_id, call_id))
+            cur.execute(
+                self._q("SELECT record FROM calls WHERE project_id = ? AND call_id = ?"),
+                (project_id, call_id),
+            )
             row = cur.fetchone()
         return None if row is None else dict(self._load_json(row[0]))
 
-    def export(self, project_id: int, filters: CallFilter | None = None, page_size: int = 500) -> Iterator[Record]:
+    def export(
+        self, project_id: int, filters: CallFilter | None = None, page_size: int = 500
+    ) -> Iterator[Record]:
         cursor: str | None = None
         while True:
-            rows, cursor = self._page(project_id, filters, page_size, cursor, "start_time", False, "c.call_id, c.record")
+            rows, cursor = self._page(
+                project_id, filters, page_size, cursor, "start_time", False, "c.call_id, c.record"
+            )
             for row in rows:
                 yield dict(self._load_json(row[1]))
             if cursor is None:
@@ -621,7 +661,7 @@ class SQLStore(Store):
             call_rows = cur.fetchall()
         spans = []
         for row in span_rows:
-            span = dict(zip(_SPAN_COLUMNS, row))
+            span = dict(zip(_SPAN_COLUMNS, row, strict=False))
             span["attributes"] = self._load_json(span["attributes"]) or {}
             span["resource"] = self._load_json(span["resource"]) or {}
             spans.append(span)
@@ -699,14 +739,16 @@ class SQLStore(Store):
         if bucket_seconds <= 0 or bucket_seconds % 60:
             raise ValueError("litelens: bucket_seconds must be a positive multiple of 60")
         if group_by is not None and group_by not in AGGREGATE_GROUPS:
-            raise ValueError(f"litelens: cannot group by {group_by!r}; use one of {', '.join(AGGREGATE_GROUPS)}")
+            raise ValueError(
+                f"litelens: cannot group by {group_by!r}; use one of {', '.join(AGGREGATE_GROUPS)}"
+            )
         dim = group_by or "all"
-        lo = int(math.floor(start / 60)) * 60
-        hi = int(math.ceil(end / 60)) * 60
+        lo = math.floor(start / 60) * 60
+        hi = math.ceil(end / 60) * 60
         ranges: list[tuple[int, int, int]] = []
         if bucket_seconds % 3600 == 0:
-            h_lo = int(math.ceil(lo / 3600)) * 3600
-            h_hi = int(math.floor(hi / 3600)) * 3600
+            h_lo = math.ceil(lo / 3600) * 3600
+            h_hi = math.floor(hi / 3600) * 3600
             if h_lo < h_hi:
                 ranges = [(3600, h_lo, h_hi), (60, lo, h_lo), (60, h_hi, hi)]
         if not ranges:
@@ -728,9 +770,14 @@ class SQLStore(Store):
                     slot = (int(bucket) // bucket_seconds) * bucket_seconds
                     groups[(slot, value)].append(
                         rollup.Delta(
-                            int(count), int(errors), int(t_in), int(t_out), float(cost),
-                            rollup.load_hist(lat), rollup.load_hist(ttft),
-                        )  # fmt: skip
+                            int(count),
+                            int(errors),
+                            int(t_in),
+                            int(t_out),
+                            float(cost),
+                            rollup.load_hist(lat),
+                            rollup.load_hist(ttft),
+                        )
                     )
         return [
             rollup.summarize(slot, value if group_by else None, deltas)
@@ -757,8 +804,12 @@ class SQLStore(Store):
                     )
                     ids = [(pid, r[0]) for r in cur.fetchall()]
                     if ids:
-                        cur.executemany(self._q("DELETE FROM call_tags WHERE project_id = ? AND call_id = ?"), ids)
-                        cur.executemany(self._q("DELETE FROM calls WHERE project_id = ? AND call_id = ?"), ids)
+                        cur.executemany(
+                            self._q("DELETE FROM call_tags WHERE project_id = ? AND call_id = ?"), ids
+                        )
+                        cur.executemany(
+                            self._q("DELETE FROM calls WHERE project_id = ? AND call_id = ?"), ids
+                        )
                 deleted += len(ids)
                 if len(ids) < batch:
                     break
@@ -786,7 +837,9 @@ class SQLStore(Store):
         while True:
             with self._write() as cur:
                 cur.execute(
-                    self._q(f"DELETE FROM {table} WHERE {key} IN (SELECT {key[1:-1]} FROM {table} WHERE {where} LIMIT ?)"),
+                    self._q(
+                        f"DELETE FROM {table} WHERE {key} IN (SELECT {key[1:-1]} FROM {table} WHERE {where} LIMIT ?)"
+                    ),
                     (*params, batch),
                 )
                 done = cur.rowcount
