@@ -64,18 +64,3 @@ def make_callback(receiver: Receiver, tmp_path: Path) -> Iterator[Callable[..., 
         litellm.logging_callback_manager.remove_callback_from_all_lists(callback)
         if callback in litellm.callbacks:
             litellm.callbacks.remove(callback)
-
-
-@pytest.fixture(scope="session")
-def postgres_server() -> Iterator[Any]:
-    """A throwaway PostgreSQL cluster for the session (skips when no PostgreSQL binaries are installed)."""
-    from litelens.testing.postgres import TempPostgres, find_pg_bin
-
-    if find_pg_bin() is None:
-        pytest.skip("no PostgreSQL binaries (initdb) found; apt-get install postgresql or set LITELENS_PG_BIN")
-    try:
-        import psycopg  # noqa: F401
-    except ImportError:
-        pytest.skip("psycopg is not installed; pip install 'litelens[postgres]'")
-    with TempPostgres() as pg:
-        yield pg

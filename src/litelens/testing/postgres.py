@@ -84,7 +84,9 @@ class TempPostgres:
         )
 
     def start(self) -> TempPostgres:
-        done = self._run("initdb", "-D", str(self.data), "-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-sync")
+        done = self._run(
+            "initdb", "-D", str(self.data), "-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-sync"
+        )
         if done.returncode:
             raise RuntimeError(f"litelens: initdb failed: {done.stderr[-2000:]}")
         last = ""
@@ -94,7 +96,19 @@ class TempPostgres:
                 f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off "
                 "-c full_page_writes=off -c max_connections=100"
             )
-            done = self._run("pg_ctl", "-D", str(self.data), "-l", str(self.dir / "log"), "-w", "-t", "60", "-o", options, "start")
+            done = self._run(
+                "pg_ctl",
+                "-D",
+                str(self.data),
+                "-l",
+                str(self.dir / "log"),
+                "-w",
+                "-t",
+                "60",
+                "-o",
+                options,
+                "start",
+            )
             if done.returncode == 0:
                 return self
             log = self.dir / "log"

@@ -153,7 +153,7 @@ class SQLiteStore(SQLStore):
         path = rest[1:] if rest == "/:memory:" else rest
         if not path or (path != ":memory:" and not path.startswith("/")):
             raise ValueError(
-                f"litelens: sqlite URL needs an absolute path (sqlite:////abs/file.db), got {url!r}"
+                f"litelens: sqlite URL needs an absolute path (sqlite:///abs/file.db), got {url!r}"
             )
         kwargs: dict[str, Any] = dict(parse_qsl(query))
         kwargs.update(options)
