@@ -731,9 +731,9 @@ class SQLStore(Store):
     ) -> list[Row]:
         """Rollup-served aggregates per (bucket, group), ordered by bucket then group.
 
-        Calls count by their start minute: `start` is rounded down and `end` up to whole minutes. When
-        `bucket_seconds` is a multiple of an hour the whole hours inside the range come from hour rows
-        and only the edges from minute rows. Buckets without calls are absent. Percentiles are within
+        Calls count by their start minute: `start` is rounded down and `end` up to whole minutes. The
+        coarsest rollup resolution (1 h, 5 min, 1 min) that divides `bucket_seconds` serves the aligned
+        middle of the range and finer ones its edges (`rollup.plan`). Buckets without calls are absent. Percentiles are within
         ±4.9% (see `rollup`).
         """
         if bucket_seconds <= 0 or bucket_seconds % 60:
@@ -745,19 +745,9 @@ class SQLStore(Store):
         dim = group_by or "all"
         lo = math.floor(start / 60) * 60
         hi = math.ceil(end / 60) * 60
-        ranges: list[tuple[int, int, int]] = []
-        if bucket_seconds % 3600 == 0:
-            h_lo = math.ceil(lo / 3600) * 3600
-            h_hi = math.floor(hi / 3600) * 3600
-            if h_lo < h_hi:
-                ranges = [(3600, h_lo, h_hi), (60, lo, h_lo), (60, h_hi, hi)]
-        if not ranges:
-            ranges = [(60, lo, hi)]
-        groups: dict[tuple[int, str], list[rollup.Delta]] = defaultdict(list)
+        groups: dict[tuple[int, str], rollup.Delta] = {}
         with self._read() as cur:
-            for resolution, a, b in ranges:
-                if a >= b:
-                    continue
+            for resolution, a, b in rollup.plan(lo, hi, bucket_seconds):
                 cur.execute(
                     self._q(
                         "SELECT bucket, value, count, errors, tokens_in, tokens_out, cost, latency_hist, ttft_hist "
@@ -768,20 +758,19 @@ class SQLStore(Store):
                 )
                 for bucket, value, count, errors, t_in, t_out, cost, lat, ttft in cur.fetchall():
                     slot = (int(bucket) // bucket_seconds) * bucket_seconds
-                    groups[(slot, value)].append(
-                        rollup.Delta(
-                            int(count),
-                            int(errors),
-                            int(t_in),
-                            int(t_out),
-                            float(cost),
-                            rollup.load_hist(lat),
-                            rollup.load_hist(ttft),
-                        )
-                    )
+                    total = groups.get((slot, value))
+                    if total is None:
+                        total = groups[(slot, value)] = rollup.Delta()
+                    total.count += int(count)
+                    total.errors += int(errors)
+                    total.tokens_in += int(t_in)
+                    total.tokens_out += int(t_out)
+                    total.cost += float(cost)
+                    rollup.add_hist(total.latency, lat)
+                    rollup.add_hist(total.ttft, ttft)
         return [
-            rollup.summarize(slot, value if group_by else None, deltas)
-            for (slot, value), deltas in sorted(groups.items())
+            rollup.summarize(slot, value if group_by else None, total)
+            for (slot, value), total in sorted(groups.items())
         ]
 
     # ---- retention
