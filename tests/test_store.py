@@ -544,6 +544,8 @@ def test_a_version_1_database_upgrades_in_place_with_its_data(store_url: str) ->
     [row] = new.list_calls(pid, CallFilter(tag="prod"))[0]
     assert row["cached_input_tokens"] == 4  # the v2 column was backfilled from the stored record
     assert [r["call_id"] for r in new.get_session(pid, "s-old")] == ["v1-call"]
+    [session] = new.list_sessions(pid, T0 - 60, T0 + 60)[0]  # the v3 sessions table was backfilled
+    assert (session["session_id"], session["calls"], session["tokens"]) == ("s-old", 1, 19)
     new.write(pid, [make("v2-call", T0 + 1)], [])
     assert ids(all_calls(new, pid, sort="cost_usd")) == {"v1-call", "v2-call"}
     new.close()
@@ -552,8 +554,10 @@ def test_a_version_1_database_upgrades_in_place_with_its_data(store_url: str) ->
 def test_retention_deletes_only_old_rows(store: SQLStore) -> None:
     project = store.create_project("default")
     other = store.create_project("other")
-    old = [plain(f"old{i}", T0 + i, tags=["t"]) for i in range(23)]
-    new = [plain(f"new{i}", T0 + 7200 + i, tags=["t"]) for i in range(5)]
+    old = [plain(f"old{i}", T0 + i, tags=["t"], session_id="long" if i < 3 else None) for i in range(23)]
+    new = [
+        plain(f"new{i}", T0 + 7200 + i, tags=["t"], session_id="long" if i < 2 else None) for i in range(5)
+    ]
     spans = [
         {
             "trace_id": TRACE,
@@ -574,6 +578,8 @@ def test_retention_deletes_only_old_rows(store: SQLStore) -> None:
     assert store.aggregate(project, T0 - 7200, cutoff, 60) == []
     assert sum(g["count"] for g in store.aggregate(project, cutoff, T0 + 10_000, 3600)) == 5
     assert sum(g["count"] for g in store.aggregate(project, cutoff, T0 + 10_000, 60, "tag")) == 5
+    [session] = store.list_sessions(project, T0 - 7200, T0 + 10_000)[0]
+    assert (session["session_id"], session["calls"], session["first_time"]) == ("long", 2, T0 + 7200)
     assert store.delete_older_than(cutoff) == 0
 
 
@@ -609,6 +615,11 @@ def test_traces_and_sessions(store: SQLStore) -> None:
     assert (s1["calls"], s1["errors"], s1["tokens"]) == (3, 1, 3 * 19)
     assert s1["first_time"] == T0 + 10 and s1["cost_usd"] == pytest.approx(3 * 0.00042)
     assert [c["call_id"] for c in store.get_session(project, "sess-1")] == ["s1", "s4", "s7"]
+    # A later version of a call that names another session moves it; the emptied session disappears.
+    moved = [make(f"s{i}", T0 + i * 10, session="sess-9", trace=TRACE) for i in (2, 5, 8)]
+    store.write(project, moved, [])
+    sessions = {s["session_id"]: s["calls"] for s in store.list_sessions(project, T0, T0 + 1000, limit=10)[0]}
+    assert sessions == {"sess-0": 3, "sess-1": 3, "sess-9": 3}
 
 
 def test_export_streams_full_records_in_pages(store: SQLStore) -> None:

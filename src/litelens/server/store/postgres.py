@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from litelens.server.store.sql import SQLStore
+from litelens.server.store.sql import SESSIONS_BACKFILL, SQLStore
 
 try:
     import psycopg
@@ -129,6 +129,25 @@ _V2 = [
 ]
 
 
+# v3: see sqlite._V3.
+_V3 = [
+    """CREATE TABLE sessions (
+        project_id BIGINT NOT NULL,
+        session_id TEXT NOT NULL,
+        first_time DOUBLE PRECISION NOT NULL,
+        last_start DOUBLE PRECISION NOT NULL,
+        last_time DOUBLE PRECISION NOT NULL,
+        calls BIGINT NOT NULL,
+        tokens BIGINT NOT NULL,
+        cost DOUBLE PRECISION NOT NULL,
+        errors BIGINT NOT NULL,
+        PRIMARY KEY (project_id, session_id)
+    )""",
+    "CREATE INDEX sessions_recent ON sessions (project_id, last_start, session_id)",
+    SESSIONS_BACKFILL,
+]
+
+
 class _Pool:
     """At most `size` connections, handed out one thread at a time; broken ones are replaced."""
 
@@ -190,7 +209,7 @@ class _Pool:
 class PostgresStore(SQLStore):
     """`Store` on PostgreSQL, for deployments with several collectors or more data than one file."""
 
-    MIGRATIONS = (_V1, _V2)
+    MIGRATIONS = (_V1, _V2, _V3)
 
     def __init__(self, url: str, *, pool_size: int = 4) -> None:
         self.url = url

@@ -90,6 +90,32 @@ _SPAN_COLUMNS = (
     "call_id",
 )
 
+# A session's summary row, recomputed from its calls (few, and found through calls_session). Recomputing
+# rather than adding deltas keeps first/last times exact when a merged call changes session or retention
+# deletes part of one.
+_SESSION_REFRESH = (
+    "INSERT INTO sessions (project_id, session_id, first_time, last_start, last_time, calls, tokens, cost, errors) "
+    "SELECT project_id, session_id, MIN(start_time), MAX(start_time), MAX(end_time), COUNT(*), "
+    "SUM(total_tokens), SUM(COALESCE(cost_usd, 0)), SUM(CASE WHEN status = 'error' THEN 1 ELSE 0 END) "
+    "FROM calls WHERE project_id = ? AND session_id = ? GROUP BY project_id, session_id "
+    "ON CONFLICT (project_id, session_id) DO UPDATE SET first_time = excluded.first_time, "
+    "last_start = excluded.last_start, last_time = excluded.last_time, calls = excluded.calls, "
+    "tokens = excluded.tokens, cost = excluded.cost, errors = excluded.errors"
+)
+SESSIONS_BACKFILL = (
+    "INSERT INTO sessions (project_id, session_id, first_time, last_start, last_time, calls, tokens, cost, errors) "
+    "SELECT project_id, session_id, MIN(start_time), MAX(start_time), MAX(end_time), COUNT(*), "
+    "SUM(total_tokens), SUM(COALESCE(cost_usd, 0)), SUM(CASE WHEN status = 'error' THEN 1 ELSE 0 END) "
+    "FROM calls WHERE session_id IS NOT NULL GROUP BY project_id, session_id"
+)
+_SESSION_DROP_EMPTY = (
+    "DELETE FROM sessions WHERE project_id = ? AND session_id = ? AND NOT EXISTS "
+    "(SELECT 1 FROM calls WHERE calls.project_id = ? AND calls.session_id = ?)"
+)
+
+# Retention aims for write transactions of about this long, so an ingest batch never waits much more.
+_RETENTION_TARGET_S = 0.1
+
 # Keep IN (...) lists well under SQLite's parameter limit.
 _CHUNK = 400
 
@@ -330,6 +356,7 @@ class SQLStore(Store):
             rows: list[tuple[Any, ...]] = []
             tag_rows: list[tuple[Any, ...]] = []
             replaced: list[str] = []
+            sessions: set[str] = set()
             for call_id, record in incoming.items():
                 old = stored.get(call_id)
                 if old is not None:
@@ -338,8 +365,12 @@ class SQLStore(Store):
                         continue
                     rollup.add_record(deltas, old, -1)
                     replaced.append(call_id)
+                    if old.get("session_id"):
+                        sessions.add(str(old["session_id"]))
                 else:
                     merged = record
+                if merged.get("session_id"):
+                    sessions.add(str(merged["session_id"]))
                 rollup.add_record(deltas, merged, 1)
                 rows.append(call_row(project_id, merged))
                 for tag in dict.fromkeys(merged.get("tags") or []):
@@ -360,8 +391,15 @@ class SQLStore(Store):
                 )
             if spans:
                 self._upsert_spans(cur, project_id, spans)
+            if sessions:
+                self._refresh_sessions(cur, project_id, sessions)
             if deltas:
                 self._apply_rollups(cur, project_id, deltas)
+
+    def _refresh_sessions(self, cur: Any, project_id: int, sessions: set[str]) -> None:
+        ordered = sorted(sessions)
+        cur.executemany(self._q(_SESSION_REFRESH), [(project_id, sid) for sid in ordered])
+        cur.executemany(self._q(_SESSION_DROP_EMPTY), [(project_id, sid, project_id, sid) for sid in ordered])
 
     def _stored_records(self, cur: Any, project_id: int, call_ids: list[str]) -> dict[str, Record]:
         found: dict[str, Record] = {}
@@ -670,20 +708,21 @@ class SQLStore(Store):
     def list_sessions(
         self, project_id: int, start: float, end: float, limit: int = 50, cursor: str | None = None
     ) -> tuple[list[Row], str | None]:
+        """Sessions with calls in [start, end) by their first and last call start, most recent first.
+
+        Served from the `sessions` table that `write` keeps current, so it is an index range scan; the
+        figures (calls, tokens, cost, errors, first/last time) are the whole session's.
+        """
         limit = max(1, min(int(limit), 10_000))
-        having = ""
+        conds = "project_id = ? AND last_start >= ? AND first_time < ?"
         params: list[Any] = [project_id, float(start), float(end)]
         if cursor:
-            last_time, session_id = decode_session_cursor(cursor)
-            having = "HAVING (MAX(c.start_time), c.session_id) < (?, ?) "
-            params += [last_time, session_id]
+            last_start, session_id = decode_session_cursor(cursor)
+            conds += " AND (last_start, session_id) < (?, ?)"
+            params += [last_start, session_id]
         sql = (
-            "SELECT c.session_id, MIN(c.start_time), MAX(c.start_time), MAX(c.end_time), COUNT(*), "
-            "SUM(c.total_tokens), SUM(COALESCE(c.cost_usd, 0)), "
-            "SUM(CASE WHEN c.status = 'error' THEN 1 ELSE 0 END) "
-            "FROM calls c WHERE c.project_id = ? AND c.session_id IS NOT NULL AND c.start_time >= ? "
-            f"AND c.start_time < ? GROUP BY c.session_id {having}"
-            "ORDER BY MAX(c.start_time) DESC, c.session_id DESC LIMIT ?"
+            "SELECT session_id, first_time, last_start, last_time, calls, tokens, cost, errors FROM sessions "
+            f"WHERE {conds} ORDER BY last_start DESC, session_id DESC LIMIT ?"
         )
         with self._read() as cur:
             cur.execute(self._q(sql), (*params, limit + 1))
@@ -776,22 +815,30 @@ class SQLStore(Store):
     # ---- retention
 
     def delete_older_than(self, cutoff_epoch: float, batch: int = 5000) -> int:
-        """Delete data older than the cutoff, `batch` rows per transaction so ingest waits briefly.
+        """Delete data older than the cutoff in short transactions so ingest waits briefly.
 
         Calls and their tags go by start time, spans by start time, rollup rows when their whole bucket
-        is before the cutoff (the bucket holding the cutoff keeps counting the calls just deleted).
+        is before the cutoff (the bucket holding the cutoff keeps counting the calls just deleted), and
+        session rows are recomputed from what remains. `batch` is the most rows per transaction; the
+        batch shrinks while a transaction takes longer than ~0.1 s (slow disk, busy machine) and grows
+        back after, so a concurrent `write` waits about that long at worst.
         """
         cutoff = float(cutoff_epoch)
         deleted = 0
         for project in self.list_projects():
             pid = project["id"]
+            size = min(batch, 500)
             while True:
+                began = time.perf_counter()
                 with self._write() as cur:
                     cur.execute(
-                        self._q("SELECT call_id FROM calls WHERE project_id = ? AND start_time < ? LIMIT ?"),
-                        (pid, cutoff, batch),
+                        self._q(
+                            "SELECT call_id, session_id FROM calls WHERE project_id = ? AND start_time < ? LIMIT ?"
+                        ),
+                        (pid, cutoff, size),
                     )
-                    ids = [(pid, r[0]) for r in cur.fetchall()]
+                    found = cur.fetchall()
+                    ids = [(pid, r[0]) for r in found]
                     if ids:
                         cur.executemany(
                             self._q("DELETE FROM call_tags WHERE project_id = ? AND call_id = ?"), ids
@@ -799,9 +846,13 @@ class SQLStore(Store):
                         cur.executemany(
                             self._q("DELETE FROM calls WHERE project_id = ? AND call_id = ?"), ids
                         )
+                        sessions = {str(r[1]) for r in found if r[1]}
+                        if sessions:
+                            self._refresh_sessions(cur, pid, sessions)
                 deleted += len(ids)
-                if len(ids) < batch:
+                if len(ids) < size:
                     break
+                size = _next_size(size, batch, time.perf_counter() - began)
             self._delete_batched(
                 "spans",
                 "(project_id, trace_id, span_id)",
@@ -823,14 +874,26 @@ class SQLStore(Store):
         return deleted
 
     def _delete_batched(self, table: str, key: str, where: str, params: tuple[Any, ...], batch: int) -> None:
+        size = min(batch, 500)
         while True:
+            began = time.perf_counter()
             with self._write() as cur:
                 cur.execute(
                     self._q(
                         f"DELETE FROM {table} WHERE {key} IN (SELECT {key[1:-1]} FROM {table} WHERE {where} LIMIT ?)"
                     ),
-                    (*params, batch),
+                    (*params, size),
                 )
                 done = cur.rowcount
-            if done < batch:
+            if done < size:
                 return
+            size = _next_size(size, batch, time.perf_counter() - began)
+
+
+def _next_size(size: int, most: int, took: float) -> int:
+    """The next retention batch: halve while transactions run long, double back up to `most`."""
+    if took > _RETENTION_TARGET_S:
+        return max(50, size // 2)
+    if took < _RETENTION_TARGET_S / 4:
+        return min(most, size * 2)
+    return size

@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from typing import Any
 from urllib.parse import parse_qsl
 
-from litelens.server.store.sql import SQLStore
+from litelens.server.store.sql import SESSIONS_BACKFILL, SQLStore
 
 _V1 = [
     """CREATE TABLE projects (
@@ -122,10 +122,30 @@ _V2 = [
 ]
 
 
+# v3: a row per session, kept current by write(), so the sessions list is an index range scan instead of
+# a GROUP BY over a day of calls (~250 ms at 1M calls). Backfilled from the calls already stored.
+_V3 = [
+    """CREATE TABLE sessions (
+        project_id INTEGER NOT NULL,
+        session_id TEXT NOT NULL,
+        first_time REAL NOT NULL,
+        last_start REAL NOT NULL,
+        last_time REAL NOT NULL,
+        calls INTEGER NOT NULL,
+        tokens INTEGER NOT NULL,
+        cost REAL NOT NULL,
+        errors INTEGER NOT NULL,
+        PRIMARY KEY (project_id, session_id)
+    )""",
+    "CREATE INDEX sessions_recent ON sessions (project_id, last_start, session_id)",
+    SESSIONS_BACKFILL,
+]
+
+
 class SQLiteStore(SQLStore):
     """`Store` on a SQLite file (or a private in-memory database, for tests)."""
 
-    MIGRATIONS = (_V1, _V2)
+    MIGRATIONS = (_V1, _V2, _V3)
 
     def __init__(self, path: str, *, synchronous: str = "FULL", readers: int = 4) -> None:
         self.path = path
