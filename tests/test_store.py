@@ -174,13 +174,19 @@ def test_round_trip_keeps_the_whole_record_and_summarizes_without_content(store:
     project = store.create_project("default")
     record = make("call-1", T0, stream=True, session="s-1", metadata={"feature": "faq"})
     failed = make("call-2", T0 + 5, error="RateLimitError")
-    store.write(project, [record, failed], [])
+    nul = make("call-nul", T0 - 5, prompt="a NUL \x00 from a binary paste")
+    store.write(project, [record, failed, nul], [])
+    stored_nul = store.get_call(project, "call-nul")
+    assert (
+        stored_nul is not None
+        and stored_nul["request"]["messages"][0]["content"] == "a NUL  from a binary paste"
+    )
 
     assert store.get_call(project, "call-1") == json.loads(json.dumps(record))
     assert store.get_call(project, "nope") is None
     rows, cursor = store.list_calls(project)
     assert cursor is None
-    assert [r["call_id"] for r in rows] == ["call-2", "call-1"]
+    assert [r["call_id"] for r in rows] == ["call-2", "call-1", "call-nul"]
     first = rows[1]
     assert first["stream"] is True and first["ttft_ms"] == pytest.approx(200.0)
     assert first["request_model"] == "gpt-4o-mini" and first["response_model"] == "gpt-4o-mini-2024-07-18"

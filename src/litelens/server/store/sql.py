@@ -156,6 +156,9 @@ def call_row(project_id: int, record: Mapping[str, Any]) -> tuple[Any, ...]:
     tokens_in = _opt_int(usage.get("input_tokens")) or 0
     tokens_out = _opt_int(usage.get("output_tokens")) or 0
     text, _ = encode(dict(record))
+    if "\\u0000" in text:
+        # PostgreSQL's JSONB (and text) cannot hold NUL; a stray one in content must not fail the batch.
+        text, _ = encode(_without_nul(record))
     return (
         project_id,
         str(record["call_id"]),
@@ -185,6 +188,16 @@ def call_row(project_id: int, record: Mapping[str, Any]) -> tuple[Any, ...]:
         _opt_int(usage.get("reasoning_tokens")),
         text,
     )
+
+
+def _without_nul(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.replace("\x00", "")
+    if isinstance(value, Mapping):
+        return {str(k).replace("\x00", ""): _without_nul(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_without_nul(v) for v in value]
+    return value
 
 
 def _like_pattern(text: str) -> str:
