@@ -624,8 +624,8 @@ def test_traces_and_sessions(store: SQLStore) -> None:
     # A later version of a call that names another session moves it; the emptied session disappears.
     moved = [make(f"s{i}", T0 + i * 10, session="sess-9", trace=TRACE) for i in (2, 5, 8)]
     store.write(project, moved, [])
-    sessions = {s["session_id"]: s["calls"] for s in store.list_sessions(project, T0, T0 + 1000, limit=10)[0]}
-    assert sessions == {"sess-0": 3, "sess-1": 3, "sess-9": 3}
+    counts = {s["session_id"]: s["calls"] for s in store.list_sessions(project, T0, T0 + 1000, limit=10)[0]}
+    assert counts == {"sess-0": 3, "sess-1": 3, "sess-9": 3}
 
 
 def test_export_streams_full_records_in_pages(store: SQLStore) -> None:
