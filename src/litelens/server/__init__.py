@@ -1,4 +1,5 @@
-"""The litelens collector (extra "server"): OTLP and event ingest, stores, query API, dashboard.
+"""The litelens collector: ingest, storage, query API and dashboard (extra "server").
 
-Never imports `litelens.otel`, `litelens.callback` or LiteLLM: a collector host need not install them.
+Nothing under `litelens.server` imports LiteLLM, `litelens.callback` or `litelens.otel`: a collector host
+need not install them. It meets the other layers only in `litelens.record`.
 """

@@ -1,0 +1,195 @@
+"""Query latency of the store on a seeded database: what the dashboard's first screens cost.
+
+Seeds N calls (default 1,000,000) through the normal `write` path in large batches, spread over
+`--days` days ending now, then prints p50/p95 of:
+
+  - the last-24h overview aggregate (hourly buckets), without and with group_by="model"
+  - the same with 5-minute buckets (served from minute rollups)
+  - a filtered `list_calls` page (model + last 24h), and a page behind a tag filter
+  - `get_trace` of a random trace, and a `list_sessions` page of the last 24h
+
+and, as the baseline measured in the same run, the 24h hourly overview computed from the raw `calls`
+rows with GROUP BY (counts and sums only, no percentiles) — the ratio says what rollups buy.
+
+    python bench/store_query.py --calls 100000
+    python bench/store_query.py --url postgresql://... --calls 200000
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from litelens.server.store import CallFilter, open_store
+from litelens.server.store.sql import SQLStore
+
+MODELS = ["gpt-4o-mini", "gpt-4o", "claude-3-5-sonnet", "mistral-large", "llama-3-70b"]
+PROVIDERS = {"gpt-4o-mini": "openai", "gpt-4o": "openai", "claude-3-5-sonnet": "anthropic"}
+TAGS = ["prod", "staging", "batch", "chat", "rag"]
+
+
+def make_records(n: int, start: float, span: float, rng: random.Random) -> list[dict[str, Any]]:
+    out = []
+    for _ in range(n):
+        t = start + rng.random() * span
+        model = rng.choice(MODELS)
+        stream = rng.random() < 0.4
+        duration = rng.lognormvariate(6.3, 0.8)
+        tokens_in, tokens_out = rng.randrange(20, 3000), rng.randrange(1, 800)
+        trace = uuid.UUID(int=rng.getrandbits(128)).hex[:30] + "00" if rng.random() < 0.5 else None
+        failed = rng.random() < 0.03
+        call_id = str(uuid.UUID(int=rng.getrandbits(128)))
+        out.append(
+            {
+                "schema": "litelens.call/1",
+                "call_id": call_id,
+                "trace_id": trace or call_id.replace("-", ""),
+                "span_id": call_id.replace("-", "")[16:],
+                "session_id": f"sess-{rng.randrange(20000)}" if rng.random() < 0.3 else None,
+                "end_user": f"user-{rng.randrange(500)}",
+                "user_id": None,
+                "tags": rng.sample(TAGS, rng.randrange(0, 3)),
+                "metadata": {"feature": rng.choice(["faq", "search", "summarize"])},
+                "call_type": "chat",
+                "stream": stream,
+                "request_model": model,
+                "response_model": model,
+                "provider": PROVIDERS.get(model, "openai_compatible"),
+                "start_time": t,
+                "end_time": t + duration / 1000,
+                "duration_ms": duration,
+                "ttft_ms": duration * rng.uniform(0.1, 0.4) if stream else None,
+                "usage": {
+                    "input_tokens": tokens_in,
+                    "output_tokens": tokens_out,
+                    "total_tokens": tokens_in + tokens_out,
+                },
+                "cost_usd": (tokens_in * 0.15 + tokens_out * 0.6) / 1e6,
+                "status": "error" if failed else "ok",
+                "error": {"type": "RateLimitError", "message": "slow down"} if failed else None,
+                "request": {"messages": [{"role": "user", "content": f"question {rng.randrange(10**6)}"}]},
+                "response": {
+                    "choices": [{"message": {"role": "assistant", "content": "an answer of some length"}}]
+                },
+            }
+        )
+    return out
+
+
+def timed(fn: Callable[[], Any], repeat: int) -> tuple[float, float]:
+    samples = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        samples.append((time.perf_counter() - t) * 1000)
+    samples.sort()
+    p95 = samples[min(len(samples) - 1, max(0, round(0.95 * len(samples)) - 1))]
+    return statistics.median(samples), p95
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--url", help="store URL (default: a new SQLite file in a temp dir)")
+    parser.add_argument("--calls", type=int, default=1_000_000)
+    parser.add_argument("--days", type=float, default=7.0)
+    parser.add_argument("--batch", type=int, default=2000)
+    parser.add_argument("--repeat", type=int, default=40)
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args()
+
+    tmp = None
+    url = args.url
+    if url is None:
+        tmp = tempfile.mkdtemp(prefix="litelens-bench-")
+        url = f"sqlite:///{tmp}/bench.db"
+    store = open_store(url)
+    assert isinstance(store, SQLStore)
+    store.migrate()
+    project = store.create_project(f"bench-{os.getpid()}")
+    rng = random.Random(args.seed)
+    now = time.time()
+    span = args.days * 86400
+    start = now - span
+
+    t0 = time.perf_counter()
+    written = 0
+    traces: list[str] = []
+    while written < args.calls:
+        n = min(args.batch, args.calls - written)
+        # Calls arrive in time order, as they do at a collector: each batch covers the next time slice.
+        records = make_records(n, start + span * written / args.calls, span * n / args.calls, rng)
+        traces += [r["trace_id"] for r in records[:5]]
+        store.write(project, records, [])
+        written += n
+        if written % 100_000 < args.batch:
+            print(
+                f"  seeded {written:,} calls ({written / (time.perf_counter() - t0):,.0f}/s)", file=sys.stderr
+            )
+    seed_s = time.perf_counter() - t0
+    if hasattr(store, "analyze"):
+        store.analyze()
+    print(f"store: {url.split('?')[0].split('://')[0]}  calls: {args.calls:,} over {args.days:g} days")
+    print(
+        f"seed: {seed_s:.1f} s ({args.calls / seed_s:,.0f} calls/s through write(), batches of {args.batch})"
+    )
+
+    day_ago = now - 86400
+    results: list[tuple[str, float, float]] = []
+
+    def bench(name: str, fn: Callable[[], Any]) -> None:
+        fn()  # warm
+        p50, p95 = timed(fn, args.repeat)
+        results.append((name, p50, p95))
+
+    bench("overview 24h, 1h buckets", lambda: store.aggregate(project, day_ago, now, 3600))
+    bench("overview 24h, 1h buckets, by model", lambda: store.aggregate(project, day_ago, now, 3600, "model"))
+    bench("overview 24h, 5m buckets", lambda: store.aggregate(project, day_ago, now, 300))
+    bench("overview 24h, 5m buckets, by model", lambda: store.aggregate(project, day_ago, now, 300, "model"))
+    bench(
+        "list_calls page (model, 24h)",
+        lambda: store.list_calls(project, CallFilter(model="gpt-4o", start=day_ago, end=now), limit=50),
+    )
+    bench(
+        "list_calls page (tag + error)",
+        lambda: store.list_calls(project, CallFilter(tag="rag", status="error"), limit=50),
+    )
+    cursor = store.list_calls(project, limit=50)[1]
+    bench("list_calls page 2 (no filter)", lambda: store.list_calls(project, limit=50, cursor=cursor))
+    bench("get_trace", lambda: store.get_trace(project, rng.choice(traces)))
+    bench("list_sessions page (24h)", lambda: store.list_sessions(project, day_ago, now, 50))
+
+    def raw_overview() -> Any:
+        with store._read() as cur:
+            cur.execute(
+                store._q(
+                    "SELECT CAST(start_time / 3600 AS INTEGER), COUNT(*), SUM(input_tokens), SUM(output_tokens), "
+                    "SUM(COALESCE(cost_usd, 0)) FROM calls WHERE project_id = ? AND start_time >= ? "
+                    "GROUP BY CAST(start_time / 3600 AS INTEGER)"
+                ),
+                (project, day_ago),
+            )
+            return cur.fetchall()
+
+    base_p50, base_p95 = timed(raw_overview, max(3, args.repeat // 8))
+    print(f"\n{'query':40} {'p50 ms':>9} {'p95 ms':>9}")
+    for name, p50, p95 in results:
+        print(f"{name:40} {p50:9.2f} {p95:9.2f}")
+    print(f"{'baseline: raw GROUP BY over calls, 24h':40} {base_p50:9.2f} {base_p95:9.2f}")
+    overview = results[0][1]
+    print(f"\nratio raw-scan / rollup overview (p50): {base_p50 / overview:,.1f}x")
+    store.close()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

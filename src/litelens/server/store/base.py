@@ -1,0 +1,262 @@
+"""The storage interface the collector talks to, the types it speaks in, and `open_store(url)`.
+
+Every method is synchronous and thread-safe: the server calls them from worker threads, so a backend
+guards its own connections. Records are the plain dicts of `litelens.record`; query results are plain
+dicts too, so the API layer can serialize them without knowing which backend produced them.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Record = dict[str, Any]
+Span = dict[str, Any]
+Row = dict[str, Any]
+
+SortKey = Literal["start_time", "duration_ms", "total_tokens", "cost_usd"]
+SORT_KEYS: tuple[str, ...] = ("start_time", "duration_ms", "total_tokens", "cost_usd")
+
+GroupBy = Literal["model", "provider", "user", "tag", "key_alias"]
+AGGREGATE_GROUPS: tuple[str, ...] = ("model", "provider", "user", "tag", "key_alias")
+
+
+class InvalidCursor(ValueError):
+    """A cursor that this store did not hand out, or one made for another sort order."""
+
+
+@dataclass(frozen=True)
+class CallFilter:
+    """What `list_calls` and `export` narrow to. Every field that is set must match (AND).
+
+    `start`/`end` bound the call's start time, in epoch seconds, as the half-open range [start, end).
+    `model` matches the requested or the response model. `metadata` matches top-level metadata keys
+    by their value as text. `search` is a case-insensitive substring of the whole stored record (content
+    included), which is a scan: combine it with a time range on large projects.
+    """
+
+    start: float | None = None
+    end: float | None = None
+    model: str | None = None
+    provider: str | None = None
+    status: str | None = None
+    error_type: str | None = None
+    call_type: str | None = None
+    end_user: str | None = None
+    user_id: str | None = None
+    session_id: str | None = None
+    trace_id: str | None = None
+    key_alias: str | None = None
+    tag: str | None = None
+    metadata: Mapping[str, str] = field(default_factory=dict)
+    search: str | None = None
+
+
+# --------------------------------------------------------------------------------------------------
+# Cursors
+
+
+def encode_cursor(sort: str, descending: bool, value: float, call_id: str) -> str:
+    """An opaque cursor: the sort key and the last row's (sort value, call id), base64url'd JSON.
+
+    Keyset pagination on an immutable (value, call id) pair, unlike OFFSET, neither skips nor repeats a
+    row when calls are inserted while the user pages.
+    """
+    raw = json.dumps([sort, descending, value, call_id], separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, sort: str, descending: bool) -> tuple[float, str]:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        got_sort, got_desc, value, call_id = json.loads(base64.urlsafe_b64decode(padded.encode()))
+    except (ValueError, TypeError, binascii.Error) as exc:
+        raise InvalidCursor(f"litelens: invalid cursor {cursor[:40]!r}; start again without one") from exc
+    if got_sort != sort or bool(got_desc) != descending:
+        raise InvalidCursor(f"litelens: cursor was made for sort {got_sort!r}; start again without one")
+    if not isinstance(value, (int, float)) or not isinstance(call_id, str):
+        raise InvalidCursor("litelens: invalid cursor contents; start again without one")
+    return float(value), call_id
+
+
+def encode_session_cursor(last_time: float, session_id: str) -> str:
+    raw = json.dumps(["session", last_time, session_id], separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_session_cursor(cursor: str) -> tuple[float, str]:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        tag, last_time, session_id = json.loads(base64.urlsafe_b64decode(padded.encode()))
+        if tag != "session":
+            raise ValueError(tag)
+        return float(last_time), str(session_id)
+    except (ValueError, TypeError, binascii.Error) as exc:
+        raise InvalidCursor(f"litelens: invalid session cursor {cursor[:40]!r}") from exc
+
+
+# --------------------------------------------------------------------------------------------------
+# Merging two versions of one call
+
+
+def _is_empty(value: Any) -> bool:
+    return value is None or value == "" or value == [] or value == {}
+
+
+def merge_records(old: Mapping[str, Any], new: Mapping[str, Any]) -> Record:
+    """One record from two versions of the same call: "the richer fields win".
+
+    The same call reaches the store twice when a batch is retried, or when both the core callback and an
+    OTel span describe it. Per field, the newer non-empty value wins and an empty one (None, "", [], {})
+    never erases what the other version had; nested objects (usage, error, request, response, proxy,
+    metadata) merge key by key, so content survives from whichever version carried it. Token counts of 0
+    count as empty when the other version has real ones (a span without usage attributes says 0), and
+    tags are the union of both.
+    """
+    return _merge(old, new, zero_is_empty=False)
+
+
+def _merge(old: Mapping[str, Any], new: Mapping[str, Any], *, zero_is_empty: bool) -> Record:
+    out: Record = dict(old)
+    for key, value in new.items():
+        have = out.get(key)
+        if key == "tags" and isinstance(value, list) and isinstance(have, list):
+            out[key] = list(dict.fromkeys([*have, *value]))
+        elif isinstance(value, Mapping) and isinstance(have, Mapping):
+            out[key] = _merge(have, value, zero_is_empty=key == "usage")
+        elif _is_empty(value) or (zero_is_empty and value == 0 and have):
+            if key not in out:
+                out[key] = value
+        else:
+            out[key] = value
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# The interface
+
+
+class Store(ABC):
+    """Where call records, spans, projects, API keys and rollups live.
+
+    Implementations: `SQLiteStore` (the default, one file) and `PostgresStore`. `write` returns only once
+    the batch is durable, because the server acknowledges a batch to the sender after it returns.
+    """
+
+    @abstractmethod
+    def migrate(self) -> int:
+        """Bring the schema to the latest version in place; returns that version."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Close every connection. The store is unusable afterwards."""
+
+    # Projects and keys
+
+    @abstractmethod
+    def create_project(self, name: str) -> int:
+        """The id of project `name`, created if it does not exist (idempotent)."""
+
+    @abstractmethod
+    def get_project(self, name: str) -> Row | None:
+        """`{"id", "name", "created"}` or None."""
+
+    @abstractmethod
+    def add_key(self, project_id: int, key_hash: str, prefix: str) -> None:
+        """Store an API key by its hash; `prefix` is the few leading characters shown to users."""
+
+    @abstractmethod
+    def project_for_key_hash(self, key_hash: str) -> int | None:
+        """The project a key belongs to, or None for an unknown or revoked key."""
+
+    @abstractmethod
+    def list_keys(self, project_id: int) -> list[Row]:
+        """`[{"key_hash", "prefix", "created", "last_used"}]`, newest first."""
+
+    @abstractmethod
+    def revoke_key(self, key_hash: str) -> bool:
+        """Forget a key; True when it existed."""
+
+    # Ingest
+
+    @abstractmethod
+    def write(self, project_id: int, records: list[Record], spans: list[Span]) -> None:
+        """Upsert records and spans and update rollups in ONE transaction; returns after commit."""
+
+    # Queries
+
+    @abstractmethod
+    def list_calls(
+        self,
+        project_id: int,
+        filters: CallFilter | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+        sort: SortKey = "start_time",
+        descending: bool = True,
+    ) -> tuple[list[Row], str | None]:
+        """A page of call summaries (no content) and the cursor of the next page (None at the end)."""
+
+    @abstractmethod
+    def get_call(self, project_id: int, call_id: str) -> Record | None:
+        """The full stored record."""
+
+    @abstractmethod
+    def get_trace(self, project_id: int, trace_id: str) -> dict[str, list[Row]]:
+        """`{"spans": [...], "calls": [...summaries]}` of one trace, by start time."""
+
+    @abstractmethod
+    def list_sessions(
+        self, project_id: int, start: float, end: float, limit: int = 50, cursor: str | None = None
+    ) -> tuple[list[Row], str | None]:
+        """Sessions active in [start, end), most recently active first."""
+
+    @abstractmethod
+    def get_session(self, project_id: int, session_id: str) -> list[Row]:
+        """The session's call summaries in start order."""
+
+    @abstractmethod
+    def aggregate(
+        self,
+        project_id: int,
+        start: float,
+        end: float,
+        bucket_seconds: int = 3600,
+        group_by: GroupBy | None = None,
+    ) -> list[Row]:
+        """Per (bucket, group): count, errors, error_rate, latency/ttft percentiles, tokens, cost."""
+
+    @abstractmethod
+    def export(
+        self, project_id: int, filters: CallFilter | None = None, page_size: int = 500
+    ) -> Iterator[Record]:
+        """Full records in start order, fetched a page at a time."""
+
+    # Retention
+
+    @abstractmethod
+    def delete_older_than(self, cutoff_epoch: float, batch: int = 5000) -> int:
+        """Delete calls (and their tags), spans and rollups older than the cutoff; returns calls deleted."""
+
+
+def open_store(url: str, **options: Any) -> Store:
+    """A store for a URL: `sqlite:///abs/path.db`, `sqlite:///:memory:`, or `postgresql://...`.
+
+    The schema is not migrated here: call `migrate()` (the server does at start).
+    """
+    if url.startswith("sqlite://"):
+        from litelens.server.store.sqlite import SQLiteStore
+
+        return SQLiteStore.from_url(url, **options)
+    if url.startswith(("postgresql://", "postgres://")):
+        from litelens.server.store.postgres import PostgresStore
+
+        return PostgresStore(url, **options)
+    raise ValueError(
+        f"litelens: unsupported database URL {url.split('://')[0]!r}; use sqlite:///path.db or postgresql://..."
+    )

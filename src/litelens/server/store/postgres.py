@@ -1,0 +1,242 @@
+"""The PostgreSQL backend (psycopg 3): a small thread-safe connection pool and serialized writers.
+
+Why writers are serialized: `write` reads the stored version of each call, merges, and rewrites the
+call and its rollup rows. Two collectors doing that at once could both see "no stored version" and both
+add the call to the rollups. A transaction-scoped advisory lock taken first in every write transaction
+makes those read-modify-write steps atomic across connections and processes; under READ COMMITTED each
+statement after the lock sees what the previous holder committed. Reads take no lock. A write batch is
+a few milliseconds of work, so one writer at a time keeps up with a collector's ingest.
+
+Durability is PostgreSQL's: `write` returns after COMMIT, which (with the default `synchronous_commit`)
+has flushed the WAL.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from litelens.server.store.sql import SESSIONS_BACKFILL, SQLStore
+
+try:
+    import psycopg
+except ImportError as exc:  # pragma: no cover - depends on the environment
+    raise ImportError(
+        "litelens: the PostgreSQL store needs psycopg; install it with pip install 'litelens[postgres]'"
+    ) from exc
+
+# Arbitrary constant naming litelens's write lock among the database's advisory locks.
+_WRITE_LOCK = 0x6C6974656C656E73 & 0x7FFFFFFFFFFFFFFF
+
+_V1 = [
+    """CREATE TABLE projects (
+        id BIGSERIAL PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        created DOUBLE PRECISION NOT NULL
+    )""",
+    """CREATE TABLE api_keys (
+        key_hash TEXT PRIMARY KEY,
+        project_id BIGINT NOT NULL REFERENCES projects (id),
+        prefix TEXT NOT NULL,
+        created DOUBLE PRECISION NOT NULL,
+        last_used DOUBLE PRECISION
+    )""",
+    "CREATE INDEX api_keys_project ON api_keys (project_id)",
+    """CREATE TABLE calls (
+        project_id BIGINT NOT NULL,
+        call_id TEXT NOT NULL,
+        start_time DOUBLE PRECISION NOT NULL,
+        end_time DOUBLE PRECISION NOT NULL,
+        duration_ms DOUBLE PRECISION NOT NULL,
+        ttft_ms DOUBLE PRECISION,
+        call_type TEXT NOT NULL,
+        stream BOOLEAN NOT NULL,
+        request_model TEXT,
+        response_model TEXT,
+        provider TEXT,
+        status TEXT NOT NULL,
+        error_type TEXT,
+        end_user TEXT,
+        user_id TEXT,
+        session_id TEXT,
+        trace_id TEXT,
+        span_id TEXT,
+        parent_span_id TEXT,
+        key_alias TEXT,
+        input_tokens BIGINT NOT NULL DEFAULT 0,
+        output_tokens BIGINT NOT NULL DEFAULT 0,
+        total_tokens BIGINT NOT NULL DEFAULT 0,
+        cost_usd DOUBLE PRECISION,
+        record JSONB NOT NULL,
+        PRIMARY KEY (project_id, call_id)
+    )""",
+    "CREATE INDEX calls_time ON calls (project_id, start_time, call_id)",
+    "CREATE INDEX calls_trace ON calls (project_id, trace_id)",
+    "CREATE INDEX calls_session ON calls (project_id, session_id, start_time)",
+    """CREATE TABLE call_tags (
+        project_id BIGINT NOT NULL,
+        call_id TEXT NOT NULL,
+        tag TEXT NOT NULL,
+        PRIMARY KEY (project_id, tag, call_id)
+    )""",
+    "CREATE INDEX call_tags_call ON call_tags (project_id, call_id)",
+    """CREATE TABLE spans (
+        project_id BIGINT NOT NULL,
+        trace_id TEXT NOT NULL,
+        span_id TEXT NOT NULL,
+        parent_span_id TEXT,
+        name TEXT,
+        kind TEXT,
+        start_time DOUBLE PRECISION NOT NULL,
+        end_time DOUBLE PRECISION NOT NULL,
+        status TEXT,
+        attributes TEXT,
+        resource TEXT,
+        call_id TEXT,
+        PRIMARY KEY (project_id, trace_id, span_id)
+    )""",
+    "CREATE INDEX spans_time ON spans (project_id, start_time)",
+    """CREATE TABLE rollups (
+        project_id BIGINT NOT NULL,
+        resolution INTEGER NOT NULL,
+        dim TEXT NOT NULL,
+        bucket BIGINT NOT NULL,
+        value TEXT NOT NULL,
+        count BIGINT NOT NULL,
+        errors BIGINT NOT NULL,
+        tokens_in BIGINT NOT NULL,
+        tokens_out BIGINT NOT NULL,
+        cost DOUBLE PRECISION NOT NULL,
+        latency_hist TEXT NOT NULL,
+        ttft_hist TEXT NOT NULL,
+        PRIMARY KEY (project_id, resolution, dim, bucket, value)
+    )""",
+]
+
+# v2: see sqlite._V2 (same change, PostgreSQL spelling).
+_V2 = [
+    "ALTER TABLE calls ADD COLUMN cached_input_tokens BIGINT",
+    "ALTER TABLE calls ADD COLUMN reasoning_tokens BIGINT",
+    """UPDATE calls SET
+        cached_input_tokens = (record -> 'usage' ->> 'cached_input_tokens')::bigint,
+        reasoning_tokens = (record -> 'usage' ->> 'reasoning_tokens')::bigint""",
+    "CREATE INDEX calls_duration ON calls (project_id, duration_ms, call_id)",
+    "CREATE INDEX calls_tokens ON calls (project_id, total_tokens, call_id)",
+    "CREATE INDEX calls_cost ON calls (project_id, (COALESCE(cost_usd, 0)), call_id)",
+]
+
+
+# v3: see sqlite._V3.
+_V3 = [
+    """CREATE TABLE sessions (
+        project_id BIGINT NOT NULL,
+        session_id TEXT NOT NULL,
+        first_time DOUBLE PRECISION NOT NULL,
+        last_start DOUBLE PRECISION NOT NULL,
+        last_time DOUBLE PRECISION NOT NULL,
+        calls BIGINT NOT NULL,
+        tokens BIGINT NOT NULL,
+        cost DOUBLE PRECISION NOT NULL,
+        errors BIGINT NOT NULL,
+        PRIMARY KEY (project_id, session_id)
+    )""",
+    "CREATE INDEX sessions_recent ON sessions (project_id, last_start, session_id)",
+    SESSIONS_BACKFILL,
+]
+
+
+class _Pool:
+    """At most `size` connections, handed out one thread at a time; broken ones are replaced."""
+
+    def __init__(self, url: str, size: int) -> None:
+        self._url = url
+        self._size = size
+        self._idle: queue.LifoQueue[psycopg.Connection[Any]] = queue.LifoQueue()
+        self._opened = 0
+        self._lock = threading.Lock()
+        self._closed = False
+        self._all: list[psycopg.Connection[Any]] = []
+
+    @contextmanager
+    def connection(self) -> Iterator[psycopg.Connection[Any]]:
+        conn = self._get()
+        try:
+            yield conn
+        finally:
+            self._put(conn)
+
+    def _get(self) -> psycopg.Connection[Any]:
+        if self._closed:
+            raise RuntimeError("litelens: store is closed")
+        try:
+            return self._idle.get_nowait()
+        except queue.Empty:
+            pass
+        with self._lock:
+            if self._opened < self._size:
+                self._opened += 1
+                try:
+                    conn = psycopg.connect(self._url, autocommit=True)
+                except Exception:
+                    self._opened -= 1
+                    raise
+                self._all.append(conn)
+                return conn
+        return self._idle.get(timeout=60)
+
+    def _put(self, conn: psycopg.Connection[Any]) -> None:
+        if conn.closed or conn.broken or self._closed:
+            with self._lock:
+                self._opened -= 1
+                if conn in self._all:
+                    self._all.remove(conn)
+            if not conn.closed:
+                conn.close()
+            return
+        self._idle.put(conn)
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            for conn in self._all:
+                conn.close()
+            self._all.clear()
+
+
+class PostgresStore(SQLStore):
+    """`Store` on PostgreSQL, for deployments with several collectors or more data than one file."""
+
+    MIGRATIONS = (_V1, _V2, _V3)
+
+    def __init__(self, url: str, *, pool_size: int = 4) -> None:
+        self.url = url
+        self._pool = _Pool(url, pool_size)
+
+    def _q(self, sql: str) -> str:
+        return sql.replace("?", "%s")
+
+    def _json_param(self) -> str:
+        return "CAST(? AS jsonb)"
+
+    @contextmanager
+    def _write(self) -> Iterator[psycopg.Cursor[Any]]:
+        with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+            cur.execute("SELECT pg_advisory_xact_lock(%s)", (_WRITE_LOCK,))
+            yield cur
+
+    @contextmanager
+    def _read(self) -> Iterator[psycopg.Cursor[Any]]:
+        with self._pool.connection() as conn, conn.cursor() as cur:
+            yield cur
+
+    def _metadata_condition(self, key: str) -> tuple[str, list[Any]]:
+        return "(c.record -> 'metadata' ->> CAST(? AS text)) = ?", [key]
+
+    def _search_condition(self) -> str:
+        return "c.record::text ILIKE ? ESCAPE '\\'"
+
+    def close(self) -> None:
+        self._pool.close()

@@ -1,0 +1,227 @@
+"""Time-bucketed rollups: what one call adds to them, and percentiles read back from their histograms.
+
+The overview charts must not scan raw calls, so every write also updates one rollup row per
+(resolution, time bucket, dimension, value) at three resolutions: minute rows for fine charts and the
+edges of a range, 5-minute rows so a day in 5-minute points is 288 rows per group, hour rows so a week is
+a few hundred. Latency and TTFT go into a fixed log-scale histogram whose bins
+grow by `RATIO` = 1.1; a percentile is reported as the geometric middle of the bin that holds the
+nearest-rank value, so it is within ±4.9% of the exact nearest-rank percentile of the raw rows (values
+under 1 ms share one bin and are reported as 0.5 ms).
+
+Because each contribution is a pure function of the record, an upsert subtracts the old version's
+contribution and adds the merged one's: a call counts once however often it arrives.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+RATIO = 1.1
+_LOG_RATIO = math.log(RATIO)
+PERCENTILE_RELATIVE_ERROR = math.sqrt(RATIO) - 1.0  # ≈ 0.0488
+RESOLUTIONS = (60, 300, 3600)  # ascending; each divides the next
+
+# Dimensions kept in rollups; "all" has the single value "".
+DIMENSIONS = ("all", "model", "provider", "user", "tag", "key_alias")
+
+
+def bin_of(ms: float) -> int:
+    """Histogram bin of a duration in ms: 0 below 1 ms, then 1 + floor(log_1.1(ms))."""
+    if ms < 1.0:
+        return 0
+    return 1 + math.floor(math.log(ms) / _LOG_RATIO)
+
+
+def value_of_bin(b: int) -> float:
+    """The value reported for a bin: its geometric middle (error at most `PERCENTILE_RELATIVE_ERROR`)."""
+    if b <= 0:
+        return 0.5
+    return math.exp((b - 1) * _LOG_RATIO) * math.sqrt(RATIO)
+
+
+def percentile(hist: Mapping[int, int], q: float) -> float | None:
+    """Nearest-rank percentile (q in 0..1) of a histogram, or None when it is empty."""
+    total = sum(hist.values())
+    if total <= 0:
+        return None
+    rank = max(1, math.ceil(q * total))
+    seen = 0
+    for b in sorted(hist):
+        seen += hist[b]
+        if seen >= rank:
+            return value_of_bin(b)
+    return value_of_bin(max(hist))
+
+
+def dump_hist(hist: Mapping[int, int]) -> str:
+    """A histogram as a flat JSON list `[bin, count, bin, count, ...]` (only non-empty bins).
+
+    Flat integers parse straight into Python ints, which keeps reading thousands of rows cheap.
+    """
+    flat: list[int] = []
+    for b, n in sorted(hist.items()):
+        if n:
+            flat += (b, n)
+    return json.dumps(flat, separators=(",", ":"))
+
+
+def load_hist(text: str | None) -> Counter[int]:
+    hist: Counter[int] = Counter()
+    if text:
+        add_hist(hist, text)
+    return hist
+
+
+def add_hist(into: dict[int, int], text: str | None) -> None:
+    """Add a stored histogram into `into` without building an intermediate object."""
+    if not text:
+        return
+    flat = json.loads(text)
+    get = into.get
+    for i in range(0, len(flat), 2):
+        b = flat[i]
+        into[b] = get(b, 0) + flat[i + 1]
+
+
+def plan(lo: int, hi: int, bucket_seconds: int) -> list[tuple[int, int, int]]:
+    """The (resolution, start, end) ranges that cover [lo, hi) with the fewest rollup rows.
+
+    The coarsest resolution that divides `bucket_seconds` serves the aligned middle; finer ones the
+    edges. `lo` and `hi` are whole minutes.
+    """
+    usable = [r for r in RESOLUTIONS if bucket_seconds % r == 0]
+    out: list[tuple[int, int, int]] = []
+
+    def cover(a: int, b: int, idx: int) -> None:
+        if a >= b:
+            return
+        r = usable[idx]
+        if idx == 0:
+            out.append((r, a, b))
+            return
+        ra, rb = -(-a // r) * r, (b // r) * r
+        if ra >= rb:
+            cover(a, b, idx - 1)
+            return
+        out.append((r, ra, rb))
+        cover(a, ra, idx - 1)
+        cover(rb, b, idx - 1)
+
+    cover(lo, hi, len(usable) - 1)
+    return out
+
+
+@dataclass
+class Delta:
+    """A change to one rollup row (positive for a call added, negative for a version replaced)."""
+
+    count: int = 0
+    errors: int = 0
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cost: float = 0.0
+    latency: Counter[int] = field(default_factory=Counter)
+    ttft: Counter[int] = field(default_factory=Counter)
+
+    def add(self, other: Delta, sign: int = 1) -> None:
+        self.count += sign * other.count
+        self.errors += sign * other.errors
+        self.tokens_in += sign * other.tokens_in
+        self.tokens_out += sign * other.tokens_out
+        self.cost += sign * other.cost
+        for b, n in other.latency.items():
+            self.latency[b] += sign * n
+        for b, n in other.ttft.items():
+            self.ttft[b] += sign * n
+
+
+# (resolution, bucket start, dimension, value)
+RollupKey = tuple[int, int, str, str]
+
+
+def _int(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def _num(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value)
+
+
+def dimension_values(record: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """The (dimension, value) pairs a record counts under; a missing value is not a group."""
+    proxy = record.get("proxy") or {}
+    pairs = [("all", "")]
+    model = record.get("response_model") or record.get("request_model")
+    user = record.get("end_user") or record.get("user_id")
+    for dim, value in (
+        ("model", model),
+        ("provider", record.get("provider")),
+        ("user", user),
+        ("key_alias", proxy.get("key_alias") if isinstance(proxy, Mapping) else None),
+    ):
+        if value:
+            pairs.append((dim, str(value)))
+    for tag in dict.fromkeys(record.get("tags") or []):
+        pairs.append(("tag", str(tag)))
+    return pairs
+
+
+def add_record(deltas: dict[RollupKey, Delta], record: Mapping[str, Any], sign: int = 1) -> None:
+    """Add (sign=1) or remove (sign=-1) a record's contribution to every rollup row it belongs to.
+
+    This runs for every call ingested (18 rows each), so it updates fields in place rather than
+    building and adding small objects.
+    """
+    usage = record.get("usage") or {}
+    errors = sign if record.get("status") == "error" else 0
+    tokens_in = sign * _int(usage.get("input_tokens"))
+    tokens_out = sign * _int(usage.get("output_tokens"))
+    cost = sign * (_num(record.get("cost_usd")) or 0.0)
+    duration = _num(record.get("duration_ms"))
+    ttft = _num(record.get("ttft_ms"))
+    lat_bin = bin_of(duration) if duration is not None else None
+    ttft_bin = bin_of(ttft) if ttft is not None else None
+    start = _num(record.get("start_time")) or 0.0
+    pairs = dimension_values(record)
+    for resolution in RESOLUTIONS:
+        bucket = int(start // resolution) * resolution
+        for dim, value in pairs:
+            key = (resolution, bucket, dim, value)
+            d = deltas.get(key)
+            if d is None:
+                d = deltas[key] = Delta()
+            d.count += sign
+            d.errors += errors
+            d.tokens_in += tokens_in
+            d.tokens_out += tokens_out
+            d.cost += cost
+            if lat_bin is not None:
+                d.latency[lat_bin] += sign
+            if ttft_bin is not None:
+                d.ttft[ttft_bin] += sign
+
+
+def summarize(bucket: int, group: str | None, total: Delta) -> dict[str, Any]:
+    """One aggregate row out of the sum of the rollup rows that fall into it."""
+    return {
+        "bucket": bucket,
+        "group": group,
+        "count": total.count,
+        "errors": total.errors,
+        "error_rate": (total.errors / total.count) if total.count else 0.0,
+        "latency_p50_ms": percentile(total.latency, 0.50),
+        "latency_p95_ms": percentile(total.latency, 0.95),
+        "latency_p99_ms": percentile(total.latency, 0.99),
+        "ttft_p50_ms": percentile(total.ttft, 0.50),
+        "ttft_p95_ms": percentile(total.ttft, 0.95),
+        "tokens_in": total.tokens_in,
+        "tokens_out": total.tokens_out,
+        "cost_usd": total.cost,
+    }

@@ -1,0 +1,748 @@
+"""The store, against real SQLite files and a real throwaway PostgreSQL: what the server and its users
+rely on — nothing acknowledged is lost, a call counts once, filters and pages return the right rows,
+and charts agree with the raw data."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from litelens.record import from_standard_logging
+from litelens.server.store import CallFilter, InvalidCursor, Store, merge_records, open_store
+from litelens.server.store.rollup import PERCENTILE_RELATIVE_ERROR
+from litelens.server.store.sql import SQLStore
+
+T0 = 1_790_000_000.0  # a fixed epoch (2026-09-21), so buckets are deterministic
+TRACE = "a" * 32
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[Any]:
+    """A throwaway PostgreSQL cluster for the session (skips when no PostgreSQL binaries are installed).
+
+    Lives here rather than in conftest.py so it is importable on its own; move it when another module
+    needs a database.
+    """
+    from litelens.testing.postgres import TempPostgres, find_pg_bin
+
+    if find_pg_bin() is None:
+        pytest.skip(
+            "no PostgreSQL binaries (initdb) found; apt-get install postgresql or set LITELENS_PG_BIN"
+        )
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        pytest.skip("psycopg is not installed; pip install 'litelens[postgres]'")
+    with TempPostgres() as pg:
+        yield pg
+
+
+@pytest.fixture(
+    params=[
+        pytest.param("sqlite", id="sqlite"),
+        pytest.param("postgres", id="postgres", marks=pytest.mark.service),
+    ]
+)
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/store.db"
+    pg = request.getfixturevalue("postgres_server")
+    return str(pg.create_database())
+
+
+@pytest.fixture
+def store(store_url: str) -> Iterator[SQLStore]:
+    s = open_store(store_url)
+    assert isinstance(s, SQLStore)
+    s.migrate()
+    yield s
+    s.close()
+
+
+def slo(call_id: str, start: float, **over: Any) -> dict[str, Any]:
+    """A hand-made `standard_logging_object` as LiteLLM builds it for a chat completion."""
+    duration = over.pop("duration", 0.8)
+    stream = over.pop("stream", False)
+    model = over.pop("model", "gpt-4o-mini")
+    payload: dict[str, Any] = {
+        "id": call_id,
+        "litellm_call_id": call_id,
+        "call_type": "acompletion",
+        "stream": stream,
+        "startTime": start,
+        "endTime": start + duration,
+        "completionStartTime": start + duration / 4 if stream else start + duration,
+        "model": model,
+        "custom_llm_provider": over.pop("provider", "openai"),
+        "prompt_tokens": over.pop("prompt_tokens", 12),
+        "completion_tokens": over.pop("completion_tokens", 7),
+        "total_tokens": None,
+        "response_cost": over.pop("cost", 0.00042),
+        "status": "success",
+        "messages": [{"role": "user", "content": over.pop("prompt", "Say hello to the lighthouse keeper")}],
+        "model_parameters": {"temperature": 0.2, "user": over.pop("end_user", "enduser-1")},
+        "request_tags": over.pop("tags", ["prod"]),
+        "metadata": {},
+        "trace_id": over.pop("trace", TRACE),
+        "response": {
+            "id": f"chatcmpl-{call_id}",
+            "model": f"{model}-2024-07-18",
+            "choices": [
+                {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "Hello!"}}
+            ],
+            "usage": {"prompt_tokens": 12, "completion_tokens": 7, "total_tokens": 19},
+        },
+    }
+    error = over.pop("error", None)
+    if error:
+        payload["status"] = "failure"
+        payload["error_information"] = {
+            "error_class": error,
+            "error_code": "429",
+            "error_message": "slow down",
+        }
+    payload.update(over)
+    return payload
+
+
+def make(
+    call_id: str, start: float, *, metadata: dict[str, Any] | None = None, **over: Any
+) -> dict[str, Any]:
+    session = over.pop("session", None)
+    user_meta = {"user_id": over.pop("user_id", "u-1"), **(metadata or {})}
+    return from_standard_logging(slo(call_id, start, **over), user_metadata=user_meta, session_id=session)
+
+
+def plain(call_id: str, start: float, duration_ms: float = 100.0, **over: Any) -> dict[str, Any]:
+    """A small schema-conforming record for volume tests."""
+    usage = over.pop("usage", {"input_tokens": 10, "output_tokens": 5, "total_tokens": 15})
+    record = {
+        "schema": "litelens.call/1",
+        "call_id": call_id,
+        "trace_id": None,
+        "call_type": "chat",
+        "stream": False,
+        "start_time": start,
+        "end_time": start + duration_ms / 1000,
+        "duration_ms": duration_ms,
+        "ttft_ms": None,
+        "usage": usage,
+        "cost_usd": 0.001,
+        "status": "ok",
+        "tags": [],
+        "metadata": {},
+        "request_model": "m",
+    }
+    record.update(over)
+    return record
+
+
+def ids(rows: list[dict[str, Any]]) -> set[str]:
+    return {r["call_id"] for r in rows}
+
+
+def all_calls(
+    store: Store, project: int, filters: CallFilter | None = None, **kw: Any
+) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    cursor = None
+    while True:
+        rows, cursor = store.list_calls(project, filters, limit=7, cursor=cursor, **kw)
+        out += rows
+        if cursor is None:
+            return out
+
+
+# --------------------------------------------------------------------------------------------------
+
+
+def test_round_trip_keeps_the_whole_record_and_summarizes_without_content(store: SQLStore) -> None:
+    project = store.create_project("default")
+    record = make("call-1", T0, stream=True, session="s-1", metadata={"feature": "faq"})
+    failed = make("call-2", T0 + 5, error="RateLimitError")
+    nul = make("call-nul", T0 - 5, prompt="a NUL \x00 from a binary paste")
+    store.write(project, [record, failed, nul], [])
+    stored_nul = store.get_call(project, "call-nul")
+    assert (
+        stored_nul is not None
+        and stored_nul["request"]["messages"][0]["content"] == "a NUL  from a binary paste"
+    )
+
+    assert store.get_call(project, "call-1") == json.loads(json.dumps(record))
+    assert store.get_call(project, "nope") is None
+    rows, cursor = store.list_calls(project)
+    assert cursor is None
+    assert [r["call_id"] for r in rows] == ["call-2", "call-1", "call-nul"]
+    first = rows[1]
+    assert first["stream"] is True and first["ttft_ms"] == pytest.approx(200.0)
+    assert first["request_model"] == "gpt-4o-mini" and first["response_model"] == "gpt-4o-mini-2024-07-18"
+    assert (first["input_tokens"], first["output_tokens"], first["total_tokens"]) == (12, 7, 19)
+    assert first["cost_usd"] == pytest.approx(0.00042) and first["tags"] == ["prod"]
+    assert (
+        first["session_id"] == "s-1" and first["trace_id"] == TRACE and first["span_id"] == record["span_id"]
+    )
+    assert "request" not in first and "record" not in first
+    assert rows[0]["status"] == "error" and rows[0]["error_type"] == "RateLimitError"
+
+
+def test_projects_and_keys(store: SQLStore) -> None:
+    a = store.create_project("alpha")
+    assert store.create_project("alpha") == a
+    b = store.create_project("beta")
+    assert a != b
+    assert store.get_project("alpha") == {
+        "id": a,
+        "name": "alpha",
+        "created": pytest.approx(time.time(), abs=60),
+    }
+    assert store.get_project("gamma") is None
+    store.add_key(a, "hash-a", "ll_ab")
+    store.add_key(b, "hash-b", "ll_cd")
+    assert store.project_for_key_hash("hash-a") == a
+    assert store.project_for_key_hash("hash-b") == b
+    assert store.project_for_key_hash("unknown") is None
+    keys = store.list_keys(a)
+    assert [k["prefix"] for k in keys] == ["ll_ab"] and keys[0]["last_used"] is not None
+    assert store.revoke_key("hash-a") is True
+    assert store.revoke_key("hash-a") is False
+    assert store.project_for_key_hash("hash-a") is None
+
+
+def test_a_call_seen_twice_is_stored_once_with_the_richer_fields(store: SQLStore) -> None:
+    project = store.create_project("default")
+    core = make("dup", T0, tags=["core"])
+    core["parent_span_id"] = None
+    # The same call as the OTel layer reports it: no content, no usage numbers, but a parent span.
+    otel = {
+        **plain("dup", T0, duration_ms=core["duration_ms"]),
+        "trace_id": core["trace_id"],
+        "parent_span_id": "b" * 16,
+        "request_model": "gpt-4o-mini",
+        "usage": {"input_tokens": 0, "output_tokens": 0, "total_tokens": 0},
+        "cost_usd": None,
+        "tags": ["otel"],
+        "request": None,
+        "response": None,
+    }
+    store.write(project, [core], [])
+    store.write(project, [core], [])  # a retried batch
+    store.write(project, [otel], [])
+
+    rows, _ = store.list_calls(project)
+    assert len(rows) == 1
+    merged = store.get_call(project, "dup")
+    assert merged is not None
+    assert merged["parent_span_id"] == "b" * 16
+    assert merged["request"]["messages"][0]["content"] == "Say hello to the lighthouse keeper"
+    assert merged["response"]["choices"][0]["message"]["content"] == "Hello!"
+    assert merged["usage"]["input_tokens"] == 12 and merged["cost_usd"] == pytest.approx(0.00042)
+    assert sorted(merged["tags"]) == ["core", "otel"]
+    assert sorted(rows[0]["tags"]) == ["core", "otel"]
+    assert rows[0]["parent_span_id"] == "b" * 16 and rows[0]["input_tokens"] == 12
+    [agg] = store.aggregate(project, T0 - 60, T0 + 60, 60)
+    assert agg["count"] == 1 and agg["tokens_in"] == 12
+    by_tag = {r["group"]: r["count"] for r in store.aggregate(project, T0 - 60, T0 + 60, 60, "tag")}
+    assert by_tag == {"core": 1, "otel": 1}
+
+
+def test_merge_rules() -> None:
+    old = {"a": 1, "b": None, "nested": {"x": 1, "y": "keep"}, "tags": ["t1"], "usage": {"input_tokens": 5}}
+    new = {
+        "a": 2,
+        "b": "set",
+        "nested": {"x": None, "z": 3},
+        "tags": ["t2", "t1"],
+        "usage": {"input_tokens": 0},
+    }
+    assert merge_records(old, new) == {
+        "a": 2,
+        "b": "set",
+        "nested": {"x": 1, "y": "keep", "z": 3},
+        "tags": ["t1", "t2"],
+        "usage": {"input_tokens": 5},
+    }
+
+
+def test_every_filter_narrows_to_the_right_rows(store: SQLStore) -> None:
+    project = store.create_project("default")
+    other = store.create_project("other")
+    records = [
+        make("r0", T0 + 0, model="gpt-4o", provider="openai", tags=["a"], session="s1", user_id="u1"),
+        make("r1", T0 + 10, model="claude-3", provider="anthropic", tags=["b"], end_user="eu2", session="s1"),
+        make("r2", T0 + 20, model="gpt-4o", error="RateLimitError", tags=["a", "b"], trace="c" * 32),
+        make(
+            "r3", T0 + 30, model="mistral", provider="mistral", metadata={"feature": "search"}, user_id="u3"
+        ),
+        make("r4", T0 + 40, model="gpt-4o", prompt="Where is the Zanzibar archipelago?", tags=[]),
+        make(
+            "r5",
+            T0 + 50,
+            model="claude-3",
+            provider="anthropic",
+            error="APIError",
+            metadata={"feature": "faq"},
+        ),
+    ]
+    records[5]["proxy"] = {"key_alias": "team-red"}
+    store.write(project, records, [])
+    store.write(other, [make("x0", T0 + 5, model="gpt-4o")], [])
+
+    cases: list[tuple[CallFilter, set[str]]] = [
+        (CallFilter(), {"r0", "r1", "r2", "r3", "r4", "r5"}),
+        (CallFilter(start=T0 + 10, end=T0 + 40), {"r1", "r2", "r3"}),
+        (CallFilter(model="gpt-4o"), {"r0", "r2", "r4"}),
+        (CallFilter(model="claude-3-2024-07-18"), {"r1", "r5"}),  # the response model matches too
+        (CallFilter(provider="anthropic"), {"r1", "r5"}),
+        (CallFilter(status="error"), {"r2", "r5"}),
+        (CallFilter(error_type="APIError"), {"r5"}),
+        (CallFilter(end_user="eu2"), {"r1"}),
+        (CallFilter(user_id="u3"), {"r3"}),
+        (CallFilter(session_id="s1"), {"r0", "r1"}),
+        (CallFilter(trace_id="c" * 32), {"r2"}),
+        (CallFilter(tag="b"), {"r1", "r2"}),
+        (CallFilter(metadata={"feature": "faq"}), {"r5"}),
+        (CallFilter(search="zanzibar"), {"r4"}),
+        (CallFilter(search="100%_"), set()),  # LIKE wildcards are literal
+        (CallFilter(key_alias="team-red"), {"r5"}),
+        (CallFilter(call_type="chat", provider="openai", tag="a"), {"r0", "r2"}),
+    ]
+    for filters, expected in cases:
+        assert ids(all_calls(store, project, filters)) == expected, filters
+
+
+@pytest.mark.parametrize("sort", ["start_time", "duration_ms", "total_tokens", "cost_usd"])
+def test_pages_visit_every_row_once_while_calls_arrive(store: SQLStore, sort: str) -> None:
+    project = store.create_project("default")
+    rng = random.Random(7)
+
+    def batch(prefix: str, n: int) -> list[dict[str, Any]]:
+        out = []
+        for i in range(n):
+            tokens = rng.choice([10, 20, 30])  # many ties: the call id must break them
+            out.append(
+                plain(
+                    f"{prefix}{i:04d}",
+                    T0 + rng.randrange(0, 600),
+                    duration_ms=float(rng.choice([50, 100, 150])),
+                    usage={"input_tokens": tokens, "output_tokens": 0, "total_tokens": tokens},
+                    cost_usd=rng.choice([None, 0.5, 1.0]),
+                )
+            )
+        return out
+
+    before = batch("old", 240)
+    store.write(project, before, [])
+    stop = threading.Event()
+
+    def arrive() -> None:
+        n = 0
+        while not stop.is_set() and n < 40:
+            store.write(project, batch(f"new{n}-", 10), [])
+            n += 1
+
+    writer = threading.Thread(target=arrive)
+    writer.start()
+    try:
+        seen: list[str] = []
+        values: list[float] = []
+        cursor = None
+        while True:
+            rows, cursor = store.list_calls(project, limit=13, cursor=cursor, sort=sort)  # type: ignore[arg-type]
+            seen += [r["call_id"] for r in rows]
+            values += [r[sort] or 0 for r in rows]
+            time.sleep(0.001)
+            if cursor is None:
+                break
+    finally:
+        stop.set()
+        writer.join()
+    assert len(seen) == len(set(seen)), "a row was visited twice"
+    assert ids(before) <= set(seen), "a row that existed before paging began was skipped"
+    assert values == sorted(values, reverse=True)
+    with pytest.raises(InvalidCursor):
+        store.list_calls(project, cursor="garbage!")
+
+
+def _nearest_rank(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[max(1, math.ceil(q * len(ordered))) - 1]
+
+
+def test_aggregates_are_exact_and_percentiles_within_the_documented_error(store: SQLStore) -> None:
+    project = store.create_project("default")
+    rng = random.Random(11)
+    models = ["gpt-4o", "claude-3", "mistral"]
+    records = []
+    for i in range(1500):
+        model = rng.choice(models)
+        stream = rng.random() < 0.5
+        duration = rng.lognormvariate(6.0, 0.9) + 5
+        records.append(
+            plain(
+                f"agg{i:05d}",
+                T0 + 1800 + rng.uniform(0, 3 * 3600),  # starts mid-hour: mixes minute and hour rollups
+                duration_ms=duration,
+                request_model=model,
+                stream=stream,
+                ttft_ms=duration * rng.uniform(0.1, 0.5) if stream else None,
+                usage={
+                    "input_tokens": rng.randrange(1, 900),
+                    "output_tokens": rng.randrange(0, 400),
+                    "total_tokens": 0,
+                },
+                cost_usd=rng.choice([None, rng.uniform(0, 0.01)]),
+                status="error" if rng.random() < 0.1 else "ok",
+                provider="p-" + model[:3],
+                tags=rng.sample(["a", "b", "c"], rng.randrange(0, 3)),
+            )
+        )
+    for i in range(0, len(records), 250):
+        store.write(project, records[i : i + 250], [])
+
+    start, end = T0 + 1800 + 37, T0 + 1800 + 3 * 3600 - 61
+    start_m, end_m = math.floor(start / 60) * 60, math.ceil(end / 60) * 60
+    inside = [r for r in records if start_m <= r["start_time"] < end_m]
+    for bucket_seconds, group_by in [(3600, None), (3600, "model"), (900, "provider"), (7200, "tag")]:
+        expected: dict[tuple[int, str | None], list[dict[str, Any]]] = defaultdict(list)
+        for r in inside:
+            slot = int(r["start_time"] // 60 * 60) // bucket_seconds * bucket_seconds
+            if group_by is None:
+                expected[(slot, None)].append(r)
+            elif group_by == "model":
+                expected[(slot, r["request_model"])].append(r)
+            elif group_by == "provider":
+                expected[(slot, r["provider"])].append(r)
+            else:
+                for tag in r["tags"]:
+                    expected[(slot, tag)].append(r)
+        got = store.aggregate(project, start, end, bucket_seconds, group_by)  # type: ignore[arg-type]
+        assert {(g["bucket"], g["group"]) for g in got} == set(expected)
+        for g in got:
+            rows = expected[(g["bucket"], g["group"])]
+            assert g["count"] == len(rows)
+            assert g["errors"] == sum(r["status"] == "error" for r in rows)
+            assert g["tokens_in"] == sum(r["usage"]["input_tokens"] for r in rows)
+            assert g["tokens_out"] == sum(r["usage"]["output_tokens"] for r in rows)
+            assert g["cost_usd"] == pytest.approx(sum(r["cost_usd"] or 0 for r in rows), abs=1e-9)
+            durations = [r["duration_ms"] for r in rows]
+            ttfts = [r["ttft_ms"] for r in rows if r["ttft_ms"] is not None]
+            checks = [("latency_p50_ms", durations, 0.5), ("latency_p95_ms", durations, 0.95)]
+            checks += [
+                ("latency_p99_ms", durations, 0.99),
+                ("ttft_p50_ms", ttfts, 0.5),
+                ("ttft_p95_ms", ttfts, 0.95),
+            ]
+            for name, values, q in checks:
+                if not values:
+                    assert g[name] is None
+                    continue
+                exact = _nearest_rank(values, q)
+                assert abs(g[name] - exact) <= PERCENTILE_RELATIVE_ERROR * exact * 1.001, (
+                    name,
+                    g[name],
+                    exact,
+                )
+
+
+def test_rollups_count_an_upserted_call_once(store: SQLStore) -> None:
+    project = store.create_project("default")
+    first = [plain(f"u{i}", T0 + i, duration_ms=100.0, request_model="m1", tags=["x"]) for i in range(20)]
+    store.write(project, first, [])
+    store.write(project, first, [])
+    # Later versions change what the rollups see: another model, tokens, status, even the start minute.
+    later = [
+        plain(
+            f"u{i}",
+            T0 + i + (120 if i % 2 else 0),
+            duration_ms=400.0,
+            response_model="m2",
+            usage={"input_tokens": 100, "output_tokens": 50, "total_tokens": 150},
+            status="error",
+            tags=["y"],
+        )
+        for i in range(10)
+    ]
+    store.write(project, later, [])
+    finals = {r["call_id"]: r for r in first}
+    for r in later:
+        finals[r["call_id"]] = merge_records(finals[r["call_id"]], r)
+
+    [total] = store.aggregate(project, T0 - 3600, T0 + 3600, 7200)
+    assert total["count"] == 20
+    assert total["errors"] == 10
+    assert total["tokens_in"] == sum(r["usage"]["input_tokens"] for r in finals.values())
+    assert total["cost_usd"] == pytest.approx(20 * 0.001)
+    by_model = {g["group"]: g["count"] for g in store.aggregate(project, T0 - 3600, T0 + 3600, 7200, "model")}
+    assert by_model == {"m1": 10, "m2": 10}
+    by_tag = {g["group"]: g["count"] for g in store.aggregate(project, T0 - 3600, T0 + 3600, 7200, "tag")}
+    assert by_tag == {"x": 20, "y": 10}
+    per_minute = {g["bucket"]: g["count"] for g in store.aggregate(project, T0 - 3600, T0 + 3600, 60)}
+    expected: dict[int, int] = defaultdict(int)
+    for r in finals.values():
+        expected[int(r["start_time"] // 60 * 60)] += 1
+    assert per_minute == expected
+
+
+def test_a_version_1_database_upgrades_in_place_with_its_data(store_url: str) -> None:
+    old = open_store(store_url)
+    assert isinstance(old, SQLStore)
+    assert old.migrate(target=1) == 1
+    assert old.schema_version() == 1
+    # Rows as the v1 release wrote them (its columns only).
+    record = make("v1-call", T0, model="gpt-4o")
+    record["usage"]["cached_input_tokens"] = 4
+    columns = (
+        "project_id, call_id, start_time, end_time, duration_ms, call_type, stream, request_model, status, "
+    )
+    columns += "session_id, input_tokens, output_tokens, total_tokens, cost_usd, record"
+    with old._write() as cur:
+        cur.execute(old._q("INSERT INTO projects (name, created) VALUES (?, ?)"), ("legacy", T0))
+        cur.execute(old._q("SELECT id FROM projects WHERE name = ?"), ("legacy",))
+        pid = cur.fetchone()[0]
+        cur.execute(
+            old._q(
+                f"INSERT INTO calls ({columns}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, {old._json_param()})"
+            ),
+            (
+                pid,
+                "v1-call",
+                T0,
+                T0 + 0.8,
+                800.0,
+                "chat",
+                False,
+                "gpt-4o",
+                "ok",
+                "s-old",
+                12,
+                7,
+                19,
+                0.1,
+                json.dumps(record),
+            ),
+        )
+        cur.execute(
+            old._q("INSERT INTO call_tags (project_id, call_id, tag) VALUES (?, ?, ?)"),
+            (pid, "v1-call", "prod"),
+        )
+    old.close()
+
+    new = open_store(store_url)
+    assert isinstance(new, SQLStore)
+    assert new.migrate() == new.latest_version >= 2
+    assert new.migrate() == new.latest_version  # idempotent
+    pid = new.create_project("legacy")
+    assert new.get_call(pid, "v1-call") == json.loads(json.dumps(record))
+    [row] = new.list_calls(pid, CallFilter(tag="prod"))[0]
+    assert row["cached_input_tokens"] == 4  # the v2 column was backfilled from the stored record
+    assert [r["call_id"] for r in new.get_session(pid, "s-old")] == ["v1-call"]
+    [session] = new.list_sessions(pid, T0 - 60, T0 + 60)[0]  # the v3 sessions table was backfilled
+    assert (session["session_id"], session["calls"], session["tokens"]) == ("s-old", 1, 19)
+    new.write(pid, [make("v2-call", T0 + 1)], [])
+    assert ids(all_calls(new, pid, sort="cost_usd")) == {"v1-call", "v2-call"}
+    new.close()
+
+
+def test_retention_deletes_only_old_rows(store: SQLStore) -> None:
+    project = store.create_project("default")
+    other = store.create_project("other")
+    old = [plain(f"old{i}", T0 + i, tags=["t"], session_id="long" if i < 3 else None) for i in range(23)]
+    new = [
+        plain(f"new{i}", T0 + 7200 + i, tags=["t"], session_id="long" if i < 2 else None) for i in range(5)
+    ]
+    spans = [
+        {
+            "trace_id": TRACE,
+            "span_id": f"{i:016x}",
+            "name": "s",
+            "start_time": T0 + i * 7200,
+            "end_time": T0 + i * 7200 + 1,
+        }
+        for i in range(2)
+    ]
+    store.write(project, old + new, spans)
+    store.write(other, [plain("other-old", T0)], [])
+    cutoff = T0 + 3600
+    assert store.delete_older_than(cutoff, batch=7) == 24
+    assert ids(all_calls(store, project)) == ids(new)
+    assert all_calls(store, other) == []
+    assert [s["span_id"] for s in store.get_trace(project, TRACE)["spans"]] == [f"{1:016x}"]
+    assert store.aggregate(project, T0 - 7200, cutoff, 60) == []
+    assert sum(g["count"] for g in store.aggregate(project, cutoff, T0 + 10_000, 3600)) == 5
+    assert sum(g["count"] for g in store.aggregate(project, cutoff, T0 + 10_000, 60, "tag")) == 5
+    [session] = store.list_sessions(project, T0 - 7200, T0 + 10_000)[0]
+    assert (session["session_id"], session["calls"], session["first_time"]) == ("long", 2, T0 + 7200)
+    assert store.delete_older_than(cutoff) == 0
+
+
+def test_traces_and_sessions(store: SQLStore) -> None:
+    project = store.create_project("default")
+    calls = [make(f"s{i}", T0 + i * 10, session=f"sess-{i % 3}", trace=TRACE) for i in range(9)]
+    calls[4] = make("s4", T0 + 40, session="sess-1", trace=TRACE, error="APIError")
+    spans = [
+        {"trace_id": TRACE, "span_id": "1" * 16, "name": "agent", "kind": "internal", "start_time": T0 - 1,
+         "end_time": T0 + 100, "status": "ok", "attributes": {"step": 1}, "resource": {"service.name": "bot"}},
+        {"trace_id": TRACE, "span_id": calls[0]["span_id"], "parent_span_id": "1" * 16, "name": "chat gpt-4o-mini",
+         "start_time": T0, "end_time": T0 + 1, "call_id": "s0"},
+    ]  # fmt: skip
+    store.write(project, calls, spans)
+    # A later report of the same span fills a gap and blanks nothing.
+    store.write(
+        project,
+        [],
+        [{"trace_id": TRACE, "span_id": "1" * 16, "start_time": T0 - 1, "status": None, "kind": "server"}],
+    )
+    trace = store.get_trace(project, TRACE)
+    assert [s["name"] for s in trace["spans"]] == ["agent", "chat gpt-4o-mini"]
+    assert trace["spans"][0]["attributes"] == {"step": 1} and trace["spans"][0]["status"] == "ok"
+    assert trace["spans"][0]["kind"] == "server" and trace["spans"][1]["call_id"] == "s0"
+    assert [c["call_id"] for c in trace["calls"]] == [f"s{i}" for i in range(9)]
+    assert store.get_trace(project, "f" * 32) == {"spans": [], "calls": []}
+
+    sessions, cursor = store.list_sessions(project, T0, T0 + 1000, limit=2)
+    assert [s["session_id"] for s in sessions] == ["sess-2", "sess-1"] and cursor is not None
+    rest, cursor = store.list_sessions(project, T0, T0 + 1000, limit=2, cursor=cursor)
+    assert [s["session_id"] for s in rest] == ["sess-0"] and cursor is None
+    s1 = sessions[1]
+    assert (s1["calls"], s1["errors"], s1["tokens"]) == (3, 1, 3 * 19)
+    assert s1["first_time"] == T0 + 10 and s1["cost_usd"] == pytest.approx(3 * 0.00042)
+    assert [c["call_id"] for c in store.get_session(project, "sess-1")] == ["s1", "s4", "s7"]
+    # A later version of a call that names another session moves it; the emptied session disappears.
+    moved = [make(f"s{i}", T0 + i * 10, session="sess-9", trace=TRACE) for i in (2, 5, 8)]
+    store.write(project, moved, [])
+    counts = {s["session_id"]: s["calls"] for s in store.list_sessions(project, T0, T0 + 1000, limit=10)[0]}
+    assert counts == {"sess-0": 3, "sess-1": 3, "sess-9": 3}
+
+
+def test_export_streams_full_records_in_pages(store: SQLStore) -> None:
+    project = store.create_project("default")
+    records = [make(f"e{i:03d}", T0 + i, tags=["even" if i % 2 == 0 else "odd"]) for i in range(45)]
+    store.write(project, records, [])
+    stream = store.export(project, CallFilter(tag="even"), page_size=4)
+    assert not isinstance(stream, list)
+    got = list(stream)
+    assert [r["call_id"] for r in got] == [f"e{i:03d}" for i in range(0, 45, 2)]
+    assert got[0]["request"]["messages"][0]["role"] == "user"
+
+
+def test_two_stores_writing_interleaved_lose_and_duplicate_nothing(store_url: str) -> None:
+    stores = [open_store(store_url), open_store(store_url)]
+    stores[0].migrate()
+    stores[1].migrate()
+    project = stores[0].create_project("shared")
+    assert stores[1].create_project("shared") == project
+    errors: list[BaseException] = []
+
+    def run(s: Store, seed: int) -> None:
+        rng = random.Random(seed)
+        try:
+            for b in range(15):
+                # Half the ids are shared by both writers: the same calls arriving through two collectors.
+                batch = [plain(f"shared{b}-{i}", T0 + b + i / 100) for i in range(10)]
+                batch += [plain(f"own{seed}-{b}-{i}", T0 + b) for i in range(10)]
+                rng.shuffle(batch)
+                s.write(project, batch, [])
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(s, n)) for n, s in enumerate(stores) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    rows = all_calls(stores[0], project)
+    assert len(rows) == len(ids(rows)) == 15 * 10 + 2 * 15 * 10
+    [agg] = stores[1].aggregate(project, T0 - 60, T0 + 3600, 7200)
+    assert agg["count"] == len(rows)
+    for s in stores:
+        s.close()
+
+
+_KILL_CHILD = textwrap.dedent(
+    """
+    import sys
+    from litelens.server.store import open_store
+
+    store = open_store(sys.argv[1])
+    project = store.create_project("kill")
+    batch = 0
+    while True:
+        records = [
+            {"schema": "litelens.call/1", "call_id": f"k{batch}-{i}", "call_type": "chat", "stream": False,
+             "start_time": 1790000000.0 + batch, "end_time": 1790000001.0 + batch, "duration_ms": 1000.0,
+             "usage": {"input_tokens": 1, "output_tokens": 1, "total_tokens": 2}, "status": "ok",
+             "request": {"messages": [{"role": "user", "content": "x" * 2000}]}}
+            for i in range(25)
+        ]
+        store.write(project, records, [])
+        print(batch, flush=True)
+        batch += 1
+    """
+)
+
+
+def test_acknowledged_batches_survive_sigkill(store_url: str, tmp_path: Path) -> None:
+    setup = open_store(store_url)
+    setup.migrate()
+    setup.close()
+    child = subprocess.Popen(
+        [sys.executable, "-c", _KILL_CHILD, store_url],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    assert child.stdout is not None
+    acked: list[int] = []
+    try:
+        for line in child.stdout:
+            acked.append(int(line))
+            if len(acked) >= 40:
+                break
+    finally:
+        child.send_signal(signal.SIGKILL)
+        rest = child.stdout.read()
+        child.wait(timeout=30)
+    acked += [int(x) for x in rest.split()]  # acknowledgements already in the pipe when it died
+    assert child.returncode == -signal.SIGKILL
+    assert len(acked) >= 40
+
+    after = open_store(store_url)
+    project = after.create_project("kill")
+    stored = {r["call_id"] for r in after.export(project)}
+    missing = [f"k{b}-{i}" for b in acked for i in range(25) if f"k{b}-{i}" not in stored]
+    assert not missing, f"acknowledged but lost: {missing[:5]}"
+    [agg] = after.aggregate(project, 1_790_000_000 - 60, 1_790_000_000 + 3600, 7200)
+    assert agg["count"] == len(stored)  # the rollups committed with the calls, never apart
+    after.close()
+
+
+def test_memory_store_and_bad_urls() -> None:
+    s = open_store("sqlite:///:memory:")
+    s.migrate()
+    project = s.create_project("p")
+    s.write(project, [plain("m1", T0)], [])
+    assert ids(s.list_calls(project)[0]) == {"m1"}
+    s.close()
+    with pytest.raises(ValueError, match="absolute path"):
+        open_store("sqlite://relative.db")
+    with pytest.raises(ValueError, match="unsupported"):
+        open_store("mysql://x")
+    with pytest.raises(ValueError, match="call_id"):
+        s2 = open_store("sqlite:///:memory:")
+        s2.migrate()
+        s2.write(s2.create_project("p"), [{"start_time": T0}], [])
