@@ -26,7 +26,45 @@ def main(argv: list[str] | None = None) -> int:
     receiver.add_argument("--host", default="127.0.0.1")
     receiver.add_argument("--port", type=int, default=4318)
 
+    serve = sub.add_parser("serve", help="run the collector: ingest, storage, query API")
+    serve.add_argument("--host", default=None, help="address to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=None, help="port (default 4318, the OTLP/HTTP port)")
+    serve.add_argument("--db", default=None, help="sqlite:///path.db or postgresql://... (env LITELENS_DB)")
+    serve.add_argument("--no-auth", action="store_true", help="accept requests without a key (loopback only)")
+    serve.add_argument(
+        "--retention", default=None, help="delete calls older than this, e.g. 30d (env LITELENS_RETENTION)"
+    )
+    serve.add_argument("--log-level", default="info")
+
+    keys = sub.add_parser("keys", help="manage project API keys (talks to the database directly)")
+    keys.add_argument("action", choices=["create", "list", "revoke"])
+    keys.add_argument("key", nargs="?", help="with revoke: the key to revoke")
+    keys.add_argument("--project", default="default")
+    keys.add_argument("--db", default=None, help="database URL (env LITELENS_DB)")
+
+    export = sub.add_parser("export", help="download calls from a server as JSON lines or CSV")
+    export.add_argument("--endpoint", default=None, help="server URL (env LITELENS_ENDPOINT)")
+    export.add_argument("--api-key", default=None, help="project key (env LITELENS_API_KEY)")
+    export.add_argument("--format", choices=["jsonl", "csv"], default="jsonl")
+    export.add_argument("--since", default="24h", help="how far back, e.g. 24h, 7d")
+    export.add_argument(
+        "--filter", action="append", default=[], help="query filter name=value, e.g. model=gpt-4o"
+    )
+    export.add_argument("-o", "--output", default="-", help="file to write (default stdout)")
+
+    doctor = sub.add_parser(
+        "doctor", help="check that this configuration reaches a server that accepts its key"
+    )
+    doctor.add_argument("--endpoint", default=None)
+    doctor.add_argument("--api-key", default=None)
+
     args, rest = parser.parse_known_args(argv)
+    if args.command in ("serve", "keys", "export", "doctor"):
+        if rest:
+            parser.error(f"unrecognized arguments: {' '.join(rest)}")
+        from litelens import server_cli
+
+        return int(getattr(server_cli, args.command.replace("-", "_"))(args))
     if args.command == "demo":
         from litelens.demo import run_demo
 

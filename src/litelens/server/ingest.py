@@ -60,7 +60,14 @@ class Batch:
 
 _REQUIRED_STR = ("call_id",)
 _NUMBERS = ("start_time", "end_time", "duration_ms", "ttft_ms", "output_tokens_per_s", "cost_usd")
-_TOKENS = ("input_tokens", "output_tokens", "total_tokens", "cached_input_tokens", "cache_creation_input_tokens", "reasoning_tokens")
+_TOKENS = (
+    "input_tokens",
+    "output_tokens",
+    "total_tokens",
+    "cached_input_tokens",
+    "cache_creation_input_tokens",
+    "reasoning_tokens",
+)
 _OPT_STR = (
     "trace_id",
     "span_id",
@@ -116,7 +123,9 @@ def check_record(record: Any) -> str | None:
             return "usage must be an object"
         for key in _TOKENS:
             value = usage.get(key)
-            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0 or value > 2**53):
+            if value is not None and (
+                not isinstance(value, int) or isinstance(value, bool) or value < 0 or value > 2**53
+            ):
                 return f"usage.{key} must be a non-negative integer or null"
     tags = record.get("tags")
     if tags is not None and (not isinstance(tags, list) or not all(isinstance(t, str) for t in tags)):
@@ -221,7 +230,9 @@ def from_spans(spans: Iterable[NeutralSpan]) -> Batch:
         try:
             record = semconv.span_to_record(span)
         except Exception as exc:  # one odd span must not cost the request
-            batch.rejected.append({"span_id": span.span_id, "reason": f"could not map span ({type(exc).__name__})"})
+            batch.rejected.append(
+                {"span_id": span.span_id, "reason": f"could not map span ({type(exc).__name__})"}
+            )
             record = None
         if record is not None:
             record = _jsonable(record)

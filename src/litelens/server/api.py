@@ -1,0 +1,266 @@
+"""The query API under `/api`: calls, one call, traces, sessions, time-bucketed stats and export.
+
+Every route is scoped to the project of the caller's key; nothing another project stored is reachable.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import time
+from collections.abc import Iterator
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import StreamingResponse
+from starlette.exceptions import HTTPException
+
+from litelens.server.deps import Project, store_call
+from litelens.server.store.base import CallFilter
+
+router = APIRouter(tags=["query"])
+
+Sort = Literal["start_time", "duration_ms", "total_tokens", "cost_usd"]
+GroupBy = Literal["model", "provider", "user", "tag", "key_alias"]
+
+
+def call_filter(
+    start: Annotated[float | None, Query(description="Calls started at or after (epoch seconds)")] = None,
+    end: Annotated[float | None, Query(description="Calls started before (epoch seconds)")] = None,
+    model: Annotated[str | None, Query(max_length=256)] = None,
+    provider: Annotated[str | None, Query(max_length=256)] = None,
+    status: Annotated[Literal["ok", "error", "cancelled"] | None, Query()] = None,
+    error_type: Annotated[str | None, Query(max_length=256)] = None,
+    call_type: Annotated[str | None, Query(max_length=64)] = None,
+    end_user: Annotated[str | None, Query(max_length=256)] = None,
+    user_id: Annotated[str | None, Query(max_length=256)] = None,
+    session_id: Annotated[str | None, Query(max_length=256)] = None,
+    trace_id: Annotated[str | None, Query(max_length=64)] = None,
+    key_alias: Annotated[str | None, Query(max_length=256)] = None,
+    tag: Annotated[str | None, Query(max_length=256)] = None,
+    meta: Annotated[
+        list[str] | None, Query(description="metadata filter key=value, repeatable", max_length=20)
+    ] = None,
+    q: Annotated[
+        str | None, Query(description="free text in the record, content included", max_length=256)
+    ] = None,
+) -> CallFilter:
+    metadata: dict[str, str] = {}
+    for item in meta or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise HTTPException(400, f"meta must be key=value, got {item[:80]!r}")
+        metadata[key] = value
+    return CallFilter(
+        start=start,
+        end=end,
+        model=model,
+        provider=provider,
+        status=status,
+        error_type=error_type,
+        call_type=call_type,
+        end_user=end_user,
+        user_id=user_id,
+        session_id=session_id,
+        trace_id=trace_id,
+        key_alias=key_alias,
+        tag=tag,
+        metadata=metadata,
+        search=q,
+    )
+
+
+Filters = Annotated[CallFilter, Depends(call_filter)]
+
+
+@router.get("/calls", summary="List calls, newest first, with filters and cursor pagination")
+async def list_calls(
+    request: Request,
+    project: Project,
+    filters: Filters,
+    sort: Sort = "start_time",
+    order: Literal["asc", "desc"] = "desc",
+    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+    cursor: Annotated[str | None, Query(max_length=512)] = None,
+) -> dict[str, Any]:
+    store = request.app.state.store
+    rows, next_cursor = await store_call(
+        store.list_calls, project, filters, limit, cursor, sort, order == "desc"
+    )
+    return {"calls": rows, "next_cursor": next_cursor}
+
+
+@router.get("/export", summary="Export the filtered calls as JSON lines or CSV (streamed)")
+async def export(
+    request: Request,
+    project: Project,
+    filters: Filters,
+    format: Literal["jsonl", "csv"] = "jsonl",
+) -> StreamingResponse:
+    store = request.app.state.store
+    records = store.export(project, filters)
+    if format == "jsonl":
+        body: Iterator[str] = (
+            json.dumps(r, separators=(",", ":"), ensure_ascii=False) + "\n" for r in records
+        )
+        media = "application/x-ndjson"
+    else:
+        body = _csv_lines(records)
+        media = "text/csv"
+    name = f"litelens-calls-{int(time.time())}.{format}"
+    return StreamingResponse(
+        body, media_type=media, headers={"Content-Disposition": f'attachment; filename="{name}"'}
+    )
+
+
+CSV_COLUMNS = [
+    "call_id",
+    "start_time",
+    "duration_ms",
+    "ttft_ms",
+    "status",
+    "call_type",
+    "stream",
+    "request_model",
+    "response_model",
+    "provider",
+    "input_tokens",
+    "output_tokens",
+    "total_tokens",
+    "cost_usd",
+    "error_type",
+    "end_user",
+    "user_id",
+    "session_id",
+    "trace_id",
+    "tags",
+]
+
+
+def _csv_lines(records: Iterator[dict[str, Any]]) -> Iterator[str]:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(CSV_COLUMNS)
+    for record in records:
+        usage = record.get("usage") or {}
+        error = record.get("error") or {}
+        flat = {
+            **record,
+            **usage,
+            "error_type": error.get("type"),
+            "tags": ";".join(record.get("tags") or []),
+        }
+        writer.writerow(["" if flat.get(c) is None else flat.get(c) for c in CSV_COLUMNS])
+        yield buffer.getvalue()
+        buffer.seek(0)
+        buffer.truncate()
+    yield buffer.getvalue()
+
+
+@router.get("/calls/{call_id}", summary="One call record in full")
+async def get_call(request: Request, project: Project, call_id: str) -> dict[str, Any]:
+    record = await store_call(request.app.state.store.get_call, project, call_id)
+    if record is None:
+        raise HTTPException(404, f"no call {call_id[:80]!r} in this project")
+    return dict(record)
+
+
+def build_tree(spans: list[dict[str, Any]], calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Spans and calls nested by parent id; a call without its own span becomes a node of its own."""
+    nodes: dict[str, dict[str, Any]] = {}
+    for span in spans:
+        nodes[span["span_id"]] = {"type": "span", **span, "children": []}
+    for call in calls:
+        span_id = call.get("span_id")
+        if span_id in nodes:
+            nodes[span_id]["call"] = call
+        elif span_id:
+            nodes[span_id] = {
+                "type": "call",
+                "span_id": span_id,
+                "parent_span_id": call.get("parent_span_id"),
+                "name": f"{call.get('call_type')} {call.get('request_model')}",
+                "start_time": call.get("start_time"),
+                "end_time": call.get("end_time"),
+                "call": call,
+                "children": [],
+            }
+    roots: list[dict[str, Any]] = []
+    for node in nodes.values():
+        parent = nodes.get(node.get("parent_span_id") or "")
+        (parent["children"] if parent is not None and parent is not node else roots).append(node)
+    for node in nodes.values():
+        node["children"].sort(key=lambda n: n.get("start_time") or 0)
+    return sorted(roots, key=lambda n: n.get("start_time") or 0)
+
+
+@router.get("/traces/{trace_id}", summary="One trace as a tree of spans and calls")
+async def get_trace(request: Request, project: Project, trace_id: str) -> dict[str, Any]:
+    found = await store_call(request.app.state.store.get_trace, project, trace_id)
+    if not found["spans"] and not found["calls"]:
+        raise HTTPException(404, f"no trace {trace_id[:80]!r} in this project")
+    return {"trace_id": trace_id, "roots": build_tree(found["spans"], found["calls"]), **found}
+
+
+@router.get("/sessions", summary="Sessions active in a time range, most recent first")
+async def list_sessions(
+    request: Request,
+    project: Project,
+    start: float | None = None,
+    end: float | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+    cursor: Annotated[str | None, Query(max_length=512)] = None,
+) -> dict[str, Any]:
+    end = end if end is not None else time.time() + 60
+    start = start if start is not None else end - 7 * 86400
+    rows, next_cursor = await store_call(
+        request.app.state.store.list_sessions, project, start, end, limit, cursor
+    )
+    return {"sessions": rows, "next_cursor": next_cursor}
+
+
+@router.get("/sessions/{session_id}", summary="The calls of one session, in order, with totals")
+async def get_session(request: Request, project: Project, session_id: str) -> dict[str, Any]:
+    calls = await store_call(request.app.state.store.get_session, project, session_id)
+    if not calls:
+        raise HTTPException(404, f"no session {session_id[:80]!r} in this project")
+    totals = {
+        "calls": len(calls),
+        "errors": sum(c.get("status") != "ok" for c in calls),
+        "input_tokens": sum(c.get("input_tokens") or 0 for c in calls),
+        "output_tokens": sum(c.get("output_tokens") or 0 for c in calls),
+        "cost_usd": sum(c.get("cost_usd") or 0 for c in calls),
+    }
+    return {"session_id": session_id, "calls": calls, "totals": totals}
+
+
+@router.get(
+    "/stats",
+    summary="Aggregates per time bucket: count, error rate, latency and TTFT percentiles, tokens, cost",
+)
+async def stats(
+    request: Request,
+    project: Project,
+    start: float | None = None,
+    end: float | None = None,
+    bucket: Annotated[
+        int, Query(ge=60, le=86400 * 31, description="bucket size in seconds, a multiple of 60")
+    ] = 3600,
+    group_by: GroupBy | None = None,
+) -> dict[str, Any]:
+    if bucket % 60:
+        raise HTTPException(400, "bucket must be a multiple of 60 seconds")
+    end = end if end is not None else time.time()
+    start = start if start is not None else end - 86400
+    if end <= start:
+        raise HTTPException(400, "end must be after start")
+    if (end - start) / bucket > 5000:
+        raise HTTPException(400, "too many buckets: use a larger bucket or a shorter range")
+    rows = await store_call(request.app.state.store.aggregate, project, start, end, bucket, group_by)
+    return {"start": start, "end": end, "bucket": bucket, "group_by": group_by, "rows": rows}
+
+
+@router.get("/me", summary="The project the key belongs to")
+async def me(request: Request, project: Project) -> dict[str, Any]:
+    return {"project_id": project}

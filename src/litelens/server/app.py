@@ -1,0 +1,181 @@
+"""`create_app()`: the collector as an ASGI application (FastAPI on Starlette).
+
+Explicit assembly, no globals: the store, the settings and the key cache live on `app.state`. Store calls
+are synchronous and run in Starlette's thread pool, so the event loop keeps accepting requests while a
+batch is being committed. A batch is acknowledged only after `store.write()` returned, i.e. committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+
+from litelens.server import ingest, otlp
+from litelens.server.api import router as api_router
+from litelens.server.auth import KeyCache
+from litelens.server.config import ServerSettings
+from litelens.server.deps import Project, Unavailable, store_call
+from litelens.server.store.base import Store, open_store
+
+log = logging.getLogger("litelens.server")
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refused with 413 as soon as it passes `limit` bytes (never buffered past it)."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise ingest.IngestError(413, f"body of {declared} bytes exceeds the {limit}-byte limit")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise ingest.IngestError(413, f"body exceeds the {limit}-byte limit")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _retention_loop(app: FastAPI, stop: threading.Event) -> None:
+    settings: ServerSettings = app.state.settings
+    store: Store = app.state.store
+    while not stop.wait(settings.retention_every_s):
+        try:
+            deleted = store.delete_older_than(time.time() - float(settings.retention_s or 0))
+            if deleted:
+                log.info("retention: deleted %d calls older than %ss", deleted, settings.retention_s)
+        except Exception:
+            log.exception("retention pass failed; will try again")
+
+
+def create_app(settings: ServerSettings | None = None, store: Store | None = None) -> FastAPI:
+    settings = settings or ServerSettings.from_env()
+    settings.check()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        own_store = store is None
+        app.state.store = store or open_store(settings.db_url)
+        await run_in_threadpool(app.state.store.migrate)
+        app.state.default_project_id = await run_in_threadpool(
+            app.state.store.create_project, settings.default_project
+        )
+        app.state.keys = KeyCache(app.state.store)
+        stop = threading.Event()
+        retention = None
+        if settings.retention_s:
+            retention = threading.Thread(
+                target=_retention_loop, args=(app, stop), name="litelens-retention", daemon=True
+            )
+            retention.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            if retention is not None:
+                retention.join(timeout=5)
+            if own_store:
+                await run_in_threadpool(app.state.store.close)
+
+    app = FastAPI(
+        title="litelens",
+        version=_version(),
+        description="Collector and query API for LiteLLM call records.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+
+    @app.exception_handler(ingest.IngestError)
+    async def _ingest_error(request: Request, exc: ingest.IngestError) -> Response:
+        return JSONResponse({"error": exc.reason}, status_code=exc.status)
+
+    @app.exception_handler(Unavailable)
+    async def _unavailable(request: Request, exc: Unavailable) -> Response:
+        return JSONResponse(
+            {"error": f"storage unavailable, retry later ({exc})"},
+            status_code=503,
+            headers={"Retry-After": "1"},
+        )
+
+    @app.exception_handler(HTTPException)
+    async def _http_error(request: Request, exc: HTTPException) -> Response:
+        return JSONResponse(
+            {"error": exc.detail}, status_code=exc.status_code, headers=getattr(exc, "headers", None)
+        )
+
+    @app.get("/health", include_in_schema=False)
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.post(
+        "/v1/events",
+        tags=["ingest"],
+        summary="Ingest a batch of call records from the core layer",
+        responses={
+            413: {"description": "Body or batch too large"},
+            401: {"description": "Missing or bad key"},
+        },
+    )
+    async def post_events(request: Request, project: Project) -> dict[str, Any]:
+        body = await read_body(request, settings.max_body_bytes)
+        body = ingest.decompress(body, request.headers.get("content-encoding"), settings.max_body_bytes)
+        batch = ingest.parse_events(body, settings.max_records_per_batch, settings.max_record_bytes)
+        if batch.records:
+            await store_call(request.app.state.store.write, project, batch.records, [])
+        return {"accepted": len(batch.records), "rejected": batch.rejected}
+
+    @app.post(
+        "/v1/traces",
+        tags=["ingest"],
+        summary="OTLP/HTTP trace export (protobuf or JSON)",
+        response_class=Response,
+    )
+    async def post_traces(request: Request, project: Project) -> Response:
+        content_type = request.headers.get("content-type", "")
+        answer_type = (
+            "application/json"
+            if otlp.media_type(content_type) == "application/json"
+            else "application/x-protobuf"
+        )
+        body = await read_body(request, settings.max_body_bytes)
+        body = ingest.decompress(body, request.headers.get("content-encoding"), settings.max_body_bytes)
+        try:
+            spans, rejected, reason = otlp.decode_traces_partial(
+                body, content_type, max_bytes=settings.max_body_bytes
+            )
+        except otlp.UnsupportedContentType as exc:
+            raise ingest.IngestError(415, str(exc)) from None
+        except otlp.OtlpDecodeError as exc:
+            raise ingest.IngestError(400, str(exc)) from None
+        if len(spans) > settings.max_spans_per_request:
+            raise ingest.IngestError(
+                413, f"{len(spans)} spans in one request; the limit is {settings.max_spans_per_request}"
+            )
+        batch = await asyncio.to_thread(ingest.from_spans, spans)
+        if batch.records or batch.spans:
+            await store_call(request.app.state.store.write, project, batch.records, batch.spans)
+        rejected += len(batch.rejected)
+        if batch.rejected and not reason:
+            reason = str(batch.rejected[0].get("reason"))
+        return Response(otlp.encode_partial_success(rejected, reason, answer_type), media_type=answer_type)
+
+    app.include_router(api_router, prefix="/api")
+    return app
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("litelens")
+    except Exception:
+        return "0"

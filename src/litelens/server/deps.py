@@ -1,0 +1,49 @@
+"""What every route needs: the caller's project (from its API key) and store calls off the event loop."""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+
+from litelens.server import ingest
+
+log = logging.getLogger("litelens.server")
+
+
+class Unavailable(Exception):
+    """The store could not take the request now (database down, locked): the sender should retry."""
+
+
+async def project_id(request: Request) -> int:
+    """The project the request's key belongs to; 401 without a valid key (unless --no-auth)."""
+    state = request.app.state
+    if state.settings.no_auth:
+        return int(state.default_project_id)
+    header = request.headers.get("authorization", "")
+    scheme, _, key = header.partition(" ")
+    if scheme.lower() != "bearer" or not key.strip():
+        raise HTTPException(
+            401, "missing API key: send Authorization: Bearer <key> (litelens keys create --project NAME)"
+        )
+    found = await run_in_threadpool(state.keys.project_for, key.strip())
+    if found is None:
+        raise HTTPException(401, "unknown or revoked API key")
+    return int(found)
+
+
+Project = Annotated[int, Depends(project_id)]
+
+
+async def store_call(fn: Any, *args: Any) -> Any:
+    try:
+        return await run_in_threadpool(fn, *args)
+    except (ValueError, TypeError) as exc:
+        # The store refusing a value is the data's fault: a 4xx, never a 500.
+        raise ingest.IngestError(400, f"could not store the batch: {str(exc)[:200]}") from None
+    except Exception as exc:
+        log.exception("store failed")
+        raise Unavailable(str(exc)[:200]) from None

@@ -1,0 +1,203 @@
+"""`litelens serve | keys | export | doctor`: the commands around the collector.
+
+`export` and `doctor` use only the standard library (they run where the core layer runs); `serve` and
+`keys` need the `server` extra.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from typing import Any
+
+from litelens.config import Settings
+
+
+def serve(args: argparse.Namespace) -> int:
+    try:
+        import uvicorn
+
+        from litelens.server.app import create_app
+        from litelens.server.config import ServerSettings, parse_duration
+    except ImportError as exc:
+        print(
+            f"litelens serve needs the server extra: pip install 'litelens[server]' ({exc})", file=sys.stderr
+        )
+        return 2
+    try:
+        settings = ServerSettings.from_env(
+            host=args.host,
+            port=args.port,
+            db_url=args.db,
+            no_auth=args.no_auth or None,
+            retention_s=parse_duration(args.retention) if args.retention else None,
+        )
+    except ValueError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    _ensure_sqlite_dir(settings.db_url)
+    app = create_app(settings)
+    auth = "no auth (loopback only)" if settings.no_auth else "API keys required"
+    print(
+        f"litelens serving on http://{settings.host}:{settings.port} ({auth}); storage {_safe_url(settings.db_url)}",
+        flush=True,
+    )
+    # uvicorn stops accepting on SIGTERM/SIGINT, lets in-flight requests (and their commits) finish,
+    # then runs the app's shutdown, which closes the store.
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=args.log_level,
+        access_log=False,
+        timeout_graceful_shutdown=30,
+    )
+    return 0
+
+
+def _ensure_sqlite_dir(url: str) -> None:
+    if url.startswith("sqlite:///") and ":memory:" not in url:
+        from pathlib import Path
+
+        Path(url[len("sqlite:///") - 1 :].split("?")[0]).parent.mkdir(parents=True, exist_ok=True)
+
+
+def _safe_url(url: str) -> str:
+    parts = urllib.parse.urlsplit(url)
+    if parts.password:
+        netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+        return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+    return url
+
+
+def keys(args: argparse.Namespace) -> int:
+    from litelens.server.auth import create_key, hash_key
+    from litelens.server.config import ServerSettings
+    from litelens.server.store.base import open_store
+
+    url = ServerSettings.from_env(db_url=args.db).db_url
+    _ensure_sqlite_dir(url)
+    store = open_store(url)
+    try:
+        store.migrate()
+        if args.action == "create":
+            key = create_key(store, args.project)
+            print(key)
+            print(f"project {args.project!r}: store this key now, it is not shown again", file=sys.stderr)
+        elif args.action == "list":
+            project = store.get_project(args.project)
+            if project is None:
+                print(f"no project {args.project!r}", file=sys.stderr)
+                return 1
+            for row in store.list_keys(int(project["id"])):
+                print(
+                    f"{row['prefix']}…  created {row['created']}  last used {row.get('last_used') or 'never'}"
+                )
+        else:
+            if not args.key:
+                print("litelens keys revoke KEY", file=sys.stderr)
+                return 2
+            if not store.revoke_key(hash_key(args.key)):
+                print("no such key", file=sys.stderr)
+                return 1
+            print("revoked")
+    finally:
+        store.close()
+    return 0
+
+
+def _request(url: str, key: str | None, data: bytes | None = None, timeout: float = 10) -> tuple[int, bytes]:
+    headers = {"User-Agent": "litelens-cli"}
+    if key:
+        headers["Authorization"] = f"Bearer {key}"
+    if data is not None:
+        headers["Content-Type"] = "application/json"
+    request = urllib.request.Request(url, data=data, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+def export(args: argparse.Namespace) -> int:
+    from litelens.server.config import parse_duration
+
+    settings = Settings.from_env(endpoint=args.endpoint, api_key=args.api_key, spool_dir=None)
+    params: list[tuple[str, str]] = [
+        ("format", args.format),
+        ("start", str(time.time() - parse_duration(args.since))),
+    ]
+    for item in args.filter:
+        name, sep, value = item.partition("=")
+        if not sep:
+            print(f"--filter takes name=value, got {item!r}", file=sys.stderr)
+            return 2
+        params.append((name, value))
+    url = settings.endpoint.rstrip("/") + "/api/export?" + urllib.parse.urlencode(params)
+    headers = {"Authorization": f"Bearer {settings.api_key}"} if settings.api_key else {}
+    out = sys.stdout.buffer if args.output == "-" else open(args.output, "wb")  # noqa: SIM115
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=60) as response:
+            while chunk := response.read(65536):
+                out.write(chunk)
+    except urllib.error.HTTPError as exc:
+        print(
+            f"litelens export: server answered {exc.code}: {exc.read()[:300].decode(errors='replace')}",
+            file=sys.stderr,
+        )
+        return 1
+    except OSError as exc:
+        print(f"litelens export: cannot reach {settings.endpoint} ({exc})", file=sys.stderr)
+        return 1
+    finally:
+        if out is not sys.stdout.buffer:
+            out.close()
+    return 0
+
+
+def doctor(args: argparse.Namespace) -> int:
+    """Walk the path a record takes and say, in plain words, where it breaks."""
+    settings = Settings.from_env(endpoint=args.endpoint, api_key=args.api_key, spool_dir=None)
+    base = settings.endpoint.rstrip("/")
+    print(f"endpoint  {base}  (LITELENS_ENDPOINT)")
+    print(
+        f"api key   {'set (' + settings.api_key[:6] + '…)' if settings.api_key else 'not set'}  (LITELENS_API_KEY)"
+    )
+    try:
+        status, _ = _request(base + "/health", None, timeout=5)
+    except OSError as exc:
+        print(f"FAIL  cannot reach the server: {exc}. Is `litelens serve` running there?")
+        return 1
+    if status != 200:
+        print(f"FAIL  {base}/health answered {status}: is this a litelens server?")
+        return 1
+    print("ok    server reachable")
+    probe = {
+        "call_id": f"litelens-doctor-{int(time.time() * 1000)}",
+        "start_time": time.time(),
+        "end_time": time.time(),
+        "call_type": "chat",
+        "request_model": "litelens-doctor",
+        "metadata": {"litelens_doctor": True},
+    }
+    status, body = _request(base + "/v1/events", settings.api_key, json.dumps({"records": [probe]}).encode())
+    if status == 401:
+        print(
+            "FAIL  the server refused the API key (401): set LITELENS_API_KEY to a key from `litelens keys create`"
+        )
+        return 1
+    if status != 200:
+        print(f"FAIL  sending a test record: {status} {body[:200].decode(errors='replace')}")
+        return 1
+    answer: dict[str, Any] = json.loads(body or b"{}")
+    if answer.get("accepted") != 1:
+        print(f"FAIL  the test record was rejected: {answer.get('rejected')}")
+        return 1
+    print("ok    key accepted, a test record was stored (model 'litelens-doctor')")
+    return 0
