@@ -90,6 +90,7 @@ async def _async_calls(litellm: Any, base: str, n: int) -> None:
             )
 
     await asyncio.gather(*(one(i) for i in range(n)))
+    await asyncio.sleep(0.2)  # LiteLLM logs async successes as tasks on this loop: let them run
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -123,6 +124,7 @@ def run_demo(calls: int = 200, seed: int = 7) -> int:
     import litelens
     from litelens.testing import FakeProvider, Receiver
 
+    litellm.suppress_debug_info = True  # its "Give Feedback" banner on every provider error
     rng = random.Random(seed)
     with FakeProvider() as provider, Receiver() as receiver, tempfile.TemporaryDirectory() as spool:
         callback = litelens.init(endpoint=receiver.url, spool_dir=spool)
