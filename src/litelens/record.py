@@ -277,7 +277,7 @@ def _int(value: Any) -> int | None:
 
 
 def _get(obj: Any, key: str) -> Any:
-    if isinstance(obj, Mapping):
+    if isinstance(obj, dict):
         return obj.get(key)
     return getattr(obj, key, None)
 
@@ -296,7 +296,7 @@ def user_metadata_of(metadata: Mapping[str, Any] | None) -> dict[str, Any]:
 def usage_of(slo: Mapping[str, Any]) -> dict[str, int | None]:
     """Token usage, with the cached, cache-creation and reasoning details LiteLLM keeps in the response."""
     response = slo.get("response")
-    usage = _get(response, "usage") if isinstance(response, Mapping) else None
+    usage = _get(response, "usage") if isinstance(response, dict) else None
     if usage is None:
         hidden = slo.get("hidden_params") or {}
         usage = hidden.get("usage_object") or (slo.get("metadata") or {}).get("usage_object")
@@ -331,7 +331,7 @@ def usage_of(slo: Mapping[str, Any]) -> dict[str, int | None]:
 
 def _response_content(call_type: str, response: Any) -> dict[str, Any] | None:
     """What the model answered, without the bulk that is not content (vectors, image bytes, usage)."""
-    if not isinstance(response, Mapping) or not response:
+    if not isinstance(response, dict) or not response:
         return None
     out: dict[str, Any] = {}
     if response.get("id"):
@@ -340,14 +340,14 @@ def _response_content(call_type: str, response: Any) -> dict[str, Any] | None:
     if isinstance(choices, list):
         kept = []
         for choice in choices:
-            if not isinstance(choice, Mapping):
+            if not isinstance(choice, dict):
                 continue
             item: dict[str, Any] = {
                 "index": choice.get("index"),
                 "finish_reason": choice.get("finish_reason"),
             }
             message = choice.get("message")
-            if isinstance(message, Mapping):
+            if isinstance(message, dict):
                 item["message"] = {
                     k: v for k, v in message.items() if v is not None and k != "provider_specific_fields"
                 }
@@ -357,7 +357,7 @@ def _response_content(call_type: str, response: Any) -> dict[str, Any] | None:
         out["choices"] = kept
     elif call_type == "embedding":
         data = response.get("data") or []
-        first = data[0] if data and isinstance(data[0], Mapping) else {}
+        first = data[0] if data and isinstance(data[0], dict) else {}
         vector = first.get("embedding") if first else None
         out["embeddings"] = len(data)
         out["dimensions"] = (
@@ -366,7 +366,7 @@ def _response_content(call_type: str, response: Any) -> dict[str, Any] | None:
     elif call_type in ("image_generation", "image_edit"):
         images = []
         for item in response.get("data") or []:
-            if isinstance(item, Mapping):
+            if isinstance(item, dict):
                 b64 = item.get("b64_json")
                 images.append(
                     {
@@ -388,7 +388,7 @@ def _response_content(call_type: str, response: Any) -> dict[str, Any] | None:
 
 def _finish_reasons(response: Any) -> list[str]:
     reasons: list[str] = []
-    if isinstance(response, Mapping):
+    if isinstance(response, dict):
         for choice in response.get("choices") or []:
             reason = _get(choice, "finish_reason")
             if reason:
@@ -406,7 +406,7 @@ def _request_content(call_type: str, slo: Mapping[str, Any]) -> dict[str, Any]:
         request["messages"] = messages
     else:
         request["input"] = messages
-    tools = params.get("tools") if isinstance(params, Mapping) else None
+    tools = params.get("tools") if isinstance(params, dict) else None
     if tools:
         request["tools"] = tools
     return request
@@ -414,7 +414,7 @@ def _request_content(call_type: str, slo: Mapping[str, Any]) -> dict[str, Any]:
 
 def _parameters(slo: Mapping[str, Any]) -> dict[str, Any]:
     params = slo.get("model_parameters") or {}
-    if not isinstance(params, Mapping):
+    if not isinstance(params, dict):
         return {}
     # Tools are content (they go under request.tools); `user` is the end user, kept on its own.
     return {
@@ -448,22 +448,22 @@ def from_standard_logging(
     call_id = call_id or _opt_str(slo.get("litellm_call_id")) or _opt_str(slo.get("id")) or ""
     meta = user_metadata or {}
     slo_meta = slo.get("metadata") or {}
-    requester = slo_meta.get("requester_metadata") if isinstance(slo_meta, Mapping) else None
+    requester = slo_meta.get("requester_metadata") if isinstance(slo_meta, dict) else None
     on_proxy = (
         bool(slo_meta.get("user_api_key_hash") or slo_meta.get("user_api_key_alias"))
-        if isinstance(slo_meta, Mapping)
+        if isinstance(slo_meta, dict)
         else False
     )
 
     # The caller's metadata: the SDK's metadata= (minus LiteLLM internals) or, on the proxy, the request's.
     picked = user_metadata_of(meta)
-    if isinstance(requester, Mapping):
+    if isinstance(requester, dict):
         picked.update(user_metadata_of(requester))
         for key in ("trace_id", "session_id", "user_id", "tags", "parent_span_id"):
             if key in requester and key not in meta:
                 meta = {**meta, key: requester[key]}
-    spend_meta = slo_meta.get("spend_logs_metadata") if isinstance(slo_meta, Mapping) else None
-    if isinstance(spend_meta, Mapping):
+    spend_meta = slo_meta.get("spend_logs_metadata") if isinstance(slo_meta, dict) else None
+    if isinstance(spend_meta, dict):
         picked.update(spend_meta)
 
     start = _num(slo.get("startTime")) or 0.0
@@ -493,8 +493,8 @@ def from_standard_logging(
     params = slo.get("model_parameters") or {}
     end_user = (
         _opt_str(slo.get("end_user"))
-        or _opt_str(slo_meta.get("user_api_key_end_user_id") if isinstance(slo_meta, Mapping) else None)
-        or _opt_str(params.get("user") if isinstance(params, Mapping) else None)
+        or _opt_str(slo_meta.get("user_api_key_end_user_id") if isinstance(slo_meta, dict) else None)
+        or _opt_str(params.get("user") if isinstance(params, dict) else None)
         or _opt_str(meta.get("end_user"))
     )
     hidden = slo.get("hidden_params") or {}
@@ -510,7 +510,7 @@ def from_standard_logging(
         "session_id": session,
         "end_user": end_user,
         "user_id": _opt_str(meta.get("user_id"))
-        or (_opt_str(slo_meta.get("user_api_key_user_id")) if isinstance(slo_meta, Mapping) else None),
+        or (_opt_str(slo_meta.get("user_api_key_user_id")) if isinstance(slo_meta, dict) else None),
         "tags": [str(t) for t in tags],
         "metadata": picked,
         "service": service,
@@ -520,7 +520,7 @@ def from_standard_logging(
         "is_async": is_async,
         "stream": stream,
         "request_model": _opt_str(slo.get("model")),
-        "response_model": _opt_str(_get(response, "model")) if isinstance(response, Mapping) else None,
+        "response_model": _opt_str(_get(response, "model")) if isinstance(response, dict) else None,
         "provider": _opt_str(slo.get("custom_llm_provider")),
         "api_base": _opt_str(slo.get("api_base")) or _opt_str(hidden.get("api_base")),
         "model_group": _opt_str(slo.get("model_group")),
@@ -537,13 +537,13 @@ def from_standard_logging(
         "status": status,
         "error": None,
         "finish_reasons": _finish_reasons(response),
-        "response_id": _opt_str(_get(response, "id")) if isinstance(response, Mapping) else None,
+        "response_id": _opt_str(_get(response, "id")) if isinstance(response, dict) else None,
         "request": None,
         "response": None,
         "proxy": None,
         "truncated": None,
     }
-    if on_proxy and isinstance(slo_meta, Mapping):
+    if on_proxy and isinstance(slo_meta, dict):
         record["proxy"] = {
             field: _opt_str(slo_meta.get(key))
             for key, field in _PROXY_FIELDS.items()
