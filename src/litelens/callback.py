@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import logging
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -20,11 +20,10 @@ from litellm.integrations.custom_logger import CustomLogger
 
 from litelens import record as rec
 from litelens.config import Settings
+from litelens.pipeline import Pipeline, Processor, from_settings
 from litelens.transport import Transport, TransportConfig, run_before_exit
 
 log = logging.getLogger("litelens.callback")
-
-Processor = Callable[[rec.Record], "rec.Record | None"]
 
 _DEDUPE_WINDOW = 20_000
 
@@ -57,7 +56,9 @@ class Callback(CustomLogger):
 
     Arguments override the `LITELENS_*` environment variables (see `litelens.config.Settings`).
     `processors` are callables `record -> record | None` run, in order, before a record leaves the
-    process; returning None drops the record.
+    process; returning None drops the record. The processors the environment asks for
+    (`LITELENS_SAMPLE_RATE`, `LITELENS_DROP_CONTENT`, `LITELENS_REDACT`; see `litelens.pipeline`) run
+    first, so a proxy gets them with no code and a user's processor never sees what they removed.
     """
 
     def __init__(
@@ -85,7 +86,7 @@ class Callback(CustomLogger):
             disabled=disabled,
             **settings_overrides,
         )
-        self.processors: list[Processor] = list(processors)
+        self.pipeline = Pipeline([*from_settings(self.settings), *processors])
         self._seen: dict[str, object] = {}
         self._seen_lock = threading.Lock()
         self._counts_lock = threading.Lock()
@@ -93,8 +94,6 @@ class Callback(CustomLogger):
             "duplicates": 0,
             "hook_errors": 0,
             "build_errors": 0,
-            "processor_errors": 0,
-            "filtered": 0,
             "unserializable_values": 0,
         }
         self._warned: set[str] = set()
@@ -193,21 +192,11 @@ class Callback(CustomLogger):
                     "build_errors", "litelens: could not build a record from LiteLLM's payload", exc_info=True
                 )
                 return None
-        for processor in self.processors:
-            try:
-                result = processor(record)
-            except Exception:
-                # Dropping is the safe side: the failing processor may have been the one that redacts.
-                self._count(
-                    "processor_errors",
-                    f"litelens: processor {processor!r} raised; that record was dropped",
-                    exc_info=True,
-                )
-                return None
-            if result is None:
-                self._count("filtered")
-                return None
-            record = result
+        # The pipeline drops a record whose processor raised (the failing one may have been the one that
+        # redacts), logs each processor's first error and counts the rest.
+        result = self.pipeline(record)
+        if result is None:
+            return None
         return self._finish(record, item.provider_key if isinstance(item, _Captured) else None)
 
     def _build(self, item: _Captured) -> rec.Record:
@@ -264,6 +253,9 @@ class Callback(CustomLogger):
         """Counters of this callback and its transport: queued, sent, spooled, dropped, failed, ..."""
         with self._counts_lock:
             counts = dict(self._counts)
+        total = self.pipeline.stats()["total"]
+        counts["processor_errors"] = total["errors"]
+        counts["filtered"] = total["dropped"]
         return {**self.transport.stats(), **counts}
 
     def flush(self, timeout: float | None = None) -> bool:

@@ -68,6 +68,13 @@ class Settings:
     service: str | None = None
     environment: str | None = None
     limits: Limits = field(default_factory=Limits)
+    redact: tuple[str, ...] = ()
+    """Kinds for the built-in `litelens.pipeline.redact` processor ("all" = every kind); () = off."""
+    sample_rate: float = 1.0
+    """Fraction of traces kept by the built-in `litelens.pipeline.sample` processor; 1.0 = off."""
+    sample_keep_errors: bool = True
+    drop_content: bool = False
+    """Run `litelens.pipeline.drop_content` on every record (numbers kept, messages and output not)."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -101,6 +108,28 @@ class Settings:
             values["environment"] = env["LITELENS_ENVIRONMENT"]
         if "LITELENS_MAX_STRING_CHARS" in env:
             values["limits"] = replace(Limits(), max_string_chars=int(env["LITELENS_MAX_STRING_CHARS"]))
+        if "LITELENS_REDACT" in env:
+            raw = env["LITELENS_REDACT"].strip().lower()
+            # Kind names are checked by litelens.pipeline.redact, which owns them.
+            off = raw in ("", "off", "none", "false", "0", "no")
+            values["redact"] = () if off else tuple(k.strip() for k in raw.split(",") if k.strip())
+        if "LITELENS_SAMPLE_RATE" in env:
+            raw = env["LITELENS_SAMPLE_RATE"].strip()
+            try:
+                rate = float(raw) if raw else 1.0
+            except ValueError:
+                rate = -1.0
+            if not 0.0 <= rate <= 1.0:
+                raise ValueError(
+                    f"litelens: LITELENS_SAMPLE_RATE={raw!r} must be a number from 0 to 1 (0.1 keeps 10%)"
+                )
+            values["sample_rate"] = rate
+        if "LITELENS_SAMPLE_KEEP_ERRORS" in env:
+            values["sample_keep_errors"] = _parse_bool(
+                "LITELENS_SAMPLE_KEEP_ERRORS", env["LITELENS_SAMPLE_KEEP_ERRORS"]
+            )
+        if "LITELENS_DROP_CONTENT" in env:
+            values["drop_content"] = _parse_bool("LITELENS_DROP_CONTENT", env["LITELENS_DROP_CONTENT"])
         known = {f.name for f in fields(cls) if f.init}
         unknown = set(overrides) - known
         if unknown:

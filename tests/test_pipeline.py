@@ -1,0 +1,455 @@
+"""litelens.pipeline: redaction leaves no planted personal data or secret behind and nothing else changed,
+sampling keeps whole traces at the asked rate, a failing processor costs only its records, the
+environment configures the proxy's processors, and the docs' examples run."""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+import litellm
+import pytest
+
+from litelens import pipeline as pl
+from litelens.config import Settings
+from litelens.pipeline import Pipeline, drop_content, drop_if, enrich, keep_if, redact, sample, truncate
+from litelens.testing import FakeProvider, Receiver
+
+ROOT = Path(__file__).resolve().parents[1]
+KEY = "sk-test-PROVIDERKEY-0123456789abcdef"
+
+# Each planted value must be gone from the output, whatever field it was put in.
+PLANTED = {
+    "email": ["alice.smith+tag@mail.example.co.uk", "bob@corp.io", "carol@example.com", "dave@example.org"],
+    "phone": ["+1 415 555 2671", "(415) 555-2671", "+442079460958", "020 7946 0958"],
+    "card": ["4111 1111 1111 1111", "5500-0055-5555-5559", "378282246310005"],
+    "iban": ["DE89 3704 0044 0532 0130 00", "GB29NWBK60161331926819"],
+    "ip": ["192.168.17.42", "2001:db8::8a2e:370:7334"],
+    "secret": [
+        "sk-proj-Abc123def456ghi789",
+        "abc.def.ghijklmnopq",  # the token of a Bearer header
+        "zzzSECRETzzz123",  # a key in a URL query
+        "hunter2-password",  # a value under a secret-named key
+        "AKIAIOSFODNN7EXAMPLE",
+    ],
+}
+
+
+def planted_record() -> dict[str, Any]:
+    return {
+        "schema": "litelens.call/1",
+        "call_id": "c0ffee00-0000-4000-8000-000000000001",
+        "trace_id": "c0ffee00000040008000000000000001",
+        "span_id": "8000000000000001",
+        "session_id": "chat-42",
+        "tags": ["checkout", "v2"],
+        "status": "error",
+        "duration_ms": 812.5,
+        "usage": {"input_tokens": 120, "output_tokens": 40, "total_tokens": 160},
+        "cost_usd": 0.00042,
+        "request_model": "gpt-4o-mini",
+        "api_base": "https://api.openai.com/v1",
+        "request": {
+            "messages": [
+                {"role": "system", "content": "You are a support agent for order 1234567890123456."},
+                {
+                    "role": "user",
+                    "content": "I'm Alice (alice.smith+tag@mail.example.co.uk, +1 415 555 2671). "
+                    "Refund to DE89 3704 0044 0532 0130 00 or card 4111 1111 1111 1111 please.",
+                },
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "text", "text": "Also reachable at (415) 555-2671 from 192.168.17.42."},
+                        {
+                            "type": "image_url",
+                            "image_url": {"url": "https://img.example.com/r.png?token=zzzSECRETzzz123"},
+                        },
+                    ],
+                },
+                {
+                    "role": "assistant",
+                    "content": None,
+                    "tool_calls": [
+                        {
+                            "id": "call_1",
+                            "type": "function",
+                            "function": {
+                                "name": "refund",
+                                "arguments": json.dumps(
+                                    {
+                                        "email": "bob@corp.io",
+                                        "card": "5500-0055-5555-5559",
+                                        "amount": 129.5,
+                                        "password": "hunter2-password",
+                                    }
+                                ),
+                            },
+                        }
+                    ],
+                },
+            ],
+            "tools": [{"type": "function", "function": {"name": "refund", "parameters": {"type": "object"}}}],
+            "parameters": {"temperature": 0.2, "max_tokens": 256},
+        },
+        "response": {
+            "id": "resp-1",
+            "choices": [
+                {
+                    "index": 0,
+                    "finish_reason": "stop",
+                    "message": {"role": "assistant", "content": "Done; a copy went to carol@example.com."},
+                }
+            ],
+        },
+        "metadata": {
+            "customer": {"email": "dave@example.org", "phones": ["+442079460958", "020 7946 0958"]},
+            "callback": "https://hooks.example.com/x?api_key=zzzSECRETzzz123&ok=1",
+            "client_ip": "2001:db8::8a2e:370:7334",
+            "tier": "gold",
+            "api_key": "AKIAIOSFODNN7EXAMPLE",
+        },
+        "error": {
+            "type": "AuthenticationError",
+            "message": "Incorrect API key sk-proj-Abc123def456ghi789 sent with Authorization: Bearer "
+            "abc.def.ghijklmnopq; paid with GB29NWBK60161331926819 and 378282246310005",
+            "status_code": 401,
+        },
+        "truncated": None,
+    }
+
+
+def test_planted_personal_data_and_secrets_are_gone_and_nothing_else_changed() -> None:
+    original = planted_record()
+    pristine = copy.deepcopy(original)
+    out = redact()(original)
+    text = json.dumps(out)
+    leftover = [v for values in PLANTED.values() for v in values if v in text]
+    assert leftover == []
+    for kind in ("EMAIL", "PHONE", "CARD", "IBAN", "IP", "SECRET"):
+        assert f"[{kind}]" in text, kind
+
+    # Everything outside the redacted fields is exactly as it was.
+    for key in pristine.keys() - {"request", "response", "metadata", "error"}:
+        assert out[key] == pristine[key], key
+    req, old = out["request"], pristine["request"]
+    assert req["parameters"] == old["parameters"] and req["tools"] == old["tools"]
+    assert req["messages"][0] == old["messages"][0]  # an order number is not a card
+    assert req["messages"][1]["content"] == (
+        "I'm Alice ([EMAIL], [PHONE]). Refund to [IBAN] or card [CARD] please."
+    )
+    assert req["messages"][2]["content"][1]["image_url"]["url"] == (
+        "https://img.example.com/r.png?token=[SECRET]"
+    )
+    args = json.loads(req["messages"][3]["tool_calls"][0]["function"]["arguments"])
+    assert args == {"email": "[EMAIL]", "card": "[CARD]", "amount": 129.5, "password": "[SECRET]"}
+    assert out["response"]["choices"][0]["finish_reason"] == "stop"
+    assert out["response"]["choices"][0]["message"]["content"] == "Done; a copy went to [EMAIL]."
+    assert out["metadata"]["tier"] == "gold"
+    assert out["metadata"]["callback"] == "https://hooks.example.com/x?api_key=[SECRET]&ok=1"
+    assert out["error"]["type"] == "AuthenticationError" and out["error"]["status_code"] == 401
+    assert out["error"]["message"].startswith(
+        "Incorrect API key [SECRET] sent with Authorization: Bearer [SECRET]"
+    )
+    # Copy-on-write: the nested objects the record referenced (LiteLLM's own lists) were not changed.
+    assert pristine["request"]["messages"] == planted_record()["request"]["messages"]
+    assert original["request"] is out["request"]  # the record itself is the pipeline's to change
+
+
+def test_a_record_with_nothing_to_redact_is_returned_untouched() -> None:
+    record = planted_record()
+    record["request"]["messages"] = [{"role": "user", "content": "What is 2 + 2? Order 1234567890123456."}]
+    record.update(response=None, metadata={"tier": "gold"}, error=None)
+    request = record["request"]
+    assert redact()(record)["request"] is request
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Order #1234567890123456 shipped",  # 16 digits, fails Luhn
+        "order 4111111111111112",  # one digit off a test card
+        "tracking 12345678901234567890",  # 20 digits: too long for a card, no partial match either
+        "invoice INV-2024-000123-45, PO 2024/05/01",
+        "transfer ref DE00 1234 5678 9012 3456 78",  # IBAN-shaped, fails mod 97
+        "GB00NWBK60161331926819 is a typo",
+        "shipped 2024-05-01, paid 15.01.2024, 1 000 000 units, version 1.110.2",
+        "at 10:30:00 using std::vector",
+        "id 550e8400-e29b-41d4-a716-446655440000",
+        "0000 0000 0000 0000",  # passes Luhn, is nobody's card
+    ],
+)
+def test_checksums_and_shapes_keep_order_numbers_readable(text: str) -> None:
+    assert redact()({"error": {"message": text}})["error"]["message"] == text
+
+
+def test_every_secret_shape_is_found_past_the_fast_path() -> None:
+    samples = [
+        "sk-abcdefgh12345678",
+        "rk-abcdefgh12345678",
+        "pk-abcdefgh12345678",
+        "Bearer abcdefgh12345678",
+        "Basic dXNlcjpwYXNzd29yZA==",
+        "AKIAIOSFODNN7EXAMPLE",
+        "AIza" + "x" * 35,
+        "ghp_" + "a" * 36,
+        "gho_" + "a" * 36,
+        "xoxb-1234567890-abcdef",
+        "hf_" + "a" * 30,
+        "ll_" + "a" * 20,
+        "https://h.io/p?key=abcdef123",
+    ]
+    for secret in samples:
+        out = redact(kinds=["secret"])({"metadata": {"note": f"x {secret} y"}})["metadata"]["note"]
+        assert "[SECRET]" in out, secret
+        value = secret.split()[-1].split("?key=")[-1]
+        assert value not in out, secret
+
+
+def test_user_patterns_fields_kinds_and_placeholder() -> None:
+    proc = redact(
+        kinds="email",
+        fields=("metadata", "end_user"),
+        patterns={"employee": r"EMP-\d{6}"},
+        placeholder="<{kind}>",
+    )
+    out = proc(
+        {
+            "end_user": "eve@example.com",
+            "metadata": {"who": "EMP-123456 eve@example.com +1 415 555 2671"},
+            "error": {"message": "eve@example.com"},
+        }
+    )
+    assert out["end_user"] == "<EMAIL>"
+    assert out["metadata"]["who"] == "<EMPLOYEE> <EMAIL> +1 415 555 2671"  # phone not chosen
+    assert out["error"]["message"] == "eve@example.com"  # field not chosen
+    with pytest.raises(ValueError, match="unknown redaction kind"):
+        redact(kinds="emial")
+
+
+def test_redaction_through_real_litellm(
+    provider: FakeProvider, receiver: Receiver, make_callback: Any
+) -> None:
+    callback = make_callback(processors=[redact()])
+    litellm.completion(
+        model="openai/gpt-4o-mini",
+        messages=[
+            {
+                "role": "user",
+                "content": "I'm alice@example.com, card 4111 1111 1111 1111, call +1 415 555 2671",
+            }
+        ],
+        api_base=provider.url,
+        api_key=KEY,
+        metadata={"customer": {"email": "dave@example.org", "iban": "DE89 3704 0044 0532 0130 00"}},
+        tools=[
+            {
+                "type": "function",
+                "function": {"name": "lookup", "description": "from 192.168.17.42", "parameters": {}},
+            }
+        ],
+    )
+    assert receiver.wait_for(1, timeout=15) and callback.flush(timeout=10)
+    body = b"".join(b["body"] for b in receiver.bodies).decode()
+    for planted in (
+        "alice@example.com",
+        "4111 1111 1111 1111",
+        "+1 415 555 2671",
+        "dave@example.org",
+        "DE89 3704 0044 0532 0130 00",
+        "192.168.17.42",
+        KEY,
+    ):
+        assert planted not in body, planted
+    (record,) = receiver.records
+    assert record["request"]["messages"][0]["content"] == "I'm [EMAIL], card [CARD], call [PHONE]"
+    assert record["metadata"]["customer"] == {"email": "[EMAIL]", "iban": "[IBAN]"}
+    assert record["usage"]["input_tokens"] > 0 and record["status"] == "ok"
+
+
+def _trace(i: int) -> str:
+    return f"{i:032x}"
+
+
+def test_sampling_keeps_the_rate_whole_traces_and_every_error() -> None:
+    keep = sample(0.1)
+    kept_traces: set[str] = set()
+    partial = 0
+    errors_seen = errors_kept = 0
+    for i in range(10_000):
+        trace = _trace(i * 7919)
+        calls = [{"trace_id": trace, "status": "ok", "duration_ms": 10.0} for _ in range(1 + i % 3)]
+        if i % 50 == 0:
+            calls.append({"trace_id": trace, "status": "error", "duration_ms": 10.0})
+        results = [keep(dict(c)) is not None for c in calls]
+        ok_results = [r for r, c in zip(results, calls, strict=True) if c["status"] == "ok"]
+        if any(ok_results):
+            kept_traces.add(trace)
+            partial += not all(ok_results)
+        for r, c in zip(results, calls, strict=True):
+            if c["status"] == "error":
+                errors_seen += 1
+                errors_kept += r
+    assert 0.085 <= len(kept_traces) / 10_000 <= 0.115, len(kept_traces)
+    assert partial == 0
+    assert errors_kept == errors_seen == 200
+    # The same decision in any process: a pure function of the trace id.
+    assert all(keep({"trace_id": t, "status": "ok"}) is not None for t in list(kept_traces)[:100])
+    assert sample(0.1, keep_errors=False)({"trace_id": _trace(1), "status": "error"}) in (
+        None,
+        {"trace_id": _trace(1), "status": "error"},
+    )
+    assert (
+        sample(0.0, keep_slow_ms=500)({"trace_id": _trace(3), "status": "ok", "duration_ms": 600}) is not None
+    )
+    assert sample(0.0)({"trace_id": _trace(3), "status": "ok", "duration_ms": 600}) is None
+    with pytest.raises(ValueError):
+        sample(1.5)
+
+
+def test_a_processor_raising_on_every_third_record_costs_only_those(caplog: pytest.LogCaptureFixture) -> None:
+    seen = {"n": 0}
+
+    def flaky(record: dict[str, Any]) -> dict[str, Any]:
+        seen["n"] += 1
+        if seen["n"] % 3 == 0:
+            raise RuntimeError("processor bug")
+        return record
+
+    pipe = Pipeline([flaky, enrich({"environment": "prod"})])
+    with caplog.at_level(logging.WARNING, logger="litelens"):
+        out = [pipe({"call_id": str(i), "environment": None}) for i in range(30)]
+    delivered = [r for r in out if r is not None]
+    assert len(delivered) == 20 and all(r["environment"] == "prod" for r in delivered)
+    assert pipe.stats() == {
+        "flaky": {"dropped": 0, "errors": 10},
+        "enrich": {"dropped": 0, "errors": 0},
+        "total": {"dropped": 0, "errors": 10},
+    }
+    assert sum("flaky" in m for m in caplog.messages) == 1  # logged once, then counted
+
+
+def test_a_failing_processor_through_the_callback(receiver: Receiver, make_callback: Any) -> None:
+    seen = {"n": 0}
+
+    def flaky(record: dict[str, Any]) -> dict[str, Any]:
+        seen["n"] += 1
+        if seen["n"] % 3 == 0:
+            raise RuntimeError("processor bug")
+        return record
+
+    callback = make_callback(processors=[flaky, drop_if(lambda r: r["call_id"] == "drop-me")])
+    for i in range(9):
+        callback.transport.submit({"schema": "litelens.call/1", "call_id": f"c{i}", "metadata": {}})
+    callback.transport.submit({"schema": "litelens.call/1", "call_id": "drop-me", "metadata": {}})
+    assert callback.flush(timeout=10)
+    assert receiver.wait_for(6, timeout=10)
+    time.sleep(0.2)
+    assert sorted(receiver.call_ids()) == ["c0", "c1", "c3", "c4", "c6", "c7"]
+    stats = callback.stats()
+    assert stats["processor_errors"] == 3 and stats["filtered"] == 1
+    assert callback.pipeline.stats()["flaky"]["errors"] == 3
+
+
+def test_env_configuration() -> None:
+    assert pl.from_env({}) == []
+    names = [
+        p.__name__
+        for p in pl.from_env(
+            {
+                "LITELENS_SAMPLE_RATE": "0.25",
+                "LITELENS_DROP_CONTENT": "true",
+                "LITELENS_REDACT": "email, phone",
+            }
+        )
+    ]
+    assert names == ["sample(0.25)", "drop_content", "redact"]
+    assert pl.from_env({"LITELENS_REDACT": "off", "LITELENS_SAMPLE_RATE": "1"}) == []
+    assert Settings.from_env({"LITELENS_REDACT": "all"}).redact == ("all",)
+    assert Settings.from_env({"LITELENS_SAMPLE_KEEP_ERRORS": "false"}).sample_keep_errors is False
+    with pytest.raises(ValueError, match="LITELENS_SAMPLE_RATE"):
+        Settings.from_env({"LITELENS_SAMPLE_RATE": "10%"})
+    with pytest.raises(ValueError, match="LITELENS_SAMPLE_KEEP_ERRORS"):
+        Settings.from_env({"LITELENS_SAMPLE_KEEP_ERRORS": "maybe"})
+    with pytest.raises(ValueError, match="unknown redaction kind"):
+        pl.from_env({"LITELENS_REDACT": "emails"})
+
+    # Only emails: a phone stays, and keep_errors=false lets a sampled-out error go.
+    (only_email,) = pl.from_env({"LITELENS_REDACT": "email"})
+    out = only_email({"error": {"message": "a@b.io +1 415 555 2671"}})
+    assert out is not None and out["error"]["message"] == "[EMAIL] +1 415 555 2671"
+    (strict,) = pl.from_env({"LITELENS_SAMPLE_RATE": "0", "LITELENS_SAMPLE_KEEP_ERRORS": "false"})
+    assert strict({"trace_id": _trace(5), "status": "error"}) is None
+
+
+def test_env_processors_run_in_the_callback_before_the_users(
+    receiver: Receiver, make_callback: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LITELENS_REDACT", "all")
+    monkeypatch.setenv("LITELENS_SAMPLE_RATE", "0")
+    monkeypatch.setenv("LITELENS_DROP_CONTENT", "1")
+    seen: list[dict[str, Any]] = []
+
+    def user(record: dict[str, Any]) -> dict[str, Any]:
+        seen.append(copy.deepcopy(record))
+        return record
+
+    callback = make_callback(processors=[user])
+    assert [p.__name__ for p in callback.pipeline] == ["sample(0)", "drop_content", "redact", "user"]
+    base = {"schema": "litelens.call/1", "trace_id": _trace(9), "request": {"messages": [{"content": "hi"}]}}
+    callback.transport.submit({**base, "call_id": "ok", "status": "ok"})
+    callback.transport.submit(
+        {
+            **base,
+            "call_id": "err",
+            "status": "error",
+            "error": {"message": "key sk-abcdefgh12345678 from 10.0.0.1"},
+        }
+    )
+    assert callback.flush(timeout=10) and receiver.wait_for(1, timeout=10)
+    time.sleep(0.2)
+    (record,) = receiver.records
+    assert record["call_id"] == "err"  # sampled to 0, errors kept
+    assert record["request"] == {"parameters": {}}  # content dropped
+    assert record["error"]["message"] == "key [SECRET] from [IP]"
+    assert seen == [record]  # the user's processor saw the already-processed record
+    assert callback.stats()["filtered"] == 1
+
+
+def test_drop_content_truncate_enrich_keep_if() -> None:
+    record = planted_record()
+    out = drop_content()(copy.deepcopy(record))
+    assert out is not None
+    assert out["request"] == {"parameters": record["request"]["parameters"]} and out["response"] is None
+    assert out["usage"] == record["usage"] and out["cost_usd"] == record["cost_usd"]
+    assert out["error"] == record["error"]  # an error message is not content
+
+    cut = truncate(10)(copy.deepcopy(record))
+    assert cut is not None
+    assert cut["request"]["messages"][0]["content"] == "You are a …[truncated 41 chars]"
+    assert "request.messages[0].content" in cut["truncated"] and cut["usage"] == record["usage"]
+
+    rich = enrich({"environment": "prod", "region": "eu"}, fn=lambda r: {"tags": [*r["tags"], "rich"]})
+    out = rich(copy.deepcopy(record))
+    assert out is not None
+    assert out["environment"] == "prod" and out["tags"] == ["checkout", "v2", "rich"]
+    assert out["metadata"]["region"] == "eu" and out["metadata"]["tier"] == "gold"
+
+    assert keep_if(lambda r: r["status"] == "error")(record) is record
+    assert keep_if(lambda r: r["status"] == "ok")(record) is None
+    assert drop_if(lambda r: r["status"] == "error")(record) is None
+    nested = Pipeline([Pipeline([drop_if(lambda r: True)])])
+    assert nested(record) is None and nested.stats()["total"] == {"dropped": 1, "errors": 0}
+
+
+def test_docs_examples_run() -> None:
+    text = (ROOT / "docs" / "pipeline.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, re.S)
+    assert blocks
+    for block in blocks:
+        exec(compile(block, "docs/pipeline.md", "exec"), {"__name__": "docs_pipeline"})
