@@ -207,9 +207,10 @@ def test_two_processes_sharing_a_spool_never_send_a_batch_twice(receiver: Receiv
         t = Transport(TransportConfig(endpoint={receiver.url!r}, spool_dir={str(tmp_path)!r}))
         t.start()
         deadline = time.monotonic() + 30
+        time.sleep(0.1)  # let the thread open the spool and count what is pending
         while t.stats()["spool_pending"] and time.monotonic() < deadline:
             time.sleep(0.02)
-        time.sleep(0.2)
+        t.shutdown(30)  # finishes the batch it may be sending
         print(t.stats()["sent"])
         """
     env = dict(os.environ, PYTHONPATH=SRC)
@@ -220,7 +221,7 @@ def test_two_processes_sharing_a_spool_never_send_a_batch_twice(receiver: Receiv
         for _ in range(2)
     ]
     sent = [int(p.communicate(timeout=60)[0].strip() or 0) for p in procs]
-    assert receiver.wait_for(1000, timeout=10)
+    assert receiver.wait_for(1000, timeout=30), (len(receiver.call_ids()), sent)
     ids = receiver.call_ids()
     assert len(ids) == 1000 and len(set(ids)) == 1000
     assert sum(sent) == 1000
