@@ -3,15 +3,28 @@ through the core callback and by a stock OpenTelemetry SDK, queried over HTTP.""
 
 from __future__ import annotations
 
+import gzip
+import json
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import litellm
 import pytest
+from opentelemetry.exporter.otlp.proto.http import Compression
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
+from opentelemetry.trace import SpanKind
+from otlp_helpers import json_body
 from server_helpers import Client, ServerProcess
 
+from litelens import semconv
 from litelens.callback import Callback, unregister
 from litelens.testing import FakeProvider
 
@@ -34,6 +47,18 @@ def callback_to(tmp_path: Path) -> Iterator[Callable[[ServerProcess], Callback]]
     for callback in made:
         callback.shutdown(timeout=5)
         unregister(callback)
+
+
+def delivered(callback: Callback, count: int, timeout: float = 30) -> dict[str, int]:
+    """Wait until LiteLLM has handed `count` calls to the callback (its success hooks run on a worker
+    thread, after the call returned) and the server acknowledged them; the callback's counters."""
+    deadline = time.monotonic() + timeout
+    while callback.stats()["submitted"] < count and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert callback.flush(timeout=max(1.0, deadline - time.monotonic()))
+    stats = callback.stats()
+    assert stats["sent"] == count, stats
+    return stats
 
 
 def wait_for_calls(client: Client, count: int, query: str = "", timeout: float = 30) -> list[dict[str, Any]]:
@@ -87,8 +112,7 @@ def test_litellm_calls_reach_the_server_with_exact_tokens_status_and_model(
             metadata={"case": "429"},
             **common,
         )
-    assert callback.flush(timeout=30)
-    assert callback.stats()["sent"] == 4, callback.stats()
+    delivered(callback, 4)
 
     client = server.client()
     calls = wait_for_calls(client, 4)
@@ -127,3 +151,141 @@ def test_litellm_calls_reach_the_server_with_exact_tokens_status_and_model(
     )
     counts = {r["group"]: r["count"] for r in by_model["rows"]}
     assert counts == {"gpt-4o-mini": 2, "gpt-4o": 1, "text-embedding-3-small": 1}
+
+
+# --------------------------------------------------------------------------------------------------
+# 2. OpenTelemetry SDK -> real server
+
+
+class PresetIds(RandomIdGenerator):
+    """Span ids handed out in a given order first, so an SDK span can carry the core record's span id."""
+
+    def __init__(self, span_ids: list[int]) -> None:
+        self.span_ids = span_ids
+
+    def generate_span_id(self) -> int:
+        return self.span_ids.pop(0) if self.span_ids else super().generate_span_id()
+
+
+# Fields that both the core record and a GenAI span carry, so both roads must agree on them.
+SHARED_FIELDS = (
+    "call_id",
+    "trace_id",
+    "span_id",
+    "parent_span_id",
+    "call_type",
+    "stream",
+    "is_async",
+    "request_model",
+    "response_model",
+    "response_id",
+    "provider",
+    "status",
+    "session_id",
+    "end_user",
+    "tags",
+    "metadata",
+    "cost_usd",
+)
+
+
+def shared(record: dict[str, Any]) -> dict[str, Any]:
+    out = {k: record.get(k) for k in SHARED_FIELDS}
+    out["usage"] = {k: v for k, v in (record.get("usage") or {}).items() if v}
+    out["start_time"] = round(record["start_time"], 3)
+    out["end_time"] = round(record["end_time"], 3)
+    return out
+
+
+def test_otel_sdk_spans_give_the_same_record_as_the_core_and_a_call_is_stored_once(
+    server: ServerProcess, provider: FakeProvider, callback_to: Callable[..., Callback]
+) -> None:
+    built: list[dict[str, Any]] = []
+
+    def keep(record: dict[str, Any]) -> dict[str, Any]:
+        built.append(json.loads(json.dumps(record)))
+        return record
+
+    callback = callback_to(server, processors=[keep])
+    protobuf_key = server.create_key("otel-protobuf")
+    json_key = server.create_key("otel-json")
+    gzip_json_key = server.create_key("otel-json-gzip")
+
+    memory = InMemorySpanExporter()
+    ids = PresetIds([])
+    tracer_provider = TracerProvider(resource=Resource.create({"service.name": "agent"}), id_generator=ids)
+    for key, compression in ((protobuf_key, Compression.NoCompression), (server.key, Compression.Gzip)):
+        tracer_provider.add_span_processor(
+            BatchSpanProcessor(
+                OTLPSpanExporter(
+                    endpoint=server.url + "/v1/traces",
+                    headers={"Authorization": f"Bearer {key}"},
+                    compression=compression,
+                )
+            )
+        )
+    tracer_provider.add_span_processor(SimpleSpanProcessor(memory))
+    tracer = tracer_provider.get_tracer("agent")
+
+    with tracer.start_as_current_span("plan the answer") as parent:
+        context = parent.get_span_context()
+        trace_id, parent_id = f"{context.trace_id:032x}", f"{context.span_id:016x}"
+        litellm.completion(
+            model="openai/gpt-4o-mini",
+            messages=[{"role": "user", "content": "what is seven times six"}],
+            api_base=provider.url,
+            api_key=FAKE_KEY,
+            extra_headers={"x-fake-tokens": "4"},
+            metadata={"trace_id": trace_id, "parent_span_id": parent_id, "session_id": "s-1", "tags": ["t1"]},
+        )
+        delivered(callback, 1)
+        assert len(built) == 1
+        record = built[0]
+        assert record["trace_id"] == trace_id and record["parent_span_id"] == parent_id
+        ids.span_ids.append(int(record["span_id"], 16))
+        span = tracer.start_span(
+            semconv.span_name(record),
+            kind=SpanKind.CLIENT,
+            attributes=semconv.record_to_attributes(record, capture_content=False),
+            start_time=int(record["start_time"] * 1e9),
+        )
+        span.end(end_time=int(record["end_time"] * 1e9))
+    assert tracer_provider.force_flush(30_000)
+
+    spans = memory.get_finished_spans()
+    assert len(spans) == 2
+    client = server.client()
+    for key, encoding in ((json_key, None), (gzip_json_key, "gzip")):
+        body = json_body(spans)
+        headers = {"Content-Type": "application/json"}
+        if encoding:
+            body = gzip.compress(body)
+            headers["Content-Encoding"] = encoding
+        request = urllib.request.Request(server.url + "/v1/traces", data=body, headers=headers)
+        request.add_header("Authorization", f"Bearer {key}")
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            assert answer.status == 200
+            assert json.loads(answer.read() or b"{}").get("partialSuccess", {}).get("rejectedSpans", 0) == 0
+    tracer_provider.shutdown()
+
+    expected = shared(record)
+    for key in (protobuf_key, json_key, gzip_json_key):
+        calls = wait_for_calls(client.__class__(server.url, key), 1)
+        assert [c["call_id"] for c in calls] == [record["call_id"]], key
+        stored = client.get_json(f"/api/calls/{record['call_id']}", key=key)
+        assert shared(stored) == expected
+        assert "request" not in stored or not stored["request"].get("messages"), "OTel content is off"
+        tree = client.get_json(f"/api/traces/{trace_id}", key=key)
+        assert [root["name"] for root in tree["roots"]] == ["plan the answer"]
+        [child] = tree["roots"][0]["children"]
+        assert child["call"]["call_id"] == record["call_id"]
+
+    # The default project saw the call from both roads: one call, the core's content kept.
+    calls = wait_for_calls(client, 1)
+    assert len(calls) == 1 and calls[0]["call_id"] == record["call_id"]
+    stored = client.get_json(f"/api/calls/{record['call_id']}")
+    assert shared(stored) == expected
+    assert stored["request"]["messages"][0]["content"] == "what is seven times six"
+    tree = client.get_json(f"/api/traces/{trace_id}")
+    assert len(tree["spans"]) == 2 and len(tree["calls"]) == 1
+    assert tree["roots"][0]["children"][0]["call"]["call_id"] == record["call_id"]
