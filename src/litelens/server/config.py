@@ -64,6 +64,17 @@ class ServerSettings:
             values["port"] = int(env["LITELENS_PORT"])
         if env.get("LITELENS_KEY_CACHE_TTL"):
             values["key_cache_ttl_s"] = parse_duration(env["LITELENS_KEY_CACHE_TTL"])
+        for name, field_name in (
+            ("LITELENS_MAX_BODY_BYTES", "max_body_bytes"),
+            ("LITELENS_MAX_RECORDS_PER_BATCH", "max_records_per_batch"),
+            ("LITELENS_MAX_RECORD_BYTES", "max_record_bytes"),
+            ("LITELENS_MAX_SPANS_PER_REQUEST", "max_spans_per_request"),
+        ):
+            if env.get(name):
+                try:
+                    values[field_name] = int(env[name])
+                except ValueError:
+                    raise ValueError(f"litelens: {name} must be a whole number, got {env[name]!r}") from None
         if env.get("LITELENS_RETENTION"):
             values["retention_s"] = parse_duration(env["LITELENS_RETENTION"])
         values.update({k: v for k, v in overrides.items() if v is not None})
