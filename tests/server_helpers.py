@@ -214,3 +214,72 @@ class ServerProcess:
         key = done.stdout.strip().splitlines()[-1]
         assert key.startswith("ll_"), done.stdout
         return key
+
+
+def make_record(call_id: str, start: float | None = None, **over: Any) -> dict[str, Any]:
+    """A small valid `litelens.call/1` record, as the core layer would send it."""
+    start = time.time() if start is None else start
+    record: dict[str, Any] = {
+        "schema": "litelens.call/1",
+        "call_id": call_id,
+        "start_time": start,
+        "end_time": start + 0.25,
+        "call_type": "chat",
+        "stream": False,
+        "request_model": "gpt-4o-mini",
+        "response_model": "gpt-4o-mini-2024-07-18",
+        "provider": "openai",
+        "status": "ok",
+        "usage": {"input_tokens": 3, "output_tokens": 5, "total_tokens": 8},
+        "tags": [],
+        "metadata": {},
+    }
+    record.update(over)
+    return record
+
+
+def _otlp_value(value: Any) -> dict[str, Any]:
+    if isinstance(value, bool):
+        return {"boolValue": value}
+    if isinstance(value, int):
+        return {"intValue": str(value)}
+    if isinstance(value, float):
+        return {"doubleValue": value}
+    if isinstance(value, (list, tuple)):
+        return {"arrayValue": {"values": [_otlp_value(v) for v in value]}}
+    return {"stringValue": str(value)}
+
+
+def otlp_json_span(
+    trace_id: str,
+    span_id: str,
+    name: str,
+    attributes: Mapping[str, Any],
+    start_ns: int,
+    end_ns: int,
+    parent_span_id: str = "",
+) -> dict[str, Any]:
+    """One span in the OTLP JSON mapping (hex ids, attributes as key/value lists)."""
+    return {
+        "traceId": trace_id,
+        "spanId": span_id,
+        "parentSpanId": parent_span_id,
+        "name": name,
+        "kind": 3,
+        "startTimeUnixNano": str(start_ns),
+        "endTimeUnixNano": str(end_ns),
+        "attributes": [{"key": k, "value": _otlp_value(v)} for k, v in attributes.items()],
+    }
+
+
+def otlp_json(spans: list[dict[str, Any]]) -> bytes:
+    return json.dumps(
+        {
+            "resourceSpans": [
+                {
+                    "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "tests"}}]},
+                    "scopeSpans": [{"scope": {"name": "tests"}, "spans": spans}],
+                }
+            ]
+        }
+    ).encode()

@@ -22,7 +22,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 from opentelemetry.trace import SpanKind
 from otlp_helpers import json_body
-from server_helpers import Client, ServerProcess
+from server_helpers import Client, Response, ServerProcess, make_record, otlp_json, otlp_json_span
 
 from litelens import semconv
 from litelens.callback import Callback, unregister
@@ -289,3 +289,109 @@ def test_otel_sdk_spans_give_the_same_record_as_the_core_and_a_call_is_stored_on
     tree = client.get_json(f"/api/traces/{trace_id}")
     assert len(tree["spans"]) == 2 and len(tree["calls"]) == 1
     assert tree["roots"][0]["children"][0]["call"]["call_id"] == record["call_id"]
+
+
+# --------------------------------------------------------------------------------------------------
+# 3. Ingest limits and errors
+
+LIMITS = {"LITELENS_MAX_BODY_BYTES": str(2**20), "LITELENS_MAX_RECORDS_PER_BATCH": "100"}
+
+
+@pytest.fixture
+def limited_server(server_factory: Callable[..., ServerProcess], sqlite_url: str) -> ServerProcess:
+    """A collector with a 1 MiB body limit and at most 100 records a batch."""
+    return server_factory(sqlite_url, env=LIMITS)
+
+
+def post(client: Client, path: str, body: bytes, content_type: str, encoding: str | None = None) -> Response:
+    headers = {"Content-Type": content_type}
+    if encoding:
+        headers["Content-Encoding"] = encoding
+    answer = client.request("POST", path, body, headers)
+    assert answer.status < 500, answer
+    return answer
+
+
+def test_oversized_bodies_and_batches_are_refused_with_413(limited_server: ServerProcess) -> None:
+    client = limited_server.client()
+    big = json.dumps({"records": [make_record("big", metadata={"pad": "x" * 2**20})]}).encode()
+    for path in ("/v1/events", "/v1/traces"):
+        answer = post(client, path, big, "application/json")
+        assert answer.status == 413 and "limit" in answer.json()["error"], answer
+        # Without a Content-Length (chunked), the body is cut off once it passes the limit.
+        chunked = client.request(
+            "POST",
+            path,
+            iter([big[i : i + 65536] for i in range(0, len(big), 65536)]),  # type: ignore[arg-type]
+            {"Content-Type": "application/json"},  # http.client sends an iterable chunked
+        )
+        assert chunked.status == 413, chunked
+        # A gzip bomb: 40 KiB on the wire, 40 MiB inflated.
+        bomb = gzip.compress(b" " * (40 * 2**20), compresslevel=9)
+        assert len(bomb) < 2**20
+        answer = post(client, path, bomb, "application/json", "gzip")
+        assert answer.status == 413 and "decompressed" in answer.json()["error"], answer
+    too_many = {"records": [make_record(f"r{i}") for i in range(101)]}
+    answer = post(client, "/v1/events", json.dumps(too_many).encode(), "application/json")
+    assert answer.status == 413 and "101 records" in answer.json()["error"], answer
+    assert client.get_json("/api/calls")["calls"] == [], "nothing of a refused batch is stored"
+    # Exactly at the limit is fine.
+    answer = post(client, "/v1/events", json.dumps({"records": too_many["records"][:100]}).encode(), "application/json")
+    assert answer.status == 200 and answer.json()["accepted"] == 100
+    assert limited_server.alive()
+
+
+def test_a_malformed_record_is_rejected_by_index_and_the_rest_of_the_batch_is_stored(
+    sqlite_server: ServerProcess,
+) -> None:
+    client = sqlite_server.client()
+    batch = [
+        make_record("good-0"),
+        {**make_record("bad-call-id"), "call_id": ""},
+        make_record("good-2"),
+        make_record("bad-tokens", usage={"input_tokens": -4}),
+        "not an object",
+        make_record("bad-status", status="fine"),
+        make_record("good-6"),
+    ]
+    body = gzip.compress(json.dumps({"schema": "litelens.batch/1", "records": batch}).encode())
+    answer = post(client, "/v1/events", body, "application/json", "gzip")
+    assert answer.status == 200, answer
+    result = answer.json()
+    assert result["accepted"] == 3
+    reasons = {r["index"]: r["reason"] for r in result["rejected"]}
+    assert sorted(reasons) == [1, 3, 4, 5]
+    assert "call_id" in reasons[1] and "usage.input_tokens" in reasons[3]
+    assert "object" in reasons[4] and "status" in reasons[5]
+    stored = {c["call_id"] for c in client.get_json("/api/calls")["calls"]}
+    assert stored == {"good-0", "good-2", "good-6"}
+    for body, why in ((b"{not json", "not valid JSON"), (b'{"records": 3}', "records"), (b'"x"', "records")):
+        answer = post(client, "/v1/events", body, "application/json")
+        assert answer.status == 400 and why in answer.json()["error"], answer
+    answer = post(client, "/v1/events", b"\x1f\x8b not gzip", "application/json", "gzip")
+    assert answer.status == 400, answer
+
+
+def test_otlp_unknown_content_type_is_415_and_bad_spans_are_a_partial_success(
+    sqlite_server: ServerProcess,
+) -> None:
+    client = sqlite_server.client()
+    answer = post(client, "/v1/traces", b"hello", "text/plain")
+    assert answer.status == 415 and "application/x-protobuf" in answer.json()["error"], answer
+    answer = post(client, "/v1/traces", b"hello", "application/x-protobuf", "br")
+    assert answer.status == 415, answer
+
+    now = time.time_ns()
+    record = make_record("otlp-good")
+    attrs = semconv.record_to_attributes(record, capture_content=False)
+    good = otlp_json_span("ab" * 16, "cd" * 8, "chat gpt-4o-mini", attrs, now, now + 10**8)
+    bad_ids = {**good, "spanId": "", "name": "no span id"}
+    bad_trace = {**good, "traceId": "", "spanId": "ef" * 8}
+    answer = post(client, "/v1/traces", otlp_json([good, bad_ids, bad_trace]), "application/json")
+    assert answer.status == 200, answer
+    partial = answer.json()["partialSuccess"]
+    assert int(partial["rejectedSpans"]) == 2 and partial["errorMessage"], partial
+    assert [c["call_id"] for c in client.get_json("/api/calls")["calls"]] == ["otlp-good"]
+    # A truncated protobuf export is refused as a whole with a reason.
+    answer = post(client, "/v1/traces", b"\x0a\x02\x0a", "application/x-protobuf")
+    assert answer.status == 400 and answer.json()["error"], answer
