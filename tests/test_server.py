@@ -22,7 +22,16 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 from opentelemetry.trace import SpanKind
 from otlp_helpers import json_body
-from server_helpers import Client, Response, ServerProcess, make_record, otlp_json, otlp_json_span
+from server_helpers import (
+    Client,
+    Response,
+    ServerProcess,
+    cli,
+    free_port,
+    make_record,
+    otlp_json,
+    otlp_json_span,
+)
 
 from litelens import semconv
 from litelens.callback import Callback, unregister
@@ -395,3 +404,111 @@ def test_otlp_unknown_content_type_is_415_and_bad_spans_are_a_partial_success(
     # A truncated protobuf export is refused as a whole with a reason.
     answer = post(client, "/v1/traces", b"\x0a\x02\x0a", "application/x-protobuf")
     assert answer.status == 400 and answer.json()["error"], answer
+
+
+# --------------------------------------------------------------------------------------------------
+# 4. Auth
+
+
+def every_route(client: Client) -> list[tuple[str, str]]:
+    """(method, path) of every route in the OpenAPI document, path parameters filled in."""
+    document = client.get_json("/openapi.json", key=None)
+    routes = []
+    for path, operations in document["paths"].items():
+        for method in operations:
+            routes.append((method.upper(), path.replace("{call_id}", "c").replace("{trace_id}", "a" * 32)))
+    return [(m, p.replace("{session_id}", "s")) for m, p in routes]
+
+
+def test_requests_without_a_valid_key_are_refused_on_every_route(sqlite_server: ServerProcess) -> None:
+    client = sqlite_server.client()
+    routes = every_route(client)
+    paths = {p for _, p in routes}
+    assert {"/v1/events", "/v1/traces", "/api/calls", "/api/calls/c", "/api/export", "/api/stats"} <= paths
+    assert {"/api/sessions", "/api/sessions/s", f"/api/traces/{'a' * 32}", "/api/me"} <= paths
+    revoked = sqlite_server.create_key("gone")
+    done = cli("keys", "revoke", revoked, "--db", sqlite_server.db_url)
+    assert done.returncode == 0 and "revoked" in done.stdout, done
+    refusals = {
+        "no key": {},
+        "wrong key": {"Authorization": "Bearer ll_not-a-key-anyone-made"},
+        "empty bearer": {"Authorization": "Bearer "},
+        "wrong scheme": {"Authorization": f"Basic {sqlite_server.key}"},
+        "revoked key": {"Authorization": f"Bearer {revoked}"},
+    }
+    body = json.dumps({"records": [make_record("sneaky")]}).encode()
+    for method, path in routes:
+        for why, headers in refusals.items():
+            answer = client.request(
+                method, path, body if method == "POST" else None, {"Content-Type": "application/json", **headers}, key=None
+            )
+            assert answer.status == 401, (method, path, why, answer)
+            assert "key" in answer.json()["error"]
+    assert client.get_json("/api/calls")["calls"] == [], "nothing was stored by a refused request"
+    assert client.post_json("/v1/events", {"records": [make_record("allowed")]}).status == 200
+
+
+def test_a_project_never_sees_another_projects_calls(sqlite_server: ServerProcess) -> None:
+    ours = sqlite_server.client()
+    theirs = sqlite_server.client(sqlite_server.create_key("other-team"))
+    trace = "f" * 32
+    secret = make_record("ours-1", trace_id=trace, session_id="sess-ours", tags=["private"], metadata={"k": "v"})
+    assert ours.post_json("/v1/events", {"records": [secret]}).json()["accepted"] == 1
+    assert theirs.post_json("/v1/events", {"records": [make_record("theirs-1")]}).json()["accepted"] == 1
+    assert ours.get_json("/api/me") != theirs.get_json("/api/me")
+
+    assert [c["call_id"] for c in theirs.get_json("/api/calls")["calls"]] == ["theirs-1"]
+    assert [c["call_id"] for c in ours.get_json("/api/calls")["calls"]] == ["ours-1"]
+    assert theirs.get_json("/api/calls?q=ours-1&tag=private")["calls"] == []
+    assert theirs.get("/api/calls/ours-1").status == 404
+    assert theirs.get(f"/api/traces/{trace}").status == 404
+    assert theirs.get("/api/sessions/sess-ours").status == 404
+    assert [s["session_id"] for s in theirs.get_json("/api/sessions")["sessions"]] == []
+    assert ours.get_json("/api/sessions/sess-ours")["totals"]["calls"] == 1
+    window = f"start={time.time() - 3600}&end={time.time() + 60}&bucket=7200"
+    assert sum(r["count"] for r in theirs.get_json(f"/api/stats?{window}")["rows"]) == 1
+    assert sum(r["count"] for r in ours.get_json(f"/api/stats?{window}")["rows"]) == 1
+    exported = theirs.get("/api/export?format=jsonl").body.decode()
+    assert "ours-1" not in exported and "theirs-1" in exported
+    assert "ours-1" not in theirs.get("/api/export?format=csv").body.decode()
+    # Sending the same call id does not overwrite (or reveal) the other project's call.
+    assert theirs.post_json("/v1/events", {"records": [make_record("ours-1", request_model="x")]}).status == 200
+    assert ours.get_json("/api/calls/ours-1")["request_model"] == "gpt-4o-mini"
+    assert ours.get_json("/api/calls/ours-1")["metadata"] == {"k": "v"}
+
+
+def test_keys_are_stored_hashed(sqlite_server: ServerProcess, tmp_path: Path) -> None:
+    client = sqlite_server.client()
+    assert client.post_json("/v1/events", {"records": [make_record("k1")]}).status == 200
+    db = Path(sqlite_server.db_url[len("sqlite:///") - 1 :])
+    files = [p for p in db.parent.iterdir() if p.name.startswith(db.name)]
+    assert files
+    stored = b"".join(p.read_bytes() for p in files)
+    assert b"k1" in stored, "the database file is the one the server writes"
+    secret_part = sqlite_server.key[10:].encode()  # the first 10 characters are kept to tell keys apart
+    assert secret_part not in stored
+
+
+def test_no_auth_is_refused_off_loopback_and_works_on_loopback(
+    server_factory: Callable[..., ServerProcess], sqlite_url: str
+) -> None:
+    done = cli("serve", "--no-auth", "--host", "0.0.0.0", "--port", str(free_port()), "--db", sqlite_url, timeout=30)
+    assert done.returncode == 2, done
+    assert "--no-auth" in done.stderr and "loopback" in done.stderr and "keys create" in done.stderr
+    open_server = server_factory(sqlite_url, args=("--no-auth",), key=False)
+    client = open_server.client()
+    assert client.post_json("/v1/events", {"records": [make_record("open")]}, key=None).status == 200
+    assert [c["call_id"] for c in client.get_json("/api/calls", key=None)["calls"]] == ["open"]
+
+
+def test_a_revoked_key_stops_working_within_the_cache_ttl(sqlite_server: ServerProcess) -> None:
+    client = sqlite_server.client()
+    assert client.post_json("/v1/events", {"records": [make_record("before")]}).status == 200
+    done = cli("keys", "revoke", sqlite_server.key, "--db", sqlite_server.db_url)
+    assert done.returncode == 0, done
+    deadline = time.monotonic() + 10  # the server was started with LITELENS_KEY_CACHE_TTL=0.5
+    while client.get("/api/calls").status == 200 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert client.get("/api/calls").status == 401
+    assert client.post_json("/v1/events", {"records": [make_record("after")]}).status == 401
+    assert cli("keys", "revoke", sqlite_server.key, "--db", sqlite_server.db_url).returncode == 1
