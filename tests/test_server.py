@@ -3,9 +3,12 @@ through the core callback and by a stock OpenTelemetry SDK, queried over HTTP.""
 
 from __future__ import annotations
 
+import csv
 import gzip
+import io
 import json
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -512,3 +515,120 @@ def test_a_revoked_key_stops_working_within_the_cache_ttl(sqlite_server: ServerP
     assert client.get("/api/calls").status == 401
     assert client.post_json("/v1/events", {"records": [make_record("after")]}).status == 401
     assert cli("keys", "revoke", sqlite_server.key, "--db", sqlite_server.db_url).returncode == 1
+
+
+# --------------------------------------------------------------------------------------------------
+# 5. Query API
+
+
+def seed(client: Client, count: int = 60) -> list[dict[str, Any]]:
+    t0 = time.time() - 600
+    records = [
+        make_record(
+            f"q-{i:03d}",
+            t0 + i,
+            request_model=["gpt-4o", "gpt-4o-mini", "claude-3"][i % 3],
+            status="error" if i % 5 == 0 else "ok",
+            error={"type": "RateLimitError", "status_code": 429} if i % 5 == 0 else None,
+            tags=["even"] if i % 2 == 0 else ["odd"],
+            session_id=f"s{i % 4}",
+            metadata={"team": "red" if i % 3 == 0 else "blue"},
+            request={"messages": [{"role": "user", "content": f"needle-{i}" if i == 42 else "hay"}]},
+        )
+        for i in range(count)
+    ]
+    answer = client.post_json("/v1/events", {"records": records})
+    assert answer.status == 200 and answer.json()["accepted"] == count, answer
+    return records
+
+
+def test_filters_and_cursor_pages_over_http(sqlite_server: ServerProcess) -> None:
+    client = sqlite_server.client()
+    records = seed(client)
+
+    def ids(query: str) -> set[str]:
+        return {c["call_id"] for c in client.get_json(f"/api/calls?limit=1000&{query}")["calls"]}
+
+    def expect(pred: Callable[[int], bool]) -> set[str]:
+        return {r["call_id"] for i, r in enumerate(records) if pred(i)}
+
+    assert ids("model=gpt-4o") == expect(lambda i: i % 3 == 0)
+    assert ids("status=error") == expect(lambda i: i % 5 == 0)
+    assert ids("tag=even") == expect(lambda i: i % 2 == 0)
+    assert ids("session_id=s1") == expect(lambda i: i % 4 == 1)
+    assert ids("meta=team%3Dred") == expect(lambda i: i % 3 == 0)
+    assert ids("q=needle-42") == {"q-042"}
+    assert ids("model=claude-3&status=error&tag=even") == expect(lambda i: i % 3 == 2 and i % 10 == 0)
+    assert client.get("/api/calls?status=bogus").status == 422
+    assert client.get("/api/calls?meta=novalue").status == 400
+
+    seen: list[str] = []
+    cursor: str | None = None
+    pages = 0
+    while True:
+        query = "limit=7&model=gpt-4o-mini" + (f"&cursor={urllib.parse.quote(cursor)}" if cursor else "")
+        page = client.get_json(f"/api/calls?{query}")
+        seen += [c["call_id"] for c in page["calls"]]
+        pages += 1
+        cursor = page["next_cursor"]
+        if not cursor:
+            break
+    assert seen == sorted(expect(lambda i: i % 3 == 1), reverse=True), "newest first, each call once"
+    assert pages == 3
+    assert client.get("/api/calls?cursor=garbage").status == 400
+
+
+def test_export_streams_every_filtered_call_and_openapi_lists_the_routes(sqlite_server: ServerProcess) -> None:
+    client = sqlite_server.client()
+    records = seed(client, 1200)  # more than one store page
+    answer = client.get("/api/export?format=jsonl&tag=even")
+    assert answer.status == 200 and answer.headers["content-type"].startswith("application/x-ndjson")
+    lines = [json.loads(line) for line in answer.body.splitlines()]
+    assert [r["call_id"] for r in lines] == [r["call_id"] for r in records if "even" in r["tags"]]
+    assert lines[0]["request"]["messages"] == records[0]["request"]["messages"], "full records"
+    answer = client.get("/api/export?format=csv&status=error")
+    assert answer.status == 200 and answer.headers["content-type"].startswith("text/csv")
+    rows = list(csv.DictReader(io.StringIO(answer.body.decode())))
+    assert [r["call_id"] for r in rows] == [r["call_id"] for r in records if r["status"] == "error"]
+    assert {r["error_type"] for r in rows} == {"RateLimitError"}
+    assert rows[0]["input_tokens"] == "3" and rows[0]["tags"] == "even"
+
+    document = client.get_json("/openapi.json", key=None)
+    assert document["openapi"].startswith("3.")
+    assert {"/v1/events", "/v1/traces", "/api/calls", "/api/calls/{call_id}", "/api/export", "/api/stats"} <= set(
+        document["paths"]
+    )
+    assert {"/api/traces/{trace_id}", "/api/sessions", "/api/sessions/{session_id}"} <= set(document["paths"])
+
+
+# --------------------------------------------------------------------------------------------------
+# 9. The CLI against the real server
+
+
+def test_doctor_and_export_commands(sqlite_server: ServerProcess, tmp_path: Path) -> None:
+    env = {"LITELENS_ENDPOINT": sqlite_server.url, "LITELENS_API_KEY": sqlite_server.key}
+    done = cli("doctor", env=env)
+    assert done.returncode == 0, done
+    assert "ok    server reachable" in done.stdout and "test record was stored" in done.stdout
+    done = cli("doctor", env={**env, "LITELENS_API_KEY": "ll_wrong"})
+    assert done.returncode == 1 and "refused the API key (401)" in done.stdout, done
+    done = cli("doctor", "--endpoint", f"http://127.0.0.1:{free_port()}", env=env)
+    assert done.returncode == 1 and "cannot reach the server" in done.stdout, done
+
+    client = sqlite_server.client()
+    seed(client, 30)
+    done = cli("export", "--filter", "tag=even", env=env)
+    assert done.returncode == 0, done
+    exported = [json.loads(line) for line in done.stdout.splitlines()]
+    assert len(exported) == 15 and all(r["tags"] == ["even"] for r in exported)
+    out = tmp_path / "calls.csv"
+    done = cli("export", "--format", "csv", "--filter", "model=claude-3", "-o", str(out), env=env)
+    assert done.returncode == 0, done
+    rows = list(csv.DictReader(out.open()))
+    assert len(rows) == 10 and {r["request_model"] for r in rows} == {"claude-3"}
+    done = cli("export", "--since", "1m", env=env)
+    assert done.returncode == 0 and done.stdout.count("\n") == 1, "only the doctor's probe is that recent"
+    done = cli("export", env={**env, "LITELENS_API_KEY": "ll_wrong"})
+    assert done.returncode == 1 and "401" in done.stderr, done
+    done = cli("export", "--filter", "nonsense", env=env)
+    assert done.returncode == 2 and "name=value" in done.stderr
