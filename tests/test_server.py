@@ -7,6 +7,8 @@ import csv
 import gzip
 import io
 import json
+import signal
+import threading
 import time
 import urllib.parse
 import urllib.request
@@ -632,3 +634,93 @@ def test_doctor_and_export_commands(sqlite_server: ServerProcess, tmp_path: Path
     assert done.returncode == 1 and "401" in done.stderr, done
     done = cli("export", "--filter", "nonsense", env=env)
     assert done.returncode == 2 and "name=value" in done.stderr
+
+
+# --------------------------------------------------------------------------------------------------
+# 7 and 10. Signals: what was acknowledged survives SIGKILL, and SIGTERM is a clean exit
+
+
+class Sender(threading.Thread):
+    """Streams batches of fresh records until the server goes away; notes every acknowledged call id."""
+
+    def __init__(self, server: ServerProcess, prefix: str, batch: int = 40) -> None:
+        super().__init__(daemon=True)
+        self.client = Client(server.url, server.key, timeout=10)
+        self.prefix = prefix
+        self.batch = batch
+        self.acked: set[str] = set()
+        self.batches = 0
+        self.refused: list[Response] = []
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        n = 0
+        while not self.stop.is_set():
+            records = [make_record(f"{self.prefix}-{n + i}") for i in range(self.batch)]
+            n += self.batch
+            try:
+                answer = self.client.post_json("/v1/events", {"records": records})
+            except OSError:
+                return  # the server is gone: those records were never acknowledged
+            if answer.status != 200:
+                self.refused.append(answer)
+                return
+            assert answer.json()["accepted"] == self.batch
+            self.acked.update(r["call_id"] for r in records)
+            self.batches += 1
+
+    def wait_for(self, batches: int, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while self.batches < batches and self.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert self.batches >= batches, f"only {self.batches} batches acknowledged"
+
+
+def stored_ids(server: ServerProcess) -> list[str]:
+    answer = server.client().get("/api/export?format=jsonl")
+    assert answer.status == 200, answer
+    return [json.loads(line)["call_id"] for line in answer.body.splitlines()]
+
+
+def test_every_acknowledged_batch_survives_sigkill(
+    server_factory: Callable[..., ServerProcess], sqlite_url: str
+) -> None:
+    server = server_factory(sqlite_url)
+    senders = [Sender(server, f"w{i}") for i in range(2)]
+    for sender in senders:
+        sender.start()
+    for sender in senders:
+        sender.wait_for(10)
+    assert server.proc is not None
+    server.proc.send_signal(signal.SIGKILL)  # mid-stream: both senders have requests in flight
+    server.proc.wait(10)
+    for sender in senders:
+        sender.join(15)
+        assert not sender.is_alive()
+    acked = set().union(*(s.acked for s in senders))
+
+    again = server_factory(sqlite_url, port=server.port, key=False)
+    again.key = server.key
+    stored = stored_ids(again)
+    assert len(stored) == len(set(stored))
+    missing = acked - set(stored)
+    assert not missing, f"{len(missing)} acknowledged calls lost, e.g. {sorted(missing)[:3]}"
+
+
+def test_sigterm_exits_cleanly_while_a_client_is_sending(
+    server_factory: Callable[..., ServerProcess], db_url: str
+) -> None:
+    server = server_factory(db_url)
+    sender = Sender(server, "term")
+    sender.start()
+    sender.wait_for(10)
+    code = server.stop(timeout=30)
+    assert code == 0, f"litelens serve exited with {code}:\n{server.log()[-2000:]}"
+    sender.stop.set()
+    sender.join(15)
+    assert all(r.status == 503 for r in sender.refused), sender.refused  # never a 500 on the way down
+    again = server_factory(db_url, port=server.port, key=False)
+    again.key = server.key
+    stored = set(stored_ids(again))
+    assert sender.acked and sender.acked <= stored, len(sender.acked - stored)
+    assert "Traceback" not in server.log(), server.log()[-3000:]
