@@ -724,3 +724,47 @@ def test_sigterm_exits_cleanly_while_a_client_is_sending(
     stored = set(stored_ids(again))
     assert sender.acked and sender.acked <= stored, len(sender.acked - stored)
     assert "Traceback" not in server.log(), server.log()[-3000:]
+
+
+# --------------------------------------------------------------------------------------------------
+# 8. Two collectors, one PostgreSQL
+
+
+@pytest.mark.service
+def test_two_servers_on_one_postgres_take_interleaved_ingest_without_loss_or_duplicates(
+    server_factory: Callable[..., ServerProcess], postgres_server: Any
+) -> None:
+    url = postgres_server.create_database()
+    first = server_factory(url)
+    second = server_factory(url, key=False)
+    second.key = first.key  # keys live in the shared database
+    sent: list[set[str]] = [set(), set()]
+    errors: list[Any] = []
+
+    def client(n: int) -> None:
+        clients = [first.client(), second.client()]
+        for k in range(25):
+            # Batches overlap their neighbours, the other client's batches, and go to both servers.
+            ids = [f"shared-{i}" for i in range(k * 20, k * 20 + 30)]
+            records = [make_record(i, metadata={"writer": n}) for i in ids]
+            answer = clients[(k + n) % 2].post_json("/v1/events", {"records": records})
+            if answer.status != 200 or answer.json()["accepted"] != 30:
+                errors.append(answer)
+                return
+            sent[n].update(ids)
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert not errors, errors[:3]
+    expected = sent[0] | sent[1]
+    assert len(expected) == 25 * 20 + 10
+    for server in (first, second):
+        stored = stored_ids(server)
+        assert len(stored) == len(set(stored)), "no call stored twice"
+        assert set(stored) == expected
+        window = f"start={time.time() - 3600}&end={time.time() + 60}&bucket=7200"
+        rows = server.client().get_json(f"/api/stats?{window}")["rows"]
+        assert sum(r["count"] for r in rows) == len(expected), "charts count each call once"
