@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,9 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def cli(*args: str, env: Mapping[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def cli(
+    *args: str, env: Mapping[str, str] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
     """Run `litelens ARGS...` and return what it did (never raises on a non-zero exit)."""
     return subprocess.run(
         [*CLI, *args],
@@ -71,9 +73,9 @@ class Client:
         self,
         method: str,
         path: str,
-        body: bytes | None = None,
+        body: bytes | Iterable[bytes] | None = None,
         headers: Mapping[str, str] | None = None,
-        key: str | None | bool = True,
+        key: str | bool | None = True,
     ) -> Response:
         """`key=True` uses the client's key, a string another key, None/False no Authorization header."""
         sent = dict(headers or {})
@@ -99,15 +101,15 @@ class Client:
             return Response(answer.status, {k.lower(): v for k, v in answer.getheaders()}, data)
         raise AssertionError("unreachable")
 
-    def get(self, path: str, key: str | None | bool = True) -> Response:
+    def get(self, path: str, key: str | bool | None = True) -> Response:
         return self.request("GET", path, key=key)
 
-    def get_json(self, path: str, key: str | None | bool = True) -> Any:
+    def get_json(self, path: str, key: str | bool | None = True) -> Any:
         answer = self.get(path, key=key)
         assert answer.status == 200, (path, answer)
         return answer.json()
 
-    def post_json(self, path: str, document: Any, key: str | None | bool = True) -> Response:
+    def post_json(self, path: str, document: Any, key: str | bool | None = True) -> Response:
         return self.request(
             "POST",
             path,
@@ -170,7 +172,9 @@ class ServerProcess:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"litelens serve exited with {self.proc.returncode}:\n{self.log()[-3000:]}")
+                raise RuntimeError(
+                    f"litelens serve exited with {self.proc.returncode}:\n{self.log()[-3000:]}"
+                )
             with contextlib.suppress(OSError):
                 conn = http.client.HTTPConnection(self.host, self.port, timeout=2)
                 try:

@@ -20,9 +20,8 @@ from typing import Any
 import litellm
 import pytest
 
-from server_helpers import ServerProcess
-
 from litelens.testing import FakeProvider, Receiver
+from server_helpers import ServerProcess
 
 pytestmark = pytest.mark.litellm_compat
 

@@ -26,6 +26,10 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcess
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 from opentelemetry.trace import SpanKind
+
+from litelens import semconv
+from litelens.callback import Callback, unregister
+from litelens.testing import FakeProvider
 from otlp_helpers import json_body
 from server_helpers import (
     Client,
@@ -37,10 +41,6 @@ from server_helpers import (
     otlp_json,
     otlp_json_span,
 )
-
-from litelens import semconv
-from litelens.callback import Callback, unregister
-from litelens.testing import FakeProvider
 
 FAKE_KEY = "sk-server-test-key-0000000000"
 
@@ -95,7 +95,12 @@ def test_litellm_calls_reach_the_server_with_exact_tokens_status_and_model(
     server: ServerProcess, provider: FakeProvider, callback_to: Callable[..., Callback]
 ) -> None:
     callback = callback_to(server)
-    common: dict[str, Any] = {"api_base": provider.url, "api_key": FAKE_KEY, "num_retries": 0, "max_retries": 0}
+    common: dict[str, Any] = {
+        "api_base": provider.url,
+        "api_key": FAKE_KEY,
+        "num_retries": 0,
+        "max_retries": 0,
+    }
     litellm.completion(
         model="openai/gpt-4o-mini",
         messages=[{"role": "user", "content": "one two three"}],
@@ -142,7 +147,11 @@ def test_litellm_calls_reach_the_server_with_exact_tokens_status_and_model(
     assert (stream["status"], stream["request_model"], stream["stream"]) == ("ok", "gpt-4o", True)
     assert stream["usage"]["input_tokens"] == 4 and stream["usage"]["output_tokens"] == 7
     assert stream["ttft_ms"] is not None
-    assert (emb["status"], emb["call_type"], emb["request_model"]) == ("ok", "embedding", "text-embedding-3-small")
+    assert (emb["status"], emb["call_type"], emb["request_model"]) == (
+        "ok",
+        "embedding",
+        "text-embedding-3-small",
+    )
     assert emb["usage"]["input_tokens"] == 6
     assert limited["status"] == "error"
     assert limited["error"]["type"] == "RateLimitError" and limited["error"]["status_code"] == 429
@@ -336,7 +345,7 @@ def test_oversized_bodies_and_batches_are_refused_with_413(limited_server: Serve
         chunked = client.request(
             "POST",
             path,
-            iter([big[i : i + 65536] for i in range(0, len(big), 65536)]),  # type: ignore[arg-type]
+            iter([big[i : i + 65536] for i in range(0, len(big), 65536)]),
             {"Content-Type": "application/json"},  # http.client sends an iterable chunked
         )
         assert chunked.status == 413, chunked
@@ -350,7 +359,9 @@ def test_oversized_bodies_and_batches_are_refused_with_413(limited_server: Serve
     assert answer.status == 413 and "101 records" in answer.json()["error"], answer
     assert client.get_json("/api/calls")["calls"] == [], "nothing of a refused batch is stored"
     # Exactly at the limit is fine.
-    answer = post(client, "/v1/events", json.dumps({"records": too_many["records"][:100]}).encode(), "application/json")
+    answer = post(
+        client, "/v1/events", json.dumps({"records": too_many["records"][:100]}).encode(), "application/json"
+    )
     assert answer.status == 200 and answer.json()["accepted"] == 100
     assert limited_server.alive()
 
@@ -445,7 +456,11 @@ def test_requests_without_a_valid_key_are_refused_on_every_route(sqlite_server: 
     for method, path in routes:
         for why, headers in refusals.items():
             answer = client.request(
-                method, path, body if method == "POST" else None, {"Content-Type": "application/json", **headers}, key=None
+                method,
+                path,
+                body if method == "POST" else None,
+                {"Content-Type": "application/json", **headers},
+                key=None,
             )
             assert answer.status == 401, (method, path, why, answer)
             assert "key" in answer.json()["error"]
@@ -457,7 +472,9 @@ def test_a_project_never_sees_another_projects_calls(sqlite_server: ServerProces
     ours = sqlite_server.client()
     theirs = sqlite_server.client(sqlite_server.create_key("other-team"))
     trace = "f" * 32
-    secret = make_record("ours-1", trace_id=trace, session_id="sess-ours", tags=["private"], metadata={"k": "v"})
+    secret = make_record(
+        "ours-1", trace_id=trace, session_id="sess-ours", tags=["private"], metadata={"k": "v"}
+    )
     assert ours.post_json("/v1/events", {"records": [secret]}).json()["accepted"] == 1
     assert theirs.post_json("/v1/events", {"records": [make_record("theirs-1")]}).json()["accepted"] == 1
     assert ours.get_json("/api/me") != theirs.get_json("/api/me")
@@ -477,7 +494,9 @@ def test_a_project_never_sees_another_projects_calls(sqlite_server: ServerProces
     assert "ours-1" not in exported and "theirs-1" in exported
     assert "ours-1" not in theirs.get("/api/export?format=csv").body.decode()
     # Sending the same call id does not overwrite (or reveal) the other project's call.
-    assert theirs.post_json("/v1/events", {"records": [make_record("ours-1", request_model="x")]}).status == 200
+    assert (
+        theirs.post_json("/v1/events", {"records": [make_record("ours-1", request_model="x")]}).status == 200
+    )
     assert ours.get_json("/api/calls/ours-1")["request_model"] == "gpt-4o-mini"
     assert ours.get_json("/api/calls/ours-1")["metadata"] == {"k": "v"}
 
@@ -497,7 +516,9 @@ def test_keys_are_stored_hashed(sqlite_server: ServerProcess, tmp_path: Path) ->
 def test_no_auth_is_refused_off_loopback_and_works_on_loopback(
     server_factory: Callable[..., ServerProcess], sqlite_url: str
 ) -> None:
-    done = cli("serve", "--no-auth", "--host", "0.0.0.0", "--port", str(free_port()), "--db", sqlite_url, timeout=30)
+    done = cli(
+        "serve", "--no-auth", "--host", "0.0.0.0", "--port", str(free_port()), "--db", sqlite_url, timeout=30
+    )
     assert done.returncode == 2, done
     assert "--no-auth" in done.stderr and "loopback" in done.stderr and "keys create" in done.stderr
     open_server = server_factory(sqlite_url, args=("--no-auth",), key=False)
@@ -580,7 +601,9 @@ def test_filters_and_cursor_pages_over_http(sqlite_server: ServerProcess) -> Non
     assert client.get("/api/calls?cursor=garbage").status == 400
 
 
-def test_export_streams_every_filtered_call_and_openapi_lists_the_routes(sqlite_server: ServerProcess) -> None:
+def test_export_streams_every_filtered_call_and_openapi_lists_the_routes(
+    sqlite_server: ServerProcess,
+) -> None:
     client = sqlite_server.client()
     records = seed(client, 1200)  # more than one store page
     answer = client.get("/api/export?format=jsonl&tag=even")
@@ -597,9 +620,14 @@ def test_export_streams_every_filtered_call_and_openapi_lists_the_routes(sqlite_
 
     document = client.get_json("/openapi.json", key=None)
     assert document["openapi"].startswith("3.")
-    assert {"/v1/events", "/v1/traces", "/api/calls", "/api/calls/{call_id}", "/api/export", "/api/stats"} <= set(
-        document["paths"]
-    )
+    assert {
+        "/v1/events",
+        "/v1/traces",
+        "/api/calls",
+        "/api/calls/{call_id}",
+        "/api/export",
+        "/api/stats",
+    } <= set(document["paths"])
     assert {"/api/traces/{trace_id}", "/api/sessions", "/api/sessions/{session_id}"} <= set(document["paths"])
 
 

@@ -14,10 +14,10 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from opentelemetry.trace import SpanKind, Tracer
-from otlp_helpers import json_body, protobuf_body, sdk_spans
-from server_helpers import Client, ServerProcess, make_record
 
 from litelens import semconv
+from otlp_helpers import json_body, protobuf_body, sdk_spans
+from server_helpers import Client, ServerProcess, make_record
 
 BODY_LIMIT = 64 * 1024
 # Hypothesis examples; each body example is sent six ways, each query example once.
@@ -112,7 +112,9 @@ def test_fuzzed_requests_never_get_a_5xx_and_stored_calls_survive(fuzz_server: S
     before = [client.get_json(f"/api/calls/{r['call_id']}") for r in seeded]
     statuses: dict[int, int] = {}
 
-    def send(method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None) -> None:
+    def send(
+        method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None
+    ) -> None:
         answer = client.request(method, path, body, headers)
         statuses[answer.status] = statuses.get(answer.status, 0) + 1
         assert answer.status < 500, (method, path, body[:200] if body else None, headers, answer)
