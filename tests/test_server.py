@@ -796,3 +796,20 @@ def test_two_servers_on_one_postgres_take_interleaved_ingest_without_loss_or_dup
         window = f"start={time.time() - 3600}&end={time.time() + 60}&bucket=7200"
         rows = server.client().get_json(f"/api/stats?{window}")["rows"]
         assert sum(r["count"] for r in rows) == len(expected), "charts count each call once"
+
+
+def test_a_number_too_large_for_the_database_is_a_rejected_record_not_a_retry_forever(
+    server: ServerProcess,
+) -> None:
+    """Found by the fuzz test: one huge integer made the whole batch a 503, which the sender retries
+    forever, so the good records with it were never stored."""
+    client = server.client()
+    batch = [
+        make_record("fine"),
+        make_record("huge", start_time=10**30),
+        make_record("huge-2", cost_usd=-(2**70)),
+    ]
+    answer = client.post_json("/v1/events", {"records": batch})
+    assert answer.status == 200, answer
+    assert [r["index"] for r in answer.json()["rejected"]] == [1, 2]
+    assert [c["call_id"] for c in client.get_json("/api/calls")["calls"]] == ["fine"]
