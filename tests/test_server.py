@@ -165,9 +165,8 @@ def test_litellm_calls_reach_the_server_with_exact_tokens_status_and_model(
     stats = client.get_json(f"/api/stats?start={time.time() - 3600}&end={time.time() + 60}&bucket=7200")
     assert sum(r["count"] for r in stats["rows"]) == 4
     assert sum(r["errors"] for r in stats["rows"]) == 1
-    assert sum(r["tokens_in"] for r in stats["rows"]) == 3 + 4 + 6 + sum(
-        [limited["usage"]["input_tokens"] or 0]
-    )
+    # The failed call adds whatever input tokens its own record carries (LiteLLM may estimate them).
+    assert sum(r["tokens_in"] for r in stats["rows"]) == 3 + 4 + 6 + (limited["usage"]["input_tokens"] or 0)
     assert sum(r["tokens_out"] for r in stats["rows"]) == 5 + 7
     by_model = client.get_json(
         f"/api/stats?start={time.time() - 3600}&end={time.time() + 60}&bucket=7200&group_by=model"
