@@ -1,5 +1,5 @@
-"""Shared fixtures: the fake provider, a receiver standing in for the litelens server, and a callback
-wired between them through real LiteLLM."""
+"""Shared fixtures: the fake provider, a receiver standing in for the litelens server, a callback wired
+between them through real LiteLLM, a throwaway PostgreSQL, and the real collector (`litelens serve`)."""
 
 from __future__ import annotations
 
@@ -7,19 +7,20 @@ import os
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from litelens.testing import FakeProvider, Receiver
+from server_helpers import ServerProcess
 
 REQUIRE_SERVICES = os.environ.get("LITELENS_REQUIRE_SERVICES") == "1"
 
 
 @pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> Iterator[None]:
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> Generator[None, Any, None]:
     """In CI a test that needs a real service must run: its skip is turned into a failure."""
     outcome = yield
     report = outcome.get_result()
@@ -87,3 +88,75 @@ def make_transport(receiver: Receiver, tmp_path: Path) -> Iterator[Callable[...,
     yield make
     for transport in made:
         transport.shutdown(2.0)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[Any]:
+    """A throwaway PostgreSQL cluster for the session (skips when no PostgreSQL binaries are installed)."""
+    from litelens.testing.postgres import TempPostgres, find_pg_bin
+
+    if find_pg_bin() is None:
+        pytest.skip(
+            "no PostgreSQL binaries (initdb) found; apt-get install postgresql or set LITELENS_PG_BIN"
+        )
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        pytest.skip("psycopg is not installed; pip install 'litelens[postgres]'")
+    with TempPostgres() as pg:
+        yield pg
+
+
+@pytest.fixture(
+    params=[
+        pytest.param("sqlite", id="sqlite"),
+        pytest.param("postgres", id="postgres", marks=pytest.mark.service),
+    ]
+)
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh, empty database: a SQLite file, or a new database in the session's PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/litelens.db"
+    pg = request.getfixturevalue("postgres_server")
+    return str(pg.create_database())
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path}/litelens.db"
+
+
+@pytest.fixture
+def server_factory(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
+    """Factory: `make(db_url, port=None, env=None, args=(), key=True)` starts `litelens serve`; a default
+    project key (made with `litelens keys create`) is on `.key`. Every server is stopped afterwards."""
+    made: list[ServerProcess] = []
+
+    def make(
+        db_url: str,
+        port: int | None = None,
+        env: dict[str, str] | None = None,
+        args: tuple[str, ...] = (),
+        key: bool = True,
+    ) -> ServerProcess:
+        server = ServerProcess(db_url, tmp_path, port=port, env=env, args=args)
+        made.append(server)
+        if key:
+            server.key = server.create_key("default")
+        return server.start()
+
+    yield make
+    for server in made:
+        server.stop()
+
+
+@pytest.fixture
+def server(server_factory: Callable[..., ServerProcess], db_url: str) -> ServerProcess:
+    """The real collector on a free loopback port, against SQLite and (service-marked) PostgreSQL."""
+    return server_factory(db_url)
+
+
+@pytest.fixture
+def sqlite_server(server_factory: Callable[..., ServerProcess], sqlite_url: str) -> ServerProcess:
+    """The real collector on SQLite only, for tests about the HTTP layer rather than the database."""
+    return server_factory(sqlite_url)

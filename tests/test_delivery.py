@@ -1,5 +1,5 @@
-"""End to end at volume: real LiteLLM calls of every kind -> litelens -> a receiver, with the receiver
-away for half the run and the process restarted in between."""
+"""End to end at volume: real LiteLLM calls of every kind -> litelens -> a receiver, and -> the real
+collector, with the collector away for half the run and the process restarted in between."""
 
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ import statistics
 import subprocess
 import sys
 import textwrap
+import time
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,7 @@ import litellm
 import pytest
 
 from litelens.testing import FakeProvider, Receiver
+from server_helpers import ServerProcess
 
 pytestmark = pytest.mark.litellm_compat
 
@@ -179,13 +182,17 @@ CHILD = textwrap.dedent(
 )
 
 
-def test_receiver_down_then_restart_loses_nothing(provider: FakeProvider, tmp_path: Path) -> None:
-    receiver = Receiver().start()
-    port = receiver.port
-    receiver.stop()  # away for the whole first half
+def test_receiver_down_then_restart_loses_nothing(
+    provider: FakeProvider, tmp_path: Path, server_factory: Callable[..., ServerProcess], sqlite_url: str
+) -> None:
+    """The real collector is away for the whole first half, then starts on the same port and database."""
+    away = ServerProcess(sqlite_url, tmp_path)
+    key = away.create_key("default")
+    port = away.port
     env = {
         **os.environ,
         "LITELENS_ENDPOINT": f"http://127.0.0.1:{port}",
+        "LITELENS_API_KEY": key,
         "LITELENS_SPOOL_DIR": str(tmp_path / "spool"),
         "LITELLM_LOCAL_MODEL_COST_MAP": "True",
     }
@@ -206,16 +213,23 @@ def test_receiver_down_then_restart_loses_nothing(provider: FakeProvider, tmp_pa
     down = child(0, 1000)
     assert down["stats"]["sent"] == 0
     assert down["stats"]["dropped"] == 0
-    receiver = Receiver(port=port).start()
-    try:
-        up = child(1000, 1000)
-        assert receiver.wait_for(2000, timeout=60), len(receiver.records)
-        ids = Counter(r["metadata"]["i"] for r in receiver.records)
-        assert sorted(ids) == list(range(2000))
-        assert max(ids.values()) == 1, "each record arrives exactly once"
-        assert len(receiver.records) == 2000
-    finally:
-        receiver.stop()
+    server = server_factory(sqlite_url, port=port, key=False)
+    server.key = key
+    client = server.client()
+    up = child(1000, 1000)
+    assert up["stats"]["dropped"] == 0 and up["stats"]["failed"] == 0, up["stats"]
+    records: list[dict[str, Any]] = []
+    deadline = time.monotonic() + 60
+    while len(records) < 2000 and time.monotonic() < deadline:
+        exported = client.get("/api/export?format=jsonl")
+        assert exported.status == 200, exported
+        records = [json.loads(line) for line in exported.body.splitlines()]
+        time.sleep(0.2)
+    ids = Counter(r["metadata"]["i"] for r in records)
+    assert sorted(ids) == list(range(2000)), f"{len(ids)} of 2000 calls stored"
+    assert max(ids.values()) == 1, "each call is stored exactly once"
+    assert len(records) == 2000
+    assert all(r["status"] == "ok" and r["usage"]["output_tokens"] == 3 for r in records)
     # The server being away must not show in the calls' latency: only the queue put is on the caller.
     median_down = statistics.median(down["latencies"])
     median_up = statistics.median(up["latencies"])

@@ -30,27 +30,6 @@ T0 = 1_790_000_000.0  # a fixed epoch (2026-09-21), so buckets are deterministic
 TRACE = "a" * 32
 
 
-@pytest.fixture(scope="session")
-def postgres_server() -> Iterator[Any]:
-    """A throwaway PostgreSQL cluster for the session (skips when no PostgreSQL binaries are installed).
-
-    Lives here rather than in conftest.py so it is importable on its own; move it when another module
-    needs a database.
-    """
-    from litelens.testing.postgres import TempPostgres, find_pg_bin
-
-    if find_pg_bin() is None:
-        pytest.skip(
-            "no PostgreSQL binaries (initdb) found; apt-get install postgresql or set LITELENS_PG_BIN"
-        )
-    try:
-        import psycopg  # noqa: F401
-    except ImportError:
-        pytest.skip("psycopg is not installed; pip install 'litelens[postgres]'")
-    with TempPostgres() as pg:
-        yield pg
-
-
 @pytest.fixture(
     params=[
         pytest.param("sqlite", id="sqlite"),

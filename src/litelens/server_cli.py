@@ -7,12 +7,17 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import signal
 import sys
+import threading
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Iterator
+from types import FrameType
 from typing import Any
 
 from litelens.config import Settings
@@ -49,15 +54,55 @@ def serve(args: argparse.Namespace) -> int:
     )
     # uvicorn stops accepting on SIGTERM/SIGINT, lets in-flight requests (and their commits) finish,
     # then runs the app's shutdown, which closes the store.
-    uvicorn.run(
-        app,
-        host=settings.host,
-        port=settings.port,
-        log_level=args.log_level,
-        access_log=False,
-        timeout_graceful_shutdown=30,
+    server = _server_class()(
+        uvicorn.Config(
+            app,
+            host=settings.host,
+            port=settings.port,
+            log_level=args.log_level,
+            access_log=False,
+            timeout_graceful_shutdown=30,
+        )
     )
-    return 0
+    server.run()
+    if not server.started:
+        print(f"litelens serve: could not start on {settings.host}:{settings.port}", file=sys.stderr)
+        return 3
+    return 130 if signal.SIGINT in server.signals else 0
+
+
+def _server_class() -> type[Any]:
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        """uvicorn's server, minus re-raising the stop signal after the graceful shutdown.
+
+        uvicorn re-raises SIGTERM once it has shut down, so the process dies *by* the signal (exit
+        -15) even though every in-flight batch was committed and the store closed; service managers
+        and `docker stop` then report a failure. A finished graceful stop is a clean exit: 0.
+        """
+
+        signals: list[int]
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            self.signals = []
+            if threading.current_thread() is not threading.main_thread():
+                yield
+                return
+
+            def on_signal(sig: int, frame: FrameType | None) -> None:
+                self.signals.append(sig)
+                self.handle_exit(sig, frame)
+
+            original = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+            try:
+                yield
+            finally:
+                for sig, handler in original.items():
+                    signal.signal(sig, handler)
+
+    return Server
 
 
 def _ensure_sqlite_dir(url: str) -> None:

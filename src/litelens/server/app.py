@@ -69,7 +69,7 @@ def create_app(settings: ServerSettings | None = None, store: Store | None = Non
         app.state.default_project_id = await run_in_threadpool(
             app.state.store.create_project, settings.default_project
         )
-        app.state.keys = KeyCache(app.state.store)
+        app.state.keys = KeyCache(app.state.store, ttl_s=settings.key_cache_ttl_s)
         stop = threading.Event()
         retention = None
         if settings.retention_s:

@@ -51,6 +51,8 @@ class ServerSettings:
     max_record_bytes: int = 2 * 2**20
     max_spans_per_request: int = 50_000
     default_project: str = "default"
+    key_cache_ttl_s: float = 30.0
+    """How long a key lookup is cached: a revoked key keeps working at most this long on each replica."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> ServerSettings:
@@ -60,6 +62,19 @@ class ServerSettings:
             values["host"] = env["LITELENS_HOST"]
         if env.get("LITELENS_PORT"):
             values["port"] = int(env["LITELENS_PORT"])
+        if env.get("LITELENS_KEY_CACHE_TTL"):
+            values["key_cache_ttl_s"] = parse_duration(env["LITELENS_KEY_CACHE_TTL"])
+        for name, field_name in (
+            ("LITELENS_MAX_BODY_BYTES", "max_body_bytes"),
+            ("LITELENS_MAX_RECORDS_PER_BATCH", "max_records_per_batch"),
+            ("LITELENS_MAX_RECORD_BYTES", "max_record_bytes"),
+            ("LITELENS_MAX_SPANS_PER_REQUEST", "max_spans_per_request"),
+        ):
+            if env.get(name):
+                try:
+                    values[field_name] = int(env[name])
+                except ValueError:
+                    raise ValueError(f"litelens: {name} must be a whole number, got {env[name]!r}") from None
         if env.get("LITELENS_RETENTION"):
             values["retention_s"] = parse_duration(env["LITELENS_RETENTION"])
         values.update({k: v for k, v in overrides.items() if v is not None})

@@ -41,7 +41,7 @@ Project = Annotated[int, Depends(project_id)]
 async def store_call(fn: Any, *args: Any) -> Any:
     try:
         return await run_in_threadpool(fn, *args)
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, OverflowError) as exc:
         # The store refusing a value is the data's fault: a 4xx, never a 500.
         raise ingest.IngestError(400, f"could not store the batch: {str(exc)[:200]}") from None
     except Exception as exc:

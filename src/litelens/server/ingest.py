@@ -89,8 +89,18 @@ _OPT_STR = (
 )
 
 
+# No time, duration or cost is anywhere near this; past it a value stops fitting the store's columns
+# (SQLite INTEGER, PostgreSQL double) or turns into infinity in `end - start`.
+_NUMBER_BOUND = 1e15
+
+
 def _finite(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    return (
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and abs(value) <= _NUMBER_BOUND
+    )
 
 
 def check_record(record: Any) -> str | None:
@@ -105,11 +115,11 @@ def check_record(record: Any) -> str | None:
         return "call_id must be a non-empty string of at most 256 characters"
     for key in ("start_time", "end_time"):
         if not _finite(record.get(key)):
-            return f"{key} must be a number (seconds since the epoch)"
+            return f"{key} must be a number (seconds since the epoch, at most {_NUMBER_BOUND:.0e})"
     for key in _NUMBERS:
         value = record.get(key)
         if value is not None and not _finite(value):
-            return f"{key} must be a finite number or null"
+            return f"{key} must be a finite number (at most {_NUMBER_BOUND:.0e} in size) or null"
     for key in _OPT_STR:
         value = record.get(key)
         if value is not None and not isinstance(value, str):

@@ -1,0 +1,814 @@
+"""The collector as users run it: `litelens serve` in its own process on loopback, fed by real LiteLLM
+through the core callback and by a stock OpenTelemetry SDK, queried over HTTP."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import json
+import signal
+import threading
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import litellm
+import pytest
+from opentelemetry.exporter.otlp.proto.http import Compression
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
+from opentelemetry.trace import SpanKind
+
+from litelens import semconv
+from litelens.callback import Callback, unregister
+from litelens.testing import FakeProvider
+from otlp_helpers import json_body
+from server_helpers import (
+    Client,
+    Response,
+    ServerProcess,
+    cli,
+    free_port,
+    make_record,
+    otlp_json,
+    otlp_json_span,
+)
+
+FAKE_KEY = "sk-server-test-key-0000000000"
+
+
+@pytest.fixture
+def callback_to(tmp_path: Path) -> Iterator[Callable[[ServerProcess], Callback]]:
+    """Factory: a litelens.Callback registered with LiteLLM and sending to a real server."""
+    made: list[Callback] = []
+
+    def make(server: ServerProcess, **kwargs: Any) -> Callback:
+        kwargs.setdefault("spool_dir", str(tmp_path / f"spool-{len(made)}"))
+        callback = Callback(endpoint=server.url, api_key=server.key, batch_max_age_s=0.05, **kwargs)
+        litellm.callbacks.append(callback)
+        made.append(callback)
+        return callback
+
+    yield make
+    for callback in made:
+        callback.shutdown(timeout=5)
+        unregister(callback)
+
+
+def delivered(callback: Callback, count: int, timeout: float = 30) -> dict[str, int]:
+    """Wait until LiteLLM has handed `count` calls to the callback (its success hooks run on a worker
+    thread, after the call returned) and the server acknowledged them; the callback's counters."""
+    deadline = time.monotonic() + timeout
+    while callback.stats()["submitted"] < count and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert callback.flush(timeout=max(1.0, deadline - time.monotonic()))
+    stats = callback.stats()
+    assert stats["sent"] == count, stats
+    return stats
+
+
+def wait_for_calls(client: Client, count: int, query: str = "", timeout: float = 30) -> list[dict[str, Any]]:
+    """The project's calls once `count` of them are visible (the sender batches in the background)."""
+    deadline = time.monotonic() + timeout
+    calls: list[dict[str, Any]] = []
+    while time.monotonic() < deadline:
+        calls = client.get_json(f"/api/calls?limit=1000{query}")["calls"]
+        if len(calls) >= count:
+            return calls
+        time.sleep(0.05)
+    raise AssertionError(f"{len(calls)} calls visible, expected {count}")
+
+
+# --------------------------------------------------------------------------------------------------
+# 1. Core layer -> real server
+
+
+def test_litellm_calls_reach_the_server_with_exact_tokens_status_and_model(
+    server: ServerProcess, provider: FakeProvider, callback_to: Callable[..., Callback]
+) -> None:
+    callback = callback_to(server)
+    common: dict[str, Any] = {
+        "api_base": provider.url,
+        "api_key": FAKE_KEY,
+        "num_retries": 0,
+        "max_retries": 0,
+    }
+    litellm.completion(
+        model="openai/gpt-4o-mini",
+        messages=[{"role": "user", "content": "one two three"}],
+        extra_headers={"x-fake-tokens": "5"},
+        metadata={"case": "sync"},
+        **common,
+    )
+    for _ in litellm.completion(
+        model="openai/gpt-4o",
+        messages=[{"role": "user", "content": "four five six seven"}],
+        stream=True,
+        extra_headers={"x-fake-tokens": "7", "x-fake-interval-ms": "1"},
+        metadata={"case": "stream"},
+        **common,
+    ):
+        pass
+    litellm.embedding(
+        model="openai/text-embedding-3-small",
+        input=["a b c d e f"],
+        metadata={"case": "embedding"},
+        **common,
+    )
+    with pytest.raises(litellm.RateLimitError):
+        litellm.completion(
+            model="openai/gpt-4o-mini",
+            messages=[{"role": "user", "content": "too many"}],
+            extra_headers={"x-fake-error": "429", "x-fake-retry-after": "0"},
+            metadata={"case": "429"},
+            **common,
+        )
+    delivered(callback, 4)
+
+    client = server.client()
+    calls = wait_for_calls(client, 4)
+    assert len(calls) == 4
+    full = {c["call_id"]: client.get_json(f"/api/calls/{c['call_id']}") for c in calls}
+    by_case = {r["metadata"]["case"]: r for r in full.values()}
+    summary = {c["call_id"]: c for c in calls}
+
+    sync, stream, emb, limited = by_case["sync"], by_case["stream"], by_case["embedding"], by_case["429"]
+    assert (sync["status"], sync["request_model"], sync["stream"]) == ("ok", "gpt-4o-mini", False)
+    assert sync["usage"]["input_tokens"] == 3 and sync["usage"]["output_tokens"] == 5
+    assert sync["usage"]["total_tokens"] == 8
+    assert (stream["status"], stream["request_model"], stream["stream"]) == ("ok", "gpt-4o", True)
+    assert stream["usage"]["input_tokens"] == 4 and stream["usage"]["output_tokens"] == 7
+    assert stream["ttft_ms"] is not None
+    assert (emb["status"], emb["call_type"], emb["request_model"]) == (
+        "ok",
+        "embedding",
+        "text-embedding-3-small",
+    )
+    assert emb["usage"]["input_tokens"] == 6
+    assert limited["status"] == "error"
+    assert limited["error"]["type"] == "RateLimitError" and limited["error"]["status_code"] == 429
+    # The list's summary rows say the same as the full records.
+    for call_id, record in full.items():
+        row = summary[call_id]
+        assert row["status"] == record["status"] and row["request_model"] == record["request_model"]
+        assert row["input_tokens"] == record["usage"]["input_tokens"]
+        assert row["output_tokens"] == record["usage"]["output_tokens"]
+
+    stats = client.get_json(f"/api/stats?start={time.time() - 3600}&end={time.time() + 60}&bucket=7200")
+    assert sum(r["count"] for r in stats["rows"]) == 4
+    assert sum(r["errors"] for r in stats["rows"]) == 1
+    # The failed call adds whatever input tokens its own record carries (LiteLLM may estimate them).
+    assert sum(r["tokens_in"] for r in stats["rows"]) == 3 + 4 + 6 + (limited["usage"]["input_tokens"] or 0)
+    assert sum(r["tokens_out"] for r in stats["rows"]) == 5 + 7
+    by_model = client.get_json(
+        f"/api/stats?start={time.time() - 3600}&end={time.time() + 60}&bucket=7200&group_by=model"
+    )
+    counts = {r["group"]: r["count"] for r in by_model["rows"]}
+    assert counts == {"gpt-4o-mini": 2, "gpt-4o": 1, "text-embedding-3-small": 1}
+
+
+# --------------------------------------------------------------------------------------------------
+# 2. OpenTelemetry SDK -> real server
+
+
+class PresetIds(RandomIdGenerator):
+    """Span ids handed out in a given order first, so an SDK span can carry the core record's span id."""
+
+    def __init__(self, span_ids: list[int]) -> None:
+        self.span_ids = span_ids
+
+    def generate_span_id(self) -> int:
+        return self.span_ids.pop(0) if self.span_ids else super().generate_span_id()
+
+
+# Fields that both the core record and a GenAI span carry, so both roads must agree on them.
+SHARED_FIELDS = (
+    "call_id",
+    "trace_id",
+    "span_id",
+    "parent_span_id",
+    "call_type",
+    "stream",
+    "is_async",
+    "request_model",
+    "response_model",
+    "response_id",
+    "provider",
+    "status",
+    "session_id",
+    "end_user",
+    "tags",
+    "metadata",
+    "cost_usd",
+)
+
+
+def shared(record: dict[str, Any]) -> dict[str, Any]:
+    out = {k: record.get(k) for k in SHARED_FIELDS}
+    out["usage"] = {k: v for k, v in (record.get("usage") or {}).items() if v}
+    out["start_time"] = round(record["start_time"], 3)
+    out["end_time"] = round(record["end_time"], 3)
+    return out
+
+
+def test_otel_sdk_spans_give_the_same_record_as_the_core_and_a_call_is_stored_once(
+    server: ServerProcess, provider: FakeProvider, callback_to: Callable[..., Callback]
+) -> None:
+    built: list[dict[str, Any]] = []
+
+    def keep(record: dict[str, Any]) -> dict[str, Any]:
+        built.append(json.loads(json.dumps(record)))
+        return record
+
+    callback = callback_to(server, processors=[keep])
+    protobuf_key = server.create_key("otel-protobuf")
+    json_key = server.create_key("otel-json")
+    gzip_json_key = server.create_key("otel-json-gzip")
+
+    memory = InMemorySpanExporter()
+    ids = PresetIds([])
+    tracer_provider = TracerProvider(resource=Resource.create({"service.name": "agent"}), id_generator=ids)
+    for key, compression in ((protobuf_key, Compression.NoCompression), (server.key, Compression.Gzip)):
+        tracer_provider.add_span_processor(
+            BatchSpanProcessor(
+                OTLPSpanExporter(
+                    endpoint=server.url + "/v1/traces",
+                    headers={"Authorization": f"Bearer {key}"},
+                    compression=compression,
+                )
+            )
+        )
+    tracer_provider.add_span_processor(SimpleSpanProcessor(memory))
+    tracer = tracer_provider.get_tracer("agent")
+
+    with tracer.start_as_current_span("plan the answer") as parent:
+        context = parent.get_span_context()
+        trace_id, parent_id = f"{context.trace_id:032x}", f"{context.span_id:016x}"
+        litellm.completion(
+            model="openai/gpt-4o-mini",
+            messages=[{"role": "user", "content": "what is seven times six"}],
+            api_base=provider.url,
+            api_key=FAKE_KEY,
+            extra_headers={"x-fake-tokens": "4"},
+            metadata={"trace_id": trace_id, "parent_span_id": parent_id, "session_id": "s-1", "tags": ["t1"]},
+        )
+        delivered(callback, 1)
+        assert len(built) == 1
+        record = built[0]
+        assert record["trace_id"] == trace_id and record["parent_span_id"] == parent_id
+        ids.span_ids.append(int(record["span_id"], 16))
+        span = tracer.start_span(
+            semconv.span_name(record),
+            kind=SpanKind.CLIENT,
+            attributes=semconv.record_to_attributes(record, capture_content=False),
+            start_time=int(record["start_time"] * 1e9),
+        )
+        span.end(end_time=int(record["end_time"] * 1e9))
+    assert tracer_provider.force_flush(30_000)
+
+    spans = memory.get_finished_spans()
+    assert len(spans) == 2
+    client = server.client()
+    for key, encoding in ((json_key, None), (gzip_json_key, "gzip")):
+        body = json_body(spans)
+        headers = {"Content-Type": "application/json"}
+        if encoding:
+            body = gzip.compress(body)
+            headers["Content-Encoding"] = encoding
+        request = urllib.request.Request(server.url + "/v1/traces", data=body, headers=headers)
+        request.add_header("Authorization", f"Bearer {key}")
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            assert answer.status == 200
+            assert json.loads(answer.read() or b"{}").get("partialSuccess", {}).get("rejectedSpans", 0) == 0
+    tracer_provider.shutdown()
+
+    expected = shared(record)
+    for key in (protobuf_key, json_key, gzip_json_key):
+        calls = wait_for_calls(client.__class__(server.url, key), 1)
+        assert [c["call_id"] for c in calls] == [record["call_id"]], key
+        stored = client.get_json(f"/api/calls/{record['call_id']}", key=key)
+        assert shared(stored) == expected
+        assert "request" not in stored or not stored["request"].get("messages"), "OTel content is off"
+        tree = client.get_json(f"/api/traces/{trace_id}", key=key)
+        assert [root["name"] for root in tree["roots"]] == ["plan the answer"]
+        [child] = tree["roots"][0]["children"]
+        assert child["call"]["call_id"] == record["call_id"]
+
+    # The default project saw the call from both roads: one call, the core's content kept.
+    calls = wait_for_calls(client, 1)
+    assert len(calls) == 1 and calls[0]["call_id"] == record["call_id"]
+    stored = client.get_json(f"/api/calls/{record['call_id']}")
+    assert shared(stored) == expected
+    assert stored["request"]["messages"][0]["content"] == "what is seven times six"
+    tree = client.get_json(f"/api/traces/{trace_id}")
+    assert len(tree["spans"]) == 2 and len(tree["calls"]) == 1
+    assert tree["roots"][0]["children"][0]["call"]["call_id"] == record["call_id"]
+
+
+# --------------------------------------------------------------------------------------------------
+# 3. Ingest limits and errors
+
+LIMITS = {"LITELENS_MAX_BODY_BYTES": str(2**20), "LITELENS_MAX_RECORDS_PER_BATCH": "100"}
+
+
+@pytest.fixture
+def limited_server(server_factory: Callable[..., ServerProcess], sqlite_url: str) -> ServerProcess:
+    """A collector with a 1 MiB body limit and at most 100 records a batch."""
+    return server_factory(sqlite_url, env=LIMITS)
+
+
+def post(client: Client, path: str, body: bytes, content_type: str, encoding: str | None = None) -> Response:
+    headers = {"Content-Type": content_type}
+    if encoding:
+        headers["Content-Encoding"] = encoding
+    answer = client.request("POST", path, body, headers)
+    assert answer.status < 500, answer
+    return answer
+
+
+def test_oversized_bodies_and_batches_are_refused_with_413(limited_server: ServerProcess) -> None:
+    client = limited_server.client()
+    big = json.dumps({"records": [make_record("big", metadata={"pad": "x" * 2**20})]}).encode()
+    for path in ("/v1/events", "/v1/traces"):
+        answer = post(client, path, big, "application/json")
+        assert answer.status == 413 and "limit" in answer.json()["error"], answer
+        # Without a Content-Length (chunked), the body is cut off once it passes the limit.
+        chunked = client.request(
+            "POST",
+            path,
+            iter([big[i : i + 65536] for i in range(0, len(big), 65536)]),
+            {"Content-Type": "application/json"},  # http.client sends an iterable chunked
+        )
+        assert chunked.status == 413, chunked
+        # A gzip bomb: 40 KiB on the wire, 40 MiB inflated.
+        bomb = gzip.compress(b" " * (40 * 2**20), compresslevel=9)
+        assert len(bomb) < 2**20
+        answer = post(client, path, bomb, "application/json", "gzip")
+        assert answer.status == 413 and "decompressed" in answer.json()["error"], answer
+    too_many = {"records": [make_record(f"r{i}") for i in range(101)]}
+    answer = post(client, "/v1/events", json.dumps(too_many).encode(), "application/json")
+    assert answer.status == 413 and "101 records" in answer.json()["error"], answer
+    assert client.get_json("/api/calls")["calls"] == [], "nothing of a refused batch is stored"
+    # Exactly at the limit is fine.
+    answer = post(
+        client, "/v1/events", json.dumps({"records": too_many["records"][:100]}).encode(), "application/json"
+    )
+    assert answer.status == 200 and answer.json()["accepted"] == 100
+    assert limited_server.alive()
+
+
+def test_a_malformed_record_is_rejected_by_index_and_the_rest_of_the_batch_is_stored(
+    sqlite_server: ServerProcess,
+) -> None:
+    client = sqlite_server.client()
+    batch = [
+        make_record("good-0"),
+        {**make_record("bad-call-id"), "call_id": ""},
+        make_record("good-2"),
+        make_record("bad-tokens", usage={"input_tokens": -4}),
+        "not an object",
+        make_record("bad-status", status="fine"),
+        make_record("good-6"),
+    ]
+    body = gzip.compress(json.dumps({"schema": "litelens.batch/1", "records": batch}).encode())
+    answer = post(client, "/v1/events", body, "application/json", "gzip")
+    assert answer.status == 200, answer
+    result = answer.json()
+    assert result["accepted"] == 3
+    reasons = {r["index"]: r["reason"] for r in result["rejected"]}
+    assert sorted(reasons) == [1, 3, 4, 5]
+    assert "call_id" in reasons[1] and "usage.input_tokens" in reasons[3]
+    assert "object" in reasons[4] and "status" in reasons[5]
+    stored = {c["call_id"] for c in client.get_json("/api/calls")["calls"]}
+    assert stored == {"good-0", "good-2", "good-6"}
+    for body, why in ((b"{not json", "not valid JSON"), (b'{"records": 3}', "records"), (b'"x"', "records")):
+        answer = post(client, "/v1/events", body, "application/json")
+        assert answer.status == 400 and why in answer.json()["error"], answer
+    answer = post(client, "/v1/events", b"\x1f\x8b not gzip", "application/json", "gzip")
+    assert answer.status == 400, answer
+
+
+def test_otlp_unknown_content_type_is_415_and_bad_spans_are_a_partial_success(
+    sqlite_server: ServerProcess,
+) -> None:
+    client = sqlite_server.client()
+    answer = post(client, "/v1/traces", b"hello", "text/plain")
+    assert answer.status == 415 and "application/x-protobuf" in answer.json()["error"], answer
+    answer = post(client, "/v1/traces", b"hello", "application/x-protobuf", "br")
+    assert answer.status == 415, answer
+
+    now = time.time_ns()
+    record = make_record("otlp-good")
+    attrs = semconv.record_to_attributes(record, capture_content=False)
+    good = otlp_json_span("ab" * 16, "cd" * 8, "chat gpt-4o-mini", attrs, now, now + 10**8)
+    bad_ids = {**good, "spanId": "", "name": "no span id"}
+    bad_trace = {**good, "traceId": "", "spanId": "ef" * 8}
+    answer = post(client, "/v1/traces", otlp_json([good, bad_ids, bad_trace]), "application/json")
+    assert answer.status == 200, answer
+    partial = answer.json()["partialSuccess"]
+    assert int(partial["rejectedSpans"]) == 2 and partial["errorMessage"], partial
+    assert [c["call_id"] for c in client.get_json("/api/calls")["calls"]] == ["otlp-good"]
+    # A truncated protobuf export is refused as a whole with a reason.
+    answer = post(client, "/v1/traces", b"\x0a\x02\x0a", "application/x-protobuf")
+    assert answer.status == 400 and answer.json()["error"], answer
+
+
+# --------------------------------------------------------------------------------------------------
+# 4. Auth
+
+
+def every_route(client: Client) -> list[tuple[str, str]]:
+    """(method, path) of every route in the OpenAPI document, path parameters filled in."""
+    document = client.get_json("/openapi.json", key=None)
+    routes = []
+    for path, operations in document["paths"].items():
+        for method in operations:
+            routes.append((method.upper(), path.replace("{call_id}", "c").replace("{trace_id}", "a" * 32)))
+    return [(m, p.replace("{session_id}", "s")) for m, p in routes]
+
+
+def test_requests_without_a_valid_key_are_refused_on_every_route(sqlite_server: ServerProcess) -> None:
+    client = sqlite_server.client()
+    routes = every_route(client)
+    paths = {p for _, p in routes}
+    assert {"/v1/events", "/v1/traces", "/api/calls", "/api/calls/c", "/api/export", "/api/stats"} <= paths
+    assert {"/api/sessions", "/api/sessions/s", f"/api/traces/{'a' * 32}", "/api/me"} <= paths
+    revoked = sqlite_server.create_key("gone")
+    done = cli("keys", "revoke", revoked, "--db", sqlite_server.db_url)
+    assert done.returncode == 0 and "revoked" in done.stdout, done
+    refusals = {
+        "no key": {},
+        "wrong key": {"Authorization": "Bearer ll_not-a-key-anyone-made"},
+        "empty bearer": {"Authorization": "Bearer "},
+        "wrong scheme": {"Authorization": f"Basic {sqlite_server.key}"},
+        "revoked key": {"Authorization": f"Bearer {revoked}"},
+    }
+    body = json.dumps({"records": [make_record("sneaky")]}).encode()
+    for method, path in routes:
+        for why, headers in refusals.items():
+            answer = client.request(
+                method,
+                path,
+                body if method == "POST" else None,
+                {"Content-Type": "application/json", **headers},
+                key=None,
+            )
+            assert answer.status == 401, (method, path, why, answer)
+            assert "key" in answer.json()["error"]
+    assert client.get_json("/api/calls")["calls"] == [], "nothing was stored by a refused request"
+    assert client.post_json("/v1/events", {"records": [make_record("allowed")]}).status == 200
+
+
+def test_a_project_never_sees_another_projects_calls(sqlite_server: ServerProcess) -> None:
+    ours = sqlite_server.client()
+    theirs = sqlite_server.client(sqlite_server.create_key("other-team"))
+    trace = "f" * 32
+    secret = make_record(
+        "ours-1", trace_id=trace, session_id="sess-ours", tags=["private"], metadata={"k": "v"}
+    )
+    assert ours.post_json("/v1/events", {"records": [secret]}).json()["accepted"] == 1
+    assert theirs.post_json("/v1/events", {"records": [make_record("theirs-1")]}).json()["accepted"] == 1
+    assert ours.get_json("/api/me") != theirs.get_json("/api/me")
+
+    assert [c["call_id"] for c in theirs.get_json("/api/calls")["calls"]] == ["theirs-1"]
+    assert [c["call_id"] for c in ours.get_json("/api/calls")["calls"]] == ["ours-1"]
+    assert theirs.get_json("/api/calls?q=ours-1&tag=private")["calls"] == []
+    assert theirs.get("/api/calls/ours-1").status == 404
+    assert theirs.get(f"/api/traces/{trace}").status == 404
+    assert theirs.get("/api/sessions/sess-ours").status == 404
+    assert [s["session_id"] for s in theirs.get_json("/api/sessions")["sessions"]] == []
+    assert ours.get_json("/api/sessions/sess-ours")["totals"]["calls"] == 1
+    window = f"start={time.time() - 3600}&end={time.time() + 60}&bucket=7200"
+    assert sum(r["count"] for r in theirs.get_json(f"/api/stats?{window}")["rows"]) == 1
+    assert sum(r["count"] for r in ours.get_json(f"/api/stats?{window}")["rows"]) == 1
+    exported = theirs.get("/api/export?format=jsonl").body.decode()
+    assert "ours-1" not in exported and "theirs-1" in exported
+    assert "ours-1" not in theirs.get("/api/export?format=csv").body.decode()
+    # Sending the same call id does not overwrite (or reveal) the other project's call.
+    assert (
+        theirs.post_json("/v1/events", {"records": [make_record("ours-1", request_model="x")]}).status == 200
+    )
+    assert ours.get_json("/api/calls/ours-1")["request_model"] == "gpt-4o-mini"
+    assert ours.get_json("/api/calls/ours-1")["metadata"] == {"k": "v"}
+
+
+def test_keys_are_stored_hashed(sqlite_server: ServerProcess, tmp_path: Path) -> None:
+    client = sqlite_server.client()
+    assert client.post_json("/v1/events", {"records": [make_record("k1")]}).status == 200
+    db = Path(sqlite_server.db_url[len("sqlite:///") - 1 :])
+    files = [p for p in db.parent.iterdir() if p.name.startswith(db.name)]
+    assert files
+    stored = b"".join(p.read_bytes() for p in files)
+    assert b"k1" in stored, "the database file is the one the server writes"
+    secret_part = sqlite_server.key[10:].encode()  # the first 10 characters are kept to tell keys apart
+    assert secret_part not in stored
+
+
+def test_no_auth_is_refused_off_loopback_and_works_on_loopback(
+    server_factory: Callable[..., ServerProcess], sqlite_url: str
+) -> None:
+    done = cli(
+        "serve", "--no-auth", "--host", "0.0.0.0", "--port", str(free_port()), "--db", sqlite_url, timeout=30
+    )
+    assert done.returncode == 2, done
+    assert "--no-auth" in done.stderr and "loopback" in done.stderr and "keys create" in done.stderr
+    open_server = server_factory(sqlite_url, args=("--no-auth",), key=False)
+    client = open_server.client()
+    assert client.post_json("/v1/events", {"records": [make_record("open")]}, key=None).status == 200
+    assert [c["call_id"] for c in client.get_json("/api/calls", key=None)["calls"]] == ["open"]
+
+
+def test_a_revoked_key_stops_working_within_the_cache_ttl(sqlite_server: ServerProcess) -> None:
+    client = sqlite_server.client()
+    assert client.post_json("/v1/events", {"records": [make_record("before")]}).status == 200
+    done = cli("keys", "revoke", sqlite_server.key, "--db", sqlite_server.db_url)
+    assert done.returncode == 0, done
+    deadline = time.monotonic() + 10  # the server was started with LITELENS_KEY_CACHE_TTL=0.5
+    while client.get("/api/calls").status == 200 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert client.get("/api/calls").status == 401
+    assert client.post_json("/v1/events", {"records": [make_record("after")]}).status == 401
+    assert cli("keys", "revoke", sqlite_server.key, "--db", sqlite_server.db_url).returncode == 1
+
+
+# --------------------------------------------------------------------------------------------------
+# 5. Query API
+
+
+def seed(client: Client, count: int = 60) -> list[dict[str, Any]]:
+    t0 = time.time() - 600
+    records = [
+        make_record(
+            f"q-{i:03d}",
+            t0 + i,
+            request_model=["gpt-4o", "gpt-4o-mini", "claude-3"][i % 3],
+            status="error" if i % 5 == 0 else "ok",
+            error={"type": "RateLimitError", "status_code": 429} if i % 5 == 0 else None,
+            tags=["even"] if i % 2 == 0 else ["odd"],
+            session_id=f"s{i % 4}",
+            metadata={"team": "red" if i % 3 == 0 else "blue"},
+            request={"messages": [{"role": "user", "content": f"needle-{i}" if i == 42 else "hay"}]},
+        )
+        for i in range(count)
+    ]
+    answer = client.post_json("/v1/events", {"records": records})
+    assert answer.status == 200 and answer.json()["accepted"] == count, answer
+    return records
+
+
+def test_filters_and_cursor_pages_over_http(sqlite_server: ServerProcess) -> None:
+    client = sqlite_server.client()
+    records = seed(client)
+
+    def ids(query: str) -> set[str]:
+        return {c["call_id"] for c in client.get_json(f"/api/calls?limit=1000&{query}")["calls"]}
+
+    def expect(pred: Callable[[int], bool]) -> set[str]:
+        return {r["call_id"] for i, r in enumerate(records) if pred(i)}
+
+    assert ids("model=gpt-4o") == expect(lambda i: i % 3 == 0)
+    assert ids("status=error") == expect(lambda i: i % 5 == 0)
+    assert ids("tag=even") == expect(lambda i: i % 2 == 0)
+    assert ids("session_id=s1") == expect(lambda i: i % 4 == 1)
+    assert ids("meta=team%3Dred") == expect(lambda i: i % 3 == 0)
+    assert ids("q=needle-42") == {"q-042"}
+    assert ids("model=claude-3&status=error&tag=even") == expect(lambda i: i % 3 == 2 and i % 10 == 0)
+    assert client.get("/api/calls?status=bogus").status == 422
+    assert client.get("/api/calls?meta=novalue").status == 400
+
+    seen: list[str] = []
+    cursor: str | None = None
+    pages = 0
+    while True:
+        query = "limit=7&model=gpt-4o-mini" + (f"&cursor={urllib.parse.quote(cursor)}" if cursor else "")
+        page = client.get_json(f"/api/calls?{query}")
+        seen += [c["call_id"] for c in page["calls"]]
+        pages += 1
+        cursor = page["next_cursor"]
+        if not cursor:
+            break
+    assert seen == sorted(expect(lambda i: i % 3 == 1), reverse=True), "newest first, each call once"
+    assert pages == 3
+    assert client.get("/api/calls?cursor=garbage").status == 400
+
+
+def test_export_streams_every_filtered_call_and_openapi_lists_the_routes(
+    sqlite_server: ServerProcess,
+) -> None:
+    client = sqlite_server.client()
+    records = seed(client, 1200)  # more than one store page
+    answer = client.get("/api/export?format=jsonl&tag=even")
+    assert answer.status == 200 and answer.headers["content-type"].startswith("application/x-ndjson")
+    lines = [json.loads(line) for line in answer.body.splitlines()]
+    assert [r["call_id"] for r in lines] == [r["call_id"] for r in records if "even" in r["tags"]]
+    assert lines[0]["request"]["messages"] == records[0]["request"]["messages"], "full records"
+    answer = client.get("/api/export?format=csv&status=error")
+    assert answer.status == 200 and answer.headers["content-type"].startswith("text/csv")
+    rows = list(csv.DictReader(io.StringIO(answer.body.decode())))
+    assert [r["call_id"] for r in rows] == [r["call_id"] for r in records if r["status"] == "error"]
+    assert {r["error_type"] for r in rows} == {"RateLimitError"}
+    assert rows[0]["input_tokens"] == "3" and rows[0]["tags"] == "even"
+
+    document = client.get_json("/openapi.json", key=None)
+    assert document["openapi"].startswith("3.")
+    assert {
+        "/v1/events",
+        "/v1/traces",
+        "/api/calls",
+        "/api/calls/{call_id}",
+        "/api/export",
+        "/api/stats",
+    } <= set(document["paths"])
+    assert {"/api/traces/{trace_id}", "/api/sessions", "/api/sessions/{session_id}"} <= set(document["paths"])
+
+
+# --------------------------------------------------------------------------------------------------
+# 9. The CLI against the real server
+
+
+def test_doctor_and_export_commands(sqlite_server: ServerProcess, tmp_path: Path) -> None:
+    env = {"LITELENS_ENDPOINT": sqlite_server.url, "LITELENS_API_KEY": sqlite_server.key}
+    done = cli("doctor", env=env)
+    assert done.returncode == 0, done
+    assert "ok    server reachable" in done.stdout and "test record was stored" in done.stdout
+    done = cli("doctor", env={**env, "LITELENS_API_KEY": "ll_wrong"})
+    assert done.returncode == 1 and "refused the API key (401)" in done.stdout, done
+    done = cli("doctor", "--endpoint", f"http://127.0.0.1:{free_port()}", env=env)
+    assert done.returncode == 1 and "cannot reach the server" in done.stdout, done
+
+    client = sqlite_server.client()
+    seed(client, 30)
+    done = cli("export", "--filter", "tag=even", env=env)
+    assert done.returncode == 0, done
+    exported = [json.loads(line) for line in done.stdout.splitlines()]
+    assert len(exported) == 15 and all(r["tags"] == ["even"] for r in exported)
+    out = tmp_path / "calls.csv"
+    done = cli("export", "--format", "csv", "--filter", "model=claude-3", "-o", str(out), env=env)
+    assert done.returncode == 0, done
+    rows = list(csv.DictReader(out.open()))
+    assert len(rows) == 10 and {r["request_model"] for r in rows} == {"claude-3"}
+    done = cli("export", "--since", "1m", env=env)
+    assert done.returncode == 0 and done.stdout.count("\n") == 1, "only the doctor's probe is that recent"
+    done = cli("export", env={**env, "LITELENS_API_KEY": "ll_wrong"})
+    assert done.returncode == 1 and "401" in done.stderr, done
+    done = cli("export", "--filter", "nonsense", env=env)
+    assert done.returncode == 2 and "name=value" in done.stderr
+
+
+# --------------------------------------------------------------------------------------------------
+# 7 and 10. Signals: what was acknowledged survives SIGKILL, and SIGTERM is a clean exit
+
+
+class Sender(threading.Thread):
+    """Streams batches of fresh records until the server goes away; notes every acknowledged call id."""
+
+    def __init__(self, server: ServerProcess, prefix: str, batch: int = 40) -> None:
+        super().__init__(daemon=True)
+        self.client = Client(server.url, server.key, timeout=10)
+        self.prefix = prefix
+        self.batch = batch
+        self.acked: set[str] = set()
+        self.batches = 0
+        self.refused: list[Response] = []
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        n = 0
+        while not self.stop.is_set():
+            records = [make_record(f"{self.prefix}-{n + i}") for i in range(self.batch)]
+            n += self.batch
+            try:
+                answer = self.client.post_json("/v1/events", {"records": records})
+            except OSError:
+                return  # the server is gone: those records were never acknowledged
+            if answer.status != 200:
+                self.refused.append(answer)
+                return
+            assert answer.json()["accepted"] == self.batch
+            self.acked.update(r["call_id"] for r in records)
+            self.batches += 1
+
+    def wait_for(self, batches: int, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while self.batches < batches and self.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert self.batches >= batches, f"only {self.batches} batches acknowledged"
+
+
+def stored_ids(server: ServerProcess) -> list[str]:
+    answer = server.client().get("/api/export?format=jsonl")
+    assert answer.status == 200, answer
+    return [json.loads(line)["call_id"] for line in answer.body.splitlines()]
+
+
+def test_every_acknowledged_batch_survives_sigkill(
+    server_factory: Callable[..., ServerProcess], sqlite_url: str
+) -> None:
+    server = server_factory(sqlite_url)
+    senders = [Sender(server, f"w{i}") for i in range(2)]
+    for sender in senders:
+        sender.start()
+    for sender in senders:
+        sender.wait_for(10)
+    assert server.proc is not None
+    server.proc.send_signal(signal.SIGKILL)  # mid-stream: both senders have requests in flight
+    server.proc.wait(10)
+    for sender in senders:
+        sender.join(15)
+        assert not sender.is_alive()
+    acked = set().union(*(s.acked for s in senders))
+
+    again = server_factory(sqlite_url, port=server.port, key=False)
+    again.key = server.key
+    stored = stored_ids(again)
+    assert len(stored) == len(set(stored))
+    missing = acked - set(stored)
+    assert not missing, f"{len(missing)} acknowledged calls lost, e.g. {sorted(missing)[:3]}"
+
+
+def test_sigterm_exits_cleanly_while_a_client_is_sending(
+    server_factory: Callable[..., ServerProcess], db_url: str
+) -> None:
+    server = server_factory(db_url)
+    sender = Sender(server, "term")
+    sender.start()
+    sender.wait_for(10)
+    code = server.stop(timeout=30)
+    assert code == 0, f"litelens serve exited with {code}:\n{server.log()[-2000:]}"
+    sender.stop.set()
+    sender.join(15)
+    assert all(r.status == 503 for r in sender.refused), sender.refused  # never a 500 on the way down
+    again = server_factory(db_url, port=server.port, key=False)
+    again.key = server.key
+    stored = set(stored_ids(again))
+    assert sender.acked and sender.acked <= stored, len(sender.acked - stored)
+    assert "Traceback" not in server.log(), server.log()[-3000:]
+
+
+# --------------------------------------------------------------------------------------------------
+# 8. Two collectors, one PostgreSQL
+
+
+@pytest.mark.service
+def test_two_servers_on_one_postgres_take_interleaved_ingest_without_loss_or_duplicates(
+    server_factory: Callable[..., ServerProcess], postgres_server: Any
+) -> None:
+    url = postgres_server.create_database()
+    first = server_factory(url)
+    second = server_factory(url, key=False)
+    second.key = first.key  # keys live in the shared database
+    sent: list[set[str]] = [set(), set()]
+    errors: list[Any] = []
+
+    def client(n: int) -> None:
+        clients = [first.client(), second.client()]
+        for k in range(25):
+            # Batches overlap their neighbours, the other client's batches, and go to both servers.
+            ids = [f"shared-{i}" for i in range(k * 20, k * 20 + 30)]
+            records = [make_record(i, metadata={"writer": n}) for i in ids]
+            answer = clients[(k + n) % 2].post_json("/v1/events", {"records": records})
+            if answer.status != 200 or answer.json()["accepted"] != 30:
+                errors.append(answer)
+                return
+            sent[n].update(ids)
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert not errors, errors[:3]
+    expected = sent[0] | sent[1]
+    assert len(expected) == 25 * 20 + 10
+    for server in (first, second):
+        stored = stored_ids(server)
+        assert len(stored) == len(set(stored)), "no call stored twice"
+        assert set(stored) == expected
+        window = f"start={time.time() - 3600}&end={time.time() + 60}&bucket=7200"
+        rows = server.client().get_json(f"/api/stats?{window}")["rows"]
+        assert sum(r["count"] for r in rows) == len(expected), "charts count each call once"
+
+
+def test_a_number_too_large_for_the_database_is_a_rejected_record_not_a_retry_forever(
+    server: ServerProcess,
+) -> None:
+    """Found by the fuzz test: one huge integer made the whole batch a 503, which the sender retries
+    forever, so the good records with it were never stored."""
+    client = server.client()
+    batch = [
+        make_record("fine"),
+        make_record("huge", start_time=10**30),
+        make_record("huge-2", cost_usd=-(2**70)),
+    ]
+    answer = client.post_json("/v1/events", {"records": batch})
+    assert answer.status == 200, answer
+    assert [r["index"] for r in answer.json()["rejected"]] == [1, 2]
+    assert [c["call_id"] for c in client.get_json("/api/calls")["calls"]] == ["fine"]
