@@ -59,10 +59,32 @@ MODELS = [
     ("llama-3-70b", "groq"),
 ]
 TAGS = ["prod", "staging", "batch", "chat", "rag", "eval", "beta"]
-WORDS = (
-    "the invoice total shipping order customer refund weather city paris summary please explain "
-    "policy account password reset model answer question context document retrieval chunk"
-).split()
+WORDS = [
+    "the",
+    "invoice",
+    "total",
+    "shipping",
+    "order",
+    "customer",
+    "refund",
+    "weather",
+    "city",
+    "paris",
+    "summary",
+    "please",
+    "explain",
+    "policy",
+    "account",
+    "password",
+    "reset",
+    "model",
+    "answer",
+    "question",
+    "context",
+    "document",
+    "retrieval",
+    "chunk",
+]
 
 
 def _text(rng: random.Random, words: int) -> str:
@@ -118,7 +140,10 @@ def make_records(n: int, t0: float, rng: random.Random) -> list[dict[str, Any]]:
         }
         record = from_standard_logging(
             slo,
-            user_metadata={"feature": rng.choice(["faq", "search", "summarize"]), "tenant": f"t{rng.randrange(40)}"},
+            user_metadata={
+                "feature": rng.choice(["faq", "search", "summarize"]),
+                "tenant": f"t{rng.randrange(40)}",
+            },
             session_id=f"sess-{rng.randrange(5000)}" if rng.random() < 0.3 else None,
             exception_type="RateLimitError" if failed else None,
             error_status=429 if failed else None,
@@ -182,7 +207,7 @@ def send(url: str, path: str, headers: dict[str, str], bodies: list[bytes], conc
     errors: list[str] = []
 
     def worker() -> None:
-        conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=300)
+        conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=300)
         while True:
             with lock:
                 if not todo or errors:
@@ -250,9 +275,8 @@ def wait_http(url: str, timeout: float, process: subprocess.Popen[Any] | None = 
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
             raise RuntimeError(f"server exited with {process.returncode}")
-        with contextlib.suppress(OSError):
-            with urllib.request.urlopen(url, timeout=2):
-                return
+        with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=2):
+            return
         time.sleep(0.2)
     raise TimeoutError(f"{url} did not answer within {timeout:.0f} s")
 
@@ -377,7 +401,9 @@ def phoenix_server(python: Path, start_timeout: float) -> Iterator[str]:
 
 def phoenix_span_count(url: str) -> int:
     query = json.dumps({"query": "{ projects { edges { node { name recordCount } } } }"}).encode()
-    request = urllib.request.Request(url + "/graphql", data=query, headers={"content-type": "application/json"})
+    request = urllib.request.Request(
+        url + "/graphql", data=query, headers={"content-type": "application/json"}
+    )
     with urllib.request.urlopen(request, timeout=30) as response:
         data = json.loads(response.read())
     if data.get("errors"):
@@ -441,7 +467,9 @@ def databases(want_postgres: bool) -> Iterator[list[tuple[str, Any]]]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--records", type=int, default=30_000)
     parser.add_argument("--batch", type=int, default=1000)
     parser.add_argument("--concurrency", type=int, default=4, help="sender connections")
@@ -478,17 +506,21 @@ def main() -> int:
             for name, fresh in dbs:
                 overall, first, last = measure_store(fresh(), [dict(r) for r in records], args.batch)
                 rows.append(
-                    ("store.write() in-process", name, f"{overall:9,.0f}  (first fifth {first:,.0f}, last {last:,.0f})")
+                    (
+                        "store.write() in-process",
+                        name,
+                        f"{overall:9,.0f}  (first fifth {first:,.0f}, last {last:,.0f})",
+                    )
                 )
                 print(rows[-1], file=sys.stderr)
         if args.only in (None, "http"):
             for name, fresh in dbs:
-                for path, bodies, last in (
+                for path, bodies, last_id in (
                     ("/v1/events", ev_bodies, records[-1]["call_id"]),
                     ("/v1/traces", tr_bodies, last_span_call),
                 ):
                     with litelens_server(fresh()) as url:
-                        rate = measure_litelens(url, path, bodies, args.records, last, args.concurrency)
+                        rate = measure_litelens(url, path, bodies, args.records, last_id, args.concurrency)
                     rows.append((f"litelens serve {path}", name, f"{rate:9,.0f}"))
                     print(rows[-1], file=sys.stderr)
                     with litelens_server(fresh(), noop=True) as url:
@@ -506,8 +538,8 @@ def main() -> int:
             print(f"Arize Phoenix: skipped ({type(exc).__name__}: {str(exc)[:400]})")
 
     print(f"\n{'sent to queryable':48} {'db':9} {'records/s'}")
-    for what, db, rate in rows:
-        print(f"{what:48} {db:9} {rate}")
+    for what, db, figure in rows:
+        print(f"{what:48} {db:9} {figure}")
     return 0
 
 

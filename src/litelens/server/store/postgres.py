@@ -19,7 +19,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from litelens.server.store.sql import SESSIONS_BACKFILL, SQLStore
+from litelens.server.store import rollup
+from litelens.server.store.sql import SESSIONS_BACKFILL, SUMMARY_COLUMNS, SQLStore, _chunks
 
 try:
     import psycopg
@@ -210,6 +211,8 @@ class PostgresStore(SQLStore):
     """`Store` on PostgreSQL, for deployments with several collectors or more data than one file."""
 
     MIGRATIONS = (_V1, _V2, _V3)
+    _LEAST = "LEAST"
+    _GREATEST = "GREATEST"
 
     def __init__(self, url: str, *, pool_size: int = 4) -> None:
         self.url = url
@@ -231,6 +234,61 @@ class PostgresStore(SQLStore):
     def _read(self) -> Iterator[psycopg.Cursor[Any]]:
         with self._pool.connection() as conn, conn.cursor() as cur:
             yield cur
+
+    def _insert_calls(self, cur: psycopg.Cursor[Any], rows: list[tuple[Any, ...]]) -> None:
+        # COPY: these calls are known absent (looked up under the advisory lock), so nothing can conflict,
+        # and COPY loads rows several times faster than an INSERT per row, even pipelined.
+        columns = ", ".join(("project_id", *SUMMARY_COLUMNS, "record"))
+        with cur.copy(f"COPY calls ({columns}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+
+    def _insert_tags(self, cur: psycopg.Cursor[Any], tag_rows: list[tuple[Any, ...]]) -> None:
+        # One statement over arrays instead of a statement per tag.
+        cur.execute(
+            "INSERT INTO call_tags (project_id, call_id, tag) "
+            "SELECT * FROM unnest(%s::bigint[], %s::text[], %s::text[]) ON CONFLICT DO NOTHING",
+            ([r[0] for r in tag_rows], [r[1] for r in tag_rows], [r[2] for r in tag_rows]),
+        )
+
+    def _hist_set(self, column: str) -> str:
+        # Merged in Python by _merge_stored_hists: the same merge as a SQL function on jsonb cost ~200 µs
+        # a row in the database, several times the read and the Python merge.
+        return f"{column} = excluded.{column}"
+
+    def _merge_stored_hists(
+        self, cur: psycopg.Cursor[Any], project_id: int, upserts: list[tuple[Any, ...]]
+    ) -> list[tuple[Any, ...]]:
+        stored: dict[tuple[Any, ...], tuple[str, str]] = {}
+        for chunk in _chunks(upserts, 2000):
+            cur.execute(
+                "SELECT r.resolution, r.dim, r.bucket, r.value, r.latency_hist, r.ttft_hist FROM rollups r "
+                "JOIN unnest(%s::int[], %s::text[], %s::bigint[], %s::text[]) AS k (resolution, dim, bucket, value) "
+                "ON r.project_id = %s AND r.resolution = k.resolution AND r.dim = k.dim AND r.bucket = k.bucket "
+                "AND r.value = k.value",
+                (
+                    [u[1] for u in chunk],
+                    [u[2] for u in chunk],
+                    [u[3] for u in chunk],
+                    [u[4] for u in chunk],
+                    project_id,
+                ),
+            )
+            for resolution, dim, bucket, value, latency, ttft in cur.fetchall():
+                stored[(int(resolution), dim, int(bucket), value)] = (latency, ttft)
+        if not stored:
+            return upserts
+        out = []
+        for row in upserts:
+            old = stored.get(row[1:5])
+            if old is not None:
+                row = (
+                    *row[:10],
+                    rollup.merge_hist_text(old[0], row[10]),
+                    rollup.merge_hist_text(old[1], row[11]),
+                )
+            out.append(row)
+        return out
 
     def _metadata_condition(self, key: str) -> tuple[str, list[Any]]:
         return "(c.record -> 'metadata' ->> CAST(? AS text)) = ?", [key]

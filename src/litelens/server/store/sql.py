@@ -13,7 +13,6 @@ import logging
 import math
 import time
 from abc import abstractmethod
-from collections import defaultdict
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import Any
@@ -119,6 +118,12 @@ _RETENTION_TARGET_S = 0.1
 # Keep IN (...) lists well under SQLite's parameter limit.
 _CHUNK = 400
 
+# write() sums rollup deltas per minute row, then derives the coarser rows (`rollup.coarsen`).
+_MINUTE = (60,)
+
+# Positions in a `call_row` tuple that the session upsert reads.
+_ROW_START, _ROW_END, _ROW_STATUS, _ROW_SESSION, _ROW_TOTAL, _ROW_COST = 2, 3, 11, 15, 22, 23
+
 
 def _chunks(items: Sequence[Any], size: int = _CHUNK) -> Iterator[Sequence[Any]]:
     for i in range(0, len(items), size):
@@ -190,6 +195,25 @@ def call_row(project_id: int, record: Mapping[str, Any]) -> tuple[Any, ...]:
     )
 
 
+def _add_to_session(added: dict[str, list[Any]], row: tuple[Any, ...]) -> None:
+    """Fold a new call's `calls` row into its session's batch aggregate (the `sessions` columns)."""
+    cost = row[_ROW_COST] or 0.0
+    error = 1 if row[_ROW_STATUS] == "error" else 0
+    agg = added.get(row[_ROW_SESSION])
+    if agg is None:
+        added[row[_ROW_SESSION]] = [
+            row[_ROW_START], row[_ROW_START], row[_ROW_END], 1, row[_ROW_TOTAL], cost, error
+        ]  # fmt: skip
+        return
+    agg[0] = min(agg[0], row[_ROW_START])
+    agg[1] = max(agg[1], row[_ROW_START])
+    agg[2] = max(agg[2], row[_ROW_END])
+    agg[3] += 1
+    agg[4] += row[_ROW_TOTAL]
+    agg[5] += cost
+    agg[6] += error
+
+
 def _without_nul(value: Any) -> Any:
     if isinstance(value, str):
         return value.replace("\x00", "")
@@ -210,6 +234,10 @@ class SQLStore(Store):
 
     #: Per version, the statements that bring the schema from the previous version to it.
     MIGRATIONS: Sequence[Sequence[str]] = ()
+
+    #: The two-argument minimum and maximum functions of the dialect.
+    _LEAST = "MIN"
+    _GREATEST = "MAX"
 
     # ---- what a backend provides
 
@@ -352,6 +380,11 @@ class SQLStore(Store):
         A record already stored is merged with the incoming one (`merge_records`); its old contribution
         to the rollups is subtracted and the merged one's added, so a retried batch or a call reported by
         two layers counts once. An unchanged retry writes nothing.
+
+        Why it is shaped so: one `IN (...)` lookup per 400 ids finds the few calls already stored, and
+        only those are read and merged; everything else is a new call, whose session and rollup rows
+        take additive upserts (`x = x + excluded.x`) summed in Python per batch first, so a batch of
+        1,000 calls costs a handful of `executemany` statements and no read of rollup rows.
         """
         incoming: dict[str, Record] = {}
         for record in records:
@@ -364,50 +397,82 @@ class SQLStore(Store):
         if not incoming and not spans:
             return
         with self._write() as cur:
-            stored = self._stored_records(cur, project_id, list(incoming))
-            deltas: dict[rollup.RollupKey, rollup.Delta] = {}
-            rows: list[tuple[Any, ...]] = []
+            stored = self._stored_records(cur, project_id, list(incoming)) if incoming else {}
+            minute: dict[rollup.RollupKey, rollup.Delta] = {}
+            rows: list[tuple[Any, ...]] = []  # calls not stored before
+            merged_rows: list[tuple[Any, ...]] = []
             tag_rows: list[tuple[Any, ...]] = []
             replaced: list[str] = []
-            sessions: set[str] = set()
+            refresh: set[str] = set()
+            added: dict[str, list[Any]] = {}
             for call_id, record in incoming.items():
                 old = stored.get(call_id)
                 if old is not None:
                     merged = merge_records(old, record)
                     if merged == old:
                         continue
-                    rollup.add_record(deltas, old, -1)
+                    rollup.add_record(minute, old, -1, _MINUTE)
                     replaced.append(call_id)
                     if old.get("session_id"):
-                        sessions.add(str(old["session_id"]))
+                        refresh.add(str(old["session_id"]))
+                    if merged.get("session_id"):
+                        refresh.add(str(merged["session_id"]))
                 else:
                     merged = record
-                if merged.get("session_id"):
-                    sessions.add(str(merged["session_id"]))
-                rollup.add_record(deltas, merged, 1)
-                rows.append(call_row(project_id, merged))
+                rollup.add_record(minute, merged, 1, _MINUTE)
+                row = call_row(project_id, merged)
+                (rows if old is None else merged_rows).append(row)
+                if old is None and row[_ROW_SESSION] is not None:
+                    _add_to_session(added, row)
                 for tag in dict.fromkeys(merged.get("tags") or []):
                     tag_rows.append((project_id, call_id, str(tag)[:200]))
             if rows:
-                self._upsert_calls(cur, rows)
+                self._insert_calls(cur, rows)
+            if merged_rows:
+                self._upsert_calls(cur, merged_rows)
             if replaced:
                 cur.executemany(
                     self._q("DELETE FROM call_tags WHERE project_id = ? AND call_id = ?"),
                     [(project_id, call_id) for call_id in replaced],
                 )
             if tag_rows:
-                cur.executemany(
-                    self._q(
-                        "INSERT INTO call_tags (project_id, call_id, tag) VALUES (?, ?, ?) ON CONFLICT DO NOTHING"
-                    ),
-                    tag_rows,
-                )
+                self._insert_tags(cur, tag_rows)
             if spans:
                 self._upsert_spans(cur, project_id, spans)
-            if sessions:
-                self._refresh_sessions(cur, project_id, sessions)
-            if deltas:
-                self._apply_rollups(cur, project_id, deltas)
+            if added:
+                self._add_sessions(cur, project_id, added)
+            if refresh:
+                # After the additive upserts: a recomputed row is exact whatever they did to it.
+                self._refresh_sessions(cur, project_id, refresh)
+            if minute:
+                self._apply_rollups(cur, project_id, rollup.coarsen(minute))
+
+    def _hist_set(self, column: str) -> str:
+        """The rollup upsert's SET clause for a histogram column (default: SQL function merges them)."""
+        return f"{column} = litelens_hist_add(rollups.{column}, excluded.{column})"
+
+    def _merge_stored_hists(
+        self, cur: Any, project_id: int, upserts: list[tuple[Any, ...]]
+    ) -> list[tuple[Any, ...]]:
+        """The upsert rows with their histograms already merged with the stored ones, when `_hist_set`
+        does not merge in SQL. The default merges in SQL and returns the rows unchanged."""
+        return upserts
+
+    def _add_sessions(self, cur: Any, project_id: int, added: dict[str, list[Any]]) -> None:
+        """Add new calls to their sessions' rows (exact for calls not stored before: nothing to undo)."""
+        least, greatest = self._LEAST, self._GREATEST
+        cur.executemany(
+            self._q(
+                "INSERT INTO sessions (project_id, session_id, first_time, last_start, last_time, calls, tokens, "
+                "cost, errors) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (project_id, session_id) DO UPDATE SET "
+                f"first_time = {least}(sessions.first_time, excluded.first_time), "
+                f"last_start = {greatest}(sessions.last_start, excluded.last_start), "
+                f"last_time = {greatest}(sessions.last_time, excluded.last_time), "
+                "calls = sessions.calls + excluded.calls, tokens = sessions.tokens + excluded.tokens, "
+                "cost = sessions.cost + excluded.cost, errors = sessions.errors + excluded.errors"
+            ),
+            [(project_id, sid, *agg) for sid, agg in sorted(added.items())],
+        )
 
     def _refresh_sessions(self, cur: Any, project_id: int, sessions: set[str]) -> None:
         ordered = sorted(sessions)
@@ -425,6 +490,18 @@ class SQLStore(Store):
             for call_id, text in cur.fetchall():
                 found[call_id] = self._load_json(text)
         return found
+
+    def _insert_tags(self, cur: Any, tag_rows: list[tuple[Any, ...]]) -> None:
+        cur.executemany(
+            self._q(
+                "INSERT INTO call_tags (project_id, call_id, tag) VALUES (?, ?, ?) ON CONFLICT DO NOTHING"
+            ),
+            tag_rows,
+        )
+
+    def _insert_calls(self, cur: Any, rows: list[tuple[Any, ...]]) -> None:
+        """Insert `calls` rows the writer found absent under its lock (a backend may bulk-load them)."""
+        self._upsert_calls(cur, rows)
 
     def _upsert_calls(self, cur: Any, rows: list[tuple[Any, ...]]) -> None:
         columns = ("project_id", *SUMMARY_COLUMNS, "record")
@@ -477,49 +554,25 @@ class SQLStore(Store):
         )
 
     def _apply_rollups(self, cur: Any, project_id: int, deltas: dict[rollup.RollupKey, rollup.Delta]) -> None:
-        """Read-modify-write the touched rollup rows; safe because `_write` serializes writers."""
-        by_resolution: dict[int, set[int]] = defaultdict(set)
-        for resolution, bucket, _dim, _value in deltas:
-            by_resolution[resolution].add(bucket)
-        current: dict[rollup.RollupKey, rollup.Delta] = {}
-        for resolution, buckets in by_resolution.items():
-            for chunk in _chunks(sorted(buckets)):
-                marks = ", ".join("?" * len(chunk))
-                cur.execute(
-                    self._q(
-                        "SELECT bucket, dim, value, count, errors, tokens_in, tokens_out, cost, latency_hist, "
-                        f"ttft_hist FROM rollups WHERE project_id = ? AND resolution = ? AND bucket IN ({marks})"
-                    ),
-                    (project_id, resolution, *chunk),
-                )
-                for bucket, dim, value, count, errors, t_in, t_out, cost, lat, ttft in cur.fetchall():
-                    key = (resolution, int(bucket), dim, value)
-                    if key in deltas:
-                        current[key] = rollup.Delta(
-                            int(count),
-                            int(errors),
-                            int(t_in),
-                            int(t_out),
-                            float(cost),
-                            rollup.load_hist(lat),
-                            rollup.load_hist(ttft),
-                        )
+        """Add the batch's deltas to the rollup rows in one `executemany` upsert.
+
+        Scalars add up in the statement (`count = rollups.count + excluded.count`). Histograms are
+        merged by `_hist_set` in SQL where the backend can call Python (SQLite), or else read and merged
+        here first (`_merge_stored_hists`). A row whose count falls to zero (a merged call moved to
+        another group) is deleted afterwards. Safe because `_write` serializes writers.
+        """
         upserts: list[tuple[Any, ...]] = []
-        deletes: list[tuple[Any, ...]] = []
+        emptied: list[tuple[Any, ...]] = []
         for key, delta in deltas.items():
+            latency = rollup.dump_hist(delta.latency)
+            ttft = rollup.dump_hist(delta.ttft)
             if (
                 not (delta.count or delta.errors or delta.tokens_in or delta.tokens_out or delta.cost)
-                and not any(delta.latency.values())
-                and not any(delta.ttft.values())
+                and latency == "[]"
+                and ttft == "[]"
             ):
                 continue
-            total = current.get(key) or rollup.Delta()
-            total.add(delta)
             resolution, bucket, dim, value = key
-            if total.count <= 0:
-                if key in current:
-                    deletes.append((project_id, resolution, dim, bucket, value))
-                continue
             upserts.append(
                 (
                     project_id,
@@ -527,33 +580,38 @@ class SQLStore(Store):
                     dim,
                     bucket,
                     value,
-                    total.count,
-                    total.errors,
-                    total.tokens_in,
-                    total.tokens_out,
-                    total.cost,
-                    rollup.dump_hist(total.latency),
-                    rollup.dump_hist(total.ttft),
+                    delta.count,
+                    delta.errors,
+                    delta.tokens_in,
+                    delta.tokens_out,
+                    delta.cost,
+                    latency,
+                    ttft,
                 )
             )
-        if deletes:
-            cur.executemany(
-                self._q(
-                    "DELETE FROM rollups WHERE project_id = ? AND resolution = ? AND dim = ? AND bucket = ? AND value = ?"
-                ),
-                deletes,
-            )
+            if delta.count < 0:
+                emptied.append((project_id, resolution, dim, bucket, value))
         if upserts:
+            upserts = self._merge_stored_hists(cur, project_id, upserts)
             cur.executemany(
                 self._q(
                     "INSERT INTO rollups (project_id, resolution, dim, bucket, value, count, errors, tokens_in, "
                     "tokens_out, cost, latency_hist, ttft_hist) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
                     "ON CONFLICT (project_id, resolution, dim, bucket, value) DO UPDATE SET "
-                    "count = excluded.count, errors = excluded.errors, tokens_in = excluded.tokens_in, "
-                    "tokens_out = excluded.tokens_out, cost = excluded.cost, "
-                    "latency_hist = excluded.latency_hist, ttft_hist = excluded.ttft_hist"
+                    "count = rollups.count + excluded.count, errors = rollups.errors + excluded.errors, "
+                    "tokens_in = rollups.tokens_in + excluded.tokens_in, "
+                    "tokens_out = rollups.tokens_out + excluded.tokens_out, cost = rollups.cost + excluded.cost, "
+                    f"{self._hist_set('latency_hist')}, {self._hist_set('ttft_hist')}"
                 ),
                 upserts,
+            )
+        if emptied:
+            cur.executemany(
+                self._q(
+                    "DELETE FROM rollups WHERE project_id = ? AND resolution = ? AND dim = ? AND bucket = ? "
+                    "AND value = ? AND count <= 0"
+                ),
+                emptied,
             )
 
     # ---- queries

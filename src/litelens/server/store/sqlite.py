@@ -21,6 +21,7 @@ from contextlib import contextmanager
 from typing import Any
 from urllib.parse import parse_qsl
 
+from litelens.server.store import rollup
 from litelens.server.store.sql import SESSIONS_BACKFILL, SQLStore
 
 _V1 = [
@@ -156,6 +157,8 @@ class SQLiteStore(SQLStore):
         self._lock = threading.RLock()
         self._writer = self._connect()
         self._writer.execute(f"PRAGMA synchronous = {self.synchronous}")
+        # The rollup upsert merges stored and incoming histograms with it (see SQLStore._apply_rollups).
+        self._writer.create_function("litelens_hist_add", 2, rollup.merge_hist_text, deterministic=True)
         if not self._memory:
             mode = self._writer.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             if str(mode).lower() != "wal":
