@@ -301,7 +301,7 @@ def litelens_server(db_url: str, noop: bool = False) -> Iterator[str]:
     if noop:
         argv = [sys.executable, "-c", NOOP_SERVER, str(port), db_url]
     else:
-        argv = [sys.executable, "-m", "litelens", "serve", "--no-auth", "--port", str(port), "--db", db_url,
+        argv = [sys.executable, "-c", "import sys; from litelens.cli import main; sys.exit(main())", "serve", "--no-auth", "--port", str(port), "--db", db_url,
                 "--log-level", "warning"]  # fmt: skip
     process = subprocess.Popen(argv, stdout=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
