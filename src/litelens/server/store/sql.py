@@ -214,6 +214,78 @@ def _add_to_session(added: dict[str, list[Any]], row: tuple[Any, ...]) -> None:
     agg[6] += error
 
 
+def _span_rows(project_id: int, spans: list[Span]) -> list[tuple[Any, ...]]:
+    """The `spans` rows of a batch's spans (project, then `_SPAN_COLUMNS`)."""
+    rows = []
+    for span in spans:
+        trace_id, span_id = span.get("trace_id"), span.get("span_id")
+        if not trace_id or not span_id:
+            raise ValueError("litelens: a span without trace_id and span_id cannot be stored")
+        start = _opt_num(span.get("start_time")) or 0.0
+        end = _opt_num(span.get("end_time"))
+        attributes = span.get("attributes")
+        resource = span.get("resource")
+        rows.append(
+            (
+                project_id,
+                str(trace_id),
+                str(span_id),
+                _opt_str(span.get("parent_span_id")),
+                _opt_str(span.get("name")),
+                _opt_str(span.get("kind")),
+                start,
+                end if end is not None else start,
+                _opt_str(span.get("status")),
+                encode(dict(attributes))[0] if attributes else None,
+                encode(dict(resource))[0] if resource else None,
+                _opt_str(span.get("call_id")),
+            )
+        )
+    return rows
+
+
+RollupRows = tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]
+
+
+def _rollup_rows(project_id: int, deltas: dict[rollup.RollupKey, rollup.Delta]) -> RollupRows:
+    """(upsert rows, keys to delete if emptied) for a batch's rollup deltas; see `_apply_rollups`."""
+    upserts: list[tuple[Any, ...]] = []
+    emptied: list[tuple[Any, ...]] = []
+    for key, delta in deltas.items():
+        latency = rollup.dump_hist(delta.latency)
+        ttft = rollup.dump_hist(delta.ttft)
+        if (
+            not (
+                delta.count or delta.errors or delta.tokens_in or delta.tokens_out or abs(delta.cost) > 1e-12
+            )
+            and latency == "[]"
+            and ttft == "[]"
+        ):
+            continue
+        resolution, bucket, dim, value = key
+        upserts.append(
+            (
+                project_id,
+                resolution,
+                dim,
+                bucket,
+                value,
+                delta.count,
+                delta.errors,
+                delta.tokens_in,
+                delta.tokens_out,
+                delta.cost,
+                latency,
+                ttft,
+            )
+        )
+        if delta.count <= 0:
+            # A merged call left this group (or float residue of a taken-back contribution): the row
+            # goes if nothing counts in it any more.
+            emptied.append((project_id, resolution, dim, bucket, value))
+    return upserts, emptied
+
+
 def _without_nul(value: Any) -> Any:
     if isinstance(value, str):
         return value.replace("\x00", "")
@@ -381,10 +453,13 @@ class SQLStore(Store):
         to the rollups is subtracted and the merged one's added, so a retried batch or a call reported by
         two layers counts once. An unchanged retry writes nothing.
 
-        Why it is shaped so: one `IN (...)` lookup per 400 ids finds the few calls already stored, and
-        only those are read and merged; everything else is a new call, whose session and rollup rows
-        take additive upserts (`x = x + excluded.x`) summed in Python per batch first, so a batch of
-        1,000 calls costs a handful of `executemany` statements and no read of rollup rows.
+        Why it is shaped so: every call is first prepared as if new (its `calls` row, tags, session and
+        rollup contributions) *before* the write lock, so that Python work overlaps another batch's
+        commit (fsync and SQL run without the GIL) instead of queueing behind it. Under the lock one
+        lookup per chunk of ids finds the few calls already stored; only those are read, merged and
+        their prepared contribution corrected. New calls' session and rollup rows take additive upserts
+        (`x = x + excluded.x`) summed per batch, so a batch of 1,000 calls costs a handful of
+        `executemany` statements and no read of rollup rows.
         """
         incoming: dict[str, Record] = {}
         for record in records:
@@ -396,9 +471,17 @@ class SQLStore(Store):
             )
         if not incoming and not spans:
             return
+        # Outside the lock: everything that does not depend on what is stored.
+        minute: dict[rollup.RollupKey, rollup.Delta] = {}
+        prepared: dict[str, tuple[Any, ...]] = {}
+        for call_id, record in incoming.items():
+            rollup.add_record(minute, record, 1, _MINUTE)
+            prepared[call_id] = call_row(project_id, record)
+        rollup_rows = _rollup_rows(project_id, rollup.coarsen(minute))
+        span_rows = _span_rows(project_id, spans) if spans else []
+
         with self._write() as cur:
             stored = self._stored_records(cur, project_id, list(incoming)) if incoming else {}
-            minute: dict[rollup.RollupKey, rollup.Delta] = {}
             rows: list[tuple[Any, ...]] = []  # calls not stored before
             merged_rows: list[tuple[Any, ...]] = []
             tag_rows: list[tuple[Any, ...]] = []
@@ -407,25 +490,30 @@ class SQLStore(Store):
             added: dict[str, list[Any]] = {}
             for call_id, record in incoming.items():
                 old = stored.get(call_id)
-                if old is not None:
+                if old is None:
+                    row = prepared[call_id]
+                    rows.append(row)
+                    if row[_ROW_SESSION] is not None:
+                        _add_to_session(added, row)
+                    merged = record
+                else:
+                    # Take back the contribution prepared as if the call were new.
+                    rollup.add_record(minute, record, -1, _MINUTE)
                     merged = merge_records(old, record)
                     if merged == old:
                         continue
                     rollup.add_record(minute, old, -1, _MINUTE)
+                    rollup.add_record(minute, merged, 1, _MINUTE)
+                    merged_rows.append(call_row(project_id, merged))
                     replaced.append(call_id)
                     if old.get("session_id"):
                         refresh.add(str(old["session_id"]))
                     if merged.get("session_id"):
                         refresh.add(str(merged["session_id"]))
-                else:
-                    merged = record
-                rollup.add_record(minute, merged, 1, _MINUTE)
-                row = call_row(project_id, merged)
-                (rows if old is None else merged_rows).append(row)
-                if old is None and row[_ROW_SESSION] is not None:
-                    _add_to_session(added, row)
                 for tag in dict.fromkeys(merged.get("tags") or []):
                     tag_rows.append((project_id, call_id, str(tag)[:200]))
+            if stored:
+                rollup_rows = _rollup_rows(project_id, rollup.coarsen(minute))
             if rows:
                 self._insert_calls(cur, rows)
             if merged_rows:
@@ -437,15 +525,14 @@ class SQLStore(Store):
                 )
             if tag_rows:
                 self._insert_tags(cur, tag_rows)
-            if spans:
-                self._upsert_spans(cur, project_id, spans)
+            if span_rows:
+                self._upsert_spans(cur, span_rows)
             if added:
                 self._add_sessions(cur, project_id, added)
             if refresh:
                 # After the additive upserts: a recomputed row is exact whatever they did to it.
                 self._refresh_sessions(cur, project_id, refresh)
-            if minute:
-                self._apply_rollups(cur, project_id, rollup.coarsen(minute))
+            self._apply_rollups(cur, project_id, *rollup_rows)
 
     def _hist_set(self, column: str) -> str:
         """The rollup upsert's SET clause for a histogram column (default: SQL function merges them)."""
@@ -515,32 +602,7 @@ class SQLStore(Store):
             rows,
         )
 
-    def _upsert_spans(self, cur: Any, project_id: int, spans: list[Span]) -> None:
-        rows = []
-        for span in spans:
-            trace_id, span_id = span.get("trace_id"), span.get("span_id")
-            if not trace_id or not span_id:
-                raise ValueError("litelens: a span without trace_id and span_id cannot be stored")
-            start = _opt_num(span.get("start_time")) or 0.0
-            end = _opt_num(span.get("end_time"))
-            attributes = span.get("attributes")
-            resource = span.get("resource")
-            rows.append(
-                (
-                    project_id,
-                    str(trace_id),
-                    str(span_id),
-                    _opt_str(span.get("parent_span_id")),
-                    _opt_str(span.get("name")),
-                    _opt_str(span.get("kind")),
-                    start,
-                    end if end is not None else start,
-                    _opt_str(span.get("status")),
-                    encode(dict(attributes))[0] if attributes else None,
-                    encode(dict(resource))[0] if resource else None,
-                    _opt_str(span.get("call_id")),
-                )
-            )
+    def _upsert_spans(self, cur: Any, rows: list[tuple[Any, ...]]) -> None:
         columns = ("project_id", *_SPAN_COLUMNS)
         marks = ", ".join("?" * len(columns))
         # A later report of a span fills in what an earlier one lacked and never blanks a field.
@@ -553,44 +615,16 @@ class SQLStore(Store):
             rows,
         )
 
-    def _apply_rollups(self, cur: Any, project_id: int, deltas: dict[rollup.RollupKey, rollup.Delta]) -> None:
-        """Add the batch's deltas to the rollup rows in one `executemany` upsert.
+    def _apply_rollups(
+        self, cur: Any, project_id: int, upserts: list[tuple[Any, ...]], emptied: list[tuple[Any, ...]]
+    ) -> None:
+        """Add a batch's rollup deltas (`_rollup_rows`) to the rollup rows in one `executemany` upsert.
 
         Scalars add up in the statement (`count = rollups.count + excluded.count`). Histograms are
         merged by `_hist_set` in SQL where the backend can call Python (SQLite), or else read and merged
         here first (`_merge_stored_hists`). A row whose count falls to zero (a merged call moved to
         another group) is deleted afterwards. Safe because `_write` serializes writers.
         """
-        upserts: list[tuple[Any, ...]] = []
-        emptied: list[tuple[Any, ...]] = []
-        for key, delta in deltas.items():
-            latency = rollup.dump_hist(delta.latency)
-            ttft = rollup.dump_hist(delta.ttft)
-            if (
-                not (delta.count or delta.errors or delta.tokens_in or delta.tokens_out or delta.cost)
-                and latency == "[]"
-                and ttft == "[]"
-            ):
-                continue
-            resolution, bucket, dim, value = key
-            upserts.append(
-                (
-                    project_id,
-                    resolution,
-                    dim,
-                    bucket,
-                    value,
-                    delta.count,
-                    delta.errors,
-                    delta.tokens_in,
-                    delta.tokens_out,
-                    delta.cost,
-                    latency,
-                    ttft,
-                )
-            )
-            if delta.count < 0:
-                emptied.append((project_id, resolution, dim, bucket, value))
         if upserts:
             upserts = self._merge_stored_hists(cur, project_id, upserts)
             cur.executemany(
