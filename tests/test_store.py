@@ -538,6 +538,20 @@ def test_a_batch_mixing_new_and_stored_calls_keeps_rollups_and_sessions_exact(st
     assert sessions["s0"]["first_time"] == T0 + 6 and sessions["s1"]["first_time"] == T0 + 5
 
 
+def test_write_stores_the_json_text_the_caller_already_has(store: SQLStore) -> None:
+    project = store.create_project("default")
+    records = [plain(f"t{i}", T0 + i, tags=["a"]) for i in range(3)] + [plain("t0", T0, status="error")]
+    texts: list[str | None] = [json.dumps(r, separators=(",", ":")) for r in records]
+    texts[1] = None
+    store.write(project, records, [], texts)
+    assert store.get_call(project, "t1") == records[1]
+    assert store.get_call(project, "t2") == records[2]
+    # A call repeated in the batch is merged, and serialized afresh rather than stored as either text.
+    assert store.get_call(project, "t0") == merge_records(records[0], records[3])
+    with pytest.raises(ValueError, match="parallel"):
+        store.write(project, records, [], texts[:1])
+
+
 def test_a_version_1_database_upgrades_in_place_with_its_data(store_url: str) -> None:
     old = open_store(store_url)
     assert isinstance(old, SQLStore)

@@ -148,8 +148,11 @@ def _opt_int(value: Any) -> int | None:
     return value
 
 
-def call_row(project_id: int, record: Mapping[str, Any]) -> tuple[Any, ...]:
-    """The `calls` row of a record: the filterable columns, then the record as JSON text."""
+def call_row(project_id: int, record: Mapping[str, Any], text: str | None = None) -> tuple[Any, ...]:
+    """The `calls` row of a record: the filterable columns, then the record as JSON text.
+
+    `text`, when given, is that JSON already (the caller serialized the record and vouches for it).
+    """
     usage = record.get("usage") or {}
     error = record.get("error") or {}
     proxy = record.get("proxy") or {}
@@ -160,7 +163,8 @@ def call_row(project_id: int, record: Mapping[str, Any]) -> tuple[Any, ...]:
         duration = max(0.0, ((end if end is not None else start) - start) * 1000.0)
     tokens_in = _opt_int(usage.get("input_tokens")) or 0
     tokens_out = _opt_int(usage.get("output_tokens")) or 0
-    text, _ = encode(dict(record))
+    if text is None:
+        text, _ = encode(dict(record))
     if "\\u0000" in text:
         # PostgreSQL's JSONB (and text) cannot hold NUL; a stray one in content must not fail the batch.
         text, _ = encode(_without_nul(record))
@@ -446,7 +450,13 @@ class SQLStore(Store):
 
     # ---- ingest
 
-    def write(self, project_id: int, records: list[Record], spans: list[Span]) -> None:
+    def write(
+        self,
+        project_id: int,
+        records: list[Record],
+        spans: list[Span],
+        texts: Sequence[str | None] | None = None,
+    ) -> None:
         """Upsert a batch in one transaction: merge with stored versions, keep tags and rollups exact.
 
         A record already stored is merged with the incoming one (`merge_records`); its old contribution
@@ -460,15 +470,26 @@ class SQLStore(Store):
         their prepared contribution corrected. New calls' session and rollup rows take additive upserts
         (`x = x + excluded.x`) summed per batch, so a batch of 1,000 calls costs a handful of
         `executemany` statements and no read of rollup rows.
+
+        `texts`, optional and parallel to `records`, is each record's JSON text when the caller already
+        has it (the server serializes a record to check its size): a new call stores that text instead
+        of serializing the record once more. A call merged with a stored or repeated version is
+        serialized afresh.
         """
+        if texts is not None and len(texts) != len(records):
+            raise ValueError("litelens: texts must be parallel to records")
         incoming: dict[str, Record] = {}
-        for record in records:
+        given: dict[str, str | None] = {}
+        for index, record in enumerate(records):
             call_id = record.get("call_id")
             if not isinstance(call_id, str) or not call_id:
                 raise ValueError("litelens: a record without call_id cannot be stored; validate it at ingest")
-            incoming[call_id] = (
-                merge_records(incoming[call_id], record) if call_id in incoming else dict(record)
-            )
+            if call_id in incoming:
+                incoming[call_id] = merge_records(incoming[call_id], record)
+                given[call_id] = None
+            else:
+                incoming[call_id] = dict(record)
+                given[call_id] = texts[index] if texts is not None else None
         if not incoming and not spans:
             return
         # Outside the lock: everything that does not depend on what is stored.
@@ -476,7 +497,7 @@ class SQLStore(Store):
         prepared: dict[str, tuple[Any, ...]] = {}
         for call_id, record in incoming.items():
             rollup.add_record(minute, record, 1, _MINUTE)
-            prepared[call_id] = call_row(project_id, record)
+            prepared[call_id] = call_row(project_id, record, given[call_id])
         rollup_rows = _rollup_rows(project_id, rollup.coarsen(minute))
         span_rows = _span_rows(project_id, spans) if spans else []
 
