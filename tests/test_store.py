@@ -476,6 +476,61 @@ def test_rollups_count_an_upserted_call_once(store: SQLStore) -> None:
     assert per_minute == expected
 
 
+def test_a_batch_mixing_new_and_stored_calls_keeps_rollups_and_sessions_exact(store: SQLStore) -> None:
+    """New calls take additive session/rollup upserts, stored ones the merge path; in one batch, across
+    batches, with histograms merged into rows that already exist."""
+    project = store.create_project("default")
+    first = [plain(f"m{i}", T0 + i, duration_ms=10.0 * (i + 1), session_id=f"s{i % 2}") for i in range(20)]
+    store.write(project, first[:10], [])
+    store.write(project, first[10:15], [])
+    # Five stored calls come back changed (status, tokens, session), next to five new ones.
+    changed = [
+        plain(
+            f"m{i}",
+            T0 + i,
+            duration_ms=10.0 * (i + 1),
+            session_id="s9",
+            status="error",
+            usage={"input_tokens": 100, "output_tokens": 1, "total_tokens": 101},
+        )
+        for i in range(5)
+    ]
+    store.write(project, changed + first[15:], [])
+    finals = {r["call_id"]: r for r in first}
+    for r in changed:
+        finals[r["call_id"]] = merge_records(finals[r["call_id"]], r)
+
+    [total] = store.aggregate(project, T0 - 3600, T0 + 3600, 7200)
+    assert total["count"] == 20 and total["errors"] == 5
+    assert total["tokens_in"] == sum(r["usage"]["input_tokens"] for r in finals.values())
+    assert total["latency_p50_ms"] == pytest.approx(
+        _nearest_rank([r["duration_ms"] for r in finals.values()], 0.5), rel=PERCENTILE_RELATIVE_ERROR
+    )
+    per_minute = {g["bucket"]: g["count"] for g in store.aggregate(project, T0 - 3600, T0 + 3600, 60)}
+    expected: dict[int, int] = defaultdict(int)
+    for r in finals.values():
+        expected[int(r["start_time"] // 60 * 60)] += 1
+    assert per_minute == expected
+    sessions = {s["session_id"]: s for s in store.list_sessions(project, T0 - 10, T0 + 100, limit=10)[0]}
+    assert {sid: s["calls"] for sid, s in sessions.items()} == {"s0": 7, "s1": 8, "s9": 5}
+    assert sessions["s9"]["errors"] == 5 and sessions["s9"]["tokens"] == 5 * 101
+    assert sessions["s0"]["first_time"] == T0 + 6 and sessions["s1"]["first_time"] == T0 + 5
+
+
+def test_write_stores_the_json_text_the_caller_already_has(store: SQLStore) -> None:
+    project = store.create_project("default")
+    records = [plain(f"t{i}", T0 + i, tags=["a"]) for i in range(3)] + [plain("t0", T0, status="error")]
+    texts: list[str | None] = [json.dumps(r, separators=(",", ":")) for r in records]
+    texts[1] = None
+    store.write(project, records, [], texts)
+    assert store.get_call(project, "t1") == records[1]
+    assert store.get_call(project, "t2") == records[2]
+    # A call repeated in the batch is merged, and serialized afresh rather than stored as either text.
+    assert store.get_call(project, "t0") == merge_records(records[0], records[3])
+    with pytest.raises(ValueError, match="parallel"):
+        store.write(project, records, [], texts[:1])
+
+
 def test_a_version_1_database_upgrades_in_place_with_its_data(store_url: str) -> None:
     old = open_store(store_url)
     assert isinstance(old, SQLStore)

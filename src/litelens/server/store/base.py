@@ -11,7 +11,7 @@ import base64
 import binascii
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -185,8 +185,18 @@ class Store(ABC):
     # Ingest
 
     @abstractmethod
-    def write(self, project_id: int, records: list[Record], spans: list[Span]) -> None:
-        """Upsert records and spans and update rollups in ONE transaction; returns after commit."""
+    def write(
+        self,
+        project_id: int,
+        records: list[Record],
+        spans: list[Span],
+        texts: Sequence[str | None] | None = None,
+    ) -> None:
+        """Upsert records and spans and update rollups in ONE transaction; returns after commit.
+
+        `texts` (optional, parallel to `records`): each record's JSON text when the caller already
+        serialized it, so the store need not serialize it again.
+        """
 
     # Queries
 

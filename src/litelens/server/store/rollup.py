@@ -61,13 +61,33 @@ def percentile(hist: Mapping[int, int], q: float) -> float | None:
 def dump_hist(hist: Mapping[int, int]) -> str:
     """A histogram as a flat JSON list `[bin, count, bin, count, ...]` (only non-empty bins).
 
-    Flat integers parse straight into Python ints, which keeps reading thousands of rows cheap.
+    Flat integers parse straight into Python ints, which keeps reading thousands of rows cheap. Built by
+    joining strings rather than by `json.dumps` (twice as fast): it runs for every rollup row a batch
+    touches.
     """
-    flat: list[int] = []
-    for b, n in sorted(hist.items()):
-        if n:
-            flat += (b, n)
-    return json.dumps(flat, separators=(",", ":"))
+    return "[" + ",".join([f"{b},{n}" for b, n in sorted(hist.items()) if n]) + "]"
+
+
+# The JSON decoder's own entry point, without `json.loads`'s type checks and whitespace regex.
+_parse = json.JSONDecoder().raw_decode
+
+
+def merge_hist_text(stored: str | None, delta: str | None) -> str:
+    """The stored histogram text plus a delta's, as histogram text (the rollup upsert's merge step).
+
+    Runs once per touched rollup row and histogram, so it avoids `Counter` and generic helpers.
+    """
+    if not delta or delta == "[]":
+        return stored or "[]"
+    if not stored or stored == "[]":
+        return delta
+    flat = _parse(stored)[0]
+    hist = dict(zip(flat[::2], flat[1::2], strict=True))
+    get = hist.get
+    flat = _parse(delta)[0]
+    for b, n in zip(flat[::2], flat[1::2], strict=True):
+        hist[b] = get(b, 0) + n
+    return dump_hist(hist)
 
 
 def load_hist(text: str | None) -> Counter[int]:
@@ -81,7 +101,7 @@ def add_hist(into: dict[int, int], text: str | None) -> None:
     """Add a stored histogram into `into` without building an intermediate object."""
     if not text:
         return
-    flat = json.loads(text)
+    flat = _parse(text)[0]
     get = into.get
     for i in range(0, len(flat), 2):
         b = flat[i]
@@ -173,11 +193,17 @@ def dimension_values(record: Mapping[str, Any]) -> list[tuple[str, str]]:
     return pairs
 
 
-def add_record(deltas: dict[RollupKey, Delta], record: Mapping[str, Any], sign: int = 1) -> None:
+def add_record(
+    deltas: dict[RollupKey, Delta],
+    record: Mapping[str, Any],
+    sign: int = 1,
+    resolutions: tuple[int, ...] = RESOLUTIONS,
+) -> None:
     """Add (sign=1) or remove (sign=-1) a record's contribution to every rollup row it belongs to.
 
-    This runs for every call ingested (18 rows each), so it updates fields in place rather than
-    building and adding small objects.
+    This runs for every call ingested, so it updates fields in place rather than building and adding
+    small objects. A batch writer passes `resolutions=(60,)` and derives the coarser rows from the
+    minute rows with `coarsen`, which touches each record's 6-7 rows once instead of 18-21 times.
     """
     usage = record.get("usage") or {}
     errors = sign if record.get("status") == "error" else 0
@@ -190,7 +216,7 @@ def add_record(deltas: dict[RollupKey, Delta], record: Mapping[str, Any], sign: 
     ttft_bin = bin_of(ttft) if ttft is not None else None
     start = _num(record.get("start_time")) or 0.0
     pairs = dimension_values(record)
-    for resolution in RESOLUTIONS:
+    for resolution in resolutions:
         bucket = int(start // resolution) * resolution
         for dim, value in pairs:
             key = (resolution, bucket, dim, value)
@@ -206,6 +232,19 @@ def add_record(deltas: dict[RollupKey, Delta], record: Mapping[str, Any], sign: 
                 d.latency[lat_bin] += sign
             if ttft_bin is not None:
                 d.ttft[ttft_bin] += sign
+
+
+def coarsen(minute_deltas: Mapping[RollupKey, Delta]) -> dict[RollupKey, Delta]:
+    """Minute-row deltas plus the coarser rows they add up to (every minute lies in one row of each)."""
+    out: dict[RollupKey, Delta] = dict(minute_deltas)
+    for (_, bucket, dim, value), delta in minute_deltas.items():
+        for resolution in RESOLUTIONS[1:]:
+            key = (resolution, bucket // resolution * resolution, dim, value)
+            total = out.get(key)
+            if total is None:
+                total = out[key] = Delta()
+            total.add(delta)
+    return out
 
 
 def summarize(bucket: int, group: str | None, total: Delta) -> dict[str, Any]:

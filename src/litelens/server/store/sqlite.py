@@ -21,6 +21,7 @@ from contextlib import contextmanager
 from typing import Any
 from urllib.parse import parse_qsl
 
+from litelens.server.store import rollup
 from litelens.server.store.sql import SESSIONS_BACKFILL, SQLStore
 
 _V1 = [
@@ -156,6 +157,15 @@ class SQLiteStore(SQLStore):
         self._lock = threading.RLock()
         self._writer = self._connect()
         self._writer.execute(f"PRAGMA synchronous = {self.synchronous}")
+        # A checkpoint every 64 MiB of WAL rather than SQLite's 4 MiB: one ingest batch is 3-4 MiB of WAL,
+        # so by default nearly every acknowledging commit also checkpointed (copied and fsynced the
+        # database file); now a page rewritten by many batches (rollups, index pages) is copied once per
+        # checkpoint. Commits took ~30% less time in bench/ingest.py. The WAL is fsynced at every commit
+        # either way (synchronous=FULL), and truncated back to the limit after a checkpoint.
+        self._writer.execute("PRAGMA wal_autocheckpoint = 16384")
+        self._writer.execute("PRAGMA journal_size_limit = 67108864")
+        # The rollup upsert merges stored and incoming histograms with it (see SQLStore._apply_rollups).
+        self._writer.create_function("litelens_hist_add", 2, rollup.merge_hist_text, deterministic=True)
         if not self._memory:
             mode = self._writer.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             if str(mode).lower() != "wal":

@@ -1,0 +1,578 @@
+"""Ingest throughput, "sent to queryable": records/s from the first POST until the last record is visible
+through the query API, per endpoint (/v1/events, /v1/traces) and database (SQLite, PostgreSQL).
+
+What runs where: `litelens serve` in its own process (`--no-auth`, loopback, a temp SQLite file, or a
+throwaway PostgreSQL cluster from `litelens.testing.postgres` when the binaries are installed); a sender
+in another process that POSTs pre-built bodies over keep-alive connections, so building and gzipping the
+payload is not counted. Records come from `litelens.record.from_standard_logging` on LiteLLM-shaped
+payloads (~2 KB each, varied ids, models, tags, users, sessions and times); spans carry the same records
+as GenAI attributes (`litelens.semconv.record_to_attributes`), encoded by the OTLP exporter's encoder.
+
+Baselines measured in the same run, so the ratios say where the time goes:
+
+  - `store.write()` called in-process on the same records (no HTTP, no parsing): the store's own ceiling;
+  - the same server with `store.write` replaced by a no-op: what HTTP + decompression + JSON/protobuf
+    parsing + validation cost without storage;
+  - Arize Phoenix's OTLP ingest of the same spans (its own venv under `.bench-envs/phoenix`), measured
+    until its GraphQL API counts them all; skipped, with the reason printed, when it cannot be installed
+    or started.
+
+    python bench/ingest.py                      # 30,000 records per cell
+    python bench/ingest.py --records 100000 --no-phoenix
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gzip
+import http.client
+import json
+import os
+import pickle
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from litelens import semconv
+from litelens.record import from_standard_logging, scrub
+
+ROOT = Path(__file__).resolve().parent.parent
+PHOENIX_ENV = ROOT / ".bench-envs" / "phoenix"
+
+MODELS = [
+    ("gpt-4o-mini", "openai"),
+    ("gpt-4o", "openai"),
+    ("claude-3-5-sonnet", "anthropic"),
+    ("mistral-large", "mistral"),
+    ("llama-3-70b", "groq"),
+]
+TAGS = ["prod", "staging", "batch", "chat", "rag", "eval", "beta"]
+WORDS = [
+    "the",
+    "invoice",
+    "total",
+    "shipping",
+    "order",
+    "customer",
+    "refund",
+    "weather",
+    "city",
+    "paris",
+    "summary",
+    "please",
+    "explain",
+    "policy",
+    "account",
+    "password",
+    "reset",
+    "model",
+    "answer",
+    "question",
+    "context",
+    "document",
+    "retrieval",
+    "chunk",
+]
+
+
+def _text(rng: random.Random, words: int) -> str:
+    return " ".join(rng.choice(WORDS) for _ in range(words))
+
+
+def make_records(n: int, t0: float, rng: random.Random) -> list[dict[str, Any]]:
+    """`n` call records as the core layer builds them, one per ~2 ms of simulated traffic from `t0`."""
+    out = []
+    for i in range(n):
+        model, provider = rng.choice(MODELS)
+        start = t0 + i * 0.002 + rng.random() * 0.001
+        duration = rng.lognormvariate(6.3, 0.8) / 1000
+        stream = rng.random() < 0.4
+        failed = rng.random() < 0.03
+        tokens_in, tokens_out = rng.randrange(20, 3000), rng.randrange(1, 800)
+        call_id = str(uuid.UUID(int=rng.getrandbits(128)))
+        slo = {
+            "litellm_call_id": call_id,
+            "id": f"chatcmpl-{rng.getrandbits(48):x}",
+            "call_type": "acompletion",
+            "stream": stream,
+            "status": "failure" if failed else "success",
+            "custom_llm_provider": provider,
+            "model": model,
+            "model_group": model,
+            "api_base": f"https://api.{provider}.example/v1",
+            "startTime": start,
+            "endTime": start + duration,
+            "completionStartTime": start + duration * 0.2 if stream else None,
+            "prompt_tokens": tokens_in,
+            "completion_tokens": tokens_out,
+            "total_tokens": tokens_in + tokens_out,
+            "response_cost": (tokens_in * 0.15 + tokens_out * 0.6) / 1e6,
+            "request_tags": rng.sample(TAGS, rng.randrange(0, 3)),
+            "messages": [
+                {"role": "system", "content": "You are a helpful assistant. " + _text(rng, 25)},
+                {"role": "user", "content": _text(rng, rng.randrange(40, 80))},
+            ],
+            "model_parameters": {"temperature": 0.2, "max_tokens": 512, "user": f"user-{rng.randrange(500)}"},
+            "response": {
+                "id": "chatcmpl-x",
+                "model": model,
+                "choices": [
+                    {
+                        "index": 0,
+                        "finish_reason": "stop",
+                        "message": {"role": "assistant", "content": _text(rng, rng.randrange(25, 60))},
+                    }
+                ],
+            },
+            "metadata": {"user_api_key_alias": f"team-{rng.randrange(8)}", "user_api_key_hash": "abc"},
+        }
+        record = from_standard_logging(
+            slo,
+            user_metadata={
+                "feature": rng.choice(["faq", "search", "summarize"]),
+                "tenant": f"t{rng.randrange(40)}",
+            },
+            session_id=f"sess-{rng.randrange(5000)}" if rng.random() < 0.3 else None,
+            exception_type="RateLimitError" if failed else None,
+            error_status=429 if failed else None,
+            service="bench-app",
+            environment="prod",
+        )
+        out.append(scrub(record))
+    return out
+
+
+def events_bodies(records: list[dict[str, Any]], batch: int) -> list[bytes]:
+    return [
+        gzip.compress(json.dumps({"records": records[i : i + batch]}).encode(), compresslevel=6)
+        for i in range(0, len(records), batch)
+    ]
+
+
+def otlp_bodies(records: list[dict[str, Any]], batch: int) -> list[bytes]:
+    """OTLP/protobuf export requests, one per `batch` records, made by the SDK and the exporter's encoder."""
+    from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    from opentelemetry.trace import SpanKind
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(resource=Resource.create(semconv.resource_attributes(records[0])))
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer = provider.get_tracer("litelens.bench", "1")
+    for record in records:
+        span = tracer.start_span(
+            semconv.span_name(record),
+            kind=SpanKind.CLIENT,
+            start_time=int(record["start_time"] * 1e9),
+            attributes={k: v for k, v in semconv.record_to_attributes(record, True).items() if v is not None},
+        )
+        span.end(end_time=int(record["end_time"] * 1e9))
+    spans = list(exporter.get_finished_spans())
+    provider.shutdown()
+    return [encode_spans(spans[i : i + batch]).SerializeToString() for i in range(0, len(spans), batch)]
+
+
+def last_call_id_of_span_bodies(bodies: list[bytes]) -> str:
+    from litelens.server import ingest, otlp
+
+    spans, _, _ = otlp.decode_traces_partial(bodies[-1], "application/x-protobuf")
+    batch = ingest.from_spans(spans)
+    return str(batch.records[-1]["call_id"])
+
+
+# --------------------------------------------------------------------------------------------------
+# Sender (its own process)
+
+
+def send(url: str, path: str, headers: dict[str, str], bodies: list[bytes], concurrency: int) -> float:
+    """POST every body over `concurrency` keep-alive connections; returns the wall-clock start."""
+    parts = urllib.parse.urlsplit(url)
+    todo = list(enumerate(bodies))
+    lock = threading.Lock()
+    errors: list[str] = []
+
+    def worker() -> None:
+        conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=300)
+        while True:
+            with lock:
+                if not todo or errors:
+                    return
+                _, body = todo.pop(0)
+            for attempt in range(50):
+                conn.request("POST", path, body=body, headers={**headers, "content-length": str(len(body))})
+                response = conn.getresponse()
+                answer = response.read()
+                if response.status in (429, 503) and attempt < 49:
+                    time.sleep(0.2)
+                    continue
+                if response.status >= 300:
+                    errors.append(f"{response.status} {answer[:300]!r}")
+                break
+
+    began = time.time()
+    threads = [threading.Thread(target=worker) for _ in range(concurrency)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise RuntimeError(f"sender: {errors[0]}")
+    return began
+
+
+def sender_main(spec_path: str) -> int:
+    with open(spec_path, "rb") as f:
+        spec = pickle.load(f)
+    began = send(spec["url"], spec["path"], spec["headers"], spec["bodies"], spec["concurrency"])
+    print(json.dumps({"began": began, "ended": time.time()}), flush=True)
+    return 0
+
+
+def run_sender(url: str, path: str, headers: dict[str, str], bodies: list[bytes], concurrency: int) -> float:
+    """Run the sender in its own process; returns its wall-clock start."""
+    with tempfile.NamedTemporaryFile(suffix=".pickle", delete=False) as f:
+        pickle.dump(
+            {"url": url, "path": path, "headers": headers, "bodies": bodies, "concurrency": concurrency}, f
+        )
+    try:
+        done = subprocess.run(
+            [sys.executable, __file__, "--_send", f.name], capture_output=True, text=True, check=False
+        )
+    finally:
+        os.unlink(f.name)
+    if done.returncode:
+        raise RuntimeError(done.stderr[-2000:])
+    return float(json.loads(done.stdout.strip().splitlines()[-1])["began"])
+
+
+# --------------------------------------------------------------------------------------------------
+# Servers
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_http(url: str, timeout: float, process: subprocess.Popen[Any] | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode}")
+        with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=2):
+            return
+        time.sleep(0.2)
+    raise TimeoutError(f"{url} did not answer within {timeout:.0f} s")
+
+
+# The no-op baseline: the real app and settings, storage replaced by nothing.
+NOOP_SERVER = r"""
+import sys, uvicorn
+from litelens.server.app import create_app
+from litelens.server.config import ServerSettings
+from litelens.server.store import open_store
+store = open_store(sys.argv[2])
+store.write = lambda *args, **kwargs: None
+settings = ServerSettings.from_env(host="127.0.0.1", port=int(sys.argv[1]), db_url=sys.argv[2], no_auth=True)
+uvicorn.run(create_app(settings, store=store), host="127.0.0.1", port=int(sys.argv[1]), log_level="warning",
+            access_log=False)
+"""
+
+
+@contextlib.contextmanager
+def litelens_server(db_url: str, noop: bool = False) -> Iterator[str]:
+    port = free_port()
+    if noop:
+        argv = [sys.executable, "-c", NOOP_SERVER, str(port), db_url]
+    else:
+        argv = [sys.executable, "-c", "import sys; from litelens.cli import main; sys.exit(main())", "serve", "--no-auth", "--port", str(port), "--db", db_url,
+                "--log-level", "warning"]  # fmt: skip
+    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(url + "/health", 60, process)
+        yield url
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def call_visible(url: str, call_id: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/api/calls/{call_id}", timeout=30) as response:
+            return response.status == 200
+    except urllib.error.HTTPError as exc:
+        if exc.code == 404:
+            return False
+        raise
+
+
+def measure_litelens(
+    url: str, path: str, bodies: list[bytes], n: int, last_call_id: str | None, concurrency: int
+) -> float:
+    headers = {"content-type": "application/json", "content-encoding": "gzip"}
+    if path == "/v1/traces":
+        headers = {"content-type": "application/x-protobuf"}
+    began = run_sender(url, path, headers, bodies, concurrency)
+    if last_call_id is not None:
+        deadline = time.monotonic() + 120
+        while not call_visible(url, last_call_id):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{last_call_id} never became visible")
+            time.sleep(0.01)
+    return n / (time.time() - began)
+
+
+# --------------------------------------------------------------------------------------------------
+# Arize Phoenix
+
+
+def phoenix_python(install_timeout: float) -> Path:
+    python = PHOENIX_ENV / "bin" / "python"
+    probe = [str(python), "-c", "import phoenix.server.main"]
+    if python.exists() and subprocess.run(probe, capture_output=True, check=False).returncode == 0:
+        return python
+    print(f"  installing arize-phoenix into {PHOENIX_ENV} (once) ...", file=sys.stderr)
+    subprocess.run([sys.executable, "-m", "venv", str(PHOENIX_ENV)], check=True, timeout=120)
+    subprocess.run(
+        [str(python), "-m", "pip", "install", "-q", "arize-phoenix"],
+        check=True,
+        timeout=install_timeout,
+        capture_output=True,
+    )
+    subprocess.run(probe, check=True, capture_output=True, timeout=120)
+    return python
+
+
+@contextlib.contextmanager
+def phoenix_server(python: Path, start_timeout: float) -> Iterator[str]:
+    work = tempfile.mkdtemp(prefix="litelens-phoenix-")
+    port, grpc = free_port(), free_port()
+    env = {
+        **os.environ,
+        "PHOENIX_PORT": str(port),
+        "PHOENIX_GRPC_PORT": str(grpc),
+        "PHOENIX_HOST": "127.0.0.1",
+        "PHOENIX_WORKING_DIR": work,
+        "PHOENIX_TELEMETRY_ENABLED": "false",
+    }
+    log = open(Path(work) / "phoenix.log", "wb")  # noqa: SIM115 - closed below
+    process = subprocess.Popen(
+        [str(python), "-m", "phoenix.server.main", "serve"], env=env, stdout=log, stderr=subprocess.STDOUT
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        try:
+            wait_http(url + "/healthz", start_timeout, process)
+        except Exception as exc:
+            tail = (Path(work) / "phoenix.log").read_bytes()[-800:].decode(errors="replace")
+            raise RuntimeError(f"{exc}; log tail: {tail}") from None
+        yield url
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def phoenix_span_count(url: str) -> int:
+    query = json.dumps({"query": "{ projects { edges { node { name recordCount } } } }"}).encode()
+    request = urllib.request.Request(
+        url + "/graphql", data=query, headers={"content-type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        data = json.loads(response.read())
+    if data.get("errors"):
+        raise RuntimeError(f"phoenix graphql: {data['errors'][0].get('message')}")
+    return sum(int(e["node"]["recordCount"]) for e in data["data"]["projects"]["edges"])
+
+
+def measure_phoenix(url: str, bodies: list[bytes], n: int, concurrency: int) -> float:
+    began = run_sender(url, "/v1/traces", {"content-type": "application/x-protobuf"}, bodies, concurrency)
+    # Phoenix answers the POSTs at once and ingests from a queue: the figure is until its API counts all.
+    print(f"  phoenix accepted {n:,} spans in {time.time() - began:.2f} s", file=sys.stderr)
+    deadline = time.monotonic() + 600
+    while phoenix_span_count(url) < n:
+        if time.monotonic() > deadline:
+            raise TimeoutError("phoenix did not show every span within 10 minutes")
+        time.sleep(0.05)
+    return n / (time.time() - began)
+
+
+# --------------------------------------------------------------------------------------------------
+# Store level, in-process
+
+
+def _backend_cpu(store: Any) -> float:
+    """CPU seconds used so far by the PostgreSQL backends serving the store's database (0 elsewhere)."""
+    if not hasattr(store, "_read") or not type(store).__name__.startswith("Postgres"):
+        return 0.0
+    with store._read() as cur:
+        cur.execute("SELECT pid FROM pg_stat_activity WHERE datname = current_database()")
+        pids = [row[0] for row in cur.fetchall()]
+    total = 0.0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def measure_store(db_url: str, records: list[dict[str, Any]], batch: int) -> tuple[float, ...]:
+    """Of `store.write()` alone, records/s over the run, its first fifth and its last fifth, then records
+    per CPU-second (this process plus, on PostgreSQL, the database backends): the machine is shared, so
+    CPU time tells the cost of the code more steadily than the wall clock."""
+    from litelens.server.store import open_store
+
+    store = open_store(db_url)
+    store.migrate()
+    project = store.create_project("bench")
+    times: list[float] = []
+    cpu0, backend0 = time.process_time(), _backend_cpu(store)
+    t0 = time.perf_counter()
+    for i in range(0, len(records), batch):
+        began = time.perf_counter()
+        store.write(project, records[i : i + batch], [])
+        times.append(time.perf_counter() - began)
+    total = time.perf_counter() - t0
+    cpu = time.process_time() - cpu0 + _backend_cpu(store) - backend0
+    store.close()
+    fifth = max(1, len(times) // 5)
+    per = len(records) / len(times)
+    return (
+        len(records) / total,
+        per * fifth / sum(times[:fifth]),
+        per * fifth / sum(times[-fifth:]),
+        len(records) / cpu,
+    )
+
+
+@contextlib.contextmanager
+def databases(want_postgres: bool) -> Iterator[list[tuple[str, Any]]]:
+    """[(name, factory of a fresh empty database URL)]: SQLite files always, PostgreSQL when available."""
+    tmp = tempfile.mkdtemp(prefix="litelens-bench-")
+    counter = iter(range(1_000_000))
+    dbs: list[tuple[str, Any]] = [("sqlite", lambda: f"sqlite:///{tmp}/db{next(counter)}.db")]
+    with contextlib.ExitStack() as stack:
+        if want_postgres:
+            try:
+                from litelens.testing.postgres import TempPostgres
+
+                pg = stack.enter_context(TempPostgres())
+                dbs.append(("postgres", pg.create_database))
+            except Exception as exc:  # no binaries, no psycopg, or it did not start
+                print(f"  postgres: skipped ({str(exc)[:200]})", file=sys.stderr)
+        try:
+            yield dbs
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--records", type=int, default=30_000)
+    parser.add_argument("--batch", type=int, default=1000)
+    parser.add_argument("--concurrency", type=int, default=4, help="sender connections")
+    parser.add_argument("--no-postgres", action="store_true")
+    parser.add_argument("--no-phoenix", action="store_true")
+    parser.add_argument("--only", choices=["store", "http"], help="run only one part")
+    parser.add_argument("--phoenix-install-timeout", type=float, default=300)
+    parser.add_argument(
+        "--phoenix-records", type=int, default=5000, help="spans sent to Phoenix (it ingests far slower)"
+    )
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--_send", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args._send:
+        return sender_main(args._send)
+
+    rng = random.Random(args.seed)
+    t0 = time.time() - 3600
+    print(f"building {args.records:,} records and their bodies ...", file=sys.stderr)
+    records = make_records(args.records, t0, rng)
+    size = sum(len(json.dumps(r)) for r in records[:1000]) / min(1000, len(records))
+    ev_bodies = events_bodies(records, args.batch)
+    # The spans describe other calls than the events (fresh ids), so both can go to one database.
+    span_records = make_records(args.records, t0, rng)
+    tr_bodies = otlp_bodies(span_records, args.batch)
+    last_span_call = last_call_id_of_span_bodies(tr_bodies)
+    print(
+        f"records: {args.records:,} of ~{size:,.0f} B JSON, batches of {args.batch}; "
+        f"events body ~{sum(map(len, ev_bodies)) / len(ev_bodies) / 1024:,.0f} KiB gzipped, "
+        f"OTLP body ~{sum(map(len, tr_bodies)) / len(tr_bodies) / 1024:,.0f} KiB protobuf; "
+        f"sender connections: {args.concurrency}; cpus: {os.cpu_count()}"
+    )
+    rows: list[tuple[str, str, str]] = []
+
+    with databases(not args.no_postgres) as dbs:
+        if args.only in (None, "store"):
+            for name, fresh in dbs:
+                overall, first, last, per_cpu = measure_store(fresh(), [dict(r) for r in records], args.batch)
+                rows.append(
+                    (
+                        "store.write() in-process",
+                        name,
+                        f"{overall:9,.0f}  (first fifth {first:,.0f}, last {last:,.0f}; "
+                        f"{per_cpu:,.0f} per CPU-second)",
+                    )
+                )
+                print(rows[-1], file=sys.stderr)
+        if args.only in (None, "http"):
+            for name, fresh in dbs:
+                for path, bodies, last_id in (
+                    ("/v1/events", ev_bodies, records[-1]["call_id"]),
+                    ("/v1/traces", tr_bodies, last_span_call),
+                ):
+                    with litelens_server(fresh()) as url:
+                        rate = measure_litelens(url, path, bodies, args.records, last_id, args.concurrency)
+                    rows.append((f"litelens serve {path}", name, f"{rate:9,.0f}"))
+                    print(rows[-1], file=sys.stderr)
+                    with litelens_server(fresh(), noop=True) as url:
+                        rate = measure_litelens(url, path, bodies, args.records, None, args.concurrency)
+                    rows.append((f"  baseline: same server, write() no-op {path}", name, f"{rate:9,.0f}"))
+                    print(rows[-1], file=sys.stderr)
+
+    if args.only in (None, "http") and not args.no_phoenix:
+        try:
+            python = phoenix_python(args.phoenix_install_timeout)
+            with phoenix_server(python, 180) as url:
+                n = min(args.records, args.phoenix_records)
+                rate = measure_phoenix(url, tr_bodies[: max(1, n // args.batch)], n, args.concurrency)
+            rows.append((f"Arize Phoenix /v1/traces ({n:,} spans)", "sqlite", f"{rate:9,.0f}"))
+        except Exception as exc:
+            print(f"Arize Phoenix: skipped ({type(exc).__name__}: {str(exc)[:400]})")
+
+    print(f"\n{'sent to queryable':48} {'db':9} {'records/s'}")
+    for what, db, figure in rows:
+        print(f"{what:48} {db:9} {figure}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
