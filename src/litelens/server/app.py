@@ -128,9 +128,11 @@ def create_app(settings: ServerSettings | None = None, store: Store | None = Non
     async def post_events(request: Request, project: Project) -> dict[str, Any]:
         body = await read_body(request, settings.max_body_bytes)
         body = ingest.decompress(body, request.headers.get("content-encoding"), settings.max_body_bytes)
-        batch = ingest.parse_events(body, settings.max_records_per_batch, settings.max_record_bytes)
+        batch = await asyncio.to_thread(
+            ingest.parse_events, body, settings.max_records_per_batch, settings.max_record_bytes
+        )
         if batch.records:
-            await store_call(request.app.state.store.write, project, batch.records, [])
+            await store_call(request.app.state.store.write, project, batch.records, [], batch.texts)
         return {"accepted": len(batch.records), "rejected": batch.rejected}
 
     @app.post(

@@ -56,6 +56,8 @@ class Batch:
     records: list[dict[str, Any]] = field(default_factory=list)
     spans: list[dict[str, Any]] = field(default_factory=list)
     rejected: list[dict[str, Any]] = field(default_factory=list)
+    texts: list[str] = field(default_factory=list)
+    """Each record's JSON text, parallel to `records` when filled (events), for the store to reuse."""
 
 
 _REQUIRED_STR = ("call_id",)
@@ -192,12 +194,17 @@ def parse_events(body: bytes, max_records: int, max_record_bytes: int) -> Batch:
     batch = Batch()
     for index, record in enumerate(records):
         reason = check_record(record)
-        if reason is None and len(json.dumps(record, separators=(",", ":"))) > max_record_bytes:
-            reason = f"record larger than {max_record_bytes} bytes"
         if reason is not None:
             batch.rejected.append({"index": index, "reason": reason})
             continue
-        batch.records.append(normalize(record))
+        record = normalize(record)
+        # Encoded once: the size check and the store (which would otherwise encode it again) share it.
+        text, _ = rec.encode(record)
+        if len(text) > max_record_bytes:
+            batch.rejected.append({"index": index, "reason": f"record larger than {max_record_bytes} bytes"})
+            continue
+        batch.records.append(record)
+        batch.texts.append(text)
     return batch
 
 
