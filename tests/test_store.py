@@ -30,17 +30,10 @@ T0 = 1_790_000_000.0  # a fixed epoch (2026-09-21), so buckets are deterministic
 TRACE = "a" * 32
 
 
-@pytest.fixture(
-    params=[
-        pytest.param("sqlite", id="sqlite"),
-        pytest.param("postgres", id="postgres", marks=pytest.mark.service),
-    ]
-)
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/store.db"
-    pg = request.getfixturevalue("postgres_server")
-    return str(pg.create_database())
+@pytest.fixture
+def store_url(db_url: str) -> str:
+    """The shared `db_url` fixture (conftest): a fresh SQLite file, or a new PostgreSQL database."""
+    return db_url
 
 
 @pytest.fixture
