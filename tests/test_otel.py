@@ -177,7 +177,8 @@ def test_streamed_completion_span_ends_when_the_stream_is_exhausted(
     assert attrs[semconv.GEN_AI_RESPONSE_ID] == chunks[0].id
     assert attrs[semconv.GEN_AI_RESPONSE_FINISH_REASONS] == ("stop",)
     assert attrs[semconv.LITELENS_CHUNK_COUNT] == len(chunks)
-    assert attrs[semconv.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK] > 0
+    ttfc = attrs[semconv.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK]
+    assert isinstance(ttfc, float) and ttfc > 0
 
 
 def test_streamed_acompletion_with_reasoning_carries_all_token_counts(otel: Otel, fake: FakeProvider) -> None:
@@ -297,35 +298,28 @@ ABANDONED = int(os.environ.get("LITELENS_TEST_ABANDONED_STREAMS", "2000"))
 
 
 def test_thousands_of_abandoned_streams_leave_no_open_span(otel: Otel, fake: FakeProvider) -> None:
-    """Each abandoned stream must end its span and let go of its HTTP connection's stream, or a
-    long-running service leaks spans and, eventually, the ability to make calls at all."""
+    """Each dropped stream must end its span and give its HTTP connection back, or a long-running
+    service leaks spans and, eventually, the ability to make calls at all. (Without instrumentation,
+    LiteLLM 1.110 blocks after a few dozen dropped sync streams: the proxy closes what it drops.)"""
 
-    async def run() -> None:
-        async def abandon() -> None:
-            stream = await litellm.acompletion(
-                model="openai/gpt-4o-mini",
-                messages=MESSAGES,
-                stream=True,
-                extra_headers={"x-fake-tokens": "50", "x-fake-chunks": "50"},
-                **kw(fake),
-            )
-            await stream.__anext__()
-            await stream.__anext__()
+    def abandon() -> None:
+        stream = _long_stream(fake)
+        next(stream)
+        next(stream)
 
-        for start in range(0, ABANDONED, 50):
-            await asyncio.gather(*(abandon() for _ in range(min(50, ABANDONED - start))))
-            gc.collect()
-
-    asyncio.run(run())
+    for _ in range(ABANDONED):
+        abandon()
     gc.collect()
     spans = otel.spans()
     assert len(spans) == ABANDONED
     assert {(s.attributes or {})[STREAM_OUTCOME] for s in spans} == {"abandoned"}
-    # ... and the process can still make calls.
+    assert all(s.end_time is not None for s in spans)
+    # ... and the process can still make calls, sync and async.
     otel.exporter.clear()
     response = litellm.completion(model="openai/gpt-4o-mini", messages=MESSAGES, **kw(fake))
     assert response.choices[0].message.content
-    assert len(otel.spans()) == 1
+    asyncio.run(litellm.acompletion(model="openai/gpt-4o-mini", messages=MESSAGES, **kw(fake)))
+    assert len(otel.spans()) == 2
 
 
 # --------------------------------------------------------------------------------------------------
