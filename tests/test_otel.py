@@ -473,3 +473,31 @@ def test_metrics_follow_the_genai_conventions(otel: Otel, fake: FakeProvider) ->
     assert ttfc.count == 1
     (cost,) = otel.points("litellm.cost")
     assert cost.value > 0  # gpt-4o-mini is in LiteLLM's local price map
+
+
+# --------------------------------------------------------------------------------------------------
+# Nesting under the LLM span
+
+
+@pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
+def test_http_client_spans_nest_under_the_llm_span(
+    is_async: bool, otel: Otel, fake: FakeProvider, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The span is current while LiteLLM runs, so the HTTP request it makes is its child."""
+    # LiteLLM's async default is an aiohttp transport, which the httpx instrumentation cannot see.
+    monkeypatch.setattr(litellm, "disable_aiohttp_transport", True)
+    httpx_instrumentation = pytest.importorskip("opentelemetry.instrumentation.httpx")
+    instrumentor = httpx_instrumentation.HTTPXClientInstrumentor()
+    instrumentor.instrument(tracer_provider=otel.tracer_provider)
+    try:
+        # A fresh client: LiteLLM caches its httpx clients, and only clients made after instrument() are traced.
+        litellm.in_memory_llm_clients_cache.flush_cache()
+        _invoke("completion", fake, is_async)
+    finally:
+        instrumentor.uninstrument()
+        litellm.in_memory_llm_clients_cache.flush_cache()
+    spans = otel.spans()
+    llm = next(s for s in spans if s.name == "chat gpt-4o-mini")
+    http = [s for s in spans if s is not llm]
+    assert http, [s.name for s in spans]
+    assert all(s.parent is not None and s.parent.span_id == llm.context.span_id for s in http)
