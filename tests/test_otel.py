@@ -501,3 +501,26 @@ def test_http_client_spans_nest_under_the_llm_span(
     http = [s for s in spans if s is not llm]
     assert http, [s.name for s in spans]
     assert all(s.parent is not None and s.parent.span_id == llm.context.span_id for s in http)
+
+
+@pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
+def test_streamed_responses_take_usage_from_the_completed_event(
+    is_async: bool, otel: Otel, fake: FakeProvider
+) -> None:
+    arguments = {"model": "openai/gpt-4o-mini", "input": "tell me a short story", "stream": True, **kw(fake)}
+
+    async def consume_async() -> list[Any]:
+        stream = await litellm.aresponses(**arguments)
+        async with stream as entered:
+            return [event async for event in entered]
+
+    events = asyncio.run(consume_async()) if is_async else list(litellm.responses(**arguments))
+    completed = events[-1].response
+    span = otel.only_span()
+    attrs = span.attributes or {}
+    expected = fake.expected_usage("tell me a short story")
+    assert span.name == "responses gpt-4o-mini"
+    assert attrs[STREAM_OUTCOME] == "completed"
+    assert attrs[semconv.GEN_AI_RESPONSE_ID] == completed.id
+    assert attrs[semconv.GEN_AI_USAGE_INPUT_TOKENS] == expected["prompt_tokens"]
+    assert attrs[semconv.GEN_AI_USAGE_OUTPUT_TOKENS] == expected["completion_tokens"]

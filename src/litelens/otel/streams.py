@@ -6,9 +6,9 @@ task. `TracedStream` is a `wrapt.ObjectProxy`, so the caller still holds "the sa
 `isinstance`, methods), and it ends the call's span exactly once in each of those cases, setting
 `litelens.stream.outcome` to `completed`, `closed`, `error` or `abandoned`.
 
-The bookkeeping lives in `StreamState`, which the proxy and a `weakref.finalize` share: the finalizer
-must not hold the proxy (it would never be collected) nor the LiteLLM stream (its HTTP connection would
-stay checked out of the pool for as long as the span is open).
+The bookkeeping lives in `StreamState`, which the proxy and a `weakref.finalize` share. The finalizer
+must not hold the proxy (it would never be collected); it holds the LiteLLM stream, which the proxy
+keeps alive anyway, so that it can close a stream the caller dropped and give its connection back.
 """
 
 from __future__ import annotations
