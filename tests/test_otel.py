@@ -524,3 +524,56 @@ def test_streamed_responses_take_usage_from_the_completed_event(
     assert attrs[semconv.GEN_AI_RESPONSE_ID] == completed.id
     assert attrs[semconv.GEN_AI_USAGE_INPUT_TOKENS] == expected["prompt_tokens"]
     assert attrs[semconv.GEN_AI_USAGE_OUTPUT_TOKENS] == expected["completion_tokens"]
+
+
+def test_a_failure_inside_the_instrumentation_leaves_the_call_alone(otel: Otel, fake: FakeProvider) -> None:
+    engine = otel.instrumentor._engine
+    assert engine is not None
+
+    def broken_start_span(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("tracer bug")
+
+    engine.tracer.start_span = broken_start_span  # type: ignore[method-assign]
+    response = litellm.completion(model="openai/gpt-4o-mini", messages=MESSAGES, **kw(fake))
+    stream = litellm.completion(model="openai/gpt-4o-mini", messages=MESSAGES, stream=True, **kw(fake))
+    assert response.choices[0].message.content
+    assert "".join(c.choices[0].delta.content or "" for c in stream) == response.choices[0].message.content
+    assert otel.instrumentor.internal_errors == 2
+    assert otel.spans() == []
+
+
+def test_async_provider_error_is_reraised_unchanged_and_counted_in_metrics(
+    otel: Otel, fake: FakeProvider
+) -> None:
+    async def run() -> None:
+        await litellm.acompletion(
+            model="openai/gpt-4o-mini",
+            messages=MESSAGES,
+            extra_headers={"x-fake-error": "400"},
+            **kw(fake),
+        )
+
+    with pytest.raises(litellm.BadRequestError):
+        asyncio.run(run())
+    span = otel.only_span()
+    assert span.status.status_code is StatusCode.ERROR
+    (duration,) = otel.points("gen_ai.client.operation.duration")
+    assert duration.attributes[semconv.ERROR_TYPE] == "BadRequestError"
+
+
+def test_async_stream_aclose_ends_its_span(otel: Otel, fake: FakeProvider) -> None:
+    async def run() -> None:
+        stream = await litellm.acompletion(
+            model="openai/gpt-4o-mini",
+            messages=MESSAGES,
+            stream=True,
+            extra_headers={"x-fake-tokens": "50", "x-fake-chunks": "50"},
+            **kw(fake),
+        )
+        await stream.__anext__()
+        await stream.aclose()
+
+    asyncio.run(run())
+    attrs = otel.only_span().attributes or {}
+    assert attrs[STREAM_OUTCOME] == "closed"
+    assert attrs[semconv.LITELENS_CHUNK_COUNT] == 1
