@@ -577,3 +577,24 @@ def test_async_stream_aclose_ends_its_span(otel: Otel, fake: FakeProvider) -> No
     attrs = otel.only_span().attributes or {}
     assert attrs[STREAM_OUTCOME] == "closed"
     assert attrs[semconv.LITELENS_CHUNK_COUNT] == 1
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["call", "stream"])
+def test_core_callback_and_span_name_the_same_call(
+    stream: bool, otel: Otel, fake: FakeProvider, receiver: Any, make_callback: Any
+) -> None:
+    """With both layers on, the store sees one call: the record and the span share LiteLLM's call id
+    and agree on what was called and what it used."""
+    callback = make_callback()
+    response = litellm.completion(model="openai/gpt-4o-mini", messages=MESSAGES, stream=stream, **kw(fake))
+    if stream:
+        list(response)
+    callback.flush(timeout=10)
+    assert receiver.wait_for(1, timeout=15)
+    (record,) = receiver.records
+    attrs = otel.only_span().attributes or {}
+    assert attrs[semconv.LITELLM_CALL_ID] == record["call_id"]
+    assert attrs[semconv.GEN_AI_REQUEST_MODEL] == record["request_model"]
+    assert attrs[semconv.GEN_AI_USAGE_INPUT_TOKENS] == record["usage"]["input_tokens"]
+    assert attrs[semconv.GEN_AI_USAGE_OUTPUT_TOKENS] == record["usage"]["output_tokens"]
+    assert attrs[semconv.GEN_AI_RESPONSE_ID] == record["response_id"]
