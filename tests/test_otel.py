@@ -11,9 +11,11 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
+from importlib.metadata import version
 from typing import Any
 
 import pytest
+from packaging.version import Version
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
@@ -159,7 +161,13 @@ def test_each_call_type_gets_a_client_span_under_the_callers_span(
 def test_streamed_completion_span_ends_when_the_stream_is_exhausted(
     is_async: bool, otel: Otel, fake: FakeProvider
 ) -> None:
-    arguments = {"model": "openai/gpt-4o-mini", "messages": MESSAGES, "stream": True, **kw(fake)}
+    arguments = {
+        "model": "openai/gpt-4o-mini",
+        "messages": MESSAGES,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+        **kw(fake),
+    }
 
     async def consume_async() -> list[Any]:
         stream = await litellm.acompletion(**arguments)
@@ -177,6 +185,7 @@ def test_streamed_completion_span_ends_when_the_stream_is_exhausted(
     assert attrs[semconv.GEN_AI_RESPONSE_ID] == chunks[0].id
     assert attrs[semconv.GEN_AI_RESPONSE_FINISH_REASONS] == ("stop",)
     assert attrs[semconv.LITELENS_CHUNK_COUNT] == len(chunks)
+    assert chunks[-1].usage is not None
     ttfc = attrs[semconv.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK]
     assert isinstance(ttfc, float) and ttfc > 0
 
@@ -455,7 +464,15 @@ def test_otel_layer_does_not_import_the_server_or_the_callback() -> None:
 
 def test_metrics_follow_the_genai_conventions(otel: Otel, fake: FakeProvider) -> None:
     litellm.completion(model="openai/gpt-4o-mini", messages=MESSAGES, **kw(fake))
-    list(litellm.completion(model="openai/gpt-4o-mini", messages=MESSAGES, stream=True, **kw(fake)))
+    list(
+        litellm.completion(
+            model="openai/gpt-4o-mini",
+            messages=MESSAGES,
+            stream=True,
+            stream_options={"include_usage": True},
+            **kw(fake),
+        )
+    )
     expected = fake.expected_usage(MESSAGES)
 
     (duration,) = otel.points("gen_ai.client.operation.duration")
@@ -586,7 +603,8 @@ def test_core_callback_and_span_name_the_same_call(
     """With both layers on, the store sees one call: the record and the span share LiteLLM's call id
     and agree on what was called and what it used."""
     callback = make_callback()
-    response = litellm.completion(model="openai/gpt-4o-mini", messages=MESSAGES, stream=stream, **kw(fake))
+    options = {"stream": True, "stream_options": {"include_usage": True}} if stream else {}
+    response = litellm.completion(model="openai/gpt-4o-mini", messages=MESSAGES, **options, **kw(fake))
     if stream:
         list(response)
     callback.flush(timeout=10)
@@ -598,3 +616,18 @@ def test_core_callback_and_span_name_the_same_call(
     assert attrs[semconv.GEN_AI_USAGE_INPUT_TOKENS] == record["usage"]["input_tokens"]
     assert attrs[semconv.GEN_AI_USAGE_OUTPUT_TOKENS] == record["usage"]["output_tokens"]
     assert attrs[semconv.GEN_AI_RESPONSE_ID] == record["response_id"]
+
+
+@pytest.mark.skipif(
+    Version(version("litellm")) < Version("1.100"),
+    reason="LiteLLM 1.80 keeps a stream's usage from the caller unless include_usage is asked for",
+)
+def test_stream_span_has_usage_even_when_the_caller_did_not_ask_for_it(
+    otel: Otel, fake: FakeProvider
+) -> None:
+    chunks = list(litellm.completion(model="openai/gpt-4o-mini", messages=MESSAGES, stream=True, **kw(fake)))
+    assert all(getattr(c, "usage", None) is None for c in chunks)  # the caller saw no usage ...
+    attrs = otel.only_span().attributes or {}
+    expected = fake.expected_usage(MESSAGES)
+    assert attrs[semconv.GEN_AI_USAGE_INPUT_TOKENS] == expected["prompt_tokens"]  # ... the span has it
+    assert attrs[semconv.GEN_AI_USAGE_OUTPUT_TOKENS] == expected["completion_tokens"]

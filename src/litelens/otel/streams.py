@@ -138,12 +138,16 @@ def _hidden_usage(source: Any) -> Any:
 
     text_completion's stream keeps no such list: without `include_usage` its span has no usage."""
     chunks = getattr(source, "chunks", None)
-    if not isinstance(chunks, list):
-        return None
-    for chunk in reversed(chunks[-3:]):
-        usage = getattr(chunk, "usage", None)
-        if usage is not None:
-            return usage
+    if isinstance(chunks, list):
+        for chunk in reversed(chunks[-3:]):
+            usage = getattr(chunk, "usage", None)
+            if usage is not None:
+                return usage
+    # LiteLLM 1.80 drops the usage chunk from its list; its logging object keeps the assembled response.
+    details = getattr(getattr(source, "logging_obj", None), "model_call_details", None)
+    if isinstance(details, dict):
+        complete = details.get("complete_streaming_response")
+        return getattr(complete, "usage", None)
     return None
 
 
