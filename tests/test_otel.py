@@ -32,6 +32,7 @@ from opentelemetry.trace import SpanKind, StatusCode  # noqa: E402
 from litelens import semconv  # noqa: E402
 from litelens.otel import STREAM_OUTCOME, LiteLLMInstrumentor  # noqa: E402
 from litelens.otel.metrics import DURATION_BUCKETS, TOKEN_BUCKETS  # noqa: E402
+from litelens.otel.streams import REAPER  # noqa: E402
 from litelens.testing import FakeProvider  # noqa: E402
 
 pytestmark = pytest.mark.litellm_compat
@@ -269,6 +270,7 @@ def test_stream_dropped_after_two_chunks_ends_its_span_when_collected(otel: Otel
     next(stream)
     del stream
     gc.collect()
+    assert REAPER.flush()  # dropped streams are ended off the collecting thread
     span = otel.only_span()
     assert (span.attributes or {})[STREAM_OUTCOME] == "abandoned"
     assert span.end_time is not None
@@ -319,6 +321,7 @@ def test_thousands_of_abandoned_streams_leave_no_open_span(otel: Otel, fake: Fak
     for _ in range(ABANDONED):
         abandon()
     gc.collect()
+    assert REAPER.flush(timeout=60)
     spans = otel.spans()
     assert len(spans) == ABANDONED
     assert {(s.attributes or {})[STREAM_OUTCOME] for s in spans} == {"abandoned"}

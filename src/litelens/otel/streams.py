@@ -14,6 +14,8 @@ keeps alive anyway, so that it can close a stream the caller dropped and give it
 from __future__ import annotations
 
 import asyncio
+import queue
+import threading
 import time
 import weakref
 from types import TracebackType
@@ -88,8 +90,10 @@ class StreamState:
                 if isinstance(text, str):
                     self.texts.setdefault(index, []).append(text)
 
-    def finish(self, outcome: str, exc: BaseException | None = None, source: Any = None) -> None:
-        """End the span once. `source` is the LiteLLM stream when still reachable (not on collection)."""
+    def finish(
+        self, outcome: str, exc: BaseException | None = None, source: Any = None, at: float | None = None
+    ) -> None:
+        """End the span once. `source` is the LiteLLM stream; `at` the perf_counter time it ended."""
         if self.done:
             return
         self.done = True
@@ -126,7 +130,7 @@ class StreamState:
             elif outcome != "completed" and not record["finish_reasons"]:
                 # The caller stopped before the model did: the record calls that cancelled.
                 record["status"] = "cancelled"
-            call.end(exc, self.first_chunk_s, {STREAM_OUTCOME: outcome})
+            call.end(exc, self.first_chunk_s, {STREAM_OUTCOME: outcome}, at)
         except Exception:
             call.engine.failed("ending a stream's span")
             call.end_quietly()
@@ -172,15 +176,61 @@ def _cost(record: dict[str, Any]) -> float | None:
         return None
 
 
-def _abandoned(state: StreamState, stream: Any) -> None:
+class _Reaper:
+    """Ends the spans of dropped streams, and closes those streams, on a daemon thread.
+
+    A finalizer runs wherever the garbage collector happens to run: possibly inside httpcore's pool
+    or an exporter while they hold a non-reentrant lock. Closing the stream there (which takes the pool
+    lock) or ending the span (which takes the exporter's) can deadlock the caller's thread -- observed
+    with LiteLLM 1.80. So the finalizer only does a `SimpleQueue.put`, which is safe in finalizers, and
+    this thread does the rest.
+    """
+
+    def __init__(self) -> None:
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        if self._thread is not None:
+            return
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="litelens-otel-streams", daemon=True)
+                self._thread.start()
+
+    def submit(self, state: StreamState, stream: Any) -> None:
+        self._queue.put((state, stream, time.perf_counter()))
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Wait until every dropped stream submitted so far is handled (for tests and shutdown)."""
+        self.start()
+        done = threading.Event()
+        self._queue.put(done)
+        return done.wait(timeout)
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            if isinstance(item, threading.Event):
+                item.set()
+                continue
+            state, stream, dropped_at = item
+            _abandoned(state, stream, dropped_at)
+            del item, state, stream
+
+
+REAPER = _Reaper()
+
+
+def _abandoned(state: StreamState, stream: Any, dropped_at: float) -> None:
     """The caller dropped the stream unfinished: end the span, then close the stream nobody can reach.
 
     Closing is what returns the HTTP connection to LiteLLM's pool. Without it a dropped sync stream keeps
     its connection checked out until the pool runs dry and the next call blocks (measured on LiteLLM
-    1.110 with no instrumentation at all: a few dozen dropped streams). The finalizer holds the stream
-    only from the proxy's death to this call, so it delays nothing.
+    1.110 with no instrumentation at all: a few dozen dropped streams).
     """
-    state.finish("abandoned", None, stream)
+    state.finish("abandoned", None, stream, dropped_at)
     close = getattr(stream, "close", None)
     if close is not None:
         try:
@@ -204,8 +254,11 @@ class TracedStream(wrapt.ObjectProxy):
         super().__init__(wrapped)
         state = StreamState(call)
         self._self_state = state
-        # Runs if the proxy is collected before the stream ended (the caller dropped it), or at exit.
-        self._self_finalizer = weakref.finalize(self, _abandoned, state, wrapped)
+        # Runs if the proxy is collected before the stream ended (the caller dropped it). Not at exit:
+        # the exporters may be gone by then, and a half-read stream's span says nothing useful.
+        REAPER.start()
+        self._self_finalizer = weakref.finalize(self, REAPER.submit, state, wrapped)
+        self._self_finalizer.atexit = False
 
     def _self_finish(self, outcome: str, exc: BaseException | None = None) -> None:
         self._self_finalizer.detach()

@@ -201,8 +201,13 @@ class Call:
         exc: BaseException | None = None,
         ttft_s: float | None = None,
         extra: Mapping[str, Any] | None = None,
+        at: float | None = None,
     ) -> None:
-        """Put the finished record on the span, record metrics, end the span. Runs at most once."""
+        """Put the finished record on the span, record metrics, end the span. Runs at most once.
+
+        `at` is the `perf_counter` time the call ended, when that was before now (a dropped stream is
+        ended later, on another thread).
+        """
         with self._lock:
             if self._ended:
                 return
@@ -210,8 +215,11 @@ class Call:
         engine = self.engine
         span = self.span
         record = self.record
+        now = time.perf_counter()
+        ended = now if at is None else min(at, now)
+        end_ns = time.time_ns() - int((now - ended) * 1e9)
         try:
-            endpoints.finish_times(record, time.perf_counter() - self.started, ttft_s)
+            endpoints.finish_times(record, ended - self.started, ttft_s)
             processed = self._processed(record)
             if processed is None:
                 attributes = semconv.record_to_attributes(record, capture_content=False)
@@ -225,7 +233,7 @@ class Call:
                 span.set_status(Status(StatusCode.ERROR, str(exc)[:500]))
         finally:
             # Whatever failed above, the span still ends: an open span is a leak the user pays for.
-            span.end()
+            span.end(end_time=end_ns)
         engine.instruments.record(record, attributes)
 
     def _processed(self, record: Record) -> Record | None:
