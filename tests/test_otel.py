@@ -308,6 +308,11 @@ def test_cancelled_consumer_task_ends_the_stream_span(otel: Otel, fake: FakeProv
 ABANDONED = int(os.environ.get("LITELENS_TEST_ABANDONED_STREAMS", "2000"))
 
 
+@pytest.mark.skipif(
+    Version(version("litellm")) < Version("1.100"),
+    reason="LiteLLM 1.80.17 deadlocks on dropped sync streams without any instrumentation: the garbage "
+    "collector finalizes openai's stream generator inside httpcore's pool lock, and closing needs it",
+)
 def test_thousands_of_abandoned_streams_leave_no_open_span(otel: Otel, fake: FakeProvider) -> None:
     """Each dropped stream must end its span and give its HTTP connection back, or a long-running
     service leaks spans and, eventually, the ability to make calls at all. (Without instrumentation,
