@@ -13,7 +13,7 @@ LITELLM_OLD="1.80.17"
 .venv/bin/pip install -q -e '.[dev,server,otel,postgres]' "litellm==$LITELLM_NEW"
 
 [ -x .venv-old/bin/python ] || python3 -m venv .venv-old
-.venv-old/bin/pip install -q -e '.[dev,server]' "litellm==$LITELLM_OLD"
+.venv-old/bin/pip install -q -e '.[dev,server,otel]' "litellm==$LITELLM_OLD"
 
 # The proxy's extra packages, as they install from this machine's registry (see docs/proxy.md).
 [ -x .venv-proxy/bin/litellm ] || {
@@ -38,4 +38,5 @@ echo "== tests, LiteLLM $LITELLM_NEW"
 
 echo "== LiteLLM-facing tests again, LiteLLM $LITELLM_OLD"
 # Only the files that drive LiteLLM (the delivery test runs a real `litelens serve`, hence the server extra).
-.venv-old/bin/python -m pytest -m litellm_compat -p no:cacheprovider tests/test_callback.py tests/test_delivery.py
+.venv-old/bin/python -m pytest -m litellm_compat -p no:cacheprovider tests/test_callback.py tests/test_delivery.py \
+  tests/test_otel.py

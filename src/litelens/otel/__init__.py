@@ -1,0 +1,24 @@
+"""OpenTelemetry instrumentation for LiteLLM (the `otel` extra).
+
+    from litelens.otel import LiteLLMInstrumentor
+    LiteLLMInstrumentor().instrument()
+
+Every `litellm.completion`/`acompletion`, `embedding`/`aembedding`, `text_completion`/`atext_completion`,
+`image_generation`/`aimage_generation` and `responses`/`aresponses` call gets a CLIENT span named
+`"{operation} {model}"` with GenAI-convention attributes (the mapping is `litelens.semconv`'s, shared with
+the collector), plus `gen_ai.client.*` metrics and a `litellm.cost` counter. The span carries
+`litellm.call_id`, the id LiteLLM's own callbacks see, so a call recorded by both this layer and the core
+callback is stored once.
+
+Instrument before binding names: `from litellm import completion` executed *before* `instrument()`
+keeps the original function (module attribute patching cannot reach a name bound elsewhere).
+
+This package never imports `litelens.server` or `litelens.callback`.
+"""
+
+from __future__ import annotations
+
+from litelens.otel.instrumentor import LiteLLMInstrumentor, OtelSettings
+from litelens.otel.streams import STREAM_OUTCOME, TracedStream
+
+__all__ = ["STREAM_OUTCOME", "LiteLLMInstrumentor", "OtelSettings", "TracedStream"]

@@ -1,0 +1,241 @@
+"""What differs between LiteLLM's entry points, and how one call becomes a call record.
+
+The wrappers are one engine for every entry point; this module holds the small per-endpoint facts
+(which argument carries the content, what the record calls the operation) and turns a call's arguments
+and LiteLLM's response into the same record shape the core callback builds. `litelens.semconv` then
+maps that record to span attributes, so the OTel layer and the core layer can never disagree on a name.
+
+Reads only what LiteLLM hands back (`_hidden_params`, `usage`, `id`, `model`, `choices`): no LiteLLM
+import is needed here, which keeps building a record cheap and testable without a provider.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from litelens.record import (
+    SCHEMA,
+    Record,
+    _response_content,
+    scrub_text,
+    scrub_url,
+    usage_of,
+    user_metadata_of,
+)
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One LiteLLM function the instrumentor wraps.
+
+    `content_arg` names the argument that holds the request content (messages, input or prompt): it is
+    recorded only when content capture is on.
+    """
+
+    name: str
+    call_type: str
+    is_async: bool
+    content_arg: str
+
+
+ENDPOINTS: tuple[Endpoint, ...] = (
+    Endpoint("completion", "chat", False, "messages"),
+    Endpoint("acompletion", "chat", True, "messages"),
+    Endpoint("embedding", "embedding", False, "input"),
+    Endpoint("aembedding", "embedding", True, "input"),
+    Endpoint("text_completion", "text_completion", False, "prompt"),
+    Endpoint("atext_completion", "text_completion", True, "prompt"),
+    Endpoint("image_generation", "image_generation", False, "prompt"),
+    Endpoint("aimage_generation", "image_generation", True, "prompt"),
+    Endpoint("responses", "responses", False, "input"),
+    Endpoint("aresponses", "responses", True, "input"),
+)
+
+# Model parameters worth keeping. An allow-list, not a deny-list: LiteLLM accepts credentials and
+# clients as keyword arguments (api_key, aws_secret_access_key, client ...), and none may reach a span.
+_PARAMETERS = frozenset(
+    {
+        "temperature",
+        "max_tokens",
+        "max_completion_tokens",
+        "max_output_tokens",
+        "top_p",
+        "top_k",
+        "frequency_penalty",
+        "presence_penalty",
+        "seed",
+        "stop",
+        "n",
+        "encoding_format",
+        "dimensions",
+        "reasoning_effort",
+        "tool_choice",
+        "parallel_tool_calls",
+        "size",
+        "quality",
+        "style",
+        "response_format",
+        "logprobs",
+        "top_logprobs",
+        "timeout",
+        "num_retries",
+    }
+)
+_SIMPLE = (str, int, float, bool)
+
+
+def _parameter_value(value: Any) -> Any:
+    """A JSON-friendly parameter value, or None when the value is an object that must not be recorded."""
+    if value is None or isinstance(value, _SIMPLE):
+        return value
+    if isinstance(value, Sequence) and all(isinstance(v, _SIMPLE) for v in value):
+        return list(value)
+    if isinstance(value, Mapping):
+        return {str(k): v for k, v in value.items() if isinstance(v, (*_SIMPLE, Mapping, list))}
+    return None
+
+
+def _split_model(
+    model: str | None, provider: str | None, providers: frozenset[str]
+) -> tuple[str | None, str | None]:
+    """(model without LiteLLM's provider prefix, provider): the core record names models the same way."""
+    if not model:
+        return model, provider
+    prefix, sep, rest = model.partition("/")
+    if sep and prefix in providers and rest:
+        return rest, provider or prefix
+    return model, provider
+
+
+def request_record(
+    endpoint: Endpoint,
+    arguments: Mapping[str, Any],
+    call_id: str,
+    providers: frozenset[str],
+    capture_content: bool,
+) -> Record:
+    """The record as far as the call's arguments tell it: what was asked, of whom, with which settings."""
+    model, provider = _split_model(
+        _str(arguments.get("model")), _str(arguments.get("custom_llm_provider")), providers
+    )
+    parameters = {}
+    for key, value in arguments.items():
+        if key in _PARAMETERS:
+            kept = _parameter_value(value)
+            if kept is not None:
+                parameters[key] = kept
+    metadata = arguments.get("metadata")
+    metadata = metadata if isinstance(metadata, Mapping) else {}
+    tags = metadata.get("tags")
+    request: dict[str, Any] = {"parameters": parameters}
+    if capture_content:
+        content = arguments.get(endpoint.content_arg)
+        request["messages" if endpoint.content_arg == "messages" else "input"] = content
+        tools = arguments.get("tools")
+        if tools:
+            request["tools"] = tools
+    return {
+        "schema": SCHEMA,
+        "call_id": call_id,
+        "session_id": _str(arguments.get("litellm_session_id")) or _str(metadata.get("session_id")),
+        "end_user": _str(arguments.get("user")),
+        "tags": [str(t) for t in tags] if isinstance(tags, list) else [],
+        "metadata": user_metadata_of(metadata),
+        "call_type": endpoint.call_type,
+        "litellm_call_type": endpoint.name,
+        "is_async": endpoint.is_async,
+        "stream": bool(arguments.get("stream")),
+        "request_model": model,
+        "response_model": None,
+        "provider": provider,
+        "api_base": scrub_url(_str(arguments.get("api_base") or arguments.get("base_url"))),
+        "start_time": time.time(),
+        "usage": None,
+        "cost_usd": None,
+        "status": "ok",
+        "error": None,
+        "finish_reasons": [],
+        "response_id": None,
+        "request": request,
+        "response": None,
+    }
+
+
+def apply_response(record: Record, response: Any, capture_content: bool) -> None:
+    """Fill the record from a complete (non-stream) LiteLLM response object."""
+    hidden = getattr(response, "_hidden_params", None)
+    if isinstance(hidden, Mapping):
+        apply_hidden_params(record, hidden)
+    record["response_id"] = _str(getattr(response, "id", None))
+    record["response_model"] = _str(getattr(response, "model", None))
+    usage = getattr(response, "usage", None)
+    if usage is not None:
+        record["usage"] = usage_of({"response": {"usage": usage}})
+    reasons = [
+        str(r)
+        for r in (getattr(c, "finish_reason", None) for c in getattr(response, "choices", None) or [])
+        if r
+    ]
+    status = getattr(response, "status", None)
+    if not reasons and status in ("completed", "incomplete"):
+        reasons = [str(status)]
+    record["finish_reasons"] = reasons
+    if capture_content:
+        dump = getattr(response, "model_dump", None)
+        if callable(dump):
+            record["response"] = _response_content(record["call_type"], dump())
+
+
+def apply_hidden_params(record: Record, hidden: Mapping[str, Any]) -> None:
+    """What LiteLLM resolved while serving the call: provider, api base, cost, its own call id."""
+    record["call_id"] = _str(hidden.get("litellm_call_id")) or record["call_id"]
+    record["provider"] = _str(hidden.get("custom_llm_provider")) or record["provider"]
+    record["api_base"] = scrub_url(_str(hidden.get("api_base"))) or record["api_base"]
+    record["deployment_id"] = _str(hidden.get("model_id"))
+    cost = hidden.get("response_cost")
+    if isinstance(cost, (int, float)) and not isinstance(cost, bool):
+        record["cost_usd"] = float(cost)
+
+
+def apply_error(record: Record, exc: BaseException) -> None:
+    """The record of a call that raised: LiteLLM's exceptions carry the HTTP status and the provider."""
+    cancelled = type(exc).__name__ in ("CancelledError", "GeneratorExit", "KeyboardInterrupt")
+    status_code = getattr(exc, "status_code", None)
+    record["status"] = "cancelled" if cancelled else "error"
+    record["error"] = {
+        "type": error_type(exc),
+        "message": scrub_text(str(exc))[:2000],
+        "status_code": status_code if isinstance(status_code, int) else None,
+        "code": None,
+        "provider": _str(getattr(exc, "llm_provider", None)) or record.get("provider"),
+        "normalized": None,
+        "provider_request_id": None,
+        "retries": None,
+    }
+
+
+def error_type(exc: BaseException) -> str:
+    """`error.type` for an exception: its qualified class name, as the OTel conventions ask."""
+    return type(exc).__qualname__
+
+
+def finish_times(record: Record, duration_s: float, ttft_s: float | None) -> None:
+    """End time, duration, time to first chunk and throughput, from monotonic measurements."""
+    record["duration_ms"] = round(duration_s * 1000.0, 3)
+    record["end_time"] = record["start_time"] + duration_s
+    if ttft_s is not None:
+        record["ttft_ms"] = round(ttft_s * 1000.0, 3)
+    usage = record.get("usage") or {}
+    output = usage.get("output_tokens") or 0
+    generation_s = duration_s - (ttft_s or 0.0) if ttft_s is not None else duration_s
+    if output and generation_s > 0:
+        record["output_tokens_per_s"] = round(output / generation_s, 3)
+
+
+def _str(value: Any) -> str | None:
+    if value is None or value == "":
+        return None
+    return value if isinstance(value, str) else str(value)

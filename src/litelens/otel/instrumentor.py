@@ -1,0 +1,135 @@
+"""`LiteLLMInstrumentor`: wires the engine's wrappers onto LiteLLM's entry points, and takes them off.
+
+Thin on purpose, like the contrib GenAI instrumentors: settings are resolved here once, everything that
+happens per call lives in `wrappers`, `streams` and `metrics`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import sys
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from opentelemetry import metrics, trace
+from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
+from opentelemetry.instrumentation.utils import unwrap
+from opentelemetry.semconv.schemas import Schemas
+from wrapt import wrap_function_wrapper
+
+from litelens import __version__
+from litelens.otel.endpoints import ENDPOINTS
+from litelens.otel.metrics import Instruments
+from litelens.otel.wrappers import Engine, Processor
+from litelens.record import Record
+
+_log = logging.getLogger("litelens.otel")
+
+CAPTURE_CONTENT_ENV = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
+# Values the conventions' variable takes that mean "put content on spans" (newer releases name modes).
+_CAPTURE_ON = frozenset({"true", "1", "yes", "span_only", "span_and_event"})
+_SCHEMA_URL = getattr(Schemas, "V1_37_0", getattr(Schemas, "V1_28_0", None))
+
+
+@dataclass(frozen=True)
+class OtelSettings:
+    """The OTel layer's configuration: arguments first, then environment, then defaults."""
+
+    capture_content: bool = False
+    processors: tuple[Callable[[Record], Record | None], ...] = field(default_factory=tuple)
+
+    @classmethod
+    def resolve(
+        cls,
+        capture_content: bool | None = None,
+        processors: Sequence[Processor] | None = None,
+        environ: dict[str, str] | None = None,
+    ) -> OtelSettings:
+        env = os.environ if environ is None else environ
+        if capture_content is None:
+            capture_content = env.get(CAPTURE_CONTENT_ENV, "").strip().lower() in _CAPTURE_ON
+        return cls(capture_content=bool(capture_content), processors=tuple(processors or ()))
+
+
+class LiteLLMInstrumentor(BaseInstrumentor):
+    """OpenTelemetry instrumentation for LiteLLM: a CLIENT span and GenAI metrics per LLM call.
+
+        from litelens.otel import LiteLLMInstrumentor
+        LiteLLMInstrumentor().instrument(tracer_provider=provider, capture_content=False)
+
+    Keyword arguments of `instrument()`: `tracer_provider`, `meter_provider`, `capture_content`
+    (default: `OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT`, else off) and `processors`
+    (callables `record -> record | None` run on the call record before it is put on the span).
+
+    The functions are patched as attributes of `litellm` and of the modules that define them, so a
+    name bound before instrumenting (`from litellm import completion` run earlier) keeps pointing at
+    the unpatched function: instrument first, or call `litellm.completion(...)` through the module.
+    """
+
+    _engine: Engine | None = None
+    _patched: list[tuple[Any, str]] = []
+
+    def instrumentation_dependencies(self) -> Collection[str]:
+        return ("litellm >= 1.80",)
+
+    @property
+    def internal_errors(self) -> int:
+        """How many times the instrumentation itself failed (each time the user's call was unaffected)."""
+        return self._engine.internal_errors if self._engine is not None else 0
+
+    def _instrument(self, **kwargs: Any) -> None:
+        import litellm
+
+        settings = OtelSettings.resolve(kwargs.get("capture_content"), kwargs.get("processors"))
+        schema = _SCHEMA_URL.value if _SCHEMA_URL is not None else None
+        tracer = trace.get_tracer(__name__, __version__, kwargs.get("tracer_provider"), schema_url=schema)
+        meter = metrics.get_meter(__name__, __version__, kwargs.get("meter_provider"), schema_url=schema)
+        providers = frozenset(str(getattr(p, "value", p)) for p in getattr(litellm, "provider_list", ()))
+        engine = Engine(
+            tracer,
+            Instruments(meter),
+            capture_content=settings.capture_content,
+            processors=settings.processors,
+            providers=providers,
+        )
+        patched: list[tuple[Any, str]] = []
+        for endpoint in ENDPOINTS:
+            original = getattr(litellm, endpoint.name, None)
+            if original is None:
+                _log.debug("litelens.otel: litellm has no %s; not traced", endpoint.name)
+                continue
+            wrapper = engine.wrapper(endpoint, original)
+            for module in _modules_defining(litellm, endpoint.name, original):
+                wrap_function_wrapper(module, endpoint.name, wrapper)
+                patched.append((module, endpoint.name))
+        self._engine = engine
+        self._patched = patched
+
+    def _uninstrument(self, **kwargs: Any) -> None:
+        for module, name in self._patched:
+            unwrap(module, name)
+        self._patched = []
+        self._engine = None
+
+
+def _modules_defining(litellm: Any, name: str, original: Any) -> list[Any]:
+    """`litellm` itself, the module the function comes from, and `litellm.main` (older releases define
+    everything there; newer ones keep the Python implementation there behind a dispatch module)."""
+    modules = [litellm]
+    for module_name in (getattr(original, "__module__", None), "litellm.main"):
+        if not module_name:
+            continue
+        module = sys.modules.get(module_name) or _import(module_name)
+        if module is not None and module not in modules and callable(getattr(module, name, None)):
+            modules.append(module)
+    return modules
+
+
+def _import(name: str) -> Any:
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        return None

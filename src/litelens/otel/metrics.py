@@ -1,0 +1,100 @@
+"""The metric instruments of the OTel layer, with the GenAI conventions' names, units and buckets.
+
+Instrument names come from the `opentelemetry-semantic-conventions` package; attribute names from
+`litelens.semconv`. The conventions advise explicit bucket boundaries because the SDK's default buckets
+(made for milliseconds) put every LLM call, measured in seconds, into the first two buckets.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from opentelemetry.metrics import Meter
+from opentelemetry.semconv._incubating.attributes.gen_ai_attributes import GEN_AI_TOKEN_TYPE
+from opentelemetry.semconv._incubating.metrics import gen_ai_metrics
+
+from litelens import semconv
+from litelens.record import Record
+
+# The conventions' advice for gen_ai.client.operation.duration (and time to first chunk), in seconds.
+DURATION_BUCKETS = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92)
+# ... and for gen_ai.client.token.usage, in tokens.
+TOKEN_BUCKETS = (
+    1,
+    4,
+    16,
+    64,
+    256,
+    1024,
+    4096,
+    16384,
+    65536,
+    262144,
+    1048576,
+    4194304,
+    16777216,
+    67108864,
+)
+# Older packages lack the time-to-first-chunk name; the string is the conventions' own.
+TIME_TO_FIRST_CHUNK = getattr(
+    gen_ai_metrics,
+    "GEN_AI_CLIENT_OPERATION_TIME_TO_FIRST_CHUNK",
+    "gen_ai.client.operation.time_to_first_chunk",
+)
+COST = "litellm.cost"
+
+# Record attributes that identify a call's population without exploding cardinality.
+_METRIC_ATTRIBUTES = (
+    semconv.GEN_AI_OPERATION_NAME,
+    semconv.GEN_AI_PROVIDER_NAME,
+    semconv.GEN_AI_REQUEST_MODEL,
+    semconv.GEN_AI_RESPONSE_MODEL,
+    semconv.SERVER_ADDRESS,
+    semconv.SERVER_PORT,
+    semconv.ERROR_TYPE,
+)
+
+
+class Instruments:
+    """The histograms and the cost counter, created once per instrumentation."""
+
+    def __init__(self, meter: Meter) -> None:
+        self.duration = meter.create_histogram(
+            gen_ai_metrics.GEN_AI_CLIENT_OPERATION_DURATION,
+            unit="s",
+            description="GenAI operation duration.",
+            explicit_bucket_boundaries_advisory=DURATION_BUCKETS,
+        )
+        self.tokens = meter.create_histogram(
+            gen_ai_metrics.GEN_AI_CLIENT_TOKEN_USAGE,
+            unit="{token}",
+            description="Number of input and output tokens used.",
+            explicit_bucket_boundaries_advisory=TOKEN_BUCKETS,
+        )
+        self.time_to_first_chunk = meter.create_histogram(
+            TIME_TO_FIRST_CHUNK,
+            unit="s",
+            description="Time to receive the first chunk of a streamed response.",
+            explicit_bucket_boundaries_advisory=DURATION_BUCKETS,
+        )
+        self.cost = meter.create_counter(
+            COST, unit="USD", description="Cost of LLM calls as LiteLLM prices them."
+        )
+
+    def record(self, record: Record, span_attributes: dict[str, Any]) -> None:
+        """Record one finished call; `span_attributes` are the attributes already computed for its span."""
+        attributes = {k: span_attributes[k] for k in _METRIC_ATTRIBUTES if k in span_attributes}
+        duration_ms = record.get("duration_ms")
+        if duration_ms is not None:
+            self.duration.record(duration_ms / 1000.0, attributes)
+        ttft_ms = record.get("ttft_ms")
+        if ttft_ms is not None:
+            self.time_to_first_chunk.record(ttft_ms / 1000.0, attributes)
+        usage = record.get("usage") or {}
+        for token_type, key in (("input", "input_tokens"), ("output", "output_tokens")):
+            value = usage.get(key)
+            if isinstance(value, int):
+                self.tokens.record(value, {**attributes, GEN_AI_TOKEN_TYPE: token_type})
+        cost = record.get("cost_usd")
+        if isinstance(cost, float) and cost > 0:
+            self.cost.add(cost, attributes)

@@ -1,0 +1,339 @@
+"""The stream proxy: a LiteLLM stream that ends its span however the caller stops reading it.
+
+LiteLLM returns a stream object (`CustomStreamWrapper`, the Responses API iterators) whose life is the
+caller's business: read to the end, closed half-way, dropped on the floor, or cut off by a cancelled
+task. `TracedStream` is a `wrapt.ObjectProxy`, so the caller still holds "the same" object (attributes,
+`isinstance`, methods), and it ends the call's span exactly once in each of those cases, setting
+`litelens.stream.outcome` to `completed`, `closed`, `error` or `abandoned`.
+
+The bookkeeping lives in `StreamState`, which the proxy and a `weakref.finalize` share. The finalizer
+must not hold the proxy (it would never be collected); it holds the LiteLLM stream, which the proxy
+keeps alive anyway, so that it can close a stream the caller dropped and give its connection back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import threading
+import time
+import weakref
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+import wrapt
+
+from litelens.otel import endpoints
+from litelens.record import usage_of
+
+if TYPE_CHECKING:
+    from litelens.otel.wrappers import Call
+
+STREAM_OUTCOME = "litelens.stream.outcome"
+
+# Responses API events that carry the whole response (usage, id, status) at the end of a stream.
+_FINAL_EVENTS = frozenset({"response.completed", "response.incomplete", "response.failed"})
+
+
+class StreamState:
+    """What the chunks said so far, and the one `finish` that turns it into the span's end."""
+
+    __slots__ = (
+        "call",
+        "chunks",
+        "done",
+        "final",
+        "first_chunk_s",
+        "reasons",
+        "response_id",
+        "response_model",
+        "texts",
+        "usage",
+    )
+
+    def __init__(self, call: Call) -> None:
+        self.call = call
+        self.chunks = 0
+        self.done = False
+        self.final: Any = None
+        self.first_chunk_s: float | None = None
+        self.reasons: dict[int, str] = {}
+        self.response_id: str | None = None
+        self.response_model: str | None = None
+        self.texts: dict[int, list[str]] | None = {} if call.engine.capture_content else None
+        self.usage: Any = None
+
+    def on_chunk(self, chunk: Any) -> None:
+        """Accumulate one chunk: chat/text chunks carry id, model, finish reasons and (last) usage."""
+        self.chunks += 1
+        if self.first_chunk_s is None:
+            self.first_chunk_s = time.perf_counter() - self.call.started
+        kind = getattr(chunk, "type", None)
+        if kind is not None:
+            if str(getattr(kind, "value", kind)) in _FINAL_EVENTS:
+                self.final = getattr(chunk, "response", None)
+            return
+        if self.response_id is None:
+            self.response_id = getattr(chunk, "id", None)
+            self.response_model = getattr(chunk, "model", None)
+        usage = getattr(chunk, "usage", None)
+        if usage is not None:
+            self.usage = usage
+        for choice in getattr(chunk, "choices", None) or ():
+            index = getattr(choice, "index", 0) or 0
+            reason = getattr(choice, "finish_reason", None)
+            if reason:
+                self.reasons[index] = str(reason)
+            if self.texts is not None:
+                delta = getattr(choice, "delta", None)
+                text = getattr(delta, "content", None) if delta is not None else getattr(choice, "text", None)
+                if isinstance(text, str):
+                    self.texts.setdefault(index, []).append(text)
+
+    def finish(
+        self, outcome: str, exc: BaseException | None = None, source: Any = None, at: float | None = None
+    ) -> None:
+        """End the span once. `source` is the LiteLLM stream; `at` the perf_counter time it ended."""
+        if self.done:
+            return
+        self.done = True
+        call = self.call
+        try:
+            record = call.record
+            capture = call.engine.capture_content
+            if self.final is not None:
+                endpoints.apply_response(record, self.final, capture)
+            else:
+                record["response_id"] = self.response_id
+                record["response_model"] = self.response_model
+                record["finish_reasons"] = [self.reasons[i] for i in sorted(self.reasons)]
+                usage = self.usage if self.usage is not None else _hidden_usage(source)
+                if usage is not None:
+                    record["usage"] = usage_of({"response": {"usage": usage}})
+                if self.texts is not None:
+                    record["response"] = {
+                        "id": self.response_id,
+                        "choices": [
+                            {
+                                "index": i,
+                                "finish_reason": self.reasons.get(i),
+                                "message": {"role": "assistant", "content": "".join(parts)},
+                            }
+                            for i, parts in sorted(self.texts.items())
+                        ],
+                    }
+            record["chunk_count"] = self.chunks
+            if record.get("cost_usd") is None and record.get("usage"):
+                record["cost_usd"] = _cost(record)
+            if exc is not None:
+                endpoints.apply_error(record, exc)
+            elif outcome != "completed" and not record["finish_reasons"]:
+                # The caller stopped before the model did: the record calls that cancelled.
+                record["status"] = "cancelled"
+            call.end(exc, self.first_chunk_s, {STREAM_OUTCOME: outcome}, at)
+        except Exception:
+            call.engine.failed("ending a stream's span")
+            call.end_quietly()
+
+
+def _hidden_usage(source: Any) -> Any:
+    """Usage from LiteLLM's own chunk list: it keeps the provider's usage chunk even when it does not
+    pass usage on to a caller who did not ask for `stream_options={"include_usage": True}`.
+
+    text_completion's stream keeps no such list: without `include_usage` its span has no usage."""
+    chunks = getattr(source, "chunks", None)
+    if isinstance(chunks, list):
+        for chunk in reversed(chunks[-3:]):
+            usage = getattr(chunk, "usage", None)
+            if usage is not None:
+                return usage
+    # LiteLLM 1.80 drops the usage chunk from its list; its logging object keeps the assembled response.
+    details = getattr(getattr(source, "logging_obj", None), "model_call_details", None)
+    if isinstance(details, dict):
+        complete = details.get("complete_streaming_response")
+        return getattr(complete, "usage", None)
+    return None
+
+
+def _cost(record: dict[str, Any]) -> float | None:
+    """A stream's cost, priced by LiteLLM from the usage (its chunks carry no cost of their own)."""
+    usage = record.get("usage") or {}
+    model = record.get("response_model") or record.get("request_model")
+    if not model:
+        return None
+    try:
+        import litellm
+
+        prompt_cost, completion_cost = litellm.cost_per_token(
+            model=str(model),
+            custom_llm_provider=record.get("provider"),
+            prompt_tokens=int(usage.get("input_tokens") or 0),
+            completion_tokens=int(usage.get("output_tokens") or 0),
+        )
+        return float(prompt_cost) + float(completion_cost)
+    except Exception:
+        # Unknown models have no price; that is not a failure of ours.
+        return None
+
+
+class _Reaper:
+    """Ends the spans of dropped streams, and closes those streams, on a daemon thread.
+
+    A finalizer runs wherever the garbage collector happens to run: possibly inside httpcore's pool
+    or an exporter while they hold a non-reentrant lock. Closing the stream there (which takes the pool
+    lock) or ending the span (which takes the exporter's) can deadlock the caller's thread -- observed
+    with LiteLLM 1.80. So the finalizer only does a `SimpleQueue.put`, which is safe in finalizers, and
+    this thread does the rest.
+    """
+
+    def __init__(self) -> None:
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        if self._thread is not None:
+            return
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="litelens-otel-streams", daemon=True)
+                self._thread.start()
+
+    def submit(self, state: StreamState, stream: Any) -> None:
+        self._queue.put((state, stream, time.perf_counter()))
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Wait until every dropped stream submitted so far is handled (for tests and shutdown)."""
+        self.start()
+        done = threading.Event()
+        self._queue.put(done)
+        return done.wait(timeout)
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            if isinstance(item, threading.Event):
+                item.set()
+                continue
+            state, stream, dropped_at = item
+            _abandoned(state, stream, dropped_at)
+            del item, state, stream
+
+
+REAPER = _Reaper()
+
+
+def _abandoned(state: StreamState, stream: Any, dropped_at: float) -> None:
+    """The caller dropped the stream unfinished: end the span, then close the stream nobody can reach.
+
+    Closing is what returns the HTTP connection to LiteLLM's pool. Without it a dropped sync stream keeps
+    its connection checked out until the pool runs dry and the next call blocks (measured on LiteLLM
+    1.110 with no instrumentation at all: a few dozen dropped streams).
+    """
+    state.finish("abandoned", None, stream, dropped_at)
+    close = getattr(stream, "close", None)
+    if close is not None:
+        try:
+            close()
+        except Exception:
+            state.call.engine.failed("closing an abandoned stream")
+
+
+def _outcome_of(exc: BaseException) -> str:
+    return (
+        "abandoned"
+        if isinstance(exc, (asyncio.CancelledError, GeneratorExit, KeyboardInterrupt))
+        else "error"
+    )
+
+
+class TracedStream(wrapt.ObjectProxy):
+    """A transparent proxy of a LiteLLM stream that ends the call's span when the stream is over."""
+
+    def __init__(self, wrapped: Any, call: Call) -> None:
+        super().__init__(wrapped)
+        state = StreamState(call)
+        self._self_state = state
+        # Runs if the proxy is collected before the stream ended (the caller dropped it). Not at exit:
+        # the exporters may be gone by then, and a half-read stream's span says nothing useful.
+        REAPER.start()
+        self._self_finalizer = weakref.finalize(self, REAPER.submit, state, wrapped)
+        self._self_finalizer.atexit = False
+
+    def _self_finish(self, outcome: str, exc: BaseException | None = None) -> None:
+        self._self_finalizer.detach()
+        self._self_state.finish(outcome, exc, self.__wrapped__)
+
+    def _self_chunk(self, chunk: Any) -> None:
+        try:
+            self._self_state.on_chunk(chunk)
+        except Exception:
+            self._self_state.call.engine.failed("reading a chunk")
+
+    # -- sync iteration --------------------------------------------------------------------------
+
+    def __iter__(self) -> TracedStream:
+        return self
+
+    def __next__(self) -> Any:
+        try:
+            chunk = self.__wrapped__.__next__()
+        except StopIteration:
+            self._self_finish("completed")
+            raise
+        except BaseException as exc:
+            self._self_finish(_outcome_of(exc), exc)
+            raise
+        self._self_chunk(chunk)
+        return chunk
+
+    def close(self) -> Any:
+        self._self_finish("closed")
+        closer = getattr(self.__wrapped__, "close", None)
+        return closer() if closer is not None else None
+
+    def __enter__(self) -> Any:
+        enter = getattr(self.__wrapped__, "__enter__", None)
+        result = enter() if enter is not None else self.__wrapped__
+        return self if result is self.__wrapped__ else result
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> Any:
+        self._self_finish("closed")
+        exit_ = getattr(self.__wrapped__, "__exit__", None)
+        return exit_(exc_type, exc, tb) if exit_ is not None else None
+
+    # -- async iteration -------------------------------------------------------------------------
+
+    def __aiter__(self) -> TracedStream:
+        return self
+
+    async def __anext__(self) -> Any:
+        try:
+            chunk = await self.__wrapped__.__anext__()
+        except StopAsyncIteration:
+            self._self_finish("completed")
+            raise
+        except BaseException as exc:
+            self._self_finish(_outcome_of(exc), exc)
+            raise
+        self._self_chunk(chunk)
+        return chunk
+
+    async def aclose(self) -> Any:
+        self._self_finish("closed")
+        closer = getattr(self.__wrapped__, "aclose", None)
+        return await closer() if closer is not None else None
+
+    async def __aenter__(self) -> Any:
+        enter = getattr(self.__wrapped__, "__aenter__", None)
+        result = await enter() if enter is not None else self.__wrapped__
+        return self if result is self.__wrapped__ else result
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> Any:
+        self._self_finish("closed")
+        exit_ = getattr(self.__wrapped__, "__aexit__", None)
+        return await exit_(exc_type, exc, tb) if exit_ is not None else None

@@ -1,0 +1,278 @@
+"""One engine for every wrapped LiteLLM function: sync, async, and the streams either returns.
+
+`Engine.wrapper(endpoint)` gives the function `wrapt` installs. The sync and async variants are two
+thin shells around the same `Call` object, which starts the span, makes it current while LiteLLM runs
+(so HTTP client spans nest under it), and ends it from the response, from the exception, or -- for a
+stream -- from the `TracedStream` proxy once the stream is over.
+
+The rule that shapes everything here: the user's call behaves exactly as it would without us. Every
+step of ours runs inside `Engine.guard`, which logs a failure once, counts the rest, and lets the call go
+on untouched; the user's own exception is re-raised unchanged, with its original traceback.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any
+
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
+
+from litelens import semconv
+from litelens.otel import endpoints
+from litelens.otel.endpoints import Endpoint
+from litelens.otel.metrics import Instruments
+from litelens.record import Record
+
+_log = logging.getLogger("litelens.otel")
+
+Processor = Callable[[Record], "Record | None"]
+Wrapper = Callable[[Callable[..., Any], Any, tuple[Any, ...], dict[str, Any]], Any]
+
+# True while a traced LiteLLM call runs. LiteLLM's entry points call each other (acompletion runs
+# completion, text_completion and the responses bridge run completion): only the outermost gets a span.
+_IN_CALL: ContextVar[bool] = ContextVar("litelens_otel_in_call", default=False)
+
+
+class Engine:
+    """Tracer, instruments and settings shared by every wrapper of one instrumentation."""
+
+    def __init__(
+        self,
+        tracer: Tracer,
+        instruments: Instruments,
+        *,
+        capture_content: bool,
+        processors: Sequence[Processor],
+        providers: frozenset[str],
+    ) -> None:
+        self.tracer = tracer
+        self.instruments = instruments
+        self.capture_content = capture_content
+        self.processors = tuple(processors)
+        self.providers = providers
+        self.internal_errors = 0
+        self._errors_lock = threading.Lock()
+
+    # -- failure containment --------------------------------------------------------------------
+
+    def failed(self, where: str) -> None:
+        """Count an exception raised inside the instrumentation; log the first one with its traceback."""
+        with self._errors_lock:
+            self.internal_errors += 1
+            first = self.internal_errors == 1
+        if first:
+            _log.exception("litelens.otel: instrumentation failed in %s; the call was not affected", where)
+        else:
+            _log.debug("litelens.otel: instrumentation failed in %s", where, exc_info=True)
+
+    # -- the wrappers ---------------------------------------------------------------------------
+
+    def wrapper(self, endpoint: Endpoint, original: Callable[..., Any]) -> Wrapper:
+        """The `wrapt` wrapper for one endpoint; `original` lends its signature for positional arguments."""
+        positional = _positional_names(original)
+
+        if endpoint.is_async:
+
+            async def traced_async(
+                wrapped: Callable[..., Awaitable[Any]],
+                instance: Any,
+                args: tuple[Any, ...],
+                kwargs: dict[str, Any],
+            ) -> Any:
+                call = self.begin(endpoint, positional, args, kwargs)
+                if call is None:
+                    return await wrapped(*args, **kwargs)
+                with call.running():
+                    try:
+                        result = await wrapped(*args, **call.kwargs)
+                    except BaseException as exc:
+                        call.fail(exc)
+                        raise
+                return call.succeed(result)
+
+            return traced_async
+
+        def traced(
+            wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+        ) -> Any:
+            call = self.begin(endpoint, positional, args, kwargs)
+            if call is None:
+                return wrapped(*args, **kwargs)
+            with call.running():
+                try:
+                    result = wrapped(*args, **call.kwargs)
+                except BaseException as exc:
+                    call.fail(exc)
+                    raise
+            return call.succeed(result)
+
+        return traced
+
+    def begin(
+        self, endpoint: Endpoint, positional: tuple[str, ...], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Call | None:
+        """Start the span for a call, or None to run the call untraced (nested, or we failed)."""
+        if _IN_CALL.get():
+            return None
+        # `completion(..., acompletion=True)` hands over to acompletion, which gets the span.
+        if kwargs.get("acompletion") is True and not endpoint.is_async:
+            return None
+        try:
+            arguments = dict(zip(positional, args, strict=False))
+            arguments.update(kwargs)
+            call_kwargs = kwargs
+            call_id = kwargs.get("litellm_call_id")
+            if not isinstance(call_id, str) or not call_id:
+                # LiteLLM adopts a caller's call id, so the core callback and this span share it.
+                call_id = str(uuid.uuid4())
+                call_kwargs = {**kwargs, "litellm_call_id": call_id}
+            record = endpoints.request_record(
+                endpoint, arguments, call_id, self.providers, self.capture_content
+            )
+            attributes = semconv.record_to_attributes(record, capture_content=False)
+            span = self.tracer.start_span(
+                semconv.span_name(record), kind=SpanKind.CLIENT, attributes=attributes
+            )
+            return Call(self, record, span, call_kwargs)
+        except Exception:
+            self.failed("starting a span")
+            return None
+
+
+class Call:
+    """One traced LiteLLM call: its span, its record, and the single place the span ends."""
+
+    __slots__ = ("_ended", "_lock", "engine", "kwargs", "record", "span", "started")
+
+    def __init__(self, engine: Engine, record: Record, span: trace.Span, kwargs: dict[str, Any]) -> None:
+        self.engine = engine
+        self.record = record
+        self.span = span
+        self.kwargs = kwargs
+        self.started = time.perf_counter()
+        self._ended = False
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def running(self) -> Iterator[None]:
+        """Make the span current and mark the context as inside a traced call, for the call's duration."""
+        token = _IN_CALL.set(True)
+        try:
+            with trace.use_span(
+                self.span, end_on_exit=False, record_exception=False, set_status_on_exception=False
+            ):
+                yield
+        finally:
+            _IN_CALL.reset(token)
+
+    def succeed(self, result: Any) -> Any:
+        """The call returned: end the span now, or hand it to a stream proxy that ends it later."""
+        try:
+            if self.record.get("stream") and (hasattr(result, "__next__") or hasattr(result, "__anext__")):
+                from litelens.otel.streams import TracedStream
+
+                return TracedStream(result, self)
+            endpoints.apply_response(self.record, result, self.engine.capture_content)
+            self.end()
+        except Exception:
+            self.engine.failed("recording a response")
+            self.end_quietly()
+        return result
+
+    def fail(self, exc: BaseException) -> None:
+        """The call raised `exc`: mark the span failed and end it (the caller re-raises)."""
+        try:
+            endpoints.apply_error(self.record, exc)
+            self.end(exc)
+        except Exception:
+            self.engine.failed("recording an error")
+            self.end_quietly()
+
+    def end(
+        self,
+        exc: BaseException | None = None,
+        ttft_s: float | None = None,
+        extra: Mapping[str, Any] | None = None,
+        at: float | None = None,
+    ) -> None:
+        """Put the finished record on the span, record metrics, end the span. Runs at most once.
+
+        `at` is the `perf_counter` time the call ended, when that was before now (a dropped stream is
+        ended later, on another thread).
+        """
+        with self._lock:
+            if self._ended:
+                return
+            self._ended = True
+        engine = self.engine
+        span = self.span
+        record = self.record
+        now = time.perf_counter()
+        ended = now if at is None else min(at, now)
+        end_ns = time.time_ns() - int((now - ended) * 1e9)
+        try:
+            endpoints.finish_times(record, ended - self.started, ttft_s)
+            processed = self._processed(record)
+            if processed is None:
+                attributes = semconv.record_to_attributes(record, capture_content=False)
+            else:
+                attributes = semconv.record_to_attributes(processed, capture_content=engine.capture_content)
+            if extra:
+                attributes.update(extra)
+            span.set_attributes(attributes)
+            if exc is not None and record.get("status") == "error":
+                span.record_exception(exc)
+                span.set_status(Status(StatusCode.ERROR, str(exc)[:500]))
+        finally:
+            # Whatever failed above, the span still ends: an open span is a leak the user pays for.
+            span.end(end_time=end_ns)
+        engine.instruments.record(record, attributes)
+
+    def _processed(self, record: Record) -> Record | None:
+        """The record after the user's processors (structlog-style callables: record -> record | None).
+
+        A processor that returns None drops the record's content from the span -- not the span, which
+        is already part of the trace. A processor that raises counts as an instrumentation failure, and
+        the span gets no content either: a broken redactor must not leak what it was meant to remove.
+        """
+        if not self.engine.processors:
+            return record
+        current: Record | None = dict(record)
+        try:
+            for processor in self.engine.processors:
+                if current is None:
+                    break
+                current = processor(current)
+        except Exception:
+            self.engine.failed("a record processor")
+            return None
+        return current
+
+    def end_quietly(self) -> None:
+        """End the span after our own failure, so a bug of ours never leaves a span open."""
+        with self._lock:
+            if self._ended:
+                return
+            self._ended = True
+        try:
+            self.span.end()
+        except Exception:
+            self.engine.failed("ending a span")
+
+
+def _positional_names(function: Callable[..., Any]) -> tuple[str, ...]:
+    """Names of the parameters a caller may pass positionally (`completion(model, messages)`)."""
+    try:
+        parameters = inspect.signature(function).parameters.values()
+    except (TypeError, ValueError):
+        return ()
+    kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    return tuple(p.name for p in parameters if p.kind in kinds)

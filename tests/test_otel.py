@@ -1,0 +1,641 @@
+"""litelens.otel against real LiteLLM and the loopback fake provider, exported to the SDK's in-memory
+span exporter and metric reader: what a user of `LiteLLMInstrumentor` sees in their backend."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from importlib.metadata import version
+from typing import Any
+
+import pytest
+from packaging.version import Version
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+pytest.importorskip("opentelemetry.sdk")
+litellm = pytest.importorskip("litellm")
+
+from opentelemetry.sdk.metrics import MeterProvider  # noqa: E402
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader  # noqa: E402
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider  # noqa: E402
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor  # noqa: E402
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter  # noqa: E402
+from opentelemetry.trace import SpanKind, StatusCode  # noqa: E402
+
+from litelens import semconv  # noqa: E402
+from litelens.otel import STREAM_OUTCOME, LiteLLMInstrumentor  # noqa: E402
+from litelens.otel.metrics import DURATION_BUCKETS, TOKEN_BUCKETS  # noqa: E402
+from litelens.otel.streams import REAPER  # noqa: E402
+from litelens.testing import FakeProvider  # noqa: E402
+
+pytestmark = pytest.mark.litellm_compat
+
+MESSAGES = [{"role": "user", "content": "tell me a short story"}]
+
+
+@dataclass
+class Otel:
+    """One instrumentation with its own SDK providers, torn down after the test."""
+
+    instrumentor: LiteLLMInstrumentor
+    tracer_provider: TracerProvider
+    exporter: InMemorySpanExporter
+    reader: InMemoryMetricReader
+
+    def spans(self) -> list[ReadableSpan]:
+        return list(self.exporter.get_finished_spans())
+
+    def only_span(self) -> ReadableSpan:
+        spans = self.spans()
+        assert len(spans) == 1, [s.name for s in spans]
+        return spans[0]
+
+    def points(self, name: str) -> list[Any]:
+        data = self.reader.get_metrics_data()
+        found: list[Any] = []
+        for resource_metrics in data.resource_metrics if data else ():
+            for scope_metrics in resource_metrics.scope_metrics:
+                for metric in scope_metrics.metrics:
+                    if metric.name == name:
+                        found.extend(metric.data.data_points)
+        return found
+
+
+@pytest.fixture(scope="module")
+def fake() -> Iterator[FakeProvider]:
+    with FakeProvider() as provider:
+        yield provider
+
+
+@pytest.fixture
+def make_otel() -> Iterator[Any]:
+    """Factory: instrument LiteLLM with in-memory exporters; always uninstrumented afterwards."""
+    made: list[Otel] = []
+
+    def make(**kwargs: Any) -> Otel:
+        exporter = InMemorySpanExporter()
+        tracer_provider = TracerProvider()
+        tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
+        reader = InMemoryMetricReader()
+        instrumentor = LiteLLMInstrumentor()
+        instrumentor.instrument(
+            tracer_provider=tracer_provider, meter_provider=MeterProvider(metric_readers=[reader]), **kwargs
+        )
+        otel = Otel(instrumentor, tracer_provider, exporter, reader)
+        made.append(otel)
+        return otel
+
+    yield make
+    for otel in made:
+        otel.instrumentor.uninstrument()
+
+
+@pytest.fixture
+def otel(make_otel: Any) -> Otel:
+    return make_otel()
+
+
+def kw(fake: FakeProvider, **extra: Any) -> dict[str, Any]:
+    return {"api_base": fake.url, "api_key": "sk-fake", **extra}
+
+
+# --------------------------------------------------------------------------------------------------
+# One span per call, for each entry point
+
+
+CALLS = {
+    # name: (model, content argument, content, operation)
+    "completion": ("gpt-4o-mini", "messages", MESSAGES, "chat"),
+    "embedding": ("text-embedding-3-small", "input", ["one two three"], "embeddings"),
+    "text_completion": ("gpt-3.5-turbo-instruct", "prompt", "once upon a time", "text_completion"),
+    "image_generation": ("dall-e-3", "prompt", "a red square", "image_generation"),
+    "responses": ("gpt-4o-mini", "input", "tell me a short story", "responses"),
+}
+
+
+def _invoke(name: str, fake: FakeProvider, is_async: bool, **extra: Any) -> Any:
+    model, arg, content, _ = CALLS[name]
+    arguments = {"model": f"openai/{model}", arg: content, **kw(fake, **extra)}
+    if is_async:
+        return asyncio.run(getattr(litellm, "a" + name)(**arguments))
+    return getattr(litellm, name)(**arguments)
+
+
+@pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
+@pytest.mark.parametrize("name", list(CALLS))
+def test_each_call_type_gets_a_client_span_under_the_callers_span(
+    name: str, is_async: bool, otel: Otel, fake: FakeProvider
+) -> None:
+    model, _, content, operation = CALLS[name]
+    tracer = otel.tracer_provider.get_tracer("app")
+    with tracer.start_as_current_span("request handler") as parent:
+        response = _invoke(name, fake, is_async)
+    span = next(s for s in otel.spans() if s.name != "request handler")
+
+    assert span.name == f"{operation} {model}"
+    assert span.kind is SpanKind.CLIENT
+    assert span.parent is not None and span.parent.span_id == parent.get_span_context().span_id
+    assert span.status.status_code is StatusCode.UNSET
+    attrs = span.attributes or {}
+    assert attrs[semconv.GEN_AI_OPERATION_NAME] == operation
+    assert attrs[semconv.GEN_AI_REQUEST_MODEL] == model
+    assert attrs[semconv.GEN_AI_PROVIDER_NAME] == "openai"
+    assert attrs[semconv.LITELENS_IS_ASYNC] is is_async
+    assert attrs[semconv.LITELLM_CALL_ID] == response._hidden_params["litellm_call_id"]
+    assert semconv.GEN_AI_INPUT_MESSAGES not in attrs  # content is off by default
+    if name != "image_generation":  # the images endpoint reports no usage
+        expected = fake.expected_usage(content)
+        assert attrs[semconv.GEN_AI_USAGE_INPUT_TOKENS] == expected["prompt_tokens"]
+        if name != "embedding":
+            assert attrs[semconv.GEN_AI_USAGE_OUTPUT_TOKENS] == expected["completion_tokens"]
+            assert attrs[semconv.GEN_AI_RESPONSE_ID] == response.id
+
+
+@pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
+def test_streamed_completion_span_ends_when_the_stream_is_exhausted(
+    is_async: bool, otel: Otel, fake: FakeProvider
+) -> None:
+    arguments = {
+        "model": "openai/gpt-4o-mini",
+        "messages": MESSAGES,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+        **kw(fake),
+    }
+
+    async def consume_async() -> list[Any]:
+        stream = await litellm.acompletion(**arguments)
+        return [chunk async for chunk in stream]
+
+    chunks = asyncio.run(consume_async()) if is_async else list(litellm.completion(**arguments))
+    span = otel.only_span()
+    attrs = span.attributes or {}
+    expected = fake.expected_usage(MESSAGES)
+    assert span.name == "chat gpt-4o-mini"
+    assert attrs[STREAM_OUTCOME] == "completed"
+    assert attrs[semconv.GEN_AI_REQUEST_STREAM] is True
+    assert attrs[semconv.GEN_AI_USAGE_INPUT_TOKENS] == expected["prompt_tokens"]
+    assert attrs[semconv.GEN_AI_USAGE_OUTPUT_TOKENS] == expected["completion_tokens"]
+    assert attrs[semconv.GEN_AI_RESPONSE_ID] == chunks[0].id
+    assert attrs[semconv.GEN_AI_RESPONSE_FINISH_REASONS] == ("stop",)
+    assert attrs[semconv.LITELENS_CHUNK_COUNT] == len(chunks)
+    assert chunks[-1].usage is not None
+    ttfc = attrs[semconv.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK]
+    assert isinstance(ttfc, float) and ttfc > 0
+
+
+def test_streamed_acompletion_with_reasoning_carries_all_token_counts(otel: Otel, fake: FakeProvider) -> None:
+    async def run() -> list[Any]:
+        stream = await litellm.acompletion(
+            model="openai/o3-mini",
+            messages=MESSAGES,
+            stream=True,
+            reasoning_effort="low",
+            stream_options={"include_usage": True},
+            extra_headers={"x-fake-reasoning": "5", "x-fake-tokens": "12"},
+            **kw(fake),
+        )
+        return [chunk async for chunk in stream]
+
+    chunks = asyncio.run(run())
+    assert chunks[-1].usage is not None  # the usage really arrived in the final chunk
+    attrs = otel.only_span().attributes or {}
+    expected = fake.expected_usage(MESSAGES, reasoning=5, tokens=12)
+    assert attrs[semconv.GEN_AI_REQUEST_MODEL] == "o3-mini"
+    assert attrs[semconv.GEN_AI_RESPONSE_ID] == chunks[0].id
+    assert attrs[semconv.GEN_AI_USAGE_INPUT_TOKENS] == expected["prompt_tokens"]
+    assert attrs[semconv.GEN_AI_USAGE_OUTPUT_TOKENS] == expected["completion_tokens"] == 17
+    assert attrs[semconv.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS] == 5
+    assert json.loads(str(attrs[semconv.LITELENS_PARAMETERS]))["reasoning_effort"] == "low"
+
+
+def test_callers_parent_span_is_left_to_the_caller(otel: Otel, fake: FakeProvider) -> None:
+    tracer = otel.tracer_provider.get_tracer("app")
+    parent = tracer.start_span("caller")
+    from opentelemetry import trace
+
+    with trace.use_span(parent, end_on_exit=False):
+        litellm.completion(model="openai/gpt-4o-mini", messages=MESSAGES, **kw(fake))
+        list(litellm.completion(model="openai/gpt-4o-mini", messages=MESSAGES, stream=True, **kw(fake)))
+    assert parent.is_recording()
+    assert [s.name for s in otel.spans()] == ["chat gpt-4o-mini", "chat gpt-4o-mini"]
+    parent.end()
+    assert [s.name for s in otel.spans()][-1] == "caller"
+
+
+# --------------------------------------------------------------------------------------------------
+# Streams the caller does not finish
+
+
+def _long_stream(fake: FakeProvider, **extra: Any) -> Any:
+    return litellm.completion(
+        model="openai/gpt-4o-mini",
+        messages=MESSAGES,
+        stream=True,
+        extra_headers={"x-fake-tokens": "50", "x-fake-chunks": "50"},
+        **kw(fake, **extra),
+    )
+
+
+def test_stream_closed_after_two_of_fifty_chunks_ends_its_span(otel: Otel, fake: FakeProvider) -> None:
+    stream = _long_stream(fake)
+    next(stream)
+    next(stream)
+    assert otel.spans() == []
+    stream.close()
+    attrs = otel.only_span().attributes or {}
+    assert attrs[STREAM_OUTCOME] == "closed"
+    assert attrs[semconv.LITELENS_CHUNK_COUNT] == 2
+    assert attrs[semconv.LITELENS_STATUS] == "cancelled"
+    stream.close()  # a second close ends nothing more
+    assert len(otel.spans()) == 1
+
+
+def test_stream_used_as_context_manager_ends_its_span_on_exit(otel: Otel, fake: FakeProvider) -> None:
+    with _long_stream(fake) as stream:
+        next(stream)
+    assert (otel.only_span().attributes or {})[STREAM_OUTCOME] == "closed"
+
+
+def test_stream_dropped_after_two_chunks_ends_its_span_when_collected(otel: Otel, fake: FakeProvider) -> None:
+    stream = _long_stream(fake)
+    next(stream)
+    next(stream)
+    del stream
+    gc.collect()
+    assert REAPER.flush()  # dropped streams are ended off the collecting thread
+    span = otel.only_span()
+    assert (span.attributes or {})[STREAM_OUTCOME] == "abandoned"
+    assert span.end_time is not None
+
+
+def test_cancelled_consumer_task_ends_the_stream_span(otel: Otel, fake: FakeProvider) -> None:
+    async def run() -> None:
+        stream = await litellm.acompletion(
+            model="openai/gpt-4o-mini",
+            messages=MESSAGES,
+            stream=True,
+            extra_headers={"x-fake-chunks": "20", "x-fake-tokens": "20", "x-fake-interval-ms": "200"},
+            **kw(fake),
+        )
+        first = asyncio.Event()
+
+        async def consume() -> None:
+            async for _ in stream:
+                first.set()
+
+        task = asyncio.create_task(consume())
+        await first.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(run())
+    span = otel.only_span()
+    attrs = span.attributes or {}
+    assert attrs[STREAM_OUTCOME] == "abandoned"
+    assert attrs[semconv.LITELENS_STATUS] == "cancelled"
+    assert span.status.status_code is not StatusCode.ERROR
+
+
+ABANDONED = int(os.environ.get("LITELENS_TEST_ABANDONED_STREAMS", "2000"))
+
+
+@pytest.mark.skipif(
+    Version(version("litellm")) < Version("1.100"),
+    reason="LiteLLM 1.80.17 deadlocks on dropped sync streams without any instrumentation: the garbage "
+    "collector finalizes openai's stream generator inside httpcore's pool lock, and closing needs it",
+)
+def test_thousands_of_abandoned_streams_leave_no_open_span(otel: Otel, fake: FakeProvider) -> None:
+    """Each dropped stream must end its span and give its HTTP connection back, or a long-running
+    service leaks spans and, eventually, the ability to make calls at all. (Without instrumentation,
+    LiteLLM 1.110 blocks after a few dozen dropped sync streams: the proxy closes what it drops.)"""
+
+    def abandon() -> None:
+        stream = _long_stream(fake)
+        next(stream)
+        next(stream)
+
+    for _ in range(ABANDONED):
+        abandon()
+    gc.collect()
+    assert REAPER.flush(timeout=60)
+    spans = otel.spans()
+    assert len(spans) == ABANDONED
+    assert {(s.attributes or {})[STREAM_OUTCOME] for s in spans} == {"abandoned"}
+    assert all(s.end_time is not None for s in spans)
+    # ... and the process can still make calls, sync and async.
+    otel.exporter.clear()
+    response = litellm.completion(model="openai/gpt-4o-mini", messages=MESSAGES, **kw(fake))
+    assert response.choices[0].message.content
+    asyncio.run(litellm.acompletion(model="openai/gpt-4o-mini", messages=MESSAGES, **kw(fake)))
+    assert len(otel.spans()) == 2
+
+
+# --------------------------------------------------------------------------------------------------
+# Errors: the user's and ours
+
+
+def test_provider_error_marks_the_span_and_reaches_the_caller_unchanged(
+    otel: Otel, fake: FakeProvider
+) -> None:
+    with pytest.raises(litellm.RateLimitError) as raised:
+        litellm.completion(
+            model="openai/gpt-4o-mini",
+            messages=MESSAGES,
+            extra_headers={"x-fake-error": "429"},
+            num_retries=0,
+            max_retries=0,
+            **kw(fake),
+        )
+    span = otel.only_span()
+    assert span.status.status_code is StatusCode.ERROR
+    attrs = span.attributes or {}
+    assert attrs[semconv.ERROR_TYPE] == "RateLimitError"
+    assert attrs[semconv.HTTP_RESPONSE_STATUS_CODE] == 429
+    assert [e.name for e in span.events] == ["exception"]
+    assert "rate limit" in str(raised.value).lower()
+
+
+def test_a_raising_processor_does_not_change_the_calls_result(make_otel: Any, fake: FakeProvider) -> None:
+    def broken(record: dict[str, Any]) -> dict[str, Any]:
+        raise RuntimeError("processor bug")
+
+    otel = make_otel(processors=[broken], capture_content=True)
+    response = litellm.completion(model="openai/gpt-4o-mini", messages=MESSAGES, **kw(fake))
+    assert response.choices[0].message.content == "lorem ipsum dolor sit amet consectetur adipiscing elit"
+    assert otel.instrumentor.internal_errors == 1
+    attrs = otel.only_span().attributes or {}
+    assert semconv.GEN_AI_INPUT_MESSAGES not in attrs  # the content the processor was to vet stays off
+    assert attrs[semconv.GEN_AI_USAGE_OUTPUT_TOKENS] == 8
+
+
+def test_processors_see_the_record_before_its_content_reaches_the_span(
+    make_otel: Any, fake: FakeProvider
+) -> None:
+    def redact(record: dict[str, Any]) -> dict[str, Any]:
+        record["request"] = {**record["request"], "messages": [{"role": "user", "content": "[redacted]"}]}
+        return record
+
+    otel = make_otel(processors=[redact], capture_content=True)
+    litellm.completion(model="openai/gpt-4o-mini", messages=MESSAGES, **kw(fake))
+    attrs = otel.only_span().attributes or {}
+    assert "[redacted]" in str(attrs[semconv.GEN_AI_INPUT_MESSAGES])
+    assert "short story" not in str(attrs[semconv.GEN_AI_INPUT_MESSAGES])
+    assert "lorem ipsum" in str(attrs[semconv.GEN_AI_OUTPUT_MESSAGES])
+
+
+def test_content_capture_follows_the_conventions_environment_variable(
+    make_otel: Any, fake: FakeProvider, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "true")
+    otel = make_otel()
+    litellm.completion(model="openai/gpt-4o-mini", messages=MESSAGES, **kw(fake))
+    assert "short story" in str((otel.only_span().attributes or {})[semconv.GEN_AI_INPUT_MESSAGES])
+
+
+# --------------------------------------------------------------------------------------------------
+# Call ids, instrument/uninstrument
+
+
+def test_a_callers_litellm_call_id_is_kept(otel: Otel, fake: FakeProvider) -> None:
+    response = litellm.completion(
+        model="openai/gpt-4o-mini", messages=MESSAGES, litellm_call_id="call-from-app", **kw(fake)
+    )
+    assert response._hidden_params["litellm_call_id"] == "call-from-app"
+    assert (otel.only_span().attributes or {})[semconv.LITELLM_CALL_ID] == "call-from-app"
+
+
+def test_uninstrument_restores_the_original_functions(fake: FakeProvider) -> None:
+    import litellm.main
+
+    names = ["completion", "acompletion", "embedding", "responses", "aimage_generation"]
+    before = {(m.__name__, n): getattr(m, n) for m in (litellm, litellm.main) for n in names if hasattr(m, n)}
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    instrumentor = LiteLLMInstrumentor()
+    instrumentor.instrument(tracer_provider=provider)
+    assert litellm.completion is not before[("litellm", "completion")]
+    instrumentor.uninstrument()
+    for (module, name), function in before.items():
+        assert getattr(sys.modules[module], name) is function, (module, name)
+    litellm.completion(model="openai/gpt-4o-mini", messages=MESSAGES, **kw(fake))
+    assert exporter.get_finished_spans() == ()
+
+
+def test_instrumenting_twice_does_nothing_the_second_time(otel: Otel, fake: FakeProvider) -> None:
+    wrapped = litellm.completion
+    LiteLLMInstrumentor().instrument(tracer_provider=TracerProvider())
+    assert litellm.completion is wrapped
+    litellm.completion(model="openai/gpt-4o-mini", messages=MESSAGES, **kw(fake))
+    assert len(otel.spans()) == 1
+
+
+def test_a_name_bound_before_instrumenting_is_not_traced(fake: FakeProvider) -> None:
+    """The documented limit of attribute patching: instrument before `from litellm import completion`."""
+    from litellm import completion as early_completion
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    instrumentor = LiteLLMInstrumentor()
+    instrumentor.instrument(tracer_provider=provider)
+    try:
+        early_completion(model="openai/gpt-4o-mini", messages=MESSAGES, **kw(fake))
+        assert exporter.get_finished_spans() == ()
+        litellm.completion(model="openai/gpt-4o-mini", messages=MESSAGES, **kw(fake))
+        assert len(exporter.get_finished_spans()) == 1
+    finally:
+        instrumentor.uninstrument()
+
+
+def test_otel_layer_does_not_import_the_server_or_the_callback() -> None:
+    code = (
+        "import sys, litelens.otel; "
+        "bad = [m for m in sys.modules if m.startswith(('litelens.server', 'litelens.callback'))]; "
+        "assert not bad, bad"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+# --------------------------------------------------------------------------------------------------
+# Metrics
+
+
+def test_metrics_follow_the_genai_conventions(otel: Otel, fake: FakeProvider) -> None:
+    litellm.completion(model="openai/gpt-4o-mini", messages=MESSAGES, **kw(fake))
+    list(
+        litellm.completion(
+            model="openai/gpt-4o-mini",
+            messages=MESSAGES,
+            stream=True,
+            stream_options={"include_usage": True},
+            **kw(fake),
+        )
+    )
+    expected = fake.expected_usage(MESSAGES)
+
+    (duration,) = otel.points("gen_ai.client.operation.duration")
+    assert duration.count == 2
+    assert tuple(duration.explicit_bounds) == DURATION_BUCKETS
+    assert duration.attributes[semconv.GEN_AI_OPERATION_NAME] == "chat"
+    assert duration.attributes[semconv.GEN_AI_REQUEST_MODEL] == "gpt-4o-mini"
+
+    tokens = {p.attributes["gen_ai.token.type"]: p for p in otel.points("gen_ai.client.token.usage")}
+    assert tokens["input"].sum == 2 * expected["prompt_tokens"]
+    assert tokens["output"].sum == 2 * expected["completion_tokens"]
+    assert tuple(tokens["input"].explicit_bounds) == TOKEN_BUCKETS
+
+    (ttfc,) = otel.points("gen_ai.client.operation.time_to_first_chunk")
+    assert ttfc.count == 1
+    (cost,) = otel.points("litellm.cost")
+    assert cost.value > 0  # gpt-4o-mini is in LiteLLM's local price map
+
+
+# --------------------------------------------------------------------------------------------------
+# Nesting under the LLM span
+
+
+@pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
+def test_http_client_spans_nest_under_the_llm_span(
+    is_async: bool, otel: Otel, fake: FakeProvider, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The span is current while LiteLLM runs, so the HTTP request it makes is its child."""
+    # LiteLLM's async default is an aiohttp transport, which the httpx instrumentation cannot see.
+    monkeypatch.setattr(litellm, "disable_aiohttp_transport", True)
+    httpx_instrumentation = pytest.importorskip("opentelemetry.instrumentation.httpx")
+    instrumentor = httpx_instrumentation.HTTPXClientInstrumentor()
+    instrumentor.instrument(tracer_provider=otel.tracer_provider)
+    try:
+        # A fresh client: LiteLLM caches its httpx clients, and only clients made after instrument() are traced.
+        litellm.in_memory_llm_clients_cache.flush_cache()
+        _invoke("completion", fake, is_async)
+    finally:
+        instrumentor.uninstrument()
+        litellm.in_memory_llm_clients_cache.flush_cache()
+    spans = otel.spans()
+    llm = next(s for s in spans if s.name == "chat gpt-4o-mini")
+    http = [s for s in spans if s is not llm]
+    assert http, [s.name for s in spans]
+    assert all(s.parent is not None and s.parent.span_id == llm.context.span_id for s in http)
+
+
+@pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
+def test_streamed_responses_take_usage_from_the_completed_event(
+    is_async: bool, otel: Otel, fake: FakeProvider
+) -> None:
+    arguments = {"model": "openai/gpt-4o-mini", "input": "tell me a short story", "stream": True, **kw(fake)}
+
+    async def consume_async() -> list[Any]:
+        stream = await litellm.aresponses(**arguments)
+        async with stream as entered:
+            return [event async for event in entered]
+
+    events = asyncio.run(consume_async()) if is_async else list(litellm.responses(**arguments))
+    completed = events[-1].response
+    span = otel.only_span()
+    attrs = span.attributes or {}
+    expected = fake.expected_usage("tell me a short story")
+    assert span.name == "responses gpt-4o-mini"
+    assert attrs[STREAM_OUTCOME] == "completed"
+    assert attrs[semconv.GEN_AI_RESPONSE_ID] == completed.id
+    assert attrs[semconv.GEN_AI_USAGE_INPUT_TOKENS] == expected["prompt_tokens"]
+    assert attrs[semconv.GEN_AI_USAGE_OUTPUT_TOKENS] == expected["completion_tokens"]
+
+
+def test_a_failure_inside_the_instrumentation_leaves_the_call_alone(otel: Otel, fake: FakeProvider) -> None:
+    engine = otel.instrumentor._engine
+    assert engine is not None
+
+    def broken_start_span(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("tracer bug")
+
+    engine.tracer.start_span = broken_start_span  # type: ignore[method-assign]
+    response = litellm.completion(model="openai/gpt-4o-mini", messages=MESSAGES, **kw(fake))
+    stream = litellm.completion(model="openai/gpt-4o-mini", messages=MESSAGES, stream=True, **kw(fake))
+    assert response.choices[0].message.content
+    assert "".join(c.choices[0].delta.content or "" for c in stream) == response.choices[0].message.content
+    assert otel.instrumentor.internal_errors == 2
+    assert otel.spans() == []
+
+
+def test_async_provider_error_is_reraised_unchanged_and_counted_in_metrics(
+    otel: Otel, fake: FakeProvider
+) -> None:
+    async def run() -> None:
+        await litellm.acompletion(
+            model="openai/gpt-4o-mini",
+            messages=MESSAGES,
+            extra_headers={"x-fake-error": "400"},
+            **kw(fake),
+        )
+
+    with pytest.raises(litellm.BadRequestError):
+        asyncio.run(run())
+    span = otel.only_span()
+    assert span.status.status_code is StatusCode.ERROR
+    (duration,) = otel.points("gen_ai.client.operation.duration")
+    assert duration.attributes[semconv.ERROR_TYPE] == "BadRequestError"
+
+
+def test_async_stream_aclose_ends_its_span(otel: Otel, fake: FakeProvider) -> None:
+    async def run() -> None:
+        stream = await litellm.acompletion(
+            model="openai/gpt-4o-mini",
+            messages=MESSAGES,
+            stream=True,
+            extra_headers={"x-fake-tokens": "50", "x-fake-chunks": "50"},
+            **kw(fake),
+        )
+        await stream.__anext__()
+        await stream.aclose()
+
+    asyncio.run(run())
+    attrs = otel.only_span().attributes or {}
+    assert attrs[STREAM_OUTCOME] == "closed"
+    assert attrs[semconv.LITELENS_CHUNK_COUNT] == 1
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["call", "stream"])
+def test_core_callback_and_span_name_the_same_call(
+    stream: bool, otel: Otel, fake: FakeProvider, receiver: Any, make_callback: Any
+) -> None:
+    """With both layers on, the store sees one call: the record and the span share LiteLLM's call id
+    and agree on what was called and what it used."""
+    callback = make_callback()
+    options = {"stream": True, "stream_options": {"include_usage": True}} if stream else {}
+    response = litellm.completion(model="openai/gpt-4o-mini", messages=MESSAGES, **options, **kw(fake))
+    if stream:
+        list(response)
+    callback.flush(timeout=10)
+    assert receiver.wait_for(1, timeout=15)
+    (record,) = receiver.records
+    attrs = otel.only_span().attributes or {}
+    assert attrs[semconv.LITELLM_CALL_ID] == record["call_id"]
+    assert attrs[semconv.GEN_AI_REQUEST_MODEL] == record["request_model"]
+    assert attrs[semconv.GEN_AI_USAGE_INPUT_TOKENS] == record["usage"]["input_tokens"]
+    assert attrs[semconv.GEN_AI_USAGE_OUTPUT_TOKENS] == record["usage"]["output_tokens"]
+    assert attrs[semconv.GEN_AI_RESPONSE_ID] == record["response_id"]
+
+
+@pytest.mark.skipif(
+    Version(version("litellm")) < Version("1.100"),
+    reason="LiteLLM 1.80 keeps a stream's usage from the caller unless include_usage is asked for",
+)
+def test_stream_span_has_usage_even_when_the_caller_did_not_ask_for_it(
+    otel: Otel, fake: FakeProvider
+) -> None:
+    chunks = list(litellm.completion(model="openai/gpt-4o-mini", messages=MESSAGES, stream=True, **kw(fake)))
+    assert all(getattr(c, "usage", None) is None for c in chunks)  # the caller saw no usage ...
+    attrs = otel.only_span().attributes or {}
+    expected = fake.expected_usage(MESSAGES)
+    assert attrs[semconv.GEN_AI_USAGE_INPUT_TOKENS] == expected["prompt_tokens"]  # ... the span has it
+    assert attrs[semconv.GEN_AI_USAGE_OUTPUT_TOKENS] == expected["completion_tokens"]
