@@ -635,29 +635,40 @@ class _Encoder(json.JSONEncoder):
 
 
 def encode(record: Record) -> tuple[str, int]:
-    """(JSON text, number of values that could not be serialized and were replaced by a marker)."""
+    """(JSON text, number of values that could not be serialized and were replaced by a marker).
+
+    The one encoder of the project (the callback, the transport and the server use it): it never fails,
+    and what it cannot encode costs only that value.
+    """
     encoder = _Encoder(separators=(",", ":"), ensure_ascii=False, check_circular=True, allow_nan=False)
     try:
         return encoder.encode(record), encoder.unserializable
-    except ValueError:
-        # NaN/inf, or a reference cycle: encode leniently instead of losing the record.
+    except (TypeError, ValueError, RecursionError):
+        # Non-string keys, NaN/inf, a reference cycle or absurd nesting: encode a plain copy instead.
+        markers = [0]
+        plain = _plain(record, markers)
         encoder = _Encoder(separators=(",", ":"), ensure_ascii=False, check_circular=False, allow_nan=True)
-        return json.dumps(_acyclic(record), cls=_Encoder, separators=(",", ":"), ensure_ascii=False), 1
+        return encoder.encode(plain), markers[0] + encoder.unserializable
 
 
-def _acyclic(value: Any, _seen: frozenset[int] = frozenset(), _depth: int = 0) -> Any:
-    if _depth > 40:
-        return "<too deep>"
+def _plain(value: Any, markers: list[int], _seen: frozenset[int] = frozenset(), _depth: int = 0) -> Any:
     if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
         return None
-    if isinstance(value, (Mapping, list, tuple)):
-        if id(value) in _seen:
-            return "<cycle>"
-        seen = _seen | {id(value)}
-        if isinstance(value, Mapping):
-            return {str(k): _acyclic(v, seen, _depth + 1) for k, v in value.items()}
-        return [_acyclic(v, seen, _depth + 1) for v in value]
-    return value
+    if not isinstance(value, (Mapping, list, tuple)):
+        return value
+    if _depth > 40 or id(value) in _seen:
+        markers[0] += 1
+        return "<cycle>" if id(value) in _seen else "<too deep>"
+    seen = _seen | {id(value)}
+    if isinstance(value, Mapping):
+        out: dict[Any, Any] = {}
+        for key, item in value.items():
+            if not (isinstance(key, (str, int, float, bool)) or key is None):
+                markers[0] += 1
+                key = f"<unserializable {type(key).__name__}>"
+            out[key] = _plain(item, markers, seen, _depth + 1)
+        return out
+    return [_plain(item, markers, seen, _depth + 1) for item in value]
 
 
 def cap(record: Record, limits: Limits) -> Record:

@@ -35,6 +35,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from litelens.record import encode
 from litelens.spool import Spool, SpoolEntry
 
 __all__ = ["Transport", "TransportConfig"]
@@ -161,7 +162,6 @@ class Transport:
         self._conn: http.client.HTTPConnection | None = None
         self._reused = False
         self._inflight: _Batch | None = None
-        self._encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=self._default)
         self._parts: list[bytes] = []
         self._parts_bytes = 0
         self._batch_started = 0.0
@@ -398,10 +398,6 @@ class Transport:
 
     # -- encoding and batching -------------------------------------------------------------------------
 
-    def _default(self, value: object) -> str:
-        self._counts["unserializable_fields"] += 1
-        return f"<unserializable {type(value).__name__}>"
-
     def _encode(self, record: dict) -> bytes | None:
         if self._prepare is not None:
             try:
@@ -420,41 +416,14 @@ class Transport:
             if isinstance(prepared, bytes):
                 return prepared
             record = prepared
-        unserializable = self._counts["unserializable_fields"]
         try:
-            text = self._encoder.encode(record)
-        except (TypeError, ValueError, RecursionError):
-            self._counts["unserializable_fields"] = unserializable  # the second pass counts them again
-            # Non-string keys, cycles or absurd nesting: rebuild a plain copy so only the bad parts are lost.
-            try:
-                text = self._encoder.encode(self._sanitize(record, 0, set()))
-            except Exception as exc:
-                self._counts["failed"] += 1
-                self._log_once("encode", "litelens: a record could not be encoded (%r); it is skipped", exc)
-                return None
+            text, unserializable = encode(record)
+        except Exception as exc:
+            self._counts["failed"] += 1
+            self._log_once("encode", "litelens: a record could not be encoded (%r); it is skipped", exc)
+            return None
+        self._counts["unserializable_fields"] += unserializable
         return text.encode("utf-8", "replace")
-
-    def _sanitize(self, value: Any, depth: int, seen: set[int]) -> Any:
-        if isinstance(value, (str, int, float, bool)) or value is None:
-            return value
-        if depth > 64 or id(value) in seen:
-            self._counts["unserializable_fields"] += 1
-            return "<unserializable too deep or circular>"
-        if isinstance(value, dict):
-            seen.add(id(value))
-            out: dict[Any, Any] = {}
-            for key, item in value.items():
-                if not (isinstance(key, (str, int, float, bool)) or key is None):
-                    key = self._default(key)
-                out[key] = self._sanitize(item, depth + 1, seen)
-            seen.discard(id(value))
-            return out
-        if isinstance(value, (list, tuple)):
-            seen.add(id(value))
-            items = [self._sanitize(item, depth + 1, seen) for item in value]
-            seen.discard(id(value))
-            return items
-        return self._default(value)
 
     def _add(self, record: dict) -> None:
         encoded = self._encode(record)
@@ -632,7 +601,7 @@ class Transport:
         try:
             raw = zlib.decompress(batch.body, 47) if batch.gzipped else batch.body
             records = json.loads(raw)["records"]
-            return [self._encoder.encode(r).encode("utf-8", "replace") for r in records]
+            return [encode(r)[0].encode("utf-8", "replace") for r in records]
         except Exception:
             return None
 
