@@ -612,13 +612,28 @@ def test_core_callback_and_span_name_the_same_call(
     and agree on what was called and what it used."""
     callback = make_callback()
     options = {"stream": True, "stream_options": {"include_usage": True}} if stream else {}
-    response = litellm.completion(model="openai/gpt-4o-mini", messages=MESSAGES, **options, **kw(fake))
-    if stream:
-        list(response)
+    metadata = {"tags": ["checkout"], "order": "A-17"}
+    fake.reset()
+    with otel.tracer_provider.get_tracer("app").start_as_current_span("agent.run") as parent:
+        response = litellm.completion(
+            model="openai/gpt-4o-mini", messages=MESSAGES, metadata=metadata, **options, **kw(fake)
+        )
+        if stream:
+            list(response)
     callback.flush(timeout=10)
     assert receiver.wait_for(1, timeout=15)
     (record,) = receiver.records
-    attrs = otel.only_span().attributes or {}
+    span = next(s for s in otel.exporter.get_finished_spans() if s.name != "agent.run")
+    attrs = span.attributes or {}
+    # Both name the call's place in the application's trace the same way, whichever reaches the server last.
+    assert record["trace_id"] == format(span.context.trace_id, "032x")
+    assert record["span_id"] == format(span.context.span_id, "016x")
+    assert record["parent_span_id"] == format(parent.get_span_context().span_id, "016x")
+    # The link travels in a copy of the metadata: the caller's dict, the record's metadata and the provider
+    # request are as they would be without it.
+    assert metadata == {"tags": ["checkout"], "order": "A-17"}
+    assert record["metadata"] == {"order": "A-17"}
+    assert "litelens" not in json.dumps(fake.requests[-1].json)
     assert attrs[semconv.LITELLM_CALL_ID] == record["call_id"]
     assert attrs[semconv.GEN_AI_REQUEST_MODEL] == record["request_model"]
     assert attrs[semconv.GEN_AI_USAGE_INPUT_TOKENS] == record["usage"]["input_tokens"]

@@ -92,6 +92,22 @@ def is_hex_id(value: object, length: int) -> bool:
     return isinstance(value, str) and bool((_HEX32 if length == 32 else _HEX16).match(value))
 
 
+def otel_link_of(meta: Mapping[str, Any]) -> tuple[str, str, str | None] | None:
+    """(trace id, span id, parent span id) of the OTel span that `litelens.otel` opened for this call.
+
+    When both layers record a call, the server merges the two records by call id; without this link the
+    core's ids (derived from LiteLLM's ids) and the span's (the application's trace context) would
+    disagree, and whichever arrived last would decide where the call sits in the trace.
+    """
+    link = meta.get(OTEL_LINK_KEY)
+    if not isinstance(link, Mapping):
+        return None
+    trace_id, span_id, parent = link.get("trace_id"), link.get("span_id"), link.get("parent_span_id")
+    if not (is_hex_id(trace_id, 32) and is_hex_id(span_id, 16)):
+        return None
+    return str(trace_id), str(span_id), str(parent) if is_hex_id(parent, 16) else None
+
+
 # --------------------------------------------------------------------------------------------------
 # Secrets
 
@@ -239,7 +255,11 @@ _INTERNAL_METADATA = frozenset(
         "trace_user_id",
     }
 )
-_INTERNAL_PREFIXES = ("user_api_key", "litellm_", "team_", "organization_", "_")
+_INTERNAL_PREFIXES = ("user_api_key", "litellm_", "team_", "organization_", "litelens_", "_")
+
+# Metadata key under which `litelens.otel` hands its LLM span's ids to the core callback, so the call
+# record from either layer names the same trace, span and parent (see `otel_link_of`).
+OTEL_LINK_KEY = "litelens_span"
 
 # Keys of the proxy's key/team/user metadata -> record field under "proxy".
 _PROXY_FIELDS = {
@@ -498,6 +518,7 @@ def from_standard_logging(
     if not isinstance(tags, list):
         tags = [tags]
 
+    link = otel_link_of(meta)
     explicit_trace = meta.get("trace_id")
     trace_source = _opt_str(explicit_trace) or litellm_trace_id or _opt_str(slo.get("trace_id"))
     session = session_id or _opt_str(meta.get("session_id")) or _opt_str(slo.get("session_id"))
@@ -514,9 +535,9 @@ def from_standard_logging(
     record: Record = {
         "schema": SCHEMA,
         "call_id": call_id,
-        "trace_id": trace_id_of(trace_source) or trace_id_of(call_id),
-        "span_id": span_id_of(call_id) if call_id else None,
-        "parent_span_id": _opt_str(meta.get("parent_span_id")),
+        "trace_id": link[0] if link else trace_id_of(trace_source) or trace_id_of(call_id),
+        "span_id": link[1] if link else span_id_of(call_id) if call_id else None,
+        "parent_span_id": link[2] if link else _opt_str(meta.get("parent_span_id")),
         "litellm_trace_id": _opt_str(slo.get("trace_id")),
         "session_id": session,
         "end_user": end_user,

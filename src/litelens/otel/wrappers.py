@@ -29,7 +29,7 @@ from litelens import semconv
 from litelens.otel import endpoints
 from litelens.otel.endpoints import Endpoint
 from litelens.otel.metrics import Instruments
-from litelens.record import Record
+from litelens.record import OTEL_LINK_KEY, Record
 
 _log = logging.getLogger("litelens.otel")
 
@@ -138,10 +138,11 @@ class Engine:
                 endpoint, arguments, call_id, self.providers, self.capture_content
             )
             attributes = semconv.record_to_attributes(record, capture_content=False)
+            parent = trace.get_current_span().get_span_context()
             span = self.tracer.start_span(
                 semconv.span_name(record), kind=SpanKind.CLIENT, attributes=attributes
             )
-            return Call(self, record, span, call_kwargs)
+            return Call(self, record, span, _with_span_link(call_kwargs, span, parent))
         except Exception:
             self.failed("starting a span")
             return None
@@ -276,3 +277,21 @@ def _positional_names(function: Callable[..., Any]) -> tuple[str, ...]:
         return ()
     kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
     return tuple(p.name for p in parameters if p.kind in kinds)
+
+
+def _with_span_link(kwargs: dict[str, Any], span: trace.Span, parent: trace.SpanContext) -> dict[str, Any]:
+    """The call's kwargs with the span's ids in `metadata`, for the core callback's record of this call.
+
+    A copy: the caller's dict and metadata stay as they were. A span that is not recording (sampled out,
+    no SDK) has nothing to link to.
+    """
+    context = span.get_span_context()
+    if not context.is_valid or not span.is_recording():
+        return kwargs
+    meta = kwargs.get("metadata")
+    link = {
+        "trace_id": format(context.trace_id, "032x"),
+        "span_id": format(context.span_id, "016x"),
+        "parent_span_id": format(parent.span_id, "016x") if parent.is_valid else None,
+    }
+    return {**kwargs, "metadata": {**(meta if isinstance(meta, dict) else {}), OTEL_LINK_KEY: link}}
