@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# Fresh machine -> a running demo: a virtual environment with litelens and LiteLLM, then `litelens demo`.
+# Fresh machine -> the demo: a virtual environment with litelens (server, OTel layer) and LiteLLM, then
+# `litelens demo`. In a terminal the demo's server stays up afterwards so the dashboard can be browsed
+# (Ctrl-C stops it); arguments are passed on, e.g. `bash scripts/demo.sh --calls 1000`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export LITELLM_LOCAL_MODEL_COST_MAP=True PIP_DISABLE_PIP_VERSION_CHECK=1
 [ -x .venv/bin/python ] || python3 -m venv .venv
-.venv/bin/pip install -q -e '.[litellm]'
+.venv/bin/pip install -q -e '.[demo]'
+if [ -t 0 ] && [ -t 1 ]; then set -- --keep-running "$@"; fi
 exec .venv/bin/litelens demo "$@"

@@ -354,6 +354,22 @@ def _nearest_rank(values: list[float], q: float) -> float:
     return ordered[max(1, math.ceil(q * len(ordered))) - 1]
 
 
+def test_a_model_named_with_and_without_its_provider_prefix_is_one_group(store: SQLStore) -> None:
+    """LiteLLM answers `cerebras/llama3.1-8b` for a plain call and `llama3.1-8b` for a stream."""
+    project = store.create_project("default")
+    store.write(
+        project,
+        [
+            plain("m1", T0, provider="cerebras", response_model="cerebras/llama3.1-8b"),
+            plain("m2", T0, provider="cerebras", response_model="llama3.1-8b", stream=True),
+            plain("m3", T0, provider="openai", response_model="cerebras/llama3.1-8b"),
+        ],
+        [],
+    )
+    groups = {r["group"]: r["count"] for r in store.aggregate(project, T0 - 60, T0 + 60, 60, "model")}
+    assert groups == {"llama3.1-8b": 2, "cerebras/llama3.1-8b": 1}
+
+
 def test_aggregates_are_exact_and_percentiles_within_the_documented_error(store: SQLStore) -> None:
     project = store.create_project("default")
     rng = random.Random(11)

@@ -15,6 +15,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     demo.add_argument("--calls", type=int, default=200, help="number of LiteLLM calls to make (default 200)")
     demo.add_argument("--seed", type=int, default=7, help="seed of the workload's random choices")
+    demo.add_argument(
+        "--keep-running", action="store_true", help="leave the server (and its dashboard) up until Ctrl-C"
+    )
+    demo.add_argument("--db", default=None, help="store the demo's data here (default: a temporary SQLite)")
+    demo.add_argument("--port", type=int, default=0, help="the demo server's port (default: a free one)")
 
     fake = sub.add_parser("fake-provider", help="run the fake OpenAI-compatible provider on loopback")
     fake.add_argument("--host", default="127.0.0.1")
@@ -68,7 +73,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "demo":
         from litelens.demo import run_demo
 
-        return run_demo(calls=args.calls, seed=args.seed)
+        return run_demo(
+            calls=args.calls, seed=args.seed, keep_running=args.keep_running, db=args.db, port=args.port
+        )
     if args.command == "fake-provider":
         from litelens.testing.fake_provider import run_cli
 

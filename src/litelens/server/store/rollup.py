@@ -174,11 +174,26 @@ def _num(value: Any) -> float | None:
     return float(value)
 
 
+def model_name(record: Mapping[str, Any]) -> str | None:
+    """The model a record counts under: the answering model, without its provider's prefix.
+
+    LiteLLM names one model both ways depending on the route (`cerebras/llama3.1-8b` from a plain call,
+    `llama3.1-8b` from a stream), and the provider is a dimension of its own.
+    """
+    model = record.get("response_model") or record.get("request_model")
+    if not model:
+        return None
+    provider = record.get("provider")
+    prefix = f"{provider}/" if isinstance(provider, str) and provider else None
+    text = str(model)
+    return text[len(prefix) :] if prefix and text.startswith(prefix) and len(text) > len(prefix) else text
+
+
 def dimension_values(record: Mapping[str, Any]) -> list[tuple[str, str]]:
     """The (dimension, value) pairs a record counts under; a missing value is not a group."""
     proxy = record.get("proxy") or {}
     pairs = [("all", "")]
-    model = record.get("response_model") or record.get("request_model")
+    model = model_name(record)
     user = record.get("end_user") or record.get("user_id")
     for dim, value in (
         ("model", model),

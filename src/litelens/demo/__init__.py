@@ -1,0 +1,180 @@
+"""`litelens demo`: the whole product on one machine, in about a minute.
+
+It starts a real `litelens serve` on the embedded default (SQLite), the fake OpenAI-compatible provider on
+loopback, and drives a mixed workload (`workload.py`) through real LiteLLM with both layers on: the core
+callback sends every call to `/v1/events`, and the OpenTelemetry layer sends spans (the application's
+agent runs and tools, with the LLM calls inside) to `/v1/traces`. The server stores each call once. The
+summary is read back from the server's query API, and the dashboard URL is printed.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from litelens.demo import report
+from litelens.demo.workload import Workload
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+
+def run_demo(
+    calls: int = 200, seed: int = 7, keep_running: bool = False, db: str | None = None, port: int = 0
+) -> int:
+    import litellm
+
+    import litelens
+    from litelens.testing import FakeProvider
+
+    if calls < 1:
+        print("litelens demo: --calls must be at least 1", file=sys.stderr)
+        return 2
+    litellm.suppress_debug_info = True  # its "Give Feedback" banner on every provider error
+    workdir = Path(tempfile.mkdtemp(prefix="litelens-demo-"))
+    db = db or f"sqlite:///{workdir / 'demo.db'}"
+    server = _Server(db, port or _free_port(), workdir / "server.log")
+    try:
+        server.start()
+        with FakeProvider() as provider:
+            print(f"litelens demo: {calls} LiteLLM calls to a fake provider at {provider.url}")
+            print(f"  server    {server.url} (storage {db})")
+            callback = litelens.init(endpoint=server.url, spool_dir=str(workdir / "spool"))
+            tracing = _start_tracing(server.url)
+            print(f"  layers    core callback -> /v1/events; {tracing.describe()}")
+            started = time.time()
+            workload = Workload(litellm, provider.url, seed, tracing.tracer, progress=_progress_bar(calls))
+            workload.run(calls)
+            sys.stderr.write("\n")
+            callback.flush(timeout=30)
+            tracing.flush()
+            stored = report.wait_for_calls(server.url, started, calls)
+            elapsed = time.time() - started
+            litelens.shutdown(timeout=5)
+            tracing.shutdown()
+        print()
+        print(report.table(server.url, started))
+        print()
+        print(
+            f"{stored} calls stored for {calls} made in {elapsed:.1f}s "
+            f"({workload.runs} agent runs as sessions and traces)"
+        )
+        print(f"dashboard: {server.url}/")
+        if stored != calls:
+            print(f"litelens demo: expected {calls} calls on the server, found {stored}", file=sys.stderr)
+            return 1
+        if keep_running:
+            print("The server keeps running; press Ctrl-C to stop it.")
+            server.wait()
+        return 0
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        server.stop()
+        if not keep_running and db.startswith(f"sqlite:///{workdir}"):
+            shutil.rmtree(workdir, ignore_errors=True)
+        elif db.startswith(f"sqlite:///{workdir}"):
+            print(f"data kept in {workdir}; browse it again with: litelens serve --no-auth --db {db}")
+
+
+class _Server:
+    """`litelens serve --no-auth` on loopback, as a child process (the demo runs no auth: loopback only)."""
+
+    def __init__(self, db: str, port: int, log_path: Path) -> None:
+        self.db, self.port, self.log_path = db, port, log_path
+        self.url = f"http://127.0.0.1:{port}"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 30.0) -> None:
+        log = self.log_path.open("wb")
+        command = [sys.executable, "-m", "litelens.cli", "serve", "--no-auth", "--db", self.db]
+        command += ["--port", str(self.port), "--log-level", "warning"]
+        self.proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"litelens serve exited: {self.log_path.read_text()[-2000:]}")
+            try:
+                with urllib.request.urlopen(f"{self.url}/health", timeout=1):
+                    return
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError(f"litelens serve did not answer on {self.url} within {timeout:.0f}s")
+
+    def wait(self) -> None:
+        if self.proc is not None:
+            self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
+class _Tracing:
+    """The OpenTelemetry layer, when its extra is installed: spans go to the same server over OTLP."""
+
+    def __init__(
+        self, tracer: Any = None, provider: Any = None, instrumentor: Any = None, why: str = ""
+    ) -> None:
+        self.tracer, self.provider, self.instrumentor, self.why = tracer, provider, instrumentor, why
+
+    def describe(self) -> str:
+        return "OpenTelemetry layer -> /v1/traces" if self.tracer else f"OpenTelemetry layer off ({self.why})"
+
+    def flush(self) -> None:
+        if self.provider is not None:
+            self.provider.force_flush(30_000)
+
+    def shutdown(self) -> None:
+        if self.instrumentor is not None:
+            self.instrumentor.uninstrument()
+        if self.provider is not None:
+            self.provider.shutdown()
+
+
+def _start_tracing(server_url: str) -> _Tracing:
+    try:
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+        from opentelemetry.sdk.resources import Resource
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+        from litelens.otel import LiteLLMInstrumentor
+    except ImportError as exc:
+        return _Tracing(
+            why=f"pip install 'litelens[otel]' opentelemetry-exporter-otlp-proto-http: {exc.name}"
+        )
+    provider = TracerProvider(resource=Resource.create({"service.name": "shop-assistant"}))
+    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=f"{server_url}/v1/traces")))
+    instrumentor = LiteLLMInstrumentor()
+    instrumentor.instrument(tracer_provider=provider)
+    return _Tracing(provider.get_tracer("shop-assistant"), provider, instrumentor)
+
+
+def _progress_bar(total: int) -> Callable[[int], None]:
+    def show(done: int) -> None:
+        if done == total or done % 5 == 0:
+            width = 30
+            filled = int(width * done / max(total, 1))
+            sys.stderr.write(f"\r  [{'#' * filled}{'.' * (width - filled)}] {done}/{total} calls")
+            sys.stderr.flush()
+
+    return show
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
