@@ -1,7 +1,8 @@
 """Runs the code blocks of a markdown page, in order, the way a reader would.
 
-Each page gets a fresh working folder, its own free port standing in for 4318 (the text's `4318` is
-replaced by it, and `LITELENS_PORT`, `LITELENS_ENDPOINT` and `OTEL_EXPORTER_OTLP_ENDPOINT` point there),
+Each page gets a fresh working folder, its own free ports standing in for 4318 and for the proxy's 4000
+(the text's `4318` and `4000` are replaced by them, and `LITELENS_PORT`, `LITELENS_ENDPOINT` and
+`OTEL_EXPORTER_OTLP_ENDPOINT` point there),
 its own SQLite file, and a fake OpenAI-compatible provider as `OPENAI_API_BASE`, so the page's LiteLLM
 calls stay on loopback.
 
@@ -138,11 +139,12 @@ def broken_links(path: Path) -> Iterator[str]:
 SHELL_PRELUDE = r"""
 set -euo pipefail
 _docs_wait() {  # url, name: wait until it answers (60 s)
-  for _ in $(seq 600); do
+  for _ in $(seq 1200); do
     if curl -fsS -o /dev/null "$1" 2>/dev/null; then return 0; fi
     sleep 0.1
   done
-  echo "docs harness: $2 did not answer at $1" >&2; cat "$DOCS_DIR"/*.log >&2 || true; return 1
+  echo "docs harness: $2 did not answer at $1 in 120 s" >&2; tail -n 30 "$DOCS_DIR"/*.log >&2 || true
+  echo "$2 did not answer at $1" >> "$DOCS_DIR/failed"; return 1
 }
 pip() {
   if [ "${1:-}" = install ]; then shift; "$DOCS_PYTHON" "$DOCS_HARNESS" check-installed "$@"; return; fi
@@ -177,6 +179,7 @@ class Page:
     workdir: Path
     port: int
     provider_url: str
+    proxy_port: int = 4000
     env: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -208,7 +211,7 @@ class Page:
         return ROOT if self.path == ROOT / "README.md" else self.workdir
 
     def localize(self, text: str) -> str:
-        return text.replace("4318", str(self.port))
+        return text.replace("4318", str(self.port)).replace("4000", str(self.proxy_port))
 
     def run(self, block: Block) -> None:
         if block.title:
@@ -229,7 +232,8 @@ class Page:
         script = (
             SHELL_PRELUDE
             + self.localize(_strip_prompts(block.text))
-            + f'\n"$DOCS_PYTHON" -c "import json, os; json.dump(dict(os.environ), open({str(state)!r}, \'w\'))"\n'
+            + "\nwait\n"  # for servers a block started with `&`: the stand-ins return once they answer
+            + f'"$DOCS_PYTHON" -c "import json, os; json.dump(dict(os.environ), open({str(state)!r}, \'w\'))"\n'
         )
         out = subprocess.run(
             ["bash", "-c", script],
@@ -242,6 +246,8 @@ class Page:
         assert out.returncode == 0, (
             f"{block.where} failed ({out.returncode}):\n{out.stdout[-3000:]}{out.stderr[-3000:]}"
         )
+        failed = self.workdir / "failed"
+        assert not failed.exists(), f"{block.where}: {failed.read_text()}{out.stderr[-3000:]}"
         if state.exists():
             self.env = json.loads(state.read_text())
             state.unlink()
