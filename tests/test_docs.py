@@ -12,8 +12,8 @@ import tempfile
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -108,3 +108,47 @@ def test_the_harness_catches_a_broken_block(tmp_path: Path) -> None:
         page = Page(bad, tmp_path, free_port(), "http://127.0.0.1:9")
         with pytest.raises(Exception):  # noqa: B017 (any failure will do: AssertionError, CalledProcessError)
             page.run(block)
+
+
+def test_configuration_reference_names_every_setting() -> None:
+    """Every variable the code reads, every settings field and every command-line option is documented."""
+    import argparse
+    import dataclasses
+    import re
+
+    from litelens import cli
+    from litelens.config import Limits, Settings
+    from litelens.server.config import ServerSettings
+
+    page = (ROOT / "docs" / "configuration.md").read_text()
+    source = "\n".join(p.read_text() for p in (ROOT / "src").rglob("*.py"))
+    missing = [
+        v for v in sorted(set(re.findall(r"\"((?:LITELENS|OTEL)_[A-Z_]+)\"", source))) if v not in page
+    ]
+    for settings in (Settings, Limits, ServerSettings):
+        missing += [
+            f.name for f in dataclasses.fields(settings) if f"`{f.name}`" not in page and f.name not in page
+        ]
+
+    parser_options: list[str] = []
+    original = argparse.ArgumentParser.parse_known_args
+
+    def capture(self: argparse.ArgumentParser, *args: Any, **kwargs: Any) -> Any:
+        for action in self._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    parser_options.append(f"litelens {name}")
+                    parser_options.extend(
+                        o for a in sub._actions for o in a.option_strings if o.startswith("--")
+                    )
+        raise SystemExit(0)
+
+    argparse.ArgumentParser.parse_known_args = capture  # type: ignore[method-assign]
+    try:
+        with pytest.raises(SystemExit):
+            cli.main(["--help"])
+    finally:
+        argparse.ArgumentParser.parse_known_args = original  # type: ignore[method-assign]
+    assert parser_options, "no options found: the test no longer sees the command line"
+    missing += [o for o in parser_options if o != "--help" and f"`{o}" not in page and o not in page]
+    assert not missing, f"docs/configuration.md does not mention: {missing}"
