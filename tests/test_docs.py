@@ -51,7 +51,25 @@ def _check_quickstart(page: Page) -> None:
     assert any(_get(page, f"/api/calls/{c['call_id']}")["service"] == "my-app" for c in calls)
 
 
-AFTER_PAGE: dict[str, Callable[[Page], None]] = {"docs/quickstart.md": _check_quickstart}
+def _check_litellm_page(page: Page) -> None:
+    """The LiteLLM docs page's SDK, proxy and metadata examples each reached the server, fields mapped."""
+    deadline = time.monotonic() + 20
+    calls: list[dict[str, Any]] = []
+    while len(calls) < 3 and time.monotonic() < deadline:
+        calls = _get(page, "/api/calls?limit=100&start=0")["calls"]
+        time.sleep(0.2)
+    assert len(calls) == 3, [(c["request_model"], c["tags"]) for c in calls]
+    # (the proxy's call has tags too: LiteLLM's proxy tags each request with its User-Agent)
+    (tagged,) = [c for c in calls if c["session_id"]]
+    assert sorted(tagged["tags"]) == ["checkout", "support"]
+    assert tagged["session_id"] == "ticket-1093" and tagged["end_user"] == "customer-42"
+    assert _get(page, f"/api/calls/{tagged['call_id']}")["metadata"] == {"app_version": "2.3.1"}
+
+
+AFTER_PAGE: dict[str, Callable[[Page], None]] = {
+    "docs/quickstart.md": _check_quickstart,
+    "docs/litellm/litelens_integration.md": _check_litellm_page,
+}
 
 
 def _page_params() -> Iterator[object]:
@@ -152,3 +170,14 @@ def test_configuration_reference_names_every_setting() -> None:
     assert parser_options, "no options found: the test no longer sees the command line"
     missing += [o for o in parser_options if o != "--help" and f"`{o}" not in page and o not in page]
     assert not missing, f"docs/configuration.md does not mention: {missing}"
+
+
+def test_api_reference_is_generated_from_the_current_openapi_document() -> None:
+    from litelens.server.apidoc import render
+    from litelens.server.app import create_app
+    from litelens.server.config import ServerSettings
+
+    document = create_app(ServerSettings(db_url="sqlite:///:memory:")).openapi()
+    assert (ROOT / "docs" / "api.md").read_text() == render(document), (
+        "docs/api.md is out of date: python -m litelens.server.apidoc > docs/api.md"
+    )

@@ -92,9 +92,8 @@ class Settings:
         if "LITELENS_DISABLED" in env:
             values["disabled"] = _parse_bool("LITELENS_DISABLED", env["LITELENS_DISABLED"])
         if "LITELENS_SPOOL_DIR" in env:
-            raw = env["LITELENS_SPOOL_DIR"].strip()
             # An explicit empty value or "off" turns the spool off (records are then dropped, counted).
-            values["spool_dir"] = None if raw.lower() in ("", "off", "none") else raw
+            values["spool_dir"] = env["LITELENS_SPOOL_DIR"].strip()
         if "LITELENS_SPOOL_MAX_BYTES" in env:
             values["spool_max_bytes"] = int(env["LITELENS_SPOOL_MAX_BYTES"])
         if "LITELENS_MAX_QUEUE" in env:
@@ -135,6 +134,14 @@ class Settings:
         if unknown:
             raise TypeError(f"litelens: unknown setting(s) {sorted(unknown)}; known: {sorted(known)}")
         values.update({k: v for k, v in overrides.items() if v is not None})
+        if isinstance(values.get("spool_dir"), str) and values["spool_dir"].strip().lower() in (
+            "",
+            "off",
+            "none",
+        ):
+            values["spool_dir"] = (
+                None  # `spool_dir="off"` turns the spool off, as LITELENS_SPOOL_DIR=off does
+            )
         settings = cls(**values)
         if not settings.endpoint.startswith(("http://", "https://")):
             raise ValueError(
