@@ -655,6 +655,34 @@ def test_traces_and_sessions(store: SQLStore) -> None:
     assert counts == {"sess-0": 3, "sess-1": 3, "sess-9": 3}
 
 
+def test_top_errors_count_failed_calls_per_class_in_the_range_and_project(store: SQLStore) -> None:
+    project = store.create_project("default")
+    other = store.create_project("other")
+    classes = ["RateLimitError"] * 5 + ["APIError"] * 3 + ["Timeout"] * 2
+    records = [make(f"e{i}", T0 + i * 60, error=cls) for i, cls in enumerate(classes)]
+    records += [make(f"ok{i}", T0 + i * 60) for i in range(6)]
+    records.append(make("late", T0 + 7200, error="APIError"))
+    store.write(project, records, [])
+    store.write(other, [make("theirs", T0, error="Timeout")], [])
+    top = store.top_errors(project, T0, T0 + 3600)
+    assert [(r["error_type"], r["count"]) for r in top] == [
+        ("RateLimitError", 5),
+        ("APIError", 3),
+        ("Timeout", 2),
+    ]
+    assert top[0]["last_time"] == T0 + 4 * 60
+    assert [r["error_type"] for r in store.top_errors(project, T0, T0 + 3600, limit=2)] == [
+        "RateLimitError",
+        "APIError",
+    ]
+    assert sum(r["count"] for r in store.top_errors(project, T0, T0 + 9000)) == 11
+    assert store.top_errors(other, T0 - 60, T0 + 60) == [
+        {"error_type": "Timeout", "count": 1, "last_time": T0}
+    ]
+    assert store.top_errors(project, T0 + 9000, T0 + 9999) == []
+    assert [p["name"] for p in store.list_projects()] == ["default", "other"]
+
+
 def test_export_streams_full_records_in_pages(store: SQLStore) -> None:
     project = store.create_project("default")
     records = [make(f"e{i:03d}", T0 + i, tags=["even" if i % 2 == 0 else "odd"]) for i in range(45)]

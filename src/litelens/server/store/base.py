@@ -242,6 +242,17 @@ class Store(ABC):
         """Per (bucket, group): count, errors, error_rate, latency/ttft percentiles, tokens, cost."""
 
     @abstractmethod
+    def top_errors(self, project_id: int, start: float, end: float, limit: int = 10) -> list[Row]:
+        """Failed calls (status "error") started in [start, end), counted per error class, most first.
+
+        `[{"error_type", "count", "last_time"}]`; calls that failed without a class count under None.
+        """
+
+    @abstractmethod
+    def list_projects(self) -> list[Row]:
+        """`[{"id", "name", "created"}]` of every project, oldest first."""
+
+    @abstractmethod
     def export(
         self, project_id: int, filters: CallFilter | None = None, page_size: int = 500
     ) -> Iterator[Record]:

@@ -938,6 +938,21 @@ class SQLStore(Store):
             for (slot, value), total in sorted(groups.items())
         ]
 
+    def top_errors(self, project_id: int, start: float, end: float, limit: int = 10) -> list[Row]:
+        """Served by the partial index `calls_errors` (failed calls only), so it reads no call rows."""
+        limit = max(1, min(int(limit), 1000))
+        with self._read() as cur:
+            cur.execute(
+                self._q(
+                    "SELECT error_type, COUNT(*), MAX(start_time) FROM calls WHERE project_id = ? "
+                    "AND status = 'error' AND start_time >= ? AND start_time < ? GROUP BY error_type "
+                    "ORDER BY COUNT(*) DESC, error_type LIMIT ?"
+                ),
+                (project_id, float(start), float(end), limit),
+            )
+            rows = cur.fetchall()
+        return [{"error_type": r[0], "count": int(r[1]), "last_time": float(r[2])} for r in rows]
+
     # ---- retention
 
     def delete_older_than(self, cutoff_epoch: float, batch: int = 5000) -> int:
