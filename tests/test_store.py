@@ -683,6 +683,29 @@ def test_top_errors_count_failed_calls_per_class_in_the_range_and_project(store:
     assert [p["name"] for p in store.list_projects()] == ["default", "other"]
 
 
+def test_top_calls_are_the_slowest_and_costliest_in_the_range(store: SQLStore) -> None:
+    project = store.create_project("default")
+    other = store.create_project("other")
+    records = [
+        plain(f"t{i:02d}", T0 + i * 60, duration_ms=100.0 + (i * 37) % 50, cost_usd=i / 1000)
+        for i in range(40)
+    ]
+    records.append(plain("before", T0 - 60, duration_ms=99_999.0, cost_usd=9.0))
+    records.append(plain("after", T0 + 3600, duration_ms=99_999.0, cost_usd=9.0))
+    store.write(project, records, [])
+    store.write(other, [plain("theirs", T0, duration_ms=88_888.0)], [])
+    in_range = [r for r in records if T0 <= r["start_time"] < T0 + 3600]
+    slowest = store.top_calls(project, T0, T0 + 3600, "duration_ms", 5)
+    expected = sorted(in_range, key=lambda r: (r["duration_ms"], r["call_id"]), reverse=True)[:5]
+    assert [c["call_id"] for c in slowest] == [r["call_id"] for r in expected]
+    costliest = store.top_calls(project, T0, T0 + 3600, "cost_usd", 3)
+    assert [c["call_id"] for c in costliest] == ["t39", "t38", "t37"]
+    assert "tags" in costliest[0] and costliest[0]["duration_ms"] > 0
+    assert store.top_calls(project, T0 + 7200, T0 + 9000) == []
+    with pytest.raises(ValueError):
+        store.top_calls(project, T0, T0 + 1, "record")  # type: ignore[arg-type]
+
+
 def test_export_streams_full_records_in_pages(store: SQLStore) -> None:
     project = store.create_project("default")
     records = [make(f"e{i:03d}", T0 + i, tags=["even" if i % 2 == 0 else "odd"]) for i in range(45)]

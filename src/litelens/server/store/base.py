@@ -249,6 +249,13 @@ class Store(ABC):
         """
 
     @abstractmethod
+    def top_calls(
+        self, project_id: int, start: float, end: float, sort: SortKey = "duration_ms", limit: int = 5
+    ) -> list[Row]:
+        """The call summaries started in [start, end) with the highest `sort` value, highest first
+        (the overview's slowest and most expensive calls)."""
+
+    @abstractmethod
     def list_projects(self) -> list[Row]:
         """`[{"id", "name", "created"}]` of every project, oldest first."""
 

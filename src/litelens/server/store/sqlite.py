@@ -263,6 +263,10 @@ class SQLiteStore(SQLStore):
             raise ValueError(f"litelens: metadata key {key!r} cannot be filtered on")
         return "CAST(json_extract(c.record, ?) AS TEXT) = ?", [f'$.metadata."{key}"']
 
+    def _unindexed(self, expr: str) -> str:
+        # SQLite's documented way to keep a term from using an index: a unary plus.
+        return f"+{expr}"
+
     def _search_condition(self) -> str:
         # LIKE is case-insensitive for ASCII in SQLite; the record is JSON text including content.
         return "c.record LIKE ? ESCAPE '\\'"

@@ -92,7 +92,8 @@ def _hits(labels: Sequence[str], series: Sequence[Series], fmt: Format) -> list[
 
 def _wrap(title: str, body: list[str], series: Sequence[Series]) -> Markup:
     legend = "".join(
-        f'<span class="key"><span class="swatch {escape(s.css)}"></span>{escape(s.name)}</span>' for s in series
+        f'<span class="key"><span class="swatch {escape(s.css)}"></span>{escape(s.name)}</span>'
+        for s in series
     )
     return Markup(
         f'<figure class="chart"><figcaption><span class="chart-title">{escape(title)}</span>'
@@ -173,6 +174,8 @@ def timing_bar(duration_ms: float | None, ttft_ms: float | None) -> Markup:
     else:
         cut = first / total * 1000
         body.append(f'<rect class="bar s3" x="0" y="1" width="{max(cut, 1):.1f}" height="12"/>')
-        body.append(f'<rect class="bar s1" x="{cut:.1f}" y="1" width="{max(1000 - cut, 0):.1f}" height="12"/>')
+        body.append(
+            f'<rect class="bar s1" x="{cut:.1f}" y="1" width="{max(1000 - cut, 0):.1f}" height="12"/>'
+        )
     body.append("</svg>")
     return Markup("".join(body))

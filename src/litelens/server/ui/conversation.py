@@ -191,7 +191,12 @@ def as_python(record: Mapping[str, Any]) -> str:
         str(record.get("call_type")), "completion"
     )
     _, body = _payload(record)
-    lines = ["import litellm", "", f"response = litellm.{function}(", f"    model={_litellm_model(record)!r},"]
+    lines = [
+        "import litellm",
+        "",
+        f"response = litellm.{function}(",
+        f"    model={_litellm_model(record)!r},",
+    ]
     if record.get("api_base"):
         lines.append(f"    api_base={record['api_base']!r},")
     for key, value in body.items():

@@ -37,7 +37,12 @@ BREAKDOWN_TITLES = {
 }
 # The calls-page filter a breakdown row links to (the "user" group is the end user, else the app user).
 BREAKDOWN_FILTER = {"model": "model", "provider": "provider", "tag": "tag", "key_alias": "key_alias"}
-SORTABLE = (("start_time", "Time"), ("duration_ms", "Latency"), ("total_tokens", "Tokens"), ("cost_usd", "Cost"))
+SORTABLE = (
+    ("start_time", "Time"),
+    ("duration_ms", "Latency"),
+    ("total_tokens", "Tokens"),
+    ("cost_usd", "Cost"),
+)
 
 
 def _charts(w: Window, rows: list[dict[str, Any]]) -> list[Any]:
@@ -88,15 +93,17 @@ def _charts(w: Window, rows: list[dict[str, Any]]) -> list[Any]:
 async def overview(request: Request, project: UIProject, range: str = "24h", refresh: int = 30) -> Response:
     store = request.app.state.store
     w = window(range, time.time())
-    in_range = CallFilter(start=w.start, end=w.end)
     # Independent reads, run side by side on the thread pool (SQLite readers do not block each other).
     series, whole, errors, slowest, costliest, *groups = await asyncio.gather(
         store_call(store.aggregate, project, w.start, w.end, w.bucket, None),
         store_call(store.aggregate, project, w.start, w.end, WHOLE_RANGE_BUCKET, None),
         store_call(store.top_errors, project, w.start, w.end, 10),
-        store_call(store.list_calls, project, in_range, 5, None, "duration_ms", True),
-        store_call(store.list_calls, project, in_range, 5, None, "cost_usd", True),
-        *(store_call(store.aggregate, project, w.start, w.end, WHOLE_RANGE_BUCKET, g) for g in AGGREGATE_GROUPS),
+        store_call(store.top_calls, project, w.start, w.end, "duration_ms", 5),
+        store_call(store.top_calls, project, w.start, w.end, "cost_usd", 5),
+        *(
+            store_call(store.aggregate, project, w.start, w.end, WHOLE_RANGE_BUCKET, g)
+            for g in AGGREGATE_GROUPS
+        ),
     )
     breakdowns = []
     for dim, rows in zip(AGGREGATE_GROUPS, groups, strict=True):
@@ -121,8 +128,8 @@ async def overview(request: Request, project: UIProject, range: str = "24h", ref
         charts=_charts(w, series),
         breakdowns=breakdowns,
         errors=errors,
-        slowest=slowest[0],
-        costliest=costliest[0],
+        slowest=slowest,
+        costliest=costliest,
     )
 
 
