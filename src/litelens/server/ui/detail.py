@@ -1,6 +1,7 @@
 """One call in full, one trace as a waterfall, and sessions: the pages a row of the calls table opens.
 
-Each looks its subject up within the signed-in project only; an id from another project is answered
+Ids are taken as the rest of the path (`:path`), because call and session ids are the callers' own
+strings and may hold a slash. Each looks its subject up within the signed-in project only; an id from another project is answered
 exactly like an id that does not exist (404), so a URL reveals nothing across projects.
 """
 
@@ -28,7 +29,7 @@ def not_found(request: Request, what: str) -> Response:
     return page(request, "missing.html", status=404, what=what)
 
 
-@router.get("/calls/{call_id}")
+@router.get("/calls/{call_id:path}")
 async def call_detail(request: Request, project: UIProject, call_id: str) -> Response:
     record = await store_call(request.app.state.store.get_call, project, call_id)
     if record is None:
@@ -77,7 +78,7 @@ def flatten(roots: list[dict[str, Any]]) -> list[tuple[int, dict[str, Any]]]:
     return rows
 
 
-@router.get("/traces/{trace_id}")
+@router.get("/traces/{trace_id:path}")
 async def trace_detail(request: Request, project: UIProject, trace_id: str) -> Response:
     found = await store_call(request.app.state.store.get_trace, project, trace_id)
     if not found["spans"] and not found["calls"]:
@@ -133,7 +134,7 @@ async def sessions(
     return page(request, "sessions.html", window=w, ranges=RANGES, rows=rows, next_cursor=next_cursor)
 
 
-@router.get("/sessions/{session_id}")
+@router.get("/sessions/{session_id:path}")
 async def session_detail(request: Request, project: UIProject, session_id: str) -> Response:
     calls = await store_call(request.app.state.store.get_session, project, session_id)
     if not calls:
