@@ -164,7 +164,9 @@ def test_readme_screenshot_of_the_overview_from_a_realistic_workload(
     import os
 
     post_records(sqlite_server.client(), workload(2500, hours=23, seed=11))
-    path = save_overview_screenshot(sqlite_server.url, shots.folder / "overview.png", sqlite_server.key, browser)
+    path = save_overview_screenshot(
+        sqlite_server.url, shots.folder / "overview.png", sqlite_server.key, browser
+    )
     assert path.stat().st_size > 20_000
     if os.environ.get("LITELENS_UPDATE_SCREENSHOTS") == "1":
         target = ROOT / "docs" / "img" / "overview.png"
@@ -185,7 +187,9 @@ def seed_calls(client: Client, count: int = 80) -> list[dict[str, Any]]:
             request_model=["gpt-4o", "gpt-4o-mini", "claude-3"][i % 3],
             provider="anthropic" if i % 3 == 2 else "openai",
             status="error" if i % 5 == 0 else "ok",
-            error={"type": "RateLimitError" if i % 10 == 0 else "APIError", "message": "no"} if i % 5 == 0 else None,
+            error={"type": "RateLimitError" if i % 10 == 0 else "APIError", "message": "no"}
+            if i % 5 == 0
+            else None,
             duration_ms=100.0 + (i * 53) % 400,
             usage={"input_tokens": i, "output_tokens": 2 * i, "total_tokens": 3 * i},
             cost_usd=i / 10_000,
@@ -215,7 +219,9 @@ def test_a_filter_narrows_the_calls_table_to_the_right_rows(
     page.select_option("select[name=status]", "error")
     page.click("text=Apply filters")
     page.wait_for_url(re.compile(r"status=error"))
-    expected = [r["call_id"] for r in reversed(records) if r["request_model"] == "claude-3" and r["status"] == "error"]
+    expected = [
+        r["call_id"] for r in reversed(records) if r["request_model"] == "claude-3" and r["status"] == "error"
+    ]
     assert expected and v.call_ids() == expected
     assert "model=claude-3" in page.url and "status=error" in page.url
     shots(page, "model-and-status")
@@ -240,7 +246,9 @@ def test_a_filter_narrows_the_calls_table_to_the_right_rows(
     page.click("a[rel=next]")
     assert v.call_ids() == [r["call_id"] for r in by_latency[50:]]
     page.click("tr.sorts >> text=Cost")
-    assert v.call_ids() == [r["call_id"] for r in sorted(records, key=lambda r: r["cost_usd"], reverse=True)[:50]]
+    assert v.call_ids() == [
+        r["call_id"] for r in sorted(records, key=lambda r: r["cost_usd"], reverse=True)[:50]
+    ]
     page.click("tr.sorts >> text=Cost")
     assert "order=asc" in page.url
     assert v.call_ids() == [r["call_id"] for r in sorted(records, key=lambda r: r["cost_usd"])[:50]]
@@ -263,7 +271,9 @@ def test_a_url_with_filters_reproduces_the_view_in_a_fresh_browser(
     expected = [
         r["call_id"]
         for r in reversed(records)
-        if r["end_user"] == "user-2" and (r.get("error") or {}).get("type") == "RateLimitError" and r["session_id"] == "sess-2"
+        if r["end_user"] == "user-2"
+        and (r.get("error") or {}).get("type") == "RateLimitError"
+        and r["session_id"] == "sess-2"
     ]
     assert shown == expected and shown
     url = first.page.url
@@ -309,7 +319,9 @@ def callback_to(tmp_path: Path) -> Iterator[Callable[[ServerProcess], Callback]]
     made: list[Callback] = []
 
     def make(server: ServerProcess) -> Callback:
-        callback = Callback(endpoint=server.url, api_key=server.key, batch_max_age_s=0.05, spool_dir=str(tmp_path / "spool"))
+        callback = Callback(
+            endpoint=server.url, api_key=server.key, batch_max_age_s=0.05, spool_dir=str(tmp_path / "spool")
+        )
         litellm.callbacks.append(callback)
         made.append(callback)
         return callback
@@ -343,7 +355,9 @@ def test_a_calls_detail_shows_its_messages_tool_calls_and_tokens(
         {"role": "user", "content": "Where is order 1042?"},
     ]
     common: dict[str, Any] = {"api_base": provider.url, "api_key": "sk-ui-test", "num_retries": 0}
-    first = litellm.completion(model="openai/gpt-4o-mini", messages=messages, tools=tools, metadata={"case": "tool"}, **common)
+    first = litellm.completion(
+        model="openai/gpt-4o-mini", messages=messages, tools=tools, metadata={"case": "tool"}, **common
+    )
     call = first.choices[0].message.tool_calls[0]
     messages += [
         first.choices[0].message.model_dump(exclude_none=True),
@@ -364,7 +378,9 @@ def test_a_calls_detail_shows_its_messages_tool_calls_and_tokens(
     api = sqlite_server.client()
     calls = api.get_json("/api/calls")["calls"]
     record = next(
-        r for r in (api.get_json(f"/api/calls/{c['call_id']}") for c in calls) if r["metadata"].get("case") == "answer"
+        r
+        for r in (api.get_json(f"/api/calls/{c['call_id']}") for c in calls)
+        if r["metadata"].get("case") == "answer"
     )
 
     v = visit(sqlite_server)
@@ -382,7 +398,9 @@ def test_a_calls_detail_shows_its_messages_tool_calls_and_tokens(
     assert page.inner_text("[data-testid=call-id]") == record["call_id"]
     page.click("text=Copy as Python (LiteLLM)")
     python = page.inner_text("#python-code")
-    assert "litellm.completion(" in python and "'openai/gpt-4o-mini'" in python and "temperature=0.2" in python
+    assert (
+        "litellm.completion(" in python and "'openai/gpt-4o-mini'" in python and "temperature=0.2" in python
+    )
     compile(python, "copied.py", "exec")
     page.click("text=Copy as cURL")
     assert "chat/completions" in page.inner_text("#curl-code")
@@ -396,7 +414,9 @@ def test_a_trace_shows_its_span_tree_and_links_to_its_calls(
     trace = "7" * 32
     now = time.time_ns() - 5 * 10**9
     ms = 10**6
-    llm = make_record("traced-call", now / 1e9 + 0.3, trace_id=trace, span_id="c" * 16, parent_span_id="b" * 16)
+    llm = make_record(
+        "traced-call", now / 1e9 + 0.3, trace_id=trace, span_id="c" * 16, parent_span_id="b" * 16
+    )
     llm["request"] = {"messages": [{"role": "user", "content": "plan the trip"}]}
     spans = [
         otlp_json_span(trace, "a" * 16, "agent run", {"app.step": "root"}, now, now + 900 * ms),
@@ -410,8 +430,12 @@ def test_a_trace_shows_its_span_tree_and_links_to_its_calls(
             now + 550 * ms,
             parent_span_id="b" * 16,
         ),
-        otlp_json_span(trace, "d" * 16, "search the web", {}, now + 600 * ms, now + 780 * ms, parent_span_id="b" * 16),
-        otlp_json_span(trace, "e" * 16, "write answer", {}, now + 810 * ms, now + 890 * ms, parent_span_id="a" * 16),
+        otlp_json_span(
+            trace, "d" * 16, "search the web", {}, now + 600 * ms, now + 780 * ms, parent_span_id="b" * 16
+        ),
+        otlp_json_span(
+            trace, "e" * 16, "write answer", {}, now + 810 * ms, now + 890 * ms, parent_span_id="a" * 16
+        ),
     ]
     client = sqlite_server.client()
     answer = client.request("POST", "/v1/traces", otlp_json(spans), {"Content-Type": "application/json"})
@@ -434,7 +458,8 @@ def test_a_trace_shows_its_span_tree_and_links_to_its_calls(
         [1, "write answer"],
     ], "nested as they ran"
     indents = page.eval_on_selector_all(
-        "[data-testid=waterfall] tbody td.name", "cells => cells.map(c => parseFloat(getComputedStyle(c).paddingLeft))"
+        "[data-testid=waterfall] tbody td.name",
+        "cells => cells.map(c => parseFloat(getComputedStyle(c).paddingLeft))",
     )
     assert indents[0] < indents[1] < indents[2] and indents[4] == indents[1], indents
     assert "250 ms" in page.inner_text("[data-span-id=cccccccccccccccc]")
@@ -497,7 +522,14 @@ def test_pages_fetch_nothing_outside_the_server_and_never_run_recorded_content(
             ],
             "parameters": {"temperature": XSS},
         },
-        response={"choices": [{"index": 0, "message": {"role": "assistant", "content": f"![x](https://example.com/t.gif) {XSS}"}}]},
+        response={
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": f"![x](https://example.com/t.gif) {XSS}"},
+                }
+            ]
+        },
     )
     post_records(sqlite_server.client(), [hostile, make_record("plain", trace_id=trace)])
     v = visit(sqlite_server)
@@ -510,7 +542,10 @@ def test_pages_fetch_nothing_outside_the_server_and_never_run_recorded_content(
         "/calls/hostile",
         f"/traces/{trace}",
         "/sessions",
-        f"/sessions/sess{XSS}".replace("<", "%3C").replace(">", "%3E").replace('"', "%22").replace(" ", "%20"),
+        f"/sessions/sess{XSS}".replace("<", "%3C")
+        .replace(">", "%3E")
+        .replace('"', "%22")
+        .replace(" ", "%20"),
     ]:
         answer = v.go(path)
         assert answer.status == 200, path
@@ -521,7 +556,9 @@ def test_pages_fetch_nothing_outside_the_server_and_never_run_recorded_content(
         details.evaluate("d => d.open = true")
     assert v.page.evaluate("window.__pwned") is None
     assert XSS in v.page.inner_text("[data-testid=chat]"), "shown as text"
-    placeholders = v.page.eval_on_selector_all("[data-testid=image-placeholder]", "e => e.map(x => x.innerText)")
+    placeholders = v.page.eval_on_selector_all(
+        "[data-testid=image-placeholder]", "e => e.map(x => x.innerText)"
+    )
     assert len(placeholders) == 2 and "images.example.com/cat.png" in placeholders[0]
     assert v.page.query_selector_all("main img") == []
     shots(v.page, "hostile-call")
@@ -538,7 +575,9 @@ def test_signed_in_with_one_projects_key_nothing_of_another_project_is_reachable
     key_b = sqlite_server.create_key("team-b")
     ours, theirs = sqlite_server.client(), sqlite_server.client(key_b)
     trace_b = "b" * 32
-    post_records(ours, [make_record("a-call", request_model="model-of-a", session_id="sess-a", tags=["a-tag"])])
+    post_records(
+        ours, [make_record("a-call", request_model="model-of-a", session_id="sess-a", tags=["a-tag"])]
+    )
     post_records(
         theirs,
         [
@@ -575,7 +614,11 @@ def test_signed_in_with_one_projects_key_nothing_of_another_project_is_reachable
         html = page.content()
         assert "b-call" not in html and "model-of-b" not in html and "sess-b" not in html, path
         assert "b-tag" not in html and "secret of b" not in html, path
-    for path in ["/calls?q=secret&range=all", "/calls?model=model-of-b", f"/calls?trace_id={trace_b}&range=all"]:
+    for path in [
+        "/calls?q=secret&range=all",
+        "/calls?model=model-of-b",
+        f"/calls?trace_id={trace_b}&range=all",
+    ]:
         v.go(path)
         assert v.call_ids() == [], path
     v.go("/calls?range=all")
@@ -597,7 +640,9 @@ def test_signed_in_with_one_projects_key_nothing_of_another_project_is_reachable
 
 
 @pytest.mark.service
-def test_the_pages_are_usable_with_the_keyboard(sqlite_server: ServerProcess, visit: Callable[..., Visit], shots: Shots) -> None:
+def test_the_pages_are_usable_with_the_keyboard(
+    sqlite_server: ServerProcess, visit: Callable[..., Visit], shots: Shots
+) -> None:
     post_records(sqlite_server.client(), [make_record(f"k-{i}") for i in range(3)])
     v = visit(sqlite_server)
     page = v.page
@@ -622,7 +667,9 @@ def test_the_pages_are_usable_with_the_keyboard(sqlite_server: ServerProcess, vi
     shots(page, "keyboard")
 
 
-def test_without_a_key_pages_redirect_to_sign_in_and_the_cookie_is_httponly_strict(sqlite_server: ServerProcess) -> None:
+def test_without_a_key_pages_redirect_to_sign_in_and_the_cookie_is_httponly_strict(
+    sqlite_server: ServerProcess,
+) -> None:
     client = Client(sqlite_server.url)
     answer = client.get("/calls?model=x", key=None)
     assert answer.status == 303 and answer.headers["location"] == "/login?next=/calls%3Fmodel%3Dx"
@@ -640,7 +687,9 @@ def test_without_a_key_pages_redirect_to_sign_in_and_the_cookie_is_httponly_stri
     assert "HttpOnly" in cookie and "SameSite=strict" in cookie.replace("Strict", "strict")
     assert client.get("/", key=None).status == 303, "the API's bearer header does not sign a page in"
     # The API does not take the dashboard's cookie: a page's script cannot use it against /api.
-    answer = client.request("GET", "/api/calls", headers={"Cookie": f"litelens_key={sqlite_server.key}"}, key=None)
+    answer = client.request(
+        "GET", "/api/calls", headers={"Cookie": f"litelens_key={sqlite_server.key}"}, key=None
+    )
     assert answer.status == 401
     answer = client.request("GET", "/", headers={"Cookie": f"litelens_key={sqlite_server.key}"}, key=None)
     assert answer.status == 200 and b"Requests" in answer.body

@@ -29,7 +29,9 @@ QUESTIONS = [
 ]
 
 
-def workload(count: int, hours: float = 20.0, seed: int = 7, now: float | None = None) -> list[dict[str, Any]]:
+def workload(
+    count: int, hours: float = 20.0, seed: int = 7, now: float | None = None
+) -> list[dict[str, Any]]:
     """`count` call records spread over the last `hours`, shaped like a small shop's assistant: a few
     models and providers, streams with a first-token time, sessions and traces, tags, rate limits and
     provider errors, costs from list prices. Deterministic for a given seed."""
@@ -47,7 +49,9 @@ def workload(count: int, hours: float = 20.0, seed: int = 7, now: float | None =
         failed = rng.random() < 0.06
         error = None
         if failed:
-            kind = rng.choice(["RateLimitError", "RateLimitError", "APIConnectionError", "InternalServerError"])
+            kind = rng.choice(
+                ["RateLimitError", "RateLimitError", "APIConnectionError", "InternalServerError"]
+            )
             code = {"RateLimitError": 429, "InternalServerError": 500}.get(kind)
             error = {"type": kind, "message": f"{provider}: {kind}", "status_code": code}
             tokens_out = 0
@@ -65,7 +69,11 @@ def workload(count: int, hours: float = 20.0, seed: int = 7, now: float | None =
                 provider=provider,
                 status="error" if failed else "ok",
                 error=error,
-                usage={"input_tokens": tokens_in, "output_tokens": tokens_out, "total_tokens": tokens_in + tokens_out},
+                usage={
+                    "input_tokens": tokens_in,
+                    "output_tokens": tokens_out,
+                    "total_tokens": tokens_in + tokens_out,
+                },
                 cost_usd=None if failed else (tokens_in * price_in + tokens_out * price_out) / 1e6,
                 end_user=user,
                 session_id=f"chat-{user}-{i // 25}",
@@ -81,7 +89,15 @@ def workload(count: int, hours: float = 20.0, seed: int = 7, now: float | None =
                 },
                 response=None
                 if failed
-                else {"choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "Here is what I found."}}]},
+                else {
+                    "choices": [
+                        {
+                            "index": 0,
+                            "finish_reason": "stop",
+                            "message": {"role": "assistant", "content": "Here is what I found."},
+                        }
+                    ]
+                },
             )
         )
     return records

@@ -17,6 +17,7 @@ from markupsafe import Markup
 WIDTH, HEIGHT = 600, 180
 LEFT, RIGHT, TOP, BOTTOM = 56, 8, 10, 22  # margins for the axis labels
 Format = Callable[[float], str]
+EMPTY = "\u2013"  # an en dash: a bucket without a value
 
 
 @dataclass(frozen=True)
@@ -80,7 +81,7 @@ def _hits(labels: Sequence[str], series: Sequence[Series], fmt: Format) -> list[
     parts = []
     for index, label in enumerate(labels):
         values = "; ".join(
-            f"{s.name} {fmt(v) if (v := s.values[index]) is not None else '–'}" for s in series
+            f"{s.name} {fmt(v) if (v := s.values[index]) is not None else EMPTY}" for s in series
         )
         tip = escape(f"{label} · {values}")
         parts.append(

@@ -9,6 +9,7 @@ caller's data, and the dashboard must not fetch it (nor leak that someone looked
 
 from __future__ import annotations
 
+import contextlib
 import json
 import pprint
 import shlex
@@ -50,14 +51,13 @@ def _image(source: Any) -> Part:
 
 
 def _tool_call(call: Mapping[str, Any]) -> Part:
-    function = call.get("function") if isinstance(call.get("function"), Mapping) else call
+    nested = call.get("function")
+    function: Mapping[str, Any] = nested if isinstance(nested, Mapping) else call
     name = str(function.get("name") or call.get("name") or "tool")
     arguments = function.get("arguments", call.get("input", call.get("arguments")))
     if isinstance(arguments, str):
-        try:
+        with contextlib.suppress(ValueError):  # arguments a model left unfinished are shown as given
             arguments = json.loads(arguments)
-        except ValueError:
-            pass
     ident = call.get("id") or call.get("call_id") or ""
     return Part("tool_call", _as_text(arguments if arguments is not None else {}), f"{name} {ident}".strip())
 

@@ -16,7 +16,7 @@ from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
 from litelens.server.deps import store_call
-from litelens.server.store.base import AGGREGATE_GROUPS, CallFilter
+from litelens.server.store.base import AGGREGATE_GROUPS
 from litelens.server.ui import charts, query
 from litelens.server.ui.render import fmt_bucket, fmt_cost, fmt_ms, fmt_num, fmt_pct, fragment, page
 from litelens.server.ui.signin import page_project

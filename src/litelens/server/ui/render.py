@@ -21,6 +21,8 @@ from starlette.responses import HTMLResponse
 HERE = Path(__file__).parent
 STATIC_DIR = HERE / "static"
 
+EMPTY = "\u2013"  # an en dash: what a missing value reads as
+
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
         "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -42,7 +44,7 @@ def _number(value: Any) -> float | None:
 def fmt_time(epoch: Any) -> str:
     value = _number(epoch)
     if value is None:
-        return "–"
+        return EMPTY
     return datetime.fromtimestamp(value, timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
 
 
@@ -55,7 +57,7 @@ def fmt_bucket(epoch: float, bucket: int) -> str:
 def fmt_ms(given: Any) -> str:
     value = _number(given)
     if value is None:
-        return "–"
+        return EMPTY
     if value >= 10_000:
         return f"{value / 1000:.1f} s"
     if value >= 1000:
@@ -66,7 +68,7 @@ def fmt_ms(given: Any) -> str:
 def fmt_cost(given: Any) -> str:
     value = _number(given)
     if value is None:
-        return "–"
+        return EMPTY
     if value == 0:
         return "$0"
     if abs(value) < 0.01:
@@ -77,7 +79,7 @@ def fmt_cost(given: Any) -> str:
 def fmt_num(given: Any) -> str:
     value = _number(given)
     if value is None:
-        return "–"
+        return EMPTY
     if abs(value) >= 1_000_000:
         return f"{value / 1_000_000:.1f}M"
     if abs(value) >= 10_000:
@@ -87,12 +89,12 @@ def fmt_num(given: Any) -> str:
 
 def fmt_int(given: Any) -> str:
     value = _number(given)
-    return "–" if value is None else f"{int(value):,}"
+    return EMPTY if value is None else f"{int(value):,}"
 
 
 def fmt_pct(given: Any) -> str:
     value = _number(given)
-    return "–" if value is None else f"{value * 100:.1f}%"
+    return EMPTY if value is None else f"{value * 100:.1f}%"
 
 
 def fmt_json(value: Any) -> str:
