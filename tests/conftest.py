@@ -9,12 +9,15 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from litelens.testing import FakeProvider, Receiver
 from server_helpers import ServerProcess
+
+if TYPE_CHECKING:
+    from litelens.callback import Callback
 
 REQUIRE_SERVICES = os.environ.get("LITELENS_REQUIRE_SERVICES") == "1"
 
@@ -160,3 +163,25 @@ def server(server_factory: Callable[..., ServerProcess], db_url: str) -> ServerP
 def sqlite_server(server_factory: Callable[..., ServerProcess], sqlite_url: str) -> ServerProcess:
     """The real collector on SQLite only, for tests about the HTTP layer rather than the database."""
     return server_factory(sqlite_url)
+
+
+@pytest.fixture
+def callback_to(tmp_path: Path) -> Iterator[Callable[..., Callback]]:
+    """Factory: a litelens.Callback registered with LiteLLM and sending to a real server."""
+    import litellm
+
+    from litelens.callback import Callback, unregister
+
+    made: list[Callback] = []
+
+    def make(server: ServerProcess, **kwargs: Any) -> Callback:
+        kwargs.setdefault("spool_dir", str(tmp_path / f"spool-{len(made)}"))
+        callback = Callback(endpoint=server.url, api_key=server.key, batch_max_age_s=0.05, **kwargs)
+        litellm.callbacks.append(callback)
+        made.append(callback)
+        return callback
+
+    yield make
+    for callback in made:
+        callback.shutdown(timeout=5)
+        unregister(callback)

@@ -16,7 +16,7 @@ import litellm
 import pytest
 
 from litelens import semconv
-from litelens.callback import Callback, unregister
+from litelens.callback import Callback
 from litelens.testing import FakeProvider
 from litelens.testing.browser import have_chromium, launch
 from server_helpers import Client, ServerProcess, make_record, otlp_json, otlp_json_span
@@ -312,24 +312,6 @@ def test_live_tail_shows_new_calls_without_a_reload(
 
 # --------------------------------------------------------------------------------------------------
 # Call detail, traces, sessions
-
-
-@pytest.fixture
-def callback_to(tmp_path: Path) -> Iterator[Callable[[ServerProcess], Callback]]:
-    made: list[Callback] = []
-
-    def make(server: ServerProcess) -> Callback:
-        callback = Callback(
-            endpoint=server.url, api_key=server.key, batch_max_age_s=0.05, spool_dir=str(tmp_path / "spool")
-        )
-        litellm.callbacks.append(callback)
-        made.append(callback)
-        return callback
-
-    yield make
-    for callback in made:
-        callback.shutdown(timeout=5)
-        unregister(callback)
 
 
 @pytest.mark.service

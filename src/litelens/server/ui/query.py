@@ -19,20 +19,9 @@ from litelens.server.api import call_filter
 from litelens.server.store.base import SORT_KEYS, CallFilter
 from litelens.server.ui.timerange import RANGES
 
-# Text filters the form offers, as named in the URL (the same names as /api/calls).
-TEXT_FILTERS = (
-    "model",
-    "provider",
-    "status",
-    "error_type",
-    "call_type",
-    "end_user",
-    "user_id",
-    "session_id",
-    "trace_id",
-    "key_alias",
-    "tag",
-    "q",
+# The filter's text fields, named as /api/calls names them (where `search` is `q`).
+TEXT_FILTERS = tuple(
+    "q" if f.name == "search" else f.name for f in dataclasses.fields(CallFilter) if f.type == "str | None"
 )
 STATUSES = ("ok", "error", "cancelled")
 ALL_TIME = "all"
