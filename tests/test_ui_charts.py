@@ -35,6 +35,8 @@ def test_a_line_chart_has_a_hover_column_per_bucket_gaps_for_missing_values_and_
         fmt_ms,
     )
     assert "<b>" not in markup and "&lt;13:00&gt;" in markup
+    # The same values, as a table for keyboards and screen readers.
+    assert markup.count('<th scope="row">') == 4 and "<td>300 ms</td>" in markup
     svg = parse_svg(markup)
     hits = svg.findall(f"{SVG}rect[@class='hit']")
     assert len(hits) == 4

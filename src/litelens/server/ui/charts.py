@@ -91,7 +91,24 @@ def _hits(labels: Sequence[str], series: Sequence[Series], fmt: Format) -> list[
     return parts
 
 
-def _wrap(title: str, body: list[str], series: Sequence[Series]) -> Markup:
+def _table(labels: Sequence[str], series: Sequence[Series], fmt: Format) -> str:
+    """The chart's values as a table behind a disclosure: for keyboards and screen readers."""
+    head = "".join(f'<th scope="col">{escape(s.name)}</th>' for s in series)
+    rows = "".join(
+        f'<tr><th scope="row">{escape(label)}</th>'
+        + "".join(f"<td>{escape(fmt(v)) if (v := s.values[i]) is not None else EMPTY}</td>" for s in series)
+        + "</tr>"
+        for i, label in enumerate(labels)
+    )
+    return (
+        '<details class="chart-table"><summary>Values</summary><table class="compact">'
+        f'<thead><tr><th scope="col">Time (UTC)</th>{head}</tr></thead><tbody>{rows}</tbody></table></details>'
+    )
+
+
+def _wrap(
+    title: str, body: list[str], labels: Sequence[str], series: Sequence[Series], fmt: Format
+) -> Markup:
     legend = "".join(
         f'<span class="key"><span class="swatch {escape(s.css)}"></span>{escape(s.name)}</span>'
         for s in series
@@ -101,7 +118,9 @@ def _wrap(title: str, body: list[str], series: Sequence[Series]) -> Markup:
         f'<span class="legend">{legend}</span></figcaption>'
         f'<svg class="chart-svg" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" aria-label="{escape(title)}">'
         + "".join(body)
-        + "</svg></figure>"
+        + "</svg>"
+        + _table(labels, series, fmt)
+        + "</figure>"
     )
 
 
@@ -128,7 +147,7 @@ def line_chart(title: str, labels: Sequence[str], series: Sequence[Series], fmt:
         if path:
             body.append(f'<path class="line {escape(s.css)}" d="{" ".join(path)}"/>')
     body += _hits(labels, series, fmt)
-    return _wrap(title, body, series)
+    return _wrap(title, body, labels, series, fmt)
 
 
 def bar_chart(title: str, labels: Sequence[str], series: Sequence[Series], fmt: Format) -> Markup:
@@ -151,7 +170,7 @@ def bar_chart(title: str, labels: Sequence[str], series: Sequence[Series], fmt: 
             )
             base += value
     body += _hits(labels, series, fmt)
-    return _wrap(title, body, series)
+    return _wrap(title, body, labels, series, fmt)
 
 
 def span_bar(start: float, end: float, lo: float, hi: float, css: str = "bar s1") -> Markup:
