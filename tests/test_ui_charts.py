@@ -3,13 +3,17 @@ record turned into a conversation and into code that repeats the call."""
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import re
 import shlex
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
+import pytest
 from starlette.datastructures import QueryParams
 
+import litelens.server.ui as ui_package
 from litelens.server.ui import charts, conversation, query
 from litelens.server.ui.render import EMPTY, fmt_cost, fmt_ms, fmt_num, fmt_pct
 from litelens.server.ui.timerange import RANGES, WHOLE_RANGE_BUCKET, window
@@ -209,3 +213,17 @@ def test_copy_as_python_and_curl_repeat_the_call_without_credentials() -> None:
     )
     assert "litellm.embedding(" in embed and "input=['x']" in embed
     compile(embed, "embed.py", "exec")
+
+
+def test_every_template_and_static_file_ships_in_the_package() -> None:
+    """The dashboard must work from `pip install`: each file it serves is declared as package data."""
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    ui_dir = Path(ui_package.__file__).parent
+    package_dir = ui_dir.parent.parent  # src/litelens
+    pyproject = tomllib.loads((package_dir.parent.parent / "pyproject.toml").read_text())
+    patterns = pyproject["tool"]["setuptools"]["package-data"]["litelens"]
+    served = [p for p in ui_dir.rglob("*") if p.is_file() and p.suffix not in (".py", ".pyc")]
+    assert len(served) >= 5
+    for path in served:
+        relative = path.relative_to(package_dir).as_posix()
+        assert any(fnmatch.fnmatch(relative, pattern) for pattern in patterns), relative

@@ -9,7 +9,6 @@ page from loading anything from the internet (the dashboard must work offline).
 from __future__ import annotations
 
 import json
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -138,7 +137,6 @@ def page(request: Request, name: str, status: int = 200, **context: Any) -> HTML
         name,
         request_path=request.url.path,
         open_mode=bool(settings.no_auth),
-        now=time.time(),
         **context,
     )
     return HTMLResponse(html, status_code=status, headers=SECURITY_HEADERS)
