@@ -14,6 +14,7 @@ from typing import Any
 
 import litellm
 import pytest
+from playwright.sync_api import expect
 
 from litelens import semconv
 from litelens.callback import Callback
@@ -153,6 +154,30 @@ def test_the_overview_shows_the_seeded_totals_charts_and_breakdowns(
     assert light != dark
     shots(page, "overview-dark")
     assert all(url.startswith(sqlite_server.url) for url in v.requests), v.requests
+
+
+@pytest.mark.service
+def test_the_overview_follows_the_chosen_range_and_refreshes_itself(
+    sqlite_server: ServerProcess, visit: Callable[..., Visit], shots: Shots
+) -> None:
+    client = sqlite_server.client()
+    now = time.time()
+    post_records(client, [make_record(f"recent-{i}", now - 600 - i * 60) for i in range(10)])
+    post_records(client, [make_record(f"older-{i}", now - 3 * 86400 - i * 60) for i in range(5)])
+    v = visit(sqlite_server)
+    page = v.page
+    v.go("/?range=24h&refresh=0")
+    assert page.inner_text("[data-testid=total-requests]") == "10"
+    page.select_option("select[name=range]", "7d")
+    page.select_option("select[name=refresh]", "10")
+    page.click("text=Apply")
+    page.wait_for_url(re.compile(r"range=7d"))
+    assert page.inner_text("[data-testid=total-requests]") == "15"
+    page.evaluate("window.__same_document = true")
+    post_records(client, [make_record(f"late-{i}") for i in range(3)])
+    expect(page.locator("[data-testid=total-requests]")).to_have_text("18", timeout=25_000)
+    assert page.evaluate("window.__same_document") is True, "refreshed in place, not reloaded"
+    shots(page, "seven-days-refreshed")
 
 
 @pytest.mark.service
