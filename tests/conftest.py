@@ -45,27 +45,42 @@ def receiver() -> Iterator[Receiver]:
         yield r
 
 
+class RegisteredCallbacks:
+    """litelens.Callbacks registered with LiteLLM for one test; `close()` shuts them down and removes them."""
+
+    def __init__(self) -> None:
+        self.made: list[Callback] = []
+
+    def add(self, **kwargs: Any) -> Callback:
+        import litellm
+
+        from litelens.callback import Callback
+
+        callback = Callback(**kwargs)
+        litellm.callbacks.append(callback)
+        self.made.append(callback)
+        return callback
+
+    def close(self) -> None:
+        from litelens.callback import unregister
+
+        for callback in self.made:
+            callback.shutdown(timeout=5)
+            unregister(callback)
+
+
 @pytest.fixture
 def make_callback(receiver: Receiver, tmp_path: Path) -> Iterator[Callable[..., Any]]:
     """Factory: a litelens.Callback registered with LiteLLM, sending to `receiver`; removed afterwards."""
-    import litellm
-
-    from litelens.callback import Callback, unregister
-
-    made: list[Callback] = []
+    registered = RegisteredCallbacks()
 
     def make(**kwargs: Any) -> Callback:
         kwargs.setdefault("endpoint", receiver.url)
         kwargs.setdefault("spool_dir", str(tmp_path / "spool"))
-        callback = Callback(**kwargs)
-        litellm.callbacks.append(callback)
-        made.append(callback)
-        return callback
+        return registered.add(**kwargs)
 
     yield make
-    for callback in made:
-        callback.shutdown(timeout=5)
-        unregister(callback)
+    registered.close()
 
 
 @pytest.fixture
@@ -168,20 +183,11 @@ def sqlite_server(server_factory: Callable[..., ServerProcess], sqlite_url: str)
 @pytest.fixture
 def callback_to(tmp_path: Path) -> Iterator[Callable[..., Callback]]:
     """Factory: a litelens.Callback registered with LiteLLM and sending to a real server."""
-    import litellm
-
-    from litelens.callback import Callback, unregister
-
-    made: list[Callback] = []
+    registered = RegisteredCallbacks()
 
     def make(server: ServerProcess, **kwargs: Any) -> Callback:
-        kwargs.setdefault("spool_dir", str(tmp_path / f"spool-{len(made)}"))
-        callback = Callback(endpoint=server.url, api_key=server.key, batch_max_age_s=0.05, **kwargs)
-        litellm.callbacks.append(callback)
-        made.append(callback)
-        return callback
+        kwargs.setdefault("spool_dir", str(tmp_path / f"spool-{len(registered.made)}"))
+        return registered.add(endpoint=server.url, api_key=server.key, batch_max_age_s=0.05, **kwargs)
 
     yield make
-    for callback in made:
-        callback.shutdown(timeout=5)
-        unregister(callback)
+    registered.close()
