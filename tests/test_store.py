@@ -683,6 +683,40 @@ def test_top_errors_count_failed_calls_per_class_in_the_range_and_project(store:
     assert [p["name"] for p in store.list_projects()] == ["default", "other"]
 
 
+def test_top_groups_rank_like_the_whole_range_aggregate_and_count_every_group(store: SQLStore) -> None:
+    project = store.create_project("default")
+    rng = random.Random(3)
+    records = [
+        make(
+            f"g{i:03d}",
+            T0 - 1800 + rng.random() * 4 * 3600,  # ragged edges: minute, 5-minute and hour rows
+            end_user=f"user-{min(int(rng.expovariate(0.5)), 9)}",
+            model=rng.choice(["a", "b", "c"]),
+            tags=rng.sample(["x", "y", "z", "w"], 2),
+            duration=rng.uniform(0.1, 3),
+            stream=rng.random() < 0.5,
+            error="APIError" if rng.random() < 0.2 else None,
+        )
+        for i in range(300)
+    ]
+    store.write(project, records, [])
+    start, end = T0 - 1234.5, T0 + 3 * 3600 + 77.7
+    for group_by in ("user", "model", "tag", "provider"):
+        whole = store.aggregate(project, start, end, 3600 * 24 * 365 * 200, group_by)  # type: ignore[arg-type]
+        expected = sorted(whole, key=lambda r: (-r["count"], r["group"]))
+        top, groups = store.top_groups(project, start, end, group_by, limit=3)  # type: ignore[arg-type]
+        assert groups == len(expected), group_by
+        assert [r["group"] for r in top] == [r["group"] for r in expected[:3]], group_by
+        for got, want in zip(top, expected, strict=False):
+            assert got["cost_usd"] == pytest.approx(want["cost_usd"])
+            assert {k: v for k, v in got.items() if k not in ("bucket", "cost_usd")} == {
+                k: v for k, v in want.items() if k not in ("bucket", "cost_usd")
+            }
+    assert store.top_groups(project, T0 + 86400, T0 + 90000, "model") == ([], 0)
+    with pytest.raises(ValueError):
+        store.top_groups(project, start, end, "record")  # type: ignore[arg-type]
+
+
 def test_top_calls_are_the_slowest_and_costliest_in_the_range(store: SQLStore) -> None:
     project = store.create_project("default")
     other = store.create_project("other")

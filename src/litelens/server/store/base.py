@@ -242,6 +242,13 @@ class Store(ABC):
         """Per (bucket, group): count, errors, error_rate, latency/ttft percentiles, tokens, cost."""
 
     @abstractmethod
+    def top_groups(
+        self, project_id: int, start: float, end: float, group_by: GroupBy, limit: int = 10
+    ) -> tuple[list[Row], int]:
+        """The `limit` groups (models, users, ...) with the most calls in [start, end), most first, each
+        an `aggregate` row for the whole range, and how many groups had calls in it."""
+
+    @abstractmethod
     def top_errors(self, project_id: int, start: float, end: float, limit: int = 10) -> list[Row]:
         """Failed calls (status "error") started in [start, end), counted per error class, most first.
 
