@@ -4,6 +4,8 @@ between them through real LiteLLM, a throwaway PostgreSQL, and the real collecto
 from __future__ import annotations
 
 import os
+import re
+import shutil
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
@@ -15,6 +17,7 @@ import pytest
 
 from litelens.testing import FakeProvider, Receiver
 from server_helpers import ServerProcess
+from ui_helpers import Shots, Visit
 
 if TYPE_CHECKING:
     from litelens.callback import Callback
@@ -191,3 +194,50 @@ def callback_to(tmp_path: Path) -> Iterator[Callable[..., Callback]]:
 
     yield make
     registered.close()
+
+
+# --------------------------------------------------------------------------------------------------
+# The dashboard in a browser (tests/test_ui*.py)
+
+TEST_OUTPUT = Path(__file__).resolve().parent.parent / "test-output"
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    """Headless Debian Chromium for the session (skips where /usr/bin/chromium is missing; CI installs it)."""
+    from litelens.testing.browser import have_chromium, launch
+
+    if not have_chromium():
+        pytest.skip("no Chromium at /usr/bin/chromium; apt-get install chromium (.ci/run does)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = launch(playwright)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def shots(request: pytest.FixtureRequest) -> Shots:
+    """The test's own output folder (git-ignored), emptied first so it holds this run's images only."""
+    folder = TEST_OUTPUT / re.sub(r"[^\w.-]+", "_", request.node.name)
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    return Shots(folder)
+
+
+@pytest.fixture
+def visit(browser: Any) -> Iterator[Callable[..., Visit]]:
+    """Factory: `visit(server)` opens a browser context signed in with the server's key (`key=None`: not
+    signed in); closed afterwards, and a script error on any of its pages fails the test."""
+    made: list[Visit] = []
+
+    def make(server: ServerProcess, key: str | None = "") -> Visit:
+        v = Visit(browser, server, server.key if key == "" else key)
+        made.append(v)
+        return v
+
+    yield make
+    for v in made:
+        assert v.errors == [], f"script errors on the page: {v.errors}"
+        v.context.close()

@@ -1,5 +1,6 @@
-"""Helpers for the dashboard tests: a realistic workload to seed a real server with through ingest,
-signing in through the sign-in form, screenshots, and `save_overview_screenshot` for the README."""
+"""Helpers for the dashboard tests: a browser visit that records what the page fetched, screenshots, a
+realistic workload to seed a real server with through ingest, signing in through the sign-in form, and
+`save_overview_screenshot` for the README."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from litelens.testing.browser import launch
-from server_helpers import Client, make_record
+from server_helpers import Client, ServerProcess, make_record
 
 MODELS = [
     ("gpt-4o-mini", "openai", 0.15, 0.6),
@@ -150,3 +151,39 @@ def save_overview_screenshot(
     finally:
         context.close()
     return path
+
+
+class Shots:
+    """`shots(page, name)` saves a full-page screenshot as test-output/<test name>/<name>.png."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def __call__(self, page: Any, name: str) -> Path:
+        path = self.folder / f"{name}.png"
+        page.screenshot(path=str(path), full_page=True)
+        return path
+
+
+class Visit:
+    """A browser context on one server that records every URL the pages ask for."""
+
+    def __init__(self, browser: Any, server: ServerProcess, key: str | None) -> None:
+        self.server = server
+        self.requests: list[str] = []
+        self.context = browser.new_context(viewport={"width": 1400, "height": 900})
+        self.page = self.context.new_page()
+        self.page.on("request", lambda r: self.requests.append(r.url))
+        self.errors: list[str] = []
+        self.page.on("pageerror", lambda e: self.errors.append(str(e)))
+        if key:
+            sign_in(self.page, server.url, key)
+
+    def go(self, path: str) -> Any:
+        answer = self.page.goto(self.server.url + path)
+        return answer
+
+    def call_ids(self) -> list[str]:
+        return self.page.eval_on_selector_all(
+            "table[data-testid=calls] tbody tr", "rows => rows.map(r => r.dataset.callId)"
+        )
