@@ -84,6 +84,28 @@ def make_records(n: int, start: float, span: float, rng: random.Random) -> list[
     return out
 
 
+def seed(
+    store: Any, project: int, calls: int, start: float, span: float, batch: int, rng: random.Random
+) -> list[str]:
+    """Write `calls` records spread over [start, start + span) through `store.write`, in batches, in
+    time order as a collector receives them; returns a few trace ids to look up afterwards."""
+    t0 = time.perf_counter()
+    written = 0
+    traces: list[str] = []
+    while written < calls:
+        n = min(batch, calls - written)
+        # Calls arrive in time order, as they do at a collector: each batch covers the next time slice.
+        records = make_records(n, start + span * written / calls, span * n / calls, rng)
+        traces += [r["trace_id"] for r in records[:5]]
+        store.write(project, records, [])
+        written += n
+        if written % 100_000 < batch:
+            print(
+                f"  seeded {written:,} calls ({written / (time.perf_counter() - t0):,.0f}/s)", file=sys.stderr
+            )
+    return traces
+
+
 def timed(fn: Callable[[], Any], repeat: int) -> tuple[float, float]:
     samples = []
     for _ in range(repeat):
@@ -122,19 +144,7 @@ def main() -> int:
     start = now - span
 
     t0 = time.perf_counter()
-    written = 0
-    traces: list[str] = []
-    while written < args.calls:
-        n = min(args.batch, args.calls - written)
-        # Calls arrive in time order, as they do at a collector: each batch covers the next time slice.
-        records = make_records(n, start + span * written / args.calls, span * n / args.calls, rng)
-        traces += [r["trace_id"] for r in records[:5]]
-        store.write(project, records, [])
-        written += n
-        if written % 100_000 < args.batch:
-            print(
-                f"  seeded {written:,} calls ({written / (time.perf_counter() - t0):,.0f}/s)", file=sys.stderr
-            )
+    traces = seed(store, project, args.calls, start, span, args.batch, rng)
     seed_s = time.perf_counter() - t0
     if hasattr(store, "analyze"):
         store.analyze()

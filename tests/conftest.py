@@ -4,17 +4,23 @@ between them through real LiteLLM, a throwaway PostgreSQL, and the real collecto
 from __future__ import annotations
 
 import os
+import re
+import shutil
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from litelens.testing import FakeProvider, Receiver
 from server_helpers import ServerProcess
+from ui_helpers import Shots, Visit
+
+if TYPE_CHECKING:
+    from litelens.callback import Callback
 
 REQUIRE_SERVICES = os.environ.get("LITELENS_REQUIRE_SERVICES") == "1"
 
@@ -42,27 +48,42 @@ def receiver() -> Iterator[Receiver]:
         yield r
 
 
+class RegisteredCallbacks:
+    """litelens.Callbacks registered with LiteLLM for one test; `close()` shuts them down and removes them."""
+
+    def __init__(self) -> None:
+        self.made: list[Callback] = []
+
+    def add(self, **kwargs: Any) -> Callback:
+        import litellm
+
+        from litelens.callback import Callback
+
+        callback = Callback(**kwargs)
+        litellm.callbacks.append(callback)
+        self.made.append(callback)
+        return callback
+
+    def close(self) -> None:
+        from litelens.callback import unregister
+
+        for callback in self.made:
+            callback.shutdown(timeout=5)
+            unregister(callback)
+
+
 @pytest.fixture
 def make_callback(receiver: Receiver, tmp_path: Path) -> Iterator[Callable[..., Any]]:
     """Factory: a litelens.Callback registered with LiteLLM, sending to `receiver`; removed afterwards."""
-    import litellm
-
-    from litelens.callback import Callback, unregister
-
-    made: list[Callback] = []
+    registered = RegisteredCallbacks()
 
     def make(**kwargs: Any) -> Callback:
         kwargs.setdefault("endpoint", receiver.url)
         kwargs.setdefault("spool_dir", str(tmp_path / "spool"))
-        callback = Callback(**kwargs)
-        litellm.callbacks.append(callback)
-        made.append(callback)
-        return callback
+        return registered.add(**kwargs)
 
     yield make
-    for callback in made:
-        callback.shutdown(timeout=5)
-        unregister(callback)
+    registered.close()
 
 
 @pytest.fixture
@@ -160,3 +181,63 @@ def server(server_factory: Callable[..., ServerProcess], db_url: str) -> ServerP
 def sqlite_server(server_factory: Callable[..., ServerProcess], sqlite_url: str) -> ServerProcess:
     """The real collector on SQLite only, for tests about the HTTP layer rather than the database."""
     return server_factory(sqlite_url)
+
+
+@pytest.fixture
+def callback_to(tmp_path: Path) -> Iterator[Callable[..., Callback]]:
+    """Factory: a litelens.Callback registered with LiteLLM and sending to a real server."""
+    registered = RegisteredCallbacks()
+
+    def make(server: ServerProcess, **kwargs: Any) -> Callback:
+        kwargs.setdefault("spool_dir", str(tmp_path / f"spool-{len(registered.made)}"))
+        return registered.add(endpoint=server.url, api_key=server.key, batch_max_age_s=0.05, **kwargs)
+
+    yield make
+    registered.close()
+
+
+# --------------------------------------------------------------------------------------------------
+# The dashboard in a browser (tests/test_ui*.py)
+
+TEST_OUTPUT = Path(__file__).resolve().parent.parent / "test-output"
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    """Headless Debian Chromium for the session (skips where /usr/bin/chromium is missing; CI installs it)."""
+    from litelens.testing.browser import have_chromium, launch
+
+    if not have_chromium():
+        pytest.skip("no Chromium at /usr/bin/chromium; apt-get install chromium (.ci/run does)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = launch(playwright)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def shots(request: pytest.FixtureRequest) -> Shots:
+    """The test's own output folder (git-ignored), emptied first so it holds this run's images only."""
+    folder = TEST_OUTPUT / re.sub(r"[^\w.-]+", "_", request.node.name)
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    return Shots(folder)
+
+
+@pytest.fixture
+def visit(browser: Any) -> Iterator[Callable[..., Visit]]:
+    """Factory: `visit(server)` opens a browser context signed in with the server's key (`key=None`: not
+    signed in); closed afterwards, and a script error on any of its pages fails the test."""
+    made: list[Visit] = []
+
+    def make(server: ServerProcess, key: str | None = "") -> Visit:
+        v = Visit(browser, server, server.key if key == "" else key)
+        made.append(v)
+        return v
+
+    yield make
+    for v in made:
+        assert v.errors == [], f"script errors on the page: {v.errors}"
+        v.context.close()

@@ -12,7 +12,7 @@ import threading
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,7 @@ from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 from opentelemetry.trace import SpanKind
 
 from litelens import semconv
-from litelens.callback import Callback, unregister
+from litelens.callback import Callback
 from litelens.testing import FakeProvider
 from otlp_helpers import json_body
 from server_helpers import (
@@ -43,24 +43,6 @@ from server_helpers import (
 )
 
 FAKE_KEY = "sk-server-test-key-0000000000"
-
-
-@pytest.fixture
-def callback_to(tmp_path: Path) -> Iterator[Callable[[ServerProcess], Callback]]:
-    """Factory: a litelens.Callback registered with LiteLLM and sending to a real server."""
-    made: list[Callback] = []
-
-    def make(server: ServerProcess, **kwargs: Any) -> Callback:
-        kwargs.setdefault("spool_dir", str(tmp_path / f"spool-{len(made)}"))
-        callback = Callback(endpoint=server.url, api_key=server.key, batch_max_age_s=0.05, **kwargs)
-        litellm.callbacks.append(callback)
-        made.append(callback)
-        return callback
-
-    yield make
-    for callback in made:
-        callback.shutdown(timeout=5)
-        unregister(callback)
 
 
 def delivered(callback: Callback, count: int, timeout: float = 30) -> dict[str, int]:

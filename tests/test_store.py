@@ -671,6 +671,91 @@ def test_traces_and_sessions(store: SQLStore) -> None:
     assert counts == {"sess-0": 3, "sess-1": 3, "sess-9": 3}
 
 
+def test_top_errors_count_failed_calls_per_class_in_the_range_and_project(store: SQLStore) -> None:
+    project = store.create_project("default")
+    other = store.create_project("other")
+    classes = ["RateLimitError"] * 5 + ["APIError"] * 3 + ["Timeout"] * 2
+    records = [make(f"e{i}", T0 + i * 60, error=cls) for i, cls in enumerate(classes)]
+    records += [make(f"ok{i}", T0 + i * 60) for i in range(6)]
+    records.append(make("late", T0 + 7200, error="APIError"))
+    store.write(project, records, [])
+    store.write(other, [make("theirs", T0, error="Timeout")], [])
+    top = store.top_errors(project, T0, T0 + 3600)
+    assert [(r["error_type"], r["count"]) for r in top] == [
+        ("RateLimitError", 5),
+        ("APIError", 3),
+        ("Timeout", 2),
+    ]
+    assert top[0]["last_time"] == T0 + 4 * 60
+    assert [r["error_type"] for r in store.top_errors(project, T0, T0 + 3600, limit=2)] == [
+        "RateLimitError",
+        "APIError",
+    ]
+    assert sum(r["count"] for r in store.top_errors(project, T0, T0 + 9000)) == 11
+    assert store.top_errors(other, T0 - 60, T0 + 60) == [
+        {"error_type": "Timeout", "count": 1, "last_time": T0}
+    ]
+    assert store.top_errors(project, T0 + 9000, T0 + 9999) == []
+    assert [p["name"] for p in store.list_projects()] == ["default", "other"]
+
+
+def test_top_groups_rank_like_the_whole_range_aggregate_and_count_every_group(store: SQLStore) -> None:
+    project = store.create_project("default")
+    rng = random.Random(3)
+    records = [
+        make(
+            f"g{i:03d}",
+            T0 - 1800 + rng.random() * 4 * 3600,  # ragged edges: minute, 5-minute and hour rows
+            end_user=f"user-{min(int(rng.expovariate(0.5)), 9)}",
+            model=rng.choice(["a", "b", "c"]),
+            tags=rng.sample(["x", "y", "z", "w"], 2),
+            duration=rng.uniform(0.1, 3),
+            stream=rng.random() < 0.5,
+            error="APIError" if rng.random() < 0.2 else None,
+        )
+        for i in range(300)
+    ]
+    store.write(project, records, [])
+    start, end = T0 - 1234.5, T0 + 3 * 3600 + 77.7
+    for group_by in ("user", "model", "tag", "provider"):
+        whole = store.aggregate(project, start, end, 3600 * 24 * 365 * 200, group_by)  # type: ignore[arg-type]
+        expected = sorted(whole, key=lambda r: (-r["count"], r["group"]))
+        top, groups = store.top_groups(project, start, end, group_by, limit=3)  # type: ignore[arg-type]
+        assert groups == len(expected), group_by
+        assert [r["group"] for r in top] == [r["group"] for r in expected[:3]], group_by
+        for got, want in zip(top, expected, strict=False):
+            assert got["cost_usd"] == pytest.approx(want["cost_usd"])
+            assert {k: v for k, v in got.items() if k not in ("bucket", "cost_usd")} == {
+                k: v for k, v in want.items() if k not in ("bucket", "cost_usd")
+            }
+    assert store.top_groups(project, T0 + 86400, T0 + 90000, "model") == ([], 0)
+    with pytest.raises(ValueError):
+        store.top_groups(project, start, end, "record")  # type: ignore[arg-type]
+
+
+def test_top_calls_are_the_slowest_and_costliest_in_the_range(store: SQLStore) -> None:
+    project = store.create_project("default")
+    other = store.create_project("other")
+    records = [
+        plain(f"t{i:02d}", T0 + i * 60, duration_ms=100.0 + (i * 37) % 50, cost_usd=i / 1000)
+        for i in range(40)
+    ]
+    records.append(plain("before", T0 - 60, duration_ms=99_999.0, cost_usd=9.0))
+    records.append(plain("after", T0 + 3600, duration_ms=99_999.0, cost_usd=9.0))
+    store.write(project, records, [])
+    store.write(other, [plain("theirs", T0, duration_ms=88_888.0)], [])
+    in_range = [r for r in records if T0 <= r["start_time"] < T0 + 3600]
+    slowest = store.top_calls(project, T0, T0 + 3600, "duration_ms", 5)
+    expected = sorted(in_range, key=lambda r: (r["duration_ms"], r["call_id"]), reverse=True)[:5]
+    assert [c["call_id"] for c in slowest] == [r["call_id"] for r in expected]
+    costliest = store.top_calls(project, T0, T0 + 3600, "cost_usd", 3)
+    assert [c["call_id"] for c in costliest] == ["t39", "t38", "t37"]
+    assert "tags" in costliest[0] and costliest[0]["duration_ms"] > 0
+    assert store.top_calls(project, T0 + 7200, T0 + 9000) == []
+    with pytest.raises(ValueError):
+        store.top_calls(project, T0, T0 + 1, "record")  # type: ignore[arg-type]
+
+
 def test_export_streams_full_records_in_pages(store: SQLStore) -> None:
     project = store.create_project("default")
     records = [make(f"e{i:03d}", T0 + i, tags=["even" if i % 2 == 0 else "odd"]) for i in range(45)]

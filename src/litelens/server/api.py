@@ -225,14 +225,19 @@ async def get_session(request: Request, project: Project, session_id: str) -> di
     calls = await store_call(request.app.state.store.get_session, project, session_id)
     if not calls:
         raise HTTPException(404, f"no session {session_id[:80]!r} in this project")
-    totals = {
+    return {"session_id": session_id, "calls": calls, "totals": session_totals(calls)}
+
+
+def session_totals(calls: list[dict[str, Any]]) -> dict[str, Any]:
+    """What a session's calls add up to (the API's and the dashboard's session totals)."""
+    return {
         "calls": len(calls),
         "errors": sum(c.get("status") != "ok" for c in calls),
         "input_tokens": sum(c.get("input_tokens") or 0 for c in calls),
         "output_tokens": sum(c.get("output_tokens") or 0 for c in calls),
         "cost_usd": sum(c.get("cost_usd") or 0 for c in calls),
+        "duration_ms": sum(c.get("duration_ms") or 0 for c in calls),
     }
-    return {"session_id": session_id, "calls": calls, "totals": totals}
 
 
 @router.get(

@@ -171,7 +171,18 @@ def create_app(settings: ServerSettings | None = None, store: Store | None = Non
         return Response(otlp.encode_partial_success(rejected, reason, answer_type), media_type=answer_type)
 
     app.include_router(api_router, prefix="/api")
+    _mount_dashboard(app)
     return app
+
+
+def _mount_dashboard(app: FastAPI) -> None:
+    """The dashboard at `/`; a collector installed without Jinja2 keeps working, headless."""
+    try:
+        from litelens.server.ui import mount
+    except ImportError as exc:
+        log.warning("dashboard disabled: %s (pip install 'litelens[server]')", exc)
+        return
+    mount(app)
 
 
 def _version() -> str:

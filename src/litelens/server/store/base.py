@@ -242,6 +242,31 @@ class Store(ABC):
         """Per (bucket, group): count, errors, error_rate, latency/ttft percentiles, tokens, cost."""
 
     @abstractmethod
+    def top_groups(
+        self, project_id: int, start: float, end: float, group_by: GroupBy, limit: int = 10
+    ) -> tuple[list[Row], int]:
+        """The `limit` groups (models, users, ...) with the most calls in [start, end), most first, each
+        an `aggregate` row for the whole range, and how many groups had calls in it."""
+
+    @abstractmethod
+    def top_errors(self, project_id: int, start: float, end: float, limit: int = 10) -> list[Row]:
+        """Failed calls (status "error") started in [start, end), counted per error class, most first.
+
+        `[{"error_type", "count", "last_time"}]`; calls that failed without a class count under None.
+        """
+
+    @abstractmethod
+    def top_calls(
+        self, project_id: int, start: float, end: float, sort: SortKey = "duration_ms", limit: int = 5
+    ) -> list[Row]:
+        """The call summaries started in [start, end) with the highest `sort` value, highest first
+        (the overview's slowest and most expensive calls)."""
+
+    @abstractmethod
+    def list_projects(self) -> list[Row]:
+        """`[{"id", "name", "created"}]` of every project, oldest first."""
+
+    @abstractmethod
     def export(
         self, project_id: int, filters: CallFilter | None = None, page_size: int = 500
     ) -> Iterator[Record]:

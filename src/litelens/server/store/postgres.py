@@ -149,6 +149,11 @@ _V3 = [
     SESSIONS_BACKFILL,
 ]
 
+# v4: see sqlite._V4.
+_V4 = [
+    "CREATE INDEX calls_errors ON calls (project_id, start_time, error_type) WHERE status = 'error'",
+]
+
 
 class _Pool:
     """At most `size` connections, handed out one thread at a time; broken ones are replaced."""
@@ -211,7 +216,7 @@ class _Pool:
 class PostgresStore(SQLStore):
     """`Store` on PostgreSQL, for deployments with several collectors or more data than one file."""
 
-    MIGRATIONS = (_V1, _V2, _V3)
+    MIGRATIONS = (_V1, _V2, _V3, _V4)
     _LEAST = "LEAST"
     _GREATEST = "GREATEST"
 

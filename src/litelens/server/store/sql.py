@@ -938,6 +938,95 @@ class SQLStore(Store):
             for (slot, value), total in sorted(groups.items())
         ]
 
+    def top_groups(
+        self, project_id: int, start: float, end: float, group_by: GroupBy, limit: int = 10
+    ) -> tuple[list[Row], int]:
+        """Ranks the groups in SQL from the rollups' counts, then merges histograms for the top ones only.
+
+        `aggregate(..., group_by)` over a long range parses two histograms per rollup row of every group:
+        a week of 500 users is 84,000 hour rows and half a second. Summing counts, tokens and cost is
+        cheap in SQL, and only `limit` groups need their percentiles. Same range rounding as `aggregate`.
+        """
+        if group_by not in AGGREGATE_GROUPS:
+            raise ValueError(
+                f"litelens: cannot group by {group_by!r}; use one of {', '.join(AGGREGATE_GROUPS)}"
+            )
+        lo = math.floor(start / 60) * 60
+        hi = math.ceil(end / 60) * 60
+        ranges = rollup.plan(lo, hi, rollup.RESOLUTIONS[-1])
+        if not ranges:
+            return [], 0
+        where = " OR ".join(["(resolution = ? AND bucket >= ? AND bucket < ?)"] * len(ranges))
+        base = f"FROM rollups WHERE project_id = ? AND dim = ? AND ({where})"
+        params = [project_id, group_by, *(p for r in ranges for p in r)]
+        with self._read() as cur:
+            # COUNT(*) OVER () runs after GROUP BY and before LIMIT: the number of groups, in the same pass.
+            cur.execute(
+                self._q(
+                    f"SELECT value, SUM(count), SUM(errors), SUM(tokens_in), SUM(tokens_out), SUM(cost), "
+                    f"COUNT(*) OVER () {base} GROUP BY value HAVING SUM(count) > 0 "
+                    "ORDER BY SUM(count) DESC, value LIMIT ?"
+                ),
+                (*params, max(1, min(int(limit), 1000))),
+            )
+            rows = cur.fetchall()
+            totals: dict[str, rollup.Delta] = {}
+            for value, count, errors, t_in, t_out, cost, _ in rows:
+                totals[value] = rollup.Delta(int(count), int(errors), int(t_in), int(t_out), float(cost))
+            groups = int(rows[0][6]) if rows else 0
+            if totals:
+                marks = ", ".join("?" * len(totals))
+                cur.execute(
+                    self._q(f"SELECT value, latency_hist, ttft_hist {base} AND value IN ({marks})"),
+                    (*params, *totals),
+                )
+                for value, latency, ttft in cur.fetchall():
+                    rollup.add_hist(totals[value].latency, latency)
+                    rollup.add_hist(totals[value].ttft, ttft)
+        return [rollup.summarize(lo, value, total) for value, total in totals.items()], groups
+
+    def _unindexed(self, expr: str) -> str:
+        """`expr` written so the planner does not pick an index for it (default: unchanged)."""
+        return expr
+
+    def top_calls(
+        self, project_id: int, start: float, end: float, sort: SortKey = "duration_ms", limit: int = 5
+    ) -> list[Row]:
+        """Walks the sort key's index from the top, keeping the calls that started in the range.
+
+        `list_calls` with a time range and another sort reads every call in the range and sorts them
+        (SQLite always prefers the time index: 200 ms for a day of a 1M-call week, 1.4 s for the week).
+        The walk instead reads about limit x (calls in the project / calls in the range) index entries:
+        under 10 ms for the last hour of a week of 1M calls, well under 1 ms for a day or the week.
+        """
+        if sort not in SORT_KEYS:
+            raise ValueError(f"litelens: cannot sort by {sort!r}; use one of {', '.join(SORT_KEYS)}")
+        expr = _SORT_EXPR[sort]
+        when = self._unindexed("c.start_time")
+        sql = (
+            f"SELECT {_SUMMARY_SELECT} FROM calls c WHERE c.project_id = ? AND {when} >= ? AND {when} < ? "
+            f"ORDER BY {expr} DESC, c.call_id DESC LIMIT ?"
+        )
+        with self._read() as cur:
+            cur.execute(self._q(sql), (project_id, float(start), float(end), max(1, min(int(limit), 1000))))
+            rows = cur.fetchall()
+        return self._summaries(project_id, rows)
+
+    def top_errors(self, project_id: int, start: float, end: float, limit: int = 10) -> list[Row]:
+        """Served by the partial index `calls_errors` (failed calls only), so it reads no call rows."""
+        limit = max(1, min(int(limit), 1000))
+        with self._read() as cur:
+            cur.execute(
+                self._q(
+                    "SELECT error_type, COUNT(*), MAX(start_time) FROM calls WHERE project_id = ? "
+                    "AND status = 'error' AND start_time >= ? AND start_time < ? GROUP BY error_type "
+                    "ORDER BY COUNT(*) DESC, error_type LIMIT ?"
+                ),
+                (project_id, float(start), float(end), limit),
+            )
+            rows = cur.fetchall()
+        return [{"error_type": r[0], "count": int(r[1]), "last_time": float(r[2])} for r in rows]
+
     # ---- retention
 
     def delete_older_than(self, cutoff_epoch: float, batch: int = 5000) -> int:

@@ -1,0 +1,223 @@
+"""A stored record as a conversation (system, user, assistant, tool calls, tool results) and as code
+that makes the same call again (cURL, Python with LiteLLM).
+
+Providers shape content differently (a plain string, OpenAI content parts, Anthropic blocks, the
+Responses API's items), so this flattens each message into `Part`s the template knows how to show.
+Images become placeholders naming their source, never `<img>` tags: a prompt's image URL is the
+caller's data, and the dashboard must not fetch it (nor leak that someone looked at it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import pprint
+import shlex
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class Part:
+    kind: str  # "text", "image", "tool_call", "tool_result", "data"
+    text: str
+    title: str = ""
+
+
+@dataclass
+class Turn:
+    role: str  # system, user, assistant, tool, ...
+    parts: list[Part] = field(default_factory=list)
+    name: str = ""
+    source: str = "request"  # "request" or "response"
+
+
+def _as_text(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, indent=2, ensure_ascii=False, default=str)
+
+
+def _image(source: Any) -> Part:
+    url = source.get("url") if isinstance(source, Mapping) else source
+    if isinstance(url, str) and url.startswith("data:"):
+        label = f"image ({url[5:].split(';', 1)[0] or 'inline'}, {len(url):,} characters, not shown)"
+    elif isinstance(url, str) and url:
+        label = f"image at {url[:300]} (not loaded)"
+    else:
+        label = "image (not shown)"
+    return Part("image", label)
+
+
+def _tool_call(call: Mapping[str, Any]) -> Part:
+    nested = call.get("function")
+    function: Mapping[str, Any] = nested if isinstance(nested, Mapping) else call
+    name = str(function.get("name") or call.get("name") or "tool")
+    arguments = function.get("arguments", call.get("input", call.get("arguments")))
+    if isinstance(arguments, str):
+        with contextlib.suppress(ValueError):  # arguments a model left unfinished are shown as given
+            arguments = json.loads(arguments)
+    ident = call.get("id") or call.get("call_id") or ""
+    return Part("tool_call", _as_text(arguments if arguments is not None else {}), f"{name} {ident}".strip())
+
+
+def _parts(content: Any) -> list[Part]:
+    """A message's content (string, list of parts or blocks, or anything else) as parts."""
+    if content is None or content == "":
+        return []
+    if isinstance(content, str):
+        return [Part("text", content)]
+    if not isinstance(content, list):
+        return [Part("data", _as_text(content))]
+    parts: list[Part] = []
+    for block in content:
+        if isinstance(block, str):
+            parts.append(Part("text", block))
+            continue
+        if not isinstance(block, Mapping):
+            parts.append(Part("data", _as_text(block)))
+            continue
+        kind = str(block.get("type") or "")
+        if kind in ("text", "input_text", "output_text") or (not kind and "text" in block):
+            parts.append(Part("text", str(block.get("text") or "")))
+        elif kind in ("image_url", "input_image", "image"):
+            parts.append(_image(block.get("image_url") or block.get("source") or block.get("url")))
+        elif kind in ("tool_use", "function_call"):
+            parts.append(_tool_call(block))
+        elif kind in ("tool_result", "function_call_output"):
+            parts.append(
+                Part("tool_result", _as_text(block.get("content", block.get("output"))), "tool result")
+            )
+        else:
+            parts.append(Part("data", _as_text(block), kind))
+    return parts
+
+
+def _turn(message: Mapping[str, Any], source: str) -> Turn:
+    role = str(message.get("role") or ("assistant" if source == "response" else "user"))
+    parts = _parts(message.get("content"))
+    if role in ("tool", "function"):
+        parts = [Part("tool_result", p.text, p.title or "tool result") for p in parts] or [
+            Part("tool_result", "", "tool result")
+        ]
+        name = str(message.get("tool_call_id") or message.get("name") or "")
+    else:
+        name = str(message.get("name") or "")
+    for call in message.get("tool_calls") or []:
+        if isinstance(call, Mapping):
+            parts.append(_tool_call(call))
+    return Turn(role, parts, name, source)
+
+
+def conversation(record: Mapping[str, Any]) -> list[Turn]:
+    """The request's messages (or input) then the response's answer(s), in order."""
+    request = record.get("request") or {}
+    response = record.get("response") or {}
+    turns: list[Turn] = []
+    messages = request.get("messages")
+    if isinstance(messages, list):
+        turns += [_turn(m, "request") for m in messages if isinstance(m, Mapping)]
+    elif request.get("input") is not None:
+        given = request["input"]
+        items = given if isinstance(given, list) else [given]
+        for item in items:
+            if isinstance(item, Mapping) and ("role" in item or "content" in item):
+                turns.append(_turn(item, "request"))
+            elif isinstance(item, Mapping) and item.get("type"):
+                turns.append(Turn("user", _parts([item])))
+            else:
+                turns.append(Turn("user", _parts(item)))
+    for choice in response.get("choices") or []:
+        if not isinstance(choice, Mapping):
+            continue
+        if isinstance(choice.get("message"), Mapping):
+            turns.append(_turn(choice["message"], "response"))
+        elif "text" in choice:
+            turns.append(Turn("assistant", _parts(choice.get("text")), source="response"))
+    for item in response.get("output") or []:
+        if isinstance(item, Mapping) and item.get("type") == "message":
+            turns.append(_turn({"role": "assistant", **item}, "response"))
+        elif isinstance(item, Mapping):
+            turns.append(Turn("assistant", _parts([item]), source="response"))
+    return turns
+
+
+# --------------------------------------------------------------------------------------------------
+# The same call as code
+
+_ENDPOINTS = {"embedding": "embeddings", "text_completion": "completions", "responses": "responses"}
+_SKIPPED_PARAMS = {"stream_options", "metadata", "api_key", "api_base", "extra_headers"}
+
+
+def _litellm_model(record: Mapping[str, Any]) -> str:
+    model = str(record.get("request_model") or record.get("response_model") or "MODEL")
+    provider = record.get("provider")
+    if provider and not model.startswith(f"{provider}/"):
+        return f"{provider}/{model}"
+    return model
+
+
+def _params(record: Mapping[str, Any]) -> dict[str, Any]:
+    given = (record.get("request") or {}).get("parameters") or {}
+    return {
+        k: v for k, v in given.items() if isinstance(k, str) and k.isidentifier() and k not in _SKIPPED_PARAMS
+    }
+
+
+def _payload(record: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+    """(what the content is called in the API: messages or input, the request body minus the model)."""
+    request = record.get("request") or {}
+    body: dict[str, Any] = {}
+    name = "input" if record.get("call_type") in ("embedding", "responses") else "messages"
+    if request.get("messages") is not None:
+        name = "messages"
+        body["messages"] = request["messages"]
+    elif request.get("input") is not None:
+        body["input"] = request["input"]
+    else:
+        body[name] = [] if name == "messages" else ""
+    if request.get("tools"):
+        body["tools"] = request["tools"]
+    body.update(_params(record))
+    if record.get("stream"):
+        body["stream"] = True
+    return name, body
+
+
+def as_python(record: Mapping[str, Any]) -> str:
+    """The call as a LiteLLM call (the API key left to the environment, as LiteLLM reads it)."""
+    function = {"embedding": "embedding", "text_completion": "text_completion", "responses": "responses"}.get(
+        str(record.get("call_type")), "completion"
+    )
+    _, body = _payload(record)
+    lines = [
+        "import litellm",
+        "",
+        f"response = litellm.{function}(",
+        f"    model={_litellm_model(record)!r},",
+    ]
+    if record.get("api_base"):
+        lines.append(f"    api_base={record['api_base']!r},")
+    for key, value in body.items():
+        text = pprint.pformat(value, indent=1, width=100, sort_dicts=False)
+        lines.append(f"    {key}=" + text.replace("\n", "\n    ") + ",")
+    lines.append(")")
+    return "\n".join(lines)
+
+
+def as_curl(record: Mapping[str, Any]) -> str:
+    """The call as an OpenAI-compatible HTTP request; the key is read from $API_KEY, never stored."""
+    base = str(record.get("api_base") or "https://api.openai.com/v1").rstrip("/")
+    endpoint = _ENDPOINTS.get(str(record.get("call_type")), "chat/completions")
+    if not base.endswith(endpoint):
+        base = f"{base}/{endpoint}"
+    _, body = _payload(record)
+    document = {"model": record.get("request_model") or record.get("response_model"), **body}
+    data = json.dumps(document, indent=2, ensure_ascii=False)
+    return (
+        f"curl {shlex.quote(base)} \\\n"
+        '  -H "Authorization: Bearer $API_KEY" \\\n'
+        '  -H "Content-Type: application/json" \\\n'
+        f"  -d {shlex.quote(data)}"
+    )

@@ -1,0 +1,142 @@
+"""One call in full, one trace as a waterfall, and sessions: the pages a row of the calls table opens.
+
+Ids are taken as the rest of the path (`:path`), because call and session ids are the callers' own
+strings and may hold a slash. Each looks its subject up within the signed-in project only; an id from another project is answered
+exactly like an id that does not exist (404), so a URL reveals nothing across projects.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from starlette.responses import Response
+
+from litelens.server.api import build_tree, session_totals
+from litelens.server.deps import store_call
+from litelens.server.ui import conversation
+from litelens.server.ui.charts import span_bar, timing_bar
+from litelens.server.ui.render import page
+from litelens.server.ui.signin import page_project
+from litelens.server.ui.timerange import RANGES, window
+
+router = APIRouter(include_in_schema=False)
+UIProject = Annotated[int, Depends(page_project)]
+
+
+def not_found(request: Request, what: str) -> Response:
+    return page(request, "missing.html", status=404, what=what)
+
+
+@router.get("/calls/{call_id:path}")
+async def call_detail(request: Request, project: UIProject, call_id: str) -> Response:
+    record = await store_call(request.app.state.store.get_call, project, call_id)
+    if record is None:
+        return not_found(request, f"call {call_id[:80]}")
+    request_part = record.get("request") or {}
+    usage = record.get("usage") or {}
+    duration = _duration_ms(record)
+    ttft = record.get("ttft_ms") if isinstance(record.get("ttft_ms"), (int, float)) else None
+    return page(
+        request,
+        "call.html",
+        record=record,
+        usage=usage,
+        turns=conversation.conversation(record),
+        parameters=request_part.get("parameters") or {},
+        tools=request_part.get("tools") or [],
+        error=record.get("error") or None,
+        duration_ms=duration,
+        ttft_ms=ttft,
+        streaming_ms=None if ttft is None or duration is None else max(duration - ttft, 0.0),
+        timing=timing_bar(duration, ttft),
+        python_code=conversation.as_python(record),
+        curl_code=conversation.as_curl(record),
+    )
+
+
+def _duration_ms(record: dict[str, Any]) -> float | None:
+    """The record's duration, or end minus start when a sender left it out."""
+    given = record.get("duration_ms")
+    if isinstance(given, (int, float)):
+        return float(given)
+    start, end = record.get("start_time"), record.get("end_time")
+    if isinstance(start, (int, float)) and isinstance(end, (int, float)):
+        return max(0.0, (end - start) * 1000)
+    return None
+
+
+def flatten(roots: list[dict[str, Any]]) -> list[tuple[int, dict[str, Any]]]:
+    """The tree as (depth, node) rows in the order they ran: parents first, children by start time."""
+    rows: list[tuple[int, dict[str, Any]]] = []
+    stack = [(0, node) for node in reversed(roots)]
+    while stack:
+        depth, node = stack.pop()
+        rows.append((depth, node))
+        stack += [(depth + 1, child) for child in reversed(node.get("children") or [])]
+    return rows
+
+
+@router.get("/traces/{trace_id:path}")
+async def trace_detail(request: Request, project: UIProject, trace_id: str) -> Response:
+    found = await store_call(request.app.state.store.get_trace, project, trace_id)
+    if not found["spans"] and not found["calls"]:
+        return not_found(request, f"trace {trace_id[:80]}")
+    rows = flatten(build_tree(found["spans"], found["calls"]))
+    starts = [n["start_time"] for _, n in rows if n.get("start_time") is not None]
+    ends = [n.get("end_time") or n["start_time"] for _, n in rows if n.get("start_time") is not None]
+    lo, hi = min(starts), max(ends)
+    waterfall = [
+        {
+            "depth": min(depth, 12),
+            "node": node,
+            "duration_ms": ((node.get("end_time") or node["start_time"]) - node["start_time"]) * 1000,
+            "offset_ms": (node["start_time"] - lo) * 1000,
+            "bar": span_bar(
+                node["start_time"],
+                node.get("end_time") or node["start_time"],
+                lo,
+                hi,
+                "bar s-err" if _failed(node) else ("bar s2" if node.get("call") else "bar s1"),
+            ),
+        }
+        for depth, node in rows
+        if node.get("start_time") is not None
+    ]
+    return page(
+        request,
+        "trace.html",
+        trace_id=trace_id,
+        waterfall=waterfall,
+        total_ms=(hi - lo) * 1000,
+        calls=found["calls"],
+        spans=found["spans"],
+    )
+
+
+def _failed(node: dict[str, Any]) -> bool:
+    call = node.get("call") or {}
+    return call.get("status") == "error" or str(node.get("status") or "").lower() == "error"
+
+
+@router.get("/sessions")
+async def sessions(
+    request: Request,
+    project: UIProject,
+    range: str = "24h",
+    cursor: Annotated[str, Query(max_length=512)] = "",
+) -> Response:
+    w = window(range, time.time())
+    rows, next_cursor = await store_call(
+        request.app.state.store.list_sessions, project, w.start, w.end, 50, cursor or None
+    )
+    return page(request, "sessions.html", window=w, ranges=RANGES, rows=rows, next_cursor=next_cursor)
+
+
+@router.get("/sessions/{session_id:path}")
+async def session_detail(request: Request, project: UIProject, session_id: str) -> Response:
+    calls = await store_call(request.app.state.store.get_session, project, session_id)
+    if not calls:
+        return not_found(request, f"session {session_id[:80]}")
+    return page(request, "session.html", session_id=session_id, rows=calls, totals=session_totals(calls))

@@ -1,0 +1,168 @@
+"""The overview (charts, breakdowns, top errors, slowest and costliest calls) and the calls table.
+
+Every figure comes from the store: the charts from `aggregate` (rollups, as `/api/stats` serves them),
+the breakdowns from `top_groups` (the same rollups, ranked in SQL), the tables from `list_calls`
+(indexed keyset pages), `top_calls` (a walk down the latency or cost index) and `top_errors` (a partial
+index). No page scans raw calls, so a page costs about the same with a thousand calls or a million.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from starlette.responses import Response
+
+from litelens.server.deps import store_call
+from litelens.server.store.base import AGGREGATE_GROUPS
+from litelens.server.ui import charts, query
+from litelens.server.ui.render import fmt_bucket, fmt_cost, fmt_ms, fmt_num, fmt_pct, fragment, page
+from litelens.server.ui.signin import page_project
+from litelens.server.ui.timerange import RANGES, WHOLE_RANGE_BUCKET, Window, window
+
+router = APIRouter(include_in_schema=False)
+UIProject = Annotated[int, Depends(page_project)]
+
+PAGE_SIZE = 50
+REFRESH_CHOICES = (0, 10, 30, 60)
+BREAKDOWN_ROWS = 10
+BREAKDOWN_TITLES = {
+    "model": "Model",
+    "provider": "Provider",
+    "user": "User",
+    "tag": "Tag",
+    "key_alias": "Key alias",
+}
+# The calls-page filter a breakdown row links to (the "user" group is the end user, else the app user).
+BREAKDOWN_FILTER = {"model": "model", "provider": "provider", "tag": "tag", "key_alias": "key_alias"}
+SORTABLE = (
+    ("start_time", "Time"),
+    ("duration_ms", "Latency"),
+    ("total_tokens", "Tokens"),
+    ("cost_usd", "Cost"),
+)
+
+
+def _charts(w: Window, rows: list[dict[str, Any]]) -> list[Any]:
+    """The overview's time charts, one point per bucket of the window (empty buckets included)."""
+    by_bucket = {int(r["bucket"]): r for r in rows}
+    buckets = w.buckets()
+    labels = [fmt_bucket(b, w.bucket) for b in buckets]
+    points = [by_bucket.get(b) for b in buckets]
+
+    def values(name: str, when_empty: float | None = None) -> list[float | None]:
+        return [when_empty if r is None else r[name] for r in points]
+
+    counts = values("count", 0)
+    errors = values("errors", 0)
+    ok = [(c or 0) - (e or 0) for c, e in zip(counts, errors, strict=True)]
+    rate = [None if r is None else r["error_rate"] for r in points]
+    S = charts.Series
+    return [
+        charts.bar_chart("Requests", labels, [S("ok", ok, "s1"), S("errors", errors, "s-err")], fmt_num),
+        charts.line_chart("Error rate", labels, [S("error rate", rate, "s-err")], fmt_pct),
+        charts.line_chart(
+            "Latency",
+            labels,
+            [
+                S("p50", values("latency_p50_ms"), "s1"),
+                S("p95", values("latency_p95_ms"), "s2"),
+                S("p99", values("latency_p99_ms"), "s3"),
+            ],
+            fmt_ms,
+        ),
+        charts.line_chart(
+            "Time to first token",
+            labels,
+            [S("p50", values("ttft_p50_ms"), "s1"), S("p95", values("ttft_p95_ms"), "s2")],
+            fmt_ms,
+        ),
+        charts.line_chart(
+            "Tokens",
+            labels,
+            [S("in", values("tokens_in", 0), "s1"), S("out", values("tokens_out", 0), "s2")],
+            fmt_num,
+        ),
+        charts.line_chart("Cost", labels, [S("cost", values("cost_usd", 0), "s2")], fmt_cost),
+    ]
+
+
+@router.get("/")
+async def overview(request: Request, project: UIProject, range: str = "24h", refresh: int = 30) -> Response:
+    store = request.app.state.store
+    w = window(range, time.time())
+    # Independent reads, run side by side on the thread pool (SQLite readers do not block each other).
+    series, whole, errors, slowest, costliest, *groups = await asyncio.gather(
+        store_call(store.aggregate, project, w.start, w.end, w.bucket, None),
+        store_call(store.aggregate, project, w.start, w.end, WHOLE_RANGE_BUCKET, None),
+        store_call(store.top_errors, project, w.start, w.end, 10),
+        store_call(store.top_calls, project, w.start, w.end, "duration_ms", 5),
+        store_call(store.top_calls, project, w.start, w.end, "cost_usd", 5),
+        *(store_call(store.top_groups, project, w.start, w.end, g, BREAKDOWN_ROWS) for g in AGGREGATE_GROUPS),
+    )
+    breakdowns = []
+    for dim, (rows, count) in zip(AGGREGATE_GROUPS, groups, strict=True):
+        breakdowns.append(
+            {
+                "dim": dim,
+                "title": BREAKDOWN_TITLES[dim],
+                "filter": BREAKDOWN_FILTER.get(dim, "end_user"),
+                "rows": rows,
+                "more": max(0, count - len(rows)),
+            }
+        )
+    return page(
+        request,
+        "overview.html",
+        window=w,
+        ranges=RANGES,
+        refresh=refresh if refresh in REFRESH_CHOICES else 30,
+        refresh_choices=REFRESH_CHOICES,
+        totals=whole[0] if whole else None,
+        charts=_charts(w, series),
+        breakdowns=breakdowns,
+        errors=errors,
+        slowest=slowest,
+        costliest=costliest,
+    )
+
+
+@router.get("/calls")
+async def calls(request: Request, project: UIProject) -> Response:
+    view = query.parse(request.query_params)
+    if view.tail:
+        view = dataclasses.replace(view, sort="start_time", order="desc", cursor="")
+    store = request.app.state.store
+    rows, next_cursor = await store_call(
+        store.list_calls,
+        project,
+        query.to_filter(view, time.time()),
+        PAGE_SIZE,
+        view.cursor or None,
+        view.sort,
+        view.order == "desc",
+    )
+    return page(
+        request,
+        "calls.html",
+        view=view,
+        rows=rows,
+        next_cursor=next_cursor,
+        ranges=RANGES,
+        statuses=query.STATUSES,
+        sortable=SORTABLE,
+    )
+
+
+@router.get("/partials/calls")
+async def calls_tail(request: Request, project: UIProject, after: float = 0.0) -> Response:
+    """The newest rows of the calls view for its live tail (app.js adds the ones it has not shown)."""
+    view = query.parse(request.query_params)
+    filters = query.to_filter(view, time.time())
+    start = max(filters.start or 0.0, after)
+    filters = dataclasses.replace(filters, start=start)
+    rows, _ = await store_call(request.app.state.store.list_calls, project, filters, PAGE_SIZE, None)
+    return fragment("rows.html", rows=rows)

@@ -1,0 +1,113 @@
+"""The calls page's URL <-> filters: the whole view lives in the query string, so a link shares it.
+
+Empty form fields are ignored (a GET form sends every field), unknown values fall back to defaults
+rather than failing, and the filter itself is built by the query API's own `call_filter`, so the page
+and `/api/calls` narrow calls in exactly the same way.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from urllib.parse import urlencode
+
+from starlette.datastructures import QueryParams
+
+from litelens.server.api import call_filter
+from litelens.server.store.base import SORT_KEYS, CallFilter
+from litelens.server.ui.timerange import RANGES
+
+# The filter's text fields, named as /api/calls names them (where `search` is `q`).
+TEXT_FILTERS = tuple(
+    "q" if f.name == "search" else f.name for f in dataclasses.fields(CallFilter) if f.type == "str | None"
+)
+STATUSES = ("ok", "error", "cancelled")
+ALL_TIME = "all"
+
+
+@dataclass(frozen=True)
+class CallsView:
+    """Everything the calls table shows, as read from the URL."""
+
+    filters: Mapping[str, str] = field(default_factory=dict)
+    meta: tuple[str, ...] = ()
+    range: str = "24h"
+    since: str = ""  # datetime-local text (UTC), overrides the range's start
+    until: str = ""
+    sort: str = "start_time"
+    order: str = "desc"
+    cursor: str = ""
+    tail: bool = False
+
+    def query(self, **changes: object) -> str:
+        """The URL query string of this view with some fields changed (pagination cursor dropped)."""
+        view = dataclasses.replace(self, **{"cursor": "", **changes})  # type: ignore[arg-type]
+        pairs: list[tuple[str, str]] = [(k, v) for k, v in view.filters.items() if v]
+        pairs += [("meta", m) for m in view.meta]
+        pairs.append(("range", view.range))
+        if view.since:
+            pairs.append(("since", view.since))
+        if view.until:
+            pairs.append(("until", view.until))
+        if view.sort != "start_time" or view.order != "desc":
+            pairs += [("sort", view.sort), ("order", view.order)]
+        if view.cursor:
+            pairs.append(("cursor", view.cursor))
+        if view.tail:
+            pairs.append(("tail", "1"))
+        return urlencode(pairs)
+
+    def next_order(self, sort: str) -> str:
+        """Clicking a column sorts by it descending; clicking the sorted column flips the order."""
+        if sort == self.sort:
+            return "asc" if self.order == "desc" else "desc"
+        return "desc"
+
+
+def parse(params: QueryParams) -> CallsView:
+    filters = {name: params.get(name, "").strip()[:256] for name in TEXT_FILTERS}
+    if filters["status"] not in STATUSES:
+        filters["status"] = ""
+    meta = tuple(m.strip()[:256] for m in params.getlist("meta") if "=" in m and not m.startswith("="))
+    sort = params.get("sort", "start_time")
+    order = params.get("order", "desc")
+    time_range = params.get("range", "24h")
+    return CallsView(
+        filters={k: v for k, v in filters.items() if v},
+        meta=meta[:20],
+        range=time_range if time_range in RANGES or time_range == ALL_TIME else "24h",
+        since=params.get("since", "").strip()[:32],
+        until=params.get("until", "").strip()[:32],
+        sort=sort if sort in SORT_KEYS else "start_time",
+        order=order if order in ("asc", "desc") else "desc",
+        cursor=params.get("cursor", "")[:512],
+        tail=params.get("tail") == "1",
+    )
+
+
+def parse_utc(text: str) -> float | None:
+    """Epoch seconds of a `datetime-local` value read as UTC; None when empty or not a date."""
+    if not text:
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.timestamp()
+
+
+def to_filter(view: CallsView, now: float) -> CallFilter:
+    start = parse_utc(view.since)
+    if start is None and view.range in RANGES:
+        start = now - RANGES[view.range][1]
+    end = parse_utc(view.until)
+    return call_filter(
+        start=start,
+        end=end,
+        meta=list(view.meta),
+        **{name: view.filters.get(name) or None for name in TEXT_FILTERS},  # type: ignore[arg-type]
+    )

@@ -1,0 +1,147 @@
+"""Templates, the small formatting filters they use, and the headers every page is served with.
+
+Autoescaping is on for every template: prompts, responses, metadata and tags are whatever callers sent,
+so nothing from a record reaches the page unescaped. The Content-Security-Policy allows scripts, styles,
+fetches and images from this server only, which both blocks injected markup from running and keeps a
+page from loading anything from the internet (the dashboard must work offline).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from jinja2 import ChainableUndefined, Environment, FileSystemLoader
+from starlette.requests import Request
+from starlette.responses import HTMLResponse
+
+HERE = Path(__file__).parent
+STATIC_DIR = HERE / "static"
+
+EMPTY = "\u2013"  # an en dash: what a missing value reads as
+
+SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "Cache-Control": "no-store",  # pages show a project's private data
+}
+
+
+def _number(value: Any) -> float | None:
+    """A record's number, or None for anything else (missing, null, a string where a number belongs)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value)
+
+
+def fmt_time(epoch: Any) -> str:
+    value = _number(epoch)
+    if value is None:
+        return EMPTY
+    return datetime.fromtimestamp(value, timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def fmt_bucket(epoch: float, bucket: int) -> str:
+    """A chart bucket's label, as precise as the bucket: minutes for short buckets, days for long."""
+    moment = datetime.fromtimestamp(float(epoch), timezone.utc)
+    return moment.strftime("%b %d" if bucket >= 86400 else "%b %d %H:%M")
+
+
+def fmt_ms(given: Any) -> str:
+    value = _number(given)
+    if value is None:
+        return EMPTY
+    if value >= 10_000:
+        return f"{value / 1000:.1f} s"
+    if value >= 1000:
+        return f"{value / 1000:.2f} s"
+    return f"{value:.0f} ms"
+
+
+def fmt_cost(given: Any) -> str:
+    value = _number(given)
+    if value is None:
+        return EMPTY
+    if value == 0:
+        return "$0"
+    if abs(value) < 0.01:
+        return f"${value:.5f}"
+    return f"${value:,.2f}" if abs(value) >= 100 else f"${value:.4f}"
+
+
+def fmt_num(given: Any) -> str:
+    value = _number(given)
+    if value is None:
+        return EMPTY
+    if abs(value) >= 1_000_000:
+        return f"{value / 1_000_000:.1f}M"
+    if abs(value) >= 10_000:
+        return f"{value / 1000:.1f}k"
+    return f"{value:,.0f}"
+
+
+def fmt_int(given: Any) -> str:
+    value = _number(given)
+    return EMPTY if value is None else f"{int(value):,}"
+
+
+def fmt_pct(given: Any) -> str:
+    value = _number(given)
+    return EMPTY if value is None else f"{value * 100:.1f}%"
+
+
+def fmt_json(value: Any) -> str:
+    return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=False, default=str)
+
+
+def _make_env() -> Environment:
+    env = Environment(
+        loader=FileSystemLoader(HERE / "templates"),
+        autoescape=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        # Records are free-form: a field a record lacks renders as empty, not as an error.
+        undefined=ChainableUndefined,
+    )
+    env.filters.update(
+        time=fmt_time,
+        ms=fmt_ms,
+        cost=fmt_cost,
+        num=fmt_num,
+        int=fmt_int,
+        pct=fmt_pct,
+        json=fmt_json,
+    )
+    return env
+
+
+ENV = _make_env()
+
+
+def render(name: str, **context: Any) -> str:
+    return ENV.get_template(name).render(**context)
+
+
+def page(request: Request, name: str, status: int = 200, **context: Any) -> HTMLResponse:
+    """A full page: the template with what the layout needs (who is signed in, the current path)."""
+    settings = request.app.state.settings
+    context.setdefault("project_name", getattr(request.state, "project_name", None))
+    context.setdefault("refresh", 0)
+    html = render(
+        name,
+        request_path=request.url.path,
+        open_mode=bool(settings.no_auth),
+        **context,
+    )
+    return HTMLResponse(html, status_code=status, headers=SECURITY_HEADERS)
+
+
+def fragment(name: str, **context: Any) -> HTMLResponse:
+    """Part of a page (rows for the live tail), under the same headers as a page."""
+    return HTMLResponse(render(name, **context), headers=SECURITY_HEADERS)

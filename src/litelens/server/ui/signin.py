@@ -1,0 +1,110 @@
+"""Signing in to the dashboard with a project API key, and which project a page request belongs to.
+
+The sign-in form posts the key once; the server checks it the way the API checks a bearer key (through
+the key cache, against the stored hash) and keeps it in an HttpOnly, SameSite=Strict cookie. The cookie
+therefore holds nothing the server cannot verify on every request, scripts on the page cannot read it,
+other sites cannot send it, and revoking the key signs the browser out within the key cache's TTL. The
+key never appears in a URL (it would end up in logs and history). With `--no-auth` (loopback only) every
+page is open and shows the default project, as the API does.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qs, quote
+
+from fastapi import APIRouter, Request
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import RedirectResponse, Response
+
+from litelens.server.ui.render import SECURITY_HEADERS, page
+
+COOKIE = "litelens_key"
+COOKIE_MAX_AGE = 30 * 86400
+MAX_FORM_BYTES = 4096
+
+router = APIRouter(include_in_schema=False)
+
+
+class SignInRequired(Exception):
+    """Raised by `page_project` when the request carries no valid key; answered with a redirect."""
+
+    def __init__(self, next_url: str) -> None:
+        super().__init__(next_url)
+        self.next_url = next_url
+
+
+async def page_project(request: Request) -> int:
+    """The project a dashboard request is for (the cookie's key), or SignInRequired."""
+    state = request.app.state
+    if state.settings.no_auth:
+        project = int(state.default_project_id)
+    else:
+        key = request.cookies.get(COOKIE, "")
+        found = await run_in_threadpool(state.keys.project_for, key) if key else None
+        if found is None:
+            target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+            raise SignInRequired(target)
+        project = int(found)
+    request.state.project_name = await run_in_threadpool(_project_name, request, project)
+    return project
+
+
+def _project_name(request: Request, project: int) -> str:
+    for row in request.app.state.store.list_projects():
+        if int(row["id"]) == project:
+            return str(row["name"])
+    return f"project {project}"
+
+
+def safe_next(target: str | None) -> str:
+    """Only a path on this server: an open redirect would let a link send a signed-in user anywhere."""
+    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return "/"
+    return target
+
+
+def sign_in_redirect(exc: SignInRequired) -> Response:
+    return RedirectResponse(f"/login?next={quote(exc.next_url, safe='/')}", status_code=303)
+
+
+@router.get("/login")
+async def login_form(request: Request, next: str = "/") -> Response:
+    if request.app.state.settings.no_auth:
+        return RedirectResponse(safe_next(next), status_code=303)
+    return page(request, "login.html", next=safe_next(next), error=None)
+
+
+@router.post("/login")
+async def login(request: Request) -> Response:
+    body = await request.body()
+    form = parse_qs(body[:MAX_FORM_BYTES].decode("utf-8", errors="replace"))
+    key = (form.get("key") or [""])[0].strip()
+    target = safe_next((form.get("next") or ["/"])[0])
+    state = request.app.state
+    found = await run_in_threadpool(state.keys.project_for, key) if key else None
+    if found is None:
+        return page(
+            request,
+            "login.html",
+            status=401,
+            next=target,
+            error="That key is unknown or revoked. Create one with: litelens keys create --project NAME",
+        )
+    answer = RedirectResponse(target, status_code=303, headers=SECURITY_HEADERS)
+    answer.set_cookie(
+        COOKIE,
+        key,
+        max_age=COOKIE_MAX_AGE,
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+        path="/",
+    )
+    return answer
+
+
+@router.post("/logout")
+async def logout() -> Response:
+    answer = RedirectResponse("/login", status_code=303, headers=SECURITY_HEADERS)
+    answer.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict")
+    return answer

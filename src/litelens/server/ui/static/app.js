@@ -1,0 +1,82 @@
+// litelens dashboard: the little that needs a script. Every page works without it (values on hover fall
+// back to the SVG <title>); this adds the hover tooltip, auto-refresh, the calls live tail and copy buttons.
+"use strict";
+
+function showTip(event) {
+  const tip = document.getElementById("tip");
+  const target = event.target.closest("[data-tip]");
+  if (!tip) return;
+  if (!target) { tip.hidden = true; return; }
+  tip.textContent = target.getAttribute("data-tip");
+  tip.hidden = false;
+  const x = Math.min(event.clientX + 14, window.innerWidth - tip.offsetWidth - 8);
+  tip.style.left = x + "px";
+  tip.style.top = (event.clientY + 14) + "px";
+}
+
+function scheduleRefresh() {
+  const main = document.getElementById("content");
+  const seconds = Number(main && main.dataset.refresh);
+  if (!seconds) return;
+  setTimeout(async () => {
+    const busy = document.activeElement && main.contains(document.activeElement) &&
+      ["INPUT", "SELECT", "TEXTAREA"].includes(document.activeElement.tagName);
+    if (!document.hidden && !busy) {
+      try {
+        const answer = await fetch(location.href, { credentials: "same-origin" });
+        if (answer.ok) {
+          const doc = new DOMParser().parseFromString(await answer.text(), "text/html");
+          const fresh = doc.getElementById("content");
+          if (fresh) main.replaceChildren(...fresh.childNodes);
+        }
+      } catch (error) { /* the next round tries again */ }
+    }
+    scheduleRefresh();
+  }, seconds * 1000);
+}
+
+function startTail() {
+  const table = document.querySelector("table[data-tail]");
+  if (!table) return;
+  const body = table.tBodies[0];
+  const newest = () => Math.max(0, ...Array.from(body.rows, (r) => Number(r.dataset.start) || 0));
+  async function poll() {
+    try {
+      const url = table.dataset.tail + "&after=" + encodeURIComponent(newest());
+      const answer = await fetch(url, { credentials: "same-origin" });
+      if (answer.ok) {
+        const holder = document.createElement("tbody");
+        holder.innerHTML = await answer.text(); // server-rendered, escaped rows from our own server
+        const known = new Set(Array.from(body.rows, (r) => r.dataset.callId));
+        const fresh = Array.from(holder.rows).filter((r) => !known.has(r.dataset.callId));
+        fresh.reverse().forEach((r) => { r.classList.add("fresh"); body.insertBefore(r, body.firstChild); });
+        while (body.rows.length > 500) body.deleteRow(-1);
+        const none = document.querySelector("[data-testid=no-calls]");
+        if (none && body.rows.length) none.remove();
+      }
+    } catch (error) { /* keep polling */ }
+    setTimeout(poll, 2000);
+  }
+  setTimeout(poll, 2000);
+}
+
+function copyButtons() {
+  document.addEventListener("click", async (event) => {
+    const button = event.target.closest("button[data-copy]");
+    if (!button) return;
+    const source = document.getElementById(button.dataset.copy);
+    try {
+      await navigator.clipboard.writeText(source ? source.textContent : "");
+      button.textContent = "Copied";
+    } catch (error) {
+      button.textContent = "Select the text to copy";
+    }
+  });
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  document.addEventListener("mousemove", showTip);
+  scheduleRefresh();
+  startTail();
+  copyButtons();
+});

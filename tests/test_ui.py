@@ -1,0 +1,420 @@
+"""The dashboard in a real browser: Debian's Chromium, driven by Playwright, against a real `litelens serve`
+seeded through its real ingest endpoints (core batches, OTLP spans, and real LiteLLM calls through the
+core callback): the overview, the calls table, a call, a trace, a session. Each browser test saves
+screenshots under test-output/<test name>/ (fixtures `browser`, `visit`, `shots` in conftest.py)."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import litellm
+import pytest
+from playwright.sync_api import expect
+
+from litelens import semconv
+from litelens.callback import Callback
+from litelens.testing import FakeProvider
+from server_helpers import Client, ServerProcess, make_record, otlp_json, otlp_json_span
+from ui_helpers import Shots, Visit, post_records, save_overview_screenshot, workload
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def in_window(records: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "count": len(records),
+        "errors": sum(r["status"] == "error" for r in records),
+        "tokens_in": sum(r["usage"]["input_tokens"] for r in records),
+        "tokens_out": sum(r["usage"]["output_tokens"] for r in records),
+        "cost": sum(r.get("cost_usd") or 0 for r in records),
+    }
+
+
+# --------------------------------------------------------------------------------------------------
+# Overview
+
+
+@pytest.mark.service
+def test_the_overview_shows_the_seeded_totals_charts_and_breakdowns(
+    sqlite_server: ServerProcess, visit: Callable[..., Visit], shots: Shots
+) -> None:
+    records = workload(400, hours=20)
+    post_records(sqlite_server.client(), records)
+    expected = in_window(records)
+    v = visit(sqlite_server)
+    v.go("/?range=24h&refresh=0")
+    page = v.page
+    text = page.inner_text
+    assert text("[data-testid=total-requests]") == f"{expected['count']:,}"
+    assert text("[data-testid=total-errors]") == f"{expected['errors']:,}"
+    assert text("[data-testid=total-tokens-in]") == f"{expected['tokens_in']:,}"
+    assert text("[data-testid=total-tokens-out]") == f"{expected['tokens_out']:,}"
+    assert text("[data-testid=total-cost]") == f"${expected['cost']:.4f}"
+    titles = page.eval_on_selector_all(".chart .chart-title", "e => e.map(x => x.textContent)")
+    assert titles == ["Requests", "Error rate", "Latency", "Time to first token", "Tokens", "Cost"]
+    # Per model, the breakdown counts what was sent.
+    by_model = {
+        row[0]: int(row[1].replace(",", ""))
+        for row in page.eval_on_selector_all(
+            "[data-testid=by-model] tbody tr", "rows => rows.map(r => [...r.cells].map(c => c.innerText))"
+        )
+    }
+    assert by_model == {m: sum(r["request_model"] == m for r in records) for m in by_model}
+    assert sum(by_model.values()) == expected["count"]
+    errors = page.inner_text("[data-testid=top-errors]")
+    assert "RateLimitError" in errors
+    # A chart shows a bucket's values when hovered.
+    hit = page.locator(".chart").first.locator("rect.hit").last
+    hit.hover()
+    tip = page.locator("#tip")
+    assert tip.is_visible() and re.search(r"ok \d+; errors \d+", tip.inner_text())
+    shots(page, "overview-light")
+    light = page.evaluate("getComputedStyle(document.body).backgroundColor")
+    page.emulate_media(color_scheme="dark")
+    dark = page.evaluate("getComputedStyle(document.body).backgroundColor")
+    assert light != dark
+    shots(page, "overview-dark")
+    assert all(url.startswith(sqlite_server.url) for url in v.requests), v.requests
+
+
+@pytest.mark.service
+def test_the_overview_follows_the_chosen_range_and_refreshes_itself(
+    sqlite_server: ServerProcess, visit: Callable[..., Visit], shots: Shots
+) -> None:
+    client = sqlite_server.client()
+    now = time.time()
+    post_records(client, [make_record(f"recent-{i}", now - 600 - i * 60) for i in range(10)])
+    post_records(client, [make_record(f"older-{i}", now - 3 * 86400 - i * 60) for i in range(5)])
+    v = visit(sqlite_server)
+    page = v.page
+    v.go("/?range=24h&refresh=0")
+    assert page.inner_text("[data-testid=total-requests]") == "10"
+    page.select_option("select[name=range]", "7d")
+    page.select_option("select[name=refresh]", "10")
+    page.click("text=Apply")
+    page.wait_for_url(re.compile(r"range=7d"))
+    assert page.inner_text("[data-testid=total-requests]") == "15"
+    page.evaluate("window.__same_document = true")
+    post_records(client, [make_record(f"late-{i}") for i in range(3)])
+    expect(page.locator("[data-testid=total-requests]")).to_have_text("18", timeout=25_000)
+    assert page.evaluate("window.__same_document") is True, "refreshed in place, not reloaded"
+    shots(page, "seven-days-refreshed")
+
+
+@pytest.mark.service
+def test_readme_screenshot_of_the_overview_from_a_realistic_workload(
+    sqlite_server: ServerProcess, browser: Any, shots: Shots
+) -> None:
+    """Seeds a day of a small shop's traffic and saves the overview; with LITELENS_UPDATE_SCREENSHOTS=1
+    the same image replaces docs/img/overview.png (the README's)."""
+    import os
+
+    post_records(sqlite_server.client(), workload(2500, hours=23, seed=11))
+    path = save_overview_screenshot(
+        sqlite_server.url, shots.folder / "overview.png", sqlite_server.key, browser
+    )
+    assert path.stat().st_size > 20_000
+    if os.environ.get("LITELENS_UPDATE_SCREENSHOTS") == "1":
+        target = ROOT / "docs" / "img" / "overview.png"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, target)
+
+
+# --------------------------------------------------------------------------------------------------
+# Calls
+
+
+def seed_calls(client: Client, count: int = 80) -> list[dict[str, Any]]:
+    now = time.time()
+    records = [
+        make_record(
+            f"call-{i:03d}",
+            now - 3000 + i * 30,
+            request_model=["gpt-4o", "gpt-4o-mini", "claude-3"][i % 3],
+            provider="anthropic" if i % 3 == 2 else "openai",
+            status="error" if i % 5 == 0 else "ok",
+            error={"type": "RateLimitError" if i % 10 == 0 else "APIError", "message": "no"}
+            if i % 5 == 0
+            else None,
+            duration_ms=100.0 + (i * 53) % 400,
+            usage={"input_tokens": i, "output_tokens": 2 * i, "total_tokens": 3 * i},
+            cost_usd=i / 10_000,
+            tags=["even"] if i % 2 == 0 else ["odd"],
+            end_user=f"user-{i % 4}",
+            session_id=f"sess-{i % 6}",
+            metadata={"team": "red" if i % 4 == 0 else "blue"},
+            request={"messages": [{"role": "user", "content": "needle in a haystack" if i == 42 else "hay"}]},
+        )
+        for i in range(count)
+    ]
+    post_records(client, records)
+    return records
+
+
+@pytest.mark.service
+def test_a_filter_narrows_the_calls_table_to_the_right_rows(
+    sqlite_server: ServerProcess, visit: Callable[..., Visit], shots: Shots
+) -> None:
+    records = seed_calls(sqlite_server.client())
+    v = visit(sqlite_server)
+    page = v.page
+    v.go("/calls")
+    newest_first = [r["call_id"] for r in reversed(records)]
+    assert v.call_ids() == newest_first[:50], "newest first, one page of 50"
+    page.fill("input[name=model]", "claude-3")
+    page.select_option("select[name=status]", "error")
+    page.click("text=Apply filters")
+    page.wait_for_url(re.compile(r"status=error"))
+    expected = [
+        r["call_id"] for r in reversed(records) if r["request_model"] == "claude-3" and r["status"] == "error"
+    ]
+    assert expected and v.call_ids() == expected
+    assert "model=claude-3" in page.url and "status=error" in page.url
+    shots(page, "model-and-status")
+
+    page.fill("input[name=model]", "")
+    page.select_option("select[name=status]", "")
+    page.fill("input[name=q]", "needle")
+    page.click("text=Apply filters")
+    page.wait_for_url(re.compile(r"q=needle"))
+    assert v.call_ids() == ["call-042"]
+    page.fill("input[name=q]", "")
+    page.fill("input[name=meta]", "team=red")
+    page.fill("input[name=tag]", "even")
+    page.click("text=Apply filters")
+    page.wait_for_url(re.compile(r"meta=team"))
+    assert v.call_ids() == [r["call_id"] for r in reversed(records) if r["metadata"]["team"] == "red"]
+
+    # Sorted by latency, then by cost ascending; the second page continues where the first stopped.
+    v.go("/calls?sort=duration_ms&order=desc")
+    by_latency = sorted(records, key=lambda r: (r["duration_ms"], r["call_id"]), reverse=True)
+    assert v.call_ids() == [r["call_id"] for r in by_latency[:50]]
+    page.click("a[rel=next]")
+    assert v.call_ids() == [r["call_id"] for r in by_latency[50:]]
+    page.click("tr.sorts >> text=Cost")
+    assert v.call_ids() == [
+        r["call_id"] for r in sorted(records, key=lambda r: r["cost_usd"], reverse=True)[:50]
+    ]
+    page.click("tr.sorts >> text=Cost")
+    assert "order=asc" in page.url
+    assert v.call_ids() == [r["call_id"] for r in sorted(records, key=lambda r: r["cost_usd"])[:50]]
+    shots(page, "sorted-by-cost")
+
+
+@pytest.mark.service
+def test_a_url_with_filters_reproduces_the_view_in_a_fresh_browser(
+    sqlite_server: ServerProcess, visit: Callable[..., Visit], shots: Shots
+) -> None:
+    records = seed_calls(sqlite_server.client())
+    first = visit(sqlite_server)
+    first.go("/calls")
+    first.page.fill("input[name=end_user]", "user-2")
+    first.page.fill("input[name=error_type]", "RateLimitError")
+    first.page.fill("input[name=session_id]", "sess-2")
+    first.page.click("text=Apply filters")
+    first.page.wait_for_url(re.compile(r"end_user=user-2"))
+    shown = first.call_ids()
+    expected = [
+        r["call_id"]
+        for r in reversed(records)
+        if r["end_user"] == "user-2"
+        and (r.get("error") or {}).get("type") == "RateLimitError"
+        and r["session_id"] == "sess-2"
+    ]
+    assert shown == expected and shown
+    url = first.page.url
+    assert sqlite_server.key not in url
+
+    second = visit(sqlite_server)  # another browser context: no state shared but the URL and the sign-in
+    second.page.goto(url)
+    assert second.call_ids() == shown
+    assert second.page.input_value("input[name=end_user]") == "user-2"
+    assert second.page.input_value("input[name=error_type]") == "RateLimitError"
+    shots(second.page, "reproduced")
+    # A link that was made while signed out leads back to the same view after signing in.
+    third = visit(sqlite_server, key=None)
+    third.page.goto(url)
+    assert "/login" in third.page.url
+    third.page.fill("#key", sqlite_server.key)
+    third.page.click("button[type=submit]")
+    third.page.wait_for_url(re.compile(r"/calls\?"))
+    assert third.call_ids() == shown
+
+
+@pytest.mark.service
+def test_live_tail_shows_new_calls_without_a_reload(
+    sqlite_server: ServerProcess, visit: Callable[..., Visit], shots: Shots
+) -> None:
+    client = sqlite_server.client()
+    post_records(client, [make_record("old-1", time.time() - 60, tags=["live"])])
+    v = visit(sqlite_server)
+    v.go("/calls?tag=live&tail=1")
+    assert v.call_ids() == ["old-1"]
+    post_records(client, [make_record("new-1", tags=["live"]), make_record("other", tags=["quiet"])])
+    v.page.wait_for_selector("tr[data-call-id=new-1]", timeout=15_000)
+    assert v.call_ids() == ["new-1", "old-1"]
+    shots(v.page, "tail")
+
+
+# --------------------------------------------------------------------------------------------------
+# Call detail, traces, sessions
+
+
+@pytest.mark.service
+def test_a_calls_detail_shows_its_messages_tool_calls_and_tokens(
+    sqlite_server: ServerProcess,
+    provider: FakeProvider,
+    callback_to: Callable[[ServerProcess], Callback],
+    visit: Callable[..., Visit],
+    shots: Shots,
+) -> None:
+    callback = callback_to(sqlite_server)
+    tools = [
+        {
+            "type": "function",
+            "function": {
+                "name": "order_status",
+                "parameters": {"type": "object", "properties": {"order": {"type": "string"}}},
+            },
+        }
+    ]
+    messages: list[dict[str, Any]] = [
+        {"role": "system", "content": "You are the shop's assistant."},
+        {"role": "user", "content": "Where is order 1042?"},
+    ]
+    common: dict[str, Any] = {"api_base": provider.url, "api_key": "sk-ui-test", "num_retries": 0}
+    first = litellm.completion(
+        model="openai/gpt-4o-mini", messages=messages, tools=tools, metadata={"case": "tool"}, **common
+    )
+    call = first.choices[0].message.tool_calls[0]
+    messages += [
+        first.choices[0].message.model_dump(exclude_none=True),
+        {"role": "tool", "tool_call_id": call.id, "content": '{"status": "shipped"}'},
+    ]
+    litellm.completion(
+        model="openai/gpt-4o-mini",
+        messages=messages,
+        extra_headers={"x-fake-tokens": "9"},
+        temperature=0.2,
+        metadata={"case": "answer"},
+        **common,
+    )
+    deadline = time.monotonic() + 30
+    while callback.stats()["submitted"] < 2 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert callback.flush(timeout=30)
+    api = sqlite_server.client()
+    calls = api.get_json("/api/calls")["calls"]
+    record = next(
+        r
+        for r in (api.get_json(f"/api/calls/{c['call_id']}") for c in calls)
+        if r["metadata"].get("case") == "answer"
+    )
+
+    v = visit(sqlite_server)
+    v.go("/calls")
+    v.page.click(f"tr[data-call-id='{record['call_id']}'] a >> nth=0")
+    v.page.wait_for_url(re.compile("/calls/"))
+    page = v.page
+    roles = page.eval_on_selector_all("[data-testid=chat] > li", "e => e.map(x => x.dataset.role)")
+    assert roles == ["system", "user", "assistant", "tool", "assistant"]
+    chat = page.inner_text("[data-testid=chat]")
+    assert "Where is order 1042?" in chat and "order_status" in chat and "shipped" in chat
+    assert page.inner_text("[data-testid=input-tokens]") == f"{record['usage']['input_tokens']:,}"
+    assert page.inner_text("[data-testid=output-tokens]") == "9"
+    assert page.inner_text("[data-testid=total-tokens]") == f"{record['usage']['total_tokens']:,}"
+    assert page.inner_text("[data-testid=call-id]") == record["call_id"]
+    page.click("text=Copy as Python (LiteLLM)")
+    python = page.inner_text("#python-code")
+    assert (
+        "litellm.completion(" in python and "'openai/gpt-4o-mini'" in python and "temperature=0.2" in python
+    )
+    compile(python, "copied.py", "exec")
+    page.click("text=Copy as cURL")
+    assert "chat/completions" in page.inner_text("#curl-code")
+    shots(page, "detail")
+
+
+@pytest.mark.service
+def test_a_trace_shows_its_span_tree_and_links_to_its_calls(
+    sqlite_server: ServerProcess, visit: Callable[..., Visit], shots: Shots
+) -> None:
+    trace = "7" * 32
+    now = time.time_ns() - 5 * 10**9
+    ms = 10**6
+    llm = make_record(
+        "traced-call", now / 1e9 + 0.3, trace_id=trace, span_id="c" * 16, parent_span_id="b" * 16
+    )
+    llm["request"] = {"messages": [{"role": "user", "content": "plan the trip"}]}
+    spans = [
+        otlp_json_span(trace, "a" * 16, "agent run", {"app.step": "root"}, now, now + 900 * ms),
+        otlp_json_span(trace, "b" * 16, "plan", {}, now + 100 * ms, now + 800 * ms, parent_span_id="a" * 16),
+        otlp_json_span(
+            trace,
+            "c" * 16,
+            "chat gpt-4o-mini",
+            semconv.record_to_attributes(llm, capture_content=True),
+            now + 300 * ms,
+            now + 550 * ms,
+            parent_span_id="b" * 16,
+        ),
+        otlp_json_span(
+            trace, "d" * 16, "search the web", {}, now + 600 * ms, now + 780 * ms, parent_span_id="b" * 16
+        ),
+        otlp_json_span(
+            trace, "e" * 16, "write answer", {}, now + 810 * ms, now + 890 * ms, parent_span_id="a" * 16
+        ),
+    ]
+    client = sqlite_server.client()
+    answer = client.request("POST", "/v1/traces", otlp_json(spans), {"Content-Type": "application/json"})
+    assert answer.status == 200, answer
+    # The core layer reports the same call too, with its call id: still one call in the tree.
+    post_records(client, [llm])
+
+    v = visit(sqlite_server)
+    v.go(f"/traces/{trace}")
+    page = v.page
+    rows = page.eval_on_selector_all(
+        "[data-testid=waterfall] tbody tr",
+        "rows => rows.map(r => [Number(r.dataset.depth), r.querySelector('.span-name').textContent])",
+    )
+    assert rows == [
+        [0, "agent run"],
+        [1, "plan"],
+        [2, "chat gpt-4o-mini"],
+        [2, "search the web"],
+        [1, "write answer"],
+    ], "nested as they ran"
+    indents = page.eval_on_selector_all(
+        "[data-testid=waterfall] tbody td.name",
+        "cells => cells.map(c => parseFloat(getComputedStyle(c).paddingLeft))",
+    )
+    assert indents[0] < indents[1] < indents[2] and indents[4] == indents[1], indents
+    assert "250 ms" in page.inner_text("[data-span-id=cccccccccccccccc]")
+    shots(page, "waterfall")
+    page.click("[data-span-id=cccccccccccccccc] a")
+    page.wait_for_url(re.compile("/calls/traced-call"))
+    assert "plan the trip" in page.inner_text("[data-testid=chat]")
+
+
+@pytest.mark.service
+def test_a_session_lists_its_calls_in_order_with_totals(
+    sqlite_server: ServerProcess, visit: Callable[..., Visit], shots: Shots
+) -> None:
+    records = seed_calls(sqlite_server.client(), 30)
+    mine = [r for r in records if r["session_id"] == "sess-1"]
+    v = visit(sqlite_server)
+    v.go("/sessions")
+    v.page.click("text=sess-1")
+    v.page.wait_for_url(re.compile("/sessions/sess-1"))
+    assert v.call_ids() == [r["call_id"] for r in mine], "in the order they ran"
+    assert v.page.inner_text("[data-testid=session-calls]") == str(len(mine))
+    tokens_in = sum(r["usage"]["input_tokens"] for r in mine)
+    tokens_out = sum(r["usage"]["output_tokens"] for r in mine)
+    assert v.page.inner_text("[data-testid=session-tokens]") == f"{tokens_in:,} / {tokens_out:,}"
+    shots(v.page, "session")
