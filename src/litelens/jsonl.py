@@ -59,8 +59,14 @@ def rotated_files(path: str | os.PathLike[str]) -> list[Path]:
         names = os.listdir(live.parent)
     except OSError:
         return []
-    found = sorted((m.group(1), name) for name in names if (m := pattern.match(name)))
-    return [live.parent / name for _key, name in found]
+    # For a moment after a compression, a rotation exists both plain and gzipped (identical lines):
+    # the .gz, complete once renamed into place, stands for both.
+    by_stamp: dict[str, str] = {}
+    for name in names:
+        m = pattern.match(name)
+        if m is not None and (m.group(2) or m.group(1) not in by_stamp):
+            by_stamp[m.group(1)] = name
+    return [live.parent / by_stamp[stamp] for stamp in sorted(by_stamp)]
 
 
 def read_lines(path: str | os.PathLike[str]) -> Iterator[bytes]:
@@ -192,12 +198,19 @@ class JsonlWriter:
         """Finish what a crash interrupted: drop half-written temporaries, settle plain/gz pairs."""
         with contextlib.suppress(OSError):
             for name in os.listdir(self.path.parent):
-                if name.startswith(_TMP) and name.startswith(f"{_TMP}{_split(self.path)[0]}."):
+                if name.startswith(f"{_TMP}{_split(self.path)[0]}."):
                     with contextlib.suppress(OSError):
                         os.unlink(self.path.parent / name)
-        for file in rotated_files(self.path):
-            if file.name.endswith(".gz"):
+        pattern = _pattern(self.path)
+        try:
+            names = sorted(os.listdir(self.path.parent))
+        except OSError:
+            names = []
+        for name in names:
+            match = pattern.match(name)
+            if match is None or match.group(2):
                 continue
+            file = self.path.parent / name
             if Path(f"{file}.gz").exists():  # the .gz is complete (renamed into place): the plain is a copy
                 with contextlib.suppress(OSError):
                     os.unlink(file)

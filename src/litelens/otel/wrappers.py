@@ -16,6 +16,7 @@ import inspect
 import logging
 import threading
 import time
+import traceback
 import uuid
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -229,12 +230,32 @@ class Call:
                 attributes.update(extra)
             span.set_attributes(attributes)
             if exc is not None and record.get("status") == "error":
-                span.record_exception(exc)
-                span.set_status(Status(StatusCode.ERROR, str(exc)[:500]))
+                self._record_error(exc, record, processed)
         finally:
             # Whatever failed above, the span still ends: an open span is a leak the user pays for.
             span.end(end_time=end_ns)
         engine.instruments.record(record, attributes)
+
+    def _record_error(self, exc: BaseException, record: Record, processed: Record | None) -> None:
+        """The exception event and the span status -- with the processed message when processors run.
+
+        Without processors, the SDK's own record_exception. With them, the raw `str(exc)` must not
+        reach the span behind the redactor's back: the event's message and the status description are
+        the processed record's error message, and the stack trace keeps only frames (file, line, code),
+        which carry no message text.
+        """
+        span = self.span
+        if not self.engine.processors:
+            span.record_exception(exc)
+            span.set_status(Status(StatusCode.ERROR, str(exc)[:500]))
+            return
+        error = (processed or {}).get("error") or {}
+        message = str(error.get("message") or "") if isinstance(error, Mapping) else ""
+        frames = "".join(traceback.format_tb(exc.__traceback__))
+        name = type(exc).__qualname__
+        stack = f"Traceback (most recent call last):\n{frames}{name}: {message}".rstrip()
+        span.record_exception(exc, {"exception.message": message, "exception.stacktrace": stack})
+        span.set_status(Status(StatusCode.ERROR, (message or name)[:500]))
 
     def _processed(self, record: Record) -> Record | None:
         """The record after the user's processors (structlog-style callables: record -> record | None).
