@@ -55,6 +55,8 @@ KINDS = ("email", "phone", "card", "iban", "ip", "secret")
 """The built-in kinds `redact` knows. `LITELENS_REDACT=all` means all of them."""
 
 CONTENT_FIELDS = ("request", "response", "metadata", "error")
+REDACT_FIELDS = (*CONTENT_FIELDS, "api_base")
+"""What `redact` walks by default: the content fields, plus the API base URL (a path may carry data)."""
 
 
 def _named(fn: Processor, name: str) -> Processor:
@@ -459,7 +461,7 @@ def _kinds(kinds: str | Iterable[str]) -> frozenset[str]:
 
 def redact(
     kinds: str | Iterable[str] = KINDS,
-    fields: Iterable[str] = CONTENT_FIELDS,
+    fields: Iterable[str] = REDACT_FIELDS,
     patterns: Mapping[str, str | re.Pattern[str]] | Iterable[tuple[str, str | re.Pattern[str]]] = (),
     placeholder: str = "[{kind}]",
 ) -> Processor:
