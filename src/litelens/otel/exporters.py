@@ -1,14 +1,13 @@
 """Span exporters: to a litelens server over OTLP/HTTP, and to JSON-lines files.
 
-Both take what a `BatchSpanProcessor` hands them and return at once: the bytes are put on a queue and
-delivered by a thread of their own, so a slow server or disk never holds up the processor's thread.
+Use them behind a `BatchSpanProcessor`, which exports on a thread of its own, away from the LLM caller.
 
 - `LiteLensSpanExporter` encodes spans with OpenTelemetry's own OTLP protobuf encoder and gives the
   bytes to the core layer's transport, so spans get the same delivery as call records: batching, gzip,
   retries with backoff honouring `Retry-After`, and a disk spool while the server is away (a spool of
   its own, since its batches go to `/v1/traces`, not `/v1/events`).
 - `JsonlSpanExporter` writes one span per line (the SDK's JSON form of a span) through the same
-  rotating writer as `litelens.sinks.JsonlSink`.
+  rotating writer as `litelens.sinks.JsonlSink`, on the span processor's thread.
 
 For any other backend, use the stock `OTLPSpanExporter` (docs/otel.md shows how).
 """
@@ -16,6 +15,7 @@ For any other backend, use the stock `OTLPSpanExporter` (docs/otel.md shows how)
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,8 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from litelens.config import Settings
-from litelens.sinks import JsonlSink, transport_config
+from litelens.jsonl import JsonlWriter
+from litelens.sinks import transport_config
 from litelens.transport import OTLP_PROTOBUF, Transport
 
 __all__ = ["JsonlSpanExporter", "LiteLensSpanExporter"]
@@ -79,6 +80,11 @@ class LiteLensSpanExporter(SpanExporter):
         return SpanExportResult.SUCCESS
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        """Wait until every span exported so far is delivered or spooled.
+
+        `export` only queues (the transport delivers), so a `BatchSpanProcessor`'s `force_flush` -- which
+        does not call its exporter's -- returns once the spans are queued; call this one to wait for them.
+        """
         return self.transport.flush(timeout_millis / 1000.0)
 
     def shutdown(self) -> None:
@@ -91,9 +97,13 @@ class LiteLensSpanExporter(SpanExporter):
 
 
 class JsonlSpanExporter(SpanExporter):
-    """One JSON span per line in `path`, rotated and gzipped like `litelens.sinks.JsonlSink`.
+    """One JSON span per line in `path` (the SDK's JSON form of a span), rotated by size and age and
+    gzipped by the same writer as `litelens.sinks.JsonlSink`.
 
-    provider.add_span_processor(BatchSpanProcessor(JsonlSpanExporter("/var/log/app/spans.jsonl")))
+        provider.add_span_processor(BatchSpanProcessor(JsonlSpanExporter("/var/log/app/spans.jsonl")))
+
+    Lines are written in `export`, which a `BatchSpanProcessor` already runs on its own thread: when
+    the processor's `force_flush()` returns, the spans are in the file.
     """
 
     def __init__(
@@ -104,28 +114,33 @@ class JsonlSpanExporter(SpanExporter):
         max_age_s: float | None = None,
         gzip: bool = True,
     ) -> None:
-        self.sink = JsonlSink(
-            os.fspath(path), max_bytes=max_bytes, max_age_s=max_age_s, gzip=gzip, name="spans"
-        )
-        self.path: Path = self.sink.path
+        self.writer = JsonlWriter(path, max_bytes=max_bytes, max_age_s=max_age_s, gzip=gzip)
+        self.path: Path = self.writer.path
+        self._lock = threading.Lock()
         self._shut = False
+        self.written = 0
+        self.failed = 0
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         if self._shut:
             return SpanExportResult.FAILURE
         try:
-            for span in spans:
-                self.sink.submit(span.to_json(indent=None))  # no indent: one line per span
+            lines = [span.to_json(indent=None).encode("utf-8", "replace") for span in spans]
+            with self._lock:
+                self.writer.write(lines)
+                self.written += len(lines)
         except Exception:
+            self.failed += len(spans)
             return SpanExportResult.FAILURE
         return SpanExportResult.SUCCESS
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
-        return self.sink.flush(timeout_millis / 1000.0)
+        return True  # every export is written before it returns
 
     def shutdown(self) -> None:
         self._shut = True
-        self.sink.shutdown(5.0)
+        with self._lock:
+            self.writer.close()
 
     def stats(self) -> dict[str, int]:
-        return self.sink.stats()
+        return {"written": self.written, "failed": self.failed, "rotations": self.writer.rotations}
