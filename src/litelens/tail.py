@@ -39,56 +39,100 @@ def follow_jsonl(
 ) -> Iterator[dict[str, Any]]:
     """Records appended to `path` from now on (or all of them, `from_start`), following rotations.
 
-    The live file is read by offset. When it is rotated away (renamed, maybe compressed), the rotated
-    files we have not seen yet are read: the oldest of them was our live file, read from our offset;
-    any later ones (several rotations between two polls) are read whole. Then the new live file is
-    followed from its start.
+    Like `tail -F`, the live file is kept open and read to its end; when the path names another file,
+    ours was rotated away and what it still held is read from the open file. Rotated files we never
+    had open (several rotations between two polls) are read whole, oldest first, before the new live
+    file. Keeping the file open also keeps its inode from being reused by the next live file, which
+    would otherwise look like the same file.
     """
+    # Not a generator itself: where "now" is gets fixed when this is called, not at the first next().
     live = expand(path)
+    rotated = rotated_files(live)
+    existing = None if from_start else _ident(live)  # "from now on" skips what this file holds already
+    return _follow(live, rotated, existing, from_start, poll_s, stop)
+
+
+def _follow(
+    live: Path,
+    rotated: list[Path],
+    existing: tuple[int, int] | None,
+    from_start: bool,
+    poll_s: float,
+    stop: Callable[[], bool],
+) -> Iterator[dict[str, Any]]:
     known: set[str] = set()
-    for file in rotated_files(live):
+    for file in rotated:
         known.add(_base(file))
         if from_start:
             yield from _records(_lines(_read_all(file))[0])
-    offset = 0 if from_start else _size(live)
-    ident = _ident(live)
+    current: IO[bytes] | None = None
     pending = b""
     while not stop():
-        now_ident = _ident(live)
-        if ident is not None and now_ident != ident:
-            data, pending = _lines(pending + _catch_up(live, known, offset))
-            yield from _records(data)
-            offset, pending, ident = 0, b"", now_ident
-            continue
-        ident = now_ident
-        chunk = _read_from(live, offset)
+        if current is None:
+            opened = _open(live)
+            # Rotations we never had open come first; listed after opening, and only kept if the file we
+            # opened is still the live one (else it may be among them: start over).
+            backlog = _read_fresh(live, known, skip_first=False)
+            if opened is not None and _ident(live) != _fd_ident(opened):
+                opened.close()
+                continue
+            known.update(backlog)
+            yield from _records(_lines(b"\n".join(backlog.values()) + b"\n")[0])
+            if opened is None:
+                time.sleep(poll_s)
+                continue
+            if existing is not None and _fd_ident(opened) == existing:
+                opened.seek(0, os.SEEK_END)
+            current, existing, pending = opened, None, b""
+        chunk = current.read()
         if chunk:
-            offset += len(chunk)
             data, pending = _lines(pending + chunk)
             yield from _records(data)
-        else:
+            continue
+        if _ident(live) == _fd_ident(current):
             time.sleep(poll_s)
+            continue
+        # Rotated away: the rest of ours from the open file; it is the oldest of the fresh rotated files.
+        rest = current.read()
+        current.close()
+        current = None
+        later = _read_fresh(live, known, skip_first=True)
+        known.update(later)
+        yield from _records(_lines(pending + rest + b"\n" + b"\n".join(later.values()) + b"\n")[0])
+        pending = b""
+    if current is not None:
+        current.close()
+
+
+def _open(path: Path) -> IO[bytes] | None:
+    try:
+        return open(path, "rb")  # held open across polls, like tail -F
+    except FileNotFoundError:
+        return None
+
+
+def _fd_ident(f: IO[bytes]) -> tuple[int, int]:
+    st = os.fstat(f.fileno())
+    return (st.st_dev, st.st_ino)
+
+
+def _read_fresh(live: Path, known: set[str], skip_first: bool) -> dict[str, bytes]:
+    """{base name: content} of the rotated files not in `known`, oldest first (the oldest left empty
+    with `skip_first`). A plain file compressed away while we read it is read again as its `.gz`."""
+    for _ in range(100):
+        fresh = [f for f in rotated_files(live) if _base(f) not in known]
+        try:
+            return {
+                _base(f): b"" if skip_first and i == 0 else _read_all(f, missing_ok=False)
+                for i, f in enumerate(fresh)
+            }
+        except FileNotFoundError:
+            time.sleep(0.01)
+    return {}
 
 
 def _base(file: Path) -> str:
     return file.name[:-3] if file.name.endswith(".gz") else file.name
-
-
-def _catch_up(live: Path, known: set[str], offset: int) -> bytes:
-    """The bytes of the rotated files not seen yet: the first from `offset`, the later ones whole."""
-    for _ in range(100):
-        fresh = [f for f in rotated_files(live) if _base(f) not in known]
-        try:
-            parts = [_read_all(f, missing_ok=False) for f in fresh]
-        except FileNotFoundError:  # compressed (plain removed) between listing and reading: list again
-            time.sleep(0.01)
-            continue
-        if not fresh:  # renamed but not listed yet is impossible (rename is atomic); nothing to catch up
-            return b""
-        known.update(_base(f) for f in fresh)
-        parts[0] = parts[0][offset:]
-        return b"".join(parts)
-    return b""
 
 
 def _ident(path: Path) -> tuple[int, int] | None:
@@ -97,22 +141,6 @@ def _ident(path: Path) -> tuple[int, int] | None:
     except FileNotFoundError:
         return None
     return (st.st_dev, st.st_ino)
-
-
-def _size(path: Path) -> int:
-    try:
-        return path.stat().st_size
-    except FileNotFoundError:
-        return 0
-
-
-def _read_from(path: Path, offset: int) -> bytes:
-    try:
-        with open(path, "rb") as f:
-            f.seek(offset)
-            return f.read()
-    except FileNotFoundError:
-        return b""
 
 
 def _read_all(path: Path, missing_ok: bool = True) -> bytes:
@@ -234,6 +262,7 @@ def run(
     calls: Iterator[dict[str, Any]]
     if jsonl is not None:
         calls = follow_jsonl(jsonl, from_start=from_start, poll_s=poll_s or 0.2)
+        print(f"litelens tail: following {expand(jsonl)} (Ctrl-C to stop)", file=sys.stderr, flush=True)
     else:
         assert server is not None
         key = api_key or os.environ.get("LITELENS_API_KEY")
