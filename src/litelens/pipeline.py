@@ -185,25 +185,21 @@ _DATE = re.compile(r"[0-9]{4}[\-.][0-9]{1,2}[\-.][0-9]{1,2}|[0-9]{1,2}[\-.][0-9]
 _THOUSANDS = re.compile(r"[0-9]{1,3}(?:([ .])[0-9]{3})(?:\1[0-9]{3})*")
 _IBAN = re.compile(r"[A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]){11,30}")
 _IP6_HINT = re.compile(r":[0-9A-Fa-f]{0,4}:")
+# Every built-in kind needs one of these characters, except the credential shapes that may be all
+# letters after their prefix (checked with `in`). A character class lets the regex engine scan in C,
+# so most short strings ("assistant", "stop") and digit-free prose leave after one cheap search.
+_LOUD = re.compile(r"[0-9@:=_\-]")
+# What a span is made of besides digits; a span with fewer than 7 digits is no phone and no card.
+_SEPARATORS = str.maketrans("", "", " ().+-")
 _IP6 = re.compile(r"(?<![\w:.])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?:%[A-Za-z0-9]+)?(?![\w:])")
 
 
-def _may_hold_secret(s: str) -> bool:
-    """A cheaper superset of `record.SECRET_TEXT_HINTS`: eight `in` tests instead of sixteen.
-
-    "k-" covers sk-/rk-/pk-, "_" covers gh?_/hf_/ll_; the test in test_pipeline checks every shape of
-    the secret regex still gets past this gate.
-    """
-    return (
-        "k-" in s
-        or "_" in s
-        or "=" in s
-        or "xox" in s
-        or "AKIA" in s
-        or "AIza" in s
-        or "Bearer" in s
-        or "Basic" in s
-    )
+# Where a match of `record.SECRET_TEXT` can start (keep in step with it; a test checks every shape):
+# two letters before a "-" or "_", "xox?-", "gh?_", the words Bearer, Basic, AKIA, AIza, and URL names.
+_DASH_PREFIXES = frozenset({"sk", "rk", "pk"})
+_UNDERSCORE_PREFIXES = frozenset({"hf", "ll"})
+# The longest parameter name SECRET_TEXT knows in URL queries ("access_token").
+_MAX_PARAM_NAME = 12
 
 
 def luhn_ok(digits: str) -> bool:
@@ -257,17 +253,29 @@ class _TextRedactor:
         self.secret = "secret" in kinds
         self.ip = "ip" in kinds
         self.numeric = bool(kinds & {"phone", "card", "ip", "iban"})
+        self.phone = "phone" in kinds
+        self.card = "card" in kinds
         # Nothing built in matches fewer characters ("1.1.1.1", "a@b.co"); user patterns may.
         self.min_len = 0 if patterns else 6
+        self.gated = not patterns
 
     def __call__(self, s: str) -> str:
         if len(s) < self.min_len:
             return s
+        if (
+            self.gated
+            and _LOUD.search(s) is None
+            and "Bearer" not in s
+            and "Basic" not in s
+            and "AKIA" not in s
+            and "AIza" not in s
+        ):
+            return s
         out = s
         for pattern, ph in self.patterns:
             out = pattern.sub(ph, out)
-        if self.secret and _may_hold_secret(out):
-            out = rec.SECRET_TEXT.sub(self._secret, out)
+        if self.secret:
+            out = self._secrets(out)
         if self.email and "@" in out:
             out = self._emails(out)
         if self.numeric:  # the span scan is itself the cheapest test for "has a digit"
@@ -275,6 +283,62 @@ class _TextRedactor:
         if self.ip and ":" in out and _IP6_HINT.search(out):
             out = _IP6.sub(self._ip6, out)
         return out
+
+    def _secrets(self, s: str) -> str:
+        """`SECRET_TEXT.sub`, tried only where a match can start.
+
+        The credential regex is an alternation of `\\b`-anchored shapes, which the regex engine tries at
+        every position (about 0.3 µs per character). Every match starts at a few letters before a `-`
+        (`sk-`, `xoxb-`) or `_` (`ghp_`, `hf_`), at `Bearer`, `Basic`, `AKIA`, `AIza`, or right after the
+        `?`/`&`/`;` before a `name=`. Single characters are found by `str.find` at memchr speed, so the
+        text is scanned a few times in C and the regex is matched only at those starts. Leftmost-first,
+        like `sub`, so the result is the same.
+        """
+        starts: list[int] = []
+        i = s.find("-")
+        while i != -1:
+            if i >= 2 and s[i - 2 : i] in _DASH_PREFIXES:
+                starts.append(i - 2)
+            elif i >= 4 and s[i - 4 : i - 1] == "xox":
+                starts.append(i - 4)
+            i = s.find("-", i + 1)
+        i = s.find("_")
+        while i != -1:
+            if i >= 2 and s[i - 2 : i] in _UNDERSCORE_PREFIXES:
+                starts.append(i - 2)
+            elif i >= 3 and s[i - 3 : i - 1] == "gh":
+                starts.append(i - 3)
+            i = s.find("_", i + 1)
+        for first, words in (("B", ("Bearer", "Basic")), ("A", ("AKIA", "AIza"))):
+            if first in s:
+                for word in words:
+                    i = s.find(word)
+                    while i != -1:
+                        starts.append(i)
+                        i = s.find(word, i + 1)
+        i = s.find("=")
+        while i != -1:
+            lo = max(i - _MAX_PARAM_NAME - 1, 0)
+            q = max(s.rfind("?", lo, i), s.rfind("&", lo, i), s.rfind(";", lo, i))
+            if q != -1:
+                starts.append(q + 1)
+            i = s.find("=", i + 1)
+        if not starts:
+            return s
+        parts: list[str] = []
+        done = 0
+        match = rec.SECRET_TEXT.match
+        for start in sorted(set(starts)):
+            if start < done:
+                continue
+            m = match(s, start)
+            if m is not None:
+                parts += (s[done:start], self._secret(m))
+                done = m.end()
+        if not parts:
+            return s
+        parts.append(s[done:])
+        return "".join(parts)
 
     def _secret(self, match: re.Match[str]) -> str:
         found = match.group(0)
@@ -338,15 +402,22 @@ class _TextRedactor:
         return 0
 
     def _in_span(self, text: str) -> str:
-        kinds = self.kinds
+        # Most spans in prose are dates, amounts, order and ticket numbers: tell them apart by counting
+        # before running a regex. The counts bound every match inside the span, so skipping is exact.
+        core = text.rstrip(" ")
+        digits = len(core.translate(_SEPARATORS))
+        dots = core.count(".")
         out = text
-        if "ip" in kinds and "." in out:
+        if self.ip and dots >= 3:
             out = _IPV4.sub(lambda m: self.ph["ip"] if _ipv4_ok(m.group(0)) else m.group(0), out)
-        if "card" in kinds:
+        if digits < 7:
+            return text if out == text else out
+        if self.card and digits >= 13:
             out = _CARD.sub(
                 lambda m: self.ph["card"] if luhn_ok(re.sub(r"[ \-]", "", m.group(0))) else m.group(0), out
             )
-        if "phone" in kinds:
+        # A bare run of digits is no phone (see _PHONE), nor is a whole span that is a date or an amount.
+        if self.phone and not (core.isdigit() or _DATE.fullmatch(core) or _THOUSANDS.fullmatch(core)):
             out = _PHONE.sub(lambda m: self.ph["phone"] if _phone_ok(m.group(0)) else m.group(0), out)
         return text if out == text else out
 
@@ -363,6 +434,13 @@ class _TextRedactor:
 # redact: the structure side
 
 _MAX_DEPTH = 48
+# Joins the strings of a record for one scan. No built-in pattern matches "&" or NUL, so none crosses
+# it, and on either side it looks like the end of a string: not a word character, digit, letter or
+# dot, and not one of the "?&;" that may precede a URL parameter.
+_SEP = "&\x00"
+_SAME = "\x00same"  # a cache entry meaning "nothing to redact": the input itself is returned
+_CACHE_MAX_STRING = 16_384  # longer strings are not remembered
+_CACHE_MAX_CHARS = 2_000_000  # characters of input remembered by one redact() processor, at most
 _SCALARS = frozenset({int, float, bool, type(None)})
 
 
@@ -376,9 +454,16 @@ class _Redactor:
 
     def __init__(self, text: _TextRedactor, secret_keys: bool) -> None:
         self.text = text
+        self.min_len = text.min_len
+        # User patterns may match across the separator of the joined scan: not with them.
+        self.joined = not text.patterns
         self.secret_keys = secret_keys
         self.secret_ph = text.ph["secret"]
         self._key_cache: dict[str, bool] = {}
+        # Results by input string. Records repeat a lot of text: roles, tool names and ids, and above all
+        # system prompts and the conversation so far, which every call of a chat sends again.
+        self._cache: dict[str, str] = {}
+        self._cache_chars = 0
 
     def _is_secret_key(self, key: str) -> bool:
         known = self._key_cache.get(key)
@@ -388,40 +473,162 @@ class _Redactor:
                 self._key_cache[key] = known
         return known
 
-    def string(self, s: str) -> str:
-        # Tool-call arguments (and other JSON carried as text) are parsed, so a JSON escape can neither
-        # hide a match nor be cut in half by a replacement, and secret-named keys inside are seen.
-        if s[:1] in ("{", "[") and len(s) >= 2:
-            try:
-                parsed = json.loads(s)
-            except ValueError:
-                parsed = None
-            if isinstance(parsed, (dict, list)):
-                new = self.value(parsed, 1)
-                return s if new is parsed else json.dumps(new, ensure_ascii=False)
-        return self.text(s)
+    # -- the fast path: one scan over all the text of a record ---------------------------------------
 
-    def value(self, value: Any, depth: int = 0) -> Any:
+    def redact_fields(self, record: Record, fields: tuple[str, ...]) -> None:
+        """Redact `record[field]` for each field, in place at the top level, copy-on-write below.
+
+        Scanning each string on its own costs a dozen calls per string (a record has dozens, most of
+        them short), so the string leaves of all the fields are joined with a separator no pattern can
+        cross and scanned once. Most records have nothing to redact, and are done then. Otherwise the
+        joined result, cut back at the separators, says what each changed string becomes, and a walk
+        puts those in place. A separator inside a string (or user patterns, which could cross it)
+        sends the record down the string-by-string path.
+        """
+        leaves: list[str] = []
+        flagged = False
+        texts: dict[str, str] | None = None
+        if self.joined:
+            for field in fields:
+                value = record.get(field)
+                if value:
+                    flagged |= self.collect(value, leaves, 0)
+            if leaves:
+                joined = _SEP.join(leaves)
+                if joined.count(_SEP) == len(leaves) - 1:
+                    out = self.text(joined)
+                    if out is joined:
+                        texts = {}
+                    else:
+                        parts = out.split(_SEP)
+                        if len(parts) == len(leaves):
+                            texts = {old: new for old, new in zip(leaves, parts, strict=True) if new != old}
+            else:
+                texts = {}
+            if texts == {} and not flagged:
+                return
+        for field in fields:
+            value = record.get(field)
+            if value:
+                new = self.value(value, 0, texts)
+                if new is not value:
+                    record[field] = new
+
+    def collect(self, value: Any, leaves: list[str], depth: int) -> bool:
+        """Append the strings `value` holds (those inside JSON text too) to `leaves`. True when the value
+        needs the walk whatever its text says: a secret-named key, too deep, an object to dump."""
         kind = type(value)
         if kind is str:
-            return self.string(value)
+            return self._collect_string(value, leaves, depth)
+        if kind in _SCALARS:
+            return False
+        if depth > _MAX_DEPTH or isinstance(value, str):
+            return True
+        flagged = False
+        if kind is dict or isinstance(value, Mapping):
+            cache = self._key_cache
+            secret_keys = self.secret_keys
+            for key, item in value.items():
+                if secret_keys and item:
+                    secret = cache.get(key)
+                    if secret is None:
+                        secret = isinstance(key, str) and self._is_secret_key(key)
+                    if secret:
+                        flagged = True
+                        continue
+                t = type(item)
+                if t is str:
+                    if len(item) >= self.min_len:
+                        if item[0] in "{[":
+                            flagged |= self._collect_string(item, leaves, depth + 1)
+                        else:
+                            leaves.append(item)
+                elif t not in _SCALARS:
+                    flagged |= self.collect(item, leaves, depth + 1)
+            return flagged
+        if kind is list or isinstance(value, (list, tuple)):
+            for item in value:
+                t = type(item)
+                if t is str:
+                    if len(item) >= self.min_len:
+                        if item[0] in "{[":
+                            flagged |= self._collect_string(item, leaves, depth + 1)
+                        else:
+                            leaves.append(item)
+                elif t not in _SCALARS:
+                    flagged |= self.collect(item, leaves, depth + 1)
+            return flagged
+        return callable(getattr(value, "model_dump", None))
+
+    def _collect_string(self, s: str, leaves: list[str], depth: int) -> bool:
+        if len(s) < self.min_len:
+            return False
+        parsed = _json_container(s)
+        if parsed is None:
+            leaves.append(s)
+            return False
+        return self.collect(parsed, leaves, depth)
+
+    # -- the walk ----------------------------------------------------------------------------------
+
+    def string(self, s: str, texts: Mapping[str, str] | None = None) -> str:
+        if texts is not None:
+            return self._string(s, texts)
+        cached = self._cache.get(s)
+        if cached is not None:
+            return s if cached is _SAME else cached
+        out = self._string(s, None)
+        size = len(s)
+        if size <= _CACHE_MAX_STRING:
+            if self._cache_chars + size > _CACHE_MAX_CHARS:  # full: start over rather than track age
+                self._cache.clear()
+                self._cache_chars = 0
+            self._cache[s] = _SAME if out is s else out
+            self._cache_chars += size
+        return out
+
+    def _string(self, s: str, texts: Mapping[str, str] | None) -> str:
+        # Tool-call arguments (and other JSON carried as text) are parsed, so a JSON escape can neither
+        # hide a match nor be cut in half by a replacement, and secret-named keys inside are seen.
+        parsed = _json_container(s)
+        if parsed is not None:
+            new = self.value(parsed, 1, texts)
+            return s if new is parsed else json.dumps(new, ensure_ascii=False)
+        if texts is not None:
+            return texts.get(s, s)
+        return self.text(s)
+
+    def value(self, value: Any, depth: int = 0, texts: Mapping[str, str] | None = None) -> Any:
+        """`value` with its strings redacted: by `self.text`, or as `texts` (from the joined scan) says."""
+        kind = type(value)
+        if kind is str:
+            return self.string(value, texts)
         if kind in _SCALARS:
             return value
         if isinstance(value, str):
-            return self.string(value)
+            return self.string(str(value), texts)
         if depth > _MAX_DEPTH:
             return self.secret_ph  # too deep to look at: not looking must not mean leaking
+        # The loops below handle string and scalar leaves inline: most nodes of a record are leaves,
+        # and a call per leaf is a large part of the walk's cost.
+        string = self.string
         if kind is dict or isinstance(value, Mapping):
             out: dict[Any, Any] | None = None
             cache = self._key_cache
+            secret_keys = self.secret_keys
             for key, item in value.items():
-                secret = cache.get(key) if self.secret_keys else False
+                secret = cache.get(key) if secret_keys else False
                 if secret is None:
                     secret = isinstance(key, str) and self._is_secret_key(key)
+                t = type(item)
                 if secret and item:
                     new: Any = self.secret_ph
+                elif t is str:
+                    new = string(item, texts)
+                elif t in _SCALARS:
+                    continue
                 else:
-                    new = self.value(item, depth + 1)
+                    new = self.value(item, depth + 1, texts)
                 if new is not item:
                     if out is None:
                         out = dict(value)
@@ -430,7 +637,13 @@ class _Redactor:
         if kind is list or isinstance(value, (list, tuple)):
             copied: list[Any] | None = None
             for i, item in enumerate(value):
-                new = self.value(item, depth + 1)
+                t = type(item)
+                if t is str:
+                    new = string(item, texts)
+                elif t in _SCALARS:
+                    continue
+                else:
+                    new = self.value(item, depth + 1, texts)
                 if new is not item:
                     if copied is None:
                         copied = list(value)
@@ -439,10 +652,21 @@ class _Redactor:
         dump = getattr(value, "model_dump", None)  # a pydantic object would be encoded as its fields
         if callable(dump):
             try:
-                return self.value(dump(), depth + 1)
+                return self.value(dump(), depth + 1, None)
             except Exception:
                 return self.secret_ph
         return value
+
+
+def _json_container(s: str) -> Any:
+    """The dict or list a string holds as JSON text, else None (cheap for the strings that are not)."""
+    if len(s) < 2 or s[0] not in "{[":
+        return None
+    try:
+        parsed = json.loads(s)
+    except ValueError:
+        return None
+    return parsed if isinstance(parsed, (dict, list)) else None
 
 
 def _kinds(kinds: str | Iterable[str]) -> frozenset[str]:
@@ -496,12 +720,7 @@ def redact(
     targets = tuple(fields)
 
     def redact_(record: Record) -> Record:
-        for key in targets:
-            value = record.get(key)
-            if value:
-                new = walker.value(value)
-                if new is not value:
-                    record[key] = new
+        walker.redact_fields(record, targets)
         return record
 
     return _named(redact_, "redact")
