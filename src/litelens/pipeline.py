@@ -189,8 +189,6 @@ _IP6_HINT = re.compile(r":[0-9A-Fa-f]{0,4}:")
 # letters after their prefix (checked with `in`). A character class lets the regex engine scan in C,
 # so most short strings ("assistant", "stop") and digit-free prose leave after one cheap search.
 _LOUD = re.compile(r"[0-9@:=_\-]")
-# What a span is made of besides digits; a span with fewer than 7 digits is no phone and no card.
-_SEPARATORS = str.maketrans("", "", " ().+-")
 _IP6 = re.compile(r"(?<![\w:.])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?:%[A-Za-z0-9]+)?(?![\w:])")
 
 
@@ -258,6 +256,7 @@ class _TextRedactor:
         # Nothing built in matches fewer characters ("1.1.1.1", "a@b.co"); user patterns may.
         self.min_len = 0 if patterns else 6
         self.gated = not patterns
+        self._spans: dict[str, str] = {}
 
     def __call__(self, s: str) -> str:
         if len(s) < self.min_len:
@@ -271,6 +270,10 @@ class _TextRedactor:
             and "AIza" not in s
         ):
             return s
+        return self.scan(s)
+
+    def scan(self, s: str) -> str:
+        """Every configured kind replaced in `s` (no short-cuts: the joined scan calls this directly)."""
         out = s
         for pattern, ph in self.patterns:
             out = pattern.sub(ph, out)
@@ -310,12 +313,11 @@ class _TextRedactor:
                 starts.append(i - 3)
             i = s.find("_", i + 1)
         for first, words in (("B", ("Bearer", "Basic")), ("A", ("AKIA", "AIza"))):
-            if first in s:
-                for word in words:
-                    i = s.find(word)
-                    while i != -1:
-                        starts.append(i)
-                        i = s.find(word, i + 1)
+            i = s.find(first)  # a capital is rarer than most letters: find it, then compare the word
+            while i != -1:
+                if s.startswith(words, i):
+                    starts.append(i)
+                i = s.find(first, i + 1)
         i = s.find("=")
         while i != -1:
             lo = max(i - _MAX_PARAM_NAME - 1, 0)
@@ -373,7 +375,7 @@ class _TextRedactor:
             if a < done:
                 continue
             # An IBAN starts with two capital letters right before its check digits.
-            if iban and a >= 2 and s[a - 2 : a].isupper() and s[a - 2 : a].isalpha():
+            if iban and a >= 2 and "A" <= s[a - 1] <= "Z" and "A" <= s[a - 2] <= "Z":
                 m = _IBAN.match(s, a - 2)
                 if m is not None and not (a >= 3 and s[a - 3].isalnum()):
                     cut = self._iban_cut(m.group(0))
@@ -402,24 +404,47 @@ class _TextRedactor:
         return 0
 
     def _in_span(self, text: str) -> str:
+        # Dates, amounts and the like recur from record to record: remember what each span became.
+        cached = self._spans.get(text)
+        if cached is not None:
+            return text if cached is _SAME else cached
+        out = self._span(text)
+        if len(self._spans) >= 4096:
+            self._spans.clear()
+        self._spans[text] = _SAME if out is text else out
+        return out
+
+    def _span(self, text: str) -> str:
         # Most spans in prose are dates, amounts, order and ticket numbers: tell them apart by counting
         # before running a regex. The counts bound every match inside the span, so skipping is exact.
         core = text.rstrip(" ")
-        digits = len(core.translate(_SEPARATORS))
-        dots = core.count(".")
         out = text
-        if self.ip and dots >= 3:
-            out = _IPV4.sub(lambda m: self.ph["ip"] if _ipv4_ok(m.group(0)) else m.group(0), out)
+        if self.ip and core.count(".") >= 3:
+            out = _IPV4.sub(self._ipv4_match, out)
+        digits = len(core) - sum(map(core.count, " ().+-"))
         if digits < 7:
             return text if out == text else out
-        if self.card and digits >= 13:
-            out = _CARD.sub(
-                lambda m: self.ph["card"] if luhn_ok(re.sub(r"[ \-]", "", m.group(0))) else m.group(0), out
-            )
+        if self.card and digits >= 13 and _CARD.search(out):
+            out = _CARD.sub(self._card_match, out)
         # A bare run of digits is no phone (see _PHONE), nor is a whole span that is a date or an amount.
-        if self.phone and not (core.isdigit() or _DATE.fullmatch(core) or _THOUSANDS.fullmatch(core)):
-            out = _PHONE.sub(lambda m: self.ph["phone"] if _phone_ok(m.group(0)) else m.group(0), out)
+        if (
+            self.phone
+            and not core.isdigit()
+            and _PHONE.search(out)
+            and not (_DATE.fullmatch(core) or _THOUSANDS.fullmatch(core))
+        ):
+            out = _PHONE.sub(self._phone_match, out)
         return text if out == text else out
+
+    def _ipv4_match(self, m: re.Match[str]) -> str:
+        return self.ph["ip"] if _ipv4_ok(m.group(0)) else m.group(0)
+
+    def _card_match(self, m: re.Match[str]) -> str:
+        found = m.group(0)
+        return self.ph["card"] if luhn_ok(found.replace(" ", "").replace("-", "")) else found
+
+    def _phone_match(self, m: re.Match[str]) -> str:
+        return self.ph["phone"] if _phone_ok(m.group(0)) else m.group(0)
 
     def _ip6(self, match: re.Match[str]) -> str:
         found = match.group(0)
@@ -464,6 +489,8 @@ class _Redactor:
         # system prompts and the conversation so far, which every call of a chat sends again.
         self._cache: dict[str, str] = {}
         self._cache_chars = 0
+        self._clean: dict[str, None] = {}
+        self._clean_chars = 0
 
     def _is_secret_key(self, key: str) -> bool:
         known = self._key_cache.get(key)
@@ -496,13 +523,15 @@ class _Redactor:
             if leaves:
                 joined = _SEP.join(leaves)
                 if joined.count(_SEP) == len(leaves) - 1:
-                    out = self.text(joined)
+                    out = self.text.scan(joined)
                     if out is joined:
                         texts = {}
+                        self._remember_clean(leaves)
                     else:
                         parts = out.split(_SEP)
                         if len(parts) == len(leaves):
                             texts = {old: new for old, new in zip(leaves, parts, strict=True) if new != old}
+                            self._remember_clean([old for old in leaves if old not in texts])
             else:
                 texts = {}
             if texts == {} and not flagged:
@@ -514,6 +543,20 @@ class _Redactor:
                 if new is not value:
                     record[field] = new
 
+    def _remember_clean(self, leaves: list[str]) -> None:
+        """Strings found to hold nothing to redact are skipped when they come again: a chat sends its
+        system prompt and the whole conversation so far with every call."""
+        clean = self._clean
+        for leaf in leaves:
+            size = len(leaf)
+            if size > _CACHE_MAX_STRING:
+                continue
+            if self._clean_chars + size > _CACHE_MAX_CHARS:  # full: start over rather than track age
+                clean.clear()
+                self._clean_chars = 0
+            clean[leaf] = None
+            self._clean_chars += size
+
     def collect(self, value: Any, leaves: list[str], depth: int) -> bool:
         """Append the strings `value` holds (those inside JSON text too) to `leaves`. True when the value
         needs the walk whatever its text says: a secret-named key, too deep, an object to dump."""
@@ -522,10 +565,14 @@ class _Redactor:
             return self._collect_string(value, leaves, depth)
         if kind in _SCALARS:
             return False
-        if depth > _MAX_DEPTH or isinstance(value, str):
+        if depth > _MAX_DEPTH:
             return True
         flagged = False
-        if kind is dict or isinstance(value, Mapping):
+        min_len = self.min_len
+        clean = self._clean
+        # Exact types first: an isinstance() against an ABC costs more than the rest of a node.
+        is_list = kind is list or kind is tuple
+        if not is_list and (kind is dict or isinstance(value, Mapping)):
             cache = self._key_cache
             secret_keys = self.secret_keys
             for key, item in value.items():
@@ -538,7 +585,7 @@ class _Redactor:
                         continue
                 t = type(item)
                 if t is str:
-                    if len(item) >= self.min_len:
+                    if len(item) >= min_len and item not in clean:
                         if item[0] in "{[":
                             flagged |= self._collect_string(item, leaves, depth + 1)
                         else:
@@ -546,11 +593,11 @@ class _Redactor:
                 elif t not in _SCALARS:
                     flagged |= self.collect(item, leaves, depth + 1)
             return flagged
-        if kind is list or isinstance(value, (list, tuple)):
+        if is_list or isinstance(value, (list, tuple)):
             for item in value:
                 t = type(item)
                 if t is str:
-                    if len(item) >= self.min_len:
+                    if len(item) >= min_len and item not in clean:
                         if item[0] in "{[":
                             flagged |= self._collect_string(item, leaves, depth + 1)
                         else:
@@ -558,7 +605,7 @@ class _Redactor:
                 elif t not in _SCALARS:
                     flagged |= self.collect(item, leaves, depth + 1)
             return flagged
-        return callable(getattr(value, "model_dump", None))
+        return isinstance(value, str) or callable(getattr(value, "model_dump", None))
 
     def _collect_string(self, s: str, leaves: list[str], depth: int) -> bool:
         if len(s) < self.min_len:
@@ -612,7 +659,8 @@ class _Redactor:
         # The loops below handle string and scalar leaves inline: most nodes of a record are leaves,
         # and a call per leaf is a large part of the walk's cost.
         string = self.string
-        if kind is dict or isinstance(value, Mapping):
+        is_list = kind is list or kind is tuple
+        if not is_list and (kind is dict or isinstance(value, Mapping)):
             out: dict[Any, Any] | None = None
             cache = self._key_cache
             secret_keys = self.secret_keys
@@ -634,7 +682,7 @@ class _Redactor:
                         out = dict(value)
                     out[key] = new
             return value if out is None else out
-        if kind is list or isinstance(value, (list, tuple)):
+        if is_list or isinstance(value, (list, tuple)):
             copied: list[Any] | None = None
             for i, item in enumerate(value):
                 t = type(item)
