@@ -192,3 +192,28 @@ def test_planted_data_is_gone_from_every_exported_span(
     assert "[EMAIL]" in text and "[CARD]" in text
     ok_record = next(r for r in stored[:2] if r["status"] == "ok")
     assert ok_record["usage"]["output_tokens"] == 8 and ok_record["request_model"] == "gpt-4o-mini"
+
+
+def test_docs_examples_run(
+    sqlite_server: ServerProcess, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """docs/otel.md's code, with the server and the stock exporter's backend both a real `litelens serve`."""
+    import re
+
+    pytest.importorskip("opentelemetry.exporter.otlp.proto.http")
+    monkeypatch.setenv("LITELENS_ENDPOINT", sqlite_server.url)
+    monkeypatch.setenv("LITELENS_API_KEY", sqlite_server.key)
+    monkeypatch.setenv("LITELENS_SPOOL_DIR", str(tmp_path / "spool"))
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", f"{sqlite_server.url}/v1/traces")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_HEADERS", f"authorization=Bearer%20{sqlite_server.key}")
+    text = (Path(__file__).resolve().parents[1] / "docs" / "otel.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, re.S)
+    assert len(blocks) >= 3
+    for block in blocks:
+        exec(compile(block, "docs/otel.md", "exec"), {"__name__": "docs_otel"})
+    calls = stored_calls(sqlite_server, 2)
+    assert len(calls) == 2  # one through LiteLensSpanExporter, one through the stock OTLP exporter
+    client = sqlite_server.client()
+    stored = json.dumps([client.get_json(f"/api/calls/{c['call_id']}") for c in calls])
+    assert "[EMAIL]" in stored and "[PHONE]" in stored
+    assert "ann@example.com" not in stored and "415 555 2671" not in stored
