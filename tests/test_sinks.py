@@ -30,26 +30,16 @@ from litelens.sinks import CallableSink, ConsoleSink, FanOut, HttpSink, JsonlSin
 from litelens.testing import FakeProvider, Receiver
 from litelens.transport import Transport
 from server_helpers import ServerProcess
+from test_pipeline import PLANTED as PLANTED_BY_KIND
+from test_pipeline import planted_record
 
 KEY = "sk-test-PROVIDERKEY-0123456789abcdef"
 
-# Planted in messages, content parts, tool arguments and definitions, metadata, the URL and the error.
+# test_pipeline's planted record gives the messages (content, content parts, a URL, tool-call arguments)
+# and the metadata; a tool result, a tool definition, the URL path and the error message add more.
 PLANTED = [
-    "alice.smith@mail.example.co.uk",
-    "+1 415 555 2671",
-    "4111 1111 1111 1111",
-    "192.168.17.42",
-    "zzzSECRETzzz123",
-    "bob@corp.io",
-    "5500-0055-5555-5559",
-    "hunter2-password",
-    "sk-proj-Abc123def456ghi789",
-    "abc.def.ghijklmnopq",
-    "dave@example.org",
-    "+442079460958",
-    "2001:db8::8a2e:370:7334",
+    *(value for values in PLANTED_BY_KIND.values() for value in values),
     "carol@example.com",
-    "DE89 3704 0044 0532 0130 00",
     "erin@example.net",
     "4111-1111-1111-1111",
     KEY,
@@ -58,44 +48,11 @@ PLANTED = [
 
 def planted_calls(provider: FakeProvider) -> None:
     """One successful chat call and one failed call, both full of personal data and secrets."""
+    record = planted_record()
     litellm.completion(
         model="openai/gpt-4o-mini",
         messages=[
-            {"role": "system", "content": "Support agent. Customer IBAN DE89 3704 0044 0532 0130 00."},
-            {
-                "role": "user",
-                "content": [
-                    {
-                        "type": "text",
-                        "text": "I'm alice.smith@mail.example.co.uk, +1 415 555 2671, "
-                        "card 4111 1111 1111 1111, from 192.168.17.42",
-                    },
-                    {
-                        "type": "image_url",
-                        "image_url": {"url": "https://img.example.com/r.png?token=zzzSECRETzzz123"},
-                    },
-                ],
-            },
-            {
-                "role": "assistant",
-                "content": None,
-                "tool_calls": [
-                    {
-                        "id": "call_1",
-                        "type": "function",
-                        "function": {
-                            "name": "refund",
-                            "arguments": json.dumps(
-                                {
-                                    "email": "bob@corp.io",
-                                    "card": "5500-0055-5555-5559",
-                                    "password": "hunter2-password",
-                                }
-                            ),
-                        },
-                    }
-                ],
-            },
+            *record["request"]["messages"],
             {
                 "role": "tool",
                 "tool_call_id": "call_1",
@@ -109,12 +66,7 @@ def planted_calls(provider: FakeProvider) -> None:
                 "function": {"name": "refund", "description": "copy to carol@example.com", "parameters": {}},
             }
         ],
-        metadata={
-            "customer": {"email": "dave@example.org", "phone": "+442079460958"},
-            "callback": "https://hooks.example.com/x?api_key=zzzSECRETzzz123&ok=1",
-            "client_ip": "2001:db8::8a2e:370:7334",
-            "tier": "gold",
-        },
+        metadata=record["metadata"],
         api_base=provider.url,
         api_key=KEY,
     )
@@ -145,10 +97,11 @@ def check_records(records: list[dict[str, Any]], where: str) -> None:
     assert ok["cost_usd"] and ok["cost_usd"] > 0, where
     assert ok["metadata"]["tier"] == "gold" and ok["metadata"]["customer"]["email"] == "[EMAIL]", where
     messages = ok["request"]["messages"]
-    assert messages[0]["content"] == "Support agent. Customer IBAN [IBAN].", where
-    assert messages[1]["content"][0]["text"] == "I'm [EMAIL], [PHONE], card [CARD], from [IP]", where
-    args = json.loads(messages[2]["tool_calls"][0]["function"]["arguments"])
-    assert args == {"email": "[EMAIL]", "card": "[CARD]", "password": "[SECRET]"}, where
+    assert messages[0]["content"] == "You are a support agent for order 1234567890123456.", where
+    assert messages[1]["content"] == "I'm Alice ([EMAIL], [PHONE]). Refund to [IBAN] or card [CARD] please."
+    assert messages[2]["content"][0]["text"] == "Also reachable at [PHONE] from [IP].", where
+    args = json.loads(messages[3]["tool_calls"][0]["function"]["arguments"])
+    assert args == {"email": "[EMAIL]", "card": "[CARD]", "amount": 129.5, "password": "[SECRET]"}, where
     assert ok["response"]["choices"][0]["finish_reason"] == "stop", where
     assert err["error"]["type"] == "NotFoundError" and err["error"]["status_code"] == 404, where
     assert "/u/[EMAIL]/[CARD]/chat/completions" in err["error"]["message"], where

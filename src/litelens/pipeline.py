@@ -567,45 +567,43 @@ class _Redactor:
             return False
         if depth > _MAX_DEPTH:
             return True
-        flagged = False
-        min_len = self.min_len
-        clean = self._clean
         # Exact types first: an isinstance() against an ABC costs more than the rest of a node.
         is_list = kind is list or kind is tuple
         if not is_list and (kind is dict or isinstance(value, Mapping)):
+            if not self.secret_keys:
+                return self._collect_items(value.values(), leaves, depth)
+            flagged = False
+            items: list[Any] = []
             cache = self._key_cache
-            secret_keys = self.secret_keys
             for key, item in value.items():
-                if secret_keys and item:
+                if item:
                     secret = cache.get(key)
                     if secret is None:
                         secret = isinstance(key, str) and self._is_secret_key(key)
                     if secret:
                         flagged = True
                         continue
-                t = type(item)
-                if t is str:
-                    if len(item) >= min_len and item not in clean:
-                        if item[0] in "{[":
-                            flagged |= self._collect_string(item, leaves, depth + 1)
-                        else:
-                            leaves.append(item)
-                elif t not in _SCALARS:
-                    flagged |= self.collect(item, leaves, depth + 1)
-            return flagged
+                items.append(item)
+            return self._collect_items(items, leaves, depth) or flagged
         if is_list or isinstance(value, (list, tuple)):
-            for item in value:
-                t = type(item)
-                if t is str:
-                    if len(item) >= min_len and item not in clean:
-                        if item[0] in "{[":
-                            flagged |= self._collect_string(item, leaves, depth + 1)
-                        else:
-                            leaves.append(item)
-                elif t not in _SCALARS:
-                    flagged |= self.collect(item, leaves, depth + 1)
-            return flagged
+            return self._collect_items(value, leaves, depth)
         return isinstance(value, str) or callable(getattr(value, "model_dump", None))
+
+    def _collect_items(self, items: Iterable[Any], leaves: list[str], depth: int) -> bool:
+        flagged = False
+        min_len = self.min_len
+        clean = self._clean
+        for item in items:
+            t = type(item)
+            if t is str:
+                if len(item) >= min_len and item not in clean:
+                    if item[0] in "{[":
+                        flagged |= self._collect_string(item, leaves, depth + 1)
+                    else:
+                        leaves.append(item)
+            elif t not in _SCALARS:
+                flagged |= self.collect(item, leaves, depth + 1)
+        return flagged
 
     def _collect_string(self, s: str, leaves: list[str], depth: int) -> bool:
         if len(s) < self.min_len:
