@@ -315,7 +315,8 @@ def test_sampling_keeps_the_rate_whole_traces_and_every_error() -> None:
         sample(1.5)
 
 
-def test_a_processor_raising_on_every_third_record_costs_only_those(caplog: pytest.LogCaptureFixture) -> None:
+def every_third_raises() -> Any:
+    """A processor with a bug that shows on every third record it sees."""
     seen = {"n": 0}
 
     def flaky(record: dict[str, Any]) -> dict[str, Any]:
@@ -323,6 +324,12 @@ def test_a_processor_raising_on_every_third_record_costs_only_those(caplog: pyte
         if seen["n"] % 3 == 0:
             raise RuntimeError("processor bug")
         return record
+
+    return flaky
+
+
+def test_a_processor_raising_on_every_third_record_costs_only_those(caplog: pytest.LogCaptureFixture) -> None:
+    flaky = every_third_raises()
 
     pipe = Pipeline([flaky, enrich({"environment": "prod"})])
     with caplog.at_level(logging.WARNING, logger="litelens"):
@@ -338,13 +345,7 @@ def test_a_processor_raising_on_every_third_record_costs_only_those(caplog: pyte
 
 
 def test_a_failing_processor_through_the_callback(receiver: Receiver, make_callback: Any) -> None:
-    seen = {"n": 0}
-
-    def flaky(record: dict[str, Any]) -> dict[str, Any]:
-        seen["n"] += 1
-        if seen["n"] % 3 == 0:
-            raise RuntimeError("processor bug")
-        return record
+    flaky = every_third_raises()
 
     callback = make_callback(processors=[flaky, drop_if(lambda r: r["call_id"] == "drop-me")])
     for i in range(9):

@@ -31,7 +31,7 @@ from litelens.testing import FakeProvider, Receiver
 from litelens.transport import Transport
 from server_helpers import ServerProcess
 from test_pipeline import PLANTED as PLANTED_BY_KIND
-from test_pipeline import planted_record
+from test_pipeline import every_third_raises, planted_record
 
 KEY = "sk-test-PROVIDERKEY-0123456789abcdef"
 
@@ -218,13 +218,7 @@ def test_a_sink_blocked_for_10s_delays_neither_the_caller_nor_the_other_sinks(
 def test_a_raising_sink_and_a_raising_processor_cost_only_their_own_records(
     make_callback: Callable[..., Callback], receiver: Receiver
 ) -> None:
-    seen = {"n": 0}
-
-    def flaky(record: dict[str, Any]) -> dict[str, Any]:
-        seen["n"] += 1
-        if seen["n"] % 3 == 0:
-            raise RuntimeError("processor bug")
-        return record
+    flaky = every_third_raises()
 
     def broken(batch: list[dict[str, Any]]) -> None:
         raise ValueError("sink bug")

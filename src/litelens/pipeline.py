@@ -193,9 +193,12 @@ _IP6 = re.compile(r"(?<![\w:.])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?:%[A-
 
 
 # Where a match of `record.SECRET_TEXT` can start (keep in step with it; a test checks every shape):
-# two letters before a "-" or "_", "xox?-", "gh?_", the words Bearer, Basic, AKIA, AIza, and URL names.
-_DASH_PREFIXES = frozenset({"sk", "rk", "pk"})
-_UNDERSCORE_PREFIXES = frozenset({"hf", "ll"})
+# (mark, ((characters before the mark, the two letters found there), ...)) -- sk-, rk-, pk-, xox?-,
+# hf_, ll_, gh?_ -- plus the words Bearer, Basic, AKIA, AIza, and the names of URL parameters.
+_SECRET_MARKS = (
+    ("-", ((2, frozenset({"sk", "rk", "pk"})), (4, frozenset({"xo"})))),
+    ("_", ((2, frozenset({"hf", "ll"})), (3, frozenset({"gh"})))),
+)
 # The longest parameter name SECRET_TEXT knows in URL queries ("access_token").
 _MAX_PARAM_NAME = 12
 
@@ -298,20 +301,14 @@ class _TextRedactor:
         like `sub`, so the result is the same.
         """
         starts: list[int] = []
-        i = s.find("-")
-        while i != -1:
-            if i >= 2 and s[i - 2 : i] in _DASH_PREFIXES:
-                starts.append(i - 2)
-            elif i >= 4 and s[i - 4 : i - 1] == "xox":
-                starts.append(i - 4)
-            i = s.find("-", i + 1)
-        i = s.find("_")
-        while i != -1:
-            if i >= 2 and s[i - 2 : i] in _UNDERSCORE_PREFIXES:
-                starts.append(i - 2)
-            elif i >= 3 and s[i - 3 : i - 1] == "gh":
-                starts.append(i - 3)
-            i = s.find("_", i + 1)
+        for mark, rules in _SECRET_MARKS:
+            i = s.find(mark)
+            while i != -1:
+                for back, prefixes in rules:
+                    if i >= back and s[i - back : i - back + 2] in prefixes:
+                        starts.append(i - back)
+                        break
+                i = s.find(mark, i + 1)
         for first, words in (("B", ("Bearer", "Basic")), ("A", ("AKIA", "AIza"))):
             i = s.find(first)  # a capital is rarer than most letters: find it, then compare the word
             while i != -1:
