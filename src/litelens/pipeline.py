@@ -512,11 +512,15 @@ class _Redactor:
         leaves: list[str] = []
         flagged = False
         texts: dict[str, str] | None = None
+        # Per field: where its strings end in `leaves`, and whether it must be walked anyway.
+        spans: list[tuple[str, int, bool]] = []
         if self.joined:
             for field in fields:
                 value = record.get(field)
                 if value:
-                    flagged |= self.collect(value, leaves, 0)
+                    needs_walk = self.collect(value, leaves, 0)
+                    flagged |= needs_walk
+                    spans.append((field, len(leaves), needs_walk))
             if leaves:
                 joined = _SEP.join(leaves)
                 if joined.count(_SEP) == len(leaves) - 1:
@@ -533,6 +537,13 @@ class _Redactor:
                 texts = {}
             if texts == {} and not flagged:
                 return
+            if texts is not None:  # walk only the fields that hold a changed string or need the walk
+                start, chosen = 0, []
+                for field, end, needs_walk in spans:
+                    if needs_walk or any(leaf in texts for leaf in leaves[start:end]):
+                        chosen.append(field)
+                    start = end
+                fields = tuple(chosen)
         for field in fields:
             value = record.get(field)
             if value:
