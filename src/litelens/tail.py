@@ -45,17 +45,24 @@ def follow_jsonl(
     file. Keeping the file open also keeps its inode from being reused by the next live file, which
     would otherwise look like the same file.
     """
-    # Not a generator itself: where "now" is gets fixed when this is called, not at the first next().
+    # Not a generator itself: the live file is opened (and "now" fixed) when this is called, not at the
+    # first next(); and opened before the rotated files are listed, so no rotation falls in between.
     live = expand(path)
-    rotated = rotated_files(live)
-    existing = None if from_start else _ident(live)  # "from now on" skips what this file holds already
-    return _follow(live, rotated, existing, from_start, poll_s, stop)
+    while True:
+        current = _open(live)
+        rotated = rotated_files(live)
+        if current is None or _ident(live) == _fd_ident(current):
+            break
+        current.close()  # rotated while we listed: again
+    if current is not None and not from_start:
+        current.seek(0, os.SEEK_END)  # "from now on": what the file holds already is not printed
+    return _follow(live, rotated, current, from_start, poll_s, stop)
 
 
 def _follow(
     live: Path,
     rotated: list[Path],
-    existing: tuple[int, int] | None,
+    current: IO[bytes] | None,
     from_start: bool,
     poll_s: float,
     stop: Callable[[], bool],
@@ -65,7 +72,6 @@ def _follow(
         known.add(_base(file))
         if from_start:
             yield from _records(_lines(_read_all(file))[0])
-    current: IO[bytes] | None = None
     pending = b""
     while not stop():
         if current is None:
@@ -81,9 +87,7 @@ def _follow(
             if opened is None:
                 time.sleep(poll_s)
                 continue
-            if existing is not None and _fd_ident(opened) == existing:
-                opened.seek(0, os.SEEK_END)
-            current, existing, pending = opened, None, b""
+            current, pending = opened, b""
         chunk = current.read()
         if chunk:
             data, pending = _lines(pending + chunk)
