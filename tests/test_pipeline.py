@@ -21,6 +21,8 @@ from litelens import pipeline as pl
 from litelens import record as rec
 from litelens.config import Settings
 from litelens.pipeline import Pipeline, drop_content, drop_if, enrich, keep_if, redact, sample, truncate
+from litelens.redaction.text import TextRedactor
+from litelens.redaction.walk import Redactor
 from litelens.testing import FakeProvider, Receiver
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -522,7 +524,7 @@ values = st.recursive(
 
 
 def _walker() -> Any:
-    return pl._Redactor(pl._TextRedactor(frozenset(pl.KINDS), [], "[{kind}]"), secret_keys=True)
+    return Redactor(TextRedactor(frozenset(pl.KINDS), [], "[{kind}]"), secret_keys=True)
 
 
 @settings(max_examples=400, deadline=None)
@@ -542,7 +544,7 @@ def test_the_joined_scan_agrees_with_the_string_by_string_scan(fields: dict[str,
 @settings(max_examples=600, deadline=None)
 @given(texts)
 def test_the_credential_starts_agree_with_the_regex(text: str) -> None:
-    redactor = pl._TextRedactor(frozenset({"secret"}), [], "[{kind}]")
+    redactor = TextRedactor(frozenset({"secret"}), [], "[{kind}]")
     assert redactor._secrets(text) == rec.SECRET_TEXT.sub(redactor._secret, text)
 
 
