@@ -399,3 +399,26 @@ def test_counter_names_are_unique_per_sink(tmp_path: Path) -> None:
     assert fan.flush(5)
     assert Counter(k.split(".")[0] for k in fan.stats()) == {"jsonl": 6, "jsonl#2": 6}
     fan.shutdown(2)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_worker_writes_its_own_file(tmp_path: Path) -> None:
+    """A proxy's workers fork after litelens loaded: with `{pid}`, each writes a file of its own."""
+    sink = JsonlSink(str(tmp_path / "calls-{pid}.jsonl"))
+    sink.submit('{"call_id": "parent-1"}')
+    assert sink.flush(5)
+    pid = os.fork()
+    if pid == 0:  # the child: write one record, flush, leave without running the parent's exit hooks
+        code = 1
+        try:
+            sink.submit('{"call_id": "child-1"}')
+            code = 0 if sink.flush(5) else 1
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    sink.submit('{"call_id": "parent-2"}')
+    assert sink.shutdown(5)
+    mine = [r["call_id"] for r in read_records(tmp_path / f"calls-{os.getpid()}.jsonl")]
+    theirs = [r["call_id"] for r in read_records(tmp_path / f"calls-{pid}.jsonl")]
+    assert mine == ["parent-1", "parent-2"] and theirs == ["child-1"]

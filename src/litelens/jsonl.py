@@ -34,6 +34,7 @@ from typing import IO, Any
 __all__ = ["JsonlWriter", "read_lines", "read_records", "rotated_files"]
 
 _TMP = ".tmp-"
+_ABANDONED: list[IO[bytes]] = []  # files a forked child inherited from its parent writer
 
 
 def expand(path: str | os.PathLike[str]) -> Path:
@@ -110,6 +111,8 @@ class JsonlWriter:
         gzip: bool = True,
         fsync: bool = False,
     ) -> None:
+        self._template = os.fspath(path)
+        self._pid = os.getpid()
         self.path = expand(path)
         self.max_bytes = max_bytes
         self.max_age_s = max_age_s
@@ -124,6 +127,8 @@ class JsonlWriter:
 
     def write(self, lines: list[bytes]) -> None:
         """Append `lines` (each without its newline), rotating first whenever a limit would be passed."""
+        if self._pid != os.getpid():
+            self._after_fork()
         if self._due_by_age():
             self.rotate()
         for line in lines:
@@ -217,6 +222,17 @@ class JsonlWriter:
             elif self.gzip:
                 with contextlib.suppress(OSError):
                     self._compress(file)
+
+    def _after_fork(self) -> None:
+        # A forked child (a proxy's worker) must not write into its parent's file: `{pid}` now names
+        # its own. The inherited handle is dropped unflushed: what it buffered is the parent's to write.
+        self._pid = os.getpid()
+        if self._file is not None:
+            _ABANDONED.append(self._file)  # kept, so that no finaliser closes (and flushes) it here
+        self._file = None
+        self._size = 0
+        self.path = expand(self._template)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
 
     def close(self) -> None:
         if self._file is not None:
