@@ -97,6 +97,7 @@ class BackgroundQueue:
         self._warned: set[str] = set()
         self._markers = 0
         self._busy = 0  # items taken off the queue and not yet handled
+        self._idle = True  # the thread waits (or has not started): a submit must wake it
         self.counts = {"submitted": 0, "handled": 0, "dropped": 0, "failed": 0}
 
     # -- the caller's side ---------------------------------------------------------------------------
@@ -115,7 +116,8 @@ class BackgroundQueue:
                         self._start_locked()
                     full = None
             if full is None:
-                self._wake.set()
+                if self._idle:  # waking a busy thread costs the caller a lock for nothing
+                    self._wake.set()
                 return True
             if full:
                 self._warn_once(
@@ -183,10 +185,14 @@ class BackgroundQueue:
                 if self._stopping and not self._queue:
                     break
                 if not batch and not markers:
+                    # Order matters: say we are idle, then look at the queue, then wait. A submit that
+                    # saw us busy appended before we looked; one that saw us idle sets the event.
                     self._wake.clear()
+                    self._idle = True
                     idle = not self._queue and not self._stopping
                     if idle and not self._wake.wait(self._tick_s) and self._tick is not None:
                         self._guarded(self._tick, "tick")
+                    self._idle = False
         finally:
             if self._close is not None:
                 self._guarded(self._close, "close")
