@@ -23,6 +23,7 @@ import pytest
 
 import litelens
 from litelens.callback import Callback, unregister
+from litelens.config import Settings
 from litelens.dispatch import Dispatcher
 from litelens.jsonl import JsonlWriter, read_records, rotated_files
 from litelens.pipeline import redact
@@ -422,3 +423,12 @@ def test_a_forked_worker_writes_its_own_file(tmp_path: Path) -> None:
     mine = [r["call_id"] for r in read_records(tmp_path / f"calls-{os.getpid()}.jsonl")]
     theirs = [r["call_id"] for r in read_records(tmp_path / f"calls-{pid}.jsonl")]
     assert mine == ["parent-1", "parent-2"] and theirs == ["child-1"]
+
+
+def test_a_second_server_gets_a_spool_of_its_own(tmp_path: Path) -> None:
+    settings = Settings.from_env({}, spool_dir=str(tmp_path / "spool"))
+    default, other = from_spec("http", settings), from_spec("http:http://10.0.0.9:4318", settings)
+    assert isinstance(default, HttpSink) and isinstance(other, HttpSink)
+    assert default.transport.config.spool_dir == str(tmp_path / "spool")
+    assert other.transport.config.endpoint == "http://10.0.0.9:4318"
+    assert other.transport.config.spool_dir not in (None, default.transport.config.spool_dir)

@@ -18,6 +18,7 @@ Standard library only: this module is part of the zero-dependency core.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import importlib
 import json
 import sys
@@ -342,7 +343,11 @@ def from_spec(spec: str, settings: Settings | None = None) -> Sink:
     kind = kind.strip().lower()
     settings = settings or Settings.from_env()
     if kind == "http":
-        return HttpSink(settings=settings if not arg else _replace(settings, endpoint=arg))
+        if not arg:
+            return HttpSink(settings=settings)
+        # A spool of its own: a spooled batch is re-sent by whichever transport claims it first.
+        spool = settings.spool_dir and f"{settings.spool_dir}-{hashlib.sha1(arg.encode()).hexdigest()[:8]}"
+        return HttpSink(settings=_replace(settings, endpoint=arg, spool_dir=spool or None))
     if kind == "jsonl" and arg:
         return JsonlSink(arg)
     if kind == "console" and not arg:
