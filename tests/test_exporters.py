@@ -217,3 +217,23 @@ def test_docs_examples_run(
     stored = json.dumps([client.get_json(f"/api/calls/{c['call_id']}") for c in calls])
     assert "[EMAIL]" in stored and "[PHONE]" in stored
     assert "ann@example.com" not in stored and "415 555 2671" not in stored
+
+
+def test_a_failing_redactor_leaks_nothing_onto_the_span(
+    provider: FakeProvider, tmp_path: Path, instrument: Any
+) -> None:
+    def broken(record: dict[str, Any]) -> dict[str, Any]:
+        raise RuntimeError("redactor bug")
+
+    file_exporter = JsonlSpanExporter(tmp_path / "spans.jsonl")
+    tracer_provider = instrument(file_exporter, capture_content=True, processors=[broken])
+    planted_calls(provider)
+    assert tracer_provider.force_flush(10_000)
+    spans = list(read_records(tmp_path / "spans.jsonl"))
+    assert len(spans) == 2
+    text = json.dumps(spans)
+    assert [value for value in PLANTED if value in text] == []
+    err = next(s for s in spans if s["status"]["status_code"] == "ERROR")
+    assert err["attributes"]["error.type"] == "NotFoundError"  # the numbers and types stay
+    ok = next(s for s in spans if s["status"]["status_code"] == "UNSET")
+    assert ok["attributes"]["gen_ai.usage.output_tokens"] == 8

@@ -138,7 +138,8 @@ class Engine:
             record = endpoints.request_record(
                 endpoint, arguments, call_id, self.providers, self.capture_content
             )
-            attributes = semconv.record_to_attributes(record, capture_content=False)
+            # Free text waits for the processors: what a span starts with, a processor cannot take back.
+            attributes = semconv.record_to_attributes(_unvetted(record, self), capture_content=False)
             span = self.tracer.start_span(
                 semconv.span_name(record), kind=SpanKind.CLIENT, attributes=attributes
             )
@@ -223,7 +224,7 @@ class Call:
             endpoints.finish_times(record, ended - self.started, ttft_s)
             processed = self._processed(record)
             if processed is None:
-                attributes = semconv.record_to_attributes(record, capture_content=False)
+                attributes = semconv.record_to_attributes(_unvetted(record, engine), capture_content=False)
             else:
                 attributes = semconv.record_to_attributes(processed, capture_content=engine.capture_content)
             if extra:
@@ -287,6 +288,21 @@ class Call:
             self.span.end()
         except Exception:
             self.engine.failed("ending a span")
+
+
+def _unvetted(record: Record, engine: Engine) -> Record:
+    """What of a record may go on a span when its processors dropped it or failed on it.
+
+    Without processors, the whole record (its content aside). With them, the free-text fields they
+    were there to vet -- metadata, the error message, the API base URL -- stay off: a processor that
+    failed may have been the redactor.
+    """
+    if not engine.processors:
+        return record
+    error = record.get("error")
+    if isinstance(error, Mapping):
+        error = {k: v for k, v in error.items() if k in ("type", "status_code", "code", "provider")}
+    return {**record, "metadata": None, "api_base": None, "error": error}
 
 
 def _positional_names(function: Callable[..., Any]) -> tuple[str, ...]:
