@@ -1,6 +1,6 @@
 """CPU per record of the default redaction + sampling chain, against baselines in the same run.
 
-    python bench/pipeline.py [--records 2000] [--rounds 7]
+    python bench/pipeline.py [--records 2000] [--rounds 7] [--before REF]
 
 Records are ~2 KB realistic chat calls (system prompt, a user turn with dates, amounts and order
 numbers, a tool call with JSON arguments, an answer, metadata); one in four carries planted personal
@@ -13,18 +13,28 @@ CPU microseconds per record (process time), the median over interleaved rounds. 
 - redact:         redact() with every kind
 - redact+sample1: sample(1.0) then redact() -- every record redacted: the worst case of the default chain
 - sample0.1+redact: sample(0.1) then redact(), as LITELENS_SAMPLE_RATE=0.1 LITELENS_REDACT=all builds it
+- before:redact...: the same chains with `litelens/pipeline.py` as it is at git REF (default `main`),
+                    loaded from git into this process, so "before" and "after" share one run
+
+Every round processes records it has not seen (each round gets its own), so a redactor that remembers
+strings it has already seen gains only from what real records repeat: roles, tool names, ids. A last
+line measures chat records, where each call resends the conversation so far.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import random
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
@@ -97,6 +107,43 @@ def make_record(i: int, rng: random.Random) -> dict[str, Any]:
     }
 
 
+def make_chat(n: int, turns: int, rng: random.Random) -> list[dict[str, Any]]:
+    """Records of `n` conversations of `turns` calls each: every call sends the whole conversation so
+    far again, as chat clients do, so most of each record's text was in the record before it."""
+    out: list[dict[str, Any]] = []
+    for c in range(n):
+        first = make_record(c, rng)
+        history = list(first["request"]["messages"][:2])
+        for t in range(turns):
+            record = make_record(c * turns + t, rng)
+            record["request"]["messages"] = [*history, {"role": "user", "content": _sentence(rng, 30)}]
+            answer = record["response"]["choices"][0]["message"]
+            history = [*record["request"]["messages"], answer]
+            out.append(record)
+    return out
+
+
+def load_before(ref: str) -> ModuleType | None:
+    """`litelens.pipeline` as it is at git `ref`, as a separate module; None without git or that ref."""
+    root = Path(__file__).resolve().parents[1]
+    try:
+        source = subprocess.run(
+            ["git", "-C", str(root), "show", f"{ref}:src/litelens/pipeline.py"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    path = Path(tempfile.mkdtemp()) / "pipeline_before.py"
+    path.write_text(source)
+    spec = importlib.util.spec_from_file_location("pipeline_before", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def run(chain: Callable[[dict[str, Any]], Any], records: list[dict[str, Any]]) -> float:
     start = time.process_time()
     for record in records:
@@ -108,9 +155,11 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--records", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--before", default="main", help="git ref of the 'before' pipeline ('' to skip)")
     args = parser.parse_args()
     rng = random.Random(7)
-    records = [make_record(i, rng) for i in range(args.records)]
+    batches = [[make_record(i, rng) for i in range(args.records)] for _ in range(args.rounds)]
+    records = batches[0]
     sizes = [len(json.dumps(r)) for r in records]
     print(f"{len(records)} records, {statistics.mean(sizes):.0f} bytes each on average (JSON)")
 
@@ -119,23 +168,49 @@ def main() -> None:
         "noop": Pipeline([lambda r: r]),
         "json.dumps": json.dumps,
         "redact": Pipeline([red]),
-        "redact+sample1": Pipeline([sample(1.0), red]),
+        "redact+sample1": Pipeline([sample(1.0), redact()]),  # its own: no strings remembered from "redact"
         "sample0.1+redact": Pipeline(from_env({"LITELENS_SAMPLE_RATE": "0.1", "LITELENS_REDACT": "all"})),
     }
+    before = load_before(args.before) if args.before else None
+    if before is not None:
+        old = before.redact()
+        chains[f"before:redact ({args.before})"] = before.Pipeline([old])
+        chains[f"before:redact+sample1 ({args.before})"] = before.Pipeline([before.sample(1.0), old])
     # The redaction must have found what was planted, or the figure means nothing.
-    out = red(dict(records[0]))
+    out = redact()(dict(records[0]))
     assert "jane.doe@example.com" not in json.dumps(out) and "[CARD]" in json.dumps(out)
 
     results: dict[str, list[float]] = {name: [] for name in chains}
-    for _ in range(args.rounds):
+    for batch in batches:
         for name, chain in chains.items():
-            results[name].append(run(chain, records))
+            results[name].append(run(chain, batch))
     base = statistics.median(results["noop"])
     dumps = statistics.median(results["json.dumps"])
-    print(f"{'chain':<18} {'CPU µs/record':>14} {'- noop':>8} {'x json.dumps':>13}")
+    print(f"{'chain':<30} {'CPU µs/record':>14} {'- noop':>8} {'x json.dumps':>13}")
     for name, values in results.items():
         med = statistics.median(values)
-        print(f"{name:<18} {med:>14.1f} {med - base:>8.1f} {med / dumps:>13.2f}")
+        print(f"{name:<30} {med:>14.1f} {med - base:>8.1f} {med / dumps:>13.2f}")
+    if before is not None:
+        new, old_med = (
+            statistics.median(results["redact"]),
+            statistics.median(results[f"before:redact ({args.before})"]),
+        )
+        print(
+            f"redact: {old_med:.1f} -> {new:.1f} µs/record ({old_med / new:.2f}x faster than {args.before})"
+        )
+        # Chats: each record repeats the conversation so far; both redactors see the same records.
+        chats = [make_chat(20, 10, rng) for _ in range(args.rounds)]
+        size = statistics.mean(len(json.dumps(r)) for r in chats[0])
+        pair = {"redact": Pipeline([redact()]), "before": before.Pipeline([before.redact()])}
+        timed: dict[str, list[float]] = {name: [] for name in pair}
+        for batch in chats:
+            for name, chain in pair.items():
+                timed[name].append(run(chain, batch))
+        new, old_med = statistics.median(timed["redact"]), statistics.median(timed["before"])
+        print(
+            f"chat records ({size:.0f} bytes, 10 calls per conversation): redact {old_med:.1f} -> "
+            f"{new:.1f} µs/record ({old_med / new:.2f}x)"
+        )
 
 
 if __name__ == "__main__":

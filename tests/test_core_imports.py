@@ -21,6 +21,12 @@ import litelens
 cb = litelens.Callback(endpoint="http://127.0.0.1:9", spool_dir=None)
 cb.transport.submit({"schema": "litelens.call/1", "call_id": "x"})  # starts the sender thread too
 cb.shutdown(timeout=0.5)
+import tempfile, litelens.tail  # the sinks, `litelens tail`: core too
+folder = tempfile.mkdtemp()
+cb = litelens.Callback(endpoint="http://127.0.0.1:9", spool_dir=None,
+                       sinks=["http", f"jsonl:{folder}/calls.jsonl", "console"])
+cb.transport.submit({"schema": "litelens.call/1", "call_id": "y"})
+cb.shutdown(timeout=0.5)
 added = sorted(set(sys.modules) - before)
 from importlib.metadata import packages_distributions
 dists = packages_distributions()

@@ -14,10 +14,15 @@ from typing import Any
 
 import litellm
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from litelens import pipeline as pl
+from litelens import record as rec
 from litelens.config import Settings
 from litelens.pipeline import Pipeline, drop_content, drop_if, enrich, keep_if, redact, sample, truncate
+from litelens.redaction.text import TextRedactor
+from litelens.redaction.walk import Redactor
 from litelens.testing import FakeProvider, Receiver
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -312,7 +317,8 @@ def test_sampling_keeps_the_rate_whole_traces_and_every_error() -> None:
         sample(1.5)
 
 
-def test_a_processor_raising_on_every_third_record_costs_only_those(caplog: pytest.LogCaptureFixture) -> None:
+def every_third_raises() -> Any:
+    """A processor with a bug that shows on every third record it sees."""
     seen = {"n": 0}
 
     def flaky(record: dict[str, Any]) -> dict[str, Any]:
@@ -320,6 +326,12 @@ def test_a_processor_raising_on_every_third_record_costs_only_those(caplog: pyte
         if seen["n"] % 3 == 0:
             raise RuntimeError("processor bug")
         return record
+
+    return flaky
+
+
+def test_a_processor_raising_on_every_third_record_costs_only_those(caplog: pytest.LogCaptureFixture) -> None:
+    flaky = every_third_raises()
 
     pipe = Pipeline([flaky, enrich({"environment": "prod"})])
     with caplog.at_level(logging.WARNING, logger="litelens"):
@@ -335,13 +347,7 @@ def test_a_processor_raising_on_every_third_record_costs_only_those(caplog: pyte
 
 
 def test_a_failing_processor_through_the_callback(receiver: Receiver, make_callback: Any) -> None:
-    seen = {"n": 0}
-
-    def flaky(record: dict[str, Any]) -> dict[str, Any]:
-        seen["n"] += 1
-        if seen["n"] % 3 == 0:
-            raise RuntimeError("processor bug")
-        return record
+    flaky = every_third_raises()
 
     callback = make_callback(processors=[flaky, drop_if(lambda r: r["call_id"] == "drop-me")])
     for i in range(9):
@@ -453,3 +459,110 @@ def test_docs_examples_run() -> None:
     assert blocks
     for block in blocks:
         exec(compile(block, "docs/pipeline.md", "exec"), {"__name__": "docs_pipeline"})
+
+
+# --------------------------------------------------------------------------------------------------
+# The fast paths give exactly what the plain string-by-string scan gives.
+
+FRAGMENTS = [
+    *(v for values in PLANTED.values() for v in values),
+    "?token=abc12345",
+    "&api_key=zz9",
+    ";sig=q",
+    "key=plain",
+    "Bearer ",
+    "Basic dXNlcjpwYXNz",
+    "xoxb-",
+    "ghp_",
+    "hf_",
+    "ll_",
+    "sk-",
+    "AKIA",
+    "AIza",
+    "2024-05-01",
+    "1 000 000",
+    "4111",
+    " 1111",
+    "(1.2.3.4)",
+    "+",
+    "-",
+    "_",
+    "=",
+    "&",
+    "\x00",
+    "&\x00",
+    '"',
+    "'",
+    "\n",
+    ":",
+    "::1",
+    "@",
+    "a@b.co",
+    " ",
+    ".",
+    "GB",
+    "DE89",
+    "word",
+    "A",
+    "B",
+    "{",
+    '{"password": "x1", "n": "bob@corp.io"}',
+    "[1, 2]",
+]
+
+texts = st.lists(st.sampled_from(FRAGMENTS), max_size=8).map("".join)
+values = st.recursive(
+    texts | st.integers() | st.none(),
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.dictionaries(
+            st.sampled_from(["content", "text", "password", "url", "x", "api_key"]), children, max_size=4
+        )
+    ),
+    max_leaves=12,
+)
+
+
+def _walker() -> Any:
+    return Redactor(TextRedactor(frozenset(pl.KINDS), [], "[{kind}]"), secret_keys=True)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.dictionaries(st.sampled_from(list(pl.REDACT_FIELDS)), values, max_size=5))
+def test_the_joined_scan_agrees_with_the_string_by_string_scan(fields: dict[str, Any]) -> None:
+    joined = dict(fields)
+    fast = _walker()
+    fast.redact_fields(joined, pl.REDACT_FIELDS)
+    slow = _walker()
+    one_by_one = {key: slow.value(value) if value else value for key, value in fields.items()}
+    assert joined == one_by_one
+    again = dict(fields)
+    fast.redact_fields(again, pl.REDACT_FIELDS)  # the second time, strings found clean are skipped
+    assert again == one_by_one
+
+
+@settings(max_examples=600, deadline=None)
+@given(texts)
+def test_the_credential_starts_agree_with_the_regex(text: str) -> None:
+    redactor = TextRedactor(frozenset({"secret"}), [], "[{kind}]")
+    assert redactor._secrets(text) == rec.SECRET_TEXT.sub(redactor._secret, text)
+
+
+def test_fast_paths_keep_the_edge_cases() -> None:
+    red = redact()
+    out = red(
+        {
+            "request": {"messages": [{"role": "user", "content": "ping (10.0.0.1) and 10.0.0.2, key=abc"}]},
+            "metadata": {"u": "https://x.io/?a=1&token=abcdef", "sep": "a&\x00b bob@corp.io", "p": "x&\x00"},
+            "error": {"message": "Bearer\tabcdefgh12345678 then AKIAIOSFODNN7EXAMPLE"},
+        }
+    )
+    assert out["request"]["messages"][0]["content"] == "ping ([IP]) and [IP], key=abc"
+    assert out["metadata"] == {
+        "u": "https://x.io/?a=1&token=[SECRET]",
+        "sep": "a&\x00b [EMAIL]",
+        "p": "x&\x00",
+    }
+    assert out["error"]["message"] == "Bearer [SECRET] then [SECRET]"
+    # The same strings a second time (remembered as clean or not) give the same result.
+    assert red({"metadata": {"u": "https://x.io/?a=1&token=abcdef"}})["metadata"]["u"].endswith("=[SECRET]")

@@ -20,8 +20,10 @@ from litellm.integrations.custom_logger import CustomLogger
 
 from litelens import record as rec
 from litelens.config import Settings
+from litelens.dispatch import Dispatcher
 from litelens.pipeline import Pipeline, Processor, from_settings
-from litelens.transport import Transport, TransportConfig, run_before_exit
+from litelens.sinks import Sink, from_specs, transport_config
+from litelens.transport import Transport, run_before_exit
 
 log = logging.getLogger("litelens.callback")
 
@@ -59,6 +61,9 @@ class Callback(CustomLogger):
     process; returning None drops the record. The processors the environment asks for
     (`LITELENS_SAMPLE_RATE`, `LITELENS_DROP_CONTENT`, `LITELENS_REDACT`; see `litelens.pipeline`) run
     first, so a proxy gets them with no code and a user's processor never sees what they removed.
+
+    `sinks` say where finished records go (`litelens.sinks`: `HttpSink`, `JsonlSink`, `ConsoleSink`,
+    `CallableSink`, or short forms like `"jsonl:/path"`); default `LITELENS_SINKS`, else the server only.
     """
 
     def __init__(
@@ -69,6 +74,7 @@ class Callback(CustomLogger):
         capture_content: bool | None = None,
         spool_dir: str | None = None,
         processors: Iterable[Processor] = (),
+        sinks: Iterable[Sink | str] | None = None,
         service: str | None = None,
         environment: str | None = None,
         disabled: bool | None = None,
@@ -98,21 +104,17 @@ class Callback(CustomLogger):
         }
         self._warned: set[str] = set()
         s = self.settings
-        self.transport = Transport(
-            TransportConfig(
-                endpoint=s.endpoint,
-                api_key=s.api_key,
-                max_queue=s.max_queue,
-                batch_max_records=s.batch_max_records,
-                batch_max_age_s=s.batch_max_age_s,
-                timeout_s=s.timeout_s,
-                spool_dir=s.spool_dir,
-                spool_max_bytes=s.spool_max_bytes,
-                exit_flush_s=s.exit_flush_s,
-            ),
-            prepare=self._prepare,
-        )
+        # Registered before any sink's thread starts, so at exit LiteLLM's queued events come first.
         run_before_exit(_drain_litellm_logging_worker)
+        chosen = sinks if sinks is not None else s.sinks
+        self.transport: Transport | Dispatcher
+        if chosen:
+            # Each sink has a queue and thread of its own; this front builds and processes each record once.
+            self.transport = Dispatcher(
+                from_specs(chosen, s), self._prepare, max_queue=s.max_queue, exit_flush_s=s.exit_flush_s
+            )
+        else:  # the default: the server only, the transport running the pipeline on its own thread
+            self.transport = Transport(transport_config(s), prepare=self._prepare)
         _install_chunk_counter()
 
     # ---- LiteLLM's hooks: all four, because sync and async entry points call different ones.

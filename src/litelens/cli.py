@@ -1,4 +1,4 @@
-"""The `litelens` command: `demo`, `fake-provider`, `receiver`, `stats`."""
+"""The `litelens` command: `serve`, `keys`, `export`, `doctor`, `tail`, `demo`, `fake-provider`, `receiver`."""
 
 from __future__ import annotations
 
@@ -63,7 +63,31 @@ def main(argv: list[str] | None = None) -> int:
     doctor.add_argument("--endpoint", default=None)
     doctor.add_argument("--api-key", default=None)
 
+    tail = sub.add_parser("tail", help="print calls as they happen, from a JSONL sink or a server")
+    source = tail.add_mutually_exclusive_group(required=True)
+    source.add_argument("--jsonl", metavar="PATH", help="follow a JsonlSink's file, across rotations")
+    source.add_argument("--server", metavar="URL", help="poll a litelens server's query API")
+    tail.add_argument("--api-key", default=None, help="with --server: project key (env LITELENS_API_KEY)")
+    tail.add_argument("--from-start", action="store_true", help="with --jsonl: print what is there first")
+    tail.add_argument("--since", type=float, default=60.0, help="with --server: seconds back (default 60)")
+    tail.add_argument("--interval", type=float, default=None, help="seconds between polls")
+    tail.add_argument("--color", choices=["auto", "always", "never"], default="auto")
+
     args, rest = parser.parse_known_args(argv)
+    if args.command == "tail":
+        if rest:
+            parser.error(f"unrecognized arguments: {' '.join(rest)}")
+        from litelens.tail import run as run_tail
+
+        return run_tail(
+            args.jsonl,
+            args.server,
+            args.api_key,
+            from_start=args.from_start,
+            since_s=args.since,
+            poll_s=args.interval,
+            color={"auto": None, "always": True, "never": False}[args.color],
+        )
     if args.command in ("serve", "keys", "export", "doctor"):
         if rest:
             parser.error(f"unrecognized arguments: {' '.join(rest)}")

@@ -75,6 +75,9 @@ class Settings:
     sample_keep_errors: bool = True
     drop_content: bool = False
     """Run `litelens.pipeline.drop_content` on every record (numbers kept, messages and output not)."""
+    sinks: tuple[str, ...] = ()
+    """Where records go, as `litelens.sinks.from_spec` short forms (`http`, `jsonl:PATH`, `console`,
+    `callable:MODULE:NAME`); () = the server only, through the plain transport."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -129,6 +132,9 @@ class Settings:
             )
         if "LITELENS_DROP_CONTENT" in env:
             values["drop_content"] = _parse_bool("LITELENS_DROP_CONTENT", env["LITELENS_DROP_CONTENT"])
+        if "LITELENS_SINKS" in env:
+            # Sink forms are checked by litelens.sinks.from_spec, which owns them.
+            values["sinks"] = tuple(p.strip() for p in env["LITELENS_SINKS"].split(",") if p.strip())
         known = {f.name for f in fields(cls) if f.init}
         unknown = set(overrides) - known
         if unknown:

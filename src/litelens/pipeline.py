@@ -10,9 +10,10 @@ such callables: `redact`, `drop_content`, `truncate`, `sample`, `enrich`, `keep_
     >>> pipe({"trace_id": "0" * 31 + "1", "status": "error", "error": {"message": "mail bob@example.com"}})
     {'trace_id': '00000000000000000000000000000001', 'status': 'error', 'error': {'message': 'mail [EMAIL]'}}
 
-Everything runs on the transport's background thread, never on the caller's, but every microsecond here
-is still CPU taken from the host process: the redaction fast paths below exist because a Python regex
-scans text at several nanoseconds per character, so a record must not be scanned once per kind.
+Everything runs on a background thread (the transport's, or the sinks' dispatcher), never on the
+caller's, but every microsecond here is still CPU taken from the host process: the redaction engine
+(`litelens.redaction`) has fast paths because a Python regex scans text at several nanoseconds per
+character, so a record must not be scanned once per kind, nor once per string.
 
 Standard library only: this module is part of the zero-dependency core.
 """
@@ -20,8 +21,6 @@ Standard library only: this module is part of the zero-dependency core.
 from __future__ import annotations
 
 import hashlib
-import ipaddress
-import json
 import logging
 import re
 import threading
@@ -30,6 +29,8 @@ from typing import Any
 
 from litelens import record as rec
 from litelens.config import Settings
+from litelens.redaction.text import KINDS, TextRedactor
+from litelens.redaction.walk import Redactor
 
 __all__ = [
     "KINDS",
@@ -51,10 +52,10 @@ log = logging.getLogger("litelens.pipeline")
 Record = rec.Record
 Processor = Callable[[Record], "Record | None"]
 
-KINDS = ("email", "phone", "card", "iban", "ip", "secret")
-"""The built-in kinds `redact` knows. `LITELENS_REDACT=all` means all of them."""
 
 CONTENT_FIELDS = ("request", "response", "metadata", "error")
+REDACT_FIELDS = (*CONTENT_FIELDS, "api_base")
+"""What `redact` walks by default: the content fields, plus the API base URL (a path may carry data)."""
 
 
 def _named(fn: Processor, name: str) -> Processor:
@@ -158,291 +159,6 @@ class Pipeline:
         return out
 
 
-# --------------------------------------------------------------------------------------------------
-# redact: the text side
-
-# Every regex here is only ever run on text that a cheap `in` check or a short span has already
-# qualified, so most strings are never scanned by a regex at all.
-_EMAIL = re.compile(
-    r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9](?:[A-Za-z0-9\-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,24}"
-)
-# A run of the characters phone numbers, card numbers and IPv4 addresses are made of, starting where one
-# could start. The first item is a character class, which lets the regex engine skip ahead in C.
-# Short runs ("3 items") are rejected inside the regex engine, not in Python; the second branch keeps
-# the compact IBAN "GB29NWBK..." whose digit run is cut short by letters.
-_SPAN = re.compile(r"[+(0-9](?:[0-9 ().+\-]{6,}|(?<=[A-Z]{2}[0-9])[0-9](?=[A-Z]))")
-_IPV4 = re.compile(r"(?<![0-9.])[0-9]{1,3}(?:\.[0-9]{1,3}){3}(?![0-9]|\.[0-9])")
-_CARD = re.compile(r"(?<![0-9])[0-9](?:[ \-]?[0-9]){12,18}(?![0-9])")
-_PHONE = re.compile(
-    r"(?<![0-9+])(?:"
-    r"\+[0-9]{7,15}"  # E.164, compact
-    r"|(?:\+[0-9]{1,3}[ .\-]?)?(?:\([0-9]{1,4}\)[ .\-]?|[0-9]{1,4}[ .\-])(?:[0-9]{2,4}[ .\-]){0,3}[0-9]{2,4}"
-    r")(?![0-9])"
-)
-_DATE = re.compile(r"[0-9]{4}[\-.][0-9]{1,2}[\-.][0-9]{1,2}|[0-9]{1,2}[\-.][0-9]{1,2}[\-.][0-9]{2,4}")
-_THOUSANDS = re.compile(r"[0-9]{1,3}(?:([ .])[0-9]{3})(?:\1[0-9]{3})*")
-_IBAN = re.compile(r"[A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]){11,30}")
-_IP6_HINT = re.compile(r":[0-9A-Fa-f]{0,4}:")
-_IP6 = re.compile(r"(?<![\w:.])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?:%[A-Za-z0-9]+)?(?![\w:])")
-
-
-def _may_hold_secret(s: str) -> bool:
-    """A cheaper superset of `record.SECRET_TEXT_HINTS`: eight `in` tests instead of sixteen.
-
-    "k-" covers sk-/rk-/pk-, "_" covers gh?_/hf_/ll_; the test in test_pipeline checks every shape of
-    the secret regex still gets past this gate.
-    """
-    return (
-        "k-" in s
-        or "_" in s
-        or "=" in s
-        or "xox" in s
-        or "AKIA" in s
-        or "AIza" in s
-        or "Bearer" in s
-        or "Basic" in s
-    )
-
-
-def luhn_ok(digits: str) -> bool:
-    """The Luhn checksum every payment card number satisfies (and 9 in 10 random numbers do not)."""
-    if len(set(digits)) == 1:  # 0000 0000 0000 0000 passes Luhn but is nobody's card
-        return False
-    total = 0
-    for i, ch in enumerate(reversed(digits)):
-        d = ord(ch) - 48
-        if i & 1:
-            d *= 2
-            if d > 9:
-                d -= 9
-        total += d
-    return total % 10 == 0
-
-
-def iban_ok(iban: str) -> bool:
-    """ISO 13616 mod-97 check: a random 15-34 character string passes it about once in 97 tries."""
-    compact = iban.replace(" ", "")
-    if not 15 <= len(compact) <= 34 or not compact[:2].isalpha() or not compact[2:4].isdigit():
-        return False
-    moved = compact[4:] + compact[:4]
-    return int("".join(str(int(ch, 36)) for ch in moved)) % 97 == 1
-
-
-def _ipv4_ok(text: str) -> bool:
-    return all(int(part) <= 255 for part in text.split("."))
-
-
-def _phone_ok(text: str) -> bool:
-    digits = sum(ch.isdigit() for ch in text)
-    if not 7 <= digits <= 15:
-        return False
-    if text[0] == "+":
-        return True
-    # Dates and grouped amounts are shaped like phone numbers; they are far more common in prompts.
-    return not (_DATE.fullmatch(text) or _THOUSANDS.fullmatch(text))
-
-
-class _TextRedactor:
-    """Finds and replaces the configured kinds in one string; returns the same object when nothing matched."""
-
-    def __init__(
-        self, kinds: frozenset[str], patterns: list[tuple[re.Pattern[str], str]], placeholder: str
-    ) -> None:
-        self.kinds = kinds
-        self.patterns = patterns
-        self.ph = {kind: placeholder.format(kind=kind.upper()) for kind in KINDS}
-        self.email = "email" in kinds
-        self.secret = "secret" in kinds
-        self.ip = "ip" in kinds
-        self.numeric = bool(kinds & {"phone", "card", "ip", "iban"})
-        # Nothing built in matches fewer characters ("1.1.1.1", "a@b.co"); user patterns may.
-        self.min_len = 0 if patterns else 6
-
-    def __call__(self, s: str) -> str:
-        if len(s) < self.min_len:
-            return s
-        out = s
-        for pattern, ph in self.patterns:
-            out = pattern.sub(ph, out)
-        if self.secret and _may_hold_secret(out):
-            out = rec.SECRET_TEXT.sub(self._secret, out)
-        if self.email and "@" in out:
-            out = self._emails(out)
-        if self.numeric:  # the span scan is itself the cheapest test for "has a digit"
-            out = self._numbers(out)
-        if self.ip and ":" in out and _IP6_HINT.search(out):
-            out = _IP6.sub(self._ip6, out)
-        return out
-
-    def _secret(self, match: re.Match[str]) -> str:
-        found = match.group(0)
-        ph = self.ph["secret"]
-        if found.startswith(("Bearer", "Basic")):  # keep the scheme: it says what kind of credential it was
-            return found.split()[0] + " " + ph
-        eq = found.find("=")
-        return found[: eq + 1] + ph if eq > 0 else ph
-
-    def _emails(self, s: str) -> str:
-        # An unanchored email regex tries every position of the string; start near each '@' instead.
-        parts: list[str] = []
-        done = 0
-        at = s.find("@")
-        while at != -1:
-            m = _EMAIL.search(s, max(done, at - 128), at + 256)
-            if m is not None and m.start() <= at < m.end():
-                parts += (s[done : m.start()], self.ph["email"])
-                done = m.end()
-            at = s.find("@", max(at + 1, done))
-        if not parts:
-            return s
-        parts.append(s[done:])
-        return "".join(parts)
-
-    def _numbers(self, s: str) -> str:
-        parts: list[str] = []
-        done = 0
-        iban = "iban" in self.kinds
-        for span in _SPAN.finditer(s):
-            a, b = span.span()
-            if a < done:
-                continue
-            # An IBAN starts with two capital letters right before its check digits.
-            if iban and a >= 2 and s[a - 2 : a].isupper() and s[a - 2 : a].isalpha():
-                m = _IBAN.match(s, a - 2)
-                if m is not None and not (a >= 3 and s[a - 3].isalnum()):
-                    cut = self._iban_cut(m.group(0))
-                    if cut:
-                        parts += (s[done : a - 2], self.ph["iban"])
-                        done = a - 2 + cut
-                        continue
-            if b - a < 7:
-                continue
-            text = span.group(0)
-            new = self._in_span(text)
-            if new is not text:
-                parts += (s[done:a], new)
-                done = b
-        if not parts:
-            return s
-        parts.append(s[done:])
-        return "".join(parts)
-
-    def _iban_cut(self, text: str) -> int:
-        """Length of the longest prefix of `text`, ending at a group boundary, that is a valid IBAN."""
-        ends = [len(text)] + [i for i in range(len(text) - 1, 14, -1) if text[i] == " "]
-        for end in ends:
-            if iban_ok(text[:end]):
-                return end
-        return 0
-
-    def _in_span(self, text: str) -> str:
-        kinds = self.kinds
-        out = text
-        if "ip" in kinds and "." in out:
-            out = _IPV4.sub(lambda m: self.ph["ip"] if _ipv4_ok(m.group(0)) else m.group(0), out)
-        if "card" in kinds:
-            out = _CARD.sub(
-                lambda m: self.ph["card"] if luhn_ok(re.sub(r"[ \-]", "", m.group(0))) else m.group(0), out
-            )
-        if "phone" in kinds:
-            out = _PHONE.sub(lambda m: self.ph["phone"] if _phone_ok(m.group(0)) else m.group(0), out)
-        return text if out == text else out
-
-    def _ip6(self, match: re.Match[str]) -> str:
-        found = match.group(0)
-        try:
-            ipaddress.IPv6Address(found.split("%", 1)[0])
-        except ValueError:
-            return found
-        return self.ph["ip"]
-
-
-# --------------------------------------------------------------------------------------------------
-# redact: the structure side
-
-_MAX_DEPTH = 48
-_SCALARS = frozenset({int, float, bool, type(None)})
-
-
-class _Redactor:
-    """Walks values copy-on-write: untouched containers are returned as they are.
-
-    Copy-on-write matters beyond speed: a record's message list is LiteLLM's own list (the record
-    references it, it does not copy it), so changing it in place would change what LiteLLM and other
-    callbacks see.
-    """
-
-    def __init__(self, text: _TextRedactor, secret_keys: bool) -> None:
-        self.text = text
-        self.secret_keys = secret_keys
-        self.secret_ph = text.ph["secret"]
-        self._key_cache: dict[str, bool] = {}
-
-    def _is_secret_key(self, key: str) -> bool:
-        known = self._key_cache.get(key)
-        if known is None:
-            known = rec.is_secret_key(key)
-            if len(self._key_cache) < 4096:
-                self._key_cache[key] = known
-        return known
-
-    def string(self, s: str) -> str:
-        # Tool-call arguments (and other JSON carried as text) are parsed, so a JSON escape can neither
-        # hide a match nor be cut in half by a replacement, and secret-named keys inside are seen.
-        if s[:1] in ("{", "[") and len(s) >= 2:
-            try:
-                parsed = json.loads(s)
-            except ValueError:
-                parsed = None
-            if isinstance(parsed, (dict, list)):
-                new = self.value(parsed, 1)
-                return s if new is parsed else json.dumps(new, ensure_ascii=False)
-        return self.text(s)
-
-    def value(self, value: Any, depth: int = 0) -> Any:
-        kind = type(value)
-        if kind is str:
-            return self.string(value)
-        if kind in _SCALARS:
-            return value
-        if isinstance(value, str):
-            return self.string(value)
-        if depth > _MAX_DEPTH:
-            return self.secret_ph  # too deep to look at: not looking must not mean leaking
-        if kind is dict or isinstance(value, Mapping):
-            out: dict[Any, Any] | None = None
-            cache = self._key_cache
-            for key, item in value.items():
-                secret = cache.get(key) if self.secret_keys else False
-                if secret is None:
-                    secret = isinstance(key, str) and self._is_secret_key(key)
-                if secret and item:
-                    new: Any = self.secret_ph
-                else:
-                    new = self.value(item, depth + 1)
-                if new is not item:
-                    if out is None:
-                        out = dict(value)
-                    out[key] = new
-            return value if out is None else out
-        if kind is list or isinstance(value, (list, tuple)):
-            copied: list[Any] | None = None
-            for i, item in enumerate(value):
-                new = self.value(item, depth + 1)
-                if new is not item:
-                    if copied is None:
-                        copied = list(value)
-                    copied[i] = new
-            return value if copied is None else copied
-        dump = getattr(value, "model_dump", None)  # a pydantic object would be encoded as its fields
-        if callable(dump):
-            try:
-                return self.value(dump(), depth + 1)
-            except Exception:
-                return self.secret_ph
-        return value
-
-
 def _kinds(kinds: str | Iterable[str]) -> frozenset[str]:
     names = [k.strip().lower() for k in (kinds.split(",") if isinstance(kinds, str) else kinds)]
     names = [k for k in names if k]
@@ -459,7 +175,7 @@ def _kinds(kinds: str | Iterable[str]) -> frozenset[str]:
 
 def redact(
     kinds: str | Iterable[str] = KINDS,
-    fields: Iterable[str] = CONTENT_FIELDS,
+    fields: Iterable[str] = REDACT_FIELDS,
     patterns: Mapping[str, str | re.Pattern[str]] | Iterable[tuple[str, str | re.Pattern[str]]] = (),
     placeholder: str = "[{kind}]",
 ) -> Processor:
@@ -490,16 +206,11 @@ def redact(
         (re.compile(p) if isinstance(p, str) else p, placeholder.format(kind=str(name).upper()))
         for name, p in pairs
     ]
-    walker = _Redactor(_TextRedactor(chosen, compiled, placeholder), secret_keys="secret" in chosen)
+    walker = Redactor(TextRedactor(chosen, compiled, placeholder), secret_keys="secret" in chosen)
     targets = tuple(fields)
 
     def redact_(record: Record) -> Record:
-        for key in targets:
-            value = record.get(key)
-            if value:
-                new = walker.value(value)
-                if new is not value:
-                    record[key] = new
+        walker.redact_fields(record, targets)
         return record
 
     return _named(redact_, "redact")

@@ -38,7 +38,7 @@ from typing import Any
 from litelens.record import encode
 from litelens.spool import Spool, SpoolEntry
 
-__all__ = ["Transport", "TransportConfig"]
+__all__ = ["EVENTS", "OTLP_PROTOBUF", "BatchFormat", "Transport", "TransportConfig"]
 
 logger = logging.getLogger("litelens.transport")
 
@@ -50,6 +50,27 @@ def _version() -> str:
         return version("litelens")
     except Exception:
         return "0"
+
+
+@dataclass(frozen=True)
+class BatchFormat:
+    """Where batches go and how records are framed into one body: `head + sep.join(records) + tail`."""
+
+    path: str
+    content_type: str
+    head: bytes
+    sep: bytes
+    tail: bytes
+
+
+EVENTS = BatchFormat(
+    "/v1/events", "application/json", b'{"schema":"litelens.batch/1","records":[', b",", b"]}"
+)
+"""Call records, as `POST /v1/events` takes them."""
+
+OTLP_PROTOBUF = BatchFormat("/v1/traces", "application/x-protobuf", b"", b"", b"")
+"""Serialized `ExportTraceServiceRequest`s. Concatenated protobuf messages parse as one message whose
+repeated fields hold all of them, so the plain concatenation of exports is a valid export."""
 
 
 @dataclass
@@ -74,10 +95,10 @@ class TransportConfig:
     spool_max_bytes: int = 256 * 2**20
     exit_flush_s: float = 5.0
     user_agent: str = field(default_factory=lambda: f"litelens/{_version()}")
+    format: BatchFormat = EVENTS
+    """Call records to `/v1/events` (the default), or OTLP protobuf spans to `/v1/traces`."""
 
 
-_BODY_HEAD = b'{"schema":"litelens.batch/1","records":['
-_BODY_TAIL = b"]}"
 _RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 _CONFIG_STATUSES = frozenset({401, 403, 404})
 
@@ -139,8 +160,9 @@ class Transport:
         self._https = url.scheme == "https"
         self._host = url.hostname or "127.0.0.1"
         self._port = url.port or (443 if self._https else 80)
-        self._path = url.path.rstrip("/") + "/v1/events"
-        self._headers = {"Content-Type": "application/json", "User-Agent": self.config.user_agent}
+        fmt = self.config.format
+        self._path = url.path.rstrip("/") + fmt.path
+        self._headers = {"Content-Type": fmt.content_type, "User-Agent": self.config.user_agent}
         if self.config.api_key:
             self._headers["Authorization"] = f"Bearer {self.config.api_key}"
         self._logged: set[str] = set()
@@ -444,7 +466,8 @@ class Transport:
         return self._build(parts)
 
     def _build(self, parts: list[bytes]) -> _Batch:
-        body = _BODY_HEAD + b",".join(parts) + _BODY_TAIL
+        fmt = self.config.format
+        body = fmt.head + fmt.sep.join(parts) + fmt.tail
         if self.config.gzip:
             compressor = zlib.compressobj(self.config.gzip_level, zlib.DEFLATED, 31)
             body = compressor.compress(body) + compressor.flush()

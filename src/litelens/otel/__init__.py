@@ -13,6 +13,9 @@ callback is stored once.
 Instrument before binding names: `from litellm import completion` executed *before* `instrument()`
 keeps the original function (module attribute patching cannot reach a name bound elsewhere).
 
+Span exporters: `LiteLensSpanExporter` (OTLP/HTTP to a litelens server, through the core transport's
+retries and spool) and `JsonlSpanExporter` (rotating JSON-lines files), in `litelens.otel.exporters`.
+
 This package never imports `litelens.server` or `litelens.callback`.
 """
 
@@ -21,4 +24,20 @@ from __future__ import annotations
 from litelens.otel.instrumentor import LiteLLMInstrumentor, OtelSettings
 from litelens.otel.streams import STREAM_OUTCOME, TracedStream
 
-__all__ = ["STREAM_OUTCOME", "LiteLLMInstrumentor", "OtelSettings", "TracedStream"]
+__all__ = [
+    "STREAM_OUTCOME",
+    "JsonlSpanExporter",
+    "LiteLLMInstrumentor",
+    "LiteLensSpanExporter",
+    "OtelSettings",
+    "TracedStream",
+]
+
+
+def __getattr__(name: str) -> object:
+    # The exporters load the OTLP protobuf encoder: only when someone asks for them.
+    if name in ("LiteLensSpanExporter", "JsonlSpanExporter"):
+        from litelens.otel import exporters
+
+        return getattr(exporters, name)
+    raise AttributeError(f"module 'litelens.otel' has no attribute {name!r}")

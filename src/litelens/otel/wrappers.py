@@ -16,6 +16,7 @@ import inspect
 import logging
 import threading
 import time
+import traceback
 import uuid
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -137,7 +138,8 @@ class Engine:
             record = endpoints.request_record(
                 endpoint, arguments, call_id, self.providers, self.capture_content
             )
-            attributes = semconv.record_to_attributes(record, capture_content=False)
+            # Free text waits for the processors: what a span starts with, a processor cannot take back.
+            attributes = semconv.record_to_attributes(_unvetted(record, self), capture_content=False)
             parent = trace.get_current_span().get_span_context()
             span = self.tracer.start_span(
                 semconv.span_name(record), kind=SpanKind.CLIENT, attributes=attributes
@@ -223,19 +225,39 @@ class Call:
             endpoints.finish_times(record, ended - self.started, ttft_s)
             processed = self._processed(record)
             if processed is None:
-                attributes = semconv.record_to_attributes(record, capture_content=False)
+                attributes = semconv.record_to_attributes(_unvetted(record, engine), capture_content=False)
             else:
                 attributes = semconv.record_to_attributes(processed, capture_content=engine.capture_content)
             if extra:
                 attributes.update(extra)
             span.set_attributes(attributes)
             if exc is not None and record.get("status") == "error":
-                span.record_exception(exc)
-                span.set_status(Status(StatusCode.ERROR, str(exc)[:500]))
+                self._record_error(exc, record, processed)
         finally:
             # Whatever failed above, the span still ends: an open span is a leak the user pays for.
             span.end(end_time=end_ns)
         engine.instruments.record(record, attributes)
+
+    def _record_error(self, exc: BaseException, record: Record, processed: Record | None) -> None:
+        """The exception event and the span status -- with the processed message when processors run.
+
+        Without processors, the SDK's own record_exception. With them, the raw `str(exc)` must not
+        reach the span behind the redactor's back: the event's message and the status description are
+        the processed record's error message, and the stack trace keeps only frames (file, line, code),
+        which carry no message text.
+        """
+        span = self.span
+        if not self.engine.processors:
+            span.record_exception(exc)
+            span.set_status(Status(StatusCode.ERROR, str(exc)[:500]))
+            return
+        error = (processed or {}).get("error") or {}
+        message = str(error.get("message") or "") if isinstance(error, Mapping) else ""
+        frames = "".join(traceback.format_tb(exc.__traceback__))
+        name = type(exc).__qualname__
+        stack = f"Traceback (most recent call last):\n{frames}{name}: {message}".rstrip()
+        span.record_exception(exc, {"exception.message": message, "exception.stacktrace": stack})
+        span.set_status(Status(StatusCode.ERROR, (message or name)[:500]))
 
     def _processed(self, record: Record) -> Record | None:
         """The record after the user's processors (structlog-style callables: record -> record | None).
@@ -267,6 +289,21 @@ class Call:
             self.span.end()
         except Exception:
             self.engine.failed("ending a span")
+
+
+def _unvetted(record: Record, engine: Engine) -> Record:
+    """What of a record may go on a span when its processors dropped it or failed on it.
+
+    Without processors, the whole record (its content aside). With them, the free-text fields they
+    were there to vet -- metadata, the error message, the API base URL -- stay off: a processor that
+    failed may have been the redactor.
+    """
+    if not engine.processors:
+        return record
+    error = record.get("error")
+    if isinstance(error, Mapping):
+        error = {k: v for k, v in error.items() if k in ("type", "status_code", "code", "provider")}
+    return {**record, "metadata": None, "api_base": None, "error": error}
 
 
 def _positional_names(function: Callable[..., Any]) -> tuple[str, ...]:

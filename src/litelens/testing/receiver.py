@@ -222,22 +222,9 @@ class Receiver:
 
 def describe(record: dict[str, Any]) -> str:
     """One terminal line for a call record: when, model, status, latency, tokens, cost."""
-    import time
+    from litelens.display import format_call
 
-    usage = record.get("usage") or {}
-    error = record.get("error") or {}
-    status = record.get("status", "?")
-    if status != "ok":
-        status = f"{status}:{error.get('type') or '?'}"
-    ttft = record.get("ttft_ms")
-    return (
-        f"{time.strftime('%H:%M:%S', time.localtime(record.get('start_time') or 0))} "
-        f"{record.get('call_type', '?'):<10} {record.get('request_model')!s:<28} {status:<24} "
-        f"{record.get('duration_ms', 0):>8.1f} ms"
-        + (f" ttft {ttft:>7.1f} ms" if ttft is not None else " " * 16)
-        + f" {usage.get('input_tokens', 0):>6} in {usage.get('output_tokens', 0):>6} out"
-        + f" ${record.get('cost_usd') or 0:.6f}"
-    )
+    return format_call(record)
 
 
 def run_cli(argv: list[str] | None = None) -> int:

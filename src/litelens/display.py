@@ -1,0 +1,60 @@
+"""One line per call for a terminal: used by `ConsoleSink` and by `litelens tail`.
+
+It reads both shapes a call comes in: a full call record (`usage.input_tokens`, `error.type`) and a
+row of the query API's `/api/calls` (`input_tokens`, `error_type`), so both commands print alike:
+
+    06:01:02  ok    gpt-4o-mini        812 ms  ttft  120 ms    412 →   96 tok  $0.000123  chat
+    06:01:03  ERR   gpt-4o            3012 ms                    0 →    0 tok          -  chat  RateLimitError: ...
+
+Standard library only: this module is part of the zero-dependency core.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any
+
+__all__ = ["format_call"]
+
+_STATUS = {"ok": "ok", "error": "ERR", "cancelled": "CANC"}
+_COLORS = {"ok": "\x1b[32m", "error": "\x1b[31m", "cancelled": "\x1b[33m"}
+_RESET = "\x1b[0m"
+
+
+def _num(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def format_call(call: Mapping[str, Any], color: bool = False, width: int = 60) -> str:
+    """Time, status, model, latency, time to first token, tokens in → out, cost, call type, error."""
+    raw_usage, raw_error = call.get("usage"), call.get("error")
+    usage: Mapping[str, Any] = raw_usage if isinstance(raw_usage, Mapping) else {}
+    error: Mapping[str, Any] = raw_error if isinstance(raw_error, Mapping) else {}
+    status = str(call.get("status") or "?")
+    start = _num(call.get("start_time"))
+    clock = time.strftime("%H:%M:%S", time.localtime(start)) if start is not None else "--:--:--"
+    model = str(call.get("response_model") or call.get("request_model") or call.get("model") or "?")
+    duration = _num(call.get("duration_ms"))
+    ttft = _num(call.get("ttft_ms"))
+    tokens_in = _num(usage.get("input_tokens", call.get("input_tokens"))) or 0
+    tokens_out = _num(usage.get("output_tokens", call.get("output_tokens"))) or 0
+    cost = _num(call.get("cost_usd"))
+    label = _STATUS.get(status, status[:4])
+    if color and status in _COLORS:
+        label = f"{_COLORS[status]}{label:<4}{_RESET}"
+    parts = [
+        clock,
+        f"{label:<4}",
+        f"{model[:24]:<24}",
+        f"{duration:>7.0f} ms" if duration is not None else f"{'-':>10}",
+        f"ttft {ttft:>5.0f} ms" if ttft is not None else " " * 13,
+        f"{tokens_in:>6.0f} → {tokens_out:>5.0f} tok",
+        f"${cost:.6f}" if cost is not None else f"{'-':>10}",
+        str(call.get("call_type") or ""),
+    ]
+    error_type = error.get("type") or call.get("error_type")
+    if status != "ok" and error_type:
+        message = " ".join(str(error.get("message") or "").split())
+        parts.append(f"{error_type}: {message}"[:width] if message else str(error_type))
+    return "  ".join(parts).rstrip()

@@ -1,0 +1,245 @@
+"""JSON-lines files with size and age rotation, optionally gzipped, readable back exactly once.
+
+`JsonlWriter` appends one line per record to `path`. When the file would pass `max_bytes`, or is older
+than `max_age_s`, it is rotated:
+
+1. the live file is closed and renamed to `<stem>.<UTC time>.<seq><suffix>` -- one atomic rename, so
+   at every instant each line is in exactly one file;
+2. with `gzip`, that file is compressed to a hidden temporary name, fsynced, renamed to `... .gz`
+   (atomic again), and only then is the plain rotated file removed.
+
+A crash between the two last steps leaves both the plain and the `.gz` file of one rotation;
+`recover()` (run when a writer opens) deletes the plain one, since the `.gz` was only renamed into
+place once complete, and compresses any plain rotated file that has no `.gz` yet. So
+`read_records(path)` -- every rotated file, oldest first, then the live one -- yields each record
+exactly once. One writer per path: give each process its own path (`{pid}` in the path is replaced by
+the process id).
+
+Standard library only: this module is part of the zero-dependency core.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import json
+import os
+import re
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+__all__ = ["JsonlWriter", "read_lines", "read_records", "rotated_files"]
+
+_TMP = ".tmp-"
+_ABANDONED: list[IO[bytes]] = []  # files a forked child inherited from its parent writer
+
+
+def expand(path: str | os.PathLike[str]) -> Path:
+    """`{pid}` in a path becomes the process id, so every worker of a proxy writes its own file."""
+    return Path(os.fspath(path).replace("{pid}", str(os.getpid()))).expanduser()
+
+
+def _split(path: Path) -> tuple[str, str]:
+    """`calls.jsonl` -> (`calls`, `.jsonl`); a name without a suffix gets none."""
+    return (path.stem, path.suffix) if path.suffix else (path.name, "")
+
+
+def _pattern(path: Path) -> re.Pattern[str]:
+    stem, suffix = _split(path)
+    return re.compile(rf"^{re.escape(stem)}\.(\d{{8}}T\d{{6}}Z\.\d{{6}}){re.escape(suffix)}(\.gz)?$")
+
+
+def rotated_files(path: str | os.PathLike[str]) -> list[Path]:
+    """The rotated files of `path`, oldest first (their names sort by time); the live file not included."""
+    live = expand(path)
+    pattern = _pattern(live)
+    try:
+        names = os.listdir(live.parent)
+    except OSError:
+        return []
+    # For a moment after a compression, a rotation exists both plain and gzipped (identical lines):
+    # the .gz, complete once renamed into place, stands for both.
+    by_stamp: dict[str, str] = {}
+    for name in names:
+        m = pattern.match(name)
+        if m is not None and (m.group(2) or m.group(1) not in by_stamp):
+            by_stamp[m.group(1)] = name
+    return [live.parent / by_stamp[stamp] for stamp in sorted(by_stamp)]
+
+
+def read_lines(path: str | os.PathLike[str]) -> Iterator[bytes]:
+    """Every line ever written to `path`: rotated files (gzipped or not) oldest first, then the live file.
+
+    A last line without its newline (a write in progress) is left out.
+    """
+    live = expand(path)
+    for file in [*rotated_files(live), live]:
+        try:
+            opener = gzip.open if file.name.endswith(".gz") else open
+            with opener(file, "rb") as f:
+                data = f.read()
+        except FileNotFoundError:  # rotated or compressed while we listed: its successor is read
+            continue
+        if not data:
+            continue
+        lines = data.split(b"\n")
+        yield from (line for line in lines[:-1] if line)
+
+
+def read_records(path: str | os.PathLike[str]) -> Iterator[Any]:
+    """`json.loads` of every line `read_lines` yields."""
+    for line in read_lines(path):
+        yield json.loads(line)
+
+
+class JsonlWriter:
+    """Appends lines to one file and rotates it by size and age. Not thread-safe: one thread writes.
+
+    >>> w = JsonlWriter("/tmp/litelens-doc/calls.jsonl", max_bytes=1_000_000)   # doctest: +SKIP
+    >>> w.write([b'{"call_id": "a"}']); w.close()                                # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        max_bytes: int | None = 64 * 2**20,
+        max_age_s: float | None = None,
+        gzip: bool = True,
+        fsync: bool = False,
+    ) -> None:
+        self._template = os.fspath(path)
+        self._pid = os.getpid()
+        self.path = expand(path)
+        self.max_bytes = max_bytes
+        self.max_age_s = max_age_s
+        self.gzip = gzip
+        self.fsync = fsync
+        self.rotations = 0
+        self._file: IO[bytes] | None = None
+        self._size = 0
+        self._opened = 0.0
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.recover()
+
+    def write(self, lines: list[bytes]) -> None:
+        """Append `lines` (each without its newline), rotating first whenever a limit would be passed."""
+        if self._pid != os.getpid():
+            self._after_fork()
+        if self._due_by_age():
+            self.rotate()
+        for line in lines:
+            size = len(line) + 1
+            f = self._open()
+            if self.max_bytes is not None and self._size and self._size + size > self.max_bytes:
+                self.rotate()
+                f = self._open()
+            f.write(line)
+            f.write(b"\n")
+            self._size += size
+        if self._file is not None:
+            self._file.flush()
+            if self.fsync:
+                os.fsync(self._file.fileno())
+
+    def tick(self) -> None:
+        """Rotate an idle file that has grown old (called periodically by the sink's thread)."""
+        if self._due_by_age():
+            self.rotate()
+
+    def _due_by_age(self) -> bool:
+        return (
+            self.max_age_s is not None
+            and self._size > 0
+            and time.monotonic() - self._opened >= self.max_age_s
+        )
+
+    def _open(self) -> IO[bytes]:
+        if self._file is None:
+            self._file = open(self.path, "ab")  # noqa: SIM115 -- kept open across writes
+            self._size = self._file.tell()
+            self._opened = time.monotonic()
+        return self._file
+
+    def rotate(self) -> Path | None:
+        """Close the live file and move it aside (compressed with `gzip`); return the rotated file."""
+        self.close()
+        try:
+            if self.path.stat().st_size == 0:
+                return None
+        except FileNotFoundError:
+            return None
+        target = self._rotated_name()
+        os.replace(self.path, target)
+        self.rotations += 1
+        return self._compress(target) if self.gzip else target
+
+    def _rotated_name(self) -> Path:
+        stem, suffix = _split(self.path)
+        now = time.time()
+        while True:
+            stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now)) + f".{int(now * 1e6) % 1_000_000:06d}"
+            candidate = self.path.parent / f"{stem}.{stamp}{suffix}"
+            if not candidate.exists() and not Path(f"{candidate}.gz").exists():
+                return candidate
+            now += 1e-6
+
+    def _compress(self, plain: Path) -> Path:
+        final = Path(f"{plain}.gz")
+        tmp = plain.parent / f"{_TMP}{plain.name}.gz"
+        with open(plain, "rb") as src, open(tmp, "wb") as raw:
+            with gzip.GzipFile(filename=plain.name, mode="wb", fileobj=raw, compresslevel=6, mtime=0) as gz:
+                shutil.copyfileobj(src, gz, 1 << 20)
+            raw.flush()
+            os.fsync(raw.fileno())
+        os.replace(tmp, final)
+        os.unlink(plain)
+        return final
+
+    def recover(self) -> None:
+        """Finish what a crash interrupted: drop half-written temporaries, settle plain/gz pairs."""
+        with contextlib.suppress(OSError):
+            for name in os.listdir(self.path.parent):
+                if name.startswith(f"{_TMP}{_split(self.path)[0]}."):
+                    with contextlib.suppress(OSError):
+                        os.unlink(self.path.parent / name)
+        pattern = _pattern(self.path)
+        try:
+            names = sorted(os.listdir(self.path.parent))
+        except OSError:
+            names = []
+        for name in names:
+            match = pattern.match(name)
+            if match is None or match.group(2):
+                continue
+            file = self.path.parent / name
+            if Path(f"{file}.gz").exists():  # the .gz is complete (renamed into place): the plain is a copy
+                with contextlib.suppress(OSError):
+                    os.unlink(file)
+            elif self.gzip:
+                with contextlib.suppress(OSError):
+                    self._compress(file)
+
+    def _after_fork(self) -> None:
+        # A forked child (a proxy's worker) must not write into its parent's file: `{pid}` now names
+        # its own. The inherited handle is dropped unflushed: what it buffered is the parent's to write.
+        self._pid = os.getpid()
+        if self._file is not None:
+            _ABANDONED.append(self._file)  # kept, so that no finaliser closes (and flushes) it here
+        self._file = None
+        self._size = 0
+        self.path = expand(self._template)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+
+    def close(self) -> None:
+        if self._file is not None:
+            f, self._file = self._file, None
+            with contextlib.suppress(OSError):
+                f.flush()
+                if self.fsync:
+                    os.fsync(f.fileno())
+            f.close()
+        self._size = 0

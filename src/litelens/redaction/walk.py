@@ -1,0 +1,283 @@
+"""Walking a record's fields for `redact`: one joined scan, then copy-on-write replacement.
+
+Standard library only: this module is part of the zero-dependency core.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from litelens import record as rec
+from litelens.redaction.text import SAME, TextRedactor
+
+__all__ = ["Redactor"]
+
+Record = rec.Record
+
+_MAX_DEPTH = 48
+# Joins the strings of a record for one scan. No built-in pattern matches "&" or NUL, so none crosses
+# it, and on either side it looks like the end of a string: not a word character, digit, letter or
+# dot, and not one of the "?&;" that may precede a URL parameter.
+_SEP = "&\x00"
+_CACHE_MAX_STRING = 16_384  # longer strings are not remembered
+_CACHE_MAX_CHARS = 2_000_000  # characters of input remembered by one redact() processor, at most
+_SCALARS = frozenset({int, float, bool, type(None)})
+
+
+class Redactor:
+    """Walks values copy-on-write: untouched containers are returned as they are.
+
+    Copy-on-write matters beyond speed: a record's message list is LiteLLM's own list (the record
+    references it, it does not copy it), so changing it in place would change what LiteLLM and other
+    callbacks see.
+    """
+
+    def __init__(self, text: TextRedactor, secret_keys: bool) -> None:
+        self.text = text
+        self.min_len = text.min_len
+        # User patterns may match across the separator of the joined scan: not with them.
+        self.joined = not text.patterns
+        self.secret_keys = secret_keys
+        self.secret_ph = text.ph["secret"]
+        self._key_cache: dict[str, bool] = {}
+        # Results by input string. Records repeat a lot of text: roles, tool names and ids, and above all
+        # system prompts and the conversation so far, which every call of a chat sends again.
+        self._cache: dict[str, str] = {}
+        self._cache_chars = 0
+        self._clean: dict[str, None] = {}
+        self._clean_chars = 0
+
+    def _is_secret_key(self, key: str) -> bool:
+        known = self._key_cache.get(key)
+        if known is None:
+            known = rec.is_secret_key(key)
+            if len(self._key_cache) < 4096:
+                self._key_cache[key] = known
+        return known
+
+    # -- the fast path: one scan over all the text of a record ---------------------------------------
+
+    def redact_fields(self, record: Record, fields: tuple[str, ...]) -> None:
+        """Redact `record[field]` for each field, in place at the top level, copy-on-write below.
+
+        Scanning each string on its own costs a dozen calls per string (a record has dozens, most of
+        them short), so the string leaves of all the fields are joined with a separator no pattern can
+        cross and scanned once. Most records have nothing to redact, and are done then. Otherwise the
+        joined result, cut back at the separators, says what each changed string becomes, and a walk
+        puts those in place. A separator inside a string (or user patterns, which could cross it)
+        sends the record down the string-by-string path.
+        """
+        leaves: list[str] = []
+        flagged = False
+        texts: dict[str, str] | None = None
+        # Per field: where its strings end in `leaves`, and whether it must be walked anyway.
+        spans: list[tuple[str, int, bool]] = []
+        if self.joined:
+            for field in fields:
+                value = record.get(field)
+                if value:
+                    needs_walk = self.collect(value, leaves, 0)
+                    flagged |= needs_walk
+                    spans.append((field, len(leaves), needs_walk))
+            if leaves:
+                joined = _SEP.join(leaves)
+                if joined.count(_SEP) == len(leaves) - 1:
+                    out = self.text.scan(joined)
+                    if out is joined:
+                        texts = {}
+                        self._remember_clean(leaves)
+                    else:
+                        parts = out.split(_SEP)
+                        if len(parts) == len(leaves):
+                            texts = {old: new for old, new in zip(leaves, parts, strict=True) if new != old}
+                            self._remember_clean([old for old in leaves if old not in texts])
+            else:
+                texts = {}
+            if texts == {} and not flagged:
+                return
+            if texts is not None:  # walk only the fields that hold a changed string or need the walk
+                start, chosen = 0, []
+                for field, end, needs_walk in spans:
+                    if needs_walk or any(leaf in texts for leaf in leaves[start:end]):
+                        chosen.append(field)
+                    start = end
+                fields = tuple(chosen)
+        for field in fields:
+            value = record.get(field)
+            if value:
+                new = self.value(value, 0, texts)
+                if new is not value:
+                    record[field] = new
+
+    def _remember_clean(self, leaves: list[str]) -> None:
+        """Strings found to hold nothing to redact are skipped when they come again: a chat sends its
+        system prompt and the whole conversation so far with every call."""
+        clean = self._clean
+        for leaf in leaves:
+            size = len(leaf)
+            if size > _CACHE_MAX_STRING:
+                continue
+            if self._clean_chars + size > _CACHE_MAX_CHARS:  # full: start over rather than track age
+                clean.clear()
+                self._clean_chars = 0
+            clean[leaf] = None
+            self._clean_chars += size
+
+    def collect(self, value: Any, leaves: list[str], depth: int) -> bool:
+        """Append the strings `value` holds (those inside JSON text too) to `leaves`. True when the value
+        needs the walk whatever its text says: a secret-named key, too deep, an object to dump."""
+        kind = type(value)
+        if kind is str:
+            return self._collect_string(value, leaves, depth)
+        if kind in _SCALARS:
+            return False
+        if depth > _MAX_DEPTH:
+            return True
+        # Exact types first: an isinstance() against an ABC costs more than the rest of a node.
+        is_list = kind is list or kind is tuple
+        if not is_list and (kind is dict or isinstance(value, Mapping)):
+            if not self.secret_keys:
+                return self._collect_items(value.values(), leaves, depth)
+            flagged = False
+            items: list[Any] = []
+            cache = self._key_cache
+            for key, item in value.items():
+                if item:
+                    secret = cache.get(key)
+                    if secret is None:
+                        secret = isinstance(key, str) and self._is_secret_key(key)
+                    if secret:
+                        flagged = True
+                        continue
+                items.append(item)
+            return self._collect_items(items, leaves, depth) or flagged
+        if is_list or isinstance(value, (list, tuple)):
+            return self._collect_items(value, leaves, depth)
+        return isinstance(value, str) or callable(getattr(value, "model_dump", None))
+
+    def _collect_items(self, items: Iterable[Any], leaves: list[str], depth: int) -> bool:
+        flagged = False
+        min_len = self.min_len
+        clean = self._clean
+        for item in items:
+            t = type(item)
+            if t is str:
+                if len(item) >= min_len and item not in clean:
+                    if item[0] in "{[":
+                        flagged |= self._collect_string(item, leaves, depth + 1)
+                    else:
+                        leaves.append(item)
+            elif t not in _SCALARS:
+                flagged |= self.collect(item, leaves, depth + 1)
+        return flagged
+
+    def _collect_string(self, s: str, leaves: list[str], depth: int) -> bool:
+        if len(s) < self.min_len:
+            return False
+        parsed = _json_container(s)
+        if parsed is None:
+            leaves.append(s)
+            return False
+        return self.collect(parsed, leaves, depth)
+
+    # -- the walk ----------------------------------------------------------------------------------
+
+    def string(self, s: str, texts: Mapping[str, str] | None = None) -> str:
+        if texts is not None:
+            return self._string(s, texts)
+        cached = self._cache.get(s)
+        if cached is not None:
+            return s if cached is SAME else cached
+        out = self._string(s, None)
+        size = len(s)
+        if size <= _CACHE_MAX_STRING:
+            if self._cache_chars + size > _CACHE_MAX_CHARS:  # full: start over rather than track age
+                self._cache.clear()
+                self._cache_chars = 0
+            self._cache[s] = SAME if out is s else out
+            self._cache_chars += size
+        return out
+
+    def _string(self, s: str, texts: Mapping[str, str] | None) -> str:
+        # Tool-call arguments (and other JSON carried as text) are parsed, so a JSON escape can neither
+        # hide a match nor be cut in half by a replacement, and secret-named keys inside are seen.
+        parsed = _json_container(s)
+        if parsed is not None:
+            new = self.value(parsed, 1, texts)
+            return s if new is parsed else json.dumps(new, ensure_ascii=False)
+        if texts is not None:
+            return texts.get(s, s)
+        return self.text(s)
+
+    def value(self, value: Any, depth: int = 0, texts: Mapping[str, str] | None = None) -> Any:
+        """`value` with its strings redacted: by `self.text`, or as `texts` (from the joined scan) says."""
+        kind = type(value)
+        if kind is str:
+            return self.string(value, texts)
+        if kind in _SCALARS:
+            return value
+        if isinstance(value, str):
+            return self.string(str(value), texts)
+        if depth > _MAX_DEPTH:
+            return self.secret_ph  # too deep to look at: not looking must not mean leaking
+        # The loops below handle string and scalar leaves inline: most nodes of a record are leaves,
+        # and a call per leaf is a large part of the walk's cost.
+        string = self.string
+        is_list = kind is list or kind is tuple
+        if not is_list and (kind is dict or isinstance(value, Mapping)):
+            out: dict[Any, Any] | None = None
+            cache = self._key_cache
+            secret_keys = self.secret_keys
+            for key, item in value.items():
+                secret = cache.get(key) if secret_keys else False
+                if secret is None:
+                    secret = isinstance(key, str) and self._is_secret_key(key)
+                t = type(item)
+                if secret and item:
+                    new: Any = self.secret_ph
+                elif t is str:
+                    new = string(item, texts)
+                elif t in _SCALARS:
+                    continue
+                else:
+                    new = self.value(item, depth + 1, texts)
+                if new is not item:
+                    if out is None:
+                        out = dict(value)
+                    out[key] = new
+            return value if out is None else out
+        if is_list or isinstance(value, (list, tuple)):
+            copied: list[Any] | None = None
+            for i, item in enumerate(value):
+                t = type(item)
+                if t is str:
+                    new = string(item, texts)
+                elif t in _SCALARS:
+                    continue
+                else:
+                    new = self.value(item, depth + 1, texts)
+                if new is not item:
+                    if copied is None:
+                        copied = list(value)
+                    copied[i] = new
+            return value if copied is None else copied
+        dump = getattr(value, "model_dump", None)  # a pydantic object would be encoded as its fields
+        if callable(dump):
+            try:
+                return self.value(dump(), depth + 1, None)
+            except Exception:
+                return self.secret_ph
+        return value
+
+
+def _json_container(s: str) -> Any:
+    """The dict or list a string holds as JSON text, else None (cheap for the strings that are not)."""
+    if len(s) < 2 or s[0] not in "{[":
+        return None
+    try:
+        parsed = json.loads(s)
+    except ValueError:
+        return None
+    return parsed if isinstance(parsed, (dict, list)) else None

@@ -1,0 +1,283 @@
+"""`litelens tail`: print calls as they happen, from a JSONL sink's files or from a litelens server.
+
+    litelens tail --jsonl /var/log/litelens/calls.jsonl     # follows the file across rotations
+    litelens tail --server http://127.0.0.1:4318 --api-key ll_...
+
+One line per call (`litelens.display.format_call`): time, status, model, latency, time to first token,
+tokens in and out, cost. Standard library only, like the core: it runs wherever the callback runs.
+"""
+
+from __future__ import annotations
+
+import gzip
+import http.client
+import json
+import os
+import sys
+import time
+import urllib.parse
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import IO, Any
+
+from litelens.display import format_call
+from litelens.jsonl import expand, rotated_files
+
+__all__ = ["follow_jsonl", "follow_server", "run"]
+
+
+# --------------------------------------------------------------------------------------------------
+# JSONL files
+
+
+def follow_jsonl(
+    path: str | os.PathLike[str],
+    *,
+    from_start: bool = False,
+    poll_s: float = 0.2,
+    stop: Callable[[], bool] = lambda: False,
+) -> Iterator[dict[str, Any]]:
+    """Records appended to `path` from now on (or all of them, `from_start`), following rotations.
+
+    Like `tail -F`, the live file is kept open and read to its end; when the path names another file,
+    ours was rotated away and what it still held is read from the open file. Rotated files we never
+    had open (several rotations between two polls) are read whole, oldest first, before the new live
+    file. Keeping the file open also keeps its inode from being reused by the next live file, which
+    would otherwise look like the same file.
+    """
+    # Not a generator itself: the live file is opened (and "now" fixed) when this is called, not at the
+    # first next(); and opened before the rotated files are listed, so no rotation falls in between.
+    live = expand(path)
+    while True:
+        current = _open(live)
+        rotated = rotated_files(live)
+        if current is None or _ident(live) == _fd_ident(current):
+            break
+        current.close()  # rotated while we listed: again
+    if current is not None and not from_start:
+        current.seek(0, os.SEEK_END)  # "from now on": what the file holds already is not printed
+    return _follow(live, rotated, current, from_start, poll_s, stop)
+
+
+def _follow(
+    live: Path,
+    rotated: list[Path],
+    current: IO[bytes] | None,
+    from_start: bool,
+    poll_s: float,
+    stop: Callable[[], bool],
+) -> Iterator[dict[str, Any]]:
+    known: set[str] = set()
+    for file in rotated:
+        known.add(_base(file))
+        if from_start:
+            yield from _records(_lines(_read_all(file))[0])
+    pending = b""
+    while not stop():
+        if current is None:
+            opened = _open(live)
+            # Rotations we never had open come first; listed after opening, and only kept if the file we
+            # opened is still the live one (else it may be among them: start over).
+            backlog = _read_fresh(live, known, skip_first=False)
+            if opened is not None and _ident(live) != _fd_ident(opened):
+                opened.close()
+                continue
+            known.update(backlog)
+            yield from _records(_lines(b"\n".join(backlog.values()) + b"\n")[0])
+            if opened is None:
+                time.sleep(poll_s)
+                continue
+            current, pending = opened, b""
+        chunk = current.read()
+        if chunk:
+            data, pending = _lines(pending + chunk)
+            yield from _records(data)
+            continue
+        if _ident(live) == _fd_ident(current):
+            time.sleep(poll_s)
+            continue
+        # Rotated away: the rest of ours from the open file; it is the oldest of the fresh rotated files.
+        rest = current.read()
+        current.close()
+        current = None
+        later = _read_fresh(live, known, skip_first=True)
+        known.update(later)
+        yield from _records(_lines(pending + rest + b"\n" + b"\n".join(later.values()) + b"\n")[0])
+        pending = b""
+    if current is not None:
+        current.close()
+
+
+def _open(path: Path) -> IO[bytes] | None:
+    try:
+        return open(path, "rb")  # held open across polls, like tail -F
+    except FileNotFoundError:
+        return None
+
+
+def _fd_ident(f: IO[bytes]) -> tuple[int, int]:
+    st = os.fstat(f.fileno())
+    return (st.st_dev, st.st_ino)
+
+
+def _read_fresh(live: Path, known: set[str], skip_first: bool) -> dict[str, bytes]:
+    """{base name: content} of the rotated files not in `known`, oldest first (the oldest left empty
+    with `skip_first`). A plain file compressed away while we read it is read again as its `.gz`."""
+    for _ in range(100):
+        fresh = [f for f in rotated_files(live) if _base(f) not in known]
+        try:
+            return {
+                _base(f): b"" if skip_first and i == 0 else _read_all(f, missing_ok=False)
+                for i, f in enumerate(fresh)
+            }
+        except FileNotFoundError:
+            time.sleep(0.01)
+    return {}
+
+
+def _base(file: Path) -> str:
+    return file.name[:-3] if file.name.endswith(".gz") else file.name
+
+
+def _ident(path: Path) -> tuple[int, int] | None:
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    return (st.st_dev, st.st_ino)
+
+
+def _read_all(path: Path, missing_ok: bool = True) -> bytes:
+    try:
+        if path.name.endswith(".gz"):
+            with gzip.open(path, "rb") as f:
+                return f.read()
+        return path.read_bytes()
+    except FileNotFoundError:
+        if missing_ok:
+            return b""
+        raise
+
+
+def _lines(data: bytes) -> tuple[list[bytes], bytes]:
+    *complete, rest = data.split(b"\n")
+    return [line for line in complete if line.strip()], rest
+
+
+def _records(lines: list[bytes]) -> Iterator[dict[str, Any]]:
+    for line in lines:
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict):
+            yield record
+
+
+# --------------------------------------------------------------------------------------------------
+# A server's query API
+
+
+def follow_server(
+    url: str,
+    api_key: str | None,
+    *,
+    since_s: float = 60.0,
+    poll_s: float = 1.0,
+    lookback_s: float = 300.0,
+    stop: Callable[[], bool] = lambda: False,
+) -> Iterator[dict[str, Any]]:
+    """Calls stored by the server at `url`, oldest first, as they arrive (`GET /api/calls`).
+
+    Each poll pages through `/api/calls?order=asc&start=...` with the API's cursor. Calls are ordered by
+    start time but arrive when they end, so a long call can show up behind shorter ones that started
+    after it: each poll looks `lookback_s` behind the newest start seen and skips call ids already shown.
+    """
+    parts = urllib.parse.urlsplit(url)
+    conn_cls = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+    base = parts.path.rstrip("/")
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    since = time.time() - since_s
+    seen: dict[str, float] = {}
+    conn: http.client.HTTPConnection | None = None
+    while not stop():
+        cursor: str | None = None
+        newest = since
+        while True:
+            query = {"order": "asc", "sort": "start_time", "limit": "200", "start": f"{since:.6f}"}
+            if cursor:
+                query["cursor"] = cursor
+            if conn is None:
+                conn = conn_cls(parts.hostname or "127.0.0.1", parts.port, timeout=30)
+            try:
+                conn.request("GET", f"{base}/api/calls?{urllib.parse.urlencode(query)}", headers=headers)
+                answer = conn.getresponse()
+                body = answer.read()
+            except (OSError, http.client.HTTPException) as exc:
+                conn.close()
+                conn = None
+                raise TailError(f"litelens tail: cannot reach {url} ({exc})") from None
+            if answer.status in (401, 403):
+                raise TailError(f"litelens tail: {url} refused the API key ({answer.status}); pass --api-key")
+            if answer.status != 200:
+                raise TailError(f"litelens tail: {url} answered {answer.status}: {body[:200]!r}")
+            page = json.loads(body)
+            for call in page.get("calls") or []:
+                start = float(call.get("start_time") or 0.0)
+                newest = max(newest, start)
+                call_id = str(call.get("call_id"))
+                if call_id not in seen:
+                    seen[call_id] = start
+                    yield call
+            cursor = page.get("next_cursor")
+            if not cursor:
+                break
+        since = max(since, newest - lookback_s)
+        for call_id in [c for c, start in seen.items() if start < since]:
+            del seen[call_id]
+        time.sleep(poll_s)
+
+
+class TailError(Exception):
+    """What went wrong, in a sentence for the terminal."""
+
+
+# --------------------------------------------------------------------------------------------------
+# The command
+
+
+def run(
+    jsonl: str | None,
+    server: str | None,
+    api_key: str | None,
+    *,
+    from_start: bool = False,
+    since_s: float = 60.0,
+    poll_s: float | None = None,
+    color: bool | None = None,
+    out: IO[str] | None = None,
+) -> int:
+    """What `litelens tail` does; returns the exit status."""
+    stream = out or sys.stdout
+    use_color = color if color is not None else stream.isatty()
+    if (jsonl is None) == (server is None):
+        print("litelens tail: give exactly one of --jsonl PATH or --server URL", file=sys.stderr)
+        return 2
+    calls: Iterator[dict[str, Any]]
+    if jsonl is not None:
+        calls = follow_jsonl(jsonl, from_start=from_start, poll_s=poll_s or 0.2)
+        print(f"litelens tail: following {expand(jsonl)} (Ctrl-C to stop)", file=sys.stderr, flush=True)
+    else:
+        assert server is not None
+        key = api_key or os.environ.get("LITELENS_API_KEY")
+        calls = follow_server(server, key, since_s=since_s, poll_s=poll_s or 1.0)
+    try:
+        for call in calls:
+            stream.write(format_call(call, color=use_color) + "\n")
+            stream.flush()
+    except TailError as exc:
+        print(str(exc), file=sys.stderr)
+        return 1
+    except (KeyboardInterrupt, BrokenPipeError):
+        return 0
+    return 0

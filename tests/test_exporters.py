@@ -1,0 +1,239 @@
+"""litelens.otel.exporters against a real `litelens serve` and real files: spans from the OTel layer reach
+the server over OTLP/HTTP with the project key (spooled while it is away), JSONL span files hold one span
+per line, and planted personal data is gone from every exported span when a redactor is configured."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+pytest.importorskip("opentelemetry.sdk")
+pytest.importorskip("opentelemetry.exporter.otlp.proto.common")
+litellm = pytest.importorskip("litellm")
+
+from opentelemetry.sdk.trace import TracerProvider  # noqa: E402
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor, SpanExporter  # noqa: E402
+
+from litelens.jsonl import read_records, rotated_files  # noqa: E402
+from litelens.otel import JsonlSpanExporter, LiteLensSpanExporter, LiteLLMInstrumentor  # noqa: E402
+from litelens.pipeline import redact  # noqa: E402
+from litelens.testing import FakeProvider  # noqa: E402
+from server_helpers import ServerProcess  # noqa: E402
+from test_sinks import PLANTED, planted_calls  # noqa: E402
+
+pytestmark = pytest.mark.litellm_compat
+
+
+@pytest.fixture
+def instrument() -> Iterator[Callable[..., TracerProvider]]:
+    """Factory: instrument LiteLLM with the given exporters (batched); uninstrumented afterwards."""
+    made: list[tuple[LiteLLMInstrumentor, TracerProvider]] = []
+
+    def make(*exporters: SpanExporter, batch: bool = True, **kwargs: Any) -> TracerProvider:
+        provider = TracerProvider()
+        for exporter in exporters:
+            provider.add_span_processor(
+                BatchSpanProcessor(exporter) if batch else SimpleSpanProcessor(exporter)
+            )
+        instrumentor = LiteLLMInstrumentor()
+        instrumentor.instrument(tracer_provider=provider, **kwargs)
+        made.append((instrumentor, provider))
+        return provider
+
+    yield make
+    for instrumentor, provider in made:
+        instrumentor.uninstrument()
+        provider.shutdown()
+
+
+def call(fake: FakeProvider, text: str = "tell me a story", **extra: Any) -> Any:
+    return litellm.completion(
+        model="openai/gpt-4o-mini",
+        messages=[{"role": "user", "content": text}],
+        api_base=fake.url,
+        api_key="sk-fake",
+        **extra,
+    )
+
+
+def stored_calls(server: ServerProcess, n: int, timeout: float = 20) -> list[dict[str, Any]]:
+    client = server.client()
+    deadline = time.monotonic() + timeout
+    calls: list[dict[str, Any]] = []
+    while time.monotonic() < deadline:
+        calls = client.get_json("/api/calls?limit=100")["calls"]
+        if len(calls) >= n:
+            break
+        time.sleep(0.2)
+    return calls
+
+
+def test_spans_reach_the_server_with_the_key(
+    provider: FakeProvider, sqlite_server: ServerProcess, tmp_path: Path, instrument: Any
+) -> None:
+    exporter = LiteLensSpanExporter(sqlite_server.url, sqlite_server.key, spool_dir=str(tmp_path / "spool"))
+    tracer_provider = instrument(exporter)
+    for i in range(5):
+        call(provider, f"call number {i} [[fake tokens=4]]")
+    with pytest.raises(litellm.RateLimitError):
+        call(provider, "hi [[fake error=429]]", max_retries=0)
+    assert tracer_provider.force_flush(10_000)
+    calls = stored_calls(sqlite_server, 6)
+    assert len(calls) == 6
+    assert sorted(c["status"] for c in calls) == ["error"] + ["ok"] * 5
+    ok = [c for c in calls if c["status"] == "ok"]
+    assert all(c["output_tokens"] == 4 and c["request_model"] == "gpt-4o-mini" for c in ok)
+    assert next(c for c in calls if c["status"] == "error")["error_type"] == "RateLimitError"
+    stats = exporter.stats()
+    assert stats["sent"] == 6 and stats["spooled"] == 0 and stats["dropped"] == 0
+    # The trace view has the span itself too.
+    trace = sqlite_server.client().get_json(f"/api/traces/{calls[0]['trace_id']}")
+    assert "chat gpt-4o-mini" in json.dumps(trace)
+
+
+def test_spans_wait_in_the_spool_while_the_server_is_away(
+    provider: FakeProvider,
+    tmp_path: Path,
+    server_factory: Callable[..., ServerProcess],
+    sqlite_url: str,
+    instrument: Any,
+) -> None:
+    away = ServerProcess(sqlite_url, tmp_path)
+    key = away.create_key("default")
+    exporter = LiteLensSpanExporter(f"http://127.0.0.1:{away.port}", key, spool_dir=str(tmp_path / "spool"))
+    exporter.transport.config.max_retries = 1
+    exporter.transport.config.backoff_max_s = 0.5
+    tracer_provider = instrument(exporter)
+    for i in range(3):
+        call(provider, f"while away {i}")
+    assert tracer_provider.force_flush(10_000)
+    deadline = time.monotonic() + 20
+    while exporter.stats()["spooled"] < 3 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert exporter.stats()["spooled"] == 3 and exporter.stats()["sent"] == 0
+    assert list((tmp_path / "spool").glob("*.batch"))
+    server = server_factory(sqlite_url, port=away.port, key=False)
+    server.key = key
+    assert len(stored_calls(server, 3, timeout=40)) == 3
+    assert not list((tmp_path / "spool").glob("*.batch"))
+
+
+def test_a_wrong_key_keeps_spans_in_the_spool(
+    provider: FakeProvider, sqlite_server: ServerProcess, tmp_path: Path, instrument: Any, caplog: Any
+) -> None:
+    exporter = LiteLensSpanExporter(sqlite_server.url, "ll_wrong", spool_dir=str(tmp_path / "spool"))
+    tracer_provider = instrument(exporter)
+    call(provider)
+    assert tracer_provider.force_flush(10_000)
+    deadline = time.monotonic() + 10
+    while exporter.stats()["spooled"] < 1 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert exporter.stats()["spooled"] == 1
+    assert any("refused the API key (401)" in m for m in caplog.messages)
+
+
+def test_jsonl_span_exporter_writes_one_span_per_line_and_rotates(
+    provider: FakeProvider, tmp_path: Path, instrument: Any
+) -> None:
+    path = tmp_path / "spans.jsonl"
+    exporter = JsonlSpanExporter(path, max_bytes=4_000)
+    tracer_provider = instrument(exporter, capture_content=False)
+    for i in range(12):
+        call(provider, f"span {i}")
+    assert tracer_provider.force_flush(10_000)
+    spans = list(read_records(path))
+    assert len(spans) == 12 and rotated_files(path)
+    assert {s["name"] for s in spans} == {"chat gpt-4o-mini"}
+    assert all(s["attributes"]["gen_ai.usage.output_tokens"] == 8 for s in spans)
+    assert len({s["context"]["span_id"] for s in spans}) == 12
+
+
+def test_planted_data_is_gone_from_every_exported_span(
+    provider: FakeProvider, sqlite_server: ServerProcess, tmp_path: Path, instrument: Any
+) -> None:
+    server_exporter = LiteLensSpanExporter(
+        sqlite_server.url, sqlite_server.key, spool_dir=str(tmp_path / "spool")
+    )
+    file_exporter = JsonlSpanExporter(tmp_path / "spans.jsonl")
+    tracer_provider = instrument(server_exporter, file_exporter, capture_content=True, processors=[redact()])
+    planted_calls(provider)
+    assert tracer_provider.force_flush(10_000)
+
+    spans = list(read_records(tmp_path / "spans.jsonl"))
+    assert len(spans) == 2
+    text = json.dumps(spans)
+    leftover = [value for value in PLANTED if value in text]
+    assert leftover == []
+    for placeholder in ("[EMAIL]", "[PHONE]", "[CARD]", "[IBAN]", "[IP]", "[SECRET]"):
+        assert placeholder in text, placeholder
+    ok = next(s for s in spans if s["status"]["status_code"] == "UNSET")
+    err = next(s for s in spans if s["status"]["status_code"] == "ERROR")
+    assert ok["attributes"]["gen_ai.usage.output_tokens"] == 8 and ok["attributes"]["litellm.cost.total"] > 0
+    assert "[EMAIL]" in ok["attributes"]["gen_ai.input.messages"]
+    assert err["attributes"]["error.type"] == "NotFoundError"
+    (event,) = [e for e in err["events"] if e["name"] == "exception"]
+    assert "[EMAIL]" in event["attributes"]["exception.message"]
+    assert "[CARD]" in err["status"]["description"]
+
+    calls = stored_calls(sqlite_server, 2)
+    assert len(calls) == 2
+    client = sqlite_server.client()
+    stored = [client.get_json(f"/api/calls/{c['call_id']}") for c in calls]
+    stored += [client.get_json(f"/api/traces/{c['trace_id']}") for c in calls]
+    text = json.dumps(stored)
+    assert [value for value in PLANTED if value in text] == []
+    assert "[EMAIL]" in text and "[CARD]" in text
+    ok_record = next(r for r in stored[:2] if r["status"] == "ok")
+    assert ok_record["usage"]["output_tokens"] == 8 and ok_record["request_model"] == "gpt-4o-mini"
+
+
+def test_docs_examples_run(
+    sqlite_server: ServerProcess, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """docs/otel.md's code, with the server and the stock exporter's backend both a real `litelens serve`."""
+    import re
+
+    pytest.importorskip("opentelemetry.exporter.otlp.proto.http")
+    monkeypatch.setenv("LITELENS_ENDPOINT", sqlite_server.url)
+    monkeypatch.setenv("LITELENS_API_KEY", sqlite_server.key)
+    monkeypatch.setenv("LITELENS_SPOOL_DIR", str(tmp_path / "spool"))
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", f"{sqlite_server.url}/v1/traces")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_HEADERS", f"authorization=Bearer%20{sqlite_server.key}")
+    text = (Path(__file__).resolve().parents[1] / "docs" / "otel.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, re.S)
+    assert len(blocks) >= 3
+    for block in blocks:
+        exec(compile(block, "docs/otel.md", "exec"), {"__name__": "docs_otel"})
+    calls = stored_calls(sqlite_server, 2)
+    assert len(calls) == 2  # one through LiteLensSpanExporter, one through the stock OTLP exporter
+    client = sqlite_server.client()
+    stored = json.dumps([client.get_json(f"/api/calls/{c['call_id']}") for c in calls])
+    assert "[EMAIL]" in stored and "[PHONE]" in stored
+    assert "ann@example.com" not in stored and "415 555 2671" not in stored
+
+
+def test_a_failing_redactor_leaks_nothing_onto_the_span(
+    provider: FakeProvider, tmp_path: Path, instrument: Any
+) -> None:
+    def broken(record: dict[str, Any]) -> dict[str, Any]:
+        raise RuntimeError("redactor bug")
+
+    file_exporter = JsonlSpanExporter(tmp_path / "spans.jsonl")
+    tracer_provider = instrument(file_exporter, capture_content=True, processors=[broken])
+    planted_calls(provider)
+    assert tracer_provider.force_flush(10_000)
+    spans = list(read_records(tmp_path / "spans.jsonl"))
+    assert len(spans) == 2
+    text = json.dumps(spans)
+    assert [value for value in PLANTED if value in text] == []
+    err = next(s for s in spans if s["status"]["status_code"] == "ERROR")
+    assert err["attributes"]["error.type"] == "NotFoundError"  # the numbers and types stay
+    ok = next(s for s in spans if s["status"]["status_code"] == "UNSET")
+    assert ok["attributes"]["gen_ai.usage.output_tokens"] == 8

@@ -1,0 +1,434 @@
+"""litelens.sinks: every sink gets each processed record (and nothing the redactor removed), a stuck sink
+costs neither the LiteLLM caller nor the other sinks, JSONL rotation keeps every record exactly once,
+and the environment picks sinks for a proxy with no code."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import litellm
+import pytest
+
+import litelens
+from litelens.callback import Callback, unregister
+from litelens.config import Settings
+from litelens.dispatch import Dispatcher
+from litelens.jsonl import JsonlWriter, read_records, rotated_files
+from litelens.pipeline import redact
+from litelens.sinks import CallableSink, ConsoleSink, FanOut, HttpSink, JsonlSink, from_spec
+from litelens.testing import FakeProvider, Receiver
+from litelens.transport import Transport
+from server_helpers import ServerProcess
+from test_pipeline import PLANTED as PLANTED_BY_KIND
+from test_pipeline import every_third_raises, planted_record
+
+KEY = "sk-test-PROVIDERKEY-0123456789abcdef"
+
+# test_pipeline's planted record gives the messages (content, content parts, a URL, tool-call arguments)
+# and the metadata; a tool result, a tool definition, the URL path and the error message add more.
+PLANTED = [
+    *(value for values in PLANTED_BY_KIND.values() for value in values),
+    "carol@example.com",
+    "erin@example.net",
+    "4111-1111-1111-1111",
+    KEY,
+]
+
+
+def planted_calls(provider: FakeProvider) -> None:
+    """One successful chat call and one failed call, both full of personal data and secrets."""
+    record = planted_record()
+    litellm.completion(
+        model="openai/gpt-4o-mini",
+        messages=[
+            *record["request"]["messages"],
+            {
+                "role": "tool",
+                "tool_call_id": "call_1",
+                "content": "done with sk-proj-Abc123def456ghi789, Authorization: Bearer abc.def.ghijklmnopq",
+            },
+            {"role": "user", "content": "thanks [[fake tools=0]]"},
+        ],
+        tools=[
+            {
+                "type": "function",
+                "function": {"name": "refund", "description": "copy to carol@example.com", "parameters": {}},
+            }
+        ],
+        metadata=record["metadata"],
+        api_base=provider.url,
+        api_key=KEY,
+    )
+    # The fake provider's 404 names the path, so the error message (and the api_base) carry data too.
+    with pytest.raises(litellm.NotFoundError):
+        litellm.completion(
+            model="openai/gpt-4o-mini",
+            messages=[{"role": "user", "content": "hello"}],
+            api_base=f"{provider.url}/u/erin@example.net/4111-1111-1111-1111",
+            api_key=KEY,
+        )
+
+
+def assert_clean(text: str, where: str) -> None:
+    leftover = [value for value in PLANTED if value in text]
+    assert leftover == [], f"{where} still holds {leftover}"
+    for placeholder in ("[EMAIL]", "[PHONE]", "[CARD]", "[IBAN]", "[IP]", "[SECRET]"):
+        assert placeholder in text, (where, placeholder)
+
+
+def check_records(records: list[dict[str, Any]], where: str) -> None:
+    """The rest of the record is intact: ids, usage, model, status, parameters, the error's type."""
+    assert len(records) == 2, where
+    ok = next(r for r in records if r["status"] == "ok")
+    err = next(r for r in records if r["status"] == "error")
+    assert ok["request_model"] == "gpt-4o-mini" and ok["provider"] == "openai", where
+    assert ok["usage"]["input_tokens"] > 0 and ok["usage"]["output_tokens"] == 8, where
+    assert ok["cost_usd"] and ok["cost_usd"] > 0, where
+    assert ok["metadata"]["tier"] == "gold" and ok["metadata"]["customer"]["email"] == "[EMAIL]", where
+    messages = ok["request"]["messages"]
+    assert messages[0]["content"] == "You are a support agent for order 1234567890123456.", where
+    assert messages[1]["content"] == "I'm Alice ([EMAIL], [PHONE]). Refund to [IBAN] or card [CARD] please."
+    assert messages[2]["content"][0]["text"] == "Also reachable at [PHONE] from [IP].", where
+    args = json.loads(messages[3]["tool_calls"][0]["function"]["arguments"])
+    assert args == {"email": "[EMAIL]", "card": "[CARD]", "amount": 129.5, "password": "[SECRET]"}, where
+    assert ok["response"]["choices"][0]["finish_reason"] == "stop", where
+    assert err["error"]["type"] == "NotFoundError" and err["error"]["status_code"] == 404, where
+    assert "/u/[EMAIL]/[CARD]/chat/completions" in err["error"]["message"], where
+
+
+def test_planted_data_reaches_no_sink_and_the_rest_arrives_intact(
+    provider: FakeProvider, sqlite_server: ServerProcess, tmp_path: Path
+) -> None:
+    got: list[dict[str, Any]] = []
+    console = io.StringIO()
+    jsonl = JsonlSink(str(tmp_path / "calls.jsonl"))
+    callback = Callback(
+        processors=[redact()],
+        sinks=[
+            HttpSink(sqlite_server.url, sqlite_server.key, spool_dir=str(tmp_path / "spool")),
+            jsonl,
+            ConsoleSink(console, full=True),
+            CallableSink(got.extend),
+        ],
+    )
+    litellm.callbacks.append(callback)
+    try:
+        planted_calls(provider)
+        assert callback.flush(timeout=20)
+    finally:
+        unregister(callback)
+        callback.shutdown(timeout=5)
+
+    from_file = list(read_records(jsonl.path))
+    assert_clean(jsonl.path.read_text(), "the JSONL file")
+    check_records(from_file, "the JSONL file")
+    assert_clean(json.dumps(got), "the callable sink")
+    assert sorted(got, key=lambda r: r["status"]) == sorted(from_file, key=lambda r: r["status"])
+    text = console.getvalue()
+    assert_clean(text, "the console")
+    assert (
+        sum("gpt-4o-mini" in line and ("  ok  " in line or "  ERR " in line) for line in text.splitlines())
+        == 2
+    )
+
+    client = sqlite_server.client()
+    stored = [client.get_json(f"/api/calls/{r['call_id']}") for r in from_file]
+    assert_clean(json.dumps(stored), "the server")
+    check_records(stored, "the server")
+    stats = callback.stats()
+    assert stats["sink.http.sent"] == 2 and stats["sink.jsonl.written"] == 2
+    assert stats["sink.console.written"] == 2 and stats["sink.extend.written"] == 2
+
+
+def _latencies(provider: FakeProvider, n: int) -> list[float]:
+    out = []
+    for i in range(n):
+        started = time.perf_counter()
+        litellm.completion(
+            model="openai/gpt-4o-mini",
+            messages=[{"role": "user", "content": f"call {i}"}],
+            api_base=provider.url,
+            api_key="sk-fake",
+        )
+        out.append(time.perf_counter() - started)
+    return out
+
+
+def test_a_sink_blocked_for_10s_delays_neither_the_caller_nor_the_other_sinks(
+    provider: FakeProvider, receiver: Receiver, make_callback: Callable[..., Callback], tmp_path: Path
+) -> None:
+    _latencies(provider, 5)  # warm up LiteLLM and the connection pool
+    baseline = _latencies(provider, 30)
+    time.sleep(0.5)  # LiteLLM logs success on its pool shortly after return: let those pass first
+
+    release = threading.Event()
+    blocked = threading.Event()
+
+    def stuck(batch: list[dict[str, Any]]) -> None:
+        blocked.set()
+        release.wait(10)  # a sink stuck for 10 s: a hung network share, a dead webhook
+
+    fast: list[dict[str, Any]] = []
+    jsonl = JsonlSink(str(tmp_path / "calls.jsonl"))
+    callback = make_callback(
+        sinks=[
+            CallableSink(stuck, name="stuck", max_queue=10),
+            "http",
+            jsonl,
+            CallableSink(fast.extend, name="fast"),
+        ]
+    )
+    try:
+        started = time.monotonic()
+        latencies = _latencies(provider, 30)
+        assert blocked.wait(5)
+        deadline = time.monotonic() + 5
+        while len(fast) < 30 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        # The other sinks have everything while the stuck one is still stuck.
+        assert len(fast) == 30 and receiver.wait_for(30, timeout=5)
+        assert len(list(read_records(jsonl.path))) == 30
+        assert not release.is_set() and time.monotonic() - started < 10
+        stats = callback.stats()
+        assert stats["sink.stuck.written"] == 0 and stats["sink.stuck.dropped"] > 0, stats
+        assert stats["sink.stuck.submitted"] == 30 and stats["sink.fast.written"] == 30
+        # The caller did not notice: LiteLLM's own latency, within noise.
+        assert statistics.median(latencies) < statistics.median(baseline) * 1.5 + 0.005, (latencies, baseline)
+        assert max(latencies) < 1.0, max(latencies)
+        # Shutting down with a sink still stuck takes the timeout given, not the sink's 10 s.
+        before = time.monotonic()
+        assert callback.shutdown(timeout=1.0) is False
+        assert time.monotonic() - before < 3.0
+        assert len(fast) == 30
+    finally:
+        release.set()
+
+
+def test_a_raising_sink_and_a_raising_processor_cost_only_their_own_records(
+    make_callback: Callable[..., Callback], receiver: Receiver
+) -> None:
+    flaky = every_third_raises()
+
+    def broken(batch: list[dict[str, Any]]) -> None:
+        raise ValueError("sink bug")
+
+    got: list[dict[str, Any]] = []
+    callback = make_callback(
+        processors=[flaky],
+        sinks=["http", CallableSink(broken, name="broken"), CallableSink(got.extend, name="ok")],
+    )
+    for i in range(30):
+        callback.transport.submit({"schema": "litelens.call/1", "call_id": f"c{i}", "metadata": {}})
+    assert callback.flush(timeout=10) and receiver.wait_for(20, timeout=10)
+    assert sorted(r["call_id"] for r in got) == sorted(f"c{i}" for i in range(30) if (i + 1) % 3)
+    stats = callback.stats()
+    assert stats["processor_errors"] == 10
+    assert (
+        stats["sink.broken.failed"] == 20 and stats["sink.ok.written"] == 20 and stats["sink.http.sent"] == 20
+    )
+
+
+@pytest.mark.parametrize("compress", [True, False], ids=["gzip", "plain"])
+def test_jsonl_rotation_keeps_every_record_exactly_once(tmp_path: Path, compress: bool) -> None:
+    path = tmp_path / "calls.jsonl"
+    sink = JsonlSink(str(path), max_bytes=8_000, gzip=compress, max_queue=100_000)
+    records = [{"call_id": f"c{i:05d}", "text": "x" * (i % 300)} for i in range(5_000)]
+    for record in records:
+        sink.submit(json.dumps(record))
+    assert sink.shutdown(timeout=30)
+    files = rotated_files(path)
+    assert len(files) > 50 and sink.stats()["rotations"] == len(files)
+    assert all(f.name.endswith(".gz") == compress for f in files)
+    # Concatenate by hand, gzip and plain alike: every record once, in order.
+    lines: list[bytes] = []
+    for f in [*files, path]:
+        data = gzip.decompress(f.read_bytes()) if f.name.endswith(".gz") else f.read_bytes()
+        lines += data.splitlines()
+    assert [json.loads(line) for line in lines] == records
+    assert all(os.path.getsize(f) <= 8_000 for f in files if not compress)
+    assert not [n for n in os.listdir(tmp_path) if n.startswith(".tmp-")]
+
+
+def test_jsonl_recovers_a_rotation_a_crash_interrupted(tmp_path: Path) -> None:
+    path = tmp_path / "calls.jsonl"
+    writer = JsonlWriter(path, max_bytes=60)
+    writer.write([json.dumps({"i": i}).encode() for i in range(40)])
+    writer.close()
+    rotated = rotated_files(path)
+    assert len(rotated) >= 3
+    # Crash 1: after the .gz was renamed into place, before the plain file was removed.
+    first = rotated[0]
+    Path(str(first)[:-3]).write_bytes(gzip.decompress(first.read_bytes()))
+    # Crash 2: after the rename aside, before compression finished (a half temporary is left).
+    second = rotated[1]
+    plain = Path(str(second)[:-3])
+    plain.write_bytes(gzip.decompress(second.read_bytes()))
+    second.unlink()
+    (tmp_path / f".tmp-{plain.name}.gz").write_bytes(b"\x1f\x8b half")
+    JsonlWriter(path, max_bytes=60).close()
+    assert [r["i"] for r in read_records(path)] == list(range(40))
+    assert sorted(os.listdir(tmp_path)) == sorted([f.name for f in rotated] + [path.name])
+
+
+def test_jsonl_rotates_by_age_when_idle(tmp_path: Path) -> None:
+    sink = JsonlSink(str(tmp_path / "calls.jsonl"), max_age_s=0.3)
+    sink.submit('{"i": 1}')
+    assert sink.flush(5)
+    deadline = time.monotonic() + 5
+    while not rotated_files(sink.path) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert [r["i"] for r in read_records(sink.path)] == [1] and len(rotated_files(sink.path)) == 1
+    sink.shutdown(2)
+
+
+def test_sinks_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, receiver: Receiver
+) -> None:
+    monkeypatch.setenv("LITELENS_SINKS", f"http, jsonl:{tmp_path}/calls-{{pid}}.jsonl, console")
+    monkeypatch.setenv("LITELENS_ENDPOINT", receiver.url)
+    monkeypatch.setenv("LITELENS_SPOOL_DIR", "off")
+    callback = Callback()
+    try:
+        assert isinstance(callback.transport, Dispatcher)
+        assert [s.name for s in callback.transport.sinks.sinks] == ["http", "jsonl", "console"]
+        callback.transport.submit({"schema": "litelens.call/1", "call_id": "env-1", "status": "ok"})
+        assert callback.flush(10) and receiver.wait_for(1)
+        assert [r["call_id"] for r in read_records(tmp_path / f"calls-{os.getpid()}.jsonl")] == ["env-1"]
+    finally:
+        callback.shutdown(2)
+    assert isinstance(from_spec("callable:json:dumps"), CallableSink)
+    with pytest.raises(ValueError, match="LITELENS_SINKS"):
+        from_spec("kafka:topic")
+
+
+def test_the_default_callback_is_the_plain_transport(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("LITELENS_SINKS", raising=False)
+    callback = Callback(endpoint="http://127.0.0.1:9", spool_dir=None)
+    try:
+        assert type(callback.transport) is Transport and callback.transport._prepare is not None
+        assert not any(key.startswith("sink.") for key in callback.stats())
+    finally:
+        callback.shutdown(0.5)
+    with pytest.raises(TypeError, match="not a sink"):
+        FanOut(object())  # type: ignore[arg-type]
+
+
+def test_console_sink_prints_one_line_per_call(provider: FakeProvider, make_callback: Any) -> None:
+    out = io.StringIO()
+    callback = make_callback(sinks=[ConsoleSink(out)])
+    litellm.completion(
+        model="openai/gpt-4o-mini",
+        messages=[{"role": "user", "content": "one two three"}],
+        api_base=provider.url,
+        api_key="sk-fake",
+    )
+    with pytest.raises(litellm.RateLimitError):
+        litellm.completion(
+            model="openai/gpt-4o-mini",
+            messages=[{"role": "user", "content": "hi [[fake error=429]]"}],
+            api_base=provider.url,
+            api_key="sk-fake",
+            max_retries=0,
+        )
+    assert callback.flush(10)
+    ok, err = out.getvalue().splitlines()
+    assert (
+        "  ok  " in ok and "gpt-4o-mini" in ok and " ms" in ok and "3 →     8 tok" in ok and "$0.0000" in ok
+    )
+    assert "  ERR " in err and "RateLimitError" in err
+
+
+EXIT_SCRIPT = r"""
+import os, sys, time
+os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
+import litellm, litelens
+from litelens.sinks import CallableSink, JsonlSink
+litelens.init(endpoint="http://127.0.0.1:9", spool_dir=None, exit_flush_s=1.0,
+              sinks=[CallableSink(lambda batch: time.sleep(60), name="stuck"), JsonlSink(sys.argv[2])])
+for i in range(3):
+    litellm.completion(model="openai/gpt-4o-mini", messages=[{"role": "user", "content": "hi"}],
+                       api_base=sys.argv[1], api_key="sk-fake")
+print("done", flush=True)
+"""
+
+
+def test_a_stuck_sink_does_not_hold_the_process_at_exit(provider: FakeProvider, tmp_path: Path) -> None:
+    script = tmp_path / "app.py"
+    script.write_text(EXIT_SCRIPT)
+    started = time.monotonic()
+    out = subprocess.run(
+        [sys.executable, str(script), provider.url, str(tmp_path / "calls.jsonl")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0 and "done" in out.stdout, out.stderr[-2000:]
+    # The exit flush waits exit_flush_s per stage at most, never the stuck sink's 60 s.
+    assert time.monotonic() - started < 40
+    assert len(list(read_records(tmp_path / "calls.jsonl"))) == 3
+
+
+def test_init_passes_sinks(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(litelens, "_default", None)
+    got: list[dict[str, Any]] = []
+    callback = litelens.init(endpoint="http://127.0.0.1:9", spool_dir=None, sinks=[CallableSink(got.extend)])
+    try:
+        callback.transport.submit({"schema": "litelens.call/1", "call_id": "i1"})
+        assert litelens.flush(5) and [r["call_id"] for r in got] == ["i1"]
+        assert litelens.stats()["sink.extend.written"] == 1
+    finally:
+        litelens.shutdown(2)
+        unregister(callback)
+
+
+def test_counter_names_are_unique_per_sink(tmp_path: Path) -> None:
+    a, b = JsonlSink(str(tmp_path / "a.jsonl")), JsonlSink(str(tmp_path / "b.jsonl"))
+    fan = FanOut(a, b)
+    fan.submit('{"call_id": "x"}')
+    assert fan.flush(5)
+    assert Counter(k.split(".")[0] for k in fan.stats()) == {"jsonl": 6, "jsonl#2": 6}
+    fan.shutdown(2)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_worker_writes_its_own_file(tmp_path: Path) -> None:
+    """A proxy's workers fork after litelens loaded: with `{pid}`, each writes a file of its own."""
+    sink = JsonlSink(str(tmp_path / "calls-{pid}.jsonl"))
+    sink.submit('{"call_id": "parent-1"}')
+    assert sink.flush(5)
+    pid = os.fork()
+    if pid == 0:  # the child: write one record, flush, leave without running the parent's exit hooks
+        code = 1
+        try:
+            sink.submit('{"call_id": "child-1"}')
+            code = 0 if sink.flush(5) else 1
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    sink.submit('{"call_id": "parent-2"}')
+    assert sink.shutdown(5)
+    mine = [r["call_id"] for r in read_records(tmp_path / f"calls-{os.getpid()}.jsonl")]
+    theirs = [r["call_id"] for r in read_records(tmp_path / f"calls-{pid}.jsonl")]
+    assert mine == ["parent-1", "parent-2"] and theirs == ["child-1"]
+
+
+def test_a_second_server_gets_a_spool_of_its_own(tmp_path: Path) -> None:
+    settings = Settings.from_env({}, spool_dir=str(tmp_path / "spool"))
+    default, other = from_spec("http", settings), from_spec("http:http://10.0.0.9:4318", settings)
+    assert isinstance(default, HttpSink) and isinstance(other, HttpSink)
+    assert default.transport.config.spool_dir == str(tmp_path / "spool")
+    assert other.transport.config.endpoint == "http://10.0.0.9:4318"
+    assert other.transport.config.spool_dir not in (None, default.transport.config.spool_dir)

@@ -1,0 +1,146 @@
+"""`litelens tail` as a real process: it follows a JSONL sink across rotations and a real server's query
+API, printing each call once (model, status, latency, tokens, cost) as it happens."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import subprocess
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from litelens.display import format_call
+from litelens.jsonl import rotated_files
+from litelens.sinks import JsonlSink
+from server_helpers import CLI, ServerProcess, make_record
+
+
+class Tail:
+    """`litelens tail ...` in a child process; its stdout lines arrive on a queue."""
+
+    def __init__(self, *args: str) -> None:
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        env.pop("LITELENS_API_KEY", None)
+        self.proc = subprocess.Popen(
+            [*CLI, "tail", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+        )
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.errors: queue.Queue[str] = queue.Queue()
+        threading.Thread(target=self._read, args=(self.proc.stdout, self.lines), daemon=True).start()
+        threading.Thread(target=self._read, args=(self.proc.stderr, self.errors), daemon=True).start()
+
+    @staticmethod
+    def _read(stream: Any, into: queue.Queue[str]) -> None:
+        for line in stream:
+            into.put(line.rstrip("\n"))
+
+    def ready(self, timeout: float = 60) -> None:
+        """Wait for the "following ..." line: from then on, every record written is printed."""
+        line = self.errors.get(timeout=timeout)
+        assert "litelens tail: following" in line, line
+
+    def take(self, n: int, timeout: float = 30) -> list[str]:
+        out: list[str] = []
+        deadline = time.monotonic() + timeout
+        while len(out) < n and time.monotonic() < deadline:
+            try:
+                out.append(self.lines.get(timeout=0.2))
+            except queue.Empty:
+                if self.proc.poll() is not None and self.lines.empty():
+                    break
+        return out
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+
+
+@pytest.fixture
+def tails() -> Iterator[list[Tail]]:
+    made: list[Tail] = []
+    yield made
+    for tail in made:
+        tail.stop()
+
+
+def record(i: int, **over: Any) -> dict[str, Any]:
+    model = f"model-{i:04d}"
+    return make_record(f"tail-{i:04d}", request_model=model, response_model=model, cost_usd=0.0001, **over)
+
+
+def test_tail_follows_a_jsonl_sink_across_rotations(tmp_path: Path, tails: list[Tail]) -> None:
+    path = tmp_path / "calls.jsonl"
+    sink = JsonlSink(str(path), max_bytes=3_000)
+    sink.submit(json.dumps(record(0)))  # written before tail starts: not printed without --from-start
+    assert sink.flush(5)
+    tail = Tail("--jsonl", str(path), "--interval", "0.05")
+    tails.append(tail)
+    tail.ready()
+    for i in range(1, 301):
+        sink.submit(json.dumps(record(i)))
+        if i % 20 == 0:
+            sink.flush(5)
+            time.sleep(0.03)
+    assert sink.shutdown(10)
+    assert len(rotated_files(path)) > 10
+    lines = tail.take(300)
+    models = Counter(line.split()[2] for line in lines)
+    assert sorted(models) == [f"model-{i:04d}" for i in range(1, 301)], f"{len(models)} of 300 printed"
+    assert max(models.values()) == 1
+    assert tail.take(1, timeout=1) == []  # nothing printed twice, later
+
+
+def test_tail_from_start_reads_rotated_files_first(tmp_path: Path, tails: list[Tail]) -> None:
+    path = tmp_path / "calls.jsonl"
+    sink = JsonlSink(str(path), max_bytes=1_000)
+    for i in range(40):
+        sink.submit(json.dumps(record(i)))
+    assert sink.shutdown(5)
+    tail = Tail("--jsonl", str(path), "--from-start")
+    tails.append(tail)
+    lines = tail.take(40)
+    assert [line.split()[2] for line in lines] == [f"model-{i:04d}" for i in range(40)]
+
+
+def test_tail_polls_a_server(sqlite_server: ServerProcess, tails: list[Tail]) -> None:
+    client = sqlite_server.client()
+    now = time.time()
+    first = [record(i, start=now - 5 + i * 0.01) for i in range(3)]
+    assert client.post_json("/v1/events", {"records": first}).status == 200
+    tail = Tail("--server", sqlite_server.url, "--api-key", sqlite_server.key, "--interval", "0.2")
+    tails.append(tail)
+    lines = tail.take(3)
+    assert [line.split()[2] for line in lines] == ["model-0000", "model-0001", "model-0002"]
+    failed = record(
+        3,
+        start=time.time(),
+        status="error",
+        error={"type": "RateLimitError", "message": "slow down", "status_code": 429},
+    )
+    assert client.post_json("/v1/events", {"records": [failed, record(4, start=time.time())]}).status == 200
+    later = tail.take(2)
+    assert len(later) == 2
+    err = next(line for line in later if "model-0003" in line)
+    assert " ERR " in err and "RateLimitError" in err
+    # Every line says what a terminal user wants to see: status, model, latency, tokens, cost.
+    expected = format_call(client.get_json("/api/calls/tail-0000"))
+    assert lines[0].split()[1:] == expected.split()[1:]
+    assert " ms" in lines[0] and "tok" in lines[0] and "$" in lines[0]
+    assert tail.take(1, timeout=1.5) == []
+
+
+def test_tail_says_what_is_wrong(sqlite_server: ServerProcess, tails: list[Tail]) -> None:
+    tail = Tail("--server", sqlite_server.url, "--api-key", "ll_wrong")
+    tails.append(tail)
+    assert tail.proc.wait(30) == 1
+    assert "refused the API key" in tail.errors.get(timeout=5)
+    out = subprocess.run([*CLI, "tail"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and "--jsonl" in out.stderr
