@@ -138,7 +138,7 @@ def broken_links(path: Path) -> Iterator[str]:
 
 SHELL_PRELUDE = r"""
 set -euo pipefail
-_docs_wait() {  # url, name: wait until it answers (60 s)
+_docs_wait() {  # url, name: wait until it answers (120 s)
   for _ in $(seq 1200); do
     if curl -fsS -o /dev/null "$1" 2>/dev/null; then return 0; fi
     sleep 0.1
@@ -153,7 +153,7 @@ pip() {
 litelens() {
   if [ "${1:-}" = serve ]; then
     command litelens "$@" > "$DOCS_DIR/serve-$RANDOM.log" 2>&1 &
-    echo $! >> "$DOCS_DIR/pids"
+    echo $! >> "$DOCS_DIR/pids"; disown $!  # stopped when the page ends, not awaited by `wait`
     _docs_wait "http://127.0.0.1:$DOCS_PORT/health" "litelens serve"
     return
   fi
@@ -165,7 +165,7 @@ litellm() {
   local port=4000 prev=""
   for arg in "$@"; do [ "$prev" = --port ] && port="$arg"; prev="$arg"; done
   "$LITELENS_TEST_PROXY_BIN" "$@" > "$DOCS_DIR/proxy-$RANDOM.log" 2>&1 &
-  echo $! >> "$DOCS_DIR/pids"
+  echo $! >> "$DOCS_DIR/pids"; disown $!
   _docs_wait "http://127.0.0.1:$port/health/liveliness" "litellm --config"
 }
 """

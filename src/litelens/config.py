@@ -140,11 +140,8 @@ class Settings:
         if unknown:
             raise TypeError(f"litelens: unknown setting(s) {sorted(unknown)}; known: {sorted(known)}")
         values.update({k: v for k, v in overrides.items() if v is not None})
-        if isinstance(values.get("spool_dir"), str) and values["spool_dir"].strip().lower() in (
-            "",
-            "off",
-            "none",
-        ):
+        spool = values.get("spool_dir")
+        if isinstance(spool, str) and spool.strip().lower() in ("", "off", "none"):
             values["spool_dir"] = (
                 None  # `spool_dir="off"` turns the spool off, as LITELENS_SPOOL_DIR=off does
             )
