@@ -10,15 +10,21 @@ from __future__ import annotations
 import math
 import os
 import re
+import shutil
 import subprocess
 import sys
 from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from server_helpers import ServerProcess
+from ui_helpers import Shots, save_overview_screenshot
+
+ROOT = Path(__file__).resolve().parent.parent
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -59,8 +65,17 @@ def rank(values: list[float], q: float) -> float:
     return sorted(values)[min(len(values) - 1, max(0, round(q * (len(values) - 1))))]
 
 
-def test_demo_summary_matches_what_the_server_stored(tmp_path: Path) -> None:
-    db = f"sqlite:///{tmp_path / 'demo.db'}"
+@dataclass
+class DemoRun:
+    stdout: str
+    server: ServerProcess
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoRun]:
+    """`litelens demo --calls 200` once, then its database behind a fresh `litelens serve --no-auth`."""
+    folder = tmp_path_factory.mktemp("demo")
+    db = f"sqlite:///{folder / 'demo.db'}"
     env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
     out = subprocess.run(
         [sys.executable, "-m", "litelens.cli", "demo", "--calls", "200", "--db", db],
@@ -70,55 +85,72 @@ def test_demo_summary_matches_what_the_server_stored(tmp_path: Path) -> None:
         timeout=500,
     )
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    server = ServerProcess(db, folder, args=("--no-auth",)).start()
+    try:
+        yield DemoRun(out.stdout, server)
+    finally:
+        server.stop()
+
+
+def test_demo_summary_matches_what_the_server_stored(demo: DemoRun) -> None:
+    out = demo  # what `litelens demo` printed
     assert "200 calls stored for 200 made" in out.stdout
     assert "OpenTelemetry layer -> /v1/traces" in out.stdout
     assert re.search(r"dashboard: http://127\.0\.0\.1:\d+/", out.stdout)
     table = parse_table(out.stdout)
     assert table["all models"]["count"] == 200
 
-    server = ServerProcess(db, tmp_path, args=("--no-auth",)).start()
-    try:
-        client = server.client()
-        calls = all_calls(client)
-        assert len(calls) == 200 and len({c["call_id"] for c in calls}) == 200  # both layers, stored once
+    server = demo.server
+    client = server.client()
+    calls = all_calls(client)
+    assert len(calls) == 200 and len({c["call_id"] for c in calls}) == 200  # both layers, stored once
 
-        by_model: dict[str, list[dict[str, Any]]] = defaultdict(list)
-        for call in calls:
-            model = call["response_model"] or call["request_model"]
-            by_model[model.removeprefix(f"{call['provider']}/")].append(call)
-        by_model["all models"] = calls
-        assert set(table) == set(by_model)
-        for model, rows in by_model.items():
-            printed = table[model]
-            assert printed["count"] == len(rows), model
-            assert printed["errors"] == sum(r["status"] != "ok" for r in rows), model
-            assert printed["tokens_in"] == sum(r["input_tokens"] for r in rows), model
-            assert printed["tokens_out"] == sum(r["output_tokens"] for r in rows), model
-            assert printed["cost"] == pytest.approx(sum(r["cost_usd"] or 0 for r in rows), abs=2e-6), model
-            # Percentiles come from the rollups' histograms: within their documented ±4.9%, and a rank
-            # either side for small groups.
-            durations = [r["duration_ms"] for r in rows]
-            assert rank(durations, 0.4) * 0.95 <= printed["p50"] <= rank(durations, 0.6) * 1.05, model
-            assert rank(durations, 0.85) * 0.95 <= printed["p95"] <= max(durations) * 1.05, model
+    by_model: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for call in calls:
+        model = call["response_model"] or call["request_model"]
+        by_model[model.removeprefix(f"{call['provider']}/")].append(call)
+    by_model["all models"] = calls
+    assert set(table) == set(by_model)
+    for model, rows in by_model.items():
+        printed = table[model]
+        assert printed["count"] == len(rows), model
+        assert printed["errors"] == sum(r["status"] != "ok" for r in rows), model
+        assert printed["tokens_in"] == sum(r["input_tokens"] for r in rows), model
+        assert printed["tokens_out"] == sum(r["output_tokens"] for r in rows), model
+        assert printed["cost"] == pytest.approx(sum(r["cost_usd"] or 0 for r in rows), abs=2e-6), model
+        # Percentiles come from the rollups' histograms: within their documented ±4.9%, and a rank
+        # either side for small groups.
+        durations = [r["duration_ms"] for r in rows]
+        assert rank(durations, 0.4) * 0.95 <= printed["p50"] <= rank(durations, 0.6) * 1.05, model
+        assert rank(durations, 0.85) * 0.95 <= printed["p95"] <= max(durations) * 1.05, model
 
-        # The workload's variety reached the store: providers, streams, embeddings, tools, errors, users.
-        assert {c["provider"] for c in calls} >= {"openai", "deepseek", "mistral", "cerebras"}
-        assert any(c["stream"] and c["ttft_ms"] for c in calls)
-        assert any(c["call_type"] == "embedding" for c in calls)
-        assert {c["status"] for c in calls} == {"ok", "error"}
-        assert len({c["end_user"] for c in calls}) >= 4
+    # The workload's variety reached the store: providers, streams, embeddings, tools, errors, users.
+    assert {c["provider"] for c in calls} >= {"openai", "deepseek", "mistral", "cerebras"}
+    assert any(c["stream"] and c["ttft_ms"] for c in calls)
+    assert any(c["call_type"] == "embedding" for c in calls)
+    assert {c["status"] for c in calls} == {"ok", "error"}
+    assert len({c["end_user"] for c in calls}) >= 4
 
-        # An agent run is a session and a trace: the LLM calls and the tool span sit under `agent.run`.
-        agent_call = next(c for c in calls if "agent" in c["tags"] and c["status"] == "ok")
-        session = client.get_json(f"/api/sessions/{agent_call['session_id']}", key=False)
-        assert len(session["calls"]) >= 2
-        trace = client.get_json(f"/api/traces/{agent_call['trace_id']}", key=False)
-        (root,) = trace["roots"]
-        assert root["name"] == "agent.run"
-        children = [child.get("name") for child in root["children"]]
-        assert "tool.lookup_order" in children
-        llm = [child for child in root["children"] if child.get("call")]
-        assert len(llm) == len(session["calls"])
-        assert all(child["call"]["session_id"] == agent_call["session_id"] for child in llm)
-    finally:
-        server.stop()
+    # An agent run is a session and a trace: the LLM calls and the tool span sit under `agent.run`.
+    agent_call = next(c for c in calls if "agent" in c["tags"] and c["status"] == "ok")
+    session = client.get_json(f"/api/sessions/{agent_call['session_id']}", key=False)
+    assert len(session["calls"]) >= 2
+    trace = client.get_json(f"/api/traces/{agent_call['trace_id']}", key=False)
+    (root,) = trace["roots"]
+    assert root["name"] == "agent.run"
+    children = [child.get("name") for child in root["children"]]
+    assert "tool.lookup_order" in children
+    llm = [child for child in root["children"] if child.get("call")]
+    assert len(llm) == len(session["calls"])
+    assert all(child["call"]["session_id"] == agent_call["session_id"] for child in llm)
+
+
+@pytest.mark.service
+def test_readme_screenshot_is_the_overview_of_the_demo(demo: DemoRun, browser: Any, shots: Shots) -> None:
+    """The overview of the demo's data; with LITELENS_UPDATE_SCREENSHOTS=1 it replaces the README's image."""
+    path = save_overview_screenshot(demo.server.url, shots.folder / "overview.png", None, browser, "1h")
+    assert path.stat().st_size > 20_000
+    if os.environ.get("LITELENS_UPDATE_SCREENSHOTS") == "1":
+        target = ROOT / "docs" / "img" / "overview.png"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, target)

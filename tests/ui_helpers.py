@@ -121,7 +121,7 @@ def sign_in(page: Any, base_url: str, key: str) -> None:
 
 
 def save_overview_screenshot(
-    base_url: str, path: str | Path, api_key: str | None = None, browser: Any = None
+    base_url: str, path: str | Path, api_key: str | None = None, browser: Any = None, range_name: str = "24h"
 ) -> Path:
     """A full-page PNG of the overview (last 24 hours, auto-refresh off) of the server at `base_url`,
     signed in with `api_key` (none for a `--no-auth` server). Used for the README's screenshot.
@@ -137,7 +137,7 @@ def save_overview_screenshot(
         with sync_playwright() as playwright:
             own = launch(playwright)
             try:
-                return save_overview_screenshot(base_url, path, api_key, own)
+                return save_overview_screenshot(base_url, path, api_key, own, range_name)
             finally:
                 own.close()
     context = browser.new_context(viewport={"width": 1440, "height": 900}, color_scheme="light")
@@ -145,7 +145,7 @@ def save_overview_screenshot(
         page = context.new_page()
         if api_key:
             sign_in(page, base_url, api_key)
-        page.goto(f"{base_url}/?range=24h&refresh=0")
+        page.goto(f"{base_url}/?range={range_name}&refresh=0")
         page.wait_for_selector("svg.chart-svg")
         page.screenshot(path=str(path), full_page=True)
     finally:
