@@ -235,17 +235,7 @@ class Page:
             + "\nwait\n"  # for servers a block started with `&`: the stand-ins return once they answer
             + f'"$DOCS_PYTHON" -c "import json, os; json.dump(dict(os.environ), open({str(state)!r}, \'w\'))"\n'
         )
-        out = subprocess.run(
-            ["bash", "-c", script],
-            cwd=self.cwd,
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
-        assert out.returncode == 0, (
-            f"{block.where} failed ({out.returncode}):\n{out.stdout[-3000:]}{out.stderr[-3000:]}"
-        )
+        out = self._execute(block, ["bash", "-c", script])
         failed = self.workdir / "failed"
         assert not failed.exists(), f"{block.where}: {failed.read_text()}{out.stderr[-3000:]}"
         if state.exists():
@@ -253,17 +243,16 @@ class Page:
             state.unlink()
 
     def _python(self, block: Block) -> None:
+        self._execute(block, [sys.executable, "-c", self.localize(block.text)])
+
+    def _execute(self, block: Block, argv: list[str]) -> subprocess.CompletedProcess[str]:
         out = subprocess.run(
-            [sys.executable, "-c", self.localize(block.text)],
-            cwd=self.cwd,
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=300,
+            argv, cwd=self.cwd, env=self.env, capture_output=True, text=True, timeout=600, check=False
         )
         assert out.returncode == 0, (
             f"{block.where} failed ({out.returncode}):\n{out.stdout[-3000:]}{out.stderr[-3000:]}"
         )
+        return out
 
     def stop(self) -> None:
         pids = self.workdir / "pids"
