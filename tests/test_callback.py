@@ -375,3 +375,17 @@ def test_an_async_script_that_exits_at_once_still_delivers(provider, receiver, t
     assert out.returncode == 0, out.stderr[-2000:]
     assert receiver.wait_for(1, timeout=10), out.stderr[-2000:]
     assert receiver.records[0]["usage"]["input_tokens"] == 2
+
+
+@pytest.mark.litellm_compat
+@pytest.mark.parametrize("stream", [False, True], ids=["call", "stream"])
+def test_flush_right_after_a_call_includes_that_call(provider, receiver, make_callback, stream):
+    """A serverless handler returns right after `flush()`: the call it just made must be in that flush,
+    although LiteLLM reports it from its logging pool a moment after `completion()` returns."""
+    callback = make_callback()
+    for i in range(5):
+        response = call(provider, stream=stream, metadata={"tags": [f"n{i}"]})
+        if stream:
+            list(response)
+        assert callback.flush(timeout=10)
+        assert len(receiver.records) == i + 1, f"call {i} was not delivered by the flush after it"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import logging
 import threading
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -261,8 +262,16 @@ class Callback(CustomLogger):
         return {**self.transport.stats(), **counts}
 
     def flush(self, timeout: float | None = None) -> bool:
-        """Wait until every record so far is delivered or spooled; False if `timeout` ran out first."""
-        return self.transport.flush(timeout)
+        """Wait until every call made so far is delivered or spooled; False if `timeout` ran out first.
+
+        LiteLLM reports a sync call's success from its logging thread pool a moment after the call
+        returns, so a flush right after `completion()` first waits for that pool to run what it holds
+        (a serverless handler's last call would be missed otherwise).
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        _wait_for_litellm_logging(deadline)
+        remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+        return self.transport.flush(remaining)
 
     def shutdown(self, timeout: float | None = None) -> bool:
         """Flush, then stop the background thread. Records not delivered in time go to the spool."""
@@ -329,6 +338,37 @@ def unregister(callback: CustomLogger) -> None:
         lst = getattr(litellm, name, None)
         while isinstance(lst, list) and callback in lst:
             lst.remove(callback)
+
+
+def _wait_for_litellm_logging(deadline: float | None) -> None:
+    """Wait (until `deadline`) for LiteLLM's logging thread pool to finish the tasks it has queued.
+
+    Reads the pool's private state, guarded: LiteLLM >= 1.100 counts queued-plus-running tasks in a
+    semaphore; a plain ThreadPoolExecutor (older releases) says idle when its queue is empty and every
+    worker thread is idle. Called from one of the pool's own threads it does not wait (it would wait
+    for itself).
+    """
+    try:
+        from litellm.litellm_core_utils.thread_pool_executor import executor
+    except ImportError:
+        return
+    if threading.current_thread() in getattr(executor, "_threads", ()):
+        return
+
+    def idle() -> bool:
+        slots, cap = getattr(executor, "_pending_slots", None), getattr(executor, "_max_pending_tasks", None)
+        if slots is not None and isinstance(cap, int):
+            return bool(getattr(slots, "_value", cap) >= cap)
+        queue, spare = getattr(executor, "_work_queue", None), getattr(executor, "_idle_semaphore", None)
+        if queue is None or spare is None:
+            return True
+        return bool(queue.empty() and getattr(spare, "_value", 0) >= len(getattr(executor, "_threads", ())))
+
+    try:
+        while not idle() and (deadline is None or time.monotonic() < deadline):
+            time.sleep(0.001)
+    except Exception:  # LiteLLM changed shape: flush what has arrived
+        return
 
 
 def _drain_litellm_logging_worker() -> None:
