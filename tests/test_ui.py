@@ -6,6 +6,7 @@ screenshots under test-output/<test name>/ (fixtures `browser`, `visit`, `shots`
 from __future__ import annotations
 
 import re
+import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -107,13 +108,17 @@ def test_the_overview_follows_the_chosen_range_and_refreshes_itself(
 
 @pytest.mark.service
 def test_overview_of_a_day_of_traffic(sqlite_server: ServerProcess, browser: Any, shots: Shots) -> None:
-    """Seeds a day of a small shop's traffic and saves the overview (the README's comes from the demo:
-    tests/test_demo.py)."""
+    """Seeds a day of a small shop's traffic and saves the overview; with LITELENS_UPDATE_SCREENSHOTS=1 it
+    replaces docs/img/overview-day.png (the README's own image is the demo's: tests/test_demo.py)."""
+    import os
+
     post_records(sqlite_server.client(), workload(2500, hours=23, seed=11))
     path = save_overview_screenshot(
         sqlite_server.url, shots.folder / "overview.png", sqlite_server.key, browser
     )
     assert path.stat().st_size > 20_000
+    if os.environ.get("LITELENS_UPDATE_SCREENSHOTS") == "1":
+        shutil.copyfile(path, ROOT / "docs" / "img" / "overview-day.png")
 
 
 # --------------------------------------------------------------------------------------------------
