@@ -6,7 +6,6 @@ Pure functions, no web framework: `app.py` calls them and turns `IngestError` in
 
 from __future__ import annotations
 
-import json
 import math
 import zlib
 from collections.abc import Iterable
@@ -16,6 +15,7 @@ from typing import Any
 from litelens import record as rec
 from litelens import semconv
 from litelens.semconv import NeutralSpan
+from litelens.server import fastjson
 
 
 class IngestError(Exception):
@@ -178,7 +178,7 @@ def normalize(record: dict[str, Any]) -> dict[str, Any]:
 def parse_events(body: bytes, max_records: int, max_record_bytes: int) -> Batch:
     """A `litelens.batch/1` body (or a bare JSON list of records) -> records to store and rejections."""
     try:
-        data = json.loads(body)
+        data = fastjson.loads(body)
     except (ValueError, RecursionError) as exc:
         raise IngestError(400, f"body is not valid JSON ({str(exc)[:120]})") from None
     if isinstance(data, dict):
@@ -199,7 +199,7 @@ def parse_events(body: bytes, max_records: int, max_record_bytes: int) -> Batch:
             continue
         record = normalize(record)
         # Encoded once: the size check and the store (which would otherwise encode it again) share it.
-        text, _ = rec.encode(record)
+        text = fastjson.dumps(record)
         if len(text) > max_record_bytes:
             batch.rejected.append({"index": index, "reason": f"record larger than {max_record_bytes} bytes"})
             continue
