@@ -17,12 +17,12 @@ import queue
 import sqlite3
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 from urllib.parse import parse_qsl
 
-from litelens.server.store import rollup
-from litelens.server.store.sql import SESSIONS_BACKFILL, SQLStore
+from litelens.server.store.sql import SQLStore
+from litelens.server.store.write import SESSIONS_BACKFILL
 
 _V1 = [
     """CREATE TABLE projects (
@@ -164,8 +164,6 @@ class SQLiteStore(SQLStore):
         # either way (synchronous=FULL), and truncated back to the limit after a checkpoint.
         self._writer.execute("PRAGMA wal_autocheckpoint = 16384")
         self._writer.execute("PRAGMA journal_size_limit = 67108864")
-        # The rollup upsert merges stored and incoming histograms with it (see SQLStore._apply_rollups).
-        self._writer.create_function("litelens_hist_add", 2, rollup.merge_hist_text, deterministic=True)
         if not self._memory:
             mode = self._writer.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             if str(mode).lower() != "wal":
@@ -217,6 +215,14 @@ class SQLiteStore(SQLStore):
                 cur.execute("COMMIT")
             finally:
                 cur.close()
+
+    def _writer_lock(self) -> AbstractContextManager[Any]:
+        return self._lock
+
+    def _data_version(self, cur: sqlite3.Cursor) -> int:
+        # Changes when another connection (another store, another process) committed since this one's
+        # last look; our own commits leave it alone. A private in-memory database has no other writer.
+        return 0 if self._memory else int(cur.execute("PRAGMA data_version").fetchone()[0])
 
     @contextmanager
     def _read(self) -> Iterator[sqlite3.Cursor]:
