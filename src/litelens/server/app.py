@@ -1,8 +1,9 @@
 """`create_app()`: the collector as an ASGI application (FastAPI on Starlette).
 
-Explicit assembly, no globals: the store, the settings and the key cache live on `app.state`. Store calls
-are synchronous and run in Starlette's thread pool, so the event loop keeps accepting requests while a
-batch is being committed. A batch is acknowledged only after `store.write()` returned, i.e. committed.
+Explicit assembly, no globals: the store, the settings, the key cache and the group-commit writer live on
+`app.state`. Store calls are synchronous and run in Starlette's thread pool, so the event loop keeps
+accepting requests while a batch is being committed. Ingest goes through `writer.GroupCommit`, which
+commits concurrent requests' batches together; a batch is acknowledged only after that commit.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from litelens.server.auth import KeyCache
 from litelens.server.config import ServerSettings
 from litelens.server.deps import Project, Unavailable, store_call
 from litelens.server.store.base import Store, open_store
+from litelens.server.writer import GroupCommit
 
 log = logging.getLogger("litelens.server")
 
@@ -70,6 +72,7 @@ def create_app(settings: ServerSettings | None = None, store: Store | None = Non
             app.state.store.create_project, settings.default_project
         )
         app.state.keys = KeyCache(app.state.store, ttl_s=settings.key_cache_ttl_s)
+        app.state.writer = GroupCommit(app.state.store)
         stop = threading.Event()
         retention = None
         if settings.retention_s:
@@ -83,6 +86,7 @@ def create_app(settings: ServerSettings | None = None, store: Store | None = Non
             stop.set()
             if retention is not None:
                 retention.join(timeout=5)
+            await run_in_threadpool(app.state.writer.close)
             if own_store:
                 await run_in_threadpool(app.state.store.close)
 
@@ -132,7 +136,7 @@ def create_app(settings: ServerSettings | None = None, store: Store | None = Non
             ingest.parse_events, body, settings.max_records_per_batch, settings.max_record_bytes
         )
         if batch.records:
-            await store_call(request.app.state.store.write, project, batch.records, [], batch.texts)
+            await store_call(request.app.state.writer.write, project, batch.records, [], batch.texts)
         return {"accepted": len(batch.records), "rejected": batch.rejected}
 
     @app.post(
@@ -164,7 +168,7 @@ def create_app(settings: ServerSettings | None = None, store: Store | None = Non
             )
         batch = await asyncio.to_thread(ingest.from_spans, spans)
         if batch.records or batch.spans:
-            await store_call(request.app.state.store.write, project, batch.records, batch.spans)
+            await store_call(request.app.state.writer.write, project, batch.records, batch.spans)
         rejected += len(batch.rejected)
         if batch.rejected and not reason:
             reason = str(batch.rejected[0].get("reason"))
