@@ -156,6 +156,11 @@ class SQLiteStore(SQLStore):
         self._memory = path == ":memory:"
         self._lock = threading.RLock()
         self._writer = self._connect()
+        # A new database gets 8 KiB pages (SQLite ignores this on an existing one): a stored record is
+        # ~2-3 KB, so with 4 KiB pages most leaf pages held one record and ~40% of each was empty, and
+        # every byte of them went through the WAL and the checkpoint. 8 KiB pages took the write path
+        # from ~80 to ~55 µs of CPU per record and the file from 4.6 to 3.3 KB per record (bench/ingest.py).
+        self._writer.execute("PRAGMA page_size = 8192")
         self._writer.execute(f"PRAGMA synchronous = {self.synchronous}")
         # A checkpoint every 64 MiB of WAL rather than SQLite's 4 MiB: one ingest batch is 3-4 MiB of WAL,
         # so by default nearly every acknowledging commit also checkpointed (copied and fsynced the

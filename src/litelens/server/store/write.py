@@ -108,13 +108,15 @@ CHUNK = 400
 # needs only a handful of distinct statements (SQLite caches them prepared) and 1,000 rows take ~13.
 _VALUES_SIZES = (512, 64, 8, 1)
 
-# Rollup rows whose histograms this writer remembers (~250 bytes each); past it the oldest half goes.
-_HIST_CACHE_MAX = 100_000
+# Rollup rows whose histograms this writer remembers (~600 bytes each); past it the oldest half goes.
+_HIST_CACHE_MAX = 50_000
 
 # (resolution, bucket start, dimension, value): the rollup row a delta belongs to.
 RollupKey = tuple[int, int, str, str]
 # [count, errors, tokens_in, tokens_out, cost, latency bins, ttft bins]: a change to one rollup row.
 Delta = list[Any]
+# A latency or TTFT histogram: {bin: count} (see `rollup.bin_of`).
+Hist = dict[int, int]
 
 
 def chunks(items: Sequence[Any], size: int = CHUNK) -> Iterator[Sequence[Any]]:
@@ -318,13 +320,31 @@ def coarsen(minute: Mapping[RollupKey, Delta]) -> dict[RollupKey, Delta]:
     return out
 
 
-def _merged_hist(stored: str | None, delta: Mapping[int, int]) -> str:
-    if not stored or stored == "[]":
-        return rollup.dump_hist(delta)
-    hist: dict[int, int] = {}
-    rollup.add_hist(hist, stored)
-    _add_hist(hist, delta)
+def _plus(stored: Hist | None, delta: Hist) -> Hist:
+    """A new histogram: `stored` plus `delta`, without empty bins (neither argument changes)."""
+    hist = dict(stored) if stored else {}
+    get = hist.get
+    for b, n in delta.items():
+        total = get(b, 0) + n
+        if total:
+            hist[b] = total
+        else:
+            hist.pop(b, None)
+    return hist
+
+
+def _dump(hist: Hist) -> str:
+    """`rollup.dump_hist`, with the common one-bin case (a user's minute row) done directly."""
+    if len(hist) == 1:
+        for b, n in hist.items():
+            return f"[{b},{n}]"
     return rollup.dump_hist(hist)
+
+
+def _parsed(text: str | None) -> Hist:
+    hist: Hist = {}
+    rollup.add_hist(hist, text)
+    return hist
 
 
 # --------------------------------------------------------------------------------------------------
@@ -355,7 +375,7 @@ class _Plan:
                     self.incoming[key] = merge_records(self.incoming[key], record)
                     given[key] = None
                 else:
-                    self.incoming[key] = dict(record)
+                    self.incoming[key] = record  # never changed: merges build new dicts
                     given[key] = texts[index] if texts is not None else None
             if batch.spans:
                 self.spans += span_rows(pid, batch.spans)
@@ -382,7 +402,7 @@ class BatchWriter:
 
     # Rollup histograms as last written by this store: {(project, resolution, bucket, dim, value):
     # (latency, ttft)}, trusted while `_data_version` says no other connection wrote since.
-    _hists: dict[tuple[Any, ...], tuple[str, str]]
+    _hists: dict[tuple[Any, ...], tuple[Hist, Hist]]
     _hists_version: Any = None
 
     # ---- what the backend provides (SQLStore declares them)
@@ -450,7 +470,7 @@ class BatchWriter:
 
     # ---- inside the transaction
 
-    def _apply(self, cur: Any, plan: _Plan) -> dict[tuple[Any, ...], tuple[str, str]]:
+    def _apply(self, cur: Any, plan: _Plan) -> dict[tuple[Any, ...], tuple[Hist, Hist]]:
         version = self._data_version(cur)
         if version is None or version != self._hists_version:
             self._hists = {}
@@ -509,14 +529,14 @@ class BatchWriter:
         for pid, sid in sorted(refresh):
             # After the additive upserts: a recomputed row is exact whatever they did to it.
             self._refresh_sessions(cur, pid, {sid})
-        remembered: dict[tuple[Any, ...], tuple[str, str]] = {}
+        remembered: dict[tuple[Any, ...], tuple[Hist, Hist]] = {}
         for pid, deltas in plan.rollups.items():
             remembered.update(self._apply_rollups(cur, pid, deltas))
         return remembered
 
     def _apply_rollups(
         self, cur: Any, project_id: int, deltas: Mapping[RollupKey, Delta]
-    ) -> dict[tuple[Any, ...], tuple[str, str]]:
+    ) -> dict[tuple[Any, ...], tuple[Hist, Hist]]:
         """Add a batch's rollup deltas to the rollup rows; returns the histograms now stored.
 
         Scalars add up in the statement (`count = rollups.count + excluded.count`); histograms are
@@ -532,7 +552,7 @@ class BatchWriter:
         if not live:
             return {}
         cache = self._hists
-        stored: dict[RollupKey, tuple[str, str]] = {}
+        stored: dict[RollupKey, tuple[Hist, Hist]] = {}
         missing: list[RollupKey] = []
         for key in live:
             hit = cache.get((project_id, *key))
@@ -541,18 +561,17 @@ class BatchWriter:
             else:
                 stored[key] = hit
         if missing:
-            stored.update(self._stored_hists(cur, project_id, missing))
+            for key, (latency_text, ttft_text) in self._stored_hists(cur, project_id, missing).items():
+                stored[key] = (_parsed(latency_text), _parsed(ttft_text))
         upserts: list[tuple[Any, ...]] = []
         emptied: list[tuple[Any, ...]] = []
-        remembered: dict[tuple[Any, ...], tuple[str, str]] = {}
+        remembered: dict[tuple[Any, ...], tuple[Hist, Hist]] = {}
         for key, d in live.items():
             resolution, bucket, dim, value = key
             old = stored.get(key)
-            latency = _merged_hist(old[0] if old else None, d[5])
-            ttft = _merged_hist(old[1] if old else None, d[6])
-            upserts.append(
-                (project_id, resolution, dim, bucket, value, d[0], d[1], d[2], d[3], d[4], latency, ttft)
-            )
+            latency = _plus(old[0] if old else None, d[5])
+            ttft = _plus(old[1] if old else None, d[6])
+            upserts.append((project_id, resolution, dim, bucket, value, *d[:5], _dump(latency), _dump(ttft)))
             if d[0] <= 0:
                 # A merged call left this group (or float residue of a taken-back contribution): the row
                 # goes if nothing counts in it any more, so its histograms are not remembered.
