@@ -265,15 +265,20 @@ def span_row(span: NeutralSpan, call_id: str | None) -> dict[str, Any]:
     }
 
 
+# Leaves that are JSON as they are: most values, and no call into `_jsonable` for them (it was a third of
+# a span's mapping time when every string of the content went through it).
+_PLAIN = frozenset((str, int, bool, type(None)))
+
+
 def _jsonable(value: Any) -> Any:
     if isinstance(value, bytes):
         return value.hex()
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {str(k): v if v.__class__ in _PLAIN else _jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
+        return [v if v.__class__ in _PLAIN else _jsonable(v) for v in value]
     return value
 
 

@@ -626,22 +626,26 @@ class BatchWriter:
     def _stored_hists(
         self, cur: Any, project_id: int, keys: Sequence[RollupKey]
     ) -> dict[RollupKey, tuple[str, str]]:
-        """The stored histograms of the rollup rows that exist among `keys`."""
-        groups: dict[tuple[int, int, str], list[str]] = {}
-        for resolution, bucket, dim, value in keys:
-            groups.setdefault((resolution, bucket, dim), []).append(value)
-        found: dict[RollupKey, tuple[str, str]] = {}
-        for (resolution, bucket, dim), values in groups.items():
-            for chunk in chunks(values):
-                cur.execute(
-                    self._q(
-                        "SELECT value, latency_hist, ttft_hist FROM rollups WHERE project_id = ? AND resolution = ? "
-                        f"AND dim = ? AND bucket = ? AND value IN ({', '.join('?' * len(chunk))})"
-                    ),
-                    (project_id, resolution, dim, bucket, *chunk),
-                )
-                for value, latency, ttft in cur.fetchall():
-                    found[(resolution, bucket, dim, value)] = (latency, ttft)
+        """The stored histograms of the rollup rows that exist among `keys`.
+
+        The keys go into a temporary table that is joined with `rollups` (CROSS JOIN: SQLite then walks
+        the keys and seeks each in the primary key), so the lookup is three statements however the keys
+        spread: calls spread over days (a backfill, a spool replayed after an outage) touch a different
+        bucket per row, and grouping them into IN lists made it a statement per row.
+        """
+        cur.execute(
+            "CREATE TEMP TABLE IF NOT EXISTS litelens_rollup_keys "
+            "(resolution INTEGER, bucket INTEGER, dim TEXT, value TEXT)"
+        )
+        self._insert_values(cur, "INSERT INTO temp.litelens_rollup_keys", "(?, ?, ?, ?)", keys)
+        cur.execute(
+            "SELECT k.resolution, k.bucket, k.dim, k.value, r.latency_hist, r.ttft_hist "
+            "FROM temp.litelens_rollup_keys k CROSS JOIN rollups r ON r.project_id = ? "
+            "AND r.resolution = k.resolution AND r.dim = k.dim AND r.bucket = k.bucket AND r.value = k.value",
+            (project_id,),
+        )
+        found = {(int(r[0]), int(r[1]), r[2], r[3]): (r[4], r[5]) for r in cur.fetchall()}
+        cur.execute("DELETE FROM temp.litelens_rollup_keys")
         return found
 
     def _insert_calls(self, cur: Any, rows: list[tuple[Any, ...]]) -> None:
