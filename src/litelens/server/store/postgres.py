@@ -20,8 +20,10 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
+from litelens.server.store.rollup import RollupKey
+from litelens.server.store.rows import CALL_COLUMNS
 from litelens.server.store.sql import SQLStore
-from litelens.server.store.write import CALL_COLUMNS, SESSIONS_BACKFILL, RollupKey, chunks
+from litelens.server.store.write import SESSIONS_BACKFILL, chunks
 
 try:
     import psycopg

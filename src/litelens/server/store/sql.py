@@ -33,7 +33,7 @@ from litelens.server.store.base import (
     encode_cursor,
     encode_session_cursor,
 )
-from litelens.server.store.write import SPAN_COLUMNS as _SPAN_COLUMNS
+from litelens.server.store.rows import SPAN_COLUMNS as _SPAN_COLUMNS
 from litelens.server.store.write import BatchWriter
 from litelens.server.store.write import chunks as _chunks
 

@@ -23,59 +23,33 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import Any
 
-from litelens.server import fastjson
-from litelens.server.store import rollup
 from litelens.server.store.base import Record, Span, WriteBatch, merge_records
-
-# The columns of a `calls` row as `call_row` builds it: the filterable ones, then the record as JSON.
-CALL_COLUMNS = (
-    "project_id",
-    "call_id",
-    "start_time",
-    "end_time",
-    "duration_ms",
-    "ttft_ms",
-    "call_type",
-    "stream",
-    "request_model",
-    "response_model",
-    "provider",
-    "status",
-    "error_type",
-    "end_user",
-    "user_id",
-    "session_id",
-    "trace_id",
-    "span_id",
-    "parent_span_id",
-    "key_alias",
-    "input_tokens",
-    "output_tokens",
-    "total_tokens",
-    "cost_usd",
-    "cached_input_tokens",
-    "reasoning_tokens",
-    "record",
+from litelens.server.store.rollup import (
+    RESOLUTIONS,
+    Change,
+    Hist,
+    RollupKey,
+    add_contribution,
+    coarsen,
+    dump,
+    parsed,
+    plus,
 )
-# Positions in a `call_row` tuple that the session upsert reads.
-_ROW_START, _ROW_END, _ROW_STATUS, _ROW_SESSION, _ROW_TOTAL, _ROW_COST = 2, 3, 11, 15, 22, 23
-
-SPAN_COLUMNS = (
-    "trace_id",
-    "span_id",
-    "parent_span_id",
-    "name",
-    "kind",
-    "start_time",
-    "end_time",
-    "status",
-    "attributes",
-    "resource",
-    "call_id",
+from litelens.server.store.rows import (
+    CALL_COLUMNS,
+    ROW_COST,
+    ROW_END,
+    ROW_SESSION,
+    ROW_START,
+    ROW_STATUS,
+    ROW_TOTAL,
+    SPAN_COLUMNS,
+    call_row,
+    span_rows,
 )
 
 # A session's summary row, recomputed from its calls (few, and found through calls_session). Recomputing
@@ -111,13 +85,6 @@ _VALUES_SIZES = (512, 64, 8, 1)
 # Rollup rows whose histograms this writer remembers (~600 bytes each); past it the oldest half goes.
 _HIST_CACHE_MAX = 50_000
 
-# (resolution, bucket start, dimension, value): the rollup row a delta belongs to.
-RollupKey = tuple[int, int, str, str]
-# [count, errors, tokens_in, tokens_out, cost, latency bins, ttft bins]: a change to one rollup row.
-Delta = list[Any]
-# A latency or TTFT histogram: {bin: count} (see `rollup.bin_of`).
-Hist = dict[int, int]
-
 
 def chunks(items: Sequence[Any], size: int = CHUNK) -> Iterator[Sequence[Any]]:
     for i in range(0, len(items), size):
@@ -130,221 +97,6 @@ def _value_chunks(rows: Sequence[Any]) -> Iterator[Sequence[Any]]:
         while n - i >= size:
             yield rows[i : i + size]
             i += size
-
-
-def _opt_str(value: Any) -> str | None:
-    if value is None or value == "":
-        return None
-    return value if value.__class__ is str else str(value)
-
-
-def _opt_num(value: Any) -> float | None:
-    cls = value.__class__
-    if cls is float:
-        return value
-    if cls is bool or not isinstance(value, (int, float)):
-        return None
-    return float(value)
-
-
-def _opt_int(value: Any) -> int | None:
-    if value.__class__ is int:
-        return value
-    if isinstance(value, bool) or not isinstance(value, int):
-        return None
-    return value
-
-
-def _without_nul(value: Any) -> Any:
-    if isinstance(value, str):
-        return value.replace("\x00", "")
-    if isinstance(value, Mapping):
-        return {str(k).replace("\x00", ""): _without_nul(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_without_nul(v) for v in value]
-    return value
-
-
-def call_row(project_id: int, record: Mapping[str, Any], text: str | None = None) -> tuple[Any, ...]:
-    """The `calls` row of a record (`CALL_COLUMNS`): the filterable columns, then the record as JSON text.
-
-    `text`, when given, is that JSON already (the caller serialized the record and vouches for it).
-    """
-    get = record.get
-    usage = get("usage") or {}
-    error = get("error") or {}
-    proxy = get("proxy") or {}
-    start = _opt_num(get("start_time")) or 0.0
-    end = _opt_num(get("end_time"))
-    duration = _opt_num(get("duration_ms"))
-    if duration is None:
-        duration = max(0.0, ((end if end is not None else start) - start) * 1000.0)
-    tokens_in = _opt_int(usage.get("input_tokens")) or 0
-    tokens_out = _opt_int(usage.get("output_tokens")) or 0
-    if text is None:
-        text = fastjson.dumps(dict(record))
-    if "\\u0000" in text:
-        # PostgreSQL's JSONB (and text) cannot hold NUL; a stray one in content must not fail the batch.
-        text = fastjson.dumps(_without_nul(record))
-    return (
-        project_id,
-        str(record["call_id"]),
-        start,
-        end if end is not None else start,
-        duration,
-        _opt_num(get("ttft_ms")),
-        _opt_str(get("call_type")) or "unknown",
-        bool(get("stream")),
-        _opt_str(get("request_model")),
-        _opt_str(get("response_model")),
-        _opt_str(get("provider")),
-        _opt_str(get("status")) or "ok",
-        _opt_str(error.get("type")) if isinstance(error, Mapping) else None,
-        _opt_str(get("end_user")),
-        _opt_str(get("user_id")),
-        _opt_str(get("session_id")),
-        _opt_str(get("trace_id")),
-        _opt_str(get("span_id")),
-        _opt_str(get("parent_span_id")),
-        _opt_str(proxy.get("key_alias")) if isinstance(proxy, Mapping) else None,
-        tokens_in,
-        tokens_out,
-        _opt_int(usage.get("total_tokens")) or (tokens_in + tokens_out),
-        _opt_num(get("cost_usd")),
-        _opt_int(usage.get("cached_input_tokens")),
-        _opt_int(usage.get("reasoning_tokens")),
-        text,
-    )
-
-
-def span_rows(project_id: int, spans: Iterable[Span]) -> list[tuple[Any, ...]]:
-    """The `spans` rows of a batch's spans (project, then `SPAN_COLUMNS`)."""
-    rows = []
-    for span in spans:
-        trace_id, span_id = span.get("trace_id"), span.get("span_id")
-        if not trace_id or not span_id:
-            raise ValueError("litelens: a span without trace_id and span_id cannot be stored")
-        start = _opt_num(span.get("start_time")) or 0.0
-        end = _opt_num(span.get("end_time"))
-        attributes = span.get("attributes")
-        resource = span.get("resource")
-        rows.append(
-            (
-                project_id,
-                str(trace_id),
-                str(span_id),
-                _opt_str(span.get("parent_span_id")),
-                _opt_str(span.get("name")),
-                _opt_str(span.get("kind")),
-                start,
-                end if end is not None else start,
-                _opt_str(span.get("status")),
-                fastjson.dumps(dict(attributes)) if attributes else None,
-                fastjson.dumps(dict(resource)) if resource else None,
-                _opt_str(span.get("call_id")),
-            )
-        )
-    return rows
-
-
-# --------------------------------------------------------------------------------------------------
-# Rollup deltas
-
-
-def add_to_rollups(
-    deltas: dict[RollupKey, Delta], record: Mapping[str, Any], sign: int, resolutions: Sequence[int]
-) -> None:
-    """Add (sign=1) or take back (sign=-1) a record's contribution to the rollup rows it counts in.
-
-    The same contribution as `rollup.add_record`, on plain lists and dicts: this runs for every call.
-    """
-    get = record.get
-    usage = get("usage") or {}
-    errors = sign if get("status") == "error" else 0
-    tokens_in = sign * rollup._int(usage.get("input_tokens"))
-    tokens_out = sign * rollup._int(usage.get("output_tokens"))
-    cost = sign * (_opt_num(get("cost_usd")) or 0.0)
-    duration = _opt_num(get("duration_ms"))
-    ttft = _opt_num(get("ttft_ms"))
-    lat_bin = rollup.bin_of(duration) if duration is not None else None
-    ttft_bin = rollup.bin_of(ttft) if ttft is not None else None
-    start = _opt_num(get("start_time")) or 0.0
-    pairs = rollup.dimension_values(record)
-    for resolution in resolutions:
-        bucket = int(start // resolution) * resolution
-        for dim, value in pairs:
-            key = (resolution, bucket, dim, value)
-            d = deltas.get(key)
-            if d is None:
-                deltas[key] = [
-                    sign, errors, tokens_in, tokens_out, cost,
-                    {} if lat_bin is None else {lat_bin: sign},
-                    {} if ttft_bin is None else {ttft_bin: sign},
-                ]  # fmt: skip
-                continue
-            d[0] += sign
-            d[1] += errors
-            d[2] += tokens_in
-            d[3] += tokens_out
-            d[4] += cost
-            if lat_bin is not None:
-                hist = d[5]
-                hist[lat_bin] = hist.get(lat_bin, 0) + sign
-            if ttft_bin is not None:
-                hist = d[6]
-                hist[ttft_bin] = hist.get(ttft_bin, 0) + sign
-
-
-def _add_hist(into: dict[int, int], other: Mapping[int, int]) -> None:
-    get = into.get
-    for b, n in other.items():
-        into[b] = get(b, 0) + n
-
-
-def coarsen(minute: Mapping[RollupKey, Delta]) -> dict[RollupKey, Delta]:
-    """Minute deltas plus the 5-minute and hour deltas they add up to (each minute lies in one of each)."""
-    out: dict[RollupKey, Delta] = {}
-    for key, delta in minute.items():
-        out[key] = [*delta[:5], dict(delta[5]), dict(delta[6])]
-    for (_, bucket, dim, value), delta in minute.items():
-        for resolution in rollup.RESOLUTIONS[1:]:
-            key = (resolution, bucket // resolution * resolution, dim, value)
-            total = out.get(key)
-            if total is None:
-                out[key] = [*delta[:5], dict(delta[5]), dict(delta[6])]
-                continue
-            for i in range(5):
-                total[i] += delta[i]
-            _add_hist(total[5], delta[5])
-            _add_hist(total[6], delta[6])
-    return out
-
-
-def _plus(stored: Hist | None, delta: Hist) -> Hist:
-    """A new histogram: `stored` plus `delta`, without empty bins (neither argument changes)."""
-    hist = dict(stored) if stored else {}
-    get = hist.get
-    for b, n in delta.items():
-        total = get(b, 0) + n
-        if total:
-            hist[b] = total
-        else:
-            hist.pop(b, None)
-    return hist
-
-
-def _dump(hist: Hist) -> str:
-    """`rollup.dump_hist`, with the common one-bin case (a user's minute row) done directly."""
-    if len(hist) == 1:
-        for b, n in hist.items():
-            return f"[{b},{n}]"
-    return rollup.dump_hist(hist)
-
-
-def _parsed(text: str | None) -> Hist:
-    hist: Hist = {}
-    rollup.add_hist(hist, text)
-    return hist
 
 
 # --------------------------------------------------------------------------------------------------
@@ -379,12 +131,12 @@ class _Plan:
                     given[key] = texts[index] if texts is not None else None
             if batch.spans:
                 self.spans += span_rows(pid, batch.spans)
-        minute: dict[int, dict[RollupKey, Delta]] = {}
+        minute: dict[int, dict[RollupKey, Change]] = {}
         for key, record in self.incoming.items():
             deltas = minute.get(key[0])
             if deltas is None:
                 deltas = minute[key[0]] = {}
-            add_to_rollups(deltas, record, 1, (60,))
+            add_contribution(deltas, record, 1, (60,))
             self.rows[key] = call_row(key[0], record, given[key])
         self.rollups = {pid: coarsen(deltas) for pid, deltas in minute.items()}
 
@@ -494,18 +246,18 @@ class BatchWriter:
             if old is None:
                 row = plan.rows[key]
                 rows.append(row)
-                if row[_ROW_SESSION] is not None:
+                if row[ROW_SESSION] is not None:
                     _add_to_session(added, pid, row)
                 merged = record
             else:
                 deltas = plan.rollups[pid]
                 # Take back the contribution prepared as if the call were new.
-                add_to_rollups(deltas, record, -1, rollup.RESOLUTIONS)
+                add_contribution(deltas, record, -1, RESOLUTIONS)
                 merged = merge_records(old, record)
                 if merged == old:
                     continue
-                add_to_rollups(deltas, old, -1, rollup.RESOLUTIONS)
-                add_to_rollups(deltas, merged, 1, rollup.RESOLUTIONS)
+                add_contribution(deltas, old, -1, RESOLUTIONS)
+                add_contribution(deltas, merged, 1, RESOLUTIONS)
                 merged_rows.append(call_row(pid, merged))
                 replaced.append(key)
                 if old.get("session_id"):
@@ -535,7 +287,7 @@ class BatchWriter:
         return remembered
 
     def _apply_rollups(
-        self, cur: Any, project_id: int, deltas: Mapping[RollupKey, Delta]
+        self, cur: Any, project_id: int, deltas: Mapping[RollupKey, Change]
     ) -> dict[tuple[Any, ...], tuple[Hist, Hist]]:
         """Add a batch's rollup deltas to the rollup rows; returns the histograms now stored.
 
@@ -562,16 +314,16 @@ class BatchWriter:
                 stored[key] = hit
         if missing:
             for key, (latency_text, ttft_text) in self._stored_hists(cur, project_id, missing).items():
-                stored[key] = (_parsed(latency_text), _parsed(ttft_text))
+                stored[key] = (parsed(latency_text), parsed(ttft_text))
         upserts: list[tuple[Any, ...]] = []
         emptied: list[tuple[Any, ...]] = []
         remembered: dict[tuple[Any, ...], tuple[Hist, Hist]] = {}
         for key, d in live.items():
             resolution, bucket, dim, value = key
             old = stored.get(key)
-            latency = _plus(old[0] if old else None, d[5])
-            ttft = _plus(old[1] if old else None, d[6])
-            upserts.append((project_id, resolution, dim, bucket, value, *d[:5], _dump(latency), _dump(ttft)))
+            latency = plus(old[0] if old else None, d[5])
+            ttft = plus(old[1] if old else None, d[6])
+            upserts.append((project_id, resolution, dim, bucket, value, *d[:5], dump(latency), dump(ttft)))
             if d[0] <= 0:
                 # A merged call left this group (or float residue of a taken-back contribution): the row
                 # goes if nothing counts in it any more, so its histograms are not remembered.
@@ -710,17 +462,17 @@ class BatchWriter:
 
 def _add_to_session(added: dict[tuple[int, str], list[Any]], project_id: int, row: tuple[Any, ...]) -> None:
     """Fold a new call's `calls` row into its session's aggregate (the `sessions` columns)."""
-    cost = row[_ROW_COST] or 0.0
-    error = 1 if row[_ROW_STATUS] == "error" else 0
-    key = (project_id, row[_ROW_SESSION])
+    cost = row[ROW_COST] or 0.0
+    error = 1 if row[ROW_STATUS] == "error" else 0
+    key = (project_id, row[ROW_SESSION])
     agg = added.get(key)
     if agg is None:
-        added[key] = [row[_ROW_START], row[_ROW_START], row[_ROW_END], 1, row[_ROW_TOTAL], cost, error]
+        added[key] = [row[ROW_START], row[ROW_START], row[ROW_END], 1, row[ROW_TOTAL], cost, error]
         return
-    agg[0] = min(agg[0], row[_ROW_START])
-    agg[1] = max(agg[1], row[_ROW_START])
-    agg[2] = max(agg[2], row[_ROW_END])
+    agg[0] = min(agg[0], row[ROW_START])
+    agg[1] = max(agg[1], row[ROW_START])
+    agg[2] = max(agg[2], row[ROW_END])
     agg[3] += 1
-    agg[4] += row[_ROW_TOTAL]
+    agg[4] += row[ROW_TOTAL]
     agg[5] += cost
     agg[6] += error
