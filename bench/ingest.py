@@ -2,15 +2,21 @@
 through the query API, per endpoint (/v1/events, /v1/traces) and database (SQLite, PostgreSQL).
 
 What runs where: `litelens serve` in its own process (`--no-auth`, loopback, a temp SQLite file, or a
-throwaway PostgreSQL cluster from `litelens.testing.postgres` when the binaries are installed); a sender
-in another process that POSTs pre-built bodies over keep-alive connections, so building and gzipping the
-payload is not counted. Records come from `litelens.record.from_standard_logging` on LiteLLM-shaped
-payloads (~2 KB each, varied ids, models, tags, users, sessions and times); spans carry the same records
-as GenAI attributes (`litelens.semconv.record_to_attributes`), encoded by the OTLP exporter's encoder.
+throwaway PostgreSQL cluster from `litelens.testing.postgres` when the binaries are installed); senders
+in other processes (`--senders`, each with `--connections` keep-alive connections) POST pre-built
+bodies, so building and gzipping the payload is not counted. Records come from
+`litelens.record.from_standard_logging` on LiteLLM-shaped payloads (~2.5 KB each, varied ids, models,
+tags, users, sessions and times) and are cut into batches as the core transport cuts them (its record
+and byte limits, gzip level 1); spans carry the same records as GenAI attributes
+(`litelens.semconv.record_to_attributes`), encoded by the OTLP exporter's encoder, the same number per
+request.
 
-Baselines measured in the same run, so the ratios say where the time goes:
+Each row prints records/s, the server's CPU time per record (user + system, from /proc: steadier than
+the wall clock on a shared machine) and the senders' CPU as a share of one core (so a saturated sender
+would show). Baselines measured in the same run, so the ratios say where the time goes:
 
   - `store.write()` called in-process on the same records (no HTTP, no parsing): the store's own ceiling;
+  - the server of another git ref (`--baseline-ref`, default `main`), exported with `git archive`;
   - the same server with `store.write` replaced by a no-op: what HTTP + decompression + JSON/protobuf
     parsing + validation cost without storage;
   - Arize Phoenix's OTLP ingest of the same spans (its own venv under `.bench-envs/phoenix`), measured
@@ -18,7 +24,7 @@ Baselines measured in the same run, so the ratios say where the time goes:
     or started.
 
     python bench/ingest.py                      # 30,000 records per cell
-    python bench/ingest.py --records 100000 --no-phoenix
+    python bench/ingest.py --records 100000 --no-phoenix --baseline-ref ''
 """
 
 from __future__ import annotations
