@@ -33,40 +33,16 @@ from litelens.server.store.base import (
     encode_cursor,
     encode_session_cursor,
 )
+from litelens.server.store.rows import CALL_COLUMNS
 from litelens.server.store.rows import SPAN_COLUMNS as _SPAN_COLUMNS
 from litelens.server.store.write import BatchWriter
 from litelens.server.store.write import chunks as _chunks
 
 logger = logging.getLogger("litelens.server.store")
 
-# Columns of `calls` that a summary row carries (everything but the record itself), in table order.
-SUMMARY_COLUMNS = (
-    "call_id",
-    "start_time",
-    "end_time",
-    "duration_ms",
-    "ttft_ms",
-    "call_type",
-    "stream",
-    "request_model",
-    "response_model",
-    "provider",
-    "status",
-    "error_type",
-    "end_user",
-    "user_id",
-    "session_id",
-    "trace_id",
-    "span_id",
-    "parent_span_id",
-    "key_alias",
-    "input_tokens",
-    "output_tokens",
-    "total_tokens",
-    "cost_usd",
-    "cached_input_tokens",
-    "reasoning_tokens",
-)
+# Columns of `calls` that a summary row carries (everything but the project and the record itself), in
+# table order: one list with the write path's.
+SUMMARY_COLUMNS = CALL_COLUMNS[1:-1]
 _SUMMARY_SELECT = ", ".join(f"c.{name}" for name in SUMMARY_COLUMNS)
 
 _SORT_EXPR = {
