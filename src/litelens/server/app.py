@@ -116,6 +116,29 @@ def create_app(settings: ServerSettings | None = None, store: Store | None = Non
             {"error": exc.detail}, status_code=exc.status_code, headers=getattr(exc, "headers", None)
         )
 
+    # Decompressing and parsing run in a worker thread, off the event loop, which meanwhile reads the
+    # next requests' bodies.
+
+    def events_of(body: bytes, encoding: str | None) -> ingest.Batch:
+        body = ingest.decompress(body, encoding, settings.max_body_bytes)
+        return ingest.parse_events(body, settings.max_records_per_batch, settings.max_record_bytes)
+
+    def spans_of(body: bytes, encoding: str | None, content_type: str) -> tuple[ingest.Batch, int, str]:
+        body = ingest.decompress(body, encoding, settings.max_body_bytes)
+        try:
+            spans, rejected, reason = otlp.decode_traces_partial(
+                body, content_type, max_bytes=settings.max_body_bytes
+            )
+        except otlp.UnsupportedContentType as exc:
+            raise ingest.IngestError(415, str(exc)) from None
+        except otlp.OtlpDecodeError as exc:
+            raise ingest.IngestError(400, str(exc)) from None
+        if len(spans) > settings.max_spans_per_request:
+            raise ingest.IngestError(
+                413, f"{len(spans)} spans in one request; the limit is {settings.max_spans_per_request}"
+            )
+        return ingest.from_spans(spans), rejected, reason
+
     @app.get("/health", include_in_schema=False)
     async def health() -> dict[str, str]:
         return {"status": "ok"}
@@ -131,10 +154,7 @@ def create_app(settings: ServerSettings | None = None, store: Store | None = Non
     )
     async def post_events(request: Request, project: Project) -> dict[str, Any]:
         body = await read_body(request, settings.max_body_bytes)
-        body = ingest.decompress(body, request.headers.get("content-encoding"), settings.max_body_bytes)
-        batch = await asyncio.to_thread(
-            ingest.parse_events, body, settings.max_records_per_batch, settings.max_record_bytes
-        )
+        batch = await asyncio.to_thread(events_of, body, request.headers.get("content-encoding"))
         if batch.records:
             await store_call(request.app.state.writer.write, project, batch.records, [], batch.texts)
         return {"accepted": len(batch.records), "rejected": batch.rejected}
@@ -153,20 +173,9 @@ def create_app(settings: ServerSettings | None = None, store: Store | None = Non
             else "application/x-protobuf"
         )
         body = await read_body(request, settings.max_body_bytes)
-        body = ingest.decompress(body, request.headers.get("content-encoding"), settings.max_body_bytes)
-        try:
-            spans, rejected, reason = otlp.decode_traces_partial(
-                body, content_type, max_bytes=settings.max_body_bytes
-            )
-        except otlp.UnsupportedContentType as exc:
-            raise ingest.IngestError(415, str(exc)) from None
-        except otlp.OtlpDecodeError as exc:
-            raise ingest.IngestError(400, str(exc)) from None
-        if len(spans) > settings.max_spans_per_request:
-            raise ingest.IngestError(
-                413, f"{len(spans)} spans in one request; the limit is {settings.max_spans_per_request}"
-            )
-        batch = await asyncio.to_thread(ingest.from_spans, spans)
+        batch, rejected, reason = await asyncio.to_thread(
+            spans_of, body, request.headers.get("content-encoding"), content_type
+        )
         if batch.records or batch.spans:
             await store_call(request.app.state.writer.write, project, batch.records, batch.spans)
         rejected += len(batch.rejected)

@@ -271,6 +271,13 @@ _PLAIN = frozenset((str, int, bool, type(None)))
 
 
 def _jsonable(value: Any) -> Any:
+    if value.__class__ is dict:  # the usual containers first, by exact class
+        out = {}
+        for k, v in value.items():
+            out[k if k.__class__ is str else str(k)] = v if v.__class__ in _PLAIN else _jsonable(v)
+        return out
+    if value.__class__ is list:
+        return [v if v.__class__ in _PLAIN else _jsonable(v) for v in value]
     if isinstance(value, bytes):
         return value.hex()
     if isinstance(value, float) and not math.isfinite(value):
