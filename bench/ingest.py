@@ -345,9 +345,10 @@ def wait_http(url: str, timeout: float, process: subprocess.Popen[Any] | None = 
 
 # The no-op baseline: the real app and settings, storage replaced by nothing.
 NOOP_SERVER = r"""
-import sys, uvicorn
+import gc, sys, uvicorn
 from litelens.server.app import create_app
-from litelens.server.config import ServerSettings
+from litelens.server.config import GC_THRESHOLDS, ServerSettings
+gc.set_threshold(*GC_THRESHOLDS)  # as `litelens serve` does
 from litelens.server.store import open_store
 store = open_store(sys.argv[2])
 store.write = store.write_many = lambda *args, **kwargs: None

@@ -167,7 +167,8 @@ class SQLiteStore(SQLStore):
         # database file); now a page rewritten by many batches (rollups, index pages) is copied once per
         # checkpoint. Commits took ~30% less time in bench/ingest.py. The WAL is fsynced at every commit
         # either way (synchronous=FULL), and truncated back to the limit after a checkpoint.
-        self._writer.execute("PRAGMA wal_autocheckpoint = 16384")
+        page = int(self._writer.execute("PRAGMA page_size").fetchone()[0])
+        self._writer.execute(f"PRAGMA wal_autocheckpoint = {64 * 2**20 // page}")
         self._writer.execute("PRAGMA journal_size_limit = 67108864")
         if not self._memory:
             mode = self._writer.execute("PRAGMA journal_mode = WAL").fetchone()[0]
