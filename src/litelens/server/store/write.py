@@ -278,9 +278,12 @@ class BatchWriter:
             self._upsert_spans(cur, plan.spans)
         if added:
             self._add_sessions(cur, added)
-        for pid, sid in sorted(refresh):
+        by_project_sessions: dict[int, set[str]] = {}
+        for pid, sid in refresh:
+            by_project_sessions.setdefault(pid, set()).add(sid)
+        for pid, sids in sorted(by_project_sessions.items()):
             # After the additive upserts: a recomputed row is exact whatever they did to it.
-            self._refresh_sessions(cur, pid, {sid})
+            self._refresh_sessions(cur, pid, sids)
         remembered: dict[tuple[Any, ...], tuple[Hist, Hist]] = {}
         for pid, deltas in plan.rollups.items():
             remembered.update(self._apply_rollups(cur, pid, deltas))
@@ -292,8 +295,8 @@ class BatchWriter:
         """Add a batch's rollup deltas to the rollup rows; returns the histograms now stored.
 
         Scalars add up in the statement (`count = rollups.count + excluded.count`); histograms are
-        merged here with the stored ones (cached, or read in one statement per group of rows) and
-        written whole. A row whose count falls to zero (a merged call moved to another group) is
+        merged here with the stored ones (from the cache, or read for all missing rows at once by
+        `_stored_hists`) and written whole. A row whose count falls to zero (a merged call moved to another group) is
         deleted afterwards. Safe because `_write` serializes writers.
         """
         live = {
