@@ -273,7 +273,7 @@ class PostgresStore(SQLStore):
     def _insert_values(
         self, cur: psycopg.Cursor[Any], head: str, marks: str, rows: Sequence[tuple[Any, ...]], tail: str = ""
     ) -> None:
-        # psycopg pipelines `executemany` (no round trip per row), and holds no GIL-sensitive loop.
+        # psycopg pipelines `executemany`: the rows go out without a round trip each.
         cur.executemany(self._q(f"{head} VALUES {marks} {tail}"), rows)
 
     def _stored_hists(
