@@ -2,15 +2,21 @@
 through the query API, per endpoint (/v1/events, /v1/traces) and database (SQLite, PostgreSQL).
 
 What runs where: `litelens serve` in its own process (`--no-auth`, loopback, a temp SQLite file, or a
-throwaway PostgreSQL cluster from `litelens.testing.postgres` when the binaries are installed); a sender
-in another process that POSTs pre-built bodies over keep-alive connections, so building and gzipping the
-payload is not counted. Records come from `litelens.record.from_standard_logging` on LiteLLM-shaped
-payloads (~2 KB each, varied ids, models, tags, users, sessions and times); spans carry the same records
-as GenAI attributes (`litelens.semconv.record_to_attributes`), encoded by the OTLP exporter's encoder.
+throwaway PostgreSQL cluster from `litelens.testing.postgres` when the binaries are installed); senders
+in other processes (`--senders`, each with `--connections` keep-alive connections) POST pre-built
+bodies, so building and gzipping the payload is not counted. Records come from
+`litelens.record.from_standard_logging` on LiteLLM-shaped payloads (~2.5 KB each, varied ids, models,
+tags, users, sessions and times) and are cut into batches as the core transport cuts them (its record
+and byte limits, gzip level 1); spans carry the same records as GenAI attributes
+(`litelens.semconv.record_to_attributes`), encoded by the OTLP exporter's encoder, the same number per
+request.
 
-Baselines measured in the same run, so the ratios say where the time goes:
+Each row prints records/s, the server's CPU time per record (user + system, from /proc: steadier than
+the wall clock on a shared machine) and the senders' CPU as a share of one core (so a saturated sender
+would show). Baselines measured in the same run, so the ratios say where the time goes:
 
   - `store.write()` called in-process on the same records (no HTTP, no parsing): the store's own ceiling;
+  - the server of another git ref (`--baseline-ref`, default `main`), exported with `git archive`;
   - the same server with `store.write` replaced by a no-op: what HTTP + decompression + JSON/protobuf
     parsing + validation cost without storage;
   - Arize Phoenix's OTLP ingest of the same spans (its own venv under `.bench-envs/phoenix`), measured
@@ -18,7 +24,7 @@ Baselines measured in the same run, so the ratios say where the time goes:
     or started.
 
     python bench/ingest.py                      # 30,000 records per cell
-    python bench/ingest.py --records 100000 --no-phoenix
+    python bench/ingest.py --records 100000 --no-phoenix --baseline-ref ''
 """
 
 from __future__ import annotations
@@ -27,10 +33,12 @@ import argparse
 import contextlib
 import gzip
 import http.client
+import itertools
 import json
 import os
 import pickle
 import random
+import resource
 import shutil
 import signal
 import socket
@@ -46,7 +54,8 @@ from pathlib import Path
 from typing import Any
 
 from litelens import semconv
-from litelens.record import from_standard_logging, scrub
+from litelens.record import encode, from_standard_logging, scrub
+from litelens.transport import TransportConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 PHOENIX_ENV = ROOT / ".bench-envs" / "phoenix"
@@ -154,15 +163,32 @@ def make_records(n: int, t0: float, rng: random.Random) -> list[dict[str, Any]]:
     return out
 
 
-def events_bodies(records: list[dict[str, Any]], batch: int) -> list[bytes]:
-    return [
-        gzip.compress(json.dumps({"records": records[i : i + batch]}).encode(), compresslevel=6)
-        for i in range(0, len(records), batch)
-    ]
+def transport_batches(records: list[dict[str, Any]], max_records: int | None = None) -> list[list[bytes]]:
+    """The records encoded and cut into batches as the core transport cuts them (its default count and
+    uncompressed-byte limits), so the server sees the batch sizes it sees in production."""
+    config = TransportConfig()
+    most = max_records or config.batch_max_records
+    batches: list[list[bytes]] = [[]]
+    size = 0
+    for record in records:
+        encoded = encode(record)[0].encode()
+        if batches[-1] and (len(batches[-1]) >= most or size + len(encoded) + 1 > config.batch_max_bytes):
+            batches.append([])
+            size = 0
+        batches[-1].append(encoded)
+        size += len(encoded) + 1
+    return batches
 
 
-def otlp_bodies(records: list[dict[str, Any]], batch: int) -> list[bytes]:
-    """OTLP/protobuf export requests, one per `batch` records, made by the SDK and the exporter's encoder."""
+def events_bodies(batches: list[list[bytes]]) -> list[bytes]:
+    """`litelens.batch/1` bodies, gzipped at the transport's level."""
+    level = TransportConfig().gzip_level
+    head, tail = b'{"schema":"litelens.batch/1","records":[', b"]}"
+    return [gzip.compress(head + b",".join(parts) + tail, compresslevel=level) for parts in batches]
+
+
+def otlp_bodies(records: list[dict[str, Any]], sizes: list[int]) -> list[bytes]:
+    """OTLP/protobuf export requests of `sizes` spans each, made by the SDK and the exporter's encoder."""
     from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
@@ -184,7 +210,11 @@ def otlp_bodies(records: list[dict[str, Any]], batch: int) -> list[bytes]:
         span.end(end_time=int(record["end_time"] * 1e9))
     spans = list(exporter.get_finished_spans())
     provider.shutdown()
-    return [encode_spans(spans[i : i + batch]).SerializeToString() for i in range(0, len(spans), batch)]
+    bodies, at = [], 0
+    for size in sizes:
+        bodies.append(encode_spans(spans[at : at + size]).SerializeToString())
+        at += size
+    return bodies
 
 
 def last_call_id_of_span_bodies(bodies: list[bytes]) -> str:
@@ -243,21 +273,53 @@ def sender_main(spec_path: str) -> int:
     return 0
 
 
-def run_sender(url: str, path: str, headers: dict[str, str], bodies: list[bytes], concurrency: int) -> float:
-    """Run the sender in its own process; returns its wall-clock start."""
-    with tempfile.NamedTemporaryFile(suffix=".pickle", delete=False) as f:
-        pickle.dump(
-            {"url": url, "path": path, "headers": headers, "bodies": bodies, "concurrency": concurrency}, f
-        )
+class Senders:
+    """Where the sending went: wall-clock start, and the CPU seconds the sender processes used."""
+
+    began: float = 0.0
+    cpu_s: float = 0.0
+
+
+def run_senders(
+    url: str, path: str, headers: dict[str, str], bodies: list[bytes], processes: int, connections: int
+) -> Senders:
+    """Send the bodies from `processes` processes of `connections` keep-alive connections each (bodies
+    dealt round-robin), all at once; returns when every one is answered."""
+    specs = []
+    for n in range(processes):
+        with tempfile.NamedTemporaryFile(suffix=".pickle", delete=False) as f:
+            pickle.dump(
+                {"url": url, "path": path, "headers": headers, "bodies": bodies[n::processes],
+                 "concurrency": connections},
+                f,
+            )  # fmt: skip
+            specs.append(f.name)
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     try:
-        done = subprocess.run(
-            [sys.executable, __file__, "--_send", f.name], capture_output=True, text=True, check=False
-        )
+        running = [
+            subprocess.Popen(
+                [sys.executable, __file__, "--_send", spec], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+            )
+            for spec in specs
+        ]
+        outputs = [p.communicate() for p in running]
     finally:
-        os.unlink(f.name)
-    if done.returncode:
-        raise RuntimeError(done.stderr[-2000:])
-    return float(json.loads(done.stdout.strip().splitlines()[-1])["began"])
+        for spec in specs:
+            os.unlink(spec)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    for p, (_, err) in zip(running, outputs, strict=True):
+        if p.returncode:
+            raise RuntimeError(err.decode(errors="replace")[-2000:])
+    out = Senders()
+    out.began = min(float(json.loads(o.decode().strip().splitlines()[-1])["began"]) for o, _ in outputs)
+    out.cpu_s = (after.ru_utime + after.ru_stime) - (usage.ru_utime + usage.ru_stime)
+    return out
+
+
+def process_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) a process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -283,12 +345,13 @@ def wait_http(url: str, timeout: float, process: subprocess.Popen[Any] | None = 
 
 # The no-op baseline: the real app and settings, storage replaced by nothing.
 NOOP_SERVER = r"""
-import sys, uvicorn
+import gc, sys, uvicorn
 from litelens.server.app import create_app
-from litelens.server.config import ServerSettings
+from litelens.server.config import GC_THRESHOLDS, ServerSettings
+gc.set_threshold(*GC_THRESHOLDS)  # as `litelens serve` does
 from litelens.server.store import open_store
 store = open_store(sys.argv[2])
-store.write = lambda *args, **kwargs: None
+store.write = store.write_many = lambda *args, **kwargs: None
 settings = ServerSettings.from_env(host="127.0.0.1", port=int(sys.argv[1]), db_url=sys.argv[2], no_auth=True)
 uvicorn.run(create_app(settings, store=store), host="127.0.0.1", port=int(sys.argv[1]), log_level="warning",
             access_log=False)
@@ -296,18 +359,23 @@ uvicorn.run(create_app(settings, store=store), host="127.0.0.1", port=int(sys.ar
 
 
 @contextlib.contextmanager
-def litelens_server(db_url: str, noop: bool = False) -> Iterator[str]:
+def litelens_server(
+    db_url: str, noop: bool = False, source: str | None = None
+) -> Iterator[tuple[str, subprocess.Popen[Any]]]:
+    """`litelens serve` (or the no-op baseline) on a free port; `source`: a `src` directory to run the
+    server from instead of the installed litelens (the main-branch baseline)."""
     port = free_port()
     if noop:
         argv = [sys.executable, "-c", NOOP_SERVER, str(port), db_url]
     else:
         argv = [sys.executable, "-c", "import sys; from litelens.cli import main; sys.exit(main())", "serve", "--no-auth", "--port", str(port), "--db", db_url,
                 "--log-level", "warning"]  # fmt: skip
-    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL)
+    env = {**os.environ, "PYTHONPATH": source} if source else None
+    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, env=env)
     url = f"http://127.0.0.1:{port}"
     try:
         wait_http(url + "/health", 60, process)
-        yield url
+        yield url, process
     finally:
         process.send_signal(signal.SIGTERM)
         try:
@@ -315,6 +383,24 @@ def litelens_server(db_url: str, noop: bool = False) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+@contextlib.contextmanager
+def git_source(ref: str) -> Iterator[str | None]:
+    """The `src` directory of `ref` of this repository, exported to a temporary directory (None, with
+    the reason printed, when git or the ref is not there)."""
+    tmp = tempfile.mkdtemp(prefix="litelens-baseline-")
+    try:
+        archive = subprocess.run(
+            ["git", "-C", str(ROOT), "archive", ref, "src"], capture_output=True, check=True, timeout=60
+        )
+        subprocess.run(["tar", "-x", "-C", tmp], input=archive.stdout, check=True, timeout=60)
+        yield str(Path(tmp) / "src")
+    except (OSError, subprocess.SubprocessError) as exc:
+        print(f"  baseline {ref}: skipped ({str(exc)[:200]})", file=sys.stderr)
+        yield None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def call_visible(url: str, call_id: str) -> bool:
@@ -327,20 +413,40 @@ def call_visible(url: str, call_id: str) -> bool:
         raise
 
 
+class Figure:
+    """One measured cell: records/s sent to queryable, server CPU per record, sender CPU share."""
+
+    def __init__(self, n: int, seconds: float, server_cpu_s: float, sender_cpu_s: float) -> None:
+        self.rate = n / seconds
+        self.server_us = server_cpu_s / n * 1e6
+        self.sender_share = sender_cpu_s / seconds
+
+    def __str__(self) -> str:
+        cpu = f"{self.server_us:6.0f} µs" if self.server_us else "      -  "
+        return f"{self.rate:9,.0f}   {cpu}   {self.sender_share:5.0%}"
+
+
 def measure_litelens(
-    url: str, path: str, bodies: list[bytes], n: int, last_call_id: str | None, concurrency: int
-) -> float:
+    url: str,
+    process: subprocess.Popen[Any],
+    path: str,
+    bodies: list[bytes],
+    n: int,
+    last_call_id: str | None,
+    senders: tuple[int, int],
+) -> Figure:
     headers = {"content-type": "application/json", "content-encoding": "gzip"}
     if path == "/v1/traces":
         headers = {"content-type": "application/x-protobuf"}
-    began = run_sender(url, path, headers, bodies, concurrency)
+    cpu0 = process_cpu_s(process.pid)
+    sent = run_senders(url, path, headers, bodies, *senders)
     if last_call_id is not None:
         deadline = time.monotonic() + 120
         while not call_visible(url, last_call_id):
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{last_call_id} never became visible")
             time.sleep(0.01)
-    return n / (time.time() - began)
+    return Figure(n, time.time() - sent.began, process_cpu_s(process.pid) - cpu0, sent.cpu_s)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -411,16 +517,16 @@ def phoenix_span_count(url: str) -> int:
     return sum(int(e["node"]["recordCount"]) for e in data["data"]["projects"]["edges"])
 
 
-def measure_phoenix(url: str, bodies: list[bytes], n: int, concurrency: int) -> float:
-    began = run_sender(url, "/v1/traces", {"content-type": "application/x-protobuf"}, bodies, concurrency)
+def measure_phoenix(url: str, bodies: list[bytes], n: int, senders: tuple[int, int]) -> Figure:
+    sent = run_senders(url, "/v1/traces", {"content-type": "application/x-protobuf"}, bodies, *senders)
     # Phoenix answers the POSTs at once and ingests from a queue: the figure is until its API counts all.
-    print(f"  phoenix accepted {n:,} spans in {time.time() - began:.2f} s", file=sys.stderr)
+    print(f"  phoenix accepted {n:,} spans in {time.time() - sent.began:.2f} s", file=sys.stderr)
     deadline = time.monotonic() + 600
     while phoenix_span_count(url) < n:
         if time.monotonic() > deadline:
             raise TimeoutError("phoenix did not show every span within 10 minutes")
         time.sleep(0.05)
-    return n / (time.time() - began)
+    return Figure(n, time.time() - sent.began, 0.0, sent.cpu_s)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -442,7 +548,7 @@ def _backend_cpu(store: Any) -> float:
     return total
 
 
-def measure_store(db_url: str, records: list[dict[str, Any]], batch: int) -> tuple[float, ...]:
+def measure_store(db_url: str, records: list[dict[str, Any]], sizes: list[int]) -> tuple[float, ...]:
     """Of `store.write()` alone, records/s over the run, its first fifth and its last fifth, then records
     per CPU-second (this process plus, on PostgreSQL, the database backends): the machine is shared, so
     CPU time tells the cost of the code more steadily than the wall clock."""
@@ -454,10 +560,12 @@ def measure_store(db_url: str, records: list[dict[str, Any]], batch: int) -> tup
     times: list[float] = []
     cpu0, backend0 = time.process_time(), _backend_cpu(store)
     t0 = time.perf_counter()
-    for i in range(0, len(records), batch):
+    at = 0
+    for size in sizes:
         began = time.perf_counter()
-        store.write(project, records[i : i + batch], [])
+        store.write(project, records[at : at + size], [])
         times.append(time.perf_counter() - began)
+        at += size
     total = time.perf_counter() - t0
     cpu = time.process_time() - cpu0 + _backend_cpu(store) - backend0
     store.close()
@@ -497,10 +605,15 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--records", type=int, default=30_000)
-    parser.add_argument("--batch", type=int, default=1000)
-    parser.add_argument("--concurrency", type=int, default=4, help="sender connections")
+    parser.add_argument(
+        "--batch", type=int, help="records per batch at most (default: as the core transport cuts them)"
+    )
+    parser.add_argument("--senders", type=int, default=2, help="sender processes")
+    parser.add_argument("--connections", type=int, default=2, help="keep-alive connections per sender")
+    parser.add_argument("--baseline-ref", default="main", help="git ref to measure too ('' to skip)")
     parser.add_argument("--no-postgres", action="store_true")
     parser.add_argument("--no-phoenix", action="store_true")
+    parser.add_argument("--no-traces", action="store_true", help="skip /v1/traces")
     parser.add_argument("--only", choices=["store", "http"], help="run only one part")
     parser.add_argument("--phoenix-install-timeout", type=float, default=300)
     parser.add_argument(
@@ -516,61 +629,79 @@ def main() -> int:
     t0 = time.time() - 3600
     print(f"building {args.records:,} records and their bodies ...", file=sys.stderr)
     records = make_records(args.records, t0, rng)
-    size = sum(len(json.dumps(r)) for r in records[:1000]) / min(1000, len(records))
-    ev_bodies = events_bodies(records, args.batch)
+    batches = transport_batches(records, args.batch)
+    sizes = [len(b) for b in batches]
+    size = sum(len(part) for part in batches[0]) / len(batches[0])
+    ev_bodies = events_bodies(batches)
     # The spans describe other calls than the events (fresh ids), so both can go to one database.
     span_records = make_records(args.records, t0, rng)
-    tr_bodies = otlp_bodies(span_records, args.batch)
+    tr_bodies = otlp_bodies(span_records, sizes)
     last_span_call = last_call_id_of_span_bodies(tr_bodies)
+    senders = (args.senders, args.connections)
     print(
-        f"records: {args.records:,} of ~{size:,.0f} B JSON, batches of {args.batch}; "
-        f"events body ~{sum(map(len, ev_bodies)) / len(ev_bodies) / 1024:,.0f} KiB gzipped, "
-        f"OTLP body ~{sum(map(len, tr_bodies)) / len(tr_bodies) / 1024:,.0f} KiB protobuf; "
-        f"sender connections: {args.concurrency}; cpus: {os.cpu_count()}"
+        f"records: {args.records:,} of ~{size:,.0f} B JSON, in batches of {sizes[0]:,} records "
+        f"(as the core transport cuts them: at most {TransportConfig().batch_max_records:,} records and "
+        f"{TransportConfig().batch_max_bytes / 1e6:.0f} MB uncompressed); events body "
+        f"~{sum(map(len, ev_bodies)) / len(ev_bodies) / 1024:,.0f} KiB gzipped, OTLP body "
+        f"~{sum(map(len, tr_bodies)) / len(tr_bodies) / 1024:,.0f} KiB protobuf; senders: {args.senders} "
+        f"processes x {args.connections} connections; cpus: {os.cpu_count()}"
     )
     rows: list[tuple[str, str, str]] = []
 
-    with databases(not args.no_postgres) as dbs:
+    def report(what: str, db: str, figure: object) -> None:
+        rows.append((what, db, str(figure)))
+        print(rows[-1], file=sys.stderr)
+
+    paths = [("/v1/events", ev_bodies, records[-1]["call_id"])]
+    if not args.no_traces:
+        paths.append(("/v1/traces", tr_bodies, last_span_call))
+    with (
+        databases(not args.no_postgres) as dbs,
+        git_source(args.baseline_ref) if args.baseline_ref else (contextlib.nullcontext(None)) as baseline,
+    ):
         if args.only in (None, "store"):
             for name, fresh in dbs:
-                overall, first, last, per_cpu = measure_store(fresh(), [dict(r) for r in records], args.batch)
-                rows.append(
-                    (
-                        "store.write() in-process",
-                        name,
-                        f"{overall:9,.0f}  (first fifth {first:,.0f}, last {last:,.0f}; "
-                        f"{per_cpu:,.0f} per CPU-second)",
-                    )
+                overall, first, last, per_cpu = measure_store(fresh(), [dict(r) for r in records], sizes)
+                report(
+                    "store.write() in-process",
+                    name,
+                    f"{overall:9,.0f}   (first fifth {first:,.0f}, last {last:,.0f}; "
+                    f"{per_cpu:,.0f} per CPU-second)",
                 )
-                print(rows[-1], file=sys.stderr)
         if args.only in (None, "http"):
             for name, fresh in dbs:
-                for path, bodies, last_id in (
-                    ("/v1/events", ev_bodies, records[-1]["call_id"]),
-                    ("/v1/traces", tr_bodies, last_span_call),
-                ):
-                    with litelens_server(fresh()) as url:
-                        rate = measure_litelens(url, path, bodies, args.records, last_id, args.concurrency)
-                    rows.append((f"litelens serve {path}", name, f"{rate:9,.0f}"))
-                    print(rows[-1], file=sys.stderr)
-                    with litelens_server(fresh(), noop=True) as url:
-                        rate = measure_litelens(url, path, bodies, args.records, None, args.concurrency)
-                    rows.append((f"  baseline: same server, write() no-op {path}", name, f"{rate:9,.0f}"))
-                    print(rows[-1], file=sys.stderr)
+                for path, bodies, last_id in paths:
+                    # Interleaved, so the machine's other load weighs on each about equally.
+                    with litelens_server(fresh()) as (url, process):
+                        report(f"litelens serve {path}", name, measure_litelens(
+                            url, process, path, bodies, args.records, last_id, senders))  # fmt: skip
+                    if baseline:
+                        with litelens_server(fresh(), source=baseline) as (url, process):
+                            report(f"  baseline: {args.baseline_ref} {path}", name, measure_litelens(
+                                url, process, path, bodies, args.records, last_id, senders))  # fmt: skip
+                    with litelens_server(fresh(), noop=True) as (url, process):
+                        report(f"  baseline: write() no-op {path}", name, measure_litelens(
+                            url, process, path, bodies, args.records, None, senders))  # fmt: skip
 
     if args.only in (None, "http") and not args.no_phoenix:
         try:
             python = phoenix_python(args.phoenix_install_timeout)
             with phoenix_server(python, 180) as url:
-                n = min(args.records, args.phoenix_records)
-                rate = measure_phoenix(url, tr_bodies[: max(1, n // args.batch)], n, args.concurrency)
-            rows.append((f"Arize Phoenix /v1/traces ({n:,} spans)", "sqlite", f"{rate:9,.0f}"))
+                want = min(args.records, args.phoenix_records)
+                totals = list(itertools.accumulate(sizes))
+                n_bodies = next((i for i, n in enumerate(totals, 1) if n >= want), len(totals))
+                count = totals[n_bodies - 1]
+                report(
+                    f"Arize Phoenix /v1/traces ({count:,} spans)",
+                    "sqlite",
+                    measure_phoenix(url, tr_bodies[:n_bodies], count, senders),
+                )
         except Exception as exc:
             print(f"Arize Phoenix: skipped ({type(exc).__name__}: {str(exc)[:400]})")
 
-    print(f"\n{'sent to queryable':48} {'db':9} {'records/s'}")
+    print(f"\n{'sent to queryable':44} {'db':9} {'records/s':>9}   {'server CPU/rec':>8}   {'sender CPU':>5}")
     for what, db, figure in rows:
-        print(f"{what:48} {db:9} {figure}")
+        print(f"{what:44} {db:9} {figure}")
     return 0
 
 

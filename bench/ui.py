@@ -1,7 +1,7 @@
 """How long the dashboard takes to show its pages in a real browser, with 1,000,000 calls in SQLite.
 
 Seeds N calls (default 1,000,000, over 7 days ending now) into a SQLite file with the seeding of
-bench/store_query.py, starts a real `litelens serve` on it, signs in through the form in headless
+bench/query.py, starts a real `litelens serve` on it, signs in through the form in headless
 Chromium (Debian's, /usr/bin/chromium) and loads each page several times. A load is timed from
 `page.goto` until the page is fully rendered: the load event fired and the page's content is there
 (all six overview charts; the calls table's rows). Prints p50/p95 per page, and as the baseline measured
@@ -32,7 +32,7 @@ from litelens.server.auth import create_key
 from litelens.server.store import open_store
 from litelens.server.ui.timerange import WHOLE_RANGE_BUCKET
 from litelens.testing.browser import have_chromium, launch
-from store_query import seed
+from query import seed
 
 PROJECT = "bench-ui"
 # (name, path, what must be on the page when it is rendered)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import json
 import signal
 import sys
@@ -28,7 +29,7 @@ def serve(args: argparse.Namespace) -> int:
         import uvicorn
 
         from litelens.server.app import create_app
-        from litelens.server.config import ServerSettings, parse_duration
+        from litelens.server.config import GC_THRESHOLDS, ServerSettings, parse_duration
     except ImportError as exc:
         print(
             f"litelens serve needs the server extra: pip install 'litelens[server]' ({exc})", file=sys.stderr
@@ -46,6 +47,7 @@ def serve(args: argparse.Namespace) -> int:
         print(exc, file=sys.stderr)
         return 2
     _ensure_sqlite_dir(settings.db_url)
+    gc.set_threshold(*GC_THRESHOLDS)
     app = create_app(settings)
     auth = "no auth (loopback only)" if settings.no_auth else "API keys required"
     print(

@@ -1,8 +1,9 @@
 """`create_app()`: the collector as an ASGI application (FastAPI on Starlette).
 
-Explicit assembly, no globals: the store, the settings and the key cache live on `app.state`. Store calls
-are synchronous and run in Starlette's thread pool, so the event loop keeps accepting requests while a
-batch is being committed. A batch is acknowledged only after `store.write()` returned, i.e. committed.
+Explicit assembly, no globals: the store, the settings, the key cache and the group-commit writer live on
+`app.state`. Store calls are synchronous and run in Starlette's thread pool, so the event loop keeps
+accepting requests while a batch is being committed. Ingest goes through `writer.GroupCommit`, which
+commits concurrent requests' batches together; a batch is acknowledged only after that commit.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from litelens.server.auth import KeyCache
 from litelens.server.config import ServerSettings
 from litelens.server.deps import Project, Unavailable, store_call
 from litelens.server.store.base import Store, open_store
+from litelens.server.writer import GroupCommit
 
 log = logging.getLogger("litelens.server")
 
@@ -70,6 +72,7 @@ def create_app(settings: ServerSettings | None = None, store: Store | None = Non
             app.state.store.create_project, settings.default_project
         )
         app.state.keys = KeyCache(app.state.store, ttl_s=settings.key_cache_ttl_s)
+        app.state.writer = GroupCommit(app.state.store)
         stop = threading.Event()
         retention = None
         if settings.retention_s:
@@ -83,6 +86,7 @@ def create_app(settings: ServerSettings | None = None, store: Store | None = Non
             stop.set()
             if retention is not None:
                 retention.join(timeout=5)
+            await run_in_threadpool(app.state.writer.close)
             if own_store:
                 await run_in_threadpool(app.state.store.close)
 
@@ -112,6 +116,29 @@ def create_app(settings: ServerSettings | None = None, store: Store | None = Non
             {"error": exc.detail}, status_code=exc.status_code, headers=getattr(exc, "headers", None)
         )
 
+    # Decompressing and parsing run in a worker thread, off the event loop, which meanwhile reads the
+    # next requests' bodies.
+
+    def events_of(body: bytes, encoding: str | None) -> ingest.Batch:
+        body = ingest.decompress(body, encoding, settings.max_body_bytes)
+        return ingest.parse_events(body, settings.max_records_per_batch, settings.max_record_bytes)
+
+    def spans_of(body: bytes, encoding: str | None, content_type: str) -> tuple[ingest.Batch, int, str]:
+        body = ingest.decompress(body, encoding, settings.max_body_bytes)
+        try:
+            spans, rejected, reason = otlp.decode_traces_partial(
+                body, content_type, max_bytes=settings.max_body_bytes
+            )
+        except otlp.UnsupportedContentType as exc:
+            raise ingest.IngestError(415, str(exc)) from None
+        except otlp.OtlpDecodeError as exc:
+            raise ingest.IngestError(400, str(exc)) from None
+        if len(spans) > settings.max_spans_per_request:
+            raise ingest.IngestError(
+                413, f"{len(spans)} spans in one request; the limit is {settings.max_spans_per_request}"
+            )
+        return ingest.from_spans(spans), rejected, reason
+
     @app.get("/health", include_in_schema=False)
     async def health() -> dict[str, str]:
         return {"status": "ok"}
@@ -127,12 +154,9 @@ def create_app(settings: ServerSettings | None = None, store: Store | None = Non
     )
     async def post_events(request: Request, project: Project) -> dict[str, Any]:
         body = await read_body(request, settings.max_body_bytes)
-        body = ingest.decompress(body, request.headers.get("content-encoding"), settings.max_body_bytes)
-        batch = await asyncio.to_thread(
-            ingest.parse_events, body, settings.max_records_per_batch, settings.max_record_bytes
-        )
+        batch = await asyncio.to_thread(events_of, body, request.headers.get("content-encoding"))
         if batch.records:
-            await store_call(request.app.state.store.write, project, batch.records, [], batch.texts)
+            await store_call(request.app.state.writer.write, project, batch.records, [], batch.texts)
         return {"accepted": len(batch.records), "rejected": batch.rejected}
 
     @app.post(
@@ -149,22 +173,11 @@ def create_app(settings: ServerSettings | None = None, store: Store | None = Non
             else "application/x-protobuf"
         )
         body = await read_body(request, settings.max_body_bytes)
-        body = ingest.decompress(body, request.headers.get("content-encoding"), settings.max_body_bytes)
-        try:
-            spans, rejected, reason = otlp.decode_traces_partial(
-                body, content_type, max_bytes=settings.max_body_bytes
-            )
-        except otlp.UnsupportedContentType as exc:
-            raise ingest.IngestError(415, str(exc)) from None
-        except otlp.OtlpDecodeError as exc:
-            raise ingest.IngestError(400, str(exc)) from None
-        if len(spans) > settings.max_spans_per_request:
-            raise ingest.IngestError(
-                413, f"{len(spans)} spans in one request; the limit is {settings.max_spans_per_request}"
-            )
-        batch = await asyncio.to_thread(ingest.from_spans, spans)
+        batch, rejected, reason = await asyncio.to_thread(
+            spans_of, body, request.headers.get("content-encoding"), content_type
+        )
         if batch.records or batch.spans:
-            await store_call(request.app.state.store.write, project, batch.records, batch.spans)
+            await store_call(request.app.state.writer.write, project, batch.records, batch.spans)
         rejected += len(batch.rejected)
         if batch.rejected and not reason:
             reason = str(batch.rejected[0].get("reason"))

@@ -9,6 +9,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+# Thresholds of CPython's cyclic garbage collector for a `litelens serve` process. Ingest allocates ~15
+# containers per record and frees nearly all of them when the request ends; with the default (700, 10,
+# 10) the collector walked them, and everything long-lived, several times per batch: ~15% of the server's
+# CPU per ingested record (bench/ingest.py). Fewer, larger collections find the same (rare) cycles.
+GC_THRESHOLDS = (100_000, 50, 100)
+
 
 def default_db_url() -> str:
     """A SQLite file in the user's data directory (XDG), created on first start."""

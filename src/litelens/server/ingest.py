@@ -6,7 +6,7 @@ Pure functions, no web framework: `app.py` calls them and turns `IngestError` in
 
 from __future__ import annotations
 
-import json
+import functools
 import math
 import zlib
 from collections.abc import Iterable
@@ -16,6 +16,7 @@ from typing import Any
 from litelens import record as rec
 from litelens import semconv
 from litelens.semconv import NeutralSpan
+from litelens.server import fastjson
 
 
 class IngestError(Exception):
@@ -97,6 +98,9 @@ _NUMBER_BOUND = 1e15
 
 
 def _finite(value: Any) -> bool:
+    cls = value.__class__
+    if cls is float or cls is int:  # the usual case; NaN and infinities fail the comparison
+        return -_NUMBER_BOUND <= value <= _NUMBER_BOUND
     return (
         isinstance(value, (int, float))
         and not isinstance(value, bool)
@@ -118,13 +122,13 @@ def check_record(record: Any) -> str | None:
     for key in ("start_time", "end_time"):
         if not _finite(record.get(key)):
             return f"{key} must be a number (seconds since the epoch, at most {_NUMBER_BOUND:.0e})"
-    for key in _NUMBERS:
+    for key in _NUMBERS[2:]:  # start_time and end_time passed above
         value = record.get(key)
         if value is not None and not _finite(value):
             return f"{key} must be a finite number (at most {_NUMBER_BOUND:.0e} in size) or null"
     for key in _OPT_STR:
         value = record.get(key)
-        if value is not None and not isinstance(value, str):
+        if value is not None and value.__class__ is not str and not isinstance(value, str):
             return f"{key} must be a string or null"
     status = record.get("status", "ok")
     if status not in rec.STATUSES:
@@ -172,13 +176,46 @@ def normalize(record: dict[str, Any]) -> dict[str, Any]:
         record["trace_id"] = rec.trace_id_of(record.get("trace_id") or record["call_id"])
     if not rec.is_hex_id(record.get("span_id"), 16):
         record["span_id"] = rec.span_id_of(record["call_id"])
-    return rec.scrub(record)
+    return _scrub(record)
+
+
+# A collector sees the same few api_base URLs and metadata keys over and over.
+_scrub_url = functools.lru_cache(maxsize=1024)(rec.scrub_url)
+_secret_key = functools.lru_cache(maxsize=4096)(rec.is_secret_key)
+
+
+def _scrub(record: dict[str, Any]) -> dict[str, Any]:
+    """`record.scrub(record)`, with cached URL and key checks, and flat metadata that holds nothing to
+    redact left as it is instead of copied."""
+    if record.get("api_base"):
+        record["api_base"] = _scrub_url(record["api_base"])
+    metadata = record.get("metadata")
+    if metadata and not _nothing_to_scrub(metadata):
+        record["metadata"] = rec.scrub_value(metadata)
+    error = record.get("error")
+    if error and error.get("message"):
+        error["message"] = rec.scrub_text(error["message"])
+    return record
+
+
+def _nothing_to_scrub(metadata: dict[str, Any]) -> bool:
+    """True when `record.scrub_value` would return an equal copy: flat, no credential-named key, no
+    credential-shaped text (nested values are left to it)."""
+    for key, value in metadata.items():
+        if _secret_key(key):
+            return False
+        if value.__class__ is str:
+            if rec.SECRET_TEXT.search(value):
+                return False
+        elif isinstance(value, (dict, list, tuple)):
+            return False
+    return True
 
 
 def parse_events(body: bytes, max_records: int, max_record_bytes: int) -> Batch:
     """A `litelens.batch/1` body (or a bare JSON list of records) -> records to store and rejections."""
     try:
-        data = json.loads(body)
+        data = fastjson.loads(body)
     except (ValueError, RecursionError) as exc:
         raise IngestError(400, f"body is not valid JSON ({str(exc)[:120]})") from None
     if isinstance(data, dict):
@@ -199,7 +236,7 @@ def parse_events(body: bytes, max_records: int, max_record_bytes: int) -> Batch:
             continue
         record = normalize(record)
         # Encoded once: the size check and the store (which would otherwise encode it again) share it.
-        text, _ = rec.encode(record)
+        text = fastjson.dumps(record)
         if len(text) > max_record_bytes:
             batch.rejected.append({"index": index, "reason": f"record larger than {max_record_bytes} bytes"})
             continue
@@ -228,15 +265,27 @@ def span_row(span: NeutralSpan, call_id: str | None) -> dict[str, Any]:
     }
 
 
+# Leaves that are JSON as they are: most values, and no call into `_jsonable` for them (it was a third of
+# a span's mapping time when every string of the content went through it).
+_PLAIN = frozenset((str, int, bool, type(None)))
+
+
 def _jsonable(value: Any) -> Any:
+    if value.__class__ is dict:  # the usual containers first, by exact class
+        out = {}
+        for k, v in value.items():
+            out[k if k.__class__ is str else str(k)] = v if v.__class__ in _PLAIN else _jsonable(v)
+        return out
+    if value.__class__ is list:
+        return [v if v.__class__ in _PLAIN else _jsonable(v) for v in value]
     if isinstance(value, bytes):
         return value.hex()
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {str(k): v if v.__class__ in _PLAIN else _jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
+        return [v if v.__class__ in _PLAIN else _jsonable(v) for v in value]
     return value
 
 

@@ -154,11 +154,17 @@ def _decode_protobuf(body: bytes) -> tuple[list[NeutralSpan], int, str]:
     return spans, rejected, reason
 
 
+_PB_SCALARS = frozenset(("string_value", "int_value", "double_value", "bool_value", "bytes_value"))
+
+
 def _pb_attributes(items: Any) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for item in items:
         if isinstance(item, KeyValue):
-            out[item.key] = _pb_value(item.value, 0)
+            # Scalars (nearly every attribute) inline: a call per attribute was most of the decoding.
+            value = item.value
+            which = value.WhichOneof("value")
+            out[item.key] = getattr(value, which) if which in _PB_SCALARS else _pb_value(value, 0)
     return out
 
 

@@ -13,7 +13,7 @@ import json
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 Record = dict[str, Any]
 Span = dict[str, Any]
@@ -24,6 +24,15 @@ SORT_KEYS: tuple[str, ...] = ("start_time", "duration_ms", "total_tokens", "cost
 
 GroupBy = Literal["model", "provider", "user", "tag", "key_alias"]
 AGGREGATE_GROUPS: tuple[str, ...] = ("model", "provider", "user", "tag", "key_alias")
+
+
+class WriteBatch(NamedTuple):
+    """One request's worth of data for `Store.write_many`: the arguments of `Store.write`."""
+
+    project_id: int
+    records: list[Record]
+    spans: list[Span]
+    texts: Sequence[str | None] | None = None
 
 
 class InvalidCursor(ValueError):
@@ -197,6 +206,12 @@ class Store(ABC):
         `texts` (optional, parallel to `records`): each record's JSON text when the caller already
         serialized it, so the store need not serialize it again.
         """
+
+    def write_many(self, batches: Sequence[WriteBatch]) -> None:
+        """Several `write`s, durable when this returns; a backend may commit them in one transaction
+        (the server's group commit does). A failure means none of them may be assumed stored."""
+        for batch in batches:
+            self.write(*batch)
 
     # Queries
 

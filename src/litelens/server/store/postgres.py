@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from litelens.server.store import rollup
-from litelens.server.store.sql import SESSIONS_BACKFILL, SUMMARY_COLUMNS, SQLStore, _chunks
+from litelens.server.store.rollup import RollupKey
+from litelens.server.store.rows import CALL_COLUMNS
+from litelens.server.store.sql import SQLStore
+from litelens.server.store.write import SESSIONS_BACKFILL, chunks
 
 try:
     import psycopg
@@ -248,7 +250,7 @@ class PostgresStore(SQLStore):
         # analyzed it the planner chose a sequential scan for the IN list, and each batch's lookup grew
         # with the table (a third of write() at 20k calls). unnest is a nested loop over the primary key.
         found: dict[str, Any] = {}
-        for chunk in _chunks(call_ids, 2000):
+        for chunk in chunks(call_ids, 2000):
             cur.execute(
                 "SELECT c.call_id, c.record FROM unnest(%s::text[]) AS k (call_id) "
                 "JOIN calls c ON c.project_id = %s AND c.call_id = k.call_id",
@@ -261,8 +263,7 @@ class PostgresStore(SQLStore):
     def _insert_calls(self, cur: psycopg.Cursor[Any], rows: list[tuple[Any, ...]]) -> None:
         # COPY: these calls are known absent (looked up under the advisory lock), so nothing can conflict,
         # and COPY loads rows several times faster than an INSERT per row, even pipelined.
-        columns = ", ".join(("project_id", *SUMMARY_COLUMNS, "record"))
-        with cur.copy(f"COPY calls ({columns}) FROM STDIN") as copy:
+        with cur.copy(f"COPY calls ({', '.join(CALL_COLUMNS)}) FROM STDIN") as copy:
             for row in rows:
                 copy.write_row(row)
 
@@ -274,44 +275,34 @@ class PostgresStore(SQLStore):
             ([r[0] for r in tag_rows], [r[1] for r in tag_rows], [r[2] for r in tag_rows]),
         )
 
-    def _hist_set(self, column: str) -> str:
-        # Merged in Python by _merge_stored_hists: the same merge as a SQL function on jsonb cost ~200 µs
-        # a row in the database, several times the read and the Python merge.
-        return f"{column} = excluded.{column}"
+    def _insert_values(
+        self, cur: psycopg.Cursor[Any], head: str, marks: str, rows: Sequence[tuple[Any, ...]], tail: str = ""
+    ) -> None:
+        # psycopg pipelines `executemany`: the rows go out without a round trip each.
+        cur.executemany(self._q(f"{head} VALUES {marks} {tail}"), rows)
 
-    def _merge_stored_hists(
-        self, cur: psycopg.Cursor[Any], project_id: int, upserts: list[tuple[Any, ...]]
-    ) -> list[tuple[Any, ...]]:
-        stored: dict[tuple[Any, ...], tuple[str, str]] = {}
-        for chunk in _chunks(upserts, 2000):
+    def _stored_hists(
+        self, cur: psycopg.Cursor[Any], project_id: int, keys: Sequence[RollupKey]
+    ) -> dict[RollupKey, tuple[str, str]]:
+        # A join with arrays of the keys (see _stored_records for why not IN lists).
+        found: dict[RollupKey, tuple[str, str]] = {}
+        for chunk in chunks(keys, 2000):
             cur.execute(
-                "SELECT r.resolution, r.dim, r.bucket, r.value, r.latency_hist, r.ttft_hist FROM rollups r "
-                "JOIN unnest(%s::int[], %s::text[], %s::bigint[], %s::text[]) AS k (resolution, dim, bucket, value) "
+                "SELECT r.resolution, r.bucket, r.dim, r.value, r.latency_hist, r.ttft_hist FROM rollups r "
+                "JOIN unnest(%s::int[], %s::bigint[], %s::text[], %s::text[]) AS k (resolution, bucket, dim, value) "
                 "ON r.project_id = %s AND r.resolution = k.resolution AND r.dim = k.dim AND r.bucket = k.bucket "
                 "AND r.value = k.value",
                 (
-                    [u[1] for u in chunk],
-                    [u[2] for u in chunk],
-                    [u[3] for u in chunk],
-                    [u[4] for u in chunk],
+                    [k[0] for k in chunk],
+                    [k[1] for k in chunk],
+                    [k[2] for k in chunk],
+                    [k[3] for k in chunk],
                     project_id,
                 ),
             )
-            for resolution, dim, bucket, value, latency, ttft in cur.fetchall():
-                stored[(int(resolution), dim, int(bucket), value)] = (latency, ttft)
-        if not stored:
-            return upserts
-        out = []
-        for row in upserts:
-            old = stored.get(row[1:5])
-            if old is not None:
-                row = (
-                    *row[:10],
-                    rollup.merge_hist_text(old[0], row[10]),
-                    rollup.merge_hist_text(old[1], row[11]),
-                )
-            out.append(row)
-        return out
+            for resolution, bucket, dim, value, latency, ttft in cur.fetchall():
+                found[(int(resolution), int(bucket), dim, value)] = (latency, ttft)
+        return found
 
     def _metadata_condition(self, key: str) -> tuple[str, list[Any]]:
         return "(c.record -> 'metadata' ->> CAST(? AS text)) = ?", [key]

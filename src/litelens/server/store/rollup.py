@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import math
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -70,24 +70,6 @@ def dump_hist(hist: Mapping[int, int]) -> str:
 
 # The JSON decoder's own entry point, without `json.loads`'s type checks and whitespace regex.
 _parse = json.JSONDecoder().raw_decode
-
-
-def merge_hist_text(stored: str | None, delta: str | None) -> str:
-    """The stored histogram text plus a delta's, as histogram text (the rollup upsert's merge step).
-
-    Runs once per touched rollup row and histogram, so it avoids `Counter` and generic helpers.
-    """
-    if not delta or delta == "[]":
-        return stored or "[]"
-    if not stored or stored == "[]":
-        return delta
-    flat = _parse(stored)[0]
-    hist = dict(zip(flat[::2], flat[1::2], strict=True))
-    get = hist.get
-    flat = _parse(delta)[0]
-    for b, n in zip(flat[::2], flat[1::2], strict=True):
-        hist[b] = get(b, 0) + n
-    return dump_hist(hist)
 
 
 def load_hist(text: str | None) -> Counter[int]:
@@ -160,8 +142,13 @@ class Delta:
             self.ttft[b] += sign * n
 
 
-# (resolution, bucket start, dimension, value)
+# (resolution, bucket start, dimension, value): the rollup row a change belongs to.
 RollupKey = tuple[int, int, str, str]
+# What a batch changes in one rollup row, as the write path sums it:
+# [count, errors, tokens_in, tokens_out, cost, latency bins, ttft bins].
+Change = list[Any]
+# A latency or TTFT histogram: {bin: count}.
+Hist = dict[int, int]
 
 
 def _int(value: Any) -> int:
@@ -208,28 +195,26 @@ def dimension_values(record: Mapping[str, Any]) -> list[tuple[str, str]]:
     return pairs
 
 
-def add_record(
-    deltas: dict[RollupKey, Delta],
-    record: Mapping[str, Any],
-    sign: int = 1,
-    resolutions: tuple[int, ...] = RESOLUTIONS,
+def add_contribution(
+    deltas: dict[RollupKey, Change], record: Mapping[str, Any], sign: int, resolutions: Sequence[int]
 ) -> None:
-    """Add (sign=1) or remove (sign=-1) a record's contribution to every rollup row it belongs to.
+    """Add (sign=1) or take back (sign=-1) a record's contribution to the rollup rows it counts in.
 
-    This runs for every call ingested, so it updates fields in place rather than building and adding
-    small objects. A batch writer passes `resolutions=(60,)` and derives the coarser rows from the
-    minute rows with `coarsen`, which touches each record's 6-7 rows once instead of 18-21 times.
+    This runs for every call ingested, so it works on plain lists and dicts. A batch writer passes
+    `resolutions=(60,)` and derives the coarser rows from the minute rows with `coarsen`, which touches
+    each record's 6-7 rows once instead of 18-21 times.
     """
-    usage = record.get("usage") or {}
-    errors = sign if record.get("status") == "error" else 0
+    get = record.get
+    usage = get("usage") or {}
+    errors = sign if get("status") == "error" else 0
     tokens_in = sign * _int(usage.get("input_tokens"))
     tokens_out = sign * _int(usage.get("output_tokens"))
-    cost = sign * (_num(record.get("cost_usd")) or 0.0)
-    duration = _num(record.get("duration_ms"))
-    ttft = _num(record.get("ttft_ms"))
+    cost = sign * (_num(get("cost_usd")) or 0.0)
+    duration = _num(get("duration_ms"))
+    ttft = _num(get("ttft_ms"))
     lat_bin = bin_of(duration) if duration is not None else None
     ttft_bin = bin_of(ttft) if ttft is not None else None
-    start = _num(record.get("start_time")) or 0.0
+    start = _num(get("start_time")) or 0.0
     pairs = dimension_values(record)
     for resolution in resolutions:
         bucket = int(start // resolution) * resolution
@@ -237,29 +222,75 @@ def add_record(
             key = (resolution, bucket, dim, value)
             d = deltas.get(key)
             if d is None:
-                d = deltas[key] = Delta()
-            d.count += sign
-            d.errors += errors
-            d.tokens_in += tokens_in
-            d.tokens_out += tokens_out
-            d.cost += cost
+                deltas[key] = [
+                    sign, errors, tokens_in, tokens_out, cost,
+                    {} if lat_bin is None else {lat_bin: sign},
+                    {} if ttft_bin is None else {ttft_bin: sign},
+                ]  # fmt: skip
+                continue
+            d[0] += sign
+            d[1] += errors
+            d[2] += tokens_in
+            d[3] += tokens_out
+            d[4] += cost
             if lat_bin is not None:
-                d.latency[lat_bin] += sign
+                hist = d[5]
+                hist[lat_bin] = hist.get(lat_bin, 0) + sign
             if ttft_bin is not None:
-                d.ttft[ttft_bin] += sign
+                hist = d[6]
+                hist[ttft_bin] = hist.get(ttft_bin, 0) + sign
 
 
-def coarsen(minute_deltas: Mapping[RollupKey, Delta]) -> dict[RollupKey, Delta]:
-    """Minute-row deltas plus the coarser rows they add up to (every minute lies in one row of each)."""
-    out: dict[RollupKey, Delta] = dict(minute_deltas)
-    for (_, bucket, dim, value), delta in minute_deltas.items():
+def _add_hist(into: dict[int, int], other: Mapping[int, int]) -> None:
+    get = into.get
+    for b, n in other.items():
+        into[b] = get(b, 0) + n
+
+
+def coarsen(minute: Mapping[RollupKey, Change]) -> dict[RollupKey, Change]:
+    """Minute deltas plus the 5-minute and hour deltas they add up to (each minute lies in one of each)."""
+    out: dict[RollupKey, Change] = {}
+    for key, delta in minute.items():
+        out[key] = [*delta[:5], dict(delta[5]), dict(delta[6])]
+    for (_, bucket, dim, value), delta in minute.items():
         for resolution in RESOLUTIONS[1:]:
             key = (resolution, bucket // resolution * resolution, dim, value)
             total = out.get(key)
             if total is None:
-                total = out[key] = Delta()
-            total.add(delta)
+                out[key] = [*delta[:5], dict(delta[5]), dict(delta[6])]
+                continue
+            for i in range(5):
+                total[i] += delta[i]
+            _add_hist(total[5], delta[5])
+            _add_hist(total[6], delta[6])
     return out
+
+
+def plus(stored: Hist | None, delta: Hist) -> Hist:
+    """A new histogram: `stored` plus `delta`, without empty bins (neither argument changes)."""
+    hist = dict(stored) if stored else {}
+    get = hist.get
+    for b, n in delta.items():
+        total = get(b, 0) + n
+        if total:
+            hist[b] = total
+        else:
+            hist.pop(b, None)
+    return hist
+
+
+def dump(hist: Hist) -> str:
+    """`dump_hist`, with the common one-bin case (a user's minute row) done directly."""
+    if len(hist) == 1:
+        for b, n in hist.items():
+            return f"[{b},{n}]"
+    return dump_hist(hist)
+
+
+def parsed(text: str | None) -> Hist:
+    hist: Hist = {}
+    add_hist(hist, text)
+    return hist
 
 
 def summarize(bucket: int, group: str | None, total: Delta) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""The SQL both backends share: upserts with merge, rollup maintenance, queries, retention, migrations.
+"""The SQL both backends share: queries, retention, migrations, projects and keys; the write path (upserts
+with merge, rollup maintenance) is `write.BatchWriter`.
 
 SQLite and PostgreSQL agree on enough (ON CONFLICT upserts, row-value comparisons, CASE, COALESCE) that
 one implementation serves both; a backend supplies connections, its migration list, and the few
@@ -13,11 +14,10 @@ import logging
 import math
 import time
 from abc import abstractmethod
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from typing import Any
 
-from litelens.record import encode
 from litelens.server.store import rollup
 from litelens.server.store.base import (
     AGGREGATE_GROUPS,
@@ -27,45 +27,22 @@ from litelens.server.store.base import (
     Record,
     Row,
     SortKey,
-    Span,
     Store,
     decode_cursor,
     decode_session_cursor,
     encode_cursor,
     encode_session_cursor,
-    merge_records,
 )
+from litelens.server.store.rows import CALL_COLUMNS
+from litelens.server.store.rows import SPAN_COLUMNS as _SPAN_COLUMNS
+from litelens.server.store.write import BatchWriter
+from litelens.server.store.write import chunks as _chunks
 
 logger = logging.getLogger("litelens.server.store")
 
-# Columns of `calls` that a summary row carries (everything but the record itself), in table order.
-SUMMARY_COLUMNS = (
-    "call_id",
-    "start_time",
-    "end_time",
-    "duration_ms",
-    "ttft_ms",
-    "call_type",
-    "stream",
-    "request_model",
-    "response_model",
-    "provider",
-    "status",
-    "error_type",
-    "end_user",
-    "user_id",
-    "session_id",
-    "trace_id",
-    "span_id",
-    "parent_span_id",
-    "key_alias",
-    "input_tokens",
-    "output_tokens",
-    "total_tokens",
-    "cost_usd",
-    "cached_input_tokens",
-    "reasoning_tokens",
-)
+# Columns of `calls` that a summary row carries (everything but the project and the record itself), in
+# table order: one list with the write path's.
+SUMMARY_COLUMNS = CALL_COLUMNS[1:-1]
 _SUMMARY_SELECT = ", ".join(f"c.{name}" for name in SUMMARY_COLUMNS)
 
 _SORT_EXPR = {
@@ -75,229 +52,9 @@ _SORT_EXPR = {
     "cost_usd": "COALESCE(c.cost_usd, 0)",
 }
 
-_SPAN_COLUMNS = (
-    "trace_id",
-    "span_id",
-    "parent_span_id",
-    "name",
-    "kind",
-    "start_time",
-    "end_time",
-    "status",
-    "attributes",
-    "resource",
-    "call_id",
-)
-
-# A session's summary row, recomputed from its calls (few, and found through calls_session). Recomputing
-# rather than adding deltas keeps first/last times exact when a merged call changes session or retention
-# deletes part of one.
-_SESSION_REFRESH = (
-    "INSERT INTO sessions (project_id, session_id, first_time, last_start, last_time, calls, tokens, cost, errors) "
-    "SELECT project_id, session_id, MIN(start_time), MAX(start_time), MAX(end_time), COUNT(*), "
-    "SUM(total_tokens), SUM(COALESCE(cost_usd, 0)), SUM(CASE WHEN status = 'error' THEN 1 ELSE 0 END) "
-    "FROM calls WHERE project_id = ? AND session_id = ? GROUP BY project_id, session_id "
-    "ON CONFLICT (project_id, session_id) DO UPDATE SET first_time = excluded.first_time, "
-    "last_start = excluded.last_start, last_time = excluded.last_time, calls = excluded.calls, "
-    "tokens = excluded.tokens, cost = excluded.cost, errors = excluded.errors"
-)
-SESSIONS_BACKFILL = (
-    "INSERT INTO sessions (project_id, session_id, first_time, last_start, last_time, calls, tokens, cost, errors) "
-    "SELECT project_id, session_id, MIN(start_time), MAX(start_time), MAX(end_time), COUNT(*), "
-    "SUM(total_tokens), SUM(COALESCE(cost_usd, 0)), SUM(CASE WHEN status = 'error' THEN 1 ELSE 0 END) "
-    "FROM calls WHERE session_id IS NOT NULL GROUP BY project_id, session_id"
-)
-_SESSION_DROP_EMPTY = (
-    "DELETE FROM sessions WHERE project_id = ? AND session_id = ? AND NOT EXISTS "
-    "(SELECT 1 FROM calls WHERE calls.project_id = ? AND calls.session_id = ?)"
-)
 
 # Retention aims for write transactions of about this long, so an ingest batch never waits much more.
 _RETENTION_TARGET_S = 0.1
-
-# Keep IN (...) lists well under SQLite's parameter limit.
-_CHUNK = 400
-
-# write() sums rollup deltas per minute row, then derives the coarser rows (`rollup.coarsen`).
-_MINUTE = (60,)
-
-# Positions in a `call_row` tuple that the session upsert reads.
-_ROW_START, _ROW_END, _ROW_STATUS, _ROW_SESSION, _ROW_TOTAL, _ROW_COST = 2, 3, 11, 15, 22, 23
-
-
-def _chunks(items: Sequence[Any], size: int = _CHUNK) -> Iterator[Sequence[Any]]:
-    for i in range(0, len(items), size):
-        yield items[i : i + size]
-
-
-def _opt_str(value: Any) -> str | None:
-    if value is None or value == "":
-        return None
-    return str(value)
-
-
-def _opt_num(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    return float(value)
-
-
-def _opt_int(value: Any) -> int | None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        return None
-    return value
-
-
-def call_row(project_id: int, record: Mapping[str, Any], text: str | None = None) -> tuple[Any, ...]:
-    """The `calls` row of a record: the filterable columns, then the record as JSON text.
-
-    `text`, when given, is that JSON already (the caller serialized the record and vouches for it).
-    """
-    usage = record.get("usage") or {}
-    error = record.get("error") or {}
-    proxy = record.get("proxy") or {}
-    start = _opt_num(record.get("start_time")) or 0.0
-    end = _opt_num(record.get("end_time"))
-    duration = _opt_num(record.get("duration_ms"))
-    if duration is None:
-        duration = max(0.0, ((end if end is not None else start) - start) * 1000.0)
-    tokens_in = _opt_int(usage.get("input_tokens")) or 0
-    tokens_out = _opt_int(usage.get("output_tokens")) or 0
-    if text is None:
-        text, _ = encode(dict(record))
-    if "\\u0000" in text:
-        # PostgreSQL's JSONB (and text) cannot hold NUL; a stray one in content must not fail the batch.
-        text, _ = encode(_without_nul(record))
-    return (
-        project_id,
-        str(record["call_id"]),
-        start,
-        end if end is not None else start,
-        duration,
-        _opt_num(record.get("ttft_ms")),
-        _opt_str(record.get("call_type")) or "unknown",
-        bool(record.get("stream")),
-        _opt_str(record.get("request_model")),
-        _opt_str(record.get("response_model")),
-        _opt_str(record.get("provider")),
-        _opt_str(record.get("status")) or "ok",
-        _opt_str(error.get("type")) if isinstance(error, Mapping) else None,
-        _opt_str(record.get("end_user")),
-        _opt_str(record.get("user_id")),
-        _opt_str(record.get("session_id")),
-        _opt_str(record.get("trace_id")),
-        _opt_str(record.get("span_id")),
-        _opt_str(record.get("parent_span_id")),
-        _opt_str(proxy.get("key_alias")) if isinstance(proxy, Mapping) else None,
-        tokens_in,
-        tokens_out,
-        _opt_int(usage.get("total_tokens")) or (tokens_in + tokens_out),
-        _opt_num(record.get("cost_usd")),
-        _opt_int(usage.get("cached_input_tokens")),
-        _opt_int(usage.get("reasoning_tokens")),
-        text,
-    )
-
-
-def _add_to_session(added: dict[str, list[Any]], row: tuple[Any, ...]) -> None:
-    """Fold a new call's `calls` row into its session's batch aggregate (the `sessions` columns)."""
-    cost = row[_ROW_COST] or 0.0
-    error = 1 if row[_ROW_STATUS] == "error" else 0
-    agg = added.get(row[_ROW_SESSION])
-    if agg is None:
-        added[row[_ROW_SESSION]] = [
-            row[_ROW_START], row[_ROW_START], row[_ROW_END], 1, row[_ROW_TOTAL], cost, error
-        ]  # fmt: skip
-        return
-    agg[0] = min(agg[0], row[_ROW_START])
-    agg[1] = max(agg[1], row[_ROW_START])
-    agg[2] = max(agg[2], row[_ROW_END])
-    agg[3] += 1
-    agg[4] += row[_ROW_TOTAL]
-    agg[5] += cost
-    agg[6] += error
-
-
-def _span_rows(project_id: int, spans: list[Span]) -> list[tuple[Any, ...]]:
-    """The `spans` rows of a batch's spans (project, then `_SPAN_COLUMNS`)."""
-    rows = []
-    for span in spans:
-        trace_id, span_id = span.get("trace_id"), span.get("span_id")
-        if not trace_id or not span_id:
-            raise ValueError("litelens: a span without trace_id and span_id cannot be stored")
-        start = _opt_num(span.get("start_time")) or 0.0
-        end = _opt_num(span.get("end_time"))
-        attributes = span.get("attributes")
-        resource = span.get("resource")
-        rows.append(
-            (
-                project_id,
-                str(trace_id),
-                str(span_id),
-                _opt_str(span.get("parent_span_id")),
-                _opt_str(span.get("name")),
-                _opt_str(span.get("kind")),
-                start,
-                end if end is not None else start,
-                _opt_str(span.get("status")),
-                encode(dict(attributes))[0] if attributes else None,
-                encode(dict(resource))[0] if resource else None,
-                _opt_str(span.get("call_id")),
-            )
-        )
-    return rows
-
-
-RollupRows = tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]
-
-
-def _rollup_rows(project_id: int, deltas: dict[rollup.RollupKey, rollup.Delta]) -> RollupRows:
-    """(upsert rows, keys to delete if emptied) for a batch's rollup deltas; see `_apply_rollups`."""
-    upserts: list[tuple[Any, ...]] = []
-    emptied: list[tuple[Any, ...]] = []
-    for key, delta in deltas.items():
-        latency = rollup.dump_hist(delta.latency)
-        ttft = rollup.dump_hist(delta.ttft)
-        if (
-            not (
-                delta.count or delta.errors or delta.tokens_in or delta.tokens_out or abs(delta.cost) > 1e-12
-            )
-            and latency == "[]"
-            and ttft == "[]"
-        ):
-            continue
-        resolution, bucket, dim, value = key
-        upserts.append(
-            (
-                project_id,
-                resolution,
-                dim,
-                bucket,
-                value,
-                delta.count,
-                delta.errors,
-                delta.tokens_in,
-                delta.tokens_out,
-                delta.cost,
-                latency,
-                ttft,
-            )
-        )
-        if delta.count <= 0:
-            # A merged call left this group (or float residue of a taken-back contribution): the row
-            # goes if nothing counts in it any more.
-            emptied.append((project_id, resolution, dim, bucket, value))
-    return upserts, emptied
-
-
-def _without_nul(value: Any) -> Any:
-    if isinstance(value, str):
-        return value.replace("\x00", "")
-    if isinstance(value, Mapping):
-        return {str(k).replace("\x00", ""): _without_nul(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_without_nul(v) for v in value]
-    return value
 
 
 def _like_pattern(text: str) -> str:
@@ -305,15 +62,11 @@ def _like_pattern(text: str) -> str:
     return f"%{escaped}%"
 
 
-class SQLStore(Store):
+class SQLStore(BatchWriter, Store):
     """A `Store` over a DB-API connection; subclasses provide connections and dialect pieces."""
 
     #: Per version, the statements that bring the schema from the previous version to it.
     MIGRATIONS: Sequence[Sequence[str]] = ()
-
-    #: The two-argument minimum and maximum functions of the dialect.
-    _LEAST = "MIN"
-    _GREATEST = "MAX"
 
     # ---- what a backend provides
 
@@ -447,227 +200,6 @@ class SQLStore(Store):
         with self._write() as cur:
             cur.execute(self._q("DELETE FROM api_keys WHERE key_hash = ?"), (key_hash,))
             return bool(cur.rowcount)
-
-    # ---- ingest
-
-    def write(
-        self,
-        project_id: int,
-        records: list[Record],
-        spans: list[Span],
-        texts: Sequence[str | None] | None = None,
-    ) -> None:
-        """Upsert a batch in one transaction: merge with stored versions, keep tags and rollups exact.
-
-        A record already stored is merged with the incoming one (`merge_records`); its old contribution
-        to the rollups is subtracted and the merged one's added, so a retried batch or a call reported by
-        two layers counts once. An unchanged retry writes nothing.
-
-        Why it is shaped so: every call is first prepared as if new (its `calls` row, tags, session and
-        rollup contributions) *before* the write lock, so that Python work overlaps another batch's
-        commit (fsync and SQL run without the GIL) instead of queueing behind it. Under the lock one
-        lookup per chunk of ids finds the few calls already stored; only those are read, merged and
-        their prepared contribution corrected. New calls' session and rollup rows take additive upserts
-        (`x = x + excluded.x`) summed per batch, so a batch of 1,000 calls costs a handful of
-        `executemany` statements and no read of rollup rows.
-
-        `texts`, optional and parallel to `records`, is each record's JSON text when the caller already
-        has it (the server serializes a record to check its size): a new call stores that text instead
-        of serializing the record once more. A call merged with a stored or repeated version is
-        serialized afresh.
-        """
-        if texts is not None and len(texts) != len(records):
-            raise ValueError("litelens: texts must be parallel to records")
-        incoming: dict[str, Record] = {}
-        given: dict[str, str | None] = {}
-        for index, record in enumerate(records):
-            call_id = record.get("call_id")
-            if not isinstance(call_id, str) or not call_id:
-                raise ValueError("litelens: a record without call_id cannot be stored; validate it at ingest")
-            if call_id in incoming:
-                incoming[call_id] = merge_records(incoming[call_id], record)
-                given[call_id] = None
-            else:
-                incoming[call_id] = dict(record)
-                given[call_id] = texts[index] if texts is not None else None
-        if not incoming and not spans:
-            return
-        # Outside the lock: everything that does not depend on what is stored.
-        minute: dict[rollup.RollupKey, rollup.Delta] = {}
-        prepared: dict[str, tuple[Any, ...]] = {}
-        for call_id, record in incoming.items():
-            rollup.add_record(minute, record, 1, _MINUTE)
-            prepared[call_id] = call_row(project_id, record, given[call_id])
-        rollup_rows = _rollup_rows(project_id, rollup.coarsen(minute))
-        span_rows = _span_rows(project_id, spans) if spans else []
-
-        with self._write() as cur:
-            stored = self._stored_records(cur, project_id, list(incoming)) if incoming else {}
-            rows: list[tuple[Any, ...]] = []  # calls not stored before
-            merged_rows: list[tuple[Any, ...]] = []
-            tag_rows: list[tuple[Any, ...]] = []
-            replaced: list[str] = []
-            refresh: set[str] = set()
-            added: dict[str, list[Any]] = {}
-            for call_id, record in incoming.items():
-                old = stored.get(call_id)
-                if old is None:
-                    row = prepared[call_id]
-                    rows.append(row)
-                    if row[_ROW_SESSION] is not None:
-                        _add_to_session(added, row)
-                    merged = record
-                else:
-                    # Take back the contribution prepared as if the call were new.
-                    rollup.add_record(minute, record, -1, _MINUTE)
-                    merged = merge_records(old, record)
-                    if merged == old:
-                        continue
-                    rollup.add_record(minute, old, -1, _MINUTE)
-                    rollup.add_record(minute, merged, 1, _MINUTE)
-                    merged_rows.append(call_row(project_id, merged))
-                    replaced.append(call_id)
-                    if old.get("session_id"):
-                        refresh.add(str(old["session_id"]))
-                    if merged.get("session_id"):
-                        refresh.add(str(merged["session_id"]))
-                for tag in dict.fromkeys(merged.get("tags") or []):
-                    tag_rows.append((project_id, call_id, str(tag)[:200]))
-            if stored:
-                rollup_rows = _rollup_rows(project_id, rollup.coarsen(minute))
-            if rows:
-                self._insert_calls(cur, rows)
-            if merged_rows:
-                self._upsert_calls(cur, merged_rows)
-            if replaced:
-                cur.executemany(
-                    self._q("DELETE FROM call_tags WHERE project_id = ? AND call_id = ?"),
-                    [(project_id, call_id) for call_id in replaced],
-                )
-            if tag_rows:
-                self._insert_tags(cur, tag_rows)
-            if span_rows:
-                self._upsert_spans(cur, span_rows)
-            if added:
-                self._add_sessions(cur, project_id, added)
-            if refresh:
-                # After the additive upserts: a recomputed row is exact whatever they did to it.
-                self._refresh_sessions(cur, project_id, refresh)
-            self._apply_rollups(cur, project_id, *rollup_rows)
-
-    def _hist_set(self, column: str) -> str:
-        """The rollup upsert's SET clause for a histogram column (default: SQL function merges them)."""
-        return f"{column} = litelens_hist_add(rollups.{column}, excluded.{column})"
-
-    def _merge_stored_hists(
-        self, cur: Any, project_id: int, upserts: list[tuple[Any, ...]]
-    ) -> list[tuple[Any, ...]]:
-        """The upsert rows with their histograms already merged with the stored ones, when `_hist_set`
-        does not merge in SQL. The default merges in SQL and returns the rows unchanged."""
-        return upserts
-
-    def _add_sessions(self, cur: Any, project_id: int, added: dict[str, list[Any]]) -> None:
-        """Add new calls to their sessions' rows (exact for calls not stored before: nothing to undo)."""
-        least, greatest = self._LEAST, self._GREATEST
-        cur.executemany(
-            self._q(
-                "INSERT INTO sessions (project_id, session_id, first_time, last_start, last_time, calls, tokens, "
-                "cost, errors) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (project_id, session_id) DO UPDATE SET "
-                f"first_time = {least}(sessions.first_time, excluded.first_time), "
-                f"last_start = {greatest}(sessions.last_start, excluded.last_start), "
-                f"last_time = {greatest}(sessions.last_time, excluded.last_time), "
-                "calls = sessions.calls + excluded.calls, tokens = sessions.tokens + excluded.tokens, "
-                "cost = sessions.cost + excluded.cost, errors = sessions.errors + excluded.errors"
-            ),
-            [(project_id, sid, *agg) for sid, agg in sorted(added.items())],
-        )
-
-    def _refresh_sessions(self, cur: Any, project_id: int, sessions: set[str]) -> None:
-        ordered = sorted(sessions)
-        cur.executemany(self._q(_SESSION_REFRESH), [(project_id, sid) for sid in ordered])
-        cur.executemany(self._q(_SESSION_DROP_EMPTY), [(project_id, sid, project_id, sid) for sid in ordered])
-
-    def _stored_records(self, cur: Any, project_id: int, call_ids: list[str]) -> dict[str, Record]:
-        found: dict[str, Record] = {}
-        for chunk in _chunks(call_ids):
-            marks = ", ".join("?" * len(chunk))
-            cur.execute(
-                self._q(f"SELECT call_id, record FROM calls WHERE project_id = ? AND call_id IN ({marks})"),
-                (project_id, *chunk),
-            )
-            for call_id, text in cur.fetchall():
-                found[call_id] = self._load_json(text)
-        return found
-
-    def _insert_tags(self, cur: Any, tag_rows: list[tuple[Any, ...]]) -> None:
-        cur.executemany(
-            self._q(
-                "INSERT INTO call_tags (project_id, call_id, tag) VALUES (?, ?, ?) ON CONFLICT DO NOTHING"
-            ),
-            tag_rows,
-        )
-
-    def _insert_calls(self, cur: Any, rows: list[tuple[Any, ...]]) -> None:
-        """Insert `calls` rows the writer found absent under its lock (a backend may bulk-load them)."""
-        self._upsert_calls(cur, rows)
-
-    def _upsert_calls(self, cur: Any, rows: list[tuple[Any, ...]]) -> None:
-        columns = ("project_id", *SUMMARY_COLUMNS, "record")
-        marks = ", ".join(["?"] * (len(columns) - 1) + [self._json_param()])
-        updates = ", ".join(f"{name} = excluded.{name}" for name in columns[2:])
-        cur.executemany(
-            self._q(
-                f"INSERT INTO calls ({', '.join(columns)}) VALUES ({marks}) "
-                f"ON CONFLICT (project_id, call_id) DO UPDATE SET {updates}"
-            ),
-            rows,
-        )
-
-    def _upsert_spans(self, cur: Any, rows: list[tuple[Any, ...]]) -> None:
-        columns = ("project_id", *_SPAN_COLUMNS)
-        marks = ", ".join("?" * len(columns))
-        # A later report of a span fills in what an earlier one lacked and never blanks a field.
-        updates = ", ".join(f"{name} = COALESCE(excluded.{name}, spans.{name})" for name in _SPAN_COLUMNS[2:])
-        cur.executemany(
-            self._q(
-                f"INSERT INTO spans ({', '.join(columns)}) VALUES ({marks}) "
-                f"ON CONFLICT (project_id, trace_id, span_id) DO UPDATE SET {updates}"
-            ),
-            rows,
-        )
-
-    def _apply_rollups(
-        self, cur: Any, project_id: int, upserts: list[tuple[Any, ...]], emptied: list[tuple[Any, ...]]
-    ) -> None:
-        """Add a batch's rollup deltas (`_rollup_rows`) to the rollup rows in one `executemany` upsert.
-
-        Scalars add up in the statement (`count = rollups.count + excluded.count`). Histograms are
-        merged by `_hist_set` in SQL where the backend can call Python (SQLite), or else read and merged
-        here first (`_merge_stored_hists`). A row whose count falls to zero (a merged call moved to
-        another group) is deleted afterwards. Safe because `_write` serializes writers.
-        """
-        if upserts:
-            upserts = self._merge_stored_hists(cur, project_id, upserts)
-            cur.executemany(
-                self._q(
-                    "INSERT INTO rollups (project_id, resolution, dim, bucket, value, count, errors, tokens_in, "
-                    "tokens_out, cost, latency_hist, ttft_hist) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-                    "ON CONFLICT (project_id, resolution, dim, bucket, value) DO UPDATE SET "
-                    "count = rollups.count + excluded.count, errors = rollups.errors + excluded.errors, "
-                    "tokens_in = rollups.tokens_in + excluded.tokens_in, "
-                    "tokens_out = rollups.tokens_out + excluded.tokens_out, cost = rollups.cost + excluded.cost, "
-                    f"{self._hist_set('latency_hist')}, {self._hist_set('ttft_hist')}"
-                ),
-                upserts,
-            )
-        if emptied:
-            cur.executemany(
-                self._q(
-                    "DELETE FROM rollups WHERE project_id = ? AND resolution = ? AND dim = ? AND bucket = ? "
-                    "AND value = ? AND count <= 0"
-                ),
-                emptied,
-            )
 
     # ---- queries
 
@@ -1093,6 +625,8 @@ class SQLStore(Store):
         while True:
             began = time.perf_counter()
             with self._write() as cur:
+                if table == "rollups":
+                    self.forget_rollups()  # inside the transaction, so no write sees the cache in between
                 cur.execute(
                     self._q(
                         f"DELETE FROM {table} WHERE {key} IN (SELECT {key[1:-1]} FROM {table} WHERE {where} LIMIT ?)"

@@ -11,8 +11,8 @@ Seeds N calls (default 1,000,000) through the normal `write` path in large batch
 and, as the baseline measured in the same run, the 24h hourly overview computed from the raw `calls`
 rows with GROUP BY (counts and sums only, no percentiles) — the ratio says what rollups buy.
 
-    python bench/store_query.py --calls 100000
-    python bench/store_query.py --url postgresql://... --calls 200000
+    python bench/query.py --calls 100000
+    python bench/query.py --url postgresql://... --calls 200000
 """
 
 from __future__ import annotations

@@ -1,0 +1,481 @@
+"""The write path both SQL backends share: batches of records and spans become `calls`, `call_tags`,
+`spans`, `sessions` and `rollups` rows in ONE transaction, with merges of calls already stored.
+
+How it is shaped, and why (figures from `bench/ingest.py` on SQLite):
+
+- Everything that does not depend on what is stored (each call's row and JSON, its tags, session and
+  rollup contributions) is prepared *before* the write lock, so it overlaps another batch's commit.
+  Under the lock one lookup per chunk of ids finds the few calls already stored; only those are read,
+  merged and their prepared contribution corrected.
+- Several requests' batches can go through one transaction (`write_many`): the server's group commit
+  hands over whatever arrived while the previous commit ran. Rollup and session rows shared by those
+  batches are then written once, and the commit is paid once.
+- Rows go to the database many per statement (`VALUES (...), (...)`): SQLite runs a statement without
+  the GIL, but `executemany` takes the GIL back between rows, and while another thread parses the next
+  request each of those waits for a GIL switch (up to 5 ms): an `executemany` of 1,000 rows then took a
+  second instead of 25 ms. PostgreSQL keeps psycopg's pipelined `executemany` and COPY.
+- Rollup histograms are merged here, in Python, with the stored ones: read once per row (a cache keeps
+  what this writer wrote last, for as long as no other connection has written), never through a SQL
+  function called back per row.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
+from typing import Any
+
+from litelens.server.store.base import Record, Span, WriteBatch, merge_records
+from litelens.server.store.rollup import (
+    RESOLUTIONS,
+    Change,
+    Hist,
+    RollupKey,
+    add_contribution,
+    coarsen,
+    dump,
+    parsed,
+    plus,
+)
+from litelens.server.store.rows import (
+    CALL_COLUMNS,
+    ROW_COST,
+    ROW_END,
+    ROW_SESSION,
+    ROW_START,
+    ROW_STATUS,
+    ROW_TOTAL,
+    SPAN_COLUMNS,
+    call_row,
+    span_rows,
+)
+
+# A session's summary row, recomputed from its calls (few, and found through calls_session). Recomputing
+# rather than adding deltas keeps first/last times exact when a merged call changes session or retention
+# deletes part of one.
+_SESSION_REFRESH = (
+    "INSERT INTO sessions (project_id, session_id, first_time, last_start, last_time, calls, tokens, cost, errors) "
+    "SELECT project_id, session_id, MIN(start_time), MAX(start_time), MAX(end_time), COUNT(*), "
+    "SUM(total_tokens), SUM(COALESCE(cost_usd, 0)), SUM(CASE WHEN status = 'error' THEN 1 ELSE 0 END) "
+    "FROM calls WHERE project_id = ? AND session_id = ? GROUP BY project_id, session_id "
+    "ON CONFLICT (project_id, session_id) DO UPDATE SET first_time = excluded.first_time, "
+    "last_start = excluded.last_start, last_time = excluded.last_time, calls = excluded.calls, "
+    "tokens = excluded.tokens, cost = excluded.cost, errors = excluded.errors"
+)
+SESSIONS_BACKFILL = (
+    "INSERT INTO sessions (project_id, session_id, first_time, last_start, last_time, calls, tokens, cost, errors) "
+    "SELECT project_id, session_id, MIN(start_time), MAX(start_time), MAX(end_time), COUNT(*), "
+    "SUM(total_tokens), SUM(COALESCE(cost_usd, 0)), SUM(CASE WHEN status = 'error' THEN 1 ELSE 0 END) "
+    "FROM calls WHERE session_id IS NOT NULL GROUP BY project_id, session_id"
+)
+_SESSION_DROP_EMPTY = (
+    "DELETE FROM sessions WHERE project_id = ? AND session_id = ? AND NOT EXISTS "
+    "(SELECT 1 FROM calls WHERE calls.project_id = ? AND calls.session_id = ?)"
+)
+
+# Keep IN (...) lists well under SQLite's parameter limit.
+CHUNK = 400
+
+# Rows per multi-row statement, largest first: a batch is cut greedily into these sizes, so each table
+# needs only a handful of distinct statements (SQLite caches them prepared) and 1,000 rows take ~13.
+_VALUES_SIZES = (512, 64, 8, 1)
+
+# Rollup rows whose histograms this writer remembers (~600 bytes each); past it the oldest half goes.
+_HIST_CACHE_MAX = 50_000
+
+
+def chunks(items: Sequence[Any], size: int = CHUNK) -> Iterator[Sequence[Any]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+def _value_chunks(rows: Sequence[Any]) -> Iterator[Sequence[Any]]:
+    i, n = 0, len(rows)
+    for size in _VALUES_SIZES:
+        while n - i >= size:
+            yield rows[i : i + size]
+            i += size
+
+
+# --------------------------------------------------------------------------------------------------
+# The transaction
+
+
+class _Plan:
+    """A set of batches prepared as if every call were new: what does not need the write lock."""
+
+    def __init__(self, batches: Sequence[WriteBatch]) -> None:
+        self.incoming: dict[tuple[int, str], Record] = {}
+        self.rows: dict[tuple[int, str], tuple[Any, ...]] = {}
+        self.spans: list[tuple[Any, ...]] = []
+        given: dict[tuple[int, str], str | None] = {}
+        for batch in batches:
+            texts = batch.texts
+            if texts is not None and len(texts) != len(batch.records):
+                raise ValueError("litelens: texts must be parallel to records")
+            pid = batch.project_id
+            for index, record in enumerate(batch.records):
+                call_id = record.get("call_id")
+                if not isinstance(call_id, str) or not call_id:
+                    raise ValueError(
+                        "litelens: a record without call_id cannot be stored; validate it at ingest"
+                    )
+                key = (pid, call_id)
+                if key in self.incoming:
+                    self.incoming[key] = merge_records(self.incoming[key], record)
+                    given[key] = None
+                else:
+                    self.incoming[key] = record  # never changed: merges build new dicts
+                    given[key] = texts[index] if texts is not None else None
+            if batch.spans:
+                self.spans += span_rows(pid, batch.spans)
+        minute: dict[int, dict[RollupKey, Change]] = {}
+        for key, record in self.incoming.items():
+            deltas = minute.get(key[0])
+            if deltas is None:
+                deltas = minute[key[0]] = {}
+            add_contribution(deltas, record, 1, (60,))
+            self.rows[key] = call_row(key[0], record, given[key])
+        self.rollups = {pid: coarsen(deltas) for pid, deltas in minute.items()}
+
+    @property
+    def empty(self) -> bool:
+        return not self.incoming and not self.spans
+
+
+class BatchWriter:
+    """The write path of `SQLStore` (a mixin): `write` and `write_many`, and the statements they run."""
+
+    #: The two-argument minimum and maximum functions of the dialect.
+    _LEAST = "MIN"
+    _GREATEST = "MAX"
+
+    # Rollup histograms as last written by this store: {(project, resolution, bucket, dim, value):
+    # (latency, ttft)}, trusted while `_data_version` says no other connection wrote since.
+    _hists: dict[tuple[Any, ...], tuple[Hist, Hist]]
+    _hists_version: Any = None
+
+    # ---- what the backend provides (SQLStore declares them)
+
+    def _write(self) -> AbstractContextManager[Any]:
+        raise NotImplementedError
+
+    def _q(self, sql: str) -> str:
+        return sql
+
+    def _json_param(self) -> str:
+        return "?"
+
+    def _load_json(self, value: Any) -> Any:
+        raise NotImplementedError
+
+    def _writer_lock(self) -> AbstractContextManager[Any]:
+        """Held across a write transaction and the cache update after it (re-entrant with `_write`)."""
+        return contextlib.nullcontext()
+
+    def _data_version(self, cur: Any) -> Any:
+        """A value that changes whenever another connection commits, or None when there is none
+        (then nothing is cached between transactions)."""
+        return None
+
+    # ---- the public write path
+
+    def write(
+        self,
+        project_id: int,
+        records: list[Record],
+        spans: list[Span],
+        texts: Sequence[str | None] | None = None,
+    ) -> None:
+        """Upsert a batch in one transaction: merge with stored versions, keep tags and rollups exact.
+
+        A record already stored is merged with the incoming one (`merge_records`); its old contribution
+        to the rollups is subtracted and the merged one's added, so a retried batch or a call reported by
+        two layers counts once. An unchanged retry writes nothing. `texts`, optional and parallel to
+        `records`, is each record's JSON text when the caller already has it: a new call stores that
+        text instead of serializing the record again (a merged call is serialized afresh).
+        """
+        self.write_many([WriteBatch(project_id, records, spans, texts)])
+
+    def write_many(self, batches: Sequence[WriteBatch]) -> None:
+        """Several batches (of any projects) in ONE transaction, as if written one after the other."""
+        plan = _Plan(batches)
+        if plan.empty:
+            return
+        # The cache is updated after COMMIT and before another writer of this store may start (the
+        # writer lock is held across both), so it never holds what a rolled-back transaction wrote.
+        with self._writer_lock():
+            with self._write() as cur:
+                remembered = self._apply(cur, plan)
+            if self._hists_version is not None:
+                self._hists.update(remembered)
+                if len(self._hists) > _HIST_CACHE_MAX:
+                    for key in list(itertools.islice(self._hists, len(self._hists) // 2)):
+                        del self._hists[key]
+
+    def forget_rollups(self) -> None:
+        """Drop the cached rollup histograms: call it inside any other transaction that changes rollups."""
+        self._hists = {}
+        self._hists_version = None
+
+    # ---- inside the transaction
+
+    def _apply(self, cur: Any, plan: _Plan) -> dict[tuple[Any, ...], tuple[Hist, Hist]]:
+        version = self._data_version(cur)
+        if version is None or version != self._hists_version:
+            self._hists = {}
+        self._hists_version = version
+        rows: list[tuple[Any, ...]] = []  # calls not stored before
+        merged_rows: list[tuple[Any, ...]] = []
+        tag_rows: list[tuple[Any, ...]] = []
+        replaced: list[tuple[int, str]] = []
+        refresh: set[tuple[int, str]] = set()
+        added: dict[tuple[int, str], list[Any]] = {}
+        stored: dict[tuple[int, str], Record] = {}
+        by_project: dict[int, list[str]] = {}
+        for pid, call_id in plan.incoming:
+            by_project.setdefault(pid, []).append(call_id)
+        for pid, ids in by_project.items():
+            for call_id, record in self._stored_records(cur, pid, ids).items():
+                stored[(pid, call_id)] = record
+        for key, record in plan.incoming.items():
+            pid, call_id = key
+            old = stored.get(key)
+            if old is None:
+                row = plan.rows[key]
+                rows.append(row)
+                if row[ROW_SESSION] is not None:
+                    _add_to_session(added, pid, row)
+                merged = record
+            else:
+                deltas = plan.rollups[pid]
+                # Take back the contribution prepared as if the call were new.
+                add_contribution(deltas, record, -1, RESOLUTIONS)
+                merged = merge_records(old, record)
+                if merged == old:
+                    continue
+                add_contribution(deltas, old, -1, RESOLUTIONS)
+                add_contribution(deltas, merged, 1, RESOLUTIONS)
+                merged_rows.append(call_row(pid, merged))
+                replaced.append(key)
+                if old.get("session_id"):
+                    refresh.add((pid, str(old["session_id"])))
+                if merged.get("session_id"):
+                    refresh.add((pid, str(merged["session_id"])))
+            for tag in dict.fromkeys(merged.get("tags") or []):
+                tag_rows.append((pid, call_id, str(tag)[:200]))
+        if rows:
+            self._insert_calls(cur, rows)
+        if merged_rows:
+            self._upsert_calls(cur, merged_rows)
+        if replaced:
+            cur.executemany(self._q("DELETE FROM call_tags WHERE project_id = ? AND call_id = ?"), replaced)
+        if tag_rows:
+            self._insert_tags(cur, tag_rows)
+        if plan.spans:
+            self._upsert_spans(cur, plan.spans)
+        if added:
+            self._add_sessions(cur, added)
+        by_project_sessions: dict[int, set[str]] = {}
+        for pid, sid in refresh:
+            by_project_sessions.setdefault(pid, set()).add(sid)
+        for pid, sids in sorted(by_project_sessions.items()):
+            # After the additive upserts: a recomputed row is exact whatever they did to it.
+            self._refresh_sessions(cur, pid, sids)
+        remembered: dict[tuple[Any, ...], tuple[Hist, Hist]] = {}
+        for pid, deltas in plan.rollups.items():
+            remembered.update(self._apply_rollups(cur, pid, deltas))
+        return remembered
+
+    def _apply_rollups(
+        self, cur: Any, project_id: int, deltas: Mapping[RollupKey, Change]
+    ) -> dict[tuple[Any, ...], tuple[Hist, Hist]]:
+        """Add a batch's rollup deltas to the rollup rows; returns the histograms now stored.
+
+        Scalars add up in the statement (`count = rollups.count + excluded.count`); histograms are
+        merged here with the stored ones (from the cache, or read for all missing rows at once by
+        `_stored_hists`) and written whole. A row whose count falls to zero (a merged call moved to another group) is
+        deleted afterwards. Safe because `_write` serializes writers.
+        """
+        live = {
+            key: d
+            for key, d in deltas.items()
+            if d[0] or d[1] or d[2] or d[3] or abs(d[4]) > 1e-12 or any(d[5].values()) or any(d[6].values())
+        }
+        if not live:
+            return {}
+        cache = self._hists
+        stored: dict[RollupKey, tuple[Hist, Hist]] = {}
+        missing: list[RollupKey] = []
+        for key in live:
+            hit = cache.get((project_id, *key))
+            if hit is None:
+                missing.append(key)
+            else:
+                stored[key] = hit
+        if missing:
+            for key, (latency_text, ttft_text) in self._stored_hists(cur, project_id, missing).items():
+                stored[key] = (parsed(latency_text), parsed(ttft_text))
+        upserts: list[tuple[Any, ...]] = []
+        emptied: list[tuple[Any, ...]] = []
+        remembered: dict[tuple[Any, ...], tuple[Hist, Hist]] = {}
+        for key, d in live.items():
+            resolution, bucket, dim, value = key
+            old = stored.get(key)
+            latency = plus(old[0] if old else None, d[5])
+            ttft = plus(old[1] if old else None, d[6])
+            upserts.append((project_id, resolution, dim, bucket, value, *d[:5], dump(latency), dump(ttft)))
+            if d[0] <= 0:
+                # A merged call left this group (or float residue of a taken-back contribution): the row
+                # goes if nothing counts in it any more, so its histograms are not remembered.
+                emptied.append((project_id, resolution, dim, bucket, value))
+                cache.pop((project_id, resolution, bucket, dim, value), None)
+            else:
+                remembered[(project_id, resolution, bucket, dim, value)] = (latency, ttft)
+        self._insert_values(
+            cur,
+            "INSERT INTO rollups (project_id, resolution, dim, bucket, value, count, errors, tokens_in, "
+            "tokens_out, cost, latency_hist, ttft_hist)",
+            "(" + ", ".join("?" * 12) + ")",
+            upserts,
+            "ON CONFLICT (project_id, resolution, dim, bucket, value) DO UPDATE SET "
+            "count = rollups.count + excluded.count, errors = rollups.errors + excluded.errors, "
+            "tokens_in = rollups.tokens_in + excluded.tokens_in, "
+            "tokens_out = rollups.tokens_out + excluded.tokens_out, cost = rollups.cost + excluded.cost, "
+            "latency_hist = excluded.latency_hist, ttft_hist = excluded.ttft_hist",
+        )
+        if emptied:
+            cur.executemany(
+                self._q(
+                    "DELETE FROM rollups WHERE project_id = ? AND resolution = ? AND dim = ? AND bucket = ? "
+                    "AND value = ? AND count <= 0"
+                ),
+                emptied,
+            )
+        return remembered
+
+    # ---- statements a backend may do its own way
+
+    def _insert_values(
+        self, cur: Any, head: str, marks: str, rows: Sequence[tuple[Any, ...]], tail: str = ""
+    ) -> None:
+        """`{head} VALUES {marks}, {marks}, ... {tail}` over `rows`, up to 512 rows a statement."""
+        for part in _value_chunks(rows):
+            sql = f"{head} VALUES {', '.join([marks] * len(part))} {tail}"
+            cur.execute(self._q(sql), list(itertools.chain.from_iterable(part)))
+
+    def _stored_records(self, cur: Any, project_id: int, call_ids: list[str]) -> dict[str, Record]:
+        found: dict[str, Record] = {}
+        for chunk in chunks(call_ids):
+            marks = ", ".join("?" * len(chunk))
+            cur.execute(
+                self._q(f"SELECT call_id, record FROM calls WHERE project_id = ? AND call_id IN ({marks})"),
+                (project_id, *chunk),
+            )
+            for call_id, text in cur.fetchall():
+                found[call_id] = self._load_json(text)
+        return found
+
+    def _stored_hists(
+        self, cur: Any, project_id: int, keys: Sequence[RollupKey]
+    ) -> dict[RollupKey, tuple[str, str]]:
+        """The stored histograms of the rollup rows that exist among `keys`.
+
+        The keys go into a temporary table that is joined with `rollups` (CROSS JOIN: SQLite then walks
+        the keys and seeks each in the primary key), so the lookup is three statements however the keys
+        spread: calls spread over days (a backfill, a spool replayed after an outage) touch a different
+        bucket per row, and grouping them into IN lists made it a statement per row.
+        """
+        cur.execute(
+            "CREATE TEMP TABLE IF NOT EXISTS litelens_rollup_keys "
+            "(resolution INTEGER, bucket INTEGER, dim TEXT, value TEXT)"
+        )
+        self._insert_values(cur, "INSERT INTO temp.litelens_rollup_keys", "(?, ?, ?, ?)", keys)
+        cur.execute(
+            "SELECT k.resolution, k.bucket, k.dim, k.value, r.latency_hist, r.ttft_hist "
+            "FROM temp.litelens_rollup_keys k CROSS JOIN rollups r ON r.project_id = ? "
+            "AND r.resolution = k.resolution AND r.dim = k.dim AND r.bucket = k.bucket AND r.value = k.value",
+            (project_id,),
+        )
+        found = {(int(r[0]), int(r[1]), r[2], r[3]): (r[4], r[5]) for r in cur.fetchall()}
+        cur.execute("DELETE FROM temp.litelens_rollup_keys")
+        return found
+
+    def _insert_calls(self, cur: Any, rows: list[tuple[Any, ...]]) -> None:
+        """Insert `calls` rows the writer found absent under its lock (a backend may bulk-load them)."""
+        marks = "(" + ", ".join(["?"] * (len(CALL_COLUMNS) - 1) + [self._json_param()]) + ")"
+        self._insert_values(cur, f"INSERT INTO calls ({', '.join(CALL_COLUMNS)})", marks, rows)
+
+    def _upsert_calls(self, cur: Any, rows: list[tuple[Any, ...]]) -> None:
+        marks = "(" + ", ".join(["?"] * (len(CALL_COLUMNS) - 1) + [self._json_param()]) + ")"
+        updates = ", ".join(f"{name} = excluded.{name}" for name in CALL_COLUMNS[2:])
+        self._insert_values(
+            cur,
+            f"INSERT INTO calls ({', '.join(CALL_COLUMNS)})",
+            marks,
+            rows,
+            f"ON CONFLICT (project_id, call_id) DO UPDATE SET {updates}",
+        )
+
+    def _insert_tags(self, cur: Any, tag_rows: list[tuple[Any, ...]]) -> None:
+        self._insert_values(
+            cur,
+            "INSERT INTO call_tags (project_id, call_id, tag)",
+            "(?, ?, ?)",
+            tag_rows,
+            "ON CONFLICT DO NOTHING",
+        )
+
+    def _upsert_spans(self, cur: Any, rows: list[tuple[Any, ...]]) -> None:
+        columns = ("project_id", *SPAN_COLUMNS)
+        # A later report of a span fills in what an earlier one lacked and never blanks a field.
+        updates = ", ".join(f"{name} = COALESCE(excluded.{name}, spans.{name})" for name in SPAN_COLUMNS[2:])
+        self._insert_values(
+            cur,
+            f"INSERT INTO spans ({', '.join(columns)})",
+            "(" + ", ".join("?" * len(columns)) + ")",
+            rows,
+            f"ON CONFLICT (project_id, trace_id, span_id) DO UPDATE SET {updates}",
+        )
+
+    def _add_sessions(self, cur: Any, added: dict[tuple[int, str], list[Any]]) -> None:
+        """Add new calls to their sessions' rows (exact for calls not stored before: nothing to undo)."""
+        least, greatest = self._LEAST, self._GREATEST
+        self._insert_values(
+            cur,
+            "INSERT INTO sessions (project_id, session_id, first_time, last_start, last_time, calls, tokens, "
+            "cost, errors)",
+            "(?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [(pid, sid, *agg) for (pid, sid), agg in sorted(added.items())],
+            "ON CONFLICT (project_id, session_id) DO UPDATE SET "
+            f"first_time = {least}(sessions.first_time, excluded.first_time), "
+            f"last_start = {greatest}(sessions.last_start, excluded.last_start), "
+            f"last_time = {greatest}(sessions.last_time, excluded.last_time), "
+            "calls = sessions.calls + excluded.calls, tokens = sessions.tokens + excluded.tokens, "
+            "cost = sessions.cost + excluded.cost, errors = sessions.errors + excluded.errors",
+        )
+
+    def _refresh_sessions(self, cur: Any, project_id: int, sessions: set[str]) -> None:
+        ordered = sorted(sessions)
+        cur.executemany(self._q(_SESSION_REFRESH), [(project_id, sid) for sid in ordered])
+        cur.executemany(self._q(_SESSION_DROP_EMPTY), [(project_id, sid, project_id, sid) for sid in ordered])
+
+
+def _add_to_session(added: dict[tuple[int, str], list[Any]], project_id: int, row: tuple[Any, ...]) -> None:
+    """Fold a new call's `calls` row into its session's aggregate (the `sessions` columns)."""
+    cost = row[ROW_COST] or 0.0
+    error = 1 if row[ROW_STATUS] == "error" else 0
+    key = (project_id, row[ROW_SESSION])
+    agg = added.get(key)
+    if agg is None:
+        added[key] = [row[ROW_START], row[ROW_START], row[ROW_END], 1, row[ROW_TOTAL], cost, error]
+        return
+    agg[0] = min(agg[0], row[ROW_START])
+    agg[1] = max(agg[1], row[ROW_START])
+    agg[2] = max(agg[2], row[ROW_END])
+    agg[3] += 1
+    agg[4] += row[ROW_TOTAL]
+    agg[5] += cost
+    agg[6] += error

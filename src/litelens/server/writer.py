@@ -1,0 +1,100 @@
+"""Group commit: concurrent ingest requests share one write transaction, and each still waits for it.
+
+Why: a commit costs the same whether it carries one batch or five, and batches that arrive together
+share rollup and session rows (the same minutes, models, users), which are then written once. One
+writer thread takes every batch queued while the previous transaction ran (up to `max_records`), writes
+them with `Store.write_many`, and only then releases their requests, so a request is still answered
+2xx only after its own data is committed. With one request in flight it is just a write.
+
+If a shared transaction fails, each of its batches is written again on its own, so one batch the store
+refuses (a value out of range: a 400 for that request) does not fail its neighbours.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import deque
+from collections.abc import Sequence
+
+from litelens.server.store.base import Record, Span, Store, WriteBatch
+
+log = logging.getLogger("litelens.server")
+
+
+class _Pending:
+    __slots__ = ("batch", "done", "error")
+
+    def __init__(self, batch: WriteBatch) -> None:
+        self.batch = batch
+        self.done = threading.Event()
+        self.error: BaseException | None = None
+
+
+class GroupCommit:
+    """`write()` with the signature of `Store.write`, committed together with concurrent callers'."""
+
+    def __init__(self, store: Store, max_records: int = 20_000) -> None:
+        self.store = store
+        self.max_records = max_records
+        self._queue: deque[_Pending] = deque()
+        self._wake = threading.Condition()
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name="litelens-writer", daemon=True)
+        self._thread.start()
+
+    def write(
+        self,
+        project_id: int,
+        records: list[Record],
+        spans: list[Span],
+        texts: Sequence[str | None] | None = None,
+    ) -> None:
+        """Blocks until the batch is committed; raises what the store raised for it."""
+        pending = _Pending(WriteBatch(project_id, records, spans, texts))
+        with self._wake:
+            if self._closed:
+                raise RuntimeError("litelens: the writer is closed")
+            self._queue.append(pending)
+            self._wake.notify()
+        pending.done.wait()
+        if pending.error is not None:
+            raise pending.error
+
+    def close(self, timeout: float = 60.0) -> None:
+        """Write what is queued, then stop the thread."""
+        with self._wake:
+            self._closed = True
+            self._wake.notify()
+        self._thread.join(timeout)
+
+    def _take(self) -> list[_Pending]:
+        with self._wake:
+            while not self._queue:
+                if self._closed:
+                    return []
+                self._wake.wait()
+            taken = [self._queue.popleft()]
+            count = len(taken[0].batch.records)
+            while self._queue and count + len(self._queue[0].batch.records) <= self.max_records:
+                item = self._queue.popleft()
+                count += len(item.batch.records)
+                taken.append(item)
+            return taken
+
+    def _run(self) -> None:
+        while taken := self._take():
+            try:
+                self.store.write_many([p.batch for p in taken])
+            except BaseException as exc:
+                if len(taken) == 1:
+                    taken[0].error = exc
+                else:
+                    log.debug("shared write failed (%s); writing its %d batches one by one", exc, len(taken))
+                    for pending in taken:
+                        try:
+                            self.store.write_many([pending.batch])
+                        except BaseException as one:
+                            pending.error = one
+            for pending in taken:
+                pending.done.set()
