@@ -202,9 +202,13 @@ def callback_to(tmp_path: Path) -> Iterator[Callable[..., Callback]]:
 TEST_OUTPUT = Path(__file__).resolve().parent.parent / "test-output"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    """Headless Debian Chromium for the session (skips where /usr/bin/chromium is missing; CI installs it)."""
+    """Headless Debian Chromium for a test module (skips where /usr/bin/chromium is missing; CI installs it).
+
+    Per module, not per session: while Playwright's sync API is up, an event loop runs in the main thread
+    and any later test's `asyncio.run()` fails.
+    """
     from litelens.testing.browser import have_chromium, launch
 
     if not have_chromium():
