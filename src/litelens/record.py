@@ -669,7 +669,9 @@ class _Encoder(json.JSONEncoder):
 
 # Without circular checks (a cycle ends in RecursionError, and the careful path names it) and without a
 # `default`, so it is stateless and safe to share between threads.
-_PLAIN_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, check_circular=False, allow_nan=False)
+_PLAIN_ENCODER = json.JSONEncoder(
+    separators=(",", ":"), ensure_ascii=False, check_circular=False, allow_nan=False
+)
 
 
 def encode(record: Record) -> tuple[str, int]:
