@@ -84,16 +84,16 @@ def test_keep_alive_content_length_chunked_and_interim_answers() -> None:
     assert "Content-Length: 7\r\n" in head
 
 
-def test_a_server_that_hung_up_raises_what_http_client_raises() -> None:
-    with raw_server([b""]) as (port, _):
+@pytest.mark.parametrize(
+    ("answer", "error"),
+    [(b"", http.client.RemoteDisconnected), (b"garbage\r\n\r\n", http.client.BadStatusLine)],
+)
+def test_a_server_that_hung_up_or_spoke_garbage_raises_what_http_client_raises(
+    answer: bytes, error: type[Exception]
+) -> None:
+    with raw_server([answer]) as (port, _):
         conn = Connection("127.0.0.1", port, timeout=5)
         conn.request("POST", "/", b"{}", {})
-        with pytest.raises(http.client.RemoteDisconnected):
-            conn.getresponse()
-        conn.close()
-    with raw_server([b"garbage\r\n\r\n"]) as (port, _):
-        conn = Connection("127.0.0.1", port, timeout=5)
-        conn.request("POST", "/", b"{}", {})
-        with pytest.raises(http.client.BadStatusLine):
+        with pytest.raises(error):
             conn.getresponse()
         conn.close()
