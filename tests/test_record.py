@@ -98,7 +98,7 @@ def test_cap_marks_what_it_cut():
 
 
 def test_the_shared_encoder_and_the_careful_one_write_the_same_text():
-    record = {"a": [1, 2.5, None, True], "b": {"c": "é ✓ \u2028 \"q\""}, "d": 10**20, "e": -0.0}
+    record = {"a": [1, 2.5, None, True], "b": {"c": 'é ✓ \u2028 "q"'}, "d": 10**20, "e": -0.0}
     text, bad = rec.encode(record)
     assert bad == 0 and text == json.dumps(record, separators=(",", ":"), ensure_ascii=False)
     # One value JSON cannot take sends the whole record down the careful path: the rest is unchanged.
