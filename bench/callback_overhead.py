@@ -46,6 +46,20 @@ def _thread_cpu(thread_ident: int | None) -> float:
         return 0.0
 
 
+def _timer_cost() -> float:
+    """CPU seconds one reading of the thread clock costs (a system call): a hook timing spans about one
+    reading's worth of it, which is taken off so the hook column is the hook's own cost. Measured warm, so
+    it errs on the side of taking off too little."""
+    best = float("inf")
+    for _ in range(5):
+        t0 = time.thread_time()
+        for _ in range(2000):
+            time.thread_time()
+            time.thread_time()
+        best = min(best, (time.thread_time() - t0) / 4000)
+    return best
+
+
 def worker(config: str, provider: str, sink: str, calls: int) -> dict[str, Any]:
     """Run every mode under one configuration; return CPU seconds per call."""
     import litellm
@@ -53,6 +67,7 @@ def worker(config: str, provider: str, sink: str, calls: int) -> dict[str, Any]:
 
     litellm.suppress_debug_info = True
     litelens_cb = None
+    timer_cost = _timer_cost()
     hook_cpu = [0.0]
     if config == "noop":
 
@@ -91,7 +106,7 @@ def worker(config: str, provider: str, sink: str, calls: int) -> dict[str, Any]:
         def timed_capture(*args: Any) -> None:
             t0 = time.thread_time()
             original_capture(*args)
-            hook_cpu[0] += time.thread_time() - t0
+            hook_cpu[0] += time.thread_time() - t0 - timer_cost
 
         litelens_cb._capture = timed_capture  # type: ignore[method-assign]
     elif config == "litellm_otel":
@@ -176,7 +191,10 @@ def worker(config: str, provider: str, sink: str, calls: int) -> dict[str, Any]:
             "hook_per_call": hook_cpu[0] / calls if litelens_cb is not None else None,
         }
     if litelens_cb is not None:
+        import litelens
+
         results["stats"] = litelens_cb.stats()
+        results["source"] = os.path.dirname(litelens.__file__)
         litelens_cb.shutdown(timeout=5)
     return results
 
@@ -185,6 +203,12 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--calls", type=int, default=300)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--compare",
+        metavar="SRC",
+        help="also run litelens from another source tree (e.g. a checkout's src/ of an earlier commit), "
+        "interleaved with this one, to compare before and after in the same run",
+    )
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--provider", help=argparse.SUPPRESS)
     parser.add_argument("--sink", help=argparse.SUPPRESS)
@@ -196,6 +220,8 @@ def main() -> None:
     import _procs
 
     configs = ["noop", "litelens"]
+    if args.compare:
+        configs.append("litelens@compare")
     try:
         import opentelemetry.exporter.otlp.proto.http
         import opentelemetry.sdk  # noqa: F401
@@ -213,12 +239,15 @@ def main() -> None:
     ):
         for r in range(args.rounds):
             for config in configs:
+                env = dict(os.environ)
+                if config == "litelens@compare":
+                    env["PYTHONPATH"] = os.pathsep.join(filter(None, [args.compare, env.get("PYTHONPATH")]))
                 out = subprocess.run(
                     [
                         sys.executable,
                         __file__,
                         "--worker",
-                        config,
+                        config.split("@")[0],
                         "--provider",
                         provider,
                         "--sink",
@@ -229,6 +258,7 @@ def main() -> None:
                     capture_output=True,
                     text=True,
                     check=True,
+                    env=env,
                 )
                 runs[config].append(json.loads(out.stdout.strip().splitlines()[-1]))
                 print(f"round {r + 1}/{args.rounds} {config}: done", file=sys.stderr)
@@ -240,22 +270,29 @@ def main() -> None:
     print(
         f"\nCPU per LiteLLM call, µs (median of {args.rounds} rounds x {args.calls} calls; 2 shared cores: expect ±20 µs noise)"
     )
+    own = [c for c in configs if c.startswith("litelens")]
     header = (
         f"{'mode':<9}{'noop total':>12}"
-        + "".join(f"{c + ' +total':>20}" for c in configs[1:])
-        + f"{'litelens +caller':>18}{'litelens hook':>15}{'litelens sender':>17}{'hook+sender':>13}"
+        + "".join(f"{c + ' +total':>{max(20, len(c) + 9)}}" for c in configs[1:])
+        + f"{'litelens +caller':>18}"
+        + "".join(f"{c + ' ' + what:>{len(c) + 8}}" for c in own for what in ("hook", "sender", "sum"))
     )
     print(header)
     for mode in MODES:
         base = median("noop", mode, "cpu_per_call")
         row = f"{mode:<9}{base * 1e6:>12.0f}"
         for config in configs[1:]:
-            row += f"{(median(config, mode, 'cpu_per_call') - base) * 1e6:>20.1f}"
+            row += f"{(median(config, mode, 'cpu_per_call') - base) * 1e6:>{max(20, len(config) + 9)}.1f}"
         caller_added = median("litelens", mode, "caller_per_call") - median("noop", mode, "caller_per_call")
-        hook = median("litelens", mode, "hook_per_call")
-        sender_cpu = median("litelens", mode, "sender_per_call")
-        row += f"{caller_added * 1e6:>18.1f}{hook * 1e6:>15.1f}{sender_cpu * 1e6:>17.1f}{(hook + sender_cpu) * 1e6:>13.1f}"
+        row += f"{caller_added * 1e6:>18.1f}"
+        for config in own:
+            hook = median(config, mode, "hook_per_call")
+            sender_cpu = median(config, mode, "sender_per_call")
+            width = len(config) + 8
+            row += f"{hook * 1e6:>{width}.1f}{sender_cpu * 1e6:>{width}.1f}{(hook + sender_cpu) * 1e6:>{width}.1f}"
         print(row)
+    if args.compare:
+        print(f"litelens@compare: litelens imported from {runs['litelens@compare'][-1].get('source')}")
     stats = runs["litelens"][-1].get("stats", {})
     print(
         f"\nlitelens sender: sent={stats.get('sent')} spooled={stats.get('spooled')} dropped={stats.get('dropped')} failed={stats.get('failed')}"
@@ -267,9 +304,14 @@ def main() -> None:
         "'hook': CPU inside litelens' hooks (the failure hook runs on the caller's thread); 'sender': CPU of"
     )
     print(
-        "litelens' background thread, on that thread's clock. 'hook+sender' is litelens' own cost per call, the"
+        "litelens' background thread, on that thread's clock. 'sum' (hook + sender) is litelens' own cost per"
     )
-    print("figure that stays meaningful when the machine is too noisy for the differential columns.")
+    print(
+        "call: the figure that stays meaningful when the machine is too noisy for the differential columns."
+    )
+    print(
+        "Compare 'sum' with the 'litellm_otel +total' column: LiteLLM's own OpenTelemetry callback, same run."
+    )
 
 
 if __name__ == "__main__":

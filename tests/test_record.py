@@ -95,3 +95,36 @@ def test_cap_marks_what_it_cut():
     assert len(json.dumps({"request": out["request"], "response": out["response"]})) <= 5_000
     assert {"tags", "metadata", "request.messages"} <= set(out["truncated"])
     assert any(path.startswith("request.messages[") for path in out["truncated"])
+
+
+def test_the_shared_encoder_and_the_careful_one_write_the_same_text():
+    record = {"a": [1, 2.5, None, True], "b": {"c": 'é ✓ \u2028 "q"'}, "d": 10**20, "e": -0.0}
+    text, bad = rec.encode(record)
+    assert bad == 0 and text == json.dumps(record, separators=(",", ":"), ensure_ascii=False)
+    # One value JSON cannot take sends the whole record down the careful path: the rest is unchanged.
+    text2, bad2 = rec.encode({**record, "z": {1, 2}})
+    assert bad2 == 0 and text2 == text[:-1] + ',"z":[1,2]}'
+
+
+def test_every_credential_shape_is_still_found_behind_the_cheap_prefilter():
+    for secret in (
+        "sk-abcdefgh12345678",
+        "Bearer abcdefgh.ijk",
+        "Basic dXNlcjpwYXNzd29yZA==",
+        "AKIAABCDEFGHIJKLMNOP",
+        "AIza" + "x" * 32,
+        "ghp_" + "a" * 24,
+        "xoxb-1234567890-abc",
+        "hf_" + "a" * 24,
+        "ll_" + "a" * 20,
+    ):
+        assert secret not in rec.scrub_text(f"error: {secret} was refused"), secret
+    assert rec.scrub_text("https://h/x?token=abc&x=1") == "https://h/x?[REDACTED]&x=1"
+    assert rec.scrub_text("a plain message, nothing secret") == "a plain message, nothing secret"
+
+
+def test_plain_api_bases_pass_through_and_the_rest_is_still_normalised():
+    assert rec.scrub_url("http://127.0.0.1:4000/v1") == "http://127.0.0.1:4000/v1"
+    assert rec.scrub_url("HTTPS://api.example.com/v1") == "https://api.example.com/v1"
+    assert rec.scrub_url("https://api.example.com/v1#k") == "https://api.example.com/v1#k"
+    assert rec.scrub_url("https://u:p@api.example.com/v1") == "https://api.example.com/v1"

@@ -13,9 +13,8 @@ import logging
 import threading
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from litellm.integrations.custom_logger import CustomLogger
 
@@ -29,11 +28,18 @@ from litelens.transport import Transport, run_before_exit
 log = logging.getLogger("litelens.callback")
 
 _DEDUPE_WINDOW = 20_000
+_EMPTY: Mapping[str, Any] = {}
 
 
-@dataclass(slots=True)
-class _Captured:
-    """What a hook takes from LiteLLM on the caller's thread: references only, no copying."""
+class _Captured(NamedTuple):
+    """What a hook takes from LiteLLM on the caller's thread: references only, no copying.
+
+    The hook queues a plain tuple in this field order and the sender thread names it: the failure hook
+    runs inline on the caller's thread, and there a plain tuple costs a fraction of a named one (the
+    named one's constructor is Python code that is cold by the time the next call comes). Facts derived
+    from the exception (HTTP status, retries, class name) are read on the sender thread too; an
+    exception's attributes do not change once it is raised.
+    """
 
     slo: Mapping[str, Any] | None
     call_id: str | None
@@ -42,13 +48,24 @@ class _Captured:
     session_id: str | None
     litellm_trace_id: str | None
     provider_key: Any
-    error_status: int | None
-    retries: int | None
-    exception_type: str | None
+    exception: BaseException | None
     chunk_count: int | None
     kwargs: Mapping[str, Any] | None  # only kept when LiteLLM sent no standard_logging_object
     start_time: Any
     end_time: Any
+
+    @property
+    def error_status(self) -> int | None:
+        status = getattr(self.exception, "status_code", None)
+        return status if isinstance(status, int) else None
+
+    @property
+    def retries(self) -> int | None:
+        return getattr(self.exception, "num_retries", None) if self.exception is not None else None
+
+    @property
+    def exception_type(self) -> str | None:
+        return type(self.exception).__name__ if self.exception is not None else None
 
 
 class Callback(CustomLogger):
@@ -140,51 +157,53 @@ class Callback(CustomLogger):
 
     def _capture(self, kwargs: Any, failed: bool, start_time: Any, end_time: Any) -> None:
         try:
-            if self.settings.disabled or not isinstance(kwargs, Mapping):
+            if self.settings.disabled:
                 return
-            slo = kwargs.get("standard_logging_object")
-            call_id = kwargs.get("litellm_call_id") or (slo.get("litellm_call_id") if slo else None)
-            if call_id and not self._first_sighting(call_id):
+            if type(kwargs) is not dict and not isinstance(kwargs, Mapping):
                 return
-            params = kwargs.get("litellm_params") or {}
-            exception = kwargs.get("exception") if failed else None
-            status = getattr(exception, "status_code", None) if exception is not None else None
+            get = kwargs.get
+            slo = get("standard_logging_object")
+            call_id = get("litellm_call_id") or (slo.get("litellm_call_id") if slo else None)
+            if call_id:
+                token = object()
+                seen = self._seen
+                if seen.setdefault(call_id, token) is not token:
+                    self._count("duplicates")
+                    return
+                if len(seen) > _DEDUPE_WINDOW:
+                    self._trim_seen()
+            params = get("litellm_params") or _EMPTY
+            chunks = get(_CHUNKS_KEY)
             self.transport.submit(
-                _Captured(  # type: ignore[arg-type]
-                    slo=slo,
-                    call_id=call_id,
-                    failed=failed,
-                    user_metadata=params.get("metadata"),
-                    session_id=params.get("litellm_session_id"),
-                    litellm_trace_id=params.get("litellm_trace_id"),
-                    provider_key=kwargs.get("api_key"),
-                    error_status=status if isinstance(status, int) else None,
-                    retries=getattr(exception, "num_retries", None) if exception is not None else None,
-                    exception_type=type(exception).__name__ if exception is not None else None,
-                    chunk_count=_chunk_count(kwargs),
-                    kwargs=None if slo else kwargs,
-                    start_time=start_time,
-                    end_time=end_time,
+                (  # type: ignore[arg-type]  # the fields of _Captured, in order
+                    slo,
+                    call_id,
+                    failed,
+                    params.get("metadata"),
+                    params.get("litellm_session_id"),
+                    params.get("litellm_trace_id"),
+                    get("api_key"),
+                    get("exception") if failed else None,
+                    len(chunks) if isinstance(chunks, list) else None,
+                    None if slo else kwargs,
+                    start_time,
+                    end_time,
                 )
             )
         except Exception:
             self._count("hook_errors", "litelens: a logging hook failed; the call itself is unaffected")
 
-    def _first_sighting(self, call_id: str) -> bool:
-        """False when this call id was already recorded: LiteLLM has fired success twice on some paths."""
-        token = object()
-        if self._seen.setdefault(call_id, token) is not token:
-            self._count("duplicates")
-            return False
-        if len(self._seen) > _DEDUPE_WINDOW:
-            with self._seen_lock:
-                while len(self._seen) > _DEDUPE_WINDOW // 2:
-                    self._seen.pop(next(iter(self._seen)), None)
-        return True
+    def _trim_seen(self) -> None:
+        """Forget the oldest half of the call ids seen (dicts keep insertion order)."""
+        with self._seen_lock:
+            while len(self._seen) > _DEDUPE_WINDOW // 2:
+                self._seen.pop(next(iter(self._seen)), None)
 
     # ---- the transport's thread: build, scrub, process, cap, encode.
 
     def _prepare(self, item: Any) -> str | None:
+        if type(item) is tuple:  # what a hook captured
+            item = _Captured._make(item)
         if not isinstance(item, _Captured):  # a record submitted directly (tests, user code)
             record = item
         else:
@@ -310,11 +329,6 @@ def _install_chunk_counter() -> None:
 
     CustomStreamWrapper.__init__ = __init__  # type: ignore[method-assign]
     CustomStreamWrapper._litelens_counts_chunks = True  # type: ignore[attr-defined]
-
-
-def _chunk_count(kwargs: Mapping[str, Any]) -> int | None:
-    chunks = kwargs.get(_CHUNKS_KEY)
-    return len(chunks) if isinstance(chunks, list) else None
 
 
 def unregister(callback: CustomLogger) -> None:

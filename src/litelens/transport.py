@@ -35,6 +35,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from litelens.httpconn import Connection
 from litelens.record import encode
 from litelens.spool import Spool, SpoolEntry
 
@@ -165,6 +166,7 @@ class Transport:
         self._headers = {"Content-Type": fmt.content_type, "User-Agent": self.config.user_agent}
         if self.config.api_key:
             self._headers["Authorization"] = f"Bearer {self.config.api_key}"
+        self._gzip_headers = {**self._headers, "Content-Encoding": "gzip"}
         self._logged: set[str] = set()
         self._reset_state()
         _live.add(self)
@@ -181,7 +183,7 @@ class Transport:
         self._thread: threading.Thread | None = None
         self._stopping = False
         self._closed = False
-        self._conn: http.client.HTTPConnection | None = None
+        self._conn: Connection | None = None
         self._reused = False
         self._inflight: _Batch | None = None
         self._parts: list[bytes] = []
@@ -221,26 +223,33 @@ class Transport:
         try:
             with self._lock:
                 self._submitted += 1
-                if self._closed:
-                    self._submit_dropped += 1
-                    return
-                if len(self._queue) < self._max_queue:
+                if len(self._queue) < self._max_queue and not self._closed:
                     self._queue.append(record)
-                elif self.config.spool_dir is not None and len(self._overflow) < self._max_queue:
-                    self._overflow.append(record)  # the background thread writes these to the spool
-                else:
-                    self._submit_dropped += 1
-                    self._log_once(
-                        "queue-full", "litelens: the send queue is full; records are being dropped"
-                    )
+                elif not self._overflow_locked(record):
                     return
                 if self._thread is None:
                     self._start_locked()
+            # Waking a thread costs the caller a system call: only when it waits for any record (mode 1),
+            # or for a full batch (mode 2) that this record completed. Otherwise the batch age timer wakes it.
             mode = self._idle_mode
-            if mode == 1 or (mode == 2 and len(self._queue) >= self.config.batch_max_records):
+            if mode and (mode == 1 or len(self._queue) >= self.config.batch_max_records):
                 self._wake.set()
         except Exception:  # a failure here must never reach the user's LLM call
             self._submit_dropped += 1
+
+    def _overflow_locked(self, record: dict) -> bool:
+        """The rare paths of `submit`, kept out of its way: shut down, or the queue is full.
+
+        True when the record went to the overflow queue (the background thread spools it)."""
+        if self._closed:
+            self._submit_dropped += 1
+            return False
+        if self.config.spool_dir is not None and len(self._overflow) < self._max_queue:
+            self._overflow.append(record)
+            return True
+        self._submit_dropped += 1
+        self._log_once("queue-full", "litelens: the send queue is full; records are being dropped")
+        return False
 
     def start(self) -> None:
         """Start the background thread now (it otherwise starts on the first submit).
@@ -754,15 +763,13 @@ class Transport:
 
     def _send(self, body: bytes, gzipped: bool) -> bool:
         """Write one request on the keep-alive connection (opening it if needed); False if that failed."""
-        headers = dict(self._headers)
-        if gzipped:
-            headers["Content-Encoding"] = "gzip"
+        headers = self._gzip_headers if gzipped else self._headers
         for _ in range(2):
             reused = self._conn is not None
             try:
                 if self._conn is None:
                     self._conn = self._connect()
-                self._conn.request("POST", self._path, body=body, headers=headers)
+                self._conn.request("POST", self._path, body, headers)
                 self._reused = reused
                 return True
             except (OSError, http.client.HTTPException) as exc:
@@ -780,7 +787,6 @@ class Transport:
             return None, None, b""
         try:
             resp = conn.getresponse()
-            data = resp.read()
         except (OSError, http.client.HTTPException) as exc:
             self._close_conn()
             if self._reused and _stale(exc) and not self._stopping and self._send(body, gzipped):
@@ -789,20 +795,17 @@ class Transport:
             return None, None, b""
         if resp.will_close:
             self._close_conn()
-        return resp.status, parse_retry_after(resp.getheader("Retry-After"), self.config.backoff_max_s), data
+        retry_after = parse_retry_after(resp.headers.get("retry-after"), self.config.backoff_max_s)
+        return resp.status, retry_after, resp.body
 
     def _log_connect(self, exc: BaseException) -> None:
         self._log_once(
             "connect", "litelens: cannot reach server at %s (%s); will retry", self.config.endpoint, exc
         )
 
-    def _connect(self) -> http.client.HTTPConnection:
-        timeout = self.config.timeout_s
-        if self._https:
-            return http.client.HTTPSConnection(
-                self._host, self._port, timeout=timeout, context=ssl.create_default_context()
-            )
-        return http.client.HTTPConnection(self._host, self._port, timeout=timeout)
+    def _connect(self) -> Connection:
+        context = ssl.create_default_context() if self._https else None
+        return Connection(self._host, self._port, timeout=self.config.timeout_s, ssl_context=context)
 
     def _close_conn(self) -> None:
         conn, self._conn = self._conn, None
