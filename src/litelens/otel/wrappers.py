@@ -18,12 +18,11 @@ import threading
 import time
 import traceback
 import uuid
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from contextvars import ContextVar
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from contextvars import ContextVar, Token
 from typing import Any
 
-from opentelemetry import trace
+from opentelemetry import context, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
 
 from litelens import semconv
@@ -91,12 +90,14 @@ class Engine:
                 call = self.begin(endpoint, positional, args, kwargs)
                 if call is None:
                     return await wrapped(*args, **kwargs)
-                with call.running():
-                    try:
-                        result = await wrapped(*args, **call.kwargs)
-                    except BaseException as exc:
-                        call.fail(exc)
-                        raise
+                tokens = call.enter()
+                try:
+                    result = await wrapped(*args, **call.kwargs)
+                except BaseException as exc:
+                    call.exit(tokens)
+                    call.fail(exc)
+                    raise
+                call.exit(tokens)
                 return call.succeed(result)
 
             return traced_async
@@ -107,12 +108,14 @@ class Engine:
             call = self.begin(endpoint, positional, args, kwargs)
             if call is None:
                 return wrapped(*args, **kwargs)
-            with call.running():
-                try:
-                    result = wrapped(*args, **call.kwargs)
-                except BaseException as exc:
-                    call.fail(exc)
-                    raise
+            tokens = call.enter()
+            try:
+                result = wrapped(*args, **call.kwargs)
+            except BaseException as exc:
+                call.exit(tokens)
+                call.fail(exc)
+                raise
+            call.exit(tokens)
             return call.succeed(result)
 
         return traced
@@ -138,13 +141,12 @@ class Engine:
             record = endpoints.request_record(
                 endpoint, arguments, call_id, self.providers, self.capture_content
             )
-            # Free text waits for the processors: what a span starts with, a processor cannot take back.
-            attributes = semconv.record_to_attributes(_unvetted(record, self), capture_content=False)
+            attributes = _start_attributes(record, vetted=not self.processors)
             parent = trace.get_current_span().get_span_context()
             span = self.tracer.start_span(
                 semconv.span_name(record), kind=SpanKind.CLIENT, attributes=attributes
             )
-            return Call(self, record, span, _with_span_link(call_kwargs, span, parent))
+            return Call(self, record, span, _with_span_link(call_kwargs, span, parent), attributes)
         except Exception:
             self.failed("starting a span")
             return None
@@ -153,28 +155,39 @@ class Engine:
 class Call:
     """One traced LiteLLM call: its span, its record, and the single place the span ends."""
 
-    __slots__ = ("_ended", "_lock", "engine", "kwargs", "record", "span", "started")
+    __slots__ = ("_ended", "_lock", "engine", "kwargs", "record", "span", "start_attributes", "started")
 
-    def __init__(self, engine: Engine, record: Record, span: trace.Span, kwargs: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        record: Record,
+        span: trace.Span,
+        kwargs: dict[str, Any],
+        start_attributes: Mapping[str, Any] | None = None,
+    ) -> None:
         self.engine = engine
         self.record = record
         self.span = span
         self.kwargs = kwargs
+        # What the span started with: at the end only what changed is set again (the SDK validates and
+        # copies every attribute it is given, so re-setting the unchanged ones is pure cost).
+        self.start_attributes = start_attributes or {}
         self.started = time.perf_counter()
         self._ended = False
         self._lock = threading.Lock()
 
-    @contextmanager
-    def running(self) -> Iterator[None]:
-        """Make the span current and mark the context as inside a traced call, for the call's duration."""
-        token = _IN_CALL.set(True)
-        try:
-            with trace.use_span(
-                self.span, end_on_exit=False, record_exception=False, set_status_on_exception=False
-            ):
-                yield
-        finally:
-            _IN_CALL.reset(token)
+    def enter(self) -> tuple[Token[bool], object]:
+        """Make the span current and mark the context as inside a traced call; `exit` undoes both.
+
+        Two context-variable sets, not `trace.use_span`: that context manager's generator and
+        exception plumbing cost more than everything else here that is not the SDK's.
+        """
+        return _IN_CALL.set(True), context.attach(trace.set_span_in_context(self.span))
+
+    def exit(self, tokens: tuple[Token[bool], object]) -> None:
+        """Restore the context `enter` changed (the caller's span current, outside any traced call)."""
+        context.detach(tokens[1])  # type: ignore[arg-type]
+        _IN_CALL.reset(tokens[0])
 
     def succeed(self, result: Any) -> Any:
         """The call returned: end the span now, or hand it to a stream proxy that ends it later."""
@@ -230,7 +243,10 @@ class Call:
                 attributes = semconv.record_to_attributes(processed, capture_content=engine.capture_content)
             if extra:
                 attributes.update(extra)
-            span.set_attributes(attributes)
+            started = self.start_attributes
+            changed = {k: v for k, v in attributes.items() if k not in started or started[k] != v}
+            if changed:
+                span.set_attributes(changed)
             if exc is not None and record.get("status") == "error":
                 self._record_error(exc, record, processed)
         finally:
@@ -289,6 +305,36 @@ class Call:
             self.span.end()
         except Exception:
             self.engine.failed("ending a span")
+
+
+def _start_attributes(record: Record, vetted: bool) -> dict[str, Any]:
+    """The attributes a span starts with: what samplers may look at, as `record_to_attributes` names it.
+
+    Only what the conventions ask for at span creation (operation, provider, request model, server
+    address and port) and the call's identity; the rest goes on at the end, once, after the processors.
+    Free text waits for the processors too (`vetted` is False when there are some): what a span starts
+    with, a processor cannot take back -- so the API base and the address made of it wait as well.
+    """
+    operation = semconv.operation_name(str(record.get("call_type") or "chat"))
+    attributes: dict[str, Any] = {semconv.GEN_AI_OPERATION_NAME: operation}
+    provider = record.get("provider")
+    if provider:
+        attributes[semconv.GEN_AI_PROVIDER_NAME] = name = semconv.provider_name(provider)
+        if name != provider:
+            attributes[semconv.LITELLM_PROVIDER] = provider
+    model = record.get("request_model")
+    if model is not None:
+        attributes[semconv.GEN_AI_REQUEST_MODEL] = model
+    api_base = record.get("api_base")
+    if vetted and api_base:
+        address, port = semconv.address_of(api_base)
+        if address is not None:
+            attributes[semconv.SERVER_ADDRESS] = address
+        if port is not None:
+            attributes[semconv.SERVER_PORT] = port
+    attributes[semconv.LITELLM_CALL_ID] = record["call_id"]
+    attributes[semconv.LITELLM_CALL_TYPE] = record["litellm_call_type"]
+    return attributes
 
 
 def _unvetted(record: Record, engine: Engine) -> Record:
