@@ -41,6 +41,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -83,8 +84,8 @@ A_A = Integration("A/A (bare vs bare)", None, "-")
 # -- the worker: runs inside an integration's environment, imports nothing of litelens but its own ----
 
 
-def _worker(name: str, url: str, bare: bool) -> int:
-    """Serve measurement requests (JSON lines on stdin) for one integration, traced or bare."""
+def _worker(name: str, url: str) -> int:
+    """Serve measurement requests (JSON lines on stdin) for one integration, switched on or off per round."""
     # Our protocol owns the real stdout; anything a library prints goes to stderr instead.
     out = os.fdopen(os.dup(1), "w", buffering=1)
     os.dup2(2, 1)
@@ -105,38 +106,113 @@ def _worker(name: str, url: str, bare: bool) -> int:
     meter_provider = MeterProvider(metric_readers=[InMemoryMetricReader()])
     trace.set_tracer_provider(tracer_provider)
     metrics.set_meter_provider(meter_provider)
-    instrumented: Any = None
+
+    def measure(mode: str, calls: int) -> tuple[float, float]:
+        tracer_provider.force_flush()
+        exporter.clear()
+        start = time.process_time()
+        _run(litellm, url, mode, calls)
+        time.sleep(0.3)  # LiteLLM's logging pool finishes the success hooks (sleeping costs no CPU)
+        tracer_provider.force_flush()
+        return (time.process_time() - start) / calls, len(exporter.get_finished_spans()) / calls
+
     try:
-        if not bare:
-            instrumented = _instrument(name, tracer_provider, meter_provider)
         for mode in ("call", "stream"):
             _run(litellm, url, mode, 3)  # first-call costs are not per-call costs
-        time.sleep(0.5)
-        tracer_provider.force_flush()
-        spans = len(exporter.get_finished_spans())
-        exporter.clear()
-        if not bare and spans == 0:
+        switch = _Switch(name, tracer_provider, meter_provider, lambda: _run(litellm, url, "call", 1))
+        for mode in ("call", "stream"):
+            _run(litellm, url, mode, 3)
+        spans = measure("call", 3)[1]
+        switch.off()
+        stray = measure("call", 3)[1]
+        if name != A_A.name and spans == 0:
             raise RuntimeError("produced no span for LiteLLM 1.110.2 calls")
+        if stray:
+            raise RuntimeError("cannot be switched off in-process: spans while off")
     except Exception as exc:  # reported as a skipped column, not a crash of the whole bench
         _send(out, {"error": f"{type(exc).__name__}: {exc}"[:300]})
         return 1
-    _send(out, {"ready": True, "spans_per_call": spans / 6, "sdk": _version("opentelemetry-sdk")})
+    _send(out, {"ready": True, "spans_per_call": spans, "sdk": _version("opentelemetry-sdk")})
 
     for line in sys.stdin:
         request = json.loads(line)
         if "sdk_floor" in request:
+            switch.on()
+            measure("call", 1)
+            switch.off()
             _send(out, {"cpu": _sdk_floor(tracer_provider, meter_provider, exporter, request["sdk_floor"])})
             continue
-        calls = request["calls"]
-        exporter.clear()
-        start = time.process_time()
-        _run(litellm, url, request["mode"], calls)
-        time.sleep(0.3)  # LiteLLM's logging pool finishes the success hooks (sleeping costs no CPU)
-        tracer_provider.force_flush()
-        cpu = (time.process_time() - start) / calls
-        _send(out, {"cpu": cpu, "spans": len(exporter.get_finished_spans()) / calls})
-    del instrumented
+        if request["traced"]:
+            switch.on()
+        cpu, spans = measure(request["mode"], request["calls"])
+        switch.off()
+        _send(out, {"cpu": cpu, "spans": spans})
     return 0
+
+
+class _Switch:
+    """Turns one integration on once, the way its documentation says; then off and on again per round.
+
+    Off and on swap what instrumenting changed: the functions it replaced in LiteLLM's modules (found
+    by comparing the modules before and after, so it works for any integration that patches them,
+    including OpenLIT, whose `uninstrument` does nothing), or, for LiteLLM's own callback, the logger
+    in LiteLLM's callback lists. The same process runs both sides: same heap, same imports, same caches.
+    """
+
+    def __init__(self, name: str, tracer_provider: Any, meter_provider: Any, call: Callable[[], Any]) -> None:
+        import litellm
+
+        self.logger: Any = None
+        before = _litellm_functions()
+        if name != A_A.name:
+            _instrument(name, tracer_provider, meter_provider)
+        call()  # LiteLLM turns a callback's name into its logger on the first call
+        if name == "litellm otel":
+            from litellm.integrations.opentelemetry import OpenTelemetry
+
+            lists = (litellm.callbacks, litellm.success_callback, litellm._async_success_callback)
+            self.logger = next(c for lst in lists for c in lst if isinstance(c, OpenTelemetry))
+        after = _litellm_functions()
+        # Attributes that changed (new ones are modules LiteLLM imported meanwhile, not patches).
+        self.patched = {
+            key: (before[key], value)
+            for key, value in after.items()
+            if key in before and before[key] is not value
+        }
+        self.is_on = True
+
+    def off(self) -> None:
+        if self.is_on:
+            self._set(0)
+
+    def on(self) -> None:
+        if not self.is_on:
+            self._set(1)
+
+    def _set(self, which: int) -> None:
+        for (module, attribute), pair in self.patched.items():
+            setattr(sys.modules[module], attribute, pair[which])
+        if self.logger is not None:
+            import litellm
+
+            if which:
+                litellm.callbacks.append(self.logger)
+            else:
+                litellm.logging_callback_manager.remove_callback_from_all_lists(self.logger)
+                litellm.callbacks[:] = [c for c in litellm.callbacks if c != "otel"]
+        self.is_on = bool(which)
+
+
+def _litellm_functions() -> dict[tuple[str, str], Any]:
+    """Every callable attribute of every imported LiteLLM module, by (module, attribute)."""
+    found: dict[tuple[str, str], Any] = {}
+    for module_name, module in list(sys.modules.items()):
+        if module is None or not (module_name == "litellm" or module_name.startswith("litellm.")):
+            continue
+        for attribute, value in list(vars(module).items()):
+            if callable(value) and not isinstance(value, type):
+                found[(module_name, attribute)] = value
+    return found
 
 
 def _instrument(name: str, tracer_provider: Any, meter_provider: Any) -> Any:
@@ -262,13 +338,18 @@ def _environment(integration: Integration, envs: Path) -> tuple[str | None, str]
     major_minor = ".".join(sdk.split(".")[:2])
     folder = envs / integration.name.replace(" ", "-")
     python = folder / "bin" / "python"
+    marker = folder / ".litelens-bench"
+    made = marker.read_text().strip() if marker.exists() else None
     # Same SDK release as ours first; the peer's own pins may rule it out, then the same minor series.
-    for sdk_pin in (f"opentelemetry-sdk=={sdk}", f"opentelemetry-sdk~={major_minor}.0"):
-        wanted = [*integration.requirements, LITELLM, sdk_pin]
-        stamp = hashlib.sha256("\n".join(wanted).encode()).hexdigest()[:16]
-        marker = folder / ".litelens-bench"
-        if marker.exists() and marker.read_text().strip() == stamp:
-            return str(python), ""
+    candidates = [
+        [*integration.requirements, LITELLM, sdk_pin]
+        for sdk_pin in (f"opentelemetry-sdk=={sdk}", f"opentelemetry-sdk~={major_minor}.0")
+    ]
+    stamps = [hashlib.sha256("\n".join(wanted).encode()).hexdigest()[:16] for wanted in candidates]
+    if made in stamps:
+        return str(python), ""
+    why = "pip failed"
+    for wanted, stamp in zip(candidates, stamps, strict=True):
         print(f"  creating {folder.relative_to(ROOT)}: pip install {' '.join(wanted)}", file=sys.stderr)
         if not python.exists():
             subprocess.run([sys.executable, "-m", "venv", str(folder)], check=True)
@@ -294,7 +375,7 @@ class Worker:
     hello: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def start(cls, python: str, name: str, url: str, bare: bool) -> Worker:
+    def start(cls, python: str, name: str, url: str) -> Worker:
         argv = [python, str(Path(__file__).resolve()), "--worker", name, "--url", url]
         env = {
             **os.environ,
@@ -303,7 +384,7 @@ class Worker:
             "PYTHONPATH": str(ROOT / "src") if python == sys.executable else "",
         }
         process = subprocess.Popen(
-            [*argv, *(["--bare"] if bare else [])],
+            argv,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
@@ -341,8 +422,7 @@ class Worker:
 @dataclass
 class Column:
     integration: Integration
-    bare: Worker | None = None
-    traced: Worker | None = None
+    worker: Worker | None = None
     skipped: str = ""
     sdk: str = ""
     spans_per_call: float = 0.0
@@ -358,10 +438,9 @@ def main() -> int:
     parser.add_argument("--envs", type=Path, default=ROOT / ".bench-envs")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
-    parser.add_argument("--bare", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        return _worker(args.worker, args.url, args.bare)
+        return _worker(args.worker, args.url)
 
     from _procs import fake_provider
 
@@ -374,38 +453,41 @@ def main() -> int:
             if python is None:
                 column.skipped = why
                 continue
-            traced_is_bare = column.integration is A_A
-            column.bare = Worker.start(python, column.integration.name, url, bare=True)
-            column.traced = Worker.start(python, column.integration.name, url, bare=traced_is_bare)
+            column.worker = Worker.start(python, column.integration.name, url)
         for column in columns:
-            if column.skipped or column.bare is None or column.traced is None:
+            if column.skipped or column.worker is None:
                 continue
-            hellos = (column.bare.ready(), column.traced.ready())
-            failed = next((h["error"] for h in hellos if "error" in h), None)
-            if failed:
-                column.skipped = f"does not run here ({failed})"
+            hello = column.worker.ready()
+            if "error" in hello:
+                column.skipped = f"does not run here ({hello['error']})"
                 continue
-            column.sdk = hellos[1].get("sdk", "?")
-            column.spans_per_call = hellos[1].get("spans_per_call", 0.0)
+            column.sdk = hello.get("sdk", "?")
+            column.spans_per_call = hello.get("spans_per_call", 0.0)
 
         live = [c for c in columns if not c.skipped]
         for round_ in range(args.rounds):
             for mode, calls in (("call", args.calls), ("stream", args.stream_calls)):
                 for column in live:
-                    assert column.bare is not None and column.traced is not None
-                    order = (column.bare, column.traced) if round_ % 2 == 0 else (column.traced, column.bare)
-                    cpu = {id(w): w.ask({"mode": mode, "calls": calls})["cpu"] for w in order}
-                    column.results.setdefault(mode, []).append((cpu[id(column.bare)], cpu[id(column.traced)]))
+                    assert column.worker is not None
+                    # A/A: "traced" is the same bare loop again, run in the traced slot.
+                    traced = column.integration is not A_A
+                    order = (False, True) if round_ % 2 == 0 else (True, False)
+                    cpu = {
+                        slot: column.worker.ask({"mode": mode, "calls": calls, "traced": traced and slot})[
+                            "cpu"
+                        ]
+                        for slot in order
+                    }
+                    column.results.setdefault(mode, []).append((cpu[False], cpu[True]))
             print(f"  round {round_ + 1}/{args.rounds} done", file=sys.stderr)
 
         floor = float("nan")
         ours = next((c for c in live if c.integration.name == "litelens.otel"), None)
-        if ours is not None and ours.traced is not None:
-            floor = ours.traced.ask({"sdk_floor": 3000})["cpu"]
+        if ours is not None and ours.worker is not None:
+            floor = ours.worker.ask({"sdk_floor": 3000})["cpu"]
         for column in columns:
-            for worker in (column.bare, column.traced):
-                if worker is not None:
-                    worker.stop()
+            if column.worker is not None:
+                column.worker.stop()
 
     _print_table(columns, args, floor)
     return 0
