@@ -9,21 +9,23 @@ the peer, litellm==1.110.2 and the opentelemetry-sdk this checkout uses (or, whe
 forbid that release, the nearest one pip accepts: the table names the SDK each ran with). A peer that
 cannot be installed, or that does not trace this LiteLLM, is printed as skipped with the reason.
 
-How it measures: for each integration, two worker processes in its environment, both with the same SDK
+How it measures: for each integration, one worker process in its environment, with the same SDK
 pipeline (a TracerProvider with a BatchSpanProcessor into an in-memory exporter, and a MeterProvider
-with an in-memory reader, both also set as the global providers): one left bare, one instrumented.
-Rounds alternate between them (bare first in even rounds, traced first in odd ones), so drift on a
-noisy machine hits both alike. A round is `--calls` sync completions (or `--stream-calls` sync
-completions streaming 50 chunks, read to the end), then a pause for LiteLLM's logging thread pool and
-a `force_flush` of the span processor, all inside the measured window. CPU is the worker's process CPU
-time (all threads: LiteLLM's logging pool and the span export thread count), so it is what the user's
-process really pays. The fake provider runs in its own process and is not counted. Figures are medians
+with an in-memory reader, both also set as the global providers). The integration is switched on once,
+the way its documentation says; then the worker switches it off and on again by swapping
+what instrumenting changed (see `_Switch`), so both sides run in the same process, with the same heap
+and caches. A round is `--calls` sync completions per side (or `--stream-calls` sync completions
+streaming 50 chunks, read to the end) in blocks of `--block` calls (one stream) per side, bare and
+traced in turn, the first side alternating -- so drift on a noisy machine hits both alike. Each block
+ends with a short pause for LiteLLM's logging thread pool and a `force_flush` of the span processor,
+all inside the measured window. CPU is the worker's process CPU time (all threads: LiteLLM's logging
+pool and the span export thread count), so it is what the user's process really pays. The fake provider runs in its own process and is not counted. Figures are medians
 over rounds: bare CPU per call, and (traced - bare) per call.
 
-The `A/A` row runs two bare workers against each other: how far apart two identical processes land,
-i.e. the method's own noise floor. The last lines split litelens.otel's figure: the OpenTelemetry SDK
+The `A/A` row runs the bare loop on both sides: how far apart two identical sides land, i.e. the
+method's own noise floor. The last lines split litelens.otel's figure: the OpenTelemetry SDK
 alone -- `tracer.start_span(...).end()` with the same name, kind and attributes as our span, plus the
-same four metric measurements with the same attribute sets -- measured in the traced worker, and the
+same four metric measurements with the same attribute sets -- measured in litelens.otel's worker, and the
 rest, which is ours.
 
 Content capture is each integration's default: off for litelens.otel (the conventions' default); on
@@ -107,12 +109,12 @@ def _worker(name: str, url: str) -> int:
     trace.set_tracer_provider(tracer_provider)
     metrics.set_meter_provider(meter_provider)
 
-    def measure(mode: str, calls: int) -> tuple[float, float]:
+    def measure(mode: str, calls: int, pause: float = 0.3) -> tuple[float, float]:
         tracer_provider.force_flush()
         exporter.clear()
         start = time.process_time()
         _run(litellm, url, mode, calls)
-        time.sleep(0.3)  # LiteLLM's logging pool finishes the success hooks (sleeping costs no CPU)
+        time.sleep(pause)  # LiteLLM's logging pool finishes the success hooks (sleeping costs no CPU)
         tracer_provider.force_flush()
         return (time.process_time() - start) / calls, len(exporter.get_finished_spans()) / calls
 
@@ -142,11 +144,17 @@ def _worker(name: str, url: str) -> int:
             switch.off()
             _send(out, {"cpu": _sdk_floor(tracer_provider, meter_provider, exporter, request["sdk_floor"])})
             continue
-        if request["traced"]:
-            switch.on()
-        cpu, spans = measure(request["mode"], request["calls"])
-        switch.off()
-        _send(out, {"cpu": cpu, "spans": spans})
+        # One round: blocks of `block` calls, bare and traced in turn (which goes first alternates), so
+        # the two sides are never more than a block apart in time. The A/A worker runs bare in both.
+        cpu = {False: 0.0, True: 0.0}
+        blocks = max(1, request["calls"] // request["block"])
+        for index in range(blocks):
+            for slot in (False, True) if index % 2 == 0 else (True, False):
+                if slot and name != A_A.name:
+                    switch.on()
+                cpu[slot] += measure(request["mode"], request["block"], pause=0.02)[0]
+                switch.off()
+        _send(out, {"bare": cpu[False] / blocks, "traced": cpu[True] / blocks})
     return 0
 
 
@@ -434,6 +442,7 @@ def main() -> int:
     parser.add_argument("--calls", type=int, default=200, help="non-stream calls per round")
     parser.add_argument("--stream-calls", type=int, default=40, help="50-chunk streams per round")
     parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--block", type=int, default=10, help="non-stream calls per side before switching")
     parser.add_argument("--only", nargs="*", help="integration names to run (default: all)")
     parser.add_argument("--envs", type=Path, default=ROOT / ".bench-envs")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
@@ -469,16 +478,9 @@ def main() -> int:
             for mode, calls in (("call", args.calls), ("stream", args.stream_calls)):
                 for column in live:
                     assert column.worker is not None
-                    # A/A: "traced" is the same bare loop again, run in the traced slot.
-                    traced = column.integration is not A_A
-                    order = (False, True) if round_ % 2 == 0 else (True, False)
-                    cpu = {
-                        slot: column.worker.ask({"mode": mode, "calls": calls, "traced": traced and slot})[
-                            "cpu"
-                        ]
-                        for slot in order
-                    }
-                    column.results.setdefault(mode, []).append((cpu[False], cpu[True]))
+                    block = args.block if mode == "call" else 1
+                    answer = column.worker.ask({"mode": mode, "calls": calls, "block": block})
+                    column.results.setdefault(mode, []).append((answer["bare"], answer["traced"]))
             print(f"  round {round_ + 1}/{args.rounds} done", file=sys.stderr)
 
         floor = float("nan")

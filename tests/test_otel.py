@@ -343,18 +343,23 @@ def test_thousands_of_abandoned_streams_leave_no_open_span(otel: Otel, fake: Fak
 # Errors: the user's and ours
 
 
+def _rate_limited_completion(fake: FakeProvider) -> Any:
+    """A completion the fake provider answers with 429, without the client's retries."""
+    return litellm.completion(
+        model="openai/gpt-4o-mini",
+        messages=MESSAGES,
+        extra_headers={"x-fake-error": "429"},
+        num_retries=0,
+        max_retries=0,
+        **kw(fake),
+    )
+
+
 def test_provider_error_marks_the_span_and_reaches_the_caller_unchanged(
     otel: Otel, fake: FakeProvider
 ) -> None:
     with pytest.raises(litellm.RateLimitError) as raised:
-        litellm.completion(
-            model="openai/gpt-4o-mini",
-            messages=MESSAGES,
-            extra_headers={"x-fake-error": "429"},
-            num_retries=0,
-            max_retries=0,
-            **kw(fake),
-        )
+        _rate_limited_completion(fake)
     span = otel.only_span()
     assert span.status.status_code is StatusCode.ERROR
     attrs = span.attributes or {}
@@ -716,14 +721,7 @@ def test_the_callers_context_is_restored_after_each_call(otel: Otel, fake: FakeP
     fake.reset()
     with otel.tracer_provider.get_tracer("app").start_as_current_span("agent.run") as parent:
         with pytest.raises(litellm.RateLimitError):
-            litellm.completion(
-                model="openai/gpt-4o-mini",
-                messages=MESSAGES,
-                extra_headers={"x-fake-error": "429"},
-                num_retries=0,
-                max_retries=0,
-                **kw(fake),
-            )
+            _rate_limited_completion(fake)
         assert trace.get_current_span() is parent
         litellm.completion(model="openai/gpt-4o-mini", messages=MESSAGES, **kw(fake))
         assert trace.get_current_span() is parent
