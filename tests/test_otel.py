@@ -343,18 +343,23 @@ def test_thousands_of_abandoned_streams_leave_no_open_span(otel: Otel, fake: Fak
 # Errors: the user's and ours
 
 
+def _rate_limited_completion(fake: FakeProvider) -> Any:
+    """A completion the fake provider answers with 429, without the client's retries."""
+    return litellm.completion(
+        model="openai/gpt-4o-mini",
+        messages=MESSAGES,
+        extra_headers={"x-fake-error": "429"},
+        num_retries=0,
+        max_retries=0,
+        **kw(fake),
+    )
+
+
 def test_provider_error_marks_the_span_and_reaches_the_caller_unchanged(
     otel: Otel, fake: FakeProvider
 ) -> None:
     with pytest.raises(litellm.RateLimitError) as raised:
-        litellm.completion(
-            model="openai/gpt-4o-mini",
-            messages=MESSAGES,
-            extra_headers={"x-fake-error": "429"},
-            num_retries=0,
-            max_retries=0,
-            **kw(fake),
-        )
+        _rate_limited_completion(fake)
     span = otel.only_span()
     assert span.status.status_code is StatusCode.ERROR
     attrs = span.attributes or {}
@@ -654,3 +659,130 @@ def test_stream_span_has_usage_even_when_the_caller_did_not_ask_for_it(
     expected = fake.expected_usage(MESSAGES)
     assert attrs[semconv.GEN_AI_USAGE_INPUT_TOKENS] == expected["prompt_tokens"]  # ... the span has it
     assert attrs[semconv.GEN_AI_USAGE_OUTPUT_TOKENS] == expected["completion_tokens"]
+
+
+# --------------------------------------------------------------------------------------------------
+# What a span starts with, and what it ends with
+
+
+class _StartAttributes(SimpleSpanProcessor):
+    """Keeps the attributes each span had when it started: what a sampler or an on_start hook sees."""
+
+    def __init__(self) -> None:
+        super().__init__(InMemorySpanExporter())
+        self.started: list[dict[str, Any]] = []
+
+    def on_start(self, span: Any, parent_context: Any = None) -> None:
+        self.started.append(dict(span.attributes or {}))
+
+
+def test_a_span_starts_with_what_samplers_need_and_ends_with_the_whole_record(
+    otel: Otel, fake: FakeProvider
+) -> None:
+    starts = _StartAttributes()
+    otel.tracer_provider.add_span_processor(starts)
+    response = litellm.completion(model="openai/gpt-4o-mini", messages=MESSAGES, temperature=0.2, **kw(fake))
+    (started,) = starts.started
+    assert started[semconv.GEN_AI_OPERATION_NAME] == "chat"
+    assert started[semconv.GEN_AI_PROVIDER_NAME] == "openai"
+    assert started[semconv.GEN_AI_REQUEST_MODEL] == "gpt-4o-mini"
+    assert started[semconv.SERVER_ADDRESS] == "127.0.0.1"
+    assert started[semconv.SERVER_PORT] == fake.port
+    assert started[semconv.LITELLM_CALL_ID] == response._hidden_params["litellm_call_id"]
+    attrs = otel.only_span().attributes or {}
+    assert {k: attrs[k] for k in started} == started  # nothing of the start is lost or changed at the end
+    assert attrs[semconv.GEN_AI_REQUEST_TEMPERATURE] == 0.2
+    assert attrs[semconv.GEN_AI_RESPONSE_ID] == response.id
+    assert attrs[semconv.GEN_AI_USAGE_OUTPUT_TOKENS] == response.usage.completion_tokens
+
+
+def test_with_processors_no_free_text_is_on_the_span_before_they_ran(
+    make_otel: Any, fake: FakeProvider
+) -> None:
+    def forget_the_user(record: dict[str, Any]) -> dict[str, Any]:
+        return {**record, "end_user": None, "api_base": None}
+
+    otel = make_otel(processors=[forget_the_user])
+    starts = _StartAttributes()
+    otel.tracer_provider.add_span_processor(starts)
+    litellm.completion(model="openai/gpt-4o-mini", messages=MESSAGES, user="ann@example.com", **kw(fake))
+    (started,) = starts.started
+    assert semconv.SERVER_ADDRESS not in started and semconv.LITELLM_API_BASE not in started
+    attrs = otel.only_span().attributes or {}
+    # What the processor removed never reached the span, not even for the span's first microseconds.
+    assert "ann@example.com" not in json.dumps(dict(attrs))
+    assert semconv.LITELLM_API_BASE not in attrs
+    assert attrs[semconv.GEN_AI_REQUEST_MODEL] == "gpt-4o-mini"
+
+
+def test_the_callers_context_is_restored_after_each_call(otel: Otel, fake: FakeProvider) -> None:
+    from opentelemetry import trace
+
+    fake.reset()
+    with otel.tracer_provider.get_tracer("app").start_as_current_span("agent.run") as parent:
+        with pytest.raises(litellm.RateLimitError):
+            _rate_limited_completion(fake)
+        assert trace.get_current_span() is parent
+        litellm.completion(model="openai/gpt-4o-mini", messages=MESSAGES, **kw(fake))
+        assert trace.get_current_span() is parent
+    llm_spans = [s for s in otel.spans() if s.name != "agent.run"]
+    # Both calls got their own span under the caller's: the first left no "inside a call" mark behind.
+    assert len(llm_spans) == 2
+    assert all(
+        s.parent is not None and s.parent.span_id == parent.get_span_context().span_id for s in llm_spans
+    )
+
+
+def test_metrics_keep_one_series_per_model(otel: Otel, fake: FakeProvider) -> None:
+    for model in ("openai/gpt-4o-mini", "openai/gpt-4o", "openai/gpt-4o-mini"):
+        litellm.completion(model=model, messages=MESSAGES, **kw(fake))
+    durations = {
+        p.attributes[semconv.GEN_AI_REQUEST_MODEL]: p.count
+        for p in otel.points("gen_ai.client.operation.duration")
+    }
+    assert durations == {"gpt-4o-mini": 2, "gpt-4o": 1}
+    tokens = {
+        (p.attributes[semconv.GEN_AI_REQUEST_MODEL], p.attributes["gen_ai.token.type"])
+        for p in otel.points("gen_ai.client.token.usage")
+    }
+    assert tokens == {(m, t) for m in ("gpt-4o-mini", "gpt-4o") for t in ("input", "output")}
+
+
+def test_usage_read_from_plain_fields_matches_usage_read_from_attributes() -> None:
+    from litellm.types.utils import CompletionTokensDetailsWrapper, PromptTokensDetailsWrapper, Usage
+
+    from litelens.otel.endpoints import fields_of
+    from litelens.record import usage_of
+
+    for usage in (
+        Usage(prompt_tokens=5, completion_tokens=7, total_tokens=12),
+        Usage(
+            prompt_tokens=5,
+            completion_tokens=7,
+            total_tokens=12,
+            prompt_tokens_details=PromptTokensDetailsWrapper(cached_tokens=3),
+            completion_tokens_details=CompletionTokensDetailsWrapper(reasoning_tokens=4),
+        ),
+        Usage(prompt_tokens=5, completion_tokens=7, total_tokens=12, cache_creation_input_tokens=2),
+    ):
+        assert usage_of({"response": {"usage": fields_of(usage)}}) == usage_of({"response": {"usage": usage}})
+
+
+def test_call_ids_are_distinct_uuid4_strings_also_in_a_forked_child() -> None:
+    import uuid
+
+    from litelens.otel.wrappers import new_call_id
+
+    ids = {new_call_id() for _ in range(10_000)}
+    assert len(ids) == 10_000
+    assert all(uuid.UUID(i).version == 4 and str(uuid.UUID(i)) == i for i in ids)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child's generator is reseeded: it does not repeat the parent's next ids
+        os.write(write, new_call_id().encode())
+        os._exit(0)
+    os.waitpid(pid, 0)
+    child = os.read(read, 64).decode()
+    os.close(read)
+    os.close(write)
+    assert child not in ids and child != new_call_id()

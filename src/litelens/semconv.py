@@ -17,6 +17,7 @@ constants rather than imports from the semantic-conventions package.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -287,7 +288,7 @@ def record_to_attributes(record: Record, capture_content: bool) -> dict[str, Att
     api_base = record.get("api_base")
     if api_base:
         attrs[LITELLM_API_BASE] = api_base
-        address, port = _address_of(api_base)
+        address, port = address_of(api_base)
         attrs[SERVER_ADDRESS] = address
         attrs[SERVER_PORT] = port
 
@@ -426,7 +427,9 @@ def _to_otel_tool(tool: Any) -> Any:
     return tool
 
 
-def _address_of(url: str) -> tuple[str | None, int | None]:
+@functools.lru_cache(maxsize=256)
+def address_of(url: str) -> tuple[str | None, int | None]:
+    """(`server.address`, `server.port`) of a URL; cached, since one process calls few API bases."""
     try:
         parts = urlsplit(url)
         port = parts.port or {"https": 443, "http": 80}.get(parts.scheme)

@@ -11,6 +11,7 @@ import is needed here, which keeps building a record cheap and testable without 
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -86,6 +87,9 @@ _PARAMETERS = frozenset(
 )
 _SIMPLE = (str, int, float, bool)
 
+# A process calls few API bases: scrub each once (`scrub_url` is pure).
+_scrubbed_url = functools.lru_cache(maxsize=256)(scrub_url)
+
 
 def _parameter_value(value: Any) -> Any:
     """A JSON-friendly parameter value, or None when the value is an object that must not be recorded."""
@@ -151,7 +155,7 @@ def request_record(
         "request_model": model,
         "response_model": None,
         "provider": provider,
-        "api_base": scrub_url(_str(arguments.get("api_base") or arguments.get("base_url"))),
+        "api_base": _scrubbed_url(_str(arguments.get("api_base") or arguments.get("base_url"))),
         "start_time": time.time(),
         "usage": None,
         "cost_usd": None,
@@ -173,7 +177,7 @@ def apply_response(record: Record, response: Any, capture_content: bool) -> None
     record["response_model"] = _str(getattr(response, "model", None))
     usage = getattr(response, "usage", None)
     if usage is not None:
-        record["usage"] = usage_of({"response": {"usage": usage}})
+        record["usage"] = usage_of({"response": {"usage": fields_of(usage)}})
     reasons = [
         str(r)
         for r in (getattr(c, "finish_reason", None) for c in getattr(response, "choices", None) or [])
@@ -189,11 +193,45 @@ def apply_response(record: Record, response: Any, capture_content: bool) -> None
             record["response"] = _response_content(record["call_type"], dump())
 
 
+def fields_of(usage: Any) -> Any:
+    """A pydantic usage object (and its token details) as plain dicts, for `usage_of` to read.
+
+    Same values as reading the attributes -- fields and extra fields alike -- without pydantic's
+    `__getattr__`, which raises (and is caught) for every key a usage object does not have.
+    """
+    if isinstance(usage, Mapping):
+        return usage
+    view = _plain(usage)
+    if view is None:
+        return usage
+    for key in (
+        "prompt_tokens_details",
+        "completion_tokens_details",
+        "input_tokens_details",
+        "output_tokens_details",
+    ):
+        details = view.get(key)
+        if details is not None and not isinstance(details, Mapping):
+            view[key] = _plain(details) or details
+    return view
+
+
+def _plain(model: Any) -> dict[str, Any] | None:
+    fields = getattr(model, "__dict__", None)
+    if not isinstance(fields, dict) or not hasattr(model, "__pydantic_fields_set__"):
+        return None
+    view = dict(fields)
+    extra = getattr(model, "__pydantic_extra__", None)
+    if extra:
+        view.update(extra)
+    return view
+
+
 def apply_hidden_params(record: Record, hidden: Mapping[str, Any]) -> None:
     """What LiteLLM resolved while serving the call: provider, api base, cost, its own call id."""
     record["call_id"] = _str(hidden.get("litellm_call_id")) or record["call_id"]
     record["provider"] = _str(hidden.get("custom_llm_provider")) or record["provider"]
-    record["api_base"] = scrub_url(_str(hidden.get("api_base"))) or record["api_base"]
+    record["api_base"] = _scrubbed_url(_str(hidden.get("api_base"))) or record["api_base"]
     record["deployment_id"] = _str(hidden.get("model_id"))
     cost = hidden.get("response_cost")
     if isinstance(cost, (int, float)) and not isinstance(cost, bool):

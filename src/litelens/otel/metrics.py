@@ -7,6 +7,7 @@ Instrument names come from the `opentelemetry-semantic-conventions` package; att
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from opentelemetry.metrics import Meter
@@ -54,6 +55,9 @@ _METRIC_ATTRIBUTES = (
     semconv.ERROR_TYPE,
 )
 
+_CACHE_LIMIT = 1024
+_Attributes = dict[str, Any]
+
 
 class Instruments:
     """The histograms and the cost counter, created once per instrumentation."""
@@ -80,10 +84,11 @@ class Instruments:
         self.cost = meter.create_counter(
             COST, unit="USD", description="Cost of LLM calls as LiteLLM prices them."
         )
+        self._sets: dict[tuple[Any, ...], tuple[_Attributes, _Attributes, _Attributes]] = {}
 
-    def record(self, record: Record, span_attributes: dict[str, Any]) -> None:
+    def record(self, record: Record, span_attributes: Mapping[str, Any]) -> None:
         """Record one finished call; `span_attributes` are the attributes already computed for its span."""
-        attributes = {k: span_attributes[k] for k in _METRIC_ATTRIBUTES if k in span_attributes}
+        attributes, input_attributes, output_attributes = self._attribute_sets(span_attributes)
         duration_ms = record.get("duration_ms")
         if duration_ms is not None:
             self.duration.record(duration_ms / 1000.0, attributes)
@@ -91,10 +96,35 @@ class Instruments:
         if ttft_ms is not None:
             self.time_to_first_chunk.record(ttft_ms / 1000.0, attributes)
         usage = record.get("usage") or {}
-        for token_type, key in (("input", "input_tokens"), ("output", "output_tokens")):
-            value = usage.get(key)
-            if isinstance(value, int):
-                self.tokens.record(value, {**attributes, GEN_AI_TOKEN_TYPE: token_type})
+        value = usage.get("input_tokens")
+        if isinstance(value, int):
+            self.tokens.record(value, input_attributes)
+        value = usage.get("output_tokens")
+        if isinstance(value, int):
+            self.tokens.record(value, output_attributes)
         cost = record.get("cost_usd")
         if isinstance(cost, float) and cost > 0:
             self.cost.add(cost, attributes)
+
+    def _attribute_sets(
+        self, span_attributes: Mapping[str, Any]
+    ) -> tuple[_Attributes, _Attributes, _Attributes]:
+        """The call's metric attributes, and the same with the input and the output token type.
+
+        Calls of one population share them, so they are built once per population and reused: the SDK
+        copies what it is given, so a shared dict is never changed behind our back. The cache is
+        bounded by the metrics' own cardinality; past `_CACHE_LIMIT` populations it starts afresh.
+        """
+        key = tuple(span_attributes.get(k) for k in _METRIC_ATTRIBUTES)
+        sets = self._sets.get(key)
+        if sets is None:
+            attributes = {k: v for k, v in zip(_METRIC_ATTRIBUTES, key, strict=True) if v is not None}
+            sets = (
+                attributes,
+                {**attributes, GEN_AI_TOKEN_TYPE: "input"},
+                {**attributes, GEN_AI_TOKEN_TYPE: "output"},
+            )
+            if len(self._sets) >= _CACHE_LIMIT:
+                self._sets.clear()
+            self._sets[key] = sets
+        return sets

@@ -14,16 +14,15 @@ from __future__ import annotations
 
 import inspect
 import logging
+import random
 import threading
 import time
 import traceback
-import uuid
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from contextvars import ContextVar
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from contextvars import ContextVar, Token
 from typing import Any
 
-from opentelemetry import trace
+from opentelemetry import context, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
 
 from litelens import semconv
@@ -91,12 +90,14 @@ class Engine:
                 call = self.begin(endpoint, positional, args, kwargs)
                 if call is None:
                     return await wrapped(*args, **kwargs)
-                with call.running():
-                    try:
-                        result = await wrapped(*args, **call.kwargs)
-                    except BaseException as exc:
-                        call.fail(exc)
-                        raise
+                tokens = call.enter()
+                try:
+                    result = await wrapped(*args, **call.kwargs)
+                except BaseException as exc:
+                    call.exit(tokens)
+                    call.fail(exc)
+                    raise
+                call.exit(tokens)
                 return call.succeed(result)
 
             return traced_async
@@ -107,12 +108,14 @@ class Engine:
             call = self.begin(endpoint, positional, args, kwargs)
             if call is None:
                 return wrapped(*args, **kwargs)
-            with call.running():
-                try:
-                    result = wrapped(*args, **call.kwargs)
-                except BaseException as exc:
-                    call.fail(exc)
-                    raise
+            tokens = call.enter()
+            try:
+                result = wrapped(*args, **call.kwargs)
+            except BaseException as exc:
+                call.exit(tokens)
+                call.fail(exc)
+                raise
+            call.exit(tokens)
             return call.succeed(result)
 
         return traced
@@ -133,18 +136,17 @@ class Engine:
             call_id = kwargs.get("litellm_call_id")
             if not isinstance(call_id, str) or not call_id:
                 # LiteLLM adopts a caller's call id, so the core callback and this span share it.
-                call_id = str(uuid.uuid4())
+                call_id = new_call_id()
                 call_kwargs = {**kwargs, "litellm_call_id": call_id}
             record = endpoints.request_record(
                 endpoint, arguments, call_id, self.providers, self.capture_content
             )
-            # Free text waits for the processors: what a span starts with, a processor cannot take back.
-            attributes = semconv.record_to_attributes(_unvetted(record, self), capture_content=False)
+            attributes = _start_attributes(record, vetted=not self.processors)
             parent = trace.get_current_span().get_span_context()
             span = self.tracer.start_span(
                 semconv.span_name(record), kind=SpanKind.CLIENT, attributes=attributes
             )
-            return Call(self, record, span, _with_span_link(call_kwargs, span, parent))
+            return Call(self, record, span, _with_span_link(call_kwargs, span, parent), attributes)
         except Exception:
             self.failed("starting a span")
             return None
@@ -153,28 +155,39 @@ class Engine:
 class Call:
     """One traced LiteLLM call: its span, its record, and the single place the span ends."""
 
-    __slots__ = ("_ended", "_lock", "engine", "kwargs", "record", "span", "started")
+    __slots__ = ("_ended", "_lock", "engine", "kwargs", "record", "span", "start_attributes", "started")
 
-    def __init__(self, engine: Engine, record: Record, span: trace.Span, kwargs: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        record: Record,
+        span: trace.Span,
+        kwargs: dict[str, Any],
+        start_attributes: Mapping[str, Any] | None = None,
+    ) -> None:
         self.engine = engine
         self.record = record
         self.span = span
         self.kwargs = kwargs
+        # What the span started with: at the end only what changed is set again (the SDK validates and
+        # copies every attribute it is given, so re-setting the unchanged ones is pure cost).
+        self.start_attributes = start_attributes or {}
         self.started = time.perf_counter()
         self._ended = False
         self._lock = threading.Lock()
 
-    @contextmanager
-    def running(self) -> Iterator[None]:
-        """Make the span current and mark the context as inside a traced call, for the call's duration."""
-        token = _IN_CALL.set(True)
-        try:
-            with trace.use_span(
-                self.span, end_on_exit=False, record_exception=False, set_status_on_exception=False
-            ):
-                yield
-        finally:
-            _IN_CALL.reset(token)
+    def enter(self) -> tuple[Token[bool], Token[context.Context]]:
+        """Make the span current and mark the context as inside a traced call; `exit` undoes both.
+
+        A plain attach rather than `trace.use_span`, whose context manager adds a generator, its
+        frames and exception plumbing to every call for options (record, set status, end) not used here.
+        """
+        return _IN_CALL.set(True), context.attach(trace.set_span_in_context(self.span))
+
+    def exit(self, tokens: tuple[Token[bool], Token[context.Context]]) -> None:
+        """Restore the context `enter` changed (the caller's span current, outside any traced call)."""
+        context.detach(tokens[1])
+        _IN_CALL.reset(tokens[0])
 
     def succeed(self, result: Any) -> Any:
         """The call returned: end the span now, or hand it to a stream proxy that ends it later."""
@@ -230,7 +243,10 @@ class Call:
                 attributes = semconv.record_to_attributes(processed, capture_content=engine.capture_content)
             if extra:
                 attributes.update(extra)
-            span.set_attributes(attributes)
+            started = self.start_attributes
+            changed = {k: v for k, v in attributes.items() if k not in started or started[k] != v}
+            if changed:
+                span.set_attributes(changed)
             if exc is not None and record.get("status") == "error":
                 self._record_error(exc, record, processed)
         finally:
@@ -291,6 +307,36 @@ class Call:
             self.engine.failed("ending a span")
 
 
+def _start_attributes(record: Record, vetted: bool) -> dict[str, Any]:
+    """The attributes a span starts with: what samplers may look at, as `record_to_attributes` names it.
+
+    Only what the conventions ask for at span creation (operation, provider, request model, server
+    address and port) and the call's identity; the rest goes on at the end, once, after the processors.
+    Free text waits for the processors too (`vetted` is False when there are some): what a span starts
+    with, a processor cannot take back -- so the API base and the address made of it wait as well.
+    """
+    operation = semconv.operation_name(str(record.get("call_type") or "chat"))
+    attributes: dict[str, Any] = {semconv.GEN_AI_OPERATION_NAME: operation}
+    provider = record.get("provider")
+    if provider:
+        attributes[semconv.GEN_AI_PROVIDER_NAME] = name = semconv.provider_name(provider)
+        if name != provider:
+            attributes[semconv.LITELLM_PROVIDER] = provider
+    model = record.get("request_model")
+    if model is not None:
+        attributes[semconv.GEN_AI_REQUEST_MODEL] = model
+    api_base = record.get("api_base")
+    if vetted and api_base:
+        address, port = semconv.address_of(api_base)
+        if address is not None:
+            attributes[semconv.SERVER_ADDRESS] = address
+        if port is not None:
+            attributes[semconv.SERVER_PORT] = port
+    attributes[semconv.LITELLM_CALL_ID] = record["call_id"]
+    attributes[semconv.LITELLM_CALL_TYPE] = record["litellm_call_type"]
+    return attributes
+
+
 def _unvetted(record: Record, engine: Engine) -> Record:
     """What of a record may go on a span when its processors dropped it or failed on it.
 
@@ -304,6 +350,22 @@ def _unvetted(record: Record, engine: Engine) -> Record:
     if isinstance(error, Mapping):
         error = {k: v for k, v in error.items() if k in ("type", "status_code", "code", "provider")}
     return {**record, "metadata": None, "api_base": None, "error": error}
+
+
+_getrandbits = random.getrandbits
+_UUID4_BITS = (4 << 76) | (0x8000 << 48)  # version 4, RFC 4122 variant
+_UUID4_MASK = ~((0xF << 76) | (0xC000 << 48)) & ((1 << 128) - 1)
+
+
+def new_call_id() -> str:
+    """A fresh call id in UUID-4 form, from the same generator the SDK draws trace ids from.
+
+    `uuid.uuid4()` reads the OS's entropy source through a system call on every call; a call id needs
+    uniqueness, not secrecy, and `random` (seeded from the OS at start and again after a fork) gives
+    128 bits at a fraction of the cost.
+    """
+    digits = "%032x" % ((_getrandbits(128) & _UUID4_MASK) | _UUID4_BITS)
+    return f"{digits[:8]}-{digits[8:12]}-{digits[12:16]}-{digits[16:20]}-{digits[20:]}"
 
 
 def _positional_names(function: Callable[..., Any]) -> tuple[str, ...]:
