@@ -94,13 +94,11 @@ class _Server:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 30.0) -> None:
-        log = self.log_path.open("wb")
-        command = [sys.executable, "-m", "litelens.cli", "serve", "--no-auth", "--db", self.db]
-        command += ["--port", str(self.port), "--log-level", "warning"]
-        self.proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+        with self.log_path.open("wb") as log:  # the child keeps its own copy of the descriptor
+            self._spawn(log)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
+            if self.proc is None or self.proc.poll() is not None:
                 raise RuntimeError(f"litelens serve exited: {self.log_path.read_text()[-2000:]}")
             try:
                 with urllib.request.urlopen(f"{self.url}/health", timeout=1):
@@ -108,6 +106,11 @@ class _Server:
             except OSError:
                 time.sleep(0.1)
         raise RuntimeError(f"litelens serve did not answer on {self.url} within {timeout:.0f}s")
+
+    def _spawn(self, log: Any) -> None:
+        command = [sys.executable, "-m", "litelens.cli", "serve", "--no-auth", "--db", self.db]
+        command += ["--port", str(self.port), "--log-level", "warning"]
+        self.proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
 
     def wait(self) -> None:
         if self.proc is not None:
