@@ -3,9 +3,12 @@ between them through real LiteLLM, a throwaway PostgreSQL, and the real collecto
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import re
 import shutil
+import sys
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
@@ -34,6 +37,25 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> 
         report.outcome = "failed"
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
         report.longrepr = f"service test skipped in CI (LITELENS_REQUIRE_SERVICES=1): {reason}"
+
+
+@pytest.fixture(autouse=True)
+def _drain_litellm_async_logging() -> Iterator[None]:
+    """Run what LiteLLM's async logging queue still holds at the end of the test that queued it.
+
+    LiteLLM runs async success hooks later, from a queue bound to the caller's event loop. When a test's
+    `asyncio.run()` ends first, the queue keeps them, and LiteLLM carries them onto the next event loop
+    it sees: the next test's, where they would reach that test's callbacks as extra records.
+    """
+    yield
+    module = sys.modules.get("litellm.litellm_core_utils.logging_worker")
+    worker = getattr(module, "GLOBAL_LOGGING_WORKER", None)
+    queue = getattr(worker, "_queue", None)
+    if worker is None or queue is None or queue.empty():
+        return
+    # A test that keeps an event loop running here (Playwright's sync API) made no LiteLLM calls.
+    with contextlib.suppress(Exception):
+        asyncio.run(asyncio.wait_for(worker.flush(), timeout=10))
 
 
 @pytest.fixture
