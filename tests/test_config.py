@@ -27,5 +27,38 @@ def test_bad_values_say_which_variable() -> None:
         Settings.from_env({"LITELENS_CAPTURE_CONTENT": "maybe"})
     with pytest.raises(ValueError, match="LITELENS_ENDPOINT"):
         Settings.from_env({"LITELENS_ENDPOINT": "collector:4318"})
+    with pytest.raises(ValueError, match="LITELENS_MAX_QUEUE='10k': not a whole number"):
+        Settings.from_env({"LITELENS_MAX_QUEUE": "10k"})
+    with pytest.raises(ValueError, match=r"LITELENS_SAMPLE_RATE='1\.5': must be a number from 0 to 1"):
+        Settings.from_env({"LITELENS_SAMPLE_RATE": "1.5"})
     with pytest.raises(TypeError, match="unknown setting"):
         Settings.from_env({}, endpont="http://typo:1")
+
+
+def test_every_variable_sets_its_field() -> None:
+    env = {
+        "LITELENS_API_KEY": " ll-key ",
+        "LITELENS_DISABLED": "yes",
+        "LITELENS_SPOOL_MAX_BYTES": "1024",
+        "LITELENS_TIMEOUT": "2.5",
+        "LITELENS_MAX_STRING_CHARS": "100",
+        "LITELENS_REDACT": "Email, phone",
+        "LITELENS_SAMPLE_RATE": "0.25",
+        "LITELENS_SAMPLE_KEEP_ERRORS": "off",
+        "LITELENS_DROP_CONTENT": "1",
+        "LITELENS_SINKS": "http, jsonl:/tmp/calls.jsonl",
+        "OTEL_SERVICE_NAME": "billing",
+    }
+    settings = Settings.from_env(env)
+    assert settings.api_key == "ll-key"
+    assert settings.disabled is True
+    assert settings.spool_max_bytes == 1024
+    assert settings.timeout_s == 2.5
+    assert settings.limits.max_string_chars == 100
+    assert settings.redact == ("email", "phone")
+    assert settings.sample_rate == 0.25
+    assert settings.sample_keep_errors is False
+    assert settings.drop_content is True
+    assert settings.sinks == ("http", "jsonl:/tmp/calls.jsonl")
+    assert settings.service == "billing"
+    assert Settings.from_env({"LITELENS_REDACT": "off"}).redact == ()

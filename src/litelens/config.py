@@ -7,7 +7,7 @@ knows the `LITELENS_*` variables and their defaults.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -18,13 +18,52 @@ _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
 
-def _parse_bool(name: str, raw: str) -> bool:
+def _parse_bool(raw: str) -> bool:
     value = raw.strip().lower()
     if value in _TRUE:
         return True
     if value in _FALSE:
         return False
-    raise ValueError(f"litelens: {name}={raw!r} is not a boolean; use true or false")
+    raise ValueError("not a boolean; use true or false")
+
+
+def _parse_int(raw: str) -> int:
+    try:
+        return int(raw.strip())
+    except ValueError:
+        raise ValueError("not a whole number") from None
+
+
+def _parse_seconds(raw: str) -> float:
+    try:
+        return float(raw.strip())
+    except ValueError:
+        raise ValueError("not a number of seconds") from None
+
+
+def _parse_list(raw: str) -> tuple[str, ...]:
+    """A comma-separated list; what each item may be is checked by the module that owns it."""
+    return tuple(item.strip() for item in raw.split(",") if item.strip())
+
+
+def _parse_redact(raw: str) -> tuple[str, ...]:
+    """Kinds for `litelens.pipeline.redact` (which checks their names), or off."""
+    value = raw.strip().lower()
+    return () if value in ("", "off", "none", "false", "0", "no") else _parse_list(value)
+
+
+def _parse_rate(raw: str) -> float:
+    try:
+        rate = float(raw.strip()) if raw.strip() else 1.0
+    except ValueError:
+        rate = -1.0
+    if not 0.0 <= rate <= 1.0:
+        raise ValueError("must be a number from 0 to 1 (0.1 keeps 10%)")
+    return rate
+
+
+def _parse_string_limit(raw: str) -> Limits:
+    return replace(Limits(), max_string_chars=_parse_int(raw))
 
 
 def default_spool_dir() -> str:
@@ -44,6 +83,27 @@ class Limits:
     max_metadata_bytes: int = 16_384
     """User metadata, encoded; past it, the largest values are replaced by a marker."""
     max_tags: int = 64
+
+
+_ENV_SETTINGS: dict[str, tuple[str, Callable[[str], Any]]] = {
+    # variable: (Settings field, parser). A parser raises ValueError with what is wrong with the value.
+    "LITELENS_ENDPOINT": ("endpoint", str.strip),
+    "LITELENS_API_KEY": ("api_key", lambda raw: raw.strip() or None),
+    "LITELENS_CAPTURE_CONTENT": ("capture_content", _parse_bool),
+    "LITELENS_DISABLED": ("disabled", _parse_bool),
+    # An explicit empty value or "off" turns the spool off (records are then dropped, counted).
+    "LITELENS_SPOOL_DIR": ("spool_dir", str.strip),
+    "LITELENS_SPOOL_MAX_BYTES": ("spool_max_bytes", _parse_int),
+    "LITELENS_MAX_QUEUE": ("max_queue", _parse_int),
+    "LITELENS_TIMEOUT": ("timeout_s", _parse_seconds),
+    "LITELENS_MAX_STRING_CHARS": ("limits", _parse_string_limit),
+    "LITELENS_REDACT": ("redact", _parse_redact),
+    "LITELENS_SAMPLE_RATE": ("sample_rate", _parse_rate),
+    "LITELENS_SAMPLE_KEEP_ERRORS": ("sample_keep_errors", _parse_bool),
+    "LITELENS_DROP_CONTENT": ("drop_content", _parse_bool),
+    # Sink forms are checked by litelens.sinks.from_spec, which owns them.
+    "LITELENS_SINKS": ("sinks", _parse_list),
+}
 
 
 @dataclass(frozen=True)
@@ -84,57 +144,18 @@ class Settings:
         """Settings from `overrides`, then `env` (default `os.environ`), then defaults."""
         env = os.environ if env is None else env
         values: dict[str, Any] = {}
-        if "LITELENS_ENDPOINT" in env:
-            values["endpoint"] = env["LITELENS_ENDPOINT"].strip()
-        if "LITELENS_API_KEY" in env:
-            values["api_key"] = env["LITELENS_API_KEY"].strip() or None
-        if "LITELENS_CAPTURE_CONTENT" in env:
-            values["capture_content"] = _parse_bool(
-                "LITELENS_CAPTURE_CONTENT", env["LITELENS_CAPTURE_CONTENT"]
-            )
-        if "LITELENS_DISABLED" in env:
-            values["disabled"] = _parse_bool("LITELENS_DISABLED", env["LITELENS_DISABLED"])
-        if "LITELENS_SPOOL_DIR" in env:
-            # An explicit empty value or "off" turns the spool off (records are then dropped, counted).
-            values["spool_dir"] = env["LITELENS_SPOOL_DIR"].strip()
-        if "LITELENS_SPOOL_MAX_BYTES" in env:
-            values["spool_max_bytes"] = int(env["LITELENS_SPOOL_MAX_BYTES"])
-        if "LITELENS_MAX_QUEUE" in env:
-            values["max_queue"] = int(env["LITELENS_MAX_QUEUE"])
-        if "LITELENS_TIMEOUT" in env:
-            values["timeout_s"] = float(env["LITELENS_TIMEOUT"])
+        for variable, (name, parse) in _ENV_SETTINGS.items():
+            if variable not in env:
+                continue
+            try:
+                values[name] = parse(env[variable])
+            except ValueError as exc:
+                raise ValueError(f"litelens: {variable}={env[variable]!r}: {exc}") from None
         service = env.get("LITELENS_SERVICE") or env.get("OTEL_SERVICE_NAME")
         if service:
             values["service"] = service
         if env.get("LITELENS_ENVIRONMENT"):
             values["environment"] = env["LITELENS_ENVIRONMENT"]
-        if "LITELENS_MAX_STRING_CHARS" in env:
-            values["limits"] = replace(Limits(), max_string_chars=int(env["LITELENS_MAX_STRING_CHARS"]))
-        if "LITELENS_REDACT" in env:
-            raw = env["LITELENS_REDACT"].strip().lower()
-            # Kind names are checked by litelens.pipeline.redact, which owns them.
-            off = raw in ("", "off", "none", "false", "0", "no")
-            values["redact"] = () if off else tuple(k.strip() for k in raw.split(",") if k.strip())
-        if "LITELENS_SAMPLE_RATE" in env:
-            raw = env["LITELENS_SAMPLE_RATE"].strip()
-            try:
-                rate = float(raw) if raw else 1.0
-            except ValueError:
-                rate = -1.0
-            if not 0.0 <= rate <= 1.0:
-                raise ValueError(
-                    f"litelens: LITELENS_SAMPLE_RATE={raw!r} must be a number from 0 to 1 (0.1 keeps 10%)"
-                )
-            values["sample_rate"] = rate
-        if "LITELENS_SAMPLE_KEEP_ERRORS" in env:
-            values["sample_keep_errors"] = _parse_bool(
-                "LITELENS_SAMPLE_KEEP_ERRORS", env["LITELENS_SAMPLE_KEEP_ERRORS"]
-            )
-        if "LITELENS_DROP_CONTENT" in env:
-            values["drop_content"] = _parse_bool("LITELENS_DROP_CONTENT", env["LITELENS_DROP_CONTENT"])
-        if "LITELENS_SINKS" in env:
-            # Sink forms are checked by litelens.sinks.from_spec, which owns them.
-            values["sinks"] = tuple(p.strip() for p in env["LITELENS_SINKS"].split(",") if p.strip())
         known = {f.name for f in fields(cls) if f.init}
         unknown = set(overrides) - known
         if unknown:
