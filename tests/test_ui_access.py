@@ -65,6 +65,7 @@ def test_pages_fetch_nothing_outside_the_server_and_never_run_recorded_content(
         "/calls/hostile",
         f"/traces/{trace}",
         "/sessions",
+        "/docs",
         f"/sessions/sess{XSS}".replace("<", "%3C")
         .replace(">", "%3E")
         .replace('"', "%22")
@@ -231,3 +232,21 @@ def test_with_no_auth_on_loopback_the_dashboard_is_open(
     detail = client.get("/calls/missing", key=None)
     assert detail.status == 404 and detail.headers["content-type"].startswith("text/html")
     assert json.loads(client.get("/api/calls", key=None).body)["calls"][0]["call_id"] == "open-1"
+
+
+@pytest.mark.service
+def test_the_api_reference_page_lists_every_route_and_needs_no_internet(sqlite_server: ServerProcess) -> None:
+    """FastAPI's Swagger UI loads from a CDN; /docs is the dashboard's own page, open without a key."""
+    import urllib.request
+
+    with urllib.request.urlopen(f"{sqlite_server.url}/openapi.json", timeout=10) as answer:
+        document = json.load(answer)
+    with urllib.request.urlopen(f"{sqlite_server.url}/docs", timeout=10) as answer:
+        assert answer.status == 200
+        html = answer.read().decode()
+    routes = [(m.upper(), path) for path, methods in document["paths"].items() for m in methods]
+    assert len(routes) >= 10
+    for method, path in routes:
+        assert f"<code>{method} {path}</code>" in html, (method, path)
+    assert "swagger" not in html.lower() and "cdn" not in html.lower()
+    assert not re.search(r"""(src|href)=["']https?://""", html), "nothing linked from outside the server"

@@ -2,19 +2,22 @@
 
     python -m litelens.server.apidoc > docs/api.md
 
-A test renders it again and compares. The live document is served at `/openapi.json` (and browsable at
-`/docs`) by every running server.
+A test renders it again and compares. The live document is served at `/openapi.json` by every running
+server, and `/docs` shows the same reference as a page of the dashboard (`operations` feeds both), with
+nothing loaded from outside the server: FastAPI's own `/docs` pulls Swagger UI from a CDN, which a
+self-hosted collector behind a firewall cannot reach.
 """
 
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 from typing import Any
 
 HEADER = """# Server API
 
 Generated from the server's OpenAPI document by `python -m litelens.server.apidoc`; a running server
-serves the same document at `/openapi.json` and a browsable version at `/docs`. Every route needs
+serves the same document at `/openapi.json` and this reference as a page at `/docs`. Every route needs
 `Authorization: Bearer <project key>` unless the server runs with `--no-auth`, and sees only that
 project's data. Errors are JSON objects `{"error": "<reason>"}` with a 4xx status (413 and 429 name the
 limit; 503 carries `Retry-After`).
@@ -39,37 +42,92 @@ def _cell(text: Any) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
-def render(document: dict[str, Any]) -> str:
-    out = [HEADER]
+@dataclass(frozen=True)
+class Parameter:
+    name: str
+    where: str
+    type: str
+    default: str
+    description: str
+    required: bool
+
+
+@dataclass(frozen=True)
+class Operation:
+    method: str
+    path: str
+    summary: str
+    description: str
+    parameters: list[Parameter]
+    body: list[str]
+    responses: list[tuple[str, str]]
+
+    @property
+    def anchor(self) -> str:
+        """A stable HTML id for the operation, e.g. `get-api-calls-call_id`."""
+        words = "".join(c if c.isalnum() or c == "_" else " " for c in f"{self.method} {self.path}")
+        return "-".join(words.lower().split())
+
+
+def operations(document: dict[str, Any]) -> list[Operation]:
+    """Every route of an OpenAPI document, in its order, with what a reader of the reference needs."""
+    found = []
     for path, methods in document.get("paths", {}).items():
         for method, operation in methods.items():
-            out.append(f"## `{method.upper()} {path}`\n")
-            if operation.get("summary"):
-                out.append(f"{operation['summary']}.\n")
-            if operation.get("description"):
-                out.append(f"{operation['description'].strip()}\n")
-            parameters = operation.get("parameters", [])
-            if parameters:
-                out.append("| parameter | in | type | default | description |")
-                out.append("|---|---|---|---|---|")
-                for p in parameters:
-                    schema = p.get("schema", {})
-                    default = schema.get("default")
-                    out.append(
-                        f"| `{p['name']}`{' (required)' if p.get('required') else ''} | {p['in']} | "
-                        f"{_cell(_type(schema))} | {'' if default is None else f'`{default}`'} | "
-                        f"{_cell(p.get('description') or schema.get('description') or '')} |"
+            parameters = []
+            for p in operation.get("parameters", []):
+                schema = p.get("schema", {})
+                default = schema.get("default")
+                parameters.append(
+                    Parameter(
+                        name=p["name"],
+                        where=p["in"],
+                        type=_type(schema),
+                        default="" if default is None else str(default),
+                        description=p.get("description") or schema.get("description") or "",
+                        required=bool(p.get("required")),
                     )
-                out.append("")
-            body = operation.get("requestBody", {}).get("content", {})
-            if body:
-                out.append(f"Request body: {', '.join(f'`{kind}`' for kind in body)}.\n")
-            codes = ", ".join(
-                f"{code} {_cell(response.get('description', ''))}"
-                for code, response in operation.get("responses", {}).items()
+                )
+            found.append(
+                Operation(
+                    method=method.upper(),
+                    path=path,
+                    summary=operation.get("summary") or "",
+                    description=(operation.get("description") or "").strip(),
+                    parameters=parameters,
+                    body=list(operation.get("requestBody", {}).get("content", {})),
+                    responses=[
+                        (str(code), response.get("description", ""))
+                        for code, response in operation.get("responses", {}).items()
+                    ],
+                )
             )
-            if codes:
-                out.append(f"Responses: {codes}.\n")
+    return found
+
+
+def render(document: dict[str, Any]) -> str:
+    """The reference as Markdown (docs/api.md)."""
+    out = [HEADER]
+    for op in operations(document):
+        out.append(f"## `{op.method} {op.path}`\n")
+        if op.summary:
+            out.append(f"{op.summary}.\n")
+        if op.description:
+            out.append(f"{op.description}\n")
+        if op.parameters:
+            out.append("| parameter | in | type | default | description |")
+            out.append("|---|---|---|---|---|")
+            for p in op.parameters:
+                out.append(
+                    f"| `{p.name}`{' (required)' if p.required else ''} | {p.where} | "
+                    f"{_cell(p.type)} | {f'`{p.default}`' if p.default else ''} | {_cell(p.description)} |"
+                )
+            out.append("")
+        if op.body:
+            out.append(f"Request body: {', '.join(f'`{kind}`' for kind in op.body)}.\n")
+        codes = ", ".join(f"{code} {_cell(description)}" for code, description in op.responses)
+        if codes:
+            out.append(f"Responses: {codes}.\n")
     return "\n".join(out).rstrip() + "\n"
 
 

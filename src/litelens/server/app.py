@@ -95,6 +95,9 @@ def create_app(settings: ServerSettings | None = None, store: Store | None = Non
         version=_version(),
         description="Collector and query API for LiteLLM call records.",
         lifespan=lifespan,
+        # Swagger UI and ReDoc load from a CDN; the dashboard serves the reference at /docs instead.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = settings
 

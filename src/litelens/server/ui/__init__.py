@@ -12,7 +12,7 @@ from fastapi import FastAPI, Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.staticfiles import StaticFiles
 
-from litelens.server.ui import detail, pages, signin
+from litelens.server.ui import detail, pages, reference, signin
 from litelens.server.ui.render import STATIC_DIR
 
 
@@ -20,6 +20,7 @@ def mount(app: FastAPI) -> None:
     app.include_router(signin.router)
     app.include_router(pages.router)
     app.include_router(detail.router)
+    app.include_router(reference.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
     async def _sign_in(request: Request, exc: Exception) -> Response:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from jinja2 import ChainableUndefined, Environment, FileSystemLoader
+from markupsafe import Markup, escape
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
@@ -100,6 +101,16 @@ def fmt_json(value: Any) -> str:
     return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=False, default=str)
 
 
+def fmt_code_spans(text: Any) -> Markup:
+    """Escaped text whose `backticked` parts are shown as code (the API's descriptions use them)."""
+    parts = str(text).split("`")
+    if len(parts) % 2 == 0:  # an unpaired backtick: show the text as written
+        return Markup(escape(str(text)))
+    return Markup("").join(
+        Markup("<code>{}</code>").format(part) if i % 2 else escape(part) for i, part in enumerate(parts)
+    )
+
+
 def _make_env() -> Environment:
     env = Environment(
         loader=FileSystemLoader(HERE / "templates"),
@@ -117,6 +128,7 @@ def _make_env() -> Environment:
         int=fmt_int,
         pct=fmt_pct,
         json=fmt_json,
+        code_spans=fmt_code_spans,
     )
     return env
 
