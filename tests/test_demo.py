@@ -163,3 +163,61 @@ def test_readme_screenshot_is_the_overview_of_the_demo(demo: DemoRun, shots: Sho
         target = ROOT / "docs" / "img" / "overview.png"
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(path, target)
+
+
+def test_keep_running_sends_live_calls_until_ctrl_c(tmp_path: Path) -> None:
+    """With --keep-running the demo keeps a trickle of calls going, so the charts move while a user
+    watches; Ctrl-C (SIGINT to the demo) stops it cleanly and every live call is stored once."""
+    import json
+    import signal
+    import time
+    import urllib.request
+
+    port = _free_port()
+    db = f"sqlite:///{tmp_path / 'live.db'}"
+    env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
+    command = [sys.executable, "-m", "litelens.cli", "demo", "--calls", "10", "--db", db]
+    proc = subprocess.Popen(
+        [*command, "--port", str(port), "--keep-running"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+
+    def stored() -> int:
+        try:
+            with urllib.request.urlopen(
+                f"http://127.0.0.1:{port}/api/calls?limit=1000&start=0", timeout=5
+            ) as r:
+                return len(json.load(r)["calls"])
+        except OSError:
+            return 0
+
+    try:
+        deadline = time.monotonic() + 240
+        while stored() < 13 and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.5)
+        assert stored() >= 13, "live calls after the first 10"
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, out[-3000:]
+    assert "/?range=1h" in out
+    made = int(re.search(r"(\d+) more calls made while the server ran", out).group(1))  # type: ignore[union-attr]
+    server = ServerProcess(db, tmp_path, args=("--no-auth",)).start()
+    try:
+        calls = all_calls(server.client())
+    finally:
+        server.stop()
+    assert len(calls) == 10 + made and len({c["call_id"] for c in calls}) == len(calls)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

@@ -9,15 +9,18 @@ summary is read back from the server's query API, and the dashboard URL is print
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -58,22 +61,26 @@ def run_demo(
             tracing.flush()
             stored = report.wait_for_calls(server.url, started, calls)
             elapsed = time.time() - started
+            print()
+            print(report.table(server.url, started))
+            print()
+            print(
+                f"{stored} calls stored for {calls} made in {elapsed:.1f}s "
+                f"({workload.runs} agent runs as sessions and traces)"
+            )
+            # The last hour in one-minute buckets: the range in which a demo's few minutes show as a curve.
+            print(f"dashboard: {server.url}/?range=1h")
+            if stored != calls:
+                print(f"litelens demo: expected {calls} calls on the server, found {stored}", file=sys.stderr)
+                return 1
+            if keep_running:
+                print("The server keeps running, with a call every ~2 s so the charts move; Ctrl-C stops it.")
+                workload.progress = lambda done: None
+                with _ctrl_c_sets() as stop:
+                    workload.trickle(keep_going=lambda: server.running() and not stop.is_set())
+                print(f"\n{workload.made - calls} more calls made while the server ran")
             litelens.shutdown(timeout=5)
             tracing.shutdown()
-        print()
-        print(report.table(server.url, started))
-        print()
-        print(
-            f"{stored} calls stored for {calls} made in {elapsed:.1f}s "
-            f"({workload.runs} agent runs as sessions and traces)"
-        )
-        print(f"dashboard: {server.url}/")
-        if stored != calls:
-            print(f"litelens demo: expected {calls} calls on the server, found {stored}", file=sys.stderr)
-            return 1
-        if keep_running:
-            print("The server keeps running; press Ctrl-C to stop it.")
-            server.wait()
         return 0
     except KeyboardInterrupt:
         return 130
@@ -110,11 +117,11 @@ class _Server:
     def _spawn(self, log: Any) -> None:
         command = [sys.executable, "-m", "litelens.cli", "serve", "--no-auth", "--db", self.db]
         command += ["--port", str(self.port), "--log-level", "warning"]
-        self.proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+        # Its own session: Ctrl-C in the terminal reaches the demo, which flushes, then stops the server.
+        self.proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
-    def wait(self) -> None:
-        if self.proc is not None:
-            self.proc.wait()
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -164,6 +171,20 @@ def _start_tracing(server_url: str) -> _Tracing:
     instrumentor = LiteLLMInstrumentor()
     instrumentor.instrument(tracer_provider=provider)
     return _Tracing(provider.get_tracer("shop-assistant"), provider, instrumentor)
+
+
+@contextlib.contextmanager
+def _ctrl_c_sets() -> Iterator[threading.Event]:
+    """While inside, Ctrl-C sets the event instead of raising, so the call in flight ends whole."""
+    stop = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: stop.set())
+    try:
+        yield stop
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _progress_bar(total: int) -> Callable[[int], None]:

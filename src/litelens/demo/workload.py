@@ -84,19 +84,31 @@ class Workload:
     def run(self, calls: int) -> None:
         async_share = calls // 10
         while self.made < calls - async_share:
-            left = calls - async_share - self.made
-            roll = self.rng.random()
-            if roll < 0.25 and left >= 2:
-                self.agent_run(steps=min(left, self.rng.choice([2, 2, 3])))
-            elif roll < 0.45:
-                self.chat(stream=True)
-            elif roll < 0.55:
-                self.embedding()
-            elif roll < 0.63:
-                self.chat(error=self.rng.choice([429, 429, 500, 503, 401]))
-            else:
-                self.chat()
+            self.step(left=calls - async_share - self.made)
         asyncio.run(self.async_burst(calls - self.made))
+
+    def step(self, left: int = 3) -> None:
+        """One pick from the mix: an agent run (of at most `left` calls), a stream, an embedding, an
+        error or a plain chat call."""
+        roll = self.rng.random()
+        if roll < 0.25 and left >= 2:
+            self.agent_run(steps=min(left, self.rng.choice([2, 2, 3])))
+        elif roll < 0.45:
+            self.chat(stream=True)
+        elif roll < 0.55:
+            self.embedding()
+        elif roll < 0.63:
+            self.chat(error=self.rng.choice([429, 429, 500, 503, 401]))
+        else:
+            self.chat()
+
+    def trickle(self, keep_going: Callable[[], bool], mean_interval_s: float = 2.0) -> None:
+        """Live traffic: one pick from the mix every `mean_interval_s` on average, while `keep_going()`."""
+        while keep_going():
+            self.step()
+            deadline = time.monotonic() + self.rng.uniform(0.5, 1.5) * mean_interval_s
+            while keep_going() and time.monotonic() < deadline:
+                time.sleep(0.1)
 
     def _common(self, user: str, tags: list[str], session: str | None = None) -> dict[str, Any]:
         metadata: dict[str, Any] = {"tags": tags, "user_id": user, "app_version": "2.3.1"}
