@@ -23,6 +23,20 @@ from litelens.server.otlp import (
 )
 from otlp_helpers import JSON, PROTOBUF, json_body, protobuf_body, sdk_spans
 
+# One attribute of every OTLP value type, including an int past 2**53 and every kind of array.
+EVERY_ATTRIBUTE_TYPE = {
+    "s": "text",
+    "i": 42,
+    "big": 2**62,
+    "neg": -7,
+    "f": 0.25,
+    "b": False,
+    "ss": ["a", "b"],
+    "ii": [1, 2, 3],
+    "ff": [0.5, 1.5],
+    "bb": [True, False],
+}
+
 
 def _rich(tracer: Tracer) -> None:
     with (
@@ -30,18 +44,7 @@ def _rich(tracer: Tracer) -> None:
         tracer.start_as_current_span(
             "chat gpt-4o-mini",
             kind=SpanKind.CLIENT,
-            attributes={
-                "s": "text",
-                "i": 42,
-                "big": 2**62,
-                "neg": -7,
-                "f": 0.25,
-                "b": False,
-                "ss": ["a", "b"],
-                "ii": [1, 2, 3],
-                "ff": [0.5, 1.5],
-                "bb": [True, False],
-            },
+            attributes=EVERY_ATTRIBUTE_TYPE,
         ) as span,
     ):
         span.add_event("gen_ai.first_chunk", {"n": 1})
@@ -70,18 +73,7 @@ def test_decoded_span_keeps_ids_times_status_values_events_and_resource(rich_spa
     assert (child.start_ns, child.end_ns) == (sdk_child.start_time, sdk_child.end_time)
     assert (child.kind, parent.kind) == ("CLIENT", "SERVER")
     assert (child.status_code, child.status_message) == ("ERROR", "boom")
-    assert child.attributes == {
-        "s": "text",
-        "i": 42,
-        "big": 2**62,
-        "neg": -7,
-        "f": 0.25,
-        "b": False,
-        "ss": ["a", "b"],
-        "ii": [1, 2, 3],
-        "ff": [0.5, 1.5],
-        "bb": [True, False],
-    }
+    assert child.attributes == EVERY_ATTRIBUTE_TYPE
     assert child.events == [
         {"name": "gen_ai.first_chunk", "time_ns": sdk_child.events[0].timestamp, "attributes": {"n": 1}}
     ]
