@@ -116,6 +116,10 @@ async def run_async(provider_url: str, calls: list[dict[str, Any]]) -> None:
 def test_a_thousand_mixed_calls_give_a_thousand_exact_records(
     provider: FakeProvider, receiver: Receiver, make_callback: Any
 ) -> None:
+    # LiteLLM imports its streaming code on the first stream of a process; on a busy machine that first
+    # TTFT alone can pass the tolerance. A warm-up stream (i = -1) is made before litelens is on; should
+    # LiteLLM's logging pool hand it to the callback anyway, it is set aside below.
+    run_sync(provider.url, {**plan(1)[0], "i": -1, "kind": "stream"})
     callback = make_callback()
     calls = plan(1000)
     async_calls = [c for c in calls if c["kind"] in ("async", "astream")]
@@ -126,7 +130,7 @@ def test_a_thousand_mixed_calls_give_a_thousand_exact_records(
     assert callback.flush(timeout=60)
     assert receiver.wait_for(1000, timeout=60), len(receiver.records)
 
-    records = receiver.records
+    records = [r for r in receiver.records if r["metadata"]["i"] != -1]
     assert len(records) == 1000
     by_i = {r["metadata"]["i"]: r for r in records}
     assert sorted(by_i) == list(range(1000)), "every call exactly once"
