@@ -83,9 +83,11 @@ import time
 import zlib
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from types import FrameType, TracebackType
 from typing import Any
+
+from litelens.testing._loopback import LoopbackServer
 
 __all__ = ["FakeProvider", "ReceivedRequest", "expected_usage", "run_cli"]
 
@@ -356,39 +358,12 @@ class _ClientGone(Exception):
     """The client closed the connection (or the provider is stopping): stop writing, quietly."""
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    # Many tests start a provider each; SO_REUSEADDR avoids TIME_WAIT trouble on fixed ports.
-    allow_reuse_address = True
-    request_queue_size = 128
+class _Server(LoopbackServer):
     provider: FakeProvider
 
     def __init__(self, address: tuple[str, int], provider: FakeProvider) -> None:
         self.provider = provider
-        self.open_sockets: set[socket.socket] = set()
-        self.sockets_lock = threading.Lock()
         super().__init__(address, _Handler)
-
-    def get_request(self) -> tuple[socket.socket, Any]:
-        sock, addr = super().get_request()
-        # Small SSE chunks must leave at once, not wait for Nagle to coalesce them.
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        with self.sockets_lock:
-            self.open_sockets.add(sock)
-        return sock, addr
-
-    def shutdown_request(self, request: Any) -> None:
-        with self.sockets_lock:
-            self.open_sockets.discard(request)
-        super().shutdown_request(request)
-
-    def close_open_sockets(self) -> None:
-        """Wake handler threads blocked on idle keep-alive connections so stop() leaves nothing behind."""
-        with self.sockets_lock:
-            sockets = list(self.open_sockets)
-        for sock in sockets:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         exc = sys.exc_info()[1]
@@ -935,7 +910,6 @@ class FakeProvider:
         self._error_counts: dict[str, int] = {}
         self._ids = itertools.count(1)
         self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
         self.port = port
 
     @property
@@ -954,14 +928,7 @@ class FakeProvider:
         server_cls = _Server6 if ":" in self.host else _Server
         self._server = server_cls((self.host, self._requested_port), self)
         self.port = int(self._server.server_address[1])
-        # A short poll interval keeps stop() fast; tests start and stop many providers.
-        self._thread = threading.Thread(
-            target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name=f"fake-provider:{self.port}",
-            daemon=True,
-        )
-        self._thread.start()
+        self._server.serve_in_thread(f"fake-provider:{self.port}")
         return self
 
     def stop(self) -> None:
@@ -970,12 +937,7 @@ class FakeProvider:
         if server is None:
             return
         self.stopping.set()
-        server.shutdown()
-        server.close_open_sockets()
-        server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
+        server.stop()
 
     def __enter__(self) -> FakeProvider:
         return self.start()

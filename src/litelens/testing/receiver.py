@@ -14,19 +14,18 @@ from __future__ import annotations
 
 import contextlib
 import json
-import socket
 import threading
 import zlib
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from litelens.testing._loopback import LoopbackServer
 
 __all__ = ["Receiver"]
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True  # so stop() then start() on the same port works despite TIME_WAIT
+class _Server(LoopbackServer):
     receiver: Receiver
 
     def handle_error(self, request: Any, client_address: Any) -> None:
@@ -37,15 +36,9 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as the real server
     server: _Server
 
-    def setup(self) -> None:
-        super().setup()
-        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.server.receiver._track(self.connection, True)
-
     def finish(self) -> None:
         with contextlib.suppress(OSError):
             super().finish()
-        self.server.receiver._track(self.connection, False)
 
     def log_message(self, format: str, *args: Any) -> None:  # quiet
         pass
@@ -128,8 +121,6 @@ class Receiver:
         self._cond = threading.Condition()
         self._faults: list[tuple[int, float | None]] = []
         self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
-        self._conns: set[socket.socket] = set()
         self._stopped = threading.Event()
 
     @property
@@ -145,10 +136,7 @@ class Receiver:
         server.receiver = self
         self.port = server.server_address[1]
         self._server = server
-        self._thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self._thread.start()
+        server.serve_in_thread(f"receiver:{self.port}")
         return self
 
     def stop(self) -> None:
@@ -157,16 +145,7 @@ class Receiver:
         if server is None:
             return
         self._stopped.set()
-        server.shutdown()
-        server.server_close()
-        with self._cond:
-            conns = list(self._conns)
-            self._conns.clear()
-        for conn in conns:
-            with contextlib.suppress(OSError):
-                conn.shutdown(socket.SHUT_RDWR)
-        if self._thread is not None:
-            self._thread.join(5)
+        server.stop()
 
     def __enter__(self) -> Receiver:
         return self.start()
@@ -187,13 +166,6 @@ class Receiver:
             return self._faults.pop(0) if self._faults else None
 
     # -- what arrived ----------------------------------------------------------------------------------
-
-    def _track(self, conn: socket.socket, add: bool) -> None:
-        with self._cond:
-            if add:
-                self._conns.add(conn)
-            else:
-                self._conns.discard(conn)
 
     def _store(self, records: list[dict[str, Any]], body: bytes, headers: dict[str, str]) -> None:
         with self._cond:
