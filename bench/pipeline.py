@@ -21,10 +21,11 @@ Every round processes records it has not seen (each round gets its own), so a re
 strings it has already seen gains only from what real records repeat: roles, tool names, ids. A last
 line measures chat records, where each call resends the conversation so far.
 
-Last measured (2026-11-30, 2 shared cores at load 5-9, so ±10% between runs): redact 47-48 µs/record
-against 49-52 µs for `main` in the same runs (2.9-3.1x json.dumps), sample0.1+redact about 7 µs, chat
-records 30-35 µs. In instructions (`valgrind --tool=cachegrind`, which the load does not disturb):
-369 k per record against 428 k for `main`. The issue's goal, under 30 µs, is not reached here.
+Last measured (2026-11-30, 2 shared cores at load 5-9, so ±10% between runs): redact 42-44 µs/record
+against 49-50 µs for `main` in the same runs (2.7-2.9x json.dumps), sample0.1+redact 6-7 µs, chat
+records 29-31 µs (34-35 µs for `main`). In instructions (`valgrind --tool=cachegrind`, which the load
+does not disturb): 348 k per record against 429 k for `main`. The issue's goal, under 30 µs, is not
+reached here.
 """
 
 from __future__ import annotations

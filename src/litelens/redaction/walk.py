@@ -128,29 +128,35 @@ class Redactor:
 
     def collect(self, value: Any, leaves: list[str], depth: int) -> bool:
         """Append the strings `value` holds (those inside JSON text too) to `leaves`. True when the value
-        needs the walk whatever its text says: a secret-named key, too deep, an object to dump.
-
-        One loop per container, with string and scalar items handled inline: a record has a few dozen
-        nodes, and a call per node is a large part of the cost of the whole scan.
-        """
+        needs the walk whatever its text says: a secret-named key, too deep, an object to dump."""
         kind = type(value)
         if kind is str:
             return self._collect_string(value, leaves, depth)
         if kind in _SCALARS:
             return False
+        # Exact types first: an isinstance() against an ABC costs more than the rest of a node.
+        if kind is dict or kind is list:
+            return self._collect_container(value, kind is list, leaves, depth)
+        if kind is tuple or isinstance(value, (list, tuple)):
+            return self._collect_container(value, True, leaves, depth)
+        if isinstance(value, Mapping):
+            return self._collect_container(value, False, leaves, depth)
+        return isinstance(value, str) or callable(getattr(value, "model_dump", None))
+
+    def _collect_container(self, value: Any, is_list: bool, leaves: list[str], depth: int) -> bool:
+        """`collect` for a dict or list: one loop, with strings, scalars and nested dicts and lists
+        handled inline -- a record has a few dozen nodes, and a call per node is a large part of the
+        cost of the whole scan."""
         if depth > _MAX_DEPTH:
             return True
-        # Exact types first: an isinstance() against an ABC costs more than the rest of a node.
-        is_list = kind is list or kind is tuple
         key_cache = None
-        if not is_list and (kind is dict or isinstance(value, Mapping)):
-            pairs: Iterable[tuple[Any, Any]] = value.items()
-            if self.secret_keys:
-                key_cache = self._key_cache
-        elif is_list or isinstance(value, (list, tuple)):
-            pairs = zip(_NO_KEYS, value, strict=False)
+        if is_list:
+            pairs: Iterable[tuple[Any, Any]] = zip(_NO_KEYS, value, strict=False)
+        elif not self.secret_keys:
+            pairs = zip(_NO_KEYS, value.values(), strict=False)
         else:
-            return isinstance(value, str) or callable(getattr(value, "model_dump", None))
+            pairs = value.items()
+            key_cache = self._key_cache
         flagged = False
         min_len = self.min_len
         clean = self._clean
@@ -169,6 +175,8 @@ class Redactor:
                         flagged |= self._collect_string(item, leaves, depth + 1)
                     else:
                         leaves.append(item)
+            elif t is dict or t is list:
+                flagged |= self._collect_container(item, t is list, leaves, depth + 1)
             elif t not in _SCALARS:
                 flagged |= self.collect(item, leaves, depth + 1)
         return flagged
