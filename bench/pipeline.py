@@ -21,10 +21,10 @@ Every round processes records it has not seen (each round gets its own), so a re
 strings it has already seen gains only from what real records repeat: roles, tool names, ids. A last
 line measures chat records, where each call resends the conversation so far.
 
-Last measured (2026-11-30, 2 shared cores at load 5-9, so ±10% between runs): redact 42-44 µs/record
-against 49-50 µs for `main` in the same runs (2.7-2.9x json.dumps), sample0.1+redact 6-7 µs, chat
-records 29-31 µs (34-35 µs for `main`). In instructions (`valgrind --tool=cachegrind`, which the load
-does not disturb): 348 k per record against 429 k for `main`. The issue's goal, under 30 µs, is not
+Last measured (2026-11-30, 2 shared cores at load 5-9, so ±10% between runs): redact 41-48 µs/record
+against 49-51 µs for `main` in the same runs (2.7-3.0x json.dumps), sample0.1+redact 6-7 µs, chat
+records 28-31 µs (33-35 µs for `main`). In instructions (`valgrind --tool=cachegrind`, which the load
+does not disturb): 331 k per record against 429 k for `main`. The issue's goal, under 30 µs, is not
 reached here.
 """
 

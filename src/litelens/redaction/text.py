@@ -226,7 +226,11 @@ class TextRedactor:
         done = 0
         at = s.find("@")
         while at != -1:
-            m = _EMAIL.search(s, max(done, at - 128), at + 256)
+            # No address holds a space: start after the last one before the "@", not at every one of
+            # the 128 characters before it (each a failed try of the regex).
+            lo = max(done, at - 128)
+            lo = max(lo, s.rfind(" ", lo, at) + 1)
+            m = _EMAIL.search(s, lo, at + 256)
             if m is not None and m.start() <= at < m.end():
                 parts += (s[done : m.start()], self.ph["email"])
                 done = m.end()
