@@ -15,6 +15,8 @@ keeps the original function (module attribute patching cannot reach a name bound
 
 Span exporters: `LiteLensSpanExporter` (OTLP/HTTP to a litelens server, through the core transport's
 retries and spool) and `JsonlSpanExporter` (rotating JSON-lines files), in `litelens.otel.exporters`.
+`RedactingSpanExporter` (in `litelens.otel.processing`) wraps any exporter and runs litelens'
+processors -- redaction, sampling, enrichment -- on every span, whichever instrumentation made it.
 
 This package never imports `litelens.server` or `litelens.callback`.
 """
@@ -30,7 +32,9 @@ __all__ = [
     "LiteLLMInstrumentor",
     "LiteLensSpanExporter",
     "OtelSettings",
+    "RedactingSpanExporter",
     "TracedStream",
+    "redact_spans",
 ]
 
 
@@ -40,4 +44,8 @@ def __getattr__(name: str) -> object:
         from litelens.otel import exporters
 
         return getattr(exporters, name)
+    if name in ("RedactingSpanExporter", "redact_spans"):
+        from litelens.otel import processing
+
+        return getattr(processing, name)
     raise AttributeError(f"module 'litelens.otel' has no attribute {name!r}")

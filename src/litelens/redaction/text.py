@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Iterator
 
 from litelens import record as rec
 
@@ -33,6 +34,13 @@ _EMAIL = re.compile(
 # Short runs ("3 items") are rejected inside the regex engine, not in Python; the second branch keeps
 # the compact IBAN "GB29NWBK..." whose digit run is cut short by letters.
 _SPAN = re.compile(r"[+(0-9](?:[0-9 ().+\-]{6,}|(?<=[A-Z]{2}[0-9])[0-9](?=[A-Z]))")
+# The same spans, found faster in an ASCII text: the regex engine looks for a character class one
+# character at a time through a slow generic test, but for a single literal character with a tight loop.
+# So in a byte copy of the text where every character a span can start with became "0" (one C pass),
+# `_SPAN` becomes a regex starting with the literal "0", at the very same positions. (Its IBAN branch may
+# also stop at a "+" or "(" after two capitals; such a one- or two-character span is skipped as short.)
+_SPAN_STARTS_TO_ZERO = bytes.maketrans(b"0123456789+(", b"000000000000")
+_SPAN_ASCII = re.compile(rb"0(?:[0 ().\-]{6,}|(?<=[A-Z]{2}0)0(?=[A-Z]))")
 _IPV4 = re.compile(r"(?<![0-9.])[0-9]{1,3}(?:\.[0-9]{1,3}){3}(?![0-9]|\.[0-9])")
 _CARD = re.compile(r"(?<![0-9])[0-9](?:[ \-]?[0-9]){12,18}(?![0-9])")
 _PHONE = re.compile(
@@ -42,6 +50,14 @@ _PHONE = re.compile(
     r")(?![0-9])"
 )
 _DATE = re.compile(r"[0-9]{4}[\-.][0-9]{1,2}[\-.][0-9]{1,2}|[0-9]{1,2}[\-.][0-9]{1,2}[\-.][0-9]{2,4}")
+# Most spans in prose are dates, amounts, order and ticket numbers, and a span costs a few µs once it
+# is looked at in Python. This one regex, matched in C on the span, picks those `_span` may change:
+# at least 7 digits (a phone has 7, a card 13) or 3 dots (an IPv4 address may have 4 digits only), and
+# not just a date or a bare number of 7-12 digits (trailing spaces aside), which are no phone (see
+# _PHONE), too short for a card, and hold at most 2 dots.
+_WORTH_A_LOOK = re.compile(
+    r"(?=(?:[^0-9]*[0-9]){7}|(?:[^.]*\.){3})" rf"(?!(?:{_DATE.pattern}|[0-9]{{7,12}}) *\Z)"
+)
 _THOUSANDS = re.compile(r"[0-9]{1,3}(?:([ .])[0-9]{3})(?:\1[0-9]{3})*")
 _IBAN = re.compile(r"[A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]){11,30}")
 _IP6_HINT = re.compile(r":[0-9A-Fa-f]{0,4}:")
@@ -52,14 +68,20 @@ _LOUD = re.compile(r"[0-9@:=_\-]")
 _IP6 = re.compile(r"(?<![\w:.])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?:%[A-Za-z0-9]+)?(?![\w:])")
 
 
-# Where a match of `record.SECRET_TEXT` can start (keep in step with it; a test checks every shape):
-# (mark, ((characters before the mark, the two letters found there), ...)) -- sk-, rk-, pk-, xox?-,
-# hf_, ll_, gh?_ -- plus the words Bearer, Basic, AKIA, AIza, and the names of URL parameters.
-_SECRET_MARKS = (
-    ("-", ((2, frozenset({"sk", "rk", "pk"})), (4, frozenset({"xo"})))),
-    ("_", ((2, frozenset({"hf", "ll"})), (3, frozenset({"gh"})))),
+# Where a match of `record.SECRET_TEXT` can start (keep in step with it; a test checks every shape).
+# Each regex begins with one literal character, and a look-behind or look-ahead confirms the letters
+# around it, so a date's "-" or a word's "_" never costs a step in Python. `str.find` (memchr speed)
+# says where the first of those characters is, and the regex scans from there, or not at all. Each
+# comes with the distances back from the match to where a credential may start: trying a start that is
+# not one costs a failed match, missing one would leak.
+_SECRET_STARTS = (
+    ("-", re.compile(r"-(?:(?<=\b[srp]k-)|(?<=\bxox[abprs]-))"), (4, 2)),  # sk-, rk-, pk-, xoxb-...
+    ("_", re.compile(r"_(?:(?<=\b(?:hf|ll)_)|(?<=\bgh[pousr]_))"), (3, 2)),  # hf_, ll_, ghp_...
+    ("B", re.compile(r"B(?=earer|asic)"), (0,)),
+    ("A", re.compile(r"A(?=KIA|Iza)"), (0,)),
 )
-# The longest parameter name SECRET_TEXT knows in URL queries ("access_token").
+# Key names in URL queries come right after "?", "&" or ";" and before "="; the longest SECRET_TEXT
+# knows is "access_token".
 _MAX_PARAM_NAME = 12
 
 
@@ -156,25 +178,16 @@ class TextRedactor:
         The credential regex is an alternation of `\\b`-anchored shapes, which the regex engine tries at
         every position (about 0.3 µs per character). Every match starts at a few letters before a `-`
         (`sk-`, `xoxb-`) or `_` (`ghp_`, `hf_`), at `Bearer`, `Basic`, `AKIA`, `AIza`, or right after the
-        `?`/`&`/`;` before a `name=`. Single characters are found by `str.find` at memchr speed, so the
-        text is scanned a few times in C and the regex is matched only at those starts. Leftmost-first,
-        like `sub`, so the result is the same.
+        `?`/`&`/`;` before a `name=`. `_SECRET_STARTS` finds those places in C, so the text is scanned a
+        few times at memchr-like speed and the regex is matched only there. Leftmost-first, like `sub`,
+        so the result is the same.
         """
         starts: list[int] = []
-        for mark, rules in _SECRET_MARKS:
-            i = s.find(mark)
-            while i != -1:
-                for back, prefixes in rules:
-                    if i >= back and s[i - back : i - back + 2] in prefixes:
-                        starts.append(i - back)
-                        break
-                i = s.find(mark, i + 1)
-        for first, words in (("B", ("Bearer", "Basic")), ("A", ("AKIA", "AIza"))):
-            i = s.find(first)  # a capital is rarer than most letters: find it, then compare the word
-            while i != -1:
-                if s.startswith(words, i):
-                    starts.append(i)
-                i = s.find(first, i + 1)
+        for char, mark, backs in _SECRET_STARTS:
+            first = s.find(char)
+            if first != -1:
+                for hit in mark.finditer(s, first):
+                    starts += [max(hit.start() - back, 0) for back in backs]
         i = s.find("=")
         while i != -1:
             lo = max(i - _MAX_PARAM_NAME - 1, 0)
@@ -213,7 +226,11 @@ class TextRedactor:
         done = 0
         at = s.find("@")
         while at != -1:
-            m = _EMAIL.search(s, max(done, at - 128), at + 256)
+            # No address holds a space: start after the last one before the "@", not at every one of
+            # the 128 characters before it (each a failed try of the regex).
+            lo = max(done, at - 128)
+            lo = max(lo, s.rfind(" ", lo, at) + 1)
+            m = _EMAIL.search(s, lo, at + 256)
             if m is not None and m.start() <= at < m.end():
                 parts += (s[done : m.start()], self.ph["email"])
                 done = m.end()
@@ -227,7 +244,12 @@ class TextRedactor:
         parts: list[str] = []
         done = 0
         iban = "iban" in self.kinds
-        for span in _SPAN.finditer(s):
+        spans: Iterator[re.Match[bytes]] | Iterator[re.Match[str]]
+        if s.isascii():
+            spans = _SPAN_ASCII.finditer(s.encode("ascii").translate(_SPAN_STARTS_TO_ZERO))
+        else:
+            spans = _SPAN.finditer(s)
+        for span in spans:
             a, b = span.span()
             if a < done:
                 continue
@@ -242,7 +264,7 @@ class TextRedactor:
                         continue
             if b - a < 7:
                 continue
-            text = span.group(0)
+            text = s[a:b]
             new = self._in_span(text)
             if new is not text:
                 parts += (s[done:a], new)
@@ -265,6 +287,8 @@ class TextRedactor:
         cached = self._spans.get(text)
         if cached is not None:
             return text if cached is SAME else cached
+        if _WORTH_A_LOOK.match(text) is None:  # not remembered: most are one-off order numbers
+            return text
         out = self._span(text)
         if len(self._spans) >= 4096:
             self._spans.clear()

@@ -5,6 +5,7 @@ Standard library only: this module is part of the zero-dependency core.
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -24,6 +25,7 @@ _SEP = "&\x00"
 _CACHE_MAX_STRING = 16_384  # longer strings are not remembered
 _CACHE_MAX_CHARS = 2_000_000  # characters of input remembered by one redact() processor, at most
 _SCALARS = frozenset({int, float, bool, type(None)})
+_NO_KEYS = itertools.repeat(None)  # the "keys" of a list's items, so lists and dicts share one loop
 
 
 class Redactor:
@@ -87,12 +89,13 @@ class Redactor:
                     out = self.text.scan(joined)
                     if out is joined:
                         texts = {}
-                        self._remember_clean(leaves)
+                        self._remember_clean(leaves, len(joined))
                     else:
                         parts = out.split(_SEP)
                         if len(parts) == len(leaves):
                             texts = {old: new for old, new in zip(leaves, parts, strict=True) if new != old}
-                            self._remember_clean([old for old in leaves if old not in texts])
+                            clean = [old for old in leaves if old not in texts]
+                            self._remember_clean(clean, sum(map(len, clean)))
             else:
                 texts = {}
             if texts == {} and not flagged:
@@ -111,19 +114,17 @@ class Redactor:
                 if new is not value:
                     record[field] = new
 
-    def _remember_clean(self, leaves: list[str]) -> None:
+    def _remember_clean(self, leaves: list[str], chars: int) -> None:
         """Strings found to hold nothing to redact are skipped when they come again: a chat sends its
-        system prompt and the whole conversation so far with every call."""
-        clean = self._clean
-        for leaf in leaves:
-            size = len(leaf)
-            if size > _CACHE_MAX_STRING:
-                continue
-            if self._clean_chars + size > _CACHE_MAX_CHARS:  # full: start over rather than track age
-                clean.clear()
-                self._clean_chars = 0
-            clean[leaf] = None
-            self._clean_chars += size
+        system prompt and the whole conversation so far with every call. `chars` is their total length."""
+        if self._clean_chars + chars > _CACHE_MAX_CHARS:  # full: start over rather than track age
+            self._clean.clear()
+            self._clean_chars = 0
+        if chars > _CACHE_MAX_STRING:  # some may be too long to be worth remembering
+            leaves = [leaf for leaf in leaves if len(leaf) <= _CACHE_MAX_STRING]
+            chars = sum(map(len, leaves))
+        self._clean.update(dict.fromkeys(leaves))
+        self._clean_chars += chars
 
     def collect(self, value: Any, leaves: list[str], depth: int) -> bool:
         """Append the strings `value` holds (those inside JSON text too) to `leaves`. True when the value
@@ -133,35 +134,40 @@ class Redactor:
             return self._collect_string(value, leaves, depth)
         if kind in _SCALARS:
             return False
-        if depth > _MAX_DEPTH:
-            return True
         # Exact types first: an isinstance() against an ABC costs more than the rest of a node.
-        is_list = kind is list or kind is tuple
-        if not is_list and (kind is dict or isinstance(value, Mapping)):
-            if not self.secret_keys:
-                return self._collect_items(value.values(), leaves, depth)
-            flagged = False
-            items: list[Any] = []
-            cache = self._key_cache
-            for key, item in value.items():
-                if item:
-                    secret = cache.get(key)
-                    if secret is None:
-                        secret = isinstance(key, str) and self._is_secret_key(key)
-                    if secret:
-                        flagged = True
-                        continue
-                items.append(item)
-            return self._collect_items(items, leaves, depth) or flagged
-        if is_list or isinstance(value, (list, tuple)):
-            return self._collect_items(value, leaves, depth)
+        if kind is dict or kind is list:
+            return self._collect_container(value, kind is list, leaves, depth)
+        if kind is tuple or isinstance(value, (list, tuple)):
+            return self._collect_container(value, True, leaves, depth)
+        if isinstance(value, Mapping):
+            return self._collect_container(value, False, leaves, depth)
         return isinstance(value, str) or callable(getattr(value, "model_dump", None))
 
-    def _collect_items(self, items: Iterable[Any], leaves: list[str], depth: int) -> bool:
+    def _collect_container(self, value: Any, is_list: bool, leaves: list[str], depth: int) -> bool:
+        """`collect` for a dict or list: one loop, with strings, scalars and nested dicts and lists
+        handled inline -- a record has a few dozen nodes, and a call per node is a large part of the
+        cost of the whole scan."""
+        if depth > _MAX_DEPTH:
+            return True
+        key_cache = None
+        if is_list:
+            pairs: Iterable[tuple[Any, Any]] = zip(_NO_KEYS, value, strict=False)
+        elif not self.secret_keys:
+            pairs = zip(_NO_KEYS, value.values(), strict=False)
+        else:
+            pairs = value.items()
+            key_cache = self._key_cache
         flagged = False
         min_len = self.min_len
         clean = self._clean
-        for item in items:
+        for key, item in pairs:
+            if key_cache is not None and item:
+                secret = key_cache.get(key)
+                if secret is None:
+                    secret = isinstance(key, str) and self._is_secret_key(key)
+                if secret:
+                    flagged = True
+                    continue
             t = type(item)
             if t is str:
                 if len(item) >= min_len and item not in clean:
@@ -169,6 +175,8 @@ class Redactor:
                         flagged |= self._collect_string(item, leaves, depth + 1)
                     else:
                         leaves.append(item)
+            elif t is dict or t is list:
+                flagged |= self._collect_container(item, t is list, leaves, depth + 1)
             elif t not in _SCALARS:
                 flagged |= self.collect(item, leaves, depth + 1)
         return flagged
@@ -223,8 +231,10 @@ class Redactor:
         if depth > _MAX_DEPTH:
             return self.secret_ph  # too deep to look at: not looking must not mean leaking
         # The loops below handle string and scalar leaves inline: most nodes of a record are leaves,
-        # and a call per leaf is a large part of the walk's cost.
+        # and a call per leaf is a large part of the walk's cost. After the joined scan, a string that
+        # cannot be JSON text is simply looked up in `texts`.
         string = self.string
+        lookup = texts.get if texts is not None else None
         is_list = kind is list or kind is tuple
         if not is_list and (kind is dict or isinstance(value, Mapping)):
             out: dict[Any, Any] | None = None
@@ -238,7 +248,10 @@ class Redactor:
                 if secret and item:
                     new: Any = self.secret_ph
                 elif t is str:
-                    new = string(item, texts)
+                    if lookup is not None and (len(item) < 2 or item[0] not in "{["):
+                        new = lookup(item, item)
+                    else:
+                        new = string(item, texts)
                 elif t in _SCALARS:
                     continue
                 else:
@@ -253,7 +266,10 @@ class Redactor:
             for i, item in enumerate(value):
                 t = type(item)
                 if t is str:
-                    new = string(item, texts)
+                    if lookup is not None and (len(item) < 2 or item[0] not in "{["):
+                        new = lookup(item, item)
+                    else:
+                        new = string(item, texts)
                 elif t in _SCALARS:
                     continue
                 else:
@@ -272,12 +288,21 @@ class Redactor:
         return value
 
 
+_JSON = json.JSONDecoder()
+
+
 def _json_container(s: str) -> Any:
-    """The dict or list a string holds as JSON text, else None (cheap for the strings that are not)."""
+    """The dict or list a string holds as JSON text, else None (cheap for the strings that are not).
+
+    What `json.loads` accepts, through the decoder's `raw_decode`: `json.loads` adds two whitespace
+    regex matches and a few calls, which cost more than decoding a short tool-call argument itself.
+    """
     if len(s) < 2 or s[0] not in "{[":
         return None
     try:
-        parsed = json.loads(s)
+        parsed, end = _JSON.raw_decode(s)
     except ValueError:
         return None
+    if end != len(s) and s[end:].strip(" \t\n\r"):
+        return None  # more after the value: json.loads would refuse it too ("Extra data")
     return parsed if isinstance(parsed, (dict, list)) else None

@@ -1,0 +1,123 @@
+"""litelens.otel.processing: spans from any instrumentation -- here a plain `tracer.start_as_current_span`
+-- reach the real exporter with personal data gone from attributes, events and the status message,
+and everything else as it was; sampling keeps whole traces, a failing processor costs only its span."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+pytest.importorskip("opentelemetry.sdk")
+
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import Status, StatusCode
+
+from litelens.otel import RedactingSpanExporter, redact_spans
+from litelens.pipeline import enrich, sample
+from test_pipeline import every_third_raises
+
+EMAIL = "ann.lee@example.com"
+CARD = "4111 1111 1111 1111"
+
+
+def spans_through(*processors: Any, default: bool = False) -> tuple[Any, InMemorySpanExporter, Any]:
+    """A real TracerProvider whose spans go through a RedactingSpanExporter into an in-memory one."""
+    memory = InMemorySpanExporter()
+    exporter = RedactingSpanExporter(memory) if default else RedactingSpanExporter(memory, list(processors))
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    return provider.get_tracer("someone.elses.instrumentation"), memory, exporter
+
+
+def emit(tracer: Any) -> None:
+    with tracer.start_as_current_span("POST /v1/chat", attributes={"http.request.method": "POST"}) as span:
+        span.set_attribute("user.note", f"write to {EMAIL} about card {CARD}")
+        span.set_attribute(
+            "gen_ai.input.messages", json.dumps([{"role": "user", "content": f"I am {EMAIL}"}])
+        )
+        span.set_attribute("gen_ai.response.id", "chatcmpl-4111111111111111")
+        span.set_attribute("litellm.call_id", "c0ffee00-0000-4000-8000-000000000001")
+        span.set_attribute("gen_ai.usage.input_tokens", 412)
+        span.set_attribute("http.request.header.authorization", ("Bearer abcdefgh12345678",))
+        span.set_attribute("tags", ("support", f"from {EMAIL}"))
+        span.add_event("gen_ai.user.message", {"content": f"mail {EMAIL} please", "index": 0})
+        span.add_event("retry", {"attempt": 2})
+        span.set_status(Status(StatusCode.ERROR, f"bounced: {EMAIL}"))
+
+
+def test_a_plain_span_with_an_email_in_attributes_and_events_comes_out_redacted() -> None:
+    tracer, memory, _ = spans_through(default=True)
+    emit(tracer)
+    (span,) = memory.get_finished_spans()
+    assert EMAIL not in span.to_json() and CARD not in span.to_json()
+    attrs = span.attributes or {}
+    assert attrs["user.note"] == "write to [EMAIL] about card [CARD]"
+    assert json.loads(attrs["gen_ai.input.messages"]) == [{"role": "user", "content": "I am [EMAIL]"}]
+    assert attrs["http.request.header.authorization"] == "[SECRET]"
+    assert attrs["tags"] == ("support", "from [EMAIL]")
+    assert span.events[0].attributes == {"content": "mail [EMAIL] please", "index": 0}
+    assert span.status.status_code is StatusCode.ERROR and span.status.description == "bounced: [EMAIL]"
+
+    # Everything else is what the unwrapped exporter gets.
+    plain_tracer, plain, _ = spans_through()  # no processors: the spans pass through untouched
+    emit(plain_tracer)
+    (original,) = plain.get_finished_spans()
+    assert (original.attributes or {})["user.note"].startswith(f"write to {EMAIL}")
+    for key in ("http.request.method", "gen_ai.response.id", "litellm.call_id", "gen_ai.usage.input_tokens"):
+        assert attrs[key] == (original.attributes or {})[key], key  # ids and numbers kept as they were
+    assert span.name == original.name and span.kind == original.kind
+    assert span.instrumentation_scope == original.instrumentation_scope
+    assert [e.name for e in span.events] == [e.name for e in original.events]
+    assert span.events[1].attributes == original.events[1].attributes
+    assert span.events[0].timestamp is not None and span.end_time is not None and span.start_time is not None
+
+
+def test_a_span_with_nothing_to_redact_is_exported_as_the_same_object() -> None:
+    tracer, source, _ = spans_through()
+    with tracer.start_as_current_span("GET /health", attributes={"http.response.status_code": 200}):
+        pass
+    with tracer.start_as_current_span(f"GET /users/{EMAIL}"):
+        pass
+    clean, dirty = source.get_finished_spans()
+    memory = InMemorySpanExporter()
+    RedactingSpanExporter(memory, [redact_spans(kinds="email")]).export([clean, dirty])
+    out_clean, out_dirty = memory.get_finished_spans()
+    assert out_clean is clean  # nothing changed: no copy
+    assert out_dirty is not dirty and out_dirty.name == "GET /users/[EMAIL]"
+    assert out_dirty.context == dirty.context and out_dirty.parent == dirty.parent
+
+
+def test_sampling_enrichment_and_a_failing_processor() -> None:
+    sampled, failing = InMemorySpanExporter(), InMemorySpanExporter()
+    by_trace = RedactingSpanExporter(sampled, [sample(0.5), enrich({"deployment.environment": "prod"})])
+    flaky = RedactingSpanExporter(failing, [every_third_raises(), redact_spans()])
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(by_trace))
+    provider.add_span_processor(SimpleSpanProcessor(flaky))
+    tracer = provider.get_tracer("t")
+    for i in range(300):
+        with tracer.start_as_current_span(f"op {i}") as root:
+            with tracer.start_as_current_span("child"):
+                pass
+            if i % 10 == 0:
+                root.set_status(Status(StatusCode.ERROR, "boom"))
+
+    spans = sampled.get_finished_spans()
+    per_trace: dict[int, int] = {}
+    for span in spans:
+        assert span.context is not None
+        per_trace[span.context.trace_id] = per_trace.get(span.context.trace_id, 0) + 1
+        assert (span.attributes or {})["deployment.environment"] == "prod"
+    errors = [s for s in spans if s.status.status_code is StatusCode.ERROR]
+    assert len(errors) == 30  # every error kept, whatever the sampling
+    whole = [n for n in per_trace.values() if n == 2]
+    assert 0.35 < len(whole) / 300 < 0.65  # about half of the traces, kept whole
+    assert by_trace.stats()["sample(0.5)"]["dropped"] == 600 - len(spans)
+
+    # A processor that raises on every third span costs those spans only.
+    assert len(failing.get_finished_spans()) == 400
+    assert flaky.stats()["flaky"] == {"dropped": 0, "errors": 200}
