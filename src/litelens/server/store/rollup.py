@@ -14,12 +14,15 @@ contribution and adds the merged one's: a call counts once however often it arri
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from litelens.server import fastjson
 
 RATIO = 1.1
 _LOG_RATIO = math.log(RATIO)
@@ -280,11 +283,17 @@ def plus(stored: Hist | None, delta: Hist) -> Hist:
 
 
 def dump(hist: Hist) -> str:
-    """`dump_hist`, with the common one-bin case (a user's minute row) done directly."""
+    """A histogram without empty bins (as `plus` returns it) in `dump_hist`'s format, for the write path.
+
+    Each write rewrites every rollup row its batch touches (1.5 rows per call in bench/ingest.py, with
+    10-40 bins in an hour row), so this is written for speed: bins in the dict's own order (readers
+    only add them up), flattened in C and written by `fastjson` (orjson), ~3x faster than sorting and
+    joining strings.
+    """
     if len(hist) == 1:
         for b, n in hist.items():
             return f"[{b},{n}]"
-    return dump_hist(hist)
+    return fastjson.dumps(list(itertools.chain.from_iterable(hist.items())))
 
 
 def parsed(text: str | None) -> Hist:

@@ -228,7 +228,11 @@ class SQLStore(BatchWriter, Store):
             "key_alias",
         ):
             value = getattr(f, column)
-            if value:
+            if column == "status" and value == "error":
+                # A literal, not a parameter: only then may the planner use the partial index of failed
+                # calls (`calls_errors`), which a page of failed calls then walks instead of every call.
+                conds.append("c.status = 'error'")
+            elif value:
                 conds.append(f"c.{column} = ?")
                 params.append(value)
         if f.tag:

@@ -82,6 +82,9 @@ CHUNK = 400
 # needs only a handful of distinct statements (SQLite caches them prepared) and 1,000 rows take ~13.
 _VALUES_SIZES = (512, 64, 8, 1)
 
+# A rollup row's histograms as stored: (latency, TTFT) parsed, then the same as the text in the row.
+StoredHists = tuple[Hist, Hist, str, str]
+
 # Rollup rows whose histograms this writer remembers (~600 bytes each); past it the oldest half goes.
 _HIST_CACHE_MAX = 50_000
 
@@ -153,8 +156,8 @@ class BatchWriter:
     _GREATEST = "MAX"
 
     # Rollup histograms as last written by this store: {(project, resolution, bucket, dim, value):
-    # (latency, ttft)}, trusted while `_data_version` says no other connection wrote since.
-    _hists: dict[tuple[Any, ...], tuple[Hist, Hist]]
+    # (latency, ttft, latency text, ttft text)}, trusted while `_data_version` says no other connection wrote since.
+    _hists: dict[tuple[Any, ...], StoredHists]
     _hists_version: Any = None
 
     # ---- what the backend provides (SQLStore declares them)
@@ -222,7 +225,7 @@ class BatchWriter:
 
     # ---- inside the transaction
 
-    def _apply(self, cur: Any, plan: _Plan) -> dict[tuple[Any, ...], tuple[Hist, Hist]]:
+    def _apply(self, cur: Any, plan: _Plan) -> dict[tuple[Any, ...], StoredHists]:
         version = self._data_version(cur)
         if version is None or version != self._hists_version:
             self._hists = {}
@@ -284,14 +287,14 @@ class BatchWriter:
         for pid, sids in sorted(by_project_sessions.items()):
             # After the additive upserts: a recomputed row is exact whatever they did to it.
             self._refresh_sessions(cur, pid, sids)
-        remembered: dict[tuple[Any, ...], tuple[Hist, Hist]] = {}
+        remembered: dict[tuple[Any, ...], StoredHists] = {}
         for pid, deltas in plan.rollups.items():
             remembered.update(self._apply_rollups(cur, pid, deltas))
         return remembered
 
     def _apply_rollups(
         self, cur: Any, project_id: int, deltas: Mapping[RollupKey, Change]
-    ) -> dict[tuple[Any, ...], tuple[Hist, Hist]]:
+    ) -> dict[tuple[Any, ...], StoredHists]:
         """Add a batch's rollup deltas to the rollup rows; returns the histograms now stored.
 
         Scalars add up in the statement (`count = rollups.count + excluded.count`); histograms are
@@ -307,33 +310,29 @@ class BatchWriter:
         if not live:
             return {}
         cache = self._hists
-        stored: dict[RollupKey, tuple[Hist, Hist]] = {}
-        missing: list[RollupKey] = []
-        for key in live:
-            hit = cache.get((project_id, *key))
-            if hit is None:
-                missing.append(key)
-            else:
-                stored[key] = hit
-        if missing:
-            for key, (latency_text, ttft_text) in self._stored_hists(cur, project_id, missing).items():
-                stored[key] = (parsed(latency_text), parsed(ttft_text))
+        missing = [key for key in live if (project_id, *key) not in cache]
+        fetched = self._stored_hists(cur, project_id, missing) if missing else {}
         upserts: list[tuple[Any, ...]] = []
         emptied: list[tuple[Any, ...]] = []
-        remembered: dict[tuple[Any, ...], tuple[Hist, Hist]] = {}
+        remembered: dict[tuple[Any, ...], StoredHists] = {}
         for key, d in live.items():
+            cache_key = (project_id, *key)
+            old = cache.get(cache_key)
+            if old is None:
+                texts = fetched.get(key)
+                if texts is not None:
+                    old = (parsed(texts[0]), parsed(texts[1]), texts[0], texts[1])
+            latency, latency_text = _merged(old[0], old[2], d[5]) if old else _merged(None, "", d[5])
+            ttft, ttft_text = _merged(old[1], old[3], d[6]) if old else _merged(None, "", d[6])
             resolution, bucket, dim, value = key
-            old = stored.get(key)
-            latency = plus(old[0] if old else None, d[5])
-            ttft = plus(old[1] if old else None, d[6])
-            upserts.append((project_id, resolution, dim, bucket, value, *d[:5], dump(latency), dump(ttft)))
+            upserts.append((project_id, resolution, dim, bucket, value, *d[:5], latency_text, ttft_text))
             if d[0] <= 0:
                 # A merged call left this group (or float residue of a taken-back contribution): the row
                 # goes if nothing counts in it any more, so its histograms are not remembered.
                 emptied.append((project_id, resolution, dim, bucket, value))
-                cache.pop((project_id, resolution, bucket, dim, value), None)
+                cache.pop(cache_key, None)
             else:
-                remembered[(project_id, resolution, bucket, dim, value)] = (latency, ttft)
+                remembered[cache_key] = (latency, ttft, latency_text, ttft_text)
         self._insert_values(
             cur,
             "INSERT INTO rollups (project_id, resolution, dim, bucket, value, count, errors, tokens_in, "
@@ -461,6 +460,15 @@ class BatchWriter:
         ordered = sorted(sessions)
         cur.executemany(self._q(_SESSION_REFRESH), [(project_id, sid) for sid in ordered])
         cur.executemany(self._q(_SESSION_DROP_EMPTY), [(project_id, sid, project_id, sid) for sid in ordered])
+
+
+def _merged(stored: Hist | None, stored_text: str, delta: Hist) -> tuple[Hist, str]:
+    """A stored histogram plus a delta, and its text. A delta without bins (most rows' TTFT: calls that
+    did not stream) leaves the stored text as it is instead of writing it again."""
+    if stored is not None and not delta:
+        return stored, stored_text
+    hist = plus(stored, delta)
+    return hist, dump(hist)
 
 
 def _add_to_session(added: dict[tuple[int, str], list[Any]], project_id: int, row: tuple[Any, ...]) -> None:
