@@ -446,7 +446,9 @@ class SQLStore(BatchWriter, Store):
         dim = group_by or "all"
         lo = math.floor(start / 60) * 60
         hi = math.ceil(end / 60) * 60
-        groups: dict[tuple[int, str], rollup.Delta] = {}
+        # Per (slot, group): the summed scalars, then the histogram texts, parsed once per slot at the end
+        # (a slot is usually one stored row, whose text then becomes its histogram directly).
+        groups: dict[tuple[int, str], list[Any]] = {}
         with self._read() as cur:
             for resolution, a, b in rollup.plan(lo, hi, bucket_seconds):
                 cur.execute(
@@ -461,17 +463,30 @@ class SQLStore(BatchWriter, Store):
                     slot = (int(bucket) // bucket_seconds) * bucket_seconds
                     total = groups.get((slot, value))
                     if total is None:
-                        total = groups[(slot, value)] = rollup.Delta()
-                    total.count += int(count)
-                    total.errors += int(errors)
-                    total.tokens_in += int(t_in)
-                    total.tokens_out += int(t_out)
-                    total.cost += float(cost)
-                    rollup.add_hist(total.latency, lat)
-                    rollup.add_hist(total.ttft, ttft)
+                        groups[(slot, value)] = [
+                            int(count),
+                            int(errors),
+                            int(t_in),
+                            int(t_out),
+                            float(cost),
+                            [lat],
+                            [ttft],
+                        ]
+                        continue
+                    total[0] += int(count)
+                    total[1] += int(errors)
+                    total[2] += int(t_in)
+                    total[3] += int(t_out)
+                    total[4] += float(cost)
+                    total[5].append(lat)
+                    total[6].append(ttft)
         return [
-            rollup.summarize(slot, value if group_by else None, total)
-            for (slot, value), total in sorted(groups.items())
+            rollup.summarize(
+                slot,
+                value if group_by else None,
+                rollup.Delta(t[0], t[1], t[2], t[3], t[4], rollup.hist_of(t[5]), rollup.hist_of(t[6])),
+            )
+            for (slot, value), t in sorted(groups.items())
         ]
 
     def top_groups(
