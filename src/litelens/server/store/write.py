@@ -141,7 +141,9 @@ class _Plan:
                 deltas = minute[key[0]] = {}
             add_contribution(deltas, record, 1, (60,))
             self.rows[key] = call_row(key[0], record, given[key])
-        self.rollups = {pid: coarsen(deltas) for pid, deltas in minute.items()}
+        # Minute rows only: the writer derives the 5-minute and hour rows (`coarsen`) once for all the
+        # batches of its transaction, which share most of them.
+        self.minute = minute
 
     @property
     def empty(self) -> bool:
@@ -160,10 +162,10 @@ class _Plan:
         out = cls([])
         for plan in plans:
             out.spans += plan.spans
-            for pid, deltas in plan.rollups.items():
-                into = out.rollups.get(pid)
+            for pid, deltas in plan.minute.items():
+                into = out.minute.get(pid)
                 if into is None:
-                    out.rollups[pid] = _copy_deltas(deltas)
+                    out.minute[pid] = _copy_deltas(deltas)
                 else:
                     _add_deltas(into, deltas)
             for key, record in plan.incoming.items():
@@ -173,10 +175,10 @@ class _Plan:
                     out.rows[key] = plan.rows[key]
                     continue
                 merged = merge_records(old, record)
-                deltas = out.rollups[key[0]]
-                add_contribution(deltas, old, -1, RESOLUTIONS)
-                add_contribution(deltas, record, -1, RESOLUTIONS)
-                add_contribution(deltas, merged, 1, RESOLUTIONS)
+                deltas = out.minute[key[0]]
+                add_contribution(deltas, old, -1, (60,))
+                add_contribution(deltas, record, -1, (60,))
+                add_contribution(deltas, merged, 1, (60,))
                 out.incoming[key] = merged
                 out.rows[key] = call_row(key[0], merged)
         return out
@@ -307,10 +309,8 @@ class BatchWriter:
         for pid, ids in by_project.items():
             for call_id, record in self._stored_records(cur, pid, ids).items():
                 stored[(pid, call_id)] = record
-        # The plan may be written again if this transaction fails: a project's deltas are copied before
-        # the first correction for a stored version.
-        rollups = dict(plan.rollups)
-        copied: set[int] = set()
+        # New dicts (the plan may be written again if this transaction fails, so it must not change).
+        rollups = {pid: coarsen(deltas) for pid, deltas in plan.minute.items()}
         for key, record in plan.incoming.items():
             pid, call_id = key
             old = stored.get(key)
@@ -321,9 +321,6 @@ class BatchWriter:
                     _add_to_session(added, pid, row)
                 merged = record
             else:
-                if pid not in copied:
-                    rollups[pid] = _copy_deltas(rollups[pid])
-                    copied.add(pid)
                 deltas = rollups[pid]
                 # Take back the contribution prepared as if the call were new.
                 add_contribution(deltas, record, -1, RESOLUTIONS)
