@@ -481,10 +481,8 @@ class SQLStore(BatchWriter, Store):
                     total[5].append(lat)
                     total[6].append(ttft)
         return [
-            rollup.summarize(
-                slot,
-                value if group_by else None,
-                rollup.Delta(t[0], t[1], t[2], t[3], t[4], rollup.hist_of(t[5]), rollup.hist_of(t[6])),
+            rollup.summarize_texts(
+                slot, value if group_by else None, rollup.Delta(t[0], t[1], t[2], t[3], t[4]), t[5], t[6]
             )
             for (slot, value), t in sorted(groups.items())
         ]
