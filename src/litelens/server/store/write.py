@@ -4,10 +4,11 @@
 How it is shaped, and why (figures from `bench/ingest.py` on SQLite):
 
 - Everything that does not depend on what is stored (each call's row and JSON, its tags, session and
-  rollup contributions) is prepared *before* the write lock, so it overlaps another batch's commit.
+  minute rollup contributions) is prepared *before* the write lock (`prepare_write`, which the server
+  calls in each request's thread), so it overlaps another batch's commit.
   Under the lock one lookup per chunk of ids finds the few calls already stored; only those are read,
   merged and their prepared contribution corrected.
-- Several requests' batches can go through one transaction (`write_many`): the server's group commit
+- Several requests' batches can go through one transaction (`write_prepared`): the server's group commit
   hands over whatever arrived while the previous commit ran. Rollup and session rows shared by those
   batches are then written once, and the commit is paid once.
 - Rows go to the database many per statement (`VALUES (...), (...)`): SQLite runs a statement without
@@ -85,7 +86,7 @@ _VALUES_SIZES = (512, 64, 8, 1)
 # A rollup row's histograms as stored: (latency, TTFT) parsed, then the same as the text in the row.
 StoredHists = tuple[Hist, Hist, str, str]
 
-# Rollup rows whose histograms this writer remembers (~600 bytes each); past it the oldest half goes.
+# Rollup rows whose histograms this writer remembers (~1 KB each, parsed and as text); past it the oldest half goes.
 _HIST_CACHE_MAX = 50_000
 
 
