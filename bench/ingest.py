@@ -351,7 +351,8 @@ from litelens.server.config import GC_THRESHOLDS, ServerSettings
 gc.set_threshold(*GC_THRESHOLDS)  # as `litelens serve` does
 from litelens.server.store import open_store
 store = open_store(sys.argv[2])
-store.write = store.write_many = lambda *args, **kwargs: None
+store.write = store.write_many = store.write_prepared = lambda *args, **kwargs: None
+store.prepare_write = lambda batch: batch
 settings = ServerSettings.from_env(host="127.0.0.1", port=int(sys.argv[1]), db_url=sys.argv[2], no_auth=True)
 uvicorn.run(create_app(settings, store=store), host="127.0.0.1", port=int(sys.argv[1]), log_level="warning",
             access_log=False)

@@ -23,6 +23,7 @@ import pytest
 
 from litelens.record import from_standard_logging
 from litelens.server.store import CallFilter, InvalidCursor, Store, merge_records, open_store
+from litelens.server.store.base import WriteBatch
 from litelens.server.store.rollup import PERCENTILE_RELATIVE_ERROR
 from litelens.server.store.sql import SQLStore
 
@@ -524,6 +525,54 @@ def test_a_batch_mixing_new_and_stored_calls_keeps_rollups_and_sessions_exact(st
     assert {sid: s["calls"] for sid, s in sessions.items()} == {"s0": 7, "s1": 8, "s9": 5}
     assert sessions["s9"]["errors"] == 5 and sessions["s9"]["tokens"] == 5 * 101
     assert sessions["s0"]["first_time"] == T0 + 6 and sessions["s1"]["first_time"] == T0 + 5
+
+
+def test_prepared_batches_written_together_equal_the_same_batches_written_one_by_one(store: SQLStore) -> None:
+    """The server prepares each request's batch in its own thread and commits several in one transaction
+    (`prepare_write`, `write_prepared`): calls shared between those batches, or already stored, must
+    count once, and a prepared batch written a second time (a retry after a failed transaction) must
+    not carry anything of the first attempt."""
+    together, apart = store.create_project("together"), store.create_project("apart")
+
+    def version(i: int, changed: bool = False) -> dict[str, Any]:
+        extra: dict[str, Any] = {
+            "tags": ["t1"],
+            "session_id": f"s{i % 3}",
+            "stream": True,
+            "ttft_ms": 20.0 + i,
+        }
+        if changed:
+            extra.update(response_model="m2", status="error", tags=["t2"], session_id="s9", ttft_ms=None)
+        return plain(f"c{i}", T0 + i * 7 + (90 if changed else 0), duration_ms=10.0 * (i + 1), **extra)
+
+    stored = [version(i) for i in range(10, 13)]
+    batches = [
+        [version(i) for i in range(10)],
+        [version(i, changed=True) for i in range(5, 15)],  # shares c5..c9 with the first, c10..c12 stored
+        [version(0), version(1), version(1, changed=True)],  # a retry, and a call twice in one batch
+    ]
+    for project in (together, apart):
+        store.write(project, stored, [])
+    prepared = [store.prepare_write(WriteBatch(together, batch, [])) for batch in batches]
+    store.write_prepared(prepared)
+    store.write_prepared(prepared)  # written again: everything is stored by now
+    for one in prepared:  # and each alone, twice
+        store.write_prepared([one])
+        store.write_prepared([one])
+    for _ in range(2):
+        for batch in batches:
+            store.write(apart, batch, [])
+    for batch in batches:
+        store.write(apart, batch, [])
+        store.write(apart, batch, [])
+
+    def seen(project: int) -> Any:
+        calls = store.list_calls(project, limit=100)[0]
+        groups = [store.aggregate(project, T0 - 3600, T0 + 3600, 60, g) for g in (None, "model", "tag")]
+        return calls, groups, store.list_sessions(project, T0 - 3600, T0 + 3600, limit=100)[0]
+
+    assert seen(together) == seen(apart)
+    assert len(seen(together)[0]) == 15
 
 
 def test_write_stores_the_json_text_the_caller_already_has(store: SQLStore) -> None:

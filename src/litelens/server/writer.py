@@ -3,11 +3,15 @@
 Why: a commit costs the same whether it carries one batch or five, and batches that arrive together
 share rollup and session rows (the same minutes, models, users), which are then written once. One
 writer thread takes every batch queued while the previous transaction ran (up to `max_records`), writes
-them with `Store.write_many`, and only then releases their requests, so a request is still answered
+them with `Store.write_prepared`, and only then releases their requests, so a request is still answered
 2xx only after its own data is committed. With one request in flight it is just a write.
 
 If a shared transaction fails, each of its batches is written again on its own, so one batch the store
 refuses (a value out of range: a 400 for that request) does not fail its neighbours.
+
+Each batch is prepared (`Store.prepare_write`: rows, JSON, rollup contributions) in the calling request's
+thread before it is queued, so that Python work runs while the writer thread is inside SQLite or waiting
+for a commit's fsync, and the writer, the one part that cannot run twice at once, only writes.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import logging
 import threading
 from collections import deque
 from collections.abc import Sequence
+from typing import Any
 
 from litelens.server.store.base import Record, Span, Store, WriteBatch
 
@@ -23,10 +28,11 @@ log = logging.getLogger("litelens.server")
 
 
 class _Pending:
-    __slots__ = ("batch", "done", "error")
+    __slots__ = ("count", "done", "error", "prepared")
 
-    def __init__(self, batch: WriteBatch) -> None:
-        self.batch = batch
+    def __init__(self, prepared: Any, count: int) -> None:
+        self.prepared = prepared
+        self.count = count
         self.done = threading.Event()
         self.error: BaseException | None = None
 
@@ -51,7 +57,8 @@ class GroupCommit:
         texts: Sequence[str | None] | None = None,
     ) -> None:
         """Blocks until the batch is committed; raises what the store raised for it."""
-        pending = _Pending(WriteBatch(project_id, records, spans, texts))
+        prepared = self.store.prepare_write(WriteBatch(project_id, records, spans, texts))
+        pending = _Pending(prepared, len(records))
         with self._wake:
             if self._closed:
                 raise RuntimeError("litelens: the writer is closed")
@@ -75,17 +82,17 @@ class GroupCommit:
                     return []
                 self._wake.wait()
             taken = [self._queue.popleft()]
-            count = len(taken[0].batch.records)
-            while self._queue and count + len(self._queue[0].batch.records) <= self.max_records:
+            count = taken[0].count
+            while self._queue and count + self._queue[0].count <= self.max_records:
                 item = self._queue.popleft()
-                count += len(item.batch.records)
+                count += item.count
                 taken.append(item)
             return taken
 
     def _run(self) -> None:
         while taken := self._take():
             try:
-                self.store.write_many([p.batch for p in taken])
+                self.store.write_prepared([p.prepared for p in taken])
             except BaseException as exc:
                 if len(taken) == 1:
                     taken[0].error = exc
@@ -93,7 +100,7 @@ class GroupCommit:
                     log.debug("shared write failed (%s); writing its %d batches one by one", exc, len(taken))
                     for pending in taken:
                         try:
-                            self.store.write_many([pending.batch])
+                            self.store.write_prepared([pending.prepared])
                         except BaseException as one:
                             pending.error = one
             for pending in taken:

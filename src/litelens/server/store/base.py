@@ -213,6 +213,17 @@ class Store(ABC):
         for batch in batches:
             self.write(*batch)
 
+    def prepare_write(self, batch: WriteBatch) -> Any:
+        """Work for writing `batch` that needs no lock, done in the caller's thread; pass the result to
+        `write_prepared`. The server prepares in its request threads so its one writer thread only
+        writes. By default there is nothing to prepare."""
+        return batch
+
+    def write_prepared(self, prepared: Sequence[Any]) -> None:
+        """`write_many` of prepared batches (`prepare_write`); each stays usable after a failure, to be
+        written again on its own."""
+        self.write_many(prepared)
+
     # Queries
 
     @abstractmethod

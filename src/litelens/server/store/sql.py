@@ -228,7 +228,11 @@ class SQLStore(BatchWriter, Store):
             "key_alias",
         ):
             value = getattr(f, column)
-            if value:
+            if column == "status" and value == "error":
+                # A literal, not a parameter: only then may the planner use the partial index of failed
+                # calls (`calls_errors`), which a page of failed calls then walks instead of every call.
+                conds.append("c.status = 'error'")
+            elif value:
                 conds.append(f"c.{column} = ?")
                 params.append(value)
         if f.tag:
@@ -442,7 +446,9 @@ class SQLStore(BatchWriter, Store):
         dim = group_by or "all"
         lo = math.floor(start / 60) * 60
         hi = math.ceil(end / 60) * 60
-        groups: dict[tuple[int, str], rollup.Delta] = {}
+        # Per (slot, group): the summed scalars, then the histogram texts, parsed once per slot at the end
+        # (a slot is usually one stored row, whose text then becomes its histogram directly).
+        groups: dict[tuple[int, str], list[Any]] = {}
         with self._read() as cur:
             for resolution, a, b in rollup.plan(lo, hi, bucket_seconds):
                 cur.execute(
@@ -457,17 +463,28 @@ class SQLStore(BatchWriter, Store):
                     slot = (int(bucket) // bucket_seconds) * bucket_seconds
                     total = groups.get((slot, value))
                     if total is None:
-                        total = groups[(slot, value)] = rollup.Delta()
-                    total.count += int(count)
-                    total.errors += int(errors)
-                    total.tokens_in += int(t_in)
-                    total.tokens_out += int(t_out)
-                    total.cost += float(cost)
-                    rollup.add_hist(total.latency, lat)
-                    rollup.add_hist(total.ttft, ttft)
+                        groups[(slot, value)] = [
+                            int(count),
+                            int(errors),
+                            int(t_in),
+                            int(t_out),
+                            float(cost),
+                            [lat],
+                            [ttft],
+                        ]
+                        continue
+                    total[0] += int(count)
+                    total[1] += int(errors)
+                    total[2] += int(t_in)
+                    total[3] += int(t_out)
+                    total[4] += float(cost)
+                    total[5].append(lat)
+                    total[6].append(ttft)
         return [
-            rollup.summarize(slot, value if group_by else None, total)
-            for (slot, value), total in sorted(groups.items())
+            rollup.summarize_texts(
+                slot, value if group_by else None, rollup.Delta(t[0], t[1], t[2], t[3], t[4]), t[5], t[6]
+            )
+            for (slot, value), t in sorted(groups.items())
         ]
 
     def top_groups(
