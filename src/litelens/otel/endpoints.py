@@ -86,6 +86,8 @@ _PARAMETERS = frozenset(
     }
 )
 _SIMPLE = (str, int, float, bool)
+# What `apply_response` reads of a response object that is not a pydantic model.
+_RESPONSE_FIELDS = ("_hidden_params", "id", "model", "usage", "choices", "status")
 
 # A process calls few API bases: scrub each once (`scrub_url` is pure).
 _scrubbed_url = functools.lru_cache(maxsize=256)(scrub_url)
@@ -170,20 +172,19 @@ def request_record(
 
 def apply_response(record: Record, response: Any, capture_content: bool) -> None:
     """Fill the record from a complete (non-stream) LiteLLM response object."""
-    hidden = getattr(response, "_hidden_params", None)
+    view = _plain(response, private=True)
+    if view is None:
+        view = {name: getattr(response, name, None) for name in _RESPONSE_FIELDS}
+    hidden = view.get("_hidden_params")
     if isinstance(hidden, Mapping):
         apply_hidden_params(record, hidden)
-    record["response_id"] = _str(getattr(response, "id", None))
-    record["response_model"] = _str(getattr(response, "model", None))
-    usage = getattr(response, "usage", None)
+    record["response_id"] = _str(view.get("id"))
+    record["response_model"] = _str(view.get("model"))
+    usage = view.get("usage")
     if usage is not None:
         record["usage"] = usage_of({"response": {"usage": fields_of(usage)}})
-    reasons = [
-        str(r)
-        for r in (getattr(c, "finish_reason", None) for c in getattr(response, "choices", None) or [])
-        if r
-    ]
-    status = getattr(response, "status", None)
+    reasons = [str(r) for r in (getattr(c, "finish_reason", None) for c in view.get("choices") or []) if r]
+    status = view.get("status")
     if not reasons and status in ("completed", "incomplete"):
         reasons = [str(status)]
     record["finish_reasons"] = reasons
@@ -216,7 +217,14 @@ def fields_of(usage: Any) -> Any:
     return view
 
 
-def _plain(model: Any) -> dict[str, Any] | None:
+def _plain(model: Any, private: bool = False) -> dict[str, Any] | None:
+    """A pydantic model's values (fields, extra fields and, if asked, private attributes) as one dict.
+
+    None when `model` is not a pydantic model. Reading the dicts pydantic keeps them in gives the same
+    values as attribute access, without its `__getattr__`: for an extra or private name (LiteLLM keeps
+    `usage` and `_hidden_params` there) that is a Python-level call, and for a name the model does not
+    have (`status` on a chat response) a raised and caught AttributeError.
+    """
     fields = getattr(model, "__dict__", None)
     if not isinstance(fields, dict) or not hasattr(model, "__pydantic_fields_set__"):
         return None
@@ -224,6 +232,10 @@ def _plain(model: Any) -> dict[str, Any] | None:
     extra = getattr(model, "__pydantic_extra__", None)
     if extra:
         view.update(extra)
+    if private:
+        hidden = getattr(model, "__pydantic_private__", None)
+        if hidden:
+            view.update(hidden)
     return view
 
 
