@@ -655,6 +655,8 @@ def test_without_the_core_callback_litellm_gets_the_callers_metadata_as_it_is(
     caller's metadata unchanged (and a call without metadata gets none)."""
     from litellm.integrations.custom_logger import CustomLogger
 
+    from litelens.callback import unregister
+
     seen: list[Any] = []
 
     class Spy(CustomLogger):
@@ -673,7 +675,7 @@ def test_without_the_core_callback_litellm_gets_the_callers_metadata_as_it_is(
                 break
             time.sleep(0.05)
     finally:
-        litellm.logging_callback_manager.remove_callback_from_all_lists(spy)
+        unregister(spy)
     assert len(seen) == 2
     assert all(OTEL_LINK_KEY not in (meta or {}) for meta in seen)
     assert seen[0]["order"] == "A-17"
