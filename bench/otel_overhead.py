@@ -23,10 +23,14 @@ pool and the span export thread count), so it is what the user's process really 
 over rounds: bare CPU per call, and (traced - bare) per call.
 
 The `A/A` row runs the bare loop on both sides: how far apart two identical sides land, i.e. the
-method's own noise floor. The last lines split litelens.otel's figure: the OpenTelemetry SDK
-alone -- `tracer.start_span(...).end()` with the same name, kind and attributes as our span, plus the
-same four metric measurements with the same attribute sets -- measured in litelens.otel's worker, and the
-rest, which is ours.
+method's own noise floor. The `SDK alone (floor)` row (run with litelens.otel) is the OpenTelemetry SDK's
+share: a bare wrapper around `litellm.completion` that starts a CLIENT span with our span's name and start
+attributes, sets the rest when the call returns, ends it and records the same four metric measurements
+with the same attribute sets -- what any SDK-based integration recording what we record pays, measured
+like the integrations. (For streams it ends its span when the stream is returned, so it reads no chunk.)
+The last lines split litelens.otel's figure into that floor and the rest, which is ours, and also give
+the same SDK calls in a tight loop without LiteLLM: that costs far less than inside LiteLLM calls (warm
+caches), so it understates the SDK's share of an integration's figure.
 
 Content capture is each integration's default: off for litelens.otel (the conventions' default); on
 for OpenLIT, openinference and OpenLLMetry; LiteLLM's callback puts messages on its span unless told
