@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib.metadata import version
@@ -33,6 +34,7 @@ from litelens import semconv  # noqa: E402
 from litelens.otel import STREAM_OUTCOME, LiteLLMInstrumentor  # noqa: E402
 from litelens.otel.metrics import DURATION_BUCKETS, TOKEN_BUCKETS  # noqa: E402
 from litelens.otel.streams import REAPER  # noqa: E402
+from litelens.record import OTEL_LINK_KEY  # noqa: E402
 from litelens.testing import FakeProvider  # noqa: E402
 
 pytestmark = pytest.mark.litellm_compat
@@ -644,6 +646,40 @@ def test_core_callback_and_span_name_the_same_call(
     assert attrs[semconv.GEN_AI_USAGE_INPUT_TOKENS] == record["usage"]["input_tokens"]
     assert attrs[semconv.GEN_AI_USAGE_OUTPUT_TOKENS] == record["usage"]["output_tokens"]
     assert attrs[semconv.GEN_AI_RESPONSE_ID] == record["response_id"]
+
+
+def test_without_the_core_callback_litellm_gets_the_callers_metadata_as_it_is(
+    otel: Otel, fake: FakeProvider
+) -> None:
+    """The span link is for the core callback: with only the OTel layer on, LiteLLM's loggers see the
+    caller's metadata unchanged (and a call without metadata gets none)."""
+    from litellm.integrations.custom_logger import CustomLogger
+
+    from litelens.callback import unregister
+
+    seen: list[Any] = []
+
+    class Spy(CustomLogger):
+        def log_success_event(self, kwargs: Any, response_obj: Any, start_time: Any, end_time: Any) -> None:
+            seen.append((kwargs.get("litellm_params") or {}).get("metadata"))
+
+    spy = Spy()
+    litellm.callbacks.append(spy)
+    try:
+        litellm.completion(
+            model="openai/gpt-4o-mini", messages=MESSAGES, metadata={"order": "A-17"}, **kw(fake)
+        )
+        litellm.completion(model="openai/gpt-4o-mini", messages=MESSAGES, **kw(fake))
+        for _ in range(100):
+            if len(seen) == 2:
+                break
+            time.sleep(0.05)
+    finally:
+        unregister(spy)
+    assert len(seen) == 2
+    assert all(OTEL_LINK_KEY not in (meta or {}) for meta in seen)
+    assert seen[0]["order"] == "A-17"
+    assert len(otel.spans()) == 2
 
 
 @pytest.mark.skipif(

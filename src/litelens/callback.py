@@ -84,6 +84,9 @@ class Callback(CustomLogger):
     `CallableSink`, or short forms like `"jsonl:/path"`); default `LITELENS_SINKS`, else the server only.
     """
 
+    # record.OTEL_LINK_READER: this logger reads the OTel layer's span link from the call's metadata.
+    litelens_reads_otel_link = True
+
     def __init__(
         self,
         *,

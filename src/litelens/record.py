@@ -272,6 +272,9 @@ _INTERNAL_PREFIXES = ("user_api_key", "litellm_", "team_", "organization_", "lit
 # Metadata key under which `litelens.otel` hands its LLM span's ids to the core callback, so the call
 # record from either layer names the same trace, span and parent (see `otel_link_of`).
 OTEL_LINK_KEY = "litelens_span"
+# Attribute, true on the core callback's class, that says a LiteLLM logger reads the link above:
+# `litelens.otel` copies a call's metadata to add the link only while such a logger is registered.
+OTEL_LINK_READER = "litelens_reads_otel_link"
 
 # Keys of the proxy's key/team/user metadata -> record field under "proxy".
 _PROXY_FIELDS = {

@@ -170,20 +170,16 @@ def request_record(
 
 def apply_response(record: Record, response: Any, capture_content: bool) -> None:
     """Fill the record from a complete (non-stream) LiteLLM response object."""
-    hidden = getattr(response, "_hidden_params", None)
+    hidden = field(response, "_hidden_params")
     if isinstance(hidden, Mapping):
         apply_hidden_params(record, hidden)
-    record["response_id"] = _str(getattr(response, "id", None))
-    record["response_model"] = _str(getattr(response, "model", None))
-    usage = getattr(response, "usage", None)
+    record["response_id"] = _str(field(response, "id"))
+    record["response_model"] = _str(field(response, "model"))
+    usage = field(response, "usage")
     if usage is not None:
         record["usage"] = usage_of({"response": {"usage": fields_of(usage)}})
-    reasons = [
-        str(r)
-        for r in (getattr(c, "finish_reason", None) for c in getattr(response, "choices", None) or [])
-        if r
-    ]
-    status = getattr(response, "status", None)
+    reasons = [str(r) for r in (field(c, "finish_reason") for c in field(response, "choices") or []) if r]
+    status = field(response, "status")
     if not reasons and status in ("completed", "incomplete"):
         reasons = [str(status)]
     record["finish_reasons"] = reasons
@@ -191,6 +187,41 @@ def apply_response(record: Record, response: Any, capture_content: bool) -> None
         dump = getattr(response, "model_dump", None)
         if callable(dump):
             record["response"] = _response_content(record["call_type"], dump())
+
+
+def field(obj: Any, name: str) -> Any:
+    """`getattr(obj, name, None)`, for LiteLLM's pydantic objects without pydantic's `__getattr__`.
+
+    LiteLLM keeps some values as extra or private attributes (`usage`, `_hidden_params`), and a chunk
+    or response lacks others (`type`, `status`): attribute access then runs pydantic's `__getattr__`,
+    a Python-level call that raises and catches AttributeError for a missing name -- per response, and
+    per chunk of a stream. This reads the same dicts pydantic's lookup reads, in the same order:
+    fields, then the class (properties and other class attributes), then private, then extra values.
+    """
+    values = getattr(obj, "__dict__", None)
+    if values is not None and name in values:
+        return values[name]
+    cls = type(obj)
+    if not hasattr(obj, "__pydantic_fields_set__") or _class_has(cls, name):
+        return getattr(obj, name, None)
+    private = getattr(obj, "__pydantic_private__", None)
+    if private and name in private:
+        return private[name]
+    extra = getattr(obj, "__pydantic_extra__", None)
+    return extra.get(name) if extra else None
+
+
+# (class, name) -> whether the class itself has the attribute: few classes, and the few names read here.
+_CLASS_HAS: dict[tuple[type, str], bool] = {}
+
+
+def _class_has(cls: type, name: str) -> bool:
+    """Whether `name` is an attribute of the class itself (a property, say), not of its instances."""
+    key = (cls, name)
+    found = _CLASS_HAS.get(key)
+    if found is None:
+        found = _CLASS_HAS[key] = any(name in vars(klass) for klass in cls.__mro__)
+    return found
 
 
 def fields_of(usage: Any) -> Any:
@@ -217,6 +248,7 @@ def fields_of(usage: Any) -> Any:
 
 
 def _plain(model: Any) -> dict[str, Any] | None:
+    """A pydantic model's fields and extra fields as one dict (None if `model` is not a pydantic model)."""
     fields = getattr(model, "__dict__", None)
     if not isinstance(fields, dict) or not hasattr(model, "__pydantic_fields_set__"):
         return None

@@ -115,7 +115,7 @@ class Instruments:
         copies what it is given, so a shared dict is never changed behind our back. The cache is
         bounded by the metrics' own cardinality; past `_CACHE_LIMIT` populations it starts afresh.
         """
-        key = tuple(span_attributes.get(k) for k in _METRIC_ATTRIBUTES)
+        key = tuple(map(span_attributes.get, _METRIC_ATTRIBUTES))
         sets = self._sets.get(key)
         if sets is None:
             attributes = {k: v for k, v in zip(_METRIC_ATTRIBUTES, key, strict=True) if v is not None}

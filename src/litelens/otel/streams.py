@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import wrapt
 
 from litelens.otel import endpoints
+from litelens.otel.endpoints import field
 from litelens.record import usage_of
 
 if TYPE_CHECKING:
@@ -64,29 +65,33 @@ class StreamState:
         self.usage: Any = None
 
     def on_chunk(self, chunk: Any) -> None:
-        """Accumulate one chunk: chat/text chunks carry id, model, finish reasons and (last) usage."""
+        """Accumulate one chunk: chat/text chunks carry id, model, finish reasons and (last) usage.
+
+        Read with `endpoints.field`: plain `getattr` on a LiteLLM chunk raises and catches inside
+        pydantic for every name the chunk lacks (`type`, and `usage` on all but the last), per chunk.
+        """
         self.chunks += 1
         if self.first_chunk_s is None:
             self.first_chunk_s = time.perf_counter() - self.call.started
-        kind = getattr(chunk, "type", None)
+        kind = field(chunk, "type")
         if kind is not None:
             if str(getattr(kind, "value", kind)) in _FINAL_EVENTS:
-                self.final = getattr(chunk, "response", None)
+                self.final = field(chunk, "response")
             return
         if self.response_id is None:
-            self.response_id = getattr(chunk, "id", None)
-            self.response_model = getattr(chunk, "model", None)
-        usage = getattr(chunk, "usage", None)
+            self.response_id = field(chunk, "id")
+            self.response_model = field(chunk, "model")
+        usage = field(chunk, "usage")
         if usage is not None:
             self.usage = usage
-        for choice in getattr(chunk, "choices", None) or ():
-            index = getattr(choice, "index", 0) or 0
-            reason = getattr(choice, "finish_reason", None)
+        for choice in field(chunk, "choices") or ():
+            index = field(choice, "index") or 0
+            reason = field(choice, "finish_reason")
             if reason:
                 self.reasons[index] = str(reason)
             if self.texts is not None:
-                delta = getattr(choice, "delta", None)
-                text = getattr(delta, "content", None) if delta is not None else getattr(choice, "text", None)
+                delta = field(choice, "delta")
+                text = field(delta, "content") if delta is not None else field(choice, "text")
                 if isinstance(text, str):
                     self.texts.setdefault(index, []).append(text)
 

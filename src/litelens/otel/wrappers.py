@@ -29,7 +29,7 @@ from litelens import semconv
 from litelens.otel import endpoints
 from litelens.otel.endpoints import Endpoint
 from litelens.otel.metrics import Instruments
-from litelens.record import OTEL_LINK_KEY, Record
+from litelens.record import OTEL_LINK_KEY, OTEL_LINK_READER, Record
 
 _log = logging.getLogger("litelens.otel")
 
@@ -39,6 +39,9 @@ Wrapper = Callable[[Callable[..., Any], Any, tuple[Any, ...], dict[str, Any]], A
 # True while a traced LiteLLM call runs. LiteLLM's entry points call each other (acompletion runs
 # completion, text_completion and the responses bridge run completion): only the outermost gets a span.
 _IN_CALL: ContextVar[bool] = ContextVar("litelens_otel_in_call", default=False)
+
+_SPAN_STARTS_LIMIT = 1024
+_MISSING = object()
 
 
 class Engine:
@@ -60,6 +63,7 @@ class Engine:
         self.providers = providers
         self.internal_errors = 0
         self._errors_lock = threading.Lock()
+        self._span_starts: dict[tuple[Any, ...], tuple[str, dict[str, Any]]] = {}
 
     # -- failure containment --------------------------------------------------------------------
 
@@ -141,15 +145,31 @@ class Engine:
             record = endpoints.request_record(
                 endpoint, arguments, call_id, self.providers, self.capture_content
             )
-            attributes = _start_attributes(record, vetted=not self.processors)
+            name, attributes = self.span_start(record)
             parent = trace.get_current_span().get_span_context()
-            span = self.tracer.start_span(
-                semconv.span_name(record), kind=SpanKind.CLIENT, attributes=attributes
-            )
-            return Call(self, record, span, _with_span_link(call_kwargs, span, parent), attributes)
+            span = self.tracer.start_span(name, kind=SpanKind.CLIENT, attributes=attributes)
+            if _core_layer_registered(kwargs):
+                call_kwargs = _with_span_link(call_kwargs, span, parent)
+            return Call(self, record, span, call_kwargs, attributes)
         except Exception:
             self.failed("starting a span")
             return None
+
+    def span_start(self, record: Record) -> tuple[str, dict[str, Any]]:
+        """The span's name and the attributes it starts with (see `_start_attributes`).
+
+        Calls to one model through one API base differ only in their call id: the rest is built once
+        and copied. Bounded like the metric attribute sets: past `_SPAN_STARTS_LIMIT` it starts afresh.
+        """
+        key = (record["litellm_call_type"], record["provider"], record["request_model"], record["api_base"])
+        start = self._span_starts.get(key)
+        if start is None:
+            start = (semconv.span_name(record), _start_attributes(record, vetted=not self.processors))
+            if len(self._span_starts) >= _SPAN_STARTS_LIMIT:
+                self._span_starts.clear()
+            self._span_starts[key] = start
+        name, attributes = start
+        return name, {**attributes, semconv.LITELLM_CALL_ID: record["call_id"]}
 
 
 class Call:
@@ -244,7 +264,7 @@ class Call:
             if extra:
                 attributes.update(extra)
             started = self.start_attributes
-            changed = {k: v for k, v in attributes.items() if k not in started or started[k] != v}
+            changed = {k: v for k, v in attributes.items() if started.get(k, _MISSING) != v}
             if changed:
                 span.set_attributes(changed)
             if exc is not None and record.get("status") == "error":
@@ -308,7 +328,8 @@ class Call:
 
 
 def _start_attributes(record: Record, vetted: bool) -> dict[str, Any]:
-    """The attributes a span starts with: what samplers may look at, as `record_to_attributes` names it.
+    """The attributes a span starts with, its call id aside: what samplers may look at, as
+    `record_to_attributes` names it.
 
     Only what the conventions ask for at span creation (operation, provider, request model, server
     address and port) and the call's identity; the rest goes on at the end, once, after the processors.
@@ -332,7 +353,6 @@ def _start_attributes(record: Record, vetted: bool) -> dict[str, Any]:
             attributes[semconv.SERVER_ADDRESS] = address
         if port is not None:
             attributes[semconv.SERVER_PORT] = port
-    attributes[semconv.LITELLM_CALL_ID] = record["call_id"]
     attributes[semconv.LITELLM_CALL_TYPE] = record["litellm_call_type"]
     return attributes
 
@@ -376,6 +396,28 @@ def _positional_names(function: Callable[..., Any]) -> tuple[str, ...]:
         return ()
     kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
     return tuple(p.name for p in parameters if p.kind in kinds)
+
+
+# LiteLLM's lists of loggers: `callbacks` as the user set it, and the lists LiteLLM copies it into.
+_LOGGER_LISTS = ("callbacks", "success_callback", "_async_success_callback", "failure_callback")
+
+
+def _core_layer_registered(kwargs: Mapping[str, Any]) -> bool:
+    """Whether a logger that reads the span link (the core callback) is registered, globally or per call.
+
+    Without one, the link would be a metadata copy for nobody -- and LiteLLM does a little more work
+    for every call whose metadata is not empty.
+    """
+    import litellm  # already imported: the wrapped function is LiteLLM's
+
+    per_call = kwargs.get("callbacks")
+    if isinstance(per_call, list) and _has_link_reader(per_call):
+        return True
+    return any(_has_link_reader(getattr(litellm, name, None)) for name in _LOGGER_LISTS)
+
+
+def _has_link_reader(loggers: Any) -> bool:
+    return isinstance(loggers, list) and any(getattr(lg, OTEL_LINK_READER, False) is True for lg in loggers)
 
 
 def _with_span_link(kwargs: dict[str, Any], span: trace.Span, parent: trace.SpanContext) -> dict[str, Any]:
