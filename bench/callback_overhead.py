@@ -21,11 +21,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import json
 import os
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -68,6 +70,18 @@ def worker(config: str, provider: str, sink: str, calls: int) -> dict[str, Any]:
     litellm.suppress_debug_info = True
     litelens_cb = None
     timer_cost = _timer_cost()
+    # CPU spent in the cyclic garbage collector, on whatever thread it ran: an integration that keeps
+    # LiteLLM's objects alive for a while makes the collector run more often and walk more.
+    gc_cpu = [0.0]
+    gc_started: dict[int, float] = {}
+
+    def on_gc(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            gc_started[threading.get_ident()] = time.thread_time()
+        else:
+            gc_cpu[0] += time.thread_time() - gc_started.pop(threading.get_ident(), time.thread_time())
+
+    gc.callbacks.append(on_gc)
     hook_cpu = [0.0]
     if config == "noop":
 
@@ -169,6 +183,7 @@ def worker(config: str, provider: str, sink: str, calls: int) -> dict[str, Any]:
         sender = litelens_cb.transport._thread if litelens_cb is not None else None
         sender_before = _thread_cpu(getattr(sender, "ident", None))
         hook_cpu[0] = 0.0
+        gc_cpu[0] = 0.0
         cpu0, caller0, wall0 = time.process_time(), time.thread_time(), time.perf_counter()
         if mode in ("async", "astream"):
             asyncio.run(run_async(mode, calls))
@@ -189,6 +204,7 @@ def worker(config: str, provider: str, sink: str, calls: int) -> dict[str, Any]:
             if sender
             else None,
             "hook_per_call": hook_cpu[0] / calls if litelens_cb is not None else None,
+            "gc_per_call": gc_cpu[0] / calls,
         }
     if litelens_cb is not None:
         import litelens
@@ -275,7 +291,7 @@ def main() -> None:
         f"{'mode':<9}{'noop total':>12}"
         + "".join(f"{c + ' +total':>{max(20, len(c) + 9)}}" for c in configs[1:])
         + f"{'litelens +caller':>18}"
-        + "".join(f"{c + ' ' + what:>{len(c) + 8}}" for c in own for what in ("hook", "sender", "sum"))
+        + "".join(f"{c + ' ' + what:>{len(c) + 8}}" for c in own for what in ("hook", "sender", "sum", "+gc"))
     )
     print(header)
     for mode in MODES:
@@ -289,7 +305,9 @@ def main() -> None:
             hook = median(config, mode, "hook_per_call")
             sender_cpu = median(config, mode, "sender_per_call")
             width = len(config) + 8
+            gc_added = median(config, mode, "gc_per_call") - median("noop", mode, "gc_per_call")
             row += f"{hook * 1e6:>{width}.1f}{sender_cpu * 1e6:>{width}.1f}{(hook + sender_cpu) * 1e6:>{width}.1f}"
+            row += f"{gc_added * 1e6:>{width}.1f}"
         print(row)
     if args.compare:
         print(f"litelens@compare: litelens imported from {runs['litelens@compare'][-1].get('source')}")
@@ -309,6 +327,10 @@ def main() -> None:
     print(
         "call: the figure that stays meaningful when the machine is too noisy for the differential columns."
     )
+    print(
+        "'+gc': CPU in the garbage collector (any thread) added over the noop logger: litelens holds LiteLLM's"
+    )
+    print("payload until its thread's next batch, so more of it is walked. Its own cost is sum + gc.")
     print(
         "Compare 'sum' with the 'litellm_otel +total' column: LiteLLM's own OpenTelemetry callback, same run."
     )

@@ -36,9 +36,11 @@ class _Captured(NamedTuple):
 
     The hook queues a plain tuple in this field order and the sender thread names it: the failure hook
     runs inline on the caller's thread, and there a plain tuple costs a fraction of a named one (the
-    named one's constructor is Python code that is cold by the time the next call comes). Facts derived
-    from the exception (HTTP status, retries, class name) are read on the sender thread too; an
-    exception's attributes do not change once it is raised.
+    named one's constructor is Python code that is cold by the time the next call comes).
+
+    A failure's exception is not kept: its traceback holds every frame of LiteLLM's call stack and
+    their locals, which would stay alive (and be walked by the garbage collector) until the sender
+    thread got to the record. The three facts the record needs are read from it in the hook instead.
     """
 
     slo: Mapping[str, Any] | None
@@ -48,24 +50,14 @@ class _Captured(NamedTuple):
     session_id: str | None
     litellm_trace_id: str | None
     provider_key: Any
-    exception: BaseException | None
+    error_status: Any  # the exception's status_code, as found: checked on the sender thread
+    retries: int | None
+    exception_type: str | None
+    error_text: str | None  # str(exception), only when LiteLLM sent no standard_logging_object
     chunk_count: int | None
     kwargs: Mapping[str, Any] | None  # only kept when LiteLLM sent no standard_logging_object
     start_time: Any
     end_time: Any
-
-    @property
-    def error_status(self) -> int | None:
-        status = getattr(self.exception, "status_code", None)
-        return status if isinstance(status, int) else None
-
-    @property
-    def retries(self) -> int | None:
-        return getattr(self.exception, "num_retries", None) if self.exception is not None else None
-
-    @property
-    def exception_type(self) -> str | None:
-        return type(self.exception).__name__ if self.exception is not None else None
 
 
 class Callback(CustomLogger):
@@ -177,6 +169,14 @@ class Callback(CustomLogger):
                     self._trim_seen()
             params = get("litellm_params") or _EMPTY
             chunks = get(_CHUNKS_KEY)
+            if failed:
+                exc = get("exception")
+                status = getattr(exc, "status_code", None)
+                retries = getattr(exc, "num_retries", None)
+                exc_type = type(exc).__name__ if exc is not None else None
+                error_text = None if slo else _text_of(exc)
+            else:
+                status = retries = exc_type = error_text = None
             self.transport.submit(
                 (  # type: ignore[arg-type]  # the fields of _Captured, in order
                     slo,
@@ -186,7 +186,10 @@ class Callback(CustomLogger):
                     params.get("litellm_session_id"),
                     params.get("litellm_trace_id"),
                     get("api_key"),
-                    get("exception") if failed else None,
+                    status,
+                    retries,
+                    exc_type,
+                    error_text,
                     len(chunks) if isinstance(chunks, list) else None,
                     None if slo else kwargs,
                     start_time,
@@ -234,7 +237,7 @@ class Callback(CustomLogger):
             user_metadata=item.user_metadata,
             session_id=item.session_id,
             litellm_trace_id=item.litellm_trace_id,
-            error_status=item.error_status,
+            error_status=item.error_status if isinstance(item.error_status, int) else None,
             retries=item.retries,
             exception_type=item.exception_type,
             chunk_count=item.chunk_count,
@@ -399,6 +402,14 @@ def _drain_litellm_logging_worker() -> None:
         flush()
 
 
+def _text_of(exc: Any) -> str | None:
+    """str(exception) for the rare record built without LiteLLM's payload; None if even that fails."""
+    try:
+        return str(exc)
+    except Exception:
+        return None
+
+
 def _epoch(value: Any) -> float | None:
     if isinstance(value, datetime):
         return value.timestamp()
@@ -424,14 +435,14 @@ def _from_kwargs(item: _Captured, settings: Settings) -> rec.Record:
         "completionStartTime": _epoch(kwargs.get("completion_start_time")) or end,
         "messages": kwargs.get("messages") or kwargs.get("input"),
         "response_cost": kwargs.get("response_cost"),
-        "error_str": str(kwargs.get("exception")) if item.failed else None,
+        "error_str": item.error_text if item.failed else None,
         "error_information": {"error_class": item.exception_type} if item.failed else None,
     }
     return rec.from_standard_logging(
         slo,
         call_id=item.call_id,
         user_metadata=item.user_metadata,
-        error_status=item.error_status,
+        error_status=item.error_status if isinstance(item.error_status, int) else None,
         exception_type=item.exception_type,
         capture_content=settings.capture_content,
         service=settings.service,

@@ -26,6 +26,7 @@ import os
 import random
 import socket
 import ssl
+import sys
 import threading
 import time
 import urllib.parse
@@ -189,6 +190,10 @@ class Transport:
         self._parts: list[bytes] = []
         self._parts_bytes = 0
         self._batch_started = 0.0
+        # While calls keep coming, the thread wakes on the batch-age timer alone (see `_sleep`); this is
+        # when that timed wait began, so a batch taken after it is as old as the wait, at most.
+        self._lingering = False
+        self._linger_since: float | None = None
         self._tokens: list[_Token] = []
         self._down = False
         self._next_probe = 0.0
@@ -388,9 +393,11 @@ class Transport:
                 break
             self._add(item)
             taken += 1
+        self._linger_since = None
         now = time.monotonic()
         if self._parts and (flush_now or now - self._batch_started >= cfg.batch_max_age_s):
             self._ship(self._take_batch())
+            self._lingering = True  # a batch went out on its age: more calls are likely to follow
         if self._overflow:
             self._spill(self._overflow)
         if self._tokens:
@@ -410,20 +417,35 @@ class Transport:
             return
         if self._spool_nonempty and not self._down:
             return
-        self._finish_inflight()  # nothing else to do: read the answer now rather than after the wait
+        if not self._lingering:
+            # Nothing else to do before a long wait: read the answer now. While lingering, the thread is
+            # back within one batch age and reads it then, from the socket's buffer, instead of blocking
+            # for it now and taking the interpreter lock back from the caller once more per batch.
+            self._finish_inflight()
         if self._queue and self._held is None:
             return
         now = time.monotonic()
+        age = self.config.batch_max_age_s
         timeout = 5.0  # also a heartbeat that rechecks a shared spool
+        # Mode 1 (waiting for any record) costs a wake-up when the next record arrives and another when
+        # its batch is old enough. While calls keep coming, the thread instead lingers: it sleeps one
+        # batch age without asking to be woken (mode 2), then sends whatever arrived meanwhile, none of it
+        # older than the age. One wake-up per batch, and no wake-up call on the caller's thread.
+        lingering = self._lingering and not self._parts
         if self._parts:
-            timeout = max(self._batch_started + self.config.batch_max_age_s - now, 0.0)
+            timeout = max(self._batch_started + age - now, 0.0)
+        elif lingering:
+            timeout = age
         if self._down:
             timeout = min(timeout, max(self._next_probe - now, 0.0))
         self._wake.clear()
-        self._idle_mode = 2 if self._parts else 1
+        self._idle_mode = 2 if self._parts or lingering else 1
         if not self._queue or self._held is not None:
             self._wake.wait(timeout)
         self._idle_mode = 0
+        if lingering:
+            self._linger_since = now
+            self._lingering = bool(self._queue)  # a whole age without a call: back to waiting for one
         if not self._down and self._spool is not None and time.monotonic() - now >= 5.0:
             self._spool_nonempty = True
 
@@ -464,7 +486,9 @@ class Transport:
         if self._parts and self._parts_bytes + len(encoded) + 1 > cfg.batch_max_bytes:
             self._ship(self._take_batch())
         if not self._parts:
-            self._batch_started = time.monotonic()
+            # After a lingering wait the record may have waited that long already (see `_sleep`).
+            since = self._linger_since
+            self._batch_started = since if since is not None else time.monotonic()
         self._parts.append(encoded)
         self._parts_bytes += len(encoded) + 1
         if len(self._parts) >= cfg.batch_max_records or self._parts_bytes >= cfg.batch_max_bytes:
@@ -478,8 +502,10 @@ class Transport:
         fmt = self.config.format
         body = fmt.head + fmt.sep.join(parts) + fmt.tail
         if self.config.gzip:
-            compressor = zlib.compressobj(self.config.gzip_level, zlib.DEFLATED, 31)
-            body = compressor.compress(body) + compressor.flush()
+            # One call, not compressobj().compress() + flush(): zlib lets go of the interpreter lock in
+            # each call, and taking it back from a busy caller's thread costs more than the compression
+            # of a small batch.
+            body = _gzip(body, self.config.gzip_level)
         return _Batch(len(parts), body, self.config.gzip, parts)
 
     def _spill(self, records: collections.deque[dict]) -> None:
@@ -834,6 +860,14 @@ class Transport:
         if conn is not None and conn.sock is not None:
             with contextlib.suppress(OSError):
                 conn.sock.close()
+
+
+def _gzip(body: bytes, level: int) -> bytes:
+    """A gzip member holding `body`, made in one zlib call where Python allows it (3.11+)."""
+    if sys.version_info >= (3, 11):
+        return zlib.compress(body, level, wbits=31)
+    compressor = zlib.compressobj(level, zlib.DEFLATED, 31)
+    return compressor.compress(body) + compressor.flush()
 
 
 def _stale(exc: BaseException) -> bool:
