@@ -91,6 +91,9 @@ def test_spans_reach_the_server_with_the_key(
     ok = [c for c in calls if c["status"] == "ok"]
     assert all(c["output_tokens"] == 4 and c["request_model"] == "gpt-4o-mini" for c in ok)
     assert next(c for c in calls if c["status"] == "error")["error_type"] == "RateLimitError"
+    # The batch processor's force_flush only hands spans to the exporter; the exporter's own waits for
+    # the server's answers, which is when the counters move.
+    assert exporter.force_flush(10_000)
     stats = exporter.stats()
     assert stats["sent"] == 6 and stats["spooled"] == 0 and stats["dropped"] == 0
     # The trace view has the span itself too.
