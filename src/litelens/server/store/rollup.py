@@ -307,22 +307,26 @@ def _add_hist(into: dict[int, int], other: Mapping[int, int]) -> None:
         into[b] = get(b, 0) + n
 
 
+def add_change(into: dict[RollupKey, Change], key: RollupKey, delta: Change) -> None:
+    """Add `delta` to `into[key]`; a key not there yet gets a copy (`delta` itself never changes)."""
+    total = into.get(key)
+    if total is None:
+        into[key] = [*delta[:5], dict(delta[5]), dict(delta[6])]
+        return
+    for i in range(5):
+        total[i] += delta[i]
+    _add_hist(total[5], delta[5])
+    _add_hist(total[6], delta[6])
+
+
 def coarsen(minute: Mapping[RollupKey, Change]) -> dict[RollupKey, Change]:
     """Minute deltas plus the 5-minute and hour deltas they add up to (each minute lies in one of each)."""
     out: dict[RollupKey, Change] = {}
     for key, delta in minute.items():
-        out[key] = [*delta[:5], dict(delta[5]), dict(delta[6])]
+        add_change(out, key, delta)
     for (_, bucket, dim, value), delta in minute.items():
         for resolution in RESOLUTIONS[1:]:
-            key = (resolution, bucket // resolution * resolution, dim, value)
-            total = out.get(key)
-            if total is None:
-                out[key] = [*delta[:5], dict(delta[5]), dict(delta[6])]
-                continue
-            for i in range(5):
-                total[i] += delta[i]
-            _add_hist(total[5], delta[5])
-            _add_hist(total[6], delta[6])
+            add_change(out, (resolution, bucket // resolution * resolution, dim, value), delta)
     return out
 
 

@@ -34,6 +34,7 @@ from litelens.server.store.rollup import (
     Change,
     Hist,
     RollupKey,
+    add_change,
     add_contribution,
     coarsen,
     dump,
@@ -164,11 +165,9 @@ class _Plan:
         for plan in plans:
             out.spans += plan.spans
             for pid, deltas in plan.minute.items():
-                into = out.minute.get(pid)
-                if into is None:
-                    out.minute[pid] = _copy_deltas(deltas)
-                else:
-                    _add_deltas(into, deltas)
+                into = out.minute.setdefault(pid, {})
+                for rollup_key, delta in deltas.items():
+                    add_change(into, rollup_key, delta)
             for key, record in plan.incoming.items():
                 old = out.incoming.get(key)
                 if old is None:
@@ -183,24 +182,6 @@ class _Plan:
                 out.incoming[key] = merged
                 out.rows[key] = call_row(key[0], merged)
         return out
-
-
-def _copy_deltas(deltas: Mapping[RollupKey, Change]) -> dict[RollupKey, Change]:
-    return {key: [*d[:5], dict(d[5]), dict(d[6])] for key, d in deltas.items()}
-
-
-def _add_deltas(into: dict[RollupKey, Change], deltas: Mapping[RollupKey, Change]) -> None:
-    for key, d in deltas.items():
-        total = into.get(key)
-        if total is None:
-            into[key] = [*d[:5], dict(d[5]), dict(d[6])]
-            continue
-        for i in range(5):
-            total[i] += d[i]
-        for i in (5, 6):
-            hist = total[i]
-            for b, n in d[i].items():
-                hist[b] = hist.get(b, 0) + n
 
 
 class BatchWriter:
