@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from server_helpers import ServerProcess
+from server_helpers import ServerProcess, free_port
 from ui_helpers import Shots, save_overview_screenshot
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -173,7 +173,7 @@ def test_keep_running_sends_live_calls_until_ctrl_c(tmp_path: Path) -> None:
     import time
     import urllib.request
 
-    port = _free_port()
+    port = free_port()
     db = f"sqlite:///{tmp_path / 'live.db'}"
     env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
     command = [sys.executable, "-m", "litelens.cli", "demo", "--calls", "10", "--db", db]
@@ -213,11 +213,3 @@ def test_keep_running_sends_live_calls_until_ctrl_c(tmp_path: Path) -> None:
     finally:
         server.stop()
     assert len(calls) == 10 + made and len({c["call_id"] for c in calls}) == len(calls)
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])

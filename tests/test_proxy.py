@@ -5,7 +5,6 @@ from __future__ import annotations
 import http.client
 import json
 import os
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -14,6 +13,7 @@ from typing import Any
 import pytest
 
 from litelens.testing import FakeProvider, Receiver
+from server_helpers import free_port
 
 pytestmark = pytest.mark.service
 
@@ -35,12 +35,6 @@ model_list:
 litellm_settings:
   callbacks: ["litelens.handler"]
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
