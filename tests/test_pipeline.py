@@ -508,6 +508,11 @@ FRAGMENTS = [
     "{",
     '{"password": "x1", "n": "bob@corp.io"}',
     "[1, 2]",
+    # JSON text: its strings are redacted, its numbers stay as they are.
+    '{"n": "bob@corp.io", "card": 4111111111111111}',
+    '["4111 1111 1111 1111", 10.0]',
+    '{"e": "a\\u0040b.co", "ip": "10.0.0.1"}',  # an escape hides the address from a plain scan
+    '{"apiKey": "v123456"}',  # a secret-named key inside JSON text
 ]
 
 texts = st.lists(st.sampled_from(FRAGMENTS), max_size=8).map("".join)
@@ -566,3 +571,32 @@ def test_fast_paths_keep_the_edge_cases() -> None:
     assert out["error"]["message"] == "Bearer [SECRET] then [SECRET]"
     # The same strings a second time (remembered as clean or not) give the same result.
     assert red({"metadata": {"u": "https://x.io/?a=1&token=abcdef"}})["metadata"]["u"].endswith("=[SECRET]")
+
+
+@pytest.mark.parametrize(
+    ("arguments", "expected"),
+    [
+        # What is found is replaced inside the strings; numbers stay, and the JSON stays valid.
+        ('{"n": "bob@corp.io", "card": 4111111111111111}', {"n": "[EMAIL]", "card": 4111111111111111}),
+        ('{"ip": "10.0.0.1", "q": 3}', {"ip": "[IP]", "q": 3}),
+        # An escape would hide these from a scan of the text as it stands.
+        ('{"e": "a\\u0040b.co", "n": 1}', {"e": "[EMAIL]", "n": 1}),
+        ('{"q": "call +1\\u0020415 555 2671"}', {"q": "call [PHONE]"}),
+        # A secret-named key shows only once the text is parsed.
+        ('{"apiKey": "v123456", "n": 1}', {"apiKey": "[SECRET]", "n": 1}),
+        ('{"user": {"Password": "hunter2"}}', {"user": {"Password": "[SECRET]"}}),
+    ],
+)
+def test_json_text_in_strings_is_redacted_inside(arguments: str, expected: Any) -> None:
+    def record() -> dict[str, Any]:
+        call = {"id": "call_1", "type": "function", "function": {"name": "f", "arguments": arguments}}
+        return {"request": {"messages": [{"role": "assistant", "content": None, "tool_calls": [call]}]}}
+
+    for walker in (_walker(), None):  # the joined scan, and string by string as a reference
+        if walker is None:
+            out = {"request": _walker().value(record()["request"])}
+        else:
+            out = record()
+            walker.redact_fields(out, pl.REDACT_FIELDS)
+        got = out["request"]["messages"][0]["tool_calls"][0]["function"]["arguments"]
+        assert json.loads(got) == expected

@@ -5,7 +5,6 @@ Standard library only: this module is part of the zero-dependency core.
 
 from __future__ import annotations
 
-import itertools
 import json
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -25,7 +24,6 @@ _SEP = "&\x00"
 _CACHE_MAX_STRING = 16_384  # longer strings are not remembered
 _CACHE_MAX_CHARS = 2_000_000  # characters of input remembered by one redact() processor, at most
 _SCALARS = frozenset({int, float, bool, type(None)})
-_NO_KEYS = itertools.repeat(None)  # the "keys" of a list's items, so lists and dicts share one loop
 
 
 class Redactor:
@@ -43,7 +41,8 @@ class Redactor:
         self.joined = not text.patterns
         self.secret_keys = secret_keys
         self.secret_ph = text.ph["secret"]
-        self._key_cache: dict[str, bool] = {}
+        self._key_cache: dict[Any, bool] = {}
+        self._safe_keys: set[Any] = set()  # the keys of `_key_cache` that name no secret
         # Results by input string. Records repeat a lot of text: roles, tool names and ids, and above all
         # system prompts and the conversation so far, which every call of a chat sends again.
         self._cache: dict[str, str] = {}
@@ -51,12 +50,14 @@ class Redactor:
         self._clean: dict[str, None] = {}
         self._clean_chars = 0
 
-    def _is_secret_key(self, key: str) -> bool:
+    def _is_secret_key(self, key: Any) -> bool:
         known = self._key_cache.get(key)
         if known is None:
-            known = rec.is_secret_key(key)
+            known = isinstance(key, str) and rec.is_secret_key(key)
             if len(self._key_cache) < 4096:
                 self._key_cache[key] = known
+                if not known:
+                    self._safe_keys.add(key)
         return known
 
     # -- the fast path: one scan over all the text of a record ---------------------------------------
@@ -149,25 +150,21 @@ class Redactor:
         cost of the whole scan."""
         if depth > _MAX_DEPTH:
             return True
-        key_cache = None
-        if is_list:
-            pairs: Iterable[tuple[Any, Any]] = zip(_NO_KEYS, value, strict=False)
-        elif not self.secret_keys:
-            pairs = zip(_NO_KEYS, value.values(), strict=False)
-        else:
-            pairs = value.items()
-            key_cache = self._key_cache
         flagged = False
+        if is_list or not self.secret_keys:
+            items: Iterable[Any] = value if is_list else value.values()
+        elif value.keys() <= self._safe_keys:  # keys all known not to name a secret: one test in C
+            items = value.values()
+        else:
+            items = []
+            for key, item in value.items():
+                if item and self._is_secret_key(key):
+                    flagged = True
+                else:
+                    items.append(item)
         min_len = self.min_len
         clean = self._clean
-        for key, item in pairs:
-            if key_cache is not None and item:
-                secret = key_cache.get(key)
-                if secret is None:
-                    secret = isinstance(key, str) and self._is_secret_key(key)
-                if secret:
-                    flagged = True
-                    continue
+        for item in items:
             t = type(item)
             if t is str:
                 if len(item) >= min_len and item not in clean:
