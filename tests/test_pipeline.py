@@ -193,6 +193,25 @@ def test_checksums_and_shapes_keep_order_numbers_readable(text: str) -> None:
     assert redact()({"error": {"message": text}})["error"]["message"] == text
 
 
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # The printed form of IBANs whose bank code is letters (UK, NL, IE, MT...): the check digits are
+        # followed by a space and letters, not by a run of digits.
+        ("IBAN GB29 NWBK 6016 1331 9268 19 thanks", "IBAN [IBAN] thanks"),
+        ("NL91 ABNA 0417 1643 00", "[IBAN]"),
+        ("to MT84 MALT 0110 0001 2345 MTLC AST0 01S.", "to [IBAN]."),
+        ("IE29 AIBK 9311 5212 3456 78, ref 7", "[IBAN], ref 7"),
+        ("GB29NWBK60161331926819", "[IBAN]"),
+        ("DE89 3704 0044 0532 0130 00", "[IBAN]"),
+    ],
+)
+def test_ibans_are_found_in_every_written_form(text: str, expected: str) -> None:
+    assert redact(kinds=["iban"])({"error": {"message": text}})["error"]["message"] == expected
+    out = redact()({"error": {"message": text}})["error"]["message"]
+    assert out == expected
+
+
 def test_every_secret_shape_is_found_past_the_fast_path() -> None:
     samples = [
         "sk-abcdefgh12345678",

@@ -32,15 +32,15 @@ _EMAIL = re.compile(
 # A run of the characters phone numbers, card numbers and IPv4 addresses are made of, starting where one
 # could start. The first item is a character class, which lets the regex engine skip ahead in C.
 # Short runs ("3 items") are rejected inside the regex engine, not in Python; the second branch keeps
-# the compact IBAN "GB29NWBK..." whose digit run is cut short by letters.
-_SPAN = re.compile(r"[+(0-9](?:[0-9 ().+\-]{6,}|(?<=[A-Z]{2}[0-9])[0-9](?=[A-Z]))")
+# the IBANs whose check digits are followed by letters, "GB29NWBK..." or, as printed, "GB29 NWBK ...".
+_SPAN = re.compile(r"[+(0-9](?:[0-9 ().+\-]{6,}|(?<=[A-Z]{2}[0-9])[0-9](?= ?[A-Z]))")
 # The same spans, found faster in an ASCII text: the regex engine looks for a character class one
 # character at a time through a slow generic test, but for a single literal character with a tight loop.
 # So in a byte copy of the text where every character a span can start with became "0" (one C pass),
 # `_SPAN` becomes a regex starting with the literal "0", at the very same positions. (Its IBAN branch may
 # also stop at a "+" or "(" after two capitals; such a one- or two-character span is skipped as short.)
 _SPAN_STARTS_TO_ZERO = bytes.maketrans(b"0123456789+(", b"000000000000")
-_SPAN_ASCII = re.compile(rb"0(?:[0 ().\-]{6,}|(?<=[A-Z]{2}0)0(?=[A-Z]))")
+_SPAN_ASCII = re.compile(rb"0(?:[0 ().\-]{6,}|(?<=[A-Z]{2}0)0(?= ?[A-Z]))")
 _IPV4 = re.compile(r"(?<![0-9.])[0-9]{1,3}(?:\.[0-9]{1,3}){3}(?![0-9]|\.[0-9])")
 _CARD = re.compile(r"(?<![0-9])[0-9](?:[ \-]?[0-9]){12,18}(?![0-9])")
 _PHONE = re.compile(
