@@ -619,3 +619,31 @@ def test_json_text_in_strings_is_redacted_inside(arguments: str, expected: Any) 
             walker.redact_fields(out, pl.REDACT_FIELDS)
         got = out["request"]["messages"][0]["tool_calls"][0]["function"]["arguments"]
         assert json.loads(got) == expected
+
+
+# --------------------------------------------------------------------------------------------------
+# Forms found by probing: each failed before its fix.
+
+
+def test_values_under_secret_named_keys_in_every_naming_style() -> None:
+    secret_named = [
+        "AWS_SECRET_ACCESS_KEY",
+        "Ocp-Apim-Subscription-Key",
+        "github_token",
+        "HF_TOKEN",
+        "x-amz-security-token",
+        "dbPassword",
+        "secretAccessKey",
+        "DB_PASS",
+        "passphrase",
+        "master_key",
+        "signing_key",
+    ]
+    meta = {"env": {name: "v4lue-1234" for name in secret_named}}
+    args = json.dumps({"config": {"HF_TOKEN": "v4lue-1234", "dbPassword": "v4lue-1234"}})
+    out = redact()({"metadata": meta, "request": {"tools": [{"arguments": args}]}})
+    assert out["metadata"]["env"] == {name: "[SECRET]" for name in secret_named}
+    assert "v4lue-1234" not in out["request"]["tools"][0]["arguments"]
+    # Names that only look like them keep their values: logprobs list each `token` of an answer.
+    plain = {"token": "Hello", "max_tokens": 256, "tokens": "x", "password_hint": "pet", "bypass": "on"}
+    assert redact()({"response": {"lp": plain}})["response"]["lp"] == plain

@@ -111,11 +111,17 @@ def otel_link_of(meta: Mapping[str, Any]) -> tuple[str, str, str | None] | None:
 # --------------------------------------------------------------------------------------------------
 # Secrets
 
-# Metadata and header keys whose values are credentials, wherever they appear.
+# Metadata and header keys whose values are credentials, wherever they appear: the name ends in one of
+# these words, after a separator or a camelCase hump (`db_password`, `dbPassword`, `HF_TOKEN`). A bare
+# `token` is not one: OpenAI's logprobs list each `token` of the answer.
 _SECRET_KEY = re.compile(
-    r"(^|[_\-.])(api[_\-]?key|apikey|authorization|auth[_\-]?token|access[_\-]?token|refresh[_\-]?token|"
-    r"id[_\-]?token|secret|secret[_\-]?key|client[_\-]?secret|password|passwd|cookie|set[_\-]?cookie|"
-    r"private[_\-]?key|session[_\-]?token|x[_\-]api[_\-]key|bearer|credentials?)$",
+    r"(?:^|[_\-.]|(?-i:(?<=[a-z0-9])(?=[A-Z])))"
+    r"(?:api[_\-]?key|apikey|authorization|x[_\-]api[_\-]key|bearer|credentials?|jwt|cookie|set[_\-]?cookie|"
+    r"(?:auth|access|refresh|id|session|security|api|bot|app|oauth|github|gh|hf|slack|personal[_\-]?access)"
+    r"[_\-]?token|"
+    r"secret|client[_\-]?secret|"
+    r"(?:secret|access|private|signing|encryption|subscription|master|account)[_\-]?key|"
+    r"password|passwd|pwd|pass|passphrase)$",
     re.IGNORECASE,
 )
 
