@@ -138,6 +138,13 @@ _SECRET_TEXT = re.compile(
     r"|\bxox[abprs]-[A-Za-z0-9\-]{10,}"  # Slack tokens
     r"|\bhf_[A-Za-z0-9]{20,}"  # Hugging Face tokens
     r"|\bll_[A-Za-z0-9_\-]{16,}"  # litelens project keys
+    r"|\beyJ[A-Za-z0-9_\-]{8,}\.eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]*"  # JWT: base64 of '{"' twice
+    r"|\bgithub_pat_[A-Za-z0-9_]{22,}"  # GitHub fine-grained tokens
+    r"|\b[sr]k_(?:live|test)_[A-Za-z0-9]{10,}"  # Stripe secret and restricted keys
+    r"|\bwhsec_[A-Za-z0-9+/=]{20,}"  # Stripe (and Svix) webhook signing secrets
+    r"|\bxapp-[0-9]-[A-Za-z0-9\-]{10,}"  # Slack app-level tokens
+    r"|\bglpat-[A-Za-z0-9_\-]{20,}"  # GitLab tokens
+    r"|\bnpm_[A-Za-z0-9]{36}\b"  # npm tokens
     r"|(?i:(?<=[?&;])(?:api[_\-]?key|key|token|access_token|sig|signature|password|secret)=)[^&\s\"']+"
     r")"
 )
@@ -151,6 +158,7 @@ SECRET_TEXT = _SECRET_TEXT
 SECRET_TEXT_HINTS = (
     "sk-", "rk-", "pk-", "Bearer", "Basic", "AKIA", "AIza",
     "ghp_", "gho_", "ghu_", "ghs_", "ghr_", "xox", "hf_", "ll_", "=",
+    "eyJ", "github_pat_", "k_live_", "k_test_", "whsec_", "xapp-", "glpat-", "npm_",
 )  # fmt: skip
 
 REDACTED = "[REDACTED]"

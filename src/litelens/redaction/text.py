@@ -75,10 +75,19 @@ _IP6 = re.compile(r"(?<![\w:.])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?:%[A-
 # comes with the distances back from the match to where a credential may start: trying a start that is
 # not one costs a failed match, missing one would leak.
 _SECRET_STARTS = (
-    ("-", re.compile(r"-(?:(?<=\b[srp]k-)|(?<=\bxox[abprs]-))"), (4, 2)),  # sk-, rk-, pk-, xoxb-...
-    ("_", re.compile(r"_(?:(?<=\b(?:hf|ll)_)|(?<=\bgh[pousr]_))"), (3, 2)),  # hf_, ll_, ghp_...
+    # sk-, rk-, pk-; xoxb-..., xapp-; glpat-
+    ("-", re.compile(r"-(?:(?<=\b[srp]k-)|(?<=\b(?:xox[abprs]|xapp)-)|(?<=\bglpat-))"), (5, 4, 2)),
+    # hf_, ll_, sk_live_/rk_test_; ghp_..., npm_; whsec_; github_pat_
+    (
+        "_",
+        re.compile(
+            r"_(?:(?<=\b(?:hf|ll|sk|rk)_)|(?<=\b(?:gh[pousr]|npm)_)|(?<=\bwhsec_)|(?<=\bgithub_))"
+        ),
+        (6, 5, 3, 2),
+    ),
     ("B", re.compile(r"B(?=earer|asic)"), (0,)),
     ("A", re.compile(r"A(?=KIA|Iza)"), (0,)),
+    ("J", re.compile(r"J(?<=\beyJ)"), (2,)),  # a JWT
 )
 # Key names in URL queries come right after "?", "&" or ";" and before "="; the longest SECRET_TEXT
 # knows is "access_token".
@@ -153,6 +162,7 @@ class TextRedactor:
             and "Basic" not in s
             and "AKIA" not in s
             and "AIza" not in s
+            and "eyJ" not in s
         ):
             return s
         return self.scan(s)
@@ -177,7 +187,7 @@ class TextRedactor:
 
         The credential regex is an alternation of `\\b`-anchored shapes, which the regex engine tries at
         every position (about 0.3 µs per character). Every match starts at a few letters before a `-`
-        (`sk-`, `xoxb-`) or `_` (`ghp_`, `hf_`), at `Bearer`, `Basic`, `AKIA`, `AIza`, or right after the
+        (`sk-`, `xoxb-`) or `_` (`ghp_`, `sk_live_`), at `Bearer`, `Basic`, `AKIA`, `AIza`, `eyJ`, or after the
         `?`/`&`/`;` before a `name=`. `_SECRET_STARTS` finds those places in C, so the text is scanned a
         few times at memchr-like speed and the regex is matched only there. Leftmost-first, like `sub`,
         so the result is the same.
