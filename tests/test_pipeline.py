@@ -512,6 +512,10 @@ FRAGMENTS = [
     "eyJhbGciOiJIUzI1NiJ9",
     ".eyJzdWIiOiIxMjM0NTY3ODkwIn0.",
     "github_pat_",
+    "https://",
+    "u:p4ss@",
+    "?refresh_token=",
+    "&X-Amz-Signature=",
     "sk_live_",
     "rk_test_",
     "whsec_",
@@ -668,3 +672,30 @@ def test_values_under_secret_named_keys_in_every_naming_style() -> None:
     # Names that only look like them keep their values: logprobs list each `token` of an answer.
     plain = {"token": "Hello", "max_tokens": 256, "tokens": "x", "password_hint": "pet", "bypass": "on"}
     assert redact()({"response": {"lp": plain}})["response"]["lp"] == plain
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # Passwords in the user info of a URL (a database URL in an error, a proxy setting)
+        ("postgres://admin:s3cr3tP4ss@10.0.0.5:5432/db", "postgres://[SECRET]@[IP]:5432/db"),
+        ("see https://user:hunter2pass@db.example.com/x.", "see https://[SECRET]@db.example.com/x."),
+        ("redis://:p4ss=w0rd@cache:6379/0", "redis://[SECRET]@cache:6379/0"),
+        ("https://host.io:8443/a@b", "https://host.io:8443/a@b"),  # a port, then a path
+        # Key names in queries beyond key/token/sig, in any case, and signed S3 / GCS URLs
+        ("https://x.io/?client_secret=abc123&a=1", "https://x.io/?client_secret=[SECRET]&a=1"),
+        ("https://x.io/cb?refresh_token=abc123#top", "https://x.io/cb?refresh_token=[SECRET]#top"),
+        ("https://x.io/?ACCESS-TOKEN=abc123", "https://x.io/?ACCESS-TOKEN=[SECRET]"),
+        ("https://x.io/?a=1&pwd=abc123", "https://x.io/?a=1&pwd=[SECRET]"),
+        (
+            "https://b.s3.amazonaws.com/k?X-Amz-Security-Token=IQo123&X-Amz-Signature=4f2a9c&X-Amz-Expires=60",
+            "https://b.s3.amazonaws.com/k?X-Amz-Security-Token=[SECRET]&X-Amz-Signature=[SECRET]"
+            "&X-Amz-Expires=60",
+        ),
+        ("https://x.io/?max_tokens=5&keyword=abc", "https://x.io/?max_tokens=5&keyword=abc"),
+    ],
+)
+def test_credentials_in_urls(text: str, expected: str) -> None:
+    assert redact()({"error": {"message": text}})["error"]["message"] == expected
+    walker = _walker()
+    assert walker.value({"u": text}) == {"u": expected}  # string by string too

@@ -145,7 +145,10 @@ _SECRET_TEXT = re.compile(
     r"|\bxapp-[0-9]-[A-Za-z0-9\-]{10,}"  # Slack app-level tokens
     r"|\bglpat-[A-Za-z0-9_\-]{20,}"  # GitLab tokens
     r"|\bnpm_[A-Za-z0-9]{36}\b"  # npm tokens
-    r"|(?i:(?<=[?&;])(?:api[_\-]?key|key|token|access_token|sig|signature|password|secret)=)[^&\s\"']+"
+    r"|(?i:(?<=[?&;])(?:x-(?:amz|goog)-)?"  # keys in URL queries, S3 and GCS signed URLs too
+    r"(?:api[_\-]?key|key|(?:access|refresh|id|session|private|auth|security)?[_\-]?token|client[_\-]?secret"
+    r"|sig|signature|password|passwd|pwd|secret|auth)=)[^&\s\"'#]+"
+    r"|(?<=://)[^\s/?#@:\"'<>]*:[^\s/?#@\"'<>]+(?=@)"  # user:password@ in a URL
     r")"
 )
 
@@ -158,7 +161,7 @@ SECRET_TEXT = _SECRET_TEXT
 SECRET_TEXT_HINTS = (
     "sk-", "rk-", "pk-", "Bearer", "Basic", "AKIA", "AIza",
     "ghp_", "gho_", "ghu_", "ghs_", "ghr_", "xox", "hf_", "ll_", "=",
-    "eyJ", "github_pat_", "k_live_", "k_test_", "whsec_", "xapp-", "glpat-", "npm_",
+    "://", "eyJ", "github_pat_", "k_live_", "k_test_", "whsec_", "xapp-", "glpat-", "npm_",
 )  # fmt: skip
 
 REDACTED = "[REDACTED]"

@@ -80,9 +80,7 @@ _SECRET_STARTS = (
     # hf_, ll_, sk_live_/rk_test_; ghp_..., npm_; whsec_; github_pat_
     (
         "_",
-        re.compile(
-            r"_(?:(?<=\b(?:hf|ll|sk|rk)_)|(?<=\b(?:gh[pousr]|npm)_)|(?<=\bwhsec_)|(?<=\bgithub_))"
-        ),
+        re.compile(r"_(?:(?<=\b(?:hf|ll|sk|rk)_)|(?<=\b(?:gh[pousr]|npm)_)|(?<=\bwhsec_)|(?<=\bgithub_))"),
         (6, 5, 3, 2),
     ),
     ("B", re.compile(r"B(?=earer|asic)"), (0,)),
@@ -90,8 +88,8 @@ _SECRET_STARTS = (
     ("J", re.compile(r"J(?<=\beyJ)"), (2,)),  # a JWT
 )
 # Key names in URL queries come right after "?", "&" or ";" and before "="; the longest SECRET_TEXT
-# knows is "access_token".
-_MAX_PARAM_NAME = 12
+# knows is "x-amz-security-token".
+_MAX_PARAM_NAME = 20
 
 
 def luhn_ok(digits: str) -> bool:
@@ -187,8 +185,8 @@ class TextRedactor:
 
         The credential regex is an alternation of `\\b`-anchored shapes, which the regex engine tries at
         every position (about 0.3 µs per character). Every match starts at a few letters before a `-`
-        (`sk-`, `xoxb-`) or `_` (`ghp_`, `sk_live_`), at `Bearer`, `Basic`, `AKIA`, `AIza`, `eyJ`, or after the
-        `?`/`&`/`;` before a `name=`. `_SECRET_STARTS` finds those places in C, so the text is scanned a
+        (`sk-`, `xoxb-`) or `_` (`ghp_`, `sk_live_`), at `Bearer`, `Basic`, `AKIA`, `AIza`, `eyJ`, after the
+        `?`/`&`/`;` before a `name=`, or after a `://`. `_SECRET_STARTS` finds those places in C, so the text is scanned a
         few times at memchr-like speed and the regex is matched only there. Leftmost-first, like `sub`,
         so the result is the same.
         """
@@ -205,6 +203,10 @@ class TextRedactor:
             if q != -1:
                 starts.append(q + 1)
             i = s.find("=", i + 1)
+        i = s.find("://")
+        while i != -1:  # user:password@ in a URL
+            starts.append(i + 3)
+            i = s.find("://", i + 3)
         if not starts:
             return s
         parts: list[str] = []
@@ -227,6 +229,8 @@ class TextRedactor:
         ph = self.ph["secret"]
         if found.startswith(("Bearer", "Basic")):  # keep the scheme: it says what kind of credential it was
             return found.split()[0] + " " + ph
+        if match.string.startswith("://", match.start() - 3):  # user:password@, which may hold a "="
+            return ph
         eq = found.find("=")
         return found[: eq + 1] + ph if eq > 0 else ph
 
