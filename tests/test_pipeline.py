@@ -512,6 +512,15 @@ FRAGMENTS = [
     "eyJhbGciOiJIUzI1NiJ9",
     ".eyJzdWIiOiIxMjM0NTY3ODkwIn0.",
     "github_pat_",
+    "API_KEY",
+    "password",
+    "Token",
+    "x-auth-token",
+    ": ",
+    " = ",
+    "s3cr3t99",
+    "-----BEGIN RSA PRIVATE KEY-----",
+    "-----END RSA PRIVATE KEY-----",
     "https://",
     "u:p4ss@",
     "?refresh_token=",
@@ -699,3 +708,44 @@ def test_credentials_in_urls(text: str, expected: str) -> None:
     assert redact()({"error": {"message": text}})["error"]["message"] == expected
     walker = _walker()
     assert walker.value({"u": text}) == {"u": expected}  # string by string too
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # A secret-named key and its value in text: .env lines, config files, headers echoed in errors
+        ("AWS_SECRET_ACCESS_KEY=wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", "AWS_SECRET_ACCESS_KEY=[SECRET]"),
+        ("aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfi", "aws_secret_access_key = [SECRET]"),
+        ("401: header api-key: 0123456789abcdef0123456789abcdef", "401: header api-key: [SECRET]"),
+        ("Ocp-Apim-Subscription-Key: 0a1b2c3d4e5f", "Ocp-Apim-Subscription-Key: [SECRET]"),
+        ("curl -H 'x-api-key: abcdef1234567890' https://x.io", "curl -H 'x-api-key: [SECRET]' https://x.io"),
+        ("headers={'X-Auth-Token': 'tok3n-abcdef'}", "headers={'X-Auth-Token': '[SECRET]'}"),
+        ("db_password=hunter2pass; user=app", "db_password=[SECRET]; user=app"),
+        ("Server=db;Uid=sa;Pwd=s3cr3t!x;", "Server=db;Uid=sa;Pwd=[SECRET];"),
+        ("authorization: bearer abc123def456ghi", "authorization: bearer [SECRET]"),
+        ('{"clientSecret": "abc123def456"} as text', '{"clientSecret": "[SECRET]"} as text'),
+        (
+            "-----BEGIN RSA PRIVATE KEY-----\nMIIEpAIBAAKCAQEA\n-----END RSA PRIVATE KEY----- ok",
+            "[SECRET] ok",
+        ),
+        ("-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEA", "[SECRET]"),
+    ],
+)
+def test_secret_named_keys_and_private_keys_in_text(text: str, expected: str) -> None:
+    assert redact()({"error": {"message": text}})["error"]["message"] == expected
+    assert _walker().value({"u": text}) == {"u": expected}
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        # Code and prose that name a secret without holding one: no digit in the value, or brackets.
+        "def f(api_key: str = None, password: Optional[str] = None) -> None:",
+        'client = OpenAI(api_key=os.environ["OPENAI_API_KEY"], secret=settings.SECRET)',
+        "max_tokens=256, input_tokens: 120, token_count=17; sort key: date",
+        "Password: at least 8 characters; Hotkey: Ctrl+S; Turkey: 12 lbs",
+        "-----BEGIN PUBLIC KEY-----",
+    ],
+)
+def test_secret_names_without_secrets_stay_readable(text: str) -> None:
+    assert redact()({"error": {"message": text}})["error"]["message"] == text

@@ -125,6 +125,30 @@ _SECRET_KEY = re.compile(
     re.IGNORECASE,
 )
 
+# A secret-named key followed by `=` or `:` in text: `.env` lines, config snippets and headers echoed in
+# error messages ("x-api-key: 0a1b...", "{'password': 'hunter2'}", "AWS_SECRET_ACCESS_KEY=..."). The
+# match starts at the `=` or `:`; a look-behind per name (fixed width each, so both spellings of
+# `api_key`/`apikey` are listed) checks the name, right before it or before one quote or space.
+_ASSIGN_NAMES = (
+    *(f"{stem}{sep}key" for stem in ("api", "secret", "access", "private", "subscription", "account", "master")
+      for sep in ("", "[_\\-]")),
+    "[_\\-]token", "(?-i:[a-z]T)oken", "password", "passwd", "pwd", "passphrase", "secret", "authorization",
+)  # fmt: skip
+_ASSIGN_NAME = "|".join(f"(?<=(?i:{name}){end})" for name in _ASSIGN_NAMES for end in ("", "[\"' ]"))
+# The value: no space, quote or bracket (so `api_key: Optional[str]` is code, not a key), at least 6
+# characters and a digit (so `password=os.environ...` and a placeholder are left alone).
+_ASSIGN_VALUE = r"(?=[^\s\"'&,;<>()\[\]{}]*[0-9])[^\s\"'&,;<>()\[\]{}]{6,}"
+# Where such a match may start: a `=` or `:` after the last two letters of one of those names, which the
+# regex engine finds from the literal character in C. Keep in step with _ASSIGN_NAMES.
+SECRET_ASSIGN_MARKS = tuple(
+    (
+        sep,
+        re.compile(f"{sep}(?:(?<=(?i:ey|en|rd|wd|se|et|on){sep})|(?<=(?i:ey|en|rd|wd|se|et|on)[\"' ]{sep}))"),
+    )
+    for sep in ("=", ":")
+)
+_ASSIGN_COLON = SECRET_ASSIGN_MARKS[1][1]
+
 # Strings shaped like credentials: provider keys, bearer tokens, keys in URLs. Used on the places where
 # LiteLLM or a provider may echo a credential (error messages, URLs, metadata, headers), not on content:
 # redacting content is the `litelens.pipeline.redact` processor's job.
@@ -147,8 +171,10 @@ _SECRET_TEXT = re.compile(
     r"|\bnpm_[A-Za-z0-9]{36}\b"  # npm tokens
     r"|(?i:(?<=[?&;])(?:x-(?:amz|goog)-)?"  # keys in URL queries, S3 and GCS signed URLs too
     r"(?:api[_\-]?key|key|(?:access|refresh|id|session|private|auth|security)?[_\-]?token|client[_\-]?secret"
-    r"|sig|signature|password|passwd|pwd|secret|auth)=)[^&\s\"'#]+"
+    r"|sig|signature|password|passwd|pwd|secret|auth)=)[^&;\s\"'#]+"
+    r"|-----BEGIN [A-Z ]*PRIVATE KEY-----[^&]*?(?:-----END [A-Z ]*PRIVATE KEY-----|(?=&|\Z))"  # PEM
     r"|(?<=://)[^\s/?#@:\"'<>]*:[^\s/?#@\"'<>]+(?=@)"  # user:password@ in a URL
+    rf"|(?:{_ASSIGN_NAME})[=:][ \t]*[\"']?(?:(?i:bearer|basic|token)[ \t]+)?(?P<value>{_ASSIGN_VALUE})"
     r")"
 )
 
@@ -161,7 +187,7 @@ SECRET_TEXT = _SECRET_TEXT
 SECRET_TEXT_HINTS = (
     "sk-", "rk-", "pk-", "Bearer", "Basic", "AKIA", "AIza",
     "ghp_", "gho_", "ghu_", "ghs_", "ghr_", "xox", "hf_", "ll_", "=",
-    "://", "eyJ", "github_pat_", "k_live_", "k_test_", "whsec_", "xapp-", "glpat-", "npm_",
+    "://", "-----BEGIN ", "eyJ", "github_pat_", "k_live_", "k_test_", "whsec_", "xapp-", "glpat-", "npm_",
 )  # fmt: skip
 
 REDACTED = "[REDACTED]"
@@ -183,7 +209,8 @@ def scrub_text(text: str, secrets: Iterable[str] = ()) -> str:
         if hint in text:
             break
     else:
-        return text
+        if _ASSIGN_COLON.search(text) is None:  # the one shape with no hint: `name: value`
+            return text
     if _SECRET_TEXT.search(text) is None:
         return text
     return _SECRET_TEXT.sub(_redact_match, text)
@@ -192,6 +219,9 @@ def scrub_text(text: str, secrets: Iterable[str] = ()) -> str:
 def _redact_match(match: re.Match[str]) -> str:
     found = match.group(0)
     # Keep the name of a URL parameter and the scheme of an Authorization value: they help debugging.
+    value = match.start("value")
+    if value != -1:  # name=value, name: value: keep what comes before the value
+        return found[: value - match.start()] + REDACTED
     if found.startswith(("Bearer", "Basic")):
         return found.split()[0] + " " + REDACTED
     return REDACTED
