@@ -512,6 +512,9 @@ FRAGMENTS = [
     "eyJhbGciOiJIUzI1NiJ9",
     ".eyJzdWIiOiIxMjM0NTY3ODkwIn0.",
     "github_pat_",
+    "jane%40x.io",
+    "%40",
+    "o'neil@x.io",
     "API_KEY",
     "password",
     "Token",
@@ -749,3 +752,18 @@ def test_secret_named_keys_and_private_keys_in_text(text: str, expected: str) ->
 )
 def test_secret_names_without_secrets_stay_readable(text: str) -> None:
     assert redact()({"error": {"message": text}})["error"]["message"] == text
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("GET https://x.io/u?email=jane.doe%40example.com&a=1", "GET https://x.io/u?email=[EMAIL]&a=1"),
+        ("to=jane%2Bnews%40mail.example.co.uk", "to=[EMAIL]"),
+        ("from Sean O'Neil <sean.o'neil@example.ie>", "from Sean O'Neil <[EMAIL]>"),
+        ("email='jane@x.io', name='Jane'", "email='[EMAIL]', name='Jane'"),
+        ("discount 100%40 off, 50%40x", "discount 100%40 off, 50%40x"),
+    ],
+)
+def test_emails_url_encoded_or_with_an_apostrophe(text: str, expected: str) -> None:
+    assert redact()({"error": {"message": text}})["error"]["message"] == expected
+    assert _walker().value({"u": text}) == {"u": expected}

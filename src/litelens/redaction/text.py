@@ -26,9 +26,12 @@ SAME = "\x00same"
 # A Python regex scans text at several nanoseconds per character, so none of these runs over a whole
 # text unless it starts with a character class the engine can skip ahead by; the others run only on
 # short spans, or where a cheap `find` says a match may start.
-_EMAIL = re.compile(
-    r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9](?:[A-Za-z0-9\-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,24}"
-)
+# The local part may hold an apostrophe between letters (o'neil@...); the "@" may be URL-encoded as
+# "%40" (?email=jane%40example.com).
+_EMAIL_LOCAL = r"(?:[A-Za-z0-9._%+\-]|(?<=[A-Za-z0-9])'(?=[A-Za-z0-9]))+"
+_EMAIL_DOMAIN = r"[A-Za-z0-9](?:[A-Za-z0-9\-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,24}"
+_EMAIL = re.compile(f"{_EMAIL_LOCAL}@{_EMAIL_DOMAIN}")
+_EMAIL_ENCODED = re.compile(f"{_EMAIL_LOCAL}%40{_EMAIL_DOMAIN}")
 # A run of the characters phone numbers, card numbers and IPv4 addresses are made of, starting where one
 # could start. The first item is a character class, which lets the regex engine skip ahead in C.
 # Short runs ("3 items") are rejected inside the regex engine, not in Python; the second branch keeps
@@ -180,8 +183,11 @@ class TextRedactor:
             out = pattern.sub(ph, out)
         if self.secret:
             out = self._secrets(out)
-        if self.email and "@" in out:
-            out = self._emails(out)
+        if self.email:
+            if "@" in out:
+                out = self._emails(out, "@", _EMAIL)
+            if "%40" in out:
+                out = self._emails(out, "%40", _EMAIL_ENCODED)
         if self.numeric:  # the span scan is itself the cheapest test for "has a digit"
             out = self._numbers(out)
         if self.ip and ":" in out and _IP6_HINT.search(out):
@@ -249,21 +255,21 @@ class TextRedactor:
         eq = found.find("=")
         return found[: eq + 1] + ph if eq > 0 else ph
 
-    def _emails(self, s: str) -> str:
+    def _emails(self, s: str, sign: str, email: re.Pattern[str]) -> str:
         # An unanchored email regex tries every position of the string; start near each '@' instead.
         parts: list[str] = []
         done = 0
-        at = s.find("@")
+        at = s.find(sign)
         while at != -1:
             # No address holds a space: start after the last one before the "@", not at every one of
             # the 128 characters before it (each a failed try of the regex).
             lo = max(done, at - 128)
             lo = max(lo, s.rfind(" ", lo, at) + 1)
-            m = _EMAIL.search(s, lo, at + 256)
+            m = email.search(s, lo, at + 256)
             if m is not None and m.start() <= at < m.end():
                 parts += (s[done : m.start()], self.ph["email"])
                 done = m.end()
-            at = s.find("@", max(at + 1, done))
+            at = s.find(sign, max(at + 1, done))
         if not parts:
             return s
         parts.append(s[done:])
