@@ -187,6 +187,11 @@ def test_a_record_with_nothing_to_redact_is_returned_untouched() -> None:
         "at 10:30:00 using std::vector",
         "id 550e8400-e29b-41d4-a716-446655440000",
         "0000 0000 0000 0000",  # passes Luhn, is nobody's card
+        # Timestamps, durations, prices and versions near the phone and secret shapes
+        "released 2024-05-01T10:30:00Z, logged 2024-05-01 10:30:00.123456 and 01.05.2024 10:30",
+        "took 00:01:23.456 (83 456 ms); price $1,299.00, 1 299,00 EUR or 0.99 USD",
+        "version 1.110.2 build 0.0.1234567 rc 2024.05.01-1, population 1234567 in 2023",
+        "max_tokens=256, input_tokens: 120, timeout=30, api_version=2024-05-01",
     ],
 )
 def test_checksums_and_shapes_keep_order_numbers_readable(text: str) -> None:
@@ -765,5 +770,24 @@ def test_secret_names_without_secrets_stay_readable(text: str) -> None:
     ],
 )
 def test_emails_url_encoded_or_with_an_apostrophe(text: str, expected: str) -> None:
+    assert redact()({"error": {"message": text}})["error"]["message"] == expected
+    assert _walker().value({"u": text}) == {"u": expected}
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # Groups longer than 4 digits after a country code or a trunk "0"
+        ("Ruf an: +49 30 1234567.", "Ruf an: [PHONE]."),
+        ("Tel. 030 1234567 oder 0049 30 1234567", "Tel. [PHONE] oder [PHONE]"),
+        ("+49 (0)30 1234567", "[PHONE]"),
+        ("mobile 07700 900123, office (089) 1234567", "mobile [PHONE], office [PHONE]"),
+        ("WhatsApp +91 98765 43210", "WhatsApp [PHONE]"),
+        # The trunk "0" in brackets before a one-digit area code: the whole number, not its tail
+        ("appelez le +33 (0)1 23 45 67 89", "appelez le [PHONE]"),
+        ("01 23 45 67 89 / 01.23.45.67.89", "[PHONE] / [PHONE]"),
+    ],
+)
+def test_phone_numbers_in_national_and_international_forms(text: str, expected: str) -> None:
     assert redact()({"error": {"message": text}})["error"]["message"] == expected
     assert _walker().value({"u": text}) == {"u": expected}

@@ -49,8 +49,20 @@ _CARD = re.compile(r"(?<![0-9])[0-9](?:[ \-]?[0-9]){12,18}(?![0-9])")
 _PHONE = re.compile(
     r"(?<![0-9+])(?:"
     r"\+[0-9]{7,15}"  # E.164, compact
-    r"|(?:\+[0-9]{1,3}[ .\-]?)?(?:\([0-9]{1,4}\)[ .\-]?|[0-9]{1,4}[ .\-])(?:[0-9]{2,4}[ .\-]){0,3}[0-9]{2,4}"
+    # International, "+" or "00" and a country code: groups of up to 8 digits ("+49 30 1234567",
+    # "+91 98765 43210"), the trunk "0" in brackets ("+33 (0)1 23 45 67 89")
+    r"|(?:\+|00(?=[1-9]))[0-9]{1,3}[ .\-]?(?:\(0\)[ .\-]?)?"
+    r"(?:\([0-9]{1,5}\)[ .\-]?|[0-9]{1,5}[ .\-])(?:[0-9]{2,8}[ .\-]){0,4}[0-9]{2,8}"
+    # National, in groups of 2-4 ("(415) 555-2671", "01 23 45 67 89")
+    r"|(?:\([0-9]{1,4}\)[ .\-]?|[0-9]{1,4}[ .\-])(?:[0-9]{2,4}[ .\-]){0,3}[0-9]{2,4}"
+    # National after a trunk "0", one longer group ("030 1234567", "07700 900123", "(089) 1234567")
+    r"|(?:\(0[1-9][0-9]{0,4}\)[ .\-]?|0[1-9][0-9]{0,4}[ .\-])[0-9]{3,8}(?:[ .\-][0-9]{2,8})?"
     r")(?![0-9])"
+)
+# A date (year first, or day and month in either order first) and a space or "T" before its time.
+_DATE_THEN_TIME = re.compile(
+    r"(?:[12][0-9]{3}[\-./][01]?[0-9][\-./][0-3]?[0-9]|[0-3]?[0-9][\-./][0-3]?[0-9][\-./](?:[12][0-9])?[0-9]{2})"
+    r"[ T][0-2]?[0-9]\Z"
 )
 _DATE = re.compile(r"[0-9]{4}[\-.][0-9]{1,2}[\-.][0-9]{1,2}|[0-9]{1,2}[\-.][0-9]{1,2}[\-.][0-9]{2,4}")
 # Most spans in prose are dates, amounts, order and ticket numbers, and a span costs a few µs once it
@@ -137,8 +149,9 @@ def _phone_ok(text: str) -> bool:
         return False
     if text[0] == "+":
         return True
-    # Dates and grouped amounts are shaped like phone numbers; they are far more common in prompts.
-    return not (_DATE.fullmatch(text) or _THOUSANDS.fullmatch(text))
+    # Dates and grouped amounts are shaped like phone numbers; they are far more common in prompts. So
+    # is a timestamp's date and hour ("2024-05-01 10:30", "01.05.2024 10:30").
+    return not (_DATE.fullmatch(text) or _THOUSANDS.fullmatch(text) or _DATE_THEN_TIME.match(text))
 
 
 class TextRedactor:
