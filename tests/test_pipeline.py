@@ -187,6 +187,11 @@ def test_a_record_with_nothing_to_redact_is_returned_untouched() -> None:
         "at 10:30:00 using std::vector",
         "id 550e8400-e29b-41d4-a716-446655440000",
         "0000 0000 0000 0000",  # passes Luhn, is nobody's card
+        # Timestamps, durations, prices and versions near the phone and secret shapes
+        "released 2024-05-01T10:30:00Z, logged 2024-05-01 10:30:00.123456 and 01.05.2024 10:30",
+        "took 00:01:23.456 (83 456 ms); price $1,299.00, 1 299,00 EUR or 0.99 USD",
+        "version 1.110.2 build 0.0.1234567 rc 2024.05.01-1, population 1234567 in 2023",
+        "max_tokens=256, input_tokens: 120, timeout=30, api_version=2024-05-01",
     ],
 )
 def test_checksums_and_shapes_keep_order_numbers_readable(text: str) -> None:
@@ -227,6 +232,17 @@ def test_every_secret_shape_is_found_past_the_fast_path() -> None:
         "hf_" + "a" * 30,
         "ll_" + "a" * 20,
         "https://h.io/p?key=abcdef123",
+        # JWT (header and claims are base64 of '{"...'), alone and as a JSON Web Token in a header
+        "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U",
+        "eyJhbGciOiJub25lIn0.eyJzdWIiOiJhZG1pbiJ9.",
+        "github_pat_11ABCDEFG0" + "a" * 60,
+        "sk_live_51H8abcdEFGH1234567890",
+        "rk_live_51H8abcdEFGH1234567890",
+        "sk_test_51H8abcdEFGH1234567890",
+        "whsec_" + "a1" * 16,
+        "xapp-1-A0123456789-1234567890123-abcdef0123456789",
+        "glpat-abcdefghij1234567890",
+        "npm_" + "a1" * 18,
     ]
     for secret in samples:
         out = redact(kinds=["secret"])({"metadata": {"note": f"x {secret} y"}})["metadata"]["note"]
@@ -498,6 +514,32 @@ FRAGMENTS = [
     "sk-",
     "AKIA",
     "AIza",
+    "eyJhbGciOiJIUzI1NiJ9",
+    ".eyJzdWIiOiIxMjM0NTY3ODkwIn0.",
+    "github_pat_",
+    "jane%40x.io",
+    "%40",
+    "o'neil@x.io",
+    "API_KEY",
+    "password",
+    "Token",
+    "x-auth-token",
+    ": ",
+    " = ",
+    "s3cr3t99",
+    "-----BEGIN RSA PRIVATE KEY-----",
+    "-----END RSA PRIVATE KEY-----",
+    "https://",
+    "u:p4ss@",
+    "?refresh_token=",
+    "&X-Amz-Signature=",
+    "sk_live_",
+    "rk_test_",
+    "whsec_",
+    "xapp-1-",
+    "glpat-",
+    "npm_",
+    "a" * 20,
     "2024-05-01",
     "1 000 000",
     "4111",
@@ -619,3 +661,133 @@ def test_json_text_in_strings_is_redacted_inside(arguments: str, expected: Any) 
             walker.redact_fields(out, pl.REDACT_FIELDS)
         got = out["request"]["messages"][0]["tool_calls"][0]["function"]["arguments"]
         assert json.loads(got) == expected
+
+
+# --------------------------------------------------------------------------------------------------
+# Forms found by probing: each failed before its fix.
+
+
+def test_values_under_secret_named_keys_in_every_naming_style() -> None:
+    secret_named = [
+        "AWS_SECRET_ACCESS_KEY",
+        "Ocp-Apim-Subscription-Key",
+        "github_token",
+        "HF_TOKEN",
+        "x-amz-security-token",
+        "dbPassword",
+        "secretAccessKey",
+        "DB_PASS",
+        "passphrase",
+        "master_key",
+        "signing_key",
+    ]
+    meta = {"env": {name: "v4lue-1234" for name in secret_named}}
+    args = json.dumps({"config": {"HF_TOKEN": "v4lue-1234", "dbPassword": "v4lue-1234"}})
+    out = redact()({"metadata": meta, "request": {"tools": [{"arguments": args}]}})
+    assert out["metadata"]["env"] == {name: "[SECRET]" for name in secret_named}
+    assert "v4lue-1234" not in out["request"]["tools"][0]["arguments"]
+    # Names that only look like them keep their values: logprobs list each `token` of an answer.
+    plain = {"token": "Hello", "max_tokens": 256, "tokens": "x", "password_hint": "pet", "bypass": "on"}
+    assert redact()({"response": {"lp": plain}})["response"]["lp"] == plain
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # Passwords in the user info of a URL (a database URL in an error, a proxy setting)
+        ("postgres://admin:s3cr3tP4ss@10.0.0.5:5432/db", "postgres://[SECRET]@[IP]:5432/db"),
+        ("see https://user:hunter2pass@db.example.com/x.", "see https://[SECRET]@db.example.com/x."),
+        ("redis://:p4ss=w0rd@cache:6379/0", "redis://[SECRET]@cache:6379/0"),
+        ("https://host.io:8443/a@b", "https://host.io:8443/a@b"),  # a port, then a path
+        # Key names in queries beyond key/token/sig, in any case, and signed S3 / GCS URLs
+        ("https://x.io/?client_secret=abc123&a=1", "https://x.io/?client_secret=[SECRET]&a=1"),
+        ("https://x.io/cb?refresh_token=abc123#top", "https://x.io/cb?refresh_token=[SECRET]#top"),
+        ("https://x.io/?ACCESS-TOKEN=abc123", "https://x.io/?ACCESS-TOKEN=[SECRET]"),
+        ("https://x.io/?a=1&pwd=abc123", "https://x.io/?a=1&pwd=[SECRET]"),
+        (
+            "https://b.s3.amazonaws.com/k?X-Amz-Security-Token=IQo123&X-Amz-Signature=4f2a9c&X-Amz-Expires=60",
+            "https://b.s3.amazonaws.com/k?X-Amz-Security-Token=[SECRET]&X-Amz-Signature=[SECRET]"
+            "&X-Amz-Expires=60",
+        ),
+        ("https://x.io/?max_tokens=5&keyword=abc", "https://x.io/?max_tokens=5&keyword=abc"),
+    ],
+)
+def test_credentials_in_urls(text: str, expected: str) -> None:
+    assert redact()({"error": {"message": text}})["error"]["message"] == expected
+    walker = _walker()
+    assert walker.value({"u": text}) == {"u": expected}  # string by string too
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # A secret-named key and its value in text: .env lines, config files, headers echoed in errors
+        ("AWS_SECRET_ACCESS_KEY=wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", "AWS_SECRET_ACCESS_KEY=[SECRET]"),
+        ("aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfi", "aws_secret_access_key = [SECRET]"),
+        ("401: header api-key: 0123456789abcdef0123456789abcdef", "401: header api-key: [SECRET]"),
+        ("Ocp-Apim-Subscription-Key: 0a1b2c3d4e5f", "Ocp-Apim-Subscription-Key: [SECRET]"),
+        ("curl -H 'x-api-key: abcdef1234567890' https://x.io", "curl -H 'x-api-key: [SECRET]' https://x.io"),
+        ("headers={'X-Auth-Token': 'tok3n-abcdef'}", "headers={'X-Auth-Token': '[SECRET]'}"),
+        ("db_password=hunter2pass; user=app", "db_password=[SECRET]; user=app"),
+        ("Server=db;Uid=sa;Pwd=s3cr3t!x;", "Server=db;Uid=sa;Pwd=[SECRET];"),
+        ("authorization: bearer abc123def456ghi", "authorization: bearer [SECRET]"),
+        ('{"clientSecret": "abc123def456"} as text', '{"clientSecret": "[SECRET]"} as text'),
+        (
+            "-----BEGIN RSA PRIVATE KEY-----\nMIIEpAIBAAKCAQEA\n-----END RSA PRIVATE KEY----- ok",
+            "[SECRET] ok",
+        ),
+        ("-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEA", "[SECRET]"),
+    ],
+)
+def test_secret_named_keys_and_private_keys_in_text(text: str, expected: str) -> None:
+    assert redact()({"error": {"message": text}})["error"]["message"] == expected
+    assert _walker().value({"u": text}) == {"u": expected}
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        # Code and prose that name a secret without holding one: no digit in the value, or brackets.
+        "def f(api_key: str = None, password: Optional[str] = None) -> None:",
+        'client = OpenAI(api_key=os.environ["OPENAI_API_KEY"], secret=settings.SECRET)',
+        "max_tokens=256, input_tokens: 120, token_count=17; sort key: date",
+        "Password: at least 8 characters; Hotkey: Ctrl+S; Turkey: 12 lbs",
+        "-----BEGIN PUBLIC KEY-----",
+    ],
+)
+def test_secret_names_without_secrets_stay_readable(text: str) -> None:
+    assert redact()({"error": {"message": text}})["error"]["message"] == text
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("GET https://x.io/u?email=jane.doe%40example.com&a=1", "GET https://x.io/u?email=[EMAIL]&a=1"),
+        ("to=jane%2Bnews%40mail.example.co.uk", "to=[EMAIL]"),
+        ("from Sean O'Neil <sean.o'neil@example.ie>", "from Sean O'Neil <[EMAIL]>"),
+        ("email='jane@x.io', name='Jane'", "email='[EMAIL]', name='Jane'"),
+        ("discount 100%40 off, 50%40x", "discount 100%40 off, 50%40x"),
+    ],
+)
+def test_emails_url_encoded_or_with_an_apostrophe(text: str, expected: str) -> None:
+    assert redact()({"error": {"message": text}})["error"]["message"] == expected
+    assert _walker().value({"u": text}) == {"u": expected}
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # Groups longer than 4 digits after a country code or a trunk "0"
+        ("Ruf an: +49 30 1234567.", "Ruf an: [PHONE]."),
+        ("Tel. 030 1234567 oder 0049 30 1234567", "Tel. [PHONE] oder [PHONE]"),
+        ("+49 (0)30 1234567", "[PHONE]"),
+        ("mobile 07700 900123, office (089) 1234567", "mobile [PHONE], office [PHONE]"),
+        ("WhatsApp +91 98765 43210", "WhatsApp [PHONE]"),
+        # The trunk "0" in brackets before a one-digit area code: the whole number, not its tail
+        ("appelez le +33 (0)1 23 45 67 89", "appelez le [PHONE]"),
+        ("01 23 45 67 89 / 01.23.45.67.89", "[PHONE] / [PHONE]"),
+    ],
+)
+def test_phone_numbers_in_national_and_international_forms(text: str, expected: str) -> None:
+    assert redact()({"error": {"message": text}})["error"]["message"] == expected
+    assert _walker().value({"u": text}) == {"u": expected}

@@ -111,13 +111,43 @@ def otel_link_of(meta: Mapping[str, Any]) -> tuple[str, str, str | None] | None:
 # --------------------------------------------------------------------------------------------------
 # Secrets
 
-# Metadata and header keys whose values are credentials, wherever they appear.
+# Metadata and header keys whose values are credentials, wherever they appear: the name ends in one of
+# these words, after a separator or a camelCase hump (`db_password`, `dbPassword`, `HF_TOKEN`). A bare
+# `token` is not one: OpenAI's logprobs list each `token` of the answer.
 _SECRET_KEY = re.compile(
-    r"(^|[_\-.])(api[_\-]?key|apikey|authorization|auth[_\-]?token|access[_\-]?token|refresh[_\-]?token|"
-    r"id[_\-]?token|secret|secret[_\-]?key|client[_\-]?secret|password|passwd|cookie|set[_\-]?cookie|"
-    r"private[_\-]?key|session[_\-]?token|x[_\-]api[_\-]key|bearer|credentials?)$",
+    r"(?:^|[_\-.]|(?-i:(?<=[a-z0-9])(?=[A-Z])))"
+    r"(?:api[_\-]?key|apikey|authorization|x[_\-]api[_\-]key|bearer|credentials?|jwt|cookie|set[_\-]?cookie|"
+    r"(?:auth|access|refresh|id|session|security|api|bot|app|oauth|github|gh|hf|slack|personal[_\-]?access)"
+    r"[_\-]?token|"
+    r"secret|client[_\-]?secret|"
+    r"(?:secret|access|private|signing|encryption|subscription|master|account)[_\-]?key|"
+    r"password|passwd|pwd|pass|passphrase)$",
     re.IGNORECASE,
 )
+
+# A secret-named key followed by `=` or `:` in text: `.env` lines, config snippets and headers echoed in
+# error messages ("x-api-key: 0a1b...", "{'password': 'hunter2'}", "AWS_SECRET_ACCESS_KEY=..."). The
+# match starts at the `=` or `:`; a look-behind per name (fixed width each, so both spellings of
+# `api_key`/`apikey` are listed) checks the name, right before it or before one quote or space.
+_ASSIGN_NAMES = (
+    *(f"{stem}{sep}key" for stem in ("api", "secret", "access", "private", "subscription", "account", "master")
+      for sep in ("", "[_\\-]")),
+    "[_\\-]token", "(?-i:[a-z]T)oken", "password", "passwd", "pwd", "passphrase", "secret", "authorization",
+)  # fmt: skip
+_ASSIGN_NAME = "|".join(f"(?<=(?i:{name}){end})" for name in _ASSIGN_NAMES for end in ("", "[\"' ]"))
+# The value: no space, quote or bracket (so `api_key: Optional[str]` is code, not a key), at least 6
+# characters and a digit (so `password=os.environ...` and a placeholder are left alone).
+_ASSIGN_VALUE = r"(?=[^\s\"'&,;<>()\[\]{}]*[0-9])[^\s\"'&,;<>()\[\]{}]{6,}"
+# Where such a match may start: a `=` or `:` after the last two letters of one of those names, which the
+# regex engine finds from the literal character in C. Keep in step with _ASSIGN_NAMES.
+SECRET_ASSIGN_MARKS = tuple(
+    (
+        sep,
+        re.compile(f"{sep}(?:(?<=(?i:ey|en|rd|wd|se|et|on){sep})|(?<=(?i:ey|en|rd|wd|se|et|on)[\"' ]{sep}))"),
+    )
+    for sep in ("=", ":")
+)
+_ASSIGN_COLON = SECRET_ASSIGN_MARKS[1][1]
 
 # Strings shaped like credentials: provider keys, bearer tokens, keys in URLs. Used on the places where
 # LiteLLM or a provider may echo a credential (error messages, URLs, metadata, headers), not on content:
@@ -132,7 +162,19 @@ _SECRET_TEXT = re.compile(
     r"|\bxox[abprs]-[A-Za-z0-9\-]{10,}"  # Slack tokens
     r"|\bhf_[A-Za-z0-9]{20,}"  # Hugging Face tokens
     r"|\bll_[A-Za-z0-9_\-]{16,}"  # litelens project keys
-    r"|(?i:(?<=[?&;])(?:api[_\-]?key|key|token|access_token|sig|signature|password|secret)=)[^&\s\"']+"
+    r"|\beyJ[A-Za-z0-9_\-]{8,}\.eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]*"  # JWT: base64 of '{"' twice
+    r"|\bgithub_pat_[A-Za-z0-9_]{22,}"  # GitHub fine-grained tokens
+    r"|\b[sr]k_(?:live|test)_[A-Za-z0-9]{10,}"  # Stripe secret and restricted keys
+    r"|\bwhsec_[A-Za-z0-9+/=]{20,}"  # Stripe (and Svix) webhook signing secrets
+    r"|\bxapp-[0-9]-[A-Za-z0-9\-]{10,}"  # Slack app-level tokens
+    r"|\bglpat-[A-Za-z0-9_\-]{20,}"  # GitLab tokens
+    r"|\bnpm_[A-Za-z0-9]{36}\b"  # npm tokens
+    r"|(?i:(?<=[?&;])(?:x-(?:amz|goog)-)?"  # keys in URL queries, S3 and GCS signed URLs too
+    r"(?:api[_\-]?key|key|(?:access|refresh|id|session|private|auth|security)?[_\-]?token|client[_\-]?secret"
+    r"|sig|signature|password|passwd|pwd|secret|auth)=)[^&;\s\"'#]+"
+    r"|-----BEGIN [A-Z ]*PRIVATE KEY-----[^&]*?(?:-----END [A-Z ]*PRIVATE KEY-----|(?=&|\Z))"  # PEM
+    r"|(?<=://)[^\s/?#@:\"'<>]*:[^\s/?#@\"'<>]+(?=@)"  # user:password@ in a URL
+    rf"|(?:{_ASSIGN_NAME})[=:][ \t]*[\"']?(?:(?i:bearer|basic|token)[ \t]+)?(?P<value>{_ASSIGN_VALUE})"
     r")"
 )
 
@@ -145,6 +187,7 @@ SECRET_TEXT = _SECRET_TEXT
 SECRET_TEXT_HINTS = (
     "sk-", "rk-", "pk-", "Bearer", "Basic", "AKIA", "AIza",
     "ghp_", "gho_", "ghu_", "ghs_", "ghr_", "xox", "hf_", "ll_", "=",
+    "://", "-----BEGIN ", "eyJ", "github_pat_", "k_live_", "k_test_", "whsec_", "xapp-", "glpat-", "npm_",
 )  # fmt: skip
 
 REDACTED = "[REDACTED]"
@@ -166,7 +209,8 @@ def scrub_text(text: str, secrets: Iterable[str] = ()) -> str:
         if hint in text:
             break
     else:
-        return text
+        if _ASSIGN_COLON.search(text) is None:  # the one shape with no hint: `name: value`
+            return text
     if _SECRET_TEXT.search(text) is None:
         return text
     return _SECRET_TEXT.sub(_redact_match, text)
@@ -175,6 +219,9 @@ def scrub_text(text: str, secrets: Iterable[str] = ()) -> str:
 def _redact_match(match: re.Match[str]) -> str:
     found = match.group(0)
     # Keep the name of a URL parameter and the scheme of an Authorization value: they help debugging.
+    value = match.start("value")
+    if value != -1:  # name=value, name: value: keep what comes before the value
+        return found[: value - match.start()] + REDACTED
     if found.startswith(("Bearer", "Basic")):
         return found.split()[0] + " " + REDACTED
     return REDACTED

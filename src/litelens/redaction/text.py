@@ -26,9 +26,12 @@ SAME = "\x00same"
 # A Python regex scans text at several nanoseconds per character, so none of these runs over a whole
 # text unless it starts with a character class the engine can skip ahead by; the others run only on
 # short spans, or where a cheap `find` says a match may start.
-_EMAIL = re.compile(
-    r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9](?:[A-Za-z0-9\-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,24}"
-)
+# The local part may hold an apostrophe between letters (o'neil@...); the "@" may be URL-encoded as
+# "%40" (?email=jane%40example.com).
+_EMAIL_LOCAL = r"(?:[A-Za-z0-9._%+\-]|(?<=[A-Za-z0-9])'(?=[A-Za-z0-9]))+"
+_EMAIL_DOMAIN = r"[A-Za-z0-9](?:[A-Za-z0-9\-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,24}"
+_EMAIL = re.compile(f"{_EMAIL_LOCAL}@{_EMAIL_DOMAIN}")
+_EMAIL_ENCODED = re.compile(f"{_EMAIL_LOCAL}%40{_EMAIL_DOMAIN}")
 # A run of the characters phone numbers, card numbers and IPv4 addresses are made of, starting where one
 # could start. The first item is a character class, which lets the regex engine skip ahead in C.
 # Short runs ("3 items") are rejected inside the regex engine, not in Python; the second branch keeps
@@ -46,8 +49,20 @@ _CARD = re.compile(r"(?<![0-9])[0-9](?:[ \-]?[0-9]){12,18}(?![0-9])")
 _PHONE = re.compile(
     r"(?<![0-9+])(?:"
     r"\+[0-9]{7,15}"  # E.164, compact
-    r"|(?:\+[0-9]{1,3}[ .\-]?)?(?:\([0-9]{1,4}\)[ .\-]?|[0-9]{1,4}[ .\-])(?:[0-9]{2,4}[ .\-]){0,3}[0-9]{2,4}"
+    # International, "+" or "00" and a country code: groups of up to 8 digits ("+49 30 1234567",
+    # "+91 98765 43210"), the trunk "0" in brackets ("+33 (0)1 23 45 67 89")
+    r"|(?:\+|00(?=[1-9]))[0-9]{1,3}[ .\-]?(?:\(0\)[ .\-]?)?"
+    r"(?:\([0-9]{1,5}\)[ .\-]?|[0-9]{1,5}[ .\-])(?:[0-9]{2,8}[ .\-]){0,4}[0-9]{2,8}"
+    # National, in groups of 2-4 ("(415) 555-2671", "01 23 45 67 89")
+    r"|(?:\([0-9]{1,4}\)[ .\-]?|[0-9]{1,4}[ .\-])(?:[0-9]{2,4}[ .\-]){0,3}[0-9]{2,4}"
+    # National after a trunk "0", one longer group ("030 1234567", "07700 900123", "(089) 1234567")
+    r"|(?:\(0[1-9][0-9]{0,4}\)[ .\-]?|0[1-9][0-9]{0,4}[ .\-])[0-9]{3,8}(?:[ .\-][0-9]{2,8})?"
     r")(?![0-9])"
+)
+# A date (year first, or day and month in either order first) and a space or "T" before its time.
+_DATE_THEN_TIME = re.compile(
+    r"(?:[12][0-9]{3}[\-./][01]?[0-9][\-./][0-3]?[0-9]|[0-3]?[0-9][\-./][0-3]?[0-9][\-./](?:[12][0-9])?[0-9]{2})"
+    r"[ T][0-2]?[0-9]\Z"
 )
 _DATE = re.compile(r"[0-9]{4}[\-.][0-9]{1,2}[\-.][0-9]{1,2}|[0-9]{1,2}[\-.][0-9]{1,2}[\-.][0-9]{2,4}")
 # Most spans in prose are dates, amounts, order and ticket numbers, and a span costs a few µs once it
@@ -75,14 +90,33 @@ _IP6 = re.compile(r"(?<![\w:.])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?:%[A-
 # comes with the distances back from the match to where a credential may start: trying a start that is
 # not one costs a failed match, missing one would leak.
 _SECRET_STARTS = (
-    ("-", re.compile(r"-(?:(?<=\b[srp]k-)|(?<=\bxox[abprs]-))"), (4, 2)),  # sk-, rk-, pk-, xoxb-...
-    ("_", re.compile(r"_(?:(?<=\b(?:hf|ll)_)|(?<=\bgh[pousr]_))"), (3, 2)),  # hf_, ll_, ghp_...
+    # sk-, rk-, pk-; xoxb-..., xapp-; glpat-; a PEM private key
+    (
+        "-",
+        re.compile(
+            r"-(?:(?<=\b[srp]k-)|(?<=[bpsr]-)(?<=\b(?:xox[abprs]|xapp)-)|(?<=t-)(?<=\bglpat-)|(?=----BEGIN ))"
+        ),
+        (5, 4, 2, 0),
+    ),
+    # hf_, ll_, sk_live_/rk_test_; ghp_..., npm_; whsec_; github_pat_
+    (
+        "_",
+        re.compile(
+            r"_(?:(?<=\b(?:hf|ll|sk|rk)_)|(?<=\b(?:gh[pousr]|npm)_)|(?<=[cb]_)(?:(?<=\bwhsec_)|(?<=\bgithub_)))"
+        ),
+        (6, 5, 3, 2),
+    ),
     ("B", re.compile(r"B(?=earer|asic)"), (0,)),
     ("A", re.compile(r"A(?=KIA|Iza)"), (0,)),
+    ("J", re.compile(r"J(?<=\beyJ)"), (2,)),  # a JWT
 )
+# A secret-named key before a "=" or ":" (`password=...`, `x-api-key: ...`), where the match starts.
+_ASSIGN_EQ = rec.SECRET_ASSIGN_MARKS[0][1]
+# The same for ":", which also finds the "://" of a URL, whose user info starts 3 characters on.
+_ASSIGN_COLON = re.compile(rf"{rec.SECRET_ASSIGN_MARKS[1][1].pattern}|:(?=//)")
 # Key names in URL queries come right after "?", "&" or ";" and before "="; the longest SECRET_TEXT
-# knows is "access_token".
-_MAX_PARAM_NAME = 12
+# knows is "x-amz-security-token".
+_MAX_PARAM_NAME = 20
 
 
 def luhn_ok(digits: str) -> bool:
@@ -119,8 +153,9 @@ def _phone_ok(text: str) -> bool:
         return False
     if text[0] == "+":
         return True
-    # Dates and grouped amounts are shaped like phone numbers; they are far more common in prompts.
-    return not (_DATE.fullmatch(text) or _THOUSANDS.fullmatch(text))
+    # Dates and grouped amounts are shaped like phone numbers; they are far more common in prompts. So
+    # is a timestamp's date and hour ("2024-05-01 10:30", "01.05.2024 10:30").
+    return not (_DATE.fullmatch(text) or _THOUSANDS.fullmatch(text) or _DATE_THEN_TIME.match(text))
 
 
 class TextRedactor:
@@ -153,6 +188,7 @@ class TextRedactor:
             and "Basic" not in s
             and "AKIA" not in s
             and "AIza" not in s
+            and "eyJ" not in s
         ):
             return s
         return self.scan(s)
@@ -164,8 +200,11 @@ class TextRedactor:
             out = pattern.sub(ph, out)
         if self.secret:
             out = self._secrets(out)
-        if self.email and "@" in out:
-            out = self._emails(out)
+        if self.email:
+            if "@" in out:
+                out = self._emails(out, "@", _EMAIL)
+            if "%" in out and "%40" in out:  # `in` finds one character at memchr speed, three far slower
+                out = self._emails(out, "%40", _EMAIL_ENCODED)
         if self.numeric:  # the span scan is itself the cheapest test for "has a digit"
             out = self._numbers(out)
         if self.ip and ":" in out and _IP6_HINT.search(out):
@@ -177,10 +216,11 @@ class TextRedactor:
 
         The credential regex is an alternation of `\\b`-anchored shapes, which the regex engine tries at
         every position (about 0.3 µs per character). Every match starts at a few letters before a `-`
-        (`sk-`, `xoxb-`) or `_` (`ghp_`, `hf_`), at `Bearer`, `Basic`, `AKIA`, `AIza`, or right after the
-        `?`/`&`/`;` before a `name=`. `_SECRET_STARTS` finds those places in C, so the text is scanned a
-        few times at memchr-like speed and the regex is matched only there. Leftmost-first, like `sub`,
-        so the result is the same.
+        (`sk-`, `xoxb-`) or `_` (`ghp_`, `sk_live_`), at `Bearer`, `Basic`, `AKIA`, `AIza`, `eyJ`,
+        `-----BEGIN`, right after the `?`/`&`/`;` before a `name=`, at the `=` or `:` after a
+        secret-named key, or after a `://`. `_SECRET_STARTS` and the marks for `=` and `:` find those
+        places in C, so the text is scanned a few times at memchr-like speed and the regex is matched
+        only there. Leftmost-first, like `sub`, so the result is the same.
         """
         starts: list[int] = []
         for char, mark, backs in _SECRET_STARTS:
@@ -189,12 +229,19 @@ class TextRedactor:
                 for hit in mark.finditer(s, first):
                     starts += [max(hit.start() - back, 0) for back in backs]
         i = s.find("=")
+        if i != -1:
+            starts += [hit.start() for hit in _ASSIGN_EQ.finditer(s, i)]
         while i != -1:
             lo = max(i - _MAX_PARAM_NAME - 1, 0)
             q = max(s.rfind("?", lo, i), s.rfind("&", lo, i), s.rfind(";", lo, i))
             if q != -1:
                 starts.append(q + 1)
             i = s.find("=", i + 1)
+        i = s.find(":")
+        if i != -1:
+            for hit in _ASSIGN_COLON.finditer(s, i):
+                i = hit.start()
+                starts += (i, i + 3)  # a name before it, or user:password@ after "://"
         if not starts:
             return s
         parts: list[str] = []
@@ -215,26 +262,31 @@ class TextRedactor:
     def _secret(self, match: re.Match[str]) -> str:
         found = match.group(0)
         ph = self.ph["secret"]
+        value = match.start("value")
+        if value != -1:  # name=value, name: value: keep the separator, a quote, a scheme
+            return found[: value - match.start()] + ph
         if found.startswith(("Bearer", "Basic")):  # keep the scheme: it says what kind of credential it was
             return found.split()[0] + " " + ph
+        if match.string.startswith("://", match.start() - 3):  # user:password@, which may hold a "="
+            return ph
         eq = found.find("=")
         return found[: eq + 1] + ph if eq > 0 else ph
 
-    def _emails(self, s: str) -> str:
+    def _emails(self, s: str, sign: str, email: re.Pattern[str]) -> str:
         # An unanchored email regex tries every position of the string; start near each '@' instead.
         parts: list[str] = []
         done = 0
-        at = s.find("@")
+        at = s.find(sign)
         while at != -1:
             # No address holds a space: start after the last one before the "@", not at every one of
             # the 128 characters before it (each a failed try of the regex).
             lo = max(done, at - 128)
             lo = max(lo, s.rfind(" ", lo, at) + 1)
-            m = _EMAIL.search(s, lo, at + 256)
+            m = email.search(s, lo, at + 256)
             if m is not None and m.start() <= at < m.end():
                 parts += (s[done : m.start()], self.ph["email"])
                 done = m.end()
-            at = s.find("@", max(at + 1, done))
+            at = s.find(sign, max(at + 1, done))
         if not parts:
             return s
         parts.append(s[done:])
