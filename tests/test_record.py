@@ -106,7 +106,7 @@ def test_the_shared_encoder_and_the_careful_one_write_the_same_text():
     assert bad2 == 0 and text2 == text[:-1] + ',"z":[1,2]}'
 
 
-def test_every_credential_shape_is_still_found_behind_the_cheap_prefilter():
+def test_every_credential_shape_is_still_found_where_the_scan_starts():
     for secret in (
         "sk-abcdefgh12345678",
         "Bearer abcdefgh.ijk",
@@ -117,9 +117,15 @@ def test_every_credential_shape_is_still_found_behind_the_cheap_prefilter():
         "xoxb-1234567890-abc",
         "hf_" + "a" * 24,
         "ll_" + "a" * 20,
+        "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0In0.sig",
+        "sk_live_" + "a" * 24,
+        "github_pat_" + "a" * 30,
     ):
         assert secret not in rec.scrub_text(f"error: {secret} was refused"), secret
-    assert rec.scrub_text("https://h/x?token=abc&x=1") == "https://h/x?[REDACTED]&x=1"
+    # The name of a URL parameter or of a name=value pair is kept: it says what was removed.
+    assert rec.scrub_text("https://h/x?token=abc&x=1") == "https://h/x?token=[REDACTED]&x=1"
+    assert rec.scrub_text("postgres://admin:s3cr3t@db:5432/x") == "postgres://[REDACTED]@db:5432/x"
+    assert rec.scrub_text("AWS_SECRET_ACCESS_KEY=wJalrXUtnFEMI/K7MDENG") == "AWS_SECRET_ACCESS_KEY=[REDACTED]"
     assert rec.scrub_text("a plain message, nothing secret") == "a plain message, nothing secret"
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -140,14 +140,10 @@ _ASSIGN_NAME = "|".join(f"(?<=(?i:{name}){end})" for name in _ASSIGN_NAMES for e
 _ASSIGN_VALUE = r"(?=[^\s\"'&,;<>()\[\]{}]*[0-9])[^\s\"'&,;<>()\[\]{}]{6,}"
 # Where such a match may start: a `=` or `:` after the last two letters of one of those names, which the
 # regex engine finds from the literal character in C. Keep in step with _ASSIGN_NAMES.
-SECRET_ASSIGN_MARKS = tuple(
-    (
-        sep,
-        re.compile(f"{sep}(?:(?<=(?i:ey|en|rd|wd|se|et|on){sep})|(?<=(?i:ey|en|rd|wd|se|et|on)[\"' ]{sep}))"),
-    )
+_ASSIGN_MARKS = tuple(
+    re.compile(f"{sep}(?:(?<=(?i:ey|en|rd|wd|se|et|on){sep})|(?<=(?i:ey|en|rd|wd|se|et|on)[\"' ]{sep}))")
     for sep in ("=", ":")
 )
-_ASSIGN_COLON = SECRET_ASSIGN_MARKS[1][1]
 
 # Strings shaped like credentials: provider keys, bearer tokens, keys in URLs. Used on the places where
 # LiteLLM or a provider may echo a credential (error messages, URLs, metadata, headers), not on content:
@@ -181,15 +177,6 @@ _SECRET_TEXT = re.compile(
 SECRET_TEXT = _SECRET_TEXT
 """The credential-shape regex, public so `litelens.pipeline.redact` applies the very same shapes."""
 
-# Substrings at least one of which every match of _SECRET_TEXT contains. A regex made of `\b`
-# alternatives cannot skip ahead in C, so it is run only on strings that contain one of these (a plain
-# `in` test is a fraction of the cost). Keep in step with _SECRET_TEXT.
-SECRET_TEXT_HINTS = (
-    "sk-", "rk-", "pk-", "Bearer", "Basic", "AKIA", "AIza",
-    "ghp_", "gho_", "ghu_", "ghs_", "ghr_", "xox", "hf_", "ll_", "=",
-    "://", "-----BEGIN ", "eyJ", "github_pat_", "k_live_", "k_test_", "whsec_", "xapp-", "glpat-", "npm_",
-)  # fmt: skip
-
 REDACTED = "[REDACTED]"
 
 
@@ -203,28 +190,125 @@ def scrub_text(text: str, secrets: Iterable[str] = ()) -> str:
     for secret in secrets:
         if secret and secret in text:
             text = text.replace(secret, REDACTED)
-    # Most strings hold none of the substrings a credential shape starts with: a few `in` tests (C speed)
-    # spare them the regex, which costs several times more per character.
-    for hint in SECRET_TEXT_HINTS:
-        if hint in text:
-            break
-    else:
-        if _ASSIGN_COLON.search(text) is None:  # the one shape with no hint: `name: value`
-            return text
-    if _SECRET_TEXT.search(text) is None:
+    return sub_secrets(text, REDACTED)
+
+
+# Where a match of _SECRET_TEXT can start (keep in step with it; a test checks every shape).
+# Each regex begins with one literal character, and a look-behind or look-ahead confirms the letters
+# around it, so a date's "-" or a word's "_" never costs a step in Python. `str.find` (memchr speed)
+# says where the first of those characters is, and the regex scans from there, or not at all. Each
+# comes with the distances back from the match to where a credential may start: trying a start that is
+# not one costs a failed match, missing one would leak.
+_SECRET_STARTS = (
+    # sk-, rk-, pk-; xoxb-..., xapp-; glpat-; a PEM private key
+    (
+        "-",
+        re.compile(
+            r"-(?:(?<=\b[srp]k-)|(?<=[bpsr]-)(?<=\b(?:xox[abprs]|xapp)-)|(?<=t-)(?<=\bglpat-)|(?=----BEGIN ))"
+        ),
+        (5, 4, 2, 0),
+    ),
+    # hf_, ll_, sk_live_/rk_test_; ghp_..., npm_; whsec_; github_pat_
+    (
+        "_",
+        re.compile(
+            r"_(?:(?<=\b(?:hf|ll|sk|rk)_)|(?<=\b(?:gh[pousr]|npm)_)|(?<=[cb]_)(?:(?<=\bwhsec_)|(?<=\bgithub_)))"
+        ),
+        (6, 5, 3, 2),
+    ),
+    ("B", re.compile(r"B(?=earer|asic)"), (0,)),
+    ("A", re.compile(r"A(?=KIA|Iza)"), (0,)),
+    ("J", re.compile(r"J(?<=\beyJ)"), (2,)),  # a JWT
+)
+# A secret-named key before a "=" or ":" (`password=...`, `x-api-key: ...`), where the match starts.
+_ASSIGN_EQ = _ASSIGN_MARKS[0]
+# The same for ":", which also finds the "://" of a URL, whose user info starts 3 characters on.
+_ASSIGN_COLON_OR_URL = re.compile(rf"{_ASSIGN_MARKS[1].pattern}|:(?=//)")
+# Key names in URL queries come right after "?", "&" or ";" and before "="; the longest _SECRET_TEXT
+# knows is "x-amz-security-token".
+_MAX_PARAM_NAME = 20
+
+
+def _secret_starts(s: str) -> list[int]:
+    """Every place in `s` where a match of `_SECRET_TEXT` may start (and some where none does).
+
+    The credential regex is an alternation of `\\b`-anchored shapes, which the regex engine tries at
+    every position (a few µs per hundred characters, far more with the name-before-value shapes). Every
+    match starts at a few letters before a `-` (`sk-`, `xoxb-`) or `_` (`ghp_`, `sk_live_`), at `Bearer`,
+    `Basic`, `AKIA`, `AIza`, `eyJ`, `-----BEGIN`, right after the `?`/`&`/`;` before a `name=`, at the
+    `=` or `:` after a secret-named key, or after a `://`. `_SECRET_STARTS` and the marks for `=` and
+    `:` find those places in C, so the text is scanned a few times at memchr-like speed.
+    """
+    starts: list[int] = []
+    for char, mark, backs in _SECRET_STARTS:
+        first = s.find(char)
+        if first != -1:
+            for hit in mark.finditer(s, first):
+                starts += [max(hit.start() - back, 0) for back in backs]
+    i = s.find("=")
+    if i != -1:
+        starts += [hit.start() for hit in _ASSIGN_EQ.finditer(s, i)]
+    while i != -1:
+        lo = max(i - _MAX_PARAM_NAME - 1, 0)
+        q = max(s.rfind("?", lo, i), s.rfind("&", lo, i), s.rfind(";", lo, i))
+        if q != -1:
+            starts.append(q + 1)
+        i = s.find("=", i + 1)
+    i = s.find(":")
+    if i != -1:
+        for hit in _ASSIGN_COLON_OR_URL.finditer(s, i):
+            i = hit.start()
+            starts += (i, i + 3)  # a name before it, or user:password@ after "://"
+    return starts
+
+
+def _secret_matches(s: str) -> Iterator[re.Match[str]]:
+    """The matches `_SECRET_TEXT.finditer(s)` yields, found by trying the regex only where one may start.
+    Leftmost first and never overlapping, as `finditer` and `sub` see them."""
+    done = 0
+    match = _SECRET_TEXT.match
+    for start in sorted(set(_secret_starts(s))):
+        if start >= done:
+            m = match(s, start)
+            if m is not None:
+                yield m
+                done = m.end()
+
+
+def has_secret(text: str) -> bool:
+    """True when `text` holds a credential-shaped string (what `scrub_text` would replace)."""
+    return next(_secret_matches(text), None) is not None
+
+
+def sub_secrets(text: str, placeholder: str) -> str:
+    """`text` with every credential-shaped string replaced by `placeholder`; `text` itself if none.
+
+    What says what the credential was is kept: the name of a URL parameter or of a `name=value` /
+    `name: value` pair, and the scheme of an Authorization value (`Bearer [REDACTED]`).
+    """
+    parts: list[str] = []
+    done = 0
+    for m in _secret_matches(text):
+        parts += (text[done : m.start()], secret_replacement(m, placeholder))
+        done = m.end()
+    if not parts:
         return text
-    return _SECRET_TEXT.sub(_redact_match, text)
+    parts.append(text[done:])
+    return "".join(parts)
 
 
-def _redact_match(match: re.Match[str]) -> str:
+def secret_replacement(match: re.Match[str], placeholder: str) -> str:
+    """What one match of `SECRET_TEXT` becomes (see `sub_secrets`)."""
     found = match.group(0)
-    # Keep the name of a URL parameter and the scheme of an Authorization value: they help debugging.
     value = match.start("value")
-    if value != -1:  # name=value, name: value: keep what comes before the value
-        return found[: value - match.start()] + REDACTED
-    if found.startswith(("Bearer", "Basic")):
-        return found.split()[0] + " " + REDACTED
-    return REDACTED
+    if value != -1:  # name=value, name: value: keep the separator, a quote, a scheme
+        return found[: value - match.start()] + placeholder
+    if found.startswith(("Bearer", "Basic")):  # keep the scheme: it says what kind of credential it was
+        return found.split()[0] + " " + placeholder
+    if match.string.startswith("://", match.start() - 3):  # user:password@, which may hold a "="
+        return placeholder
+    eq = found.find("=")
+    return found[: eq + 1] + placeholder if eq > 0 else placeholder
 
 
 _URL_SPECIAL = re.compile(r"[@?#\s\x00-\x1f]")

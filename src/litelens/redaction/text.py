@@ -83,42 +83,6 @@ _LOUD = re.compile(r"[0-9@:=_\-]")
 _IP6 = re.compile(r"(?<![\w:.])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?:%[A-Za-z0-9]+)?(?![\w:])")
 
 
-# Where a match of `record.SECRET_TEXT` can start (keep in step with it; a test checks every shape).
-# Each regex begins with one literal character, and a look-behind or look-ahead confirms the letters
-# around it, so a date's "-" or a word's "_" never costs a step in Python. `str.find` (memchr speed)
-# says where the first of those characters is, and the regex scans from there, or not at all. Each
-# comes with the distances back from the match to where a credential may start: trying a start that is
-# not one costs a failed match, missing one would leak.
-_SECRET_STARTS = (
-    # sk-, rk-, pk-; xoxb-..., xapp-; glpat-; a PEM private key
-    (
-        "-",
-        re.compile(
-            r"-(?:(?<=\b[srp]k-)|(?<=[bpsr]-)(?<=\b(?:xox[abprs]|xapp)-)|(?<=t-)(?<=\bglpat-)|(?=----BEGIN ))"
-        ),
-        (5, 4, 2, 0),
-    ),
-    # hf_, ll_, sk_live_/rk_test_; ghp_..., npm_; whsec_; github_pat_
-    (
-        "_",
-        re.compile(
-            r"_(?:(?<=\b(?:hf|ll|sk|rk)_)|(?<=\b(?:gh[pousr]|npm)_)|(?<=[cb]_)(?:(?<=\bwhsec_)|(?<=\bgithub_)))"
-        ),
-        (6, 5, 3, 2),
-    ),
-    ("B", re.compile(r"B(?=earer|asic)"), (0,)),
-    ("A", re.compile(r"A(?=KIA|Iza)"), (0,)),
-    ("J", re.compile(r"J(?<=\beyJ)"), (2,)),  # a JWT
-)
-# A secret-named key before a "=" or ":" (`password=...`, `x-api-key: ...`), where the match starts.
-_ASSIGN_EQ = rec.SECRET_ASSIGN_MARKS[0][1]
-# The same for ":", which also finds the "://" of a URL, whose user info starts 3 characters on.
-_ASSIGN_COLON = re.compile(rf"{rec.SECRET_ASSIGN_MARKS[1][1].pattern}|:(?=//)")
-# Key names in URL queries come right after "?", "&" or ";" and before "="; the longest SECRET_TEXT
-# knows is "x-amz-security-token".
-_MAX_PARAM_NAME = 20
-
-
 def luhn_ok(digits: str) -> bool:
     """The Luhn checksum every payment card number satisfies (and 9 in 10 random numbers do not)."""
     if len(set(digits)) == 1:  # 0000 0000 0000 0000 passes Luhn but is nobody's card
@@ -212,65 +176,8 @@ class TextRedactor:
         return out
 
     def _secrets(self, s: str) -> str:
-        """`SECRET_TEXT.sub`, tried only where a match can start.
-
-        The credential regex is an alternation of `\\b`-anchored shapes, which the regex engine tries at
-        every position (about 0.3 µs per character). Every match starts at a few letters before a `-`
-        (`sk-`, `xoxb-`) or `_` (`ghp_`, `sk_live_`), at `Bearer`, `Basic`, `AKIA`, `AIza`, `eyJ`,
-        `-----BEGIN`, right after the `?`/`&`/`;` before a `name=`, at the `=` or `:` after a
-        secret-named key, or after a `://`. `_SECRET_STARTS` and the marks for `=` and `:` find those
-        places in C, so the text is scanned a few times at memchr-like speed and the regex is matched
-        only there. Leftmost-first, like `sub`, so the result is the same.
-        """
-        starts: list[int] = []
-        for char, mark, backs in _SECRET_STARTS:
-            first = s.find(char)
-            if first != -1:
-                for hit in mark.finditer(s, first):
-                    starts += [max(hit.start() - back, 0) for back in backs]
-        i = s.find("=")
-        if i != -1:
-            starts += [hit.start() for hit in _ASSIGN_EQ.finditer(s, i)]
-        while i != -1:
-            lo = max(i - _MAX_PARAM_NAME - 1, 0)
-            q = max(s.rfind("?", lo, i), s.rfind("&", lo, i), s.rfind(";", lo, i))
-            if q != -1:
-                starts.append(q + 1)
-            i = s.find("=", i + 1)
-        i = s.find(":")
-        if i != -1:
-            for hit in _ASSIGN_COLON.finditer(s, i):
-                i = hit.start()
-                starts += (i, i + 3)  # a name before it, or user:password@ after "://"
-        if not starts:
-            return s
-        parts: list[str] = []
-        done = 0
-        match = rec.SECRET_TEXT.match
-        for start in sorted(set(starts)):
-            if start < done:
-                continue
-            m = match(s, start)
-            if m is not None:
-                parts += (s[done:start], self._secret(m))
-                done = m.end()
-        if not parts:
-            return s
-        parts.append(s[done:])
-        return "".join(parts)
-
-    def _secret(self, match: re.Match[str]) -> str:
-        found = match.group(0)
-        ph = self.ph["secret"]
-        value = match.start("value")
-        if value != -1:  # name=value, name: value: keep the separator, a quote, a scheme
-            return found[: value - match.start()] + ph
-        if found.startswith(("Bearer", "Basic")):  # keep the scheme: it says what kind of credential it was
-            return found.split()[0] + " " + ph
-        if match.string.startswith("://", match.start() - 3):  # user:password@, which may hold a "="
-            return ph
-        eq = found.find("=")
-        return found[: eq + 1] + ph if eq > 0 else ph
+        """`record.SECRET_TEXT` matches replaced, name and scheme kept (see `record.sub_secrets`)."""
+        return rec.sub_secrets(s, self.ph["secret"])
 
     def _emails(self, s: str, sign: str, email: re.Pattern[str]) -> str:
         # An unanchored email regex tries every position of the string; start near each '@' instead.

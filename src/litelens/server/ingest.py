@@ -205,7 +205,7 @@ def _nothing_to_scrub(metadata: dict[str, Any]) -> bool:
         if _secret_key(key):
             return False
         if value.__class__ is str:
-            if rec.SECRET_TEXT.search(value):
+            if rec.has_secret(value):
                 return False
         elif isinstance(value, (dict, list, tuple)):
             return False
