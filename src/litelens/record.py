@@ -10,6 +10,7 @@ use these functions too.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -180,6 +181,7 @@ SECRET_TEXT = _SECRET_TEXT
 REDACTED = "[REDACTED]"
 
 
+@functools.lru_cache(maxsize=4096)  # the same few metadata and header names come with every call
 def is_secret_key(name: str) -> bool:
     """True for a mapping key whose value is a credential (`Authorization`, `x-api-key`, `password`...)."""
     return bool(_SECRET_KEY.search(name))

@@ -179,9 +179,8 @@ def normalize(record: dict[str, Any]) -> dict[str, Any]:
     return _scrub(record)
 
 
-# A collector sees the same few api_base URLs and metadata keys over and over.
+# A collector sees the same few api_base URLs over and over (`record.is_secret_key` keeps its own cache).
 _scrub_url = functools.lru_cache(maxsize=1024)(rec.scrub_url)
-_secret_key = functools.lru_cache(maxsize=4096)(rec.is_secret_key)
 
 
 def _scrub(record: dict[str, Any]) -> dict[str, Any]:
@@ -202,7 +201,7 @@ def _nothing_to_scrub(metadata: dict[str, Any]) -> bool:
     """True when `record.scrub_value` would return an equal copy: flat, no credential-named key, no
     credential-shaped text (nested values are left to it)."""
     for key, value in metadata.items():
-        if _secret_key(key):
+        if rec.is_secret_key(key):
             return False
         if value.__class__ is str:
             if rec.has_secret(value):
