@@ -1,9 +1,9 @@
 """CPU that litelens adds to each LiteLLM call, against the same loop with a no-op CustomLogger.
 
-    python bench/callback_overhead.py [--calls 200] [--block 20] [--rounds 3] [--compare SRC]
-                                      [--no-gc-freeze] [--only NAME ...]
+    python bench/callback_overhead.py [--calls 500] [--stream-calls 100] [--block 10] [--rounds 3]
+                                      [--compare SRC] [--no-gc-freeze] [--only NAME ...]
 
-Integrations (each is one column of the first table, against the no-op logger):
+Integrations (each a row of the first table, measured against the no-op logger):
 
 - litelens:     litelens.Callback sending to a loopback sink
 - litellm_otel: LiteLLM's built-in "otel" callback exporting OTLP/HTTP to a loopback sink (needs
@@ -13,41 +13,58 @@ Integrations (each is one column of the first table, against the no-op logger):
 Modes: sync, async, stream (sync, 20 chunks), astream, and failure (a 500: LiteLLM runs the failure
 hook on the caller's thread, so its caller-thread CPU is reported separately).
 
-How it measures: one worker process per integration, kept for the whole run. The worker registers the
-no-op logger ("off") or the integration ("on") -- `litelens.callback.unregister` takes the one out of
-every list LiteLLM copied it into, and `litellm.callbacks = [other]` puts the other in before the next
-call; LiteLLM's "otel" string becomes an OpenTelemetry logger on the first call, which is then switched
-the same way. Each side runs blocks of `--block` calls, off and on in turn with the first side
-alternating, so both sides share one heap, LiteLLM's caches and whatever the machine is doing at the
-time. A block's window, read on the process CPU clock (all threads: LiteLLM's logging pool, its async
-logging worker, litelens' sender thread and the OTel export thread count), covers the calls and the
-work they caused being finished: LiteLLM's async logging worker flushed, its logging thread pool
-drained, and the integration flushed (litelens `flush()`, the tracer provider's `force_flush()`). That
-finishing is done the same way on both sides, so its own cost cancels out. The worker asserts that the
-off side produces no record at all (litelens' `submitted` counter, the spans ended, the second no-op
-logger's hook count) and the on side produces some. The fake provider and the receiving sink run in
-other processes, so their CPU is not counted.
+How it measures: one worker process per integration, kept for the whole run; the driver asks each in
+turn for one round of one mode, so drift between rounds hits every integration alike. The worker
+registers either the no-op logger ("off") or the integration ("on"): `litelens.callback.unregister`
+takes the one out of every list LiteLLM copied it into, and `litellm.callbacks = [other]` puts the
+other in before the next call. LiteLLM turns the "otel" string into an OpenTelemetry logger on the
+first call; that object is then switched the same way (with the "otel" name taken out of LiteLLM's
+lists too, or LiteLLM would find its logger again). The worker asserts, block by block, that the off
+side produced no record at all (litelens' `submitted` counter, the spans ended, the second no-op
+logger's hook count) and the on side produced some.
 
-`+total` is the median, over every pair of blocks of every round, of (CPU per call on) - (CPU per
-call off); `±` is half the range of the per-round medians. LiteLLM itself costs 5,000-33,000 µs per
-call here, and one full garbage collection of its heap a few hundred ms: a mean over rounds (what this
-bench printed before, one process per configuration) moved by ±500-1000 µs per call from run to run.
-A median of block differences is not moved by the one block a collection lands in, so a rare cost that
-an integration causes -- more collections -- shows in the `+gc` column (a mean) rather than in `+total`.
+Each round runs `--calls` calls per side (`--stream-calls` for the stream modes, which cost 5-8 times
+as much CPU per call and stay noisy whatever one does) in blocks of `--block` calls, off and on in turn, the first
+side alternating, so both sides share one heap, LiteLLM's caches and whatever the machine is doing at
+the time. A block's window, read on the process CPU clock (all threads: LiteLLM's logging pool, its
+async logging worker, litelens' sender thread and the OTel export thread count), covers the calls and
+the finishing of the work they caused: LiteLLM's async logging worker flushed, its logging thread pool
+drained, and the integration flushed (litelens `flush()`, the tracer provider's `force_flush()`). The
+finishing is done the same way on both sides, so its own cost cancels out. The fake provider and the
+receiving sink run in other processes, so their CPU is not counted.
 
-gc.freeze(): after warm-up every worker (the A/A one too) runs `gc.collect(); gc.freeze()`, so LiteLLM's
-import-time heap (a few hundred thousand objects) is never walked again and a full collection costs
-a few ms instead of ~250 ms. On the A/A row this gave the smaller spread (see "Last measured"), so it
-is the default; `--no-gc-freeze` measures without it.
+`+total` is the median, over every pair of blocks of every round, of (CPU per call on) - (CPU per call
+off); `±` is half the range of the per-round medians (from one run to the next the medians moved more
+than that: see the A/A figures below). LiteLLM itself costs 3,500-35,000 µs per call here, and the
+machine's speed wanders: the same sync call costs 3,000-6,000 µs of CPU, in stretches of seconds (two
+neighbouring calls differ about a third as much as calls in general). So the two sides must be close
+in time; with the old design (one process per configuration, means over whole runs) '+total' moved by
+±500-1000 µs per call. Shorter blocks are quieter -- in a trace of 800 identical sync calls, the
+median difference of neighbouring blocks had a standard error of about 10 µs for blocks of 1 call, 30
+for 10 and 100 for 20 -- but each block ends with a flush, so litelens ships one batch per block, and
+a batch costs its sender about 650 µs plus about 40 µs per record (sender CPU per call: 670 µs with
+blocks of 1, 170 with 5, 105 with 10, 74 with 20). Blocks of 10 are the compromise: batches of 10
+records are what a process making 20 calls a second sends (a batch leaves at most 0.5 s after its
+first record). A median of block differences is not moved by the one block a full collection lands
+in, so a rare cost that an integration causes -- more collections -- shows in the `+gc` column (a
+mean) rather than in `+total`.
+
+gc.freeze(): after warm-up every worker (the A/A one too) runs `gc.collect(); gc.freeze()`. LiteLLM's
+heap is about 400,000 objects; a full collection walks them all in ~260 ms. Unfrozen, Python 3.11
+rarely runs one (none in 1,500 calls here), but when it does it lands in one block: `+total`, a
+median, shrugs it off, while `+gc`, a mean, would jump by ~900 µs per call for that round (260 ms over
+300 calls). Frozen, full collections come every ~300 calls and cost 1-4 ms. On the A/A row the two
+settings were within each other's noise (figures below; frozen was a little quieter on average), so
+freezing is the default, for the steadier `+gc`; `--no-gc-freeze` measures without it. What freezing
+changes: `+gc` then counts what an integration's longer-lived objects cost in collections of the
+young heap, not in the rare full collections of an unfrozen process, which walk LiteLLM's whole heap.
 
 The second table attributes litelens' own CPU directly, which stays meaningful when the machine is too
-noisy for the differential columns: `hook` (CPU inside litelens' hooks, on whatever thread LiteLLM runs
+noisy for the differential rows: `hook` (CPU inside litelens' hooks, on whatever thread LiteLLM runs
 them), `sender` (litelens' background thread, on its own clock), `sum` (hook + sender), `+gc` (CPU in
-the garbage collector, any thread, added over the off side: litelens holds LiteLLM's payload until its
-thread's next batch) and `+caller` (CPU added on the calling thread, where the failure hook runs and,
-for async modes, the event loop with LiteLLM's async logging worker).
-
-Last measured (2026-11-30, 2 shared cores, litellm 1.110.2; filled in below from the run that made it).
+the garbage collector, any thread, on - off: litelens holds LiteLLM's payload until its thread's next
+batch) and `+caller` (CPU added on the calling thread, where the failure hook runs and, for the async
+modes, the event loop with LiteLLM's async logging worker).
 """
 
 from __future__ import annotations
@@ -454,8 +471,11 @@ class Worker:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
-    parser.add_argument("--calls", type=int, default=200, help="calls per side per mode per round")
-    parser.add_argument("--block", type=int, default=20, help="calls per side before switching")
+    parser.add_argument("--calls", type=int, default=500, help="calls per side per round, non-stream modes")
+    parser.add_argument(
+        "--stream-calls", type=int, default=100, help="calls per side per round, stream modes"
+    )
+    parser.add_argument("--block", type=int, default=10, help="calls per side before switching")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument(
         "--compare",
@@ -504,7 +524,8 @@ def main() -> int:
             for round_ in range(args.rounds):
                 for mode in MODES:
                     for worker in workers:
-                        request = {"mode": mode, "calls": args.calls, "block": args.block, "round": round_}
+                        calls = args.stream_calls if "stream" in mode else args.calls
+                        request = {"mode": mode, "calls": calls, "block": args.block, "round": round_}
                         answer = worker.ask(request)
                         worker.pairs[mode].append(answer["pairs"])
                         worker.stats = answer["stats"] or {}
@@ -524,8 +545,9 @@ def _print_tables(workers: list[Worker], skipped: dict[str, str], args: argparse
     freeze = "gc.freeze() after warm-up" if args.gc_freeze else "no gc.freeze()"
     print(
         f"\nCPU per LiteLLM call added over a no-op logger, µs, all threads (one process per integration "
-        f"switched on/off every {args.block} calls; median of {args.rounds} rounds x "
-        f"{args.calls // args.block} block pairs; ± half the range of the per-round medians; {freeze})"
+        f"switched on/off every {args.block} calls; median over {args.rounds} rounds x "
+        f"{args.calls // args.block} block pairs (stream modes: {args.stream_calls // args.block}); "
+        f"± half the range of the per-round medians; {freeze})"
     )
     print(f"{'':<18}" + "".join(f"{mode:>16}" for mode in MODES))
     base = by_label.get("litelens") or (workers[0] if workers else None)
