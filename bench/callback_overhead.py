@@ -549,13 +549,14 @@ def _print_tables(workers: list[Worker], skipped: dict[str, str], args: argparse
         f"{args.calls // args.block} block pairs (stream modes: {args.stream_calls // args.block}); "
         f"± half the range of the per-round medians; {freeze})"
     )
-    print(f"{'':<18}" + "".join(f"{mode:>16}" for mode in MODES))
+    label_width = max([18] + [len(w.label) + 8 for w in workers])
+    print(f"{'':<{label_width}}" + "".join(f"{mode:>16}" for mode in MODES))
     base = by_label.get("litelens") or (workers[0] if workers else None)
     if base is not None:
         cells = [statistics.median(off["cpu"] for p in base.pairs[m] for off, _ in p) for m in MODES]
-        print(f"{'noop (absolute)':<18}" + "".join(f"{c * 1e6:>16.0f}" for c in cells))
+        print(f"{'noop (absolute)':<{label_width}}" + "".join(f"{c * 1e6:>16.0f}" for c in cells))
     for worker in workers:
-        row = f"{worker.label + ' +total':<18}"
+        row = f"{worker.label + ' +total':<{label_width}}"
         for mode in MODES:
             added, spread = worker.added(mode, "cpu")
             row += f"{added * 1e6:>+10.1f} ±{spread * 1e6:<5.0f}"
