@@ -21,11 +21,11 @@ Every round processes records it has not seen (each round gets its own), so a re
 strings it has already seen gains only from what real records repeat: roles, tool names, ids. A last
 line measures chat records, where each call resends the conversation so far.
 
-Last measured (2026-11-30, 2 shared cores at load 5-9, so ±10% between runs): redact 41-48 µs/record
-against 49-51 µs for `main` in the same runs (2.7-3.0x json.dumps), sample0.1+redact 6-7 µs, chat
-records 28-31 µs (33-35 µs for `main`). In instructions (`valgrind --tool=cachegrind`, which the load
-does not disturb): 331 k per record against 429 k for `main`. The issue's goal, under 30 µs, is not
-reached here.
+Last measured (2026-11-30 afternoon, 2 shared cores, other work running): redact 36-37 µs/record
+against 38-39 µs for ec7f8ec (that morning's version, which found 21 fewer kinds of leak) in the same
+runs (2.5x json.dumps), sample0.1+redact 5-6 µs, chat records 25-27 µs. In instructions
+(`valgrind --tool=cachegrind`, which the load does not disturb): 333 k per record against 338 k for
+ec7f8ec and 429 k the version before. The issue's goal, under 30 µs, is not reached here.
 """
 
 from __future__ import annotations
