@@ -486,3 +486,59 @@ def test_exit_is_bounded_when_the_server_hangs_and_the_rest_is_spooled(
     assert child.returncode == 0, child.stderr
     assert time.monotonic() - started < 20  # exit_flush_s + grace, not the server's 60 s
     assert Spool(tmp_path).pending()[1] == 100
+
+
+# -- probes: a spool that cannot take batches, a server that comes back ---------------------------------
+
+
+def _wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.02)
+    return condition()
+
+
+def test_an_unusable_spool_does_not_stop_delivery_once_the_server_is_back(
+    receiver: Receiver, make_transport: MakeTransport, tmp_path: Path
+) -> None:
+    # A spool_dir that can never be created (its parent is a regular file) behaves as no spool: the batch
+    # that runs out of retries is lost and counted, the next one is held as the probe, and once the server
+    # answers again everything after it arrives. (It used to drop every later batch, forever.)
+    (tmp_path / "file").write_text("")
+    receiver.stop()
+    transport = make_transport(
+        spool_dir=str(tmp_path / "file" / "spool"), batch_max_records=10, max_retries=1
+    )
+    for i in range(30):
+        transport.submit(_record(i))
+    assert _wait_until(lambda: transport.stats()["dropped"] == 10)
+    receiver.start()
+    for i in range(30, 40):
+        transport.submit(_record(i))
+    assert transport.flush(20)
+    stats = transport.stats()
+    assert receiver.call_ids() == [f"call-{i}" for i in range(10, 40)]
+    assert stats["sent"] == 30 and stats["dropped"] == 10 and stats["queued"] == 0
+
+
+def test_the_thread_sleeps_while_the_server_is_down_and_the_spool_is_empty(
+    receiver: Receiver, make_transport: MakeTransport, tmp_path: Path
+) -> None:
+    # Down, and nothing to probe with (another process took the spooled batch): the thread must wait for
+    # the next probe time, not spin on the CPU (it did, at 100% of a core, until the next record).
+    receiver.stop()
+    transport = make_transport(spool_dir=str(tmp_path), max_retries=0, backoff_max_s=1.0)
+    transport.submit(_record(0))
+    assert transport.flush(10) and transport.stats()["spooled"] == 1
+    taken = Spool(tmp_path).claim_oldest()  # another worker sharing the spool claims it
+    assert taken is not None
+    time.sleep(0.3)  # let the thread find the spool empty
+    before = time.process_time()
+    time.sleep(1.5)
+    assert time.process_time() - before < 0.5
+    receiver.start()
+    transport.submit(_record(1))
+    assert receiver.wait_for(1, timeout=20)
+    assert transport.flush(10) and receiver.call_ids() == ["call-1"]

@@ -202,6 +202,7 @@ class Transport:
         self._spool: Spool | None = None
         self._spool_nonempty = False
         self._spool_pending = 0
+        self._spool_writable = True  # False after the spool refused a batch (disk full, read-only, no dir)
         self._counts: dict[str, int] = dict.fromkeys(
             (
                 "sent",
@@ -550,10 +551,13 @@ class Transport:
             self._to_spool(batch)
         elif not self._down:
             self._deliver(batch)
-        elif self._spool is not None:
-            self._to_spool(batch)
+        elif self._held is None and (self._spool is None or not self._spool_writable):
+            # Nowhere to keep it: it becomes the next probe, and the bounded queue buffers the rest meanwhile.
+            # (Were it dropped instead, nothing would be left to probe with, and the server, once back,
+            # would never be tried again.)
+            self._held = batch
         else:
-            self._held = batch  # kept as the next probe; the bounded queue buffers the rest meanwhile
+            self._to_spool(batch)
 
     def _to_spool(self, batch: _Batch) -> None:
         if batch.entry is not None:  # already on disk: give it back
@@ -573,7 +577,9 @@ class Transport:
             evicted = self._spool.put(batch.body, batch.count, batch.gzipped)
         except OSError:
             self._counts["dropped"] += batch.count
+            self._spool_writable = False
             return
+        self._spool_writable = True
         self._counts["spooled"] += batch.count
         self._counts["dropped"] += evicted
         self._spool_nonempty = True
@@ -684,8 +690,11 @@ class Transport:
         if batch is None and self._spool is not None:
             entry = self._spool.claim_oldest()
             if entry is None:
+                # Nothing to probe with yet; the next batch goes to the spool (or is held) and is probed.
+                # Rescheduled, or the thread would spin here until that batch comes.
                 self._spool_nonempty = False
-                return  # nothing to probe with yet; the next batch goes to the spool and is probed
+                self._schedule_probe(None)
+                return
             batch = _Batch(entry.count, entry.body, entry.gzipped, None, entry)
         if batch is None:
             return
