@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -115,3 +116,52 @@ def test_damaged_file_is_set_aside_once_and_does_not_block_the_rest(
         [names[0].removesuffix(".batch") + ".batch.bad", "00000000000000000000-1-1-1-p.batch.bad"]
     )
     assert len([r for r in caplog.records if "unreadable" in r.getMessage()]) == 1
+
+
+# -- probes: the disk under the spool -------------------------------------------------------------------
+
+
+@pytest.fixture
+def tiny_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 1 MiB tmpfs (needs root): a disk much smaller than the spool's max_bytes."""
+    mnt = tmp_path / "disk"
+    mnt.mkdir()
+    if (
+        os.geteuid() != 0
+        or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)]).returncode
+    ):
+        pytest.skip("needs root to mount a tmpfs")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def test_a_full_disk_evicts_the_oldest_batches_not_the_newest(tiny_disk: Path) -> None:
+    spool = Spool(tiny_disk / "spool")  # max_bytes 256 MiB: the disk fills long before
+    evicted = 0
+    for i in range(60):
+        evicted += spool.put(bytes([i]) * 50_000, count=10, gzipped=False)  # every put succeeds
+    files, records, _ = spool.pending()
+    assert evicted > 0 and evicted + records == 600
+    bodies = []
+    while (entry := spool.claim_oldest()) is not None:
+        bodies.append(entry.body[0])
+        spool.done(entry)
+    assert bodies == list(range(60 - files, 60))  # the newest survived, in order
+    assert [n for n in os.listdir(tiny_disk / "spool") if n.startswith(".tmp")] == []
+
+
+def test_a_read_only_spool_refuses_writes_and_sends_nothing_it_cannot_delete(tiny_disk: Path) -> None:
+    spool = Spool(tiny_disk)
+    spool.put(b"kept", 1, False)
+    subprocess.run(["mount", "-o", "remount,ro", str(tiny_disk)], check=True)
+    try:
+        with pytest.raises(OSError):
+            spool.put(b"new", 1, False)
+        assert spool.claim_oldest() is None  # claiming is a rename: a batch that cannot be removed after
+        assert Spool(tiny_disk).pending()[1] == 1  # sending would be sent again and again
+    finally:
+        subprocess.run(["mount", "-o", "remount,rw", str(tiny_disk)], check=True)
+    entry = spool.claim_oldest()
+    assert entry is not None and entry.body == b"kept"

@@ -114,6 +114,8 @@ class Spool:
 
         Raises ``OSError`` when *this* batch could not be stored (larger than the whole spool, or the disk
         refused the write), so the caller can count it as lost rather than spooled; it is logged once here.
+        When the disk is full, the oldest batches are evicted to make room, as when ``max_bytes`` is
+        reached; if the write fails even so, the exception's ``evicted`` says how many records that cost.
         """
         header = b"%s %d %s %d %d\n" % (_MAGIC, count, b"g" if gzipped else b"p", len(body), zlib.crc32(body))
         size = len(header) + len(body)
@@ -129,26 +131,65 @@ class Spool:
                 f"{time.time_ns():020d}-{os.getpid()}-{self._counter % 1_000_000:06d}-{count}-{flag}{_SUFFIX}"
             )
         tmp = self.directory / f"{_TMP_PREFIX}{os.getpid()}-{name}"
-        try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        lost = 0
+        while True:
             try:
-                os.write(fd, header)
-                view = memoryview(body)
-                while view:
-                    written = os.write(fd, view)
-                    view = view[written:]
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.replace(tmp, self.directory / name)
-        except OSError as exc:
+                self._write(tmp, header, body)
+                os.replace(tmp, self.directory / name)
+                break
+            except OSError as exc:
+                with contextlib.suppress(OSError):
+                    tmp.unlink()
+                # A disk smaller than max_bytes is full: make room as if max_bytes were reached, oldest
+                # first, rather than losing the newest batches while keeping the oldest.
+                if exc.errno in (errno.ENOSPC, errno.EDQUOT) and (freed := self._evict_oldest(size)):
+                    lost += freed
+                    continue
+                self._log_once(
+                    "write",
+                    "litelens: cannot write to spool %s (%s); batches are dropped",
+                    self.directory,
+                    exc,
+                )
+                if lost:
+                    exc.evicted = lost  # type: ignore[attr-defined]
+                raise
+        return lost + self._evict(keep=name)
+
+    @staticmethod
+    def _write(path: Path, header: bytes, body: bytes) -> None:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            os.write(fd, header)
+            view = memoryview(body)
+            while view:
+                written = os.write(fd, view)
+                view = view[written:]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def _evict_oldest(self, size: int) -> int:
+        """Delete the oldest unclaimed batches holding at least ``size`` bytes; return the records lost."""
+        lost = freed = 0
+        for name in self._names():
+            if freed >= size:
+                break
+            path = self.directory / name
+            try:
+                length = path.stat().st_size
+                path.unlink()
+            except OSError:
+                continue
+            freed += length
+            lost += _count_of(name)
+        if lost:
             self._log_once(
-                "write", "litelens: cannot write to spool %s (%s); batches are dropped", self.directory, exc
+                "evict-disk",
+                "litelens: the disk of spool %s is full; evicting the oldest batches",
+                self.directory,
             )
-            with contextlib.suppress(OSError):
-                tmp.unlink()
-            raise
-        return self._evict(keep=name)
+        return lost
 
     def _evict(self, keep: str) -> int:
         """Delete the oldest unclaimed files until the directory fits ``max_bytes``; return records lost."""

@@ -575,8 +575,8 @@ class Transport:
             return
         try:
             evicted = self._spool.put(batch.body, batch.count, batch.gzipped)
-        except OSError:
-            self._counts["dropped"] += batch.count
+        except OSError as exc:  # `evicted`: older batches the spool deleted to make room before giving up
+            self._counts["dropped"] += batch.count + getattr(exc, "evicted", 0)
             self._spool_writable = False
             return
         self._spool_writable = True
