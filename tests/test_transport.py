@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
+import socket
 import subprocess
 import sys
 import textwrap
 import threading
 import time
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -542,3 +545,129 @@ def test_the_thread_sleeps_while_the_server_is_down_and_the_spool_is_empty(
     transport.submit(_record(1))
     assert receiver.wait_for(1, timeout=20)
     assert transport.flush(10) and receiver.call_ids() == ["call-1"]
+
+
+# -- probes: servers that misbehave at the socket level -------------------------------------------------
+
+
+class _RawServer:
+    """A loopback TCP server whose every connection is handed to ``handle(conn, server)`` on a thread."""
+
+    def __init__(self, handle: Callable[[socket.socket, _RawServer], None]) -> None:
+        self.handle = handle
+        self.call_ids: list[str] = []
+        self.requests = 0
+        self._sock = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self._sock.getsockname()[1]}"
+        self._closed = threading.Event()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while not self._closed.is_set():
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        with conn, contextlib.suppress(OSError):
+            self.handle(conn, self)
+
+    def read_request(self, conn: socket.socket) -> bool:
+        """Read one POST and note its call ids; False when the client closed the connection."""
+        reader = conn.makefile("rb")
+        headers = {}
+        line = reader.readline()
+        if not line:
+            return False
+        while (line := reader.readline()) not in (b"\r\n", b""):
+            name, _, value = line.decode().partition(":")
+            headers[name.strip().lower()] = value.strip()
+        body = reader.read(int(headers["content-length"]))
+        if headers.get("content-encoding") == "gzip":
+            body = zlib.decompress(body, 47)
+        self.requests += 1
+        self.call_ids.extend(r["call_id"] for r in json.loads(body)["records"])
+        return True
+
+    def close(self) -> None:
+        self._closed.set()
+        self._sock.close()
+
+
+_OK_BODY = b'{"accepted":10,"rejected":[]}'
+OK_ANSWER = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(_OK_BODY), _OK_BODY)
+
+
+def test_a_server_that_trickles_its_answer_is_given_up_on_after_the_timeout(
+    make_transport: MakeTransport, tmp_path: Path
+) -> None:
+    # Slow loris: every byte comes within the socket timeout, the answer never ends. The timeout must
+    # bound the whole answer, or the sender thread is held for as long as the server likes.
+    stop = threading.Event()
+
+    def trickle(conn: socket.socket, server: _RawServer) -> None:
+        server.read_request(conn)
+        conn.sendall(b"HTTP/1.1 200 OK\r\n")
+        while not stop.wait(0.05):
+            conn.sendall(b"X")
+
+    server = _RawServer(trickle)
+    try:
+        transport = make_transport(endpoint=server.url, spool_dir=str(tmp_path), timeout_s=0.5, max_retries=1)
+        transport.submit(_record(0))
+        started = time.monotonic()
+        assert transport.flush(10)
+        assert time.monotonic() - started < 8
+        assert transport.stats()["spooled"] == 1 and Spool(tmp_path).pending()[1] == 1
+    finally:
+        stop.set()
+        server.close()
+
+
+def test_a_server_that_never_answers_costs_the_timeout_then_the_batch_is_spooled(
+    make_transport: MakeTransport, tmp_path: Path
+) -> None:
+    stop = threading.Event()
+
+    def silent(conn: socket.socket, server: _RawServer) -> None:
+        server.read_request(conn)
+        stop.wait(30)
+
+    server = _RawServer(silent)
+    try:
+        transport = make_transport(endpoint=server.url, spool_dir=str(tmp_path), timeout_s=0.3, max_retries=1)
+        for i in range(5):
+            transport.submit(_record(i))
+        started = time.monotonic()
+        assert transport.flush(10)
+        assert time.monotonic() - started < 8
+        stats = transport.stats()
+        assert stats["spooled"] == 5 and stats["sent"] == 0 and stats["queued"] == 0
+    finally:
+        stop.set()
+        server.close()
+
+
+def test_a_connection_closed_mid_answer_is_retried_and_counted_once(make_transport: MakeTransport) -> None:
+    # The server stored the batch but the connection broke before the answer was complete: the batch is
+    # sent again (at least once; receivers deduplicate by call_id), and `sent` counts it once.
+    def flaky(conn: socket.socket, server: _RawServer) -> None:
+        while server.read_request(conn):
+            if server.requests <= 2:
+                conn.sendall(OK_ANSWER[:-10])
+                return
+            conn.sendall(OK_ANSWER)
+
+    server = _RawServer(flaky)
+    try:
+        transport = make_transport(endpoint=server.url, batch_max_records=10)
+        for i in range(10):
+            transport.submit(_record(i))
+        assert transport.flush(10)
+        assert set(server.call_ids) == {f"call-{i}" for i in range(10)}
+        stats = transport.stats()
+        assert stats["sent"] == 10 and stats["batches_sent"] == 1 and stats["dropped"] == 0
+    finally:
+        server.close()

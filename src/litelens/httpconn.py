@@ -12,8 +12,10 @@ Standard library only: this module is part of the zero-dependency core.
 from __future__ import annotations
 
 import http.client
+import io
 import socket
 import ssl
+import time
 from collections.abc import Mapping
 from typing import BinaryIO
 
@@ -35,6 +37,30 @@ class Response:
         self.will_close = will_close
 
 
+class _SocketReader(io.RawIOBase):
+    """The socket as a raw stream whose reads share one deadline.
+
+    A socket timeout bounds each read alone, so a server that trickles its answer a byte at a time (each
+    within the timeout) would hold the sender thread for as long as it likes; with a deadline the whole
+    answer must come within `timeout` of starting to wait for it.
+    """
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self.deadline: float | None = None
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        if self.deadline is not None:
+            left = self.deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError("timed out reading the response")
+            self._sock.settimeout(left)
+        return self._sock.recv_into(buffer)
+
+
 class Connection:
     """A lazily opened keep-alive connection to one host; `request` then `getresponse`, in turn."""
 
@@ -49,6 +75,7 @@ class Connection:
         name = f"[{host}]" if ":" in host else host
         self._host_header = name if port == default_port else f"{name}:{port}"
         self.sock: socket.socket | None = None
+        self._raw: _SocketReader | None = None
         self._reader: BinaryIO | None = None
 
     def connect(self) -> None:
@@ -61,13 +88,15 @@ class Connection:
             sock.close()
             raise
         self.sock = sock
-        self._reader = sock.makefile("rb")
+        self._raw = _SocketReader(sock)
+        self._reader = io.BufferedReader(self._raw)
 
     def request(self, method: str, path: str, body: bytes, headers: Mapping[str, str]) -> None:
         """Write one request (opening the connection first if needed)."""
         if self.sock is None:
             self.connect()
         assert self.sock is not None
+        self.sock.settimeout(self.timeout)  # the last answer's deadline may have shortened it
         lines = [f"{method} {path} HTTP/1.1", f"Host: {self._host_header}"]
         lines.extend(f"{name}: {value}" for name, value in headers.items())
         lines.append(f"Content-Length: {len(body)}\r\n\r\n")
@@ -81,8 +110,9 @@ class Connection:
     def getresponse(self) -> Response:
         """Read the answer to the last request, body included; 1xx interim answers are skipped."""
         reader = self._reader
-        if reader is None:
+        if reader is None or self._raw is None:
             raise http.client.ResponseNotReady("no request was sent")
+        self._raw.deadline = time.monotonic() + self.timeout
         while True:
             line = reader.readline(_MAX_LINE + 1)
             if not line:
@@ -149,7 +179,7 @@ class Connection:
             reader.readline(_MAX_LINE + 1)  # the CRLF after the chunk
 
     def close(self) -> None:
-        reader, self._reader = self._reader, None
+        reader, self._reader, self._raw = self._reader, None, None
         sock, self.sock = self.sock, None
         if reader is not None:
             reader.close()
