@@ -671,3 +671,141 @@ def test_a_connection_closed_mid_answer_is_retried_and_counted_once(make_transpo
         assert stats["sent"] == 10 and stats["batches_sent"] == 1 and stats["dropped"] == 0
     finally:
         server.close()
+
+
+# -- probes: what each answer does to the records and the counters --------------------------------------
+
+
+def _accounted(stats: dict[str, int]) -> int:
+    """Where every submitted record is now; equals `submitted` when the counters are honest."""
+    keys = ("queued", "sent", "failed", "dropped", "filtered", "spool_pending")
+    return sum(stats[k] for k in keys)
+
+
+@pytest.mark.parametrize(
+    ("faults", "min_wait"),
+    [
+        ([(429, 0.6)], 0.6),  # Retry-After is a lower bound on the wait
+        ([(429, None)] * 2, 0.0),
+        ([(500, None), (503, None), (500, None)], 0.0),  # flapping, within the retries
+        ([(503, 0.3), (502, None)], 0.3),
+    ],
+)
+def test_retried_answers_deliver_every_record_exactly_once(
+    receiver: Receiver,
+    make_transport: MakeTransport,
+    tmp_path: Path,
+    faults: list[tuple[int, float | None]],
+    min_wait: float,
+) -> None:
+    transport = make_transport(
+        spool_dir=str(tmp_path), batch_max_records=10, max_retries=4, backoff_max_s=1.0
+    )
+    for status, retry_after in faults:
+        receiver.fail_next(status, retry_after=retry_after)
+    started = time.monotonic()
+    for i in range(10):
+        transport.submit(_record(i))
+    assert transport.flush(20)
+    assert time.monotonic() - started >= min_wait
+    assert receiver.call_ids() == [f"call-{i}" for i in range(10)]
+    stats = transport.stats()
+    assert stats["sent"] == 10 and stats["retries"] == len(faults) and stats["spooled"] == 0
+    assert _accounted(stats) == stats["submitted"] == 10
+
+
+def test_a_flapping_server_loses_and_repeats_nothing(
+    receiver: Receiver, make_transport: MakeTransport, tmp_path: Path
+) -> None:
+    # 500/503 on and off, more than the retries can absorb: batches go to the spool and come back.
+    transport = make_transport(spool_dir=str(tmp_path), batch_max_records=5, max_retries=1, backoff_max_s=0.2)
+    for round_ in range(6):
+        receiver.fail_next(500 if round_ % 2 else 503, times=3)
+        for i in range(round_ * 20, round_ * 20 + 20):
+            transport.submit(_record(i))
+        time.sleep(0.05)
+    assert _wait_until(lambda: receiver.received >= 120 and transport.stats()["spool_pending"] == 0, 30)
+    assert transport.flush(10)
+    ids = receiver.call_ids()
+    assert sorted(ids) == sorted(f"call-{i}" for i in range(120)) and len(ids) == 120
+    stats = transport.stats()
+    assert stats["sent"] == 120 and stats["dropped"] == 0 and _accounted(stats) == 120
+
+
+def test_400_for_a_batch_fails_only_that_batch(receiver: Receiver, make_transport: MakeTransport) -> None:
+    transport = make_transport(batch_max_records=5)
+    receiver.fail_next(400)
+    for i in range(10):
+        transport.submit(_record(i))
+    assert transport.flush(10)
+    assert receiver.call_ids() == [f"call-{i}" for i in range(5, 10)]
+    stats = transport.stats()
+    assert stats["failed"] == 5 and stats["sent"] == 5 and stats["retries"] == 0
+    assert _accounted(stats) == 10
+
+
+@pytest.mark.parametrize("status", [401, 403])
+def test_a_refused_key_without_a_spool_drops_and_counts_then_recovers(
+    receiver: Receiver, make_transport: MakeTransport, status: int
+) -> None:
+    # Documented: 401/403 keep batches in the spool; without one the refused batch is dropped, counted.
+    transport = make_transport(batch_max_records=5, backoff_max_s=0.2)
+    receiver.fail_next(status)
+    for i in range(5):
+        transport.submit(_record(i))
+    assert transport.flush(10)
+    for i in range(5, 10):
+        transport.submit(_record(i))
+    assert transport.flush(10)
+    assert receiver.call_ids() == [f"call-{i}" for i in range(5, 10)]
+    stats = transport.stats()
+    assert stats["dropped"] == 5 and stats["sent"] == 5 and _accounted(stats) == 10
+
+
+def test_413_on_a_spooled_batch_splits_it_and_loses_nothing(
+    receiver: Receiver, make_transport: MakeTransport, tmp_path: Path
+) -> None:
+    spool = Spool(tmp_path)
+    records = ",".join(json.dumps(_record(i, pad=300)) for i in range(16))
+    spool.put(('{"schema":"litelens.batch/1","records":[' + records + "]}").encode(), 16, False)
+    receiver.max_body = 2_000  # about four records
+    transport = make_transport(spool_dir=str(tmp_path))
+    transport.start()
+    assert receiver.wait_for(16, timeout=20)
+    assert _wait_until(lambda: Spool(tmp_path).pending() == (0, 0, 0))
+    assert sorted(receiver.call_ids()) == sorted(f"call-{i}" for i in range(16))
+    assert len(receiver.call_ids()) == 16
+
+
+def test_records_in_a_request_or_waiting_for_a_retry_count_as_queued(make_transport: MakeTransport) -> None:
+    # Between submit and settling, a record is somewhere: `queued` covers the batch waiting out a
+    # Retry-After and the batch on the wire, or `stats()` tells the operator 10 records vanished meanwhile.
+    on_wire, answer = threading.Event(), threading.Event()
+
+    def server(conn: socket.socket, raw: _RawServer) -> None:
+        while raw.read_request(conn):
+            if raw.requests == 1:
+                conn.sendall(b"HTTP/1.1 429 Too Many\r\nRetry-After: 1\r\nContent-Length: 0\r\n\r\n")
+                continue
+            on_wire.set()
+            answer.wait(10)
+            conn.sendall(OK_ANSWER)
+
+    raw = _RawServer(server)
+    try:
+        transport = make_transport(endpoint=raw.url, backoff_max_s=5.0, timeout_s=10)
+        for i in range(10):
+            transport.submit(_record(i))
+        assert _wait_until(lambda: transport.stats()["retries"] == 1)  # waiting out the Retry-After
+        stats = transport.stats()
+        assert stats["queued"] == 10 and _accounted(stats) == 10
+        assert on_wire.wait(10)  # the retry, sent and not answered yet
+        stats = transport.stats()
+        assert stats["queued"] == 10 and _accounted(stats) == 10
+        answer.set()
+        assert transport.flush(10)
+        stats = transport.stats()
+        assert stats["queued"] == 0 and stats["sent"] == 10
+    finally:
+        answer.set()
+        raw.close()

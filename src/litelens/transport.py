@@ -187,6 +187,7 @@ class Transport:
         self._conn: Connection | None = None
         self._reused = False
         self._inflight: _Batch | None = None
+        self._settling: _Batch | None = None  # a fresh batch being retried (its records count as queued)
         self._parts: list[bytes] = []
         self._parts_bytes = 0
         self._batch_started = 0.0
@@ -354,7 +355,10 @@ class Transport:
         out["submitted"] = self._submitted
         out["dropped"] += self._submit_dropped
         in_memory = len(self._queue) - self._tokens_queued + len(self._overflow) + len(self._parts)
-        out["queued"] = max(in_memory + (self._held.count if self._held else 0), 0)
+        for batch in (self._held, self._inflight, self._settling):
+            if batch is not None and batch.entry is None:  # (a spooled batch is counted in the spool)
+                in_memory += batch.count
+        out["queued"] = max(in_memory, 0)
         out["spool_pending"] = self._spool_pending
         return out
 
@@ -613,6 +617,13 @@ class Transport:
 
     def _settle(self, batch: _Batch, outcome: str, retry_after: float | None) -> None:
         """Act on a fresh batch's first answer: retry with backoff, split, or spool and mark the server down."""
+        self._settling = batch
+        try:
+            self._retry(batch, outcome, retry_after)
+        finally:
+            self._settling = None
+
+    def _retry(self, batch: _Batch, outcome: str, retry_after: float | None) -> None:
         cfg = self.config
         attempt = 0
         while True:
