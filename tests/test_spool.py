@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from litelens import spool as spool_module
 from litelens.spool import Spool
 
 
@@ -165,3 +166,32 @@ def test_a_read_only_spool_refuses_writes_and_sends_nothing_it_cannot_delete(tin
         subprocess.run(["mount", "-o", "remount,rw", str(tiny_disk)], check=True)
     entry = spool.claim_oldest()
     assert entry is not None and entry.body == b"kept"
+
+
+def test_a_restarted_process_with_the_same_pid_takes_back_its_predecessors_claims(tmp_path: Path) -> None:
+    # In a container the program is often pid 1 in every life: a claim or temporary file bearing our pid
+    # but made before this process started is a dead predecessor's, not ours. (Its claim used to be held
+    # for stale_claim_s, and its temporary file kept, uncounted, for ever.)
+    before_us = spool_module._STARTED_NS - 10**6
+    Spool(tmp_path).put(b"claimed by my predecessor", 1, False)
+    (name,) = os.listdir(tmp_path)
+    os.rename(tmp_path / name, tmp_path / f"{name}.claim.{os.getpid()}.{before_us}")
+    leftover = tmp_path / f".tmp-{os.getpid()}-{before_us:020d}-{os.getpid()}-000001-1-p.batch"
+    leftover.write_bytes(b"half")
+    spool = Spool(tmp_path)
+    assert not leftover.exists()
+    entry = spool.claim_oldest()
+    assert entry is not None and entry.body == b"claimed by my predecessor"
+
+
+def test_claims_of_a_process_that_died_are_released_while_the_spool_is_open(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(spool_module, "_RECOVER_EVERY_S", 0.0)  # every minute, in production
+    spool = Spool(tmp_path)
+    spool.put(b"a", 1, False)
+    entry = spool.claim_oldest()
+    assert entry is not None
+    entry.path.rename(tmp_path / f"{entry.name}.claim.{_dead_pid()}.{time.time_ns()}")  # its worker died
+    again = spool.claim_oldest()
+    assert again is not None and again.body == b"a"

@@ -16,7 +16,8 @@ Why it is built this way:
   a temporary file that is never sent (and is swept later), never half a batch.
 - A file is *claimed* by renaming it to ``<name>.claim.<pid>.<time_ns>``. ``rename`` is atomic, so when two
   processes race for the same file exactly one wins; the loser gets ``FileNotFoundError`` and moves on.
-  A claim whose process is gone (or that is older than ``stale_claim_s``) is released when a spool opens.
+  A claim whose process is gone (or that is older than ``stale_claim_s``) is released when a spool opens
+  and every minute after.
 - A file that cannot be parsed is renamed to ``.bad`` and logged once: one damaged file must never block
   the queue behind it, and keeping it lets someone look at it.
 
@@ -46,7 +47,11 @@ _TMP_PREFIX = ".tmp-"
 _MAGIC = b"litelens-spool/1"
 _NAME_RE = re.compile(r"^(\d{20})-(\d+)-(\d+)-(\d+)-([gp])\.batch$")
 _CLAIM_RE = re.compile(r"^(?P<name>.+\.batch)\.claim\.(?P<pid>\d+)\.(?P<ts>\d+)$")
-_TMP_RE = re.compile(r"^\.tmp-(?P<pid>\d+)-")
+_TMP_RE = re.compile(r"^\.tmp-(?P<pid>\d+)-(?P<ts>\d{20})-")
+_RECOVER_EVERY_S = 60.0
+# A claim or temporary file bearing our own pid but older than this process is a previous process's: in a
+# container, a restarted program gets the same pid (often 1) and would otherwise think them its own.
+_STARTED_NS = time.time_ns()
 
 
 @dataclass(frozen=True)
@@ -64,9 +69,14 @@ class SpoolEntry:
     body: bytes
 
 
-def _pid_alive(pid: int) -> bool:
+def _gone(pid: int, time_ns: int) -> bool:
+    """Whether the process that made a claim or temporary file at ``time_ns`` has exited."""
     if pid == os.getpid():
-        return True
+        return time_ns < _STARTED_NS
+    return not _pid_alive(pid)
+
+
+def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -101,6 +111,7 @@ class Spool:
         self._lock = threading.Lock()
         self._counter = 0
         self._logged: set[str] = set()
+        self._next_recover = 0.0
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -244,8 +255,11 @@ class Spool:
         """Claim the oldest batch for sending, or return None when the spool is empty.
 
         Claiming is a rename, so a batch claimed here is invisible to every other process until it is
-        ``done`` (deleted) or ``release``\\ d (renamed back).
+        ``done`` (deleted) or ``release``\\ d (renamed back). Now and then it first runs ``recover``, so
+        the claims of a process that died are released without waiting for a process to start.
         """
+        if time.monotonic() >= self._next_recover:
+            self.recover()
         for name in self._names():
             match = _NAME_RE.match(name)
             if match is None:
@@ -311,6 +325,7 @@ class Spool:
         ``stale_claim_s`` (a process that hung mid-send should not hold a batch forever; the cost of
         being wrong is a duplicate, which receivers remove by ``call_id``).
         """
+        self._next_recover = time.monotonic() + _RECOVER_EVERY_S
         released = 0
         now = time.time_ns()
         try:
@@ -321,12 +336,12 @@ class Spool:
             claim = _CLAIM_RE.match(name)
             if claim is not None:
                 age_s = (now - int(claim.group("ts"))) / 1e9
-                if not _pid_alive(int(claim.group("pid"))) or age_s > self.stale_claim_s:
+                if _gone(int(claim.group("pid")), int(claim.group("ts"))) or age_s > self.stale_claim_s:
                     self.release_path(self.directory / name, claim.group("name"))
                     released += 1
                 continue
             tmp = _TMP_RE.match(name)
-            if tmp is not None and not _pid_alive(int(tmp.group("pid"))):
+            if tmp is not None and _gone(int(tmp.group("pid")), int(tmp.group("ts"))):
                 with contextlib.suppress(OSError):
                     os.unlink(self.directory / name)
         return released
