@@ -809,3 +809,36 @@ def test_records_in_a_request_or_waiting_for_a_retry_count_as_queued(make_transp
     finally:
         answer.set()
         raw.close()
+
+
+# -- probes: processes ----------------------------------------------------------------------------------
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_records_of_multiprocessing_workers_are_flushed_when_they_end(receiver: Receiver) -> None:
+    # A multiprocessing child ends with os._exit(), skipping atexit: what it logged in its last batch age
+    # was silently lost (and counted nowhere) until the exit flush was registered with multiprocessing too.
+    child = _run_python(
+        f"""
+        import multiprocessing
+        from litelens.transport import Transport, TransportConfig
+        t = Transport(TransportConfig(endpoint={receiver.url!r}, batch_max_age_s=30))
+
+        def work(i):
+            t.submit({{"call_id": f"child-{{i}}"}})
+
+        if __name__ == "__main__":
+            ctx = multiprocessing.get_context("fork")
+            t.submit({{"call_id": "parent"}})
+            p = ctx.Process(target=work, args=(0,))
+            p.start()
+            p.join()
+            pool = ctx.Pool(2)
+            pool.map(work, range(1, 5))
+            pool.close()
+            pool.join()
+        """
+    )
+    assert child.returncode == 0, child.stderr
+    ids = receiver.call_ids()
+    assert sorted(ids) == ["child-0", "child-1", "child-2", "child-3", "child-4", "parent"]

@@ -268,6 +268,7 @@ class Transport:
                 self._start_locked()
 
     def _start_locked(self) -> None:
+        _flush_at_multiprocessing_exit()
         thread = threading.Thread(target=self._run, name="litelens-transport", daemon=True)
         try:
             thread.start()
@@ -919,6 +920,24 @@ def _shutdown_all() -> None:
         if transport._thread is not None:
             with contextlib.suppress(Exception):
                 transport.shutdown(transport.config.exit_flush_s)
+
+
+_mp_exit_pid = 0
+
+
+def _flush_at_multiprocessing_exit() -> None:
+    """Have a multiprocessing child run the exit flush too: it ends in ``os._exit()``, which skips atexit.
+
+    A child's own finalizers run at its end (and are cleared when it starts, so this is per process);
+    without this, what a worker process (``Process``, ``Pool``, ``ProcessPoolExecutor``) logged in its
+    last ``batch_max_age_s`` was silently lost.
+    """
+    global _mp_exit_pid
+    util = sys.modules.get("multiprocessing.util")
+    if util is not None and _mp_exit_pid != os.getpid():
+        _mp_exit_pid = os.getpid()
+        with contextlib.suppress(Exception):
+            util.Finalize(None, _shutdown_all, exitpriority=0)
 
 
 def _after_fork_in_child() -> None:
