@@ -195,3 +195,22 @@ def test_claims_of_a_process_that_died_are_released_while_the_spool_is_open(
     entry.path.rename(tmp_path / f"{entry.name}.claim.{_dead_pid()}.{time.time_ns()}")  # its worker died
     again = spool.claim_oldest()
     assert again is not None and again.body == b"a"
+
+
+def test_files_damaged_by_a_crash_are_set_aside_counted_and_evicted_first(tmp_path: Path) -> None:
+    spool = Spool(tmp_path, max_bytes=2_600)
+    spool.put(b"a" * 500, 2, False)
+    spool.put(b"b" * 500, 3, False)
+    spool.put(b"c" * 500, 4, False)
+    first, second, _ = sorted(os.listdir(tmp_path))
+    (tmp_path / first).write_bytes(b"")  # zero bytes: the data never reached the disk
+    data = (tmp_path / second).read_bytes()
+    (tmp_path / second).write_bytes(data[:300])  # cut short
+    entry = spool.claim_oldest()
+    assert entry is not None and entry.body == b"c" * 500 and spool.damaged == 5
+    assert sorted(n for n in os.listdir(tmp_path) if n.endswith(".bad")) == [first + ".bad", second + ".bad"]
+    spool.done(entry)
+    spool.put(b"d" * 1_200, 1, False)
+    assert spool.put(b"e" * 1_200, 1, False) == 0  # room made from the .bad files, not from batches
+    assert [n for n in os.listdir(tmp_path) if n.endswith(".bad")] == []
+    assert spool.pending()[1] == 2

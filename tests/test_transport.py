@@ -842,3 +842,60 @@ def test_records_of_multiprocessing_workers_are_flushed_when_they_end(receiver: 
     assert child.returncode == 0, child.stderr
     ids = receiver.call_ids()
     assert sorted(ids) == ["child-0", "child-1", "child-2", "child-3", "child-4", "parent"]
+
+
+def test_a_process_killed_while_spooling_leaves_only_whole_batches(
+    receiver: Receiver, make_transport: MakeTransport, tmp_path: Path
+) -> None:
+    # SIGKILL lands while the child is writing its backlog to the spool (big batches, written all the time):
+    # the next process sends every whole batch exactly once and never a half-written one.
+    receiver.stop()
+    code = f"""
+        import itertools
+        from litelens.transport import Transport, TransportConfig
+        t = Transport(TransportConfig(endpoint={receiver.url!r}, spool_dir={str(tmp_path)!r}, gzip=False,
+                                      batch_max_records=100, max_retries=0, max_queue=100_000))
+        for i in itertools.count():
+            t.submit({{"call_id": f"call-{{i}}", "pad": "x" * 20_000}})
+        """
+    env = dict(os.environ, PYTHONPATH=SRC)
+    child = subprocess.Popen([sys.executable, "-c", textwrap.dedent(code)], env=env)
+
+    def writing() -> bool:  # a few batches are whole, and the next one is being written
+        names = os.listdir(tmp_path)
+        return len(names) > 3 and any(n.startswith(".tmp-") for n in names)
+
+    try:
+        assert _wait_until(lambda: len(os.listdir(tmp_path)) > 3, timeout=30)
+        _wait_until(writing, timeout=5)  # usually; killing between two writes is a fine probe too
+    finally:
+        child.kill()
+        child.wait()
+    whole = Spool(tmp_path).pending()[1]  # (opening it also sweeps the dead child's temporary file)
+    assert [n for n in os.listdir(tmp_path) if not n.endswith(".batch")] == []
+    receiver.start()
+    transport = make_transport(spool_dir=str(tmp_path))
+    transport.start()
+    assert receiver.wait_for(whole, timeout=30)
+    assert _wait_until(lambda: transport.stats()["sent"] == whole)
+    ids = receiver.call_ids()
+    assert len(ids) == len(set(ids)) == whole
+    assert os.listdir(tmp_path) == []
+
+
+def test_damaged_spool_files_do_not_block_the_rest_and_count_as_dropped(
+    receiver: Receiver, make_transport: MakeTransport, tmp_path: Path
+) -> None:
+    spool = Spool(tmp_path)
+    for b in range(4):
+        records = ",".join(json.dumps(_record(b * 5 + i)) for i in range(5))
+        spool.put(('{"schema":"litelens.batch/1","records":[' + records + "]}").encode(), 5, False)
+    names = sorted(os.listdir(tmp_path))
+    (tmp_path / names[0]).write_bytes(b"")  # zero bytes
+    (tmp_path / names[2]).write_bytes((tmp_path / names[2]).read_bytes()[:-40])  # cut short
+    (tmp_path / "00000000000000000000-1-000001-7-g.batch").write_bytes(os.urandom(300))  # garbage
+    transport = make_transport(spool_dir=str(tmp_path))
+    transport.start()
+    assert _wait_until(lambda: transport.stats()["sent"] == 10)
+    assert receiver.call_ids() == [f"call-{i}" for i in (5, 6, 7, 8, 9, 15, 16, 17, 18, 19)]
+    assert _wait_until(lambda: transport.stats()["dropped"] == 17)  # 5 + 5 + the garbage's 7

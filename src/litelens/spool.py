@@ -19,7 +19,8 @@ Why it is built this way:
   A claim whose process is gone (or that is older than ``stale_claim_s``) is released when a spool opens
   and every minute after.
 - A file that cannot be parsed is renamed to ``.bad`` and logged once: one damaged file must never block
-  the queue behind it, and keeping it lets someone look at it.
+  the queue behind it, and keeping it lets someone look at it -- until the spool needs the room: ``.bad``
+  files are the first to be evicted. Their records are counted in ``damaged``.
 
 Only the standard library is used; the transport's background thread is the only caller in a process.
 """
@@ -43,6 +44,7 @@ logger = logging.getLogger("litelens.spool")
 
 _SUFFIX = ".batch"
 _CLAIM = ".claim."
+_BAD = ".bad"
 _TMP_PREFIX = ".tmp-"
 _MAGIC = b"litelens-spool/1"
 _NAME_RE = re.compile(r"^(\d{20})-(\d+)-(\d+)-(\d+)-([gp])\.batch$")
@@ -112,6 +114,8 @@ class Spool:
         self._counter = 0
         self._logged: set[str] = set()
         self._next_recover = 0.0
+        self.damaged = 0
+        """Records in files this spool found damaged and set aside (lost; the caller counts them)."""
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -183,7 +187,11 @@ class Spool:
     def _evict_oldest(self, size: int) -> int:
         """Delete the oldest unclaimed batches holding at least ``size`` bytes; return the records lost."""
         lost = freed = 0
-        for name in self._names():
+        try:
+            bad = sorted(n for n in os.listdir(self.directory) if n.endswith(_BAD))
+        except OSError:
+            bad = []
+        for name in bad + self._names():
             if freed >= size:
                 break
             path = self.directory / name
@@ -214,14 +222,14 @@ class Spool:
                     except OSError:
                         continue
                     total += size
-                    if _NAME_RE.match(de.name):
+                    if _NAME_RE.match(de.name) or de.name.endswith(_BAD):
                         files.append((de.name, size))
         except OSError:
             return 0
         if total <= self.max_bytes:
             return 0
         lost = 0
-        for name, size in sorted(files):
+        for name, size in sorted(files, key=lambda f: (not f[0].endswith(_BAD), f[0])):  # .bad ones first
             if total <= self.max_bytes:
                 break
             if name == keep:
@@ -349,7 +357,8 @@ class Spool:
     def _set_aside(self, path: Path, why: str) -> None:
         base = path.name.split(_CLAIM)[0]
         with contextlib.suppress(OSError):
-            os.replace(path, self.directory / f"{base}.bad")
+            os.replace(path, self.directory / f"{base}{_BAD}")
+        self.damaged += _count_of(base)
         self._log_once("bad", "litelens: spool file %s is unreadable (%s); moved aside as .bad", base, why)
 
     def _log_once(self, kind: str, msg: str, *args: object) -> None:

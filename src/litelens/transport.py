@@ -354,7 +354,7 @@ class Transport:
         """Counters since this process started (see ``docs/internals.md``); cheap, no I/O."""
         out = dict(self._counts)
         out["submitted"] = self._submitted
-        out["dropped"] += self._submit_dropped
+        out["dropped"] += self._submit_dropped + (self._spool.damaged if self._spool is not None else 0)
         in_memory = len(self._queue) - self._tokens_queued + len(self._overflow) + len(self._parts)
         for batch in (self._held, self._inflight, self._settling):
             if batch is not None and batch.entry is None:  # (a spooled batch is counted in the spool)
