@@ -21,7 +21,7 @@ import pytest
 
 from litelens.spool import Spool
 from litelens.testing.receiver import Receiver
-from litelens.transport import Transport, parse_retry_after
+from litelens.transport import Transport, TransportConfig, parse_retry_after
 
 MakeTransport = Callable[..., Transport]
 SRC = str(Path(__file__).resolve().parents[1] / "src")
@@ -899,3 +899,80 @@ def test_damaged_spool_files_do_not_block_the_rest_and_count_as_dropped(
     assert _wait_until(lambda: transport.stats()["sent"] == 10)
     assert receiver.call_ids() == [f"call-{i}" for i in (5, 6, 7, 8, 9, 15, 16, 17, 18, 19)]
     assert _wait_until(lambda: transport.stats()["dropped"] == 17)  # 5 + 5 + the garbage's 7
+
+
+def test_two_processes_spooling_and_draining_one_spool_deliver_each_record_once(
+    receiver: Receiver, tmp_path: Path
+) -> None:
+    # A proxy with several workers and one spool_dir: both spool during an outage, then both drain the
+    # shared backlog while sending fresh records. Claims are renames, so each batch goes out once.
+    receiver.stop()
+    spool_dir, go = tmp_path / "spool", tmp_path / "go"
+    code = f"""
+        import json, os, sys, time
+        from litelens.transport import Transport, TransportConfig
+        tag = sys.argv[1]
+        t = Transport(TransportConfig(endpoint={receiver.url!r}, spool_dir={str(spool_dir)!r}, max_retries=0,
+                                      backoff_base_s=0.05, backoff_max_s=0.3, batch_max_records=20))
+        for i in range(300):
+            t.submit({{"call_id": f"{{tag}}-{{i}}"}})
+        assert t.flush(20)
+        print("spooled", flush=True)
+        while not os.path.exists({str(go)!r}):
+            time.sleep(0.02)
+        for i in range(300, 400):
+            t.submit({{"call_id": f"{{tag}}-{{i}}"}})
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and (os.listdir({str(spool_dir)!r}) or t.stats()["queued"]):
+            time.sleep(0.05)
+        t.shutdown(10)
+        print(json.dumps(t.stats()), flush=True)
+        """
+    env = dict(os.environ, PYTHONPATH=SRC)
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", textwrap.dedent(code), tag], env=env, stdout=subprocess.PIPE, text=True
+        )
+        for tag in ("a", "b")
+    ]
+    try:
+        for p in procs:
+            assert p.stdout is not None and p.stdout.readline().strip() == "spooled"
+        receiver.start()
+        go.touch()
+        stats = [json.loads(p.communicate(timeout=60)[0]) for p in procs]
+    finally:
+        for p in procs:
+            p.kill()
+    ids = receiver.call_ids()
+    assert len(ids) == len(set(ids)) == 800
+    assert sum(s["sent"] for s in stats) == 800 and sum(s["dropped"] for s in stats) == 0
+    assert os.listdir(spool_dir) == []
+
+
+def test_exit_with_thousands_queued_and_the_server_down_is_bounded_and_spools_all(
+    receiver: Receiver, tmp_path: Path
+) -> None:
+    receiver.stop()
+    started = time.monotonic()
+    child = _run_python(
+        f"""
+        import json
+        from litelens.transport import Transport, TransportConfig
+        t = Transport(TransportConfig(endpoint={receiver.url!r}, spool_dir={str(tmp_path)!r}, exit_flush_s=2))
+        for i in range(15_000):  # more than max_queue: the rest waits in the overflow queue
+            t.submit({{"call_id": f"call-{{i}}", "pad": "x" * 200}})
+        """
+    )
+    assert child.returncode == 0, child.stderr
+    assert time.monotonic() - started < 15  # exit_flush_s, the final spill and the interpreter
+    assert Spool(tmp_path).pending()[1] == 15_000
+    receiver.start()
+    transport = Transport(TransportConfig(endpoint=receiver.url, spool_dir=str(tmp_path)))
+    try:
+        transport.start()
+        assert receiver.wait_for(15_000, timeout=30)
+        ids = receiver.call_ids()
+        assert len(ids) == len(set(ids)) == 15_000
+    finally:
+        transport.shutdown(5)
