@@ -976,3 +976,29 @@ def test_exit_with_thousands_queued_and_the_server_down_is_bounded_and_spools_al
         assert len(ids) == len(set(ids)) == 15_000
     finally:
         transport.shutdown(5)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_fork_in_the_middle_of_draining_the_spool_sends_nothing_twice(
+    receiver: Receiver, make_transport: MakeTransport, tmp_path: Path
+) -> None:
+    spool = Spool(tmp_path)
+    for b in range(20):
+        records = ",".join(json.dumps({"call_id": f"old-{b}-{i}"}) for i in range(5))
+        spool.put(('{"schema":"litelens.batch/1","records":[' + records + "]}").encode(), 5, False)
+    receiver.delay_s = 0.02
+    transport = make_transport(spool_dir=str(tmp_path), batch_max_age_s=5)
+    transport.submit(_record(0))  # queued in the parent, not yet sent, when it forks
+    assert receiver.wait_for(5, timeout=10)  # the parent is draining the backlog
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child: drains the same spool alongside the parent
+        transport.submit(_record(1))
+        ok = transport.flush(10) and _wait_until(lambda: Spool(tmp_path).pending()[0] == 0, 20)
+        os._exit(0 if transport.shutdown(10) and ok else 1)  # (os._exit skips the exit flush)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert transport.flush(10)
+    assert _wait_until(lambda: receiver.received >= 102 and not os.listdir(tmp_path), 20)
+    ids = receiver.call_ids()
+    assert len(ids) == len(set(ids)) == 102
+    assert {"call-0", "call-1"} <= set(ids)
