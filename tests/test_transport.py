@@ -1002,3 +1002,44 @@ def test_a_fork_in_the_middle_of_draining_the_spool_sends_nothing_twice(
     ids = receiver.call_ids()
     assert len(ids) == len(set(ids)) == 102
     assert {"call-0", "call-1"} <= set(ids)
+
+
+def test_an_api_key_with_a_pasted_quote_neither_stops_delivery_nor_reaches_the_log(
+    receiver: Receiver, make_transport: MakeTransport, caplog: pytest.LogCaptureFixture
+) -> None:
+    # HTTP headers are Latin-1: encoding this one raised inside the sender thread, which died (the record
+    # vanished, counted nowhere, and so did every later one), and the error it logged held the key.
+    with caplog.at_level(logging.WARNING, logger="litelens.transport"):
+        transport = make_transport(api_key="sk-\u2018very-secret\u2019")
+        transport.submit(_record(0))
+        assert transport.flush(10)
+        transport.submit(_record(1))
+        assert transport.flush(10)
+    assert receiver.call_ids() == ["call-0", "call-1"]  # this receiver checks no key
+    assert not any("very-secret" in r.getMessage() for r in caplog.records)
+    assert any("non-ASCII" in r.getMessage() for r in caplog.records)
+
+
+def test_an_answer_announcing_a_huge_body_is_a_failed_attempt_not_the_end_of_the_sender(
+    make_transport: MakeTransport,
+) -> None:
+    # Reading a body of the announced length first allocates it: a MemoryError killed the sender thread,
+    # losing the batch in flight without a count and everything after it.
+    def huge_then_fine(conn: socket.socket, server: _RawServer) -> None:
+        while server.read_request(conn):
+            if server.requests == 1:
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100000000000000\r\n\r\n{}")
+                return
+            conn.sendall(OK_ANSWER)
+
+    server = _RawServer(huge_then_fine)
+    try:
+        transport = make_transport(endpoint=server.url)
+        transport.submit(_record(0))
+        assert transport.flush(10)
+        transport.submit(_record(1))
+        assert transport.flush(10)
+        assert server.call_ids == ["call-0", "call-0", "call-1"]  # the first answer was not one: resent
+        assert transport.stats()["sent"] == 2
+    finally:
+        server.close()

@@ -22,6 +22,7 @@ from typing import BinaryIO
 __all__ = ["Connection", "Response"]
 
 _MAX_LINE = 65_536
+_MAX_BODY = 1 << 20  # the server's answers are a few hundred bytes; a larger one is not one of them
 _MAX_HEADERS = 100
 
 
@@ -135,11 +136,15 @@ class Connection:
                 length = int(headers["content-length"])
             except ValueError:
                 raise http.client.HTTPException("bad Content-Length") from None
+            if length > _MAX_BODY:  # reading it would first allocate it all: a MemoryError, or worse
+                raise http.client.HTTPException(f"answer of {length} bytes is too large")
             body = reader.read(length) if length > 0 else b""
             if len(body) < length:
                 raise http.client.IncompleteRead(body, length - len(body))
         else:
-            body = reader.read()  # delimited by the end of the connection
+            body = reader.read(_MAX_BODY + 1)  # delimited by the end of the connection
+            if len(body) > _MAX_BODY:
+                raise http.client.HTTPException("answer is too large")
             will_close = True
         return Response(status, headers, body, will_close)
 
@@ -162,12 +167,16 @@ class Connection:
     @staticmethod
     def _read_chunked(reader: BinaryIO) -> bytes:
         chunks: list[bytes] = []
+        total = 0
         while True:
             line = reader.readline(_MAX_LINE + 1)
             try:
                 size = int(line.split(b";", 1)[0].strip(), 16)
             except ValueError:
                 raise http.client.HTTPException("bad chunk size") from None
+            total += size
+            if total > _MAX_BODY:
+                raise http.client.HTTPException("answer is too large")
             if size == 0:
                 while reader.readline(_MAX_LINE + 1) not in (b"\r\n", b"\n", b""):
                     pass  # trailers

@@ -158,6 +158,7 @@ class Transport:
     ) -> None:
         self.config = config or TransportConfig()
         self._prepare = prepare
+        self._logged: set[str] = set()
         url = urllib.parse.urlsplit(self.config.endpoint)
         self._https = url.scheme == "https"
         self._host = url.hostname or "127.0.0.1"
@@ -166,9 +167,14 @@ class Transport:
         self._path = url.path.rstrip("/") + fmt.path
         self._headers = {"Content-Type": fmt.content_type, "User-Agent": self.config.user_agent}
         if self.config.api_key:
-            self._headers["Authorization"] = f"Bearer {self.config.api_key}"
+            key = self.config.api_key
+            if not key.isascii():  # e.g. a quote pasted along with it: headers are Latin-1 on the wire
+                self._log_once(
+                    "key", "litelens: the API key has non-ASCII characters; check LITELENS_API_KEY"
+                )
+                key = key.encode("utf-8").decode("latin-1")  # sent as its UTF-8 bytes (the server says 401)
+            self._headers["Authorization"] = f"Bearer {key}"
         self._gzip_headers = {**self._headers, "Content-Encoding": "gzip"}
-        self._logged: set[str] = set()
         self._reset_state()
         _live.add(self)
 
@@ -373,7 +379,11 @@ class Transport:
                 self._spool_nonempty = True
                 self._refresh_pending()
             while not self._stopping:
-                self._iteration()
+                try:
+                    self._iteration()
+                except Exception as exc:  # a bug must not end delivery for the rest of the process
+                    self._log_once("iteration", "litelens: unexpected error in the transport thread: %r", exc)
+                    self._stop.wait(0.5)
         except BaseException as exc:  # keep the process healthy even if we are not
             self._log_once("thread", "litelens: transport thread stopped unexpectedly: %r", exc)
         finally:
@@ -819,7 +829,7 @@ class Transport:
                 self._conn.request("POST", self._path, body, headers)
                 self._reused = reused
                 return True
-            except (OSError, http.client.HTTPException) as exc:
+            except Exception as exc:  # any failure to send is a failed attempt, never the thread's end
                 self._close_conn()
                 if reused and _stale(exc) and not self._stopping:
                     continue  # the server closed an idle keep-alive connection: reconnect once, at once
@@ -834,7 +844,7 @@ class Transport:
             return None, None, b""
         try:
             resp = conn.getresponse()
-        except (OSError, http.client.HTTPException) as exc:
+        except Exception as exc:  # any failure to read the answer is no answer
             self._close_conn()
             if self._reused and _stale(exc) and not self._stopping and self._send(body, gzipped):
                 return self._receive(body, gzipped)  # _send opened a fresh connection: this recurses once
@@ -846,8 +856,10 @@ class Transport:
         return resp.status, retry_after, resp.body
 
     def _log_connect(self, exc: BaseException) -> None:
+        # Only errors of the network and the protocol are shown: another one's text may hold the request.
+        why = exc if isinstance(exc, (OSError, http.client.HTTPException)) else type(exc).__name__
         self._log_once(
-            "connect", "litelens: cannot reach server at %s (%s); will retry", self.config.endpoint, exc
+            "connect", "litelens: cannot reach server at %s (%s); will retry", self.config.endpoint, why
         )
 
     def _connect(self) -> Connection:
