@@ -1043,3 +1043,30 @@ def test_an_answer_announcing_a_huge_body_is_a_failed_attempt_not_the_end_of_the
         assert transport.stats()["sent"] == 2
     finally:
         server.close()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_multiprocessing_worker_flushes_its_sink_queues_too(tmp_path: Path) -> None:
+    # Sinks run on queues of their own (litelens.worker); a worker process with only a file sink starts
+    # no transport, and its queue must be flushed at its end all the same.
+    child = _run_python(
+        f"""
+        import multiprocessing, os
+        from litelens.sinks import JsonlSink
+        sink = JsonlSink({str(tmp_path / "calls-{pid}.jsonl")!r})
+
+        def work():
+            for i in range(200):
+                sink.submit('{{"call_id": "%d-%d"}}' % (os.getpid(), i))
+
+        if __name__ == "__main__":
+            p = multiprocessing.get_context("fork").Process(target=work)
+            p.start()
+            p.join()
+            print(p.pid)
+        """
+    )
+    assert child.returncode == 0, child.stderr
+    worker = int(child.stdout.split()[-1])
+    lines = (tmp_path / f"calls-{worker}.jsonl").read_text().splitlines()
+    assert len(lines) == 200

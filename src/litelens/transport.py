@@ -274,7 +274,7 @@ class Transport:
                 self._start_locked()
 
     def _start_locked(self) -> None:
-        _flush_at_multiprocessing_exit()
+        flush_at_multiprocessing_exit()
         thread = threading.Thread(target=self._run, name="litelens-transport", daemon=True)
         try:
             thread.start()
@@ -937,7 +937,7 @@ def _shutdown_all() -> None:
 _mp_exit_pid = 0
 
 
-def _flush_at_multiprocessing_exit() -> None:
+def flush_at_multiprocessing_exit() -> None:
     """Have a multiprocessing child run the exit flush too: it ends in ``os._exit()``, which skips atexit.
 
     A child's own finalizers run at its end (and are cleared when it starts, so this is per process);
