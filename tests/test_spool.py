@@ -214,3 +214,26 @@ def test_files_damaged_by_a_crash_are_set_aside_counted_and_evicted_first(tmp_pa
     assert spool.put(b"e" * 1_200, 1, False) == 0  # room made from the .bad files, not from batches
     assert [n for n in os.listdir(tmp_path) if n.endswith(".bad")] == []
     assert spool.pending()[1] == 2
+
+
+def test_files_of_a_live_process_still_writing_or_sending_are_left_alone(tmp_path: Path) -> None:
+    # Another worker sharing the spool is alive: its temporary file (a write in progress) and its claim
+    # (a send in progress) must survive this process opening the spool and recovering.
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        now = time.time_ns()
+        writing = tmp_path / f".tmp-{other.pid}-{now:020d}-{other.pid}-000001-1-p.batch"
+        writing.write_bytes(b"half of a batch")
+        Spool(tmp_path).put(b"being sent", 1, False)
+        (name,) = (n for n in os.listdir(tmp_path) if n.endswith(".batch") and not n.startswith("."))
+        claimed = tmp_path / f"{name}.claim.{other.pid}.{now}"
+        os.rename(tmp_path / name, claimed)
+        spool = Spool(tmp_path)
+        assert spool.recover() == 0
+        assert writing.exists() and claimed.exists()
+        assert spool.claim_oldest() is None and spool.pending() == (0, 0, 0)
+    finally:
+        other.kill()
+        other.wait()
+    assert Spool(tmp_path).pending()[1] == 1  # once it is gone, its claim comes back
+    assert not writing.exists()
