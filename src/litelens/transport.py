@@ -168,7 +168,9 @@ class Transport:
         self._headers = {"Content-Type": fmt.content_type, "User-Agent": self.config.user_agent}
         if self.config.api_key:
             key = self.config.api_key
-            if not key.isascii():  # e.g. a quote pasted along with it: headers are Latin-1 on the wire
+            try:
+                key.encode("latin-1")  # what HTTP headers carry
+            except UnicodeEncodeError:  # e.g. a typographic quote pasted along with it
                 self._log_once(
                     "key", "litelens: the API key has non-ASCII characters; check LITELENS_API_KEY"
                 )
