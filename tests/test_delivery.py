@@ -10,6 +10,7 @@ import statistics
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -240,3 +241,39 @@ def test_receiver_down_then_restart_loses_nothing(
     worst_down = sorted(down["latencies"])[int(0.99 * len(down["latencies"]))]
     assert median_down < median_up * 1.5 + 0.002, (median_down, median_up)
     assert worst_down < 0.5, worst_down
+
+
+def test_threads_and_an_event_loop_at_once_against_a_slow_server_lose_and_repeat_nothing(
+    provider: FakeProvider, receiver: Receiver, make_callback: Any
+) -> None:
+    # Four threads and an asyncio loop call LiteLLM at the same time while the server is slow and the
+    # queue tiny: records overflow to the spool and come back, and beyond the overflow queue's bound (as
+    # documented) they are dropped and counted. No call is lost silently or arrives twice.
+    receiver.delay_s = 0.1
+    callback = make_callback(max_queue=20)
+    calls = [{**c, "kind": "sync"} for c in plan(160)]
+    async_calls = [{**c, "i": 1000 + c["i"], "kind": "async"} for c in plan(80)]
+    errors: list[BaseException] = []
+
+    def event_loop() -> None:
+        try:
+            asyncio.run(run_async(provider.url, async_calls))
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    loop_thread = threading.Thread(target=event_loop)
+    loop_thread.start()
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(lambda c: run_sync(provider.url, c), calls))
+    loop_thread.join(60)
+    assert not errors and not loop_thread.is_alive()
+    receiver.delay_s = 0.0
+    assert callback.flush(timeout=30)
+    deadline = time.monotonic() + 30
+    while (stats := callback.stats())["sent"] + stats["dropped"] < 240 and time.monotonic() < deadline:
+        time.sleep(0.05)  # the spooled records go out after the flush
+    assert stats["submitted"] == 240 and stats["spooled"] > 0
+    ids = [r["metadata"]["i"] for r in receiver.records]
+    assert len(ids) == len(set(ids)) == stats["sent"] == 240 - stats["dropped"]
+    assert set(ids) <= {c["i"] for c in calls} | {c["i"] for c in async_calls}
+    assert stats["failed"] == 0 and stats["hook_errors"] == 0 and stats["queued"] == 0

@@ -7,10 +7,12 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from litelens import spool as spool_module
 from litelens.spool import Spool
 
 
@@ -115,3 +117,123 @@ def test_damaged_file_is_set_aside_once_and_does_not_block_the_rest(
         [names[0].removesuffix(".batch") + ".batch.bad", "00000000000000000000-1-1-1-p.batch.bad"]
     )
     assert len([r for r in caplog.records if "unreadable" in r.getMessage()]) == 1
+
+
+# -- probes: the disk under the spool -------------------------------------------------------------------
+
+
+@pytest.fixture
+def tiny_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 1 MiB tmpfs (needs root): a disk much smaller than the spool's max_bytes."""
+    mnt = tmp_path / "disk"
+    mnt.mkdir()
+    if (
+        os.geteuid() != 0
+        or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)]).returncode
+    ):
+        pytest.skip("needs root to mount a tmpfs")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def test_a_full_disk_evicts_the_oldest_batches_not_the_newest(tiny_disk: Path) -> None:
+    spool = Spool(tiny_disk / "spool")  # max_bytes 256 MiB: the disk fills long before
+    evicted = 0
+    for i in range(60):
+        evicted += spool.put(bytes([i]) * 50_000, count=10, gzipped=False)  # every put succeeds
+    files, records, _ = spool.pending()
+    assert evicted > 0 and evicted + records == 600
+    bodies = []
+    while (entry := spool.claim_oldest()) is not None:
+        bodies.append(entry.body[0])
+        spool.done(entry)
+    assert bodies == list(range(60 - files, 60))  # the newest survived, in order
+    assert [n for n in os.listdir(tiny_disk / "spool") if n.startswith(".tmp")] == []
+
+
+def test_a_read_only_spool_refuses_writes_and_sends_nothing_it_cannot_delete(tiny_disk: Path) -> None:
+    spool = Spool(tiny_disk)
+    spool.put(b"kept", 1, False)
+    subprocess.run(["mount", "-o", "remount,ro", str(tiny_disk)], check=True)
+    try:
+        with pytest.raises(OSError):
+            spool.put(b"new", 1, False)
+        assert spool.claim_oldest() is None  # claiming is a rename: a batch that cannot be removed after
+        assert Spool(tiny_disk).pending()[1] == 1  # sending would be sent again and again
+    finally:
+        subprocess.run(["mount", "-o", "remount,rw", str(tiny_disk)], check=True)
+    entry = spool.claim_oldest()
+    assert entry is not None and entry.body == b"kept"
+
+
+def test_a_restarted_process_with_the_same_pid_takes_back_its_predecessors_claims(tmp_path: Path) -> None:
+    # In a container the program is often pid 1 in every life: a claim or temporary file bearing our pid
+    # but made before this process started is a dead predecessor's, not ours. (Its claim used to be held
+    # for stale_claim_s, and its temporary file kept, uncounted, for ever.)
+    before_us = spool_module._STARTED_NS - 10**6
+    Spool(tmp_path).put(b"claimed by my predecessor", 1, False)
+    (name,) = os.listdir(tmp_path)
+    os.rename(tmp_path / name, tmp_path / f"{name}.claim.{os.getpid()}.{before_us}")
+    leftover = tmp_path / f".tmp-{os.getpid()}-{before_us:020d}-{os.getpid()}-000001-1-p.batch"
+    leftover.write_bytes(b"half")
+    spool = Spool(tmp_path)
+    assert not leftover.exists()
+    entry = spool.claim_oldest()
+    assert entry is not None and entry.body == b"claimed by my predecessor"
+
+
+def test_claims_of_a_process_that_died_are_released_while_the_spool_is_open(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(spool_module, "_RECOVER_EVERY_S", 0.0)  # every minute, in production
+    spool = Spool(tmp_path)
+    spool.put(b"a", 1, False)
+    entry = spool.claim_oldest()
+    assert entry is not None
+    entry.path.rename(tmp_path / f"{entry.name}.claim.{_dead_pid()}.{time.time_ns()}")  # its worker died
+    again = spool.claim_oldest()
+    assert again is not None and again.body == b"a"
+
+
+def test_files_damaged_by_a_crash_are_set_aside_counted_and_evicted_first(tmp_path: Path) -> None:
+    spool = Spool(tmp_path, max_bytes=2_600)
+    spool.put(b"a" * 500, 2, False)
+    spool.put(b"b" * 500, 3, False)
+    spool.put(b"c" * 500, 4, False)
+    first, second, _ = sorted(os.listdir(tmp_path))
+    (tmp_path / first).write_bytes(b"")  # zero bytes: the data never reached the disk
+    data = (tmp_path / second).read_bytes()
+    (tmp_path / second).write_bytes(data[:300])  # cut short
+    entry = spool.claim_oldest()
+    assert entry is not None and entry.body == b"c" * 500 and spool.damaged == 5
+    assert sorted(n for n in os.listdir(tmp_path) if n.endswith(".bad")) == [first + ".bad", second + ".bad"]
+    spool.done(entry)
+    spool.put(b"d" * 1_200, 1, False)
+    assert spool.put(b"e" * 1_200, 1, False) == 0  # room made from the .bad files, not from batches
+    assert [n for n in os.listdir(tmp_path) if n.endswith(".bad")] == []
+    assert spool.pending()[1] == 2
+
+
+def test_files_of_a_live_process_still_writing_or_sending_are_left_alone(tmp_path: Path) -> None:
+    # Another worker sharing the spool is alive: its temporary file (a write in progress) and its claim
+    # (a send in progress) must survive this process opening the spool and recovering.
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        now = time.time_ns()
+        writing = tmp_path / f".tmp-{other.pid}-{now:020d}-{other.pid}-000001-1-p.batch"
+        writing.write_bytes(b"half of a batch")
+        Spool(tmp_path).put(b"being sent", 1, False)
+        (name,) = (n for n in os.listdir(tmp_path) if n.endswith(".batch") and not n.startswith("."))
+        claimed = tmp_path / f"{name}.claim.{other.pid}.{now}"
+        os.rename(tmp_path / name, claimed)
+        spool = Spool(tmp_path)
+        assert spool.recover() == 0
+        assert writing.exists() and claimed.exists()
+        assert spool.claim_oldest() is None and spool.pending() == (0, 0, 0)
+    finally:
+        other.kill()
+        other.wait()
+    assert Spool(tmp_path).pending()[1] == 1  # once it is gone, its claim comes back
+    assert not writing.exists()

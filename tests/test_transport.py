@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
+import socket
 import subprocess
 import sys
 import textwrap
 import threading
 import time
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,7 +21,7 @@ import pytest
 
 from litelens.spool import Spool
 from litelens.testing.receiver import Receiver
-from litelens.transport import Transport, parse_retry_after
+from litelens.transport import Transport, TransportConfig, parse_retry_after
 
 MakeTransport = Callable[..., Transport]
 SRC = str(Path(__file__).resolve().parents[1] / "src")
@@ -486,3 +489,584 @@ def test_exit_is_bounded_when_the_server_hangs_and_the_rest_is_spooled(
     assert child.returncode == 0, child.stderr
     assert time.monotonic() - started < 20  # exit_flush_s + grace, not the server's 60 s
     assert Spool(tmp_path).pending()[1] == 100
+
+
+# -- probes: a spool that cannot take batches, a server that comes back ---------------------------------
+
+
+def _wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.02)
+    return condition()
+
+
+def test_an_unusable_spool_does_not_stop_delivery_once_the_server_is_back(
+    receiver: Receiver, make_transport: MakeTransport, tmp_path: Path
+) -> None:
+    # A spool_dir that can never be created (its parent is a regular file) behaves as no spool: the batch
+    # that runs out of retries is lost and counted, the next one is held as the probe, and once the server
+    # answers again everything after it arrives. (It used to drop every later batch, forever.)
+    (tmp_path / "file").write_text("")
+    receiver.stop()
+    transport = make_transport(
+        spool_dir=str(tmp_path / "file" / "spool"), batch_max_records=10, max_retries=1
+    )
+    for i in range(30):
+        transport.submit(_record(i))
+    assert _wait_until(lambda: transport.stats()["dropped"] == 10)
+    receiver.start()
+    for i in range(30, 40):
+        transport.submit(_record(i))
+    assert transport.flush(20)
+    stats = transport.stats()
+    assert receiver.call_ids() == [f"call-{i}" for i in range(10, 40)]
+    assert stats["sent"] == 30 and stats["dropped"] == 10 and stats["queued"] == 0
+
+
+def test_the_thread_sleeps_while_the_server_is_down_and_the_spool_is_empty(
+    receiver: Receiver, make_transport: MakeTransport, tmp_path: Path
+) -> None:
+    # Down, and nothing to probe with (another process took the spooled batch): the thread must wait for
+    # the next probe time, not spin on the CPU (it did, at 100% of a core, until the next record).
+    receiver.stop()
+    transport = make_transport(spool_dir=str(tmp_path), max_retries=0, backoff_max_s=1.0)
+    transport.submit(_record(0))
+    assert transport.flush(10) and transport.stats()["spooled"] == 1
+    taken = Spool(tmp_path).claim_oldest()  # another worker sharing the spool claims it
+    assert taken is not None
+    time.sleep(0.3)  # let the thread find the spool empty
+    before = time.process_time()
+    time.sleep(1.5)
+    assert time.process_time() - before < 0.5
+    receiver.start()
+    transport.submit(_record(1))
+    assert receiver.wait_for(1, timeout=20)
+    assert transport.flush(10) and receiver.call_ids() == ["call-1"]
+
+
+# -- probes: servers that misbehave at the socket level -------------------------------------------------
+
+
+class _RawServer:
+    """A loopback TCP server whose every connection is handed to ``handle(conn, server)`` on a thread."""
+
+    def __init__(self, handle: Callable[[socket.socket, _RawServer], None]) -> None:
+        self.handle = handle
+        self.call_ids: list[str] = []
+        self.requests = 0
+        self._sock = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self._sock.getsockname()[1]}"
+        self._closed = threading.Event()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while not self._closed.is_set():
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        with conn, contextlib.suppress(OSError):
+            self.handle(conn, self)
+
+    def read_request(self, conn: socket.socket) -> bool:
+        """Read one POST and note its call ids; False when the client closed the connection."""
+        reader = conn.makefile("rb")
+        headers = {}
+        line = reader.readline()
+        if not line:
+            return False
+        while (line := reader.readline()) not in (b"\r\n", b""):
+            name, _, value = line.decode().partition(":")
+            headers[name.strip().lower()] = value.strip()
+        body = reader.read(int(headers["content-length"]))
+        if headers.get("content-encoding") == "gzip":
+            body = zlib.decompress(body, 47)
+        self.requests += 1
+        self.call_ids.extend(r["call_id"] for r in json.loads(body)["records"])
+        return True
+
+    def close(self) -> None:
+        self._closed.set()
+        self._sock.close()
+
+
+_OK_BODY = b'{"accepted":10,"rejected":[]}'
+OK_ANSWER = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(_OK_BODY), _OK_BODY)
+
+
+def test_a_server_that_trickles_its_answer_is_given_up_on_after_the_timeout(
+    make_transport: MakeTransport, tmp_path: Path
+) -> None:
+    # Slow loris: every byte comes within the socket timeout, the answer never ends. The timeout must
+    # bound the whole answer, or the sender thread is held for as long as the server likes.
+    stop = threading.Event()
+
+    def trickle(conn: socket.socket, server: _RawServer) -> None:
+        server.read_request(conn)
+        conn.sendall(b"HTTP/1.1 200 OK\r\n")
+        while not stop.wait(0.05):
+            conn.sendall(b"X")
+
+    server = _RawServer(trickle)
+    try:
+        transport = make_transport(endpoint=server.url, spool_dir=str(tmp_path), timeout_s=0.5, max_retries=1)
+        transport.submit(_record(0))
+        started = time.monotonic()
+        assert transport.flush(10)
+        assert time.monotonic() - started < 8
+        assert transport.stats()["spooled"] == 1 and Spool(tmp_path).pending()[1] == 1
+    finally:
+        stop.set()
+        server.close()
+
+
+def test_a_server_that_never_answers_costs_the_timeout_then_the_batch_is_spooled(
+    make_transport: MakeTransport, tmp_path: Path
+) -> None:
+    stop = threading.Event()
+
+    def silent(conn: socket.socket, server: _RawServer) -> None:
+        server.read_request(conn)
+        stop.wait(30)
+
+    server = _RawServer(silent)
+    try:
+        transport = make_transport(endpoint=server.url, spool_dir=str(tmp_path), timeout_s=0.3, max_retries=1)
+        for i in range(5):
+            transport.submit(_record(i))
+        started = time.monotonic()
+        assert transport.flush(10)
+        assert time.monotonic() - started < 8
+        stats = transport.stats()
+        assert stats["spooled"] == 5 and stats["sent"] == 0 and stats["queued"] == 0
+    finally:
+        stop.set()
+        server.close()
+
+
+def test_a_connection_closed_mid_answer_is_retried_and_counted_once(make_transport: MakeTransport) -> None:
+    # The server stored the batch but the connection broke before the answer was complete: the batch is
+    # sent again (at least once; receivers deduplicate by call_id), and `sent` counts it once.
+    def flaky(conn: socket.socket, server: _RawServer) -> None:
+        while server.read_request(conn):
+            if server.requests <= 2:
+                conn.sendall(OK_ANSWER[:-10])
+                return
+            conn.sendall(OK_ANSWER)
+
+    server = _RawServer(flaky)
+    try:
+        transport = make_transport(endpoint=server.url, batch_max_records=10)
+        for i in range(10):
+            transport.submit(_record(i))
+        assert transport.flush(10)
+        assert set(server.call_ids) == {f"call-{i}" for i in range(10)}
+        stats = transport.stats()
+        assert stats["sent"] == 10 and stats["batches_sent"] == 1 and stats["dropped"] == 0
+    finally:
+        server.close()
+
+
+# -- probes: what each answer does to the records and the counters --------------------------------------
+
+
+def _accounted(stats: dict[str, int]) -> int:
+    """Where every submitted record is now; equals `submitted` when the counters are honest."""
+    keys = ("queued", "sent", "failed", "dropped", "filtered", "spool_pending")
+    return sum(stats[k] for k in keys)
+
+
+@pytest.mark.parametrize(
+    ("faults", "min_wait"),
+    [
+        ([(429, 0.6)], 0.6),  # Retry-After is a lower bound on the wait
+        ([(429, None)] * 2, 0.0),
+        ([(500, None), (503, None), (500, None)], 0.0),  # flapping, within the retries
+        ([(503, 0.3), (502, None)], 0.3),
+    ],
+)
+def test_retried_answers_deliver_every_record_exactly_once(
+    receiver: Receiver,
+    make_transport: MakeTransport,
+    tmp_path: Path,
+    faults: list[tuple[int, float | None]],
+    min_wait: float,
+) -> None:
+    transport = make_transport(
+        spool_dir=str(tmp_path), batch_max_records=10, max_retries=4, backoff_max_s=1.0
+    )
+    for status, retry_after in faults:
+        receiver.fail_next(status, retry_after=retry_after)
+    started = time.monotonic()
+    for i in range(10):
+        transport.submit(_record(i))
+    assert transport.flush(20)
+    assert time.monotonic() - started >= min_wait
+    assert receiver.call_ids() == [f"call-{i}" for i in range(10)]
+    stats = transport.stats()
+    assert stats["sent"] == 10 and stats["retries"] == len(faults) and stats["spooled"] == 0
+    assert _accounted(stats) == stats["submitted"] == 10
+
+
+def test_a_flapping_server_loses_and_repeats_nothing(
+    receiver: Receiver, make_transport: MakeTransport, tmp_path: Path
+) -> None:
+    # 500/503 on and off, more than the retries can absorb: batches go to the spool and come back.
+    transport = make_transport(spool_dir=str(tmp_path), batch_max_records=5, max_retries=1, backoff_max_s=0.2)
+    for round_ in range(6):
+        receiver.fail_next(500 if round_ % 2 else 503, times=3)
+        for i in range(round_ * 20, round_ * 20 + 20):
+            transport.submit(_record(i))
+        time.sleep(0.05)
+    assert _wait_until(lambda: receiver.received >= 120 and transport.stats()["spool_pending"] == 0, 30)
+    assert transport.flush(10)
+    ids = receiver.call_ids()
+    assert sorted(ids) == sorted(f"call-{i}" for i in range(120)) and len(ids) == 120
+    stats = transport.stats()
+    assert stats["sent"] == 120 and stats["dropped"] == 0 and _accounted(stats) == 120
+
+
+def test_400_for_a_batch_fails_only_that_batch(receiver: Receiver, make_transport: MakeTransport) -> None:
+    transport = make_transport(batch_max_records=5)
+    receiver.fail_next(400)
+    for i in range(10):
+        transport.submit(_record(i))
+    assert transport.flush(10)
+    assert receiver.call_ids() == [f"call-{i}" for i in range(5, 10)]
+    stats = transport.stats()
+    assert stats["failed"] == 5 and stats["sent"] == 5 and stats["retries"] == 0
+    assert _accounted(stats) == 10
+
+
+@pytest.mark.parametrize("status", [401, 403])
+def test_a_refused_key_without_a_spool_drops_and_counts_then_recovers(
+    receiver: Receiver, make_transport: MakeTransport, status: int
+) -> None:
+    # Documented: 401/403 keep batches in the spool; without one the refused batch is dropped, counted.
+    transport = make_transport(batch_max_records=5, backoff_max_s=0.2)
+    receiver.fail_next(status)
+    for i in range(5):
+        transport.submit(_record(i))
+    assert transport.flush(10)
+    for i in range(5, 10):
+        transport.submit(_record(i))
+    assert transport.flush(10)
+    assert receiver.call_ids() == [f"call-{i}" for i in range(5, 10)]
+    stats = transport.stats()
+    assert stats["dropped"] == 5 and stats["sent"] == 5 and _accounted(stats) == 10
+
+
+def test_413_on_a_spooled_batch_splits_it_and_loses_nothing(
+    receiver: Receiver, make_transport: MakeTransport, tmp_path: Path
+) -> None:
+    spool = Spool(tmp_path)
+    records = ",".join(json.dumps(_record(i, pad=300)) for i in range(16))
+    spool.put(('{"schema":"litelens.batch/1","records":[' + records + "]}").encode(), 16, False)
+    receiver.max_body = 2_000  # about four records
+    transport = make_transport(spool_dir=str(tmp_path))
+    transport.start()
+    assert receiver.wait_for(16, timeout=20)
+    assert _wait_until(lambda: Spool(tmp_path).pending() == (0, 0, 0))
+    assert sorted(receiver.call_ids()) == sorted(f"call-{i}" for i in range(16))
+    assert len(receiver.call_ids()) == 16
+
+
+def test_records_in_a_request_or_waiting_for_a_retry_count_as_queued(make_transport: MakeTransport) -> None:
+    # Between submit and settling, a record is somewhere: `queued` covers the batch waiting out a
+    # Retry-After and the batch on the wire, or `stats()` tells the operator 10 records vanished meanwhile.
+    on_wire, answer = threading.Event(), threading.Event()
+
+    def server(conn: socket.socket, raw: _RawServer) -> None:
+        while raw.read_request(conn):
+            if raw.requests == 1:
+                conn.sendall(b"HTTP/1.1 429 Too Many\r\nRetry-After: 1\r\nContent-Length: 0\r\n\r\n")
+                continue
+            on_wire.set()
+            answer.wait(10)
+            conn.sendall(OK_ANSWER)
+
+    raw = _RawServer(server)
+    try:
+        transport = make_transport(endpoint=raw.url, backoff_max_s=5.0, timeout_s=10)
+        for i in range(10):
+            transport.submit(_record(i))
+        assert _wait_until(lambda: transport.stats()["retries"] == 1)  # waiting out the Retry-After
+        stats = transport.stats()
+        assert stats["queued"] == 10 and _accounted(stats) == 10
+        assert on_wire.wait(10)  # the retry, sent and not answered yet
+        stats = transport.stats()
+        assert stats["queued"] == 10 and _accounted(stats) == 10
+        answer.set()
+        assert transport.flush(10)
+        stats = transport.stats()
+        assert stats["queued"] == 0 and stats["sent"] == 10
+    finally:
+        answer.set()
+        raw.close()
+
+
+# -- probes: processes ----------------------------------------------------------------------------------
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_records_of_multiprocessing_workers_are_flushed_when_they_end(receiver: Receiver) -> None:
+    # A multiprocessing child ends with os._exit(), skipping atexit: what it logged in its last batch age
+    # was silently lost (and counted nowhere) until the exit flush was registered with multiprocessing too.
+    child = _run_python(
+        f"""
+        import multiprocessing
+        from litelens.transport import Transport, TransportConfig
+        t = Transport(TransportConfig(endpoint={receiver.url!r}, batch_max_age_s=30))
+
+        def work(i):
+            t.submit({{"call_id": f"child-{{i}}"}})
+
+        if __name__ == "__main__":
+            ctx = multiprocessing.get_context("fork")
+            t.submit({{"call_id": "parent"}})
+            p = ctx.Process(target=work, args=(0,))
+            p.start()
+            p.join()
+            pool = ctx.Pool(2)
+            pool.map(work, range(1, 5))
+            pool.close()
+            pool.join()
+        """
+    )
+    assert child.returncode == 0, child.stderr
+    ids = receiver.call_ids()
+    assert sorted(ids) == ["child-0", "child-1", "child-2", "child-3", "child-4", "parent"]
+
+
+def test_a_process_killed_while_spooling_leaves_only_whole_batches(
+    receiver: Receiver, make_transport: MakeTransport, tmp_path: Path
+) -> None:
+    # SIGKILL lands while the child is writing its backlog to the spool (big batches, written all the time):
+    # the next process sends every whole batch exactly once and never a half-written one.
+    receiver.stop()
+    code = f"""
+        import itertools
+        from litelens.transport import Transport, TransportConfig
+        t = Transport(TransportConfig(endpoint={receiver.url!r}, spool_dir={str(tmp_path)!r}, gzip=False,
+                                      batch_max_records=100, max_retries=0, max_queue=100_000))
+        for i in itertools.count():
+            t.submit({{"call_id": f"call-{{i}}", "pad": "x" * 20_000}})
+        """
+    env = dict(os.environ, PYTHONPATH=SRC)
+    child = subprocess.Popen([sys.executable, "-c", textwrap.dedent(code)], env=env)
+
+    def writing() -> bool:  # a few batches are whole, and the next one is being written
+        names = os.listdir(tmp_path)
+        return len(names) > 3 and any(n.startswith(".tmp-") for n in names)
+
+    try:
+        assert _wait_until(lambda: len(os.listdir(tmp_path)) > 3, timeout=30)
+        _wait_until(writing, timeout=5)  # usually; killing between two writes is a fine probe too
+    finally:
+        child.kill()
+        child.wait()
+    whole = Spool(tmp_path).pending()[1]  # (opening it also sweeps the dead child's temporary file)
+    assert [n for n in os.listdir(tmp_path) if not n.endswith(".batch")] == []
+    receiver.start()
+    transport = make_transport(spool_dir=str(tmp_path))
+    transport.start()
+    assert receiver.wait_for(whole, timeout=30)
+    assert _wait_until(lambda: transport.stats()["sent"] == whole)
+    ids = receiver.call_ids()
+    assert len(ids) == len(set(ids)) == whole
+    assert os.listdir(tmp_path) == []
+
+
+def test_damaged_spool_files_do_not_block_the_rest_and_count_as_dropped(
+    receiver: Receiver, make_transport: MakeTransport, tmp_path: Path
+) -> None:
+    spool = Spool(tmp_path)
+    for b in range(4):
+        records = ",".join(json.dumps(_record(b * 5 + i)) for i in range(5))
+        spool.put(('{"schema":"litelens.batch/1","records":[' + records + "]}").encode(), 5, False)
+    names = sorted(os.listdir(tmp_path))
+    (tmp_path / names[0]).write_bytes(b"")  # zero bytes
+    (tmp_path / names[2]).write_bytes((tmp_path / names[2]).read_bytes()[:-40])  # cut short
+    (tmp_path / "00000000000000000000-1-000001-7-g.batch").write_bytes(os.urandom(300))  # garbage
+    transport = make_transport(spool_dir=str(tmp_path))
+    transport.start()
+    assert _wait_until(lambda: transport.stats()["sent"] == 10)
+    assert receiver.call_ids() == [f"call-{i}" for i in (5, 6, 7, 8, 9, 15, 16, 17, 18, 19)]
+    assert _wait_until(lambda: transport.stats()["dropped"] == 17)  # 5 + 5 + the garbage's 7
+
+
+def test_two_processes_spooling_and_draining_one_spool_deliver_each_record_once(
+    receiver: Receiver, tmp_path: Path
+) -> None:
+    # A proxy with several workers and one spool_dir: both spool during an outage, then both drain the
+    # shared backlog while sending fresh records. Claims are renames, so each batch goes out once.
+    receiver.stop()
+    spool_dir, go = tmp_path / "spool", tmp_path / "go"
+    code = f"""
+        import json, os, sys, time
+        from litelens.transport import Transport, TransportConfig
+        tag = sys.argv[1]
+        t = Transport(TransportConfig(endpoint={receiver.url!r}, spool_dir={str(spool_dir)!r}, max_retries=0,
+                                      backoff_base_s=0.05, backoff_max_s=0.3, batch_max_records=20))
+        for i in range(300):
+            t.submit({{"call_id": f"{{tag}}-{{i}}"}})
+        assert t.flush(20)
+        print("spooled", flush=True)
+        while not os.path.exists({str(go)!r}):
+            time.sleep(0.02)
+        for i in range(300, 400):
+            t.submit({{"call_id": f"{{tag}}-{{i}}"}})
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and (os.listdir({str(spool_dir)!r}) or t.stats()["queued"]):
+            time.sleep(0.05)
+        t.shutdown(10)
+        print(json.dumps(t.stats()), flush=True)
+        """
+    env = dict(os.environ, PYTHONPATH=SRC)
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", textwrap.dedent(code), tag], env=env, stdout=subprocess.PIPE, text=True
+        )
+        for tag in ("a", "b")
+    ]
+    try:
+        for p in procs:
+            assert p.stdout is not None and p.stdout.readline().strip() == "spooled"
+        receiver.start()
+        go.touch()
+        stats = [json.loads(p.communicate(timeout=60)[0]) for p in procs]
+    finally:
+        for p in procs:
+            p.kill()
+    ids = receiver.call_ids()
+    assert len(ids) == len(set(ids)) == 800
+    assert sum(s["sent"] for s in stats) == 800 and sum(s["dropped"] for s in stats) == 0
+    assert os.listdir(spool_dir) == []
+
+
+def test_exit_with_thousands_queued_and_the_server_down_is_bounded_and_spools_all(
+    receiver: Receiver, tmp_path: Path
+) -> None:
+    receiver.stop()
+    started = time.monotonic()
+    child = _run_python(
+        f"""
+        import json
+        from litelens.transport import Transport, TransportConfig
+        t = Transport(TransportConfig(endpoint={receiver.url!r}, spool_dir={str(tmp_path)!r}, exit_flush_s=2))
+        for i in range(15_000):  # more than max_queue: the rest waits in the overflow queue
+            t.submit({{"call_id": f"call-{{i}}", "pad": "x" * 200}})
+        """
+    )
+    assert child.returncode == 0, child.stderr
+    assert time.monotonic() - started < 15  # exit_flush_s, the final spill and the interpreter
+    assert Spool(tmp_path).pending()[1] == 15_000
+    receiver.start()
+    transport = Transport(TransportConfig(endpoint=receiver.url, spool_dir=str(tmp_path)))
+    try:
+        transport.start()
+        assert receiver.wait_for(15_000, timeout=30)
+        ids = receiver.call_ids()
+        assert len(ids) == len(set(ids)) == 15_000
+    finally:
+        transport.shutdown(5)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_fork_in_the_middle_of_draining_the_spool_sends_nothing_twice(
+    receiver: Receiver, make_transport: MakeTransport, tmp_path: Path
+) -> None:
+    spool = Spool(tmp_path)
+    for b in range(20):
+        records = ",".join(json.dumps({"call_id": f"old-{b}-{i}"}) for i in range(5))
+        spool.put(('{"schema":"litelens.batch/1","records":[' + records + "]}").encode(), 5, False)
+    receiver.delay_s = 0.02
+    transport = make_transport(spool_dir=str(tmp_path), batch_max_age_s=5)
+    transport.submit(_record(0))  # queued in the parent, not yet sent, when it forks
+    assert receiver.wait_for(5, timeout=10)  # the parent is draining the backlog
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child: drains the same spool alongside the parent
+        transport.submit(_record(1))
+        ok = transport.flush(10) and _wait_until(lambda: Spool(tmp_path).pending()[0] == 0, 20)
+        os._exit(0 if transport.shutdown(10) and ok else 1)  # (os._exit skips the exit flush)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert transport.flush(10)
+    assert _wait_until(lambda: receiver.received >= 102 and not os.listdir(tmp_path), 20)
+    ids = receiver.call_ids()
+    assert len(ids) == len(set(ids)) == 102
+    assert {"call-0", "call-1"} <= set(ids)
+
+
+def test_an_api_key_with_a_pasted_quote_neither_stops_delivery_nor_reaches_the_log(
+    receiver: Receiver, make_transport: MakeTransport, caplog: pytest.LogCaptureFixture
+) -> None:
+    # HTTP headers are Latin-1: encoding this one raised inside the sender thread, which died (the record
+    # vanished, counted nowhere, and so did every later one), and the error it logged held the key.
+    with caplog.at_level(logging.WARNING, logger="litelens.transport"):
+        transport = make_transport(api_key="sk-\u2018very-secret\u2019")
+        transport.submit(_record(0))
+        assert transport.flush(10)
+        transport.submit(_record(1))
+        assert transport.flush(10)
+    assert receiver.call_ids() == ["call-0", "call-1"]  # this receiver checks no key
+    assert not any("very-secret" in r.getMessage() for r in caplog.records)
+    assert any("non-ASCII" in r.getMessage() for r in caplog.records)
+
+
+def test_an_answer_announcing_a_huge_body_is_a_failed_attempt_not_the_end_of_the_sender(
+    make_transport: MakeTransport,
+) -> None:
+    # Reading a body of the announced length first allocates it: a MemoryError killed the sender thread,
+    # losing the batch in flight without a count and everything after it.
+    def huge_then_fine(conn: socket.socket, server: _RawServer) -> None:
+        while server.read_request(conn):
+            if server.requests == 1:
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100000000000000\r\n\r\n{}")
+                return
+            conn.sendall(OK_ANSWER)
+
+    server = _RawServer(huge_then_fine)
+    try:
+        transport = make_transport(endpoint=server.url)
+        transport.submit(_record(0))
+        assert transport.flush(10)
+        transport.submit(_record(1))
+        assert transport.flush(10)
+        assert server.call_ids == ["call-0", "call-0", "call-1"]  # the first answer was not one: resent
+        assert transport.stats()["sent"] == 2
+    finally:
+        server.close()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_multiprocessing_worker_flushes_its_sink_queues_too(tmp_path: Path) -> None:
+    # Sinks run on queues of their own (litelens.worker); a worker process with only a file sink starts
+    # no transport, and its queue must be flushed at its end all the same.
+    child = _run_python(
+        f"""
+        import multiprocessing, os
+        from litelens.sinks import JsonlSink
+        sink = JsonlSink({str(tmp_path / "calls-{pid}.jsonl")!r})
+
+        def work():
+            for i in range(200):
+                sink.submit('{{"call_id": "%d-%d"}}' % (os.getpid(), i))
+
+        if __name__ == "__main__":
+            p = multiprocessing.get_context("fork").Process(target=work)
+            p.start()
+            p.join()
+            print(p.pid)
+        """
+    )
+    assert child.returncode == 0, child.stderr
+    worker = int(child.stdout.split()[-1])
+    lines = (tmp_path / f"calls-{worker}.jsonl").read_text().splitlines()
+    assert len(lines) == 200

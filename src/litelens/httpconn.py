@@ -12,14 +12,17 @@ Standard library only: this module is part of the zero-dependency core.
 from __future__ import annotations
 
 import http.client
+import io
 import socket
 import ssl
+import time
 from collections.abc import Mapping
 from typing import BinaryIO
 
 __all__ = ["Connection", "Response"]
 
 _MAX_LINE = 65_536
+_MAX_BODY = 1 << 20  # the server's answers are a few hundred bytes; a larger one is not one of them
 _MAX_HEADERS = 100
 
 
@@ -33,6 +36,30 @@ class Response:
         self.headers = headers
         self.body = body
         self.will_close = will_close
+
+
+class _SocketReader(io.RawIOBase):
+    """The socket as a raw stream whose reads share one deadline.
+
+    A socket timeout bounds each read alone, so a server that trickles its answer a byte at a time (each
+    within the timeout) would hold the sender thread for as long as it likes; with a deadline the whole
+    answer must come within `timeout` of starting to wait for it.
+    """
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self.deadline: float | None = None
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        if self.deadline is not None:
+            left = self.deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError("timed out reading the response")
+            self._sock.settimeout(left)
+        return self._sock.recv_into(buffer)
 
 
 class Connection:
@@ -49,6 +76,7 @@ class Connection:
         name = f"[{host}]" if ":" in host else host
         self._host_header = name if port == default_port else f"{name}:{port}"
         self.sock: socket.socket | None = None
+        self._raw: _SocketReader | None = None
         self._reader: BinaryIO | None = None
 
     def connect(self) -> None:
@@ -61,13 +89,15 @@ class Connection:
             sock.close()
             raise
         self.sock = sock
-        self._reader = sock.makefile("rb")
+        self._raw = _SocketReader(sock)
+        self._reader = io.BufferedReader(self._raw)
 
     def request(self, method: str, path: str, body: bytes, headers: Mapping[str, str]) -> None:
         """Write one request (opening the connection first if needed)."""
         if self.sock is None:
             self.connect()
         assert self.sock is not None
+        self.sock.settimeout(self.timeout)  # the last answer's deadline may have shortened it
         lines = [f"{method} {path} HTTP/1.1", f"Host: {self._host_header}"]
         lines.extend(f"{name}: {value}" for name, value in headers.items())
         lines.append(f"Content-Length: {len(body)}\r\n\r\n")
@@ -81,8 +111,9 @@ class Connection:
     def getresponse(self) -> Response:
         """Read the answer to the last request, body included; 1xx interim answers are skipped."""
         reader = self._reader
-        if reader is None:
+        if reader is None or self._raw is None:
             raise http.client.ResponseNotReady("no request was sent")
+        self._raw.deadline = time.monotonic() + self.timeout
         while True:
             line = reader.readline(_MAX_LINE + 1)
             if not line:
@@ -105,11 +136,15 @@ class Connection:
                 length = int(headers["content-length"])
             except ValueError:
                 raise http.client.HTTPException("bad Content-Length") from None
+            if length > _MAX_BODY:  # reading it would first allocate it all: a MemoryError, or worse
+                raise http.client.HTTPException(f"answer of {length} bytes is too large")
             body = reader.read(length) if length > 0 else b""
             if len(body) < length:
                 raise http.client.IncompleteRead(body, length - len(body))
         else:
-            body = reader.read()  # delimited by the end of the connection
+            body = reader.read(_MAX_BODY + 1)  # delimited by the end of the connection
+            if len(body) > _MAX_BODY:
+                raise http.client.HTTPException("answer is too large")
             will_close = True
         return Response(status, headers, body, will_close)
 
@@ -132,12 +167,16 @@ class Connection:
     @staticmethod
     def _read_chunked(reader: BinaryIO) -> bytes:
         chunks: list[bytes] = []
+        total = 0
         while True:
             line = reader.readline(_MAX_LINE + 1)
             try:
                 size = int(line.split(b";", 1)[0].strip(), 16)
             except ValueError:
                 raise http.client.HTTPException("bad chunk size") from None
+            total += size
+            if total > _MAX_BODY:
+                raise http.client.HTTPException("answer is too large")
             if size == 0:
                 while reader.readline(_MAX_LINE + 1) not in (b"\r\n", b"\n", b""):
                     pass  # trailers
@@ -149,7 +188,7 @@ class Connection:
             reader.readline(_MAX_LINE + 1)  # the CRLF after the chunk
 
     def close(self) -> None:
-        reader, self._reader = self._reader, None
+        reader, self._reader, self._raw = self._reader, None, None
         sock, self.sock = self.sock, None
         if reader is not None:
             reader.close()

@@ -16,9 +16,11 @@ Why it is built this way:
   a temporary file that is never sent (and is swept later), never half a batch.
 - A file is *claimed* by renaming it to ``<name>.claim.<pid>.<time_ns>``. ``rename`` is atomic, so when two
   processes race for the same file exactly one wins; the loser gets ``FileNotFoundError`` and moves on.
-  A claim whose process is gone (or that is older than ``stale_claim_s``) is released when a spool opens.
+  A claim whose process is gone (or that is older than ``stale_claim_s``) is released when a spool opens
+  and every minute after.
 - A file that cannot be parsed is renamed to ``.bad`` and logged once: one damaged file must never block
-  the queue behind it, and keeping it lets someone look at it.
+  the queue behind it, and keeping it lets someone look at it -- until the spool needs the room: ``.bad``
+  files are the first to be evicted. Their records are counted in ``damaged``.
 
 Only the standard library is used; the transport's background thread is the only caller in a process.
 """
@@ -42,11 +44,16 @@ logger = logging.getLogger("litelens.spool")
 
 _SUFFIX = ".batch"
 _CLAIM = ".claim."
+_BAD = ".bad"
 _TMP_PREFIX = ".tmp-"
 _MAGIC = b"litelens-spool/1"
 _NAME_RE = re.compile(r"^(\d{20})-(\d+)-(\d+)-(\d+)-([gp])\.batch$")
 _CLAIM_RE = re.compile(r"^(?P<name>.+\.batch)\.claim\.(?P<pid>\d+)\.(?P<ts>\d+)$")
-_TMP_RE = re.compile(r"^\.tmp-(?P<pid>\d+)-")
+_TMP_RE = re.compile(r"^\.tmp-(?P<pid>\d+)-(?P<ts>\d{20})-")
+_RECOVER_EVERY_S = 60.0
+# A claim or temporary file bearing our own pid but older than this process is a previous process's: in a
+# container, a restarted program gets the same pid (often 1) and would otherwise think them its own.
+_STARTED_NS = time.time_ns()
 
 
 @dataclass(frozen=True)
@@ -64,9 +71,14 @@ class SpoolEntry:
     body: bytes
 
 
-def _pid_alive(pid: int) -> bool:
+def _gone(pid: int, time_ns: int) -> bool:
+    """Whether the process that made a claim or temporary file at ``time_ns`` has exited."""
     if pid == os.getpid():
-        return True
+        return time_ns < _STARTED_NS
+    return not _pid_alive(pid)
+
+
+def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -101,6 +113,9 @@ class Spool:
         self._lock = threading.Lock()
         self._counter = 0
         self._logged: set[str] = set()
+        self._next_recover = 0.0
+        self.damaged = 0
+        """Records in files this spool found damaged and set aside (lost; the caller counts them)."""
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -114,6 +129,8 @@ class Spool:
 
         Raises ``OSError`` when *this* batch could not be stored (larger than the whole spool, or the disk
         refused the write), so the caller can count it as lost rather than spooled; it is logged once here.
+        When the disk is full, the oldest batches are evicted to make room, as when ``max_bytes`` is
+        reached; if the write fails even so, the exception's ``evicted`` says how many records that cost.
         """
         header = b"%s %d %s %d %d\n" % (_MAGIC, count, b"g" if gzipped else b"p", len(body), zlib.crc32(body))
         size = len(header) + len(body)
@@ -129,26 +146,69 @@ class Spool:
                 f"{time.time_ns():020d}-{os.getpid()}-{self._counter % 1_000_000:06d}-{count}-{flag}{_SUFFIX}"
             )
         tmp = self.directory / f"{_TMP_PREFIX}{os.getpid()}-{name}"
-        try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        lost = 0
+        while True:
             try:
-                os.write(fd, header)
-                view = memoryview(body)
-                while view:
-                    written = os.write(fd, view)
-                    view = view[written:]
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.replace(tmp, self.directory / name)
-        except OSError as exc:
+                self._write(tmp, header, body)
+                os.replace(tmp, self.directory / name)
+                break
+            except OSError as exc:
+                with contextlib.suppress(OSError):
+                    tmp.unlink()
+                # A disk smaller than max_bytes is full: make room as if max_bytes were reached, oldest
+                # first, rather than losing the newest batches while keeping the oldest.
+                if exc.errno in (errno.ENOSPC, errno.EDQUOT) and (freed := self._evict_oldest(size)):
+                    lost += freed
+                    continue
+                self._log_once(
+                    "write",
+                    "litelens: cannot write to spool %s (%s); batches are dropped",
+                    self.directory,
+                    exc,
+                )
+                if lost:
+                    exc.evicted = lost  # type: ignore[attr-defined]
+                raise
+        return lost + self._evict(keep=name)
+
+    @staticmethod
+    def _write(path: Path, header: bytes, body: bytes) -> None:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            os.write(fd, header)
+            view = memoryview(body)
+            while view:
+                written = os.write(fd, view)
+                view = view[written:]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def _evict_oldest(self, size: int) -> int:
+        """Delete the oldest unclaimed batches holding at least ``size`` bytes; return the records lost."""
+        lost = freed = 0
+        try:
+            bad = sorted(n for n in os.listdir(self.directory) if n.endswith(_BAD))
+        except OSError:
+            bad = []
+        for name in bad + self._names():
+            if freed >= size:
+                break
+            path = self.directory / name
+            try:
+                length = path.stat().st_size
+                path.unlink()
+            except OSError:
+                continue
+            freed += length
+            lost += _count_of(name)
+        if lost:
             self._log_once(
-                "write", "litelens: cannot write to spool %s (%s); batches are dropped", self.directory, exc
+                "evict-disk",
+                "litelens: the disk of spool %s is full; evicting the oldest batches",
+                self.directory,
             )
-            with contextlib.suppress(OSError):
-                tmp.unlink()
-            raise
-        return self._evict(keep=name)
+        return lost
 
     def _evict(self, keep: str) -> int:
         """Delete the oldest unclaimed files until the directory fits ``max_bytes``; return records lost."""
@@ -162,14 +222,14 @@ class Spool:
                     except OSError:
                         continue
                     total += size
-                    if _NAME_RE.match(de.name):
+                    if _NAME_RE.match(de.name) or de.name.endswith(_BAD):
                         files.append((de.name, size))
         except OSError:
             return 0
         if total <= self.max_bytes:
             return 0
         lost = 0
-        for name, size in sorted(files):
+        for name, size in sorted(files, key=lambda f: (not f[0].endswith(_BAD), f[0])):  # .bad ones first
             if total <= self.max_bytes:
                 break
             if name == keep:
@@ -203,8 +263,11 @@ class Spool:
         """Claim the oldest batch for sending, or return None when the spool is empty.
 
         Claiming is a rename, so a batch claimed here is invisible to every other process until it is
-        ``done`` (deleted) or ``release``\\ d (renamed back).
+        ``done`` (deleted) or ``release``\\ d (renamed back). Now and then it first runs ``recover``, so
+        the claims of a process that died are released without waiting for a process to start.
         """
+        if time.monotonic() >= self._next_recover:
+            self.recover()
         for name in self._names():
             match = _NAME_RE.match(name)
             if match is None:
@@ -270,6 +333,7 @@ class Spool:
         ``stale_claim_s`` (a process that hung mid-send should not hold a batch forever; the cost of
         being wrong is a duplicate, which receivers remove by ``call_id``).
         """
+        self._next_recover = time.monotonic() + _RECOVER_EVERY_S
         released = 0
         now = time.time_ns()
         try:
@@ -280,12 +344,12 @@ class Spool:
             claim = _CLAIM_RE.match(name)
             if claim is not None:
                 age_s = (now - int(claim.group("ts"))) / 1e9
-                if not _pid_alive(int(claim.group("pid"))) or age_s > self.stale_claim_s:
+                if _gone(int(claim.group("pid")), int(claim.group("ts"))) or age_s > self.stale_claim_s:
                     self.release_path(self.directory / name, claim.group("name"))
                     released += 1
                 continue
             tmp = _TMP_RE.match(name)
-            if tmp is not None and not _pid_alive(int(tmp.group("pid"))):
+            if tmp is not None and _gone(int(tmp.group("pid")), int(tmp.group("ts"))):
                 with contextlib.suppress(OSError):
                     os.unlink(self.directory / name)
         return released
@@ -293,7 +357,8 @@ class Spool:
     def _set_aside(self, path: Path, why: str) -> None:
         base = path.name.split(_CLAIM)[0]
         with contextlib.suppress(OSError):
-            os.replace(path, self.directory / f"{base}.bad")
+            os.replace(path, self.directory / f"{base}{_BAD}")
+        self.damaged += _count_of(base)
         self._log_once("bad", "litelens: spool file %s is unreadable (%s); moved aside as .bad", base, why)
 
     def _log_once(self, kind: str, msg: str, *args: object) -> None:

@@ -158,6 +158,7 @@ class Transport:
     ) -> None:
         self.config = config or TransportConfig()
         self._prepare = prepare
+        self._logged: set[str] = set()
         url = urllib.parse.urlsplit(self.config.endpoint)
         self._https = url.scheme == "https"
         self._host = url.hostname or "127.0.0.1"
@@ -166,9 +167,16 @@ class Transport:
         self._path = url.path.rstrip("/") + fmt.path
         self._headers = {"Content-Type": fmt.content_type, "User-Agent": self.config.user_agent}
         if self.config.api_key:
-            self._headers["Authorization"] = f"Bearer {self.config.api_key}"
+            key = self.config.api_key
+            try:
+                key.encode("latin-1")  # what HTTP headers carry
+            except UnicodeEncodeError:  # e.g. a typographic quote pasted along with it
+                self._log_once(
+                    "key", "litelens: the API key has non-ASCII characters; check LITELENS_API_KEY"
+                )
+                key = key.encode("utf-8").decode("latin-1")  # sent as its UTF-8 bytes (the server says 401)
+            self._headers["Authorization"] = f"Bearer {key}"
         self._gzip_headers = {**self._headers, "Content-Encoding": "gzip"}
-        self._logged: set[str] = set()
         self._reset_state()
         _live.add(self)
 
@@ -187,6 +195,7 @@ class Transport:
         self._conn: Connection | None = None
         self._reused = False
         self._inflight: _Batch | None = None
+        self._settling: _Batch | None = None  # a fresh batch being retried (its records count as queued)
         self._parts: list[bytes] = []
         self._parts_bytes = 0
         self._batch_started = 0.0
@@ -202,6 +211,7 @@ class Transport:
         self._spool: Spool | None = None
         self._spool_nonempty = False
         self._spool_pending = 0
+        self._spool_writable = True  # False after the spool refused a batch (disk full, read-only, no dir)
         self._counts: dict[str, int] = dict.fromkeys(
             (
                 "sent",
@@ -266,6 +276,7 @@ class Transport:
                 self._start_locked()
 
     def _start_locked(self) -> None:
+        flush_at_multiprocessing_exit()
         thread = threading.Thread(target=self._run, name="litelens-transport", daemon=True)
         try:
             thread.start()
@@ -351,9 +362,12 @@ class Transport:
         """Counters since this process started (see ``docs/internals.md``); cheap, no I/O."""
         out = dict(self._counts)
         out["submitted"] = self._submitted
-        out["dropped"] += self._submit_dropped
+        out["dropped"] += self._submit_dropped + (self._spool.damaged if self._spool is not None else 0)
         in_memory = len(self._queue) - self._tokens_queued + len(self._overflow) + len(self._parts)
-        out["queued"] = max(in_memory + (self._held.count if self._held else 0), 0)
+        for batch in (self._held, self._inflight, self._settling):
+            if batch is not None and batch.entry is None:  # (a spooled batch is counted in the spool)
+                in_memory += batch.count
+        out["queued"] = max(in_memory, 0)
         out["spool_pending"] = self._spool_pending
         return out
 
@@ -367,7 +381,11 @@ class Transport:
                 self._spool_nonempty = True
                 self._refresh_pending()
             while not self._stopping:
-                self._iteration()
+                try:
+                    self._iteration()
+                except Exception as exc:  # a bug must not end delivery for the rest of the process
+                    self._log_once("iteration", "litelens: unexpected error in the transport thread: %r", exc)
+                    self._stop.wait(0.5)
         except BaseException as exc:  # keep the process healthy even if we are not
             self._log_once("thread", "litelens: transport thread stopped unexpectedly: %r", exc)
         finally:
@@ -550,10 +568,13 @@ class Transport:
             self._to_spool(batch)
         elif not self._down:
             self._deliver(batch)
-        elif self._spool is not None:
-            self._to_spool(batch)
+        elif self._held is None and (self._spool is None or not self._spool_writable):
+            # Nowhere to keep it: it becomes the next probe, and the bounded queue buffers the rest meanwhile.
+            # (Were it dropped instead, nothing would be left to probe with, and the server, once back,
+            # would never be tried again.)
+            self._held = batch
         else:
-            self._held = batch  # kept as the next probe; the bounded queue buffers the rest meanwhile
+            self._to_spool(batch)
 
     def _to_spool(self, batch: _Batch) -> None:
         if batch.entry is not None:  # already on disk: give it back
@@ -571,9 +592,11 @@ class Transport:
             return
         try:
             evicted = self._spool.put(batch.body, batch.count, batch.gzipped)
-        except OSError:
-            self._counts["dropped"] += batch.count
+        except OSError as exc:  # `evicted`: older batches the spool deleted to make room before giving up
+            self._counts["dropped"] += batch.count + getattr(exc, "evicted", 0)
+            self._spool_writable = False
             return
+        self._spool_writable = True
         self._counts["spooled"] += batch.count
         self._counts["dropped"] += evicted
         self._spool_nonempty = True
@@ -607,6 +630,13 @@ class Transport:
 
     def _settle(self, batch: _Batch, outcome: str, retry_after: float | None) -> None:
         """Act on a fresh batch's first answer: retry with backoff, split, or spool and mark the server down."""
+        self._settling = batch
+        try:
+            self._retry(batch, outcome, retry_after)
+        finally:
+            self._settling = None
+
+    def _retry(self, batch: _Batch, outcome: str, retry_after: float | None) -> None:
         cfg = self.config
         attempt = 0
         while True:
@@ -684,8 +714,11 @@ class Transport:
         if batch is None and self._spool is not None:
             entry = self._spool.claim_oldest()
             if entry is None:
+                # Nothing to probe with yet; the next batch goes to the spool (or is held) and is probed.
+                # Rescheduled, or the thread would spin here until that batch comes.
                 self._spool_nonempty = False
-                return  # nothing to probe with yet; the next batch goes to the spool and is probed
+                self._schedule_probe(None)
+                return
             batch = _Batch(entry.count, entry.body, entry.gzipped, None, entry)
         if batch is None:
             return
@@ -798,7 +831,7 @@ class Transport:
                 self._conn.request("POST", self._path, body, headers)
                 self._reused = reused
                 return True
-            except (OSError, http.client.HTTPException) as exc:
+            except Exception as exc:  # any failure to send is a failed attempt, never the thread's end
                 self._close_conn()
                 if reused and _stale(exc) and not self._stopping:
                     continue  # the server closed an idle keep-alive connection: reconnect once, at once
@@ -813,7 +846,7 @@ class Transport:
             return None, None, b""
         try:
             resp = conn.getresponse()
-        except (OSError, http.client.HTTPException) as exc:
+        except Exception as exc:  # any failure to read the answer is no answer
             self._close_conn()
             if self._reused and _stale(exc) and not self._stopping and self._send(body, gzipped):
                 return self._receive(body, gzipped)  # _send opened a fresh connection: this recurses once
@@ -825,8 +858,10 @@ class Transport:
         return resp.status, retry_after, resp.body
 
     def _log_connect(self, exc: BaseException) -> None:
+        # Only errors of the network and the protocol are shown: another one's text may hold the request.
+        why = exc if isinstance(exc, (OSError, http.client.HTTPException)) else type(exc).__name__
         self._log_once(
-            "connect", "litelens: cannot reach server at %s (%s); will retry", self.config.endpoint, exc
+            "connect", "litelens: cannot reach server at %s (%s); will retry", self.config.endpoint, why
         )
 
     def _connect(self) -> Connection:
@@ -899,6 +934,24 @@ def _shutdown_all() -> None:
         if transport._thread is not None:
             with contextlib.suppress(Exception):
                 transport.shutdown(transport.config.exit_flush_s)
+
+
+_mp_exit_pid = 0
+
+
+def flush_at_multiprocessing_exit() -> None:
+    """Have a multiprocessing child run the exit flush too: it ends in ``os._exit()``, which skips atexit.
+
+    A child's own finalizers run at its end (and are cleared when it starts, so this is per process);
+    without this, what a worker process (``Process``, ``Pool``, ``ProcessPoolExecutor``) logged in its
+    last ``batch_max_age_s`` was silently lost.
+    """
+    global _mp_exit_pid
+    util = sys.modules.get("multiprocessing.util")
+    if util is not None and _mp_exit_pid != os.getpid():
+        _mp_exit_pid = os.getpid()
+        with contextlib.suppress(Exception):
+            util.Finalize(None, _shutdown_all, exitpriority=0)
 
 
 def _after_fork_in_child() -> None:

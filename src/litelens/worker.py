@@ -257,11 +257,12 @@ def _register_exit_hook() -> None:
     the callback's drain of LiteLLM's own async logging queue and before the HTTP sinks shut down.
     """
     global _hook_registered
+    from litelens.transport import flush_at_multiprocessing_exit, run_before_exit
+
+    flush_at_multiprocessing_exit()  # per process: a multiprocessing child skips atexit
     if _hook_registered:
         return
     _hook_registered = True
-    from litelens.transport import run_before_exit
-
     run_before_exit(shutdown_all)
 
 
