@@ -138,6 +138,19 @@ CSV_COLUMNS = [
 ]
 
 
+# A spreadsheet runs a cell that starts with one of these as a formula (CSV injection); model names, user
+# ids, tags and error classes come from whoever called the model, so such text gets a leading `'`.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _csv_cell(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value
+
+
 def _csv_lines(records: Iterator[dict[str, Any]]) -> Iterator[str]:
     buffer = io.StringIO()
     writer = csv.writer(buffer)
@@ -151,7 +164,7 @@ def _csv_lines(records: Iterator[dict[str, Any]]) -> Iterator[str]:
             "error_type": error.get("type"),
             "tags": ";".join(record.get("tags") or []),
         }
-        writer.writerow(["" if flat.get(c) is None else flat.get(c) for c in CSV_COLUMNS])
+        writer.writerow([_csv_cell(flat.get(c)) for c in CSV_COLUMNS])
         yield buffer.getvalue()
         buffer.seek(0)
         buffer.truncate()
