@@ -681,6 +681,32 @@ def test_retention_deletes_only_old_rows(store: SQLStore) -> None:
     assert store.delete_older_than(cutoff) == 0
 
 
+def test_search_finds_quotes_backslashes_and_newlines_and_metadata_booleans_match_as_text(
+    store: SQLStore,
+) -> None:
+    project = store.create_project("default")
+    text = 'say "hi" to C:\\temp\nnow 100%_done'
+    store.write(
+        project,
+        [
+            plain(
+                "hit", T0, request={"messages": [{"role": "user", "content": text}]}, metadata={"beta": True}
+            ),
+            plain(
+                "miss",
+                T0 + 1,
+                request={"messages": [{"role": "user", "content": "say hi"}]},
+                metadata={"beta": False},
+            ),
+        ],
+        [],
+    )
+    for needle in ('say "hi"', "C:\\temp", "temp\nnow", "100%_done", '"hi" to'):
+        assert ids(all_calls(store, project, CallFilter(search=needle))) == {"hit"}, needle
+    assert ids(all_calls(store, project, CallFilter(metadata={"beta": "true"}))) == {"hit"}
+    assert ids(all_calls(store, project, CallFilter(metadata={"beta": "false"}))) == {"miss"}
+
+
 def test_traces_and_sessions(store: SQLStore) -> None:
     project = store.create_project("default")
     calls = [make(f"s{i}", T0 + i * 10, session=f"sess-{i % 3}", trace=TRACE) for i in range(9)]

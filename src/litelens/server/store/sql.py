@@ -58,6 +58,12 @@ _RETENTION_TARGET_S = 0.1
 
 
 def _like_pattern(text: str) -> str:
+    """A LIKE pattern (escape `\\`) for `text` inside the stored record's JSON text.
+
+    The record is searched as JSON, where quotes, backslashes and control characters in a value are
+    escaped (`say \\"hi\\"`); the search text is escaped the same way, so `say "hi"` finds that value.
+    """
+    text = json.dumps(text, ensure_ascii=False)[1:-1]
     escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return f"%{escaped}%"
 
