@@ -707,6 +707,41 @@ def test_search_finds_quotes_backslashes_and_newlines_and_metadata_booleans_matc
     assert ids(all_calls(store, project, CallFilter(metadata={"beta": "false"}))) == {"miss"}
 
 
+def test_a_record_without_trace_ids_does_not_move_a_call_out_of_its_otel_trace(store: SQLStore) -> None:
+    # The OTel span arrives first with the application's trace; the core record comes later without ids,
+    # so the collector derives ids from the call id (ingest.normalize). The real ones must stay.
+    from litelens.server.ingest import normalize
+
+    project = store.create_project("default")
+    trace, span = "ab" * 16, "cd" * 8
+    from_span = plain("c-1", T0, trace_id=trace, span_id=span, cost_usd=None)
+    store.write(
+        project,
+        [normalize(from_span)],
+        [
+            {
+                "trace_id": trace,
+                "span_id": span,
+                "name": "chat",
+                "start_time": T0,
+                "end_time": T0 + 0.1,
+                "call_id": "c-1",
+            }
+        ],
+    )
+    core = normalize(plain("c-1", T0, cost_usd=0.5, request={"messages": [{"role": "user", "content": "x"}]}))
+    assert core["trace_id"] != trace
+    store.write(project, [core], [])
+    stored = store.get_call(project, "c-1")
+    assert stored is not None
+    assert (stored["trace_id"], stored["span_id"], stored["cost_usd"]) == (trace, span, 0.5)
+    assert stored["request"]["messages"][0]["content"] == "x"
+    assert [c["call_id"] for c in store.get_trace(project, trace)["calls"]] == ["c-1"]
+    # Real ids still win over real ids: a newer version that names another trace moves the call.
+    store.write(project, [dict(core, trace_id="ef" * 16, span_id="12" * 8)], [])
+    assert store.get_trace(project, trace)["calls"] == []
+
+
 def test_traces_and_sessions(store: SQLStore) -> None:
     project = store.create_project("default")
     calls = [make(f"s{i}", T0 + i * 10, session=f"sess-{i % 3}", trace=TRACE) for i in range(9)]
