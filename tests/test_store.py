@@ -681,6 +681,28 @@ def test_retention_deletes_only_old_rows(store: SQLStore) -> None:
     assert store.delete_older_than(cutoff) == 0
 
 
+def test_retention_takes_deleted_calls_out_of_the_rollups_of_the_cutoff_bucket(store: SQLStore) -> None:
+    # The cutoff falls mid-hour and mid-minute: the hour, 5-minute and minute rows holding it must count
+    # only the calls that remain, at every bucket size, like the call list does.
+    project = store.create_project("default")
+    calls = [plain(f"c{i:03d}", T0 + i * 37.5, tags=["t"]) for i in range(200)]  # T0 .. T0 + 2 h
+    store.write(project, calls, [])
+    cutoff = T0 + 3600 + 1234.5
+    store.delete_older_than(cutoff, batch=13)
+    left = [c for c in calls if c["start_time"] >= cutoff]
+    assert ids(all_calls(store, project)) == ids(left)
+    for bucket in (60, 300, 3600, 86400):
+        for group in (None, "tag"):
+            rows = store.aggregate(project, T0, T0 + 3 * 3600, bucket, group)
+            assert sum(r["count"] for r in rows) == len(left), (bucket, group)
+            assert sum(r["tokens_in"] for r in rows) == 10 * len(left)
+    [top], groups = store.top_groups(project, T0, T0 + 3 * 3600, "tag")
+    assert (top["group"], top["count"], groups) == ("t", len(left), 1)
+    # New calls after retention add to the corrected rows.
+    store.write(project, [plain("late", cutoff + 1, tags=["t"])], [])
+    assert sum(r["count"] for r in store.aggregate(project, T0, T0 + 3 * 3600, 3600)) == len(left) + 1
+
+
 def test_search_finds_quotes_backslashes_and_newlines_and_metadata_booleans_match_as_text(
     store: SQLStore,
 ) -> None:
