@@ -27,7 +27,7 @@ GroupBy = Literal["model", "provider", "user", "tag", "key_alias"]
 
 def call_filter(
     start: Annotated[float | None, Query(description="Calls started at or after (epoch seconds)")] = None,
-    end: Annotated[float | None, Query(description="Calls started before (epoch seconds)")] = None,
+    end: Annotated[float | None, Query(description="Calls started before (epoch seconds, exclusive)")] = None,
     model: Annotated[str | None, Query(max_length=256)] = None,
     provider: Annotated[str | None, Query(max_length=256)] = None,
     status: Annotated[Literal["ok", "error", "cancelled"] | None, Query()] = None,
@@ -260,10 +260,21 @@ def session_totals(calls: list[dict[str, Any]]) -> dict[str, Any]:
 async def stats(
     request: Request,
     project: Project,
-    start: float | None = None,
-    end: float | None = None,
+    start: Annotated[
+        float | None,
+        Query(description="rounded down to a whole minute (epoch seconds; default: end - 1 day)"),
+    ] = None,
+    end: Annotated[
+        float | None, Query(description="rounded up to a whole minute (epoch seconds; default: now)")
+    ] = None,
     bucket: Annotated[
-        int, Query(ge=60, le=86400 * 31, description="bucket size in seconds, a multiple of 60")
+        int,
+        Query(
+            ge=60,
+            le=86400 * 31,
+            description="bucket size in seconds, a multiple of 60; buckets start at multiples of it since "
+            "the epoch, so days are UTC days",
+        ),
     ] = 3600,
     group_by: GroupBy | None = None,
 ) -> dict[str, Any]:
