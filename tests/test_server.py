@@ -612,6 +612,40 @@ def test_export_streams_every_filtered_call_and_openapi_lists_the_routes(
     assert {"/api/traces/{trace_id}", "/api/sessions", "/api/sessions/{session_id}"} <= set(document["paths"])
 
 
+def test_csv_export_defuses_spreadsheet_formulas_and_keeps_quotes_newlines_and_unicode(
+    sqlite_server: ServerProcess,
+) -> None:
+    client = sqlite_server.client()
+    t0 = time.time() - 60
+    records = [
+        make_record(
+            "f-1",
+            t0,
+            end_user='=HYPERLINK("http://x")',
+            user_id="+1 555",
+            status="error",
+            error={"type": "-Boom\nline two", "message": "m"},
+            tags=["@ops", "a,b"],
+        ),
+        make_record("f-2", t0 + 1, end_user='José "J" Ünal', request_model="@model", session_id="-s"),
+    ]
+    assert client.post_json("/v1/events", {"records": records}).status == 200
+    answer = client.get("/api/export?format=csv")
+    assert answer.status == 200
+    rows = list(csv.DictReader(io.StringIO(answer.body.decode())))
+    assert [r["call_id"] for r in rows] == ["f-1", "f-2"]
+    assert rows[0]["end_user"] == '\'=HYPERLINK("http://x")'
+    assert rows[0]["user_id"] == "'+1 555"
+    assert rows[0]["error_type"] == "'-Boom\nline two"
+    assert rows[0]["tags"] == "'@ops;a,b"
+    assert rows[1]["end_user"] == 'José "J" Ünal'
+    assert (rows[1]["request_model"], rows[1]["session_id"]) == ("'@model", "'-s")
+    assert rows[0]["start_time"] == str(t0), "numbers are written as they are"
+    # The JSON lines export is the data as stored, with no such prefix.
+    lines = [json.loads(line) for line in client.get("/api/export?format=jsonl").body.splitlines()]
+    assert lines[0]["end_user"] == records[0]["end_user"]
+
+
 # --------------------------------------------------------------------------------------------------
 # 9. The CLI against the real server
 

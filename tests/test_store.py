@@ -681,6 +681,89 @@ def test_retention_deletes_only_old_rows(store: SQLStore) -> None:
     assert store.delete_older_than(cutoff) == 0
 
 
+def test_retention_takes_deleted_calls_out_of_the_rollups_of_the_cutoff_bucket(store: SQLStore) -> None:
+    # The cutoff falls mid-hour and mid-minute: the hour, 5-minute and minute rows holding it must count
+    # only the calls that remain, at every bucket size, like the call list does.
+    project = store.create_project("default")
+    calls = [plain(f"c{i:03d}", T0 + i * 37.5, tags=["t"]) for i in range(200)]  # T0 .. T0 + 2 h
+    store.write(project, calls, [])
+    cutoff = T0 + 3600 + 1234.5
+    store.delete_older_than(cutoff, batch=13)
+    left = [c for c in calls if c["start_time"] >= cutoff]
+    assert ids(all_calls(store, project)) == ids(left)
+    for bucket in (60, 300, 3600, 86400):
+        for group in (None, "tag"):
+            rows = store.aggregate(project, T0, T0 + 3 * 3600, bucket, group)
+            assert sum(r["count"] for r in rows) == len(left), (bucket, group)
+            assert sum(r["tokens_in"] for r in rows) == 10 * len(left)
+    [top], groups = store.top_groups(project, T0, T0 + 3 * 3600, "tag")
+    assert (top["group"], top["count"], groups) == ("t", len(left), 1)
+    # New calls after retention add to the corrected rows.
+    store.write(project, [plain("late", cutoff + 1, tags=["t"])], [])
+    assert sum(r["count"] for r in store.aggregate(project, T0, T0 + 3 * 3600, 3600)) == len(left) + 1
+
+
+def test_search_finds_quotes_backslashes_and_newlines_and_metadata_booleans_match_as_text(
+    store: SQLStore,
+) -> None:
+    project = store.create_project("default")
+    text = 'say "hi" to C:\\temp\nnow 100%_done'
+    store.write(
+        project,
+        [
+            plain(
+                "hit", T0, request={"messages": [{"role": "user", "content": text}]}, metadata={"beta": True}
+            ),
+            plain(
+                "miss",
+                T0 + 1,
+                request={"messages": [{"role": "user", "content": "say hi"}]},
+                metadata={"beta": False},
+            ),
+        ],
+        [],
+    )
+    for needle in ('say "hi"', "C:\\temp", "temp\nnow", "100%_done", '"hi" to'):
+        assert ids(all_calls(store, project, CallFilter(search=needle))) == {"hit"}, needle
+    assert ids(all_calls(store, project, CallFilter(metadata={"beta": "true"}))) == {"hit"}
+    assert ids(all_calls(store, project, CallFilter(metadata={"beta": "false"}))) == {"miss"}
+
+
+def test_a_record_without_trace_ids_does_not_move_a_call_out_of_its_otel_trace(store: SQLStore) -> None:
+    # The OTel span arrives first with the application's trace; the core record comes later without ids,
+    # so the collector derives ids from the call id (ingest.normalize). The real ones must stay.
+    from litelens.server.ingest import normalize
+
+    project = store.create_project("default")
+    trace, span = "ab" * 16, "cd" * 8
+    from_span = plain("c-1", T0, trace_id=trace, span_id=span, cost_usd=None)
+    store.write(
+        project,
+        [normalize(from_span)],
+        [
+            {
+                "trace_id": trace,
+                "span_id": span,
+                "name": "chat",
+                "start_time": T0,
+                "end_time": T0 + 0.1,
+                "call_id": "c-1",
+            }
+        ],
+    )
+    core = normalize(plain("c-1", T0, cost_usd=0.5, request={"messages": [{"role": "user", "content": "x"}]}))
+    assert core["trace_id"] != trace
+    store.write(project, [core], [])
+    stored = store.get_call(project, "c-1")
+    assert stored is not None
+    assert (stored["trace_id"], stored["span_id"], stored["cost_usd"]) == (trace, span, 0.5)
+    assert stored["request"]["messages"][0]["content"] == "x"
+    assert [c["call_id"] for c in store.get_trace(project, trace)["calls"]] == ["c-1"]
+    # Real ids still win over real ids: a newer version that names another trace moves the call.
+    store.write(project, [dict(core, trace_id="ef" * 16, span_id="12" * 8)], [])
+    assert store.get_trace(project, trace)["calls"] == []
+
+
 def test_traces_and_sessions(store: SQLStore) -> None:
     project = store.create_project("default")
     calls = [make(f"s{i}", T0 + i * 10, session=f"sess-{i % 3}", trace=TRACE) for i in range(9)]

@@ -27,7 +27,7 @@ GroupBy = Literal["model", "provider", "user", "tag", "key_alias"]
 
 def call_filter(
     start: Annotated[float | None, Query(description="Calls started at or after (epoch seconds)")] = None,
-    end: Annotated[float | None, Query(description="Calls started before (epoch seconds)")] = None,
+    end: Annotated[float | None, Query(description="Calls started before (epoch seconds, exclusive)")] = None,
     model: Annotated[str | None, Query(max_length=256)] = None,
     provider: Annotated[str | None, Query(max_length=256)] = None,
     status: Annotated[Literal["ok", "error", "cancelled"] | None, Query()] = None,
@@ -138,6 +138,19 @@ CSV_COLUMNS = [
 ]
 
 
+# A spreadsheet runs a cell that starts with one of these as a formula (CSV injection); model names, user
+# ids, tags and error classes come from whoever called the model, so such text gets a leading `'`.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _csv_cell(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value
+
+
 def _csv_lines(records: Iterator[dict[str, Any]]) -> Iterator[str]:
     buffer = io.StringIO()
     writer = csv.writer(buffer)
@@ -151,7 +164,7 @@ def _csv_lines(records: Iterator[dict[str, Any]]) -> Iterator[str]:
             "error_type": error.get("type"),
             "tags": ";".join(record.get("tags") or []),
         }
-        writer.writerow(["" if flat.get(c) is None else flat.get(c) for c in CSV_COLUMNS])
+        writer.writerow([_csv_cell(flat.get(c)) for c in CSV_COLUMNS])
         yield buffer.getvalue()
         buffer.seek(0)
         buffer.truncate()
@@ -247,10 +260,21 @@ def session_totals(calls: list[dict[str, Any]]) -> dict[str, Any]:
 async def stats(
     request: Request,
     project: Project,
-    start: float | None = None,
-    end: float | None = None,
+    start: Annotated[
+        float | None,
+        Query(description="rounded down to a whole minute (epoch seconds; default: end - 1 day)"),
+    ] = None,
+    end: Annotated[
+        float | None, Query(description="rounded up to a whole minute (epoch seconds; default: now)")
+    ] = None,
     bucket: Annotated[
-        int, Query(ge=60, le=86400 * 31, description="bucket size in seconds, a multiple of 60")
+        int,
+        Query(
+            ge=60,
+            le=86400 * 31,
+            description="bucket size in seconds, a multiple of 60; buckets start at multiples of it since "
+            "the epoch, so days are UTC days",
+        ),
     ] = 3600,
     group_by: GroupBy | None = None,
 ) -> dict[str, Any]:

@@ -15,6 +15,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple
 
+from litelens import record as rec
+
 Record = dict[str, Any]
 Span = dict[str, Any]
 Row = dict[str, Any]
@@ -126,8 +128,17 @@ def merge_records(old: Mapping[str, Any], new: Mapping[str, Any]) -> Record:
     metadata) merge key by key, so content survives from whichever version carried it. Token counts of 0
     count as empty when the other version has real ones (a span without usage attributes says 0), and
     tags are the union of both.
+
+    A trace or span id that the collector made up from the call id (`ingest.normalize`, for a record
+    sent without one) is empty too when the other version has a real one: otherwise a core record that
+    arrives after the call's OTel span would move the call out of its trace.
     """
-    return _merge(old, new, zero_is_empty=False)
+    merged = _merge(old, new, zero_is_empty=False)
+    call_id = str(new.get("call_id") or old.get("call_id") or "")
+    for key, derived in (("trace_id", rec.trace_id_of(call_id)), ("span_id", rec.span_id_of(call_id))):
+        if new.get(key) == derived and not _is_empty(old.get(key)):
+            merged[key] = old[key]
+    return merged
 
 
 def _merge(old: Mapping[str, Any], new: Mapping[str, Any], *, zero_is_empty: bool) -> Record:

@@ -58,6 +58,12 @@ _RETENTION_TARGET_S = 0.1
 
 
 def _like_pattern(text: str) -> str:
+    """A LIKE pattern (escape `\\`) for `text` inside the stored record's JSON text.
+
+    The record is searched as JSON, where quotes, backslashes and control characters in a value are
+    escaped (`say \\"hi\\"`); the search text is escaped the same way, so `say "hi"` finds that value.
+    """
+    text = json.dumps(text, ensure_ascii=False)[1:-1]
     escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return f"%{escaped}%"
 
@@ -581,9 +587,10 @@ class SQLStore(BatchWriter, Store):
     def delete_older_than(self, cutoff_epoch: float, batch: int = 5000) -> int:
         """Delete data older than the cutoff in short transactions so ingest waits briefly.
 
-        Calls and their tags go by start time, spans by start time, rollup rows when their whole bucket
-        is before the cutoff (the bucket holding the cutoff keeps counting the calls just deleted), and
-        session rows are recomputed from what remains. `batch` is the most rows per transaction; the
+        Calls and their tags go by start time, spans by start time; each deleted call is taken out of
+        the rollups in the same transaction (so the bucket holding the cutoff counts only the calls that
+        remain), rollup rows whose whole bucket is before the cutoff go, and session rows are recomputed
+        from what remains. `batch` is the most rows per transaction; the
         batch shrinks while a transaction takes longer than ~0.1 s (slow disk, busy machine) and grows
         back after, so a concurrent `write` waits about that long at worst.
         """
@@ -597,13 +604,21 @@ class SQLStore(BatchWriter, Store):
                 with self._write() as cur:
                     cur.execute(
                         self._q(
-                            "SELECT call_id, session_id FROM calls WHERE project_id = ? AND start_time < ? LIMIT ?"
+                            "SELECT call_id, session_id, record FROM calls WHERE project_id = ? "
+                            "AND start_time < ? LIMIT ?"
                         ),
                         (pid, cutoff, size),
                     )
                     found = cur.fetchall()
                     ids = [(pid, r[0]) for r in found]
                     if ids:
+                        # Take the calls out of the rollups too, so the stats of the bucket holding the
+                        # cutoff count only the calls that remain (the list and the charts agree).
+                        minute: dict[rollup.RollupKey, rollup.Change] = {}
+                        for r in found:
+                            rollup.add_contribution(minute, self._load_json(r[2]), -1, (60,))
+                        self.forget_rollups()  # inside the transaction: no write sees the cache in between
+                        self._apply_rollups(cur, pid, rollup.coarsen(minute))
                         cur.executemany(
                             self._q("DELETE FROM call_tags WHERE project_id = ? AND call_id = ?"), ids
                         )

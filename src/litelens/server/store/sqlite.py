@@ -296,7 +296,13 @@ class SQLiteStore(SQLStore):
     def _metadata_condition(self, key: str) -> tuple[str, list[Any]]:
         if '"' in key or "\\" in key:
             raise ValueError(f"litelens: metadata key {key!r} cannot be filtered on")
-        return "CAST(json_extract(c.record, ?) AS TEXT) = ?", [f'$.metadata."{key}"']
+        # json_extract gives true/false as 1/0; PostgreSQL's ->> (and the JSON) say "true"/"false".
+        path = f'$.metadata."{key}"'
+        return (
+            "(CASE json_type(c.record, ?) WHEN 'true' THEN 'true' WHEN 'false' THEN 'false' "
+            "ELSE CAST(json_extract(c.record, ?) AS TEXT) END) = ?",
+            [path, path],
+        )
 
     def _unindexed(self, expr: str) -> str:
         # SQLite's documented way to keep a term from using an index: a unary plus.
