@@ -3,11 +3,13 @@ not counted against the code being measured."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 SINK = r"""
 import sys
@@ -52,3 +54,38 @@ def fake_provider() -> Iterator[str]:
 def http_sink() -> Iterator[str]:
     """Answers 200 to any POST: stands in for a litelens server or an OTLP collector."""
     return subprocess_url([sys.executable, "-c", SINK])
+
+
+class LineWorker:
+    """A worker process spoken to in JSON lines: it prints one line when ready, then answers each request
+    line with one line; closing its stdin ends it."""
+
+    def __init__(self, process: subprocess.Popen[str]) -> None:
+        self.process = process
+        self.hello: dict[str, Any] = {}
+
+    def ready(self) -> dict[str, Any]:
+        if not self.hello:
+            self.hello = self._read() or {"error": "worker exited before it was ready"}
+        return self.hello
+
+    def request(self, message: dict[str, Any]) -> dict[str, Any] | None:
+        """The worker's answer to `message`, or None when it exited instead."""
+        assert self.process.stdin is not None
+        self.process.stdin.write(json.dumps(message) + "\n")
+        self.process.stdin.flush()
+        return self._read()
+
+    def _read(self) -> dict[str, Any] | None:
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline()
+        return json.loads(line) if line else None
+
+    def stop(self, timeout: float = 30) -> None:
+        if self.process.stdin is not None:
+            self.process.stdin.close()
+        try:
+            self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()

@@ -109,6 +109,9 @@ from pathlib import Path
 from typing import IO, Any
 
 sys.path.insert(0, str(Path(__file__).parent))
+
+import _procs  # bench/, put on the path above
+
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 MODES = ["sync", "async", "stream", "astream", "failure"]
@@ -430,7 +433,7 @@ def _send(out: IO[str], message: dict[str, Any]) -> None:
 # -- the driver -----------------------------------------------------------------------------------
 
 
-class Worker:
+class Worker(_procs.LineWorker):
     """One worker process, asked for one round of one mode at a time over its stdin/stdout."""
 
     def __init__(self, label: str, args: argparse.Namespace, provider: str, sink: str) -> None:
@@ -440,40 +443,17 @@ class Worker:
             env["PYTHONPATH"] = os.pathsep.join(filter(None, [args.compare, env.get("PYTHONPATH")]))
         argv = [sys.executable, __file__, "--worker", label.split("@")[0], "--provider", provider]
         argv += ["--sink", sink] + ([] if args.gc_freeze else ["--no-gc-freeze"])
-        self.process = subprocess.Popen(
-            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env
+        super().__init__(
+            subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
         )
-        self.hello: dict[str, Any] = {}
         self.pairs: dict[str, list[list[tuple[dict[str, float], dict[str, float]]]]] = {m: [] for m in MODES}
         self.stats: dict[str, Any] = {}
 
-    def ready(self) -> dict[str, Any]:
-        if not self.hello:
-            self.hello = self._read() or {"error": "worker exited before it was ready"}
-        return self.hello
-
     def ask(self, request: dict[str, Any]) -> dict[str, Any]:
-        assert self.process.stdin is not None
-        self.process.stdin.write(json.dumps(request) + "\n")
-        self.process.stdin.flush()
-        answer = self._read()
+        answer = self.request(request)
         if answer is None:
             raise RuntimeError(f"{self.label} worker exited (see its stderr above)")
         return answer
-
-    def _read(self) -> dict[str, Any] | None:
-        assert self.process.stdout is not None
-        line = self.process.stdout.readline()
-        return json.loads(line) if line else None
-
-    def stop(self) -> None:
-        if self.process.stdin is not None:
-            self.process.stdin.close()
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
 
     def added(self, mode: str, key: str) -> tuple[float, float]:
         """(median over all block pairs of on - off, half the range of the per-round medians)."""
@@ -517,8 +497,6 @@ def main() -> int:
     args = parser.parse_args()
     if args.worker:
         return _worker(args.worker, args.provider, args.sink, args.gc_freeze)
-
-    import _procs
 
     labels = [i for i in INTEGRATIONS if not args.only or i in args.only]
     if args.compare:

@@ -53,6 +53,9 @@ from pathlib import Path
 from typing import IO, Any
 
 sys.path.insert(0, str(Path(__file__).parent))
+
+import _procs  # bench/, put on the path above
+
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -450,11 +453,7 @@ def _environment(integration: Integration, envs: Path) -> tuple[str | None, str]
 # -- the driver -----------------------------------------------------------------------------------
 
 
-@dataclass
-class Worker:
-    process: subprocess.Popen[str]
-    hello: dict[str, Any] = field(default_factory=dict)
-
+class Worker(_procs.LineWorker):
     @classmethod
     def start(cls, python: str, name: str, url: str) -> Worker:
         argv = [python, str(Path(__file__).resolve()), "--worker", name, "--url", url]
@@ -474,30 +473,8 @@ class Worker:
         )
         return cls(process)
 
-    def ready(self) -> dict[str, Any]:
-        if not self.hello:
-            self.hello = self._read() or {"error": "worker exited before it was ready"}
-        return self.hello
-
     def ask(self, request: dict[str, Any]) -> dict[str, Any]:
-        assert self.process.stdin is not None
-        self.process.stdin.write(json.dumps(request) + "\n")
-        self.process.stdin.flush()
-        return self._read() or {"error": "worker exited"}
-
-    def _read(self) -> dict[str, Any] | None:
-        assert self.process.stdout is not None
-        line = self.process.stdout.readline()
-        return json.loads(line) if line else None
-
-    def stop(self) -> None:
-        if self.process.stdin is not None:
-            self.process.stdin.close()
-        try:
-            self.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        return self.request(request) or {"error": "worker exited"}
 
 
 @dataclass
@@ -524,13 +501,11 @@ def main() -> int:
     if args.worker:
         return _worker(args.worker, args.url)
 
-    from _procs import fake_provider
-
     chosen = [i for i in INTEGRATIONS if not args.only or i.name in args.only]
     extra = (SDK_ALONE, A_A) if any(i.name == "litelens.otel" for i in chosen) else (A_A,)
     columns = [Column(i) for i in (*chosen, *extra)]
     args.envs.mkdir(exist_ok=True)
-    with fake_provider() as url:
+    with _procs.fake_provider() as url:
         for column in columns:
             python, why = _environment(column.integration, args.envs)
             if python is None:
