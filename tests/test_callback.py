@@ -390,3 +390,16 @@ def test_flush_right_after_a_call_includes_that_call(provider, receiver, make_ca
             list(response)
         assert callback.flush(timeout=10)
         assert len(receiver.records) == i + 1, f"call {i} was not delivered by the flush after it"
+
+
+@pytest.mark.parametrize(
+    "directive", [{"x-fake-drop-after": "3"}, {"x-fake-error": "429"}], ids=["mid", "start"]
+)
+def test_a_failed_stream_is_recorded_as_a_stream(provider, receiver, make_callback, directive):
+    """LiteLLM leaves `stream` empty in a failed stream's payload; the record still says it was one."""
+    callback = make_callback()
+    with pytest.raises((litellm.RateLimitError, litellm.exceptions.MidStreamFallbackError)):
+        list(call(provider, stream=True, extra_headers=directive, num_retries=0, max_retries=0))
+    record = one_record(receiver, callback)
+    assert record["status"] == "error" and record["stream"] is True
+    assert record["ttft_ms"] is None  # LiteLLM does not say when a failed stream's first chunk came

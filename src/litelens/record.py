@@ -648,8 +648,15 @@ def from_standard_logging(
     start = _num(slo.get("startTime")) or 0.0
     end = _num(slo.get("endTime")) or start
     first = _num(slo.get("completionStartTime"))
-    stream = bool(slo.get("stream"))
+    params = slo.get("model_parameters") or {}
+    # LiteLLM leaves `stream` empty in the payload of a stream that failed (at its start or mid-way);
+    # the request's own parameters still say it was one.
+    stream = bool(slo.get("stream")) or (isinstance(params, dict) and params.get("stream") is True)
     duration_ms = max(0.0, (end - start) * 1000.0)
+    failed = slo.get("status") == "failure"
+    # A failed stream's payload gives no time of its first chunk (completionStartTime is the failure's).
+    if failed:
+        first = None
     ttft_ms = max(0.0, (first - start) * 1000.0) if stream and first else None
 
     usage = usage_of(slo)
@@ -657,7 +664,6 @@ def from_standard_logging(
     generation_s = (end - first) if stream and first else (end - start)
     tokens_per_s = round(output_tokens / generation_s, 3) if output_tokens and generation_s > 0 else None
 
-    failed = slo.get("status") == "failure"
     status = "error" if failed else "ok"
     if failed and exception_type in ("CancelledError", "GeneratorExit", "KeyboardInterrupt"):
         status = "cancelled"
@@ -670,7 +676,6 @@ def from_standard_logging(
     explicit_trace = meta.get("trace_id")
     trace_source = _opt_str(explicit_trace) or litellm_trace_id or _opt_str(slo.get("trace_id"))
     session = session_id or _opt_str(meta.get("session_id")) or _opt_str(slo.get("session_id"))
-    params = slo.get("model_parameters") or {}
     end_user = (
         _opt_str(slo.get("end_user"))
         or _opt_str(slo_meta.get("user_api_key_end_user_id") if isinstance(slo_meta, dict) else None)
