@@ -403,3 +403,19 @@ def test_a_failed_stream_is_recorded_as_a_stream(provider, receiver, make_callba
     record = one_record(receiver, callback)
     assert record["status"] == "error" and record["stream"] is True
     assert record["ttft_ms"] is None  # LiteLLM does not say when a failed stream's first chunk came
+
+
+def test_secrets_inside_models_and_sets_in_metadata_are_removed(provider, receiver, make_callback):
+    """Metadata values that are not plain JSON (a pydantic model, a set) are scrubbed like the rest."""
+    from pydantic import BaseModel
+
+    class Settings(BaseModel):
+        api_key: str = "plain-looking-0123456789"
+        note: str = "Bearer abcdefghijklmnopqrstuv"
+        region: str = "eu"
+
+    callback = make_callback()
+    call(provider, metadata={"cfg": Settings(), "keys": {"sk-abcdefghijklmnop1234"}, "pw": frozenset({"x"})})
+    record = one_record(receiver, callback)
+    assert record["metadata"]["cfg"] == {"api_key": "[REDACTED]", "note": "Bearer [REDACTED]", "region": "eu"}
+    assert record["metadata"]["keys"] == ["[REDACTED]"] and record["metadata"]["pw"] == ["x"]

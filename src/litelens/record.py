@@ -350,8 +350,16 @@ def scrub_value(value: Any, secrets: Iterable[str] = (), _depth: int = 0) -> Any
             str(k): (REDACTED if is_secret_key(str(k)) else scrub_value(v, secrets, _depth + 1))
             for k, v in value.items()
         }
-    if isinstance(value, (list, tuple)):
+    if isinstance(value, (list, tuple, set, frozenset)):
         return [scrub_value(v, secrets, _depth + 1) for v in value]
+    # A pydantic model is encoded as its fields later on: scrub those fields, not the opaque object.
+    dump = getattr(value, "model_dump", None)
+    if callable(dump) and not isinstance(value, type):
+        try:
+            fields = dump()
+        except Exception:
+            return value  # the encoder will mark it as unserializable
+        return scrub_value(fields, secrets, _depth) if isinstance(fields, Mapping) else value
     return value
 
 
