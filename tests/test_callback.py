@@ -419,3 +419,40 @@ def test_secrets_inside_models_and_sets_in_metadata_are_removed(provider, receiv
     record = one_record(receiver, callback)
     assert record["metadata"]["cfg"] == {"api_key": "[REDACTED]", "note": "Bearer [REDACTED]", "region": "eu"}
     assert record["metadata"]["keys"] == ["[REDACTED]"] and record["metadata"]["pw"] == ["x"]
+
+
+def test_router_attempts_are_recorded_each_without_router_bookkeeping(provider, receiver, make_callback):
+    """A Router call that retries then falls back: one record per attempt, each naming its deployment,
+    and the Router's own retry/fallback counters do not pass for the caller's metadata."""
+    callback = make_callback()
+    router = litellm.Router(
+        model_list=[
+            {
+                "model_name": "main",
+                "litellm_params": {
+                    "model": "openai/gpt-4o-mini",
+                    "api_base": provider.url,
+                    "api_key": KEY,
+                    "extra_headers": {"x-fake-error": "500"},
+                },
+                "model_info": {"id": "dep-failing"},
+            },
+            {
+                "model_name": "backup",
+                "litellm_params": {"model": "openai/gpt-4o", "api_base": provider.url, "api_key": KEY},
+                "model_info": {"id": "dep-backup"},
+            },
+        ],
+        fallbacks=[{"main": ["backup"]}],
+        num_retries=1,
+        retry_after=0,
+    )
+    router.completion(model="main", messages=MESSAGES, metadata={"order": 7})
+    records = sorted(one_record(receiver, callback, 3), key=lambda r: r["start_time"])
+    assert len({r["call_id"] for r in records}) == 3
+    assert [(r["status"], r["model_group"], r["deployment_id"]) for r in records] == [
+        ("error", "main", "dep-failing"),
+        ("error", "main", "dep-failing"),
+        ("ok", "backup", "dep-backup"),
+    ]
+    assert [r["metadata"] for r in records] == [{"order": 7}] * 3

@@ -408,6 +408,16 @@ _INTERNAL_METADATA = frozenset(
         "trace_user_id",
     }
 )
+_ROUTER_METADATA = frozenset(
+    {
+        "original_model_group",
+        "attempted_fallbacks",
+        "attempted_retries",
+        "max_retries",
+        "request_retry_count",
+        "deployment_model_name",
+    }
+)
 _INTERNAL_PREFIXES = ("user_api_key", "litellm_", "team_", "organization_", "litelens_", "_")
 
 # Metadata key under which `litelens.otel` hands its LLM span's ids to the core callback, so the call
@@ -473,10 +483,13 @@ def user_metadata_of(metadata: Mapping[str, Any] | None) -> dict[str, Any]:
     """The caller's own `metadata=` entries, without the ones LiteLLM adds for itself."""
     if not metadata:
         return {}
+    # A Router stamps its retry and fallback bookkeeping on each attempt's metadata, next to the
+    # `model_group` it routed to; those names are common words, so they are dropped only then.
+    internal = _INTERNAL_METADATA | _ROUTER_METADATA if "model_group" in metadata else _INTERNAL_METADATA
     return {
         k: v
         for k, v in metadata.items()
-        if isinstance(k, str) and k not in _INTERNAL_METADATA and not k.startswith(_INTERNAL_PREFIXES)
+        if isinstance(k, str) and k not in internal and not k.startswith(_INTERNAL_PREFIXES)
     }
 
 
