@@ -456,3 +456,26 @@ def test_router_attempts_are_recorded_each_without_router_bookkeeping(provider, 
         ("ok", "backup", "dep-backup"),
     ]
     assert [r["metadata"] for r in records] == [{"order": 7}] * 3
+
+
+def test_a_cache_hit_is_one_free_record_naming_the_model_as_the_miss_did(
+    provider, receiver, make_callback, monkeypatch
+):
+    import sys
+    import types
+
+    # LiteLLM 1.110's cache-hit path imports `soundfile` (a proxy dependency) and does not use it here.
+    monkeypatch.setitem(
+        sys.modules, "soundfile", sys.modules.get("soundfile") or types.ModuleType("soundfile")
+    )
+    callback = make_callback()
+    litellm.cache = litellm.Cache(type="local")
+    try:
+        call(provider, caching=True)
+        call(provider, caching=True)
+    finally:
+        litellm.cache = None
+    miss, hit = sorted(one_record(receiver, callback, 2), key=lambda r: r["start_time"])
+    assert len(provider.requests) == 1
+    assert hit["cache_hit"] is True and hit["cost_usd"] == 0 and miss["cost_usd"] > 0
+    assert hit["request_model"] == miss["request_model"] == "gpt-4o-mini"

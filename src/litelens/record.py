@@ -624,6 +624,18 @@ def _parameters(slo: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def _request_model(slo: Mapping[str, Any], routed: bool) -> str | None:
+    """The requested model; for a plain SDK call without the provider prefix, as LiteLLM reports it
+    after splitting the prefix off. A cache hit is reported before that split ("openai/gpt-4o-mini"
+    where the call that filled the cache said "gpt-4o-mini"): split it the same way. Routed calls (a
+    Router, the proxy) keep the deployment's name as LiteLLM gives it."""
+    model = _opt_str(slo.get("model"))
+    provider = _opt_str(slo.get("custom_llm_provider"))
+    if model and provider and not routed and model.startswith(provider + "/"):
+        return model[len(provider) + 1 :]
+    return model
+
+
 def from_standard_logging(
     slo: Mapping[str, Any],
     *,
@@ -725,7 +737,7 @@ def from_standard_logging(
         "litellm_call_type": slo.get("call_type"),
         "is_async": is_async,
         "stream": stream,
-        "request_model": _opt_str(slo.get("model")),
+        "request_model": _request_model(slo, routed=on_proxy or bool(slo.get("model_group"))),
         "response_model": _opt_str(_get(response, "model")) if isinstance(response, dict) else None,
         "provider": _opt_str(slo.get("custom_llm_provider")),
         "api_base": _opt_str(slo.get("api_base")) or _opt_str(hidden.get("api_base")),
