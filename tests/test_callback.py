@@ -390,3 +390,92 @@ def test_flush_right_after_a_call_includes_that_call(provider, receiver, make_ca
             list(response)
         assert callback.flush(timeout=10)
         assert len(receiver.records) == i + 1, f"call {i} was not delivered by the flush after it"
+
+
+@pytest.mark.parametrize(
+    "directive", [{"x-fake-drop-after": "3"}, {"x-fake-error": "429"}], ids=["mid", "start"]
+)
+def test_a_failed_stream_is_recorded_as_a_stream(provider, receiver, make_callback, directive):
+    """LiteLLM leaves `stream` empty in a failed stream's payload; the record still says it was one."""
+    callback = make_callback()
+    with pytest.raises((litellm.RateLimitError, litellm.exceptions.MidStreamFallbackError)):
+        list(call(provider, stream=True, extra_headers=directive, num_retries=0, max_retries=0))
+    record = one_record(receiver, callback)
+    assert record["status"] == "error" and record["stream"] is True
+    assert record["ttft_ms"] is None  # LiteLLM does not say when a failed stream's first chunk came
+
+
+def test_secrets_inside_models_and_sets_in_metadata_are_removed(provider, receiver, make_callback):
+    """Metadata values that are not plain JSON (a pydantic model, a set) are scrubbed like the rest."""
+    from pydantic import BaseModel
+
+    class Settings(BaseModel):
+        api_key: str = "plain-looking-0123456789"
+        note: str = "Bearer abcdefghijklmnopqrstuv"
+        region: str = "eu"
+
+    callback = make_callback()
+    call(provider, metadata={"cfg": Settings(), "keys": {"sk-abcdefghijklmnop1234"}, "pw": frozenset({"x"})})
+    record = one_record(receiver, callback)
+    assert record["metadata"]["cfg"] == {"api_key": "[REDACTED]", "note": "Bearer [REDACTED]", "region": "eu"}
+    assert record["metadata"]["keys"] == ["[REDACTED]"] and record["metadata"]["pw"] == ["x"]
+
+
+def test_router_attempts_are_recorded_each_without_router_bookkeeping(provider, receiver, make_callback):
+    """A Router call that retries then falls back: one record per attempt, each naming its deployment,
+    and the Router's own retry/fallback counters do not pass for the caller's metadata."""
+    callback = make_callback()
+    router = litellm.Router(
+        model_list=[
+            {
+                "model_name": "main",
+                "litellm_params": {
+                    "model": "openai/gpt-4o-mini",
+                    "api_base": provider.url,
+                    "api_key": KEY,
+                    "extra_headers": {"x-fake-error": "500"},
+                },
+                "model_info": {"id": "dep-failing"},
+            },
+            {
+                "model_name": "backup",
+                "litellm_params": {"model": "openai/gpt-4o", "api_base": provider.url, "api_key": KEY},
+                "model_info": {"id": "dep-backup"},
+            },
+        ],
+        fallbacks=[{"main": ["backup"]}],
+        num_retries=1,
+        retry_after=0,
+    )
+    router.completion(model="main", messages=MESSAGES, metadata={"order": 7})
+    records = sorted(one_record(receiver, callback, 3), key=lambda r: r["start_time"])
+    assert len({r["call_id"] for r in records}) == 3
+    assert [(r["status"], r["model_group"], r["deployment_id"]) for r in records] == [
+        ("error", "main", "dep-failing"),
+        ("error", "main", "dep-failing"),
+        ("ok", "backup", "dep-backup"),
+    ]
+    assert [r["metadata"] for r in records] == [{"order": 7}] * 3
+
+
+def test_a_cache_hit_is_one_free_record_naming_the_model_as_the_miss_did(
+    provider, receiver, make_callback, monkeypatch
+):
+    import sys
+    import types
+
+    # LiteLLM 1.110's cache-hit path imports `soundfile` (a proxy dependency) and does not use it here.
+    monkeypatch.setitem(
+        sys.modules, "soundfile", sys.modules.get("soundfile") or types.ModuleType("soundfile")
+    )
+    callback = make_callback()
+    litellm.cache = litellm.Cache(type="local")
+    try:
+        call(provider, caching=True)
+        call(provider, caching=True)
+    finally:
+        litellm.cache = None
+    miss, hit = sorted(one_record(receiver, callback, 2), key=lambda r: r["start_time"])
+    assert len(provider.requests) == 1
+    assert hit["cache_hit"] is True and hit["cost_usd"] == 0 and miss["cost_usd"] > 0
+    assert hit["request_model"] == miss["request_model"] == "gpt-4o-mini"

@@ -350,8 +350,16 @@ def scrub_value(value: Any, secrets: Iterable[str] = (), _depth: int = 0) -> Any
             str(k): (REDACTED if is_secret_key(str(k)) else scrub_value(v, secrets, _depth + 1))
             for k, v in value.items()
         }
-    if isinstance(value, (list, tuple)):
+    if isinstance(value, (list, tuple, set, frozenset)):
         return [scrub_value(v, secrets, _depth + 1) for v in value]
+    # A pydantic model is encoded as its fields later on: scrub those fields, not the opaque object.
+    dump = getattr(value, "model_dump", None)
+    if callable(dump) and not isinstance(value, type):
+        try:
+            fields = dump()
+        except Exception:
+            return value  # the encoder will mark it as unserializable
+        return scrub_value(fields, secrets, _depth) if isinstance(fields, Mapping) else value
     return value
 
 
@@ -398,6 +406,16 @@ _INTERNAL_METADATA = frozenset(
         "user_id",
         "end_user",
         "trace_user_id",
+    }
+)
+_ROUTER_METADATA = frozenset(
+    {
+        "original_model_group",
+        "attempted_fallbacks",
+        "attempted_retries",
+        "max_retries",
+        "request_retry_count",
+        "deployment_model_name",
     }
 )
 _INTERNAL_PREFIXES = ("user_api_key", "litellm_", "team_", "organization_", "litelens_", "_")
@@ -465,10 +483,13 @@ def user_metadata_of(metadata: Mapping[str, Any] | None) -> dict[str, Any]:
     """The caller's own `metadata=` entries, without the ones LiteLLM adds for itself."""
     if not metadata:
         return {}
+    # A Router stamps its retry and fallback bookkeeping on each attempt's metadata, next to the
+    # `model_group` it routed to; those names are common words, so they are dropped only then.
+    internal = _INTERNAL_METADATA | _ROUTER_METADATA if "model_group" in metadata else _INTERNAL_METADATA
     return {
         k: v
         for k, v in metadata.items()
-        if isinstance(k, str) and k not in _INTERNAL_METADATA and not k.startswith(_INTERNAL_PREFIXES)
+        if isinstance(k, str) and k not in internal and not k.startswith(_INTERNAL_PREFIXES)
     }
 
 
@@ -603,6 +624,18 @@ def _parameters(slo: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def _request_model(slo: Mapping[str, Any], routed: bool) -> str | None:
+    """The requested model; for a plain SDK call without the provider prefix, as LiteLLM reports it
+    after splitting the prefix off. A cache hit is reported before that split ("openai/gpt-4o-mini"
+    where the call that filled the cache said "gpt-4o-mini"): split it the same way. Routed calls (a
+    Router, the proxy) keep the deployment's name as LiteLLM gives it."""
+    model = _opt_str(slo.get("model"))
+    provider = _opt_str(slo.get("custom_llm_provider"))
+    if model and provider and not routed and model.startswith(provider + "/"):
+        return model[len(provider) + 1 :]
+    return model
+
+
 def from_standard_logging(
     slo: Mapping[str, Any],
     *,
@@ -648,8 +681,15 @@ def from_standard_logging(
     start = _num(slo.get("startTime")) or 0.0
     end = _num(slo.get("endTime")) or start
     first = _num(slo.get("completionStartTime"))
-    stream = bool(slo.get("stream"))
+    params = slo.get("model_parameters") or {}
+    # LiteLLM leaves `stream` empty in the payload of a stream that failed (at its start or mid-way);
+    # the request's own parameters still say it was one.
+    stream = bool(slo.get("stream")) or (isinstance(params, dict) and params.get("stream") is True)
     duration_ms = max(0.0, (end - start) * 1000.0)
+    failed = slo.get("status") == "failure"
+    # A failed stream's payload gives no time of its first chunk (completionStartTime is the failure's).
+    if failed:
+        first = None
     ttft_ms = max(0.0, (first - start) * 1000.0) if stream and first else None
 
     usage = usage_of(slo)
@@ -657,7 +697,6 @@ def from_standard_logging(
     generation_s = (end - first) if stream and first else (end - start)
     tokens_per_s = round(output_tokens / generation_s, 3) if output_tokens and generation_s > 0 else None
 
-    failed = slo.get("status") == "failure"
     status = "error" if failed else "ok"
     if failed and exception_type in ("CancelledError", "GeneratorExit", "KeyboardInterrupt"):
         status = "cancelled"
@@ -670,7 +709,6 @@ def from_standard_logging(
     explicit_trace = meta.get("trace_id")
     trace_source = _opt_str(explicit_trace) or litellm_trace_id or _opt_str(slo.get("trace_id"))
     session = session_id or _opt_str(meta.get("session_id")) or _opt_str(slo.get("session_id"))
-    params = slo.get("model_parameters") or {}
     end_user = (
         _opt_str(slo.get("end_user"))
         or _opt_str(slo_meta.get("user_api_key_end_user_id") if isinstance(slo_meta, dict) else None)
@@ -699,7 +737,7 @@ def from_standard_logging(
         "litellm_call_type": slo.get("call_type"),
         "is_async": is_async,
         "stream": stream,
-        "request_model": _opt_str(slo.get("model")),
+        "request_model": _request_model(slo, routed=on_proxy or bool(slo.get("model_group"))),
         "response_model": _opt_str(_get(response, "model")) if isinstance(response, dict) else None,
         "provider": _opt_str(slo.get("custom_llm_provider")),
         "api_base": _opt_str(slo.get("api_base")) or _opt_str(hidden.get("api_base")),
