@@ -139,12 +139,13 @@ _ASSIGN_NAME = "|".join(f"(?<=(?i:{name}){end})" for name in _ASSIGN_NAMES for e
 # The value: no space, quote or bracket (so `api_key: Optional[str]` is code, not a key), at least 6
 # characters and a digit (so `password=os.environ...` and a placeholder are left alone).
 _ASSIGN_VALUE = r"(?=[^\s\"'&,;<>()\[\]{}]*[0-9])[^\s\"'&,;<>()\[\]{}]{6,}"
+
+
 # Where such a match may start: a `=` or `:` after the last two letters of one of those names, which the
 # regex engine finds from the literal character in C. Keep in step with _ASSIGN_NAMES.
-_ASSIGN_MARKS = tuple(
-    re.compile(f"{sep}(?:(?<=(?i:ey|en|rd|wd|se|et|on){sep})|(?<=(?i:ey|en|rd|wd|se|et|on)[\"' ]{sep}))")
-    for sep in ("=", ":")
-)
+def _assign_mark(sep: str) -> str:
+    return f"{sep}(?:(?<=(?i:ey|en|rd|wd|se|et|on){sep})|(?<=(?i:ey|en|rd|wd|se|et|on)[\"' ]{sep}))"
+
 
 # Strings shaped like credentials: provider keys, bearer tokens, keys in URLs. Used on the places where
 # LiteLLM or a provider may echo a credential (error messages, URLs, metadata, headers), not on content:
@@ -223,9 +224,9 @@ _SECRET_STARTS = (
     ("J", re.compile(r"J(?<=\beyJ)"), (2,)),  # a JWT
 )
 # A secret-named key before a "=" or ":" (`password=...`, `x-api-key: ...`), where the match starts.
-_ASSIGN_EQ = _ASSIGN_MARKS[0]
+_ASSIGN_EQ = re.compile(_assign_mark("="))
 # The same for ":", which also finds the "://" of a URL, whose user info starts 3 characters on.
-_ASSIGN_COLON_OR_URL = re.compile(rf"{_ASSIGN_MARKS[1].pattern}|:(?=//)")
+_ASSIGN_COLON_OR_URL = re.compile(rf"{_assign_mark(':')}|:(?=//)")
 # Key names in URL queries come right after "?", "&" or ";" and before "="; the longest _SECRET_TEXT
 # knows is "x-amz-security-token".
 _MAX_PARAM_NAME = 20
@@ -624,16 +625,21 @@ def _parameters(slo: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def without_provider(model: str, provider: Any) -> str:
+    """`model` without a leading `<provider>/`, which LiteLLM adds on some routes only."""
+    prefix = f"{provider}/" if isinstance(provider, str) and provider else None
+    return model[len(prefix) :] if prefix and model.startswith(prefix) and len(model) > len(prefix) else model
+
+
 def _request_model(slo: Mapping[str, Any], routed: bool) -> str | None:
     """The requested model; for a plain SDK call without the provider prefix, as LiteLLM reports it
     after splitting the prefix off. A cache hit is reported before that split ("openai/gpt-4o-mini"
     where the call that filled the cache said "gpt-4o-mini"): split it the same way. Routed calls (a
     Router, the proxy) keep the deployment's name as LiteLLM gives it."""
     model = _opt_str(slo.get("model"))
-    provider = _opt_str(slo.get("custom_llm_provider"))
-    if model and provider and not routed and model.startswith(provider + "/"):
-        return model[len(provider) + 1 :]
-    return model
+    if model is None or routed:
+        return model
+    return without_provider(model, slo.get("custom_llm_provider"))
 
 
 def from_standard_logging(

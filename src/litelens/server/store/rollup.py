@@ -22,6 +22,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from litelens import record as rec
 from litelens.server import fastjson
 
 RATIO = 1.1
@@ -230,10 +231,7 @@ def model_name(record: Mapping[str, Any]) -> str | None:
     model = record.get("response_model") or record.get("request_model")
     if not model:
         return None
-    provider = record.get("provider")
-    prefix = f"{provider}/" if isinstance(provider, str) and provider else None
-    text = str(model)
-    return text[len(prefix) :] if prefix and text.startswith(prefix) and len(text) > len(prefix) else text
+    return rec.without_provider(str(model), record.get("provider"))
 
 
 def dimension_values(record: Mapping[str, Any]) -> list[tuple[str, str]]:
