@@ -8,6 +8,7 @@ import contextlib
 import os
 import re
 import shutil
+import subprocess
 import sys
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
@@ -222,6 +223,26 @@ def callback_to(tmp_path: Path) -> Iterator[Callable[..., Callback]]:
 # The dashboard in a browser (tests/test_ui*.py)
 
 TEST_OUTPUT = Path(__file__).resolve().parent.parent / "test-output"
+
+
+@pytest.fixture(scope="session")
+def readme_demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.CompletedProcess[str], str]:
+    """README's first command, `bash scripts/demo.sh`, run once for the session (it takes about a minute):
+    the docs test of README.md checks it ran, tests/test_demo.py checks what it stored. The one
+    argument added, `--db`, is one the script passes on to `litelens demo`, so the database can be read
+    afterwards. (stdin is not a terminal, so the demo ends after its 200 calls instead of staying up.)"""
+    db = f"sqlite:///{tmp_path_factory.mktemp('readme-demo') / 'demo.db'}"
+    out = subprocess.run(
+        ["bash", "scripts/demo.sh", "--db", db],
+        cwd=Path(__file__).resolve().parent.parent,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"},
+        timeout=600,
+        check=False,
+    )
+    return out, db
 
 
 @pytest.fixture(scope="module")

@@ -1,8 +1,9 @@
 """The README's first command ends in `litelens demo`: it runs the whole product and its summary is true.
 
-`litelens demo --calls 200` starts a real server, makes 200 LiteLLM calls through both layers, and prints a
-table read from the server's rollups. This test then opens the same database with its own server and
-checks the table against the raw calls the query API lists, and that the agent runs became traces.
+`bash scripts/demo.sh` (run once per session by conftest's `readme_demo`) starts a real server, makes 200
+LiteLLM calls through both layers, and prints a table read from the server's rollups. This test then opens
+the same database with its own server and checks the table against the raw calls the query API lists, and
+that the agent runs became traces.
 """
 
 from __future__ import annotations
@@ -72,20 +73,14 @@ class DemoRun:
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoRun]:
-    """`litelens demo --calls 200` once, then its database behind a fresh `litelens serve --no-auth`."""
-    folder = tmp_path_factory.mktemp("demo")
-    db = f"sqlite:///{folder / 'demo.db'}"
-    env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
-    out = subprocess.run(
-        [sys.executable, "-m", "litelens.cli", "demo", "--calls", "200", "--db", db],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=500,
-    )
+def demo(
+    readme_demo: tuple[subprocess.CompletedProcess[str], str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[DemoRun]:
+    """README's `bash scripts/demo.sh` (200 calls; run once per session by conftest's `readme_demo`),
+    then its database behind a fresh `litelens serve --no-auth`."""
+    out, db = readme_demo
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    server = ServerProcess(db, folder, args=("--no-auth",)).start()
+    server = ServerProcess(db, tmp_path_factory.mktemp("demo"), args=("--no-auth",)).start()
     try:
         yield DemoRun(out.stdout, server)
     finally:

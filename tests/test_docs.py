@@ -80,8 +80,13 @@ def _page_params() -> Iterator[object]:
         yield pytest.param(path, id=name, marks=marks)
 
 
+# README's demo command takes about a minute; it runs once per session (conftest's `readme_demo`), and
+# tests/test_demo.py checks what it stored.
+DEMO_COMMAND = "bash scripts/demo.sh"
+
+
 @pytest.mark.parametrize("path", list(_page_params()))
-def test_code_blocks_run(path: Path) -> None:
+def test_code_blocks_run(path: Path, request: pytest.FixtureRequest) -> None:
     page_blocks = [b for b in blocks(path) if not b.skip_reason]
     if any("litellm --config" in b.text for b in page_blocks) and not os.environ.get(
         "LITELENS_TEST_PROXY_BIN"
@@ -91,6 +96,10 @@ def test_code_blocks_run(path: Path) -> None:
         page = Page(path, Path(workdir), free_port(), provider.url, free_port())
         try:
             for block in page_blocks:
+                if path == ROOT / "README.md" and block.text.strip() == DEMO_COMMAND:
+                    out, _ = request.getfixturevalue("readme_demo")
+                    assert out.returncode == 0, f"{block.where}: {out.stdout[-3000:]}{out.stderr[-3000:]}"
+                    continue
                 page.run(block)
             check = AFTER_PAGE.get(str(path.relative_to(ROOT)))
             if check is not None:
