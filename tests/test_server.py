@@ -403,6 +403,61 @@ def test_otlp_unknown_content_type_is_415_and_bad_spans_are_a_partial_success(
     assert answer.status == 400 and answer.json()["error"], answer
 
 
+def test_otlp_spans_are_stored_without_credentials(sqlite_server: ServerProcess) -> None:
+    """Every span is kept for the trace tree, and HTTP spans next to the LLM call carry captured headers and
+    URLs with keys; OpenInference's invocation parameters are the call's keyword arguments."""
+    client = sqlite_server.client()
+    now, trace = time.time_ns(), "5e" * 16
+    google_key = "AIzaSyA1234567890abcdefghijklmnopqrstu"
+    http = otlp_json_span(
+        trace,
+        "1" * 16,
+        "POST",
+        {
+            "url.full": f"https://generativelanguage.googleapis.com/v1beta/models/g:generateContent?key={google_key}",
+            "http.request.header.authorization": ["Bearer sk-live-abcdefghijklmnop"],
+            "http.request.header.x-api-key": ["0a1b2c3d4e5f60718293"],
+            "http.response.status_code": 200,
+        },
+        now,
+        now + 10**8,
+        parent_span_id="2" * 16,
+    )
+    params = {"temperature": 0.5, "extra_headers": {"Authorization": "Bearer sk-proj-abcdefghijklmnop"}}
+    llm = otlp_json_span(
+        trace,
+        "2" * 16,
+        "completion",
+        {
+            "openinference.span.kind": "LLM",
+            "llm.model_name": "gpt-4o-mini",
+            "llm.invocation_parameters": json.dumps(params),
+        },
+        now,
+        now + 2 * 10**8,
+    )
+    answer = post(client, "/v1/traces", otlp_json([http, llm]), "application/json")
+    assert answer.status == 200 and answer.json() == {}, answer
+
+    tree = client.get_json(f"/api/traces/{trace}")
+    shown = json.dumps(tree)
+    for secret in (
+        google_key,
+        "sk-live-abcdefghijklmnop",
+        "0a1b2c3d4e5f60718293",
+        "sk-proj-abcdefghijklmnop",
+    ):
+        assert secret not in shown, secret
+    [root] = tree["roots"]
+    [child] = root["children"]
+    assert child["attributes"]["url.full"].endswith("?key=[REDACTED]")
+    assert child["attributes"]["http.response.status_code"] == 200, "the rest of the span is kept"
+    call = client.get_json(f"/api/calls/{root['call']['call_id']}")
+    assert call["request"]["parameters"]["temperature"] == 0.5
+    assert call["request"]["parameters"]["extra_headers"] == {"Authorization": "[REDACTED]"}
+    assert "sk-proj" not in client.get("/api/export?format=jsonl").body.decode()
+
+
 # --------------------------------------------------------------------------------------------------
 # 4. Auth
 

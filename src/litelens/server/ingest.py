@@ -194,6 +194,13 @@ def _scrub(record: dict[str, Any]) -> dict[str, Any]:
     error = record.get("error")
     if error and error.get("message"):
         error["message"] = rec.scrub_text(error["message"])
+    request = record.get("request")
+    # Parameters mapped from a peer's span (OpenInference's `llm.invocation_parameters` is the call's
+    # keyword arguments) can hold `extra_headers` with an Authorization header or a provider credential.
+    if isinstance(request, dict):
+        parameters = request.get("parameters")
+        if parameters and isinstance(parameters, dict) and not _nothing_to_scrub(parameters):
+            request["parameters"] = rec.scrub_value(parameters)
     return record
 
 
@@ -258,9 +265,30 @@ def span_row(span: NeutralSpan, call_id: str | None) -> dict[str, Any]:
         "start_time": span.start_ns / 1e9,
         "end_time": span.end_ns / 1e9 if span.end_ns else None,
         "status": span.status_code,
-        "attributes": _jsonable(span.attributes),
-        "resource": _jsonable(span.resource),
+        "attributes": _scrub_attributes(_jsonable(span.attributes)),
+        "resource": _scrub_attributes(_jsonable(span.resource)),
         "call_id": call_id,
+    }
+
+
+def _scrub_attributes(attributes: dict[str, Any]) -> dict[str, Any]:
+    """Span or resource attributes without credentials, as the trace view shows them.
+
+    Any span is kept, not only LLM calls, and HTTP client spans carry exactly what must not be stored:
+    captured request headers (`http.request.header.authorization`) and URLs with a key in the query
+    (Gemini's `?key=`). Values are scrubbed as metadata is: a credential-named key loses its value,
+    credential-shaped text is redacted. Attributes with nothing to scrub are returned as they are.
+    """
+    for key, value in attributes.items():
+        if rec.is_secret_key(key) or not (
+            value.__class__ in _PLAIN and (value.__class__ is not str or not rec.has_secret(value))
+        ):
+            break
+    else:
+        return attributes
+    return {
+        key: rec.REDACTED if rec.is_secret_key(key) else rec.scrub_value(value)
+        for key, value in attributes.items()
     }
 
 
