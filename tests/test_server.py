@@ -458,6 +458,39 @@ def test_otlp_spans_are_stored_without_credentials(sqlite_server: ServerProcess)
     assert "sk-proj" not in client.get("/api/export?format=jsonl").body.decode()
 
 
+def test_trace_tree_holds_every_span_once_however_deep_or_looped(sqlite_server: ServerProcess) -> None:
+    """An agent that recursed 200 times, and two spans a broken sender parented to each other."""
+    client = sqlite_server.client()
+    now, trace = time.time_ns(), "7a" * 16
+    chain = [
+        otlp_json_span(trace, f"{i:016x}", f"step {i}", {"depth": i}, now + i, now + 10**9, f"{i - 1:016x}")
+        for i in range(1, 201)
+    ]
+    chain[0]["parentSpanId"] = ""
+    loop = [
+        otlp_json_span(trace, "a" * 16, "A", {}, now + 500, now + 600, "b" * 16),
+        otlp_json_span(trace, "b" * 16, "B", {}, now + 501, now + 600, "a" * 16),
+    ]
+    assert post(client, "/v1/traces", otlp_json(chain + loop), "application/json").status == 200
+
+    answer = client.get(f"/api/traces/{trace}")
+    assert answer.status == 200, answer
+    tree = answer.json()
+    seen: list[tuple[int, dict[str, Any]]] = []
+    stack = [(1, root) for root in tree["roots"]]
+    while stack:
+        depth, node = stack.pop()
+        seen.append((depth, node))
+        stack += [(depth + 1, child) for child in node["children"]]
+    assert sorted(n["span_id"] for _, n in seen) == sorted(s["span_id"] for s in tree["spans"])
+    assert len(seen) == 202
+    assert [n["name"] for n in tree["roots"]] == ["step 1", "A"]
+    assert [c["name"] for c in tree["roots"][1]["children"]] == ["B"]
+    assert max(depth for depth, _ in seen) <= 65
+    deepest = next(n for _, n in seen if n["name"] == "step 200")
+    assert deepest["parent_span_id"] == f"{199:016x}", "a node keeps its real parent id"
+
+
 # --------------------------------------------------------------------------------------------------
 # 4. Auth
 
