@@ -3,6 +3,7 @@ through the core callback and by a stock OpenTelemetry SDK, queried over HTTP.""
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import gzip
 import io
@@ -30,7 +31,7 @@ from opentelemetry.trace import SpanKind
 from litelens import semconv
 from litelens.callback import Callback
 from litelens.testing import FakeProvider
-from otlp_helpers import json_body
+from otlp_helpers import json_body, protobuf_body
 from server_helpers import (
     Client,
     Response,
@@ -293,6 +294,52 @@ def test_otel_sdk_spans_give_the_same_record_as_the_core_and_a_call_is_stored_on
     tree = client.get_json(f"/api/traces/{trace_id}")
     assert len(tree["spans"]) == 2 and len(tree["calls"]) == 1
     assert tree["roots"][0]["children"][0]["call"]["call_id"] == record["call_id"]
+
+
+def test_litellm_otel_callback_spans_name_the_end_user_and_the_async_call(
+    sqlite_server: ServerProcess, provider: FakeProvider
+) -> None:
+    """LiteLLM's own `callbacks=["otel"]` (v1): the end user is in `llm.user`, the call type only in
+    `llm.request.type`."""
+    from litellm.integrations.opentelemetry import OpenTelemetry, OpenTelemetryConfig
+
+    memory = InMemorySpanExporter()
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(SimpleSpanProcessor(memory))
+    config = OpenTelemetryConfig(exporter=memory, skip_set_global=True)
+    saved = litellm.callbacks
+    litellm.callbacks = [OpenTelemetry(config=config, tracer_provider=tracer_provider)]
+
+    async def call() -> None:
+        await litellm.acompletion(
+            model="openai/gpt-4o-mini",
+            messages=[{"role": "user", "content": "hello"}],
+            api_base=provider.url,
+            api_key=FAKE_KEY,
+            user="alice",
+        )
+        deadline = time.monotonic() + 10  # LiteLLM logs the success on a task of this loop
+        while not any(s.name == "litellm_request" for s in memory.get_finished_spans()):
+            assert time.monotonic() < deadline, "LiteLLM ended no span"
+            await asyncio.sleep(0.02)
+
+    try:
+        asyncio.run(call())
+    finally:
+        litellm.callbacks = saved
+        tracer_provider.shutdown()
+    [span] = [s for s in memory.get_finished_spans() if s.name == "litellm_request"]
+    assert span.attributes["llm.user"] == "alice", "what LiteLLM sends"
+
+    client = sqlite_server.client()
+    answer = post(client, "/v1/traces", protobuf_body(memory.get_finished_spans()), "application/x-protobuf")
+    assert answer.status == 200, answer
+    [call] = client.get_json("/api/calls")["calls"]
+    assert call["call_id"] == span.attributes["litellm.call_id"]
+    stored = client.get_json(f"/api/calls/{call['call_id']}")
+    assert stored["end_user"] == "alice"
+    assert (stored["litellm_call_type"], stored["is_async"]) == ("acompletion", True)
+    assert [c["call_id"] for c in client.get_json("/api/calls?end_user=alice")["calls"]] == [call["call_id"]]
 
 
 # --------------------------------------------------------------------------------------------------

@@ -82,6 +82,7 @@ GEN_AI_COMPLETION = "gen_ai.completion"
 DEPLOYMENT_ENVIRONMENT = "deployment.environment"
 LLM_REQUEST_TYPE = "llm.request.type"  # OpenLLMetry, LiteLLM v1
 LLM_IS_STREAMING = "llm.is_streaming"
+LLM_USER = "llm.user"  # LiteLLM v1 and OpenLLMetry: the request's `user`
 LLM_USAGE_TOTAL_TOKENS = "llm.usage.total_tokens"
 LLM_REQUEST_FUNCTIONS_PREFIX = "llm.request.functions."
 LLM_OPENAI_ID = "llm.openai.id"
@@ -504,6 +505,11 @@ def span_to_record(span: NeutralSpan) -> Record | None:
 
     call_type = _call_type(span, attrs)
     litellm_call_type = _str(attrs.get(LITELLM_CALL_TYPE))
+    if litellm_call_type is None and LITELLM_CALL_ID in attrs:
+        # LiteLLM v1 names its call type ("acompletion") in llm.request.type only; other producers use
+        # that attribute for their own words ("chat"), hence only on LiteLLM's spans.
+        named = _str(attrs.get(LLM_REQUEST_TYPE))
+        litellm_call_type = named if named in _CALL_TYPES else None
     is_async = _bool(attrs.get(LITELENS_IS_ASYNC))
     if is_async is None:
         source = litellm_call_type or (span.name if span.name in _CALL_TYPES else None)
@@ -568,7 +574,7 @@ def span_to_record(span: NeutralSpan) -> Record | None:
         "parent_span_id": span.parent_span_id or None,
         "litellm_trace_id": _str(attrs.get(LITELLM_TRACE_ID)),
         "session_id": _first_str(attrs, LITELLM_SESSION_ID, GEN_AI_CONVERSATION_ID, OI_SESSION_ID),
-        "end_user": _first_str(attrs, LITELLM_END_USER, GEN_AI_REQUEST_USER)
+        "end_user": _first_str(attrs, LITELLM_END_USER, GEN_AI_REQUEST_USER, LLM_USER)
         or _str(v1_meta.get("user_api_key_end_user_id")),
         "user_id": _first_str(attrs, LITELENS_USER_ID, OI_USER_ID)
         or _str(v1_meta.get("user_api_key_user_id")),
