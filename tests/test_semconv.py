@@ -270,6 +270,15 @@ def test_openinference_completion_inside_a_caller_span(content_type: str) -> Non
                     "llm.input_messages.0.message.content": "Be brief.",
                     "llm.input_messages.1.message.role": "user",
                     "llm.input_messages.1.message.content": "Hi",
+                    # A message whose content is a list of parts: text, then an image, eleven in all.
+                    "llm.input_messages.2.message.role": "user",
+                    **{
+                        f"llm.input_messages.2.message.contents.{i}.message_content.{key}": value
+                        for i in range(10)
+                        for key, value in (("type", "text"), ("text", f"part {i}"))
+                    },
+                    "llm.input_messages.2.message.contents.10.message_content.type": "image",
+                    "llm.input_messages.2.message.contents.10.message_content.image.image.url": "https://x/y.png",
                     "llm.output_messages.0.message.role": "assistant",
                     "llm.output_messages.0.message.content": "Hello!",
                     "llm.finish_reason": "stop",
@@ -308,6 +317,13 @@ def test_openinference_completion_inside_a_caller_span(content_type: str) -> Non
     assert record["request"]["messages"] == [
         {"role": "system", "content": "Be brief."},
         {"role": "user", "content": "Hi"},
+        {
+            "role": "user",
+            "content": [
+                *({"type": "text", "text": f"part {i}"} for i in range(10)),
+                {"type": "image_url", "image_url": {"url": "https://x/y.png"}},
+            ],
+        },
     ]
     assert record["request"]["parameters"] == {"temperature": 0.1, "stream": True}
     assert record["response"]["choices"][0]["message"] == {"role": "assistant", "content": "Hello!"}
@@ -324,7 +340,9 @@ def test_openinference_embedding_and_tool_calls() -> None:
                 "openinference.span.kind": "EMBEDDING",
                 "embedding.model_name": "text-embedding-3-small",
                 "llm.token_count.prompt": 8,
-                "input.value": '["a", "b"]',
+                "embedding.embeddings.0.embedding.text": "a",
+                "embedding.embeddings.1.embedding.text": "it's b",
+                "input.value": str(["a", "it's b"]),  # what OpenInference sends: Python's str()
             },
         ):
             pass
@@ -356,7 +374,7 @@ def test_openinference_embedding_and_tool_calls() -> None:
         "text-embedding-3-small",
         8,
     )
-    assert embedding["request"]["input"] == ["a", "b"]
+    assert embedding["request"]["input"] == ["a", "it's b"]
     chat = assert_valid(results["completion"])
     assert chat["is_async"] is False
     assert chat["response"]["choices"][0]["message"]["tool_calls"] == [

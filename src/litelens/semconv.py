@@ -89,6 +89,7 @@ LLM_OPENAI_ID = "llm.openai.id"
 OI_SPAN_KIND = "openinference.span.kind"  # OpenInference from here on
 OI_MODEL_NAME = "llm.model_name"
 OI_EMBEDDING_MODEL_NAME = "embedding.model_name"
+OI_EMBEDDINGS_PREFIX = "embedding.embeddings."
 OI_PROVIDER = "llm.provider"
 OI_SYSTEM = "llm.system"
 OI_TOKENS_PROMPT = "llm.token_count.prompt"
@@ -791,8 +792,12 @@ def _content(
     if messages is not None:
         request["messages"] = messages
     raw_input = attrs.get(LITELENS_REQUEST_INPUT)
+    texts = [(e.get("embedding") or {}).get("text") for e in _indexed(attrs, OI_EMBEDDINGS_PREFIX)]
     if raw_input is not None:
         request["input"] = _json_value(raw_input)
+    elif messages is None and any(isinstance(t, str) for t in texts):
+        # OpenInference's input.value is Python's str() of the input list; the texts are exact.
+        request["input"] = texts
     elif messages is None and attrs.get(OI_INPUT_VALUE) is not None and call_type != "chat":
         request["input"] = _json_value(attrs[OI_INPUT_VALUE])
     tools = _tools_in(attrs)
@@ -953,9 +958,12 @@ def _from_flat_message(flat: Mapping[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {"role": _str(flat.get("role")) or "user"}
     if flat.get("content") is not None:
         out["content"] = flat["content"]
+    else:
+        parts = [_from_flat_part(c) for c in _in_index_order(flat.get("contents"))]
+        if parts:
+            out["content"] = parts
     calls = []
-    raw_calls = flat.get("tool_calls")
-    for raw in raw_calls.values() if isinstance(raw_calls, dict) else []:
+    for raw in _in_index_order(flat.get("tool_calls")):
         call: Mapping[str, Any] = raw.get("tool_call", raw) if isinstance(raw, Mapping) else {}
         nested = call.get("function")
         function: Mapping[str, Any] = nested if isinstance(nested, Mapping) else call
@@ -972,6 +980,25 @@ def _from_flat_message(flat: Mapping[str, Any]) -> dict[str, Any]:
     if calls:
         out["tool_calls"] = calls
     return out
+
+
+def _from_flat_part(item: Any) -> dict[str, Any]:
+    """An OpenAI-style content part from OpenInference's `message.contents.N.message_content.*`."""
+    part = item.get("message_content", item) if isinstance(item, Mapping) else {}
+    image = part.get("image")
+    if isinstance(image, Mapping):
+        url = (image.get("image") or {}).get("url") if isinstance(image.get("image"), Mapping) else None
+        return {"type": "image_url", "image_url": {"url": url or image.get("url")}}
+    if "text" in part or part.get("type") == "text":
+        return {"type": "text", "text": part.get("text")}
+    return dict(part)
+
+
+def _in_index_order(node: Any) -> list[Any]:
+    """The values of a nested `{"0": ..., "1": ..., "10": ...}` level of indexed attributes, by number."""
+    if not isinstance(node, dict):
+        return []
+    return [node[key] for key in sorted((k for k in node if k.isdigit()), key=int)]
 
 
 def _indexed(attrs: Mapping[str, Any], prefix: str) -> list[dict[str, Any]]:
