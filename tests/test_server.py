@@ -19,6 +19,7 @@ from typing import Any
 
 import litellm
 import pytest
+from google.rpc import status_pb2
 from opentelemetry.exporter.otlp.proto.http import Compression
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
@@ -431,8 +432,15 @@ def test_otlp_unknown_content_type_is_415_and_bad_spans_are_a_partial_success(
     client = sqlite_server.client()
     answer = post(client, "/v1/traces", b"hello", "text/plain")
     assert answer.status == 415 and "application/x-protobuf" in answer.json()["error"], answer
+    # Failures answer with a google.rpc.Status in the request's encoding (OTLP spec, "Failures"), which
+    # is what an exporter decodes to log the reason.
     answer = post(client, "/v1/traces", b"hello", "application/x-protobuf", "br")
-    assert answer.status == 415, answer
+    assert answer.status == 415 and answer.headers["content-type"] == "application/x-protobuf", answer
+    assert "Content-Encoding" in status_pb2.Status.FromString(answer.body).message
+    refused = client.request("POST", "/v1/traces", b"", {"Content-Type": "application/x-protobuf"}, key=None)
+    assert refused.status == 401 and "key" in status_pb2.Status.FromString(refused.body).message, refused
+    answer = post(client, "/v1/traces", b"{", "application/json")
+    assert answer.status == 400 and answer.json()["message"] == answer.json()["error"], answer
 
     now = time.time_ns()
     record = make_record("otlp-good")
@@ -447,7 +455,8 @@ def test_otlp_unknown_content_type_is_415_and_bad_spans_are_a_partial_success(
     assert [c["call_id"] for c in client.get_json("/api/calls")["calls"]] == ["otlp-good"]
     # A truncated protobuf export is refused as a whole with a reason.
     answer = post(client, "/v1/traces", b"\x0a\x02\x0a", "application/x-protobuf")
-    assert answer.status == 400 and answer.json()["error"], answer
+    assert answer.status == 400, answer
+    assert "protobuf" in status_pb2.Status.FromString(answer.body).message
 
 
 def test_otlp_spans_are_stored_without_credentials(sqlite_server: ServerProcess) -> None:

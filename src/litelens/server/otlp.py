@@ -103,6 +103,37 @@ def encode_partial_success(rejected: int, message: str, content_type: str) -> by
     return response.SerializeToString()
 
 
+# google.rpc.Status codes for the HTTP statuses the collector fails with. The OTLP spec lets a server
+# omit the code, and clients only log it; the message is what a user reads in the exporter's log.
+_RPC_CODES = {400: 3, 401: 16, 403: 7, 404: 5, 413: 8, 415: 3, 429: 8, 503: 14}
+
+
+def encode_status(http_status: int, message: str, content_type: str) -> tuple[bytes, str]:
+    """(body, content type) of a failed OTLP/HTTP response: a `google.rpc.Status` in the request's
+    encoding, as the OTLP spec requires for every 4xx and 5xx answer. A protobuf body read as JSON (or
+    the reverse) is garbage to an exporter, which then reports the status code without the reason.
+
+    The JSON form also carries the reason under `error`, as the collector's other routes do.
+    """
+    code = _RPC_CODES.get(http_status, 2)  # 2: UNKNOWN
+    if media_type(content_type) == "application/x-protobuf":
+        text = message.encode("utf-8", "replace")
+        body = b"\x08" + _varint(code) + b"\x12" + _varint(len(text)) + text
+        return body, "application/x-protobuf"
+    document = {"code": code, "message": message, "error": message}
+    return json.dumps(document, separators=(",", ":")).encode(), "application/json"
+
+
+def _varint(number: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, number = number & 0x7F, number >> 7
+        if not number:
+            out.append(byte)
+            return bytes(out)
+        out.append(byte | 0x80)
+
+
 # --------------------------------------------------------------------------------------------------
 # protobuf
 
