@@ -453,6 +453,23 @@ def test_otlp_unknown_content_type_is_415_and_bad_spans_are_a_partial_success(
     partial = answer.json()["partialSuccess"]
     assert int(partial["rejectedSpans"]) == 2 and partial["errorMessage"], partial
     assert [c["call_id"] for c in client.get_json("/api/calls")["calls"]] == ["otlp-good"]
+    # One implausible attribute (-1 for "unknown") costs the call that field, not its record: the
+    # sender gets the spec's warning, a partial success with no span rejected.
+    odd = otlp_json_span(
+        "ab" * 16,
+        "0d" * 8,
+        "chat gpt-4o-mini",
+        {**attrs, "litellm.call_id": "otlp-odd", semconv.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS: -1},
+        now,
+        now + 10**8,
+    )
+    answer = post(client, "/v1/traces", otlp_json([odd]), "application/json")
+    assert answer.status == 200, answer
+    partial = answer.json()["partialSuccess"]
+    assert partial["rejectedSpans"] == "0" and "cached_input_tokens" in partial["errorMessage"], partial
+    stored = client.get_json("/api/calls/otlp-odd")
+    assert stored["usage"]["cached_input_tokens"] is None
+    assert stored["usage"]["input_tokens"] == record["usage"]["input_tokens"] > 0
     # A truncated protobuf export is refused as a whole with a reason.
     answer = post(client, "/v1/traces", b"\x0a\x02\x0a", "application/x-protobuf")
     assert answer.status == 400, answer

@@ -178,6 +178,8 @@ def create_app(settings: ServerSettings | None = None, store: Store | None = Non
         rejected += len(batch.rejected)
         if batch.rejected and not reason:
             reason = str(batch.rejected[0].get("reason"))
+        if batch.warnings and not reason:
+            reason = batch.warnings[0]  # a partial success with 0 rejected spans is the spec's warning
         return Response(otlp.encode_partial_success(rejected, reason, answer_type), media_type=answer_type)
 
     app.include_router(api_router, prefix="/api")

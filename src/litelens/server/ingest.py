@@ -59,6 +59,8 @@ class Batch:
     rejected: list[dict[str, Any]] = field(default_factory=list)
     texts: list[str] = field(default_factory=list)
     """Each record's JSON text, parallel to `records` when filled (events), for the store to reuse."""
+    warnings: list[str] = field(default_factory=list)
+    """What was dropped from records that were stored anyway (OTLP: a field a span got wrong)."""
 
 
 _REQUIRED_STR = ("call_id",)
@@ -255,6 +257,27 @@ def parse_events(body: bytes, max_records: int, max_record_bytes: int) -> Batch:
 # OTLP spans
 
 
+def _drop_bad_fields(record: dict[str, Any]) -> bool:
+    """Clear the optional numbers of a mapped record that `check_record` refuses; True if any was."""
+    dropped = False
+    for key in _NUMBERS[2:]:
+        value = record.get(key)
+        if value is not None and not _finite(value):
+            record[key], dropped = None, True
+    usage = record.get("usage")
+    if not isinstance(usage, dict):
+        return dropped
+    for key in _TOKENS:
+        value = usage.get(key)
+        if value is not None and (
+            not isinstance(value, int) or isinstance(value, bool) or value < 0 or value > 2**53
+        ):
+            usage[key], dropped = (0 if key in ("input_tokens", "output_tokens") else None), True
+    if dropped and usage.get("total_tokens") is None:
+        usage["total_tokens"] = (usage.get("input_tokens") or 0) + (usage.get("output_tokens") or 0)
+    return dropped
+
+
 def span_row(span: NeutralSpan, call_id: str | None) -> dict[str, Any]:
     return {
         "trace_id": span.trace_id,
@@ -330,6 +353,11 @@ def from_spans(spans: Iterable[NeutralSpan]) -> Batch:
         if record is not None:
             record = _jsonable(record)
             reason = check_record(record)
+            if reason is not None and _drop_bad_fields(record):
+                # One implausible attribute (a -1 for "unknown", a cost past any bound) must not cost
+                # the call its record: the field goes, the call stays, the sender gets a warning.
+                batch.warnings.append(f"span {span.span_id}: dropped what failed the check ({reason})")
+                reason = check_record(record)
             if reason is None:
                 batch.records.append(normalize(record))
                 batch.spans.append(span_row(span, record["call_id"]))
