@@ -191,7 +191,13 @@ _PROVIDER_NAME_OF = {
     "watsonx": "ibm.watsonx.ai",
     "xai": "x_ai",
 }
-_PROVIDER_OF_NAME = {v: k for k, v in _PROVIDER_NAME_OF.items()} | {"az.ai.openai": "azure", "xai": "xai"}
+_PROVIDER_OF_NAME = {v: k for k, v in _PROVIDER_NAME_OF.items()} | {
+    "az.ai.openai": "azure",
+    "xai": "xai",
+    # OpenInference's llm.provider values where LiteLLM says otherwise ("google" is vertex_ai or gemini)
+    "aws": "bedrock",
+    "mistralai": "mistral",
+}
 
 _CANCELLED_ERRORS = ("CancelledError", "GeneratorExit", "KeyboardInterrupt")
 
