@@ -423,6 +423,8 @@ def test_openllmetry_stream_and_error(content_type: str) -> None:
                 "gen_ai.usage.output_tokens": 4,
                 "llm.usage.total_tokens": 14,
                 "llm.is_streaming": True,
+                "traceloop.association.properties.session_id": "conv-7",
+                "traceloop.association.properties.user_id": "u-42",
                 "gen_ai.input.messages": json.dumps(
                     [{"role": "user", "parts": [{"type": "text", "content": "Hi"}]}]
                 ),
@@ -460,6 +462,7 @@ def test_openllmetry_stream_and_error(content_type: str) -> None:
         "chatcmpl-1",
     )
     assert ok["request"]["parameters"] == {"temperature": 0.5, "max_tokens": 50}
+    assert (ok["session_id"], ok["user_id"]) == ("conv-7", "u-42")
     assert ok["request"]["messages"] == [{"role": "user", "content": "Hi"}]
     assert ok["response"] == {
         "id": "chatcmpl-1",

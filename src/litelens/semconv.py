@@ -109,6 +109,9 @@ OI_INPUT_VALUE = "input.value"
 OI_OUTPUT_VALUE = "output.value"
 OI_SESSION_ID = "session.id"
 OI_USER_ID = "user.id"
+# OpenLLMetry: what `Traceloop.set_association_properties({"session_id": ..., "user_id": ...})` stamps
+TRACELOOP_SESSION_ID = "traceloop.association.properties.session_id"
+TRACELOOP_USER_ID = "traceloop.association.properties.user_id"
 OI_TAGS = "tag.tags"
 
 # LiteLLM's own names (its otel callbacks use the first few; we write all of them)
@@ -580,10 +583,12 @@ def span_to_record(span: NeutralSpan) -> Record | None:
         "span_id": span.span_id or None,
         "parent_span_id": span.parent_span_id or None,
         "litellm_trace_id": _str(attrs.get(LITELLM_TRACE_ID)),
-        "session_id": _first_str(attrs, LITELLM_SESSION_ID, GEN_AI_CONVERSATION_ID, OI_SESSION_ID),
+        "session_id": _first_str(
+            attrs, LITELLM_SESSION_ID, GEN_AI_CONVERSATION_ID, OI_SESSION_ID, TRACELOOP_SESSION_ID
+        ),
         "end_user": _first_str(attrs, LITELLM_END_USER, GEN_AI_REQUEST_USER, LLM_USER)
         or _str(v1_meta.get("user_api_key_end_user_id")),
-        "user_id": _first_str(attrs, LITELENS_USER_ID, OI_USER_ID)
+        "user_id": _first_str(attrs, LITELENS_USER_ID, OI_USER_ID, TRACELOOP_USER_ID)
         or _str(v1_meta.get("user_api_key_user_id")),
         "tags": [str(t) for t in tags] if isinstance(tags, list) else [],
         "metadata": metadata,
