@@ -22,6 +22,7 @@ from litelens.semconv import (
     span_name,
     span_to_record,
 )
+from litelens.server.ingest import span_row
 from litelens.server.otlp import decode_traces
 from otlp_helpers import JSON, PROTOBUF, json_body, protobuf_body, sdk_spans
 
@@ -664,3 +665,19 @@ def test_a_span_sent_twice_gets_the_same_call_id() -> None:
     )
     first, second = span_to_record(span), span_to_record(span)
     assert first is not None and second is not None and first["call_id"] == second["call_id"]
+
+
+def test_a_span_without_a_start_time_is_a_call_at_its_end_not_in_1970() -> None:
+    end_ns = 1_700_000_000_000_000_000
+    span = NeutralSpan(
+        trace_id="ab" * 16,
+        span_id="cd" * 8,
+        name="chat m",
+        attributes={"gen_ai.request.model": "m", "gen_ai.usage.output_tokens": 5},
+        start_ns=0,
+        end_ns=end_ns,
+    )
+    record = assert_valid(span_to_record(span))
+    assert record["start_time"] == record["end_time"] == end_ns / 1e9
+    assert record["duration_ms"] == 0 and record["output_tokens_per_s"] is None
+    assert span_row(span, record["call_id"])["start_time"] == end_ns / 1e9, "the span in the trace too"

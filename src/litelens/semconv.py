@@ -525,8 +525,11 @@ def span_to_record(span: NeutralSpan) -> Record | None:
         source = litellm_call_type or (span.name if span.name in _CALL_TYPES else None)
         is_async = bool(source) and source in _CALL_TYPES and _is_async_name(source)
 
-    start = span.start_ns / 10**9
-    end = max(span.end_ns, span.start_ns) / 10**9
+    # A start of 0 is a span that left it out (hand-written exporters do), not a call made in 1970: one
+    # that lasted 56 years topped every latency figure, and retention deleted it on its next pass.
+    start_ns = span.start_ns or span.end_ns
+    start = start_ns / 10**9
+    end = max(span.end_ns, start_ns) / 10**9
     stream = _first_bool(
         attrs, GEN_AI_REQUEST_STREAM, LITELENS_STREAM, LITELLM_REQUEST_STREAMING, LLM_IS_STREAMING
     )

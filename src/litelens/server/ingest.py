@@ -285,7 +285,7 @@ def span_row(span: NeutralSpan, call_id: str | None) -> dict[str, Any]:
         "parent_span_id": span.parent_span_id,
         "name": span.name,
         "kind": span.kind,
-        "start_time": span.start_ns / 1e9,
+        "start_time": (span.start_ns or span.end_ns) / 1e9,  # see semconv.span_to_record
         "end_time": span.end_ns / 1e9 if span.end_ns else None,
         "status": span.status_code,
         "attributes": _scrub_attributes(_jsonable(span.attributes)),
