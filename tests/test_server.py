@@ -32,7 +32,7 @@ from opentelemetry.trace import SpanKind
 from litelens import semconv
 from litelens.callback import Callback
 from litelens.testing import FakeProvider
-from otlp_helpers import json_body, protobuf_body
+from otlp_helpers import json_body, protobuf_body, sdk_spans
 from server_helpers import (
     Client,
     Response,
@@ -562,6 +562,40 @@ def test_trace_tree_holds_every_span_once_however_deep_or_looped(sqlite_server: 
     assert max(depth for depth, _ in seen) <= 65
     deepest = next(n for _, n in seen if n["name"] == "step 200")
     assert deepest["parent_span_id"] == f"{199:016x}", "a node keeps its real parent id"
+
+
+def test_strings_that_are_not_utf8_cost_the_sender_nothing_but_those_characters(
+    sqlite_server: ServerProcess,
+) -> None:
+    """JavaScript cuts LLM text between the halves of an emoji (JSON.stringify then writes a lone
+    `\\ud83d`, protobufjs bytes that are not UTF-8), and Go strings are bytes; a 400 makes the exporter
+    drop the whole batch."""
+    client = sqlite_server.client()
+
+    def build(tracer: Any) -> None:
+        with (
+            tracer.start_as_current_span("agent"),
+            tracer.start_as_current_span("chat m", attributes={"gen_ai.request.model": "m", "cut": "hi CUT"}),
+        ):
+            pass
+
+    spans = sdk_spans(build)
+    bodies = {
+        # a lone surrogate as protobufjs writes it, as many bytes as "CUT" so the lengths stay right
+        "application/x-protobuf": protobuf_body(spans).replace(b"CUT", b"\xed\xa0\xbd"),
+        "application/json": json_body(spans).replace(b"CUT", b"\\ud83d"),
+    }
+    for content_type, body in bodies.items():
+        answer = post(client, "/v1/traces", body, content_type)
+        assert answer.status == 200, (content_type, answer)
+        if content_type == "application/json":
+            warning = answer.json()["partialSuccess"]
+            assert warning["rejectedSpans"] == "0" and "UTF-8" in warning["errorMessage"]
+        trace = f"{spans[0].context.trace_id:032x}"
+        tree = client.get_json(f"/api/traces/{trace}")
+        assert [r["name"] for r in tree["roots"]] == ["agent"], content_type
+        [child] = tree["roots"][0]["children"]
+        assert child["attributes"]["cut"].startswith("hi \ufffd") and child["call"]["request_model"] == "m"
 
 
 # --------------------------------------------------------------------------------------------------

@@ -15,10 +15,13 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
+import re
 from collections.abc import Mapping
 from typing import Any
 
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTracePartialSuccess,
@@ -140,10 +143,15 @@ def _varint(number: int) -> bytes:
 
 def _decode_protobuf(body: bytes) -> tuple[list[NeutralSpan], int, str]:
     request = ExportTraceServiceRequest()
+    warning = ""
     try:
         request.ParseFromString(body)
     except DecodeError:
-        raise OtlpDecodeError("body is not a protobuf ExportTraceServiceRequest") from None
+        repaired = _with_valid_utf8(body)
+        if repaired is None:
+            raise OtlpDecodeError("body is not a protobuf ExportTraceServiceRequest") from None
+        request.ParseFromString(repaired)
+        warning = _INVALID_UTF8
     spans: list[NeutralSpan] = []
     rejected, reason = 0, ""
     for resource_spans in request.resource_spans:
@@ -182,10 +190,73 @@ def _decode_protobuf(body: bytes) -> tuple[list[NeutralSpan], int, str]:
                         scope_version=scope.version,
                     )
                 )
-    return spans, rejected, reason
+    return spans, rejected, reason or warning
 
 
 _PB_SCALARS = frozenset(("string_value", "int_value", "double_value", "bool_value", "bytes_value"))
+
+# Senders that protobuf itself does not check do send strings that are not UTF-8: JavaScript cuts text
+# between the two halves of an emoji, Go strings are bytes. The Collector passes them on; protobuf here
+# refused the whole export for one such string, and a 400 makes the exporter drop the batch.
+_INVALID_UTF8 = "strings that were not valid UTF-8 were stored with U+FFFD in place of the bad bytes"
+
+
+def _with_valid_utf8(body: bytes) -> bytes | None:
+    """The export re-encoded with every invalid UTF-8 string repaired, or None when the body is not an
+    export for another reason. Parsed with a copy of the schema whose strings are bytes (the same wire
+    format, without the UTF-8 check)."""
+    lenient = _lenient_request_class()()
+    try:
+        lenient.ParseFromString(body)
+    except DecodeError:
+        return None
+    _repair_strings(lenient, ExportTraceServiceRequest.DESCRIPTOR)
+    return bytes(lenient.SerializeToString())
+
+
+@functools.lru_cache(maxsize=1)
+def _lenient_request_class() -> Any:
+    files: list[Any] = []
+
+    def add(file: Any) -> None:
+        for dependency in file.dependencies:
+            add(dependency)
+        if file not in files:
+            files.append(file)
+
+    add(ExportTraceServiceRequest.DESCRIPTOR.file)
+    pool = descriptor_pool.DescriptorPool()
+    for file in files:
+        proto = descriptor_pb2.FileDescriptorProto()
+        file.CopyToProto(proto)
+        pending = list(proto.message_type)
+        while pending:
+            message = pending.pop()
+            pending.extend(message.nested_type)
+            for item in message.field:
+                if item.type == descriptor_pb2.FieldDescriptorProto.TYPE_STRING:
+                    item.type = descriptor_pb2.FieldDescriptorProto.TYPE_BYTES
+        pool.Add(proto)
+    name = ExportTraceServiceRequest.DESCRIPTOR.full_name
+    return message_factory.GetMessageClass(pool.FindMessageTypeByName(name))
+
+
+def _repair_strings(message: Any, strict: Any) -> None:
+    """Decode, with replacement, the bytes of every field that `strict` (the real schema) says is a string."""
+    for item, value in message.ListFields():
+        field = strict.fields_by_name[item.name]
+        # `is_repeated` since protobuf 5.29 (`label` is gone in 7); older releases have only `label`
+        repeated = getattr(item, "is_repeated", None)
+        if repeated is None:
+            repeated = item.label == item.LABEL_REPEATED
+        if field.type == field.TYPE_STRING:
+            if repeated:
+                value[:] = [v.decode("utf-8", "replace").encode() for v in value]
+            else:
+                setattr(message, item.name, value.decode("utf-8", "replace").encode())
+        elif field.type == field.TYPE_MESSAGE:
+            for child in value if repeated else (value,):
+                _repair_strings(child, field.message_type)
 
 
 def _pb_attributes(items: Any) -> dict[str, Any]:
@@ -216,11 +287,53 @@ def _pb_value(value: AnyValue, depth: int) -> Any:
 # JSON (the OTLP JSON mapping)
 
 
+# A JSON string escape of half a surrogate pair; JavaScript's JSON.stringify writes a lone one as such.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
 def _decode_json(body: bytes) -> tuple[list[NeutralSpan], int, str]:
+    warning = ""
     try:
         document = json.loads(body)
-    except (UnicodeDecodeError, ValueError):
+    except UnicodeDecodeError:
+        try:
+            document = json.loads(body.decode("utf-8", "replace"))
+        except ValueError:
+            raise OtlpDecodeError("body is not valid JSON") from None
+        warning = _INVALID_UTF8
+    except ValueError:
         raise OtlpDecodeError("body is not valid JSON") from None
+    if _SURROGATE_ESCAPE.search(body):
+        # Escaped pairs decode to one character; a lone half stays a surrogate no store can write.
+        document, repaired = _without_lone_surrogates(document)
+        warning = warning or (_INVALID_UTF8 if repaired else "")
+    spans, rejected, reason = _json_spans(document)
+    return spans, rejected, reason or warning
+
+
+def _without_lone_surrogates(value: Any) -> tuple[Any, bool]:
+    if isinstance(value, str):
+        if value.isascii():
+            return value, False
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return value.encode("utf-8", "surrogatepass").decode("utf-8", "replace"), True
+        return value, False
+    if isinstance(value, list):
+        pairs = [_without_lone_surrogates(v) for v in value]
+        return [v for v, _ in pairs], any(r for _, r in pairs)
+    if isinstance(value, dict):
+        out, repaired = {}, False
+        for key, item in value.items():
+            (key, bad_key), (item, bad_item) = _without_lone_surrogates(key), _without_lone_surrogates(item)
+            out[key] = item
+            repaired = repaired or bad_key or bad_item
+        return out, repaired
+    return value, False
+
+
+def _json_spans(document: Any) -> tuple[list[NeutralSpan], int, str]:
     root = _obj(document, "request")
     spans: list[NeutralSpan] = []
     rejected, reason = 0, ""
