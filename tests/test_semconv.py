@@ -424,6 +424,8 @@ def test_openllmetry_stream_and_error(content_type: str) -> None:
                 "gen_ai.usage.output_tokens": 4,
                 "llm.usage.total_tokens": 14,
                 "llm.is_streaming": True,
+                "gen_ai.usage.cache_read_input_tokens": 3,  # OpenLLMetry's spelling
+                "gen_ai.usage.cache_creation_input_tokens": 2,
                 "traceloop.association.properties.session_id": "conv-7",
                 "traceloop.association.properties.user_id": "u-42",
                 "gen_ai.input.messages": json.dumps(
@@ -464,6 +466,7 @@ def test_openllmetry_stream_and_error(content_type: str) -> None:
     )
     assert ok["request"]["parameters"] == {"temperature": 0.5, "max_tokens": 50}
     assert (ok["session_id"], ok["user_id"]) == ("conv-7", "u-42")
+    assert (ok["usage"]["cached_input_tokens"], ok["usage"]["cache_creation_input_tokens"]) == (3, 2)
     assert ok["request"]["messages"] == [{"role": "user", "content": "Hi"}]
     assert ok["response"] == {
         "id": "chatcmpl-1",

@@ -72,6 +72,9 @@ GEN_AI_USAGE_PROMPT_TOKENS = "gen_ai.usage.prompt_tokens"
 GEN_AI_USAGE_COMPLETION_TOKENS = "gen_ai.usage.completion_tokens"
 GEN_AI_USAGE_TOTAL_TOKENS = "gen_ai.usage.total_tokens"  # LiteLLM v1/v2
 GEN_AI_USAGE_COST = "gen_ai.usage.cost"  # OpenLIT
+# OpenLLMetry (opentelemetry-semantic-conventions-ai) and earlier drafts of the conventions
+GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS_OLD = "gen_ai.usage.cache_read_input_tokens"
+GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS_OLD = "gen_ai.usage.cache_creation_input_tokens"
 GEN_AI_COST_TOTAL_COST = "gen_ai.cost.total_cost"  # LiteLLM v1
 GEN_AI_SERVER_TTFT = "gen_ai.server.time_to_first_token"  # OpenLIT, seconds
 GEN_AI_REQUEST_USER = "gen_ai.request.user"  # OpenLIT
@@ -704,9 +707,17 @@ def _usage(attrs: Mapping[str, Any]) -> dict[str, int | None]:
         "input_tokens": max(0, input_tokens),
         "output_tokens": max(0, output_tokens),
         "total_tokens": max(0, total) if total is not None else input_tokens + output_tokens,
-        "cached_input_tokens": _first_int(attrs, GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS, OI_TOKENS_CACHE_READ),
+        "cached_input_tokens": _first_int(
+            attrs,
+            GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS,
+            OI_TOKENS_CACHE_READ,
+            GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS_OLD,
+        ),
         "cache_creation_input_tokens": _first_int(
-            attrs, GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS, OI_TOKENS_CACHE_WRITE
+            attrs,
+            GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS,
+            OI_TOKENS_CACHE_WRITE,
+            GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS_OLD,
         ),
         "reasoning_tokens": _first_int(attrs, GEN_AI_USAGE_REASONING_OUTPUT_TOKENS, OI_TOKENS_REASONING),
     }
