@@ -531,6 +531,7 @@ def test_litellm_v1_request_span_and_its_raw_child() -> None:
                     "gen_ai.usage.completion_tokens": 2,
                     "gen_ai.usage.total_tokens": 11,
                     "gen_ai.cost.total_cost": 0.0003,
+                    "gen_ai.response.finish_reasons": '["tool_calls"]',  # JSON text, as LiteLLM sends it
                     "gen_ai.completion.0.function_call.name": "weather",
                     "gen_ai.completion.0.function_call.arguments": "{}",
                     "llm.request.functions.0.name": "weather",
@@ -565,6 +566,7 @@ def test_litellm_v1_request_span_and_its_raw_child() -> None:
     ok = assert_valid(results["call-abc"])
     assert (ok["provider"], ok["cost_usd"], ok["cache_hit"], ok["stream"]) == ("openai", 0.0003, False, False)
     assert ok["usage"]["input_tokens"] == 9 and ok["usage"]["output_tokens"] == 2
+    assert ok["finish_reasons"] == ["tool_calls"]
     assert ok["response"]["choices"][0]["message"]["tool_calls"][0]["function"] == {
         "name": "weather",
         "arguments": "{}",

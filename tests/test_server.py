@@ -340,6 +340,7 @@ def test_litellm_otel_callback_spans_name_the_end_user_and_the_async_call(
     stored = client.get_json(f"/api/calls/{call['call_id']}")
     assert stored["end_user"] == "alice"
     assert (stored["litellm_call_type"], stored["is_async"]) == ("acompletion", True)
+    assert stored["finish_reasons"] == ["stop"], "LiteLLM sends them as JSON text"
     assert [c["call_id"] for c in client.get_json("/api/calls?end_user=alice")["calls"]] == [call["call_id"]]
 
 

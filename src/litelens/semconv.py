@@ -580,7 +580,8 @@ def span_to_record(span: NeutralSpan) -> Record | None:
     if finish_reasons is None:
         finish_reasons = _finish_reasons_from_content(response, attrs)
     elif isinstance(finish_reasons, str):
-        finish_reasons = [finish_reasons]
+        # LiteLLM's otel callback sends the list as JSON text ('["stop"]'); others a bare reason
+        finish_reasons = _json_list(finish_reasons) or [finish_reasons]
 
     record: Record = {
         "schema": SCHEMA,
