@@ -288,6 +288,8 @@ def test_openinference_completion_inside_a_caller_span(content_type: str) -> Non
                     "llm.token_count.total": 15,
                     "llm.token_count.completion_details.reasoning": 1,
                     "llm.cost.total": 0.0001,
+                    "metadata": json.dumps({"feature": "search"}),  # using_metadata(...)
+                    "tag.tags": ["beta"],
                     "input.value": "{}",
                     "output.value": "Hello!",
                 },
@@ -331,6 +333,7 @@ def test_openinference_completion_inside_a_caller_span(content_type: str) -> Non
     assert record["trace_id"] == handler.trace_id and record["parent_span_id"] == handler.span_id
     assert record["call_id"] == derived_call_id(span.trace_id, span.span_id)
     assert record["service"] == "tests" and record["status"] == "ok"
+    assert (record["metadata"], record["tags"]) == ({"feature": "search"}, ["beta"])
 
 
 def test_openinference_embedding_and_tool_calls() -> None:

@@ -116,6 +116,7 @@ OI_USER_ID = "user.id"
 TRACELOOP_SESSION_ID = "traceloop.association.properties.session_id"
 TRACELOOP_USER_ID = "traceloop.association.properties.user_id"
 OI_TAGS = "tag.tags"
+OI_METADATA = "metadata"
 
 # LiteLLM's own names (its otel callbacks use the first few; we write all of them)
 LITELLM_CALL_ID = "litellm.call_id"
@@ -562,7 +563,8 @@ def span_to_record(span: NeutralSpan) -> Record | None:
     for key, name in _PROXY_FIELDS.items():
         if v1_meta.get(key) not in (None, "", "None") and name not in proxy:
             proxy[name] = _str(v1_meta[key])
-    metadata = _json_object(attrs.get(LITELENS_METADATA))
+    # OpenInference's `metadata` is the user's own (`using_metadata(...)`), as JSON text
+    metadata = _json_object(attrs.get(LITELENS_METADATA)) or _json_object(attrs.get(OI_METADATA))
     if metadata is None:
         metadata = {}
         for key in ("requester_metadata", "spend_logs_metadata"):
