@@ -169,7 +169,7 @@ def _decode_protobuf(body: bytes) -> tuple[list[NeutralSpan], int, str]:
                     NeutralSpan(
                         trace_id=trace_id,
                         span_id=span_id,
-                        parent_span_id=span.parent_span_id.hex() or None,
+                        parent_span_id=_parent_id(span.parent_span_id.hex()),
                         name=span.name,
                         kind=_enum_name(_KINDS, span.kind, "UNSPECIFIED"),
                         start_ns=span.start_time_unix_nano,
@@ -357,8 +357,9 @@ def _json_spans(document: Any) -> tuple[list[NeutralSpan], int, str]:
                     NeutralSpan(
                         trace_id=trace_id,
                         span_id=span_id,
-                        parent_span_id=_hex_id(_field(span, "parentSpanId", "parent_span_id"), "parentSpanId")
-                        or None,
+                        parent_span_id=_parent_id(
+                            _hex_id(_field(span, "parentSpanId", "parent_span_id"), "parentSpanId")
+                        ),
                         name=_string(_field(span, "name"), "name"),
                         kind=_json_enum(_field(span, "kind"), _KINDS, "SPAN_KIND_", "kind"),
                         start_ns=_uint64(
@@ -556,6 +557,12 @@ def _json_event(value: Any) -> dict[str, Any]:
 
 def _enum_name(names: tuple[str, ...], number: int, default: str) -> str:
     return names[number] if 0 <= number < len(names) else default
+
+
+def _parent_id(hex_id: str) -> str | None:
+    """None for a root span. Zeros are "no parent" in OTLP as an empty id is (SDKs and the Collector
+    treat an all-zero id as invalid), so a root sent with them stays a root, not a child of nothing."""
+    return hex_id if len(hex_id) == 16 and hex_id != "0" * 16 else None
 
 
 def _id_problem(trace_id: str, span_id: str) -> str:
