@@ -302,13 +302,21 @@ def _scrub_attributes(attributes: dict[str, Any]) -> dict[str, Any]:
     (Gemini's `?key=`). Values are scrubbed as metadata is: a credential-named key loses its value,
     credential-shaped text is redacted. Attributes with nothing to scrub are returned as they are.
     """
+    texts: list[str] = []
     for key, value in attributes.items():
-        if rec.is_secret_key(key) or not (
-            value.__class__ in _PLAIN and (value.__class__ is not str or not rec.has_secret(value))
-        ):
+        if rec.is_secret_key(key):
+            break
+        if value.__class__ is str:
+            texts.append(value)
+        elif value.__class__ is list and all(v.__class__ in _PLAIN for v in value):
+            texts += [v for v in value if v.__class__ is str]
+        elif value.__class__ not in _PLAIN:
             break
     else:
-        return attributes
+        # One search over all the texts, a line apart: no credential shape spans a line break, and a
+        # search per attribute was a quarter of a span's ingest.
+        if not rec.has_secret("\n".join(texts)):
+            return attributes
     return {
         key: rec.REDACTED if rec.is_secret_key(key) else rec.scrub_value(value)
         for key, value in attributes.items()
