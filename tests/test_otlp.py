@@ -103,6 +103,7 @@ def test_json_mapping_variants_that_hand_written_exporters_use() -> None:
     span = {
         **BASE_SPAN,
         "kind": "SPAN_KIND_CLIENT",
+        "parentSpanId": "0000000000000000",  # a root, as some exporters write one
         "start_time_unix_nano": 1700000000000000000,
         "endTimeUnixNano": "1700000001000000000",
         "status": {"code": "STATUS_CODE_OK"},
@@ -125,7 +126,7 @@ def test_json_mapping_variants_that_hand_written_exporters_use() -> None:
     }
     (decoded,) = decode_traces(_json_export(span), "application/json; charset=utf-8")
     assert decoded.trace_id == "5b8efff798038103d269b633813fc60c"
-    assert (decoded.kind, decoded.status_code) == ("CLIENT", "OK")
+    assert (decoded.kind, decoded.status_code, decoded.parent_span_id) == ("CLIENT", "OK", None)
     assert (decoded.start_ns, decoded.end_ns) == (1700000000000000000, 1700000001000000000)
     attrs = decoded.attributes
     assert (attrs["n1"], attrs["n2"], attrs["kv"], attrs["raw"], attrs["empty"]) == (

@@ -22,6 +22,7 @@ from litelens.semconv import (
     span_name,
     span_to_record,
 )
+from litelens.server.ingest import span_row
 from litelens.server.otlp import decode_traces
 from otlp_helpers import JSON, PROTOBUF, json_body, protobuf_body, sdk_spans
 
@@ -270,6 +271,15 @@ def test_openinference_completion_inside_a_caller_span(content_type: str) -> Non
                     "llm.input_messages.0.message.content": "Be brief.",
                     "llm.input_messages.1.message.role": "user",
                     "llm.input_messages.1.message.content": "Hi",
+                    # A message whose content is a list of parts: text, then an image, eleven in all.
+                    "llm.input_messages.2.message.role": "user",
+                    **{
+                        f"llm.input_messages.2.message.contents.{i}.message_content.{key}": value
+                        for i in range(10)
+                        for key, value in (("type", "text"), ("text", f"part {i}"))
+                    },
+                    "llm.input_messages.2.message.contents.10.message_content.type": "image",
+                    "llm.input_messages.2.message.contents.10.message_content.image.image.url": "https://x/y.png",
                     "llm.output_messages.0.message.role": "assistant",
                     "llm.output_messages.0.message.content": "Hello!",
                     "llm.finish_reason": "stop",
@@ -278,6 +288,8 @@ def test_openinference_completion_inside_a_caller_span(content_type: str) -> Non
                     "llm.token_count.total": 15,
                     "llm.token_count.completion_details.reasoning": 1,
                     "llm.cost.total": 0.0001,
+                    "metadata": json.dumps({"feature": "search"}),  # using_metadata(...)
+                    "tag.tags": ["beta"],
                     "input.value": "{}",
                     "output.value": "Hello!",
                 },
@@ -308,12 +320,20 @@ def test_openinference_completion_inside_a_caller_span(content_type: str) -> Non
     assert record["request"]["messages"] == [
         {"role": "system", "content": "Be brief."},
         {"role": "user", "content": "Hi"},
+        {
+            "role": "user",
+            "content": [
+                *({"type": "text", "text": f"part {i}"} for i in range(10)),
+                {"type": "image_url", "image_url": {"url": "https://x/y.png"}},
+            ],
+        },
     ]
     assert record["request"]["parameters"] == {"temperature": 0.1, "stream": True}
     assert record["response"]["choices"][0]["message"] == {"role": "assistant", "content": "Hello!"}
     assert record["trace_id"] == handler.trace_id and record["parent_span_id"] == handler.span_id
     assert record["call_id"] == derived_call_id(span.trace_id, span.span_id)
     assert record["service"] == "tests" and record["status"] == "ok"
+    assert (record["metadata"], record["tags"]) == ({"feature": "search"}, ["beta"])
 
 
 def test_openinference_embedding_and_tool_calls() -> None:
@@ -324,7 +344,9 @@ def test_openinference_embedding_and_tool_calls() -> None:
                 "openinference.span.kind": "EMBEDDING",
                 "embedding.model_name": "text-embedding-3-small",
                 "llm.token_count.prompt": 8,
-                "input.value": '["a", "b"]',
+                "embedding.embeddings.0.embedding.text": "a",
+                "embedding.embeddings.1.embedding.text": "it's b",
+                "input.value": str(["a", "it's b"]),  # what OpenInference sends: Python's str()
             },
         ):
             pass
@@ -333,6 +355,7 @@ def test_openinference_embedding_and_tool_calls() -> None:
             attributes={
                 "openinference.span.kind": "LLM",
                 "llm.model_name": "gpt-4o-mini",
+                "llm.provider": "aws",  # OpenInference's name for what LiteLLM calls bedrock
                 "llm.output_messages.0.message.role": "assistant",
                 "llm.output_messages.0.message.tool_calls.0.tool_call.id": "call_9",
                 "llm.output_messages.0.message.tool_calls.0.tool_call.function.name": "weather",
@@ -356,9 +379,9 @@ def test_openinference_embedding_and_tool_calls() -> None:
         "text-embedding-3-small",
         8,
     )
-    assert embedding["request"]["input"] == ["a", "b"]
+    assert embedding["request"]["input"] == ["a", "it's b"]
     chat = assert_valid(results["completion"])
-    assert chat["is_async"] is False
+    assert chat["is_async"] is False and chat["provider"] == "bedrock"
     assert chat["response"]["choices"][0]["message"]["tool_calls"] == [
         {"id": "call_9", "type": "function", "function": {"name": "weather", "arguments": '{"city":"Oslo"}'}}
     ]
@@ -404,6 +427,10 @@ def test_openllmetry_stream_and_error(content_type: str) -> None:
                 "gen_ai.usage.output_tokens": 4,
                 "llm.usage.total_tokens": 14,
                 "llm.is_streaming": True,
+                "gen_ai.usage.cache_read_input_tokens": 3,  # OpenLLMetry's spelling
+                "gen_ai.usage.cache_creation_input_tokens": 2,
+                "traceloop.association.properties.session_id": "conv-7",
+                "traceloop.association.properties.user_id": "u-42",
                 "gen_ai.input.messages": json.dumps(
                     [{"role": "user", "parts": [{"type": "text", "content": "Hi"}]}]
                 ),
@@ -441,6 +468,8 @@ def test_openllmetry_stream_and_error(content_type: str) -> None:
         "chatcmpl-1",
     )
     assert ok["request"]["parameters"] == {"temperature": 0.5, "max_tokens": 50}
+    assert (ok["session_id"], ok["user_id"]) == ("conv-7", "u-42")
+    assert (ok["usage"]["cached_input_tokens"], ok["usage"]["cache_creation_input_tokens"]) == (3, 2)
     assert ok["request"]["messages"] == [{"role": "user", "content": "Hi"}]
     assert ok["response"] == {
         "id": "chatcmpl-1",
@@ -505,6 +534,7 @@ def test_litellm_v1_request_span_and_its_raw_child() -> None:
                     "gen_ai.usage.completion_tokens": 2,
                     "gen_ai.usage.total_tokens": 11,
                     "gen_ai.cost.total_cost": 0.0003,
+                    "gen_ai.response.finish_reasons": '["tool_calls"]',  # JSON text, as LiteLLM sends it
                     "gen_ai.completion.0.function_call.name": "weather",
                     "gen_ai.completion.0.function_call.arguments": "{}",
                     "llm.request.functions.0.name": "weather",
@@ -539,6 +569,7 @@ def test_litellm_v1_request_span_and_its_raw_child() -> None:
     ok = assert_valid(results["call-abc"])
     assert (ok["provider"], ok["cost_usd"], ok["cache_hit"], ok["stream"]) == ("openai", 0.0003, False, False)
     assert ok["usage"]["input_tokens"] == 9 and ok["usage"]["output_tokens"] == 2
+    assert ok["finish_reasons"] == ["tool_calls"]
     assert ok["response"]["choices"][0]["message"]["tool_calls"][0]["function"] == {
         "name": "weather",
         "arguments": "{}",
@@ -642,3 +673,19 @@ def test_a_span_sent_twice_gets_the_same_call_id() -> None:
     )
     first, second = span_to_record(span), span_to_record(span)
     assert first is not None and second is not None and first["call_id"] == second["call_id"]
+
+
+def test_a_span_without_a_start_time_is_a_call_at_its_end_not_in_1970() -> None:
+    end_ns = 1_700_000_000_000_000_000
+    span = NeutralSpan(
+        trace_id="ab" * 16,
+        span_id="cd" * 8,
+        name="chat m",
+        attributes={"gen_ai.request.model": "m", "gen_ai.usage.output_tokens": 5},
+        start_ns=0,
+        end_ns=end_ns,
+    )
+    record = assert_valid(span_to_record(span))
+    assert record["start_time"] == record["end_time"] == end_ns / 1e9
+    assert record["duration_ms"] == 0 and record["output_tokens_per_s"] is None
+    assert span_row(span, record["call_id"])["start_time"] == end_ns / 1e9, "the span in the trace too"

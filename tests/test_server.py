@@ -3,6 +3,7 @@ through the core callback and by a stock OpenTelemetry SDK, queried over HTTP.""
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import gzip
 import io
@@ -18,6 +19,7 @@ from typing import Any
 
 import litellm
 import pytest
+from google.rpc import status_pb2
 from opentelemetry.exporter.otlp.proto.http import Compression
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
@@ -30,7 +32,7 @@ from opentelemetry.trace import SpanKind
 from litelens import semconv
 from litelens.callback import Callback
 from litelens.testing import FakeProvider
-from otlp_helpers import json_body
+from otlp_helpers import json_body, protobuf_body, sdk_spans
 from server_helpers import (
     Client,
     Response,
@@ -295,6 +297,53 @@ def test_otel_sdk_spans_give_the_same_record_as_the_core_and_a_call_is_stored_on
     assert tree["roots"][0]["children"][0]["call"]["call_id"] == record["call_id"]
 
 
+def test_litellm_otel_callback_spans_name_the_end_user_and_the_async_call(
+    sqlite_server: ServerProcess, provider: FakeProvider
+) -> None:
+    """LiteLLM's own `callbacks=["otel"]` (v1): the end user is in `llm.user`, the call type only in
+    `llm.request.type`."""
+    from litellm.integrations.opentelemetry import OpenTelemetry, OpenTelemetryConfig
+
+    memory = InMemorySpanExporter()
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(SimpleSpanProcessor(memory))
+    config = OpenTelemetryConfig(exporter=memory, skip_set_global=True)
+    saved = litellm.callbacks
+    litellm.callbacks = [OpenTelemetry(config=config, tracer_provider=tracer_provider)]
+
+    async def call() -> None:
+        await litellm.acompletion(
+            model="openai/gpt-4o-mini",
+            messages=[{"role": "user", "content": "hello"}],
+            api_base=provider.url,
+            api_key=FAKE_KEY,
+            user="alice",
+        )
+        deadline = time.monotonic() + 10  # LiteLLM logs the success on a task of this loop
+        while not any(s.name == "litellm_request" for s in memory.get_finished_spans()):
+            assert time.monotonic() < deadline, "LiteLLM ended no span"
+            await asyncio.sleep(0.02)
+
+    try:
+        asyncio.run(call())
+    finally:
+        litellm.callbacks = saved
+        tracer_provider.shutdown()
+    [span] = [s for s in memory.get_finished_spans() if s.name == "litellm_request"]
+    assert span.attributes["llm.user"] == "alice", "what LiteLLM sends"
+
+    client = sqlite_server.client()
+    answer = post(client, "/v1/traces", protobuf_body(memory.get_finished_spans()), "application/x-protobuf")
+    assert answer.status == 200, answer
+    [call] = client.get_json("/api/calls")["calls"]
+    assert call["call_id"] == span.attributes["litellm.call_id"]
+    stored = client.get_json(f"/api/calls/{call['call_id']}")
+    assert stored["end_user"] == "alice"
+    assert (stored["litellm_call_type"], stored["is_async"]) == ("acompletion", True)
+    assert stored["finish_reasons"] == ["stop"], "LiteLLM sends them as JSON text"
+    assert [c["call_id"] for c in client.get_json("/api/calls?end_user=alice")["calls"]] == [call["call_id"]]
+
+
 # --------------------------------------------------------------------------------------------------
 # 3. Ingest limits and errors
 
@@ -384,8 +433,15 @@ def test_otlp_unknown_content_type_is_415_and_bad_spans_are_a_partial_success(
     client = sqlite_server.client()
     answer = post(client, "/v1/traces", b"hello", "text/plain")
     assert answer.status == 415 and "application/x-protobuf" in answer.json()["error"], answer
+    # Failures answer with a google.rpc.Status in the request's encoding (OTLP spec, "Failures"), which
+    # is what an exporter decodes to log the reason.
     answer = post(client, "/v1/traces", b"hello", "application/x-protobuf", "br")
-    assert answer.status == 415, answer
+    assert answer.status == 415 and answer.headers["content-type"] == "application/x-protobuf", answer
+    assert "Content-Encoding" in status_pb2.Status.FromString(answer.body).message
+    refused = client.request("POST", "/v1/traces", b"", {"Content-Type": "application/x-protobuf"}, key=None)
+    assert refused.status == 401 and "key" in status_pb2.Status.FromString(refused.body).message, refused
+    answer = post(client, "/v1/traces", b"{", "application/json")
+    assert answer.status == 400 and answer.json()["message"] == answer.json()["error"], answer
 
     now = time.time_ns()
     record = make_record("otlp-good")
@@ -398,9 +454,149 @@ def test_otlp_unknown_content_type_is_415_and_bad_spans_are_a_partial_success(
     partial = answer.json()["partialSuccess"]
     assert int(partial["rejectedSpans"]) == 2 and partial["errorMessage"], partial
     assert [c["call_id"] for c in client.get_json("/api/calls")["calls"]] == ["otlp-good"]
+    # One implausible attribute (-1 for "unknown") costs the call that field, not its record: the
+    # sender gets the spec's warning, a partial success with no span rejected.
+    odd = otlp_json_span(
+        "ab" * 16,
+        "0d" * 8,
+        "chat gpt-4o-mini",
+        {**attrs, "litellm.call_id": "otlp-odd", semconv.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS: -1},
+        now,
+        now + 10**8,
+    )
+    answer = post(client, "/v1/traces", otlp_json([odd]), "application/json")
+    assert answer.status == 200, answer
+    partial = answer.json()["partialSuccess"]
+    assert partial["rejectedSpans"] == "0" and "cached_input_tokens" in partial["errorMessage"], partial
+    stored = client.get_json("/api/calls/otlp-odd")
+    assert stored["usage"]["cached_input_tokens"] is None
+    assert stored["usage"]["input_tokens"] == record["usage"]["input_tokens"] > 0
     # A truncated protobuf export is refused as a whole with a reason.
     answer = post(client, "/v1/traces", b"\x0a\x02\x0a", "application/x-protobuf")
-    assert answer.status == 400 and answer.json()["error"], answer
+    assert answer.status == 400, answer
+    assert "protobuf" in status_pb2.Status.FromString(answer.body).message
+
+
+def test_otlp_spans_are_stored_without_credentials(sqlite_server: ServerProcess) -> None:
+    """Every span is kept for the trace tree, and HTTP spans next to the LLM call carry captured headers and
+    URLs with keys; OpenInference's invocation parameters are the call's keyword arguments."""
+    client = sqlite_server.client()
+    now, trace = time.time_ns(), "5e" * 16
+    google_key = "AIzaSyA1234567890abcdefghijklmnopqrstu"
+    http = otlp_json_span(
+        trace,
+        "1" * 16,
+        "POST",
+        {
+            "url.full": f"https://generativelanguage.googleapis.com/v1beta/models/g:generateContent?key={google_key}",
+            "http.request.header.authorization": ["Bearer sk-live-abcdefghijklmnop"],
+            "http.request.header.x-api-key": ["0a1b2c3d4e5f60718293"],
+            "http.response.status_code": 200,
+        },
+        now,
+        now + 10**8,
+        parent_span_id="2" * 16,
+    )
+    params = {"temperature": 0.5, "extra_headers": {"Authorization": "Bearer sk-proj-abcdefghijklmnop"}}
+    llm = otlp_json_span(
+        trace,
+        "2" * 16,
+        "completion",
+        {
+            "openinference.span.kind": "LLM",
+            "llm.model_name": "gpt-4o-mini",
+            "llm.invocation_parameters": json.dumps(params),
+        },
+        now,
+        now + 2 * 10**8,
+    )
+    answer = post(client, "/v1/traces", otlp_json([http, llm]), "application/json")
+    assert answer.status == 200 and answer.json() == {}, answer
+
+    tree = client.get_json(f"/api/traces/{trace}")
+    shown = json.dumps(tree)
+    for secret in (
+        google_key,
+        "sk-live-abcdefghijklmnop",
+        "0a1b2c3d4e5f60718293",
+        "sk-proj-abcdefghijklmnop",
+    ):
+        assert secret not in shown, secret
+    [root] = tree["roots"]
+    [child] = root["children"]
+    assert child["attributes"]["url.full"].endswith("?key=[REDACTED]")
+    assert child["attributes"]["http.response.status_code"] == 200, "the rest of the span is kept"
+    call = client.get_json(f"/api/calls/{root['call']['call_id']}")
+    assert call["request"]["parameters"]["temperature"] == 0.5
+    assert call["request"]["parameters"]["extra_headers"] == {"Authorization": "[REDACTED]"}
+    assert "sk-proj" not in client.get("/api/export?format=jsonl").body.decode()
+
+
+def test_trace_tree_holds_every_span_once_however_deep_or_looped(sqlite_server: ServerProcess) -> None:
+    """An agent that recursed 200 times, and two spans a broken sender parented to each other."""
+    client = sqlite_server.client()
+    now, trace = time.time_ns(), "7a" * 16
+    chain = [
+        otlp_json_span(trace, f"{i:016x}", f"step {i}", {"depth": i}, now + i, now + 10**9, f"{i - 1:016x}")
+        for i in range(1, 201)
+    ]
+    chain[0]["parentSpanId"] = ""
+    loop = [
+        otlp_json_span(trace, "a" * 16, "A", {}, now + 500, now + 600, "b" * 16),
+        otlp_json_span(trace, "b" * 16, "B", {}, now + 501, now + 600, "a" * 16),
+    ]
+    assert post(client, "/v1/traces", otlp_json(chain + loop), "application/json").status == 200
+
+    answer = client.get(f"/api/traces/{trace}")
+    assert answer.status == 200, answer
+    tree = answer.json()
+    seen: list[tuple[int, dict[str, Any]]] = []
+    stack = [(1, root) for root in tree["roots"]]
+    while stack:
+        depth, node = stack.pop()
+        seen.append((depth, node))
+        stack += [(depth + 1, child) for child in node["children"]]
+    assert sorted(n["span_id"] for _, n in seen) == sorted(s["span_id"] for s in tree["spans"])
+    assert len(seen) == 202
+    assert [n["name"] for n in tree["roots"]] == ["step 1", "A"]
+    assert [c["name"] for c in tree["roots"][1]["children"]] == ["B"]
+    assert max(depth for depth, _ in seen) <= 65
+    deepest = next(n for _, n in seen if n["name"] == "step 200")
+    assert deepest["parent_span_id"] == f"{199:016x}", "a node keeps its real parent id"
+
+
+def test_strings_that_are_not_utf8_cost_the_sender_nothing_but_those_characters(
+    sqlite_server: ServerProcess,
+) -> None:
+    """JavaScript cuts LLM text between the halves of an emoji (JSON.stringify then writes a lone
+    `\\ud83d`, protobufjs bytes that are not UTF-8), and Go strings are bytes; a 400 makes the exporter
+    drop the whole batch."""
+    client = sqlite_server.client()
+
+    def build(tracer: Any) -> None:
+        with (
+            tracer.start_as_current_span("agent"),
+            tracer.start_as_current_span("chat m", attributes={"gen_ai.request.model": "m", "cut": "hi CUT"}),
+        ):
+            pass
+
+    spans = sdk_spans(build)
+    bodies = {
+        # a lone surrogate as protobufjs writes it, as many bytes as "CUT" so the lengths stay right
+        "application/x-protobuf": protobuf_body(spans).replace(b"CUT", b"\xed\xa0\xbd"),
+        "application/json": json_body(spans).replace(b"CUT", b"\\ud83d"),
+    }
+    for content_type, body in bodies.items():
+        answer = post(client, "/v1/traces", body, content_type)
+        assert answer.status == 200, (content_type, answer)
+        if content_type == "application/json":
+            warning = answer.json()["partialSuccess"]
+            assert warning["rejectedSpans"] == "0" and "UTF-8" in warning["errorMessage"]
+        trace = f"{spans[0].context.trace_id:032x}"
+        tree = client.get_json(f"/api/traces/{trace}")
+        assert [r["name"] for r in tree["roots"]] == ["agent"], content_type
+        [child] = tree["roots"][0]["children"]
+        assert child["attributes"]["cut"].startswith("hi \ufffd") and child["call"]["request_model"] == "m"
 
 
 # --------------------------------------------------------------------------------------------------

@@ -72,6 +72,9 @@ GEN_AI_USAGE_PROMPT_TOKENS = "gen_ai.usage.prompt_tokens"
 GEN_AI_USAGE_COMPLETION_TOKENS = "gen_ai.usage.completion_tokens"
 GEN_AI_USAGE_TOTAL_TOKENS = "gen_ai.usage.total_tokens"  # LiteLLM v1/v2
 GEN_AI_USAGE_COST = "gen_ai.usage.cost"  # OpenLIT
+# OpenLLMetry (opentelemetry-semantic-conventions-ai) and earlier drafts of the conventions
+GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS_OLD = "gen_ai.usage.cache_read_input_tokens"
+GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS_OLD = "gen_ai.usage.cache_creation_input_tokens"
 GEN_AI_COST_TOTAL_COST = "gen_ai.cost.total_cost"  # LiteLLM v1
 GEN_AI_SERVER_TTFT = "gen_ai.server.time_to_first_token"  # OpenLIT, seconds
 GEN_AI_REQUEST_USER = "gen_ai.request.user"  # OpenLIT
@@ -82,12 +85,14 @@ GEN_AI_COMPLETION = "gen_ai.completion"
 DEPLOYMENT_ENVIRONMENT = "deployment.environment"
 LLM_REQUEST_TYPE = "llm.request.type"  # OpenLLMetry, LiteLLM v1
 LLM_IS_STREAMING = "llm.is_streaming"
+LLM_USER = "llm.user"  # LiteLLM v1 and OpenLLMetry: the request's `user`
 LLM_USAGE_TOTAL_TOKENS = "llm.usage.total_tokens"
 LLM_REQUEST_FUNCTIONS_PREFIX = "llm.request.functions."
 LLM_OPENAI_ID = "llm.openai.id"
 OI_SPAN_KIND = "openinference.span.kind"  # OpenInference from here on
 OI_MODEL_NAME = "llm.model_name"
 OI_EMBEDDING_MODEL_NAME = "embedding.model_name"
+OI_EMBEDDINGS_PREFIX = "embedding.embeddings."
 OI_PROVIDER = "llm.provider"
 OI_SYSTEM = "llm.system"
 OI_TOKENS_PROMPT = "llm.token_count.prompt"
@@ -107,7 +112,11 @@ OI_INPUT_VALUE = "input.value"
 OI_OUTPUT_VALUE = "output.value"
 OI_SESSION_ID = "session.id"
 OI_USER_ID = "user.id"
+# OpenLLMetry: what `Traceloop.set_association_properties({"session_id": ..., "user_id": ...})` stamps
+TRACELOOP_SESSION_ID = "traceloop.association.properties.session_id"
+TRACELOOP_USER_ID = "traceloop.association.properties.user_id"
 OI_TAGS = "tag.tags"
+OI_METADATA = "metadata"
 
 # LiteLLM's own names (its otel callbacks use the first few; we write all of them)
 LITELLM_CALL_ID = "litellm.call_id"
@@ -189,7 +198,13 @@ _PROVIDER_NAME_OF = {
     "watsonx": "ibm.watsonx.ai",
     "xai": "x_ai",
 }
-_PROVIDER_OF_NAME = {v: k for k, v in _PROVIDER_NAME_OF.items()} | {"az.ai.openai": "azure", "xai": "xai"}
+_PROVIDER_OF_NAME = {v: k for k, v in _PROVIDER_NAME_OF.items()} | {
+    "az.ai.openai": "azure",
+    "xai": "xai",
+    # OpenInference's llm.provider values where LiteLLM says otherwise ("google" is vertex_ai or gemini)
+    "aws": "bedrock",
+    "mistralai": "mistral",
+}
 
 _CANCELLED_ERRORS = ("CancelledError", "GeneratorExit", "KeyboardInterrupt")
 
@@ -504,13 +519,21 @@ def span_to_record(span: NeutralSpan) -> Record | None:
 
     call_type = _call_type(span, attrs)
     litellm_call_type = _str(attrs.get(LITELLM_CALL_TYPE))
+    if litellm_call_type is None and LITELLM_CALL_ID in attrs:
+        # LiteLLM v1 names its call type ("acompletion") in llm.request.type only; other producers use
+        # that attribute for their own words ("chat"), hence only on LiteLLM's spans.
+        named = _str(attrs.get(LLM_REQUEST_TYPE))
+        litellm_call_type = named if named in _CALL_TYPES else None
     is_async = _bool(attrs.get(LITELENS_IS_ASYNC))
     if is_async is None:
         source = litellm_call_type or (span.name if span.name in _CALL_TYPES else None)
         is_async = bool(source) and source in _CALL_TYPES and _is_async_name(source)
 
-    start = span.start_ns / 10**9
-    end = max(span.end_ns, span.start_ns) / 10**9
+    # A start of 0 is a span that left it out (hand-written exporters do), not a call made in 1970: one
+    # that lasted 56 years topped every latency figure, and retention deleted it on its next pass.
+    start_ns = span.start_ns or span.end_ns
+    start = start_ns / 10**9
+    end = max(span.end_ns, start_ns) / 10**9
     stream = _first_bool(
         attrs, GEN_AI_REQUEST_STREAM, LITELENS_STREAM, LITELLM_REQUEST_STREAMING, LLM_IS_STREAMING
     )
@@ -540,7 +563,8 @@ def span_to_record(span: NeutralSpan) -> Record | None:
     for key, name in _PROXY_FIELDS.items():
         if v1_meta.get(key) not in (None, "", "None") and name not in proxy:
             proxy[name] = _str(v1_meta[key])
-    metadata = _json_object(attrs.get(LITELENS_METADATA))
+    # OpenInference's `metadata` is the user's own (`using_metadata(...)`), as JSON text
+    metadata = _json_object(attrs.get(LITELENS_METADATA)) or _json_object(attrs.get(OI_METADATA))
     if metadata is None:
         metadata = {}
         for key in ("requester_metadata", "spend_logs_metadata"):
@@ -558,7 +582,8 @@ def span_to_record(span: NeutralSpan) -> Record | None:
     if finish_reasons is None:
         finish_reasons = _finish_reasons_from_content(response, attrs)
     elif isinstance(finish_reasons, str):
-        finish_reasons = [finish_reasons]
+        # LiteLLM's otel callback sends the list as JSON text ('["stop"]'); others a bare reason
+        finish_reasons = _json_list(finish_reasons) or [finish_reasons]
 
     record: Record = {
         "schema": SCHEMA,
@@ -567,10 +592,12 @@ def span_to_record(span: NeutralSpan) -> Record | None:
         "span_id": span.span_id or None,
         "parent_span_id": span.parent_span_id or None,
         "litellm_trace_id": _str(attrs.get(LITELLM_TRACE_ID)),
-        "session_id": _first_str(attrs, LITELLM_SESSION_ID, GEN_AI_CONVERSATION_ID, OI_SESSION_ID),
-        "end_user": _first_str(attrs, LITELLM_END_USER, GEN_AI_REQUEST_USER)
+        "session_id": _first_str(
+            attrs, LITELLM_SESSION_ID, GEN_AI_CONVERSATION_ID, OI_SESSION_ID, TRACELOOP_SESSION_ID
+        ),
+        "end_user": _first_str(attrs, LITELLM_END_USER, GEN_AI_REQUEST_USER, LLM_USER)
         or _str(v1_meta.get("user_api_key_end_user_id")),
-        "user_id": _first_str(attrs, LITELENS_USER_ID, OI_USER_ID)
+        "user_id": _first_str(attrs, LITELENS_USER_ID, OI_USER_ID, TRACELOOP_USER_ID)
         or _str(v1_meta.get("user_api_key_user_id")),
         "tags": [str(t) for t in tags] if isinstance(tags, list) else [],
         "metadata": metadata,
@@ -683,9 +710,17 @@ def _usage(attrs: Mapping[str, Any]) -> dict[str, int | None]:
         "input_tokens": max(0, input_tokens),
         "output_tokens": max(0, output_tokens),
         "total_tokens": max(0, total) if total is not None else input_tokens + output_tokens,
-        "cached_input_tokens": _first_int(attrs, GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS, OI_TOKENS_CACHE_READ),
+        "cached_input_tokens": _first_int(
+            attrs,
+            GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS,
+            OI_TOKENS_CACHE_READ,
+            GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS_OLD,
+        ),
         "cache_creation_input_tokens": _first_int(
-            attrs, GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS, OI_TOKENS_CACHE_WRITE
+            attrs,
+            GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS,
+            OI_TOKENS_CACHE_WRITE,
+            GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS_OLD,
         ),
         "reasoning_tokens": _first_int(attrs, GEN_AI_USAGE_REASONING_OUTPUT_TOKENS, OI_TOKENS_REASONING),
     }
@@ -785,8 +820,12 @@ def _content(
     if messages is not None:
         request["messages"] = messages
     raw_input = attrs.get(LITELENS_REQUEST_INPUT)
+    texts = [(e.get("embedding") or {}).get("text") for e in _indexed(attrs, OI_EMBEDDINGS_PREFIX)]
     if raw_input is not None:
         request["input"] = _json_value(raw_input)
+    elif messages is None and any(isinstance(t, str) for t in texts):
+        # OpenInference's input.value is Python's str() of the input list; the texts are exact.
+        request["input"] = texts
     elif messages is None and attrs.get(OI_INPUT_VALUE) is not None and call_type != "chat":
         request["input"] = _json_value(attrs[OI_INPUT_VALUE])
     tools = _tools_in(attrs)
@@ -947,9 +986,12 @@ def _from_flat_message(flat: Mapping[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {"role": _str(flat.get("role")) or "user"}
     if flat.get("content") is not None:
         out["content"] = flat["content"]
+    else:
+        parts = [_from_flat_part(c) for c in _in_index_order(flat.get("contents"))]
+        if parts:
+            out["content"] = parts
     calls = []
-    raw_calls = flat.get("tool_calls")
-    for raw in raw_calls.values() if isinstance(raw_calls, dict) else []:
+    for raw in _in_index_order(flat.get("tool_calls")):
         call: Mapping[str, Any] = raw.get("tool_call", raw) if isinstance(raw, Mapping) else {}
         nested = call.get("function")
         function: Mapping[str, Any] = nested if isinstance(nested, Mapping) else call
@@ -966,6 +1008,25 @@ def _from_flat_message(flat: Mapping[str, Any]) -> dict[str, Any]:
     if calls:
         out["tool_calls"] = calls
     return out
+
+
+def _from_flat_part(item: Any) -> dict[str, Any]:
+    """An OpenAI-style content part from OpenInference's `message.contents.N.message_content.*`."""
+    part = item.get("message_content", item) if isinstance(item, Mapping) else {}
+    image = part.get("image")
+    if isinstance(image, Mapping):
+        url = (image.get("image") or {}).get("url") if isinstance(image.get("image"), Mapping) else None
+        return {"type": "image_url", "image_url": {"url": url or image.get("url")}}
+    if "text" in part or part.get("type") == "text":
+        return {"type": "text", "text": part.get("text")}
+    return dict(part)
+
+
+def _in_index_order(node: Any) -> list[Any]:
+    """The values of a nested `{"0": ..., "1": ..., "10": ...}` level of indexed attributes, by number."""
+    if not isinstance(node, dict):
+        return []
+    return [node[key] for key in sorted((k for k in node if k.isdigit()), key=int)]
 
 
 def _indexed(attrs: Mapping[str, Any], prefix: str) -> list[dict[str, Any]]:

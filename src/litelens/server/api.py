@@ -179,8 +179,21 @@ async def get_call(request: Request, project: Project, call_id: str) -> dict[str
     return dict(record)
 
 
-def build_tree(spans: list[dict[str, Any]], calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Spans and calls nested by parent id; a call without its own span becomes a node of its own."""
+# Nesting deeper than this is shown flat under the node at this depth. JSON encoders stop at a fixed depth
+# (FastAPI's pydantic at ~255 levels, two per tree level plus the attributes' own), so a trace of ~125
+# nested spans (an agent that recursed, or a sender's bug) made `/api/traces/{id}` answer 500.
+MAX_TREE_DEPTH = 64
+
+
+def build_tree(
+    spans: list[dict[str, Any]], calls: list[dict[str, Any]], max_depth: int = MAX_TREE_DEPTH
+) -> list[dict[str, Any]]:
+    """Spans and calls nested by parent id; a call without its own span becomes a node of its own.
+
+    Every node is in the tree once: where parent ids loop (a sender that reused ids), the loop is cut
+    and the node where it closed becomes a root; nodes more than `max_depth` levels down are children of
+    their ancestor at that level. Either way a node keeps its own `parent_span_id`.
+    """
     nodes: dict[str, dict[str, Any]] = {}
     for span in spans:
         nodes[span["span_id"]] = {"type": "span", **span, "children": []}
@@ -199,10 +212,38 @@ def build_tree(spans: list[dict[str, Any]], calls: list[dict[str, Any]]) -> list
                 "call": call,
                 "children": [],
             }
+    parents: dict[str, str | None] = {}
+    for span_id, node in nodes.items():
+        parent = node.get("parent_span_id") or ""
+        parents[span_id] = parent if parent in nodes and parent != span_id else None
+    placed: set[str] = set()  # nodes whose chain of parents is known to end at a root
+    for span_id in nodes:
+        path: set[str] = set()
+        current: str | None = span_id
+        while current is not None and current not in placed:
+            if current in path:
+                parents[current] = None
+                break
+            path.add(current)
+            current = parents[current]
+        placed |= path
     roots: list[dict[str, Any]] = []
-    for node in nodes.values():
-        parent = nodes.get(node.get("parent_span_id") or "")
-        (parent["children"] if parent is not None and parent is not node else roots).append(node)
+    for span_id, node in nodes.items():
+        parent_id = parents[span_id]
+        (nodes[parent_id]["children"] if parent_id is not None else roots).append(node)
+    stack = [(root, 1) for root in roots]
+    while stack:
+        node, depth = stack.pop()
+        if depth < max_depth:
+            stack += [(child, depth + 1) for child in node["children"]]
+            continue
+        below, pending = [], list(node["children"])
+        while pending:
+            child = pending.pop()
+            pending += child["children"]
+            child["children"] = []
+            below.append(child)
+        node["children"] = below
     for node in nodes.values():
         node["children"].sort(key=lambda n: n.get("start_time") or 0)
     return sorted(roots, key=lambda n: n.get("start_time") or 0)

@@ -103,21 +103,15 @@ def create_app(settings: ServerSettings | None = None, store: Store | None = Non
 
     @app.exception_handler(ingest.IngestError)
     async def _ingest_error(request: Request, exc: ingest.IngestError) -> Response:
-        return JSONResponse({"error": exc.reason}, status_code=exc.status)
+        return _error(request, exc.status, exc.reason)
 
     @app.exception_handler(Unavailable)
     async def _unavailable(request: Request, exc: Unavailable) -> Response:
-        return JSONResponse(
-            {"error": f"storage unavailable, retry later ({exc})"},
-            status_code=503,
-            headers={"Retry-After": "1"},
-        )
+        return _error(request, 503, f"storage unavailable, retry later ({exc})", {"Retry-After": "1"})
 
     @app.exception_handler(HTTPException)
     async def _http_error(request: Request, exc: HTTPException) -> Response:
-        return JSONResponse(
-            {"error": exc.detail}, status_code=exc.status_code, headers=getattr(exc, "headers", None)
-        )
+        return _error(request, exc.status_code, exc.detail, getattr(exc, "headers", None))
 
     # Decompressing and parsing run in a worker thread, off the event loop, which meanwhile reads the
     # next requests' bodies.
@@ -184,11 +178,21 @@ def create_app(settings: ServerSettings | None = None, store: Store | None = Non
         rejected += len(batch.rejected)
         if batch.rejected and not reason:
             reason = str(batch.rejected[0].get("reason"))
+        if batch.warnings and not reason:
+            reason = batch.warnings[0]  # a partial success with 0 rejected spans is the spec's warning
         return Response(otlp.encode_partial_success(rejected, reason, answer_type), media_type=answer_type)
 
     app.include_router(api_router, prefix="/api")
     _mount_dashboard(app)
     return app
+
+
+def _error(request: Request, status: int, reason: Any, headers: dict[str, str] | None = None) -> Response:
+    """A failure answer: `{"error": reason}`, or on the OTLP route the `google.rpc.Status` it must be."""
+    if request.url.path.endswith("/v1/traces"):
+        body, kind = otlp.encode_status(status, str(reason), request.headers.get("content-type", ""))
+        return Response(body, status_code=status, media_type=kind, headers=headers)
+    return JSONResponse({"error": reason}, status_code=status, headers=headers)
 
 
 def _mount_dashboard(app: FastAPI) -> None:

@@ -59,6 +59,8 @@ class Batch:
     rejected: list[dict[str, Any]] = field(default_factory=list)
     texts: list[str] = field(default_factory=list)
     """Each record's JSON text, parallel to `records` when filled (events), for the store to reuse."""
+    warnings: list[str] = field(default_factory=list)
+    """What was dropped from records that were stored anyway (OTLP: a field a span got wrong)."""
 
 
 _REQUIRED_STR = ("call_id",)
@@ -194,6 +196,13 @@ def _scrub(record: dict[str, Any]) -> dict[str, Any]:
     error = record.get("error")
     if error and error.get("message"):
         error["message"] = rec.scrub_text(error["message"])
+    request = record.get("request")
+    # Parameters mapped from a peer's span (OpenInference's `llm.invocation_parameters` is the call's
+    # keyword arguments) can hold `extra_headers` with an Authorization header or a provider credential.
+    if isinstance(request, dict):
+        parameters = request.get("parameters")
+        if parameters and isinstance(parameters, dict) and not _nothing_to_scrub(parameters):
+            request["parameters"] = rec.scrub_value(parameters)
     return record
 
 
@@ -248,6 +257,27 @@ def parse_events(body: bytes, max_records: int, max_record_bytes: int) -> Batch:
 # OTLP spans
 
 
+def _drop_bad_fields(record: dict[str, Any]) -> bool:
+    """Clear the optional numbers of a mapped record that `check_record` refuses; True if any was."""
+    dropped = False
+    for key in _NUMBERS[2:]:
+        value = record.get(key)
+        if value is not None and not _finite(value):
+            record[key], dropped = None, True
+    usage = record.get("usage")
+    if not isinstance(usage, dict):
+        return dropped
+    for key in _TOKENS:
+        value = usage.get(key)
+        if value is not None and (
+            not isinstance(value, int) or isinstance(value, bool) or value < 0 or value > 2**53
+        ):
+            usage[key], dropped = (0 if key in ("input_tokens", "output_tokens") else None), True
+    if dropped and usage.get("total_tokens") is None:
+        usage["total_tokens"] = (usage.get("input_tokens") or 0) + (usage.get("output_tokens") or 0)
+    return dropped
+
+
 def span_row(span: NeutralSpan, call_id: str | None) -> dict[str, Any]:
     return {
         "trace_id": span.trace_id,
@@ -255,12 +285,41 @@ def span_row(span: NeutralSpan, call_id: str | None) -> dict[str, Any]:
         "parent_span_id": span.parent_span_id,
         "name": span.name,
         "kind": span.kind,
-        "start_time": span.start_ns / 1e9,
+        "start_time": (span.start_ns or span.end_ns) / 1e9,  # see semconv.span_to_record
         "end_time": span.end_ns / 1e9 if span.end_ns else None,
         "status": span.status_code,
-        "attributes": _jsonable(span.attributes),
-        "resource": _jsonable(span.resource),
+        "attributes": _scrub_attributes(_jsonable(span.attributes)),
+        "resource": _scrub_attributes(_jsonable(span.resource)),
         "call_id": call_id,
+    }
+
+
+def _scrub_attributes(attributes: dict[str, Any]) -> dict[str, Any]:
+    """Span or resource attributes without credentials, as the trace view shows them.
+
+    Any span is kept, not only LLM calls, and HTTP client spans carry exactly what must not be stored:
+    captured request headers (`http.request.header.authorization`) and URLs with a key in the query
+    (Gemini's `?key=`). Values are scrubbed as metadata is: a credential-named key loses its value,
+    credential-shaped text is redacted. Attributes with nothing to scrub are returned as they are.
+    """
+    texts: list[str] = []
+    for key, value in attributes.items():
+        if rec.is_secret_key(key):
+            break
+        if value.__class__ is str:
+            texts.append(value)
+        elif value.__class__ is list and all(v.__class__ in _PLAIN for v in value):
+            texts += [v for v in value if v.__class__ is str]
+        elif value.__class__ not in _PLAIN:
+            break
+    else:
+        # One search over all the texts, a line apart: no credential shape spans a line break, and a
+        # search per attribute was a quarter of a span's ingest.
+        if not rec.has_secret("\n".join(texts)):
+            return attributes
+    return {
+        key: rec.REDACTED if rec.is_secret_key(key) else rec.scrub_value(value)
+        for key, value in attributes.items()
     }
 
 
@@ -302,6 +361,11 @@ def from_spans(spans: Iterable[NeutralSpan]) -> Batch:
         if record is not None:
             record = _jsonable(record)
             reason = check_record(record)
+            if reason is not None and _drop_bad_fields(record):
+                # One implausible attribute (a -1 for "unknown", a cost past any bound) must not cost
+                # the call its record: the field goes, the call stays, the sender gets a warning.
+                batch.warnings.append(f"span {span.span_id}: dropped what failed the check ({reason})")
+                reason = check_record(record)
             if reason is None:
                 batch.records.append(normalize(record))
                 batch.spans.append(span_row(span, record["call_id"]))

@@ -15,10 +15,13 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
+import re
 from collections.abc import Mapping
 from typing import Any
 
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTracePartialSuccess,
@@ -103,16 +106,52 @@ def encode_partial_success(rejected: int, message: str, content_type: str) -> by
     return response.SerializeToString()
 
 
+# google.rpc.Status codes for the HTTP statuses the collector fails with. The OTLP spec lets a server
+# omit the code, and clients only log it; the message is what a user reads in the exporter's log.
+_RPC_CODES = {400: 3, 401: 16, 403: 7, 404: 5, 413: 8, 415: 3, 429: 8, 503: 14}
+
+
+def encode_status(http_status: int, message: str, content_type: str) -> tuple[bytes, str]:
+    """(body, content type) of a failed OTLP/HTTP response: a `google.rpc.Status` in the request's
+    encoding, as the OTLP spec requires for every 4xx and 5xx answer. A protobuf body read as JSON (or
+    the reverse) is garbage to an exporter, which then reports the status code without the reason.
+
+    The JSON form also carries the reason under `error`, as the collector's other routes do.
+    """
+    code = _RPC_CODES.get(http_status, 2)  # 2: UNKNOWN
+    if media_type(content_type) == "application/x-protobuf":
+        text = message.encode("utf-8", "replace")
+        body = b"\x08" + _varint(code) + b"\x12" + _varint(len(text)) + text
+        return body, "application/x-protobuf"
+    document = {"code": code, "message": message, "error": message}
+    return json.dumps(document, separators=(",", ":")).encode(), "application/json"
+
+
+def _varint(number: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, number = number & 0x7F, number >> 7
+        if not number:
+            out.append(byte)
+            return bytes(out)
+        out.append(byte | 0x80)
+
+
 # --------------------------------------------------------------------------------------------------
 # protobuf
 
 
 def _decode_protobuf(body: bytes) -> tuple[list[NeutralSpan], int, str]:
     request = ExportTraceServiceRequest()
+    warning = ""
     try:
         request.ParseFromString(body)
     except DecodeError:
-        raise OtlpDecodeError("body is not a protobuf ExportTraceServiceRequest") from None
+        repaired = _with_valid_utf8(body)
+        if repaired is None:
+            raise OtlpDecodeError("body is not a protobuf ExportTraceServiceRequest") from None
+        request.ParseFromString(repaired)
+        warning = _INVALID_UTF8
     spans: list[NeutralSpan] = []
     rejected, reason = 0, ""
     for resource_spans in request.resource_spans:
@@ -130,7 +169,7 @@ def _decode_protobuf(body: bytes) -> tuple[list[NeutralSpan], int, str]:
                     NeutralSpan(
                         trace_id=trace_id,
                         span_id=span_id,
-                        parent_span_id=span.parent_span_id.hex() or None,
+                        parent_span_id=_parent_id(span.parent_span_id.hex()),
                         name=span.name,
                         kind=_enum_name(_KINDS, span.kind, "UNSPECIFIED"),
                         start_ns=span.start_time_unix_nano,
@@ -151,10 +190,73 @@ def _decode_protobuf(body: bytes) -> tuple[list[NeutralSpan], int, str]:
                         scope_version=scope.version,
                     )
                 )
-    return spans, rejected, reason
+    return spans, rejected, reason or warning
 
 
 _PB_SCALARS = frozenset(("string_value", "int_value", "double_value", "bool_value", "bytes_value"))
+
+# Senders that protobuf itself does not check do send strings that are not UTF-8: JavaScript cuts text
+# between the two halves of an emoji, Go strings are bytes. The Collector passes them on; protobuf here
+# refused the whole export for one such string, and a 400 makes the exporter drop the batch.
+_INVALID_UTF8 = "strings that were not valid UTF-8 were stored with U+FFFD in place of the bad bytes"
+
+
+def _with_valid_utf8(body: bytes) -> bytes | None:
+    """The export re-encoded with every invalid UTF-8 string repaired, or None when the body is not an
+    export for another reason. Parsed with a copy of the schema whose strings are bytes (the same wire
+    format, without the UTF-8 check)."""
+    lenient = _lenient_request_class()()
+    try:
+        lenient.ParseFromString(body)
+    except DecodeError:
+        return None
+    _repair_strings(lenient, ExportTraceServiceRequest.DESCRIPTOR)
+    return bytes(lenient.SerializeToString())
+
+
+@functools.lru_cache(maxsize=1)
+def _lenient_request_class() -> Any:
+    files: list[Any] = []
+
+    def add(file: Any) -> None:
+        for dependency in file.dependencies:
+            add(dependency)
+        if file not in files:
+            files.append(file)
+
+    add(ExportTraceServiceRequest.DESCRIPTOR.file)
+    pool = descriptor_pool.DescriptorPool()
+    for file in files:
+        proto = descriptor_pb2.FileDescriptorProto()
+        file.CopyToProto(proto)
+        pending = list(proto.message_type)
+        while pending:
+            message = pending.pop()
+            pending.extend(message.nested_type)
+            for item in message.field:
+                if item.type == descriptor_pb2.FieldDescriptorProto.TYPE_STRING:
+                    item.type = descriptor_pb2.FieldDescriptorProto.TYPE_BYTES
+        pool.Add(proto)
+    name = ExportTraceServiceRequest.DESCRIPTOR.full_name
+    return message_factory.GetMessageClass(pool.FindMessageTypeByName(name))
+
+
+def _repair_strings(message: Any, strict: Any) -> None:
+    """Decode, with replacement, the bytes of every field that `strict` (the real schema) says is a string."""
+    for item, value in message.ListFields():
+        field = strict.fields_by_name[item.name]
+        # `is_repeated` since protobuf 5.29 (`label` is gone in 7); older releases have only `label`
+        repeated = getattr(item, "is_repeated", None)
+        if repeated is None:
+            repeated = item.label == item.LABEL_REPEATED
+        if field.type == field.TYPE_STRING:
+            if repeated:
+                value[:] = [v.decode("utf-8", "replace").encode() for v in value]
+            else:
+                setattr(message, item.name, value.decode("utf-8", "replace").encode())
+        elif field.type == field.TYPE_MESSAGE:
+            for child in value if repeated else (value,):
+                _repair_strings(child, field.message_type)
 
 
 def _pb_attributes(items: Any) -> dict[str, Any]:
@@ -185,11 +287,53 @@ def _pb_value(value: AnyValue, depth: int) -> Any:
 # JSON (the OTLP JSON mapping)
 
 
+# A JSON string escape of half a surrogate pair; JavaScript's JSON.stringify writes a lone one as such.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
 def _decode_json(body: bytes) -> tuple[list[NeutralSpan], int, str]:
+    warning = ""
     try:
         document = json.loads(body)
-    except (UnicodeDecodeError, ValueError):
+    except UnicodeDecodeError:
+        try:
+            document = json.loads(body.decode("utf-8", "replace"))
+        except ValueError:
+            raise OtlpDecodeError("body is not valid JSON") from None
+        warning = _INVALID_UTF8
+    except ValueError:
         raise OtlpDecodeError("body is not valid JSON") from None
+    if _SURROGATE_ESCAPE.search(body):
+        # Escaped pairs decode to one character; a lone half stays a surrogate no store can write.
+        document, repaired = _without_lone_surrogates(document)
+        warning = warning or (_INVALID_UTF8 if repaired else "")
+    spans, rejected, reason = _json_spans(document)
+    return spans, rejected, reason or warning
+
+
+def _without_lone_surrogates(value: Any) -> tuple[Any, bool]:
+    if isinstance(value, str):
+        if value.isascii():
+            return value, False
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return value.encode("utf-8", "surrogatepass").decode("utf-8", "replace"), True
+        return value, False
+    if isinstance(value, list):
+        pairs = [_without_lone_surrogates(v) for v in value]
+        return [v for v, _ in pairs], any(r for _, r in pairs)
+    if isinstance(value, dict):
+        out, repaired = {}, False
+        for key, item in value.items():
+            (key, bad_key), (item, bad_item) = _without_lone_surrogates(key), _without_lone_surrogates(item)
+            out[key] = item
+            repaired = repaired or bad_key or bad_item
+        return out, repaired
+    return value, False
+
+
+def _json_spans(document: Any) -> tuple[list[NeutralSpan], int, str]:
     root = _obj(document, "request")
     spans: list[NeutralSpan] = []
     rejected, reason = 0, ""
@@ -213,8 +357,9 @@ def _decode_json(body: bytes) -> tuple[list[NeutralSpan], int, str]:
                     NeutralSpan(
                         trace_id=trace_id,
                         span_id=span_id,
-                        parent_span_id=_hex_id(_field(span, "parentSpanId", "parent_span_id"), "parentSpanId")
-                        or None,
+                        parent_span_id=_parent_id(
+                            _hex_id(_field(span, "parentSpanId", "parent_span_id"), "parentSpanId")
+                        ),
                         name=_string(_field(span, "name"), "name"),
                         kind=_json_enum(_field(span, "kind"), _KINDS, "SPAN_KIND_", "kind"),
                         start_ns=_uint64(
@@ -412,6 +557,12 @@ def _json_event(value: Any) -> dict[str, Any]:
 
 def _enum_name(names: tuple[str, ...], number: int, default: str) -> str:
     return names[number] if 0 <= number < len(names) else default
+
+
+def _parent_id(hex_id: str) -> str | None:
+    """None for a root span. Zeros are "no parent" in OTLP as an empty id is (SDKs and the Collector
+    treat an all-zero id as invalid), so a root sent with them stays a root, not a child of nothing."""
+    return hex_id if len(hex_id) == 16 and hex_id != "0" * 16 else None
 
 
 def _id_problem(trace_id: str, span_id: str) -> str:
