@@ -23,6 +23,7 @@ from typing import Any
 
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from google.protobuf.message import DecodeError
+from google.rpc.status_pb2 import Status
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTracePartialSuccess,
     ExportTraceServiceRequest,
@@ -120,21 +121,9 @@ def encode_status(http_status: int, message: str, content_type: str) -> tuple[by
     """
     code = _RPC_CODES.get(http_status, 2)  # 2: UNKNOWN
     if media_type(content_type) == "application/x-protobuf":
-        text = message.encode("utf-8", "replace")
-        body = b"\x08" + _varint(code) + b"\x12" + _varint(len(text)) + text
-        return body, "application/x-protobuf"
+        return Status(code=code, message=message).SerializeToString(), "application/x-protobuf"
     document = {"code": code, "message": message, "error": message}
     return json.dumps(document, separators=(",", ":")).encode(), "application/json"
-
-
-def _varint(number: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, number = number & 0x7F, number >> 7
-        if not number:
-            out.append(byte)
-            return bytes(out)
-        out.append(byte | 0x80)
 
 
 # --------------------------------------------------------------------------------------------------
