@@ -384,17 +384,33 @@ def test_a_processor_raising_on_every_third_record_costs_only_those(caplog: pyte
 def test_a_failing_processor_through_the_callback(receiver: Receiver, make_callback: Any) -> None:
     flaky = every_third_raises()
 
-    callback = make_callback(processors=[flaky, drop_if(lambda r: r["call_id"] == "drop-me")])
+    def copy_without_content(record: dict[str, Any]) -> Any:
+        # A new dict, not the one it was given: what it returns is what must leave.
+        if record["call_id"] == "no-return":
+            return True  # forgot to return the record
+        return {**record, "request": {"parameters": {}}, "metadata": {"copied": True}}
+
+    callback = make_callback(
+        processors=[flaky, drop_if(lambda r: r["call_id"] == "drop-me"), copy_without_content]
+    )
+    secret = {"messages": [{"role": "user", "content": "do not keep me"}]}
     for i in range(9):
-        callback.transport.submit({"schema": "litelens.call/1", "call_id": f"c{i}", "metadata": {}})
+        callback.transport.submit(
+            {"schema": "litelens.call/1", "call_id": f"c{i}", "metadata": {}, "request": secret}
+        )
     callback.transport.submit({"schema": "litelens.call/1", "call_id": "drop-me", "metadata": {}})
+    callback.transport.submit({"schema": "litelens.call/1", "call_id": "no-return", "metadata": {}})
     assert callback.flush(timeout=10)
     assert receiver.wait_for(6, timeout=10)
     time.sleep(0.2)
     assert sorted(receiver.call_ids()) == ["c0", "c1", "c3", "c4", "c6", "c7"]
+    assert all(
+        r["request"] == {"parameters": {}} and r["metadata"] == {"copied": True} for r in receiver.records
+    )
     stats = callback.stats()
-    assert stats["processor_errors"] == 3 and stats["filtered"] == 1
+    assert stats["processor_errors"] == 4 and stats["filtered"] == 1
     assert callback.pipeline.stats()["flaky"]["errors"] == 3
+    assert callback.pipeline.stats()["copy_without_content"] == {"dropped": 0, "errors": 1}
 
 
 def test_env_configuration() -> None:

@@ -222,10 +222,12 @@ class Callback(CustomLogger):
                 return None
         # The pipeline drops a record whose processor raised (the failing one may have been the one that
         # redacts), logs each processor's first error and counts the rest.
+        # What leaves is what the processors returned: a processor may return a new dict, not the one
+        # it was given (`{**record, "request": None}`), and the record it was given must not go out.
         result = self.pipeline(record)
         if result is None:
             return None
-        return self._finish(record, item.provider_key if isinstance(item, _Captured) else None)
+        return self._finish(result, item.provider_key if isinstance(item, _Captured) else None)
 
     def _build(self, item: _Captured) -> rec.Record:
         s = self.settings

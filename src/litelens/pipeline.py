@@ -82,8 +82,9 @@ class _Slot:
 class Pipeline:
     """Processors run in order; itself a processor, so pipelines nest.
 
-    A processor that returns None drops the record (later processors do not see it). One that raises
-    also drops it: the safe side, since the failing processor may have been the one that redacts. The
+    A processor that returns None drops the record (later processors do not see it). One that raises,
+    or returns something other than a dict, also drops it: the safe side, since the failing processor
+    may have been the one that redacts. The
     first error of each processor is logged with its traceback, later ones are only counted, so a broken
     processor never floods the host's logs. `stats()` says which processor dropped or failed how often.
 
@@ -144,6 +145,20 @@ class Pipeline:
             if result is None:
                 with self._lock:
                     slot.dropped += 1
+                return None
+            if type(result) is not dict and not isinstance(result, dict):
+                # A processor that forgot to return the record (`return True`, a JSON string...): the
+                # record cannot go on, and the next processor would only fail on it less clearly.
+                with self._lock:
+                    slot.errors += 1
+                    first, slot.warned = not slot.warned, True
+                if first:
+                    log.warning(
+                        "litelens: processor %s returned %s, not the record (a dict) or None; that "
+                        "record was dropped (further errors of this processor are only counted; see stats())",
+                        slot.name,
+                        type(result).__name__,
+                    )
                 return None
             record = result
         return record
