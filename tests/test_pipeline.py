@@ -504,6 +504,25 @@ def test_drop_content_truncate_enrich_keep_if() -> None:
     assert nested(record) is None and nested.stats()["total"] == {"dropped": 1, "errors": 0}
 
 
+def test_truncate_cuts_stay_named_when_the_size_limits_cut_too(
+    receiver: Receiver, make_callback: Any
+) -> None:
+    callback = make_callback(processors=[truncate(5, fields=("request",))])
+    callback.transport.submit(
+        {
+            "schema": "litelens.call/1",
+            "call_id": "big",
+            "tags": [],
+            "request": {"messages": [{"role": "user", "content": "abcdefghij"}]},
+            "response": {"text": "x" * 40_000},  # past max_string_chars: the size limits cut it
+        }
+    )
+    assert callback.flush(timeout=10) and receiver.wait_for(1, timeout=10)
+    (record,) = receiver.records
+    assert record["request"]["messages"][0]["content"].startswith("abcde…")
+    assert record["truncated"] == ["request.messages[0].content", "response.text"]
+
+
 def test_docs_examples_run() -> None:
     text = (ROOT / "docs" / "pipeline.md").read_text()
     blocks = re.findall(r"```python\n(.*?)```", text, re.S)

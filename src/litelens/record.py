@@ -917,7 +917,8 @@ def cap(record: Record, limits: Limits) -> Record:
     if len(text.encode("utf-8")) > limits.max_content_bytes:
         _elide_messages(record, limits.max_content_bytes, cuts)
     if cuts:
-        record["truncated"] = cuts
+        # Added to, not replaced: a processor (`truncate`) may have named its own cuts already.
+        record["truncated"] = [*(record.get("truncated") or []), *cuts]
     return record
 
 
