@@ -29,16 +29,22 @@ def _parse_bool(raw: str) -> bool:
 
 def _parse_int(raw: str) -> int:
     try:
-        return int(raw.strip())
+        value = int(raw.strip())
     except ValueError:
         raise ValueError("not a whole number") from None
+    if value < 0:
+        raise ValueError("must be 0 or more")
+    return value
 
 
 def _parse_seconds(raw: str) -> float:
     try:
-        return float(raw.strip())
+        value = float(raw.strip())
     except ValueError:
         raise ValueError("not a number of seconds") from None
+    if not 0.0 < value < float("inf"):  # also refuses nan
+        raise ValueError("must be a number of seconds above 0")
+    return value
 
 
 def _parse_list(raw: str) -> tuple[str, ...]:
@@ -145,7 +151,10 @@ class Settings:
         env = os.environ if env is None else env
         values: dict[str, Any] = {}
         for variable, (name, parse) in _ENV_SETTINGS.items():
-            if variable not in env:
+            # Empty is unset (`VAR=${UNSET_VAR}` in compose files and CI), so it never turns a default-on
+            # setting such as LITELENS_SAMPLE_KEEP_ERRORS off -- except for the spool, where an explicit
+            # empty value is the documented way to turn it off.
+            if variable not in env or (not env[variable].strip() and variable != "LITELENS_SPOOL_DIR"):
                 continue
             try:
                 values[name] = parse(env[variable])
@@ -167,6 +176,11 @@ class Settings:
                 None  # `spool_dir="off"` turns the spool off, as LITELENS_SPOOL_DIR=off does
             )
         settings = cls(**values)
+        rate = settings.sample_rate
+        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0.0 <= rate <= 1.0:
+            # As LITELENS_SAMPLE_RATE is checked: `sample_rate=1.5` (a percentage meant?) must not
+            # silently keep everything.
+            raise ValueError(f"litelens: sample_rate={rate!r} must be a number from 0 to 1 (0.1 keeps 10%)")
         if not settings.endpoint.startswith(("http://", "https://")):
             raise ValueError(
                 f"litelens: endpoint {settings.endpoint!r} must start with http:// or https:// "
