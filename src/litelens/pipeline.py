@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from litelens import record as rec
+from litelens import semconv
 from litelens.config import Settings
 from litelens.redaction.text import KINDS, TextRedactor
 from litelens.redaction.walk import Redactor
@@ -239,7 +240,10 @@ def drop_content() -> Processor:
     """Remove request messages, input and tools and the response content; keep every number.
 
     The record then has the shape it has with `capture_content=False`: request parameters, usage,
-    cost, timing, status and error stay. Use it to keep content out of storage for some calls only:
+    cost, timing, status and error stay. Use it to keep content out of storage for some calls only.
+    On a span record (`litelens.otel.RedactingSpanExporter`) it removes the attributes that hold
+    prompts, answers and tool definitions in any of the vocabularies litelens reads (GenAI conventions,
+    OpenInference, OpenLLMetry, LiteLLM's) and the text of message events.
 
         >>> strip = drop_content()
         >>> strip({"request": {"messages": [], "parameters": {"temperature": 0}}, "response": {"id": "x"}})
@@ -253,9 +257,30 @@ def drop_content() -> Processor:
             record["request"] = {"parameters": params if params is not None else {}}
         if "response" in record:
             record["response"] = None
+        if record.get("attributes"):  # a span record: its content is in attributes and events
+            _drop_span_content(record)
         return record
 
     return _named(drop_content_, "drop_content")
+
+
+def _drop_span_content(record: Record) -> None:
+    attributes = record["attributes"]
+    if isinstance(attributes, Mapping):
+        record["attributes"] = {k: v for k, v in attributes.items() if not semconv.is_content_attribute(k)}
+    events = record.get("events")
+    if isinstance(events, list):
+        kept: list[Any] = []
+        for event in events:
+            attrs = event.get("attributes") if isinstance(event, Mapping) else None
+            if isinstance(attrs, Mapping) and attrs:
+                if event.get("name") in semconv.CONTENT_EVENTS:
+                    attrs = {k: v for k, v in attrs.items() if k in semconv.CONTENT_EVENT_KEPT}
+                else:
+                    attrs = {k: v for k, v in attrs.items() if not semconv.is_content_attribute(k)}
+                event = {**event, "attributes": attrs}
+            kept.append(event)
+        record["events"] = kept
 
 
 def truncate(max_chars: int, fields: Iterable[str] = CONTENT_FIELDS) -> Processor:
