@@ -275,7 +275,20 @@ def test_user_patterns_fields_kinds_and_placeholder() -> None:
 def test_redaction_through_real_litellm(
     provider: FakeProvider, receiver: Receiver, make_callback: Any
 ) -> None:
-    callback = make_callback(processors=[redact()])
+    def mark_in_place(record: dict[str, Any]) -> dict[str, Any]:
+        # Changes nested values in place, as a processor may: the caller's own objects must not change.
+        record["metadata"]["customer"]["seen"] = True
+        record["request"]["tools"][0]["function"]["parameters"]["seen"] = True
+        return record
+
+    callback = make_callback(processors=[redact(), mark_in_place])
+    customer = {"email": "dave@example.org", "iban": "DE89 3704 0044 0532 0130 00"}
+    tools = [
+        {
+            "type": "function",
+            "function": {"name": "lookup", "description": "from 192.168.17.42", "parameters": {}},
+        }
+    ]
     litellm.completion(
         model="openai/gpt-4o-mini",
         messages=[
@@ -286,15 +299,12 @@ def test_redaction_through_real_litellm(
         ],
         api_base=provider.url,
         api_key=KEY,
-        metadata={"customer": {"email": "dave@example.org", "iban": "DE89 3704 0044 0532 0130 00"}},
-        tools=[
-            {
-                "type": "function",
-                "function": {"name": "lookup", "description": "from 192.168.17.42", "parameters": {}},
-            }
-        ],
+        metadata={"customer": customer},
+        tools=tools,
     )
     assert receiver.wait_for(1, timeout=15) and callback.flush(timeout=10)
+    assert customer == {"email": "dave@example.org", "iban": "DE89 3704 0044 0532 0130 00"}
+    assert tools[0]["function"]["parameters"] == {}
     body = b"".join(b["body"] for b in receiver.bodies).decode()
     for planted in (
         "alice@example.com",
@@ -308,7 +318,7 @@ def test_redaction_through_real_litellm(
         assert planted not in body, planted
     (record,) = receiver.records
     assert record["request"]["messages"][0]["content"] == "I'm [EMAIL], card [CARD], call [PHONE]"
-    assert record["metadata"]["customer"] == {"email": "[EMAIL]", "iban": "[IBAN]"}
+    assert record["metadata"]["customer"] == {"email": "[EMAIL]", "iban": "[IBAN]", "seen": True}
     assert record["usage"]["input_tokens"] > 0 and record["status"] == "ok"
 
 

@@ -105,7 +105,12 @@ class Callback(CustomLogger):
             disabled=disabled,
             **settings_overrides,
         )
-        self.pipeline = Pipeline([*from_settings(self.settings), *processors])
+        user_processors = list(processors)
+        self.pipeline = Pipeline([*from_settings(self.settings), *user_processors])
+        # A record's content and metadata are LiteLLM's references to the caller's own objects (its
+        # metadata dict, its tools list). The built-in processors copy what they change; a user's
+        # processor may change nested values in place, so it gets copies.
+        self._detach = bool(user_processors)
         self._seen: dict[str, object] = {}
         self._seen_lock = threading.Lock()
         self._counts_lock = threading.Lock()
@@ -215,6 +220,10 @@ class Callback(CustomLogger):
         else:
             try:
                 record = self._build(item)
+                if self._detach:
+                    for key in ("request", "response", "metadata"):
+                        if record.get(key):
+                            record[key] = rec.detached(record[key])
             except Exception:
                 self._count(
                     "build_errors", "litelens: could not build a record from LiteLLM's payload", exc_info=True

@@ -896,6 +896,16 @@ def _plain(value: Any, markers: list[int], _seen: frozenset[int] = frozenset(), 
     return [_plain(item, markers, seen, _depth + 1) for item in value]
 
 
+def detached(value: Any) -> Any:
+    """A copy of the dicts and lists in `value` (the rest shared): changing it in place changes nothing
+    the caller holds."""
+    if isinstance(value, Mapping):
+        return {k: detached(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [detached(v) for v in value]
+    return value
+
+
 def cap(record: Record, limits: Limits) -> Record:
     """Bound the record's size; every cut is named in `record["truncated"]`."""
     cuts: list[str] = []
