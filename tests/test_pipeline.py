@@ -533,6 +533,24 @@ def test_truncate_cuts_stay_named_when_the_size_limits_cut_too(
     assert record["truncated"] == ["request.messages[0].content", "response.text"]
 
 
+@pytest.mark.parametrize("size", [10, 40_000])  # 40 000: past the size limits, so the record is capped
+def test_tags_a_processor_set_arrive_as_strings(receiver: Receiver, make_callback: Any, size: int) -> None:
+    # The server refuses a record whose tags are not strings; an end user that is None is common.
+    callback = make_callback(processors=[enrich(fn=lambda r: {"tags": [*r["tags"], r["end_user"], 7]})])
+    callback.transport.submit(
+        {
+            "schema": "litelens.call/1",
+            "call_id": "tagged",
+            "tags": ["a"],
+            "end_user": None,
+            "request": {"messages": [{"role": "user", "content": "x" * size}]},
+        }
+    )
+    assert callback.flush(timeout=10) and receiver.wait_for(1, timeout=10)
+    (record,) = receiver.records
+    assert record["tags"] == ["a", "7"]
+
+
 def test_docs_examples_run() -> None:
     text = (ROOT / "docs" / "pipeline.md").read_text()
     blocks = re.findall(r"```python\n(.*?)```", text, re.S)

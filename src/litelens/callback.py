@@ -259,6 +259,11 @@ class Callback(CustomLogger):
 
     def _finish(self, record: rec.Record, provider_key: Any) -> str:
         record = rec.scrub(record)
+        tags = record.get("tags")
+        if tags and (type(tags) is not list or not all(type(t) is str for t in tags)):
+            # A processor set tags the schema does not allow (`[*r["tags"], r["end_user"]]` with no end
+            # user): the server would refuse the whole record.
+            record["tags"] = rec.tags_of(tags)
         text, unserializable = rec.encode(record)
         if unserializable:
             self._count(

@@ -896,6 +896,16 @@ def _plain(value: Any, markers: list[int], _seen: frozenset[int] = frozenset(), 
     return [_plain(item, markers, seen, _depth + 1) for item in value]
 
 
+def tags_of(value: Any) -> list[str]:
+    """Tags as the schema has them, a list of strings, whatever a processor set: a tag that is None is
+    left out, any other value is written as text (the server refuses a record with other tags)."""
+    if value is None:
+        return []
+    if not isinstance(value, (list, tuple, set, frozenset)):
+        value = [value]
+    return [t if isinstance(t, str) else str(t) for t in value if t is not None]
+
+
 def detached(value: Any) -> Any:
     """A copy of the dicts and lists in `value` (the rest shared): changing it in place changes nothing
     the caller holds."""
@@ -912,11 +922,11 @@ def cap(record: Record, limits: Limits) -> Record:
     for key in ("request", "response", "error"):
         if record.get(key):
             record[key] = _cap_strings(record[key], limits.max_string_chars, key, cuts)
-    tags = record.get("tags") or []
+    tags = tags_of(record.get("tags"))
     if len(tags) > limits.max_tags:
-        record["tags"] = tags[: limits.max_tags]
+        tags = tags[: limits.max_tags]
         cuts.append("tags")
-    record["tags"] = [t[:200] for t in record["tags"]]
+    record["tags"] = [t[:200] for t in tags]
     if record.get("metadata"):
         meta_text, _ = encode(record["metadata"])
         if len(meta_text.encode("utf-8")) > limits.max_metadata_bytes:
