@@ -17,7 +17,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import Status, StatusCode
 
 from litelens.otel import RedactingSpanExporter, redact_spans
-from litelens.pipeline import drop_content, enrich, sample
+from litelens.pipeline import drop_content, enrich, sample, truncate
 from test_pipeline import every_third_raises
 
 EMAIL = "ann.lee@example.com"
@@ -149,3 +149,29 @@ def test_drop_content_and_enrich_do_on_spans_what_they_do_on_call_records() -> N
     assert attrs["deployment.environment.name"] == "prod" and attrs["litellm.tags"] == ("search",)
     assert attrs["region"] == "eu"
     assert exporter.stats()["total"] == {"dropped": 0, "errors": 0}
+
+
+def test_truncate_cuts_span_content_and_keeps_its_json_readable() -> None:
+    tracer, memory, _ = spans_through(truncate(5))
+    long = "abcdefghij" * 10
+    with tracer.start_as_current_span("chat") as span:
+        span.set_attribute("gen_ai.input.messages", json.dumps([{"role": "user", "content": long}]))
+        span.set_attribute("gen_ai.completion.0.content", long)
+        span.set_attribute("http.url", "https://example.com/" + long)  # not content: as it was
+        span.add_event("gen_ai.choice", {"message": long, "finish_reason": "stop"})
+    (out,) = memory.get_finished_spans()
+    attrs = out.attributes or {}
+    assert json.loads(attrs["gen_ai.input.messages"]) == [
+        {"role": "user", "content": "abcde…[truncated 95 chars]"}
+    ]
+    assert attrs["gen_ai.completion.0.content"] == "abcde…[truncated 95 chars]"
+    assert attrs["http.url"].endswith(long)
+    assert dict(out.events[0].attributes or {}) == {
+        "message": "abcde…[truncated 95 chars]",
+        "finish_reason": "stop",
+    }
+    assert attrs["litelens.truncated"] == (
+        "gen_ai.input.messages[0].content",
+        "gen_ai.completion.0.content",
+        "events[0].message",
+    )

@@ -21,6 +21,7 @@ Standard library only: this module is part of the zero-dependency core.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import re
 import threading
@@ -287,7 +288,8 @@ def truncate(max_chars: int, fields: Iterable[str] = CONTENT_FIELDS) -> Processo
     """Cut every string in `fields` to `max_chars` characters; the record's `truncated` names the cuts.
 
     The same cut, marker and bookkeeping as the size limits (`litelens.Limits`), at a smaller size you
-    choose, e.g. to keep only the first lines of long prompts:
+    choose, e.g. to keep only the first lines of long prompts. On a span record it cuts the content
+    attributes and message events (what `drop_content` removes there), JSON text inside:
 
         >>> r = truncate(5)({"request": {"messages": [{"content": "abcdefgh"}]}, "truncated": None})
         >>> r["request"]["messages"][0]["content"], r["truncated"]
@@ -302,11 +304,56 @@ def truncate(max_chars: int, fields: Iterable[str] = CONTENT_FIELDS) -> Processo
         for key in targets:
             if record.get(key):
                 record[key] = rec.cap_strings(record[key], max_chars, key, cuts)
+        if record.get("attributes"):  # a span record: its content is in attributes and events
+            _truncate_span(record, max_chars, cuts)
         if cuts:
             record["truncated"] = [*(record.get("truncated") or []), *cuts]
         return record
 
     return _named(truncate_, "truncate")
+
+
+def _truncate_span(record: Record, max_chars: int, cuts: list[str]) -> None:
+    """Cut the strings of a span record's content attributes and message events; JSON text (such as
+    `gen_ai.input.messages`) is cut inside and encoded again, so it stays JSON a reader can parse."""
+    own: list[str] = []
+
+    def cut(attrs: Mapping[str, Any], keep: Callable[[str], bool], path: str) -> dict[str, Any]:
+        out = dict(attrs)
+        for key, value in attrs.items():
+            if keep(key) or not isinstance(value, str) or len(value) <= max_chars:
+                continue
+            if value[:1] in "[{":
+                try:
+                    parsed = json.loads(value)
+                except ValueError:
+                    pass
+                else:
+                    before = len(own)
+                    capped = rec.cap_strings(parsed, max_chars, f"{path}{key}", own)
+                    if len(own) > before:  # else the text stays exactly as it was
+                        out[key] = json.dumps(capped, ensure_ascii=False)
+                    continue
+            out[key] = rec.cap_strings(value, max_chars, f"{path}{key}", own)
+        return out
+
+    attributes = record["attributes"]
+    if isinstance(attributes, Mapping):
+        record["attributes"] = cut(attributes, lambda k: not semconv.is_content_attribute(k), "")
+    events = record.get("events")
+    if isinstance(events, list):
+        for i, event in enumerate(events):
+            attrs = event.get("attributes") if isinstance(event, Mapping) else None
+            if isinstance(attrs, Mapping) and attrs:
+                if event.get("name") in semconv.CONTENT_EVENTS:  # a message: all but its few labels
+                    attrs = cut(attrs, semconv.CONTENT_EVENT_KEPT.__contains__, f"events[{i}].")
+                else:
+                    attrs = cut(attrs, lambda k: not semconv.is_content_attribute(k), f"events[{i}].")
+                events[i] = {**event, "attributes": attrs}
+    if own:
+        cuts.extend(own)
+        if isinstance(record.get("attributes"), dict):
+            record["attributes"][semconv.LITELENS_TRUNCATED] = list(own)
 
 
 # --------------------------------------------------------------------------------------------------
