@@ -310,6 +310,17 @@ def test_jsonl_rotates_by_age_when_idle(tmp_path: Path) -> None:
     assert [r["i"] for r in read_records(sink.path)] == [1] and len(rotated_files(sink.path)) == 1
     sink.shutdown(2)
 
+    # A file started two hours ago by an earlier process is rotated by one that keeps hourly files,
+    # however often the process restarts.
+    live = tmp_path / "hourly.jsonl"
+    live.write_text(json.dumps({"call_id": "old", "start_time": time.time() - 7200}) + "\n")
+    writer = JsonlWriter(live, max_age_s=3600)
+    writer.write([json.dumps({"call_id": "new", "start_time": time.time()}).encode()])
+    writer.close()
+    assert len(rotated_files(live)) == 1
+    assert [r["call_id"] for r in read_records(live)] == ["old", "new"]
+    assert [json.loads(line)["call_id"] for line in live.read_bytes().splitlines()] == ["new"]
+
 
 def test_sinks_from_the_environment(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, receiver: Receiver

@@ -139,6 +139,8 @@ class JsonlWriter:
         """Append `lines` (each without its newline), rotating first whenever a limit would be passed."""
         if self._pid != os.getpid():
             self._after_fork()
+        if self.max_age_s is not None:
+            self._open()  # an existing file's age is known once it is open
         if self._due_by_age():
             self.rotate()
         for line in lines:
@@ -178,8 +180,19 @@ class JsonlWriter:
                 self._prepare()
             self._file = open(self.path, "ab")  # noqa: SIM115 -- kept open across writes
             self._size = self._file.tell()
-            self._opened = time.monotonic()
+            self._opened = time.monotonic() - (self._age_of_live() if self._size else 0.0)
         return self._file
+
+    def _age_of_live(self) -> float:
+        """How long ago an existing live file was started, from its first record's `start_time`: a
+        process restarted more often than `max_age_s` must not keep the same file forever."""
+        try:
+            with open(self.path, "rb") as f:
+                first = json.loads(f.readline(1 << 16))
+            started = float(first["start_time"])
+        except (OSError, ValueError, TypeError, KeyError):
+            return 0.0
+        return min(max(time.time() - started, 0.0), 10 * 365 * 86400.0)
 
     def rotate(self) -> Path | None:
         """Close the live file and move it aside (compressed with `gzip`); return the rotated file."""
