@@ -607,21 +607,28 @@ def _request_content(call_type: str, slo: Mapping[str, Any]) -> dict[str, Any]:
         request["messages"] = messages
     else:
         request["input"] = messages
-    tools = params.get("tools") if isinstance(params, dict) else None
-    if tools:
-        request["tools"] = tools
+    if isinstance(params, dict):
+        for key in _CONTENT_PARAMETERS:
+            if params.get(key):
+                request[key] = params[key]
     return request
+
+
+# Parameters that are content, kept under `request` beside the messages (and so left out when content
+# is not captured, or dropped): tool definitions, the legacy `functions` (tools by their older name),
+# and a predicted output's text (`prediction={"type": "content", "content": ...}`).
+_CONTENT_PARAMETERS = ("tools", "functions", "prediction")
 
 
 def _parameters(slo: Mapping[str, Any]) -> dict[str, Any]:
     params = slo.get("model_parameters") or {}
     if not isinstance(params, dict):
         return {}
-    # Tools are content (they go under request.tools); `user` is the end user, kept on its own.
+    # Content goes under request (above); `user` is the end user, kept on its own.
     return {
         k: v
         for k, v in params.items()
-        if k not in ("tools", "user", "metadata", "extra_body") and v is not None
+        if k not in _CONTENT_PARAMETERS and k not in ("user", "metadata", "extra_body") and v is not None
     }
 
 
