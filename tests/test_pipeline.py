@@ -512,6 +512,8 @@ def test_drop_content_truncate_enrich_keep_if() -> None:
     assert drop_if(lambda r: r["status"] == "error")(record) is None
     nested = Pipeline([Pipeline([drop_if(lambda r: True)])])
     assert nested(record) is None and nested.stats()["total"] == {"dropped": 1, "errors": 0}
+    failing = Pipeline([Pipeline([lambda r: 1 / 0])])  # an error inside is an error, not a filtered record
+    assert failing(record) is None and failing.stats()["total"] == {"dropped": 0, "errors": 1}
 
 
 def test_truncate_cuts_stay_named_when_the_size_limits_cut_too(

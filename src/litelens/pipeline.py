@@ -169,6 +169,11 @@ class Pipeline:
         """`{processor name: {"dropped": n, "errors": n}}`, plus `"total"` over all processors."""
         with self._lock:
             out = {slot.name: {"dropped": slot.dropped, "errors": slot.errors} for slot in self._slots}
+        for slot in self._slots:
+            if isinstance(slot.processor, Pipeline):
+                # A nested pipeline returns None for a record it dropped and for one its processor
+                # failed on alike: its own totals say which, so errors are not counted as filtering.
+                out[slot.name] = slot.processor.stats()["total"]
         out["total"] = {
             "dropped": sum(v["dropped"] for v in out.values()),
             "errors": sum(v["errors"] for v in out.values()),
