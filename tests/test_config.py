@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 
 from litelens.config import _ENV_SETTINGS, DEFAULT_ENDPOINT, Settings
@@ -80,3 +82,14 @@ def test_every_variable_sets_its_field() -> None:
     assert settings.sinks == ("http", "jsonl:/tmp/calls.jsonl")
     assert settings.service == "billing"
     assert Settings.from_env({"LITELENS_REDACT": "off"}).redact == ()
+
+
+def test_a_misspelt_variable_is_named_in_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    # LITELENS_SAMPLERATE=0.1 leaves sampling off; the user must be told why.
+    with caplog.at_level(logging.WARNING, logger="litelens"):
+        settings = Settings.from_env({"LITELENS_SAMPLERATE": "0.1", "LITELENS_SAMPLE_RATE": "0.5"})
+        Settings.from_env({"LITELENS_SAMPLERATE": "0.1"})  # said once, not per callback
+    assert settings.sample_rate == 0.5
+    assert caplog.messages == [
+        "litelens: ignoring unknown variable LITELENS_SAMPLERATE; did you mean LITELENS_SAMPLE_RATE?"
+    ]

@@ -6,11 +6,15 @@ knows the `LITELENS_*` variables and their defaults.
 
 from __future__ import annotations
 
+import difflib
+import logging
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
+
+log = logging.getLogger("litelens.config")
 
 DEFAULT_ENDPOINT = "http://127.0.0.1:4318"
 
@@ -112,6 +116,47 @@ _ENV_SETTINGS: dict[str, tuple[str, Callable[[str], Any]]] = {
 }
 
 
+# The other LITELENS_* variables litelens reads: the collector's (`litelens serve`), the service and
+# environment names, and the test suite's. Any other LITELENS_* name is most likely a typo.
+_OTHER_VARIABLES = frozenset(
+    {
+        "LITELENS_SERVICE",
+        "LITELENS_ENVIRONMENT",
+        "LITELENS_HOST",
+        "LITELENS_PORT",
+        "LITELENS_DB",
+        "LITELENS_RETENTION",
+        "LITELENS_KEY_CACHE_TTL",
+        "LITELENS_MAX_BODY_BYTES",
+        "LITELENS_MAX_RECORDS_PER_BATCH",
+        "LITELENS_MAX_RECORD_BYTES",
+        "LITELENS_MAX_SPANS_PER_REQUEST",
+        "LITELENS_CHROMIUM",
+        "LITELENS_PG_BIN",
+        "LITELENS_REQUIRE_SERVICES",
+        "LITELENS_UPDATE_SCREENSHOTS",
+    }
+)
+_warned_unknown: set[str] = set()
+
+
+def _warn_unknown(env: Mapping[str, str]) -> None:
+    """Say once which LITELENS_* variable is not one of ours: LITELENS_SAMPLERATE=0.1 would otherwise
+    leave sampling (or LITELENS_REDCT=all, redaction) off without a word."""
+    known = _ENV_SETTINGS.keys() | _OTHER_VARIABLES
+    for name in env:
+        if (
+            name.startswith("LITELENS_")
+            and name not in known
+            and not name.startswith("LITELENS_TEST_")
+            and name not in _warned_unknown
+        ):
+            _warned_unknown.add(name)
+            close = difflib.get_close_matches(name, sorted(known), n=1)
+            hint = f"; did you mean {close[0]}?" if close else ""
+            log.warning("litelens: ignoring unknown variable %s%s", name, hint)
+
+
 @dataclass(frozen=True)
 class Settings:
     """Configuration of `litelens.Callback` and `litelens.init()`.
@@ -149,6 +194,7 @@ class Settings:
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         """Settings from `overrides`, then `env` (default `os.environ`), then defaults."""
         env = os.environ if env is None else env
+        _warn_unknown(env)
         values: dict[str, Any] = {}
         for variable, (name, parse) in _ENV_SETTINGS.items():
             # Empty is unset (`VAR=${UNSET_VAR}` in compose files and CI), so it never turns a default-on
