@@ -316,13 +316,27 @@ def test_a_failing_processor_costs_only_its_records(provider, receiver, make_cal
     assert sum("processor" in m for m in caplog.messages) == 1  # logged once, then counted
 
 
-def test_content_capture_off_keeps_numbers_not_words(provider, receiver, make_callback):
-    callback = make_callback(capture_content=False)
-    call(provider, extra_headers={"x-fake-tokens": "4"})
+@pytest.mark.parametrize("how", ["capture_content=False", "drop_content()"])
+def test_content_capture_off_keeps_numbers_not_words(provider, receiver, make_callback, how):
+    from litelens.pipeline import drop_content
+
+    callback = make_callback(
+        **({"capture_content": False} if how == "capture_content=False" else {"processors": [drop_content()]})
+    )
+    call(
+        provider,
+        extra_headers={"x-fake-tokens": "4"},
+        seed=3,
+        # Content passed as parameters: tools by their legacy name, and a predicted output's text.
+        functions=[{"name": "lookup_customer", "description": "find ann@x.io", "parameters": {}}],
+        prediction={"type": "content", "content": "Dear Ann, your refund"},
+    )
     record = one_record(receiver, callback)
     assert record["usage"]["output_tokens"] == 4
     assert "messages" not in (record["request"] or {}) and record["response"] is None
-    assert "how are you today" not in json.dumps(record)
+    assert record["request"]["parameters"]["seed"] == 3
+    text = json.dumps(record)
+    assert "how are you today" not in text and "ann@x.io" not in text and "Dear Ann" not in text
 
 
 def test_long_content_is_capped_and_marked(provider, receiver, make_callback):

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 
-from litelens.config import DEFAULT_ENDPOINT, Settings
+from litelens.config import _ENV_SETTINGS, DEFAULT_ENDPOINT, Settings
 
 
 def test_argument_wins_over_environment_which_wins_over_default() -> None:
@@ -33,6 +35,24 @@ def test_bad_values_say_which_variable() -> None:
         Settings.from_env({"LITELENS_SAMPLE_RATE": "1.5"})
     with pytest.raises(TypeError, match="unknown setting"):
         Settings.from_env({}, endpont="http://typo:1")
+    with pytest.raises(ValueError, match="LITELENS_MAX_QUEUE='-5': must be 0 or more"):
+        Settings.from_env({"LITELENS_MAX_QUEUE": "-5"})
+    for timeout in ("-1", "0", "nan"):
+        with pytest.raises(ValueError, match="LITELENS_TIMEOUT"):
+            Settings.from_env({"LITELENS_TIMEOUT": timeout})
+    # An argument is held to what its variable is: 1.5 does not silently mean "keep everything".
+    for rate in (1.5, -0.1, "0.1"):
+        with pytest.raises(ValueError, match="sample_rate"):
+            Settings.from_env({}, sample_rate=rate)
+
+
+@pytest.mark.parametrize("empty", ["", "  "])
+def test_an_empty_variable_is_unset_and_keeps_the_default(empty: str) -> None:
+    # `LITELENS_SAMPLE_KEEP_ERRORS=${KEEP_ERRORS}` with KEEP_ERRORS unset must not drop the errors.
+    variables = [v for v in _ENV_SETTINGS if v != "LITELENS_SPOOL_DIR"]
+    settings = Settings.from_env(dict.fromkeys(variables, empty))
+    assert settings == Settings.from_env({})
+    assert settings.sample_keep_errors is True and settings.capture_content is True
 
 
 def test_every_variable_sets_its_field() -> None:
@@ -62,3 +82,14 @@ def test_every_variable_sets_its_field() -> None:
     assert settings.sinks == ("http", "jsonl:/tmp/calls.jsonl")
     assert settings.service == "billing"
     assert Settings.from_env({"LITELENS_REDACT": "off"}).redact == ()
+
+
+def test_a_misspelt_variable_is_named_in_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    # LITELENS_SAMPLERATE=0.1 leaves sampling off; the user must be told why.
+    with caplog.at_level(logging.WARNING, logger="litelens"):
+        settings = Settings.from_env({"LITELENS_SAMPLERATE": "0.1", "LITELENS_SAMPLE_RATE": "0.5"})
+        Settings.from_env({"LITELENS_SAMPLERATE": "0.1"})  # said once, not per callback
+    assert settings.sample_rate == 0.5
+    assert caplog.messages == [
+        "litelens: ignoring unknown variable LITELENS_SAMPLERATE; did you mean LITELENS_SAMPLE_RATE?"
+    ]

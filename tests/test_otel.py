@@ -407,6 +407,20 @@ def test_content_capture_follows_the_conventions_environment_variable(
     litellm.completion(model="openai/gpt-4o-mini", messages=MESSAGES, **kw(fake))
     assert "short story" in str((otel.only_span().attributes or {})[semconv.GEN_AI_INPUT_MESSAGES])
 
+    # With no code (opentelemetry-instrument), LITELENS_REDACT and LITELENS_DROP_CONTENT hold here too.
+    otel.instrumentor.uninstrument()
+    monkeypatch.setenv("LITELENS_REDACT", "email")
+    otel = make_otel()
+    litellm.completion(
+        model="openai/gpt-4o-mini", messages=[{"role": "user", "content": "I am ann@x.io"}], **kw(fake)
+    )
+    assert "I am [EMAIL]" in str((otel.only_span().attributes or {})[semconv.GEN_AI_INPUT_MESSAGES])
+    otel.instrumentor.uninstrument()
+    monkeypatch.setenv("LITELENS_DROP_CONTENT", "true")
+    otel = make_otel()
+    litellm.completion(model="openai/gpt-4o-mini", messages=MESSAGES, **kw(fake))
+    assert semconv.GEN_AI_INPUT_MESSAGES not in (otel.only_span().attributes or {})
+
 
 # --------------------------------------------------------------------------------------------------
 # Call ids, instrument/uninstrument

@@ -17,7 +17,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import Status, StatusCode
 
 from litelens.otel import RedactingSpanExporter, redact_spans
-from litelens.pipeline import enrich, sample
+from litelens.pipeline import drop_content, enrich, sample, truncate
 from test_pipeline import every_third_raises
 
 EMAIL = "ann.lee@example.com"
@@ -121,3 +121,57 @@ def test_sampling_enrichment_and_a_failing_processor() -> None:
     # A processor that raises on every third span costs those spans only.
     assert len(failing.get_finished_spans()) == 400
     assert flaky.stats()["flaky"] == {"dropped": 0, "errors": 200}
+
+
+def test_drop_content_and_enrich_do_on_spans_what_they_do_on_call_records() -> None:
+    tracer, memory, exporter = spans_through(
+        drop_content(), enrich({"environment": "prod", "tags": ["search"], "region": "eu"})
+    )
+    emit(tracer)
+    with tracer.start_as_current_span("openinference") as span:
+        span.set_attribute("llm.input_messages.0.message.content", f"I am {EMAIL}")
+        span.set_attribute("input.value", f"I am {EMAIL}")
+        span.set_attribute("llm.token_count.prompt", 7)
+    first, second = memory.get_finished_spans()
+    text = first.to_json() + second.to_json()
+    # No prompt left, in any vocabulary; the error (status message) and other attributes stay, as on records.
+    assert f"I am {EMAIL}" not in text and f"mail {EMAIL} please" not in text
+    assert first.status.description == f"bounced: {EMAIL}" and "user.note" in (first.attributes or {})
+    attrs = first.attributes or {}
+    assert "gen_ai.input.messages" not in attrs
+    assert attrs["gen_ai.usage.input_tokens"] == 412 and attrs["litellm.call_id"].startswith("c0ffee00")
+    assert [(e.name, dict(e.attributes or {})) for e in first.events] == [
+        ("gen_ai.user.message", {"index": 0}),
+        ("retry", {"attempt": 2}),
+    ]
+    assert (second.attributes or {})["llm.token_count.prompt"] == 7
+    # A record field set by enrich lands where the core layer's spans carry it, not nowhere.
+    assert attrs["deployment.environment.name"] == "prod" and attrs["litellm.tags"] == ("search",)
+    assert attrs["region"] == "eu"
+    assert exporter.stats()["total"] == {"dropped": 0, "errors": 0}
+
+
+def test_truncate_cuts_span_content_and_keeps_its_json_readable() -> None:
+    tracer, memory, _ = spans_through(truncate(5))
+    long = "abcdefghij" * 10
+    with tracer.start_as_current_span("chat") as span:
+        span.set_attribute("gen_ai.input.messages", json.dumps([{"role": "user", "content": long}]))
+        span.set_attribute("gen_ai.completion.0.content", long)
+        span.set_attribute("http.url", "https://example.com/" + long)  # not content: as it was
+        span.add_event("gen_ai.choice", {"message": long, "finish_reason": "stop"})
+    (out,) = memory.get_finished_spans()
+    attrs = out.attributes or {}
+    assert json.loads(attrs["gen_ai.input.messages"]) == [
+        {"role": "user", "content": "abcde…[truncated 95 chars]"}
+    ]
+    assert attrs["gen_ai.completion.0.content"] == "abcde…[truncated 95 chars]"
+    assert attrs["http.url"].endswith(long)
+    assert dict(out.events[0].attributes or {}) == {
+        "message": "abcde…[truncated 95 chars]",
+        "finish_reason": "stop",
+    }
+    assert attrs["litelens.truncated"] == (
+        "gen_ai.input.messages[0].content",
+        "gen_ai.completion.0.content",
+        "events[0].message",
+    )

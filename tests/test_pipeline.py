@@ -275,7 +275,20 @@ def test_user_patterns_fields_kinds_and_placeholder() -> None:
 def test_redaction_through_real_litellm(
     provider: FakeProvider, receiver: Receiver, make_callback: Any
 ) -> None:
-    callback = make_callback(processors=[redact()])
+    def mark_in_place(record: dict[str, Any]) -> dict[str, Any]:
+        # Changes nested values in place, as a processor may: the caller's own objects must not change.
+        record["metadata"]["customer"]["seen"] = True
+        record["request"]["tools"][0]["function"]["parameters"]["seen"] = True
+        return record
+
+    callback = make_callback(processors=[redact(), mark_in_place])
+    customer = {"email": "dave@example.org", "iban": "DE89 3704 0044 0532 0130 00"}
+    tools = [
+        {
+            "type": "function",
+            "function": {"name": "lookup", "description": "from 192.168.17.42", "parameters": {}},
+        }
+    ]
     litellm.completion(
         model="openai/gpt-4o-mini",
         messages=[
@@ -286,15 +299,12 @@ def test_redaction_through_real_litellm(
         ],
         api_base=provider.url,
         api_key=KEY,
-        metadata={"customer": {"email": "dave@example.org", "iban": "DE89 3704 0044 0532 0130 00"}},
-        tools=[
-            {
-                "type": "function",
-                "function": {"name": "lookup", "description": "from 192.168.17.42", "parameters": {}},
-            }
-        ],
+        metadata={"customer": customer},
+        tools=tools,
     )
     assert receiver.wait_for(1, timeout=15) and callback.flush(timeout=10)
+    assert customer == {"email": "dave@example.org", "iban": "DE89 3704 0044 0532 0130 00"}
+    assert tools[0]["function"]["parameters"] == {}
     body = b"".join(b["body"] for b in receiver.bodies).decode()
     for planted in (
         "alice@example.com",
@@ -308,7 +318,7 @@ def test_redaction_through_real_litellm(
         assert planted not in body, planted
     (record,) = receiver.records
     assert record["request"]["messages"][0]["content"] == "I'm [EMAIL], card [CARD], call [PHONE]"
-    assert record["metadata"]["customer"] == {"email": "[EMAIL]", "iban": "[IBAN]"}
+    assert record["metadata"]["customer"] == {"email": "[EMAIL]", "iban": "[IBAN]", "seen": True}
     assert record["usage"]["input_tokens"] > 0 and record["status"] == "ok"
 
 
@@ -384,17 +394,33 @@ def test_a_processor_raising_on_every_third_record_costs_only_those(caplog: pyte
 def test_a_failing_processor_through_the_callback(receiver: Receiver, make_callback: Any) -> None:
     flaky = every_third_raises()
 
-    callback = make_callback(processors=[flaky, drop_if(lambda r: r["call_id"] == "drop-me")])
+    def copy_without_content(record: dict[str, Any]) -> Any:
+        # A new dict, not the one it was given: what it returns is what must leave.
+        if record["call_id"] == "no-return":
+            return True  # forgot to return the record
+        return {**record, "request": {"parameters": {}}, "metadata": {"copied": True}}
+
+    callback = make_callback(
+        processors=[flaky, drop_if(lambda r: r["call_id"] == "drop-me"), copy_without_content]
+    )
+    secret = {"messages": [{"role": "user", "content": "do not keep me"}]}
     for i in range(9):
-        callback.transport.submit({"schema": "litelens.call/1", "call_id": f"c{i}", "metadata": {}})
+        callback.transport.submit(
+            {"schema": "litelens.call/1", "call_id": f"c{i}", "metadata": {}, "request": secret}
+        )
     callback.transport.submit({"schema": "litelens.call/1", "call_id": "drop-me", "metadata": {}})
+    callback.transport.submit({"schema": "litelens.call/1", "call_id": "no-return", "metadata": {}})
     assert callback.flush(timeout=10)
     assert receiver.wait_for(6, timeout=10)
     time.sleep(0.2)
     assert sorted(receiver.call_ids()) == ["c0", "c1", "c3", "c4", "c6", "c7"]
+    assert all(
+        r["request"] == {"parameters": {}} and r["metadata"] == {"copied": True} for r in receiver.records
+    )
     stats = callback.stats()
-    assert stats["processor_errors"] == 3 and stats["filtered"] == 1
+    assert stats["processor_errors"] == 4 and stats["filtered"] == 1
     assert callback.pipeline.stats()["flaky"]["errors"] == 3
+    assert callback.pipeline.stats()["copy_without_content"] == {"dropped": 0, "errors": 1}
 
 
 def test_env_configuration() -> None:
@@ -486,6 +512,45 @@ def test_drop_content_truncate_enrich_keep_if() -> None:
     assert drop_if(lambda r: r["status"] == "error")(record) is None
     nested = Pipeline([Pipeline([drop_if(lambda r: True)])])
     assert nested(record) is None and nested.stats()["total"] == {"dropped": 1, "errors": 0}
+    failing = Pipeline([Pipeline([lambda r: 1 / 0])])  # an error inside is an error, not a filtered record
+    assert failing(record) is None and failing.stats()["total"] == {"dropped": 0, "errors": 1}
+
+
+def test_truncate_cuts_stay_named_when_the_size_limits_cut_too(
+    receiver: Receiver, make_callback: Any
+) -> None:
+    callback = make_callback(processors=[truncate(5, fields=("request",))])
+    callback.transport.submit(
+        {
+            "schema": "litelens.call/1",
+            "call_id": "big",
+            "tags": [],
+            "request": {"messages": [{"role": "user", "content": "abcdefghij"}]},
+            "response": {"text": "x" * 40_000},  # past max_string_chars: the size limits cut it
+        }
+    )
+    assert callback.flush(timeout=10) and receiver.wait_for(1, timeout=10)
+    (record,) = receiver.records
+    assert record["request"]["messages"][0]["content"].startswith("abcde…")
+    assert record["truncated"] == ["request.messages[0].content", "response.text"]
+
+
+@pytest.mark.parametrize("size", [10, 40_000])  # 40 000: past the size limits, so the record is capped
+def test_tags_a_processor_set_arrive_as_strings(receiver: Receiver, make_callback: Any, size: int) -> None:
+    # The server refuses a record whose tags are not strings; an end user that is None is common.
+    callback = make_callback(processors=[enrich(fn=lambda r: {"tags": [*r["tags"], r["end_user"], 7]})])
+    callback.transport.submit(
+        {
+            "schema": "litelens.call/1",
+            "call_id": "tagged",
+            "tags": ["a"],
+            "end_user": None,
+            "request": {"messages": [{"role": "user", "content": "x" * size}]},
+        }
+    )
+    assert callback.flush(timeout=10) and receiver.wait_for(1, timeout=10)
+    (record,) = receiver.records
+    assert record["tags"] == ["a", "7"]
 
 
 def test_docs_examples_run() -> None:

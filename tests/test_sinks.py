@@ -240,6 +240,24 @@ def test_a_raising_sink_and_a_raising_processor_cost_only_their_own_records(
     )
 
 
+def test_a_jsonl_folder_that_cannot_be_made_costs_only_its_records(
+    make_callback: Callable[..., Callback], tmp_path: Path
+) -> None:
+    blocker = tmp_path / "logs"
+    blocker.write_text("a file where the folder should be")  # as a mount that is not there yet
+    got: list[dict[str, Any]] = []
+    # Made from the environment's short form too (a proxy): the app starts, the other sink works.
+    callback = make_callback(sinks=[f"jsonl:{blocker}/calls.jsonl", CallableSink(got.extend, name="ok")])
+    callback.transport.submit({"schema": "litelens.call/1", "call_id": "before", "metadata": {}})
+    callback.flush(timeout=10)
+    assert [r["call_id"] for r in got] == ["before"]
+    assert callback.stats()["sink.jsonl.failed"] == 1
+    blocker.unlink()  # the folder can be made now: the sink picks up from there
+    callback.transport.submit({"schema": "litelens.call/1", "call_id": "after", "metadata": {}})
+    callback.flush(timeout=10)
+    assert [r["call_id"] for r in read_records(blocker / "calls.jsonl")] == ["after"]
+
+
 @pytest.mark.parametrize("compress", [True, False], ids=["gzip", "plain"])
 def test_jsonl_rotation_keeps_every_record_exactly_once(tmp_path: Path, compress: bool) -> None:
     path = tmp_path / "calls.jsonl"
@@ -291,6 +309,17 @@ def test_jsonl_rotates_by_age_when_idle(tmp_path: Path) -> None:
         time.sleep(0.1)
     assert [r["i"] for r in read_records(sink.path)] == [1] and len(rotated_files(sink.path)) == 1
     sink.shutdown(2)
+
+    # A file started two hours ago by an earlier process is rotated by one that keeps hourly files,
+    # however often the process restarts.
+    live = tmp_path / "hourly.jsonl"
+    live.write_text(json.dumps({"call_id": "old", "start_time": time.time() - 7200}) + "\n")
+    writer = JsonlWriter(live, max_age_s=3600)
+    writer.write([json.dumps({"call_id": "new", "start_time": time.time()}).encode()])
+    writer.close()
+    assert len(rotated_files(live)) == 1
+    assert [r["call_id"] for r in read_records(live)] == ["old", "new"]
+    assert [json.loads(line)["call_id"] for line in live.read_bytes().splitlines()] == ["new"]
 
 
 def test_sinks_from_the_environment(

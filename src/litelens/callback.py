@@ -105,7 +105,12 @@ class Callback(CustomLogger):
             disabled=disabled,
             **settings_overrides,
         )
-        self.pipeline = Pipeline([*from_settings(self.settings), *processors])
+        user_processors = list(processors)
+        self.pipeline = Pipeline([*from_settings(self.settings), *user_processors])
+        # A record's content and metadata are LiteLLM's references to the caller's own objects (its
+        # metadata dict, its tools list). The built-in processors copy what they change; a user's
+        # processor may change nested values in place, so it gets copies.
+        self._detach = bool(user_processors)
         self._seen: dict[str, object] = {}
         self._seen_lock = threading.Lock()
         self._counts_lock = threading.Lock()
@@ -215,6 +220,10 @@ class Callback(CustomLogger):
         else:
             try:
                 record = self._build(item)
+                if self._detach:
+                    for key in ("request", "response", "metadata"):
+                        if record.get(key):
+                            record[key] = rec.detached(record[key])
             except Exception:
                 self._count(
                     "build_errors", "litelens: could not build a record from LiteLLM's payload", exc_info=True
@@ -222,10 +231,12 @@ class Callback(CustomLogger):
                 return None
         # The pipeline drops a record whose processor raised (the failing one may have been the one that
         # redacts), logs each processor's first error and counts the rest.
+        # What leaves is what the processors returned: a processor may return a new dict, not the one
+        # it was given (`{**record, "request": None}`), and the record it was given must not go out.
         result = self.pipeline(record)
         if result is None:
             return None
-        return self._finish(record, item.provider_key if isinstance(item, _Captured) else None)
+        return self._finish(result, item.provider_key if isinstance(item, _Captured) else None)
 
     def _build(self, item: _Captured) -> rec.Record:
         s = self.settings
@@ -248,6 +259,11 @@ class Callback(CustomLogger):
 
     def _finish(self, record: rec.Record, provider_key: Any) -> str:
         record = rec.scrub(record)
+        tags = record.get("tags")
+        if tags and (type(tags) is not list or not all(type(t) is str for t in tags)):
+            # A processor set tags the schema does not allow (`[*r["tags"], r["end_user"]]` with no end
+            # user): the server would refuse the whole record.
+            record["tags"] = rec.tags_of(tags)
         text, unserializable = rec.encode(record)
         if unserializable:
             self._count(

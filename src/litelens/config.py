@@ -6,11 +6,15 @@ knows the `LITELENS_*` variables and their defaults.
 
 from __future__ import annotations
 
+import difflib
+import logging
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
+
+log = logging.getLogger("litelens.config")
 
 DEFAULT_ENDPOINT = "http://127.0.0.1:4318"
 
@@ -29,16 +33,22 @@ def _parse_bool(raw: str) -> bool:
 
 def _parse_int(raw: str) -> int:
     try:
-        return int(raw.strip())
+        value = int(raw.strip())
     except ValueError:
         raise ValueError("not a whole number") from None
+    if value < 0:
+        raise ValueError("must be 0 or more")
+    return value
 
 
 def _parse_seconds(raw: str) -> float:
     try:
-        return float(raw.strip())
+        value = float(raw.strip())
     except ValueError:
         raise ValueError("not a number of seconds") from None
+    if not 0.0 < value < float("inf"):  # also refuses nan
+        raise ValueError("must be a number of seconds above 0")
+    return value
 
 
 def _parse_list(raw: str) -> tuple[str, ...]:
@@ -106,6 +116,47 @@ _ENV_SETTINGS: dict[str, tuple[str, Callable[[str], Any]]] = {
 }
 
 
+# The other LITELENS_* variables litelens reads: the collector's (`litelens serve`), the service and
+# environment names, and the test suite's. Any other LITELENS_* name is most likely a typo.
+_OTHER_VARIABLES = frozenset(
+    {
+        "LITELENS_SERVICE",
+        "LITELENS_ENVIRONMENT",
+        "LITELENS_HOST",
+        "LITELENS_PORT",
+        "LITELENS_DB",
+        "LITELENS_RETENTION",
+        "LITELENS_KEY_CACHE_TTL",
+        "LITELENS_MAX_BODY_BYTES",
+        "LITELENS_MAX_RECORDS_PER_BATCH",
+        "LITELENS_MAX_RECORD_BYTES",
+        "LITELENS_MAX_SPANS_PER_REQUEST",
+        "LITELENS_CHROMIUM",
+        "LITELENS_PG_BIN",
+        "LITELENS_REQUIRE_SERVICES",
+        "LITELENS_UPDATE_SCREENSHOTS",
+    }
+)
+_warned_unknown: set[str] = set()
+
+
+def _warn_unknown(env: Mapping[str, str]) -> None:
+    """Say once which LITELENS_* variable is not one of ours: LITELENS_SAMPLERATE=0.1 would otherwise
+    leave sampling (or LITELENS_REDCT=all, redaction) off without a word."""
+    known = _ENV_SETTINGS.keys() | _OTHER_VARIABLES
+    for name in env:
+        if (
+            name.startswith("LITELENS_")
+            and name not in known
+            and not name.startswith("LITELENS_TEST_")
+            and name not in _warned_unknown
+        ):
+            _warned_unknown.add(name)
+            close = difflib.get_close_matches(name, sorted(known), n=1)
+            hint = f"; did you mean {close[0]}?" if close else ""
+            log.warning("litelens: ignoring unknown variable %s%s", name, hint)
+
+
 @dataclass(frozen=True)
 class Settings:
     """Configuration of `litelens.Callback` and `litelens.init()`.
@@ -143,9 +194,13 @@ class Settings:
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         """Settings from `overrides`, then `env` (default `os.environ`), then defaults."""
         env = os.environ if env is None else env
+        _warn_unknown(env)
         values: dict[str, Any] = {}
         for variable, (name, parse) in _ENV_SETTINGS.items():
-            if variable not in env:
+            # Empty is unset (`VAR=${UNSET_VAR}` in compose files and CI), so it never turns a default-on
+            # setting such as LITELENS_SAMPLE_KEEP_ERRORS off -- except for the spool, where an explicit
+            # empty value is the documented way to turn it off.
+            if variable not in env or (not env[variable].strip() and variable != "LITELENS_SPOOL_DIR"):
                 continue
             try:
                 values[name] = parse(env[variable])
@@ -167,6 +222,11 @@ class Settings:
                 None  # `spool_dir="off"` turns the spool off, as LITELENS_SPOOL_DIR=off does
             )
         settings = cls(**values)
+        rate = settings.sample_rate
+        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0.0 <= rate <= 1.0:
+            # As LITELENS_SAMPLE_RATE is checked: `sample_rate=1.5` (a percentage meant?) must not
+            # silently keep everything.
+            raise ValueError(f"litelens: sample_rate={rate!r} must be a number from 0 to 1 (0.1 keeps 10%)")
         if not settings.endpoint.startswith(("http://", "https://")):
             raise ValueError(
                 f"litelens: endpoint {settings.endpoint!r} must start with http:// or https:// "

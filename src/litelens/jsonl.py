@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import gzip
 import json
+import logging
 import os
 import re
 import shutil
@@ -32,6 +33,8 @@ from pathlib import Path
 from typing import IO, Any
 
 __all__ = ["JsonlWriter", "read_lines", "read_records", "rotated_files"]
+
+log = logging.getLogger("litelens.jsonl")
 
 _TMP = ".tmp-"
 _ABANDONED: list[IO[bytes]] = []  # files a forked child inherited from its parent writer
@@ -122,13 +125,22 @@ class JsonlWriter:
         self._file: IO[bytes] | None = None
         self._size = 0
         self._opened = 0.0
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.recover()
+        self._ready = False
+        try:
+            self._prepare()
+        except OSError as exc:
+            # Not fatal: the app starts (a proxy with LITELENS_SINKS=jsonl:...) and each write tries again,
+            # its batch counted as failed while the folder cannot be made (a mount not there yet...).
+            log.warning(
+                "litelens: cannot use %s (%s); its records are counted as failed until it can", self.path, exc
+            )
 
     def write(self, lines: list[bytes]) -> None:
         """Append `lines` (each without its newline), rotating first whenever a limit would be passed."""
         if self._pid != os.getpid():
             self._after_fork()
+        if self.max_age_s is not None:
+            self._open()  # an existing file's age is known once it is open
         if self._due_by_age():
             self.rotate()
         for line in lines:
@@ -157,12 +169,30 @@ class JsonlWriter:
             and time.monotonic() - self._opened >= self.max_age_s
         )
 
+    def _prepare(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.recover()
+        self._ready = True
+
     def _open(self) -> IO[bytes]:
         if self._file is None:
+            if not self._ready:
+                self._prepare()
             self._file = open(self.path, "ab")  # noqa: SIM115 -- kept open across writes
             self._size = self._file.tell()
-            self._opened = time.monotonic()
+            self._opened = time.monotonic() - (self._age_of_live() if self._size else 0.0)
         return self._file
+
+    def _age_of_live(self) -> float:
+        """How long ago an existing live file was started, from its first record's `start_time`: a
+        process restarted more often than `max_age_s` must not keep the same file forever."""
+        try:
+            with open(self.path, "rb") as f:
+                first = json.loads(f.readline(1 << 16))
+            started = float(first["start_time"])
+        except (OSError, ValueError, TypeError, KeyError):
+            return 0.0
+        return min(max(time.time() - started, 0.0), 10 * 365 * 86400.0)
 
     def rotate(self) -> Path | None:
         """Close the live file and move it aside (compressed with `gzip`); return the rotated file."""

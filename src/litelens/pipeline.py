@@ -21,6 +21,7 @@ Standard library only: this module is part of the zero-dependency core.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import re
 import threading
@@ -28,6 +29,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from litelens import record as rec
+from litelens import semconv
 from litelens.config import Settings
 from litelens.redaction.text import KINDS, TextRedactor
 from litelens.redaction.walk import Redactor
@@ -82,8 +84,9 @@ class _Slot:
 class Pipeline:
     """Processors run in order; itself a processor, so pipelines nest.
 
-    A processor that returns None drops the record (later processors do not see it). One that raises
-    also drops it: the safe side, since the failing processor may have been the one that redacts. The
+    A processor that returns None drops the record (later processors do not see it). One that raises,
+    or returns something other than a dict, also drops it: the safe side, since the failing processor
+    may have been the one that redacts. The
     first error of each processor is logged with its traceback, later ones are only counted, so a broken
     processor never floods the host's logs. `stats()` says which processor dropped or failed how often.
 
@@ -145,6 +148,20 @@ class Pipeline:
                 with self._lock:
                     slot.dropped += 1
                 return None
+            if type(result) is not dict and not isinstance(result, dict):
+                # A processor that forgot to return the record (`return True`, a JSON string...): the
+                # record cannot go on, and the next processor would only fail on it less clearly.
+                with self._lock:
+                    slot.errors += 1
+                    first, slot.warned = not slot.warned, True
+                if first:
+                    log.warning(
+                        "litelens: processor %s returned %s, not the record (a dict) or None; that "
+                        "record was dropped (further errors of this processor are only counted; see stats())",
+                        slot.name,
+                        type(result).__name__,
+                    )
+                return None
             record = result
         return record
 
@@ -152,6 +169,11 @@ class Pipeline:
         """`{processor name: {"dropped": n, "errors": n}}`, plus `"total"` over all processors."""
         with self._lock:
             out = {slot.name: {"dropped": slot.dropped, "errors": slot.errors} for slot in self._slots}
+        for slot in self._slots:
+            if isinstance(slot.processor, Pipeline):
+                # A nested pipeline returns None for a record it dropped and for one its processor
+                # failed on alike: its own totals say which, so errors are not counted as filtering.
+                out[slot.name] = slot.processor.stats()["total"]
         out["total"] = {
             "dropped": sum(v["dropped"] for v in out.values()),
             "errors": sum(v["errors"] for v in out.values()),
@@ -224,7 +246,10 @@ def drop_content() -> Processor:
     """Remove request messages, input and tools and the response content; keep every number.
 
     The record then has the shape it has with `capture_content=False`: request parameters, usage,
-    cost, timing, status and error stay. Use it to keep content out of storage for some calls only:
+    cost, timing, status and error stay. Use it to keep content out of storage for some calls only.
+    On a span record (`litelens.otel.RedactingSpanExporter`) it removes the attributes that hold
+    prompts, answers and tool definitions in any of the vocabularies litelens reads (GenAI conventions,
+    OpenInference, OpenLLMetry, LiteLLM's) and the text of message events.
 
         >>> strip = drop_content()
         >>> strip({"request": {"messages": [], "parameters": {"temperature": 0}}, "response": {"id": "x"}})
@@ -238,16 +263,38 @@ def drop_content() -> Processor:
             record["request"] = {"parameters": params if params is not None else {}}
         if "response" in record:
             record["response"] = None
+        if record.get("attributes"):  # a span record: its content is in attributes and events
+            _drop_span_content(record)
         return record
 
     return _named(drop_content_, "drop_content")
+
+
+def _drop_span_content(record: Record) -> None:
+    attributes = record["attributes"]
+    if isinstance(attributes, Mapping):
+        record["attributes"] = {k: v for k, v in attributes.items() if not semconv.is_content_attribute(k)}
+    events = record.get("events")
+    if isinstance(events, list):
+        kept: list[Any] = []
+        for event in events:
+            attrs = event.get("attributes") if isinstance(event, Mapping) else None
+            if isinstance(attrs, Mapping) and attrs:
+                if event.get("name") in semconv.CONTENT_EVENTS:
+                    attrs = {k: v for k, v in attrs.items() if k in semconv.CONTENT_EVENT_KEPT}
+                else:
+                    attrs = {k: v for k, v in attrs.items() if not semconv.is_content_attribute(k)}
+                event = {**event, "attributes": attrs}
+            kept.append(event)
+        record["events"] = kept
 
 
 def truncate(max_chars: int, fields: Iterable[str] = CONTENT_FIELDS) -> Processor:
     """Cut every string in `fields` to `max_chars` characters; the record's `truncated` names the cuts.
 
     The same cut, marker and bookkeeping as the size limits (`litelens.Limits`), at a smaller size you
-    choose, e.g. to keep only the first lines of long prompts:
+    choose, e.g. to keep only the first lines of long prompts. On a span record it cuts the content
+    attributes and message events (what `drop_content` removes there), JSON text inside:
 
         >>> r = truncate(5)({"request": {"messages": [{"content": "abcdefgh"}]}, "truncated": None})
         >>> r["request"]["messages"][0]["content"], r["truncated"]
@@ -262,11 +309,56 @@ def truncate(max_chars: int, fields: Iterable[str] = CONTENT_FIELDS) -> Processo
         for key in targets:
             if record.get(key):
                 record[key] = rec.cap_strings(record[key], max_chars, key, cuts)
+        if record.get("attributes"):  # a span record: its content is in attributes and events
+            _truncate_span(record, max_chars, cuts)
         if cuts:
             record["truncated"] = [*(record.get("truncated") or []), *cuts]
         return record
 
     return _named(truncate_, "truncate")
+
+
+def _truncate_span(record: Record, max_chars: int, cuts: list[str]) -> None:
+    """Cut the strings of a span record's content attributes and message events; JSON text (such as
+    `gen_ai.input.messages`) is cut inside and encoded again, so it stays JSON a reader can parse."""
+    own: list[str] = []
+
+    def cut(attrs: Mapping[str, Any], keep: Callable[[str], bool], path: str) -> dict[str, Any]:
+        out = dict(attrs)
+        for key, value in attrs.items():
+            if keep(key) or not isinstance(value, str) or len(value) <= max_chars:
+                continue
+            if value[:1] in "[{":
+                try:
+                    parsed = json.loads(value)
+                except ValueError:
+                    pass
+                else:
+                    before = len(own)
+                    capped = rec.cap_strings(parsed, max_chars, f"{path}{key}", own)
+                    if len(own) > before:  # else the text stays exactly as it was
+                        out[key] = json.dumps(capped, ensure_ascii=False)
+                    continue
+            out[key] = rec.cap_strings(value, max_chars, f"{path}{key}", own)
+        return out
+
+    attributes = record["attributes"]
+    if isinstance(attributes, Mapping):
+        record["attributes"] = cut(attributes, lambda k: not semconv.is_content_attribute(k), "")
+    events = record.get("events")
+    if isinstance(events, list):
+        for i, event in enumerate(events):
+            attrs = event.get("attributes") if isinstance(event, Mapping) else None
+            if isinstance(attrs, Mapping) and attrs:
+                if event.get("name") in semconv.CONTENT_EVENTS:  # a message: all but its few labels
+                    attrs = cut(attrs, semconv.CONTENT_EVENT_KEPT.__contains__, f"events[{i}].")
+                else:
+                    attrs = cut(attrs, lambda k: not semconv.is_content_attribute(k), f"events[{i}].")
+                events[i] = {**event, "attributes": attrs}
+    if own:
+        cuts.extend(own)
+        if isinstance(record.get("attributes"), dict):
+            record["attributes"][semconv.LITELENS_TRUNCATED] = list(own)
 
 
 # --------------------------------------------------------------------------------------------------

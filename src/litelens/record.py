@@ -607,21 +607,28 @@ def _request_content(call_type: str, slo: Mapping[str, Any]) -> dict[str, Any]:
         request["messages"] = messages
     else:
         request["input"] = messages
-    tools = params.get("tools") if isinstance(params, dict) else None
-    if tools:
-        request["tools"] = tools
+    if isinstance(params, dict):
+        for key in _CONTENT_PARAMETERS:
+            if params.get(key):
+                request[key] = params[key]
     return request
+
+
+# Parameters that are content, kept under `request` beside the messages (and so left out when content
+# is not captured, or dropped): tool definitions, the legacy `functions` (tools by their older name),
+# and a predicted output's text (`prediction={"type": "content", "content": ...}`).
+_CONTENT_PARAMETERS = ("tools", "functions", "prediction")
 
 
 def _parameters(slo: Mapping[str, Any]) -> dict[str, Any]:
     params = slo.get("model_parameters") or {}
     if not isinstance(params, dict):
         return {}
-    # Tools are content (they go under request.tools); `user` is the end user, kept on its own.
+    # Content goes under request (above); `user` is the end user, kept on its own.
     return {
         k: v
         for k, v in params.items()
-        if k not in ("tools", "user", "metadata", "extra_body") and v is not None
+        if k not in _CONTENT_PARAMETERS and k not in ("user", "metadata", "extra_body") and v is not None
     }
 
 
@@ -896,17 +903,37 @@ def _plain(value: Any, markers: list[int], _seen: frozenset[int] = frozenset(), 
     return [_plain(item, markers, seen, _depth + 1) for item in value]
 
 
+def tags_of(value: Any) -> list[str]:
+    """Tags as the schema has them, a list of strings, whatever a processor set: a tag that is None is
+    left out, any other value is written as text (the server refuses a record with other tags)."""
+    if value is None:
+        return []
+    if not isinstance(value, (list, tuple, set, frozenset)):
+        value = [value]
+    return [t if isinstance(t, str) else str(t) for t in value if t is not None]
+
+
+def detached(value: Any) -> Any:
+    """A copy of the dicts and lists in `value` (the rest shared): changing it in place changes nothing
+    the caller holds."""
+    if isinstance(value, Mapping):
+        return {k: detached(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [detached(v) for v in value]
+    return value
+
+
 def cap(record: Record, limits: Limits) -> Record:
     """Bound the record's size; every cut is named in `record["truncated"]`."""
     cuts: list[str] = []
     for key in ("request", "response", "error"):
         if record.get(key):
             record[key] = _cap_strings(record[key], limits.max_string_chars, key, cuts)
-    tags = record.get("tags") or []
+    tags = tags_of(record.get("tags"))
     if len(tags) > limits.max_tags:
-        record["tags"] = tags[: limits.max_tags]
+        tags = tags[: limits.max_tags]
         cuts.append("tags")
-    record["tags"] = [t[:200] for t in record["tags"]]
+    record["tags"] = [t[:200] for t in tags]
     if record.get("metadata"):
         meta_text, _ = encode(record["metadata"])
         if len(meta_text.encode("utf-8")) > limits.max_metadata_bytes:
@@ -917,7 +944,8 @@ def cap(record: Record, limits: Limits) -> Record:
     if len(text.encode("utf-8")) > limits.max_content_bytes:
         _elide_messages(record, limits.max_content_bytes, cuts)
     if cuts:
-        record["truncated"] = cuts
+        # Added to, not replaced: a processor (`truncate`) may have named its own cuts already.
+        record["truncated"] = [*(record.get("truncated") or []), *cuts]
     return record
 
 

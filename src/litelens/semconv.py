@@ -118,6 +118,51 @@ TRACELOOP_USER_ID = "traceloop.association.properties.user_id"
 OI_TAGS = "tag.tags"
 OI_METADATA = "metadata"
 
+# Where the vocabularies above put content (prompts, answers, tool definitions): what
+# `litelens.pipeline.drop_content` removes from a span record.
+CONTENT_ATTRIBUTES = frozenset(
+    {
+        "gen_ai.input.messages",
+        "gen_ai.output.messages",
+        "gen_ai.system_instructions",
+        "gen_ai.tool.definitions",
+        "gen_ai.prompt",
+        "gen_ai.completion",
+        "input.value",
+        "output.value",
+        "litelens.request.input",
+        "litelens.response",
+    }
+)
+CONTENT_ATTRIBUTE_PREFIXES = (
+    "gen_ai.prompt.",
+    "gen_ai.completion.",
+    "llm.input_messages.",
+    "llm.output_messages.",
+    "llm.tools.",
+    "llm.request.functions.",
+)
+CONTENT_EVENTS = frozenset(
+    {
+        "gen_ai.system.message",
+        "gen_ai.user.message",
+        "gen_ai.assistant.message",
+        "gen_ai.tool.message",
+        "gen_ai.choice",
+        "gen_ai.content.prompt",
+        "gen_ai.content.completion",
+    }
+)
+"""Events whose attributes are a message (`content`, `message`, `tool_calls`...)."""
+CONTENT_EVENT_KEPT = frozenset({"gen_ai.system", "gen_ai.provider.name", "index", "finish_reason", "role"})
+"""What of a content event is not content."""
+
+
+def is_content_attribute(key: str) -> bool:
+    """True for an attribute that holds a prompt, an answer or tool definitions, in any vocabulary."""
+    return key in CONTENT_ATTRIBUTES or key.startswith(CONTENT_ATTRIBUTE_PREFIXES)
+
+
 # LiteLLM's own names (its otel callbacks use the first few; we write all of them)
 LITELLM_CALL_ID = "litellm.call_id"
 LITELLM_CALL_TYPE = "litellm.call_type"

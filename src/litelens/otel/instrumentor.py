@@ -10,7 +10,7 @@ import importlib
 import logging
 import os
 import sys
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,12 +46,33 @@ class OtelSettings:
         cls,
         capture_content: bool | None = None,
         processors: Sequence[Processor] | None = None,
-        environ: dict[str, str] | None = None,
+        environ: Mapping[str, str] | None = None,
     ) -> OtelSettings:
         env = os.environ if environ is None else environ
         if capture_content is None:
             capture_content = env.get(CAPTURE_CONTENT_ENV, "").strip().lower() in _CAPTURE_ON
-        return cls(capture_content=bool(capture_content), processors=tuple(processors or ()))
+        return cls(
+            capture_content=bool(capture_content),
+            processors=(*_content_processors(env), *(processors or ())),
+        )
+
+
+def _content_processors(env: Mapping[str, str]) -> list[Processor]:
+    """What LITELENS_DROP_CONTENT and LITELENS_REDACT ask for, run before the caller's processors as in
+    the core callback: `opentelemetry-instrument` runs with no code, and a redaction asked for in the
+    environment must not leave prompts on spans. Sampling (LITELENS_SAMPLE_RATE) is the OTel SDK
+    sampler's job here (OTEL_TRACES_SAMPLER): a processor can drop a span's content, not the span."""
+    from litelens.config import Settings
+    from litelens.pipeline import drop_content, redact
+
+    names = ("LITELENS_DROP_CONTENT", "LITELENS_REDACT")
+    settings = Settings.from_env({k: env[k] for k in names if k in env})
+    chosen: list[Processor] = []
+    if settings.drop_content:
+        chosen.append(drop_content())
+    if settings.redact:
+        chosen.append(redact(settings.redact))
+    return chosen
 
 
 class LiteLLMInstrumentor(BaseInstrumentor):

@@ -17,7 +17,9 @@ The processors are litelens' own (`litelens.pipeline`), run on a *span record*, 
 
 so `sample(rate)` keeps or drops whole traces by the same hash of the trace id as for call records (a
 call seen by both layers is kept or dropped in both), `keep_if`/`drop_if` and your own functions see
-plain data, and `enrich` adds attributes (what it puts in `metadata` becomes attributes).
+plain data, `enrich` adds attributes (what it puts in `metadata` becomes attributes; a record field
+such as `environment` or `tags` becomes the attribute the core layer's spans carry it in), and
+`drop_content` removes the attributes and event texts that hold prompts and answers.
 `redact_spans()` is `redact()` pointed at the span's free text: its name, its string attributes, its
 events' attributes and its status message. Attributes that identify something (a key ending in `id`,
 such as `gen_ai.response.id` or `litellm.call_id`) are kept out of the span record's `attributes`
@@ -37,6 +39,7 @@ from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.trace import Status, StatusCode
 
+from litelens import semconv
 from litelens.pipeline import KINDS, Pipeline, Processor, redact
 from litelens.record import Record
 
@@ -128,6 +131,20 @@ class RedactingSpanExporter(SpanExporter):
         return self.pipeline.stats()
 
 
+# The call record's own descriptive fields, which `enrich` sets on a span record too, as the attributes
+# the core layer's spans carry them in (`litelens.semconv.record_to_attributes`).
+_FIELD_ATTRIBUTES = {
+    "service": (semconv.SERVICE_NAME,),
+    "environment": (semconv.DEPLOYMENT_ENVIRONMENT_NAME,),
+    "session_id": (semconv.GEN_AI_CONVERSATION_ID, semconv.LITELLM_SESSION_ID),
+    "end_user": (semconv.LITELLM_END_USER,),
+    "user_id": (semconv.LITELENS_USER_ID,),
+    "tags": (semconv.LITELLM_TAGS,),
+    "model_group": (semconv.LITELLM_MODEL_GROUP,),
+    "deployment_id": (semconv.LITELLM_DEPLOYMENT_ID,),
+}
+
+
 def _apply(span: ReadableSpan, processed: Record) -> ReadableSpan:
     """`span` with the processed name, attributes, events and status message; `span` itself if they are
     what it already has."""
@@ -135,6 +152,13 @@ def _apply(span: ReadableSpan, processed: Record) -> ReadableSpan:
     attributes = {k: v for k, v in original.items() if _is_id_key(k)}
     attributes.update(processed.get("attributes") or {})
     attributes.update(processed.get("metadata") or {})
+    for field, names in _FIELD_ATTRIBUTES.items():
+        # Set by a processor (`enrich({"environment": "prod"})`): span records come without these fields.
+        value = processed.get(field)
+        if value is not None:
+            if isinstance(value, (list, tuple)):
+                value = [str(v) for v in value]
+            attributes.update(dict.fromkeys(names, value))
     events = processed.get("events") or []
     name = processed.get("name") or span.name
     message = processed.get("status_message")
