@@ -370,6 +370,23 @@ def test_no_secret_reaches_the_receiver(provider, receiver, make_callback):
     assert "model_map_information" not in everything
 
 
+@pytest.mark.litellm_compat
+def test_flush_after_asyncio_run_includes_the_calls_of_that_loop(provider, receiver, make_callback):
+    """`asyncio.run(handler())` then `flush()` (an async serverless handler): LiteLLM holds the last
+    calls' success events for the loop that just ended; flush() must send them, not leave them for exit."""
+    callback = make_callback()
+
+    async def handler() -> None:
+        await litellm.acompletion(
+            model="openai/gpt-4o-mini", messages=MESSAGES, api_base=provider.url, api_key=KEY
+        )
+
+    for invocation in (1, 2):
+        asyncio.run(handler())
+        assert callback.flush(10)
+        assert len(receiver.records) == invocation and receiver.records[-1]["is_async"]
+
+
 def test_an_async_script_that_exits_at_once_still_delivers(provider, receiver, tmp_path):
     """`asyncio.run(main())` returning right after its call: LiteLLM only logs that call at exit."""
     import os

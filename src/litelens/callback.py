@@ -310,6 +310,7 @@ class Callback(CustomLogger):
         (a serverless handler's last call would be missed otherwise).
         """
         deadline = None if timeout is None else time.monotonic() + timeout
+        _run_async_logging_of_ended_loop(deadline)
         _wait_for_litellm_logging(deadline)
         remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
         return self.transport.flush(remaining)
@@ -405,6 +406,43 @@ def _wait_for_litellm_logging(deadline: float | None) -> None:
             time.sleep(0.001)
     except Exception:  # LiteLLM changed shape: flush what has arrived
         return
+
+
+_DRAIN_LOCK = threading.Lock()
+_drain_thread: threading.Thread | None = None
+
+
+def _run_async_logging_of_ended_loop(deadline: float | None) -> None:
+    """Run the async log events LiteLLM still holds for an event loop that has ended.
+
+    LiteLLM hands an async call's success event to its logging worker, which runs on the call's event
+    loop. A handler whose loop ends right after its last call (`asyncio.run(handler())`, then `flush()`)
+    leaves that event queued until the process exits, where LiteLLM's own exit hook runs it: flush()
+    would return with the call missing. It runs them now, the way that hook does, in a thread of its
+    own: the hook sets and closes an event loop, which must not become the caller's. A loop that still
+    runs (in another thread) runs its own events; nothing is done from inside a running loop either.
+    """
+    try:
+        from litellm.litellm_core_utils.logging_worker import GLOBAL_LOGGING_WORKER as worker
+    except ImportError:  # older LiteLLM: no worker, async hooks ran as plain tasks
+        return
+    try:
+        queue, loop, drain = worker._queue, worker._bound_loop, worker._flush_on_exit
+        if queue is None or loop is None or not loop.is_closed() or not callable(drain):
+            return
+        pending = getattr(worker, "pending_count", None)
+        if not (pending if isinstance(pending, int) else queue.qsize()):
+            return
+    except Exception:  # LiteLLM changed shape: what it holds is run at exit, as before
+        return
+    global _drain_thread
+    with _DRAIN_LOCK:  # one drain at a time (a flush that ran out of time may have left one running)
+        thread = _drain_thread
+        if thread is None or not thread.is_alive():
+            thread = threading.Thread(target=drain, name="litelens-drain-litellm-logging", daemon=True)
+            thread.start()
+            _drain_thread = thread
+    thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
 
 
 def _drain_litellm_logging_worker() -> None:
