@@ -93,3 +93,19 @@ def test_a_misspelt_variable_is_named_in_a_warning(caplog: pytest.LogCaptureFixt
     assert caplog.messages == [
         "litelens: ignoring unknown variable LITELENS_SAMPLERATE; did you mean LITELENS_SAMPLE_RATE?"
     ]
+
+
+@pytest.mark.parametrize(
+    ("argument", "kinds"),
+    [(True, ("all",)), (False, ()), ("email, phone", ("email", "phone")), (["card"], ("card",))],
+)
+def test_redact_takes_what_the_variable_takes(argument: object, kinds: tuple[str, ...]) -> None:
+    """`Callback(redact=True)` redacts every kind, as LITELENS_REDACT=all does (it raised a TypeError)."""
+    from litelens.pipeline import Pipeline, from_settings
+
+    settings = Settings.from_env({}, redact=argument)
+    assert settings.redact == kinds
+    record = {"request": {"messages": [{"role": "user", "content": "card 4111 1111 1111 1111"}]}}
+    out = Pipeline(from_settings(settings))(record)
+    assert out is not None
+    assert ("4111" in str(out["request"])) is (kinds in ((), ("email", "phone")))

@@ -216,6 +216,11 @@ class Settings:
         if unknown:
             raise TypeError(f"litelens: unknown setting(s) {sorted(unknown)}; known: {sorted(known)}")
         values.update({k: v for k, v in overrides.items() if v is not None})
+        redact = values.get("redact")
+        if isinstance(redact, (bool, str)):  # `redact=True` / `redact="email,phone"`, as LITELENS_REDACT
+            values["redact"] = _parse_redact("all" if redact is True else str(redact))
+        elif redact is not None and not isinstance(redact, tuple):
+            values["redact"] = tuple(redact)
         spool = values.get("spool_dir")
         if isinstance(spool, str) and spool.strip().lower() in ("", "off", "none"):
             values["spool_dir"] = (
