@@ -461,3 +461,18 @@ def test_a_second_server_gets_a_spool_of_its_own(tmp_path: Path) -> None:
     assert default.transport.config.spool_dir == str(tmp_path / "spool")
     assert other.transport.config.endpoint == "http://10.0.0.9:4318"
     assert other.transport.config.spool_dir not in (None, default.transport.config.spool_dir)
+
+
+def test_a_relative_jsonl_path_stays_where_it_was_when_the_app_changes_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "app").mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "app")
+    writer = JsonlWriter("calls.jsonl", max_bytes=60)
+    writer.write([b'{"call_id": "a"}'])
+    monkeypatch.chdir(tmp_path / "elsewhere")  # a daemon's chdir("/"), a test runner's tmp dir
+    writer.write([b'{"call_id": "b", "pad": "' + b"x" * 60 + b'"}'])  # past max_bytes: rotates first
+    writer.close()
+    assert not list((tmp_path / "elsewhere").iterdir())
+    assert [r["call_id"] for r in read_records(tmp_path / "app" / "calls.jsonl")] == ["a", "b"]

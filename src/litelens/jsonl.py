@@ -114,9 +114,11 @@ class JsonlWriter:
         gzip: bool = True,
         fsync: bool = False,
     ) -> None:
-        self._template = os.fspath(path)
+        # Absolute from the start: an app that changes its working directory later (a daemon, a test
+        # runner) must not move its file, nor split it between two places.
+        self._template = os.path.abspath(os.path.expanduser(os.fspath(path)))
         self._pid = os.getpid()
-        self.path = expand(path)
+        self.path = expand(self._template)
         self.max_bytes = max_bytes
         self.max_age_s = max_age_s
         self.gzip = gzip
