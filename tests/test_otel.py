@@ -445,10 +445,14 @@ def test_uninstrument_restores_the_original_functions(fake: FakeProvider) -> Non
     instrumentor = LiteLLMInstrumentor()
     instrumentor.instrument(tracer_provider=provider)
     assert litellm.completion is not before[("litellm", "completion")]
+    from litellm import completion as bound_while_instrumented
+
     instrumentor.uninstrument()
     for (module, name), function in before.items():
         assert getattr(sys.modules[module], name) is function, (module, name)
     litellm.completion(model="openai/gpt-4o-mini", messages=MESSAGES, **kw(fake))
+    # A name bound while instrumented still holds the wrapper, which now stays out of the way.
+    bound_while_instrumented(model="openai/gpt-4o-mini", messages=MESSAGES, **kw(fake))
     assert exporter.get_finished_spans() == ()
 
 

@@ -133,6 +133,8 @@ class LiteLLMInstrumentor(BaseInstrumentor):
         for module, name in self._patched:
             unwrap(module, name)
         self._patched = []
+        if self._engine is not None:
+            self._engine.active = False
         self._engine = None
 
 

@@ -62,6 +62,9 @@ class Engine:
         self.processors = tuple(processors)
         self.providers = providers
         self.internal_errors = 0
+        # False once uninstrumented: a name bound to a wrapper while instrumented (`from litellm import
+        # completion`) keeps the wrapper, which must then call LiteLLM as if it were not there.
+        self.active = True
         self._errors_lock = threading.Lock()
         self._span_starts: dict[tuple[Any, ...], tuple[str, dict[str, Any]]] = {}
 
@@ -127,8 +130,9 @@ class Engine:
     def begin(
         self, endpoint: Endpoint, positional: tuple[str, ...], args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Call | None:
-        """Start the span for a call, or None to run the call untraced (nested, or we failed)."""
-        if _IN_CALL.get():
+        """Start the span for a call, or None to run the call untraced (uninstrumented, nested, or we
+        failed)."""
+        if not self.active or _IN_CALL.get():
             return None
         # `completion(..., acompletion=True)` hands over to acompletion, which gets the span.
         if kwargs.get("acompletion") is True and not endpoint.is_async:
