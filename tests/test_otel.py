@@ -434,6 +434,20 @@ def test_a_callers_litellm_call_id_is_kept(otel: Otel, fake: FakeProvider) -> No
     assert (otel.only_span().attributes or {})[semconv.LITELLM_CALL_ID] == "call-from-app"
 
 
+def test_metadata_reaches_the_span_without_credentials(otel: Otel, fake: FakeProvider) -> None:
+    metadata = {
+        "order": "A-17",
+        "openai_api_key": "plain-value-123",
+        "note": "key sk-proj-abcdefghijklmnop",
+        "copied": "sk-fake",  # the call's own api_key
+    }
+    litellm.completion(model="openai/gpt-4o-mini", messages=MESSAGES, metadata=metadata, **kw(fake))
+    shown = json.loads(str((otel.only_span().attributes or {})[semconv.LITELENS_METADATA]))
+    assert shown["order"] == "A-17"
+    assert "plain-value-123" not in str(shown) and "sk-proj" not in str(shown) and "sk-fake" not in str(shown)
+    assert metadata["openai_api_key"] == "plain-value-123"  # the caller's dict is left as it was
+
+
 def test_uninstrument_restores_the_original_functions(fake: FakeProvider) -> None:
     import litellm.main
 
