@@ -399,6 +399,29 @@ def test_processors_see_the_record_before_its_content_reaches_the_span(
     assert "lorem ipsum" in str(attrs[semconv.GEN_AI_OUTPUT_MESSAGES])
 
 
+def test_a_streamed_tool_call_is_in_the_output_messages_as_in_a_calls(
+    make_otel: Any, fake: FakeProvider
+) -> None:
+    otel = make_otel(capture_content=True)
+    tools = [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}]
+    call = litellm.completion(model="openai/gpt-4o-mini", messages=MESSAGES, tools=tools, **kw(fake))
+    chunks = list(
+        litellm.completion(
+            model="openai/gpt-4o-mini", messages=MESSAGES, tools=tools, stream=True, **kw(fake)
+        )
+    )
+    assert len(chunks) > 2  # the call's arguments really came in pieces
+    call_output, stream_output = (
+        json.loads(str((s.attributes or {})[semconv.GEN_AI_OUTPUT_MESSAGES])) for s in otel.spans()
+    )
+    # The same message as the call's (the tool call's id aside: each answer has its own).
+    (part,) = stream_output[0]["parts"]
+    assert part["type"] == "tool_call" and part["name"] == "get_weather" and part["id"]
+    assert part["arguments"] == call.choices[0].message.tool_calls[0].function.arguments
+    call_output[0]["parts"][0]["id"] = part["id"]
+    assert stream_output == call_output
+
+
 def test_content_capture_follows_the_conventions_environment_variable(
     make_otel: Any, fake: FakeProvider, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -49,6 +49,7 @@ class StreamState:
         "response_id",
         "response_model",
         "texts",
+        "tool_calls",
         "usage",
     )
 
@@ -62,6 +63,8 @@ class StreamState:
         self.response_id: str | None = None
         self.response_model: str | None = None
         self.texts: dict[int, list[str]] | None = {} if call.engine.capture_content else None
+        # Per choice, per tool call index: the call's id, name and the pieces of its arguments.
+        self.tool_calls: dict[int, dict[int, dict[str, Any]]] = {}
         self.usage: Any = None
 
     def on_chunk(self, chunk: Any) -> None:
@@ -94,6 +97,29 @@ class StreamState:
                 text = field(delta, "content") if delta is not None else field(choice, "text")
                 if isinstance(text, str):
                     self.texts.setdefault(index, []).append(text)
+                calls = field(delta, "tool_calls") if delta is not None else None
+                if calls:
+                    self._on_tool_calls(index, calls)
+
+    def _on_tool_calls(self, index: int, calls: Any) -> None:
+        """Accumulate streamed tool calls: the first delta of each names it, later ones add arguments."""
+        if self.texts is not None:  # a choice that only calls tools is a choice too
+            self.texts.setdefault(index, [])
+        merged = self.tool_calls.setdefault(index, {})
+        for position, call in enumerate(calls):
+            at = field(call, "index")
+            slot = merged.setdefault(at if isinstance(at, int) else position, {"arguments": []})
+            function = field(call, "function")
+            for key, value in (
+                ("id", field(call, "id")),
+                ("type", field(call, "type")),
+                ("name", field(function, "name") if function is not None else None),
+            ):
+                if value and not slot.get(key):
+                    slot[key] = value
+            arguments = field(function, "arguments") if function is not None else None
+            if isinstance(arguments, str):
+                slot["arguments"].append(arguments)
 
     def finish(
         self, outcome: str, exc: BaseException | None = None, source: Any = None, at: float | None = None
@@ -122,7 +148,7 @@ class StreamState:
                             {
                                 "index": i,
                                 "finish_reason": self.reasons.get(i),
-                                "message": {"role": "assistant", "content": "".join(parts)},
+                                "message": self._message(i, parts),
                             }
                             for i, parts in sorted(self.texts.items())
                         ],
@@ -139,6 +165,23 @@ class StreamState:
         except Exception:
             call.engine.failed("ending a stream's span")
             call.end_quietly()
+
+    def _message(self, index: int, parts: list[str]) -> dict[str, Any]:
+        """The assistant message of one choice, as a non-stream response has it."""
+        message: dict[str, Any] = {"role": "assistant"}
+        calls = self.tool_calls.get(index)
+        if parts or not calls:
+            message["content"] = "".join(parts)
+        if calls:
+            message["tool_calls"] = [
+                {
+                    "id": slot.get("id"),
+                    "type": slot.get("type") or "function",
+                    "function": {"name": slot.get("name"), "arguments": "".join(slot["arguments"])},
+                }
+                for _, slot in sorted(calls.items())
+            ]
+        return message
 
 
 def _hidden_usage(source: Any) -> Any:
