@@ -422,6 +422,22 @@ def test_a_streamed_tool_call_is_in_the_output_messages_as_in_a_calls(
     assert stream_output == call_output
 
 
+def test_a_text_completions_answer_is_in_its_output_messages(make_otel: Any, fake: FakeProvider) -> None:
+    otel = make_otel(capture_content=True)
+    arguments = {"model": "openai/gpt-3.5-turbo-instruct", "prompt": "once upon a time", **kw(fake)}
+    response = litellm.text_completion(**arguments)
+    list(litellm.text_completion(**arguments, stream=True))
+    expected = [
+        {
+            "role": "assistant",
+            "parts": [{"type": "text", "content": response.choices[0].text}],
+            "finish_reason": "stop",
+        }
+    ]
+    for span in otel.spans():  # the call's and the stream's
+        assert json.loads(str((span.attributes or {})[semconv.GEN_AI_OUTPUT_MESSAGES])) == expected
+
+
 def test_content_capture_follows_the_conventions_environment_variable(
     make_otel: Any, fake: FakeProvider, monkeypatch: pytest.MonkeyPatch
 ) -> None:

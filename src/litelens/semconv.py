@@ -476,7 +476,11 @@ def to_otel_message(message: Any) -> dict[str, Any]:
 
 
 def _to_otel_output(choice: Mapping[str, Any]) -> dict[str, Any]:
-    out = to_otel_message(choice.get("message") or {"role": "assistant"})
+    message = choice.get("message")
+    if not message and isinstance(choice.get("text"), str):
+        # A text completion's choice holds its answer as `text`, not as a message.
+        message = {"role": "assistant", "content": choice["text"]}
+    out = to_otel_message(message or {"role": "assistant"})
     out["finish_reason"] = choice.get("finish_reason")
     return out
 
