@@ -371,6 +371,20 @@ def test_provider_error_marks_the_span_and_reaches_the_caller_unchanged(
     assert "rate limit" in str(raised.value).lower()
 
 
+def test_a_key_echoed_in_an_error_reaches_no_part_of_the_span(otel: Otel, fake: FakeProvider) -> None:
+    echoed = Exception("upstream said: bad key sk-live-abcdefghijkl123")
+    with pytest.raises(
+        litellm.InternalServerError, match="sk-live-abcdefghijkl123"
+    ):  # the caller's is intact
+        litellm.completion(model="openai/gpt-4o-mini", messages=MESSAGES, mock_response=echoed, **kw(fake))
+    span = otel.only_span()
+    assert span.status.status_code is StatusCode.ERROR and "[REDACTED]" in str(span.status.description)
+    (event,) = span.events
+    assert "[REDACTED]" in str(event.attributes)
+    assert "sk-live" not in json.dumps([dict(span.attributes or {}), dict(event.attributes or {})])
+    assert "sk-live" not in str(span.status.description)
+
+
 def test_a_raising_processor_does_not_change_the_calls_result(make_otel: Any, fake: FakeProvider) -> None:
     def broken(record: dict[str, Any]) -> dict[str, Any]:
         raise RuntimeError("processor bug")

@@ -29,7 +29,7 @@ from litelens import semconv
 from litelens.otel import endpoints
 from litelens.otel.endpoints import Endpoint
 from litelens.otel.metrics import Instruments
-from litelens.record import OTEL_LINK_KEY, OTEL_LINK_READER, Record
+from litelens.record import OTEL_LINK_KEY, OTEL_LINK_READER, Record, has_secret
 
 _log = logging.getLogger("litelens.otel")
 
@@ -281,16 +281,20 @@ class Call:
     def _record_error(self, exc: BaseException, record: Record, processed: Record | None) -> None:
         """The exception event and the span status -- with the processed message when processors run.
 
-        Without processors, the SDK's own record_exception. With them, the raw `str(exc)` must not
-        reach the span behind the redactor's back: the event's message and the status description are
-        the processed record's error message, and the stack trace keeps only frames (file, line, code),
-        which carry no message text.
+        Without processors, the SDK's own record_exception. With them (or with a credential in the
+        exception's text), the raw `str(exc)` must not reach the span behind the redactor's back: the
+        event's message and the status description are the processed record's error message, and the
+        stack trace keeps only frames (file, line, code), which carry no message text.
         """
         span = self.span
         if not self.engine.processors:
-            span.record_exception(exc)
-            span.set_status(Status(StatusCode.ERROR, str(exc)[:500]))
-            return
+            # As the SDK would -- unless the message or the chained ones hold a credential (a provider
+            # echoing a key), which `error.message` has scrubbed: then as with processors, below.
+            if not has_secret("".join(traceback.format_exception(exc))):
+                span.record_exception(exc)
+                span.set_status(Status(StatusCode.ERROR, str(exc)[:500]))
+                return
+            processed = record
         error = (processed or {}).get("error") or {}
         message = str(error.get("message") or "") if isinstance(error, Mapping) else ""
         frames = "".join(traceback.format_tb(exc.__traceback__))
