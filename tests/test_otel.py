@@ -501,6 +501,17 @@ def test_metadata_reaches_the_span_without_credentials(otel: Otel, fake: FakePro
     assert metadata["openai_api_key"] == "plain-value-123"  # the caller's dict is left as it was
 
 
+def test_a_router_call_names_its_model_group_and_deployment(otel: Otel, fake: FakeProvider) -> None:
+    deployment = {"model": "openai/gpt-4o-mini", **kw(fake)}
+    router = litellm.Router(model_list=[{"model_name": "cheap", "litellm_params": deployment}])
+    router.completion(model="cheap", messages=MESSAGES, metadata={"order": "A-17"})
+    attrs = otel.only_span().attributes or {}
+    assert attrs[semconv.LITELLM_MODEL_GROUP] == "cheap"
+    assert attrs[semconv.GEN_AI_REQUEST_MODEL] == "gpt-4o-mini"
+    assert attrs[semconv.LITELLM_DEPLOYMENT_ID] == router.get_model_list()[0]["model_info"]["id"]
+    assert json.loads(str(attrs[semconv.LITELENS_METADATA])) == {"order": "A-17"}  # not the Router's own
+
+
 def test_uninstrument_restores_the_original_functions(fake: FakeProvider) -> None:
     import litellm.main
 

@@ -157,6 +157,8 @@ def request_record(
         "response_model": None,
         "provider": provider,
         "api_base": _scrubbed_url(_str(arguments.get("api_base") or arguments.get("base_url"))),
+        # A Router names the model group it routed the call to in the metadata it passes on.
+        "model_group": _str(metadata.get("model_group")),
         "start_time": time.time(),
         "usage": None,
         "cost_usd": None,
