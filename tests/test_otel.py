@@ -505,11 +505,13 @@ def test_a_router_call_names_its_model_group_and_deployment(otel: Otel, fake: Fa
     deployment = {"model": "openai/gpt-4o-mini", **kw(fake)}
     router = litellm.Router(model_list=[{"model_name": "cheap", "litellm_params": deployment}])
     router.completion(model="cheap", messages=MESSAGES, metadata={"order": "A-17"})
-    attrs = otel.only_span().attributes or {}
-    assert attrs[semconv.LITELLM_MODEL_GROUP] == "cheap"
-    assert attrs[semconv.GEN_AI_REQUEST_MODEL] == "gpt-4o-mini"
-    assert attrs[semconv.LITELLM_DEPLOYMENT_ID] == router.get_model_list()[0]["model_info"]["id"]
-    assert json.loads(str(attrs[semconv.LITELENS_METADATA])) == {"order": "A-17"}  # not the Router's own
+    list(router.completion(model="cheap", messages=MESSAGES, metadata={"order": "A-17"}, stream=True))
+    for span in otel.spans():  # the call's and the stream's
+        attrs = span.attributes or {}
+        assert attrs[semconv.LITELLM_MODEL_GROUP] == "cheap"
+        assert attrs[semconv.GEN_AI_REQUEST_MODEL] == "gpt-4o-mini"
+        assert attrs[semconv.LITELLM_DEPLOYMENT_ID] == router.get_model_list()[0]["model_info"]["id"]
+        assert json.loads(str(attrs[semconv.LITELENS_METADATA])) == {"order": "A-17"}  # not the Router's
 
 
 def test_uninstrument_restores_the_original_functions(fake: FakeProvider) -> None:

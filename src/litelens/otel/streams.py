@@ -153,6 +153,10 @@ class StreamState:
                             for i, parts in sorted(self.texts.items())
                         ],
                     }
+            hidden = field(source, "_hidden_params") if source is not None else None
+            if isinstance(hidden, dict) and hidden.get("model_id"):
+                # The deployment a Router picked (its response_cost there is not the stream's: 0 so far).
+                record["deployment_id"] = str(hidden["model_id"])
             record["chunk_count"] = self.chunks
             if record.get("cost_usd") is None and record.get("usage"):
                 record["cost_usd"] = _cost(record)
