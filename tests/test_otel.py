@@ -160,6 +160,18 @@ def test_each_call_type_gets_a_client_span_under_the_callers_span(
             assert attrs[semconv.GEN_AI_RESPONSE_ID] == response.id
 
 
+def test_a_model_passed_positionally_names_the_span_sync_and_async(otel: Otel, fake: FakeProvider) -> None:
+    expected = []
+    for name in ("completion", "embedding", "text_completion"):
+        model, _, content, operation = CALLS[name]
+        # text_completion takes the prompt first; aembedding and atext_completion take (*args, **kwargs).
+        args = (content, f"openai/{model}") if name == "text_completion" else (f"openai/{model}", content)
+        getattr(litellm, name)(*args, **kw(fake))
+        asyncio.run(getattr(litellm, "a" + name)(*args, **kw(fake)))
+        expected += [f"{operation} {model}"] * 2
+    assert [s.name for s in otel.spans()] == expected
+
+
 @pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
 def test_streamed_completion_span_ends_when_the_stream_is_exhausted(
     is_async: bool, otel: Otel, fake: FakeProvider

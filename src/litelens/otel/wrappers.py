@@ -84,7 +84,7 @@ class Engine:
 
     def wrapper(self, endpoint: Endpoint, original: Callable[..., Any]) -> Wrapper:
         """The `wrapt` wrapper for one endpoint; `original` lends its signature for positional arguments."""
-        positional = _positional_names(original)
+        positional = positional_names(original)
 
         if endpoint.is_async:
 
@@ -396,7 +396,7 @@ def new_call_id() -> str:
     return f"{digits[:8]}-{digits[8:12]}-{digits[12:16]}-{digits[16:20]}-{digits[20:]}"
 
 
-def _positional_names(function: Callable[..., Any]) -> tuple[str, ...]:
+def positional_names(function: Callable[..., Any]) -> tuple[str, ...]:
     """Names of the parameters a caller may pass positionally (`completion(model, messages)`)."""
     try:
         parameters = inspect.signature(function).parameters.values()
