@@ -448,6 +448,26 @@ def test_a_streamed_tool_call_is_in_the_output_messages_as_in_a_calls(
     assert stream_output == call_output
 
 
+def test_an_answer_passed_back_as_a_message_object_is_the_assistants_turn(
+    make_otel: Any, fake: FakeProvider
+) -> None:
+    """The tool-calling loop: the `Message` a response returned goes back into `messages` as it is."""
+    otel = make_otel(capture_content=True)
+    tools = [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}]
+    first = litellm.completion(model="openai/gpt-4o-mini", messages=MESSAGES, tools=tools, **kw(fake))
+    answer = first.choices[0].message
+    call = answer.tool_calls[0]
+    followup = [*MESSAGES, answer, {"role": "tool", "tool_call_id": call.id, "content": "sunny"}]
+    litellm.completion(
+        model="openai/gpt-4o-mini", messages=followup, tools=tools, tool_choice="none", **kw(fake)
+    )
+    sent = json.loads(str((otel.spans()[-1].attributes or {})[semconv.GEN_AI_INPUT_MESSAGES]))
+    assert [m["role"] for m in sent] == ["user", "assistant", "tool"]
+    assert sent[1]["parts"] == [
+        {"type": "tool_call", "id": call.id, "name": "get_weather", "arguments": call.function.arguments}
+    ]
+
+
 def test_a_text_completions_answer_is_in_its_output_messages(make_otel: Any, fake: FakeProvider) -> None:
     otel = make_otel(capture_content=True)
     arguments = {"model": "openai/gpt-3.5-turbo-instruct", "prompt": "once upon a time", **kw(fake)}

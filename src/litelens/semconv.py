@@ -437,6 +437,7 @@ def _content_attributes(record: Record, attrs: dict[str, Any]) -> None:
 
 def to_otel_message(message: Any) -> dict[str, Any]:
     """An OpenAI-style chat message as a GenAI-conventions message (`{"role", "parts": [...]}`)."""
+    message = _as_mapping(message)
     if not isinstance(message, Mapping):
         return {"role": "user", "parts": [{"type": "text", "content": str(message)}]}
     role = str(message.get("role") or "user")
@@ -459,6 +460,7 @@ def to_otel_message(message: Any) -> dict[str, Any]:
                     {"type": str(part.get("type")) if isinstance(part, Mapping) else "text", "content": part}
                 )
     for call in message.get("tool_calls") or []:
+        call = _as_mapping(call)
         if isinstance(call, Mapping):
             function = call.get("function") or {}
             parts.append(
@@ -473,6 +475,22 @@ def to_otel_message(message: Any) -> dict[str, Any]:
     if message.get("name"):
         out["name"] = message["name"]
     return out
+
+
+def _as_mapping(value: Any) -> Any:
+    """A pydantic message or tool call as its fields: callers pass the `Message` a previous response
+    returned back in `messages` (the tool-calling loop), and LiteLLM's objects are not mappings."""
+    if isinstance(value, Mapping):
+        return value
+    dump = getattr(value, "model_dump", None)
+    if callable(dump) and not isinstance(value, type):
+        try:
+            fields = dump()
+        except Exception:
+            return value
+        if isinstance(fields, Mapping):
+            return fields
+    return value
 
 
 def _to_otel_output(choice: Mapping[str, Any]) -> dict[str, Any]:
