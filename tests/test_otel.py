@@ -414,11 +414,14 @@ def test_processors_see_the_record_before_its_content_reaches_the_span(
     make_otel: Any, fake: FakeProvider
 ) -> None:
     def redact(record: dict[str, Any]) -> dict[str, Any]:
-        record["request"] = {**record["request"], "messages": [{"role": "user", "content": "[redacted]"}]}
+        for message in record["request"]["messages"]:  # in place, as a structlog processor would
+            message["content"] = "[redacted]"
         return record
 
     otel = make_otel(processors=[redact], capture_content=True)
-    litellm.completion(model="openai/gpt-4o-mini", messages=MESSAGES, **kw(fake))
+    messages = [dict(m) for m in MESSAGES]
+    litellm.completion(model="openai/gpt-4o-mini", messages=messages, **kw(fake))
+    assert messages == MESSAGES  # the caller's conversation is the caller's: only the span's copy changed
     attrs = otel.only_span().attributes or {}
     assert "[redacted]" in str(attrs[semconv.GEN_AI_INPUT_MESSAGES])
     assert "short story" not in str(attrs[semconv.GEN_AI_INPUT_MESSAGES])

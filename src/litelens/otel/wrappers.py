@@ -312,8 +312,10 @@ class Call:
         """
         if not self.engine.processors:
             return record
-        current: Record | None = dict(record)
+        # The record holds the caller's own objects (the messages list, tools, metadata values): the
+        # processors get copies, so one that edits in place cannot rewrite the caller's conversation.
         try:
+            current: Record | None = _owned(record)
             for processor in self.engine.processors:
                 if current is None:
                     break
@@ -333,6 +335,15 @@ class Call:
             self.span.end()
         except Exception:
             self.engine.failed("ending a span")
+
+
+def _owned(value: Any) -> Any:
+    """A copy of the dicts and lists in `value`, all the way down (other objects are shared)."""
+    if isinstance(value, dict):
+        return {k: _owned(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_owned(v) for v in value]
+    return value
 
 
 def _start_attributes(record: Record, vetted: bool) -> dict[str, Any]:
