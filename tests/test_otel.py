@@ -205,6 +205,19 @@ def test_streamed_completion_span_ends_when_the_stream_is_exhausted(
     assert isinstance(ttfc, float) and ttfc > 0
 
 
+def test_a_stream_of_a_model_named_without_provider_names_the_provider(
+    otel: Otel, fake: FakeProvider
+) -> None:
+    litellm.completion(model="gpt-4o-mini", messages=MESSAGES, **kw(fake))
+    list(litellm.completion(model="gpt-4o-mini", messages=MESSAGES, stream=True, **kw(fake)))
+    list(litellm.responses(model="gpt-4o-mini", input="tell me a short story", stream=True, **kw(fake)))
+    assert [(s.attributes or {}).get(semconv.GEN_AI_PROVIDER_NAME) for s in otel.spans()] == ["openai"] * 3
+    # ... so the call and the stream are one population in the metrics.
+    durations = otel.points("gen_ai.client.operation.duration")
+    assert {p.attributes[semconv.GEN_AI_PROVIDER_NAME] for p in durations} == {"openai"}
+    assert sorted(p.count for p in durations) == [1, 2]  # chat (call and stream), responses
+
+
 def test_streamed_acompletion_with_reasoning_carries_all_token_counts(otel: Otel, fake: FakeProvider) -> None:
     async def run() -> list[Any]:
         stream = await litellm.acompletion(

@@ -154,9 +154,15 @@ class StreamState:
                         ],
                     }
             hidden = field(source, "_hidden_params") if source is not None else None
-            if isinstance(hidden, dict) and hidden.get("model_id"):
+            hidden = hidden if isinstance(hidden, dict) else {}
+            if hidden.get("model_id"):
                 # The deployment a Router picked (its response_cost there is not the stream's: 0 so far).
                 record["deployment_id"] = str(hidden["model_id"])
+            if not record.get("provider") and source is not None:
+                # A model named without its provider prefix: the stream knows whom LiteLLM called.
+                provider = field(source, "custom_llm_provider") or hidden.get("custom_llm_provider")
+                if isinstance(provider, str) and provider:
+                    record["provider"] = provider
             record["chunk_count"] = self.chunks
             if record.get("cost_usd") is None and record.get("usage"):
                 record["cost_usd"] = _cost(record)
