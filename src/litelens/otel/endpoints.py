@@ -185,6 +185,8 @@ def _scrubbed_metadata(metadata: Mapping[str, Any], api_key: Any) -> dict[str, A
 def apply_response(record: Record, response: Any, capture_content: bool) -> None:
     """Fill the record from a complete (non-stream) LiteLLM response object."""
     hidden = field(response, "_hidden_params")
+    if hidden is not None and not isinstance(hidden, Mapping):
+        hidden = _plain(hidden)  # text completions keep theirs in a pydantic HiddenParams
     if isinstance(hidden, Mapping):
         apply_hidden_params(record, hidden)
     record["response_id"] = _str(field(response, "id"))
