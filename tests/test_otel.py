@@ -212,11 +212,13 @@ def test_a_stream_of_a_model_named_without_provider_names_the_provider(
     litellm.completion(model="gpt-4o-mini", messages=MESSAGES, **kw(fake))
     list(litellm.completion(model="gpt-4o-mini", messages=MESSAGES, stream=True, **kw(fake)))
     list(litellm.responses(model="gpt-4o-mini", input="tell me a short story", stream=True, **kw(fake)))
-    assert [(s.attributes or {}).get(semconv.GEN_AI_PROVIDER_NAME) for s in otel.spans()] == ["openai"] * 3
+    # LiteLLM streams this one through its "text-completion-openai" route: OpenAI all the same.
+    list(litellm.text_completion(model="gpt-3.5-turbo-instruct", prompt="once", stream=True, **kw(fake)))
+    assert [(s.attributes or {}).get(semconv.GEN_AI_PROVIDER_NAME) for s in otel.spans()] == ["openai"] * 4
     # ... so the call and the stream are one population in the metrics.
     durations = otel.points("gen_ai.client.operation.duration")
     assert {p.attributes[semconv.GEN_AI_PROVIDER_NAME] for p in durations} == {"openai"}
-    assert sorted(p.count for p in durations) == [1, 2]  # chat (call and stream), responses
+    assert sorted(p.count for p in durations) == [1, 1, 2]  # chat (call and stream), responses, text
 
 
 def test_streamed_acompletion_with_reasoning_carries_all_token_counts(otel: Otel, fake: FakeProvider) -> None:

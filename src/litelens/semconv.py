@@ -250,6 +250,9 @@ _PROVIDER_OF_NAME = {v: k for k, v in _PROVIDER_NAME_OF.items()} | {
     "aws": "bedrock",
     "mistralai": "mistral",
 }
+# LiteLLM's names for a provider's text-completion route: the provider is the same (one way only, so
+# "openai" on the way back stays "openai").
+_PROVIDER_NAME_OF |= {"text-completion-openai": "openai", "text-completion-codestral": "mistral_ai"}
 
 _CANCELLED_ERRORS = ("CancelledError", "GeneratorExit", "KeyboardInterrupt")
 
