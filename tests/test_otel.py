@@ -335,6 +335,38 @@ def test_cancelled_consumer_task_ends_the_stream_span(otel: Otel, fake: FakeProv
     assert span.status.status_code is not StatusCode.ERROR
 
 
+def test_a_forked_child_ends_the_streams_it_drops(otel: Otel, fake: FakeProvider) -> None:
+    """Only the forking thread survives a fork: the child needs a reaper thread of its own, or every
+    stream it drops keeps its span open and its connection checked out (gunicorn, multiprocessing)."""
+    import select
+    import signal
+
+    _long_stream(fake).close()  # the parent has used a stream (and started its reaper) before forking
+    otel.exporter.clear()
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child reports through the pipe
+        try:
+            stream = _long_stream(fake)
+            next(stream)
+            next(stream)
+            del stream  # no cycle holds the proxy: dropping the last reference finalizes it
+            handled = REAPER.flush(timeout=5)
+            outcomes = [(s.attributes or {}).get(STREAM_OUTCOME) for s in otel.spans()]
+            os.write(write, json.dumps([handled, outcomes]).encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    ready, _, _ = select.select([read], [], [], 30)
+    if not ready:
+        os.kill(pid, signal.SIGKILL)
+    report = os.read(read, 4096).decode() if ready else "null"
+    os.close(read)
+    os.waitpid(pid, 0)
+    assert json.loads(report) == [True, ["abandoned"]]
+    assert otel.spans() == []  # the parent's exporter saw nothing of the child's
+
+
 ABANDONED = int(os.environ.get("LITELENS_TEST_ABANDONED_STREAMS", "2000"))
 
 

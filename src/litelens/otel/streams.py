@@ -14,6 +14,7 @@ keeps alive anyway, so that it can close a stream the caller dropped and give it
 from __future__ import annotations
 
 import asyncio
+import os
 import queue
 import threading
 import time
@@ -248,6 +249,15 @@ class _Reaper:
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        if hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_child=self._forked)
+
+    def _forked(self) -> None:
+        """A forked child has no reaper thread (only the forking one survives a fork): start afresh,
+        without the parent's queued streams, which are the parent's to end."""
+        self._queue = queue.SimpleQueue()
+        self._thread = None
+        self._lock = threading.Lock()
 
     def start(self) -> None:
         if self._thread is not None:
@@ -257,7 +267,9 @@ class _Reaper:
                 self._thread = threading.Thread(target=self._run, name="litelens-otel-streams", daemon=True)
                 self._thread.start()
 
-    def submit(self, state: StreamState, stream: Any) -> None:
+    def submit(self, state: StreamState, stream: Any, pid: int) -> None:
+        if pid != os.getpid():
+            return  # a forked child's copy of a parent's stream: its span and connection are the parent's
         self._queue.put((state, stream, time.perf_counter()))
 
     def flush(self, timeout: float = 5.0) -> bool:
@@ -315,7 +327,7 @@ class TracedStream(wrapt.ObjectProxy):
         # Runs if the proxy is collected before the stream ended (the caller dropped it). Not at exit:
         # the exporters may be gone by then, and a half-read stream's span says nothing useful.
         REAPER.start()
-        self._self_finalizer = weakref.finalize(self, REAPER.submit, state, wrapped)
+        self._self_finalizer = weakref.finalize(self, REAPER.submit, state, wrapped, os.getpid())
         self._self_finalizer.atexit = False
 
     def _self_finish(self, outcome: str, exc: BaseException | None = None) -> None:
