@@ -863,6 +863,57 @@ def test_without_the_core_callback_litellm_gets_the_callers_metadata_as_it_is(
     assert len(otel.spans()) == 2
 
 
+def test_a_call_made_from_a_litellm_callback_gets_its_own_span(otel: Otel, fake: FakeProvider) -> None:
+    """A judge model called from a success callback: LiteLLM runs the callback in a context copied
+    from the call's, after the call -- a call of its own, not a call nested in the first."""
+    from litellm.integrations.custom_logger import CustomLogger
+
+    from litelens.callback import unregister
+
+    judged: list[str] = []
+
+    def is_judge(kwargs: Any) -> bool:
+        return bool(((kwargs.get("litellm_params") or {}).get("metadata") or {}).get("judge"))
+
+    class Judge(CustomLogger):
+        def log_success_event(self, kwargs: Any, response_obj: Any, start_time: Any, end_time: Any) -> None:
+            if not is_judge(kwargs):
+                litellm.completion(
+                    model="openai/gpt-4o", messages=MESSAGES, metadata={"judge": 1}, **kw(fake)
+                )
+                judged.append("sync")
+
+        async def async_log_success_event(
+            self, kwargs: Any, response_obj: Any, start_time: Any, end_time: Any
+        ) -> None:
+            if not is_judge(kwargs):
+                await litellm.acompletion(
+                    model="openai/gpt-4o", messages=MESSAGES, metadata={"judge": 1}, **kw(fake)
+                )
+                judged.append("async")
+
+    async def call_and_wait() -> None:
+        await litellm.acompletion(model="openai/gpt-4o-mini", messages=MESSAGES, **kw(fake))
+        for _ in range(100):
+            if len(judged) == 2:
+                return
+            await asyncio.sleep(0.02)
+
+    judge = Judge()
+    litellm.callbacks.append(judge)
+    try:
+        litellm.completion(model="openai/gpt-4o-mini", messages=MESSAGES, **kw(fake))
+        for _ in range(100):
+            if judged:
+                break
+            time.sleep(0.02)
+        asyncio.run(call_and_wait())
+    finally:
+        unregister(judge)
+    assert sorted(judged) == ["async", "sync"]
+    assert sorted(s.name for s in otel.spans()) == ["chat gpt-4o"] * 2 + ["chat gpt-4o-mini"] * 2
+
+
 @pytest.mark.skipif(
     Version(version("litellm")) < Version("1.100"),
     reason="LiteLLM 1.80 keeps a stream's usage from the caller unless include_usage is asked for",

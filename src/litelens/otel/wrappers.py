@@ -36,9 +36,12 @@ _log = logging.getLogger("litelens.otel")
 Processor = Callable[[Record], "Record | None"]
 Wrapper = Callable[[Callable[..., Any], Any, tuple[Any, ...], dict[str, Any]], Any]
 
-# True while a traced LiteLLM call runs. LiteLLM's entry points call each other (acompletion runs
-# completion, text_completion and the responses bridge run completion): only the outermost gets a span.
-_IN_CALL: ContextVar[bool] = ContextVar("litelens_otel_in_call", default=False)
+# The traced LiteLLM call this context runs in. LiteLLM's entry points call each other (acompletion
+# runs completion, text_completion and the responses bridge run completion): only the outermost gets a
+# span. A context copied during a call outlives it -- LiteLLM runs the success callbacks in tasks and
+# threads made from it -- and a call made there (a judge model in a callback) is a call of its own:
+# so the mark is the Call, which says whether it still runs (`Call.encloses`).
+_IN_CALL: ContextVar[Call | None] = ContextVar("litelens_otel_in_call", default=None)
 
 _SPAN_STARTS_LIMIT = 1024
 _MISSING = object()
@@ -132,7 +135,8 @@ class Engine:
     ) -> Call | None:
         """Start the span for a call, or None to run the call untraced (uninstrumented, nested, or we
         failed)."""
-        if not self.active or _IN_CALL.get():
+        outer = _IN_CALL.get()
+        if not self.active or (outer is not None and outer.encloses()):
             return None
         # `completion(..., acompletion=True)` hands over to acompletion, which gets the span.
         if kwargs.get("acompletion") is True and not endpoint.is_async:
@@ -179,7 +183,18 @@ class Engine:
 class Call:
     """One traced LiteLLM call: its span, its record, and the single place the span ends."""
 
-    __slots__ = ("_ended", "_lock", "engine", "kwargs", "record", "span", "start_attributes", "started")
+    __slots__ = (
+        "_ended",
+        "_lock",
+        "engine",
+        "kwargs",
+        "record",
+        "running",
+        "span",
+        "start_attributes",
+        "started",
+        "thread",
+    )
 
     def __init__(
         self,
@@ -199,17 +214,32 @@ class Call:
         self.started = time.perf_counter()
         self._ended = False
         self._lock = threading.Lock()
+        self.running = False
+        self.thread = 0
 
-    def enter(self) -> tuple[Token[bool], Token[context.Context]]:
+    def encloses(self) -> bool:
+        """Whether a LiteLLM call made now, in a context copied from this call's, is part of it.
+
+        While it runs, a sync call encloses only what runs on its own thread: LiteLLM runs a sync
+        call's nested entry points inline, and its success callbacks on a pool thread. An async call
+        hands its sync twin to an executor thread, so it encloses any thread while it runs; its async
+        callbacks run as tasks once it has returned.
+        """
+        return self.running and (self.record["is_async"] or self.thread == threading.get_ident())
+
+    def enter(self) -> tuple[Token[Call | None], Token[context.Context]]:
         """Make the span current and mark the context as inside a traced call; `exit` undoes both.
 
         A plain attach rather than `trace.use_span`, whose context manager adds a generator, its
         frames and exception plumbing to every call for options (record, set status, end) not used here.
         """
-        return _IN_CALL.set(True), context.attach(trace.set_span_in_context(self.span))
+        self.running = True
+        self.thread = threading.get_ident()
+        return _IN_CALL.set(self), context.attach(trace.set_span_in_context(self.span))
 
-    def exit(self, tokens: tuple[Token[bool], Token[context.Context]]) -> None:
+    def exit(self, tokens: tuple[Token[Call | None], Token[context.Context]]) -> None:
         """Restore the context `enter` changed (the caller's span current, outside any traced call)."""
+        self.running = False
         context.detach(tokens[1])
         _IN_CALL.reset(tokens[0])
 
