@@ -152,12 +152,25 @@ def test_each_call_type_gets_a_client_span_under_the_callers_span(
     assert attrs[semconv.LITELENS_IS_ASYNC] is is_async
     assert attrs[semconv.LITELLM_CALL_ID] == response._hidden_params["litellm_call_id"]
     assert semconv.GEN_AI_INPUT_MESSAGES not in attrs  # content is off by default
-    if name != "image_generation":  # the images endpoint reports no usage
+    if name != "image_generation":  # the images endpoint reports no usage (LiteLLM cannot price it)
+        assert isinstance(attrs[semconv.LITELLM_COST_TOTAL], float) and attrs[semconv.LITELLM_COST_TOTAL] > 0
         expected = fake.expected_usage(content)
         assert attrs[semconv.GEN_AI_USAGE_INPUT_TOKENS] == expected["prompt_tokens"]
         if name != "embedding":
             assert attrs[semconv.GEN_AI_USAGE_OUTPUT_TOKENS] == expected["completion_tokens"]
             assert attrs[semconv.GEN_AI_RESPONSE_ID] == response.id
+
+
+def test_a_model_passed_positionally_names_the_span_sync_and_async(otel: Otel, fake: FakeProvider) -> None:
+    expected = []
+    for name in ("completion", "embedding", "text_completion"):
+        model, _, content, operation = CALLS[name]
+        # text_completion takes the prompt first; aembedding and atext_completion take (*args, **kwargs).
+        args = (content, f"openai/{model}") if name == "text_completion" else (f"openai/{model}", content)
+        getattr(litellm, name)(*args, **kw(fake))
+        asyncio.run(getattr(litellm, "a" + name)(*args, **kw(fake)))
+        expected += [f"{operation} {model}"] * 2
+    assert [s.name for s in otel.spans()] == expected
 
 
 @pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
@@ -191,6 +204,21 @@ def test_streamed_completion_span_ends_when_the_stream_is_exhausted(
     assert chunks[-1].usage is not None
     ttfc = attrs[semconv.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK]
     assert isinstance(ttfc, float) and ttfc > 0
+
+
+def test_a_stream_of_a_model_named_without_provider_names_the_provider(
+    otel: Otel, fake: FakeProvider
+) -> None:
+    litellm.completion(model="gpt-4o-mini", messages=MESSAGES, **kw(fake))
+    list(litellm.completion(model="gpt-4o-mini", messages=MESSAGES, stream=True, **kw(fake)))
+    list(litellm.responses(model="gpt-4o-mini", input="tell me a short story", stream=True, **kw(fake)))
+    # LiteLLM streams this one through its "text-completion-openai" route: OpenAI all the same.
+    list(litellm.text_completion(model="gpt-3.5-turbo-instruct", prompt="once", stream=True, **kw(fake)))
+    assert [(s.attributes or {}).get(semconv.GEN_AI_PROVIDER_NAME) for s in otel.spans()] == ["openai"] * 4
+    # ... so the call and the stream are one population in the metrics.
+    durations = otel.points("gen_ai.client.operation.duration")
+    assert {p.attributes[semconv.GEN_AI_PROVIDER_NAME] for p in durations} == {"openai"}
+    assert sorted(p.count for p in durations) == [1, 1, 2]  # chat (call and stream), responses, text
 
 
 def test_streamed_acompletion_with_reasoning_carries_all_token_counts(otel: Otel, fake: FakeProvider) -> None:
@@ -307,6 +335,38 @@ def test_cancelled_consumer_task_ends_the_stream_span(otel: Otel, fake: FakeProv
     assert span.status.status_code is not StatusCode.ERROR
 
 
+def test_a_forked_child_ends_the_streams_it_drops(otel: Otel, fake: FakeProvider) -> None:
+    """Only the forking thread survives a fork: the child needs a reaper thread of its own, or every
+    stream it drops keeps its span open and its connection checked out (gunicorn, multiprocessing)."""
+    import select
+    import signal
+
+    _long_stream(fake).close()  # the parent has used a stream (and started its reaper) before forking
+    otel.exporter.clear()
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child reports through the pipe
+        try:
+            stream = _long_stream(fake)
+            next(stream)
+            next(stream)
+            del stream  # no cycle holds the proxy: dropping the last reference finalizes it
+            handled = REAPER.flush(timeout=5)
+            outcomes = [(s.attributes or {}).get(STREAM_OUTCOME) for s in otel.spans()]
+            os.write(write, json.dumps([handled, outcomes]).encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    ready, _, _ = select.select([read], [], [], 30)
+    if not ready:
+        os.kill(pid, signal.SIGKILL)
+    report = os.read(read, 4096).decode() if ready else "null"
+    os.close(read)
+    os.waitpid(pid, 0)
+    assert json.loads(report) == [True, ["abandoned"]]
+    assert otel.spans() == []  # the parent's exporter saw nothing of the child's
+
+
 ABANDONED = int(os.environ.get("LITELENS_TEST_ABANDONED_STREAMS", "2000"))
 
 
@@ -371,6 +431,20 @@ def test_provider_error_marks_the_span_and_reaches_the_caller_unchanged(
     assert "rate limit" in str(raised.value).lower()
 
 
+def test_a_key_echoed_in_an_error_reaches_no_part_of_the_span(otel: Otel, fake: FakeProvider) -> None:
+    echoed = Exception("upstream said: bad key sk-live-abcdefghijkl123")
+    with pytest.raises(
+        litellm.InternalServerError, match="sk-live-abcdefghijkl123"
+    ):  # the caller's is intact
+        litellm.completion(model="openai/gpt-4o-mini", messages=MESSAGES, mock_response=echoed, **kw(fake))
+    span = otel.only_span()
+    assert span.status.status_code is StatusCode.ERROR and "[REDACTED]" in str(span.status.description)
+    (event,) = span.events
+    assert "[REDACTED]" in str(event.attributes)
+    assert "sk-live" not in json.dumps([dict(span.attributes or {}), dict(event.attributes or {})])
+    assert "sk-live" not in str(span.status.description)
+
+
 def test_a_raising_processor_does_not_change_the_calls_result(make_otel: Any, fake: FakeProvider) -> None:
     def broken(record: dict[str, Any]) -> dict[str, Any]:
         raise RuntimeError("processor bug")
@@ -388,15 +462,77 @@ def test_processors_see_the_record_before_its_content_reaches_the_span(
     make_otel: Any, fake: FakeProvider
 ) -> None:
     def redact(record: dict[str, Any]) -> dict[str, Any]:
-        record["request"] = {**record["request"], "messages": [{"role": "user", "content": "[redacted]"}]}
+        for message in record["request"]["messages"]:  # in place, as a structlog processor would
+            message["content"] = "[redacted]"
         return record
 
     otel = make_otel(processors=[redact], capture_content=True)
-    litellm.completion(model="openai/gpt-4o-mini", messages=MESSAGES, **kw(fake))
+    messages = [dict(m) for m in MESSAGES]
+    litellm.completion(model="openai/gpt-4o-mini", messages=messages, **kw(fake))
+    assert messages == MESSAGES  # the caller's conversation is the caller's: only the span's copy changed
     attrs = otel.only_span().attributes or {}
     assert "[redacted]" in str(attrs[semconv.GEN_AI_INPUT_MESSAGES])
     assert "short story" not in str(attrs[semconv.GEN_AI_INPUT_MESSAGES])
     assert "lorem ipsum" in str(attrs[semconv.GEN_AI_OUTPUT_MESSAGES])
+
+
+def test_a_streamed_tool_call_is_in_the_output_messages_as_in_a_calls(
+    make_otel: Any, fake: FakeProvider
+) -> None:
+    otel = make_otel(capture_content=True)
+    tools = [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}]
+    call = litellm.completion(model="openai/gpt-4o-mini", messages=MESSAGES, tools=tools, **kw(fake))
+    chunks = list(
+        litellm.completion(
+            model="openai/gpt-4o-mini", messages=MESSAGES, tools=tools, stream=True, **kw(fake)
+        )
+    )
+    assert len(chunks) > 2  # the call's arguments really came in pieces
+    call_output, stream_output = (
+        json.loads(str((s.attributes or {})[semconv.GEN_AI_OUTPUT_MESSAGES])) for s in otel.spans()
+    )
+    # The same message as the call's (the tool call's id aside: each answer has its own).
+    (part,) = stream_output[0]["parts"]
+    assert part["type"] == "tool_call" and part["name"] == "get_weather" and part["id"]
+    assert part["arguments"] == call.choices[0].message.tool_calls[0].function.arguments
+    call_output[0]["parts"][0]["id"] = part["id"]
+    assert stream_output == call_output
+
+
+def test_an_answer_passed_back_as_a_message_object_is_the_assistants_turn(
+    make_otel: Any, fake: FakeProvider
+) -> None:
+    """The tool-calling loop: the `Message` a response returned goes back into `messages` as it is."""
+    otel = make_otel(capture_content=True)
+    tools = [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}]
+    first = litellm.completion(model="openai/gpt-4o-mini", messages=MESSAGES, tools=tools, **kw(fake))
+    answer = first.choices[0].message
+    call = answer.tool_calls[0]
+    followup = [*MESSAGES, answer, {"role": "tool", "tool_call_id": call.id, "content": "sunny"}]
+    litellm.completion(
+        model="openai/gpt-4o-mini", messages=followup, tools=tools, tool_choice="none", **kw(fake)
+    )
+    sent = json.loads(str((otel.spans()[-1].attributes or {})[semconv.GEN_AI_INPUT_MESSAGES]))
+    assert [m["role"] for m in sent] == ["user", "assistant", "tool"]
+    assert sent[1]["parts"] == [
+        {"type": "tool_call", "id": call.id, "name": "get_weather", "arguments": call.function.arguments}
+    ]
+
+
+def test_a_text_completions_answer_is_in_its_output_messages(make_otel: Any, fake: FakeProvider) -> None:
+    otel = make_otel(capture_content=True)
+    arguments = {"model": "openai/gpt-3.5-turbo-instruct", "prompt": "once upon a time", **kw(fake)}
+    response = litellm.text_completion(**arguments)
+    list(litellm.text_completion(**arguments, stream=True))
+    expected = [
+        {
+            "role": "assistant",
+            "parts": [{"type": "text", "content": response.choices[0].text}],
+            "finish_reason": "stop",
+        }
+    ]
+    for span in otel.spans():  # the call's and the stream's
+        assert json.loads(str((span.attributes or {})[semconv.GEN_AI_OUTPUT_MESSAGES])) == expected
 
 
 def test_content_capture_follows_the_conventions_environment_variable(
@@ -434,6 +570,33 @@ def test_a_callers_litellm_call_id_is_kept(otel: Otel, fake: FakeProvider) -> No
     assert (otel.only_span().attributes or {})[semconv.LITELLM_CALL_ID] == "call-from-app"
 
 
+def test_metadata_reaches_the_span_without_credentials(otel: Otel, fake: FakeProvider) -> None:
+    metadata = {
+        "order": "A-17",
+        "openai_api_key": "plain-value-123",
+        "note": "key sk-proj-abcdefghijklmnop",
+        "copied": "sk-fake",  # the call's own api_key
+    }
+    litellm.completion(model="openai/gpt-4o-mini", messages=MESSAGES, metadata=metadata, **kw(fake))
+    shown = json.loads(str((otel.only_span().attributes or {})[semconv.LITELENS_METADATA]))
+    assert shown["order"] == "A-17"
+    assert "plain-value-123" not in str(shown) and "sk-proj" not in str(shown) and "sk-fake" not in str(shown)
+    assert metadata["openai_api_key"] == "plain-value-123"  # the caller's dict is left as it was
+
+
+def test_a_router_call_names_its_model_group_and_deployment(otel: Otel, fake: FakeProvider) -> None:
+    deployment = {"model": "openai/gpt-4o-mini", **kw(fake)}
+    router = litellm.Router(model_list=[{"model_name": "cheap", "litellm_params": deployment}])
+    router.completion(model="cheap", messages=MESSAGES, metadata={"order": "A-17"})
+    list(router.completion(model="cheap", messages=MESSAGES, metadata={"order": "A-17"}, stream=True))
+    for span in otel.spans():  # the call's and the stream's
+        attrs = span.attributes or {}
+        assert attrs[semconv.LITELLM_MODEL_GROUP] == "cheap"
+        assert attrs[semconv.GEN_AI_REQUEST_MODEL] == "gpt-4o-mini"
+        assert attrs[semconv.LITELLM_DEPLOYMENT_ID] == router.get_model_list()[0]["model_info"]["id"]
+        assert json.loads(str(attrs[semconv.LITELENS_METADATA])) == {"order": "A-17"}  # not the Router's
+
+
 def test_uninstrument_restores_the_original_functions(fake: FakeProvider) -> None:
     import litellm.main
 
@@ -445,10 +608,14 @@ def test_uninstrument_restores_the_original_functions(fake: FakeProvider) -> Non
     instrumentor = LiteLLMInstrumentor()
     instrumentor.instrument(tracer_provider=provider)
     assert litellm.completion is not before[("litellm", "completion")]
+    from litellm import completion as bound_while_instrumented
+
     instrumentor.uninstrument()
     for (module, name), function in before.items():
         assert getattr(sys.modules[module], name) is function, (module, name)
     litellm.completion(model="openai/gpt-4o-mini", messages=MESSAGES, **kw(fake))
+    # A name bound while instrumented still holds the wrapper, which now stays out of the way.
+    bound_while_instrumented(model="openai/gpt-4o-mini", messages=MESSAGES, **kw(fake))
     assert exporter.get_finished_spans() == ()
 
 
@@ -694,6 +861,57 @@ def test_without_the_core_callback_litellm_gets_the_callers_metadata_as_it_is(
     assert all(OTEL_LINK_KEY not in (meta or {}) for meta in seen)
     assert seen[0]["order"] == "A-17"
     assert len(otel.spans()) == 2
+
+
+def test_a_call_made_from_a_litellm_callback_gets_its_own_span(otel: Otel, fake: FakeProvider) -> None:
+    """A judge model called from a success callback: LiteLLM runs the callback in a context copied
+    from the call's, after the call -- a call of its own, not a call nested in the first."""
+    from litellm.integrations.custom_logger import CustomLogger
+
+    from litelens.callback import unregister
+
+    judged: list[str] = []
+
+    def is_judge(kwargs: Any) -> bool:
+        return bool(((kwargs.get("litellm_params") or {}).get("metadata") or {}).get("judge"))
+
+    class Judge(CustomLogger):
+        def log_success_event(self, kwargs: Any, response_obj: Any, start_time: Any, end_time: Any) -> None:
+            if not is_judge(kwargs):
+                litellm.completion(
+                    model="openai/gpt-4o", messages=MESSAGES, metadata={"judge": 1}, **kw(fake)
+                )
+                judged.append("sync")
+
+        async def async_log_success_event(
+            self, kwargs: Any, response_obj: Any, start_time: Any, end_time: Any
+        ) -> None:
+            if not is_judge(kwargs):
+                await litellm.acompletion(
+                    model="openai/gpt-4o", messages=MESSAGES, metadata={"judge": 1}, **kw(fake)
+                )
+                judged.append("async")
+
+    async def call_and_wait() -> None:
+        await litellm.acompletion(model="openai/gpt-4o-mini", messages=MESSAGES, **kw(fake))
+        for _ in range(100):
+            if len(judged) == 2:
+                return
+            await asyncio.sleep(0.02)
+
+    judge = Judge()
+    litellm.callbacks.append(judge)
+    try:
+        litellm.completion(model="openai/gpt-4o-mini", messages=MESSAGES, **kw(fake))
+        for _ in range(100):
+            if judged:
+                break
+            time.sleep(0.02)
+        asyncio.run(call_and_wait())
+    finally:
+        unregister(judge)
+    assert sorted(judged) == ["async", "sync"]
+    assert sorted(s.name for s in otel.spans()) == ["chat gpt-4o"] * 2 + ["chat gpt-4o-mini"] * 2
 
 
 @pytest.mark.skipif(

@@ -250,6 +250,9 @@ _PROVIDER_OF_NAME = {v: k for k, v in _PROVIDER_NAME_OF.items()} | {
     "aws": "bedrock",
     "mistralai": "mistral",
 }
+# LiteLLM's names for a provider's text-completion route: the provider is the same (one way only, so
+# "openai" on the way back stays "openai").
+_PROVIDER_NAME_OF |= {"text-completion-openai": "openai", "text-completion-codestral": "mistral_ai"}
 
 _CANCELLED_ERRORS = ("CancelledError", "GeneratorExit", "KeyboardInterrupt")
 
@@ -437,6 +440,7 @@ def _content_attributes(record: Record, attrs: dict[str, Any]) -> None:
 
 def to_otel_message(message: Any) -> dict[str, Any]:
     """An OpenAI-style chat message as a GenAI-conventions message (`{"role", "parts": [...]}`)."""
+    message = _as_mapping(message)
     if not isinstance(message, Mapping):
         return {"role": "user", "parts": [{"type": "text", "content": str(message)}]}
     role = str(message.get("role") or "user")
@@ -459,6 +463,7 @@ def to_otel_message(message: Any) -> dict[str, Any]:
                     {"type": str(part.get("type")) if isinstance(part, Mapping) else "text", "content": part}
                 )
     for call in message.get("tool_calls") or []:
+        call = _as_mapping(call)
         if isinstance(call, Mapping):
             function = call.get("function") or {}
             parts.append(
@@ -475,8 +480,28 @@ def to_otel_message(message: Any) -> dict[str, Any]:
     return out
 
 
+def _as_mapping(value: Any) -> Any:
+    """A pydantic message or tool call as its fields: callers pass the `Message` a previous response
+    returned back in `messages` (the tool-calling loop), and LiteLLM's objects are not mappings."""
+    if isinstance(value, Mapping):
+        return value
+    dump = getattr(value, "model_dump", None)
+    if callable(dump) and not isinstance(value, type):
+        try:
+            fields = dump()
+        except Exception:
+            return value
+        if isinstance(fields, Mapping):
+            return fields
+    return value
+
+
 def _to_otel_output(choice: Mapping[str, Any]) -> dict[str, Any]:
-    out = to_otel_message(choice.get("message") or {"role": "assistant"})
+    message = choice.get("message")
+    if not message and isinstance(choice.get("text"), str):
+        # A text completion's choice holds its answer as `text`, not as a message.
+        message = {"role": "assistant", "content": choice["text"]}
+    out = to_otel_message(message or {"role": "assistant"})
     out["finish_reason"] = choice.get("finish_reason")
     return out
 

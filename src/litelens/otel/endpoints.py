@@ -23,6 +23,7 @@ from litelens.record import (
     _response_content,
     scrub_text,
     scrub_url,
+    scrub_value,
     usage_of,
     user_metadata_of,
 )
@@ -147,7 +148,7 @@ def request_record(
         "session_id": _str(arguments.get("litellm_session_id")) or _str(metadata.get("session_id")),
         "end_user": _str(arguments.get("user")),
         "tags": [str(t) for t in tags] if isinstance(tags, list) else [],
-        "metadata": user_metadata_of(metadata),
+        "metadata": _scrubbed_metadata(metadata, arguments.get("api_key")),
         "call_type": endpoint.call_type,
         "litellm_call_type": endpoint.name,
         "is_async": endpoint.is_async,
@@ -156,6 +157,8 @@ def request_record(
         "response_model": None,
         "provider": provider,
         "api_base": _scrubbed_url(_str(arguments.get("api_base") or arguments.get("base_url"))),
+        # A Router names the model group it routed the call to in the metadata it passes on.
+        "model_group": _str(metadata.get("model_group")),
         "start_time": time.time(),
         "usage": None,
         "cost_usd": None,
@@ -168,9 +171,22 @@ def request_record(
     }
 
 
+def _scrubbed_metadata(metadata: Mapping[str, Any], api_key: Any) -> dict[str, Any]:
+    """The caller's metadata without credentials, as the core record keeps it (`record.scrub`): values
+    under secret-named keys, credential-shaped strings and the call's own API key are redacted."""
+    picked = user_metadata_of(metadata)
+    if not picked:
+        return picked
+    secrets = (api_key,) if isinstance(api_key, str) and len(api_key) >= 6 else ()
+    scrubbed: dict[str, Any] = scrub_value(picked, secrets)
+    return scrubbed
+
+
 def apply_response(record: Record, response: Any, capture_content: bool) -> None:
     """Fill the record from a complete (non-stream) LiteLLM response object."""
     hidden = field(response, "_hidden_params")
+    if hidden is not None and not isinstance(hidden, Mapping):
+        hidden = _plain(hidden)  # text completions keep theirs in a pydantic HiddenParams
     if isinstance(hidden, Mapping):
         apply_hidden_params(record, hidden)
     record["response_id"] = _str(field(response, "id"))

@@ -21,9 +21,9 @@ from opentelemetry.semconv.schemas import Schemas
 from wrapt import wrap_function_wrapper
 
 from litelens import __version__
-from litelens.otel.endpoints import ENDPOINTS
+from litelens.otel.endpoints import ENDPOINTS, Endpoint
 from litelens.otel.metrics import Instruments
-from litelens.otel.wrappers import Engine, Processor
+from litelens.otel.wrappers import Engine, Processor, positional_names
 from litelens.record import Record
 
 _log = logging.getLogger("litelens.otel")
@@ -122,7 +122,7 @@ class LiteLLMInstrumentor(BaseInstrumentor):
             if original is None:
                 _log.debug("litelens.otel: litellm has no %s; not traced", endpoint.name)
                 continue
-            wrapper = engine.wrapper(endpoint, original)
+            wrapper = engine.wrapper(endpoint, _signature_source(litellm, endpoint, original))
             for module in _modules_defining(litellm, endpoint.name, original):
                 wrap_function_wrapper(module, endpoint.name, wrapper)
                 patched.append((module, endpoint.name))
@@ -133,7 +133,20 @@ class LiteLLMInstrumentor(BaseInstrumentor):
         for module, name in self._patched:
             unwrap(module, name)
         self._patched = []
+        if self._engine is not None:
+            self._engine.active = False
         self._engine = None
+
+
+def _signature_source(litellm: Any, endpoint: Endpoint, original: Any) -> Any:
+    """The function whose parameters name a call's positional arguments: `original`, unless it takes
+    only `*args, **kwargs` and hands them to its sync twin (`aembedding`, `atext_completion`), whose
+    signature then says what `aembedding("openai/text-embedding-3-small", ["hi"])` passed."""
+    if endpoint.is_async and not positional_names(original):
+        twin = getattr(litellm, endpoint.name[1:], None)
+        if twin is not None and positional_names(twin):
+            return twin
+    return original
 
 
 def _modules_defining(litellm: Any, name: str, original: Any) -> list[Any]:

@@ -14,6 +14,7 @@ keeps alive anyway, so that it can close a stream the caller dropped and give it
 from __future__ import annotations
 
 import asyncio
+import os
 import queue
 import threading
 import time
@@ -49,6 +50,7 @@ class StreamState:
         "response_id",
         "response_model",
         "texts",
+        "tool_calls",
         "usage",
     )
 
@@ -62,6 +64,8 @@ class StreamState:
         self.response_id: str | None = None
         self.response_model: str | None = None
         self.texts: dict[int, list[str]] | None = {} if call.engine.capture_content else None
+        # Per choice, per tool call index: the call's id, name and the pieces of its arguments.
+        self.tool_calls: dict[int, dict[int, dict[str, Any]]] = {}
         self.usage: Any = None
 
     def on_chunk(self, chunk: Any) -> None:
@@ -94,6 +98,29 @@ class StreamState:
                 text = field(delta, "content") if delta is not None else field(choice, "text")
                 if isinstance(text, str):
                     self.texts.setdefault(index, []).append(text)
+                calls = field(delta, "tool_calls") if delta is not None else None
+                if calls:
+                    self._on_tool_calls(index, calls)
+
+    def _on_tool_calls(self, index: int, calls: Any) -> None:
+        """Accumulate streamed tool calls: the first delta of each names it, later ones add arguments."""
+        if self.texts is not None:  # a choice that only calls tools is a choice too
+            self.texts.setdefault(index, [])
+        merged = self.tool_calls.setdefault(index, {})
+        for position, call in enumerate(calls):
+            at = field(call, "index")
+            slot = merged.setdefault(at if isinstance(at, int) else position, {"arguments": []})
+            function = field(call, "function")
+            for key, value in (
+                ("id", field(call, "id")),
+                ("type", field(call, "type")),
+                ("name", field(function, "name") if function is not None else None),
+            ):
+                if value and not slot.get(key):
+                    slot[key] = value
+            arguments = field(function, "arguments") if function is not None else None
+            if isinstance(arguments, str):
+                slot["arguments"].append(arguments)
 
     def finish(
         self, outcome: str, exc: BaseException | None = None, source: Any = None, at: float | None = None
@@ -122,11 +149,21 @@ class StreamState:
                             {
                                 "index": i,
                                 "finish_reason": self.reasons.get(i),
-                                "message": {"role": "assistant", "content": "".join(parts)},
+                                "message": self._message(i, parts),
                             }
                             for i, parts in sorted(self.texts.items())
                         ],
                     }
+            hidden = field(source, "_hidden_params") if source is not None else None
+            hidden = hidden if isinstance(hidden, dict) else {}
+            if hidden.get("model_id"):
+                # The deployment a Router picked (its response_cost there is not the stream's: 0 so far).
+                record["deployment_id"] = str(hidden["model_id"])
+            if not record.get("provider") and source is not None:
+                # A model named without its provider prefix: the stream knows whom LiteLLM called.
+                provider = field(source, "custom_llm_provider") or hidden.get("custom_llm_provider")
+                if isinstance(provider, str) and provider:
+                    record["provider"] = provider
             record["chunk_count"] = self.chunks
             if record.get("cost_usd") is None and record.get("usage"):
                 record["cost_usd"] = _cost(record)
@@ -139,6 +176,23 @@ class StreamState:
         except Exception:
             call.engine.failed("ending a stream's span")
             call.end_quietly()
+
+    def _message(self, index: int, parts: list[str]) -> dict[str, Any]:
+        """The assistant message of one choice, as a non-stream response has it."""
+        message: dict[str, Any] = {"role": "assistant"}
+        calls = self.tool_calls.get(index)
+        if parts or not calls:
+            message["content"] = "".join(parts)
+        if calls:
+            message["tool_calls"] = [
+                {
+                    "id": slot.get("id"),
+                    "type": slot.get("type") or "function",
+                    "function": {"name": slot.get("name"), "arguments": "".join(slot["arguments"])},
+                }
+                for _, slot in sorted(calls.items())
+            ]
+        return message
 
 
 def _hidden_usage(source: Any) -> Any:
@@ -195,6 +249,15 @@ class _Reaper:
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        if hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_child=self._forked)
+
+    def _forked(self) -> None:
+        """A forked child has no reaper thread (only the forking one survives a fork): start afresh,
+        without the parent's queued streams, which are the parent's to end."""
+        self._queue = queue.SimpleQueue()
+        self._thread = None
+        self._lock = threading.Lock()
 
     def start(self) -> None:
         if self._thread is not None:
@@ -204,7 +267,9 @@ class _Reaper:
                 self._thread = threading.Thread(target=self._run, name="litelens-otel-streams", daemon=True)
                 self._thread.start()
 
-    def submit(self, state: StreamState, stream: Any) -> None:
+    def submit(self, state: StreamState, stream: Any, pid: int) -> None:
+        if pid != os.getpid():
+            return  # a forked child's copy of a parent's stream: its span and connection are the parent's
         self._queue.put((state, stream, time.perf_counter()))
 
     def flush(self, timeout: float = 5.0) -> bool:
@@ -262,7 +327,7 @@ class TracedStream(wrapt.ObjectProxy):
         # Runs if the proxy is collected before the stream ended (the caller dropped it). Not at exit:
         # the exporters may be gone by then, and a half-read stream's span says nothing useful.
         REAPER.start()
-        self._self_finalizer = weakref.finalize(self, REAPER.submit, state, wrapped)
+        self._self_finalizer = weakref.finalize(self, REAPER.submit, state, wrapped, os.getpid())
         self._self_finalizer.atexit = False
 
     def _self_finish(self, outcome: str, exc: BaseException | None = None) -> None:

@@ -29,16 +29,19 @@ from litelens import semconv
 from litelens.otel import endpoints
 from litelens.otel.endpoints import Endpoint
 from litelens.otel.metrics import Instruments
-from litelens.record import OTEL_LINK_KEY, OTEL_LINK_READER, Record
+from litelens.record import OTEL_LINK_KEY, OTEL_LINK_READER, Record, has_secret
 
 _log = logging.getLogger("litelens.otel")
 
 Processor = Callable[[Record], "Record | None"]
 Wrapper = Callable[[Callable[..., Any], Any, tuple[Any, ...], dict[str, Any]], Any]
 
-# True while a traced LiteLLM call runs. LiteLLM's entry points call each other (acompletion runs
-# completion, text_completion and the responses bridge run completion): only the outermost gets a span.
-_IN_CALL: ContextVar[bool] = ContextVar("litelens_otel_in_call", default=False)
+# The traced LiteLLM call this context runs in. LiteLLM's entry points call each other (acompletion
+# runs completion, text_completion and the responses bridge run completion): only the outermost gets a
+# span. A context copied during a call outlives it -- LiteLLM runs the success callbacks in tasks and
+# threads made from it -- and a call made there (a judge model in a callback) is a call of its own:
+# so the mark is the Call, which says whether it still runs (`Call.encloses`).
+_IN_CALL: ContextVar[Call | None] = ContextVar("litelens_otel_in_call", default=None)
 
 _SPAN_STARTS_LIMIT = 1024
 _MISSING = object()
@@ -62,6 +65,9 @@ class Engine:
         self.processors = tuple(processors)
         self.providers = providers
         self.internal_errors = 0
+        # False once uninstrumented: a name bound to a wrapper while instrumented (`from litellm import
+        # completion`) keeps the wrapper, which must then call LiteLLM as if it were not there.
+        self.active = True
         self._errors_lock = threading.Lock()
         self._span_starts: dict[tuple[Any, ...], tuple[str, dict[str, Any]]] = {}
 
@@ -81,7 +87,7 @@ class Engine:
 
     def wrapper(self, endpoint: Endpoint, original: Callable[..., Any]) -> Wrapper:
         """The `wrapt` wrapper for one endpoint; `original` lends its signature for positional arguments."""
-        positional = _positional_names(original)
+        positional = positional_names(original)
 
         if endpoint.is_async:
 
@@ -127,8 +133,10 @@ class Engine:
     def begin(
         self, endpoint: Endpoint, positional: tuple[str, ...], args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Call | None:
-        """Start the span for a call, or None to run the call untraced (nested, or we failed)."""
-        if _IN_CALL.get():
+        """Start the span for a call, or None to run the call untraced (uninstrumented, nested, or we
+        failed)."""
+        outer = _IN_CALL.get()
+        if not self.active or (outer is not None and outer.encloses()):
             return None
         # `completion(..., acompletion=True)` hands over to acompletion, which gets the span.
         if kwargs.get("acompletion") is True and not endpoint.is_async:
@@ -175,7 +183,18 @@ class Engine:
 class Call:
     """One traced LiteLLM call: its span, its record, and the single place the span ends."""
 
-    __slots__ = ("_ended", "_lock", "engine", "kwargs", "record", "span", "start_attributes", "started")
+    __slots__ = (
+        "_ended",
+        "_lock",
+        "engine",
+        "kwargs",
+        "record",
+        "running",
+        "span",
+        "start_attributes",
+        "started",
+        "thread",
+    )
 
     def __init__(
         self,
@@ -195,17 +214,32 @@ class Call:
         self.started = time.perf_counter()
         self._ended = False
         self._lock = threading.Lock()
+        self.running = False
+        self.thread = 0
 
-    def enter(self) -> tuple[Token[bool], Token[context.Context]]:
+    def encloses(self) -> bool:
+        """Whether a LiteLLM call made now, in a context copied from this call's, is part of it.
+
+        While it runs, a sync call encloses only what runs on its own thread: LiteLLM runs a sync
+        call's nested entry points inline, and its success callbacks on a pool thread. An async call
+        hands its sync twin to an executor thread, so it encloses any thread while it runs; its async
+        callbacks run as tasks once it has returned.
+        """
+        return self.running and (self.record["is_async"] or self.thread == threading.get_ident())
+
+    def enter(self) -> tuple[Token[Call | None], Token[context.Context]]:
         """Make the span current and mark the context as inside a traced call; `exit` undoes both.
 
         A plain attach rather than `trace.use_span`, whose context manager adds a generator, its
         frames and exception plumbing to every call for options (record, set status, end) not used here.
         """
-        return _IN_CALL.set(True), context.attach(trace.set_span_in_context(self.span))
+        self.running = True
+        self.thread = threading.get_ident()
+        return _IN_CALL.set(self), context.attach(trace.set_span_in_context(self.span))
 
-    def exit(self, tokens: tuple[Token[bool], Token[context.Context]]) -> None:
+    def exit(self, tokens: tuple[Token[Call | None], Token[context.Context]]) -> None:
         """Restore the context `enter` changed (the caller's span current, outside any traced call)."""
+        self.running = False
         context.detach(tokens[1])
         _IN_CALL.reset(tokens[0])
 
@@ -277,16 +311,20 @@ class Call:
     def _record_error(self, exc: BaseException, record: Record, processed: Record | None) -> None:
         """The exception event and the span status -- with the processed message when processors run.
 
-        Without processors, the SDK's own record_exception. With them, the raw `str(exc)` must not
-        reach the span behind the redactor's back: the event's message and the status description are
-        the processed record's error message, and the stack trace keeps only frames (file, line, code),
-        which carry no message text.
+        Without processors, the SDK's own record_exception. With them (or with a credential in the
+        exception's text), the raw `str(exc)` must not reach the span behind the redactor's back: the
+        event's message and the status description are the processed record's error message, and the
+        stack trace keeps only frames (file, line, code), which carry no message text.
         """
         span = self.span
         if not self.engine.processors:
-            span.record_exception(exc)
-            span.set_status(Status(StatusCode.ERROR, str(exc)[:500]))
-            return
+            # As the SDK would -- unless the message or the chained ones hold a credential (a provider
+            # echoing a key), which `error.message` has scrubbed: then as with processors, below.
+            if not has_secret("".join(traceback.format_exception(exc))):
+                span.record_exception(exc)
+                span.set_status(Status(StatusCode.ERROR, str(exc)[:500]))
+                return
+            processed = record
         error = (processed or {}).get("error") or {}
         message = str(error.get("message") or "") if isinstance(error, Mapping) else ""
         frames = "".join(traceback.format_tb(exc.__traceback__))
@@ -304,8 +342,10 @@ class Call:
         """
         if not self.engine.processors:
             return record
-        current: Record | None = dict(record)
+        # The record holds the caller's own objects (the messages list, tools, metadata values): the
+        # processors get copies, so one that edits in place cannot rewrite the caller's conversation.
         try:
+            current: Record | None = _owned(record)
             for processor in self.engine.processors:
                 if current is None:
                     break
@@ -325,6 +365,15 @@ class Call:
             self.span.end()
         except Exception:
             self.engine.failed("ending a span")
+
+
+def _owned(value: Any) -> Any:
+    """A copy of the dicts and lists in `value`, all the way down (other objects are shared)."""
+    if isinstance(value, dict):
+        return {k: _owned(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_owned(v) for v in value]
+    return value
 
 
 def _start_attributes(record: Record, vetted: bool) -> dict[str, Any]:
@@ -388,7 +437,7 @@ def new_call_id() -> str:
     return f"{digits[:8]}-{digits[8:12]}-{digits[12:16]}-{digits[16:20]}-{digits[20:]}"
 
 
-def _positional_names(function: Callable[..., Any]) -> tuple[str, ...]:
+def positional_names(function: Callable[..., Any]) -> tuple[str, ...]:
     """Names of the parameters a caller may pass positionally (`completion(model, messages)`)."""
     try:
         parameters = inspect.signature(function).parameters.values()
