@@ -597,6 +597,16 @@ def test_strings_that_are_not_utf8_cost_the_sender_nothing_but_those_characters(
         assert [r["name"] for r in tree["roots"]] == ["agent"], content_type
         [child] = tree["roots"][0]["children"]
         assert child["attributes"]["cut"].startswith("hi \ufffd") and child["call"]["request_model"] == "m"
+    # The core layer's batches too: a record cut mid-emoji keeps its neighbours and the rest of its text.
+    cut = make_record("cut-mid-emoji", end_user="hi CUT", metadata={"CUT": "CUT"})
+    body = json.dumps({"records": [make_record("before-cut"), cut]}).encode().replace(b"CUT", b"\\ud83d")
+    answer = post(client, "/v1/events", body, "application/json")
+    assert answer.status == 200 and answer.json() == {"accepted": 2, "rejected": []}, answer
+    stored = client.get_json("/api/calls/cut-mid-emoji")
+    assert (stored["end_user"], stored["metadata"]) == ("hi \ufffd", {"\ufffd": "\ufffd"})
+    assert [c["call_id"] for c in client.get_json("/api/calls?end_user=hi%20%EF%BF%BD")["calls"]] == [
+        "cut-mid-emoji"
+    ]
 
 
 # --------------------------------------------------------------------------------------------------
