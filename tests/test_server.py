@@ -347,12 +347,16 @@ def test_litellm_otel_callback_spans_name_the_end_user_and_the_async_call(
 # --------------------------------------------------------------------------------------------------
 # 3. Ingest limits and errors
 
-LIMITS = {"LITELENS_MAX_BODY_BYTES": str(2**20), "LITELENS_MAX_RECORDS_PER_BATCH": "100"}
+LIMITS = {
+    "LITELENS_MAX_BODY_BYTES": str(2**20),
+    "LITELENS_MAX_RECORDS_PER_BATCH": "100",
+    "LITELENS_MAX_RECORD_BYTES": str(2**16),
+}
 
 
 @pytest.fixture
 def limited_server(server_factory: Callable[..., ServerProcess], sqlite_url: str) -> ServerProcess:
-    """A collector with a 1 MiB body limit and at most 100 records a batch."""
+    """A collector with a 1 MiB body limit, at most 100 records a batch and 64 KiB a record."""
     return server_factory(sqlite_url, env=LIMITS)
 
 
@@ -393,6 +397,26 @@ def test_oversized_bodies_and_batches_are_refused_with_413(limited_server: Serve
         client, "/v1/events", json.dumps({"records": too_many["records"][:100]}).encode(), "application/json"
     )
     assert answer.status == 200 and answer.json()["accepted"] == 100
+    # A record past the per-record limit costs only itself, on either route.
+    over = make_record("over-limit", metadata={"pad": "x" * 2**16})
+    answer = post(
+        client, "/v1/events", json.dumps([over, make_record("beside")]).encode(), "application/json"
+    )
+    assert answer.json() == {
+        "accepted": 1,
+        "rejected": [{"index": 0, "reason": "record larger than 65536 bytes"}],
+    }
+    now, trace = time.time_ns(), "0b" * 16
+    spans = [
+        otlp_json_span(
+            trace, f"{i + 1:016x}", "chat", semconv.record_to_attributes(r, False), now, now + 10**8
+        )
+        for i, r in enumerate([over, make_record("otlp-beside")])
+    ]
+    answer = post(client, "/v1/traces", otlp_json(spans), "application/json")
+    partial = answer.json()["partialSuccess"]
+    assert partial == {"rejectedSpans": "1", "errorMessage": "call record larger than 65536 bytes"}, answer
+    assert {c["call_id"] for c in client.get_json(f"/api/calls?trace_id={trace}")["calls"]} == {"otlp-beside"}
     assert limited_server.alive()
 
 

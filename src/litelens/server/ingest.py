@@ -347,8 +347,12 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def from_spans(spans: Iterable[NeutralSpan]) -> Batch:
-    """LLM spans become call records (and stay in the trace as spans); all others stay plain spans."""
+def from_spans(spans: Iterable[NeutralSpan], max_record_bytes: int | None = None) -> Batch:
+    """LLM spans become call records (and stay in the trace as spans); all others stay plain spans.
+
+    A call record larger than `max_record_bytes` is refused as `/v1/events` refuses it, and its span with
+    it (the span's attributes are the record's content).
+    """
     batch = Batch()
     for span in spans:
         try:
@@ -367,7 +371,19 @@ def from_spans(spans: Iterable[NeutralSpan]) -> Batch:
                 batch.warnings.append(f"span {span.span_id}: dropped what failed the check ({reason})")
                 reason = check_record(record)
             if reason is None:
-                batch.records.append(normalize(record))
+                record = normalize(record)
+                # Encoded once, as for /v1/events: the size check and the store share the text.
+                text = fastjson.dumps(record)
+                if max_record_bytes is not None and len(text) > max_record_bytes:
+                    batch.rejected.append(
+                        {
+                            "span_id": span.span_id,
+                            "reason": f"call record larger than {max_record_bytes} bytes",
+                        }
+                    )
+                    continue
+                batch.records.append(record)
+                batch.texts.append(text)
                 batch.spans.append(span_row(span, record["call_id"]))
                 continue
             batch.rejected.append({"span_id": span.span_id, "reason": reason})
