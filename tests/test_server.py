@@ -431,7 +431,8 @@ def test_a_malformed_record_is_rejected_by_index_and_the_rest_of_the_batch_is_st
         make_record("bad-tokens", usage={"input_tokens": -4}),
         "not an object",
         make_record("bad-status", status="fine"),
-        make_record("good-6"),
+        # Hex ids in upper case are the same ids (stored lower-case, as OTLP's are).
+        make_record("good-6", trace_id="AB" * 16, span_id="CD" * 8, parent_span_id="EF" * 8),
     ]
     body = gzip.compress(json.dumps({"schema": "litelens.batch/1", "records": batch}).encode())
     answer = post(client, "/v1/events", body, "application/json", "gzip")
@@ -444,6 +445,11 @@ def test_a_malformed_record_is_rejected_by_index_and_the_rest_of_the_batch_is_st
     assert "object" in reasons[4] and "status" in reasons[5]
     stored = {c["call_id"] for c in client.get_json("/api/calls")["calls"]}
     assert stored == {"good-0", "good-2", "good-6"}
+    ids = client.get_json("/api/calls/good-6")
+    assert (ids["trace_id"], ids["span_id"], ids["parent_span_id"]) == ("ab" * 16, "cd" * 8, "ef" * 8)
+    for trace in ("ab" * 16, "AB" * 16, "aB" * 16):
+        assert [c["call_id"] for c in client.get_json(f"/api/calls?trace_id={trace}")["calls"]] == ["good-6"]
+        assert [n["call"]["call_id"] for n in client.get_json(f"/api/traces/{trace}")["roots"]] == ["good-6"]
     for body, why in ((b"{not json", "not valid JSON"), (b'{"records": 3}', "records"), (b'"x"', "records")):
         answer = post(client, "/v1/events", body, "application/json")
         assert answer.status == 400 and why in answer.json()["error"], answer
@@ -571,7 +577,7 @@ def test_trace_tree_holds_every_span_once_however_deep_or_looped(sqlite_server: 
     ]
     assert post(client, "/v1/traces", otlp_json(chain + loop), "application/json").status == 200
 
-    answer = client.get(f"/api/traces/{trace}")
+    answer = client.get(f"/api/traces/{trace.upper()}")  # hex ids: either case is the same trace
     assert answer.status == 200, answer
     tree = answer.json()
     seen: list[tuple[int, dict[str, Any]]] = []

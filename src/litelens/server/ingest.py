@@ -176,8 +176,14 @@ def normalize(record: dict[str, Any]) -> dict[str, Any]:
         record["duration_ms"] = max(0.0, (record["end_time"] - record["start_time"]) * 1000.0)
     if not rec.is_hex_id(record.get("trace_id"), 32):
         record["trace_id"] = rec.trace_id_of(record.get("trace_id") or record["call_id"])
-    if not rec.is_hex_id(record.get("span_id"), 16):
-        record["span_id"] = rec.span_id_of(record["call_id"])
+    span_id = record.get("span_id")
+    if not rec.is_hex_id(span_id, 16):
+        # Hex ids are case-insensitive and stored lower-case (as OTLP's are), so both layers' ids match.
+        lowered = span_id.lower() if isinstance(span_id, str) else None
+        record["span_id"] = lowered if rec.is_hex_id(lowered, 16) else rec.span_id_of(record["call_id"])
+    parent = record.get("parent_span_id")
+    if parent and not rec.is_hex_id(parent, 16) and rec.is_hex_id(parent.lower(), 16):
+        record["parent_span_id"] = parent.lower()
     return _scrub(record)
 
 
