@@ -479,11 +479,21 @@ def test_otlp_unknown_content_type_is_415_and_bad_spans_are_a_partial_success(
     good = otlp_json_span("ab" * 16, "cd" * 8, "chat gpt-4o-mini", attrs, now, now + 10**8)
     bad_ids = {**good, "spanId": "", "name": "no span id"}
     bad_trace = {**good, "traceId": "", "spanId": "ef" * 8}
-    answer = post(client, "/v1/traces", otlp_json([good, bad_ids, bad_trace]), "application/json")
+    # A call id no store takes costs the span its call record, not its place in the trace: not rejected.
+    no_call = {
+        **good,
+        "spanId": "1e" * 8,
+        "attributes": [*good["attributes"], {"key": "litellm.call_id", "value": {"stringValue": "x" * 300}}],
+    }
+    answer = post(client, "/v1/traces", otlp_json([good, bad_ids, bad_trace, no_call]), "application/json")
     assert answer.status == 200, answer
     partial = answer.json()["partialSuccess"]
     assert int(partial["rejectedSpans"]) == 2 and partial["errorMessage"], partial
     assert [c["call_id"] for c in client.get_json("/api/calls")["calls"]] == ["otlp-good"]
+    assert {s["span_id"] for s in client.get_json(f"/api/traces/{'ab' * 16}")["spans"]} == {
+        "cd" * 8,
+        "1e" * 8,
+    }
     # One implausible attribute (-1 for "unknown") costs the call that field, not its record: the
     # sender gets the spec's warning, a partial success with no span rejected.
     odd = otlp_json_span(

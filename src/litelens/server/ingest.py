@@ -57,6 +57,7 @@ class Batch:
     records: list[dict[str, Any]] = field(default_factory=list)
     spans: list[dict[str, Any]] = field(default_factory=list)
     rejected: list[dict[str, Any]] = field(default_factory=list)
+    """What was not stored at all, each with its index (events) or span id (OTLP) and the reason."""
     texts: list[str] = field(default_factory=list)
     """Each record's JSON text, parallel to `records` when filled (events), for the store to reuse."""
     warnings: list[str] = field(default_factory=list)
@@ -353,6 +354,9 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+_NO_RECORD = "kept in its trace without a call record"
+
+
 def from_spans(spans: Iterable[NeutralSpan], max_record_bytes: int | None = None) -> Batch:
     """LLM spans become call records (and stay in the trace as spans); all others stay plain spans.
 
@@ -364,8 +368,8 @@ def from_spans(spans: Iterable[NeutralSpan], max_record_bytes: int | None = None
         try:
             record = semconv.span_to_record(span)
         except Exception as exc:  # one odd span must not cost the request
-            batch.rejected.append(
-                {"span_id": span.span_id, "reason": f"could not map span ({type(exc).__name__})"}
+            batch.warnings.append(
+                f"span {span.span_id}: {_NO_RECORD} (could not map it: {type(exc).__name__})"
             )
             record = None
         if record is not None:
@@ -392,6 +396,7 @@ def from_spans(spans: Iterable[NeutralSpan], max_record_bytes: int | None = None
                 batch.texts.append(text)
                 batch.spans.append(span_row(span, record["call_id"]))
                 continue
-            batch.rejected.append({"span_id": span.span_id, "reason": reason})
+            # The span is still stored below, so it is not a rejected span: the sender gets a warning.
+            batch.warnings.append(f"span {span.span_id}: {_NO_RECORD} ({reason})")
         batch.spans.append(span_row(span, None))
     return batch
