@@ -770,7 +770,7 @@ def test_traces_and_sessions(store: SQLStore) -> None:
     calls[4] = make("s4", T0 + 40, session="sess-1", trace=TRACE, error="APIError")
     spans = [
         {"trace_id": TRACE, "span_id": "1" * 16, "name": "agent", "kind": "internal", "start_time": T0 - 1,
-         "end_time": T0 + 100, "status": "ok", "attributes": {"step": 1}, "resource": {"service.name": "bot"}},
+         "end_time": T0 + 100, "status": "ok", "attributes": {"step": 1, "tool": "search"}, "resource": {"service.name": "bot"}},
         {"trace_id": TRACE, "span_id": calls[0]["span_id"], "parent_span_id": "1" * 16, "name": "chat gpt-4o-mini",
          "start_time": T0, "end_time": T0 + 1, "call_id": "s0"},
     ]  # fmt: skip
@@ -781,9 +781,24 @@ def test_traces_and_sessions(store: SQLStore) -> None:
         [],
         [{"trace_id": TRACE, "span_id": "1" * 16, "start_time": T0 - 1, "status": None, "kind": "server"}],
     )
+    # A sender's updated copy (OTLP) with other attributes and neither end time nor status: its values
+    # win per key, and it erases nothing the first copy had. A retried identical export changes nothing.
+    update = {
+        "trace_id": TRACE,
+        "span_id": "1" * 16,
+        "start_time": T0 - 1,
+        "status": "UNSET",
+        "attributes": {"step": 2},
+    }
+    store.write(project, [], [update])
+    store.write(project, [], [update])
     trace = store.get_trace(project, TRACE)
     assert [s["name"] for s in trace["spans"]] == ["agent", "chat gpt-4o-mini"]
-    assert trace["spans"][0]["attributes"] == {"step": 1} and trace["spans"][0]["status"] == "ok"
+    assert (
+        trace["spans"][0]["attributes"] == {"step": 2, "tool": "search"}
+        and trace["spans"][0]["status"] == "ok"
+    )
+    assert trace["spans"][0]["end_time"] == T0 + 100
     assert trace["spans"][0]["kind"] == "server" and trace["spans"][1]["call_id"] == "s0"
     assert [c["call_id"] for c in trace["calls"]] == [f"s{i}" for i in range(9)]
     assert store.get_trace(project, "f" * 32) == {"spans": [], "calls": []}

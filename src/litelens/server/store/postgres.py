@@ -232,6 +232,13 @@ class PostgresStore(SQLStore):
     def _json_param(self) -> str:
         return "CAST(? AS jsonb)"
 
+    def _merged_json(self, old: str, new: str) -> str:
+        # jsonb cannot hold the escape of NUL that JSON text may; such a pair keeps the later text whole.
+        return (
+            f"CASE WHEN strpos({old}, '\\u0000') > 0 OR strpos({new}, '\\u0000') > 0 THEN {new} "
+            f"ELSE CAST(CAST({old} AS jsonb) || CAST({new} AS jsonb) AS text) END"
+        )
+
     @contextmanager
     def _write(self) -> Iterator[psycopg.Cursor[Any]]:
         with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
