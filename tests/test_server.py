@@ -537,6 +537,14 @@ def test_otlp_spans_are_stored_without_credentials(sqlite_server: ServerProcess)
         now + 10**8,
         parent_span_id="2" * 16,
     )
+    # Why it failed is kept, as scrubbed as the rest.
+    http["status"] = {"code": 2, "message": "401 for Bearer sk-live-abcdefghijklmnop"}
+    http["events"] = [
+        {"name": "exception", "timeUnixNano": str(now + 5), "attributes": [
+            {"key": "exception.type", "value": {"stringValue": "HTTPStatusError"}},
+            {"key": "exception.message", "value": {"stringValue": "key=AIzaSyA1234567890abcdefghijklmnopqrstu"}},
+        ]}
+    ]  # fmt: skip
     params = {"temperature": 0.5, "extra_headers": {"Authorization": "Bearer sk-proj-abcdefghijklmnop"}}
     llm = otlp_json_span(
         trace,
@@ -566,6 +574,9 @@ def test_otlp_spans_are_stored_without_credentials(sqlite_server: ServerProcess)
     [child] = root["children"]
     assert child["attributes"]["url.full"].endswith("?key=[REDACTED]")
     assert child["attributes"]["http.response.status_code"] == 200, "the rest of the span is kept"
+    assert child["status_message"] == "401 for Bearer [REDACTED]"
+    [event] = child["events"]
+    assert (event["name"], event["attributes"]["exception.type"]) == ("exception", "HTTPStatusError")
     call = client.get_json(f"/api/calls/{root['call']['call_id']}")
     assert call["request"]["parameters"]["temperature"] == 0.5
     assert call["request"]["parameters"]["extra_headers"] == {"Authorization": "[REDACTED]"}

@@ -298,7 +298,36 @@ def span_row(span: NeutralSpan, call_id: str | None) -> dict[str, Any]:
         "attributes": _scrub_attributes(_jsonable(span.attributes)),
         "resource": _scrub_attributes(_jsonable(span.resource)),
         "call_id": call_id,
+        # Why a tool or HTTP span failed: its status message and events (an exception's type, message
+        # and stack), capped, since every span of a trace is kept. A call's span has its error in the
+        # call record, and its events often hold the call's content, which the record holds already.
+        "status_message": rec.scrub_text(span.status_message[:MAX_STATUS_MESSAGE])
+        if span.status_message
+        else None,
+        "events": _events(span.events) if span.events and call_id is None else None,
     }
+
+
+MAX_STATUS_MESSAGE = 4096
+MAX_SPAN_EVENTS = 32
+MAX_SPAN_EVENTS_BYTES = 16 * 1024
+
+
+def _events(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A span's first events that fit `MAX_SPAN_EVENTS` and `MAX_SPAN_EVENTS_BYTES`, without credentials."""
+    out: list[dict[str, Any]] = []
+    size = 0
+    for event in events[:MAX_SPAN_EVENTS]:
+        item = {
+            "name": event.get("name") or "",
+            "time": (event.get("time_ns") or 0) / 1e9,
+            "attributes": _scrub_attributes(_jsonable(event.get("attributes") or {})),
+        }
+        size += len(fastjson.dumps(item))
+        if size > MAX_SPAN_EVENTS_BYTES:
+            break
+        out.append(item)
+    return out
 
 
 def _scrub_attributes(attributes: dict[str, Any]) -> dict[str, Any]:

@@ -372,6 +372,7 @@ class SQLStore(BatchWriter, Store):
             span = dict(zip(_SPAN_COLUMNS, row, strict=False))
             span["attributes"] = self._load_json(span["attributes"]) or {}
             span["resource"] = self._load_json(span["resource"]) or {}
+            span["events"] = self._load_json(span["events"]) or []
             spans.append(span)
         return {"spans": spans, "calls": self._summaries(project_id, call_rows)}
 
