@@ -347,12 +347,16 @@ def test_litellm_otel_callback_spans_name_the_end_user_and_the_async_call(
 # --------------------------------------------------------------------------------------------------
 # 3. Ingest limits and errors
 
-LIMITS = {"LITELENS_MAX_BODY_BYTES": str(2**20), "LITELENS_MAX_RECORDS_PER_BATCH": "100"}
+LIMITS = {
+    "LITELENS_MAX_BODY_BYTES": str(2**20),
+    "LITELENS_MAX_RECORDS_PER_BATCH": "100",
+    "LITELENS_MAX_RECORD_BYTES": str(2**16),
+}
 
 
 @pytest.fixture
 def limited_server(server_factory: Callable[..., ServerProcess], sqlite_url: str) -> ServerProcess:
-    """A collector with a 1 MiB body limit and at most 100 records a batch."""
+    """A collector with a 1 MiB body limit, at most 100 records a batch and 64 KiB a record."""
     return server_factory(sqlite_url, env=LIMITS)
 
 
@@ -393,6 +397,26 @@ def test_oversized_bodies_and_batches_are_refused_with_413(limited_server: Serve
         client, "/v1/events", json.dumps({"records": too_many["records"][:100]}).encode(), "application/json"
     )
     assert answer.status == 200 and answer.json()["accepted"] == 100
+    # A record past the per-record limit costs only itself, on either route.
+    over = make_record("over-limit", metadata={"pad": "x" * 2**16})
+    answer = post(
+        client, "/v1/events", json.dumps([over, make_record("beside")]).encode(), "application/json"
+    )
+    assert answer.json() == {
+        "accepted": 1,
+        "rejected": [{"index": 0, "reason": "record larger than 65536 bytes"}],
+    }
+    now, trace = time.time_ns(), "0b" * 16
+    spans = [
+        otlp_json_span(
+            trace, f"{i + 1:016x}", "chat", semconv.record_to_attributes(r, False), now, now + 10**8
+        )
+        for i, r in enumerate([over, make_record("otlp-beside")])
+    ]
+    answer = post(client, "/v1/traces", otlp_json(spans), "application/json")
+    partial = answer.json()["partialSuccess"]
+    assert partial == {"rejectedSpans": "1", "errorMessage": "call record larger than 65536 bytes"}, answer
+    assert {c["call_id"] for c in client.get_json(f"/api/calls?trace_id={trace}")["calls"]} == {"otlp-beside"}
     assert limited_server.alive()
 
 
@@ -407,7 +431,8 @@ def test_a_malformed_record_is_rejected_by_index_and_the_rest_of_the_batch_is_st
         make_record("bad-tokens", usage={"input_tokens": -4}),
         "not an object",
         make_record("bad-status", status="fine"),
-        make_record("good-6"),
+        # Hex ids in upper case are the same ids (stored lower-case, as OTLP's are).
+        make_record("good-6", trace_id="AB" * 16, span_id="CD" * 8, parent_span_id="EF" * 8),
     ]
     body = gzip.compress(json.dumps({"schema": "litelens.batch/1", "records": batch}).encode())
     answer = post(client, "/v1/events", body, "application/json", "gzip")
@@ -420,6 +445,11 @@ def test_a_malformed_record_is_rejected_by_index_and_the_rest_of_the_batch_is_st
     assert "object" in reasons[4] and "status" in reasons[5]
     stored = {c["call_id"] for c in client.get_json("/api/calls")["calls"]}
     assert stored == {"good-0", "good-2", "good-6"}
+    ids = client.get_json("/api/calls/good-6")
+    assert (ids["trace_id"], ids["span_id"], ids["parent_span_id"]) == ("ab" * 16, "cd" * 8, "ef" * 8)
+    for trace in ("ab" * 16, "AB" * 16, "aB" * 16):
+        assert [c["call_id"] for c in client.get_json(f"/api/calls?trace_id={trace}")["calls"]] == ["good-6"]
+        assert [n["call"]["call_id"] for n in client.get_json(f"/api/traces/{trace}")["roots"]] == ["good-6"]
     for body, why in ((b"{not json", "not valid JSON"), (b'{"records": 3}', "records"), (b'"x"', "records")):
         answer = post(client, "/v1/events", body, "application/json")
         assert answer.status == 400 and why in answer.json()["error"], answer
@@ -449,11 +479,21 @@ def test_otlp_unknown_content_type_is_415_and_bad_spans_are_a_partial_success(
     good = otlp_json_span("ab" * 16, "cd" * 8, "chat gpt-4o-mini", attrs, now, now + 10**8)
     bad_ids = {**good, "spanId": "", "name": "no span id"}
     bad_trace = {**good, "traceId": "", "spanId": "ef" * 8}
-    answer = post(client, "/v1/traces", otlp_json([good, bad_ids, bad_trace]), "application/json")
+    # A call id no store takes costs the span its call record, not its place in the trace: not rejected.
+    no_call = {
+        **good,
+        "spanId": "1e" * 8,
+        "attributes": [*good["attributes"], {"key": "litellm.call_id", "value": {"stringValue": "x" * 300}}],
+    }
+    answer = post(client, "/v1/traces", otlp_json([good, bad_ids, bad_trace, no_call]), "application/json")
     assert answer.status == 200, answer
     partial = answer.json()["partialSuccess"]
     assert int(partial["rejectedSpans"]) == 2 and partial["errorMessage"], partial
     assert [c["call_id"] for c in client.get_json("/api/calls")["calls"]] == ["otlp-good"]
+    assert {s["span_id"] for s in client.get_json(f"/api/traces/{'ab' * 16}")["spans"]} == {
+        "cd" * 8,
+        "1e" * 8,
+    }
     # One implausible attribute (-1 for "unknown") costs the call that field, not its record: the
     # sender gets the spec's warning, a partial success with no span rejected.
     odd = otlp_json_span(
@@ -497,6 +537,14 @@ def test_otlp_spans_are_stored_without_credentials(sqlite_server: ServerProcess)
         now + 10**8,
         parent_span_id="2" * 16,
     )
+    # Why it failed is kept, as scrubbed as the rest.
+    http["status"] = {"code": 2, "message": "401 for Bearer sk-live-abcdefghijklmnop"}
+    http["events"] = [
+        {"name": "exception", "timeUnixNano": str(now + 5), "attributes": [
+            {"key": "exception.type", "value": {"stringValue": "HTTPStatusError"}},
+            {"key": "exception.message", "value": {"stringValue": "key=AIzaSyA1234567890abcdefghijklmnopqrstu"}},
+        ]}
+    ]  # fmt: skip
     params = {"temperature": 0.5, "extra_headers": {"Authorization": "Bearer sk-proj-abcdefghijklmnop"}}
     llm = otlp_json_span(
         trace,
@@ -526,6 +574,9 @@ def test_otlp_spans_are_stored_without_credentials(sqlite_server: ServerProcess)
     [child] = root["children"]
     assert child["attributes"]["url.full"].endswith("?key=[REDACTED]")
     assert child["attributes"]["http.response.status_code"] == 200, "the rest of the span is kept"
+    assert child["status_message"] == "401 for Bearer [REDACTED]"
+    [event] = child["events"]
+    assert (event["name"], event["attributes"]["exception.type"]) == ("exception", "HTTPStatusError")
     call = client.get_json(f"/api/calls/{root['call']['call_id']}")
     assert call["request"]["parameters"]["temperature"] == 0.5
     assert call["request"]["parameters"]["extra_headers"] == {"Authorization": "[REDACTED]"}
@@ -547,7 +598,7 @@ def test_trace_tree_holds_every_span_once_however_deep_or_looped(sqlite_server: 
     ]
     assert post(client, "/v1/traces", otlp_json(chain + loop), "application/json").status == 200
 
-    answer = client.get(f"/api/traces/{trace}")
+    answer = client.get(f"/api/traces/{trace.upper()}")  # hex ids: either case is the same trace
     assert answer.status == 200, answer
     tree = answer.json()
     seen: list[tuple[int, dict[str, Any]]] = []
@@ -597,6 +648,16 @@ def test_strings_that_are_not_utf8_cost_the_sender_nothing_but_those_characters(
         assert [r["name"] for r in tree["roots"]] == ["agent"], content_type
         [child] = tree["roots"][0]["children"]
         assert child["attributes"]["cut"].startswith("hi \ufffd") and child["call"]["request_model"] == "m"
+    # The core layer's batches too: a record cut mid-emoji keeps its neighbours and the rest of its text.
+    cut = make_record("cut-mid-emoji", end_user="hi CUT", metadata={"CUT": "CUT"})
+    body = json.dumps({"records": [make_record("before-cut"), cut]}).encode().replace(b"CUT", b"\\ud83d")
+    answer = post(client, "/v1/events", body, "application/json")
+    assert answer.status == 200 and answer.json() == {"accepted": 2, "rejected": []}, answer
+    stored = client.get_json("/api/calls/cut-mid-emoji")
+    assert (stored["end_user"], stored["metadata"]) == ("hi \ufffd", {"\ufffd": "\ufffd"})
+    assert [c["call_id"] for c in client.get_json("/api/calls?end_user=hi%20%EF%BF%BD")["calls"]] == [
+        "cut-mid-emoji"
+    ]
 
 
 # --------------------------------------------------------------------------------------------------

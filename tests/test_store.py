@@ -631,6 +631,12 @@ def test_a_version_1_database_upgrades_in_place_with_its_data(store_url: str) ->
             old._q("INSERT INTO call_tags (project_id, call_id, tag) VALUES (?, ?, ?)"),
             (pid, "v1-call", "prod"),
         )
+        cur.execute(
+            old._q(
+                "INSERT INTO spans (project_id, trace_id, span_id, start_time, end_time) VALUES (?, ?, ?, ?, ?)"
+            ),
+            (pid, TRACE, "1" * 16, T0, T0 + 1),
+        )
     old.close()
 
     new = open_store(store_url)
@@ -644,6 +650,8 @@ def test_a_version_1_database_upgrades_in_place_with_its_data(store_url: str) ->
     assert [r["call_id"] for r in new.get_session(pid, "s-old")] == ["v1-call"]
     [session] = new.list_sessions(pid, T0 - 60, T0 + 60)[0]  # the v3 sessions table was backfilled
     assert (session["session_id"], session["calls"], session["tokens"]) == ("s-old", 1, 19)
+    [span] = new.get_trace(pid, TRACE)["spans"]  # the v6 span columns (v5 on PostgreSQL) start empty
+    assert (span["span_id"], span["status_message"], span["events"]) == ("1" * 16, None, [])
     new.write(pid, [make("v2-call", T0 + 1)], [])
     assert ids(all_calls(new, pid, sort="cost_usd")) == {"v1-call", "v2-call"}
     new.close()
@@ -770,7 +778,8 @@ def test_traces_and_sessions(store: SQLStore) -> None:
     calls[4] = make("s4", T0 + 40, session="sess-1", trace=TRACE, error="APIError")
     spans = [
         {"trace_id": TRACE, "span_id": "1" * 16, "name": "agent", "kind": "internal", "start_time": T0 - 1,
-         "end_time": T0 + 100, "status": "ok", "attributes": {"step": 1}, "resource": {"service.name": "bot"}},
+         "end_time": T0 + 100, "status": "ok", "attributes": {"step": 1, "tool": "search"}, "resource": {"service.name": "bot"},
+         "status_message": "search timed out", "events": [{"name": "exception", "time": T0, "attributes": {"a": 1}}]},
         {"trace_id": TRACE, "span_id": calls[0]["span_id"], "parent_span_id": "1" * 16, "name": "chat gpt-4o-mini",
          "start_time": T0, "end_time": T0 + 1, "call_id": "s0"},
     ]  # fmt: skip
@@ -781,9 +790,27 @@ def test_traces_and_sessions(store: SQLStore) -> None:
         [],
         [{"trace_id": TRACE, "span_id": "1" * 16, "start_time": T0 - 1, "status": None, "kind": "server"}],
     )
+    # A sender's updated copy (OTLP) with other attributes and neither end time nor status: its values
+    # win per key, and it erases nothing the first copy had. A retried identical export changes nothing.
+    update = {
+        "trace_id": TRACE,
+        "span_id": "1" * 16,
+        "start_time": T0 - 1,
+        "status": "UNSET",
+        "attributes": {"step": 2},
+    }
+    store.write(project, [], [update])
+    store.write(project, [], [update])
     trace = store.get_trace(project, TRACE)
     assert [s["name"] for s in trace["spans"]] == ["agent", "chat gpt-4o-mini"]
-    assert trace["spans"][0]["attributes"] == {"step": 1} and trace["spans"][0]["status"] == "ok"
+    assert (
+        trace["spans"][0]["attributes"] == {"step": 2, "tool": "search"}
+        and trace["spans"][0]["status"] == "ok"
+    )
+    assert trace["spans"][0]["end_time"] == T0 + 100
+    assert trace["spans"][0]["status_message"] == "search timed out"
+    assert trace["spans"][0]["events"] == [{"name": "exception", "time": T0, "attributes": {"a": 1}}]
+    assert (trace["spans"][1]["status_message"], trace["spans"][1]["events"]) == (None, [])
     assert trace["spans"][0]["kind"] == "server" and trace["spans"][1]["call_id"] == "s0"
     assert [c["call_id"] for c in trace["calls"]] == [f"s{i}" for i in range(9)]
     assert store.get_trace(project, "f" * 32) == {"spans": [], "calls": []}

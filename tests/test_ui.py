@@ -359,9 +359,12 @@ def test_a_trace_shows_its_span_tree_and_links_to_its_calls(
             now + 550 * ms,
             parent_span_id="b" * 16,
         ),
-        otlp_json_span(
-            trace, "d" * 16, "search the web", {}, now + 600 * ms, now + 780 * ms, parent_span_id="b" * 16
-        ),
+        {
+            **otlp_json_span(
+                trace, "d" * 16, "search the web", {}, now + 600 * ms, now + 780 * ms, parent_span_id="b" * 16
+            ),
+            "status": {"code": 2, "message": "search API timed out"},
+        },
         otlp_json_span(
             trace, "e" * 16, "write answer", {}, now + 810 * ms, now + 890 * ms, parent_span_id="a" * 16
         ),
@@ -392,6 +395,9 @@ def test_a_trace_shows_its_span_tree_and_links_to_its_calls(
     )
     assert indents[0] < indents[1] < indents[2] and indents[4] == indents[1], indents
     assert "250 ms" in page.inner_text("[data-span-id=cccccccccccccccc]")
+    assert (
+        page.inner_text("[data-span-id=dddddddddddddddd] [data-testid=span-status]") == "search API timed out"
+    )
     shots(page, "waterfall")
     page.click("[data-span-id=cccccccccccccccc] a")
     page.wait_for_url(re.compile("/calls/traced-call"))

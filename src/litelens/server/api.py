@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterator
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import StreamingResponse
 from starlette.exceptions import HTTPException
 
@@ -36,7 +36,7 @@ def call_filter(
     end_user: Annotated[str | None, Query(max_length=256)] = None,
     user_id: Annotated[str | None, Query(max_length=256)] = None,
     session_id: Annotated[str | None, Query(max_length=256)] = None,
-    trace_id: Annotated[str | None, Query(max_length=64)] = None,
+    trace_id: Annotated[str | None, Query(max_length=64, description="32 hex digits, either case")] = None,
     key_alias: Annotated[str | None, Query(max_length=256)] = None,
     tag: Annotated[str | None, Query(max_length=256)] = None,
     meta: Annotated[
@@ -250,11 +250,15 @@ def build_tree(
 
 
 @router.get("/traces/{trace_id}", summary="One trace as a tree of spans and calls")
-async def get_trace(request: Request, project: Project, trace_id: str) -> dict[str, Any]:
+async def get_trace(
+    request: Request,
+    project: Project,
+    trace_id: Annotated[str, Path(description="32 hex digits, either case")],
+) -> dict[str, Any]:
     found = await store_call(request.app.state.store.get_trace, project, trace_id)
     if not found["spans"] and not found["calls"]:
         raise HTTPException(404, f"no trace {trace_id[:80]!r} in this project")
-    return {"trace_id": trace_id, "roots": build_tree(found["spans"], found["calls"]), **found}
+    return {"trace_id": trace_id.lower(), "roots": build_tree(found["spans"], found["calls"]), **found}
 
 
 @router.get("/sessions", summary="Sessions active in a time range, most recent first")

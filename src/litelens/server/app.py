@@ -134,7 +134,7 @@ def create_app(settings: ServerSettings | None = None, store: Store | None = Non
             raise ingest.IngestError(
                 413, f"{len(spans)} spans in one request; the limit is {settings.max_spans_per_request}"
             )
-        return ingest.from_spans(spans), rejected, reason
+        return ingest.from_spans(spans, settings.max_record_bytes), rejected, reason
 
     @app.get("/health", include_in_schema=False)
     async def health() -> dict[str, str]:
@@ -174,7 +174,7 @@ def create_app(settings: ServerSettings | None = None, store: Store | None = Non
             spans_of, body, request.headers.get("content-encoding"), content_type
         )
         if batch.records or batch.spans:
-            await store_call(request.app.state.writer.write, project, batch.records, batch.spans)
+            await store_call(request.app.state.writer.write, project, batch.records, batch.spans, batch.texts)
         rejected += len(batch.rejected)
         if batch.rejected and not reason:
             reason = str(batch.rejected[0].get("reason"))

@@ -13,6 +13,7 @@ metadata, since every count the collector checks must stay under 2**53 anyway.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from litelens.record import encode
@@ -32,13 +33,56 @@ _PLAIN_ONLY = (
 
 
 def loads(data: bytes | str) -> Any:
-    """`json.loads`, faster. Raises `ValueError` (or `RecursionError`) on what `json.loads` refuses."""
+    """`json.loads`, faster. Raises `ValueError` (or `RecursionError`) on what `json.loads` refuses.
+
+    A lone surrogate escape (`"\\ud83d"`: JavaScript's JSON.stringify writes one when text was cut
+    between the halves of an emoji) comes back as U+FFFD: a string holding the bare half cannot be
+    encoded as UTF-8, so no store could write the record that holds it.
+    """
     if orjson is not None:
         try:
             return orjson.loads(data)
         except orjson.JSONDecodeError:
             pass  # possibly valid for `json` (NaN, lone surrogates, huge integers): let it decide
-    return json.loads(data)
+    value = json.loads(data)
+    # Only here, where orjson refused the body (or is missing), is a lone surrogate possible at all.
+    if (
+        SURROGATE_ESCAPE.search(data)
+        if isinstance(data, (bytes, bytearray))
+        else _SURROGATE_ESCAPE_TEXT.search(data)
+    ):
+        value, _repaired = without_lone_surrogates(value)
+    return value
+
+
+# A JSON string escape of half a surrogate pair; JavaScript's JSON.stringify writes a lone one as such.
+SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+_SURROGATE_ESCAPE_TEXT = re.compile(r"\\u[dD][89a-fA-F]")
+# What such an escape decodes to when its other half is missing (a pair decodes to one character).
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def without_lone_surrogates(value: Any) -> tuple[Any, bool]:
+    """(value with every lone surrogate in its strings and keys replaced by U+FFFD, whether any was).
+
+    Escaped pairs decode to one character; a lone half stays a surrogate, which no store can write.
+    """
+    if isinstance(value, str):
+        if value.isascii():
+            return value, False
+        text, count = _SURROGATE.subn("\ufffd", value)
+        return text, count > 0
+    if isinstance(value, list):
+        pairs = [without_lone_surrogates(v) for v in value]
+        return [v for v, _ in pairs], any(r for _, r in pairs)
+    if isinstance(value, dict):
+        out, repaired = {}, False
+        for key, item in value.items():
+            (key, bad_key), (item, bad_item) = without_lone_surrogates(key), without_lone_surrogates(item)
+            out[key] = item
+            repaired = repaired or bad_key or bad_item
+        return out, repaired
+    return value, False
 
 
 def dumps(value: Any) -> str:

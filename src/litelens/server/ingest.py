@@ -57,6 +57,7 @@ class Batch:
     records: list[dict[str, Any]] = field(default_factory=list)
     spans: list[dict[str, Any]] = field(default_factory=list)
     rejected: list[dict[str, Any]] = field(default_factory=list)
+    """What was not stored at all, each with its index (events) or span id (OTLP) and the reason."""
     texts: list[str] = field(default_factory=list)
     """Each record's JSON text, parallel to `records` when filled (events), for the store to reuse."""
     warnings: list[str] = field(default_factory=list)
@@ -176,8 +177,14 @@ def normalize(record: dict[str, Any]) -> dict[str, Any]:
         record["duration_ms"] = max(0.0, (record["end_time"] - record["start_time"]) * 1000.0)
     if not rec.is_hex_id(record.get("trace_id"), 32):
         record["trace_id"] = rec.trace_id_of(record.get("trace_id") or record["call_id"])
-    if not rec.is_hex_id(record.get("span_id"), 16):
-        record["span_id"] = rec.span_id_of(record["call_id"])
+    span_id = record.get("span_id")
+    if not rec.is_hex_id(span_id, 16):
+        # Hex ids are case-insensitive and stored lower-case (as OTLP's are), so both layers' ids match.
+        lowered = span_id.lower() if isinstance(span_id, str) else None
+        record["span_id"] = lowered if rec.is_hex_id(lowered, 16) else rec.span_id_of(record["call_id"])
+    parent = record.get("parent_span_id")
+    if parent and not rec.is_hex_id(parent, 16) and rec.is_hex_id(parent.lower(), 16):
+        record["parent_span_id"] = parent.lower()
     return _scrub(record)
 
 
@@ -291,7 +298,36 @@ def span_row(span: NeutralSpan, call_id: str | None) -> dict[str, Any]:
         "attributes": _scrub_attributes(_jsonable(span.attributes)),
         "resource": _scrub_attributes(_jsonable(span.resource)),
         "call_id": call_id,
+        # Why a tool or HTTP span failed: its status message and events (an exception's type, message
+        # and stack), capped, since every span of a trace is kept. A call's span has its error in the
+        # call record, and its events often hold the call's content, which the record holds already.
+        "status_message": rec.scrub_text(span.status_message[:MAX_STATUS_MESSAGE])
+        if span.status_message
+        else None,
+        "events": _events(span.events) if span.events and call_id is None else None,
     }
+
+
+MAX_STATUS_MESSAGE = 4096
+MAX_SPAN_EVENTS = 32
+MAX_SPAN_EVENTS_BYTES = 16 * 1024
+
+
+def _events(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A span's first events that fit `MAX_SPAN_EVENTS` and `MAX_SPAN_EVENTS_BYTES`, without credentials."""
+    out: list[dict[str, Any]] = []
+    size = 0
+    for event in events[:MAX_SPAN_EVENTS]:
+        item = {
+            "name": event.get("name") or "",
+            "time": (event.get("time_ns") or 0) / 1e9,
+            "attributes": _scrub_attributes(_jsonable(event.get("attributes") or {})),
+        }
+        size += len(fastjson.dumps(item))
+        if size > MAX_SPAN_EVENTS_BYTES:
+            break
+        out.append(item)
+    return out
 
 
 def _scrub_attributes(attributes: dict[str, Any]) -> dict[str, Any]:
@@ -347,15 +383,22 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def from_spans(spans: Iterable[NeutralSpan]) -> Batch:
-    """LLM spans become call records (and stay in the trace as spans); all others stay plain spans."""
+_NO_RECORD = "kept in its trace without a call record"
+
+
+def from_spans(spans: Iterable[NeutralSpan], max_record_bytes: int | None = None) -> Batch:
+    """LLM spans become call records (and stay in the trace as spans); all others stay plain spans.
+
+    A call record larger than `max_record_bytes` is refused as `/v1/events` refuses it, and its span with
+    it (the span's attributes are the record's content).
+    """
     batch = Batch()
     for span in spans:
         try:
             record = semconv.span_to_record(span)
         except Exception as exc:  # one odd span must not cost the request
-            batch.rejected.append(
-                {"span_id": span.span_id, "reason": f"could not map span ({type(exc).__name__})"}
+            batch.warnings.append(
+                f"span {span.span_id}: {_NO_RECORD} (could not map it: {type(exc).__name__})"
             )
             record = None
         if record is not None:
@@ -367,9 +410,22 @@ def from_spans(spans: Iterable[NeutralSpan]) -> Batch:
                 batch.warnings.append(f"span {span.span_id}: dropped what failed the check ({reason})")
                 reason = check_record(record)
             if reason is None:
-                batch.records.append(normalize(record))
+                record = normalize(record)
+                # Encoded once, as for /v1/events: the size check and the store share the text.
+                text = fastjson.dumps(record)
+                if max_record_bytes is not None and len(text) > max_record_bytes:
+                    batch.rejected.append(
+                        {
+                            "span_id": span.span_id,
+                            "reason": f"call record larger than {max_record_bytes} bytes",
+                        }
+                    )
+                    continue
+                batch.records.append(record)
+                batch.texts.append(text)
                 batch.spans.append(span_row(span, record["call_id"]))
                 continue
-            batch.rejected.append({"span_id": span.span_id, "reason": reason})
+            # The span is still stored below, so it is not a rejected span: the sender gets a warning.
+            batch.warnings.append(f"span {span.span_id}: {_NO_RECORD} ({reason})")
         batch.spans.append(span_row(span, None))
     return batch

@@ -17,7 +17,6 @@ import base64
 import binascii
 import functools
 import json
-import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -32,6 +31,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
 from litelens.semconv import NeutralSpan
+from litelens.server import fastjson
 
 # A collector's body limit belongs to the server settings; this default only stops a runaway payload.
 DEFAULT_MAX_BYTES = 32 * 1024 * 1024
@@ -276,10 +276,6 @@ def _pb_value(value: AnyValue, depth: int) -> Any:
 # JSON (the OTLP JSON mapping)
 
 
-# A JSON string escape of half a surrogate pair; JavaScript's JSON.stringify writes a lone one as such.
-_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
-
-
 def _decode_json(body: bytes) -> tuple[list[NeutralSpan], int, str]:
     warning = ""
     try:
@@ -292,34 +288,12 @@ def _decode_json(body: bytes) -> tuple[list[NeutralSpan], int, str]:
         warning = _INVALID_UTF8
     except ValueError:
         raise OtlpDecodeError("body is not valid JSON") from None
-    if _SURROGATE_ESCAPE.search(body):
+    if fastjson.SURROGATE_ESCAPE.search(body):
         # Escaped pairs decode to one character; a lone half stays a surrogate no store can write.
-        document, repaired = _without_lone_surrogates(document)
+        document, repaired = fastjson.without_lone_surrogates(document)
         warning = warning or (_INVALID_UTF8 if repaired else "")
     spans, rejected, reason = _json_spans(document)
     return spans, rejected, reason or warning
-
-
-def _without_lone_surrogates(value: Any) -> tuple[Any, bool]:
-    if isinstance(value, str):
-        if value.isascii():
-            return value, False
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            return value.encode("utf-8", "surrogatepass").decode("utf-8", "replace"), True
-        return value, False
-    if isinstance(value, list):
-        pairs = [_without_lone_surrogates(v) for v in value]
-        return [v for v, _ in pairs], any(r for _, r in pairs)
-    if isinstance(value, dict):
-        out, repaired = {}, False
-        for key, item in value.items():
-            (key, bad_key), (item, bad_item) = _without_lone_surrogates(key), _without_lone_surrogates(item)
-            out[key] = item
-            repaired = repaired or bad_key or bad_item
-        return out, repaired
-    return value, False
 
 
 def _json_spans(document: Any) -> tuple[list[NeutralSpan], int, str]:

@@ -156,6 +156,12 @@ _V4 = [
     "CREATE INDEX calls_errors ON calls (project_id, start_time, error_type) WHERE status = 'error'",
 ]
 
+# v5: see sqlite._V6.
+_V5 = [
+    "ALTER TABLE spans ADD COLUMN status_message TEXT",
+    "ALTER TABLE spans ADD COLUMN events TEXT",
+]
+
 
 class _Pool:
     """At most `size` connections, handed out one thread at a time; broken ones are replaced."""
@@ -218,7 +224,7 @@ class _Pool:
 class PostgresStore(SQLStore):
     """`Store` on PostgreSQL, for deployments with several collectors or more data than one file."""
 
-    MIGRATIONS = (_V1, _V2, _V3, _V4)
+    MIGRATIONS = (_V1, _V2, _V3, _V4, _V5)
     _LEAST = "LEAST"
     _GREATEST = "GREATEST"
 
@@ -231,6 +237,13 @@ class PostgresStore(SQLStore):
 
     def _json_param(self) -> str:
         return "CAST(? AS jsonb)"
+
+    def _merged_json(self, old: str, new: str) -> str:
+        # jsonb cannot hold the escape of NUL that JSON text may; such a pair keeps the later text whole.
+        return (
+            f"CASE WHEN strpos({old}, '\\u0000') > 0 OR strpos({new}, '\\u0000') > 0 THEN {new} "
+            f"ELSE CAST(CAST({old} AS jsonb) || CAST({new} AS jsonb) AS text) END"
+        )
 
     @contextmanager
     def _write(self) -> Iterator[psycopg.Cursor[Any]]:

@@ -56,6 +56,8 @@ SPAN_COLUMNS = (
     "attributes",
     "resource",
     "call_id",
+    "status_message",
+    "events",
 )
 
 
@@ -155,6 +157,7 @@ def span_rows(project_id: int, spans: Iterable[Span]) -> list[tuple[Any, ...]]:
         end = opt_num(span.get("end_time"))
         attributes = span.get("attributes")
         resource = span.get("resource")
+        events = span.get("events")
         rows.append(
             (
                 project_id,
@@ -169,6 +172,8 @@ def span_rows(project_id: int, spans: Iterable[Span]) -> list[tuple[Any, ...]]:
                 fastjson.dumps(dict(attributes)) if attributes else None,
                 fastjson.dumps(dict(resource)) if resource else None,
                 _opt_str(span.get("call_id")),
+                _opt_str(span.get("status_message")),
+                fastjson.dumps(list(events)) if events else None,
             )
         )
     return rows

@@ -240,7 +240,8 @@ class SQLStore(BatchWriter, Store):
                 conds.append("c.status = 'error'")
             elif value:
                 conds.append(f"c.{column} = ?")
-                params.append(value)
+                # Trace ids are hex, stored lower-case: either case finds the trace.
+                params.append(value.lower() if column == "trace_id" else value)
         if f.tag:
             conds.append(
                 "EXISTS (SELECT 1 FROM call_tags t WHERE t.project_id = c.project_id AND t.call_id = c.call_id "
@@ -348,6 +349,7 @@ class SQLStore(BatchWriter, Store):
                 return
 
     def get_trace(self, project_id: int, trace_id: str) -> dict[str, list[Row]]:
+        trace_id = trace_id.lower()  # hex, stored lower-case: either case finds the trace
         with self._read() as cur:
             cur.execute(
                 self._q(
@@ -370,6 +372,7 @@ class SQLStore(BatchWriter, Store):
             span = dict(zip(_SPAN_COLUMNS, row, strict=False))
             span["attributes"] = self._load_json(span["attributes"]) or {}
             span["resource"] = self._load_json(span["resource"]) or {}
+            span["events"] = self._load_json(span["events"]) or []
             spans.append(span)
         return {"spans": spans, "calls": self._summaries(project_id, call_rows)}
 

@@ -172,10 +172,18 @@ _V5 = [
 ]
 
 
+# v6: a plain span (a tool call, an HTTP request next to the LLM call) keeps its status message and its
+# events (an exception's type and message), so the trace view can say why it failed.
+_V6 = [
+    "ALTER TABLE spans ADD COLUMN status_message TEXT",
+    "ALTER TABLE spans ADD COLUMN events TEXT",
+]
+
+
 class SQLiteStore(SQLStore):
     """`Store` on a SQLite file (or a private in-memory database, for tests)."""
 
-    MIGRATIONS = (_V1, _V2, _V3, _V4, _V5)
+    MIGRATIONS = (_V1, _V2, _V3, _V4, _V5, _V6)
 
     def __init__(self, path: str, *, synchronous: str = "FULL", readers: int = 4) -> None:
         self.path = path

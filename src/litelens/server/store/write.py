@@ -204,6 +204,10 @@ class BatchWriter:
     def _q(self, sql: str) -> str:
         return sql
 
+    def _merged_json(self, old: str, new: str) -> str:
+        """SQL for the JSON object text `old` with `new`'s keys set on it (both texts are objects)."""
+        return f"json_patch({old}, {new})"
+
     def _json_param(self) -> str:
         return "?"
 
@@ -479,8 +483,22 @@ class BatchWriter:
 
     def _upsert_spans(self, cur: Any, rows: list[tuple[Any, ...]]) -> None:
         columns = ("project_id", *SPAN_COLUMNS)
-        # A later report of a span fills in what an earlier one lacked and never blanks a field.
-        updates = ", ".join(f"{name} = COALESCE(excluded.{name}, spans.{name})" for name in SPAN_COLUMNS[2:])
+        # A later report of a span (a retried export, a sender's updated copy) fills in what an earlier
+        # one lacked and never blanks a field: attributes are merged, the later value winning per key;
+        # an end time (stored as the start time when a copy has none) and a status (OTLP's UNSET says
+        # none) set by either copy stay. Only a conflict pays for this.
+        special = {
+            "attributes": "CASE WHEN excluded.attributes IS NULL THEN spans.attributes "
+            "WHEN spans.attributes IS NULL OR spans.attributes = excluded.attributes THEN excluded.attributes "
+            f"ELSE {self._merged_json('spans.attributes', 'excluded.attributes')} END",
+            "end_time": f"{self._GREATEST}(excluded.end_time, spans.end_time)",
+            "status": "CASE WHEN excluded.status IS NULL OR excluded.status = 'UNSET' "
+            "THEN COALESCE(spans.status, excluded.status) ELSE excluded.status END",
+        }
+        updates = ", ".join(
+            f"{name} = {special.get(name) or f'COALESCE(excluded.{name}, spans.{name})'}"
+            for name in SPAN_COLUMNS[2:]
+        )
         self._insert_values(
             cur,
             f"INSERT INTO spans ({', '.join(columns)})",
