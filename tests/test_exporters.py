@@ -121,11 +121,11 @@ def test_spans_wait_in_the_spool_while_the_server_is_away(
     while exporter.stats()["spooled"] < 3 and time.monotonic() < deadline:
         time.sleep(0.1)
     assert exporter.stats()["spooled"] == 3 and exporter.stats()["sent"] == 0
-    assert list((tmp_path / "spool").glob("*.batch"))
+    assert list((tmp_path / "spool").glob("*/*.batch"))
     server = server_factory(sqlite_url, port=away.port, key=False)
     server.key = key
     assert len(stored_calls(server, 3, timeout=40)) == 3
-    assert not list((tmp_path / "spool").glob("*.batch"))
+    assert not list((tmp_path / "spool").glob("*/*.batch"))
 
 
 def test_a_wrong_key_keeps_spans_in_the_spool(

@@ -80,6 +80,9 @@ def transport_config(settings: Settings) -> TransportConfig:
         batch_max_age_s=s.batch_max_age_s,
         timeout_s=s.timeout_s,
         spool_dir=s.spool_dir,
+        # One folder per endpoint and key under the spool directory, whether it is the default or set:
+        # a batch is only ever sent where it was recorded for (docs/core.md).
+        spool_per_destination=True,
         spool_max_bytes=s.spool_max_bytes,
         exit_flush_s=s.exit_flush_s,
     )
