@@ -1182,3 +1182,19 @@ def test_a_batch_refused_for_a_wrong_endpoint_is_delivered_once_the_endpoint_is_
     assert receiver.wait_for(5, timeout=10)
     fixed.shutdown(5)
     assert sorted(receiver.call_ids()) == [f"early-{i}" for i in range(5)]
+
+
+def test_shutdown_right_after_the_spool_drained_does_not_wait_for_the_idle_heartbeat(
+    receiver: Receiver, make_transport: MakeTransport, tmp_path: Path
+) -> None:
+    # The thread clears its wake-up event before an idle wait of 5 s; a shutdown landing just before
+    # that clear used to be missed, and the process's exit waited out the 5 s.
+    spool = Spool(tmp_path)
+    for i in range(10):
+        spool.put(b'{"schema":"litelens.batch/1","records":[{"call_id":"c-%d"}]}' % i, 1, False)
+        transport = make_transport(spool_dir=str(tmp_path))
+        transport.start()
+        assert receiver.wait_for(i + 1, timeout=5)
+        started = time.monotonic()
+        assert transport.shutdown(10)
+        assert time.monotonic() - started < 1.0

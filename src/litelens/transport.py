@@ -469,7 +469,8 @@ class Transport:
             timeout = min(timeout, max(self._next_probe - now, 0.0))
         self._wake.clear()
         self._idle_mode = 2 if self._parts or lingering else 1
-        if not self._queue or self._held is not None:
+        # `shutdown` sets _stopping before its wake-up, which the clear above may have swallowed.
+        if (not self._queue or self._held is not None) and not self._stopping:
             self._wake.wait(timeout)
         self._idle_mode = 0
         if lingering:
