@@ -240,3 +240,10 @@ def test_a_failing_redactor_leaks_nothing_onto_the_span(
     assert err["attributes"]["error.type"] == "NotFoundError"  # the numbers and types stay
     ok = next(s for s in spans if s["status"]["status_code"] == "UNSET")
     assert ok["attributes"]["gen_ai.usage.output_tokens"] == 8
+
+
+def test_spool_off_is_no_spool_not_a_folder_named_off() -> None:
+    for off in ("off", None):
+        exporter = LiteLensSpanExporter("http://127.0.0.1:9", "ll_key", spool_dir=off)
+        assert exporter.transport.config.spool_dir is None
+        exporter.shutdown()
