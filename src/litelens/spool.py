@@ -95,9 +95,8 @@ def _gone(pid: int, time_ns: int) -> bool:
 
 
 def _digest(purpose: str, value: str) -> str:
-    return hashlib.sha256(f"litelens-spool {purpose}\0{value}".encode("utf-8", "surrogatepass")).hexdigest()[
-        :12
-    ]
+    data = f"litelens-spool {purpose}\0{value}".encode("utf-8", "surrogatepass")
+    return hashlib.sha256(data).hexdigest()[:12]
 
 
 def normalize_endpoint(endpoint: str) -> str:
