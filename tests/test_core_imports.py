@@ -18,12 +18,12 @@ import json, sys
 import litellm  # what LiteLLM imports is LiteLLM's business; measure what litelens adds on top
 before = set(sys.modules)
 import litelens
-cb = litelens.Callback(endpoint="http://127.0.0.1:9", spool_dir=None)
+cb = litelens.Callback(endpoint="http://127.0.0.1:9", spool_dir="off")
 cb.transport.submit({"schema": "litelens.call/1", "call_id": "x"})  # starts the sender thread too
 cb.shutdown(timeout=0.5)
 import tempfile, litelens.tail  # the sinks, `litelens tail`: core too
 folder = tempfile.mkdtemp()
-cb = litelens.Callback(endpoint="http://127.0.0.1:9", spool_dir=None,
+cb = litelens.Callback(endpoint="http://127.0.0.1:9", spool_dir="off",
                        sinks=["http", f"jsonl:{folder}/calls.jsonl", "console"])
 cb.transport.submit({"schema": "litelens.call/1", "call_id": "y"})
 cb.shutdown(timeout=0.5)

@@ -121,11 +121,11 @@ def test_spans_wait_in_the_spool_while_the_server_is_away(
     while exporter.stats()["spooled"] < 3 and time.monotonic() < deadline:
         time.sleep(0.1)
     assert exporter.stats()["spooled"] == 3 and exporter.stats()["sent"] == 0
-    assert list((tmp_path / "spool").glob("*.batch"))
+    assert list((tmp_path / "spool").glob("*/*.batch"))
     server = server_factory(sqlite_url, port=away.port, key=False)
     server.key = key
     assert len(stored_calls(server, 3, timeout=40)) == 3
-    assert not list((tmp_path / "spool").glob("*.batch"))
+    assert not list((tmp_path / "spool").glob("*/*.batch"))
 
 
 def test_a_wrong_key_keeps_spans_in_the_spool(
@@ -240,3 +240,10 @@ def test_a_failing_redactor_leaks_nothing_onto_the_span(
     assert err["attributes"]["error.type"] == "NotFoundError"  # the numbers and types stay
     ok = next(s for s in spans if s["status"]["status_code"] == "UNSET")
     assert ok["attributes"]["gen_ai.usage.output_tokens"] == 8
+
+
+def test_spool_off_is_no_spool_not_a_folder_named_off() -> None:
+    for off in ("off", None):
+        exporter = LiteLensSpanExporter("http://127.0.0.1:9", "ll_key", spool_dir=off)
+        assert exporter.transport.config.spool_dir is None
+        exporter.shutdown()

@@ -344,7 +344,7 @@ def test_sinks_from_the_environment(
 
 def test_the_default_callback_is_the_plain_transport(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("LITELENS_SINKS", raising=False)
-    callback = Callback(endpoint="http://127.0.0.1:9", spool_dir=None)
+    callback = Callback(endpoint="http://127.0.0.1:9", spool_dir="off")
     try:
         assert type(callback.transport) is Transport and callback.transport._prepare is not None
         assert not any(key.startswith("sink.") for key in callback.stats())
@@ -384,7 +384,7 @@ import os, sys, time
 os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
 import litellm, litelens
 from litelens.sinks import CallableSink, JsonlSink
-litelens.init(endpoint="http://127.0.0.1:9", spool_dir=None, exit_flush_s=1.0,
+litelens.init(endpoint="http://127.0.0.1:9", spool_dir="off", exit_flush_s=1.0,
               sinks=[CallableSink(lambda batch: time.sleep(60), name="stuck"), JsonlSink(sys.argv[2])])
 for i in range(3):
     litellm.completion(model="openai/gpt-4o-mini", messages=[{"role": "user", "content": "hi"}],
@@ -412,7 +412,7 @@ def test_a_stuck_sink_does_not_hold_the_process_at_exit(provider: FakeProvider, 
 def test_init_passes_sinks(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(litelens, "_default", None)
     got: list[dict[str, Any]] = []
-    callback = litelens.init(endpoint="http://127.0.0.1:9", spool_dir=None, sinks=[CallableSink(got.extend)])
+    callback = litelens.init(endpoint="http://127.0.0.1:9", spool_dir="off", sinks=[CallableSink(got.extend)])
     try:
         callback.transport.submit({"schema": "litelens.call/1", "call_id": "i1"})
         assert litelens.flush(5) and [r["call_id"] for r in got] == ["i1"]

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from litelens import spool as spool_module
-from litelens.spool import Spool
+from litelens.spool import REFUSED_ENDPOINT, REFUSED_KEY, Spool
 
 
 def _dead_pid() -> int:
@@ -237,3 +237,75 @@ def test_files_of_a_live_process_still_writing_or_sending_are_left_alone(tmp_pat
         other.wait()
     assert Spool(tmp_path).pending()[1] == 1  # once it is gone, its claim comes back
     assert not writing.exists()
+
+
+# -- one folder per destination ------------------------------------------------------------------------
+
+
+def test_each_destination_has_its_own_folder_named_without_the_key(tmp_path: Path) -> None:
+    a = Spool.for_destination(tmp_path, "http://collector:4318", "ll_secret_a")
+    b = Spool.for_destination(tmp_path, "http://collector:4318", "ll_secret_b")
+    elsewhere = Spool.for_destination(tmp_path, "http://other:4318", "ll_secret_a")
+    assert len({a.directory, b.directory, elsewhere.directory}) == 3
+    # The same URL spelt another way is the same destination (its processes share the folder).
+    same = Spool.for_destination(tmp_path, "HTTP://Collector:4318/", "ll_secret_a")
+    assert same.directory == a.directory
+    a.put(b"a", 2, False)
+    assert b.claim_oldest() is None and elsewhere.claim_oldest() is None
+    entry = same.claim_oldest()
+    assert entry is not None and entry.body == b"a"
+    assert "secret" not in " ".join(str(p) for p in tmp_path.rglob("*"))
+
+
+def test_a_folder_is_taken_over_only_while_it_is_marked_refused(tmp_path: Path) -> None:
+    endpoint = "http://collector:4318"
+    wrong = Spool.for_destination(tmp_path, endpoint, "wrong")
+    wrong.put(b"spooled while the server was down", 3, False)
+    right = Spool.for_destination(tmp_path, endpoint, "right")
+    assert right.pending()[1] == 0  # not refused: the batch stays with its destination
+    wrong.mark_refused(REFUSED_KEY)
+    # A refused key is fixed by another key at the same endpoint, not by the same key elsewhere.
+    assert Spool.for_destination(tmp_path, "http://other:4318", "wrong").pending()[1] == 0
+    assert Spool.for_destination(tmp_path, "http://other:4318", "right").pending()[1] == 0
+    right.recover()
+    assert right.pending()[1] == 3 and wrong.pending()[1] == 0
+    # Once the server takes one of its batches, the folder is its own again.
+    wrong.clear_refused()
+    wrong.put(b"down again", 2, False)
+    right.recover()
+    assert right.pending()[1] == 3 and wrong.pending()[1] == 2
+
+
+def test_a_folder_refused_for_its_endpoint_is_taken_over_by_the_same_key_elsewhere(tmp_path: Path) -> None:
+    typo = Spool.for_destination(tmp_path, "http://collector:4318/litelens", "key")
+    typo.put(b"x", 4, False)
+    typo.mark_refused(REFUSED_ENDPOINT)
+    assert Spool.for_destination(tmp_path, "http://collector:4318", "another key").pending()[1] == 0
+    fixed = Spool.for_destination(tmp_path, "http://collector:4318", "key")
+    entry = fixed.claim_oldest()
+    assert entry is not None and entry.body == b"x" and entry.count == 4
+
+
+def test_a_folder_takes_over_the_claims_of_a_dead_process_but_not_of_a_live_one(tmp_path: Path) -> None:
+    wrong = Spool.for_destination(tmp_path, "http://collector:4318", "wrong")
+    wrong.put(b"claimed by the living", 1, False)
+    wrong.put(b"claimed by the dead", 1, False)
+    live, dead = sorted(n for n in os.listdir(wrong.directory) if n.endswith(".batch"))
+    os.rename(wrong.directory / live, wrong.directory / f"{live}.claim.{os.getpid()}.{time.time_ns()}")
+    os.rename(wrong.directory / dead, wrong.directory / f"{dead}.claim.{_dead_pid()}.{time.time_ns()}")
+    wrong.mark_refused(REFUSED_KEY)
+    right = Spool.for_destination(tmp_path, "http://collector:4318", "right")
+    assert sorted(os.listdir(right.directory)) == [dead]
+
+
+def test_batches_of_the_old_shared_layout_are_not_sent_and_said_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    Spool(tmp_path).put(b"whose?", 7, False)  # an older litelens wrote straight into the base
+    with caplog.at_level(logging.WARNING, logger="litelens.spool"):
+        spool = Spool.for_destination(tmp_path, "http://collector:4318", "key")
+        spool.recover()
+    assert spool.claim_oldest() is None
+    assert Spool(tmp_path).pending()[1] == 7
+    said = [r.getMessage() for r in caplog.records if "older litelens" in r.getMessage()]
+    assert len(said) == 1 and "7 records" in said[0]

@@ -16,9 +16,12 @@ import time
 import zlib
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from litelens.config import Settings
+from litelens.sinks import HttpSink
 from litelens.spool import Spool
 from litelens.testing.receiver import Receiver
 from litelens.transport import Transport, TransportConfig, parse_retry_after
@@ -1070,3 +1073,128 @@ def test_a_multiprocessing_worker_flushes_its_sink_queues_too(tmp_path: Path) ->
     worker = int(child.stdout.split()[-1])
     lines = (tmp_path / f"calls-{worker}.jsonl").read_text().splitlines()
     assert len(lines) == 200
+
+
+# -- one spool folder per destination (endpoint and key) -----------------------------------------------
+
+
+def _sink(endpoint: str, key: str | None, **settings: Any) -> HttpSink:
+    """The server sink as `Callback()` builds it: from settings, spool in a folder per destination."""
+    sink = HttpSink(settings=Settings.from_env({}, endpoint=endpoint, api_key=key, **settings))
+    config = sink.transport.config
+    config.max_retries, config.backoff_base_s, config.backoff_max_s = 0, 0.01, 0.2
+    sink.transport.start()
+    return sink
+
+
+def _send(sink: HttpSink, prefix: str, n: int) -> None:
+    for i in range(n):
+        sink.submit(json.dumps({"schema": "litelens.call/1", "call_id": f"{prefix}-{i}"}))
+    assert sink.flush(10)
+
+
+def _drained(sink: HttpSink) -> None:
+    """Wait until the sink has sent whatever its spool holds (what an old shared spool would leak)."""
+    deadline = time.monotonic() + 10
+    while sink.transport.stats()["spool_pending"] and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
+def test_two_destinations_sharing_the_default_spool_never_get_each_others_records(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # the default base, for every process
+    with Receiver(api_key="key-a") as server_a, Receiver(api_key="key-b") as server_b:
+        server_a.stop()
+        first = _run_python(
+            f"""
+            import json
+            from litelens.config import Settings
+            from litelens.sinks import HttpSink
+            sink = HttpSink(settings=Settings.from_env({{}}, endpoint={server_a.url!r}, api_key="key-a"))
+            sink.transport.config.max_retries = 0
+            for i in range(50):
+                sink.submit(json.dumps({{"call_id": f"a-{{i}}"}}))
+            assert sink.flush(10) and sink.transport.stats()["spooled"] == 50, sink.transport.stats()
+            """
+        )
+        assert first.returncode == 0, first.stderr
+        to_b = _sink(server_b.url, "key-b")
+        _send(to_b, "b", 5)
+        _drained(to_b)
+        to_b.shutdown(5)
+        assert sorted(server_b.call_ids()) == [f"b-{i}" for i in range(5)]
+        server_a.start()  # A is back; a restarted process of A's sends what the first one spooled
+        to_a = _sink(server_a.url, "key-a")
+        assert server_a.wait_for(50, timeout=10)
+        to_a.shutdown(5)
+        assert sorted(server_a.call_ids()) == sorted(f"a-{i}" for i in range(50))
+        assert sorted(server_b.call_ids()) == [f"b-{i}" for i in range(5)]
+    assert not [p for p in (tmp_path / "cache").rglob("*") if "key-" in str(p)]
+
+
+def test_a_batch_spooled_while_the_server_was_down_is_not_sent_with_another_key(
+    receiver: Receiver, tmp_path: Path
+) -> None:
+    receiver.stop()
+    project_1 = _sink(receiver.url, "key-1", spool_dir=str(tmp_path))
+    _send(project_1, "p1", 10)
+    assert project_1.transport.stats()["spooled"] == 10
+    project_1.shutdown(2)
+    receiver.start()
+    project_2 = _sink(receiver.url, "key-2", spool_dir=str(tmp_path))
+    _send(project_2, "p2", 1)
+    _drained(project_2)
+    project_2.shutdown(5)
+    assert receiver.call_ids() == ["p2-0"]
+    project_1 = _sink(receiver.url, "key-1", spool_dir=str(tmp_path))
+    assert receiver.wait_for(11, timeout=10)
+    project_1.shutdown(5)
+    keys = {b["headers"]["Authorization"]: [] for b in receiver.bodies}
+    for body in receiver.bodies:
+        keys[body["headers"]["Authorization"]] += [r["call_id"] for r in json.loads(body["body"])["records"]]
+    assert keys == {"Bearer key-2": ["p2-0"], "Bearer key-1": [f"p1-{i}" for i in range(10)]}
+
+
+def test_a_batch_refused_for_a_wrong_key_is_delivered_once_the_key_is_fixed(
+    receiver: Receiver, tmp_path: Path
+) -> None:
+    receiver.api_key = "right"
+    wrong = _sink(receiver.url, "wrong", spool_dir=str(tmp_path))
+    _send(wrong, "early", 20)
+    assert wrong.transport.stats()["spooled"] == 20 and receiver.records == []
+    wrong.shutdown(2)
+    fixed = _sink(receiver.url, "right", spool_dir=str(tmp_path))  # the user sets LITELENS_API_KEY right
+    _send(fixed, "late", 1)
+    assert receiver.wait_for(21, timeout=10)
+    fixed.shutdown(5)
+    assert sorted(receiver.call_ids()) == sorted([f"early-{i}" for i in range(20)] + ["late-0"])
+
+
+def test_a_batch_refused_for_a_wrong_endpoint_is_delivered_once_the_endpoint_is_fixed(
+    receiver: Receiver, tmp_path: Path
+) -> None:
+    typo = _sink(f"{receiver.url}/litelens", "key", spool_dir=str(tmp_path))  # 404: no such route
+    _send(typo, "early", 5)
+    assert typo.transport.stats()["spooled"] == 5 and receiver.records == []
+    typo.shutdown(2)
+    fixed = _sink(receiver.url, "key", spool_dir=str(tmp_path))
+    assert receiver.wait_for(5, timeout=10)
+    fixed.shutdown(5)
+    assert sorted(receiver.call_ids()) == [f"early-{i}" for i in range(5)]
+
+
+def test_shutdown_right_after_the_spool_drained_does_not_wait_for_the_idle_heartbeat(
+    receiver: Receiver, make_transport: MakeTransport, tmp_path: Path
+) -> None:
+    # The thread clears its wake-up event before an idle wait of 5 s; a shutdown landing just before
+    # that clear used to be missed, and the process's exit waited out the 5 s.
+    spool = Spool(tmp_path)
+    for i in range(10):
+        spool.put(b'{"schema":"litelens.batch/1","records":[{"call_id":"c-%d"}]}' % i, 1, False)
+        transport = make_transport(spool_dir=str(tmp_path))
+        transport.start()
+        assert receiver.wait_for(i + 1, timeout=5)
+        started = time.monotonic()
+        assert transport.shutdown(10)
+        assert time.monotonic() - started < 1.0

@@ -66,7 +66,8 @@ class Callback(CustomLogger):
     >>> import litellm, litelens
     >>> litellm.callbacks = [litelens.Callback()]   # doctest: +SKIP
 
-    Arguments override the `LITELENS_*` environment variables (see `litelens.config.Settings`).
+    Arguments override the `LITELENS_*` environment variables (see `litelens.config.Settings`); one left
+    at None is not given, so `spool_dir=None` keeps the default spool and `spool_dir="off"` turns it off.
     `processors` are callables `record -> record | None` run, in order, before a record leaves the
     process; returning None drops the record. The processors the environment asks for
     (`LITELENS_SAMPLE_RATE`, `LITELENS_DROP_CONTENT`, `LITELENS_REDACT`; see `litelens.pipeline`) run

@@ -175,7 +175,7 @@ def _request(url: str, key: str | None, data: bytes | None = None, timeout: floa
 def export(args: argparse.Namespace) -> int:
     from litelens.server.config import parse_duration
 
-    settings = Settings.from_env(endpoint=args.endpoint, api_key=args.api_key, spool_dir=None)
+    settings = Settings.from_env(endpoint=args.endpoint, api_key=args.api_key, spool_dir="off")
     params: list[tuple[str, str]] = [
         ("format", args.format),
         ("start", str(time.time() - parse_duration(args.since))),
@@ -210,7 +210,7 @@ def export(args: argparse.Namespace) -> int:
 
 def doctor(args: argparse.Namespace) -> int:
     """Walk the path a record takes and say, in plain words, where it breaks."""
-    settings = Settings.from_env(endpoint=args.endpoint, api_key=args.api_key, spool_dir=None)
+    settings = Settings.from_env(endpoint=args.endpoint, api_key=args.api_key, spool_dir="off")
     base = settings.endpoint.rstrip("/")
     print(f"endpoint  {base}  (LITELENS_ENDPOINT)")
     print(

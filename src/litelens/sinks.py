@@ -80,6 +80,9 @@ def transport_config(settings: Settings) -> TransportConfig:
         batch_max_age_s=s.batch_max_age_s,
         timeout_s=s.timeout_s,
         spool_dir=s.spool_dir,
+        # One folder per endpoint and key under the spool directory, whether it is the default or set:
+        # a batch is only ever sent where it was recorded for (docs/core.md).
+        spool_per_destination=True,
         spool_max_bytes=s.spool_max_bytes,
         exit_flush_s=s.exit_flush_s,
     )
@@ -91,7 +94,9 @@ def _as_is(line: Any) -> Any:
 
 class HttpSink:
     """The litelens server: the core transport (batching, gzip, retry with backoff, Retry-After, disk
-    spool), fed with finished records. Arguments override the `LITELENS_*` variables, as for `Callback`.
+    spool), fed with finished records. Arguments override the `LITELENS_*` variables, as for `Callback`
+    (`spool_dir=None` is not given; `"off"` turns the spool off). Each endpoint and key spools into a
+    folder of its own under `spool_dir`.
 
         HttpSink(endpoint="https://litelens.internal", api_key="ll_...", spool_dir="/var/tmp/litelens")
     """
@@ -345,7 +350,7 @@ def from_spec(spec: str, settings: Settings | None = None) -> Sink:
     if kind == "http":
         if not arg:
             return HttpSink(settings=settings)
-        # A spool of its own: a spooled batch is re-sent by whichever transport claims it first.
+        # A base of its own, as before spool folders per destination (which alone keep its batches apart).
         spool = settings.spool_dir and f"{settings.spool_dir}-{hashlib.sha1(arg.encode()).hexdigest()[:8]}"
         return HttpSink(settings=_replace(settings, endpoint=arg, spool_dir=spool or None))
     if kind == "jsonl" and arg:

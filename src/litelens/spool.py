@@ -22,6 +22,15 @@ Why it is built this way:
   the queue behind it, and keeping it lets someone look at it -- until the spool needs the room: ``.bad``
   files are the first to be evicted. Their records are counted in ``damaged``.
 
+One spool folder per destination (``Spool.for_destination``): a base directory holds one folder per
+kind of batch, endpoint and API key, named ``<kind>-<sha256(endpoint)[:12]>-<sha256(key)[:12]>``, so a
+process only ever sends what was recorded for the server and key it sends to -- the key itself is never in
+a path. A folder whose batches the server refused as a configuration problem is marked with a file
+(``refused-key`` after 401/403, ``refused-endpoint`` after 404); a process for the same endpoint with
+another key (or the same key at another endpoint) moves the batches of such a folder into its own, so the
+records arrive once the setting is fixed. Batches of a folder that is not marked (the server was down) stay
+with their destination.
+
 Only the standard library is used; the transport's background thread is the only caller in a process.
 """
 
@@ -29,16 +38,18 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import logging
 import os
 import re
 import threading
 import time
+import urllib.parse
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Spool", "SpoolEntry"]
+__all__ = ["Spool", "SpoolEntry", "destination_name"]
 
 logger = logging.getLogger("litelens.spool")
 
@@ -50,6 +61,11 @@ _MAGIC = b"litelens-spool/1"
 _NAME_RE = re.compile(r"^(\d{20})-(\d+)-(\d+)-(\d+)-([gp])\.batch$")
 _CLAIM_RE = re.compile(r"^(?P<name>.+\.batch)\.claim\.(?P<pid>\d+)\.(?P<ts>\d+)$")
 _TMP_RE = re.compile(r"^\.tmp-(?P<pid>\d+)-(?P<ts>\d{20})-")
+_DEST_RE = re.compile(r"^(?P<kind>[a-z0-9]+)-(?P<endpoint>[0-9a-f]{12})-(?P<key>[0-9a-f]{12})$")
+# Marker files: the server refused this folder's batches for its key (401/403) or its endpoint (404).
+REFUSED_KEY = "refused-key"
+REFUSED_ENDPOINT = "refused-endpoint"
+_MARKERS = (REFUSED_KEY, REFUSED_ENDPOINT)
 _RECOVER_EVERY_S = 60.0
 # A claim or temporary file bearing our own pid but older than this process is a previous process's: in a
 # container, a restarted program gets the same pid (often 1) and would otherwise think them its own.
@@ -76,6 +92,32 @@ def _gone(pid: int, time_ns: int) -> bool:
     if pid == os.getpid():
         return time_ns < _STARTED_NS
     return not _pid_alive(pid)
+
+
+def _digest(purpose: str, value: str) -> str:
+    data = f"litelens-spool {purpose}\0{value}".encode("utf-8", "surrogatepass")
+    return hashlib.sha256(data).hexdigest()[:12]
+
+
+def normalize_endpoint(endpoint: str) -> str:
+    """The URL batches are posted under, spelt one way: ``HTTP://Host:80/x/`` is ``http://host:80/x``."""
+    url = urllib.parse.urlsplit(endpoint.strip())
+    scheme = url.scheme.lower()
+    try:
+        port = url.port
+    except ValueError:
+        port = None
+    port = port or (443 if scheme == "https" else 80)
+    return f"{scheme}://{(url.hostname or '').lower()}:{port}{url.path.rstrip('/')}"
+
+
+def destination_name(endpoint: str, api_key: str | None, kind: str = "events") -> str:
+    """The spool folder of one destination: ``<kind>-<hash of endpoint>-<hash of key>``.
+
+    Hashes, so the key never appears in a path or a log line; `kind` keeps batches of different formats
+    (call records, OTLP spans) apart even in one base directory.
+    """
+    return f"{kind}-{_digest('endpoint', normalize_endpoint(endpoint))}-{_digest('key', api_key or '')}"
 
 
 def _pid_alive(pid: int) -> bool:
@@ -106,6 +148,7 @@ class Spool:
         max_bytes: int = 256 * 2**20,
         *,
         stale_claim_s: float = 600.0,
+        destination: bool = False,
     ) -> None:
         self.directory = Path(directory)
         self.max_bytes = max_bytes
@@ -114,6 +157,9 @@ class Spool:
         self._counter = 0
         self._logged: set[str] = set()
         self._next_recover = 0.0
+        # Set when `directory` is one destination's folder in a shared base (see `for_destination`).
+        self._dest = _DEST_RE.match(self.directory.name) if destination else None
+        self._marks: set[str] = set()
         self.damaged = 0
         """Records in files this spool found damaged and set aside (lost; the caller counts them)."""
         try:
@@ -121,6 +167,26 @@ class Spool:
         except OSError as exc:
             self._log_once("mkdir", "litelens: cannot create spool directory %s: %s", self.directory, exc)
         self.recover()
+
+    @classmethod
+    def for_destination(
+        cls,
+        base: str | os.PathLike[str],
+        endpoint: str,
+        api_key: str | None,
+        max_bytes: int = 256 * 2**20,
+        *,
+        kind: str = "events",
+        stale_claim_s: float = 600.0,
+    ) -> Spool:
+        """The spool of one destination: its own folder under `base`, shared by its processes only.
+
+        Opening it (and every minute after) moves in the batches of sibling folders the server refused
+        as a configuration problem that this destination fixes: same endpoint but a refused key, or same
+        key but an endpoint that answered 404.
+        """
+        name = destination_name(endpoint, api_key, kind)
+        return cls(Path(base) / name, max_bytes, stale_claim_s=stale_claim_s, destination=True)
 
     # -- writing ---------------------------------------------------------------------------------------
 
@@ -340,6 +406,10 @@ class Spool:
             names = os.listdir(self.directory)
         except OSError:
             return 0
+        if self._dest is not None:
+            # Another process of this destination may have marked or cleared the folder meanwhile.
+            self._marks = {m for m in _MARKERS if m in names}
+            self._adopt()
         for name in names:
             claim = _CLAIM_RE.match(name)
             if claim is not None:
@@ -353,6 +423,93 @@ class Spool:
                 with contextlib.suppress(OSError):
                     os.unlink(self.directory / name)
         return released
+
+    # -- destinations ----------------------------------------------------------------------------------
+
+    def mark_refused(self, marker: str) -> None:
+        """Say the server refused this folder's batches for its key (`REFUSED_KEY`: 401, 403) or its
+        endpoint (`REFUSED_ENDPOINT`: 404), so a process whose setting fixes that may take them over."""
+        if self._dest is None or marker in self._marks:
+            return
+        self._marks.add(marker)
+        try:
+            (self.directory / marker).touch()
+        except OSError as exc:
+            self._log_once("mark", "litelens: cannot mark spool %s: %s", self.directory, exc)
+
+    def clear_refused(self) -> None:
+        """The server took a batch of this destination: its batches are its own again, not to be adopted."""
+        if not self._marks:
+            return
+        for marker in self._marks:
+            with contextlib.suppress(OSError):
+                os.unlink(self.directory / marker)
+        self._marks.clear()
+
+    def _adopt(self) -> None:
+        """Move in the batches of sibling folders that were refused for what this destination fixes."""
+        assert self._dest is not None
+        own = self._dest
+        base = self.directory.parent
+        try:
+            siblings = os.listdir(base)
+        except OSError:
+            return
+        legacy = 0
+        for name in siblings:
+            if _NAME_RE.match(name):
+                legacy += _count_of(name)
+                continue
+            other = _DEST_RE.match(name)
+            if other is None or name == self.directory.name or other["kind"] != own["kind"]:
+                continue
+            # A folder refused for the same reason as this one's is no better off here: leave it.
+            if other["endpoint"] == own["endpoint"] and REFUSED_KEY not in self._marks:
+                marker = REFUSED_KEY
+            elif other["key"] == own["key"] and REFUSED_ENDPOINT not in self._marks:
+                marker = REFUSED_ENDPOINT
+            else:
+                continue
+            if os.path.exists(base / name / marker) and (adopted := self._take_from(base / name)):
+                logger.warning(
+                    "litelens: spool %s takes over %d records from %s, which the server refused for its %s",
+                    self.directory,
+                    adopted,
+                    name,
+                    "API key" if marker == REFUSED_KEY else "endpoint",
+                )
+        if legacy:
+            self._log_once(
+                "legacy",
+                "litelens: %d records in %s were spooled by an older litelens that did not say where they "
+                "were going; they are not sent. Move their .batch files into the folder of their "
+                "destination (this process uses %s) to send them, or delete them",
+                legacy,
+                base,
+                self.directory,
+            )
+
+    def _take_from(self, folder: Path) -> int:
+        """Move a folder's batches (and the claims of processes that are gone) into this one; return records."""
+        try:
+            names = os.listdir(folder)
+        except OSError:
+            return 0
+        records = 0
+        for name in names:
+            claim = _CLAIM_RE.match(name)
+            if claim is not None and _gone(int(claim.group("pid")), int(claim.group("ts"))):
+                target = claim.group("name")
+            elif _NAME_RE.match(name):
+                target = name
+            else:  # claimed by a live process, temporary, damaged, a marker: not ours to move
+                continue
+            try:
+                os.rename(folder / name, self.directory / target)
+            except OSError:  # taken by another process meanwhile
+                continue
+            records += _count_of(target)
+        return records
 
     def _set_aside(self, path: Path, why: str) -> None:
         base = path.name.split(_CLAIM)[0]

@@ -38,7 +38,7 @@ from typing import Any
 
 from litelens.httpconn import Connection
 from litelens.record import encode
-from litelens.spool import Spool, SpoolEntry
+from litelens.spool import REFUSED_ENDPOINT, REFUSED_KEY, Spool, SpoolEntry
 
 __all__ = ["EVENTS", "OTLP_PROTOBUF", "BatchFormat", "Transport", "TransportConfig"]
 
@@ -94,6 +94,10 @@ class TransportConfig:
     backoff_base_s: float = 0.2
     backoff_max_s: float = 30.0
     spool_dir: str | None = None
+    spool_per_destination: bool = False
+    """False: `spool_dir` is the spool, used as given. True: `spool_dir` is a base shared by several
+    destinations, and this transport's batches go to the folder of its endpoint and key under it
+    (`Spool.for_destination`), where a batch refused for another key or endpoint may be taken over."""
     spool_max_bytes: int = 256 * 2**20
     exit_flush_s: float = 5.0
     user_agent: str = field(default_factory=lambda: f"litelens/{_version()}")
@@ -377,7 +381,7 @@ class Transport:
         try:
             if self.config.spool_dir is not None and self._spool is None:
                 # Opened here, not in submit(): even mkdir and a directory listing stay off the caller's thread.
-                self._spool = Spool(self.config.spool_dir, self.config.spool_max_bytes)
+                self._spool = self._open_spool(self.config.spool_dir)
                 self._spool_nonempty = True
                 self._refresh_pending()
             while not self._stopping:
@@ -395,6 +399,13 @@ class Transport:
                 self._close_conn()
                 for token in self._tokens:
                     token.event.set()
+
+    def _open_spool(self, directory: str) -> Spool:
+        cfg = self.config
+        if not cfg.spool_per_destination:
+            return Spool(directory, cfg.spool_max_bytes)
+        kind = cfg.format.path.rstrip("/").rsplit("/", 1)[-1] or "events"  # /v1/events, /v1/traces
+        return Spool.for_destination(directory, cfg.endpoint, cfg.api_key, cfg.spool_max_bytes, kind=kind)
 
     def _iteration(self) -> None:
         cfg = self.config
@@ -458,7 +469,8 @@ class Transport:
             timeout = min(timeout, max(self._next_probe - now, 0.0))
         self._wake.clear()
         self._idle_mode = 2 if self._parts or lingering else 1
-        if not self._queue or self._held is not None:
+        # `shutdown` sets _stopping before its wake-up, which the clear above may have swallowed.
+        if (not self._queue or self._held is not None) and not self._stopping:
             self._wake.wait(timeout)
         self._idle_mode = 0
         if lingering:
@@ -784,6 +796,8 @@ class Transport:
                     self.config.endpoint,
                     rejected,
                 )
+            if self._spool is not None:
+                self._spool.clear_refused()  # (no I/O unless the folder was marked)
             self._counts["sent"] += batch.count - rejected
             self._counts["failed"] += rejected
             self._counts["batches_sent"] += 1
@@ -797,6 +811,9 @@ class Transport:
             )
             return _RETRY, retry_after
         if status in _CONFIG_STATUSES:
+            if self._spool is not None:
+                # So that a process with the fixed key or endpoint may send these batches.
+                self._spool.mark_refused(REFUSED_ENDPOINT if status == 404 else REFUSED_KEY)
             if status == 404:
                 msg = "litelens: server at %s has no %s (404); check LITELENS_ENDPOINT. Batches are kept in the spool"
                 self._log_once("http-404", msg, self.config.endpoint, self._path)

@@ -44,8 +44,9 @@ class LiteLensSpanExporter(SpanExporter):
         provider.add_span_processor(BatchSpanProcessor(LiteLensSpanExporter(api_key="ll_...")))
 
     `endpoint` and `api_key` default to `LITELENS_ENDPOINT` and `LITELENS_API_KEY`, as for the core
-    callback. `spool_dir` defaults to `LITELENS_SPOOL_DIR` (or the user's cache) with `-traces` added;
-    `None` turns the spool off (spans that cannot be delivered are then dropped and counted).
+    callback. `spool_dir` defaults to `LITELENS_SPOOL_DIR` (or the user's cache) with `-traces` added,
+    and holds a folder per endpoint and key, as the callback's does; `None` or `"off"` turns the spool
+    off (spans that cannot be delivered are then dropped and counted).
     """
 
     def __init__(
@@ -61,6 +62,8 @@ class LiteLensSpanExporter(SpanExporter):
         config = transport_config(base)
         if spool_dir is _UNSET:
             spool_dir = f"{base.spool_dir}-traces" if base.spool_dir else None
+        elif isinstance(spool_dir, str) and spool_dir.strip().lower() in ("", "off", "none"):
+            spool_dir = None  # as `Callback(spool_dir="off")`, not a folder named "off"
         config.spool_dir = spool_dir
         config.format = OTLP_PROTOBUF
         self.settings = base
