@@ -127,6 +127,16 @@ def test_formats() -> None:
     assert fmt_pct(0.0625) == "6.2%"
 
 
+def test_a_tiny_cost_keeps_two_significant_digits() -> None:
+    # A few embedding tokens cost about a millionth of a dollar; "$0.00000" read as a call that cost nothing.
+    assert [fmt_cost(v) for v in (1.2e-06, 0.000012345, 0.0042, 5e-09)] == [
+        "$0.0000012",
+        "$0.000012",
+        "$0.00420",
+        "$0.0000000050",
+    ]
+
+
 RECORD = {
     "call_id": "c1",
     "call_type": "chat",
