@@ -414,3 +414,36 @@ def test_a_session_lists_its_calls_in_order_with_totals(
     tokens_out = sum(r["usage"]["output_tokens"] for r in mine)
     assert v.page.inner_text("[data-testid=session-tokens]") == f"{tokens_in:,} / {tokens_out:,}"
     shots(v.page, "session")
+
+
+# --------------------------------------------------------------------------------------------------
+# Server-rendered answers, read over plain HTTP (no browser needed to see these)
+
+
+def page_html(server: ServerProcess, path: str) -> str:
+    """A dashboard page as the signed-in browser gets it (the key in the sign-in cookie)."""
+    answer = server.client().request("GET", path, headers={"Cookie": f"litelens_key={server.key}"}, key=None)
+    assert answer.status == 200, (path, answer)
+    return answer.body.decode()
+
+
+@pytest.mark.service
+def test_a_session_with_a_cancelled_stream_counts_the_same_errors_in_the_list_and_on_its_page(
+    sqlite_server: ServerProcess,
+) -> None:
+    now = time.time()
+    post_records(
+        sqlite_server.client(),
+        [
+            make_record("s-ok", now - 30, session_id="sess-c"),
+            make_record("s-cancelled", now - 20, session_id="sess-c", status="cancelled"),
+            make_record(
+                "s-failed", now - 10, session_id="sess-c", status="error", error={"type": "APIError"}
+            ),
+        ],
+    )
+    listed = sqlite_server.client().get_json("/api/sessions")["sessions"]
+    assert [(s["session_id"], s["errors"]) for s in listed] == [("sess-c", 1)]
+    assert sqlite_server.client().get_json("/api/sessions/sess-c")["totals"]["errors"] == 1
+    html = page_html(sqlite_server, "/sessions/sess-c")
+    assert re.search(r'Errors</span><span class="value">1<', html), "a cancelled stream is not an error"

@@ -286,7 +286,7 @@ def session_totals(calls: list[dict[str, Any]]) -> dict[str, Any]:
     """What a session's calls add up to (the API's and the dashboard's session totals)."""
     return {
         "calls": len(calls),
-        "errors": sum(c.get("status") != "ok" for c in calls),
+        "errors": sum(c.get("status") == "error" for c in calls),  # a cancelled stream is no error
         "input_tokens": sum(c.get("input_tokens") or 0 for c in calls),
         "output_tokens": sum(c.get("output_tokens") or 0 for c in calls),
         "cost_usd": sum(c.get("cost_usd") or 0 for c in calls),
