@@ -447,3 +447,14 @@ def test_a_session_with_a_cancelled_stream_counts_the_same_errors_in_the_list_an
     assert sqlite_server.client().get_json("/api/sessions/sess-c")["totals"]["errors"] == 1
     html = page_html(sqlite_server, "/sessions/sess-c")
     assert re.search(r'Errors</span><span class="value">1<', html), "a cancelled stream is not an error"
+
+
+@pytest.mark.service
+def test_the_api_answers_a_call_and_a_session_whose_ids_hold_a_slash(sqlite_server: ServerProcess) -> None:
+    post_records(sqlite_server.client(), [make_record("team/a/call-1", session_id="user/42")])
+    client = sqlite_server.client()
+    assert client.get_json("/api/calls/team/a/call-1")["call_id"] == "team/a/call-1"
+    assert client.get_json("/api/calls/team%2Fa%2Fcall-1")["call_id"] == "team/a/call-1"
+    assert [c["call_id"] for c in client.get_json("/api/sessions/user/42")["calls"]] == ["team/a/call-1"]
+    # The dashboard's call page links the session page, which opens.
+    assert "team/a/call-1" in page_html(sqlite_server, "/sessions/user%2F42")

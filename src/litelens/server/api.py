@@ -171,7 +171,9 @@ def _csv_lines(records: Iterator[dict[str, Any]]) -> Iterator[str]:
     yield buffer.getvalue()
 
 
-@router.get("/calls/{call_id}", summary="One call record in full")
+# `:path`: call and session ids are the callers' own strings and may hold a slash (the dashboard's pages
+# take them so too); a plain parameter answered such an id with a bare 404.
+@router.get("/calls/{call_id:path}", summary="One call record in full")
 async def get_call(request: Request, project: Project, call_id: str) -> dict[str, Any]:
     record = await store_call(request.app.state.store.get_call, project, call_id)
     if record is None:
@@ -274,7 +276,7 @@ async def list_sessions(
     return {"sessions": rows, "next_cursor": next_cursor}
 
 
-@router.get("/sessions/{session_id}", summary="The calls of one session, in order, with totals")
+@router.get("/sessions/{session_id:path}", summary="The calls of one session, in order, with totals")
 async def get_session(request: Request, project: Project, session_id: str) -> dict[str, Any]:
     calls = await store_call(request.app.state.store.get_session, project, session_id)
     if not calls:
