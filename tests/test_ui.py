@@ -458,3 +458,27 @@ def test_the_api_answers_a_call_and_a_session_whose_ids_hold_a_slash(sqlite_serv
     assert [c["call_id"] for c in client.get_json("/api/sessions/user/42")["calls"]] == ["team/a/call-1"]
     # The dashboard's call page links the session page, which opens.
     assert "team/a/call-1" in page_html(sqlite_server, "/sessions/user%2F42")
+
+
+@pytest.mark.service
+def test_last_24_hours_holds_a_call_made_23_hours_59_minutes_ago_and_its_links_list_what_it_counts(
+    sqlite_server: ServerProcess,
+) -> None:
+    now = time.time()
+    post_records(
+        sqlite_server.client(),
+        [
+            make_record(
+                "edge-in", now - 86400 + 5, request_model="m-edge", response_model="m-edge"
+            ),  # inside the last 24 h
+            make_record(
+                "edge-before", now - 86400 - 5, request_model="m-edge", response_model="m-edge"
+            ),  # in the first hour bucket
+        ],
+    )
+    overview = page_html(sqlite_server, "/?range=24h&refresh=0")
+    assert re.search(r'data-testid="total-requests">2<', overview), "a call of the last 24 h is missing"
+    link = re.search(r'<a href="(/calls\?model=m-edge[^"]*)">m-edge</a>', overview)
+    assert link, "the model breakdown links its calls"
+    listed = page_html(sqlite_server, link.group(1).replace("&amp;", "&"))
+    assert sorted(re.findall(r'data-call-id="([^"]+)"', listed)) == ["edge-before", "edge-in"]

@@ -17,7 +17,7 @@ from starlette.datastructures import QueryParams
 
 from litelens.server.api import call_filter
 from litelens.server.store.base import SORT_KEYS, CallFilter
-from litelens.server.ui.timerange import RANGES
+from litelens.server.ui.timerange import RANGES, window
 
 # The filter's text fields, named as /api/calls names them (where `search` is `q`).
 TEXT_FILTERS = tuple(
@@ -103,7 +103,8 @@ def parse_utc(text: str) -> float | None:
 def to_filter(view: CallsView, now: float) -> CallFilter:
     start = parse_utc(view.since)
     if start is None and view.range in RANGES:
-        start = now - RANGES[view.range][1]
+        # The overview's snapped window, so a breakdown or top-errors link lists the calls it counted.
+        start = window(view.range, now).start
     end = parse_utc(view.until)
     return call_filter(
         start=start,
