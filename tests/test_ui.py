@@ -482,3 +482,28 @@ def test_last_24_hours_holds_a_call_made_23_hours_59_minutes_ago_and_its_links_l
     assert link, "the model breakdown links its calls"
     listed = page_html(sqlite_server, link.group(1).replace("&amp;", "&"))
     assert sorted(re.findall(r'data-call-id="([^"]+)"', listed)) == ["edge-before", "edge-in"]
+
+
+@pytest.mark.service
+def test_a_user_breakdown_row_links_to_the_calls_it_counts_whether_end_user_or_user_id(
+    sqlite_server: ServerProcess,
+) -> None:
+    now = time.time()
+    post_records(
+        sqlite_server.client(),
+        [
+            make_record("by-app-user", now - 30, user_id="app-user-1"),  # no end user: grouped by user id
+            make_record("by-end-user", now - 20, end_user="eu-1", user_id="app-user-1"),
+        ],
+    )
+    overview = page_html(sqlite_server, "/?range=24h&refresh=0")
+    by_user = overview[overview.index('data-testid="by-user"') :]
+    links = dict(
+        (name, href.replace("&amp;", "&"))
+        for href, name in re.findall(r'<a href="(/calls\?[^"]*)">([^<]*)</a>', by_user.split("</table>")[0])
+    )
+    assert set(links) == {"app-user-1", "eu-1"}
+    for name, expected in (("app-user-1", ["by-app-user"]), ("eu-1", ["by-end-user"])):
+        listed = page_html(sqlite_server, links[name])
+        assert re.findall(r'data-call-id="([^"]+)"', listed) == expected, name
+        assert f'value="{name}"' in listed, "the form keeps the filter"

@@ -35,6 +35,10 @@ def call_filter(
     call_type: Annotated[str | None, Query(max_length=64)] = None,
     end_user: Annotated[str | None, Query(max_length=256)] = None,
     user_id: Annotated[str | None, Query(max_length=256)] = None,
+    user: Annotated[
+        str | None,
+        Query(description="the end user, else the user id (the user `group_by=user` counts)", max_length=256),
+    ] = None,
     session_id: Annotated[str | None, Query(max_length=256)] = None,
     trace_id: Annotated[str | None, Query(max_length=64)] = None,
     key_alias: Annotated[str | None, Query(max_length=256)] = None,
@@ -62,6 +66,7 @@ def call_filter(
         call_type=call_type,
         end_user=end_user,
         user_id=user_id,
+        user=user,
         session_id=session_id,
         trace_id=trace_id,
         key_alias=key_alias,

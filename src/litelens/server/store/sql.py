@@ -241,6 +241,9 @@ class SQLStore(BatchWriter, Store):
             elif value:
                 conds.append(f"c.{column} = ?")
                 params.append(value)
+        if f.user:
+            conds.append("(c.end_user = ? OR (c.end_user IS NULL AND c.user_id = ?))")
+            params += [f.user, f.user]
         if f.tag:
             conds.append(
                 "EXISTS (SELECT 1 FROM call_tags t WHERE t.project_id = c.project_id AND t.call_id = c.call_id "

@@ -36,8 +36,14 @@ BREAKDOWN_TITLES = {
     "tag": "Tag",
     "key_alias": "Key alias",
 }
-# The calls-page filter a breakdown row links to (the "user" group is the end user, else the app user).
-BREAKDOWN_FILTER = {"model": "model", "provider": "provider", "tag": "tag", "key_alias": "key_alias"}
+# The calls-page filter a breakdown row links to ("user" is the end user, else the user id, as grouped).
+BREAKDOWN_FILTER = {
+    "model": "model",
+    "provider": "provider",
+    "user": "user",
+    "tag": "tag",
+    "key_alias": "key_alias",
+}
 SORTABLE = (
     ("start_time", "Time"),
     ("duration_ms", "Latency"),
@@ -109,7 +115,7 @@ async def overview(request: Request, project: UIProject, range: str = "24h", ref
             {
                 "dim": dim,
                 "title": BREAKDOWN_TITLES[dim],
-                "filter": BREAKDOWN_FILTER.get(dim, "end_user"),
+                "filter": BREAKDOWN_FILTER[dim],
                 "rows": rows,
                 "more": max(0, count - len(rows)),
             }
