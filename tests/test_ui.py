@@ -507,3 +507,31 @@ def test_a_user_breakdown_row_links_to_the_calls_it_counts_whether_end_user_or_u
         listed = page_html(sqlite_server, links[name])
         assert re.findall(r'data-call-id="([^"]+)"', listed) == expected, name
         assert f'value="{name}"' in listed, "the form keeps the filter"
+
+
+@pytest.mark.service
+def test_a_page_link_whose_cursor_no_longer_applies_shows_the_first_page_not_a_json_error(
+    sqlite_server: ServerProcess,
+) -> None:
+    now = time.time()
+    post_records(
+        sqlite_server.client(), [make_record(f"p{i:02d}", now - i, session_id=f"s{i:02d}") for i in range(60)]
+    )
+    client = sqlite_server.client()
+    cursor = client.get_json("/api/calls?limit=10")["next_cursor"]
+    # The API says what is wrong with the cursor (it said "could not store the batch").
+    answer = client.get(f"/api/calls?sort=cost_usd&cursor={cursor}")
+    assert answer.status == 400 and "cursor" in answer.json()["error"]
+    assert "batch" not in answer.json()["error"]
+    # The pages: a cursor made for another sort, or edited, gives the first page with a notice.
+    for path in (
+        f"/calls?sort=cost_usd&cursor={cursor}",
+        "/calls?cursor=garbage",
+        "/sessions?cursor=garbage",
+    ):
+        html = page_html(sqlite_server, path)
+        assert 'data-testid="stale-cursor"' in html, path
+        assert (
+            html.count("data-call-id=") == 50 if path.startswith("/calls") else 'href="/sessions/s00"' in html
+        )
+    assert 'data-testid="stale-cursor"' not in page_html(sqlite_server, f"/calls?cursor={cursor}")

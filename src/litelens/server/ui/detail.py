@@ -14,7 +14,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from starlette.responses import Response
 
 from litelens.server.api import build_tree, session_totals
-from litelens.server.deps import store_call
+from litelens.server.deps import BadCursor, store_call
 from litelens.server.ui import conversation
 from litelens.server.ui.charts import span_bar, timing_bar
 from litelens.server.ui.render import page
@@ -128,10 +128,22 @@ async def sessions(
     cursor: Annotated[str, Query(max_length=512)] = "",
 ) -> Response:
     w = window(range, time.time())
-    rows, next_cursor = await store_call(
-        request.app.state.store.list_sessions, project, w.start, w.end, 50, cursor or None
+    store = request.app.state.store
+    stale = False
+    try:
+        rows, next_cursor = await store_call(store.list_sessions, project, w.start, w.end, 50, cursor or None)
+    except BadCursor:  # a page link that no longer applies: the first page, said so
+        stale = True
+        rows, next_cursor = await store_call(store.list_sessions, project, w.start, w.end, 50, None)
+    return page(
+        request,
+        "sessions.html",
+        window=w,
+        ranges=RANGES,
+        rows=rows,
+        next_cursor=next_cursor,
+        stale_cursor=stale,
     )
-    return page(request, "sessions.html", window=w, ranges=RANGES, rows=rows, next_cursor=next_cursor)
 
 
 @router.get("/sessions/{session_id:path}")

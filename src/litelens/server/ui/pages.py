@@ -16,7 +16,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
-from litelens.server.deps import store_call
+from litelens.server.deps import BadCursor, store_call
 from litelens.server.store.base import AGGREGATE_GROUPS
 from litelens.server.ui import charts, query
 from litelens.server.ui.render import fmt_bucket, fmt_cost, fmt_ms, fmt_num, fmt_pct, fragment, page
@@ -142,18 +142,29 @@ async def calls(request: Request, project: UIProject) -> Response:
     if view.tail:
         view = dataclasses.replace(view, sort="start_time", order="desc", cursor="")
     store = request.app.state.store
-    rows, next_cursor = await store_call(
-        store.list_calls,
-        project,
-        query.to_filter(view, time.time()),
-        PAGE_SIZE,
-        view.cursor or None,
-        view.sort,
-        view.order == "desc",
-    )
+    filters = query.to_filter(view, time.time())
+    stale = False
+    try:
+        rows, next_cursor = await store_call(
+            store.list_calls,
+            project,
+            filters,
+            PAGE_SIZE,
+            view.cursor or None,
+            view.sort,
+            view.order == "desc",
+        )
+    except BadCursor:
+        # A page link that no longer applies (edited, or made for another sort): the first page, said so,
+        # rather than the API's JSON error in place of the page.
+        view, stale = dataclasses.replace(view, cursor=""), True
+        rows, next_cursor = await store_call(
+            store.list_calls, project, filters, PAGE_SIZE, None, view.sort, view.order == "desc"
+        )
     return page(
         request,
         "calls.html",
+        stale_cursor=stale,
         view=view,
         rows=rows,
         next_cursor=next_cursor,
