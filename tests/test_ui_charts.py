@@ -227,6 +227,37 @@ def test_copy_as_python_and_curl_repeat_the_call_without_credentials() -> None:
     compile(embed, "embed.py", "exec")
 
 
+IMAGE_CALL = {
+    "call_type": "image_generation",
+    "provider": "openai",
+    "request_model": "dall-e-3",
+    "request": {"input": "a cat on a mat"},
+    "response": {
+        "images": [
+            {"url": "https://files.example/cat.png", "b64_json": None, "revised_prompt": "a tabby cat"},
+            {"url": None, "b64_json": "<image: 1024 base64 chars>", "revised_prompt": None},
+        ]
+    },
+}
+
+
+def test_an_image_generation_shows_its_images_as_placeholders_and_copies_as_an_image_call() -> None:
+    # The answer of an image call was missing from the conversation: only the prompt showed.
+    turns = conversation.conversation(IMAGE_CALL)
+    assert [(t.role, t.source) for t in turns] == [("user", "request"), ("assistant", "response")]
+    answer = turns[1].parts
+    assert [p.kind for p in answer] == ["text", "image", "image"] and answer[0].text == "a tabby cat"
+    assert "https://files.example/cat.png" in answer[1].text and "not loaded" in answer[1].text
+    assert "1024 base64 chars" in answer[2].text
+    # Copied as code, it was `litellm.completion(input=...)`, a call that fails.
+    python = conversation.as_python(IMAGE_CALL)
+    compile(python, "image.py", "exec")
+    assert "litellm.image_generation(" in python and "prompt='a cat on a mat'" in python
+    words = shlex.split(conversation.as_curl(IMAGE_CALL).replace("\\\n", " "))
+    assert words[1] == "https://api.openai.com/v1/images/generations"
+    assert json.loads(words[words.index("-d") + 1]) == {"model": "dall-e-3", "prompt": "a cat on a mat"}
+
+
 def test_every_template_and_static_file_ships_in_the_package() -> None:
     """The dashboard must work from `pip install`: each file it serves is declared as package data."""
     tomllib = pytest.importorskip("tomllib")  # Python 3.11+

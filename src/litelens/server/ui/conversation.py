@@ -135,6 +135,17 @@ def conversation(record: Mapping[str, Any]) -> list[Turn]:
             turns.append(_turn(choice["message"], "response"))
         elif "text" in choice:
             turns.append(Turn("assistant", _parts(choice.get("text")), source="response"))
+    images = [i for i in response.get("images") or [] if isinstance(i, Mapping)]
+    if images:  # an image generation's answer: its images as placeholders (never loaded), revised prompts
+        parts: list[Part] = []
+        for image in images:
+            if image.get("revised_prompt"):
+                parts.append(Part("text", str(image["revised_prompt"])))
+            if image.get("url"):
+                parts.append(_image(image["url"]))
+            elif image.get("b64_json"):
+                parts.append(Part("image", f"image ({image['b64_json']}, not shown)"))
+        turns.append(Turn("assistant", parts or [Part("image", "image (not shown)")], source="response"))
     for item in response.get("output") or []:
         if isinstance(item, Mapping) and item.get("type") == "message":
             turns.append(_turn({"role": "assistant", **item}, "response"))
@@ -146,7 +157,14 @@ def conversation(record: Mapping[str, Any]) -> list[Turn]:
 # --------------------------------------------------------------------------------------------------
 # The same call as code
 
-_ENDPOINTS = {"embedding": "embeddings", "text_completion": "completions", "responses": "responses"}
+_ENDPOINTS = {
+    "embedding": "embeddings",
+    "text_completion": "completions",
+    "responses": "responses",
+    "image_generation": "images/generations",
+}
+# What a call type's content is called in the API (chat and text completions: `messages`).
+_CONTENT_NAME = {"embedding": "input", "responses": "input", "image_generation": "prompt"}
 _SKIPPED_PARAMS = {"stream_options", "metadata", "api_key", "api_base", "extra_headers"}
 
 
@@ -169,12 +187,13 @@ def _payload(record: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
     """(what the content is called in the API: messages or input, the request body minus the model)."""
     request = record.get("request") or {}
     body: dict[str, Any] = {}
-    name = "input" if record.get("call_type") in ("embedding", "responses") else "messages"
+    name = _CONTENT_NAME.get(str(record.get("call_type")), "messages")
     if request.get("messages") is not None:
         name = "messages"
         body["messages"] = request["messages"]
     elif request.get("input") is not None:
-        body["input"] = request["input"]
+        # The record keeps every non-chat call's content as `input`; an image's is its `prompt`.
+        body["prompt" if name == "prompt" else "input"] = request["input"]
     else:
         body[name] = [] if name == "messages" else ""
     if request.get("tools"):
@@ -187,9 +206,12 @@ def _payload(record: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
 
 def as_python(record: Mapping[str, Any]) -> str:
     """The call as a LiteLLM call (the API key left to the environment, as LiteLLM reads it)."""
-    function = {"embedding": "embedding", "text_completion": "text_completion", "responses": "responses"}.get(
-        str(record.get("call_type")), "completion"
-    )
+    function = {
+        "embedding": "embedding",
+        "text_completion": "text_completion",
+        "responses": "responses",
+        "image_generation": "image_generation",
+    }.get(str(record.get("call_type")), "completion")
     _, body = _payload(record)
     lines = [
         "import litellm",
