@@ -535,3 +535,19 @@ def test_a_page_link_whose_cursor_no_longer_applies_shows_the_first_page_not_a_j
             html.count("data-call-id=") == 50 if path.startswith("/calls") else 'href="/sessions/s00"' in html
         )
     assert 'data-testid="stale-cursor"' not in page_html(sqlite_server, f"/calls?cursor={cursor}")
+
+
+@pytest.mark.service
+def test_a_call_cut_to_size_when_recorded_says_what_was_cut(sqlite_server: ServerProcess) -> None:
+    # A dropped tag or a shortened message is otherwise visible only in the raw JSON.
+    cut = make_record(
+        "cut-1",
+        request={"messages": [{"role": "user", "content": "x" * 50 + "…[truncated 9000 chars]"}]},
+        tags=["t0"],
+        truncated=["request.messages[0].content", "tags"],
+    )
+    post_records(sqlite_server.client(), [cut, make_record("whole-1")])
+    html = page_html(sqlite_server, "/calls/cut-1")
+    notice = re.search(r'data-testid="truncated">([^<]*)<', html)
+    assert notice and "request.messages[0].content, tags" in notice.group(1)
+    assert 'data-testid="truncated"' not in page_html(sqlite_server, "/calls/whole-1")
