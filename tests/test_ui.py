@@ -254,6 +254,10 @@ def test_live_tail_shows_new_calls_without_a_reload(
     post_records(client, [make_record("new-1", tags=["live"]), make_record("other", tags=["quiet"])])
     v.page.wait_for_selector("tr[data-call-id=new-1]", timeout=15_000)
     assert v.call_ids() == ["new-1", "old-1"]
+    # A long call is stored when it ends: started before new-1, it arrives after it, and still shows.
+    post_records(client, [make_record("long-1", time.time() - 30, tags=["live"])])
+    v.page.wait_for_selector("tr[data-call-id=long-1]", timeout=15_000)
+    assert v.call_ids() == ["new-1", "long-1", "old-1"]
     shots(v.page, "tail")
 
 

@@ -27,6 +27,11 @@ router = APIRouter(include_in_schema=False)
 UIProject = Annotated[int, Depends(page_project)]
 
 PAGE_SIZE = 50
+# A call is stored when it ends, so one that started before the newest row the live tail shows arrives
+# after it: the tail looks this far back (LiteLLM's default request timeout) and places late calls by
+# their start; without it a long stream that ended after a short call never appeared.
+TAIL_LOOKBACK_S = 600.0
+TAIL_ROWS = 200
 REFRESH_CHOICES = (0, 10, 30, 60)
 BREAKDOWN_ROWS = 10
 BREAKDOWN_TITLES = {
@@ -179,7 +184,7 @@ async def calls_tail(request: Request, project: UIProject, after: float = 0.0) -
     """The newest rows of the calls view for its live tail (app.js adds the ones it has not shown)."""
     view = query.parse(request.query_params)
     filters = query.to_filter(view, time.time())
-    start = max(filters.start or 0.0, after)
+    start = max(filters.start or 0.0, after - TAIL_LOOKBACK_S)
     filters = dataclasses.replace(filters, start=start)
-    rows, _ = await store_call(request.app.state.store.list_calls, project, filters, PAGE_SIZE, None)
+    rows, _ = await store_call(request.app.state.store.list_calls, project, filters, TAIL_ROWS, None)
     return fragment("rows.html", rows=rows)
