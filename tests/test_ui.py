@@ -555,3 +555,31 @@ def test_a_call_cut_to_size_when_recorded_says_what_was_cut(sqlite_server: Serve
     notice = re.search(r'data-testid="truncated">([^<]*)<', html)
     assert notice and "request.messages[0].content, tags" in notice.group(1)
     assert 'data-testid="truncated"' not in page_html(sqlite_server, "/calls/whole-1")
+
+
+@pytest.mark.service
+def test_long_unbroken_ids_and_names_wrap_instead_of_widening_the_page(
+    sqlite_server: ServerProcess, visit: Callable[..., Visit], shots: Shots
+) -> None:
+    long = "x" * 180
+    post_records(
+        sqlite_server.client(),
+        [
+            make_record(
+                "long-names",
+                request_model=f"m-{long}",
+                response_model=f"m-{long}",
+                session_id=f"s-{long}",
+                end_user=f"u-{long}",
+                tags=[f"t-{long}"],
+                trace_id="d" * 32,
+                span_id="e" * 16,
+            )
+        ],
+    )
+    v = visit(sqlite_server)
+    for path in (f"/traces/{'d' * 32}", "/?refresh=0", f"/sessions/s-{long}", "/calls/long-names", "/calls"):
+        v.go(path)
+        wide = v.page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+        assert wide <= 0, f"{path} is {wide}px wider than the window"
+    shots(v.page, "long-names")
