@@ -110,6 +110,19 @@ def test_the_calls_url_round_trips_ignores_empty_fields_and_builds_the_apis_filt
     assert query.parse(QueryParams("sort=record&order=sideways")).sort == "start_time"
 
 
+def test_a_linked_time_shows_in_the_form_so_applying_other_filters_keeps_it() -> None:
+    # A `datetime-local` field shows nothing for `...Z`, an offset or a typo: the table was filtered by a
+    # time the form did not show, and the next "Apply filters" silently dropped it.
+    for given in ("2026-01-02T03:04:05Z", "2026-01-02T05:04:05+02:00", "2026-01-02T03:04:05"):
+        view = query.parse(QueryParams({"since": given, "until": given}))
+        assert (view.since, view.until) == ("2026-01-02T03:04:05", "2026-01-02T03:04:05"), given
+        assert query.to_filter(view, 0).start == 1767323045.0
+    shown = query.parse(QueryParams({"since": "2026-01-02T03:04"}))
+    assert shown.since == "2026-01-02T03:04:00" and query.parse(QueryParams(shown.query())) == shown
+    # A value that is no time filters nothing, and the form shows it is not set.
+    assert query.parse(QueryParams({"since": "yesterday"})).since == ""
+
+
 def test_formats() -> None:
     assert [fmt_ms(v) for v in (None, 3.4, 999, 1500, 12_345)] == [
         EMPTY,

@@ -78,8 +78,8 @@ def parse(params: QueryParams) -> CallsView:
         filters={k: v for k, v in filters.items() if v},
         meta=meta[:20],
         range=time_range if time_range in RANGES or time_range == ALL_TIME else "24h",
-        since=params.get("since", "").strip()[:32],
-        until=params.get("until", "").strip()[:32],
+        since=as_input(params.get("since", "")[:40]),
+        until=as_input(params.get("until", "")[:40]),
         sort=sort if sort in SORT_KEYS else "start_time",
         order=order if order in ("asc", "desc") else "desc",
         cursor=params.get("cursor", "")[:512],
@@ -98,6 +98,18 @@ def parse_utc(text: str) -> float | None:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=timezone.utc)
     return moment.timestamp()
+
+
+def as_input(text: str) -> str:
+    """A time from the URL as the form's `datetime-local` field shows it (UTC, to the second), or "".
+
+    The field shows nothing for a value it cannot read (`...Z`, an offset, a typo), so a link with such
+    a time filtered the table while the form looked unfiltered, and the next "Apply" dropped the time.
+    """
+    epoch = parse_utc(text.strip())
+    if epoch is None:
+        return ""
+    return datetime.fromtimestamp(epoch, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
 
 
 def to_filter(view: CallsView, now: float) -> CallFilter:
