@@ -123,6 +123,15 @@ def test_a_linked_time_shows_in_the_form_so_applying_other_filters_keeps_it() ->
     assert query.parse(QueryParams({"since": "yesterday"})).since == ""
 
 
+def test_a_metadata_filter_as_typed_is_read_as_key_equals_value() -> None:
+    # " =x" passed the check and reached the API without a key: a JSON 400 in place of the calls page;
+    # "team = red" looked for the key "team " and found nothing.
+    given = QueryParams([("meta", " =x"), ("meta", "team = red"), ("meta", "url=a=b c"), ("meta", "k")])
+    view = query.parse(given)
+    assert view.meta == ("team=red", "url=a=b c")
+    assert dict(query.to_filter(view, 0).metadata) == {"team": "red", "url": "a=b c"}
+
+
 def test_formats() -> None:
     assert [fmt_ms(v) for v in (None, 3.4, 999, 1500, 12_345)] == [
         EMPTY,

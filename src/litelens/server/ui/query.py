@@ -70,7 +70,7 @@ def parse(params: QueryParams) -> CallsView:
     filters = {name: params.get(name, "").strip()[:256] for name in TEXT_FILTERS}
     if filters["status"] not in STATUSES:
         filters["status"] = ""
-    meta = tuple(m.strip()[:256] for m in params.getlist("meta") if "=" in m and not m.startswith("="))
+    meta = tuple(m for m in map(_meta, params.getlist("meta")) if m)
     sort = params.get("sort", "start_time")
     order = params.get("order", "desc")
     time_range = params.get("range", "24h")
@@ -85,6 +85,14 @@ def parse(params: QueryParams) -> CallsView:
         cursor=params.get("cursor", "")[:512],
         tail=params.get("tail") == "1",
     )
+
+
+def _meta(text: str) -> str:
+    """A metadata filter as typed, `key=value` with the spaces around `=` dropped ("team = red" means
+    team=red); "" when it has no key, which the API refuses with a 400 in place of the page."""
+    key, sep, value = text[:256].partition("=")
+    key, value = key.strip(), value.strip()
+    return f"{key}={value}" if sep and key else ""
 
 
 def parse_utc(text: str) -> float | None:
