@@ -583,3 +583,10 @@ def test_long_unbroken_ids_and_names_wrap_instead_of_widening_the_page(
         wide = v.page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
         assert wide <= 0, f"{path} is {wide}px wider than the window"
     shots(v.page, "long-names")
+
+
+@pytest.mark.service
+def test_an_overview_link_with_an_unknown_refresh_still_shows_the_page(sqlite_server: ServerProcess) -> None:
+    assert 'data-refresh="30"' in page_html(sqlite_server, "/?range=6h&refresh=off")  # was a JSON 422
+    assert "data-refresh" not in page_html(sqlite_server, "/?refresh=0")
+    assert 'data-refresh="10"' in page_html(sqlite_server, "/?refresh=10")

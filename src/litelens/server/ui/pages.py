@@ -102,7 +102,8 @@ def _charts(w: Window, rows: list[dict[str, Any]]) -> list[Any]:
 
 
 @router.get("/")
-async def overview(request: Request, project: UIProject, range: str = "24h", refresh: int = 30) -> Response:
+# `refresh` is read as text: an edited link (`?refresh=off`) gets the default, not a JSON 422 for a page.
+async def overview(request: Request, project: UIProject, range: str = "24h", refresh: str = "30") -> Response:
     store = request.app.state.store
     w = window(range, time.time())
     # Independent reads, run side by side on the thread pool (SQLite readers do not block each other).
@@ -130,7 +131,7 @@ async def overview(request: Request, project: UIProject, range: str = "24h", ref
         "overview.html",
         window=w,
         ranges=RANGES,
-        refresh=refresh if refresh in REFRESH_CHOICES else 30,
+        refresh=next((s for s in REFRESH_CHOICES if str(s) == refresh.strip()), 30),
         refresh_choices=REFRESH_CHOICES,
         totals=whole[0] if whole else None,
         charts=_charts(w, series),
