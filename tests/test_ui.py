@@ -590,3 +590,13 @@ def test_an_overview_link_with_an_unknown_refresh_still_shows_the_page(sqlite_se
     assert 'data-refresh="30"' in page_html(sqlite_server, "/?range=6h&refresh=off")  # was a JSON 422
     assert "data-refresh" not in page_html(sqlite_server, "/?refresh=0")
     assert 'data-refresh="10"' in page_html(sqlite_server, "/?refresh=10")
+
+
+@pytest.mark.service
+def test_a_custom_range_that_ends_before_it_starts_says_so(sqlite_server: ServerProcess) -> None:
+    post_records(sqlite_server.client(), [make_record("in-range", time.time() - 60)])
+    html = page_html(sqlite_server, "/calls?range=all&since=2026-03-02T00:00&until=2026-03-01T00:00")
+    assert 'data-testid="backwards"' in html and "data-call-id" not in html
+    assert 'data-testid="backwards"' not in page_html(
+        sqlite_server, "/calls?range=all&since=2026-03-01T00:00"
+    )

@@ -171,6 +171,8 @@ async def calls(request: Request, project: UIProject) -> Response:
         request,
         "calls.html",
         stale_cursor=stale,
+        # An empty table alone reads as "no calls then"; the range itself can match none.
+        backwards=filters.start is not None and filters.end is not None and filters.end <= filters.start,
         view=view,
         rows=rows,
         next_cursor=next_cursor,
