@@ -600,3 +600,14 @@ def test_a_custom_range_that_ends_before_it_starts_says_so(sqlite_server: Server
     assert 'data-testid="backwards"' not in page_html(
         sqlite_server, "/calls?range=all&since=2026-03-01T00:00"
     )
+
+
+@pytest.mark.service
+def test_a_query_the_api_cannot_read_is_answered_in_its_documented_error_shape(
+    sqlite_server: ServerProcess,
+) -> None:
+    # The reference promises `{"error": "<reason>"}`; parameter checks answered FastAPI's `{"detail": [...]}`.
+    answer = sqlite_server.client().get("/api/calls?limit=0&status=bogus")
+    assert answer.status == 422
+    reason = answer.json()["error"]
+    assert "limit (query)" in reason and "status (query)" in reason, reason
