@@ -611,3 +611,22 @@ def test_a_query_the_api_cannot_read_is_answered_in_its_documented_error_shape(
     assert answer.status == 422
     reason = answer.json()["error"]
     assert "limit (query)" in reason and "status (query)" in reason, reason
+
+
+@pytest.mark.service
+def test_a_call_whose_content_has_unexpected_shapes_still_opens(sqlite_server: ServerProcess) -> None:
+    # The collector accepts any JSON inside `request` and `response`; the page answered 500 for a record
+    # with a number or a list where it expected an object or a list.
+    hi = [{"role": "user", "content": "hi"}]
+    odd = [
+        make_record("odd-params", request={"messages": hi, "parameters": [1]}),
+        make_record("odd-tools", request={"messages": hi, "tools": 1}, truncated=True),
+        make_record(
+            "odd-choices", request={"messages": hi}, response={"choices": 1, "output": 2, "images": 3}
+        ),
+        make_record("odd-tool-calls", request={"messages": [*hi, {"role": "assistant", "tool_calls": 1}]}),
+    ]
+    post_records(sqlite_server.client(), odd)
+    for record in odd:
+        html = page_html(sqlite_server, f"/calls/{record['call_id']}")
+        assert 'data-testid="chat"' in html and "hi</div>" in html, record["call_id"]

@@ -33,6 +33,12 @@ class Turn:
     source: str = "request"  # "request" or "response"
 
 
+def as_list(value: Any) -> list[Any]:
+    """A list the record should hold, or none: the collector takes any JSON inside request and response,
+    and a number where a list belongs must not fail the call's page with a 500."""
+    return value if isinstance(value, list) else []
+
+
 def _as_text(value: Any) -> str:
     if isinstance(value, str):
         return value
@@ -104,7 +110,7 @@ def _turn(message: Mapping[str, Any], source: str) -> Turn:
         name = str(message.get("tool_call_id") or message.get("name") or "")
     else:
         name = str(message.get("name") or "")
-    for call in message.get("tool_calls") or []:
+    for call in as_list(message.get("tool_calls")):
         if isinstance(call, Mapping):
             parts.append(_tool_call(call))
     return Turn(role, parts, name, source)
@@ -128,14 +134,14 @@ def conversation(record: Mapping[str, Any]) -> list[Turn]:
                 turns.append(Turn("user", _parts([item])))
             else:
                 turns.append(Turn("user", _parts(item)))
-    for choice in response.get("choices") or []:
+    for choice in as_list(response.get("choices")):
         if not isinstance(choice, Mapping):
             continue
         if isinstance(choice.get("message"), Mapping):
             turns.append(_turn(choice["message"], "response"))
         elif "text" in choice:
             turns.append(Turn("assistant", _parts(choice.get("text")), source="response"))
-    images = [i for i in response.get("images") or [] if isinstance(i, Mapping)]
+    images = [i for i in as_list(response.get("images")) if isinstance(i, Mapping)]
     if images:  # an image generation's answer: its images as placeholders (never loaded), revised prompts
         parts: list[Part] = []
         for image in images:
@@ -146,7 +152,7 @@ def conversation(record: Mapping[str, Any]) -> list[Turn]:
             elif image.get("b64_json"):
                 parts.append(Part("image", f"image ({image['b64_json']}, not shown)"))
         turns.append(Turn("assistant", parts or [Part("image", "image (not shown)")], source="response"))
-    for item in response.get("output") or []:
+    for item in as_list(response.get("output")):
         if isinstance(item, Mapping) and item.get("type") == "message":
             turns.append(_turn({"role": "assistant", **item}, "response"))
         elif isinstance(item, Mapping):
@@ -177,7 +183,9 @@ def _litellm_model(record: Mapping[str, Any]) -> str:
 
 
 def _params(record: Mapping[str, Any]) -> dict[str, Any]:
-    given = (record.get("request") or {}).get("parameters") or {}
+    given = (record.get("request") or {}).get("parameters")
+    if not isinstance(given, Mapping):
+        return {}
     return {
         k: v for k, v in given.items() if isinstance(k, str) and k.isidentifier() and k not in _SKIPPED_PARAMS
     }

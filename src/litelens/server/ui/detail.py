@@ -44,8 +44,11 @@ async def call_detail(request: Request, project: UIProject, call_id: str) -> Res
         record=record,
         usage=usage,
         turns=conversation.conversation(record),
-        parameters=request_part.get("parameters") or {},
-        tools=request_part.get("tools") or [],
+        # Records are free-form inside `request`: parameters that are not an object (a sender's bug) are
+        # left to the raw JSON rather than failing the whole page with a 500.
+        parameters=_mapping(request_part.get("parameters")),
+        tools=conversation.as_list(request_part.get("tools")),
+        truncated=[str(t) for t in conversation.as_list(record.get("truncated"))],
         error=record.get("error") or None,
         duration_ms=duration,
         ttft_ms=ttft,
@@ -54,6 +57,10 @@ async def call_detail(request: Request, project: UIProject, call_id: str) -> Res
         python_code=conversation.as_python(record),
         curl_code=conversation.as_curl(record),
     )
+
+
+def _mapping(value: Any) -> dict[str, Any]:
+    return dict(value) if isinstance(value, dict) else {}
 
 
 def _duration_ms(record: dict[str, Any]) -> float | None:
