@@ -630,3 +630,18 @@ def test_a_call_whose_content_has_unexpected_shapes_still_opens(sqlite_server: S
     for record in odd:
         html = page_html(sqlite_server, f"/calls/{record['call_id']}")
         assert 'data-testid="chat"' in html and "hi</div>" in html, record["call_id"]
+
+
+@pytest.mark.service
+def test_an_error_message_that_is_an_object_is_stored_and_shown_not_a_500_for_the_batch(
+    sqlite_server: ServerProcess,
+) -> None:
+    # A peer may send the provider's error object as the message; the whole batch was refused with 500.
+    failed = make_record(
+        "err-object",
+        status="error",
+        error={"type": "BadRequestError", "message": {"code": "context_length", "detail": "too long"}},
+    )
+    post_records(sqlite_server.client(), [failed, make_record("ok-beside")])
+    html = page_html(sqlite_server, "/calls/err-object")
+    assert "BadRequestError" in html and "&#34;code&#34;: &#34;context_length&#34;" in html  # as JSON
