@@ -625,6 +625,9 @@ def test_a_call_whose_content_has_unexpected_shapes_still_opens(sqlite_server: S
             "odd-choices", request={"messages": hi}, response={"choices": 1, "output": 2, "images": 3}
         ),
         make_record("odd-tool-calls", request={"messages": [*hi, {"role": "assistant", "tool_calls": 1}]}),
+        make_record("odd-finish", request={"messages": hi}, finish_reasons=1),
+        # A stream sent without a rate (an OTel span, an older sender): no `output_tokens_per_s` key.
+        make_record("stream-no-rate", request={"messages": hi}, stream=True, chunk_count=3),
     ]
     post_records(sqlite_server.client(), odd)
     for record in odd:

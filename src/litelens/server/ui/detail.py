@@ -38,6 +38,8 @@ async def call_detail(request: Request, project: UIProject, call_id: str) -> Res
     usage = record.get("usage") or {}
     duration = _duration_ms(record)
     ttft = record.get("ttft_ms") if isinstance(record.get("ttft_ms"), (int, float)) else None
+    # A stream recorded without a rate (an OTel span, an older sender) has no `output_tokens_per_s` key.
+    rate = record.get("output_tokens_per_s")
     return page(
         request,
         "call.html",
@@ -48,6 +50,8 @@ async def call_detail(request: Request, project: UIProject, call_id: str) -> Res
         # left to the raw JSON rather than failing the whole page with a 500.
         parameters=_mapping(request_part.get("parameters")),
         tools=conversation.as_list(request_part.get("tools")),
+        tokens_per_s=rate if isinstance(rate, (int, float)) and not isinstance(rate, bool) else None,
+        finish_reasons=[str(r) for r in conversation.as_list(record.get("finish_reasons"))],
         truncated=[str(t) for t in conversation.as_list(record.get("truncated"))],
         error=record.get("error") or None,
         duration_ms=duration,
