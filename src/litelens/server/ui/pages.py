@@ -101,8 +101,8 @@ def _charts(w: Window, rows: list[dict[str, Any]]) -> list[Any]:
     ]
 
 
-@router.get("/")
 # `refresh` is read as text: an edited link (`?refresh=off`) gets the default, not a JSON 422 for a page.
+@router.get("/")
 async def overview(request: Request, project: UIProject, range: str = "24h", refresh: str = "30") -> Response:
     store = request.app.state.store
     w = window(range, time.time())
