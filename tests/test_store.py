@@ -737,6 +737,23 @@ def test_search_finds_quotes_backslashes_and_newlines_and_metadata_booleans_matc
     assert ids(all_calls(store, project, CallFilter(metadata={"beta": "false"}))) == {"miss"}
 
 
+def test_search_ignores_case_beyond_ascii(store: SQLStore) -> None:
+    # SQLite's LIKE folds ASCII only: "KÖLN" missed "Köln", "ПРИВЕТ" missed "привет".
+    project = store.create_project("default")
+    text = "Grüße aus Köln, привет, Ärger"
+    store.write(
+        project,
+        [
+            plain("hit", T0, request={"messages": [{"role": "user", "content": text}]}),
+            plain("miss", T0 + 1, request={"messages": [{"role": "user", "content": "hello"}]}),
+        ],
+        [],
+    )
+    for needle in ("KÖLN", "köln", "ПРИВЕТ", "Привет", "GRÜßE AUS", "ärger", "grüße aus köln, ПРИВЕТ"):
+        assert ids(all_calls(store, project, CallFilter(search=needle))) == {"hit"}, needle
+    assert ids(all_calls(store, project, CallFilter(search="KÖLNER"))) == set()
+
+
 def test_a_record_without_trace_ids_does_not_move_a_call_out_of_its_otel_trace(store: SQLStore) -> None:
     # The OTel span arrives first with the application's trace; the core record comes later without ids,
     # so the collector derives ids from the call id (ingest.normalize). The real ones must stay.

@@ -254,6 +254,10 @@ def test_live_tail_shows_new_calls_without_a_reload(
     post_records(client, [make_record("new-1", tags=["live"]), make_record("other", tags=["quiet"])])
     v.page.wait_for_selector("tr[data-call-id=new-1]", timeout=15_000)
     assert v.call_ids() == ["new-1", "old-1"]
+    # A long call is stored when it ends: started before new-1, it arrives after it, and still shows.
+    post_records(client, [make_record("long-1", time.time() - 30, tags=["live"])])
+    v.page.wait_for_selector("tr[data-call-id=long-1]", timeout=15_000)
+    assert v.call_ids() == ["new-1", "long-1", "old-1"]
     shots(v.page, "tail")
 
 
@@ -420,3 +424,233 @@ def test_a_session_lists_its_calls_in_order_with_totals(
     tokens_out = sum(r["usage"]["output_tokens"] for r in mine)
     assert v.page.inner_text("[data-testid=session-tokens]") == f"{tokens_in:,} / {tokens_out:,}"
     shots(v.page, "session")
+
+
+# --------------------------------------------------------------------------------------------------
+# Server-rendered answers, read over plain HTTP (no browser needed to see these)
+
+
+def page_html(server: ServerProcess, path: str) -> str:
+    """A dashboard page as the signed-in browser gets it (the key in the sign-in cookie)."""
+    answer = server.client().request("GET", path, headers={"Cookie": f"litelens_key={server.key}"}, key=None)
+    assert answer.status == 200, (path, answer)
+    return answer.body.decode()
+
+
+@pytest.mark.service
+def test_a_session_with_a_cancelled_stream_counts_the_same_errors_in_the_list_and_on_its_page(
+    sqlite_server: ServerProcess,
+) -> None:
+    now = time.time()
+    post_records(
+        sqlite_server.client(),
+        [
+            make_record("s-ok", now - 30, session_id="sess-c"),
+            make_record("s-cancelled", now - 20, session_id="sess-c", status="cancelled"),
+            make_record(
+                "s-failed", now - 10, session_id="sess-c", status="error", error={"type": "APIError"}
+            ),
+        ],
+    )
+    listed = sqlite_server.client().get_json("/api/sessions")["sessions"]
+    assert [(s["session_id"], s["errors"]) for s in listed] == [("sess-c", 1)]
+    assert sqlite_server.client().get_json("/api/sessions/sess-c")["totals"]["errors"] == 1
+    html = page_html(sqlite_server, "/sessions/sess-c")
+    assert re.search(r'Errors</span><span class="value">1<', html), "a cancelled stream is not an error"
+
+
+@pytest.mark.service
+def test_the_api_answers_a_call_and_a_session_whose_ids_hold_a_slash(sqlite_server: ServerProcess) -> None:
+    post_records(sqlite_server.client(), [make_record("team/a/call-1", session_id="user/42")])
+    client = sqlite_server.client()
+    assert client.get_json("/api/calls/team/a/call-1")["call_id"] == "team/a/call-1"
+    assert client.get_json("/api/calls/team%2Fa%2Fcall-1")["call_id"] == "team/a/call-1"
+    assert [c["call_id"] for c in client.get_json("/api/sessions/user/42")["calls"]] == ["team/a/call-1"]
+    # The dashboard's call page links the session page, which opens.
+    assert "team/a/call-1" in page_html(sqlite_server, "/sessions/user%2F42")
+
+
+@pytest.mark.service
+def test_last_24_hours_holds_a_call_made_23_hours_59_minutes_ago_and_its_links_list_what_it_counts(
+    sqlite_server: ServerProcess,
+) -> None:
+    now = time.time()
+    post_records(
+        sqlite_server.client(),
+        [
+            make_record(
+                "edge-in", now - 86400 + 5, request_model="m-edge", response_model="m-edge"
+            ),  # inside the last 24 h
+            make_record(
+                "edge-before", now - 86400 - 5, request_model="m-edge", response_model="m-edge"
+            ),  # in the first hour bucket
+        ],
+    )
+    overview = page_html(sqlite_server, "/?range=24h&refresh=0")
+    assert re.search(r'data-testid="total-requests">2<', overview), "a call of the last 24 h is missing"
+    link = re.search(r'<a href="(/calls\?model=m-edge[^"]*)">m-edge</a>', overview)
+    assert link, "the model breakdown links its calls"
+    listed = page_html(sqlite_server, link.group(1).replace("&amp;", "&"))
+    assert sorted(re.findall(r'data-call-id="([^"]+)"', listed)) == ["edge-before", "edge-in"]
+
+
+@pytest.mark.service
+def test_a_user_breakdown_row_links_to_the_calls_it_counts_whether_end_user_or_user_id(
+    sqlite_server: ServerProcess,
+) -> None:
+    now = time.time()
+    post_records(
+        sqlite_server.client(),
+        [
+            make_record("by-app-user", now - 30, user_id="app-user-1"),  # no end user: grouped by user id
+            make_record("by-end-user", now - 20, end_user="eu-1", user_id="app-user-1"),
+        ],
+    )
+    overview = page_html(sqlite_server, "/?range=24h&refresh=0")
+    by_user = overview[overview.index('data-testid="by-user"') :]
+    links = dict(
+        (name, href.replace("&amp;", "&"))
+        for href, name in re.findall(r'<a href="(/calls\?[^"]*)">([^<]*)</a>', by_user.split("</table>")[0])
+    )
+    assert set(links) == {"app-user-1", "eu-1"}
+    for name, expected in (("app-user-1", ["by-app-user"]), ("eu-1", ["by-end-user"])):
+        listed = page_html(sqlite_server, links[name])
+        assert re.findall(r'data-call-id="([^"]+)"', listed) == expected, name
+        assert f'value="{name}"' in listed, "the form keeps the filter"
+
+
+@pytest.mark.service
+def test_a_page_link_whose_cursor_no_longer_applies_shows_the_first_page_not_a_json_error(
+    sqlite_server: ServerProcess,
+) -> None:
+    now = time.time()
+    post_records(
+        sqlite_server.client(), [make_record(f"p{i:02d}", now - i, session_id=f"s{i:02d}") for i in range(60)]
+    )
+    client = sqlite_server.client()
+    cursor = client.get_json("/api/calls?limit=10")["next_cursor"]
+    # The API says what is wrong with the cursor (it said "could not store the batch").
+    answer = client.get(f"/api/calls?sort=cost_usd&cursor={cursor}")
+    assert answer.status == 400 and "cursor" in answer.json()["error"]
+    assert "batch" not in answer.json()["error"]
+    # The pages: a cursor made for another sort, or edited, gives the first page with a notice.
+    for path in (
+        f"/calls?sort=cost_usd&cursor={cursor}",
+        "/calls?cursor=garbage",
+        "/sessions?cursor=garbage",
+    ):
+        html = page_html(sqlite_server, path)
+        assert 'data-testid="stale-cursor"' in html, path
+        assert (
+            html.count("data-call-id=") == 50 if path.startswith("/calls") else 'href="/sessions/s00"' in html
+        )
+    assert 'data-testid="stale-cursor"' not in page_html(sqlite_server, f"/calls?cursor={cursor}")
+
+
+@pytest.mark.service
+def test_a_call_cut_to_size_when_recorded_says_what_was_cut(sqlite_server: ServerProcess) -> None:
+    # A dropped tag or a shortened message is otherwise visible only in the raw JSON.
+    cut = make_record(
+        "cut-1",
+        request={"messages": [{"role": "user", "content": "x" * 50 + "…[truncated 9000 chars]"}]},
+        tags=["t0"],
+        truncated=["request.messages[0].content", "tags"],
+    )
+    post_records(sqlite_server.client(), [cut, make_record("whole-1")])
+    html = page_html(sqlite_server, "/calls/cut-1")
+    notice = re.search(r'data-testid="truncated">([^<]*)<', html)
+    assert notice and "request.messages[0].content, tags" in notice.group(1)
+    assert 'data-testid="truncated"' not in page_html(sqlite_server, "/calls/whole-1")
+
+
+@pytest.mark.service
+def test_long_unbroken_ids_and_names_wrap_instead_of_widening_the_page(
+    sqlite_server: ServerProcess, visit: Callable[..., Visit], shots: Shots
+) -> None:
+    long = "x" * 180
+    post_records(
+        sqlite_server.client(),
+        [
+            make_record(
+                "long-names",
+                request_model=f"m-{long}",
+                response_model=f"m-{long}",
+                session_id=f"s-{long}",
+                end_user=f"u-{long}",
+                tags=[f"t-{long}"],
+                trace_id="d" * 32,
+                span_id="e" * 16,
+            )
+        ],
+    )
+    v = visit(sqlite_server)
+    for path in (f"/traces/{'d' * 32}", "/?refresh=0", f"/sessions/s-{long}", "/calls/long-names", "/calls"):
+        v.go(path)
+        wide = v.page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+        assert wide <= 0, f"{path} is {wide}px wider than the window"
+    shots(v.page, "long-names")
+
+
+@pytest.mark.service
+def test_an_overview_link_with_an_unknown_refresh_still_shows_the_page(sqlite_server: ServerProcess) -> None:
+    assert 'data-refresh="30"' in page_html(sqlite_server, "/?range=6h&refresh=off")  # was a JSON 422
+    assert "data-refresh" not in page_html(sqlite_server, "/?refresh=0")
+    assert 'data-refresh="10"' in page_html(sqlite_server, "/?refresh=10")
+
+
+@pytest.mark.service
+def test_a_custom_range_that_ends_before_it_starts_says_so(sqlite_server: ServerProcess) -> None:
+    post_records(sqlite_server.client(), [make_record("in-range", time.time() - 60)])
+    html = page_html(sqlite_server, "/calls?range=all&since=2026-03-02T00:00&until=2026-03-01T00:00")
+    assert 'data-testid="backwards"' in html and "data-call-id" not in html
+    assert 'data-testid="backwards"' not in page_html(
+        sqlite_server, "/calls?range=all&since=2026-03-01T00:00"
+    )
+
+
+@pytest.mark.service
+def test_a_query_the_api_cannot_read_is_answered_in_its_documented_error_shape(
+    sqlite_server: ServerProcess,
+) -> None:
+    # The reference promises `{"error": "<reason>"}`; parameter checks answered FastAPI's `{"detail": [...]}`.
+    answer = sqlite_server.client().get("/api/calls?limit=0&status=bogus")
+    assert answer.status == 422
+    reason = answer.json()["error"]
+    assert "limit (query)" in reason and "status (query)" in reason, reason
+
+
+@pytest.mark.service
+def test_a_call_whose_content_has_unexpected_shapes_still_opens(sqlite_server: ServerProcess) -> None:
+    # The collector accepts any JSON inside `request` and `response`; the page answered 500 for a record
+    # with a number or a list where it expected an object or a list.
+    hi = [{"role": "user", "content": "hi"}]
+    odd = [
+        make_record("odd-params", request={"messages": hi, "parameters": [1]}),
+        make_record("odd-tools", request={"messages": hi, "tools": 1}, truncated=True),
+        make_record(
+            "odd-choices", request={"messages": hi}, response={"choices": 1, "output": 2, "images": 3}
+        ),
+        make_record("odd-tool-calls", request={"messages": [*hi, {"role": "assistant", "tool_calls": 1}]}),
+        make_record("odd-finish", request={"messages": hi}, finish_reasons=1),
+        # A stream sent without a rate (an OTel span, an older sender): no `output_tokens_per_s` key.
+        make_record("stream-no-rate", request={"messages": hi}, stream=True, chunk_count=3),
+    ]
+    post_records(sqlite_server.client(), odd)
+    for record in odd:
+        html = page_html(sqlite_server, f"/calls/{record['call_id']}")
+        assert 'data-testid="chat"' in html and "hi</div>" in html, record["call_id"]
+
+
+@pytest.mark.service
+def test_an_error_message_that_is_an_object_is_stored_and_shown_not_a_500_for_the_batch(
+    sqlite_server: ServerProcess,
+) -> None:
+    # A peer may send the provider's error object as the message; the whole batch was refused with 500.
+    failed = make_record(
+        "err-object",
+        status="error",
+        error={"type": "BadRequestError", "message": {"code": "context_length", "detail": "too long"}},
+    )
+    post_records(sqlite_server.client(), [failed, make_record("ok-beside")])
+    html = page_html(sqlite_server, "/calls/err-object")
+    assert "BadRequestError" in html and "&#34;code&#34;: &#34;context_length&#34;" in html  # as JSON

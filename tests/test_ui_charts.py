@@ -76,7 +76,7 @@ def test_windows_snap_to_whole_buckets_and_cover_now() -> None:
     for name, (_, length, bucket) in RANGES.items():
         w = window(name, now)
         assert w.start % bucket == 0 and w.end % bucket == 0, name
-        assert w.start <= now - length + bucket and w.end > now, name
+        assert now - length - bucket < w.start <= now - length and w.end > now, name  # the whole range
         assert len(w.buckets()) == (w.end - w.start) // bucket
     assert window("nonsense", now).name == "24h"
     assert WHOLE_RANGE_BUCKET % 3600 == 0 and WHOLE_RANGE_BUCKET > 4_000_000_000
@@ -99,13 +99,37 @@ def test_the_calls_url_round_trips_ignores_empty_fields_and_builds_the_apis_filt
         "hi",
         {"team": "red"},
     )
-    assert built.start == 1000.0 and built.end is None
+    assert (
+        built.start == window("7d", 1000.0 + 7 * 86400).start == 0.0 and built.end is None
+    )  # the overview's window
     timed = query.to_filter(
         query.parse(QueryParams("since=2026-01-02T03:04&until=2026-01-02T05:00:00&range=all")), 0
     )
     assert timed.start == 1767323040.0 and timed.end == 1767330000.0
     assert query.to_filter(query.parse(QueryParams("range=all&since=garbage")), 0).start is None
     assert query.parse(QueryParams("sort=record&order=sideways")).sort == "start_time"
+
+
+def test_a_linked_time_shows_in_the_form_so_applying_other_filters_keeps_it() -> None:
+    # A `datetime-local` field shows nothing for `...Z`, an offset or a typo: the table was filtered by a
+    # time the form did not show, and the next "Apply filters" silently dropped it.
+    for given in ("2026-01-02T03:04:05Z", "2026-01-02T05:04:05+02:00", "2026-01-02T03:04:05"):
+        view = query.parse(QueryParams({"since": given, "until": given}))
+        assert (view.since, view.until) == ("2026-01-02T03:04:05", "2026-01-02T03:04:05"), given
+        assert query.to_filter(view, 0).start == 1767323045.0
+    shown = query.parse(QueryParams({"since": "2026-01-02T03:04"}))
+    assert shown.since == "2026-01-02T03:04:00" and query.parse(QueryParams(shown.query())) == shown
+    # A value that is no time filters nothing, and the form shows it is not set.
+    assert query.parse(QueryParams({"since": "yesterday"})).since == ""
+
+
+def test_a_metadata_filter_as_typed_is_read_as_key_equals_value() -> None:
+    # " =x" passed the check and reached the API without a key: a JSON 400 in place of the calls page;
+    # "team = red" looked for the key "team " and found nothing.
+    given = QueryParams([("meta", " =x"), ("meta", "team = red"), ("meta", "url=a=b c"), ("meta", "k")])
+    view = query.parse(given)
+    assert view.meta == ("team=red", "url=a=b c")
+    assert dict(query.to_filter(view, 0).metadata) == {"team": "red", "url": "a=b c"}
 
 
 def test_formats() -> None:
@@ -125,6 +149,16 @@ def test_formats() -> None:
     ]
     assert [fmt_num(v) for v in (12, 12_345, 2_500_000, "x")] == ["12", "12.3k", "2.5M", EMPTY]
     assert fmt_pct(0.0625) == "6.2%"
+
+
+def test_a_tiny_cost_keeps_two_significant_digits() -> None:
+    # A few embedding tokens cost about a millionth of a dollar; "$0.00000" read as a call that cost nothing.
+    assert [fmt_cost(v) for v in (1.2e-06, 0.000012345, 0.0042, 5e-09)] == [
+        "$0.0000012",
+        "$0.000012",
+        "$0.00420",
+        "$0.0000000050",
+    ]
 
 
 RECORD = {
@@ -213,6 +247,37 @@ def test_copy_as_python_and_curl_repeat_the_call_without_credentials() -> None:
     )
     assert "litellm.embedding(" in embed and "input=['x']" in embed
     compile(embed, "embed.py", "exec")
+
+
+IMAGE_CALL = {
+    "call_type": "image_generation",
+    "provider": "openai",
+    "request_model": "dall-e-3",
+    "request": {"input": "a cat on a mat"},
+    "response": {
+        "images": [
+            {"url": "https://files.example/cat.png", "b64_json": None, "revised_prompt": "a tabby cat"},
+            {"url": None, "b64_json": "<image: 1024 base64 chars>", "revised_prompt": None},
+        ]
+    },
+}
+
+
+def test_an_image_generation_shows_its_images_as_placeholders_and_copies_as_an_image_call() -> None:
+    # The answer of an image call was missing from the conversation: only the prompt showed.
+    turns = conversation.conversation(IMAGE_CALL)
+    assert [(t.role, t.source) for t in turns] == [("user", "request"), ("assistant", "response")]
+    answer = turns[1].parts
+    assert [p.kind for p in answer] == ["text", "image", "image"] and answer[0].text == "a tabby cat"
+    assert "https://files.example/cat.png" in answer[1].text and "not loaded" in answer[1].text
+    assert "1024 base64 chars" in answer[2].text
+    # Copied as code, it was `litellm.completion(input=...)`, a call that fails.
+    python = conversation.as_python(IMAGE_CALL)
+    compile(python, "image.py", "exec")
+    assert "litellm.image_generation(" in python and "prompt='a cat on a mat'" in python
+    words = shlex.split(conversation.as_curl(IMAGE_CALL).replace("\\\n", " "))
+    assert words[1] == "https://api.openai.com/v1/images/generations"
+    assert json.loads(words[words.index("-d") + 1]) == {"model": "dall-e-3", "prompt": "a cat on a mat"}
 
 
 def test_every_template_and_static_file_ships_in_the_package() -> None:

@@ -35,6 +35,10 @@ def call_filter(
     call_type: Annotated[str | None, Query(max_length=64)] = None,
     end_user: Annotated[str | None, Query(max_length=256)] = None,
     user_id: Annotated[str | None, Query(max_length=256)] = None,
+    user: Annotated[
+        str | None,
+        Query(description="the end user, else the user id (the user `group_by=user` counts)", max_length=256),
+    ] = None,
     session_id: Annotated[str | None, Query(max_length=256)] = None,
     trace_id: Annotated[str | None, Query(max_length=64, description="32 hex digits, either case")] = None,
     key_alias: Annotated[str | None, Query(max_length=256)] = None,
@@ -62,6 +66,7 @@ def call_filter(
         call_type=call_type,
         end_user=end_user,
         user_id=user_id,
+        user=user,
         session_id=session_id,
         trace_id=trace_id,
         key_alias=key_alias,
@@ -171,7 +176,9 @@ def _csv_lines(records: Iterator[dict[str, Any]]) -> Iterator[str]:
     yield buffer.getvalue()
 
 
-@router.get("/calls/{call_id}", summary="One call record in full")
+# `:path`: call and session ids are the callers' own strings and may hold a slash (the dashboard's pages
+# take them so too); a plain parameter answered such an id with a bare 404.
+@router.get("/calls/{call_id:path}", summary="One call record in full")
 async def get_call(request: Request, project: Project, call_id: str) -> dict[str, Any]:
     record = await store_call(request.app.state.store.get_call, project, call_id)
     if record is None:
@@ -278,7 +285,7 @@ async def list_sessions(
     return {"sessions": rows, "next_cursor": next_cursor}
 
 
-@router.get("/sessions/{session_id}", summary="The calls of one session, in order, with totals")
+@router.get("/sessions/{session_id:path}", summary="The calls of one session, in order, with totals")
 async def get_session(request: Request, project: Project, session_id: str) -> dict[str, Any]:
     calls = await store_call(request.app.state.store.get_session, project, session_id)
     if not calls:
@@ -290,7 +297,7 @@ def session_totals(calls: list[dict[str, Any]]) -> dict[str, Any]:
     """What a session's calls add up to (the API's and the dashboard's session totals)."""
     return {
         "calls": len(calls),
-        "errors": sum(c.get("status") != "ok" for c in calls),
+        "errors": sum(c.get("status") == "error" for c in calls),  # a cancelled stream is no error
         "input_tokens": sum(c.get("input_tokens") or 0 for c in calls),
         "output_tokens": sum(c.get("output_tokens") or 0 for c in calls),
         "cost_usd": sum(c.get("cost_usd") or 0 for c in calls),

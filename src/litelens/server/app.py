@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
@@ -113,6 +114,11 @@ def create_app(settings: ServerSettings | None = None, store: Store | None = Non
     async def _http_error(request: Request, exc: HTTPException) -> Response:
         return _error(request, exc.status_code, exc.detail, getattr(exc, "headers", None))
 
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> Response:
+        # The documented error shape, `{"error": reason}`, here too (FastAPI's own is `{"detail": [...]}`).
+        return _error(request, 422, _validation_reason(exc))
+
     # Decompressing and parsing run in a worker thread, off the event loop, which meanwhile reads the
     # next requests' bodies.
 
@@ -193,6 +199,16 @@ def _error(request: Request, status: int, reason: Any, headers: dict[str, str] |
         body, kind = otlp.encode_status(status, str(reason), request.headers.get("content-type", ""))
         return Response(body, status_code=status, media_type=kind, headers=headers)
     return JSONResponse({"error": reason}, status_code=status, headers=headers)
+
+
+def _validation_reason(exc: RequestValidationError) -> str:
+    """`limit (query): Input should be greater than or equal to 1`, one clause per wrong parameter."""
+    clauses = []
+    for error in exc.errors()[:5]:
+        where = [str(part) for part in error.get("loc", ())]
+        name = f"{where[-1]} ({where[0]})" if len(where) > 1 else "".join(where) or "request"
+        clauses.append(f"{name}: {error.get('msg', 'invalid')}")
+    return "; ".join(clauses) or "invalid request"
 
 
 def _mount_dashboard(app: FastAPI) -> None:

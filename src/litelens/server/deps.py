@@ -10,8 +10,13 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
 from litelens.server import ingest
+from litelens.server.store.base import InvalidCursor
 
 log = logging.getLogger("litelens.server")
+
+
+class BadCursor(ingest.IngestError):
+    """A page cursor the store did not hand out (edited, or made for another sort): a 400 that says so."""
 
 
 class Unavailable(Exception):
@@ -41,6 +46,9 @@ Project = Annotated[int, Depends(project_id)]
 async def store_call(fn: Any, *args: Any) -> Any:
     try:
         return await run_in_threadpool(fn, *args)
+    except InvalidCursor as exc:
+        # A read's fault, not a batch's: "could not store the batch" misled whoever paged the API.
+        raise BadCursor(400, str(exc)[:200]) from None
     except (ValueError, TypeError, OverflowError) as exc:
         # The store refusing a value is the data's fault: a 4xx, never a 500.
         raise ingest.IngestError(400, f"could not store the batch: {str(exc)[:200]}") from None

@@ -202,7 +202,9 @@ def _scrub(record: dict[str, Any]) -> dict[str, Any]:
         record["metadata"] = rec.scrub_value(metadata)
     error = record.get("error")
     if error and error.get("message"):
-        error["message"] = rec.scrub_text(error["message"])
+        # A message is text from the core, but a peer may send the provider's error object: scrubbed as a
+        # value (text is scrubbed as before), not refused with a 500 that lost the whole batch.
+        error["message"] = rec.scrub_value(error["message"])
     request = record.get("request")
     # Parameters mapped from a peer's span (OpenInference's `llm.invocation_parameters` is the call's
     # keyword arguments) can hold `extra_headers` with an Authorization header or a provider credential.

@@ -60,6 +60,7 @@ class CallFilter:
     call_type: str | None = None
     end_user: str | None = None
     user_id: str | None = None
+    user: str | None = None  # end_user, else user_id: the `user` group of the rollups
     session_id: str | None = None
     trace_id: str | None = None
     key_alias: str | None = None

@@ -14,6 +14,7 @@ has flushed the WAL.
 
 from __future__ import annotations
 
+import json
 import queue
 import threading
 from collections.abc import Iterator, Sequence
@@ -22,7 +23,7 @@ from typing import Any
 
 from litelens.server.store.rollup import RollupKey
 from litelens.server.store.rows import CALL_COLUMNS
-from litelens.server.store.sql import SQLStore
+from litelens.server.store.sql import SQLStore, like_pattern
 from litelens.server.store.write import SESSIONS_BACKFILL, chunks
 
 try:
@@ -161,6 +162,18 @@ _V5 = [
     "ALTER TABLE spans ADD COLUMN status_message TEXT",
     "ALTER TABLE spans ADD COLUMN events TEXT",
 ]
+
+
+def _cased_regex(text: str) -> str:
+    """A POSIX regex finding `text` in JSON text whatever the case of each letter (see like_pattern)."""
+    parts = []
+    for ch in json.dumps(text, ensure_ascii=False)[1:-1]:
+        lower, upper = ch.lower(), ch.upper()
+        if len(lower) == 1 and len(upper) == 1 and lower != upper:
+            parts.append(f"[{lower}{upper}]")
+        else:
+            parts.append(ch if ch.isalnum() else "\\" + ch)
+    return "".join(parts)
 
 
 class _Pool:
@@ -320,8 +333,12 @@ class PostgresStore(SQLStore):
     def _metadata_condition(self, key: str) -> tuple[str, list[Any]]:
         return "(c.record -> 'metadata' ->> CAST(? AS text)) = ?", [key]
 
-    def _search_condition(self) -> str:
-        return "c.record::text ILIKE ? ESCAPE '\\'"
+    def _search_condition(self, text: str) -> tuple[str, str]:
+        if text.isascii():
+            return "c.record::text ILIKE ? ESCAPE '\\'", like_pattern(text)
+        # ILIKE folds case by the database's locale, ASCII only under "C" (a common server default), so
+        # "KÖLN" missed "Köln": a regular expression spells each cased letter as [lower upper].
+        return "c.record::text ~ ?", _cased_regex(text)
 
     def close(self) -> None:
         self._pool.close()

@@ -57,7 +57,7 @@ _SORT_EXPR = {
 _RETENTION_TARGET_S = 0.1
 
 
-def _like_pattern(text: str) -> str:
+def like_pattern(text: str) -> str:
     """A LIKE pattern (escape `\\`) for `text` inside the stored record's JSON text.
 
     The record is searched as JSON, where quotes, backslashes and control characters in a value are
@@ -102,8 +102,9 @@ class SQLStore(BatchWriter, Store):
         """SQL comparing top-level metadata `key` as text to one more `?` parameter."""
 
     @abstractmethod
-    def _search_condition(self) -> str:
-        """SQL matching the record text case-insensitively against a `?` LIKE pattern (escape `\\`)."""
+    def _search_condition(self, text: str) -> tuple[str, str]:
+        """SQL matching the record text case-insensitively against a `?` LIKE pattern (escape `\\`),
+        and that pattern for `text` (`like_pattern(text)`, or a form of it the SQL expects)."""
 
     # ---- migrations
 
@@ -242,6 +243,9 @@ class SQLStore(BatchWriter, Store):
                 conds.append(f"c.{column} = ?")
                 # Trace ids are hex, stored lower-case: either case finds the trace.
                 params.append(value.lower() if column == "trace_id" else value)
+        if f.user:
+            conds.append("(c.end_user = ? OR (c.end_user IS NULL AND c.user_id = ?))")
+            params += [f.user, f.user]
         if f.tag:
             conds.append(
                 "EXISTS (SELECT 1 FROM call_tags t WHERE t.project_id = c.project_id AND t.call_id = c.call_id "
@@ -253,8 +257,9 @@ class SQLStore(BatchWriter, Store):
             conds.append(sql)
             params += [*extra, str(value)]
         if f.search:
-            conds.append(self._search_condition())
-            params.append(_like_pattern(f.search))
+            condition, pattern = self._search_condition(f.search)
+            conds.append(condition)
+            params.append(pattern)
         return conds, params
 
     def _page(

@@ -21,7 +21,7 @@ from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 from urllib.parse import parse_qsl
 
-from litelens.server.store.sql import SQLStore
+from litelens.server.store.sql import SQLStore, like_pattern
 from litelens.server.store.write import SESSIONS_BACKFILL
 
 _V1 = [
@@ -180,6 +180,11 @@ _V6 = [
 ]
 
 
+def _fold(text: Any) -> Any:
+    """Lower-cased text for searches that are not ASCII (`litelens_fold` in SQL)."""
+    return text.lower() if isinstance(text, str) else text
+
+
 class SQLiteStore(SQLStore):
     """`Store` on a SQLite file (or a private in-memory database, for tests)."""
 
@@ -235,6 +240,7 @@ class SQLiteStore(SQLStore):
     def _connect(self) -> sqlite3.Connection:
         # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE below), never implicit.
         conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
+        conn.create_function("litelens_fold", 1, _fold, deterministic=True)
         conn.execute("PRAGMA busy_timeout = 30000")
         conn.execute("PRAGMA cache_size = -65536")
         conn.execute("PRAGMA temp_store = MEMORY")
@@ -316,9 +322,13 @@ class SQLiteStore(SQLStore):
         # SQLite's documented way to keep a term from using an index: a unary plus.
         return f"+{expr}"
 
-    def _search_condition(self) -> str:
-        # LIKE is case-insensitive for ASCII in SQLite; the record is JSON text including content.
-        return "c.record LIKE ? ESCAPE '\\'"
+    def _search_condition(self, text: str) -> tuple[str, str]:
+        # LIKE is case-insensitive for ASCII only in SQLite, so "KÖLN" missed "Köln" and "ПРИВЕТ" missed
+        # "привет". Such a search compares lower-cased text (a Python function per row: slower, so
+        # only when the search text is not ASCII); the record is JSON text including content.
+        if text.isascii():
+            return "c.record LIKE ? ESCAPE '\\'", like_pattern(text)
+        return "litelens_fold(c.record) LIKE ? ESCAPE '\\'", like_pattern(text).lower()
 
     def close(self) -> None:
         with self._lock:

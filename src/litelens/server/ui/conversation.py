@@ -33,6 +33,12 @@ class Turn:
     source: str = "request"  # "request" or "response"
 
 
+def as_list(value: Any) -> list[Any]:
+    """A list the record should hold, or none: the collector takes any JSON inside request and response,
+    and a number where a list belongs must not fail the call's page with a 500."""
+    return value if isinstance(value, list) else []
+
+
 def _as_text(value: Any) -> str:
     if isinstance(value, str):
         return value
@@ -104,7 +110,7 @@ def _turn(message: Mapping[str, Any], source: str) -> Turn:
         name = str(message.get("tool_call_id") or message.get("name") or "")
     else:
         name = str(message.get("name") or "")
-    for call in message.get("tool_calls") or []:
+    for call in as_list(message.get("tool_calls")):
         if isinstance(call, Mapping):
             parts.append(_tool_call(call))
     return Turn(role, parts, name, source)
@@ -128,14 +134,25 @@ def conversation(record: Mapping[str, Any]) -> list[Turn]:
                 turns.append(Turn("user", _parts([item])))
             else:
                 turns.append(Turn("user", _parts(item)))
-    for choice in response.get("choices") or []:
+    for choice in as_list(response.get("choices")):
         if not isinstance(choice, Mapping):
             continue
         if isinstance(choice.get("message"), Mapping):
             turns.append(_turn(choice["message"], "response"))
         elif "text" in choice:
             turns.append(Turn("assistant", _parts(choice.get("text")), source="response"))
-    for item in response.get("output") or []:
+    images = [i for i in as_list(response.get("images")) if isinstance(i, Mapping)]
+    if images:  # an image generation's answer: its images as placeholders (never loaded), revised prompts
+        parts: list[Part] = []
+        for image in images:
+            if image.get("revised_prompt"):
+                parts.append(Part("text", str(image["revised_prompt"])))
+            if image.get("url"):
+                parts.append(_image(image["url"]))
+            elif image.get("b64_json"):
+                parts.append(Part("image", f"image ({image['b64_json']}, not shown)"))
+        turns.append(Turn("assistant", parts or [Part("image", "image (not shown)")], source="response"))
+    for item in as_list(response.get("output")):
         if isinstance(item, Mapping) and item.get("type") == "message":
             turns.append(_turn({"role": "assistant", **item}, "response"))
         elif isinstance(item, Mapping):
@@ -146,7 +163,14 @@ def conversation(record: Mapping[str, Any]) -> list[Turn]:
 # --------------------------------------------------------------------------------------------------
 # The same call as code
 
-_ENDPOINTS = {"embedding": "embeddings", "text_completion": "completions", "responses": "responses"}
+_ENDPOINTS = {
+    "embedding": "embeddings",
+    "text_completion": "completions",
+    "responses": "responses",
+    "image_generation": "images/generations",
+}
+# What a call type's content is called in the API (chat and text completions: `messages`).
+_CONTENT_NAME = {"embedding": "input", "responses": "input", "image_generation": "prompt"}
 _SKIPPED_PARAMS = {"stream_options", "metadata", "api_key", "api_base", "extra_headers"}
 
 
@@ -159,7 +183,9 @@ def _litellm_model(record: Mapping[str, Any]) -> str:
 
 
 def _params(record: Mapping[str, Any]) -> dict[str, Any]:
-    given = (record.get("request") or {}).get("parameters") or {}
+    given = (record.get("request") or {}).get("parameters")
+    if not isinstance(given, Mapping):
+        return {}
     return {
         k: v for k, v in given.items() if isinstance(k, str) and k.isidentifier() and k not in _SKIPPED_PARAMS
     }
@@ -169,12 +195,13 @@ def _payload(record: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
     """(what the content is called in the API: messages or input, the request body minus the model)."""
     request = record.get("request") or {}
     body: dict[str, Any] = {}
-    name = "input" if record.get("call_type") in ("embedding", "responses") else "messages"
+    name = _CONTENT_NAME.get(str(record.get("call_type")), "messages")
     if request.get("messages") is not None:
         name = "messages"
         body["messages"] = request["messages"]
     elif request.get("input") is not None:
-        body["input"] = request["input"]
+        # The record keeps every non-chat call's content as `input`; an image's is its `prompt`.
+        body["prompt" if name == "prompt" else "input"] = request["input"]
     else:
         body[name] = [] if name == "messages" else ""
     if request.get("tools"):
@@ -187,9 +214,12 @@ def _payload(record: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
 
 def as_python(record: Mapping[str, Any]) -> str:
     """The call as a LiteLLM call (the API key left to the environment, as LiteLLM reads it)."""
-    function = {"embedding": "embedding", "text_completion": "text_completion", "responses": "responses"}.get(
-        str(record.get("call_type")), "completion"
-    )
+    function = {
+        "embedding": "embedding",
+        "text_completion": "text_completion",
+        "responses": "responses",
+        "image_generation": "image_generation",
+    }.get(str(record.get("call_type")), "completion")
     _, body = _payload(record)
     lines = [
         "import litellm",

@@ -14,7 +14,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from starlette.responses import Response
 
 from litelens.server.api import build_tree, session_totals
-from litelens.server.deps import store_call
+from litelens.server.deps import BadCursor, store_call
 from litelens.server.ui import conversation
 from litelens.server.ui.charts import span_bar, timing_bar
 from litelens.server.ui.render import page
@@ -38,14 +38,21 @@ async def call_detail(request: Request, project: UIProject, call_id: str) -> Res
     usage = record.get("usage") or {}
     duration = _duration_ms(record)
     ttft = record.get("ttft_ms") if isinstance(record.get("ttft_ms"), (int, float)) else None
+    # A stream recorded without a rate (an OTel span, an older sender) has no `output_tokens_per_s` key.
+    rate = record.get("output_tokens_per_s")
     return page(
         request,
         "call.html",
         record=record,
         usage=usage,
         turns=conversation.conversation(record),
-        parameters=request_part.get("parameters") or {},
-        tools=request_part.get("tools") or [],
+        # Records are free-form inside `request`: parameters that are not an object (a sender's bug) are
+        # left to the raw JSON rather than failing the whole page with a 500.
+        parameters=_mapping(request_part.get("parameters")),
+        tools=conversation.as_list(request_part.get("tools")),
+        tokens_per_s=rate if isinstance(rate, (int, float)) and not isinstance(rate, bool) else None,
+        finish_reasons=[str(r) for r in conversation.as_list(record.get("finish_reasons"))],
+        truncated=[str(t) for t in conversation.as_list(record.get("truncated"))],
         error=record.get("error") or None,
         duration_ms=duration,
         ttft_ms=ttft,
@@ -54,6 +61,10 @@ async def call_detail(request: Request, project: UIProject, call_id: str) -> Res
         python_code=conversation.as_python(record),
         curl_code=conversation.as_curl(record),
     )
+
+
+def _mapping(value: Any) -> dict[str, Any]:
+    return dict(value) if isinstance(value, dict) else {}
 
 
 def _duration_ms(record: dict[str, Any]) -> float | None:
@@ -128,10 +139,22 @@ async def sessions(
     cursor: Annotated[str, Query(max_length=512)] = "",
 ) -> Response:
     w = window(range, time.time())
-    rows, next_cursor = await store_call(
-        request.app.state.store.list_sessions, project, w.start, w.end, 50, cursor or None
+    store = request.app.state.store
+    stale = False
+    try:
+        rows, next_cursor = await store_call(store.list_sessions, project, w.start, w.end, 50, cursor or None)
+    except BadCursor:  # a page link that no longer applies: the first page, said so
+        stale = True
+        rows, next_cursor = await store_call(store.list_sessions, project, w.start, w.end, 50, None)
+    return page(
+        request,
+        "sessions.html",
+        window=w,
+        ranges=RANGES,
+        rows=rows,
+        next_cursor=next_cursor,
+        stale_cursor=stale,
     )
-    return page(request, "sessions.html", window=w, ranges=RANGES, rows=rows, next_cursor=next_cursor)
 
 
 @router.get("/sessions/{session_id:path}")

@@ -16,7 +16,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
-from litelens.server.deps import store_call
+from litelens.server.deps import BadCursor, store_call
 from litelens.server.store.base import AGGREGATE_GROUPS
 from litelens.server.ui import charts, query
 from litelens.server.ui.render import fmt_bucket, fmt_cost, fmt_ms, fmt_num, fmt_pct, fragment, page
@@ -27,6 +27,11 @@ router = APIRouter(include_in_schema=False)
 UIProject = Annotated[int, Depends(page_project)]
 
 PAGE_SIZE = 50
+# A call is stored when it ends, so one that started before the newest row the live tail shows arrives
+# after it: the tail looks this far back (LiteLLM's default request timeout) and places late calls by
+# their start; without it a long stream that ended after a short call never appeared.
+TAIL_LOOKBACK_S = 600.0
+TAIL_ROWS = 200
 REFRESH_CHOICES = (0, 10, 30, 60)
 BREAKDOWN_ROWS = 10
 BREAKDOWN_TITLES = {
@@ -36,8 +41,14 @@ BREAKDOWN_TITLES = {
     "tag": "Tag",
     "key_alias": "Key alias",
 }
-# The calls-page filter a breakdown row links to (the "user" group is the end user, else the app user).
-BREAKDOWN_FILTER = {"model": "model", "provider": "provider", "tag": "tag", "key_alias": "key_alias"}
+# The calls-page filter a breakdown row links to ("user" is the end user, else the user id, as grouped).
+BREAKDOWN_FILTER = {
+    "model": "model",
+    "provider": "provider",
+    "user": "user",
+    "tag": "tag",
+    "key_alias": "key_alias",
+}
 SORTABLE = (
     ("start_time", "Time"),
     ("duration_ms", "Latency"),
@@ -90,8 +101,9 @@ def _charts(w: Window, rows: list[dict[str, Any]]) -> list[Any]:
     ]
 
 
+# `refresh` is read as text: an edited link (`?refresh=off`) gets the default, not a JSON 422 for a page.
 @router.get("/")
-async def overview(request: Request, project: UIProject, range: str = "24h", refresh: int = 30) -> Response:
+async def overview(request: Request, project: UIProject, range: str = "24h", refresh: str = "30") -> Response:
     store = request.app.state.store
     w = window(range, time.time())
     # Independent reads, run side by side on the thread pool (SQLite readers do not block each other).
@@ -109,7 +121,7 @@ async def overview(request: Request, project: UIProject, range: str = "24h", ref
             {
                 "dim": dim,
                 "title": BREAKDOWN_TITLES[dim],
-                "filter": BREAKDOWN_FILTER.get(dim, "end_user"),
+                "filter": BREAKDOWN_FILTER[dim],
                 "rows": rows,
                 "more": max(0, count - len(rows)),
             }
@@ -119,7 +131,7 @@ async def overview(request: Request, project: UIProject, range: str = "24h", ref
         "overview.html",
         window=w,
         ranges=RANGES,
-        refresh=refresh if refresh in REFRESH_CHOICES else 30,
+        refresh=next((s for s in REFRESH_CHOICES if str(s) == refresh.strip()), 30),
         refresh_choices=REFRESH_CHOICES,
         totals=whole[0] if whole else None,
         charts=_charts(w, series),
@@ -136,18 +148,31 @@ async def calls(request: Request, project: UIProject) -> Response:
     if view.tail:
         view = dataclasses.replace(view, sort="start_time", order="desc", cursor="")
     store = request.app.state.store
-    rows, next_cursor = await store_call(
-        store.list_calls,
-        project,
-        query.to_filter(view, time.time()),
-        PAGE_SIZE,
-        view.cursor or None,
-        view.sort,
-        view.order == "desc",
-    )
+    filters = query.to_filter(view, time.time())
+    stale = False
+    try:
+        rows, next_cursor = await store_call(
+            store.list_calls,
+            project,
+            filters,
+            PAGE_SIZE,
+            view.cursor or None,
+            view.sort,
+            view.order == "desc",
+        )
+    except BadCursor:
+        # A page link that no longer applies (edited, or made for another sort): the first page, said so,
+        # rather than the API's JSON error in place of the page.
+        view, stale = dataclasses.replace(view, cursor=""), True
+        rows, next_cursor = await store_call(
+            store.list_calls, project, filters, PAGE_SIZE, None, view.sort, view.order == "desc"
+        )
     return page(
         request,
         "calls.html",
+        stale_cursor=stale,
+        # An empty table alone reads as "no calls then"; the range itself can match none.
+        backwards=filters.start is not None and filters.end is not None and filters.end <= filters.start,
         view=view,
         rows=rows,
         next_cursor=next_cursor,
@@ -162,7 +187,7 @@ async def calls_tail(request: Request, project: UIProject, after: float = 0.0) -
     """The newest rows of the calls view for its live tail (app.js adds the ones it has not shown)."""
     view = query.parse(request.query_params)
     filters = query.to_filter(view, time.time())
-    start = max(filters.start or 0.0, after)
+    start = max(filters.start or 0.0, after - TAIL_LOOKBACK_S)
     filters = dataclasses.replace(filters, start=start)
-    rows, _ = await store_call(request.app.state.store.list_calls, project, filters, PAGE_SIZE, None)
+    rows, _ = await store_call(request.app.state.store.list_calls, project, filters, TAIL_ROWS, None)
     return fragment("rows.html", rows=rows)

@@ -17,7 +17,7 @@ from starlette.datastructures import QueryParams
 
 from litelens.server.api import call_filter
 from litelens.server.store.base import SORT_KEYS, CallFilter
-from litelens.server.ui.timerange import RANGES
+from litelens.server.ui.timerange import RANGES, window
 
 # The filter's text fields, named as /api/calls names them (where `search` is `q`).
 TEXT_FILTERS = tuple(
@@ -70,7 +70,7 @@ def parse(params: QueryParams) -> CallsView:
     filters = {name: params.get(name, "").strip()[:256] for name in TEXT_FILTERS}
     if filters["status"] not in STATUSES:
         filters["status"] = ""
-    meta = tuple(m.strip()[:256] for m in params.getlist("meta") if "=" in m and not m.startswith("="))
+    meta = tuple(m for m in map(_meta, params.getlist("meta")) if m)
     sort = params.get("sort", "start_time")
     order = params.get("order", "desc")
     time_range = params.get("range", "24h")
@@ -78,13 +78,21 @@ def parse(params: QueryParams) -> CallsView:
         filters={k: v for k, v in filters.items() if v},
         meta=meta[:20],
         range=time_range if time_range in RANGES or time_range == ALL_TIME else "24h",
-        since=params.get("since", "").strip()[:32],
-        until=params.get("until", "").strip()[:32],
+        since=as_input(params.get("since", "")[:40]),
+        until=as_input(params.get("until", "")[:40]),
         sort=sort if sort in SORT_KEYS else "start_time",
         order=order if order in ("asc", "desc") else "desc",
         cursor=params.get("cursor", "")[:512],
         tail=params.get("tail") == "1",
     )
+
+
+def _meta(text: str) -> str:
+    """A metadata filter as typed, `key=value` with the spaces around `=` dropped ("team = red" means
+    team=red); "" when it has no key, which the API refuses with a 400 in place of the page."""
+    key, sep, value = text[:256].partition("=")
+    key, value = key.strip(), value.strip()
+    return f"{key}={value}" if sep and key else ""
 
 
 def parse_utc(text: str) -> float | None:
@@ -100,10 +108,23 @@ def parse_utc(text: str) -> float | None:
     return moment.timestamp()
 
 
+def as_input(text: str) -> str:
+    """A time from the URL as the form's `datetime-local` field shows it (UTC, to the second), or "".
+
+    The field shows nothing for a value it cannot read (`...Z`, an offset, a typo), so a link with such
+    a time filtered the table while the form looked unfiltered, and the next "Apply" dropped the time.
+    """
+    epoch = parse_utc(text.strip())
+    if epoch is None:
+        return ""
+    return datetime.fromtimestamp(epoch, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+
+
 def to_filter(view: CallsView, now: float) -> CallFilter:
     start = parse_utc(view.since)
     if start is None and view.range in RANGES:
-        start = now - RANGES[view.range][1]
+        # The overview's snapped window, so a breakdown or top-errors link lists the calls it counted.
+        start = window(view.range, now).start
     end = parse_utc(view.until)
     return call_filter(
         start=start,

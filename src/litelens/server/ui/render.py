@@ -9,6 +9,7 @@ page from loading anything from the internet (the dashboard must work offline).
 from __future__ import annotations
 
 import json
+import math
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -72,7 +73,10 @@ def fmt_cost(given: Any) -> str:
     if value == 0:
         return "$0"
     if abs(value) < 0.01:
-        return f"${value:.5f}"
+        # Two significant digits however small: a cheap call ($0.0000012 for a few embedding tokens)
+        # must not read as "$0.00000", which looks like a call that cost nothing.
+        places = max(5, 1 - math.floor(math.log10(abs(value))))
+        return f"${value:.{places}f}"
     return f"${value:,.2f}" if abs(value) >= 100 else f"${value:.4f}"
 
 

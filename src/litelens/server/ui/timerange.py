@@ -1,8 +1,9 @@
 """Time ranges the pages offer, snapped to whole chart buckets so every chart is served by rollup rows.
 
-A range like "last 24 hours" ends at the end of the current bucket and starts a whole number of buckets
-before it. Snapping matters for speed: the store answers an aligned range from its coarsest rollup rows
-(hour rows for a day), while an unaligned one also needs minute rows for both ragged edges.
+A range like "last 24 hours" ends at the end of the current bucket and starts at the start of the bucket
+that holds the moment 24 hours ago, so it covers the whole range and up to one bucket more. Snapping
+matters for speed: the store answers an aligned range from its coarsest rollup rows (hour rows for a
+day), while an unaligned one also needs minute rows for both ragged edges.
 """
 
 from __future__ import annotations
@@ -48,5 +49,7 @@ def window(name: str | None, now: float) -> Window:
     end = math.ceil(now / bucket) * bucket
     if end == now:
         end += bucket  # the bucket holding `now` is always shown
-    start = end - math.ceil(length / bucket) * bucket
+    # Down to the bucket holding `now - length`: the whole range is in the window. Counting whole buckets
+    # back from `end` left out up to a bucket of it (a call 23.5 hours old was not in "last 24 hours").
+    start = math.floor((now - length) / bucket) * bucket
     return Window(name, label, float(start), float(end), bucket)

@@ -49,7 +49,13 @@ function startTail() {
         holder.innerHTML = await answer.text(); // server-rendered, escaped rows from our own server
         const known = new Set(Array.from(body.rows, (r) => r.dataset.callId));
         const fresh = Array.from(holder.rows).filter((r) => !known.has(r.dataset.callId));
-        fresh.reverse().forEach((r) => { r.classList.add("fresh"); body.insertBefore(r, body.firstChild); });
+        // Newest first by start; a call that started earlier but ended later lands in its place.
+        fresh.forEach((r) => {
+          const start = Number(r.dataset.start) || 0;
+          const later = Array.from(body.rows).find((row) => (Number(row.dataset.start) || 0) < start);
+          r.classList.add("fresh");
+          body.insertBefore(r, later || null);
+        });
         while (body.rows.length > 500) body.deleteRow(-1);
         const none = document.querySelector("[data-testid=no-calls]");
         if (none && body.rows.length) none.remove();
