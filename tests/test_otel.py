@@ -31,7 +31,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, StatusCode  # noqa: E402
 
 from litelens import semconv  # noqa: E402
-from litelens.otel import STREAM_OUTCOME, LiteLLMInstrumentor  # noqa: E402
+from litelens.otel import STREAM_OUTCOME, LiteLLMInstrumentor, OtelSettings  # noqa: E402
 from litelens.otel.metrics import DURATION_BUCKETS, TOKEN_BUCKETS  # noqa: E402
 from litelens.otel.streams import REAPER  # noqa: E402
 from litelens.record import OTEL_LINK_KEY  # noqa: E402
@@ -556,6 +556,23 @@ def test_content_capture_follows_the_conventions_environment_variable(
     otel = make_otel()
     litellm.completion(model="openai/gpt-4o-mini", messages=MESSAGES, **kw(fake))
     assert semconv.GEN_AI_INPUT_MESSAGES not in (otel.only_span().attributes or {})
+
+
+def test_capture_content_given_as_a_string_means_what_the_variable_would(
+    make_otel: Any, fake: FakeProvider
+) -> None:
+    """A value passed through from a config file: "false" must not turn capture on (`bool("false")`)."""
+    for value, captured in (("false", False), ("TRUE", True)):
+        otel = make_otel(capture_content=value)
+        litellm.completion(model="openai/gpt-4o-mini", messages=MESSAGES, **kw(fake))
+        assert (semconv.GEN_AI_INPUT_MESSAGES in (otel.only_span().attributes or {})) is captured, value
+        otel.instrumentor.uninstrument()
+    for value, captured in ((" No ", False), ("0", False), ("yes", True), ("1", True), (False, False)):
+        assert OtelSettings.resolve(value, environ={}).capture_content is captured, value
+    original = litellm.completion
+    with pytest.raises(ValueError, match="capture_content='maybe'"):
+        LiteLLMInstrumentor().instrument(tracer_provider=TracerProvider(), capture_content="maybe")
+    assert litellm.completion is original  # nothing was instrumented
 
 
 # --------------------------------------------------------------------------------------------------

@@ -31,6 +31,8 @@ _log = logging.getLogger("litelens.otel")
 CAPTURE_CONTENT_ENV = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
 # Values the conventions' variable takes that mean "put content on spans" (newer releases name modes).
 _CAPTURE_ON = frozenset({"true", "1", "yes", "span_only", "span_and_event"})
+# ... and that mean "not on spans" (`event_only` puts content in events, which this layer does not emit).
+_CAPTURE_OFF = frozenset({"false", "0", "no", "no_content", "event_only"})
 _SCHEMA_URL = getattr(Schemas, "V1_37_0", getattr(Schemas, "V1_28_0", None))
 
 
@@ -44,17 +46,36 @@ class OtelSettings:
     @classmethod
     def resolve(
         cls,
-        capture_content: bool | None = None,
+        capture_content: bool | str | None = None,
         processors: Sequence[Processor] | None = None,
         environ: Mapping[str, str] | None = None,
     ) -> OtelSettings:
         env = os.environ if environ is None else environ
         if capture_content is None:
-            capture_content = env.get(CAPTURE_CONTENT_ENV, "").strip().lower() in _CAPTURE_ON
+            capture = env.get(CAPTURE_CONTENT_ENV, "").strip().lower() in _CAPTURE_ON
+        else:
+            capture = _capture_flag(capture_content)
         return cls(
-            capture_content=bool(capture_content),
+            capture_content=capture,
             processors=(*_content_processors(env), *(processors or ())),
         )
+
+
+def _capture_flag(value: object) -> bool:
+    """`capture_content=` as given: a boolean, or a string as the environment variable takes it (a
+    value read from a config file). `bool("false")` is True, so a string is never taken for its truth."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text in _CAPTURE_ON:
+            return True
+        if text in _CAPTURE_OFF:
+            return False
+    raise ValueError(
+        f"litelens.otel: capture_content={value!r} is not a boolean; "
+        f"use True or False, or one of {sorted(_CAPTURE_ON | _CAPTURE_OFF)}"
+    )
 
 
 def _content_processors(env: Mapping[str, str]) -> list[Processor]:
