@@ -159,6 +159,10 @@ def test_each_call_type_gets_a_client_span_under_the_callers_span(
         if name != "embedding":
             assert attrs[semconv.GEN_AI_USAGE_OUTPUT_TOKENS] == expected["completion_tokens"]
             assert attrs[semconv.GEN_AI_RESPONSE_ID] == response.id
+        else:  # no output tokens: neither a 0 on the span nor an output point in the token histogram
+            assert semconv.GEN_AI_USAGE_OUTPUT_TOKENS not in attrs
+            tokens = otel.points("gen_ai.client.token.usage")
+            assert [p.attributes["gen_ai.token.type"] for p in tokens] == ["input"]
 
 
 def test_a_model_passed_positionally_names_the_span_sync_and_async(otel: Otel, fake: FakeProvider) -> None:

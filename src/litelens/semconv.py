@@ -342,7 +342,8 @@ def record_to_attributes(record: Record, capture_content: bool) -> dict[str, Att
 
     usage = record.get("usage") or {}
     attrs[GEN_AI_USAGE_INPUT_TOKENS] = usage.get("input_tokens")
-    attrs[GEN_AI_USAGE_OUTPUT_TOKENS] = usage.get("output_tokens")
+    if call_type != "embedding":  # an embedding has no output tokens: the conventions leave it unset
+        attrs[GEN_AI_USAGE_OUTPUT_TOKENS] = usage.get("output_tokens")
     attrs[LITELENS_TOTAL_TOKENS] = usage.get("total_tokens")
     attrs[GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS] = usage.get("cached_input_tokens")
     attrs[GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS] = usage.get("cache_creation_input_tokens")
