@@ -970,7 +970,9 @@ def test_a_span_starts_with_what_samplers_need_and_ends_with_the_whole_record(
 ) -> None:
     starts = _StartAttributes()
     otel.tracer_provider.add_span_processor(starts)
-    response = litellm.completion(model="openai/gpt-4o-mini", messages=MESSAGES, temperature=0.2, **kw(fake))
+    response = litellm.completion(
+        model="openai/gpt-4o-mini", messages=MESSAGES, temperature=0.2, n=1, **kw(fake)
+    )
     (started,) = starts.started
     assert started[semconv.GEN_AI_OPERATION_NAME] == "chat"
     assert started[semconv.GEN_AI_PROVIDER_NAME] == "openai"
@@ -981,6 +983,7 @@ def test_a_span_starts_with_what_samplers_need_and_ends_with_the_whole_record(
     attrs = otel.only_span().attributes or {}
     assert {k: attrs[k] for k in started} == started  # nothing of the start is lost or changed at the end
     assert attrs[semconv.GEN_AI_REQUEST_TEMPERATURE] == 0.2
+    assert semconv.GEN_AI_REQUEST_CHOICE_COUNT not in attrs  # n=1: the conventions set it only when not 1
     assert attrs[semconv.GEN_AI_RESPONSE_ID] == response.id
     assert attrs[semconv.GEN_AI_USAGE_OUTPUT_TOKENS] == response.usage.completion_tokens
 

@@ -399,6 +399,8 @@ def record_to_attributes(record: Record, capture_content: bool) -> dict[str, Att
             if key in ("stop", "encoding_format") and isinstance(value, str):
                 value = [value]
             attrs[name] = _attribute_value(value)
+        if attrs[GEN_AI_REQUEST_CHOICE_COUNT] == 1:
+            del attrs[GEN_AI_REQUEST_CHOICE_COUNT]  # the conventions: set only when it is not 1
         # The whole dict too: the conventions name only a few parameters, and the record keeps them all.
         attrs[LITELENS_PARAMETERS] = _json(parameters)
     if capture_content:
