@@ -10,7 +10,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterable, Iterable, Iterator
 from dataclasses import dataclass
 from importlib.metadata import version
 from typing import Any
@@ -280,6 +280,8 @@ def _long_stream(fake: FakeProvider, **extra: Any) -> Any:
 
 def test_stream_closed_after_two_of_fifty_chunks_ends_its_span(otel: Otel, fake: FakeProvider) -> None:
     stream = _long_stream(fake)
+    for protocol in (Iterable, AsyncIterable):  # LiteLLM's chat stream is both, and so is its proxy
+        assert isinstance(stream, protocol) is isinstance(stream.__wrapped__, protocol), protocol
     next(stream)
     next(stream)
     assert otel.spans() == []
@@ -743,12 +745,24 @@ def test_streamed_responses_take_usage_from_the_completed_event(
 ) -> None:
     arguments = {"model": "openai/gpt-4o-mini", "input": "tell me a short story", "stream": True, **kw(fake)}
 
+    def speaks_as_the_stream(stream: Any) -> None:
+        # Sync-only and async-only streams: code that checks which one it got takes the right path.
+        for protocol in (Iterable, AsyncIterable):
+            assert isinstance(stream, protocol) is isinstance(stream.__wrapped__, protocol), protocol
+        assert isinstance(stream, AsyncIterable) is is_async and isinstance(stream, Iterable) is not is_async
+
     async def consume_async() -> list[Any]:
         stream = await litellm.aresponses(**arguments)
+        speaks_as_the_stream(stream)
         async with stream as entered:
             return [event async for event in entered]
 
-    events = asyncio.run(consume_async()) if is_async else list(litellm.responses(**arguments))
+    def consume() -> list[Any]:
+        stream = litellm.responses(**arguments)
+        speaks_as_the_stream(stream)
+        return list(stream)
+
+    events = asyncio.run(consume_async()) if is_async else consume()
     completed = events[-1].response
     span = otel.only_span()
     attrs = span.attributes or {}

@@ -247,9 +247,9 @@ class Call:
         """The call returned: end the span now, or hand it to a stream proxy that ends it later."""
         try:
             if self.record.get("stream") and (hasattr(result, "__next__") or hasattr(result, "__anext__")):
-                from litelens.otel.streams import TracedStream
+                from litelens.otel.streams import traced_stream
 
-                return TracedStream(result, self)
+                return traced_stream(result, self)
             endpoints.apply_response(self.record, result, self.engine.capture_content)
             self.end()
         except Exception:
