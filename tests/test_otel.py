@@ -541,6 +541,27 @@ def test_a_text_completions_answer_is_in_its_output_messages(make_otel: Any, fak
         assert json.loads(str((span.attributes or {})[semconv.GEN_AI_OUTPUT_MESSAGES])) == expected
 
 
+def test_responses_instructions_are_the_spans_system_instructions_when_content_is_captured(
+    make_otel: Any, fake: FakeProvider
+) -> None:
+    arguments = {
+        "model": "openai/gpt-4o-mini",
+        "input": "hi",
+        "instructions": "Answer in French.",
+        **kw(fake),
+    }
+    for capture in (True, False):
+        otel = make_otel(capture_content=capture)
+        litellm.responses(**arguments)
+        attrs = otel.only_span().attributes or {}
+        if capture:
+            instructions = json.loads(str(attrs[semconv.GEN_AI_SYSTEM_INSTRUCTIONS]))
+            assert instructions == [{"type": "text", "content": "Answer in French."}]
+        else:
+            assert semconv.GEN_AI_SYSTEM_INSTRUCTIONS not in attrs
+        otel.instrumentor.uninstrument()
+
+
 def test_content_capture_follows_the_conventions_environment_variable(
     make_otel: Any, fake: FakeProvider, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -411,8 +411,11 @@ def record_to_attributes(record: Record, capture_content: bool) -> dict[str, Att
 def _content_attributes(record: Record, attrs: dict[str, Any]) -> None:
     request = record.get("request") or {}
     messages = request.get("messages")
+    system: list[dict[str, Any]] = []
+    instructions = request.get("instructions")  # the Responses API's `instructions=`
+    if isinstance(instructions, str) and instructions:
+        system.append({"type": "text", "content": instructions})
     if isinstance(messages, list):
-        system: list[dict[str, Any]] = []
         rest = list(messages)
         # Leading system messages are the instructions; later ones stay in the history where they were.
         while (
@@ -422,9 +425,9 @@ def _content_attributes(record: Record, attrs: dict[str, Any]) -> None:
             and isinstance(rest[0].get("content"), str)
         ):
             system.append({"type": "text", "content": rest.pop(0)["content"]})
-        if system:
-            attrs[GEN_AI_SYSTEM_INSTRUCTIONS] = _json(system)
         attrs[GEN_AI_INPUT_MESSAGES] = _json([to_otel_message(m) for m in rest])
+    if system:
+        attrs[GEN_AI_SYSTEM_INSTRUCTIONS] = _json(system)
     if "input" in request and request.get("input") is not None:
         attrs[LITELENS_REQUEST_INPUT] = _json(request["input"])
     tools = request.get("tools")
