@@ -294,6 +294,32 @@ def test_stream_closed_after_two_of_fifty_chunks_ends_its_span(otel: Otel, fake:
     assert len(otel.spans()) == 1
 
 
+def test_span_side_sampling_keeps_an_unfinished_stream_as_the_core_keeps_its_record(
+    otel: Otel, fake: FakeProvider
+) -> None:
+    """`sample(keep_errors=True)` keeps cancelled call records; on spans it must decide the same, though
+    a stream the caller stopped reading ends with span status OK (it is no error of the call's)."""
+    from litelens.otel import RedactingSpanExporter
+    from litelens.otel.processing import span_record
+    from litelens.pipeline import sample
+
+    keep_failures = sample(0.0, keep_errors=True)  # keeps nothing but errors and cancellations
+    stream = _long_stream(fake)
+    next(stream)
+    stream.close()
+    list(litellm.completion(model="openai/gpt-4o-mini", messages=MESSAGES, stream=True, **kw(fake)))
+    stopped, completed = otel.spans()
+    assert stopped.status.status_code is not StatusCode.ERROR
+    kept = InMemorySpanExporter()
+    RedactingSpanExporter(kept, [keep_failures]).export([stopped, completed])
+    assert kept.get_finished_spans() == (stopped,)
+    # The core layer's record of such a call, through the same processor: the same status, the same decision.
+    status = span_record(stopped)["status"]
+    assert status == (stopped.attributes or {})[semconv.LITELENS_STATUS] == "cancelled"
+    assert keep_failures({"trace_id": format(stopped.context.trace_id, "032x"), "status": status})
+    assert span_record(completed)["status"] == "ok"
+
+
 def test_stream_used_as_context_manager_ends_its_span_on_exit(otel: Otel, fake: FakeProvider) -> None:
     with _long_stream(fake) as stream:
         next(stream)
