@@ -588,6 +588,32 @@ def test_responses_instructions_are_the_spans_system_instructions_when_content_i
         otel.instrumentor.uninstrument()
 
 
+def test_content_on_spans_is_cut_to_the_core_layers_size_limits(
+    make_otel: Any, fake: FakeProvider, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from litelens import Limits
+
+    long = "tell me a story about " + "x" * 100
+    messages = [{"role": "user", "content": long}]
+    for limits, env in ((Limits(max_string_chars=30), None), (None, "30")):
+        if env is not None:  # the core layer's variable, as the core callback reads it
+            monkeypatch.setenv("LITELENS_MAX_STRING_CHARS", env)
+        otel = make_otel(capture_content=True, limits=limits)
+        answer = litellm.completion(model="openai/gpt-4o-mini", messages=messages, **kw(fake))
+        answer = answer.choices[0].message.content
+        attrs = otel.only_span().attributes or {}
+        (sent,) = json.loads(str(attrs[semconv.GEN_AI_INPUT_MESSAGES]))
+        assert sent["parts"][0]["content"] == long[:30] + f"…[truncated {len(long) - 30} chars]"
+        (output,) = json.loads(str(attrs[semconv.GEN_AI_OUTPUT_MESSAGES]))
+        assert output["parts"][0]["content"] == answer[:30] + f"…[truncated {len(answer) - 30} chars]"
+        assert attrs[semconv.LITELENS_TRUNCATED] == (
+            "request.messages[0].content",
+            "response.choices[0].message.content",
+        )
+        otel.instrumentor.uninstrument()
+    assert messages == [{"role": "user", "content": long}]  # the caller's own list is untouched
+
+
 def test_content_capture_follows_the_conventions_environment_variable(
     make_otel: Any, fake: FakeProvider, monkeypatch: pytest.MonkeyPatch
 ) -> None:
