@@ -10,7 +10,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterable, Iterable, Iterator
 from dataclasses import dataclass
 from importlib.metadata import version
 from typing import Any
@@ -31,7 +31,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, StatusCode  # noqa: E402
 
 from litelens import semconv  # noqa: E402
-from litelens.otel import STREAM_OUTCOME, LiteLLMInstrumentor  # noqa: E402
+from litelens.otel import STREAM_OUTCOME, LiteLLMInstrumentor, OtelSettings  # noqa: E402
 from litelens.otel.metrics import DURATION_BUCKETS, TOKEN_BUCKETS  # noqa: E402
 from litelens.otel.streams import REAPER  # noqa: E402
 from litelens.record import OTEL_LINK_KEY  # noqa: E402
@@ -159,6 +159,10 @@ def test_each_call_type_gets_a_client_span_under_the_callers_span(
         if name != "embedding":
             assert attrs[semconv.GEN_AI_USAGE_OUTPUT_TOKENS] == expected["completion_tokens"]
             assert attrs[semconv.GEN_AI_RESPONSE_ID] == response.id
+        else:  # no output tokens: neither a 0 on the span nor an output point in the token histogram
+            assert semconv.GEN_AI_USAGE_OUTPUT_TOKENS not in attrs
+            tokens = otel.points("gen_ai.client.token.usage")
+            assert [p.attributes["gen_ai.token.type"] for p in tokens] == ["input"]
 
 
 def test_a_model_passed_positionally_names_the_span_sync_and_async(otel: Otel, fake: FakeProvider) -> None:
@@ -276,6 +280,8 @@ def _long_stream(fake: FakeProvider, **extra: Any) -> Any:
 
 def test_stream_closed_after_two_of_fifty_chunks_ends_its_span(otel: Otel, fake: FakeProvider) -> None:
     stream = _long_stream(fake)
+    for protocol in (Iterable, AsyncIterable):  # LiteLLM's chat stream is both, and so is its proxy
+        assert isinstance(stream, protocol) is isinstance(stream.__wrapped__, protocol), protocol
     next(stream)
     next(stream)
     assert otel.spans() == []
@@ -286,6 +292,32 @@ def test_stream_closed_after_two_of_fifty_chunks_ends_its_span(otel: Otel, fake:
     assert attrs[semconv.LITELENS_STATUS] == "cancelled"
     stream.close()  # a second close ends nothing more
     assert len(otel.spans()) == 1
+
+
+def test_span_side_sampling_keeps_an_unfinished_stream_as_the_core_keeps_its_record(
+    otel: Otel, fake: FakeProvider
+) -> None:
+    """`sample(keep_errors=True)` keeps cancelled call records; on spans it must decide the same, though
+    a stream the caller stopped reading ends with span status OK (it is no error of the call's)."""
+    from litelens.otel import RedactingSpanExporter
+    from litelens.otel.processing import span_record
+    from litelens.pipeline import sample
+
+    keep_failures = sample(0.0, keep_errors=True)  # keeps nothing but errors and cancellations
+    stream = _long_stream(fake)
+    next(stream)
+    stream.close()
+    list(litellm.completion(model="openai/gpt-4o-mini", messages=MESSAGES, stream=True, **kw(fake)))
+    stopped, completed = otel.spans()
+    assert stopped.status.status_code is not StatusCode.ERROR
+    kept = InMemorySpanExporter()
+    RedactingSpanExporter(kept, [keep_failures]).export([stopped, completed])
+    assert kept.get_finished_spans() == (stopped,)
+    # The core layer's record of such a call, through the same processor: the same status, the same decision.
+    status = span_record(stopped)["status"]
+    assert status == (stopped.attributes or {})[semconv.LITELENS_STATUS] == "cancelled"
+    assert keep_failures({"trace_id": format(stopped.context.trace_id, "032x"), "status": status})
+    assert span_record(completed)["status"] == "ok"
 
 
 def test_stream_used_as_context_manager_ends_its_span_on_exit(otel: Otel, fake: FakeProvider) -> None:
@@ -535,6 +567,53 @@ def test_a_text_completions_answer_is_in_its_output_messages(make_otel: Any, fak
         assert json.loads(str((span.attributes or {})[semconv.GEN_AI_OUTPUT_MESSAGES])) == expected
 
 
+def test_responses_instructions_are_the_spans_system_instructions_when_content_is_captured(
+    make_otel: Any, fake: FakeProvider
+) -> None:
+    arguments = {
+        "model": "openai/gpt-4o-mini",
+        "input": "hi",
+        "instructions": "Answer in French.",
+        **kw(fake),
+    }
+    for capture in (True, False):
+        otel = make_otel(capture_content=capture)
+        litellm.responses(**arguments)
+        attrs = otel.only_span().attributes or {}
+        if capture:
+            instructions = json.loads(str(attrs[semconv.GEN_AI_SYSTEM_INSTRUCTIONS]))
+            assert instructions == [{"type": "text", "content": "Answer in French."}]
+        else:
+            assert semconv.GEN_AI_SYSTEM_INSTRUCTIONS not in attrs
+        otel.instrumentor.uninstrument()
+
+
+def test_content_on_spans_is_cut_to_the_core_layers_size_limits(
+    make_otel: Any, fake: FakeProvider, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from litelens import Limits
+
+    long = "tell me a story about " + "x" * 100
+    messages = [{"role": "user", "content": long}]
+    for limits, env in ((Limits(max_string_chars=30), None), (None, "30")):
+        if env is not None:  # the core layer's variable, as the core callback reads it
+            monkeypatch.setenv("LITELENS_MAX_STRING_CHARS", env)
+        otel = make_otel(capture_content=True, limits=limits)
+        answer = litellm.completion(model="openai/gpt-4o-mini", messages=messages, **kw(fake))
+        answer = answer.choices[0].message.content
+        attrs = otel.only_span().attributes or {}
+        (sent,) = json.loads(str(attrs[semconv.GEN_AI_INPUT_MESSAGES]))
+        assert sent["parts"][0]["content"] == long[:30] + f"…[truncated {len(long) - 30} chars]"
+        (output,) = json.loads(str(attrs[semconv.GEN_AI_OUTPUT_MESSAGES]))
+        assert output["parts"][0]["content"] == answer[:30] + f"…[truncated {len(answer) - 30} chars]"
+        assert attrs[semconv.LITELENS_TRUNCATED] == (
+            "request.messages[0].content",
+            "response.choices[0].message.content",
+        )
+        otel.instrumentor.uninstrument()
+    assert messages == [{"role": "user", "content": long}]  # the caller's own list is untouched
+
+
 def test_content_capture_follows_the_conventions_environment_variable(
     make_otel: Any, fake: FakeProvider, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -556,6 +635,23 @@ def test_content_capture_follows_the_conventions_environment_variable(
     otel = make_otel()
     litellm.completion(model="openai/gpt-4o-mini", messages=MESSAGES, **kw(fake))
     assert semconv.GEN_AI_INPUT_MESSAGES not in (otel.only_span().attributes or {})
+
+
+def test_capture_content_given_as_a_string_means_what_the_variable_would(
+    make_otel: Any, fake: FakeProvider
+) -> None:
+    """A value passed through from a config file: "false" must not turn capture on (`bool("false")`)."""
+    for value, captured in (("false", False), ("TRUE", True)):
+        otel = make_otel(capture_content=value)
+        litellm.completion(model="openai/gpt-4o-mini", messages=MESSAGES, **kw(fake))
+        assert (semconv.GEN_AI_INPUT_MESSAGES in (otel.only_span().attributes or {})) is captured, value
+        otel.instrumentor.uninstrument()
+    for value, captured in ((" No ", False), ("0", False), ("yes", True), ("1", True), (False, False)):
+        assert OtelSettings.resolve(value, environ={}).capture_content is captured, value
+    original = litellm.completion
+    with pytest.raises(ValueError, match="capture_content='maybe'"):
+        LiteLLMInstrumentor().instrument(tracer_provider=TracerProvider(), capture_content="maybe")
+    assert litellm.completion is original  # nothing was instrumented
 
 
 # --------------------------------------------------------------------------------------------------
@@ -722,12 +818,24 @@ def test_streamed_responses_take_usage_from_the_completed_event(
 ) -> None:
     arguments = {"model": "openai/gpt-4o-mini", "input": "tell me a short story", "stream": True, **kw(fake)}
 
+    def speaks_as_the_stream(stream: Any) -> None:
+        # Sync-only and async-only streams: code that checks which one it got takes the right path.
+        for protocol in (Iterable, AsyncIterable):
+            assert isinstance(stream, protocol) is isinstance(stream.__wrapped__, protocol), protocol
+        assert isinstance(stream, AsyncIterable) is is_async and isinstance(stream, Iterable) is not is_async
+
     async def consume_async() -> list[Any]:
         stream = await litellm.aresponses(**arguments)
+        speaks_as_the_stream(stream)
         async with stream as entered:
             return [event async for event in entered]
 
-    events = asyncio.run(consume_async()) if is_async else list(litellm.responses(**arguments))
+    def consume() -> list[Any]:
+        stream = litellm.responses(**arguments)
+        speaks_as_the_stream(stream)
+        return list(stream)
+
+    events = asyncio.run(consume_async()) if is_async else consume()
     completed = events[-1].response
     span = otel.only_span()
     attrs = span.attributes or {}
@@ -810,9 +918,11 @@ def test_core_callback_and_span_name_the_same_call(
             list(response)
     callback.flush(timeout=10)
     assert receiver.wait_for(1, timeout=15)
-    (record,) = receiver.records
     span = next(s for s in otel.exporter.get_finished_spans() if s.name != "agent.run")
     attrs = span.attributes or {}
+    # LiteLLM 1.80 holds the async log events of calls made under an earlier, ended event loop (an
+    # earlier test's asyncio.run) and hands them to the callback registered now: one record of this call.
+    (record,) = [r for r in receiver.records if r["call_id"] == attrs[semconv.LITELLM_CALL_ID]]
     # Both name the call's place in the application's trace the same way, whichever reaches the server last.
     assert record["trace_id"] == format(span.context.trace_id, "032x")
     assert record["span_id"] == format(span.context.span_id, "016x")
@@ -949,7 +1059,9 @@ def test_a_span_starts_with_what_samplers_need_and_ends_with_the_whole_record(
 ) -> None:
     starts = _StartAttributes()
     otel.tracer_provider.add_span_processor(starts)
-    response = litellm.completion(model="openai/gpt-4o-mini", messages=MESSAGES, temperature=0.2, **kw(fake))
+    response = litellm.completion(
+        model="openai/gpt-4o-mini", messages=MESSAGES, temperature=0.2, n=1, **kw(fake)
+    )
     (started,) = starts.started
     assert started[semconv.GEN_AI_OPERATION_NAME] == "chat"
     assert started[semconv.GEN_AI_PROVIDER_NAME] == "openai"
@@ -960,6 +1072,7 @@ def test_a_span_starts_with_what_samplers_need_and_ends_with_the_whole_record(
     attrs = otel.only_span().attributes or {}
     assert {k: attrs[k] for k in started} == started  # nothing of the start is lost or changed at the end
     assert attrs[semconv.GEN_AI_REQUEST_TEMPERATURE] == 0.2
+    assert semconv.GEN_AI_REQUEST_CHOICE_COUNT not in attrs  # n=1: the conventions set it only when not 1
     assert attrs[semconv.GEN_AI_RESPONSE_ID] == response.id
     assert attrs[semconv.GEN_AI_USAGE_OUTPUT_TOKENS] == response.usage.completion_tokens
 

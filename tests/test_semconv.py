@@ -211,6 +211,11 @@ def test_attributes_follow_the_current_conventions() -> None:
     assert attrs["gen_ai.usage.reasoning.output_tokens"] == 5
     assert attrs["gen_ai.response.time_to_first_chunk"] == pytest.approx(0.25)
     assert attrs["gen_ai.request.stop_sequences"] == ["END"]
+    for n, count in ((1, None), (2, 2)):  # the choice count is set only when it is not 1
+        parameters = {**record["request"]["parameters"], "n": n}
+        with_n = {**record, "request": {**record["request"], "parameters": parameters}}
+        assert record_to_attributes(with_n, capture_content=False).get("gen_ai.request.choice.count") == count
+        assert span_to_record(as_span(with_n))["request"]["parameters"]["n"] == n
     assert attrs["gen_ai.conversation.id"] == "s-1"
     assert json.loads(str(attrs["gen_ai.system_instructions"])) == [{"type": "text", "content": "Be brief."}]
     messages = json.loads(str(attrs["gen_ai.input.messages"]))

@@ -342,7 +342,8 @@ def record_to_attributes(record: Record, capture_content: bool) -> dict[str, Att
 
     usage = record.get("usage") or {}
     attrs[GEN_AI_USAGE_INPUT_TOKENS] = usage.get("input_tokens")
-    attrs[GEN_AI_USAGE_OUTPUT_TOKENS] = usage.get("output_tokens")
+    if call_type != "embedding":  # an embedding has no output tokens: the conventions leave it unset
+        attrs[GEN_AI_USAGE_OUTPUT_TOKENS] = usage.get("output_tokens")
     attrs[LITELENS_TOTAL_TOKENS] = usage.get("total_tokens")
     attrs[GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS] = usage.get("cached_input_tokens")
     attrs[GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS] = usage.get("cache_creation_input_tokens")
@@ -398,6 +399,8 @@ def record_to_attributes(record: Record, capture_content: bool) -> dict[str, Att
             if key in ("stop", "encoding_format") and isinstance(value, str):
                 value = [value]
             attrs[name] = _attribute_value(value)
+        if attrs[GEN_AI_REQUEST_CHOICE_COUNT] == 1:
+            del attrs[GEN_AI_REQUEST_CHOICE_COUNT]  # the conventions: set only when it is not 1
         # The whole dict too: the conventions name only a few parameters, and the record keeps them all.
         attrs[LITELENS_PARAMETERS] = _json(parameters)
     if capture_content:
@@ -408,8 +411,11 @@ def record_to_attributes(record: Record, capture_content: bool) -> dict[str, Att
 def _content_attributes(record: Record, attrs: dict[str, Any]) -> None:
     request = record.get("request") or {}
     messages = request.get("messages")
+    system: list[dict[str, Any]] = []
+    instructions = request.get("instructions")  # the Responses API's `instructions=`
+    if isinstance(instructions, str) and instructions:
+        system.append({"type": "text", "content": instructions})
     if isinstance(messages, list):
-        system: list[dict[str, Any]] = []
         rest = list(messages)
         # Leading system messages are the instructions; later ones stay in the history where they were.
         while (
@@ -419,9 +425,9 @@ def _content_attributes(record: Record, attrs: dict[str, Any]) -> None:
             and isinstance(rest[0].get("content"), str)
         ):
             system.append({"type": "text", "content": rest.pop(0)["content"]})
-        if system:
-            attrs[GEN_AI_SYSTEM_INSTRUCTIONS] = _json(system)
         attrs[GEN_AI_INPUT_MESSAGES] = _json([to_otel_message(m) for m in rest])
+    if system:
+        attrs[GEN_AI_SYSTEM_INSTRUCTIONS] = _json(system)
     if "input" in request and request.get("input") is not None:
         attrs[LITELENS_REQUEST_INPUT] = _json(request["input"])
     tools = request.get("tools")

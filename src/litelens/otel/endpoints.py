@@ -142,6 +142,9 @@ def request_record(
         tools = arguments.get("tools")
         if tools:
             request["tools"] = tools
+        instructions = arguments.get("instructions")  # the Responses API's system prompt
+        if isinstance(instructions, str) and instructions:
+            request["instructions"] = instructions
     return {
         "schema": SCHEMA,
         "call_id": call_id,

@@ -21,6 +21,7 @@ from opentelemetry.semconv.schemas import Schemas
 from wrapt import wrap_function_wrapper
 
 from litelens import __version__
+from litelens.config import Limits, Settings
 from litelens.otel.endpoints import ENDPOINTS, Endpoint
 from litelens.otel.metrics import Instruments
 from litelens.otel.wrappers import Engine, Processor, positional_names
@@ -31,6 +32,8 @@ _log = logging.getLogger("litelens.otel")
 CAPTURE_CONTENT_ENV = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
 # Values the conventions' variable takes that mean "put content on spans" (newer releases name modes).
 _CAPTURE_ON = frozenset({"true", "1", "yes", "span_only", "span_and_event"})
+# ... and that mean "not on spans" (`event_only` puts content in events, which this layer does not emit).
+_CAPTURE_OFF = frozenset({"false", "0", "no", "no_content", "event_only"})
 _SCHEMA_URL = getattr(Schemas, "V1_37_0", getattr(Schemas, "V1_28_0", None))
 
 
@@ -40,33 +43,63 @@ class OtelSettings:
 
     capture_content: bool = False
     processors: tuple[Callable[[Record], Record | None], ...] = field(default_factory=tuple)
+    limits: Limits = field(default_factory=Limits)
+    """Size limits of the content put on spans: the core layer's (`litelens.Limits`)."""
 
     @classmethod
     def resolve(
         cls,
-        capture_content: bool | None = None,
+        capture_content: bool | str | None = None,
         processors: Sequence[Processor] | None = None,
         environ: Mapping[str, str] | None = None,
+        limits: Limits | None = None,
     ) -> OtelSettings:
         env = os.environ if environ is None else environ
         if capture_content is None:
-            capture_content = env.get(CAPTURE_CONTENT_ENV, "").strip().lower() in _CAPTURE_ON
+            capture = env.get(CAPTURE_CONTENT_ENV, "").strip().lower() in _CAPTURE_ON
+        else:
+            capture = _capture_flag(capture_content)
+        core = _core_settings(env)
+        if limits is not None and not isinstance(limits, Limits):
+            raise TypeError(f"litelens.otel: limits={limits!r} must be a litelens.Limits")
         return cls(
-            capture_content=bool(capture_content),
-            processors=(*_content_processors(env), *(processors or ())),
+            capture_content=capture,
+            processors=(*_content_processors(core), *(processors or ())),
+            limits=core.limits if limits is None else limits,
         )
 
 
-def _content_processors(env: Mapping[str, str]) -> list[Processor]:
+def _capture_flag(value: object) -> bool:
+    """`capture_content=` as given: a boolean, or a string as the environment variable takes it (a
+    value read from a config file). `bool("false")` is True, so a string is never taken for its truth."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text in _CAPTURE_ON:
+            return True
+        if text in _CAPTURE_OFF:
+            return False
+    raise ValueError(
+        f"litelens.otel: capture_content={value!r} is not a boolean; "
+        f"use True or False, or one of {sorted(_CAPTURE_ON | _CAPTURE_OFF)}"
+    )
+
+
+def _core_settings(env: Mapping[str, str]) -> Settings:
+    """The core layer's settings this layer honours: LITELENS_DROP_CONTENT, LITELENS_REDACT and the
+    size limit LITELENS_MAX_STRING_CHARS, parsed (and refused when malformed) as the core parses them."""
+    names = ("LITELENS_DROP_CONTENT", "LITELENS_REDACT", "LITELENS_MAX_STRING_CHARS")
+    return Settings.from_env({k: env[k] for k in names if k in env})
+
+
+def _content_processors(settings: Settings) -> list[Processor]:
     """What LITELENS_DROP_CONTENT and LITELENS_REDACT ask for, run before the caller's processors as in
     the core callback: `opentelemetry-instrument` runs with no code, and a redaction asked for in the
     environment must not leave prompts on spans. Sampling (LITELENS_SAMPLE_RATE) is the OTel SDK
     sampler's job here (OTEL_TRACES_SAMPLER): a processor can drop a span's content, not the span."""
-    from litelens.config import Settings
     from litelens.pipeline import drop_content, redact
 
-    names = ("LITELENS_DROP_CONTENT", "LITELENS_REDACT")
-    settings = Settings.from_env({k: env[k] for k in names if k in env})
     chosen: list[Processor] = []
     if settings.drop_content:
         chosen.append(drop_content())
@@ -82,8 +115,10 @@ class LiteLLMInstrumentor(BaseInstrumentor):
         LiteLLMInstrumentor().instrument(tracer_provider=provider, capture_content=False)
 
     Keyword arguments of `instrument()`: `tracer_provider`, `meter_provider`, `capture_content`
-    (default: `OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT`, else off) and `processors`
-    (callables `record -> record | None` run on the call record before it is put on the span).
+    (default: `OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT`, else off), `processors`
+    (callables `record -> record | None` run on the call record before it is put on the span) and
+    `limits` (a `litelens.Limits` for the content on spans; default: the core layer's, with
+    `LITELENS_MAX_STRING_CHARS`).
 
     The functions are patched as attributes of `litellm` and of the modules that define them, so a
     name bound before instrumenting (`from litellm import completion` run earlier) keeps pointing at
@@ -104,7 +139,9 @@ class LiteLLMInstrumentor(BaseInstrumentor):
     def _instrument(self, **kwargs: Any) -> None:
         import litellm
 
-        settings = OtelSettings.resolve(kwargs.get("capture_content"), kwargs.get("processors"))
+        settings = OtelSettings.resolve(
+            kwargs.get("capture_content"), kwargs.get("processors"), limits=kwargs.get("limits")
+        )
         schema = _SCHEMA_URL.value if _SCHEMA_URL is not None else None
         tracer = trace.get_tracer(__name__, __version__, kwargs.get("tracer_provider"), schema_url=schema)
         meter = metrics.get_meter(__name__, __version__, kwargs.get("meter_provider"), schema_url=schema)
@@ -115,6 +152,7 @@ class LiteLLMInstrumentor(BaseInstrumentor):
             capture_content=settings.capture_content,
             processors=settings.processors,
             providers=providers,
+            limits=settings.limits,
         )
         patched: list[tuple[Any, str]] = []
         for endpoint in ENDPOINTS:

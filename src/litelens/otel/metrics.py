@@ -100,7 +100,8 @@ class Instruments:
         if isinstance(value, int):
             self.tokens.record(value, input_attributes)
         value = usage.get("output_tokens")
-        if isinstance(value, int):
+        # An embedding has no output tokens: the conventions record its input only, not an output of 0.
+        if isinstance(value, int) and record.get("call_type") != "embedding":
             self.tokens.record(value, output_attributes)
         cost = record.get("cost_usd")
         if isinstance(cost, float) and cost > 0:

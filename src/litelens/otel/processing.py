@@ -11,9 +11,13 @@ copies.
 
 The processors are litelens' own (`litelens.pipeline`), run on a *span record*, a dict built per span:
 
-    {"name", "trace_id", "span_id", "parent_span_id", "kind", "scope", "status" ("ok" | "error"),
-     "status_message", "duration_ms", "attributes", "events": [{"name", "attributes", "timestamp"}],
-     "metadata"}
+    {"name", "trace_id", "span_id", "parent_span_id", "kind", "scope",
+     "status" ("ok" | "error" | "cancelled"), "status_message", "duration_ms", "attributes",
+     "events": [{"name", "attributes", "timestamp"}], "metadata"}
+
+"status" is the call record's: `litelens.status` where a span declares it (a stream the caller stopped
+reading is "cancelled", with span status OK, as the core layer records it), else "error" for a span
+with status ERROR, else "ok" -- so `sample(rate, keep_errors=True)` keeps here what it keeps there.
 
 so `sample(rate)` keeps or drops whole traces by the same hash of the trace id as for call records (a
 call seen by both layers is kept or dropped in both), `keep_if`/`drop_if` and your own functions see
@@ -41,7 +45,7 @@ from opentelemetry.trace import Status, StatusCode
 
 from litelens import semconv
 from litelens.pipeline import KINDS, Pipeline, Processor, redact
-from litelens.record import Record
+from litelens.record import STATUSES, Record
 
 __all__ = ["SPAN_FIELDS", "RedactingSpanExporter", "redact_spans", "span_record"]
 
@@ -75,6 +79,12 @@ def span_record(span: ReadableSpan) -> Record:
     out of `attributes`; `RedactingSpanExporter` puts them back."""
     context, parent = span.context, span.parent
     start, end = span.start_time, span.end_time
+    attributes = span.attributes or {}
+    declared = attributes.get(semconv.LITELENS_STATUS)  # as `semconv.span_to_record` reads it
+    if declared in STATUSES:
+        status = declared
+    else:
+        status = "error" if span.status.status_code is StatusCode.ERROR else "ok"
     return {
         "name": span.name,
         "trace_id": f"{context.trace_id:032x}" if context is not None else None,
@@ -82,10 +92,10 @@ def span_record(span: ReadableSpan) -> Record:
         "parent_span_id": f"{parent.span_id:016x}" if parent is not None else None,
         "kind": span.kind.name,
         "scope": span.instrumentation_scope.name if span.instrumentation_scope is not None else None,
-        "status": "error" if span.status.status_code is StatusCode.ERROR else "ok",
+        "status": status,
         "status_message": span.status.description,
         "duration_ms": (end - start) / 1e6 if start is not None and end is not None else None,
-        "attributes": {k: v for k, v in (span.attributes or {}).items() if not _is_id_key(k)},
+        "attributes": {k: v for k, v in attributes.items() if not _is_id_key(k)},
         "events": [
             {"name": event.name, "attributes": dict(event.attributes or {}), "timestamp": event.timestamp}
             for event in span.events

@@ -4,7 +4,8 @@ LiteLLM returns a stream object (`CustomStreamWrapper`, the Responses API iterat
 caller's business: read to the end, closed half-way, dropped on the floor, or cut off by a cancelled
 task. `TracedStream` is a `wrapt.ObjectProxy`, so the caller still holds "the same" object (attributes,
 `isinstance`, methods), and it ends the call's span exactly once in each of those cases, setting
-`litelens.stream.outcome` to `completed`, `closed`, `error` or `abandoned`.
+`litelens.stream.outcome` to `completed`, `closed`, `error` or `abandoned`. The proxy speaks the
+iteration protocols the stream speaks, sync, async or both, and no other (`traced_stream` picks it).
 
 The bookkeeping lives in `StreamState`, which the proxy and a `weakref.finalize` share. The finalizer
 must not hold the proxy (it would never be collected); it holds the LiteLLM stream, which the proxy
@@ -317,8 +318,20 @@ def _outcome_of(exc: BaseException) -> str:
     )
 
 
+def traced_stream(stream: Any, call: Call) -> TracedStream:
+    """`stream` behind the proxy class that speaks the protocols it speaks, and no other: a proxy of a
+    sync-only stream that had `__aiter__` would pass `isinstance(s, AsyncIterable)` and send code that
+    checks it down the async path (and the other way round)."""
+    kind = type(stream)
+    return _PROXY_CLASSES[hasattr(kind, "__next__"), hasattr(kind, "__anext__")](stream, call)
+
+
 class TracedStream(wrapt.ObjectProxy):
-    """A transparent proxy of a LiteLLM stream that ends the call's span when the stream is over."""
+    """A transparent proxy of a LiteLLM stream that ends the call's span when the stream is over.
+
+    The base of the proxies `traced_stream` picks from: one for sync streams, one for async ones, one
+    for streams that are both (LiteLLM's `CustomStreamWrapper`).
+    """
 
     def __init__(self, wrapped: Any, call: Call) -> None:
         super().__init__(wrapped)
@@ -340,9 +353,11 @@ class TracedStream(wrapt.ObjectProxy):
         except Exception:
             self._self_state.call.engine.failed("reading a chunk")
 
-    # -- sync iteration --------------------------------------------------------------------------
 
-    def __iter__(self) -> TracedStream:
+class _SyncTracedStream(TracedStream):
+    """The proxy of a stream read with `for` (sync Responses API streams, and LiteLLM's chat streams)."""
+
+    def __iter__(self) -> _SyncTracedStream:
         return self
 
     def __next__(self) -> Any:
@@ -374,9 +389,15 @@ class TracedStream(wrapt.ObjectProxy):
         exit_ = getattr(self.__wrapped__, "__exit__", None)
         return exit_(exc_type, exc, tb) if exit_ is not None else None
 
-    # -- async iteration -------------------------------------------------------------------------
 
-    def __aiter__(self) -> TracedStream:
+class _AsyncTracedStream(TracedStream):
+    """The proxy of a stream read with `async for`."""
+
+    # `wrapt.ObjectProxy` forwards `__iter__`: None says "not iterable" to `iter()` and to
+    # `collections.abc.Iterable`, as for the async-only stream itself.
+    __iter__ = None  # type: ignore[assignment]
+
+    def __aiter__(self) -> _AsyncTracedStream:
         return self
 
     async def __anext__(self) -> Any:
@@ -407,3 +428,18 @@ class TracedStream(wrapt.ObjectProxy):
         self._self_finish("closed")
         exit_ = getattr(self.__wrapped__, "__aexit__", None)
         return await exit_(exc_type, exc, tb) if exit_ is not None else None
+
+
+class _DualTracedStream(_SyncTracedStream, _AsyncTracedStream):  # type: ignore[misc]
+    """The proxy of a stream that is both sync and async (LiteLLM's `CustomStreamWrapper`); its
+    `__iter__` is the sync proxy's, first in the MRO (the `type: ignore` is for the async one's None)."""
+
+
+# (has __next__, has __anext__) -> the proxy class. A stream with neither is not one we are handed
+# (`Call.succeed` checks), so it gets the sync proxy, which fails as the stream itself would.
+_PROXY_CLASSES: dict[tuple[bool, bool], type[TracedStream]] = {
+    (True, False): _SyncTracedStream,
+    (False, True): _AsyncTracedStream,
+    (True, True): _DualTracedStream,
+    (False, False): _SyncTracedStream,
+}

@@ -26,10 +26,11 @@ from opentelemetry import context, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
 
 from litelens import semconv
+from litelens.config import Limits
 from litelens.otel import endpoints
 from litelens.otel.endpoints import Endpoint
 from litelens.otel.metrics import Instruments
-from litelens.record import OTEL_LINK_KEY, OTEL_LINK_READER, Record, has_secret
+from litelens.record import OTEL_LINK_KEY, OTEL_LINK_READER, Record, cap, has_secret
 
 _log = logging.getLogger("litelens.otel")
 
@@ -58,10 +59,21 @@ class Engine:
         capture_content: bool,
         processors: Sequence[Processor],
         providers: frozenset[str],
+        limits: Limits | None = None,
     ) -> None:
         self.tracer = tracer
         self.instruments = instruments
         self.capture_content = capture_content
+        # Content on spans is capped as in the core record (`record.cap`). Only with content on: without
+        # it no call pays for the check. The check is cheap (string lengths of the attributes, compared
+        # with the smallest limit, as the core compares its encoded record); `cap` walks only a call
+        # that may be over a limit.
+        self.limits = (limits or Limits()) if capture_content else None
+        self.cap_above = (
+            min(self.limits.max_string_chars, self.limits.max_content_bytes, self.limits.max_metadata_bytes)
+            if self.limits is not None
+            else 0
+        )
         self.processors = tuple(processors)
         self.providers = providers
         self.internal_errors = 0
@@ -247,9 +259,9 @@ class Call:
         """The call returned: end the span now, or hand it to a stream proxy that ends it later."""
         try:
             if self.record.get("stream") and (hasattr(result, "__next__") or hasattr(result, "__anext__")):
-                from litelens.otel.streams import TracedStream
+                from litelens.otel.streams import traced_stream
 
-                return TracedStream(result, self)
+                return traced_stream(result, self)
             endpoints.apply_response(self.record, result, self.engine.capture_content)
             self.end()
         except Exception:
@@ -295,6 +307,12 @@ class Call:
                 attributes = semconv.record_to_attributes(_unvetted(record, engine), capture_content=False)
             else:
                 attributes = semconv.record_to_attributes(processed, capture_content=engine.capture_content)
+                limits = engine.limits
+                if limits is not None and _text_length(attributes) > engine.cap_above:
+                    # A copy: `cap` sets the record's top-level fields (request, response, truncated).
+                    capped = cap({**processed}, limits)
+                    if capped.get("truncated") != processed.get("truncated"):
+                        attributes = semconv.record_to_attributes(capped, capture_content=True)
             if extra:
                 attributes.update(extra)
             started = self.start_attributes
@@ -365,6 +383,11 @@ class Call:
             self.span.end()
         except Exception:
             self.engine.failed("ending a span")
+
+
+def _text_length(attributes: Mapping[str, Any]) -> int:
+    """The characters of a span's string attributes: a bound on what `cap` could find to cut."""
+    return sum(len(value) for value in attributes.values() if type(value) is str)
 
 
 def _owned(value: Any) -> Any:
