@@ -30,7 +30,7 @@ from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 from opentelemetry.trace import SpanKind
 
 from litelens import semconv
-from litelens.callback import Callback
+from litelens.callback import Callback, unregister
 from litelens.testing import FakeProvider
 from otlp_helpers import json_body, protobuf_body, sdk_spans
 from server_helpers import (
@@ -309,7 +309,8 @@ def test_litellm_otel_callback_spans_name_the_end_user_and_the_async_call(
     tracer_provider.add_span_processor(SimpleSpanProcessor(memory))
     config = OpenTelemetryConfig(exporter=memory, skip_set_global=True)
     saved = litellm.callbacks
-    litellm.callbacks = [OpenTelemetry(config=config, tracer_provider=tracer_provider)]
+    logger = OpenTelemetry(config=config, tracer_provider=tracer_provider)
+    litellm.callbacks = [logger]
 
     async def call() -> None:
         await litellm.acompletion(
@@ -328,6 +329,7 @@ def test_litellm_otel_callback_spans_name_the_end_user_and_the_async_call(
         asyncio.run(call())
     finally:
         litellm.callbacks = saved
+        unregister(logger)  # LiteLLM copied it into its other lists, where it would trace later tests' calls
         tracer_provider.shutdown()
     [span] = [s for s in memory.get_finished_spans() if s.name == "litellm_request"]
     assert span.attributes["llm.user"] == "alice", "what LiteLLM sends"
