@@ -420,8 +420,8 @@ def _run_async_logging_of_ended_loop(deadline: float | None) -> None:
     loop. A handler whose loop ends right after its last call (`asyncio.run(handler())`, then `flush()`)
     leaves that event queued until the process exits, where LiteLLM's own exit hook runs it: flush()
     would return with the call missing. It runs them now, the way that hook does, in a thread of its
-    own: the hook sets and closes an event loop, which must not become the caller's. A loop that still
-    runs (in another thread) runs its own events; nothing is done from inside a running loop either.
+    own: the hook sets and closes an event loop, which must not become the caller's. Nothing is done
+    while the worker's loop is still open: that loop runs its own events.
     """
     try:
         from litellm.litellm_core_utils.logging_worker import GLOBAL_LOGGING_WORKER as worker

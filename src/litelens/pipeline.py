@@ -133,37 +133,33 @@ class Pipeline:
             try:
                 result = slot.processor(record)
             except Exception:
-                with self._lock:
-                    slot.errors += 1
-                    first, slot.warned = not slot.warned, True
-                if first:
-                    log.warning(
-                        "litelens: processor %s raised; that record was dropped "
-                        "(further errors of this processor are only counted; see stats())",
-                        slot.name,
-                        exc_info=True,
-                    )
+                self._failed(slot, "raised", exc_info=True)
                 return None
             if result is None:
                 with self._lock:
                     slot.dropped += 1
                 return None
-            if type(result) is not dict and not isinstance(result, dict):
+            if not isinstance(result, dict):
                 # A processor that forgot to return the record (`return True`, a JSON string...): the
                 # record cannot go on, and the next processor would only fail on it less clearly.
-                with self._lock:
-                    slot.errors += 1
-                    first, slot.warned = not slot.warned, True
-                if first:
-                    log.warning(
-                        "litelens: processor %s returned %s, not the record (a dict) or None; that "
-                        "record was dropped (further errors of this processor are only counted; see stats())",
-                        slot.name,
-                        type(result).__name__,
-                    )
+                self._failed(slot, f"returned {type(result).__name__}, not the record (a dict) or None")
                 return None
             record = result
         return record
+
+    def _failed(self, slot: _Slot, what: str, exc_info: bool = False) -> None:
+        """Count a processor's error; log its first one only, so a broken processor never floods logs."""
+        with self._lock:
+            slot.errors += 1
+            first, slot.warned = not slot.warned, True
+        if first:
+            log.warning(
+                "litelens: processor %s %s; that record was dropped "
+                "(further errors of this processor are only counted; see stats())",
+                slot.name,
+                what,
+                exc_info=exc_info,
+            )
 
     def stats(self) -> dict[str, dict[str, int]]:
         """`{processor name: {"dropped": n, "errors": n}}`, plus `"total"` over all processors."""

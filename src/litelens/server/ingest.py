@@ -215,18 +215,29 @@ def _scrub(record: dict[str, Any]) -> dict[str, Any]:
     return record
 
 
-def _nothing_to_scrub(metadata: dict[str, Any]) -> bool:
-    """True when `record.scrub_value` would return an equal copy: flat, no credential-named key, no
-    credential-shaped text (nested values are left to it)."""
-    for key, value in metadata.items():
+def _nothing_to_scrub(values: dict[str, Any]) -> bool:
+    """True when `record.scrub_value` would return an equal copy: no credential-named key, and no
+    credential-shaped text in its strings or its flat lists of them (anything nested is left to it).
+
+    One search over all the texts, a line apart: no credential shape spans a line break, and a search
+    per value was a quarter of a span's ingest.
+    """
+    texts: list[str] = []
+    for key, value in values.items():
         if rec.is_secret_key(key):
             return False
-        if value.__class__ is str:
-            if rec.has_secret(value):
-                return False
+        kind = value.__class__
+        if kind is str:
+            texts.append(value)
+        elif kind is list or kind is tuple:
+            for item in value:
+                if item.__class__ is str:
+                    texts.append(item)
+                elif isinstance(item, (dict, list, tuple)):
+                    return False
         elif isinstance(value, (dict, list, tuple)):
             return False
-    return True
+    return not rec.has_secret("\n".join(texts))
 
 
 def parse_events(body: bytes, max_records: int, max_record_bytes: int) -> Batch:
@@ -337,28 +348,10 @@ def _scrub_attributes(attributes: dict[str, Any]) -> dict[str, Any]:
 
     Any span is kept, not only LLM calls, and HTTP client spans carry exactly what must not be stored:
     captured request headers (`http.request.header.authorization`) and URLs with a key in the query
-    (Gemini's `?key=`). Values are scrubbed as metadata is: a credential-named key loses its value,
-    credential-shaped text is redacted. Attributes with nothing to scrub are returned as they are.
+    (Gemini's `?key=`). Values are scrubbed as metadata is; attributes with nothing to scrub are
+    returned as they are.
     """
-    texts: list[str] = []
-    for key, value in attributes.items():
-        if rec.is_secret_key(key):
-            break
-        if value.__class__ is str:
-            texts.append(value)
-        elif value.__class__ is list and all(v.__class__ in _PLAIN for v in value):
-            texts += [v for v in value if v.__class__ is str]
-        elif value.__class__ not in _PLAIN:
-            break
-    else:
-        # One search over all the texts, a line apart: no credential shape spans a line break, and a
-        # search per attribute was a quarter of a span's ingest.
-        if not rec.has_secret("\n".join(texts)):
-            return attributes
-    return {
-        key: rec.REDACTED if rec.is_secret_key(key) else rec.scrub_value(value)
-        for key, value in attributes.items()
-    }
+    return attributes if _nothing_to_scrub(attributes) else rec.scrub_value(attributes)
 
 
 # Leaves that are JSON as they are: most values, and no call into `_jsonable` for them (it was a third of
