@@ -86,17 +86,20 @@ class Redactor:
                     spans.append((field, len(leaves), needs_walk))
             if leaves:
                 joined = _SEP.join(leaves)
-                if joined.count(_SEP) == len(leaves) - 1:
-                    out = self.text.scan(joined)
-                    if out is joined:
-                        texts = {}
-                        self._remember_clean(leaves, len(joined))
-                    else:
-                        parts = out.split(_SEP)
-                        if len(parts) == len(leaves):
-                            texts = {old: new for old, new in zip(leaves, parts, strict=True) if new != old}
-                            clean = [old for old in leaves if old not in texts]
-                            self._remember_clean(clean, sum(map(len, clean)))
+                out = self.text.scan(joined)
+                if out is joined:
+                    # Nothing matched anywhere, a separator inside a string or not: a match never
+                    # crosses one, wherever it comes from.
+                    texts = {}
+                    self._remember_clean(leaves, len(joined))
+                else:
+                    parts = out.split(_SEP)
+                    # One part per string unless a string held the separator itself (then the parts
+                    # cannot be told apart: the string-by-string walk below does the work instead).
+                    if len(parts) == len(leaves):
+                        texts = {old: new for old, new in zip(leaves, parts, strict=True) if new != old}
+                        clean = [old for old in leaves if old not in texts]
+                        self._remember_clean(clean, sum(map(len, clean)))
             else:
                 texts = {}
             if texts == {} and not flagged:
