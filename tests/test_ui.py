@@ -654,3 +654,26 @@ def test_an_error_message_that_is_an_object_is_stored_and_shown_not_a_500_for_th
     post_records(sqlite_server.client(), [failed, make_record("ok-beside")])
     html = page_html(sqlite_server, "/calls/err-object")
     assert "BadRequestError" in html and "&#34;code&#34;: &#34;context_length&#34;" in html  # as JSON
+
+
+@pytest.mark.service
+def test_the_top_errors_no_class_link_lists_only_the_errors_without_a_class(
+    sqlite_server: ServerProcess,
+) -> None:
+    now = time.time()
+    post_records(
+        sqlite_server.client(),
+        [
+            make_record("classless", now - 30, status="error", error={"message": "boom"}),
+            make_record("rate-limited", now - 20, status="error", error={"type": "RateLimitError"}),
+            make_record("fine", now - 10),
+        ],
+    )
+    overview = page_html(sqlite_server, "/?range=24h&refresh=0")
+    link = re.search(r'<a href="(/calls\?[^"]*)">\(no class\)</a>', overview)
+    assert link, "the top errors list the failed calls without a class"
+    listed = page_html(sqlite_server, link.group(1).replace("&amp;", "&"))
+    assert re.findall(r'data-call-id="([^"]+)"', listed) == ["classless"]
+    # The API narrows the same way.
+    calls = sqlite_server.client().get_json("/api/calls?status=error&no_error_type=true")["calls"]
+    assert [c["call_id"] for c in calls] == ["classless"]

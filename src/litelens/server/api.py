@@ -32,6 +32,12 @@ def call_filter(
     provider: Annotated[str | None, Query(max_length=256)] = None,
     status: Annotated[Literal["ok", "error", "cancelled"] | None, Query()] = None,
     error_type: Annotated[str | None, Query(max_length=256)] = None,
+    no_error_type: Annotated[
+        bool,
+        Query(
+            description="only calls without an error class (`error.type`); with `status=error`, the failures that have none"
+        ),
+    ] = False,
     call_type: Annotated[str | None, Query(max_length=64)] = None,
     end_user: Annotated[str | None, Query(max_length=256)] = None,
     user_id: Annotated[str | None, Query(max_length=256)] = None,
@@ -63,6 +69,7 @@ def call_filter(
         provider=provider,
         status=status,
         error_type=error_type,
+        no_error_type=no_error_type,
         call_type=call_type,
         end_user=end_user,
         user_id=user_id,

@@ -243,6 +243,8 @@ class SQLStore(BatchWriter, Store):
                 conds.append(f"c.{column} = ?")
                 # Trace ids are hex, stored lower-case: either case finds the trace.
                 params.append(value.lower() if column == "trace_id" else value)
+        if f.no_error_type:
+            conds.append("c.error_type IS NULL")
         if f.user:
             conds.append("(c.end_user = ? OR (c.end_user IS NULL AND c.user_id = ?))")
             params += [f.user, f.user]
