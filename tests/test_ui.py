@@ -5,6 +5,9 @@ screenshots under test-output/<test name>/ (fixtures `browser`, `visit`, `shots`
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 import re
 import shutil
 import time
@@ -677,3 +680,30 @@ def test_the_top_errors_no_class_link_lists_only_the_errors_without_a_class(
     # The API narrows the same way.
     calls = sqlite_server.client().get_json("/api/calls?status=error&no_error_type=true")["calls"]
     assert [c["call_id"] for c in calls] == ["classless"]
+
+
+@pytest.mark.service
+def test_the_calls_page_exports_its_filtered_selection_as_jsonl_and_csv(sqlite_server: ServerProcess) -> None:
+    records = seed_calls(sqlite_server.client(), 30)
+    html = page_html(sqlite_server, "/calls?model=claude-3&status=error&meta=team%3Dred&range=all")
+    links = {
+        fmt: href.replace("&amp;", "&")
+        for href, fmt in re.findall(r'<a href="(/[^"]*format=(jsonl|csv)[^"]*)"', html)
+    }
+    assert set(links) == {"jsonl", "csv"}, "the page offers both downloads"
+    expected = [
+        r["call_id"]
+        for r in records
+        if r["request_model"] == "claude-3" and r["status"] == "error" and r["metadata"]["team"] == "red"
+    ]
+    assert expected
+    cookie = {"Cookie": f"litelens_key={sqlite_server.key}"}
+    answer = sqlite_server.client().request("GET", links["jsonl"], headers=cookie, key=None)
+    assert answer.status == 200 and "attachment" in answer.headers["content-disposition"]
+    assert [json.loads(line)["call_id"] for line in answer.body.decode().splitlines()] == expected
+    answer = sqlite_server.client().request("GET", links["csv"], headers=cookie, key=None)
+    assert answer.status == 200 and answer.headers["content-type"].startswith("text/csv")
+    rows = list(csv.DictReader(io.StringIO(answer.body.decode())))
+    assert [r["call_id"] for r in rows] == expected
+    # Signed out, the link asks for a key like every page (and gives nothing away).
+    assert sqlite_server.client().request("GET", links["csv"], key=None).status == 303

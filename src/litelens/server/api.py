@@ -35,7 +35,8 @@ def call_filter(
     no_error_type: Annotated[
         bool,
         Query(
-            description="only calls without an error class (`error.type`); with `status=error`, the failures that have none"
+            description="only calls without an error class (`error.type`); with `status=error`, "
+            "the failures that have none"
         ),
     ] = False,
     call_type: Annotated[str | None, Query(max_length=64)] = None,
@@ -110,8 +111,11 @@ async def export(
     filters: Filters,
     format: Literal["jsonl", "csv"] = "jsonl",
 ) -> StreamingResponse:
-    store = request.app.state.store
-    records = store.export(project, filters)
+    return export_response(request.app.state.store.export(project, filters), format)
+
+
+def export_response(records: Iterator[dict[str, Any]], format: Literal["jsonl", "csv"]) -> StreamingResponse:
+    """Records streamed as a download (the API's export and the dashboard's export links)."""
     if format == "jsonl":
         body: Iterator[str] = (
             json.dumps(r, separators=(",", ":"), ensure_ascii=False) + "\n" for r in records
