@@ -254,12 +254,20 @@ def test_live_tail_shows_new_calls_without_a_reload(
     v = visit(sqlite_server)
     v.go("/calls?tag=live&tail=1")
     assert v.call_ids() == ["old-1"]
-    post_records(client, [make_record("new-1", tags=["live"]), make_record("other", tags=["quiet"])])
+    new = make_record("new-1", tags=["live"], status="error", error={"type": "APIConnectionError"})
+    post_records(client, [new, make_record("other", tags=["quiet"])])
     v.page.wait_for_selector("tr[data-call-id=new-1]", timeout=15_000)
     assert v.call_ids() == ["new-1", "old-1"]
     # A long call is stored when it ends: started before new-1, it arrives after it, and still shows.
     post_records(client, [make_record("long-1", time.time() - 30, tags=["live"])])
     v.page.wait_for_selector("tr[data-call-id=long-1]", timeout=15_000)
+    assert v.call_ids() == ["new-1", "long-1", "old-1"]
+    # A row already shown follows its call: the retry's record merged into it shows in place.
+    retried = {**new, "status": "ok", "error": None, "usage": {"input_tokens": 3, "output_tokens": 77}}
+    post_records(client, [retried])
+    row = v.page.locator("tr[data-call-id=new-1]")
+    expect(row).to_contain_text("3 / 77", timeout=15_000)
+    expect(row.locator(".badge")).to_have_text("ok")
     assert v.call_ids() == ["new-1", "long-1", "old-1"]
     shots(v.page, "tail")
 

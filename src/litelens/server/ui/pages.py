@@ -194,7 +194,7 @@ async def calls(request: Request, project: UIProject) -> Response:
 
 @router.get("/partials/calls")
 async def calls_tail(request: Request, project: UIProject, after: float = 0.0) -> Response:
-    """The newest rows of the calls view for its live tail (app.js adds the ones it has not shown)."""
+    """The newest rows of the calls view for its live tail (app.js adds new ones, updates shown ones)."""
     view = query.parse(request.query_params)
     filters = query.to_filter(view, time.time())
     start = max(filters.start or 0.0, after - TAIL_LOOKBACK_S)
