@@ -715,3 +715,22 @@ def test_the_calls_page_exports_its_filtered_selection_as_jsonl_and_csv(sqlite_s
     assert [r["call_id"] for r in rows] == expected
     # Signed out, the link asks for a key like every page (and gives nothing away).
     assert sqlite_server.client().request("GET", links["csv"], key=None).status == 303
+
+
+@pytest.mark.service
+def test_a_calls_back_link_returns_to_the_filtered_list_it_was_opened_from(
+    sqlite_server: ServerProcess,
+) -> None:
+    seed_calls(sqlite_server.client(), 30)
+    listing = "/calls?model=claude-3&meta=team%3Dblue&sort=cost_usd&order=asc&range=all"
+    html = page_html(sqlite_server, listing)
+    shown = re.findall(r'data-call-id="([^"]+)"', html)
+    assert len(shown) > 2
+    opened = re.search(rf'<a href="(/calls/{shown[1]}[^"]*)"', html)
+    assert opened
+    detail = page_html(sqlite_server, opened.group(1).replace("&amp;", "&"))
+    back = re.search(r'<a href="([^"]*)">← Calls</a>', detail)
+    assert back
+    again = page_html(sqlite_server, back.group(1).replace("&amp;", "&"))
+    assert re.findall(r'data-call-id="([^"]+)"', again) == shown, "the same filtered, sorted list"
+    assert 'value="claude-3"' in again and 'value="team=blue"' in again

@@ -15,7 +15,7 @@ from starlette.responses import Response
 
 from litelens.server.api import build_tree, session_totals
 from litelens.server.deps import BadCursor, store_call
-from litelens.server.ui import conversation
+from litelens.server.ui import conversation, query
 from litelens.server.ui.charts import span_bar, timing_bar
 from litelens.server.ui.render import page
 from litelens.server.ui.signin import page_project
@@ -60,7 +60,17 @@ async def call_detail(request: Request, project: UIProject, call_id: str) -> Res
         timing=timing_bar(duration, ttft),
         python_code=conversation.as_python(record),
         curl_code=conversation.as_curl(record),
+        # The calls view the call was opened from (its link carries the view's query): "← Calls" goes
+        # back to those filters, rebuilt from what they parse to, so the link can only lead to /calls.
+        back=_calls_view(request),
     )
+
+
+def _calls_view(request: Request) -> str:
+    if not request.query_params:
+        return ""
+    view = query.parse(request.query_params)
+    return view.query(cursor=view.cursor)
 
 
 def _mapping(value: Any) -> dict[str, Any]:

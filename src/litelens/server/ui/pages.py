@@ -200,7 +200,7 @@ async def calls_tail(request: Request, project: UIProject, after: float = 0.0) -
     start = max(filters.start or 0.0, after - TAIL_LOOKBACK_S)
     filters = dataclasses.replace(filters, start=start)
     rows, _ = await store_call(request.app.state.store.list_calls, project, filters, TAIL_ROWS, None)
-    return fragment("rows.html", rows=rows)
+    return fragment("rows.html", rows=rows, view=view.query(tail=True))
 
 
 # Not under /calls/, where a call whose id is "export" lives.
