@@ -734,3 +734,32 @@ def test_a_calls_back_link_returns_to_the_filtered_list_it_was_opened_from(
     again = page_html(sqlite_server, back.group(1).replace("&amp;", "&"))
     assert re.findall(r'data-call-id="([^"]+)"', again) == shown, "the same filtered, sorted list"
     assert 'value="claude-3"' in again and 'value="team=blue"' in again
+
+
+@pytest.mark.service
+def test_sessions_are_listed_by_their_last_activity_newest_first(sqlite_server: ServerProcess) -> None:
+    now = time.time()
+    post_records(
+        sqlite_server.client(),
+        [
+            # A long stream that began first and ended last: its session was active most recently.
+            make_record("long", now - 100, end_time=now - 10, session_id="s-long"),
+            make_record("short", now - 50, end_time=now - 49, session_id="s-short"),
+            # Three sessions last active at the same moment: a fixed order, and no page repeats one.
+            *(
+                make_record(f"tie-{i}", now - 300, end_time=now - 200, session_id=f"s-tie-{i}")
+                for i in range(3)
+            ),
+        ],
+    )
+    order = ["s-long", "s-short", "s-tie-2", "s-tie-1", "s-tie-0"]
+    html = page_html(sqlite_server, "/sessions?range=24h")
+    assert re.findall(r'<a href="/sessions/([^"]+)">', html) == order
+    client, seen, cursor = sqlite_server.client(), [], ""
+    while True:
+        answer = client.get_json(f"/api/sessions?limit=2{cursor}")
+        seen += [s["session_id"] for s in answer["sessions"]]
+        if not answer["next_cursor"]:
+            break
+        cursor = f"&cursor={answer['next_cursor']}"
+    assert seen == order

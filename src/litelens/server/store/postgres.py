@@ -163,6 +163,12 @@ _V5 = [
     "ALTER TABLE spans ADD COLUMN events TEXT",
 ]
 
+# v6: see sqlite._V7.
+_V6 = [
+    "DROP INDEX sessions_recent",
+    "CREATE INDEX sessions_recent ON sessions (project_id, last_time, session_id)",
+]
+
 
 def _cased_regex(text: str) -> str:
     """A POSIX regex finding `text` in JSON text whatever the case of each letter (see like_pattern)."""
@@ -237,7 +243,7 @@ class _Pool:
 class PostgresStore(SQLStore):
     """`Store` on PostgreSQL, for deployments with several collectors or more data than one file."""
 
-    MIGRATIONS = (_V1, _V2, _V3, _V4, _V5)
+    MIGRATIONS = (_V1, _V2, _V3, _V4, _V5, _V6)
     _LEAST = "LEAST"
     _GREATEST = "GREATEST"
 

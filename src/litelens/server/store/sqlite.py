@@ -180,6 +180,15 @@ _V6 = [
 ]
 
 
+# v7: sessions are listed by their last activity (the end of their latest call), which the list shows;
+# ordered by the latest call's start instead, a session whose long stream ended last was listed below
+# sessions it outlasted. The index follows the new order.
+_V7 = [
+    "DROP INDEX sessions_recent",
+    "CREATE INDEX sessions_recent ON sessions (project_id, last_time, session_id)",
+]
+
+
 def _fold(text: Any) -> Any:
     """Lower-cased text for searches that are not ASCII (`litelens_fold` in SQL)."""
     return text.lower() if isinstance(text, str) else text
@@ -188,7 +197,7 @@ def _fold(text: Any) -> Any:
 class SQLiteStore(SQLStore):
     """`Store` on a SQLite file (or a private in-memory database, for tests)."""
 
-    MIGRATIONS = (_V1, _V2, _V3, _V4, _V5, _V6)
+    MIGRATIONS = (_V1, _V2, _V3, _V4, _V5, _V6, _V7)
 
     def __init__(self, path: str, *, synchronous: str = "FULL", readers: int = 4) -> None:
         self.path = path
