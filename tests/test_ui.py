@@ -763,3 +763,20 @@ def test_sessions_are_listed_by_their_last_activity_newest_first(sqlite_server: 
             break
         cursor = f"&cursor={answer['next_cursor']}"
     assert seen == order
+
+
+@pytest.mark.service
+def test_an_id_with_control_characters_gets_a_404_that_shows_them_escaped(server: ServerProcess) -> None:
+    post_records(server.client(), [make_record("c-1", session_id="s-1")])
+    cookie = {"Cookie": f"litelens_key={server.key}"}
+    for kind in ("calls", "traces", "sessions"):
+        answer = server.client().request("GET", f"/{kind}/c-1%00%1b[2J%e2%80%ae", headers=cookie, key=None)
+        assert answer.status == 404, (kind, answer)  # PostgreSQL, which holds no NUL, answered 503
+        text = answer.body.decode()
+        assert not re.search(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\u202e]", text), kind
+        assert r"c-1\x00\x1b[2J\u202e" in text, kind
+        assert server.client().get(f"/api/{kind}/c-1%00").status == 404, kind
+    # A filter holding a NUL lists no call (PostgreSQL answered 503 here too).
+    assert "data-call-id" not in page_html(server, "/calls?model=gpt%00&range=all")
+    assert server.client().get_json("/api/calls?session_id=s-1%00")["calls"] == []
+    assert server.client().get("/api/export?q=%00&model=%00").body == b""

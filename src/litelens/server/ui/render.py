@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import unicodedata
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -101,6 +102,13 @@ def fmt_pct(given: Any) -> str:
     return EMPTY if value is None else f"{value * 100:.1f}%"
 
 
+def fmt_visible(text: Any) -> str:
+    """Text with its control and format characters written as escapes (`\\x00`, `\\u202e`): an id from a
+    URL may hold a NUL, a terminal escape or a right-to-left override, which must show as what they
+    are, neither reach the page raw nor reorder the text around them."""
+    return "".join(ch if unicodedata.category(ch)[0] != "C" else ascii(ch)[1:-1] for ch in str(text))
+
+
 def fmt_json(value: Any) -> str:
     return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=False, default=str)
 
@@ -132,6 +140,7 @@ def _make_env() -> Environment:
         int=fmt_int,
         pct=fmt_pct,
         json=fmt_json,
+        visible=fmt_visible,
         code_spans=fmt_code_spans,
     )
     return env
