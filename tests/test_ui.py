@@ -780,3 +780,23 @@ def test_an_id_with_control_characters_gets_a_404_that_shows_them_escaped(server
     assert "data-call-id" not in page_html(server, "/calls?model=gpt%00&range=all")
     assert server.client().get_json("/api/calls?session_id=s-1%00")["calls"] == []
     assert server.client().get("/api/export?q=%00&model=%00").body == b""
+
+
+@pytest.mark.service
+def test_in_the_live_tail_the_next_page_and_sort_links_leave_the_tail_and_work(
+    sqlite_server: ServerProcess,
+) -> None:
+    records = seed_calls(sqlite_server.client(), 60)
+    html = page_html(sqlite_server, "/calls?tail=1&range=all")
+    newest_first = [r["call_id"] for r in reversed(records)]
+    assert re.findall(r'data-call-id="([^"]+)"', html) == newest_first[:50]
+    following = re.search(r'<a href="(/calls\?[^"]*)" rel="next">', html)
+    assert following, "a next page"
+    # It reloaded the tail's first page: the tail shows the newest calls, whatever the cursor.
+    second = page_html(sqlite_server, following.group(1).replace("&amp;", "&"))
+    assert re.findall(r'data-call-id="([^"]+)"', second) == newest_first[50:]
+    by_cost = re.search(r'<a href="(/calls\?[^"]*sort=cost_usd[^"]*)"', html)
+    assert by_cost
+    sorted_page = page_html(sqlite_server, by_cost.group(1).replace("&amp;", "&"))
+    expected = [r["call_id"] for r in sorted(records, key=lambda r: r["cost_usd"], reverse=True)[:50]]
+    assert re.findall(r'data-call-id="([^"]+)"', sorted_page) == expected
