@@ -800,3 +800,22 @@ def test_in_the_live_tail_the_next_page_and_sort_links_leave_the_tail_and_work(
     sorted_page = page_html(sqlite_server, by_cost.group(1).replace("&amp;", "&"))
     expected = [r["call_id"] for r in sorted(records, key=lambda r: r["cost_usd"], reverse=True)[:50]]
     assert re.findall(r'data-call-id="([^"]+)"', sorted_page) == expected
+
+
+@pytest.mark.service
+def test_a_call_whose_time_is_no_calendar_date_still_lists_and_opens(sqlite_server: ServerProcess) -> None:
+    # The collector takes any number as a start time; a date past the year 9999 failed every page
+    # showing the call (the whole calls list included) with a 500.
+    post_records(
+        sqlite_server.client(),
+        [
+            make_record("far-future", 1e12, session_id="s-odd"),
+            make_record("far-past", -1e12, session_id="s-odd"),
+            make_record("plain", session_id="s-odd"),
+        ],
+    )
+    listed = page_html(sqlite_server, "/calls?range=all")
+    assert re.findall(r'data-call-id="([^"]+)"', listed) == ["far-future", "plain", "far-past"]
+    assert "1e+12" in page_html(sqlite_server, "/calls/far-future")
+    assert "-1e+12" in page_html(sqlite_server, "/calls/far-past")
+    assert "far-future" in page_html(sqlite_server, "/sessions/s-odd")

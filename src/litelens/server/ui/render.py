@@ -47,7 +47,12 @@ def fmt_time(epoch: Any) -> str:
     value = _number(epoch)
     if value is None:
         return EMPTY
-    return datetime.fromtimestamp(value, timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+    try:
+        return datetime.fromtimestamp(value, timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+    except (OverflowError, ValueError, OSError):
+        # A time outside the calendar's years 1 to 9999 (a sender's bug): the number as sent, not a 500
+        # for every page that lists the call.
+        return f"{value:g} (epoch seconds)"
 
 
 def fmt_bucket(epoch: float, bucket: int) -> str:
