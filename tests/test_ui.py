@@ -819,3 +819,18 @@ def test_a_call_whose_time_is_no_calendar_date_still_lists_and_opens(sqlite_serv
     assert "1e+12" in page_html(sqlite_server, "/calls/far-future")
     assert "-1e+12" in page_html(sqlite_server, "/calls/far-past")
     assert "far-future" in page_html(sqlite_server, "/sessions/s-odd")
+
+
+@pytest.mark.service
+def test_a_time_that_is_not_a_finite_number_is_refused_by_name(sqlite_server: ServerProcess) -> None:
+    client = sqlite_server.client()
+    # `start=nan` reached the store: /api/stats said "could not store the batch", the others matched nothing.
+    for path in (
+        "/api/stats?start=nan",
+        "/api/calls?end=inf",
+        "/api/sessions?start=-inf",
+        "/api/export?start=nan",
+    ):
+        answer = client.get(path)
+        assert answer.status == 400, (path, answer)
+        assert "finite" in answer.json()["error"] and "batch" not in answer.json()["error"], path

@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import time
 from collections.abc import Iterator
 from typing import Annotated, Any, Literal
@@ -23,6 +24,14 @@ router = APIRouter(tags=["query"])
 
 Sort = Literal["start_time", "duration_ms", "total_tokens", "cost_usd"]
 GroupBy = Literal["model", "provider", "user", "tag", "key_alias"]
+
+
+def finite_times(**times: float | None) -> None:
+    """NaN and infinity parse as numbers but are no time: refused by name instead of reaching the store
+    (which matched nothing, or failed as "could not store the batch")."""
+    for name, value in times.items():
+        if value is not None and not math.isfinite(value):
+            raise HTTPException(400, f"{name} must be a finite number of epoch seconds")
 
 
 def call_filter(
@@ -57,6 +66,7 @@ def call_filter(
         str | None, Query(description="free text in the record, content included", max_length=256)
     ] = None,
 ) -> CallFilter:
+    finite_times(start=start, end=end)
     metadata: dict[str, str] = {}
     for item in meta or []:
         key, sep, value = item.partition("=")
@@ -288,6 +298,7 @@ async def list_sessions(
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     cursor: Annotated[str | None, Query(max_length=512)] = None,
 ) -> dict[str, Any]:
+    finite_times(start=start, end=end)
     end = end if end is not None else time.time() + 60
     start = start if start is not None else end - 7 * 86400
     rows, next_cursor = await store_call(
@@ -343,6 +354,7 @@ async def stats(
 ) -> dict[str, Any]:
     if bucket % 60:
         raise HTTPException(400, "bucket must be a multiple of 60 seconds")
+    finite_times(start=start, end=end)
     end = end if end is not None else time.time()
     start = start if start is not None else end - 86400
     if end <= start:
