@@ -834,3 +834,31 @@ def test_a_time_that_is_not_a_finite_number_is_refused_by_name(sqlite_server: Se
         answer = client.get(path)
         assert answer.status == 400, (path, answer)
         assert "finite" in answer.json()["error"] and "batch" not in answer.json()["error"], path
+
+
+@pytest.mark.service
+def test_a_model_breakdown_row_links_to_every_call_it_counts_prefixed_names_included(
+    sqlite_server: ServerProcess,
+) -> None:
+    now = time.time()
+    post_records(
+        sqlite_server.client(),
+        [
+            # A routed call that failed: only the deployment's name, with its provider's prefix.
+            make_record(
+                "routed-failed",
+                now - 30,
+                request_model="openai/gpt-4o",
+                response_model=None,
+                status="error",
+                error={"type": "APIError"},
+            ),
+            make_record("answered", now - 20, request_model="gpt-4o", response_model="gpt-4o"),
+        ],
+    )
+    overview = page_html(sqlite_server, "/?range=24h&refresh=0")
+    by_model = overview[overview.index('data-testid="by-model"') :].split("</table>")[0]
+    link = re.search(r'<a href="(/calls\?[^"]*)">gpt-4o</a>', by_model)
+    assert link and re.search(r'gpt-4o</a></td>\s*<td class="num">2<', by_model), "both count as gpt-4o"
+    listed = page_html(sqlite_server, link.group(1).replace("&amp;", "&"))
+    assert re.findall(r'data-call-id="([^"]+)"', listed) == ["answered", "routed-failed"]

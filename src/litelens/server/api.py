@@ -37,7 +37,13 @@ def finite_times(**times: float | None) -> None:
 def call_filter(
     start: Annotated[float | None, Query(description="Calls started at or after (epoch seconds)")] = None,
     end: Annotated[float | None, Query(description="Calls started before (epoch seconds, exclusive)")] = None,
-    model: Annotated[str | None, Query(max_length=256)] = None,
+    model: Annotated[
+        str | None,
+        Query(
+            description="the requested or the response model, also as `<provider>/<model>`",
+            max_length=256,
+        ),
+    ] = None,
     provider: Annotated[str | None, Query(max_length=256)] = None,
     status: Annotated[Literal["ok", "error", "cancelled"] | None, Query()] = None,
     error_type: Annotated[str | None, Query(max_length=256)] = None,

@@ -221,8 +221,13 @@ class SQLStore(BatchWriter, Store):
             conds.append("c.start_time < ?")
             params.append(float(f.end))
         if f.model:
-            conds.append("(c.request_model = ? OR c.response_model = ?)")
-            params += [f.model, f.model]
+            # Also under its provider's `<provider>/` prefix, which LiteLLM adds on some routes only: the
+            # model breakdown counts a call under the name without it (`rollup.model_name`).
+            conds.append(
+                "(c.request_model = ? OR c.response_model = ? OR c.request_model = c.provider || '/' || ? "
+                "OR c.response_model = c.provider || '/' || ?)"
+            )
+            params += [f.model] * 4
         for column in (
             "provider",
             "status",
