@@ -862,3 +862,14 @@ def test_a_model_breakdown_row_links_to_every_call_it_counts_prefixed_names_incl
     assert link and re.search(r'gpt-4o</a></td>\s*<td class="num">2<', by_model), "both count as gpt-4o"
     listed = page_html(sqlite_server, link.group(1).replace("&amp;", "&"))
     assert re.findall(r'data-call-id="([^"]+)"', listed) == ["answered", "routed-failed"]
+
+
+@pytest.mark.service
+def test_a_time_filter_at_the_calendars_edge_shows_the_page(sqlite_server: ServerProcess) -> None:
+    post_records(sqlite_server.client(), [make_record("now-1")])
+    # Year 1 at +01:00 is year 0 in UTC, year 9999 at -01:00 is year 10000: both were a 500.
+    for since in ("0001-01-01T00:00%2B01:00", "9999-12-31T23:59:59-01:00"):
+        assert "<h1>Calls</h1>" in page_html(sqlite_server, f"/calls?range=all&since={since}")
+    html = page_html(sqlite_server, "/calls?range=all&since=0001-01-01T00:00")
+    assert 'name="since" value="0001-01-01T00:00:00"' in html, "the form shows the time it filters by"
+    assert re.findall(r'data-call-id="([^"]+)"', html) == ["now-1"]

@@ -105,11 +105,12 @@ def parse_utc(text: str) -> float | None:
         return None
     try:
         moment = datetime.fromisoformat(text)
-    except ValueError:
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=timezone.utc)
+        # In UTC, a time with an offset can fall outside years 1 to 9999: no time either (was a 500).
+        return moment.astimezone(timezone.utc).timestamp()
+    except (ValueError, OverflowError):
         return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return moment.timestamp()
 
 
 def as_input(text: str) -> str:
@@ -121,7 +122,8 @@ def as_input(text: str) -> str:
     epoch = parse_utc(text.strip())
     if epoch is None:
         return ""
-    return datetime.fromtimestamp(epoch, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+    # isoformat, not strftime: "%Y" gives year 1 as "1", which the field cannot read.
+    return datetime.fromtimestamp(epoch, timezone.utc).replace(tzinfo=None).isoformat(timespec="seconds")
 
 
 def to_filter(view: CallsView, now: float) -> CallFilter:
