@@ -873,3 +873,12 @@ def test_a_time_filter_at_the_calendars_edge_shows_the_page(sqlite_server: Serve
     html = page_html(sqlite_server, "/calls?range=all&since=0001-01-01T00:00")
     assert 'name="since" value="0001-01-01T00:00:00"' in html, "the form shows the time it filters by"
     assert re.findall(r'data-call-id="([^"]+)"', html) == ["now-1"]
+
+
+@pytest.mark.service
+def test_a_sessions_page_link_with_an_overlong_cursor_shows_the_first_page(
+    sqlite_server: ServerProcess,
+) -> None:
+    post_records(sqlite_server.client(), [make_record("c-1", session_id="s-1")])
+    html = page_html(sqlite_server, "/sessions?cursor=" + "x" * 600)  # was FastAPI's JSON 422
+    assert 'data-testid="stale-cursor"' in html and 'href="/sessions/s-1"' in html

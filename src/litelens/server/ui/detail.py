@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
 from litelens.server.api import build_tree, session_totals
@@ -146,8 +146,11 @@ async def sessions(
     request: Request,
     project: UIProject,
     range: str = "24h",
-    cursor: Annotated[str, Query(max_length=512)] = "",
+    cursor: str = "",
 ) -> Response:
+    # The cursor is cut rather than checked by length: an overlong one is a stale link, answered with the
+    # first page and a notice like any other, not with a JSON 422 in place of the page.
+    cursor = cursor[:512]
     w = window(range, time.time())
     store = request.app.state.store
     stale = False
