@@ -103,9 +103,12 @@ def test_the_overview_follows_the_chosen_range_and_refreshes_itself(
     page.wait_for_url(re.compile(r"range=7d"))
     assert page.inner_text("[data-testid=total-requests]") == "15"
     page.evaluate("window.__same_document = true")
+    page.locator(".chart").nth(2).locator("summary").click()  # the latency chart's values, opened
     post_records(client, [make_record(f"late-{i}") for i in range(3)])
     expect(page.locator("[data-testid=total-requests]")).to_have_text("18", timeout=25_000)
     assert page.evaluate("window.__same_document") is True, "refreshed in place, not reloaded"
+    opened = page.eval_on_selector_all("details", "ds => ds.map(d => d.open)")
+    assert opened[2] and sum(opened) == 1, "what the reader opened stays open (it closed every refresh)"
     shots(page, "seven-days-refreshed")
 
 

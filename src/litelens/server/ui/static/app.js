@@ -27,7 +27,12 @@ function scheduleRefresh() {
         if (answer.ok) {
           const doc = new DOMParser().parseFromString(await answer.text(), "text/html");
           const fresh = doc.getElementById("content");
-          if (fresh) main.replaceChildren(...fresh.childNodes);
+          if (fresh) {
+            // What the reader opened (a chart's table of values) stays open across the refresh.
+            const open = Array.from(main.querySelectorAll("details"), (d) => d.open);
+            main.replaceChildren(...fresh.childNodes);
+            main.querySelectorAll("details").forEach((d, i) => { if (open[i]) d.open = true; });
+          }
         }
       } catch (error) { /* the next round tries again */ }
     }
