@@ -885,3 +885,22 @@ def test_a_sessions_page_link_with_an_overlong_cursor_shows_the_first_page(
     post_records(sqlite_server.client(), [make_record("c-1", session_id="s-1")])
     html = page_html(sqlite_server, "/sessions?cursor=" + "x" * 600)  # was FastAPI's JSON 422
     assert 'data-testid="stale-cursor"' in html and 'href="/sessions/s-1"' in html
+
+
+@pytest.mark.service
+def test_a_traced_call_without_a_requested_model_is_named_by_what_it_has(
+    sqlite_server: ServerProcess,
+) -> None:
+    trace = "5" * 32
+    post_records(
+        sqlite_server.client(),
+        [
+            make_record("no-request-model", trace_id=trace, request_model=None, response_model="m-answered"),
+            make_record(
+                "no-model", trace_id=trace, request_model=None, response_model=None, call_type="embedding"
+            ),
+        ],
+    )
+    html = page_html(sqlite_server, f"/traces/{trace}")
+    names = re.findall(r'class="span-name"[^>]*>([^<]*)<', html)
+    assert sorted(names) == ["chat m-answered", "embedding"], names  # were "chat None", "embedding None"

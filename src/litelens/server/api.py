@@ -240,7 +240,7 @@ def build_tree(
                 "type": "call",
                 "span_id": span_id,
                 "parent_span_id": call.get("parent_span_id"),
-                "name": f"{call.get('call_type')} {call.get('request_model')}",
+                "name": _call_name(call),
                 "start_time": call.get("start_time"),
                 "end_time": call.get("end_time"),
                 "call": call,
@@ -281,6 +281,12 @@ def build_tree(
     for node in nodes.values():
         node["children"].sort(key=lambda n: n.get("start_time") or 0)
     return sorted(roots, key=lambda n: n.get("start_time") or 0)
+
+
+def _call_name(call: dict[str, Any]) -> str:
+    """A call's node name, "<call type> <model>", from what the call has (not "chat None")."""
+    model = call.get("request_model") or call.get("response_model")
+    return " ".join(str(part) for part in (call.get("call_type"), model) if part) or "call"
 
 
 @router.get("/traces/{trace_id}", summary="One trace as a tree of spans and calls")
