@@ -904,3 +904,16 @@ def test_a_traced_call_without_a_requested_model_is_named_by_what_it_has(
     html = page_html(sqlite_server, f"/traces/{trace}")
     names = re.findall(r'class="span-name"[^>]*>([^<]*)<', html)
     assert sorted(names) == ["chat m-answered", "embedding"], names  # were "chat None", "embedding None"
+
+
+@pytest.mark.service
+def test_the_overviews_slowest_and_costliest_calls_name_a_model_the_call_has(
+    sqlite_server: ServerProcess,
+) -> None:
+    post_records(
+        sqlite_server.client(),
+        [make_record("answered-only", request_model=None, response_model="m-answered", cost_usd=1.0)],
+    )
+    overview = page_html(sqlite_server, "/?range=24h&refresh=0")
+    rows = re.findall(r'<td><a href="/calls/answered-only">[^<]*</a></td><td>([^<]*)</td>', overview)
+    assert rows == ["m-answered", "m-answered"], rows  # slowest, then costliest: was a dash
