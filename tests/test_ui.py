@@ -917,3 +917,21 @@ def test_the_overviews_slowest_and_costliest_calls_name_a_model_the_call_has(
     overview = page_html(sqlite_server, "/?range=24h&refresh=0")
     rows = re.findall(r'<td><a href="/calls/answered-only">[^<]*</a></td><td>([^<]*)</td>', overview)
     assert rows == ["m-answered", "m-answered"], rows  # slowest, then costliest: was a dash
+
+
+@pytest.mark.service
+def test_a_later_sessions_page_links_back_to_the_first(sqlite_server: ServerProcess) -> None:
+    now = time.time()
+    post_records(
+        sqlite_server.client(), [make_record(f"c{i:02d}", now - i, session_id=f"s{i:02d}") for i in range(55)]
+    )
+    first = page_html(sqlite_server, "/sessions?range=6h")
+    assert "First page" not in first
+    following = re.search(r'<a rel="next" href="([^"]+)">', first)
+    assert following
+    second = page_html(sqlite_server, following.group(1).replace("&amp;", "&"))
+    assert re.findall(r'<a href="/sessions/([^"]+)">', second) == [f"s{i:02d}" for i in range(50, 55)]
+    back = re.search(r'<a href="([^"]+)">First page</a>', second)
+    assert back and "range=6h" in back.group(1), "a way back without the browser's history"
+    again = page_html(sqlite_server, back.group(1).replace("&amp;", "&"))
+    assert re.findall(r'<a href="/sessions/([^"]+)">', again)[:2] == ["s00", "s01"]

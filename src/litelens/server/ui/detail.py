@@ -165,6 +165,7 @@ async def sessions(
         window=w,
         ranges=RANGES,
         rows=rows,
+        cursor="" if stale else cursor,
         next_cursor=next_cursor,
         stale_cursor=stale,
     )
