@@ -11,6 +11,7 @@ import json
 import re
 import shutil
 import time
+import urllib.parse
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -935,3 +936,18 @@ def test_a_later_sessions_page_links_back_to_the_first(sqlite_server: ServerProc
     assert back and "range=6h" in back.group(1), "a way back without the browser's history"
     again = page_html(sqlite_server, back.group(1).replace("&amp;", "&"))
     assert re.findall(r'<a href="/sessions/([^"]+)">', again)[:2] == ["s00", "s01"]
+
+
+@pytest.mark.service
+def test_a_metadata_filter_on_a_key_with_a_quote_or_backslash_lists_its_calls(server: ServerProcess) -> None:
+    post_records(
+        server.client(),
+        [
+            make_record("quoted", metadata={'say "hi"': "yes", "dir\\name": "x"}),
+            make_record("other", metadata={"say hi": "yes"}),
+        ],
+    )
+    # SQLite's JSON paths cannot quote these: the page was a JSON 400 "could not store the batch".
+    for meta in ('say "hi"=yes', "dir\\name=x"):
+        html = page_html(server, "/calls?range=all&meta=" + urllib.parse.quote(meta))
+        assert re.findall(r'data-call-id="([^"]+)"', html) == ["quoted"], meta

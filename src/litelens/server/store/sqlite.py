@@ -317,9 +317,16 @@ class SQLiteStore(SQLStore):
         return self._readers.get(timeout=60)
 
     def _metadata_condition(self, key: str) -> tuple[str, list[Any]]:
-        if '"' in key or "\\" in key:
-            raise ValueError(f"litelens: metadata key {key!r} cannot be filtered on")
         # json_extract gives true/false as 1/0; PostgreSQL's ->> (and the JSON) say "true"/"false".
+        if '"' in key or "\\" in key:
+            # A JSON path cannot quote these (the page answered a JSON 400): the key is found among the
+            # metadata's own keys instead, a walk of one object per call.
+            return (
+                "EXISTS (SELECT 1 FROM json_each(c.record, '$.metadata') m WHERE m.key = ? AND "
+                "(CASE m.type WHEN 'true' THEN 'true' WHEN 'false' THEN 'false' "
+                "ELSE CAST(m.value AS TEXT) END) = ?)",
+                [key],
+            )
         path = f'$.metadata."{key}"'
         return (
             "(CASE json_type(c.record, ?) WHEN 'true' THEN 'true' WHEN 'false' THEN 'false' "
