@@ -145,7 +145,6 @@ def _make_env() -> Environment:
         int=fmt_int,
         pct=fmt_pct,
         json=fmt_json,
-        visible=fmt_visible,
         code_spans=fmt_code_spans,
     )
     return env
