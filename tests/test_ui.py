@@ -5,9 +5,13 @@ screenshots under test-output/<test name>/ (fixtures `browser`, `visit`, `shots`
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 import re
 import shutil
 import time
+import urllib.parse
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -100,9 +104,12 @@ def test_the_overview_follows_the_chosen_range_and_refreshes_itself(
     page.wait_for_url(re.compile(r"range=7d"))
     assert page.inner_text("[data-testid=total-requests]") == "15"
     page.evaluate("window.__same_document = true")
+    page.locator(".chart").nth(2).locator("summary").click()  # the latency chart's values, opened
     post_records(client, [make_record(f"late-{i}") for i in range(3)])
     expect(page.locator("[data-testid=total-requests]")).to_have_text("18", timeout=25_000)
     assert page.evaluate("window.__same_document") is True, "refreshed in place, not reloaded"
+    opened = page.eval_on_selector_all("details", "ds => ds.map(d => d.open)")
+    assert opened[2] and sum(opened) == 1, "what the reader opened stays open (it closed every refresh)"
     shots(page, "seven-days-refreshed")
 
 
@@ -251,12 +258,20 @@ def test_live_tail_shows_new_calls_without_a_reload(
     v = visit(sqlite_server)
     v.go("/calls?tag=live&tail=1")
     assert v.call_ids() == ["old-1"]
-    post_records(client, [make_record("new-1", tags=["live"]), make_record("other", tags=["quiet"])])
+    new = make_record("new-1", tags=["live"], status="error", error={"type": "APIConnectionError"})
+    post_records(client, [new, make_record("other", tags=["quiet"])])
     v.page.wait_for_selector("tr[data-call-id=new-1]", timeout=15_000)
     assert v.call_ids() == ["new-1", "old-1"]
     # A long call is stored when it ends: started before new-1, it arrives after it, and still shows.
     post_records(client, [make_record("long-1", time.time() - 30, tags=["live"])])
     v.page.wait_for_selector("tr[data-call-id=long-1]", timeout=15_000)
+    assert v.call_ids() == ["new-1", "long-1", "old-1"]
+    # A row already shown follows its call: the retry's record merged into it shows in place.
+    retried = {**new, "status": "ok", "error": None, "usage": {"input_tokens": 3, "output_tokens": 77}}
+    post_records(client, [retried])
+    row = v.page.locator("tr[data-call-id=new-1]")
+    expect(row).to_contain_text("3 / 77", timeout=15_000)
+    expect(row.locator(".badge")).to_have_text("ok")
     assert v.call_ids() == ["new-1", "long-1", "old-1"]
     shots(v.page, "tail")
 
@@ -654,3 +669,285 @@ def test_an_error_message_that_is_an_object_is_stored_and_shown_not_a_500_for_th
     post_records(sqlite_server.client(), [failed, make_record("ok-beside")])
     html = page_html(sqlite_server, "/calls/err-object")
     assert "BadRequestError" in html and "&#34;code&#34;: &#34;context_length&#34;" in html  # as JSON
+
+
+@pytest.mark.service
+def test_the_top_errors_no_class_link_lists_only_the_errors_without_a_class(
+    sqlite_server: ServerProcess,
+) -> None:
+    now = time.time()
+    post_records(
+        sqlite_server.client(),
+        [
+            make_record("classless", now - 30, status="error", error={"message": "boom"}),
+            make_record("rate-limited", now - 20, status="error", error={"type": "RateLimitError"}),
+            make_record("fine", now - 10),
+        ],
+    )
+    overview = page_html(sqlite_server, "/?range=24h&refresh=0")
+    link = re.search(r'<a href="(/calls\?[^"]*)">\(no class\)</a>', overview)
+    assert link, "the top errors list the failed calls without a class"
+    listed = page_html(sqlite_server, link.group(1).replace("&amp;", "&"))
+    assert re.findall(r'data-call-id="([^"]+)"', listed) == ["classless"]
+    # The API narrows the same way.
+    calls = sqlite_server.client().get_json("/api/calls?status=error&no_error_type=true")["calls"]
+    assert [c["call_id"] for c in calls] == ["classless"]
+
+
+@pytest.mark.service
+def test_the_calls_page_exports_its_filtered_selection_as_jsonl_and_csv(sqlite_server: ServerProcess) -> None:
+    records = seed_calls(sqlite_server.client(), 30)
+    html = page_html(sqlite_server, "/calls?model=claude-3&status=error&meta=team%3Dred&range=all")
+    links = {
+        fmt: href.replace("&amp;", "&")
+        for href, fmt in re.findall(r'<a href="(/[^"]*format=(jsonl|csv)[^"]*)"', html)
+    }
+    assert set(links) == {"jsonl", "csv"}, "the page offers both downloads"
+    expected = [
+        r["call_id"]
+        for r in records
+        if r["request_model"] == "claude-3" and r["status"] == "error" and r["metadata"]["team"] == "red"
+    ]
+    assert expected
+    cookie = {"Cookie": f"litelens_key={sqlite_server.key}"}
+    answer = sqlite_server.client().request("GET", links["jsonl"], headers=cookie, key=None)
+    assert answer.status == 200 and "attachment" in answer.headers["content-disposition"]
+    assert [json.loads(line)["call_id"] for line in answer.body.decode().splitlines()] == expected
+    answer = sqlite_server.client().request("GET", links["csv"], headers=cookie, key=None)
+    assert answer.status == 200 and answer.headers["content-type"].startswith("text/csv")
+    rows = list(csv.DictReader(io.StringIO(answer.body.decode())))
+    assert [r["call_id"] for r in rows] == expected
+    # Signed out, the link asks for a key like every page (and gives nothing away).
+    assert sqlite_server.client().request("GET", links["csv"], key=None).status == 303
+
+
+@pytest.mark.service
+def test_a_calls_back_link_returns_to_the_filtered_list_it_was_opened_from(
+    sqlite_server: ServerProcess,
+) -> None:
+    seed_calls(sqlite_server.client(), 30)
+    listing = "/calls?model=claude-3&meta=team%3Dblue&sort=cost_usd&order=asc&range=all"
+    html = page_html(sqlite_server, listing)
+    shown = re.findall(r'data-call-id="([^"]+)"', html)
+    assert len(shown) > 2
+    opened = re.search(rf'<a href="(/calls/{shown[1]}[^"]*)"', html)
+    assert opened
+    detail = page_html(sqlite_server, opened.group(1).replace("&amp;", "&"))
+    back = re.search(r'<a href="([^"]*)">← Calls</a>', detail)
+    assert back
+    again = page_html(sqlite_server, back.group(1).replace("&amp;", "&"))
+    assert re.findall(r'data-call-id="([^"]+)"', again) == shown, "the same filtered, sorted list"
+    assert 'value="claude-3"' in again and 'value="team=blue"' in again
+
+
+@pytest.mark.service
+def test_sessions_are_listed_by_their_last_activity_newest_first(sqlite_server: ServerProcess) -> None:
+    now = time.time()
+    post_records(
+        sqlite_server.client(),
+        [
+            # A long stream that began first and ended last: its session was active most recently.
+            make_record("long", now - 100, end_time=now - 10, session_id="s-long"),
+            make_record("short", now - 50, end_time=now - 49, session_id="s-short"),
+            # Three sessions last active at the same moment: a fixed order, and no page repeats one.
+            *(
+                make_record(f"tie-{i}", now - 300, end_time=now - 200, session_id=f"s-tie-{i}")
+                for i in range(3)
+            ),
+        ],
+    )
+    order = ["s-long", "s-short", "s-tie-2", "s-tie-1", "s-tie-0"]
+    html = page_html(sqlite_server, "/sessions?range=24h")
+    assert re.findall(r'<a href="/sessions/([^"]+)">', html) == order
+    client, seen, cursor = sqlite_server.client(), [], ""
+    while True:
+        answer = client.get_json(f"/api/sessions?limit=2{cursor}")
+        seen += [s["session_id"] for s in answer["sessions"]]
+        if not answer["next_cursor"]:
+            break
+        cursor = f"&cursor={answer['next_cursor']}"
+    assert seen == order
+
+
+@pytest.mark.service
+def test_an_id_with_control_characters_gets_a_404_that_shows_them_escaped(server: ServerProcess) -> None:
+    post_records(server.client(), [make_record("c-1", session_id="s-1")])
+    cookie = {"Cookie": f"litelens_key={server.key}"}
+    for kind in ("calls", "traces", "sessions"):
+        answer = server.client().request("GET", f"/{kind}/c-1%00%1b[2J%e2%80%ae", headers=cookie, key=None)
+        assert answer.status == 404, (kind, answer)  # PostgreSQL, which holds no NUL, answered 503
+        text = answer.body.decode()
+        assert not re.search(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\u202e]", text), kind
+        assert r"c-1\x00\x1b[2J\u202e" in text, kind
+        assert server.client().get(f"/api/{kind}/c-1%00").status == 404, kind
+    # A filter holding a NUL lists no call (PostgreSQL answered 503 here too).
+    assert "data-call-id" not in page_html(server, "/calls?model=gpt%00&range=all")
+    assert server.client().get_json("/api/calls?session_id=s-1%00")["calls"] == []
+    assert server.client().get("/api/export?q=%00&model=%00").body == b""
+
+
+@pytest.mark.service
+def test_in_the_live_tail_the_next_page_and_sort_links_leave_the_tail_and_work(
+    sqlite_server: ServerProcess,
+) -> None:
+    records = seed_calls(sqlite_server.client(), 60)
+    html = page_html(sqlite_server, "/calls?tail=1&range=all")
+    newest_first = [r["call_id"] for r in reversed(records)]
+    assert re.findall(r'data-call-id="([^"]+)"', html) == newest_first[:50]
+    following = re.search(r'<a href="(/calls\?[^"]*)" rel="next">', html)
+    assert following, "a next page"
+    # It reloaded the tail's first page: the tail shows the newest calls, whatever the cursor.
+    second = page_html(sqlite_server, following.group(1).replace("&amp;", "&"))
+    assert re.findall(r'data-call-id="([^"]+)"', second) == newest_first[50:]
+    by_cost = re.search(r'<a href="(/calls\?[^"]*sort=cost_usd[^"]*)"', html)
+    assert by_cost
+    sorted_page = page_html(sqlite_server, by_cost.group(1).replace("&amp;", "&"))
+    expected = [r["call_id"] for r in sorted(records, key=lambda r: r["cost_usd"], reverse=True)[:50]]
+    assert re.findall(r'data-call-id="([^"]+)"', sorted_page) == expected
+
+
+@pytest.mark.service
+def test_a_call_whose_time_is_no_calendar_date_still_lists_and_opens(sqlite_server: ServerProcess) -> None:
+    # The collector takes any number as a start time; a date past the year 9999 failed every page
+    # showing the call (the whole calls list included) with a 500.
+    post_records(
+        sqlite_server.client(),
+        [
+            make_record("far-future", 1e12, session_id="s-odd"),
+            make_record("far-past", -1e12, session_id="s-odd"),
+            make_record("plain", session_id="s-odd"),
+        ],
+    )
+    listed = page_html(sqlite_server, "/calls?range=all")
+    assert re.findall(r'data-call-id="([^"]+)"', listed) == ["far-future", "plain", "far-past"]
+    assert "1e+12" in page_html(sqlite_server, "/calls/far-future")
+    assert "-1e+12" in page_html(sqlite_server, "/calls/far-past")
+    assert "far-future" in page_html(sqlite_server, "/sessions/s-odd")
+
+
+@pytest.mark.service
+def test_a_time_that_is_not_a_finite_number_is_refused_by_name(sqlite_server: ServerProcess) -> None:
+    client = sqlite_server.client()
+    # `start=nan` reached the store: /api/stats said "could not store the batch", the others matched nothing.
+    for path in (
+        "/api/stats?start=nan",
+        "/api/calls?end=inf",
+        "/api/sessions?start=-inf",
+        "/api/export?start=nan",
+    ):
+        answer = client.get(path)
+        assert answer.status == 400, (path, answer)
+        assert "finite" in answer.json()["error"] and "batch" not in answer.json()["error"], path
+
+
+@pytest.mark.service
+def test_a_model_breakdown_row_links_to_every_call_it_counts_prefixed_names_included(
+    sqlite_server: ServerProcess,
+) -> None:
+    now = time.time()
+    post_records(
+        sqlite_server.client(),
+        [
+            # A routed call that failed: only the deployment's name, with its provider's prefix.
+            make_record(
+                "routed-failed",
+                now - 30,
+                request_model="openai/gpt-4o",
+                response_model=None,
+                status="error",
+                error={"type": "APIError"},
+            ),
+            make_record("answered", now - 20, request_model="gpt-4o", response_model="gpt-4o"),
+        ],
+    )
+    overview = page_html(sqlite_server, "/?range=24h&refresh=0")
+    by_model = overview[overview.index('data-testid="by-model"') :].split("</table>")[0]
+    link = re.search(r'<a href="(/calls\?[^"]*)">gpt-4o</a>', by_model)
+    assert link and re.search(r'gpt-4o</a></td>\s*<td class="num">2<', by_model), "both count as gpt-4o"
+    listed = page_html(sqlite_server, link.group(1).replace("&amp;", "&"))
+    assert re.findall(r'data-call-id="([^"]+)"', listed) == ["answered", "routed-failed"]
+
+
+@pytest.mark.service
+def test_a_time_filter_at_the_calendars_edge_shows_the_page(sqlite_server: ServerProcess) -> None:
+    post_records(sqlite_server.client(), [make_record("now-1")])
+    # Year 1 at +01:00 is year 0 in UTC, year 9999 at -01:00 is year 10000: both were a 500.
+    for since in ("0001-01-01T00:00%2B01:00", "9999-12-31T23:59:59-01:00"):
+        assert "<h1>Calls</h1>" in page_html(sqlite_server, f"/calls?range=all&since={since}")
+    html = page_html(sqlite_server, "/calls?range=all&since=0001-01-01T00:00")
+    assert 'name="since" value="0001-01-01T00:00:00"' in html, "the form shows the time it filters by"
+    assert re.findall(r'data-call-id="([^"]+)"', html) == ["now-1"]
+
+
+@pytest.mark.service
+def test_a_sessions_page_link_with_an_overlong_cursor_shows_the_first_page(
+    sqlite_server: ServerProcess,
+) -> None:
+    post_records(sqlite_server.client(), [make_record("c-1", session_id="s-1")])
+    html = page_html(sqlite_server, "/sessions?cursor=" + "x" * 600)  # was FastAPI's JSON 422
+    assert 'data-testid="stale-cursor"' in html and 'href="/sessions/s-1"' in html
+
+
+@pytest.mark.service
+def test_a_traced_call_without_a_requested_model_is_named_by_what_it_has(
+    sqlite_server: ServerProcess,
+) -> None:
+    trace = "5" * 32
+    post_records(
+        sqlite_server.client(),
+        [
+            make_record("no-request-model", trace_id=trace, request_model=None, response_model="m-answered"),
+            make_record(
+                "no-model", trace_id=trace, request_model=None, response_model=None, call_type="embedding"
+            ),
+        ],
+    )
+    html = page_html(sqlite_server, f"/traces/{trace}")
+    names = re.findall(r'class="span-name"[^>]*>([^<]*)<', html)
+    assert sorted(names) == ["chat m-answered", "embedding"], names  # were "chat None", "embedding None"
+
+
+@pytest.mark.service
+def test_the_overviews_slowest_and_costliest_calls_name_a_model_the_call_has(
+    sqlite_server: ServerProcess,
+) -> None:
+    post_records(
+        sqlite_server.client(),
+        [make_record("answered-only", request_model=None, response_model="m-answered", cost_usd=1.0)],
+    )
+    overview = page_html(sqlite_server, "/?range=24h&refresh=0")
+    rows = re.findall(r'<td><a href="/calls/answered-only">[^<]*</a></td><td>([^<]*)</td>', overview)
+    assert rows == ["m-answered", "m-answered"], rows  # slowest, then costliest: was a dash
+
+
+@pytest.mark.service
+def test_a_later_sessions_page_links_back_to_the_first(sqlite_server: ServerProcess) -> None:
+    now = time.time()
+    post_records(
+        sqlite_server.client(), [make_record(f"c{i:02d}", now - i, session_id=f"s{i:02d}") for i in range(55)]
+    )
+    first = page_html(sqlite_server, "/sessions?range=6h")
+    assert "First page" not in first
+    following = re.search(r'<a rel="next" href="([^"]+)">', first)
+    assert following
+    second = page_html(sqlite_server, following.group(1).replace("&amp;", "&"))
+    assert re.findall(r'<a href="/sessions/([^"]+)">', second) == [f"s{i:02d}" for i in range(50, 55)]
+    back = re.search(r'<a href="([^"]+)">First page</a>', second)
+    assert back and "range=6h" in back.group(1), "a way back without the browser's history"
+    again = page_html(sqlite_server, back.group(1).replace("&amp;", "&"))
+    assert re.findall(r'<a href="/sessions/([^"]+)">', again)[:2] == ["s00", "s01"]
+
+
+@pytest.mark.service
+def test_a_metadata_filter_on_a_key_with_a_quote_or_backslash_lists_its_calls(server: ServerProcess) -> None:
+    post_records(
+        server.client(),
+        [
+            make_record("quoted", metadata={'say "hi"': "yes", "dir\\name": "x"}),
+            make_record("other", metadata={"say hi": "yes"}),
+        ],
+    )
+    # SQLite's JSON paths cannot quote these: the page was a JSON 400 "could not store the batch".
+    for meta in ('say "hi"=yes', "dir\\name=x"):
+        html = page_html(server, "/calls?range=all&meta=" + urllib.parse.quote(meta))
+        assert re.findall(r'data-call-id="([^"]+)"', html) == ["quoted"], meta

@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import time
 from collections.abc import Iterator
 from typing import Annotated, Any, Literal
@@ -25,13 +26,34 @@ Sort = Literal["start_time", "duration_ms", "total_tokens", "cost_usd"]
 GroupBy = Literal["model", "provider", "user", "tag", "key_alias"]
 
 
+def finite_times(**times: float | None) -> None:
+    """NaN and infinity parse as numbers but are no time: refused by name instead of reaching the store
+    (which matched nothing, or failed as "could not store the batch")."""
+    for name, value in times.items():
+        if value is not None and not math.isfinite(value):
+            raise HTTPException(400, f"{name} must be a finite number of epoch seconds")
+
+
 def call_filter(
     start: Annotated[float | None, Query(description="Calls started at or after (epoch seconds)")] = None,
     end: Annotated[float | None, Query(description="Calls started before (epoch seconds, exclusive)")] = None,
-    model: Annotated[str | None, Query(max_length=256)] = None,
+    model: Annotated[
+        str | None,
+        Query(
+            description="the requested or the response model, also as `<provider>/<model>`",
+            max_length=256,
+        ),
+    ] = None,
     provider: Annotated[str | None, Query(max_length=256)] = None,
     status: Annotated[Literal["ok", "error", "cancelled"] | None, Query()] = None,
     error_type: Annotated[str | None, Query(max_length=256)] = None,
+    no_error_type: Annotated[
+        bool,
+        Query(
+            description="only calls without an error class (`error.type`); with `status=error`, "
+            "the failures that have none"
+        ),
+    ] = False,
     call_type: Annotated[str | None, Query(max_length=64)] = None,
     end_user: Annotated[str | None, Query(max_length=256)] = None,
     user_id: Annotated[str | None, Query(max_length=256)] = None,
@@ -50,6 +72,7 @@ def call_filter(
         str | None, Query(description="free text in the record, content included", max_length=256)
     ] = None,
 ) -> CallFilter:
+    finite_times(start=start, end=end)
     metadata: dict[str, str] = {}
     for item in meta or []:
         key, sep, value = item.partition("=")
@@ -63,6 +86,7 @@ def call_filter(
         provider=provider,
         status=status,
         error_type=error_type,
+        no_error_type=no_error_type,
         call_type=call_type,
         end_user=end_user,
         user_id=user_id,
@@ -103,8 +127,11 @@ async def export(
     filters: Filters,
     format: Literal["jsonl", "csv"] = "jsonl",
 ) -> StreamingResponse:
-    store = request.app.state.store
-    records = store.export(project, filters)
+    return export_response(request.app.state.store.export(project, filters), format)
+
+
+def export_response(records: Iterator[dict[str, Any]], format: Literal["jsonl", "csv"]) -> StreamingResponse:
+    """Records streamed as a download (the API's export and the dashboard's export links)."""
     if format == "jsonl":
         body: Iterator[str] = (
             json.dumps(r, separators=(",", ":"), ensure_ascii=False) + "\n" for r in records
@@ -213,7 +240,7 @@ def build_tree(
                 "type": "call",
                 "span_id": span_id,
                 "parent_span_id": call.get("parent_span_id"),
-                "name": f"{call.get('call_type')} {call.get('request_model')}",
+                "name": _call_name(call),
                 "start_time": call.get("start_time"),
                 "end_time": call.get("end_time"),
                 "call": call,
@@ -256,6 +283,12 @@ def build_tree(
     return sorted(roots, key=lambda n: n.get("start_time") or 0)
 
 
+def _call_name(call: dict[str, Any]) -> str:
+    """A call's node name, "<call type> <model>", from what the call has (not "chat None")."""
+    model = call.get("request_model") or call.get("response_model")
+    return " ".join(str(part) for part in (call.get("call_type"), model) if part) or "call"
+
+
 @router.get("/traces/{trace_id}", summary="One trace as a tree of spans and calls")
 async def get_trace(
     request: Request,
@@ -277,6 +310,7 @@ async def list_sessions(
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     cursor: Annotated[str | None, Query(max_length=512)] = None,
 ) -> dict[str, Any]:
+    finite_times(start=start, end=end)
     end = end if end is not None else time.time() + 60
     start = start if start is not None else end - 7 * 86400
     rows, next_cursor = await store_call(
@@ -332,6 +366,7 @@ async def stats(
 ) -> dict[str, Any]:
     if bucket % 60:
         raise HTTPException(400, "bucket must be a multiple of 60 seconds")
+    finite_times(start=start, end=end)
     end = end if end is not None else time.time()
     start = start if start is not None else end - 86400
     if end <= start:

@@ -46,8 +46,10 @@ class CallFilter:
     """What `list_calls` and `export` narrow to. Every field that is set must match (AND).
 
     `start`/`end` bound the call's start time, in epoch seconds, as the half-open range [start, end).
-    `model` matches the requested or the response model. `metadata` matches top-level metadata keys
-    by their value as text. `search` is a case-insensitive substring of the whole stored record (content
+    `model` matches the requested or the response model, also under the provider's `<provider>/` prefix
+    (as the model breakdown counts it). `no_error_type` keeps the calls without an error class (with
+    `status="error"`: the top errors' "(no class)" row). `metadata` matches top-level metadata keys by
+    their value as text. `search` is a case-insensitive substring of the whole stored record (content
     included), which is a scan: combine it with a time range on large projects.
     """
 
@@ -57,6 +59,7 @@ class CallFilter:
     provider: str | None = None
     status: str | None = None
     error_type: str | None = None
+    no_error_type: bool = False
     call_type: str | None = None
     end_user: str | None = None
     user_id: str | None = None

@@ -21,6 +21,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
+from litelens.server.store.base import CallFilter, Record, Row
 from litelens.server.store.rollup import RollupKey
 from litelens.server.store.rows import CALL_COLUMNS
 from litelens.server.store.sql import SQLStore, like_pattern
@@ -163,6 +164,12 @@ _V5 = [
     "ALTER TABLE spans ADD COLUMN events TEXT",
 ]
 
+# v6: see sqlite._V7.
+_V6 = [
+    "DROP INDEX sessions_recent",
+    "CREATE INDEX sessions_recent ON sessions (project_id, last_time, session_id)",
+]
+
 
 def _cased_regex(text: str) -> str:
     """A POSIX regex finding `text` in JSON text whatever the case of each letter (see like_pattern)."""
@@ -237,7 +244,7 @@ class _Pool:
 class PostgresStore(SQLStore):
     """`Store` on PostgreSQL, for deployments with several collectors or more data than one file."""
 
-    MIGRATIONS = (_V1, _V2, _V3, _V4, _V5)
+    MIGRATIONS = (_V1, _V2, _V3, _V4, _V5, _V6)
     _LEAST = "LEAST"
     _GREATEST = "GREATEST"
 
@@ -268,6 +275,27 @@ class PostgresStore(SQLStore):
     def _read(self) -> Iterator[psycopg.Cursor[Any]]:
         with self._pool.connection() as conn, conn.cursor() as cur:
             yield cur
+
+    # PostgreSQL text holds no NUL, so no stored id or value has one (ingest drops it from records), and
+    # one sent as a parameter fails the query: an id or filter with a NUL from a URL matches nothing
+    # (the page's 404, an empty list) rather than a 503 "storage unavailable".
+
+    def _where(self, project_id: int, filters: CallFilter | None) -> tuple[list[str], list[Any]]:
+        conds, params = super()._where(project_id, filters)
+        if any(isinstance(p, str) and "\x00" in p for p in params):
+            return ["c.project_id = ?", "FALSE"], [project_id]
+        return conds, params
+
+    def get_call(self, project_id: int, call_id: str) -> Record | None:
+        return None if "\x00" in call_id else super().get_call(project_id, call_id)
+
+    def get_trace(self, project_id: int, trace_id: str) -> dict[str, list[Row]]:
+        if "\x00" in trace_id:
+            return {"spans": [], "calls": []}
+        return super().get_trace(project_id, trace_id)
+
+    def get_session(self, project_id: int, session_id: str) -> list[Row]:
+        return [] if "\x00" in session_id else super().get_session(project_id, session_id)
 
     def _stored_records(
         self, cur: psycopg.Cursor[Any], project_id: int, call_ids: list[str]

@@ -221,8 +221,13 @@ class SQLStore(BatchWriter, Store):
             conds.append("c.start_time < ?")
             params.append(float(f.end))
         if f.model:
-            conds.append("(c.request_model = ? OR c.response_model = ?)")
-            params += [f.model, f.model]
+            # Also under its provider's `<provider>/` prefix, which LiteLLM adds on some routes only: the
+            # model breakdown counts a call under the name without it (`rollup.model_name`).
+            conds.append(
+                "(c.request_model = ? OR c.response_model = ? OR c.request_model = c.provider || '/' || ? "
+                "OR c.response_model = c.provider || '/' || ?)"
+            )
+            params += [f.model] * 4
         for column in (
             "provider",
             "status",
@@ -243,6 +248,8 @@ class SQLStore(BatchWriter, Store):
                 conds.append(f"c.{column} = ?")
                 # Trace ids are hex, stored lower-case: either case finds the trace.
                 params.append(value.lower() if column == "trace_id" else value)
+        if f.no_error_type:
+            conds.append("c.error_type IS NULL")
         if f.user:
             conds.append("(c.end_user = ? OR (c.end_user IS NULL AND c.user_id = ?))")
             params += [f.user, f.user]
@@ -384,21 +391,22 @@ class SQLStore(BatchWriter, Store):
     def list_sessions(
         self, project_id: int, start: float, end: float, limit: int = 50, cursor: str | None = None
     ) -> tuple[list[Row], str | None]:
-        """Sessions with calls in [start, end) by their first and last call start, most recent first.
+        """Sessions active in [start, end) (a call started before `end`, one ended at or after `start`),
+        by last activity (the end of their latest call, as listed), most recent first, ties by id.
 
         Served from the `sessions` table that `write` keeps current, so it is an index range scan; the
         figures (calls, tokens, cost, errors, first/last time) are the whole session's.
         """
         limit = max(1, min(int(limit), 10_000))
-        conds = "project_id = ? AND last_start >= ? AND first_time < ?"
+        conds = "project_id = ? AND last_time >= ? AND first_time < ?"
         params: list[Any] = [project_id, float(start), float(end)]
         if cursor:
-            last_start, session_id = decode_session_cursor(cursor)
-            conds += " AND (last_start, session_id) < (?, ?)"
-            params += [last_start, session_id]
+            last_time, session_id = decode_session_cursor(cursor)
+            conds += " AND (last_time, session_id) < (?, ?)"
+            params += [last_time, session_id]
         sql = (
-            "SELECT session_id, first_time, last_start, last_time, calls, tokens, cost, errors FROM sessions "
-            f"WHERE {conds} ORDER BY last_start DESC, session_id DESC LIMIT ?"
+            "SELECT session_id, first_time, last_time, calls, tokens, cost, errors FROM sessions "
+            f"WHERE {conds} ORDER BY last_time DESC, session_id DESC LIMIT ?"
         )
         with self._read() as cur:
             cur.execute(self._q(sql), (*params, limit + 1))
@@ -407,21 +415,18 @@ class SQLStore(BatchWriter, Store):
             {
                 "session_id": r[0],
                 "first_time": r[1],
-                "last_time": r[3],
-                "calls": int(r[4]),
-                "tokens": int(r[5] or 0),
-                "cost_usd": float(r[6] or 0),
-                "errors": int(r[7] or 0),
-                "_last_start": float(r[2]),
+                "last_time": r[2],
+                "calls": int(r[3]),
+                "tokens": int(r[4] or 0),
+                "cost_usd": float(r[5] or 0),
+                "errors": int(r[6] or 0),
             }
             for r in rows
         ]
         next_cursor = None
         if len(out) > limit:
             out = out[:limit]
-            next_cursor = encode_session_cursor(out[-1]["_last_start"], out[-1]["session_id"])
-        for item in out:
-            del item["_last_start"]
+            next_cursor = encode_session_cursor(float(out[-1]["last_time"]), out[-1]["session_id"])
         return out, next_cursor
 
     def get_session(self, project_id: int, session_id: str) -> list[Row]:

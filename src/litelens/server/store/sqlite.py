@@ -180,6 +180,15 @@ _V6 = [
 ]
 
 
+# v7: sessions are listed by their last activity (the end of their latest call), which the list shows;
+# ordered by the latest call's start instead, a session whose long stream ended last was listed below
+# sessions it outlasted. The index follows the new order.
+_V7 = [
+    "DROP INDEX sessions_recent",
+    "CREATE INDEX sessions_recent ON sessions (project_id, last_time, session_id)",
+]
+
+
 def _fold(text: Any) -> Any:
     """Lower-cased text for searches that are not ASCII (`litelens_fold` in SQL)."""
     return text.lower() if isinstance(text, str) else text
@@ -188,7 +197,7 @@ def _fold(text: Any) -> Any:
 class SQLiteStore(SQLStore):
     """`Store` on a SQLite file (or a private in-memory database, for tests)."""
 
-    MIGRATIONS = (_V1, _V2, _V3, _V4, _V5, _V6)
+    MIGRATIONS = (_V1, _V2, _V3, _V4, _V5, _V6, _V7)
 
     def __init__(self, path: str, *, synchronous: str = "FULL", readers: int = 4) -> None:
         self.path = path
@@ -308,9 +317,16 @@ class SQLiteStore(SQLStore):
         return self._readers.get(timeout=60)
 
     def _metadata_condition(self, key: str) -> tuple[str, list[Any]]:
-        if '"' in key or "\\" in key:
-            raise ValueError(f"litelens: metadata key {key!r} cannot be filtered on")
         # json_extract gives true/false as 1/0; PostgreSQL's ->> (and the JSON) say "true"/"false".
+        if '"' in key or "\\" in key:
+            # A JSON path cannot quote these (the page answered a JSON 400): the key is found among the
+            # metadata's own keys instead, a walk of one object per call.
+            return (
+                "EXISTS (SELECT 1 FROM json_each(c.record, '$.metadata') m WHERE m.key = ? AND "
+                "(CASE m.type WHEN 'true' THEN 'true' WHEN 'false' THEN 'false' "
+                "ELSE CAST(m.value AS TEXT) END) = ?)",
+                [key],
+            )
         path = f'$.metadata."{key}"'
         return (
             "(CASE json_type(c.record, ?) WHEN 'true' THEN 'true' WHEN 'false' THEN 'false' "

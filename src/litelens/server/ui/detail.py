@@ -10,14 +10,14 @@ from __future__ import annotations
 import time
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
 from litelens.server.api import build_tree, session_totals
 from litelens.server.deps import BadCursor, store_call
-from litelens.server.ui import conversation
+from litelens.server.ui import conversation, query
 from litelens.server.ui.charts import span_bar, timing_bar
-from litelens.server.ui.render import page
+from litelens.server.ui.render import fmt_visible, page
 from litelens.server.ui.signin import page_project
 from litelens.server.ui.timerange import RANGES, window
 
@@ -25,15 +25,15 @@ router = APIRouter(include_in_schema=False)
 UIProject = Annotated[int, Depends(page_project)]
 
 
-def not_found(request: Request, what: str) -> Response:
-    return page(request, "missing.html", status=404, what=what)
+def not_found(request: Request, kind: str, ident: str) -> Response:
+    return page(request, "missing.html", status=404, what=f"{kind} {fmt_visible(ident[:80])}")
 
 
 @router.get("/calls/{call_id:path}")
 async def call_detail(request: Request, project: UIProject, call_id: str) -> Response:
     record = await store_call(request.app.state.store.get_call, project, call_id)
     if record is None:
-        return not_found(request, f"call {call_id[:80]}")
+        return not_found(request, "call", call_id)
     request_part = record.get("request") or {}
     usage = record.get("usage") or {}
     duration = _duration_ms(record)
@@ -60,7 +60,17 @@ async def call_detail(request: Request, project: UIProject, call_id: str) -> Res
         timing=timing_bar(duration, ttft),
         python_code=conversation.as_python(record),
         curl_code=conversation.as_curl(record),
+        # The calls view the call was opened from (its link carries the view's query): "← Calls" goes
+        # back to those filters, rebuilt from what they parse to, so the link can only lead to /calls.
+        back=_calls_view(request),
     )
+
+
+def _calls_view(request: Request) -> str:
+    if not request.query_params:
+        return ""
+    view = query.parse(request.query_params)
+    return view.query(cursor=view.cursor)
 
 
 def _mapping(value: Any) -> dict[str, Any]:
@@ -93,7 +103,7 @@ def flatten(roots: list[dict[str, Any]]) -> list[tuple[int, dict[str, Any]]]:
 async def trace_detail(request: Request, project: UIProject, trace_id: str) -> Response:
     found = await store_call(request.app.state.store.get_trace, project, trace_id)
     if not found["spans"] and not found["calls"]:
-        return not_found(request, f"trace {trace_id[:80]}")
+        return not_found(request, "trace", trace_id)
     rows = flatten(build_tree(found["spans"], found["calls"]))
     starts = [n["start_time"] for _, n in rows if n.get("start_time") is not None]
     ends = [n.get("end_time") or n["start_time"] for _, n in rows if n.get("start_time") is not None]
@@ -136,8 +146,11 @@ async def sessions(
     request: Request,
     project: UIProject,
     range: str = "24h",
-    cursor: Annotated[str, Query(max_length=512)] = "",
+    cursor: str = "",
 ) -> Response:
+    # The cursor is cut rather than checked by length: an overlong one is a stale link, answered with the
+    # first page and a notice like any other, not with a JSON 422 in place of the page.
+    cursor = cursor[:512]
     w = window(range, time.time())
     store = request.app.state.store
     stale = False
@@ -152,6 +165,7 @@ async def sessions(
         window=w,
         ranges=RANGES,
         rows=rows,
+        cursor="" if stale else cursor,
         next_cursor=next_cursor,
         stale_cursor=stale,
     )
@@ -161,5 +175,5 @@ async def sessions(
 async def session_detail(request: Request, project: UIProject, session_id: str) -> Response:
     calls = await store_call(request.app.state.store.get_session, project, session_id)
     if not calls:
-        return not_found(request, f"session {session_id[:80]}")
+        return not_found(request, "session", session_id)
     return page(request, "session.html", session_id=session_id, rows=calls, totals=session_totals(calls))

@@ -16,10 +16,20 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
+from litelens.server.api import export_response
 from litelens.server.deps import BadCursor, store_call
 from litelens.server.store.base import AGGREGATE_GROUPS
 from litelens.server.ui import charts, query
-from litelens.server.ui.render import fmt_bucket, fmt_cost, fmt_ms, fmt_num, fmt_pct, fragment, page
+from litelens.server.ui.render import (
+    SECURITY_HEADERS,
+    fmt_bucket,
+    fmt_cost,
+    fmt_ms,
+    fmt_num,
+    fmt_pct,
+    fragment,
+    page,
+)
 from litelens.server.ui.signin import page_project
 from litelens.server.ui.timerange import RANGES, WHOLE_RANGE_BUCKET, Window, window
 
@@ -184,10 +194,22 @@ async def calls(request: Request, project: UIProject) -> Response:
 
 @router.get("/partials/calls")
 async def calls_tail(request: Request, project: UIProject, after: float = 0.0) -> Response:
-    """The newest rows of the calls view for its live tail (app.js adds the ones it has not shown)."""
+    """The newest rows of the calls view for its live tail (app.js adds new ones, updates shown ones)."""
     view = query.parse(request.query_params)
     filters = query.to_filter(view, time.time())
     start = max(filters.start or 0.0, after - TAIL_LOOKBACK_S)
     filters = dataclasses.replace(filters, start=start)
     rows, _ = await store_call(request.app.state.store.list_calls, project, filters, TAIL_ROWS, None)
-    return fragment("rows.html", rows=rows)
+    return fragment("rows.html", rows=rows, view=view.query(tail=True))
+
+
+# Not under /calls/, where a call whose id is "export" lives.
+@router.get("/export")
+async def export(request: Request, project: UIProject, format: str = "jsonl") -> Response:
+    """The calls view's filtered selection, every page of it, as a download (the API's export, signed in
+    with the dashboard's cookie: the API takes only a bearer key, which a link cannot send)."""
+    filters = query.to_filter(query.parse(request.query_params), time.time())
+    records = request.app.state.store.export(project, filters)
+    answer = export_response(records, "csv" if format == "csv" else "jsonl")
+    answer.headers.update(SECURITY_HEADERS)
+    return answer

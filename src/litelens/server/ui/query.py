@@ -33,6 +33,7 @@ class CallsView:
 
     filters: Mapping[str, str] = field(default_factory=dict)
     meta: tuple[str, ...] = ()
+    no_error_type: bool = False
     range: str = "24h"
     since: str = ""  # datetime-local text (UTC), overrides the range's start
     until: str = ""
@@ -46,6 +47,8 @@ class CallsView:
         view = dataclasses.replace(self, **{"cursor": "", **changes})  # type: ignore[arg-type]
         pairs: list[tuple[str, str]] = [(k, v) for k, v in view.filters.items() if v]
         pairs += [("meta", m) for m in view.meta]
+        if view.no_error_type:
+            pairs.append(("no_error_type", "1"))
         pairs.append(("range", view.range))
         if view.since:
             pairs.append(("since", view.since))
@@ -77,6 +80,7 @@ def parse(params: QueryParams) -> CallsView:
     return CallsView(
         filters={k: v for k, v in filters.items() if v},
         meta=meta[:20],
+        no_error_type=params.get("no_error_type") == "1",
         range=time_range if time_range in RANGES or time_range == ALL_TIME else "24h",
         since=as_input(params.get("since", "")[:40]),
         until=as_input(params.get("until", "")[:40]),
@@ -101,11 +105,12 @@ def parse_utc(text: str) -> float | None:
         return None
     try:
         moment = datetime.fromisoformat(text)
-    except ValueError:
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=timezone.utc)
+        # In UTC, a time with an offset can fall outside years 1 to 9999: no time either (was a 500).
+        return moment.astimezone(timezone.utc).timestamp()
+    except (ValueError, OverflowError):
         return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return moment.timestamp()
 
 
 def as_input(text: str) -> str:
@@ -117,7 +122,8 @@ def as_input(text: str) -> str:
     epoch = parse_utc(text.strip())
     if epoch is None:
         return ""
-    return datetime.fromtimestamp(epoch, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+    # isoformat, not strftime: "%Y" gives year 1 as "1", which the field cannot read.
+    return datetime.fromtimestamp(epoch, timezone.utc).replace(tzinfo=None).isoformat(timespec="seconds")
 
 
 def to_filter(view: CallsView, now: float) -> CallFilter:
@@ -130,5 +136,6 @@ def to_filter(view: CallsView, now: float) -> CallFilter:
         start=start,
         end=end,
         meta=list(view.meta),
+        no_error_type=view.no_error_type,
         **{name: view.filters.get(name) or None for name in TEXT_FILTERS},  # type: ignore[arg-type]
     )

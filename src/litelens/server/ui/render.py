@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import unicodedata
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -46,7 +47,12 @@ def fmt_time(epoch: Any) -> str:
     value = _number(epoch)
     if value is None:
         return EMPTY
-    return datetime.fromtimestamp(value, timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+    try:
+        return datetime.fromtimestamp(value, timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+    except (OverflowError, ValueError, OSError):
+        # A time outside the calendar's years 1 to 9999 (a sender's bug): the number as sent, not a 500
+        # for every page that lists the call.
+        return f"{value:g} (epoch seconds)"
 
 
 def fmt_bucket(epoch: float, bucket: int) -> str:
@@ -99,6 +105,13 @@ def fmt_int(given: Any) -> str:
 def fmt_pct(given: Any) -> str:
     value = _number(given)
     return EMPTY if value is None else f"{value * 100:.1f}%"
+
+
+def fmt_visible(text: Any) -> str:
+    """Text with its control and format characters written as escapes (`\\x00`, `\\u202e`): an id from a
+    URL may hold a NUL, a terminal escape or a right-to-left override, which must show as what they
+    are, neither reach the page raw nor reorder the text around them."""
+    return "".join(ch if unicodedata.category(ch)[0] != "C" else ascii(ch)[1:-1] for ch in str(text))
 
 
 def fmt_json(value: Any) -> str:

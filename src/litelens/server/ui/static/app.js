@@ -27,7 +27,12 @@ function scheduleRefresh() {
         if (answer.ok) {
           const doc = new DOMParser().parseFromString(await answer.text(), "text/html");
           const fresh = doc.getElementById("content");
-          if (fresh) main.replaceChildren(...fresh.childNodes);
+          if (fresh) {
+            // What the reader opened (a chart's table of values) stays open across the refresh.
+            const open = Array.from(main.querySelectorAll("details"), (d) => d.open);
+            main.replaceChildren(...fresh.childNodes);
+            main.querySelectorAll("details").forEach((d, i) => { if (open[i]) d.open = true; });
+          }
         }
       } catch (error) { /* the next round tries again */ }
     }
@@ -47,8 +52,16 @@ function startTail() {
       if (answer.ok) {
         const holder = document.createElement("tbody");
         holder.innerHTML = await answer.text(); // server-rendered, escaped rows from our own server
-        const known = new Set(Array.from(body.rows, (r) => r.dataset.callId));
-        const fresh = Array.from(holder.rows).filter((r) => !known.has(r.dataset.callId));
+        const shown = new Map(Array.from(body.rows, (r) => [r.dataset.callId, r]));
+        const fresh = [];
+        // A row already shown follows its call (a record merged into it later, a retry, a span's
+        // details): replaced in place, or moved when its start changed.
+        Array.from(holder.rows).forEach((r) => {
+          const old = shown.get(r.dataset.callId);
+          if (!old) fresh.push(r);
+          else if (old.dataset.start !== r.dataset.start) { old.remove(); fresh.push(r); }
+          else if (old.innerHTML !== r.innerHTML) { r.classList.add("fresh"); old.replaceWith(r); }
+        });
         // Newest first by start; a call that started earlier but ended later lands in its place.
         fresh.forEach((r) => {
           const start = Number(r.dataset.start) || 0;
