@@ -75,6 +75,8 @@ class Callback(CustomLogger):
 
     `sinks` say where finished records go (`litelens.sinks`: `HttpSink`, `JsonlSink`, `ConsoleSink`,
     `CallableSink`, or short forms like `"jsonl:/path"`); default `LITELENS_SINKS`, else the server only.
+    An `HttpSink()` given no endpoint sends to this callback's endpoint with its key, and takes the
+    other settings it was not given (spool, queue, timeouts) from this callback too.
     """
 
     # record.OTEL_LINK_READER: this logger reads the OTel layer's span link from the call's metadata.
