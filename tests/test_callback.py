@@ -201,6 +201,28 @@ def test_text_completion_image_and_responses(provider, receiver, make_callback):
     )
 
 
+@pytest.mark.parametrize("capture", [True, False])
+def test_responses_instructions_are_the_requests_system_prompt(provider, receiver, make_callback, capture):
+    """`litellm.responses(instructions=...)` is the system prompt: request content, not a parameter, so
+    it is kept where the OTel layer keeps it and left out with the rest of the content when asked."""
+    callback = make_callback(capture_content=capture)
+    response = litellm.responses(
+        model="openai/gpt-4o-mini",
+        input="what is two plus two",
+        instructions="Answer in French.",
+        temperature=0.2,
+        api_base=provider.url,
+        api_key=KEY,
+    )
+    assert response.instructions == "Answer in French."  # what the fake provider echoed back
+    record = one_record(receiver, callback)
+    assert record["request"]["parameters"] == {"temperature": 0.2}
+    if capture:
+        assert record["request"]["instructions"] == "Answer in French."
+    else:
+        assert "Answer in French." not in json.dumps(record)
+
+
 @pytest.mark.parametrize(
     ("directive", "error_type", "status"),
     [

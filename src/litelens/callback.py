@@ -49,6 +49,7 @@ class _Captured(NamedTuple):
     user_metadata: Mapping[str, Any] | None
     session_id: str | None
     litellm_trace_id: str | None
+    instructions: Any  # the Responses API's system prompt, which LiteLLM 1.80 left out of the payload
     provider_key: Any
     error_status: Any  # the exception's status_code, as found: checked on the sender thread
     retries: int | None
@@ -193,6 +194,7 @@ class Callback(CustomLogger):
                     params.get("metadata"),
                     params.get("litellm_session_id"),
                     params.get("litellm_trace_id"),
+                    params.get("instructions"),
                     get("api_key"),
                     status,
                     retries,
@@ -251,6 +253,7 @@ class Callback(CustomLogger):
             user_metadata=item.user_metadata,
             session_id=item.session_id,
             litellm_trace_id=item.litellm_trace_id,
+            instructions=item.instructions,
             error_status=item.error_status if isinstance(item.error_status, int) else None,
             retries=item.retries,
             exception_type=item.exception_type,

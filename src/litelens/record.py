@@ -616,8 +616,9 @@ def _request_content(call_type: str, slo: Mapping[str, Any]) -> dict[str, Any]:
 
 # Parameters that are content, kept under `request` beside the messages (and so left out when content
 # is not captured, or dropped): tool definitions, the legacy `functions` (tools by their older name),
-# and a predicted output's text (`prediction={"type": "content", "content": ...}`).
-_CONTENT_PARAMETERS = ("tools", "functions", "prediction")
+# a predicted output's text (`prediction={"type": "content", "content": ...}`), and the Responses API's
+# system prompt (`instructions=`, where the OTel layer puts it too).
+_CONTENT_PARAMETERS = ("tools", "functions", "prediction", "instructions")
 
 
 def _parameters(slo: Mapping[str, Any]) -> dict[str, Any]:
@@ -656,6 +657,7 @@ def from_standard_logging(
     user_metadata: Mapping[str, Any] | None = None,
     session_id: str | None = None,
     litellm_trace_id: str | None = None,
+    instructions: Any = None,
     error_status: int | None = None,
     retries: int | None = None,
     exception_type: str | None = None,
@@ -667,7 +669,9 @@ def from_standard_logging(
     """A call record from LiteLLM's `standard_logging_object` (and a few facts only kwargs hold).
 
     `user_metadata` is `kwargs["litellm_params"]["metadata"]`: LiteLLM keeps the caller's `metadata=`
-    there, not in the payload. Credentials are not removed here; `scrub()` does that.
+    there, not in the payload. So does `instructions` (a Responses call's system prompt), which older
+    LiteLLM releases left out of the payload's parameters. Credentials are not removed here; `scrub()`
+    does that.
     """
     call_type, is_async = call_type_of(slo.get("call_type"))
     call_id = call_id or _opt_str(slo.get("litellm_call_id")) or _opt_str(slo.get("id")) or ""
@@ -798,6 +802,8 @@ def from_standard_logging(
         }
     if capture_content:
         record["request"] = {**_request_content(call_type, slo), "parameters": _parameters(slo)}
+        if call_type == "responses" and instructions and "instructions" not in record["request"]:
+            record["request"]["instructions"] = instructions
         record["response"] = _response_content(call_type, response)
     else:
         record["request"] = {"parameters": _parameters(slo)}
