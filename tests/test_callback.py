@@ -173,6 +173,9 @@ def test_embeddings_sync_and_async(provider, receiver, make_callback):
     assert [r["call_type"] for r in records] == ["embedding", "embedding"]
     assert [r["usage"]["input_tokens"] for r in records] == [3, 2]
     assert records[0]["response"]["embeddings"] == 1
+    # What the provider was sent (`input=`), not chat messages LiteLLM's payload wraps it in.
+    assert [r["request"].get("input") for r in records] == [["one two three"], ["four five"]]
+    assert "messages" not in records[0]["request"]
     assert "embedding" not in json.dumps(records[0]["response"]).replace(
         '"embeddings"', ""
     )  # no vectors shipped
@@ -194,6 +197,7 @@ def test_text_completion_image_and_responses(provider, receiver, make_callback):
     assert records["text_completion"]["usage"]["input_tokens"] == 3
     assert records["responses"]["usage"]["input_tokens"] == 5
     assert all(r["status"] == "ok" for r in records.values())
+    assert records["image_generation"]["request"]["input"] == "a red square"  # its prompt, as sent
     # Image bytes are summarized, never shipped.
     assert (
         "base64 chars" in json.dumps(records["image_generation"]["response"])

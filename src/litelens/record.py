@@ -603,7 +603,9 @@ def _request_content(call_type: str, slo: Mapping[str, Any]) -> dict[str, Any]:
     params = slo.get("model_parameters") or {}
     request: dict[str, Any] = {}
     messages = slo.get("messages")
-    if call_type in ("chat", "responses") or isinstance(messages, list):
+    if call_type in _INPUT_CALLS:
+        request["input"] = _unwrapped(call_type, messages)
+    elif call_type in ("chat", "responses") or isinstance(messages, list):
         request["messages"] = messages
     else:
         request["input"] = messages
@@ -612,6 +614,22 @@ def _request_content(call_type: str, slo: Mapping[str, Any]) -> dict[str, Any]:
             if params.get(key):
                 request[key] = params[key]
     return request
+
+
+# Calls whose API takes no messages, though LiteLLM's payload wraps their content as user messages: an
+# embedding's `input` (one message per item) and an image's `prompt`. The record keeps what the provider
+# was sent, as `input`, as the OTel layer does (and the dashboard rebuilds the call from).
+_INPUT_CALLS = ("embedding", "image_generation")
+
+
+def _unwrapped(call_type: str, messages: Any) -> Any:
+    """The embedding input (a list) or image prompt that LiteLLM wrapped as `[{"role": "user", ...}]`."""
+    if not isinstance(messages, list) or not all(
+        type(m) is dict and m.get("role") == "user" and m.keys() <= {"role", "content"} for m in messages
+    ):
+        return messages  # not LiteLLM's wrapping: kept as it came
+    contents = [m.get("content") for m in messages]
+    return contents[0] if call_type == "image_generation" and len(contents) == 1 else contents
 
 
 # Parameters that are content, kept under `request` beside the messages (and so left out when content
