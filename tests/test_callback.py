@@ -205,6 +205,23 @@ def test_text_completion_image_and_responses(provider, receiver, make_callback):
     )
 
 
+def test_a_streamed_text_completion_has_its_text_where_an_unstreamed_one_has_it(
+    provider, receiver, make_callback
+):
+    callback = make_callback()
+    chunks = litellm.text_completion(
+        model="openai/gpt-3.5-turbo-instruct",
+        prompt="say three words",
+        stream=True,
+        api_base=provider.url,
+        api_key=KEY,
+    )
+    text = "".join(c.choices[0].text or "" for c in chunks)
+    record = one_record(receiver, callback)
+    assert record["call_type"] == "text_completion" and record["stream"] is True
+    assert record["response"]["choices"] == [{"index": 0, "finish_reason": "stop", "text": text}]
+
+
 @pytest.mark.parametrize("capture", [True, False])
 def test_responses_instructions_are_the_requests_system_prompt(provider, receiver, make_callback, capture):
     """`litellm.responses(instructions=...)` is the system prompt: request content, not a parameter, so

@@ -548,7 +548,11 @@ def _response_content(call_type: str, response: Any) -> dict[str, Any] | None:
                 "finish_reason": choice.get("finish_reason"),
             }
             message = choice.get("message")
-            if isinstance(message, dict):
+            if call_type == "text_completion" and "text" not in choice and isinstance(message, dict):
+                # A streamed text completion comes back from LiteLLM in the chat shape: keep the text
+                # where the same call, not streamed, has it.
+                item["text"] = message.get("content")
+            elif isinstance(message, dict):
                 item["message"] = {
                     k: v for k, v in message.items() if v is not None and k != "provider_specific_fields"
                 }
