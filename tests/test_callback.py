@@ -222,6 +222,15 @@ def test_a_streamed_text_completion_has_its_text_where_an_unstreamed_one_has_it(
     assert record["response"]["choices"] == [{"index": 0, "finish_reason": "stop", "text": text}]
 
 
+def test_a_call_litellm_cannot_price_has_no_cost_rather_than_zero(provider, receiver, make_callback):
+    """A model missing from LiteLLM's price map is not free: the dashboard must not add it up as $0."""
+    callback = make_callback()
+    call(provider, model="openai/our-finetune-not-in-the-price-map")
+    record = one_record(receiver, callback)
+    assert record["status"] == "ok" and record["usage"]["output_tokens"] > 0
+    assert record["cost_usd"] is None
+
+
 @pytest.mark.parametrize("capture", [True, False])
 def test_responses_instructions_are_the_requests_system_prompt(provider, receiver, make_callback, capture):
     """`litellm.responses(instructions=...)` is the system prompt: request content, not a parameter, so

@@ -655,6 +655,15 @@ def _parameters(slo: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def _cost_of(slo: Mapping[str, Any]) -> float | None:
+    """The call's cost in USD; None when LiteLLM could not price it (a model missing from its price
+    map), for which its payload says 0.0 and gives the reason beside it: unknown is not free."""
+    cost = _num(slo.get("response_cost"))
+    if not cost and slo.get("response_cost_failure_debug_info"):
+        return None
+    return cost
+
+
 def without_provider(model: str, provider: Any) -> str:
     """`model` without a leading `<provider>/`, which LiteLLM adds on some routes only."""
     prefix = f"{provider}/" if isinstance(provider, str) and provider else None
@@ -789,7 +798,7 @@ def from_standard_logging(
         "output_tokens_per_s": tokens_per_s,
         "chunk_count": chunk_count if stream else None,
         "usage": usage,
-        "cost_usd": _num(slo.get("response_cost")),
+        "cost_usd": _cost_of(slo),
         "cache_hit": slo.get("cache_hit") if isinstance(slo.get("cache_hit"), bool) else None,
         "status": status,
         "error": None,
