@@ -197,7 +197,10 @@ def test_text_completion_image_and_responses(provider, receiver, make_callback):
     assert records["text_completion"]["usage"]["input_tokens"] == 3
     assert records["responses"]["usage"]["input_tokens"] == 5
     assert all(r["status"] == "ok" for r in records.values())
-    assert records["image_generation"]["request"]["input"] == "a red square"  # its prompt, as sent
+    # Their prompts, as sent (LiteLLM's payload wraps them as chat messages).
+    assert records["image_generation"]["request"]["input"] == "a red square"
+    assert records["text_completion"]["request"]["input"] == "say three words"
+    assert "messages" not in records["text_completion"]["request"]
     # Image bytes are summarized, never shipped.
     assert (
         "base64 chars" in json.dumps(records["image_generation"]["response"])

@@ -621,19 +621,21 @@ def _request_content(call_type: str, slo: Mapping[str, Any]) -> dict[str, Any]:
 
 
 # Calls whose API takes no messages, though LiteLLM's payload wraps their content as user messages: an
-# embedding's `input` (one message per item) and an image's `prompt`. The record keeps what the provider
-# was sent, as `input`, as the OTel layer does (and the dashboard rebuilds the call from).
-_INPUT_CALLS = ("embedding", "image_generation")
+# embedding's `input`, a text completion's or an image's `prompt` (one message per item of a list). The
+# record keeps what the provider was sent, as `input`, as the OTel layer does (and the dashboard rebuilds
+# the call from).
+_INPUT_CALLS = ("embedding", "text_completion", "image_generation")
 
 
 def _unwrapped(call_type: str, messages: Any) -> Any:
-    """The embedding input (a list) or image prompt that LiteLLM wrapped as `[{"role": "user", ...}]`."""
+    """The input or prompt that LiteLLM wrapped as `[{"role": "user", "content": ...}, ...]`: a list for
+    an embedding, the one prompt (or the list of them) for the others."""
     if not isinstance(messages, list) or not all(
         type(m) is dict and m.get("role") == "user" and m.keys() <= {"role", "content"} for m in messages
     ):
         return messages  # not LiteLLM's wrapping: kept as it came
     contents = [m.get("content") for m in messages]
-    return contents[0] if call_type == "image_generation" and len(contents) == 1 else contents
+    return contents[0] if call_type != "embedding" and len(contents) == 1 else contents
 
 
 # Parameters that are content, kept under `request` beside the messages (and so left out when content
