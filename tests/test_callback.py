@@ -234,6 +234,18 @@ def test_a_call_litellm_cannot_price_has_no_cost_rather_than_zero(provider, rece
     assert record["cost_usd"] is None
 
 
+def test_a_responses_input_given_as_items_is_recorded_as_given(provider, receiver, make_callback):
+    callback = make_callback()
+    items = [
+        {"role": "user", "content": [{"type": "input_text", "text": "what is two plus two"}]},
+        {"role": "assistant", "content": "four"},
+        {"role": "user", "content": "and three plus three"},
+    ]
+    litellm.responses(model="openai/gpt-4o-mini", input=items, api_base=provider.url, api_key=KEY)
+    record = one_record(receiver, callback)
+    assert record["request"]["input"] == items and "messages" not in record["request"]
+
+
 @pytest.mark.parametrize("capture", [True, False])
 def test_responses_instructions_are_the_requests_system_prompt(provider, receiver, make_callback, capture):
     """`litellm.responses(instructions=...)` is the system prompt: request content, not a parameter, so
@@ -252,6 +264,7 @@ def test_responses_instructions_are_the_requests_system_prompt(provider, receive
     assert record["request"]["parameters"] == {"temperature": 0.2}
     if capture:
         assert record["request"]["instructions"] == "Answer in French."
+        assert record["request"]["input"] == "what is two plus two"  # as sent, not wrapped as a message
     else:
         assert "Answer in French." not in json.dumps(record)
 

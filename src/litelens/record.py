@@ -609,7 +609,7 @@ def _request_content(call_type: str, slo: Mapping[str, Any]) -> dict[str, Any]:
     messages = slo.get("messages")
     if call_type in _INPUT_CALLS:
         request["input"] = _unwrapped(call_type, messages)
-    elif call_type in ("chat", "responses") or isinstance(messages, list):
+    elif call_type == "chat" or isinstance(messages, list):
         request["messages"] = messages
     else:
         request["input"] = messages
@@ -621,20 +621,23 @@ def _request_content(call_type: str, slo: Mapping[str, Any]) -> dict[str, Any]:
 
 
 # Calls whose API takes no messages, though LiteLLM's payload wraps their content as user messages: an
-# embedding's `input`, a text completion's or an image's `prompt` (one message per item of a list). The
-# record keeps what the provider was sent, as `input`, as the OTel layer does (and the dashboard rebuilds
-# the call from).
-_INPUT_CALLS = ("embedding", "text_completion", "image_generation")
+# embedding's `input`, a text completion's or an image's `prompt` (one message per item of a list), a
+# Responses call's `input` string. The record keeps what the provider was sent, as `input`, as the OTel
+# layer does (and the dashboard rebuilds the call from).
+_INPUT_CALLS = ("embedding", "text_completion", "image_generation", "responses")
 
 
 def _unwrapped(call_type: str, messages: Any) -> Any:
     """The input or prompt that LiteLLM wrapped as `[{"role": "user", "content": ...}, ...]`: a list for
-    an embedding, the one prompt (or the list of them) for the others."""
+    an embedding, the one prompt (or the list of them) for the others. A Responses input that was a
+    list of items already is kept as it is; only a string was wrapped."""
     if not isinstance(messages, list) or not all(
         type(m) is dict and m.get("role") == "user" and m.keys() <= {"role", "content"} for m in messages
     ):
         return messages  # not LiteLLM's wrapping: kept as it came
     contents = [m.get("content") for m in messages]
+    if call_type == "responses":
+        return contents[0] if len(contents) == 1 and isinstance(contents[0], str) else messages
     return contents[0] if call_type != "embedding" and len(contents) == 1 else contents
 
 
