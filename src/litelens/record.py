@@ -669,6 +669,17 @@ def _cost_of(slo: Mapping[str, Any]) -> float | None:
     return cost
 
 
+# LiteLLM's name for OpenAI's text-completion route (taken for `openai/gpt-3.5-turbo-instruct`, and for
+# any text completion stream): the provider is OpenAI all the same, as the OTel layer says, so its calls
+# are one population whichever route or road they came by.
+_PROVIDER_OF_ROUTE = {"text-completion-openai": "openai"}
+
+
+def _provider_of(value: Any) -> str | None:
+    name = _opt_str(value)
+    return _PROVIDER_OF_ROUTE.get(name, name) if name else None
+
+
 def without_provider(model: str, provider: Any) -> str:
     """`model` without a leading `<provider>/`, which LiteLLM adds on some routes only."""
     prefix = f"{provider}/" if isinstance(provider, str) and provider else None
@@ -792,7 +803,7 @@ def from_standard_logging(
         "stream": stream,
         "request_model": _request_model(slo, routed=on_proxy or bool(slo.get("model_group"))),
         "response_model": _opt_str(_get(response, "model")) if isinstance(response, dict) else None,
-        "provider": _opt_str(slo.get("custom_llm_provider")),
+        "provider": _provider_of(slo.get("custom_llm_provider")),
         "api_base": _opt_str(slo.get("api_base")) or _opt_str(hidden.get("api_base")),
         "model_group": _opt_str(slo.get("model_group")),
         "deployment_id": _opt_str(slo.get("model_id")) or _opt_str(hidden.get("model_id")),
@@ -831,7 +842,7 @@ def from_standard_logging(
             "message": _opt_str(info.get("error_message")) or _opt_str(slo.get("error_str")),
             "status_code": status_code,
             "code": code,
-            "provider": _opt_str(info.get("llm_provider")) or record["provider"],
+            "provider": _provider_of(info.get("llm_provider")) or record["provider"],
             "normalized": _opt_str(info.get("normalized_error")),
             "provider_request_id": _opt_str(info.get("error_provider_request_id")),
             "retries": retries,
