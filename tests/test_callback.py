@@ -197,6 +197,7 @@ def test_text_completion_image_and_responses(provider, receiver, make_callback):
     assert records["text_completion"]["usage"]["input_tokens"] == 3
     # LiteLLM takes its "text-completion-openai" route: OpenAI all the same, as the OTel layer says.
     assert {r["provider"] for r in records.values()} == {"openai"}
+    assert {r["api_base"] for r in records.values()} == {provider.url}  # one server, one base
     assert records["responses"]["usage"]["input_tokens"] == 5
     assert all(r["status"] == "ok" for r in records.values())
     # Their prompts, as sent (LiteLLM's payload wraps them as chat messages).

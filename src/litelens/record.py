@@ -680,6 +680,17 @@ def _provider_of(value: Any) -> str | None:
     return _PROVIDER_OF_ROUTE.get(name, name) if name else None
 
 
+def _api_base_of(call_type: str, slo: Mapping[str, Any], hidden: Mapping[str, Any]) -> str | None:
+    """The base URL the call went to. LiteLLM gives a Responses call's whole URL (`.../v1/responses`):
+    its base is the one the caller gave, as for every other call type (and in the OTel layer's record)."""
+    base = _opt_str(slo.get("api_base")) or _opt_str(hidden.get("api_base"))
+    if base and call_type == "responses":
+        path, sep, query = base.partition("?")
+        if path.endswith("/responses"):
+            base = path[: -len("/responses")] + sep + query
+    return base
+
+
 def without_provider(model: str, provider: Any) -> str:
     """`model` without a leading `<provider>/`, which LiteLLM adds on some routes only."""
     prefix = f"{provider}/" if isinstance(provider, str) and provider else None
@@ -804,7 +815,7 @@ def from_standard_logging(
         "request_model": _request_model(slo, routed=on_proxy or bool(slo.get("model_group"))),
         "response_model": _opt_str(_get(response, "model")) if isinstance(response, dict) else None,
         "provider": _provider_of(slo.get("custom_llm_provider")),
-        "api_base": _opt_str(slo.get("api_base")) or _opt_str(hidden.get("api_base")),
+        "api_base": _api_base_of(call_type, slo, hidden),
         "model_group": _opt_str(slo.get("model_group")),
         "deployment_id": _opt_str(slo.get("model_id")) or _opt_str(hidden.get("model_id")),
         "start_time": start,
