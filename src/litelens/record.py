@@ -727,8 +727,8 @@ def from_standard_logging(
     """A call record from LiteLLM's `standard_logging_object` (and a few facts only kwargs hold).
 
     `user_metadata` is `kwargs["litellm_params"]["metadata"]`: LiteLLM keeps the caller's `metadata=`
-    there, not in the payload. So does `instructions` (a Responses call's system prompt), which older
-    LiteLLM releases left out of the payload's parameters. Credentials are not removed here; `scrub()`
+    there, not in the payload. `instructions` (a Responses call's system prompt) comes from there too:
+    LiteLLM 1.80 left it out of the payload's parameters. Credentials are not removed here; `scrub()`
     does that.
     """
     call_type, is_async = call_type_of(slo.get("call_type"))
