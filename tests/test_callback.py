@@ -249,6 +249,25 @@ def test_a_responses_input_given_as_items_is_recorded_as_given(provider, receive
     assert record["request"]["input"] == items and "messages" not in record["request"]
 
 
+def test_parameters_litellm_leaves_out_of_its_payload_are_recorded_as_sent(provider, receiver, make_callback):
+    """An image's size and quality (its price) and a Responses call's max_output_tokens (left out by
+    LiteLLM 1.80) are what the provider was sent; the headers sent with them are not parameters."""
+    callback = make_callback()
+    headers = {"x-fake-latency-ms": "1"}
+    kw = {"api_base": provider.url, "api_key": KEY, "extra_headers": headers}
+    litellm.image_generation(
+        model="openai/dall-e-3", prompt="a red square", size="1024x1024", quality="hd", **kw
+    )
+    image_sent = provider.requests[-1].json
+    litellm.responses(model="openai/gpt-4o-mini", input="two plus two", max_output_tokens=20, **kw)
+    responses_sent = provider.requests[-1].json
+    records = {r["call_type"]: r for r in one_record(receiver, callback, 2)}
+    image, responses = records["image_generation"]["request"], records["responses"]["request"]
+    assert image["parameters"] == {"size": "1024x1024", "quality": "hd"}
+    assert {k: image_sent[k] for k in ("size", "quality")} == image["parameters"]
+    assert responses["parameters"] == {"max_output_tokens": responses_sent["max_output_tokens"]}
+
+
 @pytest.mark.parametrize("capture", [True, False])
 def test_responses_instructions_are_the_requests_system_prompt(provider, receiver, make_callback, capture):
     """`litellm.responses(instructions=...)` is the system prompt: request content, not a parameter, so

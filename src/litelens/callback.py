@@ -50,6 +50,7 @@ class _Captured(NamedTuple):
     session_id: str | None
     litellm_trace_id: str | None
     instructions: Any  # the Responses API's system prompt, which LiteLLM 1.80 left out of the payload
+    sent_parameters: Any  # kwargs["optional_params"]: what the payload's parameters leave out of some calls
     provider_key: Any
     error_status: Any  # the exception's status_code, as found: checked on the sender thread
     retries: int | None
@@ -195,6 +196,7 @@ class Callback(CustomLogger):
                     params.get("litellm_session_id"),
                     params.get("litellm_trace_id"),
                     params.get("instructions"),
+                    get("optional_params"),
                     get("api_key"),
                     status,
                     retries,
@@ -254,6 +256,7 @@ class Callback(CustomLogger):
             session_id=item.session_id,
             litellm_trace_id=item.litellm_trace_id,
             instructions=item.instructions,
+            sent_parameters=item.sent_parameters,
             error_status=item.error_status if isinstance(item.error_status, int) else None,
             retries=item.retries,
             exception_type=item.exception_type,

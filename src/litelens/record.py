@@ -603,8 +603,7 @@ def _finish_reasons(response: Any) -> list[str]:
     return reasons
 
 
-def _request_content(call_type: str, slo: Mapping[str, Any]) -> dict[str, Any]:
-    params = slo.get("model_parameters") or {}
+def _request_content(call_type: str, slo: Mapping[str, Any], params: Mapping[str, Any]) -> dict[str, Any]:
     request: dict[str, Any] = {}
     messages = slo.get("messages")
     if call_type in _INPUT_CALLS:
@@ -613,10 +612,9 @@ def _request_content(call_type: str, slo: Mapping[str, Any]) -> dict[str, Any]:
         request["messages"] = messages
     else:
         request["input"] = messages
-    if isinstance(params, dict):
-        for key in _CONTENT_PARAMETERS:
-            if params.get(key):
-                request[key] = params[key]
+    for key in _CONTENT_PARAMETERS:
+        if params.get(key):
+            request[key] = params[key]
     return request
 
 
@@ -648,16 +646,31 @@ def _unwrapped(call_type: str, messages: Any) -> Any:
 _CONTENT_PARAMETERS = ("tools", "functions", "prediction", "instructions")
 
 
-def _parameters(slo: Mapping[str, Any]) -> dict[str, Any]:
-    params = slo.get("model_parameters") or {}
-    if not isinstance(params, dict):
-        return {}
-    # Content goes under request (above); `user` is the end user, kept on its own.
+def _parameters(params: Mapping[str, Any]) -> dict[str, Any]:
+    # Content goes under request (above); `user` is the end user, kept on its own. `extra_headers`,
+    # `extra_body` and `extra_query` are transport, not parameters (the headers may hold credentials).
     return {
         k: v
         for k, v in params.items()
-        if k not in _CONTENT_PARAMETERS and k not in ("user", "metadata", "extra_body") and v is not None
+        if k not in _CONTENT_PARAMETERS
+        and k not in ("user", "metadata")
+        and not (isinstance(k, str) and k.startswith("extra_"))
+        and v is not None
     }
+
+
+# Calls whose parameters LiteLLM's payload gives only in part: an image's size and quality (which set
+# its price) are missing, and LiteLLM 1.80 leaves out a Responses call's max_output_tokens. What it sent
+# the provider fills the gaps.
+_SPARSE_PARAMETER_CALLS = ("image_generation", "responses")
+
+
+def _parameters_sent(call_type: str, slo: Mapping[str, Any], sent: Any) -> Mapping[str, Any]:
+    params = slo.get("model_parameters")
+    params = params if isinstance(params, dict) else {}
+    if call_type in _SPARSE_PARAMETER_CALLS and isinstance(sent, Mapping) and sent.keys() - params.keys():
+        return {**sent, **params}
+    return params
 
 
 def _cost_of(slo: Mapping[str, Any]) -> float | None:
@@ -716,6 +729,7 @@ def from_standard_logging(
     session_id: str | None = None,
     litellm_trace_id: str | None = None,
     instructions: Any = None,
+    sent_parameters: Any = None,
     error_status: int | None = None,
     retries: int | None = None,
     exception_type: str | None = None,
@@ -728,8 +742,9 @@ def from_standard_logging(
 
     `user_metadata` is `kwargs["litellm_params"]["metadata"]`: LiteLLM keeps the caller's `metadata=`
     there, not in the payload. `instructions` (a Responses call's system prompt) comes from there too:
-    LiteLLM 1.80 left it out of the payload's parameters. Credentials are not removed here; `scrub()`
-    does that.
+    LiteLLM 1.80 left it out of the payload's parameters. `sent_parameters` is
+    `kwargs["optional_params"]`, what LiteLLM sent the provider (see `_parameters_sent`). Credentials
+    are not removed here; `scrub()` does that.
     """
     call_type, is_async = call_type_of(slo.get("call_type"))
     call_id = call_id or _opt_str(slo.get("litellm_call_id")) or _opt_str(slo.get("id")) or ""
@@ -756,10 +771,10 @@ def from_standard_logging(
     start = _num(slo.get("startTime")) or 0.0
     end = _num(slo.get("endTime")) or start
     first = _num(slo.get("completionStartTime"))
-    params = slo.get("model_parameters") or {}
+    params = _parameters_sent(call_type, slo, sent_parameters)
     # LiteLLM leaves `stream` empty in the payload of a stream that failed (at its start or mid-way);
     # the request's own parameters still say it was one.
-    stream = bool(slo.get("stream")) or (isinstance(params, dict) and params.get("stream") is True)
+    stream = bool(slo.get("stream")) or params.get("stream") is True
     duration_ms = max(0.0, (end - start) * 1000.0)
     failed = slo.get("status") == "failure"
     # A failed stream's payload gives no time of its first chunk (completionStartTime is the failure's).
@@ -787,7 +802,7 @@ def from_standard_logging(
     end_user = (
         _opt_str(slo.get("end_user"))
         or _opt_str(slo_meta.get("user_api_key_end_user_id") if isinstance(slo_meta, dict) else None)
-        or _opt_str(params.get("user") if isinstance(params, dict) else None)
+        or _opt_str(params.get("user"))
         or _opt_str(meta.get("end_user"))
     )
     hidden = slo.get("hidden_params") or {}
@@ -859,12 +874,12 @@ def from_standard_logging(
             "retries": retries,
         }
     if capture_content:
-        record["request"] = {**_request_content(call_type, slo), "parameters": _parameters(slo)}
+        record["request"] = {**_request_content(call_type, slo, params), "parameters": _parameters(params)}
         if call_type == "responses" and instructions and "instructions" not in record["request"]:
             record["request"]["instructions"] = instructions
         record["response"] = _response_content(call_type, response)
     else:
-        record["request"] = {"parameters": _parameters(slo)}
+        record["request"] = {"parameters": _parameters(params)}
     return record
 
 
