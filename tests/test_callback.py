@@ -173,6 +173,9 @@ def test_embeddings_sync_and_async(provider, receiver, make_callback):
     assert [r["call_type"] for r in records] == ["embedding", "embedding"]
     assert [r["usage"]["input_tokens"] for r in records] == [3, 2]
     assert records[0]["response"]["embeddings"] == 1
+    # What the provider was sent (`input=`), not chat messages LiteLLM's payload wraps it in.
+    assert [r["request"].get("input") for r in records] == [["one two three"], ["four five"]]
+    assert "messages" not in records[0]["request"]
     assert "embedding" not in json.dumps(records[0]["response"]).replace(
         '"embeddings"', ""
     )  # no vectors shipped
@@ -192,13 +195,100 @@ def test_text_completion_image_and_responses(provider, receiver, make_callback):
     records = {r["call_type"]: r for r in one_record(receiver, callback, 3)}
     assert set(records) == {"text_completion", "image_generation", "responses"}
     assert records["text_completion"]["usage"]["input_tokens"] == 3
+    # LiteLLM takes its "text-completion-openai" route: OpenAI all the same, as the OTel layer says.
+    assert {r["provider"] for r in records.values()} == {"openai"}
+    assert {r["api_base"] for r in records.values()} == {provider.url}  # one server, one base
     assert records["responses"]["usage"]["input_tokens"] == 5
     assert all(r["status"] == "ok" for r in records.values())
+    # Their prompts, as sent (LiteLLM's payload wraps them as chat messages).
+    assert records["image_generation"]["request"]["input"] == "a red square"
+    assert records["text_completion"]["request"]["input"] == "say three words"
+    assert "messages" not in records["text_completion"]["request"]
     # Image bytes are summarized, never shipped.
     assert (
         "base64 chars" in json.dumps(records["image_generation"]["response"])
         or records["image_generation"]["response"]
     )
+
+
+def test_a_streamed_text_completion_has_its_text_where_an_unstreamed_one_has_it(
+    provider, receiver, make_callback
+):
+    callback = make_callback()
+    chunks = litellm.text_completion(
+        model="openai/gpt-3.5-turbo-instruct",
+        prompt="say three words",
+        stream=True,
+        api_base=provider.url,
+        api_key=KEY,
+    )
+    text = "".join(c.choices[0].text or "" for c in chunks)
+    record = one_record(receiver, callback)
+    assert record["call_type"] == "text_completion" and record["stream"] is True
+    assert record["response"]["choices"] == [{"index": 0, "finish_reason": "stop", "text": text}]
+
+
+def test_a_call_litellm_cannot_price_has_no_cost_rather_than_zero(provider, receiver, make_callback):
+    """A model missing from LiteLLM's price map is not free: the dashboard must not add it up as $0."""
+    callback = make_callback()
+    call(provider, model="openai/our-finetune-not-in-the-price-map")
+    record = one_record(receiver, callback)
+    assert record["status"] == "ok" and record["usage"]["output_tokens"] > 0
+    assert record["cost_usd"] is None
+
+
+def test_a_responses_input_given_as_items_is_recorded_as_given(provider, receiver, make_callback):
+    callback = make_callback()
+    items = [
+        {"role": "user", "content": [{"type": "input_text", "text": "what is two plus two"}]},
+        {"role": "assistant", "content": "four"},
+        {"role": "user", "content": "and three plus three"},
+    ]
+    litellm.responses(model="openai/gpt-4o-mini", input=items, api_base=provider.url, api_key=KEY)
+    record = one_record(receiver, callback)
+    assert record["request"]["input"] == items and "messages" not in record["request"]
+
+
+def test_parameters_litellm_leaves_out_of_its_payload_are_recorded_as_sent(provider, receiver, make_callback):
+    """An image's size and quality (its price) and a Responses call's max_output_tokens (left out by
+    LiteLLM 1.80) are what the provider was sent; the headers sent with them are not parameters."""
+    callback = make_callback()
+    headers = {"x-fake-latency-ms": "1"}
+    kw = {"api_base": provider.url, "api_key": KEY, "extra_headers": headers}
+    litellm.image_generation(
+        model="openai/dall-e-3", prompt="a red square", size="1024x1024", quality="hd", **kw
+    )
+    image_sent = provider.requests[-1].json
+    litellm.responses(model="openai/gpt-4o-mini", input="two plus two", max_output_tokens=20, **kw)
+    responses_sent = provider.requests[-1].json
+    records = {r["call_type"]: r for r in one_record(receiver, callback, 2)}
+    image, responses = records["image_generation"]["request"], records["responses"]["request"]
+    assert image["parameters"] == {"size": "1024x1024", "quality": "hd"}
+    assert {k: image_sent[k] for k in ("size", "quality")} == image["parameters"]
+    assert responses["parameters"] == {"max_output_tokens": responses_sent["max_output_tokens"]}
+
+
+@pytest.mark.parametrize("capture", [True, False])
+def test_responses_instructions_are_the_requests_system_prompt(provider, receiver, make_callback, capture):
+    """`litellm.responses(instructions=...)` is the system prompt: request content, not a parameter, so
+    it is kept where the OTel layer keeps it and left out with the rest of the content when asked."""
+    callback = make_callback(capture_content=capture)
+    response = litellm.responses(
+        model="openai/gpt-4o-mini",
+        input="what is two plus two",
+        instructions="Answer in French.",
+        temperature=0.2,
+        api_base=provider.url,
+        api_key=KEY,
+    )
+    assert response.instructions == "Answer in French."  # what the fake provider echoed back
+    record = one_record(receiver, callback)
+    assert record["request"]["parameters"] == {"temperature": 0.2}
+    if capture:
+        assert record["request"]["instructions"] == "Answer in French."
+        assert record["request"]["input"] == "what is two plus two"  # as sent, not wrapped as a message
+    else:
+        assert "Answer in French." not in json.dumps(record)
 
 
 @pytest.mark.parametrize(

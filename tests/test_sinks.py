@@ -463,6 +463,37 @@ def test_a_second_server_gets_a_spool_of_its_own(tmp_path: Path) -> None:
     assert other.transport.config.spool_dir not in (None, default.transport.config.spool_dir)
 
 
+def test_an_http_sink_without_an_endpoint_sends_where_the_callback_was_told(
+    provider: FakeProvider, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`init(endpoint=X, api_key=K, sinks=[HttpSink(), ...])`: the sink that names no endpoint goes to X
+    with K, not to LITELENS_ENDPOINT; one that names its own endpoint never gets K."""
+    monkeypatch.setenv("LITELENS_ENDPOINT", "http://127.0.0.1:9")  # nothing listens there
+    monkeypatch.delenv("LITELENS_API_KEY", raising=False)
+    with Receiver(api_key="ll_callbacks_key") as ours, Receiver() as other:
+        callback = Callback(
+            endpoint=ours.url,
+            api_key="ll_callbacks_key",
+            spool_dir=str(tmp_path / "spool"),
+            sinks=[HttpSink(), HttpSink(other.url, name="other")],
+        )
+        litellm.callbacks.append(callback)
+        try:
+            litellm.completion(
+                model="openai/gpt-4o-mini",
+                messages=[{"role": "user", "content": "hi"}],
+                api_base=provider.url,
+                api_key=KEY,
+            )
+            assert callback.flush(timeout=10)
+        finally:
+            unregister(callback)
+            callback.shutdown(timeout=5)
+        assert [r["request_model"] for r in ours.records] == ["gpt-4o-mini"]
+        assert len(other.records) == 1
+        assert "Authorization" not in other.bodies[0]["headers"]
+
+
 def test_a_relative_jsonl_path_stays_where_it_was_when_the_app_changes_directory(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -257,6 +257,24 @@ def test_each_destination_has_its_own_folder_named_without_the_key(tmp_path: Pat
     assert "secret" not in " ".join(str(p) for p in tmp_path.rglob("*"))
 
 
+def test_spool_max_bytes_caps_the_whole_spool_dir_however_many_destinations_use_it(tmp_path: Path) -> None:
+    """Three keys spooling into one `spool_dir` with a 10 kB cap take 10 kB of disk, not 30 kB; the
+    oldest batches go first, whichever destination they were for."""
+    spools = [
+        Spool.for_destination(tmp_path, "http://collector:4318", f"ll_key_{i}", 10_000) for i in range(3)
+    ]
+    evicted = 0
+    for round_ in range(10):
+        for i, spool in enumerate(spools):
+            evicted += spool.put(bytes([10 * i + round_]) * 1000, count=10, gzipped=False)
+    on_disk = sum(f.stat().st_size for f in tmp_path.rglob("*") if f.is_file())
+    assert on_disk <= 10_000
+    pending = [spool.pending()[1] for spool in spools]
+    assert evicted == 300 - sum(pending) and all(pending)  # each destination keeps its newest
+    entry = spools[0].claim_oldest()
+    assert entry is not None and entry.body[0] >= 6  # its rounds 0-5 made room for the others
+
+
 def test_a_folder_is_taken_over_only_while_it_is_marked_refused(tmp_path: Path) -> None:
     endpoint = "http://collector:4318"
     wrong = Spool.for_destination(tmp_path, endpoint, "wrong")

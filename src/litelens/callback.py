@@ -49,6 +49,8 @@ class _Captured(NamedTuple):
     user_metadata: Mapping[str, Any] | None
     session_id: str | None
     litellm_trace_id: str | None
+    instructions: Any  # the Responses API's system prompt, which LiteLLM 1.80 left out of the payload
+    sent_parameters: Any  # kwargs["optional_params"]: what the payload's parameters leave out of some calls
     provider_key: Any
     error_status: Any  # the exception's status_code, as found: checked on the sender thread
     retries: int | None
@@ -75,6 +77,8 @@ class Callback(CustomLogger):
 
     `sinks` say where finished records go (`litelens.sinks`: `HttpSink`, `JsonlSink`, `ConsoleSink`,
     `CallableSink`, or short forms like `"jsonl:/path"`); default `LITELENS_SINKS`, else the server only.
+    An `HttpSink()` given no endpoint sends to this callback's endpoint with its key, and takes the
+    other settings it was not given (spool, queue, timeouts) from this callback too.
     """
 
     # record.OTEL_LINK_READER: this logger reads the OTel layer's span link from the call's metadata.
@@ -191,6 +195,8 @@ class Callback(CustomLogger):
                     params.get("metadata"),
                     params.get("litellm_session_id"),
                     params.get("litellm_trace_id"),
+                    params.get("instructions"),
+                    get("optional_params"),
                     get("api_key"),
                     status,
                     retries,
@@ -249,6 +255,8 @@ class Callback(CustomLogger):
             user_metadata=item.user_metadata,
             session_id=item.session_id,
             litellm_trace_id=item.litellm_trace_id,
+            instructions=item.instructions,
+            sent_parameters=item.sent_parameters,
             error_status=item.error_status if isinstance(item.error_status, int) else None,
             retries=item.retries,
             exception_type=item.exception_type,

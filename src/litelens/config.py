@@ -171,6 +171,7 @@ class Settings:
     disabled: bool = False
     spool_dir: str | None = field(default_factory=default_spool_dir)
     spool_max_bytes: int = 256 * 2**20
+    """The most disk `spool_dir` takes, all its destinations' folders together; oldest batches go first."""
     max_queue: int = 10_000
     batch_max_records: int = 1_000
     batch_max_age_s: float = 0.5

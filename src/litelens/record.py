@@ -548,7 +548,11 @@ def _response_content(call_type: str, response: Any) -> dict[str, Any] | None:
                 "finish_reason": choice.get("finish_reason"),
             }
             message = choice.get("message")
-            if isinstance(message, dict):
+            if call_type == "text_completion" and "text" not in choice and isinstance(message, dict):
+                # A streamed text completion comes back from LiteLLM in the chat shape: keep the text
+                # where the same call, not streamed, has it.
+                item["text"] = message.get("content")
+            elif isinstance(message, dict):
                 item["message"] = {
                     k: v for k, v in message.items() if v is not None and k != "provider_specific_fields"
                 }
@@ -599,37 +603,105 @@ def _finish_reasons(response: Any) -> list[str]:
     return reasons
 
 
-def _request_content(call_type: str, slo: Mapping[str, Any]) -> dict[str, Any]:
-    params = slo.get("model_parameters") or {}
+def _request_content(call_type: str, slo: Mapping[str, Any], params: Mapping[str, Any]) -> dict[str, Any]:
     request: dict[str, Any] = {}
     messages = slo.get("messages")
-    if call_type in ("chat", "responses") or isinstance(messages, list):
+    if call_type in _INPUT_CALLS:
+        request["input"] = _unwrapped(call_type, messages)
+    elif call_type == "chat" or isinstance(messages, list):
         request["messages"] = messages
     else:
         request["input"] = messages
-    if isinstance(params, dict):
-        for key in _CONTENT_PARAMETERS:
-            if params.get(key):
-                request[key] = params[key]
+    for key in _CONTENT_PARAMETERS:
+        if params.get(key):
+            request[key] = params[key]
     return request
+
+
+# Calls whose API takes no messages, though LiteLLM's payload wraps their content as user messages: an
+# embedding's `input`, a text completion's or an image's `prompt` (one message per item of a list), a
+# Responses call's `input` string. The record keeps what the provider was sent, as `input`, as the OTel
+# layer does (and the dashboard rebuilds the call from).
+_INPUT_CALLS = ("embedding", "text_completion", "image_generation", "responses")
+
+
+def _unwrapped(call_type: str, messages: Any) -> Any:
+    """The input or prompt that LiteLLM wrapped as `[{"role": "user", "content": ...}, ...]`: a list for
+    an embedding, the one prompt (or the list of them) for the others. A Responses input that was a
+    list of items already is kept as it is; only a string was wrapped."""
+    if not isinstance(messages, list) or not all(
+        type(m) is dict and m.get("role") == "user" and m.keys() <= {"role", "content"} for m in messages
+    ):
+        return messages  # not LiteLLM's wrapping: kept as it came
+    contents = [m.get("content") for m in messages]
+    if call_type == "responses":
+        return contents[0] if len(contents) == 1 and isinstance(contents[0], str) else messages
+    return contents[0] if call_type != "embedding" and len(contents) == 1 else contents
 
 
 # Parameters that are content, kept under `request` beside the messages (and so left out when content
 # is not captured, or dropped): tool definitions, the legacy `functions` (tools by their older name),
-# and a predicted output's text (`prediction={"type": "content", "content": ...}`).
-_CONTENT_PARAMETERS = ("tools", "functions", "prediction")
+# a predicted output's text (`prediction={"type": "content", "content": ...}`), and the Responses API's
+# system prompt (`instructions=`, where the OTel layer puts it too).
+_CONTENT_PARAMETERS = ("tools", "functions", "prediction", "instructions")
 
 
-def _parameters(slo: Mapping[str, Any]) -> dict[str, Any]:
-    params = slo.get("model_parameters") or {}
-    if not isinstance(params, dict):
-        return {}
-    # Content goes under request (above); `user` is the end user, kept on its own.
+def _parameters(params: Mapping[str, Any]) -> dict[str, Any]:
+    # Content goes under request (above); `user` is the end user, kept on its own. `extra_headers`,
+    # `extra_body` and `extra_query` are transport, not parameters (the headers may hold credentials).
     return {
         k: v
         for k, v in params.items()
-        if k not in _CONTENT_PARAMETERS and k not in ("user", "metadata", "extra_body") and v is not None
+        if k not in _CONTENT_PARAMETERS
+        and k not in ("user", "metadata")
+        and not (isinstance(k, str) and k.startswith("extra_"))
+        and v is not None
     }
+
+
+# Calls whose parameters LiteLLM's payload gives only in part: an image's size and quality (which set
+# its price) are missing, and LiteLLM 1.80 leaves out a Responses call's max_output_tokens. What it sent
+# the provider fills the gaps.
+_SPARSE_PARAMETER_CALLS = ("image_generation", "responses")
+
+
+def _parameters_sent(call_type: str, slo: Mapping[str, Any], sent: Any) -> Mapping[str, Any]:
+    params = slo.get("model_parameters")
+    params = params if isinstance(params, dict) else {}
+    if call_type in _SPARSE_PARAMETER_CALLS and isinstance(sent, Mapping) and sent.keys() - params.keys():
+        return {**sent, **params}
+    return params
+
+
+def _cost_of(slo: Mapping[str, Any]) -> float | None:
+    """The call's cost in USD; None when LiteLLM could not price it (a model missing from its price
+    map), for which its payload says 0.0 and gives the reason beside it: unknown is not free."""
+    cost = _num(slo.get("response_cost"))
+    if not cost and slo.get("response_cost_failure_debug_info"):
+        return None
+    return cost
+
+
+# LiteLLM's name for OpenAI's text-completion route (taken for `openai/gpt-3.5-turbo-instruct`, and for
+# any text completion stream): the provider is OpenAI all the same, as the OTel layer says, so its calls
+# are one population whichever route or road they came by.
+_PROVIDER_OF_ROUTE = {"text-completion-openai": "openai"}
+
+
+def _provider_of(value: Any) -> str | None:
+    name = _opt_str(value)
+    return _PROVIDER_OF_ROUTE.get(name, name) if name else None
+
+
+def _api_base_of(call_type: str, slo: Mapping[str, Any], hidden: Mapping[str, Any]) -> str | None:
+    """The base URL the call went to. LiteLLM gives a Responses call's whole URL (`.../v1/responses`):
+    its base is the one the caller gave, as for every other call type (and in the OTel layer's record)."""
+    base = _opt_str(slo.get("api_base")) or _opt_str(hidden.get("api_base"))
+    if base and call_type == "responses":
+        path, sep, query = base.partition("?")
+        if path.endswith("/responses"):
+            base = path[: -len("/responses")] + sep + query
+    return base
 
 
 def without_provider(model: str, provider: Any) -> str:
@@ -656,6 +728,8 @@ def from_standard_logging(
     user_metadata: Mapping[str, Any] | None = None,
     session_id: str | None = None,
     litellm_trace_id: str | None = None,
+    instructions: Any = None,
+    sent_parameters: Any = None,
     error_status: int | None = None,
     retries: int | None = None,
     exception_type: str | None = None,
@@ -667,7 +741,10 @@ def from_standard_logging(
     """A call record from LiteLLM's `standard_logging_object` (and a few facts only kwargs hold).
 
     `user_metadata` is `kwargs["litellm_params"]["metadata"]`: LiteLLM keeps the caller's `metadata=`
-    there, not in the payload. Credentials are not removed here; `scrub()` does that.
+    there, not in the payload. `instructions` (a Responses call's system prompt) comes from there too:
+    LiteLLM 1.80 left it out of the payload's parameters. `sent_parameters` is
+    `kwargs["optional_params"]`, what LiteLLM sent the provider (see `_parameters_sent`). Credentials
+    are not removed here; `scrub()` does that.
     """
     call_type, is_async = call_type_of(slo.get("call_type"))
     call_id = call_id or _opt_str(slo.get("litellm_call_id")) or _opt_str(slo.get("id")) or ""
@@ -694,10 +771,10 @@ def from_standard_logging(
     start = _num(slo.get("startTime")) or 0.0
     end = _num(slo.get("endTime")) or start
     first = _num(slo.get("completionStartTime"))
-    params = slo.get("model_parameters") or {}
+    params = _parameters_sent(call_type, slo, sent_parameters)
     # LiteLLM leaves `stream` empty in the payload of a stream that failed (at its start or mid-way);
     # the request's own parameters still say it was one.
-    stream = bool(slo.get("stream")) or (isinstance(params, dict) and params.get("stream") is True)
+    stream = bool(slo.get("stream")) or params.get("stream") is True
     duration_ms = max(0.0, (end - start) * 1000.0)
     failed = slo.get("status") == "failure"
     # A failed stream's payload gives no time of its first chunk (completionStartTime is the failure's).
@@ -725,7 +802,7 @@ def from_standard_logging(
     end_user = (
         _opt_str(slo.get("end_user"))
         or _opt_str(slo_meta.get("user_api_key_end_user_id") if isinstance(slo_meta, dict) else None)
-        or _opt_str(params.get("user") if isinstance(params, dict) else None)
+        or _opt_str(params.get("user"))
         or _opt_str(meta.get("end_user"))
     )
     hidden = slo.get("hidden_params") or {}
@@ -752,8 +829,8 @@ def from_standard_logging(
         "stream": stream,
         "request_model": _request_model(slo, routed=on_proxy or bool(slo.get("model_group"))),
         "response_model": _opt_str(_get(response, "model")) if isinstance(response, dict) else None,
-        "provider": _opt_str(slo.get("custom_llm_provider")),
-        "api_base": _opt_str(slo.get("api_base")) or _opt_str(hidden.get("api_base")),
+        "provider": _provider_of(slo.get("custom_llm_provider")),
+        "api_base": _api_base_of(call_type, slo, hidden),
         "model_group": _opt_str(slo.get("model_group")),
         "deployment_id": _opt_str(slo.get("model_id")) or _opt_str(hidden.get("model_id")),
         "start_time": start,
@@ -763,7 +840,7 @@ def from_standard_logging(
         "output_tokens_per_s": tokens_per_s,
         "chunk_count": chunk_count if stream else None,
         "usage": usage,
-        "cost_usd": _num(slo.get("response_cost")),
+        "cost_usd": _cost_of(slo),
         "cache_hit": slo.get("cache_hit") if isinstance(slo.get("cache_hit"), bool) else None,
         "status": status,
         "error": None,
@@ -791,16 +868,18 @@ def from_standard_logging(
             "message": _opt_str(info.get("error_message")) or _opt_str(slo.get("error_str")),
             "status_code": status_code,
             "code": code,
-            "provider": _opt_str(info.get("llm_provider")) or record["provider"],
+            "provider": _provider_of(info.get("llm_provider")) or record["provider"],
             "normalized": _opt_str(info.get("normalized_error")),
             "provider_request_id": _opt_str(info.get("error_provider_request_id")),
             "retries": retries,
         }
     if capture_content:
-        record["request"] = {**_request_content(call_type, slo), "parameters": _parameters(slo)}
+        record["request"] = {**_request_content(call_type, slo, params), "parameters": _parameters(params)}
+        if call_type == "responses" and instructions and "instructions" not in record["request"]:
+            record["request"]["instructions"] = instructions
         record["response"] = _response_content(call_type, response)
     else:
-        record["request"] = {"parameters": _parameters(slo)}
+        record["request"] = {"parameters": _parameters(params)}
     return record
 
 

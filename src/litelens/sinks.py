@@ -24,6 +24,7 @@ import json
 import sys
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from typing import IO, Any, Protocol, runtime_checkable
 
 from litelens.config import Settings
@@ -99,6 +100,12 @@ class HttpSink:
     folder of its own under `spool_dir`.
 
         HttpSink(endpoint="https://litelens.internal", api_key="ll_...", spool_dir="/var/tmp/litelens")
+
+    Passed to a `Callback` (`litelens.init(endpoint=..., api_key=..., sinks=[HttpSink(), ...])`), what
+    the sink was not given comes from the callback's settings rather than from the environment: a sink
+    with no endpoint sends to the callback's endpoint with the callback's key. A sink that names its
+    endpoint keeps its own key (its argument, else `LITELENS_API_KEY`): the callback's key is never sent
+    to another server. A sink built with `settings=` is used as it is.
     """
 
     def __init__(
@@ -115,7 +122,23 @@ class HttpSink:
         self.settings = settings or Settings.from_env(
             endpoint=endpoint, api_key=api_key, spool_dir=spool_dir, **settings_overrides
         )
+        given = {"endpoint": endpoint, "api_key": api_key, "spool_dir": spool_dir, **settings_overrides}
+        # The settings named here, which a callback's do not replace (None: all of them, `settings=`).
+        self._given = None if settings is not None else {k for k, v in given.items() if v is not None}
         self.transport = Transport(transport_config(self.settings), prepare=_as_is)
+
+    def inherit(self, settings: Settings) -> None:
+        """Take what this sink was not given from `settings` (its callback's); see the class docstring.
+
+        A sink that already started sending keeps its settings: its batches may be on their way.
+        """
+        if self._given is None or self.transport._thread is not None:
+            return
+        keep = self._given | {"api_key"} if "endpoint" in self._given else self._given
+        merged = replace(settings, **{name: getattr(self.settings, name) for name in keep})
+        if merged != self.settings:
+            self.settings = merged
+            self.transport = Transport(transport_config(merged), prepare=_as_is)
 
     def submit(self, line: str) -> None:
         self.transport.submit(line)  # type: ignore[arg-type]
@@ -352,7 +375,7 @@ def from_spec(spec: str, settings: Settings | None = None) -> Sink:
             return HttpSink(settings=settings)
         # A base of its own, as before spool folders per destination (which alone keep its batches apart).
         spool = settings.spool_dir and f"{settings.spool_dir}-{hashlib.sha1(arg.encode()).hexdigest()[:8]}"
-        return HttpSink(settings=_replace(settings, endpoint=arg, spool_dir=spool or None))
+        return HttpSink(settings=replace(settings, endpoint=arg, spool_dir=spool or None))
     if kind == "jsonl" and arg:
         return JsonlSink(arg)
     if kind == "console" and not arg:
@@ -366,12 +389,12 @@ def from_spec(spec: str, settings: Settings | None = None) -> Sink:
     )
 
 
-def _replace(settings: Settings, **changes: Any) -> Settings:
-    from dataclasses import replace
-
-    return replace(settings, **changes)
-
-
 def from_specs(specs: Iterable[Sink | str], settings: Settings | None = None) -> list[Sink]:
-    """Sinks from a mix of sink objects and short forms (see `from_spec`)."""
-    return [from_spec(s, settings) if isinstance(s, str) else s for s in specs]
+    """Sinks from a mix of sink objects and short forms (see `from_spec`); an `HttpSink` object takes
+    what it was not given from `settings` (`HttpSink.inherit`)."""
+    sinks = [from_spec(s, settings) if isinstance(s, str) else s for s in specs]
+    if settings is not None:
+        for sink in sinks:
+            if isinstance(sink, HttpSink):
+                sink.inherit(settings)
+    return sinks

@@ -29,7 +29,8 @@ a path. A folder whose batches the server refused as a configuration problem is 
 (``refused-key`` after 401/403, ``refused-endpoint`` after 404); a process for the same endpoint with
 another key (or the same key at another endpoint) moves the batches of such a folder into its own, so the
 records arrive once the setting is fixed. Batches of a folder that is not marked (the server was down) stay
-with their destination.
+with their destination. ``max_bytes`` bounds the base as a whole, all its destination folders together,
+so the disk a spool directory takes does not grow with the number of endpoints and keys.
 
 Only the standard library is used; the transport's background thread is the only caller in a process.
 """
@@ -277,31 +278,37 @@ class Spool:
         return lost
 
     def _evict(self, keep: str) -> int:
-        """Delete the oldest unclaimed files until the directory fits ``max_bytes``; return records lost."""
-        files: list[tuple[str, int]] = []
+        """Delete the oldest unclaimed files until the spool fits ``max_bytes``; return records lost.
+
+        A destination's folder shares the cap with every destination folder under its base: the cap
+        bounds the disk that ``spool_dir`` takes, however many endpoints and keys spool into it. Names
+        begin with the time they were written, so the oldest go first whichever folder holds them.
+        """
+        files: list[tuple[str, Path, int]] = []
         total = 0
-        try:
-            with os.scandir(self.directory) as it:
-                for de in it:
-                    try:
-                        size = de.stat().st_size
-                    except OSError:
-                        continue
-                    total += size
-                    if _NAME_RE.match(de.name) or de.name.endswith(_BAD):
-                        files.append((de.name, size))
-        except OSError:
-            return 0
+        for folder in self._folders():
+            try:
+                with os.scandir(folder) as it:
+                    for de in it:
+                        try:
+                            size = de.stat().st_size
+                        except OSError:
+                            continue
+                        total += size
+                        if _NAME_RE.match(de.name) or de.name.endswith(_BAD):
+                            files.append((de.name, folder, size))
+            except OSError:
+                continue
         if total <= self.max_bytes:
             return 0
         lost = 0
-        for name, size in sorted(files, key=lambda f: (not f[0].endswith(_BAD), f[0])):  # .bad ones first
+        for name, folder, size in sorted(files, key=lambda f: (not f[0].endswith(_BAD), f[0])):  # .bad first
             if total <= self.max_bytes:
                 break
-            if name == keep:
+            if name == keep and folder == self.directory:
                 continue
             try:
-                os.unlink(self.directory / name)
+                os.unlink(folder / name)
             except OSError:  # claimed or evicted by another process meanwhile
                 continue
             total -= size
@@ -310,10 +317,21 @@ class Spool:
             self._log_once(
                 "evict",
                 "litelens: spool %s is full (%d bytes); evicting the oldest batches",
-                self.directory,
+                self.directory.parent if self._dest is not None else self.directory,
                 self.max_bytes,
             )
         return lost
+
+    def _folders(self) -> list[Path]:
+        """This spool's folder, and for a destination's folder the other destinations' under its base."""
+        if self._dest is None:
+            return [self.directory]
+        base = self.directory.parent
+        try:
+            siblings = [base / n for n in os.listdir(base) if n != self.directory.name and _DEST_RE.match(n)]
+        except OSError:
+            siblings = []
+        return [self.directory, *siblings]
 
     # -- reading ---------------------------------------------------------------------------------------
 

@@ -99,6 +99,7 @@ class TransportConfig:
     destinations, and this transport's batches go to the folder of its endpoint and key under it
     (`Spool.for_destination`), where a batch refused for another key or endpoint may be taken over."""
     spool_max_bytes: int = 256 * 2**20
+    """With `spool_per_destination`, a cap on the whole base, shared with the other destinations in it."""
     exit_flush_s: float = 5.0
     user_agent: str = field(default_factory=lambda: f"litelens/{_version()}")
     format: BatchFormat = EVENTS
