@@ -900,6 +900,47 @@ def test_async_stream_aclose_ends_its_span(otel: Otel, fake: FakeProvider) -> No
     assert attrs[semconv.LITELENS_CHUNK_COUNT] == 1
 
 
+@pytest.mark.skipif(
+    Version(version("litellm")) < Version("1.100"),
+    reason="LiteLLM 1.80's completion(acompletion=True) and embedding(aembedding=True) fail without any "
+    "instrumentation (their logging object is None)",
+)
+def test_a_sync_entry_point_asked_for_a_coroutine_gets_one_span_ending_when_awaited(
+    otel: Otel, fake: FakeProvider
+) -> None:
+    chat = {"model": "openai/gpt-4o-mini", "messages": MESSAGES, **kw(fake)}
+    tracer = otel.tracer_provider.get_tracer("app")
+
+    async def run() -> None:
+        with tracer.start_as_current_span("request handler"):
+            pending = litellm.completion(**chat, acompletion=True)
+        # LiteLLM has only returned the coroutine: the call has not run, its span is still open.
+        assert [s.name for s in otel.spans()] == ["request handler"]
+        await pending
+        stream = await litellm.completion(**chat, acompletion=True, stream=True)
+        assert [c async for c in stream]
+        await litellm.embedding(
+            model="openai/text-embedding-3-small", input=["hi"], aembedding=True, **kw(fake)
+        )
+        await litellm.responses(model="openai/gpt-4o-mini", input="hi", aresponses=True, **kw(fake))
+
+    asyncio.run(run())
+    handler, call, stream, embedding, responses = otel.spans()
+    assert [s.name for s in (call, stream, embedding, responses)] == [
+        "chat gpt-4o-mini",
+        "chat gpt-4o-mini",
+        "embeddings text-embedding-3-small",
+        "responses gpt-4o-mini",
+    ]
+    assert call.parent is not None and call.parent.span_id == handler.context.span_id
+    assert call.end_time is not None and handler.end_time is not None and call.end_time > handler.end_time
+    for span in (call, stream, embedding, responses):
+        attrs = span.attributes or {}
+        assert attrs[semconv.LITELENS_IS_ASYNC] is True
+        assert attrs[semconv.GEN_AI_USAGE_INPUT_TOKENS] > 0
+    assert (stream.attributes or {})[STREAM_OUTCOME] == "completed"
+
+
 @pytest.mark.parametrize("stream", [False, True], ids=["call", "stream"])
 def test_core_callback_and_span_name_the_same_call(
     stream: bool, otel: Otel, fake: FakeProvider, receiver: Any, make_callback: Any

@@ -138,6 +138,8 @@ class Engine:
                 call.fail(exc)
                 raise
             call.exit(tokens)
+            if inspect.iscoroutine(result):
+                return _awaited(call, result)
             return call.succeed(result)
 
         return traced
@@ -149,9 +151,6 @@ class Engine:
         failed)."""
         outer = _IN_CALL.get()
         if not self.active or (outer is not None and outer.encloses()):
-            return None
-        # `completion(..., acompletion=True)` hands over to acompletion, which gets the span.
-        if kwargs.get("acompletion") is True and not endpoint.is_async:
             return None
         try:
             arguments = dict(zip(positional, args, strict=False))
@@ -190,6 +189,23 @@ class Engine:
             self._span_starts[key] = start
         name, attributes = start
         return name, {**attributes, semconv.LITELLM_CALL_ID: record["call_id"]}
+
+
+async def _awaited(call: Call, pending: Awaitable[Any]) -> Any:
+    """The rest of a sync entry point's call that returned a coroutine (`completion(...,
+    acompletion=True)`, `embedding(..., aembedding=True)`): an async call, whose span ends when it is
+    awaited and done, as `acompletion`'s does. The async entry point LiteLLM runs inside it sees this
+    call in its context and gets no span of its own."""
+    call.record["is_async"] = True
+    tokens = call.enter()
+    try:
+        result = await pending
+    except BaseException as exc:
+        call.exit(tokens)
+        call.fail(exc)
+        raise
+    call.exit(tokens)
+    return call.succeed(result)
 
 
 class Call:
