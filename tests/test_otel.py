@@ -680,6 +680,24 @@ def test_metadata_reaches_the_span_without_credentials(otel: Otel, fake: FakePro
     assert metadata["openai_api_key"] == "plain-value-123"  # the caller's dict is left as it was
 
 
+def test_metadata_on_spans_is_cut_to_the_core_layers_size_limits_with_content_off(
+    otel: Otel, fake: FakeProvider
+) -> None:
+    """A large value in `metadata=` (a whole document passed along) must not make a huge span: it is
+    replaced by a marker, as in the core record, and `litelens.truncated` says so."""
+    tags = [f"tag-{i}" for i in range(100)]
+    metadata = {"order": "A-17", "document": "x" * 100_000, "tags": tags}
+    litellm.completion(model="openai/gpt-4o-mini", messages=MESSAGES, metadata=metadata, **kw(fake))
+    attrs = otel.only_span().attributes or {}
+    shown = json.loads(str(attrs[semconv.LITELENS_METADATA]))
+    assert shown["order"] == "A-17"
+    assert shown["document"].endswith("bytes removed>")
+    assert attrs[semconv.LITELLM_TAGS] == tuple(tags[:64])
+    assert attrs[semconv.LITELENS_TRUNCATED] == ("tags", "metadata")
+    assert sum(len(str(v)) for v in attrs.values()) < 20_000
+    assert len(metadata["document"]) == 100_000 and len(metadata["tags"]) == 100  # the caller's, as they were
+
+
 def test_a_router_call_names_its_model_group_and_deployment(otel: Otel, fake: FakeProvider) -> None:
     deployment = {"model": "openai/gpt-4o-mini", **kw(fake)}
     router = litellm.Router(model_list=[{"model_name": "cheap", "litellm_params": deployment}])
