@@ -614,6 +614,46 @@ def test_content_on_spans_is_cut_to_the_core_layers_size_limits(
     assert messages == [{"role": "user", "content": long}]  # the caller's own list is untouched
 
 
+def _chars_held(value: Any) -> int:
+    """The characters of the strings in `value`: in its dicts, lists and slotted objects, recursively."""
+    if isinstance(value, str):
+        return len(value)
+    if isinstance(value, dict):
+        return sum(map(_chars_held, value.values()))
+    if isinstance(value, (list, tuple)):
+        return sum(map(_chars_held, value))
+    slots = getattr(type(value), "__slots__", ())
+    return sum(_chars_held(getattr(value, name)) for name in slots if hasattr(value, name))
+
+
+def test_a_long_streamed_answer_is_cut_as_a_calls_without_being_held_whole(
+    make_otel: Any, fake: FakeProvider
+) -> None:
+    from litelens import Limits
+
+    otel = make_otel(capture_content=True, limits=Limits(max_string_chars=30))
+    stream = litellm.completion(
+        model="openai/gpt-4o-mini",
+        messages=MESSAGES,
+        stream=True,
+        extra_headers={"x-fake-tokens": "4000", "x-fake-chunks": "400"},
+        **kw(fake),
+    )
+    pieces, held = [], 0
+    for chunk in stream:
+        pieces.append(chunk.choices[0].delta.content or "")
+        held = max(held, _chars_held(stream._self_state.texts))
+    answer = "".join(pieces)
+    assert len(answer) > 10_000
+    assert held < 2_000  # what the span can show, and some room past it for the processors
+    attrs = otel.only_span().attributes or {}
+    (output,) = json.loads(str(attrs[semconv.GEN_AI_OUTPUT_MESSAGES]))
+    assert output["parts"][0]["content"] == answer[:30] + f"…[truncated {len(answer) - 30} chars]"
+    assert attrs[semconv.LITELENS_TRUNCATED] == ("response.choices[0].message.content",)
+    assert attrs[semconv.LITELENS_CHUNK_COUNT] == len(pieces)
+    assert attrs[semconv.GEN_AI_RESPONSE_FINISH_REASONS] == ("stop",)
+
+
 def test_content_capture_follows_the_conventions_environment_variable(
     make_otel: Any, fake: FakeProvider, monkeypatch: pytest.MonkeyPatch
 ) -> None:
