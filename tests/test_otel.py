@@ -165,6 +165,19 @@ def test_each_call_type_gets_a_client_span_under_the_callers_span(
             assert [p.attributes["gen_ai.token.type"] for p in tokens] == ["input"]
 
 
+def test_every_spelling_of_the_output_limit_is_the_spans_max_tokens(otel: Otel, fake: FakeProvider) -> None:
+    """OpenAI's newer chat parameter and the Responses API's name the limit differently from
+    `max_tokens`; the conventions have one attribute for it. And an embedding's `dimensions` is the
+    conventions' `gen_ai.embeddings.dimension.count`."""
+    litellm.completion(model="openai/gpt-4o-mini", messages=MESSAGES, max_completion_tokens=5, **kw(fake))
+    litellm.responses(model="openai/gpt-4o-mini", input="hi", max_output_tokens=6, **kw(fake))
+    litellm.embedding(model="openai/text-embedding-3-small", input=["hi"], dimensions=4, **kw(fake))
+    chat, responses, embedding = (s.attributes or {} for s in otel.spans())
+    assert chat[semconv.GEN_AI_REQUEST_MAX_TOKENS] == 5
+    assert responses[semconv.GEN_AI_REQUEST_MAX_TOKENS] == 6
+    assert embedding["gen_ai.embeddings.dimension.count"] == 4
+
+
 def test_a_model_passed_positionally_names_the_span_sync_and_async(otel: Otel, fake: FakeProvider) -> None:
     expected = []
     for name in ("completion", "embedding", "text_completion"):
