@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import importlib.util
 import json
 import os
 import subprocess
@@ -709,6 +710,31 @@ def test_capture_content_given_as_a_string_means_what_the_variable_would(
 
 # --------------------------------------------------------------------------------------------------
 # Call ids, instrument/uninstrument
+
+
+@pytest.mark.skipif(
+    Version(version("litellm")) >= Version("1.100") and importlib.util.find_spec("soundfile") is None,
+    reason="LiteLLM 1.110's cache imports soundfile (the proxy's extra), which this environment lacks",
+)
+def test_a_response_from_litellms_cache_costs_nothing(
+    otel: Otel, fake: FakeProvider, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cache hit carries the cost of the call that was cached: counted again, spend doubled."""
+    from litellm.caching.caching import Cache
+
+    monkeypatch.setattr(litellm, "cache", Cache(type="local"))
+    arguments = {"model": "openai/gpt-4o-mini", "messages": MESSAGES, "caching": True, **kw(fake)}
+    first, hit = litellm.completion(**arguments), litellm.completion(**arguments)
+    assert hit._hidden_params.get("cache_hit") is True and hit.id == first.id
+    list(litellm.completion(**arguments, stream=True))
+    list(litellm.completion(**arguments, stream=True))
+    paid, cached, paid_stream, cached_stream = (s.attributes or {} for s in otel.spans())
+    assert paid[semconv.LITELLM_COST_TOTAL] > 0 and semconv.LITELLM_CACHE_HIT not in paid
+    for attrs in (cached, cached_stream):
+        assert attrs[semconv.LITELLM_CACHE_HIT] is True
+        assert attrs[semconv.LITELLM_COST_TOTAL] == 0.0
+    (cost,) = otel.points("litellm.cost")
+    assert cost.value == paid[semconv.LITELLM_COST_TOTAL] + paid_stream.get(semconv.LITELLM_COST_TOTAL, 0.0)
 
 
 def test_a_callers_litellm_call_id_is_kept(otel: Otel, fake: FakeProvider) -> None:

@@ -287,6 +287,15 @@ def apply_hidden_params(record: Record, hidden: Mapping[str, Any]) -> None:
     cost = hidden.get("response_cost")
     if isinstance(cost, (int, float)) and not isinstance(cost, bool):
         record["cost_usd"] = float(cost)
+    apply_cache_hit(record, hidden)
+
+
+def apply_cache_hit(record: Record, hidden: Mapping[str, Any]) -> None:
+    """A response LiteLLM served from its cache cost nothing: the cost it carries is the original
+    call's, which LiteLLM's own callbacks (and so the core record) count as 0 for the hit."""
+    if hidden.get("cache_hit") is True:
+        record["cache_hit"] = True
+        record["cost_usd"] = 0.0
 
 
 def apply_error(record: Record, exc: BaseException) -> None:

@@ -213,6 +213,7 @@ class StreamState:
                 if isinstance(provider, str) and provider:
                     record["provider"] = provider
             record["chunk_count"] = self.chunks
+            endpoints.apply_cache_hit(record, hidden)
             if record.get("cost_usd") is None and record.get("usage"):
                 record["cost_usd"] = _cost(record)
             if exc is not None:
