@@ -944,6 +944,32 @@ def test_streamed_responses_take_usage_from_the_completed_event(
     assert attrs[semconv.GEN_AI_USAGE_OUTPUT_TOKENS] == expected["completion_tokens"]
 
 
+def test_a_responses_stream_closed_early_names_its_response_and_what_it_said(
+    make_otel: Any, fake: FakeProvider
+) -> None:
+    """No completed event: the span still has the id and model the first events gave, and the text
+    received so far -- not an empty list of chat output messages."""
+    otel = make_otel(capture_content=True)
+    stream = litellm.responses(
+        model="openai/gpt-4o-mini",
+        input="tell me a short story",
+        stream=True,
+        extra_headers={"x-fake-tokens": "30"},
+        **kw(fake),
+    )
+    events = []
+    while not events or events[-1].type != "response.output_text.delta":
+        events.append(next(stream))
+    stream.close()
+    attrs = otel.only_span().attributes or {}
+    assert attrs[STREAM_OUTCOME] == "closed"
+    assert attrs[semconv.GEN_AI_RESPONSE_ID] == events[0].response.id
+    assert attrs[semconv.GEN_AI_RESPONSE_MODEL] == "gpt-4o-mini"
+    assert semconv.GEN_AI_OUTPUT_MESSAGES not in attrs
+    response = json.loads(str(attrs[semconv.LITELENS_RESPONSE]))
+    assert response["output"][0]["content"][0]["text"] == events[-1].delta
+
+
 def test_a_failure_inside_the_instrumentation_leaves_the_call_alone(otel: Otel, fake: FakeProvider) -> None:
     engine = otel.instrumentor._engine
     assert engine is not None

@@ -36,6 +36,8 @@ STREAM_OUTCOME = "litelens.stream.outcome"
 
 # Responses API events that carry the whole response (usage, id, status) at the end of a stream.
 _FINAL_EVENTS = frozenset({"response.completed", "response.incomplete", "response.failed"})
+# ... and the first ones, which name it (its id and model) before any output.
+_FIRST_EVENTS = frozenset({"response.created", "response.in_progress"})
 # Characters of a streamed text kept past the size limit its span cuts it to: the record's processors
 # run before that cut, and a redactor must see a secret that straddles it whole.
 _KEPT_PAST_LIMIT = 1024
@@ -80,6 +82,7 @@ class StreamState:
         "capture",
         "chunks",
         "done",
+        "events",
         "final",
         "first_chunk_s",
         "reasons",
@@ -95,6 +98,7 @@ class StreamState:
         self.call = call
         self.chunks = 0
         self.done = False
+        self.events = False
         self.final: Any = None
         self.first_chunk_s: float | None = None
         self.reasons: dict[int, str] = {}
@@ -118,8 +122,7 @@ class StreamState:
             self.first_chunk_s = time.perf_counter() - self.call.started
         kind = field(chunk, "type")
         if kind is not None:
-            if str(getattr(kind, "value", kind)) in _FINAL_EVENTS:
-                self.final = field(chunk, "response")
+            self._on_event(str(getattr(kind, "value", kind)), chunk)
             return
         if self.response_id is None:
             self.response_id = field(chunk, "id")
@@ -140,6 +143,22 @@ class StreamState:
                 calls = field(delta, "tool_calls") if delta is not None else None
                 if calls:
                     self._on_tool_calls(index, calls)
+
+    def _on_event(self, kind: str, event: Any) -> None:
+        """A Responses API event: the last holds the whole response; until it came, the first ones say
+        which response this is, and the text deltas what it said so far (for a stream cut short)."""
+        self.events = True
+        if kind in _FINAL_EVENTS:
+            self.final = field(event, "response")
+        elif kind in _FIRST_EVENTS and self.response_id is None:
+            response = field(event, "response")
+            if response is not None:
+                self.response_id = field(response, "id")
+                self.response_model = field(response, "model")
+        elif kind == "response.output_text.delta" and self.capture:
+            delta = field(event, "delta")
+            if isinstance(delta, str):
+                self._text(0).add(delta)
 
     def _on_tool_calls(self, index: int, calls: Any) -> None:
         """Accumulate streamed tool calls: the first delta of each names it, later ones add arguments."""
@@ -190,7 +209,10 @@ class StreamState:
                 usage = self.usage if self.usage is not None else _hidden_usage(source)
                 if usage is not None:
                     record["usage"] = usage_of({"response": {"usage": usage}})
-                if self.capture:
+                if self.events:
+                    if self.capture and self.texts:
+                        record["response"] = self._partial_response()
+                elif self.capture:
                     record["response"] = {
                         "id": self.response_id,
                         "choices": [
@@ -225,6 +247,15 @@ class StreamState:
         except Exception:
             call.engine.failed("ending a stream's span")
             call.end_quietly()
+
+    def _partial_response(self) -> dict[str, Any]:
+        """The text of a Responses API stream that ended before its last event, as its output."""
+        text = self.texts[0].text()
+        content = [{"type": "output_text", "text": text}]
+        return {
+            "id": self.response_id,
+            "output": [{"type": "message", "role": "assistant", "content": content}],
+        }
 
     def _message(self, index: int, text: StreamedText) -> dict[str, Any]:
         """The assistant message of one choice, as a non-stream response has it."""
