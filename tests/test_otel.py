@@ -777,6 +777,14 @@ def test_metadata_on_spans_is_cut_to_the_core_layers_size_limits_with_content_of
     assert len(metadata["document"]) == 100_000 and len(metadata["tags"]) == 100  # the caller's, as they were
 
 
+def test_a_single_tag_given_as_a_string_is_the_spans_tag(otel: Otel, fake: FakeProvider) -> None:
+    """`metadata={"tags": "checkout"}`: one tag, as the core record reads it, not none."""
+    litellm.completion(
+        model="openai/gpt-4o-mini", messages=MESSAGES, metadata={"tags": "checkout"}, **kw(fake)
+    )
+    assert (otel.only_span().attributes or {})[semconv.LITELLM_TAGS] == ("checkout",)
+
+
 def test_a_router_call_names_its_model_group_and_deployment(otel: Otel, fake: FakeProvider) -> None:
     deployment = {"model": "openai/gpt-4o-mini", **kw(fake)}
     router = litellm.Router(model_list=[{"model_name": "cheap", "litellm_params": deployment}])
