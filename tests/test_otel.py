@@ -179,6 +179,18 @@ def test_every_spelling_of_the_output_limit_is_the_spans_max_tokens(otel: Otel, 
     assert embedding["gen_ai.embeddings.dimension.count"] == 4
 
 
+def test_the_requested_output_format_is_the_spans_output_type(otel: Otel, fake: FakeProvider) -> None:
+    json_object = {"type": "json_object"}
+    litellm.completion(model="openai/gpt-4o-mini", messages=MESSAGES, response_format=json_object, **kw(fake))
+    litellm.completion(
+        model="openai/gpt-4o-mini", messages=MESSAGES, response_format={"type": "text"}, **kw(fake)
+    )
+    litellm.image_generation(model="openai/dall-e-3", prompt="a red square", **kw(fake))
+    litellm.completion(model="openai/gpt-4o-mini", messages=MESSAGES, **kw(fake))
+    types = [(s.attributes or {}).get("gen_ai.output.type") for s in otel.spans()]
+    assert types == ["json", "text", "image", None]  # None: the request asked for no format
+
+
 def test_a_model_passed_positionally_names_the_span_sync_and_async(otel: Otel, fake: FakeProvider) -> None:
     expected = []
     for name in ("completion", "embedding", "text_completion"):
