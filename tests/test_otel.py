@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import importlib.util
 import json
 import os
 import subprocess
@@ -163,6 +164,31 @@ def test_each_call_type_gets_a_client_span_under_the_callers_span(
             assert semconv.GEN_AI_USAGE_OUTPUT_TOKENS not in attrs
             tokens = otel.points("gen_ai.client.token.usage")
             assert [p.attributes["gen_ai.token.type"] for p in tokens] == ["input"]
+
+
+def test_every_spelling_of_the_output_limit_is_the_spans_max_tokens(otel: Otel, fake: FakeProvider) -> None:
+    """OpenAI's newer chat parameter and the Responses API's name the limit differently from
+    `max_tokens`; the conventions have one attribute for it. And an embedding's `dimensions` is the
+    conventions' `gen_ai.embeddings.dimension.count`."""
+    litellm.completion(model="openai/gpt-4o-mini", messages=MESSAGES, max_completion_tokens=5, **kw(fake))
+    litellm.responses(model="openai/gpt-4o-mini", input="hi", max_output_tokens=6, **kw(fake))
+    litellm.embedding(model="openai/text-embedding-3-small", input=["hi"], dimensions=4, **kw(fake))
+    chat, responses, embedding = (s.attributes or {} for s in otel.spans())
+    assert chat[semconv.GEN_AI_REQUEST_MAX_TOKENS] == 5
+    assert responses[semconv.GEN_AI_REQUEST_MAX_TOKENS] == 6
+    assert embedding["gen_ai.embeddings.dimension.count"] == 4
+
+
+def test_the_requested_output_format_is_the_spans_output_type(otel: Otel, fake: FakeProvider) -> None:
+    json_object = {"type": "json_object"}
+    litellm.completion(model="openai/gpt-4o-mini", messages=MESSAGES, response_format=json_object, **kw(fake))
+    litellm.completion(
+        model="openai/gpt-4o-mini", messages=MESSAGES, response_format={"type": "text"}, **kw(fake)
+    )
+    litellm.image_generation(model="openai/dall-e-3", prompt="a red square", **kw(fake))
+    litellm.completion(model="openai/gpt-4o-mini", messages=MESSAGES, **kw(fake))
+    types = [(s.attributes or {}).get("gen_ai.output.type") for s in otel.spans()]
+    assert types == ["json", "text", "image", None]  # None: the request asked for no format
 
 
 def test_a_model_passed_positionally_names_the_span_sync_and_async(otel: Otel, fake: FakeProvider) -> None:
@@ -614,6 +640,46 @@ def test_content_on_spans_is_cut_to_the_core_layers_size_limits(
     assert messages == [{"role": "user", "content": long}]  # the caller's own list is untouched
 
 
+def _chars_held(value: Any) -> int:
+    """The characters of the strings in `value`: in its dicts, lists and slotted objects, recursively."""
+    if isinstance(value, str):
+        return len(value)
+    if isinstance(value, dict):
+        return sum(map(_chars_held, value.values()))
+    if isinstance(value, (list, tuple)):
+        return sum(map(_chars_held, value))
+    slots = getattr(type(value), "__slots__", ())
+    return sum(_chars_held(getattr(value, name)) for name in slots if hasattr(value, name))
+
+
+def test_a_long_streamed_answer_is_cut_as_a_calls_without_being_held_whole(
+    make_otel: Any, fake: FakeProvider
+) -> None:
+    from litelens import Limits
+
+    otel = make_otel(capture_content=True, limits=Limits(max_string_chars=30))
+    stream = litellm.completion(
+        model="openai/gpt-4o-mini",
+        messages=MESSAGES,
+        stream=True,
+        extra_headers={"x-fake-tokens": "4000", "x-fake-chunks": "400"},
+        **kw(fake),
+    )
+    pieces, held = [], 0
+    for chunk in stream:
+        pieces.append(chunk.choices[0].delta.content or "")
+        held = max(held, _chars_held(stream._self_state.texts))
+    answer = "".join(pieces)
+    assert len(answer) > 10_000
+    assert held < 2_000  # what the span can show, and some room past it for the processors
+    attrs = otel.only_span().attributes or {}
+    (output,) = json.loads(str(attrs[semconv.GEN_AI_OUTPUT_MESSAGES]))
+    assert output["parts"][0]["content"] == answer[:30] + f"…[truncated {len(answer) - 30} chars]"
+    assert attrs[semconv.LITELENS_TRUNCATED] == ("response.choices[0].message.content",)
+    assert attrs[semconv.LITELENS_CHUNK_COUNT] == len(pieces)
+    assert attrs[semconv.GEN_AI_RESPONSE_FINISH_REASONS] == ("stop",)
+
+
 def test_content_capture_follows_the_conventions_environment_variable(
     make_otel: Any, fake: FakeProvider, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -658,6 +724,31 @@ def test_capture_content_given_as_a_string_means_what_the_variable_would(
 # Call ids, instrument/uninstrument
 
 
+@pytest.mark.skipif(
+    Version(version("litellm")) >= Version("1.100") and importlib.util.find_spec("soundfile") is None,
+    reason="LiteLLM 1.110's cache imports soundfile (the proxy's extra), which this environment lacks",
+)
+def test_a_response_from_litellms_cache_costs_nothing(
+    otel: Otel, fake: FakeProvider, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cache hit carries the cost of the call that was cached: counted again, spend doubled."""
+    from litellm.caching.caching import Cache
+
+    monkeypatch.setattr(litellm, "cache", Cache(type="local"))
+    arguments = {"model": "openai/gpt-4o-mini", "messages": MESSAGES, "caching": True, **kw(fake)}
+    first, hit = litellm.completion(**arguments), litellm.completion(**arguments)
+    assert hit._hidden_params.get("cache_hit") is True and hit.id == first.id
+    list(litellm.completion(**arguments, stream=True))
+    list(litellm.completion(**arguments, stream=True))
+    paid, cached, paid_stream, cached_stream = (s.attributes or {} for s in otel.spans())
+    assert paid[semconv.LITELLM_COST_TOTAL] > 0 and semconv.LITELLM_CACHE_HIT not in paid
+    for attrs in (cached, cached_stream):
+        assert attrs[semconv.LITELLM_CACHE_HIT] is True
+        assert attrs[semconv.LITELLM_COST_TOTAL] == 0.0
+    (cost,) = otel.points("litellm.cost")
+    assert cost.value == paid[semconv.LITELLM_COST_TOTAL] + paid_stream.get(semconv.LITELLM_COST_TOTAL, 0.0)
+
+
 def test_a_callers_litellm_call_id_is_kept(otel: Otel, fake: FakeProvider) -> None:
     response = litellm.completion(
         model="openai/gpt-4o-mini", messages=MESSAGES, litellm_call_id="call-from-app", **kw(fake)
@@ -678,6 +769,32 @@ def test_metadata_reaches_the_span_without_credentials(otel: Otel, fake: FakePro
     assert shown["order"] == "A-17"
     assert "plain-value-123" not in str(shown) and "sk-proj" not in str(shown) and "sk-fake" not in str(shown)
     assert metadata["openai_api_key"] == "plain-value-123"  # the caller's dict is left as it was
+
+
+def test_metadata_on_spans_is_cut_to_the_core_layers_size_limits_with_content_off(
+    otel: Otel, fake: FakeProvider
+) -> None:
+    """A large value in `metadata=` (a whole document passed along) must not make a huge span: it is
+    replaced by a marker, as in the core record, and `litelens.truncated` says so."""
+    tags = [f"tag-{i}" for i in range(100)]
+    metadata = {"order": "A-17", "document": "x" * 100_000, "tags": tags}
+    litellm.completion(model="openai/gpt-4o-mini", messages=MESSAGES, metadata=metadata, **kw(fake))
+    attrs = otel.only_span().attributes or {}
+    shown = json.loads(str(attrs[semconv.LITELENS_METADATA]))
+    assert shown["order"] == "A-17"
+    assert shown["document"].endswith("bytes removed>")
+    assert attrs[semconv.LITELLM_TAGS] == tuple(tags[:64])
+    assert attrs[semconv.LITELENS_TRUNCATED] == ("tags", "metadata")
+    assert sum(len(str(v)) for v in attrs.values()) < 20_000
+    assert len(metadata["document"]) == 100_000 and len(metadata["tags"]) == 100  # the caller's, as they were
+
+
+def test_a_single_tag_given_as_a_string_is_the_spans_tag(otel: Otel, fake: FakeProvider) -> None:
+    """`metadata={"tags": "checkout"}`: one tag, as the core record reads it, not none."""
+    litellm.completion(
+        model="openai/gpt-4o-mini", messages=MESSAGES, metadata={"tags": "checkout"}, **kw(fake)
+    )
+    assert (otel.only_span().attributes or {})[semconv.LITELLM_TAGS] == ("checkout",)
 
 
 def test_a_router_call_names_its_model_group_and_deployment(otel: Otel, fake: FakeProvider) -> None:
@@ -847,6 +964,32 @@ def test_streamed_responses_take_usage_from_the_completed_event(
     assert attrs[semconv.GEN_AI_USAGE_OUTPUT_TOKENS] == expected["completion_tokens"]
 
 
+def test_a_responses_stream_closed_early_names_its_response_and_what_it_said(
+    make_otel: Any, fake: FakeProvider
+) -> None:
+    """No completed event: the span still has the id and model the first events gave, and the text
+    received so far -- not an empty list of chat output messages."""
+    otel = make_otel(capture_content=True)
+    stream = litellm.responses(
+        model="openai/gpt-4o-mini",
+        input="tell me a short story",
+        stream=True,
+        extra_headers={"x-fake-tokens": "30"},
+        **kw(fake),
+    )
+    events = []
+    while not events or events[-1].type != "response.output_text.delta":
+        events.append(next(stream))
+    stream.close()
+    attrs = otel.only_span().attributes or {}
+    assert attrs[STREAM_OUTCOME] == "closed"
+    assert attrs[semconv.GEN_AI_RESPONSE_ID] == events[0].response.id
+    assert attrs[semconv.GEN_AI_RESPONSE_MODEL] == "gpt-4o-mini"
+    assert semconv.GEN_AI_OUTPUT_MESSAGES not in attrs
+    response = json.loads(str(attrs[semconv.LITELENS_RESPONSE]))
+    assert response["output"][0]["content"][0]["text"] == events[-1].delta
+
+
 def test_a_failure_inside_the_instrumentation_leaves_the_call_alone(otel: Otel, fake: FakeProvider) -> None:
     engine = otel.instrumentor._engine
     assert engine is not None
@@ -898,6 +1041,47 @@ def test_async_stream_aclose_ends_its_span(otel: Otel, fake: FakeProvider) -> No
     attrs = otel.only_span().attributes or {}
     assert attrs[STREAM_OUTCOME] == "closed"
     assert attrs[semconv.LITELENS_CHUNK_COUNT] == 1
+
+
+@pytest.mark.skipif(
+    Version(version("litellm")) < Version("1.100"),
+    reason="LiteLLM 1.80's completion(acompletion=True) and embedding(aembedding=True) fail without any "
+    "instrumentation (their logging object is None)",
+)
+def test_a_sync_entry_point_asked_for_a_coroutine_gets_one_span_ending_when_awaited(
+    otel: Otel, fake: FakeProvider
+) -> None:
+    chat = {"model": "openai/gpt-4o-mini", "messages": MESSAGES, **kw(fake)}
+    tracer = otel.tracer_provider.get_tracer("app")
+
+    async def run() -> None:
+        with tracer.start_as_current_span("request handler"):
+            pending = litellm.completion(**chat, acompletion=True)
+        # LiteLLM has only returned the coroutine: the call has not run, its span is still open.
+        assert [s.name for s in otel.spans()] == ["request handler"]
+        await pending
+        stream = await litellm.completion(**chat, acompletion=True, stream=True)
+        assert [c async for c in stream]
+        await litellm.embedding(
+            model="openai/text-embedding-3-small", input=["hi"], aembedding=True, **kw(fake)
+        )
+        await litellm.responses(model="openai/gpt-4o-mini", input="hi", aresponses=True, **kw(fake))
+
+    asyncio.run(run())
+    handler, call, stream, embedding, responses = otel.spans()
+    assert [s.name for s in (call, stream, embedding, responses)] == [
+        "chat gpt-4o-mini",
+        "chat gpt-4o-mini",
+        "embeddings text-embedding-3-small",
+        "responses gpt-4o-mini",
+    ]
+    assert call.parent is not None and call.parent.span_id == handler.context.span_id
+    assert call.end_time is not None and handler.end_time is not None and call.end_time > handler.end_time
+    for span in (call, stream, embedding, responses):
+        attrs = span.attributes or {}
+        assert attrs[semconv.LITELENS_IS_ASYNC] is True
+        assert attrs[semconv.GEN_AI_USAGE_INPUT_TOKENS] > 0
+    assert (stream.attributes or {})[STREAM_OUTCOME] == "completed"
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["call", "stream"])

@@ -7,6 +7,7 @@ import math
 
 from litelens import record as rec
 from litelens.config import Limits
+from litelens.pipeline import truncate
 
 
 def test_trace_ids_keep_uuid_digits_and_hash_names():
@@ -95,6 +96,19 @@ def test_cap_marks_what_it_cut():
     assert len(json.dumps({"request": out["request"], "response": out["response"]})) <= 5_000
     assert {"tags", "metadata", "request.messages"} <= set(out["truncated"])
     assert any(path.startswith("request.messages[") for path in out["truncated"])
+
+
+def test_a_string_cut_twice_says_how_much_was_cut_in_all():
+    """A `truncate` processor's cut, then the size limit's: the marker counts every character dropped,
+    and a record capped twice reads as it did after the first cap."""
+    limits = Limits(max_string_chars=30)
+    record = {"tags": [], "response": {"text": "x" * 200}}
+    record = rec.cap(truncate(100, fields=("response",))(record), limits)
+    assert record["response"]["text"] == "x" * 30 + "…[truncated 170 chars]"
+    assert record["truncated"] == ["response.text", "response.text"]
+    again = rec.cap({**record, "truncated": None}, limits)
+    assert again["response"]["text"] == "x" * 30 + "…[truncated 170 chars]"
+    assert again["truncated"] is None
 
 
 def test_the_shared_encoder_and_the_careful_one_write_the_same_text():

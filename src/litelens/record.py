@@ -1031,14 +1031,31 @@ def cap(record: Record, limits: Limits) -> Record:
 def _cap_strings(value: Any, limit: int, path: str, cuts: list[str]) -> Any:
     if isinstance(value, str):
         if len(value) > limit:
+            text, earlier = _earlier_cut(value)
+            if earlier and len(text) <= limit:
+                return value  # already cut, within the limit, by whoever named the cut
             cuts.append(path)
-            return value[:limit] + f"…[truncated {len(value) - limit} chars]"
+            return text[:limit] + f"…[truncated {len(text) - limit + earlier} chars]"
         return value
     if isinstance(value, Mapping):
         return {k: _cap_strings(v, limit, f"{path}.{k}", cuts) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_cap_strings(v, limit, f"{path}[{i}]", cuts) for i, v in enumerate(value)]
     return value
+
+
+def _earlier_cut(value: str) -> tuple[str, int]:
+    """A string's text before the marker of an earlier cut, and how many characters that cut dropped.
+
+    A string is cut more than once (by `truncate`, then by `cap`; the OTel layer keeps only the start
+    of a streamed answer): the marker then counts every character dropped, and a cut within the limit
+    is not cut again."""
+    if value.endswith(" chars]"):
+        at = value.rfind("…[truncated ")
+        count = value[at + 12 : -7]
+        if at >= 0 and count.isdigit():
+            return value[:at], int(count)
+    return value, 0
 
 
 cap_strings = _cap_strings

@@ -43,6 +43,8 @@ GEN_AI_REQUEST_SEED = "gen_ai.request.seed"
 GEN_AI_REQUEST_STOP_SEQUENCES = "gen_ai.request.stop_sequences"
 GEN_AI_REQUEST_CHOICE_COUNT = "gen_ai.request.choice.count"
 GEN_AI_REQUEST_ENCODING_FORMATS = "gen_ai.request.encoding_formats"
+GEN_AI_EMBEDDINGS_DIMENSION_COUNT = "gen_ai.embeddings.dimension.count"
+GEN_AI_OUTPUT_TYPE = "gen_ai.output.type"
 GEN_AI_REQUEST_STREAM = "gen_ai.request.stream"
 GEN_AI_RESPONSE_ID = "gen_ai.response.id"
 GEN_AI_RESPONSE_MODEL = "gen_ai.response.model"
@@ -217,7 +219,10 @@ _PARAMETER_ATTRIBUTES = {
     "stop": GEN_AI_REQUEST_STOP_SEQUENCES,
     "n": GEN_AI_REQUEST_CHOICE_COUNT,
     "encoding_format": GEN_AI_REQUEST_ENCODING_FORMATS,
+    "dimensions": GEN_AI_EMBEDDINGS_DIMENSION_COUNT,
 }
+# Other names of the output limit: OpenAI's newer chat parameter, and the Responses API's.
+_MAX_TOKENS_ALIASES = ("max_completion_tokens", "max_output_tokens")
 
 # record call_type <-> gen_ai.operation.name, where the conventions have a name for it
 _OPERATION_OF = {"chat": "chat", "text_completion": "text_completion", "embedding": "embeddings"}
@@ -393,12 +398,16 @@ def record_to_attributes(record: Record, capture_content: bool) -> dict[str, Att
 
     request = record.get("request") or {}
     parameters = request.get("parameters")
+    attrs[GEN_AI_OUTPUT_TYPE] = _output_type(call_type, parameters)
     if isinstance(parameters, Mapping) and parameters:
         for key, name in _PARAMETER_ATTRIBUTES.items():
             value = parameters.get(key)
             if key in ("stop", "encoding_format") and isinstance(value, str):
                 value = [value]
             attrs[name] = _attribute_value(value)
+        for key in _MAX_TOKENS_ALIASES:
+            if attrs[GEN_AI_REQUEST_MAX_TOKENS] is None:
+                attrs[GEN_AI_REQUEST_MAX_TOKENS] = _attribute_value(parameters.get(key))
         if attrs[GEN_AI_REQUEST_CHOICE_COUNT] == 1:
             del attrs[GEN_AI_REQUEST_CHOICE_COUNT]  # the conventions: set only when it is not 1
         # The whole dict too: the conventions name only a few parameters, and the record keeps them all.
@@ -406,6 +415,21 @@ def record_to_attributes(record: Record, capture_content: bool) -> dict[str, Att
     if capture_content:
         _content_attributes(record, attrs)
     return {k: v for k, v in attrs.items() if v is not None and v != []}
+
+
+# `response_format={"type": ...}` -> `gen_ai.output.type`
+_OUTPUT_TYPE_OF_FORMAT = {"json_object": "json", "json_schema": "json", "text": "text"}
+
+
+def _output_type(call_type: str, parameters: Any) -> str | None:
+    """`gen_ai.output.type`, which the conventions ask for when the request names an output format:
+    an image generation's is an image, a chat's the type of its `response_format`."""
+    if call_type in ("image_generation", "image_edit"):
+        return "image"
+    response_format = parameters.get("response_format") if isinstance(parameters, Mapping) else None
+    if isinstance(response_format, Mapping):
+        return _OUTPUT_TYPE_OF_FORMAT.get(str(response_format.get("type")))
+    return None
 
 
 def _content_attributes(record: Record, attrs: dict[str, Any]) -> None:

@@ -24,6 +24,7 @@ from litelens.record import (
     scrub_text,
     scrub_url,
     scrub_value,
+    tags_of,
     usage_of,
     user_metadata_of,
 )
@@ -134,7 +135,6 @@ def request_record(
                 parameters[key] = kept
     metadata = arguments.get("metadata")
     metadata = metadata if isinstance(metadata, Mapping) else {}
-    tags = metadata.get("tags")
     request: dict[str, Any] = {"parameters": parameters}
     if capture_content:
         content = arguments.get(endpoint.content_arg)
@@ -150,7 +150,7 @@ def request_record(
         "call_id": call_id,
         "session_id": _str(arguments.get("litellm_session_id")) or _str(metadata.get("session_id")),
         "end_user": _str(arguments.get("user")),
-        "tags": [str(t) for t in tags] if isinstance(tags, list) else [],
+        "tags": tags_of(metadata.get("tags")),
         "metadata": _scrubbed_metadata(metadata, arguments.get("api_key")),
         "call_type": endpoint.call_type,
         "litellm_call_type": endpoint.name,
@@ -287,6 +287,15 @@ def apply_hidden_params(record: Record, hidden: Mapping[str, Any]) -> None:
     cost = hidden.get("response_cost")
     if isinstance(cost, (int, float)) and not isinstance(cost, bool):
         record["cost_usd"] = float(cost)
+    apply_cache_hit(record, hidden)
+
+
+def apply_cache_hit(record: Record, hidden: Mapping[str, Any]) -> None:
+    """A response LiteLLM served from its cache cost nothing: the cost it carries is the original
+    call's, which LiteLLM's own callbacks (and so the core record) count as 0 for the hit."""
+    if hidden.get("cache_hit") is True:
+        record["cache_hit"] = True
+        record["cost_usd"] = 0.0
 
 
 def apply_error(record: Record, exc: BaseException) -> None:

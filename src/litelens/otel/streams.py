@@ -36,6 +36,42 @@ STREAM_OUTCOME = "litelens.stream.outcome"
 
 # Responses API events that carry the whole response (usage, id, status) at the end of a stream.
 _FINAL_EVENTS = frozenset({"response.completed", "response.incomplete", "response.failed"})
+# ... and the first ones, which name it (its id and model) before any output.
+_FIRST_EVENTS = frozenset({"response.created", "response.in_progress"})
+# Characters of a streamed text kept past the size limit its span cuts it to: the record's processors
+# run before that cut, and a redactor must see a secret that straddles it whole.
+_KEPT_PAST_LIMIT = 1024
+
+
+class StreamedText:
+    """One streamed text (a choice's answer, a tool call's arguments), kept only as far as its span can
+    show it: past `keep` characters the pieces are counted, not held, so a long stream holds a bounded
+    amount of text. `text()` ends with the cut's marker, which `record.cap` counts in when it cuts the
+    text to the limit: the span shows what it would show had the whole text been kept."""
+
+    __slots__ = ("keep", "kept", "parts", "pieces", "total")
+
+    def __init__(self, keep: int) -> None:
+        self.keep = keep
+        self.kept = 0
+        self.parts: list[str] = []
+        self.pieces = 0
+        self.total = 0
+
+    def add(self, piece: str) -> None:
+        self.pieces += 1
+        self.total += len(piece)
+        room = self.keep - self.kept
+        if room > 0:
+            if len(piece) > room:
+                piece = piece[:room]
+            self.parts.append(piece)
+            self.kept += len(piece)
+
+    def text(self) -> str:
+        text = "".join(self.parts)
+        dropped = self.total - self.kept
+        return f"{text}…[truncated {dropped} chars]" if dropped else text
 
 
 class StreamState:
@@ -43,13 +79,16 @@ class StreamState:
 
     __slots__ = (
         "call",
+        "capture",
         "chunks",
         "done",
+        "events",
         "final",
         "first_chunk_s",
         "reasons",
         "response_id",
         "response_model",
+        "text_limit",
         "texts",
         "tool_calls",
         "usage",
@@ -59,13 +98,16 @@ class StreamState:
         self.call = call
         self.chunks = 0
         self.done = False
+        self.events = False
         self.final: Any = None
         self.first_chunk_s: float | None = None
         self.reasons: dict[int, str] = {}
         self.response_id: str | None = None
         self.response_model: str | None = None
-        self.texts: dict[int, list[str]] | None = {} if call.engine.capture_content else None
-        # Per choice, per tool call index: the call's id, name and the pieces of its arguments.
+        self.capture = call.engine.capture_content
+        self.texts: dict[int, StreamedText] = {}
+        self.text_limit = call.engine.limits.max_string_chars + _KEPT_PAST_LIMIT
+        # Per choice, per tool call index: the call's id, name and its arguments.
         self.tool_calls: dict[int, dict[int, dict[str, Any]]] = {}
         self.usage: Any = None
 
@@ -80,8 +122,7 @@ class StreamState:
             self.first_chunk_s = time.perf_counter() - self.call.started
         kind = field(chunk, "type")
         if kind is not None:
-            if str(getattr(kind, "value", kind)) in _FINAL_EVENTS:
-                self.final = field(chunk, "response")
+            self._on_event(str(getattr(kind, "value", kind)), chunk)
             return
         if self.response_id is None:
             self.response_id = field(chunk, "id")
@@ -94,23 +135,41 @@ class StreamState:
             reason = field(choice, "finish_reason")
             if reason:
                 self.reasons[index] = str(reason)
-            if self.texts is not None:
+            if self.capture:
                 delta = field(choice, "delta")
                 text = field(delta, "content") if delta is not None else field(choice, "text")
                 if isinstance(text, str):
-                    self.texts.setdefault(index, []).append(text)
+                    self._text(index).add(text)
                 calls = field(delta, "tool_calls") if delta is not None else None
                 if calls:
                     self._on_tool_calls(index, calls)
 
+    def _on_event(self, kind: str, event: Any) -> None:
+        """A Responses API event: the last holds the whole response; until it came, the first ones say
+        which response this is, and the text deltas what it said so far (for a stream cut short)."""
+        self.events = True
+        if kind in _FINAL_EVENTS:
+            self.final = field(event, "response")
+        elif kind in _FIRST_EVENTS and self.response_id is None:
+            response = field(event, "response")
+            if response is not None:
+                self.response_id = field(response, "id")
+                self.response_model = field(response, "model")
+        elif kind == "response.output_text.delta" and self.capture:
+            delta = field(event, "delta")
+            if isinstance(delta, str):
+                self._text(0).add(delta)
+
     def _on_tool_calls(self, index: int, calls: Any) -> None:
         """Accumulate streamed tool calls: the first delta of each names it, later ones add arguments."""
-        if self.texts is not None:  # a choice that only calls tools is a choice too
-            self.texts.setdefault(index, [])
+        self._text(index)  # a choice that only calls tools is a choice too
         merged = self.tool_calls.setdefault(index, {})
         for position, call in enumerate(calls):
             at = field(call, "index")
-            slot = merged.setdefault(at if isinstance(at, int) else position, {"arguments": []})
+            number = at if isinstance(at, int) else position
+            slot = merged.get(number)
+            if slot is None:
+                slot = merged[number] = {"arguments": StreamedText(self.text_limit)}
             function = field(call, "function")
             for key, value in (
                 ("id", field(call, "id")),
@@ -121,7 +180,14 @@ class StreamState:
                     slot[key] = value
             arguments = field(function, "arguments") if function is not None else None
             if isinstance(arguments, str):
-                slot["arguments"].append(arguments)
+                slot["arguments"].add(arguments)
+
+    def _text(self, index: int) -> StreamedText:
+        """The answer of choice `index` so far."""
+        text = self.texts.get(index)
+        if text is None:
+            text = self.texts[index] = StreamedText(self.text_limit)
+        return text
 
     def finish(
         self, outcome: str, exc: BaseException | None = None, source: Any = None, at: float | None = None
@@ -143,16 +209,19 @@ class StreamState:
                 usage = self.usage if self.usage is not None else _hidden_usage(source)
                 if usage is not None:
                     record["usage"] = usage_of({"response": {"usage": usage}})
-                if self.texts is not None:
+                if self.events:
+                    if self.capture and self.texts:
+                        record["response"] = self._partial_response()
+                elif self.capture:
                     record["response"] = {
                         "id": self.response_id,
                         "choices": [
                             {
                                 "index": i,
                                 "finish_reason": self.reasons.get(i),
-                                "message": self._message(i, parts),
+                                "message": self._message(i, text),
                             }
-                            for i, parts in sorted(self.texts.items())
+                            for i, text in sorted(self.texts.items())
                         ],
                     }
             hidden = field(source, "_hidden_params") if source is not None else None
@@ -166,6 +235,7 @@ class StreamState:
                 if isinstance(provider, str) and provider:
                     record["provider"] = provider
             record["chunk_count"] = self.chunks
+            endpoints.apply_cache_hit(record, hidden)
             if record.get("cost_usd") is None and record.get("usage"):
                 record["cost_usd"] = _cost(record)
             if exc is not None:
@@ -178,18 +248,27 @@ class StreamState:
             call.engine.failed("ending a stream's span")
             call.end_quietly()
 
-    def _message(self, index: int, parts: list[str]) -> dict[str, Any]:
+    def _partial_response(self) -> dict[str, Any]:
+        """The text of a Responses API stream that ended before its last event, as its output."""
+        text = self.texts[0].text()
+        content = [{"type": "output_text", "text": text}]
+        return {
+            "id": self.response_id,
+            "output": [{"type": "message", "role": "assistant", "content": content}],
+        }
+
+    def _message(self, index: int, text: StreamedText) -> dict[str, Any]:
         """The assistant message of one choice, as a non-stream response has it."""
         message: dict[str, Any] = {"role": "assistant"}
         calls = self.tool_calls.get(index)
-        if parts or not calls:
-            message["content"] = "".join(parts)
+        if text.pieces or not calls:
+            message["content"] = text.text()
         if calls:
             message["tool_calls"] = [
                 {
                     "id": slot.get("id"),
                     "type": slot.get("type") or "function",
-                    "function": {"name": slot.get("name"), "arguments": "".join(slot["arguments"])},
+                    "function": {"name": slot.get("name"), "arguments": slot["arguments"].text()},
                 }
                 for _, slot in sorted(calls.items())
             ]

@@ -64,16 +64,12 @@ class Engine:
         self.tracer = tracer
         self.instruments = instruments
         self.capture_content = capture_content
-        # Content on spans is capped as in the core record (`record.cap`). Only with content on: without
-        # it no call pays for the check. The check is cheap (string lengths of the attributes, compared
-        # with the smallest limit, as the core compares its encoded record); `cap` walks only a call
-        # that may be over a limit.
-        self.limits = (limits or Limits()) if capture_content else None
-        self.cap_above = (
-            min(self.limits.max_string_chars, self.limits.max_content_bytes, self.limits.max_metadata_bytes)
-            if self.limits is not None
-            else 0
-        )
+        # What a span carries is capped as in the core record (`record.cap`): the content when it is
+        # captured, and with or without it the caller's metadata and tags, and the parameters. The check
+        # is cheap (string lengths of the attributes, compared with the smallest limit, as the core
+        # compares its encoded record); `cap` walks only a call that may be over a limit.
+        self.limits = limits = limits or Limits()
+        self.cap_above = min(limits.max_string_chars, limits.max_content_bytes, limits.max_metadata_bytes)
         self.processors = tuple(processors)
         self.providers = providers
         self.internal_errors = 0
@@ -138,6 +134,8 @@ class Engine:
                 call.fail(exc)
                 raise
             call.exit(tokens)
+            if inspect.iscoroutine(result):
+                return _awaited(call, result)
             return call.succeed(result)
 
         return traced
@@ -149,9 +147,6 @@ class Engine:
         failed)."""
         outer = _IN_CALL.get()
         if not self.active or (outer is not None and outer.encloses()):
-            return None
-        # `completion(..., acompletion=True)` hands over to acompletion, which gets the span.
-        if kwargs.get("acompletion") is True and not endpoint.is_async:
             return None
         try:
             arguments = dict(zip(positional, args, strict=False))
@@ -190,6 +185,23 @@ class Engine:
             self._span_starts[key] = start
         name, attributes = start
         return name, {**attributes, semconv.LITELLM_CALL_ID: record["call_id"]}
+
+
+async def _awaited(call: Call, pending: Awaitable[Any]) -> Any:
+    """The rest of a sync entry point's call that returned a coroutine (`completion(...,
+    acompletion=True)`, `embedding(..., aembedding=True)`): an async call, whose span ends when it is
+    awaited and done, as `acompletion`'s does. The async entry point LiteLLM runs inside it sees this
+    call in its context and gets no span of its own."""
+    call.record["is_async"] = True
+    tokens = call.enter()
+    try:
+        result = await pending
+    except BaseException as exc:
+        call.exit(tokens)
+        call.fail(exc)
+        raise
+    call.exit(tokens)
+    return call.succeed(result)
 
 
 class Call:
@@ -306,13 +318,15 @@ class Call:
             if processed is None:
                 attributes = semconv.record_to_attributes(_unvetted(record, engine), capture_content=False)
             else:
-                attributes = semconv.record_to_attributes(processed, capture_content=engine.capture_content)
-                limits = engine.limits
-                if limits is not None and _text_length(attributes) > engine.cap_above:
-                    # A copy: `cap` sets the record's top-level fields (request, response, truncated).
-                    capped = cap({**processed}, limits)
-                    if capped.get("truncated") != processed.get("truncated"):
-                        attributes = semconv.record_to_attributes(capped, capture_content=True)
+                capture = engine.capture_content
+                attributes = semconv.record_to_attributes(processed, capture_content=capture)
+                if _text_length(attributes) > engine.cap_above:
+                    # A copy: `cap` sets the record's top-level fields (request, metadata, tags, truncated).
+                    capped = cap({**processed}, engine.limits)
+                    # A tag is cut to 200 characters unmarked, as in the core record.
+                    cut = capped.get("truncated") != processed.get("truncated")
+                    if cut or capped["tags"] != processed.get("tags"):
+                        attributes = semconv.record_to_attributes(capped, capture_content=capture)
             if extra:
                 attributes.update(extra)
             started = self.start_attributes
@@ -386,8 +400,15 @@ class Call:
 
 
 def _text_length(attributes: Mapping[str, Any]) -> int:
-    """The characters of a span's string attributes: a bound on what `cap` could find to cut."""
-    return sum(len(value) for value in attributes.values() if type(value) is str)
+    """The characters of a span's string attributes, in lists too (tags): a bound on what `cap` could
+    find to cut."""
+    total = 0
+    for value in attributes.values():
+        if type(value) is str:
+            total += len(value)
+        elif type(value) is list:
+            total += sum(len(v) for v in value if type(v) is str)
+    return total
 
 
 def _owned(value: Any) -> Any:
