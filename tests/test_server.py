@@ -400,24 +400,29 @@ def test_oversized_bodies_and_batches_are_refused_with_413(limited_server: Serve
     )
     assert answer.status == 200 and answer.json()["accepted"] == 100
     # A record past the per-record limit costs only itself, on either route.
+    # The limit is in bytes as stored (UTF-8): 30,000 euro signs are 90,000 bytes.
     over = make_record("over-limit", metadata={"pad": "x" * 2**16})
+    wide = make_record("wide", metadata={"pad": "\u20ac" * 30_000})
     answer = post(
-        client, "/v1/events", json.dumps([over, make_record("beside")]).encode(), "application/json"
+        client, "/v1/events", json.dumps([over, make_record("beside"), wide]).encode(), "application/json"
     )
     assert answer.json() == {
         "accepted": 1,
-        "rejected": [{"index": 0, "reason": "record larger than 65536 bytes"}],
+        "rejected": [
+            {"index": 0, "reason": "record larger than 65536 bytes"},
+            {"index": 2, "reason": "record larger than 65536 bytes"},
+        ],
     }
     now, trace = time.time_ns(), "0b" * 16
     spans = [
         otlp_json_span(
             trace, f"{i + 1:016x}", "chat", semconv.record_to_attributes(r, False), now, now + 10**8
         )
-        for i, r in enumerate([over, make_record("otlp-beside")])
+        for i, r in enumerate([over, make_record("otlp-beside"), wide])
     ]
     answer = post(client, "/v1/traces", otlp_json(spans), "application/json")
     partial = answer.json()["partialSuccess"]
-    assert partial == {"rejectedSpans": "1", "errorMessage": "call record larger than 65536 bytes"}, answer
+    assert partial == {"rejectedSpans": "2", "errorMessage": "call record larger than 65536 bytes"}, answer
     assert {c["call_id"] for c in client.get_json(f"/api/calls?trace_id={trace}")["calls"]} == {"otlp-beside"}
     assert limited_server.alive()
 

@@ -240,6 +240,20 @@ def _nothing_to_scrub(values: dict[str, Any]) -> bool:
     return not rec.has_secret("\n".join(texts))
 
 
+def larger_than(text: str, limit: int) -> bool:
+    """Whether `text` takes more than `limit` bytes as stored (UTF-8), as the limits are documented.
+
+    A character takes up to 4 bytes: text that is short enough even so, or ASCII (`isascii` reads a flag
+    of the string, it does not scan it), is answered without encoding it; only long non-ASCII text is.
+    """
+    length = len(text)
+    if length > limit:
+        return True
+    if length * 4 <= limit or text.isascii():
+        return False
+    return len(text.encode("utf-8", "surrogatepass")) > limit
+
+
 def parse_events(body: bytes, max_records: int, max_record_bytes: int) -> Batch:
     """A `litelens.batch/1` body (or a bare JSON list of records) -> records to store and rejections."""
     try:
@@ -265,7 +279,7 @@ def parse_events(body: bytes, max_records: int, max_record_bytes: int) -> Batch:
         record = normalize(record)
         # Encoded once: the size check and the store (which would otherwise encode it again) share it.
         text = fastjson.dumps(record)
-        if len(text) > max_record_bytes:
+        if larger_than(text, max_record_bytes):
             batch.rejected.append({"index": index, "reason": f"record larger than {max_record_bytes} bytes"})
             continue
         batch.records.append(record)
@@ -408,7 +422,7 @@ def from_spans(spans: Iterable[NeutralSpan], max_record_bytes: int | None = None
                 record = normalize(record)
                 # Encoded once, as for /v1/events: the size check and the store share the text.
                 text = fastjson.dumps(record)
-                if max_record_bytes is not None and len(text) > max_record_bytes:
+                if max_record_bytes is not None and larger_than(text, max_record_bytes):
                     batch.rejected.append(
                         {
                             "span_id": span.span_id,
