@@ -643,18 +643,22 @@ def test_strings_that_are_not_utf8_cost_the_sender_nothing_but_those_characters(
         # a lone surrogate as protobufjs writes it, as many bytes as "CUT" so the lengths stay right
         "application/x-protobuf": protobuf_body(spans).replace(b"CUT", b"\xed\xa0\xbd"),
         "application/json": json_body(spans).replace(b"CUT", b"\\ud83d"),
+        # the same bytes inside a JSON body
+        "application/json; charset=utf-8": json_body(spans).replace(b"CUT", b"\xed\xa0\xbd"),
     }
     for content_type, body in bodies.items():
         answer = post(client, "/v1/traces", body, content_type)
         assert answer.status == 200, (content_type, answer)
-        if content_type == "application/json":
+        if content_type.startswith("application/json"):
             warning = answer.json()["partialSuccess"]
             assert warning["rejectedSpans"] == "0" and "UTF-8" in warning["errorMessage"]
         trace = f"{spans[0].context.trace_id:032x}"
         tree = client.get_json(f"/api/traces/{trace}")
         assert [r["name"] for r in tree["roots"]] == ["agent"], content_type
         [child] = tree["roots"][0]["children"]
-        assert child["attributes"]["cut"].startswith("hi \ufffd") and child["call"]["request_model"] == "m"
+        # One rule on every route: one U+FFFD per cut surrogate half, however it was written.
+        assert child["attributes"]["cut"] == "hi \ufffd", content_type
+        assert child["call"]["request_model"] == "m"
     # The core layer's batches too: a record cut mid-emoji keeps its neighbours and the rest of its text.
     cut = make_record("cut-mid-emoji", end_user="hi CUT", metadata={"CUT": "CUT"})
     body = json.dumps({"records": [make_record("before-cut"), cut]}).encode().replace(b"CUT", b"\\ud83d")
@@ -662,6 +666,11 @@ def test_strings_that_are_not_utf8_cost_the_sender_nothing_but_those_characters(
     assert answer.status == 200 and answer.json() == {"accepted": 2, "rejected": []}, answer
     stored = client.get_json("/api/calls/cut-mid-emoji")
     assert (stored["end_user"], stored["metadata"]) == ("hi \ufffd", {"\ufffd": "\ufffd"})
+    # The same half as UTF-8 bytes (a sender that does not check its strings) is stored alike.
+    raw = json.dumps([make_record("cut-raw", end_user="raw CUT")]).encode().replace(b"CUT", b"\xed\xa0\xbd")
+    answer = post(client, "/v1/events", raw, "application/json")
+    assert answer.status == 200 and answer.json() == {"accepted": 1, "rejected": []}, answer
+    assert client.get_json("/api/calls/cut-raw")["end_user"] == "raw \ufffd"
     assert [c["call_id"] for c in client.get_json("/api/calls?end_user=hi%20%EF%BF%BD")["calls"]] == [
         "cut-mid-emoji"
     ]
