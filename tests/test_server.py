@@ -464,6 +464,25 @@ def test_a_malformed_record_is_rejected_by_index_and_the_rest_of_the_batch_is_st
     assert answer.status == 400, answer
 
 
+def test_a_nul_in_any_field_costs_neither_the_call_nor_its_batch(server: ServerProcess) -> None:
+    """PostgreSQL cannot store NUL in text: a model name or tag with one answered 503, which the sender
+    retries forever. The NUL goes, on both stores alike, and the rest stays."""
+    client = server.client()
+    nul = make_record(
+        "nul\x00call", request_model="gpt\x00x", session_id="s\x00", tags=["t\x00"], call_type="chat\x00"
+    )
+    answer = client.post_json("/v1/events", [nul, make_record("beside-nul"), make_record("\x00")])
+    assert answer.status == 200, answer
+    assert answer.json()["accepted"] == 2 and [r["index"] for r in answer.json()["rejected"]] == [2]
+    stored = client.get_json("/api/calls/nulcall")
+    assert (stored["request_model"], stored["session_id"], stored["tags"]) == ("gptx", "s", ["t"])
+    now, trace = time.time_ns(), "0c" * 16
+    span = otlp_json_span(trace, "1" * 16, "tool\x00step", {}, now, now + 10**6)
+    answer = post(client, "/v1/traces", otlp_json([span]), "application/json")
+    assert answer.status == 200, answer
+    assert [r["name"] for r in client.get_json(f"/api/traces/{trace}")["roots"]] == ["toolstep"]
+
+
 def test_otlp_unknown_content_type_is_415_and_bad_spans_are_a_partial_success(
     sqlite_server: ServerProcess,
 ) -> None:

@@ -17,6 +17,7 @@ from litelens import record as rec
 from litelens import semconv
 from litelens.semconv import NeutralSpan
 from litelens.server import fastjson
+from litelens.server.store.rows import without_nul
 
 
 class IngestError(Exception):
@@ -254,6 +255,17 @@ def larger_than(text: str, limit: int) -> bool:
     return len(text.encode("utf-8", "surrogatepass")) > limit
 
 
+def _without_nul(record: dict[str, Any]) -> tuple[dict[str, Any], str, str | None]:
+    """(the record without NUL characters, its JSON text, why it cannot be stored or None).
+
+    PostgreSQL's text columns cannot hold NUL: a model name, tag or session id with one failed the whole
+    batch there, answered 503 (storage unavailable), so the sender retried the same batch forever. Both
+    stores keep the same text: the NUL goes, as it goes from the stored content already.
+    """
+    record = without_nul(record)
+    return record, fastjson.dumps(record), check_record(record)
+
+
 def parse_events(body: bytes, max_records: int, max_record_bytes: int) -> Batch:
     """A `litelens.batch/1` body (or a bare JSON list of records) -> records to store and rejections."""
     try:
@@ -279,6 +291,11 @@ def parse_events(body: bytes, max_records: int, max_record_bytes: int) -> Batch:
         record = normalize(record)
         # Encoded once: the size check and the store (which would otherwise encode it again) share it.
         text = fastjson.dumps(record)
+        if "\\u0000" in text:
+            record, text, reason = _without_nul(record)
+            if reason is not None:
+                batch.rejected.append({"index": index, "reason": reason})
+                continue
         if larger_than(text, max_record_bytes):
             batch.rejected.append({"index": index, "reason": f"record larger than {max_record_bytes} bytes"})
             continue
@@ -317,8 +334,8 @@ def span_row(span: NeutralSpan, call_id: str | None) -> dict[str, Any]:
         "trace_id": span.trace_id,
         "span_id": span.span_id,
         "parent_span_id": span.parent_span_id,
-        "name": span.name,
-        "kind": span.kind,
+        "name": _nul_free(span.name),
+        "kind": _nul_free(span.kind),
         "start_time": (span.start_ns or span.end_ns) / 1e9,  # see semconv.span_to_record
         "end_time": span.end_ns / 1e9 if span.end_ns else None,
         "status": span.status_code,
@@ -328,11 +345,16 @@ def span_row(span: NeutralSpan, call_id: str | None) -> dict[str, Any]:
         # Why a tool or HTTP span failed: its status message and events (an exception's type, message
         # and stack), capped, since every span of a trace is kept. A call's span has its error in the
         # call record, and its events often hold the call's content, which the record holds already.
-        "status_message": rec.scrub_text(span.status_message[:MAX_STATUS_MESSAGE])
+        "status_message": _nul_free(rec.scrub_text(span.status_message[:MAX_STATUS_MESSAGE]))
         if span.status_message
         else None,
         "events": _events(span.events) if span.events and call_id is None else None,
     }
+
+
+def _nul_free(text: str | None) -> str | None:
+    """A span's text column without NUL, which PostgreSQL cannot store (see `_without_nul`)."""
+    return text.replace("\x00", "") if text and "\x00" in text else text
 
 
 MAX_STATUS_MESSAGE = 4096
@@ -422,6 +444,9 @@ def from_spans(spans: Iterable[NeutralSpan], max_record_bytes: int | None = None
                 record = normalize(record)
                 # Encoded once, as for /v1/events: the size check and the store share the text.
                 text = fastjson.dumps(record)
+                if "\\u0000" in text:
+                    record, text, reason = _without_nul(record)
+            if reason is None:
                 if max_record_bytes is not None and larger_than(text, max_record_bytes):
                     batch.rejected.append(
                         {
