@@ -642,6 +642,32 @@ def test_trace_tree_holds_every_span_once_however_deep_or_looped(sqlite_server: 
     assert deepest["parent_span_id"] == f"{199:016x}", "a node keeps its real parent id"
 
 
+def test_a_gzip_body_of_several_members_is_stored_whole(sqlite_server: ServerProcess) -> None:
+    """A gzip body may be several members back to back (a streaming compressor that flushes); only the
+    first was read, so the spans of the others were acknowledged and lost."""
+    client = sqlite_server.client()
+
+    def build(tracer: Any) -> None:
+        with tracer.start_as_current_span("agent"):
+            for step in range(3):
+                with tracer.start_as_current_span(f"step {step}"):
+                    pass
+
+    spans = sdk_spans(build)
+    # Two exports back to back are one export of all their spans (protobuf concatenates repeated fields).
+    body = gzip.compress(protobuf_body(spans[:2])) + gzip.compress(protobuf_body(spans[2:]))
+    answer = post(client, "/v1/traces", body, "application/x-protobuf", "gzip")
+    assert answer.status == 200, answer
+    tree = client.get_json(f"/api/traces/{spans[0].context.trace_id:032x}")
+    assert [r["name"] for r in tree["roots"]] == ["agent"], tree
+    assert sorted(c["name"] for c in tree["roots"][0]["children"]) == ["step 0", "step 1", "step 2"]
+    # Whatever follows a member must be another member.
+    answer = post(
+        client, "/v1/traces", gzip.compress(protobuf_body(spans)) + b"junk", "application/x-protobuf", "gzip"
+    )
+    assert answer.status == 400, answer
+
+
 def test_strings_that_are_not_utf8_cost_the_sender_nothing_but_those_characters(
     sqlite_server: ServerProcess,
 ) -> None:

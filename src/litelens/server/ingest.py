@@ -37,16 +37,25 @@ def decompress(body: bytes, encoding: str | None, limit: int) -> bytes:
     if encoding not in ("gzip", "x-gzip", "deflate"):
         raise IngestError(415, f"unsupported Content-Encoding {encoding!r}; use gzip or none")
     wbits = 47 if encoding != "deflate" else 15  # 47: zlib or gzip header, detected
-    inflater = zlib.decompressobj(wbits)
-    try:
-        out = inflater.decompress(body, limit + 1)
-    except zlib.error as exc:
-        raise IngestError(400, f"body is not valid {encoding} ({exc})") from None
-    if len(out) > limit or inflater.unconsumed_tail:
-        raise IngestError(413, f"decompressed body exceeds the {limit}-byte limit; send smaller batches")
-    if not inflater.eof:
-        raise IngestError(400, f"{encoding} body is truncated")
-    return out
+    parts: list[bytes] = []
+    size = 0
+    while True:
+        # A gzip body may be several members one after the other (RFC 1952, what a streaming compressor
+        # that flushes writes); the body is all of them, not only the first.
+        inflater = zlib.decompressobj(wbits)
+        try:
+            part = inflater.decompress(body, limit + 1 - size)
+        except zlib.error as exc:
+            raise IngestError(400, f"body is not valid {encoding} ({exc})") from None
+        size += len(part)
+        if size > limit or inflater.unconsumed_tail:
+            raise IngestError(413, f"decompressed body exceeds the {limit}-byte limit; send smaller batches")
+        if not inflater.eof:
+            raise IngestError(400, f"{encoding} body is truncated")
+        parts.append(part)
+        body = inflater.unused_data
+        if not body:
+            return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
 # --------------------------------------------------------------------------------------------------
