@@ -483,6 +483,20 @@ def test_a_nul_in_any_field_costs_neither_the_call_nor_its_batch(server: ServerP
     assert [r["name"] for r in client.get_json(f"/api/traces/{trace}")["roots"]] == ["toolstep"]
 
 
+def test_a_spans_events_are_capped_in_bytes_not_characters(sqlite_server: ServerProcess) -> None:
+    """A tool span keeps its first events up to 16 KiB of JSON; text in Greek or Chinese took up
+    to three times that when the cap counted characters."""
+    client = sqlite_server.client()
+    now, trace = time.time_ns(), "0e" * 16
+    span = otlp_json_span(trace, "1" * 16, "tool", {}, now, now + 10**6)
+    message = {"key": "exception.message", "value": {"stringValue": "\u20ac" * 1000}}
+    span["events"] = [{"name": "exception", "timeUnixNano": str(now), "attributes": [message]}] * 10
+    assert post(client, "/v1/traces", otlp_json([span]), "application/json").status == 200
+    [root] = client.get_json(f"/api/traces/{trace}")["roots"]
+    assert 0 < len(root["events"]) < 10
+    assert len(json.dumps(root["events"], ensure_ascii=False).encode()) <= 16 * 1024
+
+
 def test_otlp_unknown_content_type_is_415_and_bad_spans_are_a_partial_success(
     sqlite_server: ServerProcess,
 ) -> None:

@@ -381,7 +381,8 @@ def _events(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "time": (event.get("time_ns") or 0) / 1e9,
             "attributes": _scrub_attributes(_jsonable(event.get("attributes") or {})),
         }
-        size += len(fastjson.dumps(item))
+        text = fastjson.dumps(item)
+        size += len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
         if size > MAX_SPAN_EVENTS_BYTES:
             break
         out.append(item)
