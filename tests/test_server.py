@@ -9,6 +9,7 @@ import gzip
 import io
 import json
 import signal
+import sqlite3
 import threading
 import time
 import urllib.parse
@@ -425,6 +426,40 @@ def test_oversized_bodies_and_batches_are_refused_with_413(limited_server: Serve
     assert partial == {"rejectedSpans": "2", "errorMessage": "call record larger than 65536 bytes"}, answer
     assert {c["call_id"] for c in client.get_json(f"/api/calls?trace_id={trace}")["calls"]} == {"otlp-beside"}
     assert limited_server.alive()
+
+
+def test_a_store_slower_than_the_senders_gets_429_with_retry_after_and_loses_nothing(
+    server_factory: Callable[..., ServerProcess], sqlite_url: str
+) -> None:
+    """Batches waiting for the writer were held without bound: a store slower than its senders took the
+    collector's whole memory. Past LITELENS_MAX_QUEUED_RECORDS the answer is 429 with Retry-After, which
+    senders retry; every batch answered 200 is stored."""
+    server = server_factory(sqlite_url, env={"LITELENS_MAX_QUEUED_RECORDS": "1"})
+    answers: dict[str, Any] = {}
+
+    def send(call_id: str) -> None:
+        answers[call_id] = server.client().post_json("/v1/events", [make_record(call_id)])
+
+    send("warm")  # the key is checked and cached
+    lock = sqlite3.connect(sqlite_url.removeprefix("sqlite:///"), isolation_level=None)
+    lock.execute("BEGIN EXCLUSIVE")  # the writer now waits, as it would for a slow disk
+    threads: list[threading.Thread] = []
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not any(a.status == 429 for a in answers.values()):
+            threads.append(threading.Thread(target=send, args=(f"queued-{len(threads)}",)))
+            threads[-1].start()
+            time.sleep(0.1)
+    finally:
+        lock.execute("ROLLBACK")
+        lock.close()
+    for thread in threads:
+        thread.join(60)
+    refused = [a for a in answers.values() if a.status == 429]
+    assert refused, answers
+    assert "busy" in refused[0].json()["error"] and refused[0].headers.get("retry-after") == "1"
+    stored = {c["call_id"] for c in server.client().get_json("/api/calls?limit=100")["calls"]}
+    assert stored == {c for c, a in answers.items() if a.status == 200} and len(stored) >= 2
 
 
 def test_a_malformed_record_is_rejected_by_index_and_the_rest_of_the_batch_is_stored(

@@ -21,12 +21,14 @@ from litelens.server.store.rows import without_nul
 
 
 class IngestError(Exception):
-    """A request the collector refuses as a whole: `status` (400, 413, 415) and a reason for the sender."""
+    """A request the collector refuses as a whole: `status` (400, 413, 415, 429) and a reason for the
+    sender, with the headers the answer needs (429's `Retry-After`)."""
 
-    def __init__(self, status: int, reason: str) -> None:
+    def __init__(self, status: int, reason: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(reason)
         self.status = status
         self.reason = reason
+        self.headers = headers
 
 
 def decompress(body: bytes, encoding: str | None, limit: int) -> bytes:
