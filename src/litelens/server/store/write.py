@@ -451,10 +451,14 @@ class BatchWriter:
         found: dict[tuple[int, str, str], str] = {}
         for chunk in chunks(keys, CHUNK // 3):
             marks = ", ".join(["(?, ?, ?)"] * len(chunk))
+            # A join that walks the keys and seeks each in the primary key (`(...) IN (VALUES ...)`
+            # scanned the whole table).
             cur.execute(
                 self._q(
-                    "SELECT project_id, trace_id, span_id, attributes FROM spans "
-                    f"WHERE (project_id, trace_id, span_id) IN (VALUES {marks}) AND attributes IS NOT NULL"
+                    f"WITH k (project_id, trace_id, span_id) AS (VALUES {marks}) "
+                    "SELECT s.project_id, s.trace_id, s.span_id, s.attributes FROM k CROSS JOIN spans s "
+                    "ON s.project_id = k.project_id AND s.trace_id = k.trace_id AND s.span_id = k.span_id "
+                    "WHERE s.attributes IS NOT NULL"
                 ),
                 [value for key in chunk for value in key],
             )
