@@ -9,6 +9,7 @@ import gzip
 import io
 import json
 import signal
+import sqlite3
 import threading
 import time
 import urllib.parse
@@ -400,26 +401,65 @@ def test_oversized_bodies_and_batches_are_refused_with_413(limited_server: Serve
     )
     assert answer.status == 200 and answer.json()["accepted"] == 100
     # A record past the per-record limit costs only itself, on either route.
+    # The limit is in bytes as stored (UTF-8): 30,000 euro signs are 90,000 bytes.
     over = make_record("over-limit", metadata={"pad": "x" * 2**16})
+    wide = make_record("wide", metadata={"pad": "\u20ac" * 30_000})
     answer = post(
-        client, "/v1/events", json.dumps([over, make_record("beside")]).encode(), "application/json"
+        client, "/v1/events", json.dumps([over, make_record("beside"), wide]).encode(), "application/json"
     )
     assert answer.json() == {
         "accepted": 1,
-        "rejected": [{"index": 0, "reason": "record larger than 65536 bytes"}],
+        "rejected": [
+            {"index": 0, "reason": "record larger than 65536 bytes"},
+            {"index": 2, "reason": "record larger than 65536 bytes"},
+        ],
     }
     now, trace = time.time_ns(), "0b" * 16
     spans = [
         otlp_json_span(
             trace, f"{i + 1:016x}", "chat", semconv.record_to_attributes(r, False), now, now + 10**8
         )
-        for i, r in enumerate([over, make_record("otlp-beside")])
+        for i, r in enumerate([over, make_record("otlp-beside"), wide])
     ]
     answer = post(client, "/v1/traces", otlp_json(spans), "application/json")
     partial = answer.json()["partialSuccess"]
-    assert partial == {"rejectedSpans": "1", "errorMessage": "call record larger than 65536 bytes"}, answer
+    assert partial == {"rejectedSpans": "2", "errorMessage": "call record larger than 65536 bytes"}, answer
     assert {c["call_id"] for c in client.get_json(f"/api/calls?trace_id={trace}")["calls"]} == {"otlp-beside"}
     assert limited_server.alive()
+
+
+def test_a_store_slower_than_the_senders_gets_429_with_retry_after_and_loses_nothing(
+    server_factory: Callable[..., ServerProcess], sqlite_url: str
+) -> None:
+    """Batches waiting for the writer were held without bound: a store slower than its senders took the
+    collector's whole memory. Past LITELENS_MAX_QUEUED_RECORDS the answer is 429 with Retry-After, which
+    senders retry; every batch answered 200 is stored."""
+    server = server_factory(sqlite_url, env={"LITELENS_MAX_QUEUED_RECORDS": "1"})
+    answers: dict[str, Any] = {}
+
+    def send(call_id: str) -> None:
+        answers[call_id] = server.client().post_json("/v1/events", [make_record(call_id)])
+
+    send("warm")  # the key is checked and cached
+    lock = sqlite3.connect(sqlite_url.removeprefix("sqlite:///"), isolation_level=None)
+    lock.execute("BEGIN EXCLUSIVE")  # the writer now waits, as it would for a slow disk
+    threads: list[threading.Thread] = []
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not any(a.status == 429 for a in answers.values()):
+            threads.append(threading.Thread(target=send, args=(f"queued-{len(threads)}",)))
+            threads[-1].start()
+            time.sleep(0.1)
+    finally:
+        lock.execute("ROLLBACK")
+        lock.close()
+    for thread in threads:
+        thread.join(60)
+    refused = [a for a in answers.values() if a.status == 429]
+    assert refused, answers
+    assert "busy" in refused[0].json()["error"] and refused[0].headers.get("retry-after") == "1"
+    stored = {c["call_id"] for c in server.client().get_json("/api/calls?limit=100")["calls"]}
+    assert stored == {c for c, a in answers.items() if a.status == 200} and len(stored) >= 2
 
 
 def test_a_malformed_record_is_rejected_by_index_and_the_rest_of_the_batch_is_stored(
@@ -457,6 +497,39 @@ def test_a_malformed_record_is_rejected_by_index_and_the_rest_of_the_batch_is_st
         assert answer.status == 400 and why in answer.json()["error"], answer
     answer = post(client, "/v1/events", b"\x1f\x8b not gzip", "application/json", "gzip")
     assert answer.status == 400, answer
+
+
+def test_a_nul_in_any_field_costs_neither_the_call_nor_its_batch(server: ServerProcess) -> None:
+    """PostgreSQL cannot store NUL in text: a model name or tag with one answered 503, which the sender
+    retries forever. The NUL goes, on both stores alike, and the rest stays."""
+    client = server.client()
+    nul = make_record(
+        "nul\x00call", request_model="gpt\x00x", session_id="s\x00", tags=["t\x00"], call_type="chat\x00"
+    )
+    answer = client.post_json("/v1/events", [nul, make_record("beside-nul"), make_record("\x00")])
+    assert answer.status == 200, answer
+    assert answer.json()["accepted"] == 2 and [r["index"] for r in answer.json()["rejected"]] == [2]
+    stored = client.get_json("/api/calls/nulcall")
+    assert (stored["request_model"], stored["session_id"], stored["tags"]) == ("gptx", "s", ["t"])
+    now, trace = time.time_ns(), "0c" * 16
+    span = otlp_json_span(trace, "1" * 16, "tool\x00step", {}, now, now + 10**6)
+    answer = post(client, "/v1/traces", otlp_json([span]), "application/json")
+    assert answer.status == 200, answer
+    assert [r["name"] for r in client.get_json(f"/api/traces/{trace}")["roots"]] == ["toolstep"]
+
+
+def test_a_spans_events_are_capped_in_bytes_not_characters(sqlite_server: ServerProcess) -> None:
+    """A tool span keeps its first events up to 16 KiB of JSON; text in Greek or Chinese took up
+    to three times that when the cap counted characters."""
+    client = sqlite_server.client()
+    now, trace = time.time_ns(), "0e" * 16
+    span = otlp_json_span(trace, "1" * 16, "tool", {}, now, now + 10**6)
+    message = {"key": "exception.message", "value": {"stringValue": "\u20ac" * 1000}}
+    span["events"] = [{"name": "exception", "timeUnixNano": str(now), "attributes": [message]}] * 10
+    assert post(client, "/v1/traces", otlp_json([span]), "application/json").status == 200
+    [root] = client.get_json(f"/api/traces/{trace}")["roots"]
+    assert 0 < len(root["events"]) < 10
+    assert len(json.dumps(root["events"], ensure_ascii=False).encode()) <= 16 * 1024
 
 
 def test_otlp_unknown_content_type_is_415_and_bad_spans_are_a_partial_success(
@@ -618,6 +691,32 @@ def test_trace_tree_holds_every_span_once_however_deep_or_looped(sqlite_server: 
     assert deepest["parent_span_id"] == f"{199:016x}", "a node keeps its real parent id"
 
 
+def test_a_gzip_body_of_several_members_is_stored_whole(sqlite_server: ServerProcess) -> None:
+    """A gzip body may be several members back to back (a streaming compressor that flushes); only the
+    first was read, so the spans of the others were acknowledged and lost."""
+    client = sqlite_server.client()
+
+    def build(tracer: Any) -> None:
+        with tracer.start_as_current_span("agent"):
+            for step in range(3):
+                with tracer.start_as_current_span(f"step {step}"):
+                    pass
+
+    spans = sdk_spans(build)
+    # Two exports back to back are one export of all their spans (protobuf concatenates repeated fields).
+    body = gzip.compress(protobuf_body(spans[:2])) + gzip.compress(protobuf_body(spans[2:]))
+    answer = post(client, "/v1/traces", body, "application/x-protobuf", "gzip")
+    assert answer.status == 200, answer
+    tree = client.get_json(f"/api/traces/{spans[0].context.trace_id:032x}")
+    assert [r["name"] for r in tree["roots"]] == ["agent"], tree
+    assert sorted(c["name"] for c in tree["roots"][0]["children"]) == ["step 0", "step 1", "step 2"]
+    # Whatever follows a member must be another member.
+    answer = post(
+        client, "/v1/traces", gzip.compress(protobuf_body(spans)) + b"junk", "application/x-protobuf", "gzip"
+    )
+    assert answer.status == 400, answer
+
+
 def test_strings_that_are_not_utf8_cost_the_sender_nothing_but_those_characters(
     sqlite_server: ServerProcess,
 ) -> None:
@@ -638,18 +737,22 @@ def test_strings_that_are_not_utf8_cost_the_sender_nothing_but_those_characters(
         # a lone surrogate as protobufjs writes it, as many bytes as "CUT" so the lengths stay right
         "application/x-protobuf": protobuf_body(spans).replace(b"CUT", b"\xed\xa0\xbd"),
         "application/json": json_body(spans).replace(b"CUT", b"\\ud83d"),
+        # the same bytes inside a JSON body
+        "application/json; charset=utf-8": json_body(spans).replace(b"CUT", b"\xed\xa0\xbd"),
     }
     for content_type, body in bodies.items():
         answer = post(client, "/v1/traces", body, content_type)
         assert answer.status == 200, (content_type, answer)
-        if content_type == "application/json":
+        if content_type.startswith("application/json"):
             warning = answer.json()["partialSuccess"]
             assert warning["rejectedSpans"] == "0" and "UTF-8" in warning["errorMessage"]
         trace = f"{spans[0].context.trace_id:032x}"
         tree = client.get_json(f"/api/traces/{trace}")
         assert [r["name"] for r in tree["roots"]] == ["agent"], content_type
         [child] = tree["roots"][0]["children"]
-        assert child["attributes"]["cut"].startswith("hi \ufffd") and child["call"]["request_model"] == "m"
+        # One rule on every route: one U+FFFD per cut surrogate half, however it was written.
+        assert child["attributes"]["cut"] == "hi \ufffd", content_type
+        assert child["call"]["request_model"] == "m"
     # The core layer's batches too: a record cut mid-emoji keeps its neighbours and the rest of its text.
     cut = make_record("cut-mid-emoji", end_user="hi CUT", metadata={"CUT": "CUT"})
     body = json.dumps({"records": [make_record("before-cut"), cut]}).encode().replace(b"CUT", b"\\ud83d")
@@ -657,6 +760,11 @@ def test_strings_that_are_not_utf8_cost_the_sender_nothing_but_those_characters(
     assert answer.status == 200 and answer.json() == {"accepted": 2, "rejected": []}, answer
     stored = client.get_json("/api/calls/cut-mid-emoji")
     assert (stored["end_user"], stored["metadata"]) == ("hi \ufffd", {"\ufffd": "\ufffd"})
+    # The same half as UTF-8 bytes (a sender that does not check its strings) is stored alike.
+    raw = json.dumps([make_record("cut-raw", end_user="raw CUT")]).encode().replace(b"CUT", b"\xed\xa0\xbd")
+    answer = post(client, "/v1/events", raw, "application/json")
+    assert answer.status == 200 and answer.json() == {"accepted": 1, "rejected": []}, answer
+    assert client.get_json("/api/calls/cut-raw")["end_user"] == "raw \ufffd"
     assert [c["call_id"] for c in client.get_json("/api/calls?end_user=hi%20%EF%BF%BD")["calls"]] == [
         "cut-mid-emoji"
     ]

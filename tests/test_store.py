@@ -847,6 +847,28 @@ def test_traces_and_sessions(store: SQLStore) -> None:
     assert counts == {"sess-0": 3, "sess-1": 3, "sess-9": 3}
 
 
+def test_a_resent_span_merges_its_attributes_alike_on_every_store(store: SQLStore) -> None:
+    """A later copy's null never erases a value, keys keep their order, and an escaped NUL in the later
+    copy merges like any other text (PostgreSQL's jsonb cannot hold one)."""
+    project = store.create_project("default")
+    span = {"trace_id": TRACE, "span_id": "2" * 16, "name": "tool", "start_time": T0, "end_time": T0 + 1}
+    store.write(project, [], [{**span, "attributes": {"zeta": "first", "a": 1, "long.key.name": "x"}}])
+    store.write(project, [], [{**span, "attributes": {"zeta": None, "a": 2, "b": "nul\x00here"}}])
+    store.write(project, [], [{**span, "attributes": {"zeta": None, "a": 2, "b": "nul\x00here"}}])
+    # Two copies of a new span in one batch merge the same way.
+    other = {**span, "span_id": "3" * 16}
+    store.write(project, [], [{**other, "attributes": {"k": "v"}}, {**other, "attributes": {"k": ""}}])
+    spans = {s["span_id"]: s for s in store.get_trace(project, TRACE)["spans"]}
+    attributes = spans["2" * 16]["attributes"]
+    assert list(attributes.items()) == [
+        ("zeta", "first"),
+        ("a", 2),
+        ("long.key.name", "x"),
+        ("b", "nul\x00here"),
+    ]
+    assert spans["3" * 16]["attributes"] == {"k": "v"}
+
+
 def test_top_errors_count_failed_calls_per_class_in_the_range_and_project(store: SQLStore) -> None:
     project = store.create_project("default")
     other = store.create_project("other")

@@ -73,7 +73,7 @@ def create_app(settings: ServerSettings | None = None, store: Store | None = Non
             app.state.store.create_project, settings.default_project
         )
         app.state.keys = KeyCache(app.state.store, ttl_s=settings.key_cache_ttl_s)
-        app.state.writer = GroupCommit(app.state.store)
+        app.state.writer = GroupCommit(app.state.store, max_queued=settings.max_queued_records)
         stop = threading.Event()
         retention = None
         if settings.retention_s:
@@ -104,7 +104,7 @@ def create_app(settings: ServerSettings | None = None, store: Store | None = Non
 
     @app.exception_handler(ingest.IngestError)
     async def _ingest_error(request: Request, exc: ingest.IngestError) -> Response:
-        return _error(request, exc.status, exc.reason)
+        return _error(request, exc.status, exc.reason, exc.headers)
 
     @app.exception_handler(Unavailable)
     async def _unavailable(request: Request, exc: Unavailable) -> Response:

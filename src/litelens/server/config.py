@@ -56,6 +56,8 @@ class ServerSettings:
     max_records_per_batch: int = 10_000
     max_record_bytes: int = 2 * 2**20
     max_spans_per_request: int = 50_000
+    max_queued_records: int = 100_000
+    """Records and spans waiting to be written past which ingest answers 429 (see `writer.GroupCommit`)."""
     default_project: str = "default"
     key_cache_ttl_s: float = 30.0
     """How long a key lookup is cached: a revoked key keeps working at most this long on each replica."""
@@ -75,6 +77,7 @@ class ServerSettings:
             ("LITELENS_MAX_RECORDS_PER_BATCH", "max_records_per_batch"),
             ("LITELENS_MAX_RECORD_BYTES", "max_record_bytes"),
             ("LITELENS_MAX_SPANS_PER_REQUEST", "max_spans_per_request"),
+            ("LITELENS_MAX_QUEUED_RECORDS", "max_queued_records"),
         ):
             if env.get(name):
                 try:

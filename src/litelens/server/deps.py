@@ -46,6 +46,8 @@ Project = Annotated[int, Depends(project_id)]
 async def store_call(fn: Any, *args: Any) -> Any:
     try:
         return await run_in_threadpool(fn, *args)
+    except ingest.IngestError:
+        raise  # the writer's 429: already the answer
     except InvalidCursor as exc:
         # A read's fault, not a batch's: "could not store the batch" misled whoever paged the API.
         raise BadCursor(400, str(exc)[:200]) from None

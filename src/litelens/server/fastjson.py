@@ -47,7 +47,7 @@ def loads(data: bytes | str) -> Any:
     value = json.loads(data)
     # Only here, where orjson refused the body (or is missing), is a lone surrogate possible at all.
     if (
-        SURROGATE_ESCAPE.search(data)
+        SURROGATE_SOURCE.search(data)
         if isinstance(data, (bytes, bytearray))
         else _SURROGATE_ESCAPE_TEXT.search(data)
     ):
@@ -55,8 +55,9 @@ def loads(data: bytes | str) -> Any:
     return value
 
 
-# A JSON string escape of half a surrogate pair; JavaScript's JSON.stringify writes a lone one as such.
-SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+# A JSON string escape of half a surrogate pair (JavaScript's JSON.stringify writes a lone one as such),
+# or such a half written as UTF-8 bytes (ED A0-BF ..), which `json.loads` of bytes decodes to the half.
+SURROGATE_SOURCE = re.compile(rb"\\u[dD][89a-fA-F]|\xed[\xa0-\xbf]")
 _SURROGATE_ESCAPE_TEXT = re.compile(r"\\u[dD][89a-fA-F]")
 # What such an escape decodes to when its other half is missing (a pair decodes to one character).
 _SURROGATE = re.compile("[\ud800-\udfff]")

@@ -17,15 +17,18 @@ from litelens import record as rec
 from litelens import semconv
 from litelens.semconv import NeutralSpan
 from litelens.server import fastjson
+from litelens.server.store.rows import without_nul
 
 
 class IngestError(Exception):
-    """A request the collector refuses as a whole: `status` (400, 413, 415) and a reason for the sender."""
+    """A request the collector refuses as a whole: `status` (400, 413, 415, 429) and a reason for the
+    sender, with the headers the answer needs (429's `Retry-After`)."""
 
-    def __init__(self, status: int, reason: str) -> None:
+    def __init__(self, status: int, reason: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(reason)
         self.status = status
         self.reason = reason
+        self.headers = headers
 
 
 def decompress(body: bytes, encoding: str | None, limit: int) -> bytes:
@@ -36,16 +39,25 @@ def decompress(body: bytes, encoding: str | None, limit: int) -> bytes:
     if encoding not in ("gzip", "x-gzip", "deflate"):
         raise IngestError(415, f"unsupported Content-Encoding {encoding!r}; use gzip or none")
     wbits = 47 if encoding != "deflate" else 15  # 47: zlib or gzip header, detected
-    inflater = zlib.decompressobj(wbits)
-    try:
-        out = inflater.decompress(body, limit + 1)
-    except zlib.error as exc:
-        raise IngestError(400, f"body is not valid {encoding} ({exc})") from None
-    if len(out) > limit or inflater.unconsumed_tail:
-        raise IngestError(413, f"decompressed body exceeds the {limit}-byte limit; send smaller batches")
-    if not inflater.eof:
-        raise IngestError(400, f"{encoding} body is truncated")
-    return out
+    parts: list[bytes] = []
+    size = 0
+    while True:
+        # A gzip body may be several members one after the other (RFC 1952, what a streaming compressor
+        # that flushes writes); the body is all of them, not only the first.
+        inflater = zlib.decompressobj(wbits)
+        try:
+            part = inflater.decompress(body, limit + 1 - size)
+        except zlib.error as exc:
+            raise IngestError(400, f"body is not valid {encoding} ({exc})") from None
+        size += len(part)
+        if size > limit or inflater.unconsumed_tail:
+            raise IngestError(413, f"decompressed body exceeds the {limit}-byte limit; send smaller batches")
+        if not inflater.eof:
+            raise IngestError(400, f"{encoding} body is truncated")
+        parts.append(part)
+        body = inflater.unused_data
+        if not body:
+            return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -240,6 +252,31 @@ def _nothing_to_scrub(values: dict[str, Any]) -> bool:
     return not rec.has_secret("\n".join(texts))
 
 
+def larger_than(text: str, limit: int) -> bool:
+    """Whether `text` takes more than `limit` bytes as stored (UTF-8), as the limits are documented.
+
+    A character takes up to 4 bytes: text that is short enough even so, or ASCII (`isascii` reads a flag
+    of the string, it does not scan it), is answered without encoding it; only long non-ASCII text is.
+    """
+    length = len(text)
+    if length > limit:
+        return True
+    if length * 4 <= limit or text.isascii():
+        return False
+    return len(text.encode("utf-8", "surrogatepass")) > limit
+
+
+def _without_nul(record: dict[str, Any]) -> tuple[dict[str, Any], str, str | None]:
+    """(the record without NUL characters, its JSON text, why it cannot be stored or None).
+
+    PostgreSQL's text columns cannot hold NUL: a model name, tag or session id with one failed the whole
+    batch there, answered 503 (storage unavailable), so the sender retried the same batch forever. Both
+    stores keep the same text: the NUL goes, as it goes from the stored content already.
+    """
+    record = without_nul(record)
+    return record, fastjson.dumps(record), check_record(record)
+
+
 def parse_events(body: bytes, max_records: int, max_record_bytes: int) -> Batch:
     """A `litelens.batch/1` body (or a bare JSON list of records) -> records to store and rejections."""
     try:
@@ -265,7 +302,12 @@ def parse_events(body: bytes, max_records: int, max_record_bytes: int) -> Batch:
         record = normalize(record)
         # Encoded once: the size check and the store (which would otherwise encode it again) share it.
         text = fastjson.dumps(record)
-        if len(text) > max_record_bytes:
+        if "\\u0000" in text:
+            record, text, reason = _without_nul(record)
+            if reason is not None:
+                batch.rejected.append({"index": index, "reason": reason})
+                continue
+        if larger_than(text, max_record_bytes):
             batch.rejected.append({"index": index, "reason": f"record larger than {max_record_bytes} bytes"})
             continue
         batch.records.append(record)
@@ -303,8 +345,8 @@ def span_row(span: NeutralSpan, call_id: str | None) -> dict[str, Any]:
         "trace_id": span.trace_id,
         "span_id": span.span_id,
         "parent_span_id": span.parent_span_id,
-        "name": span.name,
-        "kind": span.kind,
+        "name": _nul_free(span.name),
+        "kind": _nul_free(span.kind),
         "start_time": (span.start_ns or span.end_ns) / 1e9,  # see semconv.span_to_record
         "end_time": span.end_ns / 1e9 if span.end_ns else None,
         "status": span.status_code,
@@ -314,11 +356,16 @@ def span_row(span: NeutralSpan, call_id: str | None) -> dict[str, Any]:
         # Why a tool or HTTP span failed: its status message and events (an exception's type, message
         # and stack), capped, since every span of a trace is kept. A call's span has its error in the
         # call record, and its events often hold the call's content, which the record holds already.
-        "status_message": rec.scrub_text(span.status_message[:MAX_STATUS_MESSAGE])
+        "status_message": _nul_free(rec.scrub_text(span.status_message[:MAX_STATUS_MESSAGE]))
         if span.status_message
         else None,
         "events": _events(span.events) if span.events and call_id is None else None,
     }
+
+
+def _nul_free(text: str | None) -> str | None:
+    """A span's text column without NUL, which PostgreSQL cannot store (see `_without_nul`)."""
+    return text.replace("\x00", "") if text and "\x00" in text else text
 
 
 MAX_STATUS_MESSAGE = 4096
@@ -336,7 +383,8 @@ def _events(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "time": (event.get("time_ns") or 0) / 1e9,
             "attributes": _scrub_attributes(_jsonable(event.get("attributes") or {})),
         }
-        size += len(fastjson.dumps(item))
+        text = fastjson.dumps(item)
+        size += len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
         if size > MAX_SPAN_EVENTS_BYTES:
             break
         out.append(item)
@@ -408,7 +456,10 @@ def from_spans(spans: Iterable[NeutralSpan], max_record_bytes: int | None = None
                 record = normalize(record)
                 # Encoded once, as for /v1/events: the size check and the store share the text.
                 text = fastjson.dumps(record)
-                if max_record_bytes is not None and len(text) > max_record_bytes:
+                if "\\u0000" in text:
+                    record, text, reason = _without_nul(record)
+            if reason is None:
+                if max_record_bytes is not None and larger_than(text, max_record_bytes):
                     batch.rejected.append(
                         {
                             "span_id": span.span_id,

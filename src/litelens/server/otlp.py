@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import codecs
 import functools
 import json
 from collections.abc import Mapping
@@ -187,7 +188,27 @@ _PB_SCALARS = frozenset(("string_value", "int_value", "double_value", "bool_valu
 # Senders that protobuf itself does not check do send strings that are not UTF-8: JavaScript cuts text
 # between the two halves of an emoji, Go strings are bytes. The Collector passes them on; protobuf here
 # refused the whole export for one such string, and a 400 makes the exporter drop the batch.
-_INVALID_UTF8 = "strings that were not valid UTF-8 were stored with U+FFFD in place of the bad bytes"
+_INVALID_UTF8 = (
+    "strings that were not valid UTF-8 were stored with one U+FFFD per bad sequence or surrogate half"
+)
+
+
+def _one_replacement_per_sequence(exc: UnicodeError) -> tuple[str, int]:
+    """The decoding error handler `litelens-utf8`: one U+FFFD per ill-formed sequence, as `replace`
+    gives, except that a surrogate half encoded as UTF-8 (ED A0-BF 80-BF, what protobufjs writes for a
+    JavaScript string cut mid-emoji) is ONE U+FFFD, not three: the same text sent as JSON (`"\\ud83d"`)
+    gets one, so both routes store the same string."""
+    if not isinstance(exc, UnicodeDecodeError):
+        raise exc
+    data, start = exc.object, exc.start
+    half = data[start : start + 3]
+    if len(half) == 3 and half[0] == 0xED and 0xA0 <= half[1] <= 0xBF and 0x80 <= half[2] <= 0xBF:
+        return "\ufffd", start + 3
+    return "\ufffd", exc.end
+
+
+_UTF8_ERRORS = "litelens-utf8"
+codecs.register_error(_UTF8_ERRORS, _one_replacement_per_sequence)
 
 
 def _with_valid_utf8(body: bytes) -> bytes | None:
@@ -240,9 +261,9 @@ def _repair_strings(message: Any, strict: Any) -> None:
             repeated = item.label == item.LABEL_REPEATED
         if field.type == field.TYPE_STRING:
             if repeated:
-                value[:] = [v.decode("utf-8", "replace").encode() for v in value]
+                value[:] = [v.decode("utf-8", _UTF8_ERRORS).encode() for v in value]
             else:
-                setattr(message, item.name, value.decode("utf-8", "replace").encode())
+                setattr(message, item.name, value.decode("utf-8", _UTF8_ERRORS).encode())
         elif field.type == field.TYPE_MESSAGE:
             for child in value if repeated else (value,):
                 _repair_strings(child, field.message_type)
@@ -282,13 +303,13 @@ def _decode_json(body: bytes) -> tuple[list[NeutralSpan], int, str]:
         document = json.loads(body)
     except UnicodeDecodeError:
         try:
-            document = json.loads(body.decode("utf-8", "replace"))
+            document = json.loads(body.decode("utf-8", _UTF8_ERRORS))
         except ValueError:
             raise OtlpDecodeError("body is not valid JSON") from None
         warning = _INVALID_UTF8
     except ValueError:
         raise OtlpDecodeError("body is not valid JSON") from None
-    if fastjson.SURROGATE_ESCAPE.search(body):
+    if fastjson.SURROGATE_SOURCE.search(body):
         # Escaped pairs decode to one character; a lone half stays a surrogate no store can write.
         document, repaired = fastjson.without_lone_surrogates(document)
         warning = warning or (_INVALID_UTF8 if repaired else "")

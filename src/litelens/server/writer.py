@@ -22,17 +22,19 @@ from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
+from litelens.server.ingest import IngestError
 from litelens.server.store.base import Record, Span, Store, WriteBatch
 
 log = logging.getLogger("litelens.server")
 
 
 class _Pending:
-    __slots__ = ("count", "done", "error", "prepared")
+    __slots__ = ("count", "done", "error", "prepared", "weight")
 
-    def __init__(self, prepared: Any, count: int) -> None:
+    def __init__(self, prepared: Any, count: int, weight: int) -> None:
         self.prepared = prepared
         self.count = count
+        self.weight = weight
         self.done = threading.Event()
         self.error: BaseException | None = None
 
@@ -40,9 +42,14 @@ class _Pending:
 class GroupCommit:
     """`write()` with the signature of `Store.write`, committed together with concurrent callers'."""
 
-    def __init__(self, store: Store, max_records: int = 20_000) -> None:
+    def __init__(self, store: Store, max_records: int = 20_000, max_queued: int = 100_000) -> None:
         self.store = store
         self.max_records = max_records
+        self.max_queued = max_queued
+        """Records and spans waiting for the writer past which a request is refused with 429: each waits
+        in memory with its request, and without a bound a store slower than the senders took the whole
+        memory of the process."""
+        self._queued = 0
         self._queue: deque[_Pending] = deque()
         self._wake = threading.Condition()
         self._closed = False
@@ -57,16 +64,32 @@ class GroupCommit:
         texts: Sequence[str | None] | None = None,
     ) -> None:
         """Blocks until the batch is committed; raises what the store raised for it."""
+        weight = len(records) + len(spans)
+        self._check_room(weight)
         prepared = self.store.prepare_write(WriteBatch(project_id, records, spans, texts))
-        pending = _Pending(prepared, len(records))
+        pending = _Pending(prepared, len(records), weight)
         with self._wake:
             if self._closed:
                 raise RuntimeError("litelens: the writer is closed")
+            self._check_room(weight)
             self._queue.append(pending)
+            self._queued += weight
             self._wake.notify()
         pending.done.wait()
         if pending.error is not None:
             raise pending.error
+
+    def _check_room(self, weight: int) -> None:
+        """429 when the queue is not empty and this batch would take it past `max_queued` (a batch
+        larger than the bound alone still goes through once the queue is empty)."""
+        queued = self._queued
+        if queued and queued + weight > self.max_queued:
+            raise IngestError(
+                429,
+                f"the collector is busy: {queued} records and spans are waiting to be written "
+                f"(LITELENS_MAX_QUEUED_RECORDS={self.max_queued}); retry later",
+                {"Retry-After": "1"},
+            )
 
     def close(self, timeout: float = 60.0) -> None:
         """Write what is queued, then stop the thread."""
@@ -87,6 +110,7 @@ class GroupCommit:
                 item = self._queue.popleft()
                 count += item.count
                 taken.append(item)
+            self._queued -= sum(p.weight for p in taken)
             return taken
 
     def _run(self) -> None:

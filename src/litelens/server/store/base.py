@@ -145,6 +145,17 @@ def merge_records(old: Mapping[str, Any], new: Mapping[str, Any]) -> Record:
     return merged
 
 
+def merge_attributes(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
+    """A span's attributes from two copies of it, by the rule of `merge_records`: per key the later
+    non-empty value wins and an empty one (None, "", [], {}) never erases the earlier; keys keep the
+    order in which they first came."""
+    out = dict(old)
+    for key, value in new.items():
+        if key not in out or not _is_empty(value):
+            out[key] = value
+    return out
+
+
 def _merge(old: Mapping[str, Any], new: Mapping[str, Any], *, zero_is_empty: bool) -> Record:
     out: Record = dict(old)
     for key, value in new.items():

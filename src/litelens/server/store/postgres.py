@@ -258,13 +258,6 @@ class PostgresStore(SQLStore):
     def _json_param(self) -> str:
         return "CAST(? AS jsonb)"
 
-    def _merged_json(self, old: str, new: str) -> str:
-        # jsonb cannot hold the escape of NUL that JSON text may; such a pair keeps the later text whole.
-        return (
-            f"CASE WHEN strpos({old}, '\\u0000') > 0 OR strpos({new}, '\\u0000') > 0 THEN {new} "
-            f"ELSE CAST(CAST({old} AS jsonb) || CAST({new} AS jsonb) AS text) END"
-        )
-
     @contextmanager
     def _write(self) -> Iterator[psycopg.Cursor[Any]]:
         with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
@@ -312,6 +305,23 @@ class PostgresStore(SQLStore):
             )
             for call_id, record in cur.fetchall():
                 found[call_id] = self._load_json(record)
+        return found
+
+    def _stored_attributes(
+        self, cur: psycopg.Cursor[Any], keys: Sequence[tuple[int, str, str]]
+    ) -> dict[tuple[int, str, str], str]:
+        # A join with the key arrays, as `_stored_records` does: a nested loop over the primary key.
+        found: dict[tuple[int, str, str], str] = {}
+        for chunk in chunks(keys, 2000):
+            cur.execute(
+                "SELECT s.project_id, s.trace_id, s.span_id, s.attributes "
+                "FROM unnest(%s::bigint[], %s::text[], %s::text[]) AS k (project_id, trace_id, span_id) "
+                "JOIN spans s ON s.project_id = k.project_id AND s.trace_id = k.trace_id "
+                "AND s.span_id = k.span_id WHERE s.attributes IS NOT NULL",
+                ([k[0] for k in chunk], [k[1] for k in chunk], [k[2] for k in chunk]),
+            )
+            for pid, trace_id, span_id, text in cur.fetchall():
+                found[(pid, trace_id, span_id)] = text
         return found
 
     def _insert_calls(self, cur: psycopg.Cursor[Any], rows: list[tuple[Any, ...]]) -> None:

@@ -84,13 +84,14 @@ def _opt_int(value: Any) -> int | None:
     return value
 
 
-def _without_nul(value: Any) -> Any:
+def without_nul(value: Any) -> Any:
+    """`value` with every NUL character taken out of its strings and keys: PostgreSQL cannot store one."""
     if isinstance(value, str):
         return value.replace("\x00", "")
     if isinstance(value, Mapping):
-        return {str(k).replace("\x00", ""): _without_nul(v) for k, v in value.items()}
+        return {str(k).replace("\x00", ""): without_nul(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_without_nul(v) for v in value]
+        return [without_nul(v) for v in value]
     return value
 
 
@@ -114,7 +115,7 @@ def call_row(project_id: int, record: Mapping[str, Any], text: str | None = None
         text = fastjson.dumps(dict(record))
     if "\\u0000" in text:
         # PostgreSQL's JSONB (and text) cannot hold NUL; a stray one in content must not fail the batch.
-        text = fastjson.dumps(_without_nul(record))
+        text = fastjson.dumps(without_nul(record))
     return (
         project_id,
         str(record["call_id"]),

@@ -28,7 +28,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import Any
 
-from litelens.server.store.base import Record, Span, WriteBatch, merge_records
+from litelens.server import fastjson
+from litelens.server.store.base import Record, Span, WriteBatch, merge_attributes, merge_records
 from litelens.server.store.rollup import (
     RESOLUTIONS,
     Change,
@@ -76,6 +77,9 @@ _SESSION_DROP_EMPTY = (
     "DELETE FROM sessions WHERE project_id = ? AND session_id = ? AND NOT EXISTS "
     "(SELECT 1 FROM calls WHERE calls.project_id = ? AND calls.session_id = ?)"
 )
+
+# Where a span row (`span_rows`: project, then `SPAN_COLUMNS`) holds its attributes' JSON text.
+_ROW_ATTRIBUTES = 1 + SPAN_COLUMNS.index("attributes")
 
 # Keep IN (...) lists well under SQLite's parameter limit.
 CHUNK = 400
@@ -204,10 +208,6 @@ class BatchWriter:
     def _q(self, sql: str) -> str:
         return sql
 
-    def _merged_json(self, old: str, new: str) -> str:
-        """SQL for the JSON object text `old` with `new`'s keys set on it (both texts are objects)."""
-        return f"json_patch({old}, {new})"
-
     def _json_param(self) -> str:
         return "?"
 
@@ -332,7 +332,7 @@ class BatchWriter:
         if tag_rows:
             self._insert_tags(cur, tag_rows)
         if plan.spans:
-            self._upsert_spans(cur, plan.spans)
+            self._upsert_spans(cur, self._with_stored_attributes(cur, plan.spans))
         if added:
             self._add_sessions(cur, added)
         by_project_sessions: dict[int, set[str]] = {}
@@ -419,6 +419,53 @@ class BatchWriter:
             sql = f"{head} VALUES {', '.join([marks] * len(part))} {tail}"
             cur.execute(self._q(sql), list(itertools.chain.from_iterable(part)))
 
+    def _with_stored_attributes(self, cur: Any, rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+        """`rows` with each span's attributes merged (`merge_attributes`) into those already stored for it,
+        or given by an earlier row of the same span.
+
+        In Python, not in SQL: SQLite's json_patch deleted a key that the later copy set to null, and
+        PostgreSQL's jsonb reordered the keys and could not hold an escaped NUL (the later copy then
+        replaced the earlier whole), so the two stores kept different attributes for the same copies.
+        """
+        wanted = {row[:3] for row in rows if row[_ROW_ATTRIBUTES] is not None}
+        if not wanted:
+            return rows
+        known = self._stored_attributes(cur, sorted(wanted))
+        out = []
+        for row in rows:
+            text = row[_ROW_ATTRIBUTES]
+            if text is not None:
+                have = known.get(row[:3])
+                if have is not None and have != text:
+                    merged = merge_attributes(fastjson.loads(have), fastjson.loads(text))
+                    text = fastjson.dumps(merged)
+                    row = (*row[:_ROW_ATTRIBUTES], text, *row[_ROW_ATTRIBUTES + 1 :])
+                known[row[:3]] = text
+            out.append(row)
+        return out
+
+    def _stored_attributes(
+        self, cur: Any, keys: Sequence[tuple[int, str, str]]
+    ) -> dict[tuple[int, str, str], str]:
+        """The stored attributes text of the spans among `keys` (project, trace id, span id) that have some."""
+        found: dict[tuple[int, str, str], str] = {}
+        for chunk in chunks(keys, CHUNK // 3):
+            marks = ", ".join(["(?, ?, ?)"] * len(chunk))
+            # A join that walks the keys and seeks each in the primary key (`(...) IN (VALUES ...)`
+            # scanned the whole table).
+            cur.execute(
+                self._q(
+                    f"WITH k (project_id, trace_id, span_id) AS (VALUES {marks}) "
+                    "SELECT s.project_id, s.trace_id, s.span_id, s.attributes FROM k CROSS JOIN spans s "
+                    "ON s.project_id = k.project_id AND s.trace_id = k.trace_id AND s.span_id = k.span_id "
+                    "WHERE s.attributes IS NOT NULL"
+                ),
+                [value for key in chunk for value in key],
+            )
+            for pid, trace_id, span_id, text in cur.fetchall():
+                found[(pid, trace_id, span_id)] = text
+        return found
+
     def _stored_records(self, cur: Any, project_id: int, call_ids: list[str]) -> dict[str, Record]:
         found: dict[str, Record] = {}
         for chunk in chunks(call_ids):
@@ -484,13 +531,10 @@ class BatchWriter:
     def _upsert_spans(self, cur: Any, rows: list[tuple[Any, ...]]) -> None:
         columns = ("project_id", *SPAN_COLUMNS)
         # A later report of a span (a retried export, a sender's updated copy) fills in what an earlier
-        # one lacked and never blanks a field: attributes are merged, the later value winning per key;
+        # one lacked and never blanks a field: attributes come merged (`_with_stored_attributes`);
         # an end time (stored as the start time when a copy has none) and a status (OTLP's UNSET says
         # none) set by either copy stay. Only a conflict pays for this.
         special = {
-            "attributes": "CASE WHEN excluded.attributes IS NULL THEN spans.attributes "
-            "WHEN spans.attributes IS NULL OR spans.attributes = excluded.attributes THEN excluded.attributes "
-            f"ELSE {self._merged_json('spans.attributes', 'excluded.attributes')} END",
             "end_time": f"{self._GREATEST}(excluded.end_time, spans.end_time)",
             "status": "CASE WHEN excluded.status IS NULL OR excluded.status = 'UNSET' "
             "THEN COALESCE(spans.status, excluded.status) ELSE excluded.status END",
