@@ -767,6 +767,17 @@ def test_no_auth_is_refused_off_loopback_and_works_on_loopback(
     assert [c["call_id"] for c in client.get_json("/api/calls", key=None)["calls"]] == ["open"]
 
 
+def test_a_bad_database_url_is_one_clear_line_not_a_traceback(tmp_path: Path) -> None:
+    not_a_db = tmp_path / "notes.db"
+    not_a_db.write_text("not a database\n")
+    for url in ("mysql://db/litelens", f"sqlite:///{not_a_db}"):
+        for command in (("serve", "--port", str(free_port())), ("keys", "list")):
+            done = cli(*command, "--db", url, timeout=30)
+            assert done.returncode == 2, done
+            assert "Traceback" not in done.stderr and "could not start" not in done.stderr, done.stderr
+            assert f"cannot open the database {url}" in done.stderr, done.stderr
+
+
 def test_a_revoked_key_stops_working_within_the_cache_ttl(sqlite_server: ServerProcess) -> None:
     client = sqlite_server.client()
     assert client.post_json("/v1/events", {"records": [make_record("before")]}).status == 200

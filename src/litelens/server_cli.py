@@ -46,9 +46,11 @@ def serve(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(exc, file=sys.stderr)
         return 2
-    _ensure_sqlite_dir(settings.db_url)
+    store = _open_migrated(settings.db_url)
+    if store is None:
+        return 2
     gc.set_threshold(*GC_THRESHOLDS)
-    app = create_app(settings)
+    app = create_app(settings, store)
     auth = "no auth (loopback only)" if settings.no_auth else "API keys required"
     print(
         f"litelens serving on http://{settings.host}:{settings.port} ({auth}); storage {_safe_url(settings.db_url)}",
@@ -66,7 +68,10 @@ def serve(args: argparse.Namespace) -> int:
             timeout_graceful_shutdown=30,
         )
     )
-    server.run()
+    try:
+        server.run()
+    finally:
+        store.close()
     if not server.started:
         print(f"litelens serve: could not start on {settings.host}:{settings.port}", file=sys.stderr)
         return 3
@@ -107,6 +112,30 @@ def _server_class() -> type[Any]:
     return Server
 
 
+def _open_migrated(url: str) -> Any:
+    """The store at `url`, migrated; or None, after saying in one line why it cannot be opened.
+
+    Opened here rather than in the server's startup, where a bad `--db` (an unknown scheme, a file that
+    is no database, a PostgreSQL that refuses) became a traceback followed by "could not start on
+    HOST:PORT", which points at the wrong thing.
+    """
+    from litelens.server.store.base import open_store
+
+    store = None
+    try:
+        _ensure_sqlite_dir(url)
+        store = open_store(url)
+        store.migrate()
+    except Exception as exc:
+        if store is not None:
+            with contextlib.suppress(Exception):
+                store.close()
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0].removeprefix("litelens: ")
+        print(f"litelens: cannot open the database {_safe_url(url)}: {reason}", file=sys.stderr)
+        return None
+    return store
+
+
 def _ensure_sqlite_dir(url: str) -> None:
     if url.startswith("sqlite:///") and ":memory:" not in url:
         from pathlib import Path
@@ -125,13 +154,11 @@ def _safe_url(url: str) -> str:
 def keys(args: argparse.Namespace) -> int:
     from litelens.server.auth import create_key, hash_key
     from litelens.server.config import ServerSettings
-    from litelens.server.store.base import open_store
 
-    url = ServerSettings.from_env(db_url=args.db).db_url
-    _ensure_sqlite_dir(url)
-    store = open_store(url)
+    store = _open_migrated(ServerSettings.from_env(db_url=args.db).db_url)
+    if store is None:
+        return 2
     try:
-        store.migrate()
         if args.action == "create":
             key = create_key(store, args.project)
             print(key)
