@@ -137,6 +137,25 @@ def test_tail_polls_a_server(sqlite_server: ServerProcess, tails: list[Tail]) ->
     assert tail.take(1, timeout=1.5) == []
 
 
+def test_tail_waits_for_a_restarting_server(sqlite_server: ServerProcess, tails: list[Tail]) -> None:
+    client = sqlite_server.client()
+    assert client.post_json("/v1/events", {"records": [record(0, start=time.time())]}).status == 200
+    tail = Tail("--server", sqlite_server.url, "--api-key", sqlite_server.key, "--interval", "0.2")
+    tails.append(tail)
+    assert [line.split()[2] for line in tail.take(1)] == ["model-0000"]
+    key = sqlite_server.key
+    assert sqlite_server.stop() == 0
+    assert "lost" in tail.errors.get(timeout=10)
+    sqlite_server.start()  # same port, same database
+    sqlite_server.key = key
+    assert (
+        sqlite_server.client().post_json("/v1/events", {"records": [record(1, start=time.time())]}).status
+        == 200
+    )
+    assert [line.split()[2] for line in tail.take(1)] == ["model-0001"]
+    assert tail.proc.poll() is None
+
+
 def test_tail_says_what_is_wrong(sqlite_server: ServerProcess, tails: list[Tail]) -> None:
     tail = Tail("--server", sqlite_server.url, "--api-key", "ll_wrong")
     tails.append(tail)

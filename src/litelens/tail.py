@@ -192,6 +192,9 @@ def follow_server(
     Each poll pages through `/api/calls?order=asc&start=...` with the API's cursor. Calls are ordered by
     start time but arrive when they end, so a long call can show up behind shorter ones that started
     after it: each poll looks `lookback_s` behind the newest start seen and skips call ids already shown.
+
+    A server that cannot be reached at first is an error (a wrong URL); one that goes away later (a
+    restart, a deploy) is waited for, like `tail -F` waits for a file, and said so once on stderr.
     """
     parts = urllib.parse.urlsplit(url)
     conn_cls = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
@@ -200,6 +203,7 @@ def follow_server(
     since = time.time() - since_s
     seen: dict[str, float] = {}
     conn: http.client.HTTPConnection | None = None
+    reached = lost = False
     while not stop():
         cursor: str | None = None
         newest = since
@@ -207,21 +211,36 @@ def follow_server(
             query = {"order": "asc", "sort": "start_time", "limit": "200", "start": f"{since:.6f}"}
             if cursor:
                 query["cursor"] = cursor
-            if conn is None:
-                conn = conn_cls(parts.hostname or "127.0.0.1", parts.port, timeout=30)
+            path = f"{base}/api/calls?{urllib.parse.urlencode(query)}"
             try:
-                conn.request("GET", f"{base}/api/calls?{urllib.parse.urlencode(query)}", headers=headers)
-                answer = conn.getresponse()
-                body = answer.read()
+                conn, status, body = _get(
+                    conn,
+                    lambda: conn_cls(parts.hostname or "127.0.0.1", parts.port, timeout=30),
+                    path,
+                    headers,
+                )
             except (OSError, http.client.HTTPException) as exc:
-                conn.close()
                 conn = None
-                raise TailError(f"litelens tail: cannot reach {url} ({exc})") from None
-            if answer.status in (401, 403):
-                raise TailError(f"litelens tail: {url} refused the API key ({answer.status}); pass --api-key")
-            if answer.status != 200:
-                raise TailError(f"litelens tail: {url} answered {answer.status}: {body[:200]!r}")
-            page = json.loads(body)
+                if not reached:
+                    raise TailError(f"litelens tail: cannot reach {url} ({exc})") from None
+                if not lost:
+                    print(f"litelens tail: lost {url} ({exc}); waiting for it", file=sys.stderr, flush=True)
+                    lost = True
+                break
+            if lost:
+                print(f"litelens tail: {url} is back", file=sys.stderr, flush=True)
+                lost = False
+            reached = True
+            if status in (401, 403):
+                raise TailError(f"litelens tail: {url} refused the API key ({status}); pass --api-key")
+            if status != 200:
+                raise TailError(f"litelens tail: {url} answered {status}: {body[:200]!r}")
+            try:
+                page = json.loads(body)
+            except ValueError:
+                raise TailError(
+                    f"litelens tail: {url} did not answer JSON; is it a litelens server?"
+                ) from None
             for call in page.get("calls") or []:
                 start = float(call.get("start_time") or 0.0)
                 newest = max(newest, start)
@@ -236,6 +255,29 @@ def follow_server(
         for call_id in [c for c, start in seen.items() if start < since]:
             del seen[call_id]
         time.sleep(poll_s)
+
+
+def _get(
+    conn: http.client.HTTPConnection | None,
+    connect: Callable[[], http.client.HTTPConnection],
+    path: str,
+    headers: dict[str, str],
+) -> tuple[http.client.HTTPConnection, int, bytes]:
+    """GET `path` on the kept-alive connection, and once more on a new one if that fails: the server
+    closes connections idle for a few seconds (uvicorn: 5 s), less than a slow `--interval`."""
+    reused = conn is not None
+    while True:
+        if conn is None:
+            conn = connect()
+        try:
+            conn.request("GET", path, headers=headers)
+            answer = conn.getresponse()
+            return conn, answer.status, answer.read()
+        except (OSError, http.client.HTTPException):
+            conn.close()
+            if not reused:
+                raise
+            conn, reused = None, False
 
 
 class TailError(Exception):
