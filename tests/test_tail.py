@@ -110,6 +110,31 @@ def test_tail_from_start_reads_rotated_files_first(tmp_path: Path, tails: list[T
     assert [line.split()[2] for line in lines] == [f"model-{i:04d}" for i in range(40)]
 
 
+def test_tail_skips_bad_lines_without_dying(tmp_path: Path, tails: list[Tail]) -> None:
+    path = tmp_path / "calls.jsonl"
+    bad = ['{"call_id": "x", "start_time": 1e300}', '{"call_id": "y", "start_time": NaN}', "not json", "[1]"]
+    path.write_text("\n".join([*bad, json.dumps(record(0))]) + "\n")
+    tail = Tail("--jsonl", str(path), "--from-start")
+    tails.append(tail)
+    lines = tail.take(3)
+    assert [line.split()[2] for line in lines] == ["?", "?", "model-0000"]
+    assert lines[0].startswith("--:--:--")
+    assert tail.proc.poll() is None
+
+
+def test_tail_follows_a_file_emptied_in_place(tmp_path: Path, tails: list[Tail]) -> None:
+    path = tmp_path / "calls.jsonl"
+    path.write_text(json.dumps(record(0)) + "\n")
+    tail = Tail("--jsonl", str(path), "--from-start")
+    tails.append(tail)
+    assert [line.split()[2] for line in tail.take(1)] == ["model-0000"]
+    path.write_text("")  # `: > calls.jsonl`, or logrotate's copytruncate
+    time.sleep(0.5)  # a few polls see the empty file
+    with path.open("a") as f:
+        f.write(json.dumps(record(1)) + "\n")
+    assert [line.split()[2] for line in tail.take(1, timeout=10)] == ["model-0001"]
+
+
 def test_tail_polls_a_server(sqlite_server: ServerProcess, tails: list[Tail]) -> None:
     client = sqlite_server.client()
     now = time.time()

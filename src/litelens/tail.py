@@ -94,6 +94,12 @@ def _follow(
             yield from _records(data)
             continue
         if _ident(live) == _fd_ident(current):
+            if os.fstat(current.fileno()).st_size < current.tell():
+                # Emptied in place (`: > calls.jsonl`, logrotate's copytruncate): what comes next is
+                # written from its start, below our position, where reading on would never see it.
+                current.seek(0)
+                pending = b""
+                continue
             time.sleep(poll_s)
             continue
         # Rotated away: the rest of ours from the open file; it is the oldest of the fresh rotated files.
