@@ -6,9 +6,12 @@ from __future__ import annotations
 import asyncio
 import csv
 import gzip
+import inspect
 import io
 import json
+import os
 import signal
+import subprocess
 import threading
 import time
 import urllib.parse
@@ -34,6 +37,7 @@ from litelens.callback import Callback, unregister
 from litelens.testing import FakeProvider
 from otlp_helpers import json_body, protobuf_body, sdk_spans
 from server_helpers import (
+    CLI,
     Client,
     Response,
     ServerProcess,
@@ -947,6 +951,36 @@ def test_doctor_and_export_commands(sqlite_server: ServerProcess, tmp_path: Path
     assert done.returncode == 1 and "401" in done.stderr, done
     done = cli("export", "--filter", "nonsense", env=env)
     assert done.returncode == 2 and "name=value" in done.stderr
+
+
+def test_export_and_doctor_say_what_is_wrong(sqlite_server: ServerProcess, tmp_path: Path) -> None:
+    from litelens import server_cli
+    from litelens.server.api import call_filter
+
+    assert {*server_cli._EXPORT_FILTERS, "start"} == set(inspect.signature(call_filter).parameters)
+    env = {"LITELENS_ENDPOINT": sqlite_server.url, "LITELENS_API_KEY": sqlite_server.key}
+    client = sqlite_server.client()
+    assert (
+        client.post_json("/v1/events", {"records": [make_record(f"e-{i}") for i in range(2000)]}).status
+        == 200
+    )
+    # A misspelt filter name exported every call; now it is refused.
+    done = cli("export", "--filter", "modle=gpt-4o", env=env)
+    assert (done.returncode, done.stdout) == (2, ""), done
+    assert "'modle'" in done.stderr and "model" in done.stderr
+    for args in (("export", "--since", "lately"), ("export", "-o", str(tmp_path / "no" / "x.jsonl"))):
+        done = cli(*args, env=env)
+        assert done.returncode == 2 and "Traceback" not in done.stderr and done.stderr, done
+    done = cli("doctor", "--endpoint", sqlite_server.url.removeprefix("http://"), env=env)
+    assert done.returncode == 2 and "Traceback" not in done.stderr and "http://" in done.stdout, done
+    # `litelens export | head -1`: the reader leaving is no error.
+    with subprocess.Popen(
+        [*CLI, "export"], env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    ) as export:
+        assert export.stdout is not None and export.stderr is not None
+        assert export.stdout.readline().startswith(b"{")
+        export.stdout.close()
+        assert export.wait(30) == 0 and export.stderr.read() == b""
 
 
 # --------------------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ import argparse
 import contextlib
 import gc
 import json
+import os
 import signal
 import sys
 import threading
@@ -199,27 +200,64 @@ def _request(url: str, key: str | None, data: bytes | None = None, timeout: floa
         return exc.code, exc.read()
 
 
+# The names `GET /api/export` filters on (server/api.py's `call_filter`): the server ignores any other
+# query parameter, so a misspelt `--filter modle=gpt-4o` would export every call.
+_EXPORT_FILTERS = [
+    "end",
+    "model",
+    "provider",
+    "status",
+    "error_type",
+    "call_type",
+    "end_user",
+    "user_id",
+    "user",
+    "session_id",
+    "trace_id",
+    "key_alias",
+    "tag",
+    "meta",
+    "q",
+]
+
+
 def export(args: argparse.Namespace) -> int:
     from litelens.server.config import parse_duration
 
-    settings = Settings.from_env(endpoint=args.endpoint, api_key=args.api_key, spool_dir="off")
-    params: list[tuple[str, str]] = [
-        ("format", args.format),
-        ("start", str(time.time() - parse_duration(args.since))),
-    ]
+    try:
+        settings = Settings.from_env(endpoint=args.endpoint, api_key=args.api_key, spool_dir="off")
+        params: list[tuple[str, str]] = [
+            ("format", args.format),
+            ("start", str(time.time() - parse_duration(args.since))),
+        ]
+    except ValueError as exc:
+        print(exc, file=sys.stderr)
+        return 2
     for item in args.filter:
         name, sep, value = item.partition("=")
         if not sep:
             print(f"--filter takes name=value, got {item!r}", file=sys.stderr)
             return 2
+        if name not in _EXPORT_FILTERS:
+            print(f"--filter: no filter {name!r}; use one of {', '.join(_EXPORT_FILTERS)}", file=sys.stderr)
+            return 2
         params.append((name, value))
     url = settings.endpoint.rstrip("/") + "/api/export?" + urllib.parse.urlencode(params)
     headers = {"Authorization": f"Bearer {settings.api_key}"} if settings.api_key else {}
-    out = sys.stdout.buffer if args.output == "-" else open(args.output, "wb")  # noqa: SIM115
+    try:
+        out = sys.stdout.buffer if args.output == "-" else open(args.output, "wb")  # noqa: SIM115
+    except OSError as exc:
+        print(f"litelens export: cannot write {args.output} ({exc.strerror})", file=sys.stderr)
+        return 2
     try:
         with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=60) as response:
             while chunk := response.read(65536):
                 out.write(chunk)
+    except BrokenPipeError:
+        # The reader left (`| head`): done, like any Unix filter; stdout is pointed away from the closed
+        # pipe so that the interpreter's last flush does not complain either.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except urllib.error.HTTPError as exc:
         print(
             f"litelens export: server answered {exc.code}: {exc.read()[:300].decode(errors='replace')}",
@@ -237,7 +275,11 @@ def export(args: argparse.Namespace) -> int:
 
 def doctor(args: argparse.Namespace) -> int:
     """Walk the path a record takes and say, in plain words, where it breaks."""
-    settings = Settings.from_env(endpoint=args.endpoint, api_key=args.api_key, spool_dir="off")
+    try:
+        settings = Settings.from_env(endpoint=args.endpoint, api_key=args.api_key, spool_dir="off")
+    except ValueError as exc:
+        print(f"FAIL  {exc}")
+        return 2
     base = settings.endpoint.rstrip("/")
     print(f"endpoint  {base}  (LITELENS_ENDPOINT)")
     print(
