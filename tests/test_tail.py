@@ -181,6 +181,21 @@ def test_tail_waits_for_a_restarting_server(sqlite_server: ServerProcess, tails:
     assert tail.proc.poll() is None
 
 
+def test_tail_takes_durations_like_export(
+    sqlite_server: ServerProcess, tails: list[Tail], tmp_path: Path
+) -> None:
+    client = sqlite_server.client()
+    assert client.post_json("/v1/events", {"records": [record(0, start=time.time() - 120)]}).status == 200
+    tail = Tail(
+        "--server", sqlite_server.url, "--api-key", sqlite_server.key, "--since", "5m", "--interval", "0.2"
+    )
+    tails.append(tail)
+    assert [line.split()[2] for line in tail.take(1)] == ["model-0000"]
+    # A path that is no file is one line, not a traceback.
+    out = subprocess.run([*CLI, "tail", "--jsonl", str(tmp_path)], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 1 and out.stderr.strip().endswith("(Is a directory)"), out.stderr
+
+
 def test_tail_says_what_is_wrong(sqlite_server: ServerProcess, tails: list[Tail]) -> None:
     tail = Tail("--server", sqlite_server.url, "--api-key", "ll_wrong")
     tails.append(tail)

@@ -312,14 +312,14 @@ def run(
         print("litelens tail: give exactly one of --jsonl PATH or --server URL", file=sys.stderr)
         return 2
     calls: Iterator[dict[str, Any]]
-    if jsonl is not None:
-        calls = follow_jsonl(jsonl, from_start=from_start, poll_s=poll_s or 0.2)
-        print(f"litelens tail: following {expand(jsonl)} (Ctrl-C to stop)", file=sys.stderr, flush=True)
-    else:
-        assert server is not None
-        key = api_key or os.environ.get("LITELENS_API_KEY")
-        calls = follow_server(server, key, since_s=since_s, poll_s=poll_s or 1.0)
     try:
+        if jsonl is not None:
+            calls = follow_jsonl(jsonl, from_start=from_start, poll_s=poll_s or 0.2)
+            print(f"litelens tail: following {expand(jsonl)} (Ctrl-C to stop)", file=sys.stderr, flush=True)
+        else:
+            assert server is not None
+            key = api_key or os.environ.get("LITELENS_API_KEY")
+            calls = follow_server(server, key, since_s=since_s, poll_s=poll_s or 1.0)
         for call in calls:
             stream.write(format_call(call, color=use_color) + "\n")
             stream.flush()
@@ -328,4 +328,7 @@ def run(
         return 1
     except (KeyboardInterrupt, BrokenPipeError):
         return 0
+    except OSError as exc:  # the sink's file: a directory, not readable
+        print(f"litelens tail: cannot read {jsonl} ({exc.strerror or exc})", file=sys.stderr)
+        return 1
     return 0
