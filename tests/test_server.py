@@ -10,6 +10,7 @@ import inspect
 import io
 import json
 import os
+import re
 import signal
 import subprocess
 import threading
@@ -793,6 +794,19 @@ def test_a_revoked_key_stops_working_within_the_cache_ttl(sqlite_server: ServerP
     assert client.get("/api/calls").status == 401
     assert client.post_json("/v1/events", {"records": [make_record("after")]}).status == 401
     assert cli("keys", "revoke", sqlite_server.key, "--db", sqlite_server.db_url).returncode == 1
+
+
+def test_a_lost_key_is_revoked_by_the_prefix_keys_list_shows(sqlite_server: ServerProcess) -> None:
+    db = ("--db", sqlite_server.db_url)
+    listed = cli("keys", "list", *db)
+    assert listed.returncode == 0, listed
+    prefix, when = re.fullmatch(r"(\S+)  created (.+)  last used .+", listed.stdout.strip()).groups()  # type: ignore[union-attr]
+    assert sqlite_server.key.startswith(prefix.rstrip("…"))
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC", when), "a date, not epoch seconds"
+    done = cli("keys", "revoke", prefix, *db)
+    assert done.returncode == 0 and "revoked" in done.stdout, done
+    listed = cli("keys", "list", *db)
+    assert listed.stdout == "" and "no keys" in listed.stderr, listed
 
 
 # --------------------------------------------------------------------------------------------------

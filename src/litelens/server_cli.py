@@ -153,7 +153,7 @@ def _safe_url(url: str) -> str:
 
 
 def keys(args: argparse.Namespace) -> int:
-    from litelens.server.auth import create_key, hash_key
+    from litelens.server.auth import create_key
     from litelens.server.config import ServerSettings
 
     store = _open_migrated(ServerSettings.from_env(db_url=args.db).db_url)
@@ -161,6 +161,9 @@ def keys(args: argparse.Namespace) -> int:
         return 2
     try:
         if args.action == "create":
+            if not args.project.strip():
+                print("litelens keys create: --project needs a name", file=sys.stderr)
+                return 2
             key = create_key(store, args.project)
             print(key)
             print(f"project {args.project!r}: store this key now, it is not shown again", file=sys.stderr)
@@ -169,20 +172,51 @@ def keys(args: argparse.Namespace) -> int:
             if project is None:
                 print(f"no project {args.project!r}", file=sys.stderr)
                 return 1
-            for row in store.list_keys(int(project["id"])):
-                print(
-                    f"{row['prefix']}…  created {row['created']}  last used {row.get('last_used') or 'never'}"
-                )
+            rows = store.list_keys(int(project["id"]))
+            if not rows:
+                print(f"project {args.project!r} has no keys", file=sys.stderr)
+            for row in rows:
+                last_used = _when(row["last_used"]) if row.get("last_used") else "never"
+                print(f"{row['prefix']}…  created {_when(row['created'])}  last used {last_used}")
         else:
             if not args.key:
-                print("litelens keys revoke KEY", file=sys.stderr)
+                print("litelens keys revoke KEY (or the prefix `litelens keys list` shows)", file=sys.stderr)
                 return 2
-            if not store.revoke_key(hash_key(args.key)):
-                print("no such key", file=sys.stderr)
-                return 1
-            print("revoked")
+            return _revoke(store, args.key, args.project)
     finally:
         store.close()
+    return 0
+
+
+def _when(epoch: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(float(epoch)))
+
+
+def _revoke(store: Any, key: str, project_name: str) -> int:
+    """Revoke a key given whole, or by the prefix `keys list` shows: a lost key, the usual reason to
+    revoke one, is only known by that prefix."""
+    from litelens.server.auth import hash_key
+
+    if store.revoke_key(hash_key(key)):
+        print("revoked")
+        return 0
+    prefix = key.rstrip(".…")
+    project = store.get_project(project_name)
+    matches = (
+        [row for row in store.list_keys(int(project["id"])) if row["prefix"].startswith(prefix)]
+        if project is not None and len(prefix) >= 6
+        else []
+    )
+    if len(matches) > 1:
+        print(
+            f"{len(matches)} keys of project {project_name!r} start with {prefix!r}: give more",
+            file=sys.stderr,
+        )
+        return 1
+    if not matches or not store.revoke_key(matches[0]["key_hash"]):
+        print(f"no such key (nor a key prefix of project {project_name!r})", file=sys.stderr)
+        return 1
+    print(f"revoked {matches[0]['prefix']}…")
     return 0
 
 
