@@ -3,12 +3,14 @@ API, printing each call once (model, status, latency, tokens, cost) as it happen
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import queue
 import subprocess
 import threading
 import time
+import zlib
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -133,6 +135,22 @@ def test_tail_follows_a_file_emptied_in_place(tmp_path: Path, tails: list[Tail])
     with path.open("a") as f:
         f.write(json.dumps(record(1)) + "\n")
     assert [line.split()[2] for line in tail.take(1, timeout=10)] == ["model-0001"]
+
+
+def test_tail_reads_a_damaged_gzipped_rotation_up_to_the_damage(tmp_path: Path, tails: list[Tail]) -> None:
+    path = tmp_path / "calls.jsonl"
+    lines = "".join(json.dumps(record(i)) + "\n" for i in range(100)).encode()
+    whole = gzip.compress(lines)
+    (tmp_path / "calls.20260101T000000Z.000000.jsonl.gz").write_bytes(whole[: len(whole) // 2])  # a full disk
+    (tmp_path / "calls.20260101T010000Z.000000.jsonl").write_text(json.dumps(record(100)) + "\n")
+    path.write_text("")
+    tail = Tail("--jsonl", str(path), "--from-start")
+    tails.append(tail)
+    intact = zlib.decompressobj(31).decompress(whole[: len(whole) // 2]).count(b"\n")
+    assert 0 < intact < 100
+    models = [line.split()[2] for line in tail.take(intact + 1)]
+    assert models == [f"model-{i:04d}" for i in range(intact)] + ["model-0100"]
+    assert tail.proc.poll() is None
 
 
 def test_tail_polls_a_server(sqlite_server: ServerProcess, tails: list[Tail]) -> None:

@@ -16,6 +16,7 @@ import os
 import sys
 import time
 import urllib.parse
+import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -156,13 +157,25 @@ def _ident(path: Path) -> tuple[int, int] | None:
 def _read_all(path: Path, missing_ok: bool = True) -> bytes:
     try:
         if path.name.endswith(".gz"):
-            with gzip.open(path, "rb") as f:
-                return f.read()
+            return _gunzip(path)
         return path.read_bytes()
     except FileNotFoundError:
         if missing_ok:
             return b""
         raise
+
+
+def _gunzip(path: Path) -> bytes:
+    """What a gzipped rotation holds, up to any damage (cut short by a full disk, a crash mid-copy):
+    one bad old file must not stop the tail, nor hide the lines before the damage."""
+    chunks: list[bytes] = []
+    with gzip.open(path, "rb") as f:
+        try:
+            while chunk := f.read1(1 << 16):  # read1: what one call decompressed is kept
+                chunks.append(chunk)
+        except (EOFError, gzip.BadGzipFile, zlib.error):
+            pass
+    return b"".join(chunks)
 
 
 def _lines(data: bytes) -> tuple[list[bytes], bytes]:
