@@ -783,6 +783,18 @@ def test_a_bad_database_url_is_one_clear_line_not_a_traceback(tmp_path: Path) ->
             assert f"cannot open the database {url}" in done.stderr, done.stderr
 
 
+def test_serve_refuses_a_port_it_cannot_have(sqlite_url: str) -> None:
+    done = cli("serve", "--port", "99999", "--db", sqlite_url, timeout=20)  # was served on 99999 % 65536
+    assert done.returncode == 2 and "out of range" in done.stderr, done
+    done = cli("serve", "--db", sqlite_url, env={"LITELENS_PORT": "http"}, timeout=20)
+    assert done.returncode == 2 and "LITELENS_PORT must be a port number" in done.stderr, done
+    # `keys` needs only the database: the server's other settings are no reason to fail.
+    done = cli(
+        "keys", "create", "--db", sqlite_url, env={"LITELENS_PORT": "http", "LITELENS_RETENTION": "1y"}
+    )
+    assert done.returncode == 0 and done.stdout.startswith("ll_"), done
+
+
 def test_a_revoked_key_stops_working_within_the_cache_ttl(sqlite_server: ServerProcess) -> None:
     client = sqlite_server.client()
     assert client.post_json("/v1/events", {"records": [make_record("before")]}).status == 200

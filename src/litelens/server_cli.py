@@ -154,9 +154,10 @@ def _safe_url(url: str) -> str:
 
 def keys(args: argparse.Namespace) -> int:
     from litelens.server.auth import create_key
-    from litelens.server.config import ServerSettings
+    from litelens.server.config import default_db_url
 
-    store = _open_migrated(ServerSettings.from_env(db_url=args.db).db_url)
+    # Only the database matters here: a bad LITELENS_RETENTION or LITELENS_PORT is serve's to refuse.
+    store = _open_migrated(args.db or os.environ.get("LITELENS_DB") or default_db_url())
     if store is None:
         return 2
     try:
