@@ -153,6 +153,20 @@ def test_tail_reads_a_damaged_gzipped_rotation_up_to_the_damage(tmp_path: Path, 
     assert tail.proc.poll() is None
 
 
+def test_tail_names_the_files_of_a_per_process_sink_path(tmp_path: Path) -> None:
+    for name in ("calls-101.jsonl", "calls-202.jsonl", "calls-101.20260101T000000Z.000000.jsonl.gz"):
+        (tmp_path / name).write_text("")
+    # `{pid}` became tail's own process id: a file nobody writes, followed silently forever.
+    out = subprocess.run(
+        [*CLI, "tail", "--jsonl", str(tmp_path / "calls-{pid}.jsonl")],
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
+    assert out.returncode == 2, out
+    assert out.stderr.strip().endswith(f"{tmp_path}/calls-101.jsonl, {tmp_path}/calls-202.jsonl"), out.stderr
+
+
 def test_tail_polls_a_server(sqlite_server: ServerProcess, tails: list[Tail]) -> None:
     client = sqlite_server.client()
     now = time.time()

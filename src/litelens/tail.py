@@ -299,6 +299,20 @@ def _get(
             conn, reused = None, False
 
 
+def _per_process(pattern: str) -> str:
+    """What to say for a sink path holding `{pid}`: it would expand to tail's own process id, a file no
+    writer has, and tail would wait on it silently forever."""
+    live = Path(pattern).expanduser()
+    head, _, tail = live.name.partition("{pid}")
+    found = sorted(
+        str(live.parent / name)
+        for name in (os.listdir(live.parent) if live.parent.is_dir() else [])
+        if name.startswith(head) and name.endswith(tail) and name[len(head) : len(name) - len(tail)].isdigit()
+    )
+    which = ": " + ", ".join(found) if found else " (none is there yet)"
+    return f"litelens tail: {{pid}} stands for each writer's process id; follow one process's file{which}"
+
+
 class TailError(Exception):
     """What went wrong, in a sentence for the terminal."""
 
@@ -323,6 +337,9 @@ def run(
     use_color = color if color is not None else stream.isatty()
     if (jsonl is None) == (server is None):
         print("litelens tail: give exactly one of --jsonl PATH or --server URL", file=sys.stderr)
+        return 2
+    if jsonl is not None and "{pid}" in jsonl:
+        print(_per_process(jsonl), file=sys.stderr)
         return 2
     calls: Iterator[dict[str, Any]]
     try:
