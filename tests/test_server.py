@@ -783,9 +783,12 @@ def test_a_bad_database_url_is_one_clear_line_not_a_traceback(tmp_path: Path) ->
             assert f"cannot open the database {url}" in done.stderr, done.stderr
 
 
-def test_serve_refuses_a_port_it_cannot_have(sqlite_url: str) -> None:
+def test_serve_refuses_a_port_or_retention_it_cannot_honour(sqlite_url: str) -> None:
     done = cli("serve", "--port", "99999", "--db", sqlite_url, timeout=20)  # was served on 99999 % 65536
     assert done.returncode == 2 and "out of range" in done.stderr, done
+    for retention in ("--retention=0", "--retention=0d"):
+        done = cli("serve", "--port", str(free_port()), retention, "--db", sqlite_url, timeout=20)
+        assert done.returncode == 2 and "--retention must be longer than 0" in done.stderr, done
     done = cli("serve", "--db", sqlite_url, env={"LITELENS_PORT": "http"}, timeout=20)
     assert done.returncode == 2 and "LITELENS_PORT must be a port number" in done.stderr, done
     # `keys` needs only the database: the server's other settings are no reason to fail.

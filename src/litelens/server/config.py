@@ -97,6 +97,9 @@ class ServerSettings:
         # The socket layer takes the port modulo 65536: --port 99999 served on 34463 while saying 99999.
         if not 0 <= self.port <= 65535:
             raise ValueError(f"litelens: port {self.port} is out of range (0-65535)")
+        if self.retention_s is not None and self.retention_s <= 0:
+            # It read as "keep nothing" but kept everything (no retention runs at 0).
+            raise ValueError("litelens: --retention must be longer than 0; leave it out to keep everything")
         if self.no_auth and not is_loopback(self.host):
             raise ValueError(
                 f"litelens: --no-auth is only allowed on a loopback address, not {self.host!r}; "
