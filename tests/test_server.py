@@ -1000,6 +1000,14 @@ def test_export_and_doctor_say_what_is_wrong(sqlite_server: ServerProcess, tmp_p
     for args in (("export", "--since", "lately"), ("export", "-o", str(tmp_path / "no" / "x.jsonl"))):
         done = cli(*args, env=env)
         assert done.returncode == 2 and "Traceback" not in done.stderr and done.stderr, done
+    # A refused export leaves yesterday's file at that path as it was (it was emptied).
+    previous = tmp_path / "calls.jsonl"
+    previous.write_text("yesterday\n")
+    done = cli("export", "-o", str(previous), env={**env, "LITELENS_API_KEY": "ll_wrong"})
+    assert done.returncode == 1 and "401" in done.stderr, done
+    assert previous.read_text() == "yesterday\n" and not list(tmp_path.glob("*.part"))
+    assert cli("export", "-o", str(previous), env=env).returncode == 0
+    assert len(previous.read_text().splitlines()) == 2000
     done = cli("doctor", "--endpoint", sqlite_server.url.removeprefix("http://"), env=env)
     assert done.returncode == 2 and "Traceback" not in done.stderr and "http://" in done.stdout, done
     # `litelens export | head -1`: the reader leaving is no error.

@@ -20,7 +20,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from types import FrameType
-from typing import Any
+from typing import IO, Any
 
 from litelens.config import Settings
 
@@ -280,19 +280,7 @@ def export(args: argparse.Namespace) -> int:
     url = settings.endpoint.rstrip("/") + "/api/export?" + urllib.parse.urlencode(params)
     headers = {"Authorization": f"Bearer {settings.api_key}"} if settings.api_key else {}
     try:
-        out = sys.stdout.buffer if args.output == "-" else open(args.output, "wb")  # noqa: SIM115
-    except OSError as exc:
-        print(f"litelens export: cannot write {args.output} ({exc.strerror})", file=sys.stderr)
-        return 2
-    try:
-        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=60) as response:
-            while chunk := response.read(65536):
-                out.write(chunk)
-    except BrokenPipeError:
-        # The reader left (`| head`): done, like any Unix filter; stdout is pointed away from the closed
-        # pipe so that the interpreter's last flush does not complain either.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
+        response = urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=60)
     except urllib.error.HTTPError as exc:
         print(
             f"litelens export: server answered {exc.code}: {exc.read()[:300].decode(errors='replace')}",
@@ -302,10 +290,43 @@ def export(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"litelens export: cannot reach {settings.endpoint} ({exc})", file=sys.stderr)
         return 1
-    finally:
-        if out is not sys.stdout.buffer:
-            out.close()
+    with response:
+        if args.output == "-":
+            return _copy_out(response, sys.stdout.buffer)
+        return _copy_to_file(response, args.output)
+
+
+def _copy_out(response: Any, out: IO[bytes]) -> int:
+    try:
+        while chunk := response.read(65536):
+            out.write(chunk)
+        out.flush()
+    except BrokenPipeError:
+        # The reader left (`| head`): done, like any Unix filter; stdout is pointed away from the closed
+        # pipe so that the interpreter's last flush does not complain either.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except OSError as exc:
+        print(f"litelens export: the download broke off ({exc})", file=sys.stderr)
+        return 1
     return 0
+
+
+def _copy_to_file(response: Any, output: str) -> int:
+    """Into `output` only once the whole export is there: a refused key or a download that broke off
+    leaves a previous export at that path as it was, not emptied or cut short."""
+    partial = output + ".part"
+    try:
+        out = open(partial, "wb")  # noqa: SIM115
+    except OSError as exc:
+        print(f"litelens export: cannot write {output} ({exc.strerror})", file=sys.stderr)
+        return 2
+    with out:
+        status = _copy_out(response, out)
+    if status == 0:
+        os.replace(partial, output)
+    else:
+        os.unlink(partial)
+    return status
 
 
 def doctor(args: argparse.Namespace) -> int:
