@@ -20,9 +20,12 @@ import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from types import FrameType
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from litelens.config import Settings
+
+if TYPE_CHECKING:
+    from litelens.server.store.base import Store
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -113,7 +116,7 @@ def _server_class() -> type[Any]:
     return Server
 
 
-def _open_migrated(url: str) -> Any:
+def _open_migrated(url: str) -> Store | None:
     """The store at `url`, migrated; or None, after saying in one line why it cannot be opened.
 
     Opened here rather than in the server's startup, where a bad `--db` (an unknown scheme, a file that
@@ -122,7 +125,7 @@ def _open_migrated(url: str) -> Any:
     """
     from litelens.server.store.base import open_store
 
-    store = None
+    store: Store | None = None
     try:
         _ensure_sqlite_dir(url)
         store = open_store(url)
@@ -193,7 +196,7 @@ def _when(epoch: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(float(epoch)))
 
 
-def _revoke(store: Any, key: str, project_name: str) -> int:
+def _revoke(store: Store, key: str, project_name: str) -> int:
     """Revoke a key given whole, or by the prefix `keys list` shows: a lost key, the usual reason to
     revoke one, is only known by that prefix."""
     from litelens.server.auth import hash_key
