@@ -6,10 +6,14 @@ from __future__ import annotations
 import asyncio
 import csv
 import gzip
+import inspect
 import io
 import json
+import os
+import re
 import signal
 import sqlite3
+import subprocess
 import threading
 import time
 import urllib.parse
@@ -35,6 +39,7 @@ from litelens.callback import Callback, unregister
 from litelens.testing import FakeProvider
 from otlp_helpers import json_body, protobuf_body, sdk_spans
 from server_helpers import (
+    CLI,
     Client,
     Response,
     ServerProcess,
@@ -875,6 +880,32 @@ def test_no_auth_is_refused_off_loopback_and_works_on_loopback(
     assert [c["call_id"] for c in client.get_json("/api/calls", key=None)["calls"]] == ["open"]
 
 
+def test_a_bad_database_url_is_one_clear_line_not_a_traceback(tmp_path: Path) -> None:
+    not_a_db = tmp_path / "notes.db"
+    not_a_db.write_text("not a database\n")
+    for url in ("mysql://db/litelens", f"sqlite:///{not_a_db}"):
+        for command in (("serve", "--port", str(free_port())), ("keys", "list")):
+            done = cli(*command, "--db", url, timeout=30)
+            assert done.returncode == 2, done
+            assert "Traceback" not in done.stderr and "could not start" not in done.stderr, done.stderr
+            assert f"cannot open the database {url}" in done.stderr, done.stderr
+
+
+def test_serve_refuses_a_port_or_retention_it_cannot_honour(sqlite_url: str) -> None:
+    done = cli("serve", "--port", "99999", "--db", sqlite_url, timeout=20)  # was served on 99999 % 65536
+    assert done.returncode == 2 and "out of range" in done.stderr, done
+    for retention in ("--retention=0", "--retention=0d"):
+        done = cli("serve", "--port", str(free_port()), retention, "--db", sqlite_url, timeout=20)
+        assert done.returncode == 2 and "--retention must be longer than 0" in done.stderr, done
+    done = cli("serve", "--db", sqlite_url, env={"LITELENS_PORT": "http"}, timeout=20)
+    assert done.returncode == 2 and "LITELENS_PORT must be a port number" in done.stderr, done
+    # `keys` needs only the database: the server's other settings are no reason to fail.
+    done = cli(
+        "keys", "create", "--db", sqlite_url, env={"LITELENS_PORT": "http", "LITELENS_RETENTION": "1y"}
+    )
+    assert done.returncode == 0 and done.stdout.startswith("ll_"), done
+
+
 def test_a_revoked_key_stops_working_within_the_cache_ttl(sqlite_server: ServerProcess) -> None:
     client = sqlite_server.client()
     assert client.post_json("/v1/events", {"records": [make_record("before")]}).status == 200
@@ -886,6 +917,19 @@ def test_a_revoked_key_stops_working_within_the_cache_ttl(sqlite_server: ServerP
     assert client.get("/api/calls").status == 401
     assert client.post_json("/v1/events", {"records": [make_record("after")]}).status == 401
     assert cli("keys", "revoke", sqlite_server.key, "--db", sqlite_server.db_url).returncode == 1
+
+
+def test_a_lost_key_is_revoked_by_the_prefix_keys_list_shows(sqlite_server: ServerProcess) -> None:
+    db = ("--db", sqlite_server.db_url)
+    listed = cli("keys", "list", *db)
+    assert listed.returncode == 0, listed
+    prefix, when = re.fullmatch(r"(\S+)  created (.+)  last used .+", listed.stdout.strip()).groups()  # type: ignore[union-attr]
+    assert sqlite_server.key.startswith(prefix.rstrip("…"))
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC", when), "a date, not epoch seconds"
+    done = cli("keys", "revoke", prefix, *db)
+    assert done.returncode == 0 and "revoked" in done.stdout, done
+    listed = cli("keys", "list", *db)
+    assert listed.stdout == "" and "no keys" in listed.stderr, listed
 
 
 # --------------------------------------------------------------------------------------------------
@@ -1044,6 +1088,44 @@ def test_doctor_and_export_commands(sqlite_server: ServerProcess, tmp_path: Path
     assert done.returncode == 1 and "401" in done.stderr, done
     done = cli("export", "--filter", "nonsense", env=env)
     assert done.returncode == 2 and "name=value" in done.stderr
+
+
+def test_export_and_doctor_say_what_is_wrong(sqlite_server: ServerProcess, tmp_path: Path) -> None:
+    from litelens import server_cli
+    from litelens.server.api import call_filter
+
+    assert {*server_cli._EXPORT_FILTERS, "start"} == set(inspect.signature(call_filter).parameters)
+    env = {"LITELENS_ENDPOINT": sqlite_server.url, "LITELENS_API_KEY": sqlite_server.key}
+    client = sqlite_server.client()
+    assert (
+        client.post_json("/v1/events", {"records": [make_record(f"e-{i}") for i in range(2000)]}).status
+        == 200
+    )
+    # A misspelt filter name exported every call; now it is refused.
+    done = cli("export", "--filter", "modle=gpt-4o", env=env)
+    assert (done.returncode, done.stdout) == (2, ""), done
+    assert "'modle'" in done.stderr and "model" in done.stderr
+    for args in (("export", "--since", "lately"), ("export", "-o", str(tmp_path / "no" / "x.jsonl"))):
+        done = cli(*args, env=env)
+        assert done.returncode == 2 and "Traceback" not in done.stderr and done.stderr, done
+    # A refused export leaves yesterday's file at that path as it was (it was emptied).
+    previous = tmp_path / "calls.jsonl"
+    previous.write_text("yesterday\n")
+    done = cli("export", "-o", str(previous), env={**env, "LITELENS_API_KEY": "ll_wrong"})
+    assert done.returncode == 1 and "401" in done.stderr, done
+    assert previous.read_text() == "yesterday\n" and not list(tmp_path.glob("*.part"))
+    assert cli("export", "-o", str(previous), env=env).returncode == 0
+    assert len(previous.read_text().splitlines()) == 2000
+    done = cli("doctor", "--endpoint", sqlite_server.url.removeprefix("http://"), env=env)
+    assert done.returncode == 2 and "Traceback" not in done.stderr and "http://" in done.stdout, done
+    # `litelens export | head -1`: the reader leaving is no error.
+    with subprocess.Popen(
+        [*CLI, "export"], env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    ) as export:
+        assert export.stdout is not None and export.stderr is not None
+        assert export.stdout.readline().startswith(b"{")
+        export.stdout.close()
+        assert export.wait(30) == 0 and export.stderr.read() == b""
 
 
 # --------------------------------------------------------------------------------------------------

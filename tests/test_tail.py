@@ -3,12 +3,14 @@ API, printing each call once (model, status, latency, tokens, cost) as it happen
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import queue
 import subprocess
 import threading
 import time
+import zlib
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -110,6 +112,61 @@ def test_tail_from_start_reads_rotated_files_first(tmp_path: Path, tails: list[T
     assert [line.split()[2] for line in lines] == [f"model-{i:04d}" for i in range(40)]
 
 
+def test_tail_skips_bad_lines_without_dying(tmp_path: Path, tails: list[Tail]) -> None:
+    path = tmp_path / "calls.jsonl"
+    bad = ['{"call_id": "x", "start_time": 1e300}', '{"call_id": "y", "start_time": NaN}', "not json", "[1]"]
+    path.write_text("\n".join([*bad, json.dumps(record(0))]) + "\n")
+    tail = Tail("--jsonl", str(path), "--from-start")
+    tails.append(tail)
+    lines = tail.take(3)
+    assert [line.split()[2] for line in lines] == ["?", "?", "model-0000"]
+    assert lines[0].startswith("--:--:--")
+    assert tail.proc.poll() is None
+
+
+def test_tail_follows_a_file_emptied_in_place(tmp_path: Path, tails: list[Tail]) -> None:
+    path = tmp_path / "calls.jsonl"
+    path.write_text(json.dumps(record(0)) + "\n")
+    tail = Tail("--jsonl", str(path), "--from-start")
+    tails.append(tail)
+    assert [line.split()[2] for line in tail.take(1)] == ["model-0000"]
+    path.write_text("")  # `: > calls.jsonl`, or logrotate's copytruncate
+    time.sleep(0.5)  # a few polls see the empty file
+    with path.open("a") as f:
+        f.write(json.dumps(record(1)) + "\n")
+    assert [line.split()[2] for line in tail.take(1, timeout=10)] == ["model-0001"]
+
+
+def test_tail_reads_a_damaged_gzipped_rotation_up_to_the_damage(tmp_path: Path, tails: list[Tail]) -> None:
+    path = tmp_path / "calls.jsonl"
+    lines = "".join(json.dumps(record(i)) + "\n" for i in range(100)).encode()
+    whole = gzip.compress(lines)
+    (tmp_path / "calls.20260101T000000Z.000000.jsonl.gz").write_bytes(whole[: len(whole) // 2])  # a full disk
+    (tmp_path / "calls.20260101T010000Z.000000.jsonl").write_text(json.dumps(record(100)) + "\n")
+    path.write_text("")
+    tail = Tail("--jsonl", str(path), "--from-start")
+    tails.append(tail)
+    intact = zlib.decompressobj(31).decompress(whole[: len(whole) // 2]).count(b"\n")
+    assert 0 < intact < 100
+    models = [line.split()[2] for line in tail.take(intact + 1)]
+    assert models == [f"model-{i:04d}" for i in range(intact)] + ["model-0100"]
+    assert tail.proc.poll() is None
+
+
+def test_tail_names_the_files_of_a_per_process_sink_path(tmp_path: Path) -> None:
+    for name in ("calls-101.jsonl", "calls-202.jsonl", "calls-101.20260101T000000Z.000000.jsonl.gz"):
+        (tmp_path / name).write_text("")
+    # `{pid}` became tail's own process id: a file nobody writes, followed silently forever.
+    out = subprocess.run(
+        [*CLI, "tail", "--jsonl", str(tmp_path / "calls-{pid}.jsonl")],
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
+    assert out.returncode == 2, out
+    assert out.stderr.strip().endswith(f"{tmp_path}/calls-101.jsonl, {tmp_path}/calls-202.jsonl"), out.stderr
+
+
 def test_tail_polls_a_server(sqlite_server: ServerProcess, tails: list[Tail]) -> None:
     client = sqlite_server.client()
     now = time.time()
@@ -135,6 +192,40 @@ def test_tail_polls_a_server(sqlite_server: ServerProcess, tails: list[Tail]) ->
     assert lines[0].split()[1:] == expected.split()[1:]
     assert " ms" in lines[0] and "tok" in lines[0] and "$" in lines[0]
     assert tail.take(1, timeout=1.5) == []
+
+
+def test_tail_waits_for_a_restarting_server(sqlite_server: ServerProcess, tails: list[Tail]) -> None:
+    client = sqlite_server.client()
+    assert client.post_json("/v1/events", {"records": [record(0, start=time.time())]}).status == 200
+    tail = Tail("--server", sqlite_server.url, "--api-key", sqlite_server.key, "--interval", "0.2")
+    tails.append(tail)
+    assert [line.split()[2] for line in tail.take(1)] == ["model-0000"]
+    key = sqlite_server.key
+    assert sqlite_server.stop() == 0
+    assert "lost" in tail.errors.get(timeout=10)
+    sqlite_server.start()  # same port, same database
+    sqlite_server.key = key
+    assert (
+        sqlite_server.client().post_json("/v1/events", {"records": [record(1, start=time.time())]}).status
+        == 200
+    )
+    assert [line.split()[2] for line in tail.take(1)] == ["model-0001"]
+    assert tail.proc.poll() is None
+
+
+def test_tail_takes_durations_like_export(
+    sqlite_server: ServerProcess, tails: list[Tail], tmp_path: Path
+) -> None:
+    client = sqlite_server.client()
+    assert client.post_json("/v1/events", {"records": [record(0, start=time.time() - 120)]}).status == 200
+    tail = Tail(
+        "--server", sqlite_server.url, "--api-key", sqlite_server.key, "--since", "5m", "--interval", "0.2"
+    )
+    tails.append(tail)
+    assert [line.split()[2] for line in tail.take(1)] == ["model-0000"]
+    # A path that is no file is one line, not a traceback.
+    out = subprocess.run([*CLI, "tail", "--jsonl", str(tmp_path)], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 1 and out.stderr.strip().endswith("(Is a directory)"), out.stderr
 
 
 def test_tail_says_what_is_wrong(sqlite_server: ServerProcess, tails: list[Tail]) -> None:

@@ -69,8 +69,13 @@ def main(argv: list[str] | None = None) -> int:
     source.add_argument("--server", metavar="URL", help="poll a litelens server's query API")
     tail.add_argument("--api-key", default=None, help="with --server: project key (env LITELENS_API_KEY)")
     tail.add_argument("--from-start", action="store_true", help="with --jsonl: print what is there first")
-    tail.add_argument("--since", type=float, default=60.0, help="with --server: seconds back (default 60)")
-    tail.add_argument("--interval", type=float, default=None, help="seconds between polls")
+    tail.add_argument(
+        "--since",
+        type=_seconds,
+        default=60.0,
+        help="with --server: how far back, e.g. 90, 5m, 2h (default 60 s)",
+    )
+    tail.add_argument("--interval", type=_seconds, default=None, help="seconds between polls")
     tail.add_argument("--color", choices=["auto", "always", "never"], default="auto")
 
     args, rest = parser.parse_known_args(argv)
@@ -110,6 +115,16 @@ def main(argv: list[str] | None = None) -> int:
         return run_receiver(["--host", args.host, "--port", str(args.port), *rest])
     parser.error(f"unknown command {args.command}")
     return 2
+
+
+def _seconds(text: str) -> float:
+    """A duration argument, as `export --since` and `serve --retention` take it: `90`, `5m`, `2h`."""
+    from litelens.server.config import parse_duration  # standard library only, like the core
+
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("litelens: ")) from None
 
 
 if __name__ == "__main__":

@@ -26,6 +26,14 @@ def _num(value: Any) -> float | None:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
+def _clock(start: float | None) -> str:
+    """`HH:MM:SS` of a start time; dashes for one no clock can show (NaN, year 10^290 from a bad line)."""
+    try:
+        return time.strftime("%H:%M:%S", time.localtime(start)) if start is not None else "--:--:--"
+    except (OverflowError, ValueError, OSError):
+        return "--:--:--"
+
+
 def format_call(call: Mapping[str, Any], color: bool = False, width: int = 60) -> str:
     """Time, status, model, latency, time to first token, tokens in → out, cost, call type, error."""
     raw_usage, raw_error = call.get("usage"), call.get("error")
@@ -33,7 +41,7 @@ def format_call(call: Mapping[str, Any], color: bool = False, width: int = 60) -
     error: Mapping[str, Any] = raw_error if isinstance(raw_error, Mapping) else {}
     status = str(call.get("status") or "?")
     start = _num(call.get("start_time"))
-    clock = time.strftime("%H:%M:%S", time.localtime(start)) if start is not None else "--:--:--"
+    clock = _clock(start)
     model = str(call.get("response_model") or call.get("request_model") or call.get("model") or "?")
     duration = _num(call.get("duration_ms"))
     ttft = _num(call.get("ttft_ms"))

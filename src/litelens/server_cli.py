@@ -10,6 +10,7 @@ import argparse
 import contextlib
 import gc
 import json
+import os
 import signal
 import sys
 import threading
@@ -19,9 +20,12 @@ import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from types import FrameType
-from typing import Any
+from typing import IO, TYPE_CHECKING, Any
 
 from litelens.config import Settings
+
+if TYPE_CHECKING:
+    from litelens.server.store.base import Store
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -46,9 +50,11 @@ def serve(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(exc, file=sys.stderr)
         return 2
-    _ensure_sqlite_dir(settings.db_url)
+    store = _open_migrated(settings.db_url)
+    if store is None:
+        return 2
     gc.set_threshold(*GC_THRESHOLDS)
-    app = create_app(settings)
+    app = create_app(settings, store)
     auth = "no auth (loopback only)" if settings.no_auth else "API keys required"
     print(
         f"litelens serving on http://{settings.host}:{settings.port} ({auth}); storage {_safe_url(settings.db_url)}",
@@ -66,7 +72,10 @@ def serve(args: argparse.Namespace) -> int:
             timeout_graceful_shutdown=30,
         )
     )
-    server.run()
+    try:
+        server.run()
+    finally:
+        store.close()
     if not server.started:
         print(f"litelens serve: could not start on {settings.host}:{settings.port}", file=sys.stderr)
         return 3
@@ -107,6 +116,30 @@ def _server_class() -> type[Any]:
     return Server
 
 
+def _open_migrated(url: str) -> Store | None:
+    """The store at `url`, migrated; or None, after saying in one line why it cannot be opened.
+
+    Opened here rather than in the server's startup, where a bad `--db` (an unknown scheme, a file that
+    is no database, a PostgreSQL that refuses) became a traceback followed by "could not start on
+    HOST:PORT", which points at the wrong thing.
+    """
+    from litelens.server.store.base import open_store
+
+    store: Store | None = None
+    try:
+        _ensure_sqlite_dir(url)
+        store = open_store(url)
+        store.migrate()
+    except Exception as exc:
+        if store is not None:
+            with contextlib.suppress(Exception):
+                store.close()
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0].removeprefix("litelens: ")
+        print(f"litelens: cannot open the database {_safe_url(url)}: {reason}", file=sys.stderr)
+        return None
+    return store
+
+
 def _ensure_sqlite_dir(url: str) -> None:
     if url.startswith("sqlite:///") and ":memory:" not in url:
         from pathlib import Path
@@ -123,16 +156,18 @@ def _safe_url(url: str) -> str:
 
 
 def keys(args: argparse.Namespace) -> int:
-    from litelens.server.auth import create_key, hash_key
-    from litelens.server.config import ServerSettings
-    from litelens.server.store.base import open_store
+    from litelens.server.auth import create_key
+    from litelens.server.config import default_db_url
 
-    url = ServerSettings.from_env(db_url=args.db).db_url
-    _ensure_sqlite_dir(url)
-    store = open_store(url)
+    # Only the database matters here: a bad LITELENS_RETENTION or LITELENS_PORT is serve's to refuse.
+    store = _open_migrated(args.db or os.environ.get("LITELENS_DB") or default_db_url())
+    if store is None:
+        return 2
     try:
-        store.migrate()
         if args.action == "create":
+            if not args.project.strip():
+                print("litelens keys create: --project needs a name", file=sys.stderr)
+                return 2
             key = create_key(store, args.project)
             print(key)
             print(f"project {args.project!r}: store this key now, it is not shown again", file=sys.stderr)
@@ -141,20 +176,51 @@ def keys(args: argparse.Namespace) -> int:
             if project is None:
                 print(f"no project {args.project!r}", file=sys.stderr)
                 return 1
-            for row in store.list_keys(int(project["id"])):
-                print(
-                    f"{row['prefix']}…  created {row['created']}  last used {row.get('last_used') or 'never'}"
-                )
+            rows = store.list_keys(int(project["id"]))
+            if not rows:
+                print(f"project {args.project!r} has no keys", file=sys.stderr)
+            for row in rows:
+                last_used = _when(row["last_used"]) if row.get("last_used") else "never"
+                print(f"{row['prefix']}…  created {_when(row['created'])}  last used {last_used}")
         else:
             if not args.key:
-                print("litelens keys revoke KEY", file=sys.stderr)
+                print("litelens keys revoke KEY (or the prefix `litelens keys list` shows)", file=sys.stderr)
                 return 2
-            if not store.revoke_key(hash_key(args.key)):
-                print("no such key", file=sys.stderr)
-                return 1
-            print("revoked")
+            return _revoke(store, args.key, args.project)
     finally:
         store.close()
+    return 0
+
+
+def _when(epoch: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(float(epoch)))
+
+
+def _revoke(store: Store, key: str, project_name: str) -> int:
+    """Revoke a key given whole, or by the prefix `keys list` shows: a lost key, the usual reason to
+    revoke one, is only known by that prefix."""
+    from litelens.server.auth import hash_key
+
+    if store.revoke_key(hash_key(key)):
+        print("revoked")
+        return 0
+    prefix = key.rstrip(".…")
+    project = store.get_project(project_name)
+    matches = (
+        [row for row in store.list_keys(int(project["id"])) if row["prefix"].startswith(prefix)]
+        if project is not None and len(prefix) >= 6
+        else []
+    )
+    if len(matches) > 1:
+        print(
+            f"{len(matches)} keys of project {project_name!r} start with {prefix!r}: give more",
+            file=sys.stderr,
+        )
+        return 1
+    if not matches or not store.revoke_key(matches[0]["key_hash"]):
+        print(f"no such key (nor a key prefix of project {project_name!r})", file=sys.stderr)
+        return 1
+    print(f"revoked {matches[0]['prefix']}…")
     return 0
 
 
@@ -172,27 +238,52 @@ def _request(url: str, key: str | None, data: bytes | None = None, timeout: floa
         return exc.code, exc.read()
 
 
+# The names `GET /api/export` filters on (server/api.py's `call_filter`): the server ignores any other
+# query parameter, so a misspelt `--filter modle=gpt-4o` would export every call.
+_EXPORT_FILTERS = [
+    "end",
+    "model",
+    "provider",
+    "status",
+    "error_type",
+    "call_type",
+    "end_user",
+    "user_id",
+    "user",
+    "session_id",
+    "trace_id",
+    "key_alias",
+    "tag",
+    "meta",
+    "q",
+]
+
+
 def export(args: argparse.Namespace) -> int:
     from litelens.server.config import parse_duration
 
-    settings = Settings.from_env(endpoint=args.endpoint, api_key=args.api_key, spool_dir="off")
-    params: list[tuple[str, str]] = [
-        ("format", args.format),
-        ("start", str(time.time() - parse_duration(args.since))),
-    ]
+    try:
+        settings = Settings.from_env(endpoint=args.endpoint, api_key=args.api_key, spool_dir="off")
+        params: list[tuple[str, str]] = [
+            ("format", args.format),
+            ("start", str(time.time() - parse_duration(args.since))),
+        ]
+    except ValueError as exc:
+        print(exc, file=sys.stderr)
+        return 2
     for item in args.filter:
         name, sep, value = item.partition("=")
         if not sep:
             print(f"--filter takes name=value, got {item!r}", file=sys.stderr)
             return 2
+        if name not in _EXPORT_FILTERS:
+            print(f"--filter: no filter {name!r}; use one of {', '.join(_EXPORT_FILTERS)}", file=sys.stderr)
+            return 2
         params.append((name, value))
     url = settings.endpoint.rstrip("/") + "/api/export?" + urllib.parse.urlencode(params)
     headers = {"Authorization": f"Bearer {settings.api_key}"} if settings.api_key else {}
-    out = sys.stdout.buffer if args.output == "-" else open(args.output, "wb")  # noqa: SIM115
     try:
-        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=60) as response:
-            while chunk := response.read(65536):
-                out.write(chunk)
+        response = urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=60)
     except urllib.error.HTTPError as exc:
         print(
             f"litelens export: server answered {exc.code}: {exc.read()[:300].decode(errors='replace')}",
@@ -202,15 +293,52 @@ def export(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"litelens export: cannot reach {settings.endpoint} ({exc})", file=sys.stderr)
         return 1
-    finally:
-        if out is not sys.stdout.buffer:
-            out.close()
+    with response:
+        if args.output == "-":
+            return _copy_out(response, sys.stdout.buffer)
+        return _copy_to_file(response, args.output)
+
+
+def _copy_out(response: Any, out: IO[bytes]) -> int:
+    try:
+        while chunk := response.read(65536):
+            out.write(chunk)
+        out.flush()
+    except BrokenPipeError:
+        # The reader left (`| head`): done, like any Unix filter; stdout is pointed away from the closed
+        # pipe so that the interpreter's last flush does not complain either.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except OSError as exc:
+        print(f"litelens export: the download broke off ({exc})", file=sys.stderr)
+        return 1
     return 0
+
+
+def _copy_to_file(response: Any, output: str) -> int:
+    """Into `output` only once the whole export is there: a refused key or a download that broke off
+    leaves a previous export at that path as it was, not emptied or cut short."""
+    partial = output + ".part"
+    try:
+        out = open(partial, "wb")  # noqa: SIM115
+    except OSError as exc:
+        print(f"litelens export: cannot write {output} ({exc.strerror})", file=sys.stderr)
+        return 2
+    with out:
+        status = _copy_out(response, out)
+    if status == 0:
+        os.replace(partial, output)
+    else:
+        os.unlink(partial)
+    return status
 
 
 def doctor(args: argparse.Namespace) -> int:
     """Walk the path a record takes and say, in plain words, where it breaks."""
-    settings = Settings.from_env(endpoint=args.endpoint, api_key=args.api_key, spool_dir="off")
+    try:
+        settings = Settings.from_env(endpoint=args.endpoint, api_key=args.api_key, spool_dir="off")
+    except ValueError as exc:
+        print(f"FAIL  {exc}")
+        return 2
     base = settings.endpoint.rstrip("/")
     print(f"endpoint  {base}  (LITELENS_ENDPOINT)")
     print(

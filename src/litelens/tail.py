@@ -16,6 +16,7 @@ import os
 import sys
 import time
 import urllib.parse
+import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -94,6 +95,12 @@ def _follow(
             yield from _records(data)
             continue
         if _ident(live) == _fd_ident(current):
+            if os.fstat(current.fileno()).st_size < current.tell():
+                # Emptied in place (`: > calls.jsonl`, logrotate's copytruncate): what comes next is
+                # written from its start, below our position, where reading on would never see it.
+                current.seek(0)
+                pending = b""
+                continue
             time.sleep(poll_s)
             continue
         # Rotated away: the rest of ours from the open file; it is the oldest of the fresh rotated files.
@@ -150,13 +157,25 @@ def _ident(path: Path) -> tuple[int, int] | None:
 def _read_all(path: Path, missing_ok: bool = True) -> bytes:
     try:
         if path.name.endswith(".gz"):
-            with gzip.open(path, "rb") as f:
-                return f.read()
+            return _gunzip(path)
         return path.read_bytes()
     except FileNotFoundError:
         if missing_ok:
             return b""
         raise
+
+
+def _gunzip(path: Path) -> bytes:
+    """What a gzipped rotation holds, up to any damage (cut short by a full disk, a crash mid-copy):
+    one bad old file must not stop the tail, nor hide the lines before the damage."""
+    chunks: list[bytes] = []
+    with gzip.open(path, "rb") as f:
+        try:
+            while chunk := f.read1(1 << 16):  # read1: what one call decompressed is kept
+                chunks.append(chunk)
+        except (EOFError, gzip.BadGzipFile, zlib.error):
+            pass
+    return b"".join(chunks)
 
 
 def _lines(data: bytes) -> tuple[list[bytes], bytes]:
@@ -192,6 +211,9 @@ def follow_server(
     Each poll pages through `/api/calls?order=asc&start=...` with the API's cursor. Calls are ordered by
     start time but arrive when they end, so a long call can show up behind shorter ones that started
     after it: each poll looks `lookback_s` behind the newest start seen and skips call ids already shown.
+
+    A server that cannot be reached at first is an error (a wrong URL); one that goes away later (a
+    restart, a deploy) is waited for, like `tail -F` waits for a file, and said so once on stderr.
     """
     parts = urllib.parse.urlsplit(url)
     conn_cls = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
@@ -200,6 +222,7 @@ def follow_server(
     since = time.time() - since_s
     seen: dict[str, float] = {}
     conn: http.client.HTTPConnection | None = None
+    reached = lost = False
     while not stop():
         cursor: str | None = None
         newest = since
@@ -207,21 +230,36 @@ def follow_server(
             query = {"order": "asc", "sort": "start_time", "limit": "200", "start": f"{since:.6f}"}
             if cursor:
                 query["cursor"] = cursor
-            if conn is None:
-                conn = conn_cls(parts.hostname or "127.0.0.1", parts.port, timeout=30)
+            path = f"{base}/api/calls?{urllib.parse.urlencode(query)}"
             try:
-                conn.request("GET", f"{base}/api/calls?{urllib.parse.urlencode(query)}", headers=headers)
-                answer = conn.getresponse()
-                body = answer.read()
+                conn, status, body = _get(
+                    conn,
+                    lambda: conn_cls(parts.hostname or "127.0.0.1", parts.port, timeout=30),
+                    path,
+                    headers,
+                )
             except (OSError, http.client.HTTPException) as exc:
-                conn.close()
                 conn = None
-                raise TailError(f"litelens tail: cannot reach {url} ({exc})") from None
-            if answer.status in (401, 403):
-                raise TailError(f"litelens tail: {url} refused the API key ({answer.status}); pass --api-key")
-            if answer.status != 200:
-                raise TailError(f"litelens tail: {url} answered {answer.status}: {body[:200]!r}")
-            page = json.loads(body)
+                if not reached:
+                    raise TailError(f"litelens tail: cannot reach {url} ({exc})") from None
+                if not lost:
+                    print(f"litelens tail: lost {url} ({exc}); waiting for it", file=sys.stderr, flush=True)
+                    lost = True
+                break
+            if lost:
+                print(f"litelens tail: {url} is back", file=sys.stderr, flush=True)
+                lost = False
+            reached = True
+            if status in (401, 403):
+                raise TailError(f"litelens tail: {url} refused the API key ({status}); pass --api-key")
+            if status != 200:
+                raise TailError(f"litelens tail: {url} answered {status}: {body[:200]!r}")
+            try:
+                page = json.loads(body)
+            except ValueError:
+                raise TailError(
+                    f"litelens tail: {url} did not answer JSON; is it a litelens server?"
+                ) from None
             for call in page.get("calls") or []:
                 start = float(call.get("start_time") or 0.0)
                 newest = max(newest, start)
@@ -236,6 +274,43 @@ def follow_server(
         for call_id in [c for c, start in seen.items() if start < since]:
             del seen[call_id]
         time.sleep(poll_s)
+
+
+def _get(
+    conn: http.client.HTTPConnection | None,
+    connect: Callable[[], http.client.HTTPConnection],
+    path: str,
+    headers: dict[str, str],
+) -> tuple[http.client.HTTPConnection, int, bytes]:
+    """GET `path` on the kept-alive connection, and once more on a new one if that fails: the server
+    closes connections idle for a few seconds (uvicorn: 5 s), less than a slow `--interval`."""
+    reused = conn is not None
+    while True:
+        if conn is None:
+            conn = connect()
+        try:
+            conn.request("GET", path, headers=headers)
+            answer = conn.getresponse()
+            return conn, answer.status, answer.read()
+        except (OSError, http.client.HTTPException):
+            conn.close()
+            if not reused:
+                raise
+            conn, reused = None, False
+
+
+def _per_process(pattern: str) -> str:
+    """What to say for a sink path holding `{pid}`: it would expand to tail's own process id, a file no
+    writer has, and tail would wait on it silently forever."""
+    live = Path(pattern).expanduser()
+    head, _, tail = live.name.partition("{pid}")
+    found = sorted(
+        str(live.parent / name)
+        for name in (os.listdir(live.parent) if live.parent.is_dir() else [])
+        if name.startswith(head) and name.endswith(tail) and name[len(head) : len(name) - len(tail)].isdigit()
+    )
+    which = ": " + ", ".join(found) if found else " (none is there yet)"
+    return f"litelens tail: {{pid}} stands for each writer's process id; follow one process's file{which}"
 
 
 class TailError(Exception):
@@ -263,15 +338,18 @@ def run(
     if (jsonl is None) == (server is None):
         print("litelens tail: give exactly one of --jsonl PATH or --server URL", file=sys.stderr)
         return 2
+    if jsonl is not None and "{pid}" in jsonl:
+        print(_per_process(jsonl), file=sys.stderr)
+        return 2
     calls: Iterator[dict[str, Any]]
-    if jsonl is not None:
-        calls = follow_jsonl(jsonl, from_start=from_start, poll_s=poll_s or 0.2)
-        print(f"litelens tail: following {expand(jsonl)} (Ctrl-C to stop)", file=sys.stderr, flush=True)
-    else:
-        assert server is not None
-        key = api_key or os.environ.get("LITELENS_API_KEY")
-        calls = follow_server(server, key, since_s=since_s, poll_s=poll_s or 1.0)
     try:
+        if jsonl is not None:
+            calls = follow_jsonl(jsonl, from_start=from_start, poll_s=poll_s or 0.2)
+            print(f"litelens tail: following {expand(jsonl)} (Ctrl-C to stop)", file=sys.stderr, flush=True)
+        else:
+            assert server is not None
+            key = api_key or os.environ.get("LITELENS_API_KEY")
+            calls = follow_server(server, key, since_s=since_s, poll_s=poll_s or 1.0)
         for call in calls:
             stream.write(format_call(call, color=use_color) + "\n")
             stream.flush()
@@ -280,4 +358,7 @@ def run(
         return 1
     except (KeyboardInterrupt, BrokenPipeError):
         return 0
+    except OSError as exc:  # the sink's file: a directory, not readable
+        print(f"litelens tail: cannot read {jsonl} ({exc.strerror or exc})", file=sys.stderr)
+        return 1
     return 0

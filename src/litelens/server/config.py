@@ -69,7 +69,12 @@ class ServerSettings:
         if env.get("LITELENS_HOST"):
             values["host"] = env["LITELENS_HOST"]
         if env.get("LITELENS_PORT"):
-            values["port"] = int(env["LITELENS_PORT"])
+            try:
+                values["port"] = int(env["LITELENS_PORT"])
+            except ValueError:
+                raise ValueError(
+                    f"litelens: LITELENS_PORT must be a port number, got {env['LITELENS_PORT']!r}"
+                ) from None
         if env.get("LITELENS_KEY_CACHE_TTL"):
             values["key_cache_ttl_s"] = parse_duration(env["LITELENS_KEY_CACHE_TTL"])
         for name, field_name in (
@@ -92,6 +97,12 @@ class ServerSettings:
         return settings
 
     def check(self) -> None:
+        # The socket layer takes the port modulo 65536: --port 99999 served on 34463 while saying 99999.
+        if not 0 <= self.port <= 65535:
+            raise ValueError(f"litelens: port {self.port} is out of range (0-65535)")
+        if self.retention_s is not None and self.retention_s <= 0:
+            # It read as "keep nothing" but kept everything (no retention runs at 0).
+            raise ValueError("litelens: --retention must be longer than 0; leave it out to keep everything")
         if self.no_auth and not is_loopback(self.host):
             raise ValueError(
                 f"litelens: --no-auth is only allowed on a loopback address, not {self.host!r}; "
