@@ -246,6 +246,7 @@ _EXPORT_FILTERS = [
     "provider",
     "status",
     "error_type",
+    "no_error_type",
     "call_type",
     "end_user",
     "user_id",
