@@ -8,7 +8,7 @@ import os
 import subprocess
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 
@@ -32,20 +32,36 @@ model_list:
       model: openai/text-embedding-3-small
       api_base: {base}
       api_key: {key}
+  - model_name: broken
+    litellm_params:
+      model: openai/gpt-4o-mini
+      api_base: {broken}
+      api_key: {key}
+router_settings:
+  num_retries: 0
+  fallbacks: [{{"broken": ["chat-small"]}}]
 litellm_settings:
   callbacks: ["litelens.handler"]
 """
 
 
+class Stack(NamedTuple):
+    port: int
+    receiver: Receiver
+    provider: FakeProvider
+    process: subprocess.Popen[bytes]
+
+
 @pytest.fixture(scope="module")
-def proxy_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, Receiver, FakeProvider]]:
+def proxy_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     binary = os.environ.get("LITELENS_TEST_PROXY_BIN")
     if not binary:
         pytest.skip("set LITELENS_TEST_PROXY_BIN to a `litellm` proxy binary with litelens installed")
     tmp = tmp_path_factory.mktemp("proxy")
-    with FakeProvider() as provider, Receiver() as receiver:
+    # `broken` is a deployment whose provider fails every call: the router falls back to chat-small.
+    with FakeProvider() as provider, FakeProvider(error=500) as broken, Receiver() as receiver:
         config = tmp / "config.yaml"
-        config.write_text(CONFIG.format(base=provider.url, key=PROVIDER_KEY))
+        config.write_text(CONFIG.format(base=provider.url, broken=broken.url, key=PROVIDER_KEY))
         port = free_port()
         env = {
             **os.environ,
@@ -77,7 +93,7 @@ def proxy_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int,
                 time.sleep(0.3)
             else:
                 raise AssertionError("proxy did not start:\n" + (tmp / "proxy.log").read_text()[-3000:])
-            yield port, receiver, provider
+            yield Stack(port, receiver, provider, process)
         finally:
             process.terminate()
             try:
@@ -97,8 +113,17 @@ def request(port: int, method: str, path: str, body: Any = None, stream: bool = 
     return response.status, data
 
 
-def test_proxy_records_chat_stream_and_embeddings(proxy_stack: tuple[int, Receiver, FakeProvider]) -> None:
-    port, receiver, _ = proxy_stack
+def new_records(receiver: Receiver, before: int, n: int) -> list[dict[str, Any]]:
+    """The `n` records that arrived after the first `before` (failing if they do not all arrive)."""
+    assert receiver.wait_for(before + n, timeout=30), f"got {len(receiver.records) - before} of {n} records"
+    time.sleep(0.3)  # one more would be a duplicate: give it the time to show up
+    records = receiver.records[before:]
+    assert len(records) == n, records
+    return records
+
+
+def test_proxy_records_chat_stream_and_embeddings(proxy_stack: Stack) -> None:
+    port, receiver = proxy_stack.port, proxy_stack.receiver
     messages = [{"role": "user", "content": "hello from behind the proxy"}]
     status, body = request(
         port,
@@ -150,3 +175,23 @@ def test_proxy_records_chat_stream_and_embeddings(proxy_stack: tuple[int, Receiv
     assert MASTER_KEY not in everything
     assert PROVIDER_KEY not in everything
     assert "input_cost_per_token" not in everything
+
+
+def test_proxy_fallback_records_each_attempt(proxy_stack: Stack) -> None:
+    """The client gets one answer; the router made two attempts, and each is a record of its own."""
+    port, receiver = proxy_stack.port, proxy_stack.receiver
+    before = len(receiver.records)
+    status, body = request(
+        port,
+        "POST",
+        "/v1/chat/completions",
+        {"model": "broken", "messages": [{"role": "user", "content": "hi"}]},
+    )
+    assert status == 200, body
+    attempts = {r["model_group"]: r for r in new_records(receiver, before, 2)}
+    assert attempts["broken"]["status"] == "error"
+    assert attempts["broken"]["error"]["status_code"] == 500
+    assert attempts["chat-small"]["status"] == "ok"
+    assert attempts["chat-small"]["response_id"] == json.loads(body)["id"]
+    assert attempts["broken"]["call_id"] != attempts["chat-small"]["call_id"]
+    assert attempts["broken"]["trace_id"] == attempts["chat-small"]["trace_id"]

@@ -28,6 +28,8 @@ from litelens.transport import Transport, run_before_exit
 log = logging.getLogger("litelens.callback")
 
 _DEDUPE_WINDOW = 20_000
+# The dedupe table holds, per call id, `[failures so far]`, or `[_SUCCEEDED]` once a success was recorded.
+_SUCCEEDED = -1
 _EMPTY: Mapping[str, Any] = {}
 
 
@@ -112,7 +114,7 @@ class Callback(CustomLogger):
         # metadata dict, its tools list). The built-in processors copy what they change; a user's
         # processor may change nested values in place, so it gets copies.
         self._detach = bool(user_processors)
-        self._seen: dict[str, object] = {}
+        self._seen: dict[str, list[int]] = {}
         self._seen_lock = threading.Lock()
         self._counts_lock = threading.Lock()
         self._counts = {
@@ -166,11 +168,13 @@ class Callback(CustomLogger):
             slo = get("standard_logging_object")
             call_id = get("litellm_call_id") or (slo.get("litellm_call_id") if slo else None)
             if call_id:
-                token = object()
+                entry = [1 if failed else _SUCCEEDED]  # a new object: setdefault says if it went in
                 seen = self._seen
-                if seen.setdefault(call_id, token) is not token:
-                    self._count("duplicates")
-                    return
+                if seen.setdefault(call_id, entry) is not entry:
+                    call_id = self._next_attempt(call_id, failed)
+                    if call_id is None:
+                        self._count("duplicates")
+                        return
                 if len(seen) > _DEDUPE_WINDOW:
                     self._trim_seen()
             params = get("litellm_params") or _EMPTY
@@ -204,6 +208,22 @@ class Callback(CustomLogger):
             )
         except Exception:
             self._count("hook_errors", "litelens: a logging hook failed; the call itself is unaffected")
+
+    def _next_attempt(self, call_id: str, failed: bool) -> str | None:
+        """The record id of another event for a call id already seen, or None for a duplicate.
+
+        A proxy's router keeps the request's call id for every attempt it makes (a retry, a fallback
+        to another deployment), and LiteLLM reports each attempt. So an event after failures is the
+        next attempt, recorded as `<call id>:<attempt>` (the server keeps one record per id); an event
+        after a success is LiteLLM reporting that success twice.
+        """
+        with self._seen_lock:
+            entry = self._seen.get(call_id)
+            if entry is None or entry[0] == _SUCCEEDED:
+                return None
+            attempt = entry[0] + 1
+            entry[0] = attempt if failed else _SUCCEEDED
+        return f"{call_id}:{attempt}"
 
     def _trim_seen(self) -> None:
         """Forget the oldest half of the call ids seen (dicts keep insertion order)."""
