@@ -399,6 +399,7 @@ _INTERNAL_METADATA = frozenset(
         "routing_decision",
         "kubernetes_pod_routing",
         "user_api_end_user_max_budget",
+        "used_client_oauth_token",
         "litellm_parent_otel_span",
         "tags",
         "trace_id",
@@ -680,8 +681,10 @@ def from_standard_logging(
         else False
     )
 
-    # The caller's metadata: the SDK's metadata= (minus LiteLLM internals) or, on the proxy, the request's.
-    picked = user_metadata_of(meta)
+    # The caller's metadata: the SDK's metadata= (minus LiteLLM internals) or, on the proxy, the request's
+    # alone: the proxy fills the call's own metadata with its bookkeeping (agent ids, caller tags, queue
+    # time, its OAuth flag), under names no list of internals can keep up with.
+    picked = {} if on_proxy else user_metadata_of(meta)
     if isinstance(requester, dict):
         picked.update(user_metadata_of(requester))
         for key in ("trace_id", "session_id", "user_id", "tags", "parent_span_id"):
