@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -195,3 +196,28 @@ def test_proxy_fallback_records_each_attempt(proxy_stack: Stack) -> None:
     assert attempts["chat-small"]["response_id"] == json.loads(body)["id"]
     assert attempts["broken"]["call_id"] != attempts["chat-small"]["call_id"]
     assert attempts["broken"]["trace_id"] == attempts["chat-small"]["trace_id"]
+
+
+def test_proxy_abandoned_stream_is_cancelled(proxy_stack: Stack) -> None:
+    """A client that hangs up mid-stream: LiteLLM's proxy reports it, and the record must not say ok."""
+    port, receiver = proxy_stack.port, proxy_stack.receiver
+    before = len(receiver.records)
+    body = json.dumps(
+        {
+            "model": "chat-small",
+            "stream": True,
+            "messages": [{"role": "user", "content": "a long one [[fake tokens=200 interval_ms=20]]"}],
+        }
+    ).encode()
+    head = (
+        f"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {MASTER_KEY}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode()
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as client:
+        client.sendall(head + body)
+        received = b""
+        while b"data:" not in received:  # the first chunk, then hang up
+            received += client.recv(4096)
+    (record,) = new_records(receiver, before, 1)
+    assert record["stream"] is True
+    assert record["status"] == "cancelled"

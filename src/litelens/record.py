@@ -716,6 +716,10 @@ def from_standard_logging(
     status = "error" if failed else "ok"
     if failed and exception_type in ("CancelledError", "GeneratorExit", "KeyboardInterrupt"):
         status = "cancelled"
+    # The proxy reports a stream its client hung up on as a success, flagged in the call's metadata.
+    disconnected = meta.get("client_disconnected") is True
+    if disconnected:
+        status = "cancelled"
 
     tags = slo.get("request_tags") or meta.get("tags") or []
     if not isinstance(tags, list):
@@ -783,8 +787,8 @@ def from_standard_logging(
             for key, field in _PROXY_FIELDS.items()
             if slo_meta.get(key) not in (None, "")
         }
-    if failed:
-        info = slo.get("error_information") or {}
+    if failed or disconnected:
+        info = slo.get("error_information") or meta.get("error_information") or {}
         code = _opt_str(info.get("error_code"))
         status_code = (
             error_status if error_status is not None else (_int(code) if code and code.isdigit() else None)
