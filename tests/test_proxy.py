@@ -221,3 +221,25 @@ def test_proxy_abandoned_stream_is_cancelled(proxy_stack: Stack) -> None:
     (record,) = new_records(receiver, before, 1)
     assert record["stream"] is True
     assert record["status"] == "cancelled"
+
+
+def test_proxy_shutdown_flushes_last_records(proxy_stack: Stack) -> None:
+    """Stopping the proxy (SIGTERM, as docker and Kubernetes do) must not lose the calls it just served,
+    even when the server asks for the batch again a second later.
+
+    Runs last: it stops the module's proxy.
+    """
+    port, receiver = proxy_stack.port, proxy_stack.receiver
+    before = len(receiver.records)
+    receiver.fail_next(503, retry_after=1)
+    status, body = request(
+        port,
+        "POST",
+        "/v1/chat/completions",
+        {"model": "chat-small", "messages": [{"role": "user", "content": "bye"}]},
+    )
+    assert status == 200, body
+    proxy_stack.process.terminate()
+    proxy_stack.process.wait(timeout=30)
+    (record,) = new_records(receiver, before, 1)
+    assert record["response_id"] == json.loads(body)["id"]

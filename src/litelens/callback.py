@@ -8,12 +8,15 @@ scrubbing it, running processors, capping and encoding all happen on the transpo
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
+import signal
 import threading
 import time
 from collections.abc import Iterable, Mapping
 from datetime import datetime
+from types import FrameType
 from typing import Any, NamedTuple
 
 from litellm.integrations.custom_logger import CustomLogger
@@ -137,6 +140,7 @@ class Callback(CustomLogger):
         else:  # the default: the server only, the transport running the pipeline on its own thread
             self.transport = Transport(transport_config(s), prepare=self._prepare)
         _install_chunk_counter()
+        self._draining = False  # set by a SIGTERM on the proxy: see flush_on_sigterm
 
     # ---- LiteLLM's hooks: all four, because sync and async entry points call different ones.
 
@@ -150,11 +154,23 @@ class Callback(CustomLogger):
         self, kwargs: Any, response_obj: Any, start_time: Any, end_time: Any
     ) -> None:
         self._capture(kwargs, False, start_time, end_time)
+        if self._draining:
+            await self._deliver_before_exit()
 
     async def async_log_failure_event(
         self, kwargs: Any, response_obj: Any, start_time: Any, end_time: Any
     ) -> None:
         self._capture(kwargs, True, start_time, end_time)
+        if self._draining:
+            await self._deliver_before_exit()
+
+    async def _deliver_before_exit(self) -> None:
+        """Hold the hook (and so the proxy's shutdown, which waits for it) until the record is out.
+
+        A flush that runs out of time means the server is not taking records: later hooks stop waiting.
+        """
+        if not await asyncio.to_thread(self.transport.flush, self.settings.exit_flush_s):
+            self._draining = False
 
     # ---- the caller's side: references and a queue put, nothing else.
 
@@ -373,6 +389,42 @@ def _install_chunk_counter() -> None:
 
     CustomStreamWrapper.__init__ = __init__  # type: ignore[method-assign]
     CustomStreamWrapper._litelens_counts_chunks = True  # type: ignore[attr-defined]
+
+
+def flush_on_sigterm(callback: Callback) -> None:
+    """Make `callback` deliver its records during a graceful SIGTERM shutdown (the proxy's path).
+
+    uvicorn, under LiteLLM's proxy, handles SIGTERM by shutting down gracefully -- LiteLLM then runs
+    the log events it still holds -- and ends by raising SIGTERM again with the default handler
+    restored: the process dies without running `atexit`, and the records of its last calls, handed
+    over a moment before, would die with it. So the SIGTERM handler in place (a Python one, so a server
+    that shuts down gracefully; with none, the signal kills at once and there is nothing to add) is
+    chained: from the signal on, each async hook waits for its record to be delivered, and a flush of
+    what came before is queued with LiteLLM's own log events -- LiteLLM's shutdown waits for those (up
+    to its `GRACEFUL_SHUTDOWN_TIMEOUT`). Signals are set from the main thread only.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return
+    previous = signal.getsignal(signal.SIGTERM)
+    if not callable(previous):
+        return
+
+    def on_sigterm(signum: int, frame: FrameType | None) -> None:
+        callback._draining = True
+        try:
+            from litellm.litellm_core_utils.logging_worker import GLOBAL_LOGGING_WORKER as worker
+
+            loop = asyncio.get_running_loop()  # the handler runs on the main thread, in the proxy's loop
+            loop.call_soon_threadsafe(worker.ensure_initialized_and_enqueue, callback._deliver_before_exit())
+        except Exception:  # no loop, or LiteLLM changed shape: send now, while the process lives
+            threading.Thread(
+                target=callback.transport.flush,
+                args=(callback.settings.exit_flush_s,),
+                name="litelens-sigterm",
+            ).start()
+        previous(signum, frame)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
 
 
 def unregister(callback: CustomLogger) -> None:
