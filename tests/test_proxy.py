@@ -5,10 +5,11 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import socket
 import subprocess
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 
@@ -32,20 +33,36 @@ model_list:
       model: openai/text-embedding-3-small
       api_base: {base}
       api_key: {key}
+  - model_name: broken
+    litellm_params:
+      model: openai/gpt-4o-mini
+      api_base: {broken}
+      api_key: {key}
+router_settings:
+  num_retries: 0
+  fallbacks: [{{"broken": ["chat-small"]}}]
 litellm_settings:
   callbacks: ["litelens.handler"]
 """
 
 
+class Stack(NamedTuple):
+    port: int
+    receiver: Receiver
+    provider: FakeProvider
+    process: subprocess.Popen[bytes]
+
+
 @pytest.fixture(scope="module")
-def proxy_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, Receiver, FakeProvider]]:
+def proxy_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     binary = os.environ.get("LITELENS_TEST_PROXY_BIN")
     if not binary:
         pytest.skip("set LITELENS_TEST_PROXY_BIN to a `litellm` proxy binary with litelens installed")
     tmp = tmp_path_factory.mktemp("proxy")
-    with FakeProvider() as provider, Receiver() as receiver:
+    # `broken` is a deployment whose provider fails every call: the router falls back to chat-small.
+    with FakeProvider() as provider, FakeProvider(error=500) as broken, Receiver() as receiver:
         config = tmp / "config.yaml"
-        config.write_text(CONFIG.format(base=provider.url, key=PROVIDER_KEY))
+        config.write_text(CONFIG.format(base=provider.url, broken=broken.url, key=PROVIDER_KEY))
         port = free_port()
         env = {
             **os.environ,
@@ -77,7 +94,7 @@ def proxy_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int,
                 time.sleep(0.3)
             else:
                 raise AssertionError("proxy did not start:\n" + (tmp / "proxy.log").read_text()[-3000:])
-            yield port, receiver, provider
+            yield Stack(port, receiver, provider, process)
         finally:
             process.terminate()
             try:
@@ -97,8 +114,17 @@ def request(port: int, method: str, path: str, body: Any = None, stream: bool = 
     return response.status, data
 
 
-def test_proxy_records_chat_stream_and_embeddings(proxy_stack: tuple[int, Receiver, FakeProvider]) -> None:
-    port, receiver, _ = proxy_stack
+def new_records(receiver: Receiver, before: int, n: int) -> list[dict[str, Any]]:
+    """The `n` records that arrived after the first `before` (failing if they do not all arrive)."""
+    assert receiver.wait_for(before + n, timeout=30), f"got {len(receiver.records) - before} of {n} records"
+    time.sleep(0.3)  # one more would be a duplicate: give it the time to show up
+    records = receiver.records[before:]
+    assert len(records) == n, records
+    return records
+
+
+def test_proxy_records_chat_stream_and_embeddings(proxy_stack: Stack) -> None:
+    port, receiver = proxy_stack.port, proxy_stack.receiver
     messages = [{"role": "user", "content": "hello from behind the proxy"}]
     status, body = request(
         port,
@@ -139,7 +165,7 @@ def test_proxy_records_chat_stream_and_embeddings(proxy_stack: tuple[int, Receiv
     assert chat["model_group"] == "chat-small"
     assert chat["deployment_id"]
     assert chat["tags"] == ["via-proxy"]
-    assert chat["metadata"].get("ticket") == "T-1"
+    assert chat["metadata"] == {"ticket": "T-1"}  # the request's metadata, not the proxy's bookkeeping
     assert chat["end_user"] == "customer-9"
     assert chat["service"] == "proxy-under-test"
     assert chat["proxy"] and chat["proxy"].get("key_hash")
@@ -150,3 +176,70 @@ def test_proxy_records_chat_stream_and_embeddings(proxy_stack: tuple[int, Receiv
     assert MASTER_KEY not in everything
     assert PROVIDER_KEY not in everything
     assert "input_cost_per_token" not in everything
+
+
+def test_proxy_fallback_records_each_attempt(proxy_stack: Stack) -> None:
+    """The client gets one answer; the router made two attempts, and each is a record of its own."""
+    port, receiver = proxy_stack.port, proxy_stack.receiver
+    before = len(receiver.records)
+    status, body = request(
+        port,
+        "POST",
+        "/v1/chat/completions",
+        {"model": "broken", "messages": [{"role": "user", "content": "hi"}]},
+    )
+    assert status == 200, body
+    attempts = {r["model_group"]: r for r in new_records(receiver, before, 2)}
+    assert attempts["broken"]["status"] == "error"
+    assert attempts["broken"]["error"]["status_code"] == 500
+    assert attempts["chat-small"]["status"] == "ok"
+    assert attempts["chat-small"]["response_id"] == json.loads(body)["id"]
+    assert attempts["broken"]["call_id"] != attempts["chat-small"]["call_id"]
+    assert attempts["broken"]["trace_id"] == attempts["chat-small"]["trace_id"]
+
+
+def test_proxy_abandoned_stream_is_cancelled(proxy_stack: Stack) -> None:
+    """A client that hangs up mid-stream: LiteLLM's proxy reports it, and the record must not say ok."""
+    port, receiver = proxy_stack.port, proxy_stack.receiver
+    before = len(receiver.records)
+    body = json.dumps(
+        {
+            "model": "chat-small",
+            "stream": True,
+            "messages": [{"role": "user", "content": "a long one [[fake tokens=200 interval_ms=20]]"}],
+        }
+    ).encode()
+    head = (
+        f"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {MASTER_KEY}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode()
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as client:
+        client.sendall(head + body)
+        received = b""
+        while b"data:" not in received:  # the first chunk, then hang up
+            received += client.recv(4096)
+    (record,) = new_records(receiver, before, 1)
+    assert record["stream"] is True
+    assert record["status"] == "cancelled"
+
+
+def test_proxy_shutdown_flushes_last_records(proxy_stack: Stack) -> None:
+    """Stopping the proxy (SIGTERM, as docker and Kubernetes do) must not lose the calls it just served,
+    even when the server asks for the batch again a second later.
+
+    Runs last: it stops the module's proxy.
+    """
+    port, receiver = proxy_stack.port, proxy_stack.receiver
+    before = len(receiver.records)
+    receiver.fail_next(503, retry_after=1)
+    status, body = request(
+        port,
+        "POST",
+        "/v1/chat/completions",
+        {"model": "chat-small", "messages": [{"role": "user", "content": "bye"}]},
+    )
+    assert status == 200, body
+    proxy_stack.process.terminate()
+    proxy_stack.process.wait(timeout=30)
+    (record,) = new_records(receiver, before, 1)
+    assert record["response_id"] == json.loads(body)["id"]

@@ -58,13 +58,17 @@ def _unregister(callback: Callback) -> None:
 
 
 def _get_default() -> Callback:
-    """The callback `init()` made, or one made now from the environment (the proxy's path)."""
+    """The callback `init()` made, or one made now from the environment (the proxy's path).
+
+    The proxy ends on a SIGTERM that skips `atexit`: the callback made here flushes on that signal.
+    """
     global _default
     with _lock:
         if _default is None:
-            from litelens.callback import Callback
+            from litelens.callback import Callback, flush_on_sigterm
 
             _default = Callback()
+            flush_on_sigterm(_default)
         return _default
 
 

@@ -8,12 +8,15 @@ scrubbing it, running processors, capping and encoding all happen on the transpo
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
+import signal
 import threading
 import time
 from collections.abc import Iterable, Mapping
 from datetime import datetime
+from types import FrameType
 from typing import Any, NamedTuple
 
 from litellm.integrations.custom_logger import CustomLogger
@@ -28,6 +31,8 @@ from litelens.transport import Transport, run_before_exit
 log = logging.getLogger("litelens.callback")
 
 _DEDUPE_WINDOW = 20_000
+# The dedupe table holds, per call id, `[failures so far]`, or `[_SUCCEEDED]` once a success was recorded.
+_SUCCEEDED = -1
 _EMPTY: Mapping[str, Any] = {}
 
 
@@ -116,7 +121,7 @@ class Callback(CustomLogger):
         # metadata dict, its tools list). The built-in processors copy what they change; a user's
         # processor may change nested values in place, so it gets copies.
         self._detach = bool(user_processors)
-        self._seen: dict[str, object] = {}
+        self._seen: dict[str, list[int]] = {}
         self._seen_lock = threading.Lock()
         self._counts_lock = threading.Lock()
         self._counts = {
@@ -139,6 +144,7 @@ class Callback(CustomLogger):
         else:  # the default: the server only, the transport running the pipeline on its own thread
             self.transport = Transport(transport_config(s), prepare=self._prepare)
         _install_chunk_counter()
+        self._draining = False  # set by a SIGTERM on the proxy: see flush_on_sigterm
 
     # ---- LiteLLM's hooks: all four, because sync and async entry points call different ones.
 
@@ -152,11 +158,23 @@ class Callback(CustomLogger):
         self, kwargs: Any, response_obj: Any, start_time: Any, end_time: Any
     ) -> None:
         self._capture(kwargs, False, start_time, end_time)
+        if self._draining:
+            await self._deliver_before_exit()
 
     async def async_log_failure_event(
         self, kwargs: Any, response_obj: Any, start_time: Any, end_time: Any
     ) -> None:
         self._capture(kwargs, True, start_time, end_time)
+        if self._draining:
+            await self._deliver_before_exit()
+
+    async def _deliver_before_exit(self) -> None:
+        """Hold the hook (and so the proxy's shutdown, which waits for it) until the record is out.
+
+        A flush that runs out of time means the server is not taking records: later hooks stop waiting.
+        """
+        if not await asyncio.to_thread(self.transport.flush, self.settings.exit_flush_s):
+            self._draining = False
 
     # ---- the caller's side: references and a queue put, nothing else.
 
@@ -170,11 +188,13 @@ class Callback(CustomLogger):
             slo = get("standard_logging_object")
             call_id = get("litellm_call_id") or (slo.get("litellm_call_id") if slo else None)
             if call_id:
-                token = object()
+                entry = [1 if failed else _SUCCEEDED]  # a new object: setdefault says if it went in
                 seen = self._seen
-                if seen.setdefault(call_id, token) is not token:
-                    self._count("duplicates")
-                    return
+                if seen.setdefault(call_id, entry) is not entry:
+                    call_id = self._next_attempt(call_id, failed)
+                    if call_id is None:
+                        self._count("duplicates")
+                        return
                 if len(seen) > _DEDUPE_WINDOW:
                     self._trim_seen()
             params = get("litellm_params") or _EMPTY
@@ -210,6 +230,22 @@ class Callback(CustomLogger):
             )
         except Exception:
             self._count("hook_errors", "litelens: a logging hook failed; the call itself is unaffected")
+
+    def _next_attempt(self, call_id: str, failed: bool) -> str | None:
+        """The record id of another event for a call id already seen, or None for a duplicate.
+
+        A proxy's router keeps the request's call id for every attempt it makes (a retry, a fallback
+        to another deployment), and LiteLLM reports each attempt. So an event after failures is the
+        next attempt, recorded as `<call id>:<attempt>` (the server keeps one record per id); an event
+        after a success is LiteLLM reporting that success twice.
+        """
+        with self._seen_lock:
+            entry = self._seen.get(call_id)
+            if entry is None or entry[0] == _SUCCEEDED:
+                return None
+            attempt = entry[0] + 1
+            entry[0] = attempt if failed else _SUCCEEDED
+        return f"{call_id}:{attempt}"
 
     def _trim_seen(self) -> None:
         """Forget the oldest half of the call ids seen (dicts keep insertion order)."""
@@ -361,6 +397,42 @@ def _install_chunk_counter() -> None:
 
     CustomStreamWrapper.__init__ = __init__  # type: ignore[method-assign]
     CustomStreamWrapper._litelens_counts_chunks = True  # type: ignore[attr-defined]
+
+
+def flush_on_sigterm(callback: Callback) -> None:
+    """Make `callback` deliver its records during a graceful SIGTERM shutdown (the proxy's path).
+
+    uvicorn, under LiteLLM's proxy, handles SIGTERM by shutting down gracefully -- LiteLLM then runs
+    the log events it still holds -- and ends by raising SIGTERM again with the default handler
+    restored: the process dies without running `atexit`, and the records of its last calls, handed
+    over a moment before, would die with it. So the SIGTERM handler in place (a Python one, so a server
+    that shuts down gracefully; with none, the signal kills at once and there is nothing to add) is
+    chained: from the signal on, each async hook waits for its record to be delivered, and a flush of
+    what came before is queued with LiteLLM's own log events -- LiteLLM's shutdown waits for those (up
+    to its `GRACEFUL_SHUTDOWN_TIMEOUT`). Signals are set from the main thread only.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return
+    previous = signal.getsignal(signal.SIGTERM)
+    if not callable(previous):
+        return
+
+    def on_sigterm(signum: int, frame: FrameType | None) -> None:
+        callback._draining = True
+        try:
+            from litellm.litellm_core_utils.logging_worker import GLOBAL_LOGGING_WORKER as worker
+
+            loop = asyncio.get_running_loop()  # the handler runs on the main thread, in the proxy's loop
+            loop.call_soon_threadsafe(worker.ensure_initialized_and_enqueue, callback._deliver_before_exit())
+        except Exception:  # no loop, or LiteLLM changed shape: send now, while the process lives
+            threading.Thread(
+                target=callback.transport.flush,
+                args=(callback.settings.exit_flush_s,),
+                name="litelens-sigterm",
+            ).start()
+        previous(signum, frame)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
 
 
 def unregister(callback: CustomLogger) -> None:

@@ -399,6 +399,7 @@ _INTERNAL_METADATA = frozenset(
         "routing_decision",
         "kubernetes_pod_routing",
         "user_api_end_user_max_budget",
+        "used_client_oauth_token",
         "litellm_parent_otel_span",
         "tags",
         "trace_id",
@@ -757,8 +758,10 @@ def from_standard_logging(
         else False
     )
 
-    # The caller's metadata: the SDK's metadata= (minus LiteLLM internals) or, on the proxy, the request's.
-    picked = user_metadata_of(meta)
+    # The caller's metadata: the SDK's metadata= (minus LiteLLM internals) or, on the proxy, the request's
+    # alone: the proxy fills the call's own metadata with its bookkeeping (agent ids, caller tags, queue
+    # time, its OAuth flag), under names no list of internals can keep up with.
+    picked = {} if on_proxy else user_metadata_of(meta)
     if isinstance(requester, dict):
         picked.update(user_metadata_of(requester))
         for key in ("trace_id", "session_id", "user_id", "tags", "parent_span_id"):
@@ -789,6 +792,10 @@ def from_standard_logging(
 
     status = "error" if failed else "ok"
     if failed and exception_type in ("CancelledError", "GeneratorExit", "KeyboardInterrupt"):
+        status = "cancelled"
+    # The proxy reports a stream its client hung up on as a success, flagged in the call's metadata.
+    disconnected = meta.get("client_disconnected") is True
+    if disconnected:
         status = "cancelled"
 
     tags = slo.get("request_tags") or meta.get("tags") or []
@@ -857,8 +864,8 @@ def from_standard_logging(
             for key, field in _PROXY_FIELDS.items()
             if slo_meta.get(key) not in (None, "")
         }
-    if failed:
-        info = slo.get("error_information") or {}
+    if failed or disconnected:
+        info = slo.get("error_information") or meta.get("error_information") or {}
         code = _opt_str(info.get("error_code"))
         status_code = (
             error_status if error_status is not None else (_int(code) if code and code.isdigit() else None)
