@@ -6,6 +6,7 @@ screenshots under test-output/<test name>/ (fixtures `browser`, `visit`, `shots`
 from __future__ import annotations
 
 import csv
+import html as htmllib
 import io
 import json
 import re
@@ -353,6 +354,61 @@ def test_a_calls_detail_shows_its_messages_tool_calls_and_tokens(
     page.click("text=Copy as cURL")
     assert "chat/completions" in page.inner_text("#curl-code")
     shots(page, "detail")
+
+
+def python_code(html: str) -> str:
+    """The call page's "Copy as Python" code, as the reader copies it."""
+    found = re.search(r'<pre id="python-code">(.*?)</pre>', html, re.S)
+    assert found, html
+    return htmllib.unescape(found.group(1))
+
+
+@pytest.mark.service
+def test_each_call_types_copied_python_makes_the_same_call_again_and_shows_its_system_prompt(
+    sqlite_server: ServerProcess,
+    provider: FakeProvider,
+    callback_to: Callable[[ServerProcess], Callback],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    callback = callback_to(sqlite_server)
+    common: dict[str, Any] = {"api_base": provider.url, "api_key": "sk-ui-test", "num_retries": 0}
+    calls: list[tuple[str, Callable[..., Any], dict[str, Any]]] = [
+        ("chat", litellm.completion, {"messages": [{"role": "user", "content": "hi"}], "temperature": 0.2}),
+        ("embedding", litellm.embedding, {"model": "openai/text-embedding-3-small", "input": ["a", "b"]}),
+        ("text_completion", litellm.text_completion, {"prompt": "say three words", "max_tokens": 5}),
+        (
+            "image_generation",
+            litellm.image_generation,
+            {"model": "openai/dall-e-3", "prompt": "a red square"},
+        ),
+        ("responses", litellm.responses, {"input": "two plus two?", "instructions": "Answer in one word."}),
+    ]
+    sent = {}
+    for call_type, function, arguments in calls:
+        function(**{"model": "openai/gpt-4o-mini", **arguments, **common})
+        sent[call_type] = provider.requests[-1]
+    deadline = time.monotonic() + 30
+    while callback.stats()["submitted"] < len(calls) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert callback.flush(timeout=30)
+    listed = sqlite_server.client().get_json("/api/calls?range=all")["calls"]
+    ids = {c["call_type"]: c["call_id"] for c in listed}
+    assert set(ids) == set(sent)
+
+    # The key is left to the environment, as the copied code says.
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-ui-test")
+    for call_type, ident in ids.items():
+        code = python_code(page_html(sqlite_server, f"/calls/{urllib.parse.quote(ident)}"))
+        # Copied as `text_completion(input=...)` it failed: LiteLLM's text completion takes `prompt=`.
+        exec(compile(code, f"{call_type}.py", "exec"), {})
+        again = provider.requests[-1]
+        assert (again.path, again.json) == (sent[call_type].path, sent[call_type].json), code
+
+    # A Responses call's system prompt is its `instructions`: shown first, as the system message.
+    html = page_html(sqlite_server, f"/calls/{urllib.parse.quote(ids['responses'])}")
+    roles = re.findall(r'<li class="msg [^"]*" data-role="(\w+)"', html)
+    assert roles[:2] == ["system", "user"], roles
+    assert "Answer in one word." in html.split('data-role="system"', 1)[1].split("</li>", 1)[0]
 
 
 @pytest.mark.service

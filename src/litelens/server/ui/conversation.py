@@ -121,6 +121,8 @@ def conversation(record: Mapping[str, Any]) -> list[Turn]:
     request = record.get("request") or {}
     response = record.get("response") or {}
     turns: list[Turn] = []
+    if request.get("instructions"):  # a Responses call's system prompt, given apart from its input
+        turns.append(Turn("system", _parts(request["instructions"])))
     messages = request.get("messages")
     if isinstance(messages, list):
         turns += [_turn(m, "request") for m in messages if isinstance(m, Mapping)]
@@ -169,8 +171,15 @@ _ENDPOINTS = {
     "responses": "responses",
     "image_generation": "images/generations",
 }
-# What a call type's content is called in the API (chat and text completions: `messages`).
-_CONTENT_NAME = {"embedding": "input", "responses": "input", "image_generation": "prompt"}
+# What a call type's content is called in the API (and in LiteLLM's function for it); chat: `messages`.
+_CONTENT_NAME = {
+    "embedding": "input",
+    "responses": "input",
+    "image_generation": "prompt",
+    "text_completion": "prompt",
+}
+# Parameters the record keeps under `request` beside the content (see record.py), sent as they were.
+_CONTENT_PARAMETERS = ("tools", "functions", "prediction", "instructions")
 _SKIPPED_PARAMS = {"stream_options", "metadata", "api_key", "api_base", "extra_headers"}
 
 
@@ -192,7 +201,7 @@ def _params(record: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _payload(record: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
-    """(what the content is called in the API: messages or input, the request body minus the model)."""
+    """(what the content is called in the API: messages, input or prompt; the request body minus the model)."""
     request = record.get("request") or {}
     body: dict[str, Any] = {}
     name = _CONTENT_NAME.get(str(record.get("call_type")), "messages")
@@ -200,12 +209,12 @@ def _payload(record: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
         name = "messages"
         body["messages"] = request["messages"]
     elif request.get("input") is not None:
-        # The record keeps every non-chat call's content as `input`; an image's is its `prompt`.
+        # The record keeps every non-chat call's content as `input`; a text completion's or an image's
+        # is its `prompt`.
         body["prompt" if name == "prompt" else "input"] = request["input"]
     else:
         body[name] = [] if name == "messages" else ""
-    if request.get("tools"):
-        body["tools"] = request["tools"]
+    body.update({key: request[key] for key in _CONTENT_PARAMETERS if request.get(key)})
     body.update(_params(record))
     if record.get("stream"):
         body["stream"] = True
