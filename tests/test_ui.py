@@ -23,6 +23,7 @@ from playwright.sync_api import expect
 
 from litelens import semconv
 from litelens.callback import Callback
+from litelens.server.ui.detail import SESSION_ROWS
 from litelens.testing import FakeProvider
 from server_helpers import Client, ServerProcess, make_record, otlp_json, otlp_json_span
 from ui_helpers import Shots, Visit, post_records, save_overview_screenshot, workload
@@ -528,6 +529,25 @@ def test_a_session_with_a_cancelled_stream_counts_the_same_errors_in_the_list_an
     assert sqlite_server.client().get_json("/api/sessions/sess-c")["totals"]["errors"] == 1
     html = page_html(sqlite_server, "/sessions/sess-c")
     assert re.search(r'Errors</span><span class="value">1<', html), "a cancelled stream is not an error"
+
+
+@pytest.mark.service
+def test_a_long_sessions_page_shows_its_first_calls_and_links_to_the_rest(
+    sqlite_server: ServerProcess,
+) -> None:
+    # A session of thousands of calls made one page of thousands of rows.
+    now = time.time() - 3600
+    post_records(
+        sqlite_server.client(),
+        [make_record(f"long-{i:04d}", now + i, session_id="long one") for i in range(SESSION_ROWS + 5)],
+    )
+    html = page_html(sqlite_server, "/sessions/long%20one")
+    shown = re.findall(r'<tr data-call-id="([^"]+)"', html)
+    assert shown == [f"long-{i:04d}" for i in range(SESSION_ROWS)], "the first calls, in the order they ran"
+    assert re.search(rf'data-testid="session-calls">{SESSION_ROWS + 5:,}<', html), "totals count all"
+    more = re.search(r'<p data-testid="session-more">(.*?)</p>', html, re.S)
+    assert more and "5 more calls" in more.group(1), html
+    assert 'href="/calls?session_id=long%20one&amp;range=all"' in more.group(1)
 
 
 @pytest.mark.service

@@ -22,6 +22,10 @@ from litelens.server.ui.signin import page_project
 from litelens.server.ui.timerange import RANGES, window
 
 router = APIRouter(include_in_schema=False)
+# The calls a session's page lists: its first ones, in the order they ran. A longer session (an agent's
+# thousands of steps) links to the calls table filtered to it, which pages, rather than growing one page
+# without bound.
+SESSION_ROWS = 200
 UIProject = Annotated[int, Depends(page_project)]
 
 
@@ -176,4 +180,11 @@ async def session_detail(request: Request, project: UIProject, session_id: str) 
     calls = await store_call(request.app.state.store.get_session, project, session_id)
     if not calls:
         return not_found(request, "session", session_id)
-    return page(request, "session.html", session_id=session_id, rows=calls, totals=session_totals(calls))
+    return page(
+        request,
+        "session.html",
+        session_id=session_id,
+        rows=calls[:SESSION_ROWS],
+        more=max(len(calls) - SESSION_ROWS, 0),
+        totals=session_totals(calls),
+    )
