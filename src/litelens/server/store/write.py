@@ -57,14 +57,16 @@ from litelens.server.store.rows import (
 
 # A session's summary row, recomputed from its calls (few, and found through calls_session). Recomputing
 # rather than adding deltas keeps first/last times exact when a merged call changes session or retention
-# deletes part of one.
+# deletes part of one. `last_start` (the latest call's start) is no longer kept: nothing reads it since the
+# list orders by `last_time`, so a new row holds 0 in it; the column stays (NOT NULL, and dropping it would
+# rebuild the table).
 _SESSION_REFRESH = (
     "INSERT INTO sessions (project_id, session_id, first_time, last_start, last_time, calls, tokens, cost, errors) "
-    "SELECT project_id, session_id, MIN(start_time), MAX(start_time), MAX(end_time), COUNT(*), "
+    "SELECT project_id, session_id, MIN(start_time), 0, MAX(end_time), COUNT(*), "
     "SUM(total_tokens), SUM(COALESCE(cost_usd, 0)), SUM(CASE WHEN status = 'error' THEN 1 ELSE 0 END) "
     "FROM calls WHERE project_id = ? AND session_id = ? GROUP BY project_id, session_id "
     "ON CONFLICT (project_id, session_id) DO UPDATE SET first_time = excluded.first_time, "
-    "last_start = excluded.last_start, last_time = excluded.last_time, calls = excluded.calls, "
+    "last_time = excluded.last_time, calls = excluded.calls, "
     "tokens = excluded.tokens, cost = excluded.cost, errors = excluded.errors"
 )
 SESSIONS_BACKFILL = (
@@ -558,11 +560,10 @@ class BatchWriter:
             cur,
             "INSERT INTO sessions (project_id, session_id, first_time, last_start, last_time, calls, tokens, "
             "cost, errors)",
-            "(?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "(?, ?, ?, 0, ?, ?, ?, ?, ?)",
             [(pid, sid, *agg) for (pid, sid), agg in sorted(added.items())],
             "ON CONFLICT (project_id, session_id) DO UPDATE SET "
             f"first_time = {least}(sessions.first_time, excluded.first_time), "
-            f"last_start = {greatest}(sessions.last_start, excluded.last_start), "
             f"last_time = {greatest}(sessions.last_time, excluded.last_time), "
             "calls = sessions.calls + excluded.calls, tokens = sessions.tokens + excluded.tokens, "
             "cost = sessions.cost + excluded.cost, errors = sessions.errors + excluded.errors",
@@ -590,12 +591,11 @@ def _add_to_session(added: dict[tuple[int, str], list[Any]], project_id: int, ro
     key = (project_id, row[ROW_SESSION])
     agg = added.get(key)
     if agg is None:
-        added[key] = [row[ROW_START], row[ROW_START], row[ROW_END], 1, row[ROW_TOTAL], cost, error]
+        added[key] = [row[ROW_START], row[ROW_END], 1, row[ROW_TOTAL], cost, error]
         return
     agg[0] = min(agg[0], row[ROW_START])
-    agg[1] = max(agg[1], row[ROW_START])
-    agg[2] = max(agg[2], row[ROW_END])
-    agg[3] += 1
-    agg[4] += row[ROW_TOTAL]
-    agg[5] += cost
-    agg[6] += error
+    agg[1] = max(agg[1], row[ROW_END])
+    agg[2] += 1
+    agg[3] += row[ROW_TOTAL]
+    agg[4] += cost
+    agg[5] += error
