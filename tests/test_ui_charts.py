@@ -292,3 +292,39 @@ def test_every_template_and_static_file_ships_in_the_package() -> None:
     for path in served:
         relative = path.relative_to(package_dir).as_posix()
         assert any(fnmatch.fnmatch(relative, pattern) for pattern in patterns), relative
+
+
+def test_an_embeddings_answer_and_a_responses_tool_call_read_as_the_call_returned_them() -> None:
+    # An embedding's answer (the record keeps how many vectors, not the vectors) was not shown at all.
+    embedding = {
+        "call_type": "embedding",
+        "request": {"input": ["hello world", "second"]},
+        "response": {"embeddings": 2, "dimensions": 8},
+    }
+    answer = conversation.conversation(embedding)[-1]
+    assert (answer.role, answer.source) == ("assistant", "response")
+    assert [p.text for p in answer.parts] == ["2 embeddings of 8 dimensions (the vectors are not recorded)"]
+    # A Responses tool call was named by its item id (fc_...), while the tool's output that answers it
+    # (the next call's `function_call_output`) names its `call_id`: the two could not be matched up.
+    responses = {
+        "call_type": "responses",
+        "request": {
+            "input": [
+                {"type": "function_call_output", "call_id": "call_7", "output": "12 degrees"},
+            ]
+        },
+        "response": {
+            "output": [
+                {
+                    "type": "function_call",
+                    "id": "fc_7",
+                    "call_id": "call_8",
+                    "name": "weather",
+                    "arguments": "{}",
+                }
+            ]
+        },
+    }
+    result, call = (t.parts[0] for t in conversation.conversation(responses))
+    assert (result.kind, result.title, result.text) == ("tool_result", "tool result call_7", "12 degrees")
+    assert (call.kind, call.title) == ("tool_call", "weather call_8")

@@ -64,7 +64,8 @@ def _tool_call(call: Mapping[str, Any]) -> Part:
     if isinstance(arguments, str):
         with contextlib.suppress(ValueError):  # arguments a model left unfinished are shown as given
             arguments = json.loads(arguments)
-    ident = call.get("id") or call.get("call_id") or ""
+    # A Responses item has its own `id` besides the `call_id` its output answers to: the call_id, then.
+    ident = call.get("call_id") or call.get("id") or ""
     return Part("tool_call", _as_text(arguments if arguments is not None else {}), f"{name} {ident}".strip())
 
 
@@ -92,9 +93,9 @@ def _parts(content: Any) -> list[Part]:
         elif kind in ("tool_use", "function_call"):
             parts.append(_tool_call(block))
         elif kind in ("tool_result", "function_call_output"):
-            parts.append(
-                Part("tool_result", _as_text(block.get("content", block.get("output"))), "tool result")
-            )
+            answers = block.get("call_id") or block.get("tool_use_id") or ""
+            output = _as_text(block.get("content", block.get("output")))
+            parts.append(Part("tool_result", output, f"tool result {answers}".strip()))
         else:
             parts.append(Part("data", _as_text(block), kind))
     return parts
@@ -143,6 +144,8 @@ def conversation(record: Mapping[str, Any]) -> list[Turn]:
             turns.append(_turn(choice["message"], "response"))
         elif "text" in choice:
             turns.append(Turn("assistant", _parts(choice.get("text")), source="response"))
+    if isinstance(response.get("embeddings"), int):  # an embedding's answer: how many vectors, not them
+        turns.append(Turn("assistant", [Part("text", _embeddings(response))], source="response"))
     images = [i for i in as_list(response.get("images")) if isinstance(i, Mapping)]
     if images:  # an image generation's answer: its images as placeholders (never loaded), revised prompts
         parts: list[Part] = []
@@ -160,6 +163,12 @@ def conversation(record: Mapping[str, Any]) -> list[Turn]:
         elif isinstance(item, Mapping):
             turns.append(Turn("assistant", _parts([item]), source="response"))
     return turns
+
+
+def _embeddings(response: Mapping[str, Any]) -> str:
+    count, size = response["embeddings"], response.get("dimensions")
+    of = f" of {size} dimensions" if isinstance(size, int) else ""
+    return f"{count} embedding{'' if count == 1 else 's'}{of} (the vectors are not recorded)"
 
 
 # --------------------------------------------------------------------------------------------------
