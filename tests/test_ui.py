@@ -551,6 +551,26 @@ def test_a_long_sessions_page_shows_its_first_calls_and_links_to_the_rest(
 
 
 @pytest.mark.service
+def test_a_cancelled_calls_page_says_it_was_cancelled_not_that_it_failed(
+    sqlite_server: ServerProcess,
+) -> None:
+    # The rest of the dashboard counts a cancelled call apart from the errors; its page said "Error".
+    post_records(
+        sqlite_server.client(),
+        [
+            make_record("c-task", status="cancelled", error={"type": "CancelledError", "message": "stopped"}),
+            make_record("c-hung-up", status="cancelled"),  # the proxy's client hung up: no exception
+        ],
+    )
+    for ident in ("c-task", "c-hung-up"):
+        html = page_html(sqlite_server, f"/calls/{ident}")
+        assert 'aria-label="Error"' not in html and "<h2>Error</h2>" not in html, ident
+        box = re.search(r'<section class="cancel-box" aria-label="Cancelled">(.*?)</section>', html, re.S)
+        assert box and "before it finished" in box.group(1), ident
+    assert "CancelledError" in page_html(sqlite_server, "/calls/c-task")
+
+
+@pytest.mark.service
 def test_the_api_answers_a_call_and_a_session_whose_ids_hold_a_slash(sqlite_server: ServerProcess) -> None:
     post_records(sqlite_server.client(), [make_record("team/a/call-1", session_id="user/42")])
     client = sqlite_server.client()
