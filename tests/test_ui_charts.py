@@ -310,6 +310,13 @@ def test_an_embeddings_answer_and_a_responses_tool_call_read_as_the_call_returne
         "call_type": "responses",
         "request": {
             "input": [
+                {
+                    "type": "function_call",
+                    "id": "fc_6",
+                    "call_id": "call_7",
+                    "name": "weather",
+                    "arguments": "{}",
+                },
                 {"type": "function_call_output", "call_id": "call_7", "output": "12 degrees"},
             ]
         },
@@ -325,6 +332,14 @@ def test_an_embeddings_answer_and_a_responses_tool_call_read_as_the_call_returne
             ]
         },
     }
-    result, call = (t.parts[0] for t in conversation.conversation(responses))
+    turns = conversation.conversation(responses)
+    # An earlier tool call given back as input is the model's, and its output the tool's: not the user's.
+    assert [(t.role, t.source) for t in turns] == [
+        ("assistant", "request"),
+        ("tool", "request"),
+        ("assistant", "response"),
+    ]
+    earlier, result, call = (t.parts[0] for t in turns)
+    assert earlier.title == "weather call_7"
     assert (result.kind, result.title, result.text) == ("tool_result", "tool result call_7", "12 degrees")
     assert (call.kind, call.title) == ("tool_call", "weather call_8")

@@ -117,6 +117,11 @@ def _turn(message: Mapping[str, Any], source: str) -> Turn:
     return Turn(role, parts, name, source)
 
 
+# Who a Responses input item without a role is from: a tool call (or reasoning) given back as input is
+# the model's earlier turn, its output the tool's.
+_ITEM_ROLES = {"function_call": "assistant", "reasoning": "assistant", "function_call_output": "tool"}
+
+
 def conversation(record: Mapping[str, Any]) -> list[Turn]:
     """The request's messages (or input) then the response's answer(s), in order."""
     request = record.get("request") or {}
@@ -134,7 +139,7 @@ def conversation(record: Mapping[str, Any]) -> list[Turn]:
             if isinstance(item, Mapping) and ("role" in item or "content" in item):
                 turns.append(_turn(item, "request"))
             elif isinstance(item, Mapping) and item.get("type"):
-                turns.append(Turn("user", _parts([item])))
+                turns.append(Turn(_ITEM_ROLES.get(str(item["type"]), "user"), _parts([item])))
             else:
                 turns.append(Turn("user", _parts(item)))
     for choice in as_list(response.get("choices")):
