@@ -571,6 +571,25 @@ def test_a_cancelled_calls_page_says_it_was_cancelled_not_that_it_failed(
 
 
 @pytest.mark.service
+def test_a_call_type_the_page_cannot_rebuild_offers_no_code_that_makes_another_call(
+    sqlite_server: ServerProcess,
+) -> None:
+    # A rerank or a moderation was copied as `litellm.completion(messages=...)`: a chat call, not it.
+    post_records(
+        sqlite_server.client(),
+        [
+            make_record(f"other-{kind}", call_type=kind, request={"input": "cats"})
+            for kind in ("rerank", "moderation")
+        ],
+    )
+    for kind in ("rerank", "moderation"):
+        html = page_html(sqlite_server, f"/calls/other-{kind}")
+        assert "litellm.completion(" not in html and "chat/completions" not in html, kind
+        assert 'id="python-code"' not in html and 'id="curl-code"' not in html, kind
+        assert f"No copy as code for {kind} calls" in html, kind
+
+
+@pytest.mark.service
 def test_the_api_answers_a_call_and_a_session_whose_ids_hold_a_slash(sqlite_server: ServerProcess) -> None:
     post_records(sqlite_server.client(), [make_record("team/a/call-1", session_id="user/42")])
     client = sqlite_server.client()

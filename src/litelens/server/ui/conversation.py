@@ -179,7 +179,10 @@ def _embeddings(response: Mapping[str, Any]) -> str:
 # --------------------------------------------------------------------------------------------------
 # The same call as code
 
+# The calls that can be rebuilt as code, and their OpenAI-compatible endpoints; LiteLLM's function for
+# each has the call type's name (chat: `completion`).
 _ENDPOINTS = {
+    "chat": "chat/completions",
     "embedding": "embeddings",
     "text_completion": "completions",
     "responses": "responses",
@@ -235,14 +238,19 @@ def _payload(record: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
     return name, body
 
 
+def _call_type(record: Mapping[str, Any]) -> str:
+    return str(record.get("call_type") or "chat")  # a record without one (an OTel span's) is a chat
+
+
+def can_copy(record: Mapping[str, Any]) -> bool:
+    """Whether the call can be given as code: a rerank, a transcription and the like take other
+    arguments than the record keeps, and copied as a chat call they would make a different call."""
+    return _call_type(record) in _ENDPOINTS
+
+
 def as_python(record: Mapping[str, Any]) -> str:
     """The call as a LiteLLM call (the API key left to the environment, as LiteLLM reads it)."""
-    function = {
-        "embedding": "embedding",
-        "text_completion": "text_completion",
-        "responses": "responses",
-        "image_generation": "image_generation",
-    }.get(str(record.get("call_type")), "completion")
+    function = "completion" if _call_type(record) == "chat" else _call_type(record)
     _, body = _payload(record)
     lines = [
         "import litellm",
@@ -262,7 +270,7 @@ def as_python(record: Mapping[str, Any]) -> str:
 def as_curl(record: Mapping[str, Any]) -> str:
     """The call as an OpenAI-compatible HTTP request; the key is read from $API_KEY, never stored."""
     base = str(record.get("api_base") or "https://api.openai.com/v1").rstrip("/")
-    endpoint = _ENDPOINTS.get(str(record.get("call_type")), "chat/completions")
+    endpoint = _ENDPOINTS.get(_call_type(record), "chat/completions")
     if not base.endswith(endpoint):
         base = f"{base}/{endpoint}"
     _, body = _payload(record)

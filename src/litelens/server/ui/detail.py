@@ -62,8 +62,8 @@ async def call_detail(request: Request, project: UIProject, call_id: str) -> Res
         ttft_ms=ttft,
         streaming_ms=None if ttft is None or duration is None else max(duration - ttft, 0.0),
         timing=timing_bar(duration, ttft),
-        python_code=conversation.as_python(record),
-        curl_code=conversation.as_curl(record),
+        python_code=conversation.as_python(record) if conversation.can_copy(record) else "",
+        curl_code=conversation.as_curl(record) if conversation.can_copy(record) else "",
         # The calls view the call was opened from (its link carries the view's query): "← Calls" goes
         # back to those filters, rebuilt from what they parse to, so the link can only lead to /calls.
         back=_calls_view(request),
