@@ -590,6 +590,34 @@ def test_a_call_type_the_page_cannot_rebuild_offers_no_code_that_makes_another_c
 
 
 @pytest.mark.service
+def test_a_responses_call_reported_as_an_otel_span_shows_its_input_and_copies_as_a_responses_call(
+    sqlite_server: ServerProcess,
+) -> None:
+    # Its instructions came back as a system message under `messages`: the page lost the input and
+    # copied it as `litellm.responses(messages=...)`, which LiteLLM's Responses call does not take.
+    now = time.time_ns() - 5 * 10**9
+    call = make_record(
+        "otel-responses",
+        call_type="responses",
+        request={"input": "two plus two?", "instructions": "Answer in one word."},
+    )
+    attributes = semconv.record_to_attributes(call, capture_content=True)
+    span = otlp_json_span("8" * 32, "f" * 16, "responses gpt-4o-mini", attributes, now, now + 10**8)
+    client = sqlite_server.client()
+    answer = client.request("POST", "/v1/traces", otlp_json([span]), {"Content-Type": "application/json"})
+    assert answer.status == 200, answer
+    (listed,) = client.get_json("/api/calls?range=all")["calls"]
+    html = page_html(sqlite_server, f"/calls/{listed['call_id']}")
+    chat = re.search(r'data-testid="chat">(.*?)</ol>', html, re.S)
+    assert chat, html
+    turns = re.findall(r'data-role="(\w+)">.*?<div class="text">(.*?)</div>', chat.group(1), re.S)
+    assert turns == [("system", "Answer in one word."), ("user", "two plus two?")]
+    code = python_code(html)
+    assert "input='two plus two?'" in code and "instructions='Answer in one word.'" in code, code
+    assert "messages" not in code, code
+
+
+@pytest.mark.service
 def test_the_api_answers_a_call_and_a_session_whose_ids_hold_a_slash(sqlite_server: ServerProcess) -> None:
     post_records(sqlite_server.client(), [make_record("team/a/call-1", session_id="user/42")])
     client = sqlite_server.client()

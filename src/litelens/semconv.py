@@ -916,9 +916,14 @@ def _content(
 ) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """(record request, record response) from whichever content vocabulary the span carries."""
     request: dict[str, Any] = {}
-    messages = _messages_in(attrs)
+    # A Responses call's system instructions are its `instructions=`, kept apart from its input as the
+    # core record keeps them; as a system message they made the record a chat's, whose input was lost.
+    instructions = _instructions_in(attrs) if call_type == "responses" else None
+    messages = _messages_in(attrs, with_system=instructions is None)
     if messages is not None:
         request["messages"] = messages
+    if instructions is not None:
+        request["instructions"] = instructions
     raw_input = attrs.get(LITELENS_REQUEST_INPUT)
     texts = [(e.get("embedding") or {}).get("text") for e in _indexed(attrs, OI_EMBEDDINGS_PREFIX)]
     if raw_input is not None:
@@ -950,8 +955,16 @@ def _content(
     return request, response
 
 
-def _messages_in(attrs: Mapping[str, Any]) -> list[Any] | None:
-    system = _json_list(attrs.get(GEN_AI_SYSTEM_INSTRUCTIONS))
+def _instructions_in(attrs: Mapping[str, Any]) -> str | None:
+    parts = _json_list(attrs.get(GEN_AI_SYSTEM_INSTRUCTIONS)) or []
+    texts = [part.get("content") if isinstance(part, Mapping) else part for part in parts]
+    if not texts or not all(isinstance(t, str) and t for t in texts):
+        return None  # no instructions, or not plain text: left as system messages
+    return "\n".join(str(t) for t in texts)
+
+
+def _messages_in(attrs: Mapping[str, Any], with_system: bool = True) -> list[Any] | None:
+    system = _json_list(attrs.get(GEN_AI_SYSTEM_INSTRUCTIONS)) if with_system else None
     messages = _json_list(attrs.get(GEN_AI_INPUT_MESSAGES))
     if messages is not None or system is not None:
         out: list[Any] = [
