@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import math
+import time
 import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -124,8 +125,29 @@ def _finite(value: Any) -> bool:
     )
 
 
-def check_record(record: Any) -> str | None:
-    """Why a record cannot be stored, or None. Checks what the store and the queries rely on."""
+# Times no clock gives: before 2000, or more than a day ahead (a day covers any clock skew). One call
+# stored in the year 33658 stopped the dashboard's live tail, which polls after the newest start shown.
+EARLIEST_TIME = 946684800.0  # 2000-01-01T00:00:00Z
+MAX_AHEAD_S = 86400.0
+_TIME_WINDOW = "between 2000-01-01 and a day from now"
+
+
+def latest_time() -> float:
+    """The latest start or end time a batch arriving now may carry; taken once per batch."""
+    return time.time() + MAX_AHEAD_S
+
+
+def _time_problem(start: float, end: float | None, latest: float) -> str | None:
+    if not EARLIEST_TIME <= start <= latest:
+        return f"start_time must be {_TIME_WINDOW}"
+    if end is not None and not EARLIEST_TIME <= end <= latest:
+        return f"end_time must be {_TIME_WINDOW}"
+    return None
+
+
+def check_record(record: Any, latest: float) -> str | None:
+    """Why a record cannot be stored, or None. Checks what the store and the queries rely on; `latest`
+    is `latest_time()`."""
     if not isinstance(record, dict):
         return "record is not a JSON object"
     schema = record.get("schema")
@@ -137,6 +159,9 @@ def check_record(record: Any) -> str | None:
     for key in ("start_time", "end_time"):
         if not _finite(record.get(key)):
             return f"{key} must be a number (seconds since the epoch, at most {_NUMBER_BOUND:.0e})"
+    problem = _time_problem(record["start_time"], record["end_time"], latest)
+    if problem is not None:
+        return problem
     for key in _NUMBERS[2:]:  # start_time and end_time passed above
         value = record.get(key)
         if value is not None and not _finite(value):
@@ -185,8 +210,12 @@ def normalize(record: dict[str, Any]) -> dict[str, Any]:
     usage.setdefault("output_tokens", 0)
     usage.setdefault("total_tokens", usage["input_tokens"] + usage["output_tokens"])
     record["usage"] = usage
-    if record.get("duration_ms") is None:
-        record["duration_ms"] = max(0.0, (record["end_time"] - record["start_time"]) * 1000.0)
+    if record["end_time"] < record["start_time"]:
+        # A clock that stepped back during the call (NTP): it took no time we can know of.
+        record["end_time"] = record["start_time"]
+    duration = record.get("duration_ms")
+    if duration is None or duration < 0:
+        record["duration_ms"] = (record["end_time"] - record["start_time"]) * 1000.0
     if not rec.is_hex_id(record.get("trace_id"), 32):
         record["trace_id"] = rec.trace_id_of(record.get("trace_id") or record["call_id"])
     span_id = record.get("span_id")
@@ -266,7 +295,7 @@ def larger_than(text: str, limit: int) -> bool:
     return len(text.encode("utf-8", "surrogatepass")) > limit
 
 
-def _without_nul(record: dict[str, Any]) -> tuple[dict[str, Any], str, str | None]:
+def _without_nul(record: dict[str, Any], latest: float) -> tuple[dict[str, Any], str, str | None]:
     """(the record without NUL characters, its JSON text, why it cannot be stored or None).
 
     PostgreSQL's text columns cannot hold NUL: a model name, tag or session id with one failed the whole
@@ -274,7 +303,7 @@ def _without_nul(record: dict[str, Any]) -> tuple[dict[str, Any], str, str | Non
     stores keep the same text: the NUL goes, as it goes from the stored content already.
     """
     record = without_nul(record)
-    return record, fastjson.dumps(record), check_record(record)
+    return record, fastjson.dumps(record), check_record(record, latest)
 
 
 def parse_events(body: bytes, max_records: int, max_record_bytes: int) -> Batch:
@@ -294,8 +323,9 @@ def parse_events(body: bytes, max_records: int, max_record_bytes: int) -> Batch:
     if len(records) > max_records:
         raise IngestError(413, f"{len(records)} records in one batch; the limit is {max_records}")
     batch = Batch()
+    latest = latest_time()
     for index, record in enumerate(records):
-        reason = check_record(record)
+        reason = check_record(record, latest)
         if reason is not None:
             batch.rejected.append({"index": index, "reason": reason})
             continue
@@ -303,7 +333,7 @@ def parse_events(body: bytes, max_records: int, max_record_bytes: int) -> Batch:
         # Encoded once: the size check and the store (which would otherwise encode it again) share it.
         text = fastjson.dumps(record)
         if "\\u0000" in text:
-            record, text, reason = _without_nul(record)
+            record, text, reason = _without_nul(record, latest)
             if reason is not None:
                 batch.rejected.append({"index": index, "reason": reason})
                 continue
@@ -347,8 +377,9 @@ def span_row(span: NeutralSpan, call_id: str | None) -> dict[str, Any]:
         "parent_span_id": span.parent_span_id,
         "name": _nul_free(span.name),
         "kind": _nul_free(span.kind),
-        "start_time": (span.start_ns or span.end_ns) / 1e9,  # see semconv.span_to_record
-        "end_time": span.end_ns / 1e9 if span.end_ns else None,
+        # As semconv.span_to_record takes them: an end before the start is a clock that stepped back.
+        "start_time": (span.start_ns or span.end_ns) / 1e9,
+        "end_time": max(span.end_ns, span.start_ns) / 1e9 if span.end_ns else None,
         "status": span.status_code,
         "attributes": _scrub_attributes(_jsonable(span.attributes)),
         "resource": _scrub_attributes(_jsonable(span.resource)),
@@ -436,7 +467,13 @@ def from_spans(spans: Iterable[NeutralSpan], max_record_bytes: int | None = None
     it (the span's attributes are the record's content).
     """
     batch = Batch()
+    latest = latest_time()
     for span in spans:
+        start_ns = span.start_ns or span.end_ns  # as semconv.span_to_record takes it
+        problem = _time_problem(start_ns / 1e9, span.end_ns / 1e9 if span.end_ns else None, latest)
+        if problem is not None:
+            batch.rejected.append({"span_id": span.span_id, "reason": problem})
+            continue
         try:
             record = semconv.span_to_record(span)
         except Exception as exc:  # one odd span must not cost the request
@@ -446,18 +483,18 @@ def from_spans(spans: Iterable[NeutralSpan], max_record_bytes: int | None = None
             record = None
         if record is not None:
             record = _jsonable(record)
-            reason = check_record(record)
+            reason = check_record(record, latest)
             if reason is not None and _drop_bad_fields(record):
                 # One implausible attribute (a -1 for "unknown", a cost past any bound) must not cost
                 # the call its record: the field goes, the call stays, the sender gets a warning.
                 batch.warnings.append(f"span {span.span_id}: dropped what failed the check ({reason})")
-                reason = check_record(record)
+                reason = check_record(record, latest)
             if reason is None:
                 record = normalize(record)
                 # Encoded once, as for /v1/events: the size check and the store share the text.
                 text = fastjson.dumps(record)
                 if "\\u0000" in text:
-                    record, text, reason = _without_nul(record)
+                    record, text, reason = _without_nul(record, latest)
             if reason is None:
                 if max_record_bytes is not None and larger_than(text, max_record_bytes):
                     batch.rejected.append(
