@@ -1314,3 +1314,29 @@ def test_a_time_no_clock_gives_is_rejected_and_the_live_tail_keeps_showing_new_c
     # The newest call is the one that arrived last, so the tail polling after it finds the next.
     client.post_json("/v1/events", [make_record("arrives-later")])
     assert client.get_json("/api/calls")["calls"][0]["call_id"] == "arrives-later"
+
+
+def test_a_huge_plain_span_is_capped_and_says_what_was_cut(sqlite_server: ServerProcess) -> None:
+    """A span that is not an LLM call had no size limit but the body's: one tool span with a megabyte
+    output, thousands of attributes or a huge name took megabytes of storage, repeated per retry."""
+    client = sqlite_server.client()
+    now, trace = time.time_ns(), "4c" * 16
+    attributes: dict[str, Any] = {"tool.name": "search", "tool.output": "x" * 1_000_000}
+    huge = otlp_json_span(trace, "1" * 16, "n" * 100_000, attributes, now, now + 10**6)
+    many = otlp_json_span(
+        trace, "2" * 16, "many", {f"a{i}": "v" * 10 for i in range(20_000)}, now, now + 10**6
+    )
+    export = json.loads(otlp_json([huge, many]))
+    blob = {"key": "blob", "value": {"stringValue": "r" * 1_000_000}}
+    export["resourceSpans"][0]["resource"]["attributes"].append(blob)
+    answer = post(client, "/v1/traces", json.dumps(export).encode(), "application/json")
+    assert answer.status == 200, answer
+    spans = {s["span_id"]: s for s in client.get_json(f"/api/traces/{trace}")["spans"]}
+    for span in spans.values():
+        for field in ("attributes", "resource"):
+            assert len(json.dumps(span[field]).encode()) <= 70 * 1024, (span["span_id"], field)
+            assert span[field]["litelens.truncated"], (span["span_id"], field)
+    capped = spans["1" * 16]
+    assert capped["attributes"]["tool.name"] == "search"
+    assert capped["attributes"]["tool.output"].endswith(f"…[truncated {1_000_000 - 32_768} chars]")
+    assert len(capped["name"]) < 1100 and capped["name"].endswith(f"[truncated {100_000 - 1024} chars]")

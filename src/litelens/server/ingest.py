@@ -375,14 +375,20 @@ def span_row(span: NeutralSpan, call_id: str | None) -> dict[str, Any]:
         "trace_id": span.trace_id,
         "span_id": span.span_id,
         "parent_span_id": span.parent_span_id,
-        "name": _nul_free(span.name),
+        "name": _nul_free(_short_name(span.name)),
         "kind": _nul_free(span.kind),
         # As semconv.span_to_record takes them: an end before the start is a clock that stepped back.
         "start_time": (span.start_ns or span.end_ns) / 1e9,
         "end_time": max(span.end_ns, span.start_ns) / 1e9 if span.end_ns else None,
         "status": span.status_code,
-        "attributes": _scrub_attributes(_jsonable(span.attributes)),
-        "resource": _scrub_attributes(_jsonable(span.resource)),
+        # A call's span is bounded by its record's limit (its attributes are the record's content);
+        # any other span's by these caps, as the core caps a call's content.
+        "attributes": _scrub_attributes(
+            _bounded(_jsonable(span.attributes), "attributes")
+            if call_id is None
+            else _jsonable(span.attributes)
+        ),
+        "resource": _scrub_attributes(_bounded(_jsonable(span.resource), "resource")),
         "call_id": call_id,
         # Why a tool or HTTP span failed: its status message and events (an exception's type, message
         # and stack), capped, since every span of a trace is kept. A call's span has its error in the
@@ -402,6 +408,44 @@ def _nul_free(text: str | None) -> str | None:
 MAX_STATUS_MESSAGE = 4096
 MAX_SPAN_EVENTS = 32
 MAX_SPAN_EVENTS_BYTES = 16 * 1024
+MAX_SPAN_NAME = 1024
+MAX_SPAN_STRING_CHARS = 32_768  # the core's cut of a string in a call's content
+MAX_SPAN_ATTRIBUTES_BYTES = 64 * 1024
+
+
+def _short_name(name: str) -> str:
+    """A span name within `MAX_SPAN_NAME` characters, a longer one cut and marked as the core marks a cut."""
+    if len(name) <= MAX_SPAN_NAME:
+        return name
+    return f"{name[:MAX_SPAN_NAME]}…[truncated {len(name) - MAX_SPAN_NAME} chars]"
+
+
+def _bounded(values: dict[str, Any], where: str) -> dict[str, Any]:
+    """Span attributes (or a resource) within `MAX_SPAN_ATTRIBUTES_BYTES` as JSON: strings past
+    `MAX_SPAN_STRING_CHARS` cut and marked, then, if that was not enough, the entries that do not fit
+    left out. What was cut is named under `litelens.truncated`, as a call's span names its cuts.
+
+    Every span of a trace is kept, and one tool span with a megabyte of output took a megabyte of
+    storage. Nearly every span is far within the limit: one encoding tells, and only a larger one is cut.
+    """
+    if not values or not larger_than(fastjson.dumps(values), MAX_SPAN_ATTRIBUTES_BYTES):
+        return values
+    cuts: list[str] = []
+    values = rec.cap_strings(values, MAX_SPAN_STRING_CHARS, where, cuts)
+    budget = MAX_SPAN_ATTRIBUTES_BYTES - 4096  # room for the list of cuts
+    if larger_than(fastjson.dumps(values), budget):
+        kept: dict[str, Any] = {}
+        size = 2
+        for key, value in values.items():
+            entry = len(fastjson.dumps({key: value}).encode("utf-8", "surrogatepass"))
+            if size + entry <= budget:
+                kept[key] = value
+                size += entry
+        cuts.insert(0, f"{where}: {len(values) - len(kept)} of {len(values)} entries left out")
+        values = kept
+    named = [cut[:100] for cut in cuts[:20]]
+    values[semconv.LITELENS_TRUNCATED] = [*named, f"and {len(cuts) - 20} more"] if len(cuts) > 20 else named
+    return values
 
 
 def _events(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
