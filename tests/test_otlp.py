@@ -1,5 +1,6 @@
-"""OTLP/HTTP trace decoding: what real SDKs send decodes the same from protobuf and JSON, and whatever
-else arrives raises OtlpDecodeError (a 400 with a reason), never anything that would become a 500."""
+"""OTLP/HTTP trace decoding: what real SDKs send decodes the same from protobuf and JSON; a bad span is
+rejected alone, and a body that is no export raises OtlpDecodeError (a 400 with a reason), never anything
+that would become a 500."""
 
 from __future__ import annotations
 
@@ -11,7 +12,11 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, KeyValue
 from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
 
 from litelens.server.otlp import (
@@ -154,34 +159,58 @@ def test_spans_with_bad_ids_are_counted_not_fatal() -> None:
         (b"{", "not valid JSON"),
         (b"[]", "must be an object"),
         (b'{"resourceSpans": {}}', "must be an array"),
-        (
-            json.dumps(
-                {
-                    "resourceSpans": [
-                        {"scopeSpans": [{"spans": [{**BASE_SPAN, "traceId": "W7f/95gDgQPSabYzgT/GDA=="}]}]}
-                    ]
-                }
-            ).encode(),
-            "hex",
-        ),
-        (_json_export({**BASE_SPAN, "attributes": [{"key": "k", "value": {"intValue": "x"}}]}), "intValue"),
-        (_json_export({**BASE_SPAN, "kind": "SPAN_KIND_BOGUS"}), "kind"),
-        (_json_export({**BASE_SPAN, "startTimeUnixNano": -1}), "startTimeUnixNano"),
+        (b'{"resourceSpans": [{"scopeSpans": [{"spans": [7]}]}]}', "span must be an object"),
     ],
 )
 def test_malformed_json_says_what_is_wrong(body: bytes, reason: str) -> None:
     with pytest.raises(OtlpDecodeError, match=reason):
         decode_traces(body, JSON)
-
-
-def test_deeply_nested_values_are_refused() -> None:
-    value: dict[str, Any] = {"stringValue": "leaf"}
-    for _ in range(200):
-        value = {"arrayValue": {"values": [value]}}
-    with pytest.raises(OtlpDecodeError, match="nested"):
-        decode_traces(_json_export({**BASE_SPAN, "attributes": [{"key": "k", "value": value}]}), JSON)
     with pytest.raises(OtlpDecodeError):
         decode_traces(b"[" * 100_000, JSON)
+
+
+def _nested(depth: int) -> dict[str, Any]:
+    value: dict[str, Any] = {"stringValue": "leaf"}
+    for _ in range(depth):
+        value = {"arrayValue": {"values": [value]}}
+    return value
+
+
+def test_a_span_with_a_malformed_value_is_rejected_alone_in_either_encoding(rich_spans: Any) -> None:
+    """One bad attribute value refused the whole export with a 400, which makes the exporter drop every
+    span in it; per the OTLP spec's partial success only the bad span is rejected, counted, with why."""
+    bad_spans = [
+        {**BASE_SPAN, "spanId": "0000000000000001", "attributes": [{"key": "k", "value": {"intValue": "x"}}]},
+        {**BASE_SPAN, "spanId": "0000000000000002", "kind": "SPAN_KIND_BOGUS"},
+        {**BASE_SPAN, "spanId": "0000000000000003", "startTimeUnixNano": -1},
+        {**BASE_SPAN, "spanId": "0000000000000004", "attributes": [{"key": "k", "value": _nested(200)}]},
+        {**BASE_SPAN, "traceId": "W7f/95gDgQPSabYzgT/GDA=="},
+    ]
+    good = {**BASE_SPAN, "name": "good"}
+    body = json.dumps({"resourceSpans": [{"scopeSpans": [{"spans": [*bad_spans, good]}]}]}).encode()
+    spans, rejected, reason = decode_traces_partial(body, JSON)
+    assert [s.name for s in spans] == ["good"]
+    assert rejected == 5 and reason.startswith("span 0000000000000001:") and "intValue" in reason, reason
+    # A bad resource attribute costs the spans under it, not the export.
+    bad_resource = {
+        "resource": {"attributes": [{"key": "r", "value": _nested(40)}]},
+        "scopeSpans": [{"spans": [good, good]}],
+    }
+    body = json.dumps({"resourceSpans": [bad_resource, {"scopeSpans": [{"spans": [good]}]}]}).encode()
+    spans, rejected, reason = decode_traces_partial(body, JSON)
+    assert (len(spans), rejected) == (1, 2) and "nested" in reason, reason
+    # protobuf: a value 40 levels deep (protobuf itself parses up to ~50) in one span of a real export.
+    request = ExportTraceServiceRequest.FromString(protobuf_body(rich_spans))
+    first = request.resource_spans[0].scope_spans[0].spans[0]
+    deep = AnyValue(string_value="leaf")
+    for _ in range(40):
+        deep = AnyValue(array_value=ArrayValue(values=[deep]))
+    first.attributes.append(KeyValue(key="deep", value=deep))
+    spans, rejected, reason = decode_traces_partial(request.SerializeToString(), PROTOBUF)
+    assert (len(spans), rejected) == (
+        len(rich_spans) - 1,
+        1,
+    ) and reason == f"span {first.span_id.hex()}: attribute value nested too deeply"
 
 
 def test_oversized_body_and_wrong_content_type_are_refused(rich_spans: Any) -> None:

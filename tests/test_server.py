@@ -1277,3 +1277,66 @@ def test_a_number_too_large_for_the_database_is_a_rejected_record_not_a_retry_fo
     assert answer.status == 200, answer
     assert [r["index"] for r in answer.json()["rejected"]] == [1, 2]
     assert [c["call_id"] for c in client.get_json("/api/calls")["calls"]] == ["fine"]
+
+
+def test_a_time_no_clock_gives_is_rejected_and_the_live_tail_keeps_showing_new_calls(
+    sqlite_server: ServerProcess,
+) -> None:
+    """A start time in the year 33658 was stored: the dashboard's live tail polls from the newest start it
+    shows, so after that one call it never showed a new one. Times before 2000 or more than a day ahead
+    are rejected by index (by span on /v1/traces); an end before the start is a clock that stepped back,
+    kept as a call that took no time."""
+    client = sqlite_server.client()
+    now = time.time()
+    batch = [
+        make_record("year-33658", 1e12),
+        make_record("negative", -5.0),
+        make_record("ends-in-33658", now, end_time=1e12),
+        make_record("stepped-back", now - 1, end_time=now - 3, duration_ms=-2000.0),
+    ]
+    answer = client.post_json("/v1/events", {"records": batch})
+    assert answer.status == 200, answer
+    reasons = {r["index"]: r["reason"] for r in answer.json()["rejected"]}
+    assert sorted(reasons) == [0, 1, 2] and "start_time" in reasons[0] and "end_time" in reasons[2], reasons
+    stepped = client.get_json("/api/calls/stepped-back")
+    assert stepped["end_time"] == stepped["start_time"] and stepped["duration_ms"] == 0, stepped
+    trace, now_ns = "3a" * 16, time.time_ns()
+    spans = [
+        otlp_json_span(trace, "1" * 16, "tool", {}, 10**19, 10**19 + 1),
+        otlp_json_span(trace, "2" * 16, "tool", {}, 0, 0),
+        otlp_json_span(trace, "3" * 16, "tool", {}, now_ns, now_ns - 10**9),
+    ]
+    answer = post(client, "/v1/traces", otlp_json(spans), "application/json")
+    assert answer.status == 200, answer
+    assert answer.json()["partialSuccess"]["rejectedSpans"] == "2", answer
+    [kept] = client.get_json(f"/api/traces/{trace}")["roots"]
+    assert kept["span_id"] == "3" * 16 and kept["end_time"] == kept["start_time"], kept
+    # The newest call is the one that arrived last, so the tail polling after it finds the next.
+    client.post_json("/v1/events", [make_record("arrives-later")])
+    assert client.get_json("/api/calls")["calls"][0]["call_id"] == "arrives-later"
+
+
+def test_a_huge_plain_span_is_capped_and_says_what_was_cut(sqlite_server: ServerProcess) -> None:
+    """A span that is not an LLM call had no size limit but the body's: one tool span with a megabyte
+    output, thousands of attributes or a huge name took megabytes of storage, repeated per retry."""
+    client = sqlite_server.client()
+    now, trace = time.time_ns(), "4c" * 16
+    attributes: dict[str, Any] = {"tool.name": "search", "tool.output": "x" * 1_000_000}
+    huge = otlp_json_span(trace, "1" * 16, "n" * 100_000, attributes, now, now + 10**6)
+    many = otlp_json_span(
+        trace, "2" * 16, "many", {f"a{i}": "v" * 10 for i in range(20_000)}, now, now + 10**6
+    )
+    export = json.loads(otlp_json([huge, many]))
+    blob = {"key": "blob", "value": {"stringValue": "r" * 1_000_000}}
+    export["resourceSpans"][0]["resource"]["attributes"].append(blob)
+    answer = post(client, "/v1/traces", json.dumps(export).encode(), "application/json")
+    assert answer.status == 200, answer
+    spans = {s["span_id"]: s for s in client.get_json(f"/api/traces/{trace}")["spans"]}
+    for span in spans.values():
+        for field in ("attributes", "resource"):
+            assert len(json.dumps(span[field]).encode()) <= 70 * 1024, (span["span_id"], field)
+            assert span[field]["litelens.truncated"], (span["span_id"], field)
+    capped = spans["1" * 16]
+    assert capped["attributes"]["tool.name"] == "search"
+    assert capped["attributes"]["tool.output"].endswith(f"…[truncated {1_000_000 - 32_768} chars]")
+    assert len(capped["name"]) < 1100 and capped["name"].endswith(f"[truncated {100_000 - 1024} chars]")

@@ -11,6 +11,7 @@ import io
 import json
 import re
 import shutil
+import sqlite3
 import time
 import urllib.parse
 from collections.abc import Callable
@@ -950,17 +951,22 @@ def test_in_the_live_tail_the_next_page_and_sort_links_leave_the_tail_and_work(
 
 
 @pytest.mark.service
-def test_a_call_whose_time_is_no_calendar_date_still_lists_and_opens(sqlite_server: ServerProcess) -> None:
-    # The collector takes any number as a start time; a date past the year 9999 failed every page
-    # showing the call (the whole calls list included) with a 500.
+def test_a_call_whose_time_is_no_calendar_date_still_lists_and_opens(
+    sqlite_server: ServerProcess, sqlite_url: str
+) -> None:
+    # An older collector took any number as a start time, and its database keeps them; a date past
+    # the year 9999 failed every page showing the call (the whole calls list included) with a 500.
     post_records(
         sqlite_server.client(),
-        [
-            make_record("far-future", 1e12, session_id="s-odd"),
-            make_record("far-past", -1e12, session_id="s-odd"),
-            make_record("plain", session_id="s-odd"),
-        ],
+        [make_record(call_id, session_id="s-odd") for call_id in ("far-future", "far-past", "plain")],
     )
+    with sqlite3.connect(sqlite_url.removeprefix("sqlite:///")) as db:
+        for call_id, when in (("far-future", 1e12), ("far-past", -1e12)):
+            db.execute(
+                "UPDATE calls SET start_time = ?, end_time = ?,"
+                " record = json_set(record, '$.start_time', ?, '$.end_time', ?) WHERE call_id = ?",
+                (when, when, when, when, call_id),
+            )
     listed = page_html(sqlite_server, "/calls?range=all")
     assert re.findall(r'data-call-id="([^"]+)"', listed) == ["far-future", "plain", "far-past"]
     assert "1e+12" in page_html(sqlite_server, "/calls/far-future")

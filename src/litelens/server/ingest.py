@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import math
+import time
 import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -124,8 +125,29 @@ def _finite(value: Any) -> bool:
     )
 
 
-def check_record(record: Any) -> str | None:
-    """Why a record cannot be stored, or None. Checks what the store and the queries rely on."""
+# Times no clock gives: before 2000, or more than a day ahead (a day covers any clock skew). One call
+# stored in the year 33658 stopped the dashboard's live tail, which polls after the newest start shown.
+EARLIEST_TIME = 946684800.0  # 2000-01-01T00:00:00Z
+MAX_AHEAD_S = 86400.0
+_TIME_WINDOW = "between 2000-01-01 and a day from now"
+
+
+def latest_time() -> float:
+    """The latest start or end time a batch arriving now may carry; taken once per batch."""
+    return time.time() + MAX_AHEAD_S
+
+
+def _time_problem(start: float, end: float | None, latest: float) -> str | None:
+    if not EARLIEST_TIME <= start <= latest:
+        return f"start_time must be {_TIME_WINDOW}"
+    if end is not None and not EARLIEST_TIME <= end <= latest:
+        return f"end_time must be {_TIME_WINDOW}"
+    return None
+
+
+def check_record(record: Any, latest: float) -> str | None:
+    """Why a record cannot be stored, or None. Checks what the store and the queries rely on; `latest`
+    is `latest_time()`."""
     if not isinstance(record, dict):
         return "record is not a JSON object"
     schema = record.get("schema")
@@ -137,6 +159,9 @@ def check_record(record: Any) -> str | None:
     for key in ("start_time", "end_time"):
         if not _finite(record.get(key)):
             return f"{key} must be a number (seconds since the epoch, at most {_NUMBER_BOUND:.0e})"
+    problem = _time_problem(record["start_time"], record["end_time"], latest)
+    if problem is not None:
+        return problem
     for key in _NUMBERS[2:]:  # start_time and end_time passed above
         value = record.get(key)
         if value is not None and not _finite(value):
@@ -185,8 +210,12 @@ def normalize(record: dict[str, Any]) -> dict[str, Any]:
     usage.setdefault("output_tokens", 0)
     usage.setdefault("total_tokens", usage["input_tokens"] + usage["output_tokens"])
     record["usage"] = usage
-    if record.get("duration_ms") is None:
-        record["duration_ms"] = max(0.0, (record["end_time"] - record["start_time"]) * 1000.0)
+    if record["end_time"] < record["start_time"]:
+        # A clock that stepped back during the call (NTP): it took no time we can know of.
+        record["end_time"] = record["start_time"]
+    duration = record.get("duration_ms")
+    if duration is None or duration < 0:
+        record["duration_ms"] = (record["end_time"] - record["start_time"]) * 1000.0
     if not rec.is_hex_id(record.get("trace_id"), 32):
         record["trace_id"] = rec.trace_id_of(record.get("trace_id") or record["call_id"])
     span_id = record.get("span_id")
@@ -266,7 +295,7 @@ def larger_than(text: str, limit: int) -> bool:
     return len(text.encode("utf-8", "surrogatepass")) > limit
 
 
-def _without_nul(record: dict[str, Any]) -> tuple[dict[str, Any], str, str | None]:
+def _without_nul(record: dict[str, Any], latest: float) -> tuple[dict[str, Any], str, str | None]:
     """(the record without NUL characters, its JSON text, why it cannot be stored or None).
 
     PostgreSQL's text columns cannot hold NUL: a model name, tag or session id with one failed the whole
@@ -274,7 +303,7 @@ def _without_nul(record: dict[str, Any]) -> tuple[dict[str, Any], str, str | Non
     stores keep the same text: the NUL goes, as it goes from the stored content already.
     """
     record = without_nul(record)
-    return record, fastjson.dumps(record), check_record(record)
+    return record, fastjson.dumps(record), check_record(record, latest)
 
 
 def parse_events(body: bytes, max_records: int, max_record_bytes: int) -> Batch:
@@ -294,8 +323,9 @@ def parse_events(body: bytes, max_records: int, max_record_bytes: int) -> Batch:
     if len(records) > max_records:
         raise IngestError(413, f"{len(records)} records in one batch; the limit is {max_records}")
     batch = Batch()
+    latest = latest_time()
     for index, record in enumerate(records):
-        reason = check_record(record)
+        reason = check_record(record, latest)
         if reason is not None:
             batch.rejected.append({"index": index, "reason": reason})
             continue
@@ -303,7 +333,7 @@ def parse_events(body: bytes, max_records: int, max_record_bytes: int) -> Batch:
         # Encoded once: the size check and the store (which would otherwise encode it again) share it.
         text = fastjson.dumps(record)
         if "\\u0000" in text:
-            record, text, reason = _without_nul(record)
+            record, text, reason = _without_nul(record, latest)
             if reason is not None:
                 batch.rejected.append({"index": index, "reason": reason})
                 continue
@@ -345,13 +375,20 @@ def span_row(span: NeutralSpan, call_id: str | None) -> dict[str, Any]:
         "trace_id": span.trace_id,
         "span_id": span.span_id,
         "parent_span_id": span.parent_span_id,
-        "name": _nul_free(span.name),
+        "name": _nul_free(_short_name(span.name)),
         "kind": _nul_free(span.kind),
-        "start_time": (span.start_ns or span.end_ns) / 1e9,  # see semconv.span_to_record
-        "end_time": span.end_ns / 1e9 if span.end_ns else None,
+        # As semconv.span_to_record takes them: an end before the start is a clock that stepped back.
+        "start_time": (span.start_ns or span.end_ns) / 1e9,
+        "end_time": max(span.end_ns, span.start_ns) / 1e9 if span.end_ns else None,
         "status": span.status_code,
-        "attributes": _scrub_attributes(_jsonable(span.attributes)),
-        "resource": _scrub_attributes(_jsonable(span.resource)),
+        # A call's span is bounded by its record's limit (its attributes are the record's content);
+        # any other span's by these caps, as the core caps a call's content.
+        "attributes": _scrub_attributes(
+            _bounded(_jsonable(span.attributes), "attributes")
+            if call_id is None
+            else _jsonable(span.attributes)
+        ),
+        "resource": _scrub_attributes(_bounded(_jsonable(span.resource), "resource")),
         "call_id": call_id,
         # Why a tool or HTTP span failed: its status message and events (an exception's type, message
         # and stack), capped, since every span of a trace is kept. A call's span has its error in the
@@ -371,6 +408,44 @@ def _nul_free(text: str | None) -> str | None:
 MAX_STATUS_MESSAGE = 4096
 MAX_SPAN_EVENTS = 32
 MAX_SPAN_EVENTS_BYTES = 16 * 1024
+MAX_SPAN_NAME = 1024
+MAX_SPAN_STRING_CHARS = 32_768  # the core's cut of a string in a call's content
+MAX_SPAN_ATTRIBUTES_BYTES = 64 * 1024
+
+
+def _short_name(name: str) -> str:
+    """A span name within `MAX_SPAN_NAME` characters, a longer one cut and marked as the core marks a cut."""
+    if len(name) <= MAX_SPAN_NAME:
+        return name
+    return f"{name[:MAX_SPAN_NAME]}…[truncated {len(name) - MAX_SPAN_NAME} chars]"
+
+
+def _bounded(values: dict[str, Any], where: str) -> dict[str, Any]:
+    """Span attributes (or a resource) within `MAX_SPAN_ATTRIBUTES_BYTES` as JSON: strings past
+    `MAX_SPAN_STRING_CHARS` cut and marked, then, if that was not enough, the entries that do not fit
+    left out. What was cut is named under `litelens.truncated`, as a call's span names its cuts.
+
+    Every span of a trace is kept, and one tool span with a megabyte of output took a megabyte of
+    storage. Nearly every span is far within the limit: one encoding tells, and only a larger one is cut.
+    """
+    if not values or not larger_than(fastjson.dumps(values), MAX_SPAN_ATTRIBUTES_BYTES):
+        return values
+    cuts: list[str] = []
+    values = rec.cap_strings(values, MAX_SPAN_STRING_CHARS, where, cuts)
+    budget = MAX_SPAN_ATTRIBUTES_BYTES - 4096  # room for the list of cuts
+    if larger_than(fastjson.dumps(values), budget):
+        kept: dict[str, Any] = {}
+        size = 2
+        for key, value in values.items():
+            entry = len(fastjson.dumps({key: value}).encode("utf-8", "surrogatepass"))
+            if size + entry <= budget:
+                kept[key] = value
+                size += entry
+        cuts.insert(0, f"{where}: {len(values) - len(kept)} of {len(values)} entries left out")
+        values = kept
+    named = [cut[:100] for cut in cuts[:20]]
+    values[semconv.LITELENS_TRUNCATED] = [*named, f"and {len(cuts) - 20} more"] if len(cuts) > 20 else named
+    return values
 
 
 def _events(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -436,7 +511,13 @@ def from_spans(spans: Iterable[NeutralSpan], max_record_bytes: int | None = None
     it (the span's attributes are the record's content).
     """
     batch = Batch()
+    latest = latest_time()
     for span in spans:
+        start_ns = span.start_ns or span.end_ns  # as semconv.span_to_record takes it
+        problem = _time_problem(start_ns / 1e9, span.end_ns / 1e9 if span.end_ns else None, latest)
+        if problem is not None:
+            batch.rejected.append({"span_id": span.span_id, "reason": problem})
+            continue
         try:
             record = semconv.span_to_record(span)
         except Exception as exc:  # one odd span must not cost the request
@@ -446,18 +527,18 @@ def from_spans(spans: Iterable[NeutralSpan], max_record_bytes: int | None = None
             record = None
         if record is not None:
             record = _jsonable(record)
-            reason = check_record(record)
+            reason = check_record(record, latest)
             if reason is not None and _drop_bad_fields(record):
                 # One implausible attribute (a -1 for "unknown", a cost past any bound) must not cost
                 # the call its record: the field goes, the call stays, the sender gets a warning.
                 batch.warnings.append(f"span {span.span_id}: dropped what failed the check ({reason})")
-                reason = check_record(record)
+                reason = check_record(record, latest)
             if reason is None:
                 record = normalize(record)
                 # Encoded once, as for /v1/events: the size check and the store share the text.
                 text = fastjson.dumps(record)
                 if "\\u0000" in text:
-                    record, text, reason = _without_nul(record)
+                    record, text, reason = _without_nul(record, latest)
             if reason is None:
                 if max_record_bytes is not None and larger_than(text, max_record_bytes):
                     batch.rejected.append(

@@ -5,10 +5,11 @@ and `application/json` (the OTLP JSON mapping, which differs from protobuf's own
 base64, and enums may be integers). Both decode to the same `NeutralSpan`s, so `semconv.span_to_record`
 never knows which one it got.
 
-Anything malformed raises `OtlpDecodeError` (a `ValueError`) with a short reason the server can put in
-a 400 response; no other exception escapes, whatever the bytes. A span with unusable ids is not a
-reason to drop its neighbours: `decode_traces_partial` skips it and counts it, for the OTLP
-partial-success response.
+A body that cannot be read as an export raises `OtlpDecodeError` (a `ValueError`) with a short reason the
+server can put in a 400 response; no other exception escapes, whatever the bytes. One bad span (unusable
+ids, a malformed or too deeply nested attribute value, a field of the wrong type) is not a reason to drop
+its neighbours: `decode_traces_partial` skips it and counts it, for the OTLP partial-success response (a
+bad resource costs the spans under it).
 """
 
 from __future__ import annotations
@@ -145,7 +146,12 @@ def _decode_protobuf(body: bytes) -> tuple[list[NeutralSpan], int, str]:
     spans: list[NeutralSpan] = []
     rejected, reason = 0, ""
     for resource_spans in request.resource_spans:
-        resource = _pb_attributes(resource_spans.resource.attributes)
+        try:
+            resource = _pb_attributes(resource_spans.resource.attributes)
+        except OtlpDecodeError as exc:
+            rejected += sum(len(scope_spans.spans) for scope_spans in resource_spans.scope_spans)
+            reason = reason or f"resource: {exc}"
+            continue
         for scope_spans in resource_spans.scope_spans:
             scope = scope_spans.scope
             for span in scope_spans.spans:
@@ -153,10 +159,10 @@ def _decode_protobuf(body: bytes) -> tuple[list[NeutralSpan], int, str]:
                 problem = _id_problem(trace_id, span_id)
                 if problem:
                     rejected += 1
-                    reason = reason or problem
+                    reason = reason or _span_reason(span_id, problem)
                     continue
-                spans.append(
-                    NeutralSpan(
+                try:
+                    decoded = NeutralSpan(
                         trace_id=trace_id,
                         span_id=span_id,
                         parent_span_id=_parent_id(span.parent_span_id.hex()),
@@ -179,7 +185,11 @@ def _decode_protobuf(body: bytes) -> tuple[list[NeutralSpan], int, str]:
                         scope_name=scope.name,
                         scope_version=scope.version,
                     )
-                )
+                except OtlpDecodeError as exc:
+                    rejected += 1
+                    reason = reason or _span_reason(span_id, exc)
+                    continue
+                spans.append(decoded)
     return spans, rejected, reason or warning
 
 
@@ -323,47 +333,57 @@ def _json_spans(document: Any) -> tuple[list[NeutralSpan], int, str]:
     rejected, reason = 0, ""
     for resource_spans in _list(_field(root, "resourceSpans", "resource_spans"), "resourceSpans"):
         resource_spans = _obj(resource_spans, "resourceSpans[]")
-        resource = _json_attributes(_obj(_field(resource_spans, "resource") or {}, "resource"))
-        for scope_spans in _list(_field(resource_spans, "scopeSpans", "scope_spans"), "scopeSpans"):
-            scope_spans = _obj(scope_spans, "scopeSpans[]")
+        all_scope_spans = [
+            _obj(scope_spans, "scopeSpans[]")
+            for scope_spans in _list(_field(resource_spans, "scopeSpans", "scope_spans"), "scopeSpans")
+        ]
+        try:
+            resource = _json_attributes(_obj(_field(resource_spans, "resource") or {}, "resource"))
+        except OtlpDecodeError as exc:
+            rejected += sum(len(_list(_field(s, "spans"), "spans")) for s in all_scope_spans)
+            reason = reason or f"resource: {exc}"
+            continue
+        for scope_spans in all_scope_spans:
             scope = _obj(_field(scope_spans, "scope") or {}, "scope")
+            scope_name = _string(_field(scope, "name"), "scope.name")
+            scope_version = _string(_field(scope, "version"), "scope.version")
             for span in _list(_field(scope_spans, "spans"), "spans"):
                 span = _obj(span, "span")
-                trace_id = _hex_id(_field(span, "traceId", "trace_id"), "traceId")
-                span_id = _hex_id(_field(span, "spanId", "span_id"), "spanId")
-                problem = _id_problem(trace_id, span_id)
-                if problem:
+                try:
+                    decoded = _json_span(span, resource, scope_name, scope_version)
+                except OtlpDecodeError as exc:
                     rejected += 1
-                    reason = reason or problem
+                    reason = reason or _span_reason(_field(span, "spanId", "span_id"), exc)
                     continue
-                status = _obj(_field(span, "status") or {}, "status")
-                spans.append(
-                    NeutralSpan(
-                        trace_id=trace_id,
-                        span_id=span_id,
-                        parent_span_id=_parent_id(
-                            _hex_id(_field(span, "parentSpanId", "parent_span_id"), "parentSpanId")
-                        ),
-                        name=_string(_field(span, "name"), "name"),
-                        kind=_json_enum(_field(span, "kind"), _KINDS, "SPAN_KIND_", "kind"),
-                        start_ns=_uint64(
-                            _field(span, "startTimeUnixNano", "start_time_unix_nano"), "startTimeUnixNano"
-                        ),
-                        end_ns=_uint64(
-                            _field(span, "endTimeUnixNano", "end_time_unix_nano"), "endTimeUnixNano"
-                        ),
-                        status_code=_json_enum(
-                            _field(status, "code"), _STATUS_CODES, "STATUS_CODE_", "status.code"
-                        ),
-                        status_message=_string(_field(status, "message"), "status.message"),
-                        attributes=_json_attributes(span),
-                        events=[_json_event(e) for e in _list(_field(span, "events"), "events")],
-                        resource=resource,
-                        scope_name=_string(_field(scope, "name"), "scope.name"),
-                        scope_version=_string(_field(scope, "version"), "scope.version"),
-                    )
-                )
+                spans.append(decoded)
     return spans, rejected, reason
+
+
+def _json_span(
+    span: Mapping[str, Any], resource: dict[str, Any], scope_name: str, scope_version: str
+) -> NeutralSpan:
+    trace_id = _hex_id(_field(span, "traceId", "trace_id"), "traceId")
+    span_id = _hex_id(_field(span, "spanId", "span_id"), "spanId")
+    problem = _id_problem(trace_id, span_id)
+    if problem:
+        raise OtlpDecodeError(problem)
+    status = _obj(_field(span, "status") or {}, "status")
+    return NeutralSpan(
+        trace_id=trace_id,
+        span_id=span_id,
+        parent_span_id=_parent_id(_hex_id(_field(span, "parentSpanId", "parent_span_id"), "parentSpanId")),
+        name=_string(_field(span, "name"), "name"),
+        kind=_json_enum(_field(span, "kind"), _KINDS, "SPAN_KIND_", "kind"),
+        start_ns=_uint64(_field(span, "startTimeUnixNano", "start_time_unix_nano"), "startTimeUnixNano"),
+        end_ns=_uint64(_field(span, "endTimeUnixNano", "end_time_unix_nano"), "endTimeUnixNano"),
+        status_code=_json_enum(_field(status, "code"), _STATUS_CODES, "STATUS_CODE_", "status.code"),
+        status_message=_string(_field(status, "message"), "status.message"),
+        attributes=_json_attributes(span),
+        events=[_json_event(e) for e in _list(_field(span, "events"), "events")],
+        resource=resource,
+        scope_name=scope_name,
+        scope_version=scope_version,
+    )
 
 
 def _field(obj: Mapping[str, Any], *names: str) -> Any:
@@ -551,7 +571,13 @@ def _parent_id(hex_id: str) -> str | None:
 
 def _id_problem(trace_id: str, span_id: str) -> str:
     if len(trace_id) != 32 or trace_id == "0" * 32:
-        return "span with an invalid traceId (need 16 non-zero bytes)"
+        return "invalid traceId (need 16 non-zero bytes)"
     if len(span_id) != 16 or span_id == "0" * 16:
-        return "span with an invalid spanId (need 8 non-zero bytes)"
+        return "invalid spanId (need 8 non-zero bytes)"
     return ""
+
+
+def _span_reason(span_id: Any, problem: object) -> str:
+    """Why a span was rejected, naming it by its id as sent when that is one, for the exporter's log."""
+    named = isinstance(span_id, str) and 0 < len(span_id) <= 32
+    return f"span {span_id if named else '(no usable id)'}: {problem}"
