@@ -1025,6 +1025,33 @@ def test_async_provider_error_is_reraised_unchanged_and_counted_in_metrics(
     assert duration.attributes[semconv.ERROR_TYPE] == "BadRequestError"
 
 
+def test_a_cancelled_call_names_its_error_type_without_an_empty_message(
+    otel: Otel, fake: FakeProvider
+) -> None:
+    """A cancelled task's CancelledError has no message: the span says so by leaving error.message out,
+    not with an empty attribute a backend would show as a blank error."""
+
+    async def run() -> None:
+        call = asyncio.create_task(
+            litellm.acompletion(
+                model="openai/gpt-4o-mini",
+                messages=MESSAGES,
+                extra_headers={"x-fake-latency-ms": "5000"},
+                **kw(fake),
+            )
+        )
+        await asyncio.sleep(0.3)
+        call.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await call
+
+    asyncio.run(run())
+    attrs = otel.only_span().attributes or {}
+    assert attrs[semconv.ERROR_TYPE] == "CancelledError"
+    assert attrs[semconv.LITELENS_STATUS] == "cancelled"
+    assert semconv.ERROR_MESSAGE not in attrs
+
+
 def test_async_stream_aclose_ends_its_span(otel: Otel, fake: FakeProvider) -> None:
     async def run() -> None:
         stream = await litellm.acompletion(

@@ -388,7 +388,8 @@ def record_to_attributes(record: Record, capture_content: bool) -> dict[str, Att
     error = record.get("error") or {}
     if error:
         attrs[ERROR_TYPE] = error.get("type") or ("_OTHER" if status == "error" else None)
-        attrs[ERROR_MESSAGE] = error.get("message")
+        # A cancellation's exception has no message: no attribute then, rather than an empty one.
+        attrs[ERROR_MESSAGE] = error.get("message") or None
         attrs[HTTP_RESPONSE_STATUS_CODE] = error.get("status_code")
         attrs[LITELLM_ERROR_CODE] = error.get("code")
         attrs[LITELLM_ERROR_PROVIDER] = error.get("provider")
