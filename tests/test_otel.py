@@ -640,6 +640,26 @@ def test_content_on_spans_is_cut_to_the_core_layers_size_limits(
     assert messages == [{"role": "user", "content": long}]  # the caller's own list is untouched
 
 
+def test_a_huge_session_id_or_end_user_is_cut_to_the_core_layers_string_limit(
+    make_otel: Any, fake: FakeProvider
+) -> None:
+    from litelens import Limits
+
+    otel = make_otel(limits=Limits(max_string_chars=30))
+    session, user = "s" * 100_000, "u" * 100_000
+    litellm.completion(
+        model="openai/gpt-4o-mini", messages=MESSAGES, user=user, litellm_session_id=session, **kw(fake)
+    )
+    attrs = otel.only_span().attributes or {}
+    for name, value in (
+        (semconv.GEN_AI_CONVERSATION_ID, session),
+        (semconv.LITELLM_SESSION_ID, session),
+        (semconv.LITELLM_END_USER, user),
+    ):
+        assert attrs[name] == value[:30] + "…[truncated 99970 chars]", name
+    assert attrs[semconv.LITELENS_TRUNCATED] == ("session_id", "end_user")
+
+
 def _chars_held(value: Any) -> int:
     """The characters of the strings in `value`: in its dicts, lists and slotted objects, recursively."""
     if isinstance(value, str):
