@@ -320,6 +320,26 @@ def test_stream_closed_after_two_of_fifty_chunks_ends_its_span(otel: Otel, fake:
     assert len(otel.spans()) == 1
 
 
+def test_a_stream_cut_short_has_a_finish_reason_the_conventions_allow(
+    make_otel: Any, fake: FakeProvider
+) -> None:
+    """The conventions' output message requires a finish reason, a string: the model gave none, so the
+    span names why the answer stopped -- and a server reading the span back finds no model reason."""
+    otel = make_otel(capture_content=True)
+    stream = _long_stream(fake)
+    next(stream)
+    next(stream)
+    stream.close()
+    attrs = dict(otel.only_span().attributes or {})
+    (output,) = json.loads(str(attrs[semconv.GEN_AI_OUTPUT_MESSAGES]))
+    assert output["finish_reason"] == "cancelled"
+    assert output["parts"][0]["type"] == "text"
+    record = semconv.span_to_record(semconv.NeutralSpan("1" * 32, "1" * 16, "chat", attributes=attrs))
+    assert record is not None
+    assert record["finish_reasons"] == [] and record["status"] == "cancelled"
+    assert record["response"]["choices"][0]["finish_reason"] is None
+
+
 def test_span_side_sampling_keeps_an_unfinished_stream_as_the_core_keeps_its_record(
     otel: Otel, fake: FakeProvider
 ) -> None:

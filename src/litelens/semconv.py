@@ -462,8 +462,9 @@ def _content_attributes(record: Record, attrs: dict[str, Any]) -> None:
     if isinstance(response, Mapping):
         choices = response.get("choices")
         if set(response) <= {"id", "choices"} and isinstance(choices, list):
+            status = str(record.get("status") or "ok")
             attrs[GEN_AI_OUTPUT_MESSAGES] = _json(
-                [_to_otel_output(c) for c in choices if isinstance(c, Mapping)]
+                [_to_otel_output(c, status) for c in choices if isinstance(c, Mapping)]
             )
         else:
             attrs[LITELENS_RESPONSE] = _json(response)
@@ -527,14 +528,23 @@ def _as_mapping(value: Any) -> Any:
     return value
 
 
-def _to_otel_output(choice: Mapping[str, Any]) -> dict[str, Any]:
+def _to_otel_output(choice: Mapping[str, Any], status: str) -> dict[str, Any]:
     message = choice.get("message")
     if not message and isinstance(choice.get("text"), str):
         # A text completion's choice holds its answer as `text`, not as a message.
         message = {"role": "assistant", "content": choice["text"]}
     out = to_otel_message(message or {"role": "assistant"})
-    out["finish_reason"] = choice.get("finish_reason")
+    out["finish_reason"] = choice.get("finish_reason") or _unfinished_reason(status)
     return out
+
+
+def _unfinished_reason(status: str) -> str:
+    """The finish reason of an answer the model did not finish (a stream the caller closed or dropped,
+    or one cut by an error). The conventions' output message requires one, as a string (their own
+    values, or any other): the call's status says why it stopped ("error" is one of theirs), and an
+    answer that ended well without naming a reason gets an empty one. `span_to_record` reads it back
+    as no reason, as the record had it."""
+    return status if status != "ok" else ""
 
 
 def _to_otel_tool(tool: Any) -> Any:
@@ -977,10 +987,12 @@ def _messages_in(attrs: Mapping[str, Any]) -> list[Any] | None:
 def _choices_in(attrs: Mapping[str, Any]) -> list[dict[str, Any]] | None:
     output = _json_list(attrs.get(GEN_AI_OUTPUT_MESSAGES))
     if output is not None:
+        # The reason we write for an answer the model did not finish is the call's status, not the model's.
+        unfinished = _unfinished_reason(str(attrs.get(LITELENS_STATUS) or "ok"))
         return [
             {
                 "index": i,
-                "finish_reason": m.get("finish_reason") if isinstance(m, Mapping) else None,
+                "finish_reason": _output_reason(m, unfinished),
                 "message": from_otel_message(m),
             }
             for i, m in enumerate(output)
@@ -1012,6 +1024,11 @@ def _choices_in(attrs: Mapping[str, Any]) -> list[dict[str, Any]] | None:
             {"index": 0, "finish_reason": None, "message": {"role": "assistant", "content": _str(completion)}}
         ]
     return None
+
+
+def _output_reason(message: Any, unfinished: str) -> str | None:
+    reason = _str(message.get("finish_reason")) if isinstance(message, Mapping) else None
+    return None if reason == unfinished else reason
 
 
 def _tools_in(attrs: Mapping[str, Any]) -> list[Any] | None:
