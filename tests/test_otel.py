@@ -634,6 +634,30 @@ def test_responses_instructions_are_the_spans_system_instructions_when_content_i
         otel.instrumentor.uninstrument()
 
 
+def test_a_responses_calls_content_is_in_the_conventions_messages(make_otel: Any, fake: FakeProvider) -> None:
+    """Input, instructions and answer of a Responses call where the conventions put a chat's, in their
+    message format -- not in litelens's own attributes, which GenAI backends do not show."""
+    otel = make_otel(capture_content=True)
+    answer = litellm.responses(
+        model="openai/gpt-4o-mini", input="hi", instructions="Answer in French.", **kw(fake)
+    )
+    attrs = otel.only_span().attributes or {}
+    assert semconv.LITELENS_REQUEST_INPUT not in attrs and semconv.LITELENS_RESPONSE not in attrs
+    assert json.loads(str(attrs[semconv.GEN_AI_INPUT_MESSAGES])) == [
+        {"role": "user", "parts": [{"type": "text", "content": "hi"}]}
+    ]
+    assert json.loads(str(attrs[semconv.GEN_AI_SYSTEM_INSTRUCTIONS])) == [
+        {"type": "text", "content": "Answer in French."}
+    ]
+    assert json.loads(str(attrs[semconv.GEN_AI_OUTPUT_MESSAGES])) == [
+        {
+            "role": "assistant",
+            "parts": [{"type": "text", "content": answer.output[0].content[0].text}],
+            "finish_reason": "completed",
+        }
+    ]
+
+
 def test_content_on_spans_is_cut_to_the_core_layers_size_limits(
     make_otel: Any, fake: FakeProvider, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -1008,7 +1032,7 @@ def test_a_responses_stream_closed_early_names_its_response_and_what_it_said(
     make_otel: Any, fake: FakeProvider
 ) -> None:
     """No completed event: the span still has the id and model the first events gave, and the text
-    received so far -- not an empty list of chat output messages."""
+    received so far as its output message."""
     otel = make_otel(capture_content=True)
     stream = litellm.responses(
         model="openai/gpt-4o-mini",
@@ -1025,9 +1049,12 @@ def test_a_responses_stream_closed_early_names_its_response_and_what_it_said(
     assert attrs[STREAM_OUTCOME] == "closed"
     assert attrs[semconv.GEN_AI_RESPONSE_ID] == events[0].response.id
     assert attrs[semconv.GEN_AI_RESPONSE_MODEL] == "gpt-4o-mini"
-    assert semconv.GEN_AI_OUTPUT_MESSAGES not in attrs
-    response = json.loads(str(attrs[semconv.LITELENS_RESPONSE]))
-    assert response["output"][0]["content"][0]["text"] == events[-1].delta
+    (output,) = json.loads(str(attrs[semconv.GEN_AI_OUTPUT_MESSAGES]))
+    assert output == {
+        "role": "assistant",
+        "parts": [{"type": "text", "content": events[-1].delta}],
+        "finish_reason": "cancelled",
+    }
 
 
 def test_a_failure_inside_the_instrumentation_leaves_the_call_alone(otel: Otel, fake: FakeProvider) -> None:
