@@ -811,6 +811,20 @@ def test_a_response_from_litellms_cache_costs_nothing(
         assert attrs[semconv.LITELLM_COST_TOTAL] == 0.0
     (cost,) = otel.points("litellm.cost")
     assert cost.value == paid[semconv.LITELLM_COST_TOTAL] + paid_stream.get(semconv.LITELLM_COST_TOTAL, 0.0)
+    # Nor did it use the provider's tokens: the token histogram counts the paid calls only (the spans
+    # keep the cached answer's usage, as the core record does, beside litellm.cache_hit).
+    for attribute, token_type in (
+        (semconv.GEN_AI_USAGE_INPUT_TOKENS, "input"),
+        (semconv.GEN_AI_USAGE_OUTPUT_TOKENS, "output"),
+    ):
+        points = otel.points("gen_ai.client.token.usage")
+        counted = [p for p in points if p.attributes["gen_ai.token.type"] == token_type]
+        paid_tokens = [attrs[attribute] for attrs in (paid, paid_stream) if attribute in attrs]
+        assert (sum(p.count for p in counted), sum(p.sum for p in counted)) == (
+            len(paid_tokens),
+            sum(paid_tokens),
+        )
+        assert cached[attribute] == paid[attribute]
 
 
 def test_a_callers_litellm_call_id_is_kept(otel: Otel, fake: FakeProvider) -> None:
