@@ -101,6 +101,32 @@ def test_spans_reach_the_server_with_the_key(
     assert "chat gpt-4o-mini" in json.dumps(trace)
 
 
+def test_a_responses_call_reaches_the_server_as_a_whole_call(
+    provider: FakeProvider, sqlite_server: ServerProcess, tmp_path: Path, instrument: Any
+) -> None:
+    """Its span carries the content in the conventions' messages; the server makes the Responses call of
+    them again: instructions, input and answer, as the dashboard shows and replays the call."""
+    exporter = LiteLensSpanExporter(sqlite_server.url, sqlite_server.key, spool_dir=str(tmp_path / "spool"))
+    tracer_provider = instrument(exporter, capture_content=True)
+    answer = litellm.responses(
+        model="openai/gpt-4o-mini",
+        input="tell me a story",
+        instructions="Answer in French.",
+        api_base=provider.url,
+        api_key="sk-fake",
+    )
+    assert tracer_provider.force_flush(10_000)
+    (stored,) = stored_calls(sqlite_server, 1)
+    call = sqlite_server.client().get_json(f"/api/calls/{stored['call_id']}")
+    assert call["call_type"] == "responses" and call["finish_reasons"] == ["completed"]
+    assert call["request"]["input"] == "tell me a story"
+    assert call["request"]["instructions"] == "Answer in French."
+    assert "messages" not in call["request"]
+    (message,) = call["response"]["output"]
+    assert message["content"] == [{"type": "output_text", "text": answer.output[0].content[0].text}]
+    assert call["response"]["id"] == answer.id and call["response"]["status"] == "completed"
+
+
 def test_spans_wait_in_the_spool_while_the_server_is_away(
     provider: FakeProvider,
     tmp_path: Path,

@@ -320,6 +320,26 @@ def test_stream_closed_after_two_of_fifty_chunks_ends_its_span(otel: Otel, fake:
     assert len(otel.spans()) == 1
 
 
+def test_a_stream_cut_short_has_a_finish_reason_the_conventions_allow(
+    make_otel: Any, fake: FakeProvider
+) -> None:
+    """The conventions' output message requires a finish reason, a string: the model gave none, so the
+    span names why the answer stopped -- and a server reading the span back finds no model reason."""
+    otel = make_otel(capture_content=True)
+    stream = _long_stream(fake)
+    next(stream)
+    next(stream)
+    stream.close()
+    attrs = dict(otel.only_span().attributes or {})
+    (output,) = json.loads(str(attrs[semconv.GEN_AI_OUTPUT_MESSAGES]))
+    assert output["finish_reason"] == "cancelled"
+    assert output["parts"][0]["type"] == "text"
+    record = semconv.span_to_record(semconv.NeutralSpan("1" * 32, "1" * 16, "chat", attributes=attrs))
+    assert record is not None
+    assert record["finish_reasons"] == [] and record["status"] == "cancelled"
+    assert record["response"]["choices"][0]["finish_reason"] is None
+
+
 def test_span_side_sampling_keeps_an_unfinished_stream_as_the_core_keeps_its_record(
     otel: Otel, fake: FakeProvider
 ) -> None:
@@ -614,6 +634,30 @@ def test_responses_instructions_are_the_spans_system_instructions_when_content_i
         otel.instrumentor.uninstrument()
 
 
+def test_a_responses_calls_content_is_in_the_conventions_messages(make_otel: Any, fake: FakeProvider) -> None:
+    """Input, instructions and answer of a Responses call where the conventions put a chat's, in their
+    message format -- not in litelens's own attributes, which GenAI backends do not show."""
+    otel = make_otel(capture_content=True)
+    answer = litellm.responses(
+        model="openai/gpt-4o-mini", input="hi", instructions="Answer in French.", **kw(fake)
+    )
+    attrs = otel.only_span().attributes or {}
+    assert semconv.LITELENS_REQUEST_INPUT not in attrs and semconv.LITELENS_RESPONSE not in attrs
+    assert json.loads(str(attrs[semconv.GEN_AI_INPUT_MESSAGES])) == [
+        {"role": "user", "parts": [{"type": "text", "content": "hi"}]}
+    ]
+    assert json.loads(str(attrs[semconv.GEN_AI_SYSTEM_INSTRUCTIONS])) == [
+        {"type": "text", "content": "Answer in French."}
+    ]
+    assert json.loads(str(attrs[semconv.GEN_AI_OUTPUT_MESSAGES])) == [
+        {
+            "role": "assistant",
+            "parts": [{"type": "text", "content": answer.output[0].content[0].text}],
+            "finish_reason": "completed",
+        }
+    ]
+
+
 def test_content_on_spans_is_cut_to_the_core_layers_size_limits(
     make_otel: Any, fake: FakeProvider, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -638,6 +682,26 @@ def test_content_on_spans_is_cut_to_the_core_layers_size_limits(
         )
         otel.instrumentor.uninstrument()
     assert messages == [{"role": "user", "content": long}]  # the caller's own list is untouched
+
+
+def test_a_huge_session_id_or_end_user_is_cut_to_the_core_layers_string_limit(
+    make_otel: Any, fake: FakeProvider
+) -> None:
+    from litelens import Limits
+
+    otel = make_otel(limits=Limits(max_string_chars=30))
+    session, user = "s" * 100_000, "u" * 100_000
+    litellm.completion(
+        model="openai/gpt-4o-mini", messages=MESSAGES, user=user, litellm_session_id=session, **kw(fake)
+    )
+    attrs = otel.only_span().attributes or {}
+    for name, value in (
+        (semconv.GEN_AI_CONVERSATION_ID, session),
+        (semconv.LITELLM_SESSION_ID, session),
+        (semconv.LITELLM_END_USER, user),
+    ):
+        assert attrs[name] == value[:30] + "…[truncated 99970 chars]", name
+    assert attrs[semconv.LITELENS_TRUNCATED] == ("session_id", "end_user")
 
 
 def _chars_held(value: Any) -> int:
@@ -747,6 +811,20 @@ def test_a_response_from_litellms_cache_costs_nothing(
         assert attrs[semconv.LITELLM_COST_TOTAL] == 0.0
     (cost,) = otel.points("litellm.cost")
     assert cost.value == paid[semconv.LITELLM_COST_TOTAL] + paid_stream.get(semconv.LITELLM_COST_TOTAL, 0.0)
+    # Nor did it use the provider's tokens: the token histogram counts the paid calls only (the spans
+    # keep the cached answer's usage, as the core record does, beside litellm.cache_hit).
+    for attribute, token_type in (
+        (semconv.GEN_AI_USAGE_INPUT_TOKENS, "input"),
+        (semconv.GEN_AI_USAGE_OUTPUT_TOKENS, "output"),
+    ):
+        points = otel.points("gen_ai.client.token.usage")
+        counted = [p for p in points if p.attributes["gen_ai.token.type"] == token_type]
+        paid_tokens = [attrs[attribute] for attrs in (paid, paid_stream) if attribute in attrs]
+        assert (sum(p.count for p in counted), sum(p.sum for p in counted)) == (
+            len(paid_tokens),
+            sum(paid_tokens),
+        )
+        assert cached[attribute] == paid[attribute]
 
 
 def test_a_callers_litellm_call_id_is_kept(otel: Otel, fake: FakeProvider) -> None:
@@ -968,7 +1046,7 @@ def test_a_responses_stream_closed_early_names_its_response_and_what_it_said(
     make_otel: Any, fake: FakeProvider
 ) -> None:
     """No completed event: the span still has the id and model the first events gave, and the text
-    received so far -- not an empty list of chat output messages."""
+    received so far as its output message."""
     otel = make_otel(capture_content=True)
     stream = litellm.responses(
         model="openai/gpt-4o-mini",
@@ -985,9 +1063,12 @@ def test_a_responses_stream_closed_early_names_its_response_and_what_it_said(
     assert attrs[STREAM_OUTCOME] == "closed"
     assert attrs[semconv.GEN_AI_RESPONSE_ID] == events[0].response.id
     assert attrs[semconv.GEN_AI_RESPONSE_MODEL] == "gpt-4o-mini"
-    assert semconv.GEN_AI_OUTPUT_MESSAGES not in attrs
-    response = json.loads(str(attrs[semconv.LITELENS_RESPONSE]))
-    assert response["output"][0]["content"][0]["text"] == events[-1].delta
+    (output,) = json.loads(str(attrs[semconv.GEN_AI_OUTPUT_MESSAGES]))
+    assert output == {
+        "role": "assistant",
+        "parts": [{"type": "text", "content": events[-1].delta}],
+        "finish_reason": "cancelled",
+    }
 
 
 def test_a_failure_inside_the_instrumentation_leaves_the_call_alone(otel: Otel, fake: FakeProvider) -> None:
@@ -1023,6 +1104,33 @@ def test_async_provider_error_is_reraised_unchanged_and_counted_in_metrics(
     assert span.status.status_code is StatusCode.ERROR
     (duration,) = otel.points("gen_ai.client.operation.duration")
     assert duration.attributes[semconv.ERROR_TYPE] == "BadRequestError"
+
+
+def test_a_cancelled_call_names_its_error_type_without_an_empty_message(
+    otel: Otel, fake: FakeProvider
+) -> None:
+    """A cancelled task's CancelledError has no message: the span says so by leaving error.message out,
+    not with an empty attribute a backend would show as a blank error."""
+
+    async def run() -> None:
+        call = asyncio.create_task(
+            litellm.acompletion(
+                model="openai/gpt-4o-mini",
+                messages=MESSAGES,
+                extra_headers={"x-fake-latency-ms": "5000"},
+                **kw(fake),
+            )
+        )
+        await asyncio.sleep(0.3)
+        call.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await call
+
+    asyncio.run(run())
+    attrs = otel.only_span().attributes or {}
+    assert attrs[semconv.ERROR_TYPE] == "CancelledError"
+    assert attrs[semconv.LITELENS_STATUS] == "cancelled"
+    assert semconv.ERROR_MESSAGE not in attrs
 
 
 def test_async_stream_aclose_ends_its_span(otel: Otel, fake: FakeProvider) -> None:

@@ -159,6 +159,69 @@ def test_a_record_survives_the_round_trip_through_span_attributes(capture_conten
     assert back == record
 
 
+RESPONSES_REQUEST = {
+    "instructions": "Be brief.",
+    "input": [
+        {
+            "role": "user",
+            "content": [
+                {"type": "input_text", "text": "Weather in Paris?"},
+                {"type": "input_image", "image_url": "https://example.com/paris.png"},
+            ],
+        },
+        {"type": "function_call", "call_id": "c1", "name": "weather", "arguments": '{"city": "Paris"}'},
+        {"type": "function_call_output", "call_id": "c1", "output": "sunny"},
+    ],
+}
+RESPONSES_RESPONSE = {
+    "id": "resp_1",
+    "status": "completed",
+    "output": [
+        {"type": "reasoning", "summary": [{"type": "summary_text", "text": "It said sunny."}]},
+        {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "Sunny."}]},
+        {"type": "function_call", "call_id": "c2", "name": "weather", "arguments": '{"city": "Lyon"}'},
+    ],
+}
+
+
+def test_a_responses_record_survives_the_round_trip_through_the_conventions_messages() -> None:
+    """A server ingesting a Responses call's span gets the call's input, instructions and answer back
+    as the Responses API has them, from the conventions' message attributes."""
+    chat = build()
+    record: Record = {
+        **chat,
+        "call_type": "responses",
+        "litellm_call_type": "responses",
+        "request": {**RESPONSES_REQUEST, "parameters": chat["request"]["parameters"]},
+        "response": RESPONSES_RESPONSE,
+        "finish_reasons": ["completed"],
+        "response_id": "resp_1",
+    }
+    span = as_span(record)
+    assert not {"litelens.request.input", "litelens.response"} & set(span.attributes)
+    assert assert_valid(span_to_record(span)) == record
+    one_text = {**record, "request": {"input": "hi", "parameters": {}}}
+    assert assert_valid(span_to_record(as_span(one_text)))["request"] == {"input": "hi", "parameters": {}}
+
+
+def test_a_responses_span_from_an_earlier_litelens_is_still_a_whole_call() -> None:
+    """Earlier versions put a Responses call's input and answer in litelens's own attributes."""
+    span = NeutralSpan(
+        trace_id="1" * 32,
+        span_id="1" * 16,
+        name="responses gpt-4o-mini",
+        attributes={
+            "gen_ai.operation.name": "responses",
+            "gen_ai.system_instructions": json.dumps([{"type": "text", "content": "Be brief."}]),
+            "litelens.request.input": json.dumps(RESPONSES_REQUEST["input"]),
+            "litelens.response": json.dumps(RESPONSES_RESPONSE),
+        },
+    )
+    record = assert_valid(span_to_record(span))
+    assert record["request"] == {**RESPONSES_REQUEST, "parameters": {}}
+    assert record["response"] == RESPONSES_RESPONSE
+
+
 def test_error_and_cancelled_records_round_trip() -> None:
     failed = build(
         status="failure",

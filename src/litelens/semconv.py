@@ -388,7 +388,8 @@ def record_to_attributes(record: Record, capture_content: bool) -> dict[str, Att
     error = record.get("error") or {}
     if error:
         attrs[ERROR_TYPE] = error.get("type") or ("_OTHER" if status == "error" else None)
-        attrs[ERROR_MESSAGE] = error.get("message")
+        # A cancellation's exception has no message: no attribute then, rather than an empty one.
+        attrs[ERROR_MESSAGE] = error.get("message") or None
         attrs[HTTP_RESPONSE_STATUS_CODE] = error.get("status_code")
         attrs[LITELLM_ERROR_CODE] = error.get("code")
         attrs[LITELLM_ERROR_PROVIDER] = error.get("provider")
@@ -452,20 +453,109 @@ def _content_attributes(record: Record, attrs: dict[str, Any]) -> None:
         attrs[GEN_AI_INPUT_MESSAGES] = _json([to_otel_message(m) for m in rest])
     if system:
         attrs[GEN_AI_SYSTEM_INSTRUCTIONS] = _json(system)
-    if "input" in request and request.get("input") is not None:
-        attrs[LITELENS_REQUEST_INPUT] = _json(request["input"])
+    responses = record.get("call_type") == "responses"
+    if request.get("input") is not None:
+        if responses:  # the Responses API's input is the conversation so far, as chat's messages are
+            attrs[GEN_AI_INPUT_MESSAGES] = _json(
+                [to_otel_message(m) for m in _chat_messages(request["input"])]
+            )
+        else:
+            attrs[LITELENS_REQUEST_INPUT] = _json(request["input"])
     tools = request.get("tools")
     if isinstance(tools, list) and tools:
         attrs[GEN_AI_TOOL_DEFINITIONS] = _json([_to_otel_tool(t) for t in tools])
     response = record.get("response")
     if isinstance(response, Mapping):
         choices = response.get("choices")
+        status = str(record.get("status") or "ok")
         if set(response) <= {"id", "choices"} and isinstance(choices, list):
             attrs[GEN_AI_OUTPUT_MESSAGES] = _json(
-                [_to_otel_output(c) for c in choices if isinstance(c, Mapping)]
+                [_to_otel_output(c, status) for c in choices if isinstance(c, Mapping)]
             )
+        elif (
+            responses
+            and set(response) <= {"id", "status", "output"}
+            and isinstance(response.get("output"), list)
+        ):
+            reasons = record.get("finish_reasons") or []
+            reason = str(reasons[0]) if reasons else _unfinished_reason(status)
+            attrs[GEN_AI_OUTPUT_MESSAGES] = _json([_responses_output_message(response["output"], reason)])
         else:
             attrs[LITELENS_RESPONSE] = _json(response)
+
+
+# The Responses API's text parts: a chat's `{"type": "text"}` part to `to_otel_message`
+_TEXT_PARTS = ("input_text", "output_text")
+
+
+def _chat_messages(given: Any) -> list[Any]:
+    """A Responses API input (a string, or a list of messages and items) as chat messages: a function
+    call is the assistant's tool call, its output the tool's answer, as in a chat's tool loop."""
+    if not isinstance(given, list):
+        return [{"role": "user", "content": given if isinstance(given, str) else _json(given)}]
+    messages: list[Any] = []
+    for item in given:
+        item = _as_mapping(item)
+        if not isinstance(item, Mapping):
+            messages.append({"role": "user", "content": item if isinstance(item, str) else _json(item)})
+            continue
+        kind = item.get("type")
+        if kind == "function_call":
+            function = {"name": item.get("name"), "arguments": item.get("arguments")}
+            call = {"id": item.get("call_id"), "type": "function", "function": function}
+            messages.append({"role": "assistant", "tool_calls": [call]})
+        elif kind == "function_call_output":
+            messages.append(
+                {"role": "tool", "tool_call_id": item.get("call_id"), "content": item.get("output")}
+            )
+        elif "role" in item:
+            messages.append({"role": item["role"], "content": _chat_content(item.get("content"))})
+        else:  # another item (reasoning, a built-in tool's call): kept whole, as a part of its own type
+            messages.append({"role": "assistant", "content": [item]})
+    return messages
+
+
+def _chat_content(content: Any) -> Any:
+    if not isinstance(content, list):
+        return content
+    parts = []
+    for part in content:
+        kind = part.get("type") if isinstance(part, Mapping) else None
+        if kind in _TEXT_PARTS:
+            parts.append({"type": "text", "text": part.get("text")})
+        elif kind == "input_image" and part.get("image_url"):
+            parts.append({"type": "image_url", "image_url": {"url": part["image_url"]}})
+        else:
+            parts.append(part)
+    return parts
+
+
+def _responses_output_message(output: list[Any], finish_reason: str) -> dict[str, Any]:
+    """A Responses API answer (its `output` items) as the one output message it is: the text of its
+    messages, its function calls and its reasoning summaries, as parts in their order."""
+    parts: list[dict[str, Any]] = []
+    for item in output:
+        item = _as_mapping(item)
+        kind = item.get("type") if isinstance(item, Mapping) else None
+        if kind == "message":
+            parts.extend(
+                to_otel_message({"role": "assistant", "content": _chat_content(item.get("content"))})["parts"]
+            )
+        elif kind == "function_call":
+            parts.append(
+                {
+                    "type": "tool_call",
+                    "id": item.get("call_id"),
+                    "name": item.get("name"),
+                    "arguments": item.get("arguments"),
+                }
+            )
+        elif kind == "reasoning" and isinstance(item.get("summary"), list):
+            texts = [p.get("text") for p in item["summary"] if isinstance(p, Mapping)]
+            parts.append({"type": "reasoning", "content": "\n".join(str(t) for t in texts if t)})
+        else:
+            parts.append({"type": str(kind or "data"), "content": item})
+    return {"role": "assistant", "parts": parts, "finish_reason": finish_reason}
 
 
 def to_otel_message(message: Any) -> dict[str, Any]:
@@ -526,14 +616,23 @@ def _as_mapping(value: Any) -> Any:
     return value
 
 
-def _to_otel_output(choice: Mapping[str, Any]) -> dict[str, Any]:
+def _to_otel_output(choice: Mapping[str, Any], status: str) -> dict[str, Any]:
     message = choice.get("message")
     if not message and isinstance(choice.get("text"), str):
         # A text completion's choice holds its answer as `text`, not as a message.
         message = {"role": "assistant", "content": choice["text"]}
     out = to_otel_message(message or {"role": "assistant"})
-    out["finish_reason"] = choice.get("finish_reason")
+    out["finish_reason"] = choice.get("finish_reason") or _unfinished_reason(status)
     return out
+
+
+def _unfinished_reason(status: str) -> str:
+    """The finish reason of an answer the model did not finish (a stream the caller closed or dropped,
+    or one cut by an error). The conventions' output message requires one, as a string (their own
+    values, or any other): the call's status says why it stopped ("error" is one of theirs), and an
+    answer that ended well without naming a reason gets an empty one. `span_to_record` reads it back
+    as no reason, as the record had it."""
+    return status if status != "ok" else ""
 
 
 def _to_otel_tool(tool: Any) -> Any:
@@ -916,14 +1015,15 @@ def _content(
 ) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """(record request, record response) from whichever content vocabulary the span carries."""
     request: dict[str, Any] = {}
-    # A Responses call's system instructions are its `instructions=`, kept apart from its input as the
-    # core record keeps them; as a system message they made the record a chat's, whose input was lost.
-    instructions = _instructions_in(attrs) if call_type == "responses" else None
-    messages = _messages_in(attrs, with_system=instructions is None)
+    responses = call_type == "responses"
+    if responses:  # its instructions and input, as the Responses API takes them (see `_chat_messages`)
+        request.update(_responses_request_in(attrs))
+        messages = None
+    else:
+        messages = _messages_in(attrs)
     if messages is not None:
         request["messages"] = messages
-    if instructions is not None:
-        request["instructions"] = instructions
+    # Also where earlier versions put a Responses call's input (and its answer in LITELENS_RESPONSE).
     raw_input = attrs.get(LITELENS_REQUEST_INPUT)
     texts = [(e.get("embedding") or {}).get("text") for e in _indexed(attrs, OI_EMBEDDINGS_PREFIX)]
     if raw_input is not None:
@@ -942,6 +1042,8 @@ def _content(
     ours = _json_object(attrs.get(LITELENS_RESPONSE))
     if ours is not None:
         response = ours
+    elif responses and GEN_AI_OUTPUT_MESSAGES in attrs:
+        response = _responses_response_in(attrs)
     else:
         choices = _choices_in(attrs)
         if choices is not None:
@@ -955,16 +1057,131 @@ def _content(
     return request, response
 
 
-def _instructions_in(attrs: Mapping[str, Any]) -> str | None:
-    parts = _json_list(attrs.get(GEN_AI_SYSTEM_INSTRUCTIONS)) or []
-    texts = [part.get("content") if isinstance(part, Mapping) else part for part in parts]
-    if not texts or not all(isinstance(t, str) and t for t in texts):
-        return None  # no instructions, or not plain text: left as system messages
-    return "\n".join(str(t) for t in texts)
+def _responses_request_in(attrs: Mapping[str, Any]) -> dict[str, Any]:
+    """A Responses call's `instructions` and `input` from the span's system instructions and input
+    messages (an input that was one user text comes back as that string, as the API was given it)."""
+    request: dict[str, Any] = {}
+    system = _json_list(attrs.get(GEN_AI_SYSTEM_INSTRUCTIONS))
+    if system:
+        texts = [part.get("content") if isinstance(part, Mapping) else part for part in system]
+        request["instructions"] = "\n".join(str(t) for t in texts if t is not None)
+    messages = _json_list(attrs.get(GEN_AI_INPUT_MESSAGES))
+    if messages is not None:
+        chat = [from_otel_message(m) for m in messages]
+        if (
+            len(chat) == 1
+            and chat[0].keys() == {"role", "content"}
+            and chat[0]["role"] == "user"
+            and isinstance(chat[0]["content"], str)
+        ):
+            return {**request, "input": chat[0]["content"]}
+        request["input"] = [item for m in chat for item in _responses_items(m)]
+    return request
 
 
-def _messages_in(attrs: Mapping[str, Any], with_system: bool = True) -> list[Any] | None:
-    system = _json_list(attrs.get(GEN_AI_SYSTEM_INSTRUCTIONS)) if with_system else None
+def _responses_items(message: Mapping[str, Any]) -> list[Any]:
+    """A chat message as Responses API input items (the inverse of `_chat_messages`)."""
+    role = message.get("role")
+    if role == "tool":
+        return [
+            {
+                "type": "function_call_output",
+                "call_id": message.get("tool_call_id"),
+                "output": message.get("content"),
+            }
+        ]
+    items: list[Any] = []
+    content = message.get("content")
+    if isinstance(content, list) and len(content) == 1 and _kept_item(content[0]) is not None:
+        items.append(_kept_item(content[0]))
+    elif content is not None:
+        items.append({"role": role, "content": _responses_content(content, role)})
+    for call in message.get("tool_calls") or []:
+        function = call.get("function") or {}
+        items.append(
+            {
+                "type": "function_call",
+                "call_id": call.get("id"),
+                "name": function.get("name"),
+                "arguments": function.get("arguments"),
+            }
+        )
+    return items
+
+
+def _kept_item(part: Any) -> Any:
+    """The Responses item a part holds whole (`_chat_messages` keeps reasoning and the like so)."""
+    kept = part.get("content") if isinstance(part, Mapping) else None
+    if isinstance(kept, Mapping) and kept.get("type") == part.get("type"):
+        return dict(kept)
+    return None
+
+
+def _responses_content(content: Any, role: Any) -> Any:
+    if not isinstance(content, list):
+        return content
+    text_type = "output_text" if role == "assistant" else "input_text"
+    parts = []
+    for part in content:
+        kind = part.get("type") if isinstance(part, Mapping) else None
+        if kind == "text":
+            parts.append({"type": text_type, "text": part.get("text")})
+        elif kind == "image_url":
+            parts.append({"type": "input_image", "image_url": (part.get("image_url") or {}).get("url")})
+        else:
+            parts.append(_kept_item(part) or part)
+    return parts
+
+
+def _responses_response_in(attrs: Mapping[str, Any]) -> dict[str, Any] | None:
+    """A Responses call's answer (`id`, `status`, `output` items) from its output message."""
+    output = _json_list(attrs.get(GEN_AI_OUTPUT_MESSAGES))
+    if output is None:
+        return None
+    unfinished = _unfinished_reason(str(attrs.get(LITELENS_STATUS) or "ok"))
+    response: dict[str, Any] = {}
+    response_id = _str(attrs.get(GEN_AI_RESPONSE_ID))
+    if response_id:
+        response["id"] = response_id
+    items: list[Any] = []
+    for message in output:
+        if not isinstance(message, Mapping):
+            continue
+        reason = _output_reason(message, unfinished)
+        if reason and "status" not in response:
+            response["status"] = reason
+        texts: list[dict[str, Any]] = []
+        for part in message.get("parts") or []:
+            kind = part.get("type") if isinstance(part, Mapping) else None
+            if kind == "text":
+                texts.append({"type": "output_text", "text": part.get("content")})
+                continue
+            if texts:
+                items.append({"type": "message", "role": "assistant", "content": texts})
+                texts = []
+            if kind == "tool_call":
+                items.append(
+                    {
+                        "type": "function_call",
+                        "call_id": part.get("id"),
+                        "name": part.get("name"),
+                        "arguments": part.get("arguments"),
+                    }
+                )
+            elif kind == "reasoning":
+                items.append(
+                    {"type": "reasoning", "summary": [{"type": "summary_text", "text": part.get("content")}]}
+                )
+            else:
+                items.append(_kept_item(part) or part)
+        if texts:
+            items.append({"type": "message", "role": "assistant", "content": texts})
+    response["output"] = items
+    return response
+
+
+def _messages_in(attrs: Mapping[str, Any]) -> list[Any] | None:
+    system = _json_list(attrs.get(GEN_AI_SYSTEM_INSTRUCTIONS))
     messages = _json_list(attrs.get(GEN_AI_INPUT_MESSAGES))
     if messages is not None or system is not None:
         out: list[Any] = [
@@ -989,10 +1206,12 @@ def _messages_in(attrs: Mapping[str, Any], with_system: bool = True) -> list[Any
 def _choices_in(attrs: Mapping[str, Any]) -> list[dict[str, Any]] | None:
     output = _json_list(attrs.get(GEN_AI_OUTPUT_MESSAGES))
     if output is not None:
+        # The reason we write for an answer the model did not finish is the call's status, not the model's.
+        unfinished = _unfinished_reason(str(attrs.get(LITELENS_STATUS) or "ok"))
         return [
             {
                 "index": i,
-                "finish_reason": m.get("finish_reason") if isinstance(m, Mapping) else None,
+                "finish_reason": _output_reason(m, unfinished),
                 "message": from_otel_message(m),
             }
             for i, m in enumerate(output)
@@ -1024,6 +1243,11 @@ def _choices_in(attrs: Mapping[str, Any]) -> list[dict[str, Any]] | None:
             {"index": 0, "finish_reason": None, "message": {"role": "assistant", "content": _str(completion)}}
         ]
     return None
+
+
+def _output_reason(message: Any, unfinished: str) -> str | None:
+    reason = _str(message.get("finish_reason")) if isinstance(message, Mapping) else None
+    return None if reason == unfinished else reason
 
 
 def _tools_in(attrs: Mapping[str, Any]) -> list[Any] | None:

@@ -95,7 +95,9 @@ class Instruments:
         ttft_ms = record.get("ttft_ms")
         if ttft_ms is not None:
             self.time_to_first_chunk.record(ttft_ms / 1000.0, attributes)
-        usage = record.get("usage") or {}
+        # An answer from LiteLLM's cache used none of the provider's tokens, as it cost nothing (the span
+        # and the record keep its usage, with `cache_hit`, for what the answer held).
+        usage = (record.get("usage") if record.get("cache_hit") is not True else None) or {}
         value = usage.get("input_tokens")
         if isinstance(value, int):
             self.tokens.record(value, input_attributes)
