@@ -4,12 +4,14 @@ API, printing each call once (model, status, latency, tokens, cost) as it happen
 from __future__ import annotations
 
 import gzip
+import http.server
 import json
 import os
 import queue
 import subprocess
 import threading
 import time
+import urllib.request
 import zlib
 from collections import Counter
 from collections.abc import Iterator
@@ -211,6 +213,63 @@ def test_tail_waits_for_a_restarting_server(sqlite_server: ServerProcess, tails:
     )
     assert [line.split()[2] for line in tail.take(1)] == ["model-0001"]
     assert tail.proc.poll() is None
+
+
+class FlakyProxy:
+    """A reverse proxy on loopback in front of `upstream`: answers `status` to the `failures` requests
+    after the first, as nginx does while the server behind it restarts, then forwards again."""
+
+    def __init__(self, upstream: str, status: int, failures: int) -> None:
+        proxy = self
+        self.failed = 0
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                if proxy.served and proxy.failed < failures:
+                    proxy.failed += 1
+                    self.send_response(status)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                proxy.served = True
+                headers = {"Authorization": self.headers.get("Authorization", "")}
+                with urllib.request.urlopen(
+                    urllib.request.Request(upstream + self.path, headers=headers)
+                ) as r:
+                    body = r.read()
+                self.send_response(r.status)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.served = False
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+
+@pytest.mark.parametrize("status", [502, 503, 504])
+def test_tail_waits_while_a_proxy_says_the_server_is_away(
+    sqlite_server: ServerProcess, tails: list[Tail], status: int
+) -> None:
+    client = sqlite_server.client()
+    assert client.post_json("/v1/events", {"records": [record(0, start=time.time())]}).status == 200
+    proxy = FlakyProxy(sqlite_server.url, status, failures=3)
+    try:
+        tail = Tail("--server", proxy.url, "--api-key", sqlite_server.key, "--interval", "0.1")
+        tails.append(tail)
+        assert [line.split()[2] for line in tail.take(1)] == ["model-0000"]
+        assert f"answered {status}; waiting" in tail.errors.get(timeout=10)
+        assert client.post_json("/v1/events", {"records": [record(1, start=time.time())]}).status == 200
+        assert [line.split()[2] for line in tail.take(1)] == ["model-0001"], tail.errors.queue
+        assert "is back" in tail.errors.get(timeout=5)
+        assert tail.proc.poll() is None
+    finally:
+        proxy.httpd.shutdown()
+        proxy.httpd.server_close()
 
 
 def test_tail_takes_durations_like_export(

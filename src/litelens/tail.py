@@ -213,7 +213,8 @@ def follow_server(
     after it: each poll looks `lookback_s` behind the newest start seen and skips call ids already shown.
 
     A server that cannot be reached at first is an error (a wrong URL); one that goes away later (a
-    restart, a deploy) is waited for, like `tail -F` waits for a file, and said so once on stderr.
+    restart, a deploy) is waited for, like `tail -F` waits for a file, and said so once on stderr; so is
+    a 502, 503 or 504, what a reverse proxy (or the server without its store) answers meanwhile.
     """
     parts = urllib.parse.urlsplit(url)
     conn_cls = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
@@ -246,10 +247,19 @@ def follow_server(
                     print(f"litelens tail: lost {url} ({exc}); waiting for it", file=sys.stderr, flush=True)
                     lost = True
                 break
+            reached = True
+            if status in _RESTARTING:
+                # A reverse proxy (or the server itself) while the server restarts: wait, as for a lost
+                # connection; the next poll asks again.
+                if not lost:
+                    print(
+                        f"litelens tail: {url} answered {status}; waiting for it", file=sys.stderr, flush=True
+                    )
+                    lost = True
+                break
             if lost:
                 print(f"litelens tail: {url} is back", file=sys.stderr, flush=True)
                 lost = False
-            reached = True
             if status in (401, 403):
                 raise TailError(f"litelens tail: {url} refused the API key ({status}); pass --api-key")
             if status != 200:
@@ -274,6 +284,10 @@ def follow_server(
         for call_id in [c for c, start in seen.items() if start < since]:
             del seen[call_id]
         time.sleep(poll_s)
+
+
+# Answers that say "not now" rather than "no": bad gateway, unavailable, gateway timeout.
+_RESTARTING = frozenset({502, 503, 504})
 
 
 def _get(
