@@ -1128,6 +1128,28 @@ def test_export_and_doctor_say_what_is_wrong(sqlite_server: ServerProcess, tmp_p
         assert export.wait(30) == 0 and export.stderr.read() == b""
 
 
+def test_printing_commands_end_quietly_when_the_reader_has_left(sqlite_server: ServerProcess) -> None:
+    """`litelens keys list | head -1`: a reader that closed the pipe is no error, as for `export`."""
+    env = {**os.environ, "LITELENS_ENDPOINT": sqlite_server.url, "LITELENS_API_KEY": sqlite_server.key}
+    commands = [
+        ("keys", "list", "--db", sqlite_server.db_url),
+        ("keys", "create", "--project", "piped", "--db", sqlite_server.db_url),
+        ("doctor",),
+    ]
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before the first line is written
+    try:
+        running = [
+            subprocess.Popen([*CLI, *args], env=env, stdout=write_end, stderr=subprocess.PIPE)
+            for args in commands
+        ]
+    finally:
+        os.close(write_end)
+    for args, proc in zip(commands, running, strict=True):
+        _, err = proc.communicate(timeout=60)
+        assert (proc.returncode, err.decode()) == (0, ""), args
+
+
 # --------------------------------------------------------------------------------------------------
 # 7 and 10. Signals: what was acknowledged survives SIGKILL, and SIGTERM is a clean exit
 

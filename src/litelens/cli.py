@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from collections.abc import Callable
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -98,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"unrecognized arguments: {' '.join(rest)}")
         from litelens import server_cli
 
-        return int(getattr(server_cli, args.command.replace("-", "_"))(args))
+        return _reader_may_leave(lambda: int(getattr(server_cli, args.command.replace("-", "_"))(args)))
     if args.command == "demo":
         from litelens.demo import run_demo
 
@@ -115,6 +117,19 @@ def main(argv: list[str] | None = None) -> int:
         return run_receiver(["--host", args.host, "--port", str(args.port), *rest])
     parser.error(f"unknown command {args.command}")
     return 2
+
+
+def _reader_may_leave(command: Callable[[], int]) -> int:
+    """Run a printing command whose reader may close the pipe early (`litelens keys list | head -1`):
+    done, quietly, like any Unix filter, not a BrokenPipeError traceback. stdout is flushed here, where
+    that is caught, and then pointed away from the closed pipe so the interpreter's last flush is quiet."""
+    try:
+        status = command()
+        sys.stdout.flush()
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    return status
 
 
 def _seconds(text: str) -> float:
