@@ -897,6 +897,10 @@ def test_serve_refuses_a_port_or_retention_it_cannot_honour(sqlite_url: str) -> 
     for retention in ("--retention=0", "--retention=0d"):
         done = cli("serve", "--port", str(free_port()), retention, "--db", sqlite_url, timeout=20)
         assert done.returncode == 2 and "--retention must be longer than 0" in done.stderr, done
+    done = cli(
+        "serve", "--retention=1d", "--db", sqlite_url, env={"LITELENS_RETENTION_EVERY": "0"}, timeout=20
+    )
+    assert done.returncode == 2 and "LITELENS_RETENTION_EVERY must be longer than 0" in done.stderr, done
     done = cli("serve", "--db", sqlite_url, env={"LITELENS_PORT": "http"}, timeout=20)
     assert done.returncode == 2 and "LITELENS_PORT must be a port number" in done.stderr, done
     # `keys` needs only the database: the server's other settings are no reason to fail.
@@ -904,6 +908,24 @@ def test_serve_refuses_a_port_or_retention_it_cannot_honour(sqlite_url: str) -> 
         "keys", "create", "--db", sqlite_url, env={"LITELENS_PORT": "http", "LITELENS_RETENTION": "1y"}
     )
     assert done.returncode == 0 and done.stdout.startswith("ll_"), done
+
+
+def test_retention_runs_soon_after_start_and_as_often_as_configured(
+    server_factory: Callable[..., ServerProcess], sqlite_url: str
+) -> None:
+    """The first pass came a whole interval (5 minutes) after start, and the interval could not be set:
+    `--retention` could not be checked without waiting."""
+    server = server_factory(sqlite_url, env={"LITELENS_RETENTION_EVERY": "1s"}, args=("--retention", "1d"))
+    client = server.client()
+    old = time.time() - 10 * 86400
+    for name in ("old-1", "old-2"):  # the second one is for a later pass than the first
+        records = [make_record(name, start=old), make_record(f"new-{name}")]
+        assert client.post_json("/v1/events", {"records": records}).status == 200
+        deadline = time.monotonic() + 15
+        while client.get(f"/api/calls/{name}").status == 200 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert client.get(f"/api/calls/{name}").status == 404, f"{name} outlived the retention"
+        assert client.get(f"/api/calls/new-{name}").status == 200
 
 
 def test_a_revoked_key_stops_working_within_the_cache_ttl(sqlite_server: ServerProcess) -> None:

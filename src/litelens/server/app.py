@@ -48,10 +48,17 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+# The first retention pass waits this long (or the interval, if shorter): after start-up, not a whole
+# interval later, so old calls go soon after a (re)start and `--retention` can be checked at once.
+_FIRST_RETENTION_PASS_S = 5.0
+
+
 def _retention_loop(app: FastAPI, stop: threading.Event) -> None:
     settings: ServerSettings = app.state.settings
     store: Store = app.state.store
-    while not stop.wait(settings.retention_every_s):
+    wait = min(_FIRST_RETENTION_PASS_S, settings.retention_every_s)
+    while not stop.wait(wait):
+        wait = settings.retention_every_s
         try:
             deleted = store.delete_older_than(time.time() - float(settings.retention_s or 0))
             if deleted:

@@ -51,6 +51,7 @@ class ServerSettings:
     no_auth: bool = False
     retention_s: float | None = None
     retention_every_s: float = 300.0
+    """How often retention runs; the first pass comes a few seconds after start, not one interval."""
     max_body_bytes: int = 32 * 2**20
     """Largest request body, compressed or not, and largest body after decompression."""
     max_records_per_batch: int = 10_000
@@ -91,6 +92,8 @@ class ServerSettings:
                     raise ValueError(f"litelens: {name} must be a whole number, got {env[name]!r}") from None
         if env.get("LITELENS_RETENTION"):
             values["retention_s"] = parse_duration(env["LITELENS_RETENTION"])
+        if env.get("LITELENS_RETENTION_EVERY"):
+            values["retention_every_s"] = parse_duration(env["LITELENS_RETENTION_EVERY"])
         values.update({k: v for k, v in overrides.items() if v is not None})
         settings = cls(**values)  # type: ignore[arg-type]
         settings.check()
@@ -103,6 +106,8 @@ class ServerSettings:
         if self.retention_s is not None and self.retention_s <= 0:
             # It read as "keep nothing" but kept everything (no retention runs at 0).
             raise ValueError("litelens: --retention must be longer than 0; leave it out to keep everything")
+        if self.retention_every_s <= 0:
+            raise ValueError("litelens: LITELENS_RETENTION_EVERY must be longer than 0")
         if self.no_auth and not is_loopback(self.host):
             raise ValueError(
                 f"litelens: --no-auth is only allowed on a loopback address, not {self.host!r}; "
