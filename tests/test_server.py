@@ -1360,6 +1360,19 @@ def test_a_time_no_clock_gives_is_rejected_and_the_live_tail_keeps_showing_new_c
     assert client.get_json("/api/calls")["calls"][0]["call_id"] == "arrives-later"
 
 
+def test_a_negative_ttft_or_throughput_is_stored_as_no_measurement(sqlite_server: ServerProcess) -> None:
+    """A negative TTFT or tokens per second was stored as sent, and pulled the TTFT percentiles below 0."""
+    client = sqlite_server.client()
+    record = make_record("negative-ttft", ttft_ms=-40.0, output_tokens_per_s=-3.5, cost_usd=0.002)
+    answer = client.post_json("/v1/events", {"records": [record]})
+    assert answer.status == 200 and not answer.json()["rejected"], answer
+    stored = client.get_json("/api/calls/negative-ttft")
+    assert (stored["ttft_ms"], stored["output_tokens_per_s"]) == (None, None), stored
+    assert stored["cost_usd"] == 0.002 and stored["usage"]["output_tokens"] == 5, stored
+    stats = client.get_json(f"/api/stats?start={time.time() - 3600}&end={time.time() + 60}&bucket=7200")
+    assert [(r["count"], r["ttft_p50_ms"]) for r in stats["rows"]] == [(1, None)], stats
+
+
 def test_a_huge_plain_span_is_capped_and_says_what_was_cut(sqlite_server: ServerProcess) -> None:
     """A span that is not an LLM call had no size limit but the body's: one tool span with a megabyte
     output, thousands of attributes or a huge name took megabytes of storage, repeated per retry."""

@@ -79,6 +79,8 @@ class Batch:
 
 _REQUIRED_STR = ("call_id",)
 _NUMBERS = ("start_time", "end_time", "duration_ms", "ttft_ms", "output_tokens_per_s", "cost_usd")
+# Measurements stored as null when negative (`normalize`): no call has a negative one.
+_MEASURED = ("ttft_ms", "output_tokens_per_s")
 _TOKENS = (
     "input_tokens",
     "output_tokens",
@@ -216,6 +218,12 @@ def normalize(record: dict[str, Any]) -> dict[str, Any]:
     duration = record.get("duration_ms")
     if duration is None or duration < 0:
         record["duration_ms"] = (record["end_time"] - record["start_time"]) * 1000.0
+    for key in _MEASURED:
+        value = record.get(key)
+        if value is not None and value < 0:
+            # No measurement (a stepped clock, a sender's -1 for "unknown"): a negative TTFT pulled the
+            # percentiles below zero. The rest of the record is good, so only this field goes.
+            record[key] = None
     if not rec.is_hex_id(record.get("trace_id"), 32):
         record["trace_id"] = rec.trace_id_of(record.get("trace_id") or record["call_id"])
     span_id = record.get("span_id")
