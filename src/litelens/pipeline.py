@@ -239,7 +239,7 @@ def redact(
 
 
 def drop_content() -> Processor:
-    """Remove request messages, input and tools and the response content; keep every number.
+    """Remove request messages, input, instructions and tools and the response content; keep every number.
 
     The record then has the shape it has with `capture_content=False`: request parameters, usage,
     cost, timing, status and error stay. Use it to keep content out of storage for some calls only.

@@ -301,7 +301,7 @@ async def get_trace(
     return {"trace_id": trace_id.lower(), "roots": build_tree(found["spans"], found["calls"]), **found}
 
 
-@router.get("/sessions", summary="Sessions active in a time range, most recent first")
+@router.get("/sessions", summary="Sessions active in a time range, most recently active first")
 async def list_sessions(
     request: Request,
     project: Project,

@@ -158,8 +158,12 @@ def create_app(settings: ServerSettings | None = None, store: Store | None = Non
         tags=["ingest"],
         summary="Ingest a batch of call records from the core layer",
         responses={
-            413: {"description": "Body or batch too large"},
+            400: {"description": "Not a batch (bad gzip or JSON, wrong shape)"},
             401: {"description": "Missing or bad key"},
+            413: {"description": "Body or batch too large"},
+            415: {"description": "Unsupported Content-Encoding"},
+            429: {"description": "Too many records waiting to be written (Retry-After)"},
+            503: {"description": "Storage unavailable (Retry-After)"},
         },
     )
     async def post_events(request: Request, project: Project) -> dict[str, Any]:
