@@ -44,6 +44,17 @@ def test_bad_values_say_which_variable() -> None:
     for rate in (1.5, -0.1, "0.1"):
         with pytest.raises(ValueError, match="sample_rate"):
             Settings.from_env({}, sample_rate=rate)
+    for name, value in (
+        ("max_queue", -5),
+        ("spool_max_bytes", -1),
+        ("timeout_s", 0),
+        ("timeout_s", float("nan")),
+        ("batch_max_records", 0),
+        ("exit_flush_s", "5"),
+    ):
+        with pytest.raises(ValueError, match=f"{name}="):
+            Settings.from_env({}, **{name: value})
+    assert Settings.from_env({}, max_queue=0, exit_flush_s=0, spool_max_bytes=10**6).max_queue == 0
 
 
 @pytest.mark.parametrize("empty", ["", "  "])

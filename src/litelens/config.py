@@ -141,6 +141,33 @@ _OTHER_VARIABLES = frozenset(
 _warned_unknown: set[str] = set()
 
 
+# Numeric settings an argument may set, with the least each may be, and whether that least is allowed:
+# as their variables are checked, so `max_queue=-5` or `timeout_s=0` is an error, not a transport that
+# drops every record or never waits for an answer.
+_NUMBER_BOUNDS = {
+    "spool_max_bytes": (0, True),
+    "max_queue": (0, True),
+    "batch_max_records": (1, True),
+    "batch_max_age_s": (0, False),
+    "timeout_s": (0, False),
+    "exit_flush_s": (0, True),
+}
+
+
+def _check_numbers(settings: Settings) -> None:
+    for name, (least, allowed) in _NUMBER_BOUNDS.items():
+        value = getattr(settings, name)
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or not value < float("inf")  # also refuses nan
+            or value < least
+            or (value == least and not allowed)
+        ):
+            bound = f"{least} or more" if allowed else f"above {least}"
+            raise ValueError(f"litelens: {name}={value!r} must be a number {bound}")
+
+
 def _warn_unknown(env: Mapping[str, str]) -> None:
     """Say once which LITELENS_* variable is not one of ours: LITELENS_SAMPLERATE=0.1 would otherwise
     leave sampling (or LITELENS_REDCT=all, redaction) off without a word."""
@@ -234,6 +261,7 @@ class Settings:
             # As LITELENS_SAMPLE_RATE is checked: `sample_rate=1.5` (a percentage meant?) must not
             # silently keep everything.
             raise ValueError(f"litelens: sample_rate={rate!r} must be a number from 0 to 1 (0.1 keeps 10%)")
+        _check_numbers(settings)
         if not settings.endpoint.startswith(("http://", "https://")):
             raise ValueError(
                 f"litelens: endpoint {settings.endpoint!r} must start with http:// or https:// "
