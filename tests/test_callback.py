@@ -441,6 +441,24 @@ def test_long_content_is_capped_and_marked(provider, receiver, make_callback):
     assert record["usage"]["input_tokens"] == sum(len(m["content"].split()) for m in long_history)
 
 
+def test_huge_session_and_user_names_are_capped_and_marked(provider, receiver, make_callback):
+    from litelens.config import Limits
+
+    callback = make_callback(limits=Limits(max_string_chars=100))
+    huge = "x" * 50_000
+    call(provider, user=huge, metadata={"session_id": huge, "user_id": huge})
+    record = one_record(receiver, callback)
+    for key in (
+        "session_id",
+        "litellm_trace_id",
+        "end_user",
+        "user_id",
+    ):  # LiteLLM's trace id is the session's
+        assert record[key].startswith("x" * 100) and len(record[key]) < 200
+        assert key in record["truncated"]
+    assert sum(len(b["body"]) for b in receiver.bodies) < 10_000
+
+
 def test_no_secret_reaches_the_receiver(provider, receiver, make_callback):
     litelens_key = "ll_live_litelenskey_abcdefghijklmnop"
     receiver.api_key = litelens_key

@@ -1009,11 +1009,19 @@ def detached(value: Any) -> Any:
     return value
 
 
+_CAPPED_NAMES = ("session_id", "litellm_trace_id", "end_user", "user_id")
+
+
 def cap(record: Record, limits: Limits) -> Record:
     """Bound the record's size; every cut is named in `record["truncated"]`."""
     cuts: list[str] = []
     for key in ("request", "response", "error"):
         if record.get(key):
+            record[key] = _cap_strings(record[key], limits.max_string_chars, key, cuts)
+    # The caller's names for who and what conversation (LiteLLM's trace id is the session's name): one
+    # huge value would reach the server whole (and, on a span, an attribute every backend indexes).
+    for key in _CAPPED_NAMES:
+        if isinstance(record.get(key), str):
             record[key] = _cap_strings(record[key], limits.max_string_chars, key, cuts)
     tags = tags_of(record.get("tags"))
     if len(tags) > limits.max_tags:
