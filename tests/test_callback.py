@@ -211,6 +211,21 @@ def test_text_completion_image_and_responses(provider, receiver, make_callback):
     )
 
 
+def test_other_text_completion_routes_are_named_by_their_provider(provider, receiver, make_callback):
+    callback = make_callback()
+    routes = {"text-completion-codestral/codestral-latest": "mistral", "azure_text/instruct": "azure"}
+    for model in routes:  # the fake provider has neither endpoint: a failed call names its provider too
+        with pytest.raises(litellm.NotFoundError):
+            litellm.text_completion(
+                model=model, prompt="hi", api_base=provider.url, api_key=KEY, api_version="2024-02-01"
+            )
+    records = one_record(receiver, callback, 2)
+    assert sorted((r["provider"], r["error"]["provider"]) for r in records) == [
+        ("azure", "azure"),
+        ("mistral", "mistral"),
+    ]
+
+
 def test_a_streamed_text_completion_has_its_text_where_an_unstreamed_one_has_it(
     provider, receiver, make_callback
 ):

@@ -683,10 +683,16 @@ def _cost_of(slo: Mapping[str, Any]) -> float | None:
     return cost
 
 
-# LiteLLM's name for OpenAI's text-completion route (taken for `openai/gpt-3.5-turbo-instruct`, and for
-# any text completion stream): the provider is OpenAI all the same, as the OTel layer says, so its calls
-# are one population whichever route or road they came by.
-_PROVIDER_OF_ROUTE = {"text-completion-openai": "openai"}
+# LiteLLM's names for a provider's text-completion route (`text-completion-openai` is taken for
+# `openai/gpt-3.5-turbo-instruct`, and for any text completion stream): the provider is the same, as the
+# OTel layer says (Codestral's is Mistral's, `mistral_ai` there), so its calls are one population
+# whichever route or road they came by.
+_PROVIDER_OF_ROUTE = {
+    "text-completion-openai": "openai",
+    "azure_text": "azure",
+    "text-completion-codestral": "mistral",
+    "text-completion-inception": "inception",
+}
 
 
 def _provider_of(value: Any) -> str | None:
