@@ -164,7 +164,7 @@ def test_embeddings_sync_and_async(provider, receiver, make_callback):
 
     async def go() -> None:
         await litellm.aembedding(
-            model="openai/text-embedding-3-small", input=["four five"], api_base=provider.url, api_key=KEY
+            model="openai/text-embedding-3-small", input="four five", api_base=provider.url, api_key=KEY
         )
         await asyncio.sleep(0.05)
 
@@ -173,8 +173,9 @@ def test_embeddings_sync_and_async(provider, receiver, make_callback):
     assert [r["call_type"] for r in records] == ["embedding", "embedding"]
     assert [r["usage"]["input_tokens"] for r in records] == [3, 2]
     assert records[0]["response"]["embeddings"] == 1
-    # What the provider was sent (`input=`), not chat messages LiteLLM's payload wraps it in.
-    assert [r["request"].get("input") for r in records] == [["one two three"], ["four five"]]
+    # What the provider was sent (`input=`, a list or one string), not the chat messages LiteLLM's
+    # payload wraps it in.
+    assert [r["request"].get("input") for r in records] == [["one two three"], "four five"]
     assert "messages" not in records[0]["request"]
     assert "embedding" not in json.dumps(records[0]["response"]).replace(
         '"embeddings"', ""
