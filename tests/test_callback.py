@@ -164,7 +164,7 @@ def test_embeddings_sync_and_async(provider, receiver, make_callback):
 
     async def go() -> None:
         await litellm.aembedding(
-            model="openai/text-embedding-3-small", input=["four five"], api_base=provider.url, api_key=KEY
+            model="openai/text-embedding-3-small", input="four five", api_base=provider.url, api_key=KEY
         )
         await asyncio.sleep(0.05)
 
@@ -173,8 +173,9 @@ def test_embeddings_sync_and_async(provider, receiver, make_callback):
     assert [r["call_type"] for r in records] == ["embedding", "embedding"]
     assert [r["usage"]["input_tokens"] for r in records] == [3, 2]
     assert records[0]["response"]["embeddings"] == 1
-    # What the provider was sent (`input=`), not chat messages LiteLLM's payload wraps it in.
-    assert [r["request"].get("input") for r in records] == [["one two three"], ["four five"]]
+    # What the provider was sent (`input=`, a list or one string), not the chat messages LiteLLM's
+    # payload wraps it in.
+    assert [r["request"].get("input") for r in records] == [["one two three"], "four five"]
     assert "messages" not in records[0]["request"]
     assert "embedding" not in json.dumps(records[0]["response"]).replace(
         '"embeddings"', ""
@@ -209,6 +210,21 @@ def test_text_completion_image_and_responses(provider, receiver, make_callback):
         "base64 chars" in json.dumps(records["image_generation"]["response"])
         or records["image_generation"]["response"]
     )
+
+
+def test_other_text_completion_routes_are_named_by_their_provider(provider, receiver, make_callback):
+    callback = make_callback()
+    routes = {"text-completion-codestral/codestral-latest": "mistral", "azure_text/instruct": "azure"}
+    for model in routes:  # the fake provider has neither endpoint: a failed call names its provider too
+        with pytest.raises(litellm.NotFoundError):
+            litellm.text_completion(
+                model=model, prompt="hi", api_base=provider.url, api_key=KEY, api_version="2024-02-01"
+            )
+    records = one_record(receiver, callback, 2)
+    assert sorted((r["provider"], r["error"]["provider"]) for r in records) == [
+        ("azure", "azure"),
+        ("mistral", "mistral"),
+    ]
 
 
 def test_a_streamed_text_completion_has_its_text_where_an_unstreamed_one_has_it(
@@ -439,6 +455,24 @@ def test_long_content_is_capped_and_marked(provider, receiver, make_callback):
     assert record["truncated"]
     assert all(len(m["content"]) < 200 for m in record["request"]["messages"])
     assert record["usage"]["input_tokens"] == sum(len(m["content"].split()) for m in long_history)
+
+
+def test_huge_session_and_user_names_are_capped_and_marked(provider, receiver, make_callback):
+    from litelens.config import Limits
+
+    callback = make_callback(limits=Limits(max_string_chars=100))
+    huge = "x" * 50_000
+    call(provider, user=huge, metadata={"session_id": huge, "user_id": huge})
+    record = one_record(receiver, callback)
+    for key in (
+        "session_id",
+        "litellm_trace_id",
+        "end_user",
+        "user_id",
+    ):  # LiteLLM's trace id is the session's
+        assert record[key].startswith("x" * 100) and len(record[key]) < 200
+        assert key in record["truncated"]
+    assert sum(len(b["body"]) for b in receiver.bodies) < 10_000
 
 
 def test_no_secret_reaches_the_receiver(provider, receiver, make_callback):

@@ -251,6 +251,15 @@ def test_a_stream_of_a_model_named_without_provider_names_the_provider(
     assert sorted(p.count for p in durations) == [1, 1, 2]  # chat (call and stream), responses, text
 
 
+def test_other_text_completion_routes_name_their_provider(otel: Otel, fake: FakeProvider) -> None:
+    # The fake provider has neither endpoint: a failed call's span names its provider too.
+    for model in ("azure_text/instruct", "text-completion-codestral/codestral-latest"):
+        with pytest.raises(litellm.NotFoundError):
+            litellm.text_completion(model=model, prompt="hi", api_version="2024-02-01", **kw(fake))
+    names = [(s.attributes or {}).get(semconv.GEN_AI_PROVIDER_NAME) for s in otel.spans()]
+    assert names == ["azure.ai.openai", "mistral_ai"]  # as the core record's azure and mistral are named
+
+
 def test_streamed_acompletion_with_reasoning_carries_all_token_counts(otel: Otel, fake: FakeProvider) -> None:
     async def run() -> list[Any]:
         stream = await litellm.acompletion(

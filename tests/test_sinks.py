@@ -27,7 +27,7 @@ from litelens.config import Settings
 from litelens.dispatch import Dispatcher
 from litelens.jsonl import JsonlWriter, read_records, rotated_files
 from litelens.pipeline import redact
-from litelens.sinks import CallableSink, ConsoleSink, FanOut, HttpSink, JsonlSink, from_spec
+from litelens.sinks import CallableSink, ConsoleSink, FanOut, HttpSink, JsonlSink, Sink, from_spec
 from litelens.testing import FakeProvider, Receiver
 from litelens.transport import Transport
 from server_helpers import ServerProcess
@@ -463,19 +463,22 @@ def test_a_second_server_gets_a_spool_of_its_own(tmp_path: Path) -> None:
     assert other.transport.config.spool_dir not in (None, default.transport.config.spool_dir)
 
 
+@pytest.mark.parametrize("nested", [False, True], ids=["top-level", "in-a-fanout"])
 def test_an_http_sink_without_an_endpoint_sends_where_the_callback_was_told(
-    provider: FakeProvider, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    provider: FakeProvider, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, nested: bool
 ) -> None:
     """`init(endpoint=X, api_key=K, sinks=[HttpSink(), ...])`: the sink that names no endpoint goes to X
-    with K, not to LITELENS_ENDPOINT; one that names its own endpoint never gets K."""
+    with K, not to LITELENS_ENDPOINT; one that names its own endpoint never gets K. The same within a
+    `FanOut` given as one of the sinks."""
     monkeypatch.setenv("LITELENS_ENDPOINT", "http://127.0.0.1:9")  # nothing listens there
     monkeypatch.delenv("LITELENS_API_KEY", raising=False)
     with Receiver(api_key="ll_callbacks_key") as ours, Receiver() as other:
+        sinks: list[Sink] = [HttpSink(), HttpSink(other.url, name="other")]
         callback = Callback(
             endpoint=ours.url,
             api_key="ll_callbacks_key",
             spool_dir=str(tmp_path / "spool"),
-            sinks=[HttpSink(), HttpSink(other.url, name="other")],
+            sinks=[FanOut(*sinks)] if nested else sinks,
         )
         litellm.callbacks.append(callback)
         try:

@@ -56,6 +56,7 @@ class _Captured(NamedTuple):
     litellm_trace_id: str | None
     instructions: Any  # the Responses API's system prompt, which LiteLLM 1.80 left out of the payload
     sent_parameters: Any  # kwargs["optional_params"]: what the payload's parameters leave out of some calls
+    text_input: bool  # an embedding's input was one string, which the payload wraps as a list of one
     provider_key: Any
     error_status: Any  # the exception's status_code, as found: checked on the sender thread
     retries: int | None
@@ -217,6 +218,7 @@ class Callback(CustomLogger):
                     params.get("litellm_trace_id"),
                     params.get("instructions"),
                     get("optional_params"),
+                    type(get("input")) is str,
                     get("api_key"),
                     status,
                     retries,
@@ -293,6 +295,7 @@ class Callback(CustomLogger):
             litellm_trace_id=item.litellm_trace_id,
             instructions=item.instructions,
             sent_parameters=item.sent_parameters,
+            text_input=item.text_input,
             error_status=item.error_status if isinstance(item.error_status, int) else None,
             retries=item.retries,
             exception_type=item.exception_type,

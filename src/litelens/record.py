@@ -604,11 +604,13 @@ def _finish_reasons(response: Any) -> list[str]:
     return reasons
 
 
-def _request_content(call_type: str, slo: Mapping[str, Any], params: Mapping[str, Any]) -> dict[str, Any]:
+def _request_content(
+    call_type: str, slo: Mapping[str, Any], params: Mapping[str, Any], text_input: bool
+) -> dict[str, Any]:
     request: dict[str, Any] = {}
     messages = slo.get("messages")
     if call_type in _INPUT_CALLS:
-        request["input"] = _unwrapped(call_type, messages)
+        request["input"] = _unwrapped(call_type, messages, text_input)
     elif call_type == "chat" or isinstance(messages, list):
         request["messages"] = messages
     else:
@@ -626,10 +628,12 @@ def _request_content(call_type: str, slo: Mapping[str, Any], params: Mapping[str
 _INPUT_CALLS = ("embedding", "text_completion", "image_generation", "responses")
 
 
-def _unwrapped(call_type: str, messages: Any) -> Any:
+def _unwrapped(call_type: str, messages: Any, text_input: bool = False) -> Any:
     """The input or prompt that LiteLLM wrapped as `[{"role": "user", "content": ...}, ...]`: a list for
-    an embedding, the one prompt (or the list of them) for the others. A Responses input that was a
-    list of items already is kept as it is; only a string was wrapped."""
+    an embedding (the string, when `text_input` says the caller gave one), the one prompt (or the list
+    of them) for the others. A Responses input that was a list of items already is kept as it is; only
+    a string was wrapped. LiteLLM's payload and kwargs give a Responses input of one user message with
+    text content exactly as they give a string: that one is taken for the string, the usual call."""
     if not isinstance(messages, list) or not all(
         type(m) is dict and m.get("role") == "user" and m.keys() <= {"role", "content"} for m in messages
     ):
@@ -637,7 +641,7 @@ def _unwrapped(call_type: str, messages: Any) -> Any:
     contents = [m.get("content") for m in messages]
     if call_type == "responses":
         return contents[0] if len(contents) == 1 and isinstance(contents[0], str) else messages
-    return contents[0] if call_type != "embedding" and len(contents) == 1 else contents
+    return contents[0] if (call_type != "embedding" or text_input) and len(contents) == 1 else contents
 
 
 # Parameters that are content, kept under `request` beside the messages (and so left out when content
@@ -683,10 +687,16 @@ def _cost_of(slo: Mapping[str, Any]) -> float | None:
     return cost
 
 
-# LiteLLM's name for OpenAI's text-completion route (taken for `openai/gpt-3.5-turbo-instruct`, and for
-# any text completion stream): the provider is OpenAI all the same, as the OTel layer says, so its calls
-# are one population whichever route or road they came by.
-_PROVIDER_OF_ROUTE = {"text-completion-openai": "openai"}
+# LiteLLM's names for a provider's text-completion route (`text-completion-openai` is taken for
+# `openai/gpt-3.5-turbo-instruct`, and for any text completion stream): the provider is the same, as the
+# OTel layer says (Codestral's is Mistral's, `mistral_ai` there), so its calls are one population
+# whichever route or road they came by.
+_PROVIDER_OF_ROUTE = {
+    "text-completion-openai": "openai",
+    "azure_text": "azure",
+    "text-completion-codestral": "mistral",
+    "text-completion-inception": "inception",
+}
 
 
 def _provider_of(value: Any) -> str | None:
@@ -731,6 +741,7 @@ def from_standard_logging(
     litellm_trace_id: str | None = None,
     instructions: Any = None,
     sent_parameters: Any = None,
+    text_input: bool = False,
     error_status: int | None = None,
     retries: int | None = None,
     exception_type: str | None = None,
@@ -744,7 +755,8 @@ def from_standard_logging(
     `user_metadata` is `kwargs["litellm_params"]["metadata"]`: LiteLLM keeps the caller's `metadata=`
     there, not in the payload. `instructions` (a Responses call's system prompt) comes from there too:
     LiteLLM 1.80 left it out of the payload's parameters. `sent_parameters` is
-    `kwargs["optional_params"]`, what LiteLLM sent the provider (see `_parameters_sent`). Credentials
+    `kwargs["optional_params"]`, what LiteLLM sent the provider (see `_parameters_sent`). `text_input` says
+    the caller's `kwargs["input"]` was one string (see `_unwrapped`). Credentials
     are not removed here; `scrub()` does that.
     """
     call_type, is_async = call_type_of(slo.get("call_type"))
@@ -881,7 +893,8 @@ def from_standard_logging(
             "retries": retries,
         }
     if capture_content:
-        record["request"] = {**_request_content(call_type, slo, params), "parameters": _parameters(params)}
+        request = _request_content(call_type, slo, params, text_input)
+        record["request"] = {**request, "parameters": _parameters(params)}
         if call_type == "responses" and instructions and "instructions" not in record["request"]:
             record["request"]["instructions"] = instructions
         record["response"] = _response_content(call_type, response)
@@ -1009,11 +1022,19 @@ def detached(value: Any) -> Any:
     return value
 
 
+_CAPPED_NAMES = ("session_id", "litellm_trace_id", "end_user", "user_id")
+
+
 def cap(record: Record, limits: Limits) -> Record:
     """Bound the record's size; every cut is named in `record["truncated"]`."""
     cuts: list[str] = []
     for key in ("request", "response", "error"):
         if record.get(key):
+            record[key] = _cap_strings(record[key], limits.max_string_chars, key, cuts)
+    # The caller's names for who and what conversation (LiteLLM's trace id is the session's name): one
+    # huge value would reach the server whole (and, on a span, an attribute every backend indexes).
+    for key in _CAPPED_NAMES:
+        if isinstance(record.get(key), str):
             record[key] = _cap_strings(record[key], limits.max_string_chars, key, cuts)
     tags = tags_of(record.get("tags"))
     if len(tags) > limits.max_tags:

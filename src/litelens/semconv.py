@@ -257,7 +257,12 @@ _PROVIDER_OF_NAME = {v: k for k, v in _PROVIDER_NAME_OF.items()} | {
 }
 # LiteLLM's names for a provider's text-completion route: the provider is the same (one way only, so
 # "openai" on the way back stays "openai").
-_PROVIDER_NAME_OF |= {"text-completion-openai": "openai", "text-completion-codestral": "mistral_ai"}
+_PROVIDER_NAME_OF |= {
+    "text-completion-openai": "openai",
+    "azure_text": _PROVIDER_NAME_OF["azure"],
+    "text-completion-codestral": _PROVIDER_NAME_OF["mistral"],
+    "text-completion-inception": "inception",
+}
 
 _CANCELLED_ERRORS = ("CancelledError", "GeneratorExit", "KeyboardInterrupt")
 

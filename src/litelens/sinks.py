@@ -338,6 +338,13 @@ class FanOut:
                 sink.name = unique
             self.sinks.append(sink)
 
+    def inherit(self, settings: Settings) -> None:
+        """Pass a callback's settings on to the sinks that take them (`HttpSink.inherit`), as if each
+        had been given to the callback itself."""
+        for sink in self.sinks:
+            if isinstance(sink, (HttpSink, FanOut)):
+                sink.inherit(settings)
+
     def submit(self, line: str) -> None:
         for sink in self.sinks:
             with contextlib.suppress(Exception):  # a third-party sink that breaks its promise costs itself
@@ -391,10 +398,10 @@ def from_spec(spec: str, settings: Settings | None = None) -> Sink:
 
 def from_specs(specs: Iterable[Sink | str], settings: Settings | None = None) -> list[Sink]:
     """Sinks from a mix of sink objects and short forms (see `from_spec`); an `HttpSink` object takes
-    what it was not given from `settings` (`HttpSink.inherit`)."""
+    what it was not given from `settings` (`HttpSink.inherit`), within a `FanOut` too."""
     sinks = [from_spec(s, settings) if isinstance(s, str) else s for s in specs]
     if settings is not None:
         for sink in sinks:
-            if isinstance(sink, HttpSink):
+            if isinstance(sink, (HttpSink, FanOut)):
                 sink.inherit(settings)
     return sinks

@@ -30,7 +30,7 @@ from litelens.config import Limits
 from litelens.otel import endpoints
 from litelens.otel.endpoints import Endpoint
 from litelens.otel.metrics import Instruments
-from litelens.record import OTEL_LINK_KEY, OTEL_LINK_READER, Record, cap, cap_strings, has_secret
+from litelens.record import OTEL_LINK_KEY, OTEL_LINK_READER, Record, cap, has_secret
 
 _log = logging.getLogger("litelens.otel")
 
@@ -321,7 +321,8 @@ class Call:
                 capture = engine.capture_content
             attributes = semconv.record_to_attributes(processed, capture_content=capture)
             if _text_length(attributes) > engine.cap_above:
-                capped = _capped(processed, engine.limits)
+                # A copy: `cap` sets the record's top-level fields (request, tags, session id...).
+                capped = cap({**processed}, engine.limits)
                 # A tag is cut to 200 characters unmarked, as in the core record.
                 cut = capped.get("truncated") != processed.get("truncated")
                 if cut or capped["tags"] != processed.get("tags"):
@@ -396,21 +397,6 @@ class Call:
             self.span.end()
         except Exception:
             self.engine.failed("ending a span")
-
-
-def _capped(record: Record, limits: Limits) -> Record:
-    """A copy of the record cut as `cap` cuts the core record, and its session id and end user too: the
-    core record leaves those to the caller, but on a span each is an attribute (two, for the session)
-    that every backend indexes -- one huge value makes a huge span."""
-    # A copy: `cap` sets the record's top-level fields (request, metadata, tags, truncated).
-    capped = cap({**record}, limits)
-    cuts: list[str] = []
-    for key in ("session_id", "end_user"):
-        if isinstance(capped.get(key), str):
-            capped[key] = cap_strings(capped[key], limits.max_string_chars, key, cuts)
-    if cuts:
-        capped["truncated"] = [*(capped.get("truncated") or []), *cuts]
-    return capped
 
 
 def _text_length(attributes: Mapping[str, Any]) -> int:
