@@ -216,7 +216,8 @@ def test_other_text_completion_routes_are_named_by_their_provider(provider, rece
     callback = make_callback()
     routes = {"text-completion-codestral/codestral-latest": "mistral", "azure_text/instruct": "azure"}
     for model in routes:  # the fake provider has neither endpoint: a failed call names its provider too
-        with pytest.raises(litellm.NotFoundError):
+        # LiteLLM 1.110 answers a 404; 1.80 reaches other URLs of the fake provider and fails otherwise.
+        with pytest.raises((litellm.NotFoundError, litellm.APIConnectionError, litellm.APIError)):
             litellm.text_completion(
                 model=model, prompt="hi", api_base=provider.url, api_key=KEY, api_version="2024-02-01"
             )
@@ -464,14 +465,12 @@ def test_huge_session_and_user_names_are_capped_and_marked(provider, receiver, m
     huge = "x" * 50_000
     call(provider, user=huge, metadata={"session_id": huge, "user_id": huge})
     record = one_record(receiver, callback)
-    for key in (
-        "session_id",
-        "litellm_trace_id",
-        "end_user",
-        "user_id",
-    ):  # LiteLLM's trace id is the session's
-        assert record[key].startswith("x" * 100) and len(record[key]) < 200
+    for key in ("session_id", "end_user", "user_id"):
+        assert record[key].startswith("x" * 100) and len(record[key]) < 200, key
         assert key in record["truncated"]
+    # LiteLLM 1.110 makes the session its trace id (so that is cut too); 1.80 gives a fresh UUID.
+    trace = record["litellm_trace_id"]
+    assert len(trace) < 200 and (not trace.startswith("x") or "litellm_trace_id" in record["truncated"])
     assert sum(len(b["body"]) for b in receiver.bodies) < 10_000
 
 

@@ -254,7 +254,8 @@ def test_a_stream_of_a_model_named_without_provider_names_the_provider(
 def test_other_text_completion_routes_name_their_provider(otel: Otel, fake: FakeProvider) -> None:
     # The fake provider has neither endpoint: a failed call's span names its provider too.
     for model in ("azure_text/instruct", "text-completion-codestral/codestral-latest"):
-        with pytest.raises(litellm.NotFoundError):
+        # LiteLLM 1.110 answers a 404; 1.80 reaches other URLs of the fake provider and fails otherwise.
+        with pytest.raises((litellm.NotFoundError, litellm.APIConnectionError, litellm.APIError)):
             litellm.text_completion(model=model, prompt="hi", api_version="2024-02-01", **kw(fake))
     names = [(s.attributes or {}).get(semconv.GEN_AI_PROVIDER_NAME) for s in otel.spans()]
     assert names == ["azure.ai.openai", "mistral_ai"]  # as the core record's azure and mistral are named
