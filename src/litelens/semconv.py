@@ -24,7 +24,15 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from litelens.record import _CALL_TYPES, _PROXY_FIELDS, SCHEMA, STATUSES, Record, user_metadata_of
+from litelens.record import (
+    _CALL_TYPES,
+    _PROVIDER_OF_ROUTE,
+    _PROXY_FIELDS,
+    SCHEMA,
+    STATUSES,
+    Record,
+    user_metadata_of,
+)
 
 AttributeValue = str | bool | int | float | Sequence[str] | Sequence[bool] | Sequence[int] | Sequence[float]
 
@@ -255,14 +263,9 @@ _PROVIDER_OF_NAME = {v: k for k, v in _PROVIDER_NAME_OF.items()} | {
     "aws": "bedrock",
     "mistralai": "mistral",
 }
-# LiteLLM's names for a provider's text-completion route: the provider is the same (one way only, so
-# "openai" on the way back stays "openai").
-_PROVIDER_NAME_OF |= {
-    "text-completion-openai": "openai",
-    "azure_text": _PROVIDER_NAME_OF["azure"],
-    "text-completion-codestral": _PROVIDER_NAME_OF["mistral"],
-    "text-completion-inception": "inception",
-}
+# LiteLLM's names for a provider's text-completion route: the provider is the same, as the core record
+# names it (one way only, so "openai" on the way back stays "openai").
+_PROVIDER_NAME_OF |= {route: _PROVIDER_NAME_OF.get(name, name) for route, name in _PROVIDER_OF_ROUTE.items()}
 
 _CANCELLED_ERRORS = ("CancelledError", "GeneratorExit", "KeyboardInterrupt")
 

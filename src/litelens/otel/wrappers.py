@@ -108,15 +108,7 @@ class Engine:
                 call = self.begin(endpoint, positional, args, kwargs)
                 if call is None:
                     return await wrapped(*args, **kwargs)
-                tokens = call.enter()
-                try:
-                    result = await wrapped(*args, **call.kwargs)
-                except BaseException as exc:
-                    call.exit(tokens)
-                    call.fail(exc)
-                    raise
-                call.exit(tokens)
-                return call.succeed(result)
+                return await _awaited(call, lambda: wrapped(*args, **call.kwargs))
 
             return traced_async
 
@@ -135,7 +127,12 @@ class Engine:
                 raise
             call.exit(tokens)
             if inspect.iscoroutine(result):
-                return _awaited(call, result)
+                # A sync entry point asked for a coroutine (`completion(..., acompletion=True)`,
+                # `embedding(..., aembedding=True)`): an async call, whose span ends when it is awaited
+                # and done. The async entry point LiteLLM runs inside it sees this call in its context
+                # and gets no span of its own.
+                call.record["is_async"] = True
+                return _awaited(call, lambda: result)
             return call.succeed(result)
 
         return traced
@@ -187,15 +184,12 @@ class Engine:
         return name, {**attributes, semconv.LITELLM_CALL_ID: record["call_id"]}
 
 
-async def _awaited(call: Call, pending: Awaitable[Any]) -> Any:
-    """The rest of a sync entry point's call that returned a coroutine (`completion(...,
-    acompletion=True)`, `embedding(..., aembedding=True)`): an async call, whose span ends when it is
-    awaited and done, as `acompletion`'s does. The async entry point LiteLLM runs inside it sees this
-    call in its context and gets no span of its own."""
-    call.record["is_async"] = True
+async def _awaited(call: Call, pending: Callable[[], Awaitable[Any]]) -> Any:
+    """Await what `pending` gives with the call's span current; the span ends with the result or the
+    exception. `pending` is called inside, so a call that fails before it is awaited ends the span too."""
     tokens = call.enter()
     try:
-        result = await pending
+        result = await pending()
     except BaseException as exc:
         call.exit(tokens)
         call.fail(exc)

@@ -383,8 +383,8 @@ def span_row(span: NeutralSpan, call_id: str | None) -> dict[str, Any]:
         "trace_id": span.trace_id,
         "span_id": span.span_id,
         "parent_span_id": span.parent_span_id,
-        "name": _nul_free(_short_name(span.name)),
-        "kind": _nul_free(span.kind),
+        "name": without_nul(_short_name(span.name)),
+        "kind": without_nul(span.kind),
         # As semconv.span_to_record takes them: an end before the start is a clock that stepped back.
         "start_time": (span.start_ns or span.end_ns) / 1e9,
         "end_time": max(span.end_ns, span.start_ns) / 1e9 if span.end_ns else None,
@@ -401,16 +401,11 @@ def span_row(span: NeutralSpan, call_id: str | None) -> dict[str, Any]:
         # Why a tool or HTTP span failed: its status message and events (an exception's type, message
         # and stack), capped, since every span of a trace is kept. A call's span has its error in the
         # call record, and its events often hold the call's content, which the record holds already.
-        "status_message": _nul_free(rec.scrub_text(span.status_message[:MAX_STATUS_MESSAGE]))
+        "status_message": without_nul(rec.scrub_text(span.status_message[:MAX_STATUS_MESSAGE]))
         if span.status_message
         else None,
         "events": _events(span.events) if span.events and call_id is None else None,
     }
-
-
-def _nul_free(text: str | None) -> str | None:
-    """A span's text column without NUL, which PostgreSQL cannot store (see `_without_nul`)."""
-    return text.replace("\x00", "") if text and "\x00" in text else text
 
 
 MAX_STATUS_MESSAGE = 4096
