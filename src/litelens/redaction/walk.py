@@ -214,7 +214,7 @@ class Redactor:
         parsed = _json_container(s)
         if parsed is not None:
             new = self.value(parsed, 1, texts)
-            return s if new is parsed else json.dumps(new, ensure_ascii=False)
+            return s if new is parsed else _dump(new)
         if texts is not None:
             return texts.get(s, s)
         return self.text(s)
@@ -289,6 +289,7 @@ class Redactor:
 
 
 _JSON = json.JSONDecoder()
+_dump = json.JSONEncoder(ensure_ascii=False).encode  # json.dumps(ensure_ascii=False) makes one per call
 
 
 def _json_container(s: str) -> Any:
