@@ -1219,13 +1219,20 @@ def test_core_callback_and_span_name_the_same_call(
         )
         if stream:
             list(response)
-    callback.flush(timeout=10)
-    assert receiver.wait_for(1, timeout=15)
     span = next(s for s in otel.exporter.get_finished_spans() if s.name != "agent.run")
     attrs = span.attributes or {}
     # LiteLLM 1.80 holds the async log events of calls made under an earlier, ended event loop (an
-    # earlier test's asyncio.run) and hands them to the callback registered now: one record of this call.
-    (record,) = [r for r in receiver.records if r["call_id"] == attrs[semconv.LITELLM_CALL_ID]]
+    # earlier test's asyncio.run) and hands them to the callback registered now, so the first record to
+    # arrive may be another call's; and it reports a finished stream from a thread of its own, which a
+    # flush does not wait for: wait for this call's record.
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        callback.flush(timeout=1)
+        mine = [r for r in receiver.records if r["call_id"] == attrs[semconv.LITELLM_CALL_ID]]
+        if mine:
+            break
+        time.sleep(0.05)
+    (record,) = mine
     # Both name the call's place in the application's trace the same way, whichever reaches the server last.
     assert record["trace_id"] == format(span.context.trace_id, "032x")
     assert record["span_id"] == format(span.context.span_id, "016x")
