@@ -34,7 +34,7 @@ echo "== lint and types"
 .venv/bin/mypy
 
 echo "== tests, LiteLLM $LITELLM_NEW"
-.venv/bin/python -m pytest "$@"
+.venv/bin/python -m pytest --durations=15 "$@"  # the slowest tests, to keep the suite well under 15 minutes
 
 echo "== LiteLLM-facing tests again, LiteLLM $LITELLM_OLD"
 # Only the files that drive LiteLLM (the delivery test runs a real `litelens serve`, hence the server extra).
