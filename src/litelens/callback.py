@@ -63,6 +63,7 @@ class _Captured(NamedTuple):
     exception_type: str | None
     error_text: str | None  # str(exception), only when LiteLLM sent no standard_logging_object
     chunk_count: int | None
+    partial_chunks: Any  # a failed stream's chunks so far (LiteLLM's own list): its answer until the break
     kwargs: Mapping[str, Any] | None  # only kept when LiteLLM sent no standard_logging_object
     start_time: Any
     end_time: Any
@@ -206,8 +207,9 @@ class Callback(CustomLogger):
                 retries = getattr(exc, "num_retries", None)
                 exc_type = type(exc).__name__ if exc is not None else None
                 error_text = None if slo else _text_of(exc)
+                partial = chunks or None
             else:
-                status = retries = exc_type = error_text = None
+                status = retries = exc_type = error_text = partial = None
             self.transport.submit(
                 (  # type: ignore[arg-type]  # the fields of _Captured, in order
                     slo,
@@ -225,6 +227,7 @@ class Callback(CustomLogger):
                     exc_type,
                     error_text,
                     len(chunks) if isinstance(chunks, list) else None,
+                    partial,
                     None if slo else kwargs,
                     start_time,
                     end_time,
@@ -300,6 +303,7 @@ class Callback(CustomLogger):
             retries=item.retries,
             exception_type=item.exception_type,
             chunk_count=item.chunk_count,
+            partial_response=rec.stream_so_far(item.partial_chunks) if item.partial_chunks else None,
             capture_content=s.capture_content,
             service=s.service,
             environment=s.environment,
