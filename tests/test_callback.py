@@ -184,6 +184,41 @@ def test_embeddings_sync_and_async(provider, receiver, make_callback):
     )  # no vectors shipped
 
 
+@pytest.mark.parametrize(
+    "is_async",
+    [
+        pytest.param(False, id="sync"),
+        pytest.param(
+            True,
+            id="async",
+            marks=pytest.mark.skipif(
+                Version(version("litellm")) < Version("1.100"),
+                reason="LiteLLM 1.80.17 reports an async Responses stream that ended well as a "
+                "StopAsyncIteration failure too, before its success: two records",
+            ),
+        ),
+    ],
+)
+def test_a_responses_api_stream_counts_its_events(provider, receiver, make_callback, is_async):
+    """A Responses API stream's record says how many events came, as a chat stream's says its chunks."""
+    callback = make_callback()
+    kwargs = {"model": "openai/gpt-4o-mini", "input": "hi", "api_base": provider.url, "api_key": KEY}
+
+    async def count_async() -> int:
+        n = 0
+        async for _ in await litellm.aresponses(stream=True, **kwargs):
+            n += 1
+        await asyncio.sleep(0.05)  # LiteLLM logs async stream success as a task on this loop
+        return n
+
+    events = (
+        asyncio.run(count_async()) if is_async else sum(1 for _ in litellm.responses(stream=True, **kwargs))
+    )
+    record = one_record(receiver, callback)
+    assert record["call_type"] == "responses" and record["stream"] is True
+    assert events > 8 and record["chunk_count"] == events
+
+
 def test_text_completion_image_and_responses(provider, receiver, make_callback):
     callback = make_callback()
     litellm.text_completion(
