@@ -10,12 +10,14 @@ import asyncio
 import json
 import logging
 import time
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
 import jsonschema
 import litellm
 import pytest
+from packaging.version import Version
 
 from litelens.callback import unregister
 from litelens.testing import FakeProvider, Receiver
@@ -180,6 +182,41 @@ def test_embeddings_sync_and_async(provider, receiver, make_callback):
     assert "embedding" not in json.dumps(records[0]["response"]).replace(
         '"embeddings"', ""
     )  # no vectors shipped
+
+
+@pytest.mark.parametrize(
+    "is_async",
+    [
+        pytest.param(False, id="sync"),
+        pytest.param(
+            True,
+            id="async",
+            marks=pytest.mark.skipif(
+                Version(version("litellm")) < Version("1.100"),
+                reason="LiteLLM 1.80.17 reports an async Responses stream that ended well as a "
+                "StopAsyncIteration failure too, before its success: two records",
+            ),
+        ),
+    ],
+)
+def test_a_responses_api_stream_counts_its_events(provider, receiver, make_callback, is_async):
+    """A Responses API stream's record says how many events came, as a chat stream's says its chunks."""
+    callback = make_callback()
+    kwargs = {"model": "openai/gpt-4o-mini", "input": "hi", "api_base": provider.url, "api_key": KEY}
+
+    async def count_async() -> int:
+        n = 0
+        async for _ in await litellm.aresponses(stream=True, **kwargs):
+            n += 1
+        await asyncio.sleep(0.05)  # LiteLLM logs async stream success as a task on this loop
+        return n
+
+    events = (
+        asyncio.run(count_async()) if is_async else sum(1 for _ in litellm.responses(stream=True, **kwargs))
+    )
+    record = one_record(receiver, callback)
+    assert record["call_type"] == "responses" and record["stream"] is True
+    assert events > 8 and record["chunk_count"] == events
 
 
 def test_text_completion_image_and_responses(provider, receiver, make_callback):
@@ -558,7 +595,60 @@ def test_a_failed_stream_is_recorded_as_a_stream(provider, receiver, make_callba
         list(call(provider, stream=True, extra_headers=directive, num_retries=0, max_retries=0))
     record = one_record(receiver, callback)
     assert record["status"] == "error" and record["stream"] is True
-    assert record["ttft_ms"] is None  # LiteLLM does not say when a failed stream's first chunk came
+    if "x-fake-error" in directive:
+        assert record["ttft_ms"] is None  # no chunk came (a stream broken mid-way: the test below)
+
+
+@pytest.mark.parametrize(
+    "is_async",
+    [
+        pytest.param(False, id="sync"),
+        pytest.param(
+            True,
+            id="async",
+            marks=pytest.mark.skipif(
+                Version(version("litellm")) < Version("1.100"),
+                reason="LiteLLM 1.80.17 ends an async stream whose connection broke as if it had finished: "
+                "no error, a success event",
+            ),
+        ),
+    ],
+)
+def test_a_stream_broken_mid_way_keeps_its_first_chunks_time_and_the_text_received(
+    provider, receiver, make_callback, is_async
+):
+    """Three chunks came, then the connection broke: the record has the stream's time to first token and
+    the text the caller had already seen, not nothing."""
+    callback = make_callback()
+    kwargs = {
+        "model": "openai/gpt-4o-mini",
+        "messages": MESSAGES,
+        "api_base": provider.url,
+        "api_key": KEY,
+        "stream": True,
+        "extra_headers": {"x-fake-drop-after": "3", "x-fake-ttft-ms": "50", "x-fake-interval-ms": "100"},
+        "num_retries": 0,
+        "max_retries": 0,
+    }
+    seen: list[str] = []
+
+    async def consume_async() -> None:
+        async for chunk in await litellm.acompletion(**kwargs):
+            seen.append(chunk.choices[0].delta.content or "")
+
+    # LiteLLM >= 1.100 raises MidStreamFallbackError for a stream cut mid-way; 1.80 an APIConnectionError.
+    with pytest.raises((litellm.exceptions.MidStreamFallbackError, litellm.APIConnectionError)):
+        if is_async:
+            asyncio.run(consume_async())
+        else:
+            seen.extend(chunk.choices[0].delta.content or "" for chunk in litellm.completion(**kwargs))
+    record = one_record(receiver, callback)
+    assert record["status"] == "error" and record["chunk_count"] == 3
+    # The provider waited 50 ms before the first chunk and 100 ms between chunks before the break.
+    assert 50 <= record["ttft_ms"] <= record["duration_ms"] - 200
+    [choice] = record["response"]["choices"]
+    assert choice["message"]["content"] == "".join(seen) == "lorem ipsum dolor"
+    assert choice["finish_reason"] is None
 
 
 def test_secrets_inside_models_and_sets_in_metadata_are_removed(provider, receiver, make_callback):

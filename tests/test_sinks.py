@@ -497,6 +497,40 @@ def test_an_http_sink_without_an_endpoint_sends_where_the_callback_was_told(
         assert "Authorization" not in other.bodies[0]["headers"]
 
 
+@pytest.mark.parametrize("form", ["sinks-argument", "LITELENS_SINKS", "object"])
+def test_a_sink_naming_another_server_never_gets_the_callbacks_key(
+    provider: FakeProvider, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, form: str
+) -> None:
+    """The callback's key is for its own server: `http:URL`, in `sinks=` or in LITELENS_SINKS, and an
+    `HttpSink(URL)` that read the same LITELENS_API_KEY as the callback, send the other server none."""
+    with Receiver(api_key="ll_callbacks_key") as ours, Receiver() as other:
+        monkeypatch.setenv("LITELENS_ENDPOINT", ours.url)
+        monkeypatch.setenv("LITELENS_API_KEY", "ll_callbacks_key")
+        monkeypatch.setenv("LITELENS_SPOOL_DIR", str(tmp_path / "spool"))
+        if form == "LITELENS_SINKS":
+            monkeypatch.setenv("LITELENS_SINKS", f"http,http:{other.url}")
+        sinks = {
+            "sinks-argument": ["http", f"http:{other.url}"],
+            "LITELENS_SINKS": None,
+            "object": [HttpSink(), HttpSink(other.url, name="other")],
+        }[form]
+        callback = Callback(sinks=sinks)
+        litellm.callbacks.append(callback)
+        try:
+            litellm.completion(
+                model="openai/gpt-4o-mini",
+                messages=[{"role": "user", "content": "hi"}],
+                api_base=provider.url,
+                api_key=KEY,
+            )
+            assert callback.flush(timeout=10)
+        finally:
+            unregister(callback)
+            callback.shutdown(timeout=5)
+        assert len(ours.records) == 1 and len(other.records) == 1
+        assert "Authorization" not in other.bodies[0]["headers"]
+
+
 def test_a_relative_jsonl_path_stays_where_it_was_when_the_app_changes_directory(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -63,6 +63,7 @@ class _Captured(NamedTuple):
     exception_type: str | None
     error_text: str | None  # str(exception), only when LiteLLM sent no standard_logging_object
     chunk_count: int | None
+    partial_chunks: Any  # a failed stream's chunks so far (LiteLLM's own list): its answer until the break
     kwargs: Mapping[str, Any] | None  # only kept when LiteLLM sent no standard_logging_object
     start_time: Any
     end_time: Any
@@ -145,6 +146,7 @@ class Callback(CustomLogger):
         else:  # the default: the server only, the transport running the pipeline on its own thread
             self.transport = Transport(transport_config(s), prepare=self._prepare)
         _install_chunk_counter()
+        _install_event_counter()
         self._draining = False  # set by a SIGTERM on the proxy: see flush_on_sigterm
 
     # ---- LiteLLM's hooks: all four, because sync and async entry points call different ones.
@@ -206,8 +208,9 @@ class Callback(CustomLogger):
                 retries = getattr(exc, "num_retries", None)
                 exc_type = type(exc).__name__ if exc is not None else None
                 error_text = None if slo else _text_of(exc)
+                partial = chunks or None
             else:
-                status = retries = exc_type = error_text = None
+                status = retries = exc_type = error_text = partial = None
             self.transport.submit(
                 (  # type: ignore[arg-type]  # the fields of _Captured, in order
                     slo,
@@ -224,7 +227,8 @@ class Callback(CustomLogger):
                     retries,
                     exc_type,
                     error_text,
-                    len(chunks) if isinstance(chunks, list) else None,
+                    len(chunks) if isinstance(chunks, list) else get(_EVENTS_KEY),
+                    partial,
                     None if slo else kwargs,
                     start_time,
                     end_time,
@@ -300,6 +304,7 @@ class Callback(CustomLogger):
             retries=item.retries,
             exception_type=item.exception_type,
             chunk_count=item.chunk_count,
+            partial_response=rec.stream_so_far(item.partial_chunks) if item.partial_chunks else None,
             capture_content=s.capture_content,
             service=s.service,
             environment=s.environment,
@@ -400,6 +405,42 @@ def _install_chunk_counter() -> None:
 
     CustomStreamWrapper.__init__ = __init__  # type: ignore[method-assign]
     CustomStreamWrapper._litelens_counts_chunks = True  # type: ignore[attr-defined]
+
+
+_EVENTS_KEY = "litelens_stream_events"
+
+
+def _install_event_counter() -> None:
+    """Put a Responses API stream's event count into its logging payload, once per process.
+
+    LiteLLM keeps no list of these events, but it keeps the stream's last one (`completed_response` of
+    its iterator, set before it logs the call), and every event carries the provider's `sequence_number`,
+    counted from 0. Catching that one assignment costs one dict store per stream and nothing per event.
+    A provider that numbers no events, or a stream that ends without its last event, leaves chunk_count
+    null.
+    """
+    try:
+        from litellm.responses.streaming_iterator import BaseResponsesAPIStreamingIterator as iterator
+    except ImportError:
+        return
+    if getattr(iterator, "_litelens_counts_events", False):
+        return
+
+    def completed(self: Any) -> Any:
+        return self.__dict__.get("_litelens_completed_response")
+
+    def set_completed(self: Any, event: Any) -> None:
+        self.__dict__["_litelens_completed_response"] = event
+        try:
+            number = getattr(event, "sequence_number", None)
+            details = getattr(getattr(self, "logging_obj", None), "model_call_details", None)
+            if type(number) is int and isinstance(details, dict):
+                details[_EVENTS_KEY] = number + 1
+        except Exception:  # never let bookkeeping break a stream
+            pass
+
+    iterator.completed_response = property(completed, set_completed)  # type: ignore[assignment]
+    iterator._litelens_counts_events = True  # type: ignore[attr-defined]
 
 
 def flush_on_sigterm(callback: Callback) -> None:

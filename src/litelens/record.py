@@ -592,6 +592,26 @@ def _response_content(call_type: str, response: Any) -> dict[str, Any] | None:
     return out
 
 
+def stream_so_far(chunks: Iterable[Any]) -> dict[str, Any] | None:
+    """The answer of a stream that broke mid-way, in the payload's response shape, from the chunks
+    LiteLLM received before the break: each choice's text so far, with no finish reason."""
+    texts: dict[int, list[str]] = {}
+    response_id = None
+    for chunk in chunks:
+        response_id = response_id or getattr(chunk, "id", None)
+        for choice in getattr(chunk, "choices", None) or ():
+            content = getattr(getattr(choice, "delta", None), "content", None)
+            if isinstance(content, str):
+                texts.setdefault(getattr(choice, "index", None) or 0, []).append(content)
+    if not texts:
+        return None
+    choices = [
+        {"index": index, "finish_reason": None, "message": {"role": "assistant", "content": "".join(parts)}}
+        for index, parts in sorted(texts.items())
+    ]
+    return {"id": response_id, "choices": choices}
+
+
 def _finish_reasons(response: Any) -> list[str]:
     reasons: list[str] = []
     if isinstance(response, dict):
@@ -746,6 +766,7 @@ def from_standard_logging(
     retries: int | None = None,
     exception_type: str | None = None,
     chunk_count: int | None = None,
+    partial_response: Mapping[str, Any] | None = None,
     capture_content: bool = True,
     service: str | None = None,
     environment: str | None = None,
@@ -756,7 +777,8 @@ def from_standard_logging(
     there, not in the payload. `instructions` (a Responses call's system prompt) comes from there too:
     LiteLLM 1.80 left it out of the payload's parameters. `sent_parameters` is
     `kwargs["optional_params"]`, what LiteLLM sent the provider (see `_parameters_sent`). `text_input` says
-    the caller's `kwargs["input"]` was one string (see `_unwrapped`). Credentials
+    the caller's `kwargs["input"]` was one string (see `_unwrapped`). `partial_response` is what a
+    stream that failed mid-way had answered (`stream_so_far`), which its payload leaves out. Credentials
     are not removed here; `scrub()` does that.
     """
     call_type, is_async = call_type_of(slo.get("call_type"))
@@ -792,8 +814,9 @@ def from_standard_logging(
     stream = bool(slo.get("stream")) or params.get("stream") is True
     duration_ms = max(0.0, (end - start) * 1000.0)
     failed = slo.get("status") == "failure"
-    # A failed stream's payload gives no time of its first chunk (completionStartTime is the failure's).
-    if failed:
+    # A stream that failed before any chunk has the failure's time as completionStartTime; one that broke
+    # mid-way has its first chunk's.
+    if failed and not chunk_count:
         first = None
     ttft_ms = max(0.0, (first - start) * 1000.0) if stream and first else None
 
@@ -825,7 +848,7 @@ def from_standard_logging(
         or _opt_str(meta.get("end_user"))
     )
     hidden = slo.get("hidden_params") or {}
-    response = slo.get("response")
+    response = slo.get("response") or (partial_response if failed else None)
 
     record: Record = {
         "schema": SCHEMA,

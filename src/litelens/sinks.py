@@ -89,6 +89,12 @@ def transport_config(settings: Settings) -> TransportConfig:
     )
 
 
+def _same_endpoint(a: str, b: str) -> bool:
+    """Whether two endpoints are one server: a key given for one must never reach another, which could
+    use it against the first."""
+    return a.rstrip("/") == b.rstrip("/")
+
+
 def _as_is(line: Any) -> Any:
     return line  # the line is already encoded: the transport sends a str as it is
 
@@ -104,8 +110,9 @@ class HttpSink:
     Passed to a `Callback` (`litelens.init(endpoint=..., api_key=..., sinks=[HttpSink(), ...])`), what
     the sink was not given comes from the callback's settings rather than from the environment: a sink
     with no endpoint sends to the callback's endpoint with the callback's key. A sink that names its
-    endpoint keeps its own key (its argument, else `LITELENS_API_KEY`): the callback's key is never sent
-    to another server. A sink built with `settings=` is used as it is.
+    endpoint keeps its own key (its argument, else `LITELENS_API_KEY` unless the callback took that one
+    too): the callback's key is never sent to another server, nor is it by an `http:URL` short form.
+    A sink built with `settings=` is used as it is.
     """
 
     def __init__(
@@ -136,6 +143,13 @@ class HttpSink:
             return
         keep = self._given | {"api_key"} if "endpoint" in self._given else self._given
         merged = replace(settings, **{name: getattr(self.settings, name) for name in keep})
+        if (
+            "api_key" not in self._given
+            and merged.api_key == settings.api_key
+            and not _same_endpoint(merged.endpoint, settings.endpoint)
+        ):
+            # It read LITELENS_API_KEY, which the callback took too: a key for the callback's server.
+            merged = replace(merged, api_key=None)
         if merged != self.settings:
             self.settings = merged
             self.transport = Transport(transport_config(merged), prepare=_as_is)
@@ -382,7 +396,9 @@ def from_spec(spec: str, settings: Settings | None = None) -> Sink:
             return HttpSink(settings=settings)
         # A base of its own, as before spool folders per destination (which alone keep its batches apart).
         spool = settings.spool_dir and f"{settings.spool_dir}-{hashlib.sha1(arg.encode()).hexdigest()[:8]}"
-        return HttpSink(settings=replace(settings, endpoint=arg, spool_dir=spool or None))
+        # A short form has no key of its own, and the callback's is only for the callback's server.
+        key = settings.api_key if _same_endpoint(arg, settings.endpoint) else None
+        return HttpSink(settings=replace(settings, endpoint=arg, api_key=key, spool_dir=spool or None))
     if kind == "jsonl" and arg:
         return JsonlSink(arg)
     if kind == "console" and not arg:
