@@ -4,6 +4,7 @@ through the core callback and by a stock OpenTelemetry SDK, queried over HTTP.""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import csv
 import gzip
 import inspect
@@ -1173,6 +1174,32 @@ def test_printing_commands_end_quietly_when_the_reader_has_left(sqlite_server: S
     for args, proc in zip(commands, running, strict=True):
         _, err = proc.communicate(timeout=60)
         assert (proc.returncode, err.decode()) == (0, ""), args
+
+
+def test_receiver_stops_quietly_when_the_reader_has_left() -> None:
+    """`litelens receiver | head -3`: once the reader is gone, the receiver ends (status 0), quietly; it
+    went on running and hung up on every batch after, which the sender retried forever."""
+    port = free_port()
+    with subprocess.Popen(
+        [*CLI, "receiver", "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    ) as receiver:
+        assert receiver.stdout is not None and receiver.stderr is not None
+        assert b"listening" in receiver.stdout.readline()
+        receiver.stdout.close()
+        for i in range(2):
+            batch = {"schema": "litelens.batch/1", "records": [make_record(f"piped-{i}")]}
+            body = json.dumps(batch).encode()
+            request = urllib.request.Request(
+                f"http://127.0.0.1:{port}/v1/events", body, {"Content-Type": "application/json"}
+            )
+            with contextlib.suppress(OSError):  # the second may find it gone already
+                urllib.request.urlopen(request, timeout=10).close()
+        try:
+            status = receiver.wait(15)
+        finally:
+            if receiver.poll() is None:
+                receiver.kill()
+        assert (status, receiver.stderr.read().decode()) == (0, "")
 
 
 # --------------------------------------------------------------------------------------------------
