@@ -1016,6 +1016,25 @@ def test_filters_and_cursor_pages_over_http(sqlite_server: ServerProcess) -> Non
     assert client.get("/api/calls?cursor=garbage").status == 400
 
 
+def test_a_proxy_requests_call_id_leads_to_its_later_attempts(sqlite_server: ServerProcess) -> None:
+    """After a proxy's fallback, the call id the client got (`x-litellm-call-id`) is the failed first
+    attempt's; the answer for it lists every attempt, so the one that answered the client is a click away
+    (the core layer records later attempts as `<id>:2`, `<id>:3`)."""
+    client = sqlite_server.client()
+    now = time.time()
+    records = [
+        make_record("fb-1", now, status="error", error={"type": "InternalServerError", "status_code": 500}),
+        make_record("fb-1:2", now + 0.1),
+        make_record("order:2", now),  # a caller's own id that only looks like a later attempt
+    ]
+    assert client.post_json("/v1/events", {"records": records}).json()["accepted"] == 3
+    expected = [{"call_id": "fb-1", "status": "error"}, {"call_id": "fb-1:2", "status": "ok"}]
+    assert client.get_json("/api/calls/fb-1")["attempts"] == expected
+    assert client.get_json("/api/calls/fb-1:2")["attempts"] == expected
+    assert "attempts" not in client.get_json("/api/calls/order:2")
+    assert "attempts" not in client.get_json(f"/api/calls/{seed(client, 1)[0]['call_id']}")
+
+
 def test_export_streams_every_filtered_call_and_openapi_lists_the_routes(
     sqlite_server: ServerProcess,
 ) -> None:
