@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 import pytest
 
 from litelens.testing import FakeProvider, Receiver
-from server_helpers import free_port
+from server_helpers import ServerProcess, free_port
 
 pytestmark = pytest.mark.service
 
@@ -178,16 +178,21 @@ def test_proxy_records_chat_stream_and_embeddings(proxy_stack: Stack) -> None:
     assert "input_cost_per_token" not in everything
 
 
-def test_proxy_fallback_records_each_attempt(proxy_stack: Stack) -> None:
-    """The client gets one answer; the router made two attempts, and each is a record of its own."""
+def test_proxy_fallback_records_each_attempt(proxy_stack: Stack, sqlite_server: ServerProcess) -> None:
+    """The client gets one answer; the router made two attempts, and each is a record of its own. The
+    call id the client got leads, on the server, to the attempt that answered it."""
     port, receiver = proxy_stack.port, proxy_stack.receiver
     before = len(receiver.records)
-    status, body = request(
-        port,
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    conn.request(
         "POST",
         "/v1/chat/completions",
-        {"model": "broken", "messages": [{"role": "user", "content": "hi"}]},
+        json.dumps({"model": "broken", "messages": [{"role": "user", "content": "hi"}]}),
+        {"Authorization": f"Bearer {MASTER_KEY}", "Content-Type": "application/json"},
     )
+    response = conn.getresponse()
+    status, body, call_id = response.status, response.read(), response.getheader("x-litellm-call-id")
+    conn.close()
     assert status == 200, body
     attempts = {r["model_group"]: r for r in new_records(receiver, before, 2)}
     assert attempts["broken"]["status"] == "error"
@@ -196,6 +201,14 @@ def test_proxy_fallback_records_each_attempt(proxy_stack: Stack) -> None:
     assert attempts["chat-small"]["response_id"] == json.loads(body)["id"]
     assert attempts["broken"]["call_id"] != attempts["chat-small"]["call_id"]
     assert attempts["broken"]["trace_id"] == attempts["chat-small"]["trace_id"]
+    # What the proxy sent, stored by a real server: the header's id is the failed attempt, and its
+    # answer names the later ones, the last being the client's answer.
+    client = sqlite_server.client()
+    assert client.post_json("/v1/events", {"records": list(attempts.values())}).json()["accepted"] == 2
+    looked_up = client.get_json(f"/api/calls/{call_id}")
+    assert looked_up["status"] == "error"
+    outcome = client.get_json(f"/api/calls/{looked_up['attempts'][-1]['call_id']}")
+    assert outcome["response_id"] == json.loads(body)["id"]
 
 
 def test_proxy_abandoned_stream_is_cancelled(proxy_stack: Stack) -> None:

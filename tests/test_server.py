@@ -4,6 +4,7 @@ through the core callback and by a stock OpenTelemetry SDK, queried over HTTP.""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import csv
 import gzip
 import inspect
@@ -1015,6 +1016,25 @@ def test_filters_and_cursor_pages_over_http(sqlite_server: ServerProcess) -> Non
     assert client.get("/api/calls?cursor=garbage").status == 400
 
 
+def test_a_proxy_requests_call_id_leads_to_its_later_attempts(sqlite_server: ServerProcess) -> None:
+    """After a proxy's fallback, the call id the client got (`x-litellm-call-id`) is the failed first
+    attempt's; the answer for it lists every attempt, so the one that answered the client is a click away
+    (the core layer records later attempts as `<id>:2`, `<id>:3`)."""
+    client = sqlite_server.client()
+    now = time.time()
+    records = [
+        make_record("fb-1", now, status="error", error={"type": "InternalServerError", "status_code": 500}),
+        make_record("fb-1:2", now + 0.1),
+        make_record("order:2", now),  # a caller's own id that only looks like a later attempt
+    ]
+    assert client.post_json("/v1/events", {"records": records}).json()["accepted"] == 3
+    expected = [{"call_id": "fb-1", "status": "error"}, {"call_id": "fb-1:2", "status": "ok"}]
+    assert client.get_json("/api/calls/fb-1")["attempts"] == expected
+    assert client.get_json("/api/calls/fb-1:2")["attempts"] == expected
+    assert "attempts" not in client.get_json("/api/calls/order:2")
+    assert "attempts" not in client.get_json(f"/api/calls/{seed(client, 1)[0]['call_id']}")
+
+
 def test_export_streams_every_filtered_call_and_openapi_lists_the_routes(
     sqlite_server: ServerProcess,
 ) -> None:
@@ -1151,12 +1171,15 @@ def test_export_and_doctor_say_what_is_wrong(sqlite_server: ServerProcess, tmp_p
 
 
 def test_printing_commands_end_quietly_when_the_reader_has_left(sqlite_server: ServerProcess) -> None:
-    """`litelens keys list | head -1`: a reader that closed the pipe is no error, as for `export`."""
+    """`litelens keys list | head -1`: a reader that closed the pipe is no error, as for `export`, whichever
+    command printed (one guard covers them all; `demo`, which printed a traceback, is left out for its
+    time)."""
     env = {**os.environ, "LITELENS_ENDPOINT": sqlite_server.url, "LITELENS_API_KEY": sqlite_server.key}
     commands = [
         ("keys", "list", "--db", sqlite_server.db_url),
         ("keys", "create", "--project", "piped", "--db", sqlite_server.db_url),
         ("doctor",),
+        ("fake-provider",),
     ]
     read_end, write_end = os.pipe()
     os.close(read_end)  # the reader is gone before the first line is written
@@ -1170,6 +1193,32 @@ def test_printing_commands_end_quietly_when_the_reader_has_left(sqlite_server: S
     for args, proc in zip(commands, running, strict=True):
         _, err = proc.communicate(timeout=60)
         assert (proc.returncode, err.decode()) == (0, ""), args
+
+
+def test_receiver_stops_quietly_when_the_reader_has_left() -> None:
+    """`litelens receiver | head -3`: once the reader is gone, the receiver ends (status 0), quietly; it
+    went on running and hung up on every batch after, which the sender retried forever."""
+    port = free_port()
+    with subprocess.Popen(
+        [*CLI, "receiver", "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    ) as receiver:
+        assert receiver.stdout is not None and receiver.stderr is not None
+        assert b"listening" in receiver.stdout.readline()
+        receiver.stdout.close()
+        for i in range(2):
+            batch = {"schema": "litelens.batch/1", "records": [make_record(f"piped-{i}")]}
+            body = json.dumps(batch).encode()
+            request = urllib.request.Request(
+                f"http://127.0.0.1:{port}/v1/events", body, {"Content-Type": "application/json"}
+            )
+            with contextlib.suppress(OSError):  # the second may find it gone already
+                urllib.request.urlopen(request, timeout=10).close()
+        try:
+            status = receiver.wait(15)
+        finally:
+            if receiver.poll() is None:
+                receiver.kill()
+        assert (status, receiver.stderr.read().decode()) == (0, "")
 
 
 # --------------------------------------------------------------------------------------------------

@@ -216,18 +216,23 @@ def test_tail_waits_for_a_restarting_server(sqlite_server: ServerProcess, tails:
 
 
 class FlakyProxy:
-    """A reverse proxy on loopback in front of `upstream`: answers `status` to the `failures` requests
-    after the first, as nginx does while the server behind it restarts, then forwards again."""
+    """A reverse proxy on loopback in front of `upstream`: answers `status` (with `Retry-After`, if given)
+    to the `failures` requests after the first, as nginx does while the server behind it restarts, then
+    forwards again. `asked` holds the time of each request."""
 
-    def __init__(self, upstream: str, status: int, failures: int) -> None:
+    def __init__(self, upstream: str, status: int, failures: int, retry_after: str | None = None) -> None:
         proxy = self
         self.failed = 0
+        self.asked: list[float] = []
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self) -> None:
+                proxy.asked.append(time.monotonic())
                 if proxy.served and proxy.failed < failures:
                     proxy.failed += 1
                     self.send_response(status)
+                    if retry_after is not None:
+                        self.send_header("Retry-After", retry_after)
                     self.send_header("Content-Length", "0")
                     self.end_headers()
                     return
@@ -251,13 +256,14 @@ class FlakyProxy:
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
 
 
-@pytest.mark.parametrize("status", [502, 503, 504])
+@pytest.mark.parametrize(("status", "retry_after"), [(502, None), (503, "1"), (504, None)])
 def test_tail_waits_while_a_proxy_says_the_server_is_away(
-    sqlite_server: ServerProcess, tails: list[Tail], status: int
+    sqlite_server: ServerProcess, tails: list[Tail], status: int, retry_after: str | None
 ) -> None:
     client = sqlite_server.client()
     assert client.post_json("/v1/events", {"records": [record(0, start=time.time())]}).status == 200
-    proxy = FlakyProxy(sqlite_server.url, status, failures=3)
+    failures = 1 if retry_after else 3
+    proxy = FlakyProxy(sqlite_server.url, status, failures, retry_after)
     try:
         tail = Tail("--server", proxy.url, "--api-key", sqlite_server.key, "--interval", "0.1")
         tails.append(tail)
@@ -267,6 +273,10 @@ def test_tail_waits_while_a_proxy_says_the_server_is_away(
         assert [line.split()[2] for line in tail.take(1)] == ["model-0001"], tail.errors.queue
         assert "is back" in tail.errors.get(timeout=5)
         assert tail.proc.poll() is None
+        # Not asked again every 0.1 s meanwhile: after the proxy's Retry-After, or waits that double
+        # (0.2, 0.4, 0.8 s) after each "not now".
+        gap = proxy.asked[failures + 1] - proxy.asked[failures]
+        assert gap >= (1.0 if retry_after else 0.8) * 0.95, proxy.asked
     finally:
         proxy.httpd.shutdown()
         proxy.httpd.server_close()

@@ -9,6 +9,11 @@ from collections.abc import Callable
 
 
 def main(argv: list[str] | None = None) -> int:
+    # Every command: a reader may leave any of them (`litelens demo | head -3`, `keys list | head -1`).
+    return _reader_may_leave(lambda: _run(argv))
+
+
+def _run(argv: list[str] | None) -> int:
     parser = argparse.ArgumentParser(prog="litelens", description="Observability for LiteLLM.")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -100,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"unrecognized arguments: {' '.join(rest)}")
         from litelens import server_cli
 
-        return _reader_may_leave(lambda: int(getattr(server_cli, args.command.replace("-", "_"))(args)))
+        return int(getattr(server_cli, args.command.replace("-", "_"))(args))
     if args.command == "demo":
         from litelens.demo import run_demo
 

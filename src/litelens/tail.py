@@ -9,6 +9,7 @@ tokens in and out, cost. Standard library only, like the core: it runs wherever 
 
 from __future__ import annotations
 
+import email.utils
 import gzip
 import http.client
 import json
@@ -214,7 +215,9 @@ def follow_server(
 
     A server that cannot be reached at first is an error (a wrong URL); one that goes away later (a
     restart, a deploy) is waited for, like `tail -F` waits for a file, and said so once on stderr; so is
-    a 502, 503 or 504, what a reverse proxy (or the server without its store) answers meanwhile.
+    a 502, 503 or 504, what a reverse proxy (or the server without its store) answers meanwhile. While it
+    is away, the wait between polls doubles (up to `_MAX_BACKOFF_S`), and a `Retry-After` is honoured:
+    a server that is starting is not asked again every `poll_s` by every tail.
     """
     parts = urllib.parse.urlsplit(url)
     conn_cls = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
@@ -224,7 +227,9 @@ def follow_server(
     seen: dict[str, float] = {}
     conn: http.client.HTTPConnection | None = None
     reached = lost = False
+    away = 0  # polls in a row that found the server away
     while not stop():
+        wait = poll_s
         cursor: str | None = None
         newest = since
         while True:
@@ -233,7 +238,7 @@ def follow_server(
                 query["cursor"] = cursor
             path = f"{base}/api/calls?{urllib.parse.urlencode(query)}"
             try:
-                conn, status, body = _get(
+                conn, answer, body = _get(
                     conn,
                     lambda: conn_cls(parts.hostname or "127.0.0.1", parts.port, timeout=30),
                     path,
@@ -246,20 +251,26 @@ def follow_server(
                 if not lost:
                     print(f"litelens tail: lost {url} ({exc}); waiting for it", file=sys.stderr, flush=True)
                     lost = True
+                away += 1
+                wait = _backoff(poll_s, away)
                 break
             reached = True
+            status = answer.status
             if status in _RESTARTING:
                 # A reverse proxy (or the server itself) while the server restarts: wait, as for a lost
-                # connection; the next poll asks again.
+                # connection; the next poll asks again, from the same place.
                 if not lost:
                     print(
                         f"litelens tail: {url} answered {status}; waiting for it", file=sys.stderr, flush=True
                     )
                     lost = True
+                away += 1
+                wait = max(_backoff(poll_s, away), _retry_after(answer.getheader("Retry-After")))
                 break
             if lost:
                 print(f"litelens tail: {url} is back", file=sys.stderr, flush=True)
                 lost = False
+            away = 0
             if status in (401, 403):
                 raise TailError(f"litelens tail: {url} refused the API key ({status}); pass --api-key")
             if status != 200:
@@ -283,11 +294,35 @@ def follow_server(
         since = max(since, newest - lookback_s)
         for call_id in [c for c, start in seen.items() if start < since]:
             del seen[call_id]
-        time.sleep(poll_s)
+        time.sleep(wait)
 
 
 # Answers that say "not now" rather than "no": bad gateway, unavailable, gateway timeout.
 _RESTARTING = frozenset({502, 503, 504})
+# The longest wait between polls of a server that is away, unless `poll_s` is longer: it is also how
+# late tail may notice that the server is back.
+_MAX_BACKOFF_S = 10.0
+# The longest `Retry-After` taken at its word: a proxy's "come back in an hour" would look like a hang.
+_MAX_RETRY_AFTER_S = 60.0
+
+
+def _backoff(poll_s: float, away: int) -> float:
+    """The wait before the next poll, after `away` polls in a row found the server away."""
+    return min(poll_s * 2 ** min(away, 32), max(poll_s, _MAX_BACKOFF_S))
+
+
+def _retry_after(value: str | None) -> float:
+    """The seconds a `Retry-After` header asks for (a number of seconds or an HTTP date); 0 if none."""
+    if not value:
+        return 0.0
+    if value.strip().isdigit():
+        seconds = float(value)
+    else:
+        try:
+            seconds = email.utils.parsedate_to_datetime(value).timestamp() - time.time()
+        except (TypeError, ValueError):
+            return 0.0
+    return min(max(seconds, 0.0), _MAX_RETRY_AFTER_S)
 
 
 def _get(
@@ -295,7 +330,7 @@ def _get(
     connect: Callable[[], http.client.HTTPConnection],
     path: str,
     headers: dict[str, str],
-) -> tuple[http.client.HTTPConnection, int, bytes]:
+) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse, bytes]:
     """GET `path` on the kept-alive connection, and once more on a new one if that fails: the server
     closes connections idle for a few seconds (uvicorn: 5 s), less than a slow `--interval`."""
     reused = conn is not None
@@ -305,7 +340,7 @@ def _get(
         try:
             conn.request("GET", path, headers=headers)
             answer = conn.getresponse()
-            return conn, answer.status, answer.read()
+            return conn, answer, answer.read()
         except (OSError, http.client.HTTPException):
             conn.close()
             if not reused:

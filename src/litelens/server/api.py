@@ -9,6 +9,7 @@ import csv
 import io
 import json
 import math
+import re
 import time
 from collections.abc import Iterator
 from typing import Annotated, Any, Literal
@@ -18,7 +19,7 @@ from fastapi.responses import StreamingResponse
 from starlette.exceptions import HTTPException
 
 from litelens.server.deps import Project, store_call
-from litelens.server.store.base import CallFilter
+from litelens.server.store.base import CallFilter, Store
 
 router = APIRouter(tags=["query"])
 
@@ -210,7 +211,39 @@ async def get_call(request: Request, project: Project, call_id: str) -> dict[str
     record = await store_call(request.app.state.store.get_call, project, call_id)
     if record is None:
         raise HTTPException(404, f"no call {call_id[:80]!r} in this project")
-    return dict(record)
+    answer = dict(record)
+    attempts = await store_call(attempts_of, request.app.state.store, project, call_id, record)
+    if attempts:
+        answer["attempts"] = attempts
+    return answer
+
+
+# A call has no more attempts than this (a router's retries times its fallbacks stay well below).
+MAX_ATTEMPTS = 32
+_LATER_ATTEMPT = re.compile(r"(.+):([2-9]|[1-9][0-9]+)")  # `<call id>:<attempt>`, as callback.py names it
+
+
+def attempts_of(store: Store, project_id: int, call_id: str, record: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every attempt of the request that call `call_id` (stored as `record`) belongs to, in order, when
+    there was more than one.
+
+    A proxy's router keeps the request's call id (the `x-litellm-call-id` header) for its retries and
+    fallbacks; the core layer records the first attempt under it and the next ones as `<id>:2`,
+    `<id>:3`... (see callback.py). Looking up the header's id found the failed first attempt only; this
+    list leads from any attempt to the others, the last being what the client got. Attempts are numbered
+    without gaps, so the walk stops at the first one missing.
+    """
+    later = _LATER_ATTEMPT.fullmatch(call_id)
+    base = later[1] if later else call_id
+    attempts: list[dict[str, Any]] = []
+    for attempt in range(1, MAX_ATTEMPTS + 1):
+        attempt_id = base if attempt == 1 else f"{base}:{attempt}"
+        found = record if attempt_id == call_id else store.get_call(project_id, attempt_id)
+        if found is not None:
+            attempts.append({"call_id": attempt_id, "status": found.get("status")})
+        elif attempt > 1:  # the first may be missing (a user's own id that ends in `:2`)
+            break
+    return attempts if len(attempts) > 1 else []
 
 
 # Nesting deeper than this is shown flat under the node at this depth. JSON encoders stop at a fixed depth

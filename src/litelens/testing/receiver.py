@@ -202,6 +202,7 @@ def describe(record: dict[str, Any]) -> str:
 def run_cli(argv: list[str] | None = None) -> int:
     """`litelens receiver`: accept records on loopback and print one line per call until interrupted."""
     import argparse
+    import os
     import signal
     import sys
 
@@ -212,15 +213,22 @@ def run_cli(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     receiver = Receiver(args.host, args.port, args.api_key, keep=False)
     lock = threading.Lock()
+    stop = threading.Event()
 
     def show(records: list[dict[str, Any]]) -> None:
         with lock:
-            for record in records:
-                sys.stdout.write(describe(record) + "\n")
-            sys.stdout.flush()
+            try:
+                for record in records:
+                    sys.stdout.write(describe(record) + "\n")
+                sys.stdout.flush()
+            except BrokenPipeError:
+                # The reader left (`litelens receiver | head`): stop, quietly, like any Unix filter, rather
+                # than hang up on every batch after (which the sender retries forever). stdout is pointed
+                # away from the closed pipe so that the interpreter's last flush is quiet too.
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+                stop.set()
 
     receiver.on_records = show
-    stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     receiver.start()
     print(f"litelens receiver listening on {receiver.url}/v1/events", flush=True)
