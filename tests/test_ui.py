@@ -533,10 +533,10 @@ def test_a_session_with_a_cancelled_stream_counts_the_same_errors_in_the_list_an
 
 
 @pytest.mark.service
-def test_a_long_sessions_page_shows_its_first_calls_and_links_to_the_rest(
+def test_a_long_session_is_paged_on_its_page_and_in_the_api_and_its_totals_count_every_call(
     sqlite_server: ServerProcess,
 ) -> None:
-    # A session of thousands of calls made one page of thousands of rows.
+    # A session of 100k calls was loaded whole for its totals, and /api/sessions/{id} answered all of them.
     now = time.time() - 3600
     post_records(
         sqlite_server.client(),
@@ -546,9 +546,21 @@ def test_a_long_sessions_page_shows_its_first_calls_and_links_to_the_rest(
     shown = re.findall(r'<tr data-call-id="([^"]+)"', html)
     assert shown == [f"long-{i:04d}" for i in range(SESSION_ROWS)], "the first calls, in the order they ran"
     assert re.search(rf'data-testid="session-calls">{SESSION_ROWS + 5:,}<', html), "totals count all"
-    more = re.search(r'<p data-testid="session-more">(.*?)</p>', html, re.S)
-    assert more and "5 more calls" in more.group(1), html
-    assert 'href="/calls?session_id=long%20one&amp;range=all"' in more.group(1)
+    more = re.search(r'<a rel="next" data-testid="session-more" href="([^"]+)"', html)
+    assert more, html
+    rest = page_html(sqlite_server, htmllib.unescape(more.group(1)))
+    assert re.findall(r'<tr data-call-id="([^"]+)"', rest) == [
+        f"long-{i:04d}" for i in range(SESSION_ROWS, SESSION_ROWS + 5)
+    ]
+    assert 'data-testid="session-more"' not in rest and ">First calls</a>" in rest
+
+    client = sqlite_server.client()
+    first = client.get_json("/api/sessions/long%20one?limit=150")
+    assert (len(first["calls"]), first["totals"]["calls"]) == (150, SESSION_ROWS + 5)
+    second = client.get_json(f"/api/sessions/long%20one?limit=150&cursor={first['next_cursor']}")
+    assert second["next_cursor"] is None and second["totals"] == first["totals"]
+    listed = [c["call_id"] for c in first["calls"] + second["calls"]]
+    assert listed == [f"long-{i:04d}" for i in range(SESSION_ROWS + 5)]
 
 
 @pytest.mark.service
