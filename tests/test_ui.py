@@ -828,6 +828,28 @@ def test_an_error_message_that_is_an_object_is_stored_and_shown_not_a_500_for_th
 
 
 @pytest.mark.service
+def test_a_failed_calls_error_box_shows_its_normalized_class_and_the_providers_request_id(
+    sqlite_server: ServerProcess,
+) -> None:
+    # The record had both, but the error box showed neither: only the raw JSON at the bottom held them.
+    failed = make_record(
+        "err-ids",
+        status="error",
+        error={
+            "type": "RateLimitError",
+            "normalized": "rate_limit",
+            "provider_request_id": "req_0a1b2c",
+            "message": "slow down",
+        },
+    )
+    post_records(sqlite_server.client(), [failed])
+    html = page_html(sqlite_server, "/calls/err-ids")
+    box = re.search(r'<section class="error-box" aria-label="Error">(.*?)</section>', html, re.S)
+    assert box, html
+    assert "rate_limit" in box.group(1) and "req_0a1b2c" in box.group(1), box.group(1)
+
+
+@pytest.mark.service
 def test_the_top_errors_no_class_link_lists_only_the_errors_without_a_class(
     sqlite_server: ServerProcess,
 ) -> None:
