@@ -25,6 +25,7 @@ from playwright.sync_api import expect
 from litelens import semconv
 from litelens.callback import Callback
 from litelens.server.ui.detail import SESSION_ROWS
+from litelens.server.ui.render import EMPTY
 from litelens.testing import FakeProvider
 from server_helpers import Client, ServerProcess, make_record, otlp_json, otlp_json_span
 from ui_helpers import Shots, Visit, post_records, save_overview_screenshot, workload
@@ -411,6 +412,32 @@ def test_each_call_types_copied_python_makes_the_same_call_again_and_shows_its_s
     roles = re.findall(r'<li class="msg [^"]*" data-role="(\w+)"', html)
     assert roles[:2] == ["system", "user"], roles
     assert "Answer in one word." in html.split('data-role="system"', 1)[1].split("</li>", 1)[0]
+
+
+@pytest.mark.service
+def test_an_image_generation_reads_as_no_tokens_not_zero_tokens(
+    sqlite_server: ServerProcess, provider: FakeProvider, callback_to: Callable[[ServerProcess], Callback]
+) -> None:
+    # The images endpoint counts no tokens: its call page, row and the overview said "0" tokens.
+    callback = callback_to(sqlite_server)
+    litellm.image_generation(
+        model="openai/dall-e-3", prompt="a red square", api_base=provider.url, api_key="sk-ui-test"
+    )
+    assert callback.flush(timeout=30)
+    (listed,) = sqlite_server.client().get_json("/api/calls")["calls"]
+    assert (listed["call_type"], listed["input_tokens"], listed["output_tokens"]) == (
+        "image_generation",
+        0,
+        0,
+    )
+    html = page_html(sqlite_server, f"/calls/{urllib.parse.quote(listed['call_id'])}")
+    for tile in ("input-tokens", "output-tokens", "total-tokens"):
+        assert f'data-testid="{tile}">{EMPTY}<' in html, tile
+    row = page_html(sqlite_server, "/calls").split("<tbody>", 1)[1]
+    assert "0 / 0" not in row, row
+    overview = page_html(sqlite_server, "/?refresh=0")
+    for tile in ("total-tokens-in", "total-tokens-out"):
+        assert f'data-testid="{tile}">{EMPTY}<' in overview, tile
 
 
 @pytest.mark.service

@@ -38,7 +38,7 @@ async def call_detail(request: Request, project: UIProject, call_id: str) -> Res
     if record is None:
         return not_found(request, "call", call_id)
     request_part = record.get("request") or {}
-    usage = record.get("usage") or {}
+    usage = _token_usage(record)
     duration = _duration_ms(record)
     ttft = record.get("ttft_ms") if isinstance(record.get("ttft_ms"), (int, float)) else None
     # A stream recorded without a rate (an OTel span, an older sender) has no `output_tokens_per_s` key.
@@ -74,6 +74,14 @@ def _calls_view(request: Request) -> str:
         return ""
     view = query.parse(request.query_params)
     return view.query(cursor=view.cursor)
+
+
+def _token_usage(record: dict[str, Any]) -> dict[str, Any]:
+    """The record's usage, or nothing when it counted no token at all (an image generation, a call that
+    failed before any usage): its tiles then read as a missing value (not applicable) rather than 0 tokens."""
+    usage = _mapping(record.get("usage"))
+    counted = any(usage.get(key) for key in ("input_tokens", "output_tokens", "total_tokens"))
+    return usage if counted else {}
 
 
 def _mapping(value: Any) -> dict[str, Any]:
