@@ -669,6 +669,30 @@ def test_the_api_answers_a_call_and_a_session_whose_ids_hold_a_slash(sqlite_serv
 
 
 @pytest.mark.service
+def test_links_to_calls_and_sessions_whose_ids_hold_dots_and_slashes_open_them(
+    sqlite_server: ServerProcess, visit: Callable[..., Visit]
+) -> None:
+    # The browser resolved the `..` of a link to /calls/team/../secret and opened /calls/secret.
+    ids = ["team/../secret", "../up", "x/./y", "a%2Fb"]
+    now = time.time()
+    post_records(
+        sqlite_server.client(),
+        [make_record(ident, now - i, session_id=f"s/../{i}") for i, ident in enumerate(ids)],
+    )
+    client = sqlite_server.client()
+    for ident in ids:
+        assert client.get_json(f"/api/calls/{urllib.parse.quote(ident, safe='')}")["call_id"] == ident
+    v = visit(sqlite_server)
+    for ident in ids:
+        v.go("/calls?range=all")
+        v.page.locator(f'tr[data-call-id="{ident}"] td a').first.click()
+        expect(v.page.locator("[data-testid=call-id]")).to_have_text(ident)
+    v.page.click("text=s/../3")  # the last call's session, from its page
+    expect(v.page.locator("h1 code")).to_have_text("s/../3")
+    assert v.call_ids() == ["a%2Fb"]
+
+
+@pytest.mark.service
 def test_last_24_hours_holds_a_call_made_23_hours_59_minutes_ago_and_its_links_list_what_it_counts(
     sqlite_server: ServerProcess,
 ) -> None:
