@@ -580,6 +580,8 @@ def test_a_long_session_is_paged_on_its_page_and_in_the_api_and_its_totals_count
         f"long-{i:04d}" for i in range(SESSION_ROWS, SESSION_ROWS + 5)
     ]
     assert 'data-testid="session-more"' not in rest and ">First calls</a>" in rest
+    stale = page_html(sqlite_server, "/sessions/long%20one?cursor=edited")  # the first page, said so
+    assert 'data-testid="stale-cursor"' in stale and re.findall(r'<tr data-call-id="([^"]+)"', stale) == shown
 
     client = sqlite_server.client()
     first = client.get_json("/api/sessions/long%20one?limit=150")
