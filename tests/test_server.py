@@ -1409,17 +1409,33 @@ def test_a_time_no_clock_gives_is_rejected_and_the_live_tail_keeps_showing_new_c
     assert client.get_json("/api/calls")["calls"][0]["call_id"] == "arrives-later"
 
 
-def test_a_negative_ttft_or_throughput_is_stored_as_no_measurement(sqlite_server: ServerProcess) -> None:
-    """A negative TTFT or tokens per second was stored as sent, and pulled the TTFT percentiles below 0."""
+def test_a_negative_ttft_or_throughput_is_stored_as_no_measurement_and_the_sender_is_told(
+    sqlite_server: ServerProcess,
+) -> None:
+    """A negative TTFT or tokens per second was stored as sent, and pulled the TTFT percentiles below 0;
+    then it was dropped without a word, where the ingest names every other field it drops."""
     client = sqlite_server.client()
     record = make_record("negative-ttft", ttft_ms=-40.0, output_tokens_per_s=-3.5, cost_usd=0.002)
-    answer = client.post_json("/v1/events", {"records": [record]})
+    answer = client.post_json("/v1/events", {"records": [make_record("fine"), record]})
     assert answer.status == 200 and not answer.json()["rejected"], answer
+    [warning] = answer.json()["warnings"]
+    assert warning["index"] == 1 and "ttft_ms and output_tokens_per_s" in warning["reason"], warning
     stored = client.get_json("/api/calls/negative-ttft")
     assert (stored["ttft_ms"], stored["output_tokens_per_s"]) == (None, None), stored
     assert stored["cost_usd"] == 0.002 and stored["usage"]["output_tokens"] == 5, stored
     stats = client.get_json(f"/api/stats?start={time.time() - 3600}&end={time.time() + 60}&bucket=7200")
-    assert [(r["count"], r["ttft_p50_ms"]) for r in stats["rows"]] == [(1, None)], stats
+    assert [(r["count"], r["ttft_p50_ms"]) for r in stats["rows"]] == [(2, None)], stats
+    # An OTLP span's: the call is kept without it, and the export's partial success says why.
+    now = time.time_ns()
+    attrs = semconv.record_to_attributes(
+        make_record("otlp-negative-ttft", stream=True), capture_content=False
+    )
+    attrs[semconv.LITELENS_TTFT_MS] = -40.0
+    span = otlp_json_span("ab" * 16, "cd" * 8, "chat gpt-4o-mini", attrs, now, now + 10**8)
+    answer = post(client, "/v1/traces", otlp_json([span]), "application/json")
+    partial = answer.json()["partialSuccess"]
+    assert partial["rejectedSpans"] == "0" and "ttft_ms" in partial["errorMessage"], partial
+    assert client.get_json("/api/calls/otlp-negative-ttft")["ttft_ms"] is None
 
 
 def test_a_huge_plain_span_is_capped_and_says_what_was_cut(sqlite_server: ServerProcess) -> None:

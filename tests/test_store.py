@@ -647,7 +647,14 @@ def test_a_version_1_database_upgrades_in_place_with_its_data(store_url: str) ->
     assert new.get_call(pid, "v1-call") == json.loads(json.dumps(record))
     [row] = new.list_calls(pid, CallFilter(tag="prod"))[0]
     assert row["cached_input_tokens"] == 4  # the v2 column was backfilled from the stored record
-    assert [r["call_id"] for r in new.get_session(pid, "s-old")] == ["v1-call"]
+    assert new.session_totals(pid, "s-old") == {
+        "calls": 1,
+        "errors": 0,
+        "input_tokens": 12,
+        "output_tokens": 7,
+        "cost_usd": pytest.approx(0.1),
+        "duration_ms": pytest.approx(800.0),
+    }
     [session] = new.list_sessions(pid, T0 - 60, T0 + 60)[0]  # the v3 sessions table was backfilled
     assert (session["session_id"], session["calls"], session["tokens"]) == ("s-old", 1, 19)
     [span] = new.get_trace(pid, TRACE)["spans"]  # the v6 span columns (v5 on PostgreSQL) start empty
@@ -839,7 +846,11 @@ def test_traces_and_sessions(store: SQLStore) -> None:
     s1 = sessions[1]
     assert (s1["calls"], s1["errors"], s1["tokens"]) == (3, 1, 3 * 19)
     assert s1["first_time"] == T0 + 10 and s1["cost_usd"] == pytest.approx(3 * 0.00042)
-    assert [c["call_id"] for c in store.get_session(project, "sess-1")] == ["s1", "s4", "s7"]
+    in_session = store.list_calls(project, CallFilter(session_id="sess-1"), descending=False)[0]
+    assert [c["call_id"] for c in in_session] == ["s1", "s4", "s7"]
+    totals = store.session_totals(project, "sess-1")
+    assert totals is not None and (totals["calls"], totals["errors"]) == (3, 1)
+    assert store.session_totals(project, "sess-none") is None
     # A later version of a call that names another session moves it; the emptied session disappears.
     moved = [make(f"s{i}", T0 + i * 10, session="sess-9", trace=TRACE) for i in (2, 5, 8)]
     store.write(project, moved, [])

@@ -25,6 +25,7 @@ from playwright.sync_api import expect
 from litelens import semconv
 from litelens.callback import Callback
 from litelens.server.ui.detail import SESSION_ROWS
+from litelens.server.ui.render import EMPTY
 from litelens.testing import FakeProvider
 from server_helpers import Client, ServerProcess, make_record, otlp_json, otlp_json_span
 from ui_helpers import Shots, Visit, post_records, save_overview_screenshot, workload
@@ -414,6 +415,32 @@ def test_each_call_types_copied_python_makes_the_same_call_again_and_shows_its_s
 
 
 @pytest.mark.service
+def test_an_image_generation_reads_as_no_tokens_not_zero_tokens(
+    sqlite_server: ServerProcess, provider: FakeProvider, callback_to: Callable[[ServerProcess], Callback]
+) -> None:
+    # The images endpoint counts no tokens: its call page, row and the overview said "0" tokens.
+    callback = callback_to(sqlite_server)
+    litellm.image_generation(
+        model="openai/dall-e-3", prompt="a red square", api_base=provider.url, api_key="sk-ui-test"
+    )
+    assert callback.flush(timeout=30)
+    (listed,) = sqlite_server.client().get_json("/api/calls")["calls"]
+    assert (listed["call_type"], listed["input_tokens"], listed["output_tokens"]) == (
+        "image_generation",
+        0,
+        0,
+    )
+    html = page_html(sqlite_server, f"/calls/{urllib.parse.quote(listed['call_id'])}")
+    for tile in ("input-tokens", "output-tokens", "total-tokens"):
+        assert f'data-testid="{tile}">{EMPTY}<' in html, tile
+    row = page_html(sqlite_server, "/calls").split("<tbody>", 1)[1]
+    assert "0 / 0" not in row, row
+    overview = page_html(sqlite_server, "/?refresh=0")
+    for tile in ("total-tokens-in", "total-tokens-out"):
+        assert f'data-testid="{tile}">{EMPTY}<' in overview, tile
+
+
+@pytest.mark.service
 def test_a_trace_shows_its_span_tree_and_links_to_its_calls(
     sqlite_server: ServerProcess, visit: Callable[..., Visit], shots: Shots
 ) -> None:
@@ -533,10 +560,10 @@ def test_a_session_with_a_cancelled_stream_counts_the_same_errors_in_the_list_an
 
 
 @pytest.mark.service
-def test_a_long_sessions_page_shows_its_first_calls_and_links_to_the_rest(
+def test_a_long_session_is_paged_on_its_page_and_in_the_api_and_its_totals_count_every_call(
     sqlite_server: ServerProcess,
 ) -> None:
-    # A session of thousands of calls made one page of thousands of rows.
+    # A session of 100k calls was loaded whole for its totals, and /api/sessions/{id} answered all of them.
     now = time.time() - 3600
     post_records(
         sqlite_server.client(),
@@ -546,9 +573,23 @@ def test_a_long_sessions_page_shows_its_first_calls_and_links_to_the_rest(
     shown = re.findall(r'<tr data-call-id="([^"]+)"', html)
     assert shown == [f"long-{i:04d}" for i in range(SESSION_ROWS)], "the first calls, in the order they ran"
     assert re.search(rf'data-testid="session-calls">{SESSION_ROWS + 5:,}<', html), "totals count all"
-    more = re.search(r'<p data-testid="session-more">(.*?)</p>', html, re.S)
-    assert more and "5 more calls" in more.group(1), html
-    assert 'href="/calls?session_id=long%20one&amp;range=all"' in more.group(1)
+    more = re.search(r'<a rel="next" data-testid="session-more" href="([^"]+)"', html)
+    assert more, html
+    rest = page_html(sqlite_server, htmllib.unescape(more.group(1)))
+    assert re.findall(r'<tr data-call-id="([^"]+)"', rest) == [
+        f"long-{i:04d}" for i in range(SESSION_ROWS, SESSION_ROWS + 5)
+    ]
+    assert 'data-testid="session-more"' not in rest and ">First calls</a>" in rest
+    stale = page_html(sqlite_server, "/sessions/long%20one?cursor=edited")  # the first page, said so
+    assert 'data-testid="stale-cursor"' in stale and re.findall(r'<tr data-call-id="([^"]+)"', stale) == shown
+
+    client = sqlite_server.client()
+    first = client.get_json("/api/sessions/long%20one?limit=150")
+    assert (len(first["calls"]), first["totals"]["calls"]) == (150, SESSION_ROWS + 5)
+    second = client.get_json(f"/api/sessions/long%20one?limit=150&cursor={first['next_cursor']}")
+    assert second["next_cursor"] is None and second["totals"] == first["totals"]
+    listed = [c["call_id"] for c in first["calls"] + second["calls"]]
+    assert listed == [f"long-{i:04d}" for i in range(SESSION_ROWS + 5)]
 
 
 @pytest.mark.service
@@ -627,6 +668,30 @@ def test_the_api_answers_a_call_and_a_session_whose_ids_hold_a_slash(sqlite_serv
     assert [c["call_id"] for c in client.get_json("/api/sessions/user/42")["calls"]] == ["team/a/call-1"]
     # The dashboard's call page links the session page, which opens.
     assert "team/a/call-1" in page_html(sqlite_server, "/sessions/user%2F42")
+
+
+@pytest.mark.service
+def test_links_to_calls_and_sessions_whose_ids_hold_dots_and_slashes_open_them(
+    sqlite_server: ServerProcess, visit: Callable[..., Visit]
+) -> None:
+    # The browser resolved the `..` of a link to /calls/team/../secret and opened /calls/secret.
+    ids = ["team/../secret", "../up", "x/./y", "a%2Fb"]
+    now = time.time()
+    post_records(
+        sqlite_server.client(),
+        [make_record(ident, now - i, session_id=f"s/../{i}") for i, ident in enumerate(ids)],
+    )
+    client = sqlite_server.client()
+    for ident in ids:
+        assert client.get_json(f"/api/calls/{urllib.parse.quote(ident, safe='')}")["call_id"] == ident
+    v = visit(sqlite_server)
+    for ident in ids:
+        v.go("/calls?range=all")
+        v.page.locator(f'tr[data-call-id="{ident}"] td a').first.click()
+        expect(v.page.locator("[data-testid=call-id]")).to_have_text(ident)
+    v.page.click("text=s/../3")  # the last call's session, from its page
+    expect(v.page.locator("h1 code")).to_have_text("s/../3")
+    assert v.call_ids() == ["a%2Fb"]
 
 
 @pytest.mark.service
@@ -813,6 +878,28 @@ def test_an_error_message_that_is_an_object_is_stored_and_shown_not_a_500_for_th
     post_records(sqlite_server.client(), [failed, make_record("ok-beside")])
     html = page_html(sqlite_server, "/calls/err-object")
     assert "BadRequestError" in html and "&#34;code&#34;: &#34;context_length&#34;" in html  # as JSON
+
+
+@pytest.mark.service
+def test_a_failed_calls_error_box_shows_its_normalized_class_and_the_providers_request_id(
+    sqlite_server: ServerProcess,
+) -> None:
+    # The record had both, but the error box showed neither: only the raw JSON at the bottom held them.
+    failed = make_record(
+        "err-ids",
+        status="error",
+        error={
+            "type": "RateLimitError",
+            "normalized": "rate_limit",
+            "provider_request_id": "req_0a1b2c",
+            "message": "slow down",
+        },
+    )
+    post_records(sqlite_server.client(), [failed])
+    html = page_html(sqlite_server, "/calls/err-ids")
+    box = re.search(r'<section class="error-box" aria-label="Error">(.*?)</section>', html, re.S)
+    assert box, html
+    assert "rate_limit" in box.group(1) and "req_0a1b2c" in box.group(1), box.group(1)
 
 
 @pytest.mark.service

@@ -352,24 +352,36 @@ async def list_sessions(
     return {"sessions": rows, "next_cursor": next_cursor}
 
 
-@router.get("/sessions/{session_id:path}", summary="The calls of one session, in order, with totals")
-async def get_session(request: Request, project: Project, session_id: str) -> dict[str, Any]:
-    calls = await store_call(request.app.state.store.get_session, project, session_id)
-    if not calls:
+@router.get(
+    "/sessions/{session_id:path}",
+    summary="One session's totals and a page of its calls in the order they ran (cursor pagination)",
+)
+async def get_session(
+    request: Request,
+    project: Project,
+    session_id: str,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+    cursor: Annotated[str | None, Query(max_length=512)] = None,
+) -> dict[str, Any]:
+    totals, (calls, next_cursor) = await session_page(request, project, session_id, limit, cursor)
+    if totals is None:
         raise HTTPException(404, f"no session {session_id[:80]!r} in this project")
-    return {"session_id": session_id, "calls": calls, "totals": session_totals(calls)}
+    return {"session_id": session_id, "calls": calls, "totals": totals, "next_cursor": next_cursor}
 
 
-def session_totals(calls: list[dict[str, Any]]) -> dict[str, Any]:
-    """What a session's calls add up to (the API's and the dashboard's session totals)."""
-    return {
-        "calls": len(calls),
-        "errors": sum(c.get("status") == "error" for c in calls),  # a cancelled stream is no error
-        "input_tokens": sum(c.get("input_tokens") or 0 for c in calls),
-        "output_tokens": sum(c.get("output_tokens") or 0 for c in calls),
-        "cost_usd": sum(c.get("cost_usd") or 0 for c in calls),
-        "duration_ms": sum(c.get("duration_ms") or 0 for c in calls),
-    }
+async def session_page(
+    request: Request, project: int, session_id: str, limit: int, cursor: str | None
+) -> tuple[dict[str, Any] | None, tuple[list[dict[str, Any]], str | None]]:
+    """A session's totals (one aggregate) and one page of its calls, oldest first (the API's and the
+    dashboard's session page): a session of 100k calls is never loaded whole."""
+    store = request.app.state.store
+    totals = await store_call(store.session_totals, project, session_id)
+    if totals is None:
+        return None, ([], None)
+    page = await store_call(
+        store.list_calls, project, CallFilter(session_id=session_id), limit, cursor, "start_time", False
+    )
+    return totals, page
 
 
 @router.get(

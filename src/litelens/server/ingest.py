@@ -75,11 +75,13 @@ class Batch:
     """Each record's JSON text, parallel to `records` when filled (events), for the store to reuse."""
     warnings: list[str] = field(default_factory=list)
     """What was dropped from records that were stored anyway (OTLP: a field a span got wrong)."""
+    dropped: list[dict[str, Any]] = field(default_factory=list)
+    """The same for `/v1/events`: each with the record's index and what was dropped (its `warnings`)."""
 
 
 _REQUIRED_STR = ("call_id",)
 _NUMBERS = ("start_time", "end_time", "duration_ms", "ttft_ms", "output_tokens_per_s", "cost_usd")
-# Measurements stored as null when negative (`normalize`): no call has a negative one.
+# Measurements stored as null when negative (`drop_negative_measures`): no call has a negative one.
 _MEASURED = ("ttft_ms", "output_tokens_per_s")
 _TOKENS = (
     "input_tokens",
@@ -218,12 +220,6 @@ def normalize(record: dict[str, Any]) -> dict[str, Any]:
     duration = record.get("duration_ms")
     if duration is None or duration < 0:
         record["duration_ms"] = (record["end_time"] - record["start_time"]) * 1000.0
-    for key in _MEASURED:
-        value = record.get(key)
-        if value is not None and value < 0:
-            # No measurement (a stepped clock, a sender's -1 for "unknown"): a negative TTFT pulled the
-            # percentiles below zero. The rest of the record is good, so only this field goes.
-            record[key] = None
     if not rec.is_hex_id(record.get("trace_id"), 32):
         record["trace_id"] = rec.trace_id_of(record.get("trace_id") or record["call_id"])
     span_id = record.get("span_id")
@@ -235,6 +231,18 @@ def normalize(record: dict[str, Any]) -> dict[str, Any]:
     if parent and not rec.is_hex_id(parent, 16) and rec.is_hex_id(parent.lower(), 16):
         record["parent_span_id"] = parent.lower()
     return _scrub(record)
+
+
+def drop_negative_measures(record: dict[str, Any]) -> str | None:
+    """Clear a negative `ttft_ms` or `output_tokens_per_s` of a checked record; why, when one was.
+
+    No measurement (a stepped clock, a sender's -1 for "unknown"): a negative TTFT pulled the percentiles
+    below zero. The rest of the record is good, so only the field goes, and the sender is told so.
+    """
+    dropped = [key for key in _MEASURED if (record.get(key) or 0) < 0]
+    for key in dropped:
+        record[key] = None
+    return f"{' and '.join(dropped)} cannot be negative: stored as null" if dropped else None
 
 
 # A collector sees the same few api_base URLs over and over (`record.is_secret_key` keeps its own cache).
@@ -337,6 +345,7 @@ def parse_events(body: bytes, max_records: int, max_record_bytes: int) -> Batch:
         if reason is not None:
             batch.rejected.append({"index": index, "reason": reason})
             continue
+        dropped = drop_negative_measures(record)
         record = normalize(record)
         # Encoded once: the size check and the store (which would otherwise encode it again) share it.
         text = fastjson.dumps(record)
@@ -348,6 +357,8 @@ def parse_events(body: bytes, max_records: int, max_record_bytes: int) -> Batch:
         if larger_than(text, max_record_bytes):
             batch.rejected.append({"index": index, "reason": f"record larger than {max_record_bytes} bytes"})
             continue
+        if dropped is not None:
+            batch.dropped.append({"index": index, "reason": dropped})
         batch.records.append(record)
         batch.texts.append(text)
     return batch
@@ -537,6 +548,7 @@ def from_spans(spans: Iterable[NeutralSpan], max_record_bytes: int | None = None
                 batch.warnings.append(f"span {span.span_id}: dropped what failed the check ({reason})")
                 reason = check_record(record, latest)
             if reason is None:
+                dropped = drop_negative_measures(record)
                 record = normalize(record)
                 # Encoded once, as for /v1/events: the size check and the store share the text.
                 text = fastjson.dumps(record)
@@ -551,6 +563,8 @@ def from_spans(spans: Iterable[NeutralSpan], max_record_bytes: int | None = None
                         }
                     )
                     continue
+                if dropped is not None:
+                    batch.warnings.append(f"span {span.span_id}: {dropped}")
                 batch.records.append(record)
                 batch.texts.append(text)
                 batch.spans.append(span_row(span, record["call_id"]))

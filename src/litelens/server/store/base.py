@@ -279,8 +279,10 @@ class Store(ABC):
         """Sessions active in [start, end), most recently active first."""
 
     @abstractmethod
-    def get_session(self, project_id: int, session_id: str) -> list[Row]:
-        """The session's call summaries in start order."""
+    def session_totals(self, project_id: int, session_id: str) -> Row | None:
+        """What the session's calls add up to: `{"calls", "errors", "input_tokens", "output_tokens",
+        "cost_usd", "duration_ms"}`, or None for a session without calls. Its calls, in start order, are
+        `list_calls` filtered to the session, ascending by start time (paged)."""
 
     @abstractmethod
     def aggregate(

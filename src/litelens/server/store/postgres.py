@@ -287,8 +287,8 @@ class PostgresStore(SQLStore):
             return {"spans": [], "calls": []}
         return super().get_trace(project_id, trace_id)
 
-    def get_session(self, project_id: int, session_id: str) -> list[Row]:
-        return [] if "\x00" in session_id else super().get_session(project_id, session_id)
+    def session_totals(self, project_id: int, session_id: str) -> Row | None:
+        return None if "\x00" in session_id else super().session_totals(project_id, session_id)
 
     def _stored_records(
         self, cur: psycopg.Cursor[Any], project_id: int, call_ids: list[str]

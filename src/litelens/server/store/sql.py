@@ -429,17 +429,29 @@ class SQLStore(BatchWriter, Store):
             next_cursor = encode_session_cursor(float(out[-1]["last_time"]), out[-1]["session_id"])
         return out, next_cursor
 
-    def get_session(self, project_id: int, session_id: str) -> list[Row]:
+    def session_totals(self, project_id: int, session_id: str) -> Row | None:
+        """One SQL aggregate over the session's calls (found through `calls_session`), so a session of
+        100k calls costs one row to answer rather than 100k summaries."""
         with self._read() as cur:
             cur.execute(
                 self._q(
-                    f"SELECT {_SUMMARY_SELECT} FROM calls c WHERE c.project_id = ? AND c.session_id = ? "
-                    "ORDER BY c.start_time, c.call_id"
+                    "SELECT COUNT(*), SUM(CASE WHEN status = 'error' THEN 1 ELSE 0 END), SUM(input_tokens), "
+                    "SUM(output_tokens), SUM(COALESCE(cost_usd, 0)), SUM(duration_ms) "
+                    "FROM calls WHERE project_id = ? AND session_id = ?"
                 ),
                 (project_id, session_id),
             )
-            rows = cur.fetchall()
-        return self._summaries(project_id, rows)
+            count, errors, tokens_in, tokens_out, cost, duration = cur.fetchone()
+        if not count:
+            return None
+        return {
+            "calls": int(count),
+            "errors": int(errors or 0),  # a cancelled stream is no error
+            "input_tokens": int(tokens_in or 0),
+            "output_tokens": int(tokens_out or 0),
+            "cost_usd": float(cost or 0),
+            "duration_ms": float(duration or 0),
+        }
 
     def aggregate(
         self,

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
-from litelens.server.api import build_tree, session_totals
+from litelens.server.api import build_tree, session_page
 from litelens.server.deps import BadCursor, store_call
 from litelens.server.ui import conversation, query
 from litelens.server.ui.charts import span_bar, timing_bar
@@ -22,9 +22,8 @@ from litelens.server.ui.signin import page_project
 from litelens.server.ui.timerange import RANGES, window
 
 router = APIRouter(include_in_schema=False)
-# The calls a session's page lists: its first ones, in the order they ran. A longer session (an agent's
-# thousands of steps) links to the calls table filtered to it, which pages, rather than growing one page
-# without bound.
+# The calls a session's page lists at a time, in the order they ran. A longer session (an agent's
+# thousands of steps) pages on, rather than growing one page without bound.
 SESSION_ROWS = 200
 UIProject = Annotated[int, Depends(page_project)]
 
@@ -39,7 +38,7 @@ async def call_detail(request: Request, project: UIProject, call_id: str) -> Res
     if record is None:
         return not_found(request, "call", call_id)
     request_part = record.get("request") or {}
-    usage = record.get("usage") or {}
+    usage = _token_usage(record)
     duration = _duration_ms(record)
     ttft = record.get("ttft_ms") if isinstance(record.get("ttft_ms"), (int, float)) else None
     # A stream recorded without a rate (an OTel span, an older sender) has no `output_tokens_per_s` key.
@@ -75,6 +74,14 @@ def _calls_view(request: Request) -> str:
         return ""
     view = query.parse(request.query_params)
     return view.query(cursor=view.cursor)
+
+
+def _token_usage(record: dict[str, Any]) -> dict[str, Any]:
+    """The record's usage, or nothing when it counted no token at all (an image generation, a call that
+    failed before any usage): its tiles then read as a missing value (not applicable) rather than 0 tokens."""
+    usage = _mapping(record.get("usage"))
+    counted = any(usage.get(key) for key in ("input_tokens", "output_tokens", "total_tokens"))
+    return usage if counted else {}
 
 
 def _mapping(value: Any) -> dict[str, Any]:
@@ -176,15 +183,25 @@ async def sessions(
 
 
 @router.get("/sessions/{session_id:path}")
-async def session_detail(request: Request, project: UIProject, session_id: str) -> Response:
-    calls = await store_call(request.app.state.store.get_session, project, session_id)
-    if not calls:
+async def session_detail(request: Request, project: UIProject, session_id: str, cursor: str = "") -> Response:
+    cursor = cursor[:512]  # cut, not refused: as on the sessions list
+    stale = False
+    try:
+        totals, (rows, next_cursor) = await session_page(
+            request, project, session_id, SESSION_ROWS, cursor or None
+        )
+    except BadCursor:  # a page link that no longer applies: the first page, said so
+        stale = True
+        totals, (rows, next_cursor) = await session_page(request, project, session_id, SESSION_ROWS, None)
+    if totals is None:
         return not_found(request, "session", session_id)
     return page(
         request,
         "session.html",
         session_id=session_id,
-        rows=calls[:SESSION_ROWS],
-        more=max(len(calls) - SESSION_ROWS, 0),
-        totals=session_totals(calls),
+        rows=rows,
+        totals=totals,
+        cursor="" if stale else cursor,
+        next_cursor=next_cursor,
+        stale_cursor=stale,
     )

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import unicodedata
+import urllib.parse
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -114,6 +115,16 @@ def fmt_visible(text: Any) -> str:
     return "".join(ch if unicodedata.category(ch)[0] != "C" else ascii(ch)[1:-1] for ch in str(text))
 
 
+def fmt_path_id(ident: Any) -> str:
+    """A call, session or trace id as one path segment of a link, its slashes escaped too.
+
+    Ids are the callers' own strings: with `/` kept, a browser resolved the `..` of `a/../b` and opened
+    another page. Escaped, `..` is part of one segment, and the server, which decodes the path, takes the
+    id back whole (its routes read the id as `:path`).
+    """
+    return urllib.parse.quote(str(ident), safe="")
+
+
 def fmt_json(value: Any) -> str:
     return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=False, default=str)
 
@@ -145,6 +156,7 @@ def _make_env() -> Environment:
         int=fmt_int,
         pct=fmt_pct,
         json=fmt_json,
+        path_id=fmt_path_id,
         code_spans=fmt_code_spans,
     )
     return env
