@@ -1187,3 +1187,25 @@ def test_a_metadata_filter_on_a_key_with_a_quote_or_backslash_lists_its_calls(se
     for meta in ('say "hi"=yes', "dir\\name=x"):
         html = page_html(server, "/calls?range=all&meta=" + urllib.parse.quote(meta))
         assert re.findall(r'data-call-id="([^"]+)"', html) == ["quoted"], meta
+
+
+@pytest.mark.service
+def test_a_retried_proxy_requests_page_leads_to_its_other_attempts(sqlite_server: ServerProcess) -> None:
+    # The id the proxy's client gets (x-litellm-call-id) is the first attempt's: after a fallback that one
+    # failed, and its page said nothing of the attempt that answered (`<id>:2`).
+    now = time.time()
+    post_records(
+        sqlite_server.client(),
+        [
+            make_record("req-7", now - 5, status="error", error={"type": "RateLimitError"}),
+            make_record("req-7:2", now - 4),
+            make_record("alone", now - 3),
+        ],
+    )
+    html = page_html(sqlite_server, "/calls/req-7")
+    attempts = re.search(r'<p data-testid="attempts">(.*?)</p>', html, re.S)
+    assert attempts, html
+    assert "Attempt <strong>1</strong> of 2" in attempts.group(1)
+    (link,) = re.findall(r'<a href="([^"]+)">2 · ok</a>', attempts.group(1))
+    assert 'data-testid="call-id">req-7:2<' in page_html(sqlite_server, link)
+    assert 'data-testid="attempts"' not in page_html(sqlite_server, "/calls/alone")

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
-from litelens.server.api import build_tree, session_page
+from litelens.server.api import attempts_of, build_tree, session_page
 from litelens.server.deps import BadCursor, store_call
 from litelens.server.ui import conversation, query
 from litelens.server.ui.charts import span_bar, timing_bar
@@ -43,10 +43,14 @@ async def call_detail(request: Request, project: UIProject, call_id: str) -> Res
     ttft = record.get("ttft_ms") if isinstance(record.get("ttft_ms"), (int, float)) else None
     # A stream recorded without a rate (an OTel span, an older sender) has no `output_tokens_per_s` key.
     rate = record.get("output_tokens_per_s")
+    store = request.app.state.store
     return page(
         request,
         "call.html",
         record=record,
+        # A proxy request its router retried or fell back: every attempt, so the id the client got in
+        # `x-litellm-call-id` (the first attempt's) leads to the one that answered.
+        attempts=await store_call(attempts_of, store, project, call_id, record),
         usage=usage,
         turns=conversation.conversation(record),
         # Records are free-form inside `request`: parameters that are not an object (a sender's bug) are
