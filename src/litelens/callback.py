@@ -188,6 +188,10 @@ class Callback(CustomLogger):
             if type(kwargs) is not dict and not isinstance(kwargs, Mapping):
                 return
             get = kwargs.get
+            if failed and isinstance(get("exception"), (StopIteration, StopAsyncIteration)):
+                # LiteLLM 1.80 reports an async Responses stream that ended well as this "failure" first,
+                # then as the success it was: the end of a stream is no error.
+                return
             slo = get("standard_logging_object")
             call_id = get("litellm_call_id") or (slo.get("litellm_call_id") if slo else None)
             if call_id:
