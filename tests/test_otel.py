@@ -1406,6 +1406,31 @@ def test_with_processors_no_free_text_is_on_the_span_before_they_ran(
     assert attrs[semconv.GEN_AI_REQUEST_MODEL] == "gpt-4o-mini"
 
 
+def test_an_llm_call_made_while_exporting_is_not_traced(fake: FakeProvider) -> None:
+    """The SDK exports under `suppress_instrumentation()`: an exporter that asks a model about each span
+    (a summary, a judge) must not get spans of its own calls to export, one more per export."""
+    from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+
+    exported: list[ReadableSpan] = []
+
+    class JudgingExporter(SpanExporter):
+        def export(self, spans: Any) -> SpanExportResult:
+            exported.extend(spans)
+            if len(exported) < 5:  # without suppression, each judge call is one more span to judge
+                litellm.completion(model="openai/gpt-4o-mini", messages=MESSAGES, **kw(fake))
+            return SpanExportResult.SUCCESS
+
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(SimpleSpanProcessor(JudgingExporter()))
+    instrumentor = LiteLLMInstrumentor()
+    instrumentor.instrument(tracer_provider=tracer_provider)
+    try:
+        litellm.completion(model="openai/gpt-4o-mini", messages=MESSAGES, **kw(fake))
+    finally:
+        instrumentor.uninstrument()
+    assert [s.name for s in exported] == ["chat gpt-4o-mini"]
+
+
 def test_the_callers_context_is_restored_after_each_call(otel: Otel, fake: FakeProvider) -> None:
     from opentelemetry import trace
 

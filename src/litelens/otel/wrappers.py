@@ -23,6 +23,7 @@ from contextvars import ContextVar, Token
 from typing import Any
 
 from opentelemetry import context, trace
+from opentelemetry.instrumentation.utils import is_instrumentation_enabled
 from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
 
 from litelens import semconv
@@ -140,10 +141,15 @@ class Engine:
     def begin(
         self, endpoint: Endpoint, positional: tuple[str, ...], args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Call | None:
-        """Start the span for a call, or None to run the call untraced (uninstrumented, nested, or we
-        failed)."""
+        """Start the span for a call, or None to run the call untraced (uninstrumented, nested, inside
+        the SDK's `suppress_instrumentation()`, or we failed).
+
+        Suppression is how an exporter, or code run by one, keeps its own work out of the telemetry: a
+        span made there would be exported in turn, and an LLM call made while exporting would trace
+        itself without end. Every OTel instrumentation stands aside there; so does this one.
+        """
         outer = _IN_CALL.get()
-        if not self.active or (outer is not None and outer.encloses()):
+        if not self.active or (outer is not None and outer.encloses()) or not is_instrumentation_enabled():
             return None
         try:
             arguments = dict(zip(positional, args, strict=False))
