@@ -31,7 +31,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor  # noqa: E402
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter  # noqa: E402
 from opentelemetry.trace import SpanKind, StatusCode  # noqa: E402
 
-from litelens import semconv  # noqa: E402
+from litelens import Limits, semconv  # noqa: E402
 from litelens.otel import STREAM_OUTCOME, LiteLLMInstrumentor, OtelSettings  # noqa: E402
 from litelens.otel.metrics import DURATION_BUCKETS, TOKEN_BUCKETS  # noqa: E402
 from litelens.otel.streams import REAPER  # noqa: E402
@@ -531,6 +531,22 @@ def test_a_key_echoed_in_an_error_reaches_no_part_of_the_span(otel: Otel, fake: 
     assert "[REDACTED]" in str(event.attributes)
     assert "sk-live" not in json.dumps([dict(span.attributes or {}), dict(event.attributes or {})])
     assert "sk-live" not in str(span.status.description)
+
+
+def test_a_huge_error_page_is_cut_on_the_exception_event_too(otel: Otel, fake: FakeProvider) -> None:
+    """A proxy's 100 kB HTML error page, echoed by every exception of LiteLLM's chain, must not make a
+    span of megabytes: its event holds no string over the limit the docs promise for errors."""
+    page = "<html>" + "x" * 100_000 + "</html>"
+    with pytest.raises(litellm.InternalServerError, match="x" * 1000):  # the caller's is intact
+        litellm.completion(
+            model="openai/gpt-4o-mini", messages=MESSAGES, mock_response=Exception(page), **kw(fake)
+        )
+    span = otel.only_span()
+    (event,) = span.events
+    limit = Limits().max_string_chars + len("…[truncated 1000000 chars]")
+    assert event.attributes is not None and event.attributes["exception.message"].startswith("litellm.")
+    assert {k: len(str(v)) for k, v in event.attributes.items() if len(str(v)) > limit} == {}
+    assert len(span.to_json()) < 2 * limit
 
 
 def test_a_raising_processor_does_not_change_the_calls_result(make_otel: Any, fake: FakeProvider) -> None:
