@@ -1069,6 +1069,29 @@ def test_streamed_responses_take_usage_from_the_completed_event(
     assert attrs[semconv.GEN_AI_USAGE_OUTPUT_TOKENS] == expected["completion_tokens"]
 
 
+@pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
+def test_a_responses_streams_time_to_first_chunk_is_its_first_output(
+    otel: Otel, fake: FakeProvider, is_async: bool
+) -> None:
+    """The events that open a Responses stream come before the model says anything: the time to first
+    chunk waits for the first text, as a chat stream's does."""
+    arguments = {"model": "openai/gpt-4o-mini", "input": "hi [[fake ttft_ms=400]]", "stream": True}
+
+    async def consume_async() -> None:
+        async for _ in await litellm.aresponses(**arguments, **kw(fake)):
+            pass
+
+    if is_async:
+        asyncio.run(consume_async())
+    else:
+        for _ in litellm.responses(**arguments, **kw(fake)):
+            pass
+    attrs = otel.only_span().attributes or {}
+    assert attrs[semconv.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK] >= 0.4
+    (point,) = otel.points("gen_ai.client.operation.time_to_first_chunk")
+    assert point.min >= 0.4
+
+
 def test_a_responses_stream_closed_early_names_its_response_and_what_it_said(
     make_otel: Any, fake: FakeProvider
 ) -> None:
