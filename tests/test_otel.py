@@ -920,6 +920,8 @@ def test_uninstrument_restores_the_original_functions(fake: FakeProvider) -> Non
 
     names = ["completion", "acompletion", "embedding", "responses", "aimage_generation"]
     before = {(m.__name__, n): getattr(m, n) for m in (litellm, litellm.main) for n in names if hasattr(m, n)}
+    batches = "litellm.batch_completion.main"  # `litellm.batch_completion` is the function
+    before[(batches, "ThreadPoolExecutor")] = sys.modules[batches].ThreadPoolExecutor
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
@@ -1468,6 +1470,21 @@ def test_an_llm_call_made_while_exporting_is_not_traced(fake: FakeProvider) -> N
     finally:
         instrumentor.uninstrument()
     assert [s.name for s in exported] == ["chat gpt-4o-mini"]
+
+
+def test_the_calls_of_a_batch_completion_are_children_of_the_callers_span(
+    otel: Otel, fake: FakeProvider
+) -> None:
+    """LiteLLM runs each call of a batch on a pool thread: they belong to the caller's trace all the
+    same, not to traces of their own."""
+    with otel.tracer_provider.get_tracer("app").start_as_current_span("agent.run") as parent:
+        answers = litellm.batch_completion(
+            model="openai/gpt-4o-mini", messages=[MESSAGES, [{"role": "user", "content": "hi"}]], **kw(fake)
+        )
+    assert len(answers) == 2
+    calls = [s for s in otel.spans() if s.name == "chat gpt-4o-mini"]
+    assert len(calls) == 2
+    assert all(s.parent is not None and s.parent.span_id == parent.get_span_context().span_id for s in calls)
 
 
 def test_the_callers_context_is_restored_after_each_call(otel: Otel, fake: FakeProvider) -> None:
