@@ -184,6 +184,27 @@ def test_jsonl_span_exporter_writes_one_span_per_line_and_rotates(
     assert len({s["context"]["span_id"] for s in spans}) == 12
 
 
+def test_a_span_with_a_bytes_attribute_loses_no_span_of_its_batch(tmp_path: Path) -> None:
+    """The SDK takes bytes as attribute values (a Kafka message key) that its JSON form cannot write: the
+    span is written with them in base64, and the other spans of its batch are written too."""
+    exporter = JsonlSpanExporter(tmp_path / "spans.jsonl")
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(BatchSpanProcessor(exporter))
+    tracer = tracer_provider.get_tracer("app")
+    for i in range(5):
+        with tracer.start_as_current_span(f"work {i}") as span:
+            if i == 2:
+                span.set_attribute("messaging.kafka.message.key", b"order-17")
+                span.add_event("sent", {"payload": [b"a", b"b"]})
+    assert tracer_provider.force_flush(10_000)
+    tracer_provider.shutdown()
+    spans = list(read_records(tmp_path / "spans.jsonl"))
+    assert [s["name"] for s in spans] == [f"work {i}" for i in range(5)]
+    assert spans[2]["attributes"]["messaging.kafka.message.key"] == "b3JkZXItMTc="
+    assert spans[2]["events"][0]["attributes"]["payload"] == ["YQ==", "Yg=="]
+    assert exporter.stats()["failed"] == 0
+
+
 def test_planted_data_is_gone_from_every_exported_span(
     provider: FakeProvider, sqlite_server: ServerProcess, tmp_path: Path, instrument: Any
 ) -> None:

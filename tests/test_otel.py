@@ -31,7 +31,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor  # noqa: E402
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter  # noqa: E402
 from opentelemetry.trace import SpanKind, StatusCode  # noqa: E402
 
-from litelens import semconv  # noqa: E402
+from litelens import Limits, semconv  # noqa: E402
 from litelens.otel import STREAM_OUTCOME, LiteLLMInstrumentor, OtelSettings  # noqa: E402
 from litelens.otel.metrics import DURATION_BUCKETS, TOKEN_BUCKETS  # noqa: E402
 from litelens.otel.streams import REAPER  # noqa: E402
@@ -533,6 +533,22 @@ def test_a_key_echoed_in_an_error_reaches_no_part_of_the_span(otel: Otel, fake: 
     assert "sk-live" not in str(span.status.description)
 
 
+def test_a_huge_error_page_is_cut_on_the_exception_event_too(otel: Otel, fake: FakeProvider) -> None:
+    """A proxy's 100 kB HTML error page, echoed by every exception of LiteLLM's chain, must not make a
+    span of megabytes: its event holds no string over the limit the docs promise for errors."""
+    page = "<html>" + "x" * 100_000 + "</html>"
+    with pytest.raises(litellm.InternalServerError, match="x" * 1000):  # the caller's is intact
+        litellm.completion(
+            model="openai/gpt-4o-mini", messages=MESSAGES, mock_response=Exception(page), **kw(fake)
+        )
+    span = otel.only_span()
+    (event,) = span.events
+    limit = Limits().max_string_chars + len("…[truncated 1000000 chars]")
+    assert event.attributes is not None and event.attributes["exception.message"].startswith("litellm.")
+    assert {k: len(str(v)) for k, v in event.attributes.items() if len(str(v)) > limit} == {}
+    assert len(span.to_json()) < 2 * limit
+
+
 def test_a_raising_processor_does_not_change_the_calls_result(make_otel: Any, fake: FakeProvider) -> None:
     def broken(record: dict[str, Any]) -> dict[str, Any]:
         raise RuntimeError("processor bug")
@@ -904,6 +920,8 @@ def test_uninstrument_restores_the_original_functions(fake: FakeProvider) -> Non
 
     names = ["completion", "acompletion", "embedding", "responses", "aimage_generation"]
     before = {(m.__name__, n): getattr(m, n) for m in (litellm, litellm.main) for n in names if hasattr(m, n)}
+    batches = "litellm.batch_completion.main"  # `litellm.batch_completion` is the function
+    before[(batches, "ThreadPoolExecutor")] = sys.modules[batches].ThreadPoolExecutor
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
@@ -1051,6 +1069,29 @@ def test_streamed_responses_take_usage_from_the_completed_event(
     assert attrs[semconv.GEN_AI_RESPONSE_ID] == completed.id
     assert attrs[semconv.GEN_AI_USAGE_INPUT_TOKENS] == expected["prompt_tokens"]
     assert attrs[semconv.GEN_AI_USAGE_OUTPUT_TOKENS] == expected["completion_tokens"]
+
+
+@pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
+def test_a_responses_streams_time_to_first_chunk_is_its_first_output(
+    otel: Otel, fake: FakeProvider, is_async: bool
+) -> None:
+    """The events that open a Responses stream come before the model says anything: the time to first
+    chunk waits for the first text, as a chat stream's does."""
+    arguments = {"model": "openai/gpt-4o-mini", "input": "hi [[fake ttft_ms=400]]", "stream": True}
+
+    async def consume_async() -> None:
+        async for _ in await litellm.aresponses(**arguments, **kw(fake)):
+            pass
+
+    if is_async:
+        asyncio.run(consume_async())
+    else:
+        for _ in litellm.responses(**arguments, **kw(fake)):
+            pass
+    attrs = otel.only_span().attributes or {}
+    assert attrs[semconv.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK] >= 0.4
+    (point,) = otel.points("gen_ai.client.operation.time_to_first_chunk")
+    assert point.min >= 0.4
 
 
 def test_a_responses_stream_closed_early_names_its_response_and_what_it_said(
@@ -1404,6 +1445,46 @@ def test_with_processors_no_free_text_is_on_the_span_before_they_ran(
     assert "ann@example.com" not in json.dumps(dict(attrs))
     assert semconv.LITELLM_API_BASE not in attrs
     assert attrs[semconv.GEN_AI_REQUEST_MODEL] == "gpt-4o-mini"
+
+
+def test_an_llm_call_made_while_exporting_is_not_traced(fake: FakeProvider) -> None:
+    """The SDK exports under `suppress_instrumentation()`: an exporter that asks a model about each span
+    (a summary, a judge) must not get spans of its own calls to export, one more per export."""
+    from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+
+    exported: list[ReadableSpan] = []
+
+    class JudgingExporter(SpanExporter):
+        def export(self, spans: Any) -> SpanExportResult:
+            exported.extend(spans)
+            if len(exported) < 5:  # without suppression, each judge call is one more span to judge
+                litellm.completion(model="openai/gpt-4o-mini", messages=MESSAGES, **kw(fake))
+            return SpanExportResult.SUCCESS
+
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(SimpleSpanProcessor(JudgingExporter()))
+    instrumentor = LiteLLMInstrumentor()
+    instrumentor.instrument(tracer_provider=tracer_provider)
+    try:
+        litellm.completion(model="openai/gpt-4o-mini", messages=MESSAGES, **kw(fake))
+    finally:
+        instrumentor.uninstrument()
+    assert [s.name for s in exported] == ["chat gpt-4o-mini"]
+
+
+def test_the_calls_of_a_batch_completion_are_children_of_the_callers_span(
+    otel: Otel, fake: FakeProvider
+) -> None:
+    """LiteLLM runs each call of a batch on a pool thread: they belong to the caller's trace all the
+    same, not to traces of their own."""
+    with otel.tracer_provider.get_tracer("app").start_as_current_span("agent.run") as parent:
+        answers = litellm.batch_completion(
+            model="openai/gpt-4o-mini", messages=[MESSAGES, [{"role": "user", "content": "hi"}]], **kw(fake)
+        )
+    assert len(answers) == 2
+    calls = [s for s in otel.spans() if s.name == "chat gpt-4o-mini"]
+    assert len(calls) == 2
+    assert all(s.parent is not None and s.parent.span_id == parent.get_span_context().span_id for s in calls)
 
 
 def test_the_callers_context_is_restored_after_each_call(otel: Otel, fake: FakeProvider) -> None:

@@ -14,15 +14,18 @@ For any other backend, use the stock `OTLPSpanExporter` (docs/otel.md shows how)
 
 from __future__ import annotations
 
+import base64
 import os
 import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
-from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+from opentelemetry.trace import Link
 
 from litelens.config import Settings
 from litelens.jsonl import JsonlWriter
@@ -127,15 +130,20 @@ class JsonlSpanExporter(SpanExporter):
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         if self._shut:
             return SpanExportResult.FAILURE
+        lines = []
+        for span in spans:
+            try:
+                lines.append(_json_line(span))
+            except Exception:
+                self.failed += 1  # this span only: the rest of the batch is written
         try:
-            lines = [span.to_json(indent=None).encode("utf-8", "replace") for span in spans]
             with self._lock:
                 self.writer.write(lines)
                 self.written += len(lines)
         except Exception:
-            self.failed += len(spans)
+            self.failed += len(lines)
             return SpanExportResult.FAILURE
-        return SpanExportResult.SUCCESS
+        return SpanExportResult.SUCCESS if len(lines) == len(spans) else SpanExportResult.FAILURE
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
         return True  # every export is written before it returns
@@ -147,3 +155,45 @@ class JsonlSpanExporter(SpanExporter):
 
     def stats(self) -> dict[str, int]:
         return {"written": self.written, "failed": self.failed, "rotations": self.writer.rotations}
+
+
+def _json_line(span: ReadableSpan) -> bytes:
+    """The span's line: the SDK's JSON form, which cannot write the bytes values the SDK takes as
+    attributes (a Kafka message key): those are written in base64, as OTLP/JSON writes bytes."""
+    try:
+        text = span.to_json(indent=None)
+    except TypeError:
+        text = _bytes_as_base64(span).to_json(indent=None)
+    return text.encode("utf-8", "replace")
+
+
+def _bytes_as_base64(span: ReadableSpan) -> ReadableSpan:
+    """A copy of `span` whose attributes, event and link attributes hold base64 text for bytes."""
+    return ReadableSpan(
+        name=span.name,
+        context=span.context,
+        parent=span.parent,
+        resource=span.resource,
+        attributes=_text_attributes(span.attributes),
+        events=[Event(e.name, _text_attributes(e.attributes), e.timestamp) for e in span.events],
+        links=[Link(link.context, _text_attributes(link.attributes)) for link in span.links],
+        kind=span.kind,
+        status=span.status,
+        start_time=span.start_time,
+        end_time=span.end_time,
+        instrumentation_scope=span.instrumentation_scope,
+    )
+
+
+def _text_attributes(attributes: Any) -> BoundedAttributes:
+    return BoundedAttributes(
+        maxlen=None, attributes={k: _text(v) for k, v in (attributes or {}).items()}, immutable=True
+    )
+
+
+def _text(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode("ascii")
+    if isinstance(value, (list, tuple)):
+        return [_text(v) for v in value]
+    return value

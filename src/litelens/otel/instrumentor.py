@@ -6,11 +6,13 @@ happens per call lives in `wrappers`, `streams` and `metrics`.
 
 from __future__ import annotations
 
+import contextvars
 import importlib
 import logging
 import os
 import sys
 from collections.abc import Callable, Collection, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -166,14 +168,39 @@ class LiteLLMInstrumentor(BaseInstrumentor):
                 patched.append((module, endpoint.name))
         self._engine = engine
         self._patched = patched
+        _swap_batch_pool(ThreadPoolExecutor, _ContextPoolExecutor)
 
     def _uninstrument(self, **kwargs: Any) -> None:
         for module, name in self._patched:
             unwrap(module, name)
         self._patched = []
+        _swap_batch_pool(_ContextPoolExecutor, ThreadPoolExecutor)
         if self._engine is not None:
             self._engine.active = False
         self._engine = None
+
+
+# LiteLLM's `batch_completion` and `batch_completion_models` run each call on a pool thread of their own.
+_BATCH_MODULE = "litellm.batch_completion.main"
+
+
+class _ContextPoolExecutor(ThreadPoolExecutor):
+    """The pool of LiteLLM's batch functions, running each call in the context it was submitted from.
+
+    A pool thread starts with an empty context: the calls of `batch_completion` made under the caller's
+    span were root spans of traces of their own. Only that module's name is rebound, while instrumented.
+    """
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        return super().submit(contextvars.copy_context().run, fn, *args, **kwargs)
+
+
+def _swap_batch_pool(current: type[ThreadPoolExecutor], new: type[ThreadPoolExecutor]) -> None:
+    """Rebind the batch module's pool class from `current` to `new` (left alone if it is neither ours
+    nor the standard one: someone else's patch)."""
+    module: Any = sys.modules.get(_BATCH_MODULE) or _import(_BATCH_MODULE)
+    if getattr(module, "ThreadPoolExecutor", None) is current:
+        module.ThreadPoolExecutor = new
 
 
 def _signature_source(litellm: Any, endpoint: Endpoint, original: Any) -> Any:

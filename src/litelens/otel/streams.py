@@ -118,12 +118,12 @@ class StreamState:
         pydantic for every name the chunk lacks (`type`, and `usage` on all but the last), per chunk.
         """
         self.chunks += 1
-        if self.first_chunk_s is None:
-            self.first_chunk_s = time.perf_counter() - self.call.started
         kind = field(chunk, "type")
         if kind is not None:
             self._on_event(str(getattr(kind, "value", kind)), chunk)
             return
+        if self.first_chunk_s is None:
+            self.first_chunk_s = time.perf_counter() - self.call.started
         if self.response_id is None:
             self.response_id = field(chunk, "id")
             self.response_model = field(chunk, "model")
@@ -146,8 +146,16 @@ class StreamState:
 
     def _on_event(self, kind: str, event: Any) -> None:
         """A Responses API event: the last holds the whole response; until it came, the first ones say
-        which response this is, and the text deltas what it said so far (for a stream cut short)."""
+        which response this is, and the text deltas what it said so far (for a stream cut short).
+
+        The first chunk is the first that carries output (a delta of text, arguments, reasoning...), or
+        the last event if none did: the events that open a stream (`response.created`...) come as soon
+        as the request is accepted, before the model said anything, and timed from them every stream's
+        time to first chunk was a network round trip.
+        """
         self.events = True
+        if self.first_chunk_s is None and (kind.endswith(".delta") or kind in _FINAL_EVENTS):
+            self.first_chunk_s = time.perf_counter() - self.call.started
         if kind in _FINAL_EVENTS:
             self.final = field(event, "response")
         elif kind in _FIRST_EVENTS and self.response_id is None:

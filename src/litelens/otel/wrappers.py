@@ -23,6 +23,7 @@ from contextvars import ContextVar, Token
 from typing import Any
 
 from opentelemetry import context, trace
+from opentelemetry.instrumentation.utils import is_instrumentation_enabled
 from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
 
 from litelens import semconv
@@ -30,7 +31,7 @@ from litelens.config import Limits
 from litelens.otel import endpoints
 from litelens.otel.endpoints import Endpoint
 from litelens.otel.metrics import Instruments
-from litelens.record import OTEL_LINK_KEY, OTEL_LINK_READER, Record, cap, has_secret
+from litelens.record import OTEL_LINK_KEY, OTEL_LINK_READER, Record, cap, cap_strings, has_secret
 
 _log = logging.getLogger("litelens.otel")
 
@@ -140,10 +141,15 @@ class Engine:
     def begin(
         self, endpoint: Endpoint, positional: tuple[str, ...], args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Call | None:
-        """Start the span for a call, or None to run the call untraced (uninstrumented, nested, or we
-        failed)."""
+        """Start the span for a call, or None to run the call untraced (uninstrumented, nested, inside
+        the SDK's `suppress_instrumentation()`, or we failed).
+
+        Suppression is how an exporter, or code run by one, keeps its own work out of the telemetry: a
+        span made there would be exported in turn, and an LLM call made while exporting would trace
+        itself without end. Every OTel instrumentation stands aside there; so does this one.
+        """
         outer = _IN_CALL.get()
-        if not self.active or (outer is not None and outer.encloses()):
+        if not self.active or (outer is not None and outer.encloses()) or not is_instrumentation_enabled():
             return None
         try:
             arguments = dict(zip(positional, args, strict=False))
@@ -340,22 +346,28 @@ class Call:
         Without processors, the SDK's own record_exception. With them (or with a credential in the
         exception's text), the raw `str(exc)` must not reach the span behind the redactor's back: the
         event's message and the status description are the processed record's error message, and the
-        stack trace keeps only frames (file, line, code), which carry no message text.
+        stack trace keeps only frames (file, line, code), which carry no message text. So too when the
+        SDK's text would be over the string limit (a proxy's HTML error page, echoed in every exception
+        of the chain): the record's message is already cut, and the stack trace is cut to the limit.
         """
         span = self.span
+        limit = self.engine.limits.max_string_chars
         if not self.engine.processors:
             # As the SDK would -- unless the message or the chained ones hold a credential (a provider
-            # echoing a key), which `error.message` has scrubbed: then as with processors, below.
-            if not has_secret("".join(traceback.format_exception(exc))):
+            # echoing a key), which `error.message` has scrubbed, or are too long: then as below.
+            text = "".join(traceback.format_exception(exc))
+            if len(text) <= limit and not has_secret(text):
                 span.record_exception(exc)
                 span.set_status(Status(StatusCode.ERROR, str(exc)[:500]))
                 return
             processed = record
         error = (processed or {}).get("error") or {}
         message = str(error.get("message") or "") if isinstance(error, Mapping) else ""
+        message = cap_strings(message, limit, "error.message", [])
         frames = "".join(traceback.format_tb(exc.__traceback__))
         name = type(exc).__qualname__
         stack = f"Traceback (most recent call last):\n{frames}{name}: {message}".rstrip()
+        stack = cap_strings(stack, limit, "error.stacktrace", [])
         span.record_exception(exc, {"exception.message": message, "exception.stacktrace": stack})
         span.set_status(Status(StatusCode.ERROR, (message or name)[:500]))
 
