@@ -1320,7 +1320,8 @@ def test_without_the_core_callback_litellm_gets_the_callers_metadata_as_it_is(
         unregister(spy)
     assert len(seen) == 2
     assert all(OTEL_LINK_KEY not in (meta or {}) for meta in seen)
-    assert seen[0]["order"] == "A-17"
+    # (LiteLLM's logging pool may run the two calls' hooks in either order)
+    assert [(meta or {}).get("order") for meta in seen].count("A-17") == 1
     assert len(otel.spans()) == 2
 
 
