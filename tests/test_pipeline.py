@@ -835,6 +835,10 @@ def test_secret_names_without_secrets_stay_readable(text: str) -> None:
         ("from Sean O'Neil <sean.o'neil@example.ie>", "from Sean O'Neil <[EMAIL]>"),
         ("email='jane@x.io', name='Jane'", "email='[EMAIL]', name='Jane'"),
         ("discount 100%40 off, 50%40x", "discount 100%40 off, 50%40x"),
+        # Letters beyond ASCII, in the name or the domain (IDN)
+        ("José: josé.garcía@correo.es, müller@bücher.de", "José: [EMAIL], [EMAIL]"),
+        ("пишите иван@пример.рф", "пишите [EMAIL]"),
+        ("我的邮箱是wang@example.cn", "我的邮箱是[EMAIL]"),  # no space before it: the words stay
     ],
 )
 def test_emails_url_encoded_or_with_an_apostrophe(text: str, expected: str) -> None:

@@ -27,9 +27,16 @@ SAME = "\x00same"
 # text unless it starts with a character class the engine can skip ahead by; the others run only on
 # short spans, or where a cheap `find` says a match may start.
 # The local part may hold an apostrophe between letters (o'neil@...); the "@" may be URL-encoded as
-# "%40" (?email=jane%40example.com).
-_EMAIL_LOCAL = r"(?:[A-Za-z0-9._%+\-]|(?<=[A-Za-z0-9])'(?=[A-Za-z0-9]))+"
-_EMAIL_DOMAIN = r"[A-Za-z0-9](?:[A-Za-z0-9\-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,24}"
+# "%40" (?email=jane%40example.com). Name and domain may hold the letters of Latin, Greek and Cyrillic
+# script (josé@correo.es, müller@bücher.de, иван@пример.рф), not those of scripts written without
+# spaces, which would take the words before an address for part of it.
+_EMAIL_LETTERS = "A-Za-z\u00c0-\u00d6\u00d8-\u00f6\u00f8-\u024f\u0388-\u03ff\u0400-\u04ff"
+_EMAIL_ALNUM = f"[0-9{_EMAIL_LETTERS}]"
+_EMAIL_LOCAL = f"(?:[0-9{_EMAIL_LETTERS}._%+\\-]|(?<={_EMAIL_ALNUM})'(?={_EMAIL_ALNUM}))+"
+_EMAIL_DOMAIN = (
+    f"{_EMAIL_ALNUM}(?:[0-9{_EMAIL_LETTERS}\\-]*{_EMAIL_ALNUM})?"
+    f"(?:\\.[0-9{_EMAIL_LETTERS}\\-]+)*\\.[{_EMAIL_LETTERS}]{{2,24}}"
+)
 _EMAIL = re.compile(f"{_EMAIL_LOCAL}@{_EMAIL_DOMAIN}")
 _EMAIL_ENCODED = re.compile(f"{_EMAIL_LOCAL}%40{_EMAIL_DOMAIN}")
 # A run of the characters phone numbers, card numbers and IPv4 addresses are made of, starting where one
