@@ -866,3 +866,23 @@ def test_emails_url_encoded_or_with_an_apostrophe(text: str, expected: str) -> N
 def test_phone_numbers_in_national_and_international_forms(text: str, expected: str) -> None:
     assert redact()({"error": {"message": text}})["error"]["message"] == expected
     assert _walker().value({"u": text}) == {"u": expected}
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # Grouped with the no-break spaces (U+00A0, U+202F) and thin space (U+2009) that word processors
+        # and French or German typography put between digit groups.
+        ("card 4111\u00a01111\u00a01111\u00a01111 exp", "card [CARD] exp"),
+        ("card 4111\u20091111\u20091111\u20091111", "card [CARD]"),
+        ("tél. +33\u00a01\u00a023\u00a045\u00a067\u00a089", "tél. [PHONE]"),
+        ("Tel. +49\u202f30\u202f1234567", "Tel. [PHONE]"),
+        ("IBAN DE89\u00a03704\u00a00044\u00a00532\u00a00130\u00a000.", "IBAN [IBAN]."),
+        ("IBAN GB29\u00a0NWBK\u00a06016\u00a01331\u00a09268\u00a019", "IBAN [IBAN]"),
+        # ... and amounts and timestamps written that way stay
+        ("total 1\u202f234\u202f567,89\u00a0€ le 01.05.2024\u00a010:30", None),
+    ],
+)
+def test_numbers_grouped_with_no_break_spaces(text: str, expected: str | None) -> None:
+    out = redact()({"error": {"message": text}})["error"]["message"]
+    assert out == (text if expected is None else expected)

@@ -39,21 +39,28 @@ _EMAIL_DOMAIN = (
 )
 _EMAIL = re.compile(f"{_EMAIL_LOCAL}@{_EMAIL_DOMAIN}")
 _EMAIL_ENCODED = re.compile(f"{_EMAIL_LOCAL}%40{_EMAIL_DOMAIN}")
+# The spaces that group digits: typography and word processors use the no-break spaces (U+00A0, U+202F)
+# and the thin space (U+2009) between the groups of a card, phone or IBAN as often as a plain space.
+_GAP = " \u00a0\u2009\u202f"
+_GAP_OR_DASH = str.maketrans("", "", _GAP + "-")
+_NOT_DIGITS = _GAP + "().+-"  # what a span holds besides digits
 # A run of the characters phone numbers, card numbers and IPv4 addresses are made of, starting where one
 # could start. The first item is a character class, which lets the regex engine skip ahead in C.
 # Short runs ("3 items") are rejected inside the regex engine, not in Python; the second branch keeps
 # the IBANs whose check digits are followed by letters, "GB29NWBK..." or, as printed, "GB29 NWBK ...".
-_SPAN = re.compile(r"[+(0-9](?:[0-9 ().+\-]{6,}|(?<=[A-Z]{2}[0-9])[0-9](?= ?[A-Z]))")
+_SPAN = re.compile(f"[+(0-9](?:[0-9{_GAP}().+\\-]{{6,}}|(?<=[A-Z]{{2}}[0-9])[0-9](?=[{_GAP}]?[A-Z]))")
 # The same spans, found faster in an ASCII text: the regex engine looks for a character class one
 # character at a time through a slow generic test, but for a single literal character with a tight loop.
 # So in a byte copy of the text where every character a span can start with became "0" (one C pass),
 # `_SPAN` becomes a regex starting with the literal "0", at the very same positions. (Its IBAN branch may
 # also stop at a "+" or "(" after two capitals; such a one- or two-character span is skipped as short.)
+# A text holding a no-break or thin space is not ASCII, so takes `_SPAN`.
 _SPAN_STARTS_TO_ZERO = bytes.maketrans(b"0123456789+(", b"000000000000")
 _SPAN_ASCII = re.compile(rb"0(?:[0 ().\-]{6,}|(?<=[A-Z]{2}0)0(?= ?[A-Z]))")
 _IPV4 = re.compile(r"(?<![0-9.])[0-9]{1,3}(?:\.[0-9]{1,3}){3}(?![0-9]|\.[0-9])")
-_CARD = re.compile(r"(?<![0-9])[0-9](?:[ \-]?[0-9]){12,18}(?![0-9])")
-_PHONE = re.compile(
+_CARD = re.compile(f"(?<![0-9])[0-9](?:[{_GAP}\\-]?[0-9]){{12,18}}(?![0-9])")
+# Written with " " for a space between groups; `_PHONE` takes any of `_GAP` there.
+_PHONE_SHAPES = (
     r"(?<![0-9+])(?:"
     r"\+[0-9]{7,15}"  # E.164, compact
     # International, "+" or "00" and a country code: groups of up to 8 digits ("+49 30 1234567",
@@ -68,10 +75,11 @@ _PHONE = re.compile(
     r"|(?:\(0[1-9][0-9]{0,4}\)[ .\-]?|0[1-9][0-9]{0,4}[ .\-])[0-9]{3,8}(?:[ .\-][0-9]{2,8})?"
     r")(?![0-9])"
 )
+_PHONE = re.compile(_PHONE_SHAPES.replace("[ .", f"[{_GAP}."))
 # A date (year first, or day and month in either order first) and a space or "T" before its time.
 _DATE_THEN_TIME = re.compile(
     r"(?:[12][0-9]{3}[\-./][01]?[0-9][\-./][0-3]?[0-9]|[0-3]?[0-9][\-./][0-3]?[0-9][\-./](?:[12][0-9])?[0-9]{2})"
-    r"[ T][0-2]?[0-9]\Z"
+    f"[{_GAP}T][0-2]?[0-9]\\Z"
 )
 _DATE = re.compile(r"[0-9]{4}[\-.][0-9]{1,2}[\-.][0-9]{1,2}|[0-9]{1,2}[\-.][0-9]{1,2}[\-.][0-9]{2,4}")
 # Most spans in prose are dates, amounts, order and ticket numbers, and a span costs a few µs once it
@@ -80,10 +88,10 @@ _DATE = re.compile(r"[0-9]{4}[\-.][0-9]{1,2}[\-.][0-9]{1,2}|[0-9]{1,2}[\-.][0-9]
 # not just a date or a bare number of 7-12 digits (trailing spaces aside), which are no phone (see
 # _PHONE), too short for a card, and hold at most 2 dots.
 _WORTH_A_LOOK = re.compile(
-    r"(?=(?:[^0-9]*[0-9]){7}|(?:[^.]*\.){3})" rf"(?!(?:{_DATE.pattern}|[0-9]{{7,12}}) *\Z)"
+    r"(?=(?:[^0-9]*[0-9]){7}|(?:[^.]*\.){3})" rf"(?!(?:{_DATE.pattern}|[0-9]{{7,12}})[{_GAP}]*\Z)"
 )
-_THOUSANDS = re.compile(r"[0-9]{1,3}(?:([ .])[0-9]{3})(?:\1[0-9]{3})*")
-_IBAN = re.compile(r"[A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]){11,30}")
+_THOUSANDS = re.compile(f"[0-9]{{1,3}}(?:([{_GAP}.])[0-9]{{3}})(?:\\1[0-9]{{3}})*")
+_IBAN = re.compile(f"[A-Z]{{2}}[0-9]{{2}}(?:[{_GAP}]?[A-Z0-9]){{11,30}}")
 _IP6_HINT = re.compile(r":[0-9A-Fa-f]{0,4}:")
 # Every built-in kind needs one of these characters, except the credential shapes that may be all
 # letters after their prefix (checked with `in`). A character class lets the regex engine scan in C,
@@ -109,7 +117,7 @@ def luhn_ok(digits: str) -> bool:
 
 def iban_ok(iban: str) -> bool:
     """ISO 13616 mod-97 check: a random 15-34 character string passes it about once in 97 tries."""
-    compact = iban.replace(" ", "")
+    compact = "".join(iban.split())
     if not 15 <= len(compact) <= 34 or not compact[:2].isalpha() or not compact[2:4].isdigit():
         return False
     moved = compact[4:] + compact[:4]
@@ -244,7 +252,7 @@ class TextRedactor:
 
     def _iban_cut(self, text: str) -> int:
         """Length of the longest prefix of `text`, ending at a group boundary, that is a valid IBAN."""
-        ends = [len(text)] + [i for i in range(len(text) - 1, 14, -1) if text[i] == " "]
+        ends = [len(text)] + [i for i in range(len(text) - 1, 14, -1) if text[i] in _GAP]
         for end in ends:
             if iban_ok(text[:end]):
                 return end
@@ -266,11 +274,11 @@ class TextRedactor:
     def _span(self, text: str) -> str:
         # Most spans in prose are dates, amounts, order and ticket numbers: tell them apart by counting
         # before running a regex. The counts bound every match inside the span, so skipping is exact.
-        core = text.rstrip(" ")
+        core = text.rstrip(_GAP)
         out = text
         if self.ip and core.count(".") >= 3:
             out = _IPV4.sub(self._ipv4_match, out)
-        digits = len(core) - sum(map(core.count, " ().+-"))
+        digits = len(core) - sum(map(core.count, _NOT_DIGITS))
         if digits < 7:
             return text if out == text else out
         if self.card and digits >= 13 and _CARD.search(out):
@@ -290,7 +298,7 @@ class TextRedactor:
 
     def _card_match(self, m: re.Match[str]) -> str:
         found = m.group(0)
-        return self.ph["card"] if luhn_ok(found.replace(" ", "").replace("-", "")) else found
+        return self.ph["card"] if luhn_ok(found.translate(_GAP_OR_DASH)) else found
 
     def _phone_match(self, m: re.Match[str]) -> str:
         return self.ph["phone"] if _phone_ok(m.group(0)) else m.group(0)
