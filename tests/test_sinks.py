@@ -300,6 +300,16 @@ def test_jsonl_recovers_a_rotation_a_crash_interrupted(tmp_path: Path) -> None:
     assert sorted(os.listdir(tmp_path)) == sorted([f.name for f in rotated] + [path.name])
 
 
+def test_jsonl_after_a_writer_died_mid_line_every_line_reads(tmp_path: Path) -> None:
+    path = tmp_path / "calls.jsonl"
+    # What a process killed (or out of disk) in the middle of a batch leaves: a line without its end.
+    path.write_bytes(b'{"call_id": "a"}\n{"call_id": "b", "usage": {"input_tok')
+    sink = JsonlSink(str(path))  # the process restarted
+    sink.submit(json.dumps({"call_id": "c"}))
+    assert sink.shutdown(5) and sink.stats()["written"] == 1
+    assert [r["call_id"] for r in read_records(path)] == ["a", "c"]
+
+
 def test_jsonl_rotates_by_age_when_idle(tmp_path: Path) -> None:
     sink = JsonlSink(str(tmp_path / "calls.jsonl"), max_age_s=0.3)
     sink.submit('{"i": 1}')

@@ -10,7 +10,8 @@ than `max_age_s`, it is rotated:
 
 A crash between the two last steps leaves both the plain and the `.gz` file of one rotation;
 `recover()` (run when a writer opens) deletes the plain one, since the `.gz` was only renamed into
-place once complete, and compresses any plain rotated file that has no `.gz` yet. So
+place once complete, and compresses any plain rotated file that has no `.gz` yet. A line left unfinished
+at the end of the live file (a writer killed mid-batch) is cut off before anything is appended. So
 `read_records(path)` -- every rotated file, oldest first, then the live one -- yields each record
 exactly once. One writer per path: give each process its own path (`{pid}` in the path is replaced by
 the process id).
@@ -182,8 +183,34 @@ class JsonlWriter:
                 self._prepare()
             self._file = open(self.path, "ab")  # noqa: SIM115 -- kept open across writes
             self._size = self._file.tell()
+            if self._size:
+                self._drop_unfinished_line(self._file)
             self._opened = time.monotonic() - (self._age_of_live() if self._size else 0.0)
         return self._file
+
+    def _drop_unfinished_line(self, live: IO[bytes]) -> None:
+        """Cut the live file back to its last complete line. A writer that died in the middle of a batch
+        (killed, out of disk) left a line without its end; a line appended to it would make one line of
+        two records that no reader can decode. The cut-off part was never a whole record."""
+        end = self._size
+        with open(self.path, "rb") as f:
+            while end > 0:
+                start = max(0, end - (1 << 16))
+                f.seek(start)
+                newline = f.read(end - start).rfind(b"\n")
+                if newline != -1:
+                    end = start + newline + 1
+                    break
+                end = start
+        if end < self._size:
+            log.warning(
+                "litelens: %s ended in an unfinished line (%d bytes, from a writer that stopped mid-write); "
+                "it was cut off",
+                self.path,
+                self._size - end,
+            )
+            live.truncate(end)
+            self._size = end
 
     def _age_of_live(self) -> float:
         """How long ago an existing live file was started, from its first record's `start_time`: a
