@@ -192,6 +192,9 @@ def test_a_record_with_nothing_to_redact_is_returned_untouched() -> None:
         "took 00:01:23.456 (83 456 ms); price $1,299.00, 1 299,00 EUR or 0.99 USD",
         "version 1.110.2 build 0.0.1234567 rc 2024.05.01-1, population 1234567 in 2023",
         "max_tokens=256, input_tokens: 120, timeout=30, api_version=2024-05-01",
+        # Year ranges and decimal numbers have the digits of a phone number
+        "revenue grew over 2019-2023, data from 1990-2020 (FY2019-2023)",
+        "price 1234.5678 USD at lat 37.7749, lon -122.4194; 1013.2500 hPa",
     ],
 )
 def test_checksums_and_shapes_keep_order_numbers_readable(text: str) -> None:

@@ -90,6 +90,9 @@ _DATE = re.compile(r"[0-9]{4}[\-.][0-9]{1,2}[\-.][0-9]{1,2}|[0-9]{1,2}[\-.][0-9]
 _WORTH_A_LOOK = re.compile(
     r"(?=(?:[^0-9]*[0-9]){7}|(?:[^.]*\.){3})" rf"(?!(?:{_DATE.pattern}|[0-9]{{7,12}})[{_GAP}]*\Z)"
 )
+# A decimal number ("1234.5678", the "122.4194" of "-122.4194") or a range of years ("2019-2023"):
+# digits enough for a phone, but far more common in prompts than a phone number written that way.
+_DECIMAL_OR_YEARS = re.compile(r"[0-9]+\.[0-9]+|(?:19|20)[0-9]{2}-(?:19|20)[0-9]{2}")
 _THOUSANDS = re.compile(f"[0-9]{{1,3}}(?:([{_GAP}.])[0-9]{{3}})(?:\\1[0-9]{{3}})*")
 _IBAN = re.compile(f"[A-Z]{{2}}[0-9]{{2}}(?:[{_GAP}]?[A-Z0-9]){{11,30}}")
 _IP6_HINT = re.compile(r":[0-9A-Fa-f]{0,4}:")
@@ -136,7 +139,12 @@ def _phone_ok(text: str) -> bool:
         return True
     # Dates and grouped amounts are shaped like phone numbers; they are far more common in prompts. So
     # is a timestamp's date and hour ("2024-05-01 10:30", "01.05.2024 10:30").
-    return not (_DATE.fullmatch(text) or _THOUSANDS.fullmatch(text) or _DATE_THEN_TIME.match(text))
+    return not (
+        _DATE.fullmatch(text)
+        or _THOUSANDS.fullmatch(text)
+        or _DATE_THEN_TIME.match(text)
+        or _DECIMAL_OR_YEARS.fullmatch(text)
+    )
 
 
 class TextRedactor:
