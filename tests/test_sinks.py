@@ -8,6 +8,7 @@ import gzip
 import io
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -308,6 +309,21 @@ def test_jsonl_after_a_writer_died_mid_line_every_line_reads(tmp_path: Path) -> 
     sink.submit(json.dumps({"call_id": "c"}))
     assert sink.shutdown(5) and sink.stats()["written"] == 1
     assert [r["call_id"] for r in read_records(path)] == ["a", "c"]
+
+
+def test_jsonl_file_or_folder_removed_while_running_is_started_again(tmp_path: Path) -> None:
+    path = tmp_path / "logs" / "calls.jsonl"
+    sink = JsonlSink(str(path))
+    sink.submit(json.dumps({"call_id": "a"}))
+    assert sink.flush(5)
+    path.unlink()  # someone clearing the logs
+    sink.submit(json.dumps({"call_id": "b"}))
+    assert sink.flush(5)
+    assert [r["call_id"] for r in read_records(path)] == ["b"]
+    shutil.rmtree(path.parent)
+    sink.submit(json.dumps({"call_id": "c"}))
+    assert sink.shutdown(5)
+    assert [r["call_id"] for r in read_records(path)] == ["c"]
 
 
 def test_jsonl_rotates_by_age_when_idle(tmp_path: Path) -> None:

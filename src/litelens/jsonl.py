@@ -126,6 +126,7 @@ class JsonlWriter:
         self.fsync = fsync
         self.rotations = 0
         self._file: IO[bytes] | None = None
+        self._identity = (0, 0)  # device and inode of the open file
         self._size = 0
         self._opened = 0.0
         self._ready = False
@@ -142,6 +143,9 @@ class JsonlWriter:
         """Append `lines` (each without its newline), rotating first whenever a limit would be passed."""
         if self._pid != os.getpid():
             self._after_fork()
+        if self._file is not None and self._removed():
+            self.close()
+            self._ready = False  # its folder may be gone too
         if self.max_age_s is not None:
             self._open()  # an existing file's age is known once it is open
         if self._due_by_age():
@@ -182,11 +186,26 @@ class JsonlWriter:
             if not self._ready:
                 self._prepare()
             self._file = open(self.path, "ab")  # noqa: SIM115 -- kept open across writes
+            info = os.fstat(self._file.fileno())
+            self._identity = (info.st_dev, info.st_ino)
             self._size = self._file.tell()
             if self._size:
                 self._drop_unfinished_line(self._file)
             self._opened = time.monotonic() - (self._age_of_live() if self._size else 0.0)
         return self._file
+
+    def _removed(self) -> bool:
+        """Whether the open file is no longer at `path`: deleted, or its folder removed, by someone
+        clearing logs. Lines written on would go to a file no one can read, yet count as written."""
+        try:
+            info = os.stat(self.path)
+        except OSError:
+            removed = True
+        else:
+            removed = (info.st_dev, info.st_ino) != self._identity
+        if removed:
+            log.warning("litelens: %s was removed while open; starting it again", self.path)
+        return removed
 
     def _drop_unfinished_line(self, live: IO[bytes]) -> None:
         """Cut the live file back to its last complete line. A writer that died in the middle of a batch
