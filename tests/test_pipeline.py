@@ -863,7 +863,7 @@ def test_emails_url_encoded_or_with_an_apostrophe(text: str, expected: str) -> N
         ("01 23 45 67 89 / 01.23.45.67.89", "[PHONE] / [PHONE]"),
         # The country code apart, the national number in one run: how most mobiles are written
         ("WhatsApp +91 9876543210 or 0091 9876543210", "WhatsApp [PHONE] or [PHONE]"),
-        ("call +44 7911123456, +1-4155552671", "call [PHONE], [PHONE]"),
+        ("call +44 7911123456, +1-4155552671, +44(0)2079460958", "call [PHONE], [PHONE], [PHONE]"),
     ],
 )
 def test_phone_numbers_in_national_and_international_forms(text: str, expected: str) -> None:
