@@ -830,6 +830,24 @@ def test_secret_names_without_secrets_stay_readable(text: str) -> None:
     assert redact()({"error": {"message": text}})["error"]["message"] == text
 
 
+def test_strings_in_sets_in_metadata_are_redacted(
+    provider: FakeProvider, receiver: Receiver, make_callback: Any
+) -> None:
+    # A set reaches the record as the caller's metadata holds it, and is sent as a JSON list.
+    callback = make_callback(processors=[redact()])
+    litellm.completion(
+        model="openai/gpt-4o-mini",
+        messages=[{"role": "user", "content": "hi"}],
+        metadata={"to": {"ann@example.com"}, "cc": frozenset({"+1 415 555 2671"}), "n": {7}},
+        api_base=provider.url,
+        api_key=KEY,
+    )
+    assert receiver.wait_for(1, timeout=15) and callback.flush(timeout=10)
+    (record,) = receiver.records
+    meta = record["metadata"]
+    assert (meta["to"], meta["cc"], meta["n"]) == (["[EMAIL]"], ["[PHONE]"], [7])
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
