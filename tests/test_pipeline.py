@@ -503,6 +503,10 @@ def test_drop_content_truncate_enrich_keep_if() -> None:
     assert cut is not None
     assert cut["request"]["messages"][0]["content"] == "You are a …[truncated 41 chars]"
     assert "request.messages[0].content" in cut["truncated"] and cut["usage"] == record["usage"]
+    # Tool-call arguments are cut inside and stay JSON a reader (the dashboard) can parse.
+    args = json.loads(cut["request"]["messages"][3]["tool_calls"][0]["function"]["arguments"])
+    assert args["email"] == "bob@corp.i…[truncated 1 chars]" and args["amount"] == 129.5
+    assert "request.messages[3].tool_calls[0].function.arguments.email" in cut["truncated"]
 
     rich = enrich({"environment": "prod", "region": "eu"}, fn=lambda r: {"tags": [*r["tags"], "rich"]})
     out = rich(copy.deepcopy(record))
