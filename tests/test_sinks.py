@@ -347,6 +347,15 @@ def test_jsonl_rotates_by_age_when_idle(tmp_path: Path) -> None:
     assert [r["call_id"] for r in read_records(live)] == ["old", "new"]
     assert [json.loads(line)["call_id"] for line in live.read_bytes().splitlines()] == ["new"]
 
+    # So is one whose first record is a long chat (the size limits allow 256 KiB of content).
+    big = tmp_path / "big.jsonl"
+    first = {"call_id": "old", "start_time": time.time() - 7200, "request": {"messages": ["x" * 200_000]}}
+    big.write_text(json.dumps(first) + "\n")
+    writer = JsonlWriter(big, max_age_s=3600)
+    writer.write([json.dumps({"call_id": "new", "start_time": time.time()}).encode()])
+    writer.close()
+    assert [json.loads(line)["call_id"] for line in big.read_bytes().splitlines()] == ["new"]
+
 
 def test_sinks_from_the_environment(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, receiver: Receiver

@@ -38,6 +38,9 @@ __all__ = ["JsonlWriter", "read_lines", "read_records", "rotated_files"]
 log = logging.getLogger("litelens.jsonl")
 
 _TMP = ".tmp-"
+# How much of the live file's first line is read for its first record's time: a whole record as the
+# size limits allow it (256 KiB of content, 16 KiB of metadata by default), and then some.
+_MAX_FIRST_LINE = 8 << 20
 _ABANDONED: list[IO[bytes]] = []  # files a forked child inherited from its parent writer
 
 
@@ -236,7 +239,7 @@ class JsonlWriter:
         process restarted more often than `max_age_s` must not keep the same file forever."""
         try:
             with open(self.path, "rb") as f:
-                first = json.loads(f.readline(1 << 16))
+                first = json.loads(f.readline(_MAX_FIRST_LINE))
             started = float(first["start_time"])
         except (OSError, ValueError, TypeError, KeyError):
             return 0.0
