@@ -326,6 +326,38 @@ def test_jsonl_file_or_folder_removed_while_running_is_started_again(tmp_path: P
     assert [r["call_id"] for r in read_records(path)] == ["c"]
 
 
+_FULL_DISK_CHILD = """
+import json, resource, signal, sys
+from litelens.sinks import JsonlSink
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # past the limit a write fails with EFBIG, as on a full disk
+soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+sink = JsonlSink(sys.argv[1], gzip=False)
+resource.setrlimit(resource.RLIMIT_FSIZE, (3000, hard))
+for i in range(20):
+    sink.submit(json.dumps({"i": i, "text": "x" * 300}))
+    sink.flush(5)
+resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))  # room again
+for i in range(20, 23):
+    sink.submit(json.dumps({"i": i}))
+sink.shutdown(5)
+print(json.dumps(sink.stats()))
+"""
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="needs RLIMIT_FSIZE")
+def test_jsonl_on_a_full_disk_a_failed_record_is_not_in_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "calls.jsonl"
+    done = subprocess.run(
+        [sys.executable, "-c", _FULL_DISK_CHILD, str(path)], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    stats = json.loads(done.stdout)
+    found = [r["i"] for r in read_records(path)]  # every line whole: the reader does not fail
+    assert stats["failed"] > 0 and stats["written"] + stats["failed"] == 23
+    assert len(found) == stats["written"] and found == sorted(set(found))
+    assert found[-3:] == [20, 21, 22]
+
+
 def test_jsonl_rotates_by_age_when_idle(tmp_path: Path) -> None:
     sink = JsonlSink(str(tmp_path / "calls.jsonl"), max_age_s=0.3)
     sink.submit('{"i": 1}')

@@ -41,7 +41,6 @@ _TMP = ".tmp-"
 # How much of the live file's first line is read for its first record's time: a whole record as the
 # size limits allow it (256 KiB of content, 16 KiB of metadata by default), and then some.
 _MAX_FIRST_LINE = 8 << 20
-_ABANDONED: list[IO[bytes]] = []  # files a forked child inherited from its parent writer
 
 
 def expand(path: str | os.PathLike[str]) -> Path:
@@ -143,7 +142,12 @@ class JsonlWriter:
             )
 
     def write(self, lines: list[bytes]) -> None:
-        """Append `lines` (each without its newline), rotating first whenever a limit would be passed."""
+        """Append `lines` (each without its newline), rotating first whenever a limit would be passed.
+
+        The lines between two rotations go to the file in one write, whole or not at all: when the
+        disk refuses them (full, a quota), what got in is cut off again before the error is raised, so
+        lines counted as failed are not in the file, and no half line is left for the next to join.
+        """
         if self._pid != os.getpid():
             self._after_fork()
         if self._file is not None and self._removed():
@@ -153,19 +157,39 @@ class JsonlWriter:
             self._open()  # an existing file's age is known once it is open
         if self._due_by_age():
             self.rotate()
+        if not lines:
+            return
+        self._open()  # the size of an existing file counts
+        run: list[bytes] = []
+        pending = 0  # bytes of `run`, newlines included
         for line in lines:
             size = len(line) + 1
-            f = self._open()
-            if self.max_bytes is not None and self._size and self._size + size > self.max_bytes:
+            filled = self._size + pending
+            if self.max_bytes is not None and filled and filled + size > self.max_bytes:
+                self._append(run)
+                run, pending = [], 0
                 self.rotate()
-                f = self._open()
-            f.write(line)
-            f.write(b"\n")
-            self._size += size
-        if self._file is not None:
-            self._file.flush()
-            if self.fsync:
-                os.fsync(self._file.fileno())
+            run.append(line)
+            pending += size
+        self._append(run)
+        if self.fsync and self._file is not None:
+            os.fsync(self._file.fileno())
+
+    def _append(self, lines: list[bytes]) -> None:
+        """Write `lines` at the end of the live file in one piece; if that fails, cut off what got in."""
+        if not lines:
+            return
+        f = self._open()
+        data = memoryview(b"\n".join([*lines, b""]))
+        start, size = self._size, len(data)
+        try:
+            while data:
+                data = data[f.write(data) :]
+        except OSError:
+            with contextlib.suppress(OSError):
+                f.truncate(start)
+            raise
+        self._size = start + size
 
     def tick(self) -> None:
         """Rotate an idle file that has grown old (called periodically by the sink's thread)."""
@@ -188,7 +212,9 @@ class JsonlWriter:
         if self._file is None:
             if not self._ready:
                 self._prepare()
-            self._file = open(self.path, "ab")  # noqa: SIM115 -- kept open across writes
+            # Unbuffered: each write reaches the file whole or fails, with nothing left in a buffer
+            # to land there later (see `write`).
+            self._file = open(self.path, "ab", buffering=0)  # noqa: SIM115 -- kept open across writes
             info = os.fstat(self._file.fileno())
             self._identity = (info.st_dev, info.st_ino)
             self._size = self._file.tell()
@@ -306,10 +332,11 @@ class JsonlWriter:
 
     def _after_fork(self) -> None:
         # A forked child (a proxy's worker) must not write into its parent's file: `{pid}` now names
-        # its own. The inherited handle is dropped unflushed: what it buffered is the parent's to write.
+        # its own. The inherited handle is closed (the file is unbuffered: nothing of the parent's
+        # is written by closing it here).
         self._pid = os.getpid()
         if self._file is not None:
-            _ABANDONED.append(self._file)  # kept, so that no finaliser closes (and flushes) it here
+            self._file.close()
         self._file = None
         self._size = 0
         self.path = expand(self._template)
