@@ -181,15 +181,15 @@ class JsonlWriter:
             return
         f = self._open()
         data = memoryview(b"\n".join([*lines, b""]))
-        start, size = self._size, len(data)
+        size = len(data)
         try:
             while data:
                 data = data[f.write(data) :]
         except OSError:
-            with contextlib.suppress(OSError):
-                f.truncate(start)
+            with contextlib.suppress(OSError):  # back to where this write began (the file's end)
+                f.truncate(f.tell() - (size - len(data)))
             raise
-        self._size = start + size
+        self._size += size
 
     def tick(self) -> None:
         """Rotate an idle file that has grown old (called periodically by the sink's thread)."""
