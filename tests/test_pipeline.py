@@ -631,6 +631,9 @@ FRAGMENTS = [
     "::1",
     "@",
     "a@b.co",
+    "josé@bücher.de",
+    "\u00a0",  # a no-break space, as between the groups of a number
+    "4111\u00a01111",
     " ",
     ".",
     "GB",
