@@ -914,3 +914,20 @@ def test_phone_numbers_in_national_and_international_forms(text: str, expected: 
 def test_numbers_grouped_with_no_break_spaces(text: str, expected: str | None) -> None:
     out = redact()({"error": {"message": text}})["error"]["message"]
     assert out == (text if expected is None else expected)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # The expiry date or security code right after the number, as people write their card down
+        ("card 4111 1111 1111 1111 123", "card [CARD] 123"),
+        ("card 4111 1111 1111 1111 12/25 cvv 123", "card [CARD] 12/25 cvv 123"),
+        ("4111-1111-1111-1111 05 27", "[CARD] 05 27"),
+        ("4111111111111111 123", "[CARD] 123"),
+        ("amex 3782 822463 10005 1234", "amex [CARD] 1234"),
+        # ... or a quantity before it
+        ("order 12 4111 1111 1111 1111", "order 12 [CARD]"),
+    ],
+)
+def test_a_card_number_next_to_other_numbers(text: str, expected: str) -> None:
+    assert redact()({"error": {"message": text}})["error"]["message"] == expected

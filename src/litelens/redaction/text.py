@@ -95,6 +95,8 @@ _WORTH_A_LOOK = re.compile(
 # digits enough for a phone, but far more common in prompts than a phone number written that way.
 _DECIMAL_OR_YEARS = re.compile(r"[0-9]+\.[0-9]+|(?:19|20)[0-9]{2}-(?:19|20)[0-9]{2}")
 _THOUSANDS = re.compile(f"[0-9]{{1,3}}(?:([{_GAP}.])[0-9]{{3}})(?:\\1[0-9]{{3}})*")
+_DIGITS = re.compile(r"[0-9]+")
+_CARD_LAYOUTS = frozenset({(4, 4, 4, 4), (4, 6, 5), (4, 6, 4)})  # how card numbers are grouped in print
 _IBAN = re.compile(f"[A-Z]{{2}}[0-9]{{2}}(?:[{_GAP}]?[A-Z0-9]){{11,30}}")
 _IP6_HINT = re.compile(r":[0-9A-Fa-f]{0,4}:")
 # Every built-in kind needs one of these characters, except the credential shapes that may be all
@@ -307,7 +309,26 @@ class TextRedactor:
 
     def _card_match(self, m: re.Match[str]) -> str:
         found = m.group(0)
-        return self.ph["card"] if luhn_ok(found.translate(_GAP_OR_DASH)) else found
+        return self.ph["card"] if luhn_ok(found.translate(_GAP_OR_DASH)) else self._card_in_run(found)
+
+    def _card_in_run(self, run: str) -> str:
+        """`run` with the card number it holds next to other digits replaced: an expiry date or security
+        code written right after it ("4111 1111 1111 1111 123"), a quantity before it. Only whole groups
+        laid out as cards are printed (4-4-4-4, 4-6-5, 4-6-4, or one ungrouped run) and passing the Luhn
+        check are taken for the card, so that rows of numbers stay readable."""
+        if run.isdigit():  # one group, checked whole already: an order number
+            return run
+        groups = [(m.start(), m.end()) for m in _DIGITS.finditer(run)]
+        lengths = [end - start for start, end in groups]
+        for i, (start, end) in enumerate(groups):
+            if 13 <= end - start <= 19:
+                stops = [end]
+            else:
+                stops = [groups[i + n - 1][1] for n in (4, 3) if tuple(lengths[i : i + n]) in _CARD_LAYOUTS]
+            for stop in stops:
+                if luhn_ok(run[start:stop].translate(_GAP_OR_DASH)):
+                    return run[:start] + self.ph["card"] + run[stop:]
+        return run
 
     def _phone_match(self, m: re.Match[str]) -> str:
         return self.ph["phone"] if _phone_ok(m.group(0)) else m.group(0)
