@@ -326,6 +326,19 @@ def test_jsonl_file_or_folder_removed_while_running_is_started_again(tmp_path: P
     assert [r["call_id"] for r in read_records(path)] == ["c"]
 
 
+def test_jsonl_to_standard_output_through_a_pipe() -> None:
+    # LITELENS_SINKS=jsonl:/dev/stdout in a container, whose log collector reads the process's stdout.
+    child = (
+        "import json, sys; from litelens.sinks import JsonlSink\n"
+        "sink = JsonlSink('/dev/stdout')\n"
+        "for i in range(3): sink.submit(json.dumps({'i': i}))\n"
+        "sink.shutdown(5); print(json.dumps(sink.stats()), file=sys.stderr)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, timeout=60)
+    assert [json.loads(line)["i"] for line in done.stdout.splitlines()] == [0, 1, 2], done.stderr
+    assert json.loads(done.stderr.splitlines()[-1])["written"] == 3
+
+
 _FULL_DISK_CHILD = """
 import json, resource, signal, sys
 from litelens.sinks import JsonlSink

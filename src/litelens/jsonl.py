@@ -28,6 +28,7 @@ import logging
 import os
 import re
 import shutil
+import stat
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -217,7 +218,8 @@ class JsonlWriter:
             self._file = open(self.path, "ab", buffering=0)  # noqa: SIM115 -- kept open across writes
             info = os.fstat(self._file.fileno())
             self._identity = (info.st_dev, info.st_ino)
-            self._size = self._file.tell()
+            # A pipe or terminal (`/dev/stdout` in a container) has no size, nor a position to ask for.
+            self._size = self._file.tell() if stat.S_ISREG(info.st_mode) else 0
             if self._size:
                 self._drop_unfinished_line(self._file)
             self._opened = time.monotonic() - (self._age_of_live() if self._size else 0.0)
