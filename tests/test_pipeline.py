@@ -889,6 +889,8 @@ def test_emails_url_encoded_or_with_an_apostrophe(text: str, expected: str) -> N
         # The country code apart, the national number in one run: how most mobiles are written
         ("WhatsApp +91 9876543210 or 0091 9876543210", "WhatsApp [PHONE] or [PHONE]"),
         ("call +44 7911123456, +1-4155552671, +44(0)2079460958", "call [PHONE], [PHONE], [PHONE]"),
+        # A mobile's five-digit first group after a bracketed area code (Brazil)
+        ("celular (11) 91234-5678 ou (11) 912345678", "celular [PHONE] ou [PHONE]"),
     ],
 )
 def test_phone_numbers_in_national_and_international_forms(text: str, expected: str) -> None:
