@@ -34,6 +34,8 @@ _EMAIL_LETTERS = "A-Za-z\u00c0-\u00d6\u00d8-\u00f6\u00f8-\u024f\u0388-\u03ff\u04
 _EMAIL_ALNUM = f"[0-9{_EMAIL_LETTERS}]"
 _EMAIL_LOCAL = f"(?:[0-9{_EMAIL_LETTERS}._%+\\-]|(?<={_EMAIL_ALNUM})'(?={_EMAIL_ALNUM}))+"
 _EMAIL_DOMAIN = (
+    # Not an image for high-density screens: "logo@2x.png", "bg@1.5x.webp"
+    r"(?![0-9](?:\.[0-9]+)?x\.(?:png|jpe?g|gif|webp|avif|svg)\b)"
     f"{_EMAIL_ALNUM}(?:[0-9{_EMAIL_LETTERS}\\-]*{_EMAIL_ALNUM})?"
     f"(?:\\.[0-9{_EMAIL_LETTERS}\\-]+)*\\.[{_EMAIL_LETTERS}]{{2,24}}"
 )
