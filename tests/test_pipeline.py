@@ -195,6 +195,8 @@ def test_a_record_with_nothing_to_redact_is_returned_untouched() -> None:
         # Year ranges and decimal numbers have the digits of a phone number
         "revenue grew over 2019-2023, data from 1990-2020 (FY2019-2023)",
         "price 1234.5678 USD at lat 37.7749, lon -122.4194; 1013.2500 hPa",
+        # Addresses that name no one: loopback, "any", netmasks (a local api_base stays readable)
+        "serve on 0.0.0.0:8000 and [::]:80; api_base http://127.0.0.1:4000 or [::1]:4000, mask 255.255.255.0",
     ],
 )
 def test_checksums_and_shapes_keep_order_numbers_readable(text: str) -> None:

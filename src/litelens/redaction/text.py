@@ -135,7 +135,10 @@ def iban_ok(iban: str) -> bool:
 
 
 def _ipv4_ok(text: str) -> bool:
-    return all(int(part) <= 255 for part in text.split("."))
+    """An IPv4 address of a host: the loopback, "any" and netmasks (`--host 0.0.0.0`, a local
+    `http://127.0.0.1:4000` api_base, `255.255.255.0`) name no one, and are kept readable."""
+    parts = [int(part) for part in text.split(".")]
+    return all(part <= 255 for part in parts) and parts[0] not in (0, 127, 255)
 
 
 def _phone_ok(text: str) -> bool:
@@ -340,7 +343,7 @@ class TextRedactor:
     def _ip6(self, match: re.Match[str]) -> str:
         found = match.group(0)
         try:
-            ipaddress.IPv6Address(found.split("%", 1)[0])
+            address = ipaddress.IPv6Address(found.split("%", 1)[0])
         except ValueError:
             return found
-        return self.ph["ip"]
+        return found if address.is_loopback or address.is_unspecified else self.ph["ip"]
