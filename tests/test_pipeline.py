@@ -636,6 +636,7 @@ FRAGMENTS = [
     "josé@bücher.de",
     "\u00a0",  # a no-break space, as between the groups of a number
     "4111\u00a01111",
+    "555\u20112671",  # a non-breaking hyphen
     " ",
     ".",
     "GB",
@@ -913,11 +914,15 @@ def test_phone_numbers_in_national_and_international_forms(text: str, expected: 
         ("Tel. +49\u202f30\u202f1234567", "Tel. [PHONE]"),
         ("IBAN DE89\u00a03704\u00a00044\u00a00532\u00a00130\u00a000.", "IBAN [IBAN]."),
         ("IBAN GB29\u00a0NWBK\u00a06016\u00a01331\u00a09268\u00a019", "IBAN [IBAN]"),
-        # ... and amounts and timestamps written that way stay
+        # Dashes other than "-": the non-breaking hyphen (U+2011) models write, the en dash (U+2013)
+        ("call +1\u2011415\u2011555\u20112671 or (415) 555\u20112671", "call [PHONE] or [PHONE]"),
+        ("card 4111\u20131111\u20131111\u20131111", "card [CARD]"),
+        # ... and amounts, timestamps, dates and ranges of years written that way stay
         ("total 1\u202f234\u202f567,89\u00a0€ le 01.05.2024\u00a010:30", None),
+        ("from 2024\u201105\u201101 over 2019\u20132023", None),
     ],
 )
-def test_numbers_grouped_with_no_break_spaces(text: str, expected: str | None) -> None:
+def test_numbers_grouped_with_no_break_spaces_or_other_dashes(text: str, expected: str | None) -> None:
     out = redact()({"error": {"message": text}})["error"]["message"]
     assert out == (text if expected is None else expected)
 

@@ -44,24 +44,28 @@ _EMAIL_ENCODED = re.compile(f"{_EMAIL_LOCAL}%40{_EMAIL_DOMAIN}")
 # The spaces that group digits: typography and word processors use the no-break spaces (U+00A0, U+202F)
 # and the thin space (U+2009) between the groups of a card, phone or IBAN as often as a plain space.
 _GAP = " \u00a0\u2009\u202f"
-_GAP_OR_DASH = str.maketrans("", "", _GAP + "-")
-_NOT_DIGITS = _GAP + "().+-"  # what a span holds besides digits
+# The dashes likewise: "-", and the hyphen, non-breaking hyphen (which language models write), figure
+# dash and en dash (U+2010-2013).
+_DASHES = "-\u2010\u2011\u2012\u2013"
+_DASH = "\\" + _DASHES  # in a character class, with its "-" escaped
+_GAP_OR_DASH = str.maketrans("", "", _GAP + _DASHES)
+_NOT_DIGITS = _GAP + "().+" + _DASHES  # what a span holds besides digits
 # A run of the characters phone numbers, card numbers and IPv4 addresses are made of, starting where one
 # could start. The first item is a character class, which lets the regex engine skip ahead in C.
 # Short runs ("3 items") are rejected inside the regex engine, not in Python; the second branch keeps
 # the IBANs whose check digits are followed by letters, "GB29NWBK..." or, as printed, "GB29 NWBK ...".
-_SPAN = re.compile(f"[+(0-9](?:[0-9{_GAP}().+\\-]{{6,}}|(?<=[A-Z]{{2}}[0-9])[0-9](?=[{_GAP}]?[A-Z]))")
+_SPAN = re.compile(f"[+(0-9](?:[0-9{_GAP}().+{_DASH}]{{6,}}|(?<=[A-Z]{{2}}[0-9])[0-9](?=[{_GAP}]?[A-Z]))")
 # The same spans, found faster in an ASCII text: the regex engine looks for a character class one
 # character at a time through a slow generic test, but for a single literal character with a tight loop.
 # So in a byte copy of the text where every character a span can start with became "0" (one C pass),
 # `_SPAN` becomes a regex starting with the literal "0", at the very same positions. (Its IBAN branch may
 # also stop at a "+" or "(" after two capitals; such a one- or two-character span is skipped as short.)
-# A text holding a no-break or thin space is not ASCII, so takes `_SPAN`.
+# A text holding a no-break or thin space or a dash other than "-" is not ASCII, so takes `_SPAN`.
 _SPAN_STARTS_TO_ZERO = bytes.maketrans(b"0123456789+(", b"000000000000")
 _SPAN_ASCII = re.compile(rb"0(?:[0 ().\-]{6,}|(?<=[A-Z]{2}0)0(?= ?[A-Z]))")
 _IPV4 = re.compile(r"(?<![0-9.])[0-9]{1,3}(?:\.[0-9]{1,3}){3}(?![0-9]|\.[0-9])")
-_CARD = re.compile(f"(?<![0-9])[0-9](?:[{_GAP}\\-]?[0-9]){{12,18}}(?![0-9])")
-# Written with " " for a space between groups; `_PHONE` takes any of `_GAP` there.
+_CARD = re.compile(f"(?<![0-9])[0-9](?:[{_GAP}{_DASH}]?[0-9]){{12,18}}(?![0-9])")
+# Written with "[ .\-]" between groups; `_PHONE` takes any of `_GAP` and `_DASH` there.
 _PHONE_SHAPES = (
     r"(?<![0-9+])(?:"
     r"\+[0-9]{7,15}"  # E.164, compact
@@ -80,13 +84,16 @@ _PHONE_SHAPES = (
     r"|\([0-9]{2,4}\)[ .\-]?[0-9]{4,5}[ .\-]?[0-9]{4}"
     r")(?![0-9])"
 )
-_PHONE = re.compile(_PHONE_SHAPES.replace("[ .", f"[{_GAP}."))
+_PHONE = re.compile(_PHONE_SHAPES.replace("[ .\\-]", f"[{_GAP}.{_DASH}]"))
 # A date (year first, or day and month in either order first) and a space or "T" before its time.
 _DATE_THEN_TIME = re.compile(
-    r"(?:[12][0-9]{3}[\-./][01]?[0-9][\-./][0-3]?[0-9]|[0-3]?[0-9][\-./][0-3]?[0-9][\-./](?:[12][0-9])?[0-9]{2})"
+    f"(?:[12][0-9]{{3}}[{_DASH}./][01]?[0-9][{_DASH}./][0-3]?[0-9]"
+    f"|[0-3]?[0-9][{_DASH}./][0-3]?[0-9][{_DASH}./](?:[12][0-9])?[0-9]{{2}})"
     f"[{_GAP}T][0-2]?[0-9]\\Z"
 )
-_DATE = re.compile(r"[0-9]{4}[\-.][0-9]{1,2}[\-.][0-9]{1,2}|[0-9]{1,2}[\-.][0-9]{1,2}[\-.][0-9]{2,4}")
+_DATE = re.compile(
+    f"[0-9]{{4}}[{_DASH}.][0-9]{{1,2}}[{_DASH}.][0-9]{{1,2}}|[0-9]{{1,2}}[{_DASH}.][0-9]{{1,2}}[{_DASH}.][0-9]{{2,4}}"
+)
 # Most spans in prose are dates, amounts, order and ticket numbers, and a span costs a few µs once it
 # is looked at in Python. This one regex, matched in C on the span, picks those `_span` may change:
 # at least 7 digits (a phone has 7, a card 13) or 3 dots (an IPv4 address may have 4 digits only), and
@@ -97,7 +104,7 @@ _WORTH_A_LOOK = re.compile(
 )
 # A decimal number ("1234.5678", the "122.4194" of "-122.4194") or a range of years ("2019-2023"):
 # digits enough for a phone, but far more common in prompts than a phone number written that way.
-_DECIMAL_OR_YEARS = re.compile(r"[0-9]+\.[0-9]+|(?:19|20)[0-9]{2}-(?:19|20)[0-9]{2}")
+_DECIMAL_OR_YEARS = re.compile(f"[0-9]+\\.[0-9]+|(?:19|20)[0-9]{{2}}[{_DASH}](?:19|20)[0-9]{{2}}")
 _THOUSANDS = re.compile(f"[0-9]{{1,3}}(?:([{_GAP}.])[0-9]{{3}})(?:\\1[0-9]{{3}})*")
 _DIGITS = re.compile(r"[0-9]+")
 _CARD_LAYOUTS = frozenset({(4, 4, 4, 4), (4, 6, 5), (4, 6, 4)})  # how card numbers are grouped in print
