@@ -50,6 +50,7 @@ _DASHES = "-\u2010\u2011\u2012\u2013"
 _DASH = "\\" + _DASHES  # in a character class, with its "-" escaped
 _GAP_OR_DASH = str.maketrans("", "", _GAP + _DASHES)
 _NOT_DIGITS = _GAP + "().+" + _DASHES  # what a span holds besides digits
+_NOT_DIGITS_ASCII = " ().+-"  # ... when it is ASCII
 # A run of the characters phone numbers, card numbers and IPv4 addresses are made of, starting where one
 # could start. The first item is a character class, which lets the regex engine skip ahead in C.
 # Short runs ("3 items") are rejected inside the regex engine, not in Python; the second branch keeps
@@ -303,7 +304,8 @@ class TextRedactor:
         out = text
         if self.ip and core.count(".") >= 3:
             out = _IPV4.sub(self._ipv4_match, out)
-        digits = len(core) - sum(map(core.count, _NOT_DIGITS))
+        others = _NOT_DIGITS_ASCII if core.isascii() else _NOT_DIGITS  # one `count` call per character
+        digits = len(core) - sum(map(core.count, others))
         if digits < 7:
             return text if out == text else out
         if self.card and digits >= 13 and _CARD.search(out):
