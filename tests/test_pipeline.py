@@ -192,6 +192,11 @@ def test_a_record_with_nothing_to_redact_is_returned_untouched() -> None:
         "took 00:01:23.456 (83 456 ms); price $1,299.00, 1 299,00 EUR or 0.99 USD",
         "version 1.110.2 build 0.0.1234567 rc 2024.05.01-1, population 1234567 in 2023",
         "max_tokens=256, input_tokens: 120, timeout=30, api_version=2024-05-01",
+        # Year ranges and decimal numbers have the digits of a phone number
+        "revenue grew over 2019-2023, data from 1990-2020 (FY2019-2023)",
+        "price 1234.5678 USD at lat 37.7749, lon -122.4194; 1013.2500 hPa",
+        # Addresses that name no one: loopback, "any", netmasks (a local api_base stays readable)
+        "serve on 0.0.0.0:8000 and [::]:80; api_base http://127.0.0.1:4000 or [::1]:4000, mask 255.255.255.0",
     ],
 )
 def test_checksums_and_shapes_keep_order_numbers_readable(text: str) -> None:
@@ -500,6 +505,10 @@ def test_drop_content_truncate_enrich_keep_if() -> None:
     assert cut is not None
     assert cut["request"]["messages"][0]["content"] == "You are a …[truncated 41 chars]"
     assert "request.messages[0].content" in cut["truncated"] and cut["usage"] == record["usage"]
+    # Tool-call arguments are cut inside and stay JSON a reader (the dashboard) can parse.
+    args = json.loads(cut["request"]["messages"][3]["tool_calls"][0]["function"]["arguments"])
+    assert args["email"] == "bob@corp.i…[truncated 1 chars]" and args["amount"] == 129.5
+    assert "request.messages[3].tool_calls[0].function.arguments.email" in cut["truncated"]
 
     rich = enrich({"environment": "prod", "region": "eu"}, fn=lambda r: {"tags": [*r["tags"], "rich"]})
     out = rich(copy.deepcopy(record))
@@ -624,6 +633,10 @@ FRAGMENTS = [
     "::1",
     "@",
     "a@b.co",
+    "josé@bücher.de",
+    "\u00a0",  # a no-break space, as between the groups of a number
+    "4111\u00a01111",
+    "555\u20112671",  # a non-breaking hyphen
     " ",
     ".",
     "GB",
@@ -827,6 +840,24 @@ def test_secret_names_without_secrets_stay_readable(text: str) -> None:
     assert redact()({"error": {"message": text}})["error"]["message"] == text
 
 
+def test_strings_in_sets_in_metadata_are_redacted(
+    provider: FakeProvider, receiver: Receiver, make_callback: Any
+) -> None:
+    # A set reaches the record as the caller's metadata holds it, and is sent as a JSON list.
+    callback = make_callback(processors=[redact()])
+    litellm.completion(
+        model="openai/gpt-4o-mini",
+        messages=[{"role": "user", "content": "hi"}],
+        metadata={"to": {"ann@example.com"}, "cc": frozenset({"+1 415 555 2671"}), "n": {7}},
+        api_base=provider.url,
+        api_key=KEY,
+    )
+    assert receiver.wait_for(1, timeout=15) and callback.flush(timeout=10)
+    (record,) = receiver.records
+    meta = record["metadata"]
+    assert (meta["to"], meta["cc"], meta["n"]) == (["[EMAIL]"], ["[PHONE]"], [7])
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
@@ -835,6 +866,12 @@ def test_secret_names_without_secrets_stay_readable(text: str) -> None:
         ("from Sean O'Neil <sean.o'neil@example.ie>", "from Sean O'Neil <[EMAIL]>"),
         ("email='jane@x.io', name='Jane'", "email='[EMAIL]', name='Jane'"),
         ("discount 100%40 off, 50%40x", "discount 100%40 off, 50%40x"),
+        # Image files for high-density screens are named like addresses
+        ('<img src="logo@2x.png" srcset="bg@1.5x.webp">', '<img src="logo@2x.png" srcset="bg@1.5x.webp">'),
+        # Letters beyond ASCII, in the name or the domain (IDN)
+        ("José: josé.garcía@correo.es, müller@bücher.de", "José: [EMAIL], [EMAIL]"),
+        ("пишите иван@пример.рф", "пишите [EMAIL]"),
+        ("我的邮箱是wang@example.cn", "我的邮箱是[EMAIL]"),  # no space before it: the words stay
     ],
 )
 def test_emails_url_encoded_or_with_an_apostrophe(text: str, expected: str) -> None:
@@ -854,8 +891,54 @@ def test_emails_url_encoded_or_with_an_apostrophe(text: str, expected: str) -> N
         # The trunk "0" in brackets before a one-digit area code: the whole number, not its tail
         ("appelez le +33 (0)1 23 45 67 89", "appelez le [PHONE]"),
         ("01 23 45 67 89 / 01.23.45.67.89", "[PHONE] / [PHONE]"),
+        # The country code apart, the national number in one run: how most mobiles are written
+        ("WhatsApp +91 9876543210 or 0091 9876543210", "WhatsApp [PHONE] or [PHONE]"),
+        ("call +44 7911123456, +1-4155552671, +44(0)2079460958", "call [PHONE], [PHONE], [PHONE]"),
+        # A mobile's five-digit first group after a bracketed area code (Brazil)
+        ("celular (11) 91234-5678 ou (11) 912345678", "celular [PHONE] ou [PHONE]"),
     ],
 )
 def test_phone_numbers_in_national_and_international_forms(text: str, expected: str) -> None:
     assert redact()({"error": {"message": text}})["error"]["message"] == expected
     assert _walker().value({"u": text}) == {"u": expected}
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # Grouped with the no-break spaces (U+00A0, U+202F) and thin space (U+2009) that word processors
+        # and French or German typography put between digit groups.
+        ("card 4111\u00a01111\u00a01111\u00a01111 exp", "card [CARD] exp"),
+        ("card 4111\u20091111\u20091111\u20091111", "card [CARD]"),
+        ("tél. +33\u00a01\u00a023\u00a045\u00a067\u00a089", "tél. [PHONE]"),
+        ("Tel. +49\u202f30\u202f1234567", "Tel. [PHONE]"),
+        ("IBAN DE89\u00a03704\u00a00044\u00a00532\u00a00130\u00a000.", "IBAN [IBAN]."),
+        ("IBAN GB29\u00a0NWBK\u00a06016\u00a01331\u00a09268\u00a019", "IBAN [IBAN]"),
+        # Dashes other than "-": the non-breaking hyphen (U+2011) models write, the en dash (U+2013)
+        ("call +1\u2011415\u2011555\u20112671 or (415) 555\u20112671", "call [PHONE] or [PHONE]"),
+        ("card 4111\u20131111\u20131111\u20131111", "card [CARD]"),
+        # ... and amounts, timestamps, dates and ranges of years written that way stay
+        ("total 1\u202f234\u202f567,89\u00a0€ le 01.05.2024\u00a010:30", None),
+        ("from 2024\u201105\u201101 over 2019\u20132023", None),
+    ],
+)
+def test_numbers_grouped_with_no_break_spaces_or_other_dashes(text: str, expected: str | None) -> None:
+    out = redact()({"error": {"message": text}})["error"]["message"]
+    assert out == (text if expected is None else expected)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # The expiry date or security code right after the number, as people write their card down
+        ("card 4111 1111 1111 1111 123", "card [CARD] 123"),
+        ("card 4111 1111 1111 1111 12/25 cvv 123", "card [CARD] 12/25 cvv 123"),
+        ("4111-1111-1111-1111 05 27", "[CARD] 05 27"),
+        ("4111111111111111 123", "[CARD] 123"),
+        ("amex 3782 822463 10005 1234", "amex [CARD] 1234"),
+        # ... or a quantity before it
+        ("order 12 4111 1111 1111 1111", "order 12 [CARD]"),
+    ],
+)
+def test_a_card_number_next_to_other_numbers(text: str, expected: str) -> None:
+    assert redact()({"error": {"message": text}})["error"]["message"] == expected

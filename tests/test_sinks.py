@@ -8,6 +8,7 @@ import gzip
 import io
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -300,6 +301,76 @@ def test_jsonl_recovers_a_rotation_a_crash_interrupted(tmp_path: Path) -> None:
     assert sorted(os.listdir(tmp_path)) == sorted([f.name for f in rotated] + [path.name])
 
 
+def test_jsonl_after_a_writer_died_mid_line_every_line_reads(tmp_path: Path) -> None:
+    path = tmp_path / "calls.jsonl"
+    # What a process killed (or out of disk) in the middle of a batch leaves: a line without its end.
+    path.write_bytes(b'{"call_id": "a"}\n{"call_id": "b", "usage": {"input_tok')
+    sink = JsonlSink(str(path))  # the process restarted
+    sink.submit(json.dumps({"call_id": "c"}))
+    assert sink.shutdown(5) and sink.stats()["written"] == 1
+    assert [r["call_id"] for r in read_records(path)] == ["a", "c"]
+
+
+def test_jsonl_file_or_folder_removed_while_running_is_started_again(tmp_path: Path) -> None:
+    path = tmp_path / "logs" / "calls.jsonl"
+    sink = JsonlSink(str(path))
+    sink.submit(json.dumps({"call_id": "a"}))
+    assert sink.flush(5)
+    path.unlink()  # someone clearing the logs
+    sink.submit(json.dumps({"call_id": "b"}))
+    assert sink.flush(5)
+    assert [r["call_id"] for r in read_records(path)] == ["b"]
+    shutil.rmtree(path.parent)
+    sink.submit(json.dumps({"call_id": "c"}))
+    assert sink.shutdown(5)
+    assert [r["call_id"] for r in read_records(path)] == ["c"]
+
+
+def test_jsonl_to_standard_output_through_a_pipe() -> None:
+    # LITELENS_SINKS=jsonl:/dev/stdout in a container, whose log collector reads the process's stdout.
+    child = (
+        "import json, sys; from litelens.sinks import JsonlSink\n"
+        "sink = JsonlSink('/dev/stdout')\n"
+        "for i in range(3): sink.submit(json.dumps({'i': i}))\n"
+        "sink.shutdown(5); print(json.dumps(sink.stats()), file=sys.stderr)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, timeout=60)
+    assert [json.loads(line)["i"] for line in done.stdout.splitlines()] == [0, 1, 2], done.stderr
+    assert json.loads(done.stderr.splitlines()[-1])["written"] == 3
+
+
+_FULL_DISK_CHILD = """
+import json, resource, signal, sys
+from litelens.sinks import JsonlSink
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # past the limit a write fails with EFBIG, as on a full disk
+soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+sink = JsonlSink(sys.argv[1], gzip=False)
+resource.setrlimit(resource.RLIMIT_FSIZE, (3000, hard))
+for i in range(20):
+    sink.submit(json.dumps({"i": i, "text": "x" * 300}))
+    sink.flush(5)
+resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))  # room again
+for i in range(20, 23):
+    sink.submit(json.dumps({"i": i}))
+sink.shutdown(5)
+print(json.dumps(sink.stats()))
+"""
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="needs RLIMIT_FSIZE")
+def test_jsonl_on_a_full_disk_a_failed_record_is_not_in_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "calls.jsonl"
+    done = subprocess.run(
+        [sys.executable, "-c", _FULL_DISK_CHILD, str(path)], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    stats = json.loads(done.stdout)
+    found = [r["i"] for r in read_records(path)]  # every line whole: the reader does not fail
+    assert stats["failed"] > 0 and stats["written"] + stats["failed"] == 23
+    assert len(found) == stats["written"] and found == sorted(set(found))
+    assert found[-3:] == [20, 21, 22]
+
+
 def test_jsonl_rotates_by_age_when_idle(tmp_path: Path) -> None:
     sink = JsonlSink(str(tmp_path / "calls.jsonl"), max_age_s=0.3)
     sink.submit('{"i": 1}')
@@ -320,6 +391,15 @@ def test_jsonl_rotates_by_age_when_idle(tmp_path: Path) -> None:
     assert len(rotated_files(live)) == 1
     assert [r["call_id"] for r in read_records(live)] == ["old", "new"]
     assert [json.loads(line)["call_id"] for line in live.read_bytes().splitlines()] == ["new"]
+
+    # So is one whose first record is a long chat (the size limits allow 256 KiB of content).
+    big = tmp_path / "big.jsonl"
+    first = {"call_id": "old", "start_time": time.time() - 7200, "request": {"messages": ["x" * 200_000]}}
+    big.write_text(json.dumps(first) + "\n")
+    writer = JsonlWriter(big, max_age_s=3600)
+    writer.write([json.dumps({"call_id": "new", "start_time": time.time()}).encode()])
+    writer.close()
+    assert [json.loads(line)["call_id"] for line in big.read_bytes().splitlines()] == ["new"]
 
 
 def test_sinks_from_the_environment(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -166,6 +167,16 @@ def test_a_read_only_spool_refuses_writes_and_sends_nothing_it_cannot_delete(tin
         subprocess.run(["mount", "-o", "remount,rw", str(tiny_disk)], check=True)
     entry = spool.claim_oldest()
     assert entry is not None and entry.body == b"kept"
+
+
+def test_a_spool_folder_removed_while_the_process_runs_is_made_again(tmp_path: Path) -> None:
+    # A temp cleaner or an operator emptying the spool: the server is still down, batches keep coming.
+    spool = Spool.for_destination(tmp_path / "spool", "http://127.0.0.1:4318", "k")
+    spool.put(b"before", 1, False)
+    shutil.rmtree(tmp_path / "spool")
+    assert spool.put(b"after", 2, False) == 0
+    entry = spool.claim_oldest()
+    assert entry is not None and (entry.body, entry.count) == (b"after", 2)
 
 
 def test_a_restarted_process_with_the_same_pid_takes_back_its_predecessors_claims(tmp_path: Path) -> None:

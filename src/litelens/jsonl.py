@@ -10,7 +10,8 @@ than `max_age_s`, it is rotated:
 
 A crash between the two last steps leaves both the plain and the `.gz` file of one rotation;
 `recover()` (run when a writer opens) deletes the plain one, since the `.gz` was only renamed into
-place once complete, and compresses any plain rotated file that has no `.gz` yet. So
+place once complete, and compresses any plain rotated file that has no `.gz` yet. A line left unfinished
+at the end of the live file (a writer killed mid-batch) is cut off before anything is appended. So
 `read_records(path)` -- every rotated file, oldest first, then the live one -- yields each record
 exactly once. One writer per path: give each process its own path (`{pid}` in the path is replaced by
 the process id).
@@ -27,6 +28,7 @@ import logging
 import os
 import re
 import shutil
+import stat
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -37,7 +39,9 @@ __all__ = ["JsonlWriter", "read_lines", "read_records", "rotated_files"]
 log = logging.getLogger("litelens.jsonl")
 
 _TMP = ".tmp-"
-_ABANDONED: list[IO[bytes]] = []  # files a forked child inherited from its parent writer
+# How much of the live file's first line is read for its first record's time: a whole record as the
+# size limits allow it (256 KiB of content, 16 KiB of metadata by default), and then some.
+_MAX_FIRST_LINE = 8 << 20
 
 
 def expand(path: str | os.PathLike[str]) -> Path:
@@ -125,6 +129,7 @@ class JsonlWriter:
         self.fsync = fsync
         self.rotations = 0
         self._file: IO[bytes] | None = None
+        self._identity = (0, 0)  # device and inode of the open file
         self._size = 0
         self._opened = 0.0
         self._ready = False
@@ -138,26 +143,54 @@ class JsonlWriter:
             )
 
     def write(self, lines: list[bytes]) -> None:
-        """Append `lines` (each without its newline), rotating first whenever a limit would be passed."""
+        """Append `lines` (each without its newline), rotating first whenever a limit would be passed.
+
+        The lines between two rotations go to the file in one write, whole or not at all: when the
+        disk refuses them (full, a quota), what got in is cut off again before the error is raised, so
+        lines counted as failed are not in the file, and no half line is left for the next to join.
+        """
         if self._pid != os.getpid():
             self._after_fork()
+        if self._file is not None and self._removed():
+            self.close()
+            self._ready = False  # its folder may be gone too
         if self.max_age_s is not None:
             self._open()  # an existing file's age is known once it is open
         if self._due_by_age():
             self.rotate()
+        if not lines:
+            return
+        self._open()  # the size of an existing file counts
+        run: list[bytes] = []
+        pending = 0  # bytes of `run`, newlines included
         for line in lines:
             size = len(line) + 1
-            f = self._open()
-            if self.max_bytes is not None and self._size and self._size + size > self.max_bytes:
+            filled = self._size + pending
+            if self.max_bytes is not None and filled and filled + size > self.max_bytes:
+                self._append(run)
+                run, pending = [], 0
                 self.rotate()
-                f = self._open()
-            f.write(line)
-            f.write(b"\n")
-            self._size += size
-        if self._file is not None:
-            self._file.flush()
-            if self.fsync:
-                os.fsync(self._file.fileno())
+            run.append(line)
+            pending += size
+        self._append(run)
+        if self.fsync and self._file is not None:
+            os.fsync(self._file.fileno())
+
+    def _append(self, lines: list[bytes]) -> None:
+        """Write `lines` at the end of the live file in one piece; if that fails, cut off what got in."""
+        if not lines:
+            return
+        f = self._open()
+        data = memoryview(b"\n".join([*lines, b""]))
+        size = len(data)
+        try:
+            while data:
+                data = data[f.write(data) :]
+        except OSError:
+            with contextlib.suppress(OSError):  # back to where this write began (the file's end)
+                f.truncate(f.tell() - (size - len(data)))
+            raise
+        self._size += size
 
     def tick(self) -> None:
         """Rotate an idle file that has grown old (called periodically by the sink's thread)."""
@@ -180,17 +213,61 @@ class JsonlWriter:
         if self._file is None:
             if not self._ready:
                 self._prepare()
-            self._file = open(self.path, "ab")  # noqa: SIM115 -- kept open across writes
-            self._size = self._file.tell()
+            # Unbuffered: each write reaches the file whole or fails, with nothing left in a buffer
+            # to land there later (see `write`).
+            self._file = open(self.path, "ab", buffering=0)  # noqa: SIM115 -- kept open across writes
+            info = os.fstat(self._file.fileno())
+            self._identity = (info.st_dev, info.st_ino)
+            # A pipe or terminal (`/dev/stdout` in a container) has no size, nor a position to ask for.
+            self._size = self._file.tell() if stat.S_ISREG(info.st_mode) else 0
+            if self._size:
+                self._drop_unfinished_line(self._file)
             self._opened = time.monotonic() - (self._age_of_live() if self._size else 0.0)
         return self._file
+
+    def _removed(self) -> bool:
+        """Whether the open file is no longer at `path`: deleted, or its folder removed, by someone
+        clearing logs. Lines written on would go to a file no one can read, yet count as written."""
+        try:
+            info = os.stat(self.path)
+        except OSError:
+            removed = True
+        else:
+            removed = (info.st_dev, info.st_ino) != self._identity
+        if removed:
+            log.warning("litelens: %s was removed while open; starting it again", self.path)
+        return removed
+
+    def _drop_unfinished_line(self, live: IO[bytes]) -> None:
+        """Cut the live file back to its last complete line. A writer that died in the middle of a batch
+        (killed, out of disk) left a line without its end; a line appended to it would make one line of
+        two records that no reader can decode. The cut-off part was never a whole record."""
+        end = self._size
+        with open(self.path, "rb") as f:
+            while end > 0:
+                start = max(0, end - (1 << 16))
+                f.seek(start)
+                newline = f.read(end - start).rfind(b"\n")
+                if newline != -1:
+                    end = start + newline + 1
+                    break
+                end = start
+        if end < self._size:
+            log.warning(
+                "litelens: %s ended in an unfinished line (%d bytes, from a writer that stopped mid-write); "
+                "it was cut off",
+                self.path,
+                self._size - end,
+            )
+            live.truncate(end)
+            self._size = end
 
     def _age_of_live(self) -> float:
         """How long ago an existing live file was started, from its first record's `start_time`: a
         process restarted more often than `max_age_s` must not keep the same file forever."""
         try:
             with open(self.path, "rb") as f:
-                first = json.loads(f.readline(1 << 16))
+                first = json.loads(f.readline(_MAX_FIRST_LINE))
             started = float(first["start_time"])
         except (OSError, ValueError, TypeError, KeyError):
             return 0.0
@@ -257,10 +334,11 @@ class JsonlWriter:
 
     def _after_fork(self) -> None:
         # A forked child (a proxy's worker) must not write into its parent's file: `{pid}` now names
-        # its own. The inherited handle is dropped unflushed: what it buffered is the parent's to write.
+        # its own. The inherited handle is closed (the file is unbuffered: nothing of the parent's
+        # is written by closing it here).
         self._pid = os.getpid()
         if self._file is not None:
-            _ABANDONED.append(self._file)  # kept, so that no finaliser closes (and flushes) it here
+            self._file.close()
         self._file = None
         self._size = 0
         self.path = expand(self._template)

@@ -289,8 +289,9 @@ def truncate(max_chars: int, fields: Iterable[str] = CONTENT_FIELDS) -> Processo
     """Cut every string in `fields` to `max_chars` characters; the record's `truncated` names the cuts.
 
     The same cut, marker and bookkeeping as the size limits (`litelens.Limits`), at a smaller size you
-    choose, e.g. to keep only the first lines of long prompts. On a span record it cuts the content
-    attributes and message events (what `drop_content` removes there), JSON text inside:
+    choose, e.g. to keep only the first lines of long prompts. JSON text (tool-call arguments) is cut
+    inside, so it stays JSON. On a span record it cuts the content attributes and message events (what
+    `drop_content` removes there), JSON text inside too:
 
         >>> r = truncate(5)({"request": {"messages": [{"content": "abcdefgh"}]}, "truncated": None})
         >>> r["request"]["messages"][0]["content"], r["truncated"]
@@ -304,7 +305,7 @@ def truncate(max_chars: int, fields: Iterable[str] = CONTENT_FIELDS) -> Processo
         cuts: list[str] = []
         for key in targets:
             if record.get(key):
-                record[key] = rec.cap_strings(record[key], max_chars, key, cuts)
+                record[key] = _cap(record[key], max_chars, key, cuts)
         if record.get("attributes"):  # a span record: its content is in attributes and events
             _truncate_span(record, max_chars, cuts)
         if cuts:
@@ -312,6 +313,34 @@ def truncate(max_chars: int, fields: Iterable[str] = CONTENT_FIELDS) -> Processo
         return record
 
     return _named(truncate_, "truncate")
+
+
+def _cap(value: Any, max_chars: int, path: str, cuts: list[str]) -> Any:
+    """`rec.cap_strings`, with JSON text cut inside (see `_cap_text`)."""
+    if isinstance(value, str):
+        return _cap_text(value, max_chars, path, cuts)
+    if isinstance(value, Mapping):
+        return {k: _cap(v, max_chars, f"{path}.{k}", cuts) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_cap(v, max_chars, f"{path}[{i}]", cuts) for i, v in enumerate(value)]
+    return value
+
+
+def _cap_text(value: str, max_chars: int, path: str, cuts: list[str]) -> str:
+    """A string cut to `max_chars`; JSON text (tool-call arguments, `gen_ai.input.messages`) is cut
+    inside and encoded again, so it stays JSON a reader can parse."""
+    if len(value) <= max_chars:
+        return value
+    if value[:1] in "[{":
+        try:
+            parsed = json.loads(value)
+        except ValueError:
+            pass
+        else:
+            before = len(cuts)
+            capped = rec.cap_strings(parsed, max_chars, path, cuts)
+            return json.dumps(capped, ensure_ascii=False) if len(cuts) > before else value
+    return rec.cap_strings(value, max_chars, path, cuts)
 
 
 def _truncate_span(record: Record, max_chars: int, cuts: list[str]) -> None:
@@ -322,20 +351,8 @@ def _truncate_span(record: Record, max_chars: int, cuts: list[str]) -> None:
     def cut(attrs: Mapping[str, Any], keep: Callable[[str], bool], path: str) -> dict[str, Any]:
         out = dict(attrs)
         for key, value in attrs.items():
-            if keep(key) or not isinstance(value, str) or len(value) <= max_chars:
-                continue
-            if value[:1] in "[{":
-                try:
-                    parsed = json.loads(value)
-                except ValueError:
-                    pass
-                else:
-                    before = len(own)
-                    capped = rec.cap_strings(parsed, max_chars, f"{path}{key}", own)
-                    if len(own) > before:  # else the text stays exactly as it was
-                        out[key] = json.dumps(capped, ensure_ascii=False)
-                    continue
-            out[key] = rec.cap_strings(value, max_chars, f"{path}{key}", own)
+            if not keep(key) and isinstance(value, str):
+                out[key] = _cap_text(value, max_chars, f"{path}{key}", own)
         return out
 
     attributes = record["attributes"]

@@ -214,6 +214,7 @@ class Spool:
             )
         tmp = self.directory / f"{_TMP_PREFIX}{os.getpid()}-{name}"
         lost = 0
+        remade = False
         while True:
             try:
                 self._write(tmp, header, body)
@@ -227,6 +228,11 @@ class Spool:
                 if exc.errno in (errno.ENOSPC, errno.EDQUOT) and (freed := self._evict_oldest(size)):
                     lost += freed
                     continue
+                # The folder was removed under a running process (a temp cleaner, an operator emptying
+                # the spool): made again, or every batch would be lost until the process restarts.
+                if exc.errno == errno.ENOENT and not remade and self._remake():
+                    remade = True
+                    continue
                 self._log_once(
                     "write",
                     "litelens: cannot write to spool %s (%s); batches are dropped",
@@ -237,6 +243,16 @@ class Spool:
                     exc.evicted = lost  # type: ignore[attr-defined]
                 raise
         return lost + self._evict(keep=name)
+
+    def _remake(self) -> bool:
+        """Make the spool's folder again if it is gone; True when it was."""
+        if self.directory.is_dir():
+            return False
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+        except OSError:
+            return False
+        return True
 
     @staticmethod
     def _write(path: Path, header: bytes, body: bytes) -> None:

@@ -27,54 +27,89 @@ SAME = "\x00same"
 # text unless it starts with a character class the engine can skip ahead by; the others run only on
 # short spans, or where a cheap `find` says a match may start.
 # The local part may hold an apostrophe between letters (o'neil@...); the "@" may be URL-encoded as
-# "%40" (?email=jane%40example.com).
-_EMAIL_LOCAL = r"(?:[A-Za-z0-9._%+\-]|(?<=[A-Za-z0-9])'(?=[A-Za-z0-9]))+"
-_EMAIL_DOMAIN = r"[A-Za-z0-9](?:[A-Za-z0-9\-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,24}"
+# "%40" (?email=jane%40example.com). Name and domain may hold the letters of Latin, Greek and Cyrillic
+# script (josé@correo.es, müller@bücher.de, иван@пример.рф), not those of scripts written without
+# spaces, which would take the words before an address for part of it.
+_EMAIL_LETTERS = "A-Za-z\u00c0-\u00d6\u00d8-\u00f6\u00f8-\u024f\u0388-\u03ff\u0400-\u04ff"
+_EMAIL_ALNUM = f"[0-9{_EMAIL_LETTERS}]"
+_EMAIL_LOCAL = f"(?:[0-9{_EMAIL_LETTERS}._%+\\-]|(?<={_EMAIL_ALNUM})'(?={_EMAIL_ALNUM}))+"
+_EMAIL_DOMAIN = (
+    # Not an image for high-density screens: "logo@2x.png", "bg@1.5x.webp"
+    r"(?![0-9](?:\.[0-9]+)?x\.(?:png|jpe?g|gif|webp|avif|svg)\b)"
+    f"{_EMAIL_ALNUM}(?:[0-9{_EMAIL_LETTERS}\\-]*{_EMAIL_ALNUM})?"
+    f"(?:\\.[0-9{_EMAIL_LETTERS}\\-]+)*\\.[{_EMAIL_LETTERS}]{{2,24}}"
+)
 _EMAIL = re.compile(f"{_EMAIL_LOCAL}@{_EMAIL_DOMAIN}")
 _EMAIL_ENCODED = re.compile(f"{_EMAIL_LOCAL}%40{_EMAIL_DOMAIN}")
+# The spaces that group digits: typography and word processors use the no-break spaces (U+00A0, U+202F)
+# and the thin space (U+2009) between the groups of a card, phone or IBAN as often as a plain space.
+_GAP = " \u00a0\u2009\u202f"
+# The dashes likewise: "-", and the hyphen, non-breaking hyphen (which language models write), figure
+# dash and en dash (U+2010-2013).
+_DASHES = "-\u2010\u2011\u2012\u2013"
+_DASH = "\\" + _DASHES  # in a character class, with its "-" escaped
+_GAP_OR_DASH = str.maketrans("", "", _GAP + _DASHES)
+_NOT_DIGITS = _GAP + "().+" + _DASHES  # what a span holds besides digits
+_NOT_DIGITS_ASCII = " ().+-"  # ... when it is ASCII
 # A run of the characters phone numbers, card numbers and IPv4 addresses are made of, starting where one
 # could start. The first item is a character class, which lets the regex engine skip ahead in C.
 # Short runs ("3 items") are rejected inside the regex engine, not in Python; the second branch keeps
 # the IBANs whose check digits are followed by letters, "GB29NWBK..." or, as printed, "GB29 NWBK ...".
-_SPAN = re.compile(r"[+(0-9](?:[0-9 ().+\-]{6,}|(?<=[A-Z]{2}[0-9])[0-9](?= ?[A-Z]))")
+_SPAN = re.compile(f"[+(0-9](?:[0-9{_GAP}().+{_DASH}]{{6,}}|(?<=[A-Z]{{2}}[0-9])[0-9](?=[{_GAP}]?[A-Z]))")
 # The same spans, found faster in an ASCII text: the regex engine looks for a character class one
 # character at a time through a slow generic test, but for a single literal character with a tight loop.
 # So in a byte copy of the text where every character a span can start with became "0" (one C pass),
 # `_SPAN` becomes a regex starting with the literal "0", at the very same positions. (Its IBAN branch may
 # also stop at a "+" or "(" after two capitals; such a one- or two-character span is skipped as short.)
+# A text holding a no-break or thin space or a dash other than "-" is not ASCII, so takes `_SPAN`.
 _SPAN_STARTS_TO_ZERO = bytes.maketrans(b"0123456789+(", b"000000000000")
 _SPAN_ASCII = re.compile(rb"0(?:[0 ().\-]{6,}|(?<=[A-Z]{2}0)0(?= ?[A-Z]))")
 _IPV4 = re.compile(r"(?<![0-9.])[0-9]{1,3}(?:\.[0-9]{1,3}){3}(?![0-9]|\.[0-9])")
-_CARD = re.compile(r"(?<![0-9])[0-9](?:[ \-]?[0-9]){12,18}(?![0-9])")
-_PHONE = re.compile(
+_CARD = re.compile(f"(?<![0-9])[0-9](?:[{_GAP}{_DASH}]?[0-9]){{12,18}}(?![0-9])")
+# Written with "[ .\-]" between groups; `_PHONE` takes any of `_GAP` and `_DASH` there.
+_PHONE_SHAPES = (
     r"(?<![0-9+])(?:"
     r"\+[0-9]{7,15}"  # E.164, compact
     # International, "+" or "00" and a country code: groups of up to 8 digits ("+49 30 1234567",
     # "+91 98765 43210"), the trunk "0" in brackets ("+33 (0)1 23 45 67 89")
     r"|(?:\+|00(?=[1-9]))[0-9]{1,3}[ .\-]?(?:\(0\)[ .\-]?)?"
     r"(?:\([0-9]{1,5}\)[ .\-]?|[0-9]{1,5}[ .\-])(?:[0-9]{2,8}[ .\-]){0,4}[0-9]{2,8}"
+    # The same, the national number in one run after the country code ("+91 9876543210", "+1-4155552671",
+    # "+44(0)2079460958")
+    r"|(?:\+|00(?=[1-9]))[0-9]{1,3}(?:[ .\-]|[ .\-]?\(0\)[ .\-]?)[0-9]{6,12}"
     # National, in groups of 2-4 ("(415) 555-2671", "01 23 45 67 89")
     r"|(?:\([0-9]{1,4}\)[ .\-]?|[0-9]{1,4}[ .\-])(?:[0-9]{2,4}[ .\-]){0,3}[0-9]{2,4}"
     # National after a trunk "0", one longer group ("030 1234567", "07700 900123", "(089) 1234567")
     r"|(?:\(0[1-9][0-9]{0,4}\)[ .\-]?|0[1-9][0-9]{0,4}[ .\-])[0-9]{3,8}(?:[ .\-][0-9]{2,8})?"
+    # A bracketed area code, then a mobile's five-digit group ("(11) 91234-5678", "(11) 912345678")
+    r"|\([0-9]{2,4}\)[ .\-]?[0-9]{4,5}[ .\-]?[0-9]{4}"
     r")(?![0-9])"
 )
+_PHONE = re.compile(_PHONE_SHAPES.replace("[ .\\-]", f"[{_GAP}.{_DASH}]"))
 # A date (year first, or day and month in either order first) and a space or "T" before its time.
 _DATE_THEN_TIME = re.compile(
-    r"(?:[12][0-9]{3}[\-./][01]?[0-9][\-./][0-3]?[0-9]|[0-3]?[0-9][\-./][0-3]?[0-9][\-./](?:[12][0-9])?[0-9]{2})"
-    r"[ T][0-2]?[0-9]\Z"
+    f"(?:[12][0-9]{{3}}[{_DASH}./][01]?[0-9][{_DASH}./][0-3]?[0-9]"
+    f"|[0-3]?[0-9][{_DASH}./][0-3]?[0-9][{_DASH}./](?:[12][0-9])?[0-9]{{2}})"
+    f"[{_GAP}T][0-2]?[0-9]\\Z"
 )
-_DATE = re.compile(r"[0-9]{4}[\-.][0-9]{1,2}[\-.][0-9]{1,2}|[0-9]{1,2}[\-.][0-9]{1,2}[\-.][0-9]{2,4}")
+_DATE = re.compile(
+    f"[0-9]{{4}}[{_DASH}.][0-9]{{1,2}}[{_DASH}.][0-9]{{1,2}}|[0-9]{{1,2}}[{_DASH}.][0-9]{{1,2}}[{_DASH}.][0-9]{{2,4}}"
+)
 # Most spans in prose are dates, amounts, order and ticket numbers, and a span costs a few µs once it
 # is looked at in Python. This one regex, matched in C on the span, picks those `_span` may change:
 # at least 7 digits (a phone has 7, a card 13) or 3 dots (an IPv4 address may have 4 digits only), and
 # not just a date or a bare number of 7-12 digits (trailing spaces aside), which are no phone (see
 # _PHONE), too short for a card, and hold at most 2 dots.
 _WORTH_A_LOOK = re.compile(
-    r"(?=(?:[^0-9]*[0-9]){7}|(?:[^.]*\.){3})" rf"(?!(?:{_DATE.pattern}|[0-9]{{7,12}}) *\Z)"
+    r"(?=(?:[^0-9]*[0-9]){7}|(?:[^.]*\.){3})" rf"(?!(?:{_DATE.pattern}|[0-9]{{7,12}})[{_GAP}]*\Z)"
 )
-_THOUSANDS = re.compile(r"[0-9]{1,3}(?:([ .])[0-9]{3})(?:\1[0-9]{3})*")
-_IBAN = re.compile(r"[A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]){11,30}")
+# A decimal number ("1234.5678", the "122.4194" of "-122.4194") or a range of years ("2019-2023"):
+# digits enough for a phone, but far more common in prompts than a phone number written that way.
+_DECIMAL_OR_YEARS = re.compile(f"[0-9]+\\.[0-9]+|(?:19|20)[0-9]{{2}}[{_DASH}](?:19|20)[0-9]{{2}}")
+_THOUSANDS = re.compile(f"[0-9]{{1,3}}(?:([{_GAP}.])[0-9]{{3}})(?:\\1[0-9]{{3}})*")
+_DIGITS = re.compile(r"[0-9]+")
+_CARD_LAYOUTS = frozenset({(4, 4, 4, 4), (4, 6, 5), (4, 6, 4)})  # how card numbers are grouped in print
+_IBAN = re.compile(f"[A-Z]{{2}}[0-9]{{2}}(?:[{_GAP}]?[A-Z0-9]){{11,30}}")
 _IP6_HINT = re.compile(r":[0-9A-Fa-f]{0,4}:")
 # Every built-in kind needs one of these characters, except the credential shapes that may be all
 # letters after their prefix (checked with `in`). A character class lets the regex engine scan in C,
@@ -100,7 +135,7 @@ def luhn_ok(digits: str) -> bool:
 
 def iban_ok(iban: str) -> bool:
     """ISO 13616 mod-97 check: a random 15-34 character string passes it about once in 97 tries."""
-    compact = iban.replace(" ", "")
+    compact = "".join(iban.split())
     if not 15 <= len(compact) <= 34 or not compact[:2].isalpha() or not compact[2:4].isdigit():
         return False
     moved = compact[4:] + compact[:4]
@@ -108,7 +143,10 @@ def iban_ok(iban: str) -> bool:
 
 
 def _ipv4_ok(text: str) -> bool:
-    return all(int(part) <= 255 for part in text.split("."))
+    """An IPv4 address of a host: the loopback, "any" and netmasks (`--host 0.0.0.0`, a local
+    `http://127.0.0.1:4000` api_base, `255.255.255.0`) name no one, and are kept readable."""
+    parts = [int(part) for part in text.split(".")]
+    return all(part <= 255 for part in parts) and parts[0] not in (0, 127, 255)
 
 
 def _phone_ok(text: str) -> bool:
@@ -119,7 +157,12 @@ def _phone_ok(text: str) -> bool:
         return True
     # Dates and grouped amounts are shaped like phone numbers; they are far more common in prompts. So
     # is a timestamp's date and hour ("2024-05-01 10:30", "01.05.2024 10:30").
-    return not (_DATE.fullmatch(text) or _THOUSANDS.fullmatch(text) or _DATE_THEN_TIME.match(text))
+    return not (
+        _DATE.fullmatch(text)
+        or _THOUSANDS.fullmatch(text)
+        or _DATE_THEN_TIME.match(text)
+        or _DECIMAL_OR_YEARS.fullmatch(text)
+    )
 
 
 class TextRedactor:
@@ -235,7 +278,7 @@ class TextRedactor:
 
     def _iban_cut(self, text: str) -> int:
         """Length of the longest prefix of `text`, ending at a group boundary, that is a valid IBAN."""
-        ends = [len(text)] + [i for i in range(len(text) - 1, 14, -1) if text[i] == " "]
+        ends = [len(text)] + [i for i in range(len(text) - 1, 14, -1) if text[i] in _GAP]
         for end in ends:
             if iban_ok(text[:end]):
                 return end
@@ -257,11 +300,12 @@ class TextRedactor:
     def _span(self, text: str) -> str:
         # Most spans in prose are dates, amounts, order and ticket numbers: tell them apart by counting
         # before running a regex. The counts bound every match inside the span, so skipping is exact.
-        core = text.rstrip(" ")
+        core = text.rstrip(_GAP)
         out = text
         if self.ip and core.count(".") >= 3:
             out = _IPV4.sub(self._ipv4_match, out)
-        digits = len(core) - sum(map(core.count, " ().+-"))
+        others = _NOT_DIGITS_ASCII if core.isascii() else _NOT_DIGITS  # one `count` call per character
+        digits = len(core) - sum(map(core.count, others))
         if digits < 7:
             return text if out == text else out
         if self.card and digits >= 13 and _CARD.search(out):
@@ -281,7 +325,26 @@ class TextRedactor:
 
     def _card_match(self, m: re.Match[str]) -> str:
         found = m.group(0)
-        return self.ph["card"] if luhn_ok(found.replace(" ", "").replace("-", "")) else found
+        return self.ph["card"] if luhn_ok(found.translate(_GAP_OR_DASH)) else self._card_in_run(found)
+
+    def _card_in_run(self, run: str) -> str:
+        """`run` with the card number it holds next to other digits replaced: an expiry date or security
+        code written right after it ("4111 1111 1111 1111 123"), a quantity before it. Only whole groups
+        laid out as cards are printed (4-4-4-4, 4-6-5, 4-6-4, or one ungrouped run) and passing the Luhn
+        check are taken for the card, so that rows of numbers stay readable."""
+        if run.isdigit():  # one group, checked whole already: an order number
+            return run
+        groups = [(m.start(), m.end()) for m in _DIGITS.finditer(run)]
+        lengths = [end - start for start, end in groups]
+        for i, (start, end) in enumerate(groups):
+            if 13 <= end - start <= 19:
+                stops = [end]
+            else:
+                stops = [groups[i + n - 1][1] for n in (4, 3) if tuple(lengths[i : i + n]) in _CARD_LAYOUTS]
+            for stop in stops:
+                if luhn_ok(run[start:stop].translate(_GAP_OR_DASH)):
+                    return run[:start] + self.ph["card"] + run[stop:]
+        return run
 
     def _phone_match(self, m: re.Match[str]) -> str:
         return self.ph["phone"] if _phone_ok(m.group(0)) else m.group(0)
@@ -289,7 +352,7 @@ class TextRedactor:
     def _ip6(self, match: re.Match[str]) -> str:
         found = match.group(0)
         try:
-            ipaddress.IPv6Address(found.split("%", 1)[0])
+            address = ipaddress.IPv6Address(found.split("%", 1)[0])
         except ValueError:
             return found
-        return self.ph["ip"]
+        return found if address.is_loopback or address.is_unspecified else self.ph["ip"]

@@ -24,6 +24,8 @@ _SEP = "&\x00"
 _CACHE_MAX_STRING = 16_384  # longer strings are not remembered
 _CACHE_MAX_CHARS = 2_000_000  # characters of input remembered by one redact() processor, at most
 _SCALARS = frozenset({int, float, bool, type(None)})
+# Walked as lists: a set of strings in metadata is encoded as a JSON list, so its strings must be seen.
+_SEQUENCES = (list, tuple, set, frozenset)
 
 
 class Redactor:
@@ -141,7 +143,7 @@ class Redactor:
         # Exact types first: an isinstance() against an ABC costs more than the rest of a node.
         if kind is dict or kind is list:
             return self._collect_container(value, kind is list, leaves, depth)
-        if kind is tuple or isinstance(value, (list, tuple)):
+        if kind is tuple or isinstance(value, _SEQUENCES):
             return self._collect_container(value, True, leaves, depth)
         if isinstance(value, Mapping):
             return self._collect_container(value, False, leaves, depth)
@@ -261,7 +263,7 @@ class Redactor:
                         out = dict(value)
                     out[key] = new
             return value if out is None else out
-        if is_list or isinstance(value, (list, tuple)):
+        if is_list or isinstance(value, _SEQUENCES):
             copied: list[Any] | None = None
             for i, item in enumerate(value):
                 t = type(item)
