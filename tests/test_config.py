@@ -95,6 +95,18 @@ def test_every_variable_sets_its_field() -> None:
     assert Settings.from_env({"LITELENS_REDACT": "off"}).redact == ()
 
 
+@pytest.mark.parametrize("value", ["true", "1", "yes", "ON"])
+def test_redact_switched_on_like_the_other_flags_redacts_every_kind(value: str) -> None:
+    # LITELENS_REDACT=true reads as a yes, as LITELENS_DROP_CONTENT=true does; it was taken for a kind
+    # named "true" and the callback refused to start.
+    from litelens import pipeline
+
+    assert Settings.from_env({"LITELENS_REDACT": value}).redact == ("all",)
+    (redactor,) = pipeline.from_env({"LITELENS_REDACT": value})
+    record = {"request": {"messages": [{"role": "user", "content": "mail jane.doe@example.com"}]}}
+    assert "jane.doe" not in str(redactor(record))
+
+
 def test_a_misspelt_variable_is_named_in_a_warning(caplog: pytest.LogCaptureFixture) -> None:
     # LITELENS_SAMPLERATE=0.1 leaves sampling off; the user must be told why.
     with caplog.at_level(logging.WARNING, logger="litelens"):

@@ -57,9 +57,12 @@ def _parse_list(raw: str) -> tuple[str, ...]:
 
 
 def _parse_redact(raw: str) -> tuple[str, ...]:
-    """Kinds for `litelens.pipeline.redact` (which checks their names), or off."""
+    """Kinds for `litelens.pipeline.redact` (which checks their names), or off; a yes, as the boolean
+    settings take it (`true`, `1`, ...), means every kind."""
     value = raw.strip().lower()
-    return () if value in ("", "off", "none", "false", "0", "no") else _parse_list(value)
+    if value in _FALSE or value == "none":
+        return ()
+    return ("all",) if value in _TRUE else _parse_list(value)
 
 
 def _parse_rate(raw: str) -> float:
