@@ -101,6 +101,22 @@ def test_spans_reach_the_server_with_the_key(
     assert "chat gpt-4o-mini" in json.dumps(trace)
 
 
+def test_an_otlp_style_endpoint_with_its_path_reaches_the_server(
+    provider: FakeProvider, sqlite_server: ServerProcess, tmp_path: Path, instrument: Any
+) -> None:
+    # OTEL_EXPORTER_OTLP_TRACES_ENDPOINT is written with /v1/traces; pasted here, it once posted to
+    # /v1/traces/v1/traces and every span went to the spool.
+    exporter = LiteLensSpanExporter(
+        sqlite_server.url + "/v1/traces", sqlite_server.key, spool_dir=str(tmp_path / "spool")
+    )
+    tracer_provider = instrument(exporter)
+    call(provider, "hello [[fake tokens=3]]")
+    assert tracer_provider.force_flush(10_000) and exporter.force_flush(10_000)
+    assert exporter.stats()["sent"] == 1 and exporter.stats()["spooled"] == 0
+    (stored,) = stored_calls(sqlite_server, 1)
+    assert stored["output_tokens"] == 3
+
+
 def test_a_responses_call_reaches_the_server_as_a_whole_call(
     provider: FakeProvider, sqlite_server: ServerProcess, tmp_path: Path, instrument: Any
 ) -> None:

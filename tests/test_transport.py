@@ -65,6 +65,19 @@ def test_records_arrive_gzipped_with_the_key_in_a_batch(
     assert transport.stats()["sent"] == 3
 
 
+@pytest.mark.parametrize("suffix", ["/v1/events", "/v1/events/", "/v1/traces"])
+def test_an_endpoint_given_with_an_ingest_path_is_not_doubled(
+    receiver: Receiver, make_transport: MakeTransport, suffix: str
+) -> None:
+    # An endpoint copied with its path (as OTLP settings are written, or the core's given to the span
+    # exporter) once became `/v1/events/v1/events`: 404, and every record waited in the spool.
+    transport = make_transport(endpoint=receiver.url + suffix)
+    transport.submit(_record(1))
+    assert transport.flush(5)
+    assert receiver.call_ids() == ["call-1"]
+    assert transport.stats()["sent"] == 1
+
+
 def test_plain_body_when_gzip_is_off(receiver: Receiver, make_transport: MakeTransport) -> None:
     transport = make_transport(gzip=False)
     transport.submit(_record(1))

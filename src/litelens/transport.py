@@ -75,6 +75,17 @@ OTLP_PROTOBUF = BatchFormat("/v1/traces", "application/x-protobuf", b"", b"", b"
 repeated fields hold all of them, so the plain concatenation of exports is a valid export."""
 
 
+def _base_path(path: str) -> str:
+    """The endpoint's path prefix (a reverse proxy's `/litelens`, say) without a trailing ingest path: an
+    endpoint copied from an OTLP setting (`.../v1/traces`), or the core's `.../v1/events` given to the
+    span exporter, must not become `/v1/traces/v1/traces`."""
+    path = path.rstrip("/")
+    for ingest in ("/v1/events", "/v1/traces"):
+        if path.endswith(ingest):
+            return path[: -len(ingest)]
+    return path
+
+
 @dataclass
 class TransportConfig:
     """How and where the transport delivers records. Defaults suit a local ``litelens serve``."""
@@ -169,7 +180,7 @@ class Transport:
         self._host = url.hostname or "127.0.0.1"
         self._port = url.port or (443 if self._https else 80)
         fmt = self.config.format
-        self._path = url.path.rstrip("/") + fmt.path
+        self._path = _base_path(url.path) + fmt.path
         self._headers = {"Content-Type": fmt.content_type, "User-Agent": self.config.user_agent}
         if self.config.api_key:
             key = self.config.api_key
