@@ -489,6 +489,23 @@ def test_long_content_is_capped_and_marked(provider, receiver, make_callback):
     assert record["usage"]["input_tokens"] == sum(len(m["content"].split()) for m in long_history)
 
 
+def test_a_huge_structured_output_schema_is_capped_and_marked(provider, receiver, make_callback):
+    from litelens.config import Limits
+
+    # A response_format schema of a few thousand small fields: no string is long, so only the content
+    # budget can bound it; it sat in parameters, which the budget never touched, and the whole record
+    # went out at the schema's size (the server then refuses records that big, losing the call).
+    callback = make_callback(limits=Limits(max_content_bytes=20_000))
+    properties = {f"field_{i}": {"type": "string", "description": f"the {i}th field"} for i in range(3_000)}
+    schema = {"name": "form", "schema": {"type": "object", "properties": properties}}
+    call(provider, response_format={"type": "json_schema", "json_schema": schema}, temperature=0.5)
+    record = one_record(receiver, callback)
+    assert len(json.dumps(record)) < 40_000
+    assert "request.parameters" in record["truncated"]
+    assert record["request"]["parameters"]["temperature"] == 0.5  # the small ones stay
+    assert record["usage"]["output_tokens"] > 0 and record["status"] == "ok"
+
+
 def test_huge_session_and_user_names_are_capped_and_marked(provider, receiver, make_callback):
     from litelens.config import Limits
 

@@ -1072,6 +1072,7 @@ def cap(record: Record, limits: Limits) -> Record:
     content = {"request": record.get("request"), "response": record.get("response")}
     text, _ = encode(content)
     if len(text.encode("utf-8")) > limits.max_content_bytes:
+        _shrink_parameters(record, limits.max_content_bytes // 2, cuts)
         _elide_messages(record, limits.max_content_bytes, cuts)
     if cuts:
         # Added to, not replaced: a processor (`truncate`) may have named its own cuts already.
@@ -1124,6 +1125,19 @@ def _shrink_mapping(mapping: Mapping[str, Any], budget: int) -> dict[str, Any]:
         out[key] = f"<{size} bytes removed>"
         total -= size
     return out
+
+
+def _shrink_parameters(record: Record, budget: int, cuts: list[str]) -> None:
+    """Replace the largest parameters (a structured-output schema, a long `logit_bias`) by a marker when
+    they take more than `budget`: made of many short strings, no string cap bounds them, and the
+    conversation is worth more than the schema it was asked to follow."""
+    request = record.get("request")
+    parameters = request.get("parameters") if isinstance(request, dict) else None
+    if isinstance(parameters, dict) and parameters:
+        text, _ = encode(parameters)
+        if len(text.encode("utf-8")) > budget:
+            record["request"] = {**request, "parameters": _shrink_mapping(parameters, budget)}  # type: ignore[dict-item]
+            cuts.append("request.parameters")
 
 
 def _elide_messages(record: Record, budget: int, cuts: list[str]) -> None:
