@@ -1112,6 +1112,13 @@ def test_doctor_and_export_commands(sqlite_server: ServerProcess, tmp_path: Path
     assert done.returncode == 1 and "refused the API key (401)" in done.stdout, done
     done = cli("doctor", "--endpoint", f"http://127.0.0.1:{free_port()}", env=env)
     assert done.returncode == 1 and "cannot reach the server" in done.stdout, done
+    # The endpoint as the callback takes it, with its ingest path (as OTLP settings are written): the
+    # doctor asked {endpoint}/health, got 404 and blamed the server; export asked .../v1/events/api/export.
+    with_path = {**env, "LITELENS_ENDPOINT": sqlite_server.url + "/v1/events"}
+    done = cli("doctor", env=with_path)
+    assert done.returncode == 0 and "test record was stored" in done.stdout, done
+    done = cli("export", "--since", "1m", env=with_path)
+    assert done.returncode == 0 and done.stdout.count("\n") == 2, done
 
     client = sqlite_server.client()
     seed(client, 30)
@@ -1125,7 +1132,7 @@ def test_doctor_and_export_commands(sqlite_server: ServerProcess, tmp_path: Path
     rows = list(csv.DictReader(out.open()))
     assert len(rows) == 10 and {r["request_model"] for r in rows} == {"claude-3"}
     done = cli("export", "--since", "1m", env=env)
-    assert done.returncode == 0 and done.stdout.count("\n") == 1, "only the doctor's probe is that recent"
+    assert done.returncode == 0 and done.stdout.count("\n") == 2, "only the doctor's probes are that recent"
     done = cli("export", env={**env, "LITELENS_API_KEY": "ll_wrong"})
     assert done.returncode == 1 and "401" in done.stderr, done
     done = cli("export", "--filter", "nonsense", env=env)

@@ -169,12 +169,14 @@ def test_tail_names_the_files_of_a_per_process_sink_path(tmp_path: Path) -> None
     assert out.stderr.strip().endswith(f"{tmp_path}/calls-101.jsonl, {tmp_path}/calls-202.jsonl"), out.stderr
 
 
-def test_tail_polls_a_server(sqlite_server: ServerProcess, tails: list[Tail]) -> None:
+# With the URL the callback is given, ingest path and all, it polled /v1/events/api/calls: 404.
+@pytest.mark.parametrize("suffix", ["", "/v1/events/"])
+def test_tail_polls_a_server(sqlite_server: ServerProcess, tails: list[Tail], suffix: str) -> None:
     client = sqlite_server.client()
     now = time.time()
     first = [record(i, start=now - 5 + i * 0.01) for i in range(3)]
     assert client.post_json("/v1/events", {"records": first}).status == 200
-    tail = Tail("--server", sqlite_server.url, "--api-key", sqlite_server.key, "--interval", "0.2")
+    tail = Tail("--server", sqlite_server.url + suffix, "--api-key", sqlite_server.key, "--interval", "0.2")
     tails.append(tail)
     lines = tail.take(3)
     assert [line.split()[2] for line in lines] == ["model-0000", "model-0001", "model-0002"]

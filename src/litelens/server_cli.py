@@ -23,6 +23,7 @@ from types import FrameType
 from typing import IO, TYPE_CHECKING, Any
 
 from litelens.config import Settings
+from litelens.transport import server_base
 
 if TYPE_CHECKING:
     from litelens.server.store.base import Store
@@ -281,7 +282,7 @@ def export(args: argparse.Namespace) -> int:
             print(f"--filter: no filter {name!r}; use one of {', '.join(_EXPORT_FILTERS)}", file=sys.stderr)
             return 2
         params.append((name, value))
-    url = settings.endpoint.rstrip("/") + "/api/export?" + urllib.parse.urlencode(params)
+    url = server_base(settings.endpoint) + "/api/export?" + urllib.parse.urlencode(params)
     headers = {"Authorization": f"Bearer {settings.api_key}"} if settings.api_key else {}
     try:
         response = urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=60)
@@ -340,8 +341,8 @@ def doctor(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"FAIL  {exc}")
         return 2
-    base = settings.endpoint.rstrip("/")
-    print(f"endpoint  {base}  (LITELENS_ENDPOINT)")
+    print(f"endpoint  {settings.endpoint}  (LITELENS_ENDPOINT)")
+    base = server_base(settings.endpoint)  # as the callback and the span exporter take it
     print(
         f"api key   {'set (' + settings.api_key[:6] + '…)' if settings.api_key else 'not set'}  (LITELENS_API_KEY)"
     )

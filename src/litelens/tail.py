@@ -24,6 +24,7 @@ from typing import IO, Any
 
 from litelens.display import format_call
 from litelens.jsonl import expand, rotated_files
+from litelens.transport import server_base
 
 __all__ = ["follow_jsonl", "follow_server", "run"]
 
@@ -219,9 +220,9 @@ def follow_server(
     is away, the wait between polls doubles (up to `_MAX_BACKOFF_S`), and a `Retry-After` is honoured:
     a server that is starting is not asked again every `poll_s` by every tail.
     """
-    parts = urllib.parse.urlsplit(url)
+    parts = urllib.parse.urlsplit(server_base(url))  # the URL the callback was given works here too
     conn_cls = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
-    base = parts.path.rstrip("/")
+    base = parts.path
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     since = time.time() - since_s
     seen: dict[str, float] = {}

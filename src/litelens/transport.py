@@ -75,15 +75,15 @@ OTLP_PROTOBUF = BatchFormat("/v1/traces", "application/x-protobuf", b"", b"", b"
 repeated fields hold all of them, so the plain concatenation of exports is a valid export."""
 
 
-def _base_path(path: str) -> str:
-    """The endpoint's path prefix (a reverse proxy's `/litelens`, say) without a trailing ingest path: an
-    endpoint copied from an OTLP setting (`.../v1/traces`), or the core's `.../v1/events` given to the
-    span exporter, must not become `/v1/traces/v1/traces`."""
-    path = path.rstrip("/")
+def server_base(endpoint: str) -> str:
+    """The server's base URL (with a reverse proxy's path prefix, if any) without a trailing ingest path:
+    an endpoint copied from an OTLP setting (`.../v1/traces`), or the core's `.../v1/events` given to
+    the span exporter, must not become `/v1/traces/v1/traces`."""
+    endpoint = endpoint.rstrip("/")
     for ingest in ("/v1/events", "/v1/traces"):
-        if path.endswith(ingest):
-            return path[: -len(ingest)]
-    return path
+        if endpoint.endswith(ingest):
+            return endpoint[: -len(ingest)]
+    return endpoint
 
 
 @dataclass
@@ -175,12 +175,12 @@ class Transport:
         self.config = config or TransportConfig()
         self._prepare = prepare
         self._logged: set[str] = set()
-        url = urllib.parse.urlsplit(self.config.endpoint)
+        url = urllib.parse.urlsplit(server_base(self.config.endpoint))
         self._https = url.scheme == "https"
         self._host = url.hostname or "127.0.0.1"
         self._port = url.port or (443 if self._https else 80)
         fmt = self.config.format
-        self._path = _base_path(url.path) + fmt.path
+        self._path = url.path + fmt.path
         self._headers = {"Content-Type": fmt.content_type, "User-Agent": self.config.user_agent}
         if self.config.api_key:
             key = self.config.api_key
