@@ -652,6 +652,10 @@ FRAGMENTS = [
     '["4111 1111 1111 1111", 10.0]',
     '{"e": "a\\u0040b.co", "ip": "10.0.0.1"}',  # an escape hides the address from a plain scan
     '{"apiKey": "v123456"}',  # a secret-named key inside JSON text
+    "Cookie",
+    "sid=a1",
+    "; ",
+    '\\"',  # an escaped quote, as in JSON text inside JSON text
 ]
 
 texts = st.lists(st.sampled_from(FRAGMENTS), max_size=8).map("".join)
@@ -818,6 +822,13 @@ def test_credentials_in_urls(text: str, expected: str) -> None:
             "[SECRET] ok",
         ),
         ("-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEA", "[SECRET]"),
+        # Cookies: a session, however few digits it has, and every pair of the header
+        ("sent Cookie: session=abcdefghijkl; theme=dark", "sent Cookie: [SECRET]"),
+        ("Set-Cookie: sid=abc123def456ghi; Path=/; HttpOnly\nVary: x", "Set-Cookie: [SECRET]\nVary: x"),
+        ('headers: {"cookie": "sid=abcdefghij"}, "x"', 'headers: {"cookie": "[SECRET]"}, "x"'),
+        # JSON quoted inside JSON text: an error message echoing a request body, escaped
+        ('body: {\\"api_key\\": \\"abcd1234efgh5678ijkl\\"}', 'body: {\\"api_key\\": \\"[SECRET]\\"}'),
+        ('"{\\"password\\":\\"hunter2-pass\\",\\"n\\":1}"', '"{\\"password\\":\\"[SECRET]\\",\\"n\\":1}"'),
     ],
 )
 def test_secret_named_keys_and_private_keys_in_text(text: str, expected: str) -> None:
