@@ -197,6 +197,10 @@ def test_a_record_with_nothing_to_redact_is_returned_untouched() -> None:
         "price 1234.5678 USD at lat 37.7749, lon -122.4194; 1013.2500 hPa",
         # Addresses that name no one: loopback, "any", netmasks (a local api_base stays readable)
         "serve on 0.0.0.0:8000 and [::]:80; api_base http://127.0.0.1:4000 or [::1]:4000, mask 255.255.255.0",
+        # Rows of small numbers, as in a table or a list, are no phone numbers
+        "scores 12 34 56 78 90 11; 1 2 3 4 5 6 7 8 9 10 11 12; 10 20 30 40 50 60\n70 80 90",
+        # A Git SSH remote names a service's Git user, not a person
+        "git clone git@github.com:org/repo.git or ssh://git@gitlab.com/org/repo.git",
     ],
 )
 def test_checksums_and_shapes_keep_order_numbers_readable(text: str) -> None:
@@ -883,6 +887,11 @@ def test_strings_in_sets_in_metadata_are_redacted(
         ("José: josé.garcía@correo.es, müller@bücher.de", "José: [EMAIL], [EMAIL]"),
         ("пишите иван@пример.рф", "пишите [EMAIL]"),
         ("我的邮箱是wang@example.cn", "我的邮箱是[EMAIL]"),  # no space before it: the words stay
+        # Only the `git` user of an SSH remote stays: a person's login on a host, or an address, does not
+        (
+            "scp jane@host.example.com:/home/jane; mail git@corp.io: ok",
+            "scp [EMAIL]:/home/jane; mail [EMAIL]: ok",
+        ),
     ],
 )
 def test_emails_url_encoded_or_with_an_apostrophe(text: str, expected: str) -> None:
@@ -907,6 +916,8 @@ def test_emails_url_encoded_or_with_an_apostrophe(text: str, expected: str) -> N
         ("call +44 7911123456, +1-4155552671, +44(0)2079460958", "call [PHONE], [PHONE], [PHONE]"),
         # A mobile's five-digit first group after a bracketed area code (Brazil)
         ("celular (11) 91234-5678 ou (11) 912345678", "celular [PHONE] ou [PHONE]"),
+        # Two numbers after one another are two phones, not a row of numbers
+        ("01 23 45 67 89 01 98 76 54 32", "[PHONE] [PHONE]"),
     ],
 )
 def test_phone_numbers_in_national_and_international_forms(text: str, expected: str) -> None:
