@@ -833,6 +833,12 @@ def test_credentials_in_urls(text: str, expected: str) -> None:
         # JSON quoted inside JSON text: an error message echoing a request body, escaped
         ('body: {\\"api_key\\": \\"abcd1234efgh5678ijkl\\"}', 'body: {\\"api_key\\": \\"[SECRET]\\"}'),
         ('"{\\"password\\":\\"hunter2-pass\\",\\"n\\":1}"', '"{\\"password\\":\\"[SECRET]\\",\\"n\\":1}"'),
+        # A quoted value after a quoted name is a string, digits or not
+        ('body {"password": "correct horse", "n": 1}', 'body {"password": "[SECRET]", "n": 1}'),
+        (
+            "{'api_key': 'abcdefghij'} and {\\\"secret\\\": \\\"opensesame\\\"}",
+            "{'api_key': '[SECRET]'} and {\\\"secret\\\": \\\"[SECRET]\\\"}",
+        ),
     ],
 )
 def test_secret_named_keys_and_private_keys_in_text(text: str, expected: str) -> None:

@@ -141,6 +141,8 @@ _ASSIGN_NAMES = (
 _ASSIGN_ENDS = ("", "[\"' ]", '\\\\"')
 _ASSIGN_NAME = "|".join(f"(?<=(?i:{name}){end})" for name in _ASSIGN_NAMES for end in _ASSIGN_ENDS)
 _COOKIE_NAME = "|".join(f"(?<=(?i:cookie){end})" for end in _ASSIGN_ENDS)
+# A quoted name: JSON or a dict's repr, where a quoted value is a string whatever it holds.
+_QUOTED_NAME = "|".join(f"(?<=(?i:{name}){end})" for name in _ASSIGN_NAMES for end in ("[\"']", '\\\\"'))
 # The value: no space, quote or bracket (so `api_key: Optional[str]` is code, not a key), at least 6
 # characters and a digit (so `password=os.environ...` and a placeholder are left alone). A backslash
 # before a closing quote is the escape of that quote, not part of the value.
@@ -150,6 +152,9 @@ _ASSIGN_VALUE = r"(?=[^\s\"'&,;<>()\[\]{}]*[0-9])(?:[^\s\"'&,;<>()\[\]{}\\]|\\(?
 # the "&" and NUL that `redact` joins strings with.
 _COOKIE_OCTET = r"(?:[^\s\"';,\\&\x00]|&(?!\x00))"
 _COOKIE_VALUE = rf"[^\s\"';,\\&\x00=]+={_COOKIE_OCTET}*(?:;[ \t]*{_COOKIE_OCTET}+)*"
+# A quoted name's quoted value, digits or not (`{"password": "correct horse"}` in an error message):
+# up to the same quote, on one line.
+_QUOTED_VALUE = r"(?P<quote>\\?[\"'])(?P<quoted>(?:(?!(?P=quote))[^\r\n&\x00]|&(?!\x00))+)(?=(?P=quote))"
 
 
 # Where such a match may start: a `=` or `:` after the last two letters of one of those names, which the
@@ -188,6 +193,7 @@ _SECRET_TEXT = re.compile(
     r"|(?=[=:])(?:"
     rf"(?:{_COOKIE_NAME})[=:][ \t]*(?:\\?[\"'])?(?P<cookie>{_COOKIE_VALUE})"
     rf"|(?:{_ASSIGN_NAME})[=:][ \t]*(?:\\?[\"'])?(?:(?i:bearer|basic|token)[ \t]+)?(?P<value>{_ASSIGN_VALUE})"
+    rf"|(?:{_QUOTED_NAME})[=:][ \t]*{_QUOTED_VALUE}"
     r")"
     r")"
 )
@@ -319,9 +325,7 @@ def sub_secrets(text: str, placeholder: str) -> str:
 def secret_replacement(match: re.Match[str], placeholder: str) -> str:
     """What one match of `SECRET_TEXT` becomes (see `sub_secrets`)."""
     found = match.group(0)
-    value = match.start("value")
-    if value == -1:
-        value = match.start("cookie")
+    value = max(match.start("value"), match.start("cookie"), match.start("quoted"))
     if value != -1:  # name=value, name: value, cookie: pairs: keep the separator, a quote, a scheme
         return found[: value - match.start()] + placeholder
     if found.startswith(("Bearer", "Basic")):  # keep the scheme: it says what kind of credential it was
