@@ -14,7 +14,7 @@ pytest.importorskip("opentelemetry.sdk")
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.trace import Status, StatusCode
+from opentelemetry.trace import Link, Status, StatusCode
 
 from litelens.otel import RedactingSpanExporter, redact_spans
 from litelens.pipeline import drop_content, enrich, sample, truncate
@@ -57,7 +57,7 @@ def test_a_plain_span_with_an_email_in_attributes_and_events_comes_out_redacted(
     attrs = span.attributes or {}
     assert attrs["user.note"] == "write to [EMAIL] about card [CARD]"
     assert json.loads(attrs["gen_ai.input.messages"]) == [{"role": "user", "content": "I am [EMAIL]"}]
-    assert attrs["http.request.header.authorization"] == "[SECRET]"
+    assert attrs["http.request.header.authorization"] == ("[SECRET]",)  # still an array of strings
     assert attrs["tags"] == ("support", "from [EMAIL]")
     assert span.events[0].attributes == {"content": "mail [EMAIL] please", "index": 0}
     assert span.status.status_code is StatusCode.ERROR and span.status.description == "bounced: [EMAIL]"
@@ -74,6 +74,27 @@ def test_a_plain_span_with_an_email_in_attributes_and_events_comes_out_redacted(
     assert [e.name for e in span.events] == [e.name for e in original.events]
     assert span.events[1].attributes == original.events[1].attributes
     assert span.events[0].timestamp is not None and span.end_time is not None and span.start_time is not None
+
+
+def test_span_links_come_out_redacted_with_their_contexts_and_ids() -> None:
+    tracer, memory, _ = spans_through(default=True)
+    with tracer.start_as_current_span("upstream") as upstream:
+        pass
+    link = Link(
+        upstream.get_span_context(),
+        {"note": f"asked by {EMAIL}", "litellm.call_id": "c0ffee00-4111111111111111", "n": 3},
+    )
+    with tracer.start_as_current_span("batch", links=[link]):
+        pass
+    _, batch = memory.get_finished_spans()
+    (out,) = batch.links
+    assert EMAIL not in batch.to_json()
+    assert out.context == upstream.get_span_context()
+    assert dict(out.attributes or {}) == {
+        "note": "asked by [EMAIL]",
+        "litellm.call_id": "c0ffee00-4111111111111111",
+        "n": 3,
+    }
 
 
 def test_a_span_with_nothing_to_redact_is_exported_as_the_same_object() -> None:

@@ -197,6 +197,10 @@ def test_a_record_with_nothing_to_redact_is_returned_untouched() -> None:
         "price 1234.5678 USD at lat 37.7749, lon -122.4194; 1013.2500 hPa",
         # Addresses that name no one: loopback, "any", netmasks (a local api_base stays readable)
         "serve on 0.0.0.0:8000 and [::]:80; api_base http://127.0.0.1:4000 or [::1]:4000, mask 255.255.255.0",
+        # Rows of small numbers, as in a table or a list, are no phone numbers
+        "scores 12 34 56 78 90 11; 1 2 3 4 5 6 7 8 9 10 11 12; 10 20 30 40 50 60\n70 80 90",
+        # A Git SSH remote names a service's Git user, not a person
+        "git clone git@github.com:org/repo.git or ssh://git@gitlab.com/org/repo.git",
     ],
 )
 def test_checksums_and_shapes_keep_order_numbers_readable(text: str) -> None:
@@ -652,6 +656,10 @@ FRAGMENTS = [
     '["4111 1111 1111 1111", 10.0]',
     '{"e": "a\\u0040b.co", "ip": "10.0.0.1"}',  # an escape hides the address from a plain scan
     '{"apiKey": "v123456"}',  # a secret-named key inside JSON text
+    "Cookie",
+    "sid=a1",
+    "; ",
+    '\\"',  # an escaped quote, as in JSON text inside JSON text
 ]
 
 texts = st.lists(st.sampled_from(FRAGMENTS), max_size=8).map("".join)
@@ -818,6 +826,19 @@ def test_credentials_in_urls(text: str, expected: str) -> None:
             "[SECRET] ok",
         ),
         ("-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEA", "[SECRET]"),
+        # Cookies: a session, however few digits it has, and every pair of the header
+        ("sent Cookie: session=abcdefghijkl; theme=dark", "sent Cookie: [SECRET]"),
+        ("Set-Cookie: sid=abc123def456ghi; Path=/; HttpOnly\nVary: x", "Set-Cookie: [SECRET]\nVary: x"),
+        ('headers: {"cookie": "sid=abcdefghij"}, "x"', 'headers: {"cookie": "[SECRET]"}, "x"'),
+        # JSON quoted inside JSON text: an error message echoing a request body, escaped
+        ('body: {\\"api_key\\": \\"abcd1234efgh5678ijkl\\"}', 'body: {\\"api_key\\": \\"[SECRET]\\"}'),
+        ('"{\\"password\\":\\"hunter2-pass\\",\\"n\\":1}"', '"{\\"password\\":\\"[SECRET]\\",\\"n\\":1}"'),
+        # A quoted value after a quoted name is a string, digits or not
+        ('body {"password": "correct horse", "n": 1}', 'body {"password": "[SECRET]", "n": 1}'),
+        (
+            "{'api_key': 'abcdefghij'} and {\\\"secret\\\": \\\"opensesame\\\"}",
+            "{'api_key': '[SECRET]'} and {\\\"secret\\\": \\\"[SECRET]\\\"}",
+        ),
     ],
 )
 def test_secret_named_keys_and_private_keys_in_text(text: str, expected: str) -> None:
@@ -872,6 +893,11 @@ def test_strings_in_sets_in_metadata_are_redacted(
         ("José: josé.garcía@correo.es, müller@bücher.de", "José: [EMAIL], [EMAIL]"),
         ("пишите иван@пример.рф", "пишите [EMAIL]"),
         ("我的邮箱是wang@example.cn", "我的邮箱是[EMAIL]"),  # no space before it: the words stay
+        # Only the `git` user of an SSH remote stays: a person's login on a host, or an address, does not
+        (
+            "scp jane@host.example.com:/home/jane; mail git@corp.io: ok",
+            "scp [EMAIL]:/home/jane; mail [EMAIL]: ok",
+        ),
     ],
 )
 def test_emails_url_encoded_or_with_an_apostrophe(text: str, expected: str) -> None:
@@ -896,6 +922,8 @@ def test_emails_url_encoded_or_with_an_apostrophe(text: str, expected: str) -> N
         ("call +44 7911123456, +1-4155552671, +44(0)2079460958", "call [PHONE], [PHONE], [PHONE]"),
         # A mobile's five-digit first group after a bracketed area code (Brazil)
         ("celular (11) 91234-5678 ou (11) 912345678", "celular [PHONE] ou [PHONE]"),
+        # Two numbers after one another are two phones, not a row of numbers
+        ("01 23 45 67 89 01 98 76 54 32", "[PHONE] [PHONE]"),
     ],
 )
 def test_phone_numbers_in_national_and_international_forms(text: str, expected: str) -> None:

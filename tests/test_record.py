@@ -141,6 +141,9 @@ def test_every_credential_shape_is_still_found_where_the_scan_starts():
     assert rec.scrub_text("postgres://admin:s3cr3t@db:5432/x") == "postgres://[REDACTED]@db:5432/x"
     assert rec.scrub_text("AWS_SECRET_ACCESS_KEY=wJalrXUtnFEMI/K7MDENG") == "AWS_SECRET_ACCESS_KEY=[REDACTED]"
     assert rec.scrub_text("a plain message, nothing secret") == "a plain message, nothing secret"
+    # A session cookie echoed in an error, and a key in a request body quoted inside JSON text
+    assert rec.scrub_text("401 with Cookie: session=abcdefgh") == "401 with Cookie: [REDACTED]"
+    assert rec.scrub_text('{\\"api_key\\": \\"abcd1234efgh\\"}') == '{\\"api_key\\": \\"[REDACTED]\\"}'
 
 
 def test_plain_api_bases_pass_through_and_the_rest_is_still_normalised():

@@ -134,17 +134,34 @@ _ASSIGN_NAMES = (
     *(f"{stem}{sep}key" for stem in ("api", "secret", "access", "private", "subscription", "account", "master")
       for sep in ("", "[_\\-]")),
     "[_\\-]token", "(?-i:[a-z]T)oken", "password", "passwd", "pwd", "passphrase", "secret", "authorization",
+    "cookie",
 )  # fmt: skip
-_ASSIGN_NAME = "|".join(f"(?<=(?i:{name}){end})" for name in _ASSIGN_NAMES for end in ("", "[\"' ]"))
+# Right before the `=` or `:`, or before one quote or space, or an escaped quote: JSON quoted inside a
+# JSON string (an error message echoing a request body) reads `{\"api_key\": \"...\"}`.
+_ASSIGN_ENDS = ("", "[\"' ]", '\\\\"')
+_ASSIGN_NAME = "|".join(f"(?<=(?i:{name}){end})" for name in _ASSIGN_NAMES for end in _ASSIGN_ENDS)
+_COOKIE_NAME = "|".join(f"(?<=(?i:cookie){end})" for end in _ASSIGN_ENDS)
+# A quoted name: JSON or a dict's repr, where a quoted value is a string whatever it holds.
+_QUOTED_NAME = "|".join(f"(?<=(?i:{name}){end})" for name in _ASSIGN_NAMES for end in ("[\"']", '\\\\"'))
 # The value: no space, quote or bracket (so `api_key: Optional[str]` is code, not a key), at least 6
-# characters and a digit (so `password=os.environ...` and a placeholder are left alone).
-_ASSIGN_VALUE = r"(?=[^\s\"'&,;<>()\[\]{}]*[0-9])[^\s\"'&,;<>()\[\]{}]{6,}"
+# characters and a digit (so `password=os.environ...` and a placeholder are left alone). A backslash
+# before a closing quote is the escape of that quote, not part of the value.
+_ASSIGN_VALUE = r"(?=[^\s\"'&,;<>()\[\]{}]*[0-9])(?:[^\s\"'&,;<>()\[\]{}\\]|\\(?![\"'])){6,}"
+# A cookie header's value: `name=value` pairs, which hold a session however few digits they have, and
+# the attributes after them (`Set-Cookie: sid=...; Path=/; HttpOnly`). A value may hold a "&", but not
+# the "&" and NUL that `redact` joins strings with.
+_COOKIE_OCTET = r"(?:[^\s\"';,\\&\x00]|&(?!\x00))"
+_COOKIE_VALUE = rf"[^\s\"';,\\&\x00=]+={_COOKIE_OCTET}*(?:;[ \t]*{_COOKIE_OCTET}+)*"
+# A quoted name's quoted value, digits or not (`{"password": "correct horse"}` in an error message):
+# up to the same quote, on one line.
+_QUOTED_VALUE = r"(?P<quote>\\?[\"'])(?P<quoted>(?:(?!(?P=quote))[^\r\n&\x00]|&(?!\x00))+)(?=(?P=quote))"
 
 
 # Where such a match may start: a `=` or `:` after the last two letters of one of those names, which the
 # regex engine finds from the literal character in C. Keep in step with _ASSIGN_NAMES.
 def _assign_mark(sep: str) -> str:
-    return f"{sep}(?:(?<=(?i:ey|en|rd|wd|se|et|on){sep})|(?<=(?i:ey|en|rd|wd|se|et|on)[\"' ]{sep}))"
+    ends = "|".join(f"(?<=(?i:ey|en|rd|wd|se|et|on|ie){end}{sep})" for end in _ASSIGN_ENDS)
+    return f"{sep}(?:{ends})"
 
 
 # Strings shaped like credentials: provider keys, bearer tokens, keys in URLs. Used on the places where
@@ -172,7 +189,12 @@ _SECRET_TEXT = re.compile(
     r"|sig|signature|password|passwd|pwd|secret|auth)=)[^&;\s\"'#]+"
     r"|-----BEGIN [A-Z ]*PRIVATE KEY-----[^&]*?(?:-----END [A-Z ]*PRIVATE KEY-----|(?=&|\Z))"  # PEM
     r"|(?<=://)[^\s/?#@:\"'<>]*:[^\s/?#@\"'<>]+(?=@)"  # user:password@ in a URL
-    rf"|(?:{_ASSIGN_NAME})[=:][ \t]*[\"']?(?:(?i:bearer|basic|token)[ \t]+)?(?P<value>{_ASSIGN_VALUE})"
+    # A name and its value; at the many starts that are no "=" or ":", one test skips all the names' tests.
+    r"|(?=[=:])(?:"
+    rf"(?:{_COOKIE_NAME})[=:][ \t]*(?:\\?[\"'])?(?P<cookie>{_COOKIE_VALUE})"
+    rf"|(?:{_ASSIGN_NAME})[=:][ \t]*(?:\\?[\"'])?(?:(?i:bearer|basic|token)[ \t]+)?(?P<value>{_ASSIGN_VALUE})"
+    rf"|(?:{_QUOTED_NAME})[=:][ \t]*{_QUOTED_VALUE}"
+    r")"
     r")"
 )
 
@@ -303,8 +325,8 @@ def sub_secrets(text: str, placeholder: str) -> str:
 def secret_replacement(match: re.Match[str], placeholder: str) -> str:
     """What one match of `SECRET_TEXT` becomes (see `sub_secrets`)."""
     found = match.group(0)
-    value = match.start("value")
-    if value != -1:  # name=value, name: value: keep the separator, a quote, a scheme
+    value = max(match.start("value"), match.start("cookie"), match.start("quoted"))
+    if value != -1:  # name=value, name: value, cookie: pairs: keep the separator, a quote, a scheme
         return found[: value - match.start()] + placeholder
     if found.startswith(("Bearer", "Basic")):  # keep the scheme: it says what kind of credential it was
         return found.split()[0] + " " + placeholder

@@ -13,7 +13,7 @@ The processors are litelens' own (`litelens.pipeline`), run on a *span record*, 
 
     {"name", "trace_id", "span_id", "parent_span_id", "kind", "scope",
      "status" ("ok" | "error" | "cancelled"), "status_message", "duration_ms", "attributes",
-     "events": [{"name", "attributes", "timestamp"}], "metadata"}
+     "events": [{"name", "attributes", "timestamp"}], "links": [{"attributes"}], "metadata"}
 
 "status" is the call record's: `litelens.status` where a span declares it (a stream the caller stopped
 reading is "cancelled", with span status OK, as the core layer records it), else "error" for a span
@@ -25,12 +25,12 @@ plain data, `enrich` adds attributes (what it puts in `metadata` becomes attribu
 such as `environment` or `tags` becomes the attribute the core layer's spans carry it in), and
 `drop_content` removes the attributes and event texts that hold prompts and answers.
 `redact_spans()` is `redact()` pointed at the span's free text: its name, its string attributes, its
-events' attributes and its status message. Attributes that identify something (a key ending in `id`,
+events' and links' attributes and its status message. Attributes that identify something (a key ending in `id`,
 such as `gen_ai.response.id` or `litellm.call_id`) are kept out of the span record's `attributes`
 and put back unchanged, like numbers, which are never redacted.
 
-Only the name, attributes, events and status message of a processed span record go back on the span;
-a span nothing changed is exported as the very same object.
+Only the name, attributes, events, links' attributes (in the order of the span's links, whose contexts
+stay) and status message of a processed span record go back on the span; a span nothing changed is exported as the very same object.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ from typing import Any
 from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
-from opentelemetry.trace import Status, StatusCode
+from opentelemetry.trace import Link, Status, StatusCode
 
 from litelens import semconv
 from litelens.pipeline import KINDS, Pipeline, Processor, redact
@@ -49,7 +49,7 @@ from litelens.record import STATUSES, Record
 
 __all__ = ["SPAN_FIELDS", "RedactingSpanExporter", "redact_spans", "span_record"]
 
-SPAN_FIELDS = ("name", "attributes", "events", "status_message")
+SPAN_FIELDS = ("name", "attributes", "events", "links", "status_message")
 """The span record's fields that hold free text: what `redact_spans` walks."""
 
 
@@ -59,7 +59,7 @@ def redact_spans(
     placeholder: str = "[{kind}]",
 ) -> Processor:
     """`litelens.pipeline.redact` for span records: the same kinds, patterns and placeholders, walking
-    the span's name, attributes, events and status message. Values under secret-named attribute keys
+    the span's name, attributes, events, links and status message. Values under secret-named attribute keys
     (`http.request.header.authorization`...) are replaced whole; JSON text in an attribute (such as
     `gen_ai.input.messages`) is parsed, redacted and encoded again."""
     processor = redact(kinds=kinds, fields=SPAN_FIELDS, patterns=patterns, placeholder=placeholder)
@@ -72,6 +72,10 @@ def _is_id_key(key: str) -> bool:
     (a long hexadecimal id can hold a run of digits that passes a card's checksum)."""
     last = key.rsplit(".", 1)[-1].lower()
     return last == "id" or last.endswith("_id")
+
+
+def _without_ids(attributes: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in attributes.items() if not _is_id_key(k)}
 
 
 def span_record(span: ReadableSpan) -> Record:
@@ -95,11 +99,12 @@ def span_record(span: ReadableSpan) -> Record:
         "status": status,
         "status_message": span.status.description,
         "duration_ms": (end - start) / 1e6 if start is not None and end is not None else None,
-        "attributes": {k: v for k, v in attributes.items() if not _is_id_key(k)},
+        "attributes": _without_ids(attributes),
         "events": [
             {"name": event.name, "attributes": dict(event.attributes or {}), "timestamp": event.timestamp}
             for event in span.events
         ],
+        "links": [{"attributes": _without_ids(link.attributes or {})} for link in span.links],
         "metadata": {},
     }
 
@@ -178,9 +183,11 @@ def _apply(span: ReadableSpan, processed: Record) -> ReadableSpan:
         and new.get("timestamp") == old.timestamp
         for new, old in zip(events, span.events, strict=True)
     )
+    links = _links(span, processed.get("links"))
     if (
         attributes == dict(original)
         and same_events
+        and links is span.links
         and name == span.name
         and message == span.status.description
     ):
@@ -204,13 +211,31 @@ def _apply(span: ReadableSpan, processed: Record) -> ReadableSpan:
         resource=span.resource,
         attributes=bounded,
         events=new_events,
-        links=span.links,
+        links=links,
         kind=span.kind,
         status=status,
         start_time=span.start_time,
         end_time=span.end_time,
         instrumentation_scope=span.instrumentation_scope,
     )
+
+
+def _links(span: ReadableSpan, processed: Any) -> Sequence[Link]:
+    """The span's links with the processed attributes, id-like ones put back; `span.links` itself if
+    the attributes are what they were, or if the span record's links are gone (a processor of its own
+    that rebuilt the record without them)."""
+    if processed is None or all(
+        new.get("attributes") == _without_ids(old.attributes or {})
+        for new, old in zip(processed, span.links, strict=False)
+    ):
+        return span.links
+    links = []
+    for new, old in zip(processed, span.links, strict=False):
+        original = old.attributes or {}
+        attributes = {k: v for k, v in original.items() if _is_id_key(k)}
+        attributes.update(new.get("attributes") or {})
+        links.append(Link(old.context, _attributes(attributes)))
+    return links
 
 
 def _attributes(value: Any) -> BoundedAttributes:

@@ -149,6 +149,35 @@ def _ipv4_ok(text: str) -> bool:
     return all(part <= 255 for part in parts) and parts[0] not in (0, 127, 255)
 
 
+def _ssh_remote(s: str, m: re.Match[str]) -> bool:
+    """True for the `git@host` of a Git SSH remote (`git@github.com:org/repo.git`,
+    `ssh://git@github.com/org/repo`): the address of a service's Git user, not of a person. Only the
+    user `git` followed by a path counts, so `jane@host:...` and an address ending a sentence with a
+    colon stay redacted."""
+    end = m.end()
+    return (
+        s.startswith("git@", m.start())
+        and s[end : end + 1] in (":", "/")
+        and end + 1 < len(s)
+        and not s[end + 1].isspace()
+        and s[end + 1] != "&"  # the separator of `redact`'s joined scan: the string ended there
+    )
+
+
+_ROW_GAPS = frozenset(_GAP + "." + _DASHES)
+
+
+def _in_a_row(m: re.Match[str]) -> bool:
+    """True when a national number's match is one stretch of a longer row of numbers ("12 34 56 78 90 11",
+    a table's cells): another group of digits follows or precedes it past a single gap. A trunk "0" (or
+    a bracketed area code) marks a phone even there ("01 23 45 67 89 01 23 45 67 89": two numbers)."""
+    s, a, b = m.string, m.start(), m.end()
+    if s[a] in "+(" or (s[a] == "0" and s[a + 1 : a + 2] != "0"):
+        return False
+    after = b + 1 < len(s) and s[b] in _ROW_GAPS and s[b + 1].isdigit()
+    return after or (a >= 2 and s[a - 1] in _ROW_GAPS and s[a - 2].isdigit())
+
+
 def _phone_ok(text: str) -> bool:
     digits = sum(ch.isdigit() for ch in text)
     if not 7 <= digits <= 15:
@@ -233,7 +262,7 @@ class TextRedactor:
             lo = max(done, at - 128)
             lo = max(lo, s.rfind(" ", lo, at) + 1)
             m = email.search(s, lo, at + 256)
-            if m is not None and m.start() <= at < m.end():
+            if m is not None and m.start() <= at < m.end() and not _ssh_remote(s, m):
                 parts += (s[done : m.start()], self.ph["email"])
                 done = m.end()
             at = s.find(sign, max(at + 1, done))
@@ -347,7 +376,8 @@ class TextRedactor:
         return run
 
     def _phone_match(self, m: re.Match[str]) -> str:
-        return self.ph["phone"] if _phone_ok(m.group(0)) else m.group(0)
+        found = m.group(0)
+        return self.ph["phone"] if _phone_ok(found) and not _in_a_row(m) else found
 
     def _ip6(self, match: re.Match[str]) -> str:
         found = match.group(0)
