@@ -924,6 +924,11 @@ def test_emails_url_encoded_or_with_an_apostrophe(text: str, expected: str) -> N
         ("celular (11) 91234-5678 ou (11) 912345678", "celular [PHONE] ou [PHONE]"),
         # Two numbers after one another are two phones, not a row of numbers
         ("01 23 45 67 89 01 98 76 54 32", "[PHONE] [PHONE]"),
+        # A phone followed or preceded by a figure is still a phone (a row is of one- or two-digit cells)
+        (
+            "call 415 555 2671 5 days a week, 415-555-2671 2 times, or room 3 415 555 2672",
+            "call [PHONE] 5 days a week, [PHONE] 2 times, or room [PHONE]",
+        ),
     ],
 )
 def test_phone_numbers_in_national_and_international_forms(text: str, expected: str) -> None:

@@ -165,6 +165,7 @@ def _ssh_remote(s: str, m: re.Match[str]) -> bool:
 
 
 _ROW_GAPS = frozenset(_GAP + "." + _DASHES)
+_DIGIT_RUN = re.compile(r"\d+")
 
 
 def _in_a_row(m: re.Match[str]) -> bool:
@@ -173,6 +174,10 @@ def _in_a_row(m: re.Match[str]) -> bool:
     a bracketed area code) marks a phone even there ("01 23 45 67 89 01 23 45 67 89": two numbers)."""
     s, a, b = m.string, m.start(), m.end()
     if s[a] in "+(" or (s[a] == "0" and s[a + 1 : a + 2] != "0"):
+        return False
+    # Only a row of short numbers (cells of one or two digits): a phone written in groups of three or
+    # four stays one, whatever figure follows it ("415 555 2671 5 days a week").
+    if any(len(group) > 2 for group in _DIGIT_RUN.findall(s, a, b)):
         return False
     after = b + 1 < len(s) and s[b] in _ROW_GAPS and s[b + 1].isdigit()
     return after or (a >= 2 and s[a - 1] in _ROW_GAPS and s[a - 2].isdigit())
