@@ -441,6 +441,23 @@ def test_an_image_generation_reads_as_no_tokens_not_zero_tokens(
 
 
 @pytest.mark.service
+def test_a_session_of_image_generations_reads_as_no_tokens_not_zero_tokens(
+    sqlite_server: ServerProcess,
+) -> None:
+    # Its page said "0 / 0" tokens and the sessions list "0", while each call's page said it was not applicable.
+    now = time.time()
+    images = [
+        make_record(f"img-{i}", now - 10 + i, session_id="sess-img", call_type="image_generation", usage={})
+        for i in range(2)
+    ]
+    post_records(sqlite_server.client(), images)
+    html = page_html(sqlite_server, "/sessions/sess-img")
+    assert f'data-testid="session-tokens">{EMPTY}<' in html
+    listed = page_html(sqlite_server, "/sessions?range=all").split("<tbody>", 1)[1]
+    assert f'<td class="num">{EMPTY}</td><td class="num">$0</td>' in listed, listed
+
+
+@pytest.mark.service
 def test_a_trace_shows_its_span_tree_and_links_to_its_calls(
     sqlite_server: ServerProcess, visit: Callable[..., Visit], shots: Shots
 ) -> None:
