@@ -883,6 +883,20 @@ def test_a_call_whose_content_has_unexpected_shapes_still_opens(sqlite_server: S
 
 
 @pytest.mark.service
+def test_a_call_whose_content_is_nested_hundreds_deep_still_opens(sqlite_server: ServerProcess) -> None:
+    # The collector stores JSON nested up to ~900 levels whole; its page answered 500 from 400 levels on
+    # (printing the copy-as-Python code ran out of recursion), and the API's call from 300.
+    body = json.dumps({"records": [make_record("deep", tags=["deep"], request={"messages": ["DEEP"]})]})
+    body = body.replace('"DEEP"', "[" * 600 + '"bottom"' + "]" * 600)
+    answer = sqlite_server.client().request("POST", "/v1/events", body.encode())
+    assert answer.status == 200 and answer.json()["accepted"] == 1, answer
+    html = page_html(sqlite_server, "/calls/deep")
+    assert "bottom" in html.split('id="raw-json"', 1)[1], "the raw JSON is shown whole"
+    assert "nested too deep to print" in html, "no copy as code, and why"
+    assert json.dumps(sqlite_server.client().get_json("/api/calls/deep")["request"]).count("[") == 601
+
+
+@pytest.mark.service
 def test_an_error_message_that_is_an_object_is_stored_and_shown_not_a_500_for_the_batch(
     sqlite_server: ServerProcess,
 ) -> None:
