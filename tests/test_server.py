@@ -11,9 +11,11 @@ import inspect
 import io
 import json
 import os
+import random
 import re
 import signal
 import sqlite3
+import string
 import subprocess
 import threading
 import time
@@ -1377,6 +1379,37 @@ def test_a_number_too_large_for_the_database_is_a_rejected_record_not_a_retry_fo
     assert answer.status == 200, answer
     assert [r["index"] for r in answer.json()["rejected"]] == [1, 2]
     assert [c["call_id"] for c in client.get_json("/api/calls")["calls"]] == ["fine"]
+
+
+def test_a_name_too_long_for_an_index_is_cut_and_stored_not_a_retry_forever(server: ServerProcess) -> None:
+    """On PostgreSQL a session id, user, provider, model, error class, key alias or tag of some kilobytes
+    did not fit an index row: the whole batch was a 503, which the sender retries forever, so its good
+    records were never stored either. Each is cut to what the API's filters take, and the sender told."""
+    client = server.client()
+    long = "".join(random.Random(7).choices(string.ascii_letters, k=9000))  # incompressible
+    record = make_record(
+        "long-names",
+        session_id=long,
+        end_user=long,
+        provider=long,
+        response_model=long,
+        status="error",
+        error={"type": long},
+        proxy={"key_alias": long},
+        tags=[long, "short"],
+    )
+    answer = client.post_json("/v1/events", {"records": [make_record("fine"), record]})
+    assert answer.status == 200 and not answer.json()["rejected"], answer
+    [warning] = answer.json()["warnings"]
+    assert warning["index"] == 1 and "session_id" in warning["reason"], warning
+    stored = client.get_json("/api/calls/long-names")
+    assert stored["session_id"] == long[:256] and stored["error"]["type"] == long[:256], stored
+    assert stored["tags"] == [long[:200], "short"], stored
+    # The cut values are the ones the API filters and the session page find the call by.
+    [listed] = client.get_json(f"/api/calls?session_id={long[:256]}&tag={long[:200]}")["calls"]
+    assert listed["call_id"] == "long-names"
+    assert client.get_json(f"/api/sessions/{long[:256]}")["totals"]["calls"] == 1
+    assert {c["call_id"] for c in client.get_json("/api/calls")["calls"]} == {"fine", "long-names"}
 
 
 def test_a_time_no_clock_gives_is_rejected_and_the_live_tail_keeps_showing_new_calls(

@@ -172,6 +172,24 @@ def test_round_trip_keeps_the_whole_record_and_summarizes_without_content(store:
     assert rows[0]["status"] == "error" and rows[0]["error_type"] == "RateLimitError"
 
 
+def test_a_call_reads_back_with_its_fields_in_the_order_sent_on_every_store(store: SQLStore) -> None:
+    # PostgreSQL's jsonb sorted the keys (shortest first), so the call page and the API showed a
+    # record's fields and metadata in another order than sent, and than SQLite did.
+    project = store.create_project("default")
+    record = make("ordered", T0, metadata={"zeta": 1, "alpha": {"later": 2, "b": 3}, "mid": 4})
+    record = {"zz_first": True, **record}
+    store.write(project, [record, make("merged", T0, metadata={"zeta": 1, "a": 2})], [])
+    store.write(project, [make("merged", T0, metadata={"zeta": 1, "a": 2}, session="s-late")], [])
+    stored = store.get_call(project, "ordered")
+    assert stored is not None and list(stored) == list(record)
+    assert list(stored["metadata"]) == ["zeta", "alpha", "mid"]
+    assert list(stored["metadata"]["alpha"]) == ["later", "b"]
+    again = store.get_call(project, "merged")  # rewritten by a merge, in the same order
+    assert again is not None and list(again["metadata"]) == ["zeta", "a"]
+    [exported] = [r for r in store.export(project) if r["call_id"] == "ordered"]
+    assert list(exported) == list(record)
+
+
 def test_projects_and_keys(store: SQLStore) -> None:
     a = store.create_project("alpha")
     assert store.create_project("alpha") == a
@@ -595,7 +613,7 @@ def test_a_version_1_database_upgrades_in_place_with_its_data(store_url: str) ->
     assert old.migrate(target=1) == 1
     assert old.schema_version() == 1
     # Rows as the v1 release wrote them (its columns only).
-    record = make("v1-call", T0, model="gpt-4o")
+    record = make("v1-call", T0, model="gpt-4o", metadata={"feature": "legacy"})
     record["usage"]["cached_input_tokens"] = 4
     columns = (
         "project_id, call_id, start_time, end_time, duration_ms, call_type, stream, request_model, status, "
@@ -647,6 +665,8 @@ def test_a_version_1_database_upgrades_in_place_with_its_data(store_url: str) ->
     assert new.get_call(pid, "v1-call") == json.loads(json.dumps(record))
     [row] = new.list_calls(pid, CallFilter(tag="prod"))[0]
     assert row["cached_input_tokens"] == 4  # the v2 column was backfilled from the stored record
+    # v7 on PostgreSQL: the metadata a filter reads is derived from the records already stored.
+    assert ids(new.list_calls(pid, CallFilter(metadata={"feature": "legacy"}))[0]) == {"v1-call"}
     assert new.session_totals(pid, "s-old") == {
         "calls": 1,
         "errors": 0,
@@ -661,6 +681,7 @@ def test_a_version_1_database_upgrades_in_place_with_its_data(store_url: str) ->
     assert (span["span_id"], span["status_message"], span["events"]) == ("1" * 16, None, [])
     new.write(pid, [make("v2-call", T0 + 1)], [])
     assert ids(all_calls(new, pid, sort="cost_usd")) == {"v1-call", "v2-call"}
+    assert list(new.get_call(pid, "v2-call") or {}) == list(make("v2-call", T0 + 1))  # v7 on PostgreSQL
     new.close()
 
 

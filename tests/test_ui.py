@@ -441,6 +441,23 @@ def test_an_image_generation_reads_as_no_tokens_not_zero_tokens(
 
 
 @pytest.mark.service
+def test_a_session_of_image_generations_reads_as_no_tokens_not_zero_tokens(
+    sqlite_server: ServerProcess,
+) -> None:
+    # Its page said "0 / 0" tokens and the sessions list "0", while each call's page said it was not applicable.
+    now = time.time()
+    images = [
+        make_record(f"img-{i}", now - 10 + i, session_id="sess-img", call_type="image_generation", usage={})
+        for i in range(2)
+    ]
+    post_records(sqlite_server.client(), images)
+    html = page_html(sqlite_server, "/sessions/sess-img")
+    assert f'data-testid="session-tokens">{EMPTY}<' in html
+    listed = page_html(sqlite_server, "/sessions?range=all").split("<tbody>", 1)[1]
+    assert f'<td class="num">{EMPTY}</td><td class="num">$0</td>' in listed, listed
+
+
+@pytest.mark.service
 def test_a_trace_shows_its_span_tree_and_links_to_its_calls(
     sqlite_server: ServerProcess, visit: Callable[..., Visit], shots: Shots
 ) -> None:
@@ -863,6 +880,20 @@ def test_a_call_whose_content_has_unexpected_shapes_still_opens(sqlite_server: S
     for record in odd:
         html = page_html(sqlite_server, f"/calls/{record['call_id']}")
         assert 'data-testid="chat"' in html and "hi</div>" in html, record["call_id"]
+
+
+@pytest.mark.service
+def test_a_call_whose_content_is_nested_hundreds_deep_still_opens(sqlite_server: ServerProcess) -> None:
+    # The collector stores JSON nested up to ~900 levels whole; its page answered 500 from 400 levels on
+    # (printing the copy-as-Python code ran out of recursion), and the API's call from 300.
+    body = json.dumps({"records": [make_record("deep", tags=["deep"], request={"messages": ["DEEP"]})]})
+    body = body.replace('"DEEP"', "[" * 600 + '"bottom"' + "]" * 600)
+    answer = sqlite_server.client().request("POST", "/v1/events", body.encode())
+    assert answer.status == 200 and answer.json()["accepted"] == 1, answer
+    html = page_html(sqlite_server, "/calls/deep")
+    assert "bottom" in html.split('id="raw-json"', 1)[1], "the raw JSON is shown whole"
+    assert "nested too deep to print" in html, "no copy as code, and why"
+    assert json.dumps(sqlite_server.client().get_json("/api/calls/deep")["request"]).count("[") == 601
 
 
 @pytest.mark.service

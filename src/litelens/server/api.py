@@ -15,9 +15,10 @@ from collections.abc import Iterator
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request
-from fastapi.responses import StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 from starlette.exceptions import HTTPException
 
+from litelens.server import fastjson
 from litelens.server.deps import Project, store_call
 from litelens.server.store.base import CallFilter, Store
 
@@ -206,8 +207,8 @@ def _csv_lines(records: Iterator[dict[str, Any]]) -> Iterator[str]:
 
 # `:path`: call and session ids are the callers' own strings and may hold a slash (the dashboard's pages
 # take them so too); a plain parameter answered such an id with a bare 404.
-@router.get("/calls/{call_id:path}", summary="One call record in full")
-async def get_call(request: Request, project: Project, call_id: str) -> dict[str, Any]:
+@router.get("/calls/{call_id:path}", summary="One call record in full", response_model=dict[str, Any])
+async def get_call(request: Request, project: Project, call_id: str) -> Response:
     record = await store_call(request.app.state.store.get_call, project, call_id)
     if record is None:
         raise HTTPException(404, f"no call {call_id[:80]!r} in this project")
@@ -215,7 +216,9 @@ async def get_call(request: Request, project: Project, call_id: str) -> dict[str
     attempts = await store_call(attempts_of, request.app.state.store, project, call_id, record)
     if attempts:
         answer["attempts"] = attempts
-    return answer
+    # Encoded as the collector stored it, not by FastAPI's encoder, which walks the record in Python and
+    # ran out of recursion (a 500) on content nested a few hundred levels deep, as stored.
+    return Response(fastjson.dumps(answer), media_type="application/json")
 
 
 # A call has no more attempts than this (a router's retries times its fallbacks stay well below).

@@ -245,6 +245,45 @@ def drop_negative_measures(record: dict[str, Any]) -> str | None:
     return f"{' and '.join(dropped)} cannot be negative: stored as null" if dropped else None
 
 
+# The names the store indexes and groups by, at most as long as the query API's filters take (256
+# characters, as a call id): on PostgreSQL an index row holds about 2.7 kB, and a longer name failed the
+# whole batch. Tags are cut where the store always cut them. (`check_record` made these strings or null.)
+MAX_NAME = 256
+MAX_TAG = 200
+_NAMES = ("session_id", "end_user", "user_id", "request_model", "response_model", "provider")
+_NESTED_NAMES = (("error", "type"), ("proxy", "key_alias"))
+
+
+def cut_long_names(record: dict[str, Any]) -> str | None:
+    """Cut a checked record's names (session, users, models, provider, error class, key alias, tags)
+    longer than the store can index; which, when one was. The call is kept: a name that long is a
+    sender's slip. Runs for every record, so the common case is a few length checks."""
+    get = record.get
+    cut: list[str] = []
+    for key in _NAMES:
+        if len(get(key) or "") > MAX_NAME:
+            record[key] = record[key][:MAX_NAME]
+            cut.append(key)
+    for key, inner in _NESTED_NAMES:
+        holder = get(key)
+        if holder:
+            value = holder.get(inner)
+            if value.__class__ is str and len(value) > MAX_NAME:
+                holder[inner] = value[:MAX_NAME]
+                cut.append(f"{key}.{inner}")
+    tags = get("tags")
+    if tags and max(map(len, tags)) > MAX_TAG:
+        record["tags"] = [tag[:MAX_TAG] for tag in tags]
+        cut.append("tags")
+    return f"{', '.join(cut)} longer than {MAX_NAME} characters (a tag {MAX_TAG}): cut" if cut else None
+
+
+def repair(record: dict[str, Any]) -> str | None:
+    """Make a checked record storable where only a field is wrong; what the sender is told, if anything."""
+    said = [reason for reason in (drop_negative_measures(record), cut_long_names(record)) if reason]
+    return "; ".join(said) or None
+
+
 # A collector sees the same few api_base URLs over and over (`record.is_secret_key` keeps its own cache).
 _scrub_url = functools.lru_cache(maxsize=1024)(rec.scrub_url)
 
@@ -345,7 +384,7 @@ def parse_events(body: bytes, max_records: int, max_record_bytes: int) -> Batch:
         if reason is not None:
             batch.rejected.append({"index": index, "reason": reason})
             continue
-        dropped = drop_negative_measures(record)
+        dropped = repair(record)
         record = normalize(record)
         # Encoded once: the size check and the store (which would otherwise encode it again) share it.
         text = fastjson.dumps(record)
@@ -548,7 +587,7 @@ def from_spans(spans: Iterable[NeutralSpan], max_record_bytes: int | None = None
                 batch.warnings.append(f"span {span.span_id}: dropped what failed the check ({reason})")
                 reason = check_record(record, latest)
             if reason is None:
-                dropped = drop_negative_measures(record)
+                dropped = repair(record)
                 record = normalize(record)
                 # Encoded once, as for /v1/events: the size check and the store share the text.
                 text = fastjson.dumps(record)

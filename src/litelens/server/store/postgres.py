@@ -170,6 +170,17 @@ _V6 = [
     "CREATE INDEX sessions_recent ON sessions (project_id, last_time, session_id)",
 ]
 
+# v7: a call's record is stored as json (its text, as written) rather than jsonb, which sorted the keys:
+# a call read back had its fields and metadata in another order than sent, and than SQLite gave. Free-text
+# search reads the text (twice as fast as printing jsonb), but json answers `->` by parsing the whole
+# record, content included: a metadata filter took 6x as long (0.26 s for 20k calls of 4 kB). So the
+# metadata is kept apart, as jsonb, by PostgreSQL itself (nothing changes in the write path). Rewrites
+# the table once; records stored before keep jsonb's order (the order sent is gone).
+_V7 = [
+    "ALTER TABLE calls ALTER COLUMN record TYPE json USING record::json",
+    "ALTER TABLE calls ADD COLUMN metadata jsonb GENERATED ALWAYS AS ((record -> 'metadata')::jsonb) STORED",
+]
+
 
 def _cased_regex(text: str) -> str:
     """A POSIX regex finding `text` in JSON text whatever the case of each letter (see like_pattern)."""
@@ -244,7 +255,7 @@ class _Pool:
 class PostgresStore(SQLStore):
     """`Store` on PostgreSQL, for deployments with several collectors or more data than one file."""
 
-    MIGRATIONS = (_V1, _V2, _V3, _V4, _V5, _V6)
+    MIGRATIONS = (_V1, _V2, _V3, _V4, _V5, _V6, _V7)
     _LEAST = "LEAST"
     _GREATEST = "GREATEST"
 
@@ -256,7 +267,7 @@ class PostgresStore(SQLStore):
         return sql.replace("?", "%s")
 
     def _json_param(self) -> str:
-        return "CAST(? AS jsonb)"
+        return "CAST(? AS json)"
 
     @contextmanager
     def _write(self) -> Iterator[psycopg.Cursor[Any]]:
@@ -369,7 +380,7 @@ class PostgresStore(SQLStore):
         return found
 
     def _metadata_condition(self, key: str) -> tuple[str, list[Any]]:
-        return "(c.record -> 'metadata' ->> CAST(? AS text)) = ?", [key]
+        return "(c.metadata ->> CAST(? AS text)) = ?", [key]
 
     def _search_condition(self, text: str) -> tuple[str, str]:
         if text.isascii():

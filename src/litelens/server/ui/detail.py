@@ -7,6 +7,7 @@ exactly like an id that does not exist (404), so a URL reveals nothing across pr
 
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import Annotated, Any
 
@@ -44,6 +45,7 @@ async def call_detail(request: Request, project: UIProject, call_id: str) -> Res
     # A stream recorded without a rate (an OTel span, an older sender) has no `output_tokens_per_s` key.
     rate = record.get("output_tokens_per_s")
     store = request.app.state.store
+    python_code, curl_code = _code(record)
     return page(
         request,
         "call.html",
@@ -65,12 +67,23 @@ async def call_detail(request: Request, project: UIProject, call_id: str) -> Res
         ttft_ms=ttft,
         streaming_ms=None if ttft is None or duration is None else max(duration - ttft, 0.0),
         timing=timing_bar(duration, ttft),
-        python_code=conversation.as_python(record) if conversation.can_copy(record) else "",
-        curl_code=conversation.as_curl(record) if conversation.can_copy(record) else "",
+        copyable=conversation.can_copy(record),
+        python_code=python_code,
+        curl_code=curl_code,
         # The calls view the call was opened from (its link carries the view's query): "← Calls" goes
         # back to those filters, rebuilt from what they parse to, so the link can only lead to /calls.
         back=_calls_view(request),
     )
+
+
+def _code(record: dict[str, Any]) -> tuple[str, str]:
+    """The call as Python and as cURL, or neither: a call type the record cannot rebuild, or content
+    nested hundreds deep (the collector stores up to ~900 levels), which ran pprint and the indenting
+    JSON encoder out of recursion and answered the whole page with a 500."""
+    if conversation.can_copy(record):
+        with contextlib.suppress(RecursionError):
+            return conversation.as_python(record), conversation.as_curl(record)
+    return "", ""
 
 
 def _calls_view(request: Request) -> str:

@@ -21,6 +21,8 @@ from markupsafe import Markup, escape
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
+from litelens.server import fastjson
+
 HERE = Path(__file__).parent
 STATIC_DIR = HERE / "static"
 
@@ -126,7 +128,11 @@ def fmt_path_id(ident: Any) -> str:
 
 
 def fmt_json(value: Any) -> str:
-    return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=False, default=str)
+    try:
+        return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=False, default=str)
+    except RecursionError:
+        # Nested deeper than the indenting (pure Python) encoder goes: compact, as the collector stored it.
+        return fastjson.dumps(value)
 
 
 def fmt_code_spans(text: Any) -> Markup:
