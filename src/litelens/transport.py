@@ -227,6 +227,7 @@ class Transport:
                 "retries",
                 "batches_sent",
                 "unserializable_fields",
+                "warnings",
             ),
             0,
         )
@@ -786,10 +787,13 @@ class Transport:
         if status is None:
             return _RETRY, None
         if 200 <= status < 300:
-            rejected = 0
+            rejected = warned = 0
             with contextlib.suppress(Exception):
                 answer = json.loads(data)
                 rejected = min(len(answer.get("rejected") or ()), batch.count)
+                warnings = answer.get("warnings")
+                if warnings:
+                    warned = self._warned(warnings, batch.count)
             if rejected:
                 self._log_once(
                     "rejected",
@@ -801,6 +805,7 @@ class Transport:
                 self._spool.clear_refused()  # (no I/O unless the folder was marked)
             self._counts["sent"] += batch.count - rejected
             self._counts["failed"] += rejected
+            self._counts["warnings"] += warned
             self._counts["batches_sent"] += 1
             return _OK, None
         if status in _RETRY_STATUSES or status >= 500:
@@ -837,6 +842,19 @@ class Transport:
             self._spool.done(batch.entry)
             self._refresh_pending()
         return _FAIL, None
+
+    def _warned(self, warnings: list[Any], count: int) -> int:
+        """Count and log (once) the records the server stored with a field dropped (`warnings` of its
+        answer, e.g. a negative time to first token): stored, yet not quite as sent."""
+        first = warnings[0]
+        reason = first.get("reason") if isinstance(first, dict) else first
+        self._log_once(
+            "warnings",
+            "litelens: server at %s stored records without a field it refused: %s",
+            self.config.endpoint,
+            str(reason)[:200],
+        )
+        return min(len(warnings), count)
 
     def _send(self, body: bytes, gzipped: bool) -> bool:
         """Write one request on the keep-alive connection (opening it if needed); False if that failed."""
