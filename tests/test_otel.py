@@ -921,7 +921,7 @@ def test_uninstrument_restores_the_original_functions(fake: FakeProvider) -> Non
     names = ["completion", "acompletion", "embedding", "responses", "aimage_generation"]
     before = {(m.__name__, n): getattr(m, n) for m in (litellm, litellm.main) for n in names if hasattr(m, n)}
     batches = "litellm.batch_completion.main"  # `litellm.batch_completion` is the function
-    before[(batches, "ThreadPoolExecutor")] = sys.modules[batches].ThreadPoolExecutor
+    before[(batches, "litellm")] = sys.modules[batches].litellm
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
@@ -1485,6 +1485,20 @@ def test_the_calls_of_a_batch_completion_are_children_of_the_callers_span(
     assert len(answers) == 2
     calls = [s for s in otel.spans() if s.name == "chat gpt-4o-mini"]
     assert len(calls) == 2
+    assert all(s.parent is not None and s.parent.span_id == parent.get_span_context().span_id for s in calls)
+
+
+@pytest.mark.parametrize("name", ["batch_completion_models", "batch_completion_models_all_responses"])
+def test_the_calls_to_several_models_are_children_of_the_callers_span(
+    name: str, otel: Otel, fake: FakeProvider
+) -> None:
+    with otel.tracer_provider.get_tracer("app").start_as_current_span("agent.run") as parent:
+        answer = getattr(litellm, name)(
+            models=["openai/gpt-4o-mini", "openai/gpt-4o"], messages=MESSAGES, **kw(fake)
+        )
+    assert answer
+    calls = [s for s in otel.spans() if s.name != "agent.run"]
+    assert sorted(s.name for s in calls) == ["chat gpt-4o", "chat gpt-4o-mini"]
     assert all(s.parent is not None and s.parent.span_id == parent.get_span_context().span_id for s in calls)
 
 
