@@ -1244,6 +1244,25 @@ def test_a_sync_entry_point_asked_for_a_coroutine_gets_one_span_ending_when_awai
     assert (stream.attributes or {})[STREAM_OUTCOME] == "completed"
 
 
+@pytest.mark.skipif(
+    Version(version("litellm")) < Version("1.100"),
+    reason="LiteLLM 1.80's completion(acompletion=True) fails without any instrumentation",
+)
+@pytest.mark.filterwarnings("ignore:coroutine .* was never awaited:RuntimeWarning")
+def test_a_coroutine_never_awaited_ends_its_span_as_a_call_not_made(otel: Otel, fake: FakeProvider) -> None:
+    """The span starts when `completion(..., acompletion=True)` returns its coroutine; one dropped
+    without being awaited made no request, and its span still ends (it was never exported)."""
+    fake.reset()
+    pending = litellm.completion(model="openai/gpt-4o-mini", messages=MESSAGES, acompletion=True, **kw(fake))
+    del pending
+    gc.collect()
+    assert REAPER.flush()
+    attrs = otel.only_span().attributes or {}
+    assert attrs[semconv.LITELENS_STATUS] == "cancelled"
+    assert attrs[semconv.ERROR_TYPE] == "NeverAwaited"
+    assert fake.requests == []
+
+
 @pytest.mark.parametrize("stream", [False, True], ids=["call", "stream"])
 def test_core_callback_and_span_name_the_same_call(
     stream: bool, otel: Otel, fake: FakeProvider, receiver: Any, make_callback: Any
