@@ -788,18 +788,27 @@ class Transport:
             return _RETRY, None
         if 200 <= status < 300:
             rejected = warned = 0
+            reason = ""
             with contextlib.suppress(Exception):
-                answer = json.loads(data)
-                rejected = min(len(answer.get("rejected") or ()), batch.count)
-                warnings = answer.get("warnings")
-                if warnings:
-                    warned = self._warned(warnings, batch.count)
+                if self.config.format is OTLP_PROTOBUF:
+                    rejected, reason = _partial_success(data)
+                    rejected = min(rejected, batch.count)
+                    if reason and not rejected:  # the spec's warning: spans stored, something dropped
+                        self._warned([reason], batch.count)
+                else:
+                    answer = json.loads(data)
+                    rejected = min(len(answer.get("rejected") or ()), batch.count)
+                    reason = str(answer["rejected"][0].get("reason")) if rejected else ""
+                    warnings = answer.get("warnings")
+                    if warnings:
+                        warned = self._warned(warnings, batch.count)
             if rejected:
                 self._log_once(
                     "rejected",
-                    "litelens: server at %s rejected %d malformed records",
+                    "litelens: server at %s rejected %d malformed records: %s",
                     self.config.endpoint,
                     rejected,
+                    reason[:200],
                 )
             if self._spool is not None:
                 self._spool.clear_refused()  # (no I/O unless the folder was marked)
@@ -939,6 +948,52 @@ def _gzip(body: bytes, level: int) -> bytes:
         return zlib.compress(body, level, wbits=31)
     compressor = zlib.compressobj(level, zlib.DEFLATED, 31)
     return compressor.compress(body) + compressor.flush()
+
+
+def _partial_success(data: bytes) -> tuple[int, str]:
+    """(rejected spans, error message) of an OTLP/HTTP protobuf answer, `ExportTraceServiceResponse`:
+    its field 1, `partial_success`, holds `rejected_spans` (field 1) and `error_message` (field 2)."""
+    partial = _protobuf_fields(data).get(1)
+    if not isinstance(partial, bytes):
+        return 0, ""
+    inner = _protobuf_fields(partial)
+    rejected, message = inner.get(1, 0), inner.get(2, b"")
+    if not isinstance(rejected, int) or not isinstance(message, bytes):
+        return 0, ""
+    return rejected, message.decode("utf-8", "replace")
+
+
+def _protobuf_fields(data: bytes) -> dict[int, int | bytes]:
+    """The varint and length-delimited fields of one protobuf message by number (the last of each);
+    fixed-width ones are skipped. Raises on a malformed message (the caller reads it as no answer)."""
+    fields: dict[int, int | bytes] = {}
+    pos = 0
+    while pos < len(data):
+        key, pos = _varint(data, pos)
+        number, wire = key >> 3, key & 7
+        if wire == 0:
+            fields[number], pos = _varint(data, pos)
+        elif wire == 2:
+            length, pos = _varint(data, pos)
+            if pos + length > len(data):
+                raise ValueError("truncated")
+            fields[number], pos = data[pos : pos + length], pos + length
+        elif wire in (1, 5):
+            pos += 8 if wire == 1 else 4
+        else:
+            raise ValueError(f"wire type {wire}")
+    return fields
+
+
+def _varint(data: bytes, pos: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        byte = data[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return value, pos
+        shift += 7
 
 
 def _stale(exc: BaseException) -> bool:
