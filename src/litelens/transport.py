@@ -788,28 +788,8 @@ class Transport:
             return _RETRY, None
         if 200 <= status < 300:
             rejected = warned = 0
-            reason = ""
-            with contextlib.suppress(Exception):
-                if self.config.format is OTLP_PROTOBUF:
-                    rejected, reason = _partial_success(data)
-                    rejected = min(rejected, batch.count)
-                    if reason and not rejected:  # the spec's warning: spans stored, something dropped
-                        self._warned([reason], batch.count)
-                else:
-                    answer = json.loads(data)
-                    rejected = min(len(answer.get("rejected") or ()), batch.count)
-                    reason = str(answer["rejected"][0].get("reason")) if rejected else ""
-                    warnings = answer.get("warnings")
-                    if warnings:
-                        warned = self._warned(warnings, batch.count)
-            if rejected:
-                self._log_once(
-                    "rejected",
-                    "litelens: server at %s rejected %d malformed records: %s",
-                    self.config.endpoint,
-                    rejected,
-                    reason[:200],
-                )
+            with contextlib.suppress(Exception):  # an answer we cannot read still means stored
+                rejected, warned = self._answered(data, batch.count)
             if self._spool is not None:
                 self._spool.clear_refused()  # (no I/O unless the folder was marked)
             self._counts["sent"] += batch.count - rejected
@@ -852,18 +832,40 @@ class Transport:
             self._refresh_pending()
         return _FAIL, None
 
-    def _warned(self, warnings: list[Any], count: int) -> int:
-        """Count and log (once) the records the server stored with a field dropped (`warnings` of its
-        answer, e.g. a negative time to first token): stored, yet not quite as sent."""
-        first = warnings[0]
-        reason = first.get("reason") if isinstance(first, dict) else first
-        self._log_once(
-            "warnings",
-            "litelens: server at %s stored records without a field it refused: %s",
-            self.config.endpoint,
-            str(reason)[:200],
-        )
-        return min(len(warnings), count)
+    def _answered(self, data: bytes, count: int) -> tuple[int, int]:
+        """From a 2xx answer: how many of the batch's records the server rejected, and how many it stored
+        with a field dropped (e.g. a negative time to first token); each kind is logged once, with the
+        server's first reason.
+
+        `/v1/events` answers JSON lists `rejected` and `warnings`; `/v1/traces` OTLP's partial success,
+        whose message with no span rejected is the spec's warning (logged, not counted: it names none).
+        """
+        if self.config.format is OTLP_PROTOBUF:
+            rejected, reason = _partial_success(data)
+            warnings: list[Any] = [reason] if reason and not rejected else []
+            warned = 0
+        else:
+            answer = json.loads(data)
+            refused = answer.get("rejected") or []
+            warnings = answer.get("warnings") or []
+            rejected, warned = len(refused), len(warnings)
+            reason = _reason(refused[0]) if refused else ""
+        if rejected:
+            self._log_once(
+                "rejected",
+                "litelens: server at %s rejected %d malformed records: %s",
+                self.config.endpoint,
+                rejected,
+                reason[:200],
+            )
+        if warnings:
+            self._log_once(
+                "warnings",
+                "litelens: server at %s stored records without a field it refused: %s",
+                self.config.endpoint,
+                _reason(warnings[0])[:200],
+            )
+        return min(rejected, count), min(warned, count)
 
     def _send(self, body: bytes, gzipped: bool) -> bool:
         """Write one request on the keep-alive connection (opening it if needed); False if that failed."""
@@ -948,6 +950,11 @@ def _gzip(body: bytes, level: int) -> bytes:
         return zlib.compress(body, level, wbits=31)
     compressor = zlib.compressobj(level, zlib.DEFLATED, 31)
     return compressor.compress(body) + compressor.flush()
+
+
+def _reason(item: Any) -> str:
+    """The reason of one entry of an answer's `rejected` or `warnings` (`{"index": i, "reason": ...}`)."""
+    return str(item.get("reason") if isinstance(item, dict) else item)
 
 
 def _partial_success(data: bytes) -> tuple[int, str]:
