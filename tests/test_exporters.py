@@ -310,3 +310,23 @@ def test_spool_off_is_no_spool_not_a_folder_named_off() -> None:
         exporter = LiteLensSpanExporter("http://127.0.0.1:9", "ll_key", spool_dir=off)
         assert exporter.transport.config.spool_dir is None
         exporter.shutdown()
+
+
+def test_spans_the_server_refused_count_as_failed_not_sent_and_are_logged_once(
+    sqlite_server: ServerProcess, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The server answers OTLP's partial success: a span it refused (here, one dated 1970) is not
+    delivered, and its sender says so, as the core sender does for a rejected record."""
+    exporter = LiteLensSpanExporter(sqlite_server.url, sqlite_server.key, spool_dir=str(tmp_path / "spool"))
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer = provider.get_tracer("app")
+    with caplog.at_level("WARNING", logger="litelens.transport"):
+        tracer.start_span("fine").end()
+        tracer.start_span("dated 1970", start_time=1_000_000_000).end(end_time=2_000_000_000)
+        assert exporter.force_flush(10_000)
+    stats = exporter.stats()
+    assert (stats["sent"], stats["failed"]) == (1, 1)
+    messages = [r.getMessage() for r in caplog.records if r.name == "litelens.transport"]
+    assert len(messages) == 1 and "start_time must be" in messages[0], messages
+    exporter.shutdown()

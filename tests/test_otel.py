@@ -921,7 +921,7 @@ def test_uninstrument_restores_the_original_functions(fake: FakeProvider) -> Non
     names = ["completion", "acompletion", "embedding", "responses", "aimage_generation"]
     before = {(m.__name__, n): getattr(m, n) for m in (litellm, litellm.main) for n in names if hasattr(m, n)}
     batches = "litellm.batch_completion.main"  # `litellm.batch_completion` is the function
-    before[(batches, "ThreadPoolExecutor")] = sys.modules[batches].ThreadPoolExecutor
+    before[(batches, "litellm")] = sys.modules[batches].litellm
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
@@ -1244,6 +1244,25 @@ def test_a_sync_entry_point_asked_for_a_coroutine_gets_one_span_ending_when_awai
     assert (stream.attributes or {})[STREAM_OUTCOME] == "completed"
 
 
+@pytest.mark.skipif(
+    Version(version("litellm")) < Version("1.100"),
+    reason="LiteLLM 1.80's completion(acompletion=True) fails without any instrumentation",
+)
+@pytest.mark.filterwarnings("ignore:coroutine .* was never awaited:RuntimeWarning")
+def test_a_coroutine_never_awaited_ends_its_span_as_a_call_not_made(otel: Otel, fake: FakeProvider) -> None:
+    """The span starts when `completion(..., acompletion=True)` returns its coroutine; one dropped
+    without being awaited made no request, and its span still ends (it was never exported)."""
+    fake.reset()
+    pending = litellm.completion(model="openai/gpt-4o-mini", messages=MESSAGES, acompletion=True, **kw(fake))
+    del pending
+    gc.collect()
+    assert REAPER.flush()
+    attrs = otel.only_span().attributes or {}
+    assert attrs[semconv.LITELENS_STATUS] == "cancelled"
+    assert attrs[semconv.ERROR_TYPE] == "NeverAwaited"
+    assert fake.requests == []
+
+
 @pytest.mark.parametrize("stream", [False, True], ids=["call", "stream"])
 def test_core_callback_and_span_name_the_same_call(
     stream: bool, otel: Otel, fake: FakeProvider, receiver: Any, make_callback: Any
@@ -1485,6 +1504,20 @@ def test_the_calls_of_a_batch_completion_are_children_of_the_callers_span(
     assert len(answers) == 2
     calls = [s for s in otel.spans() if s.name == "chat gpt-4o-mini"]
     assert len(calls) == 2
+    assert all(s.parent is not None and s.parent.span_id == parent.get_span_context().span_id for s in calls)
+
+
+@pytest.mark.parametrize("name", ["batch_completion_models", "batch_completion_models_all_responses"])
+def test_the_calls_to_several_models_are_children_of_the_callers_span(
+    name: str, otel: Otel, fake: FakeProvider
+) -> None:
+    with otel.tracer_provider.get_tracer("app").start_as_current_span("agent.run") as parent:
+        answer = getattr(litellm, name)(
+            models=["openai/gpt-4o-mini", "openai/gpt-4o"], messages=MESSAGES, **kw(fake)
+        )
+    assert answer
+    calls = [s for s in otel.spans() if s.name != "agent.run"]
+    assert sorted(s.name for s in calls) == ["chat gpt-4o", "chat gpt-4o-mini"]
     assert all(s.parent is not None and s.parent.span_id == parent.get_span_context().span_id for s in calls)
 
 

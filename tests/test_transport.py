@@ -1211,3 +1211,23 @@ def test_shutdown_right_after_the_spool_drained_does_not_wait_for_the_idle_heart
         started = time.monotonic()
         assert transport.shutdown(10)
         assert time.monotonic() - started < 1.0
+
+
+def test_fields_the_server_dropped_from_stored_records_are_counted_and_logged_once(
+    sqlite_server: Any, make_transport: MakeTransport, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The server stores a record with a negative time to first token, that field nulled, and says so in
+    `warnings`: the sender's user learns it from the counters and the log, as for a rejected record."""
+    from server_helpers import make_record
+
+    transport = make_transport(endpoint=sqlite_server.url, api_key=sqlite_server.key)
+    with caplog.at_level(logging.WARNING, logger="litelens.transport"):
+        transport.submit(make_record("warned-1", ttft_ms=-5.0))
+        transport.submit(make_record("fine", ttft_ms=5.0))
+        assert transport.flush(10)
+        transport.submit(make_record("warned-2", ttft_ms=-1.0))
+        assert transport.flush(10)
+    stats = transport.stats()
+    assert (stats["sent"], stats["failed"], stats["warnings"]) == (3, 0, 2)
+    messages = [r.getMessage() for r in caplog.records if r.name == "litelens.transport"]
+    assert len(messages) == 1 and "ttft_ms cannot be negative" in messages[0], messages

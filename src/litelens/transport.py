@@ -238,6 +238,7 @@ class Transport:
                 "retries",
                 "batches_sent",
                 "unserializable_fields",
+                "warnings",
             ),
             0,
         )
@@ -797,21 +798,14 @@ class Transport:
         if status is None:
             return _RETRY, None
         if 200 <= status < 300:
-            rejected = 0
-            with contextlib.suppress(Exception):
-                answer = json.loads(data)
-                rejected = min(len(answer.get("rejected") or ()), batch.count)
-            if rejected:
-                self._log_once(
-                    "rejected",
-                    "litelens: server at %s rejected %d malformed records",
-                    self.config.endpoint,
-                    rejected,
-                )
+            rejected = warned = 0
+            with contextlib.suppress(Exception):  # an answer we cannot read still means stored
+                rejected, warned = self._answered(data, batch.count)
             if self._spool is not None:
                 self._spool.clear_refused()  # (no I/O unless the folder was marked)
             self._counts["sent"] += batch.count - rejected
             self._counts["failed"] += rejected
+            self._counts["warnings"] += warned
             self._counts["batches_sent"] += 1
             return _OK, None
         if status in _RETRY_STATUSES or status >= 500:
@@ -848,6 +842,41 @@ class Transport:
             self._spool.done(batch.entry)
             self._refresh_pending()
         return _FAIL, None
+
+    def _answered(self, data: bytes, count: int) -> tuple[int, int]:
+        """From a 2xx answer: how many of the batch's records the server rejected, and how many it stored
+        with a field dropped (e.g. a negative time to first token); each kind is logged once, with the
+        server's first reason.
+
+        `/v1/events` answers JSON lists `rejected` and `warnings`; `/v1/traces` OTLP's partial success,
+        whose message with no span rejected is the spec's warning (logged, not counted: it names none).
+        """
+        if self.config.format is OTLP_PROTOBUF:
+            rejected, reason = _partial_success(data)
+            warnings: list[Any] = [reason] if reason and not rejected else []
+            warned = 0
+        else:
+            answer = json.loads(data)
+            refused = answer.get("rejected") or []
+            warnings = answer.get("warnings") or []
+            rejected, warned = len(refused), len(warnings)
+            reason = _reason(refused[0]) if refused else ""
+        if rejected:
+            self._log_once(
+                "rejected",
+                "litelens: server at %s rejected %d malformed records: %s",
+                self.config.endpoint,
+                rejected,
+                reason[:200],
+            )
+        if warnings:
+            self._log_once(
+                "warnings",
+                "litelens: server at %s stored records without a field it refused: %s",
+                self.config.endpoint,
+                _reason(warnings[0])[:200],
+            )
+        return min(rejected, count), min(warned, count)
 
     def _send(self, body: bytes, gzipped: bool) -> bool:
         """Write one request on the keep-alive connection (opening it if needed); False if that failed."""
@@ -932,6 +961,57 @@ def _gzip(body: bytes, level: int) -> bytes:
         return zlib.compress(body, level, wbits=31)
     compressor = zlib.compressobj(level, zlib.DEFLATED, 31)
     return compressor.compress(body) + compressor.flush()
+
+
+def _reason(item: Any) -> str:
+    """The reason of one entry of an answer's `rejected` or `warnings` (`{"index": i, "reason": ...}`)."""
+    return str(item.get("reason") if isinstance(item, dict) else item)
+
+
+def _partial_success(data: bytes) -> tuple[int, str]:
+    """(rejected spans, error message) of an OTLP/HTTP protobuf answer, `ExportTraceServiceResponse`:
+    its field 1, `partial_success`, holds `rejected_spans` (field 1) and `error_message` (field 2)."""
+    partial = _protobuf_fields(data).get(1)
+    if not isinstance(partial, bytes):
+        return 0, ""
+    inner = _protobuf_fields(partial)
+    rejected, message = inner.get(1, 0), inner.get(2, b"")
+    if not isinstance(rejected, int) or not isinstance(message, bytes):
+        return 0, ""
+    return rejected, message.decode("utf-8", "replace")
+
+
+def _protobuf_fields(data: bytes) -> dict[int, int | bytes]:
+    """The varint and length-delimited fields of one protobuf message by number (the last of each);
+    fixed-width ones are skipped. Raises on a malformed message (the caller reads it as no answer)."""
+    fields: dict[int, int | bytes] = {}
+    pos = 0
+    while pos < len(data):
+        key, pos = _varint(data, pos)
+        number, wire = key >> 3, key & 7
+        if wire == 0:
+            fields[number], pos = _varint(data, pos)
+        elif wire == 2:
+            length, pos = _varint(data, pos)
+            if pos + length > len(data):
+                raise ValueError("truncated")
+            fields[number], pos = data[pos : pos + length], pos + length
+        elif wire in (1, 5):
+            pos += 8 if wire == 1 else 4
+        else:
+            raise ValueError(f"wire type {wire}")
+    return fields
+
+
+def _varint(data: bytes, pos: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        byte = data[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return value, pos
+        shift += 7
 
 
 def _stale(exc: BaseException) -> bool:

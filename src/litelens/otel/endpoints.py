@@ -300,7 +300,7 @@ def apply_cache_hit(record: Record, hidden: Mapping[str, Any]) -> None:
 
 def apply_error(record: Record, exc: BaseException) -> None:
     """The record of a call that raised: LiteLLM's exceptions carry the HTTP status and the provider."""
-    cancelled = type(exc).__name__ in ("CancelledError", "GeneratorExit", "KeyboardInterrupt")
+    cancelled = type(exc).__name__ in ("CancelledError", "GeneratorExit", "KeyboardInterrupt", "NeverAwaited")
     status_code = getattr(exc, "status_code", None)
     record["status"] = "cancelled" if cancelled else "error"
     record["error"] = {

@@ -7,12 +7,12 @@ happens per call lives in `wrappers`, `streams` and `metrics`.
 from __future__ import annotations
 
 import contextvars
+import functools
 import importlib
 import logging
 import os
 import sys
 from collections.abc import Callable, Collection, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -168,39 +168,58 @@ class LiteLLMInstrumentor(BaseInstrumentor):
                 patched.append((module, endpoint.name))
         self._engine = engine
         self._patched = patched
-        _swap_batch_pool(ThreadPoolExecutor, _ContextPoolExecutor)
+        _swap_batch_litellm(instrument=True)
 
     def _uninstrument(self, **kwargs: Any) -> None:
         for module, name in self._patched:
             unwrap(module, name)
         self._patched = []
-        _swap_batch_pool(_ContextPoolExecutor, ThreadPoolExecutor)
+        _swap_batch_litellm(instrument=False)
         if self._engine is not None:
             self._engine.active = False
         self._engine = None
 
 
-# LiteLLM's `batch_completion` and `batch_completion_models` run each call on a pool thread of their own.
+# LiteLLM's batch functions (`batch_completion`, `batch_completion_models`,
+# `batch_completion_models_all_responses`) run each call on a pool thread of their own.
 _BATCH_MODULE = "litellm.batch_completion.main"
 
 
-class _ContextPoolExecutor(ThreadPoolExecutor):
-    """The pool of LiteLLM's batch functions, running each call in the context it was submitted from.
+class _BatchLiteLLM:
+    """`litellm` as the batch functions' module sees it while instrumented: its `completion` runs in the
+    context of the thread that looked it up.
 
-    A pool thread starts with an empty context: the calls of `batch_completion` made under the caller's
-    span were root spans of traces of their own. Only that module's name is rebound, while instrumented.
+    A pool thread starts with an empty context: the calls of a batch made under the caller's span were
+    root spans of traces of their own. Each batch function hands `litellm.completion` to its pool,
+    looked up on the caller's thread, so that lookup is where the caller's context is taken. Rebinding
+    the module's name covers them all, whichever pool each makes (`batch_completion_models_all_responses`
+    imports its own inside the function); the rest of `litellm` is passed through.
     """
 
-    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
-        return super().submit(contextvars.copy_context().run, fn, *args, **kwargs)
+    __slots__ = ("_module",)
+
+    def __init__(self, module: Any) -> None:
+        self._module = module
+
+    def __getattr__(self, name: str) -> Any:
+        value = getattr(self._module, name)
+        if name == "completion":
+            return functools.partial(contextvars.copy_context().run, value)
+        return value
 
 
-def _swap_batch_pool(current: type[ThreadPoolExecutor], new: type[ThreadPoolExecutor]) -> None:
-    """Rebind the batch module's pool class from `current` to `new` (left alone if it is neither ours
-    nor the standard one: someone else's patch)."""
+def _swap_batch_litellm(instrument: bool) -> None:
+    """Rebind the batch module's `litellm` to the context-carrying view, or back (left alone if it is
+    neither ours nor LiteLLM: someone else's patch)."""
     module: Any = sys.modules.get(_BATCH_MODULE) or _import(_BATCH_MODULE)
-    if getattr(module, "ThreadPoolExecutor", None) is current:
-        module.ThreadPoolExecutor = new
+    if module is None:
+        return
+    bound = getattr(module, "litellm", None)
+    litellm = sys.modules["litellm"]
+    if instrument and bound is litellm:
+        module.litellm = _BatchLiteLLM(litellm)
+    elif not instrument and isinstance(bound, _BatchLiteLLM):
+        module.litellm = litellm
 
 
 def _signature_source(litellm: Any, endpoint: Endpoint, original: Any) -> Any:

@@ -15,11 +15,13 @@ keeps alive anyway, so that it can close a stream the caller dropped and give it
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import queue
 import threading
 import time
 import weakref
+from collections.abc import Callable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -360,6 +362,10 @@ class _Reaper:
             return  # a forked child's copy of a parent's stream: its span and connection are the parent's
         self._queue.put((state, stream, time.perf_counter()))
 
+    def call(self, function: Callable[..., None], *args: Any) -> None:
+        """Run `function(*args)` on this thread: for a finalizer other than a stream's (see `submit`)."""
+        self._queue.put(functools.partial(function, *args))
+
     def flush(self, timeout: float = 5.0) -> bool:
         """Wait until every dropped stream submitted so far is handled (for tests and shutdown)."""
         self.start()
@@ -372,6 +378,10 @@ class _Reaper:
             item = self._queue.get()
             if isinstance(item, threading.Event):
                 item.set()
+                continue
+            if isinstance(item, functools.partial):
+                item()
+                del item
                 continue
             state, stream, dropped_at = item
             _abandoned(state, stream, dropped_at)

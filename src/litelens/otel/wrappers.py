@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import inspect
 import logging
+import os
 import random
 import threading
 import time
 import traceback
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+import weakref
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from contextvars import ContextVar, Token
 from typing import Any
 
@@ -133,7 +135,7 @@ class Engine:
                 # and done. The async entry point LiteLLM runs inside it sees this call in its context
                 # and gets no span of its own.
                 call.record["is_async"] = True
-                return _awaited(call, lambda: result)
+                return _unless_dropped(call, result)
             return call.succeed(result)
 
         return traced
@@ -190,9 +192,14 @@ class Engine:
         return name, {**attributes, semconv.LITELLM_CALL_ID: record["call_id"]}
 
 
-async def _awaited(call: Call, pending: Callable[[], Awaitable[Any]]) -> Any:
+async def _awaited(
+    call: Call, pending: Callable[[], Awaitable[Any]], finalizers: Sequence[weakref.finalize] = ()
+) -> Any:
     """Await what `pending` gives with the call's span current; the span ends with the result or the
-    exception. `pending` is called inside, so a call that fails before it is awaited ends the span too."""
+    exception. `pending` is called inside, so a call that fails before it is awaited ends the span too.
+    Once running, the span is this coroutine's to end: the `finalizers` of `_unless_dropped` are off."""
+    for finalizer in finalizers:
+        finalizer.detach()
     tokens = call.enter()
     try:
         result = await pending()
@@ -202,6 +209,46 @@ async def _awaited(call: Call, pending: Callable[[], Awaitable[Any]]) -> Any:
         raise
     call.exit(tokens)
     return call.succeed(result)
+
+
+class NeverAwaited(Exception):
+    """What ends the span of a call whose coroutine was dropped unawaited: LiteLLM made no request."""
+
+
+def _unless_dropped(call: Call, result: Coroutine[Any, Any, Any]) -> Coroutine[Any, Any, Any]:
+    """A coroutine awaiting LiteLLM's `result` that ends the call's span (`_awaited`); if it is
+    collected without ever running, the span ends then (status cancelled), rather than staying open
+    and never being exported.
+
+    The finalizer holds the call, not the coroutine, and only queues the work: the garbage collector may
+    run it where the exporter's lock is held (see `streams._Reaper`).
+    """
+    from litelens.otel.streams import REAPER
+
+    REAPER.start()
+    finalizers: list[weakref.finalize] = []
+    pending = _awaited(call, lambda: result, finalizers)
+    finalizer = weakref.finalize(pending, _dropped, call, os.getpid())
+    finalizer.atexit = False
+    finalizers.append(finalizer)
+    return pending
+
+
+def _dropped(call: Call, pid: int) -> None:
+    if pid == os.getpid():  # (not a forked child's copy of the parent's call)
+        from litelens.otel.streams import REAPER
+
+        REAPER.call(_never_awaited, call, time.perf_counter())
+
+
+def _never_awaited(call: Call, dropped_at: float) -> None:
+    exc = NeverAwaited("the coroutine was never awaited: no request was made")
+    try:
+        endpoints.apply_error(call.record, exc)
+        call.end(exc, at=dropped_at)
+    except Exception:
+        call.engine.failed("ending the span of a coroutine never awaited")
+        call.end_quietly()
 
 
 class Call:
