@@ -34,13 +34,13 @@ import weakref
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from litelens.httpconn import Connection
 from litelens.record import encode
 from litelens.spool import REFUSED_ENDPOINT, REFUSED_KEY, Spool, SpoolEntry
 
-__all__ = ["EVENTS", "OTLP_PROTOBUF", "BatchFormat", "Transport", "TransportConfig"]
+__all__ = ["EVENTS", "Answer", "BatchFormat", "Transport", "TransportConfig"]
 
 logger = logging.getLogger("litelens.transport")
 
@@ -54,25 +54,50 @@ def _version() -> str:
         return "0"
 
 
+class Answer(NamedTuple):
+    """What a 2xx answer says of a batch beyond "stored": records the server rejected, and records it
+    stored with a field dropped (a negative time to first token, say), each with the first reason."""
+
+    rejected: int = 0
+    rejected_reason: str = ""
+    warned: int = 0
+    warning: str = ""
+
+
+def read_events_answer(data: bytes) -> Answer:
+    """`POST /v1/events`'s answer: JSON lists `rejected` and `warnings` of `{"index", "reason"}`."""
+    answer = json.loads(data)
+    refused = answer.get("rejected") or []
+    warnings = answer.get("warnings") or []
+    return Answer(
+        len(refused),
+        _reason(refused[0]) if refused else "",
+        len(warnings),
+        _reason(warnings[0]) if warnings else "",
+    )
+
+
+def _reason(item: Any) -> str:
+    return str(item.get("reason") if isinstance(item, dict) else item)
+
+
 @dataclass(frozen=True)
 class BatchFormat:
-    """Where batches go and how records are framed into one body: `head + sep.join(records) + tail`."""
+    """Where batches go, how records are framed into one body (`head + sep.join(records) + tail`), and
+    how the server's 2xx answer is read."""
 
     path: str
     content_type: str
     head: bytes
     sep: bytes
     tail: bytes
+    read_answer: Callable[[bytes], Answer] = read_events_answer
 
 
 EVENTS = BatchFormat(
     "/v1/events", "application/json", b'{"schema":"litelens.batch/1","records":[', b",", b"]}"
 )
-"""Call records, as `POST /v1/events` takes them."""
-
-OTLP_PROTOBUF = BatchFormat("/v1/traces", "application/x-protobuf", b"", b"", b"")
-"""Serialized `ExportTraceServiceRequest`s. Concatenated protobuf messages parse as one message whose
-repeated fields hold all of them, so the plain concatenation of exports is a valid export."""
+"""Call records, as `POST /v1/events` takes them. (`litelens.otel.exporters` has the OTLP format.)"""
 
 
 def server_base(endpoint: str) -> str:
@@ -845,38 +870,24 @@ class Transport:
 
     def _answered(self, data: bytes, count: int) -> tuple[int, int]:
         """From a 2xx answer: how many of the batch's records the server rejected, and how many it stored
-        with a field dropped (e.g. a negative time to first token); each kind is logged once, with the
-        server's first reason.
-
-        `/v1/events` answers JSON lists `rejected` and `warnings`; `/v1/traces` OTLP's partial success,
-        whose message with no span rejected is the spec's warning (logged, not counted: it names none).
-        """
-        if self.config.format is OTLP_PROTOBUF:
-            rejected, reason = _partial_success(data)
-            warnings: list[Any] = [reason] if reason and not rejected else []
-            warned = 0
-        else:
-            answer = json.loads(data)
-            refused = answer.get("rejected") or []
-            warnings = answer.get("warnings") or []
-            rejected, warned = len(refused), len(warnings)
-            reason = _reason(refused[0]) if refused else ""
-        if rejected:
+        with a field dropped; each kind is logged once, with the server's first reason."""
+        answer = self.config.format.read_answer(data)
+        if answer.rejected:
             self._log_once(
                 "rejected",
                 "litelens: server at %s rejected %d malformed records: %s",
                 self.config.endpoint,
-                rejected,
-                reason[:200],
+                answer.rejected,
+                answer.rejected_reason[:200],
             )
-        if warnings:
+        if answer.warning:
             self._log_once(
                 "warnings",
                 "litelens: server at %s stored records without a field it refused: %s",
                 self.config.endpoint,
-                _reason(warnings[0])[:200],
+                answer.warning[:200],
             )
-        return min(rejected, count), min(warned, count)
+        return min(answer.rejected, count), min(answer.warned, count)
 
     def _send(self, body: bytes, gzipped: bool) -> bool:
         """Write one request on the keep-alive connection (opening it if needed); False if that failed."""
@@ -961,57 +972,6 @@ def _gzip(body: bytes, level: int) -> bytes:
         return zlib.compress(body, level, wbits=31)
     compressor = zlib.compressobj(level, zlib.DEFLATED, 31)
     return compressor.compress(body) + compressor.flush()
-
-
-def _reason(item: Any) -> str:
-    """The reason of one entry of an answer's `rejected` or `warnings` (`{"index": i, "reason": ...}`)."""
-    return str(item.get("reason") if isinstance(item, dict) else item)
-
-
-def _partial_success(data: bytes) -> tuple[int, str]:
-    """(rejected spans, error message) of an OTLP/HTTP protobuf answer, `ExportTraceServiceResponse`:
-    its field 1, `partial_success`, holds `rejected_spans` (field 1) and `error_message` (field 2)."""
-    partial = _protobuf_fields(data).get(1)
-    if not isinstance(partial, bytes):
-        return 0, ""
-    inner = _protobuf_fields(partial)
-    rejected, message = inner.get(1, 0), inner.get(2, b"")
-    if not isinstance(rejected, int) or not isinstance(message, bytes):
-        return 0, ""
-    return rejected, message.decode("utf-8", "replace")
-
-
-def _protobuf_fields(data: bytes) -> dict[int, int | bytes]:
-    """The varint and length-delimited fields of one protobuf message by number (the last of each);
-    fixed-width ones are skipped. Raises on a malformed message (the caller reads it as no answer)."""
-    fields: dict[int, int | bytes] = {}
-    pos = 0
-    while pos < len(data):
-        key, pos = _varint(data, pos)
-        number, wire = key >> 3, key & 7
-        if wire == 0:
-            fields[number], pos = _varint(data, pos)
-        elif wire == 2:
-            length, pos = _varint(data, pos)
-            if pos + length > len(data):
-                raise ValueError("truncated")
-            fields[number], pos = data[pos : pos + length], pos + length
-        elif wire in (1, 5):
-            pos += 8 if wire == 1 else 4
-        else:
-            raise ValueError(f"wire type {wire}")
-    return fields
-
-
-def _varint(data: bytes, pos: int) -> tuple[int, int]:
-    value = shift = 0
-    while True:
-        byte = data[pos]
-        pos += 1
-        value |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            return value, pos
-        shift += 7
 
 
 def _stale(exc: BaseException) -> bool:

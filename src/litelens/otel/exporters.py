@@ -23,6 +23,7 @@ from typing import Any
 
 from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.trace import Link
@@ -30,11 +31,26 @@ from opentelemetry.trace import Link
 from litelens.config import Settings
 from litelens.jsonl import JsonlWriter
 from litelens.sinks import transport_config
-from litelens.transport import OTLP_PROTOBUF, Transport
+from litelens.transport import Answer, BatchFormat, Transport
 
 __all__ = ["JsonlSpanExporter", "LiteLensSpanExporter"]
 
 _UNSET: Any = object()
+
+
+def _read_partial_success(data: bytes) -> Answer:
+    """An OTLP/HTTP protobuf answer's partial success: the spans rejected, with the server's message; a
+    message with none rejected is the specification's warning (logged, not counted: it names no span)."""
+    partial = ExportTraceServiceResponse.FromString(data).partial_success
+    rejected, message = partial.rejected_spans, partial.error_message
+    return Answer(rejected, message if rejected else "", 0, "" if rejected else message)
+
+
+OTLP_PROTOBUF = BatchFormat(
+    "/v1/traces", "application/x-protobuf", b"", b"", b"", read_answer=_read_partial_success
+)
+"""Serialized `ExportTraceServiceRequest`s. Concatenated protobuf messages parse as one message whose
+repeated fields hold all of them, so the plain concatenation of exports is a valid export."""
 
 
 def _as_is(item: Any) -> Any:
