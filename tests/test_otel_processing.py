@@ -43,6 +43,7 @@ def emit(tracer: Any) -> None:
         span.set_attribute("litellm.call_id", "c0ffee00-0000-4000-8000-000000000001")
         span.set_attribute("gen_ai.usage.input_tokens", 412)
         span.set_attribute("http.request.header.authorization", ("Bearer abcdefgh12345678",))
+        span.set_attribute("aws.access_key_id", "AKIAIOSFODNN7EXAMPLE")  # an "_id" that is a credential
         span.set_attribute("tags", ("support", f"from {EMAIL}"))
         span.add_event("gen_ai.user.message", {"content": f"mail {EMAIL} please", "index": 0})
         span.add_event("retry", {"attempt": 2})
@@ -58,6 +59,7 @@ def test_a_plain_span_with_an_email_in_attributes_and_events_comes_out_redacted(
     assert attrs["user.note"] == "write to [EMAIL] about card [CARD]"
     assert json.loads(attrs["gen_ai.input.messages"]) == [{"role": "user", "content": "I am [EMAIL]"}]
     assert attrs["http.request.header.authorization"] == ("[SECRET]",)  # still an array of strings
+    assert attrs["aws.access_key_id"] == "[SECRET]"  # ids are kept as they are, keys are not
     assert attrs["tags"] == ("support", "from [EMAIL]")
     assert span.events[0].attributes == {"content": "mail [EMAIL] please", "index": 0}
     assert span.status.status_code is StatusCode.ERROR and span.status.description == "bounced: [EMAIL]"

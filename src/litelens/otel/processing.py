@@ -71,7 +71,8 @@ def _is_id_key(key: str) -> bool:
     """`gen_ai.response.id`, `litellm.call_id`, `session.id`: identities, which redaction must not touch
     (a long hexadecimal id can hold a run of digits that passes a card's checksum)."""
     last = key.rsplit(".", 1)[-1].lower()
-    return last == "id" or last.endswith("_id")
+    # `aws.access_key_id` ends like an id but names a key: its value is scanned (an `AKIA...` is a secret).
+    return (last == "id" or last.endswith("_id")) and "key" not in last
 
 
 def _without_ids(attributes: Mapping[str, Any]) -> dict[str, Any]:
