@@ -339,6 +339,36 @@ def test_jsonl_to_standard_output_through_a_pipe() -> None:
     assert json.loads(done.stderr.splitlines()[-1])["written"] == 3
 
 
+def test_jsonl_to_standard_output_redirected_to_a_file_is_never_rotated(tmp_path: Path) -> None:
+    # `app > out.log` with LITELENS_SINKS=jsonl:/dev/stdout (here through a link of ours to it, which is
+    # what /dev/stdout is too): the file is the shell's; renaming the path would move the link, not it.
+    link = tmp_path / "stdout.jsonl"
+    link.symlink_to("/dev/stdout")
+    child = (
+        "import json, sys; from litelens.sinks import JsonlSink\n"
+        "sink = JsonlSink(sys.argv[1], max_bytes=100, max_age_s=0.05)\n"
+        "for i in range(20): sink.submit(json.dumps({'i': i})); sink.flush(5)\n"
+        "sink.shutdown(5); print(json.dumps(sink.stats()), file=sys.stderr)\n"
+    )
+    out = tmp_path / "out.log"
+    out.write_text("the app's own output\n")
+    with open(out, "a") as stdout:
+        done = subprocess.run(
+            [sys.executable, "-c", child, str(link)],
+            stdout=stdout,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+        )
+    stats = json.loads(done.stderr.splitlines()[-1])
+    assert out.read_text().splitlines() == [
+        "the app's own output",
+        *(json.dumps({"i": i}) for i in range(20)),
+    ]
+    assert stats["written"] == 20 and stats["rotations"] == 0, stats
+    assert sorted(os.listdir(tmp_path)) == ["out.log", "stdout.jsonl"] and link.is_symlink()
+
+
 _FULL_DISK_CHILD = """
 import json, resource, signal, sys
 from litelens.sinks import JsonlSink

@@ -59,6 +59,23 @@ def _pattern(path: Path) -> re.Pattern[str]:
     return re.compile(rf"^{re.escape(stem)}\.(\d{{8}}T\d{{6}}Z\.\d{{6}}){re.escape(suffix)}(\.gz)?$")
 
 
+def _is_stream(path: Path) -> bool:
+    """Whether `path` is, or links through, /dev or /proc (`/dev/stdout`, `/dev/fd/1`, a link to them):
+    a stream the process was handed, whatever the shell redirected it to. Renaming the path would move
+    the link and leave the stream, and the file behind it (the shell's, shared with the app's own
+    output) is not ours to trim."""
+    hop = os.fspath(path)
+    for _ in range(40):
+        if hop.startswith(("/dev/", "/proc/")):
+            return True
+        try:
+            target = os.readlink(hop)
+        except OSError:
+            return False
+        hop = os.path.join(os.path.dirname(hop), target)
+    return True
+
+
 def rotated_files(path: str | os.PathLike[str]) -> list[Path]:
     """The rotated files of `path`, oldest first (their names sort by time); the live file not included."""
     live = expand(path)
@@ -130,6 +147,7 @@ class JsonlWriter:
         self.rotations = 0
         self._file: IO[bytes] | None = None
         self._identity = (0, 0)  # device and inode of the open file
+        self._owned = False  # a regular file of ours, to rotate and trim (not a pipe, nor /dev/stdout)
         self._size = 0
         self._opened = 0.0
         self._ready = False
@@ -161,12 +179,13 @@ class JsonlWriter:
         if not lines:
             return
         self._open()  # the size of an existing file counts
+        limit = self.max_bytes if self._owned else None
         run: list[bytes] = []
         pending = 0  # bytes of `run`, newlines included
         for line in lines:
             size = len(line) + 1
             filled = self._size + pending
-            if self.max_bytes is not None and filled and filled + size > self.max_bytes:
+            if limit is not None and filled and filled + size > limit:
                 self._append(run)
                 run, pending = [], 0
                 self.rotate()
@@ -187,8 +206,9 @@ class JsonlWriter:
             while data:
                 data = data[f.write(data) :]
         except OSError:
-            with contextlib.suppress(OSError):  # back to where this write began (the file's end)
-                f.truncate(f.tell() - (size - len(data)))
+            if self._owned:
+                with contextlib.suppress(OSError):  # back to where this write began (the file's end)
+                    f.truncate(f.tell() - (size - len(data)))
             raise
         self._size += size
 
@@ -200,13 +220,15 @@ class JsonlWriter:
     def _due_by_age(self) -> bool:
         return (
             self.max_age_s is not None
+            and self._owned
             and self._size > 0
             and time.monotonic() - self._opened >= self.max_age_s
         )
 
     def _prepare(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.recover()
+        if not _is_stream(self.path):
+            self.recover()
         self._ready = True
 
     def _open(self) -> IO[bytes]:
@@ -218,8 +240,10 @@ class JsonlWriter:
             self._file = open(self.path, "ab", buffering=0)  # noqa: SIM115 -- kept open across writes
             info = os.fstat(self._file.fileno())
             self._identity = (info.st_dev, info.st_ino)
-            # A pipe or terminal (`/dev/stdout` in a container) has no size, nor a position to ask for.
-            self._size = self._file.tell() if stat.S_ISREG(info.st_mode) else 0
+            # A pipe or terminal (`/dev/stdout` in a container) has no size, nor a position to ask for;
+            # /dev/stdout redirected to a file has both, but neither the file nor the name is ours.
+            self._owned = stat.S_ISREG(info.st_mode) and not _is_stream(self.path)
+            self._size = self._file.tell() if self._owned else 0
             if self._size:
                 self._drop_unfinished_line(self._file)
             self._opened = time.monotonic() - (self._age_of_live() if self._size else 0.0)
@@ -277,10 +301,11 @@ class JsonlWriter:
         """Close the live file and move it aside (compressed with `gzip`); return the rotated file."""
         self.close()
         try:
-            if self.path.stat().st_size == 0:
-                return None
+            info = self.path.stat()
         except FileNotFoundError:
             return None
+        if info.st_size == 0 or not stat.S_ISREG(info.st_mode) or _is_stream(self.path):
+            return None  # nothing to move aside, or nothing of ours (see `_is_stream`)
         target = self._rotated_name()
         os.replace(self.path, target)
         self.rotations += 1
