@@ -4,6 +4,7 @@ and the environment picks sinks for a proxy with no code."""
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import io
 import json
@@ -278,6 +279,34 @@ def test_jsonl_rotation_keeps_every_record_exactly_once(tmp_path: Path, compress
     assert [json.loads(line) for line in lines] == records
     assert all(os.path.getsize(f) <= 8_000 for f in files if not compress)
     assert not [n for n in os.listdir(tmp_path) if n.startswith(".tmp-")]
+
+
+def test_jsonl_records_are_written_while_a_big_rotated_file_compresses(tmp_path: Path) -> None:
+    path = tmp_path / "calls.jsonl"
+    blob = os.urandom(8 << 20).hex()  # 16 MiB that gzip takes a while over, as a 64 MiB file does
+    path.write_bytes(
+        b"".join(b'{"text": "%s"}\n' % blob[i : i + 4000].encode() for i in range(0, len(blob), 4000))
+    )
+    sink = JsonlSink(str(path), max_bytes=len(blob) + 200_000)
+    sink.submit(json.dumps({"call_id": "rotates", "text": "x" * 200_000}))
+    sink.submit(json.dumps({"call_id": "next"}))
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        with contextlib.suppress(FileNotFoundError):  # between the rename aside and the next write
+            if b'"next"' in path.read_bytes():
+                break
+        time.sleep(0.001)
+    # The record after the rotation is in the file before the rotated one is compressed: the sink's
+    # thread did not stop writing for the compression.
+    (rotated,) = rotated_files(path)
+    assert not rotated.name.endswith(".gz")
+    assert sink.shutdown(30)
+    (rotated,) = rotated_files(path)
+    assert rotated.name.endswith(".gz") and [r.get("call_id") for r in read_records(path)][-3:] == [
+        None,
+        "rotates",
+        "next",
+    ]
 
 
 def test_jsonl_recovers_a_rotation_a_crash_interrupted(tmp_path: Path) -> None:

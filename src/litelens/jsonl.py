@@ -5,8 +5,9 @@ than `max_age_s`, it is rotated:
 
 1. the live file is closed and renamed to `<stem>.<UTC time>.<seq><suffix>` -- one atomic rename, so
    at every instant each line is in exactly one file;
-2. with `gzip`, that file is compressed to a hidden temporary name, fsynced, renamed to `... .gz`
-   (atomic again), and only then is the plain rotated file removed.
+2. with `gzip`, that file is compressed -- on a thread of its own, so records go on being written
+   meanwhile -- to a hidden temporary name, fsynced, renamed to `... .gz` (atomic again), and only
+   then is the plain rotated file removed.
 
 A crash between the two last steps leaves both the plain and the `.gz` file of one rotation;
 `recover()` (run when a writer opens) deletes the plain one, since the `.gz` was only renamed into
@@ -29,10 +30,13 @@ import os
 import re
 import shutil
 import stat
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
+
+from litelens.worker import BackgroundQueue
 
 __all__ = ["JsonlWriter", "read_lines", "read_records", "rotated_files"]
 
@@ -151,6 +155,9 @@ class JsonlWriter:
         self._size = 0
         self._opened = 0.0
         self._ready = False
+        # Rotated files are gzipped on a thread of their own (made when there is one to compress): a
+        # 64 MiB file takes seconds, which the thread writing the records must not wait for.
+        self._gzipper: BackgroundQueue | None = None
         try:
             self._prepare()
         except OSError as exc:
@@ -170,7 +177,7 @@ class JsonlWriter:
         if self._pid != os.getpid():
             self._after_fork()
         if self._file is not None and self._removed():
-            self.close()
+            self._close_file()
             self._ready = False  # its folder may be gone too
         if self.max_age_s is not None:
             self._open()  # an existing file's age is known once it is open
@@ -298,8 +305,9 @@ class JsonlWriter:
         return min(max(time.time() - started, 0.0), 10 * 365 * 86400.0)
 
     def rotate(self) -> Path | None:
-        """Close the live file and move it aside (compressed with `gzip`); return the rotated file."""
-        self.close()
+        """Close the live file and move it aside; return the rotated file. With `gzip`, it is compressed
+        later, on the compression thread (`close` waits for that)."""
+        self._close_file()
         try:
             info = self.path.stat()
         except FileNotFoundError:
@@ -309,7 +317,9 @@ class JsonlWriter:
         target = self._rotated_name()
         os.replace(self.path, target)
         self.rotations += 1
-        return self._compress(target) if self.gzip else target
+        if self.gzip:
+            self._compress_later(target)
+        return target
 
     def _rotated_name(self) -> Path:
         stem, suffix = _split(self.path)
@@ -321,17 +331,37 @@ class JsonlWriter:
                 return candidate
             now += 1e-6
 
-    def _compress(self, plain: Path) -> Path:
+    def _compress_later(self, plain: Path) -> None:
+        if self._gzipper is None:
+            # No time of its own at exit (`exit_flush_s=0`): the sink's shutdown waits for it within the
+            # sink's share, and a plain file left then is compressed by the next writer's `recover`.
+            self._gzipper = BackgroundQueue(
+                self._compress_all, name="litelens-jsonl-gzip", stage=3, exit_flush_s=0.0
+            )
+        self._gzipper.submit(plain)
+
+    def _compress_all(self, plains: list[Path]) -> None:
+        for plain in plains:
+            self._compress(plain)
+
+    def _compress(self, plain: Path) -> None:
+        """Gzip `plain` to `plain.gz`. Another writer of the path (a process starting, recovering) may
+        compress the same file at once: each writes a temporary of its own, and either finished copy
+        renamed into place is whole; a file already gone was done by the other."""
         final = Path(f"{plain}.gz")
-        tmp = plain.parent / f"{_TMP}{plain.name}.gz"
-        with open(plain, "rb") as src, open(tmp, "wb") as raw:
+        tmp = plain.parent / f"{_TMP}{plain.name}.{os.getpid()}.{threading.get_ident()}.gz"
+        try:
+            src = open(plain, "rb")  # noqa: SIM115 -- closed below
+        except FileNotFoundError:
+            return
+        with src, open(tmp, "wb") as raw:
             with gzip.GzipFile(filename=plain.name, mode="wb", fileobj=raw, compresslevel=6, mtime=0) as gz:
                 shutil.copyfileobj(src, gz, 1 << 20)
             raw.flush()
             os.fsync(raw.fileno())
         os.replace(tmp, final)
-        os.unlink(plain)
-        return final
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(plain)
 
     def recover(self) -> None:
         """Finish what a crash interrupted: drop half-written temporaries, settle plain/gz pairs."""
@@ -354,8 +384,7 @@ class JsonlWriter:
                 with contextlib.suppress(OSError):
                     os.unlink(file)
             elif self.gzip:
-                with contextlib.suppress(OSError):
-                    self._compress(file)
+                self._compress_later(file)
 
     def _after_fork(self) -> None:
         # A forked child (a proxy's worker) must not write into its parent's file: `{pid}` now names
@@ -370,6 +399,13 @@ class JsonlWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
 
     def close(self) -> None:
+        """Close the live file and wait until the rotated files are compressed."""
+        self._close_file()
+        gzipper, self._gzipper = self._gzipper, None
+        if gzipper is not None:
+            gzipper.shutdown()
+
+    def _close_file(self) -> None:
         if self._file is not None:
             f, self._file = self._file, None
             with contextlib.suppress(OSError):
