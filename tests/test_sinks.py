@@ -593,6 +593,39 @@ def test_a_forked_worker_writes_its_own_file(tmp_path: Path) -> None:
     assert mine == ["parent-1", "parent-2"] and theirs == ["child-1"]
 
 
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_processes_sharing_one_jsonl_path_keep_every_record_exactly_once(tmp_path: Path) -> None:
+    """Workers of one proxy (`--num_workers`, gunicorn) given one path without `{pid}`: they append to
+    and rotate the same file, and still every record is in exactly one file, every line whole, and no
+    file is past `max_bytes`."""
+    path = tmp_path / "calls.jsonl"
+    sink = JsonlSink(str(path), max_bytes=2_000)
+    sink.submit(json.dumps({"call_id": "parent"}))
+    assert sink.flush(5)
+    pids = []
+    for n in range(4):
+        pid = os.fork()
+        if pid == 0:  # a worker: write, flush, report, leave without the parent's exit hooks
+            code = 1
+            try:
+                for i in range(150):
+                    sink.submit(json.dumps({"call_id": f"w{n}-{i}", "text": "x" * (i % 50)}))
+                    sink.flush(5)
+                stats = sink.stats()
+                code = 0 if sink.shutdown(10) and stats["written"] == 150 and stats["failed"] == 0 else 3
+            finally:
+                os._exit(code)
+        pids.append(pid)
+    codes = [os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) for pid in pids]
+    assert sink.shutdown(5)
+    assert codes == [0, 0, 0, 0]  # each wrote all its records, none failed
+    found = Counter(r["call_id"] for r in read_records(path))
+    assert sorted(found) == sorted(["parent", *(f"w{n}-{i}" for n in range(4) for i in range(150))])
+    assert max(found.values()) == 1
+    assert all(len(gzip.decompress(f.read_bytes())) <= 2_000 for f in rotated_files(path))
+    assert not [n for n in os.listdir(tmp_path) if n.startswith(".tmp-")]
+
+
 def test_a_second_server_gets_a_spool_of_its_own(tmp_path: Path) -> None:
     settings = Settings.from_env({}, spool_dir=str(tmp_path / "spool"))
     default, other = from_spec("http", settings), from_spec("http:http://10.0.0.9:4318", settings)

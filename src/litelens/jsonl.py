@@ -14,8 +14,8 @@ A crash between the two last steps leaves both the plain and the `.gz` file of o
 place once complete, and compresses any plain rotated file that has no `.gz` yet. A line left unfinished
 at the end of the live file (a writer killed mid-batch) is cut off before anything is appended. So
 `read_records(path)` -- every rotated file, oldest first, then the live one -- yields each record
-exactly once. One writer per path: give each process its own path (`{pid}` in the path is replaced by
-the process id).
+exactly once. Processes writing one path take turns through a lock on its folder (`flock`; see
+`JsonlWriter._locked`); `{pid}` in the path, replaced by the process id, gives each its own file.
 
 Standard library only: this module is part of the zero-dependency core.
 """
@@ -33,10 +33,16 @@ import stat
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import IO, Any
 
 from litelens.worker import BackgroundQueue
+
+try:
+    import fcntl
+except ImportError:  # Windows: give each process its own path there (`{pid}`)
+    fcntl = None  # type: ignore[assignment]
 
 __all__ = ["JsonlWriter", "read_lines", "read_records", "rotated_files"]
 
@@ -77,6 +83,39 @@ def _is_stream(path: Path) -> bool:
         except OSError:
             return False
         hop = os.path.join(os.path.dirname(hop), target)
+    return True
+
+
+@contextlib.contextmanager
+def _folder_lock(folder: Path) -> Iterator[None]:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # not there (yet): the write makes it, or fails and is counted
+        yield
+        return
+    try:
+        with contextlib.suppress(OSError):  # a file system without locks: as without fcntl
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+_TMP_OWNER = re.compile(r"\.(\d+)\.\d+\.gz$")
+
+
+def _in_progress(tmp_name: str) -> bool:
+    """Whether a compression temporary belongs to a process still running (another writer of the
+    path, compressing now): only a dead writer's temporary is left over."""
+    owner = _TMP_OWNER.search(tmp_name)
+    if owner is None or fcntl is None:  # (on Windows, os.kill would end the process)
+        return False
+    try:
+        os.kill(int(owner.group(1)), 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # there, under another user
+        return True
     return True
 
 
@@ -144,6 +183,7 @@ class JsonlWriter:
         self._template = os.path.abspath(os.path.expanduser(os.fspath(path)))
         self._pid = os.getpid()
         self.path = expand(self._template)
+        self._stream = _is_stream(self.path)
         self.max_bytes = max_bytes
         self.max_age_s = max_age_s
         self.gzip = gzip
@@ -176,6 +216,10 @@ class JsonlWriter:
         """
         if self._pid != os.getpid():
             self._after_fork()
+        with self._locked():
+            self._write(lines)
+
+    def _write(self, lines: list[bytes]) -> None:
         if self._file is not None and self._removed():
             self._close_file()
             self._ready = False  # its folder may be gone too
@@ -185,7 +229,9 @@ class JsonlWriter:
             self.rotate()
         if not lines:
             return
-        self._open()  # the size of an existing file counts
+        f = self._open()
+        if self._owned:  # what other processes writing this path appended counts too
+            self._size = os.fstat(f.fileno()).st_size
         limit = self.max_bytes if self._owned else None
         run: list[bytes] = []
         pending = 0  # bytes of `run`, newlines included
@@ -222,7 +268,21 @@ class JsonlWriter:
     def tick(self) -> None:
         """Rotate an idle file that has grown old (called periodically by the sink's thread)."""
         if self._due_by_age():
-            self.rotate()
+            with self._locked():
+                self.rotate()
+
+    def _locked(self) -> AbstractContextManager[None]:
+        """Hold the folder's lock (`flock`) while appending or rotating.
+
+        Processes writing one path (a proxy's forked workers, given no `{pid}`) take turns through it:
+        a rotation renames the file only between two writes, and each write first checks that the file
+        it has open is still the one at the path, so no line goes into a file already renamed aside
+        (and perhaps compressed and removed), nor is the file rotated twice. Without `fcntl` (Windows),
+        or on a folder that cannot be locked, one process per path is assumed.
+        """
+        if fcntl is None or self._stream:
+            return contextlib.nullcontext()
+        return _folder_lock(self.path.parent)
 
     def _due_by_age(self) -> bool:
         return (
@@ -234,7 +294,7 @@ class JsonlWriter:
 
     def _prepare(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        if not _is_stream(self.path):
+        if not self._stream:
             self.recover()
         self._ready = True
 
@@ -249,7 +309,7 @@ class JsonlWriter:
             self._identity = (info.st_dev, info.st_ino)
             # A pipe or terminal (`/dev/stdout` in a container) has no size, nor a position to ask for;
             # /dev/stdout redirected to a file has both, but neither the file nor the name is ours.
-            self._owned = stat.S_ISREG(info.st_mode) and not _is_stream(self.path)
+            self._owned = stat.S_ISREG(info.st_mode) and not self._stream
             self._size = self._file.tell() if self._owned else 0
             if self._size:
                 self._drop_unfinished_line(self._file)
@@ -258,16 +318,14 @@ class JsonlWriter:
 
     def _removed(self) -> bool:
         """Whether the open file is no longer at `path`: deleted, or its folder removed, by someone
-        clearing logs. Lines written on would go to a file no one can read, yet count as written."""
+        clearing logs (lines written on would go to a file no one can read, yet count as written), or
+        rotated by another process writing the same path, which started the next file at once."""
         try:
             info = os.stat(self.path)
         except OSError:
-            removed = True
-        else:
-            removed = (info.st_dev, info.st_ino) != self._identity
-        if removed:
             log.warning("litelens: %s was removed while open; starting it again", self.path)
-        return removed
+            return True
+        return (info.st_dev, info.st_ino) != self._identity
 
     def _drop_unfinished_line(self, live: IO[bytes]) -> None:
         """Cut the live file back to its last complete line. A writer that died in the middle of a batch
@@ -307,16 +365,21 @@ class JsonlWriter:
     def rotate(self) -> Path | None:
         """Close the live file and move it aside; return the rotated file. With `gzip`, it is compressed
         later, on the compression thread (`close` waits for that)."""
+        mine = self._identity if self._file is not None else None
         self._close_file()
         try:
             info = self.path.stat()
         except FileNotFoundError:
             return None
-        if info.st_size == 0 or not stat.S_ISREG(info.st_mode) or _is_stream(self.path):
+        if info.st_size == 0 or not stat.S_ISREG(info.st_mode) or self._stream:
             return None  # nothing to move aside, or nothing of ours (see `_is_stream`)
+        if mine is not None and (info.st_dev, info.st_ino) != mine:
+            return None  # another process writing this path rotated it already
         target = self._rotated_name()
         os.replace(self.path, target)
         self.rotations += 1
+        # The next file at once: the path is missing only when someone removed it (see `_removed`).
+        self._open()
         if self.gzip:
             self._compress_later(target)
         return target
@@ -367,7 +430,7 @@ class JsonlWriter:
         """Finish what a crash interrupted: drop half-written temporaries, settle plain/gz pairs."""
         with contextlib.suppress(OSError):
             for name in os.listdir(self.path.parent):
-                if name.startswith(f"{_TMP}{_split(self.path)[0]}."):
+                if name.startswith(f"{_TMP}{_split(self.path)[0]}.") and not _in_progress(name):
                     with contextlib.suppress(OSError):
                         os.unlink(self.path.parent / name)
         pattern = _pattern(self.path)
@@ -396,6 +459,7 @@ class JsonlWriter:
         self._file = None
         self._size = 0
         self.path = expand(self._template)
+        self._stream = _is_stream(self.path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
 
     def close(self) -> None:
