@@ -143,17 +143,50 @@ def read_lines(path: str | os.PathLike[str]) -> Iterator[bytes]:
     A last line without its newline (a write in progress) is left out.
     """
     live = expand(path)
-    for file in [*rotated_files(live), live]:
+    # The live file is opened first and read from that handle: rotated while the others are read, its
+    # lines are still read (from it), and every rotation older than it is among those listed after.
+    while True:
         try:
-            opener = gzip.open if file.name.endswith(".gz") else open
-            with opener(file, "rb") as f:
-                data = f.read()
-        except FileNotFoundError:  # rotated or compressed while we listed: its successor is read
-            continue
-        if not data:
-            continue
-        lines = data.split(b"\n")
-        yield from (line for line in lines[:-1] if line)
+            current: IO[bytes] | None = open(live, "rb")  # noqa: SIM115 -- closed below
+        except FileNotFoundError:
+            current = None
+        rotated = rotated_files(live)
+        if current is None or _identity(live) == _identity(current.fileno()):
+            break
+        current.close()  # rotated between the two: again
+    try:
+        for file in rotated:
+            yield from _complete_lines(_read_rotated(file))
+        if current is not None:
+            yield from _complete_lines(current.read())
+    finally:
+        if current is not None:
+            current.close()
+
+
+def _read_rotated(file: Path) -> bytes:
+    """A rotated file's content; one listed plain and compressed since is read from its `.gz` (renamed
+    into place before the plain file went)."""
+    try:
+        if file.name.endswith(".gz"):
+            return gzip.decompress(file.read_bytes())
+        return file.read_bytes()
+    except FileNotFoundError:
+        if file.name.endswith(".gz"):
+            return b""  # removed since (old logs cleared)
+        return _read_rotated(Path(f"{file}.gz"))
+
+
+def _complete_lines(data: bytes) -> list[bytes]:
+    return [line for line in data.split(b"\n")[:-1] if line]
+
+
+def _identity(file: Path | int) -> tuple[int, int] | None:
+    try:
+        info = os.stat(file)
+    except FileNotFoundError:
+        return None
+    return (info.st_dev, info.st_ino)
 
 
 def read_records(path: str | os.PathLike[str]) -> Iterator[Any]:
