@@ -302,11 +302,15 @@ def test_jsonl_records_are_written_while_a_big_rotated_file_compresses(tmp_path:
     assert not rotated.name.endswith(".gz")
     assert sink.shutdown(30)
     (rotated,) = rotated_files(path)
-    assert rotated.name.endswith(".gz") and [r.get("call_id") for r in read_records(path)][-3:] == [
-        None,
-        "rotates",
-        "next",
-    ]
+    assert rotated.name.endswith(".gz")
+    assert [r.get("call_id") for r in read_records(path)][-3:] == [None, "rotates", "next"]
+    # Nor does the app's thread wait, when it makes a sink, for what a crash left to compress.
+    plain = Path(str(rotated)[: -len(".gz")])
+    plain.write_bytes(gzip.decompress(rotated.read_bytes()))
+    rotated.unlink()
+    restarted = JsonlSink(str(path))
+    assert rotated_files(path) == [plain]
+    assert restarted.shutdown(30) and rotated_files(path) == [rotated]
 
 
 def test_jsonl_recovers_a_rotation_a_crash_interrupted(tmp_path: Path) -> None:

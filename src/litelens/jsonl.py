@@ -495,12 +495,12 @@ class JsonlWriter:
         self._stream = _is_stream(self.path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
 
-    def close(self) -> None:
-        """Close the live file and wait until the rotated files are compressed."""
+    def close(self, timeout: float | None = None) -> bool:
+        """Close the live file and wait until the rotated files are compressed; False when `timeout`
+        ran out first (the rest is compressed in the background, or by the next writer's `recover`)."""
         self._close_file()
         gzipper, self._gzipper = self._gzipper, None
-        if gzipper is not None:
-            gzipper.shutdown()
+        return gzipper is None or gzipper.shutdown(timeout)
 
     def _close_file(self) -> None:
         if self._file is not None:

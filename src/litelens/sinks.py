@@ -253,6 +253,15 @@ class JsonlSink(QueuedSink):
     def close(self) -> None:
         self.writer.close()
 
+    def shutdown(self, timeout: float | None = None) -> bool:
+        deadline = deadline_of(timeout)
+        ok = super().shutdown(timeout)
+        if self._queue._thread is None:
+            # Never written to, so its thread did not close the writer: what `recover` found to
+            # compress when the sink was made is still waited for.
+            ok = self.writer.close(remaining(deadline)) and ok
+        return ok
+
     def stats(self) -> dict[str, int]:
         out = super().stats()
         out["rotations"] = self.writer.rotations
