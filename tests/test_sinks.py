@@ -13,6 +13,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections import Counter
@@ -400,6 +401,18 @@ def test_jsonl_to_standard_output_redirected_to_a_file_is_never_rotated(tmp_path
     ]
     assert stats["written"] == 20 and stats["rotations"] == 0, stats
     assert sorted(os.listdir(tmp_path)) == ["out.log", "stdout.jsonl"] and link.is_symlink()
+    # A regular file in /dev/shm (a tmpfs) is an ordinary sink file: it rotates.
+    if os.path.isdir("/dev/shm"):
+        shm = Path(tempfile.mkdtemp(dir="/dev/shm"))
+        try:
+            writer = JsonlWriter(shm / "calls.jsonl", max_bytes=100)
+            writer.write([json.dumps({"i": i}).encode() for i in range(20)])
+            writer.close()
+            assert writer.rotations > 0 and [r["i"] for r in read_records(shm / "calls.jsonl")] == list(
+                range(20)
+            )
+        finally:
+            shutil.rmtree(shm)
 
 
 _FULL_DISK_CHILD = """

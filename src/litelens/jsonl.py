@@ -73,10 +73,10 @@ def _is_stream(path: Path) -> bool:
     """Whether `path` is, or links through, /dev or /proc (`/dev/stdout`, `/dev/fd/1`, a link to them):
     a stream the process was handed, whatever the shell redirected it to. Renaming the path would move
     the link and leave the stream, and the file behind it (the shell's, shared with the app's own
-    output) is not ours to trim."""
+    output) is not ours to trim. /dev/shm holds ordinary files (a tmpfs)."""
     hop = os.fspath(path)
     for _ in range(40):
-        if hop.startswith(("/dev/", "/proc/")):
+        if hop.startswith(("/dev/", "/proc/")) and not hop.startswith("/dev/shm/"):
             return True
         try:
             target = os.readlink(hop)
