@@ -28,7 +28,7 @@ import litelens
 from litelens.callback import Callback, unregister
 from litelens.config import Settings
 from litelens.dispatch import Dispatcher
-from litelens.jsonl import JsonlWriter, read_records, rotated_files
+from litelens.jsonl import JsonlWriter, _folder_lock, read_records, rotated_files
 from litelens.pipeline import redact
 from litelens.sinks import CallableSink, ConsoleSink, FanOut, HttpSink, JsonlSink, Sink, from_spec
 from litelens.testing import FakeProvider, Receiver
@@ -641,6 +641,29 @@ def test_processes_sharing_one_jsonl_path_keep_every_record_exactly_once(tmp_pat
     assert max(found.values()) == 1
     assert all(len(gzip.decompress(f.read_bytes())) <= 2_000 for f in rotated_files(path))
     assert not [n for n in os.listdir(tmp_path) if n.startswith(".tmp-")]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_process_forked_while_a_jsonl_sink_writes_does_not_hold_its_lock(tmp_path: Path) -> None:
+    """A worker forked (or restarted by its master) at the moment the sink's thread holds the folder's
+    lock must not keep a copy of it: every writer of the folder would wait for as long as it lives."""
+    sink = JsonlSink(str(tmp_path / "calls.jsonl"))
+    read_end, write_end = os.pipe()
+    with _folder_lock(tmp_path):  # what the sink's thread holds for the length of a write
+        pid = os.fork()
+        if pid == 0:  # the worker lives on (until the parent lets it go)
+            os.close(write_end)
+            os.read(read_end, 1)
+            os._exit(0)
+    os.close(read_end)
+    try:
+        sink.submit('{"call_id": "after-the-fork"}')
+        assert sink.flush(5)
+    finally:
+        os.close(write_end)
+        os.waitpid(pid, 0)
+    assert sink.shutdown(5)
+    assert [r["call_id"] for r in read_records(tmp_path / "calls.jsonl")] == ["after-the-fork"]
 
 
 def test_a_second_server_gets_a_spool_of_its_own(tmp_path: Path) -> None:

@@ -86,11 +86,23 @@ def _is_stream(path: Path) -> bool:
     return True
 
 
+# The folder locks' descriptors open now, in any thread. A child forked meanwhile gets copies, and a
+# flock lasts while any copy is open: the child closes them (`_close_inherited_locks`), and `_forking`
+# keeps a fork from falling between opening a descriptor and noting it.
+_lock_fds: set[int] = set()
+_forking = threading.Lock()
+
+
 @contextlib.contextmanager
 def _folder_lock(folder: Path) -> Iterator[None]:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:  # not there (yet): the write makes it, or fails and is counted
+    with _forking:
+        try:
+            fd = os.open(folder, os.O_RDONLY)
+        except OSError:
+            fd = -1  # not there (yet): the write makes it, or fails and is counted
+        else:
+            _lock_fds.add(fd)
+    if fd == -1:
         yield
         return
     try:
@@ -98,7 +110,27 @@ def _folder_lock(folder: Path) -> Iterator[None]:
             fcntl.flock(fd, fcntl.LOCK_EX)
         yield
     finally:
-        os.close(fd)  # releases the lock
+        with _forking:
+            if fd in _lock_fds:  # (in a child forked by this thread, already closed)
+                _lock_fds.discard(fd)
+                os.close(fd)  # releases the lock
+
+
+def _close_inherited_locks() -> None:
+    global _forking
+    _forking = threading.Lock()
+    for fd in _lock_fds:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    _lock_fds.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(
+        before=lambda: _forking.acquire(),
+        after_in_parent=lambda: _forking.release(),
+        after_in_child=_close_inherited_locks,
+    )
 
 
 _TMP_OWNER = re.compile(r"\.(\d+)\.\d+\.gz$")
