@@ -373,6 +373,35 @@ def test_jsonl_to_standard_output_through_a_pipe() -> None:
     assert json.loads(done.stderr.splitlines()[-1])["written"] == 3
 
 
+_STDOUT_WORKER = """
+import json, sys
+from litelens.sinks import JsonlSink
+sink = JsonlSink("/dev/stdout")
+for i in range(30):
+    sink.submit(json.dumps({"call_id": f"{sys.argv[1]}-{i}", "text": sys.argv[1] * 100_000}))
+sink.shutdown(30)
+"""
+
+
+def test_workers_sharing_standard_output_write_whole_lines() -> None:
+    # A proxy's workers in a container, all with LITELENS_SINKS=jsonl:/dev/stdout: one pipe, and records
+    # longer than its buffer, which the kernel writes in pieces.
+    read_end, write_end = os.pipe()
+    workers = [
+        subprocess.Popen([sys.executable, "-c", _STDOUT_WORKER, str(n)], stdout=write_end) for n in range(3)
+    ]
+    os.close(write_end)
+    chunks = []
+    with os.fdopen(read_end, "rb", buffering=0) as pipe:
+        while chunk := pipe.read(1 << 16):  # a log collector, a little behind: the pipe fills
+            chunks.append(chunk)
+            time.sleep(0.001)
+    lines = b"".join(chunks).splitlines()
+    assert [worker.wait(30) for worker in workers] == [0, 0, 0]
+    found = Counter(json.loads(line)["call_id"] for line in lines)  # every line whole
+    assert sorted(found) == sorted(f"{n}-{i}" for n in range(3) for i in range(30))
+
+
 def test_jsonl_to_standard_output_redirected_to_a_file_is_never_rotated(tmp_path: Path) -> None:
     # `app > out.log` with LITELENS_SINKS=jsonl:/dev/stdout (here through a link of ours to it, which is
     # what /dev/stdout is too): the file is the shell's; renaming the path would move the link, not it.

@@ -86,51 +86,35 @@ def _is_stream(path: Path) -> bool:
     return True
 
 
-# The folder locks' descriptors open now, in any thread. A child forked meanwhile gets copies, and a
-# flock lasts while any copy is open: the child closes them (`_close_inherited_locks`), and `_forking`
-# keeps a fork from falling between opening a descriptor and noting it.
-_lock_fds: set[int] = set()
-_forking = threading.Lock()
-
-
 @contextlib.contextmanager
 def _folder_lock(folder: Path) -> Iterator[None]:
-    with _forking:
-        try:
-            fd = os.open(folder, os.O_RDONLY)
-        except OSError:
-            fd = -1  # not there (yet): the write makes it, or fails and is counted
-        else:
-            _lock_fds.add(fd)
-    if fd == -1:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # not there (yet): the write makes it, or fails and is counted
         yield
         return
     try:
-        with contextlib.suppress(OSError):  # a file system without locks: as without fcntl
-            fcntl.flock(fd, fcntl.LOCK_EX)
+        with _flock(fd):
+            yield
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def _flock(fd: int) -> Iterator[None]:
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+    except OSError:  # a file system without locks: as without fcntl
+        locked = False
+    else:
+        locked = True
+    try:
         yield
     finally:
-        with _forking:
-            if fd in _lock_fds:  # (in a child forked by this thread, already closed)
-                _lock_fds.discard(fd)
-                os.close(fd)  # releases the lock
-
-
-def _close_inherited_locks() -> None:
-    global _forking
-    _forking = threading.Lock()
-    for fd in _lock_fds:
-        with contextlib.suppress(OSError):
-            os.close(fd)
-    _lock_fds.clear()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(
-        before=lambda: _forking.acquire(),
-        after_in_parent=lambda: _forking.release(),
-        after_in_child=_close_inherited_locks,
-    )
+        if locked:
+            # Unlocked, not left to the close: a child forked meanwhile has a copy of the descriptor,
+            # and the lock would last as long as the copy -- every writer waiting while that worker lives.
+            fcntl.flock(fd, fcntl.LOCK_UN)
 
 
 _TMP_OWNER = re.compile(r"\.(\d+)\.\d+\.gz$")
@@ -337,7 +321,7 @@ class JsonlWriter:
                 self.rotate()
 
     def _locked(self) -> AbstractContextManager[None]:
-        """Hold the folder's lock (`flock`) while appending or rotating.
+        """Hold the folder's lock (`flock`) while appending or rotating; a stream's (`/dev/stdout`), its own.
 
         Processes writing one path (a proxy's forked workers, given no `{pid}`) take turns through it:
         a rotation renames the file only between two writes, and each write first checks that the file
@@ -345,8 +329,12 @@ class JsonlWriter:
         (and perhaps compressed and removed), nor is the file rotated twice. Without `fcntl` (Windows),
         or on a folder that cannot be locked, one process per path is assumed.
         """
-        if fcntl is None or self._stream:
+        if fcntl is None:
             return contextlib.nullcontext()
+        if self._stream:
+            # Forked workers all writing to the container's stdout, one pipe: a write past the pipe's
+            # buffer goes in pieces, between which another's may fall. They take turns on the pipe.
+            return _flock(self._open().fileno())
         return _folder_lock(self.path.parent)
 
     def _due_by_age(self) -> bool:
