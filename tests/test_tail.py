@@ -133,6 +133,19 @@ def test_reading_from_the_start_while_rotations_are_compressed_misses_nothing(tm
     assert [r["request_model"] for r in [first, *records]] == expected
 
 
+def test_read_records_misses_nothing_when_the_live_file_rotates_as_it_reads(tmp_path: Path) -> None:
+    path = tmp_path / "calls.jsonl"
+    writer = JsonlWriter(path, max_bytes=1_000, gzip=False)
+    writer.write([json.dumps(record(i)).encode() for i in range(20)])
+    records = read_records(path)
+    first = next(records)  # the rotated files are listed and being read
+    writer.rotate()  # the live file goes aside, into a rotated file not listed
+    writer.write([json.dumps(record(20)).encode()])
+    writer.close()
+    # What the files held when reading began, each once (the record written since is for the next read).
+    assert [r["request_model"] for r in [first, *records]] == [f"model-{i:04d}" for i in range(20)]
+
+
 def test_tail_skips_bad_lines_without_dying(tmp_path: Path, tails: list[Tail]) -> None:
     path = tmp_path / "calls.jsonl"
     bad = ['{"call_id": "x", "start_time": 1e300}', '{"call_id": "y", "start_time": NaN}', "not json", "[1]"]
