@@ -271,7 +271,10 @@ class JsonlWriter:
     def _write(self, lines: list[bytes]) -> None:
         if self._file is not None and self._removed():
             self._close_file()
-            self._ready = False  # its folder may be gone too
+            # Its folder may be gone too: made again, and recovered, by `_prepare`. A file another
+            # writer of the path rotated is only opened anew: `recover` would compress again what
+            # that writer is compressing.
+            self._ready = self.path.parent.is_dir()
         if self.max_age_s is not None:
             self._open()  # an existing file's age is known once it is open
         if self._due_by_age():
