@@ -221,12 +221,12 @@ class QueuedSink:
 class JsonlSink(QueuedSink):
     """One JSON record per line in `path`, rotated by size and age, rotated files gzipped.
 
-        Reading every rotated file (oldest first, `.gz` or not) and then the live one gives every record
-        exactly once (`litelens.jsonl.read_records(path)` does it); see `litelens.jsonl` for how a rotation
-        stays atomic. Processes may share `path` (they take turns); `{pid}` in it is replaced by the process
-    id, for a file per process.
+    Reading every rotated file (oldest first, `.gz` or not) and then the live one gives every record
+    exactly once (`litelens.jsonl.read_records(path)` does it); see `litelens.jsonl` for how a rotation
+    stays atomic. Processes may share `path` (they take turns); `{pid}` in it is replaced by the
+    process id, for a file per process.
 
-            JsonlSink("/var/log/litelens/calls-{pid}.jsonl", max_bytes=64 * 2**20, max_age_s=3600)
+        JsonlSink("/var/log/litelens/calls-{pid}.jsonl", max_bytes=64 * 2**20, max_age_s=3600)
     """
 
     def __init__(
