@@ -4,6 +4,7 @@ and the environment picks sinks for a proxy with no code."""
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import io
 import json
@@ -12,6 +13,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections import Counter
@@ -26,7 +28,7 @@ import litelens
 from litelens.callback import Callback, unregister
 from litelens.config import Settings
 from litelens.dispatch import Dispatcher
-from litelens.jsonl import JsonlWriter, read_records, rotated_files
+from litelens.jsonl import JsonlWriter, _folder_lock, read_records, rotated_files
 from litelens.pipeline import redact
 from litelens.sinks import CallableSink, ConsoleSink, FanOut, HttpSink, JsonlSink, Sink, from_spec
 from litelens.testing import FakeProvider, Receiver
@@ -280,6 +282,38 @@ def test_jsonl_rotation_keeps_every_record_exactly_once(tmp_path: Path, compress
     assert not [n for n in os.listdir(tmp_path) if n.startswith(".tmp-")]
 
 
+def test_jsonl_records_are_written_while_a_big_rotated_file_compresses(tmp_path: Path) -> None:
+    path = tmp_path / "calls.jsonl"
+    blob = os.urandom(8 << 20).hex()  # 16 MiB that gzip takes a while over, as a 64 MiB file does
+    path.write_bytes(
+        b"".join(b'{"text": "%s"}\n' % blob[i : i + 4000].encode() for i in range(0, len(blob), 4000))
+    )
+    sink = JsonlSink(str(path), max_bytes=len(blob) + 200_000)
+    sink.submit(json.dumps({"call_id": "rotates", "text": "x" * 200_000}))
+    sink.submit(json.dumps({"call_id": "next"}))
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        with contextlib.suppress(FileNotFoundError):  # between the rename aside and the next write
+            if b'"next"' in path.read_bytes():
+                break
+        time.sleep(0.001)
+    # The record after the rotation is in the file before the rotated one is compressed: the sink's
+    # thread did not stop writing for the compression.
+    (rotated,) = rotated_files(path)
+    assert not rotated.name.endswith(".gz")
+    assert sink.shutdown(30)
+    (rotated,) = rotated_files(path)
+    assert rotated.name.endswith(".gz")
+    assert [r.get("call_id") for r in read_records(path)][-3:] == [None, "rotates", "next"]
+    # Nor does the app's thread wait, when it makes a sink, for what a crash left to compress.
+    plain = Path(str(rotated)[: -len(".gz")])
+    plain.write_bytes(gzip.decompress(rotated.read_bytes()))
+    rotated.unlink()
+    restarted = JsonlSink(str(path))
+    assert rotated_files(path) == [plain]
+    assert restarted.shutdown(30) and rotated_files(path) == [rotated]
+
+
 def test_jsonl_recovers_a_rotation_a_crash_interrupted(tmp_path: Path) -> None:
     path = tmp_path / "calls.jsonl"
     writer = JsonlWriter(path, max_bytes=60)
@@ -337,6 +371,77 @@ def test_jsonl_to_standard_output_through_a_pipe() -> None:
     done = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, timeout=60)
     assert [json.loads(line)["i"] for line in done.stdout.splitlines()] == [0, 1, 2], done.stderr
     assert json.loads(done.stderr.splitlines()[-1])["written"] == 3
+
+
+_STDOUT_WORKER = """
+import json, sys
+from litelens.sinks import JsonlSink
+sink = JsonlSink("/dev/stdout")
+for i in range(30):
+    sink.submit(json.dumps({"call_id": f"{sys.argv[1]}-{i}", "text": sys.argv[1] * 100_000}))
+sink.shutdown(30)
+"""
+
+
+def test_workers_sharing_standard_output_write_whole_lines() -> None:
+    # A proxy's workers in a container, all with LITELENS_SINKS=jsonl:/dev/stdout: one pipe, and records
+    # longer than its buffer, which the kernel writes in pieces.
+    read_end, write_end = os.pipe()
+    workers = [
+        subprocess.Popen([sys.executable, "-c", _STDOUT_WORKER, str(n)], stdout=write_end) for n in range(3)
+    ]
+    os.close(write_end)
+    chunks = []
+    with os.fdopen(read_end, "rb", buffering=0) as pipe:
+        while chunk := pipe.read(1 << 16):  # a log collector, a little behind: the pipe fills
+            chunks.append(chunk)
+            time.sleep(0.001)
+    lines = b"".join(chunks).splitlines()
+    assert [worker.wait(30) for worker in workers] == [0, 0, 0]
+    found = Counter(json.loads(line)["call_id"] for line in lines)  # every line whole
+    assert sorted(found) == sorted(f"{n}-{i}" for n in range(3) for i in range(30))
+
+
+def test_jsonl_to_standard_output_redirected_to_a_file_is_never_rotated(tmp_path: Path) -> None:
+    # `app > out.log` with LITELENS_SINKS=jsonl:/dev/stdout (here through a link of ours to it, which is
+    # what /dev/stdout is too): the file is the shell's; renaming the path would move the link, not it.
+    link = tmp_path / "stdout.jsonl"
+    link.symlink_to("/dev/stdout")
+    child = (
+        "import json, sys; from litelens.sinks import JsonlSink\n"
+        "sink = JsonlSink(sys.argv[1], max_bytes=100, max_age_s=0.05)\n"
+        "for i in range(20): sink.submit(json.dumps({'i': i})); sink.flush(5)\n"
+        "sink.shutdown(5); print(json.dumps(sink.stats()), file=sys.stderr)\n"
+    )
+    out = tmp_path / "out.log"
+    out.write_text("the app's own output\n")
+    with open(out, "a") as stdout:
+        done = subprocess.run(
+            [sys.executable, "-c", child, str(link)],
+            stdout=stdout,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+        )
+    stats = json.loads(done.stderr.splitlines()[-1])
+    assert out.read_text().splitlines() == [
+        "the app's own output",
+        *(json.dumps({"i": i}) for i in range(20)),
+    ]
+    assert stats["written"] == 20 and stats["rotations"] == 0, stats
+    assert sorted(os.listdir(tmp_path)) == ["out.log", "stdout.jsonl"] and link.is_symlink()
+    # A regular file in /dev/shm (a tmpfs) is an ordinary sink file: it rotates.
+    if os.path.isdir("/dev/shm"):
+        shm = Path(tempfile.mkdtemp(dir="/dev/shm"))
+        try:
+            writer = JsonlWriter(shm / "calls.jsonl", max_bytes=100)
+            writer.write([json.dumps({"i": i}).encode() for i in range(20)])
+            writer.close()
+            assert writer.rotations > 0 and [r["i"] for r in read_records(shm / "calls.jsonl")] == list(
+                range(20)
+            )
+        finally:
+            shutil.rmtree(shm)
 
 
 _FULL_DISK_CHILD = """
@@ -532,6 +637,62 @@ def test_a_forked_worker_writes_its_own_file(tmp_path: Path) -> None:
     mine = [r["call_id"] for r in read_records(tmp_path / f"calls-{os.getpid()}.jsonl")]
     theirs = [r["call_id"] for r in read_records(tmp_path / f"calls-{pid}.jsonl")]
     assert mine == ["parent-1", "parent-2"] and theirs == ["child-1"]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_processes_sharing_one_jsonl_path_keep_every_record_exactly_once(tmp_path: Path) -> None:
+    """Workers of one proxy (`--num_workers`, gunicorn) given one path without `{pid}`: they append to
+    and rotate the same file, and still every record is in exactly one file, every line whole, and no
+    file is past `max_bytes`."""
+    path = tmp_path / "calls.jsonl"
+    sink = JsonlSink(str(path), max_bytes=2_000)
+    sink.submit(json.dumps({"call_id": "parent"}))
+    assert sink.flush(5)
+    pids = []
+    for n in range(4):
+        pid = os.fork()
+        if pid == 0:  # a worker: write, flush, report, leave without the parent's exit hooks
+            code = 1
+            try:
+                for i in range(150):
+                    sink.submit(json.dumps({"call_id": f"w{n}-{i}", "text": "x" * (i % 50)}))
+                    sink.flush(5)
+                stats = sink.stats()
+                code = 0 if sink.shutdown(10) and stats["written"] == 150 and stats["failed"] == 0 else 3
+            finally:
+                os._exit(code)
+        pids.append(pid)
+    codes = [os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) for pid in pids]
+    assert sink.shutdown(5)
+    assert codes == [0, 0, 0, 0]  # each wrote all its records, none failed
+    found = Counter(r["call_id"] for r in read_records(path))
+    assert sorted(found) == sorted(["parent", *(f"w{n}-{i}" for n in range(4) for i in range(150))])
+    assert max(found.values()) == 1
+    assert all(len(gzip.decompress(f.read_bytes())) <= 2_000 for f in rotated_files(path))
+    assert not [n for n in os.listdir(tmp_path) if n.startswith(".tmp-")]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_process_forked_while_a_jsonl_sink_writes_does_not_hold_its_lock(tmp_path: Path) -> None:
+    """A worker forked (or restarted by its master) at the moment the sink's thread holds the folder's
+    lock must not keep a copy of it: every writer of the folder would wait for as long as it lives."""
+    sink = JsonlSink(str(tmp_path / "calls.jsonl"))
+    read_end, write_end = os.pipe()
+    with _folder_lock(tmp_path):  # what the sink's thread holds for the length of a write
+        pid = os.fork()
+        if pid == 0:  # the worker lives on (until the parent lets it go)
+            os.close(write_end)
+            os.read(read_end, 1)
+            os._exit(0)
+    os.close(read_end)
+    try:
+        sink.submit('{"call_id": "after-the-fork"}')
+        assert sink.flush(5)
+    finally:
+        os.close(write_end)
+        os.waitpid(pid, 0)
+    assert sink.shutdown(5)
+    assert [r["call_id"] for r in read_records(tmp_path / "calls.jsonl")] == ["after-the-fork"]
 
 
 def test_a_second_server_gets_a_spool_of_its_own(tmp_path: Path) -> None:

@@ -21,8 +21,9 @@ from typing import Any
 import pytest
 
 from litelens.display import format_call
-from litelens.jsonl import rotated_files
+from litelens.jsonl import JsonlWriter, read_records, rotated_files
 from litelens.sinks import JsonlSink
+from litelens.tail import follow_jsonl
 from server_helpers import CLI, ServerProcess, make_record
 
 
@@ -112,6 +113,37 @@ def test_tail_from_start_reads_rotated_files_first(tmp_path: Path, tails: list[T
     tails.append(tail)
     lines = tail.take(40)
     assert [line.split()[2] for line in lines] == [f"model-{i:04d}" for i in range(40)]
+
+
+def test_reading_from_the_start_while_rotations_are_compressed_misses_nothing(tmp_path: Path) -> None:
+    """What `tail --from-start` and `read_records` listed as plain rotated files may be gzipped (and the
+    plain file removed) before they get to it, as a writer compresses in the background."""
+    path = tmp_path / "calls.jsonl"
+    writer = JsonlWriter(path, max_bytes=1_000, gzip=False)
+    writer.write([json.dumps(record(i)).encode() for i in range(20)])
+    writer.close()
+    assert len(rotated_files(path)) > 3
+    deadline = time.monotonic() + 1
+    calls = follow_jsonl(path, from_start=True, poll_s=0.05, stop=lambda: time.monotonic() > deadline)
+    records = read_records(path)
+    first = next(records)
+    JsonlWriter(path).close()  # a writer (re)starting with gzip on compresses the plain rotations
+    expected = [f"model-{i:04d}" for i in range(20)]
+    assert [call["request_model"] for call in calls] == expected
+    assert [r["request_model"] for r in [first, *records]] == expected
+
+
+def test_read_records_misses_nothing_when_the_live_file_rotates_as_it_reads(tmp_path: Path) -> None:
+    path = tmp_path / "calls.jsonl"
+    writer = JsonlWriter(path, max_bytes=1_000, gzip=False)
+    writer.write([json.dumps(record(i)).encode() for i in range(20)])
+    records = read_records(path)
+    first = next(records)  # the rotated files are listed and being read
+    writer.rotate()  # the live file goes aside, into a rotated file not listed
+    writer.write([json.dumps(record(20)).encode()])
+    writer.close()
+    # What the files held when reading began, each once (the record written since is for the next read).
+    assert [r["request_model"] for r in [first, *records]] == [f"model-{i:04d}" for i in range(20)]
 
 
 def test_tail_skips_bad_lines_without_dying(tmp_path: Path, tails: list[Tail]) -> None:

@@ -5,16 +5,17 @@ than `max_age_s`, it is rotated:
 
 1. the live file is closed and renamed to `<stem>.<UTC time>.<seq><suffix>` -- one atomic rename, so
    at every instant each line is in exactly one file;
-2. with `gzip`, that file is compressed to a hidden temporary name, fsynced, renamed to `... .gz`
-   (atomic again), and only then is the plain rotated file removed.
+2. with `gzip`, that file is compressed -- on a thread of its own, so records go on being written
+   meanwhile -- to a hidden temporary name, fsynced, renamed to `... .gz` (atomic again), and only
+   then is the plain rotated file removed.
 
 A crash between the two last steps leaves both the plain and the `.gz` file of one rotation;
 `recover()` (run when a writer opens) deletes the plain one, since the `.gz` was only renamed into
 place once complete, and compresses any plain rotated file that has no `.gz` yet. A line left unfinished
 at the end of the live file (a writer killed mid-batch) is cut off before anything is appended. So
 `read_records(path)` -- every rotated file, oldest first, then the live one -- yields each record
-exactly once. One writer per path: give each process its own path (`{pid}` in the path is replaced by
-the process id).
+exactly once. Processes writing one path take turns through a lock on its folder (`flock`; see
+`JsonlWriter._locked`); `{pid}` in the path, replaced by the process id, gives each its own file.
 
 Standard library only: this module is part of the zero-dependency core.
 """
@@ -29,10 +30,19 @@ import os
 import re
 import shutil
 import stat
+import threading
 import time
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import IO, Any
+
+from litelens.worker import BackgroundQueue
+
+try:
+    import fcntl
+except ImportError:  # Windows: give each process its own path there (`{pid}`)
+    fcntl = None  # type: ignore[assignment]
 
 __all__ = ["JsonlWriter", "read_lines", "read_records", "rotated_files"]
 
@@ -59,6 +69,72 @@ def _pattern(path: Path) -> re.Pattern[str]:
     return re.compile(rf"^{re.escape(stem)}\.(\d{{8}}T\d{{6}}Z\.\d{{6}}){re.escape(suffix)}(\.gz)?$")
 
 
+def _is_stream(path: Path) -> bool:
+    """Whether `path` is, or links through, /dev or /proc (`/dev/stdout`, `/dev/fd/1`, a link to them):
+    a stream the process was handed, whatever the shell redirected it to. Renaming the path would move
+    the link and leave the stream, and the file behind it (the shell's, shared with the app's own
+    output) is not ours to trim. /dev/shm holds ordinary files (a tmpfs)."""
+    hop = os.fspath(path)
+    for _ in range(40):
+        if hop.startswith(("/dev/", "/proc/")) and not hop.startswith("/dev/shm/"):
+            return True
+        try:
+            target = os.readlink(hop)
+        except OSError:
+            return False
+        hop = os.path.join(os.path.dirname(hop), target)
+    return True
+
+
+@contextlib.contextmanager
+def _folder_lock(folder: Path) -> Iterator[None]:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # not there (yet): the write makes it, or fails and is counted
+        yield
+        return
+    try:
+        with _flock(fd):
+            yield
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def _flock(fd: int) -> Iterator[None]:
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+    except OSError:  # a file system without locks: as without fcntl
+        locked = False
+    else:
+        locked = True
+    try:
+        yield
+    finally:
+        if locked:
+            # Unlocked, not left to the close: a child forked meanwhile has a copy of the descriptor,
+            # and the lock would last as long as the copy -- every writer waiting while that worker lives.
+            fcntl.flock(fd, fcntl.LOCK_UN)
+
+
+_TMP_OWNER = re.compile(r"\.(\d+)\.\d+\.gz$")
+
+
+def _in_progress(tmp_name: str) -> bool:
+    """Whether a compression temporary belongs to a process still running (another writer of the
+    path, compressing now): only a dead writer's temporary is left over."""
+    owner = _TMP_OWNER.search(tmp_name)
+    if owner is None or fcntl is None:  # (on Windows, os.kill would end the process)
+        return False
+    try:
+        os.kill(int(owner.group(1)), 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # there, under another user
+        return True
+    return True
+
+
 def rotated_files(path: str | os.PathLike[str]) -> list[Path]:
     """The rotated files of `path`, oldest first (their names sort by time); the live file not included."""
     live = expand(path)
@@ -83,17 +159,50 @@ def read_lines(path: str | os.PathLike[str]) -> Iterator[bytes]:
     A last line without its newline (a write in progress) is left out.
     """
     live = expand(path)
-    for file in [*rotated_files(live), live]:
+    # The live file is opened first and read from that handle: rotated while the others are read, its
+    # lines are still read (from it), and every rotation older than it is among those listed after.
+    while True:
         try:
-            opener = gzip.open if file.name.endswith(".gz") else open
-            with opener(file, "rb") as f:
-                data = f.read()
-        except FileNotFoundError:  # rotated or compressed while we listed: its successor is read
-            continue
-        if not data:
-            continue
-        lines = data.split(b"\n")
-        yield from (line for line in lines[:-1] if line)
+            current: IO[bytes] | None = open(live, "rb")  # noqa: SIM115 -- closed below
+        except FileNotFoundError:
+            current = None
+        rotated = rotated_files(live)
+        if current is None or _identity(live) == _identity(current.fileno()):
+            break
+        current.close()  # rotated between the two: again
+    try:
+        for file in rotated:
+            yield from _complete_lines(_read_rotated(file))
+        if current is not None:
+            yield from _complete_lines(current.read())
+    finally:
+        if current is not None:
+            current.close()
+
+
+def _read_rotated(file: Path) -> bytes:
+    """A rotated file's content; one listed plain and compressed since is read from its `.gz` (renamed
+    into place before the plain file went)."""
+    try:
+        if file.name.endswith(".gz"):
+            return gzip.decompress(file.read_bytes())
+        return file.read_bytes()
+    except FileNotFoundError:
+        if file.name.endswith(".gz"):
+            return b""  # removed since (old logs cleared)
+        return _read_rotated(Path(f"{file}.gz"))
+
+
+def _complete_lines(data: bytes) -> list[bytes]:
+    return [line for line in data.split(b"\n")[:-1] if line]
+
+
+def _identity(file: Path | int) -> tuple[int, int] | None:
+    try:
+        info = os.stat(file)
+    except FileNotFoundError:
+        return None
+    return (info.st_dev, info.st_ino)
 
 
 def read_records(path: str | os.PathLike[str]) -> Iterator[Any]:
@@ -123,6 +232,7 @@ class JsonlWriter:
         self._template = os.path.abspath(os.path.expanduser(os.fspath(path)))
         self._pid = os.getpid()
         self.path = expand(self._template)
+        self._stream = _is_stream(self.path)
         self.max_bytes = max_bytes
         self.max_age_s = max_age_s
         self.gzip = gzip
@@ -130,9 +240,13 @@ class JsonlWriter:
         self.rotations = 0
         self._file: IO[bytes] | None = None
         self._identity = (0, 0)  # device and inode of the open file
+        self._owned = False  # a regular file of ours, to rotate and trim (not a pipe, nor /dev/stdout)
         self._size = 0
         self._opened = 0.0
         self._ready = False
+        # Rotated files are gzipped on a thread of their own (made when there is one to compress): a
+        # 64 MiB file takes seconds, which the thread writing the records must not wait for.
+        self._gzipper: BackgroundQueue | None = None
         try:
             self._prepare()
         except OSError as exc:
@@ -151,22 +265,32 @@ class JsonlWriter:
         """
         if self._pid != os.getpid():
             self._after_fork()
+        with self._locked():
+            self._write(lines)
+
+    def _write(self, lines: list[bytes]) -> None:
         if self._file is not None and self._removed():
-            self.close()
-            self._ready = False  # its folder may be gone too
+            self._close_file()
+            # Its folder may be gone too: made again, and recovered, by `_prepare`. A file another
+            # writer of the path rotated is only opened anew: `recover` would compress again what
+            # that writer is compressing.
+            self._ready = self.path.parent.is_dir()
         if self.max_age_s is not None:
             self._open()  # an existing file's age is known once it is open
         if self._due_by_age():
             self.rotate()
         if not lines:
             return
-        self._open()  # the size of an existing file counts
+        f = self._open()
+        if self._owned:  # what other processes writing this path appended counts too
+            self._size = os.fstat(f.fileno()).st_size
+        limit = self.max_bytes if self._owned else None
         run: list[bytes] = []
         pending = 0  # bytes of `run`, newlines included
         for line in lines:
             size = len(line) + 1
             filled = self._size + pending
-            if self.max_bytes is not None and filled and filled + size > self.max_bytes:
+            if limit is not None and filled and filled + size > limit:
                 self._append(run)
                 run, pending = [], 0
                 self.rotate()
@@ -187,26 +311,47 @@ class JsonlWriter:
             while data:
                 data = data[f.write(data) :]
         except OSError:
-            with contextlib.suppress(OSError):  # back to where this write began (the file's end)
-                f.truncate(f.tell() - (size - len(data)))
+            if self._owned:
+                with contextlib.suppress(OSError):  # back to where this write began (the file's end)
+                    f.truncate(f.tell() - (size - len(data)))
             raise
         self._size += size
 
     def tick(self) -> None:
         """Rotate an idle file that has grown old (called periodically by the sink's thread)."""
         if self._due_by_age():
-            self.rotate()
+            with self._locked():
+                self.rotate()
+
+    def _locked(self) -> AbstractContextManager[None]:
+        """Hold the folder's lock (`flock`) while appending or rotating; a stream's (`/dev/stdout`), its own.
+
+        Processes writing one path (a proxy's forked workers, given no `{pid}`) take turns through it:
+        a rotation renames the file only between two writes, and each write first checks that the file
+        it has open is still the one at the path, so no line goes into a file already renamed aside
+        (and perhaps compressed and removed), nor is the file rotated twice. Without `fcntl` (Windows),
+        or on a folder that cannot be locked, one process per path is assumed.
+        """
+        if fcntl is None:
+            return contextlib.nullcontext()
+        if self._stream:
+            # Forked workers all writing to the container's stdout, one pipe: a write past the pipe's
+            # buffer goes in pieces, between which another's may fall. They take turns on the pipe.
+            return _flock(self._open().fileno())
+        return _folder_lock(self.path.parent)
 
     def _due_by_age(self) -> bool:
         return (
             self.max_age_s is not None
+            and self._owned
             and self._size > 0
             and time.monotonic() - self._opened >= self.max_age_s
         )
 
     def _prepare(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.recover()
+        if not self._stream:
+            self.recover()
         self._ready = True
 
     def _open(self) -> IO[bytes]:
@@ -218,8 +363,10 @@ class JsonlWriter:
             self._file = open(self.path, "ab", buffering=0)  # noqa: SIM115 -- kept open across writes
             info = os.fstat(self._file.fileno())
             self._identity = (info.st_dev, info.st_ino)
-            # A pipe or terminal (`/dev/stdout` in a container) has no size, nor a position to ask for.
-            self._size = self._file.tell() if stat.S_ISREG(info.st_mode) else 0
+            # A pipe or terminal (`/dev/stdout` in a container) has no size, nor a position to ask for;
+            # /dev/stdout redirected to a file has both, but neither the file nor the name is ours.
+            self._owned = stat.S_ISREG(info.st_mode) and not self._stream
+            self._size = self._file.tell() if self._owned else 0
             if self._size:
                 self._drop_unfinished_line(self._file)
             self._opened = time.monotonic() - (self._age_of_live() if self._size else 0.0)
@@ -227,16 +374,14 @@ class JsonlWriter:
 
     def _removed(self) -> bool:
         """Whether the open file is no longer at `path`: deleted, or its folder removed, by someone
-        clearing logs. Lines written on would go to a file no one can read, yet count as written."""
+        clearing logs (lines written on would go to a file no one can read, yet count as written), or
+        rotated by another process writing the same path, which started the next file at once."""
         try:
             info = os.stat(self.path)
         except OSError:
-            removed = True
-        else:
-            removed = (info.st_dev, info.st_ino) != self._identity
-        if removed:
             log.warning("litelens: %s was removed while open; starting it again", self.path)
-        return removed
+            return True
+        return (info.st_dev, info.st_ino) != self._identity
 
     def _drop_unfinished_line(self, live: IO[bytes]) -> None:
         """Cut the live file back to its last complete line. A writer that died in the middle of a batch
@@ -274,17 +419,26 @@ class JsonlWriter:
         return min(max(time.time() - started, 0.0), 10 * 365 * 86400.0)
 
     def rotate(self) -> Path | None:
-        """Close the live file and move it aside (compressed with `gzip`); return the rotated file."""
-        self.close()
+        """Close the live file and move it aside; return the rotated file. With `gzip`, it is compressed
+        later, on the compression thread (`close` waits for that)."""
+        mine = self._identity if self._file is not None else None
+        self._close_file()
         try:
-            if self.path.stat().st_size == 0:
-                return None
+            info = self.path.stat()
         except FileNotFoundError:
             return None
+        if info.st_size == 0 or not stat.S_ISREG(info.st_mode) or self._stream:
+            return None  # nothing to move aside, or nothing of ours (see `_is_stream`)
+        if mine is not None and (info.st_dev, info.st_ino) != mine:
+            return None  # another process writing this path rotated it already
         target = self._rotated_name()
         os.replace(self.path, target)
         self.rotations += 1
-        return self._compress(target) if self.gzip else target
+        # The next file at once: the path is missing only when someone removed it (see `_removed`).
+        self._open()
+        if self.gzip:
+            self._compress_later(target)
+        return target
 
     def _rotated_name(self) -> Path:
         stem, suffix = _split(self.path)
@@ -296,23 +450,43 @@ class JsonlWriter:
                 return candidate
             now += 1e-6
 
-    def _compress(self, plain: Path) -> Path:
+    def _compress_later(self, plain: Path) -> None:
+        if self._gzipper is None:
+            # No time of its own at exit (`exit_flush_s=0`): the sink's shutdown waits for it within the
+            # sink's share, and a plain file left then is compressed by the next writer's `recover`.
+            self._gzipper = BackgroundQueue(
+                self._compress_all, name="litelens-jsonl-gzip", stage=3, exit_flush_s=0.0
+            )
+        self._gzipper.submit(plain)
+
+    def _compress_all(self, plains: list[Path]) -> None:
+        for plain in plains:
+            self._compress(plain)
+
+    def _compress(self, plain: Path) -> None:
+        """Gzip `plain` to `plain.gz`. Another writer of the path (a process starting, recovering) may
+        compress the same file at once: each writes a temporary of its own, and either finished copy
+        renamed into place is whole; a file already gone was done by the other."""
         final = Path(f"{plain}.gz")
-        tmp = plain.parent / f"{_TMP}{plain.name}.gz"
-        with open(plain, "rb") as src, open(tmp, "wb") as raw:
+        tmp = plain.parent / f"{_TMP}{plain.name}.{os.getpid()}.{threading.get_ident()}.gz"
+        try:
+            src = open(plain, "rb")  # noqa: SIM115 -- closed below
+        except FileNotFoundError:
+            return
+        with src, open(tmp, "wb") as raw:
             with gzip.GzipFile(filename=plain.name, mode="wb", fileobj=raw, compresslevel=6, mtime=0) as gz:
                 shutil.copyfileobj(src, gz, 1 << 20)
             raw.flush()
             os.fsync(raw.fileno())
         os.replace(tmp, final)
-        os.unlink(plain)
-        return final
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(plain)
 
     def recover(self) -> None:
         """Finish what a crash interrupted: drop half-written temporaries, settle plain/gz pairs."""
         with contextlib.suppress(OSError):
             for name in os.listdir(self.path.parent):
-                if name.startswith(f"{_TMP}{_split(self.path)[0]}."):
+                if name.startswith(f"{_TMP}{_split(self.path)[0]}.") and not _in_progress(name):
                     with contextlib.suppress(OSError):
                         os.unlink(self.path.parent / name)
         pattern = _pattern(self.path)
@@ -329,8 +503,7 @@ class JsonlWriter:
                 with contextlib.suppress(OSError):
                     os.unlink(file)
             elif self.gzip:
-                with contextlib.suppress(OSError):
-                    self._compress(file)
+                self._compress_later(file)
 
     def _after_fork(self) -> None:
         # A forked child (a proxy's worker) must not write into its parent's file: `{pid}` now names
@@ -342,9 +515,17 @@ class JsonlWriter:
         self._file = None
         self._size = 0
         self.path = expand(self._template)
+        self._stream = _is_stream(self.path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
 
-    def close(self) -> None:
+    def close(self, timeout: float | None = None) -> bool:
+        """Close the live file and wait until the rotated files are compressed; False when `timeout`
+        ran out first (the rest is compressed in the background, or by the next writer's `recover`)."""
+        self._close_file()
+        gzipper, self._gzipper = self._gzipper, None
+        return gzipper is None or gzipper.shutdown(timeout)
+
+    def _close_file(self) -> None:
         if self._file is not None:
             f, self._file = self._file, None
             with contextlib.suppress(OSError):

@@ -223,7 +223,8 @@ class JsonlSink(QueuedSink):
 
     Reading every rotated file (oldest first, `.gz` or not) and then the live one gives every record
     exactly once (`litelens.jsonl.read_records(path)` does it); see `litelens.jsonl` for how a rotation
-    stays atomic. `{pid}` in `path` is replaced by the process id: one writer per file.
+    stays atomic. Processes may share `path` (they take turns); `{pid}` in it is replaced by the
+    process id, for a file per process.
 
         JsonlSink("/var/log/litelens/calls-{pid}.jsonl", max_bytes=64 * 2**20, max_age_s=3600)
     """
@@ -251,6 +252,15 @@ class JsonlSink(QueuedSink):
 
     def close(self) -> None:
         self.writer.close()
+
+    def shutdown(self, timeout: float | None = None) -> bool:
+        deadline = deadline_of(timeout)
+        ok = super().shutdown(timeout)
+        if self._queue._thread is None:
+            # Never written to, so its thread did not close the writer: what `recover` found to
+            # compress when the sink was made is still waited for.
+            ok = self.writer.close(remaining(deadline)) and ok
+        return ok
 
     def stats(self) -> dict[str, int]:
         out = super().stats()

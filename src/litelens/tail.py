@@ -160,7 +160,11 @@ def _read_all(path: Path, missing_ok: bool = True) -> bytes:
     try:
         if path.name.endswith(".gz"):
             return _gunzip(path)
-        return path.read_bytes()
+        try:
+            return path.read_bytes()
+        except FileNotFoundError:
+            # Compressed since it was listed: the same lines, gzipped (in place before the plain went).
+            return _gunzip(Path(f"{path}.gz"))
     except FileNotFoundError:
         if missing_ok:
             return b""
