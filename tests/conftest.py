@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
+import itertools
 import os
 import re
 import shutil
@@ -204,6 +206,32 @@ def server(server_factory: Callable[..., ServerProcess], db_url: str) -> ServerP
 def sqlite_server(server_factory: Callable[..., ServerProcess], sqlite_url: str) -> ServerProcess:
     """The real collector on SQLite only, for tests about the HTTP layer rather than the database."""
     return server_factory(sqlite_url)
+
+
+@pytest.fixture(scope="module")
+def collector(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """One real collector on SQLite for a test module; tests reach it through `project_server`."""
+    folder = tmp_path_factory.mktemp("collector")
+    server = ServerProcess(f"sqlite:///{folder}/litelens.db", folder).start()
+    yield server
+    server.stop()
+
+
+_projects = itertools.count()
+
+
+@pytest.fixture
+def project_server(collector: ServerProcess) -> ServerProcess:
+    """The module's collector, with the key of a project made for this test.
+
+    Every table of the store is keyed by project, so the test sees an empty collector of its own, as with
+    `sqlite_server`, without paying a server's start and stop (about 2 s) each time. For tests about
+    what a project sees through the API and the pages; not for ones about keys, the database file, the
+    server's settings, log or lifetime.
+    """
+    own = copy.copy(collector)
+    own.key = collector.create_key(f"test-project-{next(_projects)}")
+    return own
 
 
 @pytest.fixture

@@ -307,7 +307,7 @@ def test_otel_sdk_spans_give_the_same_record_as_the_core_and_a_call_is_stored_on
 
 
 def test_litellm_otel_callback_spans_name_the_end_user_and_the_async_call(
-    sqlite_server: ServerProcess, provider: FakeProvider
+    project_server: ServerProcess, provider: FakeProvider
 ) -> None:
     """LiteLLM's own `callbacks=["otel"]` (v1): the end user is in `llm.user`, the call type only in
     `llm.request.type`."""
@@ -343,7 +343,7 @@ def test_litellm_otel_callback_spans_name_the_end_user_and_the_async_call(
     [span] = [s for s in memory.get_finished_spans() if s.name == "litellm_request"]
     assert span.attributes["llm.user"] == "alice", "what LiteLLM sends"
 
-    client = sqlite_server.client()
+    client = project_server.client()
     answer = post(client, "/v1/traces", protobuf_body(memory.get_finished_spans()), "application/x-protobuf")
     assert answer.status == 200, answer
     [call] = client.get_json("/api/calls")["calls"]
@@ -471,9 +471,9 @@ def test_a_store_slower_than_the_senders_gets_429_with_retry_after_and_loses_not
 
 
 def test_a_malformed_record_is_rejected_by_index_and_the_rest_of_the_batch_is_stored(
-    sqlite_server: ServerProcess,
+    project_server: ServerProcess,
 ) -> None:
-    client = sqlite_server.client()
+    client = project_server.client()
     batch = [
         make_record("good-0"),
         {**make_record("bad-call-id"), "call_id": ""},
@@ -526,10 +526,10 @@ def test_a_nul_in_any_field_costs_neither_the_call_nor_its_batch(server: ServerP
     assert [r["name"] for r in client.get_json(f"/api/traces/{trace}")["roots"]] == ["toolstep"]
 
 
-def test_a_spans_events_are_capped_in_bytes_not_characters(sqlite_server: ServerProcess) -> None:
+def test_a_spans_events_are_capped_in_bytes_not_characters(project_server: ServerProcess) -> None:
     """A tool span keeps its first events up to 16 KiB of JSON; text in Greek or Chinese took up
     to three times that when the cap counted characters."""
-    client = sqlite_server.client()
+    client = project_server.client()
     now, trace = time.time_ns(), "0e" * 16
     span = otlp_json_span(trace, "1" * 16, "tool", {}, now, now + 10**6)
     message = {"key": "exception.message", "value": {"stringValue": "\u20ac" * 1000}}
@@ -541,9 +541,9 @@ def test_a_spans_events_are_capped_in_bytes_not_characters(sqlite_server: Server
 
 
 def test_otlp_unknown_content_type_is_415_and_bad_spans_are_a_partial_success(
-    sqlite_server: ServerProcess,
+    project_server: ServerProcess,
 ) -> None:
-    client = sqlite_server.client()
+    client = project_server.client()
     answer = post(client, "/v1/traces", b"hello", "text/plain")
     assert answer.status == 415 and "application/x-protobuf" in answer.json()["error"], answer
     # Failures answer with a google.rpc.Status in the request's encoding (OTLP spec, "Failures"), which
@@ -600,10 +600,10 @@ def test_otlp_unknown_content_type_is_415_and_bad_spans_are_a_partial_success(
     assert "protobuf" in status_pb2.Status.FromString(answer.body).message
 
 
-def test_otlp_spans_are_stored_without_credentials(sqlite_server: ServerProcess) -> None:
+def test_otlp_spans_are_stored_without_credentials(project_server: ServerProcess) -> None:
     """Every span is kept for the trace tree, and HTTP spans next to the LLM call carry captured headers and
     URLs with keys; OpenInference's invocation parameters are the call's keyword arguments."""
-    client = sqlite_server.client()
+    client = project_server.client()
     now, trace = time.time_ns(), "5e" * 16
     google_key = "AIzaSyA1234567890abcdefghijklmnopqrstu"
     http = otlp_json_span(
@@ -666,9 +666,9 @@ def test_otlp_spans_are_stored_without_credentials(sqlite_server: ServerProcess)
     assert "sk-proj" not in client.get("/api/export?format=jsonl").body.decode()
 
 
-def test_trace_tree_holds_every_span_once_however_deep_or_looped(sqlite_server: ServerProcess) -> None:
+def test_trace_tree_holds_every_span_once_however_deep_or_looped(project_server: ServerProcess) -> None:
     """An agent that recursed 200 times, and two spans a broken sender parented to each other."""
-    client = sqlite_server.client()
+    client = project_server.client()
     now, trace = time.time_ns(), "7a" * 16
     chain = [
         otlp_json_span(trace, f"{i:016x}", f"step {i}", {"depth": i}, now + i, now + 10**9, f"{i - 1:016x}")
@@ -699,10 +699,10 @@ def test_trace_tree_holds_every_span_once_however_deep_or_looped(sqlite_server: 
     assert deepest["parent_span_id"] == f"{199:016x}", "a node keeps its real parent id"
 
 
-def test_a_gzip_body_of_several_members_is_stored_whole(sqlite_server: ServerProcess) -> None:
+def test_a_gzip_body_of_several_members_is_stored_whole(project_server: ServerProcess) -> None:
     """A gzip body may be several members back to back (a streaming compressor that flushes); only the
     first was read, so the spans of the others were acknowledged and lost."""
-    client = sqlite_server.client()
+    client = project_server.client()
 
     def build(tracer: Any) -> None:
         with tracer.start_as_current_span("agent"):
@@ -726,12 +726,12 @@ def test_a_gzip_body_of_several_members_is_stored_whole(sqlite_server: ServerPro
 
 
 def test_strings_that_are_not_utf8_cost_the_sender_nothing_but_those_characters(
-    sqlite_server: ServerProcess,
+    project_server: ServerProcess,
 ) -> None:
     """JavaScript cuts LLM text between the halves of an emoji (JSON.stringify then writes a lone
     `\\ud83d`, protobufjs bytes that are not UTF-8), and Go strings are bytes; a 400 makes the exporter
     drop the whole batch."""
-    client = sqlite_server.client()
+    client = project_server.client()
 
     def build(tracer: Any) -> None:
         with (
@@ -982,8 +982,8 @@ def seed(client: Client, count: int = 60) -> list[dict[str, Any]]:
     return records
 
 
-def test_filters_and_cursor_pages_over_http(sqlite_server: ServerProcess) -> None:
-    client = sqlite_server.client()
+def test_filters_and_cursor_pages_over_http(project_server: ServerProcess) -> None:
+    client = project_server.client()
     records = seed(client)
 
     def ids(query: str) -> set[str]:
@@ -1018,11 +1018,11 @@ def test_filters_and_cursor_pages_over_http(sqlite_server: ServerProcess) -> Non
     assert client.get("/api/calls?cursor=garbage").status == 400
 
 
-def test_a_proxy_requests_call_id_leads_to_its_later_attempts(sqlite_server: ServerProcess) -> None:
+def test_a_proxy_requests_call_id_leads_to_its_later_attempts(project_server: ServerProcess) -> None:
     """After a proxy's fallback, the call id the client got (`x-litellm-call-id`) is the failed first
     attempt's; the answer for it lists every attempt, so the one that answered the client is a click away
     (the core layer records later attempts as `<id>:2`, `<id>:3`)."""
-    client = sqlite_server.client()
+    client = project_server.client()
     now = time.time()
     records = [
         make_record("fb-1", now, status="error", error={"type": "InternalServerError", "status_code": 500}),
@@ -1038,9 +1038,9 @@ def test_a_proxy_requests_call_id_leads_to_its_later_attempts(sqlite_server: Ser
 
 
 def test_export_streams_every_filtered_call_and_openapi_lists_the_routes(
-    sqlite_server: ServerProcess,
+    project_server: ServerProcess,
 ) -> None:
-    client = sqlite_server.client()
+    client = project_server.client()
     records = seed(client, 1200)  # more than one store page
     answer = client.get("/api/export?format=jsonl&tag=even")
     assert answer.status == 200 and answer.headers["content-type"].startswith("application/x-ndjson")
@@ -1068,9 +1068,9 @@ def test_export_streams_every_filtered_call_and_openapi_lists_the_routes(
 
 
 def test_csv_export_defuses_spreadsheet_formulas_and_keeps_quotes_newlines_and_unicode(
-    sqlite_server: ServerProcess,
+    project_server: ServerProcess,
 ) -> None:
-    client = sqlite_server.client()
+    client = project_server.client()
     t0 = time.time() - 60
     records = [
         make_record(
@@ -1413,13 +1413,13 @@ def test_a_name_too_long_for_an_index_is_cut_and_stored_not_a_retry_forever(serv
 
 
 def test_a_time_no_clock_gives_is_rejected_and_the_live_tail_keeps_showing_new_calls(
-    sqlite_server: ServerProcess,
+    project_server: ServerProcess,
 ) -> None:
     """A start time in the year 33658 was stored: the dashboard's live tail polls from the newest start it
     shows, so after that one call it never showed a new one. Times before 2000 or more than a day ahead
     are rejected by index (by span on /v1/traces); an end before the start is a clock that stepped back,
     kept as a call that took no time."""
-    client = sqlite_server.client()
+    client = project_server.client()
     now = time.time()
     batch = [
         make_record("year-33658", 1e12),
@@ -1450,11 +1450,11 @@ def test_a_time_no_clock_gives_is_rejected_and_the_live_tail_keeps_showing_new_c
 
 
 def test_a_negative_ttft_or_throughput_is_stored_as_no_measurement_and_the_sender_is_told(
-    sqlite_server: ServerProcess,
+    project_server: ServerProcess,
 ) -> None:
     """A negative TTFT or tokens per second was stored as sent, and pulled the TTFT percentiles below 0;
     then it was dropped without a word, where the ingest names every other field it drops."""
-    client = sqlite_server.client()
+    client = project_server.client()
     record = make_record("negative-ttft", ttft_ms=-40.0, output_tokens_per_s=-3.5, cost_usd=0.002)
     answer = client.post_json("/v1/events", {"records": [make_record("fine"), record]})
     assert answer.status == 200 and not answer.json()["rejected"], answer
@@ -1478,10 +1478,10 @@ def test_a_negative_ttft_or_throughput_is_stored_as_no_measurement_and_the_sende
     assert client.get_json("/api/calls/otlp-negative-ttft")["ttft_ms"] is None
 
 
-def test_a_huge_plain_span_is_capped_and_says_what_was_cut(sqlite_server: ServerProcess) -> None:
+def test_a_huge_plain_span_is_capped_and_says_what_was_cut(project_server: ServerProcess) -> None:
     """A span that is not an LLM call had no size limit but the body's: one tool span with a megabyte
     output, thousands of attributes or a huge name took megabytes of storage, repeated per retry."""
-    client = sqlite_server.client()
+    client = project_server.client()
     now, trace = time.time_ns(), "4c" * 16
     attributes: dict[str, Any] = {"tool.name": "search", "tool.output": "x" * 1_000_000}
     huge = otlp_json_span(trace, "1" * 16, "n" * 100_000, attributes, now, now + 10**6)

@@ -5,18 +5,16 @@ screenshots under test-output/<test name>/ (fixtures `browser`, `visit`, `shots`
 
 from __future__ import annotations
 
-import copy
 import csv
 import html as htmllib
 import io
-import itertools
 import json
 import re
 import shutil
 import sqlite3
 import time
 import urllib.parse
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -45,28 +43,11 @@ def in_window(records: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-_projects = itertools.count()
-
-
-@pytest.fixture(scope="module")
-def collector(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    """One real `litelens serve` on SQLite for the module (its tests each use a project of their own)."""
-    folder = tmp_path_factory.mktemp("ui-collector")
-    server = ServerProcess(f"sqlite:///{folder}/litelens.db", folder).start()
-    yield server
-    server.stop()
-
-
 @pytest.fixture
-def sqlite_server(collector: ServerProcess) -> ServerProcess:
-    """The module's collector, signed in with a key of a new project made for this test.
-
-    Every table of the store is keyed by project, so the test sees an empty collector of its own, as
-    with a server started for it, without paying a server's start and stop (about 2 s) each time.
-    """
-    own = copy.copy(collector)
-    own.key = collector.create_key(f"ui-test-{next(_projects)}")
-    return own
+def sqlite_server(project_server: ServerProcess) -> ServerProcess:
+    """Here a project of its own on the module's collector (conftest's `project_server`), not a server
+    started for each test: these tests are about what a project's pages show."""
+    return project_server
 
 
 # --------------------------------------------------------------------------------------------------
