@@ -107,6 +107,7 @@ def test_the_overview_follows_the_chosen_range_and_refreshes_itself(
     post_records(client, [make_record(f"older-{i}", now - 3 * 86400 - i * 60) for i in range(5)])
     v = visit(sqlite_server)
     page = v.page
+    page.clock.install()  # the page's timers run on a clock the test moves: no 10 s of waiting
     v.go("/?range=24h&refresh=0")
     assert page.inner_text("[data-testid=total-requests]") == "10"
     page.select_option("select[name=range]", "7d")
@@ -117,6 +118,7 @@ def test_the_overview_follows_the_chosen_range_and_refreshes_itself(
     page.evaluate("window.__same_document = true")
     page.locator(".chart").nth(2).locator("summary").click()  # the latency chart's values, opened
     post_records(client, [make_record(f"late-{i}") for i in range(3)])
+    page.clock.run_for(10_000)  # the refresh chosen passes
     expect(page.locator("[data-testid=total-requests]")).to_have_text("18", timeout=25_000)
     assert page.evaluate("window.__same_document") is True, "refreshed in place, not reloaded"
     opened = page.eval_on_selector_all("details", "ds => ds.map(d => d.open)")
@@ -267,19 +269,23 @@ def test_live_tail_shows_new_calls_without_a_reload(
     client = sqlite_server.client()
     post_records(client, [make_record("old-1", time.time() - 60, tags=["live"])])
     v = visit(sqlite_server)
+    v.page.clock.install()  # the tail polls every 2 s; the test moves the page's clock on instead
     v.go("/calls?tag=live&tail=1")
     assert v.call_ids() == ["old-1"]
     new = make_record("new-1", tags=["live"], status="error", error={"type": "APIConnectionError"})
     post_records(client, [new, make_record("other", tags=["quiet"])])
+    v.page.clock.run_for(2_000)
     v.page.wait_for_selector("tr[data-call-id=new-1]", timeout=15_000)
     assert v.call_ids() == ["new-1", "old-1"]
     # A long call is stored when it ends: started before new-1, it arrives after it, and still shows.
     post_records(client, [make_record("long-1", time.time() - 30, tags=["live"])])
+    v.page.clock.run_for(2_000)
     v.page.wait_for_selector("tr[data-call-id=long-1]", timeout=15_000)
     assert v.call_ids() == ["new-1", "long-1", "old-1"]
     # A row already shown follows its call: the retry's record merged into it shows in place.
     retried = {**new, "status": "ok", "error": None, "usage": {"input_tokens": 3, "output_tokens": 77}}
     post_records(client, [retried])
+    v.page.clock.run_for(2_000)
     row = v.page.locator("tr[data-call-id=new-1]")
     expect(row).to_contain_text("3 / 77", timeout=15_000)
     expect(row.locator(".badge")).to_have_text("ok")
