@@ -217,7 +217,36 @@ def collector(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProces
     server.stop()
 
 
+@pytest.fixture(
+    scope="module",
+    params=[
+        pytest.param("sqlite", id="sqlite"),
+        pytest.param("postgres", id="postgres", marks=pytest.mark.service),
+    ],
+)
+def db_collector(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServerProcess]:
+    """One real collector per test module on SQLite, and one on the session's PostgreSQL (service-marked);
+    tests reach them through `db_project_server`."""
+    folder = tmp_path_factory.mktemp("collector")
+    if request.param == "sqlite":
+        url = f"sqlite:///{folder}/litelens.db"
+    else:
+        url = str(request.getfixturevalue("postgres_server").create_database())
+    server = ServerProcess(url, folder).start()
+    yield server
+    server.stop()
+
+
 _projects = itertools.count()
+
+
+def _new_project(collector: ServerProcess) -> ServerProcess:
+    """The collector, with the key of a project made for the test calling this."""
+    own = copy.copy(collector)
+    own.key = collector.create_key(f"test-project-{next(_projects)}")
+    return own
 
 
 @pytest.fixture
@@ -229,9 +258,13 @@ def project_server(collector: ServerProcess) -> ServerProcess:
     what a project sees through the API and the pages; not for ones about keys, the database file, the
     server's settings, log or lifetime.
     """
-    own = copy.copy(collector)
-    own.key = collector.create_key(f"test-project-{next(_projects)}")
-    return own
+    return _new_project(collector)
+
+
+@pytest.fixture
+def db_project_server(db_collector: ServerProcess) -> ServerProcess:
+    """`project_server` on SQLite and on PostgreSQL: in place of `server` for the same kind of test."""
+    return _new_project(db_collector)
 
 
 @pytest.fixture

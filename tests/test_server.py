@@ -85,9 +85,9 @@ def wait_for_calls(client: Client, count: int, query: str = "", timeout: float =
 
 
 def test_litellm_calls_reach_the_server_with_exact_tokens_status_and_model(
-    server: ServerProcess, provider: FakeProvider, callback_to: Callable[..., Callback]
+    db_project_server: ServerProcess, provider: FakeProvider, callback_to: Callable[..., Callback]
 ) -> None:
-    callback = callback_to(server)
+    callback = callback_to(db_project_server)
     common: dict[str, Any] = {
         "api_base": provider.url,
         "api_key": FAKE_KEY,
@@ -126,7 +126,7 @@ def test_litellm_calls_reach_the_server_with_exact_tokens_status_and_model(
         )
     delivered(callback, 4)
 
-    client = server.client()
+    client = db_project_server.client()
     calls = wait_for_calls(client, 4)
     assert len(calls) == 4
     full = {c["call_id"]: client.get_json(f"/api/calls/{c['call_id']}") for c in calls}
@@ -213,7 +213,7 @@ def shared(record: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_otel_sdk_spans_give_the_same_record_as_the_core_and_a_call_is_stored_once(
-    server: ServerProcess, provider: FakeProvider, callback_to: Callable[..., Callback]
+    db_project_server: ServerProcess, provider: FakeProvider, callback_to: Callable[..., Callback]
 ) -> None:
     built: list[dict[str, Any]] = []
 
@@ -221,19 +221,22 @@ def test_otel_sdk_spans_give_the_same_record_as_the_core_and_a_call_is_stored_on
         built.append(json.loads(json.dumps(record)))
         return record
 
-    callback = callback_to(server, processors=[keep])
-    protobuf_key = server.create_key("otel-protobuf")
-    json_key = server.create_key("otel-json")
-    gzip_json_key = server.create_key("otel-json-gzip")
+    callback = callback_to(db_project_server, processors=[keep])
+    protobuf_key = db_project_server.create_key("otel-protobuf")
+    json_key = db_project_server.create_key("otel-json")
+    gzip_json_key = db_project_server.create_key("otel-json-gzip")
 
     memory = InMemorySpanExporter()
     ids = PresetIds([])
     tracer_provider = TracerProvider(resource=Resource.create({"service.name": "agent"}), id_generator=ids)
-    for key, compression in ((protobuf_key, Compression.NoCompression), (server.key, Compression.Gzip)):
+    for key, compression in (
+        (protobuf_key, Compression.NoCompression),
+        (db_project_server.key, Compression.Gzip),
+    ):
         tracer_provider.add_span_processor(
             BatchSpanProcessor(
                 OTLPSpanExporter(
-                    endpoint=server.url + "/v1/traces",
+                    endpoint=db_project_server.url + "/v1/traces",
                     headers={"Authorization": f"Bearer {key}"},
                     compression=compression,
                 )
@@ -269,14 +272,14 @@ def test_otel_sdk_spans_give_the_same_record_as_the_core_and_a_call_is_stored_on
 
     spans = memory.get_finished_spans()
     assert len(spans) == 2
-    client = server.client()
+    client = db_project_server.client()
     for key, encoding in ((json_key, None), (gzip_json_key, "gzip")):
         body = json_body(spans)
         headers = {"Content-Type": "application/json"}
         if encoding:
             body = gzip.compress(body)
             headers["Content-Encoding"] = encoding
-        request = urllib.request.Request(server.url + "/v1/traces", data=body, headers=headers)
+        request = urllib.request.Request(db_project_server.url + "/v1/traces", data=body, headers=headers)
         request.add_header("Authorization", f"Bearer {key}")
         with urllib.request.urlopen(request, timeout=10) as answer:
             assert answer.status == 200
@@ -285,7 +288,7 @@ def test_otel_sdk_spans_give_the_same_record_as_the_core_and_a_call_is_stored_on
 
     expected = shared(record)
     for key in (protobuf_key, json_key, gzip_json_key):
-        calls = wait_for_calls(client.__class__(server.url, key), 1)
+        calls = wait_for_calls(client.__class__(db_project_server.url, key), 1)
         assert [c["call_id"] for c in calls] == [record["call_id"]], key
         stored = client.get_json(f"/api/calls/{record['call_id']}", key=key)
         assert shared(stored) == expected
@@ -507,10 +510,10 @@ def test_a_malformed_record_is_rejected_by_index_and_the_rest_of_the_batch_is_st
     assert answer.status == 400, answer
 
 
-def test_a_nul_in_any_field_costs_neither_the_call_nor_its_batch(server: ServerProcess) -> None:
+def test_a_nul_in_any_field_costs_neither_the_call_nor_its_batch(db_project_server: ServerProcess) -> None:
     """PostgreSQL cannot store NUL in text: a model name or tag with one answered 503, which the sender
     retries forever. The NUL goes, on both stores alike, and the rest stays."""
-    client = server.client()
+    client = db_project_server.client()
     nul = make_record(
         "nul\x00call", request_model="gpt\x00x", session_id="s\x00", tags=["t\x00"], call_type="chat\x00"
     )
@@ -1365,11 +1368,11 @@ def test_two_servers_on_one_postgres_take_interleaved_ingest_without_loss_or_dup
 
 
 def test_a_number_too_large_for_the_database_is_a_rejected_record_not_a_retry_forever(
-    server: ServerProcess,
+    db_project_server: ServerProcess,
 ) -> None:
     """Found by the fuzz test: one huge integer made the whole batch a 503, which the sender retries
     forever, so the good records with it were never stored."""
-    client = server.client()
+    client = db_project_server.client()
     batch = [
         make_record("fine"),
         make_record("huge", start_time=10**30),
@@ -1381,11 +1384,13 @@ def test_a_number_too_large_for_the_database_is_a_rejected_record_not_a_retry_fo
     assert [c["call_id"] for c in client.get_json("/api/calls")["calls"]] == ["fine"]
 
 
-def test_a_name_too_long_for_an_index_is_cut_and_stored_not_a_retry_forever(server: ServerProcess) -> None:
+def test_a_name_too_long_for_an_index_is_cut_and_stored_not_a_retry_forever(
+    db_project_server: ServerProcess,
+) -> None:
     """On PostgreSQL a session id, user, provider, model, error class, key alias or tag of some kilobytes
     did not fit an index row: the whole batch was a 503, which the sender retries forever, so its good
     records were never stored either. Each is cut to what the API's filters take, and the sender told."""
-    client = server.client()
+    client = db_project_server.client()
     long = "".join(random.Random(7).choices(string.ascii_letters, k=9000))  # incompressible
     record = make_record(
         "long-names",

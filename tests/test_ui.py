@@ -1045,20 +1045,24 @@ def test_sessions_are_listed_by_their_last_activity_newest_first(sqlite_server: 
 
 
 @pytest.mark.service
-def test_an_id_with_control_characters_gets_a_404_that_shows_them_escaped(server: ServerProcess) -> None:
-    post_records(server.client(), [make_record("c-1", session_id="s-1")])
-    cookie = {"Cookie": f"litelens_key={server.key}"}
+def test_an_id_with_control_characters_gets_a_404_that_shows_them_escaped(
+    db_project_server: ServerProcess,
+) -> None:
+    post_records(db_project_server.client(), [make_record("c-1", session_id="s-1")])
+    cookie = {"Cookie": f"litelens_key={db_project_server.key}"}
     for kind in ("calls", "traces", "sessions"):
-        answer = server.client().request("GET", f"/{kind}/c-1%00%1b[2J%e2%80%ae", headers=cookie, key=None)
+        answer = db_project_server.client().request(
+            "GET", f"/{kind}/c-1%00%1b[2J%e2%80%ae", headers=cookie, key=None
+        )
         assert answer.status == 404, (kind, answer)  # PostgreSQL, which holds no NUL, answered 503
         text = answer.body.decode()
         assert not re.search(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\u202e]", text), kind
         assert r"c-1\x00\x1b[2J\u202e" in text, kind
-        assert server.client().get(f"/api/{kind}/c-1%00").status == 404, kind
+        assert db_project_server.client().get(f"/api/{kind}/c-1%00").status == 404, kind
     # A filter holding a NUL lists no call (PostgreSQL answered 503 here too).
-    assert "data-call-id" not in page_html(server, "/calls?model=gpt%00&range=all")
-    assert server.client().get_json("/api/calls?session_id=s-1%00")["calls"] == []
-    assert server.client().get("/api/export?q=%00&model=%00").body == b""
+    assert "data-call-id" not in page_html(db_project_server, "/calls?model=gpt%00&range=all")
+    assert db_project_server.client().get_json("/api/calls?session_id=s-1%00")["calls"] == []
+    assert db_project_server.client().get("/api/export?q=%00&model=%00").body == b""
 
 
 @pytest.mark.service
@@ -1220,9 +1224,11 @@ def test_a_later_sessions_page_links_back_to_the_first(sqlite_server: ServerProc
 
 
 @pytest.mark.service
-def test_a_metadata_filter_on_a_key_with_a_quote_or_backslash_lists_its_calls(server: ServerProcess) -> None:
+def test_a_metadata_filter_on_a_key_with_a_quote_or_backslash_lists_its_calls(
+    db_project_server: ServerProcess,
+) -> None:
     post_records(
-        server.client(),
+        db_project_server.client(),
         [
             make_record("quoted", metadata={'say "hi"': "yes", "dir\\name": "x"}),
             make_record("other", metadata={"say hi": "yes"}),
@@ -1230,7 +1236,7 @@ def test_a_metadata_filter_on_a_key_with_a_quote_or_backslash_lists_its_calls(se
     )
     # SQLite's JSON paths cannot quote these: the page was a JSON 400 "could not store the batch".
     for meta in ('say "hi"=yes', "dir\\name=x"):
-        html = page_html(server, "/calls?range=all&meta=" + urllib.parse.quote(meta))
+        html = page_html(db_project_server, "/calls?range=all&meta=" + urllib.parse.quote(meta))
         assert re.findall(r'data-call-id="([^"]+)"', html) == ["quoted"], meta
 
 
