@@ -208,13 +208,43 @@ def sqlite_server(server_factory: Callable[..., ServerProcess], sqlite_url: str)
     return server_factory(sqlite_url)
 
 
+class Collector:
+    """A real `litelens serve` shared by a module's tests, each on a project of its own.
+
+    Every table of the store is keyed by project, so a test on a new project sees an empty collector, as
+    on a server started for it, without paying a server's start and stop (about 2 s) each time. Its key
+    is made in the server's database through the same `create_key` that `litelens keys create` calls,
+    minus that command's interpreter start.
+    """
+
+    def __init__(self, db_url: str, folder: Path) -> None:
+        from litelens.server.store.base import open_store
+
+        self.server = ServerProcess(db_url, folder).start()  # the server migrates the database
+        self.store = open_store(db_url)
+
+    def new_project(self) -> ServerProcess:
+        from litelens.server.auth import create_key
+
+        own = copy.copy(self.server)
+        own.key = create_key(self.store, f"test-project-{next(_projects)}")
+        return own
+
+    def close(self) -> None:
+        self.store.close()
+        self.server.stop()
+
+
+_projects = itertools.count()
+
+
 @pytest.fixture(scope="module")
-def collector(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+def collector(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Collector]:
     """One real collector on SQLite for a test module; tests reach it through `project_server`."""
     folder = tmp_path_factory.mktemp("collector")
-    server = ServerProcess(f"sqlite:///{folder}/litelens.db", folder).start()
-    yield server
-    server.stop()
+    shared = Collector(f"sqlite:///{folder}/litelens.db", folder)
+    yield shared
+    shared.close()
 
 
 @pytest.fixture(
@@ -226,7 +256,7 @@ def collector(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProces
 )
 def db_collector(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[ServerProcess]:
+) -> Iterator[Collector]:
     """One real collector per test module on SQLite, and one on the session's PostgreSQL (service-marked);
     tests reach them through `db_project_server`."""
     folder = tmp_path_factory.mktemp("collector")
@@ -234,37 +264,23 @@ def db_collector(
         url = f"sqlite:///{folder}/litelens.db"
     else:
         url = str(request.getfixturevalue("postgres_server").create_database())
-    server = ServerProcess(url, folder).start()
-    yield server
-    server.stop()
-
-
-_projects = itertools.count()
-
-
-def _new_project(collector: ServerProcess) -> ServerProcess:
-    """The collector, with the key of a project made for the test calling this."""
-    own = copy.copy(collector)
-    own.key = collector.create_key(f"test-project-{next(_projects)}")
-    return own
+    shared = Collector(url, folder)
+    yield shared
+    shared.close()
 
 
 @pytest.fixture
-def project_server(collector: ServerProcess) -> ServerProcess:
-    """The module's collector, with the key of a project made for this test.
-
-    Every table of the store is keyed by project, so the test sees an empty collector of its own, as with
-    `sqlite_server`, without paying a server's start and stop (about 2 s) each time. For tests about
-    what a project sees through the API and the pages; not for ones about keys, the database file, the
-    server's settings, log or lifetime.
-    """
-    return _new_project(collector)
+def project_server(collector: Collector) -> ServerProcess:
+    """The module's collector, with the key of a project made for this test: for tests about what a
+    project sees through the API and the pages, not about keys, the database file, the server's
+    settings, log or lifetime (those start a server of their own)."""
+    return collector.new_project()
 
 
 @pytest.fixture
-def db_project_server(db_collector: ServerProcess) -> ServerProcess:
+def db_project_server(db_collector: Collector) -> ServerProcess:
     """`project_server` on SQLite and on PostgreSQL: in place of `server` for the same kind of test."""
-    return _new_project(db_collector)
+    return db_collector.new_project()
 
 
 @pytest.fixture
