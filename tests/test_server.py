@@ -795,20 +795,20 @@ def every_route(client: Client) -> list[tuple[str, str]]:
     return [(m, p.replace("{session_id}", "s")) for m, p in routes]
 
 
-def test_requests_without_a_valid_key_are_refused_on_every_route(sqlite_server: ServerProcess) -> None:
-    client = sqlite_server.client()
+def test_requests_without_a_valid_key_are_refused_on_every_route(project_server: ServerProcess) -> None:
+    client = project_server.client()
     routes = every_route(client)
     paths = {p for _, p in routes}
     assert {"/v1/events", "/v1/traces", "/api/calls", "/api/calls/c", "/api/export", "/api/stats"} <= paths
     assert {"/api/sessions", "/api/sessions/s", f"/api/traces/{'a' * 32}", "/api/me"} <= paths
-    revoked = sqlite_server.create_key("gone")
-    done = cli("keys", "revoke", revoked, "--db", sqlite_server.db_url)
+    revoked = project_server.create_key("gone")
+    done = cli("keys", "revoke", revoked, "--db", project_server.db_url)
     assert done.returncode == 0 and "revoked" in done.stdout, done
     refusals = {
         "no key": {},
         "wrong key": {"Authorization": "Bearer ll_not-a-key-anyone-made"},
         "empty bearer": {"Authorization": "Bearer "},
-        "wrong scheme": {"Authorization": f"Basic {sqlite_server.key}"},
+        "wrong scheme": {"Authorization": f"Basic {project_server.key}"},
         "revoked key": {"Authorization": f"Bearer {revoked}"},
     }
     body = json.dumps({"records": [make_record("sneaky")]}).encode()
@@ -827,9 +827,9 @@ def test_requests_without_a_valid_key_are_refused_on_every_route(sqlite_server: 
     assert client.post_json("/v1/events", {"records": [make_record("allowed")]}).status == 200
 
 
-def test_a_project_never_sees_another_projects_calls(sqlite_server: ServerProcess) -> None:
-    ours = sqlite_server.client()
-    theirs = sqlite_server.client(sqlite_server.create_key("other-team"))
+def test_a_project_never_sees_another_projects_calls(project_server: ServerProcess) -> None:
+    ours = project_server.client()
+    theirs = project_server.client(project_server.create_key("other-team"))
     trace = "f" * 32
     secret = make_record(
         "ours-1", trace_id=trace, session_id="sess-ours", tags=["private"], metadata={"k": "v"}
