@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
+import itertools
 import os
 import re
 import shutil
@@ -204,6 +206,81 @@ def server(server_factory: Callable[..., ServerProcess], db_url: str) -> ServerP
 def sqlite_server(server_factory: Callable[..., ServerProcess], sqlite_url: str) -> ServerProcess:
     """The real collector on SQLite only, for tests about the HTTP layer rather than the database."""
     return server_factory(sqlite_url)
+
+
+class Collector:
+    """A real `litelens serve` shared by a module's tests, each on a project of its own.
+
+    Every table of the store is keyed by project, so a test on a new project sees an empty collector, as
+    on a server started for it, without paying a server's start and stop (about 2 s) each time. Its key
+    is made in the server's database through the same `create_key` that `litelens keys create` calls,
+    minus that command's interpreter start.
+    """
+
+    def __init__(self, db_url: str, folder: Path) -> None:
+        from litelens.server.store.base import open_store
+
+        self.server = ServerProcess(db_url, folder).start()  # the server migrates the database
+        self.store = open_store(db_url)
+
+    def new_project(self) -> ServerProcess:
+        from litelens.server.auth import create_key
+
+        own = copy.copy(self.server)
+        own.key = create_key(self.store, f"test-project-{next(_projects)}")
+        return own
+
+    def close(self) -> None:
+        self.store.close()
+        self.server.stop()
+
+
+_projects = itertools.count()
+
+
+@pytest.fixture(scope="module")
+def collector(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Collector]:
+    """One real collector on SQLite for a test module; tests reach it through `project_server`."""
+    folder = tmp_path_factory.mktemp("collector")
+    shared = Collector(f"sqlite:///{folder}/litelens.db", folder)
+    yield shared
+    shared.close()
+
+
+@pytest.fixture(
+    scope="module",
+    params=[
+        pytest.param("sqlite", id="sqlite"),
+        pytest.param("postgres", id="postgres", marks=pytest.mark.service),
+    ],
+)
+def db_collector(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Collector]:
+    """One real collector per test module on SQLite, and one on the session's PostgreSQL (service-marked);
+    tests reach them through `db_project_server`."""
+    folder = tmp_path_factory.mktemp("collector")
+    if request.param == "sqlite":
+        url = f"sqlite:///{folder}/litelens.db"
+    else:
+        url = str(request.getfixturevalue("postgres_server").create_database())
+    shared = Collector(url, folder)
+    yield shared
+    shared.close()
+
+
+@pytest.fixture
+def project_server(collector: Collector) -> ServerProcess:
+    """The module's collector, with the key of a project made for this test: for tests about what a
+    project sees through the API and the pages, not about keys, the database file, the server's
+    settings, log or lifetime (those start a server of their own)."""
+    return collector.new_project()
+
+
+@pytest.fixture
+def db_project_server(db_collector: Collector) -> ServerProcess:
+    """`project_server` on SQLite and on PostgreSQL: in place of `server` for the same kind of test."""
+    return db_collector.new_project()
 
 
 @pytest.fixture

@@ -279,6 +279,12 @@ def _strip_prompts(text: str) -> str:
     return "\n".join(line[2:] for line in lines if line.startswith("$ ")) + "\n"
 
 
+# Callbacks this process has already seen import. The check runs a fresh interpreter with this process's
+# environment, so its answer for a name cannot change within a run; each page naming the same callback
+# (`litelens.handler` on four of them) would otherwise pay a LiteLLM import for it again.
+_IMPORTED_CALLBACKS: set[str] = set()
+
+
 def check_yaml(text: str, title: str | None) -> Any:
     import yaml
 
@@ -286,13 +292,15 @@ def check_yaml(text: str, title: str | None) -> Any:
     settings = document.get("litellm_settings") if isinstance(document, Mapping) else None
     if isinstance(settings, Mapping):
         for name in settings.get("callbacks") or []:
-            if "." in str(name):  # a custom callback: "module.attribute" must import, as the proxy does it
+            # A custom callback: "module.attribute" must import, as the proxy does it.
+            if "." in str(name) and str(name) not in _IMPORTED_CALLBACKS:
                 module, _, attribute = str(name).rpartition(".")
                 subprocess.run(
                     [sys.executable, "-c", f"import {module}; {module}.{attribute}"],
                     check=True,
                     capture_output=True,
                 )
+                _IMPORTED_CALLBACKS.add(str(name))
     return document
 
 

@@ -76,16 +76,16 @@ def stored_calls(server: ServerProcess, n: int, timeout: float = 20) -> list[dic
 
 
 def test_spans_reach_the_server_with_the_key(
-    provider: FakeProvider, sqlite_server: ServerProcess, tmp_path: Path, instrument: Any
+    provider: FakeProvider, project_server: ServerProcess, tmp_path: Path, instrument: Any
 ) -> None:
-    exporter = LiteLensSpanExporter(sqlite_server.url, sqlite_server.key, spool_dir=str(tmp_path / "spool"))
+    exporter = LiteLensSpanExporter(project_server.url, project_server.key, spool_dir=str(tmp_path / "spool"))
     tracer_provider = instrument(exporter)
     for i in range(5):
         call(provider, f"call number {i} [[fake tokens=4]]")
     with pytest.raises(litellm.RateLimitError):
         call(provider, "hi [[fake error=429]]", max_retries=0)
     assert tracer_provider.force_flush(10_000)
-    calls = stored_calls(sqlite_server, 6)
+    calls = stored_calls(project_server, 6)
     assert len(calls) == 6
     assert sorted(c["status"] for c in calls) == ["error"] + ["ok"] * 5
     ok = [c for c in calls if c["status"] == "ok"]
@@ -97,32 +97,32 @@ def test_spans_reach_the_server_with_the_key(
     stats = exporter.stats()
     assert stats["sent"] == 6 and stats["spooled"] == 0 and stats["dropped"] == 0
     # The trace view has the span itself too.
-    trace = sqlite_server.client().get_json(f"/api/traces/{calls[0]['trace_id']}")
+    trace = project_server.client().get_json(f"/api/traces/{calls[0]['trace_id']}")
     assert "chat gpt-4o-mini" in json.dumps(trace)
 
 
 def test_an_otlp_style_endpoint_with_its_path_reaches_the_server(
-    provider: FakeProvider, sqlite_server: ServerProcess, tmp_path: Path, instrument: Any
+    provider: FakeProvider, project_server: ServerProcess, tmp_path: Path, instrument: Any
 ) -> None:
     # OTEL_EXPORTER_OTLP_TRACES_ENDPOINT is written with /v1/traces; pasted here, it once posted to
     # /v1/traces/v1/traces and every span went to the spool.
     exporter = LiteLensSpanExporter(
-        sqlite_server.url + "/v1/traces", sqlite_server.key, spool_dir=str(tmp_path / "spool")
+        project_server.url + "/v1/traces", project_server.key, spool_dir=str(tmp_path / "spool")
     )
     tracer_provider = instrument(exporter)
     call(provider, "hello [[fake tokens=3]]")
     assert tracer_provider.force_flush(10_000) and exporter.force_flush(10_000)
     assert exporter.stats()["sent"] == 1 and exporter.stats()["spooled"] == 0
-    (stored,) = stored_calls(sqlite_server, 1)
+    (stored,) = stored_calls(project_server, 1)
     assert stored["output_tokens"] == 3
 
 
 def test_a_responses_call_reaches_the_server_as_a_whole_call(
-    provider: FakeProvider, sqlite_server: ServerProcess, tmp_path: Path, instrument: Any
+    provider: FakeProvider, project_server: ServerProcess, tmp_path: Path, instrument: Any
 ) -> None:
     """Its span carries the content in the conventions' messages; the server makes the Responses call of
     them again: instructions, input and answer, as the dashboard shows and replays the call."""
-    exporter = LiteLensSpanExporter(sqlite_server.url, sqlite_server.key, spool_dir=str(tmp_path / "spool"))
+    exporter = LiteLensSpanExporter(project_server.url, project_server.key, spool_dir=str(tmp_path / "spool"))
     tracer_provider = instrument(exporter, capture_content=True)
     answer = litellm.responses(
         model="openai/gpt-4o-mini",
@@ -132,8 +132,8 @@ def test_a_responses_call_reaches_the_server_as_a_whole_call(
         api_key="sk-fake",
     )
     assert tracer_provider.force_flush(10_000)
-    (stored,) = stored_calls(sqlite_server, 1)
-    call = sqlite_server.client().get_json(f"/api/calls/{stored['call_id']}")
+    (stored,) = stored_calls(project_server, 1)
+    call = project_server.client().get_json(f"/api/calls/{stored['call_id']}")
     assert call["call_type"] == "responses" and call["finish_reasons"] == ["completed"]
     assert call["request"]["input"] == "tell me a story"
     assert call["request"]["instructions"] == "Answer in French."
@@ -171,9 +171,9 @@ def test_spans_wait_in_the_spool_while_the_server_is_away(
 
 
 def test_a_wrong_key_keeps_spans_in_the_spool(
-    provider: FakeProvider, sqlite_server: ServerProcess, tmp_path: Path, instrument: Any, caplog: Any
+    provider: FakeProvider, project_server: ServerProcess, tmp_path: Path, instrument: Any, caplog: Any
 ) -> None:
-    exporter = LiteLensSpanExporter(sqlite_server.url, "ll_wrong", spool_dir=str(tmp_path / "spool"))
+    exporter = LiteLensSpanExporter(project_server.url, "ll_wrong", spool_dir=str(tmp_path / "spool"))
     tracer_provider = instrument(exporter)
     call(provider)
     assert tracer_provider.force_flush(10_000)
@@ -222,10 +222,10 @@ def test_a_span_with_a_bytes_attribute_loses_no_span_of_its_batch(tmp_path: Path
 
 
 def test_planted_data_is_gone_from_every_exported_span(
-    provider: FakeProvider, sqlite_server: ServerProcess, tmp_path: Path, instrument: Any
+    provider: FakeProvider, project_server: ServerProcess, tmp_path: Path, instrument: Any
 ) -> None:
     server_exporter = LiteLensSpanExporter(
-        sqlite_server.url, sqlite_server.key, spool_dir=str(tmp_path / "spool")
+        project_server.url, project_server.key, spool_dir=str(tmp_path / "spool")
     )
     file_exporter = JsonlSpanExporter(tmp_path / "spans.jsonl")
     tracer_provider = instrument(server_exporter, file_exporter, capture_content=True, processors=[redact()])
@@ -248,9 +248,9 @@ def test_planted_data_is_gone_from_every_exported_span(
     assert "[EMAIL]" in event["attributes"]["exception.message"]
     assert "[CARD]" in err["status"]["description"]
 
-    calls = stored_calls(sqlite_server, 2)
+    calls = stored_calls(project_server, 2)
     assert len(calls) == 2
-    client = sqlite_server.client()
+    client = project_server.client()
     stored = [client.get_json(f"/api/calls/{c['call_id']}") for c in calls]
     stored += [client.get_json(f"/api/traces/{c['trace_id']}") for c in calls]
     text = json.dumps(stored)
@@ -261,25 +261,25 @@ def test_planted_data_is_gone_from_every_exported_span(
 
 
 def test_docs_examples_run(
-    sqlite_server: ServerProcess, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    project_server: ServerProcess, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """docs/otel.md's code, with the server and the stock exporter's backend both a real `litelens serve`."""
     import re
 
     pytest.importorskip("opentelemetry.exporter.otlp.proto.http")
-    monkeypatch.setenv("LITELENS_ENDPOINT", sqlite_server.url)
-    monkeypatch.setenv("LITELENS_API_KEY", sqlite_server.key)
+    monkeypatch.setenv("LITELENS_ENDPOINT", project_server.url)
+    monkeypatch.setenv("LITELENS_API_KEY", project_server.key)
     monkeypatch.setenv("LITELENS_SPOOL_DIR", str(tmp_path / "spool"))
-    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", f"{sqlite_server.url}/v1/traces")
-    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_HEADERS", f"authorization=Bearer%20{sqlite_server.key}")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", f"{project_server.url}/v1/traces")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_HEADERS", f"authorization=Bearer%20{project_server.key}")
     text = (Path(__file__).resolve().parents[1] / "docs" / "otel.md").read_text()
     blocks = re.findall(r"```python\n(.*?)```", text, re.S)
     assert len(blocks) >= 3
     for block in blocks:
         exec(compile(block, "docs/otel.md", "exec"), {"__name__": "docs_otel"})
-    calls = stored_calls(sqlite_server, 2)
+    calls = stored_calls(project_server, 2)
     assert len(calls) == 2  # one through LiteLensSpanExporter, one through the stock OTLP exporter
-    client = sqlite_server.client()
+    client = project_server.client()
     stored = json.dumps([client.get_json(f"/api/calls/{c['call_id']}") for c in calls])
     assert "[EMAIL]" in stored and "[PHONE]" in stored
     assert "ann@example.com" not in stored and "415 555 2671" not in stored
@@ -313,11 +313,11 @@ def test_spool_off_is_no_spool_not_a_folder_named_off() -> None:
 
 
 def test_spans_the_server_refused_count_as_failed_not_sent_and_are_logged_once(
-    sqlite_server: ServerProcess, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    project_server: ServerProcess, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """The server answers OTLP's partial success: a span it refused (here, one dated 1970) is not
     delivered, and its sender says so, as the core sender does for a rejected record."""
-    exporter = LiteLensSpanExporter(sqlite_server.url, sqlite_server.key, spool_dir=str(tmp_path / "spool"))
+    exporter = LiteLensSpanExporter(project_server.url, project_server.key, spool_dir=str(tmp_path / "spool"))
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     tracer = provider.get_tracer("app")

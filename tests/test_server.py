@@ -85,9 +85,9 @@ def wait_for_calls(client: Client, count: int, query: str = "", timeout: float =
 
 
 def test_litellm_calls_reach_the_server_with_exact_tokens_status_and_model(
-    server: ServerProcess, provider: FakeProvider, callback_to: Callable[..., Callback]
+    db_project_server: ServerProcess, provider: FakeProvider, callback_to: Callable[..., Callback]
 ) -> None:
-    callback = callback_to(server)
+    callback = callback_to(db_project_server)
     common: dict[str, Any] = {
         "api_base": provider.url,
         "api_key": FAKE_KEY,
@@ -126,7 +126,7 @@ def test_litellm_calls_reach_the_server_with_exact_tokens_status_and_model(
         )
     delivered(callback, 4)
 
-    client = server.client()
+    client = db_project_server.client()
     calls = wait_for_calls(client, 4)
     assert len(calls) == 4
     full = {c["call_id"]: client.get_json(f"/api/calls/{c['call_id']}") for c in calls}
@@ -213,7 +213,7 @@ def shared(record: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_otel_sdk_spans_give_the_same_record_as_the_core_and_a_call_is_stored_once(
-    server: ServerProcess, provider: FakeProvider, callback_to: Callable[..., Callback]
+    db_project_server: ServerProcess, provider: FakeProvider, callback_to: Callable[..., Callback]
 ) -> None:
     built: list[dict[str, Any]] = []
 
@@ -221,19 +221,22 @@ def test_otel_sdk_spans_give_the_same_record_as_the_core_and_a_call_is_stored_on
         built.append(json.loads(json.dumps(record)))
         return record
 
-    callback = callback_to(server, processors=[keep])
-    protobuf_key = server.create_key("otel-protobuf")
-    json_key = server.create_key("otel-json")
-    gzip_json_key = server.create_key("otel-json-gzip")
+    callback = callback_to(db_project_server, processors=[keep])
+    protobuf_key = db_project_server.create_key("otel-protobuf")
+    json_key = db_project_server.create_key("otel-json")
+    gzip_json_key = db_project_server.create_key("otel-json-gzip")
 
     memory = InMemorySpanExporter()
     ids = PresetIds([])
     tracer_provider = TracerProvider(resource=Resource.create({"service.name": "agent"}), id_generator=ids)
-    for key, compression in ((protobuf_key, Compression.NoCompression), (server.key, Compression.Gzip)):
+    for key, compression in (
+        (protobuf_key, Compression.NoCompression),
+        (db_project_server.key, Compression.Gzip),
+    ):
         tracer_provider.add_span_processor(
             BatchSpanProcessor(
                 OTLPSpanExporter(
-                    endpoint=server.url + "/v1/traces",
+                    endpoint=db_project_server.url + "/v1/traces",
                     headers={"Authorization": f"Bearer {key}"},
                     compression=compression,
                 )
@@ -269,14 +272,14 @@ def test_otel_sdk_spans_give_the_same_record_as_the_core_and_a_call_is_stored_on
 
     spans = memory.get_finished_spans()
     assert len(spans) == 2
-    client = server.client()
+    client = db_project_server.client()
     for key, encoding in ((json_key, None), (gzip_json_key, "gzip")):
         body = json_body(spans)
         headers = {"Content-Type": "application/json"}
         if encoding:
             body = gzip.compress(body)
             headers["Content-Encoding"] = encoding
-        request = urllib.request.Request(server.url + "/v1/traces", data=body, headers=headers)
+        request = urllib.request.Request(db_project_server.url + "/v1/traces", data=body, headers=headers)
         request.add_header("Authorization", f"Bearer {key}")
         with urllib.request.urlopen(request, timeout=10) as answer:
             assert answer.status == 200
@@ -285,7 +288,7 @@ def test_otel_sdk_spans_give_the_same_record_as_the_core_and_a_call_is_stored_on
 
     expected = shared(record)
     for key in (protobuf_key, json_key, gzip_json_key):
-        calls = wait_for_calls(client.__class__(server.url, key), 1)
+        calls = wait_for_calls(client.__class__(db_project_server.url, key), 1)
         assert [c["call_id"] for c in calls] == [record["call_id"]], key
         stored = client.get_json(f"/api/calls/{record['call_id']}", key=key)
         assert shared(stored) == expected
@@ -307,7 +310,7 @@ def test_otel_sdk_spans_give_the_same_record_as_the_core_and_a_call_is_stored_on
 
 
 def test_litellm_otel_callback_spans_name_the_end_user_and_the_async_call(
-    sqlite_server: ServerProcess, provider: FakeProvider
+    project_server: ServerProcess, provider: FakeProvider
 ) -> None:
     """LiteLLM's own `callbacks=["otel"]` (v1): the end user is in `llm.user`, the call type only in
     `llm.request.type`."""
@@ -343,7 +346,7 @@ def test_litellm_otel_callback_spans_name_the_end_user_and_the_async_call(
     [span] = [s for s in memory.get_finished_spans() if s.name == "litellm_request"]
     assert span.attributes["llm.user"] == "alice", "what LiteLLM sends"
 
-    client = sqlite_server.client()
+    client = project_server.client()
     answer = post(client, "/v1/traces", protobuf_body(memory.get_finished_spans()), "application/x-protobuf")
     assert answer.status == 200, answer
     [call] = client.get_json("/api/calls")["calls"]
@@ -471,9 +474,9 @@ def test_a_store_slower_than_the_senders_gets_429_with_retry_after_and_loses_not
 
 
 def test_a_malformed_record_is_rejected_by_index_and_the_rest_of_the_batch_is_stored(
-    sqlite_server: ServerProcess,
+    project_server: ServerProcess,
 ) -> None:
-    client = sqlite_server.client()
+    client = project_server.client()
     batch = [
         make_record("good-0"),
         {**make_record("bad-call-id"), "call_id": ""},
@@ -507,10 +510,10 @@ def test_a_malformed_record_is_rejected_by_index_and_the_rest_of_the_batch_is_st
     assert answer.status == 400, answer
 
 
-def test_a_nul_in_any_field_costs_neither_the_call_nor_its_batch(server: ServerProcess) -> None:
+def test_a_nul_in_any_field_costs_neither_the_call_nor_its_batch(db_project_server: ServerProcess) -> None:
     """PostgreSQL cannot store NUL in text: a model name or tag with one answered 503, which the sender
     retries forever. The NUL goes, on both stores alike, and the rest stays."""
-    client = server.client()
+    client = db_project_server.client()
     nul = make_record(
         "nul\x00call", request_model="gpt\x00x", session_id="s\x00", tags=["t\x00"], call_type="chat\x00"
     )
@@ -526,10 +529,10 @@ def test_a_nul_in_any_field_costs_neither_the_call_nor_its_batch(server: ServerP
     assert [r["name"] for r in client.get_json(f"/api/traces/{trace}")["roots"]] == ["toolstep"]
 
 
-def test_a_spans_events_are_capped_in_bytes_not_characters(sqlite_server: ServerProcess) -> None:
+def test_a_spans_events_are_capped_in_bytes_not_characters(project_server: ServerProcess) -> None:
     """A tool span keeps its first events up to 16 KiB of JSON; text in Greek or Chinese took up
     to three times that when the cap counted characters."""
-    client = sqlite_server.client()
+    client = project_server.client()
     now, trace = time.time_ns(), "0e" * 16
     span = otlp_json_span(trace, "1" * 16, "tool", {}, now, now + 10**6)
     message = {"key": "exception.message", "value": {"stringValue": "\u20ac" * 1000}}
@@ -541,9 +544,9 @@ def test_a_spans_events_are_capped_in_bytes_not_characters(sqlite_server: Server
 
 
 def test_otlp_unknown_content_type_is_415_and_bad_spans_are_a_partial_success(
-    sqlite_server: ServerProcess,
+    project_server: ServerProcess,
 ) -> None:
-    client = sqlite_server.client()
+    client = project_server.client()
     answer = post(client, "/v1/traces", b"hello", "text/plain")
     assert answer.status == 415 and "application/x-protobuf" in answer.json()["error"], answer
     # Failures answer with a google.rpc.Status in the request's encoding (OTLP spec, "Failures"), which
@@ -600,10 +603,10 @@ def test_otlp_unknown_content_type_is_415_and_bad_spans_are_a_partial_success(
     assert "protobuf" in status_pb2.Status.FromString(answer.body).message
 
 
-def test_otlp_spans_are_stored_without_credentials(sqlite_server: ServerProcess) -> None:
+def test_otlp_spans_are_stored_without_credentials(project_server: ServerProcess) -> None:
     """Every span is kept for the trace tree, and HTTP spans next to the LLM call carry captured headers and
     URLs with keys; OpenInference's invocation parameters are the call's keyword arguments."""
-    client = sqlite_server.client()
+    client = project_server.client()
     now, trace = time.time_ns(), "5e" * 16
     google_key = "AIzaSyA1234567890abcdefghijklmnopqrstu"
     http = otlp_json_span(
@@ -666,9 +669,9 @@ def test_otlp_spans_are_stored_without_credentials(sqlite_server: ServerProcess)
     assert "sk-proj" not in client.get("/api/export?format=jsonl").body.decode()
 
 
-def test_trace_tree_holds_every_span_once_however_deep_or_looped(sqlite_server: ServerProcess) -> None:
+def test_trace_tree_holds_every_span_once_however_deep_or_looped(project_server: ServerProcess) -> None:
     """An agent that recursed 200 times, and two spans a broken sender parented to each other."""
-    client = sqlite_server.client()
+    client = project_server.client()
     now, trace = time.time_ns(), "7a" * 16
     chain = [
         otlp_json_span(trace, f"{i:016x}", f"step {i}", {"depth": i}, now + i, now + 10**9, f"{i - 1:016x}")
@@ -699,10 +702,10 @@ def test_trace_tree_holds_every_span_once_however_deep_or_looped(sqlite_server: 
     assert deepest["parent_span_id"] == f"{199:016x}", "a node keeps its real parent id"
 
 
-def test_a_gzip_body_of_several_members_is_stored_whole(sqlite_server: ServerProcess) -> None:
+def test_a_gzip_body_of_several_members_is_stored_whole(project_server: ServerProcess) -> None:
     """A gzip body may be several members back to back (a streaming compressor that flushes); only the
     first was read, so the spans of the others were acknowledged and lost."""
-    client = sqlite_server.client()
+    client = project_server.client()
 
     def build(tracer: Any) -> None:
         with tracer.start_as_current_span("agent"):
@@ -726,12 +729,12 @@ def test_a_gzip_body_of_several_members_is_stored_whole(sqlite_server: ServerPro
 
 
 def test_strings_that_are_not_utf8_cost_the_sender_nothing_but_those_characters(
-    sqlite_server: ServerProcess,
+    project_server: ServerProcess,
 ) -> None:
     """JavaScript cuts LLM text between the halves of an emoji (JSON.stringify then writes a lone
     `\\ud83d`, protobufjs bytes that are not UTF-8), and Go strings are bytes; a 400 makes the exporter
     drop the whole batch."""
-    client = sqlite_server.client()
+    client = project_server.client()
 
     def build(tracer: Any) -> None:
         with (
@@ -792,20 +795,20 @@ def every_route(client: Client) -> list[tuple[str, str]]:
     return [(m, p.replace("{session_id}", "s")) for m, p in routes]
 
 
-def test_requests_without_a_valid_key_are_refused_on_every_route(sqlite_server: ServerProcess) -> None:
-    client = sqlite_server.client()
+def test_requests_without_a_valid_key_are_refused_on_every_route(project_server: ServerProcess) -> None:
+    client = project_server.client()
     routes = every_route(client)
     paths = {p for _, p in routes}
     assert {"/v1/events", "/v1/traces", "/api/calls", "/api/calls/c", "/api/export", "/api/stats"} <= paths
     assert {"/api/sessions", "/api/sessions/s", f"/api/traces/{'a' * 32}", "/api/me"} <= paths
-    revoked = sqlite_server.create_key("gone")
-    done = cli("keys", "revoke", revoked, "--db", sqlite_server.db_url)
+    revoked = project_server.create_key("gone")
+    done = cli("keys", "revoke", revoked, "--db", project_server.db_url)
     assert done.returncode == 0 and "revoked" in done.stdout, done
     refusals = {
         "no key": {},
         "wrong key": {"Authorization": "Bearer ll_not-a-key-anyone-made"},
         "empty bearer": {"Authorization": "Bearer "},
-        "wrong scheme": {"Authorization": f"Basic {sqlite_server.key}"},
+        "wrong scheme": {"Authorization": f"Basic {project_server.key}"},
         "revoked key": {"Authorization": f"Bearer {revoked}"},
     }
     body = json.dumps({"records": [make_record("sneaky")]}).encode()
@@ -824,9 +827,9 @@ def test_requests_without_a_valid_key_are_refused_on_every_route(sqlite_server: 
     assert client.post_json("/v1/events", {"records": [make_record("allowed")]}).status == 200
 
 
-def test_a_project_never_sees_another_projects_calls(sqlite_server: ServerProcess) -> None:
-    ours = sqlite_server.client()
-    theirs = sqlite_server.client(sqlite_server.create_key("other-team"))
+def test_a_project_never_sees_another_projects_calls(project_server: ServerProcess) -> None:
+    ours = project_server.client()
+    theirs = project_server.client(project_server.create_key("other-team"))
     trace = "f" * 32
     secret = make_record(
         "ours-1", trace_id=trace, session_id="sess-ours", tags=["private"], metadata={"k": "v"}
@@ -982,8 +985,8 @@ def seed(client: Client, count: int = 60) -> list[dict[str, Any]]:
     return records
 
 
-def test_filters_and_cursor_pages_over_http(sqlite_server: ServerProcess) -> None:
-    client = sqlite_server.client()
+def test_filters_and_cursor_pages_over_http(project_server: ServerProcess) -> None:
+    client = project_server.client()
     records = seed(client)
 
     def ids(query: str) -> set[str]:
@@ -1018,11 +1021,11 @@ def test_filters_and_cursor_pages_over_http(sqlite_server: ServerProcess) -> Non
     assert client.get("/api/calls?cursor=garbage").status == 400
 
 
-def test_a_proxy_requests_call_id_leads_to_its_later_attempts(sqlite_server: ServerProcess) -> None:
+def test_a_proxy_requests_call_id_leads_to_its_later_attempts(project_server: ServerProcess) -> None:
     """After a proxy's fallback, the call id the client got (`x-litellm-call-id`) is the failed first
     attempt's; the answer for it lists every attempt, so the one that answered the client is a click away
     (the core layer records later attempts as `<id>:2`, `<id>:3`)."""
-    client = sqlite_server.client()
+    client = project_server.client()
     now = time.time()
     records = [
         make_record("fb-1", now, status="error", error={"type": "InternalServerError", "status_code": 500}),
@@ -1038,9 +1041,9 @@ def test_a_proxy_requests_call_id_leads_to_its_later_attempts(sqlite_server: Ser
 
 
 def test_export_streams_every_filtered_call_and_openapi_lists_the_routes(
-    sqlite_server: ServerProcess,
+    project_server: ServerProcess,
 ) -> None:
-    client = sqlite_server.client()
+    client = project_server.client()
     records = seed(client, 1200)  # more than one store page
     answer = client.get("/api/export?format=jsonl&tag=even")
     assert answer.status == 200 and answer.headers["content-type"].startswith("application/x-ndjson")
@@ -1068,9 +1071,9 @@ def test_export_streams_every_filtered_call_and_openapi_lists_the_routes(
 
 
 def test_csv_export_defuses_spreadsheet_formulas_and_keeps_quotes_newlines_and_unicode(
-    sqlite_server: ServerProcess,
+    project_server: ServerProcess,
 ) -> None:
-    client = sqlite_server.client()
+    client = project_server.client()
     t0 = time.time() - 60
     records = [
         make_record(
@@ -1365,11 +1368,11 @@ def test_two_servers_on_one_postgres_take_interleaved_ingest_without_loss_or_dup
 
 
 def test_a_number_too_large_for_the_database_is_a_rejected_record_not_a_retry_forever(
-    server: ServerProcess,
+    db_project_server: ServerProcess,
 ) -> None:
     """Found by the fuzz test: one huge integer made the whole batch a 503, which the sender retries
     forever, so the good records with it were never stored."""
-    client = server.client()
+    client = db_project_server.client()
     batch = [
         make_record("fine"),
         make_record("huge", start_time=10**30),
@@ -1381,11 +1384,13 @@ def test_a_number_too_large_for_the_database_is_a_rejected_record_not_a_retry_fo
     assert [c["call_id"] for c in client.get_json("/api/calls")["calls"]] == ["fine"]
 
 
-def test_a_name_too_long_for_an_index_is_cut_and_stored_not_a_retry_forever(server: ServerProcess) -> None:
+def test_a_name_too_long_for_an_index_is_cut_and_stored_not_a_retry_forever(
+    db_project_server: ServerProcess,
+) -> None:
     """On PostgreSQL a session id, user, provider, model, error class, key alias or tag of some kilobytes
     did not fit an index row: the whole batch was a 503, which the sender retries forever, so its good
     records were never stored either. Each is cut to what the API's filters take, and the sender told."""
-    client = server.client()
+    client = db_project_server.client()
     long = "".join(random.Random(7).choices(string.ascii_letters, k=9000))  # incompressible
     record = make_record(
         "long-names",
@@ -1413,13 +1418,13 @@ def test_a_name_too_long_for_an_index_is_cut_and_stored_not_a_retry_forever(serv
 
 
 def test_a_time_no_clock_gives_is_rejected_and_the_live_tail_keeps_showing_new_calls(
-    sqlite_server: ServerProcess,
+    project_server: ServerProcess,
 ) -> None:
     """A start time in the year 33658 was stored: the dashboard's live tail polls from the newest start it
     shows, so after that one call it never showed a new one. Times before 2000 or more than a day ahead
     are rejected by index (by span on /v1/traces); an end before the start is a clock that stepped back,
     kept as a call that took no time."""
-    client = sqlite_server.client()
+    client = project_server.client()
     now = time.time()
     batch = [
         make_record("year-33658", 1e12),
@@ -1450,11 +1455,11 @@ def test_a_time_no_clock_gives_is_rejected_and_the_live_tail_keeps_showing_new_c
 
 
 def test_a_negative_ttft_or_throughput_is_stored_as_no_measurement_and_the_sender_is_told(
-    sqlite_server: ServerProcess,
+    project_server: ServerProcess,
 ) -> None:
     """A negative TTFT or tokens per second was stored as sent, and pulled the TTFT percentiles below 0;
     then it was dropped without a word, where the ingest names every other field it drops."""
-    client = sqlite_server.client()
+    client = project_server.client()
     record = make_record("negative-ttft", ttft_ms=-40.0, output_tokens_per_s=-3.5, cost_usd=0.002)
     answer = client.post_json("/v1/events", {"records": [make_record("fine"), record]})
     assert answer.status == 200 and not answer.json()["rejected"], answer
@@ -1478,10 +1483,10 @@ def test_a_negative_ttft_or_throughput_is_stored_as_no_measurement_and_the_sende
     assert client.get_json("/api/calls/otlp-negative-ttft")["ttft_ms"] is None
 
 
-def test_a_huge_plain_span_is_capped_and_says_what_was_cut(sqlite_server: ServerProcess) -> None:
+def test_a_huge_plain_span_is_capped_and_says_what_was_cut(project_server: ServerProcess) -> None:
     """A span that is not an LLM call had no size limit but the body's: one tool span with a megabyte
     output, thousands of attributes or a huge name took megabytes of storage, repeated per retry."""
-    client = sqlite_server.client()
+    client = project_server.client()
     now, trace = time.time_ns(), "4c" * 16
     attributes: dict[str, Any] = {"tool.name": "search", "tool.output": "x" * 1_000_000}
     huge = otlp_json_span(trace, "1" * 16, "n" * 100_000, attributes, now, now + 10**6)

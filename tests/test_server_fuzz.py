@@ -7,7 +7,7 @@ from __future__ import annotations
 import gzip
 import json
 import uuid
-from collections.abc import Callable
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -100,9 +100,16 @@ bodies = st.one_of(
 )
 
 
-@pytest.fixture
-def fuzz_server(server_factory: Callable[..., ServerProcess], sqlite_url: str) -> ServerProcess:
-    return server_factory(sqlite_url, env={"LITELENS_MAX_BODY_BYTES": str(BODY_LIMIT)})
+@pytest.fixture(scope="module")
+def fuzz_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """One collector for the module: the reconnect test after the fuzz run needs no fresh one."""
+    folder = tmp_path_factory.mktemp("fuzz")
+    server = ServerProcess(
+        f"sqlite:///{folder}/litelens.db", folder, env={"LITELENS_MAX_BODY_BYTES": str(BODY_LIMIT)}
+    )
+    server.key = server.create_key("default")
+    yield server.start()
+    server.stop()
 
 
 def test_fuzzed_requests_never_get_a_5xx_and_stored_calls_survive(fuzz_server: ServerProcess) -> None:

@@ -203,12 +203,12 @@ def test_tail_names_the_files_of_a_per_process_sink_path(tmp_path: Path) -> None
 
 # With the URL the callback is given, ingest path and all, it polled /v1/events/api/calls: 404.
 @pytest.mark.parametrize("suffix", ["", "/v1/events/"])
-def test_tail_polls_a_server(sqlite_server: ServerProcess, tails: list[Tail], suffix: str) -> None:
-    client = sqlite_server.client()
+def test_tail_polls_a_server(project_server: ServerProcess, tails: list[Tail], suffix: str) -> None:
+    client = project_server.client()
     now = time.time()
     first = [record(i, start=now - 5 + i * 0.01) for i in range(3)]
     assert client.post_json("/v1/events", {"records": first}).status == 200
-    tail = Tail("--server", sqlite_server.url + suffix, "--api-key", sqlite_server.key, "--interval", "0.2")
+    tail = Tail("--server", project_server.url + suffix, "--api-key", project_server.key, "--interval", "0.2")
     tails.append(tail)
     lines = tail.take(3)
     assert [line.split()[2] for line in lines] == ["model-0000", "model-0001", "model-0002"]
@@ -292,14 +292,14 @@ class FlakyProxy:
 
 @pytest.mark.parametrize(("status", "retry_after"), [(502, None), (503, "1"), (504, None)])
 def test_tail_waits_while_a_proxy_says_the_server_is_away(
-    sqlite_server: ServerProcess, tails: list[Tail], status: int, retry_after: str | None
+    project_server: ServerProcess, tails: list[Tail], status: int, retry_after: str | None
 ) -> None:
-    client = sqlite_server.client()
+    client = project_server.client()
     assert client.post_json("/v1/events", {"records": [record(0, start=time.time())]}).status == 200
     failures = 1 if retry_after else 3
-    proxy = FlakyProxy(sqlite_server.url, status, failures, retry_after)
+    proxy = FlakyProxy(project_server.url, status, failures, retry_after)
     try:
-        tail = Tail("--server", proxy.url, "--api-key", sqlite_server.key, "--interval", "0.1")
+        tail = Tail("--server", proxy.url, "--api-key", project_server.key, "--interval", "0.1")
         tails.append(tail)
         assert [line.split()[2] for line in tail.take(1)] == ["model-0000"]
         assert f"answered {status}; waiting" in tail.errors.get(timeout=10)
@@ -317,12 +317,12 @@ def test_tail_waits_while_a_proxy_says_the_server_is_away(
 
 
 def test_tail_takes_durations_like_export(
-    sqlite_server: ServerProcess, tails: list[Tail], tmp_path: Path
+    project_server: ServerProcess, tails: list[Tail], tmp_path: Path
 ) -> None:
-    client = sqlite_server.client()
+    client = project_server.client()
     assert client.post_json("/v1/events", {"records": [record(0, start=time.time() - 120)]}).status == 200
     tail = Tail(
-        "--server", sqlite_server.url, "--api-key", sqlite_server.key, "--since", "5m", "--interval", "0.2"
+        "--server", project_server.url, "--api-key", project_server.key, "--since", "5m", "--interval", "0.2"
     )
     tails.append(tail)
     assert [line.split()[2] for line in tail.take(1)] == ["model-0000"]
@@ -331,8 +331,8 @@ def test_tail_takes_durations_like_export(
     assert out.returncode == 1 and out.stderr.strip().endswith("(Is a directory)"), out.stderr
 
 
-def test_tail_says_what_is_wrong(sqlite_server: ServerProcess, tails: list[Tail]) -> None:
-    tail = Tail("--server", sqlite_server.url, "--api-key", "ll_wrong")
+def test_tail_says_what_is_wrong(project_server: ServerProcess, tails: list[Tail]) -> None:
+    tail = Tail("--server", project_server.url, "--api-key", "ll_wrong")
     tails.append(tail)
     assert tail.proc.wait(30) == 1
     assert "refused the API key" in tail.errors.get(timeout=5)

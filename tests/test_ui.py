@@ -43,6 +43,13 @@ def in_window(records: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+@pytest.fixture
+def sqlite_server(project_server: ServerProcess) -> ServerProcess:
+    """Here a project of its own on the module's collector (conftest's `project_server`), not a server
+    started for each test: these tests are about what a project's pages show."""
+    return project_server
+
+
 # --------------------------------------------------------------------------------------------------
 # Overview
 
@@ -100,6 +107,7 @@ def test_the_overview_follows_the_chosen_range_and_refreshes_itself(
     post_records(client, [make_record(f"older-{i}", now - 3 * 86400 - i * 60) for i in range(5)])
     v = visit(sqlite_server)
     page = v.page
+    page.clock.install()  # the page's timers run on a clock the test moves: no 10 s of waiting
     v.go("/?range=24h&refresh=0")
     assert page.inner_text("[data-testid=total-requests]") == "10"
     page.select_option("select[name=range]", "7d")
@@ -110,6 +118,7 @@ def test_the_overview_follows_the_chosen_range_and_refreshes_itself(
     page.evaluate("window.__same_document = true")
     page.locator(".chart").nth(2).locator("summary").click()  # the latency chart's values, opened
     post_records(client, [make_record(f"late-{i}") for i in range(3)])
+    page.clock.run_for(10_000)  # the refresh chosen passes
     expect(page.locator("[data-testid=total-requests]")).to_have_text("18", timeout=25_000)
     assert page.evaluate("window.__same_document") is True, "refreshed in place, not reloaded"
     opened = page.eval_on_selector_all("details", "ds => ds.map(d => d.open)")
@@ -260,19 +269,23 @@ def test_live_tail_shows_new_calls_without_a_reload(
     client = sqlite_server.client()
     post_records(client, [make_record("old-1", time.time() - 60, tags=["live"])])
     v = visit(sqlite_server)
+    v.page.clock.install()  # the tail polls every 2 s; the test moves the page's clock on instead
     v.go("/calls?tag=live&tail=1")
     assert v.call_ids() == ["old-1"]
     new = make_record("new-1", tags=["live"], status="error", error={"type": "APIConnectionError"})
     post_records(client, [new, make_record("other", tags=["quiet"])])
+    v.page.clock.run_for(2_000)
     v.page.wait_for_selector("tr[data-call-id=new-1]", timeout=15_000)
     assert v.call_ids() == ["new-1", "old-1"]
     # A long call is stored when it ends: started before new-1, it arrives after it, and still shows.
     post_records(client, [make_record("long-1", time.time() - 30, tags=["live"])])
+    v.page.clock.run_for(2_000)
     v.page.wait_for_selector("tr[data-call-id=long-1]", timeout=15_000)
     assert v.call_ids() == ["new-1", "long-1", "old-1"]
     # A row already shown follows its call: the retry's record merged into it shows in place.
     retried = {**new, "status": "ok", "error": None, "usage": {"input_tokens": 3, "output_tokens": 77}}
     post_records(client, [retried])
+    v.page.clock.run_for(2_000)
     row = v.page.locator("tr[data-call-id=new-1]")
     expect(row).to_contain_text("3 / 77", timeout=15_000)
     expect(row.locator(".badge")).to_have_text("ok")
@@ -1032,20 +1045,24 @@ def test_sessions_are_listed_by_their_last_activity_newest_first(sqlite_server: 
 
 
 @pytest.mark.service
-def test_an_id_with_control_characters_gets_a_404_that_shows_them_escaped(server: ServerProcess) -> None:
-    post_records(server.client(), [make_record("c-1", session_id="s-1")])
-    cookie = {"Cookie": f"litelens_key={server.key}"}
+def test_an_id_with_control_characters_gets_a_404_that_shows_them_escaped(
+    db_project_server: ServerProcess,
+) -> None:
+    post_records(db_project_server.client(), [make_record("c-1", session_id="s-1")])
+    cookie = {"Cookie": f"litelens_key={db_project_server.key}"}
     for kind in ("calls", "traces", "sessions"):
-        answer = server.client().request("GET", f"/{kind}/c-1%00%1b[2J%e2%80%ae", headers=cookie, key=None)
+        answer = db_project_server.client().request(
+            "GET", f"/{kind}/c-1%00%1b[2J%e2%80%ae", headers=cookie, key=None
+        )
         assert answer.status == 404, (kind, answer)  # PostgreSQL, which holds no NUL, answered 503
         text = answer.body.decode()
         assert not re.search(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\u202e]", text), kind
         assert r"c-1\x00\x1b[2J\u202e" in text, kind
-        assert server.client().get(f"/api/{kind}/c-1%00").status == 404, kind
+        assert db_project_server.client().get(f"/api/{kind}/c-1%00").status == 404, kind
     # A filter holding a NUL lists no call (PostgreSQL answered 503 here too).
-    assert "data-call-id" not in page_html(server, "/calls?model=gpt%00&range=all")
-    assert server.client().get_json("/api/calls?session_id=s-1%00")["calls"] == []
-    assert server.client().get("/api/export?q=%00&model=%00").body == b""
+    assert "data-call-id" not in page_html(db_project_server, "/calls?model=gpt%00&range=all")
+    assert db_project_server.client().get_json("/api/calls?session_id=s-1%00")["calls"] == []
+    assert db_project_server.client().get("/api/export?q=%00&model=%00").body == b""
 
 
 @pytest.mark.service
@@ -1070,8 +1087,9 @@ def test_in_the_live_tail_the_next_page_and_sort_links_leave_the_tail_and_work(
 
 @pytest.mark.service
 def test_a_call_whose_time_is_no_calendar_date_still_lists_and_opens(
-    sqlite_server: ServerProcess, sqlite_url: str
+    server_factory: Callable[..., ServerProcess], sqlite_url: str
 ) -> None:
+    sqlite_server = server_factory(sqlite_url)  # its own: the test writes to the database directly
     # An older collector took any number as a start time, and its database keeps them; a date past
     # the year 9999 failed every page showing the call (the whole calls list included) with a 500.
     post_records(
@@ -1206,9 +1224,11 @@ def test_a_later_sessions_page_links_back_to_the_first(sqlite_server: ServerProc
 
 
 @pytest.mark.service
-def test_a_metadata_filter_on_a_key_with_a_quote_or_backslash_lists_its_calls(server: ServerProcess) -> None:
+def test_a_metadata_filter_on_a_key_with_a_quote_or_backslash_lists_its_calls(
+    db_project_server: ServerProcess,
+) -> None:
     post_records(
-        server.client(),
+        db_project_server.client(),
         [
             make_record("quoted", metadata={'say "hi"': "yes", "dir\\name": "x"}),
             make_record("other", metadata={"say hi": "yes"}),
@@ -1216,7 +1236,7 @@ def test_a_metadata_filter_on_a_key_with_a_quote_or_backslash_lists_its_calls(se
     )
     # SQLite's JSON paths cannot quote these: the page was a JSON 400 "could not store the batch".
     for meta in ('say "hi"=yes', "dir\\name=x"):
-        html = page_html(server, "/calls?range=all&meta=" + urllib.parse.quote(meta))
+        html = page_html(db_project_server, "/calls?range=all&meta=" + urllib.parse.quote(meta))
         assert re.findall(r'data-call-id="([^"]+)"', html) == ["quoted"], meta
 
 

@@ -18,7 +18,7 @@ XSS = '<img src=x onerror="window.__pwned=1"><script>window.__pwned=1</script>'
 
 @pytest.mark.service
 def test_pages_fetch_nothing_outside_the_server_and_never_run_recorded_content(
-    sqlite_server: ServerProcess, visit: Callable[..., Visit], shots: Shots
+    project_server: ServerProcess, visit: Callable[..., Visit], shots: Shots
 ) -> None:
     trace = "9" * 32
     hostile = make_record(
@@ -54,8 +54,8 @@ def test_pages_fetch_nothing_outside_the_server_and_never_run_recorded_content(
             ]
         },
     )
-    post_records(sqlite_server.client(), [hostile, make_record("plain", trace_id=trace)])
-    v = visit(sqlite_server)
+    post_records(project_server.client(), [hostile, make_record("plain", trace_id=trace)])
+    v = visit(project_server)
     dialogs: list[str] = []
     v.page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
     for path in [
@@ -87,7 +87,7 @@ def test_pages_fetch_nothing_outside_the_server_and_never_run_recorded_content(
     assert v.page.query_selector_all("main img") == []
     shots(v.page, "hostile-call")
     assert dialogs == []
-    outside = [u for u in v.requests if not u.startswith(sqlite_server.url) and not u.startswith("data:")]
+    outside = [u for u in v.requests if not u.startswith(project_server.url) and not u.startswith("data:")]
     assert outside == [], outside
     assert any(u.endswith("/static/app.js") for u in v.requests), "the page's own script was loaded"
 
@@ -165,10 +165,10 @@ def test_signed_in_with_one_projects_key_nothing_of_another_project_is_reachable
 
 @pytest.mark.service
 def test_the_pages_are_usable_with_the_keyboard(
-    sqlite_server: ServerProcess, visit: Callable[..., Visit], shots: Shots
+    project_server: ServerProcess, visit: Callable[..., Visit], shots: Shots
 ) -> None:
-    post_records(sqlite_server.client(), [make_record(f"k-{i}") for i in range(3)])
-    v = visit(sqlite_server)
+    post_records(project_server.client(), [make_record(f"k-{i}") for i in range(3)])
+    v = visit(project_server)
     page = v.page
     v.go("/?refresh=0")
     page.keyboard.press("Tab")
@@ -192,9 +192,9 @@ def test_the_pages_are_usable_with_the_keyboard(
 
 
 def test_without_a_key_pages_redirect_to_sign_in_and_the_cookie_is_httponly_strict(
-    sqlite_server: ServerProcess,
+    project_server: ServerProcess,
 ) -> None:
-    client = Client(sqlite_server.url)
+    client = Client(project_server.url)
     answer = client.get("/calls?model=x", key=None)
     assert answer.status == 303 and answer.headers["location"] == "/login?next=/calls%3Fmodel%3Dx"
     assert client.get("/partials/calls", key=None).status == 401
@@ -202,7 +202,7 @@ def test_without_a_key_pages_redirect_to_sign_in_and_the_cookie_is_httponly_stri
     login = client.request(
         "POST",
         "/login",
-        f"key={sqlite_server.key}&next=//evil.example.com/".encode(),
+        f"key={project_server.key}&next=//evil.example.com/".encode(),
         {"Content-Type": "application/x-www-form-urlencoded"},
         key=None,
     )
@@ -212,10 +212,10 @@ def test_without_a_key_pages_redirect_to_sign_in_and_the_cookie_is_httponly_stri
     assert client.get("/", key=None).status == 303, "the API's bearer header does not sign a page in"
     # The API does not take the dashboard's cookie: a page's script cannot use it against /api.
     answer = client.request(
-        "GET", "/api/calls", headers={"Cookie": f"litelens_key={sqlite_server.key}"}, key=None
+        "GET", "/api/calls", headers={"Cookie": f"litelens_key={project_server.key}"}, key=None
     )
     assert answer.status == 401
-    answer = client.request("GET", "/", headers={"Cookie": f"litelens_key={sqlite_server.key}"}, key=None)
+    answer = client.request("GET", "/", headers={"Cookie": f"litelens_key={project_server.key}"}, key=None)
     assert answer.status == 200 and b"Requests" in answer.body
 
 
@@ -235,13 +235,15 @@ def test_with_no_auth_on_loopback_the_dashboard_is_open(
 
 
 @pytest.mark.service
-def test_the_api_reference_page_lists_every_route_and_needs_no_internet(sqlite_server: ServerProcess) -> None:
+def test_the_api_reference_page_lists_every_route_and_needs_no_internet(
+    project_server: ServerProcess,
+) -> None:
     """FastAPI's Swagger UI loads from a CDN; /docs is the dashboard's own page, open without a key."""
     import urllib.request
 
-    with urllib.request.urlopen(f"{sqlite_server.url}/openapi.json", timeout=10) as answer:
+    with urllib.request.urlopen(f"{project_server.url}/openapi.json", timeout=10) as answer:
         document = json.load(answer)
-    with urllib.request.urlopen(f"{sqlite_server.url}/docs", timeout=10) as answer:
+    with urllib.request.urlopen(f"{project_server.url}/docs", timeout=10) as answer:
         assert answer.status == 200
         html = answer.read().decode()
     routes = [(m.upper(), path) for path, methods in document["paths"].items() for m in methods]
