@@ -659,6 +659,8 @@ def test_otlp_spans_are_stored_without_credentials(project_server: ServerProcess
     [root] = tree["roots"]
     [child] = root["children"]
     assert child["attributes"]["url.full"].endswith("?key=[REDACTED]")
+    # A header is an array attribute (the conventions' form): it stays one, its values replaced.
+    assert child["attributes"]["http.request.header.authorization"] == ["[REDACTED]"]
     assert child["attributes"]["http.response.status_code"] == 200, "the rest of the span is kept"
     assert child["status_message"] == "401 for Bearer [REDACTED]"
     [event] = child["events"]
