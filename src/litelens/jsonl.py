@@ -32,6 +32,7 @@ import shutil
 import stat
 import threading
 import time
+import zlib
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -153,26 +154,72 @@ def rotated_files(path: str | os.PathLike[str]) -> list[Path]:
     return [live.parent / by_stamp[stamp] for stamp in sorted(by_stamp)]
 
 
+def open_live(path: Path) -> IO[bytes] | None:
+    """The live file opened for reading, or None when there is none yet."""
+    try:
+        return open(path, "rb")  # held open by the caller (across polls, like tail -F)
+    except FileNotFoundError:
+        return None
+
+
+def open_with_rotations(live: Path) -> tuple[IO[bytes] | None, list[Path]]:
+    """The live file, opened, and the rotated files, listed after it was opened: if it was rotated in
+    between, both are taken again. Every rotation older than the open file is then in the list, and
+    what it held until a later rotation is read from the open handle: no line is missed or read twice."""
+    while True:
+        current = open_live(live)
+        rotated = rotated_files(live)
+        if current is None or identity(live) == identity(current.fileno()):
+            return current, rotated
+        current.close()  # rotated while we listed: again
+
+
+def read_file(file: Path, missing_ok: bool = True) -> bytes:
+    """A rotated (or live) file's bytes. A plain rotated file compressed since it was listed is read
+    from its `.gz` (renamed into place before the plain file went); a `.gz` is read up to any damage (cut
+    short by a full disk, a crash mid-copy): one bad old file must not hide the lines before it."""
+    try:
+        if file.name.endswith(".gz"):
+            return _gunzip(file)
+        try:
+            return file.read_bytes()
+        except FileNotFoundError:
+            return _gunzip(Path(f"{file}.gz"))
+    except FileNotFoundError:
+        if missing_ok:
+            return b""  # removed since (old logs cleared)
+        raise
+
+
+def _gunzip(path: Path) -> bytes:
+    chunks: list[bytes] = []
+    with gzip.open(path, "rb") as f:
+        try:
+            while chunk := f.read1(1 << 16):  # read1: what one call decompressed is kept
+                chunks.append(chunk)
+        except (EOFError, gzip.BadGzipFile, zlib.error):
+            pass
+    return b"".join(chunks)
+
+
+def identity(file: Path | int) -> tuple[int, int] | None:
+    """(device, inode) of a path or an open descriptor; None for a path that is not there."""
+    try:
+        info = os.stat(file)
+    except FileNotFoundError:
+        return None
+    return (info.st_dev, info.st_ino)
+
+
 def read_lines(path: str | os.PathLike[str]) -> Iterator[bytes]:
     """Every line ever written to `path`: rotated files (gzipped or not) oldest first, then the live file.
 
     A last line without its newline (a write in progress) is left out.
     """
-    live = expand(path)
-    # The live file is opened first and read from that handle: rotated while the others are read, its
-    # lines are still read (from it), and every rotation older than it is among those listed after.
-    while True:
-        try:
-            current: IO[bytes] | None = open(live, "rb")  # noqa: SIM115 -- closed below
-        except FileNotFoundError:
-            current = None
-        rotated = rotated_files(live)
-        if current is None or _identity(live) == _identity(current.fileno()):
-            break
-        current.close()  # rotated between the two: again
+    current, rotated = open_with_rotations(expand(path))
     try:
         for file in rotated:
-            yield from _complete_lines(_read_rotated(file))
+            yield from _complete_lines(read_file(file))
         if current is not None:
             yield from _complete_lines(current.read())
     finally:
@@ -180,29 +227,8 @@ def read_lines(path: str | os.PathLike[str]) -> Iterator[bytes]:
             current.close()
 
 
-def _read_rotated(file: Path) -> bytes:
-    """A rotated file's content; one listed plain and compressed since is read from its `.gz` (renamed
-    into place before the plain file went)."""
-    try:
-        if file.name.endswith(".gz"):
-            return gzip.decompress(file.read_bytes())
-        return file.read_bytes()
-    except FileNotFoundError:
-        if file.name.endswith(".gz"):
-            return b""  # removed since (old logs cleared)
-        return _read_rotated(Path(f"{file}.gz"))
-
-
 def _complete_lines(data: bytes) -> list[bytes]:
     return [line for line in data.split(b"\n")[:-1] if line]
-
-
-def _identity(file: Path | int) -> tuple[int, int] | None:
-    try:
-        info = os.stat(file)
-    except FileNotFoundError:
-        return None
-    return (info.st_dev, info.st_ino)
 
 
 def read_records(path: str | os.PathLike[str]) -> Iterator[Any]:

@@ -10,20 +10,18 @@ tokens in and out, cost. Standard library only, like the core: it runs wherever 
 from __future__ import annotations
 
 import email.utils
-import gzip
 import http.client
 import json
 import os
 import sys
 import time
 import urllib.parse
-import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
 from litelens.display import format_call
-from litelens.jsonl import expand, rotated_files
+from litelens.jsonl import expand, identity, open_live, open_with_rotations, read_file, rotated_files
 from litelens.transport import server_base
 
 __all__ = ["follow_jsonl", "follow_server", "run"]
@@ -51,12 +49,7 @@ def follow_jsonl(
     # Not a generator itself: the live file is opened (and "now" fixed) when this is called, not at the
     # first next(); and opened before the rotated files are listed, so no rotation falls in between.
     live = expand(path)
-    while True:
-        current = _open(live)
-        rotated = rotated_files(live)
-        if current is None or _ident(live) == _fd_ident(current):
-            break
-        current.close()  # rotated while we listed: again
+    current, rotated = open_with_rotations(live)
     if current is not None and not from_start:
         current.seek(0, os.SEEK_END)  # "from now on": what the file holds already is not printed
     return _follow(live, rotated, current, from_start, poll_s, stop)
@@ -74,15 +67,15 @@ def _follow(
     for file in rotated:
         known.add(_base(file))
         if from_start:
-            yield from _records(_lines(_read_all(file))[0])
+            yield from _records(_lines(read_file(file))[0])
     pending = b""
     while not stop():
         if current is None:
-            opened = _open(live)
+            opened = open_live(live)
             # Rotations we never had open come first; listed after opening, and only kept if the file we
             # opened is still the live one (else it may be among them: start over).
             backlog = _read_fresh(live, known, skip_first=False)
-            if opened is not None and _ident(live) != _fd_ident(opened):
+            if opened is not None and identity(live) != identity(opened.fileno()):
                 opened.close()
                 continue
             known.update(backlog)
@@ -96,7 +89,7 @@ def _follow(
             data, pending = _lines(pending + chunk)
             yield from _records(data)
             continue
-        if _ident(live) == _fd_ident(current):
+        if identity(live) == identity(current.fileno()):
             if os.fstat(current.fileno()).st_size < current.tell():
                 # Emptied in place (`: > calls.jsonl`, logrotate's copytruncate): what comes next is
                 # written from its start, below our position, where reading on would never see it.
@@ -117,18 +110,6 @@ def _follow(
         current.close()
 
 
-def _open(path: Path) -> IO[bytes] | None:
-    try:
-        return open(path, "rb")  # held open across polls, like tail -F
-    except FileNotFoundError:
-        return None
-
-
-def _fd_ident(f: IO[bytes]) -> tuple[int, int]:
-    st = os.fstat(f.fileno())
-    return (st.st_dev, st.st_ino)
-
-
 def _read_fresh(live: Path, known: set[str], skip_first: bool) -> dict[str, bytes]:
     """{base name: content} of the rotated files not in `known`, oldest first (the oldest left empty
     with `skip_first`). A plain file compressed away while we read it is read again as its `.gz`."""
@@ -136,7 +117,7 @@ def _read_fresh(live: Path, known: set[str], skip_first: bool) -> dict[str, byte
         fresh = [f for f in rotated_files(live) if _base(f) not in known]
         try:
             return {
-                _base(f): b"" if skip_first and i == 0 else _read_all(f, missing_ok=False)
+                _base(f): b"" if skip_first and i == 0 else read_file(f, missing_ok=False)
                 for i, f in enumerate(fresh)
             }
         except FileNotFoundError:
@@ -146,42 +127,6 @@ def _read_fresh(live: Path, known: set[str], skip_first: bool) -> dict[str, byte
 
 def _base(file: Path) -> str:
     return file.name[:-3] if file.name.endswith(".gz") else file.name
-
-
-def _ident(path: Path) -> tuple[int, int] | None:
-    try:
-        st = path.stat()
-    except FileNotFoundError:
-        return None
-    return (st.st_dev, st.st_ino)
-
-
-def _read_all(path: Path, missing_ok: bool = True) -> bytes:
-    try:
-        if path.name.endswith(".gz"):
-            return _gunzip(path)
-        try:
-            return path.read_bytes()
-        except FileNotFoundError:
-            # Compressed since it was listed: the same lines, gzipped (in place before the plain went).
-            return _gunzip(Path(f"{path}.gz"))
-    except FileNotFoundError:
-        if missing_ok:
-            return b""
-        raise
-
-
-def _gunzip(path: Path) -> bytes:
-    """What a gzipped rotation holds, up to any damage (cut short by a full disk, a crash mid-copy):
-    one bad old file must not stop the tail, nor hide the lines before the damage."""
-    chunks: list[bytes] = []
-    with gzip.open(path, "rb") as f:
-        try:
-            while chunk := f.read1(1 << 16):  # read1: what one call decompressed is kept
-                chunks.append(chunk)
-        except (EOFError, gzip.BadGzipFile, zlib.error):
-            pass
-    return b"".join(chunks)
 
 
 def _lines(data: bytes) -> tuple[list[bytes], bytes]:
