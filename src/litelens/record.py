@@ -362,10 +362,10 @@ def scrub_url(url: str | None) -> str | None:
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
-def _redacted(value: Any) -> Any:
-    """What a credential-named key's value becomes: a list of values (a header as OpenTelemetry's
-    conventions write it) stays a list, each replaced."""
-    return [REDACTED] * len(value) if isinstance(value, (list, tuple)) and value else REDACTED
+def masked(value: Any, placeholder: str = REDACTED) -> Any:
+    """What a credential-named key's value becomes: the placeholder, or a list of it for a list (a header
+    as OpenTelemetry's conventions write it), so that the value keeps its type."""
+    return [placeholder] * len(value) if isinstance(value, (list, tuple)) else placeholder
 
 
 def scrub_value(value: Any, secrets: Iterable[str] = (), _depth: int = 0) -> Any:
@@ -376,7 +376,7 @@ def scrub_value(value: Any, secrets: Iterable[str] = (), _depth: int = 0) -> Any
         return "<too deep>"
     if isinstance(value, Mapping):
         return {
-            str(k): (_redacted(v) if is_secret_key(str(k)) else scrub_value(v, secrets, _depth + 1))
+            str(k): (masked(v) if is_secret_key(str(k)) else scrub_value(v, secrets, _depth + 1))
             for k, v in value.items()
         }
     if isinstance(value, (list, tuple, set, frozenset)):

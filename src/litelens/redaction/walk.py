@@ -62,13 +62,6 @@ class Redactor:
                     self._safe_keys.add(key)
         return known
 
-    def _secret_value(self, value: Any) -> Any:
-        """What a value under a secret-named key becomes: the placeholder, or a list of it for a list, so
-        that it keeps its type (an OpenTelemetry header attribute is an array of strings)."""
-        if isinstance(value, (list, tuple)):
-            return [self.secret_ph] * len(value)
-        return self.secret_ph
-
     # -- the fast path: one scan over all the text of a record ---------------------------------------
 
     def redact_fields(self, record: Record, fields: tuple[str, ...]) -> None:
@@ -255,7 +248,7 @@ class Redactor:
                     secret = isinstance(key, str) and self._is_secret_key(key)
                 t = type(item)
                 if secret and item:
-                    new: Any = self._secret_value(item)
+                    new: Any = rec.masked(item, self.secret_ph)
                 elif t is str:
                     if lookup is not None and (len(item) < 2 or item[0] not in "{["):
                         new = lookup(item, item)
