@@ -255,12 +255,11 @@ class JsonlSink(QueuedSink):
 
     def shutdown(self, timeout: float | None = None) -> bool:
         deadline = deadline_of(timeout)
-        ok = super().shutdown(timeout)
-        if self._queue._thread is None:
-            # Never written to, so its thread did not close the writer: what `recover` found to
-            # compress when the sink was made is still waited for.
-            ok = self.writer.close(remaining(deadline)) and ok
-        return ok
+        if not super().shutdown(timeout):
+            return False  # its thread may still be writing: the writer is that thread's alone
+        # Its thread, if it ever ran, closed the writer; if it never did, what `recover` found to
+        # compress when the sink was made is still waited for here (closing twice is harmless).
+        return self.writer.close(remaining(deadline))
 
     def stats(self) -> dict[str, int]:
         out = super().stats()
