@@ -96,19 +96,18 @@ def priced_backfill(minute: str, integer: str) -> list[str]:
         f"CASE WHEN provider IS NOT NULL AND provider <> '' AND substr({model}, 1, length({prefix})) = {prefix} "
         f"AND length({model}) > length({prefix}) THEN substr({model}, length({prefix}) + 1) ELSE {model} END"
     )
-    head = f"SELECT project_id, {minute} AS bucket"
-    priced = "cost_usd IS NOT NULL"
+    # The priced calls' groups, read in one pass over `calls` (whose rows hold the records: each pass
+    # reads them all), then counted per group from this small table.
+    head = "SELECT project_id, bucket"
     per_group = " UNION ALL ".join(
         [
-            f"{head}, 'all' AS dim, '' AS value FROM calls WHERE {priced}",
-            f"{head}, 'model', {bare} FROM calls WHERE {priced} AND {model} IS NOT NULL AND {model} <> ''",
-            f"{head}, 'provider', provider FROM calls WHERE {priced} AND provider <> ''",
-            f"{head}, 'user', COALESCE(end_user, user_id) FROM calls WHERE {priced} "
-            "AND COALESCE(end_user, user_id) <> ''",
-            f"{head}, 'key_alias', key_alias FROM calls WHERE {priced} AND key_alias <> ''",
-            f"SELECT c.project_id, {minute.replace('start_time', 'c.start_time')}, 'tag', t.tag FROM calls c "
-            "JOIN call_tags t ON t.project_id = c.project_id AND t.call_id = c.call_id "
-            "WHERE c.cost_usd IS NOT NULL AND t.tag <> ''",
+            f"{head}, 'all' AS dim, '' AS value FROM litelens_v8_calls",
+            f"{head}, 'model', model FROM litelens_v8_calls WHERE model <> ''",
+            f"{head}, 'provider', provider FROM litelens_v8_calls WHERE provider <> ''",
+            f"{head}, 'user', end_user FROM litelens_v8_calls WHERE end_user <> ''",
+            f"{head}, 'key_alias', key_alias FROM litelens_v8_calls WHERE key_alias <> ''",
+            "SELECT c.project_id, c.bucket, 'tag', t.tag FROM litelens_v8_calls c "
+            "JOIN call_tags t ON t.project_id = c.project_id AND t.call_id = c.call_id WHERE t.tag <> ''",
         ]
     )
     return [
@@ -116,14 +115,27 @@ def priced_backfill(minute: str, integer: str) -> list[str]:
         "UPDATE sessions SET priced = (SELECT COUNT(c.cost_usd) FROM calls c "
         "WHERE c.project_id = sessions.project_id AND c.session_id = sessions.session_id)",
         f"ALTER TABLE rollups ADD COLUMN priced {integer} NOT NULL DEFAULT 0",
-        "CREATE TEMP TABLE litelens_v8_priced AS SELECT project_id, bucket, dim, value, COUNT(*) AS n "
+        f"CREATE TEMP TABLE litelens_v8_calls AS SELECT project_id, call_id, {minute} AS bucket, "
+        f"{bare} AS model, provider, COALESCE(end_user, user_id) AS end_user, key_alias "
+        "FROM calls WHERE cost_usd IS NOT NULL",
+        # Every group's priced calls per rollup row (minute, 5-minute, hour), then one lookup by key per
+        # row: a range lookup per row (minutes within the row's bucket) took minutes for 500k rows.
+        f"CREATE TEMP TABLE litelens_v8_priced (project_id {integer}, resolution {integer}, bucket {integer}, "
+        f"dim TEXT, value TEXT, n {integer}, PRIMARY KEY (project_id, resolution, dim, bucket, value))",
+        f"INSERT INTO litelens_v8_priced SELECT project_id, {RESOLUTIONS[0]}, bucket, dim, value, COUNT(*) "
         f"FROM ({per_group}) g GROUP BY project_id, bucket, dim, value",
-        "CREATE INDEX litelens_v8_priced_key ON litelens_v8_priced (project_id, dim, value, bucket)",
-        "UPDATE rollups SET priced = COALESCE((SELECT SUM(p.n) FROM litelens_v8_priced p "
-        "WHERE p.project_id = rollups.project_id AND p.dim = rollups.dim AND p.value = rollups.value "
-        "AND p.bucket >= rollups.bucket AND p.bucket < rollups.bucket + rollups.resolution), 0)",
+        *(
+            f"INSERT INTO litelens_v8_priced SELECT project_id, {r}, (bucket / {r}) * {r}, dim, value, SUM(n) "
+            f"FROM litelens_v8_priced WHERE resolution = {RESOLUTIONS[0]} "
+            f"GROUP BY project_id, (bucket / {r}) * {r}, dim, value"
+            for r in RESOLUTIONS[1:]
+        ),
+        "UPDATE rollups SET priced = COALESCE((SELECT p.n FROM litelens_v8_priced p "
+        "WHERE p.project_id = rollups.project_id AND p.resolution = rollups.resolution AND p.dim = rollups.dim "
+        "AND p.bucket = rollups.bucket AND p.value = rollups.value), 0)",
         "UPDATE rollups SET priced = count WHERE priced = 0 AND ABS(cost) > 1e-12",
         "DROP TABLE litelens_v8_priced",
+        "DROP TABLE litelens_v8_calls",
     ]
 
 
