@@ -561,8 +561,8 @@ def test_a_session_lists_its_calls_in_order_with_totals(
 def test_calls_without_a_price_make_an_unknown_cost_not_a_cost_of_zero(
     sqlite_server: ServerProcess, visit: Callable[..., Visit], shots: Shots
 ) -> None:
-    """LiteLLM could not price these calls (a local model): each call's page showed no cost (EMPTY), but their session,
-    its row in the sessions list, the overview's total and the model's breakdown row said "$0"."""
+    """LiteLLM could not price these calls (a local model): each call's page showed no cost (EMPTY), but
+    their session, its row in the sessions list, the overview's total and its model's row said "$0"."""
     client = sqlite_server.client()
     now = time.time()
     local = [
