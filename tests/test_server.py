@@ -987,6 +987,67 @@ def seed(client: Client, count: int = 60) -> list[dict[str, Any]]:
     return records
 
 
+def test_sessions_and_stats_of_unpriced_calls_have_no_cost_rather_than_a_cost_of_zero(
+    db_project_server: ServerProcess,
+) -> None:
+    """A call LiteLLM could not price has `cost_usd` null; a session or a bucket of such calls answered
+    cost 0, as if they had been free. Now: null where no call had a price, the priced calls' sum (and how
+    many) where some had, also when a later report of a call brings the price it lacked."""
+    client = db_project_server.client()
+    hour = (int(time.time()) // 10800 - 1) * 10800  # three whole hours, one 3-hour bucket, before now
+
+    def call(call_id: str, start: float, model: str = "gpt-4o-mini", **over: Any) -> dict[str, Any]:
+        return make_record(call_id, start, request_model=model, response_model=model, **over)
+
+    free = [
+        call(f"free-{i}", hour + 60 + i, model="local-llm", session_id="s-free", tags=["free"])
+        for i in range(3)
+    ]
+    mixed = [
+        call("mixed-0", hour + 3600 + 60, session_id="s-mixed", cost_usd=0.002),
+        call("mixed-1", hour + 3600 + 70, session_id="s-mixed", cost_usd=0.003),
+        call("mixed-2", hour + 3600 + 80, session_id="s-mixed", model="local-llm"),
+    ]
+    late = call("late", hour + 7200 + 60, session_id="s-late", model="later-priced")
+    for batch in (free, mixed, [late], [dict(late, cost_usd=0.01)]):  # the price comes with a later copy
+        answer = client.post_json("/v1/events", {"records": batch})
+        assert answer.status == 200 and answer.json()["accepted"] == len(batch), answer
+
+    window = f"start={hour}&end={hour + 3 * 3600}"
+    sessions = {
+        s["session_id"]: (s["calls"], s["cost_usd"], s["priced_calls"])
+        for s in client.get_json(f"/api/sessions?{window}")["sessions"]
+    }
+    assert sessions == {
+        "s-free": (3, None, 0),
+        "s-mixed": (3, pytest.approx(0.005), 2),
+        "s-late": (1, pytest.approx(0.01), 1),
+    }
+    for session_id, cost, priced in [("s-free", None, 0), ("s-mixed", pytest.approx(0.005), 2)]:
+        totals = client.get_json(f"/api/sessions/{session_id}")["totals"]
+        assert (totals["calls"], totals["cost_usd"], totals["priced_calls"]) == (3, cost, priced)
+
+    rows = client.get_json(f"/api/stats?{window}&bucket=3600")["rows"]
+    assert [(r["bucket"], r["count"], r["cost_usd"], r["priced_calls"]) for r in rows] == [
+        (hour, 3, None, 0),
+        (hour + 3600, 3, pytest.approx(0.005), 2),
+        (hour + 7200, 1, pytest.approx(0.01), 1),
+    ]
+    [whole] = client.get_json(f"/api/stats?{window}&bucket={3 * 3600}")["rows"]
+    assert (whole["count"], whole["cost_usd"], whole["priced_calls"]) == (7, pytest.approx(0.015), 3)
+    by_model = {
+        r["group"]: (r["count"], r["cost_usd"], r["priced_calls"])
+        for r in client.get_json(f"/api/stats?{window}&bucket={3 * 3600}&group_by=model")["rows"]
+    }
+    assert by_model == {
+        "local-llm": (4, None, 0),
+        "gpt-4o-mini": (2, pytest.approx(0.005), 2),
+        "later-priced": (1, pytest.approx(0.01), 1),
+    }
+    [tag] = client.get_json(f"/api/stats?{window}&bucket=3600&group_by=tag")["rows"]
+    assert (tag["group"], tag["cost_usd"], tag["priced_calls"]) == ("free", None, 0)
+
+
 def test_filters_and_cursor_pages_over_http(project_server: ServerProcess) -> None:
     client = project_server.client()
     records = seed(client)

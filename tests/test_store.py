@@ -24,7 +24,7 @@ import pytest
 from litelens.record import from_standard_logging
 from litelens.server.store import CallFilter, InvalidCursor, Store, merge_records, open_store
 from litelens.server.store.base import WriteBatch
-from litelens.server.store.rollup import PERCENTILE_RELATIVE_ERROR
+from litelens.server.store.rollup import PERCENTILE_RELATIVE_ERROR, model_name
 from litelens.server.store.sql import SQLStore
 
 T0 = 1_790_000_000.0  # a fixed epoch (2026-09-21), so buckets are deterministic
@@ -444,7 +444,10 @@ def test_aggregates_are_exact_and_percentiles_within_the_documented_error(store:
             assert g["errors"] == sum(r["status"] == "error" for r in rows)
             assert g["tokens_in"] == sum(r["usage"]["input_tokens"] for r in rows)
             assert g["tokens_out"] == sum(r["usage"]["output_tokens"] for r in rows)
-            assert g["cost_usd"] == pytest.approx(sum(r["cost_usd"] or 0 for r in rows), abs=1e-9)
+            # The priced calls' sum; unknown (None), not $0, where no call had a cost.
+            priced = [r["cost_usd"] for r in rows if r["cost_usd"] is not None]
+            assert g["priced_calls"] == len(priced)
+            assert g["cost_usd"] == (pytest.approx(sum(priced), abs=1e-9) if priced else None)
             durations = [r["duration_ms"] for r in rows]
             ttfts = [r["ttft_ms"] for r in rows if r["ttft_ms"] is not None]
             checks = [("latency_p50_ms", durations, 0.5), ("latency_p95_ms", durations, 0.95)]
@@ -673,6 +676,7 @@ def test_a_version_1_database_upgrades_in_place_with_its_data(store_url: str) ->
         "input_tokens": 12,
         "output_tokens": 7,
         "cost_usd": pytest.approx(0.1),
+        "priced_calls": 1,
         "duration_ms": pytest.approx(800.0),
     }
     [session] = new.list_sessions(pid, T0 - 60, T0 + 60)[0]  # the v3 sessions table was backfilled
@@ -683,6 +687,83 @@ def test_a_version_1_database_upgrades_in_place_with_its_data(store_url: str) ->
     assert ids(all_calls(new, pid, sort="cost_usd")) == {"v1-call", "v2-call"}
     assert list(new.get_call(pid, "v2-call") or {}) == list(make("v2-call", T0 + 1))  # v7 on PostgreSQL
     new.close()
+
+
+def test_a_version_7_database_learns_which_sessions_and_buckets_had_no_price(store_url: str) -> None:
+    """Schema v8 counts priced calls in sessions and rollups. A database written before it summed an
+    unpriced call as $0; once upgraded it answers as if this release had written it: unknown (None) where
+    no call had a price, the priced calls' sum where some had."""
+    rng = random.Random(8)
+    records = []
+    for i in range(120):
+        model = rng.choice(["gpt-x", "openai/gpt-x", "free-model", "openai/free-model"])
+        records.append(
+            plain(
+                f"v7-{i:03d}",
+                T0 + rng.uniform(-2 * 3600, 2 * 3600),  # hours, 5-minute and minute rows of both edges
+                request_model=model,
+                response_model=rng.choice([None, model]),
+                provider=rng.choice(["openai", None]),
+                cost_usd=None if "free" in model or rng.random() < 0.3 else rng.uniform(0, 0.01),
+                end_user=rng.choice([None, "alice", "bob"]),
+                user_id=rng.choice([None, "u-1"]),
+                tags=rng.sample(["paid", "free", "misc"], rng.randrange(0, 3)),
+                proxy={"key_alias": rng.choice(["team-a", "team-b"])},
+                session_id=rng.choice([None, "s-free", "s-mixed"]),
+            )
+        )
+    for r in records:  # a session of unpriced calls only
+        if r["session_id"] == "s-free":
+            r["cost_usd"] = None
+    new = open_store(store_url)
+    assert isinstance(new, SQLStore)
+    new.migrate()
+    pid = new.create_project("legacy")
+    new.write(pid, records[:60], [])
+    new.write(pid, records[60:], [])
+
+    def answers(s: SQLStore) -> list[Any]:
+        out: list[Any] = [s.list_sessions(pid, T0 - 3 * 3600, T0 + 3 * 3600)[0]]
+        out += [s.session_totals(pid, sid) for sid in ("s-free", "s-mixed")]
+        for bucket, group_by in [
+            (60, None),
+            (300, "model"),
+            (3600, "tag"),
+            (900, "user"),
+            (7200, "key_alias"),
+        ]:
+            out.append(s.aggregate(pid, T0 - 2 * 3600 - 77, T0 + 2 * 3600 + 5, bucket, group_by))  # type: ignore[arg-type]
+        for group_by in ("model", "provider", "user", "tag", "key_alias"):
+            out.append(s.top_groups(pid, T0 - 3 * 3600, T0 + 3 * 3600, group_by))  # type: ignore[arg-type]
+        return out
+
+    expected = answers(new)
+    sessions = {row["session_id"]: row for row in expected[0]}
+    assert (sessions["s-free"]["cost_usd"], sessions["s-free"]["priced_calls"]) == (None, 0)
+    assert sessions["s-mixed"]["cost_usd"] == pytest.approx(
+        sum(r["cost_usd"] or 0 for r in records if r["session_id"] == "s-mixed")
+    )
+    models = {row["group"]: row for row in new.top_groups(pid, T0 - 3 * 3600, T0 + 3 * 3600, "model")[0]}
+    assert (models["free-model"]["cost_usd"], models["free-model"]["priced_calls"]) == (None, 0)
+    assert models["gpt-x"]["priced_calls"] == sum(
+        1 for r in records if model_name(r) == "gpt-x" and r["cost_usd"] is not None
+    )
+    # The database as release v7 left it: the same rows, without the columns v8 adds.
+    with new._write() as cur:
+        for table in ("sessions", "rollups"):
+            cur.execute(f"ALTER TABLE {table} DROP COLUMN priced")
+        cur.execute(new._q("DELETE FROM schema_version WHERE version > ?"), (new.latest_version - 1,))
+    new.close()
+
+    upgraded = open_store(store_url)
+    assert isinstance(upgraded, SQLStore)
+    assert upgraded.schema_version() == upgraded.latest_version - 1
+    assert upgraded.migrate() == upgraded.latest_version
+    assert answers(upgraded) == expected
+    # And it goes on counting: a priced call joins the unpriced session.
+    upgraded.write(pid, [plain("v8-call", T0, session_id="s-free", cost_usd=0.25)], [])
+    assert upgraded.session_totals(pid, "s-free")["cost_usd"] == pytest.approx(0.25)  # type: ignore[index]
+    upgraded.close()
 
 
 def test_retention_deletes_only_old_rows(store: SQLStore) -> None:

@@ -467,7 +467,8 @@ def test_a_session_of_image_generations_reads_as_no_tokens_not_zero_tokens(
     html = page_html(sqlite_server, "/sessions/sess-img")
     assert f'data-testid="session-tokens">{EMPTY}<' in html
     listed = page_html(sqlite_server, "/sessions?range=all").split("<tbody>", 1)[1]
-    assert f'<td class="num">{EMPTY}</td><td class="num">$0</td>' in listed, listed
+    # Nor had they a price (none is in the records): unknown, not $0.
+    assert f'<td class="num">{EMPTY}</td><td class="num">{EMPTY}</td>' in listed, listed
 
 
 @pytest.mark.service
@@ -554,6 +555,61 @@ def test_a_session_lists_its_calls_in_order_with_totals(
     tokens_out = sum(r["usage"]["output_tokens"] for r in mine)
     assert v.page.inner_text("[data-testid=session-tokens]") == f"{tokens_in:,} / {tokens_out:,}"
     shots(v.page, "session")
+
+
+@pytest.mark.service
+def test_calls_without_a_price_make_an_unknown_cost_not_a_cost_of_zero(
+    sqlite_server: ServerProcess, visit: Callable[..., Visit], shots: Shots
+) -> None:
+    """LiteLLM could not price these calls (a local model): each call's page showed no cost (EMPTY), but
+    their session, its row in the sessions list, the overview's total and its model's row said "$0"."""
+    client = sqlite_server.client()
+    now = time.time()
+    local = [
+        make_record(
+            f"local-{i}",
+            now - 60 + i,
+            request_model="local-llm",
+            response_model="local-llm",
+            session_id="sess-local",
+        )
+        for i in range(3)
+    ]
+    post_records(client, local)
+    v = visit(sqlite_server)
+    page = v.page
+
+    def last_cell(table: str, first: str) -> str:
+        rows = page.eval_on_selector_all(
+            f"[data-testid={table}] tbody tr", "rows => rows.map(r => [...r.cells].map(c => c.innerText))"
+        )
+        return next(row[-1] for row in rows if row[0] == first)
+
+    v.go("/?range=24h&refresh=0")
+    assert page.inner_text("[data-testid=total-cost]") == EMPTY
+    assert last_cell("by-model", "local-llm") == EMPTY
+    shots(page, "overview-unpriced")
+    v.go("/sessions?range=24h")
+    assert last_cell("sessions", "sess-local") == EMPTY
+    v.go("/sessions/sess-local")
+    assert page.inner_text("[data-testid=session-cost]") == EMPTY
+    shots(page, "session-unpriced")
+
+    # One priced call joins them: its cost is the sum, said to be of one call in four.
+    post_records(client, [make_record("priced", now - 30, session_id="sess-local", cost_usd=0.004)])
+    v.go("/sessions/sess-local")
+    assert page.inner_text("[data-testid=session-cost]") == "$0.00400"
+    assert page.inner_text("[data-testid=session-cost-priced]") == "1 of 4 calls priced"
+    v.go("/sessions?range=24h")
+    assert last_cell("sessions", "sess-local") == "$0.00400*"
+    assert "1 of 4 calls had a price" in page.get_attribute(
+        "[data-testid=sessions] [data-testid=cost-partial]", "title"
+    )
+    v.go("/?range=24h&refresh=0")
+    assert page.inner_text("[data-testid=total-cost]") == "$0.00400"
+    assert page.inner_text("[data-testid=total-cost-priced]") == "1 of 4 calls priced"
+    assert last_cell("by-model", "local-llm") == EMPTY, "still none of that model's calls had a price"
+    shots(page, "overview-partly-priced")
 
 
 # --------------------------------------------------------------------------------------------------

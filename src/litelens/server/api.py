@@ -346,6 +346,9 @@ async def list_sessions(
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     cursor: Annotated[str | None, Query(max_length=512)] = None,
 ) -> dict[str, Any]:
+    """Each session's whole figures: `calls`, `errors`, `tokens`, first and last activity, and
+    `cost_usd`, the sum of the `priced_calls` calls that had a known cost: `null` when none had (LiteLLM
+    could not price them; unknown is not free), so `priced_calls < calls` means a partial sum."""
     finite_times(start=start, end=end)
     end = end if end is not None else time.time() + 60
     start = start if start is not None else end - 7 * 86400
@@ -366,6 +369,8 @@ async def get_session(
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     cursor: Annotated[str | None, Query(max_length=512)] = None,
 ) -> dict[str, Any]:
+    """`totals` counts every call of the session; its `cost_usd` is the sum of the `priced_calls` calls
+    that had a known cost, `null` when none had."""
     totals, (calls, next_cursor) = await session_page(request, project, session_id, limit, cursor)
     if totals is None:
         raise HTTPException(404, f"no session {session_id[:80]!r} in this project")
@@ -412,6 +417,9 @@ async def stats(
     ] = 3600,
     group_by: GroupBy | None = None,
 ) -> dict[str, Any]:
+    """One row per bucket (and group) that had calls. `cost_usd` is the sum of the row's `priced_calls`
+    calls that had a known cost, `null` when none had (unknown, not free); `priced_calls < count` means
+    some calls are missing from the sum."""
     if bucket % 60:
         raise HTTPException(400, "bucket must be a multiple of 60 seconds")
     finite_times(start=start, end=end)

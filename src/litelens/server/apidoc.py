@@ -23,7 +23,9 @@ project's data. Errors are JSON objects `{"error": "<reason>"}` with a 4xx statu
 limit; 503 carries `Retry-After`); on `/v1/traces` they are the `google.rpc.Status` the OTLP spec asks
 for, in the request's encoding (protobuf, or JSON that also carries `error`).
 
-Times are Unix epoch seconds; durations are milliseconds; costs are US dollars.
+Times are Unix epoch seconds; durations are milliseconds; costs are US dollars. A cost that LiteLLM could
+not work out is `null`, not 0: a call's `cost_usd`, and a session's or a bucket's when none of its calls
+had one (`priced_calls` says how many had).
 """
 
 

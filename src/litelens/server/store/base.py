@@ -281,7 +281,8 @@ class Store(ABC):
     @abstractmethod
     def session_totals(self, project_id: int, session_id: str) -> Row | None:
         """What the session's calls add up to: `{"calls", "errors", "input_tokens", "output_tokens",
-        "cost_usd", "duration_ms"}`, or None for a session without calls. Its calls, in start order, are
+        "cost_usd", "priced_calls", "duration_ms"}`, or None for a session without calls. `cost_usd` sums
+        the `priced_calls` calls that had a cost, and is None when none had (unknown, not free). Its calls, in start order, are
         `list_calls` filtered to the session, ascending by start time (paged)."""
 
     @abstractmethod
@@ -293,7 +294,9 @@ class Store(ABC):
         bucket_seconds: int = 3600,
         group_by: GroupBy | None = None,
     ) -> list[Row]:
-        """Per (bucket, group): count, errors, error_rate, latency/ttft percentiles, tokens, cost."""
+        """Per (bucket, group): count, errors, error_rate, latency/ttft percentiles, tokens, cost.
+
+        `cost_usd` is the sum of the calls that had a cost (`priced_calls` of them), None when none had."""
 
     @abstractmethod
     def top_groups(

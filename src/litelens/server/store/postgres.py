@@ -25,7 +25,7 @@ from litelens.server.store.base import CallFilter, Record, Row
 from litelens.server.store.rollup import RollupKey
 from litelens.server.store.rows import CALL_COLUMNS
 from litelens.server.store.sql import SQLStore, like_pattern
-from litelens.server.store.write import SESSIONS_BACKFILL, chunks
+from litelens.server.store.write import SESSIONS_BACKFILL, chunks, priced_backfill
 
 try:
     import psycopg
@@ -182,6 +182,10 @@ _V7 = [
 ]
 
 
+# v8: see sqlite._V8.
+_V8 = priced_backfill("CAST(FLOOR(start_time / 60) * 60 AS BIGINT)", "BIGINT")
+
+
 def _cased_regex(text: str) -> str:
     """A POSIX regex finding `text` in JSON text whatever the case of each letter (see like_pattern)."""
     parts = []
@@ -255,7 +259,7 @@ class _Pool:
 class PostgresStore(SQLStore):
     """`Store` on PostgreSQL, for deployments with several collectors or more data than one file."""
 
-    MIGRATIONS = (_V1, _V2, _V3, _V4, _V5, _V6, _V7)
+    MIGRATIONS = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8)
     _LEAST = "LEAST"
     _GREATEST = "GREATEST"
 

@@ -188,6 +188,7 @@ class Delta:
     tokens_in: int = 0
     tokens_out: int = 0
     cost: float = 0.0
+    priced: int = 0  # calls with a known cost: `cost` is their sum, and unknown (None) when there are none
     latency: dict[int, int] = field(default_factory=dict)
     ttft: dict[int, int] = field(default_factory=dict)
 
@@ -197,6 +198,7 @@ class Delta:
         self.tokens_in += sign * other.tokens_in
         self.tokens_out += sign * other.tokens_out
         self.cost += sign * other.cost
+        self.priced += sign * other.priced
         for b, n in other.latency.items():
             self.latency[b] = self.latency.get(b, 0) + sign * n
         for b, n in other.ttft.items():
@@ -206,7 +208,7 @@ class Delta:
 # (resolution, bucket start, dimension, value): the rollup row a change belongs to.
 RollupKey = tuple[int, int, str, str]
 # What a batch changes in one rollup row, as the write path sums it:
-# [count, errors, tokens_in, tokens_out, cost, latency bins, ttft bins].
+# [count, errors, tokens_in, tokens_out, cost, priced calls, latency bins, ttft bins].
 Change = list[Any]
 # A latency or TTFT histogram: {bin: count}.
 Hist = dict[int, int]
@@ -267,7 +269,11 @@ def add_contribution(
     errors = sign if get("status") == "error" else 0
     tokens_in = sign * _int(usage.get("input_tokens"))
     tokens_out = sign * _int(usage.get("output_tokens"))
-    cost = sign * (_num(get("cost_usd")) or 0.0)
+    known = _num(get("cost_usd"))
+    # A call LiteLLM could not price adds nothing to the cost and is not counted as priced: a group
+    # without a priced call has an unknown cost, not a cost of $0.
+    cost = 0.0 if known is None else sign * known
+    priced = 0 if known is None else sign
     duration = _num(get("duration_ms"))
     ttft = _num(get("ttft_ms"))
     lat_bin = bin_of(duration) if duration is not None else None
@@ -281,7 +287,7 @@ def add_contribution(
             d = deltas.get(key)
             if d is None:
                 deltas[key] = [
-                    sign, errors, tokens_in, tokens_out, cost,
+                    sign, errors, tokens_in, tokens_out, cost, priced,
                     {} if lat_bin is None else {lat_bin: sign},
                     {} if ttft_bin is None else {ttft_bin: sign},
                 ]  # fmt: skip
@@ -291,11 +297,12 @@ def add_contribution(
             d[2] += tokens_in
             d[3] += tokens_out
             d[4] += cost
+            d[5] += priced
             if lat_bin is not None:
-                hist = d[5]
+                hist = d[6]
                 hist[lat_bin] = hist.get(lat_bin, 0) + sign
             if ttft_bin is not None:
-                hist = d[6]
+                hist = d[7]
                 hist[ttft_bin] = hist.get(ttft_bin, 0) + sign
 
 
@@ -309,12 +316,12 @@ def add_change(into: dict[RollupKey, Change], key: RollupKey, delta: Change) -> 
     """Add `delta` to `into[key]`; a key not there yet gets a copy (`delta` itself never changes)."""
     total = into.get(key)
     if total is None:
-        into[key] = [*delta[:5], dict(delta[5]), dict(delta[6])]
+        into[key] = [*delta[:6], dict(delta[6]), dict(delta[7])]
         return
-    for i in range(5):
+    for i in range(6):
         total[i] += delta[i]
-    _add_hist(total[5], delta[5])
     _add_hist(total[6], delta[6])
+    _add_hist(total[7], delta[7])
 
 
 def coarsen(minute: Mapping[RollupKey, Change]) -> dict[RollupKey, Change]:
@@ -408,5 +415,7 @@ def _row(
         "ttft_p95_ms": ttft[1],
         "tokens_in": total.tokens_in,
         "tokens_out": total.tokens_out,
-        "cost_usd": total.cost,
+        # Unknown, not free, when no call in the row had a price; else the sum of the priced ones.
+        "cost_usd": total.cost if total.priced > 0 else None,
+        "priced_calls": total.priced,
     }

@@ -395,7 +395,8 @@ class SQLStore(BatchWriter, Store):
         by last activity (the end of their latest call, as listed), most recent first, ties by id.
 
         Served from the `sessions` table that `write` keeps current, so it is an index range scan; the
-        figures (calls, tokens, cost, errors, first/last time) are the whole session's.
+        figures (calls, tokens, cost, errors, first/last time) are the whole session's. The cost is the sum
+        of the calls that had one (`priced_calls` of them), None when none had: unknown, not free.
         """
         limit = max(1, min(int(limit), 10_000))
         conds = "project_id = ? AND last_time >= ? AND first_time < ?"
@@ -405,7 +406,7 @@ class SQLStore(BatchWriter, Store):
             conds += " AND (last_time, session_id) < (?, ?)"
             params += [last_time, session_id]
         sql = (
-            "SELECT session_id, first_time, last_time, calls, tokens, cost, errors FROM sessions "
+            "SELECT session_id, first_time, last_time, calls, tokens, cost, errors, priced FROM sessions "
             f"WHERE {conds} ORDER BY last_time DESC, session_id DESC LIMIT ?"
         )
         with self._read() as cur:
@@ -418,7 +419,8 @@ class SQLStore(BatchWriter, Store):
                 "last_time": r[2],
                 "calls": int(r[3]),
                 "tokens": int(r[4] or 0),
-                "cost_usd": float(r[5] or 0),
+                "cost_usd": float(r[5] or 0) if r[7] else None,
+                "priced_calls": int(r[7] or 0),
                 "errors": int(r[6] or 0),
             }
             for r in rows
@@ -436,12 +438,12 @@ class SQLStore(BatchWriter, Store):
             cur.execute(
                 self._q(
                     "SELECT COUNT(*), SUM(CASE WHEN status = 'error' THEN 1 ELSE 0 END), SUM(input_tokens), "
-                    "SUM(output_tokens), SUM(COALESCE(cost_usd, 0)), SUM(duration_ms) "
+                    "SUM(output_tokens), SUM(cost_usd), COUNT(cost_usd), SUM(duration_ms) "
                     "FROM calls WHERE project_id = ? AND session_id = ?"
                 ),
                 (project_id, session_id),
             )
-            count, errors, tokens_in, tokens_out, cost, duration = cur.fetchone()
+            count, errors, tokens_in, tokens_out, cost, priced, duration = cur.fetchone()
         if not count:
             return None
         return {
@@ -449,7 +451,9 @@ class SQLStore(BatchWriter, Store):
             "errors": int(errors or 0),  # a cancelled stream is no error
             "input_tokens": int(tokens_in or 0),
             "output_tokens": int(tokens_out or 0),
-            "cost_usd": float(cost or 0),
+            # The sum of the calls that had a cost; None (unknown, not free) when none had.
+            "cost_usd": float(cost or 0) if priced else None,
+            "priced_calls": int(priced or 0),
             "duration_ms": float(duration or 0),
         }
 
@@ -484,13 +488,14 @@ class SQLStore(BatchWriter, Store):
             for resolution, a, b in rollup.plan(lo, hi, bucket_seconds):
                 cur.execute(
                     self._q(
-                        "SELECT bucket, value, count, errors, tokens_in, tokens_out, cost, latency_hist, ttft_hist "
+                        "SELECT bucket, value, count, errors, tokens_in, tokens_out, cost, priced, latency_hist, "
+                        "ttft_hist "
                         "FROM rollups WHERE project_id = ? AND resolution = ? AND dim = ? AND bucket >= ? "
                         "AND bucket < ?"
                     ),
                     (project_id, resolution, dim, a, b),
                 )
-                for bucket, value, count, errors, t_in, t_out, cost, lat, ttft in cur.fetchall():
+                for bucket, value, count, errors, t_in, t_out, cost, priced, lat, ttft in cur.fetchall():
                     slot = (int(bucket) // bucket_seconds) * bucket_seconds
                     total = groups.get((slot, value))
                     if total is None:
@@ -500,6 +505,7 @@ class SQLStore(BatchWriter, Store):
                             int(t_in),
                             int(t_out),
                             float(cost),
+                            int(priced),
                             [lat],
                             [ttft],
                         ]
@@ -509,11 +515,16 @@ class SQLStore(BatchWriter, Store):
                     total[2] += int(t_in)
                     total[3] += int(t_out)
                     total[4] += float(cost)
-                    total[5].append(lat)
-                    total[6].append(ttft)
+                    total[5] += int(priced)
+                    total[6].append(lat)
+                    total[7].append(ttft)
         return [
             rollup.summarize_texts(
-                slot, value if group_by else None, rollup.Delta(t[0], t[1], t[2], t[3], t[4]), t[5], t[6]
+                slot,
+                value if group_by else None,
+                rollup.Delta(t[0], t[1], t[2], t[3], t[4], t[5]),
+                t[6],
+                t[7],
             )
             for (slot, value), t in sorted(groups.items())
         ]
@@ -544,16 +555,18 @@ class SQLStore(BatchWriter, Store):
             cur.execute(
                 self._q(
                     f"SELECT value, SUM(count), SUM(errors), SUM(tokens_in), SUM(tokens_out), SUM(cost), "
-                    f"COUNT(*) OVER () {base} GROUP BY value HAVING SUM(count) > 0 "
+                    f"SUM(priced), COUNT(*) OVER () {base} GROUP BY value HAVING SUM(count) > 0 "
                     "ORDER BY SUM(count) DESC, value LIMIT ?"
                 ),
                 (*params, max(1, min(int(limit), 1000))),
             )
             rows = cur.fetchall()
             totals: dict[str, rollup.Delta] = {}
-            for value, count, errors, t_in, t_out, cost, _ in rows:
-                totals[value] = rollup.Delta(int(count), int(errors), int(t_in), int(t_out), float(cost))
-            groups = int(rows[0][6]) if rows else 0
+            for value, count, errors, t_in, t_out, cost, priced, _ in rows:
+                totals[value] = rollup.Delta(
+                    int(count), int(errors), int(t_in), int(t_out), float(cost), int(priced)
+                )
+            groups = int(rows[0][7]) if rows else 0
             if totals:
                 marks = ", ".join("?" * len(totals))
                 cur.execute(

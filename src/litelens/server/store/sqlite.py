@@ -22,7 +22,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from litelens.server.store.sql import SQLStore, like_pattern
-from litelens.server.store.write import SESSIONS_BACKFILL
+from litelens.server.store.write import SESSIONS_BACKFILL, priced_backfill
 
 _V1 = [
     """CREATE TABLE projects (
@@ -189,6 +189,12 @@ _V7 = [
 ]
 
 
+# v8: sessions and rollups count the calls that had a known cost. A call LiteLLM could not price has no
+# cost (unknown is not free), but a session or a time bucket of such calls summed to $0: now a row without
+# a priced call reads as unknown, and a row with some says how many. Filled from the calls stored.
+_V8 = priced_backfill("CAST(start_time / 60 AS INTEGER) * 60", "INTEGER")
+
+
 def _fold(text: Any) -> Any:
     """Lower-cased text for searches that are not ASCII (`litelens_fold` in SQL)."""
     return text.lower() if isinstance(text, str) else text
@@ -197,7 +203,7 @@ def _fold(text: Any) -> Any:
 class SQLiteStore(SQLStore):
     """`Store` on a SQLite file (or a private in-memory database, for tests)."""
 
-    MIGRATIONS = (_V1, _V2, _V3, _V4, _V5, _V6, _V7)
+    MIGRATIONS = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8)
 
     def __init__(self, path: str, *, synchronous: str = "FULL", readers: int = 4) -> None:
         self.path = path

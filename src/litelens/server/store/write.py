@@ -59,15 +59,18 @@ from litelens.server.store.rows import (
 # rather than adding deltas keeps first/last times exact when a merged call changes session or retention
 # deletes part of one. `last_start` (the latest call's start) is no longer kept: nothing reads it since the
 # list orders by `last_time`, so a new row holds 0 in it; the column stays (NOT NULL, and dropping it would
-# rebuild the table).
+# rebuild the table). `priced` counts the calls with a known cost (`cost` is their sum): a session
+# without one has an unknown cost, not $0.
 _SESSION_REFRESH = (
-    "INSERT INTO sessions (project_id, session_id, first_time, last_start, last_time, calls, tokens, cost, errors) "
+    "INSERT INTO sessions (project_id, session_id, first_time, last_start, last_time, calls, tokens, cost, errors, "
+    "priced) "
     "SELECT project_id, session_id, MIN(start_time), 0, MAX(end_time), COUNT(*), "
-    "SUM(total_tokens), SUM(COALESCE(cost_usd, 0)), SUM(CASE WHEN status = 'error' THEN 1 ELSE 0 END) "
+    "SUM(total_tokens), SUM(COALESCE(cost_usd, 0)), SUM(CASE WHEN status = 'error' THEN 1 ELSE 0 END), "
+    "COUNT(cost_usd) "
     "FROM calls WHERE project_id = ? AND session_id = ? GROUP BY project_id, session_id "
     "ON CONFLICT (project_id, session_id) DO UPDATE SET first_time = excluded.first_time, "
     "last_time = excluded.last_time, calls = excluded.calls, "
-    "tokens = excluded.tokens, cost = excluded.cost, errors = excluded.errors"
+    "tokens = excluded.tokens, cost = excluded.cost, errors = excluded.errors, priced = excluded.priced"
 )
 SESSIONS_BACKFILL = (
     "INSERT INTO sessions (project_id, session_id, first_time, last_start, last_time, calls, tokens, cost, errors) "
@@ -75,6 +78,67 @@ SESSIONS_BACKFILL = (
     "SUM(total_tokens), SUM(COALESCE(cost_usd, 0)), SUM(CASE WHEN status = 'error' THEN 1 ELSE 0 END) "
     "FROM calls WHERE session_id IS NOT NULL GROUP BY project_id, session_id"
 )
+
+
+def priced_backfill(minute: str, integer: str) -> list[str]:
+    """Statements that fill the `priced` columns of `sessions` and `rollups` (schema v8) from the calls
+    already stored: in sessions, the session's calls with a cost; in a rollup row, the calls with a cost
+    that started in its bucket and count in its group, found the way `rollup.dimension_values` finds
+    them (a model without its provider's prefix, the end user else the user id, each tag).
+
+    `minute` is the dialect's expression for a call's start minute (epoch seconds, rounded down), and
+    `integer` its integer type. A rollup row that has a cost but whose calls are not all there to count
+    (a tag longer than the 200 characters `call_tags` keeps) is taken as wholly priced, as it was shown.
+    """
+    model = "COALESCE(response_model, request_model)"
+    prefix = "provider || '/'"
+    bare = (
+        f"CASE WHEN provider IS NOT NULL AND provider <> '' AND substr({model}, 1, length({prefix})) = {prefix} "
+        f"AND length({model}) > length({prefix}) THEN substr({model}, length({prefix}) + 1) ELSE {model} END"
+    )
+    # The priced calls' groups, read in one pass over `calls` (whose rows hold the records: each pass
+    # reads them all), then counted per group from this small table.
+    head = "SELECT project_id, bucket"
+    per_group = " UNION ALL ".join(
+        [
+            f"{head}, 'all' AS dim, '' AS value FROM litelens_v8_calls",
+            f"{head}, 'model', model FROM litelens_v8_calls WHERE model <> ''",
+            f"{head}, 'provider', provider FROM litelens_v8_calls WHERE provider <> ''",
+            f"{head}, 'user', end_user FROM litelens_v8_calls WHERE end_user <> ''",
+            f"{head}, 'key_alias', key_alias FROM litelens_v8_calls WHERE key_alias <> ''",
+            "SELECT c.project_id, c.bucket, 'tag', t.tag FROM litelens_v8_calls c "
+            "JOIN call_tags t ON t.project_id = c.project_id AND t.call_id = c.call_id WHERE t.tag <> ''",
+        ]
+    )
+    return [
+        f"ALTER TABLE sessions ADD COLUMN priced {integer} NOT NULL DEFAULT 0",
+        "UPDATE sessions SET priced = (SELECT COUNT(c.cost_usd) FROM calls c "
+        "WHERE c.project_id = sessions.project_id AND c.session_id = sessions.session_id)",
+        f"ALTER TABLE rollups ADD COLUMN priced {integer} NOT NULL DEFAULT 0",
+        f"CREATE TEMP TABLE litelens_v8_calls AS SELECT project_id, call_id, {minute} AS bucket, "
+        f"{bare} AS model, provider, COALESCE(end_user, user_id) AS end_user, key_alias "
+        "FROM calls WHERE cost_usd IS NOT NULL",
+        # Every group's priced calls per rollup row (minute, 5-minute, hour), then one lookup by key per
+        # row: a range lookup per row (minutes within the row's bucket) took minutes for 500k rows.
+        f"CREATE TEMP TABLE litelens_v8_priced (project_id {integer}, resolution {integer}, bucket {integer}, "
+        f"dim TEXT, value TEXT, n {integer}, PRIMARY KEY (project_id, resolution, dim, bucket, value))",
+        f"INSERT INTO litelens_v8_priced SELECT project_id, {RESOLUTIONS[0]}, bucket, dim, value, COUNT(*) "
+        f"FROM ({per_group}) g GROUP BY project_id, bucket, dim, value",
+        *(
+            f"INSERT INTO litelens_v8_priced SELECT project_id, {r}, (bucket / {r}) * {r}, dim, value, SUM(n) "
+            f"FROM litelens_v8_priced WHERE resolution = {RESOLUTIONS[0]} "
+            f"GROUP BY project_id, (bucket / {r}) * {r}, dim, value"
+            for r in RESOLUTIONS[1:]
+        ),
+        "UPDATE rollups SET priced = COALESCE((SELECT p.n FROM litelens_v8_priced p "
+        "WHERE p.project_id = rollups.project_id AND p.resolution = rollups.resolution AND p.dim = rollups.dim "
+        "AND p.bucket = rollups.bucket AND p.value = rollups.value), 0)",
+        "UPDATE rollups SET priced = count WHERE priced = 0 AND ABS(cost) > 1e-12",
+        "DROP TABLE litelens_v8_priced",
+        "DROP TABLE litelens_v8_calls",
+    ]
+
+
 _SESSION_DROP_EMPTY = (
     "DELETE FROM sessions WHERE project_id = ? AND session_id = ? AND NOT EXISTS "
     "(SELECT 1 FROM calls WHERE calls.project_id = ? AND calls.session_id = ?)"
@@ -361,7 +425,14 @@ class BatchWriter:
         live = {
             key: d
             for key, d in deltas.items()
-            if d[0] or d[1] or d[2] or d[3] or abs(d[4]) > 1e-12 or any(d[5].values()) or any(d[6].values())
+            if d[0]
+            or d[1]
+            or d[2]
+            or d[3]
+            or abs(d[4]) > 1e-12
+            or d[5]
+            or any(d[6].values())
+            or any(d[7].values())
         }
         if not live:
             return {}
@@ -378,10 +449,10 @@ class BatchWriter:
                 texts = fetched.get(key)
                 if texts is not None:
                     old = (parsed(texts[0]), parsed(texts[1]), texts[0], texts[1])
-            latency, latency_text = _merged(old[0], old[2], d[5]) if old else _merged(None, "", d[5])
-            ttft, ttft_text = _merged(old[1], old[3], d[6]) if old else _merged(None, "", d[6])
+            latency, latency_text = _merged(old[0], old[2], d[6]) if old else _merged(None, "", d[6])
+            ttft, ttft_text = _merged(old[1], old[3], d[7]) if old else _merged(None, "", d[7])
             resolution, bucket, dim, value = key
-            upserts.append((project_id, resolution, dim, bucket, value, *d[:5], latency_text, ttft_text))
+            upserts.append((project_id, resolution, dim, bucket, value, *d[:6], latency_text, ttft_text))
             if d[0] <= 0:
                 # A merged call left this group (or float residue of a taken-back contribution): the row
                 # goes if nothing counts in it any more, so its histograms are not remembered.
@@ -392,14 +463,14 @@ class BatchWriter:
         self._insert_values(
             cur,
             "INSERT INTO rollups (project_id, resolution, dim, bucket, value, count, errors, tokens_in, "
-            "tokens_out, cost, latency_hist, ttft_hist)",
-            "(" + ", ".join("?" * 12) + ")",
+            "tokens_out, cost, priced, latency_hist, ttft_hist)",
+            "(" + ", ".join("?" * 13) + ")",
             upserts,
             "ON CONFLICT (project_id, resolution, dim, bucket, value) DO UPDATE SET "
             "count = rollups.count + excluded.count, errors = rollups.errors + excluded.errors, "
             "tokens_in = rollups.tokens_in + excluded.tokens_in, "
             "tokens_out = rollups.tokens_out + excluded.tokens_out, cost = rollups.cost + excluded.cost, "
-            "latency_hist = excluded.latency_hist, ttft_hist = excluded.ttft_hist",
+            "priced = rollups.priced + excluded.priced, latency_hist = excluded.latency_hist, ttft_hist = excluded.ttft_hist",
         )
         if emptied:
             cur.executemany(
@@ -559,14 +630,15 @@ class BatchWriter:
         self._insert_values(
             cur,
             "INSERT INTO sessions (project_id, session_id, first_time, last_start, last_time, calls, tokens, "
-            "cost, errors)",
-            "(?, ?, ?, 0, ?, ?, ?, ?, ?)",
+            "cost, errors, priced)",
+            "(?, ?, ?, 0, ?, ?, ?, ?, ?, ?)",
             [(pid, sid, *agg) for (pid, sid), agg in sorted(added.items())],
             "ON CONFLICT (project_id, session_id) DO UPDATE SET "
             f"first_time = {least}(sessions.first_time, excluded.first_time), "
             f"last_time = {greatest}(sessions.last_time, excluded.last_time), "
             "calls = sessions.calls + excluded.calls, tokens = sessions.tokens + excluded.tokens, "
-            "cost = sessions.cost + excluded.cost, errors = sessions.errors + excluded.errors",
+            "cost = sessions.cost + excluded.cost, errors = sessions.errors + excluded.errors, "
+            "priced = sessions.priced + excluded.priced",
         )
 
     def _refresh_sessions(self, cur: Any, project_id: int, sessions: set[str]) -> None:
@@ -586,12 +658,14 @@ def _merged(stored: Hist | None, stored_text: str, delta: Hist) -> tuple[Hist, s
 
 def _add_to_session(added: dict[tuple[int, str], list[Any]], project_id: int, row: tuple[Any, ...]) -> None:
     """Fold a new call's `calls` row into its session's aggregate (the `sessions` columns)."""
-    cost = row[ROW_COST] or 0.0
+    known = row[ROW_COST]
+    cost = known or 0.0
+    priced = 0 if known is None else 1
     error = 1 if row[ROW_STATUS] == "error" else 0
     key = (project_id, row[ROW_SESSION])
     agg = added.get(key)
     if agg is None:
-        added[key] = [row[ROW_START], row[ROW_END], 1, row[ROW_TOTAL], cost, error]
+        added[key] = [row[ROW_START], row[ROW_END], 1, row[ROW_TOTAL], cost, error, priced]
         return
     agg[0] = min(agg[0], row[ROW_START])
     agg[1] = max(agg[1], row[ROW_END])
@@ -599,3 +673,4 @@ def _add_to_session(added: dict[tuple[int, str], list[Any]], project_id: int, ro
     agg[3] += row[ROW_TOTAL]
     agg[4] += cost
     agg[5] += error
+    agg[6] += priced
