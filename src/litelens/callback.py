@@ -551,7 +551,9 @@ def _report_moderation(
         model = args[1] if len(args) > 1 else kwargs.get("model")
         model = rec.without_provider(model, "openai") if isinstance(model, str) else model
         dump = getattr(response, "model_dump", None)
-        call_id = str(uuid.uuid4())
+        # The OTel layer hands its call id in (so both layers' records of the call are merged).
+        given_id = kwargs.get("litellm_call_id")
+        call_id = given_id if isinstance(given_id, str) and given_id else str(uuid.uuid4())
         metadata = kwargs.get("metadata")
         slo: dict[str, Any] = {
             "litellm_call_id": call_id,
