@@ -821,6 +821,8 @@ def test_a_transcription_names_its_file_and_keeps_the_transcript(provider, recei
         is_async,
         model="openai/whisper-1",
         file=("clip.wav", AUDIO, "audio/wav"),
+        language="en",
+        prompt="names: Ann, Bob",
         api_base=provider.url,
         api_key=KEY,
     )
@@ -830,9 +832,12 @@ def test_a_transcription_names_its_file_and_keeps_the_transcript(provider, recei
     assert record["status"] == "ok" and record["duration_ms"] > 0
     # The file by its name and size: never its bytes (LiteLLM's own payload holds their repr).
     assert record["request"]["input"] == {
-        "file": {"name": "clip.wav", "size_bytes": len(AUDIO), "content_type": "audio/wav"}
+        "file": {"name": "clip.wav", "size_bytes": len(AUDIO), "content_type": "audio/wav"},
+        "prompt": "names: Ann, Bob",
     }
-    assert record["response"] == {"text": response.text, "language": "english", "duration": 2.0}
+    # The parameters it was sent with (LiteLLM's payload has none of them; it asks for verbose_json).
+    assert record["request"]["parameters"] == {"language": "en", "response_format": "verbose_json"}
+    assert record["response"] == {"text": response.text, "language": "en", "duration": 2.0}
     # LiteLLM prices whisper by the second: two seconds.
     assert record["cost_usd"] == pytest.approx(2 * litellm.model_cost["whisper-1"]["input_cost_per_second"])
 

@@ -233,7 +233,9 @@ class Callback(CustomLogger):
                     params.get("litellm_session_id"),
                     params.get("litellm_trace_id"),
                     params.get("instructions"),
-                    get("optional_params"),
+                    _sent_to_transcribe(kwargs)
+                    if get("call_type") in _TRANSCRIPTIONS
+                    else get("optional_params"),
                     type(get("input")) is str,
                     get("api_key"),
                     status,
@@ -757,6 +759,20 @@ def _audio_of(kwargs: Mapping[str, Any], response_obj: Any, failed: bool) -> dic
             kind = headers.get("content-type") if headers is not None else None
             return rec.audio_summary(kind, len(content))
     return None
+
+
+def _sent_to_transcribe(kwargs: Mapping[str, Any]) -> Any:
+    """A transcription's parameters as sent (`language`, `response_format`, `temperature`...): its
+    payload and `optional_params` leave them out; the request LiteLLM sent has them, beside the file."""
+    sent = (kwargs.get("additional_args") or _EMPTY).get("complete_input_dict")
+    if not isinstance(sent, Mapping):
+        return kwargs.get("optional_params")
+    return {k: v for k, v in sent.items() if k not in _NOT_TRANSCRIPTION_PARAMETERS}
+
+
+# What a transcription's request holds beside its parameters: the audio, the model, and LiteLLM's own
+# copy of the model. (Its prompt is content: the record keeps it under request.input.)
+_NOT_TRANSCRIPTION_PARAMETERS = frozenset({"file", "model", "extra_body"})
 
 
 def _audio_upload(kwargs: Mapping[str, Any]) -> dict[str, Any] | None:

@@ -753,6 +753,9 @@ def _request_content(
     elif call_type == "transcription":
         # The payload's "message" is a hash of the audio: the record names the file instead.
         request["input"] = {"file": dict(audio_file) if audio_file else None}
+        prompt = params.get("prompt")
+        if isinstance(prompt, str) and prompt:
+            request["input"]["prompt"] = prompt
     elif call_type in _INPUT_CALLS:
         request["input"] = _unwrapped(call_type, messages, text_input)
     elif call_type == "chat" or isinstance(messages, list):
@@ -795,14 +798,15 @@ def _unwrapped(call_type: str, messages: Any, text_input: bool = False) -> Any:
 _CONTENT_PARAMETERS = ("tools", "functions", "prediction", "instructions")
 
 
-# A rerank's content, which LiteLLM's payload lists among its parameters.
-_RERANK_CONTENT = ("query", "documents")
+# Content that LiteLLM's payload (or request) lists among a call's parameters: a rerank's query and
+# documents, a transcription's prompt.
+_CONTENT_OF_CALL = {"rerank": ("query", "documents"), "transcription": ("prompt",)}
 
 
 def _parameters(params: Mapping[str, Any], call_type: str = "") -> dict[str, Any]:
     # Content goes under request (above); `user` is the end user, kept on its own. `extra_headers`,
     # `extra_body` and `extra_query` are transport, not parameters (the headers may hold credentials).
-    content = _RERANK_CONTENT if call_type == "rerank" else ()
+    content = _CONTENT_OF_CALL.get(call_type, ())
     return {
         k: v
         for k, v in params.items()
@@ -816,8 +820,9 @@ def _parameters(params: Mapping[str, Any], call_type: str = "") -> dict[str, Any
 
 # Calls whose parameters LiteLLM's payload gives only in part: an image's size and quality (which set
 # its price) are missing, and LiteLLM 1.80 leaves out a Responses call's max_output_tokens and all of a
-# speech call's (its speed, its audio format). What it sent the provider fills the gaps.
-_SPARSE_PARAMETER_CALLS = ("image_generation", "responses", "speech")
+# speech call's (its speed, its audio format); a transcription's are in no version's payload (its
+# language, its response format). What it sent the provider fills the gaps.
+_SPARSE_PARAMETER_CALLS = ("image_generation", "responses", "speech", "transcription")
 
 
 def _parameters_sent(call_type: str, slo: Mapping[str, Any], sent: Any) -> Mapping[str, Any]:

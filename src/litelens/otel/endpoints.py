@@ -166,6 +166,9 @@ def request_record(
         elif endpoint.call_type == "transcription":
             # The upload by name and size, as the core record names it: never the audio on a span.
             content = {"file": audio_file_of(content)}
+            prompt = arguments.get("prompt")
+            if isinstance(prompt, str) and prompt:
+                content["prompt"] = prompt
         request["messages" if endpoint.content_arg == "messages" else "input"] = content
         tools = arguments.get("tools")
         if tools:
