@@ -233,9 +233,8 @@ class Callback(CustomLogger):
                     params.get("litellm_session_id"),
                     params.get("litellm_trace_id"),
                     params.get("instructions"),
-                    _sent_to_transcribe(kwargs)
-                    if get("call_type") in _TRANSCRIPTIONS
-                    else get("optional_params"),
+                    # A transcription's parameters are in no payload: the request it sent has them.
+                    _sent_request(kwargs) if get("call_type") in _TRANSCRIPTIONS else get("optional_params"),
                     type(get("input")) is str,
                     get("api_key"),
                     status,
@@ -752,27 +751,16 @@ def _audio_of(kwargs: Mapping[str, Any], response_obj: Any, failed: bool) -> dic
     call_type = kwargs.get("call_type")
     if call_type in _TRANSCRIPTIONS:
         return _audio_upload(kwargs)
-    if call_type in _SPEECHES and not failed and response_obj is not None:
-        content = getattr(response_obj, "content", None)
-        headers = getattr(getattr(response_obj, "response", None), "headers", None)
-        if isinstance(content, (bytes, bytearray)):
-            kind = headers.get("content-type") if headers is not None else None
-            return rec.audio_summary(kind, len(content))
+    if call_type in _SPEECHES and not failed:
+        return rec.speech_audio_of(response_obj)
     return None
 
 
-def _sent_to_transcribe(kwargs: Mapping[str, Any]) -> Any:
-    """A transcription's parameters as sent (`language`, `response_format`, `temperature`...): its
-    payload and `optional_params` leave them out; the request LiteLLM sent has them, beside the file."""
+def _sent_request(kwargs: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The request LiteLLM sent the provider, as it logs it (a reference: nothing is copied here).
+    LiteLLM 1.80 to 1.110 keep it in `additional_args["complete_input_dict"]`."""
     sent = (kwargs.get("additional_args") or _EMPTY).get("complete_input_dict")
-    if not isinstance(sent, Mapping):
-        return kwargs.get("optional_params")
-    return {k: v for k, v in sent.items() if k not in _NOT_TRANSCRIPTION_PARAMETERS}
-
-
-# What a transcription's request holds beside its parameters: the audio, the model, and LiteLLM's own
-# copy of the model. (Its prompt is content: the record keeps it under request.input.)
-_NOT_TRANSCRIPTION_PARAMETERS = frozenset({"file", "model", "extra_body"})
+    return sent if isinstance(sent, Mapping) else None
 
 
 def _audio_upload(kwargs: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -780,10 +768,10 @@ def _audio_upload(kwargs: Mapping[str, Any]) -> dict[str, Any] | None:
 
     LiteLLM's `kwargs["input"]` is no help: `str()` of the caller's file, which for the usual
     `(name, bytes)` tuple is the repr of every byte of the audio. The file itself is in the request it
-    sent (LiteLLM 1.80 to 1.110 keep it in `additional_args["complete_input_dict"]`).
+    sent (`_sent_request`).
     """
-    sent = (kwargs.get("additional_args") or _EMPTY).get("complete_input_dict")
-    file = sent.get("file") if isinstance(sent, Mapping) else None
+    sent = _sent_request(kwargs)
+    file = sent.get("file") if sent is not None else None
     found = rec.audio_file_of(file) if file is not None else None
     if found is None:
         name = kwargs.get("input")

@@ -658,6 +658,16 @@ def audio_summary(content_type: Any, size: Any) -> dict[str, Any]:
     return {"content_type": _opt_str(content_type), "size_bytes": _int(size)}
 
 
+def speech_audio_of(response: Any) -> dict[str, Any] | None:
+    """`audio_summary` of a speech call's answer (LiteLLM's `HttpxBinaryResponseContent`: the bytes
+    in `content`, the HTTP response in `response`); None for anything else."""
+    content = getattr(response, "content", None)
+    if not isinstance(content, (bytes, bytearray)):
+        return None
+    headers = getattr(getattr(response, "response", None), "headers", None)
+    return audio_summary(headers.get("content-type") if headers is not None else None, len(content))
+
+
 def audio_file_of(file: Any) -> dict[str, Any] | None:
     """The name and size of an audio upload as LiteLLM takes it -- a `(name, bytes[, type])` tuple,
     bytes, an open file or a path -- never its bytes. Reads no data: a file's size comes from its
@@ -798,15 +808,16 @@ def _unwrapped(call_type: str, messages: Any, text_input: bool = False) -> Any:
 _CONTENT_PARAMETERS = ("tools", "functions", "prediction", "instructions")
 
 
-# Content that LiteLLM's payload (or request) lists among a call's parameters: a rerank's query and
-# documents, a transcription's prompt.
-_CONTENT_OF_CALL = {"rerank": ("query", "documents"), "transcription": ("prompt",)}
+# What LiteLLM's payload (or the request it sent) lists among a call's parameters and is not one: a
+# rerank's query and documents (content), a transcription's prompt (content), its file (the audio) and
+# its model (the record's request_model).
+_NOT_PARAMETERS_OF_CALL = {"rerank": ("query", "documents"), "transcription": ("prompt", "file", "model")}
 
 
 def _parameters(params: Mapping[str, Any], call_type: str = "") -> dict[str, Any]:
     # Content goes under request (above); `user` is the end user, kept on its own. `extra_headers`,
     # `extra_body` and `extra_query` are transport, not parameters (the headers may hold credentials).
-    content = _CONTENT_OF_CALL.get(call_type, ())
+    content = _NOT_PARAMETERS_OF_CALL.get(call_type, ())
     return {
         k: v
         for k, v in params.items()

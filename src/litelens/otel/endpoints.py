@@ -22,10 +22,10 @@ from litelens.record import (
     Record,
     _response_content,
     audio_file_of,
-    audio_summary,
     scrub_text,
     scrub_url,
     scrub_value,
+    speech_audio_of,
     tags_of,
     usage_of,
     user_metadata_of,
@@ -234,13 +234,8 @@ def apply_response(record: Record, response: Any, capture_content: bool) -> None
         reasons = [str(status)]
     record["finish_reasons"] = reasons
     if capture_content:
-        if record["call_type"] == "speech":
-            # Audio bytes (LiteLLM's HttpxBinaryResponseContent): their type and size, never the bytes.
-            content = field(response, "content")
-            headers = field(field(response, "response"), "headers")
-            kind = headers.get("content-type") if headers is not None else None
-            size = len(content) if isinstance(content, (bytes, bytearray)) else None
-            record["response"] = audio_summary(kind, size)
+        if record["call_type"] == "speech":  # audio: its type and size, never the bytes
+            record["response"] = speech_audio_of(response)
             return
         dump = getattr(response, "model_dump", None)
         if callable(dump):
