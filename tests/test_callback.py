@@ -753,3 +753,209 @@ def test_a_cache_hit_is_one_free_record_naming_the_model_as_the_miss_did(
         assert hit["request_model"] == "gpt-4o-mini"
     else:  # LiteLLM 1.80 reports a hit with no provider, so its name cannot be told from "org/model"
         assert hit["request_model"] == "openai/gpt-4o-mini"
+
+
+# ---- moderation, transcription, speech and rerank: the calls that generate no text
+
+AUDIO = b"RIFF" + bytes(64_000)  # 64,004 bytes: two seconds to the fake provider (32,000 bytes a second)
+
+
+def run(name: str, is_async: bool, **kwargs: Any) -> Any:
+    """`litellm.<name>(...)`, or `await litellm.a<name>(...)` on a loop of its own."""
+    if not is_async:
+        return getattr(litellm, name)(**kwargs)
+
+    async def go() -> Any:
+        return await getattr(litellm, f"a{name}")(**kwargs)
+
+    return asyncio.run(go())
+
+
+def only_record(receiver: Receiver, callback: Any) -> Any:
+    # flush() first: it runs what LiteLLM still holds for an async call's loop that has ended.
+    assert callback.flush(timeout=10)
+    record = one_record(receiver, callback)
+    # Whatever the call sent or got back, the record holds no audio: a few kilobytes at most.
+    text = json.dumps(record)
+    assert len(text) < 8_000 and "RIFF" not in text and "\\u0000" not in text
+    return record
+
+
+sync_and_async = pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
+
+
+@sync_and_async
+def test_a_moderation_is_one_record_with_its_flags(provider, receiver, make_callback, is_async):
+    callback = make_callback()
+    response = run(
+        "moderation",
+        is_async,
+        model="omni-moderation-latest",
+        input="I will hurt you [[fake flag=violence,harassment]]",
+        api_base=provider.url,
+        api_key=KEY,
+    )
+    assert response.results[0].flagged is True
+    record = only_record(receiver, callback)
+    assert record["call_type"] == "moderation" and record["is_async"] is is_async
+    assert record["litellm_call_type"] == ("amoderation" if is_async else "moderation")
+    assert record["request_model"] == "omni-moderation-latest" and record["provider"] == "openai"
+    assert record["status"] == "ok" and record["error"] is None and record["duration_ms"] > 0
+    assert record["api_base"] == provider.url
+    assert record["cost_usd"] == 0.0  # what LiteLLM's price map says of moderation models
+    assert record["request"]["input"] == "I will hurt you [[fake flag=violence,harassment]]"
+    (result,) = record["response"]["results"]
+    assert result["flagged"] is True
+    # The provider's category names, each once (LiteLLM adds a snake_case twin of some of them).
+    assert sorted(result["categories"]) == ["harassment", "violence"]
+    assert result["category_scores"]["violence"] == 0.9 and "self_harm" not in result["category_scores"]
+    assert len(result["category_scores"]) == 13
+    assert record["response_id"] == response.id
+
+
+@sync_and_async
+def test_a_transcription_names_its_file_and_keeps_the_transcript(provider, receiver, make_callback, is_async):
+    callback = make_callback()
+    response = run(
+        "transcription",
+        is_async,
+        model="openai/whisper-1",
+        file=("clip.wav", AUDIO, "audio/wav"),
+        language="en",
+        prompt="names: Ann, Bob",
+        api_base=provider.url,
+        api_key=KEY,
+    )
+    record = only_record(receiver, callback)
+    assert record["call_type"] == "transcription" and record["is_async"] is is_async
+    assert record["request_model"] == "whisper-1" and record["provider"] == "openai"
+    assert record["status"] == "ok" and record["duration_ms"] > 0
+    # The file by its name and size: never its bytes (LiteLLM's own payload holds their repr).
+    assert record["request"]["input"] == {
+        "file": {"name": "clip.wav", "size_bytes": len(AUDIO), "content_type": "audio/wav"},
+        "prompt": "names: Ann, Bob",
+    }
+    # The parameters it was sent with (LiteLLM's payload has none of them; it asks for verbose_json).
+    assert record["request"]["parameters"] == {"language": "en", "response_format": "verbose_json"}
+    assert record["response"] == {"text": response.text, "language": "en", "duration": 2.0}
+    # LiteLLM prices whisper by the second: two seconds.
+    assert record["cost_usd"] == pytest.approx(2 * litellm.model_cost["whisper-1"]["input_cost_per_second"])
+
+
+def test_a_transcription_of_an_open_file_names_the_file(provider, receiver, make_callback, tmp_path):
+    callback = make_callback()
+    path = tmp_path / "meeting.wav"
+    path.write_bytes(AUDIO)
+    with path.open("rb") as audio:
+        litellm.transcription(model="openai/whisper-1", file=audio, api_base=provider.url, api_key=KEY)
+    record = only_record(receiver, callback)
+    assert record["request"]["input"] == {"file": {"name": "meeting.wav", "size_bytes": len(AUDIO)}}
+
+
+@sync_and_async
+def test_speech_keeps_its_text_and_the_size_of_the_audio(provider, receiver, make_callback, is_async):
+    callback = make_callback()
+    response = run(
+        "speech",
+        is_async,
+        model="openai/tts-1",
+        input="read this aloud please",
+        voice="alloy",
+        speed=1.5,
+        api_base=provider.url,
+        api_key=KEY,
+    )
+    assert len(response.content) == 4000  # 1,000 bytes a word
+    record = only_record(receiver, callback)
+    assert record["call_type"] == "speech" and record["is_async"] is is_async
+    assert record["request_model"] == "tts-1" and record["provider"] == "openai" and record["status"] == "ok"
+    assert record["request"]["input"] == "read this aloud please"
+    assert record["request"]["parameters"]["speed"] == 1.5
+    assert record["response"] == {"content_type": "audio/mpeg", "size_bytes": 4000}
+    assert record["cost_usd"] and record["cost_usd"] > 0  # tts-1 is priced by the character
+
+
+@sync_and_async
+def test_a_rerank_keeps_query_documents_and_ranking(provider, receiver, make_callback, is_async):
+    callback = make_callback()
+    documents = ["a green pear", "a red apple", "a red car"]
+    response = run(
+        "rerank",
+        is_async,
+        model="cohere/rerank-v3.5",
+        query="red apple",
+        documents=documents,
+        top_n=2,
+        api_base=provider.url,
+        api_key=KEY,
+    )
+    record = only_record(receiver, callback)
+    assert record["call_type"] == "rerank" and record["is_async"] is is_async
+    assert record["request_model"] == "rerank-v3.5" and record["provider"] == "cohere"
+    assert record["status"] == "ok" and record["duration_ms"] > 0
+    assert record["request"]["input"] == {"query": "red apple", "documents": documents}
+    # Query and documents are content: LiteLLM lists them among the parameters, the record does not.
+    parameters = record["request"]["parameters"]
+    assert parameters["top_n"] == 2 and not {"query", "documents"} & set(parameters)
+    assert (
+        [r["index"] for r in record["response"]["results"]]
+        == [r["index"] for r in response.results]
+        == [1, 2]
+    )
+    assert record["response_id"] == response.id
+    assert record["cost_usd"] == pytest.approx(litellm.model_cost["rerank-v3.5"]["input_cost_per_query"])
+    if Version(version("litellm")) >= Version("1.100"):  # 1.80 reports no tokens for a rerank
+        assert record["usage"]["input_tokens"] == 11  # the words of the query and the documents
+
+
+def test_content_capture_off_leaves_no_query_documents_or_text(provider, receiver, make_callback):
+    callback = make_callback(capture_content=False)
+    litellm.rerank(
+        model="cohere/rerank-v3.5",
+        query="secret plan",
+        documents=["secret plan one", "other"],
+        top_n=1,
+        api_base=provider.url,
+        api_key=KEY,
+    )
+    litellm.speech(
+        model="openai/tts-1", input="secret plan", voice="alloy", api_base=provider.url, api_key=KEY
+    )
+    litellm.moderation(
+        model="omni-moderation-latest", input="secret plan", api_base=provider.url, api_key=KEY
+    )
+    records = one_record(receiver, callback, 3)
+    assert "secret" not in json.dumps(records)
+    rerank = next(r for r in records if r["call_type"] == "rerank")
+    assert set(rerank["request"]) == {"parameters"} and rerank["request"]["parameters"]["top_n"] == 1
+
+
+KINDS = {
+    "moderation": {"model": "omni-moderation-latest", "input": "hello [[fake error={status}]]"},
+    "transcription": {
+        "model": "openai/whisper-1",
+        "file": ("clip.wav", AUDIO, "audio/wav"),
+        # LiteLLM does not send a transcription's extra headers: the directive goes in its prompt.
+        "prompt": "[[fake error={status}]]",
+    },
+    "speech": {"model": "openai/tts-1", "input": "hello [[fake error={status}]]", "voice": "alloy"},
+    "rerank": {"model": "cohere/rerank-v3.5", "query": "hello [[fake error={status}]]", "documents": ["a"]},
+}
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+@sync_and_async
+def test_a_failed_call_of_each_kind_is_one_error_record(provider, receiver, make_callback, kind, is_async):
+    callback = make_callback()
+    # The openai client retries a 500 itself, and sync moderation() does not pass max_retries on: a 422 is
+    # not retried.
+    status = 422 if (kind, is_async) == ("moderation", False) else 500
+    kwargs = {k: v.format(status=status) if isinstance(v, str) else v for k, v in KINDS[kind].items()}
+    with pytest.raises(Exception) as raised:
+        run(kind, is_async, api_base=provider.url, api_key=KEY, max_retries=0, num_retries=0, **kwargs)
+    record = only_record(receiver, callback)
+    assert record["call_type"] == kind and record["status"] == "error"
+    assert record["error"]["type"] == type(raised.value).__name__
+    assert record["error"]["status_code"] == status
+    assert record["error"]["provider"] == ("cohere" if kind == "rerank" else "openai")
+    assert record["error"]["message"] and record["response"] is None

@@ -333,6 +333,149 @@ def test_responses_api_plain_and_stream(provider: FakeProvider) -> None:
     assert events[-1].response.usage.output_tokens == want["completion_tokens"]
 
 
+# -- moderations, audio and rerank ------------------------------------------------------------------
+
+WAV = b"RIFF" + bytes(31_996)  # 32,000 bytes: one second to the provider
+
+
+def test_moderation_flags_the_categories_a_directive_names(provider: FakeProvider) -> None:
+    clean = litellm.moderation(input="hello there", api_base=provider.url, api_key="sk-fake")
+    assert clean.results[0].flagged is False
+    flagged = litellm.moderation(
+        input="hello [[fake flag=violence,self-harm/intent]]",
+        model="omni-moderation-latest",
+        api_base=provider.url,
+        api_key="sk-fake",
+    )
+    result = flagged.results[0]
+    assert result.flagged is True
+    assert result.categories["violence"] is True and result.categories["self-harm/intent"] is True
+    assert result.categories["hate"] is False
+    assert result.category_scores["violence"] == 0.9 and result.category_scores["hate"] == 0.001
+    assert flagged.model == "omni-moderation-latest" and flagged.id.startswith("modr-fake-")
+
+
+def test_moderation_of_a_list_has_one_result_per_input_and_refuses_unknown_categories(
+    provider: FakeProvider,
+) -> None:
+    response = litellm.moderation(input=["one", "two"], api_base=provider.url, api_key="sk-fake")
+    assert len(response.results) == 2
+    with pytest.raises(openai.BadRequestError, match="unknown moderation category"):
+        litellm.moderation(input="x [[fake flag=rudeness]]", api_base=provider.url, api_key="sk-fake")
+
+
+def test_transcription_takes_a_multipart_upload_and_answers_in_each_format(provider: FakeProvider) -> None:
+    provider.reset()
+    whisper = litellm.transcription(
+        model="openai/whisper-1",
+        file=("clip.wav", WAV, "audio/wav"),
+        api_base=provider.url,
+        api_key="sk-fake",
+    )
+    assert whisper.text == "lorem ipsum dolor sit amet consectetur adipiscing elit"
+    assert whisper.duration == 1.0  # LiteLLM asks for verbose_json for whisper, to price the seconds
+    # The request log names the upload and never holds the audio.
+    (request,) = provider.requests
+    assert request.path == "/v1/audio/transcriptions"
+    assert request.json["file"] == {"filename": "clip.wav", "content_type": "audio/wav", "size": len(WAV)}
+    assert request.json["response_format"] == "verbose_json"
+
+    client = openai.OpenAI(base_url=provider.url, api_key="sk-fake", max_retries=0)
+    # Directives go in the prompt (a form field) or in headers; duration overrides the size rule.
+    plain = client.audio.transcriptions.create(
+        model="gpt-4o-transcribe", file=("a.wav", WAV), prompt="[[fake tokens=3 duration=4.5]]"
+    )
+    assert plain.text == "lorem ipsum dolor"
+    assert plain.usage is not None and plain.usage.seconds == 5  # type: ignore[union-attr]
+    text = client.audio.transcriptions.create(model="whisper-1", file=("a.wav", WAV), response_format="text")
+    assert text == "lorem ipsum dolor sit amet consectetur adipiscing elit"
+    srt = client.audio.transcriptions.create(
+        model="whisper-1", file=("a.wav", WAV), response_format="srt", extra_headers={"x-fake-tokens": "2"}
+    )
+    assert srt == "1\n00:00:00,000 --> 00:00:01,000\nlorem ipsum\n"
+
+
+def test_speech_returns_audio_bytes_sized_by_the_input(provider: FakeProvider) -> None:
+    mp3 = litellm.speech(
+        model="openai/tts-1",
+        input="three words here",
+        voice="alloy",
+        api_base=provider.url,
+        api_key="sk-fake",
+    )
+    assert len(mp3.content) == 3000 and mp3.response.headers["content-type"] == "audio/mpeg"
+    wav = litellm.speech(
+        model="openai/tts-1",
+        input="hi [[fake audio_bytes=144]]",
+        voice="alloy",
+        response_format="wav",
+        api_base=provider.url,
+        api_key="sk-fake",
+    )
+    assert len(wav.content) == 144 and wav.content.startswith(b"RIFF") and wav.content[8:12] == b"WAVE"
+    assert struct.unpack("<I", wav.content[40:44])[0] == 100  # the data chunk's size
+    assert wav.response.headers["content-type"] == "audio/wav"
+
+
+def test_rerank_orders_documents_by_shared_words(provider: FakeProvider) -> None:
+    provider.reset()
+    documents = ["a green pear", "a red apple", "a red car"]
+    response = litellm.rerank(
+        model="cohere/rerank-v3.5",
+        query="red apple",
+        documents=documents,
+        top_n=2,
+        return_documents=True,
+        api_base=provider.url,
+        api_key="sk-fake",
+    )
+    assert [r["index"] for r in response.results] == [1, 2]
+    assert response.results[0]["document"] == {"text": "a red apple"}
+    assert response.results[0]["relevance_score"] > response.results[1]["relevance_score"] > 0.49
+    assert response.meta["billed_units"] == {"search_units": 1}
+    assert response.meta["tokens"] == {"input_tokens": 11, "output_tokens": 0}
+    # LiteLLM's cohere route appends /v2/rerank to the api_base; /rerank and /v1/rerank are served too.
+    assert provider.requests[0].path == "/v1/v2/rerank"
+    conn = http.client.HTTPConnection("127.0.0.1", provider.port, timeout=5)
+    for path in ("/v1/rerank", "/rerank", "/v2/rerank"):
+        body = json.dumps({"model": "m", "query": "red", "documents": [{"text": "red"}, "blue"]})
+        conn.request("POST", path, body, {"Content-Type": "application/json"})
+        ranked = json.loads(conn.getresponse().read())["results"]
+        assert [r["index"] for r in ranked] == [0, 1] and "document" not in ranked[0]
+    conn.close()
+
+
+@pytest.mark.parametrize("kind", ["moderation", "transcription", "speech", "rerank"])
+def test_the_error_knobs_work_on_every_new_endpoint(provider: FakeProvider, kind: str) -> None:
+    client = openai.OpenAI(base_url=provider.url, api_key="sk-fake", max_retries=0)
+    headers = {"x-fake-error": "503", "x-fake-retry-after": "2"}
+    with pytest.raises(openai.APIStatusError) as caught:
+        if kind == "moderation":
+            client.moderations.create(input="hi", extra_headers=headers)
+        elif kind == "transcription":
+            client.audio.transcriptions.create(model="whisper-1", file=("a.wav", WAV), extra_headers=headers)
+        elif kind == "speech":
+            client.audio.speech.create(model="tts-1", input="hi", voice="alloy", extra_headers=headers)
+        else:
+            client.post(
+                "/rerank",
+                body={"model": "m", "query": "q", "documents": ["d"]},
+                cast_to=object,
+                options={"headers": headers},
+            )
+    assert caught.value.status_code == 503
+    assert caught.value.response.headers["retry-after"] == "2"
+
+
+def test_a_malformed_upload_is_a_400(provider: FakeProvider) -> None:
+    conn = http.client.HTTPConnection("127.0.0.1", provider.port, timeout=5)
+    headers = {"Content-Type": "multipart/form-data; boundary=xyz"}
+    conn.request("POST", "/v1/audio/transcriptions", b"--xyz\r\nnot a part\r\n--xyz--\r\n", headers)
+    response = conn.getresponse()
+    assert response.status == 400 and "file" in json.loads(response.read())["error"]["message"]
+    conn.close()
+
+
 # -- failures -----------------------------------------------------------------------------------
 
 

@@ -1592,3 +1592,106 @@ def test_call_ids_are_distinct_uuid4_strings_also_in_a_forked_child() -> None:
     os.close(read)
     os.close(write)
     assert child not in ids and child != new_call_id()
+
+
+# --------------------------------------------------------------------------------------------------
+# Moderation, transcription, speech and rerank: one span each, and never a byte of audio on it
+
+AUDIO = b"RIFF" + bytes(64_000)
+KINDS = {
+    # name: (model as given, model on the span, provider, arguments, what the span's input says)
+    "moderation": ("omni-moderation-latest", "omni-moderation-latest", "openai", {"input": "is this ok"}),
+    "transcription": (
+        "openai/whisper-1",
+        "whisper-1",
+        "openai",
+        {"file": ("clip.wav", AUDIO, "audio/wav")},
+    ),
+    "speech": ("openai/tts-1", "tts-1", "openai", {"input": "read this aloud", "voice": "alloy"}),
+    "rerank": (
+        "cohere/rerank-v3.5",
+        "rerank-v3.5",
+        "cohere",
+        {"query": "red apple", "documents": ["a green pear", "a red apple"], "top_n": 1},
+    ),
+}
+INPUTS = {
+    "moderation": "is this ok",
+    "transcription": {"file": {"name": "clip.wav", "size_bytes": len(AUDIO), "content_type": "audio/wav"}},
+    "speech": "read this aloud",
+    "rerank": {"query": "red apple", "documents": ["a green pear", "a red apple"]},
+}
+
+
+def _run_kind(name: str, fake: FakeProvider, is_async: bool, **extra: Any) -> Any:
+    model, _, _, arguments = KINDS[name]
+    call_kwargs = {"model": model, **arguments, **kw(fake, **extra)}
+    if is_async:
+        return asyncio.run(getattr(litellm, "a" + name)(**call_kwargs))
+    return getattr(litellm, name)(**call_kwargs)
+
+
+def _no_audio_on(span: ReadableSpan) -> None:
+    values = [*(span.attributes or {}).values()] + [
+        v for e in span.events for v in (e.attributes or {}).values()
+    ]
+    text = json.dumps([str(v) for v in values])
+    assert len(text) < 8_000 and "RIFF" not in text and "\\\\x00" not in text
+
+
+@pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
+@pytest.mark.parametrize("name", list(KINDS))
+def test_each_call_that_generates_no_text_gets_one_span_without_binary_content(
+    name: str, is_async: bool, make_otel: Any, fake: FakeProvider
+) -> None:
+    otel = make_otel(capture_content=True)
+    _run_kind(name, fake, is_async)
+    span = otel.only_span()
+    _, model, provider, _ = KINDS[name]
+    attrs = span.attributes or {}
+    assert span.name == f"{name} {model}" and span.kind is SpanKind.CLIENT
+    assert span.status.status_code is StatusCode.UNSET
+    assert attrs[semconv.GEN_AI_OPERATION_NAME] == name
+    assert attrs[semconv.GEN_AI_REQUEST_MODEL] == model
+    assert attrs[semconv.GEN_AI_PROVIDER_NAME] == provider
+    assert attrs[semconv.LITELENS_IS_ASYNC] is is_async
+    assert json.loads(str(attrs[semconv.LITELENS_REQUEST_INPUT])) == INPUTS[name]
+    response = json.loads(str(attrs[semconv.LITELENS_RESPONSE]))
+    if name == "moderation":
+        assert response["results"][0]["flagged"] is False and response["results"][0]["categories"] == []
+    elif name == "transcription":
+        assert response == {
+            "text": "lorem ipsum dolor sit amet consectetur adipiscing elit",
+            "language": "english",
+            "duration": 2.0,
+        }
+    elif name == "speech":
+        assert response == {"content_type": "audio/mpeg", "size_bytes": 3000}
+    else:
+        assert [r["index"] for r in response["results"]] == [1]
+    if name != "moderation":  # priced by the second, the character, the query
+        assert attrs[semconv.LITELLM_COST_TOTAL] > 0
+    _no_audio_on(span)
+
+
+@pytest.mark.parametrize("name", list(KINDS))
+def test_a_failed_call_that_generates_no_text_is_an_error_span(
+    name: str, otel: Otel, fake: FakeProvider
+) -> None:
+    # Sync moderation() retries a 500 in the openai client whatever max_retries says: a 422 is not retried.
+    status = 422 if name == "moderation" else 500
+    directive = f"[[fake error={status}]]"
+    extra = {"prompt": directive} if name == "transcription" else {}
+    if name in ("moderation", "speech"):
+        extra["input"] = f"hi {directive}"
+    elif name == "rerank":
+        extra["query"] = f"hi {directive}"
+    with pytest.raises(Exception) as raised:
+        _run_kind(name, fake, False, max_retries=0, num_retries=0, **extra)
+    span = otel.only_span()
+    attrs = span.attributes or {}
+    assert span.status.status_code is StatusCode.ERROR
+    assert attrs[semconv.GEN_AI_OPERATION_NAME] == name
+    assert attrs[semconv.ERROR_TYPE] == type(raised.value).__qualname__
+    assert attrs[semconv.HTTP_RESPONSE_STATUS_CODE] == status
+    _no_audio_on(span)

@@ -358,6 +358,80 @@ def test_litellm_otel_callback_spans_name_the_end_user_and_the_async_call(
     assert [c["call_id"] for c in client.get_json("/api/calls?end_user=alice")["calls"]] == [call["call_id"]]
 
 
+def test_moderation_transcription_speech_and_rerank_are_stored_from_both_roads(
+    project_server: ServerProcess, provider: FakeProvider, callback_to: Callable[..., Callback]
+) -> None:
+    """The calls that generate no text pass ingest from the core callback and from OTel spans, and come
+    back with what they were given and answered, as the records had them."""
+    from litelens.otel import LiteLLMInstrumentor
+
+    callback = callback_to(project_server)
+    memory = InMemorySpanExporter()
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(SimpleSpanProcessor(memory))
+    instrumentor = LiteLLMInstrumentor()
+    instrumentor.instrument(tracer_provider=tracer_provider, capture_content=True)
+    common: dict[str, Any] = {"api_base": provider.url, "api_key": FAKE_KEY}
+    audio = b"RIFF" + bytes(64_000)
+    try:
+        litellm.moderation(model="omni-moderation-latest", input="hi [[fake flag=hate]]", **common)
+        litellm.transcription(model="openai/whisper-1", file=("clip.wav", audio, "audio/wav"), **common)
+        litellm.speech(model="openai/tts-1", input="say it", voice="alloy", **common)
+        litellm.rerank(model="cohere/rerank-v3.5", query="red", documents=["blue", "red"], **common)
+        with pytest.raises(litellm.InternalServerError):
+            litellm.rerank(
+                model="cohere/rerank-v3.5",
+                query="x [[fake error=500]]",
+                documents=["a"],
+                num_retries=0,
+                **common,
+            )
+    finally:
+        instrumentor.uninstrument()
+    delivered(callback, 5)
+    spans = memory.get_finished_spans()
+    assert len(spans) == 5
+
+    def stored_by_kind(client: Client) -> dict[str, dict[str, Any]]:
+        calls = wait_for_calls(client, 5)
+        assert len(calls) == 5
+        full = [client.get_json(f"/api/calls/{c['call_id']}") for c in calls]
+        return {f"{r['call_type']}:{r['status']}": r for r in full}
+
+    core = stored_by_kind(project_server.client())
+    otel_client = Client(project_server.url, project_server.create_key("otel"))
+    answer = post(otel_client, "/v1/traces", protobuf_body(spans), "application/x-protobuf")
+    assert answer.status == 200 and b"rejected" not in answer.body, answer
+    traced = stored_by_kind(otel_client)
+    assert (
+        set(core)
+        == set(traced)
+        == {
+            "moderation:ok",
+            "transcription:ok",
+            "speech:ok",
+            "rerank:ok",
+            "rerank:error",
+        }
+    )
+    # Each call has one id on both roads (sync moderation's too, which litelens records itself), so a
+    # project fed by both stores it once.
+    assert {k: r["call_id"] for k, r in core.items()} == {k: r["call_id"] for k, r in traced.items()}
+    for road in (core, traced):
+        assert road["moderation:ok"]["response"]["results"][0]["categories"] == ["hate"]
+        assert road["transcription:ok"]["request"]["input"] == {
+            "file": {"name": "clip.wav", "size_bytes": len(audio), "content_type": "audio/wav"}
+        }
+        assert road["transcription:ok"]["response"]["text"].startswith("lorem ipsum")
+        assert road["speech:ok"]["request"]["input"] == "say it"
+        assert road["speech:ok"]["response"] == {"content_type": "audio/mpeg", "size_bytes": 2000}
+        assert road["rerank:ok"]["request"]["input"] == {"query": "red", "documents": ["blue", "red"]}
+        assert [r["index"] for r in road["rerank:ok"]["response"]["results"]] == [1, 0]
+        assert road["rerank:error"]["error"]["status_code"] == 500
+        assert {r["provider"] for r in road.values()} == {"openai", "cohere"}
+        assert "RIFF" not in json.dumps(road)
+
+
 # --------------------------------------------------------------------------------------------------
 # 3. Ingest limits and errors
 

@@ -230,6 +230,24 @@ def test_a_record_reads_as_a_conversation_with_tool_calls_results_and_image_plac
     assert conversation.conversation({}) == []
 
 
+def test_calls_that_generate_no_text_read_with_their_answers() -> None:
+    def answer(call_type: str, response: dict[str, object]) -> list[tuple[str, str]]:
+        turns = conversation.conversation(
+            {"call_type": call_type, "request": {"input": "x"}, "response": response}
+        )
+        assert turns[-1].role == "assistant" and turns[-1].source == "response"
+        return [(p.kind, p.text) for p in turns[-1].parts]
+
+    assert answer("transcription", {"text": "hello there", "duration": 2.0}) == [("text", "hello there")]
+    assert answer("speech", {"content_type": "audio/mpeg", "size_bytes": 3000}) == [
+        ("data", "audio (audio/mpeg, 3000 bytes, not stored)")
+    ]
+    results = [{"flagged": True, "categories": ["hate", "violence"]}, {"flagged": False, "categories": []}]
+    assert answer("moderation", {"results": results}) == [("text", "flagged: hate, violence\nnot flagged")]
+    (ranking,) = answer("rerank", {"id": "r1", "results": [{"index": 1, "relevance_score": 0.9}]})
+    assert ranking[0] == "data" and json.loads(ranking[1]) == [{"index": 1, "relevance_score": 0.9}]
+
+
 def test_copy_as_python_and_curl_repeat_the_call_without_credentials() -> None:
     python = conversation.as_python(RECORD)
     compile(python, "copied.py", "exec")

@@ -31,7 +31,9 @@ from litelens.transport import Transport, run_before_exit
 log = logging.getLogger("litelens.callback")
 
 _DEDUPE_WINDOW = 20_000
-# The dedupe table holds, per call id, `[failures so far]`, or `[_SUCCEEDED]` once a success was recorded.
+# The dedupe table holds, per call id, `[failures so far, the last failure's marker]`, or
+# `[_SUCCEEDED, None]` once a success was recorded. A failure's marker (`_failure_marker`) tells the same
+# failure reported twice from another attempt's failure.
 _SUCCEEDED = -1
 _EMPTY: Mapping[str, Any] = {}
 
@@ -64,6 +66,9 @@ class _Captured(NamedTuple):
     error_text: str | None  # str(exception), only when LiteLLM sent no standard_logging_object
     chunk_count: int | None
     partial_chunks: Any  # a failed stream's chunks so far (LiteLLM's own list): its answer until the break
+    # A transcription's upload (`record.audio_file_of`), or a speech call's answer (`record.audio_summary`):
+    # named and sized, never the audio itself.
+    audio: Any
     kwargs: Mapping[str, Any] | None  # only kept when LiteLLM sent no standard_logging_object
     start_time: Any
     end_time: Any
@@ -123,7 +128,7 @@ class Callback(CustomLogger):
         # metadata dict, its tools list). The built-in processors copy what they change; a user's
         # processor may change nested values in place, so it gets copies.
         self._detach = bool(user_processors)
-        self._seen: dict[str, list[int]] = {}
+        self._seen: dict[str, list[Any]] = {}
         self._seen_lock = threading.Lock()
         self._counts_lock = threading.Lock()
         self._counts = {
@@ -147,12 +152,13 @@ class Callback(CustomLogger):
             self.transport = Transport(transport_config(s), prepare=self._prepare)
         _install_chunk_counter()
         _install_event_counter()
+        _install_moderation_recorder()
         self._draining = False  # set by a SIGTERM on the proxy: see flush_on_sigterm
 
     # ---- LiteLLM's hooks: all four, because sync and async entry points call different ones.
 
     def log_success_event(self, kwargs: Any, response_obj: Any, start_time: Any, end_time: Any) -> None:
-        self._capture(kwargs, False, start_time, end_time)
+        self._capture(kwargs, False, start_time, end_time, response_obj)
 
     def log_failure_event(self, kwargs: Any, response_obj: Any, start_time: Any, end_time: Any) -> None:
         self._capture(kwargs, True, start_time, end_time)
@@ -160,7 +166,7 @@ class Callback(CustomLogger):
     async def async_log_success_event(
         self, kwargs: Any, response_obj: Any, start_time: Any, end_time: Any
     ) -> None:
-        self._capture(kwargs, False, start_time, end_time)
+        self._capture(kwargs, False, start_time, end_time, response_obj)
         if self._draining:
             await self._deliver_before_exit()
 
@@ -181,7 +187,9 @@ class Callback(CustomLogger):
 
     # ---- the caller's side: references and a queue put, nothing else.
 
-    def _capture(self, kwargs: Any, failed: bool, start_time: Any, end_time: Any) -> None:
+    def _capture(
+        self, kwargs: Any, failed: bool, start_time: Any, end_time: Any, response_obj: Any = None
+    ) -> None:
         try:
             if self.settings.disabled:
                 return
@@ -195,10 +203,11 @@ class Callback(CustomLogger):
             slo = get("standard_logging_object")
             call_id = get("litellm_call_id") or (slo.get("litellm_call_id") if slo else None)
             if call_id:
-                entry = [1 if failed else _SUCCEEDED]  # a new object: setdefault says if it went in
+                marker = _failure_marker(kwargs) if failed else None
+                entry = [1 if failed else _SUCCEEDED, marker]  # a new object: setdefault says if it went in
                 seen = self._seen
                 if seen.setdefault(call_id, entry) is not entry:
-                    call_id = self._next_attempt(call_id, failed)
+                    call_id = self._next_attempt(call_id, failed, marker)
                     if call_id is None:
                         self._count("duplicates")
                         return
@@ -224,7 +233,8 @@ class Callback(CustomLogger):
                     params.get("litellm_session_id"),
                     params.get("litellm_trace_id"),
                     params.get("instructions"),
-                    get("optional_params"),
+                    # A transcription's parameters are in no payload: the request it sent has them.
+                    _sent_request(kwargs) if get("call_type") in _TRANSCRIPTIONS else get("optional_params"),
                     type(get("input")) is str,
                     get("api_key"),
                     status,
@@ -233,6 +243,7 @@ class Callback(CustomLogger):
                     error_text,
                     len(chunks) if isinstance(chunks, list) else get(_EVENTS_KEY),
                     partial,
+                    _audio_of(kwargs, response_obj, failed),
                     None if slo else kwargs,
                     start_time,
                     end_time,
@@ -241,20 +252,23 @@ class Callback(CustomLogger):
         except Exception:
             self._count("hook_errors", "litelens: a logging hook failed; the call itself is unaffected")
 
-    def _next_attempt(self, call_id: str, failed: bool) -> str | None:
+    def _next_attempt(self, call_id: str, failed: bool, marker: Any = None) -> str | None:
         """The record id of another event for a call id already seen, or None for a duplicate.
 
         A proxy's router keeps the request's call id for every attempt it makes (a retry, a fallback
         to another deployment), and LiteLLM reports each attempt. So an event after failures is the
         next attempt, recorded as `<call id>:<attempt>` (the server keeps one record per id); an event
-        after a success is LiteLLM reporting that success twice.
+        after a success is LiteLLM reporting that success twice, and so is a failure with the last one's
+        marker: LiteLLM 1.80 reports the failure of an async moderation, speech or rerank call to the
+        sync hook and to the async hook both.
         """
         with self._seen_lock:
             entry = self._seen.get(call_id)
-            if entry is None or entry[0] == _SUCCEEDED:
+            if entry is None or entry[0] == _SUCCEEDED or (failed and entry[1] == marker):
                 return None
             attempt = entry[0] + 1
             entry[0] = attempt if failed else _SUCCEEDED
+            entry[1] = marker
         return f"{call_id}:{attempt}"
 
     def _trim_seen(self) -> None:
@@ -309,6 +323,7 @@ class Callback(CustomLogger):
             exception_type=item.exception_type,
             chunk_count=item.chunk_count,
             partial_response=rec.stream_so_far(item.partial_chunks) if item.partial_chunks else None,
+            audio_file=item.audio,
             capture_content=s.capture_content,
             service=s.service,
             environment=s.environment,
@@ -377,6 +392,8 @@ class Callback(CustomLogger):
         return self.transport.shutdown(timeout)
 
 
+_TRANSCRIPTIONS = ("transcription", "atranscription")
+_SPEECHES = ("speech", "aspeech")
 _CHUNKS_KEY = "litelens_stream_chunks"
 
 
@@ -445,6 +462,141 @@ def _install_event_counter() -> None:
 
     iterator.completed_response = property(completed, set_completed)  # type: ignore[assignment]
     iterator._litelens_counts_events = True  # type: ignore[attr-defined]
+
+
+_MODERATION_MARK = "_litelens_records_moderation"
+_LOGGER_LISTS = ("callbacks", "success_callback", "failure_callback", "_async_success_callback")
+
+
+def _install_moderation_recorder() -> None:
+    """Record LiteLLM's sync `moderation()`, which runs no logging hooks at all, once per process.
+
+    Every other entry point goes through LiteLLM's `@client` decorator, which builds the logging payload
+    and calls the loggers; sync `moderation()` (1.80 to 1.110) calls the OpenAI client and returns, so
+    no logger ever hears of it, while `amoderation()` is logged. Wrapping it (as `litellm.moderation`
+    and in `litellm.main`) gives litelens's callbacks the same payload the async call gives them. A
+    LiteLLM that logs it itself (its function wrapped by `@client`, in `litellm/utils.py`) is left alone.
+    """
+    try:
+        import litellm
+        import litellm.main as litellm_main
+    except ImportError:
+        return
+    for module in (litellm_main, litellm):
+        original = getattr(module, "moderation", None)
+        if not callable(original) or _marked_or_logged(original):
+            continue
+        module.moderation = _recording_moderation(original)  # type: ignore[attr-defined]
+
+
+def _marked_or_logged(function: Any) -> bool:
+    """True when `function` is (or wraps) our recorder, or LiteLLM's own logging wrapper."""
+    seen = 0
+    while function is not None and seen < 10:
+        if getattr(function, _MODERATION_MARK, False):
+            return True
+        code = getattr(function, "__code__", None)
+        filename = getattr(code, "co_filename", "").replace("\\", "/")
+        if filename.endswith("litellm/utils.py"):
+            return True
+        function = getattr(function, "__wrapped__", None)
+        seen += 1
+    return False
+
+
+def _recording_moderation(original: Any) -> Any:
+    @functools.wraps(original)
+    def moderation(*args: Any, **kwargs: Any) -> Any:
+        loggers = _registered_callbacks()
+        if not loggers:
+            return original(*args, **kwargs)
+        start = time.time()
+        try:
+            response = original(*args, **kwargs)
+        except BaseException as exc:
+            _report_moderation(loggers, args, kwargs, start, None, exc)
+            raise
+        _report_moderation(loggers, args, kwargs, start, response, None)
+        return response
+
+    setattr(moderation, _MODERATION_MARK, True)
+    return moderation
+
+
+def _registered_callbacks() -> list[Callback]:
+    """The litelens callbacks registered with LiteLLM, each once."""
+    import litellm
+
+    found: dict[int, Callback] = {}
+    for name in _LOGGER_LISTS:
+        for logger in getattr(litellm, name, None) or ():
+            if isinstance(logger, Callback):
+                found.setdefault(id(logger), logger)
+    return list(found.values())
+
+
+def _report_moderation(
+    loggers: list[Callback],
+    args: tuple[Any, ...],
+    kwargs: Mapping[str, Any],
+    start: float,
+    response: Any,
+    exc: BaseException | None,
+) -> None:
+    """Hand a sync moderation to the loggers as LiteLLM hands an `amoderation()` to them."""
+    try:
+        import uuid
+
+        end = time.time()
+        given = args[0] if args else kwargs.get("input")
+        model = args[1] if len(args) > 1 else kwargs.get("model")
+        model = rec.without_provider(model, "openai") if isinstance(model, str) else model
+        dump = getattr(response, "model_dump", None)
+        # The OTel layer hands its call id in (so both layers' records of the call are merged).
+        given_id = kwargs.get("litellm_call_id")
+        call_id = given_id if isinstance(given_id, str) and given_id else str(uuid.uuid4())
+        metadata = kwargs.get("metadata")
+        slo: dict[str, Any] = {
+            "litellm_call_id": call_id,
+            "call_type": "moderation",
+            "status": "failure" if exc is not None else "success",
+            "model": model,
+            "custom_llm_provider": "openai",  # the only provider sync moderation() calls
+            "api_base": kwargs.get("api_base"),
+            "startTime": start,
+            "endTime": end,
+            "messages": given,
+            "response": dump() if callable(dump) else {},
+            # What LiteLLM's cost map says of moderation models, and what it reports for amoderation().
+            "response_cost": 0.0,
+            "model_parameters": {},
+            "hidden_params": {},
+            "metadata": {},
+        }
+        if exc is not None:
+            status = getattr(exc, "status_code", None)
+            slo["error_information"] = {
+                "error_class": type(exc).__name__,
+                "error_message": _text_of(exc),
+                "error_code": str(status) if isinstance(status, int) else None,
+                "llm_provider": "openai",
+            }
+        payload = {
+            "standard_logging_object": slo,
+            "litellm_call_id": call_id,
+            "call_type": "moderation",
+            "litellm_params": {
+                "metadata": metadata if isinstance(metadata, Mapping) else None,
+                "litellm_session_id": kwargs.get("litellm_session_id"),
+                "litellm_trace_id": kwargs.get("litellm_trace_id"),
+            },
+            "exception": exc,
+            "api_key": args[2] if len(args) > 2 else kwargs.get("api_key"),
+        }
+        for logger in loggers:
+            logger._capture(payload, exc is not None, start, end)
+    except Exception:  # never let bookkeeping break the caller's call
+        log.debug("litelens: could not record a moderation call", exc_info=True)
 
 
 def flush_on_sigterm(callback: Callback) -> None:
@@ -585,6 +737,49 @@ def _drain_litellm_logging_worker() -> None:
         flush()
 
 
+def _failure_marker(kwargs: Mapping[str, Any]) -> tuple[int, int]:
+    """What one failure report shares with a second report of the same failure, and with no other
+    attempt's: LiteLLM's payload dict (one per attempt; a Router's retry gets a new one) and the
+    exception in it. Both are alive while their hooks run, so their ids are not reused meanwhile."""
+    return id(kwargs), id(kwargs.get("exception"))
+
+
+def _audio_of(kwargs: Mapping[str, Any], response_obj: Any, failed: bool) -> dict[str, Any] | None:
+    """What a record says of a call's audio, taken on the caller's thread (while the caller's file is
+    open, and before the answer's bytes could be freed): a transcription's upload, a speech call's
+    answer. LiteLLM 1.80 gives a speech call's payload no response at all, so its size comes from here."""
+    call_type = kwargs.get("call_type")
+    if call_type in _TRANSCRIPTIONS:
+        return _audio_upload(kwargs)
+    if call_type in _SPEECHES and not failed:
+        return rec.speech_audio_of(response_obj)
+    return None
+
+
+def _sent_request(kwargs: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The request LiteLLM sent the provider, as it logs it (a reference: nothing is copied here).
+    LiteLLM 1.80 to 1.110 keep it in `additional_args["complete_input_dict"]`."""
+    sent = (kwargs.get("additional_args") or _EMPTY).get("complete_input_dict")
+    return sent if isinstance(sent, Mapping) else None
+
+
+def _audio_upload(kwargs: Mapping[str, Any]) -> dict[str, Any] | None:
+    """A transcription's upload, named and sized (`record.audio_file_of`).
+
+    LiteLLM's `kwargs["input"]` is no help: `str()` of the caller's file, which for the usual
+    `(name, bytes)` tuple is the repr of every byte of the audio. The file itself is in the request it
+    sent (`_sent_request`).
+    """
+    sent = _sent_request(kwargs)
+    file = sent.get("file") if sent is not None else None
+    found = rec.audio_file_of(file) if file is not None else None
+    if found is None:
+        name = kwargs.get("input")
+        if isinstance(name, str) and 0 < len(name) <= 1024:  # an open file's name, not a repr of bytes
+            found = rec.audio_file_of(name)
+    return found
+
+
 def _text_of(exc: Any) -> str | None:
     """str(exception) for the rare record built without LiteLLM's payload; None if even that fails."""
     try:
@@ -616,7 +811,10 @@ def _from_kwargs(item: _Captured, settings: Settings) -> rec.Record:
         "startTime": start,
         "endTime": end,
         "completionStartTime": _epoch(kwargs.get("completion_start_time")) or end,
-        "messages": kwargs.get("messages") or kwargs.get("input"),
+        # A transcription's input is the audio file: it is named by `audio_file`, never copied.
+        "messages": None
+        if kwargs.get("call_type") in _TRANSCRIPTIONS
+        else kwargs.get("messages") or kwargs.get("input"),
         "response_cost": kwargs.get("response_cost"),
         "error_str": item.error_text if item.failed else None,
         "error_information": {"error_class": item.exception_type} if item.failed else None,
@@ -627,6 +825,7 @@ def _from_kwargs(item: _Captured, settings: Settings) -> rec.Record:
         user_metadata=item.user_metadata,
         error_status=item.error_status if isinstance(item.error_status, int) else None,
         exception_type=item.exception_type,
+        audio_file=item.audio if kwargs.get("call_type") in _TRANSCRIPTIONS else None,
         capture_content=settings.capture_content,
         service=settings.service,
         environment=settings.environment,

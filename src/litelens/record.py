@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import os
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
@@ -615,8 +616,101 @@ def _response_content(call_type: str, response: Any) -> dict[str, Any] | None:
         output = response.get("output")
         if output is not None:
             out["output"] = output
+    elif call_type == "moderation":
+        out["model"] = response.get("model")
+        out["results"] = [_moderation_result(r) for r in response.get("results") or () if isinstance(r, dict)]
+    elif call_type == "transcription":
+        # The transcript and what it says about the audio; segments and words repeat the text with
+        # timings, and can outweigh it many times over.
+        out.update(
+            {k: response.get(k) for k in ("text", "language", "duration") if response.get(k) is not None}
+        )
+    elif call_type == "speech":
+        out.update(audio_summary(response.get("content_type"), response.get("num_bytes")))
+    elif call_type == "rerank":
+        out["results"] = response.get("results")
     else:
         out.update({k: v for k, v in response.items() if k not in ("usage", "data", "_hidden_params")})
+    return out
+
+
+def _moderation_result(result: Mapping[str, Any]) -> dict[str, Any]:
+    """One moderation result: whether it was flagged, the flagged categories by the provider's names,
+    and every category's score. LiteLLM adds a snake_case twin of each category whose name has a "/"
+    or a "-" (`self_harm` beside `self-harm`): the twins are left out, so each category counts once."""
+    categories = result.get("categories")
+    scores = result.get("category_scores")
+    names = list(categories) if isinstance(categories, Mapping) else []
+    twins = {n.replace("/", "_").replace("-", "_") for n in names if "/" in n or "-" in n}
+    kept = [n for n in names if n not in twins]
+    out: dict[str, Any] = {
+        "flagged": result.get("flagged"),
+        "categories": [n for n in kept if isinstance(categories, Mapping) and categories.get(n) is True],
+    }
+    if isinstance(scores, Mapping):
+        twins_of_scores = {n.replace("/", "_").replace("-", "_") for n in scores if "/" in n or "-" in n}
+        out["category_scores"] = {n: v for n, v in scores.items() if n not in twins_of_scores}
+    return out
+
+
+def audio_summary(content_type: Any, size: Any) -> dict[str, Any]:
+    """What a record keeps of generated audio: its format and size, never the bytes."""
+    return {"content_type": _opt_str(content_type), "size_bytes": _int(size)}
+
+
+def speech_audio_of(response: Any) -> dict[str, Any] | None:
+    """`audio_summary` of a speech call's answer (LiteLLM's `HttpxBinaryResponseContent`: the bytes
+    in `content`, the HTTP response in `response`); None for anything else."""
+    content = getattr(response, "content", None)
+    if not isinstance(content, (bytes, bytearray)):
+        return None
+    headers = getattr(getattr(response, "response", None), "headers", None)
+    return audio_summary(headers.get("content-type") if headers is not None else None, len(content))
+
+
+def audio_file_of(file: Any) -> dict[str, Any] | None:
+    """The name and size of an audio upload as LiteLLM takes it -- a `(name, bytes[, type])` tuple,
+    bytes, an open file or a path -- never its bytes. Reads no data: a file's size comes from its
+    descriptor or buffer, a path's from the file system. None for anything else."""
+    name: Any = None
+    content_type: Any = None
+    data: Any = file
+    if isinstance(file, tuple) and file:
+        name = file[0]
+        data = file[1] if len(file) > 1 else None
+        content_type = file[2] if len(file) > 2 else None
+    size: int | None = None
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        size = len(data)
+    elif isinstance(data, (str, os.PathLike)):
+        name = name or os.path.basename(os.fspath(data))
+        try:
+            size = os.path.getsize(data)
+        except (OSError, ValueError):
+            size = None
+    elif data is not None:
+        name = name or getattr(data, "name", None)
+        try:
+            size = os.fstat(data.fileno()).st_size
+        except Exception:
+            try:
+                size = data.getbuffer().nbytes
+            except Exception:
+                size = None
+    if isinstance(name, bytes):
+        name = name.decode("utf-8", "replace")
+    if size is None and isinstance(name, str) and os.path.isabs(name):
+        # A file the caller has closed since (LiteLLM logs a sync call after it returned): its path.
+        try:
+            size = os.path.getsize(name)
+        except (OSError, ValueError):
+            size = None
+    name = os.path.basename(name) if isinstance(name, str) else None
+    if name is None and size is None:
+        return None
+    out: dict[str, Any] = {"name": name, "size_bytes": size}
+    if isinstance(content_type, str) and content_type:
+        out["content_type"] = content_type
     return out
 
 
@@ -653,11 +747,26 @@ def _finish_reasons(response: Any) -> list[str]:
 
 
 def _request_content(
-    call_type: str, slo: Mapping[str, Any], params: Mapping[str, Any], text_input: bool
+    call_type: str,
+    slo: Mapping[str, Any],
+    params: Mapping[str, Any],
+    text_input: bool,
+    audio_file: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     request: dict[str, Any] = {}
     messages = slo.get("messages")
-    if call_type in _INPUT_CALLS:
+    if call_type == "rerank":
+        # LiteLLM's payload wraps the query as a user message and puts query and documents among the
+        # parameters: the record keeps them as the call's input, and out of its parameters.
+        query = params.get("query", _unwrapped(call_type, messages))
+        request["input"] = {"query": query, "documents": params.get("documents")}
+    elif call_type == "transcription":
+        # The payload's "message" is a hash of the audio: the record names the file instead.
+        request["input"] = {"file": dict(audio_file) if audio_file else None}
+        prompt = params.get("prompt")
+        if isinstance(prompt, str) and prompt:
+            request["input"]["prompt"] = prompt
+    elif call_type in _INPUT_CALLS:
         request["input"] = _unwrapped(call_type, messages, text_input)
     elif call_type == "chat" or isinstance(messages, list):
         request["messages"] = messages
@@ -671,9 +780,9 @@ def _request_content(
 
 # Calls whose API takes no messages, though LiteLLM's payload wraps their content as user messages: an
 # embedding's `input`, a text completion's or an image's `prompt` (one message per item of a list), a
-# Responses call's `input` string. The record keeps what the provider was sent, as `input`, as the OTel
+# Responses call's `input` string, the text a moderation checks or a speech call speaks. The record keeps what the provider was sent, as `input`, as the OTel
 # layer does (and the dashboard rebuilds the call from).
-_INPUT_CALLS = ("embedding", "text_completion", "image_generation", "responses")
+_INPUT_CALLS = ("embedding", "text_completion", "image_generation", "responses", "moderation", "speech")
 
 
 def _unwrapped(call_type: str, messages: Any, text_input: bool = False) -> Any:
@@ -699,13 +808,21 @@ def _unwrapped(call_type: str, messages: Any, text_input: bool = False) -> Any:
 _CONTENT_PARAMETERS = ("tools", "functions", "prediction", "instructions")
 
 
-def _parameters(params: Mapping[str, Any]) -> dict[str, Any]:
+# What LiteLLM's payload (or the request it sent) lists among a call's parameters and is not one: a
+# rerank's query and documents (content), a transcription's prompt (content), its file (the audio) and
+# its model (the record's request_model).
+_NOT_PARAMETERS_OF_CALL = {"rerank": ("query", "documents"), "transcription": ("prompt", "file", "model")}
+
+
+def _parameters(params: Mapping[str, Any], call_type: str = "") -> dict[str, Any]:
     # Content goes under request (above); `user` is the end user, kept on its own. `extra_headers`,
     # `extra_body` and `extra_query` are transport, not parameters (the headers may hold credentials).
+    content = _NOT_PARAMETERS_OF_CALL.get(call_type, ())
     return {
         k: v
         for k, v in params.items()
         if k not in _CONTENT_PARAMETERS
+        and k not in content
         and k not in ("user", "metadata")
         and not (isinstance(k, str) and k.startswith("extra_"))
         and v is not None
@@ -713,9 +830,10 @@ def _parameters(params: Mapping[str, Any]) -> dict[str, Any]:
 
 
 # Calls whose parameters LiteLLM's payload gives only in part: an image's size and quality (which set
-# its price) are missing, and LiteLLM 1.80 leaves out a Responses call's max_output_tokens. What it sent
-# the provider fills the gaps.
-_SPARSE_PARAMETER_CALLS = ("image_generation", "responses")
+# its price) are missing, and LiteLLM 1.80 leaves out a Responses call's max_output_tokens and all of a
+# speech call's (its speed, its audio format); a transcription's are in no version's payload (its
+# language, its response format). What it sent the provider fills the gaps.
+_SPARSE_PARAMETER_CALLS = ("image_generation", "responses", "speech", "transcription")
 
 
 def _parameters_sent(call_type: str, slo: Mapping[str, Any], sent: Any) -> Mapping[str, Any]:
@@ -795,6 +913,7 @@ def from_standard_logging(
     exception_type: str | None = None,
     chunk_count: int | None = None,
     partial_response: Mapping[str, Any] | None = None,
+    audio_file: Mapping[str, Any] | None = None,
     capture_content: bool = True,
     service: str | None = None,
     environment: str | None = None,
@@ -806,7 +925,9 @@ def from_standard_logging(
     LiteLLM 1.80 left it out of the payload's parameters. `sent_parameters` is
     `kwargs["optional_params"]`, what LiteLLM sent the provider (see `_parameters_sent`). `text_input` says
     the caller's `kwargs["input"]` was one string (see `_unwrapped`). `partial_response` is what a
-    stream that failed mid-way had answered (`stream_so_far`), which its payload leaves out. Credentials
+    stream that failed mid-way had answered (`stream_so_far`), which its payload leaves out. `audio_file` is
+    a transcription's upload as `audio_file_of` summarises it (the payload holds only a hash), or a speech
+    call's answer as `audio_summary` does (for releases whose payload has none). Credentials
     are not removed here; `scrub()` does that.
     """
     call_type, is_async = call_type_of(slo.get("call_type"))
@@ -944,13 +1065,15 @@ def from_standard_logging(
             "retries": retries,
         }
     if capture_content:
-        request = _request_content(call_type, slo, params, text_input)
-        record["request"] = {**request, "parameters": _parameters(params)}
+        request = _request_content(call_type, slo, params, text_input, audio_file)
+        record["request"] = {**request, "parameters": _parameters(params, call_type)}
         if call_type == "responses" and instructions and "instructions" not in record["request"]:
             record["request"]["instructions"] = instructions
         record["response"] = _response_content(call_type, response)
+        if call_type == "speech" and audio_file and not failed and not record["response"]:
+            record["response"] = dict(audio_file)  # LiteLLM 1.80's payload has no response for speech
     else:
-        record["request"] = {"parameters": _parameters(params)}
+        record["request"] = {"parameters": _parameters(params, call_type)}
     return record
 
 

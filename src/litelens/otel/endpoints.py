@@ -21,9 +21,11 @@ from litelens.record import (
     SCHEMA,
     Record,
     _response_content,
+    audio_file_of,
     scrub_text,
     scrub_url,
     scrub_value,
+    speech_audio_of,
     tags_of,
     usage_of,
     user_metadata_of,
@@ -55,7 +57,18 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("aimage_generation", "image_generation", True, "prompt"),
     Endpoint("responses", "responses", False, "input"),
     Endpoint("aresponses", "responses", True, "input"),
+    Endpoint("moderation", "moderation", False, "input"),
+    Endpoint("amoderation", "moderation", True, "input"),
+    Endpoint("transcription", "transcription", False, "file"),
+    Endpoint("atranscription", "transcription", True, "file"),
+    Endpoint("speech", "speech", False, "input"),
+    Endpoint("aspeech", "speech", True, "input"),
+    Endpoint("rerank", "rerank", False, "query"),
+    Endpoint("arerank", "rerank", True, "query"),
 )
+
+# The provider of a call type whose LiteLLM function calls one provider only, when the model names none.
+_ONLY_PROVIDER = {"moderation": "openai"}
 
 # Model parameters worth keeping. An allow-list, not a deny-list: LiteLLM accepts credentials and
 # clients as keyword arguments (api_key, aws_secret_access_key, client ...), and none may reach a span.
@@ -85,6 +98,16 @@ _PARAMETERS = frozenset(
         "top_logprobs",
         "timeout",
         "num_retries",
+        # rerank, speech and transcription
+        "top_n",
+        "return_documents",
+        "rank_fields",
+        "max_chunks_per_doc",
+        "max_tokens_per_doc",
+        "voice",
+        "speed",
+        "language",
+        "timestamp_granularities",
     }
 )
 _SIMPLE = (str, int, float, bool)
@@ -138,6 +161,14 @@ def request_record(
     request: dict[str, Any] = {"parameters": parameters}
     if capture_content:
         content = arguments.get(endpoint.content_arg)
+        if endpoint.call_type == "rerank":
+            content = {"query": content, "documents": arguments.get("documents")}
+        elif endpoint.call_type == "transcription":
+            # The upload by name and size, as the core record names it: never the audio on a span.
+            content = {"file": audio_file_of(content)}
+            prompt = arguments.get("prompt")
+            if isinstance(prompt, str) and prompt:
+                content["prompt"] = prompt
         request["messages" if endpoint.content_arg == "messages" else "input"] = content
         tools = arguments.get("tools")
         if tools:
@@ -158,7 +189,7 @@ def request_record(
         "stream": bool(arguments.get("stream")),
         "request_model": model,
         "response_model": None,
-        "provider": provider,
+        "provider": provider or _ONLY_PROVIDER.get(endpoint.call_type),
         "api_base": _scrubbed_url(_str(arguments.get("api_base") or arguments.get("base_url"))),
         # A Router names the model group it routed the call to in the metadata it passes on.
         "model_group": _str(metadata.get("model_group")),
@@ -203,6 +234,9 @@ def apply_response(record: Record, response: Any, capture_content: bool) -> None
         reasons = [str(status)]
     record["finish_reasons"] = reasons
     if capture_content:
+        if record["call_type"] == "speech":  # audio: its type and size, never the bytes
+            record["response"] = speech_audio_of(response)
+            return
         dump = getattr(response, "model_dump", None)
         if callable(dump):
             record["response"] = _response_content(record["call_type"], dump())

@@ -9,8 +9,34 @@ timeouts and error mapping. Only the standard library is used, so it runs wherev
                            messages=[{"role": "user", "content": "hi [[fake tokens=3]]"}])
 
 Endpoints (under ``/v1``; the prefix is optional): ``POST chat/completions``, ``POST completions``,
-``POST embeddings``, ``POST images/generations``, ``POST responses``, ``GET models``; plus ``GET /health``.
-Anything else is a 404 with an OpenAI-style error body.
+``POST embeddings``, ``POST images/generations``, ``POST responses``, ``POST moderations``,
+``POST audio/transcriptions``, ``POST audio/speech``, ``POST rerank`` (also ``v2/rerank``, where
+LiteLLM's ``cohere/`` rerank route sends it: ``{api_base}/v2/rerank``), ``GET models``; plus
+``GET /health``. Anything else is a 404 with an OpenAI-style error body.
+
+The calls that generate no text, each deterministic:
+
+* **Moderations** (``input`` a string or a list): one result per input, nothing flagged unless the
+  ``flag`` directive names categories (``[[fake flag=violence,self-harm/intent]]``, OpenAI's names);
+  a flagged category scores 0.9, the others 0.001. An unknown category name is a 400.
+* **Transcriptions** take a ``multipart/form-data`` upload (a ``file`` part and form fields), as the
+  OpenAI API does. The transcript is ``tokens`` words; the audio lasts ``duration`` seconds, by
+  default its size over 32,000 bytes a second (16 kHz 16-bit mono). ``response_format``: ``json``
+  (the default: ``text`` and ``usage: {type: duration, seconds}``, seconds rounded up),
+  ``verbose_json`` (``duration``, ``language``, one segment; what LiteLLM asks for whisper models, to
+  price them by the second), ``text``, ``srt``, ``vtt``. Directives come from headers or from the
+  ``prompt`` field, since LiteLLM does not send a transcription's extra headers. The request log
+  names the upload (``{"filename", "content_type", "size"}``) rather than keeping its bytes.
+* **Speech** answers audio bytes: 1,000 per input word (or ``audio_bytes``), with the
+  ``response_format``'s content type (``mp3`` by default; a ``wav`` is a valid silent WAV file).
+* **Rerank** (Cohere's shape, which LiteLLM's ``cohere/`` route reads): documents (strings or
+  ``{"text": ...}``) are scored by the share of the query's words they contain, plus a hash-derived
+  tie-breaker under 0.01, best first, cut to ``top_n``; ``document`` is echoed when
+  ``return_documents`` is true; ``meta.tokens.input_tokens`` is the word count of query and documents,
+  ``meta.billed_units.search_units`` 1.
+
+The error knobs (``error``, ``retry_after``, ``error_times``, ``latency_ms``, ``hang_ms``) work on
+every endpoint.
 
 Deterministic usage -- tests assert exact numbers, so the rule is simple and public
 (:func:`expected_usage` computes it):
@@ -38,7 +64,8 @@ A caller that wants ``usage`` on the chunks *it* sees still passes
 
 Directives change one request's behaviour. They are read from, in increasing priority: the
 constructor's keyword defaults; a ``[[fake key=value key=value]]`` block anywhere in the last user
-message / prompt / input (it survives a LiteLLM proxy that does not forward headers); request headers
+message / prompt / input (a moderation's or speech's ``input``, a rerank's ``query``, a transcription's
+``prompt``; it survives a LiteLLM proxy that does not forward headers); request headers
 ``x-fake-<key>: value`` (``extra_headers=`` in LiteLLM; ``-`` and ``_`` are interchangeable in keys).
 
 ==============  ===========================================================================
@@ -60,6 +87,9 @@ message / prompt / input (it survives a LiteLLM proxy that does not forward head
 ``drop_after``  stream: send K events (content chunks first), then reset the connection mid-body
 ``hang_ms``     sleep before sending anything at all -- to trip the client's timeout
 ``dims``        embedding size (default 8; the request's ``dimensions`` wins)
+``flag``        moderation: comma-separated categories to flag (default none)
+``duration``    transcription: seconds of audio (default: upload size / 32,000)
+``audio_bytes`` speech: size of the audio answered (default 1,000 per input word)
 ==============  ===========================================================================
 """
 
@@ -111,6 +141,7 @@ _INT_KEYS = frozenset(
         "drop_after",
         "hang_ms",
         "dims",
+        "audio_bytes",
     }
 )
 _DEFAULT_TOKENS = 8
@@ -349,6 +380,103 @@ def _tiny_png() -> bytes:
 
 _PNG = _tiny_png()
 
+# OpenAI's moderation categories (omni-moderation), in its order.
+_MODERATION_CATEGORIES = (
+    "harassment",
+    "harassment/threatening",
+    "hate",
+    "hate/threatening",
+    "illicit",
+    "illicit/violent",
+    "self-harm",
+    "self-harm/intent",
+    "self-harm/instructions",
+    "sexual",
+    "sexual/minors",
+    "violence",
+    "violence/graphic",
+)
+# Speech: bytes of audio per input word, and the Content-Type of each response_format.
+_SPEECH_BYTES_PER_WORD = 1000
+_AUDIO_TYPES = {
+    "mp3": "audio/mpeg",
+    "opus": "audio/ogg",
+    "aac": "audio/aac",
+    "flac": "audio/flac",
+    "wav": "audio/wav",
+    "pcm": "audio/pcm",
+}
+# Transcription: an upload's duration when no `duration` directive says otherwise, as if it were
+# 16 kHz 16-bit mono PCM (32,000 bytes a second).
+_AUDIO_BYTES_PER_SECOND = 32_000
+
+
+def _parse_multipart(content_type: str, raw: bytes) -> dict[str, Any] | None:
+    """A multipart/form-data body as a dict: text fields as strings, each file as a summary
+    (``{"filename", "content_type", "size"}``) so that received requests never hold the audio itself.
+    A field sent more than once (``timestamp_granularities[]``) becomes a list. None if unparseable."""
+    import email.parser
+    import email.policy
+
+    try:
+        message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
+            b"Content-Type: " + content_type.encode("latin-1") + b"\r\n\r\n" + raw
+        )
+    except Exception:
+        return None
+    if not message.is_multipart():
+        return None
+    fields: dict[str, Any] = {}
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        if not isinstance(name, str):
+            continue
+        payload = part.get_payload(decode=True)
+        data = payload if isinstance(payload, bytes) else b""
+        filename = part.get_filename()
+        value: Any
+        if filename is not None:
+            value = {"filename": filename, "content_type": part.get_content_type(), "size": len(data)}
+        else:
+            value = data.decode("utf-8", "replace")
+        key = name[:-2] if name.endswith("[]") else name
+        if key in fields:
+            previous = fields[key]
+            fields[key] = [*previous, value] if isinstance(previous, list) else [previous, value]
+        else:
+            fields[key] = [value] if name.endswith("[]") else value
+    return fields
+
+
+def _audio_bytes(size: int, fmt: str) -> bytes:
+    """``size`` bytes of deterministic fake audio; a ``wav`` is a valid (silent) WAV file."""
+    if fmt == "wav" and size >= 44:
+        frames = size - 44
+        header = b"RIFF" + struct.pack("<I", 36 + frames) + b"WAVE"
+        header += b"fmt " + struct.pack("<IHHIIHH", 16, 1, 1, 16000, 32000, 2, 16)
+        header += b"data" + struct.pack("<I", frames)
+        return header + b"\x00" * frames
+    return bytes(i % 251 for i in range(size))
+
+
+def _rerank_score(query: str, document: str) -> float:
+    """Share of the query's distinct words found in the document (case-insensitive), plus a small
+    hash-derived tie-breaker below 0.01, so documents come back in a fixed, explainable order."""
+    words = set(_strip_directives(query).lower().split())
+    found = set(_strip_directives(document).lower().split())
+    share = len(words & found) / len(words) if words else 0.0
+    tie = int(hashlib.sha256(document.encode()).hexdigest()[:6], 16) / 0xFFFFFF / 100
+    return round(min(1.0, share * 0.99 + tie), 6)
+
+
+def _document_text(document: Any) -> str:
+    if isinstance(document, str):
+        return document
+    if isinstance(document, Mapping):
+        text = document.get("text")
+        return text if isinstance(text, str) else json.dumps(document, sort_keys=True)
+    return str(document)
+
 
 # --------------------------------------------------------------------------------------------------
 # HTTP server
@@ -499,7 +627,13 @@ class _Handler(BaseHTTPRequestHandler):
         headers = {k.lower(): v for k, v in self.headers.items()}
         path = self.path.split("?", 1)[0]
         body: Any = None
-        if raw:
+        if raw and headers.get("content-type", "").lower().startswith("multipart/form-data"):
+            body = _parse_multipart(headers["content-type"], raw)
+            if body is None:
+                self.provider._record(ReceivedRequest(method, path, headers, None))
+                self._send_error(400, "Fake: request body is not valid multipart/form-data")
+                return
+        elif raw:
             try:
                 body = json.loads(raw)
             except ValueError:
@@ -524,6 +658,11 @@ class _Handler(BaseHTTPRequestHandler):
             "/embeddings": self._embeddings,
             "/images/generations": self._images,
             "/responses": self._responses,
+            "/moderations": self._moderations,
+            "/audio/transcriptions": self._transcriptions,
+            "/audio/speech": self._speech,
+            "/rerank": self._rerank,
+            "/v2/rerank": self._rerank,
         }
         handler = handlers.get(route)
         if method != "POST" or handler is None:
@@ -550,6 +689,17 @@ class _Handler(BaseHTTPRequestHandler):
         if not stream:
             self._sleep(directives.get("latency_ms", 0))
         handler(body, directives)
+
+    def _send_bytes(self, data: bytes, content_type: str) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(data)))
+        try:
+            self.end_headers()
+        except OSError as exc:
+            self.close_connection = True
+            raise _ClientGone(str(exc)) from exc
+        self._write(data)
 
     def _send_png(self) -> None:
         self.send_response(200)
@@ -881,6 +1031,138 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_event(payload, names[i])
         self._end_stream()
 
+    # -- moderations ----------------------------------------------------------------------------
+
+    def _moderations(self, body: dict[str, Any], directives: dict[str, Any]) -> None:
+        raw = body.get("input", "")
+        inputs = raw if isinstance(raw, list) else [raw]
+        flagged = {c.strip() for c in str(directives.get("flag", "")).split(",") if c.strip()}
+        unknown = flagged - set(_MODERATION_CATEGORIES)
+        if unknown:
+            self._send_error(400, f"Fake: unknown moderation category {sorted(unknown)[0]!r}")
+            return
+        results = []
+        for item in inputs:
+            text_only = isinstance(item, str) or (isinstance(item, Mapping) and item.get("type") == "text")
+            kinds = ["text"] if text_only else ["image"]
+            results.append(
+                {
+                    "flagged": bool(flagged),
+                    "categories": {c: c in flagged for c in _MODERATION_CATEGORIES},
+                    "category_scores": {c: 0.9 if c in flagged else 0.001 for c in _MODERATION_CATEGORIES},
+                    "category_applied_input_types": {c: kinds for c in _MODERATION_CATEGORIES},
+                }
+            )
+        self._send_json(
+            200,
+            {
+                "id": self.provider._next_id("modr-fake"),
+                "model": str(body.get("model") or "omni-moderation-latest"),
+                "results": results,
+            },
+        )
+
+    # -- audio -----------------------------------------------------------------------------------
+
+    def _transcriptions(self, body: dict[str, Any], directives: dict[str, Any]) -> None:
+        upload = body.get("file")
+        if not isinstance(upload, Mapping):
+            self._send_error(400, "Fake: expected a multipart upload with a 'file' field")
+            return
+        try:
+            duration = float(directives.get("duration", upload["size"] / _AUDIO_BYTES_PER_SECOND))
+        except ValueError:
+            self._send_error(400, f"Fake: duration={directives['duration']!r} is not a number")
+            return
+        duration = round(max(0.0, duration), 3)
+        text = " ".join(_output_words(max(0, int(directives.get("tokens", _DEFAULT_TOKENS)))))
+        fmt = str(body.get("response_format") or "json")
+        if fmt == "text":
+            self._send_bytes(text.encode(), "text/plain; charset=utf-8")
+        elif fmt in ("srt", "vtt"):
+
+            def stamp(seconds: float, sep: str) -> str:
+                whole = int(seconds)
+                millis = round((seconds - whole) * 1000)
+                return f"{whole // 3600:02d}:{whole // 60 % 60:02d}:{whole % 60:02d}{sep}{millis:03d}"
+
+            if fmt == "srt":
+                cue = f"1\n{stamp(0, ',')} --> {stamp(duration, ',')}\n{text}\n"
+            else:
+                cue = f"WEBVTT\n\n{stamp(0, '.')} --> {stamp(duration, '.')}\n{text}\n"
+            self._send_bytes(cue.encode(), "text/plain; charset=utf-8")
+        elif fmt == "verbose_json":
+            segment = {
+                "id": 0,
+                "seek": 0,
+                "start": 0.0,
+                "end": duration,
+                "text": text,
+                "tokens": list(range(len(text.split()))),
+                "temperature": 0.0,
+                "avg_logprob": -0.1,
+                "compression_ratio": 1.0,
+                "no_speech_prob": 0.0,
+            }
+            self._send_json(
+                200,
+                {
+                    "task": "transcribe",
+                    "language": str(body.get("language") or "english"),
+                    "duration": duration,
+                    "text": text,
+                    "segments": [segment],
+                    "usage": {"type": "duration", "seconds": math.ceil(duration)},
+                },
+            )
+        else:
+            self._send_json(
+                200, {"text": text, "usage": {"type": "duration", "seconds": math.ceil(duration)}}
+            )
+
+    def _speech(self, body: dict[str, Any], directives: dict[str, Any]) -> None:
+        fmt = str(body.get("response_format") or "mp3")
+        if fmt not in _AUDIO_TYPES:
+            self._send_error(400, f"Fake: unsupported response_format {fmt!r}")
+            return
+        words = max(1, _count_words(_input_texts(body.get("input"))))
+        size = int(directives.get("audio_bytes", words * _SPEECH_BYTES_PER_WORD))
+        self._send_bytes(_audio_bytes(max(0, size), fmt), _AUDIO_TYPES[fmt])
+
+    # -- rerank ----------------------------------------------------------------------------------
+
+    def _rerank(self, body: dict[str, Any], directives: dict[str, Any]) -> None:
+        query = body.get("query")
+        documents = body.get("documents")
+        if not isinstance(query, str) or not isinstance(documents, list):
+            self._send_error(400, "Fake: rerank needs a string 'query' and a list of 'documents'")
+            return
+        texts = [_document_text(d) for d in documents]
+        order = sorted(range(len(texts)), key=lambda i: (-_rerank_score(query, texts[i]), i))
+        top_n = body.get("top_n")
+        if isinstance(top_n, int) and top_n > 0:
+            order = order[:top_n]
+        with_documents = bool(body.get("return_documents"))
+        results = []
+        for i in order:
+            result: dict[str, Any] = {"index": i, "relevance_score": _rerank_score(query, texts[i])}
+            if with_documents:
+                result["document"] = {"text": texts[i]}
+            results.append(result)
+        input_tokens = max(1, _count_words([query, *texts]))
+        self._send_json(
+            200,
+            {
+                "id": self.provider._next_id("rerank-fake"),
+                "results": results,
+                "meta": {
+                    "api_version": {"version": "2"},
+                    "billed_units": {"search_units": 1},
+                    "tokens": {"input_tokens": input_tokens, "output_tokens": 0},
+                },
+            },
+        )
+
 
 def _split_text(text: str, chunks: int | None) -> list[str]:
     """Split a string (tool arguments) into ``chunks`` pieces; default a handful, like real streams."""
@@ -989,6 +1271,11 @@ class FakeProvider:
             "/embeddings": body.get("input"),
             "/images/generations": body.get("prompt"),
             "/responses": body.get("input"),
+            "/moderations": body.get("input"),
+            "/audio/transcriptions": body.get("prompt"),
+            "/audio/speech": body.get("input"),
+            "/rerank": body.get("query"),
+            "/v2/rerank": body.get("query"),
         }.get(route)
         merged.update(_normalise(_parse_directive_text(_last_user_text(source))))
         merged.update(_normalise({k[7:]: v for k, v in headers.items() if k.startswith("x-fake-")}))

@@ -167,7 +167,32 @@ def conversation(record: Mapping[str, Any]) -> list[Turn]:
             turns.append(_turn({"role": "assistant", **item}, "response"))
         elif isinstance(item, Mapping):
             turns.append(Turn("assistant", _parts([item]), source="response"))
+    answer = _other_answer(str(record.get("call_type") or ""), response)
+    if answer:
+        turns.append(Turn("assistant", answer, source="response"))
     return turns
+
+
+def _other_answer(call_type: str, response: Mapping[str, Any]) -> list[Part]:
+    """The answer of a call that generates no text (`docs/core.md`): a transcript, an audio placeholder,
+    a moderation's verdict, a rerank's ranking."""
+    if call_type == "transcription" and isinstance(response.get("text"), str):
+        return [Part("text", response["text"])]
+    if call_type == "speech" and (response.get("content_type") or response.get("size_bytes") is not None):
+        size = response.get("size_bytes")
+        of = f", {size} bytes" if isinstance(size, int) else ""
+        return [Part("data", f"audio ({response.get('content_type') or 'unknown format'}{of}, not stored)")]
+    if call_type == "moderation" and isinstance(response.get("results"), list):
+        verdicts = []
+        for result in response["results"]:
+            if not isinstance(result, Mapping):
+                continue
+            flagged = [str(c) for c in as_list(result.get("categories"))]
+            verdicts.append("flagged: " + ", ".join(flagged) if result.get("flagged") else "not flagged")
+        return [Part("text", "\n".join(verdicts))] if verdicts else []
+    if call_type == "rerank" and isinstance(response.get("results"), list):
+        return [Part("data", _as_text(response["results"]))]
+    return []
 
 
 def _embeddings(response: Mapping[str, Any]) -> str:
