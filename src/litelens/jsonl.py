@@ -7,7 +7,8 @@ than `max_age_s`, it is rotated:
    at every instant each line is in exactly one file;
 2. with `gzip`, that file is compressed -- on a thread of its own, so records go on being written
    meanwhile -- to a hidden temporary name, fsynced, renamed to `... .gz` (atomic again), and only
-   then is the plain rotated file removed.
+   then is the plain rotated file removed. If compressing fails (a full disk), the temporary is
+   removed at once and the plain file kept, for the next writer's `recover` to try again.
 
 A crash between the two last steps leaves both the plain and the `.gz` file of one rotation;
 `recover()` (run when a writer opens) deletes the plain one, since the `.gz` was only renamed into
@@ -264,6 +265,8 @@ class JsonlWriter:
         self.gzip = gzip
         self.fsync = fsync
         self.rotations = 0
+        self.compress_failures = 0  # rotated files left uncompressed because gzipping them failed
+        self._compress_warned = False
         self._file: IO[bytes] | None = None
         self._identity = (0, 0)  # device and inode of the open file
         self._owned = False  # a regular file of ours, to rotate and trim (not a pipe, nor /dev/stdout)
@@ -487,24 +490,47 @@ class JsonlWriter:
 
     def _compress_all(self, plains: list[Path]) -> None:
         for plain in plains:
-            self._compress(plain)
+            try:
+                self._compress(plain)
+            except OSError as exc:
+                # A full disk, a folder made read-only, a write error: the plain file stays (every
+                # line still readable, and the next writer's `recover` tries again), the temporary is
+                # already gone, and the next file in the batch is still tried.
+                self.compress_failures += 1
+                if not self._compress_warned:
+                    self._compress_warned = True
+                    log.warning(
+                        "litelens: cannot compress %s (%s); it is kept uncompressed "
+                        "(further failures are only counted: compress_failed in stats())",
+                        plain,
+                        exc,
+                    )
 
     def _compress(self, plain: Path) -> None:
         """Gzip `plain` to `plain.gz`. Another writer of the path (a process starting, recovering) may
         compress the same file at once: each writes a temporary of its own, and either finished copy
-        renamed into place is whole; a file already gone was done by the other."""
+        renamed into place is whole; a file already gone was done by the other. When the copy fails,
+        its temporary is removed at once (it would take as much room as the file again, on a disk that
+        is already full, until this process ends) and the error is raised with the plain file intact."""
         final = Path(f"{plain}.gz")
         tmp = plain.parent / f"{_TMP}{plain.name}.{os.getpid()}.{threading.get_ident()}.gz"
         try:
             src = open(plain, "rb")  # noqa: SIM115 -- closed below
         except FileNotFoundError:
             return
-        with src, open(tmp, "wb") as raw:
-            with gzip.GzipFile(filename=plain.name, mode="wb", fileobj=raw, compresslevel=6, mtime=0) as gz:
-                shutil.copyfileobj(src, gz, 1 << 20)
-            raw.flush()
-            os.fsync(raw.fileno())
-        os.replace(tmp, final)
+        try:
+            with src, open(tmp, "wb") as raw:
+                with gzip.GzipFile(
+                    filename=plain.name, mode="wb", fileobj=raw, compresslevel=6, mtime=0
+                ) as gz:
+                    shutil.copyfileobj(src, gz, 1 << 20)
+                raw.flush()
+                os.fsync(raw.fileno())
+            os.replace(tmp, final)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
         with contextlib.suppress(FileNotFoundError):
             os.unlink(plain)
 
