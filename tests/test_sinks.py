@@ -336,6 +336,22 @@ def test_jsonl_recovers_a_rotation_a_crash_interrupted(tmp_path: Path) -> None:
     assert sorted(os.listdir(tmp_path)) == sorted([f.name for f in rotated] + [path.name])
 
 
+def test_jsonl_rotations_read_in_order_after_the_clock_was_stepped_back(tmp_path: Path) -> None:
+    path = tmp_path / "calls.jsonl"
+    # Rotated while the clock ran an hour fast (then NTP stepped it back), by this version or an
+    # earlier one: the name says an hour from now.
+    ahead = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(time.time() + 3600))
+    (tmp_path / f"calls.{ahead}.000000.jsonl").write_text('{"i": 0}\n')
+    writer = JsonlWriter(path, max_bytes=20)
+    writer.write([json.dumps({"i": i}).encode() for i in range(1, 6)])
+    writer.close()
+    rotated = rotated_files(path)
+    assert len(rotated) == 3 and all(f.name.endswith(".gz") for f in rotated)
+    # Every record once, in the order written; the files rotated since sort after the one from "later".
+    assert [r["i"] for r in read_records(path)] == list(range(6))
+    assert rotated[0].name == f"calls.{ahead}.000000.jsonl.gz"
+
+
 def test_jsonl_after_a_writer_died_mid_line_every_line_reads(tmp_path: Path) -> None:
     path = tmp_path / "calls.jsonl"
     # What a process killed (or out of disk) in the middle of a batch leaves: a line without its end.

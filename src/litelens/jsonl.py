@@ -3,8 +3,9 @@
 `JsonlWriter` appends one line per record to `path`. When the file would pass `max_bytes`, or is older
 than `max_age_s`, it is rotated:
 
-1. the live file is closed and renamed to `<stem>.<UTC time>.<seq><suffix>` -- one atomic rename, so
-   at every instant each line is in exactly one file;
+1. the live file is closed and renamed to `<stem>.<UTC time>.<microseconds><suffix>` -- one atomic
+   rename, so at every instant each line is in exactly one file. Readers order rotated files by name,
+   so a name never sorts before an existing one's, even after the clock was stepped back;
 2. with `gzip`, that file is compressed -- on a thread of its own, so records go on being written
    meanwhile -- to a hidden temporary name, fsynced, renamed to `... .gz` (atomic again), and only
    then is the plain rotated file removed. If compressing fails (a full disk), the temporary is
@@ -23,6 +24,7 @@ Standard library only: this module is part of the zero-dependency core.
 
 from __future__ import annotations
 
+import calendar
 import contextlib
 import gzip
 import json
@@ -153,6 +155,17 @@ def rotated_files(path: str | os.PathLike[str]) -> list[Path]:
         if m is not None and (m.group(2) or m.group(1) not in by_stamp):
             by_stamp[m.group(1)] = name
     return [live.parent / by_stamp[stamp] for stamp in sorted(by_stamp)]
+
+
+def _stamp_us(stamp: str) -> int:
+    """A rotated file's time (`20261130T061220Z.176259`) in microseconds since the epoch; -1 for one
+    that is no date (a name made by hand)."""
+    date, _, micros = stamp.partition(".")
+    try:
+        seconds = calendar.timegm(time.strptime(date, "%Y%m%dT%H%M%SZ"))
+    except ValueError:
+        return -1
+    return seconds * 1_000_000 + int(micros)
 
 
 def open_live(path: Path) -> IO[bytes] | None:
@@ -470,14 +483,23 @@ class JsonlWriter:
         return target
 
     def _rotated_name(self) -> Path:
+        """`<stem>.<UTC time of the rotation, to the microsecond><suffix>`, and always after the newest
+        rotated file there is: readers order rotated files by name, so a clock stepped back (NTP, a VM
+        resumed) must not give a later file a name that sorts before an earlier one. Such a file is
+        named a microsecond after the newest instead, until the clock has caught up. Called with the
+        folder's lock held, so every process writing the path sees the others' names."""
         stem, suffix = _split(self.path)
-        now = time.time()
+        pattern = _pattern(self.path)
+        stamps = [m.group(1) for f in rotated_files(self.path) if (m := pattern.match(f.name))]
+        newest = max(map(_stamp_us, stamps), default=-1)
+        at = max(time.time_ns() // 1000, newest + 1)
         while True:
-            stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now)) + f".{int(now * 1e6) % 1_000_000:06d}"
+            seconds, micros = divmod(at, 1_000_000)
+            stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(seconds)) + f".{micros:06d}"
             candidate = self.path.parent / f"{stem}.{stamp}{suffix}"
             if not candidate.exists() and not Path(f"{candidate}.gz").exists():
                 return candidate
-            now += 1e-6
+            at += 1
 
     def _compress_later(self, plain: Path) -> None:
         if self._gzipper is None:
