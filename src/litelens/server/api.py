@@ -384,14 +384,12 @@ async def session_page(
 ) -> tuple[dict[str, Any] | None, tuple[list[dict[str, Any]], str | None]]:
     """A session's totals (one aggregate) and one page of its calls, oldest first (the API's and the
     dashboard's session page): a session of 100k calls is never loaded whole."""
-    store = request.app.state.store
-    totals = await store_call(store.session_totals, project, session_id)
-    if totals is None:
-        return None, ([], None)
-    page = await store_call(
-        store.list_calls, project, CallFilter(session_id=session_id), limit, cursor, "start_time", False
+    # One store call, read as of one moment (`Store.session_page`): read apart, a call stored in
+    # between was listed on the page but not counted in the totals.
+    result: tuple[dict[str, Any] | None, tuple[list[dict[str, Any]], str | None]] = await store_call(
+        request.app.state.store.session_page, project, session_id, limit, cursor
     )
-    return totals, page
+    return result
 
 
 @router.get(
