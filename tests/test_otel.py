@@ -11,7 +11,8 @@ import subprocess
 import sys
 import time
 import types
-from collections.abc import AsyncIterable, Iterable, Iterator
+import warnings
+from collections.abc import AsyncIterable, Callable, Iterable, Iterator
 from dataclasses import dataclass
 from importlib.metadata import version
 from typing import Any
@@ -1261,6 +1262,60 @@ def test_a_coroutine_never_awaited_ends_its_span_as_a_call_not_made(otel: Otel, 
     assert attrs[semconv.LITELENS_STATUS] == "cancelled"
     assert attrs[semconv.ERROR_TYPE] == "NeverAwaited"
     assert fake.requests == []
+
+
+def never_awaited_warnings(drop: Callable[[], None]) -> list[str]:
+    """What Python says about the coroutines `drop` leaves unawaited."""
+    said: list[str] = []
+    gc.collect()  # what earlier tests left for the collector is said now, not counted as ours
+    with warnings.catch_warnings(record=True) as got:
+        warnings.simplefilter("always")
+        drop()
+        for _ in range(3):  # a recorded warning keeps its coroutine, and what that holds, until cleared
+            gc.collect()
+            said += [str(w.message) for w in got if "never awaited" in str(w.message)]
+            got.clear()
+    return said
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        "acompletion",
+        pytest.param(
+            "completion",
+            marks=pytest.mark.skipif(
+                Version(version("litellm")) < Version("1.100"),
+                reason="LiteLLM 1.80's completion(acompletion=True) fails without any instrumentation",
+            ),
+        ),
+    ],
+    ids=["acompletion()", "completion(acompletion=True)"],
+)
+def test_a_coroutine_never_awaited_is_named_as_without_instrumentation(
+    entry: str, make_otel: Any, fake: FakeProvider
+) -> None:
+    """Python's warning about a dropped coroutine names LiteLLM's function, once, as it does without
+    instrumentation -- not a wrapper of ours the user never heard of."""
+
+    def drop() -> None:
+        if entry == "acompletion":
+            litellm.acompletion(model="openai/gpt-4o-mini", messages=MESSAGES, **kw(fake))
+        else:
+            litellm.completion(model="openai/gpt-4o-mini", messages=MESSAGES, acompletion=True, **kw(fake))
+
+    fake.reset()
+    without = never_awaited_warnings(drop)
+    otel = make_otel()
+    assert never_awaited_warnings(drop) == without == ["coroutine 'acompletion' was never awaited"]
+    assert fake.requests == []
+    assert REAPER.flush()
+    if entry == "completion":  # its span began when the coroutine was returned: it ends as not made
+        attrs = otel.only_span().attributes or {}
+        assert attrs[semconv.LITELENS_STATUS] == "cancelled"
+        assert attrs[semconv.ERROR_TYPE] == "NeverAwaited"
+    else:
+        assert otel.spans() == []
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["call", "stream"])

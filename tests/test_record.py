@@ -98,6 +98,14 @@ def test_cap_marks_what_it_cut():
     assert any(path.startswith("request.messages[") for path in out["truncated"])
 
 
+def test_a_tag_cut_to_the_tag_limit_is_named_in_truncated():
+    """The core cuts a tag to the collector's limit before sending it, and says so, as for every cut."""
+    out = rec.cap({"tags": ["t" * 230, "short"]}, Limits())
+    assert out["tags"] == ["t" * rec.MAX_TAG_CHARS, "short"] and rec.MAX_TAG_CHARS == 200
+    assert out["truncated"] == ["tags"]
+    assert "truncated" not in rec.cap({"tags": ["t" * 200]}, Limits())
+
+
 def test_a_string_cut_twice_says_how_much_was_cut_in_all():
     """A `truncate` processor's cut, then the size limit's: the marker counts every character dropped,
     and a record capped twice reads as it did after the first cap."""

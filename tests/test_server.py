@@ -1554,6 +1554,29 @@ def test_a_name_too_long_for_an_index_is_cut_and_stored_not_a_retry_forever(
     assert {c["call_id"] for c in client.get_json("/api/calls")["calls"]} == {"fine", "long-names"}
 
 
+def test_a_tag_longer_than_the_tag_limit_is_stored_found_and_counted_as_the_warning_says(
+    db_project_server: ServerProcess,
+) -> None:
+    """A tag of 230 characters -- under the 256 that names are cut to, over the 200 that tags are: the
+    sender is told it was cut to 200 characters, and that is the tag the call shows, is found by, and
+    is counted under; a filter by the tag as the app sends it finds the call too."""
+    client = db_project_server.client()
+    tag = "".join(random.Random(11).choices(string.ascii_letters, k=230))
+    answer = client.post_json("/v1/events", {"records": [make_record("long-tag", tags=[tag, "short"])]})
+    assert answer.status == 200 and not answer.json()["rejected"], answer
+    [warning] = answer.json()["warnings"]
+    assert warning["index"] == 0 and "a tag longer than 200 characters" in warning["reason"], warning
+    assert "256" not in warning["reason"], warning  # no other name was cut
+    assert client.get_json("/api/calls/long-tag")["tags"] == [tag[:200], "short"]
+    for asked in (tag[:200], tag):
+        listed = client.get_json(f"/api/calls?tag={asked}")["calls"]
+        assert [c["call_id"] for c in listed] == ["long-tag"], len(asked)
+    stats = client.get_json(
+        f"/api/stats?start={time.time() - 3600}&end={time.time() + 60}&bucket=7200&group_by=tag"
+    )
+    assert {r["group"]: r["count"] for r in stats["rows"]} == {tag[:200]: 1, "short": 1}
+
+
 def test_a_time_no_clock_gives_is_rejected_and_the_live_tail_keeps_showing_new_calls(
     project_server: ServerProcess,
 ) -> None:

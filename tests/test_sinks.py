@@ -4,6 +4,7 @@ and the environment picks sinks for a proxy with no code."""
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import gzip
 import io
@@ -335,6 +336,22 @@ def test_jsonl_recovers_a_rotation_a_crash_interrupted(tmp_path: Path) -> None:
     assert sorted(os.listdir(tmp_path)) == sorted([f.name for f in rotated] + [path.name])
 
 
+def test_jsonl_rotations_read_in_order_after_the_clock_was_stepped_back(tmp_path: Path) -> None:
+    path = tmp_path / "calls.jsonl"
+    # Rotated while the clock ran an hour fast (then NTP stepped it back), by this version or an
+    # earlier one: the name says an hour from now.
+    ahead = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(time.time() + 3600))
+    (tmp_path / f"calls.{ahead}.000000.jsonl").write_text('{"i": 0}\n')
+    writer = JsonlWriter(path, max_bytes=20)
+    writer.write([json.dumps({"i": i}).encode() for i in range(1, 6)])
+    writer.close()
+    rotated = rotated_files(path)
+    assert len(rotated) == 3 and all(f.name.endswith(".gz") for f in rotated)
+    # Every record once, in the order written; the files rotated since sort after the one from "later".
+    assert [r["i"] for r in read_records(path)] == list(range(6))
+    assert rotated[0].name == f"calls.{ahead}.000000.jsonl.gz"
+
+
 def test_jsonl_after_a_writer_died_mid_line_every_line_reads(tmp_path: Path) -> None:
     path = tmp_path / "calls.jsonl"
     # What a process killed (or out of disk) in the middle of a batch leaves: a line without its end.
@@ -476,6 +493,49 @@ def test_jsonl_on_a_full_disk_a_failed_record_is_not_in_the_file(tmp_path: Path)
     assert found[-3:] == [20, 21, 22]
 
 
+_COMPRESS_FAILS_CHILD = """
+import base64, json, logging, os, resource, signal, sys
+from litelens.sinks import JsonlSink
+logging.basicConfig(stream=sys.stderr, format="%(message)s")
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # past the limit a write fails with EFBIG, as on a full disk
+soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+resource.setrlimit(resource.RLIMIT_FSIZE, (50_000, hard))
+# Both files' .gz would be bigger than the limit; the new live file stays below it.
+sink = JsonlSink(sys.argv[1], max_bytes=100_000)
+sink.submit(json.dumps({"i": "after"}))
+assert sink.shutdown(30)  # the compressions were tried (and failed): the process still runs
+print(json.dumps({"stats": sink.stats(), "files": sorted(os.listdir(os.path.dirname(sys.argv[1])))}))
+"""
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="needs RLIMIT_FSIZE")
+def test_jsonl_compression_that_fails_leaves_no_temporary_and_loses_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "calls.jsonl"
+    # Two files to compress: a live file that the first write rotates, and a rotation a crash left
+    # plain; both of random text, which gzip shrinks to about 3/4 -- still past the disk's room.
+    records = [{"i": i, "text": base64.b64encode(os.urandom(3000)).decode()} for i in range(100)]
+    left = tmp_path / "calls.20261130T061220Z.176259.jsonl"
+    left.write_text("".join(json.dumps(r) + "\n" for r in records[:50]))
+    path.write_text("".join(json.dumps(r) + "\n" for r in records[50:]))
+    done = subprocess.run(
+        [sys.executable, "-c", _COMPRESS_FAILS_CHILD, str(path)], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    # While the process still ran, no temporary was left to fill the disk further; the rotated files
+    # are kept plain; the failures were counted, and logged once.
+    assert not [name for name in out["files"] if name.startswith(".tmp-")], out["files"]
+    assert [name.endswith(".gz") for name in out["files"]] == [False, False, False], out["files"]
+    assert out["stats"]["compress_failed"] == 2 and out["stats"]["written"] == 1, out["stats"]
+    assert done.stderr.count("cannot compress") == 1, done.stderr
+    # Nothing lost: every record reads, and the next writer with room compresses what was left.
+    expected = [*(r["i"] for r in records), "after"]
+    assert [r["i"] for r in read_records(path)] == expected
+    JsonlWriter(path).close()
+    assert all(f.name.endswith(".gz") for f in rotated_files(path)) and len(rotated_files(path)) == 2
+    assert [r["i"] for r in read_records(path)] == expected
+
+
 def test_jsonl_rotates_by_age_when_idle(tmp_path: Path) -> None:
     sink = JsonlSink(str(tmp_path / "calls.jsonl"), max_age_s=0.3)
     sink.submit('{"i": 1}')
@@ -612,7 +672,7 @@ def test_counter_names_are_unique_per_sink(tmp_path: Path) -> None:
     fan = FanOut(a, b)
     fan.submit('{"call_id": "x"}')
     assert fan.flush(5)
-    assert Counter(k.split(".")[0] for k in fan.stats()) == {"jsonl": 6, "jsonl#2": 6}
+    assert Counter(k.split(".")[0] for k in fan.stats()) == {"jsonl": 7, "jsonl#2": 7}
     fan.shutdown(2)
 
 

@@ -4,6 +4,7 @@ and charts agree with the raw data."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import os
@@ -896,6 +897,40 @@ def test_a_record_without_trace_ids_does_not_move_a_call_out_of_its_otel_trace(s
     # Real ids still win over real ids: a newer version that names another trace moves the call.
     store.write(project, [dict(core, trace_id="ef" * 16, span_id="12" * 8)], [])
     assert store.get_trace(project, trace)["calls"] == []
+
+
+def test_a_session_page_and_its_totals_agree_while_its_calls_are_written(
+    store: SQLStore, store_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The session page (`GET /api/sessions/{id}`, the dashboard's) shows totals and a page of calls.
+    Read by two queries, a call stored in between -- a live session, the server's writer, another
+    collector on the same database -- was on the page but not in the totals. Here that write is made
+    to land exactly there: from another store (its own connection), right after the totals were read."""
+    from types import SimpleNamespace
+
+    from litelens.server.api import session_page
+
+    project = store.create_project("default")
+    store.write(project, [make("first", T0, session="live")], [])
+    other = open_store(store_url)
+    read_totals = store.session_totals
+
+    def totals_then_a_write_lands(project_id: int, session_id: str) -> Any:
+        totals = read_totals(project_id, session_id)
+        other.write(project, [make("second", T0 + 1, session="live")], [])
+        return totals
+
+    monkeypatch.setattr(store, "session_totals", totals_then_a_write_lands)
+    request = SimpleNamespace(app=SimpleNamespace(state=SimpleNamespace(store=store)))
+    try:
+        totals, (calls, _) = asyncio.run(session_page(request, project, "live", 50, None))  # type: ignore[arg-type]
+    finally:
+        other.close()
+    assert totals is not None and totals["calls"] == len(calls) == 1, (totals, calls)
+    assert [c["call_id"] for c in calls] == ["first"]
+    monkeypatch.undo()  # the next read sees both, agreeing again
+    totals, (calls, _) = store.session_page(project, "live")
+    assert totals is not None and totals["calls"] == len(calls) == 2
 
 
 def test_traces_and_sessions(store: SQLStore) -> None:

@@ -9,6 +9,7 @@ import json
 import os
 import queue
 import subprocess
+import sys
 import threading
 import time
 import urllib.request
@@ -101,6 +102,43 @@ def test_tail_follows_a_jsonl_sink_across_rotations(tmp_path: Path, tails: list[
     assert sorted(models) == [f"model-{i:04d}" for i in range(1, 301)], f"{len(models)} of 300 printed"
     assert max(models.values()) == 1
     assert tail.take(1, timeout=1) == []  # nothing printed twice, later
+
+
+_STEPPED_CLOCK_WRITER = """
+import json, sys, time
+from litelens.jsonl import JsonlWriter
+writer = JsonlWriter(sys.argv[1])
+lines = [line.encode() for line in sys.argv[2:]]
+writer.write([lines[0]])
+writer.rotate()
+writer.write([lines[1]])
+# NTP steps the clock back an hour (what the process sees of it: nothing else changes).
+real, real_ns = time.time, time.time_ns
+time.time, time.time_ns = (lambda: real() - 3600), (lambda: real_ns() - 3600 * 10**9)
+writer.rotate()  # the second rotation, right after the first: one poll of tail sees both
+writer.write([lines[2]])
+writer.close()
+"""
+
+
+def test_tail_prints_each_record_once_in_order_when_the_clock_is_stepped_back(
+    tmp_path: Path, tails: list[Tail]
+) -> None:
+    path = tmp_path / "calls.jsonl"
+    path.write_text(json.dumps(record(0)) + "\n")  # tail has the live file open, and follows it from now
+    tail = Tail("--jsonl", str(path), "--interval", "0.5")
+    tails.append(tail)
+    tail.ready()
+    writer = subprocess.run(
+        [sys.executable, "-c", _STEPPED_CLOCK_WRITER, str(path), *(json.dumps(record(i)) for i in (1, 2, 3))],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert writer.returncode == 0, writer.stderr
+    assert [line.split()[2] for line in tail.take(3)] == ["model-0001", "model-0002", "model-0003"]
+    assert tail.take(1, timeout=1.5) == []  # nothing printed twice, later
+    assert [r["request_model"] for r in read_records(path)] == [f"model-{i:04d}" for i in range(4)]
 
 
 def test_tail_from_start_reads_rotated_files_first(tmp_path: Path, tails: list[Tail]) -> None:

@@ -3,11 +3,13 @@
 `JsonlWriter` appends one line per record to `path`. When the file would pass `max_bytes`, or is older
 than `max_age_s`, it is rotated:
 
-1. the live file is closed and renamed to `<stem>.<UTC time>.<seq><suffix>` -- one atomic rename, so
-   at every instant each line is in exactly one file;
+1. the live file is closed and renamed to `<stem>.<UTC time>.<microseconds><suffix>` -- one atomic
+   rename, so at every instant each line is in exactly one file. Readers order rotated files by name,
+   so a name never sorts before an existing one's, even after the clock was stepped back;
 2. with `gzip`, that file is compressed -- on a thread of its own, so records go on being written
    meanwhile -- to a hidden temporary name, fsynced, renamed to `... .gz` (atomic again), and only
-   then is the plain rotated file removed.
+   then is the plain rotated file removed. If compressing fails (a full disk), the temporary is
+   removed at once and the plain file kept, for the next writer's `recover` to try again.
 
 A crash between the two last steps leaves both the plain and the `.gz` file of one rotation;
 `recover()` (run when a writer opens) deletes the plain one, since the `.gz` was only renamed into
@@ -22,6 +24,7 @@ Standard library only: this module is part of the zero-dependency core.
 
 from __future__ import annotations
 
+import calendar
 import contextlib
 import gzip
 import json
@@ -154,6 +157,17 @@ def rotated_files(path: str | os.PathLike[str]) -> list[Path]:
     return [live.parent / by_stamp[stamp] for stamp in sorted(by_stamp)]
 
 
+def _stamp_us(stamp: str) -> int:
+    """A rotated file's time (`20261130T061220Z.176259`) in microseconds since the epoch; -1 for one
+    that is no date (a name made by hand)."""
+    date, _, micros = stamp.partition(".")
+    try:
+        seconds = calendar.timegm(time.strptime(date, "%Y%m%dT%H%M%SZ"))
+    except ValueError:
+        return -1
+    return seconds * 1_000_000 + int(micros)
+
+
 def open_live(path: Path) -> IO[bytes] | None:
     """The live file opened for reading, or None when there is none yet."""
     try:
@@ -264,6 +278,8 @@ class JsonlWriter:
         self.gzip = gzip
         self.fsync = fsync
         self.rotations = 0
+        self.compress_failures = 0  # rotated files left uncompressed because gzipping them failed
+        self._compress_warned = False
         self._file: IO[bytes] | None = None
         self._identity = (0, 0)  # device and inode of the open file
         self._owned = False  # a regular file of ours, to rotate and trim (not a pipe, nor /dev/stdout)
@@ -467,14 +483,23 @@ class JsonlWriter:
         return target
 
     def _rotated_name(self) -> Path:
+        """`<stem>.<UTC time of the rotation, to the microsecond><suffix>`, and always after the newest
+        rotated file there is: readers order rotated files by name, so a clock stepped back (NTP, a VM
+        resumed) must not give a later file a name that sorts before an earlier one. Such a file is
+        named a microsecond after the newest instead, until the clock has caught up. Called with the
+        folder's lock held, so every process writing the path sees the others' names."""
         stem, suffix = _split(self.path)
-        now = time.time()
+        pattern = _pattern(self.path)
+        stamps = [m.group(1) for f in rotated_files(self.path) if (m := pattern.match(f.name))]
+        newest = max(map(_stamp_us, stamps), default=-1)
+        at = max(time.time_ns() // 1000, newest + 1)
         while True:
-            stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now)) + f".{int(now * 1e6) % 1_000_000:06d}"
+            seconds, micros = divmod(at, 1_000_000)
+            stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(seconds)) + f".{micros:06d}"
             candidate = self.path.parent / f"{stem}.{stamp}{suffix}"
             if not candidate.exists() and not Path(f"{candidate}.gz").exists():
                 return candidate
-            now += 1e-6
+            at += 1
 
     def _compress_later(self, plain: Path) -> None:
         if self._gzipper is None:
@@ -487,24 +512,47 @@ class JsonlWriter:
 
     def _compress_all(self, plains: list[Path]) -> None:
         for plain in plains:
-            self._compress(plain)
+            try:
+                self._compress(plain)
+            except OSError as exc:
+                # A full disk, a folder made read-only, a write error: the plain file stays (every
+                # line still readable, and the next writer's `recover` tries again), the temporary is
+                # already gone, and the next file in the batch is still tried.
+                self.compress_failures += 1
+                if not self._compress_warned:
+                    self._compress_warned = True
+                    log.warning(
+                        "litelens: cannot compress %s (%s); it is kept uncompressed "
+                        "(further failures are only counted: compress_failed in stats())",
+                        plain,
+                        exc,
+                    )
 
     def _compress(self, plain: Path) -> None:
         """Gzip `plain` to `plain.gz`. Another writer of the path (a process starting, recovering) may
         compress the same file at once: each writes a temporary of its own, and either finished copy
-        renamed into place is whole; a file already gone was done by the other."""
+        renamed into place is whole; a file already gone was done by the other. When the copy fails,
+        its temporary is removed at once (it would take as much room as the file again, on a disk that
+        is already full, until this process ends) and the error is raised with the plain file intact."""
         final = Path(f"{plain}.gz")
         tmp = plain.parent / f"{_TMP}{plain.name}.{os.getpid()}.{threading.get_ident()}.gz"
         try:
             src = open(plain, "rb")  # noqa: SIM115 -- closed below
         except FileNotFoundError:
             return
-        with src, open(tmp, "wb") as raw:
-            with gzip.GzipFile(filename=plain.name, mode="wb", fileobj=raw, compresslevel=6, mtime=0) as gz:
-                shutil.copyfileobj(src, gz, 1 << 20)
-            raw.flush()
-            os.fsync(raw.fileno())
-        os.replace(tmp, final)
+        try:
+            with src, open(tmp, "wb") as raw:
+                with gzip.GzipFile(
+                    filename=plain.name, mode="wb", fileobj=raw, compresslevel=6, mtime=0
+                ) as gz:
+                    shutil.copyfileobj(src, gz, 1 << 20)
+                raw.flush()
+                os.fsync(raw.fileno())
+            os.replace(tmp, final)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
         with contextlib.suppress(FileNotFoundError):
             os.unlink(plain)
 

@@ -1198,6 +1198,11 @@ def detached(value: Any) -> Any:
 
 _CAPPED_NAMES = ("session_id", "litellm_trace_id", "end_user", "user_id")
 
+# The longest tag, in characters, that a record carries: the core cuts its own records' tags to it, the
+# collector cuts any longer tag it is sent (and says so), stores and indexes the cut tag, and compares
+# a `tag` filter by as many characters. One number for both layers (docs/server.md, docs/core.md).
+MAX_TAG_CHARS = 200
+
 
 def cap(record: Record, limits: Limits) -> Record:
     """Bound the record's size; every cut is named in `record["truncated"]`."""
@@ -1211,10 +1216,10 @@ def cap(record: Record, limits: Limits) -> Record:
         if isinstance(record.get(key), str):
             record[key] = _cap_strings(record[key], limits.max_string_chars, key, cuts)
     tags = tags_of(record.get("tags"))
-    if len(tags) > limits.max_tags:
-        tags = tags[: limits.max_tags]
+    if len(tags) > limits.max_tags or any(len(t) > MAX_TAG_CHARS for t in tags):
+        tags = [t[:MAX_TAG_CHARS] for t in tags[: limits.max_tags]]
         cuts.append("tags")
-    record["tags"] = [t[:200] for t in tags]
+    record["tags"] = tags
     if record.get("metadata"):
         meta_text, _ = encode(record["metadata"])
         if len(meta_text.encode("utf-8")) > limits.max_metadata_bytes:

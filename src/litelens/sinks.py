@@ -264,6 +264,7 @@ class JsonlSink(QueuedSink):
     def stats(self) -> dict[str, int]:
         out = super().stats()
         out["rotations"] = self.writer.rotations
+        out["compress_failed"] = self.writer.compress_failures
         return out
 
 

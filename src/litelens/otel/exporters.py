@@ -170,7 +170,12 @@ class JsonlSpanExporter(SpanExporter):
             self.writer.close()
 
     def stats(self) -> dict[str, int]:
-        return {"written": self.written, "failed": self.failed, "rotations": self.writer.rotations}
+        return {
+            "written": self.written,
+            "failed": self.failed,
+            "rotations": self.writer.rotations,
+            "compress_failed": self.writer.compress_failures,
+        }
 
 
 def _json_line(span: ReadableSpan) -> bytes:

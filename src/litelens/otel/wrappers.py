@@ -12,6 +12,7 @@ on untouched; the user's own exception is re-raised unchanged, with its original
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import logging
 import os
@@ -102,16 +103,23 @@ class Engine:
 
         if endpoint.is_async:
 
-            async def traced_async(
-                wrapped: Callable[..., Awaitable[Any]],
-                instance: Any,
-                args: tuple[Any, ...],
-                kwargs: dict[str, Any],
+            async def run_async(
+                wrapped: Callable[..., Awaitable[Any]], args: tuple[Any, ...], kwargs: dict[str, Any]
             ) -> Any:
                 call = self.begin(endpoint, positional, args, kwargs)
                 if call is None:
                     return await wrapped(*args, **kwargs)
                 return await _awaited(call, lambda: wrapped(*args, **call.kwargs))
+
+            def traced_async(
+                wrapped: Callable[..., Awaitable[Any]],
+                instance: Any,
+                args: tuple[Any, ...],
+                kwargs: dict[str, Any],
+            ) -> Any:
+                # The coroutine the caller gets bears LiteLLM's name, as it would without us: Python's
+                # "coroutine ... was never awaited" then names the function the user called.
+                return _named_like(run_async(wrapped, args, kwargs), wrapped)
 
             return traced_async
 
@@ -211,6 +219,18 @@ async def _awaited(
     return call.succeed(result)
 
 
+def _named_like(coroutine: Coroutine[Any, Any, Any], like: Any) -> Coroutine[Any, Any, Any]:
+    """`coroutine`, renamed after `like` (a LiteLLM function or coroutine), for the messages Python
+    writes about it (never awaited, repr)."""
+    named: Any = coroutine  # (typing's Coroutine does not declare the names a coroutine object has)
+    try:
+        named.__name__ = like.__name__
+        named.__qualname__ = like.__qualname__
+    except Exception:  # an object without names: ours stay
+        pass
+    return coroutine
+
+
 class NeverAwaited(Exception):
     """What ends the span of a call whose coroutine was dropped unawaited: LiteLLM made no request."""
 
@@ -220,21 +240,28 @@ def _unless_dropped(call: Call, result: Coroutine[Any, Any, Any]) -> Coroutine[A
     collected without ever running, the span ends then (status cancelled), rather than staying open
     and never being exported.
 
-    The finalizer holds the call, not the coroutine, and only queues the work: the garbage collector may
-    run it where the exporter's lock is held (see `streams._Reaper`).
+    It bears `result`'s name, and when it is dropped `result` is closed: Python then says once, as it
+    would without us, that LiteLLM's coroutine (`acompletion`) was never awaited -- not `_awaited`,
+    and not twice.
+
+    The finalizer holds the call and `result`, not the coroutine, and only queues the span's work: the
+    garbage collector may run it where the exporter's lock is held (see `streams._Reaper`).
     """
     from litelens.otel.streams import REAPER
 
     REAPER.start()
     finalizers: list[weakref.finalize] = []
-    pending = _awaited(call, lambda: result, finalizers)
-    finalizer = weakref.finalize(pending, _dropped, call, os.getpid())
+    pending = _named_like(_awaited(call, lambda: result, finalizers), result)
+    finalizer = weakref.finalize(pending, _dropped, call, os.getpid(), result)
     finalizer.atexit = False
     finalizers.append(finalizer)
     return pending
 
 
-def _dropped(call: Call, pid: int) -> None:
+def _dropped(call: Call, pid: int, result: Coroutine[Any, Any, Any]) -> None:
+    # Never started (so closing runs none of its code): the warning about it was given for `pending`.
+    with contextlib.suppress(Exception):
+        result.close()
     if pid == os.getpid():  # (not a forked child's copy of the parent's call)
         from litelens.otel.streams import REAPER
 

@@ -18,6 +18,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import Response, StreamingResponse
 from starlette.exceptions import HTTPException
 
+from litelens.record import MAX_TAG_CHARS
 from litelens.server import fastjson
 from litelens.server.deps import Project, store_call
 from litelens.server.store.base import CallFilter, Store
@@ -66,7 +67,13 @@ def call_filter(
     session_id: Annotated[str | None, Query(max_length=256)] = None,
     trace_id: Annotated[str | None, Query(max_length=64, description="32 hex digits, either case")] = None,
     key_alias: Annotated[str | None, Query(max_length=256)] = None,
-    tag: Annotated[str | None, Query(max_length=256)] = None,
+    tag: Annotated[
+        str | None,
+        Query(
+            description=f"compared by its first {MAX_TAG_CHARS} characters: a longer tag is stored cut to them",
+            max_length=256,
+        ),
+    ] = None,
     meta: Annotated[
         list[str] | None, Query(description="metadata filter key=value, repeatable", max_length=20)
     ] = None,
@@ -96,7 +103,7 @@ def call_filter(
         session_id=session_id,
         trace_id=trace_id,
         key_alias=key_alias,
-        tag=tag,
+        tag=tag[:MAX_TAG_CHARS] if tag else tag,
         metadata=metadata,
         search=q,
     )
@@ -382,14 +389,12 @@ async def session_page(
 ) -> tuple[dict[str, Any] | None, tuple[list[dict[str, Any]], str | None]]:
     """A session's totals (one aggregate) and one page of its calls, oldest first (the API's and the
     dashboard's session page): a session of 100k calls is never loaded whole."""
-    store = request.app.state.store
-    totals = await store_call(store.session_totals, project, session_id)
-    if totals is None:
-        return None, ([], None)
-    page = await store_call(
-        store.list_calls, project, CallFilter(session_id=session_id), limit, cursor, "start_time", False
+    # One store call, read as of one moment (`Store.session_page`): read apart, a call stored in
+    # between was listed on the page but not counted in the totals.
+    result: tuple[dict[str, Any] | None, tuple[list[dict[str, Any]], str | None]] = await store_call(
+        request.app.state.store.session_page, project, session_id, limit, cursor
     )
-    return totals, page
+    return result
 
 
 @router.get(

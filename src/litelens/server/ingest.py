@@ -247,9 +247,11 @@ def drop_negative_measures(record: dict[str, Any]) -> str | None:
 
 # The names the store indexes and groups by, at most as long as the query API's filters take (256
 # characters, as a call id): on PostgreSQL an index row holds about 2.7 kB, and a longer name failed the
-# whole batch. Tags are cut where the store always cut them. (`check_record` made these strings or null.)
+# whole batch. Tags are cut to the record's own limit, the one the core cuts to (`MAX_TAG_CHARS`); this
+# is the one place the collector cuts them: the store keeps what it is given. (`check_record` made these
+# strings or null.)
 MAX_NAME = 256
-MAX_TAG = 200
+MAX_TAG = rec.MAX_TAG_CHARS
 _NAMES = ("session_id", "end_user", "user_id", "request_model", "response_model", "provider")
 _NESTED_NAMES = (("error", "type"), ("proxy", "key_alias"))
 
@@ -271,11 +273,12 @@ def cut_long_names(record: dict[str, Any]) -> str | None:
             if value.__class__ is str and len(value) > MAX_NAME:
                 holder[inner] = value[:MAX_NAME]
                 cut.append(f"{key}.{inner}")
+    said = [f"{', '.join(cut)} longer than {MAX_NAME} characters"] if cut else []
     tags = get("tags")
     if tags and max(map(len, tags)) > MAX_TAG:
         record["tags"] = [tag[:MAX_TAG] for tag in tags]
-        cut.append("tags")
-    return f"{', '.join(cut)} longer than {MAX_NAME} characters (a tag {MAX_TAG}): cut" if cut else None
+        said.append(f"a tag longer than {MAX_TAG} characters")
+    return f"{' and '.join(said)}: cut to that length" if said else None
 
 
 def repair(record: dict[str, Any]) -> str | None:

@@ -285,6 +285,20 @@ class Store(ABC):
         the `priced_calls` calls that had a cost, and is None when none had (unknown, not free). Its calls, in start order, are
         `list_calls` filtered to the session, ascending by start time (paged)."""
 
+    def session_page(
+        self, project_id: int, session_id: str, limit: int = 50, cursor: str | None = None
+    ) -> tuple[Row | None, tuple[list[Row], str | None]]:
+        """A session's totals and one page of its calls (ascending by start time), read as of one
+        moment, so they agree however calls are written meanwhile: `(None, ([], None))` for a session
+        without calls. This default reads them one after the other; a store with transactions reads
+        both in one snapshot."""
+        totals = self.session_totals(project_id, session_id)
+        if totals is None:
+            return None, ([], None)
+        return totals, self.list_calls(
+            project_id, CallFilter(session_id=session_id), limit, cursor, "start_time", False
+        )
+
     @abstractmethod
     def aggregate(
         self,

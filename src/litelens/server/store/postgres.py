@@ -281,8 +281,26 @@ class PostgresStore(SQLStore):
 
     @contextmanager
     def _read(self) -> Iterator[psycopg.Cursor[Any]]:
+        snapshot = self._snapshot_cursor()
+        if snapshot is not None:
+            yield snapshot
+            return
         with self._pool.connection() as conn, conn.cursor() as cur:
             yield cur
+
+    @contextmanager
+    def _read_snapshot(self) -> Iterator[psycopg.Cursor[Any]]:
+        # The pool's connections are in autocommit, each statement its own snapshot (READ COMMITTED);
+        # REPEATABLE READ takes one at the transaction's first query and keeps it.
+        with self._pool.connection() as conn, conn.cursor() as cur:
+            cur.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            try:
+                yield cur
+            finally:
+                try:
+                    cur.execute("ROLLBACK")  # read only: nothing to keep
+                except psycopg.Error:
+                    conn.close()  # (not given back in a transaction: the pool drops a closed one)
 
     # PostgreSQL text holds no NUL, so no stored id or value has one (ingest drops it from records), and
     # one sent as a parameter fails the query: an id or filter with a NUL from a URL matches nothing

@@ -12,10 +12,11 @@ from __future__ import annotations
 import json
 import logging
 import math
+import threading
 import time
 from abc import abstractmethod
 from collections.abc import Iterator, Sequence
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 from litelens.server.store import rollup
@@ -68,6 +69,10 @@ def like_pattern(text: str) -> str:
     return f"%{escaped}%"
 
 
+# Per thread, the snapshot cursor each store is reading through (`SQLStore._snapshot`).
+_snapshots = threading.local()
+
+
 class SQLStore(BatchWriter, Store):
     """A `Store` over a DB-API connection; subclasses provide connections and dialect pieces."""
 
@@ -81,12 +86,38 @@ class SQLStore(BatchWriter, Store):
         """A cursor for queries, on a connection that does not block (and is not blocked by) the writer."""
 
     @abstractmethod
+    def _read_snapshot(self) -> AbstractContextManager[Any]:
+        """A cursor inside one read-only transaction that sees the database as of its first query,
+        whatever is committed meanwhile (see `_snapshot`)."""
+
+    @abstractmethod
     def _write(self) -> AbstractContextManager[Any]:
         """A cursor inside one write transaction, serialized with every other writer; commits on exit."""
 
     def _q(self, sql: str) -> str:
         """The statement in the driver's placeholder style."""
         return sql
+
+    @contextmanager
+    def _snapshot(self) -> Iterator[None]:
+        """Every `_read()` of this store on this thread, until the block ends, is served by one cursor
+        of `_read_snapshot`: reads that make one answer (a session's totals and its page of calls, a
+        page and its calls' tags) all see the same moment, not each its own."""
+        held: dict[int, Any] = _snapshots.__dict__.setdefault("held", {})
+        if id(self) in held:  # already in one: the outer snapshot serves
+            yield
+            return
+        with self._read_snapshot() as cur:
+            held[id(self)] = cur
+            try:
+                yield
+            finally:
+                del held[id(self)]
+
+    def _snapshot_cursor(self) -> Any | None:
+        """The cursor of the `_snapshot` this thread is in, if any (for the backends' `_read`)."""
+        held: dict[int, Any] | None = getattr(_snapshots, "held", None)
+        return None if held is None else held.get(id(self))
 
     def _json_param(self) -> str:
         """The placeholder for a JSON text parameter stored in a JSON column."""
@@ -430,6 +461,14 @@ class SQLStore(BatchWriter, Store):
             out = out[:limit]
             next_cursor = encode_session_cursor(float(out[-1]["last_time"]), out[-1]["session_id"])
         return out, next_cursor
+
+    def session_page(
+        self, project_id: int, session_id: str, limit: int = 50, cursor: str | None = None
+    ) -> tuple[Row | None, tuple[list[Row], str | None]]:
+        # One read transaction: a call written between the totals and the page (a live session) is in
+        # both or in neither, so the page never shows more calls than the totals count, nor fewer.
+        with self._snapshot():
+            return super().session_page(project_id, session_id, limit, cursor)
 
     def session_totals(self, project_id: int, session_id: str) -> Row | None:
         """One SQL aggregate over the session's calls (found through `calls_session`), so a session of

@@ -290,6 +290,10 @@ class SQLiteStore(SQLStore):
 
     @contextmanager
     def _read(self) -> Iterator[sqlite3.Cursor]:
+        snapshot = self._snapshot_cursor()
+        if snapshot is not None:
+            yield snapshot
+            return
         if self._memory:
             # A private in-memory database exists on one connection only.
             with self._lock:
@@ -306,6 +310,34 @@ class SQLiteStore(SQLStore):
         finally:
             cur.close()
             self._readers.put(conn)
+
+    @contextmanager
+    def _read_snapshot(self) -> Iterator[sqlite3.Cursor]:
+        if self._memory:
+            # One connection, its writes under the same lock: none lands while we hold it.
+            with self._lock:
+                cur = self._writer.cursor()
+                try:
+                    yield cur
+                finally:
+                    cur.close()
+            return
+        conn = self._borrow()
+        cur = conn.cursor()
+        # A deferred transaction: in WAL mode its first SELECT fixes what every later one sees.
+        cur.execute("BEGIN")
+        try:
+            yield cur
+        finally:
+            cur.close()
+            try:
+                conn.rollback()  # read only: nothing to keep
+            except sqlite3.Error:
+                conn.close()  # (not given back in a transaction: it would read the past from then on)
+                with self._lock:
+                    self._all_readers.remove(conn)
+            else:
+                self._readers.put(conn)
 
     def _borrow(self) -> sqlite3.Connection:
         if self._closed:

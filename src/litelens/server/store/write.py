@@ -387,8 +387,10 @@ class BatchWriter:
                     refresh.add((pid, str(old["session_id"])))
                 if merged.get("session_id"):
                     refresh.add((pid, str(merged["session_id"])))
+            # Tags as ingest checked and cut them (`ingest.cut_long_names`): stored as the call's record
+            # has them, so a tag is found by the value its call shows.
             for tag in dict.fromkeys(merged.get("tags") or []):
-                tag_rows.append((pid, call_id, str(tag)[:200]))
+                tag_rows.append((pid, call_id, str(tag)))
         if rows:
             self._insert_calls(cur, rows)
         if merged_rows:
