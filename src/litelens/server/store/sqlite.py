@@ -294,27 +294,18 @@ class SQLiteStore(SQLStore):
         if snapshot is not None:
             yield snapshot
             return
-        if self._memory:
-            # A private in-memory database exists on one connection only.
-            with self._lock:
-                cur = self._writer.cursor()
-                try:
-                    yield cur
-                finally:
-                    cur.close()
-            return
-        conn = self._borrow()
-        cur = conn.cursor()
-        try:
+        with self._reader(snapshot=False) as cur:
             yield cur
-        finally:
-            cur.close()
-            self._readers.put(conn)
+
+    def _read_snapshot(self) -> AbstractContextManager[sqlite3.Cursor]:
+        return self._reader(snapshot=True)
 
     @contextmanager
-    def _read_snapshot(self) -> Iterator[sqlite3.Cursor]:
+    def _reader(self, snapshot: bool) -> Iterator[sqlite3.Cursor]:
+        """A cursor on a reader connection; with `snapshot`, inside one read transaction."""
         if self._memory:
-            # One connection, its writes under the same lock: none lands while we hold it.
+            # A private in-memory database exists on one connection only, its writes under the same
+            # lock: none lands while we hold it, so it is a snapshot too.
             with self._lock:
                 cur = self._writer.cursor()
                 try:
@@ -324,20 +315,24 @@ class SQLiteStore(SQLStore):
             return
         conn = self._borrow()
         cur = conn.cursor()
-        # A deferred transaction: in WAL mode its first SELECT fixes what every later one sees.
-        cur.execute("BEGIN")
+        if snapshot:
+            # A deferred transaction: in WAL mode its first SELECT fixes what every later one sees.
+            cur.execute("BEGIN")
         try:
             yield cur
         finally:
             cur.close()
-            try:
-                conn.rollback()  # read only: nothing to keep
-            except sqlite3.Error:
-                conn.close()  # (not given back in a transaction: it would read the past from then on)
-                with self._lock:
-                    self._all_readers.remove(conn)
-            else:
+            if not snapshot:
                 self._readers.put(conn)
+            else:
+                try:
+                    conn.rollback()  # read only: nothing to keep
+                except sqlite3.Error:
+                    conn.close()  # (not given back in a transaction: it would read the past from then on)
+                    with self._lock:
+                        self._all_readers.remove(conn)
+                else:
+                    self._readers.put(conn)
 
     def _borrow(self) -> sqlite3.Connection:
         if self._closed:
