@@ -780,8 +780,8 @@ def _request_content(
 
 # Calls whose API takes no messages, though LiteLLM's payload wraps their content as user messages: an
 # embedding's `input`, a text completion's or an image's `prompt` (one message per item of a list), a
-# Responses call's `input` string, the text a moderation checks or a speech call speaks. The record keeps what the provider was sent, as `input`, as the OTel
-# layer does (and the dashboard rebuilds the call from).
+# Responses call's `input` string, the text a moderation checks or a speech call speaks. The record keeps
+# what the provider was sent, as `input`, as the OTel layer does (and the dashboard rebuilds the call from).
 _INPUT_CALLS = ("embedding", "text_completion", "image_generation", "responses", "moderation", "speech")
 
 

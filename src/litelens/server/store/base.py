@@ -282,8 +282,8 @@ class Store(ABC):
     def session_totals(self, project_id: int, session_id: str) -> Row | None:
         """What the session's calls add up to: `{"calls", "errors", "input_tokens", "output_tokens",
         "cost_usd", "priced_calls", "duration_ms"}`, or None for a session without calls. `cost_usd` sums
-        the `priced_calls` calls that had a cost, and is None when none had (unknown, not free). Its calls, in start order, are
-        `list_calls` filtered to the session, ascending by start time (paged)."""
+        the `priced_calls` calls that had a cost, and is None when none had (unknown, not free). Its calls,
+        in start order, are `list_calls` filtered to the session, ascending by start time (paged)."""
 
     def session_page(
         self, project_id: int, session_id: str, limit: int = 50, cursor: str | None = None

@@ -472,7 +472,8 @@ class BatchWriter:
             "count = rollups.count + excluded.count, errors = rollups.errors + excluded.errors, "
             "tokens_in = rollups.tokens_in + excluded.tokens_in, "
             "tokens_out = rollups.tokens_out + excluded.tokens_out, cost = rollups.cost + excluded.cost, "
-            "priced = rollups.priced + excluded.priced, latency_hist = excluded.latency_hist, ttft_hist = excluded.ttft_hist",
+            "priced = rollups.priced + excluded.priced, latency_hist = excluded.latency_hist, "
+            "ttft_hist = excluded.ttft_hist",
         )
         if emptied:
             cur.executemany(
