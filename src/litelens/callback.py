@@ -14,6 +14,7 @@ import logging
 import signal
 import threading
 import time
+import uuid
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from types import FrameType
@@ -309,8 +310,16 @@ class Callback(CustomLogger):
         s = self.settings
         if item.slo is None:
             return _from_kwargs(item, s)
+        slo = item.slo
+        response = slo.get("response")
+        if response is not None and type(response) is not dict:
+            # A sync moderation's payload, which litelens makes itself (`_report_moderation`), holds
+            # LiteLLM's response object; LiteLLM's own payloads hold dicts.
+            dump = getattr(response, "model_dump", None)
+            if callable(dump):
+                slo = {**slo, "response": dump()}
         return rec.from_standard_logging(
-            item.slo,
+            slo,
             call_id=item.call_id,
             user_metadata=item.user_metadata,
             session_id=item.session_id,
@@ -545,13 +554,10 @@ def _report_moderation(
 ) -> None:
     """Hand a sync moderation to the loggers as LiteLLM hands an `amoderation()` to them."""
     try:
-        import uuid
-
         end = time.time()
         given = args[0] if args else kwargs.get("input")
         model = args[1] if len(args) > 1 else kwargs.get("model")
         model = rec.without_provider(model, "openai") if isinstance(model, str) else model
-        dump = getattr(response, "model_dump", None)
         # The OTel layer hands its call id in (so both layers' records of the call are merged).
         given_id = kwargs.get("litellm_call_id")
         call_id = given_id if isinstance(given_id, str) and given_id else str(uuid.uuid4())
@@ -566,7 +572,8 @@ def _report_moderation(
             "startTime": start,
             "endTime": end,
             "messages": given,
-            "response": dump() if callable(dump) else {},
+            # The response object as it is: `_build` dumps it on the sender thread, not the caller's.
+            "response": response if response is not None else {},
             # What LiteLLM's cost map says of moderation models, and what it reports for amoderation().
             "response_cost": 0.0,
             "model_parameters": {},

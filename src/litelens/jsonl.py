@@ -489,9 +489,9 @@ class JsonlWriter:
         named a microsecond after the newest instead, until the clock has caught up. Called with the
         folder's lock held, so every process writing the path sees the others' names."""
         stem, suffix = _split(self.path)
-        pattern = _pattern(self.path)
-        stamps = [m.group(1) for f in rotated_files(self.path) if (m := pattern.match(f.name))]
-        newest = max(map(_stamp_us, stamps), default=-1)
+        rotated = rotated_files(self.path)  # oldest first: the last is the newest
+        last = _pattern(self.path).match(rotated[-1].name) if rotated else None
+        newest = _stamp_us(last.group(1)) if last else -1
         at = max(time.time_ns() // 1000, newest + 1)
         while True:
             seconds, micros = divmod(at, 1_000_000)
