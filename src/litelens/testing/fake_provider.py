@@ -548,9 +548,15 @@ class _Handler(BaseHTTPRequestHandler):
             raise _ClientGone(str(exc)) from exc
 
     def _send_json(self, status: int, payload: Any, extra: Mapping[str, str] | None = None) -> None:
-        body = json.dumps(payload, separators=(",", ":")).encode()
+        self._send_body(
+            status, json.dumps(payload, separators=(",", ":")).encode(), "application/json", extra
+        )
+
+    def _send_body(
+        self, status: int, body: bytes, content_type: str, extra: Mapping[str, str] | None = None
+    ) -> None:
         self.send_response(status)
-        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
         for name, value in (extra or {}).items():
             self.send_header(name, value)
@@ -689,17 +695,6 @@ class _Handler(BaseHTTPRequestHandler):
         if not stream:
             self._sleep(directives.get("latency_ms", 0))
         handler(body, directives)
-
-    def _send_bytes(self, data: bytes, content_type: str) -> None:
-        self.send_response(200)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(data)))
-        try:
-            self.end_headers()
-        except OSError as exc:
-            self.close_connection = True
-            raise _ClientGone(str(exc)) from exc
-        self._write(data)
 
     def _send_png(self) -> None:
         self.send_response(200)
@@ -1078,7 +1073,7 @@ class _Handler(BaseHTTPRequestHandler):
         text = " ".join(_output_words(max(0, int(directives.get("tokens", _DEFAULT_TOKENS)))))
         fmt = str(body.get("response_format") or "json")
         if fmt == "text":
-            self._send_bytes(text.encode(), "text/plain; charset=utf-8")
+            self._send_body(200, text.encode(), "text/plain; charset=utf-8")
         elif fmt in ("srt", "vtt"):
 
             def stamp(seconds: float, sep: str) -> str:
@@ -1090,7 +1085,7 @@ class _Handler(BaseHTTPRequestHandler):
                 cue = f"1\n{stamp(0, ',')} --> {stamp(duration, ',')}\n{text}\n"
             else:
                 cue = f"WEBVTT\n\n{stamp(0, '.')} --> {stamp(duration, '.')}\n{text}\n"
-            self._send_bytes(cue.encode(), "text/plain; charset=utf-8")
+            self._send_body(200, cue.encode(), "text/plain; charset=utf-8")
         elif fmt == "verbose_json":
             segment = {
                 "id": 0,
@@ -1127,7 +1122,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         words = max(1, _count_words(_input_texts(body.get("input"))))
         size = int(directives.get("audio_bytes", words * _SPEECH_BYTES_PER_WORD))
-        self._send_bytes(_audio_bytes(max(0, size), fmt), _AUDIO_TYPES[fmt])
+        self._send_body(200, _audio_bytes(max(0, size), fmt), _AUDIO_TYPES[fmt])
 
     # -- rerank ----------------------------------------------------------------------------------
 
