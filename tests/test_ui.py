@@ -902,6 +902,51 @@ def test_long_unbroken_ids_and_names_wrap_instead_of_widening_the_page(
 
 
 @pytest.mark.service
+def test_the_overviews_breakdowns_show_ordinary_model_and_provider_names_on_one_line(
+    sqlite_server: ServerProcess, visit: Callable[..., Visit], shots: Shots
+) -> None:
+    """Three breakdown tables side by side left their name column a few letters wide on a 1400px
+    screen: "text-embedding-3-small" read as five broken lines ("text-", "embe", "dding", ...)."""
+    names = {"text-embedding-3-small": "openai", "mistral-small-latest": "mistral", "deepseek-chat": "deepseek"}
+    post_records(
+        sqlite_server.client(),
+        [
+            make_record(f"one-line-{i}", request_model=model, response_model=model, provider=provider, cost_usd=1e-5)
+            for i, (model, provider) in enumerate(names.items())
+        ],
+    )
+    v = visit(sqlite_server)
+    v.go("/?refresh=0")
+    for table, shown in (("by-model", list(names)), ("by-provider", list(names.values()))):
+        for name in shown:
+            link = v.page.locator(f"[data-testid={table}] a", has_text=name).first
+            lines = link.evaluate("a => a.getClientRects().length")
+            assert lines == 1, f"{name!r} in {table} is broken over {lines} lines"
+    shots(v.page, "breakdowns")
+    # The charts of the same page: the cost axis of cheap calls reads "$0.000050", which the fixed left
+    # margin cut to ").000050"; the time-to-first-token chart, with no stream among these calls, had an
+    # invented scale "0 ms, 0 ms, 1 ms" instead of saying it has no data.
+    charts = v.page.evaluate(
+        """() => [...document.querySelectorAll('figure.chart')].map(f => ({
+            title: f.querySelector('.chart-title').textContent,
+            axis: [...f.querySelectorAll('svg text.axis[text-anchor=end]')]
+                .filter(t => t.getAttribute('x') < 100)
+                .map(t => ({text: t.textContent, left: t.getBBox().x})),
+            says: [...f.querySelectorAll('svg text.axis')].map(t => t.textContent),
+        }))"""
+    )
+    by_title = {c["title"]: c for c in charts}
+    assert "$0.000050" in [a["text"] for a in by_title["Cost"]["axis"]]
+    cut = [(c["title"], a["text"]) for c in charts for a in c["axis"] if a["left"] < 0]
+    assert not cut, f"axis labels cut at the chart's left edge: {cut}"
+    for chart in charts:
+        values = [a["text"] for a in chart["axis"]]
+        assert len(values) == len(set(values)), f"{chart['title']}: axis {values}"
+    ttft = by_title["Time to first token"]
+    assert ttft["axis"] == [] and "no data in this range" in ttft["says"]
+
+
+@pytest.mark.service
 def test_an_overview_link_with_an_unknown_refresh_still_shows_the_page(sqlite_server: ServerProcess) -> None:
     assert 'data-refresh="30"' in page_html(sqlite_server, "/?range=6h&refresh=off")  # was a JSON 422
     assert "data-refresh" not in page_html(sqlite_server, "/?refresh=0")

@@ -15,7 +15,10 @@ from html import escape
 from markupsafe import Markup
 
 WIDTH, HEIGHT = 600, 180
-LEFT, RIGHT, TOP, BOTTOM = 56, 8, 10, 22  # margins for the axis labels
+LEFT, RIGHT, TOP, BOTTOM = 56, 8, 10, 22  # margins for the axis labels; LEFT is the least left margin
+# Width of one character of an axis label in viewBox units (11px sans-serif, see app.css), with room to
+# spare: the left margin grows to the longest label of the value axis, so "$0.000050" is not cut.
+CHAR_WIDTH = 6.8
 Format = Callable[[float], str]
 EMPTY = "\u2013"  # an en dash: a bucket without a value
 
@@ -44,9 +47,9 @@ def nice_ceiling(value: float) -> float:
     return 10 * power
 
 
-def _x(index: int, count: int) -> float:
-    inner = WIDTH - LEFT - RIGHT
-    return LEFT + inner * (index + 0.5) / max(count, 1)
+def _x(index: int, count: int, left: float) -> float:
+    inner = WIDTH - left - RIGHT
+    return left + inner * (index + 0.5) / max(count, 1)
 
 
 def _y(value: float, top: float) -> float:
@@ -54,18 +57,32 @@ def _y(value: float, top: float) -> float:
     return TOP + inner * (1 - min(value, top) / top)
 
 
-def _axes(top: float, fmt: Format, labels: Sequence[str]) -> list[str]:
+def _value_axis(top: float, fmt: Format, empty: bool) -> tuple[list[tuple[float, str]], float]:
+    """The value axis's ticks (value, label) and the left margin that fits their labels. A chart with
+    no value at all gets no value labels: its scale would be made up ("0 ms, 0 ms, 1 ms")."""
+    ticks = [(top * fraction, "" if empty else fmt(top * fraction)) for fraction in (0.0, 0.5, 1.0)]
+    longest = max(len(label) for _, label in ticks)
+    return ticks, max(float(LEFT), round(longest * CHAR_WIDTH + 10, 1))
+
+
+def _axes(top: float, ticks: list[tuple[float, str]], labels: Sequence[str], left: float) -> list[str]:
     parts = []
-    for fraction in (0.0, 0.5, 1.0):
-        y = _y(top * fraction, top)
-        parts.append(f'<line class="grid" x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{y:.1f}" y2="{y:.1f}"/>')
+    for value, text in ticks:
+        y = _y(value, top)
+        parts.append(f'<line class="grid" x1="{left}" x2="{WIDTH - RIGHT}" y1="{y:.1f}" y2="{y:.1f}"/>')
+        if text:
+            parts.append(
+                f'<text class="axis" x="{left - 6}" y="{y + 4:.1f}" text-anchor="end">{escape(text)}</text>'
+            )
+    if not any(text for _, text in ticks):
         parts.append(
-            f'<text class="axis" x="{LEFT - 6}" y="{y + 4:.1f}" text-anchor="end">{escape(fmt(top * fraction))}</text>'
+            f'<text class="axis" x="{(left + WIDTH - RIGHT) / 2:.1f}" y="{(TOP + HEIGHT - BOTTOM) / 2:.1f}" '
+            'text-anchor="middle">no data in this range</text>'
         )
     count = len(labels)
     if count:
         for index, anchor in ((0, "start"), (count // 2, "middle"), (count - 1, "end")):
-            x = _x(index, count) if anchor == "middle" else (LEFT if anchor == "start" else WIDTH - RIGHT)
+            x = _x(index, count, left) if anchor == "middle" else (left if anchor == "start" else WIDTH - RIGHT)
             parts.append(
                 f'<text class="axis" x="{x:.1f}" y="{HEIGHT - 6}" text-anchor="{anchor}">'
                 f"{escape(labels[index])}</text>"
@@ -73,10 +90,10 @@ def _axes(top: float, fmt: Format, labels: Sequence[str]) -> list[str]:
     return parts
 
 
-def _hits(labels: Sequence[str], series: Sequence[Series], fmt: Format) -> list[str]:
+def _hits(labels: Sequence[str], series: Sequence[Series], fmt: Format, left: float) -> list[str]:
     """Invisible full-height columns, one per bucket, that carry the bucket's values for the tooltip."""
     count = len(labels)
-    inner = WIDTH - LEFT - RIGHT
+    inner = WIDTH - left - RIGHT
     width = inner / max(count, 1)
     parts = []
     for index, label in enumerate(labels):
@@ -85,7 +102,7 @@ def _hits(labels: Sequence[str], series: Sequence[Series], fmt: Format) -> list[
         )
         tip = escape(f"{label} · {values}")
         parts.append(
-            f'<rect class="hit" x="{LEFT + index * width:.1f}" y="{TOP}" width="{width:.1f}" '
+            f'<rect class="hit" x="{left + index * width:.1f}" y="{TOP}" width="{width:.1f}" '
             f'height="{HEIGHT - TOP - BOTTOM}" data-tip="{tip}"><title>{tip}</title></rect>'
         )
     return parts
@@ -126,8 +143,10 @@ def _wrap(
 
 def line_chart(title: str, labels: Sequence[str], series: Sequence[Series], fmt: Format) -> Markup:
     """Lines over time buckets; a missing value breaks the line, a lone point is drawn as a dot."""
-    top = nice_ceiling(max((v for s in series for v in s.values if v is not None), default=0.0))
-    body = _axes(top, fmt, labels)
+    values = [v for s in series for v in s.values if v is not None]
+    top = nice_ceiling(max(values, default=0.0))
+    ticks, left = _value_axis(top, fmt, empty=not values)
+    body = _axes(top, ticks, labels, left)
     count = len(labels)
     for s in series:
         path: list[str] = []
@@ -136,7 +155,7 @@ def line_chart(title: str, labels: Sequence[str], series: Sequence[Series], fmt:
             if value is None:
                 pen_down = False
                 continue
-            x, y = _x(index, count), _y(value, top)
+            x, y = _x(index, count, left), _y(value, top)
             path.append(f"{'L' if pen_down else 'M'}{x:.1f} {y:.1f}")
             alone = (index == 0 or s.values[index - 1] is None) and (
                 index == count - 1 or s.values[index + 1] is None
@@ -146,7 +165,7 @@ def line_chart(title: str, labels: Sequence[str], series: Sequence[Series], fmt:
             pen_down = True
         if path:
             body.append(f'<path class="line {escape(s.css)}" d="{" ".join(path)}"/>')
-    body += _hits(labels, series, fmt)
+    body += _hits(labels, series, fmt, left)
     return _wrap(title, body, labels, series, fmt)
 
 
@@ -154,9 +173,11 @@ def bar_chart(title: str, labels: Sequence[str], series: Sequence[Series], fmt: 
     """Stacked bars over time buckets (e.g. successful and failed requests)."""
     totals = [sum(s.values[i] or 0 for s in series) for i in range(len(labels))]
     top = nice_ceiling(max(totals, default=0.0))
-    body = _axes(top, fmt, labels)
+    # A bar chart's empty buckets are zeros (no requests), not unknowns: its axis is always labelled.
+    ticks, left = _value_axis(top, fmt, empty=False)
+    body = _axes(top, ticks, labels, left)
     count = len(labels)
-    width = (WIDTH - LEFT - RIGHT) / max(count, 1)
+    width = (WIDTH - left - RIGHT) / max(count, 1)
     for index in range(count):
         base = 0.0
         for s in series:
@@ -165,11 +186,11 @@ def bar_chart(title: str, labels: Sequence[str], series: Sequence[Series], fmt: 
                 continue
             y1, y0 = _y(base + value, top), _y(base, top)
             body.append(
-                f'<rect class="bar {escape(s.css)}" x="{LEFT + index * width + width * 0.1:.1f}" '
+                f'<rect class="bar {escape(s.css)}" x="{left + index * width + width * 0.1:.1f}" '
                 f'y="{y1:.1f}" width="{width * 0.8:.1f}" height="{max(y0 - y1, 0.5):.1f}"/>'
             )
             base += value
-    body += _hits(labels, series, fmt)
+    body += _hits(labels, series, fmt, left)
     return _wrap(title, body, labels, series, fmt)
 
 
