@@ -907,11 +907,17 @@ def test_the_overviews_breakdowns_show_ordinary_model_and_provider_names_on_one_
 ) -> None:
     """Three breakdown tables side by side left their name column a few letters wide on a 1400px
     screen: "text-embedding-3-small" read as five broken lines ("text-", "embe", "dding", ...)."""
-    names = {"text-embedding-3-small": "openai", "mistral-small-latest": "mistral", "deepseek-chat": "deepseek"}
+    names = {
+        "text-embedding-3-small": "openai",
+        "mistral-small-latest": "mistral",
+        "deepseek-chat": "deepseek",
+    }
     post_records(
         sqlite_server.client(),
         [
-            make_record(f"one-line-{i}", request_model=model, response_model=model, provider=provider, cost_usd=1e-5)
+            make_record(
+                f"one-line-{i}", request_model=model, response_model=model, provider=provider, cost_usd=1e-5
+            )
             for i, (model, provider) in enumerate(names.items())
         ],
     )

@@ -361,3 +361,26 @@ def test_an_embeddings_answer_and_a_responses_tool_call_read_as_the_call_returne
     assert earlier.title == "weather call_7"
     assert (result.kind, result.title, result.text) == ("tool_result", "tool result call_7", "12 degrees")
     assert (call.kind, call.title) == ("tool_call", "weather call_8")
+
+
+def test_an_inline_image_is_named_by_its_size_in_bytes_not_by_the_characters_of_what_was_stored() -> None:
+    """LiteLLM logs a long base64 image as "data:image/png;base64,[base64_data truncated: 4.0KB]", and the
+    page said "52 characters" for a 4 KB image; a whole or size-capped data URL was counted in characters
+    of base64 text, a third more than the image's bytes."""
+
+    def label(url: str) -> str:
+        message = {"role": "user", "content": [{"type": "image_url", "image_url": {"url": url}}]}
+        [turn] = conversation.conversation({"request": {"messages": [message]}})
+        [part] = turn.parts
+        assert part.kind == "image"
+        return part.text
+
+    assert (
+        label("data:image/png;base64,[base64_data truncated: 4.0KB]") == "image (image/png, 4.0KB, not shown)"
+    )
+    assert label("data:image/jpeg;base64," + "QUJD" * 300) == "image (image/jpeg, 900 bytes, not shown)"
+    assert label("data:image/png;base64,QUI=") == "image (image/png, 2 bytes, not shown)"
+    # Cut by litelens' content limit: the characters kept plus those the mark says were cut.
+    capped = "data:image/webp;base64," + "QUJD" * 10 + "…[truncated 1160 chars]"
+    assert label(capped) == "image (image/webp, 900 bytes, not shown)"
+    assert label("data:text/plain,hello") == "image (text/plain, 5 characters, not shown)"

@@ -82,7 +82,11 @@ def _axes(top: float, ticks: list[tuple[float, str]], labels: Sequence[str], lef
     count = len(labels)
     if count:
         for index, anchor in ((0, "start"), (count // 2, "middle"), (count - 1, "end")):
-            x = _x(index, count, left) if anchor == "middle" else (left if anchor == "start" else WIDTH - RIGHT)
+            x = (
+                _x(index, count, left)
+                if anchor == "middle"
+                else (left if anchor == "start" else WIDTH - RIGHT)
+            )
             parts.append(
                 f'<text class="axis" x="{x:.1f}" y="{HEIGHT - 6}" text-anchor="{anchor}">'
                 f"{escape(labels[index])}</text>"

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import pprint
+import re
 import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -45,10 +46,33 @@ def _as_text(value: Any) -> str:
     return json.dumps(value, indent=2, ensure_ascii=False, default=str)
 
 
+# LiteLLM (1.7x and later) replaces a long base64 payload in what it logs with this, naming its size.
+_LITELLM_BASE64_CUT = re.compile(r"\[base64_data truncated: ([^\]]{1,20})\]")
+# The mark litelens' own size limits leave at the end of a cut string (`record.Limits`).
+_CUT_MARK = re.compile(r"…\[truncated ([0-9]+) chars\]\Z")
+
+
+def _inline_size(url: str) -> str:
+    """The size of a data URL's image as the user knows it: its bytes, not the characters of its
+    base64 text, nor those of the marker LiteLLM or litelens' limits left in its place."""
+    payload = url.split(",", 1)[1] if "," in url else ""
+    named = _LITELLM_BASE64_CUT.search(payload)
+    if named:
+        return named.group(1)
+    if ";base64" not in url.split(",", 1)[0]:
+        return f"{len(payload):,} characters"
+    chars = len(payload.rstrip("="))
+    cut = _CUT_MARK.search(payload)
+    if cut:
+        chars = cut.start() + int(cut.group(1))
+    return f"{chars * 3 // 4:,} bytes"
+
+
 def _image(source: Any) -> Part:
     url = source.get("url") if isinstance(source, Mapping) else source
     if isinstance(url, str) and url.startswith("data:"):
-        label = f"image ({url[5:].split(';', 1)[0] or 'inline'}, {len(url):,} characters, not shown)"
+        mime = url[5:].split(",", 1)[0].split(";", 1)[0] or "inline"
+        label = f"image ({mime}, {_inline_size(url)}, not shown)"
     elif isinstance(url, str) and url:
         label = f"image at {url[:300]} (not loaded)"
     else:
