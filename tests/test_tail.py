@@ -376,3 +376,20 @@ def test_tail_says_what_is_wrong(project_server: ServerProcess, tails: list[Tail
     assert "refused the API key" in tail.errors.get(timeout=5)
     out = subprocess.run([*CLI, "tail"], capture_output=True, text=True, timeout=60)
     assert out.returncode == 2 and "--jsonl" in out.stderr
+
+
+def test_a_tiny_cost_reads_as_what_it_cost_not_as_nothing() -> None:
+    """An embedding of 22 tokens costs $0.00000044: the line said "$0.000000", a call that cost nothing,
+    where the dashboard says "$0.00000044"."""
+
+    def cost(value: float | None) -> str:
+        line = format_call({"status": "ok", "model": "m", "cost_usd": value, "call_type": "embedding"})
+        return line.split()[-2]
+
+    assert cost(4.4e-07) == "$0.00000044"
+    assert cost(0.000123) == "$0.00012"
+    assert cost(0.0042) == "$0.00420"
+    assert cost(0.25) == "$0.2500"
+    assert cost(1234.5) == "$1,234.50"
+    assert cost(0) == "$0"
+    assert cost(None) == "-"

@@ -3,7 +3,7 @@
 It reads both shapes a call comes in: a full call record (`usage.input_tokens`, `error.type`) and a
 row of the query API's `/api/calls` (`input_tokens`, `error_type`), so both commands print alike:
 
-    06:01:02  ok    gpt-4o-mini        812 ms  ttft  120 ms    412 →   96 tok  $0.000123  chat
+    06:01:02  ok    gpt-4o-mini        812 ms  ttft  120 ms    412 →   96 tok   $0.00012  chat
     06:01:03  ERR   gpt-4o            3012 ms                    0 →    0 tok          -  chat  RateLimitError: ...
 
 Standard library only: this module is part of the zero-dependency core.
@@ -11,6 +11,7 @@ Standard library only: this module is part of the zero-dependency core.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -32,6 +33,16 @@ def _clock(start: float | None) -> str:
         return time.strftime("%H:%M:%S", time.localtime(start)) if start is not None else "--:--:--"
     except (OverflowError, ValueError, OSError):
         return "--:--:--"
+
+
+def _cost(value: float) -> str:
+    """Dollars with two significant digits however small, as the dashboard shows them: an embedding of a
+    few tokens costs under a millionth of a dollar, and "$0.000000" reads as a call that cost nothing."""
+    if value == 0 or not math.isfinite(value):
+        return "$0" if value == 0 else f"${value}"
+    if abs(value) < 0.01:
+        return f"${value:.{max(5, 1 - math.floor(math.log10(abs(value))))}f}"
+    return f"${value:,.2f}" if abs(value) >= 100 else f"${value:.4f}"
 
 
 def format_call(call: Mapping[str, Any], color: bool = False, width: int = 60) -> str:
@@ -58,7 +69,7 @@ def format_call(call: Mapping[str, Any], color: bool = False, width: int = 60) -
         f"{duration:>7.0f} ms" if duration is not None else f"{'-':>10}",
         f"ttft {ttft:>5.0f} ms" if ttft is not None else " " * 13,
         f"{tokens_in:>6.0f} → {tokens_out:>5.0f} tok",
-        f"${cost:.6f}" if cost is not None else f"{'-':>10}",
+        f"{_cost(cost) if cost is not None else '-':>10}",
         str(call.get("call_type") or ""),
     ]
     error_type = error.get("type") or call.get("error_type")
