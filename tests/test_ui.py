@@ -612,6 +612,24 @@ def test_calls_without_a_price_make_an_unknown_cost_not_a_cost_of_zero(
     shots(page, "overview-partly-priced")
 
 
+@pytest.mark.service
+def test_a_range_without_calls_has_an_unknown_cost_and_free_priced_calls_cost_zero(
+    sqlite_server: ServerProcess,
+) -> None:
+    """The cost tile of a range with no calls at all said "$0", as if calls had been made and cost
+    nothing; the dashboard writes an unknown cost as "–". Calls priced at $0 still read "$0"."""
+
+    def cost_tile() -> str:
+        html = page_html(sqlite_server, "/?range=1h&refresh=0")
+        found = re.search(r'data-testid="total-cost">([^<]*)<', html)
+        assert found, html
+        return htmllib.unescape(found.group(1))
+
+    assert cost_tile() == EMPTY
+    post_records(sqlite_server.client(), [make_record("free", time.time() - 60, cost_usd=0.0)])
+    assert cost_tile() == "$0"
+
+
 # --------------------------------------------------------------------------------------------------
 # Server-rendered answers, read over plain HTTP (no browser needed to see these)
 
