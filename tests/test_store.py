@@ -933,6 +933,34 @@ def test_a_session_page_and_its_totals_agree_while_its_calls_are_written(
     assert totals is not None and totals["calls"] == len(calls) == 2
 
 
+def test_a_page_of_calls_shows_each_call_with_its_tags_while_retention_deletes_them(
+    store: SQLStore, store_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`list_calls` (the calls table, `/api/calls`, the live tail) reads a page of calls, then their
+    tags. Read apart, retention (or another collector's) deleting calls in between left the page
+    showing them without their tags. Here that delete lands exactly there: from another store (its
+    own connection), right after the page was read."""
+    project = store.create_project("default")
+    store.write(project, [plain(f"old-{i}", T0 + i, tags=["billing", f"n{i}"]) for i in range(3)], [])
+    other = open_store(store_url)
+    read_page = store._page
+
+    def page_then_retention_runs(*args: Any, **kwargs: Any) -> Any:
+        page = read_page(*args, **kwargs)
+        assert other.delete_older_than(T0 + 60) == 3
+        return page
+
+    monkeypatch.setattr(store, "_page", page_then_retention_runs)
+    try:
+        rows, _ = store.list_calls(project, CallFilter(tag="billing"))
+    finally:
+        other.close()
+    # As of one moment: the calls as they were, each with its tags (they are gone only after).
+    assert {c["call_id"]: c["tags"] for c in rows} == {f"old-{i}": ["billing", f"n{i}"] for i in range(3)}
+    monkeypatch.undo()
+    assert store.list_calls(project)[0] == []
+
+
 def test_traces_and_sessions(store: SQLStore) -> None:
     project = store.create_project("default")
     calls = [make(f"s{i}", T0 + i * 10, session=f"sess-{i % 3}", trace=TRACE) for i in range(9)]
