@@ -1577,6 +1577,46 @@ def test_a_tag_longer_than_the_tag_limit_is_stored_found_and_counted_as_the_warn
     assert {r["group"]: r["count"] for r in stats["rows"]} == {tag[:200]: 1, "short": 1}
 
 
+def test_filters_by_a_name_or_tag_as_the_app_sent_it_find_the_call_stored_cut(
+    db_project_server: ServerProcess,
+) -> None:
+    """Ingest cuts names to 256 characters and tags to 200 and stores the call; a filter by the value as
+    the app sent it (300 characters) was a 422 ("at most 256 characters"), so the call could only be
+    found by a value the user never sent. Filters are cut as ingest cuts; only an absurd length (more
+    than a URL can sensibly carry) is still refused, by name."""
+    client = db_project_server.client()
+    rng = random.Random(12)
+    sent = {k: "".join(rng.choices(string.ascii_letters, k=300)) for k in ("session", "user", "model", "tag")}
+    record = make_record(
+        "long-sent",
+        session_id=sent["session"],
+        end_user=sent["user"],
+        request_model=sent["model"],
+        response_model=None,
+        tags=[sent["tag"]],
+        proxy={"key_alias": sent["user"]},
+        status="error",
+        error={"type": sent["model"]},
+    )
+    answer = client.post_json("/v1/events", {"records": [make_record("other"), record]})
+    assert answer.status == 200 and not answer.json()["rejected"], answer
+    for query in (
+        f"session_id={sent['session']}",
+        f"end_user={sent['user']}",
+        f"user={sent['user']}",
+        f"key_alias={sent['user']}",
+        f"model={sent['model']}",
+        f"error_type={sent['model']}",
+        f"tag={sent['tag']}",
+    ):
+        answer = client.get(f"/api/calls?{query}")
+        assert answer.status == 200, (query[:20], answer)
+        assert [c["call_id"] for c in answer.json()["calls"]] == ["long-sent"], query[:20]
+    assert client.get_json(f"/api/sessions/{sent['session']}")["totals"]["calls"] == 1
+    absurd = client.get(f"/api/calls?session_id={'x' * 9000}")
+    assert absurd.status == 422 and "session_id (query)" in absurd.json()["error"], absurd
+
+
 def test_a_time_no_clock_gives_is_rejected_and_the_live_tail_keeps_showing_new_calls(
     project_server: ServerProcess,
 ) -> None:

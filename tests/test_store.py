@@ -767,6 +767,71 @@ def test_a_version_7_database_learns_which_sessions_and_buckets_had_no_price(sto
     upgraded.close()
 
 
+def test_a_version_7_database_with_tags_over_200_characters_counts_their_priced_calls(
+    store_url: str,
+) -> None:
+    """Releases before the collector cut tags at ingest kept a tag whole in the record and in the
+    rollups, but cut to 200 characters in `call_tags`. The v8 upgrade counted priced calls per tag
+    through `call_tags`, found none under such a tag, and took its rollup rows as wholly priced when
+    they had a cost (no "1 of 3 priced" mark) and as unpriced when their priced calls cost $0 (an
+    unknown cost in place of $0). Counted from the calls' records, they read as this release writes."""
+    rng = random.Random(9)
+    stem = "".join(rng.choices("abcdefghij", k=200))
+    mixed, free, twin = stem + "-mixed" * 5, stem + "-free" * 5, stem + "-twin" * 5  # one 200-char prefix
+    records = [
+        plain("m-priced", T0 + 1, tags=[mixed, "short"], cost_usd=0.01),
+        plain("m-unpriced-1", T0 + 2, tags=[mixed, "short"], cost_usd=None),
+        plain("m-unpriced-2", T0 + 400, tags=[mixed, twin], cost_usd=None),
+        plain("f-1", T0 + 3, tags=[free], cost_usd=0.0),
+        plain("f-2", T0 + 4000, tags=[free, mixed[:200]], cost_usd=0.0),
+        plain("t-1", T0 + 5, tags=[twin, twin], cost_usd=0.02),
+    ]
+    new = open_store(store_url)
+    assert isinstance(new, SQLStore)
+    new.migrate()
+    pid = new.create_project("legacy")
+    new.write(pid, records, [])
+
+    def answers(s: SQLStore) -> list[Any]:
+        out: list[Any] = []
+        for bucket in (60, 300, 3600, 7200):
+            out.append(s.aggregate(pid, T0 - 3600, T0 + 3 * 3600, bucket, "tag"))
+        out.append(s.top_groups(pid, T0 - 3600, T0 + 3 * 3600, "tag"))
+        return out
+
+    expected = answers(new)
+    tags = {row["group"]: row for row in expected[-1][0]}
+    assert (tags[mixed]["priced_calls"], tags[mixed]["count"]) == (1, 3)
+    assert (tags[free]["cost_usd"], tags[free]["priced_calls"]) == (0.0, 2)
+    assert (tags[twin]["priced_calls"], tags[twin]["count"]) == (1, 2)
+    # The database as such a release left it: tags cut to 200 characters in `call_tags` (whole in the
+    # records and the rollups), and none of the columns v8 adds.
+    with new._write() as cur:
+        cur.execute(new._q("DELETE FROM call_tags WHERE project_id = ?"), (pid,))
+        cut = {(r["call_id"], t[:200]) for r in records for t in r["tags"]}
+        cur.executemany(
+            new._q("INSERT INTO call_tags (project_id, call_id, tag) VALUES (?, ?, ?)"),
+            [(pid, call_id, tag) for call_id, tag in sorted(cut)],
+        )
+        for table in ("sessions", "rollups"):
+            cur.execute(f"ALTER TABLE {table} DROP COLUMN priced")
+        cur.execute(new._q("DELETE FROM schema_version WHERE version > ?"), (new.latest_version - 1,))
+    new.close()
+
+    upgraded = open_store(store_url)
+    assert isinstance(upgraded, SQLStore)
+    assert upgraded.migrate() == upgraded.latest_version
+    got = answers(upgraded)
+    tags = {row["group"]: row for row in got[-1][0]}
+    assert [(tags[t]["priced_calls"], tags[t]["cost_usd"]) for t in (mixed, free, twin)] == [
+        (1, pytest.approx(0.01)),
+        (2, 0.0),
+        (1, pytest.approx(0.02)),
+    ]
+    assert got == expected
+    upgraded.close()
+
+
 def test_retention_deletes_only_old_rows(store: SQLStore) -> None:
     project = store.create_project("default")
     other = store.create_project("other")
@@ -931,6 +996,34 @@ def test_a_session_page_and_its_totals_agree_while_its_calls_are_written(
     monkeypatch.undo()  # the next read sees both, agreeing again
     totals, (calls, _) = store.session_page(project, "live")
     assert totals is not None and totals["calls"] == len(calls) == 2
+
+
+def test_a_page_of_calls_shows_each_call_with_its_tags_while_retention_deletes_them(
+    store: SQLStore, store_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`list_calls` (the calls table, `/api/calls`, the live tail) reads a page of calls, then their
+    tags. Read apart, retention (or another collector's) deleting calls in between left the page
+    showing them without their tags. Here that delete lands exactly there: from another store (its
+    own connection), right after the page was read."""
+    project = store.create_project("default")
+    store.write(project, [plain(f"old-{i}", T0 + i, tags=["billing", f"n{i}"]) for i in range(3)], [])
+    other = open_store(store_url)
+    read_page = store._page
+
+    def page_then_retention_runs(*args: Any, **kwargs: Any) -> Any:
+        page = read_page(*args, **kwargs)
+        assert other.delete_older_than(T0 + 60) == 3
+        return page
+
+    monkeypatch.setattr(store, "_page", page_then_retention_runs)
+    try:
+        rows, _ = store.list_calls(project, CallFilter(tag="billing"))
+    finally:
+        other.close()
+    # As of one moment: the calls as they were, each with its tags (they are gone only after).
+    assert {c["call_id"]: c["tags"] for c in rows} == {f"old-{i}": ["billing", f"n{i}"] for i in range(3)}
+    monkeypatch.undo()
+    assert store.list_calls(project)[0] == []
 
 
 def test_traces_and_sessions(store: SQLStore) -> None:

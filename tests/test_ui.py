@@ -9,6 +9,7 @@ import csv
 import html as htmllib
 import io
 import json
+import math
 import re
 import shutil
 import sqlite3
@@ -25,9 +26,11 @@ from playwright.sync_api import expect
 from litelens import semconv
 from litelens.callback import Callback
 from litelens.server.ui.detail import SESSION_ROWS
-from litelens.server.ui.render import EMPTY
+from litelens.server.ui.render import EMPTY, fmt_bucket
+from litelens.server.ui.timerange import RANGES
 from litelens.testing import FakeProvider
 from server_helpers import Client, ServerProcess, make_record, otlp_json, otlp_json_span
+from test_ui_charts import SVG, parse_svg
 from ui_helpers import Shots, Visit, post_records, save_overview_screenshot, workload
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -610,6 +613,75 @@ def test_calls_without_a_price_make_an_unknown_cost_not_a_cost_of_zero(
     assert page.inner_text("[data-testid=total-cost-priced]") == "1 of 4 calls priced"
     assert last_cell("by-model", "local-llm") == EMPTY, "still none of that model's calls had a price"
     shots(page, "overview-partly-priced")
+
+
+@pytest.mark.service
+def test_a_range_without_calls_has_an_unknown_cost_and_free_priced_calls_cost_zero(
+    sqlite_server: ServerProcess,
+) -> None:
+    """The cost tile of a range with no calls at all said "$0", as if calls had been made and cost
+    nothing; the dashboard writes an unknown cost as an en dash. Calls priced at $0 still read "$0"."""
+
+    def cost_tile() -> str:
+        html = page_html(sqlite_server, "/?range=1h&refresh=0")
+        found = re.search(r'data-testid="total-cost">([^<]*)<', html)
+        assert found, html
+        return htmllib.unescape(found.group(1))
+
+    assert cost_tile() == EMPTY
+    post_records(sqlite_server.client(), [make_record("free", time.time() - 60, cost_usd=0.0)])
+    assert cost_tile() == "$0"
+
+
+@pytest.mark.service
+def test_the_cost_chart_says_which_buckets_had_no_price_instead_of_drawing_them_at_zero(
+    sqlite_server: ServerProcess,
+) -> None:
+    """A time bucket whose calls LiteLLM could not price has an unknown cost: the chart leaves a gap
+    there (never a point at $0), but its tooltip said only "cost" and an en dash, as for a bucket without
+    any value; it now says the calls were unpriced, and a partly priced bucket says how many of its
+    calls its cost holds."""
+    now = time.time()
+    bucket = RANGES["6h"][2]
+    unpriced_at, priced_at, mixed_at = (
+        math.floor(now / bucket) * bucket - k * bucket + 1 for k in (12, 8, 4)
+    )
+    post_records(
+        sqlite_server.client(),
+        [make_record(f"unpriced-{i}", unpriced_at + i) for i in range(3)]
+        + [make_record("priced", priced_at, cost_usd=0.25)]
+        + [make_record("mixed-priced", mixed_at, cost_usd=0.5), make_record("mixed-unpriced", mixed_at + 1)],
+    )
+    html = page_html(sqlite_server, "/?range=6h&refresh=0")
+    chart = re.search(
+        r'<figure class="chart"><figcaption><span class="chart-title">Cost</span>.*?</figure>', html
+    )
+    assert chart, html
+    svg = parse_svg(chart.group(0))
+    # Per bucket column: its tooltip and where it spans on the x axis.
+    hits = {
+        h.get("data-tip", ""): (float(h.get("x", 0)), float(h.get("width", 0)))
+        for h in svg.iter(f"{SVG}rect")
+        if h.get("class") == "hit"
+    }
+    tip = {}
+    for when in (unpriced_at, priced_at, mixed_at):
+        label = fmt_bucket(math.floor(when / bucket) * bucket, bucket)
+        tip[when] = next(t for t in hits if t.startswith(label + " "))
+        assert tip[when].startswith(f"{label} · cost ")
+    assert tip[unpriced_at].endswith(" · cost unpriced (3 calls)")
+    assert tip[priced_at].endswith(" · cost $0.2500")
+    assert tip[mixed_at].endswith(" · cost $0.5000 (1 of 2 calls priced)")
+    assert "calls without a price" in chart.group(0), "the legend says what a gap means"
+    # The unpriced bucket is a gap in the line, not a point at $0; the others are points of it.
+    [line] = svg.findall(f"{SVG}path")
+    xs = [float(x) for x in re.findall(r"[ML]([\d.]+) ", line.get("d", ""))]
+
+    def drawn(when: float) -> bool:
+        left, width = hits[tip[when]]
+        return any(left <= x < left + width for x in xs)
+
+    assert not drawn(unpriced_at) and drawn(priced_at) and drawn(mixed_at), line.get("d")
 
 
 # --------------------------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from starlette.exceptions import HTTPException
 from litelens.record import MAX_TAG_CHARS
 from litelens.server import fastjson
 from litelens.server.deps import Project, store_call
+from litelens.server.ingest import MAX_NAME
 from litelens.server.store.base import CallFilter, Store
 
 router = APIRouter(tags=["query"])
@@ -37,19 +38,26 @@ def finite_times(**times: float | None) -> None:
             raise HTTPException(400, f"{name} must be a finite number of epoch seconds")
 
 
+# A filter by a name (session, user, model...) or a tag is compared as ingest stored it: cut to its first
+# `MAX_NAME` (a tag, `MAX_TAG_CHARS`) characters, so the value an app sent, however long, finds its calls.
+# Only a value no app sends is refused (a 422 naming the parameter): longer than this many characters.
+MAX_FILTER_CHARS = 8192
+_AS_STORED = f"compared by its first {MAX_NAME} characters, as a longer name is stored cut to them"
+
+
 def call_filter(
     start: Annotated[float | None, Query(description="Calls started at or after (epoch seconds)")] = None,
     end: Annotated[float | None, Query(description="Calls started before (epoch seconds, exclusive)")] = None,
     model: Annotated[
         str | None,
         Query(
-            description="the requested or the response model, also as `<provider>/<model>`",
-            max_length=256,
+            description=f"the requested or the response model, also as `<provider>/<model>`; {_AS_STORED}",
+            max_length=MAX_FILTER_CHARS,
         ),
     ] = None,
-    provider: Annotated[str | None, Query(max_length=256)] = None,
+    provider: Annotated[str | None, Query(description=_AS_STORED, max_length=MAX_FILTER_CHARS)] = None,
     status: Annotated[Literal["ok", "error", "cancelled"] | None, Query()] = None,
-    error_type: Annotated[str | None, Query(max_length=256)] = None,
+    error_type: Annotated[str | None, Query(description=_AS_STORED, max_length=MAX_FILTER_CHARS)] = None,
     no_error_type: Annotated[
         bool,
         Query(
@@ -58,20 +66,23 @@ def call_filter(
         ),
     ] = False,
     call_type: Annotated[str | None, Query(max_length=64)] = None,
-    end_user: Annotated[str | None, Query(max_length=256)] = None,
-    user_id: Annotated[str | None, Query(max_length=256)] = None,
+    end_user: Annotated[str | None, Query(description=_AS_STORED, max_length=MAX_FILTER_CHARS)] = None,
+    user_id: Annotated[str | None, Query(description=_AS_STORED, max_length=MAX_FILTER_CHARS)] = None,
     user: Annotated[
         str | None,
-        Query(description="the end user, else the user id (the user `group_by=user` counts)", max_length=256),
+        Query(
+            description=f"the end user, else the user id (the user `group_by=user` counts); {_AS_STORED}",
+            max_length=MAX_FILTER_CHARS,
+        ),
     ] = None,
-    session_id: Annotated[str | None, Query(max_length=256)] = None,
+    session_id: Annotated[str | None, Query(description=_AS_STORED, max_length=MAX_FILTER_CHARS)] = None,
     trace_id: Annotated[str | None, Query(max_length=64, description="32 hex digits, either case")] = None,
-    key_alias: Annotated[str | None, Query(max_length=256)] = None,
+    key_alias: Annotated[str | None, Query(description=_AS_STORED, max_length=MAX_FILTER_CHARS)] = None,
     tag: Annotated[
         str | None,
         Query(
             description=f"compared by its first {MAX_TAG_CHARS} characters: a longer tag is stored cut to them",
-            max_length=256,
+            max_length=MAX_FILTER_CHARS,
         ),
     ] = None,
     meta: Annotated[
@@ -91,25 +102,30 @@ def call_filter(
     return CallFilter(
         start=start,
         end=end,
-        model=model,
-        provider=provider,
+        model=as_stored(model),
+        provider=as_stored(provider),
         status=status,
-        error_type=error_type,
+        error_type=as_stored(error_type),
         no_error_type=no_error_type,
         call_type=call_type,
-        end_user=end_user,
-        user_id=user_id,
-        user=user,
-        session_id=session_id,
+        end_user=as_stored(end_user),
+        user_id=as_stored(user_id),
+        user=as_stored(user),
+        session_id=as_stored(session_id),
         trace_id=trace_id,
-        key_alias=key_alias,
-        tag=tag[:MAX_TAG_CHARS] if tag else tag,
+        key_alias=as_stored(key_alias),
+        tag=as_stored(tag, MAX_TAG_CHARS),
         metadata=metadata,
         search=q,
     )
 
 
 Filters = Annotated[CallFilter, Depends(call_filter)]
+
+
+def as_stored(name: str | None, limit: int = MAX_NAME) -> str | None:
+    """A name or tag as ingest stores it (`ingest.cut_long_names`): its first `limit` characters."""
+    return name[:limit] if name else name
 
 
 @router.get("/calls", summary="List calls, newest first, with filters and cursor pagination")
@@ -392,7 +408,7 @@ async def session_page(
     # One store call, read as of one moment (`Store.session_page`): read apart, a call stored in
     # between was listed on the page but not counted in the totals.
     result: tuple[dict[str, Any] | None, tuple[list[dict[str, Any]], str | None]] = await store_call(
-        request.app.state.store.session_page, project, session_id, limit, cursor
+        request.app.state.store.session_page, project, as_stored(session_id), limit, cursor
     )
     return result
 

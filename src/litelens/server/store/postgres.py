@@ -183,7 +183,12 @@ _V7 = [
 
 
 # v8: see sqlite._V8.
-_V8 = priced_backfill("CAST(FLOOR(start_time / 60) * 60 AS BIGINT)", "BIGINT")
+_V8 = priced_backfill(
+    "CAST(FLOOR(start_time / 60) * 60 AS BIGINT)",
+    "BIGINT",
+    "json_array_elements_text(CASE WHEN json_typeof(r.record -> 'tags') = 'array' "
+    "THEN r.record -> 'tags' END) AS j (value)",
+)
 
 
 def _cased_regex(text: str) -> str:

@@ -366,8 +366,13 @@ class SQLStore(BatchWriter, Store):
         sort: SortKey = "start_time",
         descending: bool = True,
     ) -> tuple[list[Row], str | None]:
-        rows, next_cursor = self._page(project_id, filters, limit, cursor, sort, descending, _SUMMARY_SELECT)
-        return self._summaries(project_id, rows), next_cursor
+        # The page and its calls' tags in one snapshot: read apart, a call deleted in between (retention,
+        # another collector's) was listed without its tags.
+        with self._snapshot():
+            rows, next_cursor = self._page(
+                project_id, filters, limit, cursor, sort, descending, _SUMMARY_SELECT
+            )
+            return self._summaries(project_id, rows), next_cursor
 
     def get_call(self, project_id: int, call_id: str) -> Record | None:
         with self._read() as cur:
@@ -393,23 +398,26 @@ class SQLStore(BatchWriter, Store):
 
     def get_trace(self, project_id: int, trace_id: str) -> dict[str, list[Row]]:
         trace_id = trace_id.lower()  # hex, stored lower-case: either case finds the trace
-        with self._read() as cur:
-            cur.execute(
-                self._q(
-                    f"SELECT {', '.join(_SPAN_COLUMNS)} FROM spans WHERE project_id = ? AND trace_id = ? "
-                    "ORDER BY start_time, span_id"
-                ),
-                (project_id, trace_id),
-            )
-            span_rows = cur.fetchall()
-            cur.execute(
-                self._q(
-                    f"SELECT {_SUMMARY_SELECT} FROM calls c WHERE c.project_id = ? AND c.trace_id = ? "
-                    "ORDER BY c.start_time, c.call_id"
-                ),
-                (project_id, trace_id),
-            )
-            call_rows = cur.fetchall()
+        # Spans, calls and the calls' tags as of one moment (see `list_calls`).
+        with self._snapshot():
+            with self._read() as cur:
+                cur.execute(
+                    self._q(
+                        f"SELECT {', '.join(_SPAN_COLUMNS)} FROM spans WHERE project_id = ? AND trace_id = ? "
+                        "ORDER BY start_time, span_id"
+                    ),
+                    (project_id, trace_id),
+                )
+                span_rows = cur.fetchall()
+                cur.execute(
+                    self._q(
+                        f"SELECT {_SUMMARY_SELECT} FROM calls c WHERE c.project_id = ? AND c.trace_id = ? "
+                        "ORDER BY c.start_time, c.call_id"
+                    ),
+                    (project_id, trace_id),
+                )
+                call_rows = cur.fetchall()
+            calls = self._summaries(project_id, call_rows)
         spans = []
         for row in span_rows:
             span = dict(zip(_SPAN_COLUMNS, row, strict=False))
@@ -417,7 +425,7 @@ class SQLStore(BatchWriter, Store):
             span["resource"] = self._load_json(span["resource"]) or {}
             span["events"] = self._load_json(span["events"]) or []
             spans.append(span)
-        return {"spans": spans, "calls": self._summaries(project_id, call_rows)}
+        return {"spans": spans, "calls": calls}
 
     def list_sessions(
         self, project_id: int, start: float, end: float, limit: int = 50, cursor: str | None = None
@@ -639,10 +647,13 @@ class SQLStore(BatchWriter, Store):
             f"SELECT {_SUMMARY_SELECT} FROM calls c WHERE c.project_id = ? AND {when} >= ? AND {when} < ? "
             f"ORDER BY {expr} DESC, c.call_id DESC LIMIT ?"
         )
-        with self._read() as cur:
-            cur.execute(self._q(sql), (project_id, float(start), float(end), max(1, min(int(limit), 1000))))
-            rows = cur.fetchall()
-        return self._summaries(project_id, rows)
+        with self._snapshot():  # the calls and their tags as of one moment (see `list_calls`)
+            with self._read() as cur:
+                cur.execute(
+                    self._q(sql), (project_id, float(start), float(end), max(1, min(int(limit), 1000)))
+                )
+                rows = cur.fetchall()
+            return self._summaries(project_id, rows)
 
     def top_errors(self, project_id: int, start: float, end: float, limit: int = 10) -> list[Row]:
         """Served by the partial index `calls_errors` (failed calls only), so it reads no call rows."""

@@ -192,7 +192,11 @@ _V7 = [
 # v8: sessions and rollups count the calls that had a known cost. A call LiteLLM could not price has no
 # cost (unknown is not free), but a session or a time bucket of such calls summed to $0: now a row without
 # a priced call reads as unknown, and a row with some says how many. Filled from the calls stored.
-_V8 = priced_backfill("CAST(start_time / 60 AS INTEGER) * 60", "INTEGER")
+_V8 = priced_backfill(
+    "CAST(start_time / 60 AS INTEGER) * 60",
+    "INTEGER",
+    "json_each(CASE json_type(r.record, '$.tags') WHEN 'array' THEN json_extract(r.record, '$.tags') END) j",
+)
 
 
 def _fold(text: Any) -> Any:

@@ -80,15 +80,24 @@ SESSIONS_BACKFILL = (
 )
 
 
-def priced_backfill(minute: str, integer: str) -> list[str]:
+# The length `call_tags` cut a tag to before ingest cut tags (the record and the rollups kept it whole).
+_V7_TAG_CUT = 200
+
+
+def priced_backfill(minute: str, integer: str, record_tags: str) -> list[str]:
     """Statements that fill the `priced` columns of `sessions` and `rollups` (schema v8) from the calls
     already stored: in sessions, the session's calls with a cost; in a rollup row, the calls with a cost
     that started in its bucket and count in its group, found the way `rollup.dimension_values` finds
     them (a model without its provider's prefix, the end user else the user id, each tag).
 
-    `minute` is the dialect's expression for a call's start minute (epoch seconds, rounded down), and
-    `integer` its integer type. A rollup row that has a cost but whose calls are not all there to count
-    (a tag longer than the 200 characters `call_tags` keeps) is taken as wholly priced, as it was shown.
+    `minute` is the dialect's expression for a call's start minute (epoch seconds, rounded down),
+    `integer` its integer type, and `record_tags` a FROM item that gives each tag of the record `r.record`
+    as a text column `value` (none when `tags` is not a list).
+
+    Releases before ingest cut tags kept a tag of over 200 characters whole in the record and in the
+    rollups but cut in `call_tags`: such a tag, found by a `call_tags` tag of 200 characters, is read
+    from the call's record, as the rollups counted it. A rollup row with a cost that no priced call is
+    found for (calls and rollups that disagree) is taken as wholly priced, as it was shown.
     """
     model = "COALESCE(response_model, request_model)"
     prefix = "provider || '/'"
@@ -107,7 +116,14 @@ def priced_backfill(minute: str, integer: str) -> list[str]:
             f"{head}, 'user', end_user FROM litelens_v8_calls WHERE end_user <> ''",
             f"{head}, 'key_alias', key_alias FROM litelens_v8_calls WHERE key_alias <> ''",
             "SELECT c.project_id, c.bucket, 'tag', t.tag FROM litelens_v8_calls c "
-            "JOIN call_tags t ON t.project_id = c.project_id AND t.call_id = c.call_id WHERE t.tag <> ''",
+            "JOIN call_tags t ON t.project_id = c.project_id AND t.call_id = c.call_id "
+            f"WHERE t.tag <> '' AND length(t.tag) < {_V7_TAG_CUT}",
+            # Once per call and tag however many of its tags were cut (or repeated), as rollups count.
+            "SELECT project_id, bucket, 'tag', value FROM (SELECT DISTINCT c.project_id, c.call_id, "
+            "c.bucket, j.value FROM litelens_v8_calls c "
+            "JOIN call_tags t ON t.project_id = c.project_id AND t.call_id = c.call_id "
+            f"JOIN calls r ON r.project_id = c.project_id AND r.call_id = c.call_id, {record_tags} "
+            f"WHERE length(t.tag) >= {_V7_TAG_CUT} AND length(j.value) >= {_V7_TAG_CUT}) long_tags",
         ]
     )
     return [

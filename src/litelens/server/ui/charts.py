@@ -30,6 +30,17 @@ class Series:
     name: str
     values: Sequence[float | None]
     css: str  # class naming the colour, e.g. "s1"
+    # Per bucket, what the tooltip and the table add about its value (None: nothing), or, for a bucket
+    # without a value, said in place of the bare dash: why it has none ("unpriced").
+    notes: Sequence[str | None] | None = None
+
+    def text(self, index: int, fmt: Format) -> str:
+        """Bucket `index`'s value as the tooltip and the table show it."""
+        value = self.values[index]
+        note = self.notes[index] if self.notes else None
+        if value is None:
+            return note or EMPTY
+        return f"{fmt(value)} ({note})" if note else fmt(value)
 
 
 def nice_ceiling(value: float) -> float:
@@ -101,9 +112,7 @@ def _hits(labels: Sequence[str], series: Sequence[Series], fmt: Format, left: fl
     width = inner / max(count, 1)
     parts = []
     for index, label in enumerate(labels):
-        values = "; ".join(
-            f"{s.name} {fmt(v) if (v := s.values[index]) is not None else EMPTY}" for s in series
-        )
+        values = "; ".join(f"{s.name} {s.text(index, fmt)}" for s in series)
         tip = escape(f"{label} · {values}")
         parts.append(
             f'<rect class="hit" x="{left + index * width:.1f}" y="{TOP}" width="{width:.1f}" '
@@ -117,7 +126,7 @@ def _table(labels: Sequence[str], series: Sequence[Series], fmt: Format) -> str:
     head = "".join(f'<th scope="col">{escape(s.name)}</th>' for s in series)
     rows = "".join(
         f'<tr><th scope="row">{escape(label)}</th>'
-        + "".join(f"<td>{escape(fmt(v)) if (v := s.values[i]) is not None else EMPTY}</td>" for s in series)
+        + "".join(f"<td>{escape(s.text(i, fmt))}</td>" for s in series)
         + "</tr>"
         for i, label in enumerate(labels)
     )
@@ -128,12 +137,20 @@ def _table(labels: Sequence[str], series: Sequence[Series], fmt: Format) -> str:
 
 
 def _wrap(
-    title: str, body: list[str], labels: Sequence[str], series: Sequence[Series], fmt: Format
+    title: str,
+    body: list[str],
+    labels: Sequence[str],
+    series: Sequence[Series],
+    fmt: Format,
+    gaps: str | None = None,
 ) -> Markup:
     legend = "".join(
         f'<span class="key"><span class="swatch {escape(s.css)}"></span>{escape(s.name)}</span>'
         for s in series
     )
+    if gaps:
+        legend += f'<span class="key muted" data-testid="chart-gaps">gaps: {escape(gaps)}</span>'
+
     return Markup(
         f'<figure class="chart"><figcaption><span class="chart-title">{escape(title)}</span>'
         f'<span class="legend">{legend}</span></figcaption>'
@@ -145,8 +162,13 @@ def _wrap(
     )
 
 
-def line_chart(title: str, labels: Sequence[str], series: Sequence[Series], fmt: Format) -> Markup:
-    """Lines over time buckets; a missing value breaks the line, a lone point is drawn as a dot."""
+def line_chart(
+    title: str, labels: Sequence[str], series: Sequence[Series], fmt: Format, gaps: str | None = None
+) -> Markup:
+    """Lines over time buckets; a missing value breaks the line, a lone point is drawn as a dot.
+
+    `gaps`: what a break in the line means, said in the legend when there is one (a bucket of calls
+    without a price is unknown, not $0: a reader must not take the gap for a quiet hour)."""
     values = [v for s in series for v in s.values if v is not None]
     top = nice_ceiling(max(values, default=0.0))
     ticks, left = _value_axis(top, fmt, empty=not values)
@@ -170,7 +192,8 @@ def line_chart(title: str, labels: Sequence[str], series: Sequence[Series], fmt:
         if path:
             body.append(f'<path class="line {escape(s.css)}" d="{" ".join(path)}"/>')
     body += _hits(labels, series, fmt, left)
-    return _wrap(title, body, labels, series, fmt)
+    has_gap = any(v is None for s in series for v in s.values)
+    return _wrap(title, body, labels, series, fmt, gaps if has_gap else None)
 
 
 def bar_chart(title: str, labels: Sequence[str], series: Sequence[Series], fmt: Format) -> Markup:

@@ -72,7 +72,8 @@ def _charts(w: Window, rows: list[dict[str, Any]]) -> list[Any]:
     by_bucket = {int(r["bucket"]): r for r in rows}
     buckets = w.buckets()
     labels = [fmt_bucket(b, w.bucket) for b in buckets]
-    points = [by_bucket.get(b) for b in buckets]
+    # A row of no calls (retention took them all out of its bucket) is an empty bucket.
+    points = [r if (r := by_bucket.get(b)) and r["count"] else None for b in buckets]
 
     def values(name: str, when_empty: float | None = None) -> list[float | None]:
         return [when_empty if r is None else r[name] for r in points]
@@ -107,8 +108,26 @@ def _charts(w: Window, rows: list[dict[str, Any]]) -> list[Any]:
             [S("in", values("tokens_in", 0), "s1"), S("out", values("tokens_out", 0), "s2")],
             fmt_num,
         ),
-        charts.line_chart("Cost", labels, [S("cost", values("cost_usd", 0), "s2")], fmt_cost),
+        charts.line_chart(
+            "Cost",
+            labels,
+            [S("cost", values("cost_usd", 0), "s2", [_priced_note(r) for r in points])],
+            fmt_cost,
+            gaps="calls without a price",
+        ),
     ]
+
+
+def _priced_note(row: dict[str, Any] | None) -> str | None:
+    """What a cost bucket's tooltip says about its price: nothing when every call had one (or there was
+    no call: nothing was spent); unpriced when none had (the line leaves a gap: unknown, not $0); how
+    many had when some had, since the others are missing from its sum."""
+    if row is None:
+        return None
+    count, priced = int(row["count"]), int(row.get("priced_calls") or 0)
+    if not priced:
+        return f"unpriced ({count:,} call{'' if count == 1 else 's'})"
+    return f"{priced:,} of {count:,} calls priced" if priced < count else None
 
 
 # `refresh` is read as text: an edited link (`?refresh=off`) gets the default, not a JSON 422 for a page.
