@@ -17,8 +17,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from litelens import credentials
 from litelens import pipeline as pl
-from litelens import record as rec
 from litelens.config import Settings
 from litelens.pipeline import Pipeline, drop_content, drop_if, enrich, keep_if, redact, sample, truncate
 from litelens.redaction.text import TextRedactor
@@ -697,10 +697,10 @@ def test_the_joined_scan_agrees_with_the_string_by_string_scan(fields: dict[str,
 @given(texts)
 def test_the_credential_starts_agree_with_the_regex(text: str) -> None:
     redactor = TextRedactor(frozenset({"secret"}), [], "[{kind}]")
-    assert redactor._secrets(text) == rec.SECRET_TEXT.sub(
-        lambda m: rec.secret_replacement(m, "[SECRET]"), text
+    assert redactor._secrets(text) == credentials.SECRET_TEXT.sub(
+        lambda m: credentials.secret_replacement(m, "[SECRET]"), text
     )
-    assert rec.has_secret(text) == bool(rec.SECRET_TEXT.search(text))
+    assert credentials.has_secret(text) == bool(credentials.SECRET_TEXT.search(text))
 
 
 def test_fast_paths_keep_the_edge_cases() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 
+from litelens import credentials
 from litelens import record as rec
 from litelens.config import Limits
 from litelens.pipeline import truncate
@@ -26,24 +27,25 @@ def test_span_id_is_stable_per_call_id():
 
 def test_urls_lose_user_info_and_keys():
     assert (
-        rec.scrub_url("https://user:pw@api.example.com/v1?api-key=abc&x=1")
+        credentials.scrub_url("https://user:pw@api.example.com/v1?api-key=abc&x=1")
         == "https://api.example.com/v1?api-key=%5BREDACTED%5D&x=1"
     )
     assert (
-        rec.scrub_url("https://x.openai.azure.com/openai?key=secret123")
+        credentials.scrub_url("https://x.openai.azure.com/openai?key=secret123")
         == "https://x.openai.azure.com/openai?key=%5BREDACTED%5D"
     )
-    assert rec.scrub_url("http://127.0.0.1:4000/v1") == "http://127.0.0.1:4000/v1"
+    assert credentials.scrub_url("http://127.0.0.1:4000/v1") == "http://127.0.0.1:4000/v1"
 
 
 def test_secret_shaped_text_is_redacted():
     text = "Incorrect API key provided: sk-proj-abcdefghijklmnop1234. Header: Bearer eyJhbGciOi.abc.def"
-    out = rec.scrub_text(text)
+    out = credentials.scrub_text(text)
     assert "sk-proj" not in out and "eyJhbGciOi" not in out
     assert "Bearer [REDACTED]" in out
-    assert rec.scrub_text("nothing to see here") == "nothing to see here"
+    assert credentials.scrub_text("nothing to see here") == "nothing to see here"
     assert (
-        rec.scrub_text("the value is hunter2hunter2", secrets=["hunter2hunter2"]) == "the value is [REDACTED]"
+        credentials.scrub_text("the value is hunter2hunter2", secrets=["hunter2hunter2"])
+        == "the value is [REDACTED]"
     )
 
 
@@ -54,7 +56,7 @@ def test_secret_keys_are_removed_from_metadata_but_token_counts_are_not():
         "password": "p",
         "nested": [{"client_secret": "s"}],
     }
-    out = rec.scrub_value(value)
+    out = credentials.scrub_value(value)
     assert out["headers"] == {
         "Authorization": "[REDACTED]",
         "x-api-key": "[REDACTED]",
@@ -143,19 +145,24 @@ def test_every_credential_shape_is_still_found_where_the_scan_starts():
         "sk_live_" + "a" * 24,
         "github_pat_" + "a" * 30,
     ):
-        assert secret not in rec.scrub_text(f"error: {secret} was refused"), secret
+        assert secret not in credentials.scrub_text(f"error: {secret} was refused"), secret
     # The name of a URL parameter or of a name=value pair is kept: it says what was removed.
-    assert rec.scrub_text("https://h/x?token=abc&x=1") == "https://h/x?token=[REDACTED]&x=1"
-    assert rec.scrub_text("postgres://admin:s3cr3t@db:5432/x") == "postgres://[REDACTED]@db:5432/x"
-    assert rec.scrub_text("AWS_SECRET_ACCESS_KEY=wJalrXUtnFEMI/K7MDENG") == "AWS_SECRET_ACCESS_KEY=[REDACTED]"
-    assert rec.scrub_text("a plain message, nothing secret") == "a plain message, nothing secret"
+    assert credentials.scrub_text("https://h/x?token=abc&x=1") == "https://h/x?token=[REDACTED]&x=1"
+    assert credentials.scrub_text("postgres://admin:s3cr3t@db:5432/x") == "postgres://[REDACTED]@db:5432/x"
+    assert (
+        credentials.scrub_text("AWS_SECRET_ACCESS_KEY=wJalrXUtnFEMI/K7MDENG")
+        == "AWS_SECRET_ACCESS_KEY=[REDACTED]"
+    )
+    assert credentials.scrub_text("a plain message, nothing secret") == "a plain message, nothing secret"
     # A session cookie echoed in an error, and a key in a request body quoted inside JSON text
-    assert rec.scrub_text("401 with Cookie: session=abcdefgh") == "401 with Cookie: [REDACTED]"
-    assert rec.scrub_text('{\\"api_key\\": \\"abcd1234efgh\\"}') == '{\\"api_key\\": \\"[REDACTED]\\"}'
+    assert credentials.scrub_text("401 with Cookie: session=abcdefgh") == "401 with Cookie: [REDACTED]"
+    assert (
+        credentials.scrub_text('{\\"api_key\\": \\"abcd1234efgh\\"}') == '{\\"api_key\\": \\"[REDACTED]\\"}'
+    )
 
 
 def test_plain_api_bases_pass_through_and_the_rest_is_still_normalised():
-    assert rec.scrub_url("http://127.0.0.1:4000/v1") == "http://127.0.0.1:4000/v1"
-    assert rec.scrub_url("HTTPS://api.example.com/v1") == "https://api.example.com/v1"
-    assert rec.scrub_url("https://api.example.com/v1#k") == "https://api.example.com/v1#k"
-    assert rec.scrub_url("https://u:p@api.example.com/v1") == "https://api.example.com/v1"
+    assert credentials.scrub_url("http://127.0.0.1:4000/v1") == "http://127.0.0.1:4000/v1"
+    assert credentials.scrub_url("HTTPS://api.example.com/v1") == "https://api.example.com/v1"
+    assert credentials.scrub_url("https://api.example.com/v1#k") == "https://api.example.com/v1#k"
+    assert credentials.scrub_url("https://u:p@api.example.com/v1") == "https://api.example.com/v1"

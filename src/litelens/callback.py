@@ -22,6 +22,7 @@ from typing import Any, NamedTuple
 
 from litellm.integrations.custom_logger import CustomLogger
 
+from litelens import credentials
 from litelens import record as rec
 from litelens.config import Settings
 from litelens.dispatch import Dispatcher
@@ -359,7 +360,7 @@ class Callback(CustomLogger):
         # Keys are made of characters JSON does not escape, so replacing them in the text is exact.
         for secret in (provider_key, self.settings.api_key):
             if isinstance(secret, str) and len(secret) >= 6 and secret in text:
-                text = text.replace(secret, rec.REDACTED)
+                text = text.replace(secret, credentials.REDACTED)
         return text
 
     # ---- counters and lifecycle

@@ -202,7 +202,7 @@ def redact(
     Kinds: `email`; `phone` (international `+...`, or national numbers written in groups -- a bare run of
     digits is taken for an order number, not a phone); `card` (13-19 digits passing the Luhn check);
     `iban` (passing the mod-97 check); `ip` (IPv4 and IPv6); `secret` (the credential shapes
-    `litelens.record` already scrubs from URLs and errors -- provider keys, bearer tokens, keys in URL
+    `litelens.credentials` already scrubs from URLs and errors -- provider keys, bearer tokens, keys in URL
     queries -- plus values under secret-named keys such as `password`). Checksums are what keep order
     numbers, invoice ids and dates from being taken for cards and IBANs.
 

@@ -17,14 +17,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from litelens.credentials import scrub_text, scrub_url, scrub_value
 from litelens.record import (
     SCHEMA,
     Record,
     _response_content,
     audio_file_of,
-    scrub_text,
-    scrub_url,
-    scrub_value,
     speech_audio_of,
     tags_of,
     usage_of,

@@ -31,10 +31,11 @@ from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
 
 from litelens import semconv
 from litelens.config import Limits
+from litelens.credentials import has_secret
 from litelens.otel import endpoints
 from litelens.otel.endpoints import Endpoint
 from litelens.otel.metrics import Instruments
-from litelens.record import OTEL_LINK_KEY, OTEL_LINK_READER, Record, cap, cap_strings, has_secret
+from litelens.record import OTEL_LINK_KEY, OTEL_LINK_READER, Record, cap, cap_strings
 
 _log = logging.getLogger("litelens.otel")
 

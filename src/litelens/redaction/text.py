@@ -13,7 +13,7 @@ import ipaddress
 import re
 from collections.abc import Iterator
 
-from litelens import record as rec
+from litelens import credentials
 
 __all__ = ["KINDS", "TextRedactor", "iban_ok", "luhn_ok"]
 
@@ -253,8 +253,8 @@ class TextRedactor:
         return out
 
     def _secrets(self, s: str) -> str:
-        """`record.SECRET_TEXT` matches replaced, name and scheme kept (see `record.sub_secrets`)."""
-        return rec.sub_secrets(s, self.ph["secret"])
+        """`credentials.SECRET_TEXT` matches replaced, name and scheme kept (see `credentials.sub_secrets`)."""
+        return credentials.sub_secrets(s, self.ph["secret"])
 
     def _emails(self, s: str, sign: str, email: re.Pattern[str]) -> str:
         # An unanchored email regex tries every position of the string; start near each '@' instead.

@@ -9,6 +9,7 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from litelens import credentials
 from litelens import record as rec
 from litelens.redaction.text import SAME, TextRedactor
 
@@ -55,7 +56,7 @@ class Redactor:
     def _is_secret_key(self, key: Any) -> bool:
         known = self._key_cache.get(key)
         if known is None:
-            known = isinstance(key, str) and rec.is_secret_key(key)
+            known = isinstance(key, str) and credentials.is_secret_key(key)
             if len(self._key_cache) < 4096:
                 self._key_cache[key] = known
                 if not known:
@@ -248,7 +249,7 @@ class Redactor:
                     secret = isinstance(key, str) and self._is_secret_key(key)
                 t = type(item)
                 if secret and item:
-                    new: Any = rec.masked(item, self.secret_ph)
+                    new: Any = credentials.masked(item, self.secret_ph)
                 elif t is str:
                     if lookup is not None and (len(item) < 2 or item[0] not in "{["):
                         new = lookup(item, item)

@@ -14,8 +14,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from litelens import credentials, semconv
 from litelens import record as rec
-from litelens import semconv
 from litelens.semconv import NeutralSpan
 from litelens.server import fastjson
 from litelens.server.store.rows import without_nul
@@ -287,8 +287,8 @@ def repair(record: dict[str, Any]) -> str | None:
     return "; ".join(said) or None
 
 
-# A collector sees the same few api_base URLs over and over (`record.is_secret_key` keeps its own cache).
-_scrub_url = functools.lru_cache(maxsize=1024)(rec.scrub_url)
+# A collector sees the same few api_base URLs over and over (`credentials.is_secret_key` keeps its own cache).
+_scrub_url = functools.lru_cache(maxsize=1024)(credentials.scrub_url)
 
 
 def _scrub(record: dict[str, Any]) -> dict[str, Any]:
@@ -298,24 +298,24 @@ def _scrub(record: dict[str, Any]) -> dict[str, Any]:
         record["api_base"] = _scrub_url(record["api_base"])
     metadata = record.get("metadata")
     if metadata and not _nothing_to_scrub(metadata):
-        record["metadata"] = rec.scrub_value(metadata)
+        record["metadata"] = credentials.scrub_value(metadata)
     error = record.get("error")
     if error and error.get("message"):
         # A message is text from the core, but a peer may send the provider's error object: scrubbed as a
         # value (text is scrubbed as before), not refused with a 500 that lost the whole batch.
-        error["message"] = rec.scrub_value(error["message"])
+        error["message"] = credentials.scrub_value(error["message"])
     request = record.get("request")
     # Parameters mapped from a peer's span (OpenInference's `llm.invocation_parameters` is the call's
     # keyword arguments) can hold `extra_headers` with an Authorization header or a provider credential.
     if isinstance(request, dict):
         parameters = request.get("parameters")
         if parameters and isinstance(parameters, dict) and not _nothing_to_scrub(parameters):
-            request["parameters"] = rec.scrub_value(parameters)
+            request["parameters"] = credentials.scrub_value(parameters)
     return record
 
 
 def _nothing_to_scrub(values: dict[str, Any]) -> bool:
-    """True when `record.scrub_value` would return an equal copy: no credential-named key, and no
+    """True when `credentials.scrub_value` would return an equal copy: no credential-named key, and no
     credential-shaped text in its strings or its flat lists of them (anything nested is left to it).
 
     One search over all the texts, a line apart: no credential shape spans a line break, and a search
@@ -323,7 +323,7 @@ def _nothing_to_scrub(values: dict[str, Any]) -> bool:
     """
     texts: list[str] = []
     for key, value in values.items():
-        if rec.is_secret_key(key):
+        if credentials.is_secret_key(key):
             return False
         kind = value.__class__
         if kind is str:
@@ -336,7 +336,7 @@ def _nothing_to_scrub(values: dict[str, Any]) -> bool:
                     return False
         elif isinstance(value, (dict, list, tuple)):
             return False
-    return not rec.has_secret("\n".join(texts))
+    return not credentials.has_secret("\n".join(texts))
 
 
 def larger_than(text: str, limit: int) -> bool:
@@ -454,7 +454,7 @@ def span_row(span: NeutralSpan, call_id: str | None) -> dict[str, Any]:
         # Why a tool or HTTP span failed: its status message and events (an exception's type, message
         # and stack), capped, since every span of a trace is kept. A call's span has its error in the
         # call record, and its events often hold the call's content, which the record holds already.
-        "status_message": without_nul(rec.scrub_text(span.status_message[:MAX_STATUS_MESSAGE]))
+        "status_message": without_nul(credentials.scrub_text(span.status_message[:MAX_STATUS_MESSAGE]))
         if span.status_message
         else None,
         "events": _events(span.events) if span.events and call_id is None else None,
@@ -530,7 +530,7 @@ def _scrub_attributes(attributes: dict[str, Any]) -> dict[str, Any]:
     (Gemini's `?key=`). Values are scrubbed as metadata is; attributes with nothing to scrub are
     returned as they are.
     """
-    return attributes if _nothing_to_scrub(attributes) else rec.scrub_value(attributes)
+    return attributes if _nothing_to_scrub(attributes) else credentials.scrub_value(attributes)
 
 
 # Leaves that are JSON as they are: most values, and no call into `_jsonable` for them (it was a third of
