@@ -1707,3 +1707,19 @@ def test_a_huge_plain_span_is_capped_and_says_what_was_cut(project_server: Serve
     assert capped["attributes"]["tool.name"] == "search"
     assert capped["attributes"]["tool.output"].endswith(f"…[truncated {1_000_000 - 32_768} chars]")
     assert len(capped["name"]) < 1100 and capped["name"].endswith(f"[truncated {100_000 - 1024} chars]")
+
+
+def test_a_misspelt_query_parameter_is_refused_by_name_not_ignored(project_server: ServerProcess) -> None:
+    """`?metadata=k=v` (the filter is `meta`) answered every call as if filtered; now a 422 names it."""
+    client = project_server.client()
+    records = [make_record("typo-a", metadata={"team": "a"}), make_record("typo-b", metadata={"team": "b"})]
+    assert client.post_json("/v1/events", {"records": records}).status == 200
+    (only,) = client.get_json("/api/calls?meta=team%3Da")["calls"]
+    assert only["call_id"] == "typo-a"
+    for path in ("/api/calls?metadata=team%3Da", "/api/stats?groupby=model", "/api/export?format=csv&modle=x"):
+        answer = client.get(path)
+        assert answer.status == 422, path
+        reason = answer.json()["error"]
+        assert "unknown query parameter" in reason and "takes:" in reason, reason
+    assert "'metadata'" in client.get("/api/calls?metadata=x").json()["error"]
+    assert "meta" in client.get("/api/calls?metadata=x").json()["error"].split("takes:")[1]

@@ -410,7 +410,7 @@ def test_each_call_types_copied_python_makes_the_same_call_again_and_shows_its_s
     while callback.stats()["submitted"] < len(calls) and time.monotonic() < deadline:
         time.sleep(0.02)
     assert callback.flush(timeout=30)
-    listed = sqlite_server.client().get_json("/api/calls?range=all")["calls"]
+    listed = sqlite_server.client().get_json("/api/calls")["calls"]
     ids = {c["call_type"]: c["call_id"] for c in listed}
     assert set(ids) == set(sent)
 
@@ -806,7 +806,7 @@ def test_a_responses_call_reported_as_an_otel_span_shows_its_input_and_copies_as
     client = sqlite_server.client()
     answer = client.request("POST", "/v1/traces", otlp_json([span]), {"Content-Type": "application/json"})
     assert answer.status == 200, answer
-    (listed,) = client.get_json("/api/calls?range=all")["calls"]
+    (listed,) = client.get_json("/api/calls")["calls"]
     html = page_html(sqlite_server, f"/calls/{listed['call_id']}")
     chat = re.search(r'data-testid="chat">(.*?)</ol>', html, re.S)
     assert chat, html

@@ -239,8 +239,8 @@ def _request(url: str, key: str | None, data: bytes | None = None, timeout: floa
         return exc.code, exc.read()
 
 
-# The names `GET /api/export` filters on (server/api.py's `call_filter`): the server ignores any other
-# query parameter, so a misspelt `--filter modle=gpt-4o` would export every call.
+# The names `GET /api/export` filters on (server/api.py's `call_filter`): checked here too, so a misspelt
+# `--filter modle=gpt-4o` is refused before anything is asked (the server refuses it as well).
 _EXPORT_FILTERS = [
     "end",
     "model",

@@ -24,7 +24,39 @@ from litelens.server.deps import Project, store_call
 from litelens.server.ingest import MAX_NAME
 from litelens.server.store.base import CallFilter, Store
 
-router = APIRouter(tags=["query"])
+_KNOWN_QUERY: dict[int, frozenset[str]] = {}
+
+
+def _query_names(dependant: Any) -> set[str]:
+    """The query parameters a route reads, its dependencies' (the call filters) included."""
+    names = {param.alias for param in dependant.query_params}
+    for sub in dependant.dependencies:
+        names |= _query_names(sub)
+    return names
+
+
+def refuse_unknown_query(request: Request) -> None:
+    """A misspelt filter (`?metadata=k=v` for `meta=`, `?model_name=` for `model=`) used to be ignored, and
+    the answer, every call, read as the filtered one. It is refused by name, with the names it could be."""
+    if not request.query_params:
+        return
+    route = request.scope.get("route")
+    dependant = getattr(route, "dependant", None)
+    if dependant is None:
+        return
+    known = _KNOWN_QUERY.get(id(route))
+    if known is None:
+        known = _KNOWN_QUERY[id(route)] = frozenset(_query_names(dependant))
+    unknown = sorted({name for name in request.query_params if name not in known})
+    if unknown:
+        takes = ", ".join(sorted(known)) or "no query parameters"
+        raise HTTPException(
+            422,
+            f"unknown query parameter {', '.join(repr(u[:64]) for u in unknown[:5])}; this endpoint takes: {takes}",
+        )
+
+
+router = APIRouter(tags=["query"], dependencies=[Depends(refuse_unknown_query)])
 
 Sort = Literal["start_time", "duration_ms", "total_tokens", "cost_usd"]
 GroupBy = Literal["model", "provider", "user", "tag", "key_alias"]

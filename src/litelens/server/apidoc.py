@@ -20,7 +20,8 @@ Generated from the server's OpenAPI document by `python -m litelens.server.apido
 serves the same document at `/openapi.json` and this reference as a page at `/docs`. Every route needs
 `Authorization: Bearer <project key>` unless the server runs with `--no-auth`, and sees only that
 project's data. Errors are JSON objects `{"error": "<reason>"}` with a 4xx status (413 and 429 name the
-limit; 503 carries `Retry-After`); on `/v1/traces` they are the `google.rpc.Status` the OTLP spec asks
+limit; 503 carries `Retry-After`; a query parameter a route does not take is a 422 that names it, not
+ignored); on `/v1/traces` they are the `google.rpc.Status` the OTLP spec asks
 for, in the request's encoding (protobuf, or JSON that also carries `error`).
 
 Times are Unix epoch seconds; durations are milliseconds; costs are US dollars. A cost that LiteLLM could
