@@ -1716,7 +1716,11 @@ def test_a_misspelt_query_parameter_is_refused_by_name_not_ignored(project_serve
     assert client.post_json("/v1/events", {"records": records}).status == 200
     (only,) = client.get_json("/api/calls?meta=team%3Da")["calls"]
     assert only["call_id"] == "typo-a"
-    for path in ("/api/calls?metadata=team%3Da", "/api/stats?groupby=model", "/api/export?format=csv&modle=x"):
+    for path in (
+        "/api/calls?metadata=team%3Da",
+        "/api/stats?groupby=model",
+        "/api/export?format=csv&modle=x",
+    ):
         answer = client.get(path)
         assert answer.status == 422, path
         reason = answer.json()["error"]
