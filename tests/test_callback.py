@@ -876,6 +876,30 @@ def test_speech_keeps_its_text_and_the_size_of_the_audio(provider, receiver, mak
 
 
 @sync_and_async
+def test_speech_keeps_every_parameter_it_was_sent_with(provider, receiver, make_callback, is_async):
+    callback = make_callback()
+    run(
+        "speech",
+        is_async,
+        model="openai/tts-1",
+        input="read this aloud please",
+        voice="nova",
+        speed=1.25,
+        response_format="wav",
+        api_base=provider.url,
+        api_key=KEY,
+    )
+    record = only_record(receiver, callback)
+    parameters = record["request"]["parameters"]
+    # LiteLLM 1.80 logs no speech request, and no voice anywhere a logger can read it.
+    if Version(version("litellm")) >= Version("1.100"):
+        assert parameters == {"voice": "nova", "speed": 1.25, "response_format": "wav"}
+    else:
+        assert parameters == {"speed": 1.25, "response_format": "wav"}
+    assert record["response"] == {"content_type": "audio/wav", "size_bytes": 4000}
+
+
+@sync_and_async
 def test_a_rerank_keeps_query_documents_and_ranking(provider, receiver, make_callback, is_async):
     callback = make_callback()
     documents = ["a green pear", "a red apple", "a red car"]
