@@ -625,6 +625,13 @@ def _response_content(call_type: str, response: Any) -> dict[str, Any] | None:
         out.update(
             {k: response.get(k) for k in ("text", "language", "duration") if response.get(k) is not None}
         )
+        usage = response.get("usage")
+        if "duration" not in out and isinstance(usage, dict) and usage.get("type") == "duration":
+            # Only a verbose answer has `duration`; whisper's plain one says it in its usage alone (the
+            # seconds it bills, rounded up), which LiteLLM neither counts nor prices.
+            seconds = _num(usage.get("seconds"))
+            if seconds is not None:
+                out["duration"] = seconds
     elif call_type == "speech":
         out.update(audio_summary(response.get("content_type"), response.get("num_bytes")))
     elif call_type == "rerank":
