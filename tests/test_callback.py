@@ -842,6 +842,46 @@ def test_a_transcription_names_its_file_and_keeps_the_transcript(provider, recei
     assert record["cost_usd"] == pytest.approx(2 * litellm.model_cost["whisper-1"]["input_cost_per_second"])
 
 
+@sync_and_async
+def test_a_transcription_billed_in_tokens_has_them_in_its_usage(provider, receiver, make_callback, is_async):
+    callback = make_callback()
+    response = run(
+        "transcription",
+        is_async,
+        model="openai/gpt-4o-transcribe",
+        file=("clip.wav", AUDIO, "audio/wav"),
+        prompt="names: Ann [[fake usage_type=tokens]]",
+        api_base=provider.url,
+        api_key=KEY,
+    )
+    record = only_record(receiver, callback)
+    # 20 audio tokens (two seconds) and the prompt's two words in, the transcript's eight words out.
+    assert response.usage.input_tokens == 22
+    usage = record["usage"]
+    assert (usage["input_tokens"], usage["output_tokens"], usage["total_tokens"]) == (22, 8, 30)
+    assert record["cost_usd"] and record["cost_usd"] > 0
+
+
+def test_a_plain_whisper_answer_keeps_the_duration_its_usage_gives(provider, receiver, make_callback):
+    callback = make_callback()
+    litellm.transcription(
+        model="openai/whisper-1",
+        file=("clip.wav", AUDIO, "audio/wav"),
+        response_format="json",
+        prompt="[[fake duration=61.5]]",
+        api_base=provider.url,
+        api_key=KEY,
+    )
+    record = only_record(receiver, callback)
+    # LiteLLM 1.110 asks for the plain answer, whose usage alone says how long the audio was (the
+    # seconds billed, rounded up); LiteLLM 1.80 asks for the verbose one whatever the caller said.
+    (sent,) = provider.requests
+    duration = 62.0 if sent.json["response_format"] == "json" else 61.5
+    assert record["response"]["text"] == "lorem ipsum dolor sit amet consectetur adipiscing elit"
+    assert record["response"]["duration"] == duration
+    assert record["usage"]["input_tokens"] == 0 and record["usage"]["output_tokens"] == 0
+
+
 def test_a_transcription_of_an_open_file_names_the_file(provider, receiver, make_callback, tmp_path):
     callback = make_callback()
     path = tmp_path / "meeting.wav"
@@ -873,6 +913,30 @@ def test_speech_keeps_its_text_and_the_size_of_the_audio(provider, receiver, mak
     assert record["request"]["parameters"]["speed"] == 1.5
     assert record["response"] == {"content_type": "audio/mpeg", "size_bytes": 4000}
     assert record["cost_usd"] and record["cost_usd"] > 0  # tts-1 is priced by the character
+
+
+@sync_and_async
+def test_speech_keeps_every_parameter_it_was_sent_with(provider, receiver, make_callback, is_async):
+    callback = make_callback()
+    run(
+        "speech",
+        is_async,
+        model="openai/tts-1",
+        input="read this aloud please",
+        voice="nova",
+        speed=1.25,
+        response_format="wav",
+        api_base=provider.url,
+        api_key=KEY,
+    )
+    record = only_record(receiver, callback)
+    parameters = record["request"]["parameters"]
+    # LiteLLM 1.80 logs no speech request, and no voice anywhere a logger can read it.
+    if Version(version("litellm")) >= Version("1.100"):
+        assert parameters == {"voice": "nova", "speed": 1.25, "response_format": "wav"}
+    else:
+        assert parameters == {"speed": 1.25, "response_format": "wav"}
+    assert record["response"] == {"content_type": "audio/wav", "size_bytes": 4000}
 
 
 @sync_and_async

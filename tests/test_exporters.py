@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -198,6 +200,42 @@ def test_jsonl_span_exporter_writes_one_span_per_line_and_rotates(
     assert {s["name"] for s in spans} == {"chat gpt-4o-mini"}
     assert all(s["attributes"]["gen_ai.usage.output_tokens"] == 8 for s in spans)
     assert len({s["context"]["span_id"] for s in spans}) == 12
+
+
+_SPLIT_EXPORT_CHILD = """
+import json, resource, signal, sys
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from litelens.otel import JsonlSpanExporter
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # past the limit a write fails with EFBIG, as on a full disk
+memory = InMemorySpanExporter()
+provider = TracerProvider()
+provider.add_span_processor(SimpleSpanProcessor(memory))
+tracer = provider.get_tracer("t")
+for i in range(6):  # the fourth is too big for the disk on its own
+    with tracer.start_as_current_span(f"s{i}") as span:
+        span.set_attribute("text", "x" * (6000 if i == 3 else 100))
+exporter = JsonlSpanExporter(sys.argv[1], max_bytes=2000, gzip=False)
+resource.setrlimit(resource.RLIMIT_FSIZE, (5000, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+result = exporter.export(memory.get_finished_spans())
+print(json.dumps({"result": result.name, **exporter.stats()}))
+"""
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="needs RLIMIT_FSIZE")
+def test_a_span_batch_that_fails_after_a_rotation_counts_each_span_once(tmp_path: Path) -> None:
+    path = tmp_path / "spans.jsonl"
+    done = subprocess.run(
+        [sys.executable, "-c", _SPLIT_EXPORT_CHILD, str(path)], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    stats = json.loads(done.stdout)
+    # s0..s2 fill the file, which is rotated; s3 is refused by the disk, and s4 and s5 were to follow it
+    # in the same write. The spans in the files were written; the others failed.
+    names = [s["name"] for s in read_records(path)]
+    assert names == ["s0", "s1", "s2"]
+    assert stats["result"] == "FAILURE" and stats["written"] == 3 and stats["failed"] == 3, stats
 
 
 def test_a_span_with_a_bytes_attribute_loses_no_span_of_its_batch(tmp_path: Path) -> None:

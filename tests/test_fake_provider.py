@@ -387,6 +387,20 @@ def test_transcription_takes_a_multipart_upload_and_answers_in_each_format(provi
     )
     assert plain.text == "lorem ipsum dolor"
     assert plain.usage is not None and plain.usage.seconds == 5  # type: ignore[union-attr]
+    # gpt-4o-transcribe's usage, in tokens: ten a second of audio (rounded up) and the prompt's words in,
+    # the transcript's words out.
+    billed = client.audio.transcriptions.create(
+        model="gpt-4o-transcribe",
+        file=("a.wav", WAV),
+        prompt="names: Ann [[fake tokens=3 usage_type=tokens]]",
+    )
+    assert billed.usage is not None and billed.usage.model_dump() == {
+        "type": "tokens",
+        "input_tokens": 12,
+        "input_token_details": {"text_tokens": 2, "audio_tokens": 10},
+        "output_tokens": 3,
+        "total_tokens": 15,
+    }
     text = client.audio.transcriptions.create(model="whisper-1", file=("a.wav", WAV), response_format="text")
     assert text == "lorem ipsum dolor sit amet consectetur adipiscing elit"
     srt = client.audio.transcriptions.create(

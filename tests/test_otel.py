@@ -1729,6 +1729,25 @@ def test_each_call_that_generates_no_text_gets_one_span_without_binary_content(
     _no_audio_on(span)
 
 
+def test_a_transcriptions_tokens_or_seconds_are_on_its_span(make_otel: Any, fake: FakeProvider) -> None:
+    otel = make_otel(capture_content=True)
+    audio = {"file": ("clip.wav", AUDIO, "audio/wav")}
+    litellm.transcription(
+        model="openai/gpt-4o-transcribe", prompt="names: Ann [[fake usage_type=tokens]]", **audio, **kw(fake)
+    )
+    litellm.transcription(
+        model="openai/whisper-1", response_format="json", prompt="[[fake duration=61.5]]", **audio, **kw(fake)
+    )
+    tokens, seconds = sorted(otel.spans(), key=lambda span: span.start_time or 0)
+    attrs = tokens.attributes or {}
+    # 20 audio tokens (two seconds) and the prompt's two words in, the transcript's eight words out.
+    assert (attrs[semconv.GEN_AI_USAGE_INPUT_TOKENS], attrs[semconv.GEN_AI_USAGE_OUTPUT_TOKENS]) == (22, 8)
+    # A plain whisper answer says how long the audio was in its usage alone (LiteLLM 1.80 asks for the
+    # verbose answer, whose `duration` is exact, whatever the caller said).
+    duration = 62.0 if fake.requests[-1].json["response_format"] == "json" else 61.5
+    assert json.loads(str((seconds.attributes or {})[semconv.LITELENS_RESPONSE]))["duration"] == duration
+
+
 @pytest.mark.parametrize("name", list(KINDS))
 def test_a_failed_call_that_generates_no_text_is_an_error_span(
     name: str, otel: Otel, fake: FakeProvider

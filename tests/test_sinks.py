@@ -493,6 +493,48 @@ def test_jsonl_on_a_full_disk_a_failed_record_is_not_in_the_file(tmp_path: Path)
     assert found[-3:] == [20, 21, 22]
 
 
+_SPLIT_BATCH_CHILD = """
+import json, os, resource, signal, sys, time
+from litelens.jsonl import _folder_lock
+from litelens.sinks import JsonlSink
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # past the limit a write fails with EFBIG, as on a full disk
+soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+resource.setrlimit(resource.RLIMIT_FSIZE, (3000, hard))
+sink = JsonlSink(sys.argv[1], max_bytes=2000, gzip=False)
+small = lambda i: json.dumps({"i": i, "text": "x" * 300})
+with _folder_lock(os.path.dirname(sys.argv[1])):  # the sink's thread waits for the folder's lock
+    sink.submit(small(0))
+    while sink._queue._queue:  # taken alone by the sink's thread, which waits: what follows is one batch
+        time.sleep(0.01)
+    for i in range(1, 5):
+        sink.submit(small(i))
+    sink.submit(json.dumps({"i": 5, "text": "x" * 4000}))  # past the file size limit on its own
+    sink.submit(small(6))
+    sink.submit(small(7))
+assert sink.flush(10)
+resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+sink.submit(small(8))
+sink.shutdown(5)
+print(json.dumps(sink.stats()))
+"""
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="needs RLIMIT_FSIZE")
+def test_jsonl_a_batch_that_fails_after_a_rotation_counts_each_record_once(tmp_path: Path) -> None:
+    path = tmp_path / "calls.jsonl"
+    done = subprocess.run(
+        [sys.executable, "-c", _SPLIT_BATCH_CHILD, str(path)], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    stats = json.loads(done.stdout)
+    # One batch of 1..7: 1..4 fill the file, which is rotated; 5 is too big for the disk, and 6 and 7
+    # were to follow it in the same write. What is in the files was written, the rest failed.
+    found = [r["i"] for r in read_records(path)]
+    assert found == [0, 1, 2, 3, 4, 8]
+    assert stats["written"] == len(found) and stats["failed"] == 3 and stats["dropped"] == 0, stats
+    assert stats["rotations"] >= 1, stats
+
+
 _COMPRESS_FAILS_CHILD = """
 import base64, json, logging, os, resource, signal, sys
 from litelens.sinks import JsonlSink

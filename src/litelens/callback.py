@@ -59,7 +59,7 @@ class _Captured(NamedTuple):
     session_id: str | None
     litellm_trace_id: str | None
     instructions: Any  # the Responses API's system prompt, which LiteLLM 1.80 left out of the payload
-    sent_parameters: Any  # kwargs["optional_params"]: what the payload's parameters leave out of some calls
+    sent_parameters: Any  # what the payload's parameters leave out of some calls (`_sent_parameters`)
     text_input: bool  # an embedding's input was one string, which the payload wraps as a list of one
     provider_key: Any
     error_status: Any  # the exception's status_code, as found: checked on the sender thread
@@ -235,8 +235,7 @@ class Callback(CustomLogger):
                     params.get("litellm_session_id"),
                     params.get("litellm_trace_id"),
                     params.get("instructions"),
-                    # A transcription's parameters are in no payload: the request it sent has them.
-                    _sent_request(kwargs) if get("call_type") in _TRANSCRIPTIONS else get("optional_params"),
+                    _sent_parameters(kwargs),
                     type(get("input")) is str,
                     get("api_key"),
                     status,
@@ -326,7 +325,7 @@ class Callback(CustomLogger):
             session_id=item.session_id,
             litellm_trace_id=item.litellm_trace_id,
             instructions=item.instructions,
-            sent_parameters=item.sent_parameters,
+            sent_parameters=_merged_parameters(item.sent_parameters),
             text_input=item.text_input,
             error_status=item.error_status if isinstance(item.error_status, int) else None,
             retries=item.retries,
@@ -762,6 +761,26 @@ def _audio_of(kwargs: Mapping[str, Any], response_obj: Any, failed: bool) -> dic
     if call_type in _SPEECHES and not failed:
         return rec.speech_audio_of(response_obj)
     return None
+
+
+def _sent_parameters(kwargs: Mapping[str, Any]) -> Any:
+    """References to what a call sent beyond its payload's parameters (merged by `_merged_parameters` on
+    the sender thread). A transcription's parameters are in no payload: the request it sent has them.
+    A speech call's voice is in no payload either, nor in `optional_params`: LiteLLM 1.110 logs it in
+    the request it sent, and 1.80 logs no request for it, but keeps its speed in `optional_params`."""
+    call_type = kwargs.get("call_type")
+    if call_type in _TRANSCRIPTIONS:
+        return _sent_request(kwargs)
+    if call_type in _SPEECHES:
+        return (kwargs.get("optional_params"), _sent_request(kwargs))
+    return kwargs.get("optional_params")
+
+
+def _merged_parameters(sent: Any) -> Any:
+    """`_sent_parameters`' answer as one mapping: a tuple's parts merged, the later ones winning."""
+    if type(sent) is not tuple:
+        return sent
+    return {k: v for part in sent if isinstance(part, Mapping) for k, v in part.items()}
 
 
 def _sent_request(kwargs: Mapping[str, Any]) -> Mapping[str, Any] | None:

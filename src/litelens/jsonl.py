@@ -48,7 +48,7 @@ try:
 except ImportError:  # Windows: give each process its own path there (`{pid}`)
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["JsonlWriter", "read_lines", "read_records", "rotated_files"]
+__all__ = ["JsonlWriter", "PartlyWritten", "read_lines", "read_records", "rotated_files"]
 
 log = logging.getLogger("litelens.jsonl")
 
@@ -251,6 +251,16 @@ def read_records(path: str | os.PathLike[str]) -> Iterator[Any]:
         yield json.loads(line)
 
 
+class PartlyWritten(OSError):
+    """`JsonlWriter.write` failed after its first `written` lines were in a file: the batch was split by
+    a rotation, and what came before it was written (and rotated aside) before the failure. Those lines
+    are read back; the others are not in any file."""
+
+    def __init__(self, written: int, cause: OSError) -> None:
+        super().__init__(cause.errno, f"{cause.strerror or cause} (after {written} lines were written)")
+        self.written = written
+
+
 class JsonlWriter:
     """Appends lines to one file and rotates it by size and age. Not thread-safe: one thread writes.
 
@@ -304,6 +314,8 @@ class JsonlWriter:
         The lines between two rotations go to the file in one write, whole or not at all: when the
         disk refuses them (full, a quota), what got in is cut off again before the error is raised, so
         lines counted as failed are not in the file, and no half line is left for the next to join.
+        A failure after a rotation had split the batch raises `PartlyWritten`, which says how many of
+        the first lines are in the file.
         """
         if self._pid != os.getpid():
             self._after_fork()
@@ -329,16 +341,23 @@ class JsonlWriter:
         limit = self.max_bytes if self._owned else None
         run: list[bytes] = []
         pending = 0  # bytes of `run`, newlines included
-        for line in lines:
-            size = len(line) + 1
-            filled = self._size + pending
-            if limit is not None and filled and filled + size > limit:
-                self._append(run)
-                run, pending = [], 0
-                self.rotate()
-            run.append(line)
-            pending += size
-        self._append(run)
+        written = 0  # lines of earlier runs, in the file whatever happens next
+        try:
+            for line in lines:
+                size = len(line) + 1
+                filled = self._size + pending
+                if limit is not None and filled and filled + size > limit:
+                    self._append(run)
+                    written += len(run)
+                    run, pending = [], 0
+                    self.rotate()
+                run.append(line)
+                pending += size
+            self._append(run)
+        except OSError as exc:
+            if written:
+                raise PartlyWritten(written, exc) from exc
+            raise
         if self.fsync and self._file is not None:
             os.fsync(self._file.fileno())
 

@@ -353,6 +353,13 @@ def _response_content(call_type: str, response: Any) -> dict[str, Any] | None:
         out.update(
             {k: response.get(k) for k in ("text", "language", "duration") if response.get(k) is not None}
         )
+        usage = response.get("usage")
+        if "duration" not in out and isinstance(usage, dict) and usage.get("type") == "duration":
+            # Only a verbose answer has `duration`; whisper's plain one says it in its usage alone (the
+            # seconds it bills, rounded up), which LiteLLM neither counts nor prices.
+            seconds = _num(usage.get("seconds"))
+            if seconds is not None:
+                out["duration"] = seconds
     elif call_type == "speech":
         out.update(audio_summary(response.get("content_type"), response.get("num_bytes")))
     elif call_type == "rerank":
@@ -538,8 +545,12 @@ _CONTENT_PARAMETERS = ("tools", "functions", "prediction", "instructions")
 
 # What LiteLLM's payload (or the request it sent) lists among a call's parameters and is not one: a
 # rerank's query and documents (content), a transcription's prompt (content), its file (the audio) and
-# its model (the record's request_model).
-_NOT_PARAMETERS_OF_CALL = {"rerank": ("query", "documents"), "transcription": ("prompt", "file", "model")}
+# its model (the record's request_model), a speech call's model and input (its content).
+_NOT_PARAMETERS_OF_CALL = {
+    "rerank": ("query", "documents"),
+    "transcription": ("prompt", "file", "model"),
+    "speech": ("model", "input"),
+}
 
 
 def _parameters(params: Mapping[str, Any], call_type: str = "") -> dict[str, Any]:
@@ -559,8 +570,8 @@ def _parameters(params: Mapping[str, Any], call_type: str = "") -> dict[str, Any
 
 # Calls whose parameters LiteLLM's payload gives only in part: an image's size and quality (which set
 # its price) are missing, and LiteLLM 1.80 leaves out a Responses call's max_output_tokens and all of a
-# speech call's (its speed, its audio format); a transcription's are in no version's payload (its
-# language, its response format). What it sent the provider fills the gaps.
+# speech call's (its speed, its audio format); no version's has a speech call's voice, nor any of a
+# transcription's (its language, its response format). What it sent the provider fills the gaps.
 _SPARSE_PARAMETER_CALLS = ("image_generation", "responses", "speech", "transcription")
 
 
@@ -650,8 +661,8 @@ def from_standard_logging(
 
     `user_metadata` is `kwargs["litellm_params"]["metadata"]`: LiteLLM keeps the caller's `metadata=`
     there, not in the payload. `instructions` (a Responses call's system prompt) comes from there too:
-    LiteLLM 1.80 left it out of the payload's parameters. `sent_parameters` is
-    `kwargs["optional_params"]`, what LiteLLM sent the provider (see `_parameters_sent`). `text_input` says
+    LiteLLM 1.80 left it out of the payload's parameters. `sent_parameters` is what LiteLLM sent the
+    provider: `kwargs["optional_params"]`, or the request it logged (see `_parameters_sent`). `text_input` says
     the caller's `kwargs["input"]` was one string (see `_unwrapped`). `partial_response` is what a
     stream that failed mid-way had answered (`stream_so_far`), which its payload leaves out. `audio_file` is
     a transcription's upload as `audio_file_of` summarises it (the payload holds only a hash), or a speech

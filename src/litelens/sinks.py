@@ -29,9 +29,9 @@ from typing import IO, Any, Protocol, runtime_checkable
 
 from litelens.config import Settings
 from litelens.display import format_call
-from litelens.jsonl import JsonlWriter
+from litelens.jsonl import JsonlWriter, PartlyWritten
 from litelens.transport import Transport, TransportConfig
-from litelens.worker import BackgroundQueue
+from litelens.worker import BackgroundQueue, PartlyHandled
 
 __all__ = [
     "CallableSink",
@@ -245,7 +245,11 @@ class JsonlSink(QueuedSink):
         super().__init__(name, max_queue=max_queue)
 
     def write(self, lines: list[str]) -> None:
-        self.writer.write([line.encode("utf-8", "replace") for line in lines])
+        try:
+            self.writer.write([line.encode("utf-8", "replace") for line in lines])
+        except PartlyWritten as exc:
+            # The lines before the failure are in a file: counted as written, not with the failed ones.
+            raise PartlyHandled(exc.written) from exc
 
     def tick(self) -> None:
         self.writer.tick()

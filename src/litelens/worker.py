@@ -9,7 +9,8 @@ one slow stage never holds up the caller or another stage. The rules are the tra
 - `flush(timeout)` waits until everything submitted before it has been handled (a marker travels
   through the queue), `shutdown(timeout)` flushes and then stops the thread; a thread stuck in its
   handler is abandoned (it is a daemon), never waited for past the timeout.
-- A handler that raises costs the batch it was given (`failed`), is logged once, then only counted.
+- A handler that raises costs the batch it was given (`failed`), is logged once, then only counted;
+  one that raises `PartlyHandled` costs only the items it did not handle.
 
 Standard library only: this module is part of the zero-dependency core.
 """
@@ -26,9 +27,19 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["BackgroundQueue"]
+__all__ = ["BackgroundQueue", "PartlyHandled"]
 
 log = logging.getLogger("litelens.worker")
+
+
+class PartlyHandled(Exception):
+    """Raised by a handler that failed after it had handled the first `handled` items of its batch (a
+    file that took some lines before the disk filled): those are counted as handled, the rest as failed,
+    so each item is counted once and as what became of it."""
+
+    def __init__(self, handled: int) -> None:
+        super().__init__(f"failed after the first {handled} items of the batch were handled")
+        self.handled = handled
 
 
 class _Marker:
@@ -224,8 +235,10 @@ class BackgroundQueue:
     def _deliver(self, batch: list[Any]) -> None:
         try:
             self._handle(batch)
-        except Exception:
-            self.counts["failed"] += len(batch)
+        except Exception as exc:
+            done = min(max(exc.handled, 0), len(batch)) if isinstance(exc, PartlyHandled) else 0
+            self.counts["handled"] += done
+            self.counts["failed"] += len(batch) - done
             self._warn_once("handler", "litelens: %s failed on a batch; its items are lost", exc_info=True)
         else:
             self.counts["handled"] += len(batch)

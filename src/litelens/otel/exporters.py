@@ -29,7 +29,7 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.trace import Link
 
 from litelens.config import Settings
-from litelens.jsonl import JsonlWriter
+from litelens.jsonl import JsonlWriter, PartlyWritten
 from litelens.sinks import transport_config
 from litelens.transport import Answer, BatchFormat, Transport
 
@@ -156,6 +156,11 @@ class JsonlSpanExporter(SpanExporter):
             with self._lock:
                 self.writer.write(lines)
                 self.written += len(lines)
+        except PartlyWritten as exc:
+            # The spans before the failure are in a file: they count as written, only the rest failed.
+            self.written += exc.written
+            self.failed += len(lines) - exc.written
+            return SpanExportResult.FAILURE
         except Exception:
             self.failed += len(lines)
             return SpanExportResult.FAILURE

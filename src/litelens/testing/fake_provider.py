@@ -22,7 +22,10 @@ The calls that generate no text, each deterministic:
 * **Transcriptions** take a ``multipart/form-data`` upload (a ``file`` part and form fields), as the
   OpenAI API does. The transcript is ``tokens`` words; the audio lasts ``duration`` seconds, by
   default its size over 32,000 bytes a second (16 kHz 16-bit mono). ``response_format``: ``json``
-  (the default: ``text`` and ``usage: {type: duration, seconds}``, seconds rounded up),
+  (the default: ``text`` and ``usage: {type: duration, seconds}``, seconds rounded up; with
+  ``usage_type=tokens``, gpt-4o-transcribe's ``usage: {type: tokens, input_tokens, input_token_details,
+  output_tokens, total_tokens}``: ten audio tokens a second, rounded up, plus the prompt's words in,
+  the transcript's words out),
   ``verbose_json`` (``duration``, ``language``, one segment; what LiteLLM asks for whisper models, to
   price them by the second), ``text``, ``srt``, ``vtt``. Directives come from headers or from the
   ``prompt`` field, since LiteLLM does not send a transcription's extra headers. The request log
@@ -89,6 +92,7 @@ message / prompt / input (a moderation's or speech's ``input``, a rerank's ``que
 ``dims``        embedding size (default 8; the request's ``dimensions`` wins)
 ``flag``        moderation: comma-separated categories to flag (default none)
 ``duration``    transcription: seconds of audio (default: upload size / 32,000)
+``usage_type``  transcription: ``duration`` (whisper's usage, the default) or ``tokens`` (gpt-4o-transcribe's)
 ``audio_bytes`` speech: size of the audio answered (default 1,000 per input word)
 ==============  ===========================================================================
 """
@@ -409,6 +413,8 @@ _AUDIO_TYPES = {
 # Transcription: an upload's duration when no `duration` directive says otherwise, as if it were
 # 16 kHz 16-bit mono PCM (32,000 bytes a second).
 _AUDIO_BYTES_PER_SECOND = 32_000
+# Transcription with token usage: audio tokens a second (round, so tests can count them by hand).
+_AUDIO_TOKENS_PER_SECOND = 10
 
 
 def _parse_multipart(content_type: str, raw: bytes) -> dict[str, Any] | None:
@@ -1071,6 +1077,24 @@ class _Handler(BaseHTTPRequestHandler):
             return
         duration = round(max(0.0, duration), 3)
         text = " ".join(_output_words(max(0, int(directives.get("tokens", _DEFAULT_TOKENS)))))
+        kind = str(directives.get("usage_type", "duration"))
+        if kind == "tokens":
+            # gpt-4o-transcribe's shape: it bills tokens of audio and prompt in, transcript words out.
+            audio_tokens = math.ceil(duration * _AUDIO_TOKENS_PER_SECOND)
+            text_tokens = _count_words(_input_texts(body.get("prompt")))
+            words = len(text.split())
+            usage: dict[str, Any] = {
+                "type": "tokens",
+                "input_tokens": audio_tokens + text_tokens,
+                "input_token_details": {"text_tokens": text_tokens, "audio_tokens": audio_tokens},
+                "output_tokens": words,
+                "total_tokens": audio_tokens + text_tokens + words,
+            }
+        elif kind == "duration":
+            usage = {"type": "duration", "seconds": math.ceil(duration)}
+        else:
+            self._send_error(400, f"Fake: usage_type={kind!r} is neither 'duration' nor 'tokens'")
+            return
         fmt = str(body.get("response_format") or "json")
         if fmt == "text":
             self._send_body(200, text.encode(), "text/plain; charset=utf-8")
@@ -1107,13 +1131,11 @@ class _Handler(BaseHTTPRequestHandler):
                     "duration": duration,
                     "text": text,
                     "segments": [segment],
-                    "usage": {"type": "duration", "seconds": math.ceil(duration)},
+                    "usage": usage,
                 },
             )
         else:
-            self._send_json(
-                200, {"text": text, "usage": {"type": "duration", "seconds": math.ceil(duration)}}
-            )
+            self._send_json(200, {"text": text, "usage": usage})
 
     def _speech(self, body: dict[str, Any], directives: dict[str, Any]) -> None:
         fmt = str(body.get("response_format") or "mp3")
