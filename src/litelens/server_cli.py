@@ -51,14 +51,28 @@ def serve(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(exc, file=sys.stderr)
         return 2
+    certfile, keyfile = getattr(args, "ssl_certfile", None), getattr(args, "ssl_keyfile", None)
+    if keyfile and not certfile:
+        print("litelens serve: --ssl-keyfile needs --ssl-certfile", file=sys.stderr)
+        return 2
+    if certfile:
+        # Checked before the store opens: uvicorn would otherwise fail on them with a bare traceback.
+        import ssl
+
+        try:
+            ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(certfile, keyfile)
+        except (OSError, ssl.SSLError) as exc:
+            print(f"litelens serve: cannot use {certfile} / {keyfile} for TLS ({exc})", file=sys.stderr)
+            return 2
     store = _open_migrated(settings.db_url)
     if store is None:
         return 2
     gc.set_threshold(*GC_THRESHOLDS)
     app = create_app(settings, store)
     auth = "no auth (loopback only)" if settings.no_auth else "API keys required"
+    scheme = "https" if certfile else "http"
     print(
-        f"litelens serving on http://{settings.host}:{settings.port} ({auth}); storage {_safe_url(settings.db_url)}",
+        f"litelens serving on {scheme}://{settings.host}:{settings.port} ({auth}); storage {_safe_url(settings.db_url)}",
         flush=True,
     )
     # uvicorn stops accepting on SIGTERM/SIGINT, lets in-flight requests (and their commits) finish,
@@ -71,6 +85,8 @@ def serve(args: argparse.Namespace) -> int:
             log_level=args.log_level,
             access_log=False,
             timeout_graceful_shutdown=30,
+            ssl_certfile=certfile,
+            ssl_keyfile=keyfile,
         )
     )
     try:
