@@ -17,7 +17,6 @@ from pathlib import Path
 
 import pytest
 
-
 PROXIED_HOST = "litelens.invalid"
 """A name only the proxy knows (`.invalid` never resolves, RFC 2606): what is sent to it went through the
 proxy, as on a network where only the proxy can reach the server."""
