@@ -399,3 +399,37 @@ def test_the_span_exporter_delivers_over_https_with_the_same_settings(
     stats = exporter.stats()
     assert stats["sent"] == 3 and stats["spooled"] == 0, stats
     provider.shutdown()
+
+
+def test_an_http_url_on_a_tls_server_says_to_use_https(
+    pki: Pki, tls_receiver: Receiver, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="litelens")
+    endpoint = tls_receiver.url.replace("https://", "http://")
+    sink = _sink(endpoint, tmp_path / "spool")
+    _send(sink, 10, "plain")
+    assert sink.shutdown(10) and sink.stats()["spooled"] == 10
+    (warning,) = _warnings(caplog)
+    assert endpoint in warning and "use https://" in warning, warning
+
+
+def test_tail_trusts_what_the_callback_trusts(
+    pki: Pki, tmp_path: Path, server_factory: Callable[..., ServerProcess], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import io
+
+    from litelens import tail
+
+    certfile, keyfile = pki.cert("good")
+    server = server_factory(f"sqlite:///{tmp_path / 'tail.db'}", tls=(certfile, keyfile, pki.ca))
+    assert server.client().post_json("/v1/events", {"records": [make_record("tailed-1")]}).status == 200
+    monkeypatch.setenv("LITELENS_CA_BUNDLE", str(pki.ca))
+
+    class FirstLine(io.StringIO):
+        def write(self, text: str) -> int:
+            super().write(text)
+            raise KeyboardInterrupt  # Ctrl-C once the call is printed: tail ends quietly
+
+    out = FirstLine()
+    status = tail.run(None, server.url, server.key, since_s=60, poll_s=0.1, color=False, out=out)
+    assert status == 0 and "gpt-4o-mini" in out.getvalue(), out.getvalue()

@@ -201,6 +201,15 @@ def describe_connect_error(exc: BaseException, endpoint: str, proxy: Proxy | Non
             f"litelens: cannot reach {endpoint} through proxy {proxy.url} ({proxy.variable}): {exc}; "
             "check that variable, or add the host to NO_PROXY"
         )
+    if endpoint.startswith("http://") and isinstance(
+        exc, (ConnectionResetError, http.client.RemoteDisconnected, http.client.BadStatusLine)
+    ):
+        # A TLS server hangs up on (or answers with a TLS alert) a plain request: the likely cause
+        # when a fresh connection is cut before any answer, e.g. http://host:443.
+        return "connect", (
+            f"litelens: server at {endpoint} hung up without an HTTP answer ({exc!r}); if it serves "
+            "HTTPS, use https:// in LITELENS_ENDPOINT"
+        )
     return "connect", f"litelens: cannot reach server at {endpoint} ({exc})"
 
 
