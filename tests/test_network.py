@@ -156,16 +156,16 @@ def test_a_wrong_certificate_or_plain_http_is_said_once_and_nothing_is_lost(
         endpoint = f"https://127.0.0.1:{bad.port}"
         sink = _sink(endpoint, spool)
         _send(sink, 40, "bad", batches=4)
-        assert sink.shutdown(10)
+        assert sink.flush(10)
         assert bad.records == [] and sink.stats()["spooled"] == 40
         port = bad.port
     warnings = _warnings(caplog)
     assert len(warnings) == 1 and expected in warnings[0] and endpoint in warnings[0], warnings
     assert "Traceback" not in caplog.text
-    # The server fixed (the right certificate, on the same address): everything kept arrives, once.
+    # The server fixed (the right certificate, on the same address): the same process sends everything
+    # its spool kept, once, with no restart.
+    sink.transport.config.backoff_max_s = 0.5  # (how soon it tries again is not what is tested)
     with Receiver(port=port, ssl_context=pki.server_context("good")) as fixed:
-        sink = _sink(endpoint, spool)
-        sink.transport.start()
         assert fixed.wait_for(40, timeout=15), len(fixed.records)
         assert sink.shutdown(10)
         assert sorted(fixed.call_ids()) == sorted(f"bad-{i}" for i in range(40))
@@ -298,6 +298,24 @@ def test_a_proxy_that_is_down_is_named_in_the_log(
     assert sink.shutdown(10) and sink.stats()["spooled"] == 10
     (warning,) = _warnings(caplog)
     assert f"through proxy {proxy_url} (HTTPS_PROXY)" in warning and "NO_PROXY" in warning, warning
+
+
+@pytest.mark.parametrize("proxy_url", ["socks5://127.0.0.1:1080", "https://proxy.example.com:3128"])
+def test_a_proxy_url_litelens_cannot_use_is_said_once(
+    pki: Pki,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    proxy_url: str,
+) -> None:
+    caplog.set_level(logging.WARNING, logger="litelens")
+    monkeypatch.setenv("https_proxy", proxy_url)
+    sink = _sink(f"https://{PROXIED_HOST}", tmp_path / "spool", ca_bundle=str(pki.ca))
+    _send(sink, 20, "x", batches=2)
+    assert sink.shutdown(10) and sink.stats()["spooled"] == 20
+    (warning,) = _warnings(caplog)
+    assert f"HTTPS_PROXY={proxy_url} is not a proxy litelens can use" in warning, warning
+    assert "http://" in warning and "NO_PROXY" in warning
 
 
 def test_no_proxy_and_loopback_go_direct(
