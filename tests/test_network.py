@@ -14,7 +14,7 @@ import pytest
 
 from litelens.config import Settings
 from litelens.sinks import HttpSink
-from litelens.testing import Receiver
+from litelens.testing import FakeProvider, Receiver
 from network_helpers import PROXIED_HOST, Pki, Proxy, make_pki
 from server_helpers import ServerProcess, cli, free_port, make_record
 
@@ -117,6 +117,42 @@ def test_a_private_ca_is_refused_by_default_then_trusted_the_usual_ways(
         else:
             assert warnings == [], (variable, warnings)
         monkeypatch.delenv(variable)
+
+
+def test_litellm_calls_reach_an_https_server_through_the_proxy(
+    pki: Pki,
+    tls_receiver: Receiver,
+    provider: FakeProvider,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """What a deployment behind a company proxy does: real LiteLLM calls (to a provider on loopback, which
+    goes direct) and their records (to the litelens server, which only the proxy can reach)."""
+    import litellm
+
+    import litelens
+
+    with Proxy(hosts={PROXIED_HOST: tls_receiver.port}) as proxy:
+        monkeypatch.setenv("HTTPS_PROXY", proxy.url)
+        monkeypatch.setenv("LITELENS_ENDPOINT", f"https://{PROXIED_HOST}:{tls_receiver.port}")
+        monkeypatch.setenv("LITELENS_CA_BUNDLE", str(pki.ca))
+        callback = litelens.Callback(spool_dir=str(tmp_path / "spool"))
+        litellm.callbacks = [callback]
+        try:
+            for i in range(5):
+                litellm.completion(
+                    model="openai/gpt-4o-mini",
+                    messages=[{"role": "user", "content": f"hello {i}"}],
+                    api_base=provider.url,
+                    api_key="sk-fake",
+                )
+            assert callback.flush(10)
+        finally:
+            litellm.callbacks = []
+            callback.shutdown(timeout=5)
+        assert tls_receiver.wait_for(5, timeout=10), len(tls_receiver.records)
+        assert {r["request_model"] for r in tls_receiver.records} == {"gpt-4o-mini"}
+        assert proxy.tunnels == [f"{PROXIED_HOST}:{tls_receiver.port}"]
 
 
 def test_a_ca_bundle_that_does_not_exist_is_a_configuration_error(tmp_path: Path) -> None:
