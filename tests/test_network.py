@@ -284,8 +284,9 @@ def test_https_goes_through_the_proxy_the_environment_names(
 def test_http_goes_through_the_proxy_as_absolute_uri_requests(
     receiver: Receiver, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    with Proxy(hosts={PROXIED_HOST: receiver.port}) as proxy:
-        monkeypatch.setenv("http_proxy", proxy.url)  # the lower-case form, which urllib prefers too
+    with Proxy(hosts={PROXIED_HOST: receiver.port}, credentials="bob:pw") as proxy:
+        # The lower-case form, which urllib prefers too; with the proxy's credentials on every request.
+        monkeypatch.setenv("http_proxy", f"http://bob:pw@127.0.0.1:{proxy.port}")
         endpoint = f"http://{PROXIED_HOST}:{receiver.port}"
         sink = _sink(endpoint, tmp_path / "spool", api_key="ll_k")
         _send(sink, 30, "forwarded", batches=3)
@@ -293,6 +294,7 @@ def test_http_goes_through_the_proxy_as_absolute_uri_requests(
         assert receiver.wait_for(30, timeout=10) and len(receiver.unique_call_ids()) == 30
         assert proxy.forwarded == [f"http://{PROXIED_HOST}:{receiver.port}/v1/events"] * 3
         assert {b["headers"].get("Authorization") for b in receiver.bodies} == {"Bearer ll_k"}
+        assert proxy.refused == []  # the credentials went with every request, not only the first
 
 
 def test_a_proxy_with_a_password_and_one_that_refuses(
