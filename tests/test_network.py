@@ -325,6 +325,29 @@ def test_a_proxy_with_a_password_and_one_that_refuses(
         assert len(tls_receiver.unique_call_ids()) == len(tls_receiver.records) == 40
 
 
+def test_a_forwarding_proxy_that_wants_credentials_keeps_the_records(
+    receiver: Receiver, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Its 407 is the proxy's answer, not the server's: the batches were never seen by the server and
+    must wait in the spool, not be dropped as refused."""
+    caplog.set_level(logging.WARNING, logger="litelens")
+    endpoint = f"http://{PROXIED_HOST}:{receiver.port}"
+    with Proxy(hosts={PROXIED_HOST: receiver.port}, credentials="bob:pw") as proxy:
+        monkeypatch.setenv("HTTP_PROXY", proxy.url)
+        sink = _sink(endpoint, tmp_path / "spool")
+        _send(sink, 20, "no-credentials", batches=2)
+        assert sink.shutdown(10)
+        stats = sink.stats()
+        assert stats["spooled"] == 20 and stats["failed"] == stats["dropped"] == 0, stats
+        (warning,) = _warnings(caplog)
+        assert f"proxy {proxy.url} (HTTP_PROXY)" in warning and "407" in warning, warning
+        monkeypatch.setenv("HTTP_PROXY", f"http://bob:pw@127.0.0.1:{proxy.port}")
+        sink = _sink(endpoint, tmp_path / "spool")
+        sink.transport.start()
+        assert receiver.wait_for(20, timeout=15), len(receiver.records)
+        assert sink.shutdown(10)
+
+
 def test_a_proxy_that_is_down_is_named_in_the_log(
     pki: Pki, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -915,6 +915,20 @@ class Transport:
                 status,
             )
             return _RETRY, retry_after
+        if status == 407:
+            # From a forwarding proxy (an http endpoint through HTTP_PROXY), not the server: the batch
+            # was never seen by it, so it waits in the spool until the proxy's credentials are fixed.
+            proxy = self._proxy
+            where = f"proxy {proxy.url} ({proxy.variable})" if proxy else "a proxy"
+            self._log_once(
+                "http-407",
+                "litelens: %s refused the request to %s (407 Proxy Authentication Required); put the "
+                "proxy's user and password in its URL (http://user:password@host:port). Records are "
+                "kept in the spool",
+                where,
+                self.config.endpoint,
+            )
+            return _CONFIG, retry_after
         if status in _CONFIG_STATUSES:
             if self._spool is not None:
                 # So that a process with the fixed key or endpoint may send these batches.
