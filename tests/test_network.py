@@ -9,14 +9,19 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from litelens.config import Settings
+from litelens.httpconn import proxy_from_environment
 from litelens.sinks import HttpSink
 from litelens.testing import FakeProvider, Receiver
 from network_helpers import PROXIED_HOST, Pki, Proxy, make_pki
 from server_helpers import ServerProcess, cli, free_port, make_record
+
+if TYPE_CHECKING:
+    from litelens.callback import Callback
 
 _PROXY_VARIABLES = (
     "HTTPS_PROXY",
@@ -123,6 +128,7 @@ def test_litellm_calls_reach_an_https_server_through_the_proxy(
     pki: Pki,
     tls_receiver: Receiver,
     provider: FakeProvider,
+    make_callback: Callable[..., Callback],
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -130,26 +136,18 @@ def test_litellm_calls_reach_an_https_server_through_the_proxy(
     goes direct) and their records (to the litelens server, which only the proxy can reach)."""
     import litellm
 
-    import litelens
-
     with Proxy(hosts={PROXIED_HOST: tls_receiver.port}) as proxy:
         monkeypatch.setenv("HTTPS_PROXY", proxy.url)
-        monkeypatch.setenv("LITELENS_ENDPOINT", f"https://{PROXIED_HOST}:{tls_receiver.port}")
         monkeypatch.setenv("LITELENS_CA_BUNDLE", str(pki.ca))
-        callback = litelens.Callback(spool_dir=str(tmp_path / "spool"))
-        litellm.callbacks = [callback]
-        try:
-            for i in range(5):
-                litellm.completion(
-                    model="openai/gpt-4o-mini",
-                    messages=[{"role": "user", "content": f"hello {i}"}],
-                    api_base=provider.url,
-                    api_key="sk-fake",
-                )
-            assert callback.flush(10)
-        finally:
-            litellm.callbacks = []
-            callback.shutdown(timeout=5)
+        callback = make_callback(endpoint=f"https://{PROXIED_HOST}:{tls_receiver.port}")
+        for i in range(5):
+            litellm.completion(
+                model="openai/gpt-4o-mini",
+                messages=[{"role": "user", "content": f"hello {i}"}],
+                api_base=provider.url,
+                api_key="sk-fake",
+            )
+        assert callback.flush(10)
         assert tls_receiver.wait_for(5, timeout=10), len(tls_receiver.records)
         assert {r["request_model"] for r in tls_receiver.records} == {"gpt-4o-mini"}
         assert proxy.tunnels == [f"{PROXIED_HOST}:{tls_receiver.port}"]
@@ -399,6 +397,11 @@ def test_no_proxy_and_loopback_go_direct(
         _send(sink, 10, "exempt")
         assert sink.shutdown(10) and sink.stats()["spooled"] == 10
         assert proxy.tunnels == [] and proxy.forwarded == []
+    # Only addresses and names that are this machine's go direct; a name that looks like one does not.
+    monkeypatch.delenv("NO_PROXY")
+    for url in ("https://127.0.0.1:4318", "http://[::1]:4318", "https://localhost", "https://app.localhost"):
+        assert proxy_from_environment(url) is None, url
+    assert proxy_from_environment("https://127.example.com:4318") is not None
 
 
 # -- 5. litelens doctor -----------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import http.client
 import io
+import ipaddress
 import socket
 import ssl
 import time
@@ -64,7 +65,10 @@ class ProxyError(OSError):
 
 def _is_loopback(host: str) -> bool:
     host = host.lower().strip("[]")
-    return host in ("localhost", "::1") or host.endswith(".localhost") or host.startswith("127.")
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a name: only localhost's are known to be this machine without asking DNS
+        return host == "localhost" or host.endswith(".localhost")
 
 
 def proxy_from_environment(url: str) -> Proxy | None:
@@ -206,8 +210,8 @@ class Connection:
             byte = sock.recv(1)
             if not byte or len(head) > _MAX_LINE:
                 raise ProxyError(
-                    f"proxy {proxy.url} ({proxy.variable}) closed the connection instead of opening a "
-                    f"tunnel to {self._authority}"
+                    f"proxy {proxy.url} ({proxy.variable}) did not open a tunnel to {self._authority} "
+                    "(it hung up, or its answer never ended)"
                 )
             head += byte
         sock.settimeout(self.timeout)
