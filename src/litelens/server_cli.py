@@ -288,12 +288,19 @@ def export(args: argparse.Namespace) -> int:
         params.append((name, value))
     url = server_base(settings.endpoint) + "/api/export?" + urllib.parse.urlencode(params)
     headers = {"Authorization": f"Bearer {settings.api_key}"} if settings.api_key else {}
-    # The transport's TLS settings (LITELENS_CA_BUNDLE, LITELENS_SSL_VERIFY): a server the callback and
-    # `doctor` reach is one `export` reaches too.
-    context = tls_context(settings.ca_bundle, settings.ssl_verify) if url.startswith("https://") else None
+    # The transport's TLS settings (LITELENS_CA_BUNDLE, LITELENS_SSL_VERIFY) and its choice of proxy
+    # (urllib's, except that this machine's server is never proxied): a server the callback and `doctor`
+    # reach is one `export` reaches too.
+    handlers: list[urllib.request.BaseHandler] = []
+    if url.startswith("https://"):
+        handlers.append(
+            urllib.request.HTTPSHandler(context=tls_context(settings.ca_bundle, settings.ssl_verify))
+        )
+    if proxy_from_environment(url) is None:
+        handlers.append(urllib.request.ProxyHandler({}))
     try:
-        response = urllib.request.urlopen(
-            urllib.request.Request(url, headers=headers), timeout=60, context=context
+        response = urllib.request.build_opener(*handlers).open(
+            urllib.request.Request(url, headers=headers), timeout=60
         )
     except urllib.error.HTTPError as exc:
         print(
