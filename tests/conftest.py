@@ -177,7 +177,7 @@ def sqlite_url(tmp_path: Path) -> str:
 
 @pytest.fixture
 def server_factory(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
-    """Factory: `make(db_url, port=None, env=None, args=(), key=True)` starts `litelens serve`; a default
+    """Factory: `make(db_url, port=None, env=None, args=(), key=True, tls=None)` starts `litelens serve`; a default
     project key (made with `litelens keys create`) is on `.key`. Every server is stopped afterwards."""
     made: list[ServerProcess] = []
 
@@ -187,8 +187,9 @@ def server_factory(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
         env: dict[str, str] | None = None,
         args: tuple[str, ...] = (),
         key: bool = True,
+        tls: tuple[Path, Path, Path] | None = None,
     ) -> ServerProcess:
-        server = ServerProcess(db_url, tmp_path, port=port, env=env, args=args)
+        server = ServerProcess(db_url, tmp_path, port=port, env=env, args=args, tls=tls)
         made.append(server)
         if key:
             server.key = server.create_key("default")

@@ -140,7 +140,7 @@ SHELL_PRELUDE = r"""
 set -euo pipefail
 _docs_wait() {  # url, name: wait until it answers (120 s)
   for _ in $(seq 1200); do
-    if curl -fsS -o /dev/null "$1" 2>/dev/null; then return 0; fi
+    if curl -fsSk -o /dev/null "$1" 2>/dev/null; then return 0; fi  # -k: a page's own test certificate
     sleep 0.1
   done
   echo "docs harness: $2 did not answer at $1 in 120 s" >&2; tail -n 30 "$DOCS_DIR"/*.log >&2 || true
@@ -154,7 +154,9 @@ litelens() {
   if [ "${1:-}" = serve ]; then
     command litelens "$@" > "$DOCS_DIR/serve-$RANDOM.log" 2>&1 &
     echo $! >> "$DOCS_DIR/pids"; disown $!  # stopped when the page ends, not awaited by `wait`
-    _docs_wait "http://127.0.0.1:$DOCS_PORT/health" "litelens serve"
+    local scheme=http
+    case " $* " in *" --ssl-certfile "*) scheme=https ;; esac
+    _docs_wait "$scheme://127.0.0.1:$DOCS_PORT/health" "litelens serve"
     return
   fi
   command litelens "$@"

@@ -9,6 +9,7 @@ import json
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -56,10 +57,13 @@ class Response:
 class Client:
     """A keep-alive HTTP/1.1 client for one server (reconnects when the server closed the connection)."""
 
-    def __init__(self, url: str, key: str | None = None, timeout: float = 30) -> None:
+    def __init__(
+        self, url: str, key: str | None = None, timeout: float = 30, cafile: Path | None = None
+    ) -> None:
         parts = urllib.parse.urlsplit(url)
         self.host = parts.hostname or "127.0.0.1"
         self.port = parts.port or 80
+        self.context = ssl.create_default_context(cafile=str(cafile)) if parts.scheme == "https" else None
         self.key = key
         self.timeout = timeout
         self._conn: http.client.HTTPConnection | None = None
@@ -83,7 +87,11 @@ class Client:
         if use:
             sent.setdefault("Authorization", f"Bearer {use}")
         for attempt in (0, 1):
-            if self._conn is None:
+            if self._conn is None and self.context is not None:
+                self._conn = http.client.HTTPSConnection(
+                    self.host, self.port, timeout=self.timeout, context=self.context
+                )
+            elif self._conn is None:
                 self._conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
             try:
                 self._conn.request(method, path, body=body, headers=sent)
@@ -129,8 +137,11 @@ class ServerProcess:
         port: int | None = None,
         env: Mapping[str, str] | None = None,
         args: tuple[str, ...] = (),
+        tls: tuple[Path, Path, Path] | None = None,
     ) -> None:
+        """`tls`: (certificate, its key, the CA that signed it): serve HTTPS with them."""
         self.db_url = db_url
+        self.tls = tls
         self.port = port or free_port()
         self.host = "127.0.0.1"
         self.log_path = log_dir / f"server-{self.port}-{time.monotonic_ns()}.log"
@@ -141,10 +152,10 @@ class ServerProcess:
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"{'https' if self.tls else 'http'}://{self.host}:{self.port}"
 
     def client(self, key: str | None = None) -> Client:
-        return Client(self.url, key or self.key)
+        return Client(self.url, key or self.key, cafile=self.tls[2] if self.tls else None)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
@@ -163,6 +174,11 @@ class ServerProcess:
                     self.db_url,
                     "--log-level",
                     "warning",
+                    *(
+                        ("--ssl-certfile", str(self.tls[0]), "--ssl-keyfile", str(self.tls[1]))
+                        if self.tls
+                        else ()
+                    ),
                     *self.args,
                 ],
                 env={**os.environ, **self.env},
@@ -176,7 +192,11 @@ class ServerProcess:
                     f"litelens serve exited with {self.proc.returncode}:\n{self.log()[-3000:]}"
                 )
             with contextlib.suppress(OSError):
-                conn = http.client.HTTPConnection(self.host, self.port, timeout=2)
+                if self.tls:
+                    context = ssl.create_default_context(cafile=str(self.tls[2]))
+                    conn = http.client.HTTPSConnection(self.host, self.port, timeout=2, context=context)
+                else:
+                    conn = http.client.HTTPConnection(self.host, self.port, timeout=2)
                 try:
                     conn.request("GET", "/health")
                     if conn.getresponse().status == 200:

@@ -47,6 +47,10 @@ def _run(argv: list[str] | None) -> int:
         "--retention", default=None, help="delete calls older than this, e.g. 30d (env LITELENS_RETENTION)"
     )
     serve.add_argument("--log-level", default="info")
+    serve.add_argument(
+        "--ssl-certfile", default=None, help="serve HTTPS with this PEM certificate (chain) instead of HTTP"
+    )
+    serve.add_argument("--ssl-keyfile", default=None, help="with --ssl-certfile: its private key (PEM)")
 
     keys = sub.add_parser("keys", help="manage project API keys (talks to the database directly)")
     keys.add_argument("action", choices=["create", "list", "revoke"])

@@ -114,6 +114,8 @@ _ENV_SETTINGS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "LITELENS_SAMPLE_RATE": ("sample_rate", _parse_rate),
     "LITELENS_SAMPLE_KEEP_ERRORS": ("sample_keep_errors", _parse_bool),
     "LITELENS_DROP_CONTENT": ("drop_content", _parse_bool),
+    "LITELENS_CA_BUNDLE": ("ca_bundle", str.strip),
+    "LITELENS_SSL_VERIFY": ("ssl_verify", _parse_bool),
     # Sink forms are checked by litelens.sinks.from_spec, which owns them.
     "LITELENS_SINKS": ("sinks", _parse_list),
 }
@@ -218,6 +220,11 @@ class Settings:
     sample_keep_errors: bool = True
     drop_content: bool = False
     """Run `litelens.pipeline.drop_content` on every record (numbers kept, messages and output not)."""
+    ca_bundle: str | None = None
+    """PEM file (or directory) of extra CAs to trust for an https endpoint; default `REQUESTS_CA_BUNDLE`
+    when that is set. The system's CAs, or `SSL_CERT_FILE` / `SSL_CERT_DIR`, stay trusted too."""
+    ssl_verify: bool = True
+    """False turns certificate checks off for an https endpoint: for development only."""
     sinks: tuple[str, ...] = ()
     """Where records go, as `litelens.sinks.from_spec` short forms (`http`, `jsonl:PATH`, `console`,
     `callable:MODULE:NAME`); () = the server only, through the plain transport."""
@@ -243,6 +250,11 @@ class Settings:
             values["service"] = service
         if env.get("LITELENS_ENVIRONMENT"):
             values["environment"] = env["LITELENS_ENVIRONMENT"]
+        requests_bundle = env.get("REQUESTS_CA_BUNDLE", "").strip()
+        if "ca_bundle" not in values and requests_bundle and os.path.exists(requests_bundle):
+            # Set on hosts behind a TLS-inspecting proxy for requests and pip; its CAs are added to the
+            # system's, never in place of them, so honouring it cannot break a public endpoint.
+            values["ca_bundle"] = requests_bundle
         known = {f.name for f in fields(cls) if f.init}
         unknown = set(overrides) - known
         if unknown:
@@ -269,5 +281,10 @@ class Settings:
             raise ValueError(
                 f"litelens: endpoint {settings.endpoint!r} must start with http:// or https:// "
                 f"(set LITELENS_ENDPOINT, e.g. {DEFAULT_ENDPOINT})"
+            )
+        if settings.ca_bundle and not os.path.exists(settings.ca_bundle):
+            raise ValueError(
+                f"litelens: ca_bundle {settings.ca_bundle!r} does not exist (LITELENS_CA_BUNDLE: a PEM file "
+                "with the CA that signed the server's certificate)"
             )
         return settings

@@ -6,20 +6,27 @@ low call rate (a batch every `batch_max_age_s` with a handful of records in it) 
 This speaks the same protocol with one `sendall` per request and a buffered `readline` per response line.
 It raises `http.client`'s exceptions (and `OSError`), so callers handle it exactly like `http.client`.
 
+Like urllib, it goes through the proxy that `HTTPS_PROXY` / `HTTP_PROXY` name unless `NO_PROXY` exempts
+the host (`proxy_from_environment`): a tunnel (`CONNECT`) for https endpoints, absolute-URI requests for
+http ones. On networks whose only way out is that proxy, ignoring it would mean no record ever arrives.
+
 Standard library only: this module is part of the zero-dependency core.
 """
 
 from __future__ import annotations
 
+import base64
 import http.client
 import io
+import ipaddress
 import socket
 import ssl
 import time
 from collections.abc import Mapping
-from typing import BinaryIO
+from typing import BinaryIO, NamedTuple
+from urllib.parse import unquote, urlsplit
 
-__all__ = ["Connection", "Response"]
+__all__ = ["Connection", "Proxy", "ProxyError", "Response", "proxy_from_environment"]
 
 _MAX_LINE = 65_536
 _MAX_BODY = 1 << 20  # the server's answers are a few hundred bytes; a larger one is not one of them
@@ -36,6 +43,76 @@ class Response:
         self.headers = headers
         self.body = body
         self.will_close = will_close
+
+
+class Proxy(NamedTuple):
+    """An HTTP proxy to go through, as an environment variable names it."""
+
+    url: str
+    """The proxy's URL without its user and password, for messages."""
+    variable: str
+    """The variable it came from (`HTTPS_PROXY`, ...), for messages that say what to change."""
+    host: str
+    port: int
+    authorization: str | None
+    """`Proxy-Authorization` value, from a `user:password@` in the URL."""
+    scheme: str
+
+
+class ProxyError(OSError):
+    """The proxy could not be used, or refused the tunnel; the message names the proxy and its answer."""
+
+
+def _is_loopback(host: str) -> bool:
+    host = host.lower().strip("[]")
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a name: only localhost's are known to be this machine without asking DNS
+        return host == "localhost" or host.endswith(".localhost")
+
+
+def proxy_from_environment(url: str) -> Proxy | None:
+    """The proxy the environment names for `url`, or None: `https_proxy` / `HTTPS_PROXY` for https,
+    `http_proxy` / `HTTP_PROXY` for http, else `all_proxy`, unless `no_proxy` / `NO_PROXY` lists the
+    host -- urllib's own reading of these variables, so litelens goes where `urllib` and `requests` go.
+
+    A loopback host is never proxied: a proxy elsewhere cannot reach this machine's 127.0.0.1, and
+    the default endpoint (a local `litelens serve`) must keep working where a proxy is set for the rest.
+    """
+    import urllib.request  # here, not at import: it is a heavy import and only needed once
+
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if not host or _is_loopback(host):
+        return None
+    proxies = urllib.request.getproxies_environment()
+    scheme = parts.scheme
+    key = scheme if scheme in proxies else "all"
+    raw = proxies.get(key)
+    if not raw:
+        return None
+    port = parts.port or (443 if scheme == "https" else 80)
+    # (in urllib.request since Python 3.0, though missing from its type stubs)
+    bypass = urllib.request.proxy_bypass_environment  # type: ignore[attr-defined]
+    if proxies.get("no") and bypass(f"{host}:{port}", proxies):
+        return None
+    variable = f"{key.upper()}_PROXY"
+    if "://" not in raw:
+        raw = "http://" + raw  # `HTTPS_PROXY=proxy:3128`, as curl and urllib take it
+    proxy = urlsplit(raw)
+    authorization = None
+    if proxy.username is not None:
+        user = unquote(proxy.username)
+        password = unquote(proxy.password or "")
+        token = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+        authorization = f"Basic {token}"
+    proxy_host = proxy.hostname or ""
+    try:
+        proxy_port = proxy.port or (443 if proxy.scheme == "https" else 80)
+    except ValueError:  # a port that is not a number
+        proxy_port = 0
+    shown = f"{proxy.scheme}://{proxy_host}" + (f":{proxy_port}" if proxy_port else "")
+    return Proxy(shown, variable, proxy_host, proxy_port, authorization, proxy.scheme)
 
 
 class _SocketReader(io.RawIOBase):
@@ -66,23 +143,44 @@ class Connection:
     """A lazily opened keep-alive connection to one host; `request` then `getresponse`, in turn."""
 
     def __init__(
-        self, host: str, port: int, *, timeout: float, ssl_context: ssl.SSLContext | None = None
+        self,
+        host: str,
+        port: int,
+        *,
+        timeout: float,
+        ssl_context: ssl.SSLContext | None = None,
+        proxy: Proxy | None = None,
     ) -> None:
         self.host = host
         self.port = port
         self.timeout = timeout
         self._ssl = ssl_context
+        self.proxy = proxy
         default_port = 443 if ssl_context is not None else 80
         name = f"[{host}]" if ":" in host else host
         self._host_header = name if port == default_port else f"{name}:{port}"
+        self._authority = f"{name}:{port}"
+        # Through a proxy, a plain-HTTP request names the whole URL (RFC 9112 3.2.2); a TLS one is
+        # tunnelled and looks as it would without the proxy.
+        self._forward = proxy is not None and ssl_context is None
+        self._target_prefix = f"http://{self._host_header}" if self._forward else ""
         self.sock: socket.socket | None = None
         self._raw: _SocketReader | None = None
         self._reader: BinaryIO | None = None
 
     def connect(self) -> None:
-        sock = socket.create_connection((self.host, self.port), self.timeout)
+        proxy = self.proxy
+        if proxy is not None and (proxy.scheme != "http" or not proxy.host or not proxy.port):
+            raise ProxyError(
+                f"{proxy.variable}={proxy.url} is not a proxy litelens can use: it needs an http:// proxy "
+                "URL (http://host:port); exempt this host with NO_PROXY to connect directly"
+            )
+        address = (self.host, self.port) if proxy is None else (proxy.host, proxy.port)
+        sock = socket.create_connection(address, self.timeout)
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if proxy is not None and self._ssl is not None:
+                self._tunnel(sock, proxy)
             if self._ssl is not None:
                 sock = self._ssl.wrap_socket(sock, server_hostname=self.host)
         except BaseException:
@@ -92,14 +190,52 @@ class Connection:
         self._raw = _SocketReader(sock)
         self._reader = io.BufferedReader(self._raw)
 
+    def _tunnel(self, sock: socket.socket, proxy: Proxy) -> None:
+        """Ask the proxy for a tunnel to the server (`CONNECT`), and read its answer.
+
+        The answer is read byte by byte up to its blank line: after a 200 the next bytes are the server's
+        TLS handshake, which must be left on the socket for `wrap_socket`.
+        """
+        lines = [f"CONNECT {self._authority} HTTP/1.1", f"Host: {self._authority}"]
+        if proxy.authorization:
+            lines.append(f"Proxy-Authorization: {proxy.authorization}")
+        sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+        deadline = time.monotonic() + self.timeout
+        head = bytearray()
+        while not head.endswith(b"\r\n\r\n") and not head.endswith(b"\n\n"):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise ProxyError(f"proxy {proxy.url} ({proxy.variable}) did not answer CONNECT in time")
+            sock.settimeout(left)
+            byte = sock.recv(1)
+            if not byte or len(head) > _MAX_LINE:
+                raise ProxyError(
+                    f"proxy {proxy.url} ({proxy.variable}) did not open a tunnel to {self._authority} "
+                    "(it hung up, or its answer never ended)"
+                )
+            head += byte
+        sock.settimeout(self.timeout)
+        status_line = head.split(b"\n", 1)[0].decode("latin-1").strip()
+        parts = status_line.split(None, 2)
+        if len(parts) < 2 or not parts[0].startswith("HTTP/") or not parts[1].startswith("2"):
+            hint = ""
+            if parts[1:2] == ["407"]:
+                hint = "; put the proxy's user and password in its URL (http://user:password@host:port)"
+            raise ProxyError(
+                f"proxy {proxy.url} ({proxy.variable}) refused a tunnel to {self._authority}: "
+                f"{status_line}{hint}"
+            )
+
     def request(self, method: str, path: str, body: bytes, headers: Mapping[str, str]) -> None:
         """Write one request (opening the connection first if needed)."""
         if self.sock is None:
             self.connect()
         assert self.sock is not None
         self.sock.settimeout(self.timeout)  # the last answer's deadline may have shortened it
-        lines = [f"{method} {path} HTTP/1.1", f"Host: {self._host_header}"]
+        lines = [f"{method} {self._target_prefix}{path} HTTP/1.1", f"Host: {self._host_header}"]
         lines.extend(f"{name}: {value}" for name, value in headers.items())
+        if self._forward and self.proxy is not None and self.proxy.authorization:
+            lines.append(f"Proxy-Authorization: {self.proxy.authorization}")
         lines.append(f"Content-Length: {len(body)}\r\n\r\n")
         head = "\r\n".join(lines).encode("latin-1")
         if len(body) <= 65_536:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import gc
+import http.client
 import json
 import os
 import signal
@@ -23,7 +24,8 @@ from types import FrameType
 from typing import IO, TYPE_CHECKING, Any
 
 from litelens.config import Settings
-from litelens.transport import server_base
+from litelens.httpconn import Connection, Proxy, proxy_from_environment
+from litelens.transport import describe_connect_error, server_base, tls_context
 
 if TYPE_CHECKING:
     from litelens.server.store.base import Store
@@ -51,14 +53,28 @@ def serve(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(exc, file=sys.stderr)
         return 2
+    certfile, keyfile = getattr(args, "ssl_certfile", None), getattr(args, "ssl_keyfile", None)
+    if keyfile and not certfile:
+        print("litelens serve: --ssl-keyfile needs --ssl-certfile", file=sys.stderr)
+        return 2
+    if certfile:
+        # Checked before the store opens: uvicorn would otherwise fail on them with a bare traceback.
+        import ssl
+
+        try:
+            ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(certfile, keyfile)
+        except (OSError, ssl.SSLError) as exc:
+            print(f"litelens serve: cannot use {certfile} / {keyfile} for TLS ({exc})", file=sys.stderr)
+            return 2
     store = _open_migrated(settings.db_url)
     if store is None:
         return 2
     gc.set_threshold(*GC_THRESHOLDS)
     app = create_app(settings, store)
     auth = "no auth (loopback only)" if settings.no_auth else "API keys required"
+    scheme = "https" if certfile else "http"
     print(
-        f"litelens serving on http://{settings.host}:{settings.port} ({auth}); storage {_safe_url(settings.db_url)}",
+        f"litelens serving on {scheme}://{settings.host}:{settings.port} ({auth}); storage {_safe_url(settings.db_url)}",
         flush=True,
     )
     # uvicorn stops accepting on SIGTERM/SIGINT, lets in-flight requests (and their commits) finish,
@@ -71,6 +87,8 @@ def serve(args: argparse.Namespace) -> int:
             log_level=args.log_level,
             access_log=False,
             timeout_graceful_shutdown=30,
+            ssl_certfile=certfile,
+            ssl_keyfile=keyfile,
         )
     )
     try:
@@ -225,20 +243,6 @@ def _revoke(store: Store, key: str, project_name: str) -> int:
     return 0
 
 
-def _request(url: str, key: str | None, data: bytes | None = None, timeout: float = 10) -> tuple[int, bytes]:
-    headers = {"User-Agent": "litelens-cli"}
-    if key:
-        headers["Authorization"] = f"Bearer {key}"
-    if data is not None:
-        headers["Content-Type"] = "application/json"
-    request = urllib.request.Request(url, data=data, headers=headers)
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return response.status, response.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read()
-
-
 # The names `GET /api/export` filters on (server/api.py's `call_filter`): checked here too, so a misspelt
 # `--filter modle=gpt-4o` is refused before anything is asked (the server refuses it as well).
 _EXPORT_FILTERS = [
@@ -284,8 +288,20 @@ def export(args: argparse.Namespace) -> int:
         params.append((name, value))
     url = server_base(settings.endpoint) + "/api/export?" + urllib.parse.urlencode(params)
     headers = {"Authorization": f"Bearer {settings.api_key}"} if settings.api_key else {}
+    # The transport's TLS settings (LITELENS_CA_BUNDLE, LITELENS_SSL_VERIFY) and its choice of proxy
+    # (urllib's, except that this machine's server is never proxied): a server the callback and `doctor`
+    # reach is one `export` reaches too.
+    handlers: list[urllib.request.BaseHandler] = []
+    if url.startswith("https://"):
+        handlers.append(
+            urllib.request.HTTPSHandler(context=tls_context(settings.ca_bundle, settings.ssl_verify))
+        )
+    if proxy_from_environment(url) is None:
+        handlers.append(urllib.request.ProxyHandler({}))
     try:
-        response = urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=60)
+        response = urllib.request.build_opener(*handlers).open(
+            urllib.request.Request(url, headers=headers), timeout=60
+        )
     except urllib.error.HTTPError as exc:
         print(
             f"litelens export: server answered {exc.code}: {exc.read()[:300].decode(errors='replace')}",
@@ -334,6 +350,32 @@ def _copy_to_file(response: Any, output: str) -> int:
     return status
 
 
+def _core_request(
+    settings: Settings, proxy: Proxy | None, method: str, url: str, data: bytes | None
+) -> tuple[int, bytes]:
+    parts = urllib.parse.urlsplit(url)
+    https = parts.scheme == "https"
+    context = tls_context(settings.ca_bundle, settings.ssl_verify) if https else None
+    conn = Connection(
+        parts.hostname or "127.0.0.1",
+        parts.port or (443 if https else 80),
+        timeout=min(settings.timeout_s, 10.0),
+        ssl_context=context,
+        proxy=proxy,
+    )
+    headers = {"User-Agent": "litelens-doctor", "Connection": "close"}
+    if settings.api_key and data is not None:
+        headers["Authorization"] = f"Bearer {settings.api_key}"
+    if data is not None:
+        headers["Content-Type"] = "application/json"
+    try:
+        conn.request(method, parts.path or "/", data or b"", headers)
+        response = conn.getresponse()
+    finally:
+        conn.close()
+    return response.status, response.body
+
+
 def doctor(args: argparse.Namespace) -> int:
     """Walk the path a record takes and say, in plain words, where it breaks."""
     try:
@@ -346,10 +388,29 @@ def doctor(args: argparse.Namespace) -> int:
     print(
         f"api key   {'set (' + settings.api_key[:6] + '…)' if settings.api_key else 'not set'}  (LITELENS_API_KEY)"
     )
+    proxy = proxy_from_environment(base)
+    if proxy is not None:
+        print(f"proxy     {proxy.url}  ({proxy.variable}; NO_PROXY exempts hosts)")
+    if base.startswith("https://"):
+        bundle = settings.ca_bundle or "system CAs" + (
+            f" + SSL_CERT_FILE={os.environ['SSL_CERT_FILE']}" if os.environ.get("SSL_CERT_FILE") else ""
+        )
+        verify = (
+            f"verified against {bundle}"
+            if settings.ssl_verify
+            else "NOT verified (LITELENS_SSL_VERIFY=false)"
+        )
+        print(f"tls       certificates {verify}")
+    # The transport's own connection code, so the verdict holds for the records: its proxy handling and
+    # its TLS settings (LITELENS_CA_BUNDLE, LITELENS_SSL_VERIFY), which urllib knows nothing of.
     try:
-        status, _ = _request(base + "/health", None, timeout=5)
-    except OSError as exc:
-        print(f"FAIL  cannot reach the server: {exc}. Is `litelens serve` running there?")
+        status, _ = _core_request(settings, proxy, "GET", base + "/health", None)
+    except (OSError, http.client.HTTPException) as exc:
+        kind, message = describe_connect_error(exc, base, proxy)
+        if kind == "connect":
+            print(f"FAIL  cannot reach the server: {exc}. Is `litelens serve` running there?")
+        else:
+            print(f"FAIL  {message.removeprefix('litelens: ')}")
         return 1
     if status != 200:
         print(f"FAIL  {base}/health answered {status}: is this a litelens server?")
@@ -363,7 +424,15 @@ def doctor(args: argparse.Namespace) -> int:
         "request_model": "litelens-doctor",
         "metadata": {"litelens_doctor": True},
     }
-    status, body = _request(base + "/v1/events", settings.api_key, json.dumps({"records": [probe]}).encode())
+    try:
+        status, body = _core_request(
+            settings, proxy, "POST", base + "/v1/events", json.dumps({"records": [probe]}).encode()
+        )
+    except (OSError, http.client.HTTPException) as exc:
+        print(
+            f"FAIL  sending a test record: {describe_connect_error(exc, base, proxy)[1].removeprefix('litelens: ')}"
+        )
+        return 1
     if status == 401:
         print(
             "FAIL  the server refused the API key (401): set LITELENS_API_KEY to a key from `litelens keys create`"

@@ -86,6 +86,8 @@ def transport_config(settings: Settings) -> TransportConfig:
         spool_per_destination=True,
         spool_max_bytes=s.spool_max_bytes,
         exit_flush_s=s.exit_flush_s,
+        ca_bundle=s.ca_bundle,
+        ssl_verify=s.ssl_verify,
     )
 
 

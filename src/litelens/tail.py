@@ -10,9 +10,11 @@ tokens in and out, cost. Standard library only, like the core: it runs wherever 
 from __future__ import annotations
 
 import email.utils
+import functools
 import http.client
 import json
 import os
+import ssl
 import sys
 import time
 import urllib.parse
@@ -20,9 +22,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
+from litelens.config import Settings
 from litelens.display import format_call
 from litelens.jsonl import expand, identity, open_live, open_with_rotations, read_file, rotated_files
-from litelens.transport import server_base
+from litelens.transport import server_base, tls_context
 
 __all__ = ["follow_jsonl", "follow_server", "run"]
 
@@ -156,6 +159,7 @@ def follow_server(
     poll_s: float = 1.0,
     lookback_s: float = 300.0,
     stop: Callable[[], bool] = lambda: False,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Calls stored by the server at `url`, oldest first, as they arrive (`GET /api/calls`).
 
@@ -170,7 +174,12 @@ def follow_server(
     a server that is starting is not asked again every `poll_s` by every tail.
     """
     parts = urllib.parse.urlsplit(server_base(url))  # the URL the callback was given works here too
-    conn_cls = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+    if parts.scheme == "https":
+        conn_cls: Callable[..., http.client.HTTPConnection] = functools.partial(
+            http.client.HTTPSConnection, context=ssl_context
+        )
+    else:
+        conn_cls = http.client.HTTPConnection
     base = parts.path
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     since = time.time() - since_s
@@ -348,7 +357,14 @@ def run(
         else:
             assert server is not None
             key = api_key or os.environ.get("LITELENS_API_KEY")
-            calls = follow_server(server, key, since_s=since_s, poll_s=poll_s or 1.0)
+            # The callback's TLS settings (LITELENS_CA_BUNDLE, LITELENS_SSL_VERIFY) for the server it sends to.
+            try:
+                settings = Settings.from_env(spool_dir="off")
+            except ValueError as exc:
+                print(exc, file=sys.stderr)
+                return 2
+            context = tls_context(settings.ca_bundle, settings.ssl_verify)
+            calls = follow_server(server, key, since_s=since_s, poll_s=poll_s or 1.0, ssl_context=context)
         for call in calls:
             stream.write(format_call(call, color=use_color) + "\n")
             stream.flush()

@@ -36,7 +36,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from litelens.httpconn import Connection
+from litelens.httpconn import Connection, Proxy, ProxyError, proxy_from_environment
 from litelens.record import encode
 from litelens.spool import REFUSED_ENDPOINT, REFUSED_KEY, Spool, SpoolEntry
 
@@ -140,6 +140,77 @@ class TransportConfig:
     user_agent: str = field(default_factory=lambda: f"litelens/{_version()}")
     format: BatchFormat = EVENTS
     """Call records to `/v1/events` (the default), or OTLP protobuf spans to `/v1/traces`."""
+    ca_bundle: str | None = None
+    """A PEM file (or a directory of hashed certificates) of CAs trusted for an https endpoint, on top of
+    the system's (which `SSL_CERT_FILE` / `SSL_CERT_DIR` replace, as OpenSSL reads them)."""
+    ssl_verify: bool = True
+    """False: accept any certificate from an https endpoint (development only: anyone on the path can
+    then read the records and the API key)."""
+
+
+def tls_context(ca_bundle: str | None = None, verify: bool = True) -> ssl.SSLContext:
+    """The client TLS context for an https endpoint: the system's CAs (`SSL_CERT_FILE` and `SSL_CERT_DIR`
+    honoured) plus `ca_bundle`, or, with `verify` False, no checks at all."""
+    context = ssl.create_default_context()
+    if not verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    elif ca_bundle:
+        if os.path.isdir(ca_bundle):
+            context.load_verify_locations(capath=ca_bundle)
+        else:
+            context.load_verify_locations(cafile=ca_bundle)
+    return context
+
+
+def describe_connect_error(exc: BaseException, endpoint: str, proxy: Proxy | None = None) -> tuple[str, str]:
+    """(kind, message) for a failure to reach `endpoint`: what went wrong, and what setting fixes it.
+
+    TLS and proxy failures are configuration, not a server that is down, and the raw OpenSSL text
+    (`[SSL: CERTIFICATE_VERIFY_FAILED] ... (_ssl.c:1006)`) does not say which setting to change.
+    """
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        why = exc.verify_message or str(exc)
+        if "hostname" in why.lower() or "ip address mismatch" in why.lower():
+            hint = "the certificate was issued for another name: use that name in LITELENS_ENDPOINT"
+        elif exc.verify_code in (10,):  # X509_V_ERR_CERT_HAS_EXPIRED
+            hint = "renew the server's certificate"
+        else:
+            hint = (
+                "if the server's certificate comes from a private CA, set LITELENS_CA_BUNDLE "
+                "(or SSL_CERT_FILE) to a PEM file with that CA"
+            )
+        return "tls-verify", f"litelens: certificate verify failed for {endpoint} ({why}); {hint}"
+    if isinstance(exc, ssl.SSLError):
+        reason = (exc.reason or "").upper()
+        if reason in (
+            "WRONG_VERSION_NUMBER",
+            "RECORD_LAYER_FAILURE",
+            "PACKET_LENGTH_TOO_LONG",
+            "HTTP_REQUEST",
+        ):
+            return "tls-plain", (
+                f"litelens: server at {endpoint} does not speak TLS ({exc.reason}); if it serves plain "
+                "HTTP, use http:// in LITELENS_ENDPOINT"
+            )
+        return "tls", f"litelens: TLS with {endpoint} failed ({exc})"
+    if isinstance(exc, ProxyError):
+        return "proxy", f"litelens: cannot reach {endpoint}: {exc}"
+    if isinstance(exc, OSError) and proxy is not None:
+        return "proxy", (
+            f"litelens: cannot reach {endpoint} through proxy {proxy.url} ({proxy.variable}): {exc}; "
+            "check that variable, or add the host to NO_PROXY"
+        )
+    if endpoint.startswith("http://") and isinstance(
+        exc, (ConnectionResetError, http.client.RemoteDisconnected, http.client.BadStatusLine)
+    ):
+        # A TLS server hangs up on (or answers with a TLS alert) a plain request: the likely cause
+        # when a fresh connection is cut before any answer, e.g. http://host:443.
+        return "connect", (
+            f"litelens: server at {endpoint} hung up without an HTTP answer ({exc!r}); if it serves "
+            "HTTPS, use https:// in LITELENS_ENDPOINT"
+        )
+    return "connect", f"litelens: cannot reach server at {endpoint} ({exc})"
 
 
 _RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
@@ -218,6 +289,9 @@ class Transport:
                 key = key.encode("utf-8").decode("latin-1")  # sent as its UTF-8 bytes (the server says 401)
             self._headers["Authorization"] = f"Bearer {key}"
         self._gzip_headers = {**self._headers, "Content-Encoding": "gzip"}
+        self._tls: ssl.SSLContext | None = None  # made on the first connection, on the sender thread
+        self._proxy: Proxy | None = None
+        self._proxy_read = False
         self._reset_state()
         _live.add(self)
 
@@ -841,6 +915,20 @@ class Transport:
                 status,
             )
             return _RETRY, retry_after
+        if status == 407:
+            # From a forwarding proxy (an http endpoint through HTTP_PROXY), not the server: the batch
+            # was never seen by it, so it waits in the spool until the proxy's credentials are fixed.
+            proxy = self._proxy
+            where = f"proxy {proxy.url} ({proxy.variable})" if proxy else "a proxy"
+            self._log_once(
+                "http-407",
+                "litelens: %s refused the request to %s (407 Proxy Authentication Required); put the "
+                "proxy's user and password in its URL (http://user:password@host:port). Records are "
+                "kept in the spool",
+                where,
+                self.config.endpoint,
+            )
+            return _CONFIG, retry_after
         if status in _CONFIG_STATUSES:
             if self._spool is not None:
                 # So that a process with the fixed key or endpoint may send these batches.
@@ -928,14 +1016,39 @@ class Transport:
 
     def _log_connect(self, exc: BaseException) -> None:
         # Only errors of the network and the protocol are shown: another one's text may hold the request.
-        why = exc if isinstance(exc, (OSError, http.client.HTTPException)) else type(exc).__name__
-        self._log_once(
-            "connect", "litelens: cannot reach server at %s (%s); will retry", self.config.endpoint, why
-        )
+        if not isinstance(exc, (OSError, http.client.HTTPException)):
+            self._log_once(
+                "connect",
+                "litelens: cannot reach server at %s (%s); will retry",
+                self.config.endpoint,
+                type(exc).__name__,
+            )
+            return
+        kind, message = describe_connect_error(exc, self.config.endpoint, self._proxy)
+        kept = "kept in the spool" if self._spool is not None else "retried, then dropped (no spool is set)"
+        self._log_once(kind, "%s. Records are %s", message, kept)
 
     def _connect(self) -> Connection:
-        context = ssl.create_default_context() if self._https else None
-        return Connection(self._host, self._port, timeout=self.config.timeout_s, ssl_context=context)
+        cfg = self.config
+        if not self._proxy_read:
+            self._proxy_read = True
+            self._proxy = proxy_from_environment(cfg.endpoint)
+        if self._https and self._tls is None:
+            # Once per transport, not per connection: loading the system's CA bundle takes milliseconds.
+            try:
+                self._tls = tls_context(cfg.ca_bundle, cfg.ssl_verify)
+            except (OSError, ValueError) as exc:  # a missing or unreadable bundle, or one with no PEM in it
+                raise ssl.SSLError(f"cannot load the CA bundle {cfg.ca_bundle!r} ({exc})") from None
+            if not cfg.ssl_verify:
+                self._log_once(
+                    "no-verify",
+                    "litelens: TLS certificate checks are off for %s (LITELENS_SSL_VERIFY=false); "
+                    "use this for development only",
+                    cfg.endpoint,
+                )
+        return Connection(
+            self._host, self._port, timeout=cfg.timeout_s, ssl_context=self._tls, proxy=self._proxy
+        )
 
     def _close_conn(self) -> None:
         conn, self._conn = self._conn, None

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import ssl
 import threading
 import zlib
 from collections.abc import Callable
@@ -99,9 +100,17 @@ class Receiver:
     """Collects batches POSTed to ``/v1/events`` on loopback; ``records`` holds what arrived, in order."""
 
     def __init__(
-        self, host: str = "127.0.0.1", port: int = 0, api_key: str | None = None, *, keep: bool = True
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        api_key: str | None = None,
+        *,
+        keep: bool = True,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.host = host
+        self.ssl_context = ssl_context
+        """A server-side context: the receiver then speaks HTTPS (to test a client's TLS settings)."""
         self.keep = keep
         """False: validate and count records but keep none (benchmarks, where millions would pile up)."""
         self.received = 0
@@ -125,7 +134,8 @@ class Receiver:
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        scheme = "https" if self.ssl_context is not None else "http"
+        return f"{scheme}://{self.host}:{self.port}"
 
     def start(self) -> Receiver:
         """Listen (again) on ``port``; the first start on port 0 picks a free port and keeps it."""
@@ -134,6 +144,10 @@ class Receiver:
         self._stopped.clear()
         server = _Server((self.host, self.port), _Handler)
         server.receiver = self
+        if self.ssl_context is not None:
+            # The handshake runs in accept(): one that fails (a client that distrusts the certificate)
+            # is an OSError there, which the server's loop drops before the next accept.
+            server.socket = self.ssl_context.wrap_socket(server.socket, server_side=True)
         self.port = server.server_address[1]
         self._server = server
         server.serve_in_thread(f"receiver:{self.port}")
