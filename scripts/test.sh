@@ -15,7 +15,7 @@ LITELLM_OLD="1.80.17"
 [ -x .venv-old/bin/python ] || python3 -m venv .venv-old
 .venv-old/bin/pip install -q -e '.[dev,server,otel]' "litellm==$LITELLM_OLD"
 
-# The proxy's extra packages, as they install from this machine's registry (see docs/proxy.md).
+# The proxy's extra packages, as they install from this machine's registry: the `proxy` extra of the LiteLLM release, named one by one.
 [ -x .venv-proxy/bin/litellm ] || {
   python3 -m venv .venv-proxy
   .venv-proxy/bin/pip install -q "litellm==$LITELLM_NEW" litellm-proxy-extras 'gunicorn>=23,<24' \

@@ -229,3 +229,227 @@ def test_api_reference_is_generated_from_the_current_openapi_document() -> None:
     assert (ROOT / "docs" / "api.md").read_text() == render(document), (
         "docs/api.md is out of date: python -m litelens.server.apidoc > docs/api.md"
     )
+
+
+def _tables(markdown: str) -> list[tuple[list[str], list[list[str]]]]:
+    """The page's pipe tables, as (header, rows) with the cells stripped (`\\|` kept inside a cell)."""
+    import re
+
+    tables: list[tuple[list[str], list[list[str]]]] = []
+    current: list[list[str]] = []
+    for line in [*markdown.splitlines(), ""]:
+        if line.startswith("|"):
+            cells = [c.strip().replace("\\|", "|") for c in re.split(r"(?<!\\)\|", line.strip())[1:-1]]
+            current.append(cells)
+        elif current:
+            tables.append((current[0], [row for row in current[2:]]))
+            current = []
+    return tables
+
+
+def _documented_value(cell: str) -> Any:
+    """What a table's default cell says, as a value: its first `code` span, else its words."""
+    import re
+
+    from litelens.server.config import parse_duration
+
+    code = re.findall(r"`([^`]*)`", cell)
+    text = code[0] if code else cell.strip()
+    mib = re.fullmatch(r"(\d+) MiB", text)
+    if mib:
+        return int(mib.group(1)) * 2**20
+    if text.lower() in ("", "none", "off", "keep everything", "the http sender only", "()"):
+        return None  # nothing: None, () or off
+    if text in ("true", "false"):
+        return text == "true"
+    for parse in (int, float, parse_duration):
+        try:
+            return parse(text)
+        except ValueError:
+            pass
+    return os.path.expanduser(text) if text.startswith("~") else text
+
+
+def _same(documented: Any, actual: Any) -> bool:
+    if documented is None:
+        return actual in (None, (), False)
+    if isinstance(documented, str) and isinstance(actual, str) and "~" in documented:
+        return actual == documented.replace("~", str(Path.home()))
+    return bool(documented == actual)
+
+
+# A valid value for each variable that differs from its default: setting it must change the setting the
+# page says the variable is for.
+_SAMPLES = {
+    "LITELENS_ENDPOINT": "http://collector.example:4318",
+    "LITELENS_API_KEY": "ll_sample",
+    "LITELENS_SPOOL_DIR": "/tmp/litelens-sample-spool",
+    "LITELENS_REDACT": "email",
+    "LITELENS_SINKS": "console",
+    "LITELENS_SERVICE": "sample-service",
+    "OTEL_SERVICE_NAME": "sample-service",
+    "LITELENS_ENVIRONMENT": "staging",
+    "LITELENS_MAX_STRING_CHARS": "100",
+    "LITELENS_SAMPLE_RATE": "0.5",
+    "LITELENS_TIMEOUT": "2.5",
+    "LITELENS_HOST": "127.0.0.2",
+    "LITELENS_DB": "sqlite:////tmp/litelens-sample.db",
+    "LITELENS_RETENTION": "7d",
+    "LITELENS_RETENTION_EVERY": "1h",
+    "LITELENS_KEY_CACHE_TTL": "45s",
+}
+
+
+def test_configuration_tables_match_the_code(monkeypatch: pytest.MonkeyPatch, caplog: Any) -> None:
+    """Both ways: each variable the code reads is in a table of docs/configuration.md and each variable
+    the docs name anywhere is read by the code; each table row's variable sets the setting the row
+    names, to the documented default when unset; and no documented variable is "unknown" to the
+    warning that catches misspelt ones."""
+    import dataclasses
+    import inspect
+    import logging
+    import re
+
+    import litelens.config
+    from litelens import Callback
+    from litelens.config import Limits, Settings
+    from litelens.server.config import ServerSettings
+
+    for name in ("XDG_CACHE_HOME", "XDG_DATA_HOME"):
+        monkeypatch.delenv(name, raising=False)
+    page = (ROOT / "docs" / "configuration.md").read_text()
+    tables = _tables(page)
+    variable = re.compile(r"`((?:LITELENS|OTEL)_[A-Z_]+)`")
+    in_tables = {v for _, rows in tables for row in rows for cell in row for v in variable.findall(cell)}
+    source = "\n".join(p.read_text() for p in (ROOT / "src").rglob("*.py"))
+    read = {v for v in re.findall(r"\"(LITELENS_[A-Z_]+)\"", source) if not v.startswith("LITELENS_TEST_")}
+    problems = [
+        f"{v}: read by the code, in no table of docs/configuration.md" for v in sorted(read - in_tables)
+    ]
+    named_in_docs = {v for path in pages() for v in re.findall(r"\b(LITELENS_[A-Z_]+)\b", path.read_text())}
+    problems += [
+        f"{v}: named in the docs, read by no code"
+        for v in sorted(named_in_docs - read)
+        if not v.startswith("LITELENS_TEST_") and v != "LITELENS_SAMPLERATE"  # the misspelling example
+    ]
+
+    core = Settings.from_env({})
+    server = ServerSettings.from_env({})
+    callback_arguments = {
+        name: p for name, p in inspect.signature(Callback).parameters.items() if p.kind == p.KEYWORD_ONLY
+    }
+    documented_arguments: set[str] = set()
+
+    def changed(before: Any, after: Any) -> list[str]:
+        return [
+            f.name for f in dataclasses.fields(before) if getattr(before, f.name) != getattr(after, f.name)
+        ]
+
+    for header, rows in tables:
+        if header[:3] == ["argument (`Settings` field)", "variable", "default"]:
+            for row in rows:
+                (field_name,) = re.findall(r"`([\w.]+)`", row[0])
+                documented_arguments.add(field_name)
+                owner, _, attribute = field_name.rpartition(".")
+                if owner != "limits" and not hasattr(core, attribute):  # an argument of Callback() only
+                    actual = callback_arguments[attribute].default
+                else:
+                    actual = getattr(core.limits if owner == "limits" else core, attribute)
+                if not _same(_documented_value(row[2]), actual):
+                    problems.append(f"{field_name}: documented default {row[2]}, the code's is {actual!r}")
+                for name in variable.findall(row[1]):
+                    try:
+                        after = Settings.from_env({name: _SAMPLES.get(name) or _other(row[2])})
+                    except ValueError as exc:
+                        problems.append(f"{name}, documented as {field_name}: {exc}")
+                        continue
+                    if changed(core, after) != [owner or attribute]:
+                        problems.append(f"{name} sets {changed(core, after)}, documented as {field_name}")
+        elif header[:3] == ["option", "variable", "default"]:
+            for row in rows:
+                names = variable.findall(row[1])
+                for name in names:
+                    try:
+                        sample = _SAMPLES.get(name) or _other(row[2])
+                        fields = changed(server, ServerSettings.from_env({name: sample}))
+                    except ValueError as exc:
+                        problems.append(f"{name}: {exc}")
+                        continue
+                    if len(fields) != 1:
+                        problems.append(f"{name} sets {fields}, not one setting")
+                        continue
+                    actual = getattr(server, fields[0])
+                    documented = _documented_value(row[2])
+                    if name == "LITELENS_DB":
+                        documented = documented.replace("~", str(Path.home()))
+                    if not _same(documented, actual):
+                        problems.append(f"{name}: documented default {row[2]}, the code's is {actual!r}")
+
+    problems += [
+        f"Callback({name}=...) or Settings.{name}: no row in the table of Callback's arguments"
+        for name in sorted(
+            callback_arguments.keys() | {f.name for f in dataclasses.fields(Settings) if f.name != "limits"}
+        )
+        if name not in documented_arguments
+    ]
+    problems += [
+        f"Limits.{f.name}: no row in the table of Callback's arguments"
+        for f in dataclasses.fields(Limits)
+        if f"limits.{f.name}" not in documented_arguments
+    ]
+    problems += [
+        f"ServerSettings.{f.name}: not in docs/configuration.md"
+        for f in dataclasses.fields(ServerSettings)
+        if f"`{f.name}`" not in page
+    ]
+
+    # The other pages' tables of variables give the same defaults as this page.
+    reference: dict[str, str] = {}  # the first row naming a variable: the core's before the OTel layer's
+    for header, rows in tables:
+        if header[1:3] == ["variable", "default"]:
+            for row in rows:
+                for name in variable.findall(row[1]):
+                    reference.setdefault(name, row[2])
+    for path in pages():
+        if path.name == "configuration.md":
+            continue
+        for header, rows in _tables(path.read_text()):
+            if "default" not in header or "variable" not in header[0]:
+                continue
+            column = header.index("default")
+            for row in rows:
+                names = variable.findall(row[0])
+                values = re.findall(r"`[^`]*`", row[column]) if len(names) > 1 else []
+                values = values or [row[column]]
+                for name, cell in zip(
+                    names, values * len(names) if len(values) == 1 else values, strict=True
+                ):
+                    if name in reference and not _same_default(cell, reference[name]):
+                        problems.append(
+                            f"{path.relative_to(ROOT)}: {name} defaults to {cell}; "
+                            f"docs/configuration.md says {reference[name]}"
+                        )
+
+    # A documented variable must not be taken for a misspelt one ("ignoring unknown variable").
+    monkeypatch.setattr(litelens.config, "_warned_unknown", set())
+    with caplog.at_level(logging.WARNING, logger="litelens"):
+        Settings.from_env(
+            {name: _SAMPLES.get(name, "1") for name in in_tables if name.startswith("LITELENS_")}
+        )
+    problems += [m for m in caplog.messages if "unknown variable" in m]
+    assert not problems, "\n".join(problems)
+
+
+def _same_default(cell: str, reference_cell: str) -> bool:
+    documented, reference = _documented_value(cell), _documented_value(reference_cell)
+    return documented == reference or (documented is None and reference in (None, False))
+
+
+def _other(default_cell: str) -> str:
+    """A valid value unlike the documented default: the other boolean, or a larger number."""
+    value = _documented_value(default_cell)
+    if isinstance(value, bool):
+        return "false" if value else "true"
+    if isinstance(value, (int, float)):
+        return str(int(value) + 1)
+    raise AssertionError(f"give a sample value for the variable with default {default_cell}")

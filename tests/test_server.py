@@ -973,6 +973,18 @@ def test_a_bad_database_url_is_one_clear_line_not_a_traceback(tmp_path: Path) ->
             assert f"cannot open the database {url}" in done.stderr, done.stderr
 
 
+def test_a_sqlite_url_with_a_tilde_is_under_the_home_folder(tmp_path: Path) -> None:
+    """The docs give the default database as `sqlite:///~/.local/share/litelens/litelens.db`: a URL
+    written that way made a folder named `~` at the root of the filesystem (or failed, as a user)."""
+    url = "sqlite:///~/litelens-data/litelens.db"
+    env = {"HOME": str(tmp_path)}
+    created = cli("keys", "create", "--project", "shop", "--db", url, env=env)
+    assert created.returncode == 0, created
+    assert (tmp_path / "litelens-data" / "litelens.db").is_file()
+    listed = cli("keys", "list", "--project", "shop", "--db", url, env=env)
+    assert listed.returncode == 0 and listed.stdout.startswith(created.stdout[:8]), listed
+
+
 def test_serve_refuses_a_port_or_retention_it_cannot_honour(sqlite_url: str) -> None:
     done = cli("serve", "--port", "99999", "--db", sqlite_url, timeout=20)  # was served on 99999 % 65536
     assert done.returncode == 2 and "out of range" in done.stderr, done

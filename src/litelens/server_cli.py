@@ -163,7 +163,9 @@ def _ensure_sqlite_dir(url: str) -> None:
     if url.startswith("sqlite:///") and ":memory:" not in url:
         from pathlib import Path
 
-        Path(url[len("sqlite:///") - 1 :].split("?")[0]).parent.mkdir(parents=True, exist_ok=True)
+        from litelens.server.store.sqlite import sqlite_path
+
+        Path(sqlite_path(url).split("?")[0]).parent.mkdir(parents=True, exist_ok=True)
 
 
 def _safe_url(url: str) -> str:

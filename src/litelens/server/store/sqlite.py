@@ -13,6 +13,7 @@ the OS page cache, but not a power cut.) `?synchronous=normal` in the URL opts i
 
 from __future__ import annotations
 
+import os
 import queue
 import sqlite3
 import threading
@@ -204,6 +205,22 @@ def _fold(text: Any) -> Any:
     return text.lower() if isinstance(text, str) else text
 
 
+def sqlite_path(url: str) -> str:
+    """The file of a `sqlite:///` URL (with its `?options`), `~` expanded.
+
+    The docs give the default as `sqlite:///~/.local/share/litelens/litelens.db`; a URL copied from
+    there was a folder named `~` at the root of the filesystem.
+    """
+    rest = url[len("sqlite://") :]
+    if rest == "/:memory:" or rest.startswith("/:memory:?"):
+        return rest[1:]
+    if rest.startswith("/~"):
+        rest = os.path.expanduser(rest[1:])
+    if not rest.startswith("/"):
+        raise ValueError(f"litelens: sqlite URL needs an absolute path (sqlite:///abs/file.db), got {url!r}")
+    return rest
+
+
 class SQLiteStore(SQLStore):
     """`Store` on a SQLite file (or a private in-memory database, for tests)."""
 
@@ -242,14 +259,8 @@ class SQLiteStore(SQLStore):
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> SQLiteStore:
-        """`sqlite:///abs/path.db[?synchronous=normal]` or `sqlite:///:memory:`."""
-        rest = url[len("sqlite://") :]
-        rest, _, query = rest.partition("?")
-        path = rest[1:] if rest == "/:memory:" else rest
-        if not path or (path != ":memory:" and not path.startswith("/")):
-            raise ValueError(
-                f"litelens: sqlite URL needs an absolute path (sqlite:///abs/file.db), got {url!r}"
-            )
+        """`sqlite:///abs/path.db[?synchronous=normal]`, `sqlite:///~/path.db` or `sqlite:///:memory:`."""
+        path, _, query = sqlite_path(url).partition("?")
         kwargs: dict[str, Any] = dict(parse_qsl(query))
         kwargs.update(options)
         if "readers" in kwargs:
