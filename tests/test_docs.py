@@ -297,6 +297,7 @@ _SAMPLES = {
     "LITELENS_RETENTION": "7d",
     "LITELENS_RETENTION_EVERY": "1h",
     "LITELENS_KEY_CACHE_TTL": "45s",
+    "LITELENS_CA_BUNDLE": __file__,  # a path that exists is all the setting checks before a connection
 }
 
 
