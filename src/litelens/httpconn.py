@@ -10,6 +10,9 @@ Like urllib, it goes through the proxy that `HTTPS_PROXY` / `HTTP_PROXY` name un
 the host (`proxy_from_environment`): a tunnel (`CONNECT`) for https endpoints, absolute-URI requests for
 http ones. On networks whose only way out is that proxy, ignoring it would mean no record ever arrives.
 
+`tls_context` builds the client TLS context (a private CA, or no checks for development) and
+`describe_connect_error` turns a failure to connect into one line that says which setting to change.
+
 Standard library only: this module is part of the zero-dependency core.
 """
 
@@ -19,6 +22,7 @@ import base64
 import http.client
 import io
 import ipaddress
+import os
 import socket
 import ssl
 import time
@@ -26,7 +30,15 @@ from collections.abc import Mapping
 from typing import BinaryIO, NamedTuple
 from urllib.parse import unquote, urlsplit
 
-__all__ = ["Connection", "Proxy", "ProxyError", "Response", "proxy_from_environment"]
+__all__ = [
+    "Connection",
+    "Proxy",
+    "ProxyError",
+    "Response",
+    "describe_connect_error",
+    "proxy_from_environment",
+    "tls_context",
+]
 
 _MAX_LINE = 65_536
 _MAX_BODY = 1 << 20  # the server's answers are a few hundred bytes; a larger one is not one of them
@@ -330,3 +342,68 @@ class Connection:
             reader.close()
         if sock is not None:
             sock.close()
+
+
+def tls_context(ca_bundle: str | None = None, verify: bool = True) -> ssl.SSLContext:
+    """The client TLS context for an https endpoint: the system's CAs (`SSL_CERT_FILE` and `SSL_CERT_DIR`
+    honoured) plus `ca_bundle`, or, with `verify` False, no checks at all."""
+    context = ssl.create_default_context()
+    if not verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    elif ca_bundle:
+        if os.path.isdir(ca_bundle):
+            context.load_verify_locations(capath=ca_bundle)
+        else:
+            context.load_verify_locations(cafile=ca_bundle)
+    return context
+
+
+def describe_connect_error(exc: BaseException, endpoint: str, proxy: Proxy | None = None) -> tuple[str, str]:
+    """(kind, message) for a failure to reach `endpoint`: what went wrong, and what setting fixes it.
+
+    TLS and proxy failures are configuration, not a server that is down, and the raw OpenSSL text
+    (`[SSL: CERTIFICATE_VERIFY_FAILED] ... (_ssl.c:1006)`) does not say which setting to change.
+    """
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        why = exc.verify_message or str(exc)
+        if "hostname" in why.lower() or "ip address mismatch" in why.lower():
+            hint = "the certificate was issued for another name: use that name in LITELENS_ENDPOINT"
+        elif exc.verify_code in (10,):  # X509_V_ERR_CERT_HAS_EXPIRED
+            hint = "renew the server's certificate"
+        else:
+            hint = (
+                "if the server's certificate comes from a private CA, set LITELENS_CA_BUNDLE "
+                "(or SSL_CERT_FILE) to a PEM file with that CA"
+            )
+        return "tls-verify", f"litelens: certificate verify failed for {endpoint} ({why}); {hint}"
+    if isinstance(exc, ssl.SSLError):
+        reason = (exc.reason or "").upper()
+        if reason in (
+            "WRONG_VERSION_NUMBER",
+            "RECORD_LAYER_FAILURE",
+            "PACKET_LENGTH_TOO_LONG",
+            "HTTP_REQUEST",
+        ):
+            return "tls-plain", (
+                f"litelens: server at {endpoint} does not speak TLS ({exc.reason}); if it serves plain "
+                "HTTP, use http:// in LITELENS_ENDPOINT"
+            )
+        return "tls", f"litelens: TLS with {endpoint} failed ({exc})"
+    if isinstance(exc, ProxyError):
+        return "proxy", f"litelens: cannot reach {endpoint}: {exc}"
+    if isinstance(exc, OSError) and proxy is not None:
+        return "proxy", (
+            f"litelens: cannot reach {endpoint} through proxy {proxy.url} ({proxy.variable}): {exc}; "
+            "check that variable, or add the host to NO_PROXY"
+        )
+    if endpoint.startswith("http://") and isinstance(
+        exc, (ConnectionResetError, http.client.RemoteDisconnected, http.client.BadStatusLine)
+    ):
+        # A TLS server hangs up on (or answers with a TLS alert) a plain request: the likely cause
+        # when a fresh connection is cut before any answer, e.g. http://host:443.
+        return "connect", (
+            f"litelens: server at {endpoint} hung up without an HTTP answer ({exc!r}); if it serves "
+            "HTTPS, use https:// in LITELENS_ENDPOINT"
+        )
+    return "connect", f"litelens: cannot reach server at {endpoint} ({exc})"

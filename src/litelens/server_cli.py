@@ -24,8 +24,8 @@ from types import FrameType
 from typing import IO, TYPE_CHECKING, Any
 
 from litelens.config import Settings
-from litelens.httpconn import Connection, Proxy, proxy_from_environment
-from litelens.transport import describe_connect_error, server_base, tls_context
+from litelens.httpconn import Connection, Proxy, describe_connect_error, proxy_from_environment, tls_context
+from litelens.transport import server_base
 
 if TYPE_CHECKING:
     from litelens.server.store.base import Store

@@ -24,8 +24,9 @@ from typing import IO, Any
 
 from litelens.config import Settings
 from litelens.display import format_call
+from litelens.httpconn import tls_context
 from litelens.jsonl import expand, identity, open_live, open_with_rotations, read_file, rotated_files
-from litelens.transport import server_base, tls_context
+from litelens.transport import server_base
 
 __all__ = ["follow_jsonl", "follow_server", "run"]
 

@@ -36,7 +36,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from litelens.httpconn import Connection, Proxy, ProxyError, proxy_from_environment
+from litelens.httpconn import Connection, Proxy, describe_connect_error, proxy_from_environment, tls_context
 from litelens.record import encode
 from litelens.spool import REFUSED_ENDPOINT, REFUSED_KEY, Spool, SpoolEntry
 
@@ -146,71 +146,6 @@ class TransportConfig:
     ssl_verify: bool = True
     """False: accept any certificate from an https endpoint (development only: anyone on the path can
     then read the records and the API key)."""
-
-
-def tls_context(ca_bundle: str | None = None, verify: bool = True) -> ssl.SSLContext:
-    """The client TLS context for an https endpoint: the system's CAs (`SSL_CERT_FILE` and `SSL_CERT_DIR`
-    honoured) plus `ca_bundle`, or, with `verify` False, no checks at all."""
-    context = ssl.create_default_context()
-    if not verify:
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    elif ca_bundle:
-        if os.path.isdir(ca_bundle):
-            context.load_verify_locations(capath=ca_bundle)
-        else:
-            context.load_verify_locations(cafile=ca_bundle)
-    return context
-
-
-def describe_connect_error(exc: BaseException, endpoint: str, proxy: Proxy | None = None) -> tuple[str, str]:
-    """(kind, message) for a failure to reach `endpoint`: what went wrong, and what setting fixes it.
-
-    TLS and proxy failures are configuration, not a server that is down, and the raw OpenSSL text
-    (`[SSL: CERTIFICATE_VERIFY_FAILED] ... (_ssl.c:1006)`) does not say which setting to change.
-    """
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        why = exc.verify_message or str(exc)
-        if "hostname" in why.lower() or "ip address mismatch" in why.lower():
-            hint = "the certificate was issued for another name: use that name in LITELENS_ENDPOINT"
-        elif exc.verify_code in (10,):  # X509_V_ERR_CERT_HAS_EXPIRED
-            hint = "renew the server's certificate"
-        else:
-            hint = (
-                "if the server's certificate comes from a private CA, set LITELENS_CA_BUNDLE "
-                "(or SSL_CERT_FILE) to a PEM file with that CA"
-            )
-        return "tls-verify", f"litelens: certificate verify failed for {endpoint} ({why}); {hint}"
-    if isinstance(exc, ssl.SSLError):
-        reason = (exc.reason or "").upper()
-        if reason in (
-            "WRONG_VERSION_NUMBER",
-            "RECORD_LAYER_FAILURE",
-            "PACKET_LENGTH_TOO_LONG",
-            "HTTP_REQUEST",
-        ):
-            return "tls-plain", (
-                f"litelens: server at {endpoint} does not speak TLS ({exc.reason}); if it serves plain "
-                "HTTP, use http:// in LITELENS_ENDPOINT"
-            )
-        return "tls", f"litelens: TLS with {endpoint} failed ({exc})"
-    if isinstance(exc, ProxyError):
-        return "proxy", f"litelens: cannot reach {endpoint}: {exc}"
-    if isinstance(exc, OSError) and proxy is not None:
-        return "proxy", (
-            f"litelens: cannot reach {endpoint} through proxy {proxy.url} ({proxy.variable}): {exc}; "
-            "check that variable, or add the host to NO_PROXY"
-        )
-    if endpoint.startswith("http://") and isinstance(
-        exc, (ConnectionResetError, http.client.RemoteDisconnected, http.client.BadStatusLine)
-    ):
-        # A TLS server hangs up on (or answers with a TLS alert) a plain request: the likely cause
-        # when a fresh connection is cut before any answer, e.g. http://host:443.
-        return "connect", (
-            f"litelens: server at {endpoint} hung up without an HTTP answer ({exc!r}); if it serves "
-            "HTTPS, use https:// in LITELENS_ENDPOINT"
-        )
-    return "connect", f"litelens: cannot reach server at {endpoint} ({exc})"
 
 
 _RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
