@@ -220,6 +220,24 @@ def test_configuration_reference_names_every_setting() -> None:
     assert not missing, f"docs/configuration.md does not mention: {missing}"
 
 
+def test_the_core_page_names_every_counter_stats_returns() -> None:
+    """docs/core.md lists `stats()`'s counters; three the transport added were missing from it."""
+    import re
+
+    from litelens.callback import Callback
+
+    callback = Callback(endpoint="http://127.0.0.1:9", spool_dir="off")
+    try:
+        counters = set(callback.stats())
+    finally:
+        callback.shutdown(0.1)
+    page = (ROOT / "docs" / "core.md").read_text()
+    start = page.index("`stats()` returns counters:")
+    listed = set(re.findall(r"`(\w+)`", page[start : page.index("(with sinks:", start)]))
+    assert counters <= listed, f"docs/core.md does not name: {sorted(counters - listed)}"
+    assert listed - {"stats"} <= counters, f"docs/core.md names counters stats() lacks: {sorted(listed - counters)}"
+
+
 def test_api_reference_is_generated_from_the_current_openapi_document() -> None:
     from litelens.server.apidoc import render
     from litelens.server.app import create_app
