@@ -690,6 +690,13 @@ def test_a_version_1_database_upgrades_in_place_with_its_data(store_url: str) ->
     new.close()
 
 
+def _back_to_v7(store: SQLStore, cur: Any) -> None:
+    """The database as release v7 left it: the same rows, without the columns v8 adds."""
+    for table in ("sessions", "rollups"):
+        cur.execute(f"ALTER TABLE {table} DROP COLUMN priced")
+    cur.execute(store._q("DELETE FROM schema_version WHERE version > ?"), (store.latest_version - 1,))
+
+
 def test_a_version_7_database_learns_which_sessions_and_buckets_had_no_price(store_url: str) -> None:
     """Schema v8 counts priced calls in sessions and rollups. A database written before it summed an
     unpriced call as $0; once upgraded it answers as if this release had written it: unknown (None) where
@@ -751,9 +758,7 @@ def test_a_version_7_database_learns_which_sessions_and_buckets_had_no_price(sto
     )
     # The database as release v7 left it: the same rows, without the columns v8 adds.
     with new._write() as cur:
-        for table in ("sessions", "rollups"):
-            cur.execute(f"ALTER TABLE {table} DROP COLUMN priced")
-        cur.execute(new._q("DELETE FROM schema_version WHERE version > ?"), (new.latest_version - 1,))
+        _back_to_v7(new, cur)
     new.close()
 
     upgraded = open_store(store_url)
@@ -813,9 +818,7 @@ def test_a_version_7_database_with_tags_over_200_characters_counts_their_priced_
             new._q("INSERT INTO call_tags (project_id, call_id, tag) VALUES (?, ?, ?)"),
             [(pid, call_id, tag) for call_id, tag in sorted(cut)],
         )
-        for table in ("sessions", "rollups"):
-            cur.execute(f"ALTER TABLE {table} DROP COLUMN priced")
-        cur.execute(new._q("DELETE FROM schema_version WHERE version > ?"), (new.latest_version - 1,))
+        _back_to_v7(new, cur)
     new.close()
 
     upgraded = open_store(store_url)
