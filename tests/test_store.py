@@ -756,7 +756,6 @@ def test_a_version_7_database_learns_which_sessions_and_buckets_had_no_price(sto
     assert models["gpt-x"]["priced_calls"] == sum(
         1 for r in records if model_name(r) == "gpt-x" and r["cost_usd"] is not None
     )
-    # The database as release v7 left it: the same rows, without the columns v8 adds.
     with new._write() as cur:
         _back_to_v7(new, cur)
     new.close()
