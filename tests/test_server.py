@@ -1273,6 +1273,14 @@ def test_doctor_and_export_commands(sqlite_server: ServerProcess, tmp_path: Path
     assert done.returncode == 0 and "test record was stored" in done.stdout, done
     done = cli("export", "--since", "1m", env=with_path)
     assert done.returncode == 0 and done.stdout.count("\n") == 2, done
+    # The test call costs nothing, and says so: with no cost it was an unpriced call, and every overview
+    # of a project the doctor had checked said "N of N+1 calls priced".
+    probes = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [(p.get("status"), p.get("cost_usd")) for p in probes] == [("ok", 0.0)] * 2, probes
+    window = f"start={time.time() - 3600}&end={time.time() + 60}&bucket=7200&group_by=model"
+    rows = sqlite_server.client().get_json(f"/api/stats?{window}")["rows"]
+    (doctor,) = [r for r in rows if r["group"] == "litelens-doctor"]
+    assert (doctor["count"], doctor["priced_calls"], doctor["cost_usd"]) == (2, 2, 0.0), doctor
 
     client = sqlite_server.client()
     seed(client, 30)
