@@ -960,6 +960,9 @@ def test_no_auth_is_refused_off_loopback_and_works_on_loopback(
     client = open_server.client()
     assert client.post_json("/v1/events", {"records": [make_record("open")]}, key=None).status == 200
     assert [c["call_id"] for c in client.get_json("/api/calls", key=None)["calls"]] == ["open"]
+    # The doctor, given no key, said "key accepted" of a key it never sent.
+    done = cli("doctor", env={"LITELENS_ENDPOINT": open_server.url, "LITELENS_API_KEY": ""})
+    assert done.returncode == 0 and "no key needed (the server runs with --no-auth)" in done.stdout, done
 
 
 def test_a_bad_database_url_is_one_clear_line_not_a_traceback(tmp_path: Path) -> None:
