@@ -1040,15 +1040,36 @@ def test_a_revoked_key_stops_working_within_the_cache_ttl(sqlite_server: ServerP
 
 def test_a_lost_key_is_revoked_by_the_prefix_keys_list_shows(sqlite_server: ServerProcess) -> None:
     db = ("--db", sqlite_server.db_url)
-    listed = cli("keys", "list", *db)
+    listed = cli("keys", "list", "--project", "default", *db)
     assert listed.returncode == 0, listed
     prefix, when = re.fullmatch(r"(\S+)  created (.+)  last used .+", listed.stdout.strip()).groups()  # type: ignore[union-attr]
     assert sqlite_server.key.startswith(prefix.rstrip("…"))
     assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC", when), "a date, not epoch seconds"
     done = cli("keys", "revoke", prefix, *db)
     assert done.returncode == 0 and "revoked" in done.stdout, done
-    listed = cli("keys", "list", *db)
+    listed = cli("keys", "list", "--project", "default", *db)
     assert listed.stdout == "" and "no keys" in listed.stderr, listed
+
+
+def test_keys_list_shows_every_projects_keys_and_revoke_finds_a_prefix_in_any(sqlite_url: str) -> None:
+    """Keys are made per project (`keys create --project shop`, as the quickstart does); a bare `keys
+    list` then said "no project 'default'", and a prefix it cannot show could be revoked only with
+    `--project`."""
+    db = ("--db", sqlite_url)
+    made = {name: cli("keys", "create", "--project", name, *db).stdout.strip() for name in ("shop", "blog")}
+    listed = cli("keys", "list", *db)
+    assert listed.returncode == 0, listed
+    lines = dict(line.split("  ", 1) for line in listed.stdout.splitlines())
+    assert set(lines) == {"shop", "blog"}
+    for name, key in made.items():
+        assert key.startswith(lines[name].split("…")[0]), (name, lines[name])
+    only = cli("keys", "list", "--project", "blog", *db)
+    assert only.stdout.count("\n") == 1 and made["blog"].startswith(only.stdout.split("…")[0]), only
+    prefix = lines["blog"].split("  ")[0]
+    done = cli("keys", "revoke", prefix, *db)
+    assert done.returncode == 0 and "of project 'blog'" in done.stdout, done
+    assert set(dict(line.split("  ", 1) for line in cli("keys", "list", *db).stdout.splitlines())) == {"shop"}
+    assert cli("keys", "list", "--project", "nope", *db).returncode == 1
 
 
 # --------------------------------------------------------------------------------------------------

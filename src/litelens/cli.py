@@ -55,7 +55,11 @@ def _run(argv: list[str] | None) -> int:
     keys = sub.add_parser("keys", help="manage project API keys (talks to the database directly)")
     keys.add_argument("action", choices=["create", "list", "revoke"])
     keys.add_argument("key", nargs="?", help="with revoke: the key to revoke")
-    keys.add_argument("--project", default="default")
+    keys.add_argument(
+        "--project",
+        default=None,
+        help="create: the project (default 'default'); list, revoke: only this project (default: all)",
+    )
     keys.add_argument("--db", default=None, help="database URL (env LITELENS_DB)")
 
     export = sub.add_parser("export", help="download calls from a server as JSON lines or CSV")

@@ -186,23 +186,15 @@ def keys(args: argparse.Namespace) -> int:
         return 2
     try:
         if args.action == "create":
-            if not args.project.strip():
+            name = "default" if args.project is None else args.project
+            if not name.strip():
                 print("litelens keys create: --project needs a name", file=sys.stderr)
                 return 2
-            key = create_key(store, args.project)
+            key = create_key(store, name)
             print(key)
-            print(f"project {args.project!r}: store this key now, it is not shown again", file=sys.stderr)
+            print(f"project {name!r}: store this key now, it is not shown again", file=sys.stderr)
         elif args.action == "list":
-            project = store.get_project(args.project)
-            if project is None:
-                print(f"no project {args.project!r}", file=sys.stderr)
-                return 1
-            rows = store.list_keys(int(project["id"]))
-            if not rows:
-                print(f"project {args.project!r} has no keys", file=sys.stderr)
-            for row in rows:
-                last_used = _when(row["last_used"]) if row.get("last_used") else "never"
-                print(f"{row['prefix']}…  created {_when(row['created'])}  last used {last_used}")
+            return _list_keys(store, args.project)
         else:
             if not args.key:
                 print("litelens keys revoke KEY (or the prefix `litelens keys list` shows)", file=sys.stderr)
@@ -217,31 +209,59 @@ def _when(epoch: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(float(epoch)))
 
 
-def _revoke(store: Store, key: str, project_name: str) -> int:
+def _projects(store: Store, name: str | None) -> list[dict[str, Any]] | None:
+    """The project named `name`, or every project when no name is given; None for an unknown name."""
+    if name is None:
+        return store.list_projects()
+    project = store.get_project(name)
+    return None if project is None else [project]
+
+
+def _list_keys(store: Store, project_name: str | None) -> int:
+    """Each key's prefix, when it was made and last used: of one project, or of every project, each line
+    then starting with the project's name (keys are made per project: `keys create --project shop` and
+    then a bare `keys list` said "no project 'default'")."""
+    projects = _projects(store, project_name)
+    if projects is None:
+        print(f"no project {project_name!r}", file=sys.stderr)
+        return 1
+    listed = 0
+    for project in projects:
+        for row in store.list_keys(int(project["id"])):
+            last_used = _when(row["last_used"]) if row.get("last_used") else "never"
+            line = f"{row['prefix']}…  created {_when(row['created'])}  last used {last_used}"
+            print(line if project_name is not None else f"{project['name']}  {line}")
+            listed += 1
+    if not listed:
+        where = f"project {project_name!r} has" if project_name is not None else "no project has"
+        print(f"{where} no keys (`litelens keys create --project NAME` makes one)", file=sys.stderr)
+    return 0
+
+
+def _revoke(store: Store, key: str, project_name: str | None) -> int:
     """Revoke a key given whole, or by the prefix `keys list` shows: a lost key, the usual reason to
-    revoke one, is only known by that prefix."""
+    revoke one, is only known by that prefix (looked for in `project_name`, or in every project)."""
     from litelens.server.auth import hash_key
 
     if store.revoke_key(hash_key(key)):
         print("revoked")
         return 0
     prefix = key.rstrip(".…")
-    project = store.get_project(project_name)
-    matches = (
-        [row for row in store.list_keys(int(project["id"])) if row["prefix"].startswith(prefix)]
-        if project is not None and len(prefix) >= 6
-        else []
-    )
+    where = f"project {project_name!r}" if project_name is not None else "any project"
+    matches = [
+        (project, row)
+        for project in (_projects(store, project_name) or [] if len(prefix) >= 6 else [])
+        for row in store.list_keys(int(project["id"]))
+        if row["prefix"].startswith(prefix)
+    ]
     if len(matches) > 1:
-        print(
-            f"{len(matches)} keys of project {project_name!r} start with {prefix!r}: give more",
-            file=sys.stderr,
-        )
+        print(f"{len(matches)} keys of {where} start with {prefix!r}: give more", file=sys.stderr)
         return 1
-    if not matches or not store.revoke_key(matches[0]["key_hash"]):
-        print(f"no such key (nor a key prefix of project {project_name!r})", file=sys.stderr)
+    if not matches or not store.revoke_key(matches[0][1]["key_hash"]):
+        print(f"no such key (nor a key prefix of {where})", file=sys.stderr)
         return 1
-    print(f"revoked {matches[0]['prefix']}…")
+    project, row = matches[0]
+    print(f"revoked {row['prefix']}… of project {project['name']!r}")
     return 0
 
 
