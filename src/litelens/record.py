@@ -656,6 +656,7 @@ def from_standard_logging(
     capture_content: bool = True,
     service: str | None = None,
     environment: str | None = None,
+    first_attempt_id: str | None = None,
 ) -> Record:
     """A call record from LiteLLM's `standard_logging_object` (and a few facts only kwargs hold).
 
@@ -667,7 +668,8 @@ def from_standard_logging(
     stream that failed mid-way had answered (`stream_so_far`), which its payload leaves out. `audio_file` is
     a transcription's upload as `audio_file_of` summarises it (the payload holds only a hash), or a speech
     call's answer as `audio_summary` does (for releases whose payload has none). Credentials
-    are not removed here; `scrub()` does that.
+    are not removed here; `scrub()` does that. `first_attempt_id` names, on a Router's retry or fallback, the call
+    id of its request's first attempt.
     """
     call_type, is_async = call_type_of(slo.get("call_type"))
     call_id = call_id or _opt_str(slo.get("litellm_call_id")) or _opt_str(slo.get("id")) or ""
@@ -781,6 +783,9 @@ def from_standard_logging(
         "proxy": None,
         "truncated": None,
     }
+    if first_attempt_id:
+        # Only on a Router's later attempts: a record without it is its request's first (or only) one.
+        record["first_attempt_id"] = first_attempt_id
     if on_proxy and isinstance(slo_meta, dict):
         record["proxy"] = {
             field: _opt_str(slo_meta.get(key))
