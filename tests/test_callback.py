@@ -772,6 +772,8 @@ def test_an_sdk_router_requests_attempts_lead_to_each_other_on_the_server(
     assert [(r["model_group"], r["cost_usd"] or 0) for r in records][:2] == [("main", 0), ("main", 0)]
     assert records[2]["model_group"] == "backup" and records[2]["cost_usd"] > 0
     assert records[0]["error"]["type"] == "RateLimitError"
+    # The deployment's model as a plain call names it (and the OTel layer's span of the call does).
+    assert [r["request_model"] for r in records] == ["gpt-4o-mini", "gpt-4o-mini", "gpt-4o"]
     assert all(r["attempts"] == attempts for r in records)
     html = client.request(
         "GET",

@@ -629,8 +629,10 @@ def without_provider(model: str, provider: Any) -> str:
 def _request_model(slo: Mapping[str, Any], routed: bool) -> str | None:
     """The requested model; for a plain SDK call without the provider prefix, as LiteLLM reports it
     after splitting the prefix off. A cache hit is reported before that split ("openai/gpt-4o-mini"
-    where the call that filled the cache said "gpt-4o-mini"): split it the same way. Routed calls (a
-    Router, the proxy) keep the deployment's name as LiteLLM gives it."""
+    where the call that filled the cache said "gpt-4o-mini"): split it the same way. An SDK Router's
+    deployment is split too: its "openai/gpt-4o-mini" is the model a plain call names "gpt-4o-mini",
+    and the OTel layer's span of the same call said so (the record the server merged from both took
+    whichever came last). The proxy's calls keep the deployment's name as LiteLLM gives it."""
     model = _opt_str(slo.get("model"))
     if model is None or routed:
         return model
@@ -759,7 +761,7 @@ def from_standard_logging(
         "litellm_call_type": slo.get("call_type"),
         "is_async": is_async,
         "stream": stream,
-        "request_model": _request_model(slo, routed=on_proxy or bool(slo.get("model_group"))),
+        "request_model": _request_model(slo, routed=on_proxy),
         "response_model": _opt_str(_get(response, "model")) if isinstance(response, dict) else None,
         "provider": _provider_of(slo.get("custom_llm_provider")),
         "api_base": _api_base_of(call_type, slo, hidden),
