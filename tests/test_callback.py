@@ -727,6 +727,66 @@ def test_router_attempts_are_recorded_each_without_router_bookkeeping(provider, 
     assert [r["metadata"] for r in records] == [{"order": 7}] * 3
 
 
+def test_an_sdk_router_requests_attempts_lead_to_each_other_on_the_server(
+    provider, project_server, callback_to
+):
+    """An SDK Router gives each attempt a call id of its own, and the caller holds the one that answered
+    (`_hidden_params["litellm_call_id"]`). Its page led nowhere: the 429s before it and the fallback's
+    model group looked like unrelated calls. Stored by a real server, any attempt lists all of them, in
+    order, with no provider key anywhere."""
+    callback = callback_to(project_server)
+    deployment_key, backup_key = "sk-router-deployment-0123456789", "sk-router-backup-9876543210"
+    router = litellm.Router(
+        model_list=[
+            {
+                "model_name": "main",
+                "litellm_params": {
+                    "model": "openai/gpt-4o-mini",
+                    "api_base": provider.url,
+                    "api_key": deployment_key,
+                    "extra_headers": {"x-fake-error": "429"},
+                },
+            },
+            {
+                "model_name": "backup",
+                "litellm_params": {"model": "openai/gpt-4o", "api_base": provider.url, "api_key": backup_key},
+            },
+        ],
+        fallbacks=[{"main": ["backup"]}],
+        num_retries=1,
+        retry_after=0,
+    )
+    answer = router.completion(model="main", messages=MESSAGES)
+    router.completion(model="backup", messages=MESSAGES)  # another request: none of the attempts
+    answered_id = answer._hidden_params["litellm_call_id"]
+    assert callback.flush(timeout=10)
+    client = project_server.client()
+    for _ in range(100):
+        if len(client.get_json("/api/calls?limit=10")["calls"]) == 4:
+            break
+        time.sleep(0.05)
+    attempts = client.get_json(f"/api/calls/{answered_id}")["attempts"]
+    assert [a["status"] for a in attempts] == ["error", "error", "ok"]
+    assert attempts[-1]["call_id"] == answered_id
+    records = [client.get_json(f"/api/calls/{a['call_id']}") for a in attempts]
+    assert [(r["model_group"], r["cost_usd"] or 0) for r in records][:2] == [("main", 0), ("main", 0)]
+    assert records[2]["model_group"] == "backup" and records[2]["cost_usd"] > 0
+    assert records[0]["error"]["type"] == "RateLimitError"
+    # The deployment's model as a plain call names it (and the OTel layer's span of the call does).
+    assert [r["request_model"] for r in records] == ["gpt-4o-mini", "gpt-4o-mini", "gpt-4o"]
+    assert all(r["attempts"] == attempts for r in records)
+    html = client.request(
+        "GET",
+        f"/calls/{attempts[0]['call_id']}",
+        headers={"Cookie": f"litelens_key={project_server.key}"},
+        key=None,
+    ).body.decode()
+    assert "Attempt <strong>1</strong> of 3" in html and f'href="/calls/{answered_id}"' in html
+    for record in records:
+        text = json.dumps(record)
+        assert deployment_key not in text and backup_key not in text
+
+
 def test_a_cache_hit_is_one_free_record_naming_the_model_as_the_miss_did(
     provider, receiver, make_callback, monkeypatch
 ):

@@ -916,6 +916,44 @@ def test_a_router_call_names_its_model_group_and_deployment(otel: Otel, fake: Fa
         assert json.loads(str(attrs[semconv.LITELENS_METADATA])) == {"order": "A-17"}  # not the Router's
 
 
+def test_a_router_requests_failed_attempt_names_its_deployment_and_its_fallback_the_first_attempt(
+    otel: Otel, fake: FakeProvider
+) -> None:
+    """Each attempt of a Router request is a span of its own: a failed one named no deployment (only an
+    answer did), and nothing tied a retry or the fallback that answered to the attempts before it."""
+    failing = {"model": "openai/gpt-4o-mini", **kw(fake), "extra_headers": {"x-fake-error": "503"}}
+    router = litellm.Router(
+        model_list=[
+            {"model_name": "main", "litellm_params": failing, "model_info": {"id": "dep-main"}},
+            {"model_name": "backup", "litellm_params": {"model": "openai/gpt-4o", **kw(fake)}},
+        ],
+        fallbacks=[{"main": ["backup"]}],
+        num_retries=0,
+        retry_after=0,
+    )
+    tracer = otel.tracer_provider.get_tracer("app")
+    for _ in range(2):  # two requests from one handler span: each names its own first attempt
+        with tracer.start_as_current_span("handler"):
+            router.completion(model="main", messages=MESSAGES)
+    spans = sorted((s for s in otel.spans() if s.name != "handler"), key=lambda s: s.start_time or 0)
+    records = [
+        semconv.span_to_record(
+            semconv.NeutralSpan(
+                f"{s.context.trace_id:032x}",
+                f"{s.context.span_id:016x}",
+                s.name,
+                attributes=dict(s.attributes or {}),
+            )
+        )
+        for s in spans
+    ]
+    assert [(r["status"], r["model_group"]) for r in records] == [("error", "main"), ("ok", "backup")] * 2
+    assert records[0]["deployment_id"] == records[2]["deployment_id"] == "dep-main"
+    for first, fallback in (records[:2], records[2:]):
+        assert "first_attempt_id" not in first
+        assert fallback["first_attempt_id"] == first["call_id"]
+
+
 def test_uninstrument_restores_the_original_functions(fake: FakeProvider) -> None:
     import litellm.main
 

@@ -1213,6 +1213,32 @@ def test_a_proxy_requests_call_id_leads_to_its_later_attempts(project_server: Se
     assert "attempts" not in client.get_json(f"/api/calls/{seed(client, 1)[0]['call_id']}")
 
 
+def test_an_sdk_router_requests_attempts_are_found_in_its_trace(project_server: ServerProcess) -> None:
+    """An SDK Router's attempts have call ids of their own; a retry names the first in `first_attempt_id`.
+    Any of them lists the request's attempts, and no other Router call of the trace (a session's)."""
+    client = project_server.client()
+    now = time.time()
+    trace = "ab" * 16
+    routed = {"trace_id": trace, "model_group": "main"}
+    records = [
+        make_record("r-1", now, status="error", **routed),
+        make_record("other", now + 0.05, **routed),  # the session's next request, answered at once
+        make_record("r-2", now + 0.1, status="error", first_attempt_id="r-1", **routed),
+        make_record("r-3", now + 0.2, first_attempt_id="r-1", **{**routed, "model_group": "backup"}),
+        make_record("s-2", now + 0.3, first_attempt_id="s-1", **routed),  # its first attempt was not kept
+    ]
+    assert client.post_json("/v1/events", {"records": records}).json()["accepted"] == 5
+    expected = [
+        {"call_id": "r-1", "status": "error"},
+        {"call_id": "r-2", "status": "error"},
+        {"call_id": "r-3", "status": "ok"},
+    ]
+    for call_id in ("r-1", "r-2", "r-3"):
+        assert client.get_json(f"/api/calls/{call_id}")["attempts"] == expected
+    assert "attempts" not in client.get_json("/api/calls/other")
+    assert "attempts" not in client.get_json("/api/calls/s-2")
+
+
 def test_export_streams_every_filtered_call_and_openapi_lists_the_routes(
     project_server: ServerProcess,
 ) -> None:

@@ -74,6 +74,7 @@ class _Captured(NamedTuple):
     kwargs: Mapping[str, Any] | None  # only kept when LiteLLM sent no standard_logging_object
     start_time: Any
     end_time: Any
+    first_attempt_id: str | None  # a Router's later attempt: the call id of its request's first attempt
 
 
 class Callback(CustomLogger):
@@ -131,6 +132,8 @@ class Callback(CustomLogger):
         # processor may change nested values in place, so it gets copies.
         self._detach = bool(user_processors)
         self._seen: dict[str, list[Any]] = {}
+        # A Router request (its trace id, its first attempt's timing window) -> its first attempt's call id.
+        self._router_requests: dict[Any, str] = {}
         self._seen_lock = threading.Lock()
         self._counts_lock = threading.Lock()
         self._counts = {
@@ -216,6 +219,7 @@ class Callback(CustomLogger):
                 if len(seen) > _DEDUPE_WINDOW:
                     self._trim_seen()
             params = get("litellm_params") or _EMPTY
+            first_attempt_id = self._first_attempt_of(params, call_id) if call_id else None
             chunks = get(_CHUNKS_KEY)
             if failed:
                 exc = get("exception")
@@ -248,6 +252,7 @@ class Callback(CustomLogger):
                     None if slo else kwargs,
                     start_time,
                     end_time,
+                    first_attempt_id,
                 )
             )
         except Exception:
@@ -271,6 +276,39 @@ class Callback(CustomLogger):
             entry[0] = attempt if failed else _SUCCEEDED
             entry[1] = marker
         return f"{call_id}:{attempt}"
+
+    def _first_attempt_of(self, params: Mapping[str, Any], call_id: str) -> str | None:
+        """For a LiteLLM Router's retry or fallback, the call id of its request's first attempt.
+
+        An SDK Router gives each attempt a call id of its own (the proxy's keeps the request's: see
+        `_next_attempt`), so nothing in a record said that three calls were one request, and the call
+        the caller got its answer from did not lead to the attempts that failed before it. What the
+        attempts share is the Router's bookkeeping in their metadata: the request's trace id and, where
+        LiteLLM keeps them (1.110, not 1.80), the timing windows of the attempts so far, whose first
+        never changes (callers may give many requests one trace id); a later attempt lists the attempts
+        before it in `previous_models`.
+        """
+        metadata = params.get("metadata")
+        if type(metadata) is not dict or "model_group" not in metadata:
+            return None
+        windows = metadata.get("llm_api_timing_windows")
+        first_window = windows[0] if isinstance(windows, (list, tuple)) and windows else None
+        try:
+            key = (params.get("litellm_trace_id"), first_window)
+            hash(key)
+        except TypeError:
+            key = (params.get("litellm_trace_id"), None)
+        if key[0] is None:
+            return None
+        with self._seen_lock:
+            if not metadata.get("previous_models"):
+                self._router_requests[key] = call_id
+                if len(self._router_requests) > _DEDUPE_WINDOW:
+                    for old in list(self._router_requests)[: _DEDUPE_WINDOW // 2]:
+                        self._router_requests.pop(old, None)
+                return None
+            first = self._router_requests.get(key)
+        return first if first != call_id else None
 
     def _trim_seen(self) -> None:
         """Forget the oldest half of the call ids seen (dicts keep insertion order)."""
@@ -336,6 +374,7 @@ class Callback(CustomLogger):
             capture_content=s.capture_content,
             service=s.service,
             environment=s.environment,
+            first_attempt_id=item.first_attempt_id,
         )
 
     def _finish(self, record: rec.Record, provider_key: Any) -> str:

@@ -629,8 +629,10 @@ def without_provider(model: str, provider: Any) -> str:
 def _request_model(slo: Mapping[str, Any], routed: bool) -> str | None:
     """The requested model; for a plain SDK call without the provider prefix, as LiteLLM reports it
     after splitting the prefix off. A cache hit is reported before that split ("openai/gpt-4o-mini"
-    where the call that filled the cache said "gpt-4o-mini"): split it the same way. Routed calls (a
-    Router, the proxy) keep the deployment's name as LiteLLM gives it."""
+    where the call that filled the cache said "gpt-4o-mini"): split it the same way. An SDK Router's
+    deployment is split too: its "openai/gpt-4o-mini" is the model a plain call names "gpt-4o-mini",
+    and the OTel layer's span of the same call said so (the record the server merged from both took
+    whichever came last). The proxy's calls keep the deployment's name as LiteLLM gives it."""
     model = _opt_str(slo.get("model"))
     if model is None or routed:
         return model
@@ -656,6 +658,7 @@ def from_standard_logging(
     capture_content: bool = True,
     service: str | None = None,
     environment: str | None = None,
+    first_attempt_id: str | None = None,
 ) -> Record:
     """A call record from LiteLLM's `standard_logging_object` (and a few facts only kwargs hold).
 
@@ -667,7 +670,8 @@ def from_standard_logging(
     stream that failed mid-way had answered (`stream_so_far`), which its payload leaves out. `audio_file` is
     a transcription's upload as `audio_file_of` summarises it (the payload holds only a hash), or a speech
     call's answer as `audio_summary` does (for releases whose payload has none). Credentials
-    are not removed here; `scrub()` does that.
+    are not removed here; `scrub()` does that. `first_attempt_id` names, on a Router's retry or fallback, the call
+    id of its request's first attempt.
     """
     call_type, is_async = call_type_of(slo.get("call_type"))
     call_id = call_id or _opt_str(slo.get("litellm_call_id")) or _opt_str(slo.get("id")) or ""
@@ -757,7 +761,7 @@ def from_standard_logging(
         "litellm_call_type": slo.get("call_type"),
         "is_async": is_async,
         "stream": stream,
-        "request_model": _request_model(slo, routed=on_proxy or bool(slo.get("model_group"))),
+        "request_model": _request_model(slo, routed=on_proxy),
         "response_model": _opt_str(_get(response, "model")) if isinstance(response, dict) else None,
         "provider": _provider_of(slo.get("custom_llm_provider")),
         "api_base": _api_base_of(call_type, slo, hidden),
@@ -781,6 +785,9 @@ def from_standard_logging(
         "proxy": None,
         "truncated": None,
     }
+    if first_attempt_id:
+        # Only on a Router's later attempts: a record without it is its request's first (or only) one.
+        record["first_attempt_id"] = first_attempt_id
     if on_proxy and isinstance(slo_meta, dict):
         record["proxy"] = {
             field: _opt_str(slo_meta.get(key))

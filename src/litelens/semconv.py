@@ -210,6 +210,8 @@ LITELENS_OUTPUT_TOKENS_PER_S = "litelens.output_tokens_per_s"
 LITELENS_TOTAL_TOKENS = "litelens.usage.total_tokens"
 LITELENS_METADATA = "litelens.metadata"
 LITELENS_USER_ID = "litelens.user_id"
+# A Router's retry or fallback: the call id of its request's first attempt (the record's `first_attempt_id`).
+LITELENS_FIRST_ATTEMPT_ID = "litelens.first_attempt_id"
 LITELENS_PARAMETERS = "litelens.request.parameters"
 LITELENS_REQUEST_INPUT = "litelens.request.input"
 LITELENS_RESPONSE = "litelens.response"
@@ -376,6 +378,8 @@ def record_to_attributes(record: Record, capture_content: bool) -> dict[str, Att
     attrs[LITELLM_CACHE_HIT] = record.get("cache_hit")
     attrs[LITELLM_MODEL_GROUP] = record.get("model_group")
     attrs[LITELLM_DEPLOYMENT_ID] = record.get("deployment_id")
+    if record.get("first_attempt_id"):
+        attrs[LITELENS_FIRST_ATTEMPT_ID] = record["first_attempt_id"]
     if record.get("session_id"):
         attrs[GEN_AI_CONVERSATION_ID] = record["session_id"]
         attrs[LITELLM_SESSION_ID] = record["session_id"]
@@ -848,6 +852,9 @@ def span_to_record(span: NeutralSpan) -> Record | None:
         if isinstance(attrs.get(LITELENS_TRUNCATED), list)
         else None,
     }
+    first_attempt_id = _str(attrs.get(LITELENS_FIRST_ATTEMPT_ID))
+    if first_attempt_id:
+        record["first_attempt_id"] = first_attempt_id
     return record
 
 

@@ -156,6 +156,7 @@ def request_record(
                 parameters[key] = kept
     metadata = arguments.get("metadata")
     metadata = metadata if isinstance(metadata, Mapping) else {}
+    model_info = metadata.get("model_info")
     request: dict[str, Any] = {"parameters": parameters}
     if capture_content:
         content = arguments.get(endpoint.content_arg)
@@ -191,6 +192,8 @@ def request_record(
         "api_base": _scrubbed_url(_str(arguments.get("api_base") or arguments.get("base_url"))),
         # A Router names the model group it routed the call to in the metadata it passes on.
         "model_group": _str(metadata.get("model_group")),
+        # The deployment it picked, named before the call: a failed attempt's answer names none.
+        "deployment_id": _str(model_info.get("id")) if isinstance(model_info, Mapping) else None,
         "start_time": time.time(),
         "usage": None,
         "cost_usd": None,
@@ -315,7 +318,7 @@ def apply_hidden_params(record: Record, hidden: Mapping[str, Any]) -> None:
     record["call_id"] = _str(hidden.get("litellm_call_id")) or record["call_id"]
     record["provider"] = _str(hidden.get("custom_llm_provider")) or record["provider"]
     record["api_base"] = _scrubbed_url(_str(hidden.get("api_base"))) or record["api_base"]
-    record["deployment_id"] = _str(hidden.get("model_id"))
+    record["deployment_id"] = _str(hidden.get("model_id")) or record.get("deployment_id")
     cost = hidden.get("response_cost")
     if isinstance(cost, (int, float)) and not isinstance(cost, bool):
         record["cost_usd"] = float(cost)

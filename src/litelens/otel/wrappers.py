@@ -50,6 +50,8 @@ Wrapper = Callable[[Callable[..., Any], Any, tuple[Any, ...], dict[str, Any]], A
 _IN_CALL: ContextVar[Call | None] = ContextVar("litelens_otel_in_call", default=None)
 
 _SPAN_STARTS_LIMIT = 1024
+# Router requests remembered for their later attempts (`Engine.first_attempt_of`): the oldest half goes.
+_ROUTER_REQUESTS_LIMIT = 20_000
 _MISSING = object()
 
 
@@ -83,6 +85,8 @@ class Engine:
         self.active = True
         self._errors_lock = threading.Lock()
         self._span_starts: dict[tuple[Any, ...], tuple[str, dict[str, Any]]] = {}
+        # A Router request (its trace id, the caller's span) -> its first attempt's call id.
+        self._router_requests: dict[tuple[Any, ...], str] = {}
 
     # -- failure containment --------------------------------------------------------------------
 
@@ -174,8 +178,11 @@ class Engine:
             record = endpoints.request_record(
                 endpoint, arguments, call_id, self.providers, self.capture_content
             )
-            name, attributes = self.span_start(record)
             parent = trace.get_current_span().get_span_context()
+            first_attempt_id = self.first_attempt_of(arguments, call_id, parent)
+            if first_attempt_id:
+                record["first_attempt_id"] = first_attempt_id
+            name, attributes = self.span_start(record)
             span = self.tracer.start_span(name, kind=SpanKind.CLIENT, attributes=attributes)
             if _core_layer_registered(kwargs):
                 call_kwargs = _with_span_link(call_kwargs, span, parent)
@@ -183,6 +190,32 @@ class Engine:
         except Exception:
             self.failed("starting a span")
             return None
+
+    def first_attempt_of(self, arguments: Mapping[str, Any], call_id: str, parent: Any) -> str | None:
+        """For a LiteLLM Router's retry or fallback, the call id of its request's first attempt.
+
+        Each attempt is a call (and a span) of its own; what ties them is the Router's bookkeeping in
+        the metadata it passes on: the request's `litellm_trace_id` on every attempt, `previous_models`
+        on every one after the first. The caller's span (the attempts' parent) tells apart requests
+        that a caller gave one trace id.
+        """
+        metadata = arguments.get("metadata")
+        trace_id = arguments.get("litellm_trace_id")
+        if (
+            not isinstance(metadata, Mapping)
+            or "model_group" not in metadata
+            or not isinstance(trace_id, str)
+        ):
+            return None
+        key = (trace_id, parent.span_id if parent.is_valid else None)
+        if not metadata.get("previous_models"):
+            if len(self._router_requests) >= _ROUTER_REQUESTS_LIMIT:
+                for old in list(self._router_requests)[: _ROUTER_REQUESTS_LIMIT // 2]:
+                    self._router_requests.pop(old, None)
+            self._router_requests[key] = call_id
+            return None
+        first = self._router_requests.get(key)
+        return first if first != call_id else None
 
     def span_start(self, record: Record) -> tuple[str, dict[str, Any]]:
         """The span's name and the attributes it starts with (see `_start_attributes`).

@@ -301,7 +301,56 @@ def attempts_of(store: Store, project_id: int, call_id: str, record: dict[str, A
             attempts.append({"call_id": attempt_id, "status": found.get("status")})
         elif attempt > 1:  # the first may be missing (a user's own id that ends in `:2`)
             break
-    return attempts if len(attempts) > 1 else []
+    if len(attempts) > 1:
+        return attempts
+    return _sdk_router_attempts(store, project_id, call_id, record)
+
+
+# The most calls of a trace an SDK Router call's page reads to find its request's other attempts.
+MAX_ATTEMPT_CANDIDATES = 200
+# The longest a Router request's attempts are looked for after its first began (LiteLLM's default
+# timeout is 600 s a call; retries wait seconds between attempts).
+MAX_REQUEST_S = 3600.0
+
+
+def _sdk_router_attempts(
+    store: Store, project_id: int, call_id: str, record: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """The attempts of an SDK Router's request, which (unlike the proxy's) each have a call id of their
+    own: a retry or fallback names its request's first attempt in `first_attempt_id`, and all of them
+    share the request's trace. The caller holds the id of the attempt that answered (LiteLLM's
+    `_hidden_params["litellm_call_id"]`); the failed attempts before it were unrelated calls on its page."""
+    first_id = record.get("first_attempt_id")
+    first: dict[str, Any] | None
+    if not isinstance(first_id, str) or not first_id:
+        if not record.get("model_group"):
+            return []
+        first_id, first = call_id, record
+    else:
+        first = store.get_call(project_id, first_id)
+    trace_id = (first or record).get("trace_id")
+    start = first.get("start_time") if first is not None else None
+    if not isinstance(trace_id, str) or not trace_id:
+        return []
+    # A trace can be a whole session's: only the calls that started in the request's time are read.
+    earliest, latest = (
+        (start, start + MAX_REQUEST_S) if isinstance(start, (int, float)) else (-math.inf, math.inf)
+    )
+    found = [(earliest, first_id, first.get("status"))] if first is not None else []
+    read = 0
+    for summary in store.get_trace(project_id, trace_id)["calls"]:
+        other = summary.get("call_id")
+        when = summary.get("start_time")
+        if other == first_id or not isinstance(when, (int, float)) or not earliest <= when <= latest:
+            continue
+        read += 1
+        if read > MAX_ATTEMPT_CANDIDATES or len(found) >= MAX_ATTEMPTS:
+            break
+        full = record if other == call_id else store.get_call(project_id, str(other))
+        if full is not None and full.get("first_attempt_id") == first_id:
+            found.append((when, str(other), full.get("status")))
+    found.sort(key=lambda item: item[0])
+    return [{"call_id": i, "status": status} for _, i, status in found] if len(found) > 1 else []
 
 
 # Nesting deeper than this is shown flat under the node at this depth. JSON encoders stop at a fixed depth

@@ -50,8 +50,8 @@ async def call_detail(request: Request, project: UIProject, call_id: str) -> Res
         request,
         "call.html",
         record=record,
-        # A proxy request its router retried or fell back: every attempt, so the id the client got in
-        # `x-litellm-call-id` (the first attempt's) leads to the one that answered.
+        # A request a router retried or fell back: every attempt, so the id the client got (the proxy's
+        # `x-litellm-call-id`, the first attempt's; an SDK Router's answer, the last one's) leads to the others.
         attempts=await store_call(attempts_of, store, project, call_id, record),
         usage=usage,
         turns=conversation.conversation(record),
