@@ -235,7 +235,9 @@ def test_the_core_page_names_every_counter_stats_returns() -> None:
     start = page.index("`stats()` returns counters:")
     listed = set(re.findall(r"`(\w+)`", page[start : page.index("(with sinks:", start)]))
     assert counters <= listed, f"docs/core.md does not name: {sorted(counters - listed)}"
-    assert listed - {"stats"} <= counters, f"docs/core.md names counters stats() lacks: {sorted(listed - counters)}"
+    assert listed - {"stats"} <= counters, (
+        f"docs/core.md names counters stats() lacks: {sorted(listed - counters)}"
+    )
 
 
 def test_api_reference_is_generated_from_the_current_openapi_document() -> None:
