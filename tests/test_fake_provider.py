@@ -671,7 +671,7 @@ def test_a_long_running_provider_keeps_only_the_newest_requests(monkeypatch: pyt
     was sent: its memory grew by a few KB a call, without end. Tests still see the latest requests."""
     from litelens.testing import fake_provider
 
-    monkeypatch.setattr(fake_provider, "MAX_KEPT_REQUESTS", 5)
+    monkeypatch.setattr(fake_provider, "MAX_KEPT_REQUESTS", 5, raising=False)
     with FakeProvider() as fake:
         for i in range(12):
             conn = http.client.HTTPConnection("127.0.0.1", fake.port, timeout=10)
