@@ -664,3 +664,20 @@ def test_stop_is_prompt_with_idle_keep_alive_and_hanging_handler() -> None:
     assert time.perf_counter() - started < 2
     idle.close()
     hanging.close()
+
+
+def test_a_long_running_provider_keeps_only_the_newest_requests(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A provider left running (`litelens fake-provider`, a soak, a benchmark) must not keep every body it
+    was sent: its memory grew by a few KB a call, without end. Tests still see the latest requests."""
+    from litelens.testing import fake_provider
+
+    monkeypatch.setattr(fake_provider, "MAX_KEPT_REQUESTS", 5, raising=False)
+    with FakeProvider() as fake:
+        for i in range(12):
+            conn = http.client.HTTPConnection("127.0.0.1", fake.port, timeout=10)
+            body = json.dumps({"model": "m", "input": f"call {i}"})
+            conn.request("POST", "/v1/embeddings", body, {"content-type": "application/json"})
+            assert conn.getresponse().status == 200
+            conn.close()
+        kept = fake.requests
+    assert [r.json["input"] for r in kept] == [f"call {i}" for i in range(7, 12)]

@@ -101,6 +101,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import collections
 import contextlib
 import hashlib
 import itertools
@@ -149,6 +150,10 @@ _INT_KEYS = frozenset(
     }
 )
 _DEFAULT_TOKENS = 8
+# Received requests kept for `FakeProvider.requests`, newest last. A test looks at a handful; a provider
+# left running (`litelens fake-provider`, a soak or a benchmark) kept every body it was ever sent, and
+# grew by a few KB a call until the process was killed.
+MAX_KEPT_REQUESTS = 10_000
 _DEFAULT_DIMS = 8
 # A fixed vocabulary keeps the output text deterministic and obviously fake.
 _WORDS = ("lorem", "ipsum", "dolor", "sit", "amet", "consectetur", "adipiscing", "elit")
@@ -1205,7 +1210,7 @@ class FakeProvider:
         self.defaults: dict[str, Any] = _normalise(defaults)
         self.stopping = threading.Event()
         self._lock = threading.Lock()
-        self._requests: list[ReceivedRequest] = []
+        self._requests: collections.deque[ReceivedRequest] = collections.deque(maxlen=MAX_KEPT_REQUESTS)
         self._error_counts: dict[str, int] = {}
         self._ids = itertools.count(1)
         self._server: _Server | None = None
@@ -1251,7 +1256,7 @@ class FakeProvider:
 
     @property
     def requests(self) -> list[ReceivedRequest]:
-        """A snapshot of every request received so far, oldest first."""
+        """A snapshot of the requests received so far, oldest first: the last `MAX_KEPT_REQUESTS` of them."""
         with self._lock:
             return list(self._requests)
 
