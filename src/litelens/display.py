@@ -16,7 +16,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["format_call"]
+__all__ = ["format_call", "format_cost"]
 
 _STATUS = {"ok": "ok", "error": "ERR", "cancelled": "CANC"}
 _COLORS = {"ok": "\x1b[32m", "error": "\x1b[31m", "cancelled": "\x1b[33m"}
@@ -35,9 +35,10 @@ def _clock(start: float | None) -> str:
         return "--:--:--"
 
 
-def _cost(value: float) -> str:
-    """Dollars with two significant digits however small, as the dashboard shows them: an embedding of a
-    few tokens costs under a millionth of a dollar, and "$0.000000" reads as a call that cost nothing."""
+def format_cost(value: float) -> str:
+    """Dollars with two significant digits however small (the terminal's and the dashboard's one rule):
+    an embedding of a few tokens costs under a millionth of a dollar, and "$0.000000" reads as a call
+    that cost nothing."""
     if value == 0 or not math.isfinite(value):
         return "$0" if value == 0 else f"${value}"
     if abs(value) < 0.01:
@@ -69,7 +70,7 @@ def format_call(call: Mapping[str, Any], color: bool = False, width: int = 60) -
         f"{duration:>7.0f} ms" if duration is not None else f"{'-':>10}",
         f"ttft {ttft:>5.0f} ms" if ttft is not None else " " * 13,
         f"{tokens_in:>6.0f} → {tokens_out:>5.0f} tok",
-        f"{_cost(cost) if cost is not None else '-':>10}",
+        f"{format_cost(cost) if cost is not None else '-':>10}",
         str(call.get("call_type") or ""),
     ]
     error_type = error.get("type") or call.get("error_type")

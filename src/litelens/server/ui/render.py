@@ -9,7 +9,6 @@ page from loading anything from the internet (the dashboard must work offline).
 from __future__ import annotations
 
 import json
-import math
 import unicodedata
 import urllib.parse
 from datetime import datetime, timezone
@@ -21,6 +20,7 @@ from markupsafe import Markup, escape
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
+from litelens.display import format_cost
 from litelens.server import fastjson
 
 HERE = Path(__file__).parent
@@ -77,16 +77,7 @@ def fmt_ms(given: Any) -> str:
 
 def fmt_cost(given: Any) -> str:
     value = _number(given)
-    if value is None:
-        return EMPTY
-    if value == 0:
-        return "$0"
-    if abs(value) < 0.01:
-        # Two significant digits however small: a cheap call ($0.0000012 for a few embedding tokens)
-        # must not read as "$0.00000", which looks like a call that cost nothing.
-        places = max(5, 1 - math.floor(math.log10(abs(value))))
-        return f"${value:.{places}f}"
-    return f"${value:,.2f}" if abs(value) >= 100 else f"${value:.4f}"
+    return EMPTY if value is None else format_cost(value)
 
 
 def fmt_num(given: Any) -> str:
