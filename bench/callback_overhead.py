@@ -245,11 +245,12 @@ class _Sides:
     def __init__(self, name: str, sink: str, calls: _Calls) -> None:
         import litellm
 
-        from litelens.callback import _wait_for_litellm_logging, unregister
+        from litelens.callback import unregister
+        from litelens.pending import wait_for_litellm_pool
 
         self.litellm = litellm
         self.unregister = unregister
-        self.wait_for_litellm = _wait_for_litellm_logging
+        self.wait_for_litellm = wait_for_litellm_pool
         self.name = name
         self.noop = _make_noop()
         self.litelens: Any = None

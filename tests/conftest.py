@@ -52,6 +52,11 @@ def _drain_litellm_async_logging() -> Iterator[None]:
     it sees: the next test's, where they would reach that test's callbacks as extra records.
     """
     yield
+    # Events cancelled before they started (litelens.pending) belong to this test too: a later test's
+    # flush would run them.
+    pending = sys.modules.get("litelens.pending")
+    for coroutine, _context in pending._take_cancelled() if pending is not None else ():
+        coroutine.close()
     module = sys.modules.get("litellm.litellm_core_utils.logging_worker")
     worker = getattr(module, "GLOBAL_LOGGING_WORKER", None)
     queue = getattr(worker, "_queue", None)

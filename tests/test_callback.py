@@ -542,42 +542,71 @@ def test_no_secret_reaches_the_receiver(provider, receiver, make_callback):
 
 
 @pytest.mark.litellm_compat
-def test_flush_after_asyncio_run_includes_the_calls_of_that_loop(provider, receiver, make_callback):
+@pytest.mark.parametrize("gathered", [False, True], ids=["awaited", "gathered"])
+def test_flush_after_asyncio_run_includes_the_calls_of_that_loop(provider, receiver, make_callback, gathered):
     """`asyncio.run(handler())` then `flush()` (an async serverless handler): LiteLLM holds the last
-    calls' success events for the loop that just ended; flush() must send them, not leave them for exit."""
+    calls' success events for the loop that just ended; flush() must send them, not leave them for exit.
+
+    Inside `asyncio.gather()` the loop runs a step further before it ends: LiteLLM's worker has made
+    the event a task, which `asyncio.run()` then cancels before its first step, and LiteLLM forgets it."""
     callback = make_callback()
 
-    async def handler() -> None:
+    async def chat() -> None:
         await litellm.acompletion(
             model="openai/gpt-4o-mini", messages=MESSAGES, api_base=provider.url, api_key=KEY
         )
 
-    for invocation in (1, 2):
-        asyncio.run(handler())
-        assert callback.flush(10)
-        assert len(receiver.records) == invocation and receiver.records[-1]["is_async"]
+    async def embed() -> None:
+        await litellm.aembedding(
+            model="openai/text-embedding-3-small", input=["a"], api_base=provider.url, api_key=KEY
+        )
+
+    async def handler(work: Any, count: int) -> None:
+        if gathered:
+            await asyncio.gather(*(work() for _ in range(count)))
+        else:
+            for _ in range(count):
+                await work()
+
+    made = 0
+    for work in (chat, embed, chat):
+        for count in (1, 2):
+            asyncio.run(handler(work, count))
+            made += count
+            assert callback.flush(10)
+            assert len(receiver.records) == made, (
+                f"{work.__name__} x{count}: {made - len(receiver.records)} lost"
+            )
+    assert len({r["call_id"] for r in receiver.records}) == made
+    assert all(r["is_async"] for r in receiver.records)
 
 
-def test_an_async_script_that_exits_at_once_still_delivers(provider, receiver, tmp_path):
-    """`asyncio.run(main())` returning right after its call: LiteLLM only logs that call at exit."""
+@pytest.mark.parametrize("gathered", [False, True], ids=["awaited", "gathered"])
+def test_an_async_script_that_exits_at_once_still_delivers(provider, receiver, tmp_path, gathered):
+    """`asyncio.run(main())` returning right after its call: LiteLLM only logs that call at exit, or,
+    inside `asyncio.gather()`, never (its event is cancelled before it starts)."""
     import os
     import subprocess
     import sys
 
+    call = (
+        "litellm.acompletion(model='openai/gpt-4o-mini', messages=[{'role': 'user', 'content': 'bye now'}], "
+        f"api_base='{provider.url}', api_key='sk-script-key-000000')"
+    )
     script = tmp_path / "script.py"
     script.write_text(
         "import asyncio, litellm, litelens, sys\n"
         "litelens.init()\n"
         "async def main():\n"
-        "    await litellm.acompletion(model='openai/gpt-4o-mini', messages=[{'role': 'user', 'content': 'bye now'}],\n"
-        f"                              api_base='{provider.url}', api_key='sk-script-key-000000')\n"
-        "asyncio.run(main())\n"
+        + (f"    await asyncio.gather({call})\n" if gathered else f"    await {call}\n")
+        + "asyncio.run(main())\n"
     )
     env = {**os.environ, "LITELENS_ENDPOINT": receiver.url, "LITELENS_SPOOL_DIR": str(tmp_path / "spool")}
     out = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert receiver.wait_for(1, timeout=10), out.stderr[-2000:]
     assert receiver.records[0]["usage"]["input_tokens"] == 2
+    assert "never awaited" not in out.stderr
 
 
 @pytest.mark.litellm_compat

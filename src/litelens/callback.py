@@ -22,7 +22,7 @@ from typing import Any, NamedTuple
 
 from litellm.integrations.custom_logger import CustomLogger
 
-from litelens import credentials
+from litelens import credentials, pending
 from litelens import record as rec
 from litelens.config import Settings
 from litelens.dispatch import Dispatcher
@@ -145,7 +145,8 @@ class Callback(CustomLogger):
         self._warned: set[str] = set()
         s = self.settings
         # Registered before any sink's thread starts, so at exit LiteLLM's queued events come first.
-        run_before_exit(_drain_litellm_logging_worker)
+        run_before_exit(pending.drain_at_exit)
+        pending.guard_litellm_worker()
         chosen = sinks if sinks is not None else s.sinks
         self.transport: Transport | Dispatcher
         if chosen:
@@ -430,8 +431,8 @@ class Callback(CustomLogger):
         (a serverless handler's last call would be missed otherwise).
         """
         deadline = None if timeout is None else time.monotonic() + timeout
-        _run_async_logging_of_ended_loop(deadline)
-        _wait_for_litellm_logging(deadline)
+        pending.run_what_ended_loops_left(deadline)
+        pending.wait_for_litellm_pool(deadline)
         remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
         return self.transport.flush(remaining)
 
@@ -702,85 +703,6 @@ def unregister(callback: CustomLogger) -> None:
         lst = getattr(litellm, name, None)
         while isinstance(lst, list) and callback in lst:
             lst.remove(callback)
-
-
-def _wait_for_litellm_logging(deadline: float | None) -> None:
-    """Wait (until `deadline`) for LiteLLM's logging thread pool to finish the tasks it has queued.
-
-    Reads the pool's private state, guarded: LiteLLM >= 1.100 counts queued-plus-running tasks in a
-    semaphore; a plain ThreadPoolExecutor (older releases) says idle when its queue is empty and every
-    worker thread is idle. Called from one of the pool's own threads it does not wait (it would wait
-    for itself).
-    """
-    try:
-        from litellm.litellm_core_utils.thread_pool_executor import executor
-    except ImportError:
-        return
-    if threading.current_thread() in getattr(executor, "_threads", ()):
-        return
-
-    def idle() -> bool:
-        slots, cap = getattr(executor, "_pending_slots", None), getattr(executor, "_max_pending_tasks", None)
-        if slots is not None and isinstance(cap, int):
-            return bool(getattr(slots, "_value", cap) >= cap)
-        queue, spare = getattr(executor, "_work_queue", None), getattr(executor, "_idle_semaphore", None)
-        if queue is None or spare is None:
-            return True
-        return bool(queue.empty() and getattr(spare, "_value", 0) >= len(getattr(executor, "_threads", ())))
-
-    try:
-        while not idle() and (deadline is None or time.monotonic() < deadline):
-            time.sleep(0.001)
-    except Exception:  # LiteLLM changed shape: flush what has arrived
-        return
-
-
-_DRAIN_LOCK = threading.Lock()
-_drain_thread: threading.Thread | None = None
-
-
-def _run_async_logging_of_ended_loop(deadline: float | None) -> None:
-    """Run the async log events LiteLLM still holds for an event loop that has ended.
-
-    LiteLLM hands an async call's success event to its logging worker, which runs on the call's event
-    loop. A handler whose loop ends right after its last call (`asyncio.run(handler())`, then `flush()`)
-    leaves that event queued until the process exits, where LiteLLM's own exit hook runs it: flush()
-    would return with the call missing. It runs them now, the way that hook does, in a thread of its
-    own: the hook sets and closes an event loop, which must not become the caller's. Nothing is done
-    while the worker's loop is still open: that loop runs its own events.
-    """
-    try:
-        from litellm.litellm_core_utils.logging_worker import GLOBAL_LOGGING_WORKER as worker
-    except ImportError:  # older LiteLLM: no worker, async hooks ran as plain tasks
-        return
-    try:
-        queue, loop, drain = worker._queue, worker._bound_loop, worker._flush_on_exit
-        if queue is None or loop is None or not loop.is_closed() or not callable(drain):
-            return
-        pending = getattr(worker, "pending_count", None)
-        if not (pending if isinstance(pending, int) else queue.qsize()):
-            return
-    except Exception:  # LiteLLM changed shape: what it holds is run at exit, as before
-        return
-    global _drain_thread
-    with _DRAIN_LOCK:  # one drain at a time (a flush that ran out of time may have left one running)
-        thread = _drain_thread
-        if thread is None or not thread.is_alive():
-            thread = threading.Thread(target=drain, name="litelens-drain-litellm-logging", daemon=True)
-            thread.start()
-            _drain_thread = thread
-    thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
-
-
-def _drain_litellm_logging_worker() -> None:
-    """Let LiteLLM run the async log events still queued at exit (an `asyncio.run()` script's last calls)."""
-    try:
-        from litellm.litellm_core_utils.logging_worker import GLOBAL_LOGGING_WORKER
-    except ImportError:  # older LiteLLM: no worker, async hooks ran as plain tasks
-        return
-    flush = getattr(GLOBAL_LOGGING_WORKER, "_flush_on_exit", None)
-    if callable(flush):
-        flush()
 
 
 def _failure_marker(kwargs: Mapping[str, Any]) -> tuple[int, int]:

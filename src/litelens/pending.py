@@ -1,0 +1,200 @@
+"""Calls LiteLLM has finished but not yet reported to its loggers, and how flush() and exit get them.
+
+LiteLLM tells its loggers of a call after the call has returned: a sync call from its logging thread
+pool, an async call from its logging worker (a queue of coroutines that it runs as tasks on the
+caller's event loop). A script's or a serverless handler's last calls are still there when it flushes
+or exits, so `flush()` waits for the pool and runs what the worker holds for an event loop that has
+ended, and the exit hook runs the rest.
+
+All of this reads LiteLLM's private state, guarded: if LiteLLM changes shape, a flush sends what has
+arrived, and LiteLLM's own exit hook runs what it still holds, as it would without litelens.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import inspect
+import logging
+import threading
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+log = logging.getLogger("litelens.callback")
+
+# How long one rescued log event may run (LiteLLM gives its own callbacks the same order of time).
+_EVENT_TIMEOUT_S = 10.0
+# Log events handed over and not started yet; beyond this many, new ones go unguarded.
+_MAX_WAITING = 100_000
+
+
+def wait_for_litellm_pool(deadline: float | None) -> None:
+    """Wait (until `deadline`) for LiteLLM's logging thread pool to finish the tasks it has queued.
+
+    Reads the pool's private state, guarded: LiteLLM >= 1.100 counts queued-plus-running tasks in a
+    semaphore; a plain ThreadPoolExecutor (older releases) says idle when its queue is empty and every
+    worker thread is idle. Called from one of the pool's own threads it does not wait (it would wait
+    for itself).
+    """
+    try:
+        from litellm.litellm_core_utils.thread_pool_executor import executor
+    except ImportError:
+        return
+    if threading.current_thread() in getattr(executor, "_threads", ()):
+        return
+
+    def idle() -> bool:
+        slots, cap = getattr(executor, "_pending_slots", None), getattr(executor, "_max_pending_tasks", None)
+        if slots is not None and isinstance(cap, int):
+            return bool(getattr(slots, "_value", cap) >= cap)
+        queue, spare = getattr(executor, "_work_queue", None), getattr(executor, "_idle_semaphore", None)
+        if queue is None or spare is None:
+            return True
+        return bool(queue.empty() and getattr(spare, "_value", 0) >= len(getattr(executor, "_threads", ())))
+
+    try:
+        while not idle() and (deadline is None or time.monotonic() < deadline):
+            time.sleep(0.001)
+    except Exception:  # LiteLLM changed shape: flush what has arrived
+        return
+
+
+# ---- Log events cancelled before they started.
+#
+# `asyncio.run()` cancels every task still pending when its main coroutine returns. If LiteLLM's worker
+# has just taken a call's log event off its queue and made it a task, that task is cancelled before its
+# first step: the coroutine is closed without having run, and LiteLLM forgets it (1.80 to 1.110). The
+# script's last call, made inside `asyncio.gather()`, was never recorded. So each coroutine is handed
+# to the worker inside a guard whose first step crosses it off `_waiting`. A guard that was closed
+# before its first step leaves its coroutine here, unstarted, and flush() or the exit hook runs it.
+
+_waiting: dict[int, tuple[Coroutine[Any, Any, Any], Coroutine[Any, Any, Any], contextvars.Context]] = {}
+_GUARD_MARK = "_litelens_guards_handover"
+
+
+def guard_litellm_worker() -> None:
+    """Hand every coroutine given to LiteLLM's logging worker over in a guard, once per process."""
+    try:
+        from litellm.litellm_core_utils.logging_worker import GLOBAL_LOGGING_WORKER as worker
+    except ImportError:  # older LiteLLM: no worker, async hooks ran as plain tasks
+        return
+    original = getattr(worker, "enqueue", None)
+    if not callable(original) or getattr(original, _GUARD_MARK, False):
+        return
+
+    def enqueue(coroutine: Any) -> None:
+        if len(_waiting) < _MAX_WAITING and inspect.iscoroutine(coroutine):
+            coroutine = _guarded(coroutine)
+        original(coroutine)
+
+    setattr(enqueue, _GUARD_MARK, True)
+    worker.enqueue = enqueue  # type: ignore[method-assign]  # LiteLLM calls it as `self.enqueue(...)`, so the instance's wins
+
+
+def _guarded(coroutine: Coroutine[Any, Any, Any]) -> Coroutine[Any, Any, Any]:
+    key = id(coroutine)  # unique while the entry holds the coroutine
+
+    async def guard() -> Any:
+        _waiting.pop(key, None)
+        return await coroutine
+
+    wrapper = guard()
+    # LiteLLM names a timed-out callback by its coroutine's name.
+    wrapper.__qualname__ = getattr(coroutine, "__qualname__", wrapper.__qualname__)  # type: ignore[attr-defined]
+    _waiting[key] = (wrapper, coroutine, contextvars.copy_context())
+    return wrapper
+
+
+def _take_cancelled() -> list[tuple[Coroutine[Any, Any, Any], contextvars.Context]]:
+    """The coroutines whose guard was closed before it started, removed from `_waiting`."""
+    taken = []
+    for key, (wrapper, coroutine, context) in list(_waiting.items()):
+        if inspect.getcoroutinestate(wrapper) == inspect.CORO_CLOSED:
+            del _waiting[key]
+            taken.append((coroutine, context))
+    return taken
+
+
+def _run_each(events: list[tuple[Coroutine[Any, Any, Any], contextvars.Context]]) -> None:
+    """Run log events to their end on an event loop of this thread's own, each in its caller's context."""
+    loop = asyncio.new_event_loop()
+    try:
+        for coroutine, context in events:
+            try:
+                context.run(loop.run_until_complete, asyncio.wait_for(coroutine, _EVENT_TIMEOUT_S))
+            except BaseException:  # one event's failure is that event's; the others still run
+                log.debug("litelens: a LiteLLM log event failed when run late", exc_info=True)
+    finally:
+        loop.close()
+
+
+# ---- flush() and exit.
+
+_DRAIN_LOCK = threading.Lock()  # one drain at a time: a flush that ran out of time may have left one running
+
+
+def run_what_ended_loops_left(deadline: float | None) -> None:
+    """Run the log events LiteLLM still holds for event loops that have ended, until `deadline`.
+
+    `asyncio.run(handler())` then `flush()`: the worker's queue keeps the last calls' events, which
+    LiteLLM would run at exit only, and events cancelled before they started (see above) would never
+    run. They are run in a thread of their own, since running one sets and closes an event loop, which
+    must not become the caller's. Nothing is done for a loop still open: that loop runs its own events.
+    """
+    jobs: list[Callable[[], None]] = []
+    drain = _worker_drain_for_ended_loop()
+    if drain is not None:
+        jobs.append(drain)
+    cancelled = _take_cancelled()
+    if cancelled:
+        jobs.append(lambda: _run_each(cancelled))
+    if not jobs:
+        return
+
+    def run() -> None:
+        with _DRAIN_LOCK:
+            for job in jobs:
+                job()
+
+    thread = threading.Thread(target=run, name="litelens-drain-litellm-logging", daemon=True)
+    thread.start()
+    thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+
+
+def _worker_drain_for_ended_loop() -> Callable[[], None] | None:
+    """LiteLLM's own exit drain, when its worker holds events for a loop that has been closed."""
+    try:
+        from litellm.litellm_core_utils.logging_worker import GLOBAL_LOGGING_WORKER as worker
+    except ImportError:  # older LiteLLM: no worker, async hooks ran as plain tasks
+        return None
+    try:
+        queue, loop, drain = worker._queue, worker._bound_loop, worker._flush_on_exit
+        if queue is None or loop is None or not loop.is_closed() or not callable(drain):
+            return None
+        pending = getattr(worker, "pending_count", None)
+        if not (pending if isinstance(pending, int) else queue.qsize()):
+            return None
+    except Exception:  # LiteLLM changed shape: what it holds is run at exit, as before
+        return None
+    return drain
+
+
+def drain_at_exit() -> None:
+    """Let LiteLLM run the async log events still queued at exit (an `asyncio.run()` script's last
+    calls), then run those cancelled before they started."""
+    if not _DRAIN_LOCK.acquire(timeout=_EVENT_TIMEOUT_S):
+        return
+    try:
+        try:
+            from litellm.litellm_core_utils.logging_worker import GLOBAL_LOGGING_WORKER
+        except ImportError:  # older LiteLLM: no worker, async hooks ran as plain tasks
+            return
+        flush = getattr(GLOBAL_LOGGING_WORKER, "_flush_on_exit", None)
+        if callable(flush):
+            flush()
+        cancelled = _take_cancelled()
+        if cancelled:
+            _run_each(cancelled)
+    finally:
+        _DRAIN_LOCK.release()
