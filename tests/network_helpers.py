@@ -120,9 +120,15 @@ class Proxy:
     and `forwarded` list what it was asked for, in order.
     """
 
-    def __init__(self, hosts: dict[str, int] | None = None, credentials: str | None = None) -> None:
+    def __init__(
+        self,
+        hosts: dict[str, int] | None = None,
+        credentials: str | None = None,
+        denied: frozenset[str] = frozenset(),
+    ) -> None:
         self.hosts = dict(hosts or {})
         self.credentials = credentials
+        self.denied = denied  # hosts its access rules forbid: answered 403 with an error page, as Squid does
         self.tunnels: list[str] = []
         self.forwarded: list[str] = []
         self.refused: list[str] = []
@@ -195,10 +201,19 @@ class Proxy:
                     self._pipe(client, upstream, bytes(buffer))
                     return
                 # Forwarding: an absolute URI in, the origin form out, answers relayed one by one.
-                self.forwarded.append(target)
                 rest = target.split("://", 1)[1]
                 authority, _, path = rest.partition("/")
                 body = _read_body(client, buffer, head)
+                if authority.rpartition(":")[0] in self.denied:
+                    self.refused.append(target)
+                    page = b"<html><body><h1>ERROR</h1><p>Access Denied: the access control rules forbid it.</p></body></html>"
+                    client.sendall(
+                        b"HTTP/1.1 403 Forbidden\r\nContent-Type: text/html\r\n"
+                        + f"Content-Length: {len(page)}\r\n\r\n".encode()
+                        + page
+                    )
+                    continue
+                self.forwarded.append(target)
                 lines = [
                     line
                     for line in head.split(b"\r\n")[1:]

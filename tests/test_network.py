@@ -346,6 +346,26 @@ def test_a_forwarding_proxy_that_wants_credentials_keeps_the_records(
         assert sink.shutdown(10)
 
 
+def test_a_forwarding_proxy_that_forbids_the_server_is_not_blamed_on_the_key(
+    receiver: Receiver, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A proxy's access rule answers 403; a litelens server answers a bad key with 401. Telling the user
+    to set LITELENS_API_KEY sends them after the wrong thing: the log names the proxy and quotes its page."""
+    caplog.set_level(logging.WARNING, logger="litelens")
+    endpoint = f"http://{PROXIED_HOST}:{receiver.port}"
+    with Proxy(hosts={PROXIED_HOST: receiver.port}, denied=frozenset({PROXIED_HOST})) as proxy:
+        monkeypatch.setenv("HTTP_PROXY", proxy.url)
+        sink = _sink(endpoint, tmp_path / "spool")
+        _send(sink, 20, "forbidden", batches=2)
+        assert sink.shutdown(10)
+        stats = sink.stats()
+        assert stats["spooled"] == 20 and stats["failed"] == stats["dropped"] == 0, stats
+        (warning,) = _warnings(caplog)
+        assert "403" in warning and f"proxy {proxy.url} (HTTP_PROXY)" in warning, warning
+        assert "Access Denied" in warning and "LITELENS_API_KEY" not in warning, warning
+        assert proxy.refused and not receiver.records
+
+
 def test_a_proxy_that_is_down_is_named_in_the_log(
     pki: Pki, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -871,6 +871,16 @@ class Transport:
             if status == 404:
                 msg = "litelens: server at %s has no %s (404); check LITELENS_ENDPOINT. Batches are kept in the spool"
                 self._log_once("http-404", msg, self.config.endpoint, self._path)
+            elif status == 403:
+                # A litelens server answers a bad key with 401: a 403 comes from something in between
+                # (a proxy's or a gateway's access rule), and its page says which rule.
+                via = f" through proxy {self._proxy.url} ({self._proxy.variable})" if self._proxy else ""
+                msg = (
+                    "litelens: the request to %s%s was forbidden (403): a proxy or gateway on the way refused "
+                    "it (a litelens server refuses a bad key with 401); it said: %s. Batches are kept in the spool"
+                )
+                answer = " ".join(data[:300].decode("utf-8", "replace").split())
+                self._log_once("http-403", msg, self.config.endpoint, via, answer or "nothing")
             else:
                 msg = "litelens: server at %s refused the API key (%d); set LITELENS_API_KEY. Batches are kept in the spool"
                 self._log_once(f"http-{status}", msg, self.config.endpoint, status)
