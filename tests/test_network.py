@@ -260,6 +260,46 @@ def test_many_batches_over_one_tls_connection_with_idle_closes_lose_and_repeat_n
     assert len(tls_receiver.records) == len(tls_receiver.unique_call_ids()) == 300
 
 
+@pytest.mark.parametrize("scheme", ["https", "http"])
+def test_tail_goes_through_the_proxy_the_callback_goes_through(
+    scheme: str,
+    pki: Pki,
+    tmp_path: Path,
+    server_factory: Callable[..., ServerProcess],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Where the only way out is the proxy, `tail --server` reaches the server the records reached: in
+    a tunnel for https, by asking for the whole URL for http, with the proxy's password either way."""
+    import io
+
+    from litelens import tail
+
+    tls = (*pki.cert("good"), pki.ca) if scheme == "https" else None
+    server = server_factory(f"sqlite:///{tmp_path / 'tail.db'}", tls=tls)
+    assert server.client().post_json("/v1/events", {"records": [make_record("tailed-1")]}).status == 200
+    monkeypatch.setenv("LITELENS_CA_BUNDLE", str(pki.ca))
+    port = int(server.url.rpartition(":")[2])
+
+    class FirstLine(io.StringIO):
+        def write(self, text: str) -> int:
+            super().write(text)
+            raise KeyboardInterrupt  # Ctrl-C once the call is printed: tail ends quietly
+
+    with Proxy(hosts={PROXIED_HOST: port}, credentials="bob:pw") as proxy:
+        monkeypatch.setenv(f"{scheme.upper()}_PROXY", f"http://bob:pw@127.0.0.1:{proxy.port}")
+        out = FirstLine()
+        url = f"{scheme}://{PROXIED_HOST}:{port}"
+        status = tail.run(None, url, server.key, since_s=60, poll_s=0.1, color=False, out=out)
+        assert status == 0 and "gpt-4o-mini" in out.getvalue(), out.getvalue()
+        assert proxy.refused == []
+        if scheme == "https":
+            assert proxy.tunnels == [f"{PROXIED_HOST}:{port}"]
+        else:
+            assert proxy.forwarded and all(
+                t.startswith(f"http://{PROXIED_HOST}:{port}/api/calls?") for t in proxy.forwarded
+            )
+
+
 # -- 4. An outbound proxy ---------------------------------------------------------------------------------
 
 

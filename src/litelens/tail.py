@@ -10,7 +10,6 @@ tokens in and out, cost. Standard library only, like the core: it runs wherever 
 from __future__ import annotations
 
 import email.utils
-import functools
 import http.client
 import json
 import os
@@ -24,7 +23,7 @@ from typing import IO, Any
 
 from litelens.config import Settings
 from litelens.display import format_call
-from litelens.httpconn import tls_context
+from litelens.httpconn import proxy_from_environment, tls_context
 from litelens.jsonl import expand, identity, open_live, open_with_rotations, read_file, rotated_files
 from litelens.transport import server_base
 
@@ -175,14 +174,9 @@ def follow_server(
     a server that is starting is not asked again every `poll_s` by every tail.
     """
     parts = urllib.parse.urlsplit(server_base(url))  # the URL the callback was given works here too
-    if parts.scheme == "https":
-        conn_cls: Callable[..., http.client.HTTPConnection] = functools.partial(
-            http.client.HTTPSConnection, context=ssl_context
-        )
-    else:
-        conn_cls = http.client.HTTPConnection
-    base = parts.path
-    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    connect, base, headers = _connector(parts, ssl_context)
+    if api_key:
+        headers["Authorization"] = f"Bearer {api_key}"
     since = time.time() - since_s
     seen: dict[str, float] = {}
     conn: http.client.HTTPConnection | None = None
@@ -198,12 +192,7 @@ def follow_server(
                 query["cursor"] = cursor
             path = f"{base}/api/calls?{urllib.parse.urlencode(query)}"
             try:
-                conn, answer, body = _get(
-                    conn,
-                    lambda: conn_cls(parts.hostname or "127.0.0.1", parts.port, timeout=30),
-                    path,
-                    headers,
-                )
+                conn, answer, body = _get(conn, connect, path, headers)
             except (OSError, http.client.HTTPException) as exc:
                 conn = None
                 if not reached:
@@ -283,6 +272,44 @@ def _retry_after(value: str | None) -> float:
         except (TypeError, ValueError):
             return 0.0
     return min(max(seconds, 0.0), _MAX_RETRY_AFTER_S)
+
+
+def _connector(
+    parts: urllib.parse.SplitResult, ssl_context: ssl.SSLContext | None
+) -> tuple[Callable[[], http.client.HTTPConnection], str, dict[str, str]]:
+    """How to open a connection to the server, the prefix of every request's path, and the headers
+    every request takes: through the proxy the environment names (as the callback goes), if any.
+
+    Through a proxy, an https server is reached in a `CONNECT` tunnel and a plain-http one by asking
+    the proxy for the whole URL; the proxy's `user:password@` goes as `Proxy-Authorization`.
+    """
+    host, port = parts.hostname or "127.0.0.1", parts.port
+    https = parts.scheme == "https"
+    proxy = proxy_from_environment(urllib.parse.urlunsplit(parts))
+    if proxy is None:
+        if https:
+            return (
+                lambda: http.client.HTTPSConnection(host, port, timeout=30, context=ssl_context),
+                parts.path,
+                {},
+            )
+        return lambda: http.client.HTTPConnection(host, port, timeout=30), parts.path, {}
+    if proxy.scheme != "http" or not proxy.host or not proxy.port:
+        raise TailError(
+            f"litelens tail: {proxy.variable}={proxy.url} is not a proxy litelens can use: it needs an "
+            "http:// proxy URL (http://host:port); exempt this host with NO_PROXY to connect directly"
+        )
+    auth = {"Proxy-Authorization": proxy.authorization} if proxy.authorization else {}
+    if https:
+
+        def tunnel() -> http.client.HTTPConnection:
+            conn = http.client.HTTPSConnection(proxy.host, proxy.port, timeout=30, context=ssl_context)
+            conn.set_tunnel(host, port, headers=auth)
+            return conn
+
+        return tunnel, parts.path, {}
+    origin = f"http://{parts.netloc.rpartition('@')[2]}"
+    return lambda: http.client.HTTPConnection(proxy.host, proxy.port, timeout=30), origin + parts.path, auth
 
 
 def _get(
