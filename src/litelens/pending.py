@@ -110,8 +110,8 @@ def _take_cancelled() -> list[tuple[Coroutine[Any, Any, Any], contextvars.Contex
     """The coroutines whose guard was closed before it started, removed from `_waiting`."""
     taken = []
     for key, (wrapper, coroutine, context) in list(_waiting.items()):
-        if inspect.getcoroutinestate(wrapper) == inspect.CORO_CLOSED:
-            del _waiting[key]
+        # Popped, not deleted: two threads flushing at once must not both take (or both fail on) one.
+        if inspect.getcoroutinestate(wrapper) == inspect.CORO_CLOSED and _waiting.pop(key, None) is not None:
             taken.append((coroutine, context))
     return taken
 
