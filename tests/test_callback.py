@@ -582,6 +582,42 @@ def test_flush_after_asyncio_run_includes_the_calls_of_that_loop(provider, recei
 
 
 @pytest.mark.parametrize("gathered", [False, True], ids=["awaited", "gathered"])
+def test_a_flush_that_runs_out_of_time_leaves_the_last_call_to_the_next_flush(
+    provider, receiver, make_callback, gathered
+):
+    """Another logger's slow async hook holds the leftover event past the first flush's timeout: that
+    flush returns on time, the next one delivers the call, once, and no second runner thread starts."""
+    import threading
+
+    class Slow(litellm.integrations.custom_logger.CustomLogger):  # type: ignore[misc]
+        async def async_log_success_event(self, kwargs, response_obj, start_time, end_time):
+            await asyncio.sleep(1.5)
+
+    slow = Slow()
+    litellm.callbacks.insert(0, slow)  # LiteLLM runs the loggers in order: litelens' hook waits behind it
+    try:
+        callback = make_callback()
+
+        async def handler() -> None:
+            call = litellm.acompletion(
+                model="openai/gpt-4o-mini", messages=MESSAGES, api_base=provider.url, api_key=KEY
+            )
+            await (asyncio.gather(call) if gathered else call)
+
+        asyncio.run(handler())
+        began = time.monotonic()
+        callback.flush(0.3)
+        assert time.monotonic() - began < 1.2 and receiver.records == []
+        callback.flush(0.3)  # also out of time: its leftovers queue behind the first flush's
+        runners = [t for t in threading.enumerate() if t.name == "litelens-drain-litellm-logging"]
+        assert len(runners) == 1, runners
+        assert callback.flush(10)
+        assert len(receiver.records) == 1
+    finally:
+        unregister(slow)
+
+
+@pytest.mark.parametrize("gathered", [False, True], ids=["awaited", "gathered"])
 def test_an_async_script_that_exits_at_once_still_delivers(provider, receiver, tmp_path, gathered):
     """`asyncio.run(main())` returning right after its call: LiteLLM only logs that call at exit, or,
     inside `asyncio.gather()`, never (its event is cancelled before it starts)."""

@@ -118,6 +118,8 @@ def _take_cancelled() -> list[tuple[Coroutine[Any, Any, Any], contextvars.Contex
 
 def _run_each(events: list[tuple[Coroutine[Any, Any, Any], contextvars.Context]]) -> None:
     """Run log events to their end on an event loop of this thread's own, each in its caller's context."""
+    if not events:
+        return
     loop = asyncio.new_event_loop()
     try:
         for coroutine, context in events:
@@ -130,18 +132,51 @@ def _run_each(events: list[tuple[Coroutine[Any, Any, Any], contextvars.Context]]
 
 
 # ---- flush() and exit.
+#
+# Running a log event sets and closes an event loop, which must not become the caller's: the events
+# run on one thread of litelens' own, in the order they were handed to it. A flush that runs out of
+# time leaves its events to that thread, and the next flush's events queue behind them.
 
-_DRAIN_LOCK = threading.Lock()  # one drain at a time: a flush that ran out of time may have left one running
+_jobs: list[Callable[[], None]] = []
+_jobs_lock = threading.Lock()
+_runner: threading.Thread | None = None
 
 
-def run_what_ended_loops_left(deadline: float | None) -> None:
-    """Run the log events LiteLLM still holds for event loops that have ended, until `deadline`.
+def _submit(jobs: list[Callable[[], None]]) -> threading.Event:
+    """Queue `jobs` for the runner thread (started if none runs); the event is set once they are done."""
+    global _runner
+    done = threading.Event()
+    with _jobs_lock:
+        _jobs.extend(jobs)
+        _jobs.append(done.set)
+        if _runner is None:
+            _runner = threading.Thread(target=_run_jobs, name="litelens-drain-litellm-logging", daemon=True)
+            _runner.start()
+    return done
 
-    `asyncio.run(handler())` then `flush()`: the worker's queue keeps the last calls' events, which
-    LiteLLM would run at exit only, and events cancelled before they started (see above) would never
-    run. They are run in a thread of their own, since running one sets and closes an event loop, which
-    must not become the caller's. Nothing is done for a loop still open: that loop runs its own events.
-    """
+
+def _run_inline(jobs: list[Callable[[], None]]) -> None:
+    for job in jobs:
+        try:
+            job()
+        except BaseException:  # LiteLLM's drain failing is LiteLLM's; the next job still runs
+            log.debug("litelens: running LiteLLM's leftover log events failed", exc_info=True)
+
+
+def _run_jobs() -> None:
+    global _runner
+    while True:
+        with _jobs_lock:
+            if not _jobs:
+                _runner = None
+                return
+            job = _jobs.pop(0)
+        _run_inline([job])
+
+
+def _leftovers() -> list[Callable[[], None]]:
+    """What is left to run of the event loops that have ended: LiteLLM's queue, if its loop was closed,
+    then the events cancelled before they started."""
     jobs: list[Callable[[], None]] = []
     drain = _worker_drain_for_ended_loop()
     if drain is not None:
@@ -149,17 +184,21 @@ def run_what_ended_loops_left(deadline: float | None) -> None:
     cancelled = _take_cancelled()
     if cancelled:
         jobs.append(lambda: _run_each(cancelled))
-    if not jobs:
-        return
+    return jobs
 
-    def run() -> None:
-        with _DRAIN_LOCK:
-            for job in jobs:
-                job()
 
-    thread = threading.Thread(target=run, name="litelens-drain-litellm-logging", daemon=True)
-    thread.start()
-    thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+def run_what_ended_loops_left(deadline: float | None) -> None:
+    """Run the log events LiteLLM still holds for event loops that have ended, until `deadline`.
+
+    `asyncio.run(handler())` then `flush()`: the worker's queue keeps the last calls' events, which
+    LiteLLM would run at exit only, and events cancelled before they started (see above) would never
+    run. Nothing is done for a loop still open: that loop runs its own events.
+    """
+    jobs = _leftovers()
+    with _jobs_lock:
+        busy = _runner is not None  # still running what an earlier flush, out of time, left to it
+    if jobs or busy:
+        _submit(jobs).wait(None if deadline is None else max(0.0, deadline - time.monotonic()))
 
 
 def _worker_drain_for_ended_loop() -> Callable[[], None] | None:
@@ -182,19 +221,21 @@ def _worker_drain_for_ended_loop() -> Callable[[], None] | None:
 
 def drain_at_exit() -> None:
     """Let LiteLLM run the async log events still queued at exit (an `asyncio.run()` script's last
-    calls), then run those cancelled before they started."""
-    if not _DRAIN_LOCK.acquire(timeout=_EVENT_TIMEOUT_S):
-        return
+    calls), then run those cancelled before they started. LiteLLM's drain is called whatever its loop:
+    at exit no loop will run them any more."""
     try:
-        try:
-            from litellm.litellm_core_utils.logging_worker import GLOBAL_LOGGING_WORKER
-        except ImportError:  # older LiteLLM: no worker, async hooks ran as plain tasks
-            return
-        flush = getattr(GLOBAL_LOGGING_WORKER, "_flush_on_exit", None)
-        if callable(flush):
-            flush()
-        cancelled = _take_cancelled()
-        if cancelled:
-            _run_each(cancelled)
-    finally:
-        _DRAIN_LOCK.release()
+        from litellm.litellm_core_utils.logging_worker import GLOBAL_LOGGING_WORKER
+    except ImportError:  # older LiteLLM: no worker, async hooks ran as plain tasks
+        return
+    jobs: list[Callable[[], None]] = []
+    flush = getattr(GLOBAL_LOGGING_WORKER, "_flush_on_exit", None)
+    if callable(flush):
+        jobs.append(flush)
+    jobs.append(lambda: _run_each(_take_cancelled()))
+    # Behind what a flush left running (each event has a time limit: LiteLLM's, and _EVENT_TIMEOUT_S
+    # here), then on this thread: a thread started at exit may be refused.
+    with _jobs_lock:
+        runner = _runner
+    if runner is not None:
+        runner.join()
+    _run_inline(jobs)
