@@ -363,6 +363,25 @@ def test_a_proxy_with_a_password_and_one_that_refuses(
         assert len(tls_receiver.unique_call_ids()) == len(tls_receiver.records) == 40
 
 
+def _all_spooled_behind(
+    proxy: Proxy,
+    endpoint: str,
+    spool: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> str:
+    """Send 20 records to `endpoint` through a forwarding `proxy` that refuses them: all must wait in the
+    spool, none failed or dropped. Returns the one warning logged."""
+    monkeypatch.setenv("HTTP_PROXY", proxy.url)
+    sink = _sink(endpoint, spool / "spool")
+    _send(sink, 20, "refused-by-proxy", batches=2)
+    assert sink.shutdown(10)
+    stats = sink.stats()
+    assert stats["spooled"] == 20 and stats["failed"] == stats["dropped"] == 0, stats
+    (warning,) = _warnings(caplog)
+    return warning
+
+
 def test_a_forwarding_proxy_that_wants_credentials_keeps_the_records(
     receiver: Receiver, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -371,13 +390,7 @@ def test_a_forwarding_proxy_that_wants_credentials_keeps_the_records(
     caplog.set_level(logging.WARNING, logger="litelens")
     endpoint = f"http://{PROXIED_HOST}:{receiver.port}"
     with Proxy(hosts={PROXIED_HOST: receiver.port}, credentials="bob:pw") as proxy:
-        monkeypatch.setenv("HTTP_PROXY", proxy.url)
-        sink = _sink(endpoint, tmp_path / "spool")
-        _send(sink, 20, "no-credentials", batches=2)
-        assert sink.shutdown(10)
-        stats = sink.stats()
-        assert stats["spooled"] == 20 and stats["failed"] == stats["dropped"] == 0, stats
-        (warning,) = _warnings(caplog)
+        warning = _all_spooled_behind(proxy, endpoint, tmp_path, monkeypatch, caplog)
         assert f"proxy {proxy.url} (HTTP_PROXY)" in warning and "407" in warning, warning
         monkeypatch.setenv("HTTP_PROXY", f"http://bob:pw@127.0.0.1:{proxy.port}")
         sink = _sink(endpoint, tmp_path / "spool")
@@ -394,13 +407,7 @@ def test_a_forwarding_proxy_that_forbids_the_server_is_not_blamed_on_the_key(
     caplog.set_level(logging.WARNING, logger="litelens")
     endpoint = f"http://{PROXIED_HOST}:{receiver.port}"
     with Proxy(hosts={PROXIED_HOST: receiver.port}, denied=frozenset({PROXIED_HOST})) as proxy:
-        monkeypatch.setenv("HTTP_PROXY", proxy.url)
-        sink = _sink(endpoint, tmp_path / "spool")
-        _send(sink, 20, "forbidden", batches=2)
-        assert sink.shutdown(10)
-        stats = sink.stats()
-        assert stats["spooled"] == 20 and stats["failed"] == stats["dropped"] == 0, stats
-        (warning,) = _warnings(caplog)
+        warning = _all_spooled_behind(proxy, endpoint, tmp_path, monkeypatch, caplog)
         assert "403" in warning and f"proxy {proxy.url} (HTTP_PROXY)" in warning, warning
         assert "Access Denied" in warning and "LITELENS_API_KEY" not in warning, warning
         assert proxy.refused and not receiver.records
