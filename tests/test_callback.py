@@ -646,6 +646,27 @@ def test_an_async_script_that_exits_at_once_still_delivers(provider, receiver, t
 
 
 @pytest.mark.litellm_compat
+@pytest.mark.parametrize("how", ["sync", "awaited", "gathered"])
+def test_shutdown_right_after_the_last_call_delivers_it(provider, receiver, make_callback, how):
+    """`shutdown()` is a flush too: the last call, which LiteLLM reports a moment after it returned (from
+    its thread pool, or from the queue of a loop that just ended), is delivered before the sender stops."""
+    callback = make_callback(spool_dir="off")  # nothing may be left for a later process to send
+    if how == "sync":
+        call(provider)
+    else:
+
+        async def handler() -> None:
+            call = litellm.acompletion(
+                model="openai/gpt-4o-mini", messages=MESSAGES, api_base=provider.url, api_key=KEY
+            )
+            await (asyncio.gather(call) if how == "gathered" else call)
+
+        asyncio.run(handler())
+    assert callback.shutdown(10)
+    assert len(receiver.records) == 1 and callback.stats()["sent"] == 1
+
+
+@pytest.mark.litellm_compat
 @pytest.mark.parametrize("stream", [False, True], ids=["call", "stream"])
 def test_flush_right_after_a_call_includes_that_call(provider, receiver, make_callback, stream):
     """A serverless handler returns right after `flush()`: the call it just made must be in that flush,

@@ -430,15 +430,20 @@ class Callback(CustomLogger):
         returns, so a flush right after `completion()` first waits for that pool to run what it holds
         (a serverless handler's last call would be missed otherwise).
         """
-        deadline = None if timeout is None else time.monotonic() + timeout
-        pending.run_what_ended_loops_left(deadline)
-        pending.wait_for_litellm_pool(deadline)
-        remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+        remaining = self._collect_reported(timeout)
         return self.transport.flush(remaining)
 
     def shutdown(self, timeout: float | None = None) -> bool:
         """Flush, then stop the background thread. Records not delivered in time go to the spool."""
-        return self.transport.shutdown(timeout)
+        return self.transport.shutdown(self._collect_reported(timeout))
+
+    def _collect_reported(self, timeout: float | None) -> float | None:
+        """Have LiteLLM report the calls it has finished (see litelens.pending) within `timeout`; returns
+        the time that is left of it."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        pending.run_what_ended_loops_left(deadline)
+        pending.wait_for_litellm_pool(deadline)
+        return None if deadline is None else max(0.0, deadline - time.monotonic())
 
 
 _TRANSCRIPTIONS = ("transcription", "atranscription")
