@@ -1136,7 +1136,9 @@ def test_a_session_names_its_first_user_and_is_found_by_any_of_its_users(store: 
     assert store.session_page(project, "solo")[0]["user"] == "u-dave"  # type: ignore[index]
 
     # Paged under the filter: every session of the user, each once.
-    store.write(project, [plain(f"p{i}", T0 + 100 + i, session_id=f"p-{i}", end_user="bob") for i in range(5)], [])
+    store.write(
+        project, [plain(f"p{i}", T0 + 100 + i, session_id=f"p-{i}", end_user="bob") for i in range(5)], []
+    )
     pages, cursor = [], None
     while True:
         rows, cursor = store.list_sessions(project, T0 - 60, T0 + 600, limit=2, cursor=cursor, user="bob")
