@@ -1026,7 +1026,14 @@ def test_long_unbroken_ids_and_names_wrap_instead_of_widening_the_page(
         ],
     )
     v = visit(sqlite_server)
-    for path in (f"/traces/{'d' * 32}", "/?refresh=0", f"/sessions/s-{long}", "/calls/long-names", "/calls"):
+    for path in (
+        f"/traces/{'d' * 32}",
+        "/?refresh=0",
+        f"/sessions/s-{long}",
+        "/sessions",
+        "/calls/long-names",
+        "/calls",
+    ):
         v.go(path)
         wide = v.page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
         assert wide <= 0, f"{path} is {wide}px wider than the window"
