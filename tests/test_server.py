@@ -1199,6 +1199,8 @@ def test_sessions_say_whose_they_are_and_are_found_by_user_over_http(
     totals = client.get_json("/api/sessions/morning")["totals"]
     assert (totals["user"], totals["users"], totals["calls"]) == ("alice@example.com", 2, 3)
 
+    # PostgreSQL text holds no NUL: such a user matches nothing rather than failing the query (a 503).
+    assert client.get_json("/api/sessions?user=alice%00")["sessions"] == []
     absurd = client.get(f"/api/sessions?user={'x' * 9000}")
     assert absurd.status == 422 and "user (query)" in absurd.json()["error"], absurd
     misspelt = client.get("/api/sessions?username=bob")
