@@ -16,6 +16,8 @@ the wall clock on a shared machine) and the senders' CPU as a share of one core 
 would show). Baselines measured in the same run, so the ratios say where the time goes:
 
   - `store.write()` called in-process on the same records (no HTTP, no parsing): the store's own ceiling;
+    and, with a baseline ref, this tree's and the baseline's `store.write()` each in a fresh process,
+    alternately (`--store-rounds`), so a change to the write path is measured against the code before it;
   - the server of another git ref (`--baseline-ref`, default `main`), exported with `git archive`;
   - the same server with `store.write` replaced by a no-op: what HTTP + decompression + JSON/protobuf
     parsing + validation cost without storage;
@@ -25,6 +27,7 @@ would show). Baselines measured in the same run, so the ratios say where the tim
 
     python bench/ingest.py                      # 30,000 records per cell
     python bench/ingest.py --records 100000 --no-phoenix --baseline-ref ''
+    python bench/ingest.py --only store --no-postgres --records 10000 --store-rounds 3
 """
 
 from __future__ import annotations
@@ -580,6 +583,41 @@ def measure_store(db_url: str, records: list[dict[str, Any]], sizes: list[int]) 
     )
 
 
+def store_main(spec_path: str) -> int:
+    """`measure_store` in a process of its own (`--_store`), on the litelens its PYTHONPATH gives."""
+    with open(spec_path, "rb") as f:
+        spec = pickle.load(f)
+    print(json.dumps(measure_store(spec["db_url"], spec["records"], spec["sizes"])), flush=True)
+    return 0
+
+
+def measure_store_of(
+    source: str, db_url: str, records: list[dict[str, Any]], sizes: list[int]
+) -> tuple[float, ...]:
+    """`measure_store` with the litelens of `source` (a `src` directory), in a fresh process: the same
+    records and batches as this tree's, so two trees' write paths compare on equal terms."""
+    with tempfile.NamedTemporaryFile(suffix=".pickle", delete=False) as f:
+        pickle.dump({"db_url": db_url, "records": records, "sizes": sizes}, f)
+    try:
+        done = subprocess.run(
+            [sys.executable, __file__, "--_store", f.name],
+            capture_output=True,
+            env={**os.environ, "PYTHONPATH": source},
+            check=False,
+            timeout=3600,
+        )
+    finally:
+        os.unlink(f.name)
+    if done.returncode:
+        raise RuntimeError(done.stderr.decode(errors="replace")[-2000:])
+    return tuple(json.loads(done.stdout.decode().strip().splitlines()[-1]))
+
+
+def store_figure(figure: tuple[float, ...]) -> str:
+    overall, first, last, per_cpu = figure
+    return f"{overall:9,.0f}   (first fifth {first:,.0f}, last {last:,.0f}; {per_cpu:,.0f} per CPU-second)"
+
+
 @contextlib.contextmanager
 def databases(want_postgres: bool) -> Iterator[list[tuple[str, Any]]]:
     """[(name, factory of a fresh empty database URL)]: SQLite files always, PostgreSQL when available."""
@@ -621,10 +659,20 @@ def main() -> int:
         "--phoenix-records", type=int, default=5000, help="spans sent to Phoenix (it ingests far slower)"
     )
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--store-rounds",
+        type=int,
+        default=1,
+        help="with a baseline ref: how many times to measure store.write() of this tree and of the "
+        "baseline, alternately, each in a fresh process and database",
+    )
     parser.add_argument("--_send", help=argparse.SUPPRESS)
+    parser.add_argument("--_store", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args._send:
         return sender_main(args._send)
+    if args._store:
+        return store_main(args._store)
 
     rng = random.Random(args.seed)
     t0 = time.time() - 3600
@@ -662,13 +710,18 @@ def main() -> int:
     ):
         if args.only in (None, "store"):
             for name, fresh in dbs:
-                overall, first, last, per_cpu = measure_store(fresh(), [dict(r) for r in records], sizes)
                 report(
                     "store.write() in-process",
                     name,
-                    f"{overall:9,.0f}   (first fifth {first:,.0f}, last {last:,.0f}; "
-                    f"{per_cpu:,.0f} per CPU-second)",
+                    store_figure(measure_store(fresh(), [dict(r) for r in records], sizes)),
                 )
+                # This tree's and the baseline's write path on the same records, each in a process of its
+                # own (the one above shares its heap with the bodies built for the HTTP rows), alternately
+                # so the machine's other load weighs on both alike.
+                for _ in range(args.store_rounds if baseline else 0):
+                    for label, source in (("store.write() this tree", str(ROOT / "src")), (
+                            f"  baseline: {args.baseline_ref} store.write()", baseline)):  # fmt: skip
+                        report(label, name, store_figure(measure_store_of(source, fresh(), records, sizes)))
         if args.only in (None, "http"):
             for name, fresh in dbs:
                 for path, bodies, last_id in paths:

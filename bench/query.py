@@ -6,7 +6,7 @@ Seeds N calls (default 1,000,000) through the normal `write` path in large batch
   - the last-24h overview aggregate (hourly buckets), without and with group_by="model"
   - the same with 5-minute buckets (served from minute rollups)
   - a filtered `list_calls` page (model + last 24h), and a page behind a tag filter
-  - `get_trace` of a random trace, and a `list_sessions` page of the last 24h
+  - `get_trace` of a random trace, and a `list_sessions` page of the last 24h, of all users and of one
 
 and, as the baseline measured in the same run, the 24h hourly overview computed from the raw `calls`
 rows with GROUP BY (counts and sums only, no percentiles) — the ratio says what rollups buy.
@@ -177,6 +177,11 @@ def main() -> int:
     bench("list_calls page 2 (no filter)", lambda: store.list_calls(project, limit=50, cursor=cursor))
     bench("get_trace", lambda: store.get_trace(project, rng.choice(traces)))
     bench("list_sessions page (24h)", lambda: store.list_sessions(project, day_ago, now, 50))
+    # One user of 500 is in few of the day's sessions: the page walks the day's sessions to find them.
+    bench(
+        "list_sessions page of one user (24h)",
+        lambda: store.list_sessions(project, day_ago, now, 50, user=f"user-{rng.randrange(500)}"),
+    )
 
     def raw_overview() -> Any:
         with store._read() as cur:

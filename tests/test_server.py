@@ -1158,6 +1158,55 @@ def test_sessions_and_stats_of_unpriced_calls_have_no_cost_rather_than_a_cost_of
     assert (tag["group"], tag["cost_usd"], tag["priced_calls"]) == ("free", None, 0)
 
 
+def test_sessions_say_whose_they_are_and_are_found_by_user_over_http(
+    db_project_server: ServerProcess,
+) -> None:
+    """The sessions list named no user, so "the conversation user X had this morning" could not be found
+    from it. Each session now says its user (its earliest call's end user, else user id) and how many
+    users it had; `?user=` finds the sessions in which that user made any call, by the name as the app
+    sent it (cut as stored), and a misspelt `?username=` is refused rather than ignored."""
+    client = db_project_server.client()
+    now = time.time()
+    rng = random.Random(13)
+    long_user = "".join(rng.choices(string.ascii_letters, k=300))
+    records = [
+        make_record("m-1", now - 300, session_id="morning", end_user="alice@example.com"),
+        make_record("m-2", now - 250, session_id="morning", user_id="support-bot"),
+        make_record("m-3", now - 200, session_id="morning", end_user="alice@example.com"),
+        make_record("e-1", now - 100, session_id="evening", user_id="bob"),
+        make_record("l-1", now - 50, session_id="long", end_user=long_user),
+        make_record("n-1", now - 10, session_id="nobody"),
+    ]
+    answer = client.post_json("/v1/events", {"records": records})
+    assert answer.status == 200 and answer.json()["accepted"] == len(records), answer
+
+    listed = {s["session_id"]: (s["user"], s["users"]) for s in client.get_json("/api/sessions")["sessions"]}
+    assert listed == {
+        "morning": ("alice@example.com", 2),
+        "evening": ("bob", 1),
+        "long": (long_user[:256], 1),
+        "nobody": (None, 0),
+    }
+    for user, expected in [
+        ("alice@example.com", ["morning"]),
+        ("support-bot", ["morning"]),  # joined the session, did not start it
+        ("bob", ["evening"]),
+        (long_user, ["long"]),  # as the app sent it: compared cut, as stored
+        ("carol", []),
+    ]:
+        got = client.get_json(f"/api/sessions?user={urllib.parse.quote(user)}")["sessions"]
+        assert [s["session_id"] for s in got] == expected, user[:20]
+    totals = client.get_json("/api/sessions/morning")["totals"]
+    assert (totals["user"], totals["users"], totals["calls"]) == ("alice@example.com", 2, 3)
+
+    # PostgreSQL text holds no NUL: such a user matches nothing rather than failing the query (a 503).
+    assert client.get_json("/api/sessions?user=alice%00")["sessions"] == []
+    absurd = client.get(f"/api/sessions?user={'x' * 9000}")
+    assert absurd.status == 422 and "user (query)" in absurd.json()["error"], absurd
+    misspelt = client.get("/api/sessions?username=bob")
+    assert misspelt.status == 422 and "'username'" in misspelt.json()["error"], misspelt
+
+
 def test_filters_and_cursor_pages_over_http(project_server: ServerProcess) -> None:
     client = project_server.client()
     records = seed(client)

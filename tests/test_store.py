@@ -622,14 +622,14 @@ def test_a_version_1_database_upgrades_in_place_with_its_data(store_url: str) ->
     columns = (
         "project_id, call_id, start_time, end_time, duration_ms, call_type, stream, request_model, status, "
     )
-    columns += "session_id, input_tokens, output_tokens, total_tokens, cost_usd, record"
+    columns += "end_user, session_id, input_tokens, output_tokens, total_tokens, cost_usd, record"
     with old._write() as cur:
         cur.execute(old._q("INSERT INTO projects (name, created) VALUES (?, ?)"), ("legacy", T0))
         cur.execute(old._q("SELECT id FROM projects WHERE name = ?"), ("legacy",))
         pid = cur.fetchone()[0]
         cur.execute(
             old._q(
-                f"INSERT INTO calls ({columns}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, {old._json_param()})"
+                f"INSERT INTO calls ({columns}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, {old._json_param()})"
             ),
             (
                 pid,
@@ -641,6 +641,7 @@ def test_a_version_1_database_upgrades_in_place_with_its_data(store_url: str) ->
                 False,
                 "gpt-4o",
                 "ok",
+                "enduser-1",
                 "s-old",
                 12,
                 7,
@@ -672,6 +673,8 @@ def test_a_version_1_database_upgrades_in_place_with_its_data(store_url: str) ->
     # v7 on PostgreSQL: the metadata a filter reads is derived from the records already stored.
     assert ids(new.list_calls(pid, CallFilter(metadata={"feature": "legacy"}))[0]) == {"v1-call"}
     assert new.session_totals(pid, "s-old") == {
+        "user": "enduser-1",  # the v9 session users were filled from the calls stored
+        "users": 1,
         "calls": 1,
         "errors": 0,
         "input_tokens": 12,
@@ -682,6 +685,7 @@ def test_a_version_1_database_upgrades_in_place_with_its_data(store_url: str) ->
     }
     [session] = new.list_sessions(pid, T0 - 60, T0 + 60)[0]  # the v3 sessions table was backfilled
     assert (session["session_id"], session["calls"], session["tokens"]) == ("s-old", 1, 19)
+    assert (session["user"], session["users"]) == ("enduser-1", 1)
     [span] = new.get_trace(pid, TRACE)["spans"]  # the v6 span columns (v5 on PostgreSQL) start empty
     assert (span["span_id"], span["status_message"], span["events"]) == ("1" * 16, None, [])
     new.write(pid, [make("v2-call", T0 + 1)], [])
@@ -690,11 +694,18 @@ def test_a_version_1_database_upgrades_in_place_with_its_data(store_url: str) ->
     new.close()
 
 
+def _back_to_v8(store: SQLStore, cur: Any) -> None:
+    """The database as release v8 left it: the same rows, without the session users v9 adds."""
+    cur.execute("DROP TABLE session_users")
+    cur.execute(store._q("DELETE FROM schema_version WHERE version > ?"), (8,))
+
+
 def _back_to_v7(store: SQLStore, cur: Any) -> None:
     """The database as release v7 left it: the same rows, without the columns v8 adds."""
+    _back_to_v8(store, cur)
     for table in ("sessions", "rollups"):
         cur.execute(f"ALTER TABLE {table} DROP COLUMN priced")
-    cur.execute(store._q("DELETE FROM schema_version WHERE version > ?"), (store.latest_version - 1,))
+    cur.execute(store._q("DELETE FROM schema_version WHERE version > ?"), (7,))
 
 
 def test_a_version_7_database_learns_which_sessions_and_buckets_had_no_price(store_url: str) -> None:
@@ -762,7 +773,7 @@ def test_a_version_7_database_learns_which_sessions_and_buckets_had_no_price(sto
 
     upgraded = open_store(store_url)
     assert isinstance(upgraded, SQLStore)
-    assert upgraded.schema_version() == upgraded.latest_version - 1
+    assert upgraded.schema_version() == 7
     assert upgraded.migrate() == upgraded.latest_version
     assert answers(upgraded) == expected
     # And it goes on counting: a priced call joins the unpriced session.
@@ -1088,6 +1099,115 @@ def test_traces_and_sessions(store: SQLStore) -> None:
     store.write(project, moved, [])
     counts = {s["session_id"]: s["calls"] for s in store.list_sessions(project, T0, T0 + 1000, limit=10)[0]}
     assert counts == {"sess-0": 3, "sess-1": 3, "sess-9": 3}
+
+
+def test_a_session_names_its_first_user_and_is_found_by_any_of_its_users(store: SQLStore) -> None:
+    """A support engineer looks for the conversation user X had: the sessions list names each session's
+    user (the end user, else the user id: the user the calls table shows), says how many users a shared
+    session had, and filters to the sessions in which X made any call, not only those X started."""
+    project = store.create_project("default")
+    other = store.create_project("other")
+    records = [
+        # Stored out of order: the first user is the one of the earliest call, not of the first stored.
+        plain("b1", T0 + 20, session_id="shared", end_user="bob"),
+        plain("a1", T0 + 10, session_id="shared", end_user="alice"),
+        plain("c1", T0 + 30, session_id="shared", user_id="carol"),  # no end user: the user id
+        plain("a2", T0 + 40, session_id="shared", end_user="alice", user_id="u-9"),
+        plain("n1", T0 + 5, session_id="shared"),  # no user at all: not a user of the session
+        plain("d1", T0 + 50, session_id="solo", user_id="u-dave"),
+        plain("x1", T0 + 60, session_id="anonymous"),
+    ]
+    store.write(project, records[:1], [])
+    store.write(project, records[1:], [])
+    store.write(other, [plain("o1", T0, session_id="theirs", end_user="alice")], [])
+
+    def listed(**kw: Any) -> dict[str, tuple[Any, Any]]:
+        rows = store.list_sessions(project, T0 - 60, T0 + 600, **kw)[0]
+        return {r["session_id"]: (r["user"], r["users"]) for r in rows}
+
+    assert listed() == {"shared": ("alice", 3), "solo": ("u-dave", 1), "anonymous": (None, 0)}
+    assert listed(user="bob") == {"shared": ("alice", 3)}  # not its first user, still found
+    assert listed(user="carol") == {"shared": ("alice", 3)}
+    assert listed(user="u-dave") == {"solo": ("u-dave", 1)}
+    assert listed(user="u-9") == {}  # a user id behind an end user is not the call's user
+    assert listed(user="nobody") == {}
+    totals = store.session_totals(project, "shared")
+    assert totals is not None and (totals["user"], totals["users"]) == ("alice", 3)
+    assert store.session_page(project, "solo")[0]["user"] == "u-dave"  # type: ignore[index]
+
+    # Paged under the filter: every session of the user, each once.
+    store.write(
+        project, [plain(f"p{i}", T0 + 100 + i, session_id=f"p-{i}", end_user="bob") for i in range(5)], []
+    )
+    pages, cursor = [], None
+    while True:
+        rows, cursor = store.list_sessions(project, T0 - 60, T0 + 600, limit=2, cursor=cursor, user="bob")
+        pages.append([r["session_id"] for r in rows])
+        if cursor is None:
+            break
+    assert pages == [["p-4", "p-3"], ["p-2", "p-1"], ["p-0", "shared"]]
+
+    # A later version of a call that names another user (the proxy's end user arrives with the span)
+    # changes the session's users; so does retention, which leaves the session its later calls.
+    store.write(project, [plain("a1", T0 + 10, session_id="shared", end_user="erin")], [])
+    assert listed(user="erin") == {"shared": ("erin", 4)}
+    assert store.delete_older_than(T0 + 15) == 3  # n1, a1 and the other project's o1
+    assert listed(user="erin") == {}
+    assert listed()["shared"] == ("bob", 3)
+
+
+def test_a_version_8_database_learns_the_users_of_its_sessions(store_url: str) -> None:
+    """Schema v9 keeps each session's users. A database written before it has the calls but not the
+    users: once upgraded, its sessions name their first user, count their users and are found by any
+    of them, as if this release had written them, and go on counting new calls."""
+    rng = random.Random(9)
+    records = [
+        plain(
+            f"v8-{i:03d}",
+            T0 + rng.uniform(-3600, 3600),
+            end_user=rng.choice([None, "", "alice", "bob"]),
+            user_id=rng.choice([None, "u-1", "u-2"]),
+            session_id=rng.choice([None, "s-a", "s-b", "s-c", f"s-{i}"]),
+        )
+        for i in range(150)
+    ]
+    new = open_store(store_url)
+    assert isinstance(new, SQLStore)
+    new.migrate()
+    pid = new.create_project("legacy")
+    new.write(pid, records[:70], [])
+    new.write(pid, records[70:], [])
+
+    def answers(s: SQLStore) -> list[Any]:
+        out: list[Any] = [s.list_sessions(pid, T0 - 7200, T0 + 7200, limit=1000)[0]]
+        out += [s.list_sessions(pid, T0 - 7200, T0 + 7200, limit=1000, user=u)[0] for u in ("alice", "u-2")]
+        out += [s.session_totals(pid, sid) for sid in ("s-a", "s-b", "s-c")]
+        return out
+
+    expected = answers(new)
+    sessions = {row["session_id"]: row for row in expected[0]}
+    firsts = sorted(
+        (r for r in records if r["session_id"] == "s-a" and (r["end_user"] or r["user_id"])),
+        key=lambda r: r["start_time"],
+    )
+    assert sessions["s-a"]["user"] == (firsts[0]["end_user"] or firsts[0]["user_id"])
+    assert sessions["s-a"]["users"] == len({r["end_user"] or r["user_id"] for r in firsts}) > 1
+    assert {row["session_id"] for row in expected[1]} == {
+        str(r["session_id"]) for r in records if r["session_id"] and r["end_user"] == "alice"
+    }
+    with new._write() as cur:
+        _back_to_v8(new, cur)
+    new.close()
+
+    upgraded = open_store(store_url)
+    assert isinstance(upgraded, SQLStore)
+    assert upgraded.schema_version() == 8
+    assert upgraded.migrate() == upgraded.latest_version
+    assert answers(upgraded) == expected
+    upgraded.write(pid, [plain("v9-call", T0 - 7000, session_id="s-a", end_user="zoe")], [])
+    totals = upgraded.session_totals(pid, "s-a")
+    assert totals is not None and (totals["user"], totals["users"]) == ("zoe", sessions["s-a"]["users"] + 1)
+    upgraded.close()
 
 
 def test_a_resent_span_merges_its_attributes_alike_on_every_store(store: SQLStore) -> None:

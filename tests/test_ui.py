@@ -561,6 +561,66 @@ def test_a_session_lists_its_calls_in_order_with_totals(
 
 
 @pytest.mark.service
+def test_the_sessions_list_says_whose_session_it_is_and_filters_by_user(
+    sqlite_server: ServerProcess, visit: Callable[..., Visit], shots: Shots
+) -> None:
+    """A support engineer looking for the conversation a user had could not tell sessions apart by user.
+    The list names each session's user (its first; "+N more" when others made calls in it), a User
+    filter finds every session the user made a call in (pages on keep it), and the user on a session's
+    page leads to that user's sessions."""
+    now = time.time()
+    records = [
+        make_record("s-1", now - 600, session_id="support-chat", end_user="ana@shop.example"),
+        make_record("s-2", now - 590, session_id="support-chat", user_id="agent-7"),  # no end user
+        make_record("o-1", now - 500, session_id="other-chat", end_user="bo@shop.example"),
+        make_record("x-1", now - 400, session_id="no-user-chat"),
+        *(
+            make_record(f"p-{i}", now - 1800 + i, session_id=f"agent-task-{i:02d}", user_id="agent-7")
+            for i in range(52)
+        ),
+    ]
+    post_records(sqlite_server.client(), records)
+    v = visit(sqlite_server)
+    page = v.page
+
+    def users_by_session() -> dict[str, str]:
+        rows = page.eval_on_selector_all(
+            "[data-testid=sessions] tbody tr", "rows => rows.map(r => [...r.cells].map(c => c.innerText))"
+        )
+        return {row[0]: row[1] for row in rows}
+
+    v.go("/sessions?range=1h")
+    listed = users_by_session()
+    assert listed["support-chat"] == "ana@shop.example +1 more"
+    assert (listed["other-chat"], listed["no-user-chat"]) == ("bo@shop.example", EMPTY)
+    more = page.get_attribute("[data-testid=more-users]", "title") or ""
+    assert "2 users" in more and "ana@shop.example" in more, more
+
+    # agent-7 joined support-chat (not its first user) and ran 52 sessions of its own: 53, over two pages.
+    page.fill("input[name=user]", " agent-7 ")
+    page.click("text=Apply")
+    page.wait_for_url(re.compile(r"user=\+agent-7\+"))  # sent as typed, trimmed by the page
+    first = users_by_session()
+    assert len(first) == 50 and "other-chat" not in first
+    assert first.pop("support-chat") == "ana@shop.example +1 more"
+    assert set(first.values()) == {"agent-7"}
+    assert page.input_value("input[name=user]") == "agent-7", "the form keeps the filter"
+    shots(page, "sessions-of-a-user")
+    page.click("a[rel=next]")
+    page.wait_for_url(re.compile(r"cursor="))
+    second = users_by_session()
+    assert set(second.values()) == {"agent-7"}
+    assert set(first) | set(second) == {f"agent-task-{i:02d}" for i in range(52)}
+
+    v.go("/sessions/support-chat")
+    assert page.inner_text("[data-testid=session-user]") == "User: ana@shop.example +1 more"
+    page.click("[data-testid=session-user] >> text=ana@shop.example")
+    page.wait_for_url(re.compile(r"/sessions\?range=30d&user=ana%40shop.example$"))
+    assert list(users_by_session()) == ["support-chat"]
+    shots(page, "session-user")
+
+
+@pytest.mark.service
 def test_calls_without_a_price_make_an_unknown_cost_not_a_cost_of_zero(
     sqlite_server: ServerProcess, visit: Callable[..., Visit], shots: Shots
 ) -> None:
@@ -966,7 +1026,14 @@ def test_long_unbroken_ids_and_names_wrap_instead_of_widening_the_page(
         ],
     )
     v = visit(sqlite_server)
-    for path in (f"/traces/{'d' * 32}", "/?refresh=0", f"/sessions/s-{long}", "/calls/long-names", "/calls"):
+    for path in (
+        f"/traces/{'d' * 32}",
+        "/?refresh=0",
+        f"/sessions/s-{long}",
+        "/sessions",
+        "/calls/long-names",
+        "/calls",
+    ):
         v.go(path)
         wide = v.page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
         assert wide <= 0, f"{path} is {wide}px wider than the window"

@@ -449,15 +449,25 @@ async def list_sessions(
     end: float | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     cursor: Annotated[str | None, Query(max_length=512)] = None,
+    user: Annotated[
+        str | None,
+        Query(
+            description="only the sessions in which this user (the end user, else the user id, as "
+            f"`/api/calls?user=` finds calls) made a call, whether or not they started it; {_AS_STORED}",
+            max_length=MAX_FILTER_CHARS,
+        ),
+    ] = None,
 ) -> dict[str, Any]:
     """Each session's whole figures: `calls`, `errors`, `tokens`, first and last activity, and
     `cost_usd`, the sum of the `priced_calls` calls that had a known cost: `null` when none had (LiteLLM
-    could not price them; unknown is not free), so `priced_calls < calls` means a partial sum."""
+    could not price them; unknown is not free), so `priced_calls < calls` means a partial sum. `user` is
+    whose session it is: the user (end user, else user id) of its earliest call that names one, `null`
+    when none does; `users` is how many users its calls named (more than 1: others joined)."""
     finite_times(start=start, end=end)
     end = end if end is not None else time.time() + 60
     start = start if start is not None else end - 7 * 86400
     rows, next_cursor = await store_call(
-        request.app.state.store.list_sessions, project, start, end, limit, cursor
+        request.app.state.store.list_sessions, project, start, end, limit, cursor, as_stored(user)
     )
     return {"sessions": rows, "next_cursor": next_cursor}
 
@@ -474,7 +484,8 @@ async def get_session(
     cursor: Annotated[str | None, Query(max_length=512)] = None,
 ) -> dict[str, Any]:
     """`totals` counts every call of the session; its `cost_usd` is the sum of the `priced_calls` calls
-    that had a known cost, `null` when none had."""
+    that had a known cost, `null` when none had. `totals.user` and `totals.users` are the session's first
+    user and its number of users, as `/api/sessions` lists them."""
     totals, (calls, next_cursor) = await session_page(request, project, session_id, limit, cursor)
     if totals is None:
         raise HTTPException(404, f"no session {session_id[:80]!r} in this project")

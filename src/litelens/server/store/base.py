@@ -274,14 +274,23 @@ class Store(ABC):
 
     @abstractmethod
     def list_sessions(
-        self, project_id: int, start: float, end: float, limit: int = 50, cursor: str | None = None
+        self,
+        project_id: int,
+        start: float,
+        end: float,
+        limit: int = 50,
+        cursor: str | None = None,
+        user: str | None = None,
     ) -> tuple[list[Row], str | None]:
-        """Sessions active in [start, end), most recently active first."""
+        """Sessions active in [start, end), most recently active first; with `user`, only those in which
+        that user (end user, else user id) made a call. Each row names the session's first `user` and
+        how many `users` it had."""
 
     @abstractmethod
     def session_totals(self, project_id: int, session_id: str) -> Row | None:
-        """What the session's calls add up to: `{"calls", "errors", "input_tokens", "output_tokens",
-        "cost_usd", "priced_calls", "duration_ms"}`, or None for a session without calls. `cost_usd` sums
+        """What the session's calls add up to: `{"user", "users", "calls", "errors", "input_tokens",
+        "output_tokens", "cost_usd", "priced_calls", "duration_ms"}` (`user` and `users` as
+        `list_sessions` has them), or None for a session without calls. `cost_usd` sums
         the `priced_calls` calls that had a cost, and is None when none had (unknown, not free). Its calls,
         in start order, are `list_calls` filtered to the session, ascending by start time (paged)."""
 

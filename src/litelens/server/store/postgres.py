@@ -25,7 +25,7 @@ from litelens.server.store.base import CallFilter, Record, Row
 from litelens.server.store.rollup import RollupKey
 from litelens.server.store.rows import CALL_COLUMNS
 from litelens.server.store.sql import SQLStore, like_pattern
-from litelens.server.store.write import SESSIONS_BACKFILL, chunks, priced_backfill
+from litelens.server.store.write import SESSIONS_BACKFILL, chunks, priced_backfill, session_users_table
 
 try:
     import psycopg
@@ -191,6 +191,10 @@ _V8 = priced_backfill(
 )
 
 
+# v9: see sqlite._V9.
+_V9 = session_users_table("BIGINT", "DOUBLE PRECISION", "")
+
+
 def _cased_regex(text: str) -> str:
     """A POSIX regex finding `text` in JSON text whatever the case of each letter (see like_pattern)."""
     parts = []
@@ -264,7 +268,7 @@ class _Pool:
 class PostgresStore(SQLStore):
     """`Store` on PostgreSQL, for deployments with several collectors or more data than one file."""
 
-    MIGRATIONS = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8)
+    MIGRATIONS = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9)
     _LEAST = "LEAST"
     _GREATEST = "GREATEST"
 
@@ -324,6 +328,19 @@ class PostgresStore(SQLStore):
         if "\x00" in trace_id:
             return {"spans": [], "calls": []}
         return super().get_trace(project_id, trace_id)
+
+    def list_sessions(
+        self,
+        project_id: int,
+        start: float,
+        end: float,
+        limit: int = 50,
+        cursor: str | None = None,
+        user: str | None = None,
+    ) -> tuple[list[Row], str | None]:
+        if user and "\x00" in user:
+            return [], None
+        return super().list_sessions(project_id, start, end, limit, cursor, user)
 
     def session_totals(self, project_id: int, session_id: str) -> Row | None:
         return None if "\x00" in session_id else super().session_totals(project_id, session_id)

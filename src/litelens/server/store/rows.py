@@ -41,8 +41,9 @@ CALL_COLUMNS = (
     "reasoning_tokens",
     "record",
 )
-# Positions in a `call_row` tuple that the session upsert reads.
+# Positions in a `call_row` tuple that the session upserts read.
 ROW_START, ROW_END, ROW_STATUS, ROW_SESSION, ROW_TOTAL, ROW_COST = 2, 3, 11, 15, 22, 23
+ROW_END_USER, ROW_USER_ID = 13, 14
 
 SPAN_COLUMNS = (
     "trace_id",

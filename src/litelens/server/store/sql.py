@@ -54,6 +54,13 @@ _SORT_EXPR = {
 }
 
 
+# A session's first user and its number of users, for a query over `sessions s` (see `write.session_users_table`).
+_SESSION_USER_COLUMNS = (
+    "(SELECT u.user_name FROM session_users u WHERE u.project_id = s.project_id AND u.session_id = s.session_id "
+    "ORDER BY u.first_time, u.user_name LIMIT 1), "
+    "(SELECT COUNT(*) FROM session_users u WHERE u.project_id = s.project_id AND u.session_id = s.session_id)"
+)
+
 # Retention aims for write transactions of about this long, so an ingest batch never waits much more.
 _RETENTION_TARGET_S = 0.1
 
@@ -428,7 +435,13 @@ class SQLStore(BatchWriter, Store):
         return {"spans": spans, "calls": calls}
 
     def list_sessions(
-        self, project_id: int, start: float, end: float, limit: int = 50, cursor: str | None = None
+        self,
+        project_id: int,
+        start: float,
+        end: float,
+        limit: int = 50,
+        cursor: str | None = None,
+        user: str | None = None,
     ) -> tuple[list[Row], str | None]:
         """Sessions active in [start, end) (a call started before `end`, one ended at or after `start`),
         by last activity (the end of their latest call, as listed), most recent first, ties by id.
@@ -436,17 +449,27 @@ class SQLStore(BatchWriter, Store):
         Served from the `sessions` table that `write` keeps current, so it is an index range scan; the
         figures (calls, tokens, cost, errors, first/last time) are the whole session's. The cost is the sum
         of the calls that had one (`priced_calls` of them), None when none had: unknown, not free.
+        `user` is the session's first user (the end user, else the user id, of its earliest call that
+        has one; None when no call has), `users` how many users its calls had. The `user` filter keeps
+        the sessions in which that user made any call.
         """
         limit = max(1, min(int(limit), 10_000))
-        conds = "project_id = ? AND last_time >= ? AND first_time < ?"
+        conds = "s.project_id = ? AND s.last_time >= ? AND s.first_time < ?"
         params: list[Any] = [project_id, float(start), float(end)]
         if cursor:
             last_time, session_id = decode_session_cursor(cursor)
-            conds += " AND (last_time, session_id) < (?, ?)"
+            conds += " AND (s.last_time, s.session_id) < (?, ?)"
             params += [last_time, session_id]
+        if user:
+            conds += (
+                " AND EXISTS (SELECT 1 FROM session_users u WHERE u.project_id = s.project_id "
+                "AND u.session_id = s.session_id AND u.user_name = ?)"
+            )
+            params.append(user)
         sql = (
-            "SELECT session_id, first_time, last_time, calls, tokens, cost, errors, priced FROM sessions "
-            f"WHERE {conds} ORDER BY last_time DESC, session_id DESC LIMIT ?"
+            "SELECT s.session_id, s.first_time, s.last_time, s.calls, s.tokens, s.cost, s.errors, s.priced, "
+            f"{_SESSION_USER_COLUMNS} FROM sessions s "
+            f"WHERE {conds} ORDER BY s.last_time DESC, s.session_id DESC LIMIT ?"
         )
         with self._read() as cur:
             cur.execute(self._q(sql), (*params, limit + 1))
@@ -461,6 +484,8 @@ class SQLStore(BatchWriter, Store):
                 "cost_usd": float(r[5] or 0) if r[7] else None,
                 "priced_calls": int(r[7] or 0),
                 "errors": int(r[6] or 0),
+                "user": r[8],
+                "users": int(r[9] or 0),
             }
             for r in rows
         ]
@@ -491,9 +516,19 @@ class SQLStore(BatchWriter, Store):
                 (project_id, session_id),
             )
             count, errors, tokens_in, tokens_out, cost, priced, duration = cur.fetchone()
-        if not count:
-            return None
+            if not count:
+                return None
+            # As the sessions list has them (and in the same snapshot as the sums, in `session_page`).
+            cur.execute(
+                self._q(
+                    f"SELECT {_SESSION_USER_COLUMNS} FROM sessions s WHERE s.project_id = ? AND s.session_id = ?"
+                ),
+                (project_id, session_id),
+            )
+            user, users = cur.fetchone() or (None, 0)
         return {
+            "user": user,
+            "users": int(users or 0),
             "calls": int(count),
             "errors": int(errors or 0),  # a cancelled stream is no error
             "input_tokens": int(tokens_in or 0),

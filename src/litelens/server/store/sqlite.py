@@ -23,7 +23,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from litelens.server.store.sql import SQLStore, like_pattern
-from litelens.server.store.write import SESSIONS_BACKFILL, priced_backfill
+from litelens.server.store.write import SESSIONS_BACKFILL, priced_backfill, session_users_table
 
 _V1 = [
     """CREATE TABLE projects (
@@ -200,6 +200,11 @@ _V8 = priced_backfill(
 )
 
 
+# v9: a session says whose it is. Sessions list their first user and how many users they had, and the
+# list filters by user: `session_users` holds each session's users, filled from the calls stored.
+_V9 = session_users_table("INTEGER", "REAL", " WITHOUT ROWID")
+
+
 def _fold(text: Any) -> Any:
     """Lower-cased text for searches that are not ASCII (`litelens_fold` in SQL)."""
     return text.lower() if isinstance(text, str) else text
@@ -224,7 +229,7 @@ def sqlite_path(url: str) -> str:
 class SQLiteStore(SQLStore):
     """`Store` on a SQLite file (or a private in-memory database, for tests)."""
 
-    MIGRATIONS = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8)
+    MIGRATIONS = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9)
 
     def __init__(self, path: str, *, synchronous: str = "FULL", readers: int = 4) -> None:
         self.path = path

@@ -46,10 +46,12 @@ from litelens.server.store.rows import (
     CALL_COLUMNS,
     ROW_COST,
     ROW_END,
+    ROW_END_USER,
     ROW_SESSION,
     ROW_START,
     ROW_STATUS,
     ROW_TOTAL,
+    ROW_USER_ID,
     SPAN_COLUMNS,
     call_row,
     span_rows,
@@ -152,6 +154,42 @@ def priced_backfill(minute: str, integer: str, record_tags: str) -> list[str]:
         "UPDATE rollups SET priced = count WHERE priced = 0 AND ABS(cost) > 1e-12",
         "DROP TABLE litelens_v8_priced",
         "DROP TABLE litelens_v8_calls",
+    ]
+
+
+# A session's users: one row per user with a call in the session (the end user, else the user id: the
+# `user` that rollups group by and `/api/calls?user=` finds), with the start of that user's first call.
+# The sessions list shows the first of them and how many there are, and its user filter finds a session
+# by any of them. Kept apart from `sessions` because a session has any number of users; a write adds
+# only the (session, user) pairs it brings, and a pair already there costs a key lookup, no page write.
+SESSION_USER = "COALESCE(NULLIF(end_user, ''), NULLIF(user_id, ''))"
+_SESSION_USERS_FILL = (
+    "INSERT INTO session_users (project_id, session_id, user_name, first_time) "
+    f"SELECT project_id, session_id, {SESSION_USER}, MIN(start_time) FROM calls "
+    "WHERE {where} AND {user} IS NOT NULL GROUP BY project_id, session_id, {user}"
+)
+# Recomputed with the session's row (a merged call changed its user, retention deleted some calls).
+_SESSION_USERS_CLEAR = "DELETE FROM session_users WHERE project_id = ? AND session_id = ?"
+_SESSION_USERS_REFRESH = _SESSION_USERS_FILL.format(
+    where="project_id = ? AND session_id = ?", user=SESSION_USER
+)
+
+
+def session_users_table(integer: str, real: str, without_rowid: str) -> list[str]:
+    """Statements that create `session_users` (schema v9) and fill it from the calls already stored.
+
+    Keyed by session first: a page of sessions looks up its rows' users, the user filter probes
+    (session, user), and a refresh replaces one session's users.
+    """
+    return [
+        f"""CREATE TABLE session_users (
+        project_id {integer} NOT NULL,
+        session_id TEXT NOT NULL,
+        user_name TEXT NOT NULL,
+        first_time {real} NOT NULL,
+        PRIMARY KEY (project_id, session_id, user_name)
+    ){without_rowid}""",
+        _SESSION_USERS_FILL.format(where="session_id IS NOT NULL", user=SESSION_USER),
     ]
 
 
@@ -370,6 +408,7 @@ class BatchWriter:
         replaced: list[tuple[int, str]] = []
         refresh: set[tuple[int, str]] = set()
         added: dict[tuple[int, str], list[Any]] = {}
+        users: dict[tuple[int, str, str], float] = {}
         stored: dict[tuple[int, str], Record] = {}
         by_project: dict[int, list[str]] = {}
         for pid, call_id in plan.incoming:
@@ -386,7 +425,7 @@ class BatchWriter:
                 row = plan.rows[key]
                 rows.append(row)
                 if row[ROW_SESSION] is not None:
-                    _add_to_session(added, pid, row)
+                    _add_to_session(added, users, pid, row)
                 merged = record
             else:
                 deltas = rollups[pid]
@@ -419,6 +458,8 @@ class BatchWriter:
             self._upsert_spans(cur, self._with_stored_attributes(cur, plan.spans))
         if added:
             self._add_sessions(cur, added)
+        if users:
+            self._add_session_users(cur, users)
         by_project_sessions: dict[int, set[str]] = {}
         for pid, sid in refresh:
             by_project_sessions.setdefault(pid, set()).add(sid)
@@ -660,9 +701,23 @@ class BatchWriter:
             "priced = sessions.priced + excluded.priced",
         )
 
+    def _add_session_users(self, cur: Any, users: dict[tuple[int, str, str], float]) -> None:
+        """Add the (session, user) pairs of new calls; a pair already stored keeps its first time unless
+        this call started earlier (the WHERE: an unchanged row is not written again)."""
+        self._insert_values(
+            cur,
+            "INSERT INTO session_users (project_id, session_id, user_name, first_time)",
+            "(?, ?, ?, ?)",
+            [(*key, first) for key, first in sorted(users.items())],
+            "ON CONFLICT (project_id, session_id, user_name) DO UPDATE SET first_time = excluded.first_time "
+            "WHERE excluded.first_time < session_users.first_time",
+        )
+
     def _refresh_sessions(self, cur: Any, project_id: int, sessions: set[str]) -> None:
         ordered = sorted(sessions)
         cur.executemany(self._q(_SESSION_REFRESH), [(project_id, sid) for sid in ordered])
+        cur.executemany(self._q(_SESSION_USERS_CLEAR), [(project_id, sid) for sid in ordered])
+        cur.executemany(self._q(_SESSION_USERS_REFRESH), [(project_id, sid) for sid in ordered])
         cur.executemany(self._q(_SESSION_DROP_EMPTY), [(project_id, sid, project_id, sid) for sid in ordered])
 
 
@@ -675,8 +730,20 @@ def _merged(stored: Hist | None, stored_text: str, delta: Hist) -> tuple[Hist, s
     return hist, dump(hist)
 
 
-def _add_to_session(added: dict[tuple[int, str], list[Any]], project_id: int, row: tuple[Any, ...]) -> None:
-    """Fold a new call's `calls` row into its session's aggregate (the `sessions` columns)."""
+def _add_to_session(
+    added: dict[tuple[int, str], list[Any]],
+    users: dict[tuple[int, str, str], float],
+    project_id: int,
+    row: tuple[Any, ...],
+) -> None:
+    """Fold a new call's `calls` row into its session's aggregate (the `sessions` columns) and its
+    user's first time in the session (`session_users`)."""
+    user = row[ROW_END_USER] or row[ROW_USER_ID]
+    if user is not None:
+        user_key = (project_id, row[ROW_SESSION], user)
+        first = users.get(user_key)
+        if first is None or row[ROW_START] < first:
+            users[user_key] = row[ROW_START]
     known = row[ROW_COST]
     cost = known or 0.0
     priced = 0 if known is None else 1

@@ -10,11 +10,12 @@ from __future__ import annotations
 import contextlib
 import time
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
-from litelens.server.api import attempts_of, build_tree, session_page
+from litelens.server.api import as_stored, attempts_of, build_tree, session_page
 from litelens.server.deps import BadCursor, store_call
 from litelens.server.ui import conversation, query
 from litelens.server.ui.charts import span_bar, timing_bar
@@ -175,23 +176,32 @@ async def sessions(
     project: UIProject,
     range: str = "24h",
     cursor: str = "",
+    user: str = "",
 ) -> Response:
     # The cursor is cut rather than checked by length: an overlong one is a stale link, answered with the
     # first page and a notice like any other, not with a JSON 422 in place of the page.
     cursor = cursor[:512]
+    # As the calls page reads its filters (`query.parse`): trimmed, and cut as ingest cuts names.
+    user = as_stored(user.strip()) or ""
     w = window(range, time.time())
     store = request.app.state.store
     stale = False
     try:
-        rows, next_cursor = await store_call(store.list_sessions, project, w.start, w.end, 50, cursor or None)
+        rows, next_cursor = await store_call(
+            store.list_sessions, project, w.start, w.end, 50, cursor or None, user or None
+        )
     except BadCursor:  # a page link that no longer applies: the first page, said so
         stale = True
-        rows, next_cursor = await store_call(store.list_sessions, project, w.start, w.end, 50, None)
+        rows, next_cursor = await store_call(
+            store.list_sessions, project, w.start, w.end, 50, None, user or None
+        )
     return page(
         request,
         "sessions.html",
         window=w,
         ranges=RANGES,
+        user=user,
+        view=urlencode([("range", w.name), *([("user", user)] if user else [])]),
         rows=rows,
         cursor="" if stale else cursor,
         next_cursor=next_cursor,
