@@ -30,7 +30,7 @@ import litelens
 from litelens.callback import Callback, unregister
 from litelens.config import Settings
 from litelens.dispatch import Dispatcher
-from litelens.jsonl import JsonlWriter, _folder_lock, read_records, rotated_files
+from litelens.jsonl import JsonlWriter, _folder_lock, _stamp_us, read_records, rotated_files
 from litelens.pipeline import redact
 from litelens.sinks import CallableSink, ConsoleSink, FanOut, HttpSink, JsonlSink, Sink, from_spec
 from litelens.testing import FakeProvider, Receiver
@@ -971,7 +971,7 @@ def test_jsonl_deletes_rotations_past_their_age(tmp_path: Path, caplog: pytest.L
     assert sorted(os.listdir(tmp_path)) == [f"calls.{hour}.jsonl.gz", f"other.{week}.jsonl.gz"]
     assert [r["i"] for r in read_records(path)] == ["hour"]
     with caplog.at_level(logging.INFO, logger="litelens"):
-        sink = JsonlSink(str(path), max_bytes=60, keep_age_s=1.5)
+        sink = JsonlSink(str(path), max_bytes=60, keep_age_s=3.0)
         assert rotated_files(path) == []
         for i in range(6):
             sink.submit(json.dumps({"i": i, "text": "x" * 30}))
@@ -1072,6 +1072,8 @@ def test_jsonl_keep_files_with_pid_counts_the_files_of_processes_that_are_gone(t
                 os._exit(code)
         assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
         dead.append(pid)
+    for pid in dead:  # runs of earlier days: their files were last written a while ago
+        os.utime(tmp_path / f"calls-{pid}.jsonl", (time.time() - 600, time.time() - 600))
     rotations = len(os.listdir(tmp_path)) - 3  # each run's rotated files, and its live one
     assert rotations > 3 * 5
     # A worker killed while it compressed left half a copy.
@@ -1091,6 +1093,36 @@ def test_jsonl_keep_files_with_pid_counts_the_files_of_processes_that_are_gone(t
     left = [json.loads(line)["call_id"] for line in _lines_by_hand(rotated)]
     assert left == [f"run2-{i}" for i in range(30 - len(left), 30)]
     assert [r["call_id"] for r in read_records(tmp_path / f"calls-{last}.jsonl")] == left
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_jsonl_keep_age_counts_a_dead_process_file_from_its_last_record(tmp_path: Path) -> None:
+    """`calls-{pid}.jsonl` of workers long gone: one last written ten days ago goes with keep_age_s=7d,
+    one of an hour ago is kept, rotated aside; one a worker wrote a moment ago is left alone (the id may
+    be a live writer's elsewhere, on a folder other hosts share)."""
+    dead = []
+    for _ in range(3):
+        pid = os.fork()
+        if pid == 0:
+            os._exit(0)
+        os.waitpid(pid, 0)
+        dead.append(pid)
+    for pid, ago in zip(dead, (10 * 86400, 3600, 5), strict=True):
+        file = tmp_path / f"calls-{pid}.jsonl"
+        file.write_text(json.dumps({"call_id": f"from-{ago}"}) + "\n")
+        os.utime(file, (time.time() - ago, time.time() - ago))
+    sink = JsonlSink(str(tmp_path / "calls-{pid}.jsonl"), keep_age_s=7 * 86400)
+    assert sink.shutdown(5) and sink.stats()["deleted"] == 1
+    assert (
+        not (tmp_path / f"calls-{dead[0]}.jsonl").exists()
+        and rotated_files(tmp_path / f"calls-{dead[0]}.jsonl") == []
+    )
+    (kept,) = rotated_files(tmp_path / f"calls-{dead[1]}.jsonl")
+    _, day, micros, *_ = kept.name.split(".")
+    assert abs(_stamp_us(f"{day}.{micros}") / 1e6 - (time.time() - 3600)) < 60 and kept.name.endswith(".gz")
+    assert [r["call_id"] for r in read_records(tmp_path / f"calls-{dead[1]}.jsonl")] == ["from-3600"]
+    assert [r["call_id"] for r in read_records(tmp_path / f"calls-{dead[2]}.jsonl")] == ["from-5"]
+    assert (tmp_path / f"calls-{dead[2]}.jsonl").exists()
 
 
 def test_jsonl_retention_from_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -23,8 +23,8 @@ Rotated files are kept forever unless `keep_files` (the newest N rotations) or `
 younger than that, by the time in their names) says otherwise; then the oldest beyond the limits are
 deleted after each rotation, when a writer opens and, for age, while the writer idles. With `{pid}` in
 the file name the limits count the files of every process the path names, dead ones included (the
-live file of a process that is gone is rotated aside first), so restarts cannot grow the folder past
-them. Deleting holds the folder's lock, and a compression renames its copy into place under that lock
+live file of a process that is gone, and left unwritten for a while, is rotated aside first), so
+restarts cannot grow the folder past them. Deleting holds the folder's lock, and a compression renames its copy into place under that lock
 only while the plain file is still there: a rotation deleted while it was being compressed does not
 come back as a `.gz`, and what is kept is always the newest rotations, each in one file, whole.
 
@@ -132,6 +132,11 @@ def _flock(fd: int) -> Iterator[None]:
             # and the lock would last as long as the copy -- every writer waiting while that worker lives.
             fcntl.flock(fd, fcntl.LOCK_UN)
 
+
+# A dead process's `{pid}` file is rotated aside only once it has not been written for this long: a
+# process id that looks dead here may be a live writer elsewhere (another host on a shared folder,
+# another PID namespace), and one that has written lately is not taken from it.
+_ORPHAN_IDLE_S = 300.0
 
 _TMP_OWNER = re.compile(r"\.(\d+)\.\d+\.gz$")
 
@@ -582,19 +587,20 @@ class JsonlWriter:
         self._prune()
         return target
 
-    def _rotated_name(self, live: Path | None = None) -> Path:
+    def _rotated_name(self, live: Path | None = None, at_us: int | None = None) -> Path:
         """`<stem>.<UTC time of the rotation, to the microsecond><suffix>`, and always after the newest
         rotated file there is: readers order rotated files by name, so a clock stepped back (NTP, a VM
         resumed) must not give a later file a name that sorts before an earlier one. Such a file is
         named a microsecond after the newest instead, until the clock has caught up. Called with the
         folder's lock held, so every process writing the path sees the others' names. `live`: another
-        file than this writer's (a dead process's, see `_adopt_orphans`)."""
+        file than this writer's (a dead process's, see `_adopt_orphans`), named for `at_us`, the time
+        of its last write, rather than now."""
         live = live or self.path
         stem, suffix = _split(live)
         rotated = rotated_files(live)  # oldest first: the last is the newest
         last = _pattern(live).match(rotated[-1].name) if rotated else None
         newest = _stamp_us(last.group(1)) if last else -1
-        at = max(time.time_ns() // 1000, newest + 1)
+        at = max(time.time_ns() // 1000 if at_us is None else at_us, newest + 1)
         while True:
             seconds, micros = divmod(at, 1_000_000)
             stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(seconds)) + f".{micros:06d}"
@@ -701,7 +707,9 @@ class JsonlWriter:
     def _adopt_orphans(self) -> None:
         """Rotate aside the live `{pid}` files of processes that are gone (an earlier run's workers, a
         crash): no one writes them again, and left live, no limit would ever count them -- every restart
-        would leave files that stay. A process id the system reused for another program only delays it."""
+        would leave files that stay. Each is named for its last write, so `keep_age_s` counts from its
+        last record. A process id the system reused for another program only delays it; a file written
+        in the last `_ORPHAN_IDLE_S` waits for a later start."""
         if "{pid}" not in Path(self._template).name:
             return
         _, live = _family(self._template)
@@ -714,14 +722,18 @@ class JsonlWriter:
                 orphan = folder / name
                 with contextlib.suppress(OSError):
                     info = os.lstat(orphan)
-                    if not stat.S_ISREG(info.st_mode) or info.st_size == 0:
+                    if (
+                        not stat.S_ISREG(info.st_mode)
+                        or info.st_size == 0
+                        or time.time() - info.st_mtime < _ORPHAN_IDLE_S
+                    ):
                         continue  # a link is not ours to move; an empty file holds nothing to keep
                     # Its writer may have died mid-line: cut back to the last whole line, as the live
                     # file is on open, so the rotated files still concatenate line by line.
                     end = _complete_end(orphan, info.st_size)
                     if end < info.st_size:
                         os.truncate(orphan, end)
-                    target = self._rotated_name(orphan)
+                    target = self._rotated_name(orphan, info.st_mtime_ns // 1000)
                     os.replace(orphan, target)
                     if self.gzip:
                         self._compress_later(target)
