@@ -24,9 +24,11 @@ younger than that, by the time in their names) says otherwise; then the oldest b
 deleted after each rotation, when a writer opens and, for age, while the writer idles. With `{pid}` in
 the file name the limits count the files of every process the path names, dead ones included (the
 live file of a process that is gone, and left unwritten for a while, is rotated aside first), so
-restarts cannot grow the folder past them. Deleting holds the folder's lock, and a compression renames its copy into place under that lock
-only while the plain file is still there: a rotation deleted while it was being compressed does not
-come back as a `.gz`, and what is kept is always the newest rotations, each in one file, whole.
+restarts cannot grow the folder past them. Deleting holds the folder's lock, and leaves a rotation
+that is being compressed (a live writer's temporary is there) to the prune its compression runs once
+done; that compression renames its copy into place under the same lock, and only while the plain
+file is still there, so a rotation deleted in the instant before its compression began does not come
+back as a `.gz`. What is kept is always the newest rotations, each in one file, whole.
 
 Standard library only: this module is part of the zero-dependency core.
 """
@@ -663,6 +665,7 @@ class JsonlWriter:
                     os.replace(tmp, final)
                     with contextlib.suppress(FileNotFoundError):
                         os.unlink(plain)
+                    self._prune()  # it, or older ones, may be past the limits, left while compressing
                     return
         except BaseException:
             with contextlib.suppress(OSError):
@@ -756,11 +759,14 @@ class JsonlWriter:
             return
         # One rotation may be two files for a moment (plain, and its .gz renamed into place): one entry.
         rotations: dict[str, tuple[str, list[str]]] = {}
+        compressing: set[str] = set()
         for name in names:
             match = pattern.match(name)
             if match is not None:
                 base = name[: -len(".gz")] if match["gz"] else name
                 rotations.setdefault(base, (match["stamp"], []))[1].append(name)
+            elif name.startswith(_TMP) and _in_progress(name):
+                compressing.add(_TMP_OWNER.sub("", name[len(_TMP) :]))
         order = sorted(rotations, key=lambda base: (rotations[base][0], base))  # oldest first
         doomed = set(order[: max(len(order) - self.keep_files, 0)] if self.keep_files is not None else ())
         if self.keep_age_s is not None:
@@ -768,7 +774,9 @@ class JsonlWriter:
             # A name that is no date (-1) was not made by a rotation: its age is unknown, it stays.
             doomed.update(base for base in order if 0 <= _stamp_us(rotations[base][0]) < before)
         for base in order:
-            if base not in doomed:
+            # One being compressed (here or by another writer) is left to the prune that follows its
+            # compression; were it deleted now, the compression would drop its copy (see `_compress`).
+            if base not in doomed or base in compressing:
                 continue
             try:
                 for name in sorted(rotations[base][1]):  # the plain first: the .gz alone is whole
