@@ -461,6 +461,49 @@ def test_configuration_tables_match_the_code(monkeypatch: pytest.MonkeyPatch, ca
     assert not problems, "\n".join(problems)
 
 
+def test_the_jsonl_sink_table_matches_the_code(tmp_path: Path) -> None:
+    """docs/configuration.md's JSONL table: every argument of JsonlSink (and of JsonlSpanExporter) with
+    its default, and every short-form option, which from_spec takes and passes on to the sink."""
+    import inspect
+    import re
+
+    from litelens import sinks
+    from litelens.otel import JsonlSpanExporter
+
+    (table,) = [
+        rows
+        for header, rows in _tables((ROOT / "docs" / "configuration.md").read_text())
+        if header[:3] == ["argument", "short-form option", "default"]
+    ]
+    documented = {re.findall(r"`(\w+)`", row[0])[0]: row for row in table}
+    problems = []
+    for cls in (sinks.JsonlSink, JsonlSpanExporter):
+        for name, parameter in inspect.signature(cls).parameters.items():
+            if name not in documented:
+                problems.append(f"{cls.__name__}({name}=...): no row")
+            elif parameter.default is not inspect.Parameter.empty:
+                cell = documented[name][2]
+                value = None if cell.startswith("none") else _documented_value(cell)
+                if not _same(value, parameter.default):
+                    problems.append(
+                        f"{name}: documented default {cell}, {cls.__name__}'s is {parameter.default!r}"
+                    )
+    options = {re.findall(r"`(\w+)`", row[1])[0] for row in table if row[1] and row[0] != "`path`"}
+    if options != set(sinks._JSONL_OPTIONS):
+        problems.append(
+            f"short-form options: documented {sorted(options)}, taken {sorted(sinks._JSONL_OPTIONS)}"
+        )
+    samples = {"max_bytes": ("1000", 1000), "max_age_s": ("2h", 7200), "gzip": ("false", False)}
+    samples |= {"fsync": ("true", True), "keep_files": ("3", 3), "keep_age_s": ("7d", 7 * 86400)}
+    for option, (raw, value) in samples.items():
+        sink = sinks.from_spec(f"jsonl:{tmp_path}/{option}.jsonl?{option}={raw}")
+        assert isinstance(sink, sinks.JsonlSink)
+        if getattr(sink.writer, option) != value:
+            problems.append(f"jsonl:PATH?{option}={raw} set {getattr(sink.writer, option)!r}")
+        sink.shutdown(1)
+    assert not problems, "\n".join(problems)
+
+
 def _same_default(cell: str, reference_cell: str) -> bool:
     documented, reference = _documented_value(cell), _documented_value(reference_cell)
     return documented == reference or (documented is None and reference in (None, False))

@@ -202,6 +202,25 @@ def test_jsonl_span_exporter_writes_one_span_per_line_and_rotates(
     assert len({s["context"]["span_id"] for s in spans}) == 12
 
 
+def test_jsonl_span_exporter_keeps_only_the_newest_rotations(
+    provider: FakeProvider, tmp_path: Path, instrument: Any
+) -> None:
+    """The span exporter shares the sink's writer: `keep_files` bounds its folder the same way."""
+    path = tmp_path / "spans.jsonl"
+    exporter = JsonlSpanExporter(path, max_bytes=2_000, keep_files=2)
+    tracer_provider = instrument(exporter, capture_content=False)
+    for i in range(12):
+        call(provider, f"span {i}")
+    assert tracer_provider.force_flush(10_000)
+    tracer_provider.shutdown()
+    stats = exporter.stats()
+    assert stats["written"] == 12 and stats["rotations"] > 3
+    assert len(rotated_files(path)) == 2 and stats["deleted"] == stats["rotations"] - 2
+    assert sorted(os.listdir(tmp_path)) == sorted([f.name for f in rotated_files(path)] + [path.name])
+    spans = list(read_records(path))
+    assert 0 < len(spans) < 12 and len({s["context"]["span_id"] for s in spans}) == len(spans)
+
+
 _SPLIT_EXPORT_CHILD = """
 import json, resource, signal, sys
 from opentelemetry.sdk.trace import TracerProvider

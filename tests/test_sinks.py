@@ -9,6 +9,7 @@ import contextlib
 import gzip
 import io
 import json
+import logging
 import os
 import shutil
 import statistics
@@ -29,7 +30,7 @@ import litelens
 from litelens.callback import Callback, unregister
 from litelens.config import Settings
 from litelens.dispatch import Dispatcher
-from litelens.jsonl import JsonlWriter, _folder_lock, read_records, rotated_files
+from litelens.jsonl import JsonlWriter, _folder_lock, _stamp_us, read_records, rotated_files
 from litelens.pipeline import redact
 from litelens.sinks import CallableSink, ConsoleSink, FanOut, HttpSink, JsonlSink, Sink, from_spec
 from litelens.testing import FakeProvider, Receiver
@@ -714,7 +715,7 @@ def test_counter_names_are_unique_per_sink(tmp_path: Path) -> None:
     fan = FanOut(a, b)
     fan.submit('{"call_id": "x"}')
     assert fan.flush(5)
-    assert Counter(k.split(".")[0] for k in fan.stats()) == {"jsonl": 7, "jsonl#2": 7}
+    assert Counter(k.split(".")[0] for k in fan.stats()) == {"jsonl": 9, "jsonl#2": 9}
     fan.shutdown(2)
 
 
@@ -887,3 +888,282 @@ def test_a_relative_jsonl_path_stays_where_it_was_when_the_app_changes_directory
     writer.close()
     assert not list((tmp_path / "elsewhere").iterdir())
     assert [r["call_id"] for r in read_records(tmp_path / "app" / "calls.jsonl")] == ["a", "b"]
+
+
+# --------------------------------------------------------------------------------------------------
+# JSONL retention: keep_files and keep_age_s
+
+
+def _stamp(seconds_ago: float) -> str:
+    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(time.time() - seconds_ago)) + ".000000"
+
+
+def _lines_by_hand(files: list[Path]) -> list[bytes]:
+    """The files' lines, concatenated as `cat`/`zcat` would: no reader of ours in between."""
+    lines: list[bytes] = []
+    for f in files:
+        data = gzip.decompress(f.read_bytes()) if f.name.endswith(".gz") else f.read_bytes()
+        lines += data.splitlines()
+    return lines
+
+
+@pytest.mark.parametrize("compress", [True, False], ids=["gzip", "plain"])
+def test_jsonl_keeps_the_newest_rotations_and_every_record_in_them_once(
+    tmp_path: Path, compress: bool
+) -> None:
+    """A process that ran for months holds `keep_files` rotated files and the live one: the newest, and
+    concatenated they are the last records written, each once, in order."""
+    path = tmp_path / "calls.jsonl"
+    sink = JsonlSink(str(path), max_bytes=4_000, gzip=compress, keep_files=3, max_queue=100_000)
+    records = [{"call_id": f"c{i:05d}", "text": "x" * (i % 200)} for i in range(3_000)]
+    for record in records:
+        sink.submit(json.dumps(record))
+    assert sink.shutdown(timeout=30)
+    stats = sink.stats()
+    assert stats["written"] == 3_000 and stats["rotations"] > 50
+    files = rotated_files(path)
+    assert len(files) == 3 and all(f.name.endswith(".gz") == compress for f in files)
+    assert sorted(os.listdir(tmp_path)) == sorted([f.name for f in files] + [path.name])
+    assert stats["deleted"] == stats["rotations"] - 3 and stats["delete_failed"] == 0
+    kept = [json.loads(line) for line in _lines_by_hand([*files, path])]
+    assert kept == records[-len(kept) :] and len(kept) > 3 * 4_000 // 300
+    assert list(read_records(path)) == kept
+
+    # keep_files=0: no rotated file stays, the live file does.
+    nothing = JsonlSink(str(tmp_path / "only-live.jsonl"), max_bytes=200, keep_files=0)
+    for i in range(50):
+        nothing.submit(json.dumps({"i": i, "text": "x" * 50}))
+    assert nothing.shutdown(10) and nothing.stats()["rotations"] > 5
+    assert rotated_files(nothing.path) == [] and [r["i"] for r in read_records(nothing.path)][-1] == 49
+
+
+def test_jsonl_a_rotation_is_not_deleted_while_it_compresses(tmp_path: Path) -> None:
+    """keep_files=1, and the next rotation comes while the one before is still being gzipped on its
+    thread: that one is left to its compression, deleted right after it, and the newest alone stays."""
+    path = tmp_path / "calls.jsonl"
+    blob = os.urandom(8 << 20).hex()  # 16 MiB: gzip takes a while over it
+    writer = JsonlWriter(path, max_bytes=None, keep_files=1)
+    writer.write([b'{"text": "%s"}' % blob[i : i + 4000].encode() for i in range(0, len(blob), 4000)])
+    first = writer.rotate()
+    assert first is not None
+    deadline = time.monotonic() + 10
+    while not [n for n in os.listdir(tmp_path) if n.startswith(".tmp-")] and time.monotonic() < deadline:
+        time.sleep(0.001)  # until the compression has the file open and is writing its copy
+    writer.write([b'{"call_id": "last"}'])
+    second = writer.rotate()
+    assert second is not None
+    with _folder_lock(tmp_path):  # the compression cannot finish meanwhile
+        if [n for n in os.listdir(tmp_path) if n.startswith(".tmp-")]:  # (a fast machine: done already)
+            assert first.exists() and writer.deleted == 0  # not pulled from under the compression
+    assert writer.close(30)
+    assert writer.deleted == 1 and writer.delete_failures == 0
+    assert rotated_files(path) == [Path(f"{second}.gz")]
+    assert sorted(os.listdir(tmp_path)) == [f"{second.name}.gz", path.name]
+    assert [r.get("call_id") for r in read_records(path)] == ["last"]
+
+
+def test_jsonl_deletes_rotations_past_their_age(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """keep_age_s: rotations from last week (an earlier run's, a crash's plain-and-gz pair) go when a
+    writer opens, and a quiet app's own rotations go once they pass the age, with no write to wait for."""
+    path = tmp_path / "calls.jsonl"
+    week, hour = _stamp(7 * 86400), _stamp(3600)
+    (tmp_path / f"calls.{week}.jsonl.gz").write_bytes(gzip.compress(b'{"i": "week"}\n'))
+    (tmp_path / f"calls.{week}.jsonl").write_bytes(b'{"i": "week"}\n')  # a crash between .gz and unlink
+    (tmp_path / f"calls.{hour}.jsonl.gz").write_bytes(gzip.compress(b'{"i": "hour"}\n'))
+    (tmp_path / f"other.{week}.jsonl.gz").write_bytes(gzip.compress(b'{"i": "other"}\n'))  # not ours
+    JsonlSink(str(path), keep_age_s=2 * 86400).shutdown(5)  # two days: the hour-old file stays
+    assert sorted(os.listdir(tmp_path)) == [f"calls.{hour}.jsonl.gz", f"other.{week}.jsonl.gz"]
+    assert [r["i"] for r in read_records(path)] == ["hour"]
+    with caplog.at_level(logging.INFO, logger="litelens"):
+        sink = JsonlSink(str(path), max_bytes=60, keep_age_s=3.0)
+        assert rotated_files(path) == []
+        for i in range(6):
+            sink.submit(json.dumps({"i": i, "text": "x" * 30}))
+        assert sink.flush(5)
+    assert sink.stats()["rotations"] >= 3 and len(rotated_files(path)) >= 3
+    deadline = time.monotonic() + 10
+    while rotated_files(path) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert rotated_files(path) == [] and path.exists()
+    stats = sink.stats()
+    assert sink.shutdown(5)
+    assert stats["deleted"] == 1 + stats["rotations"] and stats["delete_failed"] == 0
+    assert [r["i"] for r in read_records(path)] == [5]
+    assert sorted(os.listdir(tmp_path)) == [path.name, f"other.{week}.jsonl.gz"]
+    # Logged once, then counted.
+    assert len([m for m in caplog.messages if "deleted" in m and "keep_age_s" in m]) == 1
+
+
+def test_jsonl_a_rotation_that_cannot_be_deleted_never_stops_the_writing(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "calls.jsonl"
+    # Something that cannot be unlinked under a rotated file's name (a folder someone made there).
+    stuck = tmp_path / f"calls.{_stamp(86400)}.jsonl"
+    stuck.mkdir()
+    (stuck / "x").write_text("x")
+    with caplog.at_level(logging.WARNING, logger="litelens"):
+        sink = JsonlSink(str(path), max_bytes=200, keep_files=2)
+        for i in range(100):
+            sink.submit(json.dumps({"i": i, "text": "x" * 50}))
+        assert sink.shutdown(10)
+    stats = sink.stats()
+    assert stats["written"] == 100 and stats["failed"] == 0 and stats["rotations"] > 10
+    assert stats["delete_failed"] > 1 and stats["deleted"] == stats["rotations"] - 2
+    assert len([m for m in caplog.messages if "cannot delete" in m]) == 1
+    assert rotated_files(path)[0].name == stuck.name and len(rotated_files(path)) == 3
+    shutil.rmtree(stuck)
+    assert [r["i"] for r in read_records(path)][-1] == 99
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_processes_sharing_one_jsonl_path_keep_the_newest_rotations(tmp_path: Path) -> None:
+    """Workers of one proxy rotating and pruning one path: `keep_files` rotated files are left, every
+    record in them once, and what each worker wrote that is left is its last records, none missing
+    between them."""
+    path = tmp_path / "calls.jsonl"
+    sink = JsonlSink(str(path), max_bytes=2_000, keep_files=4)
+    sink.submit(json.dumps({"call_id": "parent"}))
+    assert sink.flush(5)
+    pids = []
+    for n in range(4):
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                for i in range(150):
+                    sink.submit(json.dumps({"call_id": f"w{n}-{i}", "text": "x" * (i % 50)}))
+                    sink.flush(5)
+                stats = sink.stats()
+                code = 0 if sink.shutdown(10) and stats["written"] == 150 and stats["failed"] == 0 else 3
+            finally:
+                os._exit(code)
+        pids.append(pid)
+    codes = [os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) for pid in pids]
+    assert sink.shutdown(5)
+    assert codes == [0, 0, 0, 0]
+    files = rotated_files(path)
+    assert len(files) == 4 and all(f.name.endswith(".gz") for f in files)
+    assert sorted(os.listdir(tmp_path)) == sorted([f.name for f in files] + [path.name])
+    found = [r["call_id"] for r in read_records(path)]
+    assert found == [json.loads(line)["call_id"] for line in _lines_by_hand([*files, path])]
+    assert max(Counter(found).values()) == 1 and len(found) > 4 * 2_000 // 120
+    for n in range(4):
+        mine = [int(c.split("-")[1]) for c in found if c.startswith(f"w{n}-")]
+        assert mine == list(range(150 - len(mine), 150))
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_jsonl_keep_files_with_pid_counts_the_files_of_processes_that_are_gone(tmp_path: Path) -> None:
+    """`calls-{pid}.jsonl`: each restart of a proxy brings new process ids. The limits count every
+    process's rotated files, and the live file a dead worker left (cut mid-line by its crash) is
+    rotated aside, compressed and counted too -- else restarts would grow the folder without end."""
+    template = str(tmp_path / "calls-{pid}.jsonl")
+    dead = []
+    for n in range(3):  # three earlier runs' workers, each gone
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                earlier = JsonlSink(template, max_bytes=100)
+                for i in range(30):
+                    earlier.submit(json.dumps({"call_id": f"run{n}-{i}"}))
+                    earlier.flush(5)
+                code = 0 if earlier.shutdown(10) else 3
+                with open(earlier.path, "ab") as f:
+                    f.write(b'{"call_id": "cut sh')  # what a kill in the middle of a write leaves
+            finally:
+                os._exit(code)
+        assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
+        dead.append(pid)
+    for pid in dead:  # runs of earlier days: their files were last written a while ago
+        os.utime(tmp_path / f"calls-{pid}.jsonl", (time.time() - 600, time.time() - 600))
+    rotations = len(os.listdir(tmp_path)) - 3  # each run's rotated files, and its live one
+    assert rotations > 3 * 5
+    # A worker killed while it compressed left half a copy.
+    (tmp_path / f".tmp-calls-{dead[0]}.{_stamp(60)}.jsonl.{dead[0]}.1.gz").write_bytes(b"\x1f\x8b half")
+    sink = JsonlSink(template, max_bytes=100, keep_files=5)
+    sink.submit(json.dumps({"call_id": "now"}))
+    assert sink.shutdown(10)
+    names = sorted(os.listdir(tmp_path))
+    # Five rotated files in all, the newest: the last run's live file (rotated aside when this writer
+    # started) among them; this process's live file; no live file of a dead process, nor its temporary.
+    assert len(names) == 6 and f"calls-{os.getpid()}.jsonl" in names
+    assert not [n for n in names if n in {f"calls-{p}.jsonl" for p in dead}]
+    assert sink.stats()["deleted"] == rotations + 3 - 5
+    last = dead[-1]
+    rotated = rotated_files(tmp_path / f"calls-{last}.jsonl")
+    assert rotated and all(f.name.endswith(".gz") for f in rotated)
+    left = [json.loads(line)["call_id"] for line in _lines_by_hand(rotated)]
+    assert left == [f"run2-{i}" for i in range(30 - len(left), 30)]
+    assert [r["call_id"] for r in read_records(tmp_path / f"calls-{last}.jsonl")] == left
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_jsonl_keep_age_counts_a_dead_process_file_from_its_last_record(tmp_path: Path) -> None:
+    """`calls-{pid}.jsonl` of workers long gone: one last written ten days ago goes with keep_age_s=7d,
+    one of an hour ago is kept, rotated aside; one a worker wrote a moment ago is left alone (the id may
+    be a live writer's elsewhere, on a folder other hosts share)."""
+    dead = []
+    for _ in range(3):
+        pid = os.fork()
+        if pid == 0:
+            os._exit(0)
+        os.waitpid(pid, 0)
+        dead.append(pid)
+    for pid, ago in zip(dead, (10 * 86400, 3600, 5), strict=True):
+        file = tmp_path / f"calls-{pid}.jsonl"
+        file.write_text(json.dumps({"call_id": f"from-{ago}"}) + "\n")
+        os.utime(file, (time.time() - ago, time.time() - ago))
+    sink = JsonlSink(str(tmp_path / "calls-{pid}.jsonl"), keep_age_s=7 * 86400)
+    assert sink.shutdown(5) and sink.stats()["deleted"] == 1
+    assert (
+        not (tmp_path / f"calls-{dead[0]}.jsonl").exists()
+        and rotated_files(tmp_path / f"calls-{dead[0]}.jsonl") == []
+    )
+    (kept,) = rotated_files(tmp_path / f"calls-{dead[1]}.jsonl")
+    _, day, micros, *_ = kept.name.split(".")
+    assert abs(_stamp_us(f"{day}.{micros}") / 1e6 - (time.time() - 3600)) < 60 and kept.name.endswith(".gz")
+    assert [r["call_id"] for r in read_records(tmp_path / f"calls-{dead[1]}.jsonl")] == ["from-3600"]
+    assert [r["call_id"] for r in read_records(tmp_path / f"calls-{dead[2]}.jsonl")] == ["from-5"]
+    assert (tmp_path / f"calls-{dead[2]}.jsonl").exists()
+
+
+def test_jsonl_retention_from_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A proxy with no code: the short form in LITELENS_SINKS takes the sink's options."""
+    monkeypatch.setenv(
+        "LITELENS_SINKS", f"jsonl:{tmp_path}/calls.jsonl?max_bytes=200&keep_files=2&keep_age_s=7d"
+    )
+    monkeypatch.setenv("LITELENS_SPOOL_DIR", "off")
+    callback = Callback()
+    try:
+        for i in range(40):
+            callback.transport.submit({"schema": "litelens.call/1", "call_id": f"env-{i}", "status": "ok"})
+        assert callback.flush(10)
+    finally:
+        callback.shutdown(5)
+    assert len(rotated_files(tmp_path / "calls.jsonl")) == 2
+    assert [r["call_id"] for r in read_records(tmp_path / "calls.jsonl")][-1] == "env-39"
+    assert callback.stats()["sink.jsonl.deleted"] > 0
+
+    sink = from_spec(f"jsonl:{tmp_path}/a.jsonl?keep_age_s=12h&max_age_s=3600&gzip=false&max_bytes=none")
+    assert isinstance(sink, JsonlSink)
+    writer = sink.writer
+    assert (writer.keep_age_s, writer.max_age_s, writer.gzip, writer.max_bytes, writer.keep_files) == (
+        43200,
+        3600,
+        False,
+        None,
+        None,
+    )
+    sink.shutdown(2)
+    for bad, said in [
+        ("keep=3", "unknown option 'keep'"),
+        ("keep_files=-1", "keep_files='-1'"),
+        ("keep_age_s=soon", "keep_age_s='soon'"),
+        ("gzip=maybe", "gzip='maybe'"),
+    ]:
+        with pytest.raises(ValueError, match=said):
+            from_spec(f"jsonl:{tmp_path}/b.jsonl?{bad}")
+    with pytest.raises(ValueError, match="keep_files"):
+        JsonlSink(str(tmp_path / "c.jsonl"), keep_files=-2)

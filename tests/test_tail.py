@@ -393,3 +393,24 @@ def test_a_tiny_cost_reads_as_what_it_cost_not_as_nothing() -> None:
     assert cost(1234.5) == "$1,234.50"
     assert cost(0) == "$0"
     assert cost(None) == "-"
+
+
+@pytest.mark.parametrize("compress", [True, False], ids=["gzip", "plain"])
+def test_follow_reads_every_rotation_when_keep_files_deleted_the_one_it_had_open(
+    tmp_path: Path, compress: bool
+) -> None:
+    """With `keep_files=1`, two rotations between two polls: the file tail had open is deleted, and the
+    oldest rotated file it has not seen is a later one, whose records it must still print."""
+    path = tmp_path / "calls.jsonl"
+    writer = JsonlWriter(path, max_bytes=None, keep_files=1, gzip=compress)
+    writer.write([json.dumps(record(0)).encode()])
+    deadline = time.monotonic() + 1.5
+    calls = follow_jsonl(path, from_start=True, poll_s=0.02, stop=lambda: time.monotonic() > deadline)
+    assert next(calls)["request_model"] == "model-0000"  # tail has the live file open
+    writer.write([json.dumps(record(1)).encode()])
+    writer.rotate()
+    writer.write([json.dumps(record(2)).encode()])
+    writer.rotate()  # the file tail has open is deleted: only the newest rotation stays
+    writer.write([json.dumps(record(3)).encode()])
+    assert writer.close(10) and writer.deleted == 1
+    assert [call["request_model"] for call in calls] == [f"model-{i:04d}" for i in (1, 2, 3)]

@@ -19,6 +19,17 @@ at the end of the live file (a writer killed mid-batch) is cut off before anythi
 exactly once. Processes writing one path take turns through a lock on its folder (`flock`; see
 `JsonlWriter._locked`); `{pid}` in the path, replaced by the process id, gives each its own file.
 
+Rotated files are kept forever unless `keep_files` (the newest N rotations) or `keep_age_s` (rotations
+younger than that, by the time in their names) says otherwise; then the oldest beyond the limits are
+deleted after each rotation, when a writer opens and, for age, while the writer idles. With `{pid}` in
+the file name the limits count the files of every process the path names, dead ones included (the
+live file of a process that is gone, and left unwritten for a while, is rotated aside first), so
+restarts cannot grow the folder past them. Deleting holds the folder's lock, and leaves a rotation
+that is being compressed (a live writer's temporary is there) to the prune its compression runs once
+done; that compression renames its copy into place under the same lock, and only while the plain
+file is still there, so a rotation deleted in the instant before its compression began does not come
+back as a `.gz`. What is kept is always the newest rotations, each in one file, whole.
+
 Standard library only: this module is part of the zero-dependency core.
 """
 
@@ -92,6 +103,9 @@ def _is_stream(path: Path) -> bool:
 
 @contextlib.contextmanager
 def _folder_lock(folder: Path) -> Iterator[None]:
+    if fcntl is None:  # Windows: one process per path (`{pid}`), nothing to take turns with
+        yield
+        return
     try:
         fd = os.open(folder, os.O_RDONLY)
     except OSError:  # not there (yet): the write makes it, or fails and is counted
@@ -121,6 +135,11 @@ def _flock(fd: int) -> Iterator[None]:
             fcntl.flock(fd, fcntl.LOCK_UN)
 
 
+# A dead process's `{pid}` file is rotated aside only once it has not been written for this long: a
+# process id that looks dead here may be a live writer elsewhere (another host on a shared folder,
+# another PID namespace), and one that has written lately is not taken from it.
+_ORPHAN_IDLE_S = 300.0
+
 _TMP_OWNER = re.compile(r"\.(\d+)\.\d+\.gz$")
 
 
@@ -128,15 +147,35 @@ def _in_progress(tmp_name: str) -> bool:
     """Whether a compression temporary belongs to a process still running (another writer of the
     path, compressing now): only a dead writer's temporary is left over."""
     owner = _TMP_OWNER.search(tmp_name)
-    if owner is None or fcntl is None:  # (on Windows, os.kill would end the process)
+    return owner is not None and _alive(int(owner.group(1)))
+
+
+def _alive(pid: int) -> bool:
+    if fcntl is None:  # (on Windows, os.kill would end the process)
         return False
     try:
-        os.kill(int(owner.group(1)), 0)
+        os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except OSError:  # there, under another user
         return True
     return True
+
+
+def _family(template: str) -> tuple[re.Pattern[str], re.Pattern[str]]:
+    """Patterns for the rotated files (groups `stamp`, `gz`), and for the live files (group `pid`), of
+    every process writing `template`: with `{pid}` in the file name, the workers of this run and of
+    every earlier one (whose process ids are gone), so a retention limit bounds the folder however
+    often the app restarts."""
+    stem, suffix = _split(Path(template))
+    name = re.escape(stem) + "\0" + re.escape(suffix)
+    first, *rest = name.split(re.escape("{pid}"))
+    name = first + "".join(("(?P=pid)" if i else "(?P<pid>\\d+)") + part for i, part in enumerate(rest))
+    stem_re, _, suffix_re = name.partition("\0")
+    return (
+        re.compile(rf"^{stem_re}\.(?P<stamp>\d{{8}}T\d{{6}}Z\.\d{{6}}){suffix_re}(?P<gz>\.gz)?$"),
+        re.compile(rf"^{stem_re}{suffix_re}$"),
+    )
 
 
 def rotated_files(path: str | os.PathLike[str]) -> list[Path]:
@@ -166,6 +205,20 @@ def _stamp_us(stamp: str) -> int:
     except ValueError:
         return -1
     return seconds * 1_000_000 + int(micros)
+
+
+def _complete_end(path: Path, size: int) -> int:
+    """Where the last whole line of the file's first `size` bytes ends (0 when there is none)."""
+    end = size
+    with open(path, "rb") as f:
+        while end > 0:
+            start = max(0, end - (1 << 16))
+            f.seek(start)
+            newline = f.read(end - start).rfind(b"\n")
+            if newline != -1:
+                return start + newline + 1
+            end = start
+    return 0
 
 
 def open_live(path: Path) -> IO[bytes] | None:
@@ -276,7 +329,23 @@ class JsonlWriter:
         max_age_s: float | None = None,
         gzip: bool = True,
         fsync: bool = False,
+        keep_files: int | None = None,
+        keep_age_s: float | None = None,
     ) -> None:
+        if keep_files is not None and (
+            isinstance(keep_files, bool) or not isinstance(keep_files, int) or keep_files < 0
+        ):
+            raise ValueError(
+                f"litelens: keep_files={keep_files!r} must be a whole number, 0 or more (or None)"
+            )
+        if keep_age_s is not None and (
+            isinstance(keep_age_s, bool)
+            or not isinstance(keep_age_s, (int, float))
+            or not 0 < keep_age_s < float("inf")
+        ):
+            raise ValueError(
+                f"litelens: keep_age_s={keep_age_s!r} must be a number of seconds above 0 (or None)"
+            )
         # Absolute from the start: an app that changes its working directory later (a daemon, a test
         # runner) must not move its file, nor split it between two places.
         self._template = os.path.abspath(os.path.expanduser(os.fspath(path)))
@@ -290,6 +359,13 @@ class JsonlWriter:
         self.rotations = 0
         self.compress_failures = 0  # rotated files left uncompressed because gzipping them failed
         self._compress_warned = False
+        self.keep_files = keep_files
+        self.keep_age_s = keep_age_s
+        self.deleted = 0  # rotations deleted by `keep_files` / `keep_age_s`
+        self.delete_failures = 0  # rotations those limits wanted gone that could not be deleted
+        self._delete_told = False
+        self._delete_warned = False
+        self._pruned_at = time.monotonic()
         self._file: IO[bytes] | None = None
         self._identity = (0, 0)  # device and inode of the open file
         self._owned = False  # a regular file of ours, to rotate and trim (not a pipe, nor /dev/stdout)
@@ -300,7 +376,10 @@ class JsonlWriter:
         # 64 MiB file takes seconds, which the thread writing the records must not wait for.
         self._gzipper: BackgroundQueue | None = None
         try:
-            self._prepare()
+            # Under the folder's lock as every later `recover` is (from `_write`): it deletes and
+            # renames what other writers of the folder may be rotating or pruning at this moment.
+            with contextlib.nullcontext() if self._stream else _folder_lock(self.path.parent):
+                self._prepare()
         except OSError as exc:
             # Not fatal: the app starts (a proxy with LITELENS_SINKS=jsonl:...) and each write tries again,
             # its batch counted as failed while the folder cannot be made (a mount not there yet...).
@@ -332,7 +411,7 @@ class JsonlWriter:
         if self.max_age_s is not None:
             self._open()  # an existing file's age is known once it is open
         if self._due_by_age():
-            self.rotate()
+            self._rotate()
         if not lines:
             return
         f = self._open()
@@ -350,7 +429,7 @@ class JsonlWriter:
                     self._append(run)
                     written += len(run)
                     run, pending = [], 0
-                    self.rotate()
+                    self._rotate()
                 run.append(line)
                 pending += size
             self._append(run)
@@ -379,10 +458,20 @@ class JsonlWriter:
         self._size += size
 
     def tick(self) -> None:
-        """Rotate an idle file that has grown old (called periodically by the sink's thread)."""
+        """Rotate an idle file that has grown old, and delete rotated files past `keep_age_s` (called
+        periodically by the sink's thread)."""
         if self._due_by_age():
             with self._locked():
-                self.rotate()
+                self._rotate()  # which prunes too
+        elif (
+            not self._stream
+            and self.keep_age_s is not None
+            and time.monotonic() - self._pruned_at >= min(60.0, self.keep_age_s / 4)
+        ):
+            # An app that goes quiet still has its old files go when they pass the age; looked for
+            # at most once a minute (sooner for a shorter age), each time a listing of the folder.
+            with self._locked():
+                self._prune()
 
     def _locked(self) -> AbstractContextManager[None]:
         """Hold the folder's lock (`flock`) while appending or rotating; a stream's (`/dev/stdout`), its own.
@@ -448,16 +537,7 @@ class JsonlWriter:
         """Cut the live file back to its last complete line. A writer that died in the middle of a batch
         (killed, out of disk) left a line without its end; a line appended to it would make one line of
         two records that no reader can decode. The cut-off part was never a whole record."""
-        end = self._size
-        with open(self.path, "rb") as f:
-            while end > 0:
-                start = max(0, end - (1 << 16))
-                f.seek(start)
-                newline = f.read(end - start).rfind(b"\n")
-                if newline != -1:
-                    end = start + newline + 1
-                    break
-                end = start
+        end = _complete_end(self.path, self._size)
         if end < self._size:
             log.warning(
                 "litelens: %s ended in an unfinished line (%d bytes, from a writer that stopped mid-write); "
@@ -481,7 +561,14 @@ class JsonlWriter:
 
     def rotate(self) -> Path | None:
         """Close the live file and move it aside; return the rotated file. With `gzip`, it is compressed
-        later, on the compression thread (`close` waits for that)."""
+        later, on the compression thread (`close` waits for that). Rotated files past `keep_files` or
+        `keep_age_s` are deleted."""
+        # The folder's lock, as `write` takes it; a stream is never rotated, and its lock is on the
+        # file that `_rotate` closes.
+        with contextlib.nullcontext() if self._stream else _folder_lock(self.path.parent):
+            return self._rotate()
+
+    def _rotate(self) -> Path | None:
         mine = self._identity if self._file is not None else None
         self._close_file()
         try:
@@ -499,23 +586,27 @@ class JsonlWriter:
         self._open()
         if self.gzip:
             self._compress_later(target)
+        self._prune()
         return target
 
-    def _rotated_name(self) -> Path:
+    def _rotated_name(self, live: Path | None = None, at_us: int | None = None) -> Path:
         """`<stem>.<UTC time of the rotation, to the microsecond><suffix>`, and always after the newest
         rotated file there is: readers order rotated files by name, so a clock stepped back (NTP, a VM
         resumed) must not give a later file a name that sorts before an earlier one. Such a file is
         named a microsecond after the newest instead, until the clock has caught up. Called with the
-        folder's lock held, so every process writing the path sees the others' names."""
-        stem, suffix = _split(self.path)
-        rotated = rotated_files(self.path)  # oldest first: the last is the newest
-        last = _pattern(self.path).match(rotated[-1].name) if rotated else None
+        folder's lock held, so every process writing the path sees the others' names. `live`: another
+        file than this writer's (a dead process's, see `_adopt_orphans`), named for `at_us`, the time
+        of its last write, rather than now."""
+        live = live or self.path
+        stem, suffix = _split(live)
+        rotated = rotated_files(live)  # oldest first: the last is the newest
+        last = _pattern(live).match(rotated[-1].name) if rotated else None
         newest = _stamp_us(last.group(1)) if last else -1
-        at = max(time.time_ns() // 1000, newest + 1)
+        at = max(time.time_ns() // 1000 if at_us is None else at_us, newest + 1)
         while True:
             seconds, micros = divmod(at, 1_000_000)
             stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(seconds)) + f".{micros:06d}"
-            candidate = self.path.parent / f"{stem}.{stamp}{suffix}"
+            candidate = live.parent / f"{stem}.{stamp}{suffix}"
             if not candidate.exists() and not Path(f"{candidate}.gz").exists():
                 return candidate
             at += 1
@@ -567,19 +658,34 @@ class JsonlWriter:
                     shutil.copyfileobj(src, gz, 1 << 20)
                 raw.flush()
                 os.fsync(raw.fileno())
-            os.replace(tmp, final)
+            with _folder_lock(plain.parent):
+                # Into place only while the plain file is there: `_prune` (under this lock) may have
+                # deleted the rotation meanwhile, and its copy must not bring it back.
+                if os.path.exists(plain):
+                    os.replace(tmp, final)
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(plain)
+                    self._prune()  # it, or older ones, may be past the limits, left while compressing
+                    return
         except BaseException:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
             raise
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(plain)
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
 
     def recover(self) -> None:
-        """Finish what a crash interrupted: drop half-written temporaries, settle plain/gz pairs."""
+        """Finish what a crash interrupted: drop half-written temporaries, settle plain/gz pairs; with
+        retention limits, rotate aside dead processes' `{pid}` files and delete what is past the limits.
+        Called with the folder's lock held."""
+        family, _ = _family(self._template)
         with contextlib.suppress(OSError):
             for name in os.listdir(self.path.parent):
-                if name.startswith(f"{_TMP}{_split(self.path)[0]}.") and not _in_progress(name):
+                if not name.startswith(_TMP) or _in_progress(name):
+                    continue
+                # This path's, or (with `{pid}`) a dead worker's of the same path: no one else's.
+                compressing = _TMP_OWNER.sub("", name[len(_TMP) :])
+                if name.startswith(f"{_TMP}{_split(self.path)[0]}.") or family.match(compressing):
                     with contextlib.suppress(OSError):
                         os.unlink(self.path.parent / name)
         pattern = _pattern(self.path)
@@ -597,6 +703,109 @@ class JsonlWriter:
                     os.unlink(file)
             elif self.gzip:
                 self._compress_later(file)
+        if self.keep_files is not None or self.keep_age_s is not None:
+            self._adopt_orphans()
+            self._prune()
+
+    def _adopt_orphans(self) -> None:
+        """Rotate aside the live `{pid}` files of processes that are gone (an earlier run's workers, a
+        crash): no one writes them again, and left live, no limit would ever count them -- every restart
+        would leave files that stay. Each is named for its last write, so `keep_age_s` counts from its
+        last record. A process id the system reused for another program only delays it; a file written
+        in the last `_ORPHAN_IDLE_S` waits for a later start."""
+        if "{pid}" not in Path(self._template).name:
+            return
+        _, live = _family(self._template)
+        folder = self.path.parent
+        with contextlib.suppress(OSError):
+            for name in sorted(os.listdir(folder)):
+                match = live.match(name)
+                if match is None or int(match["pid"]) == os.getpid() or _alive(int(match["pid"])):
+                    continue
+                orphan = folder / name
+                with contextlib.suppress(OSError):
+                    info = os.lstat(orphan)
+                    if (
+                        not stat.S_ISREG(info.st_mode)
+                        or info.st_size == 0
+                        or time.time() - info.st_mtime < _ORPHAN_IDLE_S
+                    ):
+                        continue  # a link is not ours to move; an empty file holds nothing to keep
+                    # Its writer may have died mid-line: cut back to the last whole line, as the live
+                    # file is on open, so the rotated files still concatenate line by line.
+                    end = _complete_end(orphan, info.st_size)
+                    if end < info.st_size:
+                        os.truncate(orphan, end)
+                    target = self._rotated_name(orphan, info.st_mtime_ns // 1000)
+                    os.replace(orphan, target)
+                    if self.gzip:
+                        self._compress_later(target)
+
+    def _prune(self) -> None:
+        """Delete the rotations past `keep_files` (the oldest beyond the newest N) or older than
+        `keep_age_s` (by the rotation time in their names), of every process writing the path (see
+        `_family`). Called with the folder's lock held: no other writer rotates, prunes, or renames a
+        compressed copy into place meanwhile. Never raises: a rotation that cannot be deleted is
+        counted (`delete_failures`) and logged once, and writing goes on."""
+        if (self.keep_files is None and self.keep_age_s is None) or self._stream:
+            return
+        self._pruned_at = time.monotonic()
+        pattern, _ = _family(self._template)
+        folder = self.path.parent
+        try:
+            names = os.listdir(folder)
+        except OSError as exc:
+            self._delete_failed(folder, exc)
+            return
+        # One rotation may be two files for a moment (plain, and its .gz renamed into place): one entry.
+        rotations: dict[str, tuple[str, list[str]]] = {}
+        compressing: set[str] = set()
+        for name in names:
+            match = pattern.match(name)
+            if match is not None:
+                base = name[: -len(".gz")] if match["gz"] else name
+                rotations.setdefault(base, (match["stamp"], []))[1].append(name)
+            elif name.startswith(_TMP) and _in_progress(name):
+                compressing.add(_TMP_OWNER.sub("", name[len(_TMP) :]))
+        order = sorted(rotations, key=lambda base: (rotations[base][0], base))  # oldest first
+        doomed = set(order[: max(len(order) - self.keep_files, 0)] if self.keep_files is not None else ())
+        if self.keep_age_s is not None:
+            before = (time.time() - self.keep_age_s) * 1e6
+            # A name that is no date (-1) was not made by a rotation: its age is unknown, it stays.
+            doomed.update(base for base in order if 0 <= _stamp_us(rotations[base][0]) < before)
+        for base in order:
+            # One being compressed (here or by another writer) is left to the prune that follows its
+            # compression; were it deleted now, the compression would drop its copy (see `_compress`).
+            if base not in doomed or base in compressing:
+                continue
+            try:
+                for name in sorted(rotations[base][1]):  # the plain first: the .gz alone is whole
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(folder / name)
+            except OSError as exc:
+                self._delete_failed(folder / base, exc)
+                continue
+            self.deleted += 1
+            if not self._delete_told:
+                self._delete_told = True
+                log.info(
+                    "litelens: deleted %s, past keep_files=%s / keep_age_s=%s (further deletions are only "
+                    "counted: deleted in stats())",
+                    folder / base,
+                    self.keep_files,
+                    self.keep_age_s,
+                )
+
+    def _delete_failed(self, file: Path, exc: OSError) -> None:
+        self.delete_failures += 1
+        if not self._delete_warned:
+            self._delete_warned = True
+            log.warning(
+                "litelens: cannot delete %s (%s), past the JSONL retention limits; it is kept and tried "
+                "again after the next rotation (further failures are only counted: delete_failed in stats())",
+                file,
+                exc,
+            )
 
     def _after_fork(self) -> None:
         # A forked child (a proxy's worker) must not write into its parent's file: `{pid}` now names

@@ -21,6 +21,7 @@ import contextlib
 import hashlib
 import importlib
 import json
+import re
 import sys
 import time
 from collections.abc import Callable, Iterable
@@ -228,7 +229,10 @@ class JsonlSink(QueuedSink):
     stays atomic. Processes may share `path` (they take turns); `{pid}` in it is replaced by the
     process id, for a file per process.
 
-        JsonlSink("/var/log/litelens/calls-{pid}.jsonl", max_bytes=64 * 2**20, max_age_s=3600)
+    Rotated files are all kept unless `keep_files` (the newest N) or `keep_age_s` (rotated within that
+    long) bound them; the oldest past either limit are deleted (`deleted` in `stats()`).
+
+        JsonlSink("/var/log/litelens/calls-{pid}.jsonl", max_bytes=64 * 2**20, max_age_s=3600, keep_files=48)
     """
 
     def __init__(
@@ -239,10 +243,20 @@ class JsonlSink(QueuedSink):
         max_age_s: float | None = None,
         gzip: bool = True,
         fsync: bool = False,
+        keep_files: int | None = None,
+        keep_age_s: float | None = None,
         name: str = "jsonl",
         max_queue: int = 10_000,
     ) -> None:
-        self.writer = JsonlWriter(path, max_bytes=max_bytes, max_age_s=max_age_s, gzip=gzip, fsync=fsync)
+        self.writer = JsonlWriter(
+            path,
+            max_bytes=max_bytes,
+            max_age_s=max_age_s,
+            gzip=gzip,
+            fsync=fsync,
+            keep_files=keep_files,
+            keep_age_s=keep_age_s,
+        )
         self.path = self.writer.path
         super().__init__(name, max_queue=max_queue)
 
@@ -271,6 +285,8 @@ class JsonlSink(QueuedSink):
         out = super().stats()
         out["rotations"] = self.writer.rotations
         out["compress_failed"] = self.writer.compress_failures
+        out["deleted"] = self.writer.deleted
+        out["delete_failed"] = self.writer.delete_failures
         return out
 
 
@@ -403,7 +419,10 @@ class FanOut:
 
 
 def from_spec(spec: str, settings: Settings | None = None) -> Sink:
-    """One sink from its short form: `http`, `http:URL`, `jsonl:PATH`, `console`, `callable:MODULE:NAME`."""
+    """One sink from its short form: `http`, `http:URL`, `jsonl:PATH`, `console`, `callable:MODULE:NAME`.
+
+    `jsonl:PATH?option=value&...` sets JsonlSink's `max_bytes`, `max_age_s`, `gzip`, `fsync`,
+    `keep_files` and `keep_age_s` (durations as `3600`, `90m`, `12h` or `7d`; `none` for no limit)."""
     kind, _, arg = spec.strip().partition(":")
     kind = kind.strip().lower()
     settings = settings or Settings.from_env()
@@ -416,7 +435,8 @@ def from_spec(spec: str, settings: Settings | None = None) -> Sink:
         key = settings.api_key if _same_endpoint(arg, settings.endpoint) else None
         return HttpSink(settings=replace(settings, endpoint=arg, api_key=key, spool_dir=spool or None))
     if kind == "jsonl" and arg:
-        return JsonlSink(arg)
+        path, _, options = arg.partition("?")
+        return JsonlSink(path, **_jsonl_options(spec, options))
     if kind == "console" and not arg:
         return ConsoleSink()
     if kind == "callable" and ":" in arg:
@@ -426,6 +446,62 @@ def from_spec(spec: str, settings: Settings | None = None) -> Sink:
         f"litelens: cannot make a sink of {spec!r}; use http, http:URL, jsonl:PATH, console or "
         "callable:MODULE:FUNCTION (LITELENS_SINKS takes a comma list of these)"
     )
+
+
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhdw]?)$")
+_UNIT_S = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_NONE = ("none", "off")
+
+
+def _whole(raw: str) -> int | None:
+    if raw in _NONE:
+        return None
+    if not raw.isdigit():
+        raise ValueError("not a whole number, 0 or more")
+    return int(raw)
+
+
+def _seconds(raw: str) -> float | None:
+    match = _DURATION.match(raw)
+    if raw in _NONE:
+        return None
+    if match is None or float(match.group(1)) <= 0:
+        raise ValueError("not a duration above 0 (3600, 90m, 12h, 7d)")
+    return float(match.group(1)) * _UNIT_S[match.group(2)]
+
+
+def _flag(raw: str) -> bool:
+    if raw not in ("true", "false"):
+        raise ValueError("not true or false")
+    return raw == "true"
+
+
+# JsonlSink's arguments a short form sets: `jsonl:/var/log/calls.jsonl?keep_files=48&keep_age_s=7d`.
+_JSONL_OPTIONS: dict[str, Callable[[str], Any]] = {
+    "max_bytes": _whole,
+    "max_age_s": _seconds,
+    "gzip": _flag,
+    "fsync": _flag,
+    "keep_files": _whole,
+    "keep_age_s": _seconds,
+}
+
+
+def _jsonl_options(spec: str, options: str) -> dict[str, Any]:
+    """`keep_files=48&keep_age_s=7d` as JsonlSink's arguments; a mistake is a ValueError that says which."""
+    out: dict[str, Any] = {}
+    for option in filter(None, options.split("&")):
+        key, _, raw = option.partition("=")
+        key = key.strip()
+        if key not in _JSONL_OPTIONS:
+            raise ValueError(
+                f"litelens: {spec!r}: unknown option {key!r}; a jsonl sink takes {', '.join(_JSONL_OPTIONS)}"
+            )
+        try:
+            out[key] = _JSONL_OPTIONS[key](raw.strip().lower())
+        except ValueError as exc:
+            raise ValueError(f"litelens: {spec!r}: {key}={raw!r} is {exc}") from None
+    return out
 
 
 def from_specs(specs: Iterable[Sink | str], settings: Settings | None = None) -> list[Sink]:

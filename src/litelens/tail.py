@@ -10,6 +10,7 @@ tokens in and out, cost. Standard library only, like the core: it runs wherever 
 from __future__ import annotations
 
 import email.utils
+import gzip
 import http.client
 import json
 import os
@@ -17,6 +18,7 @@ import ssl
 import sys
 import time
 import urllib.parse
+import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -77,7 +79,7 @@ def _follow(
             opened = open_live(live)
             # Rotations we never had open come first; listed after opening, and only kept if the file we
             # opened is still the live one (else it may be among them: start over).
-            backlog = _read_fresh(live, known, skip_first=False)
+            backlog = _read_fresh(live, known, ours=None)
             if opened is not None and identity(live) != identity(opened.fileno()):
                 opened.close()
                 continue
@@ -101,11 +103,13 @@ def _follow(
                 continue
             time.sleep(poll_s)
             continue
-        # Rotated away: the rest of ours from the open file; it is the oldest of the fresh rotated files.
+        # Rotated away: the rest of ours from the open file; it is the oldest of the fresh rotated files,
+        # unless a retention limit (`keep_files`) deleted it already.
         rest = current.read()
+        ours = (os.fstat(current.fileno()).st_size, os.pread(current.fileno(), 4096, 0))
         current.close()
         current = None
-        later = _read_fresh(live, known, skip_first=True)
+        later = _read_fresh(live, known, ours=ours)
         known.update(later)
         yield from _records(_lines(pending + rest + b"\n" + b"\n".join(later.values()) + b"\n")[0])
         pending = b""
@@ -113,19 +117,44 @@ def _follow(
         current.close()
 
 
-def _read_fresh(live: Path, known: set[str], skip_first: bool) -> dict[str, bytes]:
-    """{base name: content} of the rotated files not in `known`, oldest first (the oldest left empty
-    with `skip_first`). A plain file compressed away while we read it is read again as its `.gz`."""
+def _read_fresh(live: Path, known: set[str], ours: tuple[int, bytes] | None) -> dict[str, bytes]:
+    """{base name: content} of the rotated files not in `known`, oldest first. The oldest is left empty
+    when it is `ours` (the size and first bytes of the file we had open, and have read): recognised by
+    its content, since it may be gzipped by now, or deleted by a retention limit -- and then the oldest
+    fresh file is a later one, which must be read. A plain file compressed away while we read it is
+    read again as its `.gz`."""
     for _ in range(100):
         fresh = [f for f in rotated_files(live) if _base(f) not in known]
         try:
+            skip = ours is not None and bool(fresh) and _holds(fresh[0], *ours)
             return {
-                _base(f): b"" if skip_first and i == 0 else read_file(f, missing_ok=False)
+                _base(f): b"" if skip and i == 0 else read_file(f, missing_ok=False)
                 for i, f in enumerate(fresh)
             }
         except FileNotFoundError:
             time.sleep(0.01)
     return {}
+
+
+def _holds(file: Path, size: int, head: bytes) -> bool:
+    """Whether `file` (plain or gzipped) holds `size` bytes starting with `head`, without reading it
+    whole: a gzip file's last four bytes give its length (modulo 4 GiB)."""
+    try:
+        if file.name.endswith(".gz"):
+            with open(file, "rb") as raw:
+                raw.seek(-4, os.SEEK_END)
+                if int.from_bytes(raw.read(4), "little") != size % 2**32:
+                    return False
+            with gzip.open(file, "rb") as unzipped:
+                return unzipped.read(len(head)) == head
+        if os.stat(file).st_size != size:
+            return False
+        with open(file, "rb") as plain:
+            return plain.read(len(head)) == head
+    except FileNotFoundError:
+        raise  # compressed or deleted meanwhile: listed again
+    except (OSError, EOFError, zlib.error):
+        return False
 
 
 def _base(file: Path) -> str:

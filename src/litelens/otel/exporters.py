@@ -119,8 +119,9 @@ class LiteLensSpanExporter(SpanExporter):
 
 
 class JsonlSpanExporter(SpanExporter):
-    """One JSON span per line in `path` (the SDK's JSON form of a span), rotated by size and age and
-    gzipped by the same writer as `litelens.sinks.JsonlSink`.
+    """One JSON span per line in `path` (the SDK's JSON form of a span), rotated by size and age,
+    gzipped, and old rotations deleted past `keep_files` / `keep_age_s`, by the same writer as
+    `litelens.sinks.JsonlSink`.
 
         provider.add_span_processor(BatchSpanProcessor(JsonlSpanExporter("/var/log/app/spans.jsonl")))
 
@@ -135,8 +136,18 @@ class JsonlSpanExporter(SpanExporter):
         max_bytes: int | None = 64 * 2**20,
         max_age_s: float | None = None,
         gzip: bool = True,
+        keep_files: int | None = None,
+        keep_age_s: float | None = None,
     ) -> None:
-        self.writer = JsonlWriter(path, max_bytes=max_bytes, max_age_s=max_age_s, gzip=gzip)
+        # No thread of its own to look at ages while idle: old rotations go when the next one is made.
+        self.writer = JsonlWriter(
+            path,
+            max_bytes=max_bytes,
+            max_age_s=max_age_s,
+            gzip=gzip,
+            keep_files=keep_files,
+            keep_age_s=keep_age_s,
+        )
         self.path: Path = self.writer.path
         self._lock = threading.Lock()
         self._shut = False
@@ -180,6 +191,8 @@ class JsonlSpanExporter(SpanExporter):
             "failed": self.failed,
             "rotations": self.writer.rotations,
             "compress_failed": self.writer.compress_failures,
+            "deleted": self.writer.deleted,
+            "delete_failed": self.writer.delete_failures,
         }
 
 
