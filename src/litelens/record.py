@@ -888,7 +888,7 @@ def _plain_chunks() -> Callable[[Any, int], Any]:
     make = getattr(json.encoder, "c_make_encoder", None)
     if make is not None:
         with contextlib.suppress(Exception):
-            return make(  # type: ignore[no-any-return]
+            return make(
                 None,
                 _PLAIN_ENCODER.default,
                 json.encoder.encode_basestring,
