@@ -1,0 +1,355 @@
+"""Where litelens' sender thread spends its CPU: per batch (fixed) and per record, with a breakdown.
+
+    python bench/sender_cost.py [--batches 300] [--sizes 1 10 20] [--rounds 3] [--compare SRC]
+                                [--gap-ms 50] [--trash-mb 8]
+    python bench/sender_cost.py --single [--batches N] [--profile]    # in-process, e.g. under valgrind
+
+The records are real: each worker makes a few sync LiteLLM calls to the fake provider and keeps what
+litelens' hook queued (LiteLLM's standard_logging_object and the rest, by reference), then replays them
+through a real `Transport` with the callback's own `prepare`, to the same loopback sink as
+`callback_overhead.py`, in another process: per batch, `size` submits and a `flush()` (what
+`callback_overhead.py` does after each block of calls), the sender thread's CPU read on its own clock.
+A line through the per-batch figures of the sizes gives the fixed cost of a batch and the cost of
+each record in it.
+
+Between batches the worker pauses `--gap-ms` and writes over `--trash-mb` MB, as LiteLLM's ten calls
+between two of `callback_overhead.py`'s batches do: that bench's sender runs cold, and so does this
+one. The gap matters twice: a thread woken after a pause runs slower for a while on this machine, and
+Linux delays the ACKs of a connection whose requests follow its answers within ~40 ms; back to back
+(`--gap-ms 0`), main's sender (before httpconn's TCP_QUICKACK) waited 40 ms for every answer of the
+sink, which writes headers and body apart, and paid the cold wake-up on every batch.
+
+The breakdown times each step alone on the main thread, after the same pause and cache writes (median
+of repeats): `prepare` (the record built from LiteLLM's payload, the pipeline, scrubbing and JSON
+encoding: per record), and per batch of `--block` records the body's framing and gzip, and the HTTP
+exchange on a kept-alive connection. `rest` is the sender's per-batch figure minus those steps: the
+thread's wake-ups, the flush token, the queue, the answer's bookkeeping, and each step's cold start
+(the steps run one after another here, so only the first pays it).
+
+With `--compare SRC` a second worker imports litelens from SRC (e.g. a checkout of main's src/), and
+the two are asked in turn, round by round, so both see the same machine; the last column is the ratio
+of this tree's figure to SRC's.
+
+For instruction counts the machine's noise does not move, run `--single` under
+`valgrind --tool=cachegrind` with two `--batches` values and divide the difference of the totals.
+Instruction counts of the same records (2026-12-01, per record unless said; LiteLLM stubbed out):
+prepare 325k (build 158k, JSON encoding 153k, scrub 8k), gzip of a batch 227k for 1 record and 325k
+for 10 (zlib's set-up and Huffman trees are most of a small batch), the HTTP exchange 73k of user
+space, the rest of the transport's loop ~170k per batch. Smaller zlib windows or memLevels, or
+Z_FIXED, did not lower the sender's CPU (measured in the sender, cold); the plain JSON encoder made
+once instead of per record saved 6k of the 325k.
+
+Last measured (2026-12-01, 2 shared cores; `--batches 100 --compare` main's src at 167d880, i.e.
+before TCP_QUICKACK and the JSON encoder made once), µs, this tree / main / ratio:
+
+    defaults (50 ms gap, 8 MB, 3 rounds)       back to back (--gap-ms 0, 2 rounds)
+    sender/batch@1      530   552  0.96        281   574  0.49
+    sender/batch@10    1166  1222  0.95        773  1159  0.67
+    sender/batch@20    1752  1851  0.95       1267  1706  0.74
+    fixed               484   491  0.99        238   532  0.45
+    per record           61    68  0.89         52    60  0.87
+    prepare/record       83    87  0.95         52    76  0.69
+    gzip/batch@10       109   104  1.05         58    96  0.60
+    http/batch          161   155  1.04         83   138  0.60
+    rest/batch@10        72   145  0.50        108   164  0.66
+
+Spaced like callback_overhead.py's batches, the two trees are within the noise of each other (per
+record and rest moved between runs by as much: an earlier run gave per record 62 / 66, rest 89 / 142).
+Back to back, main waited 40 ms for each answer of the sink and ran every step cold after it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+import _procs  # bench/, put on the path above
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+MESSAGES = [{"role": "user", "content": "benchmark question with a few words in it"}]
+
+
+def _thread_cpu(ident: int | None) -> float:
+    if ident is None:
+        return 0.0
+    return time.clock_gettime(time.pthread_getcpuclockid(ident))
+
+
+class _Collector:
+    """Stands in for the callback's transport while the payloads are captured."""
+
+    def __init__(self) -> None:
+        self.items: list[Any] = []
+
+    def submit(self, item: Any) -> None:
+        self.items.append(item)
+
+    def flush(self, timeout: float | None = None) -> bool:
+        return True
+
+
+class Bench:
+    def __init__(
+        self, provider: str, sink: str, calls: int = 20, trash_mb: int = 0, gap_ms: float = 0.0
+    ) -> None:
+        import litellm
+
+        from litelens.callback import Callback
+        from litelens.pending import wait_for_litellm_pool
+
+        litellm.suppress_debug_info = True
+        self.callback = Callback(endpoint=sink, spool_dir=tempfile.mkdtemp())
+        self.transport = self.callback.transport
+        collector = _Collector()
+        self.callback.transport = collector  # type: ignore[assignment]
+        litellm.callbacks = [self.callback]
+        common = {
+            "model": "openai/gpt-4o-mini",
+            "messages": MESSAGES,
+            "api_base": provider,
+            "api_key": "sk-b",
+        }
+        for _ in range(calls):
+            litellm.completion(**common)
+        wait_for_litellm_pool(time.monotonic() + 30)
+        litellm.callbacks = []
+        self.callback.transport = self.transport
+        self.items = collector.items
+        if not self.items:
+            raise RuntimeError("no payload captured")
+        self.next = 0
+        # LiteLLM's own work between two batches (~4,000 us of CPU per call) leaves the caches cold for
+        # the sender; writing over a few MB before each batch does the same here.
+        self.trash = bytearray(trash_mb << 20)
+        self.gap_s = gap_ms / 1000
+        self.ones = b"\x01" * len(self.trash[::64])
+
+    def submit(self, n: int) -> None:
+        items, transport = self.items, self.transport
+        for _ in range(n):
+            transport.submit(items[self.next % len(items)])
+            self.next += 1
+
+    def between_batches(self) -> None:
+        if self.gap_s:
+            time.sleep(self.gap_s)
+        if self.trash:
+            self.trash[::64] = self.ones
+
+    def sender(self, size: int, batches: int) -> float:
+        """Sender-thread CPU per batch of `size` records, each batch flushed (seconds)."""
+        transport = self.transport
+        self.submit(size)
+        transport.flush(30)  # starts the thread, opens the connection
+        ident = transport._thread.ident if transport._thread else None
+        t0 = _thread_cpu(ident)
+        for _ in range(batches):
+            self.between_batches()
+            self.submit(size)
+            transport.flush(30)
+        return (_thread_cpu(ident) - t0) / batches
+
+    def steps(self, block: int, repeat: int) -> dict[str, float]:
+        """Each step alone, on this thread (seconds; prepare per record, the others per batch)."""
+        from litelens.httpconn import Connection
+        from litelens.transport import EVENTS, _gzip
+
+        prepare = self.callback._prepare
+        items = self.items
+        out: dict[str, list[float]] = {"prepare": [], "gzip": [], "http": []}
+        parts = [prepare(items[i % len(items)]).encode() for i in range(block)]  # type: ignore[union-attr]
+        body = EVENTS.head + EVENTS.sep.join(parts) + EVENTS.tail
+        gz = _gzip(body, 1)
+        t = self.transport
+        conn = Connection(t._host, t._port, timeout=5.0)
+        conn.request("POST", t._path, gz, t._gzip_headers)
+        conn.getresponse()
+        for _ in range(repeat):
+            self.between_batches()
+            t0 = time.thread_time()
+            for i in range(block):
+                prepare(items[i % len(items)])
+            t1 = time.thread_time()
+            _gzip(EVENTS.head + EVENTS.sep.join(parts) + EVENTS.tail, 1)
+            t2 = time.thread_time()
+            conn.request("POST", t._path, gz, t._gzip_headers)
+            conn.getresponse()
+            t3 = time.thread_time()
+            out["prepare"].append((t1 - t0) / block)
+            out["gzip"].append(t2 - t1)
+            out["http"].append(t3 - t2)
+        conn.close()
+        return {k: statistics.median(v) for k, v in out.items()}
+
+
+def _fit(points: dict[int, float]) -> tuple[float, float]:
+    """(fixed, per record) of the least-squares line through (size, CPU per batch)."""
+    xs, ys = list(points), list(points.values())
+    mx, my = statistics.fmean(xs), statistics.fmean(ys)
+    slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sum((x - mx) ** 2 for x in xs)
+    return my - slope * mx, slope
+
+
+def _measure(bench: Bench, sizes: list[int], batches: int, block: int) -> dict[str, float]:
+    result: dict[str, float] = {}
+    for size in sizes:
+        result[f"sender/batch@{size}"] = bench.sender(size, max(batches * 10 // (size + 9), 20))
+    fixed, per = _fit({s: result[f"sender/batch@{s}"] for s in sizes})
+    result["fixed"], result["per record"] = fixed, per
+    steps = bench.steps(block, max(batches // 10, 10))
+    result["prepare/record"] = steps["prepare"]
+    result[f"gzip/batch@{block}"] = steps["gzip"]
+    result["http/batch"] = steps["http"]
+    if f"sender/batch@{block}" in result:
+        result[f"rest/batch@{block}"] = (
+            result[f"sender/batch@{block}"] - block * steps["prepare"] - steps["gzip"] - steps["http"]
+        )
+    return result
+
+
+def _worker(provider: str, sink: str, freeze: bool, trash_mb: int, gap_ms: float) -> int:
+    out = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    bench = Bench(provider, sink, trash_mb=trash_mb, gap_ms=gap_ms)
+    bench.sender(10, 20)  # warm-up
+    if freeze:
+        gc.collect()
+        gc.freeze()
+    import litelens
+
+    out.write(json.dumps({"ready": True, "source": os.path.dirname(litelens.__file__)}) + "\n")
+    for line in sys.stdin:
+        request = json.loads(line)
+        figures = _measure(bench, request["sizes"], request["batches"], request["block"])
+        out.write(json.dumps(figures) + "\n")
+    bench.transport.shutdown(5)
+    return 0
+
+
+def _single(args: argparse.Namespace) -> int:
+    """One process, no driver: for cachegrind (instructions of --batches N minus --batches 0) or cProfile."""
+    with _procs.fake_provider() as provider, _procs.http_sink() as sink:
+        bench = Bench(provider, sink, trash_mb=args.trash_mb, gap_ms=args.gap_ms)
+        bench.sender(args.block, 5)
+        if args.profile:
+            import cProfile
+            import pstats
+            import threading
+
+            profiler = cProfile.Profile(time.thread_time)  # CPU, not the waits for answers
+            thread = bench.transport._thread
+            assert thread is not None
+            # The sender thread's work, profiled on it: its loop is wrapped by the profiler's hook.
+            threading.setprofile(None)
+            sys.setprofile(None)
+            original = bench.transport._iteration
+
+            def profiled() -> None:
+                profiler.enable()
+                try:
+                    original()
+                finally:
+                    profiler.disable()
+
+            bench.transport._iteration = profiled  # type: ignore[method-assign]
+            bench.sender(args.block, args.batches)
+            bench.transport._iteration = original  # type: ignore[method-assign]
+            stats = pstats.Stats(profiler)
+            stats.sort_stats("tottime").print_stats(35)
+            stats.sort_stats("cumulative").print_stats(40)
+        else:
+            bench.sender(args.block, args.batches)
+        bench.transport.shutdown(5)
+    return 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--batches", type=int, default=300, help="batches of 10 records (scaled per size)")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1, 10, 20])
+    parser.add_argument("--block", type=int, default=10, help="batch size of the breakdown")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--compare", metavar="SRC", help="also run litelens from SRC, interleaved")
+    parser.add_argument("--single", action="store_true", help="one process: for valgrind or --profile")
+    parser.add_argument("--profile", action="store_true", help="with --single: cProfile the sender thread")
+    parser.add_argument("--no-gc-freeze", dest="gc_freeze", action="store_false")
+    parser.add_argument(
+        "--gap-ms",
+        type=float,
+        default=50.0,
+        help="pause before each batch; callback_overhead.py's blocks of 10 calls are ~50 ms apart "
+        "(0: back to back, where Linux delays ACKs on the sender's connection)",
+    )
+    parser.add_argument(
+        "--trash-mb",
+        type=int,
+        default=8,
+        help="MB written over before each batch, as LiteLLM's calls between two batches do (0: warm)",
+    )
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--provider", help=argparse.SUPPRESS)
+    parser.add_argument("--sink", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        return _worker(args.provider, args.sink, args.gc_freeze, args.trash_mb, args.gap_ms)
+    if args.single:
+        return _single(args)
+
+    labels = ["this"] + (["compare"] if args.compare else [])
+    results: dict[str, list[dict[str, float]]] = {label: [] for label in labels}
+    with _procs.fake_provider() as provider, _procs.http_sink() as sink:
+        workers: dict[str, _procs.LineWorker] = {}
+        for label in labels:
+            env = dict(os.environ)
+            if label == "compare":
+                env["PYTHONPATH"] = os.pathsep.join(filter(None, [args.compare, env.get("PYTHONPATH")]))
+            argv = [sys.executable, __file__, "--worker", "--provider", provider, "--sink", sink]
+            argv += [] if args.gc_freeze else ["--no-gc-freeze"]
+            argv += ["--trash-mb", str(args.trash_mb), "--gap-ms", str(args.gap_ms)]
+            process = subprocess.Popen(
+                argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env
+            )
+            workers[label] = _procs.LineWorker(process)
+            workers[label].ready()
+        try:
+            for round_ in range(args.rounds):
+                order = labels if round_ % 2 == 0 else labels[::-1]
+                for label in order:
+                    request = {"sizes": args.sizes, "batches": args.batches, "block": args.block}
+                    answer = workers[label].request(request)
+                    if answer is None:
+                        raise RuntimeError(f"worker {label} exited")
+                    results[label].append(answer)
+                print(f"round {round_ + 1}/{args.rounds} done", file=sys.stderr)
+        finally:
+            for worker in workers.values():
+                worker.stop()
+    for label in labels:
+        print(f"{label}: litelens from {workers[label].hello['source']}")
+    keys = list(results["this"][0])
+    header = f"{'µs (median over rounds)':<24}" + "".join(f"{label:>12}" for label in labels)
+    print(header + ("     this/compare" if args.compare else ""))
+    for key in keys:
+        cells = [statistics.median(r[key] for r in results[label]) * 1e6 for label in labels]
+        row = f"{key:<24}" + "".join(f"{c:>12.1f}" for c in cells)
+        if args.compare and cells[1]:
+            row += f"{cells[0] / cells[1]:>17.2f}"
+        print(row)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
