@@ -1435,3 +1435,54 @@ def test_memory_store_and_bad_urls() -> None:
         s2 = open_store("sqlite:///:memory:")
         s2.migrate()
         s2.write(s2.create_project("p"), [{"start_time": T0}], [])
+
+
+_MEMORY_CHILD = textwrap.dedent(
+    """
+    import json, sys, threading, time, uuid
+    from pathlib import Path
+    from litelens.server.store import open_store
+
+    def rss_mb():
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+
+    store = open_store(sys.argv[1])
+    store.migrate()
+    project = store.create_project("memory")
+    text = "lorem ipsum " * 2700  # ~32 KB of content a call: 160 MB in all, more than any cache holds
+    before = rss_mb()
+    for batch in range(100):
+        store.write(project, [
+            {"schema": "litelens.call/1", "call_id": str(uuid.uuid4()), "call_type": "chat", "stream": False,
+             "request_model": "m", "status": "ok", "start_time": 1_790_000_000.0 + batch,
+             "end_time": 1_790_000_001.0 + batch, "duration_ms": 1000.0,
+             "request": {"messages": [{"role": "user", "content": text}]}}
+            for _ in range(50)
+        ], [])
+    written = rss_mb()
+    # Four exports at once: each holds one of the four reader connections until it has read everything.
+    threads = [threading.Thread(target=lambda: sum(1 for _ in store.export(project))) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    print(json.dumps({"before": before, "written": written, "exported": rss_mb()}))
+    """
+)
+
+
+def test_a_sqlite_servers_page_caches_stay_within_their_budget(sqlite_url: str) -> None:
+    """160 MB written into a new database, then exported four times at once: the process grows by about
+    the writer's 64 MiB cache and the readers' 8 MiB each. The writer of a new database grew 127 MB
+    (its cache counted in 4 KiB pages that became 8 KiB), and four exports left 4 x 64 MiB of reader
+    caches (+397 MB) behind. Bounds are the budgets plus a margin for Python and malloc, relative to
+    the same process's memory before, so they do not depend on the machine's speed."""
+    out = subprocess.run(
+        [sys.executable, "-c", _MEMORY_CHILD, sqlite_url], capture_output=True, text=True, timeout=300
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    rss = json.loads(out.stdout)
+    assert rss["written"] - rss["before"] < 64 + 32, rss
+    assert rss["exported"] - rss["written"] < 4 * 8 + 96, rss

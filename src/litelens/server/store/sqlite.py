@@ -205,6 +205,16 @@ _V8 = priced_backfill(
 _V9 = session_users_table("INTEGER", "REAL", " WITHOUT ROWID")
 
 
+# Page cache per connection, in KiB. The writer's holds the index pages every batch rewrites (the calls'
+# random-order keys, rollups, sessions), so ingest reads less of the file. A reader's cache is emptied
+# whenever another connection committed since its last read (WAL mode), which under ingest is before
+# nearly every query, so it only ever holds one query's pages: 8 MiB kept the dashboard's queries as fast
+# as 64 MiB did (bench/query.py), while 64 MiB per reader let exports and scans leave up to 4 x 64 MiB
+# behind in an idle server.
+WRITER_CACHE_KIB = 65536
+READER_CACHE_KIB = 8192
+
+
 def _fold(text: Any) -> Any:
     """Lower-cased text for searches that are not ASCII (`litelens_fold` in SQL)."""
     return text.lower() if isinstance(text, str) else text
@@ -238,13 +248,18 @@ class SQLiteStore(SQLStore):
             raise ValueError("litelens: sqlite synchronous must be full, normal or extra")
         self._memory = path == ":memory:"
         self._lock = threading.RLock()
-        self._writer = self._connect()
+        self._writer = self._connect(0)
         # A new database gets 8 KiB pages (SQLite ignores this on an existing one): a stored record is
         # ~2-3 KB, so with 4 KiB pages most leaf pages held one record and ~40% of each was empty, and
         # every byte of them went through the WAL and the checkpoint. 8 KiB pages took the write path
         # from ~80 to ~55 µs of CPU per record and the file from 4.6 to 3.3 KB per record (bench/ingest.py).
         self._writer.execute("PRAGMA page_size = 8192")
         self._writer.execute(f"PRAGMA synchronous = {self.synchronous}")
+        # Only now that the page size is settled: SQLite turns a cache size in KiB into a number of pages
+        # of the page size it has then, and keeps that number when a new database's page size changes.
+        # Set before the line above, "64 MiB" was 16,000 pages of 4 KiB that then held 8 KiB each, and
+        # the writer of a database created at start grew to 127 MB of cache.
+        self._writer.execute(f"PRAGMA cache_size = -{WRITER_CACHE_KIB}")
         # A checkpoint every 64 MiB of WAL rather than SQLite's 4 MiB: one ingest batch is 3-4 MiB of WAL,
         # so by default nearly every acknowledging commit also checkpointed (copied and fsynced the
         # database file); now a page rewritten by many batches (rollups, index pages) is copied once per
@@ -272,13 +287,14 @@ class SQLiteStore(SQLStore):
             kwargs["readers"] = int(kwargs["readers"])
         return cls(path, **kwargs)
 
-    def _connect(self) -> sqlite3.Connection:
+    def _connect(self, cache_kib: int) -> sqlite3.Connection:
         # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE below), never implicit.
         conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
         conn.create_function("litelens_fold", 1, _fold, deterministic=True)
         conn.execute("PRAGMA busy_timeout = 30000")
-        conn.execute("PRAGMA cache_size = -65536")
         conn.execute("PRAGMA temp_store = MEMORY")
+        if cache_kib:
+            conn.execute(f"PRAGMA cache_size = -{cache_kib}")
         return conn
 
     @contextmanager
@@ -363,7 +379,7 @@ class SQLiteStore(SQLStore):
             pass
         with self._lock:
             if len(self._all_readers) < self._max_readers:
-                conn = self._connect()
+                conn = self._connect(READER_CACHE_KIB)
                 conn.execute("PRAGMA query_only = ON")
                 self._all_readers.append(conn)
                 return conn
