@@ -743,14 +743,9 @@ def test_a_forked_worker_writes_its_own_file(tmp_path: Path) -> None:
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
-def test_processes_sharing_one_jsonl_path_keep_every_record_exactly_once(tmp_path: Path) -> None:
-    """Workers of one proxy (`--num_workers`, gunicorn) given one path without `{pid}`: they append to
-    and rotate the same file, and still every record is in exactly one file, every line whole, and no
-    file is past `max_bytes`."""
-    path = tmp_path / "calls.jsonl"
-    sink = JsonlSink(str(path), max_bytes=2_000)
-    sink.submit(json.dumps({"call_id": "parent"}))
-    assert sink.flush(5)
+def _four_forked_workers_write_150_each(sink: JsonlSink) -> None:
+    """Fork four workers that share `sink`'s path, each writing records w<n>-0..149 (flushing after each);
+    then shut the parent's sink. Each worker must have written all its records, none failed."""
     pids = []
     for n in range(4):
         pid = os.fork()
@@ -767,7 +762,18 @@ def test_processes_sharing_one_jsonl_path_keep_every_record_exactly_once(tmp_pat
         pids.append(pid)
     codes = [os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) for pid in pids]
     assert sink.shutdown(5)
-    assert codes == [0, 0, 0, 0]  # each wrote all its records, none failed
+    assert codes == [0, 0, 0, 0]
+
+
+def test_processes_sharing_one_jsonl_path_keep_every_record_exactly_once(tmp_path: Path) -> None:
+    """Workers of one proxy (`--num_workers`, gunicorn) given one path without `{pid}`: they append to
+    and rotate the same file, and still every record is in exactly one file, every line whole, and no
+    file is past `max_bytes`."""
+    path = tmp_path / "calls.jsonl"
+    sink = JsonlSink(str(path), max_bytes=2_000)
+    sink.submit(json.dumps({"call_id": "parent"}))
+    assert sink.flush(5)
+    _four_forked_workers_write_150_each(sink)
     found = Counter(r["call_id"] for r in read_records(path))
     assert sorted(found) == sorted(["parent", *(f"w{n}-{i}" for n in range(4) for i in range(150))])
     assert max(found.values()) == 1
@@ -1025,23 +1031,7 @@ def test_processes_sharing_one_jsonl_path_keep_the_newest_rotations(tmp_path: Pa
     sink = JsonlSink(str(path), max_bytes=2_000, keep_files=4)
     sink.submit(json.dumps({"call_id": "parent"}))
     assert sink.flush(5)
-    pids = []
-    for n in range(4):
-        pid = os.fork()
-        if pid == 0:
-            code = 1
-            try:
-                for i in range(150):
-                    sink.submit(json.dumps({"call_id": f"w{n}-{i}", "text": "x" * (i % 50)}))
-                    sink.flush(5)
-                stats = sink.stats()
-                code = 0 if sink.shutdown(10) and stats["written"] == 150 and stats["failed"] == 0 else 3
-            finally:
-                os._exit(code)
-        pids.append(pid)
-    codes = [os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) for pid in pids]
-    assert sink.shutdown(5)
-    assert codes == [0, 0, 0, 0]
+    _four_forked_workers_write_150_each(sink)
     files = rotated_files(path)
     assert len(files) == 4 and all(f.name.endswith(".gz") for f in files)
     assert sorted(os.listdir(tmp_path)) == sorted([f.name for f in files] + [path.name])
