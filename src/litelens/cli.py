@@ -147,7 +147,7 @@ def _reader_may_leave(command: Callable[[], int]) -> int:
 
 def _seconds(text: str) -> float:
     """A duration argument, as `export --since` and `serve --retention` take it: `90`, `5m`, `2h`."""
-    from litelens.server.config import parse_duration  # standard library only, like the core
+    from litelens.config import parse_duration
 
     try:
         return parse_duration(text)

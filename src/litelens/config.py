@@ -9,6 +9,7 @@ from __future__ import annotations
 import difflib
 import logging
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -83,6 +84,18 @@ def default_spool_dir() -> str:
     """Where records wait while the server is away: the user's cache directory, per user."""
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return str(Path(base) / "litelens" / "spool")
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
+_UNIT_S = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in `30d`, `12h`, `90m`, `45s` or a bare number of seconds."""
+    match = _DURATION.match(text)
+    if not match:
+        raise ValueError(f"litelens: {text!r} is not a duration; use e.g. 30d, 12h, 90m")
+    return float(match.group(1)) * _UNIT_S[match.group(2)]
 
 
 @dataclass(frozen=True)

@@ -21,14 +21,13 @@ import contextlib
 import hashlib
 import importlib
 import json
-import re
 import sys
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import replace
 from typing import IO, Any, Protocol, runtime_checkable
 
-from litelens.config import Settings
+from litelens.config import Settings, parse_duration
 from litelens.display import format_call
 from litelens.jsonl import JsonlWriter, PartlyWritten
 from litelens.transport import Transport, TransportConfig
@@ -448,8 +447,6 @@ def from_spec(spec: str, settings: Settings | None = None) -> Sink:
     )
 
 
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhdw]?)$")
-_UNIT_S = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _NONE = ("none", "off")
 
 
@@ -462,12 +459,15 @@ def _whole(raw: str) -> int | None:
 
 
 def _seconds(raw: str) -> float | None:
-    match = _DURATION.match(raw)
     if raw in _NONE:
         return None
-    if match is None or float(match.group(1)) <= 0:
+    try:
+        seconds = parse_duration(raw)
+    except ValueError:
+        seconds = 0.0
+    if seconds <= 0:
         raise ValueError("not a duration above 0 (3600, 90m, 12h, 7d)")
-    return float(match.group(1)) * _UNIT_S[match.group(2)]
+    return seconds
 
 
 def _flag(raw: str) -> bool:

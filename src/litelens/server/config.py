@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+
+from litelens.config import parse_duration
+
+__all__ = ["GC_THRESHOLDS", "ServerSettings", "default_db_url", "is_loopback", "parse_duration"]
 
 # Thresholds of CPython's cyclic garbage collector for a `litelens serve` process. Ingest allocates ~15
 # containers per record and frees nearly all of them when the request ends; with the default (700, 10,
@@ -20,18 +23,6 @@ def default_db_url() -> str:
     """A SQLite file in the user's data directory (XDG), created on first start."""
     base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     return f"sqlite:///{Path(base) / 'litelens' / 'litelens.db'}"
-
-
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
-_UNIT_S = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-
-
-def parse_duration(text: str) -> float:
-    """Seconds in `30d`, `12h`, `90m`, `45s` or a bare number of seconds."""
-    match = _DURATION.match(text)
-    if not match:
-        raise ValueError(f"litelens: {text!r} is not a duration; use e.g. 30d, 12h, 90m")
-    return float(match.group(1)) * _UNIT_S[match.group(2)]
 
 
 def is_loopback(host: str) -> bool:
