@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import shutil
 import statistics
 import sys
 import tempfile
@@ -134,6 +135,14 @@ def main() -> int:
     if url is None:
         tmp = tempfile.mkdtemp(prefix="litelens-bench-")
         url = f"sqlite:///{tmp}/bench.db"
+    try:
+        return run(args, url)
+    finally:
+        if tmp is not None:  # a million calls are ~1.6 GB on disk
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def run(args: argparse.Namespace, url: str) -> int:
     store = open_store(url)
     assert isinstance(store, SQLStore)
     store.migrate()
