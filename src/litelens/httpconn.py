@@ -176,8 +176,10 @@ class Connection:
         timeout: float,
         ssl_context: ssl.SSLContext | None = None,
         proxy: Proxy | None = None,
+        max_body: int = _MAX_BODY,
     ) -> None:
         self.host = host
+        self.max_body = max_body  # a larger answer is refused before it is read
         self.port = port
         self.timeout = timeout
         self._ssl = ssl_context
@@ -293,20 +295,20 @@ class Connection:
         if status in (204, 304):
             body = b""
         elif "chunked" in headers.get("transfer-encoding", "").lower():
-            body = self._read_chunked(reader)
+            body = self._read_chunked(reader, self.max_body)
         elif "content-length" in headers:
             try:
                 length = int(headers["content-length"])
             except ValueError:
                 raise http.client.HTTPException("bad Content-Length") from None
-            if length > _MAX_BODY:  # reading it would first allocate it all: a MemoryError, or worse
+            if length > self.max_body:  # reading it would first allocate it all: a MemoryError, or worse
                 raise http.client.HTTPException(f"answer of {length} bytes is too large")
             body = reader.read(length) if length > 0 else b""
             if len(body) < length:
                 raise http.client.IncompleteRead(body, length - len(body))
         else:
-            body = reader.read(_MAX_BODY + 1)  # delimited by the end of the connection
-            if len(body) > _MAX_BODY:
+            body = reader.read(self.max_body + 1)  # delimited by the end of the connection
+            if len(body) > self.max_body:
                 raise http.client.HTTPException("answer is too large")
             will_close = True
         return Response(status, headers, body, will_close)
@@ -328,7 +330,7 @@ class Connection:
         raise http.client.HTTPException(f"got more than {_MAX_HEADERS} headers")
 
     @staticmethod
-    def _read_chunked(reader: BinaryIO) -> bytes:
+    def _read_chunked(reader: BinaryIO, max_body: int) -> bytes:
         chunks: list[bytes] = []
         total = 0
         while True:
@@ -338,7 +340,7 @@ class Connection:
             except ValueError:
                 raise http.client.HTTPException("bad chunk size") from None
             total += size
-            if total > _MAX_BODY:
+            if total > max_body:
                 raise http.client.HTTPException("answer is too large")
             if size == 0:
                 while reader.readline(_MAX_LINE + 1) not in (b"\r\n", b"\n", b""):

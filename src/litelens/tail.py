@@ -25,7 +25,7 @@ from typing import IO, Any
 
 from litelens.config import Settings
 from litelens.display import format_call
-from litelens.httpconn import proxy_from_environment, tls_context
+from litelens.httpconn import Connection, Response, proxy_from_environment, tls_context
 from litelens.jsonl import expand, identity, open_live, open_with_rotations, read_file, rotated_files
 from litelens.transport import server_base
 
@@ -203,12 +203,26 @@ def follow_server(
     a server that is starting is not asked again every `poll_s` by every tail.
     """
     parts = urllib.parse.urlsplit(server_base(url))  # the URL the callback was given works here too
-    connect, base, headers = _connector(parts, ssl_context)
-    if api_key:
-        headers["Authorization"] = f"Bearer {api_key}"
+    https = parts.scheme == "https"
+    # Through the proxy the environment names, as the callback goes (a CONNECT tunnel for https, the
+    # whole URL asked of it for http, its `user:password@` sent along).
+    proxy = proxy_from_environment(urllib.parse.urlunsplit(parts))
+
+    def connect() -> Connection:
+        return Connection(
+            parts.hostname or "127.0.0.1",
+            parts.port or (443 if https else 80),
+            timeout=30,
+            ssl_context=ssl_context if https else None,
+            proxy=proxy,
+            max_body=_MAX_PAGE,
+        )
+
+    base = parts.path
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     since = time.time() - since_s
     seen: dict[str, float] = {}
-    conn: http.client.HTTPConnection | None = None
+    conn: Connection | None = None
     reached = lost = False
     away = 0  # polls in a row that found the server away
     while not stop():
@@ -243,7 +257,7 @@ def follow_server(
                     )
                     lost = True
                 away += 1
-                wait = max(_backoff(poll_s, away), _retry_after(answer.getheader("Retry-After")))
+                wait = max(_backoff(poll_s, away), _retry_after(answer.headers.get("retry-after")))
                 break
             if lost:
                 print(f"litelens tail: {url} is back", file=sys.stderr, flush=True)
@@ -303,50 +317,13 @@ def _retry_after(value: str | None) -> float:
     return min(max(seconds, 0.0), _MAX_RETRY_AFTER_S)
 
 
-def _connector(
-    parts: urllib.parse.SplitResult, ssl_context: ssl.SSLContext | None
-) -> tuple[Callable[[], http.client.HTTPConnection], str, dict[str, str]]:
-    """How to open a connection to the server, the prefix of every request's path, and the headers
-    every request takes: through the proxy the environment names (as the callback goes), if any.
-
-    Through a proxy, an https server is reached in a `CONNECT` tunnel and a plain-http one by asking
-    the proxy for the whole URL; the proxy's `user:password@` goes as `Proxy-Authorization`.
-    """
-    host, port = parts.hostname or "127.0.0.1", parts.port
-    https = parts.scheme == "https"
-    proxy = proxy_from_environment(urllib.parse.urlunsplit(parts))
-    if proxy is None:
-        if https:
-            return (
-                lambda: http.client.HTTPSConnection(host, port, timeout=30, context=ssl_context),
-                parts.path,
-                {},
-            )
-        return lambda: http.client.HTTPConnection(host, port, timeout=30), parts.path, {}
-    if proxy.scheme != "http" or not proxy.host or not proxy.port:
-        raise TailError(
-            f"litelens tail: {proxy.variable}={proxy.url} is not a proxy litelens can use: it needs an "
-            "http:// proxy URL (http://host:port); exempt this host with NO_PROXY to connect directly"
-        )
-    auth = {"Proxy-Authorization": proxy.authorization} if proxy.authorization else {}
-    if https:
-
-        def tunnel() -> http.client.HTTPConnection:
-            conn = http.client.HTTPSConnection(proxy.host, proxy.port, timeout=30, context=ssl_context)
-            conn.set_tunnel(host, port, headers=auth)
-            return conn
-
-        return tunnel, parts.path, {}
-    origin = f"http://{parts.netloc.rpartition('@')[2]}"
-    return lambda: http.client.HTTPConnection(proxy.host, proxy.port, timeout=30), origin + parts.path, auth
+# The largest page of calls tail takes: 200 list rows of ~0.6 KB, several KB with long names and tags.
+_MAX_PAGE = 32 << 20
 
 
 def _get(
-    conn: http.client.HTTPConnection | None,
-    connect: Callable[[], http.client.HTTPConnection],
-    path: str,
-    headers: dict[str, str],
-) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse, bytes]:
+    conn: Connection | None, connect: Callable[[], Connection], path: str, headers: dict[str, str]
+) -> tuple[Connection, Response, bytes]:
     """GET `path` on the kept-alive connection, and once more on a new one if that fails: the server
     closes connections idle for a few seconds (uvicorn: 5 s), less than a slow `--interval`."""
     reused = conn is not None
@@ -354,9 +331,11 @@ def _get(
         if conn is None:
             conn = connect()
         try:
-            conn.request("GET", path, headers=headers)
+            conn.request("GET", path, b"", headers)
             answer = conn.getresponse()
-            return conn, answer, answer.read()
+            if answer.will_close:
+                conn.close()  # the next request opens a new one
+            return conn, answer, answer.body
         except (OSError, http.client.HTTPException):
             conn.close()
             if not reused:
