@@ -18,6 +18,9 @@ would show). Baselines measured in the same run, so the ratios say where the tim
   - `store.write()` called in-process on the same records (no HTTP, no parsing): the store's own ceiling;
     and, with a baseline ref, this tree's and the baseline's `store.write()` each in a fresh process,
     alternately (`--store-rounds`), so a change to the write path is measured against the code before it;
+  - the group-commit writer thread's CPU per record (`measure_writer`: `write_prepared` of prepared
+    batches, 4 at a time, on the thread clock), this tree's and the baseline's alternately
+    (`--writer-rounds`): the one thread every ingest request waits for;
   - the server of another git ref (`--baseline-ref`, default `main`), exported with `git archive`;
   - the same server with `store.write` replaced by a no-op: what HTTP + decompression + JSON/protobuf
     parsing + validation cost without storage;
@@ -28,6 +31,7 @@ would show). Baselines measured in the same run, so the ratios say where the tim
     python bench/ingest.py                      # 30,000 records per cell
     python bench/ingest.py --records 100000 --no-phoenix --baseline-ref ''
     python bench/ingest.py --only store --no-postgres --records 10000 --store-rounds 3
+    python bench/ingest.py --only store --no-postgres --store-rounds 0 --writer-rounds 3
 """
 
 from __future__ import annotations
@@ -583,21 +587,82 @@ def measure_store(db_url: str, records: list[dict[str, Any]], sizes: list[int]) 
     )
 
 
+def measure_writer(
+    db_url: str, records: list[dict[str, Any]], sizes: list[int], group: int = 4
+) -> tuple[float, ...]:
+    """The group-commit writer thread's share of ingest: `store.write_prepared` alone, on its own thread
+    clock (`time.thread_time()`), over the batches prepared beforehand (`prepare_write`, which the
+    server's request threads do, not counted) and handed over `group` at a time as the server's writer
+    takes what queued during the previous commit. Returns the writer's CPU µs per record over the run,
+    over its first fifth and its last fifth of transactions, and the wall µs per record (which adds the
+    commit's fsync and anything else the machine ran meanwhile).
+
+    Why this figure: under `bench/ingest.py`'s HTTP load the one writer thread was busy ~81% of the wall
+    time (py-spy), so its CPU per record bounds what the collector can take.
+
+    The figure includes SQLite's own work on that thread (it runs the statements and the commit): main's
+    writer, timed statement by statement (~51 µs per record, the timing adding its own), spent ~20 µs
+    inserting `calls` rows, ~10 in BEGIN/COMMIT, ~6 in the other statements and ~16 in Python.
+    Seen on the shared 2-core machine (SQLite, 30,000 records in batches of 869, 4 per transaction, 3
+    rounds alternating with main, 3 runs): this tree 41.7-42.6 µs per record, main 46.4-47.7 (0.88-0.90);
+    the writer's Python alone went from ~16 to ~12 µs per record. The last fifth costs about twice the
+    first in both (the `calls` table and its indexes growing under random call ids: SQLite's share).
+    """
+    from litelens.server.store import open_store
+    from litelens.server.store.base import WriteBatch
+
+    store = open_store(db_url)
+    store.migrate()
+    project = store.create_project("bench")
+
+    prepared = []
+    at = 0
+    for size in sizes:
+        prepared.append(store.prepare_write(WriteBatch(project, records[at : at + size], [])))
+        at += size
+    cpu: list[float] = []
+    counts: list[int] = []
+    wall0 = time.perf_counter()
+    for i in range(0, len(prepared), group):
+        began = time.thread_time()
+        store.write_prepared(prepared[i : i + group])
+        cpu.append(time.thread_time() - began)
+        counts.append(sum(sizes[i : i + group]))
+    wall = time.perf_counter() - wall0
+    store.close()
+    fifth = max(1, len(cpu) // 5)
+    return (
+        sum(cpu) / len(records) * 1e6,
+        sum(cpu[:fifth]) / sum(counts[:fifth]) * 1e6,
+        sum(cpu[-fifth:]) / sum(counts[-fifth:]) * 1e6,
+        wall / len(records) * 1e6,
+    )
+
+
+def writer_figure(figure: tuple[float, ...]) -> str:
+    overall, first, last, wall = figure
+    return (
+        f"{overall:6.1f} µs/rec writer CPU (first fifth {first:.1f}, last {last:.1f}; wall {wall:.1f} µs/rec)"
+    )
+
+
 def store_main(spec_path: str) -> int:
     """`measure_store` in a process of its own (`--_store`), on the litelens its PYTHONPATH gives."""
     with open(spec_path, "rb") as f:
         spec = pickle.load(f)
-    print(json.dumps(measure_store(spec["db_url"], spec["records"], spec["sizes"])), flush=True)
+    measure = measure_writer if spec.get("writer") else measure_store
+    print(json.dumps(measure(spec["db_url"], spec["records"], spec["sizes"])), flush=True)
     return 0
 
 
 def measure_store_of(
-    source: str, db_url: str, records: list[dict[str, Any]], sizes: list[int]
+    source: str, db_url: str, records: list[dict[str, Any]], sizes: list[int], writer: bool = False
 ) -> tuple[float, ...]:
-    """`measure_store` with the litelens of `source` (a `src` directory), in a fresh process: the same
-    records and batches as this tree's, so two trees' write paths compare on equal terms."""
+    """`measure_store` (or with `writer`, `measure_writer`) with the litelens of `source` (a `src`
+    directory), in a fresh process: the same records and batches as this tree's, so two trees' write
+    paths compare on equal terms."""
     with tempfile.NamedTemporaryFile(suffix=".pickle", delete=False) as f:
-        pickle.dump({"db_url": db_url, "records": records, "sizes": sizes}, f)
+        pickle.dump({"db_url": db_url, "records": records, "sizes": sizes, "writer": writer}, f)
     try:
         done = subprocess.run(
             [sys.executable, __file__, "--_store", f.name],
@@ -666,6 +731,14 @@ def main() -> int:
         help="with a baseline ref: how many times to measure store.write() of this tree and of the "
         "baseline, alternately, each in a fresh process and database",
     )
+    parser.add_argument(
+        "--writer-rounds",
+        type=int,
+        default=1,
+        help="with a baseline ref: how many times to measure the group-commit writer thread's CPU per "
+        "record (`write_prepared` of 4 prepared batches at a time) of this tree and of the baseline, "
+        "alternately, each in a fresh process and database",
+    )
     parser.add_argument("--_send", help=argparse.SUPPRESS)
     parser.add_argument("--_store", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -722,6 +795,11 @@ def main() -> int:
                     for label, source in (("store.write() this tree", str(ROOT / "src")), (
                             f"  baseline: {args.baseline_ref} store.write()", baseline)):  # fmt: skip
                         report(label, name, store_figure(measure_store_of(source, fresh(), records, sizes)))
+                for _ in range(args.writer_rounds if baseline else 0):
+                    for label, source in (("writer thread this tree", str(ROOT / "src")), (
+                            f"  baseline: {args.baseline_ref} writer thread", baseline)):  # fmt: skip
+                        figure = measure_store_of(source, fresh(), records, sizes, writer=True)
+                        report(label, name, writer_figure(figure))
         if args.only in (None, "http"):
             for name, fresh in dbs:
                 for path, bodies, last_id in paths:

@@ -10,6 +10,7 @@ import math
 import os
 import random
 import signal
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -595,6 +596,46 @@ def test_prepared_batches_written_together_equal_the_same_batches_written_one_by
 
     assert seen(together) == seen(apart)
     assert len(seen(together)[0]) == 15
+
+
+def test_a_shared_write_the_database_refuses_leaves_nothing_behind_in_the_rollups(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    """The group-commit writer merges each rollup row's histograms with those it remembers from its
+    own last writes, and only then sends the rows. When the database refuses that transaction (here a
+    trigger refuses one batch's rollup row) and the writer retries the good batch alone, the charts
+    must count as if the refused attempt never ran: latency percentiles and counts equal those of a
+    store that only ever saw the successful writes."""
+    store = open_store(sqlite_url)
+    reference = open_store(f"sqlite:///{tmp_path}/reference.db")
+    assert isinstance(store, SQLStore) and isinstance(reference, SQLStore)
+    for s in (store, reference):
+        s.migrate()
+    project = store.create_project("p")
+    assert reference.create_project("p") == project
+    first = [plain(f"a{i}", T0 + i, duration_ms=100.0 * (i + 1)) for i in range(20)]
+    good = [plain(f"b{i}", T0 + 20 + i, duration_ms=5000.0) for i in range(20)]
+    refused = [plain("x", T0 + 40, duration_ms=9000.0, tags=["refused"])]
+    store.write(project, first, [])  # the rows' histograms are now remembered by the writer
+    with store._write() as cur:  # its own connection, so what it remembers stays valid
+        cur.execute(
+            "CREATE TRIGGER refuse BEFORE INSERT ON rollups WHEN NEW.value = 'refused' "
+            "BEGIN SELECT RAISE(ABORT, 'refused by the test'); END"
+        )
+    prepared = [store.prepare_write(WriteBatch(project, batch, [])) for batch in (good, refused)]
+    with pytest.raises(sqlite3.Error, match="refused by the test"):
+        store.write_prepared(prepared)
+    store.write_prepared(prepared[:1])  # as the group commit retries each batch on its own
+    reference.write(project, first, [])
+    reference.write(project, good, [])
+
+    def charts(s: SQLStore) -> Any:
+        return [s.aggregate(project, T0 - 3600, T0 + 3600, b, g) for b in (60, 3600) for g in (None, "model")]
+
+    assert charts(store) == charts(reference)
+    assert charts(store)[0][0]["count"] == 40
+    store.close()
+    reference.close()
 
 
 def test_write_stores_the_json_text_the_caller_already_has(store: SQLStore) -> None:

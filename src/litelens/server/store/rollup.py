@@ -335,9 +335,47 @@ def coarsen(minute: Mapping[RollupKey, Change]) -> dict[RollupKey, Change]:
     return out
 
 
-def plus(stored: Hist | None, delta: Hist) -> Hist:
-    """A new histogram: `stored` plus `delta`, without empty bins (neither argument changes)."""
-    hist = dict(stored) if stored else {}
+def sum_changes(parts: Sequence[Mapping[RollupKey, Change]]) -> dict[RollupKey, Change]:
+    """The sum of several sets of changes, none of which changes: a row that only one of them touches
+    keeps that one's list (shared, not copied), a row several touch gets a new list.
+
+    Sharing is what makes this cheap: prepared batches are summed by the group-commit writer, and most
+    of their rows (a minute's users, a batch's own minutes) are in one batch only. The result must then
+    be read, never changed in place.
+    """
+    if not parts:
+        return {}
+    out = dict(parts[0])
+    owned: set[RollupKey] = set()
+    for part in parts[1:]:
+        get = out.get
+        for key, delta in part.items():
+            total = get(key)
+            if total is None:
+                out[key] = delta
+            elif key in owned:
+                for i in range(6):
+                    total[i] += delta[i]
+                _add_hist(total[6], delta[6])
+                _add_hist(total[7], delta[7])
+            else:
+                out[key] = [
+                    total[0] + delta[0], total[1] + delta[1], total[2] + delta[2], total[3] + delta[3],
+                    total[4] + delta[4], total[5] + delta[5],
+                    _hist_sum(total[6], delta[6]), _hist_sum(total[7], delta[7]),
+                ]  # fmt: skip
+                owned.add(key)
+    return out
+
+
+def _hist_sum(a: Hist, b: Hist) -> Hist:
+    out = dict(a)
+    _add_hist(out, b)
+    return out
+
+
+def add_into(hist: Hist, delta: Hist) -> None:
+    """Add `delta` into `hist`, dropping the bins that fall to zero (`delta` does not change)."""
     get = hist.get
     for b, n in delta.items():
         total = get(b, 0) + n
@@ -345,11 +383,10 @@ def plus(stored: Hist | None, delta: Hist) -> Hist:
             hist[b] = total
         else:
             hist.pop(b, None)
-    return hist
 
 
 def dump(hist: Hist) -> str:
-    """A histogram without empty bins (as `plus` returns it) in `dump_hist`'s format, for the write path.
+    """A histogram without empty bins (as `add_into` leaves it) in `dump_hist`'s format, for the write path.
 
     Each write rewrites every rollup row its batch touches (1.5 rows per call in bench/ingest.py, with
     10-40 bins in an hour row), so this is written for speed: the int keys sorted (readers rank a

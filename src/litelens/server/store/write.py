@@ -3,11 +3,13 @@
 
 How it is shaped, and why (figures from `bench/ingest.py` on SQLite):
 
-- Everything that does not depend on what is stored (each call's row and JSON, its tags, session and
-  minute rollup contributions) is prepared *before* the write lock (`prepare_write`, which the server
-  calls in each request's thread), so it overlaps another batch's commit.
-  Under the lock one lookup per chunk of ids finds the few calls already stored; only those are read,
-  merged and their prepared contribution corrected.
+- Everything that does not depend on what is stored (each call's row and JSON, its tag rows, what it
+  adds to its session, its rollup contributions at every resolution) is prepared *before* the write
+  lock (`prepare_write`, which the server calls in each request's thread), so it overlaps another
+  batch's commit. Under the lock one lookup per chunk of ids finds the few calls already stored; when
+  there are none (the usual case) the prepared rows go to the statements as they are, else only those
+  calls are read, merged and their prepared contribution corrected, in new objects: a prepared batch
+  is never changed, because it is written again on its own when a shared transaction fails.
 - Several requests' batches can go through one transaction (`write_prepared`): the server's group commit
   hands over whatever arrived while the previous commit ran. Rollup and session rows shared by those
   batches are then written once, and the commit is paid once.
@@ -24,7 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import Any
 
@@ -35,12 +37,12 @@ from litelens.server.store.rollup import (
     Change,
     Hist,
     RollupKey,
-    add_change,
     add_contribution,
+    add_into,
     coarsen,
     dump,
     parsed,
-    plus,
+    sum_changes,
 )
 from litelens.server.store.rows import (
     CALL_COLUMNS,
@@ -215,6 +217,21 @@ StoredHists = tuple[Hist, Hist, str, str]
 _HIST_CACHE_MAX = 50_000
 
 
+_VALUES_SQL: dict[tuple[Any, ...], str] = {}
+
+
+def _values_sql(dialect: type, q: Callable[[str], str], head: str, marks: str, rows: int, tail: str) -> str:
+    """The text of a `rows`-row `VALUES` statement, made once: a 512-row `calls` insert is 40 KB of
+    text, which the writer thread built (and SQLite's statement cache hashed and compared) for every
+    chunk. The same string object each time is a hash already computed and an identity compare.
+    `dialect` (the store's class, whose `q` adapts the text) keys it, not the store: stores come and go."""
+    key = (dialect, head, marks, rows, tail)
+    sql = _VALUES_SQL.get(key)
+    if sql is None:
+        sql = _VALUES_SQL.setdefault(key, q(f"{head} VALUES {', '.join([marks] * rows)} {tail}"))
+    return sql
+
+
 def chunks(items: Sequence[Any], size: int = CHUNK) -> Iterator[Sequence[Any]]:
     for i in range(0, len(items), size):
         yield items[i : i + size]
@@ -230,6 +247,61 @@ def _value_chunks(rows: Sequence[Any]) -> Iterator[Sequence[Any]]:
 
 # --------------------------------------------------------------------------------------------------
 # The transaction
+
+
+class _NewCalls:
+    """What a plan's calls write if none of them is stored yet (the usual case): their `calls` rows, tag
+    rows, and what they add to their sessions (`_add_to_session`). Built when the plan is prepared, so a
+    writer that finds no call already stored only hands these to the statements."""
+
+    __slots__ = ("rows", "sessions", "tags", "users")
+
+    def __init__(self) -> None:
+        self.rows: list[tuple[Any, ...]] = []
+        self.tags: list[tuple[Any, ...]] = []
+        self.sessions: dict[tuple[int, str], list[Any]] = {}
+        self.users: dict[tuple[int, str, str], float] = {}
+
+    @classmethod
+    def of(
+        cls, incoming: Mapping[tuple[int, str], Record], rows: Mapping[tuple[int, str], tuple[Any, ...]]
+    ) -> _NewCalls:
+        out = cls()
+        out.rows = list(rows.values())
+        tags = out.tags
+        for (pid, call_id), record in incoming.items():
+            # Tags as ingest checked and cut them (`ingest.cut_long_names`): stored as the call's record
+            # has them, so a tag is found by the value its call shows.
+            record_tags = record.get("tags")
+            if record_tags:
+                tags += [(pid, call_id, str(tag)) for tag in dict.fromkeys(record_tags)]
+        for row in out.rows:
+            if row[ROW_SESSION] is not None:
+                _add_to_session(out.sessions, out.users, row[0], row)
+        return out
+
+    @classmethod
+    def joined(cls, parts: Sequence[_NewCalls]) -> _NewCalls:
+        """The parts of plans without a call in common, as one (the parts do not change)."""
+        out = cls()
+        sessions, users = out.sessions, out.users
+        for part in parts:
+            out.rows += part.rows
+            out.tags += part.tags
+            for key, agg in part.sessions.items():
+                have = sessions.get(key)
+                if have is None:
+                    sessions[key] = list(agg)
+                    continue
+                have[0] = min(have[0], agg[0])
+                have[1] = max(have[1], agg[1])
+                for i in range(2, 7):
+                    have[i] += agg[i]
+            for user_key, first in part.users.items():
+                known = users.get(user_key)
+                if known is None or first < known:
+                    users[user_key] = first
+        return out
 
 
 class _Plan:
@@ -267,9 +339,10 @@ class _Plan:
                 deltas = minute[key[0]] = {}
             add_contribution(deltas, record, 1, (60,))
             self.rows[key] = call_row(key[0], record, given[key])
-        # Minute rows only: the writer derives the 5-minute and hour rows (`coarsen`) once for all the
-        # batches of its transaction, which share most of them.
-        self.minute = minute
+        # Every resolution's rows, here in the request's thread rather than in the writer's: the writer
+        # only sums plans (`sum_changes`, which shares the rows only one plan touches).
+        self.rollups: dict[int, dict[RollupKey, Change]] = {pid: coarsen(d) for pid, d in minute.items()}
+        self.new = _NewCalls.of(self.incoming, self.rows)
 
     @property
     def empty(self) -> bool:
@@ -280,18 +353,15 @@ class _Plan:
         """One plan for several prepared ones, as if their batches had been prepared together.
 
         A call that two of them carry is merged, and the contributions prepared for each version are
-        replaced by the merged record's. The plans themselves are left as they were: a shared
-        transaction that fails is retried plan by plan.
+        replaced by the merged record's. The plans themselves are left as they were (what they hold is
+        shared, never changed): a shared transaction that fails is retried plan by plan.
         """
         if len(plans) == 1:
             return plans[0]
         out = cls([])
+        fix: dict[int, dict[RollupKey, Change]] = {}
         for plan in plans:
             out.spans += plan.spans
-            for pid, deltas in plan.minute.items():
-                into = out.minute.setdefault(pid, {})
-                for rollup_key, delta in deltas.items():
-                    add_change(into, rollup_key, delta)
             for key, record in plan.incoming.items():
                 old = out.incoming.get(key)
                 if old is None:
@@ -299,12 +369,18 @@ class _Plan:
                     out.rows[key] = plan.rows[key]
                     continue
                 merged = merge_records(old, record)
-                deltas = out.minute[key[0]]
-                add_contribution(deltas, old, -1, (60,))
-                add_contribution(deltas, record, -1, (60,))
-                add_contribution(deltas, merged, 1, (60,))
+                deltas = fix.setdefault(key[0], {})
+                add_contribution(deltas, old, -1, RESOLUTIONS)
+                add_contribution(deltas, record, -1, RESOLUTIONS)
+                add_contribution(deltas, merged, 1, RESOLUTIONS)
                 out.incoming[key] = merged
                 out.rows[key] = call_row(key[0], merged)
+        for pid in dict.fromkeys(pid for plan in plans for pid in plan.rollups):
+            parts = [plan.rollups[pid] for plan in plans if pid in plan.rollups]
+            if pid in fix:
+                parts.append(fix[pid])
+            out.rollups[pid] = sum_changes(parts)
+        out.new = _NewCalls.of(out.incoming, out.rows) if fix else _NewCalls.joined([p.new for p in plans])
         return out
 
 
@@ -371,7 +447,9 @@ class BatchWriter:
         row and JSON, its tags, session and rollup contributions as if it were new.
 
         The server's request threads call this, so the single writer thread spends its time on the
-        transaction alone (bench/ingest.py: ~17 us of Python per call moved off the writer)."""
+        transaction alone (bench/ingest.py: ~17 us of Python per call moved off the writer; then the
+        coarser rollup rows, tag rows and session sums: the writer's Python from ~16 to ~12 us per call,
+        `measure_writer`)."""
         return _Plan([batch])
 
     def write_prepared(self, prepared: Sequence[Any]) -> None:
@@ -402,13 +480,6 @@ class BatchWriter:
         if version is None or version != self._hists_version:
             self._hists = {}
         self._hists_version = version
-        rows: list[tuple[Any, ...]] = []  # calls not stored before
-        merged_rows: list[tuple[Any, ...]] = []
-        tag_rows: list[tuple[Any, ...]] = []
-        replaced: list[tuple[int, str]] = []
-        refresh: set[tuple[int, str]] = set()
-        added: dict[tuple[int, str], list[Any]] = {}
-        users: dict[tuple[int, str, str], float] = {}
         stored: dict[tuple[int, str], Record] = {}
         by_project: dict[int, list[str]] = {}
         for pid, call_id in plan.incoming:
@@ -416,36 +487,53 @@ class BatchWriter:
         for pid, ids in by_project.items():
             for call_id, record in self._stored_records(cur, pid, ids).items():
                 stored[(pid, call_id)] = record
-        # New dicts (the plan may be written again if this transaction fails, so it must not change).
-        rollups = {pid: coarsen(deltas) for pid, deltas in plan.minute.items()}
-        for key, record in plan.incoming.items():
-            pid, call_id = key
-            old = stored.get(key)
-            if old is None:
-                row = plan.rows[key]
-                rows.append(row)
-                if row[ROW_SESSION] is not None:
-                    _add_to_session(added, users, pid, row)
-                merged = record
-            else:
-                deltas = rollups[pid]
-                # Take back the contribution prepared as if the call were new.
-                add_contribution(deltas, record, -1, RESOLUTIONS)
-                merged = merge_records(old, record)
-                if merged == old:
-                    continue
-                add_contribution(deltas, old, -1, RESOLUTIONS)
-                add_contribution(deltas, merged, 1, RESOLUTIONS)
-                merged_rows.append(call_row(pid, merged))
-                replaced.append(key)
-                if old.get("session_id"):
-                    refresh.add((pid, str(old["session_id"])))
-                if merged.get("session_id"):
-                    refresh.add((pid, str(merged["session_id"])))
-            # Tags as ingest checked and cut them (`ingest.cut_long_names`): stored as the call's record
-            # has them, so a tag is found by the value its call shows.
-            for tag in dict.fromkeys(merged.get("tags") or []):
-                tag_rows.append((pid, call_id, str(tag)))
+        replaced: list[tuple[int, str]] = []
+        refresh: set[tuple[int, str]] = set()
+        merged_rows: list[tuple[Any, ...]] = []
+        if not stored:
+            # Every call is new: what the plan prepared is what gets written.
+            new = plan.new
+            rows, tag_rows = new.rows, new.tags
+            added, users = new.sessions, new.users
+            rollups = plan.rollups
+        else:
+            rows, tag_rows = [], []
+            added, users = {}, {}
+            # The corrections for the calls found stored, in dicts of their own: the plan may be written
+            # again if this transaction fails, so it must not change.
+            fix: dict[int, dict[RollupKey, Change]] = {}
+            for key, record in plan.incoming.items():
+                pid, call_id = key
+                old = stored.get(key)
+                if old is None:
+                    row = plan.rows[key]
+                    rows.append(row)
+                    if row[ROW_SESSION] is not None:
+                        _add_to_session(added, users, pid, row)
+                    merged = record
+                else:
+                    deltas = fix.setdefault(pid, {})
+                    # Take back the contribution prepared as if the call were new.
+                    add_contribution(deltas, record, -1, RESOLUTIONS)
+                    merged = merge_records(old, record)
+                    if merged == old:
+                        continue
+                    add_contribution(deltas, old, -1, RESOLUTIONS)
+                    add_contribution(deltas, merged, 1, RESOLUTIONS)
+                    merged_rows.append(call_row(pid, merged))
+                    replaced.append(key)
+                    if old.get("session_id"):
+                        refresh.add((pid, str(old["session_id"])))
+                    if merged.get("session_id"):
+                        refresh.add((pid, str(merged["session_id"])))
+                # Tags as ingest checked and cut them (`ingest.cut_long_names`): stored as the call's
+                # record has them, so a tag is found by the value its call shows.
+                for tag in dict.fromkeys(merged.get("tags") or []):
+                    tag_rows.append((pid, call_id, str(tag)))
+            rollups = {
+                pid: sum_changes([deltas, fix[pid]]) if pid in fix else deltas
+                for pid, deltas in plan.rollups.items()
+            }
         if rows:
             self._insert_calls(cur, rows)
         if merged_rows:
@@ -503,7 +591,9 @@ class BatchWriter:
         remembered: dict[tuple[Any, ...], StoredHists] = {}
         for key, d in live.items():
             cache_key = (project_id, *key)
-            old = cache.get(cache_key)
+            # Taken out, because its histograms are now changed in place (`_merged`): the cache must not
+            # hold them if this transaction rolls back. `write_prepared` puts back what it commits.
+            old = cache.pop(cache_key, None)
             if old is None:
                 texts = fetched.get(key)
                 if texts is not None:
@@ -516,7 +606,6 @@ class BatchWriter:
                 # A merged call left this group (or float residue of a taken-back contribution): the row
                 # goes if nothing counts in it any more, so its histograms are not remembered.
                 emptied.append((project_id, resolution, dim, bucket, value))
-                cache.pop(cache_key, None)
             else:
                 remembered[cache_key] = (latency, ttft, latency_text, ttft_text)
         self._insert_values(
@@ -549,8 +638,10 @@ class BatchWriter:
     ) -> None:
         """`{head} VALUES {marks}, {marks}, ... {tail}` over `rows`, up to 512 rows a statement."""
         for part in _value_chunks(rows):
-            sql = f"{head} VALUES {', '.join([marks] * len(part))} {tail}"
-            cur.execute(self._q(sql), list(itertools.chain.from_iterable(part)))
+            cur.execute(
+                _values_sql(type(self), self._q, head, marks, len(part), tail),
+                list(itertools.chain.from_iterable(part)),
+            )
 
     def _with_stored_attributes(self, cur: Any, rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
         """`rows` with each span's attributes merged (`merge_attributes`) into those already stored for it,
@@ -722,12 +813,16 @@ class BatchWriter:
 
 
 def _merged(stored: Hist | None, stored_text: str, delta: Hist) -> tuple[Hist, str]:
-    """A stored histogram plus a delta, and its text. A delta without bins (most rows' TTFT: calls that
-    did not stream) leaves the stored text as it is instead of writing it again."""
-    if stored is not None and not delta:
+    """A stored histogram plus a delta, and its text. `stored` is the writer's own (taken out of its
+    cache, or parsed from the row just read) and is changed in place: copying it first cost as much as
+    the addition. A delta without bins (most rows' TTFT: calls that did not stream) leaves the stored
+    text as it is instead of writing it again."""
+    if stored is None:
+        stored = {}
+    elif not delta:
         return stored, stored_text
-    hist = plus(stored, delta)
-    return hist, dump(hist)
+    add_into(stored, delta)
+    return stored, dump(stored)
 
 
 def _add_to_session(
