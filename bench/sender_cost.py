@@ -61,7 +61,9 @@ Back to back, main waited 40 ms for each answer of the sink and ran every step c
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
+import importlib.util
 import json
 import os
 import statistics
@@ -70,6 +72,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -244,7 +247,17 @@ def _single(args: argparse.Namespace) -> int:
     with _procs.fake_provider() as provider, _procs.http_sink() as sink:
         bench = Bench(provider, sink, trash_mb=args.trash_mb, gap_ms=args.gap_ms)
         bench.sender(args.block, 5)
-        if args.profile:
+        if args.step != "sender":
+            from litelens.callback import _Captured
+
+            # One step alone, `--batches` x `--block` records, on this thread: no transport, no gzip.
+            step = bench.callback._build if args.step == "build" else bench.callback._prepare
+            captured = (
+                [_Captured._make(item) for item in bench.items] if args.step == "build" else bench.items
+            )
+            for i in range(args.batches * args.block):
+                step(captured[i % len(captured)])
+        elif args.profile:
             import cProfile
             import pstats
             import threading
@@ -276,6 +289,104 @@ def _single(args: argparse.Namespace) -> int:
     return 0
 
 
+def _load_record(ref: str) -> ModuleType | None:
+    """`litelens.record` as it is at git `ref`, as a separate module beside the current one (its own
+    imports, `litelens.config` and `litelens.credentials`, come from this tree); None without git or
+    that ref."""
+    root = Path(__file__).resolve().parents[1]
+    try:
+        source = subprocess.run(
+            ["git", "-C", str(root), "show", f"{ref}:src/litelens/record.py"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    file = Path(tempfile.mkdtemp()) / "before_record.py"
+    file.write_text(source)
+    spec = importlib.util.spec_from_file_location("before_record", file)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["before_record"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _payloads(provider: str) -> list[tuple[Any, dict[str, Any]]]:
+    """(payload, keyword arguments) of `record.from_standard_logging`, as the callback's `_build` passes
+    them, for real LiteLLM calls to the fake provider: plain, streamed and failed chat completions."""
+    import litellm
+
+    from litelens import record
+    from litelens.callback import Callback, _Captured
+    from litelens.pending import wait_for_litellm_pool
+
+    litellm.suppress_debug_info = True
+    callback = Callback(endpoint="http://127.0.0.1:9", spool_dir="off")
+    collector = _Collector()
+    callback.transport = collector  # type: ignore[assignment]
+    litellm.callbacks = [callback]
+    common = {"model": "openai/gpt-4o-mini", "api_base": provider, "api_key": "sk-b", "num_retries": 0}
+    for i in range(12):
+        if i % 4 == 3:
+            messages = [{"role": "user", "content": "[[fake error=429]] a question"}]
+            with contextlib.suppress(Exception):
+                litellm.completion(messages=messages, **common)
+        elif i % 4 == 2:
+            for _ in litellm.completion(messages=MESSAGES, stream=True, **common):
+                pass
+        else:
+            litellm.completion(messages=MESSAGES, temperature=0.2, max_tokens=50, **common)
+    wait_for_litellm_pool(time.monotonic() + 30)
+    litellm.callbacks = []
+    out: list[tuple[Any, dict[str, Any]]] = []
+    original = record.from_standard_logging
+
+    def grab(slo: Any, **kwargs: Any) -> dict[str, Any]:
+        out.append((slo, kwargs))
+        return {}
+
+    record.from_standard_logging = grab  # type: ignore[assignment]
+    try:
+        for item in collector.items:
+            callback._build(_Captured._make(item))
+    finally:
+        record.from_standard_logging = original
+    return out
+
+
+def _build_ratio(args: argparse.Namespace) -> int:
+    """µs per record of `from_standard_logging`, this tree's and --before's, interleaved in rounds."""
+    from litelens import record
+
+    before = _load_record(args.before)
+    if before is None:
+        print(f"cannot load src/litelens/record.py at {args.before!r}", file=sys.stderr)
+        return 1
+    with _procs.fake_provider() as provider:
+        payloads = _payloads(provider)
+    for slo, kwargs in payloads:  # the same record from both, or the comparison means nothing
+        if before.from_standard_logging(slo, **kwargs) != record.from_standard_logging(slo, **kwargs):
+            print("the two versions build different records", file=sys.stderr)
+            return 1
+    builds = {"this": record.from_standard_logging, args.before: before.from_standard_logging}
+    times: dict[str, list[float]] = {label: [] for label in builds}
+    repeat = max(args.batches, 10)
+    for round_ in range(args.rounds * 2):
+        for label in list(builds)[:: 1 if round_ % 2 == 0 else -1]:
+            build = builds[label]
+            t0 = time.thread_time()
+            for _ in range(repeat):
+                for slo, kwargs in payloads:
+                    build(slo, **kwargs)
+            times[label].append((time.thread_time() - t0) / (repeat * len(payloads)))
+    this, base = (statistics.median(times[label]) * 1e6 for label in builds)
+    print(f"from_standard_logging, {len(payloads)} payloads (plain, streamed, failed), µs per record")
+    print(f"this {this:.1f}   {args.before} {base:.1f}   this/{args.before} {this / base:.2f}")
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--batches", type=int, default=300, help="batches of 10 records (scaled per size)")
@@ -285,6 +396,18 @@ def main() -> int:
     parser.add_argument("--compare", metavar="SRC", help="also run litelens from SRC, interleaved")
     parser.add_argument("--single", action="store_true", help="one process: for valgrind or --profile")
     parser.add_argument("--profile", action="store_true", help="with --single: cProfile the sender thread")
+    parser.add_argument(
+        "--step",
+        choices=["sender", "prepare", "build"],
+        default="sender",
+        help="with --single: run only the callback's prepare (or its build of the record) on this thread",
+    )
+    parser.add_argument(
+        "--build-ratio",
+        action="store_true",
+        help="time record.from_standard_logging against its version at --before, in this process",
+    )
+    parser.add_argument("--before", default="main", help="with --build-ratio: git ref of the baseline")
     parser.add_argument("--no-gc-freeze", dest="gc_freeze", action="store_false")
     parser.add_argument(
         "--gap-ms",
@@ -307,6 +430,8 @@ def main() -> int:
         return _worker(args.provider, args.sink, args.gc_freeze, args.trash_mb, args.gap_ms)
     if args.single:
         return _single(args)
+    if args.build_ratio:
+        return _build_ratio(args)
 
     labels = ["this"] + (["compare"] if args.compare else [])
     results: dict[str, list[dict[str, float]]] = {label: [] for label in labels}
