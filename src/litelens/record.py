@@ -306,7 +306,8 @@ def _usage_of(get: Callable[[str], Any], response: Any) -> dict[str, int | None]
         value = usage_get("cache_creation_input_tokens")
         cache_creation = value if type(value) is int else _int(value)
         if cache_creation is None and prompt_get is not None:
-            cache_creation = _int(prompt_get("cache_creation_tokens"))
+            value = prompt_get("cache_creation_tokens")
+            cache_creation = value if type(value) is int else _int(value)
         if completion_details:
             if type(completion_details) is dict:
                 value = completion_details.get("reasoning_tokens")
@@ -549,9 +550,10 @@ def _request_content(
         request["messages"] = messages
     else:
         request["input"] = messages
-    for key in _CONTENT_PARAMETERS:
-        if params.get(key):
-            request[key] = params[key]
+    if not _CONTENT_PARAMETER_SET.isdisjoint(params):  # most calls have none of them
+        for key in _CONTENT_PARAMETERS:
+            if params.get(key):
+                request[key] = params[key]
     return request
 
 
@@ -583,6 +585,7 @@ def _unwrapped(call_type: str, messages: Any, text_input: bool = False) -> Any:
 # a predicted output's text (`prediction={"type": "content", "content": ...}`), and the Responses API's
 # system prompt (`instructions=`, where the OTel layer puts it too).
 _CONTENT_PARAMETERS = ("tools", "functions", "prediction", "instructions")
+_CONTENT_PARAMETER_SET = frozenset(_CONTENT_PARAMETERS)
 
 
 # What LiteLLM's payload (or the request it sent) lists among a call's parameters and is not one: a
@@ -779,7 +782,7 @@ def from_payload(
     # The sender thread builds one of these per LLM call, so the common case is kept cheap: each field
     # is read once, `get`s are bound to locals, and a value of the usual type is taken as it is before
     # any helper is called (a call costs more than the rest of a field's work). `_opt_str(v)` is spelled
-    # out as `(v or None) if type(v) is str else None if v is None else _opt_str(v)`, which answers the
+    # out as `v if v is None else (v or None) if type(v) is str else _opt_str(v)`, which answers the
     # same for every value.
     get = slo.get
     raw_call_type = get("call_type")
@@ -848,42 +851,41 @@ def from_payload(
         status = "cancelled"
 
     tags = get("request_tags") or meta_get("tags") or []
-    if type(tags) is not list and not isinstance(tags, list):
+    if not isinstance(tags, list):
         tags = [tags]
+    # An empty list (the usual) costs no comprehension, which is a call.
     tags = [t if type(t) is str else str(t) for t in tags] if tags or type(tags) is not list else []
 
     link = otel_link_of(meta) if meta_get(OTEL_LINK_KEY) is not None else None
     v = get("trace_id")
-    slo_trace = (v or None) if type(v) is str else None if v is None else _opt_str(v)
+    slo_trace = v if v is None else (v or None) if type(v) is str else _opt_str(v)
     v = meta_get("trace_id")
     trace_source = (
-        ((v or None) if type(v) is str else None if v is None else _opt_str(v))
-        or litellm_trace_id
-        or slo_trace
+        (v if v is None else (v or None) if type(v) is str else _opt_str(v)) or litellm_trace_id or slo_trace
     )
     session = session_id
     if not session:
         v = meta_get("session_id")
-        session = (v or None) if type(v) is str else None if v is None else _opt_str(v)
+        session = v if v is None else (v or None) if type(v) is str else _opt_str(v)
         if not session:
             v = get("session_id")
-            session = (v or None) if type(v) is str else None if v is None else _opt_str(v)
+            session = v if v is None else (v or None) if type(v) is str else _opt_str(v)
     v = get("end_user")
-    end_user = (v or None) if type(v) is str else None if v is None else _opt_str(v)
+    end_user = v if v is None else (v or None) if type(v) is str else _opt_str(v)
     if not end_user:
         v = slo_meta_get("user_api_key_end_user_id") if slo_meta_get is not None else None
-        end_user = (v or None) if type(v) is str else None if v is None else _opt_str(v)
+        end_user = v if v is None else (v or None) if type(v) is str else _opt_str(v)
         if not end_user:
             v = params.get("user")
-            end_user = (v or None) if type(v) is str else None if v is None else _opt_str(v)
+            end_user = v if v is None else (v or None) if type(v) is str else _opt_str(v)
             if not end_user:
                 v = meta_get("end_user")
-                end_user = (v or None) if type(v) is str else None if v is None else _opt_str(v)
+                end_user = v if v is None else (v or None) if type(v) is str else _opt_str(v)
     v = meta_get("user_id")
-    user_id = (v or None) if type(v) is str else None if v is None else _opt_str(v)
+    user_id = v if v is None else (v or None) if type(v) is str else _opt_str(v)
     if not user_id:
         v = slo_meta_get("user_api_key_user_id") if slo_meta_get is not None else None
-        user_id = (v or None) if type(v) is str else None if v is None else _opt_str(v)
+        user_id = v if v is None else (v or None) if type(v) is str else _opt_str(v)
     trace_id: str | None
     span_id: str | None
     parent_span_id: str | None
@@ -893,14 +895,14 @@ def from_payload(
         trace_id = trace_id_of(trace_source) or trace_id_of(call_id)
         span_id = span_id_of(call_id) if call_id else None
         v = meta_get("parent_span_id")
-        parent_span_id = (v or None) if type(v) is str else None if v is None else _opt_str(v)
+        parent_span_id = v if v is None else (v or None) if type(v) is str else _opt_str(v)
     hidden = get("hidden_params") or {}
     response = payload_response or (partial_response if failed else None)
     if isinstance(response, dict):
         v = response.get("model")
-        response_model = (v or None) if type(v) is str else None if v is None else _opt_str(v)
+        response_model = v if v is None else (v or None) if type(v) is str else _opt_str(v)
         v = response.get("id")
-        response_id = (v or None) if type(v) is str else None if v is None else _opt_str(v)
+        response_id = v if v is None else (v or None) if type(v) is str else _opt_str(v)
     else:
         response_model = response_id = None
 
@@ -911,7 +913,7 @@ def from_payload(
     else:
         provider = _provider_of(raw_provider)
     v = get("model")
-    request_model = (v or None) if type(v) is str else None if v is None else _opt_str(v)
+    request_model = v if v is None else (v or None) if type(v) is str else _opt_str(v)
     if (
         request_model is not None
         and not on_proxy
@@ -922,16 +924,16 @@ def from_payload(
         # See `_request_model`: a model that does not start with the provider has no prefix to lose.
         request_model = without_provider(request_model, raw_provider)
     v = get("api_base")
-    api_base = (v or None) if type(v) is str else None if v is None else _opt_str(v)
+    api_base = v if v is None else (v or None) if type(v) is str else _opt_str(v)
     if not api_base or call_type == "responses":
         api_base = _api_base_of(call_type, slo, hidden)
     v = get("model_group")
-    model_group = (v or None) if type(v) is str else None if v is None else _opt_str(v)
+    model_group = v if v is None else (v or None) if type(v) is str else _opt_str(v)
     v = get("model_id")
-    deployment_id = (v or None) if type(v) is str else None if v is None else _opt_str(v)
+    deployment_id = v if v is None else (v or None) if type(v) is str else _opt_str(v)
     if not deployment_id:
         v = hidden.get("model_id")
-        deployment_id = (v or None) if type(v) is str else None if v is None else _opt_str(v)
+        deployment_id = v if v is None else (v or None) if type(v) is str else _opt_str(v)
     v = get("response_cost")
     cost = v if type(v) is float else _num(v)
     if not cost and get("response_cost_failure_debug_info"):
@@ -1030,7 +1032,8 @@ def scrub(record: Record, secrets: Iterable[str] = ()) -> Record:
     metadata, and error messages that echo a key. `secrets` are exact values to remove from those places
     too. Content (messages) is left alone: shape-based redaction of content is the pipeline's `redact`.
     """
-    secrets = tuple(s for s in secrets if isinstance(s, str) and len(s) >= 6)
+    # The callback gives none: no generator to run then (it costs more than the rest of the usual scrub).
+    secrets = tuple(s for s in secrets if isinstance(s, str) and len(s) >= 6) if secrets else ()
     if record.get("api_base"):
         record["api_base"] = scrub_url(record["api_base"])
     if record.get("metadata"):
