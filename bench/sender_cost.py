@@ -64,6 +64,7 @@ import argparse
 import contextlib
 import gc
 import importlib.util
+import inspect
 import json
 import os
 import statistics
@@ -71,6 +72,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -341,18 +343,20 @@ def _payloads(provider: str) -> list[tuple[Any, dict[str, Any]]]:
     wait_for_litellm_pool(time.monotonic() + 30)
     litellm.callbacks = []
     out: list[tuple[Any, dict[str, Any]]] = []
-    original = record.from_standard_logging
+    # `_build` passes `from_standard_logging`'s arguments by position to `record.from_payload`.
+    names = list(inspect.signature(record.from_standard_logging).parameters)[1:]
+    original = record.from_payload
 
-    def grab(slo: Any, **kwargs: Any) -> dict[str, Any]:
-        out.append((slo, kwargs))
+    def grab(slo: Any, *args: Any) -> dict[str, Any]:
+        out.append((slo, dict(zip(names, args, strict=True))))
         return {}
 
-    record.from_standard_logging = grab  # type: ignore[assignment]
+    record.from_payload = grab
     try:
         for item in collector.items:
             callback._build(_Captured._make(item))
     finally:
-        record.from_standard_logging = original
+        record.from_payload = original
     return out
 
 
@@ -366,24 +370,40 @@ def _build_ratio(args: argparse.Namespace) -> int:
         return 1
     with _procs.fake_provider() as provider:
         payloads = _payloads(provider)
+    if not payloads:
+        print("no payload captured", file=sys.stderr)
+        return 1
     for slo, kwargs in payloads:  # the same record from both, or the comparison means nothing
         if before.from_standard_logging(slo, **kwargs) != record.from_standard_logging(slo, **kwargs):
             print("the two versions build different records", file=sys.stderr)
             return 1
-    builds = {"this": record.from_standard_logging, args.before: before.from_standard_logging}
-    times: dict[str, list[float]] = {label: [] for label in builds}
-    repeat = max(args.batches, 10)
-    for round_ in range(args.rounds * 2):
-        for label in list(builds)[:: 1 if round_ % 2 == 0 else -1]:
-            build = builds[label]
-            t0 = time.thread_time()
-            for _ in range(repeat):
-                for slo, kwargs in payloads:
-                    build(slo, **kwargs)
-            times[label].append((time.thread_time() - t0) / (repeat * len(payloads)))
-    this, base = (statistics.median(times[label]) * 1e6 for label in builds)
-    print(f"from_standard_logging, {len(payloads)} payloads (plain, streamed, failed), µs per record")
-    print(f"this {this:.1f}   {args.before} {base:.1f}   this/{args.before} {this / base:.2f}")
+
+    def by_name(module: ModuleType) -> Callable[[Any, dict[str, Any]], Any]:
+        build = module.from_standard_logging
+        return lambda slo, kwargs: build(slo, **kwargs)
+
+    def as_callback(module: ModuleType) -> Callable[[Any, dict[str, Any]], Any]:
+        # The callback's `_build`: arguments by position to `from_payload` where there is one.
+        build = getattr(module, "from_payload", None)
+        return by_name(module) if build is None else lambda slo, kwargs: build(slo, *kwargs.values())
+
+    print(f"{len(payloads)} payloads (plain, streamed, failed chat completions), µs per record")
+    for title, call in (("from_standard_logging", by_name), ("as the callback calls it", as_callback)):
+        builds = {"this": call(record), args.before: call(before)}
+        times: dict[str, list[float]] = {label: [] for label in builds}
+        repeat = max(args.batches, 10)
+        for round_ in range(args.rounds * 2):
+            for label in list(builds)[:: 1 if round_ % 2 == 0 else -1]:
+                build = builds[label]
+                t0 = time.thread_time()
+                for _ in range(repeat):
+                    for slo, kwargs in payloads:
+                        build(slo, kwargs)
+                times[label].append((time.thread_time() - t0) / (repeat * len(payloads)))
+        this, base = (statistics.median(times[label]) * 1e6 for label in builds)
+        print(
+            f"{title:<26} this {this:6.1f}   {args.before} {base:6.1f}   this/{args.before} {this / base:.2f}"
+        )
     return 0
 
 
