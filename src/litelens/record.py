@@ -290,13 +290,9 @@ def _usage_of(get: Callable[[str], Any], response: Any) -> dict[str, int | None]
         # Chat completions name them *_tokens_details; the Responses API input_/output_tokens_details.
         prompt_details = usage_get("prompt_tokens_details") or usage_get("input_tokens_details")
         completion_details = usage_get("completion_tokens_details") or usage_get("output_tokens_details")
-        prompt_get = (
-            None
-            if not prompt_details
-            else prompt_details.get
-            if type(prompt_details) is dict
-            else _getter(prompt_details)
-        )
+        prompt_get = None
+        if prompt_details:
+            prompt_get = prompt_details.get if type(prompt_details) is dict else _getter(prompt_details)
         if prompt_get is not None:
             value = prompt_get("cached_tokens")
             cached = value if type(value) is int else _int(value)
@@ -616,7 +612,7 @@ def _parameters(params: Mapping[str, Any], call_type: str = "") -> dict[str, Any
         if type(k) is str:
             if k in excluded or k.startswith("extra_"):
                 continue
-        elif (  # any other key, by the comparisons a set would not make for it
+        elif (  # a key that is no str: compared name by name, as ever (a set would hash it first)
             k in _CONTENT_PARAMETERS
             or k in _NOT_PARAMETERS_OF_CALL.get(call_type, ())
             or k in ("user", "metadata")
@@ -640,15 +636,6 @@ def _parameters_sent(call_type: str, slo: Mapping[str, Any], sent: Any) -> Mappi
     if call_type in _SPARSE_PARAMETER_CALLS and isinstance(sent, Mapping) and sent.keys() - params.keys():
         return {**sent, **params}
     return params
-
-
-def _cost_of(slo: Mapping[str, Any]) -> float | None:
-    """The call's cost in USD; None when LiteLLM could not price it (a model missing from its price
-    map), for which its payload says 0.0 and gives the reason beside it: unknown is not free."""
-    cost = _num(slo.get("response_cost"))
-    if not cost and slo.get("response_cost_failure_debug_info"):
-        return None
-    return cost
 
 
 # LiteLLM's names for a provider's text-completion route (`text-completion-openai` is taken for
@@ -683,19 +670,6 @@ def without_provider(model: str, provider: Any) -> str:
     """`model` without a leading `<provider>/`, which LiteLLM adds on some routes only."""
     prefix = f"{provider}/" if isinstance(provider, str) and provider else None
     return model[len(prefix) :] if prefix and model.startswith(prefix) and len(model) > len(prefix) else model
-
-
-def _request_model(slo: Mapping[str, Any], routed: bool) -> str | None:
-    """The requested model; for a plain SDK call without the provider prefix, as LiteLLM reports it
-    after splitting the prefix off. A cache hit is reported before that split ("openai/gpt-4o-mini"
-    where the call that filled the cache said "gpt-4o-mini"): split it the same way. An SDK Router's
-    deployment is split too: its "openai/gpt-4o-mini" is the model a plain call names "gpt-4o-mini",
-    and the OTel layer's span of the same call said so (the record the server merged from both took
-    whichever came last). The proxy's calls keep the deployment's name as LiteLLM gives it."""
-    model = _opt_str(slo.get("model"))
-    if model is None or routed:
-        return model
-    return without_provider(model, slo.get("custom_llm_provider"))
 
 
 def from_standard_logging(
@@ -912,6 +886,12 @@ def from_payload(
         provider = _PROVIDER_OF_ROUTE.get(raw_provider, raw_provider)
     else:
         provider = _provider_of(raw_provider)
+    # The requested model; for a plain SDK call without the provider prefix, as LiteLLM reports it
+    # after splitting the prefix off. A cache hit is reported before that split ("openai/gpt-4o-mini"
+    # where the call that filled the cache said "gpt-4o-mini"): split it the same way. An SDK Router's
+    # deployment is split too: its "openai/gpt-4o-mini" is the model a plain call names "gpt-4o-mini",
+    # and the OTel layer's span of the same call said so (the record the server merged from both took
+    # whichever came last). The proxy's calls keep the deployment's name as LiteLLM gives it.
     v = get("model")
     request_model = v if v is None else (v or None) if type(v) is str else _opt_str(v)
     if (
@@ -919,9 +899,8 @@ def from_payload(
         and not on_proxy
         and isinstance(raw_provider, str)
         and raw_provider
-        and request_model.startswith(raw_provider)
+        and request_model.startswith(raw_provider)  # else there is no prefix to lose: no call
     ):
-        # See `_request_model`: a model that does not start with the provider has no prefix to lose.
         request_model = without_provider(request_model, raw_provider)
     v = get("api_base")
     api_base = v if v is None else (v or None) if type(v) is str else _opt_str(v)
@@ -934,10 +913,12 @@ def from_payload(
     if not deployment_id:
         v = hidden.get("model_id")
         deployment_id = v if v is None else (v or None) if type(v) is str else _opt_str(v)
+    # The call's cost in USD; None when LiteLLM could not price it (a model missing from its price map),
+    # for which its payload says 0.0 and gives the reason beside it: unknown is not free.
     v = get("response_cost")
     cost = v if type(v) is float else _num(v)
     if not cost and get("response_cost_failure_debug_info"):
-        cost = None  # see `_cost_of`
+        cost = None
     cache_hit = get("cache_hit")
 
     record: Record = {
