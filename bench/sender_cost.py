@@ -3,6 +3,8 @@
     python bench/sender_cost.py [--batches 300] [--sizes 1 10 20] [--rounds 3] [--compare SRC]
                                 [--gap-ms 50] [--trash-mb 8]
     python bench/sender_cost.py --single [--batches N] [--profile]    # in-process, e.g. under valgrind
+    python bench/sender_cost.py --single --step build|prepare [--batches N]   # one step alone
+    python bench/sender_cost.py --build-ratio [--before REF] [--batches N] [--rounds R]
 
 The records are real: each worker makes a few sync LiteLLM calls to the fake provider and keeps what
 litelens' hook queued (LiteLLM's standard_logging_object and the rest, by reference), then replays them
@@ -31,31 +33,50 @@ the two are asked in turn, round by round, so both see the same machine; the las
 of this tree's figure to SRC's.
 
 For instruction counts the machine's noise does not move, run `--single` under
-`valgrind --tool=cachegrind` with two `--batches` values and divide the difference of the totals.
+`valgrind --tool=cachegrind` with two `--batches` values and divide the difference of the totals;
+`--step build` or `--step prepare` runs only the callback's building of the record, or all of its
+`prepare`, `--batches` x `--block` times on the main thread (no transport).
 Instruction counts of the same records (2026-12-01, per record unless said; LiteLLM stubbed out):
 prepare 325k (build 158k, JSON encoding 153k, scrub 8k), gzip of a batch 227k for 1 record and 325k
 for 10 (zlib's set-up and Huffman trees are most of a small batch), the HTTP exchange 73k of user
 space, the rest of the transport's loop ~170k per batch. Smaller zlib windows or memLevels, or
 Z_FIXED, did not lower the sender's CPU (measured in the sender, cold); the plain JSON encoder made
-once instead of per record saved 6k of the 325k.
+once instead of per record saved 6k of the 325k. The build and scrub figures are stale since the
+record is built with fewer helper calls: see below.
 
-Last measured (2026-12-01, 2 shared cores; `--batches 100 --compare` main's src at 167d880, i.e.
-before TCP_QUICKACK and the JSON encoder made once), µs, this tree / main / ratio:
+Building the record with fewer helper calls (2026-12-01; cachegrind, `--single --step ...` with
+`--batches 10` and `210`, i.e. 2,000 records, against main's src at 21c7cbe, LiteLLM loaded, not
+stubbed): build 154k -> 108k instructions per record (0.70), prepare 311k -> 261k (0.84), of which
+the JSON encoding is ~148k in both and scrub 8.6k -> 6.2k; the sender thread (`--single`, `--batches
+50` and `250`, 10 records a batch, each batch's gzip and HTTP exchange shared out) 488k -> 430k per
+record. Of the 46k saved in the build, ~10k is the callback passing the builder's 18 arguments by
+position (`record.from_payload`) instead of by name; the rest is the ~40 helper calls,
+comprehensions and repeated look-ups per record that are gone (a Python call costs ~600-1,000
+instructions here, a comprehension ~1,600). What is left is spread over the ~45 fields; the largest
+items are the two ids (~6k each; a regular expression beat the other exact checks of 32 hex digits
+that were tried), usage (~12k), the response's content (~9k) and `round` (~3k a call).
+`--build-ratio` (the same 12 payloads through both versions in this process, in alternating rounds,
+after checking that they give equal records): 15.6 µs against 20.8 (0.75) by name, 15.2 against
+21.0 (0.73) as the callback calls it.
 
-    defaults (50 ms gap, 8 MB, 3 rounds)       back to back (--gap-ms 0, 2 rounds)
-    sender/batch@1      530   552  0.96        281   574  0.49
-    sender/batch@10    1166  1222  0.95        773  1159  0.67
-    sender/batch@20    1752  1851  0.95       1267  1706  0.74
-    fixed               484   491  0.99        238   532  0.45
-    per record           61    68  0.89         52    60  0.87
-    prepare/record       83    87  0.95         52    76  0.69
-    gzip/batch@10       109   104  1.05         58    96  0.60
-    http/batch          161   155  1.04         83   138  0.60
-    rest/batch@10        72   145  0.50        108   164  0.66
+Last measured (2026-12-01, 2 shared cores; `--batches 100 --compare` main's src at 21c7cbe, i.e.
+before the record was built with fewer helper calls; defaults: 50 ms gap, 8 MB, 3 rounds), µs, this
+tree / main / ratio:
 
-Spaced like callback_overhead.py's batches, the two trees are within the noise of each other (per
-record and rest moved between runs by as much: an earlier run gave per record 62 / 66, rest 89 / 142).
-Back to back, main waited 40 ms for each answer of the sink and ran every step cold after it.
+    sender/batch@1      497   533  0.93
+    sender/batch@10     950  1093  0.87
+    sender/batch@20    1431  1702  0.84
+    fixed               440   484  0.91
+    per record           50    62  0.81
+    prepare/record       61    77  0.79
+    gzip/batch@10        93    93  1.00
+    http/batch          158   156  1.01
+    rest/batch@10        93   100  0.93
+
+The steps the change did not touch (gzip, HTTP) came out equal, so the run was a fair one; the
+per-record figures fell by about what the instruction counts say. The run before this one compared
+against 167d880 (before TCP_QUICKACK): back to back (`--gap-ms 0`), that main waited 40 ms for each
+answer of the sink and ran every step cold after it (fixed 238 µs against 532).
 """
 
 from __future__ import annotations
