@@ -3,6 +3,8 @@
     python bench/sender_cost.py [--batches 300] [--sizes 1 10 20] [--rounds 3] [--compare SRC]
                                 [--gap-ms 50] [--trash-mb 8]
     python bench/sender_cost.py --single [--batches N] [--profile]    # in-process, e.g. under valgrind
+    python bench/sender_cost.py --single --step build|prepare [--batches N]   # one step alone
+    python bench/sender_cost.py --build-ratio [--before REF] [--batches N] [--rounds R]
 
 The records are real: each worker makes a few sync LiteLLM calls to the fake provider and keeps what
 litelens' hook queued (LiteLLM's standard_logging_object and the rest, by reference), then replays them
@@ -31,37 +33,59 @@ the two are asked in turn, round by round, so both see the same machine; the las
 of this tree's figure to SRC's.
 
 For instruction counts the machine's noise does not move, run `--single` under
-`valgrind --tool=cachegrind` with two `--batches` values and divide the difference of the totals.
+`valgrind --tool=cachegrind` with two `--batches` values and divide the difference of the totals;
+`--step build` or `--step prepare` runs only the callback's building of the record, or all of its
+`prepare`, `--batches` x `--block` times on the main thread (no transport).
 Instruction counts of the same records (2026-12-01, per record unless said; LiteLLM stubbed out):
 prepare 325k (build 158k, JSON encoding 153k, scrub 8k), gzip of a batch 227k for 1 record and 325k
 for 10 (zlib's set-up and Huffman trees are most of a small batch), the HTTP exchange 73k of user
 space, the rest of the transport's loop ~170k per batch. Smaller zlib windows or memLevels, or
 Z_FIXED, did not lower the sender's CPU (measured in the sender, cold); the plain JSON encoder made
-once instead of per record saved 6k of the 325k.
+once instead of per record saved 6k of the 325k. The build and scrub figures are stale since the
+record is built with fewer helper calls: see below.
 
-Last measured (2026-12-01, 2 shared cores; `--batches 100 --compare` main's src at 167d880, i.e.
-before TCP_QUICKACK and the JSON encoder made once), µs, this tree / main / ratio:
+Building the record with fewer helper calls (2026-12-01; cachegrind, `--single --step ...` with
+`--batches 10` and `210`, i.e. 2,000 records, against main's src at 21c7cbe, LiteLLM loaded, not
+stubbed): build 154k -> 108k instructions per record (0.70), prepare 311k -> 261k (0.84), of which
+the JSON encoding is ~148k in both and scrub 8.6k -> 6.2k; the sender thread (`--single`, `--batches
+50` and `250`, 10 records a batch, each batch's gzip and HTTP exchange shared out) 488k -> 430k per
+record. Of the 46k saved in the build, ~10k is the callback passing the builder's 18 arguments by
+position (`record.from_payload`) instead of by name; the rest is the ~40 helper calls,
+comprehensions and repeated look-ups per record that are gone (a Python call costs ~600-1,000
+instructions here, a comprehension ~1,600). What is left is spread over the ~45 fields; the largest
+items are the two ids (~6k each; a regular expression beat the other exact checks of 32 hex digits
+that were tried), usage (~12k), the response's content (~9k) and `round` (~3k a call).
+`--build-ratio` (the same 12 payloads through both versions in this process, in alternating rounds,
+after checking that they give equal records): 15.6 µs against 20.8 (0.75) by name, 15.2 against
+21.0 (0.73) as the callback calls it.
 
-    defaults (50 ms gap, 8 MB, 3 rounds)       back to back (--gap-ms 0, 2 rounds)
-    sender/batch@1      530   552  0.96        281   574  0.49
-    sender/batch@10    1166  1222  0.95        773  1159  0.67
-    sender/batch@20    1752  1851  0.95       1267  1706  0.74
-    fixed               484   491  0.99        238   532  0.45
-    per record           61    68  0.89         52    60  0.87
-    prepare/record       83    87  0.95         52    76  0.69
-    gzip/batch@10       109   104  1.05         58    96  0.60
-    http/batch          161   155  1.04         83   138  0.60
-    rest/batch@10        72   145  0.50        108   164  0.66
+Last measured (2026-12-01, 2 shared cores; `--batches 100 --compare` main's src at 21c7cbe, i.e.
+before the record was built with fewer helper calls; defaults: 50 ms gap, 8 MB, 3 rounds), µs, this
+tree / main / ratio:
 
-Spaced like callback_overhead.py's batches, the two trees are within the noise of each other (per
-record and rest moved between runs by as much: an earlier run gave per record 62 / 66, rest 89 / 142).
-Back to back, main waited 40 ms for each answer of the sink and ran every step cold after it.
+    sender/batch@1      497   533  0.93
+    sender/batch@10     950  1093  0.87
+    sender/batch@20    1431  1702  0.84
+    fixed               440   484  0.91
+    per record           50    62  0.81
+    prepare/record       61    77  0.79
+    gzip/batch@10        93    93  1.00
+    http/batch          158   156  1.01
+    rest/batch@10        93   100  0.93
+
+The steps the change did not touch (gzip, HTTP) came out equal, so the run was a fair one; the
+per-record figures fell by about what the instruction counts say. The run before this one compared
+against 167d880 (before TCP_QUICKACK): back to back (`--gap-ms 0`), that main waited 40 ms for each
+answer of the sink and ran every step cold after it (fixed 238 µs against 532).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
+import importlib.util
+import inspect
 import json
 import os
 import statistics
@@ -69,7 +93,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -244,7 +270,17 @@ def _single(args: argparse.Namespace) -> int:
     with _procs.fake_provider() as provider, _procs.http_sink() as sink:
         bench = Bench(provider, sink, trash_mb=args.trash_mb, gap_ms=args.gap_ms)
         bench.sender(args.block, 5)
-        if args.profile:
+        if args.step != "sender":
+            from litelens.callback import _Captured
+
+            # One step alone, `--batches` x `--block` records, on this thread: no transport, no gzip.
+            step = bench.callback._build if args.step == "build" else bench.callback._prepare
+            captured = (
+                [_Captured._make(item) for item in bench.items] if args.step == "build" else bench.items
+            )
+            for i in range(args.batches * args.block):
+                step(captured[i % len(captured)])
+        elif args.profile:
             import cProfile
             import pstats
             import threading
@@ -276,6 +312,122 @@ def _single(args: argparse.Namespace) -> int:
     return 0
 
 
+def _load_record(ref: str) -> ModuleType | None:
+    """`litelens.record` as it is at git `ref`, as a separate module beside the current one (its own
+    imports, `litelens.config` and `litelens.credentials`, come from this tree); None without git or
+    that ref."""
+    root = Path(__file__).resolve().parents[1]
+    try:
+        source = subprocess.run(
+            ["git", "-C", str(root), "show", f"{ref}:src/litelens/record.py"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    file = Path(tempfile.mkdtemp()) / "before_record.py"
+    file.write_text(source)
+    spec = importlib.util.spec_from_file_location("before_record", file)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["before_record"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _payloads(provider: str) -> list[tuple[Any, dict[str, Any]]]:
+    """(payload, keyword arguments) of `record.from_standard_logging`, as the callback's `_build` passes
+    them, for real LiteLLM calls to the fake provider: plain, streamed and failed chat completions."""
+    import litellm
+
+    from litelens import record
+    from litelens.callback import Callback, _Captured
+    from litelens.pending import wait_for_litellm_pool
+
+    litellm.suppress_debug_info = True
+    callback = Callback(endpoint="http://127.0.0.1:9", spool_dir="off")
+    collector = _Collector()
+    callback.transport = collector  # type: ignore[assignment]
+    litellm.callbacks = [callback]
+    common = {"model": "openai/gpt-4o-mini", "api_base": provider, "api_key": "sk-b", "num_retries": 0}
+    for i in range(12):
+        if i % 4 == 3:
+            messages = [{"role": "user", "content": "[[fake error=429]] a question"}]
+            with contextlib.suppress(Exception):
+                litellm.completion(messages=messages, **common)
+        elif i % 4 == 2:
+            for _ in litellm.completion(messages=MESSAGES, stream=True, **common):
+                pass
+        else:
+            litellm.completion(messages=MESSAGES, temperature=0.2, max_tokens=50, **common)
+    wait_for_litellm_pool(time.monotonic() + 30)
+    litellm.callbacks = []
+    out: list[tuple[Any, dict[str, Any]]] = []
+    # `_build` passes `from_standard_logging`'s arguments by position to `record.from_payload`.
+    names = list(inspect.signature(record.from_standard_logging).parameters)[1:]
+    original = record.from_payload
+
+    def grab(slo: Any, *args: Any) -> dict[str, Any]:
+        out.append((slo, dict(zip(names, args, strict=True))))
+        return {}
+
+    record.from_payload = grab
+    try:
+        for item in collector.items:
+            callback._build(_Captured._make(item))
+    finally:
+        record.from_payload = original
+    return out
+
+
+def _build_ratio(args: argparse.Namespace) -> int:
+    """µs per record of `from_standard_logging`, this tree's and --before's, interleaved in rounds."""
+    from litelens import record
+
+    before = _load_record(args.before)
+    if before is None:
+        print(f"cannot load src/litelens/record.py at {args.before!r}", file=sys.stderr)
+        return 1
+    with _procs.fake_provider() as provider:
+        payloads = _payloads(provider)
+    if not payloads:
+        print("no payload captured", file=sys.stderr)
+        return 1
+    for slo, kwargs in payloads:  # the same record from both, or the comparison means nothing
+        if before.from_standard_logging(slo, **kwargs) != record.from_standard_logging(slo, **kwargs):
+            print("the two versions build different records", file=sys.stderr)
+            return 1
+
+    def by_name(module: ModuleType) -> Callable[[Any, dict[str, Any]], Any]:
+        build = module.from_standard_logging
+        return lambda slo, kwargs: build(slo, **kwargs)
+
+    def as_callback(module: ModuleType) -> Callable[[Any, dict[str, Any]], Any]:
+        # The callback's `_build`: arguments by position to `from_payload` where there is one.
+        build = getattr(module, "from_payload", None)
+        return by_name(module) if build is None else lambda slo, kwargs: build(slo, *kwargs.values())
+
+    print(f"{len(payloads)} payloads (plain, streamed, failed chat completions), µs per record")
+    for title, call in (("from_standard_logging", by_name), ("as the callback calls it", as_callback)):
+        builds = {"this": call(record), args.before: call(before)}
+        times: dict[str, list[float]] = {label: [] for label in builds}
+        repeat = max(args.batches, 10)
+        for round_ in range(args.rounds * 2):
+            for label in list(builds)[:: 1 if round_ % 2 == 0 else -1]:
+                build = builds[label]
+                t0 = time.thread_time()
+                for _ in range(repeat):
+                    for slo, kwargs in payloads:
+                        build(slo, kwargs)
+                times[label].append((time.thread_time() - t0) / (repeat * len(payloads)))
+        this, base = (statistics.median(times[label]) * 1e6 for label in builds)
+        print(
+            f"{title:<26} this {this:6.1f}   {args.before} {base:6.1f}   this/{args.before} {this / base:.2f}"
+        )
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--batches", type=int, default=300, help="batches of 10 records (scaled per size)")
@@ -285,6 +437,18 @@ def main() -> int:
     parser.add_argument("--compare", metavar="SRC", help="also run litelens from SRC, interleaved")
     parser.add_argument("--single", action="store_true", help="one process: for valgrind or --profile")
     parser.add_argument("--profile", action="store_true", help="with --single: cProfile the sender thread")
+    parser.add_argument(
+        "--step",
+        choices=["sender", "prepare", "build"],
+        default="sender",
+        help="with --single: run only the callback's prepare (or its build of the record) on this thread",
+    )
+    parser.add_argument(
+        "--build-ratio",
+        action="store_true",
+        help="time record.from_standard_logging against its version at --before, in this process",
+    )
+    parser.add_argument("--before", default="main", help="with --build-ratio: git ref of the baseline")
     parser.add_argument("--no-gc-freeze", dest="gc_freeze", action="store_false")
     parser.add_argument(
         "--gap-ms",
@@ -307,6 +471,8 @@ def main() -> int:
         return _worker(args.provider, args.sink, args.gc_freeze, args.trash_mb, args.gap_ms)
     if args.single:
         return _single(args)
+    if args.build_ratio:
+        return _build_ratio(args)
 
     labels = ["this"] + (["compare"] if args.compare else [])
     results: dict[str, list[dict[str, float]]] = {label: [] for label in labels}

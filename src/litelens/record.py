@@ -76,6 +76,9 @@ def call_type_of(litellm_call_type: str | None) -> tuple[str, bool]:
     return raw, raw.startswith("a") and raw[1:] in _CALL_TYPES
 
 
+# `call_type_of` of each known name, looked up once per record instead of worked out.
+_CALL_TYPE_OF = {name: call_type_of(name) for name in _CALL_TYPES}
+
 _HEX32 = re.compile(r"^[0-9a-f]{32}$")
 _HEX16 = re.compile(r"^[0-9a-f]{16}$")
 
@@ -178,6 +181,7 @@ _ROUTER_METADATA = frozenset(
         "deployment_model_name",
     }
 )
+_INTERNAL_AND_ROUTER_METADATA = _INTERNAL_METADATA | _ROUTER_METADATA
 _INTERNAL_PREFIXES = ("user_api_key", "litellm_", "team_", "organization_", "litelens_", "_")
 
 # Metadata key under which `litelens.otel` hands its LLM span's ids to the core callback, so the call
@@ -245,40 +249,71 @@ def user_metadata_of(metadata: Mapping[str, Any] | None) -> dict[str, Any]:
         return {}
     # A Router stamps its retry and fallback bookkeeping on each attempt's metadata, next to the
     # `model_group` it routed to; those names are common words, so they are dropped only then.
-    internal = _INTERNAL_METADATA | _ROUTER_METADATA if "model_group" in metadata else _INTERNAL_METADATA
-    return {
-        k: v
-        for k, v in metadata.items()
-        if isinstance(k, str) and k not in internal and not k.startswith(_INTERNAL_PREFIXES)
-    }
+    internal = _INTERNAL_AND_ROUTER_METADATA if "model_group" in metadata else _INTERNAL_METADATA
+    picked = {}  # a loop, not a comprehension: on the callback's hot path, and a comprehension is a call
+    for k, v in metadata.items():
+        if isinstance(k, str) and k not in internal and not k.startswith(_INTERNAL_PREFIXES):
+            picked[k] = v
+    return picked
 
 
 def usage_of(slo: Mapping[str, Any]) -> dict[str, int | None]:
     """Token usage, with the cached, cache-creation and reasoning details LiteLLM keeps in the response."""
-    response = slo.get("response")
-    usage = _get(response, "usage") if isinstance(response, dict) else None
+    return _usage_of(slo.get, slo.get("response"))
+
+
+def _getter(obj: Any) -> Callable[[str], Any]:
+    """`_get` bound to one object: its dict's own `get`, or attribute reads (a pydantic `Usage`)."""
+    if isinstance(obj, dict):
+        return obj.get
+    return lambda key: getattr(obj, key, None)
+
+
+def _usage_of(get: Callable[[str], Any], response: Any) -> dict[str, int | None]:
+    """`usage_of` for the payload whose `get` and `"response"` the caller has already read.
+
+    Counts are ints in LiteLLM's payloads, so an int (not a bool) is taken as it is and only anything
+    else goes through `_int`, which would answer the same for an int."""
+    usage = response.get("usage") if isinstance(response, dict) else None
     if usage is None:
-        hidden = slo.get("hidden_params") or {}
-        usage = hidden.get("usage_object") or (slo.get("metadata") or {}).get("usage_object")
-    input_tokens = _int(slo.get("prompt_tokens")) or 0
-    output_tokens = _int(slo.get("completion_tokens")) or 0
-    total = _int(slo.get("total_tokens")) or (input_tokens + output_tokens)
+        hidden = get("hidden_params") or {}
+        usage = hidden.get("usage_object") or (get("metadata") or {}).get("usage_object")
+    value = get("prompt_tokens")
+    input_tokens = (value if type(value) is int else _int(value)) or 0
+    value = get("completion_tokens")
+    output_tokens = (value if type(value) is int else _int(value)) or 0
+    value = get("total_tokens")
+    total = (value if type(value) is int else _int(value)) or (input_tokens + output_tokens)
     cached = cache_creation = reasoning = None
     if usage:
+        usage_get = usage.get if type(usage) is dict else _getter(usage)
         # Chat completions name them *_tokens_details; the Responses API input_/output_tokens_details.
-        prompt_details = _get(usage, "prompt_tokens_details") or _get(usage, "input_tokens_details")
-        completion_details = _get(usage, "completion_tokens_details") or _get(usage, "output_tokens_details")
-        cached = _int(_get(prompt_details, "cached_tokens")) if prompt_details else None
+        prompt_details = usage_get("prompt_tokens_details") or usage_get("input_tokens_details")
+        completion_details = usage_get("completion_tokens_details") or usage_get("output_tokens_details")
+        prompt_get = None
+        if prompt_details:
+            prompt_get = prompt_details.get if type(prompt_details) is dict else _getter(prompt_details)
+        if prompt_get is not None:
+            value = prompt_get("cached_tokens")
+            cached = value if type(value) is int else _int(value)
         if cached is None:
-            cached = _int(_get(usage, "cache_read_input_tokens"))
-        cache_creation = _int(_get(usage, "cache_creation_input_tokens"))
-        if cache_creation is None and prompt_details:
-            cache_creation = _int(_get(prompt_details, "cache_creation_tokens"))
-        reasoning = _int(_get(completion_details, "reasoning_tokens")) if completion_details else None
+            value = usage_get("cache_read_input_tokens")
+            cached = value if type(value) is int else _int(value)
+        value = usage_get("cache_creation_input_tokens")
+        cache_creation = value if type(value) is int else _int(value)
+        if cache_creation is None and prompt_get is not None:
+            value = prompt_get("cache_creation_tokens")
+            cache_creation = value if type(value) is int else _int(value)
+        if completion_details:
+            if type(completion_details) is dict:
+                value = completion_details.get("reasoning_tokens")
+            else:
+                value = _getter(completion_details)("reasoning_tokens")
+            reasoning = value if type(value) is int else _int(value)
         if not input_tokens and not output_tokens:
-            input_tokens = _int(_get(usage, "prompt_tokens") or _get(usage, "input_tokens")) or 0
-            output_tokens = _int(_get(usage, "completion_tokens") or _get(usage, "output_tokens")) or 0
-            total = _int(_get(usage, "total_tokens")) or input_tokens + output_tokens
+            input_tokens = _int(usage_get("prompt_tokens") or usage_get("input_tokens")) or 0
+            output_tokens = _int(usage_get("completion_tokens") or usage_get("output_tokens")) or 0
+            total = _int(usage_get("total_tokens")) or input_tokens + output_tokens
     return {
         "input_tokens": input_tokens,
         "output_tokens": output_tokens,
@@ -294,8 +329,9 @@ def _response_content(call_type: str, response: Any) -> dict[str, Any] | None:
     if not isinstance(response, dict) or not response:
         return None
     out: dict[str, Any] = {}
-    if response.get("id"):
-        out["id"] = response.get("id")
+    response_id = response.get("id")
+    if response_id:
+        out["id"] = response_id
     choices = response.get("choices")
     if isinstance(choices, list):
         kept = []
@@ -312,9 +348,11 @@ def _response_content(call_type: str, response: Any) -> dict[str, Any] | None:
                 # where the same call, not streamed, has it.
                 item["text"] = message.get("content")
             elif isinstance(message, dict):
-                item["message"] = {
-                    k: v for k, v in message.items() if v is not None and k != "provider_specific_fields"
-                }
+                kept_message = {}  # a loop, not a comprehension (a call): every chat record comes here
+                for k, v in message.items():
+                    if v is not None and k != "provider_specific_fields":
+                        kept_message[k] = v
+                item["message"] = kept_message
             elif "text" in choice:
                 item["text"] = choice.get("text")
             kept.append(item)
@@ -474,9 +512,9 @@ def _finish_reasons(response: Any) -> list[str]:
     reasons: list[str] = []
     if isinstance(response, dict):
         for choice in response.get("choices") or []:
-            reason = _get(choice, "finish_reason")
+            reason = choice.get("finish_reason") if type(choice) is dict else _get(choice, "finish_reason")
             if reason:
-                reasons.append(str(reason))
+                reasons.append(reason if type(reason) is str else str(reason))
         if not reasons and response.get("status") in ("completed", "incomplete"):
             reasons.append(str(response.get("status")))
     return reasons
@@ -508,9 +546,10 @@ def _request_content(
         request["messages"] = messages
     else:
         request["input"] = messages
-    for key in _CONTENT_PARAMETERS:
-        if params.get(key):
-            request[key] = params[key]
+    if not _CONTENT_PARAMETER_SET.isdisjoint(params):  # most calls have none of them
+        for key in _CONTENT_PARAMETERS:
+            if params.get(key):
+                request[key] = params[key]
     return request
 
 
@@ -542,6 +581,7 @@ def _unwrapped(call_type: str, messages: Any, text_input: bool = False) -> Any:
 # a predicted output's text (`prediction={"type": "content", "content": ...}`), and the Responses API's
 # system prompt (`instructions=`, where the OTel layer puts it too).
 _CONTENT_PARAMETERS = ("tools", "functions", "prediction", "instructions")
+_CONTENT_PARAMETER_SET = frozenset(_CONTENT_PARAMETERS)
 
 
 # What LiteLLM's payload (or the request it sent) lists among a call's parameters and is not one: a
@@ -554,19 +594,33 @@ _NOT_PARAMETERS_OF_CALL = {
 }
 
 
+# The names above, with `user` and `metadata`, in one set per call type: one look-up for a parameter.
+_NOT_PARAMETERS = frozenset((*_CONTENT_PARAMETERS, "user", "metadata"))
+_NOT_PARAMETERS_BY_CALL = {
+    call: _NOT_PARAMETERS.union(names) for call, names in _NOT_PARAMETERS_OF_CALL.items()
+}
+
+
 def _parameters(params: Mapping[str, Any], call_type: str = "") -> dict[str, Any]:
     # Content goes under request (above); `user` is the end user, kept on its own. `extra_headers`,
     # `extra_body` and `extra_query` are transport, not parameters (the headers may hold credentials).
-    content = _NOT_PARAMETERS_OF_CALL.get(call_type, ())
-    return {
-        k: v
-        for k, v in params.items()
-        if k not in _CONTENT_PARAMETERS
-        and k not in content
-        and k not in ("user", "metadata")
-        and not (isinstance(k, str) and k.startswith("extra_"))
-        and v is not None
-    }
+    excluded = _NOT_PARAMETERS_BY_CALL.get(call_type, _NOT_PARAMETERS)
+    out = {}
+    for k, v in params.items():
+        if v is None:
+            continue
+        if type(k) is str:
+            if k in excluded or k.startswith("extra_"):
+                continue
+        elif (  # a key that is no str: compared name by name, as ever (a set would hash it first)
+            k in _CONTENT_PARAMETERS
+            or k in _NOT_PARAMETERS_OF_CALL.get(call_type, ())
+            or k in ("user", "metadata")
+            or (isinstance(k, str) and k.startswith("extra_"))
+        ):
+            continue
+        out[k] = v
+    return out
 
 
 # Calls whose parameters LiteLLM's payload gives only in part: an image's size and quality (which set
@@ -582,15 +636,6 @@ def _parameters_sent(call_type: str, slo: Mapping[str, Any], sent: Any) -> Mappi
     if call_type in _SPARSE_PARAMETER_CALLS and isinstance(sent, Mapping) and sent.keys() - params.keys():
         return {**sent, **params}
     return params
-
-
-def _cost_of(slo: Mapping[str, Any]) -> float | None:
-    """The call's cost in USD; None when LiteLLM could not price it (a model missing from its price
-    map), for which its payload says 0.0 and gives the reason beside it: unknown is not free."""
-    cost = _num(slo.get("response_cost"))
-    if not cost and slo.get("response_cost_failure_debug_info"):
-        return None
-    return cost
 
 
 # LiteLLM's names for a provider's text-completion route (`text-completion-openai` is taken for
@@ -627,19 +672,6 @@ def without_provider(model: str, provider: Any) -> str:
     return model[len(prefix) :] if prefix and model.startswith(prefix) and len(model) > len(prefix) else model
 
 
-def _request_model(slo: Mapping[str, Any], routed: bool) -> str | None:
-    """The requested model; for a plain SDK call without the provider prefix, as LiteLLM reports it
-    after splitting the prefix off. A cache hit is reported before that split ("openai/gpt-4o-mini"
-    where the call that filled the cache said "gpt-4o-mini"): split it the same way. An SDK Router's
-    deployment is split too: its "openai/gpt-4o-mini" is the model a plain call names "gpt-4o-mini",
-    and the OTel layer's span of the same call said so (the record the server merged from both took
-    whichever came last). The proxy's calls keep the deployment's name as LiteLLM gives it."""
-    model = _opt_str(slo.get("model"))
-    if model is None or routed:
-        return model
-    return without_provider(model, slo.get("custom_llm_provider"))
-
-
 def from_standard_logging(
     slo: Mapping[str, Any],
     *,
@@ -674,46 +706,112 @@ def from_standard_logging(
     are not removed here; `scrub()` does that. `first_attempt_id` names, on a Router's retry or fallback, the call
     id of its request's first attempt.
     """
-    call_type, is_async = call_type_of(slo.get("call_type"))
-    call_id = call_id or _opt_str(slo.get("litellm_call_id")) or _opt_str(slo.get("id")) or ""
-    meta = user_metadata or {}
-    slo_meta = slo.get("metadata") or {}
-    requester = slo_meta.get("requester_metadata") if isinstance(slo_meta, dict) else None
-    on_proxy = (
-        bool(slo_meta.get("user_api_key_hash") or slo_meta.get("user_api_key_alias"))
-        if isinstance(slo_meta, dict)
-        else False
+    return from_payload(
+        slo,
+        call_id,
+        user_metadata,
+        session_id,
+        litellm_trace_id,
+        instructions,
+        sent_parameters,
+        text_input,
+        error_status,
+        retries,
+        exception_type,
+        chunk_count,
+        partial_response,
+        audio_file,
+        capture_content,
+        service,
+        environment,
+        first_attempt_id,
     )
+
+
+def from_payload(
+    slo: Mapping[str, Any],
+    call_id: str | None,
+    user_metadata: Mapping[str, Any] | None,
+    session_id: str | None,
+    litellm_trace_id: str | None,
+    instructions: Any,
+    sent_parameters: Any,
+    text_input: bool,
+    error_status: int | None,
+    retries: int | None,
+    exception_type: str | None,
+    chunk_count: int | None,
+    partial_response: Mapping[str, Any] | None,
+    audio_file: Mapping[str, Any] | None,
+    capture_content: bool,
+    service: str | None,
+    environment: str | None,
+    first_attempt_id: str | None,
+    /,
+) -> Record:
+    """`from_standard_logging`, its arguments given by position in the same order.
+
+    For the callback's sender thread, which builds a record per LLM call: binding eighteen arguments by
+    name costs CPython about a tenth of building the record, by position next to nothing."""
+    # The sender thread builds one of these per LLM call, so the common case is kept cheap: each field
+    # is read once, `get`s are bound to locals, and a value of the usual type is taken as it is before
+    # any helper is called (a call costs more than the rest of a field's work). `_opt_str(v)` is spelled
+    # out as `v if v is None else (v or None) if type(v) is str else _opt_str(v)`, which answers the
+    # same for every value.
+    get = slo.get
+    raw_call_type = get("call_type")
+    known = _CALL_TYPE_OF.get(raw_call_type) if type(raw_call_type) is str else None
+    call_type, is_async = known or call_type_of(raw_call_type)
+    if not call_id:
+        call_id = _opt_str(get("litellm_call_id")) or _opt_str(get("id")) or ""
+    meta = user_metadata or {}
+    meta_get = meta.get
+    slo_meta = get("metadata") or {}
+    if isinstance(slo_meta, dict):
+        slo_meta_get = slo_meta.get
+        requester = slo_meta_get("requester_metadata")
+        on_proxy = bool(slo_meta_get("user_api_key_hash") or slo_meta_get("user_api_key_alias"))
+        spend_meta = slo_meta_get("spend_logs_metadata")
+    else:
+        slo_meta_get = None
+        requester = spend_meta = None
+        on_proxy = False
 
     # The caller's metadata: the SDK's metadata= (minus LiteLLM internals) or, on the proxy, the request's
     # alone: the proxy fills the call's own metadata with its bookkeeping (agent ids, caller tags, queue
     # time, its OAuth flag), under names no list of internals can keep up with.
-    picked = {} if on_proxy else user_metadata_of(meta)
+    picked = {} if on_proxy or not meta else user_metadata_of(meta)
     if isinstance(requester, dict):
         picked.update(user_metadata_of(requester))
         for key in ("trace_id", "session_id", "user_id", "tags", "parent_span_id"):
             if key in requester and key not in meta:
                 meta = {**meta, key: requester[key]}
-    spend_meta = slo_meta.get("spend_logs_metadata") if isinstance(slo_meta, dict) else None
+        meta_get = meta.get
     if isinstance(spend_meta, dict):
         picked.update(spend_meta)
 
-    start = _num(slo.get("startTime")) or 0.0
-    end = _num(slo.get("endTime")) or start
-    first = _num(slo.get("completionStartTime"))
-    params = _parameters_sent(call_type, slo, sent_parameters)
+    v = get("startTime")
+    start = (v if type(v) is float else _num(v)) or 0.0
+    v = get("endTime")
+    end = (v if type(v) is float else _num(v)) or start
+    v = get("completionStartTime")
+    first = v if type(v) is float else _num(v)
+    params = get("model_parameters")
+    if type(params) is not dict or call_type in _SPARSE_PARAMETER_CALLS:
+        params = _parameters_sent(call_type, slo, sent_parameters)
     # LiteLLM leaves `stream` empty in the payload of a stream that failed (at its start or mid-way);
     # the request's own parameters still say it was one.
-    stream = bool(slo.get("stream")) or params.get("stream") is True
+    stream = bool(get("stream")) or params.get("stream") is True
     duration_ms = max(0.0, (end - start) * 1000.0)
-    failed = slo.get("status") == "failure"
+    failed = get("status") == "failure"
     # A stream that failed before any chunk has the failure's time as completionStartTime; one that broke
     # mid-way has its first chunk's.
     if failed and not chunk_count:
         first = None
     ttft_ms = max(0.0, (first - start) * 1000.0) if stream and first else None
 
-    usage = usage_of(slo)
+    payload_response = get("response")
+    usage = _usage_of(get, payload_response)
     output_tokens = usage["output_tokens"] or 0
     generation_s = (end - first) if stream and first else (end - start)
     tokens_per_s = round(output_tokens / generation_s, 3) if output_tokens and generation_s > 0 else None
@@ -722,52 +820,131 @@ def from_standard_logging(
     if failed and exception_type in ("CancelledError", "GeneratorExit", "KeyboardInterrupt"):
         status = "cancelled"
     # The proxy reports a stream its client hung up on as a success, flagged in the call's metadata.
-    disconnected = meta.get("client_disconnected") is True
+    disconnected = meta_get("client_disconnected") is True
     if disconnected:
         status = "cancelled"
 
-    tags = slo.get("request_tags") or meta.get("tags") or []
+    tags = get("request_tags") or meta_get("tags") or []
     if not isinstance(tags, list):
         tags = [tags]
+    # An empty list (the usual) costs no comprehension, which is a call.
+    tags = [t if type(t) is str else str(t) for t in tags] if tags or type(tags) is not list else []
 
-    link = otel_link_of(meta)
-    explicit_trace = meta.get("trace_id")
-    trace_source = _opt_str(explicit_trace) or litellm_trace_id or _opt_str(slo.get("trace_id"))
-    session = session_id or _opt_str(meta.get("session_id")) or _opt_str(slo.get("session_id"))
-    end_user = (
-        _opt_str(slo.get("end_user"))
-        or _opt_str(slo_meta.get("user_api_key_end_user_id") if isinstance(slo_meta, dict) else None)
-        or _opt_str(params.get("user"))
-        or _opt_str(meta.get("end_user"))
+    link = otel_link_of(meta) if meta_get(OTEL_LINK_KEY) is not None else None
+    v = get("trace_id")
+    slo_trace = v if v is None else (v or None) if type(v) is str else _opt_str(v)
+    v = meta_get("trace_id")
+    trace_source = (
+        (v if v is None else (v or None) if type(v) is str else _opt_str(v)) or litellm_trace_id or slo_trace
     )
-    hidden = slo.get("hidden_params") or {}
-    response = slo.get("response") or (partial_response if failed else None)
+    session = session_id
+    if not session:
+        v = meta_get("session_id")
+        session = v if v is None else (v or None) if type(v) is str else _opt_str(v)
+        if not session:
+            v = get("session_id")
+            session = v if v is None else (v or None) if type(v) is str else _opt_str(v)
+    v = get("end_user")
+    end_user = v if v is None else (v or None) if type(v) is str else _opt_str(v)
+    if not end_user:
+        v = slo_meta_get("user_api_key_end_user_id") if slo_meta_get is not None else None
+        end_user = v if v is None else (v or None) if type(v) is str else _opt_str(v)
+        if not end_user:
+            v = params.get("user")
+            end_user = v if v is None else (v or None) if type(v) is str else _opt_str(v)
+            if not end_user:
+                v = meta_get("end_user")
+                end_user = v if v is None else (v or None) if type(v) is str else _opt_str(v)
+    v = meta_get("user_id")
+    user_id = v if v is None else (v or None) if type(v) is str else _opt_str(v)
+    if not user_id:
+        v = slo_meta_get("user_api_key_user_id") if slo_meta_get is not None else None
+        user_id = v if v is None else (v or None) if type(v) is str else _opt_str(v)
+    trace_id: str | None
+    span_id: str | None
+    parent_span_id: str | None
+    if link:
+        trace_id, span_id, parent_span_id = link
+    else:
+        trace_id = trace_id_of(trace_source) or trace_id_of(call_id)
+        span_id = span_id_of(call_id) if call_id else None
+        v = meta_get("parent_span_id")
+        parent_span_id = v if v is None else (v or None) if type(v) is str else _opt_str(v)
+    hidden = get("hidden_params") or {}
+    response = payload_response or (partial_response if failed else None)
+    if isinstance(response, dict):
+        v = response.get("model")
+        response_model = v if v is None else (v or None) if type(v) is str else _opt_str(v)
+        v = response.get("id")
+        response_id = v if v is None else (v or None) if type(v) is str else _opt_str(v)
+    else:
+        response_model = response_id = None
+
+    raw_provider = get("custom_llm_provider")
+    provider: str | None
+    if type(raw_provider) is str and raw_provider:
+        provider = _PROVIDER_OF_ROUTE.get(raw_provider, raw_provider)
+    else:
+        provider = _provider_of(raw_provider)
+    # The requested model; for a plain SDK call without the provider prefix, as LiteLLM reports it
+    # after splitting the prefix off. A cache hit is reported before that split ("openai/gpt-4o-mini"
+    # where the call that filled the cache said "gpt-4o-mini"): split it the same way. An SDK Router's
+    # deployment is split too: its "openai/gpt-4o-mini" is the model a plain call names "gpt-4o-mini",
+    # and the OTel layer's span of the same call said so (the record the server merged from both took
+    # whichever came last). The proxy's calls keep the deployment's name as LiteLLM gives it.
+    v = get("model")
+    request_model = v if v is None else (v or None) if type(v) is str else _opt_str(v)
+    if (
+        request_model is not None
+        and not on_proxy
+        and isinstance(raw_provider, str)
+        and raw_provider
+        and request_model.startswith(raw_provider)  # else there is no prefix to lose: no call
+    ):
+        request_model = without_provider(request_model, raw_provider)
+    v = get("api_base")
+    api_base = v if v is None else (v or None) if type(v) is str else _opt_str(v)
+    if not api_base or call_type == "responses":
+        api_base = _api_base_of(call_type, slo, hidden)
+    v = get("model_group")
+    model_group = v if v is None else (v or None) if type(v) is str else _opt_str(v)
+    v = get("model_id")
+    deployment_id = v if v is None else (v or None) if type(v) is str else _opt_str(v)
+    if not deployment_id:
+        v = hidden.get("model_id")
+        deployment_id = v if v is None else (v or None) if type(v) is str else _opt_str(v)
+    # The call's cost in USD; None when LiteLLM could not price it (a model missing from its price map),
+    # for which its payload says 0.0 and gives the reason beside it: unknown is not free.
+    v = get("response_cost")
+    cost = v if type(v) is float else _num(v)
+    if not cost and get("response_cost_failure_debug_info"):
+        cost = None
+    cache_hit = get("cache_hit")
 
     record: Record = {
         "schema": SCHEMA,
         "call_id": call_id,
-        "trace_id": link[0] if link else trace_id_of(trace_source) or trace_id_of(call_id),
-        "span_id": link[1] if link else span_id_of(call_id) if call_id else None,
-        "parent_span_id": link[2] if link else _opt_str(meta.get("parent_span_id")),
-        "litellm_trace_id": _opt_str(slo.get("trace_id")),
+        "trace_id": trace_id,
+        "span_id": span_id,
+        "parent_span_id": parent_span_id,
+        "litellm_trace_id": slo_trace,
         "session_id": session,
         "end_user": end_user,
-        "user_id": _opt_str(meta.get("user_id"))
-        or (_opt_str(slo_meta.get("user_api_key_user_id")) if isinstance(slo_meta, dict) else None),
-        "tags": [str(t) for t in tags],
+        "user_id": user_id,
+        "tags": tags,
         "metadata": picked,
         "service": service,
         "environment": environment,
         "call_type": call_type,
-        "litellm_call_type": slo.get("call_type"),
+        "litellm_call_type": raw_call_type,
         "is_async": is_async,
         "stream": stream,
-        "request_model": _request_model(slo, routed=on_proxy),
-        "response_model": _opt_str(_get(response, "model")) if isinstance(response, dict) else None,
-        "provider": _provider_of(slo.get("custom_llm_provider")),
-        "api_base": _api_base_of(call_type, slo, hidden),
-        "model_group": _opt_str(slo.get("model_group")),
-        "deployment_id": _opt_str(slo.get("model_id")) or _opt_str(hidden.get("model_id")),
+        "request_model": request_model,
+        "response_model": response_model,
+        "provider": provider,
+        "api_base": api_base,
+        "model_group": model_group,
+        "deployment_id": deployment_id,
         "start_time": start,
         "end_time": end,
         "duration_ms": round(duration_ms, 3),
@@ -775,12 +952,12 @@ def from_standard_logging(
         "output_tokens_per_s": tokens_per_s,
         "chunk_count": chunk_count if stream else None,
         "usage": usage,
-        "cost_usd": _cost_of(slo),
-        "cache_hit": slo.get("cache_hit") if isinstance(slo.get("cache_hit"), bool) else None,
+        "cost_usd": cost,
+        "cache_hit": cache_hit if type(cache_hit) is bool else None,
         "status": status,
         "error": None,
         "finish_reasons": _finish_reasons(response),
-        "response_id": _opt_str(_get(response, "id")) if isinstance(response, dict) else None,
+        "response_id": response_id,
         "request": None,
         "response": None,
         "proxy": None,
@@ -789,33 +966,34 @@ def from_standard_logging(
     if first_attempt_id:
         # Only on a Router's later attempts: a record without it is its request's first (or only) one.
         record["first_attempt_id"] = first_attempt_id
-    if on_proxy and isinstance(slo_meta, dict):
+    if on_proxy and slo_meta_get is not None:
         record["proxy"] = {
-            field: _opt_str(slo_meta.get(key))
+            field: _opt_str(slo_meta_get(key))
             for key, field in _PROXY_FIELDS.items()
-            if slo_meta.get(key) not in (None, "")
+            if slo_meta_get(key) not in (None, "")
         }
     if failed or disconnected:
-        info = slo.get("error_information") or meta.get("error_information") or {}
+        info = get("error_information") or meta_get("error_information") or {}
         code = _opt_str(info.get("error_code"))
         status_code = (
             error_status if error_status is not None else (_int(code) if code and code.isdigit() else None)
         )
         record["error"] = {
             "type": _opt_str(info.get("error_class")) or exception_type,
-            "message": _opt_str(info.get("error_message")) or _opt_str(slo.get("error_str")),
+            "message": _opt_str(info.get("error_message")) or _opt_str(get("error_str")),
             "status_code": status_code,
             "code": code,
-            "provider": _provider_of(info.get("llm_provider")) or record["provider"],
+            "provider": _provider_of(info.get("llm_provider")) or provider,
             "normalized": _opt_str(info.get("normalized_error")),
             "provider_request_id": _opt_str(info.get("error_provider_request_id")),
             "retries": retries,
         }
     if capture_content:
         request = _request_content(call_type, slo, params, text_input, audio_file)
-        record["request"] = {**request, "parameters": _parameters(params, call_type)}
-        if call_type == "responses" and instructions and "instructions" not in record["request"]:
-            record["request"]["instructions"] = instructions
+        request["parameters"] = _parameters(params, call_type)
+        record["request"] = request
+        if call_type == "responses" and instructions and "instructions" not in request:
+            request["instructions"] = instructions
         record["response"] = _response_content(call_type, response)
         if call_type == "speech" and audio_file and not failed and not record["response"]:
             record["response"] = dict(audio_file)  # LiteLLM 1.80's payload has no response for speech
@@ -835,7 +1013,8 @@ def scrub(record: Record, secrets: Iterable[str] = ()) -> Record:
     metadata, and error messages that echo a key. `secrets` are exact values to remove from those places
     too. Content (messages) is left alone: shape-based redaction of content is the pipeline's `redact`.
     """
-    secrets = tuple(s for s in secrets if isinstance(s, str) and len(s) >= 6)
+    # The callback gives none: no generator to run then (it costs more than the rest of the usual scrub).
+    secrets = tuple(s for s in secrets if isinstance(s, str) and len(s) >= 6) if secrets else ()
     if record.get("api_base"):
         record["api_base"] = scrub_url(record["api_base"])
     if record.get("metadata"):
