@@ -166,3 +166,53 @@ def test_plain_api_bases_pass_through_and_the_rest_is_still_normalised():
     assert credentials.scrub_url("HTTPS://api.example.com/v1") == "https://api.example.com/v1"
     assert credentials.scrub_url("https://api.example.com/v1#k") == "https://api.example.com/v1#k"
     assert credentials.scrub_url("https://u:p@api.example.com/v1") == "https://api.example.com/v1"
+
+
+def test_an_id_with_a_trailing_newline_is_not_a_hex_id():
+    """`$` also matches before a final newline: such an id was taken as hex, kept its newline, and the
+    server stored a trace id no trace query or OTLP span could ever match."""
+    hex32, hex16 = "5c40cb55c03242c6a5db05e457fc555e", "a5db05e457fc555e"
+    assert not rec.is_hex_id(hex32 + "\n", 32) and not rec.is_hex_id(hex16 + "\n", 16)
+    for value in (hex32 + "\n", "5c40cb55-c032-42c6-a5db-05e457fc555e\n"):
+        trace_id = rec.trace_id_of(value)
+        assert trace_id is not None and rec.is_hex_id(trace_id, 32), repr(trace_id)
+        assert rec.is_hex_id(rec.span_id_of(value), 16), repr(rec.span_id_of(value))
+
+
+def _payload(**overrides: object) -> dict[str, object]:
+    payload: dict[str, object] = {
+        "litellm_call_id": "7f1c0a1e-3b52-4d7c-9a53-2e1f4c6b8d90",
+        "call_type": "completion",
+        "status": "success",
+        "custom_llm_provider": "openai",
+        "model": "gpt-4o-mini",
+        "startTime": 1_700_000_000.0,
+        "endTime": 1_700_000_001.5,
+        "prompt_tokens": 12,
+        "completion_tokens": 3,
+        "total_tokens": 15,
+        "response_cost": 0.0001,
+        "messages": [{"role": "user", "content": "hi"}],
+        "response": {"id": "r-1", "choices": [{"index": 0, "finish_reason": "stop"}]},
+        "metadata": {},
+    }
+    payload.update(overrides)
+    return payload
+
+
+def test_an_odd_value_in_the_payload_costs_its_field_not_the_record():
+    """Each of these raised out of the builder, and the record was dropped as a build error."""
+    record = rec.from_standard_logging(_payload(prompt_tokens=math.inf))
+    assert record["usage"]["input_tokens"] == 0 and record["usage"]["output_tokens"] == 3
+    assert record["cost_usd"] == 0.0001 and record["request_model"] == "gpt-4o-mini"
+
+    record = rec.from_standard_logging(_payload(call_type=5))
+    assert record["call_type"] == "unknown" and record["usage"]["total_tokens"] == 15
+
+    record = rec.from_standard_logging(_payload(hidden_params="not a dict", response=None))
+    assert record["usage"]["total_tokens"] == 15 and record["status"] == "ok"
+
+    failed = _payload(status="failure", error_information="not a dict", error_str="boom")
+    record = rec.from_standard_logging(failed, exception_type="APIError", error_status=500)
+    assert record["status"] == "error" and record["error"]["type"] == "APIError"
+    assert record["error"]["message"] == "boom" and record["error"]["status_code"] == 500

@@ -69,7 +69,7 @@ STATUSES = ("ok", "error", "cancelled")
 
 def call_type_of(litellm_call_type: str | None) -> tuple[str, bool]:
     """(record call type, is_async) for one of LiteLLM's call_type strings."""
-    raw = litellm_call_type or "unknown"
+    raw = litellm_call_type if isinstance(litellm_call_type, str) and litellm_call_type else "unknown"
     known = _CALL_TYPES.get(raw)
     if known is not None:
         return known, raw.startswith("a") and raw not in ("anthropic_messages",)
@@ -79,8 +79,9 @@ def call_type_of(litellm_call_type: str | None) -> tuple[str, bool]:
 # `call_type_of` of each known name, looked up once per record instead of worked out.
 _CALL_TYPE_OF = {name: call_type_of(name) for name in _CALL_TYPES}
 
-_HEX32 = re.compile(r"^[0-9a-f]{32}$")
-_HEX16 = re.compile(r"^[0-9a-f]{16}$")
+# `\Z`, not `$`: `$` also matches before a final newline, and an id ending in one would pass as hex.
+_HEX32 = re.compile(r"[0-9a-f]{32}\Z")
+_HEX16 = re.compile(r"[0-9a-f]{16}\Z")
 
 
 def trace_id_of(value: str | None) -> str | None:
@@ -233,7 +234,7 @@ def _int(value: Any) -> int | None:
         return value
     try:
         return int(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: an infinite float
         return None
 
 
@@ -276,8 +277,11 @@ def _usage_of(get: Callable[[str], Any], response: Any) -> dict[str, int | None]
     else goes through `_int`, which would answer the same for an int."""
     usage = response.get("usage") if isinstance(response, dict) else None
     if usage is None:
-        hidden = get("hidden_params") or {}
-        usage = hidden.get("usage_object") or (get("metadata") or {}).get("usage_object")
+        hidden = get("hidden_params")
+        metadata = get("metadata")
+        usage = (hidden.get("usage_object") if isinstance(hidden, dict) else None) or (
+            metadata.get("usage_object") if isinstance(metadata, dict) else None
+        )
     value = get("prompt_tokens")
     input_tokens = (value if type(value) is int else _int(value)) or 0
     value = get("completion_tokens")
@@ -870,7 +874,9 @@ def from_payload(
         span_id = span_id_of(call_id) if call_id else None
         v = meta_get("parent_span_id")
         parent_span_id = v if v is None else (v or None) if type(v) is str else _opt_str(v)
-    hidden = get("hidden_params") or {}
+    hidden = get("hidden_params")
+    if not isinstance(hidden, dict):
+        hidden = {}
     response = payload_response or (partial_response if failed else None)
     if isinstance(response, dict):
         v = response.get("model")
@@ -973,7 +979,9 @@ def from_payload(
             if slo_meta_get(key) not in (None, "")
         }
     if failed or disconnected:
-        info = get("error_information") or meta_get("error_information") or {}
+        info = get("error_information") or meta_get("error_information")
+        if not isinstance(info, dict):
+            info = {}
         code = _opt_str(info.get("error_code"))
         status_code = (
             error_status if error_status is not None else (_int(code) if code and code.isdigit() else None)
