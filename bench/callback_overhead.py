@@ -66,35 +66,35 @@ the garbage collector, any thread, on - off: litelens holds LiteLLM's payload un
 batch) and `+caller` (CPU added on the calling thread, where the failure hook runs and, for the async
 modes, the event loop with LiteLLM's async logging worker).
 
-Last measured for litelens (2026-12-01, `--only litelens --compare <main's src>` at 167d880, default
-counts, 4.6 min; 2 shared cores, busy; Python 3.11, litellm 1.110.2), µs per call; "main" is the tree
-before httpconn's TCP_QUICKACK and the JSON encoder made once:
+Last measured for litelens (2026-12-01 evening, `--only litelens --compare <src of 21c7cbe>`, default
+counts, 4.5 min; 2 shared cores, two other sessions' tests running; Python 3.11, litellm 1.110.2), µs per
+call; "before" is the tree before the record was built with ~30% fewer instructions (154k -> 108k per
+record, bench/sender_cost.py):
 
     mode                   sync        async        stream        astream       failure
-    noop (absolute)        5366         5747         36164          23568         14937
-    litelens +total    +150 ±51      +121 ±46      +307 ±446      +297 ±463      +150 ±199
-    main +total        +163 ±83      +158 ±68      +125 ±300      +405 ±472      +116 ±44
-    litelens hook         19           20            23             25             30
-    litelens sender      114          113           124            128            125
-    main hook             18           20            21             25             27
-    main sender          114          118           130            136            124
+    noop (absolute)        4277         4703         28415          20243         13231
+    litelens +total     +91 ±33      +113 ±31      +126 ±308      +340 ±196       +87 ±13
+    before +total      +120 ±13      +156 ±33      +173 ±85        +87 ±445      +121 ±25
+    litelens hook         13           17            19             19             20
+    litelens sender       90           93            96            101            100
+    before hook           12           16            20             20             20
+    before sender        100          112           108            130            113
 
-The direct attribution did not move: the sender's ~115 µs per sync call is the same before and after,
-and the +total rows are within each other's ± (an earlier run of the same comparison, with TCP_QUICKACK
-set before every read, gave +105 ±74 / +161 ±20 sync, +100 ±76 / +192 ±106 failure, and sender 108 /
-110: the same story, with the noise leaning the other way). Neither change was expected to move it here:
-this bench's batches are ~50 ms apart, far enough for Linux to acknowledge the sink's answers at once,
-so the 40 ms delayed-ACK wait that TCP_QUICKACK removes (for batches that follow each other closely, as
-under load or in back-to-back flushes) never happened in it. Where the sender's CPU goes, per batch of
-10 records run cold as here (bench/sender_cost.py, same records, same sink, batches 50 ms apart with 8
-MB written over in between; µs, this tree / main): building, processing and encoding the records 10 x 83
-/ 10 x 87, gzip 109 / 104, the HTTP exchange 161 / 155, the rest (wake-ups, flush token, the answer's
-bookkeeping) 72 / 145; 1,166 / 1,222 per batch, a line through batches of 1, 10 and 20 records giving
-484 µs fixed plus 61 per record (491 + 68 on main). The fixed part is mostly running cold: back to back,
-with the same code, it is 238 µs. Under cachegrind (LiteLLM stubbed out), a record's prepare is 325k
-instructions (building 158k, JSON encoding 153k), gzip of a batch 227k for 1 record and 325k for 10
-(zlib's set-up and Huffman trees), the HTTP exchange 73k, the transport's loop ~170k: the record work,
-not the batch, is most of what is left, and it is what the 50 µs goal has to come out of.
+The sender's own CPU per call fell by 10-20 µs in every mode, as the instruction counts said it would;
+the non-stream +total rows moved by about as much (the stream modes stay too noisy to tell). The goal,
+50 µs in all and 25 on the caller's thread, is still not reached: the hooks are within 25 µs, the sender
+is not. Where the sender's CPU goes (bench/sender_cost.py, same records, same sink, batches 50 ms apart
+with 8 MB written over in between, run cold as here; figures of the tree before this change): building,
+processing and encoding the records 10 x 83 µs per batch of 10, gzip 109, the HTTP exchange 161, the rest
+(wake-ups, flush token, the answer's bookkeeping) 72; a line through batches of 1, 10 and 20 records
+gives ~484 µs fixed plus ~61 per record. The fixed part is mostly running cold: back to back, with the
+same code, it is 238 µs. Under cachegrind (LiteLLM stubbed out), a record's prepare is now ~261k
+instructions (building 108k, JSON encoding ~148k), gzip of a batch 227k for 1 record and 325k for 10
+(zlib's set-up and Huffman trees), the HTTP exchange 73k, the transport's loop ~170k.
+
+Measured with 167d880 (before TCP_QUICKACK and the JSON encoder made once, against the tree with them):
+sync +150 ±51 / +163 ±83, sender 114 / 114 µs per call: those two changes did not move this bench, whose
+batches are ~50 ms apart, far enough for Linux to acknowledge the sink's answers at once.
 
 Measured before, with every integration (2026-11-30, 2 shared cores, the other one mostly busy with
 someone else's work; Python 3.11, litellm 1.110.2; the default invocation, 5.6 min), µs per call:
