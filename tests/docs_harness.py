@@ -21,12 +21,15 @@ calls stay on loopback.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import shlex
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -260,17 +263,29 @@ class Page:
         pids = self.workdir / "pids"
         if not pids.exists():
             return
-        for pid in pids.read_text().split():
-            subprocess.run(["kill", "-TERM", pid], capture_output=True, check=False)
-        for pid in pids.read_text().split():
-            subprocess.run(
-                [
-                    "bash",
-                    "-c",
-                    f"for _ in $(seq 300); do kill -0 {pid} 2>/dev/null || exit 0; sleep 0.1; done",
-                ],
-                check=False,
-            )
+        running = [int(pid) for pid in pids.read_text().split()]
+        for pid in running:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 30
+        while running and time.monotonic() < deadline:
+            running = [pid for pid in running if not _ended(pid)]
+            time.sleep(0.02)
+
+
+def _ended(pid: int) -> bool:
+    """Whether a process the page started has exited. Its shell is gone, so it is nobody's child here: once
+    exited it is a zombie until the machine's init reaps it (a second or more on some), and `kill -0`
+    still finds it; but it has let go of its port and files, which is what the next page needs."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rpartition(")")[2].split()[0] == "Z"
+    except OSError:  # no /proc (macOS): `kill -0` is all there is
+        return False
 
 
 def _strip_prompts(text: str) -> str:
