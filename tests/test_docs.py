@@ -91,7 +91,27 @@ def _check_otel_page(page: Page) -> None:
     assert "[EMAIL]" in stored and "[PHONE]" in stored
 
 
+def _check_modes_page(page: Page) -> None:
+    """Both layers at once: the call is stored once, with the core record's content and the span's place
+    in the application's trace."""
+    deadline = time.monotonic() + 20  # the two records of the call may arrive one after the other
+    while True:
+        calls = _calls_arrived(page, 1)
+        assert len(calls) == 1, calls
+        call = _get(page, f"/api/calls/{calls[0]['call_id']}")
+        merged = bool(call["parent_span_id"] and call["request"])
+        if merged or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert call["request"]["messages"] == [{"role": "user", "content": "Where is my parcel?"}], call
+    trace = _get(page, f"/api/traces/{call['trace_id']}")
+    (root,) = trace["roots"]
+    assert root["name"] == "handle-ticket", trace
+    assert [child["call_id"] for child in root["children"]] == [call["call_id"]], trace
+
+
 AFTER_PAGE: dict[str, Callable[[Page], None]] = {
+    "docs/modes.md": _check_modes_page,
     "docs/quickstart.md": _check_quickstart,
     "docs/litellm/litelens_integration.md": _check_litellm_page,
     "docs/faq.md": _check_faq,
@@ -102,7 +122,7 @@ AFTER_PAGE: dict[str, Callable[[Page], None]] = {
 # as a reader following them would have. Against a dead endpoint their flushes waited out their retries
 # (the serverless handler's `flush(timeout=2)`, the stock OTLP exporter's backoff: ~7 s a page), and what
 # they say was sent was never seen to arrive.
-SERVED_PAGES = {"docs/faq.md", "docs/otel.md"}
+SERVED_PAGES = {"docs/faq.md", "docs/modes.md", "docs/otel.md"}
 
 
 def _page_params() -> Iterator[object]:
