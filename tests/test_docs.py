@@ -33,13 +33,19 @@ def _get(page: Page, path: str) -> Any:
         return json.loads(response.read())
 
 
+def _calls_arrived(page: Page, n: int) -> list[dict[str, Any]]:
+    """The calls stored, once there are `n` of them or 20 s have passed."""
+    deadline = time.monotonic() + 20
+    while True:
+        calls: list[dict[str, Any]] = _get(page, "/api/calls?limit=100&start=0")["calls"]
+        if len(calls) >= n or time.monotonic() > deadline:
+            return calls
+        time.sleep(0.1)
+
+
 def _check_quickstart(page: Page) -> None:
     """What the quickstart promises you then see: the SDK, proxy, OTel and zero-code calls, one each."""
-    deadline = time.monotonic() + 20  # the proxy's records are sent in the background
-    calls: list[dict[str, Any]] = []
-    while len(calls) < 4 and time.monotonic() < deadline:
-        calls = _get(page, "/api/calls?limit=100&start=0")["calls"]
-        time.sleep(0.2)
+    calls = _calls_arrived(page, 4)  # the proxy's records are sent in the background
     assert len(calls) == 4, [(c["request_model"], c["service"]) for c in calls]
     # The proxy names the model with its provider (see docs/core.md); the others as the caller did.
     assert sorted(c["request_model"] for c in calls) == ["gpt-4o-mini"] * 3 + ["openai/gpt-4o-mini"]
@@ -53,26 +59,13 @@ def _check_quickstart(page: Page) -> None:
 
 def _check_litellm_page(page: Page) -> None:
     """The LiteLLM docs page's SDK, proxy and metadata examples each reached the server, fields mapped."""
-    deadline = time.monotonic() + 20
-    calls: list[dict[str, Any]] = []
-    while len(calls) < 3 and time.monotonic() < deadline:
-        calls = _get(page, "/api/calls?limit=100&start=0")["calls"]
-        time.sleep(0.2)
+    calls = _calls_arrived(page, 3)
     assert len(calls) == 3, [(c["request_model"], c["tags"]) for c in calls]
     # (the proxy's call has tags too: LiteLLM's proxy tags each request with its User-Agent)
     (tagged,) = [c for c in calls if c["session_id"]]
     assert sorted(tagged["tags"]) == ["checkout", "support"]
     assert tagged["session_id"] == "ticket-1093" and tagged["end_user"] == "customer-42"
     assert _get(page, f"/api/calls/{tagged['call_id']}")["metadata"] == {"app_version": "2.3.1"}
-
-
-def _calls_arrived(page: Page, n: int) -> list[dict[str, Any]]:
-    deadline = time.monotonic() + 20
-    calls: list[dict[str, Any]] = []
-    while len(calls) < n and time.monotonic() < deadline:
-        calls = _get(page, "/api/calls?limit=100&start=0")["calls"]
-        time.sleep(0.2)
-    return calls
 
 
 def _check_faq(page: Page) -> None:
