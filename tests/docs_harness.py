@@ -21,12 +21,15 @@ calls stay on loopback.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import shlex
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -138,13 +141,15 @@ def broken_links(path: Path) -> Iterator[str]:
 
 SHELL_PRELUDE = r"""
 set -euo pipefail
-_docs_wait() {  # url, name: wait until it answers (120 s)
+_docs_wait() {  # url, name, pid: wait until it answers (120 s), or fail as soon as it exits
+  local why="did not answer at $1 in 120 s"
   for _ in $(seq 1200); do
     if curl -fsSk -o /dev/null "$1" 2>/dev/null; then return 0; fi  # -k: a page's own test certificate
+    if ! kill -0 "$3" 2>/dev/null; then why="exited before it answered at $1"; break; fi
     sleep 0.1
   done
-  echo "docs harness: $2 did not answer at $1 in 120 s" >&2; tail -n 30 "$DOCS_DIR"/*.log >&2 || true
-  echo "$2 did not answer at $1" >> "$DOCS_DIR/failed"; return 1
+  echo "docs harness: $2 $why" >&2; tail -n 30 "$DOCS_DIR"/*.log >&2 || true
+  echo "$2 $why" >> "$DOCS_DIR/failed"; return 1
 }
 pip() {
   if [ "${1:-}" = install ]; then shift; "$DOCS_PYTHON" "$DOCS_HARNESS" check-installed "$@"; return; fi
@@ -153,10 +158,11 @@ pip() {
 litelens() {
   if [ "${1:-}" = serve ]; then
     command litelens "$@" > "$DOCS_DIR/serve-$RANDOM.log" 2>&1 &
-    echo $! >> "$DOCS_DIR/pids"; disown $!  # stopped when the page ends, not awaited by `wait`
+    local pid=$!
+    echo $pid >> "$DOCS_DIR/pids"; disown $pid  # stopped when the page ends, not awaited by `wait`
     local scheme=http
     case " $* " in *" --ssl-certfile "*) scheme=https ;; esac
-    _docs_wait "$scheme://127.0.0.1:$DOCS_PORT/health" "litelens serve"
+    _docs_wait "$scheme://127.0.0.1:$DOCS_PORT/health" "litelens serve" $pid
     return
   fi
   command litelens "$@"
@@ -167,8 +173,9 @@ litellm() {
   local port=4000 prev=""
   for arg in "$@"; do [ "$prev" = --port ] && port="$arg"; prev="$arg"; done
   "$LITELENS_TEST_PROXY_BIN" "$@" > "$DOCS_DIR/proxy-$RANDOM.log" 2>&1 &
-  echo $! >> "$DOCS_DIR/pids"; disown $!
-  _docs_wait "http://127.0.0.1:$port/health/liveliness" "litellm --config"
+  local pid=$!
+  echo $pid >> "$DOCS_DIR/pids"; disown $pid
+  _docs_wait "http://127.0.0.1:$port/health/liveliness" "litellm --config" $pid
 }
 """
 
@@ -260,17 +267,29 @@ class Page:
         pids = self.workdir / "pids"
         if not pids.exists():
             return
-        for pid in pids.read_text().split():
-            subprocess.run(["kill", "-TERM", pid], capture_output=True, check=False)
-        for pid in pids.read_text().split():
-            subprocess.run(
-                [
-                    "bash",
-                    "-c",
-                    f"for _ in $(seq 300); do kill -0 {pid} 2>/dev/null || exit 0; sleep 0.1; done",
-                ],
-                check=False,
-            )
+        running = [int(pid) for pid in pids.read_text().split()]
+        for pid in running:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 30
+        while running and time.monotonic() < deadline:
+            running = [pid for pid in running if not _ended(pid)]
+            time.sleep(0.02)
+
+
+def _ended(pid: int) -> bool:
+    """Whether a process the page started has exited. Its shell is gone, so it is nobody's child here: once
+    exited it is a zombie until the machine's init reaps it (a second or more on some), and `kill -0`
+    still finds it; but it has let go of its port and files, which is what the next page needs."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rpartition(")")[2].split()[0] == "Z"
+    except OSError:  # no /proc (macOS): `kill -0` is all there is
+        return False
 
 
 def _strip_prompts(text: str) -> str:
@@ -339,10 +358,14 @@ def check_installed(arguments: list[str]) -> int:
 
 
 def check_proxy_config(arguments: list[str]) -> int:
+    """The config parses. Its callbacks are not imported here first: the proxy imports them and exits if
+    one does not import, which `_docs_wait` reports with the proxy's log; importing them here as well
+    cost a LiteLLM import per proxy start."""
     if "--config" not in arguments:
         return 0
-    path = Path(arguments[arguments.index("--config") + 1])
-    check_yaml(path.read_text(), path.name)
+    import yaml
+
+    yaml.safe_load(Path(arguments[arguments.index("--config") + 1]).read_text())
     return 0
 
 

@@ -33,13 +33,19 @@ def _get(page: Page, path: str) -> Any:
         return json.loads(response.read())
 
 
+def _calls_arrived(page: Page, n: int) -> list[dict[str, Any]]:
+    """The calls stored, once there are `n` of them or 20 s have passed."""
+    deadline = time.monotonic() + 20
+    while True:
+        calls: list[dict[str, Any]] = _get(page, "/api/calls?limit=100&start=0")["calls"]
+        if len(calls) >= n or time.monotonic() > deadline:
+            return calls
+        time.sleep(0.1)
+
+
 def _check_quickstart(page: Page) -> None:
     """What the quickstart promises you then see: the SDK, proxy, OTel and zero-code calls, one each."""
-    deadline = time.monotonic() + 20  # the proxy's records are sent in the background
-    calls: list[dict[str, Any]] = []
-    while len(calls) < 4 and time.monotonic() < deadline:
-        calls = _get(page, "/api/calls?limit=100&start=0")["calls"]
-        time.sleep(0.2)
+    calls = _calls_arrived(page, 4)  # the proxy's records are sent in the background
     assert len(calls) == 4, [(c["request_model"], c["service"]) for c in calls]
     # The proxy names the model with its provider (see docs/core.md); the others as the caller did.
     assert sorted(c["request_model"] for c in calls) == ["gpt-4o-mini"] * 3 + ["openai/gpt-4o-mini"]
@@ -53,26 +59,13 @@ def _check_quickstart(page: Page) -> None:
 
 def _check_litellm_page(page: Page) -> None:
     """The LiteLLM docs page's SDK, proxy and metadata examples each reached the server, fields mapped."""
-    deadline = time.monotonic() + 20
-    calls: list[dict[str, Any]] = []
-    while len(calls) < 3 and time.monotonic() < deadline:
-        calls = _get(page, "/api/calls?limit=100&start=0")["calls"]
-        time.sleep(0.2)
+    calls = _calls_arrived(page, 3)
     assert len(calls) == 3, [(c["request_model"], c["tags"]) for c in calls]
     # (the proxy's call has tags too: LiteLLM's proxy tags each request with its User-Agent)
     (tagged,) = [c for c in calls if c["session_id"]]
     assert sorted(tagged["tags"]) == ["checkout", "support"]
     assert tagged["session_id"] == "ticket-1093" and tagged["end_user"] == "customer-42"
     assert _get(page, f"/api/calls/{tagged['call_id']}")["metadata"] == {"app_version": "2.3.1"}
-
-
-def _calls_arrived(page: Page, n: int) -> list[dict[str, Any]]:
-    deadline = time.monotonic() + 20
-    calls: list[dict[str, Any]] = []
-    while len(calls) < n and time.monotonic() < deadline:
-        calls = _get(page, "/api/calls?limit=100&start=0")["calls"]
-        time.sleep(0.2)
-    return calls
 
 
 def _check_faq(page: Page) -> None:
@@ -91,7 +84,27 @@ def _check_otel_page(page: Page) -> None:
     assert "[EMAIL]" in stored and "[PHONE]" in stored
 
 
+def _check_modes_page(page: Page) -> None:
+    """Both layers at once: the call is stored once, with the core record's content and the span's place
+    in the application's trace."""
+    deadline = time.monotonic() + 20  # the two records of the call may arrive one after the other
+    while True:
+        calls = _calls_arrived(page, 1)
+        assert len(calls) == 1, calls
+        call = _get(page, f"/api/calls/{calls[0]['call_id']}")
+        merged = bool(call["parent_span_id"] and call["request"])
+        if merged or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert call["request"]["messages"] == [{"role": "user", "content": "Where is my parcel?"}], call
+    trace = _get(page, f"/api/traces/{call['trace_id']}")
+    (root,) = trace["roots"]
+    assert root["name"] == "handle-ticket", trace
+    assert [child["call_id"] for child in root["children"]] == [call["call_id"]], trace
+
+
 AFTER_PAGE: dict[str, Callable[[Page], None]] = {
+    "docs/modes.md": _check_modes_page,
     "docs/quickstart.md": _check_quickstart,
     "docs/litellm/litelens_integration.md": _check_litellm_page,
     "docs/faq.md": _check_faq,
@@ -102,7 +115,7 @@ AFTER_PAGE: dict[str, Callable[[Page], None]] = {
 # as a reader following them would have. Against a dead endpoint their flushes waited out their retries
 # (the serverless handler's `flush(timeout=2)`, the stock OTLP exporter's backoff: ~7 s a page), and what
 # they say was sent was never seen to arrive.
-SERVED_PAGES = {"docs/faq.md", "docs/otel.md"}
+SERVED_PAGES = {"docs/faq.md", "docs/modes.md", "docs/otel.md"}
 
 
 def _page_params() -> Iterator[object]:

@@ -246,6 +246,26 @@ def test_tls_connections_closed_by_the_server_or_a_restart_lose_and_repeat_nothi
     assert "certificate" not in caplog.text and "TLS" not in caplog.text
 
 
+def test_a_tls_server_stops_cleanly_at_once_while_an_app_keeps_its_connection_open(
+    pki: Pki, tmp_path: Path, server_factory: Callable[..., ServerProcess]
+) -> None:
+    """`docker stop` sends SIGTERM and kills 10 s later. An app's sender keeps its connection open between
+    batches; over TLS the server's goodbye on that idle connection waited for the app's reply, which an
+    idle client never sends, so `litelens serve --ssl-certfile` sat for 30 s and was killed."""
+    certfile, keyfile = pki.cert("good")
+    server = server_factory(f"sqlite:///{tmp_path / 'stop.db'}", tls=(certfile, keyfile, pki.ca))
+    sink = _sink(server.url, tmp_path / "spool", api_key=server.key, ca_bundle=str(pki.ca))
+    _send(sink, 10, "before-stop", valid=True)
+    assert sink.stats()["sent"] == 10, sink.stats()
+    started = time.monotonic()
+    code = server.stop(timeout=10)
+    took = time.monotonic() - started
+    assert code == 0, f"exit {code} after {took:.1f}s (None: killed):\n{server.log()[-2000:]}"
+    assert took < 5, f"SIGTERM took {took:.1f}s"
+    assert "Traceback" not in server.log(), server.log()[-2000:]
+    assert sink.shutdown(10)
+
+
 def test_many_batches_over_one_tls_connection_with_idle_closes_lose_and_repeat_nothing(
     pki: Pki, tls_receiver: Receiver, tmp_path: Path
 ) -> None:

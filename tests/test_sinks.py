@@ -668,16 +668,20 @@ def test_console_sink_prints_one_line_per_call(provider: FakeProvider, make_call
 
 
 EXIT_SCRIPT = r"""
-import os, sys, time
+import atexit, os, sys, time
+# Registered before litelens's own exit hook, so it runs after it: the time the exit flush took.
+atexit.register(lambda: print(f"exit flush {time.monotonic() - done:.2f} s", flush=True))
 os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
 import litellm, litelens
 from litelens.sinks import CallableSink, JsonlSink
+stuck = lambda batch: time.sleep(60)
 litelens.init(endpoint="http://127.0.0.1:9", spool_dir="off", exit_flush_s=1.0,
-              sinks=[CallableSink(lambda batch: time.sleep(60), name="stuck"), JsonlSink(sys.argv[2])])
+              sinks=[CallableSink(stuck, name="stuck"), CallableSink(stuck, name="hung"), JsonlSink(sys.argv[2])])
 for i in range(3):
     litellm.completion(model="openai/gpt-4o-mini", messages=[{"role": "user", "content": "hi"}],
                        api_base=sys.argv[1], api_key="sk-fake")
 print("done", flush=True)
+done = time.monotonic()
 """
 
 
@@ -695,6 +699,10 @@ def test_a_stuck_sink_does_not_hold_the_process_at_exit(provider: FakeProvider, 
     # The exit flush waits exit_flush_s per stage at most, never the stuck sink's 60 s.
     assert time.monotonic() - started < 40
     assert len(list(read_records(tmp_path / "calls.jsonl"))) == 3
+    # The callback's exit_flush_s holds for the sinks it was given, and the two stuck ones wait out one
+    # second together: not the sinks' own default of 5 s each.
+    took = float(out.stdout.split("exit flush ")[1].split()[0])
+    assert took < 1.8, out.stdout
 
 
 def test_init_passes_sinks(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -198,6 +198,10 @@ class QueuedSink:
     def write(self, lines: list[str]) -> None:
         raise NotImplementedError
 
+    def inherit(self, settings: Settings) -> None:
+        """Take a callback's `exit_flush_s`: at exit the sink's records get the time the app gave."""
+        self._queue.exit_flush_s = settings.exit_flush_s
+
     def tick(self) -> None:
         """Called about once a second while the sink is idle."""
 
@@ -384,10 +388,10 @@ class FanOut:
             self.sinks.append(sink)
 
     def inherit(self, settings: Settings) -> None:
-        """Pass a callback's settings on to the sinks that take them (`HttpSink.inherit`), as if each
-        had been given to the callback itself."""
+        """Pass a callback's settings on to the sinks that take them (`HttpSink.inherit`,
+        `QueuedSink.inherit`), as if each had been given to the callback itself."""
         for sink in self.sinks:
-            if isinstance(sink, (HttpSink, FanOut)):
+            if isinstance(sink, (HttpSink, QueuedSink, FanOut)):
                 sink.inherit(settings)
 
     def submit(self, line: str) -> None:
@@ -506,10 +510,11 @@ def _jsonl_options(spec: str, options: str) -> dict[str, Any]:
 
 def from_specs(specs: Iterable[Sink | str], settings: Settings | None = None) -> list[Sink]:
     """Sinks from a mix of sink objects and short forms (see `from_spec`); an `HttpSink` object takes
-    what it was not given from `settings` (`HttpSink.inherit`), within a `FanOut` too."""
+    what it was not given from `settings` (`HttpSink.inherit`), a queued sink its `exit_flush_s`
+    (`QueuedSink.inherit`), within a `FanOut` too."""
     sinks = [from_spec(s, settings) if isinstance(s, str) else s for s in specs]
     if settings is not None:
         for sink in sinks:
-            if isinstance(sink, (HttpSink, FanOut)):
+            if isinstance(sink, (HttpSink, QueuedSink, FanOut)):
                 sink.inherit(settings)
     return sinks

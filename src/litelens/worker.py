@@ -280,10 +280,17 @@ def _register_exit_hook() -> None:
 
 
 def shutdown_all() -> None:
-    """Shut down every started queue, stage by stage, each within its `exit_flush_s`."""
+    """Shut down every started queue, stage by stage, each within its `exit_flush_s`.
+
+    A stage's queues drain at once, on their own threads, so each one's time counts from the start of
+    its stage: two stuck sinks cost the exit one `exit_flush_s`, not one each.
+    """
+    stage, stage_start = None, 0.0
     for queue in sorted((q for q in list(_live) if q._thread is not None), key=lambda q: q.stage):
+        if queue.stage != stage:
+            stage, stage_start = queue.stage, time.monotonic()
         with contextlib.suppress(Exception):
-            queue.shutdown(queue.exit_flush_s)
+            queue.shutdown(max(stage_start + queue.exit_flush_s - time.monotonic(), 0.0))
 
 
 def _after_fork_in_child() -> None:
