@@ -280,6 +280,7 @@ class TextRedactor:
         parts: list[str] = []
         done = 0
         iban = "iban" in self.kinds
+        remembered = self._spans.get
         spans: Iterator[re.Match[bytes]] | Iterator[re.Match[str]]
         if s.isascii():
             spans = _SPAN_ASCII.finditer(s.encode("ascii").translate(_SPAN_STARTS_TO_ZERO))
@@ -301,7 +302,12 @@ class TextRedactor:
             if b - a < 7:
                 continue
             text = s[a:b]
-            new = self._in_span(text)
+            # `_in_span`'s cache, looked up here: most spans are dates and amounts seen before, and
+            # the call would cost more than the lookup.
+            cached = remembered(text)
+            if cached is SAME:
+                continue
+            new = self._in_span(text) if cached is None else cached
             if new is not text:
                 parts += (s[done:a], new)
                 done = b
