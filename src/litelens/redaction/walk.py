@@ -51,6 +51,9 @@ class Redactor:
         self._cache: dict[str, str] = {}
         self._cache_chars = 0
         self._clean: set[str] = set()
+        # JSON text (tool-call arguments) parsed by `collect`, by its text: a record with something to
+        # redact walks it again, and parsing it twice costs more than a look-up. Reset per record.
+        self._parsed: dict[str, Any] = {}
         self._clean_chars = 0
         # `self._safe_keys.issuperset(d)`: whether no key of dict `d` names a secret. Bound once: the
         # method call is cheaper than `d.keys() <= self._safe_keys`, which builds a view.
@@ -85,6 +88,7 @@ class Redactor:
         # Per field: where its strings end in `leaves`, and whether it must be walked anyway.
         spans: list[tuple[str, int, bool]] = []
         if self.joined:
+            self._parsed = {}
             for field in fields:
                 value = record.get(field)
                 if value:
@@ -207,6 +211,7 @@ class Redactor:
         if parsed is None:
             leaves.append(s)
             return False
+        self._parsed[s] = parsed
         return self.collect(parsed, leaves, depth)
 
     # -- the walk ----------------------------------------------------------------------------------
@@ -230,7 +235,9 @@ class Redactor:
     def _string(self, s: str, texts: Mapping[str, str] | None) -> str:
         # Tool-call arguments (and other JSON carried as text) are parsed, so a JSON escape can neither
         # hide a match nor be cut in half by a replacement, and secret-named keys inside are seen.
-        parsed = _json_container(s)
+        parsed = None if texts is None else self._parsed.get(s)
+        if parsed is None:
+            parsed = _json_container(s)
         if parsed is not None:
             new = self.value(parsed, 1, texts)
             return s if new is parsed else _dump(new)
