@@ -21,19 +21,20 @@ Every round processes records it has not seen (each round gets its own), so a re
 strings it has already seen gains only from what real records repeat: roles, tool names, ids. A last
 line measures chat records, where each call resends the conversation so far.
 
-Last measured (2026-12-01 evening, 2 shared cores, other work running): redact 52.6-54.2 µs/record
-against 56.6-58.8 µs for main (ba14605) in the same runs (1.07-1.08x; 2.8-2.9x json.dumps),
-redact+sample1 53.9 against 59.0 µs, sample0.1+redact 7.5-7.7 µs, chat records 34.2-34.8 against
-35.0-36.4 µs. The µs were far higher than the day before on this machine (main measured 36-37 µs on
-2026-11-30), so compare within one run only. In instructions (`valgrind --tool=cachegrind`, which the
-load does not disturb; PYTHONHASHSEED=0, redact over 1,200 minus 200 records): 307 k per record on
-average against 325 k for ba14605 (-5.5%); a clean record 258 k against 266 k, one with planted data
-443 k against 501 k (its walk tests containers first, checks a dict's keys once, and reuses the JSON
-text parsed while collecting). History: 429 k, then 338 k (ec7f8ec), 333 k, 326 k (the joined scan
-stopped counting its separators). A clean record is ~100 k to collect its strings and ~120 k to scan
-them, of which ~80 k the numbers (the byte translate ~12 k, the span regex ~28 k) and ~33 k the
-credential starts (the regex engine searches "-" and "A" a character at a time). The issue's goal,
-under 30 µs (roughly 260 k on average), is not reached here.
+Last measured (2026-12-01 evening, 2 shared cores, other work running): redact 53.5 µs/record against
+59.1 µs for main (ba14605) in the same run (1.10x; 2.8x json.dumps), redact+sample1 53.3 against 58.8 µs,
+sample0.1+redact 7.9 µs, chat records 34.4 against 36.8 µs. The µs were far higher than the day before
+on this machine (main measured 36-37 µs on 2026-11-30), so compare within one run only. In instructions
+(`valgrind --tool=cachegrind`, which the load does not disturb; PYTHONHASHSEED=0, redact over 1,200
+minus 200 records): 301 k per record on average against 325 k for ba14605 (-7.5%); a clean record 252 k
+against 266 k, one with planted data 436 k against 501 k. What went: calls and C round trips per node
+of the walk (containers tested first, a dict's keys checked once, JSON parsed while collecting not
+parsed again), `_WORTH_A_LOOK` on short spans (two byte counts say no first), and dates looked at again
+(the spans it turns away are remembered; the generator's dates recur more than most prose's). History:
+429 k, then 338 k (ec7f8ec), 333 k, 326 k (the joined scan stopped counting its separators). A clean
+record is ~100 k to collect its strings and ~115 k to scan them, of which ~75 k the numbers (the byte
+translate ~12 k, the span regex ~28 k) and ~33 k the credential starts (the regex engine searches "-" and
+"A" a character at a time). The issue's goal, under 30 µs (roughly 260 k on average), is not reached.
 """
 
 from __future__ import annotations
