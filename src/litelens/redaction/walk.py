@@ -6,7 +6,7 @@ Standard library only: this module is part of the zero-dependency core.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from litelens import credentials
@@ -50,8 +50,14 @@ class Redactor:
         # system prompts and the conversation so far, which every call of a chat sends again.
         self._cache: dict[str, str] = {}
         self._cache_chars = 0
-        self._clean: dict[str, None] = {}
+        self._clean: set[str] = set()
+        # JSON text (tool-call arguments) parsed by `collect`, by its text: a record with something to
+        # redact walks it again, and parsing it twice costs more than a look-up. Reset per record.
+        self._parsed: dict[str, Any] = {}
         self._clean_chars = 0
+        # `self._safe_keys.issuperset(d)`: whether no key of dict `d` names a secret. Bound once: the
+        # method call is cheaper than `d.keys() <= self._safe_keys`, which builds a view.
+        self._keys_safe = self._safe_keys.issuperset
 
     def _is_secret_key(self, key: Any) -> bool:
         known = self._key_cache.get(key)
@@ -78,9 +84,11 @@ class Redactor:
         leaves: list[str] = []
         flagged = False
         texts: dict[str, str] | None = None
+        changed: list[int] = []  # indices in `leaves` of the strings the scan changed
         # Per field: where its strings end in `leaves`, and whether it must be walked anyway.
         spans: list[tuple[str, int, bool]] = []
         if self.joined:
+            self._parsed = {}
             for field in fields:
                 value = record.get(field)
                 if value:
@@ -100,7 +108,13 @@ class Redactor:
                     # One part per string unless a string held the separator itself (then the parts
                     # cannot be told apart: the string-by-string walk below does the work instead).
                     if len(parts) == len(leaves):
-                        texts = {old: new for old, new in zip(leaves, parts, strict=True) if new != old}
+                        # One loop says what changed and where (its index in `leaves`); the few
+                        # changed strings are taken out of the clean ones after it.
+                        texts = {}
+                        for i, (old, new) in enumerate(zip(leaves, parts, strict=True)):
+                            if new != old:
+                                texts[old] = new
+                                changed.append(i)
                         clean = [old for old in leaves if old not in texts]
                         self._remember_clean(clean, sum(map(len, clean)))
             else:
@@ -108,11 +122,17 @@ class Redactor:
             if texts == {} and not flagged:
                 return
             if texts is not None:  # walk only the fields that hold a changed string or need the walk
-                start, chosen = 0, []
+                # `changed` is ascending, and so are the fields' ends: one merge of the two.
+                chosen = []
+                k = 0
+                n = len(changed)
                 for field, end, needs_walk in spans:
-                    if needs_walk or any(leaf in texts for leaf in leaves[start:end]):
+                    if k < n and changed[k] < end:
                         chosen.append(field)
-                    start = end
+                        while k < n and changed[k] < end:
+                            k += 1
+                    elif needs_walk:
+                        chosen.append(field)
                 fields = tuple(chosen)
         for field in fields:
             value = record.get(field)
@@ -130,20 +150,20 @@ class Redactor:
         if chars > _CACHE_MAX_STRING:  # some may be too long to be worth remembering
             leaves = [leaf for leaf in leaves if len(leaf) <= _CACHE_MAX_STRING]
             chars = sum(map(len, leaves))
-        self._clean.update(dict.fromkeys(leaves))
+        self._clean.update(leaves)
         self._clean_chars += chars
 
     def collect(self, value: Any, leaves: list[str], depth: int) -> bool:
         """Append the strings `value` holds (those inside JSON text too) to `leaves`. True when the value
         needs the walk whatever its text says: a secret-named key, too deep, an object to dump."""
         kind = type(value)
+        # Exact types first: an isinstance() against an ABC costs more than the rest of a node.
+        if kind is dict or kind is list:
+            return self._collect_container(value, kind is list, leaves, depth)
         if kind is str:
             return self._collect_string(value, leaves, depth)
         if kind in _SCALARS:
             return False
-        # Exact types first: an isinstance() against an ABC costs more than the rest of a node.
-        if kind is dict or kind is list:
-            return self._collect_container(value, kind is list, leaves, depth)
         if kind is tuple or isinstance(value, _SEQUENCES):
             return self._collect_container(value, True, leaves, depth)
         if isinstance(value, Mapping):
@@ -159,7 +179,7 @@ class Redactor:
         flagged = False
         if is_list or not self.secret_keys:
             items: Iterable[Any] = value if is_list else value.values()
-        elif value.keys() <= self._safe_keys:  # keys all known not to name a secret: one test in C
+        elif self._keys_safe(value):  # keys all known not to name a secret: one test in C
             items = value.values()
         else:
             items = []
@@ -191,6 +211,7 @@ class Redactor:
         if parsed is None:
             leaves.append(s)
             return False
+        self._parsed[s] = parsed
         return self.collect(parsed, leaves, depth)
 
     # -- the walk ----------------------------------------------------------------------------------
@@ -214,7 +235,9 @@ class Redactor:
     def _string(self, s: str, texts: Mapping[str, str] | None) -> str:
         # Tool-call arguments (and other JSON carried as text) are parsed, so a JSON escape can neither
         # hide a match nor be cut in half by a replacement, and secret-named keys inside are seen.
-        parsed = _json_container(s)
+        parsed = None if texts is None else self._parsed.get(s)
+        if parsed is None:
+            parsed = _json_container(s)
         if parsed is not None:
             new = self.value(parsed, 1, texts)
             return s if new is parsed else _dump(new)
@@ -225,36 +248,63 @@ class Redactor:
     def value(self, value: Any, depth: int = 0, texts: Mapping[str, str] | None = None) -> Any:
         """`value` with its strings redacted: by `self.text`, or as `texts` (from the joined scan) says."""
         kind = type(value)
-        if kind is str:
+        # Dicts and lists first: the walk calls this for containers only (it handles leaves inline).
+        if kind is dict:
+            is_list = False
+        elif kind is list or kind is tuple:
+            is_list = True
+        elif kind is str:
             return self.string(value, texts)
-        if kind in _SCALARS:
+        elif kind in _SCALARS:
             return value
-        if isinstance(value, str):
+        elif isinstance(value, str):
             return self.string(str(value), texts)
+        else:
+            is_list = not isinstance(value, Mapping)
         if depth > _MAX_DEPTH:
             return self.secret_ph  # too deep to look at: not looking must not mean leaking
         # The loops below handle string and scalar leaves inline: most nodes of a record are leaves,
         # and a call per leaf is a large part of the walk's cost. After the joined scan, a string that
         # cannot be JSON text is simply looked up in `texts`.
-        string = self.string
         lookup = texts.get if texts is not None else None
-        is_list = kind is list or kind is tuple
-        if not is_list and (kind is dict or isinstance(value, Mapping)):
+        new: Any
+        if not is_list:
             out: dict[Any, Any] | None = None
+            if not self.secret_keys or self._keys_safe(value):
+                # No key names a secret (the usual case, one test in C): a loop over the values alone.
+                for key, item in value.items():
+                    t = type(item)
+                    if t is str:
+                        if lookup is None:
+                            new = self.string(item, None)
+                        elif len(item) < 2 or item[0] not in "{[":
+                            new = lookup(item, item)
+                        else:
+                            new = self._string(item, texts)
+                    elif t in _SCALARS:
+                        continue
+                    else:
+                        new = self.value(item, depth + 1, texts)
+                    if new is not item:
+                        if out is None:
+                            out = dict(value)
+                        out[key] = new
+                return value if out is None else out
             cache = self._key_cache
-            secret_keys = self.secret_keys
             for key, item in value.items():
-                secret = cache.get(key) if secret_keys else False
+                secret = cache.get(key)
                 if secret is None:
                     secret = isinstance(key, str) and self._is_secret_key(key)
                 t = type(item)
                 if secret and item:
-                    new: Any = credentials.masked(item, self.secret_ph)
+                    new = credentials.masked(item, self.secret_ph)
                 elif t is str:
-                    if lookup is not None and (len(item) < 2 or item[0] not in "{["):
+                    if lookup is None:
+                        new = self.string(item, None)
+                    elif len(item) < 2 or item[0] not in "{[":
                         new = lookup(item, item)
                     else:
-                        new = string(item, texts)
+                        new = self._string(item, texts)
                 elif t in _SCALARS:
                     continue
                 else:
@@ -264,16 +314,20 @@ class Redactor:
                         out = dict(value)
                     out[key] = new
             return value if out is None else out
-        if is_list or isinstance(value, _SEQUENCES):
+        if kind is list or kind is tuple or isinstance(value, _SEQUENCES):
             copied: list[Any] | None = None
-            for i, item in enumerate(value):
+            i = 0
+            for item in value:
                 t = type(item)
                 if t is str:
-                    if lookup is not None and (len(item) < 2 or item[0] not in "{["):
+                    if lookup is None:
+                        new = self.string(item, None)
+                    elif len(item) < 2 or item[0] not in "{[":
                         new = lookup(item, item)
                     else:
-                        new = string(item, texts)
+                        new = self._string(item, texts)
                 elif t in _SCALARS:
+                    i += 1
                     continue
                 else:
                     new = self.value(item, depth + 1, texts)
@@ -281,6 +335,7 @@ class Redactor:
                     if copied is None:
                         copied = list(value)
                     copied[i] = new
+                i += 1
             return value if copied is None else copied
         dump = getattr(value, "model_dump", None)  # a pydantic object would be encoded as its fields
         if callable(dump):
@@ -292,20 +347,48 @@ class Redactor:
 
 
 _JSON = json.JSONDecoder()
-_dump = json.JSONEncoder(ensure_ascii=False).encode  # json.dumps(ensure_ascii=False) makes one per call
+# The decoder's C scanner, called directly: `raw_decode` is a Python method around it, and a call costs
+# more than scanning a short tool-call argument. It raises StopIteration where `raw_decode` raises
+# "Expecting value", and a JSONDecodeError (a ValueError) for the rest, as `raw_decode` does.
+_scan: Callable[[str, int], tuple[Any, int]] = _JSON.scan_once  # type: ignore[attr-defined]
+_ENCODER = json.JSONEncoder(ensure_ascii=False)
+# What `_ENCODER.encode` runs for a dict or list, built once instead of per call (json.dumps even builds
+# the encoder per call). No check for circular references: what is dumped was parsed from JSON text.
+_c_make_encoder = getattr(json.encoder, "c_make_encoder", None)
+_encode = (
+    None
+    if _c_make_encoder is None
+    else _c_make_encoder(
+        None,
+        _ENCODER.default,
+        json.encoder.encode_basestring,
+        None,
+        _ENCODER.key_separator,
+        _ENCODER.item_separator,
+        False,
+        False,
+        True,
+    )
+)
+
+
+def _dump(value: Any) -> str:
+    if _encode is None:  # no C accelerator (not CPython)
+        return _ENCODER.encode(value)
+    return "".join(_encode(value, 0))
 
 
 def _json_container(s: str) -> Any:
     """The dict or list a string holds as JSON text, else None (cheap for the strings that are not).
 
-    What `json.loads` accepts, through the decoder's `raw_decode`: `json.loads` adds two whitespace
-    regex matches and a few calls, which cost more than decoding a short tool-call argument itself.
+    What `json.loads` accepts, through the decoder's scanner: `json.loads` adds two whitespace regex
+    matches and a few calls, which cost more than decoding a short tool-call argument itself.
     """
     if len(s) < 2 or s[0] not in "{[":
         return None
     try:
-        parsed, end = _JSON.raw_decode(s)
-    except ValueError:
+        parsed, end = _scan(s, 0)
+    except (StopIteration, ValueError):
         return None
     if end != len(s) and s[end:].strip(" \t\n\r"):
         return None  # more after the value: json.loads would refuse it too ("Extra data")
