@@ -1,15 +1,48 @@
 """Helpers for benchmarks: run the fake provider and an HTTP sink in their own processes, so their CPU is
-not counted against the code being measured."""
+not counted against the code being measured; load a module as it is at another git ref, so "before" and
+"after" run in one process."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
+from types import ModuleType
 from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def source_at(ref: str, path: str) -> str | None:
+    """The text of `src/litelens/<path>` at git `ref`; None without git or that ref."""
+    try:
+        return subprocess.run(
+            ["git", "-C", str(ROOT), "show", f"{ref}:src/litelens/{path}"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
+def load_source(name: str, source: str) -> ModuleType:
+    """`source` imported as module `name` (registered in sys.modules, beside the working tree's modules)."""
+    file = Path(tempfile.mkdtemp()) / f"{name}.py"
+    file.write_text(source)
+    spec = importlib.util.spec_from_file_location(name, file)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
 
 SINK = r"""
 import sys

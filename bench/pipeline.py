@@ -40,13 +40,10 @@ translate ~12 k, the span regex ~28 k) and ~33 k the credential starts (the rege
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import random
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -54,7 +51,9 @@ from types import ModuleType
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+sys.path.insert(0, str(Path(__file__).parent))
 
+import _procs  # bench/, put on the path above
 from litelens.pipeline import Pipeline, from_env, redact, sample
 
 _TEXT = (
@@ -146,40 +145,20 @@ def load_before(ref: str) -> ModuleType | None:
     The engine's imports are renamed to point at the loaded copies; `litelens.record` and
     `litelens.config` come from the working tree.
     """
-    root = Path(__file__).resolve().parents[1]
-
-    def show(path: str) -> str | None:
-        try:
-            return subprocess.run(
-                ["git", "-C", str(root), "show", f"{ref}:src/litelens/{path}"],
-                capture_output=True,
-                text=True,
-                check=True,
-            ).stdout
-        except (OSError, subprocess.CalledProcessError):
-            return None
-
-    folder = Path(tempfile.mkdtemp())
     module = None
     for path, name in (
         ("redaction/text.py", "before_redaction_text"),
         ("redaction/walk.py", "before_redaction_walk"),
         ("pipeline.py", "before_pipeline"),
     ):
-        source = show(path)
+        source = _procs.source_at(ref, path)
         if source is None:
             if path == "pipeline.py":
                 return None
             continue  # an older ref, with the engine inside pipeline.py
         source = source.replace("litelens.redaction.text", "before_redaction_text")
         source = source.replace("litelens.redaction.walk", "before_redaction_walk")
-        file = folder / f"{name}.py"
-        file.write_text(source)
-        spec = importlib.util.spec_from_file_location(name, file)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
+        module = _procs.load_source(name, source)
     return module
 
 

@@ -84,7 +84,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import gc
-import importlib.util
 import inspect
 import json
 import os
@@ -316,24 +315,8 @@ def _load_record(ref: str) -> ModuleType | None:
     """`litelens.record` as it is at git `ref`, as a separate module beside the current one (its own
     imports, `litelens.config` and `litelens.credentials`, come from this tree); None without git or
     that ref."""
-    root = Path(__file__).resolve().parents[1]
-    try:
-        source = subprocess.run(
-            ["git", "-C", str(root), "show", f"{ref}:src/litelens/record.py"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-    except (OSError, subprocess.CalledProcessError):
-        return None
-    file = Path(tempfile.mkdtemp()) / "before_record.py"
-    file.write_text(source)
-    spec = importlib.util.spec_from_file_location("before_record", file)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["before_record"] = module
-    spec.loader.exec_module(module)
-    return module
+    source = _procs.source_at(ref, "record.py")
+    return None if source is None else _procs.load_source("before_record", source)
 
 
 def _payloads(provider: str) -> list[tuple[Any, dict[str, Any]]]:
