@@ -24,6 +24,9 @@ would show). Baselines measured in the same run, so the ratios say where the tim
   - the server of another git ref (`--baseline-ref`, default `main`), exported with `git archive`;
   - the same server with `store.write` replaced by a no-op: what HTTP + decompression + JSON/protobuf
     parsing + validation cost without storage;
+  - with `--floors` (SQLite, /v1/events): a store that writes each record durably under its primary key
+    and nothing else (no indexes, tags, sessions or rollups; acknowledged, not queryable), the least a
+    store that answers only after its commit can do; and the real store without its rollups;
   - Arize Phoenix's OTLP ingest of the same spans (its own venv under `.bench-envs/phoenix`), measured
     until its GraphQL API counts them all; skipped, with the reason printed, when it cannot be installed
     or started.
@@ -32,6 +35,7 @@ would show). Baselines measured in the same run, so the ratios say where the tim
     python bench/ingest.py --records 100000 --no-phoenix --baseline-ref ''
     python bench/ingest.py --only store --no-postgres --records 10000 --store-rounds 3
     python bench/ingest.py --only store --no-postgres --store-rounds 0 --writer-rounds 3
+    python bench/ingest.py --only http --no-postgres --no-traces --no-phoenix --baseline-ref '' --floors
 """
 
 from __future__ import annotations
@@ -350,16 +354,46 @@ def wait_http(url: str, timeout: float, process: subprocess.Popen[Any] | None = 
     raise TimeoutError(f"{url} did not answer within {timeout:.0f} s")
 
 
-# The no-op baseline: the real app and settings, storage replaced by nothing.
-NOOP_SERVER = r"""
-import gc, sys, uvicorn
+# The baselines with less storage: the real app and settings, and (argv[3]) `noop`: storage replaced by
+# nothing; `floor` (SQLite): each record written durably under its primary key and nothing else, the least
+# any store that acknowledges only what it committed must do; `norollups`: the real store without its
+# rollup rows (neither their preparation nor their writes).
+BASELINE_SERVER = r"""
+import gc, json, sqlite3, sys, uvicorn
 from litelens.server.app import create_app
 from litelens.server.config import GC_THRESHOLDS, ServerSettings
 gc.set_threshold(*GC_THRESHOLDS)  # as `litelens serve` does
 from litelens.server.store import open_store
 store = open_store(sys.argv[2])
-store.write = store.write_many = store.write_prepared = lambda *args, **kwargs: None
-store.prepare_write = lambda batch: batch
+mode = sys.argv[3]
+if mode == "noop":
+    store.write = store.write_many = store.write_prepared = lambda *args, **kwargs: None
+    store.prepare_write = lambda batch: batch
+elif mode == "floor":
+    conn = sqlite3.connect(sys.argv[2].removeprefix("sqlite:///") + ".floor", isolation_level=None,
+                           check_same_thread=False)
+    for pragma in ("page_size = 8192", "journal_mode = WAL", "synchronous = FULL"):
+        conn.execute(f"PRAGMA {pragma}")
+    conn.execute("CREATE TABLE calls (project_id INTEGER, call_id TEXT, record TEXT, PRIMARY KEY (project_id, call_id))")
+
+    def prepare(batch):
+        texts = batch.texts or [None] * len(batch.records)
+        return [(batch.project_id, r["call_id"], t or json.dumps(r)) for r, t in zip(batch.records, texts)]
+
+    def write_prepared(prepared):
+        conn.execute("BEGIN IMMEDIATE")
+        for rows in prepared:
+            for i in range(0, len(rows), 300):
+                part = rows[i : i + 300]
+                conn.execute("INSERT OR REPLACE INTO calls VALUES " + ", ".join(["(?, ?, ?)"] * len(part)),
+                             [value for row in part for value in row])
+        conn.execute("COMMIT")
+
+    store.prepare_write, store.write_prepared = prepare, write_prepared
+elif mode == "norollups":
+    import litelens.server.store.write as write
+    write.add_contribution = lambda *args, **kwargs: None
+    write.BatchWriter._apply_rollups = lambda self, cur, project_id, deltas: {}
 settings = ServerSettings.from_env(host="127.0.0.1", port=int(sys.argv[1]), db_url=sys.argv[2], no_auth=True)
 uvicorn.run(create_app(settings, store=store), host="127.0.0.1", port=int(sys.argv[1]), log_level="warning",
             access_log=False)
@@ -368,13 +402,13 @@ uvicorn.run(create_app(settings, store=store), host="127.0.0.1", port=int(sys.ar
 
 @contextlib.contextmanager
 def litelens_server(
-    db_url: str, noop: bool = False, source: str | None = None
+    db_url: str, baseline: str | None = None, source: str | None = None
 ) -> Iterator[tuple[str, subprocess.Popen[Any]]]:
-    """`litelens serve` (or the no-op baseline) on a free port; `source`: a `src` directory to run the
-    server from instead of the installed litelens (the main-branch baseline)."""
+    """`litelens serve` (or a baseline of `BASELINE_SERVER`) on a free port; `source`: a `src` directory to
+    run the server from instead of the installed litelens (the main-branch baseline)."""
     port = free_port()
-    if noop:
-        argv = [sys.executable, "-c", NOOP_SERVER, str(port), db_url]
+    if baseline:
+        argv = [sys.executable, "-c", BASELINE_SERVER, str(port), db_url, baseline]
     else:
         argv = [sys.executable, "-c", "import sys; from litelens.cli import main; sys.exit(main())", "serve", "--no-auth", "--port", str(port), "--db", db_url,
                 "--log-level", "warning"]  # fmt: skip
@@ -719,6 +753,12 @@ def main() -> int:
     parser.add_argument("--no-phoenix", action="store_true")
     parser.add_argument("--no-traces", action="store_true", help="skip /v1/traces")
     parser.add_argument("--only", choices=["store", "http"], help="run only one part")
+    parser.add_argument(
+        "--floors",
+        action="store_true",
+        help="also measure SQLite /v1/events with a store that keeps only each record under its primary key, "
+        "and with the real store minus its rollups",
+    )
     parser.add_argument("--phoenix-install-timeout", type=float, default=300)
     parser.add_argument(
         "--phoenix-records", type=int, default=5000, help="spans sent to Phoenix (it ingests far slower)"
@@ -811,9 +851,18 @@ def main() -> int:
                         with litelens_server(fresh(), source=baseline) as (url, process):
                             report(f"  baseline: {args.baseline_ref} {path}", name, measure_litelens(
                                 url, process, path, bodies, args.records, last_id, senders))  # fmt: skip
-                    with litelens_server(fresh(), noop=True) as (url, process):
+                    with litelens_server(fresh(), baseline="noop") as (url, process):
                         report(f"  baseline: write() no-op {path}", name, measure_litelens(
                             url, process, path, bodies, args.records, None, senders))  # fmt: skip
+                    if args.floors and name == "sqlite" and path == "/v1/events":
+                        # The floor is acknowledged, not queryable (no query API reads its table); the
+                        # store without rollups is measured to queryable, as the real one.
+                        with litelens_server(fresh(), baseline="floor") as (url, process):
+                            report(f"  baseline: key + record only {path}", name, measure_litelens(
+                                url, process, path, bodies, args.records, None, senders))  # fmt: skip
+                        with litelens_server(fresh(), baseline="norollups") as (url, process):
+                            report(f"  baseline: store without rollups {path}", name, measure_litelens(
+                                url, process, path, bodies, args.records, last_id, senders))  # fmt: skip
 
     if args.only in (None, "http") and not args.no_phoenix:
         try:
