@@ -39,6 +39,7 @@ from opentelemetry.trace import SpanKind
 
 from litelens import semconv
 from litelens.callback import Callback, unregister
+from litelens.server.config import ServerSettings
 from litelens.testing import FakeProvider
 from otlp_helpers import json_body, protobuf_body, sdk_spans
 from server_helpers import (
@@ -1036,6 +1037,43 @@ def test_a_revoked_key_stops_working_within_the_cache_ttl(sqlite_server: ServerP
     assert client.get("/api/calls").status == 401
     assert client.post_json("/v1/events", {"records": [make_record("after")]}).status == 401
     assert cli("keys", "revoke", sqlite_server.key, "--db", sqlite_server.db_url).returncode == 1
+
+
+def _idle_connection_closed_after(server: ServerProcess, idle_s: float) -> bool:
+    """Whether the server closed a kept-alive connection that stayed idle for `idle_s` after an answer."""
+    import socket
+
+    with socket.create_connection((server.host, server.port), timeout=5) as sock:
+        sock.sendall(f"GET /health HTTP/1.1\r\nHost: {server.host}\r\n\r\n".encode())
+        answer = b""
+        while b"\r\n\r\n" not in answer:
+            answer += sock.recv(65536)
+        head, _, body = answer.partition(b"\r\n\r\n")
+        length = int(re.search(rb"(?i)content-length: *(\d+)", head).group(1))  # type: ignore[union-attr]
+        while len(body) < length:
+            body += sock.recv(65536)
+        assert head.startswith(b"HTTP/1.1 200"), head
+        time.sleep(idle_s)
+        sock.settimeout(0.2)
+        try:
+            return sock.recv(65536) == b""
+        except TimeoutError:
+            return False  # still open: nothing came, not even the close
+
+
+def test_how_long_an_idle_connection_is_kept_is_a_setting(
+    server_factory: Callable[..., ServerProcess], sqlite_url: str
+) -> None:
+    """A load balancer reuses its idle connections to the collector for up to its own idle timeout (60 s
+    on common ones); a collector that closes them first makes the balancer answer 502 now and then. The
+    collector's keep-alive was fixed at uvicorn's 5 s: now `LITELENS_KEEP_ALIVE` sets it."""
+    server = server_factory(sqlite_url, env={"LITELENS_KEEP_ALIVE": "1s"}, key=False)
+    assert not _idle_connection_closed_after(server, 0.3)
+    assert _idle_connection_closed_after(server, 2.0)
+    for bad, says in (("0", "must be longer than 0"), ("soon", "is not a duration")):
+        with pytest.raises(ValueError, match=says):
+            ServerSettings.from_env({"LITELENS_KEEP_ALIVE": bad})
+    assert ServerSettings.from_env({"LITELENS_KEEP_ALIVE": "75s"}).keep_alive_s == 75
 
 
 def test_a_lost_key_is_revoked_by_the_prefix_keys_list_shows(sqlite_server: ServerProcess) -> None:

@@ -89,6 +89,8 @@ def serve(args: argparse.Namespace) -> int:
             log_level=args.log_level,
             access_log=False,
             timeout_graceful_shutdown=30,
+            # Annotated int by uvicorn, used as the delay of a `loop.call_later`, which takes seconds as float.
+            timeout_keep_alive=settings.keep_alive_s,  # type: ignore[arg-type]
             ssl_certfile=certfile,
             ssl_keyfile=keyfile,
         )

@@ -53,6 +53,9 @@ class ServerSettings:
     default_project: str = "default"
     key_cache_ttl_s: float = 30.0
     """How long a key lookup is cached: a revoked key keeps working at most this long on each replica."""
+    keep_alive_s: float = 5.0
+    """How long an idle HTTP connection is kept open. Behind a load balancer, longer than the balancer's own
+    idle timeout: a connection the collector closes just as the balancer reuses it is a 502."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> ServerSettings:
@@ -85,6 +88,8 @@ class ServerSettings:
             values["retention_s"] = parse_duration(env["LITELENS_RETENTION"])
         if env.get("LITELENS_RETENTION_EVERY"):
             values["retention_every_s"] = parse_duration(env["LITELENS_RETENTION_EVERY"])
+        if env.get("LITELENS_KEEP_ALIVE"):
+            values["keep_alive_s"] = parse_duration(env["LITELENS_KEEP_ALIVE"])
         values.update({k: v for k, v in overrides.items() if v is not None})
         settings = cls(**values)  # type: ignore[arg-type]
         settings.check()
@@ -99,6 +104,8 @@ class ServerSettings:
             raise ValueError("litelens: --retention must be longer than 0; leave it out to keep everything")
         if self.retention_every_s <= 0:
             raise ValueError("litelens: LITELENS_RETENTION_EVERY must be longer than 0")
+        if self.keep_alive_s <= 0:
+            raise ValueError("litelens: LITELENS_KEEP_ALIVE must be longer than 0")
         if self.no_auth and not is_loopback(self.host):
             raise ValueError(
                 f"litelens: --no-auth is only allowed on a loopback address, not {self.host!r}; "
