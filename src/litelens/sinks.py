@@ -390,9 +390,7 @@ class FanOut:
     def inherit(self, settings: Settings) -> None:
         """Pass a callback's settings on to the sinks that take them (`HttpSink.inherit`,
         `QueuedSink.inherit`), as if each had been given to the callback itself."""
-        for sink in self.sinks:
-            if isinstance(sink, (HttpSink, QueuedSink, FanOut)):
-                sink.inherit(settings)
+        _pass_on(self.sinks, settings)
 
     def submit(self, line: str) -> None:
         for sink in self.sinks:
@@ -514,7 +512,13 @@ def from_specs(specs: Iterable[Sink | str], settings: Settings | None = None) ->
     (`QueuedSink.inherit`), within a `FanOut` too."""
     sinks = [from_spec(s, settings) if isinstance(s, str) else s for s in specs]
     if settings is not None:
-        for sink in sinks:
-            if isinstance(sink, (HttpSink, QueuedSink, FanOut)):
-                sink.inherit(settings)
+        _pass_on(sinks, settings)
     return sinks
+
+
+def _pass_on(sinks: Iterable[Sink], settings: Settings) -> None:
+    """A callback's settings to each of `sinks` that takes them: one list of the sinks that do, so a
+    sink class given `inherit` is reached from `sinks=` and from inside a `FanOut` alike."""
+    for sink in sinks:
+        if isinstance(sink, (HttpSink, QueuedSink, FanOut)):
+            sink.inherit(settings)
