@@ -131,6 +131,39 @@ def test_sync_stream_records_ttft_tokens_and_throughput(provider, receiver, make
     ]
 
 
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
+def test_a_call_asking_for_several_choices_keeps_them_all(provider, receiver, make_callback, stream):
+    callback = make_callback()
+    response = call(provider, n=3, stream=stream, extra_headers={"x-fake-tokens": "4"})
+    if stream:
+        texts = ["", "", ""]
+        for chunk in response:
+            for choice in chunk.choices:
+                texts[choice.index] += choice.delta.content or ""
+    else:
+        texts = [choice.message.content for choice in response.choices]
+    record = one_record(receiver, callback)
+    choices = record["response"]["choices"]
+    if stream and Version(version("litellm")) < Version("1.100"):
+        # LiteLLM 1.80 joins the chunks of every choice into one choice and counts the tokens of that text
+        # itself (docs/core.md, Streams): that is what it reports, with every choice's words in it.
+        assert [c["index"] for c in choices] == [0]
+        assert sorted(choices[0]["message"]["content"].replace(" ", "")) == sorted(
+            "".join(texts).replace(" ", "")
+        )
+        assert record["usage"]["output_tokens"] > 0
+        return
+    assert [c["index"] for c in choices] == [0, 1, 2]
+    assert [c["message"]["content"] for c in choices] == texts and all(texts)
+    assert record["finish_reasons"] == ["stop"] * 3
+    # every choice's words are paid for, as OpenAI counts them
+    assert record["usage"]["output_tokens"] == 3 * 4
+    assert record["usage"] == {
+        **record["usage"],
+        **{"input_tokens": PROMPT_WORDS, "total_tokens": PROMPT_WORDS + 12},
+    }
+
+
 def test_async_stream(provider, receiver, make_callback):
     callback = make_callback()
 

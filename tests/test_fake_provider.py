@@ -119,6 +119,20 @@ def test_headers_override_text_directives_and_max_tokens_caps(provider: FakeProv
     assert usage_of(response) == flat(expected_usage(messages, max_tokens=10, tokens=12))
 
 
+def test_several_choices_are_answered_and_paid_for_and_a_bad_n_is_refused(provider: FakeProvider) -> None:
+    messages = [{"role": "user", "content": "pick one [[fake tokens=3 reasoning=2]]"}]
+    response = call(provider, messages=messages, n=2)
+    assert [(c.index, c.message.content) for c in response.choices] == [
+        (0, "lorem ipsum dolor"),
+        (1, "lorem ipsum dolor"),
+    ]
+    assert usage_of(response) == flat(expected_usage(messages, n=2))
+    assert response.usage.completion_tokens == 2 * 3 + 2
+    for bad in (0, 129, "2", 1.5, True):
+        with pytest.raises(litellm.BadRequestError, match="Invalid 'n'"):
+            call(provider, messages=messages, n=bad)
+
+
 def test_stream_chunks_and_exact_usage(provider: FakeProvider) -> None:
     messages = [{"role": "user", "content": "stream me please [[fake tokens=6 chunks=3 reasoning=1]]"}]
     stream = call(provider, messages=messages, stream=True, stream_options={"include_usage": True})

@@ -52,6 +52,9 @@ Deterministic usage -- tests assert exact numbers, so the rule is simple and pub
   ``max_tokens`` / ``max_completion_tokens`` / ``max_output_tokens``; when capped the finish reason is
   ``"length"`` (Responses: status ``"incomplete"``).
 * ``completion_tokens = N + reasoning``; ``total_tokens = prompt_tokens + completion_tokens``.
+  A chat request with ``n`` > 1 gets ``n`` choices of the same ``N`` words, streamed interleaved
+  (one chunk per choice in turn), and ``completion_tokens = n * N + reasoning``, as OpenAI counts
+  every choice.
   ``reasoning`` goes to ``completion_tokens_details.reasoning_tokens`` and ``cached`` to
   ``prompt_tokens_details.cached_tokens`` (Responses: the ``input``/``output`` names).
   A tool-call answer has the same usage as a text answer would have.
@@ -273,9 +276,11 @@ def _output_budget(directives: Mapping[str, Any], cap: int | None) -> tuple[int,
     return wanted, False
 
 
-def _usage(prompt_tokens: int, output_words: int, directives: Mapping[str, Any]) -> dict[str, Any]:
+def _usage(
+    prompt_tokens: int, output_words: int, directives: Mapping[str, Any], n: int = 1
+) -> dict[str, Any]:
     reasoning = int(directives.get("reasoning", 0))
-    completion = output_words + reasoning
+    completion = n * output_words + reasoning
     return {
         "prompt_tokens": prompt_tokens,
         "completion_tokens": completion,
@@ -290,19 +295,22 @@ def _usage(prompt_tokens: int, output_words: int, directives: Mapping[str, Any])
     }
 
 
-def expected_usage(messages_or_text: Any, max_tokens: int | None = None, **directives: Any) -> dict[str, Any]:
+def expected_usage(
+    messages_or_text: Any, max_tokens: int | None = None, *, n: int = 1, **directives: Any
+) -> dict[str, Any]:
     """The exact chat-style ``usage`` the provider reports for this input.
 
     ``messages_or_text`` is a messages list, a Responses input, a prompt string or a list of strings.
     Directives found in it are honoured, and keyword ``directives`` override them as headers would;
-    pass ``max_tokens`` when the request caps the output. Constructor defaults of a running provider
-    are not known here -- use :meth:`FakeProvider.expected_usage` for those.
+    pass ``max_tokens`` when the request caps the output and ``n`` when it asks for several choices.
+    Constructor defaults of a running provider are not known here -- use
+    :meth:`FakeProvider.expected_usage` for those.
     """
     merged = _normalise(_parse_directive_text(_last_user_text(messages_or_text)))
     merged.update(_normalise(directives))
     prompt = max(1, _count_words(_input_texts(messages_or_text)))
     words, _ = _output_budget(merged, max_tokens)
-    return _usage(prompt, words, merged)
+    return _usage(prompt, words, merged, n)
 
 
 def _output_words(n: int) -> list[str]:
@@ -728,7 +736,13 @@ class _Handler(BaseHTTPRequestHandler):
         cap = body.get("max_completion_tokens", body.get("max_tokens"))
         words, capped = _output_budget(directives, cap if isinstance(cap, int) else None)
         prompt = max(1, _count_words(_input_texts(body.get("messages"))))
-        usage = _usage(prompt, words, directives)
+        n = body.get("n")
+        # OpenAI answers n (1-128) choices; anything else it refuses, and so does this provider.
+        n = 1 if n is None else n
+        if type(n) is not int or not 1 <= n <= 128:
+            self._send_error(400, f"Invalid 'n': {body.get('n')!r}; expected an integer from 1 to 128.")
+            return
+        usage = _usage(prompt, words, directives, n)
         tool = _wants_tool(body, directives)
         rid = self.provider._next_id("chatcmpl-fake")
         created = int(time.time())
@@ -751,20 +765,25 @@ class _Handler(BaseHTTPRequestHandler):
                     "created": created,
                     "model": model,
                     "system_fingerprint": "fp_fake",
-                    "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish}],
+                    "choices": [
+                        {"index": i, "message": message, "logprobs": None, "finish_reason": finish}
+                        for i in range(n)
+                    ],
                     "usage": usage,
                 },
             )
             return
 
-        def chunk(delta: dict[str, Any], finish_reason: str | None = None) -> dict[str, Any]:
+        def chunk(delta: dict[str, Any], finish_reason: str | None = None, index: int = 0) -> dict[str, Any]:
             return {
                 "id": rid,
                 "object": "chat.completion.chunk",
                 "created": created,
                 "model": model,
                 "system_fingerprint": "fp_fake",
-                "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}],
+                "choices": [
+                    {"index": index, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
+                ],
             }
 
         deltas: list[dict[str, Any]]
@@ -789,7 +808,8 @@ class _Handler(BaseHTTPRequestHandler):
             pieces = _split_words(_output_words(words), directives.get("chunks")) or [""]
             deltas = [{"content": p} for p in pieces]
             deltas[0] = {"role": "assistant", **deltas[0]}
-        events = [chunk(d) for d in deltas] + [chunk({}, finish)]
+        events = [chunk(d, None, i) for d in deltas for i in range(n)]
+        events += [chunk({}, finish, i) for i in range(n)]
         final = None
         if directives.get("usage", 1):
             final = {**chunk({}), "choices": [], "usage": usage}
@@ -1267,12 +1287,12 @@ class FakeProvider:
             self._error_counts.clear()
 
     def expected_usage(
-        self, messages_or_text: Any, max_tokens: int | None = None, **directives: Any
+        self, messages_or_text: Any, max_tokens: int | None = None, *, n: int = 1, **directives: Any
     ) -> dict[str, Any]:
         """Like the module's :func:`expected_usage`, with this provider's constructor defaults applied."""
         text_directives = _normalise(_parse_directive_text(_last_user_text(messages_or_text)))
         return expected_usage(
-            messages_or_text, max_tokens, **{**self.defaults, **text_directives, **directives}
+            messages_or_text, max_tokens, n=n, **{**self.defaults, **text_directives, **directives}
         )
 
     # -- used by the handler ---------------------------------------------------------------------
