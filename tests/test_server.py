@@ -14,6 +14,7 @@ import os
 import random
 import re
 import signal
+import socket
 import sqlite3
 import string
 import subprocess
@@ -1006,6 +1007,20 @@ def test_serve_refuses_a_port_or_retention_it_cannot_honour(sqlite_url: str) -> 
         "keys", "create", "--db", sqlite_url, env={"LITELENS_PORT": "http", "LITELENS_RETENTION": "1y"}
     )
     assert done.returncode == 0 and done.stdout.startswith("ll_"), done
+
+
+def test_serve_on_a_port_already_taken_says_so_and_what_to_do(sqlite_url: str) -> None:
+    """4318 is also an OpenTelemetry Collector's (and a second `litelens serve`'s) port: serve printed
+    "litelens serving on http://127.0.0.1:4318", then uvicorn's bare bind error, and exited."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = cli("serve", "--port", str(port), "--db", sqlite_url, timeout=30)
+    assert done.returncode == 2, done
+    assert "serving on" not in done.stdout, done.stdout
+    assert f"127.0.0.1:{port} is already in use" in done.stderr, done.stderr
+    assert "--port" in done.stderr and "Traceback" not in done.stderr, done.stderr
 
 
 def test_retention_runs_soon_after_start_and_as_often_as_configured(
