@@ -1516,6 +1516,28 @@ def test_printing_commands_end_quietly_when_the_reader_has_left(sqlite_server: S
         assert (proc.returncode, err.decode()) == (0, ""), args
 
 
+def test_fake_provider_and_receiver_help_shows_every_option_they_take() -> None:
+    """`litelens fake-provider --help` showed only --host and --port, from a copy of its options in the
+    top-level parser: the --set it takes (a latency or an error for every request) was hidden, and so
+    was the receiver's --api-key."""
+    fake = cli("fake-provider", "--help")
+    assert fake.returncode == 0 and "--set KEY=VALUE" in fake.stdout and "api_base" in fake.stdout, fake
+    receiver = cli("receiver", "--help")
+    assert receiver.returncode == 0 and "--api-key" in receiver.stdout, receiver
+    port = free_port()
+    with subprocess.Popen(
+        [*CLI, "fake-provider", "--port", str(port), "--set", "latency_ms=1"],
+        stdout=subprocess.PIPE,
+        text=True,
+    ) as served:
+        assert served.stdout is not None
+        try:
+            assert served.stdout.readline().strip() == f"http://127.0.0.1:{port}/v1"
+        finally:
+            served.terminate()
+        assert served.wait(30) == 0
+
+
 def test_receiver_stops_quietly_when_the_reader_has_left() -> None:
     """`litelens receiver | head -3`: once the reader is gone, the receiver ends (status 0), quietly; it
     went on running and hung up on every batch after, which the sender retried forever."""

@@ -28,15 +28,14 @@ def _run(argv: list[str] | None) -> int:
     demo.add_argument("--db", default=None, help="store the demo's data here (default: a temporary SQLite)")
     demo.add_argument("--port", type=int, default=0, help="the demo server's port (default: a free one)")
 
-    fake = sub.add_parser("fake-provider", help="run the fake OpenAI-compatible provider on loopback")
-    fake.add_argument("--host", default="127.0.0.1")
-    fake.add_argument("--port", type=int, default=0)
-
-    receiver = sub.add_parser(
-        "receiver", help="run a loopback receiver that prints the call records sent to it"
+    # These two hand every argument, --help included, to their own parser: a copy of it here showed
+    # only --host and --port, hiding fake-provider's --set and receiver's --api-key.
+    sub.add_parser(
+        "fake-provider", help="run the fake OpenAI-compatible provider on loopback", add_help=False
     )
-    receiver.add_argument("--host", default="127.0.0.1")
-    receiver.add_argument("--port", type=int, default=4318)
+    sub.add_parser(
+        "receiver", help="run a loopback receiver that prints the call records sent to it", add_help=False
+    )
 
     serve = sub.add_parser("serve", help="run the collector: ingest, storage, query API")
     serve.add_argument("--host", default=None, help="address to bind (default 127.0.0.1)")
@@ -123,11 +122,11 @@ def _run(argv: list[str] | None) -> int:
     if args.command == "fake-provider":
         from litelens.testing.fake_provider import run_cli
 
-        return run_cli(["--host", args.host, "--port", str(args.port), *rest])
+        return run_cli(rest)
     if args.command == "receiver":
         from litelens.testing.receiver import run_cli as run_receiver
 
-        return run_receiver(["--host", args.host, "--port", str(args.port), *rest])
+        return run_receiver(rest)
     parser.error(f"unknown command {args.command}")
     return 2
 
