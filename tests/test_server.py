@@ -1524,6 +1524,10 @@ def test_fake_provider_and_receiver_help_shows_every_option_they_take() -> None:
     assert fake.returncode == 0 and "--set KEY=VALUE" in fake.stdout and "api_base" in fake.stdout, fake
     receiver = cli("receiver", "--help")
     assert receiver.returncode == 0 and "--api-key" in receiver.stdout, receiver
+    # doctor's options said nothing of the variables they stand in for, nor export's --since its default.
+    doctor = cli("doctor", "--help")
+    assert "LITELENS_ENDPOINT" in doctor.stdout and "LITELENS_API_KEY" in doctor.stdout, doctor
+    assert "default 24h" in cli("export", "--help").stdout
     port = free_port()
     with subprocess.Popen(
         [*CLI, "fake-provider", "--port", str(port), "--set", "latency_ms=1"],

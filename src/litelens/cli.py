@@ -65,7 +65,7 @@ def _run(argv: list[str] | None) -> int:
     export.add_argument("--endpoint", default=None, help="server URL (env LITELENS_ENDPOINT)")
     export.add_argument("--api-key", default=None, help="project key (env LITELENS_API_KEY)")
     export.add_argument("--format", choices=["jsonl", "csv"], default="jsonl")
-    export.add_argument("--since", default="24h", help="how far back, e.g. 24h, 7d")
+    export.add_argument("--since", default="24h", help="how far back, e.g. 1h, 7d (default 24h)")
     export.add_argument(
         "--filter", action="append", default=[], help="query filter name=value, e.g. model=gpt-4o"
     )
@@ -74,8 +74,8 @@ def _run(argv: list[str] | None) -> int:
     doctor = sub.add_parser(
         "doctor", help="check that this configuration reaches a server that accepts its key"
     )
-    doctor.add_argument("--endpoint", default=None)
-    doctor.add_argument("--api-key", default=None)
+    doctor.add_argument("--endpoint", default=None, help="server URL (env LITELENS_ENDPOINT)")
+    doctor.add_argument("--api-key", default=None, help="project key (env LITELENS_API_KEY)")
 
     tail = sub.add_parser("tail", help="print calls as they happen, from a JSONL sink or a server")
     source = tail.add_mutually_exclusive_group(required=True)
