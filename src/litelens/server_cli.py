@@ -123,20 +123,21 @@ def _address_in_use(host: str, port: int) -> str | None:
     except OSError:
         return None  # uvicorn reports a host it cannot resolve in its own words
     for family, kind, proto, _, address in addresses:
-        with socket.socket(family, kind, proto) as probe:
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            if family == socket.AF_INET6 and hasattr(socket, "IPPROTO_IPV6"):
-                probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-            try:
+        try:
+            with socket.socket(family, kind, proto) as probe:
+                if os.name == "posix":  # as asyncio does: on Windows the option lets a bind steal a port
+                    probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                if family == socket.AF_INET6 and hasattr(socket, "IPPROTO_IPV6"):
+                    probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
                 probe.bind(address)
-            except OSError as exc:
-                # Other errors (a family the host lacks, a port below 1024) are uvicorn's to judge.
-                if exc.errno == errno.EADDRINUSE:
-                    return (
-                        f"litelens serve: {host}:{port} is already in use (another `litelens serve`, or an"
-                        " OpenTelemetry Collector, which listens on 4318 too?); stop it, or choose another"
-                        " port with --port (or LITELENS_PORT) and point LITELENS_ENDPOINT at it"
-                    )
+        except OSError as exc:
+            # Other errors (a family the host lacks, a port below 1024) are uvicorn's to judge.
+            if exc.errno == errno.EADDRINUSE:
+                return (
+                    f"litelens serve: {host}:{port} is already in use (another `litelens serve`, or an"
+                    " OpenTelemetry Collector, which listens on 4318 too?); stop it, or choose another"
+                    " port with --port (or LITELENS_PORT) and point LITELENS_ENDPOINT at it"
+                )
     return None
 
 
