@@ -208,3 +208,22 @@ def test_keep_running_sends_live_calls_until_ctrl_c(tmp_path: Path) -> None:
     finally:
         server.stop()
     assert len(calls) == 10 + made and len({c["call_id"] for c in calls}) == len(calls)
+
+
+def test_a_demo_that_ends_says_its_dashboard_link_dies_with_it(tmp_path: Path) -> None:
+    """Run outside a terminal (an IDE's runner, `| tee`), the demo printed the dashboard's address and
+    then stopped the server and deleted its data, saying nothing: the newcomer's first link was dead."""
+    out = subprocess.run(
+        [sys.executable, "-m", "litelens.cli", "demo", "--calls", "3"],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True", "TMPDIR": str(tmp_path)},
+        timeout=300,
+        check=False,
+    )
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert re.search(r"dashboard: http://127\.0\.0\.1:\d+/", out.stdout)
+    assert "The server stops with the demo, and its temporary data is deleted" in out.stdout, out.stdout
+    assert "litelens demo --keep-running" in out.stdout
+    assert not list(tmp_path.glob("litelens-demo-*")), "the temporary data is deleted, as it says"

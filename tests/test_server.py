@@ -14,6 +14,7 @@ import os
 import random
 import re
 import signal
+import socket
 import sqlite3
 import string
 import subprocess
@@ -1008,6 +1009,20 @@ def test_serve_refuses_a_port_or_retention_it_cannot_honour(sqlite_url: str) -> 
     assert done.returncode == 0 and done.stdout.startswith("ll_"), done
 
 
+def test_serve_on_a_port_already_taken_says_so_and_what_to_do(sqlite_url: str) -> None:
+    """4318 is also an OpenTelemetry Collector's (and a second `litelens serve`'s) port: serve printed
+    "litelens serving on http://127.0.0.1:4318", then uvicorn's bare bind error, and exited."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = cli("serve", "--port", str(port), "--db", sqlite_url, timeout=30)
+    assert done.returncode == 2, done
+    assert "serving on" not in done.stdout, done.stdout
+    assert f"127.0.0.1:{port} is already in use" in done.stderr, done.stderr
+    assert "--port" in done.stderr and "Traceback" not in done.stderr, done.stderr
+
+
 def test_retention_runs_soon_after_start_and_as_often_as_configured(
     server_factory: Callable[..., ServerProcess], sqlite_url: str
 ) -> None:
@@ -1499,6 +1514,32 @@ def test_printing_commands_end_quietly_when_the_reader_has_left(sqlite_server: S
     for args, proc in zip(commands, running, strict=True):
         _, err = proc.communicate(timeout=60)
         assert (proc.returncode, err.decode()) == (0, ""), args
+
+
+def test_fake_provider_and_receiver_help_shows_every_option_they_take() -> None:
+    """`litelens fake-provider --help` showed only --host and --port, from a copy of its options in the
+    top-level parser: the --set it takes (a latency or an error for every request) was hidden, and so
+    was the receiver's --api-key."""
+    fake = cli("fake-provider", "--help")
+    assert fake.returncode == 0 and "--set KEY=VALUE" in fake.stdout and "api_base" in fake.stdout, fake
+    receiver = cli("receiver", "--help")
+    assert receiver.returncode == 0 and "--api-key" in receiver.stdout, receiver
+    # doctor's options said nothing of the variables they stand in for, nor export's --since its default.
+    doctor = cli("doctor", "--help")
+    assert "LITELENS_ENDPOINT" in doctor.stdout and "LITELENS_API_KEY" in doctor.stdout, doctor
+    assert "default 24h" in cli("export", "--help").stdout
+    port = free_port()
+    with subprocess.Popen(
+        [*CLI, "fake-provider", "--port", str(port), "--set", "latency_ms=1"],
+        stdout=subprocess.PIPE,
+        text=True,
+    ) as served:
+        assert served.stdout is not None
+        try:
+            assert served.stdout.readline().strip() == f"http://127.0.0.1:{port}/v1"
+        finally:
+            served.terminate()
+        assert served.wait(30) == 0
 
 
 def test_receiver_stops_quietly_when_the_reader_has_left() -> None:

@@ -1005,6 +1005,15 @@ def test_a_call_cut_to_size_when_recorded_says_what_was_cut(sqlite_server: Serve
     assert 'data-testid="truncated"' not in page_html(sqlite_server, "/calls/whole-1")
 
 
+def test_a_calls_page_names_its_service_and_environment(sqlite_server: ServerProcess) -> None:
+    """docs/best-practices.md has every app set LITELENS_SERVICE and LITELENS_ENVIRONMENT so staging and
+    production can be told apart, but the call's page showed neither (only its raw JSON held them)."""
+    post_records(sqlite_server.client(), [make_record("svc-1", service="checkout", environment="prod")])
+    html = page_html(sqlite_server, "/calls/svc-1")
+    assert re.search(r'data-testid="service">checkout<', html), html
+    assert re.search(r'data-testid="environment">prod<', html), html
+
+
 @pytest.mark.service
 def test_long_unbroken_ids_and_names_wrap_instead_of_widening_the_page(
     sqlite_server: ServerProcess, visit: Callable[..., Visit], shots: Shots

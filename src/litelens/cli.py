@@ -28,15 +28,14 @@ def _run(argv: list[str] | None) -> int:
     demo.add_argument("--db", default=None, help="store the demo's data here (default: a temporary SQLite)")
     demo.add_argument("--port", type=int, default=0, help="the demo server's port (default: a free one)")
 
-    fake = sub.add_parser("fake-provider", help="run the fake OpenAI-compatible provider on loopback")
-    fake.add_argument("--host", default="127.0.0.1")
-    fake.add_argument("--port", type=int, default=0)
-
-    receiver = sub.add_parser(
-        "receiver", help="run a loopback receiver that prints the call records sent to it"
+    # These two hand every argument, --help included, to their own parser: a copy of it here showed
+    # only --host and --port, hiding fake-provider's --set and receiver's --api-key.
+    sub.add_parser(
+        "fake-provider", help="run the fake OpenAI-compatible provider on loopback", add_help=False
     )
-    receiver.add_argument("--host", default="127.0.0.1")
-    receiver.add_argument("--port", type=int, default=4318)
+    sub.add_parser(
+        "receiver", help="run a loopback receiver that prints the call records sent to it", add_help=False
+    )
 
     serve = sub.add_parser("serve", help="run the collector: ingest, storage, query API")
     serve.add_argument("--host", default=None, help="address to bind (default 127.0.0.1)")
@@ -66,7 +65,7 @@ def _run(argv: list[str] | None) -> int:
     export.add_argument("--endpoint", default=None, help="server URL (env LITELENS_ENDPOINT)")
     export.add_argument("--api-key", default=None, help="project key (env LITELENS_API_KEY)")
     export.add_argument("--format", choices=["jsonl", "csv"], default="jsonl")
-    export.add_argument("--since", default="24h", help="how far back, e.g. 24h, 7d")
+    export.add_argument("--since", default="24h", help="how far back, e.g. 1h, 7d (default 24h)")
     export.add_argument(
         "--filter", action="append", default=[], help="query filter name=value, e.g. model=gpt-4o"
     )
@@ -75,8 +74,8 @@ def _run(argv: list[str] | None) -> int:
     doctor = sub.add_parser(
         "doctor", help="check that this configuration reaches a server that accepts its key"
     )
-    doctor.add_argument("--endpoint", default=None)
-    doctor.add_argument("--api-key", default=None)
+    doctor.add_argument("--endpoint", default=None, help="server URL (env LITELENS_ENDPOINT)")
+    doctor.add_argument("--api-key", default=None, help="project key (env LITELENS_API_KEY)")
 
     tail = sub.add_parser("tail", help="print calls as they happen, from a JSONL sink or a server")
     source = tail.add_mutually_exclusive_group(required=True)
@@ -123,11 +122,11 @@ def _run(argv: list[str] | None) -> int:
     if args.command == "fake-provider":
         from litelens.testing.fake_provider import run_cli
 
-        return run_cli(["--host", args.host, "--port", str(args.port), *rest])
+        return run_cli(rest)
     if args.command == "receiver":
         from litelens.testing.receiver import run_cli as run_receiver
 
-        return run_receiver(["--host", args.host, "--port", str(args.port), *rest])
+        return run_receiver(rest)
     parser.error(f"unknown command {args.command}")
     return 2
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import errno
 import gc
 import http.client
 import json
@@ -68,6 +69,10 @@ def serve(args: argparse.Namespace) -> int:
         except (OSError, ssl.SSLError) as exc:
             print(f"litelens serve: cannot use {certfile} / {keyfile} for TLS ({exc})", file=sys.stderr)
             return 2
+    taken = _address_in_use(settings.host, settings.port)
+    if taken:
+        print(taken, file=sys.stderr)
+        return 2
     store = _open_migrated(settings.db_url)
     if store is None:
         return 2
@@ -103,6 +108,37 @@ def serve(args: argparse.Namespace) -> int:
         print(f"litelens serve: could not start on {settings.host}:{settings.port}", file=sys.stderr)
         return 3
     return 130 if signal.SIGINT in server.signals else 0
+
+
+def _address_in_use(host: str, port: int) -> str | None:
+    """Why `host:port` cannot be listened on, said so a newcomer knows what to do, or None.
+
+    uvicorn binds only after "serving on" was printed and then exits with its own bare `[Errno 98]`;
+    4318 is the OTLP/HTTP port, so an OpenTelemetry Collector (or an earlier `litelens serve`) often
+    holds it already. The probe binds as asyncio's server will (SO_REUSEADDR, IPv6 sockets v6-only),
+    so a port in TIME_WAIT is not taken for a busy one.
+    """
+    try:
+        addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except OSError:
+        return None  # uvicorn reports a host it cannot resolve in its own words
+    for family, kind, proto, _, address in addresses:
+        try:
+            with socket.socket(family, kind, proto) as probe:
+                if os.name == "posix":  # as asyncio does: on Windows the option lets a bind steal a port
+                    probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                if family == socket.AF_INET6 and hasattr(socket, "IPPROTO_IPV6"):
+                    probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                probe.bind(address)
+        except OSError as exc:
+            # Other errors (a family the host lacks, a port below 1024) are uvicorn's to judge.
+            if exc.errno == errno.EADDRINUSE:
+                return (
+                    f"litelens serve: {host}:{port} is already in use (another `litelens serve`, or an"
+                    " OpenTelemetry Collector, which listens on 4318 too?); stop it, or choose another"
+                    " port with --port (or LITELENS_PORT) and point LITELENS_ENDPOINT at it"
+                )
+    return None
 
 
 def _server_class() -> type[Any]:

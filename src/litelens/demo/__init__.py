@@ -70,6 +70,14 @@ def run_demo(
             )
             # The last hour in one-minute buckets: the range in which a demo's few minutes show as a curve.
             print(f"dashboard: {server.url}/?range=1h")
+            if not keep_running:
+                # Outside a terminal scripts/demo.sh does not keep the server up: the link above is dead
+                # by the time anyone opens it, unless this says why and how to keep it.
+                gone = ", and its temporary data is deleted" if db.startswith(f"sqlite:///{workdir}") else ""
+                print(
+                    f"The server stops with the demo{gone}: `litelens demo --keep-running` keeps it up"
+                    " to browse the dashboard (scripts/demo.sh does so when run in a terminal)."
+                )
             if stored != calls:
                 print(f"litelens demo: expected {calls} calls on the server, found {stored}", file=sys.stderr)
                 return 1

@@ -1343,9 +1343,12 @@ class FakeProvider:
 def run_cli(argv: list[str] | None = None) -> int:
     """``litelens fake-provider``: serve until SIGINT/SIGTERM, printing the URL once listening."""
     parser = argparse.ArgumentParser(
-        prog="litelens fake-provider", description=(__doc__ or "").split("\n\n")[0]
+        prog="litelens fake-provider",
+        description=(__doc__ or "").split("\n\n")[0],
+        epilog="It prints its URL: give LiteLLM that as api_base (or OPENAI_API_BASE) with any api key. "
+        "The directives --set takes are in the docstring of litelens.testing.fake_provider.",
     )
-    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port (the default)")
     parser.add_argument(
         "--set",

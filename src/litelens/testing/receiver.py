@@ -220,10 +220,13 @@ def run_cli(argv: list[str] | None = None) -> int:
     import signal
     import sys
 
-    parser = argparse.ArgumentParser(prog="litelens receiver")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=4318)
-    parser.add_argument("--api-key", default=None)
+    parser = argparse.ArgumentParser(
+        prog="litelens receiver",
+        description="Print the call records a callback sends (LITELENS_ENDPOINT=its URL), without a server.",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=4318, help="port (default 4318)")
+    parser.add_argument("--api-key", default=None, help="answer 401 to any other key (default: take any)")
     args = parser.parse_args(argv)
     receiver = Receiver(args.host, args.port, args.api_key, keep=False)
     lock = threading.Lock()
