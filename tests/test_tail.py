@@ -31,9 +31,9 @@ from server_helpers import CLI, ServerProcess, make_record
 class Tail:
     """`litelens tail ...` in a child process; its stdout lines arrive on a queue."""
 
-    def __init__(self, *args: str) -> None:
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        env.pop("LITELENS_API_KEY", None)
+    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
+        env = {**{k: v for k, v in os.environ.items() if k not in ("LITELENS_API_KEY", "LITELENS_ENDPOINT")},
+               "PYTHONUNBUFFERED": "1", **(env or {})}  # fmt: skip
         self.proc = subprocess.Popen(
             [*CLI, "tail", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
         )
@@ -374,8 +374,27 @@ def test_tail_says_what_is_wrong(project_server: ServerProcess, tails: list[Tail
     tails.append(tail)
     assert tail.proc.wait(30) == 1
     assert "refused the API key" in tail.errors.get(timeout=5)
-    out = subprocess.run([*CLI, "tail"], capture_output=True, text=True, timeout=60)
-    assert out.returncode == 2 and "--jsonl" in out.stderr
+    bare = {k: v for k, v in os.environ.items() if k != "LITELENS_ENDPOINT"}
+    out = subprocess.run([*CLI, "tail"], capture_output=True, text=True, timeout=60, env=bare)
+    assert out.returncode == 2 and "--jsonl" in out.stderr and "LITELENS_ENDPOINT" in out.stderr
+
+
+@pytest.mark.parametrize("how", ["environment", "--endpoint"])
+def test_tail_finds_the_server_where_the_callback_sends(
+    project_server: ServerProcess, tails: list[Tail], how: str
+) -> None:
+    """`export` and `doctor` take --endpoint or LITELENS_ENDPOINT; a bare `tail` said "give --server"."""
+    key = project_server.create_key(f"tail-{how}")  # a project of its own: no other test's calls in it
+    assert project_server.client(key).post_json("/v1/events", {"records": [record(0)]}).status == 200
+    config = {"LITELENS_API_KEY": key}
+    if how == "environment":
+        tail = Tail(
+            "--interval", "0.2", env={**config, "LITELENS_ENDPOINT": project_server.url + "/v1/events"}
+        )
+    else:
+        tail = Tail("--endpoint", project_server.url, "--interval", "0.2", env=config)
+    tails.append(tail)
+    assert [line.split()[2] for line in tail.take(1)] == ["model-0000"]
 
 
 def test_a_tiny_cost_reads_as_what_it_cost_not_as_nothing() -> None:

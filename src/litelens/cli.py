@@ -78,9 +78,15 @@ def _run(argv: list[str] | None) -> int:
     doctor.add_argument("--api-key", default=None, help="project key (env LITELENS_API_KEY)")
 
     tail = sub.add_parser("tail", help="print calls as they happen, from a JSONL sink or a server")
-    source = tail.add_mutually_exclusive_group(required=True)
+    source = tail.add_mutually_exclusive_group()
     source.add_argument("--jsonl", metavar="PATH", help="follow a JsonlSink's file, across rotations")
-    source.add_argument("--server", metavar="URL", help="poll a litelens server's query API")
+    source.add_argument(
+        "--server",
+        "--endpoint",  # the name `export` and `doctor` give it
+        dest="server",
+        metavar="URL",
+        help="poll a litelens server's query API (default: env LITELENS_ENDPOINT, when neither is given)",
+    )
     tail.add_argument("--api-key", default=None, help="with --server: project key (env LITELENS_API_KEY)")
     tail.add_argument("--from-start", action="store_true", help="with --jsonl: print what is there first")
     tail.add_argument(
@@ -98,9 +104,13 @@ def _run(argv: list[str] | None) -> int:
             parser.error(f"unrecognized arguments: {' '.join(rest)}")
         from litelens.tail import run as run_tail
 
+        # Where the callback sends is where a bare `tail` looks, as `export` and `doctor` do.
+        server = args.server
+        if server is None and args.jsonl is None:
+            server = os.environ.get("LITELENS_ENDPOINT") or None
         return run_tail(
             args.jsonl,
-            args.server,
+            server,
             args.api_key,
             from_start=args.from_start,
             since_s=args.since,

@@ -380,7 +380,10 @@ def run(
     stream = out or sys.stdout
     use_color = color if color is not None else stream.isatty()
     if (jsonl is None) == (server is None):
-        print("litelens tail: give exactly one of --jsonl PATH or --server URL", file=sys.stderr)
+        print(
+            "litelens tail: give exactly one of --jsonl PATH or --server URL (or set LITELENS_ENDPOINT)",
+            file=sys.stderr,
+        )
         return 2
     if jsonl is not None and "{pid}" in jsonl:
         print(_per_process(jsonl), file=sys.stderr)
