@@ -703,6 +703,15 @@ def test_the_credential_starts_agree_with_the_regex(text: str) -> None:
     assert credentials.has_secret(text) == bool(credentials.SECRET_TEXT.search(text))
 
 
+def test_a_url_ending_in_a_colon_keeps_the_next_fields_text() -> None:
+    # The strings of a record are scanned joined by "&" and NUL; the user:password@ shape ran from one
+    # string's "https://:" across that separator into the next one's address. When that string held
+    # the separator itself, the parts still matched the strings in number, and the address's domain
+    # landed in the other field while its own was emptied.
+    out = redact()({"request": ["https://:"], "response": "ann.smith+tag@mail.example.co.uk&\x00"})
+    assert out == {"request": ["https://:"], "response": "[EMAIL]&\x00"}
+
+
 def test_fast_paths_keep_the_edge_cases() -> None:
     red = redact()
     out = red(

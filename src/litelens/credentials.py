@@ -95,7 +95,9 @@ _SECRET_TEXT = re.compile(
     r"(?:api[_\-]?key|key|(?:access|refresh|id|session|private|auth|security)?[_\-]?token|client[_\-]?secret"
     r"|sig|signature|password|passwd|pwd|secret|auth)=)[^&;\s\"'#]+"
     r"|-----BEGIN [A-Z ]*PRIVATE KEY-----[^&]*?(?:-----END [A-Z ]*PRIVATE KEY-----|(?=&|\Z))"  # PEM
-    r"|(?<=://)[^\s/?#@:\"'<>]*:[^\s/?#@\"'<>]+(?=@)"  # user:password@ in a URL
+    # user:password@ in a URL; no NUL in it, so that it never runs across the "&" and NUL that `redact`
+    # joins strings with, into the next string ("https://:" then "ann+x@mail.example.com")
+    r"|(?<=://)[^\s/?#@:\"'<>\x00]*:[^\s/?#@\"'<>\x00]+(?=@)"
     # A name and its value; at the many starts that are no "=" or ":", one test skips all the names' tests.
     r"|(?=[=:])(?:"
     rf"(?:{_COOKIE_NAME})[=:][ \t]*(?:\\?[\"'])?(?P<cookie>{_COOKIE_VALUE})"
