@@ -980,6 +980,8 @@ def test_numbers_grouped_with_no_break_spaces_or_other_dashes(text: str, expecte
         ("amex 3782 822463 10005 1234", "amex [CARD] 1234"),
         # ... or a quantity before it
         ("order 12 4111 1111 1111 1111", "order 12 [CARD]"),
+        # ... before a card printed in three groups, which raised IndexError: the record was dropped
+        ("order 12 3782 822463 10005", "order 12 [CARD]"),
     ],
 )
 def test_a_card_number_next_to_other_numbers(text: str, expected: str) -> None:

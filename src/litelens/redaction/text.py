@@ -387,7 +387,12 @@ class TextRedactor:
             if 13 <= end - start <= 19:
                 stops = [end]
             else:
-                stops = [groups[i + n - 1][1] for n in (4, 3) if tuple(lengths[i : i + n]) in _CARD_LAYOUTS]
+                # `i + n` within the run: the last three groups alone must not pass for four.
+                stops = [
+                    groups[i + n - 1][1]
+                    for n in (4, 3)
+                    if i + n <= len(groups) and tuple(lengths[i : i + n]) in _CARD_LAYOUTS
+                ]
             for stop in stops:
                 if luhn_ok(run[start:stop].translate(_GAP_OR_DASH)):
                     return run[:start] + self.ph["card"] + run[stop:]
