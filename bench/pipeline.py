@@ -34,9 +34,9 @@ folded into `_span`, which takes the same counts anyway, with bare 7-12 digit nu
 count, -7 k. History: 429 k, 338 k (ec7f8ec), 333 k, 326 k, 325 k (ba14605), 301 k (measured 298 k by
 this method), 287 k. Where a clean record's 240 k go: ~108 k to collect its strings (Python bytecode,
 about 1 k instructions a node), ~93 k the numbers (bytes.translate ~13 k, the span regex ~26 k, ~6 k
-per span the loop looks at, ~23 k for an order number `_span` must read, ~4 k for a ticket number), ~34 k the credential starts
-(the regex engine's literal search costs ~5.5 instructions a character, a character class ~57; `in`
-0.7). A planted record adds ~130 k after the scan: the walk that puts the changed strings back visits
+per span the loop looks at, ~23 k for an order number `_span` must read, ~4 k for a ticket number),
+~34 k the credential starts (the regex engine's literal search costs ~5.5 instructions a character, a
+character class ~57; `in` 0.7). A planted record adds ~130 k after the scan: the walk that puts the changed strings back visits
 every container of a changed field (~7 k each). Tried and dropped: making `_SPAN_ASCII` yield only spans
 with 7 "0"s or 3 dots (lookaheads at every start cost more than the Python they saved: +6 k). The
 issue's goal, under 30 µs (roughly 255 k on average), is not reached.
