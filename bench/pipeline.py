@@ -21,20 +21,25 @@ Every round processes records it has not seen (each round gets its own), so a re
 strings it has already seen gains only from what real records repeat: roles, tool names, ids. A last
 line measures chat records, where each call resends the conversation so far.
 
-Last measured (2026-12-01 evening, 2 shared cores, other work running): redact 53.5 µs/record against
-59.1 µs for main (ba14605) in the same run (1.10x; 2.8x json.dumps), redact+sample1 53.3 against 58.8 µs,
-sample0.1+redact 7.9 µs, chat records 34.4 against 36.8 µs. The µs were far higher than the day before
-on this machine (main measured 36-37 µs on 2026-11-30), so compare within one run only. In instructions
-(`valgrind --tool=cachegrind`, which the load does not disturb; PYTHONHASHSEED=0, redact over 1,200
-minus 200 records): 301 k per record on average against 325 k for ba14605 (-7.5%); a clean record 252 k
-against 266 k, one with planted data 436 k against 501 k. What went: calls and C round trips per node
-of the walk (containers tested first, a dict's keys checked once, JSON parsed while collecting not
-parsed again), `_WORTH_A_LOOK` on short spans (two byte counts say no first), and dates looked at again
-(the spans it turns away are remembered; the generator's dates recur more than most prose's). History:
-429 k, then 338 k (ec7f8ec), 333 k, 326 k (the joined scan stopped counting its separators). A clean
-record is ~100 k to collect its strings and ~115 k to scan them, of which ~75 k the numbers (the byte
-translate ~12 k, the span regex ~28 k) and ~33 k the credential starts (the regex engine searches "-" and
-"A" a character at a time). The issue's goal, under 30 µs (roughly 260 k on average), is not reached.
+Last measured (2026-12-01, 20:35 UTC, 2 shared cores): redact 51.9 µs/record against 53.1 µs for main
+(adef92a) in the same run (1.02x; 2.8x json.dumps), redact+sample1 51.9 against 53.6 µs, sample0.1+redact
+7.7 µs, chat records 34.4 against 33.9 µs (noise: in instructions they went down, see below). "before"
+takes `litelens.credentials` from the working tree, so it has this branch's credential-start change too;
+the instruction counts compare whole trees. In instructions (`valgrind --tool=cachegrind`, which the load
+does not disturb; PYTHONHASHSEED=0, redact over 1,200 minus 200 records): 287 k per record on average
+against 298 k for adef92a (-3.5%); a clean record 240 k against 251 k, one with planted data 419 k against
+429 k; chat records 223 k against 228 k. What went: the credential starts test each character with `in`
+(memchr) before `find` (whose arguments are parsed the slow way: ~1.3 k a call), -4 k; `_WORTH_A_LOOK`
+folded into `_span`, which takes the same counts anyway, with bare 7-12 digit numbers let go before any
+count, -7 k. History: 429 k, 338 k (ec7f8ec), 333 k, 326 k, 325 k (ba14605), 301 k (measured 298 k by
+this method), 287 k. Where a clean record's 240 k go: ~108 k to collect its strings (Python bytecode,
+about 1 k instructions a node), ~93 k the numbers (bytes.translate ~13 k, the span regex ~26 k, ~6 k
+per span the loop looks at, ~23 k for an order number `_span` must read, ~4 k for a ticket number),
+~34 k the credential starts (the regex engine's literal search costs ~5.5 instructions a character, a
+character class ~57; `in` 0.7). A planted record adds ~130 k after the scan: the walk that puts the changed strings back visits
+every container of a changed field (~7 k each). Tried and dropped: making `_SPAN_ASCII` yield only spans
+with 7 "0"s or 3 dots (lookaheads at every start cost more than the Python they saved: +6 k). The
+issue's goal, under 30 µs (roughly 255 k on average), is not reached.
 """
 
 from __future__ import annotations

@@ -703,6 +703,15 @@ def test_the_credential_starts_agree_with_the_regex(text: str) -> None:
     assert credentials.has_secret(text) == bool(credentials.SECRET_TEXT.search(text))
 
 
+def test_a_url_ending_in_a_colon_keeps_the_next_fields_text() -> None:
+    # The strings of a record are scanned joined by "&" and NUL; the user:password@ shape ran from one
+    # string's "https://:" across that separator into the next one's address. When that string held
+    # the separator itself, the parts still matched the strings in number, and the address's domain
+    # landed in the other field while its own was emptied.
+    out = redact()({"request": ["https://:"], "response": "ann.smith+tag@mail.example.co.uk&\x00"})
+    assert out == {"request": ["https://:"], "response": "[EMAIL]&\x00"}
+
+
 def test_fast_paths_keep_the_edge_cases() -> None:
     red = redact()
     out = red(
@@ -971,6 +980,8 @@ def test_numbers_grouped_with_no_break_spaces_or_other_dashes(text: str, expecte
         ("amex 3782 822463 10005 1234", "amex [CARD] 1234"),
         # ... or a quantity before it
         ("order 12 4111 1111 1111 1111", "order 12 [CARD]"),
+        # ... before a card printed in three groups, which raised IndexError: the record was dropped
+        ("order 12 3782 822463 10005", "order 12 [CARD]"),
     ],
 )
 def test_a_card_number_next_to_other_numbers(text: str, expected: str) -> None:

@@ -95,14 +95,6 @@ _DATE_THEN_TIME = re.compile(
 _DATE = re.compile(
     f"[0-9]{{4}}[{_DASH}.][0-9]{{1,2}}[{_DASH}.][0-9]{{1,2}}|[0-9]{{1,2}}[{_DASH}.][0-9]{{1,2}}[{_DASH}.][0-9]{{2,4}}"
 )
-# Most spans in prose are dates, amounts, order and ticket numbers, and a span costs a few µs once it
-# is looked at in Python. This one regex, matched in C on the span, picks those `_span` may change:
-# at least 7 digits (a phone has 7, a card 13) or 3 dots (an IPv4 address may have 4 digits only), and
-# not just a date or a bare number of 7-12 digits (trailing spaces aside), which are no phone (see
-# _PHONE), too short for a card, and hold at most 2 dots.
-_WORTH_A_LOOK = re.compile(
-    r"(?=(?:[^0-9]*[0-9]){7}|(?:[^.]*\.){3})" rf"(?!(?:{_DATE.pattern}|[0-9]{{7,12}})[{_GAP}]*\Z)"
-)
 # A decimal number ("1234.5678", the "122.4194" of "-122.4194") or a range of years ("2019-2023"):
 # digits enough for a phone, but far more common in prompts than a phone number written that way.
 _DECIMAL_OR_YEARS = re.compile(f"[0-9]+\\.[0-9]+|(?:19|20)[0-9]{{2}}[{_DASH}](?:19|20)[0-9]{{2}}")
@@ -311,7 +303,7 @@ class TextRedactor:
                 continue
             if cached is None:
                 # Fewer than 7 digits and 3 dots (in the byte copy every digit is a "0", as are "+"
-                # and "("): no phone, card or address, as `_WORTH_A_LOOK` would say, at a fraction of
+                # and "("): no phone, card or address, as `_span` would say, at a fraction of
                 # its cost. Amounts and ticket numbers are such spans.
                 if zeros is not None and zeros.count(b"0", a, b) < 7 and zeros.count(b".", a, b) < 3:
                     continue
@@ -339,9 +331,8 @@ class TextRedactor:
         cached = self._spans.get(text)
         if cached is not None:
             return text if cached is SAME else cached
-        # Those `_WORTH_A_LOOK` turns away are remembered too: its match costs several times the
-        # look-up, and the dates it turns away are the spans that recur most.
-        out = text if _WORTH_A_LOOK.match(text) is None else self._span(text)
+        # The spans `_span` turns away first are remembered too: dates above all, which recur most.
+        out = self._span(text)
         if len(self._spans) >= 4096:
             self._spans.clear()
         self._spans[text] = SAME if out is text else out
@@ -350,23 +341,29 @@ class TextRedactor:
     def _span(self, text: str) -> str:
         # Most spans in prose are dates, amounts, order and ticket numbers: tell them apart by counting
         # before running a regex. The counts bound every match inside the span, so skipping is exact.
+        # A span is made of digits, the characters of `_NOT_DIGITS` and, at its end, spaces only.
         core = text.rstrip(_GAP)
-        out = text
-        if self.ip and core.count(".") >= 3:
-            out = _IPV4.sub(self._ipv4_match, out)
+        bare = core.isdigit()
+        # A bare number of 7-12 digits (an order or ticket number) is no phone (see _PHONE), too short
+        # for a card, and holds no dot: the commonest span with digits enough, let go before counting.
+        if bare and 7 <= len(core) <= 12:
+            return text
+        dots = core.count(".")
         others = _NOT_DIGITS_ASCII if core.isascii() else _NOT_DIGITS  # one `count` call per character
         digits = len(core) - sum(map(core.count, others))
+        # At least 7 digits (a phone has 7, a card 13) or 3 dots (an IPv4 address may have 4 digits
+        # only), and not a date, which holds at most 2 dots and is no phone (see _phone_ok).
+        if (digits < 7 and dots < 3) or _DATE.fullmatch(core):
+            return text
+        out = text
+        if self.ip and dots >= 3:
+            out = _IPV4.sub(self._ipv4_match, out)
         if digits < 7:
             return text if out == text else out
         if self.card and digits >= 13 and _CARD.search(out):
             out = _CARD.sub(self._card_match, out)
-        # A bare run of digits is no phone (see _PHONE), nor is a whole span that is a date or an amount.
-        if (
-            self.phone
-            and not core.isdigit()
-            and _PHONE.search(out)
-            and not (_DATE.fullmatch(core) or _THOUSANDS.fullmatch(core))
-        ):
+        # A bare run of digits is no phone (see _PHONE), nor is a whole span that is an amount.
+        if self.phone and not bare and _PHONE.search(out) and not _THOUSANDS.fullmatch(core):
             out = _PHONE.sub(self._phone_match, out)
         return text if out == text else out
 
@@ -390,7 +387,12 @@ class TextRedactor:
             if 13 <= end - start <= 19:
                 stops = [end]
             else:
-                stops = [groups[i + n - 1][1] for n in (4, 3) if tuple(lengths[i : i + n]) in _CARD_LAYOUTS]
+                # `i + n` within the run: the last three groups alone must not pass for four.
+                stops = [
+                    groups[i + n - 1][1]
+                    for n in (4, 3)
+                    if i + n <= len(groups) and tuple(lengths[i : i + n]) in _CARD_LAYOUTS
+                ]
             for stop in stops:
                 if luhn_ok(run[start:stop].translate(_GAP_OR_DASH)):
                     return run[:start] + self.ph["card"] + run[stop:]
