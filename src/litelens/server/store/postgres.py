@@ -24,7 +24,7 @@ from typing import Any
 from litelens.server.store.base import CallFilter, Record, Row
 from litelens.server.store.rollup import RollupKey
 from litelens.server.store.rows import CALL_COLUMNS
-from litelens.server.store.sql import SQLStore, like_pattern
+from litelens.server.store.sql import NO_JSON, SQLStore, cased_regex, like_pattern, metadata_json
 from litelens.server.store.write import SESSIONS_BACKFILL, chunks, priced_backfill, session_users_table
 
 try:
@@ -193,18 +193,6 @@ _V8 = priced_backfill(
 
 # v9: see sqlite._V9.
 _V9 = session_users_table("BIGINT", "DOUBLE PRECISION", "")
-
-
-def _cased_regex(text: str) -> str:
-    """A POSIX regex finding `text` in JSON text whatever the case of each letter (see like_pattern)."""
-    parts = []
-    for ch in json.dumps(text, ensure_ascii=False)[1:-1]:
-        lower, upper = ch.lower(), ch.upper()
-        if len(lower) == 1 and len(upper) == 1 and lower != upper:
-            parts.append(f"[{lower}{upper}]")
-        else:
-            parts.append(ch if ch.isalnum() else "\\" + ch)
-    return "".join(parts)
 
 
 class _Pool:
@@ -423,15 +411,22 @@ class PostgresStore(SQLStore):
                 found[(int(resolution), int(bucket), dim, value)] = (latency, ttft)
         return found
 
-    def _metadata_condition(self, key: str) -> tuple[str, list[Any]]:
-        return "(c.metadata ->> CAST(? AS text)) = ?", [key]
+    def _metadata_condition(self, key: str, value: str) -> tuple[str, list[Any]]:
+        # jsonb equality: numbers by value (1 = 1.0), objects whatever their key order, as Python's.
+        found = metadata_json(value)
+        as_json = json.dumps(value) if found is NO_JSON else json.dumps(found)
+        return "(c.metadata -> CAST(? AS text)) IN (CAST(? AS jsonb), CAST(? AS jsonb))", [
+            key,
+            json.dumps(value),
+            as_json,
+        ]
 
     def _search_condition(self, text: str) -> tuple[str, str]:
         if text.isascii():
             return "c.record::text ILIKE ? ESCAPE '\\'", like_pattern(text)
         # ILIKE folds case by the database's locale, ASCII only under "C" (a common server default), so
         # "KÖLN" missed "Köln": a regular expression spells each cased letter as [lower upper].
-        return "c.record::text ~ ?", _cased_regex(text)
+        return "c.record::text ~ ?", cased_regex(text)
 
     def close(self) -> None:
         self._pool.close()
