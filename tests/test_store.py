@@ -1339,6 +1339,16 @@ def test_top_errors_count_failed_calls_per_class_in_the_range_and_project(store:
     assert [p["name"] for p in store.list_projects()] == ["default", "other"]
 
 
+def test_top_errors_list_a_class_before_the_failures_without_one_that_tie_with_it(store: SQLStore) -> None:
+    # SQLite sorted the failures without a class (NULL) first, PostgreSQL last: a tie read differently.
+    project = store.create_project("default")
+    failed = [
+        plain(f"f{i}", T0 + i, status="error", error={"type": "Timeout"} if i else {}) for i in range(2)
+    ]
+    store.write(project, failed, [])
+    assert [r["error_type"] for r in store.top_errors(project, T0, T0 + 60)] == ["Timeout", None]
+
+
 def test_top_groups_rank_like_the_whole_range_aggregate_and_count_every_group(store: SQLStore) -> None:
     project = store.create_project("default")
     rng = random.Random(3)

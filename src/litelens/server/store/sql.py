@@ -744,7 +744,9 @@ class SQLStore(BatchWriter, Store):
                 self._q(
                     "SELECT error_type, COUNT(*), MAX(start_time) FROM calls WHERE project_id = ? "
                     "AND status = 'error' AND start_time >= ? AND start_time < ? GROUP BY error_type "
-                    "ORDER BY COUNT(*) DESC, error_type LIMIT ?"
+                    # Failures without a class after the classes they tie with: SQLite sorts NULL first,
+                    # PostgreSQL last, so the two listed a tie in opposite orders.
+                    "ORDER BY COUNT(*) DESC, error_type IS NULL, error_type LIMIT ?"
                 ),
                 (project_id, float(start), float(end), limit),
             )
