@@ -195,6 +195,21 @@ _V8 = priced_backfill(
 _V9 = session_users_table("BIGINT", "DOUBLE PRECISION", "")
 
 
+# v10: the names that answers are ordered by compare byte by byte (the "C" collation), as SQLite compares
+# them, whatever the database's locale. Under en_US.UTF-8 or ICU, calls that tie on their sort value were
+# listed in another order than on SQLite (`k` before `K` before `z`), and so were sessions, a call's tags,
+# the top groups and the first user of a session. Equality was byte equality already; the indexes that
+# hold these columns are rebuilt (the table is not rewritten).
+_V10 = [
+    'ALTER TABLE calls ALTER COLUMN call_id TYPE TEXT COLLATE "C"',
+    'ALTER TABLE calls ALTER COLUMN error_type TYPE TEXT COLLATE "C"',
+    'ALTER TABLE call_tags ALTER COLUMN tag TYPE TEXT COLLATE "C"',
+    'ALTER TABLE sessions ALTER COLUMN session_id TYPE TEXT COLLATE "C"',
+    'ALTER TABLE session_users ALTER COLUMN user_name TYPE TEXT COLLATE "C"',
+    'ALTER TABLE rollups ALTER COLUMN value TYPE TEXT COLLATE "C"',
+]
+
+
 class _Pool:
     """At most `size` connections, handed out one thread at a time; broken ones are replaced."""
 
@@ -256,7 +271,7 @@ class _Pool:
 class PostgresStore(SQLStore):
     """`Store` on PostgreSQL, for deployments with several collectors or more data than one file."""
 
-    MIGRATIONS = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9)
+    MIGRATIONS = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9, _V10)
     _LEAST = "LEAST"
     _GREATEST = "GREATEST"
 
@@ -423,7 +438,9 @@ class PostgresStore(SQLStore):
 
     def _search_condition(self, text: str) -> tuple[str, str]:
         if text.isascii():
-            return "c.record::text ILIKE ? ESCAPE '\\'", like_pattern(text)
+            # Under "C" ILIKE folds ASCII letters only, as SQLite's LIKE does; under a linguistic locale
+            # it also folded the Kelvin sign to k, so `k` found it on PostgreSQL alone.
+            return "(c.record::text COLLATE \"C\") ILIKE ? ESCAPE '\\'", like_pattern(text)
         # ILIKE folds case by the database's locale, ASCII only under "C" (a common server default), so
         # "KÖLN" missed "Köln": a regular expression spells each cased letter as [lower upper].
         return "c.record::text ~ ?", cased_regex(text)
