@@ -1021,6 +1021,20 @@ def test_a_metadata_filter_finds_numbers_and_objects_as_the_record_shows_them_on
         assert ids(all_calls(store, project, CallFilter(metadata={key: text}))) == set(), (key, text)
 
 
+def test_a_metadata_filter_finds_a_key_that_json_escapes_and_refuses_no_value_on_every_store(
+    store: SQLStore,
+) -> None:
+    # Found by tests/test_store_diff.py: SQLite matched a JSON path's key against the key as the record's
+    # JSON text escapes it, so a key with a tab or a newline was never found there (it was on PostgreSQL);
+    # and a value with a NUL, sent to PostgreSQL as JSON, failed the query instead of finding nothing.
+    project = store.create_project("default")
+    metadata = {"a\tb": "tab", "line\nbreak": 5, "\x1f": True}
+    store.write(project, [plain("hit", T0, metadata=metadata), plain("miss", T0 + 1)], [])
+    for key, text in (("a\tb", "tab"), ("line\nbreak", "5"), ("\x1f", "true")):
+        assert ids(all_calls(store, project, CallFilter(metadata={key: text}))) == {"hit"}, key
+    assert ids(all_calls(store, project, CallFilter(metadata={"a\tb": "tab\x00"}))) == set()
+
+
 def test_a_record_without_trace_ids_does_not_move_a_call_out_of_its_otel_trace(store: SQLStore) -> None:
     # The OTel span arrives first with the application's trace; the core record comes later without ids,
     # so the collector derives ids from the call id (ingest.normalize). The real ones must stay.

@@ -320,7 +320,9 @@ class PostgresStore(SQLStore):
 
     def _where(self, project_id: int, filters: CallFilter | None) -> tuple[list[str], list[Any]]:
         conds, params = super()._where(project_id, filters)
-        if any(isinstance(p, str) and "\x00" in p for p in params):
+        # (A metadata value travels as JSON, in which a NUL is the escape that jsonb refuses.)
+        values = filters.metadata.values() if filters is not None else ()
+        if any(isinstance(p, str) and "\x00" in p for p in (*params, *values)):
             return ["c.project_id = ?", "FALSE"], [project_id]
         return conds, params
 

@@ -432,9 +432,10 @@ class SQLiteStore(SQLStore):
             1 if found is None else 0,
             nested,
         ]
-        if '"' in key or "\\" in key:
-            # A JSON path cannot quote these: the key is found among the metadata's own keys instead, a
-            # walk of one object per call.
+        if json.dumps(key, ensure_ascii=False)[1:-1] != key:
+            # A JSON path cannot quote `"` or `\`, and SQLite matches a path's key against the key as
+            # the JSON text writes it, escaped (a tab as `\t`): such a key is found among the metadata's
+            # own keys instead, a walk of one object per call.
             return (
                 "EXISTS (SELECT 1 FROM json_each(c.record, '$.metadata') m WHERE m.key = ? AND "
                 f"{_METADATA_MATCH.format(type='m.type', value='m.value')})",
