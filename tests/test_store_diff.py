@@ -13,6 +13,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -31,8 +32,10 @@ from litelens.server.store.sql import SQLStore
 pytestmark = pytest.mark.service
 
 T0 = 1_790_000_000.0  # 2026-09-21, a whole hour: buckets are deterministic
-EXAMPLES = int(__import__("os").environ.get("DIFF_EXAMPLES", "80"))
-SHRINK = __import__("os").environ.get("DIFF_SHRINK") == "1"
+# More examples to hunt for a difference (DIFF_EXAMPLES=1000); shrinking a failure to its smallest form
+# can take minutes, so it is off unless DIFF_SHRINK=1.
+EXAMPLES = int(os.environ.get("DIFF_EXAMPLES", "80"))
+SHRINK = os.environ.get("DIFF_SHRINK") == "1"
 
 # Names that sort, fold and match differently depending on who does it: case pairs, letters whose case
 # mapping is not one-to-one (final sigma, Kelvin sign, dotted I, sharp s), LIKE wildcards, quotes,
@@ -576,7 +579,7 @@ def test_both_stores_answer_alike_after_retention(
     (It deletes in every project of the store: the projects of earlier examples are not read again.)"""
     lite, pg = stores
     name = f"retention-{next(_examples)}"
-    raw, together = scenario
+    raw, _ = scenario
     batches = [(*ingested(records), batch_spans) for records, batch_spans in raw]
     ids = [store.create_project(name) for store in stores]
     for store, pid in zip(stores, ids, strict=True):
