@@ -983,6 +983,58 @@ def test_search_ignores_case_beyond_ascii(store: SQLStore) -> None:
     assert ids(all_calls(store, project, CallFilter(search="KÖLNER"))) == set()
 
 
+def test_search_finds_each_case_form_of_a_letter_alike_on_every_store(store: SQLStore) -> None:
+    # Found by tests/test_store_diff.py: SQLite folded the record to lower case (Python's lower(), which
+    # also writes a word's last Σ as ς), PostgreSQL matched each letter's case forms: a search for ς missed
+    # a lone Σ on SQLite, and one for ΕΥΣ found "οδυσσευς" there, on PostgreSQL not.
+    project = store.create_project("default")
+    store.write(
+        project,
+        [
+            plain("upper", T0, request={"messages": [{"role": "user", "content": "ΟΔΥΣΣΕΥΣ"}]}),
+            plain("final", T0 + 1, request={"messages": [{"role": "user", "content": "οδυσσευς"}]}),
+            plain("alone", T0 + 2, request={"messages": [{"role": "user", "content": "Σ 1"}]}),
+        ],
+        [],
+    )
+    assert ids(all_calls(store, project, CallFilter(search="ς"))) == {"upper", "final", "alone"}
+    assert ids(all_calls(store, project, CallFilter(search="ΕΥΣ"))) == {"upper"}
+
+
+def test_a_metadata_filter_finds_numbers_and_objects_as_the_record_shows_them_on_every_store(
+    store: SQLStore,
+) -> None:
+    # Found by tests/test_store_diff.py: values were compared as text each database wrote its own way:
+    # SQLite wrote 1/3 with 15 digits and 1e-7 as "1.0e-07", PostgreSQL's jsonb an object with spaces,
+    # so the value copied from the call found it on one store only.
+    project = store.create_project("default")
+    metadata = {"third": 1 / 3, "tiny": 1e-7, "n": 5.0, "nested": {"a": None, "b": [1, 2]}, "s": "5"}
+    store.write(project, [plain("hit", T0, metadata=metadata), plain("miss", T0 + 1)], [])
+    shown = json.loads(json.dumps(store.get_call(project, "hit")["metadata"]))  # as the API answers
+    for key, value in shown.items():
+        text = value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
+        assert ids(all_calls(store, project, CallFilter(metadata={key: text}))) == {"hit"}, (key, text)
+    # A number by its value, an object whatever its spacing and key order; a string only by its text.
+    for key, text in (("n", "5"), ("nested", '{"b": [1, 2], "a": null}'), ("s", "5")):
+        assert ids(all_calls(store, project, CallFilter(metadata={key: text}))) == {"hit"}, (key, text)
+    for key, text in (("third", "0.333333333333333"), ("s", "5.0"), ("nested", '{"a": null}')):
+        assert ids(all_calls(store, project, CallFilter(metadata={key: text}))) == set(), (key, text)
+
+
+def test_a_metadata_filter_finds_a_key_that_json_escapes_and_refuses_no_value_on_every_store(
+    store: SQLStore,
+) -> None:
+    # Found by tests/test_store_diff.py: SQLite matched a JSON path's key against the key as the record's
+    # JSON text escapes it, so a key with a tab or a newline was never found there (it was on PostgreSQL);
+    # and a value with a NUL, sent to PostgreSQL as JSON, failed the query instead of finding nothing.
+    project = store.create_project("default")
+    metadata = {"a\tb": "tab", "line\nbreak": 5, "\x1f": True}
+    store.write(project, [plain("hit", T0, metadata=metadata), plain("miss", T0 + 1)], [])
+    for key, text in (("a\tb", "tab"), ("line\nbreak", "5"), ("\x1f", "true")):
+        assert ids(all_calls(store, project, CallFilter(metadata={key: text}))) == {"hit"}, key
+    assert ids(all_calls(store, project, CallFilter(metadata={"a\tb": "tab\x00"}))) == set()
+
+
 def test_a_record_without_trace_ids_does_not_move_a_call_out_of_its_otel_trace(store: SQLStore) -> None:
     # The OTel span arrives first with the application's trace; the core record comes later without ids,
     # so the collector derives ids from the call id (ingest.normalize). The real ones must stay.
@@ -1299,6 +1351,16 @@ def test_top_errors_count_failed_calls_per_class_in_the_range_and_project(store:
     ]
     assert store.top_errors(project, T0 + 9000, T0 + 9999) == []
     assert [p["name"] for p in store.list_projects()] == ["default", "other"]
+
+
+def test_top_errors_list_a_class_before_the_failures_without_one_that_tie_with_it(store: SQLStore) -> None:
+    # SQLite sorted the failures without a class (NULL) first, PostgreSQL last: a tie read differently.
+    project = store.create_project("default")
+    failed = [
+        plain(f"f{i}", T0 + i, status="error", error={"type": "Timeout"} if i else {}) for i in range(2)
+    ]
+    store.write(project, failed, [])
+    assert [r["error_type"] for r in store.top_errors(project, T0, T0 + 60)] == ["Timeout", None]
 
 
 def test_top_groups_rank_like_the_whole_range_aggregate_and_count_every_group(store: SQLStore) -> None:

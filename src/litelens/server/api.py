@@ -118,7 +118,12 @@ def call_filter(
         ),
     ] = None,
     meta: Annotated[
-        list[str] | None, Query(description="metadata filter key=value, repeatable", max_length=20)
+        list[str] | None,
+        Query(
+            description="metadata filter key=value, repeatable: a top-level value that is the string "
+            '`value` or equals it as JSON (`5` finds 5, 5.0 and "5"; `true`, `null`, objects, lists)',
+            max_length=20,
+        ),
     ] = None,
     q: Annotated[
         str | None, Query(description="free text in the record, content included", max_length=256)

@@ -24,7 +24,7 @@ from typing import Any
 from litelens.server.store.base import CallFilter, Record, Row
 from litelens.server.store.rollup import RollupKey
 from litelens.server.store.rows import CALL_COLUMNS
-from litelens.server.store.sql import SQLStore, like_pattern
+from litelens.server.store.sql import NO_JSON, SQLStore, cased_regex, like_pattern, metadata_json
 from litelens.server.store.write import SESSIONS_BACKFILL, chunks, priced_backfill, session_users_table
 
 try:
@@ -195,16 +195,19 @@ _V8 = priced_backfill(
 _V9 = session_users_table("BIGINT", "DOUBLE PRECISION", "")
 
 
-def _cased_regex(text: str) -> str:
-    """A POSIX regex finding `text` in JSON text whatever the case of each letter (see like_pattern)."""
-    parts = []
-    for ch in json.dumps(text, ensure_ascii=False)[1:-1]:
-        lower, upper = ch.lower(), ch.upper()
-        if len(lower) == 1 and len(upper) == 1 and lower != upper:
-            parts.append(f"[{lower}{upper}]")
-        else:
-            parts.append(ch if ch.isalnum() else "\\" + ch)
-    return "".join(parts)
+# v10: the names that answers are ordered by compare byte by byte (the "C" collation), as SQLite compares
+# them, whatever the database's locale. Under en_US.UTF-8 or ICU, calls that tie on their sort value were
+# listed in another order than on SQLite (`k` before `K` before `z`), and so were sessions, a call's tags,
+# the top groups and the first user of a session. Equality was byte equality already; the indexes that
+# hold these columns are rebuilt (the table is not rewritten).
+_V10 = [
+    'ALTER TABLE calls ALTER COLUMN call_id TYPE TEXT COLLATE "C"',
+    'ALTER TABLE calls ALTER COLUMN error_type TYPE TEXT COLLATE "C"',
+    'ALTER TABLE call_tags ALTER COLUMN tag TYPE TEXT COLLATE "C"',
+    'ALTER TABLE sessions ALTER COLUMN session_id TYPE TEXT COLLATE "C"',
+    'ALTER TABLE session_users ALTER COLUMN user_name TYPE TEXT COLLATE "C"',
+    'ALTER TABLE rollups ALTER COLUMN value TYPE TEXT COLLATE "C"',
+]
 
 
 class _Pool:
@@ -268,7 +271,7 @@ class _Pool:
 class PostgresStore(SQLStore):
     """`Store` on PostgreSQL, for deployments with several collectors or more data than one file."""
 
-    MIGRATIONS = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9)
+    MIGRATIONS = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9, _V10)
     _LEAST = "LEAST"
     _GREATEST = "GREATEST"
 
@@ -317,7 +320,9 @@ class PostgresStore(SQLStore):
 
     def _where(self, project_id: int, filters: CallFilter | None) -> tuple[list[str], list[Any]]:
         conds, params = super()._where(project_id, filters)
-        if any(isinstance(p, str) and "\x00" in p for p in params):
+        # (A metadata value travels as JSON, in which a NUL is the escape that jsonb refuses.)
+        values = filters.metadata.values() if filters is not None else ()
+        if any(isinstance(p, str) and "\x00" in p for p in (*params, *values)):
             return ["c.project_id = ?", "FALSE"], [project_id]
         return conds, params
 
@@ -423,15 +428,24 @@ class PostgresStore(SQLStore):
                 found[(int(resolution), int(bucket), dim, value)] = (latency, ttft)
         return found
 
-    def _metadata_condition(self, key: str) -> tuple[str, list[Any]]:
-        return "(c.metadata ->> CAST(? AS text)) = ?", [key]
+    def _metadata_condition(self, key: str, value: str) -> tuple[str, list[Any]]:
+        # jsonb equality: numbers by value (1 = 1.0), objects whatever their key order, as Python's.
+        found = metadata_json(value)
+        as_json = json.dumps(value) if found is NO_JSON else json.dumps(found)
+        return "(c.metadata -> CAST(? AS text)) IN (CAST(? AS jsonb), CAST(? AS jsonb))", [
+            key,
+            json.dumps(value),
+            as_json,
+        ]
 
     def _search_condition(self, text: str) -> tuple[str, str]:
         if text.isascii():
-            return "c.record::text ILIKE ? ESCAPE '\\'", like_pattern(text)
+            # Under "C" ILIKE folds ASCII letters only, as SQLite's LIKE does; under a linguistic locale
+            # it also folded the Kelvin sign to k, so `k` found it on PostgreSQL alone.
+            return "(c.record::text COLLATE \"C\") ILIKE ? ESCAPE '\\'", like_pattern(text)
         # ILIKE folds case by the database's locale, ASCII only under "C" (a common server default), so
         # "KÖLN" missed "Köln": a regular expression spells each cased letter as [lower upper].
-        return "c.record::text ~ ?", _cased_regex(text)
+        return "c.record::text ~ ?", cased_regex(text)
 
     def close(self) -> None:
         self._pool.close()

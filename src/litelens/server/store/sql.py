@@ -76,6 +76,51 @@ def like_pattern(text: str) -> str:
     return f"%{escaped}%"
 
 
+def cased_regex(text: str) -> str:
+    """A regular expression finding `text` in the stored record's JSON text (escaped as `like_pattern`
+    escapes it) whatever the case of each letter that has one lower- and one upper-case form, in a syntax
+    PostgreSQL's and Python's regular expressions read alike (`[xX]` and `\\` + punctuation).
+
+    The one rule of a search that is not ASCII, on both stores: the letter as typed, its lower and its
+    upper form (`ς` finds `Σ`, the Kelvin sign finds `k`; `ß`, whose upper case is `SS`, finds only itself). Folding
+    the record to lower case instead (as SQLite did) found other letters than PostgreSQL: `Σ` folds to
+    the other small sigma, so `ς` missed it there.
+    """
+    parts = []
+    for ch in json.dumps(text, ensure_ascii=False)[1:-1]:
+        lower, upper = ch.lower(), ch.upper()
+        if len(lower) == 1 and len(upper) == 1 and lower != upper:
+            parts.append(f"[{''.join(dict.fromkeys(ch + lower + upper))}]")
+        else:
+            parts.append(ch if ch.isalnum() else "\\" + ch)
+    return "".join(parts)
+
+
+NO_JSON = object()
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(name)
+
+
+def metadata_json(value: str) -> Any:
+    """The JSON value a metadata filter's text spells besides the string itself (`5`, `true`, `null`,
+    `{"a":1}`), or `NO_JSON` when it spells none: a filter's text finds a metadata value that is that
+    string, or one equal to it as JSON (`5` finds 5, 5.0 and "5"; `{"a": 1}` finds {"a":1}).
+
+    Compared as text instead, each database wrote a value its own way: SQLite `1.0e-07` for 1e-7 and
+    `0.333333333333333` for 1/3, PostgreSQL's jsonb `{"a": 1}` with a space, so the same filter found
+    different calls on each store. NaN and infinities are no JSON (PostgreSQL refuses them).
+    """
+    try:
+        parsed = json.loads(value, parse_constant=_refuse_constant)
+    except ValueError:
+        return NO_JSON
+    if isinstance(parsed, str) or (isinstance(parsed, float) and not math.isfinite(parsed)):
+        return NO_JSON
+    return parsed
+
+
 # Per thread, the snapshot cursor each store is reading through (`SQLStore._snapshot`).
 _snapshots = threading.local()
 
@@ -136,8 +181,9 @@ class SQLStore(BatchWriter, Store):
         return json.loads(value)
 
     @abstractmethod
-    def _metadata_condition(self, key: str) -> tuple[str, list[Any]]:
-        """SQL comparing top-level metadata `key` as text to one more `?` parameter."""
+    def _metadata_condition(self, key: str, value: str) -> tuple[str, list[Any]]:
+        """SQL matching the calls whose top-level metadata `key` is `value` (`metadata_forms`), and its
+        parameters."""
 
     @abstractmethod
     def _search_condition(self, text: str) -> tuple[str, str]:
@@ -298,9 +344,9 @@ class SQLStore(BatchWriter, Store):
             )
             params.append(f.tag)
         for key, value in f.metadata.items():
-            sql, extra = self._metadata_condition(str(key))
+            sql, extra = self._metadata_condition(str(key), str(value))
             conds.append(sql)
-            params += [*extra, str(value)]
+            params += extra
         if f.search:
             condition, pattern = self._search_condition(f.search)
             conds.append(condition)
@@ -698,7 +744,9 @@ class SQLStore(BatchWriter, Store):
                 self._q(
                     "SELECT error_type, COUNT(*), MAX(start_time) FROM calls WHERE project_id = ? "
                     "AND status = 'error' AND start_time >= ? AND start_time < ? GROUP BY error_type "
-                    "ORDER BY COUNT(*) DESC, error_type LIMIT ?"
+                    # Failures without a class after the classes they tie with: SQLite sorts NULL first,
+                    # PostgreSQL last, so the two listed a tie in opposite orders.
+                    "ORDER BY COUNT(*) DESC, error_type IS NULL, error_type LIMIT ?"
                 ),
                 (project_id, float(start), float(end), limit),
             )

@@ -13,8 +13,11 @@ the OS page cache, but not a power cut.) `?synchronous=normal` in the URL opts i
 
 from __future__ import annotations
 
+import functools
+import json
 import os
 import queue
+import re
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -22,7 +25,7 @@ from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 from urllib.parse import parse_qsl
 
-from litelens.server.store.sql import SQLStore, like_pattern
+from litelens.server.store.sql import SQLStore, cased_regex, like_pattern, metadata_json
 from litelens.server.store.write import SESSIONS_BACKFILL, priced_backfill, session_users_table
 
 _V1 = [
@@ -215,9 +218,34 @@ WRITER_CACHE_KIB = 65536
 READER_CACHE_KIB = 8192
 
 
-def _fold(text: Any) -> Any:
-    """Lower-cased text for searches that are not ASCII (`litelens_fold` in SQL)."""
-    return text.lower() if isinstance(text, str) else text
+# A metadata value against a filter (`SQLiteStore._metadata_condition`); {type} and {value} are the value's
+# JSON type and its SQL value (an object's or a list's is its JSON text; a missing key's is NULL). The
+# parameters: the text, the number twice, whether true, false, null, and the object or list as JSON text.
+_METADATA_MATCH = (
+    "(CASE {type} WHEN 'text' THEN {value} = ? WHEN 'integer' THEN {value} = ? WHEN 'real' THEN {value} = ? "
+    "WHEN 'true' THEN ? WHEN 'false' THEN ? WHEN 'null' THEN ? ELSE litelens_json_equal({value}, ?) END)"
+)
+
+
+def _json_equal(stored: Any, wanted: Any) -> bool:
+    """Whether two JSON texts hold equal values (numbers by value, objects whatever their key order),
+    as PostgreSQL's jsonb compares them."""
+    if not isinstance(stored, str) or not isinstance(wanted, str):
+        return False
+    try:
+        return bool(json.loads(stored) == json.loads(wanted))
+    except ValueError:
+        return False
+
+
+@functools.lru_cache(maxsize=64)
+def _compiled(pattern: str) -> re.Pattern[str]:
+    return re.compile(pattern)
+
+
+def _regexp(pattern: Any, text: Any) -> bool:
+    """`text REGEXP pattern` in SQL (`cased_regex` patterns, for searches that are not ASCII)."""
+    return isinstance(text, str) and _compiled(str(pattern)).search(text) is not None
 
 
 def sqlite_path(url: str) -> str:
@@ -290,7 +318,8 @@ class SQLiteStore(SQLStore):
     def _connect(self, cache_kib: int) -> sqlite3.Connection:
         # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE below), never implicit.
         conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
-        conn.create_function("litelens_fold", 1, _fold, deterministic=True)
+        conn.create_function("regexp", 2, _regexp, deterministic=True)
+        conn.create_function("litelens_json_equal", 2, _json_equal, deterministic=True)
         conn.execute("PRAGMA busy_timeout = 30000")
         conn.execute("PRAGMA temp_store = MEMORY")
         if cache_kib:
@@ -385,22 +414,37 @@ class SQLiteStore(SQLStore):
                 return conn
         return self._readers.get(timeout=60)
 
-    def _metadata_condition(self, key: str) -> tuple[str, list[Any]]:
-        # json_extract gives true/false as 1/0; PostgreSQL's ->> (and the JSON) say "true"/"false".
-        if '"' in key or "\\" in key:
-            # A JSON path cannot quote these (the page answered a JSON 400): the key is found among the
-            # metadata's own keys instead, a walk of one object per call.
+    def _metadata_condition(self, key: str, value: str) -> tuple[str, list[Any]]:
+        found = metadata_json(value)
+        number = found if isinstance(found, (int, float)) and not isinstance(found, bool) else None
+        if isinstance(number, int) and not -(2**63) <= number < 2**63:
+            number = float(number)  # SQLite's integers are 64-bit; the stored value is a double then
+        nested = json.dumps(found) if isinstance(found, (dict, list)) else None
+        # One CASE over the value's JSON type, so the record is looked at for the type that it has:
+        # a string by its text, a number by its value, true/false/null by their type, an object or a
+        # list as JSON (in Python: SQLite compares JSON text, in which key order and spacing count).
+        params = [
+            value,
+            number,
+            number,
+            1 if found is True else 0,
+            1 if found is False else 0,
+            1 if found is None else 0,
+            nested,
+        ]
+        if json.dumps(key, ensure_ascii=False)[1:-1] != key:
+            # A JSON path cannot quote `"` or `\`, and SQLite matches a path's key against the key as
+            # the JSON text writes it, escaped (a tab as `\t`): such a key is found among the metadata's
+            # own keys instead, a walk of one object per call.
             return (
                 "EXISTS (SELECT 1 FROM json_each(c.record, '$.metadata') m WHERE m.key = ? AND "
-                "(CASE m.type WHEN 'true' THEN 'true' WHEN 'false' THEN 'false' "
-                "ELSE CAST(m.value AS TEXT) END) = ?)",
-                [key],
+                f"{_METADATA_MATCH.format(type='m.type', value='m.value')})",
+                [key, *params],
             )
         path = f'$.metadata."{key}"'
         return (
-            "(CASE json_type(c.record, ?) WHEN 'true' THEN 'true' WHEN 'false' THEN 'false' "
-            "ELSE CAST(json_extract(c.record, ?) AS TEXT) END) = ?",
-            [path, path],
+            _METADATA_MATCH.format(type="json_type(c.record, ?)", value="json_extract(c.record, ?)"),
+            [path, path, value, path, number, path, number, *params[3:6], path, nested],
         )
 
     def _unindexed(self, expr: str) -> str:
@@ -409,11 +453,11 @@ class SQLiteStore(SQLStore):
 
     def _search_condition(self, text: str) -> tuple[str, str]:
         # LIKE is case-insensitive for ASCII only in SQLite, so "KÖLN" missed "Köln" and "ПРИВЕТ" missed
-        # "привет". Such a search compares lower-cased text (a Python function per row: slower, so
-        # only when the search text is not ASCII); the record is JSON text including content.
+        # "привет". Such a search runs the regular expression PostgreSQL runs (a Python function per row:
+        # slower, so only when the search text is not ASCII); the record is JSON text including content.
         if text.isascii():
             return "c.record LIKE ? ESCAPE '\\'", like_pattern(text)
-        return "litelens_fold(c.record) LIKE ? ESCAPE '\\'", like_pattern(text).lower()
+        return "c.record REGEXP ?", cased_regex(text)
 
     def close(self) -> None:
         with self._lock:
