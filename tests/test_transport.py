@@ -1233,3 +1233,50 @@ def test_fields_the_server_dropped_from_stored_records_are_counted_and_logged_on
     assert (stats["sent"], stats["failed"], stats["warnings"]) == (3, 0, 2)
     messages = [r.getMessage() for r in caplog.records if r.name == "litelens.transport"]
     assert len(messages) == 1 and "ttft_ms cannot be negative" in messages[0], messages
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"accepted":10,"rejected":[]}',
+        b'{"accepted":1,"rejected":[{"index":0,"reason":"call_id is missing"}]}',
+        b'{"accepted":2,"rejected":[],"warnings":[{"index":1,"reason":"ttft_ms cannot be negative"}]}',
+        b'{"rejected":["no reason given"],"warnings":null}',
+        b' \n{"accepted":0,"rejected":[{"index":0,"reason":"bad"}]}\r\n',  # white space around it
+        b'\xef\xbb\xbf{"rejected":[{"reason":"after a BOM"}]}',
+        '{"rejected":[{"reason":"UTF-16, é"}]}'.encode("utf-16"),
+        '{"rejected":[{"reason":"UTF-32 without a BOM"}]}'.encode("utf-32-le"),
+        '{"rejected":[{"reason":"non-ASCII \u00e9\u4e2d"}]}'.encode(),
+        b'{"rejected":[{"reason":"\\ud800 a lone surrogate, escaped"}]}',
+        b"{}",
+    ],
+)
+def test_the_servers_answer_reads_as_json_loads_reads_it(body: bytes) -> None:
+    """The answer to a batch is read without `json.loads` when it is plain UTF-8 JSON (the usual answer,
+    read once per batch): whatever the server sends, the rejected and warned counts and reasons that
+    reach the counters and the log are what `json.loads` makes of it."""
+    from litelens.transport import Answer, read_events_answer
+
+    answer = json.loads(body)
+    refused, warnings = answer.get("rejected") or [], answer.get("warnings") or []
+
+    def reason(item: Any) -> str:
+        return str(item.get("reason") if isinstance(item, dict) else item)
+
+    expected = Answer(
+        len(refused),
+        reason(refused[0]) if refused else "",
+        len(warnings),
+        reason(warnings[0]) if warnings else "",
+    )
+    assert read_events_answer(body) == expected
+
+
+@pytest.mark.parametrize("body", [b"", b"not json", b'{"rejected":[]} trailing', b"[1, 2]", b"\xff\xfe\x00"])
+def test_an_answer_that_is_not_a_json_object_still_raises(body: bytes) -> None:
+    """`_classify` counts a batch whose 2xx answer cannot be read as stored: reading must raise, not
+    return a made-up answer."""
+    from litelens.transport import read_events_answer
+
+    with pytest.raises((ValueError, AttributeError)):
+        read_events_answer(body)

@@ -64,11 +64,28 @@ class Answer(NamedTuple):
     warning: str = ""
 
 
+_scan_answer = json.JSONDecoder().scan_once
+_ALL_STORED = Answer()
+
+
 def read_events_answer(data: bytes) -> Answer:
     """`POST /v1/events`'s answer: JSON lists `rejected` and `warnings` of `{"index", "reason"}`."""
-    answer = json.loads(data)
+    # Read once per batch: `json.loads` first works out the bytes' encoding (UTF-8, -16 or -32, with or
+    # without a BOM) and skips white space around the value, in Python code that costs twice the parse
+    # itself. UTF-8 text that is one JSON value, alone, reads the same without it; anything else (or an
+    # error) goes through `json.loads`, as before.
+    try:
+        text = data.decode()
+        answer, end = _scan_answer(text, 0)
+        whole = end == len(text)
+    except (ValueError, StopIteration):
+        whole = False
+    if not whole:
+        answer = json.loads(data)
     refused = answer.get("rejected") or []
     warnings = answer.get("warnings") or []
+    if not refused and not warnings:
+        return _ALL_STORED
     return Answer(
         len(refused),
         _reason(refused[0]) if refused else "",
