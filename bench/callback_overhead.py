@@ -90,7 +90,12 @@ processing and encoding the records 10 x 83 µs per batch of 10, gzip 109, the H
 gives ~484 µs fixed plus ~61 per record. The fixed part is mostly running cold: back to back, with the
 same code, it is 238 µs. Under cachegrind (LiteLLM stubbed out), a record's prepare is now ~261k
 instructions (building 108k, JSON encoding ~148k), gzip of a batch 227k for 1 record and 325k for 10
-(zlib's set-up and Huffman trees), the HTTP exchange 73k, the transport's loop ~170k.
+(zlib's set-up and Huffman trees), the HTTP exchange 73k, the transport's loop ~170k. The JSON
+encoding, measured alone (2026-12-01 evening), is 143k: one call of the shared C encoder per record,
+no hook, no second encoding; what costs is CPython 3.11's encoder itself (escaping 77 short strings,
+five shortest-repr floats, ~250 pieces joined), and no standard-library way of writing the same JSON
+was cheaper (bench/sender_cost.py has the breakdown). Reading the server's answer fell from 25k to 8k
+instructions a batch (a few µs; under 1 µs a call, which this bench cannot resolve).
 
 Measured with 167d880 (before TCP_QUICKACK and the JSON encoder made once, against the tree with them):
 sync +150 ±51 / +163 ±83, sender 114 / 114 µs per call: those two changes did not move this bench, whose
