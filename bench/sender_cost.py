@@ -107,6 +107,24 @@ The steps the change did not touch (gzip, HTTP) came out equal, so the run was a
 per-record figures fell by about what the instruction counts say. The run before this one compared
 against 167d880 (before TCP_QUICKACK): back to back (`--gap-ms 0`), that main waited 40 ms for each
 answer of the sink and ran every step cold after it (fixed 238 µs against 532).
+
+With the answer read without `json.loads` (2026-12-01 evening, `--batches 100 --rounds 5 --compare`
+main's src at adef92a; 2 shared cores, other sessions' work running, load ~3.5), µs, this tree / main /
+ratio:
+
+    sender/batch@1      564   599  0.94
+    sender/batch@10    1065  1098  0.97
+    sender/batch@20    1582  1576  1.00
+    fixed               516   552  0.93
+    per record           53    52  1.02
+    prepare/record       69    67  1.03
+    gzip/batch@10       102   100  1.02
+    http/batch          167   167  1.00
+    rest/batch@10        89   112  0.79
+
+The change is 17k instructions a batch, a few µs: within this machine's noise, as the unchanged steps'
+ratios (1.00-1.03) show. Two shorter runs just before, under a load of 7-8, gave 0.84 and 0.90 for
+batches of 10, with the unchanged steps at 0.66-1.19: too noisy to say anything.
 """
 
 from __future__ import annotations
