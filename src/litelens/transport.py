@@ -64,7 +64,8 @@ class Answer(NamedTuple):
     warning: str = ""
 
 
-_scan_answer = json.JSONDecoder().scan_once
+# The scanner `JSONDecoder.decode` itself calls (an instance attribute the type stubs do not list).
+_scan_answer: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
 _ALL_STORED = Answer()
 
 
