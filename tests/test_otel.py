@@ -916,6 +916,89 @@ def test_a_router_call_names_its_model_group_and_deployment(otel: Otel, fake: Fa
         assert json.loads(str(attrs[semconv.LITELENS_METADATA])) == {"order": "A-17"}  # not the Router's
 
 
+# LiteLLM's answer names OpenAI's own API base for a call that its settings sent elsewhere.
+BASE_SETTINGS = ["litellm.api_base", "OPENAI_BASE_URL", "OPENAI_API_BASE"]
+BASE_CALLS = {
+    "completion": lambda **a: litellm.completion(model="openai/gpt-4o-mini", messages=MESSAGES, **a),
+    "stream": lambda **a: list(
+        litellm.completion(model="openai/gpt-4o-mini", messages=MESSAGES, stream=True, **a)
+    ),
+    "unprefixed": lambda **a: litellm.completion(model="gpt-4o-mini", messages=MESSAGES, **a),
+    "acompletion": lambda **a: asyncio.run(
+        litellm.acompletion(model="openai/gpt-4o-mini", messages=MESSAGES, **a)
+    ),
+    "embedding": lambda **a: litellm.embedding(model="openai/text-embedding-3-small", input=["one"], **a),
+    "text_completion": lambda **a: litellm.text_completion(
+        model="openai/gpt-3.5-turbo-instruct", prompt="a", **a
+    ),
+    "text-completion-openai": lambda **a: litellm.completion(
+        model="text-completion-openai/gpt-3.5-turbo-instruct", messages=MESSAGES, **a
+    ),
+    "responses": lambda **a: litellm.responses(model="openai/gpt-4o-mini", input="hi", **a),
+    "router": lambda **a: litellm.Router(
+        model_list=[{"model_name": "cheap", "litellm_params": {"model": "openai/gpt-4o-mini", **a}}]
+    ).completion(model="cheap", messages=MESSAGES),
+}
+
+
+@pytest.mark.parametrize("setting", BASE_SETTINGS)
+@pytest.mark.parametrize("call", list(BASE_CALLS))
+def test_a_call_sent_by_litellms_settings_names_the_base_it_went_to(
+    call: str, setting: str, otel: Otel, fake: FakeProvider, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("OPENAI_BASE_URL", "OPENAI_API_BASE"):
+        monkeypatch.delenv(name, raising=False)
+    if setting == "litellm.api_base":
+        monkeypatch.setattr(litellm, "api_base", fake.url)
+    else:
+        monkeypatch.setenv(setting, fake.url)
+    sent = len(fake.requests)
+    BASE_CALLS[call](api_key="sk-fake")
+    assert len(fake.requests) == sent + 1  # the call went to the configured base...
+    attrs = otel.only_span().attributes or {}
+    # ... and its span says so, not api.openai.com:443
+    assert (attrs.get(semconv.SERVER_ADDRESS), attrs.get(semconv.SERVER_PORT)) == ("127.0.0.1", fake.port)
+    assert attrs.get(semconv.LITELLM_API_BASE) == fake.url
+
+
+def test_the_base_litellms_settings_give_comes_after_the_calls_own_and_in_litellms_order(
+    otel: Otel, fake: FakeProvider, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake.reset()
+    with FakeProvider() as other:
+        monkeypatch.setenv("OPENAI_API_BASE", other.url)
+        monkeypatch.setenv("OPENAI_BASE_URL", fake.url)  # LiteLLM reads it first
+        litellm.completion(model="openai/gpt-4o-mini", messages=MESSAGES, api_key="sk-fake")
+        monkeypatch.setattr(litellm, "api_base", other.url)  # ... and litellm.api_base before both
+        litellm.completion(model="openai/gpt-4o-mini", messages=MESSAGES, api_key="sk-fake")
+        litellm.completion(model="openai/gpt-4o-mini", messages=MESSAGES, **kw(fake))  # the call's own first
+        assert [len(fake.requests), len(other.requests)] == [2, 1]
+    bases = [(s.attributes or {}).get(semconv.LITELLM_API_BASE) for s in otel.spans()]
+    assert bases == [fake.url, other.url, fake.url]
+
+
+def test_a_base_url_names_the_base_where_litellm_sends_the_call_to_it(otel: Otel, fake: FakeProvider) -> None:
+    """`completion` and `text_completion` go to `base_url=` over `api_base=`; `embedding` drops it."""
+    unused = "http://127.0.0.1:9/v1"  # (the discard port: a request sent there would fail)
+    litellm.completion(model="openai/gpt-4o-mini", messages=MESSAGES, api_key="sk-fake", base_url=fake.url)
+    litellm.completion(
+        model="openai/gpt-4o-mini", messages=MESSAGES, api_key="sk-fake", api_base=unused, base_url=fake.url
+    )
+    litellm.text_completion(
+        model="openai/gpt-3.5-turbo-instruct",
+        prompt="a",
+        api_key="sk-fake",
+        api_base=unused,
+        base_url=fake.url,
+    )
+    litellm.embedding(model="openai/text-embedding-3-small", input=["one"], base_url=unused, **kw(fake))
+    for span in otel.spans():
+        attrs = span.attributes or {}
+        assert (attrs.get(semconv.SERVER_ADDRESS), attrs.get(semconv.SERVER_PORT)) == ("127.0.0.1", fake.port)
+        assert attrs.get(semconv.LITELLM_API_BASE) == fake.url
+    assert len(otel.spans()) == 4
+
+
 def test_a_router_requests_failed_attempt_names_its_deployment_and_its_fallback_the_first_attempt(
     otel: Otel, fake: FakeProvider
 ) -> None:

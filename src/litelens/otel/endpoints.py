@@ -12,6 +12,8 @@ import is needed here, which keeps building a record cheap and testable without 
 from __future__ import annotations
 
 import functools
+import os
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -113,6 +115,78 @@ _SIMPLE = (str, int, float, bool)
 # A process calls few API bases: scrub each once (`scrub_url` is pure).
 _scrubbed_url = functools.lru_cache(maxsize=256)(scrub_url)
 
+# Where LiteLLM (1.80 and 1.110 alike) sends a call that names its base twice. `completion` and
+# `text_completion` send it to `base_url=` over `api_base=`; `embedding`, `image_generation`,
+# `responses` and `moderation` accept `base_url=` and drop it (the call goes where it would without).
+# The other entry points are left to `api_base=`, then `base_url=`: what they do was not checked.
+_BASE_URL_FIRST = frozenset({"completion", "acompletion", "text_completion", "atext_completion"})
+_BASE_URL_IGNORED = frozenset(
+    {
+        "embedding",
+        "aembedding",
+        "image_generation",
+        "aimage_generation",
+        "responses",
+        "aresponses",
+        "moderation",
+        "amoderation",
+    }
+)
+
+# Where LiteLLM sends an OpenAI call whose arguments name no base: `litellm.api_base`, then
+# `OPENAI_BASE_URL`, then `OPENAI_API_BASE`, then OpenAI's own. Its `_hidden_params["api_base"]` says
+# OpenAI's own whatever was set (or nothing, on the `text-completion-openai` route), while the request
+# goes to the configured base -- for these call types, checked on LiteLLM 1.80 and 1.110 against a
+# server on loopback. An image generation and a moderation do not follow that order, and other
+# providers read other variables: their base stays what LiteLLM says.
+_CONFIGURED_BASE_PROVIDERS = frozenset({"openai", "text-completion-openai"})
+_CONFIGURED_BASE_CALLS = frozenset({"chat", "embedding", "text_completion", "responses", "speech"})
+_OPENAI_BASE_VARIABLES = ("OPENAI_BASE_URL", "OPENAI_API_BASE")
+
+
+def _given_base(litellm_function: str, arguments: Mapping[str, Any]) -> str | None:
+    """The API base the call's own arguments send it to, as LiteLLM reads them."""
+    api_base = _str(arguments.get("api_base"))
+    base_url = _str(arguments.get("base_url"))
+    if litellm_function in _BASE_URL_FIRST:
+        return base_url or api_base
+    if litellm_function in _BASE_URL_IGNORED:
+        return api_base
+    return api_base or base_url
+
+
+def configured_base(call_type: str, provider: str | None) -> str | None:
+    """The base LiteLLM's settings give a call whose arguments name none, when LiteLLM's own report
+    of it is known to be wrong (see `_CONFIGURED_BASE_PROVIDERS`); None otherwise.
+
+    Read when the call starts, as LiteLLM reads them (or, for a model named without its provider, once
+    LiteLLM has named the provider): `litellm.api_base` and these variables are LiteLLM's settings, not
+    litelens's, so they are read where LiteLLM reads them rather than in `OtelSettings`.
+    """
+    if provider not in _CONFIGURED_BASE_PROVIDERS or call_type not in _CONFIGURED_BASE_CALLS:
+        return None
+    litellm = sys.modules.get("litellm")  # imported: the wrapped function is LiteLLM's
+    base = _str(getattr(litellm, "api_base", None))
+    if base:
+        return base
+    for name in _OPENAI_BASE_VARIABLES:
+        base = _str(os.environ.get(name))
+        if base:
+            return base
+    return None
+
+
+def apply_api_base(record: Record, hidden: Mapping[str, Any]) -> None:
+    """The record's API base once LiteLLM has answered: the one the arguments or settings gave, else
+    the one LiteLLM reports (its provider's default, or a base it found itself).
+
+    LiteLLM's report is not preferred: it names `api_base=` where `base_url=` won, and OpenAI's default
+    where `litellm.api_base` or the environment sent the call elsewhere.
+    """
+    if not record.get("api_base"):
+        base = configured_base(str(record.get("call_type")), record.get("provider"))
+        record["api_base"] = _scrubbed_url(base or _str(hidden.get("api_base")))
+
 
 def _parameter_value(value: Any) -> Any:
     """A JSON-friendly parameter value, or None when the value is an object that must not be recorded."""
@@ -189,7 +263,9 @@ def request_record(
         "request_model": model,
         "response_model": None,
         "provider": provider or _ONLY_PROVIDER.get(endpoint.call_type),
-        "api_base": _scrubbed_url(_str(arguments.get("api_base") or arguments.get("base_url"))),
+        "api_base": _scrubbed_url(
+            _given_base(endpoint.name, arguments) or configured_base(endpoint.call_type, provider)
+        ),
         # A Router names the model group it routed the call to in the metadata it passes on.
         "model_group": _str(metadata.get("model_group")),
         # The deployment it picked, named before the call: a failed attempt's answer names none.
@@ -317,7 +393,7 @@ def apply_hidden_params(record: Record, hidden: Mapping[str, Any]) -> None:
     """What LiteLLM resolved while serving the call: provider, api base, cost, its own call id."""
     record["call_id"] = _str(hidden.get("litellm_call_id")) or record["call_id"]
     record["provider"] = _str(hidden.get("custom_llm_provider")) or record["provider"]
-    record["api_base"] = _scrubbed_url(_str(hidden.get("api_base"))) or record["api_base"]
+    apply_api_base(record, hidden)
     record["deployment_id"] = _str(hidden.get("model_id")) or record.get("deployment_id")
     cost = hidden.get("response_cost")
     if isinstance(cost, (int, float)) and not isinstance(cost, bool):

@@ -244,6 +244,8 @@ class StreamState:
                 provider = field(source, "custom_llm_provider") or hidden.get("custom_llm_provider")
                 if isinstance(provider, str) and provider:
                     record["provider"] = provider
+            # As for a call's answer: a stream's base is named once its provider is known.
+            endpoints.apply_api_base(record, hidden)
             record["chunk_count"] = self.chunks
             endpoints.apply_cache_hit(record, hidden)
             if record.get("cost_usd") is None and record.get("usage"):
