@@ -977,6 +977,19 @@ def test_the_base_litellms_settings_give_comes_after_the_calls_own_and_in_litell
     assert bases == [fake.url, other.url, fake.url]
 
 
+def test_a_stream_names_the_base_litellm_reports_as_its_call_would(
+    otel: Otel, fake: FakeProvider, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`hosted_vllm/` takes its base from HOSTED_VLLM_API_BASE and LiteLLM reports it, for a stream too."""
+    monkeypatch.setenv("HOSTED_VLLM_API_BASE", fake.url)
+    litellm.completion(model="hosted_vllm/m1", messages=MESSAGES, api_key="sk-fake")
+    list(litellm.completion(model="hosted_vllm/m1", messages=MESSAGES, api_key="sk-fake", stream=True))
+    for span in otel.spans():
+        attrs = span.attributes or {}
+        assert (attrs.get(semconv.SERVER_ADDRESS), attrs.get(semconv.SERVER_PORT)) == ("127.0.0.1", fake.port)
+    assert len(otel.spans()) == 2
+
+
 def test_a_base_url_names_the_base_where_litellm_sends_the_call_to_it(otel: Otel, fake: FakeProvider) -> None:
     """`completion` and `text_completion` go to `base_url=` over `api_base=`; `embedding` drops it."""
     unused = "http://127.0.0.1:9/v1"  # (the discard port: a request sent there would fail)
