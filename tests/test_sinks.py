@@ -789,6 +789,30 @@ def test_processes_sharing_one_jsonl_path_keep_every_record_exactly_once(tmp_pat
     assert not [n for n in os.listdir(tmp_path) if n.startswith(".tmp-")]
 
 
+def test_a_process_sharing_the_jsonl_path_killed_mid_line_costs_no_other_record(tmp_path: Path) -> None:
+    """A worker writing the same path is SIGKILLed in the middle of a line, while this one has the file
+    open: the next line written here must not be glued to the half line (one undecodable line, two
+    records lost, and `read_records` raising for everyone reading the file)."""
+    path = tmp_path / "calls.jsonl"
+    sink = JsonlSink(str(path), gzip=False)
+    sink.submit(json.dumps({"call_id": "mine-0"}))
+    assert sink.flush(5)
+    worker = f"""
+import os, signal
+from litelens.jsonl import _folder_lock
+with _folder_lock({str(tmp_path)!r}):  # as its sink's thread holds it for a write
+    with open({str(path)!r}, "ab", buffering=0) as f:
+        f.write(b'{{"call_id": "worker-0"}}\\n{{"call_id": "worker-1", "usage": {{"input_to')
+        os.kill(os.getpid(), signal.SIGKILL)
+"""
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1] / "src"))
+    killed = subprocess.run([sys.executable, "-c", worker], env=env, timeout=30)
+    assert killed.returncode == -9
+    sink.submit(json.dumps({"call_id": "mine-1"}))
+    assert sink.shutdown(5) and sink.stats()["written"] == 2
+    assert [r["call_id"] for r in read_records(path)] == ["mine-0", "worker-0", "mine-1"]
+
+
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
 def test_a_process_forked_while_a_jsonl_sink_writes_does_not_hold_its_lock(tmp_path: Path) -> None:
     """A worker forked (or restarted by its master) at the moment the sink's thread holds the folder's

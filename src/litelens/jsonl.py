@@ -416,7 +416,13 @@ class JsonlWriter:
             return
         f = self._open()
         if self._owned:  # what other processes writing this path appended counts too
-            self._size = os.fstat(f.fileno()).st_size
+            size = os.fstat(f.fileno()).st_size
+            grown, self._size = size != self._size, size
+            if grown and size:
+                # Another writer of the path may have died mid-line since our last write (writers take
+                # turns under the lock we hold, so none is writing now): our first line would be glued
+                # to its half line, and both records lost to every reader.
+                self._drop_unfinished_line(f)
         limit = self.max_bytes if self._owned else None
         run: list[bytes] = []
         pending = 0  # bytes of `run`, newlines included
