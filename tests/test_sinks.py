@@ -337,6 +337,20 @@ def test_jsonl_recovers_a_rotation_a_crash_interrupted(tmp_path: Path) -> None:
     assert sorted(os.listdir(tmp_path)) == sorted([f.name for f in rotated] + [path.name])
 
 
+def test_jsonl_a_restart_with_the_same_pid_clears_what_the_killed_run_was_compressing(tmp_path: Path) -> None:
+    # In a container the program is often pid 1 in every life: the half-written temporary of a run
+    # killed while compressing bears our pid, yet no one writes it any more. It used to be kept for
+    # ever, and the rotation it was made from spared by keep_files for ever.
+    path = tmp_path / "calls.jsonl"
+    writer = JsonlWriter(path, max_bytes=20, gzip=False)
+    writer.write([json.dumps({"i": i}).encode() for i in range(6)])
+    writer.close()
+    oldest, newest = rotated_files(path)
+    (tmp_path / f".tmp-{oldest.name}.{os.getpid()}.140000000000001.gz").write_bytes(b"\x1f\x8b half")
+    JsonlWriter(path, max_bytes=20, keep_files=1).close()  # the program restarted
+    assert sorted(os.listdir(tmp_path)) == sorted([f"{newest.name}.gz", path.name])
+
+
 def test_jsonl_rotations_read_in_order_after_the_clock_was_stepped_back(tmp_path: Path) -> None:
     path = tmp_path / "calls.jsonl"
     # Rotated while the clock ran an hour fast (then NTP stepped it back), by this version or an
