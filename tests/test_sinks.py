@@ -337,6 +337,20 @@ def test_jsonl_recovers_a_rotation_a_crash_interrupted(tmp_path: Path) -> None:
     assert sorted(os.listdir(tmp_path)) == sorted([f.name for f in rotated] + [path.name])
 
 
+def test_jsonl_a_restart_with_the_same_pid_clears_what_the_killed_run_was_compressing(tmp_path: Path) -> None:
+    # In a container the program is often pid 1 in every life: the half-written temporary of a run
+    # killed while compressing bears our pid, yet no one writes it any more. It used to be kept for
+    # ever, and the rotation it was made from spared by keep_files for ever.
+    path = tmp_path / "calls.jsonl"
+    writer = JsonlWriter(path, max_bytes=20, gzip=False)
+    writer.write([json.dumps({"i": i}).encode() for i in range(6)])
+    writer.close()
+    oldest, newest = rotated_files(path)
+    (tmp_path / f".tmp-{oldest.name}.{os.getpid()}.140000000000001.gz").write_bytes(b"\x1f\x8b half")
+    JsonlWriter(path, max_bytes=20, keep_files=1).close()  # the program restarted
+    assert sorted(os.listdir(tmp_path)) == sorted([f"{newest.name}.gz", path.name])
+
+
 def test_jsonl_rotations_read_in_order_after_the_clock_was_stepped_back(tmp_path: Path) -> None:
     path = tmp_path / "calls.jsonl"
     # Rotated while the clock ran an hour fast (then NTP stepped it back), by this version or an
@@ -787,6 +801,30 @@ def test_processes_sharing_one_jsonl_path_keep_every_record_exactly_once(tmp_pat
     assert max(found.values()) == 1
     assert all(len(gzip.decompress(f.read_bytes())) <= 2_000 for f in rotated_files(path))
     assert not [n for n in os.listdir(tmp_path) if n.startswith(".tmp-")]
+
+
+def test_a_process_sharing_the_jsonl_path_killed_mid_line_costs_no_other_record(tmp_path: Path) -> None:
+    """A worker writing the same path is SIGKILLed in the middle of a line, while this one has the file
+    open: the next line written here must not be glued to the half line (one undecodable line, two
+    records lost, and `read_records` raising for everyone reading the file)."""
+    path = tmp_path / "calls.jsonl"
+    sink = JsonlSink(str(path), gzip=False)
+    sink.submit(json.dumps({"call_id": "mine-0"}))
+    assert sink.flush(5)
+    worker = f"""
+import os, signal
+from litelens.jsonl import _folder_lock
+with _folder_lock({str(tmp_path)!r}):  # as its sink's thread holds it for a write
+    with open({str(path)!r}, "ab", buffering=0) as f:
+        f.write(b'{{"call_id": "worker-0"}}\\n{{"call_id": "worker-1", "usage": {{"input_to')
+        os.kill(os.getpid(), signal.SIGKILL)
+"""
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1] / "src"))
+    killed = subprocess.run([sys.executable, "-c", worker], env=env, timeout=30)
+    assert killed.returncode == -9
+    sink.submit(json.dumps({"call_id": "mine-1"}))
+    assert sink.shutdown(5) and sink.stats()["written"] == 2
+    assert [r["call_id"] for r in read_records(path)] == ["mine-0", "worker-0", "mine-1"]
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")

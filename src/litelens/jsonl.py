@@ -143,11 +143,21 @@ _ORPHAN_IDLE_S = 300.0
 _TMP_OWNER = re.compile(r"\.(\d+)\.\d+\.gz$")
 
 
+# The compression temporaries this process is writing now (their names).
+_compressing: set[str] = set()
+
+
 def _in_progress(tmp_name: str) -> bool:
     """Whether a compression temporary belongs to a process still running (another writer of the
-    path, compressing now): only a dead writer's temporary is left over."""
+    path, compressing now): only a dead writer's temporary is left over. One bearing our own pid is
+    ours only if we are writing it: a program restarted in a container gets the same pid (often 1)
+    as the run that was killed mid-compression, whose temporary would otherwise be kept, and its
+    rotation spared by `keep_files`, for ever."""
     owner = _TMP_OWNER.search(tmp_name)
-    return owner is not None and _alive(int(owner.group(1)))
+    if owner is None:
+        return False
+    pid = int(owner.group(1))
+    return tmp_name in _compressing if pid == os.getpid() else _alive(pid)
 
 
 def _alive(pid: int) -> bool:
@@ -416,7 +426,13 @@ class JsonlWriter:
             return
         f = self._open()
         if self._owned:  # what other processes writing this path appended counts too
-            self._size = os.fstat(f.fileno()).st_size
+            size = os.fstat(f.fileno()).st_size
+            grown, self._size = size != self._size, size
+            if grown and size:
+                # Another writer of the path may have died mid-line since our last write (writers take
+                # turns under the lock we hold, so none is writing now): our first line would be glued
+                # to its half line, and both records lost to every reader.
+                self._drop_unfinished_line(f)
         limit = self.max_bytes if self._owned else None
         run: list[bytes] = []
         pending = 0  # bytes of `run`, newlines included
@@ -646,6 +662,13 @@ class JsonlWriter:
         is already full, until this process ends) and the error is raised with the plain file intact."""
         final = Path(f"{plain}.gz")
         tmp = plain.parent / f"{_TMP}{plain.name}.{os.getpid()}.{threading.get_ident()}.gz"
+        _compressing.add(tmp.name)
+        try:
+            self._compress_to(plain, tmp, final)
+        finally:
+            _compressing.discard(tmp.name)
+
+    def _compress_to(self, plain: Path, tmp: Path, final: Path) -> None:
         try:
             src = open(plain, "rb")  # noqa: SIM115 -- closed below
         except FileNotFoundError:
