@@ -90,8 +90,9 @@ def seed(
 ) -> list[str]:
     """Write `calls` records spread over [start, start + span) through `store.write`, in batches, in
     time order as a collector receives them; returns a few trace ids to look up afterwards."""
-    t0 = time.perf_counter()
+    t0 = last_t = time.perf_counter()
     written = 0
+    last_bytes = _bytes_written()
     traces: list[str] = []
     while written < calls:
         n = min(batch, calls - written)
@@ -101,10 +102,27 @@ def seed(
         store.write(project, records, [])
         written += n
         if written % 100_000 < batch:
+            # The last slice's own rate and bytes written to disk (WAL and checkpoints) per call: as the
+            # indexes outgrow the writer's cache, each insert dirties its own leaf page in every index
+            # whose key is not in time order, and the rate falls with the database's size.
+            now, done = time.perf_counter(), _bytes_written()
+            size = f", {(done - last_bytes) / 100_000 / 1024:,.0f} KiB written per call" if done else ""
             print(
-                f"  seeded {written:,} calls ({written / (time.perf_counter() - t0):,.0f}/s)", file=sys.stderr
+                f"  seeded {written:,} calls ({written / (now - t0):,.0f}/s; the last 100,000 at "
+                f"{100_000 / (now - last_t):,.0f}/s{size})",
+                file=sys.stderr,
             )
+            last_t, last_bytes = now, done
     return traces
+
+
+def _bytes_written() -> int:
+    """Bytes this process has had written to storage so far (Linux), or 0 where that is not known."""
+    try:
+        with open("/proc/self/io") as io:
+            return next(int(line.split()[1]) for line in io if line.startswith("write_bytes:"))
+    except (OSError, StopIteration, ValueError):
+        return 0
 
 
 def timed(fn: Callable[[], Any], repeat: int) -> tuple[float, float]:
