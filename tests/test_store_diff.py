@@ -51,6 +51,22 @@ PROVIDERS = ["openai", "anthropic", "OpenAI", ""]
 TRACES = [None, "A" * 32, "a" * 32, "0123456789abcdef" * 2, "not-hex"]
 STARTS = [0.0, 0.0, 30.0, 59.5, 60.0, 299.9, 300.0, 3600.0, 3661.25, 86400.0]
 
+
+def diff_settings(examples: int) -> Any:
+    """hypothesis settings of the differential tests: no deadline (two databases per example), shrinking
+    only with DIFF_SHRINK=1."""
+    return settings(
+        max_examples=examples,
+        deadline=None,
+        phases=None if SHRINK else [Phase.explicit, Phase.reuse, Phase.generate],
+        suppress_health_check=[
+            HealthCheck.too_slow,
+            HealthCheck.data_too_large,
+            HealthCheck.function_scoped_fixture,
+        ],
+    )
+
+
 names = st.sampled_from(NAMES)
 maybe_name = st.none() | names
 json_scalar = (
@@ -474,16 +490,7 @@ def check(lite: SQLStore, pg: SQLStore, ids: list[int], expected: dict[str, dict
             ask(f"top_calls {lo}-{hi} {sort}", "top_calls", lo, hi, sort, 4)
 
 
-@settings(
-    max_examples=EXAMPLES,
-    deadline=None,
-    phases=None if SHRINK else [Phase.explicit, Phase.reuse, Phase.generate],
-    suppress_health_check=[
-        HealthCheck.too_slow,
-        HealthCheck.data_too_large,
-        HealthCheck.function_scoped_fixture,
-    ],
-)
+@diff_settings(EXAMPLES)
 @given(scenario=scenarios)
 def test_both_stores_answer_every_query_alike_and_as_documented(
     stores: tuple[SQLStore, SQLStore], scenario: tuple[list[Any], bool]
@@ -560,16 +567,7 @@ def test_an_ascii_search_folds_ascii_letters_only_on_both_stores_whatever_the_po
         assert found == {"kelvin"}, store
 
 
-@settings(
-    max_examples=max(5, EXAMPLES // 4),
-    deadline=None,
-    phases=None if SHRINK else [Phase.explicit, Phase.reuse, Phase.generate],
-    suppress_health_check=[
-        HealthCheck.too_slow,
-        HealthCheck.data_too_large,
-        HealthCheck.function_scoped_fixture,
-    ],
-)
+@diff_settings(max(5, EXAMPLES // 4))
 @given(scenario=scenarios, cutoff=st.sampled_from(STARTS[1:]))
 def test_both_stores_answer_alike_after_retention(
     stores: tuple[SQLStore, SQLStore], scenario: tuple[list[Any], bool], cutoff: float
