@@ -1008,3 +1008,15 @@ def test_putting_changed_strings_back_copies_only_their_containers() -> None:
     assert json.loads(json.loads(messages[2]["content"])["payload"]) == {"note": "mail [EMAIL]", "n": 1}
     # The same as the general walk, string by string.
     assert out["request"] == _walker().value(before["request"])
+
+
+def test_an_address_after_a_git_remote_is_redacted() -> None:
+    red = redact()
+    # A Git remote's `git@host` stays; an address after it with no space between stayed too.
+    out = red({"metadata": {"a": "clone git@github.com:org/repo.git,jane@corp.io"}})
+    assert out["metadata"]["a"] == "clone git@github.com:org/repo.git,[EMAIL]"
+    # The strings of a record are scanned joined: a remote in one string hid the address starting the
+    # next, which was then remembered as clean, so later records kept it as well.
+    out = red({"metadata": ["see git@github.com:org/repo.git::1\n", "josé@bücher.de"]})
+    assert out["metadata"] == ["see git@github.com:org/repo.git::1\n", "[EMAIL]"]
+    assert red({"metadata": ["josé@bücher.de"]})["metadata"] == ["[EMAIL]"]
