@@ -21,25 +21,33 @@ Every round processes records it has not seen (each round gets its own), so a re
 strings it has already seen gains only from what real records repeat: roles, tool names, ids. A last
 line measures chat records, where each call resends the conversation so far.
 
-Last measured (2026-12-01, 20:35 UTC, 2 shared cores): redact 51.9 µs/record against 53.1 µs for main
-(adef92a) in the same run (1.02x; 2.8x json.dumps), redact+sample1 51.9 against 53.6 µs, sample0.1+redact
-7.7 µs, chat records 34.4 against 33.9 µs (noise: in instructions they went down, see below). "before"
-takes `litelens.credentials` from the working tree, so it has this branch's credential-start change too;
-the instruction counts compare whole trees. In instructions (`valgrind --tool=cachegrind`, which the load
-does not disturb; PYTHONHASHSEED=0, redact over 1,200 minus 200 records): 287 k per record on average
-against 298 k for adef92a (-3.5%); a clean record 240 k against 251 k, one with planted data 419 k against
-429 k; chat records 223 k against 228 k. What went: the credential starts test each character with `in`
-(memchr) before `find` (whose arguments are parsed the slow way: ~1.3 k a call), -4 k; `_WORTH_A_LOOK`
-folded into `_span`, which takes the same counts anyway, with bare 7-12 digit numbers let go before any
-count, -7 k. History: 429 k, 338 k (ec7f8ec), 333 k, 326 k, 325 k (ba14605), 301 k (measured 298 k by
-this method), 287 k. Where a clean record's 240 k go: ~108 k to collect its strings (Python bytecode,
-about 1 k instructions a node), ~93 k the numbers (bytes.translate ~13 k, the span regex ~26 k, ~6 k
-per span the loop looks at, ~23 k for an order number `_span` must read, ~4 k for a ticket number),
-~34 k the credential starts (the regex engine's literal search costs ~5.5 instructions a character, a
-character class ~57; `in` 0.7). A planted record adds ~130 k after the scan: the walk that puts the changed strings back visits
-every container of a changed field (~7 k each). Tried and dropped: making `_SPAN_ASCII` yield only spans
-with 7 "0"s or 3 dots (lookaheads at every start cost more than the Python they saved: +6 k). The
-issue's goal, under 30 µs (roughly 255 k on average), is not reached.
+Last measured (2026-12-01, 21:10 UTC, 2 shared cores, busy): redact 56.1 µs/record against 57.1 µs for
+main (0161ecd) in the same run (1.02x; 3.0x json.dumps), redact+sample1 53.8 against 69.0 µs (noise),
+sample0.1+redact 8.2 µs, chat records 32.8 against 33.3 µs. In instructions (`valgrind
+--tool=cachegrind`, which the load does not disturb; PYTHONHASHSEED=0, redact over 1,200 minus 200
+records): 280 k per record on average against 288 k for 0161ecd (-2.5%); a clean record 240 k against
+240 k, one with planted data 390 k against 419 k; chat records 211 k against 223 k. What went: putting the changed strings back. The
+general walk re-checks every container for secret-named keys, depth and objects to dump, which collect
+has already ruled out; when no field needs those checks, a walk that only looks the strings up in the
+scan's table (JSON text replaced as a whole, its new text put in that table first) does the same, -30 k
+a planted record. History: 429 k, 338 k (ec7f8ec), 333 k, 326 k, 325 k (ba14605), 301 k (measured 298 k
+by this method), 287 k, 280 k. Where a clean record's 240 k go: ~108 k to collect its strings (Python
+bytecode, about 1 k instructions a node), ~93 k the numbers (bytes.translate ~13 k, the span regex
+~26 k, ~6 k per span the loop looks at, ~23 k for an order number `_span` must read, ~4 k for a ticket
+number), ~34 k the credential starts (the regex engine's literal search costs ~5.5 instructions a
+character, a character class ~57; `in` 0.7). A planted record adds ~100 k after the scan: ~37 k to
+walk its request (a Python call costs ~2 k here, and the walk makes one per container), ~25 k to redo
+the tool call's JSON text (its walk ~10 k, the JSON encoder ~15 k), the rest to split the scan's output,
+find the changed strings and remember the clean ones. Tried and dropped: making `_SPAN_ASCII` yield
+only spans with 7 "0"s or 3 dots (lookaheads at every start cost more than the Python they saved: +6 k);
+remembering where each string sits while collecting, so that the put-back touches only the containers
+on its path (a tuple of container, first and end string per container costs ~760 instructions, +13 k a
+clean record for 17 containers, while the most it could save is ~32 k a planted record, ~8 k on
+average: the containers on the paths are copied anyway); finding the changed strings in C (`map(ne)`,
+`compress`) and remembering the clean ones with set operations (-6.5 k a planted record, but when the
+scan changes a string at one place and not at another, its clean-cache accounting differs from main's,
+and with it which strings later records skip). The issue's goal, under 30 µs (roughly 255 k on
+average), is not reached.
 """
 
 from __future__ import annotations

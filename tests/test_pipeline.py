@@ -986,3 +986,37 @@ def test_numbers_grouped_with_no_break_spaces_or_other_dashes(text: str, expecte
 )
 def test_a_card_number_next_to_other_numbers(text: str, expected: str) -> None:
     assert redact()({"error": {"message": text}})["error"]["message"] == expected
+
+
+def test_putting_changed_strings_back_copies_only_their_containers() -> None:
+    # The joined scan puts the changed strings back with a walk of its own (no secret-named key,
+    # nothing deep): it must copy what the general walk copies and nothing else.
+    inner = json.dumps({"note": "mail bob@corp.io", "n": 1})
+    system = {"role": "system", "content": "You are helpful."}
+    user = {"role": "user", "content": "call +1 415 555 2671", "extra": ("a tuple", "bob@corp.io")}
+    tool = {"role": "tool", "content": json.dumps({"payload": inner, "ok": True})}
+    params = {"temperature": 0.2, "stop": ("END",)}
+    record = {"request": {"messages": [system, user, tool], "parameters": params}, "metadata": {"t": "x"}}
+    before = copy.deepcopy(record)
+    original = record["request"]
+    out = redact()(dict(record))
+    assert record == before and record["request"] is original  # the input was not changed
+    messages = out["request"]["messages"]
+    assert messages[0] is system and out["request"]["parameters"] is params
+    assert out["metadata"] is record["metadata"]
+    assert messages[1] == {"role": "user", "content": "call [PHONE]", "extra": ["a tuple", "[EMAIL]"]}
+    assert json.loads(json.loads(messages[2]["content"])["payload"]) == {"note": "mail [EMAIL]", "n": 1}
+    # The same as the general walk, string by string.
+    assert out["request"] == _walker().value(before["request"])
+
+
+def test_an_address_after_a_git_remote_is_redacted() -> None:
+    red = redact()
+    # A Git remote's `git@host` stays; an address after it with no space between stayed too.
+    out = red({"metadata": {"a": "clone git@github.com:org/repo.git,jane@corp.io"}})
+    assert out["metadata"]["a"] == "clone git@github.com:org/repo.git,[EMAIL]"
+    # The strings of a record are scanned joined: a remote in one string hid the address starting the
+    # next, which was then remembered as clean, so later records kept it as well.
+    out = red({"metadata": ["see git@github.com:org/repo.git::1\n", "josé@bücher.de"]})
+    assert out["metadata"] == ["see git@github.com:org/repo.git::1\n", "[EMAIL]"]
+    assert red({"metadata": ["josé@bücher.de"]})["metadata"] == ["[EMAIL]"]

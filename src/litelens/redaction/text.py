@@ -259,6 +259,10 @@ class TextRedactor:
             lo = max(done, at - 128)
             lo = max(lo, s.rfind(" ", lo, at) + 1)
             m = email.search(s, lo, at + 256)
+            # A match that ends before this "@" (a Git remote's `git@host`, left as it is) must not
+            # hide the address that holds it: look on past it.
+            while m is not None and m.end() <= at:
+                m = email.search(s, m.end(), at + 256)
             if m is not None and m.start() <= at < m.end() and not _ssh_remote(s, m):
                 parts += (s[done : m.start()], self.ph["email"])
                 done = m.end()

@@ -134,12 +134,95 @@ class Redactor:
                     elif needs_walk:
                         chosen.append(field)
                 fields = tuple(chosen)
+            if texts and not flagged:
+                self._put_back_fields(record, fields, texts)
+                return
         for field in fields:
             value = record.get(field)
             if value:
                 new = self.value(value, 0, texts)
                 if new is not value:
                     record[field] = new
+
+    def _put_back_fields(self, record: Record, fields: tuple[str, ...], texts: dict[str, str]) -> None:
+        """Put the scan's changed strings back into `fields`, as `value` would, at less cost.
+
+        `collect` found nothing in any field that needs `value`'s checks: no secret-named key with a
+        value, nothing too deep, no object to dump. So a walk that only looks strings up in `texts`
+        does the same (JSON text included, once its replacement is in `texts`), without `value`'s
+        per-container checks, which cost more than the look-ups themselves.
+        """
+        get = texts.get
+        parsed = self._parsed
+        if parsed:
+            # JSON text is replaced as a whole: its new text goes into `texts` beside the plain strings.
+            # A JSON text inside another is shorter than it, so the shortest go first.
+            for s in sorted(parsed, key=len) if len(parsed) > 1 else parsed:
+                inner = parsed[s]
+                new = self._put_back(inner, type(inner) is list, get, texts)
+                if new is not inner:
+                    texts[s] = _dump(new)
+        for field in fields:
+            value = record.get(field)
+            t = type(value)
+            if t is dict or t is list or t is tuple:
+                new = self._put_back(value, t is not dict, get, texts)
+            elif value:
+                new = self.value(value, 0, texts)
+            else:
+                continue
+            if new is not value:
+                record[field] = new
+
+    def _put_back(
+        self, value: Any, is_list: bool, get: Callable[[str], str | None], texts: dict[str, str]
+    ) -> Any:
+        """`value` (a dict, list or tuple) as `value()` returns it for a field `_put_back_fields` may
+        walk: changed containers are new (a list for a tuple, as there), untouched ones the same objects."""
+        new: Any
+        if is_list:
+            copied: list[Any] | None = None
+            for i, item in enumerate(value):
+                t = type(item)
+                if t is str:
+                    new = get(item)
+                    if new is None:
+                        continue
+                elif t is dict or t is list or t is tuple:
+                    new = self._put_back(item, t is not dict, get, texts)
+                    if new is item:
+                        continue
+                elif t in _SCALARS:
+                    continue
+                else:  # a set, a Mapping that is no dict, ...: the general walk (nothing is too deep here)
+                    new = self.value(item, 1, texts)
+                    if new is item:
+                        continue
+                if copied is None:
+                    copied = list(value)
+                copied[i] = new
+            return value if copied is None else copied
+        out: dict[Any, Any] | None = None
+        for key, item in value.items():
+            t = type(item)
+            if t is str:
+                new = get(item)
+                if new is None:
+                    continue
+            elif t is dict or t is list or t is tuple:
+                new = self._put_back(item, t is not dict, get, texts)
+                if new is item:
+                    continue
+            elif t in _SCALARS:
+                continue
+            else:
+                new = self.value(item, 1, texts)
+                if new is item:
+                    continue
+            if out is None:
+                out = dict(value)
+            out[key] = new
+        return value if out is None else out
 
     def _remember_clean(self, leaves: list[str], chars: int) -> None:
         """Strings found to hold nothing to redact are skipped when they come again: a chat sends its
