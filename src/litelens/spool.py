@@ -416,6 +416,8 @@ class Spool:
                 raise
         with self._lock:
             own = self._own()
+            if own.stale:  # the folder was made again: what was read of it is gone
+                own = self._fresh()[self.directory]
             own.add(name, size)
             own.mine()
             return lost + self._evict(keep=name)
