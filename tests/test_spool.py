@@ -441,3 +441,25 @@ def test_processes_sharing_a_spool_exceed_max_bytes_at_most_by_what_the_others_w
     # Nothing was lost twice over: what is left is the newest, oldest first.
     entry = a.claim_oldest()
     assert entry is not None and entry.body[0] >= 20
+
+
+def test_a_batch_another_process_spools_while_this_one_writes_is_not_missed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Our own write moves the folder's mtime too; another process's batch written during our fsync
+    must not pass for part of it, or `pending()` (the `spool_pending` stat) misses it for seconds."""
+    a, b = Spool(tmp_path), Spool(tmp_path)
+    a.put(b"first", 1, False)
+    b.pending()
+    real_fsync = os.fsync
+    during: list[int] = []
+
+    def fsync(fd: int) -> None:
+        real_fsync(fd)
+        if not during:  # (b's own put fsyncs too)
+            during.append(fd)
+            b.put(b"written meanwhile by another process", 5, False)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    a.put(b"second", 2, False)
+    assert a.pending()[1] == 1 + 2 + 5

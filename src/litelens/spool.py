@@ -50,7 +50,7 @@ import threading
 import time
 import urllib.parse
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -388,7 +388,11 @@ class Spool:
             try:
                 with self._lock:
                     self._own().before()
-                self._write(tmp, header, body)
+                # Our temporary file moves the mtime too: taken as ours at once, so that another process's
+                # change during the fsync is still seen as one.
+                self._write(tmp, header, body, created=self._mine)
+                with self._lock:
+                    self._own().before()
                 os.replace(tmp, self.directory / name)
                 break
             except OSError as exc:
@@ -432,9 +436,15 @@ class Spool:
             return False
         return True
 
+    def _mine(self) -> None:
+        with self._lock:
+            self._own().mine()
+
     @staticmethod
-    def _write(path: Path, header: bytes, body: bytes) -> None:
+    def _write(path: Path, header: bytes, body: bytes, created: Callable[[], None] | None = None) -> None:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        if created is not None:
+            created()
         try:
             os.write(fd, header)
             view = memoryview(body)
