@@ -37,9 +37,12 @@ Only the standard library is used; the transport's background thread is the only
 
 from __future__ import annotations
 
+import bisect
+import collections
 import contextlib
 import errno
 import hashlib
+import heapq
 import logging
 import os
 import re
@@ -47,6 +50,7 @@ import threading
 import time
 import urllib.parse
 import zlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,6 +72,12 @@ REFUSED_KEY = "refused-key"
 REFUSED_ENDPOINT = "refused-endpoint"
 _MARKERS = (REFUSED_KEY, REFUSED_ENDPOINT)
 _RECOVER_EVERY_S = 60.0
+# The folders are re-read when another process changed them (their mtime moved), but a re-read may take at
+# most 1/_SCAN_SHARE of the time since the last one, and at the latest every _RESCAN_S seconds anyway.
+_SCAN_SHARE = 20.0
+_RESCAN_S = 5.0
+# A folder read faster than this is re-read whenever it changed: exact, and still cheap.
+_CHEAP_S = 0.001
 # A claim or temporary file bearing our own pid but older than this process is a previous process's: in a
 # container, a restarted program gets the same pid (often 1) and would otherwise think them its own.
 _STARTED_NS = time.time_ns()
@@ -133,8 +143,162 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def _mtime(path: Path) -> int | None:
+    try:
+        return os.stat(path).st_mtime_ns
+    except OSError:
+        return None
+
+
+class _Folder:
+    """One spool folder as this process last read it, kept current with this process's own changes.
+
+    Reading a folder costs a ``stat`` per file; keeping what was read lets a put, a claim and ``pending``
+    cost the same with ten files or a day of outage in the folder.
+    """
+
+    __slots__ = (
+        "bad",
+        "batches",
+        "bytes",
+        "cost",
+        "doubt",
+        "mtime",
+        "odd",
+        "other",
+        "path",
+        "read_at",
+        "records",
+        "sizes",
+        "stale",
+    )
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.batches: collections.deque[str] = collections.deque()  # oldest first
+        self.sizes: dict[str, int] = {}  # of the batches, .bad files and unrecognised names
+        self.odd: list[str] = []  # `.batch` names that do not parse: set aside when claiming
+        self.bad: list[str] = []
+        self.records = 0
+        self.bytes = 0  # of the batches
+        self.other = 0  # of everything else: claims, temporary files, markers, .bad files, odd names
+        self.mtime: int | None = None
+        self.read_at = float("-inf")  # not read yet
+        self.cost = 0.0
+        self.doubt = False  # another process changed the folder; not read yet to stay within the budget
+        self.stale = True  # must be read before it is used
+
+    def read(self) -> None:
+        started = time.monotonic()
+        # Taken before reading, so that a change made while we read shows up as a change next time.
+        self.mtime = _mtime(self.path)
+        names: list[str] = []
+        self.sizes, self.odd, self.bad = {}, [], []
+        self.records = self.bytes = self.other = 0
+        try:
+            with os.scandir(self.path) as it:
+                for de in it:
+                    try:
+                        size = de.stat().st_size
+                    except OSError:
+                        continue
+                    name = de.name
+                    if name.endswith(_SUFFIX) and not name.startswith("."):
+                        self.sizes[name] = size
+                        if _NAME_RE.match(name):
+                            names.append(name)
+                            self.bytes += size
+                            self.records += _count_of(name)
+                        else:
+                            self.odd.append(name)
+                            self.other += size
+                    elif name.endswith(_BAD):
+                        self.sizes[name] = size
+                        self.bad.append(name)
+                        self.other += size
+                    else:
+                        self.other += size
+        except OSError:
+            pass
+        names.sort()
+        self.bad.sort()
+        self.batches = collections.deque(names)
+        self.read_at = time.monotonic()
+        self.cost = self.read_at - started
+        self.doubt = self.stale = False
+
+    def add(self, name: str, size: int) -> None:
+        """A batch appeared: this process wrote it or gave back its claim."""
+        if name in self.sizes:
+            return
+        self.sizes[name] = size
+        self.bytes += size
+        self.records += _count_of(name)
+        # Our own new names are the newest, and a released claim was the oldest: both ends are O(1).
+        if not self.batches or name > self.batches[-1]:
+            self.batches.append(name)
+        elif name < self.batches[0]:
+            self.batches.appendleft(name)
+        else:
+            self.batches.insert(bisect.bisect(self.batches, name), name)
+
+    def drop(self, name: str) -> int:
+        """A batch left (claimed, evicted, or gone to another process); return its size."""
+        size = self.sizes.pop(name, None)
+        if size is None:
+            return 0
+        if self.batches and self.batches[0] == name:
+            self.batches.popleft()
+        else:
+            with contextlib.suppress(ValueError):
+                self.batches.remove(name)
+        self.bytes -= size
+        self.records -= _count_of(name)
+        return size
+
+    def add_bad(self, name: str, size: int) -> None:
+        self.sizes[name] = size
+        self.other += size
+        bisect.insort(self.bad, name)
+
+    def drop_bad(self, name: str) -> int:
+        size = self.sizes.pop(name, 0)
+        with contextlib.suppress(ValueError):
+            self.bad.remove(name)
+        self.other -= size
+        return size
+
+    def before(self) -> None:
+        """This process is about to change the folder: note first whether another process did."""
+        if not self.doubt and _mtime(self.path) != self.mtime:
+            self.doubt = True
+
+    def mine(self) -> None:
+        """This process just changed the folder: its new mtime is not another process's doing.
+
+        Not while a change of another process is still unread: it must be read when the budget allows.
+        """
+        if not self.doubt:
+            self.mtime = _mtime(self.path)
+
+
 class Spool:
     """A bounded, multi-process-safe directory of encoded batches, oldest first.
+
+    A spool reads its folders (names and sizes) once and then applies its own puts, claims and evictions
+    to what it read, so ``put``, ``claim_oldest`` and ``pending`` cost the same with ten files waiting or
+    with the 170k of a day-long outage; only what is deleted costs. It reads a folder again when the
+    folder's mtime says another process changed it -- at once if reading it takes under a millisecond,
+    else once ``_SCAN_SHARE`` (20) times that long has passed since the last read, so re-reading takes at
+    most 1/20 of the time -- and at the latest after max(5 s, 20 x the read's duration), which also
+    catches changes the mtime missed (made in the same clock tick as one of this process's).
+
+    How far ``max_bytes`` may be exceeded when several processes share the folders: a put evicts until
+    the bytes *this process knows of* fit, so the spool may hold ``max_bytes`` plus what the other
+    processes wrote since this process last read the folders (with the budget above: at most what they
+    write in max(5 s, 20 x a read)), plus the batches they held claimed at that moment (one each while
+    sending). The next read sees everything again and the next put evicts down to ``max_bytes``. A
+    process alone in its base keeps it within ``max_bytes`` exactly.
 
     >>> spool = Spool("/tmp/litelens-spool")                      # doctest: +SKIP
     >>> spool.put(body, count=100, gzipped=True)                  # doctest: +SKIP
@@ -154,7 +318,10 @@ class Spool:
         self.directory = Path(directory)
         self.max_bytes = max_bytes
         self.stale_claim_s = stale_claim_s
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
+        self._index: dict[Path, _Folder] = {}
+        self._base_mtime: int | None = None
+        self._claimed: dict[Path, int] = {}  # our claims' sizes, still on disk until done
         self._counter = 0
         self._logged: set[str] = set()
         self._next_recover = 0.0
@@ -212,12 +379,20 @@ class Spool:
             name = (
                 f"{time.time_ns():020d}-{os.getpid()}-{self._counter % 1_000_000:06d}-{count}-{flag}{_SUFFIX}"
             )
+            # Before writing: our own write must not look like another process's change of the folder.
+            self._fresh()
         tmp = self.directory / f"{_TMP_PREFIX}{os.getpid()}-{name}"
         lost = 0
         remade = False
         while True:
             try:
-                self._write(tmp, header, body)
+                with self._lock:
+                    self._own().before()
+                # Our temporary file moves the mtime too: taken as ours at once, so that another process's
+                # change during the fsync is still seen as one.
+                self._write(tmp, header, body, created=self._mine)
+                with self._lock:
+                    self._own().before()
                 os.replace(tmp, self.directory / name)
                 break
             except OSError as exc:
@@ -232,6 +407,7 @@ class Spool:
                 # the spool): made again, or every batch would be lost until the process restarts.
                 if exc.errno == errno.ENOENT and not remade and self._remake():
                     remade = True
+                    self._own().stale = True
                     continue
                 self._log_once(
                     "write",
@@ -242,7 +418,13 @@ class Spool:
                 if lost:
                     exc.evicted = lost  # type: ignore[attr-defined]
                 raise
-        return lost + self._evict(keep=name)
+        with self._lock:
+            own = self._own()
+            if own.stale:  # the folder was made again: what was read of it is gone
+                own = self._fresh()[self.directory]
+            own.add(name, size)
+            own.mine()
+            return lost + self._evict(keep=name)
 
     def _remake(self) -> bool:
         """Make the spool's folder again if it is gone; True when it was."""
@@ -254,9 +436,15 @@ class Spool:
             return False
         return True
 
+    def _mine(self) -> None:
+        with self._lock:
+            self._own().mine()
+
     @staticmethod
-    def _write(path: Path, header: bytes, body: bytes) -> None:
+    def _write(path: Path, header: bytes, body: bytes, created: Callable[[], None] | None = None) -> None:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        if created is not None:
+            created()
         try:
             os.write(fd, header)
             view = memoryview(body)
@@ -270,21 +458,33 @@ class Spool:
     def _evict_oldest(self, size: int) -> int:
         """Delete the oldest unclaimed batches holding at least ``size`` bytes; return the records lost."""
         lost = freed = 0
-        try:
-            bad = sorted(n for n in os.listdir(self.directory) if n.endswith(_BAD))
-        except OSError:
-            bad = []
-        for name in bad + self._names():
-            if freed >= size:
-                break
-            path = self.directory / name
-            try:
-                length = path.stat().st_size
-                path.unlink()
-            except OSError:
-                continue
-            freed += length
-            lost += _count_of(name)
+        with self._lock:
+            own = self._fresh()[self.directory]
+            own.before()
+            for name in list(own.bad):  # (rare: only when the disk is full)
+                if freed >= size:
+                    break
+                try:
+                    os.unlink(own.path / name)
+                except FileNotFoundError:
+                    own.drop_bad(name)
+                    continue
+                except OSError:
+                    continue
+                freed += own.drop_bad(name)
+            for name in list(own.batches):
+                if freed >= size:
+                    break
+                try:
+                    os.unlink(own.path / name)
+                except FileNotFoundError:
+                    own.drop(name)
+                    continue
+                except OSError:
+                    continue
+                freed += own.drop(name)
+                lost += _count_of(name)
+            own.mine()
         if lost:
             self._log_once(
                 "evict-disk",
@@ -299,36 +499,57 @@ class Spool:
         A destination's folder shares the cap with every destination folder under its base: the cap
         bounds the disk that ``spool_dir`` takes, however many endpoints and keys spool into it. Names
         begin with the time they were written, so the oldest go first whichever folder holds them.
+        Works on the folders as last read (see `Spool`), so it costs what it deletes, not what is kept.
         """
-        files: list[tuple[str, Path, int]] = []
-        total = 0
-        for folder in self._folders():
-            try:
-                with os.scandir(folder) as it:
-                    for de in it:
-                        try:
-                            size = de.stat().st_size
-                        except OSError:
-                            continue
-                        total += size
-                        if _NAME_RE.match(de.name) or de.name.endswith(_BAD):
-                            files.append((de.name, folder, size))
-            except OSError:
-                continue
+        folders = list(self._index.values())
+        total = sum(f.bytes + f.other for f in folders)
         if total <= self.max_bytes:
             return 0
         lost = 0
-        for name, folder, size in sorted(files, key=lambda f: (not f[0].endswith(_BAD), f[0])):  # .bad first
+        touched: set[Path] = set()
+        for folder in folders:
+            folder.before()
+        for name, folder in sorted(((n, f) for f in folders for n in f.bad), key=lambda nf: nf[0]):
             if total <= self.max_bytes:
                 break
-            if name == keep and folder == self.directory:
-                continue
             try:
-                os.unlink(folder / name)
-            except OSError:  # claimed or evicted by another process meanwhile
+                os.unlink(folder.path / name)
+            except FileNotFoundError:  # another process evicted it meanwhile
+                pass
+            except OSError:
                 continue
-            total -= size
-            lost += _count_of(name)
+            total -= folder.drop_bad(name)
+            touched.add(folder.path)
+        skip: set[tuple[Path, str]] = {(self.directory, keep)}
+        while total > self.max_bytes:
+            # Chosen before deleting, as the folders' queues cannot change while they are walked.
+            victims: list[tuple[str, _Folder]] = []
+            projected = total
+            oldest = heapq.merge(*(_queue(f) for f in folders), key=lambda nf: nf[0])
+            for name, folder in oldest:
+                if projected <= self.max_bytes:
+                    break
+                if (folder.path, name) in skip:
+                    continue
+                victims.append((name, folder))
+                projected -= folder.sizes[name]
+            if not victims:
+                break
+            for name, folder in victims:
+                try:
+                    os.unlink(folder.path / name)
+                except FileNotFoundError:  # claimed or evicted by another process meanwhile: not ours
+                    total -= folder.drop(name)
+                    continue
+                except OSError:
+                    skip.add((folder.path, name))
+                    continue
+                total -= folder.drop(name)
+                touched.add(folder.path)
+                lost += _count_of(name)
+        for folder in folders:
+            if folder.path in touched:
+                folder.mine()
         if lost:
             self._log_once(
                 "evict",
@@ -351,13 +572,41 @@ class Spool:
 
     # -- reading ---------------------------------------------------------------------------------------
 
-    def _names(self) -> list[str]:
-        try:
-            return sorted(
-                n for n in os.listdir(self.directory) if n.endswith(_SUFFIX) and not n.startswith(".")
-            )
-        except OSError:
-            return []
+    def _fresh(self) -> dict[Path, _Folder]:
+        """The folders as last read, re-reading those another process changed, within the budget.
+
+        A folder is re-read when its mtime moved for another reason than this process's own change, but
+        only once the time since its last read is `_SCAN_SHARE` times what that read took (unless it was
+        cheap); and at the latest after max(`_RESCAN_S`, that time), which also catches changes made
+        within the same mtime tick as one of ours.
+        """
+        if self._dest is not None:
+            base = self.directory.parent
+            mtime = _mtime(base)
+            if mtime is None or mtime != self._base_mtime or not self._index:
+                # A destination folder was added or removed under the base: cheap, one entry per folder.
+                self._base_mtime = mtime
+                self._index = {p: self._index.get(p) or _Folder(p) for p in self._folders()}
+        elif not self._index:
+            self._index = {self.directory: _Folder(self.directory)}
+        now = time.monotonic()
+        for folder in self._index.values():
+            age = now - folder.read_at
+            budget = _SCAN_SHARE * folder.cost if folder.cost > _CHEAP_S else 0.0
+            if folder.stale or age >= max(_RESCAN_S, budget):
+                folder.read()
+            elif folder.doubt or folder.mtime != _mtime(folder.path):
+                if age >= budget:
+                    folder.read()
+                else:
+                    folder.doubt = True
+        return self._index
+
+    def _own(self) -> _Folder:
+        folder = self._index.get(self.directory)
+        if folder is None:
+            folder = self._fresh()[self.directory]
+        return folder
 
     def claim_oldest(self) -> SpoolEntry | None:
         """Claim the oldest batch for sending, or return None when the spool is empty.
@@ -368,61 +617,107 @@ class Spool:
         """
         if time.monotonic() >= self._next_recover:
             self.recover()
-        for name in self._names():
-            match = _NAME_RE.match(name)
-            if match is None:
-                self._set_aside(self.directory / name, "unrecognised name")
-                continue
-            claimed = self.directory / f"{name}{_CLAIM}{os.getpid()}.{time.time_ns()}"
+        with self._lock:
+            own = self._fresh()[self.directory]
+            if not own.batches and not own.odd:
+                # Cheap when empty, and another process of this destination may have spooled meanwhile
+                # within the same mtime tick as a change of ours.
+                own.read()
             try:
-                os.rename(self.directory / name, claimed)
-            except FileNotFoundError:  # another process got it first
-                continue
-            except OSError:
-                continue
-            try:
-                data = claimed.read_bytes()
-            except OSError:
-                self.release_path(claimed, name)
-                continue
-            body = _parse(data, int(match.group(4)), match.group(5) == "g")
-            if body is None:
-                self._set_aside(claimed, "damaged content")
-                continue
-            return SpoolEntry(name, claimed, int(match.group(4)), match.group(5) == "g", body)
-        return None
+                return self._claim(own)
+            finally:
+                own.mine()
+
+    def _claim(self, own: _Folder) -> SpoolEntry | None:
+        for name in own.odd:
+            size = own.sizes.pop(name, 0)
+            own.other -= size
+            self._set_aside(own.path / name, "unrecognised name", size)
+        own.odd.clear()
+        skipped: list[tuple[str, int]] = []  # could not be claimed or read: kept, in their place
+        try:
+            while own.batches:
+                name = own.batches[0]
+                size = own.drop(name)
+                match = _NAME_RE.match(name)
+                assert match is not None  # (only such names are queued)
+                claimed = self.directory / f"{name}{_CLAIM}{os.getpid()}.{time.time_ns()}"
+                own.before()
+                try:
+                    os.rename(self.directory / name, claimed)
+                except FileNotFoundError:  # another process got it first
+                    continue
+                except OSError:
+                    skipped.append((name, size))
+                    continue
+                try:
+                    data = claimed.read_bytes()
+                except OSError:
+                    if self._unclaim(claimed, name):
+                        skipped.append((name, size))
+                    else:
+                        own.other += size
+                    continue
+                own.other += len(data)
+                body = _parse(data, int(match.group(4)), match.group(5) == "g")
+                if body is None:
+                    own.other -= len(data)
+                    self._set_aside(claimed, "damaged content", len(data))
+                    continue
+                self._claimed[claimed] = len(data)
+                return SpoolEntry(name, claimed, int(match.group(4)), match.group(5) == "g", body)
+            return None
+        finally:
+            for name, size in skipped:
+                own.add(name, size)
 
     def done(self, entry: SpoolEntry) -> None:
         """Delete a claimed batch: it was delivered (or definitively rejected)."""
-        with contextlib.suppress(OSError):
-            entry.path.unlink()
+        with self._lock:
+            size = self._claimed.pop(entry.path, None)
+            if (own := self._index.get(self.directory)) is not None:
+                own.before()
+            try:
+                entry.path.unlink()
+            except OSError:
+                return
+            if own is not None and size is not None:
+                own.other -= size
+                own.mine()
 
     def release(self, entry: SpoolEntry) -> None:
         """Give a claimed batch back (its send failed), keeping its place in the order."""
         self.release_path(entry.path, entry.name)
 
     def release_path(self, claimed: Path, name: str) -> None:
-        with contextlib.suppress(OSError):
+        with self._lock:
+            size = self._claimed.pop(claimed, None)
+            own = self._index.get(self.directory)
+            if own is not None:
+                own.before()
+            if not self._unclaim(claimed, name):
+                return
+            if own is None:
+                return
+            if size is None:  # a claim this process did not make (a dead one's): read it with the rest
+                own.stale = True
+                return
+            own.other -= size
+            own.add(name, size)
+            own.mine()
+
+    def _unclaim(self, claimed: Path, name: str) -> bool:
+        try:
             os.rename(claimed, self.directory / name)
+        except OSError:
+            return False
+        return True
 
     def pending(self) -> tuple[int, int, int]:
         """Return ``(files, records, bytes)`` waiting in the spool (claimed files not included)."""
-        files = records = size = 0
-        try:
-            with os.scandir(self.directory) as it:
-                for de in it:
-                    match = _NAME_RE.match(de.name)
-                    if match is None:
-                        continue
-                    try:
-                        size += de.stat().st_size
-                    except OSError:
-                        continue
-                    files += 1
-                    records += int(match.group(4))
-        except OSError:
-            pass
-        return files, records, size
+        with self._lock:
+            own = self._fresh()[self.directory]
+            return len(own.batches), own.records, own.bytes
 
     # -- housekeeping ----------------------------------------------------------------------------------
 
@@ -456,7 +751,16 @@ class Spool:
             if tmp is not None and _gone(int(tmp.group("pid")), int(tmp.group("ts"))):
                 with contextlib.suppress(OSError):
                     os.unlink(self.directory / name)
+                    self._invalidate(self.directory)
+        if released:
+            self._invalidate(self.directory)
         return released
+
+    def _invalidate(self, folder: Path) -> None:
+        """Read `folder` again before using it: this process changed it in a way it did not track."""
+        with self._lock:
+            if (known := self._index.get(folder)) is not None:
+                known.stale = True
 
     # -- destinations ----------------------------------------------------------------------------------
 
@@ -505,6 +809,8 @@ class Spool:
             else:
                 continue
             if os.path.exists(base / name / marker) and (adopted := self._take_from(base / name)):
+                self._invalidate(self.directory)
+                self._invalidate(base / name)
                 logger.warning(
                     "litelens: spool %s takes over %d records from %s, which the server refused for its %s",
                     self.directory,
@@ -545,10 +851,14 @@ class Spool:
             records += _count_of(target)
         return records
 
-    def _set_aside(self, path: Path, why: str) -> None:
+    def _set_aside(self, path: Path, why: str, size: int) -> None:
         base = path.name.split(_CLAIM)[0]
-        with contextlib.suppress(OSError):
+        try:
             os.replace(path, self.directory / f"{base}{_BAD}")
+        except OSError:
+            pass
+        else:
+            self._own().add_bad(f"{base}{_BAD}", size)
         self.damaged += _count_of(base)
         self._log_once("bad", "litelens: spool file %s is unreadable (%s); moved aside as .bad", base, why)
 
@@ -556,6 +866,10 @@ class Spool:
         if kind not in self._logged:
             self._logged.add(kind)
             logger.warning(msg, *args)
+
+
+def _queue(folder: _Folder) -> Iterator[tuple[str, _Folder]]:
+    return ((name, folder) for name in folder.batches)
 
 
 def _count_of(name: str) -> int:
