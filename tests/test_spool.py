@@ -402,6 +402,8 @@ def test_a_put_and_a_claim_cost_the_same_with_2000_files_waiting_as_with_100(
     """A day of outage leaves ~170k files: a put that re-read them all would take a second of the sender
     thread (holding the GIL) and draining would be quadratic. The spool reads each folder once and then
     keeps its own changes, so what one operation reads does not grow with what waits."""
+    # No periodic re-read (by design every few seconds) in the middle: a slow machine would have more.
+    monkeypatch.setattr(spool_module, "_RESCAN_S", 3600.0)
     few = _entries_read_per_cycle(tmp_path / "few", 100, 40, monkeypatch)
     many = _entries_read_per_cycle(tmp_path / "many", 2_000, 40, monkeypatch)
     # (Slack for a periodic re-read or two during the run: each adds 2000 / 40 = 50 per cycle.)
