@@ -77,6 +77,12 @@ class ProxyError(OSError):
     """The proxy could not be used, or refused the tunnel; the message names the proxy and its answer."""
 
 
+class HandshakeCut(ConnectionResetError):
+    """The server hung up in the middle of the TLS handshake: reset the connection, or closed it with no
+    alert. A plain-HTTP server does that as often as it answers the handshake with HTTP text (which is
+    WRONG_VERSION_NUMBER), depending on whether its close or its answer arrives first."""
+
+
 def _is_loopback(host: str) -> bool:
     host = host.lower().strip("[]")
     try:
@@ -210,7 +216,10 @@ class Connection:
             if proxy is not None and self._ssl is not None:
                 self._tunnel(sock, proxy)
             if self._ssl is not None:
-                sock = self._ssl.wrap_socket(sock, server_hostname=self.host)
+                try:
+                    sock = self._ssl.wrap_socket(sock, server_hostname=self.host)
+                except (ConnectionResetError, ssl.SSLEOFError, ssl.SSLZeroReturnError) as exc:
+                    raise HandshakeCut(f"{type(exc).__name__}: {exc}") from exc
         except BaseException:
             sock.close()
             raise
@@ -407,6 +416,12 @@ def describe_connect_error(exc: BaseException, endpoint: str, proxy: Proxy | Non
                 "HTTP, use http:// in LITELENS_ENDPOINT"
             )
         return "tls", f"litelens: TLS with {endpoint} failed ({exc})"
+    if isinstance(exc, HandshakeCut):
+        # Said under the same kind as WRONG_VERSION_NUMBER: against a plain-HTTP server either comes first.
+        return "tls-plain", (
+            f"litelens: server at {endpoint} hung up during the TLS handshake ({exc}); if it serves plain "
+            "HTTP, use http:// in LITELENS_ENDPOINT"
+        )
     if isinstance(exc, ProxyError):
         return "proxy", f"litelens: cannot reach {endpoint}: {exc}"
     if isinstance(exc, OSError) and proxy is not None:

@@ -36,7 +36,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from litelens.httpconn import Connection, Proxy, describe_connect_error, proxy_from_environment, tls_context
+from litelens.httpconn import (
+    Connection,
+    HandshakeCut,
+    Proxy,
+    describe_connect_error,
+    proxy_from_environment,
+    tls_context,
+)
 from litelens.record import encode
 from litelens.spool import REFUSED_ENDPOINT, REFUSED_KEY, Spool, SpoolEntry
 
@@ -988,6 +995,8 @@ class Transport:
             )
             return
         kind, message = describe_connect_error(exc, self.config.endpoint, self._proxy)
+        if isinstance(exc, HandshakeCut) and self._logged & {"tls-verify", "tls"}:
+            return  # a TLS server that refused us once may cut the next try: the first verdict said it all
         kept = "kept in the spool" if self._spool is not None else "retried, then dropped (no spool is set)"
         self._log_once(kind, "%s. Records are %s", message, kept)
 
