@@ -456,34 +456,31 @@ class Spool:
             os.close(fd)
 
     def _evict_oldest(self, size: int) -> int:
-        """Delete the oldest unclaimed batches holding at least ``size`` bytes; return the records lost."""
+        """Delete the oldest unclaimed batches holding at least ``size`` bytes; return the records lost.
+
+        The ``.bad`` files go first (kept only for someone to look at), then batches, oldest first. Rare
+        (only when the disk is full), and walked in place: it costs what it deletes, not the whole queue.
+        """
         lost = freed = 0
         with self._lock:
             own = self._fresh()[self.directory]
             own.before()
-            for name in list(own.bad):  # (rare: only when the disk is full)
-                if freed >= size:
-                    break
-                try:
-                    os.unlink(own.path / name)
-                except FileNotFoundError:
-                    own.drop_bad(name)
-                    continue
-                except OSError:
-                    continue
-                freed += own.drop_bad(name)
-            for name in list(own.batches):
-                if freed >= size:
-                    break
-                try:
-                    os.unlink(own.path / name)
-                except FileNotFoundError:
-                    own.drop(name)
-                    continue
-                except OSError:
-                    continue
-                freed += own.drop(name)
-                lost += _count_of(name)
+            queues = ((own.bad, own.drop_bad, False), (own.batches, own.drop, True))
+            for names, drop, is_batch in queues:
+                kept = 0  # names at the head that could not be deleted: they stay, in their place
+                while freed < size and kept < len(names):
+                    name = names[kept]
+                    try:
+                        os.unlink(own.path / name)
+                    except FileNotFoundError:  # claimed or evicted by another process meanwhile
+                        drop(name)
+                        continue
+                    except OSError:
+                        kept += 1
+                        continue
+                    freed += drop(name)
+                    if is_batch:
+                        lost += _count_of(name)
             own.mine()
         if lost:
             self._log_once(
