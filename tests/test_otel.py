@@ -4,6 +4,7 @@ span exporter and metric reader: what a user of `LiteLLMInstrumentor` sees in th
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import json
 import os
@@ -1010,6 +1011,88 @@ def test_a_base_url_names_the_base_where_litellm_sends_the_call_to_it(otel: Otel
         assert (attrs.get(semconv.SERVER_ADDRESS), attrs.get(semconv.SERVER_PORT)) == ("127.0.0.1", fake.port)
         assert attrs.get(semconv.LITELLM_API_BASE) == fake.url
     assert len(otel.spans()) == 4
+
+
+# Where LiteLLM (1.80 and 1.110 alike) sends a call of these providers whose arguments name no base:
+# the first of these settings that is set. LiteLLM reports a provider's own variable, and nothing for
+# the others.
+PROVIDER_BASE_ORDERS = {
+    "hosted_vllm chat": ("hosted_vllm/m1", "completion", ["HOSTED_VLLM_API_BASE", "litellm.api_base"]),
+    "hosted_vllm stream": ("hosted_vllm/m1", "stream", ["HOSTED_VLLM_API_BASE", "litellm.api_base"]),
+    "hosted_vllm embedding": ("hosted_vllm/m1", "embedding", ["HOSTED_VLLM_API_BASE", "litellm.api_base"]),
+    "hosted_vllm text_completion": (
+        "hosted_vllm/m1",
+        "text_completion",
+        ["HOSTED_VLLM_API_BASE", "litellm.api_base", "OPENAI_BASE_URL", "OPENAI_API_BASE"],
+    ),
+    **{
+        f"litellm_proxy {call}": (
+            "litellm_proxy/m1",
+            call,
+            ["LITELLM_PROXY_API_BASE", "litellm.api_base", "OPENAI_BASE_URL", "OPENAI_API_BASE"],
+        )
+        for call in ("completion", "stream", "embedding", "text_completion")
+    },
+    **{
+        f"custom_openai {call}": (
+            "custom_openai/m1",
+            call,
+            ["litellm.api_base", "OPENAI_BASE_URL", "OPENAI_API_BASE"],
+        )
+        for call in ("completion", "stream", "text_completion", "responses")
+    },
+    "openai_like embedding": ("openai_like/m1", "embedding", ["litellm.api_base", "OPENAI_LIKE_API_BASE"]),
+}
+PROVIDER_CALLS = {
+    "completion": lambda model: litellm.completion(model=model, messages=MESSAGES, api_key="sk-fake"),
+    "stream": lambda model: list(
+        litellm.completion(model=model, messages=MESSAGES, api_key="sk-fake", stream=True)
+    ),
+    "embedding": lambda model: litellm.embedding(model=model, input=["one"], api_key="sk-fake"),
+    "text_completion": lambda model: litellm.text_completion(model=model, prompt="a", api_key="sk-fake"),
+    "responses": lambda model: litellm.responses(model=model, input="hi", api_key="sk-fake"),
+}
+
+
+@pytest.mark.parametrize("case", list(PROVIDER_BASE_ORDERS))
+def test_a_call_of_another_provider_sent_by_litellms_settings_names_the_base_it_went_to(
+    case: str, otel: Otel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`litellm.api_base`, a provider's own variable or a shared one sends a `hosted_vllm/`,
+    `litellm_proxy/`, `custom_openai/` or `openai_like/` call, and LiteLLM reports no base for it:
+    each setting names its own server, and the one that got the request is the one on the span."""
+    model, call, order = PROVIDER_BASE_ORDERS[case]
+    with contextlib.ExitStack() as stack:
+        servers = [stack.enter_context(FakeProvider()) for _ in order]
+        settings = dict(zip(order, servers, strict=True))
+        while settings:
+            for name in (
+                "HOSTED_VLLM_API_BASE",
+                "LITELLM_PROXY_API_BASE",
+                "OPENAI_LIKE_API_BASE",
+                *BASE_SETTINGS[1:],
+            ):
+                monkeypatch.delenv(name, raising=False)
+            monkeypatch.setattr(litellm, "api_base", None)
+            for setting, server in settings.items():
+                if setting == "litellm.api_base":
+                    monkeypatch.setattr(litellm, "api_base", server.url)
+                else:
+                    monkeypatch.setenv(setting, server.url)
+            otel.exporter.clear()
+            sent = [len(server.requests) for server in servers]
+            PROVIDER_CALLS[call](model)
+            first, server = next(iter(settings.items()))
+            got = [s for s, n in zip(servers, sent, strict=True) if len(s.requests) > n]
+            assert got == [server], f"{first} should win over {list(settings)[1:]}"  # LiteLLM's order...
+            attrs = otel.only_span().attributes or {}
+            # ... and the span names that server, not nothing
+            assert (attrs.get(semconv.SERVER_ADDRESS), attrs.get(semconv.SERVER_PORT)) == (
+                "127.0.0.1",
+                server.port,
+            ), first
+            assert attrs.get(semconv.LITELLM_API_BASE) == server.url
+            del settings[first]
 
 
 def test_a_router_requests_failed_attempt_names_its_deployment_and_its_fallback_the_first_attempt(

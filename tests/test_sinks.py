@@ -27,10 +27,11 @@ import litellm
 import pytest
 
 import litelens
+from litelens import jsonl
 from litelens.callback import Callback, unregister
 from litelens.config import Settings
 from litelens.dispatch import Dispatcher
-from litelens.jsonl import JsonlWriter, _folder_lock, _stamp_us, read_records, rotated_files
+from litelens.jsonl import JsonlWriter, _folder_lock, _stamp_us, rotated_files
 from litelens.pipeline import redact
 from litelens.sinks import CallableSink, ConsoleSink, FanOut, HttpSink, JsonlSink, Sink, from_spec
 from litelens.testing import FakeProvider, Receiver
@@ -38,6 +39,13 @@ from litelens.transport import Transport
 from server_helpers import ServerProcess
 from test_pipeline import PLANTED as PLANTED_BY_KIND
 from test_pipeline import every_third_raises, planted_record
+
+
+def read_records(path: str | os.PathLike[str]) -> jsonl.Records:
+    """Strict: the files these tests write must hold no line that is not JSON, and one would fail them
+    here (`read_records` itself skips such a line, and says so)."""
+    return jsonl.read_records(path, errors="strict")
+
 
 KEY = "sk-test-PROVIDERKEY-0123456789abcdef"
 
@@ -1203,3 +1211,54 @@ def test_jsonl_retention_from_the_environment(monkeypatch: pytest.MonkeyPatch, t
             from_spec(f"jsonl:{tmp_path}/b.jsonl?{bad}")
     with pytest.raises(ValueError, match="keep_files"):
         JsonlSink(str(tmp_path / "c.jsonl"), keep_files=-2)
+
+
+def _files_with_bad_lines(path: Path) -> None:
+    """A rotated file (gzipped) and the live file, each with a line that is not JSON: a foreign one in
+    the middle of the rotation, and one a crash cut short, followed by the lines written after it."""
+    writer = JsonlWriter(path, max_bytes=None)
+    writer.write([json.dumps({"i": i}).encode() for i in range(3)])
+    writer.close()
+    lines = path.read_bytes().split(b"\n")
+    path.write_bytes(b"\n".join([*lines[:1], b"a line someone else wrote", *lines[1:]]))
+    writer = JsonlWriter(path, max_bytes=None)
+    writer.rotate()
+    writer.write([json.dumps({"i": 3}).encode(), b'{"i": 4, "usage": {"inp', json.dumps({"i": 5}).encode()])
+    assert writer.close(10)
+    assert [f.name.endswith(".gz") for f in rotated_files(path)] == [True]
+
+
+def test_reading_jsonl_records_back_skips_a_line_that_is_not_json_and_says_where(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """One bad line -- a file cut short by a crash, a line someone else wrote -- used to raise at that
+    line: every record after it was lost to whoever read the file back."""
+    path = tmp_path / "calls.jsonl"
+    _files_with_bad_lines(path)
+    with caplog.at_level(logging.WARNING, logger="litelens"):
+        records = jsonl.read_records(path)
+        assert [r["i"] for r in records] == [0, 1, 2, 3, 5]
+    assert records.skipped == 2
+    (rotation,) = rotated_files(path)
+    assert records.first_skipped == (rotation, 2)
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warned) == 2, warned  # the first, where it is; then the total
+    assert f"line 2 of {rotation}" in warned[0]
+    assert f"skipped 2 lines of {path}" in warned[1]
+
+
+def test_reading_jsonl_records_back_strictly_or_quietly(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "calls.jsonl"
+    _files_with_bad_lines(path)
+    with caplog.at_level(logging.DEBUG, logger="litelens"):
+        quiet = jsonl.read_records(path, errors="ignore")
+        assert [r["i"] for r in quiet] == [0, 1, 2, 3, 5] and quiet.skipped == 2
+    assert not caplog.records
+    strict = jsonl.read_records(path, errors="strict")
+    assert next(strict) == {"i": 0}
+    with pytest.raises(json.JSONDecodeError):
+        next(strict)
+    with pytest.raises(ValueError, match="errors="):
+        jsonl.read_records(path, errors="skip")  # type: ignore[arg-type]

@@ -155,6 +155,36 @@ def test_a_full_disk_evicts_the_oldest_batches_not_the_newest(tiny_disk: Path) -
     assert [n for n in os.listdir(tiny_disk / "spool") if n.startswith(".tmp")] == []
 
 
+def test_a_full_disk_makes_room_from_damaged_files_first_and_stores_the_batch(tiny_disk: Path) -> None:
+    """Room made only by deleting `.bad` files (no batch lost) is room all the same: the put that made
+    it used to fail, and its batch was dropped, because no records had been evicted for it."""
+    spool = Spool(tiny_disk / "spool")
+    spool.put(b"x" * 60_000, count=7, gzipped=False)  # room enough for any batch below
+    (oldest,) = os.listdir(tiny_disk / "spool")
+    damaged = bytearray((tiny_disk / "spool" / oldest).read_bytes())
+    damaged[-1] ^= 0xFF  # its checksum no longer matches
+    (tiny_disk / "spool" / oldest).write_bytes(bytes(damaged))
+    assert spool.claim_oldest() is None and spool.damaged == 7  # set aside as .bad
+    evicted = 0
+    failed = []
+    for i in range(40):  # more than the disk holds
+        try:
+            evicted += spool.put(bytes([i]) * 50_000, count=10, gzipped=False)
+        except OSError:
+            failed.append(i)
+        if evicted:
+            break
+    assert failed == []  # every put stored its batch...
+    assert not (tiny_disk / "spool" / f"{oldest}.bad").exists()  # ... the .bad file's room first,
+    _, records, _ = spool.pending()  # ... then the oldest batches'
+    assert records + evicted == 10 * (i + 1)
+    bodies = []
+    while (entry := spool.claim_oldest()) is not None:
+        bodies.append(entry.body[0])
+        spool.done(entry)
+    assert bodies == list(range(i + 1 - len(bodies), i + 1))  # the newest, none missing
+
+
 def test_a_read_only_spool_refuses_writes_and_sends_nothing_it_cannot_delete(tiny_disk: Path) -> None:
     spool = Spool(tiny_disk)
     spool.put(b"kept", 1, False)

@@ -3,11 +3,13 @@ API, printing each call once (model, status, latency, tokens, cost) as it happen
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import http.server
 import json
 import os
 import queue
+import signal
 import subprocess
 import sys
 import threading
@@ -194,6 +196,31 @@ def test_tail_skips_bad_lines_without_dying(tmp_path: Path, tails: list[Tail]) -
     assert [line.split()[2] for line in lines] == ["?", "?", "model-0000"]
     assert lines[0].startswith("--:--:--")
     assert tail.proc.poll() is None
+
+
+def test_tail_says_it_skipped_lines_that_are_not_call_records(tmp_path: Path, tails: list[Tail]) -> None:
+    """A file with lines that are not records (not a sink's file, or one a crash damaged) printed
+    nothing for them: the first is said on stderr, and how many there were when tail stops."""
+    path = tmp_path / "calls.jsonl"
+    path.write_text(
+        "\n".join(["not json", json.dumps(record(0)), "[1]", '{"cut": "by a cra', json.dumps(record(1))])
+        + "\n"
+    )
+    tail = Tail("--jsonl", str(path), "--from-start")
+    tails.append(tail)
+    tail.ready()
+    assert [line.split()[2] for line in tail.take(2)] == ["model-0000", "model-0001"]
+    said = tail.errors.get(timeout=10)
+    assert said.startswith("litelens tail: skipped a line that is not a call record: b'not json'"), said
+    tail.proc.send_signal(signal.SIGINT)
+    assert tail.proc.wait(10) == 0
+    deadline = time.monotonic() + 10
+    while (
+        "litelens tail: skipped 3 lines that are not call records" not in said and time.monotonic() < deadline
+    ):
+        with contextlib.suppress(queue.Empty):
+            said = tail.errors.get(timeout=0.2)
+    assert said == "litelens tail: skipped 3 lines that are not call records"
 
 
 def test_tail_follows_a_file_emptied_in_place(tmp_path: Path, tails: list[Tail]) -> None:

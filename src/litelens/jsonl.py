@@ -47,10 +47,10 @@ import stat
 import threading
 import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Literal
 
 from litelens.worker import BackgroundQueue
 
@@ -59,7 +59,7 @@ try:
 except ImportError:  # Windows: give each process its own path there (`{pid}`)
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["JsonlWriter", "PartlyWritten", "read_lines", "read_records", "rotated_files"]
+__all__ = ["JsonlWriter", "PartlyWritten", "Records", "read_lines", "read_records", "rotated_files"]
 
 log = logging.getLogger("litelens.jsonl")
 
@@ -293,25 +293,107 @@ def read_lines(path: str | os.PathLike[str]) -> Iterator[bytes]:
 
     A last line without its newline (a write in progress) is left out.
     """
-    current, rotated = open_with_rotations(expand(path))
+    for _, _, line in _numbered_lines(path):
+        yield line
+
+
+def _numbered_lines(path: str | os.PathLike[str]) -> Iterator[tuple[Path, int, bytes]]:
+    """`read_lines`, each line with the file it is in and its number there (from 1), to say where a
+    line that cannot be read is."""
+    live = expand(path)
+    current, rotated = open_with_rotations(live)
     try:
         for file in rotated:
-            yield from _complete_lines(read_file(file))
+            yield from _complete_lines(file, read_file(file))
         if current is not None:
-            yield from _complete_lines(current.read())
+            yield from _complete_lines(live, current.read())
     finally:
         if current is not None:
             current.close()
 
 
-def _complete_lines(data: bytes) -> list[bytes]:
-    return [line for line in data.split(b"\n")[:-1] if line]
+def _complete_lines(file: Path, data: bytes) -> Iterator[tuple[Path, int, bytes]]:
+    for number, line in enumerate(data.split(b"\n")[:-1], 1):
+        if line:
+            yield file, number, line
 
 
-def read_records(path: str | os.PathLike[str]) -> Iterator[Any]:
-    """`json.loads` of every line `read_lines` yields."""
-    for line in read_lines(path):
-        yield json.loads(line)
+Errors = Literal["warn", "ignore", "strict"]
+
+
+def read_records(path: str | os.PathLike[str], *, errors: Errors = "warn") -> Records:
+    """`json.loads` of every line `read_lines` yields, oldest first.
+
+    A line that is not JSON (a foreign line, one a crash or a full disk cut short) is skipped, so one
+    bad line does not cost the records after it: with `errors="warn"` (the default) the first is logged
+    with its file and line number (warning, `litelens.jsonl`) and a total once reading is done;
+    `"ignore"` skips them without a word; `"strict"` raises the `ValueError` (`json.JSONDecodeError`)
+    at the first, as `read_records` did before it skipped them. Either way the result's `skipped`
+    counts them.
+
+    >>> records = read_records("/var/log/litelens/calls.jsonl")   # doctest: +SKIP
+    >>> ids = [r["call_id"] for r in records]; records.skipped     # doctest: +SKIP
+    0
+    """
+    if errors not in ("warn", "ignore", "strict"):
+        raise ValueError(f"litelens: errors={errors!r} must be 'warn', 'ignore' or 'strict'")
+    return Records(path, errors)
+
+
+class Records(Iterator[Any]):
+    """The records `read_records` yields, and how many lines it skipped so far (`skipped`), with where
+    the first of them is (`first_skipped`: file and line number, or None)."""
+
+    def __init__(self, path: str | os.PathLike[str], errors: Errors) -> None:
+        self.skipped = 0
+        self.first_skipped: tuple[Path, int] | None = None
+        self._path = path
+        self._errors = errors
+        self._records = self._read()
+
+    def __iter__(self) -> Records:
+        return self
+
+    def __next__(self) -> Any:
+        return next(self._records)
+
+    def close(self) -> None:
+        """Stop reading: the live file, kept open while reading, is closed now (as for a generator)."""
+        self._records.close()
+
+    def _read(self) -> Generator[Any, None, None]:
+        for file, number, line in _numbered_lines(self._path):
+            try:
+                record = json.loads(line)
+            except (ValueError, RecursionError) as exc:  # not JSON, not UTF-8, nested past the stack
+                if self._errors == "strict":
+                    raise
+                self._skip(file, number, exc)
+                continue
+            yield record
+        if self.skipped > 1 and self._errors == "warn" and self.first_skipped is not None:
+            file, number = self.first_skipped
+            log.warning(
+                "litelens: skipped %d lines of %s that are not JSON records (the first: line %d of %s)",
+                self.skipped,
+                expand(self._path),
+                number,
+                file,
+            )
+
+    def _skip(self, file: Path, number: int, exc: Exception) -> None:
+        self.skipped += 1
+        if self.first_skipped is not None:
+            return
+        self.first_skipped = (file, number)
+        if self._errors == "warn":
+            log.warning(
+                "litelens: skipped line %d of %s, which is not a JSON record (%s); the other lines are "
+                "read (further ones are counted: `skipped` of what read_records returned)",
+                number,
+                file,
+                str(exc)[:200],
+            )
 
 
 class PartlyWritten(OSError):

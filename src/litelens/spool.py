@@ -399,10 +399,13 @@ class Spool:
                 with contextlib.suppress(OSError):
                     tmp.unlink()
                 # A disk smaller than max_bytes is full: make room as if max_bytes were reached, oldest
-                # first, rather than losing the newest batches while keeping the oldest.
-                if exc.errno in (errno.ENOSPC, errno.EDQUOT) and (freed := self._evict_oldest(size)):
-                    lost += freed
-                    continue
+                # first, rather than losing the newest batches while keeping the oldest. Room made from
+                # `.bad` files alone costs no record, and is room all the same.
+                if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                    evicted, freed = self._evict_oldest(size)
+                    if freed:
+                        lost += evicted
+                        continue
                 # The folder was removed under a running process (a temp cleaner, an operator emptying
                 # the spool): made again, or every batch would be lost until the process restarts.
                 if exc.errno == errno.ENOENT and not remade and self._remake():
@@ -455,35 +458,33 @@ class Spool:
         finally:
             os.close(fd)
 
-    def _evict_oldest(self, size: int) -> int:
-        """Delete the oldest unclaimed batches holding at least ``size`` bytes; return the records lost."""
+    def _evict_oldest(self, size: int) -> tuple[int, int]:
+        """Delete the oldest unclaimed batches holding at least ``size`` bytes; return the records lost
+        and the bytes freed.
+
+        The ``.bad`` files go first (kept only for someone to look at), then batches, oldest first. Rare
+        (only when the disk is full), and walked in place: it costs what it deletes, not the whole queue.
+        """
         lost = freed = 0
         with self._lock:
             own = self._fresh()[self.directory]
             own.before()
-            for name in list(own.bad):  # (rare: only when the disk is full)
-                if freed >= size:
-                    break
-                try:
-                    os.unlink(own.path / name)
-                except FileNotFoundError:
-                    own.drop_bad(name)
-                    continue
-                except OSError:
-                    continue
-                freed += own.drop_bad(name)
-            for name in list(own.batches):
-                if freed >= size:
-                    break
-                try:
-                    os.unlink(own.path / name)
-                except FileNotFoundError:
-                    own.drop(name)
-                    continue
-                except OSError:
-                    continue
-                freed += own.drop(name)
-                lost += _count_of(name)
+            queues = ((own.bad, own.drop_bad, False), (own.batches, own.drop, True))
+            for names, drop, is_batch in queues:
+                kept = 0  # names at the head that could not be deleted: they stay, in their place
+                while freed < size and kept < len(names):
+                    name = names[kept]
+                    try:
+                        os.unlink(own.path / name)
+                    except FileNotFoundError:  # claimed or evicted by another process meanwhile
+                        drop(name)
+                        continue
+                    except OSError:
+                        kept += 1
+                        continue
+                    freed += drop(name)
+                    if is_batch:
+                        lost += _count_of(name)
             own.mine()
         if lost:
             self._log_once(
@@ -491,7 +492,7 @@ class Spool:
                 "litelens: the disk of spool %s is full; evicting the oldest batches",
                 self.directory,
             )
-        return lost
+        return lost, freed
 
     def _evict(self, keep: str) -> int:
         """Delete the oldest unclaimed files until the spool fits ``max_bytes``; return records lost.

@@ -42,8 +42,11 @@ def follow_jsonl(
     from_start: bool = False,
     poll_s: float = 0.2,
     stop: Callable[[], bool] = lambda: False,
+    on_skip: Callable[[bytes], None] | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Records appended to `path` from now on (or all of them, `from_start`), following rotations.
+
+    A line that is no record (not JSON, or JSON but not an object) is skipped, and handed to `on_skip`.
 
     Like `tail -F`, the live file is kept open and read to its end; when the path names another file,
     ours was rotated away and what it still held is read from the open file. Rotated files we never
@@ -57,7 +60,11 @@ def follow_jsonl(
     current, rotated = open_with_rotations(live)
     if current is not None and not from_start:
         current.seek(0, os.SEEK_END)  # "from now on": what the file holds already is not printed
-    return _follow(live, rotated, current, from_start, poll_s, stop)
+    return _follow(live, rotated, current, from_start, poll_s, stop, on_skip or _ignore)
+
+
+def _ignore(line: bytes) -> None:
+    pass
 
 
 def _follow(
@@ -67,12 +74,13 @@ def _follow(
     from_start: bool,
     poll_s: float,
     stop: Callable[[], bool],
+    on_skip: Callable[[bytes], None],
 ) -> Iterator[dict[str, Any]]:
     known: set[str] = set()
     for file in rotated:
         known.add(_base(file))
         if from_start:
-            yield from _records(_lines(read_file(file))[0])
+            yield from _records(_lines(read_file(file))[0], on_skip)
     pending = b""
     while not stop():
         if current is None:
@@ -84,7 +92,7 @@ def _follow(
                 opened.close()
                 continue
             known.update(backlog)
-            yield from _records(_lines(b"\n".join(backlog.values()) + b"\n")[0])
+            yield from _records(_lines(b"\n".join(backlog.values()) + b"\n")[0], on_skip)
             if opened is None:
                 time.sleep(poll_s)
                 continue
@@ -92,7 +100,7 @@ def _follow(
         chunk = current.read()
         if chunk:
             data, pending = _lines(pending + chunk)
-            yield from _records(data)
+            yield from _records(data, on_skip)
             continue
         if identity(live) == identity(current.fileno()):
             if os.fstat(current.fileno()).st_size < current.tell():
@@ -111,7 +119,7 @@ def _follow(
         current = None
         later = _read_fresh(live, known, ours=ours)
         known.update(later)
-        yield from _records(_lines(pending + rest + b"\n" + b"\n".join(later.values()) + b"\n")[0])
+        yield from _records(_lines(pending + rest + b"\n" + b"\n".join(later.values()) + b"\n")[0], on_skip)
         pending = b""
     if current is not None:
         current.close()
@@ -166,14 +174,16 @@ def _lines(data: bytes) -> tuple[list[bytes], bytes]:
     return [line for line in complete if line.strip()], rest
 
 
-def _records(lines: list[bytes]) -> Iterator[dict[str, Any]]:
+def _records(lines: list[bytes], on_skip: Callable[[bytes], None]) -> Iterator[dict[str, Any]]:
     for line in lines:
         try:
             record = json.loads(line)
-        except ValueError:
-            continue
+        except (ValueError, RecursionError):
+            record = None
         if isinstance(record, dict):
             yield record
+        else:
+            on_skip(line)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -389,9 +399,24 @@ def run(
         print(_per_process(jsonl), file=sys.stderr)
         return 2
     calls: Iterator[dict[str, Any]]
+    skipped = 0
+
+    def skip(line: bytes) -> None:
+        # Said at the first, so a file that is not a sink's (or a sink's damaged by a crash) does not
+        # look like one with no calls; the rest only counted, said when tail stops.
+        nonlocal skipped
+        skipped += 1
+        if skipped == 1:
+            print(
+                f"litelens tail: skipped a line that is not a call record: {line[:100]!r} "
+                "(further ones are counted, and said when tail stops)",
+                file=sys.stderr,
+                flush=True,
+            )
+
     try:
         if jsonl is not None:
-            calls = follow_jsonl(jsonl, from_start=from_start, poll_s=poll_s or 0.2)
+            calls = follow_jsonl(jsonl, from_start=from_start, poll_s=poll_s or 0.2, on_skip=skip)
             print(f"litelens tail: following {expand(jsonl)} (Ctrl-C to stop)", file=sys.stderr, flush=True)
         else:
             assert server is not None
@@ -415,4 +440,7 @@ def run(
     except OSError as exc:  # the sink's file: a directory, not readable
         print(f"litelens tail: cannot read {jsonl} ({exc.strerror or exc})", file=sys.stderr)
         return 1
+    finally:
+        if skipped > 1:
+            print(f"litelens tail: skipped {skipped} lines that are not call records", file=sys.stderr)
     return 0

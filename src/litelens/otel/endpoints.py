@@ -133,15 +133,37 @@ _BASE_URL_IGNORED = frozenset(
     }
 )
 
-# Where LiteLLM sends an OpenAI call whose arguments name no base: `litellm.api_base`, then
-# `OPENAI_BASE_URL`, then `OPENAI_API_BASE`, then OpenAI's own. Its `_hidden_params["api_base"]` says
-# OpenAI's own whatever was set (or nothing, on the `text-completion-openai` route), while the request
-# goes to the configured base -- for these call types, checked on LiteLLM 1.80 and 1.110 against a
-# server on loopback. An image generation and a moderation do not follow that order, and other
-# providers read other variables: their base stays what LiteLLM says.
-_CONFIGURED_BASE_PROVIDERS = frozenset({"openai", "text-completion-openai"})
-_CONFIGURED_BASE_CALLS = frozenset({"chat", "embedding", "text_completion", "responses", "speech"})
-_OPENAI_BASE_VARIABLES = ("OPENAI_BASE_URL", "OPENAI_API_BASE")
+# Where LiteLLM sends a call whose arguments name no base, by (provider, call type): the first of
+# these settings that is set (`litellm.api_base`, or an environment variable). Each order was watched
+# on LiteLLM 1.80 and 1.110, with a server on loopback per setting, removing the one that got the
+# request until none did. What LiteLLM reports (`_hidden_params["api_base"]`) is wrong or missing for
+# these: OpenAI's own base (or nothing, on the `text-completion-openai` route) for an OpenAI call sent
+# elsewhere, nothing for the other providers when `litellm.api_base` or a shared variable sent it.
+# A provider's own variable (`HOSTED_VLLM_API_BASE`, `LITELLM_PROXY_API_BASE`) comes first, as LiteLLM
+# reads it first (and reports it). Left out, so the span names only what LiteLLM reports: what the two
+# versions do differently (1.80 alone sends `hosted_vllm/` chat and Responses calls to
+# `OPENAI_BASE_URL`, `OPENAI_API_BASE`, its Responses calls to `litellm.api_base`, and its embeddings
+# to `OPENAI_LIKE_API_BASE`), image generation and moderation (which do not follow these orders), and
+# what was not watched.
+_OPENAI_ORDER = ("litellm.api_base", "OPENAI_BASE_URL", "OPENAI_API_BASE")
+_CONFIGURED_BASES: dict[tuple[str, str], tuple[str, ...]] = {
+    **{
+        (provider, call): _OPENAI_ORDER
+        for provider in ("openai", "text-completion-openai")
+        for call in ("chat", "embedding", "text_completion", "responses", "speech")
+    },
+    ("hosted_vllm", "chat"): ("HOSTED_VLLM_API_BASE", "litellm.api_base"),
+    ("hosted_vllm", "embedding"): ("HOSTED_VLLM_API_BASE", "litellm.api_base"),
+    ("hosted_vllm", "text_completion"): ("HOSTED_VLLM_API_BASE", *_OPENAI_ORDER),
+    ("hosted_vllm", "responses"): ("HOSTED_VLLM_API_BASE",),
+    **{
+        ("litellm_proxy", call): ("LITELLM_PROXY_API_BASE", *_OPENAI_ORDER)
+        for call in ("chat", "embedding", "text_completion")
+    },
+    ("litellm_proxy", "responses"): ("LITELLM_PROXY_API_BASE",),
+    **{("custom_openai", call): _OPENAI_ORDER for call in ("chat", "text_completion", "responses")},
+    ("openai_like", "embedding"): ("litellm.api_base", "OPENAI_LIKE_API_BASE"),
+}
 
 
 def _given_base(litellm_function: str, arguments: Mapping[str, Any]) -> str | None:
@@ -156,21 +178,22 @@ def _given_base(litellm_function: str, arguments: Mapping[str, Any]) -> str | No
 
 
 def configured_base(call_type: str, provider: str | None) -> str | None:
-    """The base LiteLLM's settings give a call whose arguments name none, when LiteLLM's own report
-    of it is known to be wrong (see `_CONFIGURED_BASE_PROVIDERS`); None otherwise.
+    """The base LiteLLM's settings give a call whose arguments name none, where LiteLLM's own report
+    of it is known to be wrong or missing (see `_CONFIGURED_BASES`); None otherwise.
 
     Read when the call starts, as LiteLLM reads them (or, for a model named without its provider, once
     LiteLLM has named the provider): `litellm.api_base` and these variables are LiteLLM's settings, not
     litelens's, so they are read where LiteLLM reads them rather than in `OtelSettings`.
     """
-    if provider not in _CONFIGURED_BASE_PROVIDERS or call_type not in _CONFIGURED_BASE_CALLS:
+    order = _CONFIGURED_BASES.get((provider or "", call_type))
+    if order is None:
         return None
-    litellm = sys.modules.get("litellm")  # imported: the wrapped function is LiteLLM's
-    base = _str(getattr(litellm, "api_base", None))
-    if base:
-        return base
-    for name in _OPENAI_BASE_VARIABLES:
-        base = _str(os.environ.get(name))
+    for setting in order:
+        if setting == "litellm.api_base":
+            litellm = sys.modules.get("litellm")  # imported: the wrapped function is LiteLLM's
+            base = _str(getattr(litellm, "api_base", None))
+        else:
+            base = _str(os.environ.get(setting))
         if base:
             return base
     return None
