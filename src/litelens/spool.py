@@ -478,6 +478,8 @@ class Spool:
                         os.unlink(own.path / name)
                     except FileNotFoundError:  # claimed or evicted by another process meanwhile
                         drop(name)
+                        if kept < len(names) and names[kept] == name:
+                            kept += 1  # not in the index's sizes: step over it rather than spin on it
                         continue
                     except OSError:
                         kept += 1
