@@ -159,6 +159,22 @@ def test_a_record_survives_the_round_trip_through_span_attributes(capture_conten
     assert back == record
 
 
+def test_a_system_message_that_repeats_the_instructions_is_not_taken_for_them() -> None:
+    """A conversation whose later system message says what the first one said keeps both, and so does a
+    record sent as model "openai/gpt-4o-mini" (the proxy's deployment name) with LiteLLM's call id."""
+    messages = [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Hi"},
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Again"},
+    ]
+    record = build(messages=messages, model="openai/gpt-4o-mini", custom_llm_provider="openai")
+    record["request_model"] = "openai/gpt-4o-mini"
+    back = assert_valid(span_to_record(as_span(record)))
+    assert back["request"]["messages"] == messages
+    assert (back["request_model"], back["provider"]) == ("openai/gpt-4o-mini", "openai")
+
+
 RESPONSES_REQUEST = {
     "instructions": "Be brief.",
     "input": [
