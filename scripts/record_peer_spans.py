@@ -18,7 +18,9 @@ sent (protobuf, base64). Long strings that no mapping reads (stack traces, LiteL
 are cut to keep the files small; the body is then encoded again, and the scenario lists what was cut.
 tests/test_peer_fixtures.py posts these bodies to a real `litelens serve` and checks the stored calls.
 
-Pin versions with `--pin openlit==1.45.0` (repeatable) to record an older release.
+Pin versions with `--pin openlit==1.45.0` (repeatable) to record an older release. With
+`--forward http://127.0.0.1:4318` every body also goes on to that `litelens serve --no-auth`, live, and
+the peer's exporter gets the server's own answers.
 """
 
 from __future__ import annotations
@@ -89,10 +91,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--venvs", type=Path, default=Path(tempfile.gettempdir()) / "litelens-peer-venvs")
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--pin", action="append", default=[], help="a requirement such as openlit==1.45.0")
+    parser.add_argument(
+        "--forward",
+        metavar="URL",
+        help="also pass each body on to this OTLP/HTTP server (a `litelens serve --no-auth`), whose answer "
+        "the peer's exporter then gets",
+    )
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
-        return _worker(args.worker, args.out)
+        return _worker(args.worker, args.out, args.forward)
     unknown = [p for p in args.peers if p not in PEERS]
     if unknown:
         parser.error(f"unknown peer(s): {', '.join(unknown)}")
@@ -105,7 +113,17 @@ def main(argv: list[str] | None = None) -> int:
             "LITELLM_LOCAL_MODEL_COST_MAP": "True",
         }
         done = subprocess.run(
-            [str(python), __file__, "--worker", peer, "--out", str(args.out)], env=env, check=False
+            [
+                str(python),
+                __file__,
+                "--worker",
+                peer,
+                "--out",
+                str(args.out),
+                *(("--forward", args.forward) if args.forward else ()),
+            ],
+            env=env,
+            check=False,
         )
         print(f"{peer}: {'ok' if done.returncode == 0 else f'failed ({done.returncode})'}", file=sys.stderr)
         failed += done.returncode != 0
@@ -128,9 +146,10 @@ def _venv(folder: Path, wanted: list[str], pins: list[str]) -> Path:
 
 
 class _Receiver:
-    """An OTLP/HTTP endpoint on loopback that keeps every body as it arrived."""
+    """An OTLP/HTTP endpoint on loopback that keeps every body as it arrived (and passes it on to
+    `forward`, answering with that server's answer, when given)."""
 
-    def __init__(self) -> None:
+    def __init__(self, forward: str | None = None) -> None:
         self.bodies: list[dict[str, Any]] = []
         receiver = self
 
@@ -145,10 +164,16 @@ class _Receiver:
                         "body": body,
                     }
                 )
-                self.send_response(200)
-                self.send_header("Content-Type", "application/x-protobuf")
-                self.send_header("Content-Length", "0")
+                status, content_type, answer = 200, "application/x-protobuf", b""
+                if forward:
+                    status, content_type, answer = _forward(
+                        forward.rstrip("/") + self.path, body, self.headers
+                    )
+                self.send_response(status)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(answer)))
                 self.end_headers()
+                self.wfile.write(answer)
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass
@@ -162,7 +187,21 @@ class _Receiver:
         return taken
 
 
-def _worker(peer: str, out: Path) -> int:
+def _forward(url: str, body: bytes, headers: Any) -> tuple[int, str, bytes]:
+    import urllib.error
+    import urllib.request
+
+    sent = {k: v for k, v in headers.items() if k.lower() in ("content-type", "content-encoding")}
+    request = urllib.request.Request(url, data=body, headers=sent, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            return answer.status, answer.headers.get("Content-Type", ""), answer.read()
+    except urllib.error.HTTPError as refused:
+        print(f"  {url} answered {refused.code}", file=sys.stderr)
+        return refused.code, refused.headers.get("Content-Type", ""), refused.read()
+
+
+def _worker(peer: str, out: Path, forward: str | None = None) -> int:
     import litellm
     from opentelemetry import trace
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
@@ -173,7 +212,7 @@ def _worker(peer: str, out: Path) -> int:
     from litelens.testing import FakeProvider
 
     litellm.suppress_debug_info = True
-    receiver = _Receiver()
+    receiver = _Receiver(forward)
     tracer_provider = TracerProvider(resource=Resource.create({"service.name": SERVICE}))
     tracer_provider.add_span_processor(
         BatchSpanProcessor(OTLPSpanExporter(endpoint=receiver.url + "/v1/traces"))

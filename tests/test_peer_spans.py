@@ -20,6 +20,9 @@ from server_helpers import Client, ServerProcess
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "peers"
 PEERS = ("openinference", "openllmetry", "openlit", "litellm-otel")
 LOOPBACK = "http://127.0.0.1:"
+# The streams' first chunk came 300 ms after the provider got the request; a peer that starts its clock
+# once the request is sent reads a little less (OpenLIT: 299.5 ms), which is still that delay.
+TTFT_FLOOR_MS = 250
 SCENARIOS = (
     "chat",
     "stream",
@@ -60,7 +63,7 @@ GAPS: dict[str, dict[str, dict[str, Any]]] = {
         # endpoint does not get; a sync stream's time to first token falls short of the provider's delay
         # (it is measured from when LiteLLM returned the stream, it seems, not from the request).
         "chat": {"usage.reasoning_tokens": None},
-        "stream": {"ttft": "under 300 ms"},
+        "stream": {"ttft": "far under it"},
         # Async streams get the provider's delay right; the span does not say whether it was async.
         "async_stream": {"is_async": False},
         "tool_call": {"tools": None},
@@ -149,7 +152,7 @@ def view(stored: dict[str, Any]) -> dict[str, Any]:
         "end_user": stored.get("end_user"),
         "session_id": stored.get("session_id"),
         "user_id": stored.get("user_id"),
-        "ttft": None if ttft is None else "300 ms or more" if ttft >= 300 else "under 300 ms",
+        "ttft": None if ttft is None else "the provider's delay" if ttft >= TTFT_FLOOR_MS else "far under it",
     }
 
 
@@ -186,7 +189,7 @@ def dictated_view(name: str, dictated: dict[str, Any]) -> dict[str, Any]:
         "end_user": dictated.get("end_user"),
         "session_id": dictated.get("session_id"),
         "user_id": dictated.get("user_id"),
-        "ttft": "300 ms or more" if dictated.get("ttft_ms_at_least") == 300 else None,
+        "ttft": "the provider's delay" if dictated.get("ttft_ms_at_least") == 300 else None,
     }
 
 
