@@ -175,6 +175,21 @@ def test_a_system_message_that_repeats_the_instructions_is_not_taken_for_them() 
     assert (back["request_model"], back["provider"]) == ("openai/gpt-4o-mini", "openai")
 
 
+def test_a_model_named_with_a_slash_keeps_it_unless_litellm_named_it() -> None:
+    """`openai/gpt-oss-20b` through OpenRouter is that model's own name; LiteLLM's instrumentations
+    mean `<provider>/<model>` by it, and only their spans lose the prefix to the provider."""
+    attributes = {
+        "gen_ai.operation.name": "chat",
+        "gen_ai.provider.name": "openai",
+        "gen_ai.request.model": "openai/gpt-oss-20b",
+    }
+    span = NeutralSpan("ab" * 16, "cd" * 8, "chat openai/gpt-oss-20b", attributes=attributes)
+    span.scope_name = "opentelemetry.instrumentation.openai_v2"
+    assert assert_valid(span_to_record(span))["request_model"] == "openai/gpt-oss-20b"
+    span.scope_name = "opentelemetry.instrumentation.litellm"
+    assert assert_valid(span_to_record(span))["request_model"] == "gpt-oss-20b"
+
+
 RESPONSES_REQUEST = {
     "instructions": "Be brief.",
     "input": [

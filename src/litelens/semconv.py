@@ -765,6 +765,16 @@ def is_llm_span(span: NeutralSpan) -> bool:
     )
 
 
+# Instrumentation scopes of the spans that LiteLLM's own callback and the peers' LiteLLM
+# instrumentations make: their model names are LiteLLM's `"<provider>/<model>"`.
+_LITELLM_SCOPES = frozenset(
+    {
+        "litellm",
+        "openinference.instrumentation.litellm",
+        "opentelemetry.instrumentation.litellm",
+        "openlit.instrumentation.litellm",
+    }
+)
 # OpenLIT's instrumentation scopes seen to end a failed LLM call's span bare (not its vector stores').
 _OPENLIT_LLM_SCOPES = ("openlit.instrumentation.litellm",)
 
@@ -827,7 +837,8 @@ def span_to_record(span: NeutralSpan) -> Record | None:
     request_model = _first_str(
         attrs, GEN_AI_REQUEST_MODEL, OI_MODEL_NAME, OI_EMBEDDING_MODEL_NAME
     ) or _model_of_name(span)
-    provider, request_model = _provider_and_model(attrs, provider, request_model)
+    if span.scope_name in _LITELLM_SCOPES:
+        provider, request_model = _provider_and_model(attrs, provider, request_model)
 
     v1_meta = _v1_metadata(attrs)
     proxy = {
@@ -948,7 +959,9 @@ def _provider_and_model(
 ) -> tuple[str | None, str | None]:
     """(provider, requested model) as the core record has them for the same LiteLLM call.
 
-    The peers that wrap `litellm.completion` report the model argument as the caller wrote it,
+    Only for spans of LiteLLM instrumentations: there the model is LiteLLM's argument, whose prefix is
+    LiteLLM's provider syntax, where for another client "openai/gpt-4o" may be the model's own name
+    (OpenRouter's, say). The peers that wrap `litellm.completion` report it as the caller wrote it,
     `"openai/gpt-4o-mini"`, where LiteLLM's own logging (and so the core record, and LiteLLM's
     spans, which carry its call id) says `"gpt-4o-mini"` with provider `"openai"`: without the split the
     same model is two models in every chart. OpenLIT names the library (`"litellm"`) as the provider
