@@ -159,6 +159,37 @@ def test_a_record_survives_the_round_trip_through_span_attributes(capture_conten
     assert back == record
 
 
+def test_a_system_message_that_repeats_the_instructions_is_not_taken_for_them() -> None:
+    """A conversation whose later system message says what the first one said keeps both, and so does a
+    record sent as model "openai/gpt-4o-mini" (the proxy's deployment name) with LiteLLM's call id."""
+    messages = [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Hi"},
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Again"},
+    ]
+    record = build(messages=messages, model="openai/gpt-4o-mini", custom_llm_provider="openai")
+    record["request_model"] = "openai/gpt-4o-mini"
+    back = assert_valid(span_to_record(as_span(record)))
+    assert back["request"]["messages"] == messages
+    assert (back["request_model"], back["provider"]) == ("openai/gpt-4o-mini", "openai")
+
+
+def test_a_model_named_with_a_slash_keeps_it_unless_litellm_named_it() -> None:
+    """`openai/gpt-oss-20b` through OpenRouter is that model's own name; LiteLLM's instrumentations
+    mean `<provider>/<model>` by it, and only their spans lose the prefix to the provider."""
+    attributes = {
+        "gen_ai.operation.name": "chat",
+        "gen_ai.provider.name": "openai",
+        "gen_ai.request.model": "openai/gpt-oss-20b",
+    }
+    span = NeutralSpan("ab" * 16, "cd" * 8, "chat openai/gpt-oss-20b", attributes=attributes)
+    span.scope_name = "opentelemetry.instrumentation.openai_v2"
+    assert assert_valid(span_to_record(span))["request_model"] == "openai/gpt-oss-20b"
+    span.scope_name = "opentelemetry.instrumentation.litellm"
+    assert assert_valid(span_to_record(span))["request_model"] == "gpt-oss-20b"
+
+
 RESPONSES_REQUEST = {
     "instructions": "Be brief.",
     "input": [

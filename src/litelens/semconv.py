@@ -17,6 +17,7 @@ constants rather than imports from the semantic-conventions package.
 
 from __future__ import annotations
 
+import ast
 import functools
 import json
 from collections.abc import Mapping, Sequence
@@ -24,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from litelens.credentials import scrub_url
 from litelens.record import (
     _CALL_TYPES,
     _PROVIDER_OF_ROUTE,
@@ -32,6 +34,7 @@ from litelens.record import (
     STATUSES,
     Record,
     user_metadata_of,
+    without_provider,
 )
 
 AttributeValue = str | bool | int | float | Sequence[str] | Sequence[bool] | Sequence[int] | Sequence[float]
@@ -99,6 +102,7 @@ LLM_USER = "llm.user"  # LiteLLM v1 and OpenLLMetry: the request's `user`
 LLM_USAGE_TOTAL_TOKENS = "llm.usage.total_tokens"
 LLM_REQUEST_FUNCTIONS_PREFIX = "llm.request.functions."
 LLM_OPENAI_ID = "llm.openai.id"
+LITELLM_PROVIDER_MODEL = "litellm.provider.model"  # LiteLLM v1/v2: the model as the caller named it
 OI_SPAN_KIND = "openinference.span.kind"  # OpenInference from here on
 OI_MODEL_NAME = "llm.model_name"
 OI_EMBEDDING_MODEL_NAME = "embedding.model_name"
@@ -270,6 +274,52 @@ _PROVIDER_OF_NAME = {v: k for k, v in _PROVIDER_NAME_OF.items()} | {
 _PROVIDER_NAME_OF |= {route: _PROVIDER_NAME_OF.get(name, name) for route, name in _PROVIDER_OF_ROUTE.items()}
 
 _CANCELLED_ERRORS = ("CancelledError", "GeneratorExit", "KeyboardInterrupt")
+
+# LiteLLM's provider prefixes (`"<provider>/<model>"`) that are common enough to recognise in a model
+# name when a span names no provider; the server cannot ask LiteLLM, which it does not import.
+_LITELLM_PROVIDERS = frozenset(
+    {
+        "openai",
+        "text-completion-openai",
+        "azure",
+        "azure_ai",
+        "anthropic",
+        "bedrock",
+        "sagemaker",
+        "vertex_ai",
+        "gemini",
+        "mistral",
+        "codestral",
+        "cohere",
+        "cohere_chat",
+        "groq",
+        "ollama",
+        "ollama_chat",
+        "huggingface",
+        "together_ai",
+        "fireworks_ai",
+        "deepseek",
+        "xai",
+        "openrouter",
+        "perplexity",
+        "deepinfra",
+        "anyscale",
+        "cerebras",
+        "databricks",
+        "watsonx",
+        "nvidia_nim",
+        "replicate",
+        "ai21",
+        "voyage",
+        "hosted_vllm",
+        "vllm",
+        "lm_studio",
+        "litellm_proxy",
+        "dashscope",
+        "moonshot",
+        "sambanova",
+    }
+)
 
 
 @dataclass
@@ -698,6 +748,10 @@ def is_llm_span(span: NeutralSpan) -> bool:
     operation = attrs.get(GEN_AI_OPERATION_NAME)
     if operation is not None and str(operation) in _NOT_MODEL_CALLS:
         return False
+    if span.scope_name.startswith(_OPENLIT_LLM_SCOPES) and _model_of_name(span):
+        # OpenLIT ends a failed call's span before it sets any attribute: its name, status and
+        # exception event are all there is, and still a failed call the user wants to see.
+        return True
     return any(
         key in attrs
         for key in (
@@ -709,6 +763,20 @@ def is_llm_span(span: NeutralSpan) -> bool:
             LLM_REQUEST_TYPE,
         )
     )
+
+
+# Instrumentation scopes of the spans that LiteLLM's own callback and the peers' LiteLLM
+# instrumentations make: their model names are LiteLLM's `"<provider>/<model>"`.
+_LITELLM_SCOPES = frozenset(
+    {
+        "litellm",
+        "openinference.instrumentation.litellm",
+        "opentelemetry.instrumentation.litellm",
+        "openlit.instrumentation.litellm",
+    }
+)
+# OpenLIT's instrumentation scopes seen to end a failed LLM call's span bare (not its vector stores').
+_OPENLIT_LLM_SCOPES = ("openlit.instrumentation.litellm",)
 
 
 def derived_call_id(trace_id: str, span_id: str) -> str:
@@ -751,7 +819,9 @@ def span_to_record(span: NeutralSpan) -> Record | None:
     parameters = _parameters(attrs)
     if stream is None:
         stream = _bool(parameters.get("stream")) if parameters else None
-    ttft_ms = _ttft_ms(span, attrs)
+    # Time to first token is a stream's: OpenLIT sends one for calls it knows were not streamed too
+    # (their whole duration), which would pass for a stream's figure in the latency charts.
+    ttft_ms = None if stream is False else _ttft_ms(span, attrs)
     usage = _usage(attrs)
     tokens_per_s = _num(attrs.get(LITELENS_OUTPUT_TOKENS_PER_S))
     if tokens_per_s is None and usage["output_tokens"]:
@@ -764,6 +834,11 @@ def span_to_record(span: NeutralSpan) -> Record | None:
     provider = _PROVIDER_OF_NAME.get(provider_attr, provider_attr) if provider_attr else None
     if attrs.get(LITELLM_PROVIDER) is not None:
         provider = _str(attrs[LITELLM_PROVIDER])
+    request_model = _first_str(
+        attrs, GEN_AI_REQUEST_MODEL, OI_MODEL_NAME, OI_EMBEDDING_MODEL_NAME
+    ) or _model_of_name(span)
+    if span.scope_name in _LITELLM_SCOPES:
+        provider, request_model = _provider_and_model(attrs, provider, request_model)
 
     v1_meta = _v1_metadata(attrs)
     proxy = {
@@ -807,7 +882,8 @@ def span_to_record(span: NeutralSpan) -> Record | None:
             attrs, LITELLM_SESSION_ID, GEN_AI_CONVERSATION_ID, OI_SESSION_ID, TRACELOOP_SESSION_ID
         ),
         "end_user": _first_str(attrs, LITELLM_END_USER, GEN_AI_REQUEST_USER, LLM_USER)
-        or _str(v1_meta.get("user_api_key_end_user_id")),
+        or _str(v1_meta.get("user_api_key_end_user_id"))
+        or _str(_invocation(attrs).get("user")),
         "user_id": _first_str(attrs, LITELENS_USER_ID, OI_USER_ID, TRACELOOP_USER_ID)
         or _str(v1_meta.get("user_api_key_user_id")),
         "tags": [str(t) for t in tags] if isinstance(tags, list) else [],
@@ -819,10 +895,10 @@ def span_to_record(span: NeutralSpan) -> Record | None:
         "litellm_call_type": litellm_call_type,
         "is_async": is_async,
         "stream": bool(stream),
-        "request_model": _first_str(attrs, GEN_AI_REQUEST_MODEL, OI_MODEL_NAME, OI_EMBEDDING_MODEL_NAME),
+        "request_model": request_model,
         "response_model": _str(attrs.get(GEN_AI_RESPONSE_MODEL)),
         "provider": provider,
-        "api_base": _str(attrs.get(LITELLM_API_BASE)),
+        "api_base": _str(attrs.get(LITELLM_API_BASE)) or scrub_url(_str(_invocation(attrs).get("api_base"))),
         "model_group": _str(attrs.get(LITELLM_MODEL_GROUP)),
         "deployment_id": _str(attrs.get(LITELLM_DEPLOYMENT_ID)),
         "start_time": start,
@@ -843,7 +919,9 @@ def span_to_record(span: NeutralSpan) -> Record | None:
         "cache_hit": _bool(attrs.get(LITELLM_CACHE_HIT)),
         "status": status,
         "error": error,
-        "finish_reasons": [str(r) for r in finish_reasons] if isinstance(finish_reasons, list) else [],
+        "finish_reasons": [_chat_reason(str(r)) for r in finish_reasons]
+        if isinstance(finish_reasons, list)
+        else [],
         "response_id": _first_str(attrs, GEN_AI_RESPONSE_ID, LLM_OPENAI_ID),
         "request": request,
         "response": response,
@@ -856,6 +934,47 @@ def span_to_record(span: NeutralSpan) -> Record | None:
     if first_attempt_id:
         record["first_attempt_id"] = first_attempt_id
     return record
+
+
+def _invocation(attrs: Mapping[str, Any]) -> dict[str, Any]:
+    """OpenInference's invocation parameters: LiteLLM's keyword arguments, less the API key."""
+    return (
+        _json_object(attrs.get(OI_INVOCATION_PARAMETERS))
+        or _json_object(attrs.get(OI_EMBEDDING_INVOCATION_PARAMETERS))
+        or {}
+    )
+
+
+def _model_of_name(span: NeutralSpan) -> str | None:
+    """The model in a span named as the conventions ask (`"chat openai/gpt-4o-mini"`): all OpenLIT
+    keeps of a failed call, whose span has no attributes at all."""
+    operation, _, model = span.name.partition(" ")
+    if operation not in _CALL_TYPE_OF_OPERATION:
+        return None
+    return model.strip() or None
+
+
+def _provider_and_model(
+    attrs: Mapping[str, Any], provider: str | None, model: str | None
+) -> tuple[str | None, str | None]:
+    """(provider, requested model) as the core record has them for the same LiteLLM call.
+
+    Only for spans of LiteLLM instrumentations: there the model is LiteLLM's argument, whose prefix is
+    LiteLLM's provider syntax, where for another client "openai/gpt-4o" may be the model's own name
+    (OpenRouter's, say). The peers that wrap `litellm.completion` report it as the caller wrote it,
+    `"openai/gpt-4o-mini"`, where LiteLLM's own logging (and so the core record, and LiteLLM's
+    spans, which carry its call id) says `"gpt-4o-mini"` with provider `"openai"`: without the split the
+    same model is two models in every chart. OpenLIT names the library (`"litellm"`) as the provider
+    and OpenInference names none for an embedding, so there the model's prefix is the provider, when
+    it is one LiteLLM knows.
+    """
+    named = [model, _str(attrs.get(LITELLM_PROVIDER_MODEL)), _str(_invocation(attrs).get("model"))]
+    if provider in (None, "", "litellm"):
+        prefixes = [m.split("/", 1)[0] for m in named if m and "/" in m]
+        provider = next((p for p in prefixes if p in _LITELLM_PROVIDERS), None)
+    if model and provider and LITELLM_CALL_ID not in attrs:
+        model = without_provider(model, provider)
+    return provider, model
 
 
 def _with_event_attributes(span: NeutralSpan) -> dict[str, Any]:
@@ -955,7 +1074,8 @@ def _outcome(
         if event.get("name") == "exception":
             exception = event.get("attributes") or {}
             break
-    error_type = _str(attrs.get(ERROR_TYPE)) or _str(exception.get("exception.type"))
+    raised = _str(exception.get("exception.type"))
+    error_type = _str(attrs.get(ERROR_TYPE)) or raised
     declared = _str(attrs.get(LITELENS_STATUS))
     if declared in STATUSES:
         status = declared
@@ -971,6 +1091,10 @@ def _outcome(
     status_code = _int(attrs.get(HTTP_RESPONSE_STATUS_CODE))
     if status_code is None and code and code.isdigit():
         status_code = int(code)
+    if status_code is None and raised and raised.startswith("litellm."):
+        # The peers that only saw the exception say no HTTP status; LiteLLM's exception classes each
+        # stand for one, which they set whatever the provider answered.
+        status_code = _STATUS_OF_LITELLM_ERROR.get(raised.rsplit(".", 1)[-1])
     message = (
         _str(attrs.get(ERROR_MESSAGE))
         or _str(exception.get("exception.message"))
@@ -991,6 +1115,24 @@ def _outcome(
     }
 
 
+# The HTTP status each of LiteLLM's exception classes always carries (litellm/exceptions.py).
+_STATUS_OF_LITELLM_ERROR = {
+    "BadRequestError": 400,
+    "ContextWindowExceededError": 400,
+    "ContentPolicyViolationError": 400,
+    "UnsupportedParamsError": 400,
+    "AuthenticationError": 401,
+    "PaymentRequiredError": 402,
+    "PermissionDeniedError": 403,
+    "NotFoundError": 404,
+    "UnprocessableEntityError": 422,
+    "RateLimitError": 429,
+    "InternalServerError": 500,
+    "BadGatewayError": 502,
+    "ServiceUnavailableError": 503,
+}
+
+
 # Parameters that are not model parameters in the record's sense (content, routing, the end user).
 _NOT_PARAMETERS = frozenset(
     {
@@ -1004,8 +1146,36 @@ _NOT_PARAMETERS = frozenset(
         "extra_body",
         "prompt",
         "api_key",
+        # LiteLLM's own arguments, which OpenInference's invocation parameters repeat: how to reach the
+        # provider and how hard to try, not what the model was asked (the API base has its own field).
+        "api_base",
+        "base_url",
+        "api_version",
+        "organization",
+        "num_retries",
+        "max_retries",
+        "timeout",
+        "request_timeout",
+        "custom_llm_provider",
+        "mock_response",
+        "fallbacks",
+        "caching",
+        "litellm_call_id",
+        "litellm_session_id",
+        "litellm_trace_id",
     }
 )
+# What OpenLIT reports for a parameter the caller did not pass: the API's default, or an empty value.
+_OPENLIT_UNSET = {
+    "temperature": (1.0,),
+    "top_p": (1.0,),
+    "frequency_penalty": (0.0,),
+    "presence_penalty": (0.0,),
+    "max_tokens": (-1,),
+    "seed": ("",),
+    "stop": ((),),
+    "encoding_format": (("float",),),
+}
 
 
 def _parameters(attrs: Mapping[str, Any]) -> dict[str, Any]:
@@ -1013,15 +1183,17 @@ def _parameters(attrs: Mapping[str, Any]) -> dict[str, Any]:
     if ours is not None:
         return ours
     parameters: dict[str, Any] = {}
-    invocation = _json_object(attrs.get(OI_INVOCATION_PARAMETERS)) or _json_object(
-        attrs.get(OI_EMBEDDING_INVOCATION_PARAMETERS)
-    )
+    invocation = _invocation(attrs)
     if invocation:
         parameters.update({k: v for k, v in invocation.items() if k not in _NOT_PARAMETERS and v is not None})
+    openlit = attrs.get("telemetry.sdk.name") == "openlit"
     for key, name in _PARAMETER_ATTRIBUTES.items():
         value = attrs.get(name)
-        if value is not None and key not in parameters:
-            parameters[key] = value
+        if value is None or key in parameters:
+            continue
+        if openlit and (tuple(value) if isinstance(value, list) else value) in _OPENLIT_UNSET.get(key, ()):
+            continue
+        parameters[key] = value
     return parameters
 
 
@@ -1036,6 +1208,12 @@ def _content(
         messages = None
     else:
         messages = _messages_in(attrs)
+    if call_type == "embedding" and LITELENS_REQUEST_INPUT not in attrs:
+        # What an embedding embeds is its input, not a conversation, whatever the peer called it.
+        embedded = _embedding_input(attrs, messages)
+        if embedded is not None:
+            request["input"] = embedded
+            messages = None
     if messages is not None:
         request["messages"] = messages
     # Also where earlier versions put a Responses call's input (and its answer in LITELENS_RESPONSE).
@@ -1043,6 +1221,8 @@ def _content(
     texts = [(e.get("embedding") or {}).get("text") for e in _indexed(attrs, OI_EMBEDDINGS_PREFIX)]
     if raw_input is not None:
         request["input"] = _json_value(raw_input)
+    elif "input" in request:
+        pass
     elif messages is None and any(isinstance(t, str) for t in texts):
         # OpenInference's input.value is Python's str() of the input list; the texts are exact.
         request["input"] = texts
@@ -1070,6 +1250,31 @@ def _content(
         elif attrs.get(OI_OUTPUT_VALUE) is not None:
             response = {"output": _json_value(attrs[OI_OUTPUT_VALUE])}
     return request, response
+
+
+def _embedding_input(attrs: Mapping[str, Any], messages: list[Any] | None) -> list[Any] | None:
+    """The texts an embedding call embedded, from the input messages a peer made of them.
+
+    OpenLLMetry and LiteLLM's otel callback make each text a user message; OpenLIT sends Python's
+    `str()` of the input list, which is read as a Python literal (literals only: nothing is run).
+    """
+    if messages:
+        if all(isinstance(m, Mapping) and m.get("role") == "user" and "content" in m for m in messages):
+            return [m["content"] for m in messages]
+        return None
+    raw = attrs.get(GEN_AI_INPUT_MESSAGES)
+    if isinstance(raw, str) and raw[:1] == "[" and len(raw) <= _MAX_LITERAL_CHARS:
+        try:
+            value = ast.literal_eval(raw)
+        except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+            return None
+        if isinstance(value, list) and all(isinstance(v, (str, int)) for v in value):
+            return value
+    return None
+
+
+# A longer Python literal is not parsed (the parse costs memory in proportion).
+_MAX_LITERAL_CHARS = 1 << 20
 
 
 def _responses_request_in(attrs: Mapping[str, Any]) -> dict[str, Any]:
@@ -1199,6 +1404,8 @@ def _messages_in(attrs: Mapping[str, Any]) -> list[Any] | None:
     system = _json_list(attrs.get(GEN_AI_SYSTEM_INSTRUCTIONS))
     messages = _json_list(attrs.get(GEN_AI_INPUT_MESSAGES))
     if messages is not None or system is not None:
+        if system and messages and _repeats_instructions(system, messages):
+            system = None
         out: list[Any] = [
             {"role": "system", "content": part.get("content") if isinstance(part, Mapping) else part}
             for part in system or []
@@ -1218,12 +1425,28 @@ def _messages_in(attrs: Mapping[str, Any]) -> list[Any] | None:
     return None
 
 
+def _repeats_instructions(system: list[Any], messages: list[Any]) -> bool:
+    """True when the input messages begin with the system instructions' own texts.
+
+    OpenLIT sends the system message twice: in the input messages, where LiteLLM had it, and again as
+    the system instructions; taken as both, the stored request had it twice. (Our own spans move the
+    leading system messages out of the input messages, so theirs never begin with them.)
+    """
+    texts = [part.get("content") if isinstance(part, Mapping) else part for part in system]
+    leading = []
+    for message in messages[: len(texts)]:
+        if not isinstance(message, Mapping) or message.get("role") != "system":
+            return False
+        leading.append(from_otel_message(message).get("content"))
+    return leading == texts
+
+
 def _choices_in(attrs: Mapping[str, Any]) -> list[dict[str, Any]] | None:
     output = _json_list(attrs.get(GEN_AI_OUTPUT_MESSAGES))
     if output is not None:
         # The reason we write for an answer the model did not finish is the call's status, not the model's.
         unfinished = _unfinished_reason(str(attrs.get(LITELENS_STATUS) or "ok"))
-        return [
+        choices = [
             {
                 "index": i,
                 "finish_reason": _output_reason(m, unfinished),
@@ -1231,6 +1454,14 @@ def _choices_in(attrs: Mapping[str, Any]) -> list[dict[str, Any]] | None:
             }
             for i, m in enumerate(output)
         ]
+        # LiteLLM's otel callback leaves a tool-calling answer's parts empty and says the call in its
+        # older indexed attributes (`gen_ai.completion.0.function_call.*`) only.
+        for i, flat in enumerate(_indexed(attrs, GEN_AI_COMPLETION_PREFIX)):
+            calls = _from_flat_message(flat).get("tool_calls")
+            message = choices[i]["message"] if i < len(choices) else None
+            if calls and isinstance(message, dict) and "tool_calls" not in message:
+                message["tool_calls"] = calls
+        return choices
     indexed = _indexed(attrs, GEN_AI_COMPLETION_PREFIX)
     if indexed:
         return [
@@ -1262,7 +1493,13 @@ def _choices_in(attrs: Mapping[str, Any]) -> list[dict[str, Any]] | None:
 
 def _output_reason(message: Any, unfinished: str) -> str | None:
     reason = _str(message.get("finish_reason")) if isinstance(message, Mapping) else None
-    return None if reason == unfinished else reason
+    return None if reason is None or reason == unfinished else _chat_reason(reason)
+
+
+def _chat_reason(reason: str) -> str:
+    """A finish reason as the chat API and the core record say it: the conventions' `tool_call` (which
+    OpenLLMetry sends) is OpenAI's `tool_calls`, so one filter finds the tool-calling answers of every road."""
+    return "tool_calls" if reason == "tool_call" else reason
 
 
 def _tools_in(attrs: Mapping[str, Any]) -> list[Any] | None:
@@ -1299,11 +1536,16 @@ def from_otel_message(message: Any) -> dict[str, Any]:
             texts.append(part.get("content"))
             others.append({"type": "text", "text": part.get("content")})
         elif kind == "tool_call":
+            arguments = part.get("arguments")
+            if arguments is not None and not isinstance(arguments, str):
+                # The conventions let arguments be an object (OpenLLMetry sends one); the chat API, the
+                # core record and whatever reads a stored call take them as JSON text.
+                arguments = json.dumps(arguments, ensure_ascii=False)
             tool_calls.append(
                 {
                     "id": part.get("id"),
                     "type": "function",
-                    "function": {"name": part.get("name"), "arguments": part.get("arguments")},
+                    "function": {"name": part.get("name"), "arguments": arguments},
                 }
             )
         elif kind == "tool_call_response":
