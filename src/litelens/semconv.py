@@ -1076,6 +1076,10 @@ def _outcome(
             break
     raised = _str(exception.get("exception.type"))
     error_type = _str(attrs.get(ERROR_TYPE)) or raised
+    if error_type and error_type.startswith("litellm."):
+        # The peers name LiteLLM's exceptions with their module (`litellm.exceptions.RateLimitError`),
+        # the core and our own spans by class: one error, one name, so one filter finds it from any road.
+        error_type = error_type.rsplit(".", 1)[-1]
     declared = _str(attrs.get(LITELENS_STATUS))
     if declared in STATUSES:
         status = declared
@@ -1274,7 +1278,7 @@ def _embedding_input(attrs: Mapping[str, Any], messages: list[Any] | None) -> li
 
 
 # A longer Python literal is not parsed (the parse costs memory in proportion).
-_MAX_LITERAL_CHARS = 1 << 20
+_MAX_LITERAL_CHARS = 256 << 10
 
 
 def _responses_request_in(attrs: Mapping[str, Any]) -> dict[str, Any]:
