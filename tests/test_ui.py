@@ -1202,6 +1202,32 @@ def test_a_failed_calls_error_box_shows_its_normalized_class_and_the_providers_r
 
 
 @pytest.mark.service
+def test_a_failed_call_recorded_without_error_details_says_so_in_its_error_box(
+    sqlite_server: ServerProcess, visit: Callable[..., Visit]
+) -> None:
+    # A red "error" badge with no Error section under it read as a page that lost the error.
+    post_records(
+        sqlite_server.client(),
+        [
+            make_record("err-bare", status="error", error={}),
+            make_record("err-none", status="error", error=None),
+            make_record("err-typed", status="error", error={"type": "BadRequestError", "message": None}),
+        ],
+    )
+    v = visit(sqlite_server)
+    for call_id, said in (
+        ("err-bare", "No error message was recorded, nor its class."),
+        ("err-none", "No error message was recorded, nor its class."),
+        ("err-typed", "No error message was recorded."),
+    ):
+        v.go(f"/calls/{call_id}")
+        box = v.page.locator("section.error-box")
+        expect(box).to_be_visible()
+        expect(box.locator("[data-testid=error-no-message]")).to_have_text(said)
+    expect(v.page.locator("[data-testid=error-type]")).to_have_text("BadRequestError")
+
+
+@pytest.mark.service
 def test_the_top_errors_no_class_link_lists_only_the_errors_without_a_class(
     sqlite_server: ServerProcess,
 ) -> None:
