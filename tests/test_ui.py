@@ -543,6 +543,53 @@ def test_a_trace_shows_its_span_tree_and_links_to_its_calls(
 
 
 @pytest.mark.service
+def test_a_deeply_nested_trace_indents_every_level_and_a_call_without_tokens_shows_none(
+    sqlite_server: ServerProcess, visit: Callable[..., Visit], shots: Shots
+) -> None:
+    # An agent that recursed 16 steps deep: levels 7 to 12 shared one indent (they read as siblings),
+    # and a call that counted no token read "0→0 tokens".
+    trace = "5" * 32
+    now = time.time_ns() - 5 * 10**9
+    ms = 10**6
+    spans = [
+        otlp_json_span(
+            trace, f"{d + 1:016x}", f"step-{d}", {}, now + d * ms, now + (100 - d) * ms, f"{d:016x}" if d else ""
+        )
+        for d in range(16)
+    ]
+    client = sqlite_server.client()
+    answer = client.request("POST", "/v1/traces", otlp_json(spans), {"Content-Type": "application/json"})
+    assert answer.status == 200, answer
+    tokenless = make_record(
+        "tokenless-step",
+        (now + 3 * ms) / 1e9,
+        trace_id=trace,
+        span_id="e" * 16,
+        parent_span_id=f"{3:016x}",
+        usage=None,
+    )
+    post_records(client, [tokenless])
+
+    v = visit(sqlite_server)
+    v.go(f"/traces/{trace}")
+    steps = v.page.eval_on_selector_all(
+        "[data-testid=waterfall] tbody tr:not([data-span-id=eeeeeeeeeeeeeeee])",
+        """rows => rows.map(r => [Number(r.dataset.depth), r.querySelector('.span-name').textContent,
+            parseFloat(getComputedStyle(r.querySelector('td.name')).paddingLeft),
+            (r.querySelector('[data-testid=span-level]') || {}).textContent || ''])""",
+    )
+    assert [(depth, name) for depth, name, _, _ in steps] == [(d, f"step-{d}") for d in range(16)]
+    indents = [indent for _, _, indent, _ in steps]
+    assert all(a < b for a, b in zip(indents[:12], indents[1:13], strict=True)), indents
+    # Below the deepest indent, a row says how deep it is rather than passing for its parent's sibling.
+    assert [level for _, _, _, level in steps] == [""] * 13 + ["level 13", "level 14", "level 15"]
+    call_row = v.page.locator("[data-span-id=eeeeeeeeeeeeeeee]")
+    expect(call_row).to_have_attribute("data-depth", "3")
+    assert "tokens" not in call_row.inner_text(), call_row.inner_text()
+    shots(v.page, "deep-waterfall")
+
+
+@pytest.mark.service
 def test_a_session_lists_its_calls_in_order_with_totals(
     sqlite_server: ServerProcess, visit: Callable[..., Visit], shots: Shots
 ) -> None:

@@ -28,6 +28,9 @@ router = APIRouter(include_in_schema=False)
 # thousands of steps) pages on, rather than growing one page without bound.
 SESSION_ROWS = 200
 UIProject = Annotated[int, Depends(page_project)]
+# The deepest level of a trace's waterfall that gets an indent of its own (app.css has a class per level);
+# rows further down share its indent and say their level, so deep nesting never reads as siblings.
+MAX_INDENT = 12
 
 
 def not_found(request: Request, kind: str, ident: str) -> Response:
@@ -139,7 +142,8 @@ async def trace_detail(request: Request, project: UIProject, trace_id: str) -> R
     lo, hi = min(starts), max(ends)
     waterfall = [
         {
-            "depth": min(depth, 12),
+            "depth": depth,
+            "indent": min(depth, MAX_INDENT),
             "node": node,
             "duration_ms": ((node.get("end_time") or node["start_time"]) - node["start_time"]) * 1000,
             "offset_ms": (node["start_time"] - lo) * 1000,
