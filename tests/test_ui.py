@@ -31,7 +31,7 @@ from litelens.server.ui.timerange import RANGES
 from litelens.testing import FakeProvider
 from server_helpers import Client, ServerProcess, make_record, otlp_json, otlp_json_span
 from test_ui_charts import SVG, parse_svg
-from ui_helpers import Shots, Visit, post_records, save_overview_screenshot, workload
+from ui_helpers import Shots, Visit, post_records, save_overview_screenshot, sign_in, workload
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -1094,6 +1094,46 @@ def test_long_unbroken_ids_and_names_wrap_instead_of_widening_the_page(
         wide = v.page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
         assert wide <= 0, f"{path} is {wide}px wider than the window"
     shots(v.page, "long-names")
+
+
+@pytest.mark.service
+def test_big_totals_stay_inside_their_tiles_on_a_laptop_screen(
+    sqlite_server: ServerProcess, browser: Any, shots: Shots
+) -> None:
+    # A month of a busy app's tokens ran out of the tokens tile over the cost tile next to it.
+    half = 61_728_394_506
+    usage = {"input_tokens": half, "output_tokens": half, "total_tokens": 2 * half}
+    post_records(
+        sqlite_server.client(),
+        [
+            make_record(f"big-{i}", time.time() - 60 * (i + 1), usage=usage, cost_usd=98_765.43, session_id="big")
+            for i in range(2)
+        ],
+    )
+    context = browser.new_context(viewport={"width": 1024, "height": 768})
+    try:
+        page = context.new_page()
+        sign_in(page, sqlite_server.url, sqlite_server.key)
+        for path, testid, shown in (
+            ("/?range=1h&refresh=0", "total-tokens-in", f"{2 * half:,}"),
+            ("/sessions/big", "session-tokens", f"{2 * half:,} / {2 * half:,}"),
+            ("/calls/big-0", "total-tokens", f"{2 * half:,}"),
+        ):
+            page.goto(sqlite_server.url + path)
+            assert page.inner_text(f"[data-testid={testid}]") == shown, "the whole number, as it was"
+            spill = page.eval_on_selector_all(
+                ".tile",
+                # The text's own box: a tile's parts are stretched to its width whatever they hold.
+                """tiles => tiles.flatMap(t => Array.from(t.children, c => {
+                    const text = document.createRange();
+                    text.selectNodeContents(c);
+                    return [c.textContent, text.getBoundingClientRect().right - t.getBoundingClientRect().right];
+                })).filter(([, over]) => over > 0.5)""",
+            )
+            assert not spill, f"{path}: out of their tiles by (text, px): {spill}"
+        shots(page, "big-totals")
+    finally:
+        context.close()
 
 
 @pytest.mark.service

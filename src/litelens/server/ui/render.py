@@ -126,6 +126,12 @@ def fmt_json(value: Any) -> str:
         return fastjson.dumps(value)
 
 
+def fmt_breakable(text: Any) -> Markup:
+    """Escaped text with a line-break opportunity after each thousands comma: a big total that is wider
+    than its tile ("12,345,678,901") wraps between digit groups, not in the middle of one."""
+    return Markup(str(escape(str(text))).replace(",", ",<wbr>"))
+
+
 def fmt_code_spans(text: Any) -> Markup:
     """Escaped text whose `backticked` parts are shown as code (the API's descriptions use them)."""
     parts = str(text).split("`")
@@ -155,6 +161,7 @@ def _make_env() -> Environment:
         json=fmt_json,
         path_id=fmt_path_id,
         code_spans=fmt_code_spans,
+        breakable=fmt_breakable,
     )
     return env
 
