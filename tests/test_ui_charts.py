@@ -151,6 +151,24 @@ def test_formats() -> None:
     assert fmt_pct(0.0625) == "6.2%"
 
 
+def test_big_counts_and_long_durations_read_in_a_unit_that_fits_them() -> None:
+    # A month of a provider's tokens read "2500.0M" and a session's hour in calls "3600.0 s".
+    assert [fmt_num(v) for v in (999_999, 2_500_000_000, -3e9, 2e12, 5e15)] == [
+        "1.0M",
+        "2.5B",
+        "-3.0B",
+        "2.0T",
+        "5000.0T",
+    ]
+    assert [fmt_ms(v) for v in (599_000, 600_000, 2_700_000, 3_600_000, 1e9)] == [
+        "599.0 s",
+        "10.0 min",
+        "45.0 min",
+        "1.0 h",
+        "277.8 h",
+    ]
+
+
 def test_a_tiny_cost_keeps_two_significant_digits() -> None:
     # A few embedding tokens cost about a millionth of a dollar; "$0.00000" read as a call that cost nothing.
     assert [fmt_cost(v) for v in (1.2e-06, 0.000012345, 0.0042, 5e-09)] == [

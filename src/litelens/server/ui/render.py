@@ -68,6 +68,11 @@ def fmt_ms(given: Any) -> str:
     value = _number(given)
     if value is None:
         return EMPTY
+    # Past ten minutes (a session's time in calls, a batch job's call), seconds are hard to read.
+    if value >= 3_600_000:
+        return f"{value / 3_600_000:.1f} h"
+    if value >= 600_000:
+        return f"{value / 60_000:.1f} min"
     if value >= 10_000:
         return f"{value / 1000:.1f} s"
     if value >= 1000:
@@ -84,11 +89,17 @@ def fmt_num(given: Any) -> str:
     value = _number(given)
     if value is None:
         return EMPTY
-    if abs(value) >= 1_000_000:
-        return f"{value / 1_000_000:.1f}M"
-    if abs(value) >= 10_000:
-        return f"{value / 1000:.1f}k"
-    return f"{value:,.0f}"
+    if abs(value) < 10_000:
+        return f"{value:,.0f}"
+    # The unit that keeps the figure under 1000 as shown (999,999 is "1.0M", not "1000.0k"): a month of
+    # a provider's tokens read "2500.0M" when millions were the largest unit.
+    scaled, unit = value / 1000, 0
+    while unit < len(_UNITS) - 1 and abs(round(scaled, 1)) >= 1000:
+        scaled, unit = scaled / 1000, unit + 1
+    return f"{scaled:.1f}{_UNITS[unit]}"
+
+
+_UNITS = ("k", "M", "B", "T")
 
 
 def fmt_int(given: Any) -> str:
