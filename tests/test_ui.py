@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import html as htmllib
 import io
+import itertools
 import json
 import math
 import re
@@ -553,7 +554,13 @@ def test_a_deeply_nested_trace_indents_every_level_and_a_call_without_tokens_sho
     ms = 10**6
     spans = [
         otlp_json_span(
-            trace, f"{d + 1:016x}", f"step-{d}", {}, now + d * ms, now + (100 - d) * ms, f"{d:016x}" if d else ""
+            trace,
+            f"{d + 1:016x}",
+            f"step-{d}",
+            {},
+            now + d * ms,
+            now + (100 - d) * ms,
+            f"{d:016x}" if d else "",
         )
         for d in range(16)
     ]
@@ -580,7 +587,7 @@ def test_a_deeply_nested_trace_indents_every_level_and_a_call_without_tokens_sho
     )
     assert [(depth, name) for depth, name, _, _ in steps] == [(d, f"step-{d}") for d in range(16)]
     indents = [indent for _, _, indent, _ in steps]
-    assert all(a < b for a, b in zip(indents[:12], indents[1:13], strict=True)), indents
+    assert all(a < b for a, b in itertools.pairwise(indents[:13])), indents
     # Below the deepest indent, a row says how deep it is rather than passing for its parent's sibling.
     assert [level for _, _, _, level in steps] == [""] * 13 + ["level 13", "level 14", "level 15"]
     call_row = v.page.locator("[data-span-id=eeeeeeeeeeeeeeee]")
@@ -1106,7 +1113,9 @@ def test_big_totals_stay_inside_their_tiles_on_a_laptop_screen(
     post_records(
         sqlite_server.client(),
         [
-            make_record(f"big-{i}", time.time() - 60 * (i + 1), usage=usage, cost_usd=98_765.43, session_id="big")
+            make_record(
+                f"big-{i}", time.time() - 60 * (i + 1), usage=usage, cost_usd=98_765.43, session_id="big"
+            )
             for i in range(2)
         ],
     )
@@ -1381,6 +1390,41 @@ def test_a_calls_back_link_returns_to_the_filtered_list_it_was_opened_from(
     again = page_html(sqlite_server, back.group(1).replace("&amp;", "&"))
     assert re.findall(r'data-call-id="([^"]+)"', again) == shown, "the same filtered, sorted list"
     assert 'value="claude-3"' in again and 'value="team=blue"' in again
+
+
+@pytest.mark.service
+def test_a_sessions_back_link_returns_to_the_range_and_user_it_was_opened_from(
+    sqlite_server: ServerProcess, visit: Callable[..., Visit]
+) -> None:
+    # "← Sessions" led to the last 24 hours of everyone's sessions, where a session of three days ago,
+    # found under "Last 7 days" for its user, was not listed at all.
+    old = time.time() - 3 * 86400
+    post_records(
+        sqlite_server.client(),
+        [
+            *(make_record(f"old-{i}", old + i, session_id="refund-chat", end_user="ana") for i in range(3)),
+            make_record("new-1", time.time() - 60, session_id="other-chat", end_user="bo"),
+        ],
+    )
+    v = visit(sqlite_server)
+    page = v.page
+    v.go("/sessions?range=7d&user=ana")
+    page.click("[data-testid=sessions] >> text=refund-chat")
+    page.wait_for_url(re.compile(r"/sessions/refund-chat"))
+    assert v.call_ids() == ["old-0", "old-1", "old-2"]
+    page.click("text=← Sessions")
+    page.wait_for_url(re.compile(r"/sessions(\?[^/]*)?$"))
+    listed = page.eval_on_selector_all(
+        "[data-testid=sessions] tbody tr td:first-child", "cs => cs.map(c => c.innerText)"
+    )
+    assert listed == ["refund-chat"], listed
+    assert page.input_value("select[name=range]") == "7d" and page.input_value("input[name=user]") == "ana"
+    # Opened from a shared or typed link, the back link is the plain list.
+    v.go("/sessions/refund-chat")
+    assert page.get_attribute("text=← Sessions", "href") == "/sessions"
+    # The session's own paging links carry the list along (the list is then no longer the Referer).
+    v.go("/sessions/refund-chat?range=7d&user=ana")
+    assert page.get_attribute("text=← Sessions", "href") == "/sessions?range=7d&user=ana"
 
 
 @pytest.mark.service

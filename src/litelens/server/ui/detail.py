@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import time
 from typing import Annotated, Any
-from urllib.parse import urlencode
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
@@ -205,7 +205,7 @@ async def sessions(
         window=w,
         ranges=RANGES,
         user=user,
-        view=urlencode([("range", w.name), *([("user", user)] if user else [])]),
+        view=_sessions_view(w.name, user),
         rows=rows,
         cursor="" if stale else cursor,
         next_cursor=next_cursor,
@@ -213,9 +213,35 @@ async def sessions(
     )
 
 
+def _sessions_view(range_name: str, user: str) -> str:
+    """The sessions list's query string: its range and user filter (a session's page links back to it)."""
+    return urlencode([("range", range_name), *([("user", user)] if user else [])])
+
+
+def _sessions_back(request: Request, range_name: str, user: str) -> str:
+    """The sessions list a session's page was opened from, as "← Sessions" links back to it: its range
+    and user filter, from this page's own paging links or else from the list's URL, which the browser
+    sends as the Referer (same-origin). Without it the link led to the last 24 hours of everyone's
+    sessions, where the session found under "Last 7 days" for its user was not listed. Rebuilt from what
+    the parameters parse to, so the link can only lead to /sessions."""
+    if not range_name:
+        referer = urlsplit(request.headers.get("referer", ""))
+        here = request.base_url
+        if (referer.scheme, referer.netloc, referer.path) != (here.scheme, here.netloc, "/sessions"):
+            return ""
+        listed = parse_qs(referer.query)
+        range_name, user = listed.get("range", [""])[0], listed.get("user", [""])[0]
+    if range_name not in RANGES:
+        return ""
+    return _sessions_view(range_name, as_stored(user.strip()) or "")
+
+
 @router.get("/sessions/{session_id:path}")
-async def session_detail(request: Request, project: UIProject, session_id: str, cursor: str = "") -> Response:
+async def session_detail(
+    request: Request, project: UIProject, session_id: str, cursor: str = "", range: str = "", user: str = ""
+) -> Response:
     cursor = cursor[:512]  # cut, not refused: as on the sessions list
+    back = _sessions_back(request, range, user)
     stale = False
     try:
         totals, (rows, next_cursor) = await session_page(
@@ -230,6 +256,7 @@ async def session_detail(request: Request, project: UIProject, session_id: str, 
         request,
         "session.html",
         session_id=session_id,
+        back=back,
         rows=rows,
         totals=totals,
         cursor="" if stale else cursor,
