@@ -1428,6 +1428,57 @@ def test_a_sessions_back_link_returns_to_the_range_and_user_it_was_opened_from(
 
 
 @pytest.mark.service
+def test_right_to_left_names_and_messages_read_in_their_own_direction(
+    sqlite_server: ServerProcess, visit: Callable[..., Visit], shots: Shots
+) -> None:
+    # A Hebrew first user read "1+ משתמש more" in the sessions list, and an Arabic message was laid out
+    # left to right, its full stop at the wrong end.
+    now = time.time()
+    question = "أين طلبي رقم 1042."
+    post_records(
+        sqlite_server.client(),
+        [
+            make_record(
+                "rtl-1",
+                now - 60,
+                session_id="rtl-chat",
+                end_user="משתמש",
+                request={"messages": [{"role": "user", "content": question}]},
+            ),
+            make_record("rtl-2", now - 30, session_id="rtl-chat", end_user="bo"),
+        ],
+    )
+    v = visit(sqlite_server)
+    page = v.page
+
+    def char_left(selector: str, index: int) -> float:
+        """Where the `index`th character of the element's text (its first text node) is drawn."""
+        return page.eval_on_selector(
+            selector,
+            """(element, index) => {
+                const walker = document.createTreeWalker(element, NodeFilter.SHOW_TEXT);
+                const node = walker.nextNode();
+                const range = document.createRange();
+                range.setStart(node, index < 0 ? node.length + index : index);
+                range.setEnd(node, (index < 0 ? node.length + index : index) + 1);
+                return range.getBoundingClientRect().left;
+            }""",
+            index,
+        )
+
+    v.go("/sessions?range=1h")
+    owner = "[data-testid=sessions] tbody tr:has-text('rtl-chat') [data-testid=session-user]"
+    name_right = page.eval_on_selector(f"{owner} a", "a => a.getBoundingClientRect().right")
+    assert char_left(f"{owner} [data-testid=more-users]", 0) >= name_right, "'+1 more' after the name"
+
+    v.go("/calls/rtl-1")
+    text = "[data-testid=chat] .text"
+    assert page.inner_text(text) == question
+    assert char_left(text, -1) < char_left(text, 0), "the full stop ends the sentence on the left"
+    shots(page, "rtl-message")
+
+
+@pytest.mark.service
 def test_sessions_are_listed_by_their_last_activity_newest_first(sqlite_server: ServerProcess) -> None:
     now = time.time()
     post_records(
