@@ -1146,6 +1146,46 @@ def test_big_totals_stay_inside_their_tiles_on_a_laptop_screen(
 
 
 @pytest.mark.service
+def test_on_a_phone_the_pages_keep_the_screens_width_and_wide_tables_scroll_in_their_box(
+    sqlite_server: ServerProcess, browser: Any, shots: Shots
+) -> None:
+    # On a 390px screen the charts' 420px columns and the calls' eleven columns made every page wider
+    # than the screen: the header, filters and charts scrolled sideways with them.
+    records = workload(40, hours=2, seed=3)
+    post_records(sqlite_server.client(), records)
+    session = records[0]["session_id"]
+    context = browser.new_context(viewport={"width": 390, "height": 844})
+    try:
+        page = context.new_page()
+        sign_in(page, sqlite_server.url, sqlite_server.key)
+        for path in (
+            "/?range=24h&refresh=0",
+            "/calls",
+            f"/calls/{records[0]['call_id']}",
+            "/sessions",
+            f"/sessions/{session}",
+            f"/traces/{records[0]['trace_id']}",
+        ):
+            page.goto(sqlite_server.url + path)
+            wide = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+            assert wide <= 0, f"{path} is {wide}px wider than the screen"
+        page.goto(sqlite_server.url + "/?range=24h&refresh=0")
+        rights = page.eval_on_selector_all(
+            "svg.chart-svg", "cs => cs.map(c => c.getBoundingClientRect().right)"
+        )
+        assert rights and max(rights) <= 390, rights
+        shots(page, "phone-overview")
+        page.goto(sqlite_server.url + "/calls")
+        box = page.eval_on_selector(
+            "table[data-testid=calls]", "t => [t.parentElement.scrollWidth, t.parentElement.clientWidth]"
+        )
+        assert box[0] > box[1], "the table scrolls in its box, every column reachable"
+        shots(page, "phone-calls")
+    finally:
+        context.close()
+
+
+@pytest.mark.service
 def test_the_overviews_breakdowns_show_ordinary_model_and_provider_names_on_one_line(
     sqlite_server: ServerProcess, visit: Callable[..., Visit], shots: Shots
 ) -> None:
