@@ -13,8 +13,9 @@ from __future__ import annotations
 from urllib.parse import parse_qs, quote
 
 from fastapi import APIRouter, Request
+from markupsafe import escape
 from starlette.concurrency import run_in_threadpool
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from litelens.server.ui.render import SECURITY_HEADERS, page
 
@@ -63,7 +64,23 @@ def safe_next(target: str | None) -> str:
     return target
 
 
-def sign_in_redirect(exc: SignInRequired) -> Response:
+def sign_in_redirect(exc: SignInRequired, request: Request) -> Response:
+    """The sign-in form, then back to the page asked for; or, for a link followed from another site, the
+    same page again first.
+
+    The cookie is SameSite=Strict, so a browser that is signed in does not send it when a link to a page
+    is followed from another site (a chat, a ticket, a webmail): a shared link always asked for the key
+    again. Asked again from this page (a same-site navigation), the page gets the cookie; without one,
+    that request comes back here as same-site and gets the form, so the hop is made at most once.
+    """
+    if request.headers.get("sec-fetch-site") == "cross-site" and request.method == "GET":
+        target = escape(exc.next_url)
+        return HTMLResponse(
+            '<!doctype html><html lang="en"><head><meta charset="utf-8"><meta http-equiv="refresh" content="0">'
+            f'<title>Opening · litelens</title></head><body><p>Opening <a href="{target}">{target}</a>…</p>'
+            "</body></html>",
+            headers=SECURITY_HEADERS,
+        )
     return RedirectResponse(f"/login?next={quote(exc.next_url, safe='/')}", status_code=303)
 
 
