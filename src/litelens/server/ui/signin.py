@@ -4,8 +4,10 @@ The sign-in form posts the key once; the server checks it the way the API checks
 the key cache, against the stored hash) and keeps it in an HttpOnly, SameSite=Strict cookie. The cookie
 therefore holds nothing the server cannot verify on every request, scripts on the page cannot read it,
 other sites cannot send it, and revoking the key signs the browser out within the key cache's TTL. The
-key never appears in a URL (it would end up in logs and history). With `--no-auth` (loopback only) every
-page is open and shows the default project, as the API does.
+key never appears in a URL (it would end up in logs and history). A link to a page followed from another
+site loads the page again from this one (`sign_in_redirect`), so a shared link opens for a signed-in
+browser as under SameSite=Lax, while other sites' forms, scripts and frames still never carry the cookie.
+With `--no-auth` (loopback only) every page is open and shows the default project, as the API does.
 """
 
 from __future__ import annotations
@@ -73,7 +75,15 @@ def sign_in_redirect(exc: SignInRequired, request: Request) -> Response:
     again. Asked again from this page (a same-site navigation), the page gets the cookie; without one,
     that request comes back here as same-site and gets the form, so the hop is made at most once.
     """
-    if request.headers.get("sec-fetch-site") == "cross-site" and request.method == "GET":
+    headers = request.headers
+    # Only a top-level page load (a link followed), never a subresource or a frame (which the pages'
+    # `frame-ancestors 'none'` refuses anyway): pages are read-only, so this is what SameSite=Lax allows.
+    if (
+        request.method == "GET"
+        and headers.get("sec-fetch-site") == "cross-site"
+        and headers.get("sec-fetch-mode") == "navigate"
+        and headers.get("sec-fetch-dest") == "document"
+    ):
         target = escape(exc.next_url)
         return HTMLResponse(
             '<!doctype html><html lang="en"><head><meta charset="utf-8"><meta http-equiv="refresh" content="0">'
