@@ -267,6 +267,28 @@ def test_a_url_with_filters_reproduces_the_view_in_a_fresh_browser(
 
 
 @pytest.mark.service
+def test_picking_a_range_after_a_custom_from_lists_that_range(
+    sqlite_server: ServerProcess, visit: Callable[..., Visit]
+) -> None:
+    # From and To override the range: after a custom From, "Last hour" kept listing the custom window.
+    now = time.time()
+    post_records(
+        sqlite_server.client(),
+        [make_record("two-days-ago", now - 2 * 86400), make_record("just-now", now - 60)],
+    )
+    since = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now - 3 * 86400))
+    v = visit(sqlite_server)
+    page = v.page
+    v.go(f"/calls?range=24h&since={since}")
+    assert v.call_ids() == ["just-now", "two-days-ago"]
+    page.select_option("select[name=range]", "1h")
+    page.click("text=Apply filters")
+    page.wait_for_url(re.compile(r"range=1h"))
+    assert v.call_ids() == ["just-now"], page.url
+    assert page.input_value("input[name=since]") == "" and not re.search(r"since=[^&]", page.url)
+
+
+@pytest.mark.service
 def test_live_tail_shows_new_calls_without_a_reload(
     sqlite_server: ServerProcess, visit: Callable[..., Visit], shots: Shots
 ) -> None:

@@ -93,8 +93,20 @@ function copyButtons() {
   });
 }
 
+// The calls filters' From and To override the range's start and end: picking a range after a custom
+// From kept the From, and the table went on listing the custom window under "Last hour".
+function rangeReplacesCustomTimes() {
+  const form = document.querySelector("form.filters");
+  const range = form && form.querySelector("select[name=range]");
+  if (!range) return;
+  range.addEventListener("change", () => {
+    form.querySelectorAll("input[name=since], input[name=until]").forEach((input) => { input.value = ""; });
+  });
+}
+
 document.addEventListener("DOMContentLoaded", () => {
   document.addEventListener("mousemove", showTip);
+  rangeReplacesCustomTimes();
   scheduleRefresh();
   startTail();
   copyButtons();
