@@ -619,6 +619,38 @@ def test_a_deeply_nested_trace_indents_every_level_and_a_call_without_tokens_sho
 
 
 @pytest.mark.service
+def test_a_trace_whose_root_names_a_parent_it_lacks_says_that_span_was_not_received(
+    sqlite_server: ServerProcess, visit: Callable[..., Visit]
+) -> None:
+    # The service that called ours exported its span elsewhere: our top span names a parent the trace
+    # does not hold, and the waterfall read as the whole trace.
+    trace = "6" * 32
+    now = time.time_ns() - 5 * 10**9
+    ms = 10**6
+    spans = [
+        otlp_json_span(trace, "a" * 16, "handle request", {}, now, now + 300 * ms, parent_span_id="9" * 16),
+        otlp_json_span(
+            trace, "b" * 16, "retrieve", {}, now + 10 * ms, now + 90 * ms, parent_span_id="a" * 16
+        ),
+        otlp_json_span(trace, "c" * 16, "nightly job", {}, now + 400 * ms, now + 500 * ms),
+    ]
+    client = sqlite_server.client()
+    answer = client.request("POST", "/v1/traces", otlp_json(spans), {"Content-Type": "application/json"})
+    assert answer.status == 200, answer
+    v = visit(sqlite_server)
+    v.go(f"/traces/{trace}")
+    notes = v.page.eval_on_selector_all(
+        "[data-testid=waterfall] tbody tr",
+        "rows => rows.map(r => [r.dataset.spanId, (r.querySelector('[data-testid=missing-parent]') || {}).textContent || ''])",
+    )
+    assert notes == [
+        ["a" * 16, f"under span {'9' * 16}, not received"],
+        ["b" * 16, ""],
+        ["c" * 16, ""],
+    ], notes
+
+
+@pytest.mark.service
 def test_a_session_lists_its_calls_in_order_with_totals(
     sqlite_server: ServerProcess, visit: Callable[..., Visit], shots: Shots
 ) -> None:

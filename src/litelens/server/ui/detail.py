@@ -140,10 +140,16 @@ async def trace_detail(request: Request, project: UIProject, trace_id: str) -> R
     starts = [n["start_time"] for _, n in rows if n.get("start_time") is not None]
     ends = [n.get("end_time") or n["start_time"] for _, n in rows if n.get("start_time") is not None]
     lo, hi = min(starts), max(ends)
+    known = {node.get("span_id") for _, node in rows}
     waterfall = [
         {
             "depth": depth,
             "indent": min(depth, MAX_INDENT),
+            # A root that names a parent this trace does not hold (its span went to another collector,
+            # or has not arrived yet): said, so the tree does not pass for the whole trace.
+            "missing_parent": (node.get("parent_span_id") or None)
+            if depth == 0 and node.get("parent_span_id") not in known
+            else None,
             "node": node,
             "duration_ms": ((node.get("end_time") or node["start_time"]) - node["start_time"]) * 1000,
             "offset_ms": (node["start_time"] - lo) * 1000,
