@@ -1763,6 +1763,33 @@ def test_the_overviews_slowest_and_costliest_calls_name_a_model_the_call_has(
 
 
 @pytest.mark.service
+def test_the_most_expensive_calls_are_calls_with_a_price(
+    sqlite_server: ServerProcess, visit: Callable[..., Visit]
+) -> None:
+    # The cost index reads an unknown cost as $0: with one priced call, four calls whose cost is
+    # unknown (a dash) filled the list of the most expensive ones.
+    now = time.time()
+    post_records(
+        sqlite_server.client(),
+        [
+            make_record("priced", now - 3 * 3600, cost_usd=0.002),
+            *(make_record(f"unpriced-{i}", now - 600 + i) for i in range(4)),
+        ],
+    )
+    v = visit(sqlite_server)
+
+    def most_expensive() -> list[str]:
+        table = v.page.locator("h2:has-text('Most expensive calls') + div table tbody")
+        return table.evaluate("body => Array.from(body.rows, r => r.cells[r.cells.length - 1].innerText)")
+
+    v.go("/?range=6h&refresh=0")
+    assert most_expensive() == ["$0.00200"]
+    # A range whose calls have no price at all says so, rather than "no calls" or a list of dashes.
+    v.go("/?range=1h&refresh=0")
+    assert most_expensive() == ["No priced calls in this range."]
+
+
+@pytest.mark.service
 def test_a_later_sessions_page_links_back_to_the_first(sqlite_server: ServerProcess) -> None:
     now = time.time()
     post_records(

@@ -167,7 +167,9 @@ async def overview(request: Request, project: UIProject, range: str = "24h", ref
         breakdowns=breakdowns,
         errors=errors,
         slowest=slowest,
-        costliest=costliest,
+        # The walk down the cost index reads an unknown cost as $0, so a range of few priced calls filled
+        # "Most expensive calls" with calls whose cost is unknown (a dash): only calls with a price are listed.
+        costliest=[c for c in costliest if c.get("cost_usd") is not None],
     )
 
 
