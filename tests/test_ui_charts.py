@@ -71,6 +71,14 @@ def test_bars_stack_and_scale_to_a_readable_maximum() -> None:
     assert [charts.nice_ceiling(v) for v in (0, 0.3, 7, 80, 101, 2500)] == [1, 0.5, 10, 100, 200, 5000]
 
 
+def test_a_count_axis_of_few_calls_labels_its_middle_tick_as_it_is() -> None:
+    # Three requests make an axis of 0 to 5: its middle tick, 2.5, read "2" (and 0.5, of one call, "0").
+    for most, middle in ((3, "2.5"), (1, "0.5"), (40, "25")):
+        svg = parse_svg(charts.bar_chart("Requests", ["a"], [charts.Series("ok", [most], "s1")], fmt_num))
+        axis = [t.text for t in svg.findall(f"{SVG}text")]
+        assert axis[:3] == ["0", middle, str(int(charts.nice_ceiling(most)))], axis
+
+
 def test_windows_snap_to_whole_buckets_and_cover_now() -> None:
     now = 1_790_000_123.0
     for name, (_, length, bucket) in RANGES.items():

@@ -90,7 +90,8 @@ def fmt_num(given: Any) -> str:
     if value is None:
         return EMPTY
     if abs(value) < 10_000:
-        return f"{value:,.0f}"
+        # Counts are whole; a fraction is a chart's axis tick (half of 1 or 5), which read "0" or "2".
+        return f"{value:,.0f}" if value.is_integer() else f"{value:,.1f}"
     # The unit that keeps the figure under 1000 as shown (999,999 is "1.0M", not "1000.0k"): a month of
     # a provider's tokens read "2500.0M" when millions were the largest unit.
     scaled, unit = value / 1000, 0
