@@ -102,6 +102,31 @@ def test_the_overview_shows_the_seeded_totals_charts_and_breakdowns(
 
 
 @pytest.mark.service
+def test_a_charts_tooltip_stays_in_the_window_when_the_chart_is_at_its_bottom(
+    sqlite_server: ServerProcess, visit: Callable[..., Visit]
+) -> None:
+    # The tooltip was always drawn below the pointer: for a chart at the bottom of the window it fell
+    # outside it, and hovering the chart showed nothing.
+    post_records(sqlite_server.client(), [make_record(f"tip-{i}", time.time() - 60 * i) for i in range(5)])
+    v = visit(sqlite_server)
+    page = v.page
+    v.go("/?range=1h&refresh=0")
+    chart = page.locator(".chart").nth(4).locator("svg")
+    box = chart.bounding_box()
+    assert box
+    # A window that ends where the chart does; then point at the bottom of its plot (the hover columns
+    # end above the time axis, at 158/180 of the chart's height).
+    page.set_viewport_size({"width": 1400, "height": int(box["y"] + box["height"])})
+    box = chart.bounding_box()
+    assert box
+    page.mouse.move(box["x"] + box["width"] - 20, box["y"] + box["height"] * 0.86)
+    tip = page.locator("#tip")
+    expect(tip).to_be_visible()
+    shown = tip.bounding_box()
+    assert shown and shown["y"] >= 0 and shown["y"] + shown["height"] <= page.viewport_size["height"], shown
+
+
+@pytest.mark.service
 def test_the_overview_follows_the_chosen_range_and_refreshes_itself(
     sqlite_server: ServerProcess, visit: Callable[..., Visit], shots: Shots
 ) -> None:

@@ -10,8 +10,12 @@ function showTip(event) {
   tip.textContent = target.getAttribute("data-tip");
   tip.hidden = false;
   const x = Math.min(event.clientX + 14, window.innerWidth - tip.offsetWidth - 8);
+  // Above the pointer when below it would pass the window's bottom edge (a chart low on the screen
+  // showed no tooltip at all for its lower half).
+  const below = event.clientY + 14;
+  const y = below + tip.offsetHeight > window.innerHeight - 8 ? event.clientY - 14 - tip.offsetHeight : below;
   tip.style.left = x + "px";
-  tip.style.top = (event.clientY + 14) + "px";
+  tip.style.top = Math.max(8, y) + "px";
 }
 
 function scheduleRefresh() {
