@@ -1736,6 +1736,55 @@ def test_a_model_breakdown_row_links_to_every_call_it_counts_prefixed_names_incl
 
 
 @pytest.mark.service
+def test_each_model_breakdown_row_lists_the_calls_it_counts_when_the_answer_names_a_dated_model(
+    sqlite_server: ServerProcess, visit: Callable[..., Visit]
+) -> None:
+    # A request for gpt-4o-mini is answered by gpt-4o-mini-2024-07-18 and counted under that name; its
+    # failures have no answer and count under gpt-4o-mini. That row said 2 calls and listed all 5.
+    now = time.time()
+    answered = [
+        make_record(
+            f"ok-{i}", now - 300 + i, request_model="gpt-4o-mini", response_model="gpt-4o-mini-2024-07-18"
+        )
+        for i in range(3)
+    ]
+    failed = [
+        make_record(
+            f"failed-{i}",
+            now - 200 + i,
+            request_model="gpt-4o-mini",
+            response_model=None,
+            status="error",
+            error={"type": "RateLimitError"},
+        )
+        for i in range(2)
+    ]
+    post_records(sqlite_server.client(), answered + failed)
+    v = visit(sqlite_server)
+    v.go("/?range=1h&refresh=0")
+    rows = v.page.eval_on_selector_all(
+        "[data-testid=by-model] tbody tr",
+        "rows => rows.map(r => [r.cells[0].innerText, Number(r.cells[1].innerText), r.querySelector('a').href])",
+    )
+    assert sorted((name, count) for name, count, _ in rows) == [
+        ("gpt-4o-mini", 2),
+        ("gpt-4o-mini-2024-07-18", 3),
+    ]
+    for name, count, link in sorted(rows):
+        v.page.goto(link)
+        listed = v.call_ids()
+        assert len(listed) == count, (name, listed)
+        expected = [r["call_id"] for r in (failed if name == "gpt-4o-mini" else answered)]
+        assert sorted(listed) == sorted(expected)
+        # The filter shows in the form, so applying another filter keeps it.
+        assert v.page.input_value("input[name=grouped_model]") == name
+    # The API narrows the same way, and `model` still finds every call that asked for or got the name.
+    client = sqlite_server.client()
+    assert len(client.get_json("/api/calls?grouped_model=gpt-4o-mini")["calls"]) == 2
+    assert len(client.get_json("/api/calls?model=gpt-4o-mini")["calls"]) == 5
+
+
+@pytest.mark.service
 def test_a_time_filter_at_the_calendars_edge_shows_the_page(sqlite_server: ServerProcess) -> None:
     post_records(sqlite_server.client(), [make_record("now-1")])
     # Year 1 at +01:00 is year 0 in UTC, year 9999 at -01:00 is year 10000: both were a 500.

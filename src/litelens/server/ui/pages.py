@@ -51,9 +51,10 @@ BREAKDOWN_TITLES = {
     "tag": "Tag",
     "key_alias": "Key alias",
 }
-# The calls-page filter a breakdown row links to ("user" is the end user, else the user id, as grouped).
+# The calls-page filter a breakdown row links to, which lists the calls the row counts ("user" is the end
+# user, else the user id; "grouped_model" the response model, else the requested one).
 BREAKDOWN_FILTER = {
-    "model": "model",
+    "model": "grouped_model",
     "provider": "provider",
     "user": "user",
     "tag": "tag",
