@@ -51,14 +51,15 @@ BREAKDOWN_TITLES = {
     "tag": "Tag",
     "key_alias": "Key alias",
 }
-# The calls-page filter a breakdown row links to, which lists the calls the row counts ("user" is the end
-# user, else the user id; "grouped_model" the response model, else the requested one).
-BREAKDOWN_FILTER = {
-    "model": "grouped_model",
-    "provider": "provider",
-    "user": "user",
-    "tag": "tag",
-    "key_alias": "key_alias",
+# The calls-page filters a breakdown row links to, which list the calls the row counts ("user" is the end
+# user, else the user id; "grouped_model" the response model, else the requested one). A model row also
+# sets `model`, which every call it counts matches: the form's Model field then shows the name.
+BREAKDOWN_FILTERS = {
+    "model": ("model", "grouped_model"),
+    "provider": ("provider",),
+    "user": ("user",),
+    "tag": ("tag",),
+    "key_alias": ("key_alias",),
 }
 SORTABLE = (
     ("start_time", "Time"),
@@ -151,7 +152,7 @@ async def overview(request: Request, project: UIProject, range: str = "24h", ref
             {
                 "dim": dim,
                 "title": BREAKDOWN_TITLES[dim],
-                "filter": BREAKDOWN_FILTER[dim],
+                "filters": BREAKDOWN_FILTERS[dim],
                 "rows": rows,
                 "more": max(0, count - len(rows)),
             }
