@@ -222,6 +222,12 @@ def matches(record: dict[str, Any], f: CallFilter) -> bool:
         models = {_text(record.get("request_model")), _text(record.get("response_model"))} - {None}
         if f.model not in models and not (provider and f"{provider}/{f.model}" in models):
             return False
+    if f.grouped_model:
+        answered = _text(record.get("response_model")) or _text(record.get("request_model"))
+        provider = columns["provider"]
+        prefixed = f"{provider}/{f.grouped_model}" if provider else f.grouped_model
+        if answered not in (f.grouped_model, prefixed):
+            return False
     if f.user and (columns["end_user"] or columns["user_id"]) != f.user:
         return False
     return not (f.tag and f.tag not in (record.get("tags") or []))
@@ -271,6 +277,8 @@ def filters_for(records: dict[str, dict[str, Any]]) -> list[CallFilter]:
         add("model", r.get("request_model"))
         add("model", r.get("response_model"))
         add("model", "gpt-4o")
+        add("grouped_model", r.get("response_model") or r.get("request_model"))
+        add("grouped_model", "gpt-4o")
         add("error_type", (r.get("error") or {}).get("type"))
         add("key_alias", (r.get("proxy") or {}).get("key_alias"))
         for tag in r.get("tags") or []:

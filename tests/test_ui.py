@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import html as htmllib
 import io
+import itertools
 import json
 import math
 import re
@@ -31,7 +32,7 @@ from litelens.server.ui.timerange import RANGES
 from litelens.testing import FakeProvider
 from server_helpers import Client, ServerProcess, make_record, otlp_json, otlp_json_span
 from test_ui_charts import SVG, parse_svg
-from ui_helpers import Shots, Visit, post_records, save_overview_screenshot, workload
+from ui_helpers import Shots, Visit, post_records, save_overview_screenshot, sign_in, workload
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -98,6 +99,31 @@ def test_the_overview_shows_the_seeded_totals_charts_and_breakdowns(
     assert light != dark
     shots(page, "overview-dark")
     assert all(url.startswith(sqlite_server.url) for url in v.requests), v.requests
+
+
+@pytest.mark.service
+def test_a_charts_tooltip_stays_in_the_window_when_the_chart_is_at_its_bottom(
+    sqlite_server: ServerProcess, visit: Callable[..., Visit]
+) -> None:
+    # The tooltip was always drawn below the pointer: for a chart at the bottom of the window it fell
+    # outside it, and hovering the chart showed nothing.
+    post_records(sqlite_server.client(), [make_record(f"tip-{i}", time.time() - 60 * i) for i in range(5)])
+    v = visit(sqlite_server)
+    page = v.page
+    v.go("/?range=1h&refresh=0")
+    chart = page.locator(".chart").nth(4).locator("svg")
+    box = chart.bounding_box()
+    assert box
+    # A window that ends where the chart does; then point at the bottom of its plot (the hover columns
+    # end above the time axis, at 158/180 of the chart's height).
+    page.set_viewport_size({"width": 1400, "height": int(box["y"] + box["height"])})
+    box = chart.bounding_box()
+    assert box
+    page.mouse.move(box["x"] + box["width"] - 20, box["y"] + box["height"] * 0.86)
+    tip = page.locator("#tip")
+    expect(tip).to_be_visible()
+    shown = tip.bounding_box()
+    assert shown and shown["y"] >= 0 and shown["y"] + shown["height"] <= page.viewport_size["height"], shown
 
 
 @pytest.mark.service
@@ -263,6 +289,28 @@ def test_a_url_with_filters_reproduces_the_view_in_a_fresh_browser(
     third.page.click("button[type=submit]")
     third.page.wait_for_url(re.compile(r"/calls\?"))
     assert third.call_ids() == shown
+
+
+@pytest.mark.service
+def test_picking_a_range_after_a_custom_from_lists_that_range(
+    sqlite_server: ServerProcess, visit: Callable[..., Visit]
+) -> None:
+    # From and To override the range: after a custom From, "Last hour" kept listing the custom window.
+    now = time.time()
+    post_records(
+        sqlite_server.client(),
+        [make_record("two-days-ago", now - 2 * 86400), make_record("just-now", now - 60)],
+    )
+    since = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now - 3 * 86400))
+    v = visit(sqlite_server)
+    page = v.page
+    v.go(f"/calls?range=24h&since={since}")
+    assert v.call_ids() == ["just-now", "two-days-ago"]
+    page.select_option("select[name=range]", "1h")
+    page.click("text=Apply filters")
+    page.wait_for_url(re.compile(r"range=1h"))
+    assert v.call_ids() == ["just-now"], page.url
+    assert page.input_value("input[name=since]") == "" and not re.search(r"since=[^&]", page.url)
 
 
 @pytest.mark.service
@@ -540,6 +588,91 @@ def test_a_trace_shows_its_span_tree_and_links_to_its_calls(
     page.click("[data-span-id=cccccccccccccccc] a")
     page.wait_for_url(re.compile("/calls/traced-call"))
     assert "plan the trip" in page.inner_text("[data-testid=chat]")
+
+
+@pytest.mark.service
+def test_a_deeply_nested_trace_indents_every_level_and_a_call_without_tokens_shows_none(
+    sqlite_server: ServerProcess, visit: Callable[..., Visit], shots: Shots
+) -> None:
+    # An agent that recursed 16 steps deep: levels 7 to 12 shared one indent (they read as siblings),
+    # and a call that counted no token read "0→0 tokens".
+    trace = "5" * 32
+    now = time.time_ns() - 5 * 10**9
+    ms = 10**6
+    spans = [
+        otlp_json_span(
+            trace,
+            f"{d + 1:016x}",
+            f"step-{d}",
+            {},
+            now + d * ms,
+            now + (100 - d) * ms,
+            f"{d:016x}" if d else "",
+        )
+        for d in range(16)
+    ]
+    client = sqlite_server.client()
+    answer = client.request("POST", "/v1/traces", otlp_json(spans), {"Content-Type": "application/json"})
+    assert answer.status == 200, answer
+    tokenless = make_record(
+        "tokenless-step",
+        (now + 3 * ms) / 1e9,
+        trace_id=trace,
+        span_id="e" * 16,
+        parent_span_id=f"{3:016x}",
+        usage=None,
+    )
+    post_records(client, [tokenless])
+
+    v = visit(sqlite_server)
+    v.go(f"/traces/{trace}")
+    steps = v.page.eval_on_selector_all(
+        "[data-testid=waterfall] tbody tr:not([data-span-id=eeeeeeeeeeeeeeee])",
+        """rows => rows.map(r => [Number(r.dataset.depth), r.querySelector('.span-name').textContent,
+            parseFloat(getComputedStyle(r.querySelector('td.name')).paddingLeft),
+            (r.querySelector('[data-testid=span-level]') || {}).textContent || ''])""",
+    )
+    assert [(depth, name) for depth, name, _, _ in steps] == [(d, f"step-{d}") for d in range(16)]
+    indents = [indent for _, _, indent, _ in steps]
+    assert all(a < b for a, b in itertools.pairwise(indents[:13])), indents
+    # Below the deepest indent, a row says how deep it is rather than passing for its parent's sibling.
+    assert [level for _, _, _, level in steps] == [""] * 13 + ["level 13", "level 14", "level 15"]
+    call_row = v.page.locator("[data-span-id=eeeeeeeeeeeeeeee]")
+    expect(call_row).to_have_attribute("data-depth", "3")
+    assert "tokens" not in call_row.inner_text(), call_row.inner_text()
+    shots(v.page, "deep-waterfall")
+
+
+@pytest.mark.service
+def test_a_trace_whose_root_names_a_parent_it_lacks_says_that_span_was_not_received(
+    sqlite_server: ServerProcess, visit: Callable[..., Visit]
+) -> None:
+    # The service that called ours exported its span elsewhere: our top span names a parent the trace
+    # does not hold, and the waterfall read as the whole trace.
+    trace = "6" * 32
+    now = time.time_ns() - 5 * 10**9
+    ms = 10**6
+    spans = [
+        otlp_json_span(trace, "a" * 16, "handle request", {}, now, now + 300 * ms, parent_span_id="9" * 16),
+        otlp_json_span(
+            trace, "b" * 16, "retrieve", {}, now + 10 * ms, now + 90 * ms, parent_span_id="a" * 16
+        ),
+        otlp_json_span(trace, "c" * 16, "nightly job", {}, now + 400 * ms, now + 500 * ms),
+    ]
+    client = sqlite_server.client()
+    answer = client.request("POST", "/v1/traces", otlp_json(spans), {"Content-Type": "application/json"})
+    assert answer.status == 200, answer
+    v = visit(sqlite_server)
+    v.go(f"/traces/{trace}")
+    notes = v.page.eval_on_selector_all(
+        "[data-testid=waterfall] tbody tr",
+        "rows => rows.map(r => [r.dataset.spanId, (r.querySelector('[data-testid=missing-parent]') || {}).textContent || ''])",
+    )
+    assert notes == [
+        ["a" * 16, f"under span {'9' * 16}, not received"],
+        ["b" * 16, ""],
+        ["c" * 16, ""],
+    ], notes
 
 
 @pytest.mark.service
@@ -1050,6 +1183,88 @@ def test_long_unbroken_ids_and_names_wrap_instead_of_widening_the_page(
 
 
 @pytest.mark.service
+def test_big_totals_stay_inside_their_tiles_on_a_laptop_screen(
+    sqlite_server: ServerProcess, browser: Any, shots: Shots
+) -> None:
+    # A month of a busy app's tokens ran out of the tokens tile over the cost tile next to it.
+    half = 61_728_394_506
+    usage = {"input_tokens": half, "output_tokens": half, "total_tokens": 2 * half}
+    post_records(
+        sqlite_server.client(),
+        [
+            make_record(
+                f"big-{i}", time.time() - 60 * (i + 1), usage=usage, cost_usd=98_765.43, session_id="big"
+            )
+            for i in range(2)
+        ],
+    )
+    context = browser.new_context(viewport={"width": 1024, "height": 768})
+    try:
+        page = context.new_page()
+        sign_in(page, sqlite_server.url, sqlite_server.key)
+        for path, testid, shown in (
+            ("/?range=1h&refresh=0", "total-tokens-in", f"{2 * half:,}"),
+            ("/sessions/big", "session-tokens", f"{2 * half:,} / {2 * half:,}"),
+            ("/calls/big-0", "total-tokens", f"{2 * half:,}"),
+        ):
+            page.goto(sqlite_server.url + path)
+            assert page.inner_text(f"[data-testid={testid}]") == shown, "the whole number, as it was"
+            spill = page.eval_on_selector_all(
+                ".tile",
+                # The text's own box: a tile's parts are stretched to its width whatever they hold.
+                """tiles => tiles.flatMap(t => Array.from(t.children, c => {
+                    const text = document.createRange();
+                    text.selectNodeContents(c);
+                    return [c.textContent, text.getBoundingClientRect().right - t.getBoundingClientRect().right];
+                })).filter(([, over]) => over > 0.5)""",
+            )
+            assert not spill, f"{path}: out of their tiles by (text, px): {spill}"
+        shots(page, "big-totals")
+    finally:
+        context.close()
+
+
+@pytest.mark.service
+def test_on_a_phone_the_pages_keep_the_screens_width_and_wide_tables_scroll_in_their_box(
+    sqlite_server: ServerProcess, browser: Any, shots: Shots
+) -> None:
+    # On a 390px screen the charts' 420px columns and the calls' eleven columns made every page wider
+    # than the screen: the header, filters and charts scrolled sideways with them.
+    records = workload(40, hours=2, seed=3)
+    post_records(sqlite_server.client(), records)
+    session = records[0]["session_id"]
+    context = browser.new_context(viewport={"width": 390, "height": 844})
+    try:
+        page = context.new_page()
+        sign_in(page, sqlite_server.url, sqlite_server.key)
+        for path in (
+            "/?range=24h&refresh=0",
+            "/calls",
+            f"/calls/{records[0]['call_id']}",
+            "/sessions",
+            f"/sessions/{session}",
+            f"/traces/{records[0]['trace_id']}",
+        ):
+            page.goto(sqlite_server.url + path)
+            wide = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+            assert wide <= 0, f"{path} is {wide}px wider than the screen"
+        page.goto(sqlite_server.url + "/?range=24h&refresh=0")
+        rights = page.eval_on_selector_all(
+            "svg.chart-svg", "cs => cs.map(c => c.getBoundingClientRect().right)"
+        )
+        assert rights and max(rights) <= 390, rights
+        shots(page, "phone-overview")
+        page.goto(sqlite_server.url + "/calls")
+        box = page.eval_on_selector(
+            "table[data-testid=calls]", "t => [t.parentElement.scrollWidth, t.parentElement.clientWidth]"
+        )
+        assert box[0] > box[1], "the table scrolls in its box, every column reachable"
+        shots(page, "phone-calls")
+    finally:
+        context.close()
+
+
+@pytest.mark.service
 def test_the_overviews_breakdowns_show_ordinary_model_and_provider_names_on_one_line(
     sqlite_server: ServerProcess, visit: Callable[..., Visit], shots: Shots
 ) -> None:
@@ -1202,6 +1417,32 @@ def test_a_failed_calls_error_box_shows_its_normalized_class_and_the_providers_r
 
 
 @pytest.mark.service
+def test_a_failed_call_recorded_without_error_details_says_so_in_its_error_box(
+    sqlite_server: ServerProcess, visit: Callable[..., Visit]
+) -> None:
+    # A red "error" badge with no Error section under it read as a page that lost the error.
+    post_records(
+        sqlite_server.client(),
+        [
+            make_record("err-bare", status="error", error={}),
+            make_record("err-none", status="error", error=None),
+            make_record("err-typed", status="error", error={"type": "BadRequestError", "message": None}),
+        ],
+    )
+    v = visit(sqlite_server)
+    for call_id, said in (
+        ("err-bare", "No error message was recorded, nor its class."),
+        ("err-none", "No error message was recorded, nor its class."),
+        ("err-typed", "No error message was recorded."),
+    ):
+        v.go(f"/calls/{call_id}")
+        box = v.page.locator("section.error-box")
+        expect(box).to_be_visible()
+        expect(box.locator("[data-testid=error-no-message]")).to_have_text(said)
+    expect(v.page.locator("[data-testid=error-type]")).to_have_text("BadRequestError")
+
+
+@pytest.mark.service
 def test_the_top_errors_no_class_link_lists_only_the_errors_without_a_class(
     sqlite_server: ServerProcess,
 ) -> None:
@@ -1268,6 +1509,92 @@ def test_a_calls_back_link_returns_to_the_filtered_list_it_was_opened_from(
     again = page_html(sqlite_server, back.group(1).replace("&amp;", "&"))
     assert re.findall(r'data-call-id="([^"]+)"', again) == shown, "the same filtered, sorted list"
     assert 'value="claude-3"' in again and 'value="team=blue"' in again
+
+
+@pytest.mark.service
+def test_a_sessions_back_link_returns_to_the_range_and_user_it_was_opened_from(
+    sqlite_server: ServerProcess, visit: Callable[..., Visit]
+) -> None:
+    # "← Sessions" led to the last 24 hours of everyone's sessions, where a session of three days ago,
+    # found under "Last 7 days" for its user, was not listed at all.
+    old = time.time() - 3 * 86400
+    post_records(
+        sqlite_server.client(),
+        [
+            *(make_record(f"old-{i}", old + i, session_id="refund-chat", end_user="ana") for i in range(3)),
+            make_record("new-1", time.time() - 60, session_id="other-chat", end_user="bo"),
+        ],
+    )
+    v = visit(sqlite_server)
+    page = v.page
+    v.go("/sessions?range=7d&user=ana")
+    page.click("[data-testid=sessions] >> text=refund-chat")
+    page.wait_for_url(re.compile(r"/sessions/refund-chat"))
+    assert v.call_ids() == ["old-0", "old-1", "old-2"]
+    page.click("text=← Sessions")
+    page.wait_for_url(re.compile(r"/sessions(\?[^/]*)?$"))
+    listed = page.eval_on_selector_all(
+        "[data-testid=sessions] tbody tr td:first-child", "cs => cs.map(c => c.innerText)"
+    )
+    assert listed == ["refund-chat"], listed
+    assert page.input_value("select[name=range]") == "7d" and page.input_value("input[name=user]") == "ana"
+    # Opened from a shared or typed link, the back link is the plain list.
+    v.go("/sessions/refund-chat")
+    assert page.get_attribute("text=← Sessions", "href") == "/sessions"
+    # The session's own paging links carry the list along (the list is then no longer the Referer).
+    v.go("/sessions/refund-chat?range=7d&user=ana")
+    assert page.get_attribute("text=← Sessions", "href") == "/sessions?range=7d&user=ana"
+
+
+@pytest.mark.service
+def test_right_to_left_names_and_messages_read_in_their_own_direction(
+    sqlite_server: ServerProcess, visit: Callable[..., Visit], shots: Shots
+) -> None:
+    # A Hebrew first user read "1+ משתמש more" in the sessions list, and an Arabic message was laid out
+    # left to right, its full stop at the wrong end.
+    now = time.time()
+    question = "أين طلبي رقم 1042."
+    post_records(
+        sqlite_server.client(),
+        [
+            make_record(
+                "rtl-1",
+                now - 60,
+                session_id="rtl-chat",
+                end_user="משתמש",
+                request={"messages": [{"role": "user", "content": question}]},
+            ),
+            make_record("rtl-2", now - 30, session_id="rtl-chat", end_user="bo"),
+        ],
+    )
+    v = visit(sqlite_server)
+    page = v.page
+
+    def char_left(selector: str, index: int) -> float:
+        """Where the `index`th character of the element's text (its first text node) is drawn."""
+        return page.eval_on_selector(
+            selector,
+            """(element, index) => {
+                const walker = document.createTreeWalker(element, NodeFilter.SHOW_TEXT);
+                const node = walker.nextNode();
+                const range = document.createRange();
+                range.setStart(node, index < 0 ? node.length + index : index);
+                range.setEnd(node, (index < 0 ? node.length + index : index) + 1);
+                return range.getBoundingClientRect().left;
+            }""",
+            index,
+        )
+
+    v.go("/sessions?range=1h")
+    owner = "[data-testid=sessions] tbody tr:has-text('rtl-chat') [data-testid=session-user]"
+    name_right = page.eval_on_selector(f"{owner} a", "a => a.getBoundingClientRect().right")
+    assert char_left(f"{owner} [data-testid=more-users]", 0) >= name_right, "'+1 more' after the name"
+
+    v.go("/calls/rtl-1")
+    text = "[data-testid=chat] .text"
+    assert page.inner_text(text) == question
+    assert char_left(text, -1) < char_left(text, 0), "the full stop ends the sentence on the left"
+    shots(page, "rtl-message")
 
 
 @pytest.mark.service
@@ -1409,6 +1736,55 @@ def test_a_model_breakdown_row_links_to_every_call_it_counts_prefixed_names_incl
 
 
 @pytest.mark.service
+def test_each_model_breakdown_row_lists_the_calls_it_counts_when_the_answer_names_a_dated_model(
+    sqlite_server: ServerProcess, visit: Callable[..., Visit]
+) -> None:
+    # A request for gpt-4o-mini is answered by gpt-4o-mini-2024-07-18 and counted under that name; its
+    # failures have no answer and count under gpt-4o-mini. That row said 2 calls and listed all 5.
+    now = time.time()
+    answered = [
+        make_record(
+            f"ok-{i}", now - 300 + i, request_model="gpt-4o-mini", response_model="gpt-4o-mini-2024-07-18"
+        )
+        for i in range(3)
+    ]
+    failed = [
+        make_record(
+            f"failed-{i}",
+            now - 200 + i,
+            request_model="gpt-4o-mini",
+            response_model=None,
+            status="error",
+            error={"type": "RateLimitError"},
+        )
+        for i in range(2)
+    ]
+    post_records(sqlite_server.client(), answered + failed)
+    v = visit(sqlite_server)
+    v.go("/?range=1h&refresh=0")
+    rows = v.page.eval_on_selector_all(
+        "[data-testid=by-model] tbody tr",
+        "rows => rows.map(r => [r.cells[0].innerText, Number(r.cells[1].innerText), r.querySelector('a').href])",
+    )
+    assert sorted((name, count) for name, count, _ in rows) == [
+        ("gpt-4o-mini", 2),
+        ("gpt-4o-mini-2024-07-18", 3),
+    ]
+    for name, count, link in sorted(rows):
+        v.page.goto(link)
+        listed = v.call_ids()
+        assert len(listed) == count, (name, listed)
+        expected = [r["call_id"] for r in (failed if name == "gpt-4o-mini" else answered)]
+        assert sorted(listed) == sorted(expected)
+        # The filter shows in the form, so applying another filter keeps it.
+        assert v.page.input_value("input[name=grouped_model]") == name
+    # The API narrows the same way, and `model` still finds every call that asked for or got the name.
+    client = sqlite_server.client()
+    assert len(client.get_json("/api/calls?grouped_model=gpt-4o-mini")["calls"]) == 2
+    assert len(client.get_json("/api/calls?model=gpt-4o-mini")["calls"]) == 5
+
+
+@pytest.mark.service
 def test_a_time_filter_at_the_calendars_edge_shows_the_page(sqlite_server: ServerProcess) -> None:
     post_records(sqlite_server.client(), [make_record("now-1")])
     # Year 1 at +01:00 is year 0 in UTC, year 9999 at -01:00 is year 10000: both were a 500.
@@ -1458,6 +1834,33 @@ def test_the_overviews_slowest_and_costliest_calls_name_a_model_the_call_has(
     overview = page_html(sqlite_server, "/?range=24h&refresh=0")
     rows = re.findall(r'<td><a href="/calls/answered-only">[^<]*</a></td><td>([^<]*)</td>', overview)
     assert rows == ["m-answered", "m-answered"], rows  # slowest, then costliest: was a dash
+
+
+@pytest.mark.service
+def test_the_most_expensive_calls_are_calls_with_a_price(
+    sqlite_server: ServerProcess, visit: Callable[..., Visit]
+) -> None:
+    # The cost index reads an unknown cost as $0: with one priced call, four calls whose cost is
+    # unknown (a dash) filled the list of the most expensive ones.
+    now = time.time()
+    post_records(
+        sqlite_server.client(),
+        [
+            make_record("priced", now - 3 * 3600, cost_usd=0.002),
+            *(make_record(f"unpriced-{i}", now - 600 + i) for i in range(4)),
+        ],
+    )
+    v = visit(sqlite_server)
+
+    def most_expensive() -> list[str]:
+        table = v.page.locator("h2:has-text('Most expensive calls') + div table tbody")
+        return table.evaluate("body => Array.from(body.rows, r => r.cells[r.cells.length - 1].innerText)")
+
+    v.go("/?range=6h&refresh=0")
+    assert most_expensive() == ["$0.00200"]
+    # A range whose calls have no price at all says so, rather than "no calls" or a list of dashes.
+    v.go("/?range=1h&refresh=0")
+    assert most_expensive() == ["No priced calls in this range."]
 
 
 @pytest.mark.service

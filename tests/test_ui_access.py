@@ -219,6 +219,36 @@ def test_without_a_key_pages_redirect_to_sign_in_and_the_cookie_is_httponly_stri
     assert answer.status == 200 and b"Requests" in answer.body
 
 
+@pytest.mark.service
+def test_a_shared_link_followed_from_another_site_opens_the_page_for_a_signed_in_browser(
+    project_server: ServerProcess, visit: Callable[..., Visit], shots: Shots
+) -> None:
+    """The sign-in cookie is SameSite=Strict, so it is not sent when a link is followed from another site
+    (a chat, a ticket): a colleague's shared link asked a signed-in browser for its key again."""
+    post_records(project_server.client(), [make_record("shared-1", request_model="gpt-4o")])
+    shared = f"{project_server.url}/calls?model=gpt-4o&range=7d"
+    link = f'<p>see <a id="shared" href="{shared}">this</a></p>'
+    v = visit(project_server)
+    page = v.page
+    v.context.route("http://chat.example/", lambda route: route.fulfill(content_type="text/html", body=link))
+    page.goto("http://chat.example/")
+    page.click("#shared")
+    # The page, or the sign-in form it asked for (the same URL is loaded twice on the way: wait for either).
+    page.wait_for_selector("table[data-testid=calls], form[action='/login']")
+    assert page.url == shared, page.url
+    assert v.call_ids() == ["shared-1"] and page.input_value("input[name=model]") == "gpt-4o"
+    shots(page, "shared-link")
+    # Signed out, the same link leads to the sign-in form (once: no loop), and from there to the page.
+    page.click("text=Sign out")
+    page.goto("http://chat.example/")
+    page.click("#shared")
+    page.wait_for_url(re.compile(r"/login\?next="))
+    page.fill("#key", project_server.key)
+    page.click("button[type=submit]")
+    page.wait_for_url(shared)
+    assert v.call_ids() == ["shared-1"]
+
+
 def test_with_no_auth_on_loopback_the_dashboard_is_open(
     server_factory: Callable[..., ServerProcess], sqlite_url: str
 ) -> None:

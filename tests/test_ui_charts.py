@@ -71,6 +71,14 @@ def test_bars_stack_and_scale_to_a_readable_maximum() -> None:
     assert [charts.nice_ceiling(v) for v in (0, 0.3, 7, 80, 101, 2500)] == [1, 0.5, 10, 100, 200, 5000]
 
 
+def test_a_count_axis_of_few_calls_labels_its_middle_tick_as_it_is() -> None:
+    # Three requests make an axis of 0 to 5: its middle tick, 2.5, read "2" (and 0.5, of one call, "0").
+    for most, middle in ((3, "2.5"), (1, "0.5"), (40, "25")):
+        svg = parse_svg(charts.bar_chart("Requests", ["a"], [charts.Series("ok", [most], "s1")], fmt_num))
+        axis = [t.text for t in svg.findall(f"{SVG}text")]
+        assert axis[:3] == ["0", middle, str(int(charts.nice_ceiling(most)))], axis
+
+
 def test_windows_snap_to_whole_buckets_and_cover_now() -> None:
     now = 1_790_000_123.0
     for name, (_, length, bucket) in RANGES.items():
@@ -149,6 +157,24 @@ def test_formats() -> None:
     ]
     assert [fmt_num(v) for v in (12, 12_345, 2_500_000, "x")] == ["12", "12.3k", "2.5M", EMPTY]
     assert fmt_pct(0.0625) == "6.2%"
+
+
+def test_big_counts_and_long_durations_read_in_a_unit_that_fits_them() -> None:
+    # A month of a provider's tokens read "2500.0M" and a session's hour in calls "3600.0 s".
+    assert [fmt_num(v) for v in (999_999, 2_500_000_000, -3e9, 2e12, 5e15)] == [
+        "1.0M",
+        "2.5B",
+        "-3.0B",
+        "2.0T",
+        "5000.0T",
+    ]
+    assert [fmt_ms(v) for v in (599_000, 600_000, 2_700_000, 3_600_000, 1e9)] == [
+        "599.0 s",
+        "10.0 min",
+        "45.0 min",
+        "1.0 h",
+        "277.8 h",
+    ]
 
 
 def test_a_tiny_cost_keeps_two_significant_digits() -> None:

@@ -343,6 +343,7 @@ def _revoke(store: Store, key: str, project_name: str | None) -> int:
 _EXPORT_FILTERS = [
     "end",
     "model",
+    "grouped_model",
     "provider",
     "status",
     "error_type",

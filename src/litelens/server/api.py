@@ -87,6 +87,14 @@ def call_filter(
             max_length=MAX_FILTER_CHARS,
         ),
     ] = None,
+    grouped_model: Annotated[
+        str | None,
+        Query(
+            description="the one model `group_by=model` counts a call under: the response model, else the "
+            f"requested one (a failure has no response model), also as `<provider>/<model>`; {_AS_STORED}",
+            max_length=MAX_FILTER_CHARS,
+        ),
+    ] = None,
     provider: Annotated[str | None, Query(description=_AS_STORED, max_length=MAX_FILTER_CHARS)] = None,
     status: Annotated[Literal["ok", "error", "cancelled"] | None, Query()] = None,
     error_type: Annotated[str | None, Query(description=_AS_STORED, max_length=MAX_FILTER_CHARS)] = None,
@@ -140,6 +148,7 @@ def call_filter(
         start=start,
         end=end,
         model=as_stored(model),
+        grouped_model=as_stored(grouped_model),
         provider=as_stored(provider),
         status=status,
         error_type=as_stored(error_type),

@@ -47,7 +47,9 @@ class CallFilter:
 
     `start`/`end` bound the call's start time, in epoch seconds, as the half-open range [start, end).
     `model` matches the requested or the response model, also under the provider's `<provider>/` prefix
-    (as the model breakdown counts it). `no_error_type` keeps the calls without an error class (with
+    (as the model breakdown counts it). `grouped_model` matches the one model the breakdown counts a call
+    under (`rollup.model_name`: the response model, else the requested one), so a breakdown row lists
+    exactly the calls it counts. `no_error_type` keeps the calls without an error class (with
     `status="error"`: the top errors' "(no class)" row). `metadata` matches top-level metadata keys by
     their value as text. `search` is a case-insensitive substring of the whole stored record (content
     included), which is a scan: combine it with a time range on large projects.
@@ -56,6 +58,7 @@ class CallFilter:
     start: float | None = None
     end: float | None = None
     model: str | None = None
+    grouped_model: str | None = None
     provider: str | None = None
     status: str | None = None
     error_type: str | None = None

@@ -312,6 +312,13 @@ class SQLStore(BatchWriter, Store):
                 "OR c.response_model = c.provider || '/' || ?)"
             )
             params += [f.model] * 4
+        if f.grouped_model:
+            # `rollup.model_name`: the answering model, else the requested one (a failure has no answer),
+            # with or without its provider's prefix. `model` matched a request for gpt-4o-mini answered by
+            # gpt-4o-mini-2024-07-18 too, so the breakdown's gpt-4o-mini row (its failures) listed them all.
+            answered = "COALESCE(NULLIF(c.response_model, ''), c.request_model)"
+            conds.append(f"({answered} = ? OR {answered} = c.provider || '/' || ?)")
+            params += [f.grouped_model] * 2
         for column in (
             "provider",
             "status",

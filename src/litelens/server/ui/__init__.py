@@ -27,7 +27,7 @@ def mount(app: FastAPI) -> None:
         assert isinstance(exc, signin.SignInRequired)
         if request.url.path.startswith("/partials/"):
             return PlainTextResponse("sign in again", status_code=401)
-        return signin.sign_in_redirect(exc)
+        return signin.sign_in_redirect(exc, request)
 
     app.add_exception_handler(signin.SignInRequired, _sign_in)
 

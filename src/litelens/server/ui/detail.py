@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import time
 from typing import Annotated, Any
-from urllib.parse import urlencode
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
@@ -28,6 +28,9 @@ router = APIRouter(include_in_schema=False)
 # thousands of steps) pages on, rather than growing one page without bound.
 SESSION_ROWS = 200
 UIProject = Annotated[int, Depends(page_project)]
+# The deepest level of a trace's waterfall that gets an indent of its own (app.css has a class per level);
+# rows further down share its indent and say their level, so deep nesting never reads as siblings.
+MAX_INDENT = 12
 
 
 def not_found(request: Request, kind: str, ident: str) -> Response:
@@ -137,9 +140,16 @@ async def trace_detail(request: Request, project: UIProject, trace_id: str) -> R
     starts = [n["start_time"] for _, n in rows if n.get("start_time") is not None]
     ends = [n.get("end_time") or n["start_time"] for _, n in rows if n.get("start_time") is not None]
     lo, hi = min(starts), max(ends)
+    known = {node.get("span_id") for _, node in rows}
     waterfall = [
         {
-            "depth": min(depth, 12),
+            "depth": depth,
+            "indent": min(depth, MAX_INDENT),
+            # A root that names a parent this trace does not hold (its span went to another collector,
+            # or has not arrived yet): said, so the tree does not pass for the whole trace.
+            "missing_parent": (node.get("parent_span_id") or None)
+            if depth == 0 and node.get("parent_span_id") not in known
+            else None,
             "node": node,
             "duration_ms": ((node.get("end_time") or node["start_time"]) - node["start_time"]) * 1000,
             "offset_ms": (node["start_time"] - lo) * 1000,
@@ -201,7 +211,7 @@ async def sessions(
         window=w,
         ranges=RANGES,
         user=user,
-        view=urlencode([("range", w.name), *([("user", user)] if user else [])]),
+        view=_sessions_view(w.name, user),
         rows=rows,
         cursor="" if stale else cursor,
         next_cursor=next_cursor,
@@ -209,9 +219,35 @@ async def sessions(
     )
 
 
+def _sessions_view(range_name: str, user: str) -> str:
+    """The sessions list's query string: its range and user filter (a session's page links back to it)."""
+    return urlencode([("range", range_name), *([("user", user)] if user else [])])
+
+
+def _sessions_back(request: Request, range_name: str, user: str) -> str:
+    """The sessions list a session's page was opened from, as "← Sessions" links back to it: its range
+    and user filter, from this page's own paging links or else from the list's URL, which the browser
+    sends as the Referer (same-origin). Without it the link led to the last 24 hours of everyone's
+    sessions, where the session found under "Last 7 days" for its user was not listed. Rebuilt from what
+    the parameters parse to, so the link can only lead to /sessions."""
+    if not range_name:
+        referer = urlsplit(request.headers.get("referer", ""))
+        here = request.base_url
+        if (referer.scheme, referer.netloc, referer.path) != (here.scheme, here.netloc, "/sessions"):
+            return ""
+        listed = parse_qs(referer.query)
+        range_name, user = listed.get("range", [""])[0], listed.get("user", [""])[0]
+    if range_name not in RANGES:
+        return ""
+    return _sessions_view(range_name, as_stored(user.strip()) or "")
+
+
 @router.get("/sessions/{session_id:path}")
-async def session_detail(request: Request, project: UIProject, session_id: str, cursor: str = "") -> Response:
+async def session_detail(
+    request: Request, project: UIProject, session_id: str, cursor: str = "", range: str = "", user: str = ""
+) -> Response:
     cursor = cursor[:512]  # cut, not refused: as on the sessions list
+    back = _sessions_back(request, range, user)
     stale = False
     try:
         totals, (rows, next_cursor) = await session_page(
@@ -226,6 +262,7 @@ async def session_detail(request: Request, project: UIProject, session_id: str, 
         request,
         "session.html",
         session_id=session_id,
+        back=back,
         rows=rows,
         totals=totals,
         cursor="" if stale else cursor,

@@ -51,13 +51,15 @@ BREAKDOWN_TITLES = {
     "tag": "Tag",
     "key_alias": "Key alias",
 }
-# The calls-page filter a breakdown row links to ("user" is the end user, else the user id, as grouped).
-BREAKDOWN_FILTER = {
-    "model": "model",
-    "provider": "provider",
-    "user": "user",
-    "tag": "tag",
-    "key_alias": "key_alias",
+# The calls-page filters a breakdown row links to, which list the calls the row counts ("user" is the end
+# user, else the user id; "grouped_model" the response model, else the requested one). A model row also
+# sets `model`, which every call it counts matches: the form's Model field then shows the name.
+BREAKDOWN_FILTERS = {
+    "model": ("model", "grouped_model"),
+    "provider": ("provider",),
+    "user": ("user",),
+    "tag": ("tag",),
+    "key_alias": ("key_alias",),
 }
 SORTABLE = (
     ("start_time", "Time"),
@@ -150,7 +152,7 @@ async def overview(request: Request, project: UIProject, range: str = "24h", ref
             {
                 "dim": dim,
                 "title": BREAKDOWN_TITLES[dim],
-                "filter": BREAKDOWN_FILTER[dim],
+                "filters": BREAKDOWN_FILTERS[dim],
                 "rows": rows,
                 "more": max(0, count - len(rows)),
             }
@@ -167,7 +169,9 @@ async def overview(request: Request, project: UIProject, range: str = "24h", ref
         breakdowns=breakdowns,
         errors=errors,
         slowest=slowest,
-        costliest=costliest,
+        # The walk down the cost index reads an unknown cost as $0, so a range of few priced calls filled
+        # "Most expensive calls" with calls whose cost is unknown (a dash): only calls with a price are listed.
+        costliest=[c for c in costliest if c.get("cost_usd") is not None],
     )
 
 

@@ -68,6 +68,11 @@ def fmt_ms(given: Any) -> str:
     value = _number(given)
     if value is None:
         return EMPTY
+    # Past ten minutes (a session's time in calls, a batch job's call), seconds are hard to read.
+    if value >= 3_600_000:
+        return f"{value / 3_600_000:.1f} h"
+    if value >= 600_000:
+        return f"{value / 60_000:.1f} min"
     if value >= 10_000:
         return f"{value / 1000:.1f} s"
     if value >= 1000:
@@ -84,11 +89,18 @@ def fmt_num(given: Any) -> str:
     value = _number(given)
     if value is None:
         return EMPTY
-    if abs(value) >= 1_000_000:
-        return f"{value / 1_000_000:.1f}M"
-    if abs(value) >= 10_000:
-        return f"{value / 1000:.1f}k"
-    return f"{value:,.0f}"
+    if abs(value) < 10_000:
+        # Counts are whole; a fraction is a chart's axis tick (half of 1 or 5), which read "0" or "2".
+        return f"{value:,.0f}" if value.is_integer() else f"{value:,.1f}"
+    # The unit that keeps the figure under 1000 as shown (999,999 is "1.0M", not "1000.0k"): a month of
+    # a provider's tokens read "2500.0M" when millions were the largest unit.
+    scaled, unit = value / 1000, 0
+    while unit < len(_UNITS) - 1 and abs(round(scaled, 1)) >= 1000:
+        scaled, unit = scaled / 1000, unit + 1
+    return f"{scaled:.1f}{_UNITS[unit]}"
+
+
+_UNITS = ("k", "M", "B", "T")
 
 
 def fmt_int(given: Any) -> str:
@@ -126,6 +138,12 @@ def fmt_json(value: Any) -> str:
         return fastjson.dumps(value)
 
 
+def fmt_breakable(text: Any) -> Markup:
+    """Escaped text with a line-break opportunity after each thousands comma: a big total that is wider
+    than its tile ("12,345,678,901") wraps between digit groups, not in the middle of one."""
+    return Markup(str(escape(str(text))).replace(",", ",<wbr>"))
+
+
 def fmt_code_spans(text: Any) -> Markup:
     """Escaped text whose `backticked` parts are shown as code (the API's descriptions use them)."""
     parts = str(text).split("`")
@@ -155,6 +173,7 @@ def _make_env() -> Environment:
         json=fmt_json,
         path_id=fmt_path_id,
         code_spans=fmt_code_spans,
+        breakable=fmt_breakable,
     )
     return env
 

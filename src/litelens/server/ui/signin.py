@@ -4,8 +4,10 @@ The sign-in form posts the key once; the server checks it the way the API checks
 the key cache, against the stored hash) and keeps it in an HttpOnly, SameSite=Strict cookie. The cookie
 therefore holds nothing the server cannot verify on every request, scripts on the page cannot read it,
 other sites cannot send it, and revoking the key signs the browser out within the key cache's TTL. The
-key never appears in a URL (it would end up in logs and history). With `--no-auth` (loopback only) every
-page is open and shows the default project, as the API does.
+key never appears in a URL (it would end up in logs and history). A link to a page followed from another
+site loads the page again from this one (`sign_in_redirect`), so a shared link opens for a signed-in
+browser as under SameSite=Lax, while other sites' forms, scripts and frames still never carry the cookie.
+With `--no-auth` (loopback only) every page is open and shows the default project, as the API does.
 """
 
 from __future__ import annotations
@@ -13,8 +15,9 @@ from __future__ import annotations
 from urllib.parse import parse_qs, quote
 
 from fastapi import APIRouter, Request
+from markupsafe import escape
 from starlette.concurrency import run_in_threadpool
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from litelens.server.ui.render import SECURITY_HEADERS, page
 
@@ -63,7 +66,31 @@ def safe_next(target: str | None) -> str:
     return target
 
 
-def sign_in_redirect(exc: SignInRequired) -> Response:
+def sign_in_redirect(exc: SignInRequired, request: Request) -> Response:
+    """The sign-in form, then back to the page asked for; or, for a link followed from another site, the
+    same page again first.
+
+    The cookie is SameSite=Strict, so a browser that is signed in does not send it when a link to a page
+    is followed from another site (a chat, a ticket, a webmail): a shared link always asked for the key
+    again. Asked again from this page (a same-site navigation), the page gets the cookie; without one,
+    that request comes back here as same-site and gets the form, so the hop is made at most once.
+    """
+    headers = request.headers
+    # Only a top-level page load (a link followed), never a subresource or a frame (which the pages'
+    # `frame-ancestors 'none'` refuses anyway): pages are read-only, so this is what SameSite=Lax allows.
+    if (
+        request.method == "GET"
+        and headers.get("sec-fetch-site") == "cross-site"
+        and headers.get("sec-fetch-mode") == "navigate"
+        and headers.get("sec-fetch-dest") == "document"
+    ):
+        target = escape(exc.next_url)
+        return HTMLResponse(
+            '<!doctype html><html lang="en"><head><meta charset="utf-8"><meta http-equiv="refresh" content="0">'
+            f'<title>Opening · litelens</title></head><body><p>Opening <a href="{target}">{target}</a>…</p>'
+            "</body></html>",
+            headers=SECURITY_HEADERS,
+        )
     return RedirectResponse(f"/login?next={quote(exc.next_url, safe='/')}", status_code=303)
 
 

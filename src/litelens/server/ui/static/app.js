@@ -10,8 +10,12 @@ function showTip(event) {
   tip.textContent = target.getAttribute("data-tip");
   tip.hidden = false;
   const x = Math.min(event.clientX + 14, window.innerWidth - tip.offsetWidth - 8);
+  // Above the pointer when below it would pass the window's bottom edge (a chart low on the screen
+  // showed no tooltip at all for its lower half).
+  const below = event.clientY + 14;
+  const y = below + tip.offsetHeight > window.innerHeight - 8 ? event.clientY - 14 - tip.offsetHeight : below;
   tip.style.left = x + "px";
-  tip.style.top = (event.clientY + 14) + "px";
+  tip.style.top = Math.max(8, y) + "px";
 }
 
 function scheduleRefresh() {
@@ -93,8 +97,20 @@ function copyButtons() {
   });
 }
 
+// The calls filters' From and To override the range's start and end: picking a range after a custom
+// From kept the From, and the table went on listing the custom window under "Last hour".
+function rangeReplacesCustomTimes() {
+  const form = document.querySelector("form.filters");
+  const range = form && form.querySelector("select[name=range]");
+  if (!range) return;
+  range.addEventListener("change", () => {
+    form.querySelectorAll("input[name=since], input[name=until]").forEach((input) => { input.value = ""; });
+  });
+}
+
 document.addEventListener("DOMContentLoaded", () => {
   document.addEventListener("mousemove", showTip);
+  rangeReplacesCustomTimes();
   scheduleRefresh();
   startTail();
   copyButtons();
