@@ -21,17 +21,31 @@ Every round processes records it has not seen (each round gets its own), so a re
 strings it has already seen gains only from what real records repeat: roles, tool names, ids. A last
 line measures chat records, where each call resends the conversation so far.
 
-Last measured (2026-12-01, 21:10 UTC, 2 shared cores, busy): redact 56.1 µs/record against 57.1 µs for
-main (0161ecd) in the same run (1.02x; 3.0x json.dumps), redact+sample1 53.8 against 69.0 µs (noise),
-sample0.1+redact 8.2 µs, chat records 32.8 against 33.3 µs. In instructions (`valgrind
---tool=cachegrind`, which the load does not disturb; PYTHONHASHSEED=0, redact over 1,200 minus 200
-records): 280 k per record on average against 288 k for 0161ecd (-2.5%); a clean record 240 k against
-240 k, one with planted data 390 k against 419 k; chat records 211 k against 223 k. What went: putting the changed strings back. The
-general walk re-checks every container for secret-named keys, depth and objects to dump, which collect
+Last measured (2026-12-01, 23:30 UTC, 2 shared cores, busy): redact 48.8 µs/record against 51.0 µs for
+main (2a3aa32) in the same run (1.05x; 2.6x json.dumps), redact+sample1 49.7 against 50.1 µs,
+sample0.1+redact 7.5 µs, chat records 32.4 against 31.3 µs (noise: their instructions barely moved). In
+instructions (`valgrind --tool=cachegrind`, which the load does not disturb; PYTHONHASHSEED=0, redact over
+1,200 minus 200 records, the records made in both runs alike): 275 k per record on average against 282 k
+for 2a3aa32 (-2.7%); a clean record 238 k against 245 k, one with planted data 388 k against 396 k; chat
+records 212.5 k against 213 k. What went: `_span` counted a span's digits with a `count` call per other
+character, ~1.4 k instructions each (their arguments are parsed the slow way): deleting those characters
+from a byte copy costs about one (-5.8 k a clean record, whose order number "2024-334083" `_span` reads);
+a bare number of up to 12 digits (the tool call's "A-163301824") is let go in the span loop, without two
+calls and a cache entry (-2.4 k). Tried and dropped then: collecting with a stack of (container, kind,
+depth) instead of a call per container (+7 k: in 3.11 a Python call costs less than building and
+unpacking the tuple); finding the credential marks with `str.find` and trying the mark regex at each hit
+(a `find` with a start and a `match` cost ~1.3 k each, more than the regex engine's ~8-11 instructions a
+character saves unless hits are rare) or finding "AKIA", "AIza", "Bearer", "Basic" with `str.find`
+(~3-4.5 k per word against ~11 k for the "A" mark's scan: -1.5 k, not worth the code); one regex for "7
+zeros or 3 dots" instead of the two byte counts (+0.4 k). Left: the order number's `_PHONE.search`
+(~6.5 k of its ~15 k) could be skipped by a check of its digit runs (no "+", "(" or run starting with
+"0", no later run of 2-4 digits), exact but intricate. Before (21:10 UTC, against 0161ecd): 280 k
+against 288 k; a clean record 240 k against 240 k, planted 390 k against 419 k; chat 211 k against 223 k.
+What went: putting the changed strings back. The general walk re-checks every container for secret-named keys, depth and objects to dump, which collect
 has already ruled out; when no field needs those checks, a walk that only looks the strings up in the
 scan's table (JSON text replaced as a whole, its new text put in that table first) does the same, -30 k
 a planted record. History: 429 k, 338 k (ec7f8ec), 333 k, 326 k, 325 k (ba14605), 301 k (measured 298 k
-by this method), 287 k, 280 k. Where a clean record's 240 k go: ~108 k to collect its strings (Python
+by this method), 287 k, 280 k, 275 k. Where a clean record's 240 k go: ~108 k to collect its strings (Python
 bytecode, about 1 k instructions a node), ~93 k the numbers (bytes.translate ~13 k, the span regex
 ~26 k, ~6 k per span the loop looks at, ~23 k for an order number `_span` must read, ~4 k for a ticket
 number), ~34 k the credential starts (the regex engine's literal search costs ~5.5 instructions a
