@@ -816,7 +816,8 @@ def span_to_record(span: NeutralSpan) -> Record | None:
     stream = _first_bool(
         attrs, GEN_AI_REQUEST_STREAM, LITELENS_STREAM, LITELLM_REQUEST_STREAMING, LLM_IS_STREAMING
     )
-    parameters = _parameters(attrs)
+    invocation = _invocation(attrs)  # parsed once: OpenInference's JSON text, read for four fields
+    parameters = _parameters(attrs, invocation)
     if stream is None:
         stream = _bool(parameters.get("stream")) if parameters else None
     # Time to first token is a stream's: OpenLIT sends one for calls it knows were not streamed too
@@ -838,7 +839,7 @@ def span_to_record(span: NeutralSpan) -> Record | None:
         attrs, GEN_AI_REQUEST_MODEL, OI_MODEL_NAME, OI_EMBEDDING_MODEL_NAME
     ) or _model_of_name(span)
     if span.scope_name in _LITELLM_SCOPES:
-        provider, request_model = _provider_and_model(attrs, provider, request_model)
+        provider, request_model = _provider_and_model(attrs, invocation, provider, request_model)
 
     v1_meta = _v1_metadata(attrs)
     proxy = {
@@ -883,7 +884,7 @@ def span_to_record(span: NeutralSpan) -> Record | None:
         ),
         "end_user": _first_str(attrs, LITELLM_END_USER, GEN_AI_REQUEST_USER, LLM_USER)
         or _str(v1_meta.get("user_api_key_end_user_id"))
-        or _str(_invocation(attrs).get("user")),
+        or _str(invocation.get("user")),
         "user_id": _first_str(attrs, LITELENS_USER_ID, OI_USER_ID, TRACELOOP_USER_ID)
         or _str(v1_meta.get("user_api_key_user_id")),
         "tags": [str(t) for t in tags] if isinstance(tags, list) else [],
@@ -898,7 +899,7 @@ def span_to_record(span: NeutralSpan) -> Record | None:
         "request_model": request_model,
         "response_model": _str(attrs.get(GEN_AI_RESPONSE_MODEL)),
         "provider": provider,
-        "api_base": _str(attrs.get(LITELLM_API_BASE)) or scrub_url(_str(_invocation(attrs).get("api_base"))),
+        "api_base": _str(attrs.get(LITELLM_API_BASE)) or scrub_url(_str(invocation.get("api_base"))),
         "model_group": _str(attrs.get(LITELLM_MODEL_GROUP)),
         "deployment_id": _str(attrs.get(LITELLM_DEPLOYMENT_ID)),
         "start_time": start,
@@ -955,7 +956,7 @@ def _model_of_name(span: NeutralSpan) -> str | None:
 
 
 def _provider_and_model(
-    attrs: Mapping[str, Any], provider: str | None, model: str | None
+    attrs: Mapping[str, Any], invocation: Mapping[str, Any], provider: str | None, model: str | None
 ) -> tuple[str | None, str | None]:
     """(provider, requested model) as the core record has them for the same LiteLLM call.
 
@@ -968,7 +969,7 @@ def _provider_and_model(
     and OpenInference names none for an embedding, so there the model's prefix is the provider, when
     it is one LiteLLM knows.
     """
-    named = [model, _str(attrs.get(LITELLM_PROVIDER_MODEL)), _str(_invocation(attrs).get("model"))]
+    named = [model, _str(attrs.get(LITELLM_PROVIDER_MODEL)), _str(invocation.get("model"))]
     if provider in (None, "", "litellm"):
         prefixes = [m.split("/", 1)[0] for m in named if m and "/" in m]
         provider = next((p for p in prefixes if p in _LITELLM_PROVIDERS), None)
@@ -1182,12 +1183,11 @@ _OPENLIT_UNSET = {
 }
 
 
-def _parameters(attrs: Mapping[str, Any]) -> dict[str, Any]:
+def _parameters(attrs: Mapping[str, Any], invocation: Mapping[str, Any]) -> dict[str, Any]:
     ours = _json_object(attrs.get(LITELENS_PARAMETERS))
     if ours is not None:
         return ours
     parameters: dict[str, Any] = {}
-    invocation = _invocation(attrs)
     if invocation:
         parameters.update({k: v for k, v in invocation.items() if k not in _NOT_PARAMETERS and v is not None})
     openlit = attrs.get("telemetry.sdk.name") == "openlit"
