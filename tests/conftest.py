@@ -70,6 +70,30 @@ def _drain_litellm_async_logging() -> Iterator[None]:
         asyncio.run(asyncio.wait_for(worker.clear_queue(), timeout=10))
 
 
+@pytest.fixture(autouse=True)
+def _stop_senders_left_running() -> Iterator[None]:
+    """Stop the transports and sink queues a test started and left running.
+
+    A test that fails before its `shutdown()` (or never calls it) leaves a sender retrying a receiver
+    that is gone; its "cannot reach server" lands in a later test's caplog, whose said-once check then
+    counts two (a leaked transport's batch, sent after its receiver stopped, did exactly that). Stopped
+    here, what a test started ends with it, failed or not; a passing test leaves none, so this costs
+    nothing when all is well.
+    """
+    from litelens import transport, worker
+
+    before = {id(s) for s in (*transport._live, *worker._live)}
+    yield
+    left = [
+        s
+        for s in (*transport._live, *worker._live)
+        if id(s) not in before and s._thread is not None and s._thread.is_alive()
+    ]
+    for sender in left:
+        with contextlib.suppress(Exception):
+            sender.shutdown(1.0)
+
+
 # Names of tests that may leave a sync stream unfinished in a reference cycle.
 _ABANDONS_STREAMS = re.compile(r"stream|abandon|dropped|cancel|cut_short", re.I)
 

@@ -20,6 +20,7 @@ import socket
 import struct
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -695,3 +696,44 @@ def test_a_long_running_provider_keeps_only_the_newest_requests(monkeypatch: pyt
             conn.close()
         kept = fake.requests
     assert [r.json["input"] for r in kept] == [f"call {i}" for i in range(7, 12)]
+
+
+def test_stop_is_prompt_when_the_listener_woke_for_a_connection_taken_elsewhere() -> None:
+    """The server's loop accepts once its poll says the listener is ready; an accept() that then found
+    nothing blocked its thread until the next client, and stop() waited for that thread forever (a
+    test_network run sat 12 minutes in a provider's teardown, its thread in accept() with nothing
+    pending). Here the connection the loop woke for is taken by another acceptor before its accept()."""
+    fake = FakeProvider().start()
+    server = fake._server
+    assert server is not None
+    woke, taken = threading.Event(), threading.Event()
+    accept = server.get_request
+
+    def late_accept() -> tuple[socket.socket, Any]:
+        woke.set()
+        taken.wait(5)
+        return accept()
+
+    def take() -> None:
+        woke.wait(5)
+        conn, _ = server.socket.accept()
+        conn.close()
+        taken.set()
+
+    server.get_request = late_accept  # type: ignore[method-assign]
+    threading.Thread(target=take, daemon=True).start()
+    with socket.create_connection(("127.0.0.1", fake.port), timeout=5):
+        assert taken.wait(5)
+    time.sleep(0.2)  # the loop is past its accept() now, or stuck in it
+    stopper = threading.Thread(target=fake.stop, daemon=True)
+    stopper.start()
+    stopper.join(10)
+    assert not stopper.is_alive(), "stop() waited on a thread blocked in accept()"
+    # And the provider starts again on its port and answers, as after any stop.
+    fake.start()
+    try:
+        with socket.create_connection(("127.0.0.1", fake.port), timeout=5) as conn:
+            conn.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            assert conn.recv(64).startswith(b"HTTP/1.")
+    finally:
+        fake.stop()

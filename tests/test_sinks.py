@@ -205,26 +205,32 @@ def test_a_sink_blocked_for_10s_delays_neither_the_caller_nor_the_other_sinks(
     )
     try:
         started = time.monotonic()
-        latencies = _latencies(provider, 30)
+        # The caller did not notice: LiteLLM's own latency, within noise. A shared machine's load comes in
+        # bursts that doubled a whole round's median (15 ms -> 31 ms) with nothing of ours in it, so up to
+        # three rounds are measured: a stuck sink that slowed the caller would slow every one of them.
+        limit = statistics.median(baseline) * 1.5 + 0.005
+        rounds = [_latencies(provider, 30)]
+        while statistics.median(rounds[-1]) >= limit and len(rounds) < 3:
+            rounds.append(_latencies(provider, 30))
+        calls = 30 * len(rounds)
         assert blocked.wait(5)
         deadline = time.monotonic() + 5
-        while len(fast) < 30 and time.monotonic() < deadline:
+        while len(fast) < calls and time.monotonic() < deadline:
             time.sleep(0.02)
         # The other sinks have everything while the stuck one is still stuck.
-        assert len(fast) == 30 and receiver.wait_for(30, timeout=5)
-        assert len(list(read_records(jsonl.path))) == 30
+        assert len(fast) == calls and receiver.wait_for(calls, timeout=5)
+        assert len(list(read_records(jsonl.path))) == calls
         assert not release.is_set() and time.monotonic() - started < 10
         stats = callback.stats()
         assert stats["sink.stuck.written"] == 0 and stats["sink.stuck.dropped"] > 0, stats
-        assert stats["sink.stuck.submitted"] == 30 and stats["sink.fast.written"] == 30
-        # The caller did not notice: LiteLLM's own latency, within noise.
-        assert statistics.median(latencies) < statistics.median(baseline) * 1.5 + 0.005, (latencies, baseline)
-        assert max(latencies) < 1.0, max(latencies)
+        assert stats["sink.stuck.submitted"] == calls and stats["sink.fast.written"] == calls
+        assert statistics.median(rounds[-1]) < limit, (rounds, baseline)
+        assert max(max(r) for r in rounds) < 1.0, rounds
         # Shutting down with a sink still stuck takes the timeout given, not the sink's 10 s.
         before = time.monotonic()
         assert callback.shutdown(timeout=1.0) is False
         assert time.monotonic() - before < 3.0
-        assert len(fast) == 30
+        assert len(fast) == calls
     finally:
         release.set()
 
@@ -710,21 +716,34 @@ done = time.monotonic()
 def test_a_stuck_sink_does_not_hold_the_process_at_exit(provider: FakeProvider, tmp_path: Path) -> None:
     script = tmp_path / "app.py"
     script.write_text(EXIT_SCRIPT)
-    started = time.monotonic()
-    out = subprocess.run(
-        [sys.executable, str(script), provider.url, str(tmp_path / "calls.jsonl")],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert out.returncode == 0 and "done" in out.stdout, out.stderr[-2000:]
+    errors = tmp_path / "stderr.txt"
+    with errors.open("w") as stderr:
+        app = subprocess.Popen(
+            [sys.executable, str(script), provider.url, str(tmp_path / "calls.jsonl")],
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            text=True,
+        )
+        try:
+            assert app.stdout is not None
+            first = app.stdout.readline()
+            # Timed from the app's last line, not from its start: an interpreter importing LiteLLM on a
+            # loaded machine took 25 s of the 40 before its exit had begun.
+            done = time.monotonic()
+            rest, _ = app.communicate(timeout=120)
+            held = time.monotonic() - done
+        finally:
+            if app.poll() is None:
+                app.kill()
+                app.wait()
+    assert app.returncode == 0 and first == "done\n", errors.read_text()[-2000:]
     # The exit flush waits exit_flush_s per stage at most, never the stuck sink's 60 s.
-    assert time.monotonic() - started < 40
+    assert held < 40
     assert len(list(read_records(tmp_path / "calls.jsonl"))) == 3
     # The callback's exit_flush_s holds for the sinks it was given, and the two stuck ones wait out one
     # second together: not the sinks' own default of 5 s each.
-    took = float(out.stdout.split("exit flush ")[1].split()[0])
-    assert took < 1.8, out.stdout
+    took = float(rest.split("exit flush ")[1].split()[0])
+    assert took < 1.8, rest
 
 
 def test_init_passes_sinks(monkeypatch: pytest.MonkeyPatch) -> None:

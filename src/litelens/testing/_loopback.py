@@ -25,9 +25,15 @@ class LoopbackServer(ThreadingHTTPServer):
         self.sockets_lock = threading.Lock()
         self._thread: threading.Thread | None = None
         super().__init__(address, handler)
+        # serve_forever() accepts once its poll says the listener is ready. A blocking accept() that then
+        # finds nothing (the connection already gone elsewhere) held the thread until the next client,
+        # and stop(), which waits for that thread, hung a test run's teardown for good. Non-blocking, such
+        # an accept() fails at once and the loop polls again (and sees stop()).
+        self.socket.setblocking(False)
 
     def get_request(self) -> tuple[socket.socket, Any]:
         sock, addr = super().get_request()
+        sock.setblocking(True)  # handlers read and write as usual; only the listener must not block
         # Small writes (SSE chunks, short answers) must leave at once, not wait for Nagle.
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         with self.sockets_lock:
