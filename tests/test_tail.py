@@ -460,3 +460,19 @@ def test_follow_reads_every_rotation_when_keep_files_deleted_the_one_it_had_open
     writer.write([json.dumps(record(3)).encode()])
     assert writer.close(10) and writer.deleted == 1
     assert [call["request_model"] for call in calls] == [f"model-{i:04d}" for i in (1, 2, 3)]
+
+
+def test_tail_follows_a_file_emptied_and_written_again_before_it_looked(
+    tmp_path: Path, tails: list[Tail]
+) -> None:
+    """copytruncate, then a writer quick enough to write as much as tail had read before tail's next
+    look: the size never drops below tail's position, and the new records must all be printed, from the
+    first, not from the middle of one."""
+    path = tmp_path / "calls.jsonl"
+    path.write_text(json.dumps(record(0)) + "\n")
+    tail = Tail("--jsonl", str(path), "--from-start", "--interval", "2")
+    tails.append(tail)
+    assert [line.split()[2] for line in tail.take(1)] == ["model-0000"]
+    # Emptied and refilled at once, with more than was there: never seen empty nor shorter.
+    path.write_text(json.dumps(record(1)) + "\n" + json.dumps(record(2)) + "\n")
+    assert [line.split()[2] for line in tail.take(2, timeout=15)] == ["model-0001", "model-0002"]

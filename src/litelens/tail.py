@@ -82,6 +82,7 @@ def _follow(
         if from_start:
             yield from _records(_lines(read_file(file))[0], on_skip)
     pending = b""
+    head = _head(current)
     while not stop():
         if current is None:
             opened = open_live(live)
@@ -96,7 +97,15 @@ def _follow(
             if opened is None:
                 time.sleep(poll_s)
                 continue
-            current, pending = opened, b""
+            current, pending, head = opened, b"", _head(opened)
+        if current.tell() and os.pread(current.fileno(), len(head), 0) != head:
+            # Emptied and written again between two looks (copytruncate, then a burst of writes as long
+            # as what we had read): the size never went below our position, but the file's first bytes,
+            # which a writer that only appends never changes, are new. What it holds now is all unread.
+            current.seek(0)
+            pending = b""
+        if len(head) < _HEAD_BYTES and not head.endswith(b"\n"):
+            head = _head(current)
         chunk = current.read()
         if chunk:
             data, pending = _lines(pending + chunk)
@@ -108,6 +117,7 @@ def _follow(
                 # written from its start, below our position, where reading on would never see it.
                 current.seek(0)
                 pending = b""
+                head = b""
                 continue
             time.sleep(poll_s)
             continue
@@ -123,6 +133,20 @@ def _follow(
         pending = b""
     if current is not None:
         current.close()
+
+
+_HEAD_BYTES = 256  # enough to hold a record's call id and times: no two records start alike
+
+
+def _head(current: IO[bytes] | None) -> bytes:
+    """The open file's first line, or its first `_HEAD_BYTES`, to tell the file emptied and written again
+    from the file appended to. Not past the first line: a writer may cut a half line a killed process
+    left (`JsonlWriter`), which would change bytes after it."""
+    if current is None:
+        return b""
+    first = os.pread(current.fileno(), _HEAD_BYTES, 0)
+    end = first.find(b"\n")
+    return first if end < 0 else first[: end + 1]
 
 
 def _read_fresh(live: Path, known: set[str], ours: tuple[int, bytes] | None) -> dict[str, bytes]:
