@@ -14,6 +14,7 @@ import itertools
 import json
 import math
 import os
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -481,6 +482,8 @@ def check(lite: SQLStore, pg: SQLStore, ids: list[int], expected: dict[str, dict
                     f"aggregate {lo}-{hi} bucket={bucket} group={group}", "aggregate", lo, hi, bucket, group
                 )
                 want: dict[tuple[int, str | None], int] = {}
+                # Per row, the calls by outcome (ok, error, cancelled): a cancelled call is neither.
+                outcomes: dict[tuple[int, str | None], Counter[str]] = {}
                 for r in expected.values():
                     start = math.floor(r["start_time"] / 60) * 60
                     if not math.floor(lo / 60) * 60 <= start < math.ceil(hi / 60) * 60:
@@ -490,7 +493,11 @@ def check(lite: SQLStore, pg: SQLStore, ids: list[int], expected: dict[str, dict
                         if dim == (group or "all"):
                             key = (slot, value if group else None)
                             want[key] = want.get(key, 0) + 1
+                            outcomes.setdefault(key, Counter())[r.get("status")] += 1
                 assert {(row["bucket"], row["group"]): row["count"] for row in rows} == want
+                assert {(row["bucket"], row["group"]): (row["errors"], row["cancelled"]) for row in rows} == {
+                    key: (n["error"], n["cancelled"]) for key, n in outcomes.items()
+                }
         ask(f"top_errors {lo}-{hi}", "top_errors", lo, hi)
         for group in AGGREGATE_GROUPS:
             ask(f"top_groups {lo}-{hi} {group}", "top_groups", lo, hi, group, 3)

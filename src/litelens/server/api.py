@@ -546,7 +546,9 @@ async def stats(
 ) -> dict[str, Any]:
     """One row per bucket (and group) that had calls. `cost_usd` is the sum of the row's `priced_calls`
     calls that had a known cost, `null` when none had (unknown, not free); `priced_calls < count` means
-    some calls are missing from the sum."""
+    some calls are missing from the sum. Of the `count` calls, `errors` failed and `cancelled` were
+    abandoned by their caller (a stream closed early, a proxy client that hung up); the others
+    succeeded."""
     if bucket % 60:
         raise HTTPException(400, "bucket must be a multiple of 60 seconds")
     finite_times(start=start, end=end)

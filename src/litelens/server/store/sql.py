@@ -623,14 +623,26 @@ class SQLStore(BatchWriter, Store):
             for resolution, a, b in rollup.plan(lo, hi, bucket_seconds):
                 cur.execute(
                     self._q(
-                        "SELECT bucket, value, count, errors, tokens_in, tokens_out, cost, priced, latency_hist, "
-                        "ttft_hist "
+                        "SELECT bucket, value, count, errors, tokens_in, tokens_out, cost, priced, cancelled, "
+                        "latency_hist, ttft_hist "
                         "FROM rollups WHERE project_id = ? AND resolution = ? AND dim = ? AND bucket >= ? "
                         "AND bucket < ?"
                     ),
                     (project_id, resolution, dim, a, b),
                 )
-                for bucket, value, count, errors, t_in, t_out, cost, priced, lat, ttft in cur.fetchall():
+                for (
+                    bucket,
+                    value,
+                    count,
+                    errors,
+                    t_in,
+                    t_out,
+                    cost,
+                    priced,
+                    cancelled,
+                    lat,
+                    ttft,
+                ) in cur.fetchall():
                     slot = (int(bucket) // bucket_seconds) * bucket_seconds
                     total = groups.get((slot, value))
                     if total is None:
@@ -641,6 +653,7 @@ class SQLStore(BatchWriter, Store):
                             int(t_out),
                             float(cost),
                             int(priced),
+                            int(cancelled),
                             [lat],
                             [ttft],
                         ]
@@ -651,15 +664,16 @@ class SQLStore(BatchWriter, Store):
                     total[3] += int(t_out)
                     total[4] += float(cost)
                     total[5] += int(priced)
-                    total[6].append(lat)
-                    total[7].append(ttft)
+                    total[6] += int(cancelled)
+                    total[7].append(lat)
+                    total[8].append(ttft)
         return [
             rollup.summarize_texts(
                 slot,
                 value if group_by else None,
-                rollup.Delta(t[0], t[1], t[2], t[3], t[4], t[5]),
-                t[6],
+                rollup.Delta(t[0], t[1], t[2], t[3], t[4], t[5], t[6]),
                 t[7],
+                t[8],
             )
             for (slot, value), t in sorted(groups.items())
         ]
@@ -690,18 +704,18 @@ class SQLStore(BatchWriter, Store):
             cur.execute(
                 self._q(
                     f"SELECT value, SUM(count), SUM(errors), SUM(tokens_in), SUM(tokens_out), SUM(cost), "
-                    f"SUM(priced), COUNT(*) OVER () {base} GROUP BY value HAVING SUM(count) > 0 "
+                    f"SUM(priced), SUM(cancelled), COUNT(*) OVER () {base} GROUP BY value HAVING SUM(count) > 0 "
                     "ORDER BY SUM(count) DESC, value LIMIT ?"
                 ),
                 (*params, max(1, min(int(limit), 1000))),
             )
             rows = cur.fetchall()
             totals: dict[str, rollup.Delta] = {}
-            for value, count, errors, t_in, t_out, cost, priced, _ in rows:
+            for value, count, errors, t_in, t_out, cost, priced, cancelled, _ in rows:
                 totals[value] = rollup.Delta(
-                    int(count), int(errors), int(t_in), int(t_out), float(cost), int(priced)
+                    int(count), int(errors), int(t_in), int(t_out), float(cost), int(priced), int(cancelled)
                 )
-            groups = int(rows[0][7]) if rows else 0
+            groups = int(rows[0][8]) if rows else 0
             if totals:
                 marks = ", ".join("?" * len(totals))
                 cur.execute(
