@@ -370,6 +370,85 @@ def test_pages_visit_every_row_once_while_calls_arrive(store: SQLStore, sort: st
         store.list_calls(project, cursor="garbage!")
 
 
+@pytest.mark.parametrize("descending", [False, True])
+def test_sorted_by_cost_the_calls_without_a_price_come_last_and_pages_stay_exact(
+    store: SQLStore, descending: bool
+) -> None:
+    """A user sorting by cost upwards wants the cheapest priced calls first; the calls LiteLLM could not
+    price read as $0 and came first. They now come after the priced ones in both directions (a free
+    call, $0 priced, is not one of them), and pages walk across the boundary without a skip or a repeat."""
+    project = store.create_project("default")
+    rng = random.Random(12)
+    records = [
+        plain(f"cost{i:03d}", T0 + i, cost_usd=rng.choice([None, None, 0.0, 0.002, 0.002, 0.01]))
+        for i in range(60)
+    ]
+    store.write(project, records, [])
+    priced = sorted(
+        (r for r in records if r["cost_usd"] is not None),
+        key=lambda r: (r["cost_usd"], r["call_id"]),
+        reverse=descending,
+    )
+    unknown = sorted((r["call_id"] for r in records if r["cost_usd"] is None), reverse=descending)
+    want = [r["call_id"] for r in priced] + unknown
+    for page_size in (1, 4, 7, len(priced), 100):
+        seen: list[str] = []
+        cursor = None
+        while True:
+            rows, cursor = store.list_calls(
+                project, limit=page_size, cursor=cursor, sort="cost_usd", descending=descending
+            )
+            seen += [r["call_id"] for r in rows]
+            if cursor is None:
+                break
+        assert seen == want, page_size
+    # Upwards the list starts with the free calls, then the cheapest priced ones.
+    first = store.list_calls(project, limit=3, sort="cost_usd", descending=False)[0]
+    assert [r["cost_usd"] for r in first] == [0.0, 0.0, 0.0]
+    # Filters apply to both parts; the costliest calls are the priced ones.
+    rows, _ = store.list_calls(
+        project, CallFilter(start=T0 + 50), limit=100, sort="cost_usd", descending=descending
+    )
+    assert [r["call_id"] for r in rows] == [c for c in want if c >= "cost050"]
+    top = store.top_calls(project, T0, T0 + 60, "cost_usd", 3)
+    assert [r["cost_usd"] for r in top] == [0.01] * 3
+
+
+def test_a_page_sorted_by_cost_is_an_index_range_on_sqlite(sqlite_url: str) -> None:
+    """Each part of a list sorted by cost (the priced calls, the unknown ones) walks the cost index in
+    order rather than sorting the project's calls, in both directions and from any cursor."""
+    store = open_store(sqlite_url)
+    assert isinstance(store, SQLStore)
+    store.migrate()
+    project = store.create_project("default")
+    store.write(project, [plain(f"e{i}", T0 + i, cost_usd=[None, 0.1][i % 2]) for i in range(20)], [])
+    statements: list[str] = []
+
+    def noted(sql: str) -> str:  # every statement the store runs passes through `_q`
+        statements.append(sql)
+        return sql
+
+    store._q = noted  # type: ignore[method-assign]
+    for descending in (False, True):
+        cursor = None
+        while True:
+            _, cursor = store.list_calls(
+                project, limit=3, cursor=cursor, sort="cost_usd", descending=descending
+            )
+            if cursor is None:
+                break
+    pages = {s for s in statements if "FROM calls c" in s}
+    # Upwards and downwards: the priced part from the start and from a cursor, the unknown part after
+    # the priced one and from a cursor of its own.
+    assert len(pages) == 8, pages
+    with store._read() as cur:
+        for sql in pages:
+            cur.execute("EXPLAIN QUERY PLAN " + sql, [0] * sql.count("?"))
+            plan = " / ".join(str(row[-1]) for row in cur.fetchall())
+            assert "calls_cost" in plan and "TEMP B-TREE" not in plan, (sql, plan)
+    store.close()
+
+
 def _nearest_rank(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[max(1, math.ceil(q * len(ordered))) - 1]

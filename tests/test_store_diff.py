@@ -427,11 +427,14 @@ def check(lite: SQLStore, pg: SQLStore, ids: list[int], expected: dict[str, dict
             same(f"list_calls {f} sort={sort} desc={descending}", *rows)
             got = [r["call_id"] for r in rows[0]]
             if f.search is None and not f.metadata:
+                found = [r for r in expected.values() if matches(r, f)]
+                # Calls of unknown cost come after the priced ones whichever the direction.
+                unknown = [r for r in found if sort == "cost_usd" and r.get("cost_usd") is None]
                 want = sorted(
-                    (r for r in expected.values() if matches(r, f)),
+                    (r for r in found if r not in unknown),
                     key=lambda r: (sort_value(r, sort), r["call_id"]),
                     reverse=descending,
-                )
+                ) + sorted(unknown, key=lambda r: r["call_id"], reverse=descending)
                 assert got == [r["call_id"] for r in want], f"list_calls {f} sort={sort} desc={descending}"
         if n % 3 == 0:
             exported = [list(store.export(pid, f, page_size=2)) for store, pid in both]
@@ -502,7 +505,16 @@ def check(lite: SQLStore, pg: SQLStore, ids: list[int], expected: dict[str, dict
         for group in AGGREGATE_GROUPS:
             ask(f"top_groups {lo}-{hi} {group}", "top_groups", lo, hi, group, 3)
         for sort in SORT_KEYS:
-            ask(f"top_calls {lo}-{hi} {sort}", "top_calls", lo, hi, sort, 4)
+            top = ask(f"top_calls {lo}-{hi} {sort}", "top_calls", lo, hi, sort, 4)
+            if sort == "cost_usd":  # the costliest: the priced calls, then (to fill up) the unknown ones
+                inside = [r for r in expected.values() if lo <= r["start_time"] < hi]
+                unknown = [r for r in inside if r.get("cost_usd") is None]
+                costliest = sorted(
+                    (r for r in inside if r not in unknown),
+                    key=lambda r: (sort_value(r, sort), r["call_id"]),
+                    reverse=True,
+                ) + sorted(unknown, key=lambda r: r["call_id"], reverse=True)
+                assert [r["call_id"] for r in top] == [r["call_id"] for r in costliest[:4]]
 
 
 @diff_settings(EXAMPLES)

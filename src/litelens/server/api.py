@@ -184,6 +184,8 @@ async def list_calls(
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     cursor: Annotated[str | None, Query(max_length=512)] = None,
 ) -> dict[str, Any]:
+    """Sorted by `cost_usd`, the calls without a known cost (`null`: LiteLLM could not price them) come
+    after the priced ones in either order, as NULLS LAST; a free call ($0) is priced."""
     store = request.app.state.store
     rows, next_cursor = await store_call(
         store.list_calls, project, filters, limit, cursor, sort, order == "desc"

@@ -225,6 +225,13 @@ _V11 = cancelled_backfill(
 )
 
 
+# v12: see sqlite._V11 (PostgreSQL keeps NULLs together at one end of a b-tree too).
+_V12 = [
+    "DROP INDEX calls_cost",
+    "CREATE INDEX calls_cost ON calls (project_id, cost_usd, call_id)",
+]
+
+
 class _Pool:
     """At most `size` connections, handed out one thread at a time; broken ones are replaced."""
 
@@ -286,7 +293,7 @@ class _Pool:
 class PostgresStore(SQLStore):
     """`Store` on PostgreSQL, for deployments with several collectors or more data than one file."""
 
-    MIGRATIONS = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9, _V10, _V11)
+    MIGRATIONS = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9, _V10, _V11, _V12)
     _LEAST = "LEAST"
     _GREATEST = "GREATEST"
 

@@ -223,6 +223,15 @@ _V10 = cancelled_backfill(
 )
 
 
+# v11: sorted by cost, the calls LiteLLM could not price come after the priced ones (both ways), not
+# first upwards as the $0 that the old index's COALESCE(cost_usd, 0) made of them. The index holds the
+# cost itself, whose NULLs SQLite keeps together at one end: each part of the list is one range of it.
+_V11 = [
+    "DROP INDEX calls_cost",
+    "CREATE INDEX calls_cost ON calls (project_id, cost_usd, call_id)",
+]
+
+
 # Page cache per connection, in KiB. The writer's holds the index pages every batch rewrites (the calls'
 # random-order keys, rollups, sessions), so ingest reads less of the file. A reader's cache is emptied
 # whenever another connection committed since its last read (WAL mode), which under ingest is before
@@ -282,7 +291,7 @@ def sqlite_path(url: str) -> str:
 class SQLiteStore(SQLStore):
     """`Store` on a SQLite file (or a private in-memory database, for tests)."""
 
-    MIGRATIONS = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9, _V10)
+    MIGRATIONS = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9, _V10, _V11)
 
     def __init__(self, path: str, *, synchronous: str = "FULL", readers: int = 4) -> None:
         self.path = path
