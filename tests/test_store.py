@@ -370,6 +370,85 @@ def test_pages_visit_every_row_once_while_calls_arrive(store: SQLStore, sort: st
         store.list_calls(project, cursor="garbage!")
 
 
+@pytest.mark.parametrize("descending", [False, True])
+def test_sorted_by_cost_the_calls_without_a_price_come_last_and_pages_stay_exact(
+    store: SQLStore, descending: bool
+) -> None:
+    """A user sorting by cost upwards wants the cheapest priced calls first; the calls LiteLLM could not
+    price read as $0 and came first. They now come after the priced ones in both directions (a free
+    call, $0 priced, is not one of them), and pages walk across the boundary without a skip or a repeat."""
+    project = store.create_project("default")
+    rng = random.Random(12)
+    records = [
+        plain(f"cost{i:03d}", T0 + i, cost_usd=rng.choice([None, None, 0.0, 0.002, 0.002, 0.01]))
+        for i in range(60)
+    ]
+    store.write(project, records, [])
+    priced = sorted(
+        (r for r in records if r["cost_usd"] is not None),
+        key=lambda r: (r["cost_usd"], r["call_id"]),
+        reverse=descending,
+    )
+    unknown = sorted((r["call_id"] for r in records if r["cost_usd"] is None), reverse=descending)
+    want = [r["call_id"] for r in priced] + unknown
+    for page_size in (1, 4, 7, len(priced), 100):
+        seen: list[str] = []
+        cursor = None
+        while True:
+            rows, cursor = store.list_calls(
+                project, limit=page_size, cursor=cursor, sort="cost_usd", descending=descending
+            )
+            seen += [r["call_id"] for r in rows]
+            if cursor is None:
+                break
+        assert seen == want, page_size
+    # Upwards the list starts with the free calls, then the cheapest priced ones.
+    first = store.list_calls(project, limit=3, sort="cost_usd", descending=False)[0]
+    assert [r["cost_usd"] for r in first] == [0.0, 0.0, 0.0]
+    # Filters apply to both parts; the costliest calls are the priced ones.
+    rows, _ = store.list_calls(
+        project, CallFilter(start=T0 + 50), limit=100, sort="cost_usd", descending=descending
+    )
+    assert [r["call_id"] for r in rows] == [c for c in want if c >= "cost050"]
+    top = store.top_calls(project, T0, T0 + 60, "cost_usd", 3)
+    assert [r["cost_usd"] for r in top] == [0.01] * 3
+
+
+def test_a_page_sorted_by_cost_is_an_index_range_on_sqlite(sqlite_url: str) -> None:
+    """Each part of a list sorted by cost (the priced calls, the unknown ones) walks the cost index in
+    order rather than sorting the project's calls, in both directions and from any cursor."""
+    store = open_store(sqlite_url)
+    assert isinstance(store, SQLStore)
+    store.migrate()
+    project = store.create_project("default")
+    store.write(project, [plain(f"e{i}", T0 + i, cost_usd=[None, 0.1][i % 2]) for i in range(20)], [])
+    statements: list[str] = []
+
+    def noted(sql: str) -> str:  # every statement the store runs passes through `_q`
+        statements.append(sql)
+        return sql
+
+    store._q = noted  # type: ignore[method-assign]
+    for descending in (False, True):
+        cursor = None
+        while True:
+            _, cursor = store.list_calls(
+                project, limit=3, cursor=cursor, sort="cost_usd", descending=descending
+            )
+            if cursor is None:
+                break
+    pages = {s for s in statements if "FROM calls c" in s}
+    # Upwards and downwards: the priced part from the start and from a cursor, the unknown part after
+    # the priced one and from a cursor of its own.
+    assert len(pages) == 8, pages
+    with store._read() as cur:
+        for sql in pages:
+            cur.execute("EXPLAIN QUERY PLAN " + sql, [0] * sql.count("?"))
+            plan = " / ".join(str(row[-1]) for row in cur.fetchall())
+            assert "calls_cost" in plan and "TEMP B-TREE" not in plan, (sql, plan)
+    store.close()
+
+
 def _nearest_rank(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[max(1, math.ceil(q * len(ordered))) - 1]
@@ -468,6 +547,40 @@ def test_aggregates_are_exact_and_percentiles_within_the_documented_error(store:
                     g[name],
                     exact,
                 )
+
+
+def test_cancelled_calls_are_counted_apart_from_the_ok_and_the_failed_ones(store: SQLStore) -> None:
+    """A stream the caller abandoned got no answer: the aggregates count it as cancelled, so the
+    overview does not show it as a successful request, and take it back when the call changes or
+    retention deletes it."""
+    project = store.create_project("default")
+    statuses = ["ok"] * 5 + ["error"] * 2 + ["cancelled"] * 3
+    records = [
+        plain(f"st{i}", T0 + 10 + i * 50, status=status, request_model="m" if i % 2 else "n", tags=["t"])
+        for i, status in enumerate(statuses)
+    ]
+    store.write(project, records[:4], [])
+    store.write(project, records[4:], [])
+
+    def figures(rows: list[dict[str, Any]]) -> list[tuple[Any, int, int, int]]:
+        return sorted((r["group"], r["count"], r["errors"], r["cancelled"]) for r in rows)
+
+    start, end = T0, T0 + 3600
+    assert figures(store.aggregate(project, start, end, 3600)) == [(None, 10, 2, 3)]
+    # Minute and 5-minute rows add up the same way.
+    assert sum(r["cancelled"] for r in store.aggregate(project, start, end, 60)) == 3
+    assert sum(r["cancelled"] for r in store.aggregate(project, start + 30, end, 300)) == 3
+    by_model = {"m": [statuses[i] for i in range(1, 10, 2)], "n": [statuses[i] for i in range(0, 10, 2)]}
+    want = [(m, len(v), v.count("error"), v.count("cancelled")) for m, v in sorted(by_model.items())]
+    assert figures(store.aggregate(project, start, end, 3600, "model")) == want
+    assert figures(store.top_groups(project, start, end, "model")[0]) == want
+    assert figures(store.top_groups(project, start, end, "tag")[0]) == [("t", 10, 2, 3)]
+    # A cancelled call reported again as finished counts as ok once, no longer as cancelled.
+    store.write(project, [{**records[7], "status": "ok"}], [])
+    assert figures(store.aggregate(project, start, end, 3600)) == [(None, 10, 2, 2)]
+    # Retention takes the deleted calls out: of the cancelled ones, st9 (at T0 + 460) remains.
+    store.delete_older_than(T0 + 10 + 9 * 50)
+    assert figures(store.aggregate(project, start, end, 3600)) == [(None, 1, 0, 1)]
 
 
 def test_rollups_count_an_upserted_call_once(store: SQLStore) -> None:
@@ -735,8 +848,23 @@ def test_a_version_1_database_upgrades_in_place_with_its_data(store_url: str) ->
     new.close()
 
 
+def _cancelled_version(store: SQLStore) -> int:
+    """The schema version that made rollups count cancelled calls (10 on SQLite, 11 on PostgreSQL)."""
+    return next(
+        n for n, step in enumerate(store.MIGRATIONS, 1) if any("ADD COLUMN cancelled" in s for s in step)
+    )
+
+
+def _back_to_before_cancelled(store: SQLStore, cur: Any) -> None:
+    """The database as the release before `_cancelled_version` left it: the same rows, without the
+    rollups' count of cancelled calls."""
+    cur.execute("ALTER TABLE rollups DROP COLUMN cancelled")
+    cur.execute(store._q("DELETE FROM schema_version WHERE version >= ?"), (_cancelled_version(store),))
+
+
 def _back_to_v8(store: SQLStore, cur: Any) -> None:
     """The database as release v8 left it: the same rows, without the session users v9 adds."""
+    _back_to_before_cancelled(store, cur)
     cur.execute("DROP TABLE session_users")
     cur.execute(store._q("DELETE FROM schema_version WHERE version > ?"), (8,))
 
@@ -1300,6 +1428,69 @@ def test_a_version_8_database_learns_the_users_of_its_sessions(store_url: str) -
     upgraded.write(pid, [plain("v9-call", T0 - 7000, session_id="s-a", end_user="zoe")], [])
     totals = upgraded.session_totals(pid, "s-a")
     assert totals is not None and (totals["user"], totals["users"]) == ("zoe", sessions["s-a"]["users"] + 1)
+    upgraded.close()
+
+
+def test_a_database_from_before_cancelled_calls_were_counted_learns_them(store_url: str) -> None:
+    """Rollups count cancelled calls since schema v10 (SQLite; v11 on PostgreSQL). A database written
+    before counted them as ok; once upgraded it answers as if this release had written it, per group
+    and bucket at every resolution, and goes on counting."""
+    rng = random.Random(10)
+    long_tag = "x" * 250
+    records = [
+        plain(
+            f"c-{i:03d}",
+            T0 + rng.uniform(-2 * 3600, 2 * 3600),
+            request_model=rng.choice(["gpt-x", "openai/gpt-x", "other"]),
+            provider=rng.choice(["openai", None]),
+            status=rng.choice(["ok", "ok", "error", "cancelled"]),
+            end_user=rng.choice([None, "alice", "bob"]),
+            user_id=rng.choice([None, "u-1"]),
+            tags=rng.sample(["a", "b", long_tag], rng.randrange(0, 3)),
+            proxy={"key_alias": rng.choice(["team-a", "team-b"])},
+        )
+        for i in range(150)
+    ]
+    new = open_store(store_url)
+    assert isinstance(new, SQLStore)
+    new.migrate()
+    pid = new.create_project("legacy")
+    new.write(pid, records[:70], [])
+    new.write(pid, records[70:], [])
+
+    def answers(s: SQLStore) -> list[Any]:
+        out: list[Any] = []
+        for bucket, group_by in [
+            (60, None),
+            (300, "model"),
+            (3600, "tag"),
+            (900, "user"),
+            (7200, "key_alias"),
+        ]:
+            out.append(s.aggregate(pid, T0 - 2 * 3600 - 77, T0 + 2 * 3600 + 5, bucket, group_by))  # type: ignore[arg-type]
+        for group_by in ("model", "provider", "user", "tag", "key_alias"):
+            out.append(s.top_groups(pid, T0 - 3 * 3600, T0 + 3 * 3600, group_by))  # type: ignore[arg-type]
+        return out
+
+    expected = answers(new)
+    cancelled = sum(r["status"] == "cancelled" for r in records)
+    assert sum(row["cancelled"] for row in expected[0]) == cancelled > 0
+    tags = {row["group"]: row for row in expected[-2][0]}
+    assert tags[long_tag]["cancelled"] == sum(
+        r["status"] == "cancelled" for r in records if long_tag in r["tags"]
+    )
+    with new._write() as cur:
+        _back_to_before_cancelled(new, cur)
+    new.close()
+
+    upgraded = open_store(store_url)
+    assert isinstance(upgraded, SQLStore)
+    assert upgraded.schema_version() == _cancelled_version(upgraded) - 1
+    assert upgraded.migrate() == upgraded.latest_version
+    assert answers(upgraded) == expected
+    upgraded.write(pid, [plain("c-new", T0, status="cancelled")], [])
+    rows = upgraded.aggregate(pid, T0 - 3 * 3600, T0 + 3 * 3600, 86400)
+    assert sum(row["cancelled"] for row in rows) == cancelled + 1
     upgraded.close()
 
 

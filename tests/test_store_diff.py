@@ -14,6 +14,7 @@ import itertools
 import json
 import math
 import os
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -426,11 +427,14 @@ def check(lite: SQLStore, pg: SQLStore, ids: list[int], expected: dict[str, dict
             same(f"list_calls {f} sort={sort} desc={descending}", *rows)
             got = [r["call_id"] for r in rows[0]]
             if f.search is None and not f.metadata:
+                found = [r for r in expected.values() if matches(r, f)]
+                # Calls of unknown cost come after the priced ones whichever the direction.
+                unknown = [r for r in found if sort == "cost_usd" and r.get("cost_usd") is None]
                 want = sorted(
-                    (r for r in expected.values() if matches(r, f)),
+                    (r for r in found if r not in unknown),
                     key=lambda r: (sort_value(r, sort), r["call_id"]),
                     reverse=descending,
-                )
+                ) + sorted(unknown, key=lambda r: r["call_id"], reverse=descending)
                 assert got == [r["call_id"] for r in want], f"list_calls {f} sort={sort} desc={descending}"
         if n % 3 == 0:
             exported = [list(store.export(pid, f, page_size=2)) for store, pid in both]
@@ -481,6 +485,8 @@ def check(lite: SQLStore, pg: SQLStore, ids: list[int], expected: dict[str, dict
                     f"aggregate {lo}-{hi} bucket={bucket} group={group}", "aggregate", lo, hi, bucket, group
                 )
                 want: dict[tuple[int, str | None], int] = {}
+                # Per row, the calls by outcome (ok, error, cancelled): a cancelled call is neither.
+                outcomes: dict[tuple[int, str | None], Counter[str]] = {}
                 for r in expected.values():
                     start = math.floor(r["start_time"] / 60) * 60
                     if not math.floor(lo / 60) * 60 <= start < math.ceil(hi / 60) * 60:
@@ -490,12 +496,25 @@ def check(lite: SQLStore, pg: SQLStore, ids: list[int], expected: dict[str, dict
                         if dim == (group or "all"):
                             key = (slot, value if group else None)
                             want[key] = want.get(key, 0) + 1
+                            outcomes.setdefault(key, Counter())[r.get("status")] += 1
                 assert {(row["bucket"], row["group"]): row["count"] for row in rows} == want
+                assert {(row["bucket"], row["group"]): (row["errors"], row["cancelled"]) for row in rows} == {
+                    key: (n["error"], n["cancelled"]) for key, n in outcomes.items()
+                }
         ask(f"top_errors {lo}-{hi}", "top_errors", lo, hi)
         for group in AGGREGATE_GROUPS:
             ask(f"top_groups {lo}-{hi} {group}", "top_groups", lo, hi, group, 3)
         for sort in SORT_KEYS:
-            ask(f"top_calls {lo}-{hi} {sort}", "top_calls", lo, hi, sort, 4)
+            top = ask(f"top_calls {lo}-{hi} {sort}", "top_calls", lo, hi, sort, 4)
+            if sort == "cost_usd":  # the costliest: the priced calls, then (to fill up) the unknown ones
+                inside = [r for r in expected.values() if lo <= r["start_time"] < hi]
+                unknown = [r for r in inside if r.get("cost_usd") is None]
+                costliest = sorted(
+                    (r for r in inside if r not in unknown),
+                    key=lambda r: (sort_value(r, sort), r["call_id"]),
+                    reverse=True,
+                ) + sorted(unknown, key=lambda r: r["call_id"], reverse=True)
+                assert [r["call_id"] for r in top] == [r["call_id"] for r in costliest[:4]]
 
 
 @diff_settings(EXAMPLES)

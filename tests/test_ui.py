@@ -827,6 +827,38 @@ def test_a_range_without_calls_has_an_unknown_cost_and_free_priced_calls_cost_ze
 
 
 @pytest.mark.service
+def test_the_overview_requests_chart_shows_cancelled_calls_apart_from_ok_ones(
+    sqlite_server: ServerProcess,
+) -> None:
+    """A stream the caller abandoned, or a proxy call whose client hung up, got no answer: the Requests
+    chart counted it as ok (only errors were told apart). It now has a part of the bar of its own."""
+    now = time.time()
+    bucket = RANGES["6h"][2]
+    at = math.floor(now / bucket) * bucket - 2 * bucket + 1
+    statuses = ["ok", "ok", "error", "cancelled", "cancelled", "cancelled"]
+    post_records(
+        sqlite_server.client(),
+        [make_record(f"outcome-{i}", at + i, status=status) for i, status in enumerate(statuses)],
+    )
+    html = page_html(sqlite_server, "/?range=6h&refresh=0")
+    chart = re.search(
+        r'<figure class="chart"><figcaption><span class="chart-title">Requests</span>.*?</figure>', html
+    )
+    assert chart, html
+    svg = parse_svg(chart.group(0))
+    label = fmt_bucket(math.floor(at / bucket) * bucket, bucket)
+    tips = [h.get("data-tip", "") for h in svg.iter(f"{SVG}rect") if h.get("class") == "hit"]
+    assert [t for t in tips if t.startswith(label + " ")] == [f"{label} · ok 2; errors 1; cancelled 3"]
+    # Three parts of one bar, and the legend names the third.
+    assert sorted(r.get("class") for r in svg.iter(f"{SVG}rect") if "bar" in (r.get("class") or "")) == [
+        "bar s-cancel",
+        "bar s-err",
+        "bar s1",
+    ]
+    assert '<span class="swatch s-cancel"></span>cancelled' in chart.group(0)
+
+
+@pytest.mark.service
 def test_the_cost_chart_says_which_buckets_had_no_price_instead_of_drawing_them_at_zero(
     sqlite_server: ServerProcess,
 ) -> None:

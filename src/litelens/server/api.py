@@ -184,6 +184,8 @@ async def list_calls(
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     cursor: Annotated[str | None, Query(max_length=512)] = None,
 ) -> dict[str, Any]:
+    """Sorted by `cost_usd`, the calls without a known cost (`null`: LiteLLM could not price them) come
+    after the priced ones in either order, as NULLS LAST; a free call ($0) is priced."""
     store = request.app.state.store
     rows, next_cursor = await store_call(
         store.list_calls, project, filters, limit, cursor, sort, order == "desc"
@@ -546,7 +548,9 @@ async def stats(
 ) -> dict[str, Any]:
     """One row per bucket (and group) that had calls. `cost_usd` is the sum of the row's `priced_calls`
     calls that had a known cost, `null` when none had (unknown, not free); `priced_calls < count` means
-    some calls are missing from the sum."""
+    some calls are missing from the sum. Of the `count` calls, `errors` failed and `cancelled` were
+    abandoned by their caller (a stream closed early, a proxy client that hung up); the others
+    succeeded."""
     if bucket % 60:
         raise HTTPException(400, "bucket must be a multiple of 60 seconds")
     finite_times(start=start, end=end)

@@ -79,7 +79,7 @@ class CallFilter:
 # Cursors
 
 
-def encode_cursor(sort: str, descending: bool, value: float, call_id: str) -> str:
+def encode_cursor(sort: str, descending: bool, value: float | None, call_id: str) -> str:
     """An opaque cursor: the sort key and the last row's (sort value, call id), base64url'd JSON.
 
     Keyset pagination on an immutable (value, call id) pair, unlike OFFSET, neither skips nor repeats a
@@ -89,7 +89,7 @@ def encode_cursor(sort: str, descending: bool, value: float, call_id: str) -> st
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str, sort: str, descending: bool) -> tuple[float, str]:
+def decode_cursor(cursor: str, sort: str, descending: bool) -> tuple[float | None, str]:
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         got_sort, got_desc, value, call_id = json.loads(base64.urlsafe_b64decode(padded.encode()))
@@ -97,9 +97,11 @@ def decode_cursor(cursor: str, sort: str, descending: bool) -> tuple[float, str]
         raise InvalidCursor(f"litelens: invalid cursor {cursor[:40]!r}; start again without one") from exc
     if got_sort != sort or bool(got_desc) != descending:
         raise InvalidCursor(f"litelens: cursor was made for sort {got_sort!r}; start again without one")
-    if not isinstance(value, (int, float)) or not isinstance(call_id, str):
+    # No value: the last call listed had an unknown cost (listed after the priced ones).
+    known = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not (known or (value is None and sort == "cost_usd")) or not isinstance(call_id, str):
         raise InvalidCursor("litelens: invalid cursor contents; start again without one")
-    return float(value), call_id
+    return (float(value) if known else None), call_id
 
 
 def encode_session_cursor(last_time: float, session_id: str) -> str:

@@ -25,7 +25,13 @@ from litelens.server.store.base import CallFilter, Record, Row
 from litelens.server.store.rollup import RollupKey
 from litelens.server.store.rows import CALL_COLUMNS
 from litelens.server.store.sql import NO_JSON, SQLStore, cased_regex, like_pattern, metadata_json
-from litelens.server.store.write import SESSIONS_BACKFILL, chunks, priced_backfill, session_users_table
+from litelens.server.store.write import (
+    SESSIONS_BACKFILL,
+    cancelled_backfill,
+    chunks,
+    priced_backfill,
+    session_users_table,
+)
 
 try:
     import psycopg
@@ -210,6 +216,22 @@ _V10 = [
 ]
 
 
+# v11: see sqlite._V10.
+_V11 = cancelled_backfill(
+    "CAST(FLOOR(start_time / 60) * 60 AS BIGINT)",
+    "BIGINT",
+    "json_array_elements_text(CASE WHEN json_typeof(r.record -> 'tags') = 'array' "
+    "THEN r.record -> 'tags' END) AS j (value)",
+)
+
+
+# v12: see sqlite._V11 (PostgreSQL keeps NULLs together at one end of a b-tree too).
+_V12 = [
+    "DROP INDEX calls_cost",
+    "CREATE INDEX calls_cost ON calls (project_id, cost_usd, call_id)",
+]
+
+
 class _Pool:
     """At most `size` connections, handed out one thread at a time; broken ones are replaced."""
 
@@ -271,7 +293,7 @@ class _Pool:
 class PostgresStore(SQLStore):
     """`Store` on PostgreSQL, for deployments with several collectors or more data than one file."""
 
-    MIGRATIONS = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9, _V10)
+    MIGRATIONS = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9, _V10, _V11, _V12)
     _LEAST = "LEAST"
     _GREATEST = "GREATEST"
 

@@ -189,6 +189,7 @@ class Delta:
     tokens_out: int = 0
     cost: float = 0.0
     priced: int = 0  # calls with a known cost: `cost` is their sum, and unknown (None) when there are none
+    cancelled: int = 0  # calls the caller abandoned: neither ok nor failed
     latency: dict[int, int] = field(default_factory=dict)
     ttft: dict[int, int] = field(default_factory=dict)
 
@@ -199,6 +200,7 @@ class Delta:
         self.tokens_out += sign * other.tokens_out
         self.cost += sign * other.cost
         self.priced += sign * other.priced
+        self.cancelled += sign * other.cancelled
         for b, n in other.latency.items():
             self.latency[b] = self.latency.get(b, 0) + sign * n
         for b, n in other.ttft.items():
@@ -208,8 +210,12 @@ class Delta:
 # (resolution, bucket start, dimension, value): the rollup row a change belongs to.
 RollupKey = tuple[int, int, str, str]
 # What a batch changes in one rollup row, as the write path sums it:
-# [count, errors, tokens_in, tokens_out, cost, priced calls, latency bins, ttft bins].
+# [count, errors, tokens_in, tokens_out, cost, priced calls, cancelled calls, latency bins, ttft bins].
 Change = list[Any]
+# How many of a `Change`'s leading items are numbers that add up; the two histograms follow them.
+SCALARS = 7
+LATENCY = 7
+TTFT = 8
 # A latency or TTFT histogram: {bin: count}.
 Hist = dict[int, int]
 
@@ -266,7 +272,11 @@ def add_contribution(
     """
     get = record.get
     usage = get("usage") or {}
-    errors = sign if get("status") == "error" else 0
+    status = get("status")
+    errors = sign if status == "error" else 0
+    # A stream the caller abandoned (or a proxy client that hung up) got no answer: counted apart, it
+    # does not pass for a successful call in the overview's Requests chart.
+    cancelled = sign if status == "cancelled" else 0
     tokens_in = sign * _int(usage.get("input_tokens"))
     tokens_out = sign * _int(usage.get("output_tokens"))
     known = _num(get("cost_usd"))
@@ -287,7 +297,7 @@ def add_contribution(
             d = deltas.get(key)
             if d is None:
                 deltas[key] = [
-                    sign, errors, tokens_in, tokens_out, cost, priced,
+                    sign, errors, tokens_in, tokens_out, cost, priced, cancelled,
                     {} if lat_bin is None else {lat_bin: sign},
                     {} if ttft_bin is None else {ttft_bin: sign},
                 ]  # fmt: skip
@@ -298,11 +308,12 @@ def add_contribution(
             d[3] += tokens_out
             d[4] += cost
             d[5] += priced
+            d[6] += cancelled
             if lat_bin is not None:
-                hist = d[6]
+                hist = d[LATENCY]
                 hist[lat_bin] = hist.get(lat_bin, 0) + sign
             if ttft_bin is not None:
-                hist = d[7]
+                hist = d[TTFT]
                 hist[ttft_bin] = hist.get(ttft_bin, 0) + sign
 
 
@@ -316,12 +327,12 @@ def add_change(into: dict[RollupKey, Change], key: RollupKey, delta: Change) -> 
     """Add `delta` to `into[key]`; a key not there yet gets a copy (`delta` itself never changes)."""
     total = into.get(key)
     if total is None:
-        into[key] = [*delta[:6], dict(delta[6]), dict(delta[7])]
+        into[key] = [*delta[:SCALARS], dict(delta[LATENCY]), dict(delta[TTFT])]
         return
-    for i in range(6):
+    for i in range(SCALARS):
         total[i] += delta[i]
-    _add_hist(total[6], delta[6])
-    _add_hist(total[7], delta[7])
+    _add_hist(total[LATENCY], delta[LATENCY])
+    _add_hist(total[TTFT], delta[TTFT])
 
 
 def coarsen(minute: Mapping[RollupKey, Change]) -> dict[RollupKey, Change]:
@@ -354,15 +365,15 @@ def sum_changes(parts: Sequence[Mapping[RollupKey, Change]]) -> dict[RollupKey, 
             if total is None:
                 out[key] = delta
             elif key in owned:
-                for i in range(6):
+                for i in range(SCALARS):
                     total[i] += delta[i]
-                _add_hist(total[6], delta[6])
-                _add_hist(total[7], delta[7])
+                _add_hist(total[LATENCY], delta[LATENCY])
+                _add_hist(total[TTFT], delta[TTFT])
             else:
                 out[key] = [
                     total[0] + delta[0], total[1] + delta[1], total[2] + delta[2], total[3] + delta[3],
-                    total[4] + delta[4], total[5] + delta[5],
-                    _hist_sum(total[6], delta[6]), _hist_sum(total[7], delta[7]),
+                    total[4] + delta[4], total[5] + delta[5], total[6] + delta[6],
+                    _hist_sum(total[LATENCY], delta[LATENCY]), _hist_sum(total[TTFT], delta[TTFT]),
                 ]  # fmt: skip
                 owned.add(key)
     return out
@@ -444,6 +455,8 @@ def _row(
         "group": group,
         "count": total.count,
         "errors": total.errors,
+        # Abandoned by the caller: neither ok nor an error (`count - errors - cancelled` succeeded).
+        "cancelled": total.cancelled,
         "error_rate": (total.errors / total.count) if total.count else 0.0,
         "latency_p50_ms": latency[0],
         "latency_p95_ms": latency[1],

@@ -9,6 +9,7 @@ placeholders and a backend may rewrite them (psycopg wants `%s`); values always 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -50,7 +51,9 @@ _SORT_EXPR = {
     "start_time": "c.start_time",
     "duration_ms": "c.duration_ms",
     "total_tokens": "c.total_tokens",
-    "cost_usd": "COALESCE(c.cost_usd, 0)",
+    # Calls without a known cost are no sort value: `_page` and `top_calls` list them after the priced
+    # ones, in either direction.
+    "cost_usd": "c.cost_usd",
 }
 
 
@@ -375,23 +378,48 @@ class SQLStore(BatchWriter, Store):
         limit = max(1, min(int(limit), 10_000))
         expr = _SORT_EXPR[sort]
         conds, params = self._where(project_id, filters)
-        if cursor:
-            value, call_id = decode_cursor(cursor, sort, descending)
-            conds.append(f"({expr}, c.call_id) {'<' if descending else '>'} (?, ?)")
-            params += [value, call_id]
+        after = "<" if descending else ">"
         direction = "DESC" if descending else "ASC"
-        sql = (
-            f"SELECT {select}, {expr} FROM calls c WHERE {' AND '.join(conds)} "
-            f"ORDER BY {expr} {direction}, c.call_id {direction} LIMIT ?"
-        )
-        with self._read() as cur:
-            cur.execute(self._q(sql), (*params, limit + 1))
-            rows = cur.fetchall()
+        # (conditions, parameters, order) of each part of the list, walked one after the other.
+        parts: list[tuple[list[str], list[Any], str]] = []
+        value, call_id = decode_cursor(cursor, sort, descending) if cursor else (None, None)
+        if sort != "cost_usd":
+            keyset = [f"({expr}, c.call_id) {after} (?, ?)"] if cursor else []
+            parts.append((keyset, [value, call_id] if cursor else [], f"{expr} {direction}, c.call_id"))
+        else:
+            # The priced calls in cost order, then the unknown ones (LiteLLM could not price them) by call
+            # id, in either direction: one range of the index (project, cost, call id) each, which holds
+            # NULL costs apart at one end. Ordered as one key, unknown read as $0 and came first upwards.
+            if value is not None or not cursor:
+                keyset = [f"(c.cost_usd, c.call_id) {after} (?, ?)"] if cursor else []
+                parts.append(
+                    (
+                        ["c.cost_usd IS NOT NULL", *keyset],
+                        [value, call_id] if cursor else [],
+                        f"c.cost_usd {direction}, c.call_id",
+                    )
+                )
+            keyset = [f"c.call_id {after} ?"] if value is None and cursor else []
+            parts.append((["c.cost_usd IS NULL", *keyset], [call_id] if keyset else [], "c.call_id"))
+        rows: list[tuple[Any, ...]] = []
+        # Several parts are read as of one moment, so a call priced meanwhile is neither skipped nor repeated.
+        with self._snapshot() if len(parts) > 1 else contextlib.nullcontext():
+            for extra, extra_params, order in parts:
+                sql = (
+                    f"SELECT {select}, {expr} FROM calls c WHERE {' AND '.join(conds + extra)} "
+                    f"ORDER BY {order} {direction} LIMIT ?"
+                )
+                with self._read() as cur:
+                    cur.execute(self._q(sql), (*params, *extra_params, limit + 1 - len(rows)))
+                    rows += cur.fetchall()
+                if len(rows) > limit:
+                    break
         next_cursor = None
         if len(rows) > limit:
             rows = rows[:limit]
             last = rows[-1]
-            next_cursor = encode_cursor(sort, descending, float(last[-1]), str(last[0]))
+            key = None if last[-1] is None else float(last[-1])
+            next_cursor = encode_cursor(sort, descending, key, str(last[0]))
         return rows, next_cursor
 
     def _summaries(self, project_id: int, rows: Sequence[Sequence[Any]]) -> list[Row]:
@@ -623,14 +651,26 @@ class SQLStore(BatchWriter, Store):
             for resolution, a, b in rollup.plan(lo, hi, bucket_seconds):
                 cur.execute(
                     self._q(
-                        "SELECT bucket, value, count, errors, tokens_in, tokens_out, cost, priced, latency_hist, "
-                        "ttft_hist "
+                        "SELECT bucket, value, count, errors, tokens_in, tokens_out, cost, priced, cancelled, "
+                        "latency_hist, ttft_hist "
                         "FROM rollups WHERE project_id = ? AND resolution = ? AND dim = ? AND bucket >= ? "
                         "AND bucket < ?"
                     ),
                     (project_id, resolution, dim, a, b),
                 )
-                for bucket, value, count, errors, t_in, t_out, cost, priced, lat, ttft in cur.fetchall():
+                for (
+                    bucket,
+                    value,
+                    count,
+                    errors,
+                    t_in,
+                    t_out,
+                    cost,
+                    priced,
+                    cancelled,
+                    lat,
+                    ttft,
+                ) in cur.fetchall():
                     slot = (int(bucket) // bucket_seconds) * bucket_seconds
                     total = groups.get((slot, value))
                     if total is None:
@@ -641,6 +681,7 @@ class SQLStore(BatchWriter, Store):
                             int(t_out),
                             float(cost),
                             int(priced),
+                            int(cancelled),
                             [lat],
                             [ttft],
                         ]
@@ -651,15 +692,16 @@ class SQLStore(BatchWriter, Store):
                     total[3] += int(t_out)
                     total[4] += float(cost)
                     total[5] += int(priced)
-                    total[6].append(lat)
-                    total[7].append(ttft)
+                    total[6] += int(cancelled)
+                    total[7].append(lat)
+                    total[8].append(ttft)
         return [
             rollup.summarize_texts(
                 slot,
                 value if group_by else None,
-                rollup.Delta(t[0], t[1], t[2], t[3], t[4], t[5]),
-                t[6],
+                rollup.Delta(t[0], t[1], t[2], t[3], t[4], t[5], t[6]),
                 t[7],
+                t[8],
             )
             for (slot, value), t in sorted(groups.items())
         ]
@@ -690,18 +732,18 @@ class SQLStore(BatchWriter, Store):
             cur.execute(
                 self._q(
                     f"SELECT value, SUM(count), SUM(errors), SUM(tokens_in), SUM(tokens_out), SUM(cost), "
-                    f"SUM(priced), COUNT(*) OVER () {base} GROUP BY value HAVING SUM(count) > 0 "
+                    f"SUM(priced), SUM(cancelled), COUNT(*) OVER () {base} GROUP BY value HAVING SUM(count) > 0 "
                     "ORDER BY SUM(count) DESC, value LIMIT ?"
                 ),
                 (*params, max(1, min(int(limit), 1000))),
             )
             rows = cur.fetchall()
             totals: dict[str, rollup.Delta] = {}
-            for value, count, errors, t_in, t_out, cost, priced, _ in rows:
+            for value, count, errors, t_in, t_out, cost, priced, cancelled, _ in rows:
                 totals[value] = rollup.Delta(
-                    int(count), int(errors), int(t_in), int(t_out), float(cost), int(priced)
+                    int(count), int(errors), int(t_in), int(t_out), float(cost), int(priced), int(cancelled)
                 )
-            groups = int(rows[0][7]) if rows else 0
+            groups = int(rows[0][8]) if rows else 0
             if totals:
                 marks = ", ".join("?" * len(totals))
                 cur.execute(
@@ -731,16 +773,28 @@ class SQLStore(BatchWriter, Store):
             raise ValueError(f"litelens: cannot sort by {sort!r}; use one of {', '.join(SORT_KEYS)}")
         expr = _SORT_EXPR[sort]
         when = self._unindexed("c.start_time")
-        sql = (
-            f"SELECT {_SUMMARY_SELECT} FROM calls c WHERE c.project_id = ? AND {when} >= ? AND {when} < ? "
-            f"ORDER BY {expr} DESC, c.call_id DESC LIMIT ?"
+        base = f"SELECT {_SUMMARY_SELECT} FROM calls c WHERE c.project_id = ? AND {when} >= ? AND {when} < ?"
+        # As `_page` lists them: the priced calls, then those of unknown cost.
+        parts = (
+            [
+                f"AND c.cost_usd IS NOT NULL ORDER BY {expr} DESC, c.call_id DESC",
+                "AND c.cost_usd IS NULL ORDER BY c.call_id DESC",
+            ]
+            if sort == "cost_usd"
+            else [f"ORDER BY {expr} DESC, c.call_id DESC"]
         )
+        limit = max(1, min(int(limit), 1000))
+        rows: list[tuple[Any, ...]] = []
         with self._snapshot():  # the calls and their tags as of one moment (see `list_calls`)
-            with self._read() as cur:
-                cur.execute(
-                    self._q(sql), (project_id, float(start), float(end), max(1, min(int(limit), 1000)))
-                )
-                rows = cur.fetchall()
+            for part in parts:
+                with self._read() as cur:
+                    cur.execute(
+                        self._q(f"{base} {part} LIMIT ?"),
+                        (project_id, float(start), float(end), limit - len(rows)),
+                    )
+                    rows += cur.fetchall()
+                if len(rows) >= limit:
+                    break
             return self._summaries(project_id, rows)
 
     def top_errors(self, project_id: int, start: float, end: float, limit: int = 10) -> list[Row]:

@@ -26,7 +26,12 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from litelens.server.store.sql import SQLStore, cased_regex, like_pattern, metadata_json
-from litelens.server.store.write import SESSIONS_BACKFILL, priced_backfill, session_users_table
+from litelens.server.store.write import (
+    SESSIONS_BACKFILL,
+    cancelled_backfill,
+    priced_backfill,
+    session_users_table,
+)
 
 _V1 = [
     """CREATE TABLE projects (
@@ -208,6 +213,25 @@ _V8 = priced_backfill(
 _V9 = session_users_table("INTEGER", "REAL", " WITHOUT ROWID")
 
 
+# v10: rollups count the cancelled calls (a stream the caller abandoned, a proxy client that hung up),
+# which the Requests chart counted as ok: only the failed ones were counted apart. Filled from the calls
+# stored.
+_V10 = cancelled_backfill(
+    "CAST(start_time / 60 AS INTEGER) * 60",
+    "INTEGER",
+    "json_each(CASE json_type(r.record, '$.tags') WHEN 'array' THEN json_extract(r.record, '$.tags') END) j",
+)
+
+
+# v11: sorted by cost, the calls LiteLLM could not price come after the priced ones (both ways), not
+# first upwards as the $0 that the old index's COALESCE(cost_usd, 0) made of them. The index holds the
+# cost itself, whose NULLs SQLite keeps together at one end: each part of the list is one range of it.
+_V11 = [
+    "DROP INDEX calls_cost",
+    "CREATE INDEX calls_cost ON calls (project_id, cost_usd, call_id)",
+]
+
+
 # Page cache per connection, in KiB. The writer's holds the index pages every batch rewrites (the calls'
 # random-order keys, rollups, sessions), so ingest reads less of the file. A reader's cache is emptied
 # whenever another connection committed since its last read (WAL mode), which under ingest is before
@@ -267,7 +291,7 @@ def sqlite_path(url: str) -> str:
 class SQLiteStore(SQLStore):
     """`Store` on a SQLite file (or a private in-memory database, for tests)."""
 
-    MIGRATIONS = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9)
+    MIGRATIONS = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9, _V10, _V11)
 
     def __init__(self, path: str, *, synchronous: str = "FULL", readers: int = 4) -> None:
         self.path = path

@@ -33,7 +33,10 @@ from typing import Any
 from litelens.server import fastjson
 from litelens.server.store.base import Record, Span, WriteBatch, merge_attributes, merge_records
 from litelens.server.store.rollup import (
+    LATENCY,
     RESOLUTIONS,
+    SCALARS,
+    TTFT,
     Change,
     Hist,
     RollupKey,
@@ -103,59 +106,89 @@ def priced_backfill(minute: str, integer: str, record_tags: str) -> list[str]:
     from the call's record, as the rollups counted it. A rollup row with a cost that no priced call is
     found for (calls and rollups that disagree) is taken as wholly priced, as it was shown.
     """
+    return [
+        f"ALTER TABLE sessions ADD COLUMN priced {integer} NOT NULL DEFAULT 0",
+        "UPDATE sessions SET priced = (SELECT COUNT(c.cost_usd) FROM calls c "
+        "WHERE c.project_id = sessions.project_id AND c.session_id = sessions.session_id)",
+        *_rollup_count_backfill(
+            "priced",
+            "cost_usd IS NOT NULL",
+            "litelens_v8",
+            minute,
+            integer,
+            record_tags,
+            # Rows with a cost but no priced call found: taken as wholly priced, as they were shown.
+            "UPDATE rollups SET priced = count WHERE priced = 0 AND ABS(cost) > 1e-12",
+        ),
+    ]
+
+
+def cancelled_backfill(minute: str, integer: str, record_tags: str) -> list[str]:
+    """Statements that add and fill the `cancelled` column of `rollups` (schema v10 on SQLite, v11 on
+    PostgreSQL) from the calls already stored: in each rollup row, the cancelled calls that started in
+    its bucket and count in its group. The arguments are `priced_backfill`'s."""
+    return _rollup_count_backfill(
+        "cancelled", "status = 'cancelled'", "litelens_v10", minute, integer, record_tags
+    )
+
+
+def _rollup_count_backfill(
+    column: str, where: str, temp: str, minute: str, integer: str, record_tags: str, *fixes: str
+) -> list[str]:
+    """Statements that add the count `column` to `rollups` and set it, in every row, to the number of
+    stored calls matching `where` that count in that row (`priced_backfill` says how they are found);
+    `fixes` run after, before the temporary tables `{temp}_calls` and `{temp}_counts` are dropped."""
     model = "COALESCE(response_model, request_model)"
     prefix = "provider || '/'"
     bare = (
         f"CASE WHEN provider IS NOT NULL AND provider <> '' AND substr({model}, 1, length({prefix})) = {prefix} "
         f"AND length({model}) > length({prefix}) THEN substr({model}, length({prefix}) + 1) ELSE {model} END"
     )
-    # The priced calls' groups, read in one pass over `calls` (whose rows hold the records: each pass
+    calls, counts = f"{temp}_calls", f"{temp}_priced" if column == "priced" else f"{temp}_counts"
+    # The matching calls' groups, read in one pass over `calls` (whose rows hold the records: each pass
     # reads them all), then counted per group from this small table.
     head = "SELECT project_id, bucket"
     per_group = " UNION ALL ".join(
         [
-            f"{head}, 'all' AS dim, '' AS value FROM litelens_v8_calls",
-            f"{head}, 'model', model FROM litelens_v8_calls WHERE model <> ''",
-            f"{head}, 'provider', provider FROM litelens_v8_calls WHERE provider <> ''",
-            f"{head}, 'user', end_user FROM litelens_v8_calls WHERE end_user <> ''",
-            f"{head}, 'key_alias', key_alias FROM litelens_v8_calls WHERE key_alias <> ''",
-            "SELECT c.project_id, c.bucket, 'tag', t.tag FROM litelens_v8_calls c "
+            f"{head}, 'all' AS dim, '' AS value FROM {calls}",
+            f"{head}, 'model', model FROM {calls} WHERE model <> ''",
+            f"{head}, 'provider', provider FROM {calls} WHERE provider <> ''",
+            f"{head}, 'user', end_user FROM {calls} WHERE end_user <> ''",
+            f"{head}, 'key_alias', key_alias FROM {calls} WHERE key_alias <> ''",
+            f"SELECT c.project_id, c.bucket, 'tag', t.tag FROM {calls} c "
             "JOIN call_tags t ON t.project_id = c.project_id AND t.call_id = c.call_id "
             f"WHERE t.tag <> '' AND length(t.tag) < {_V7_TAG_CUT}",
             # Once per call and tag however many of its tags were cut (or repeated), as rollups count.
             "SELECT project_id, bucket, 'tag', value FROM (SELECT DISTINCT c.project_id, c.call_id, "
-            "c.bucket, j.value FROM litelens_v8_calls c "
+            f"c.bucket, j.value FROM {calls} c "
             "JOIN call_tags t ON t.project_id = c.project_id AND t.call_id = c.call_id "
             f"JOIN calls r ON r.project_id = c.project_id AND r.call_id = c.call_id, {record_tags} "
             f"WHERE length(t.tag) >= {_V7_TAG_CUT} AND length(j.value) >= {_V7_TAG_CUT}) long_tags",
         ]
     )
     return [
-        f"ALTER TABLE sessions ADD COLUMN priced {integer} NOT NULL DEFAULT 0",
-        "UPDATE sessions SET priced = (SELECT COUNT(c.cost_usd) FROM calls c "
-        "WHERE c.project_id = sessions.project_id AND c.session_id = sessions.session_id)",
-        f"ALTER TABLE rollups ADD COLUMN priced {integer} NOT NULL DEFAULT 0",
-        f"CREATE TEMP TABLE litelens_v8_calls AS SELECT project_id, call_id, {minute} AS bucket, "
+        f"ALTER TABLE rollups ADD COLUMN {column} {integer} NOT NULL DEFAULT 0",
+        f"CREATE TEMP TABLE {calls} AS SELECT project_id, call_id, {minute} AS bucket, "
         f"{bare} AS model, provider, COALESCE(end_user, user_id) AS end_user, key_alias "
-        "FROM calls WHERE cost_usd IS NOT NULL",
-        # Every group's priced calls per rollup row (minute, 5-minute, hour), then one lookup by key per
-        # row: a range lookup per row (minutes within the row's bucket) took minutes for 500k rows.
-        f"CREATE TEMP TABLE litelens_v8_priced (project_id {integer}, resolution {integer}, bucket {integer}, "
+        f"FROM calls WHERE {where}",
+        # Every group's matching calls per rollup row (minute, 5-minute, hour), then one lookup by key
+        # per row: a range lookup per row (minutes within the row's bucket) took minutes for 500k rows.
+        f"CREATE TEMP TABLE {counts} (project_id {integer}, resolution {integer}, bucket {integer}, "
         f"dim TEXT, value TEXT, n {integer}, PRIMARY KEY (project_id, resolution, dim, bucket, value))",
-        f"INSERT INTO litelens_v8_priced SELECT project_id, {RESOLUTIONS[0]}, bucket, dim, value, COUNT(*) "
+        f"INSERT INTO {counts} SELECT project_id, {RESOLUTIONS[0]}, bucket, dim, value, COUNT(*) "
         f"FROM ({per_group}) g GROUP BY project_id, bucket, dim, value",
         *(
-            f"INSERT INTO litelens_v8_priced SELECT project_id, {r}, (bucket / {r}) * {r}, dim, value, SUM(n) "
-            f"FROM litelens_v8_priced WHERE resolution = {RESOLUTIONS[0]} "
+            f"INSERT INTO {counts} SELECT project_id, {r}, (bucket / {r}) * {r}, dim, value, SUM(n) "
+            f"FROM {counts} WHERE resolution = {RESOLUTIONS[0]} "
             f"GROUP BY project_id, (bucket / {r}) * {r}, dim, value"
             for r in RESOLUTIONS[1:]
         ),
-        "UPDATE rollups SET priced = COALESCE((SELECT p.n FROM litelens_v8_priced p "
+        f"UPDATE rollups SET {column} = COALESCE((SELECT p.n FROM {counts} p "
         "WHERE p.project_id = rollups.project_id AND p.resolution = rollups.resolution AND p.dim = rollups.dim "
         "AND p.bucket = rollups.bucket AND p.value = rollups.value), 0)",
-        "UPDATE rollups SET priced = count WHERE priced = 0 AND ABS(cost) > 1e-12",
-        "DROP TABLE litelens_v8_priced",
-        "DROP TABLE litelens_v8_calls",
+        *fixes,
+        f"DROP TABLE {counts}",
+        f"DROP TABLE {calls}",
     ]
 
 
@@ -578,8 +611,9 @@ class BatchWriter:
             or d[3]
             or abs(d[4]) > 1e-12
             or d[5]
-            or any(d[6].values())
-            or any(d[7].values())
+            or d[6]
+            or any(d[LATENCY].values())
+            or any(d[TTFT].values())
         }
         if not live:
             return {}
@@ -598,10 +632,14 @@ class BatchWriter:
                 texts = fetched.get(key)
                 if texts is not None:
                     old = (parsed(texts[0]), parsed(texts[1]), texts[0], texts[1])
-            latency, latency_text = _merged(old[0], old[2], d[6]) if old else _merged(None, "", d[6])
-            ttft, ttft_text = _merged(old[1], old[3], d[7]) if old else _merged(None, "", d[7])
+            latency, latency_text = (
+                _merged(old[0], old[2], d[LATENCY]) if old else _merged(None, "", d[LATENCY])
+            )
+            ttft, ttft_text = _merged(old[1], old[3], d[TTFT]) if old else _merged(None, "", d[TTFT])
             resolution, bucket, dim, value = key
-            upserts.append((project_id, resolution, dim, bucket, value, *d[:6], latency_text, ttft_text))
+            upserts.append(
+                (project_id, resolution, dim, bucket, value, *d[:SCALARS], latency_text, ttft_text)
+            )
             if d[0] <= 0:
                 # A merged call left this group (or float residue of a taken-back contribution): the row
                 # goes if nothing counts in it any more, so its histograms are not remembered.
@@ -611,14 +649,15 @@ class BatchWriter:
         self._insert_values(
             cur,
             "INSERT INTO rollups (project_id, resolution, dim, bucket, value, count, errors, tokens_in, "
-            "tokens_out, cost, priced, latency_hist, ttft_hist)",
-            "(" + ", ".join("?" * 13) + ")",
+            "tokens_out, cost, priced, cancelled, latency_hist, ttft_hist)",
+            "(" + ", ".join("?" * 14) + ")",
             upserts,
             "ON CONFLICT (project_id, resolution, dim, bucket, value) DO UPDATE SET "
             "count = rollups.count + excluded.count, errors = rollups.errors + excluded.errors, "
             "tokens_in = rollups.tokens_in + excluded.tokens_in, "
             "tokens_out = rollups.tokens_out + excluded.tokens_out, cost = rollups.cost + excluded.cost, "
-            "priced = rollups.priced + excluded.priced, latency_hist = excluded.latency_hist, "
+            "priced = rollups.priced + excluded.priced, cancelled = rollups.cancelled + excluded.cancelled, "
+            "latency_hist = excluded.latency_hist, "
             "ttft_hist = excluded.ttft_hist",
         )
         if emptied:

@@ -82,11 +82,18 @@ def _charts(w: Window, rows: list[dict[str, Any]]) -> list[Any]:
 
     counts = values("count", 0)
     errors = values("errors", 0)
-    ok = [(c or 0) - (e or 0) for c, e in zip(counts, errors, strict=True)]
+    cancelled = values("cancelled", 0)
+    # A call the caller abandoned did not succeed either: it gets its own part of the bar.
+    ok = [(c or 0) - (e or 0) - (x or 0) for c, e, x in zip(counts, errors, cancelled, strict=True)]
     rate = [None if r is None else r["error_rate"] for r in points]
     S = charts.Series
     return [
-        charts.bar_chart("Requests", labels, [S("ok", ok, "s1"), S("errors", errors, "s-err")], fmt_num),
+        charts.bar_chart(
+            "Requests",
+            labels,
+            [S("ok", ok, "s1"), S("errors", errors, "s-err"), S("cancelled", cancelled, "s-cancel")],
+            fmt_num,
+        ),
         charts.line_chart("Error rate", labels, [S("error rate", rate, "s-err")], fmt_pct),
         charts.line_chart(
             "Latency",
