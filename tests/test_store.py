@@ -877,6 +877,17 @@ def _back_to_v7(store: SQLStore, cur: Any) -> None:
     cur.execute(store._q("DELETE FROM schema_version WHERE version > ?"), (7,))
 
 
+def _rollup_answers(s: SQLStore, pid: int) -> list[Any]:
+    """What the rollups answer around T0: aggregates at several buckets and groupings, and top groups; a
+    migrated database must give the same as one that started new."""
+    out: list[Any] = []
+    for bucket, group_by in [(60, None), (300, "model"), (3600, "tag"), (900, "user"), (7200, "key_alias")]:
+        out.append(s.aggregate(pid, T0 - 2 * 3600 - 77, T0 + 2 * 3600 + 5, bucket, group_by))  # type: ignore[arg-type]
+    for group_by in ("model", "provider", "user", "tag", "key_alias"):
+        out.append(s.top_groups(pid, T0 - 3 * 3600, T0 + 3 * 3600, group_by))  # type: ignore[arg-type]
+    return out
+
+
 def test_a_version_7_database_learns_which_sessions_and_buckets_had_no_price(store_url: str) -> None:
     """Schema v8 counts priced calls in sessions and rollups. A database written before it summed an
     unpriced call as $0; once upgraded it answers as if this release had written it: unknown (None) where
@@ -913,17 +924,7 @@ def test_a_version_7_database_learns_which_sessions_and_buckets_had_no_price(sto
     def answers(s: SQLStore) -> list[Any]:
         out: list[Any] = [s.list_sessions(pid, T0 - 3 * 3600, T0 + 3 * 3600)[0]]
         out += [s.session_totals(pid, sid) for sid in ("s-free", "s-mixed")]
-        for bucket, group_by in [
-            (60, None),
-            (300, "model"),
-            (3600, "tag"),
-            (900, "user"),
-            (7200, "key_alias"),
-        ]:
-            out.append(s.aggregate(pid, T0 - 2 * 3600 - 77, T0 + 2 * 3600 + 5, bucket, group_by))  # type: ignore[arg-type]
-        for group_by in ("model", "provider", "user", "tag", "key_alias"):
-            out.append(s.top_groups(pid, T0 - 3 * 3600, T0 + 3 * 3600, group_by))  # type: ignore[arg-type]
-        return out
+        return out + _rollup_answers(s, pid)
 
     expected = answers(new)
     sessions = {row["session_id"]: row for row in expected[0]}
@@ -1459,18 +1460,7 @@ def test_a_database_from_before_cancelled_calls_were_counted_learns_them(store_u
     new.write(pid, records[70:], [])
 
     def answers(s: SQLStore) -> list[Any]:
-        out: list[Any] = []
-        for bucket, group_by in [
-            (60, None),
-            (300, "model"),
-            (3600, "tag"),
-            (900, "user"),
-            (7200, "key_alias"),
-        ]:
-            out.append(s.aggregate(pid, T0 - 2 * 3600 - 77, T0 + 2 * 3600 + 5, bucket, group_by))  # type: ignore[arg-type]
-        for group_by in ("model", "provider", "user", "tag", "key_alias"):
-            out.append(s.top_groups(pid, T0 - 3 * 3600, T0 + 3 * 3600, group_by))  # type: ignore[arg-type]
-        return out
+        return _rollup_answers(s, pid)
 
     expected = answers(new)
     cancelled = sum(r["status"] == "cancelled" for r in records)
