@@ -1673,6 +1673,13 @@ def test_an_id_with_control_characters_gets_a_404_that_shows_them_escaped(
         assert not re.search(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\u202e]", text), kind
         assert r"c-1\x00\x1b[2J\u202e" in text, kind
         assert db_project_server.client().get(f"/api/{kind}/c-1%00").status == 404, kind
+        # No id at all: the page names no blank one ("no call  in this project").
+        empty = db_project_server.client().request("GET", f"/{kind}/", headers=cookie, key=None)
+        singular = kind[:-1]
+        assert empty.status == 404 and f"There is no {singular} in this project." in empty.body.decode(), (
+            kind,
+            empty,
+        )
     # A filter holding a NUL lists no call (PostgreSQL answered 503 here too).
     assert "data-call-id" not in page_html(db_project_server, "/calls?model=gpt%00&range=all")
     assert db_project_server.client().get_json("/api/calls?session_id=s-1%00")["calls"] == []

@@ -34,7 +34,9 @@ MAX_INDENT = 12
 
 
 def not_found(request: Request, kind: str, ident: str) -> Response:
-    return page(request, "missing.html", status=404, what=f"{kind} {fmt_visible(ident[:80])}")
+    # An empty id (`/calls/`) names none: "no call in this project", not "no call  in" it.
+    shown = fmt_visible(ident[:80]) if ident else ""
+    return page(request, "missing.html", status=404, what=f"{kind} {shown}" if shown else kind)
 
 
 @router.get("/calls/{call_id:path}")
