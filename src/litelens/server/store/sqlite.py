@@ -242,6 +242,16 @@ WRITER_CACHE_KIB = 65536
 READER_CACHE_KIB = 8192
 
 
+# The WAL a checkpoint waits for. What ingest writes per call as the database grows is every index page
+# a commit dirtied (the writer's cache does not change it: 256 MiB of cache wrote the same KiB per call
+# as 64, bench/query.py), then once more into the database file at each checkpoint; a checkpoint that
+# comes after several commits copies a page they all rewrote once. The slice from 300,000 to 400,000
+# calls wrote 79 KiB per call with 64 MiB, 55 with 256 MiB, 46 with 1 GiB; the CPU per call was the same.
+# The price is the disk the WAL takes until a checkpoint: 1 GiB saved 9 KiB more per call for four
+# times that disk, and a longer WAL for every reader to look pages up in.
+WAL_CHECKPOINT_BYTES = 256 * 2**20
+
+
 # A metadata value against a filter (`SQLiteStore._metadata_condition`); {type} and {value} are the value's
 # JSON type and its SQL value (an object's or a list's is its JSON text; a missing key's is NULL). The
 # parameters: the text, the number twice, whether true, false, null, and the object or list as JSON text.
@@ -317,8 +327,11 @@ class SQLiteStore(SQLStore):
         # database file); now a page rewritten by many batches (rollups, index pages) is copied once per
         # checkpoint. Commits took ~30% less time in bench/ingest.py. The WAL is fsynced at every commit
         # either way (synchronous=FULL), and truncated back to the limit after a checkpoint.
+        # Then 256 MiB (WAL_CHECKPOINT_BYTES): past a few hundred thousand calls one batch rewrites a
+        # page of each random-order index per call, ~80 MiB of WAL, so every commit checkpointed again;
+        # with 256 MiB a checkpoint copies an index page once for several commits.
         page = int(self._writer.execute("PRAGMA page_size").fetchone()[0])
-        self._writer.execute(f"PRAGMA wal_autocheckpoint = {64 * 2**20 // page}")
+        self._writer.execute(f"PRAGMA wal_autocheckpoint = {WAL_CHECKPOINT_BYTES // page}")
         self._writer.execute("PRAGMA journal_size_limit = 67108864")
         if not self._memory:
             mode = self._writer.execute("PRAGMA journal_mode = WAL").fetchone()[0]
