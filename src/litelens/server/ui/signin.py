@@ -84,7 +84,7 @@ def sign_in_redirect(exc: SignInRequired, request: Request) -> Response:
         and headers.get("sec-fetch-mode") == "navigate"
         and headers.get("sec-fetch-dest") == "document"
     ):
-        target = escape(exc.next_url)
+        target = escape(safe_next(exc.next_url))  # (the page reloads itself; the link is for no-refresh)
         return HTMLResponse(
             '<!doctype html><html lang="en"><head><meta charset="utf-8"><meta http-equiv="refresh" content="0">'
             f'<title>Opening · litelens</title></head><body><p>Opening <a href="{target}">{target}</a>…</p>'
