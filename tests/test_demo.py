@@ -141,6 +141,19 @@ def test_demo_summary_matches_what_the_server_stored(demo: DemoRun) -> None:
 
 
 @pytest.mark.service
+def test_progress_outside_a_terminal_is_plain_lines(
+    readme_demo: tuple[subprocess.CompletedProcess[str], str],
+) -> None:
+    """In a CI log or a pipe the progress bar's carriage returns piled 40 redraws onto one line of
+    several kilobytes; there it is one plain line per quarter of the calls."""
+    out, _ = readme_demo
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    # (text mode reads a carriage return as a line end, so the redraws show as bar lines here)
+    assert "[####" not in out.stderr, out.stderr[-500:]
+    progress = [line.strip() for line in out.stderr.splitlines() if "calls made" in line]
+    assert progress == [f"{n}/200 calls made" for n in (50, 100, 150, 200)], out.stderr[-1000:]
+
+
 def test_readme_screenshot_is_the_overview_of_the_demo(demo: DemoRun, shots: Shots) -> None:
     """The overview of the demo's data; with LITELENS_UPDATE_SCREENSHOTS=1 it replaces the README's image.
 

@@ -22,7 +22,7 @@ import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from litelens.demo import report
 from litelens.demo.workload import Workload
@@ -56,7 +56,6 @@ def run_demo(
             started = time.time()
             workload = Workload(litellm, provider.url, seed, tracing.tracer, progress=_progress_bar(calls))
             workload.run(calls)
-            sys.stderr.write("\n")
             callback.flush(timeout=30)
             tracing.flush()
             stored = report.wait_for_calls(server.url, started, calls)
@@ -195,13 +194,24 @@ def _ctrl_c_sets() -> Iterator[threading.Event]:
         signal.signal(signal.SIGINT, previous)
 
 
-def _progress_bar(total: int) -> Callable[[int], None]:
+def _progress_bar(total: int, stream: TextIO | None = None) -> Callable[[int], None]:
+    """A bar redrawn in place in a terminal; elsewhere (a CI log, a pipe) one plain line per quarter,
+    because carriage returns there pile every redraw onto one long line."""
+    out = stream or sys.stderr
+    live = out.isatty()
+    marks = {max(1, round(total * q)) for q in (0.25, 0.5, 0.75)} | {total}
+
     def show(done: int) -> None:
-        if done == total or done % 5 == 0:
+        if live and (done == total or done % 5 == 0):
             width = 30
             filled = int(width * done / max(total, 1))
-            sys.stderr.write(f"\r  [{'#' * filled}{'.' * (width - filled)}] {done}/{total} calls")
-            sys.stderr.flush()
+            out.write(f"\r  [{'#' * filled}{'.' * (width - filled)}] {done}/{total} calls")
+            if done == total:
+                out.write("\n")
+            out.flush()
+        elif not live and done in marks:
+            out.write(f"  {done}/{total} calls made\n")
+            out.flush()
 
     return show
 
