@@ -1023,6 +1023,64 @@ def test_serve_on_a_port_already_taken_says_so_and_what_to_do(sqlite_url: str) -
     assert "--port" in done.stderr and "Traceback" not in done.stderr, done.stderr
 
 
+def _one_clear_line(done: subprocess.CompletedProcess[str], *says: str) -> None:
+    assert done.returncode == 2, done
+    assert "serving on" not in done.stdout and "Traceback" not in done.stderr, done
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    for words in says:
+        assert words in done.stderr, (words, done.stderr)
+
+
+def test_serve_that_cannot_start_says_why_and_what_to_do_in_one_line(sqlite_url: str, tmp_path: Path) -> None:
+    """A host not on this machine, or one that does not resolve, was found by uvicorn after "serving on"
+    had been printed, and said in its words (`[Errno 99] error while attempting to bind`); a database or
+    TLS file that would not open said what failed, but not what to change."""
+    port = str(free_port())
+    started = time.monotonic()
+    done = cli("serve", "--host", "10.255.255.1", "--port", port, "--db", sqlite_url, timeout=30)
+    _one_clear_line(done, "10.255.255.1 is not an address of this machine", "--host", "127.0.0.1")
+    done = cli("serve", "--host", "no-such-host.invalid", "--port", port, "--db", sqlite_url, timeout=30)
+    _one_clear_line(done, "cannot find the host 'no-such-host.invalid'", "--host")
+    not_a_folder = tmp_path / "file"
+    not_a_folder.write_text("")
+    done = cli("serve", "--port", port, "--db", f"sqlite:///{not_a_folder}/litelens.db", timeout=30)
+    _one_clear_line(done, "cannot open the database", "a folder this user can write to")
+    done = cli(
+        "serve", "--port", port, "--db", f"postgresql://litelens@127.0.0.1:{free_port()}/x", timeout=30
+    )
+    _one_clear_line(done, "Connection refused", "is PostgreSQL running there?", "--db")
+    missing = tmp_path / "missing.pem"
+    done = cli("serve", "--port", port, "--db", sqlite_url, "--ssl-certfile", str(missing), timeout=30)
+    _one_clear_line(done, f"cannot use {missing}", "--ssl-certfile")
+    done = cli("serve", "--port", port, "--db", sqlite_url, "--retention", "soon", timeout=30)
+    _one_clear_line(done, "'soon' is not a duration", "30d")
+    # Each gave up before anything listened, and soon: no server was left half started.
+    assert time.monotonic() - started < 60
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", int(port)))
+
+
+@pytest.mark.service
+def test_serve_refused_by_postgresql_says_to_check_the_password(postgres_server: Any) -> None:
+    import psycopg
+
+    url = postgres_server.create_database()
+    with psycopg.connect(postgres_server.url(), autocommit=True) as conn:
+        conn.execute("CREATE ROLE litelens_pw LOGIN PASSWORD 'right'")
+        # The test cluster trusts every local connection; this role alone must give its password.
+        hba = postgres_server.data / "pg_hba.conf"
+        hba.write_text("host all litelens_pw 127.0.0.1/32 scram-sha-256\n" + hba.read_text())
+        conn.execute("SELECT pg_reload_conf()")
+    wrong = url.replace("postgres@", "litelens_pw:wrong@")
+    deadline = time.monotonic() + 10
+    while True:  # the reload is asynchronous
+        done = cli("serve", "--port", str(free_port()), "--db", wrong, timeout=30)
+        if "password" in done.stderr or time.monotonic() > deadline:
+            break
+    _one_clear_line(done, "password authentication failed", "check the user and password in --db")
+    assert "wrong" not in done.stderr, "the password is not printed"
+
+
 def test_retention_runs_soon_after_start_and_as_often_as_configured(
     server_factory: Callable[..., ServerProcess], sqlite_url: str
 ) -> None:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 import os
+import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -279,6 +281,114 @@ def test_files_of_a_live_process_still_writing_or_sending_are_left_alone(tmp_pat
         other.wait()
     assert Spool(tmp_path).pending()[1] == 1  # once it is gone, its claim comes back
     assert not writing.exists()
+
+
+# -- who owns a claim: a lock its process holds, not its pid -------------------------------------------
+
+# A process that claims the oldest batch of a spool folder and keeps working on it (as a sender whose
+# server answers slowly), saying when it has.
+_OWNER = """
+import sys, time
+from litelens.spool import Spool
+entry = Spool(sys.argv[1]).claim_oldest()
+print("claimed" if entry is not None else "nothing", flush=True)
+time.sleep(120)
+"""
+
+
+def _start_owner(folder: Path, *, own_pid_namespace: bool = False) -> subprocess.Popen[str]:
+    command = [sys.executable, "-c", _OWNER, str(folder)]
+    if own_pid_namespace:
+        # As a container does: a PID namespace of its own, where pids start again and the owner's pid
+        # is one no process of ours has (the next after `free`).
+        free = next(
+            n for n in range(31_000, 20_000, -1) if not any(Path(f"/proc/{m}").exists() for m in (n, n + 1))
+        )
+        inner = shlex.join(command)
+        command = [
+            "unshare",
+            "--pid",
+            "--fork",
+            "--mount-proc",
+            "sh",
+            "-c",
+            f"echo {free} > /proc/sys/kernel/ns_last_pid && {inner}",
+        ]
+    owner = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, start_new_session=True)
+    assert owner.stdout is not None and owner.stdout.readline().strip() == "claimed"
+    return owner
+
+
+def _pid_namespaces_available() -> bool:
+    try:
+        done = subprocess.run(
+            ["unshare", "--pid", "--fork", "--mount-proc", "true"], capture_output=True, timeout=10
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return done.returncode == 0
+
+
+def _claims(folder: Path) -> list[str]:
+    return [n for n in os.listdir(folder) if ".claim." in n]
+
+
+def test_a_live_owners_claim_is_never_taken_even_from_another_pid_namespace(tmp_path: Path) -> None:
+    """Ownership was the pid in the claim's name: a process in another container's PID namespace has a
+    pid that here is no process (or another one), so its claim, still being sent, was taken over."""
+    Spool(tmp_path).put(b"being sent", 1, False)
+    namespaced = _pid_namespaces_available()  # (creating one needs root)
+    owner = _start_owner(tmp_path, own_pid_namespace=namespaced)
+    try:
+        (claim,) = _claims(tmp_path)
+        if namespaced:
+            claim_pid = int(claim.split(".claim.")[1].split(".")[0])
+            assert not Path(f"/proc/{claim_pid}").exists(), "the owner's pid means nothing here"
+        for _ in range(3):
+            other = Spool(tmp_path)
+            assert other.recover() == 0 and other.claim_oldest() is None
+        assert _claims(tmp_path) == [claim]
+    finally:
+        os.killpg(owner.pid, signal.SIGKILL)
+        owner.wait()
+    # Once it is gone, its batch is recovered by exactly one of the processes that look at once.
+    finders = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                "import sys; from litelens.spool import Spool; e = Spool(sys.argv[1])"
+                ".claim_oldest(); print(e.body.decode() if e else '')",
+                str(tmp_path),
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(4)
+    ]
+    found = [finder.communicate(timeout=60)[0].strip() for finder in finders]
+    assert sorted(found) == ["", "", "", "being sent"], found
+
+
+def test_the_claim_of_a_zombie_owner_is_recovered(tmp_path: Path) -> None:
+    """A process that died but was not yet reaped by its parent is a zombie, whose pid `kill(pid, 0)`
+    finds: its claim was held for `stale_claim_s` (10 minutes), and for ever if the parent never reaps."""
+    Spool(tmp_path).put(b"claimed by the dead", 1, False)
+    owner = _start_owner(tmp_path)
+    try:
+        owner.kill()  # not waited for: a zombie until `wait`
+        deadline = time.monotonic() + 10
+        while Path(f"/proc/{owner.pid}/stat").read_text().split(") ")[1][0] != "Z":
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        spool = Spool(tmp_path)
+        assert spool.pending()[:2] == (1, 1)
+        entry = spool.claim_oldest()
+        assert entry is not None and entry.body == b"claimed by the dead"
+        spool.done(entry)
+        assert os.listdir(tmp_path) == []
+    finally:
+        owner.wait()
 
 
 # -- one folder per destination ------------------------------------------------------------------------

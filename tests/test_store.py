@@ -1178,6 +1178,39 @@ def test_a_metadata_filter_finds_numbers_and_objects_as_the_record_shows_them_on
         assert ids(all_calls(store, project, CallFilter(metadata={key: text}))) == set(), (key, text)
 
 
+@pytest.mark.service
+def test_a_postgres_metadata_filter_sends_its_value_once_and_pages_along_calls_time(
+    postgres_server: Any,
+) -> None:
+    """The filter sent the same JSON twice, as two parameters, when its text spells nothing but a string;
+    one parameter, it must still find what it found, and a page must still walk the newest calls by
+    `calls_time` (a plain `=` made PostgreSQL scan and sort all 20,000 calls here instead)."""
+    store = open_store(postgres_server.create_database())
+    assert isinstance(store, SQLStore)
+    store.migrate()
+    project = store.create_project("default")
+    calls = [plain(f"c{i}", T0 + i, metadata={"team": f"t{i % 50}", "n": i % 7}) for i in range(20_000)]
+    for i in range(0, len(calls), 5000):
+        store.write(project, calls[i : i + 5000], [])
+    with store._write() as cur:
+        cur.execute("ANALYZE calls")
+    for key, text, expected in (("team", "t3", 400), ("n", "3", 2857), ("team", "3", 0)):
+        conds, params = store._where(project, CallFilter(metadata={key: text}))
+        # The project, the key, and the JSON of what the text may be: each sent once.
+        assert len(params) == 3 and params[1] == key, params
+        rows, _ = store.list_calls(project, CallFilter(metadata={key: text}), limit=5000)
+        assert len(rows) == expected, (key, text)
+        sql = store._q(
+            f"SELECT c.call_id FROM calls c WHERE {' AND '.join(conds)} "
+            "ORDER BY c.start_time DESC, c.call_id DESC LIMIT 50"
+        )
+        with store._read() as cur:
+            cur.execute("EXPLAIN " + sql, params)
+            plan = "\n".join(row[0] for row in cur.fetchall())
+        assert "Index Scan Backward using calls_time" in plan and "Sort" not in plan, plan
+    store.close()
+
+
 def test_a_metadata_filter_finds_a_key_that_json_escapes_and_refuses_no_value_on_every_store(
     store: SQLStore,
 ) -> None:

@@ -67,14 +67,19 @@ def serve(args: argparse.Namespace) -> int:
         try:
             ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(certfile, keyfile)
         except (OSError, ssl.SSLError) as exc:
-            print(f"litelens serve: cannot use {certfile} / {keyfile} for TLS ({exc})", file=sys.stderr)
+            print(
+                f"litelens serve: cannot use {certfile} / {keyfile} for TLS ({exc}); give --ssl-certfile"
+                " a PEM certificate this user can read and --ssl-keyfile its private key",
+                file=sys.stderr,
+            )
             return 2
-    taken = _address_in_use(settings.host, settings.port)
-    if taken:
-        print(taken, file=sys.stderr)
+    sockets = _bind(settings.host, settings.port)
+    if isinstance(sockets, str):
+        print(sockets, file=sys.stderr)
         return 2
     store = _open_migrated(settings.db_url)
     if store is None:
+        _close_all(sockets)
         return 2
     gc.set_threshold(*GC_THRESHOLDS)
     app = create_app(settings, store)
@@ -101,44 +106,85 @@ def serve(args: argparse.Namespace) -> int:
         )
     )
     try:
-        server.run()
+        server.run(sockets=sockets)
+    except SystemExit:
+        # uvicorn's way out of a failed start (after its own log line): our one line says where.
+        if server.started:
+            raise
     finally:
         store.close()
+        _close_all(sockets)
     if not server.started:
         print(f"litelens serve: could not start on {settings.host}:{settings.port}", file=sys.stderr)
         return 3
     return 130 if signal.SIGINT in server.signals else 0
 
 
-def _address_in_use(host: str, port: int) -> str | None:
-    """Why `host:port` cannot be listened on, said so a newcomer knows what to do, or None.
+def _bind(host: str, port: int) -> list[socket.socket] | str:
+    """Sockets bound to `host:port`, for uvicorn to listen on; or why it cannot be done, said so a
+    newcomer knows what to do.
 
-    uvicorn binds only after "serving on" was printed and then exits with its own bare `[Errno 98]`;
+    Bound before the store opens and before "serving on" is printed: left to uvicorn, a host that is
+    not this machine's or does not resolve was found only after that line, and said so in uvicorn's
+    words (`[Errno 99] error while attempting to bind ...`, `[Errno -2] Name or service not known`).
     4318 is the OTLP/HTTP port, so an OpenTelemetry Collector (or an earlier `litelens serve`) often
-    holds it already. The probe binds as asyncio's server will (SO_REUSEADDR, IPv6 sockets v6-only),
-    so a port in TIME_WAIT is not taken for a busy one.
+    holds it already. Bound as asyncio's `create_server` binds (every address the host resolves to,
+    SO_REUSEADDR, IPv6 sockets v6-only), so a port in TIME_WAIT is not taken for a busy one.
     """
     try:
         addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-    except OSError:
-        return None  # uvicorn reports a host it cannot resolve in its own words
-    for family, kind, proto, _, address in addresses:
+    except socket.gaierror as exc:
+        return (
+            f"litelens serve: cannot find the host {host!r} ({exc.strerror}); give --host (or"
+            " LITELENS_HOST) an address of this machine: 127.0.0.1 for this machine only, 0.0.0.0 for all"
+        )
+    except (OSError, UnicodeError) as exc:
+        return f"litelens serve: cannot listen on {host}:{port} ({exc}); check --host and --port"
+    sockets: list[socket.socket] = []
+    for family, kind, proto, _, address in dict.fromkeys(addresses):
         try:
-            with socket.socket(family, kind, proto) as probe:
-                if os.name == "posix":  # as asyncio does: on Windows the option lets a bind steal a port
-                    probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                if family == socket.AF_INET6 and hasattr(socket, "IPPROTO_IPV6"):
-                    probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-                probe.bind(address)
+            sock = socket.socket(family, kind, proto)
+        except OSError:
+            continue  # a family this machine lacks (asyncio skips it too)
+        sockets.append(sock)
+        try:
+            if os.name == "posix":  # as asyncio does: on Windows the option lets a bind steal a port
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6 and hasattr(socket, "IPPROTO_IPV6"):
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind(address)
         except OSError as exc:
-            # Other errors (a family the host lacks, a port below 1024) are uvicorn's to judge.
-            if exc.errno == errno.EADDRINUSE:
-                return (
-                    f"litelens serve: {host}:{port} is already in use (another `litelens serve`, or an"
-                    " OpenTelemetry Collector, which listens on 4318 too?); stop it, or choose another"
-                    " port with --port (or LITELENS_PORT) and point LITELENS_ENDPOINT at it"
-                )
-    return None
+            _close_all(sockets)
+            return _bind_failure(host, port, exc)
+    if not sockets:
+        return f"litelens serve: {host!r} has no address this machine can listen on; check --host"
+    return sockets
+
+
+def _bind_failure(host: str, port: int, exc: OSError) -> str:
+    if exc.errno == errno.EADDRINUSE:
+        return (
+            f"litelens serve: {host}:{port} is already in use (another `litelens serve`, or an"
+            " OpenTelemetry Collector, which listens on 4318 too?); stop it, or choose another"
+            " port with --port (or LITELENS_PORT) and point LITELENS_ENDPOINT at it"
+        )
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return (
+            f"litelens serve: {host} is not an address of this machine, so nothing can listen on it;"
+            " give --host (or LITELENS_HOST) one of this machine's addresses: 127.0.0.1 for this machine"
+            " only, 0.0.0.0 for all"
+        )
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return (
+            f"litelens serve: not allowed to listen on {host}:{port} ({exc.strerror}; ports below 1024"
+            " need privileges); choose a port from 1024 up with --port (or LITELENS_PORT)"
+        )
+    return f"litelens serve: cannot listen on {host}:{port} ({exc.strerror or exc}); check --host and --port"
+
+
+def _close_all(sockets: list[socket.socket]) -> None:
+    for sock in sockets:
+        sock.close()
 
 
 def _server_class() -> type[Any]:
@@ -227,9 +273,29 @@ def _open_migrated(url: str) -> Store | None:
             with contextlib.suppress(Exception):
                 store.close()
         reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0].removeprefix("litelens: ")
-        print(f"litelens: cannot open the database {_safe_url(url)}: {reason}", file=sys.stderr)
+        print(
+            f"litelens: cannot open the database {_safe_url(url)}: {reason}{_db_advice(exc)}", file=sys.stderr
+        )
         return None
     return store
+
+
+def _db_advice(exc: BaseException) -> str:
+    """What to do about a database that would not open, as the end of its one line ("" when the reason
+    says it already). The reason alone (`password authentication failed`, `Connection refused`) said what
+    went wrong but not where to change it."""
+    text = str(exc).lower()
+    if "password" in text or "authentication" in text or ("role" in text and "does not exist" in text):
+        return "; check the user and password in --db (or LITELENS_DB)"
+    if "connection refused" in text or "timeout expired" in text or "could not translate host" in text:
+        return "; is PostgreSQL running there? Check the host and port in --db (or LITELENS_DB)"
+    if "database" in text and "does not exist" in text:
+        return "; create it (createdb NAME) or name an existing one in --db (or LITELENS_DB)"
+    if "permission denied" in text and "schema" in text:
+        return "; the user needs CREATE on that schema (GRANT CREATE ON SCHEMA public TO USER)"
+    if isinstance(exc, OSError) or "unable to open" in text or "readonly" in text:
+        return "; give --db (or LITELENS_DB) a path in a folder this user can write to"
+    return ""
 
 
 def _ensure_sqlite_dir(url: str) -> None:

@@ -14,10 +14,11 @@ Why it is built this way:
   processes writing into one directory still produce one total order, and ``pending()`` needs no reads.
 - A file is written under a temporary name, fsynced, then renamed: a crash leaves either a whole batch or
   a temporary file that is never sent (and is swept later), never half a batch.
-- A file is *claimed* by renaming it to ``<name>.claim.<pid>.<time_ns>``. ``rename`` is atomic, so when two
-  processes race for the same file exactly one wins; the loser gets ``FileNotFoundError`` and moves on.
-  A claim whose process is gone (or that is older than ``stale_claim_s``) is released when a spool opens
-  and every minute after.
+- A file is *claimed* by renaming it to ``<name>.claim.<pid>.<time_ns>.l``. ``rename`` is atomic, so when
+  two processes race for the same file exactly one wins; the loser gets ``FileNotFoundError`` and moves
+  on. A claim whose process is gone (or that is older than ``stale_claim_s``) is released when a spool
+  opens and every minute after. Whether it is gone is told by a ``flock`` the claimant holds on the file
+  (``_made_by_gone``), not by its pid.
 - A file that cannot be parsed is renamed to ``.bad`` and logged once: one damaged file must never block
   the queue behind it, and keeping it lets someone look at it -- until the spool needs the room: ``.bad``
   files are the first to be evicted. Their records are counted in ``damaged``.
@@ -49,7 +50,13 @@ import re
 import threading
 import time
 import urllib.parse
+import weakref
 import zlib
+
+try:
+    import fcntl
+except ImportError:  # Windows: files are judged by their process's pid
+    fcntl = None  # type: ignore[assignment]
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,8 +71,12 @@ _BAD = ".bad"
 _TMP_PREFIX = ".tmp-"
 _MAGIC = b"litelens-spool/1"
 _NAME_RE = re.compile(r"^(\d{20})-(\d+)-(\d+)-(\d+)-([gp])\.batch$")
-_CLAIM_RE = re.compile(r"^(?P<name>.+\.batch)\.claim\.(?P<pid>\d+)\.(?P<ts>\d+)$")
-_TMP_RE = re.compile(r"^\.tmp-(?P<pid>\d+)-(?P<ts>\d{20})-")
+# A claim or temporary file ending `.l` / starting `.tmp-<pid>-l-` is locked (`_made_by_gone`) by
+# the process that made it; other ones (older versions, platforms without `fcntl`) are judged by pid.
+_CLAIM_RE = re.compile(r"^(?P<name>.+\.batch)\.claim\.(?P<pid>\d+)\.(?P<ts>\d+)(?P<locked>\.l)?$")
+_TMP_RE = re.compile(r"^\.tmp-(?P<pid>\d+)-(?P<locked>l-)?(?P<ts>\d{20})-")
+# An unlocked temporary file this young, of a pid alive here, may be one whose lock is being taken.
+_LOCK_GRACE_NS = 10 * 10**9
 _DEST_RE = re.compile(r"^(?P<kind>[a-z0-9]+)-(?P<endpoint>[0-9a-f]{12})-(?P<key>[0-9a-f]{12})$")
 # Marker files: the server refused this folder's batches for its key (401/403) or its endpoint (404).
 REFUSED_KEY = "refused-key"
@@ -99,10 +110,72 @@ class SpoolEntry:
 
 
 def _gone(pid: int, time_ns: int) -> bool:
-    """Whether the process that made a claim or temporary file at ``time_ns`` has exited."""
+    """Whether the process that made a claim or temporary file at ``time_ns`` has exited, by its pid: for
+    files that carry no lock (made by older versions, or without ``fcntl``)."""
     if pid == os.getpid():
         return time_ns < _STARTED_NS
     return not _pid_alive(pid)
+
+
+def _made_by_gone(path: Path, match: re.Match[str]) -> bool:
+    """Whether the process that made the claim or temporary file at `path` (`_CLAIM_RE`, `_TMP_RE`) has
+    exited.
+
+    A pid said too little: a zombie's pid is alive to ``kill(pid, 0)``, pids are reused, and processes in
+    containers that share a spool folder across PID namespaces see each other's pids as another process's
+    or as no one's (so a live process's claims could be taken over, a dead one's never recovered). So a
+    process holds an exclusive ``flock`` on each file it is writing or has claimed, on the file itself,
+    for as long as it works on it; the kernel drops the lock when the process ends, however it ends and
+    in whatever namespace it ran.
+    """
+    if not match.group("locked"):
+        return _gone(int(match.group("pid")), int(match.group("ts")))
+    if fcntl is None:
+        return False  # cannot tell: `stale_claim_s` decides
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return False  # gone meanwhile: nothing to recover
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError:
+        return False  # held: its process is alive
+    finally:
+        os.close(fd)
+    if _CLAIM_RE.match(path.name):
+        return True
+    # A temporary file is created an instant before it is locked: unlocked, it is a dead writer's once
+    # its pid is gone here, or, should that pid mean another process (a zombie, another namespace's),
+    # once it is older than any such instant.
+    return time.time_ns() - int(match.group("ts")) > _LOCK_GRACE_NS or _gone(
+        int(match.group("pid")), int(match.group("ts"))
+    )
+
+
+def _lock(fd: int) -> None:
+    """Hold an exclusive lock on a file being written (see `_made_by_gone`). Waits: the only other holder
+    can be a process checking, for an instant, whether the file's writer is alive."""
+    if fcntl is not None:
+        with contextlib.suppress(OSError):  # a filesystem without locks: the file's age decides
+            fcntl.flock(fd, fcntl.LOCK_EX)
+
+
+# The spools of this process, so that a forked child lets go of the claims it inherited (`_after_fork`).
+_SPOOLS: weakref.WeakSet[Spool] = weakref.WeakSet()
+
+
+def _after_fork() -> None:
+    # The child's copies of the descriptors share the parent's locks; closing them leaves those held
+    # by the parent, whose claims they are, and lets them go when the parent ends.
+    for spool in list(_SPOOLS):
+        for fd in spool._claim_fds.values():
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        spool._claim_fds.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork)
 
 
 def _digest(purpose: str, value: str) -> str:
@@ -322,6 +395,7 @@ class Spool:
         self._index: dict[Path, _Folder] = {}
         self._base_mtime: int | None = None
         self._claimed: dict[Path, int] = {}  # our claims' sizes, still on disk until done
+        self._claim_fds: dict[Path, int] = {}  # our claims' locked descriptors (`_made_by_gone`)
         self._counter = 0
         self._logged: set[str] = set()
         self._next_recover = 0.0
@@ -334,6 +408,7 @@ class Spool:
             self.directory.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             self._log_once("mkdir", "litelens: cannot create spool directory %s: %s", self.directory, exc)
+        _SPOOLS.add(self)
         self.recover()
 
     @classmethod
@@ -381,7 +456,8 @@ class Spool:
             )
             # Before writing: our own write must not look like another process's change of the folder.
             self._fresh()
-        tmp = self.directory / f"{_TMP_PREFIX}{os.getpid()}-{name}"
+        locked = "l-" if fcntl is not None else ""
+        tmp = self.directory / f"{_TMP_PREFIX}{os.getpid()}-{locked}{name}"
         lost = 0
         remade = False
         while True:
@@ -390,10 +466,7 @@ class Spool:
                     self._own().before()
                 # Our temporary file moves the mtime too: taken as ours at once, so that another process's
                 # change during the fsync is still seen as one.
-                self._write(tmp, header, body, created=self._mine)
-                with self._lock:
-                    self._own().before()
-                os.replace(tmp, self.directory / name)
+                self._write(tmp, header, body, created=self._mine, final=self.directory / name)
                 break
             except OSError as exc:
                 with contextlib.suppress(OSError):
@@ -443,18 +516,30 @@ class Spool:
         with self._lock:
             self._own().mine()
 
-    @staticmethod
-    def _write(path: Path, header: bytes, body: bytes, created: Callable[[], None] | None = None) -> None:
+    def _write(
+        self,
+        path: Path,
+        header: bytes,
+        body: bytes,
+        created: Callable[[], None] | None = None,
+        final: Path | None = None,
+    ) -> None:
+        """Write `path` durably, then rename it to `final` while still holding it locked."""
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        if created is not None:
-            created()
         try:
+            _lock(fd)
+            if created is not None:
+                created()
             os.write(fd, header)
             view = memoryview(body)
             while view:
                 written = os.write(fd, view)
                 view = view[written:]
             os.fsync(fd)
+            if final is not None:
+                with self._lock:
+                    self._own().before()
+                os.replace(path, final)
         finally:
             os.close(fd)
 
@@ -644,15 +729,41 @@ class Spool:
                 size = own.drop(name)
                 match = _NAME_RE.match(name)
                 assert match is not None  # (only such names are queued)
-                claimed = self.directory / f"{name}{_CLAIM}{os.getpid()}.{time.time_ns()}"
+                # Locked before it is renamed, so no other process ever sees our claim unlocked.
+                try:
+                    fd: int | None = os.open(self.directory / name, os.O_RDONLY)
+                except FileNotFoundError:  # another process got it first
+                    continue
+                except OSError:
+                    fd = None
+                if fd is not None and fcntl is not None:
+                    try:
+                        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    except OSError:
+                        # Held: by a process claiming it this instant (the rename decides between us),
+                        # or by a hung one whose claim went stale and was released (it would hold it
+                        # for ever). Or a filesystem without locks. The claim then names our pid alone.
+                        os.close(fd)
+                        fd = None
+                elif fd is not None:
+                    os.close(fd)
+                    fd = None
+                locked = ".l" if fd is not None else ""
+                claimed = self.directory / f"{name}{_CLAIM}{os.getpid()}.{time.time_ns()}{locked}"
                 own.before()
                 try:
                     os.rename(self.directory / name, claimed)
                 except FileNotFoundError:  # another process got it first
+                    if fd is not None:
+                        os.close(fd)
                     continue
                 except OSError:
+                    if fd is not None:
+                        os.close(fd)
                     skipped.append((name, size))
                     continue
+                if fd is not None:
+                    self._claim_fds[claimed] = fd
                 try:
                     data = claimed.read_bytes()
                 except OSError:
@@ -684,6 +795,8 @@ class Spool:
                 entry.path.unlink()
             except OSError:
                 return
+            finally:
+                self._let_go(entry.path)
             if own is not None and size is not None:
                 own.other -= size
                 own.mine()
@@ -714,7 +827,15 @@ class Spool:
             os.rename(claimed, self.directory / name)
         except OSError:
             return False
+        finally:
+            self._let_go(claimed)
         return True
+
+    def _let_go(self, claimed: Path) -> None:
+        """Unlock a claim of ours, once it is renamed or deleted: never while it still says it is ours."""
+        fd = self._claim_fds.pop(claimed, None)
+        if fd is not None:
+            os.close(fd)
 
     def pending(self) -> tuple[int, int, int]:
         """Return ``(files, records, bytes)`` waiting in the spool (claimed files not included)."""
@@ -746,12 +867,12 @@ class Spool:
             claim = _CLAIM_RE.match(name)
             if claim is not None:
                 age_s = (now - int(claim.group("ts"))) / 1e9
-                if _gone(int(claim.group("pid")), int(claim.group("ts"))) or age_s > self.stale_claim_s:
+                if age_s > self.stale_claim_s or _made_by_gone(self.directory / name, claim):
                     self.release_path(self.directory / name, claim.group("name"))
                     released += 1
                 continue
             tmp = _TMP_RE.match(name)
-            if tmp is not None and _gone(int(tmp.group("pid")), int(tmp.group("ts"))):
+            if tmp is not None and _made_by_gone(self.directory / name, tmp):
                 with contextlib.suppress(OSError):
                     os.unlink(self.directory / name)
                     self._invalidate(self.directory)
@@ -841,7 +962,7 @@ class Spool:
         records = 0
         for name in names:
             claim = _CLAIM_RE.match(name)
-            if claim is not None and _gone(int(claim.group("pid")), int(claim.group("ts"))):
+            if claim is not None and _made_by_gone(folder / name, claim):
                 target = claim.group("name")
             elif _NAME_RE.match(name):
                 target = name
@@ -862,6 +983,8 @@ class Spool:
             pass
         else:
             self._own().add_bad(f"{base}{_BAD}", size)
+        finally:
+            self._let_go(path)
         self.damaged += _count_of(base)
         self._log_once("bad", "litelens: spool file %s is unreadable (%s); moved aside as .bad", base, why)
 

@@ -452,13 +452,20 @@ class PostgresStore(SQLStore):
 
     def _metadata_condition(self, key: str, value: str) -> tuple[str, list[Any]]:
         # jsonb equality: numbers by value (1 = 1.0), objects whatever their key order, as Python's.
+        # The forms the text may take travel as one JSON array (the string alone was sent twice). Unpacked
+        # in a subquery, their number is unknown when the plan is made, so PostgreSQL guesses the filter
+        # keeps many calls and a page walks `calls_time` from the newest, as it did with two forms; with
+        # a bare `= CAST(? AS jsonb)` it guessed half as many and, at 20k calls, scanned and sorted them
+        # all instead (8 ms rather than 1).
         found = metadata_json(value)
-        as_json = json.dumps(value) if found is NO_JSON else json.dumps(found)
-        return "(c.metadata -> CAST(? AS text)) IN (CAST(? AS jsonb), CAST(? AS jsonb))", [
-            key,
-            json.dumps(value),
-            as_json,
-        ]
+        forms = [value] if found is NO_JSON else [value, found]
+        return (
+            "(c.metadata -> CAST(? AS text)) = ANY(ARRAY(SELECT jsonb_array_elements(CAST(? AS jsonb))))",
+            [
+                key,
+                json.dumps(forms),
+            ],
+        )
 
     def _search_condition(self, text: str) -> tuple[str, str]:
         if text.isascii():
