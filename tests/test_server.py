@@ -1060,6 +1060,33 @@ def test_serve_that_cannot_start_says_why_and_what_to_do_in_one_line(sqlite_url:
         probe.bind(("127.0.0.1", int(port)))
 
 
+def test_serve_against_a_server_that_never_answers_gives_up_and_says_so() -> None:
+    """A PostgreSQL URL whose port takes the connection and never answers (a wrong port, a proxy, a
+    firewall that drops packets): libpq waits for ever unless told otherwise, so `serve` hung at start
+    with nothing said."""
+    from litelens.server.store.postgres import CONNECT_TIMEOUT_S
+
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)  # the kernel completes the handshake; nobody ever reads or answers
+        url = f"postgresql://litelens@127.0.0.1:{silent.getsockname()[1]}/x"
+        env = {k: v for k, v in os.environ.items() if k != "PGCONNECT_TIMEOUT"}
+        started = time.monotonic()
+        try:
+            done = subprocess.run(
+                [*CLI, "serve", "--port", str(free_port()), "--db", url],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=CONNECT_TIMEOUT_S + 50,
+                check=False,
+            )
+        except subprocess.TimeoutExpired:
+            pytest.fail("serve still waiting for the database after a minute")
+    assert time.monotonic() - started >= CONNECT_TIMEOUT_S - 1, "it gave the server its time"
+    _one_clear_line(done, "timeout expired", "is PostgreSQL running there?", "--db")
+
+
 @pytest.mark.service
 def test_serve_refused_by_postgresql_says_to_check_the_password(postgres_server: Any) -> None:
     import psycopg

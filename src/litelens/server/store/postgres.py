@@ -15,6 +15,7 @@ has flushed the WAL.
 from __future__ import annotations
 
 import json
+import os
 import queue
 import threading
 from collections.abc import Iterator, Sequence
@@ -243,6 +244,7 @@ class _Pool:
         self._lock = threading.Lock()
         self._closed = False
         self._all: list[psycopg.Connection[Any]] = []
+        self._timeout = _connect_timeout(url)
 
     @contextmanager
     def connection(self) -> Iterator[psycopg.Connection[Any]]:
@@ -263,7 +265,7 @@ class _Pool:
             if self._opened < self._size:
                 self._opened += 1
                 try:
-                    conn = psycopg.connect(self._url, autocommit=True)
+                    conn = psycopg.connect(self._url, autocommit=True, **self._timeout)
                 except Exception:
                     self._opened -= 1
                     raise
@@ -288,6 +290,24 @@ class _Pool:
             for conn in self._all:
                 conn.close()
             self._all.clear()
+
+
+# libpq waits for ever for a server that took the connection and never answers (a wrong port, a proxy,
+# a host that drops packets): `serve` then hung at start, and a request for a connection later.
+CONNECT_TIMEOUT_S = 10
+
+
+def _connect_timeout(url: str) -> dict[str, int]:
+    """`connect_timeout` for psycopg, unless the URL or PGCONNECT_TIMEOUT already sets one."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        given = "connect_timeout" in conninfo_to_dict(url)
+    except psycopg.Error:
+        given = False  # a URL libpq cannot read: its connect says why
+    if given or os.environ.get("PGCONNECT_TIMEOUT"):
+        return {}
+    return {"connect_timeout": CONNECT_TIMEOUT_S}
 
 
 class PostgresStore(SQLStore):
