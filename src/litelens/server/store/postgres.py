@@ -297,7 +297,7 @@ class _Pool:
 CONNECT_TIMEOUT_S = 10
 
 
-def _connect_timeout(url: str) -> dict[str, int]:
+def _connect_timeout(url: str) -> dict[str, Any]:
     """`connect_timeout` for psycopg, unless the URL or PGCONNECT_TIMEOUT already sets one."""
     from psycopg.conninfo import conninfo_to_dict
 
