@@ -1405,6 +1405,31 @@ def test_csv_export_defuses_spreadsheet_formulas_and_keeps_quotes_newlines_and_u
     assert lines[0]["end_user"] == records[0]["end_user"]
 
 
+def test_csv_export_defuses_a_formula_after_a_semicolon_for_spreadsheets_that_split_there(
+    project_server: ServerProcess,
+) -> None:
+    """Excel in much of Europe opens a .csv with `;` as its separator: a comma-separated line is split
+    at each `;`, quotes or not, and a cell starting there with `=` ran as a formula. Tags are joined with
+    `;`, so a second tag `=HYPERLINK(...)` was such a cell."""
+    client = project_server.client()
+    record = make_record(
+        "semi-1",
+        tags=["ok", '=HYPERLINK("http://evil.example","x")'],
+        end_user="ann; +1 555",
+        request_model='m;"@SUM(A1)"',
+    )
+    assert client.post_json("/v1/events", {"records": [record]}).status == 200
+    body = client.get("/api/export?format=csv").body.decode()
+    for line in body.splitlines():
+        for cell in next(csv.reader([line], delimiter=";")):
+            assert not cell.lstrip(' "').startswith(("=", "+", "-", "@", "\t", "\r")), (cell, line)
+    (row,) = csv.DictReader(io.StringIO(body))  # the comma-separated reading keeps every text
+    assert row["tags"] == 'ok;\'=HYPERLINK("http://evil.example","x")'
+    assert (row["end_user"], row["request_model"]) == ("ann;' +1 555", 'm;\'"@SUM(A1)"')
+    lines = [json.loads(line) for line in client.get("/api/export?format=jsonl").body.splitlines()]
+    assert (lines[0]["tags"], lines[0]["end_user"]) == (record["tags"], record["end_user"])
+
+
 # --------------------------------------------------------------------------------------------------
 # 9. The CLI against the real server
 
