@@ -93,6 +93,45 @@ def test_pages_fetch_nothing_outside_the_server_and_never_run_recorded_content(
 
 
 @pytest.mark.service
+def test_a_bidi_override_in_a_recorded_name_does_not_reorder_the_page_around_it(
+    project_server: ServerProcess, visit: Callable[..., Visit], shots: Shots
+) -> None:
+    """A right-to-left override (U+202E) in a model or span name, left open, reversed what the page put
+    after it on the same line: the trace page read "chat gpt snekot 5→3 live" (counts swapped and the
+    name split around them), and the call's heading put its status badge inside the model's name."""
+    trace = "c" * 32
+    spoof = "gpt\u202eevil"
+    record = make_record("rlo", request_model=spoof, trace_id=trace, status="error")
+    record["usage"] = {"input_tokens": 3, "output_tokens": 5, "total_tokens": 8}
+    post_records(project_server.client(), [record])
+    v = visit(project_server)
+    after_its_name = """([name, next]) => {
+        const a = document.querySelector(name).getBoundingClientRect();
+        const b = document.querySelector(next).getBoundingClientRect();
+        return b.left >= a.right - 1;
+    }"""
+    v.go(f"/traces/{trace}")
+    assert v.page.inner_text("[data-testid=span-tokens]") == "3→5 tokens"
+    assert v.page.evaluate(after_its_name, ["a.span-name", "[data-testid=span-tokens]"])
+    shots(v.page, "trace")
+    v.go("/calls/rlo")
+    assert spoof in v.page.inner_text("h1"), "the name itself is shown as recorded"
+    name_then_badge = """(spoof) => {
+        const h1 = document.querySelector("h1");
+        const walk = document.createTreeWalker(h1, NodeFilter.SHOW_TEXT);
+        let node = walk.nextNode();
+        while (!node.nodeValue.includes(spoof)) node = walk.nextNode();
+        const range = document.createRange();
+        const at = node.nodeValue.indexOf(spoof);
+        range.setStart(node, at);
+        range.setEnd(node, at + spoof.length);
+        return h1.querySelector(".badge").getBoundingClientRect().left >= range.getBoundingClientRect().right - 1;
+    }"""
+    assert v.page.evaluate(name_then_badge, spoof)
+    shots(v.page, "call")
+
+
+@pytest.mark.service
 def test_signed_in_with_one_projects_key_nothing_of_another_project_is_reachable(
     sqlite_server: ServerProcess, visit: Callable[..., Visit], shots: Shots
 ) -> None:
