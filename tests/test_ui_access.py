@@ -96,12 +96,15 @@ def test_pages_fetch_nothing_outside_the_server_and_never_run_recorded_content(
 def test_a_bidi_override_in_a_recorded_name_does_not_reorder_the_page_around_it(
     project_server: ServerProcess, visit: Callable[..., Visit], shots: Shots
 ) -> None:
-    """A right-to-left override (U+202E) in a model or span name, left open, reversed what the page put
-    after it on the same line: the trace page read "chat gpt snekot 5→3 live" (counts swapped and the
-    name split around them), and the call's heading put its status badge inside the model's name."""
+    """A right-to-left override (U+202E) in a recorded name, left open, reversed what the page put after
+    it on the same line: the trace page read "chat gpt snekot 5→3 live" (counts swapped and the name
+    split around them), the call's heading put its status badge inside the model's name, a call's second
+    tag came first, and the time after a call id was reversed."""
     trace = "c" * 32
     spoof = "gpt\u202eevil"
-    record = make_record("rlo", request_model=spoof, trace_id=trace, status="error")
+    record = make_record(
+        f"rlo{spoof}", request_model=spoof, trace_id=trace, status="error", tags=[spoof, "prod"]
+    )
     record["usage"] = {"input_tokens": 3, "output_tokens": 5, "total_tokens": 8}
     post_records(project_server.client(), [record])
     v = visit(project_server)
@@ -114,7 +117,11 @@ def test_a_bidi_override_in_a_recorded_name_does_not_reorder_the_page_around_it(
     assert v.page.inner_text("[data-testid=span-tokens]") == "3→5 tokens"
     assert v.page.evaluate(after_its_name, ["a.span-name", "[data-testid=span-tokens]"])
     shots(v.page, "trace")
-    v.go("/calls/rlo")
+    v.go("/calls")
+    tags = v.page.eval_on_selector_all("td .tag", "ts => ts.map(t => t.getBoundingClientRect().left)")
+    assert len(tags) == 2 and tags[0] < tags[1], "the tags in the order recorded"
+    v.go("/calls/rlo" + spoof)
+    assert v.page.evaluate(after_its_name, ["[data-testid=call-id]", "[data-testid=call-time]"])
     assert spoof in v.page.inner_text("h1"), "the name itself is shown as recorded"
     name_then_badge = """(spoof) => {
         const h1 = document.querySelector("h1");
