@@ -967,6 +967,34 @@ def test_no_auth_is_refused_off_loopback_and_works_on_loopback(
     assert done.returncode == 0 and "no key needed (the server runs with --no-auth)" in done.stdout, done
 
 
+def test_with_no_auth_web_pages_of_other_sites_can_neither_write_nor_read(
+    server_factory: Callable[..., ServerProcess], sqlite_url: str
+) -> None:
+    """An open (--no-auth) server on loopback is reachable from the user's browser: a page of any site
+    could post made-up calls into it (a `no-cors` text/plain POST needs no preflight, and Firefox sends
+    it), and by DNS rebinding (the site's own name re-resolved to 127.0.0.1) read every recorded prompt
+    as same-origin. Browsers name the site in `Origin` and `Host`; local tools send neither."""
+    server = server_factory(sqlite_url, args=("--no-auth",), key=False)
+    client = Client(server.url)
+    forged = json.dumps({"records": [make_record("forged-1")]}).encode()
+    answer = client.request(
+        "POST",
+        "/v1/events",
+        forged,
+        {"Content-Type": "text/plain", "Origin": "http://evil.example"},
+        key=None,
+    )
+    assert answer.status == 403 and b"evil.example" in answer.body
+    assert client.post_json("/v1/events", {"records": [make_record("own-1")]}, key=None).status == 200
+    assert [c["call_id"] for c in client.get_json("/api/calls", key=None)["calls"]] == ["own-1"]
+    rebound = client.request("GET", "/api/calls", headers={"Host": f"evil.example:{server.port}"}, key=None)
+    assert rebound.status == 403 and b"own-1" not in rebound.body
+    assert b"loopback" in rebound.body, "the answer says why"
+    for host in (f"localhost:{server.port}", f"127.0.0.1:{server.port}"):
+        same_origin = {"Host": host, "Origin": f"http://{host}"}
+        assert client.request("GET", "/calls", headers=same_origin, key=None).status == 200
+
+
 def test_a_bad_database_url_is_one_clear_line_not_a_traceback(tmp_path: Path) -> None:
     not_a_db = tmp_path / "notes.db"
     not_a_db.write_text("not a database\n")
