@@ -1462,19 +1462,22 @@ def test_csv_export_defuses_a_formula_after_a_semicolon_for_spreadsheets_that_sp
 # 9. The CLI against the real server
 
 
-def test_doctor_and_export_never_print_a_password_or_token_of_the_endpoint(
+def test_doctor_export_and_tail_never_print_a_password_or_token_of_the_endpoint(
     sqlite_server: ServerProcess,
 ) -> None:
     """Doctor's output is what users paste into an issue: an endpoint behind basic auth or with a token
-    in its query was printed as configured, password included."""
+    in its query was printed as configured, password included (and by export and tail too)."""
     port = sqlite_server.url.rsplit(":", 1)[1]
     env = {"LITELENS_API_KEY": sqlite_server.key}
     for where in (port, str(free_port())):  # a server that answers, then one that is not there
         endpoint = f"http://ops:Pa55word-9x7@127.0.0.1:{where}/?token=Tok3n-8c6v"
-        for command in (("doctor",), ("export", "--since", "1m")):
-            done = cli(*command, "--endpoint", endpoint, env=env)
+        commands = [("doctor", "--endpoint", endpoint), ("export", "--since", "1m", "--endpoint", endpoint)]
+        if where != port:  # (tail follows a server that answers until stopped)
+            commands.append(("tail", "--server", endpoint))
+        for command in commands:
+            done = cli(*command, env=env)
             printed = done.stdout + done.stderr
-            if command == ("doctor",):
+            if command[0] != "export":
                 assert "127.0.0.1" in printed, printed
             assert "Pa55word" not in printed and "Tok3n" not in printed, (command, printed)
 
