@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import urllib.parse
 from collections.abc import Callable
 
 import pytest
@@ -263,6 +264,25 @@ def test_without_a_key_pages_redirect_to_sign_in_and_the_cookie_is_httponly_stri
     assert answer.status == 401
     answer = client.request("GET", "/", headers={"Cookie": f"litelens_key={project_server.key}"}, key=None)
     assert answer.status == 200 and b"Requests" in answer.body
+
+
+def test_sign_in_never_sends_the_browser_to_a_next_that_a_url_parser_reads_as_another_host(
+    project_server: ServerProcess,
+) -> None:
+    """URL parsers (the WHATWG one of every browser, Python's urlsplit) drop tabs and line breaks, so
+    `/<tab>/evil.example` is `//evil.example`, another host; sign-in took it for a path on this server."""
+    client = Client(project_server.url)
+    for sneaky in ("/\t/evil.example/", "/\n/evil.example/", "/\r\n/evil.example/"):
+        form = client.get(f"/login?next={urllib.parse.quote(sneaky)}", key=None).body.decode()
+        assert 'name="next" value="/"' in form, form
+        login = client.request(
+            "POST",
+            "/login",
+            f"key={project_server.key}&next={urllib.parse.quote(sneaky)}".encode(),
+            {"Content-Type": "application/x-www-form-urlencoded"},
+            key=None,
+        )
+        assert login.status == 303 and login.headers["location"] == "/", login.headers
 
 
 @pytest.mark.service
