@@ -995,6 +995,23 @@ def test_with_no_auth_web_pages_of_other_sites_can_neither_write_nor_read(
         assert client.request("GET", "/calls", headers=same_origin, key=None).status == 200
 
 
+def test_a_new_sqlite_database_is_readable_by_its_owner_only(
+    server_factory: Callable[..., ServerProcess], tmp_path: Path
+) -> None:
+    """The database holds every prompt and answer of every project: under the usual umask 022 a new one
+    (and its WAL) was world-readable, so any user of a shared host could read them."""
+    db = tmp_path / "data" / "calls.db"
+    old = os.umask(0o022)
+    try:
+        server = server_factory(f"sqlite:///{db}")
+    finally:
+        os.umask(old)
+    assert server.client().post_json("/v1/events", {"records": [make_record("private-1")]}).status == 200
+    files = [db, Path(f"{db}-wal")]
+    assert all(f.exists() for f in files)
+    assert {oct(f.stat().st_mode & 0o777) for f in files} == {oct(0o600)}
+
+
 def test_a_bad_database_url_is_one_clear_line_not_a_traceback(tmp_path: Path) -> None:
     not_a_db = tmp_path / "notes.db"
     not_a_db.write_text("not a database\n")
