@@ -574,6 +574,36 @@ def test_no_secret_reaches_the_receiver(provider, receiver, make_callback):
     assert "model_map_information" not in everything
 
 
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
+def test_a_header_key_the_provider_echoes_back_never_leaves(provider, receiver, make_callback, stream):
+    """A gateway's key of no known shape, sent in `extra_headers` (as Azure's `api-key` or a company
+    gateway's `Authorization` are), and echoed whole by the provider's 401 or 400: the record keeps the
+    error but not the key."""
+    callback = make_callback()
+    keys = {"Authorization": "GatewayTok9x8c7v6b5n4m", "api-key": "0f1e2d3c4b5a69788796a5b4c3d2e1f0"}
+    for name, key in keys.items():
+        value = f"Bearer {key}" if name == "Authorization" else key
+        for status in ("401", "400"):
+            with pytest.raises((litellm.AuthenticationError, litellm.BadRequestError)):
+                response = call(
+                    provider,
+                    extra_headers={name: value, "x-fake-error": status, "x-fake-echo-key": "1"},
+                    stream=stream,
+                    num_retries=0,
+                    max_retries=0,
+                )
+                for _ in response:
+                    pass
+    records = one_record(receiver, callback, 4)
+    messages = [r["error"]["message"] for r in records]
+    assert all(
+        m.endswith(("incorrect API key provided: [REDACTED]", "bad request: [REDACTED]")) for m in messages
+    ), messages
+    everything = "\n".join(b["body"].decode("utf-8", "replace") for b in receiver.bodies)
+    for key in keys.values():
+        assert key not in everything
+
+
 @pytest.mark.litellm_compat
 @pytest.mark.parametrize("gathered", [False, True], ids=["awaited", "gathered"])
 def test_flush_after_asyncio_run_includes_the_calls_of_that_loop(provider, receiver, make_callback, gathered):

@@ -535,6 +535,40 @@ def test_a_key_echoed_in_an_error_reaches_no_part_of_the_span(otel: Otel, fake: 
     assert "sk-live" not in str(span.status.description)
 
 
+@pytest.mark.parametrize(
+    "where",
+    [
+        {"api_key": "ArgKeyQ1w2e3r4t5y6u7"},
+        {"api_key": "placeholder-1", "extra_headers": {"Authorization": "Bearer GatewayTok9x8c7v6b5n4m"}},
+        {"api_key": "placeholder-1", "extra_headers": {"api-key": "0f1e2d3c4b5a69788796a5b4c3d2e1f0"}},
+    ],
+    ids=["api_key", "authorization", "azure-api-key"],
+)
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
+def test_a_key_of_no_known_shape_echoed_by_the_provider_reaches_no_part_of_the_span(
+    otel: Otel, fake: FakeProvider, where: dict[str, Any], stream: bool
+) -> None:
+    """A rejected key the provider echoes whole ("incorrect API key provided: ..."), whose shape no rule
+    knows (a gateway's token, an Azure key's hex): the span says the key was refused, never the key."""
+    key = where.get("extra_headers", where)
+    secret = next(iter(key.values())).split()[-1]
+    headers = {**where.get("extra_headers", {}), "x-fake-error": "401", "x-fake-echo-key": "1"}
+    arguments = {**where, "extra_headers": headers}
+    with pytest.raises(litellm.AuthenticationError, match=secret):  # the caller's is intact
+        litellm.completion(
+            model="openai/gpt-4o-mini",
+            messages=MESSAGES,
+            api_base=fake.url,
+            stream=stream,
+            max_retries=0,
+            **arguments,
+        )
+    span = otel.only_span()
+    assert span.status.status_code is StatusCode.ERROR
+    assert str(span.status.description).endswith("incorrect API key provided: [REDACTED]")
+    assert secret not in span.to_json()
+
+
 def test_a_huge_error_page_is_cut_on_the_exception_event_too(otel: Otel, fake: FakeProvider) -> None:
     """A proxy's 100 kB HTML error page, echoed by every exception of LiteLLM's chain, must not make a
     span of megabytes: its event holds no string over the limit the docs promise for errors."""

@@ -967,6 +967,51 @@ def test_no_auth_is_refused_off_loopback_and_works_on_loopback(
     assert done.returncode == 0 and "no key needed (the server runs with --no-auth)" in done.stdout, done
 
 
+def test_with_no_auth_web_pages_of_other_sites_can_neither_write_nor_read(
+    server_factory: Callable[..., ServerProcess], sqlite_url: str
+) -> None:
+    """An open (--no-auth) server on loopback is reachable from the user's browser: a page of any site
+    could post made-up calls into it (a `no-cors` text/plain POST needs no preflight, and Firefox sends
+    it), and by DNS rebinding (the site's own name re-resolved to 127.0.0.1) read every recorded prompt
+    as same-origin. Browsers name the site in `Origin` and `Host`; local tools send neither."""
+    server = server_factory(sqlite_url, args=("--no-auth",), key=False)
+    client = Client(server.url)
+    forged = json.dumps({"records": [make_record("forged-1")]}).encode()
+    answer = client.request(
+        "POST",
+        "/v1/events",
+        forged,
+        {"Content-Type": "text/plain", "Origin": "http://evil.example"},
+        key=None,
+    )
+    assert answer.status == 403 and b"evil.example" in answer.body
+    assert client.post_json("/v1/events", {"records": [make_record("own-1")]}, key=None).status == 200
+    assert [c["call_id"] for c in client.get_json("/api/calls", key=None)["calls"]] == ["own-1"]
+    rebound = client.request("GET", "/api/calls", headers={"Host": f"evil.example:{server.port}"}, key=None)
+    assert rebound.status == 403 and b"own-1" not in rebound.body
+    assert b"loopback" in rebound.body, "the answer says why"
+    for host in (f"localhost:{server.port}", f"127.0.0.1:{server.port}"):
+        same_origin = {"Host": host, "Origin": f"http://{host}"}
+        assert client.request("GET", "/calls", headers=same_origin, key=None).status == 200
+
+
+def test_a_new_sqlite_database_is_readable_by_its_owner_only(
+    server_factory: Callable[..., ServerProcess], tmp_path: Path
+) -> None:
+    """The database holds every prompt and answer of every project: under the usual umask 022 a new one
+    (and its WAL) was world-readable, so any user of a shared host could read them."""
+    db = tmp_path / "data" / "calls.db"
+    old = os.umask(0o022)
+    try:
+        server = server_factory(f"sqlite:///{db}")
+    finally:
+        os.umask(old)
+    assert server.client().post_json("/v1/events", {"records": [make_record("private-1")]}).status == 200
+    files = [db, Path(f"{db}-wal")]
+    assert all(f.exists() for f in files)
+    assert {oct(f.stat().st_mode & 0o777) for f in files} == {oct(0o600)}
+
+
 def test_a_bad_database_url_is_one_clear_line_not_a_traceback(tmp_path: Path) -> None:
     not_a_db = tmp_path / "notes.db"
     not_a_db.write_text("not a database\n")
@@ -1490,8 +1535,53 @@ def test_csv_export_defuses_spreadsheet_formulas_and_keeps_quotes_newlines_and_u
     assert lines[0]["end_user"] == records[0]["end_user"]
 
 
+def test_csv_export_defuses_a_formula_after_a_semicolon_for_spreadsheets_that_split_there(
+    project_server: ServerProcess,
+) -> None:
+    """Excel in much of Europe opens a .csv with `;` as its separator: a comma-separated line is split
+    at each `;`, quotes or not, and a cell starting there with `=` ran as a formula. Tags are joined with
+    `;`, so a second tag `=HYPERLINK(...)` was such a cell."""
+    client = project_server.client()
+    record = make_record(
+        "semi-1",
+        tags=["ok", '=HYPERLINK("http://evil.example","x")'],
+        end_user="ann; +1 555",
+        request_model='m;"@SUM(A1)"',
+    )
+    assert client.post_json("/v1/events", {"records": [record]}).status == 200
+    body = client.get("/api/export?format=csv").body.decode()
+    for line in body.splitlines():
+        for cell in next(csv.reader([line], delimiter=";")):
+            assert not cell.lstrip(' "').startswith(("=", "+", "-", "@", "\t", "\r")), (cell, line)
+    (row,) = csv.DictReader(io.StringIO(body))  # the comma-separated reading keeps every text
+    assert row["tags"] == 'ok;\'=HYPERLINK("http://evil.example","x")'
+    assert (row["end_user"], row["request_model"]) == ("ann;' +1 555", 'm;\'"@SUM(A1)"')
+    lines = [json.loads(line) for line in client.get("/api/export?format=jsonl").body.splitlines()]
+    assert (lines[0]["tags"], lines[0]["end_user"]) == (record["tags"], record["end_user"])
+
+
 # --------------------------------------------------------------------------------------------------
 # 9. The CLI against the real server
+
+
+def test_doctor_export_and_tail_never_print_a_password_or_token_of_the_endpoint(
+    sqlite_server: ServerProcess,
+) -> None:
+    """Doctor's output is what users paste into an issue: an endpoint behind basic auth or with a token
+    in its query was printed as configured, password included (and by export and tail too)."""
+    port = sqlite_server.url.rsplit(":", 1)[1]
+    env = {"LITELENS_API_KEY": sqlite_server.key}
+    for where in (port, str(free_port())):  # a server that answers, then one that is not there
+        endpoint = f"http://ops:Pa55word-9x7@127.0.0.1:{where}/?token=Tok3n-8c6v"
+        commands = [("doctor", "--endpoint", endpoint), ("export", "--since", "1m", "--endpoint", endpoint)]
+        if where != port:  # (tail follows a server that answers until stopped)
+            commands.append(("tail", "--server", endpoint))
+        for command in commands:
+            done = cli(*command, env=env)
+            printed = done.stdout + done.stderr
+            if command[0] != "export":
+                assert "127.0.0.1" in printed, printed
+            assert "Pa55word" not in printed and "Tok3n" not in printed, (command, printed)
 
 
 def test_doctor_and_export_commands(sqlite_server: ServerProcess, tmp_path: Path) -> None:

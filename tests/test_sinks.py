@@ -277,6 +277,23 @@ def test_a_jsonl_folder_that_cannot_be_made_costs_only_its_records(
     assert [r["call_id"] for r in read_records(blocker / "calls.jsonl")] == ["after"]
 
 
+def test_jsonl_files_are_readable_by_their_owner_only(tmp_path: Path) -> None:
+    """The files hold every prompt and answer: under the usual umask 022 they were world-readable, so
+    any user of a shared host could read them."""
+    old = os.umask(0o022)
+    try:
+        path = tmp_path / "calls.jsonl"
+        sink = JsonlSink(str(path), max_bytes=2_000, gzip=True)
+        for i in range(40):
+            sink.submit(json.dumps({"call_id": f"c{i}", "text": "my medical history " * 5}))
+        assert sink.shutdown(timeout=30)
+    finally:
+        os.umask(old)
+    files = [path, *rotated_files(path)]
+    assert len(files) > 2 and any(f.name.endswith(".gz") for f in files)
+    assert {oct(f.stat().st_mode & 0o777) for f in files} == {oct(0o600)}
+
+
 @pytest.mark.parametrize("compress", [True, False], ids=["gzip", "plain"])
 def test_jsonl_rotation_keeps_every_record_exactly_once(tmp_path: Path, compress: bool) -> None:
     path = tmp_path / "calls.jsonl"

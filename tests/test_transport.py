@@ -353,6 +353,25 @@ def test_wrong_key_is_logged_once_clearly_and_batches_wait_in_the_spool(
     assert receiver.wait_for(20, timeout=20)
 
 
+@pytest.mark.parametrize("status", [None, 401, 404, 500])
+def test_credentials_in_the_endpoint_url_never_reach_the_log(
+    receiver: Receiver, make_transport: MakeTransport, caplog: pytest.LogCaptureFixture, status: int | None
+) -> None:
+    """A collector behind a proxy's basic auth or a signed URL (`https://user:password@host`,
+    `?token=...`): every message about it named the endpoint as configured, password and token included."""
+    port = receiver.url.rsplit(":", 1)[1] if status else "1"  # None: nothing listens on port 1
+    if status:
+        receiver.fail_next(status, times=10)
+    endpoint = f"http://ops:Pa55word-9x7@127.0.0.1:{port}/?token=Tok3n-8c6v"
+    with caplog.at_level(logging.WARNING, logger="litelens"):
+        transport = make_transport(endpoint=endpoint, max_retries=0)
+        transport.submit(_record(0))
+        transport.flush(3)
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert "127.0.0.1" in logged, "the message still says which server"
+    assert "Pa55word" not in logged and "Tok3n" not in logged, logged
+
+
 def test_flush_reports_delivery_and_timeouts(receiver: Receiver, make_transport: MakeTransport) -> None:
     transport = make_transport(batch_max_age_s=10)
     transport.submit(_record(0))

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import urllib.parse
 from collections.abc import Callable
 
 import pytest
@@ -90,6 +91,52 @@ def test_pages_fetch_nothing_outside_the_server_and_never_run_recorded_content(
     outside = [u for u in v.requests if not u.startswith(project_server.url) and not u.startswith("data:")]
     assert outside == [], outside
     assert any(u.endswith("/static/app.js") for u in v.requests), "the page's own script was loaded"
+
+
+@pytest.mark.service
+def test_a_bidi_override_in_a_recorded_name_does_not_reorder_the_page_around_it(
+    project_server: ServerProcess, visit: Callable[..., Visit], shots: Shots
+) -> None:
+    """A right-to-left override (U+202E) in a recorded name, left open, reversed what the page put after
+    it on the same line: the trace page read "chat gpt snekot 5→3 live" (counts swapped and the name
+    split around them), the call's heading put its status badge inside the model's name, a call's second
+    tag came first, and the time after a call id was reversed."""
+    trace = "c" * 32
+    spoof = "gpt\u202eevil"
+    record = make_record(
+        f"rlo{spoof}", request_model=spoof, trace_id=trace, status="error", tags=[spoof, "prod"]
+    )
+    record["usage"] = {"input_tokens": 3, "output_tokens": 5, "total_tokens": 8}
+    post_records(project_server.client(), [record])
+    v = visit(project_server)
+    after_its_name = """([name, next]) => {
+        const a = document.querySelector(name).getBoundingClientRect();
+        const b = document.querySelector(next).getBoundingClientRect();
+        return b.left >= a.right - 1;
+    }"""
+    v.go(f"/traces/{trace}")
+    assert v.page.inner_text("[data-testid=span-tokens]") == "3→5 tokens"
+    assert v.page.evaluate(after_its_name, ["a.span-name", "[data-testid=span-tokens]"])
+    shots(v.page, "trace")
+    v.go("/calls")
+    tags = v.page.eval_on_selector_all("td .tag", "ts => ts.map(t => t.getBoundingClientRect().left)")
+    assert len(tags) == 2 and tags[0] < tags[1], "the tags in the order recorded"
+    v.go("/calls/rlo" + spoof)
+    assert v.page.evaluate(after_its_name, ["[data-testid=call-id]", "[data-testid=call-time]"])
+    assert spoof in v.page.inner_text("h1"), "the name itself is shown as recorded"
+    name_then_badge = """(spoof) => {
+        const h1 = document.querySelector("h1");
+        const walk = document.createTreeWalker(h1, NodeFilter.SHOW_TEXT);
+        let node = walk.nextNode();
+        while (!node.nodeValue.includes(spoof)) node = walk.nextNode();
+        const range = document.createRange();
+        const at = node.nodeValue.indexOf(spoof);
+        range.setStart(node, at);
+        range.setEnd(node, at + spoof.length);
+        return h1.querySelector(".badge").getBoundingClientRect().left >= range.getBoundingClientRect().right - 1;
+    }"""
+    assert v.page.evaluate(name_then_badge, spoof)
+    shots(v.page, "call")
 
 
 @pytest.mark.service
@@ -217,6 +264,25 @@ def test_without_a_key_pages_redirect_to_sign_in_and_the_cookie_is_httponly_stri
     assert answer.status == 401
     answer = client.request("GET", "/", headers={"Cookie": f"litelens_key={project_server.key}"}, key=None)
     assert answer.status == 200 and b"Requests" in answer.body
+
+
+def test_sign_in_never_sends_the_browser_to_a_next_that_a_url_parser_reads_as_another_host(
+    project_server: ServerProcess,
+) -> None:
+    """URL parsers (the WHATWG one of every browser, Python's urlsplit) drop tabs and line breaks, so
+    `/<tab>/evil.example` is `//evil.example`, another host; sign-in took it for a path on this server."""
+    client = Client(project_server.url)
+    for sneaky in ("/\t/evil.example/", "/\n/evil.example/", "/\r\n/evil.example/"):
+        form = client.get(f"/login?next={urllib.parse.quote(sneaky)}", key=None).body.decode()
+        assert 'name="next" value="/"' in form, form
+        login = client.request(
+            "POST",
+            "/login",
+            f"key={project_server.key}&next={urllib.parse.quote(sneaky)}".encode(),
+            {"Content-Type": "application/x-www-form-urlencoded"},
+            key=None,
+        )
+        assert login.status == 303 and login.headers["location"] == "/", login.headers
 
 
 @pytest.mark.service

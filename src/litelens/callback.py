@@ -61,6 +61,8 @@ class _Captured(NamedTuple):
     instructions: Any  # the Responses API's system prompt, which LiteLLM 1.80 left out of the payload
     sent_parameters: Any  # what the payload's parameters leave out of some calls (`_sent_parameters`)
     text_input: bool  # an embedding's input was one string, which the payload wraps as a list of one
+    # The call's api_key and the headers LiteLLM sent, `(api_key, headers)`: a gateway's key often
+    # travels in `extra_headers` (Authorization, api-key), and a provider may echo it in its error.
     provider_key: Any
     error_status: Any  # the exception's status_code, as found: checked on the sender thread
     retries: int | None
@@ -242,7 +244,7 @@ class Callback(CustomLogger):
                     params.get("instructions"),
                     _sent_parameters(kwargs),
                     type(get("input")) is str,
-                    get("api_key"),
+                    (get("api_key"), (get("additional_args") or _EMPTY).get("headers")),
                     status,
                     retries,
                     exc_type,
@@ -398,9 +400,10 @@ class Callback(CustomLogger):
         # The usual record is small: one encode and no walk. Only a large one is walked and capped.
         if len(text) > min(limits.max_string_chars, limits.max_content_bytes, limits.max_metadata_bytes):
             text, _ = rec.encode(rec.cap(record, limits))
-        # Known secret values (this call's provider key, our own key) are removed wherever they ended up.
-        # Keys are made of characters JSON does not escape, so replacing them in the text is exact.
-        for secret in (provider_key, self.settings.api_key):
+        # Known secret values (this call's provider key and credential headers, our own key) are removed
+        # wherever they ended up. Keys are made of characters JSON does not escape, so replacing them in
+        # the text is exact.
+        for secret in (*_call_secrets(provider_key), self.settings.api_key):
             if isinstance(secret, str) and len(secret) >= 6 and secret in text:
                 text = text.replace(secret, credentials.REDACTED)
         return text
@@ -652,6 +655,13 @@ def _report_moderation(
             logger._capture(payload, exc is not None, start, end)
     except Exception:  # never let bookkeeping break the caller's call
         log.debug("litelens: could not record a moderation call", exc_info=True)
+
+
+def _call_secrets(provider_key: Any) -> list[Any]:
+    """The exact secret values of one call: its api_key and its credential headers' values."""
+    if type(provider_key) is not tuple:  # a record submitted directly comes with none
+        return [provider_key]
+    return credentials.secret_values(*provider_key)
 
 
 def flush_on_sigterm(callback: Callback) -> None:

@@ -271,6 +271,31 @@ def scrub_url(url: str | None) -> str | None:
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
+def secret_values(api_key: Any, *headers: Any) -> list[str]:
+    """The exact secret values one call carried: its api_key and its credential headers' values.
+
+    A provider that rejects a key may echo it whole in its error ("Incorrect API key provided: ..."),
+    and a key of no known shape (a gateway's, an Azure key's 32 hex digits) is then only recognised by
+    its value. A header's value is taken whole and without its scheme (`Bearer xyz` -> `xyz`), a
+    cookie's by each of its values. Values under 6 characters are left out: replacing them would
+    mangle ordinary words. Longest first, so a whole `Bearer xyz` goes before the `xyz` inside it.
+    """
+    found = [api_key]
+    for mapping in headers:
+        if not isinstance(mapping, Mapping):
+            continue
+        for name, value in mapping.items():
+            if not isinstance(value, str) or not is_secret_key(str(name)):
+                continue
+            found.append(value)
+            scheme, _, token = value.partition(" ")
+            if token and scheme.isalpha():
+                found.append(token.strip())
+            if "=" in value:  # cookie pairs: `sid=...; theme=...`
+                found += [pair.partition("=")[2].strip() for pair in value.split(";")]
+    return sorted({s for s in found if isinstance(s, str) and len(s) >= 6}, key=len, reverse=True)
+
+
 def masked(value: Any, placeholder: str = REDACTED) -> Any:
     """What a credential-named key's value becomes: the placeholder, or a list of it for a list (a header
     as OpenTelemetry's conventions write it), so that the value keeps its type."""

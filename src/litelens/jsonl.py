@@ -64,6 +64,8 @@ __all__ = ["JsonlWriter", "PartlyWritten", "Records", "read_lines", "read_record
 log = logging.getLogger("litelens.jsonl")
 
 _TMP = ".tmp-"
+# Files we create hold prompts and answers: readable by their owner only.
+_FILE_MODE = 0o600
 # How much of the live file's first line is read for its first record's time: a whole record as the
 # size limits allow it (256 KiB of content, 16 KiB of metadata by default), and then some.
 _MAX_FIRST_LINE = 8 << 20
@@ -608,7 +610,10 @@ class JsonlWriter:
                 self._prepare()
             # Unbuffered: each write reaches the file whole or fails, with nothing left in a buffer
             # to land there later (see `write`).
-            self._file = open(self.path, "ab", buffering=0)  # noqa: SIM115 -- kept open across writes
+            # Owner-only when we create it: it holds every prompt and answer, and the usual umask 022
+            # would let any user of the host read them. A file that exists keeps the mode it has.
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, _FILE_MODE)
+            self._file = open(fd, "ab", buffering=0)  # noqa: SIM115 -- kept open across writes
             info = os.fstat(self._file.fileno())
             self._identity = (info.st_dev, info.st_ino)
             # A pipe or terminal (`/dev/stdout` in a container) has no size, nor a position to ask for;
@@ -756,7 +761,7 @@ class JsonlWriter:
         except FileNotFoundError:
             return
         try:
-            with src, open(tmp, "wb") as raw:
+            with src, open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, _FILE_MODE), "wb") as raw:
                 with gzip.GzipFile(
                     filename=plain.name, mode="wb", fileobj=raw, compresslevel=6, mtime=0
                 ) as gz:

@@ -27,6 +27,7 @@ from types import FrameType
 from typing import IO, TYPE_CHECKING, Any
 
 from litelens.config import Settings
+from litelens.credentials import scrub_url
 from litelens.httpconn import Connection, Proxy, describe_connect_error, proxy_from_environment, tls_context
 from litelens.transport import server_base
 
@@ -471,7 +472,7 @@ def export(args: argparse.Namespace) -> int:
         )
         return 1
     except OSError as exc:
-        print(f"litelens export: cannot reach {settings.endpoint} ({exc})", file=sys.stderr)
+        print(f"litelens export: cannot reach {scrub_url(settings.endpoint)} ({exc})", file=sys.stderr)
         return 1
     with response:
         if args.output == "-":
@@ -545,8 +546,10 @@ def doctor(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"FAIL  {exc}")
         return 2
-    print(f"endpoint  {settings.endpoint}  (LITELENS_ENDPOINT)")
+    # Shown without a password or token in it: doctor's output is what users paste into an issue.
+    print(f"endpoint  {scrub_url(settings.endpoint)}  (LITELENS_ENDPOINT)")
     base = server_base(settings.endpoint)  # as the callback and the span exporter take it
+    shown = scrub_url(base) or base
     print(
         f"api key   {'set (' + settings.api_key[:6] + '…)' if settings.api_key else 'not set'}  (LITELENS_API_KEY)"
     )
@@ -568,14 +571,14 @@ def doctor(args: argparse.Namespace) -> int:
     try:
         status, _ = _core_request(settings, proxy, "GET", base + "/health", None)
     except (OSError, http.client.HTTPException) as exc:
-        kind, message = describe_connect_error(exc, base, proxy)
+        kind, message = describe_connect_error(exc, shown, proxy)
         if kind == "connect":
             print(f"FAIL  cannot reach the server: {exc}. Is `litelens serve` running there?")
         else:
             print(f"FAIL  {message.removeprefix('litelens: ')}")
         return 1
     if status != 200:
-        print(f"FAIL  {base}/health answered {status}: is this a litelens server?")
+        print(f"FAIL  {shown}/health answered {status}: is this a litelens server?")
         return 1
     print("ok    server reachable")
     probe = {
@@ -597,7 +600,7 @@ def doctor(args: argparse.Namespace) -> int:
         )
     except (OSError, http.client.HTTPException) as exc:
         print(
-            f"FAIL  sending a test record: {describe_connect_error(exc, base, proxy)[1].removeprefix('litelens: ')}"
+            f"FAIL  sending a test record: {describe_connect_error(exc, shown, proxy)[1].removeprefix('litelens: ')}"
         )
         return 1
     if status == 401:

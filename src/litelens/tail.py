@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from litelens.config import Settings
+from litelens.credentials import scrub_url
 from litelens.display import format_call
 from litelens.httpconn import Connection, Response, proxy_from_environment, tls_context
 from litelens.jsonl import expand, identity, open_live, open_with_rotations, read_file, rotated_files
@@ -237,6 +238,7 @@ def follow_server(
     a server that is starting is not asked again every `poll_s` by every tail.
     """
     parts = urllib.parse.urlsplit(server_base(url))  # the URL the callback was given works here too
+    url = scrub_url(url) or url  # for messages only: no password or token of the URL on the terminal
     https = parts.scheme == "https"
     # Through the proxy the environment names, as the callback goes (a CONNECT tunnel for https, the
     # whole URL asked of it for http, its `user:password@` sent along).

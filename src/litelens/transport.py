@@ -36,6 +36,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+from litelens.credentials import scrub_url
 from litelens.httpconn import (
     Connection,
     HandshakeCut,
@@ -231,6 +232,9 @@ class Transport:
         self.config = config or TransportConfig()
         self._prepare = prepare
         self._logged: set[str] = set()
+        # The endpoint as messages name it: a collector behind basic auth or a signed URL has a password or
+        # token in it, which must not reach the user's logs.
+        self._shown_endpoint = scrub_url(self.config.endpoint) or ""
         url = urllib.parse.urlsplit(server_base(self.config.endpoint))
         self._https = url.scheme == "https"
         self._host = url.hostname or "127.0.0.1"
@@ -994,7 +998,7 @@ class Transport:
                 type(exc).__name__,
             )
             return
-        kind, message = describe_connect_error(exc, self.config.endpoint, self._proxy)
+        kind, message = describe_connect_error(exc, self._shown_endpoint, self._proxy)
         if isinstance(exc, HandshakeCut) and self._logged & {"tls-verify", "tls"}:
             return  # a TLS server that refused us once may cut the next try: the first verdict said it all
         kept = "kept in the spool" if self._spool is not None else "retried, then dropped (no spool is set)"
@@ -1039,7 +1043,8 @@ class Transport:
     def _log_once(self, kind: str, msg: str, *args: object) -> None:
         if kind not in self._logged:
             self._logged.add(kind)
-            logger.warning(msg, *args)
+            endpoint = self.config.endpoint
+            logger.warning(msg, *(self._shown_endpoint if a is endpoint else a for a in args))
 
     def _after_fork_child(self) -> None:
         # The parent still owns its queue, thread, socket and spool claims; the child starts empty so that no

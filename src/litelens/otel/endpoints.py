@@ -15,7 +15,7 @@ import functools
 import os
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -432,14 +432,17 @@ def apply_cache_hit(record: Record, hidden: Mapping[str, Any]) -> None:
         record["cost_usd"] = 0.0
 
 
-def apply_error(record: Record, exc: BaseException) -> None:
-    """The record of a call that raised: LiteLLM's exceptions carry the HTTP status and the provider."""
+def apply_error(record: Record, exc: BaseException, secrets: Iterable[str] = ()) -> None:
+    """The record of a call that raised: LiteLLM's exceptions carry the HTTP status and the provider.
+
+    `secrets` are the call's own key values (`Call.secrets`), removed from the message whatever their
+    shape: a provider may echo a rejected key whole."""
     cancelled = type(exc).__name__ in ("CancelledError", "GeneratorExit", "KeyboardInterrupt", "NeverAwaited")
     status_code = getattr(exc, "status_code", None)
     record["status"] = "cancelled" if cancelled else "error"
     record["error"] = {
         "type": error_type(exc),
-        "message": scrub_text(str(exc))[:2000],
+        "message": scrub_text(str(exc), secrets)[:2000],
         "status_code": status_code if isinstance(status_code, int) else None,
         "code": None,
         "provider": _str(getattr(exc, "llm_provider", None)) or record.get("provider"),

@@ -251,7 +251,7 @@ class StreamState:
             if record.get("cost_usd") is None and record.get("usage"):
                 record["cost_usd"] = _cost(record)
             if exc is not None:
-                endpoints.apply_error(record, exc)
+                endpoints.apply_error(record, exc, call.secrets())
             elif outcome != "completed" and not record["finish_reasons"]:
                 # The caller stopped before the model did: the record calls that cancelled.
                 record["status"] = "cancelled"

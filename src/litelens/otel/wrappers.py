@@ -31,7 +31,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
 
 from litelens import semconv
 from litelens.config import Limits
-from litelens.credentials import has_secret
+from litelens.credentials import has_secret, secret_values
 from litelens.otel import endpoints
 from litelens.otel.endpoints import Endpoint
 from litelens.otel.metrics import Instruments
@@ -389,10 +389,15 @@ class Call:
             self.end_quietly()
         return result
 
+    def secrets(self) -> list[str]:
+        """This call's key values (api_key, credential headers), for scrubbing an error that echoes one."""
+        kwargs = self.kwargs
+        return secret_values(kwargs.get("api_key"), kwargs.get("extra_headers"), kwargs.get("headers"))
+
     def fail(self, exc: BaseException) -> None:
         """The call raised `exc`: mark the span failed and end it (the caller re-raises)."""
         try:
-            endpoints.apply_error(self.record, exc)
+            endpoints.apply_error(self.record, exc, self.secrets())
             self.end(exc)
         except Exception:
             self.engine.failed("recording an error")
@@ -464,7 +469,7 @@ class Call:
             # As the SDK would -- unless the message or the chained ones hold a credential (a provider
             # echoing a key), which `error.message` has scrubbed, or are too long: then as below.
             text = "".join(traceback.format_exception(exc))
-            if len(text) <= limit and not has_secret(text):
+            if len(text) <= limit and not has_secret(text) and not any(s in text for s in self.secrets()):
                 span.record_exception(exc)
                 span.set_status(Status(StatusCode.ERROR, str(exc)[:500]))
                 return

@@ -246,13 +246,20 @@ CSV_COLUMNS = [
 # A spreadsheet runs a cell that starts with one of these as a formula (CSV injection); model names, user
 # ids, tags and error classes come from whoever called the model, so such text gets a leading `'`.
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+# Excel where the list separator is `;` (much of Europe) splits a comma-separated line at every `;`,
+# quoted or not, so text after a `;` starts a cell too (the second of two tags, joined with `;`): a `'`
+# goes right after such a `;` when spaces or quotes and then a formula character follow it.
+_FORMULA_AFTER_SEMICOLON = re.compile(r";(?=[\s\"']*[=+\-@\t\r])")
 
 
 def _csv_cell(value: Any) -> Any:
     if value is None:
         return ""
-    if isinstance(value, str) and value.startswith(_FORMULA_START):
-        return "'" + value
+    if isinstance(value, str):
+        if ";" in value:
+            value = _FORMULA_AFTER_SEMICOLON.sub(";'", value)
+        if value.startswith(_FORMULA_START):
+            return "'" + value
     return value
 
 

@@ -25,7 +25,7 @@ from starlette.exceptions import HTTPException
 from litelens.server import ingest, otlp
 from litelens.server.api import router as api_router
 from litelens.server.auth import KeyCache
-from litelens.server.config import ServerSettings
+from litelens.server.config import ServerSettings, is_loopback
 from litelens.server.deps import Project, Unavailable, store_call
 from litelens.server.store.base import Store, open_store
 from litelens.server.writer import GroupCommit
@@ -204,7 +204,51 @@ def create_app(settings: ServerSettings | None = None, store: Store | None = Non
 
     app.include_router(api_router, prefix="/api")
     _mount_dashboard(app)
+    if settings.no_auth:
+        app.add_middleware(_BrowsersOfThisHostOnly)
     return app
+
+
+class _BrowsersOfThisHostOnly:
+    """With --no-auth: no request a web page of another site made through the user's browser.
+
+    Loopback keeps other machines out, not the browser on this one: any site's page could post made-up
+    calls (a `no-cors` text/plain POST needs no preflight), and by DNS rebinding -- its own name made to
+    resolve to 127.0.0.1 -- read every call as same-origin. Such requests name that site in `Host` (a
+    rebinding) or `Origin` (a cross-site request); local tools and SDKs send a loopback `Host` and no
+    `Origin`.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            headers = dict(scope["headers"])
+            host = headers.get(b"host", b"").decode("latin-1")
+            origin = headers.get(b"origin")
+            reason = None
+            if host and not is_loopback(_host_name(host)):
+                reason = (
+                    f"this server runs with --no-auth and answers only requests addressed to a loopback "
+                    f"name (127.0.0.1, localhost, [::1]), not {host!r}"
+                )
+            elif origin is not None and origin.decode("latin-1").partition("://")[2] != host:
+                reason = (
+                    f"this server runs with --no-auth and takes no requests from pages of another site "
+                    f"({origin.decode('latin-1')!r})"
+                )
+            if reason is not None:
+                await JSONResponse({"error": reason}, status_code=403)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def _host_name(host: str) -> str:
+    """`[::1]:4318` -> `::1`, `localhost:4318` -> `localhost`."""
+    if host.startswith("["):
+        return host[1 : host.find("]")]
+    return host.rpartition(":")[0] if ":" in host else host
 
 
 def _error(request: Request, status: int, reason: Any, headers: dict[str, str] | None = None) -> Response:

@@ -97,6 +97,9 @@ message / prompt / input (a moderation's or speech's ``input``, a rerank's ``que
 ``duration``    transcription: seconds of audio (default: upload size / 32,000)
 ``usage_type``  transcription: ``duration`` (whisper's usage, the default) or ``tokens`` (gpt-4o-transcribe's)
 ``audio_bytes`` speech: size of the audio answered (default 1,000 per input word)
+``echo_key``    1: an error's message ends with the key the request carried (``api-key``, else
+                ``x-api-key``, else ``Authorization``'s token), whole, as OpenAI's 401 once did and
+                some gateways still do -- for tests that a key echoed back never leaves the process
 ==============  ===========================================================================
 """
 
@@ -150,6 +153,7 @@ _INT_KEYS = frozenset(
         "hang_ms",
         "dims",
         "audio_bytes",
+        "echo_key",
     }
 )
 _DEFAULT_TOKENS = 8
@@ -330,6 +334,13 @@ def _split_words(words: list[str], chunks: int | None) -> list[str]:
         pieces.append(piece if start == 0 else " " + piece)
         start = end
     return pieces
+
+
+def _credential_of(headers: Mapping[str, str]) -> str:
+    """The key a request carried, as a provider that echoes it would read it: Azure's `api-key` and
+    Anthropic's `x-api-key` before `Authorization`, which the openai SDK always sends."""
+    key = headers.get("api-key") or headers.get("x-api-key")
+    return key or headers.get("authorization", "").split(" ", 1)[-1]
 
 
 def _tool_arguments(parameters: Any) -> str:
@@ -709,6 +720,8 @@ class _Handler(BaseHTTPRequestHandler):
             if not stream:
                 self._sleep(directives.get("latency_ms", 0))
             _, _, message = _ERRORS.get(status, ("", None, f"Fake error {status}"))
+            if directives.get("echo_key") == 1:
+                message += f": {_credential_of(headers)}"
             self._send_error(status, message, directives)
             return
         if not stream:

@@ -13,6 +13,7 @@ the OS page cache, but not a power cut.) `?synchronous=normal` in the URL opts i
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -309,6 +310,12 @@ class SQLiteStore(SQLStore):
         if self.synchronous not in ("FULL", "NORMAL", "EXTRA"):
             raise ValueError("litelens: sqlite synchronous must be full, normal or extra")
         self._memory = path == ":memory:"
+        if not self._memory:
+            # Owner-only: the database holds every project's prompts and answers, and the usual umask
+            # 022 would make a new one world-readable; SQLite gives its WAL and shm files the database
+            # file's mode. An existing database keeps the mode it has.
+            with contextlib.suppress(OSError):
+                os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
         self._lock = threading.RLock()
         self._writer = self._connect(0)
         # A new database gets 8 KiB pages (SQLite ignores this on an existing one): a stored record is

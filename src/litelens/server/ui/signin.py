@@ -60,8 +60,13 @@ def _project_name(request: Request, project: int) -> str:
 
 
 def safe_next(target: str | None) -> str:
-    """Only a path on this server: an open redirect would let a link send a signed-in user anywhere."""
+    """Only a path on this server: an open redirect would let a link send a signed-in user anywhere.
+
+    URL parsers drop tabs and line breaks, so `/<tab>/evil.example` is read as `//evil.example`, another
+    host: a target with any control character is refused too."""
     if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return "/"
+    if any(c < " " or c == "\x7f" for c in target):
         return "/"
     return target
 
