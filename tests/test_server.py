@@ -1184,6 +1184,38 @@ def test_a_revoked_key_stops_working_within_the_cache_ttl(sqlite_server: ServerP
     assert cli("keys", "revoke", sqlite_server.key, "--db", sqlite_server.db_url).returncode == 1
 
 
+def test_a_flood_of_made_up_keys_does_not_send_the_real_keys_back_to_the_database(sqlite_url: str) -> None:
+    """Keys that exist and made-up ones shared one cache, emptied whenever it was full: a client trying
+    random keys emptied it every 10,000 requests, and each real key's next request queried the database
+    again. The made-up keys now fill only their own table."""
+    from litelens.server.auth import KeyCache, create_key
+    from litelens.server.store.base import open_store
+
+    store = open_store(sqlite_url)
+    try:
+        store.migrate()
+        key = create_key(store, "shop")
+        lookups: list[str] = []
+        lookup = store.project_for_key_hash
+
+        def counted(digest: str) -> int | None:
+            lookups.append(digest)
+            return lookup(digest)
+
+        store.project_for_key_hash = counted  # type: ignore[method-assign]
+        cache = KeyCache(store, ttl_s=300, max_entries=100)
+        project = cache.project_for(key)
+        assert project is not None and len(lookups) == 1
+        for i in range(250):
+            assert cache.project_for(f"ll_made-up-{i}") is None
+        assert len(lookups) == 251
+        assert cache.project_for(key) == project
+        assert len(lookups) == 251, "the real key was still cached"
+        assert cache.project_for("ll_made-up-249") is None and len(lookups) == 251, "misses are cached too"
+    finally:
+        store.close()
+
+
 def _idle_connection_closed_after(server: ServerProcess, idle_s: float) -> bool:
     """Whether the server closed a kept-alive connection that stayed idle for `idle_s` after an answer."""
     import socket
