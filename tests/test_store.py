@@ -859,6 +859,7 @@ def test_a_version_1_database_upgrades_in_place_with_its_data(store_url: str) ->
         "users": 1,
         "calls": 1,
         "errors": 0,
+        "cancelled": 0,
         "input_tokens": 12,
         "output_tokens": 7,
         "cost_usd": pytest.approx(0.1),
@@ -883,9 +884,28 @@ def _cancelled_version(store: SQLStore) -> int:
     )
 
 
+def _session_cancelled_version(store: SQLStore) -> int:
+    """The schema version that made sessions count cancelled calls (12 on SQLite, 13 on PostgreSQL)."""
+    return next(
+        n
+        for n, step in enumerate(store.MIGRATIONS, 1)
+        if any("ALTER TABLE sessions ADD COLUMN cancelled" in s for s in step)
+    )
+
+
+def _back_to_before_session_cancelled(store: SQLStore, cur: Any) -> None:
+    """The database as the release before `_session_cancelled_version` left it: the same rows, without
+    the sessions' count of cancelled calls."""
+    cur.execute("ALTER TABLE sessions DROP COLUMN cancelled")
+    cur.execute(
+        store._q("DELETE FROM schema_version WHERE version >= ?"), (_session_cancelled_version(store),)
+    )
+
+
 def _back_to_before_cancelled(store: SQLStore, cur: Any) -> None:
     """The database as the release before `_cancelled_version` left it: the same rows, without the
     rollups' count of cancelled calls."""
+    _back_to_before_session_cancelled(store, cur)
     cur.execute("ALTER TABLE rollups DROP COLUMN cancelled")
     cur.execute(store._q("DELETE FROM schema_version WHERE version >= ?"), (_cancelled_version(store),))
 
@@ -1509,6 +1529,64 @@ def test_a_database_from_before_cancelled_calls_were_counted_learns_them(store_u
     upgraded.write(pid, [plain("c-new", T0, status="cancelled")], [])
     rows = upgraded.aggregate(pid, T0 - 3 * 3600, T0 + 3 * 3600, 86400)
     assert sum(row["cancelled"] for row in rows) == cancelled + 1
+    upgraded.close()
+
+
+def test_sessions_count_their_cancelled_calls_apart_and_an_older_database_learns_them(store_url: str) -> None:
+    """A stream the caller abandoned is neither ok nor failed: the overview counts it apart, while a
+    session counted it as a call only, so its list row and its totals could not say how many of its
+    calls got an answer. Sessions written before (schema v11 on SQLite, v12 on PostgreSQL) learn theirs
+    when the database is upgraded, and go on counting."""
+    new = open_store(store_url)
+    assert isinstance(new, SQLStore)
+    new.migrate()
+    pid = new.create_project("default")
+    statuses = ["ok", "cancelled", "error", "cancelled", "ok"]
+    new.write(
+        pid,
+        [plain(f"s{i}", T0 + i, session_id="sess", status=st, cost_usd=0.25) for i, st in enumerate(statuses)]
+        + [plain("other", T0 + 9, session_id="other")],
+        [],
+    )
+    new.write(pid, [plain("s1", T0 + 1, session_id="sess", status="cancelled", cost_usd=0.25)], [])  # again
+
+    def figures(s: SQLStore) -> list[tuple[Any, ...]]:
+        listed = s.list_sessions(pid, T0 - 60, T0 + 60)[0]
+        totals = s.session_totals(pid, "sess")
+        assert totals is not None
+        rows = sorted(
+            (r["session_id"], r["calls"], r["errors"], r["cancelled"], r["tokens"], r["cost_usd"])
+            for r in listed
+        )
+        return [
+            *rows,
+            (
+                totals["calls"],
+                totals["errors"],
+                totals["cancelled"],
+                totals["input_tokens"] + totals["output_tokens"],
+            ),
+        ]
+
+    # As the overview counts the same calls: 5 calls, 1 failed, 2 cancelled, tokens and cost of all five.
+    [overview] = new.aggregate(pid, T0 - 60, T0 + 60, 3600 * 24 * 365 * 200)
+    assert (overview["count"] - 1, overview["errors"], overview["cancelled"]) == (5, 1, 2)
+    expected = [("other", 1, 0, 0, 15, 0.001), ("sess", 5, 1, 2, 75, pytest.approx(1.25)), (5, 1, 2, 75)]
+    assert figures(new) == expected
+    with new._write() as cur:
+        _back_to_before_session_cancelled(new, cur)
+    new.close()
+
+    upgraded = open_store(store_url)
+    assert isinstance(upgraded, SQLStore)
+    assert upgraded.schema_version() == _session_cancelled_version(upgraded) - 1
+    assert upgraded.migrate() == upgraded.latest_version
+    assert figures(upgraded) == expected
+    upgraded.write(pid, [plain("s9", T0 + 20, session_id="sess", status="cancelled")], [])
+    assert figures(upgraded)[-1][:3] == (6, 1, 3)
+    # Retention recomputes the session from the calls that remain.
+    upgraded.delete_older_than(T0 + 2)
+    assert figures(upgraded)[-1][:3] == (4, 1, 2)
     upgraded.close()
 
 

@@ -944,6 +944,46 @@ def test_a_session_with_a_cancelled_stream_counts_the_same_errors_in_the_list_an
 
 
 @pytest.mark.service
+def test_a_sessions_cancelled_calls_are_counted_apart_on_the_list_and_its_page_as_on_the_overview(
+    sqlite_server: ServerProcess,
+) -> None:
+    # A session counted an abandoned stream as a call only: neither its list row nor its page said that
+    # one of its calls got no answer, which the overview's Requests chart shows apart.
+    now = time.time()
+    usage = {"input_tokens": 30, "output_tokens": 12, "total_tokens": 42}
+    post_records(
+        sqlite_server.client(),
+        [
+            make_record("x-ok", now - 50, session_id="mixed", usage=usage, cost_usd=0.5),
+            make_record(
+                "x-cancel", now - 40, session_id="mixed", status="cancelled", usage=usage, cost_usd=0.25
+            ),
+            make_record("x-fail", now - 30, session_id="mixed", status="error", usage=usage, cost_usd=None),
+        ],
+    )
+    client = sqlite_server.client()
+    [listed] = client.get_json("/api/sessions")["sessions"]
+    assert (listed["calls"], listed["errors"], listed["cancelled"]) == (3, 1, 1)
+    totals = client.get_json("/api/sessions/mixed")["totals"]
+    assert (totals["calls"], totals["errors"], totals["cancelled"]) == (3, 1, 1)
+    row = re.search(
+        r'<tr><td><a href="/sessions/mixed">.*?</tr>', page_html(sqlite_server, "/sessions"), re.S
+    )
+    assert row, "the session is listed"
+    cells = re.findall(r'<td class="num"[^>]*>([^<]*)', row.group(0))
+    assert cells[:4] == ["3", "1", "1", "126"], cells
+    page = page_html(sqlite_server, "/sessions/mixed")
+    assert re.search(r'data-testid="session-cancelled">1<', page)
+    assert re.search(r'data-testid="session-tokens">90 / 36<', page)
+    # The overview counts the same calls, tokens and cost the same way.
+    overview = page_html(sqlite_server, "/?range=1h&refresh=0")
+    assert re.search(r'data-testid="total-requests">3<', overview)
+    assert re.search(r'data-testid="total-tokens-in">90<', overview)
+    assert re.search(r'data-testid="total-cost">\$0\.7500<', overview)
+    assert re.search(r'data-testid="session-cost">\$0\.7500<', page)
+
+
+@pytest.mark.service
 def test_a_long_session_is_paged_on_its_page_and_in_the_api_and_its_totals_count_every_call(
     sqlite_server: ServerProcess,
 ) -> None:

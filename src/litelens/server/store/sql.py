@@ -533,7 +533,7 @@ class SQLStore(BatchWriter, Store):
         by last activity (the end of their latest call, as listed), most recent first, ties by id.
 
         Served from the `sessions` table that `write` keeps current, so it is an index range scan; the
-        figures (calls, tokens, cost, errors, first/last time) are the whole session's. The cost is the sum
+        figures (calls, tokens, cost, errors, cancelled calls, first/last time) are the whole session's. The cost is the sum
         of the calls that had one (`priced_calls` of them), None when none had: unknown, not free.
         `user` is the session's first user (the end user, else the user id, of its earliest call that
         has one; None when no call has), `users` how many users its calls had. The `user` filter keeps
@@ -554,7 +554,7 @@ class SQLStore(BatchWriter, Store):
             params.append(user)
         sql = (
             "SELECT s.session_id, s.first_time, s.last_time, s.calls, s.tokens, s.cost, s.errors, s.priced, "
-            f"{_SESSION_USER_COLUMNS} FROM sessions s "
+            f"{_SESSION_USER_COLUMNS}, s.cancelled FROM sessions s "
             f"WHERE {conds} ORDER BY s.last_time DESC, s.session_id DESC LIMIT ?"
         )
         with self._read() as cur:
@@ -570,6 +570,8 @@ class SQLStore(BatchWriter, Store):
                 "cost_usd": float(r[5] or 0) if r[7] else None,
                 "priced_calls": int(r[7] or 0),
                 "errors": int(r[6] or 0),
+                # Abandoned by their caller: neither ok nor failed (`calls - errors - cancelled` succeeded).
+                "cancelled": int(r[10] or 0),
                 "user": r[8],
                 "users": int(r[9] or 0),
             }
@@ -596,12 +598,13 @@ class SQLStore(BatchWriter, Store):
             cur.execute(
                 self._q(
                     "SELECT COUNT(*), SUM(CASE WHEN status = 'error' THEN 1 ELSE 0 END), SUM(input_tokens), "
-                    "SUM(output_tokens), SUM(cost_usd), COUNT(cost_usd), SUM(duration_ms) "
+                    "SUM(output_tokens), SUM(cost_usd), COUNT(cost_usd), SUM(duration_ms), "
+                    "SUM(CASE WHEN status = 'cancelled' THEN 1 ELSE 0 END) "
                     "FROM calls WHERE project_id = ? AND session_id = ?"
                 ),
                 (project_id, session_id),
             )
-            count, errors, tokens_in, tokens_out, cost, priced, duration = cur.fetchone()
+            count, errors, tokens_in, tokens_out, cost, priced, duration, cancelled = cur.fetchone()
             if not count:
                 return None
             # As the sessions list has them (and in the same snapshot as the sums, in `session_page`).
@@ -617,6 +620,7 @@ class SQLStore(BatchWriter, Store):
             "users": int(users or 0),
             "calls": int(count),
             "errors": int(errors or 0),  # a cancelled stream is no error
+            "cancelled": int(cancelled or 0),
             "input_tokens": int(tokens_in or 0),
             "output_tokens": int(tokens_out or 0),
             # The sum of the calls that had a cost; None (unknown, not free) when none had.
