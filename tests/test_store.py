@@ -577,6 +577,90 @@ def test_aggregates_are_exact_and_percentiles_within_the_documented_error(store:
                 )
 
 
+WHOLE_RANGE = 3600 * 24 * 365 * 200  # one bucket for the whole range, as the overview's tiles ask
+
+
+def _percentiles(row: dict[str, Any]) -> tuple[Any, ...]:
+    return tuple(
+        row[f"{name}_ms"] for name in ("latency_p50", "latency_p95", "latency_p99", "ttft_p50", "ttft_p95")
+    )
+
+
+def test_a_small_selections_percentiles_are_its_calls_exact_nearest_rank_values(store: SQLStore) -> None:
+    """Percentiles came from rollup histograms (within ±4.9%) while the dashboard shows exact durations
+    beside them: one 250 ms call read as p50/p95/p99 240 ms, below the slowest call's 250 ms, and a p99
+    could read above it. A selection small enough to read is ranked from its calls."""
+    project = store.create_project("default")
+    H0 = math.floor(T0 / 3600) * 3600  # an hour's start: minute buckets start at H0, H0 + 60...
+    one = plain(
+        "one", H0 + 10, 250.0, stream=True, ttft_ms=120.0, tags=["t"], provider="openai", end_user="ana"
+    )
+    store.write(project, [one], [])
+    selections = [
+        store.aggregate(project, H0, H0 + 3600, WHOLE_RANGE),
+        store.aggregate(project, H0, H0 + 3600, 60),
+        store.aggregate(project, H0, H0 + 3600, 3600, "model"),
+        *(store.top_groups(project, H0, H0 + 3600, dim)[0] for dim in ("model", "provider", "user", "tag")),  # type: ignore[arg-type]
+    ]
+    for rows in selections:
+        assert [_percentiles(r) for r in rows] == [(250.0, 250.0, 250.0, 120.0, 120.0)], rows
+
+    # More calls, one of them under a millisecond (the histogram's lowest bin read it as 0.5 ms).
+    durations = [12.3, 250.0, 251.0, 980.4, 0.4, 3100.0, 250.5]
+    ttfts = [5.0, 90.0, None, 400.0, None, 1500.0, 91.0]
+    store.write(
+        project,
+        [
+            plain(f"c{i}", H0 + 70 + i, d, ttft_ms=t, stream=t is not None, tags=["t"], provider="openai")
+            for i, (d, t) in enumerate(zip(durations, ttfts, strict=True))
+        ],
+        [],
+    )
+    minute = [d for d in durations]
+    streams = [t for t in ttfts if t is not None]
+    want = (
+        _nearest_rank(minute, 0.5),
+        _nearest_rank(minute, 0.95),
+        _nearest_rank(minute, 0.99),
+        _nearest_rank(streams, 0.5),
+        _nearest_rank(streams, 0.95),
+    )
+    [second] = [r for r in store.aggregate(project, H0, H0 + 3600, 60) if r["bucket"] == H0 + 60]
+    assert _percentiles(second) == want
+    everything = [250.0, *durations]
+    [tag] = store.top_groups(project, H0, H0 + 3600, "tag")[0]
+    [tiles] = store.aggregate(project, H0, H0 + 3600, WHOLE_RANGE)
+    for row in (tag, tiles):
+        assert _percentiles(row)[:3] == tuple(_nearest_rank(everything, q) for q in (0.5, 0.95, 0.99))
+        assert _percentiles(row)[3:] == tuple(_nearest_rank([120.0, *streams], q) for q in (0.5, 0.95))
+
+
+def test_a_large_selections_percentiles_stay_inside_its_calls_min_and_max(
+    store: SQLStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past the calls an answer may read (`exact.EXACT_MAX_CALLS`, made small here), the rows whose
+    estimate comes from their histogram's lowest or highest bin are still read exactly: a minute of
+    identical 250 ms calls (one bin) said 240 ms. The others keep the histogram's estimate, which lies
+    strictly between their fastest and slowest call."""
+    from litelens.server.store import exact
+
+    monkeypatch.setattr(exact, "EXACT_MAX_CALLS", 50)
+    project = store.create_project("default")
+    H0 = math.floor(T0 / 3600) * 3600
+    rng = random.Random(3)
+    same = [plain(f"same{i}", H0 + i, 250.0, ttft_ms=80.0, stream=True) for i in range(40)]
+    spread = [plain(f"spread{i}", H0 + 60 + i / 6, rng.lognormvariate(6, 1.2)) for i in range(300)]
+    store.write(project, same + spread, [])
+    rows = store.aggregate(project, H0, H0 + 120, 60)
+    assert [r["count"] for r in rows] == [40, 300]
+    assert _percentiles(rows[0]) == (250.0, 250.0, 250.0, 80.0, 80.0)
+    durations = [r["duration_ms"] for r in spread]
+    for name, q in (("latency_p50_ms", 0.5), ("latency_p95_ms", 0.95), ("latency_p99_ms", 0.99)):
+        got, exactly = rows[1][name], _nearest_rank(durations, q)
+        assert min(durations) <= got <= max(durations), (name, got)
+        assert abs(got - exactly) <= PERCENTILE_RELATIVE_ERROR * exactly * 1.001, (name, got, exactly)
+
+
 def test_cancelled_calls_are_counted_apart_from_the_ok_and_the_failed_ones(store: SQLStore) -> None:
     """A stream the caller abandoned got no answer: the aggregates count it as cancelled, so the
     overview does not show it as a successful request, and take it back when the call changes or

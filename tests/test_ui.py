@@ -943,6 +943,44 @@ def test_a_session_with_a_cancelled_stream_counts_the_same_errors_in_the_list_an
     assert re.search(r'Errors</span><span class="value">1<', html), "a cancelled stream is not an error"
 
 
+def chart_tips(html: str, title: str) -> list[str]:
+    """The tooltips of a chart's buckets, oldest first, as the server rendered them."""
+    chart = re.search(
+        rf'<figure class="chart"><figcaption><span class="chart-title">{title}</span>.*?</figure>', html
+    )
+    assert chart, html
+    svg = parse_svg(chart.group(0))
+    return [h.get("data-tip", "") for h in svg.iter(f"{SVG}rect") if h.get("class") == "hit"]
+
+
+@pytest.mark.service
+def test_one_calls_latency_tiles_and_chart_read_its_own_latency_not_a_histogram_estimate(
+    sqlite_server: ServerProcess,
+) -> None:
+    # Percentiles came from the rollups' histograms (within 4.9%): one 250 ms stream read p50/p95/p99
+    # "240 ms" beside the slowest call's "250 ms", and its first token at 123 ms for 120.
+    now = time.time()
+    post_records(
+        sqlite_server.client(),
+        [make_record("only", now - 90, duration_ms=250.0, end_time=now - 89.75, stream=True, ttft_ms=120.0)],
+    )
+    html = page_html(sqlite_server, "/?range=1h&refresh=0")
+    latency = re.search(
+        r'Latency p50 / p95 / p99</span><span class="value">([^<]*)</span>\s*<span class="sub">([^<]*)</span>',
+        html,
+    )
+    ttft = re.search(
+        r'TTFT p50 / p95</span><span class="value">([^<]*)</span>\s*<span class="sub">([^<]*)</span>', html
+    )
+    assert latency and ttft, html
+    assert latency.groups() == ("250 ms", "250 ms / 250 ms")
+    assert ttft.groups() == ("120 ms", "120 ms")
+    [point] = [t for t in chart_tips(html, "Latency") if f"p50 {EMPTY}" not in t]
+    assert point.endswith(" · p50 250 ms; p95 250 ms; p99 250 ms"), point
+    by_model = re.search(r'data-testid="by-model">.*?</table>', html, re.S)
+    assert by_model and by_model.group(0).count(">250 ms<") == 2, "the breakdown's p50 and p95"
+
+
 @pytest.mark.service
 def test_a_sessions_cancelled_calls_are_counted_apart_on_the_list_and_its_page_as_on_the_overview(
     sqlite_server: ServerProcess,

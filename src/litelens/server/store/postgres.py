@@ -465,6 +465,9 @@ class PostgresStore(SQLStore):
             as_json,
         ]
 
+    def _record_tags(self) -> str:
+        return "c.record -> 'tags'"
+
     def _search_condition(self, text: str) -> tuple[str, str]:
         if text.isascii():
             # Under "C" ILIKE folds ASCII letters only, as SQLite's LIKE does; under a linguistic locale

@@ -20,7 +20,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
-from litelens.server.store import rollup
+from litelens.server.store import exact, rollup
 from litelens.server.store.base import (
     AGGREGATE_GROUPS,
     SORT_KEYS,
@@ -641,8 +641,10 @@ class SQLStore(BatchWriter, Store):
 
         Calls count by their start minute: `start` is rounded down and `end` up to whole minutes. The
         coarsest rollup resolution (1 h, 5 min, 1 min) that divides `bucket_seconds` serves the aligned
-        middle of the range and finer ones its edges (`rollup.plan`). Buckets without calls are absent. Percentiles are within
-        ±4.9% (see `rollup`).
+        middle of the range and finer ones its edges (`rollup.plan`). Buckets without calls are absent.
+        Percentiles are exact where `exact.refine` reads them from the calls (a selection of up to
+        `exact.EXACT_MAX_CALLS` calls, and rows whose estimate could pass their calls' min or max), else
+        within ±4.9% (see `rollup`).
         """
         if bucket_seconds <= 0 or bucket_seconds % 60:
             raise ValueError("litelens: bucket_seconds must be a positive multiple of 60")
@@ -704,7 +706,7 @@ class SQLStore(BatchWriter, Store):
                     total[6] += int(cancelled)
                     total[7].append(lat)
                     total[8].append(ttft)
-        return [
+        summed = [
             rollup.summarize_texts(
                 slot,
                 value if group_by else None,
@@ -714,6 +716,45 @@ class SQLStore(BatchWriter, Store):
             )
             for (slot, value), t in sorted(groups.items())
         ]
+        return exact.refine(
+            self._fetch,
+            project_id,
+            dim,
+            [r for r, _ in summed],
+            [e for _, e in summed],
+            lo,
+            hi,
+            bucket_seconds,
+            None if dim == "all" else lambda: self._slot_calls(project_id, lo, hi, bucket_seconds),
+            self._record_tags(),
+        )
+
+    def _slot_calls(self, project_id: int, lo: int, hi: int, bucket_seconds: int) -> dict[int, int]:
+        """How many calls each `bucket_seconds` slot of [lo, hi) holds (0: one slot for the whole range,
+        keyed `lo`), from the rollups of all calls: what reading a slot's calls costs."""
+        out: dict[int, int] = {}
+        with self._read() as cur:
+            for resolution, a, b in rollup.plan(lo, hi, bucket_seconds or rollup.RESOLUTIONS[-1]):
+                cur.execute(
+                    self._q(
+                        "SELECT bucket, count FROM rollups WHERE project_id = ? AND resolution = ? "
+                        "AND dim = 'all' AND bucket >= ? AND bucket < ?"
+                    ),
+                    (project_id, resolution, a, b),
+                )
+                for bucket, count in cur.fetchall():
+                    slot = int(bucket) // bucket_seconds * bucket_seconds if bucket_seconds else lo
+                    out[slot] = out.get(slot, 0) + int(count)
+        return out
+
+    def _record_tags(self) -> str:
+        """SQL for the `tags` of a call's record (`calls c`) as JSON, text or parsed (see `exact.refine`)."""
+        return ""
+
+    def _fetch(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        with self._read() as cur:
+            cur.execute(self._q(sql), tuple(params))
+            return list(cur.fetchall())
 
     def top_groups(
         self, project_id: int, start: float, end: float, group_by: GroupBy, limit: int = 10
@@ -762,7 +803,20 @@ class SQLStore(BatchWriter, Store):
                 for value, latency, ttft in cur.fetchall():
                     rollup.add_hist(totals[value].latency, latency)
                     rollup.add_hist(totals[value].ttft, ttft)
-        return [rollup.summarize(lo, value, total) for value, total in totals.items()], groups
+        summed = [rollup.summarize(lo, value, total) for value, total in totals.items()]
+        refined = exact.refine(
+            self._fetch,
+            project_id,
+            group_by,
+            [r for r, _ in summed],
+            [e for _, e in summed],
+            lo,
+            hi,
+            0,
+            lambda: self._slot_calls(project_id, lo, hi, 0),
+            self._record_tags(),
+        )
+        return refined, groups
 
     def _unindexed(self, expr: str) -> str:
         """`expr` written so the planner does not pick an index for it (default: unchanged)."""

@@ -490,6 +490,9 @@ class SQLiteStore(SQLStore):
             [path, path, value, path, number, path, number, *params[3:6], path, nested],
         )
 
+    def _record_tags(self) -> str:
+        return "json_extract(c.record, '$.tags')"
+
     def _unindexed(self, expr: str) -> str:
         # SQLite's documented way to keep a term from using an index: a unary plus.
         return f"+{expr}"
