@@ -982,6 +982,35 @@ def test_one_calls_latency_tiles_and_chart_read_its_own_latency_not_a_histogram_
 
 
 @pytest.mark.service
+def test_a_call_stamped_ahead_of_the_collectors_clock_is_on_the_overview_the_calls_and_the_sessions(
+    sqlite_server: ServerProcess,
+) -> None:
+    # A client whose clock runs fast stamps its calls in the collector's future. The calls table listed
+    # such a call under "Last hour" (its range has no end) while the overview and the sessions page,
+    # which stopped at the end of the current minute, left it out: three pages, two answers.
+    now = time.time()
+    post_records(
+        sqlite_server.client(),
+        [
+            make_record("on-time", now - 120, session_id="on-time-session"),
+            make_record("ahead", now + 600, session_id="ahead-session", status="error"),
+        ],
+    )
+    overview = page_html(sqlite_server, "/?range=1h&refresh=0")
+    assert re.search(r'data-testid="total-requests">2<', overview)
+    assert re.search(r'data-testid="total-errors">1<', overview)
+    # The Requests chart runs on to the call's minute: its bars add up to the total.
+    tips = chart_tips(overview, "Requests")
+    counted = [sum(int(n) for n in re.findall(r"(?:ok|errors|cancelled) (\d+)", t)) for t in tips]
+    assert sum(counted) == 2 and counted[-1] == 1, tips[-3:]
+    assert tips[-1].startswith(fmt_bucket(math.floor((now + 600) / 60) * 60, 60) + " "), tips[-1]
+    calls = page_html(sqlite_server, "/calls?range=1h")
+    assert re.findall(r'<tr data-call-id="([^"]+)"', calls) == ["ahead", "on-time"]
+    sessions = page_html(sqlite_server, "/sessions?range=1h")
+    assert re.findall(r'<a href="/sessions/([^"?]+)">', sessions) == ["ahead-session", "on-time-session"]
+
+
+@pytest.mark.service
 def test_a_sessions_cancelled_calls_are_counted_apart_on_the_list_and_its_page_as_on_the_overview(
     sqlite_server: ServerProcess,
 ) -> None:

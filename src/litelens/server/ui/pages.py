@@ -31,7 +31,7 @@ from litelens.server.ui.render import (
     page,
 )
 from litelens.server.ui.signin import page_project
-from litelens.server.ui.timerange import RANGES, WHOLE_RANGE_BUCKET, Window, window
+from litelens.server.ui.timerange import OPEN_END, RANGES, WHOLE_RANGE_BUCKET, Window, window
 
 router = APIRouter(include_in_schema=False)
 UIProject = Annotated[int, Depends(page_project)]
@@ -144,15 +144,21 @@ def _priced_note(row: dict[str, Any] | None) -> str | None:
 async def overview(request: Request, project: UIProject, range: str = "24h", refresh: str = "30") -> Response:
     store = request.app.state.store
     w = window(range, time.time())
-    # Independent reads, run side by side on the thread pool (SQLite readers do not block each other).
+    # Everything from the range's start on (`OPEN_END`), as the calls table lists it. Independent reads,
+    # run side by side on the thread pool (SQLite readers do not block each other).
     series, whole, errors, slowest, costliest, *groups = await asyncio.gather(
-        store_call(store.aggregate, project, w.start, w.end, w.bucket, None),
-        store_call(store.aggregate, project, w.start, w.end, WHOLE_RANGE_BUCKET, None),
-        store_call(store.top_errors, project, w.start, w.end, 10),
-        store_call(store.top_calls, project, w.start, w.end, "duration_ms", 5),
-        store_call(store.top_calls, project, w.start, w.end, "cost_usd", 5),
-        *(store_call(store.top_groups, project, w.start, w.end, g, BREAKDOWN_ROWS) for g in AGGREGATE_GROUPS),
+        store_call(store.aggregate, project, w.start, OPEN_END, w.bucket, None),
+        store_call(store.aggregate, project, w.start, OPEN_END, WHOLE_RANGE_BUCKET, None),
+        store_call(store.top_errors, project, w.start, OPEN_END, 10),
+        store_call(store.top_calls, project, w.start, OPEN_END, "duration_ms", 5),
+        store_call(store.top_calls, project, w.start, OPEN_END, "cost_usd", 5),
+        *(
+            store_call(store.top_groups, project, w.start, OPEN_END, g, BREAKDOWN_ROWS)
+            for g in AGGREGATE_GROUPS
+        ),
     )
+    # The charts reach the bucket of the latest call, so they add up to the totals.
+    w = w.through(max((int(r["bucket"]) for r in series if r["count"]), default=None))
     breakdowns = []
     for dim, (rows, count) in zip(AGGREGATE_GROUPS, groups, strict=True):
         breakdowns.append(
