@@ -157,6 +157,37 @@ def test_the_overview_follows_the_chosen_range_and_refreshes_itself(
 
 
 @pytest.mark.service
+def test_an_auto_refresh_under_a_still_pointer_shows_the_refreshed_values_in_the_tooltip(
+    sqlite_server: ServerProcess, visit: Callable[..., Visit]
+) -> None:
+    # The refresh replaced the charts under the pointer, but the tooltip kept the old bucket's values
+    # until the mouse moved: "ok 1" while the bar beneath it had grown to three.
+    client = sqlite_server.client()
+    now = time.time()
+    post_records(client, [make_record("still-1", now - 60)])
+    v = visit(sqlite_server)
+    page = v.page
+    page.clock.install()  # the refresh's timer runs on a clock the test moves
+    v.go("/?range=30d&refresh=10")  # a day a bucket: the calls stay in the last one however long this takes
+    hit = page.locator(".chart").first.locator("rect.hit").last
+    hit.hover()
+    tip = page.locator("#tip")
+    expect(tip).to_have_text(re.compile(r" · ok 1; errors 0; cancelled 0$"))
+    post_records(client, [make_record("still-2", now - 30), make_record("still-3", now - 20, status="error")])
+    page.clock.run_for(10_000)
+    expect(page.locator("[data-testid=total-requests]")).to_have_text("3", timeout=25_000)
+    expect(tip).to_have_text(re.compile(r" · ok 2; errors 1; cancelled 0$"))
+    expect(tip).to_be_visible()
+    # A pointer that left the window leaves no tooltip behind for the next refresh to bring back.
+    page.mouse.move(5, 5)
+    page.dispatch_event("html", "mouseleave")
+    expect(tip).to_be_hidden()
+    page.clock.run_for(10_000)
+    page.wait_for_timeout(500)
+    expect(tip).to_be_hidden()
+
+
+@pytest.mark.service
 def test_overview_of_a_day_of_traffic(sqlite_server: ServerProcess, browser: Any, shots: Shots) -> None:
     """Seeds a day of a small shop's traffic and saves the overview; with LITELENS_UPDATE_SCREENSHOTS=1 it
     replaces docs/img/overview-day.png (the README's own image is the demo's: tests/test_demo.py)."""
