@@ -1013,6 +1013,30 @@ def test_one_calls_latency_tiles_and_chart_read_its_own_latency_not_a_histogram_
 
 
 @pytest.mark.service
+def test_the_latency_tiles_of_a_range_of_many_calls_never_pass_its_slowest_call(
+    sqlite_server: ServerProcess,
+) -> None:
+    # A range of more calls than the store reads for exact percentiles is ranked from its histogram: an
+    # hour of 900 ms calls read p50/p95/p99 "911 ms" above the slowest call's "900 ms".
+    now = time.time()
+    post_records(
+        sqlite_server.client(),
+        [
+            make_record(f"many-{i}", now - 30 - i * 9, duration_ms=900.0, end_time=now - 29.1 - i * 9)
+            for i in range(320)
+        ],
+    )
+    html = page_html(sqlite_server, "/?range=1h&refresh=0")
+    latency = re.search(
+        r'Latency p50 / p95 / p99</span><span class="value">([^<]*)</span>\s*<span class="sub">([^<]*)</span>',
+        html,
+    )
+    assert latency and latency.groups() == ("900 ms", "900 ms / 900 ms"), latency and latency.groups()
+    slowest = re.search(r"<h2>Slowest calls</h2>.*?</table>", html, re.S)
+    assert slowest and ">900 ms<" in slowest.group(0)
+
+
+@pytest.mark.service
 def test_a_call_stamped_ahead_of_the_collectors_clock_is_on_the_overview_the_calls_and_the_sessions(
     sqlite_server: ServerProcess,
 ) -> None:
