@@ -202,6 +202,17 @@ def run(args: argparse.Namespace, url: str) -> int:
     bench("overview 24h, 1h buckets, by model", lambda: store.aggregate(project, day_ago, now, 3600, "model"))
     bench("overview 24h, 5m buckets", lambda: store.aggregate(project, day_ago, now, 300))
     bench("overview 24h, 5m buckets, by model", lambda: store.aggregate(project, day_ago, now, 300, "model"))
+    # The overview's tiles (one bucket for the whole range), its last-hour chart and a breakdown.
+    whole = 3600 * 24 * 365 * 200
+    bench("overview 24h, tiles (one bucket)", lambda: store.aggregate(project, day_ago, now, whole))
+    bench("overview 1h, 1m buckets", lambda: store.aggregate(project, now - 3600, now, 60))
+    bench("breakdown 24h by model (top_groups)", lambda: store.top_groups(project, day_ago, now, "model"))
+    # A small project beside the large one: the dashboard of a few hundred calls a day.
+    small = store.create_project(f"bench-small-{os.getpid()}")
+    store.write(small, make_records(300, day_ago, 86400, rng), [])
+    bench("small project (300 calls): 24h, 1h buckets", lambda: store.aggregate(small, day_ago, now, 3600))
+    bench("small project: 24h tiles", lambda: store.aggregate(small, day_ago, now, whole))
+    bench("small project: breakdown by tag", lambda: store.top_groups(small, day_ago, now, "tag"))
     bench(
         "list_calls page (model, 24h)",
         lambda: store.list_calls(project, CallFilter(model="gpt-4o", start=day_ago, end=now), limit=50),

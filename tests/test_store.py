@@ -577,6 +577,90 @@ def test_aggregates_are_exact_and_percentiles_within_the_documented_error(store:
                 )
 
 
+WHOLE_RANGE = 3600 * 24 * 365 * 200  # one bucket for the whole range, as the overview's tiles ask
+
+
+def _percentiles(row: dict[str, Any]) -> tuple[Any, ...]:
+    return tuple(
+        row[f"{name}_ms"] for name in ("latency_p50", "latency_p95", "latency_p99", "ttft_p50", "ttft_p95")
+    )
+
+
+def test_a_small_selections_percentiles_are_its_calls_exact_nearest_rank_values(store: SQLStore) -> None:
+    """Percentiles came from rollup histograms (within ±4.9%) while the dashboard shows exact durations
+    beside them: one 250 ms call read as p50/p95/p99 240 ms, below the slowest call's 250 ms, and a p99
+    could read above it. A selection small enough to read is ranked from its calls."""
+    project = store.create_project("default")
+    H0 = math.floor(T0 / 3600) * 3600  # an hour's start: minute buckets start at H0, H0 + 60...
+    one = plain(
+        "one", H0 + 10, 250.0, stream=True, ttft_ms=120.0, tags=["t"], provider="openai", end_user="ana"
+    )
+    store.write(project, [one], [])
+    selections = [
+        store.aggregate(project, H0, H0 + 3600, WHOLE_RANGE),
+        store.aggregate(project, H0, H0 + 3600, 60),
+        store.aggregate(project, H0, H0 + 3600, 3600, "model"),
+        *(store.top_groups(project, H0, H0 + 3600, dim)[0] for dim in ("model", "provider", "user", "tag")),  # type: ignore[arg-type]
+    ]
+    for rows in selections:
+        assert [_percentiles(r) for r in rows] == [(250.0, 250.0, 250.0, 120.0, 120.0)], rows
+
+    # More calls, one of them under a millisecond (the histogram's lowest bin read it as 0.5 ms).
+    durations = [12.3, 250.0, 251.0, 980.4, 0.4, 3100.0, 250.5]
+    ttfts = [5.0, 90.0, None, 400.0, None, 1500.0, 91.0]
+    store.write(
+        project,
+        [
+            plain(f"c{i}", H0 + 70 + i, d, ttft_ms=t, stream=t is not None, tags=["t"], provider="openai")
+            for i, (d, t) in enumerate(zip(durations, ttfts, strict=True))
+        ],
+        [],
+    )
+    minute = [d for d in durations]
+    streams = [t for t in ttfts if t is not None]
+    want = (
+        _nearest_rank(minute, 0.5),
+        _nearest_rank(minute, 0.95),
+        _nearest_rank(minute, 0.99),
+        _nearest_rank(streams, 0.5),
+        _nearest_rank(streams, 0.95),
+    )
+    [second] = [r for r in store.aggregate(project, H0, H0 + 3600, 60) if r["bucket"] == H0 + 60]
+    assert _percentiles(second) == want
+    everything = [250.0, *durations]
+    [tag] = store.top_groups(project, H0, H0 + 3600, "tag")[0]
+    [tiles] = store.aggregate(project, H0, H0 + 3600, WHOLE_RANGE)
+    for row in (tag, tiles):
+        assert _percentiles(row)[:3] == tuple(_nearest_rank(everything, q) for q in (0.5, 0.95, 0.99))
+        assert _percentiles(row)[3:] == tuple(_nearest_rank([120.0, *streams], q) for q in (0.5, 0.95))
+
+
+def test_a_large_selections_percentiles_stay_inside_its_calls_min_and_max(
+    store: SQLStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past the calls an answer may read (`exact.EXACT_MAX_CALLS`, made small here), the rows whose
+    estimate comes from their histogram's lowest or highest bin are still read exactly: a minute of
+    identical 250 ms calls (one bin) said 240 ms. The others keep the histogram's estimate, which lies
+    strictly between their fastest and slowest call."""
+    from litelens.server.store import exact
+
+    monkeypatch.setattr(exact, "EXACT_MAX_CALLS", 50)
+    project = store.create_project("default")
+    H0 = math.floor(T0 / 3600) * 3600
+    rng = random.Random(3)
+    same = [plain(f"same{i}", H0 + i, 250.0, ttft_ms=80.0, stream=True) for i in range(40)]
+    spread = [plain(f"spread{i}", H0 + 60 + i / 6, rng.lognormvariate(6, 1.2)) for i in range(300)]
+    store.write(project, same + spread, [])
+    rows = store.aggregate(project, H0, H0 + 120, 60)
+    assert [r["count"] for r in rows] == [40, 300]
+    assert _percentiles(rows[0]) == (250.0, 250.0, 250.0, 80.0, 80.0)
+    durations = [r["duration_ms"] for r in spread]
+    for name, q in (("latency_p50_ms", 0.5), ("latency_p95_ms", 0.95), ("latency_p99_ms", 0.99)):
+        got, exactly = rows[1][name], _nearest_rank(durations, q)
+        assert min(durations) <= got <= max(durations), (name, got)
+        assert abs(got - exactly) <= PERCENTILE_RELATIVE_ERROR * exactly * 1.001, (name, got, exactly)
+
+
 def test_cancelled_calls_are_counted_apart_from_the_ok_and_the_failed_ones(store: SQLStore) -> None:
     """A stream the caller abandoned got no answer: the aggregates count it as cancelled, so the
     overview does not show it as a successful request, and take it back when the call changes or
@@ -859,6 +943,7 @@ def test_a_version_1_database_upgrades_in_place_with_its_data(store_url: str) ->
         "users": 1,
         "calls": 1,
         "errors": 0,
+        "cancelled": 0,
         "input_tokens": 12,
         "output_tokens": 7,
         "cost_usd": pytest.approx(0.1),
@@ -883,9 +968,28 @@ def _cancelled_version(store: SQLStore) -> int:
     )
 
 
+def _session_cancelled_version(store: SQLStore) -> int:
+    """The schema version that made sessions count cancelled calls (12 on SQLite, 13 on PostgreSQL)."""
+    return next(
+        n
+        for n, step in enumerate(store.MIGRATIONS, 1)
+        if any("ALTER TABLE sessions ADD COLUMN cancelled" in s for s in step)
+    )
+
+
+def _back_to_before_session_cancelled(store: SQLStore, cur: Any) -> None:
+    """The database as the release before `_session_cancelled_version` left it: the same rows, without
+    the sessions' count of cancelled calls."""
+    cur.execute("ALTER TABLE sessions DROP COLUMN cancelled")
+    cur.execute(
+        store._q("DELETE FROM schema_version WHERE version >= ?"), (_session_cancelled_version(store),)
+    )
+
+
 def _back_to_before_cancelled(store: SQLStore, cur: Any) -> None:
     """The database as the release before `_cancelled_version` left it: the same rows, without the
     rollups' count of cancelled calls."""
+    _back_to_before_session_cancelled(store, cur)
     cur.execute("ALTER TABLE rollups DROP COLUMN cancelled")
     cur.execute(store._q("DELETE FROM schema_version WHERE version >= ?"), (_cancelled_version(store),))
 
@@ -1542,6 +1646,64 @@ def test_a_database_from_before_cancelled_calls_were_counted_learns_them(store_u
     upgraded.write(pid, [plain("c-new", T0, status="cancelled")], [])
     rows = upgraded.aggregate(pid, T0 - 3 * 3600, T0 + 3 * 3600, 86400)
     assert sum(row["cancelled"] for row in rows) == cancelled + 1
+    upgraded.close()
+
+
+def test_sessions_count_their_cancelled_calls_apart_and_an_older_database_learns_them(store_url: str) -> None:
+    """A stream the caller abandoned is neither ok nor failed: the overview counts it apart, while a
+    session counted it as a call only, so its list row and its totals could not say how many of its
+    calls got an answer. Sessions written before (schema v11 on SQLite, v12 on PostgreSQL) learn theirs
+    when the database is upgraded, and go on counting."""
+    new = open_store(store_url)
+    assert isinstance(new, SQLStore)
+    new.migrate()
+    pid = new.create_project("default")
+    statuses = ["ok", "cancelled", "error", "cancelled", "ok"]
+    new.write(
+        pid,
+        [plain(f"s{i}", T0 + i, session_id="sess", status=st, cost_usd=0.25) for i, st in enumerate(statuses)]
+        + [plain("other", T0 + 9, session_id="other")],
+        [],
+    )
+    new.write(pid, [plain("s1", T0 + 1, session_id="sess", status="cancelled", cost_usd=0.25)], [])  # again
+
+    def figures(s: SQLStore) -> list[tuple[Any, ...]]:
+        listed = s.list_sessions(pid, T0 - 60, T0 + 60)[0]
+        totals = s.session_totals(pid, "sess")
+        assert totals is not None
+        rows = sorted(
+            (r["session_id"], r["calls"], r["errors"], r["cancelled"], r["tokens"], r["cost_usd"])
+            for r in listed
+        )
+        return [
+            *rows,
+            (
+                totals["calls"],
+                totals["errors"],
+                totals["cancelled"],
+                totals["input_tokens"] + totals["output_tokens"],
+            ),
+        ]
+
+    # As the overview counts the same calls: 5 calls, 1 failed, 2 cancelled, tokens and cost of all five.
+    [overview] = new.aggregate(pid, T0 - 60, T0 + 60, 3600 * 24 * 365 * 200)
+    assert (overview["count"] - 1, overview["errors"], overview["cancelled"]) == (5, 1, 2)
+    expected = [("other", 1, 0, 0, 15, 0.001), ("sess", 5, 1, 2, 75, pytest.approx(1.25)), (5, 1, 2, 75)]
+    assert figures(new) == expected
+    with new._write() as cur:
+        _back_to_before_session_cancelled(new, cur)
+    new.close()
+
+    upgraded = open_store(store_url)
+    assert isinstance(upgraded, SQLStore)
+    assert upgraded.schema_version() == _session_cancelled_version(upgraded) - 1
+    assert upgraded.migrate() == upgraded.latest_version
+    assert figures(upgraded) == expected
+    upgraded.write(pid, [plain("s9", T0 + 20, session_id="sess", status="cancelled")], [])
+    assert figures(upgraded)[-1][:3] == (6, 1, 3)
+    # Retention recomputes the session from the calls that remain.
+    upgraded.delete_older_than(T0 + 2)
+    assert figures(upgraded)[-1][:3] == (4, 1, 2)
     upgraded.close()
 
 

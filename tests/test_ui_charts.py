@@ -177,6 +177,20 @@ def test_big_counts_and_long_durations_read_in_a_unit_that_fits_them() -> None:
     ]
 
 
+def test_a_duration_that_rounds_up_to_the_next_unit_is_shown_in_that_unit() -> None:
+    # A call of 999.6 ms read "1000 ms" in a breakdown beside another's "1.00 s", 9.9996 s "10.00 s"
+    # beside "10.0 s", and 599.99 s "600.0 s".
+    assert [fmt_ms(v) for v in (999.4, 999.6, 9_999.4, 9_999.6, 599_949, 599_990, 3_599_990)] == [
+        "999 ms",
+        "1.00 s",
+        "10.0 s",
+        "10.0 s",
+        "599.9 s",
+        "10.0 min",
+        "1.0 h",
+    ]
+
+
 def test_a_tiny_cost_keeps_two_significant_digits() -> None:
     # A few embedding tokens cost about a millionth of a dollar; "$0.00000" read as a call that cost nothing.
     assert [fmt_cost(v) for v in (1.2e-06, 0.000012345, 0.0042, 5e-09)] == [

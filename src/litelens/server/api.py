@@ -481,7 +481,8 @@ async def list_sessions(
         ),
     ] = None,
 ) -> dict[str, Any]:
-    """Each session's whole figures: `calls`, `errors`, `tokens`, first and last activity, and
+    """Each session's whole figures: `calls`, of which `errors` failed and `cancelled` were abandoned by
+    their caller (the others succeeded), `tokens`, first and last activity, and
     `cost_usd`, the sum of the `priced_calls` calls that had a known cost: `null` when none had (LiteLLM
     could not price them; unknown is not free), so `priced_calls < calls` means a partial sum. `user` is
     whose session it is: the user (end user, else user id) of its earliest call that names one, `null`
@@ -506,7 +507,8 @@ async def get_session(
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     cursor: Annotated[str | None, Query(max_length=512)] = None,
 ) -> dict[str, Any]:
-    """`totals` counts every call of the session; its `cost_usd` is the sum of the `priced_calls` calls
+    """`totals` counts every call of the session (`errors` failed, `cancelled` were abandoned by their
+    caller, the others succeeded); its `cost_usd` is the sum of the `priced_calls` calls
     that had a known cost, `null` when none had. `totals.user` and `totals.users` are the session's first
     user and its number of users, as `/api/sessions` lists them."""
     totals, (calls, next_cursor) = await session_page(request, project, session_id, limit, cursor)

@@ -293,7 +293,7 @@ class Store(ABC):
 
     @abstractmethod
     def session_totals(self, project_id: int, session_id: str) -> Row | None:
-        """What the session's calls add up to: `{"user", "users", "calls", "errors", "input_tokens",
+        """What the session's calls add up to: `{"user", "users", "calls", "errors", "cancelled", "input_tokens",
         "output_tokens", "cost_usd", "priced_calls", "duration_ms"}` (`user` and `users` as
         `list_sessions` has them), or None for a session without calls. `cost_usd` sums
         the `priced_calls` calls that had a cost, and is None when none had (unknown, not free). Its calls,

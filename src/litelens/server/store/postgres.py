@@ -31,6 +31,7 @@ from litelens.server.store.write import (
     cancelled_backfill,
     chunks,
     priced_backfill,
+    session_cancelled_backfill,
     session_users_table,
 )
 
@@ -233,6 +234,10 @@ _V12 = [
 ]
 
 
+# v13: see sqlite._V12.
+_V13 = session_cancelled_backfill("BIGINT")
+
+
 class _Pool:
     """At most `size` connections, handed out one thread at a time; broken ones are replaced."""
 
@@ -313,7 +318,7 @@ def _connect_timeout(url: str) -> dict[str, Any]:
 class PostgresStore(SQLStore):
     """`Store` on PostgreSQL, for deployments with several collectors or more data than one file."""
 
-    MIGRATIONS = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9, _V10, _V11, _V12)
+    MIGRATIONS = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9, _V10, _V11, _V12, _V13)
     _LEAST = "LEAST"
     _GREATEST = "GREATEST"
 
@@ -486,6 +491,9 @@ class PostgresStore(SQLStore):
                 json.dumps(forms),
             ],
         )
+
+    def _record_tags(self) -> str:
+        return "c.record -> 'tags'"
 
     def _search_condition(self, text: str) -> tuple[str, str]:
         if text.isascii():

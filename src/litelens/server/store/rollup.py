@@ -6,7 +6,8 @@ edges of a range, 5-minute rows so a day in 5-minute points is 288 rows per grou
 a few hundred. Latency and TTFT go into a fixed log-scale histogram whose bins
 grow by `RATIO` = 1.1; a percentile is reported as the geometric middle of the bin that holds the
 nearest-rank value, so it is within ±4.9% of the exact nearest-rank percentile of the raw rows (values
-under 1 ms share one bin and are reported as 0.5 ms).
+under 1 ms share one bin and are reported as 0.5 ms). Where that estimate could pass the exact minimum or
+maximum, and wherever reading the calls is cheap, `exact.refine` replaces it with the exact value.
 
 Because each contribution is a pure function of the record, an upsert subtracts the old version's
 contribution and adds the merged one's: a call counts once however often it arrives.
@@ -69,12 +70,24 @@ def percentile(hist: Mapping[int, int], q: float) -> float | None:
 def percentiles(hist: Mapping[int, int], qs: Sequence[float]) -> list[float | None]:
     """`[percentile(hist, q) for q in qs]` (qs ascending), with one sort of the bins (int keys: sorting
     (bin, count) pairs took three times as long) and the running totals summed in C."""
+    return ranked(hist, qs)[0]
+
+
+def ranked(hist: Mapping[int, int], qs: Sequence[float]) -> tuple[list[float | None], bool]:
+    """`percentiles`, and whether one of them is read from the lowest or the highest bin that holds a
+    value: only such a percentile can be reported beyond the exact minimum or maximum of the values
+    (one 250 ms call read as 240 ms, the middle of its bin), which `exact.refine` corrects."""
     bins = sorted(hist)
     return _ranked(hist, bins, list(map(hist.__getitem__, bins)), qs)
 
 
 def percentiles_of_texts(texts: Sequence[str | None], qs: Sequence[float]) -> list[float | None]:
-    """`percentiles` of the sum of stored histograms. One text written in bin order (as `dump` writes
+    """`percentiles` of the sum of stored histograms."""
+    return ranked_texts(texts, qs)[0]
+
+
+def ranked_texts(texts: Sequence[str | None], qs: Sequence[float]) -> tuple[list[float | None], bool]:
+    """`ranked` of the sum of stored histograms. One text written in bin order (as `dump` writes
     them), the usual case when reading (one stored row per bucket and group; a day in 5-minute buckets
     per model is 1,440 of them), is ranked straight from its list, without building a dict."""
     if len(texts) == 1 and texts[0]:
@@ -82,29 +95,32 @@ def percentiles_of_texts(texts: Sequence[str | None], qs: Sequence[float]) -> li
         bins, counts = flat[::2], flat[1::2]
         if bins == sorted(bins):  # sorting a sorted list is one pass in C
             return _ranked(None, bins, counts, qs)
-    return percentiles(hist_of(texts), qs)
+    return ranked(hist_of(texts), qs)
 
 
 def _ranked(
     hist: Mapping[int, int] | None, bins: Sequence[int], counts: Sequence[int], qs: Sequence[float]
-) -> list[float | None]:
+) -> tuple[list[float | None], bool]:
     """The nearest-rank percentiles of sorted `bins` with their `counts` (`hist` is the same as a dict,
-    or None to build it when needed)."""
+    or None to build it when needed), and whether one is read from an edge bin (see `ranked`)."""
     if not bins:
-        return [None] * len(qs)
-    if min(counts) < 0:  # not a real histogram (a residue of taken-back contributions): the slow way
+        return [None] * len(qs), False
+    if min(counts) <= 0:  # empty bins, or not a real histogram (a residue of taken-back contributions)
         if hist is None:
             hist = {}
             for bin_, n in zip(bins, counts, strict=True):
                 hist[bin_] = hist.get(bin_, 0) + n
-        return [percentile(hist, q) for q in qs]
+        held = sorted(b for b, n in hist.items() if n > 0)
+        values = [percentile(hist, q) for q in qs]
+        edges = {value_of_bin(held[0]), value_of_bin(held[-1])} if held else set()
+        return values, any(v is not None and v in edges for v in values)
     running = list(itertools.accumulate(counts))
     total = running[-1]
-    if total <= 0:
-        return [None] * len(qs)
     # The first bin whose running total reaches the nearest rank.
     found = [bins[bisect.bisect_left(running, max(1, math.ceil(q * total)))] for q in qs]
-    return [_BIN_VALUES[b] if 0 <= b < len(_BIN_VALUES) else value_of_bin(b) for b in found]
+    low, high = bins[0], bins[-1]
+    edge = any(b in (low, high) for b in found)
+    return [_BIN_VALUES[b] if 0 <= b < len(_BIN_VALUES) else value_of_bin(b) for b in found], edge
 
 
 def dump_hist(hist: Mapping[int, int]) -> str:
@@ -419,15 +435,14 @@ def parsed(text: str | None) -> Hist:
     return hist
 
 
-def summarize(bucket: int, group: str | None, total: Delta) -> dict[str, Any]:
-    """One aggregate row out of the sum of the rollup rows that fall into it."""
-    return _row(
-        bucket,
-        group,
-        total,
-        percentiles(total.latency, (0.50, 0.95, 0.99)),
-        percentiles(total.ttft, (0.50, 0.95)),
-    )
+LATENCY_QS = (0.50, 0.95, 0.99)
+TTFT_QS = (0.50, 0.95)
+
+
+def summarize(bucket: int, group: str | None, total: Delta) -> tuple[dict[str, Any], bool]:
+    """One aggregate row out of the sum of the rollup rows that fall into it, and whether one of its
+    percentiles is read from an edge bin of its histogram (see `ranked`)."""
+    return _row(bucket, group, total, ranked(total.latency, LATENCY_QS), ranked(total.ttft, TTFT_QS))
 
 
 def summarize_texts(
@@ -436,20 +451,25 @@ def summarize_texts(
     total: Delta,
     latency_texts: Sequence[str | None],
     ttft_texts: Sequence[str | None],
-) -> dict[str, Any]:
+) -> tuple[dict[str, Any], bool]:
     """`summarize`, with the histograms given as the stored texts of the rows summed into `total`."""
     return _row(
         bucket,
         group,
         total,
-        percentiles_of_texts(latency_texts, (0.50, 0.95, 0.99)),
-        percentiles_of_texts(ttft_texts, (0.50, 0.95)),
+        ranked_texts(latency_texts, LATENCY_QS),
+        ranked_texts(ttft_texts, TTFT_QS),
     )
 
 
 def _row(
-    bucket: int, group: str | None, total: Delta, latency: list[float | None], ttft: list[float | None]
-) -> dict[str, Any]:
+    bucket: int,
+    group: str | None,
+    total: Delta,
+    ranked_latency: tuple[list[float | None], bool],
+    ranked_ttft: tuple[list[float | None], bool],
+) -> tuple[dict[str, Any], bool]:
+    (latency, latency_edge), (ttft, ttft_edge) = ranked_latency, ranked_ttft
     return {
         "bucket": bucket,
         "group": group,
@@ -468,4 +488,4 @@ def _row(
         # Unknown, not free, when no call in the row had a price; else the sum of the priced ones.
         "cost_usd": total.cost if total.priced > 0 else None,
         "priced_calls": total.priced,
-    }
+    }, latency_edge or ttft_edge

@@ -20,7 +20,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
-from litelens.server.store import rollup
+from litelens.server.store import exact, rollup
 from litelens.server.store.base import (
     AGGREGATE_GROUPS,
     SORT_KEYS,
@@ -533,7 +533,7 @@ class SQLStore(BatchWriter, Store):
         by last activity (the end of their latest call, as listed), most recent first, ties by id.
 
         Served from the `sessions` table that `write` keeps current, so it is an index range scan; the
-        figures (calls, tokens, cost, errors, first/last time) are the whole session's. The cost is the sum
+        figures (calls, tokens, cost, errors, cancelled calls, first/last time) are the whole session's. The cost is the sum
         of the calls that had one (`priced_calls` of them), None when none had: unknown, not free.
         `user` is the session's first user (the end user, else the user id, of its earliest call that
         has one; None when no call has), `users` how many users its calls had. The `user` filter keeps
@@ -554,7 +554,7 @@ class SQLStore(BatchWriter, Store):
             params.append(user)
         sql = (
             "SELECT s.session_id, s.first_time, s.last_time, s.calls, s.tokens, s.cost, s.errors, s.priced, "
-            f"{_SESSION_USER_COLUMNS} FROM sessions s "
+            f"{_SESSION_USER_COLUMNS}, s.cancelled FROM sessions s "
             f"WHERE {conds} ORDER BY s.last_time DESC, s.session_id DESC LIMIT ?"
         )
         with self._read() as cur:
@@ -570,6 +570,8 @@ class SQLStore(BatchWriter, Store):
                 "cost_usd": float(r[5] or 0) if r[7] else None,
                 "priced_calls": int(r[7] or 0),
                 "errors": int(r[6] or 0),
+                # Abandoned by their caller: neither ok nor failed (`calls - errors - cancelled` succeeded).
+                "cancelled": int(r[10] or 0),
                 "user": r[8],
                 "users": int(r[9] or 0),
             }
@@ -596,12 +598,13 @@ class SQLStore(BatchWriter, Store):
             cur.execute(
                 self._q(
                     "SELECT COUNT(*), SUM(CASE WHEN status = 'error' THEN 1 ELSE 0 END), SUM(input_tokens), "
-                    "SUM(output_tokens), SUM(cost_usd), COUNT(cost_usd), SUM(duration_ms) "
+                    "SUM(output_tokens), SUM(cost_usd), COUNT(cost_usd), SUM(duration_ms), "
+                    "SUM(CASE WHEN status = 'cancelled' THEN 1 ELSE 0 END) "
                     "FROM calls WHERE project_id = ? AND session_id = ?"
                 ),
                 (project_id, session_id),
             )
-            count, errors, tokens_in, tokens_out, cost, priced, duration = cur.fetchone()
+            count, errors, tokens_in, tokens_out, cost, priced, duration, cancelled = cur.fetchone()
             if not count:
                 return None
             # As the sessions list has them (and in the same snapshot as the sums, in `session_page`).
@@ -617,6 +620,7 @@ class SQLStore(BatchWriter, Store):
             "users": int(users or 0),
             "calls": int(count),
             "errors": int(errors or 0),  # a cancelled stream is no error
+            "cancelled": int(cancelled or 0),
             "input_tokens": int(tokens_in or 0),
             "output_tokens": int(tokens_out or 0),
             # The sum of the calls that had a cost; None (unknown, not free) when none had.
@@ -637,8 +641,10 @@ class SQLStore(BatchWriter, Store):
 
         Calls count by their start minute: `start` is rounded down and `end` up to whole minutes. The
         coarsest rollup resolution (1 h, 5 min, 1 min) that divides `bucket_seconds` serves the aligned
-        middle of the range and finer ones its edges (`rollup.plan`). Buckets without calls are absent. Percentiles are within
-        ±4.9% (see `rollup`).
+        middle of the range and finer ones its edges (`rollup.plan`). Buckets without calls are absent.
+        Percentiles are exact where `exact.refine` reads them from the calls (a selection of up to
+        `exact.EXACT_MAX_CALLS` calls, and rows whose estimate could pass their calls' min or max), else
+        within ±4.9% (see `rollup`).
         """
         if bucket_seconds <= 0 or bucket_seconds % 60:
             raise ValueError("litelens: bucket_seconds must be a positive multiple of 60")
@@ -700,7 +706,7 @@ class SQLStore(BatchWriter, Store):
                     total[6] += int(cancelled)
                     total[7].append(lat)
                     total[8].append(ttft)
-        return [
+        summed = [
             rollup.summarize_texts(
                 slot,
                 value if group_by else None,
@@ -710,6 +716,45 @@ class SQLStore(BatchWriter, Store):
             )
             for (slot, value), t in sorted(groups.items())
         ]
+        return exact.refine(
+            self._fetch,
+            project_id,
+            dim,
+            [r for r, _ in summed],
+            [e for _, e in summed],
+            lo,
+            hi,
+            bucket_seconds,
+            None if dim == "all" else lambda: self._slot_calls(project_id, lo, hi, bucket_seconds),
+            self._record_tags(),
+        )
+
+    def _slot_calls(self, project_id: int, lo: int, hi: int, bucket_seconds: int) -> dict[int, int]:
+        """How many calls each `bucket_seconds` slot of [lo, hi) holds (0: one slot for the whole range,
+        keyed `lo`), from the rollups of all calls: what reading a slot's calls costs."""
+        out: dict[int, int] = {}
+        with self._read() as cur:
+            for resolution, a, b in rollup.plan(lo, hi, bucket_seconds or rollup.RESOLUTIONS[-1]):
+                cur.execute(
+                    self._q(
+                        "SELECT bucket, count FROM rollups WHERE project_id = ? AND resolution = ? "
+                        "AND dim = 'all' AND bucket >= ? AND bucket < ?"
+                    ),
+                    (project_id, resolution, a, b),
+                )
+                for bucket, count in cur.fetchall():
+                    slot = int(bucket) // bucket_seconds * bucket_seconds if bucket_seconds else lo
+                    out[slot] = out.get(slot, 0) + int(count)
+        return out
+
+    def _record_tags(self) -> str:
+        """SQL for the `tags` of a call's record (`calls c`) as JSON, text or parsed (see `exact.refine`)."""
+        return ""
+
+    def _fetch(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        with self._read() as cur:
+            cur.execute(self._q(sql), tuple(params))
+            return list(cur.fetchall())
 
     def top_groups(
         self, project_id: int, start: float, end: float, group_by: GroupBy, limit: int = 10
@@ -758,7 +803,20 @@ class SQLStore(BatchWriter, Store):
                 for value, latency, ttft in cur.fetchall():
                     rollup.add_hist(totals[value].latency, latency)
                     rollup.add_hist(totals[value].ttft, ttft)
-        return [rollup.summarize(lo, value, total) for value, total in totals.items()], groups
+        summed = [rollup.summarize(lo, value, total) for value, total in totals.items()]
+        refined = exact.refine(
+            self._fetch,
+            project_id,
+            group_by,
+            [r for r, _ in summed],
+            [e for _, e in summed],
+            lo,
+            hi,
+            0,
+            lambda: self._slot_calls(project_id, lo, hi, 0),
+            self._record_tags(),
+        )
+        return refined, groups
 
     def _unindexed(self, expr: str) -> str:
         """`expr` written so the planner does not pick an index for it (default: unchanged)."""

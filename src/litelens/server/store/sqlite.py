@@ -31,6 +31,7 @@ from litelens.server.store.write import (
     SESSIONS_BACKFILL,
     cancelled_backfill,
     priced_backfill,
+    session_cancelled_backfill,
     session_users_table,
 )
 
@@ -233,6 +234,11 @@ _V11 = [
 ]
 
 
+# v12: sessions count their cancelled calls (a stream the caller abandoned), as the overview does: the
+# sessions list and a session's page showed them as calls only, neither ok nor failed nor cancelled.
+_V12 = session_cancelled_backfill("INTEGER")
+
+
 # Page cache per connection, in KiB. The writer's holds the index pages every batch rewrites (the calls'
 # random-order keys, rollups, sessions), so ingest reads less of the file. A reader's cache is emptied
 # whenever another connection committed since its last read (WAL mode), which under ingest is before
@@ -302,7 +308,7 @@ def sqlite_path(url: str) -> str:
 class SQLiteStore(SQLStore):
     """`Store` on a SQLite file (or a private in-memory database, for tests)."""
 
-    MIGRATIONS = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9, _V10, _V11)
+    MIGRATIONS = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9, _V10, _V11, _V12)
 
     def __init__(self, path: str, *, synchronous: str = "FULL", readers: int = 4) -> None:
         self.path = path
@@ -490,6 +496,9 @@ class SQLiteStore(SQLStore):
             _METADATA_MATCH.format(type="json_type(c.record, ?)", value="json_extract(c.record, ?)"),
             [path, path, value, path, number, path, number, *params[3:6], path, nested],
         )
+
+    def _record_tags(self) -> str:
+        return "json_extract(c.record, '$.tags')"
 
     def _unindexed(self, expr: str) -> str:
         # SQLite's documented way to keep a term from using an index: a unary plus.

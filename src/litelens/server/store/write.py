@@ -62,6 +62,9 @@ from litelens.server.store.rows import (
     span_rows,
 )
 
+# A session's cancelled calls (streams the caller abandoned): neither ok nor failed, as the overview counts them.
+_CANCELLED_SUM = "SUM(CASE WHEN status = 'cancelled' THEN 1 ELSE 0 END)"
+
 # A session's summary row, recomputed from its calls (few, and found through calls_session). Recomputing
 # rather than adding deltas keeps first/last times exact when a merged call changes session or retention
 # deletes part of one. `last_start` (the latest call's start) is no longer kept: nothing reads it since the
@@ -70,14 +73,15 @@ from litelens.server.store.rows import (
 # without one has an unknown cost, not $0.
 _SESSION_REFRESH = (
     "INSERT INTO sessions (project_id, session_id, first_time, last_start, last_time, calls, tokens, cost, errors, "
-    "priced) "
+    "priced, cancelled) "
     "SELECT project_id, session_id, MIN(start_time), 0, MAX(end_time), COUNT(*), "
     "SUM(total_tokens), SUM(COALESCE(cost_usd, 0)), SUM(CASE WHEN status = 'error' THEN 1 ELSE 0 END), "
-    "COUNT(cost_usd) "
+    f"COUNT(cost_usd), {_CANCELLED_SUM} "
     "FROM calls WHERE project_id = ? AND session_id = ? GROUP BY project_id, session_id "
     "ON CONFLICT (project_id, session_id) DO UPDATE SET first_time = excluded.first_time, "
     "last_time = excluded.last_time, calls = excluded.calls, "
-    "tokens = excluded.tokens, cost = excluded.cost, errors = excluded.errors, priced = excluded.priced"
+    "tokens = excluded.tokens, cost = excluded.cost, errors = excluded.errors, priced = excluded.priced, "
+    "cancelled = excluded.cancelled"
 )
 SESSIONS_BACKFILL = (
     "INSERT INTO sessions (project_id, session_id, first_time, last_start, last_time, calls, tokens, cost, errors) "
@@ -120,6 +124,17 @@ def priced_backfill(minute: str, integer: str, record_tags: str) -> list[str]:
             # Rows with a cost but no priced call found: taken as wholly priced, as they were shown.
             "UPDATE rollups SET priced = count WHERE priced = 0 AND ABS(cost) > 1e-12",
         ),
+    ]
+
+
+def session_cancelled_backfill(integer: str) -> list[str]:
+    """Statements that add and fill the `cancelled` column of `sessions` (schema v12 on SQLite, v13 on
+    PostgreSQL) from the calls already stored: a session counted its abandoned streams as calls only, so
+    its list row and page could not say how many of its calls got an answer."""
+    return [
+        f"ALTER TABLE sessions ADD COLUMN cancelled {integer} NOT NULL DEFAULT 0",
+        "UPDATE sessions SET cancelled = (SELECT COUNT(*) FROM calls c WHERE c.project_id = sessions.project_id "
+        "AND c.session_id = sessions.session_id AND c.status = 'cancelled')",
     ]
 
 
@@ -328,7 +343,7 @@ class _NewCalls:
                     continue
                 have[0] = min(have[0], agg[0])
                 have[1] = max(have[1], agg[1])
-                for i in range(2, 7):
+                for i in range(2, 8):
                     have[i] += agg[i]
             for user_key, first in part.users.items():
                 known = users.get(user_key)
@@ -820,15 +835,15 @@ class BatchWriter:
         self._insert_values(
             cur,
             "INSERT INTO sessions (project_id, session_id, first_time, last_start, last_time, calls, tokens, "
-            "cost, errors, priced)",
-            "(?, ?, ?, 0, ?, ?, ?, ?, ?, ?)",
+            "cost, errors, priced, cancelled)",
+            "(?, ?, ?, 0, ?, ?, ?, ?, ?, ?, ?)",
             [(pid, sid, *agg) for (pid, sid), agg in sorted(added.items())],
             "ON CONFLICT (project_id, session_id) DO UPDATE SET "
             f"first_time = {least}(sessions.first_time, excluded.first_time), "
             f"last_time = {greatest}(sessions.last_time, excluded.last_time), "
             "calls = sessions.calls + excluded.calls, tokens = sessions.tokens + excluded.tokens, "
             "cost = sessions.cost + excluded.cost, errors = sessions.errors + excluded.errors, "
-            "priced = sessions.priced + excluded.priced",
+            "priced = sessions.priced + excluded.priced, cancelled = sessions.cancelled + excluded.cancelled",
         )
 
     def _add_session_users(self, cur: Any, users: dict[tuple[int, str, str], float]) -> None:
@@ -882,10 +897,11 @@ def _add_to_session(
     cost = known or 0.0
     priced = 0 if known is None else 1
     error = 1 if row[ROW_STATUS] == "error" else 0
+    cancelled = 1 if row[ROW_STATUS] == "cancelled" else 0
     key = (project_id, row[ROW_SESSION])
     agg = added.get(key)
     if agg is None:
-        added[key] = [row[ROW_START], row[ROW_END], 1, row[ROW_TOTAL], cost, error, priced]
+        added[key] = [row[ROW_START], row[ROW_END], 1, row[ROW_TOTAL], cost, error, priced, cancelled]
         return
     agg[0] = min(agg[0], row[ROW_START])
     agg[1] = max(agg[1], row[ROW_END])
@@ -894,3 +910,4 @@ def _add_to_session(
     agg[4] += cost
     agg[5] += error
     agg[6] += priced
+    agg[7] += cancelled

@@ -21,7 +21,7 @@ from litelens.server.ui import conversation, query
 from litelens.server.ui.charts import span_bar, timing_bar
 from litelens.server.ui.render import fmt_visible, page
 from litelens.server.ui.signin import page_project
-from litelens.server.ui.timerange import RANGES, window
+from litelens.server.ui.timerange import OPEN_END, RANGES, window
 
 router = APIRouter(include_in_schema=False)
 # The calls a session's page lists at a time, in the order they ran. A longer session (an agent's
@@ -198,14 +198,16 @@ async def sessions(
     w = window(range, time.time())
     store = request.app.state.store
     stale = False
+    # From the range's start on, as the calls table and the overview read it (`OPEN_END`): a session of
+    # calls stamped ahead of the collector's clock is listed too.
     try:
         rows, next_cursor = await store_call(
-            store.list_sessions, project, w.start, w.end, 50, cursor or None, user or None
+            store.list_sessions, project, w.start, OPEN_END, 50, cursor or None, user or None
         )
     except BadCursor:  # a page link that no longer applies: the first page, said so
         stale = True
         rows, next_cursor = await store_call(
-            store.list_sessions, project, w.start, w.end, 50, None, user or None
+            store.list_sessions, project, w.start, OPEN_END, 50, None, user or None
         )
     return page(
         request,

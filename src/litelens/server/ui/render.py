@@ -68,14 +68,16 @@ def fmt_ms(given: Any) -> str:
     value = _number(given)
     if value is None:
         return EMPTY
-    # Past ten minutes (a session's time in calls, a batch job's call), seconds are hard to read.
-    if value >= 3_600_000:
+    # Past ten minutes (a session's time in calls, a batch job's call), seconds are hard to read. A value
+    # that rounds up to the next unit's threshold is shown in that unit: 999.6 ms read "1000 ms" beside
+    # "1.00 s", 599.99 s "600.0 s" beside "10.0 min".
+    if value >= 3_600_000 or round(value / 60_000, 1) >= 60:
         return f"{value / 3_600_000:.1f} h"
-    if value >= 600_000:
+    if value >= 600_000 or round(value / 1000, 1) >= 600:
         return f"{value / 60_000:.1f} min"
-    if value >= 10_000:
+    if value >= 10_000 or round(value / 1000, 2) >= 10:
         return f"{value / 1000:.1f} s"
-    if value >= 1000:
+    if value >= 1000 or round(value) >= 1000:
         return f"{value / 1000:.2f} s"
     return f"{value:.0f} ms"
 

@@ -2,20 +2,35 @@
 // back to the SVG <title>); this adds the hover tooltip, auto-refresh, the calls live tail and copy buttons.
 "use strict";
 
+// Where the pointer last was in the window (null once it left): an auto-refresh replaces the charts under
+// a pointer that has not moved, and the tooltip is read again from what is there now. It kept the old
+// bucket's values until the mouse moved.
+let pointer = null;
+
 function showTip(event) {
+  pointer = { x: event.clientX, y: event.clientY };
+  placeTip(event.target, pointer.x, pointer.y);
+}
+
+function placeTip(element, clientX, clientY) {
   const tip = document.getElementById("tip");
-  const target = event.target.closest("[data-tip]");
+  const target = element && element.closest ? element.closest("[data-tip]") : null;
   if (!tip) return;
   if (!target) { tip.hidden = true; return; }
   tip.textContent = target.getAttribute("data-tip");
   tip.hidden = false;
-  const x = Math.min(event.clientX + 14, window.innerWidth - tip.offsetWidth - 8);
+  const x = Math.min(clientX + 14, window.innerWidth - tip.offsetWidth - 8);
   // Above the pointer when below it would pass the window's bottom edge (a chart low on the screen
   // showed no tooltip at all for its lower half).
-  const below = event.clientY + 14;
-  const y = below + tip.offsetHeight > window.innerHeight - 8 ? event.clientY - 14 - tip.offsetHeight : below;
+  const below = clientY + 14;
+  const y = below + tip.offsetHeight > window.innerHeight - 8 ? clientY - 14 - tip.offsetHeight : below;
   tip.style.left = x + "px";
   tip.style.top = Math.max(8, y) + "px";
+}
+
+function tipAfterRefresh() {
+  if (pointer) placeTip(document.elementFromPoint(pointer.x, pointer.y), pointer.x, pointer.y);
+  else { const tip = document.getElementById("tip"); if (tip) tip.hidden = true; }
 }
 
 function scheduleRefresh() {
@@ -36,6 +51,7 @@ function scheduleRefresh() {
             const open = Array.from(main.querySelectorAll("details"), (d) => d.open);
             main.replaceChildren(...fresh.childNodes);
             main.querySelectorAll("details").forEach((d, i) => { if (open[i]) d.open = true; });
+            tipAfterRefresh();
           }
         }
       } catch (error) { /* the next round tries again */ }
@@ -110,6 +126,11 @@ function rangeReplacesCustomTimes() {
 
 document.addEventListener("DOMContentLoaded", () => {
   document.addEventListener("mousemove", showTip);
+  document.documentElement.addEventListener("mouseleave", () => {
+    pointer = null;
+    const tip = document.getElementById("tip");
+    if (tip) tip.hidden = true;
+  });
   rangeReplacesCustomTimes();
   scheduleRefresh();
   startTail();
