@@ -37,7 +37,7 @@ from litelens.server.store.base import (
 )
 from litelens.server.store.rows import CALL_COLUMNS
 from litelens.server.store.rows import SPAN_COLUMNS as _SPAN_COLUMNS
-from litelens.server.store.write import BatchWriter
+from litelens.server.store.write import RETENTION_COLUMNS, BatchWriter
 from litelens.server.store.write import chunks as _chunks
 
 logger = logging.getLogger("litelens.server.store")
@@ -826,8 +826,8 @@ class SQLStore(BatchWriter, Store):
 
         Calls and their tags go by start time, spans by start time; each deleted call is taken out of
         the rollups in the same transaction (so the bucket holding the cutoff counts only the calls that
-        remain), rollup rows whose whole bucket is before the cutoff go, and session rows are recomputed
-        from what remains. `batch` is the most rows per transaction; the
+        remain), rollup rows whose whole bucket is before the cutoff go, and each session row has its deleted
+        calls taken out (`_take_from_sessions`), so it shows what remains. `batch` is the most rows per transaction; the
         batch shrinks while a transaction takes longer than ~0.1 s (slow disk, busy machine) and grows
         back after, so a concurrent `write` waits about that long at worst.
         """
@@ -841,7 +841,7 @@ class SQLStore(BatchWriter, Store):
                 with self._write() as cur:
                     cur.execute(
                         self._q(
-                            "SELECT call_id, session_id, record FROM calls WHERE project_id = ? "
+                            f"SELECT call_id, record, {RETENTION_COLUMNS} FROM calls WHERE project_id = ? "
                             "AND start_time < ? LIMIT ?"
                         ),
                         (pid, cutoff, size),
@@ -853,7 +853,7 @@ class SQLStore(BatchWriter, Store):
                         # cutoff count only the calls that remain (the list and the charts agree).
                         minute: dict[rollup.RollupKey, rollup.Change] = {}
                         for r in found:
-                            rollup.add_contribution(minute, self._load_json(r[2]), -1, (60,))
+                            rollup.add_contribution(minute, self._load_json(r[1]), -1, (60,))
                         self.forget_rollups()  # inside the transaction: no write sees the cache in between
                         self._apply_rollups(cur, pid, rollup.coarsen(minute))
                         cur.executemany(
@@ -862,9 +862,7 @@ class SQLStore(BatchWriter, Store):
                         cur.executemany(
                             self._q("DELETE FROM calls WHERE project_id = ? AND call_id = ?"), ids
                         )
-                        sessions = {str(r[1]) for r in found if r[1]}
-                        if sessions:
-                            self._refresh_sessions(cur, pid, sessions)
+                        self._take_from_sessions(cur, pid, [r[2:] for r in found])
                 deleted += len(ids)
                 if len(ids) < size:
                     break

@@ -228,6 +228,32 @@ def session_users_table(integer: str, real: str, without_rowid: str) -> list[str
     ]
 
 
+# Retention's update of a session that keeps calls (`_take_from_sessions`): the deleted calls' sums
+# subtracted, the first start found again through `calls_session` (the last end is unchanged: the
+# session's latest-ending call remains). A session left without priced calls has an unknown cost, exactly 0
+# in the column rather than the rounding left of subtracting its calls' costs one by one.
+_SESSION_TAKE = (
+    "UPDATE sessions SET calls = calls - ?, tokens = tokens - ?, cost = CASE WHEN priced > ? THEN cost - ? "
+    "ELSE 0 END, errors = errors - ?, priced = priced - ?, first_time = COALESCE("
+    "(SELECT MIN(c.start_time) FROM calls c WHERE c.project_id = ? AND c.session_id = ?), first_time) "
+    "WHERE project_id = ? AND session_id = ?"
+)
+# The columns of the deleted calls `_take_from_sessions` reads, in its order.
+RETENTION_COLUMNS = "session_id, start_time, end_time, total_tokens, cost_usd, status, end_user, user_id"
+_SESSION_CALL_OF_USER = (
+    f"SELECT {{what}} FROM calls c WHERE c.project_id = ? AND c.session_id = ? AND {SESSION_USER} = ?"
+)
+_SESSION_USER_GONE = (
+    "DELETE FROM session_users WHERE project_id = ? AND session_id = ? AND user_name = ? AND NOT EXISTS ("
+    + _SESSION_CALL_OF_USER.format(what="1")
+    + ")"
+)
+_SESSION_USER_FIRST = (
+    "UPDATE session_users SET first_time = ("
+    + _SESSION_CALL_OF_USER.format(what="MIN(c.start_time)")
+    + ") WHERE project_id = ? AND session_id = ? AND user_name = ?"
+)
+
 _SESSION_DROP_EMPTY = (
     "DELETE FROM sessions WHERE project_id = ? AND session_id = ? AND NOT EXISTS "
     "(SELECT 1 FROM calls WHERE calls.project_id = ? AND calls.session_id = ?)"
@@ -849,6 +875,67 @@ class BatchWriter:
         cur.executemany(self._q(_SESSION_USERS_CLEAR), [(project_id, sid) for sid in ordered])
         cur.executemany(self._q(_SESSION_USERS_REFRESH), [(project_id, sid) for sid in ordered])
         cur.executemany(self._q(_SESSION_DROP_EMPTY), [(project_id, sid, project_id, sid) for sid in ordered])
+
+    def _take_from_sessions(self, cur: Any, project_id: int, deleted: Sequence[Sequence[Any]]) -> None:
+        """Take calls that retention deleted out of their sessions' rows (`deleted`: `RETENTION_COLUMNS`).
+
+        Recomputing a session from its calls costs a pass over every call left in it, once per retention
+        batch: a long-lived session of 20,000 calls made each batch of a 200,000-call backlog take
+        ~0.3 s, shrank the batches to 50 calls, and held the writer for minutes (ingest waited 0.2-2 s a
+        batch). Subtracting the deleted calls and finding the new first start through `calls_session`
+        costs a few index probes instead. A session whose latest-ending call went is recomputed: the
+        latest end among the others needs a pass (retention deletes old calls, so such a session has
+        few left, usually none).
+        """
+        taken: dict[str, list[Any]] = {}
+        users: dict[str, set[str]] = {}
+        for sid, _start, end, tokens, cost, status, end_user, user_id in deleted:
+            if not sid:
+                continue
+            agg = taken.setdefault(sid, [0, 0, 0.0, 0, 0, end])
+            agg[0] += 1
+            agg[1] += int(tokens or 0)
+            agg[2] += float(cost or 0.0)
+            agg[3] += 1 if status == "error" else 0
+            agg[4] += 0 if cost is None else 1
+            agg[5] = max(agg[5], end)
+            user = end_user or user_id
+            if user:
+                users.setdefault(sid, set()).add(user)
+        if not taken:
+            return
+        ordered = sorted(taken)
+        last: dict[str, float] = {}
+        for chunk in chunks(ordered):
+            marks = ", ".join("?" * len(chunk))
+            cur.execute(
+                self._q(
+                    f"SELECT session_id, last_time FROM sessions WHERE project_id = ? AND session_id IN ({marks})"
+                ),
+                (project_id, *chunk),
+            )
+            last.update((str(sid), float(t)) for sid, t in cur.fetchall())
+        recompute = {sid for sid in ordered if sid not in last or taken[sid][5] >= last[sid]}
+        if recompute:
+            self._refresh_sessions(cur, project_id, recompute)
+        kept = [sid for sid in ordered if sid not in recompute]
+        if not kept:
+            return
+        cur.executemany(
+            self._q(_SESSION_TAKE),
+            [
+                (n, tokens, priced, cost, errors, priced, project_id, sid, project_id, sid)
+                for sid in kept
+                for n, tokens, cost, errors, priced, _ in [taken[sid]]
+            ],
+        )
+        pairs = [(sid, user) for sid in kept for user in sorted(users.get(sid, ()))]
+        cur.executemany(
+            self._q(_SESSION_USER_GONE), [(project_id, sid, u, project_id, sid, u) for sid, u in pairs]
+        )
+        cur.executemany(
+            self._q(_SESSION_USER_FIRST), [(project_id, sid, u, project_id, sid, u) for sid, u in pairs]
+        )
 
 
 def _merged(stored: Hist | None, stored_text: str, delta: Hist) -> tuple[Hist, str]:
