@@ -1043,6 +1043,72 @@ def test_a_version_7_database_with_tags_over_200_characters_counts_their_priced_
     upgraded.close()
 
 
+def test_a_database_the_first_v8_upgrade_left_counts_its_long_tags_priced_calls_again(
+    store_url: str,
+) -> None:
+    """The v8 upgrade first shipped found no priced call under a tag of over 200 characters (cut in
+    `call_tags`, whole in the records and rollups of releases before ingest cut tags): the tag read as
+    wholly priced when it had a cost, and as of unknown cost when its priced calls cost $0. The upgrade
+    was fixed since, but a database it had already upgraded kept those counts: the next upgrade counts
+    them again, and leaves every other row as it was."""
+    stem = "".join(random.Random(12).choices("abcdefghij", k=200))
+    mixed, free, exact = stem + "-mixed", stem + "-free", stem[:199] + "!"  # `exact`: 200 characters
+    records = [
+        plain("m-priced", T0 + 1, tags=[mixed, "short"], cost_usd=0.01),
+        plain("m-unpriced", T0 + 400, tags=[mixed, exact], cost_usd=None),
+        plain("f-1", T0 + 3, tags=[free, exact], cost_usd=0.0),
+        plain("f-2", T0 + 4000, tags=[free, free], cost_usd=0.0),
+        plain("e-unpriced", T0 + 5, tags=[exact], cost_usd=None),
+    ]
+    new = open_store(store_url)
+    assert isinstance(new, SQLStore)
+    new.migrate()
+    pid = new.create_project("legacy")
+    new.write(pid, records, [])
+    expected = _rollup_answers(new, pid)
+    tags = {row["group"]: row for row in expected[8][0]}  # top groups by tag
+    assert [(tags[t]["priced_calls"], tags[t]["count"]) for t in (mixed, free, exact)] == [
+        (1, 2),
+        (2, 2),
+        (1, 3),
+    ]
+    # The step that counts them again (none before it was written: the database stays as it is).
+    repair = next(
+        (n for n, step in enumerate(new.MIGRATIONS, 1) if any("litelens_v12_calls" in s for s in step)),
+        new.latest_version + 1,
+    )
+    # The database as a release upgraded by the first v8 backfill left it: long tags cut in `call_tags`,
+    # and their rollup rows priced wholly when they had a cost, not at all when not.
+    with new._write() as cur:
+        cur.execute(new._q("DELETE FROM call_tags WHERE project_id = ?"), (pid,))
+        cut = {(r["call_id"], t[:200]) for r in records for t in r["tags"]}
+        cur.executemany(
+            new._q("INSERT INTO call_tags (project_id, call_id, tag) VALUES (?, ?, ?)"),
+            [(pid, call_id, tag) for call_id, tag in sorted(cut)],
+        )
+        cur.execute(
+            "UPDATE rollups SET priced = CASE WHEN ABS(cost) > 1e-12 THEN count ELSE 0 END "
+            "WHERE dim = 'tag' AND length(value) > 200"
+        )
+        cur.execute(new._q("DELETE FROM schema_version WHERE version >= ?"), (repair,))
+    wrong = _rollup_answers(new, pid)
+    tags = {row["group"]: row for row in wrong[8][0]}
+    assert [(tags[t]["priced_calls"], tags[t]["cost_usd"]) for t in (mixed, free)] == [(2, 0.01), (0, None)]
+    new.close()
+
+    upgraded = open_store(store_url)
+    assert isinstance(upgraded, SQLStore)
+    assert upgraded.migrate() == upgraded.latest_version
+    got = _rollup_answers(upgraded, pid)
+    tags = {row["group"]: row for row in got[8][0]}
+    assert [(tags[t]["priced_calls"], tags[t]["cost_usd"]) for t in (mixed, free)] == [
+        (1, pytest.approx(0.01)),
+        (2, 0.0),
+    ]
+    assert got == expected
+    upgraded.close()
+
+
 def test_retention_deletes_only_old_rows(store: SQLStore) -> None:
     project = store.create_project("default")
     other = store.create_project("other")
@@ -1121,10 +1187,7 @@ def test_retention_in_a_long_session_takes_as_long_as_elsewhere_and_keeps_the_se
             )
         store.write(
             project,
-            [
-                plain(f"{prefix}-old-{i}", T0 + i, session_id="long", end_user=f"u{i % 5}")
-                for i in range(old)
-            ],
+            [plain(f"{prefix}-old-{i}", T0 + i, session_id="long", end_user=f"u{i % 5}") for i in range(old)],
             [],
         )
 

@@ -123,6 +123,47 @@ def priced_backfill(minute: str, integer: str, record_tags: str) -> list[str]:
     ]
 
 
+def long_tag_priced_repair(minute: str, integer: str, record_tags: str) -> list[str]:
+    """Statements that count again the priced calls of the rollup rows of tags of 200 characters or more,
+    from the calls' records (the arguments are `priced_backfill`'s).
+
+    The v8 backfill first shipped counted a tag's priced calls through `call_tags`, which cut a tag of
+    over 200 characters that the record and the rollups kept whole (before ingest cut tags): it found no
+    priced call under such a tag, so its rows read as wholly priced when they had a cost, and as of
+    unknown cost when their priced calls cost $0. `priced_backfill` counts them right since, but a
+    database that release upgraded kept the wrong counts. Rows that were right are counted the same again.
+    """
+    calls, counts = "litelens_v12_calls", "litelens_v12_priced"
+    long_tag = f"length(t.tag) >= {_V7_TAG_CUT}"
+    return [
+        f"CREATE TEMP TABLE {calls} AS SELECT c.project_id, c.call_id, {minute} AS bucket FROM calls c "
+        "WHERE c.cost_usd IS NOT NULL AND EXISTS (SELECT 1 FROM call_tags t WHERE t.project_id = c.project_id "
+        f"AND t.call_id = c.call_id AND {long_tag})",
+        f"CREATE TEMP TABLE {counts} (project_id {integer}, resolution {integer}, bucket {integer}, "
+        f"dim TEXT, value TEXT, n {integer}, PRIMARY KEY (project_id, resolution, dim, bucket, value))",
+        # Once per call and tag however many times the record repeats it, as rollups count.
+        f"INSERT INTO {counts} SELECT project_id, {RESOLUTIONS[0]}, bucket, 'tag', value, COUNT(*) FROM "
+        f"(SELECT DISTINCT c.project_id, c.call_id, c.bucket, j.value FROM {calls} c "
+        f"JOIN calls r ON r.project_id = c.project_id AND r.call_id = c.call_id, {record_tags} "
+        f"WHERE length(j.value) >= {_V7_TAG_CUT}) g GROUP BY project_id, bucket, value",
+        *(
+            f"INSERT INTO {counts} SELECT project_id, {r}, (bucket / {r}) * {r}, dim, value, SUM(n) "
+            f"FROM {counts} WHERE resolution = {RESOLUTIONS[0]} "
+            f"GROUP BY project_id, (bucket / {r}) * {r}, dim, value"
+            for r in RESOLUTIONS[1:]
+        ),
+        f"UPDATE rollups SET priced = COALESCE((SELECT p.n FROM {counts} p "
+        "WHERE p.project_id = rollups.project_id AND p.resolution = rollups.resolution AND p.dim = rollups.dim "
+        "AND p.bucket = rollups.bucket AND p.value = rollups.value), 0) "
+        f"WHERE dim = 'tag' AND length(value) >= {_V7_TAG_CUT}",
+        # As `priced_backfill`: a row with a cost that no priced call is found for is taken as wholly priced.
+        "UPDATE rollups SET priced = count WHERE dim = 'tag' AND priced = 0 AND ABS(cost) > 1e-12 "
+        f"AND length(value) >= {_V7_TAG_CUT}",
+        f"DROP TABLE {counts}",
+        f"DROP TABLE {calls}",
+    ]
+
+
 def cancelled_backfill(minute: str, integer: str, record_tags: str) -> list[str]:
     """Statements that add and fill the `cancelled` column of `rollups` (schema v10 on SQLite, v11 on
     PostgreSQL) from the calls already stored: in each rollup row, the cancelled calls that started in
