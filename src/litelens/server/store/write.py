@@ -271,12 +271,15 @@ def session_users_table(integer: str, real: str, without_rowid: str) -> list[str
 
 # Retention's update of a session that keeps calls (`_take_from_sessions`): the deleted calls' sums
 # subtracted, the first start found again through `calls_session` (the last end is unchanged: the
-# session's latest-ending call remains). A session left without priced calls has an unknown cost, exactly 0
+# session's latest-ending call remains). The first start is read as ORDER BY ... LIMIT 1, not MIN():
+# PostgreSQL, its statistics taken before the session grew, aggregated the whole session instead of
+# reading one index entry (17 ms a session of 15,000 calls, per user, per batch). A session left without priced calls has an unknown cost, exactly 0
 # in the column rather than the rounding left of subtracting its calls' costs one by one.
 _SESSION_TAKE = (
     "UPDATE sessions SET calls = calls - ?, tokens = tokens - ?, cost = CASE WHEN priced > ? THEN cost - ? "
     "ELSE 0 END, errors = errors - ?, priced = priced - ?, first_time = COALESCE("
-    "(SELECT MIN(c.start_time) FROM calls c WHERE c.project_id = ? AND c.session_id = ?), first_time) "
+    "(SELECT c.start_time FROM calls c WHERE c.project_id = ? AND c.session_id = ? ORDER BY c.start_time "
+    "LIMIT 1), first_time) "
     "WHERE project_id = ? AND session_id = ?"
 )
 # The columns of the deleted calls `_take_from_sessions` reads, in its order.
@@ -291,8 +294,8 @@ _SESSION_USER_GONE = (
 )
 _SESSION_USER_FIRST = (
     "UPDATE session_users SET first_time = ("
-    + _SESSION_CALL_OF_USER.format(what="MIN(c.start_time)")
-    + ") WHERE project_id = ? AND session_id = ? AND user_name = ?"
+    + _SESSION_CALL_OF_USER.format(what="c.start_time")
+    + " ORDER BY c.start_time LIMIT 1) WHERE project_id = ? AND session_id = ? AND user_name = ?"
 )
 
 _SESSION_DROP_EMPTY = (
