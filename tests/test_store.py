@@ -16,6 +16,7 @@ import sys
 import textwrap
 import threading
 import time
+import tracemalloc
 from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
@@ -1216,6 +1217,30 @@ def test_retention_in_a_long_session_takes_as_long_as_elsewhere_and_keeps_the_se
         "users": 3,  # u3 and u4 had only old calls
     }
     assert store.session_totals(project, "long")["calls"] == new  # type: ignore[index]
+
+
+def test_retention_holds_a_bounded_amount_of_records_in_memory_at_once(store: SQLStore) -> None:
+    """Retention reads the calls it deletes to take them out of the rollups. It read up to 500 of them at
+    once whatever their size: calls with large content (ingest takes records up to 2 MiB) made a
+    collector's memory jump by a gigabyte at each pass."""
+    project = store.create_project("default")
+    pad = "x" * 256 * 1024
+    for lo in range(0, 400, 50):
+        store.write(
+            project,
+            [plain(f"big-{i}", T0 + i, tags=["t"], metadata={"pad": pad}) for i in range(lo, lo + 50)],
+            [],
+        )
+    tracemalloc.start()
+    try:
+        assert store.delete_older_than(T0 + 3600) == 400
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    print(f"retention of 400 calls of 256 KiB: peak {peak / 2**20:.0f} MiB allocated")
+    assert peak < 48 * 2**20  # the 100 MiB of records stored are never all in memory at once
+    assert store.list_calls(project)[0] == []
+    assert store.aggregate(project, T0 - 3600, T0 + 7200, 3600) == []
 
 
 def test_search_finds_quotes_backslashes_and_newlines_and_metadata_booleans_match_as_text(
