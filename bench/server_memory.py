@@ -1,24 +1,30 @@
-"""What a SQLite collector's memory is made of after N ingested calls, and after the dashboard reads them.
+"""What a collector's memory is made of while it ingests N calls, and after the dashboard reads them.
 
-The real app (`create_app`, uvicorn, group commit) runs in a child process on a temp SQLite file; a sender
-process builds `bench/ingest.py`'s records (~3 KB each, as the core layer sends them) and POSTs them to
-`/v1/events` over 4 connections. The child then runs 10 rounds of dashboard queries (4 at a time) and two
-full exports, read as streamed, and prints at each step:
+The real app (`create_app`, uvicorn, group commit) runs in a child process on a temp SQLite file, or on
+PostgreSQL (`--db postgres`: a throwaway cluster; `--db postgresql://...`: a new database on that server
+for each run); a sender process builds `bench/ingest.py`'s records (~3 KB each, as the core layer sends
+them) and POSTs them to `/v1/events` over 4 connections, a quarter of them at a time. The child then runs
+10 rounds of dashboard queries (4 at a time) and two full exports, read as streamed, and prints after
+each quarter and each step:
 
   - RSS (VmRSS; anonymous and file-backed);
   - glibc's heap (mallinfo2): in use, and free but kept by the allocator;
-  - SQLite's own memory (sqlite3_status64), nearly all of it page caches.
+  - SQLite's own memory (sqlite3_status64), nearly all of it page caches;
+  - on a throwaway PostgreSQL cluster, the RSS of its processes (shared buffers count in each one that
+    touched them, so the sum overstates what the machine gives it).
 
 Baseline measured in the same run: the server of another git ref (`--baseline-ref`, default `main`).
 Set MALLOC_ARENA_MAX=2 in the environment to see what fewer malloc pools save.
 
     python bench/server_memory.py --calls 200000
+    python bench/server_memory.py --calls 200000 --db postgres
 """
 
 from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import contextlib
 import ctypes
 import gc
 import json
@@ -31,7 +37,9 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -76,7 +84,30 @@ def figures() -> dict[str, int]:
     return out
 
 
-def child(calls: int) -> int:
+def postgres_rss(data_dir: str) -> int:
+    """MB: the summed RSS of a PostgreSQL cluster's processes (the postmaster and its children)."""
+    try:
+        postmaster = int(Path(data_dir, "postmaster.pid").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 0
+    total = 0
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            stat = (proc / "stat").read_text()
+            ppid = int(stat.rsplit(")", 1)[1].split()[1])
+            if int(proc.name) != postmaster and ppid != postmaster:
+                continue
+            for line in (proc / "status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+    return total // 1024
+
+
+def child(calls: int, db_url: str | None, pg_data: str | None) -> int:
     """The server under test (this process), the sender in another; prints one JSON line per step."""
     import uvicorn
 
@@ -88,7 +119,7 @@ def child(calls: int) -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    settings = ServerSettings.from_env(port=port, db_url=f"sqlite:///{tmp}/bench.db", no_auth=True)
+    settings = ServerSettings.from_env(port=port, db_url=db_url or f"sqlite:///{tmp}/bench.db", no_auth=True)
     server = uvicorn.Server(
         uvicorn.Config(
             create_app(settings), host="127.0.0.1", port=port, log_level="warning", access_log=False
@@ -102,11 +133,17 @@ def child(calls: int) -> int:
 
     def step(name: str) -> None:
         gc.collect()
-        print(json.dumps({"step": name, **figures()}), flush=True)
+        extra = {"postgres": postgres_rss(pg_data)} if pg_data else {}
+        print(json.dumps({"step": name, **figures(), **extra}), flush=True)
 
     step("start")
-    subprocess.run([sys.executable, __file__, "--_send", url, str(calls)], check=True)
-    step("after ingest")
+    # In quarters, so the figures show whether memory levels off under steady ingest or keeps growing.
+    sent = 0
+    for quarter in range(1, 5):
+        n = calls * quarter // 4 - sent
+        subprocess.run([sys.executable, __file__, "--_send", url, str(n), str(sent)], check=True)
+        sent += n
+        step(f"after {sent:,} calls")
 
     def get(path: str) -> int:
         size = 0
@@ -141,15 +178,15 @@ def child(calls: int) -> int:
     return 0
 
 
-def sender(url: str, calls: int) -> int:
+def sender(url: str, calls: int, first: int) -> int:
     sys.path.insert(0, str(BENCH))
     import ingest
 
-    rng = random.Random(1)
+    rng = random.Random(1 + first)
     t0 = time.time() - 6 * 86400
-    done = 0
-    while done < calls:
-        n = min(20_000, calls - done)
+    done = first
+    while done < first + calls:
+        n = min(20_000, first + calls - done)
         records = ingest.make_records(n, t0 + done * 2.6, rng)
         bodies = ingest.events_bodies(ingest.transport_batches(records))
         headers = {"content-type": "application/json", "content-encoding": "gzip"}
@@ -158,12 +195,14 @@ def sender(url: str, calls: int) -> int:
     return 0
 
 
-def measure(source: str | None, calls: int) -> list[dict[str, Any]]:
+def measure(source: str | None, calls: int, db_url: str | None, pg_data: str | None) -> list[dict[str, Any]]:
     env = dict(os.environ, LITELLM_LOCAL_MODEL_COST_MAP="True")
     if source:
         env["PYTHONPATH"] = source
+    db = ["--_db", db_url] if db_url else []
+    data = ["--_pg-data", pg_data] if pg_data else []
     out = subprocess.run(
-        [sys.executable, __file__, "--_child", str(calls)],
+        [sys.executable, __file__, "--_child", str(calls), *db, *data],
         env=env,
         capture_output=True,
         text=True,
@@ -180,39 +219,72 @@ def main() -> int:
     )
     parser.add_argument("--calls", type=int, default=200_000)
     parser.add_argument("--baseline-ref", default="main", help="git ref to measure too ('' to skip)")
+    parser.add_argument(
+        "--db",
+        default="sqlite",
+        help="sqlite (a temp file), postgres (a throwaway cluster) or a postgresql:// server URL, on "
+        "which each run gets a new database",
+    )
     parser.add_argument("--_child", type=int, help=argparse.SUPPRESS)
-    parser.add_argument("--_send", nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument("--_db", help=argparse.SUPPRESS)
+    parser.add_argument("--_pg-data", dest="pg_data", help=argparse.SUPPRESS)
+    parser.add_argument("--_send", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args._child is not None:
-        return child(args._child)
+        return child(args._child, args._db, args.pg_data)
     if args._send:
-        return sender(args._send[0], int(args._send[1]))
+        return sender(args._send[0], int(args._send[1]), int(args._send[2]))
 
     sys.path.insert(0, str(BENCH))
     import ingest
 
-    runs: list[tuple[str, list[dict[str, Any]]]] = []
-    if args.baseline_ref:
-        with ingest.git_source(args.baseline_ref) as source:
-            if source:
-                runs.append((args.baseline_ref, measure(source, args.calls)))
-    runs.append(("this tree", measure(str(BENCH.parent / "src"), args.calls)))
+    with contextlib.ExitStack() as stack:
+        new_db: Callable[[], tuple[str | None, str | None]] = lambda: (None, None)  # noqa: E731
+        if args.db == "postgres":
+            from litelens.testing.postgres import TempPostgres
+
+            cluster = stack.enter_context(TempPostgres())
+            new_db = lambda: (cluster.create_database(), str(cluster.data))  # noqa: E731
+        elif args.db.startswith(("postgresql:", "postgres:")):
+            new_db = lambda: (_new_database(args.db), None)  # noqa: E731
+        elif args.db != "sqlite":
+            parser.error("--db is sqlite, postgres or a postgresql:// URL")
+        runs: list[tuple[str, list[dict[str, Any]]]] = []
+        if args.baseline_ref:
+            with ingest.git_source(args.baseline_ref) as source:
+                if source:
+                    runs.append((args.baseline_ref, measure(source, args.calls, *new_db())))
+        runs.append(("this tree", measure(str(BENCH.parent / "src"), args.calls, *new_db())))
     arenas = os.environ.get("MALLOC_ARENA_MAX", "default")
-    print(f"{args.calls:,} calls to /v1/events, SQLite, MALLOC_ARENA_MAX={arenas}; MB")
+    store = "SQLite" if args.db == "sqlite" else "PostgreSQL"
+    print(f"{args.calls:,} calls to /v1/events, {store}, MALLOC_ARENA_MAX={arenas}; MB")
+    pg = args.db == "postgres"
     print(
         f"{'server':12} {'step':24} {'RSS':>6} {'anon':>6} {'heap used':>10} {'heap free':>10} {'SQLite':>7}"
+        + (f" {'PostgreSQL RSS':>15}" if pg else "")
     )
     for name, steps in runs:
         for s in steps:
             print(
                 f"{name:12} {s['step']:24} {s['rss']:6} {s['anon']:6} {s['heap_used']:10} "
-                f"{s['heap_free']:10} {s['sqlite']:7}"
+                f"{s['heap_free']:10} {s['sqlite']:7}" + (f" {s.get('postgres', 0):15}" if pg else "")
             )
     if len(runs) == 2:
         print(
             f"\nratio RSS at the end, this tree / {args.baseline_ref}: {runs[1][1][-1]['rss'] / runs[0][1][-1]['rss']:.2f}"
         )
     return 0
+
+
+def _new_database(server_url: str) -> str:
+    """A new, empty database on the PostgreSQL server at `server_url`; its URL."""
+    import psycopg
+
+    name = f"litelens_memory_{os.getpid()}_{time.monotonic_ns()}"
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    parts = urllib.parse.urlsplit(server_url)
+    return urllib.parse.urlunsplit(parts._replace(path="/" + name))
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ import sys
 import textwrap
 import threading
 import time
+import tracemalloc
 from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
@@ -1147,6 +1148,72 @@ def test_a_version_7_database_with_tags_over_200_characters_counts_their_priced_
     upgraded.close()
 
 
+def test_a_database_the_first_v8_upgrade_left_counts_its_long_tags_priced_calls_again(
+    store_url: str,
+) -> None:
+    """The v8 upgrade first shipped found no priced call under a tag of over 200 characters (cut in
+    `call_tags`, whole in the records and rollups of releases before ingest cut tags): the tag read as
+    wholly priced when it had a cost, and as of unknown cost when its priced calls cost $0. The upgrade
+    was fixed since, but a database it had already upgraded kept those counts: the next upgrade counts
+    them again, and leaves every other row as it was."""
+    stem = "".join(random.Random(12).choices("abcdefghij", k=200))
+    mixed, free, exact = stem + "-mixed", stem + "-free", stem[:199] + "!"  # `exact`: 200 characters
+    records = [
+        plain("m-priced", T0 + 1, tags=[mixed, "short"], cost_usd=0.01),
+        plain("m-unpriced", T0 + 400, tags=[mixed, exact], cost_usd=None),
+        plain("f-1", T0 + 3, tags=[free, exact], cost_usd=0.0),
+        plain("f-2", T0 + 4000, tags=[free, free], cost_usd=0.0),
+        plain("e-unpriced", T0 + 5, tags=[exact], cost_usd=None),
+    ]
+    new = open_store(store_url)
+    assert isinstance(new, SQLStore)
+    new.migrate()
+    pid = new.create_project("legacy")
+    new.write(pid, records, [])
+    expected = _rollup_answers(new, pid)
+    tags = {row["group"]: row for row in expected[8][0]}  # top groups by tag
+    assert [(tags[t]["priced_calls"], tags[t]["count"]) for t in (mixed, free, exact)] == [
+        (1, 2),
+        (2, 2),
+        (1, 3),
+    ]
+    # The step that counts them again (none before it was written: the database stays as it is).
+    repair = next(
+        (n for n, step in enumerate(new.MIGRATIONS, 1) if any("litelens_v13_calls" in s for s in step)),
+        new.latest_version + 1,
+    )
+    # The database as a release upgraded by the first v8 backfill left it: long tags cut in `call_tags`,
+    # and their rollup rows priced wholly when they had a cost, not at all when not.
+    with new._write() as cur:
+        cur.execute(new._q("DELETE FROM call_tags WHERE project_id = ?"), (pid,))
+        cut = {(r["call_id"], t[:200]) for r in records for t in r["tags"]}
+        cur.executemany(
+            new._q("INSERT INTO call_tags (project_id, call_id, tag) VALUES (?, ?, ?)"),
+            [(pid, call_id, tag) for call_id, tag in sorted(cut)],
+        )
+        cur.execute(
+            "UPDATE rollups SET priced = CASE WHEN ABS(cost) > 1e-12 THEN count ELSE 0 END "
+            "WHERE dim = 'tag' AND length(value) > 200"
+        )
+        cur.execute(new._q("DELETE FROM schema_version WHERE version >= ?"), (repair,))
+    wrong = _rollup_answers(new, pid)
+    tags = {row["group"]: row for row in wrong[8][0]}
+    assert [(tags[t]["priced_calls"], tags[t]["cost_usd"]) for t in (mixed, free)] == [(2, 0.01), (0, None)]
+    new.close()
+
+    upgraded = open_store(store_url)
+    assert isinstance(upgraded, SQLStore)
+    assert upgraded.migrate() == upgraded.latest_version
+    got = _rollup_answers(upgraded, pid)
+    tags = {row["group"]: row for row in got[8][0]}
+    assert [(tags[t]["priced_calls"], tags[t]["cost_usd"]) for t in (mixed, free)] == [
+        (1, pytest.approx(0.01)),
+        (2, 0.0),
+    ]
+    assert got == expected
+    upgraded.close()
+
+
 def test_retention_deletes_only_old_rows(store: SQLStore) -> None:
     project = store.create_project("default")
     other = store.create_project("other")
@@ -1199,6 +1266,85 @@ def test_retention_takes_deleted_calls_out_of_the_rollups_of_the_cutoff_bucket(s
     # New calls after retention add to the corrected rows.
     store.write(project, [plain("late", cutoff + 1, tags=["t"])], [])
     assert sum(r["count"] for r in store.aggregate(project, T0, T0 + 3 * 3600, 3600)) == len(left) + 1
+
+
+def test_retention_in_a_long_session_takes_as_long_as_elsewhere_and_keeps_the_session_exact(
+    store: SQLStore,
+) -> None:
+    """Retention holds the writer one batch at a time, so ingest waits at most a batch. A batch that
+    recomputed each touched session from all its calls took as long as the session was: with 20,000
+    calls left in one session, 200,000 old calls took 470 s instead of 18 s to delete (ingest waited
+    0.2-2 s a batch all along). Deleting old calls of a long session must cost what deleting others does,
+    and the session must still show exactly what remains of it."""
+    project = store.create_project("default")
+    old, new = 2000, 30_000
+    cutoff = T0 + 3600
+
+    def fill(session: str | None, prefix: str) -> None:
+        for lo in range(0, new, 5000):
+            store.write(
+                project,
+                [
+                    plain(f"{prefix}-new-{i}", cutoff + i * 0.01, session_id=session, end_user=f"u{i % 3}")
+                    for i in range(lo, lo + 5000)
+                ],
+                [],
+            )
+        store.write(
+            project,
+            [plain(f"{prefix}-old-{i}", T0 + i, session_id="long", end_user=f"u{i % 5}") for i in range(old)],
+            [],
+        )
+
+    def retention() -> float:
+        began = time.perf_counter()
+        assert store.delete_older_than(cutoff, batch=50) == old
+        return time.perf_counter() - began
+
+    fill(None, "a")  # the old calls' session ends with them
+    elsewhere = retention()
+    fill("long", "b")  # it goes on past the cutoff with 30,000 more calls
+    in_long = retention()
+    print(f"retention of {old} calls: {elsewhere:.2f} s, in a session of {old + new}: {in_long:.2f} s")
+    assert in_long < 2 * elsewhere + 0.3
+    [session] = store.list_sessions(project, T0 - 60, cutoff + 3600)[0]
+    assert session == {
+        "session_id": "long",
+        "first_time": cutoff,
+        "last_time": cutoff + (new - 1) * 0.01 + 0.1,
+        "calls": new,
+        "tokens": 15 * new,
+        "cost_usd": pytest.approx(0.001 * new),
+        "priced_calls": new,
+        "errors": 0,
+        "user": "u0",
+        "users": 3,  # u3 and u4 had only old calls
+    }
+    assert store.session_totals(project, "long")["calls"] == new  # type: ignore[index]
+
+
+def test_retention_holds_a_bounded_amount_of_records_in_memory_at_once(store: SQLStore) -> None:
+    """Retention reads the calls it deletes to take them out of the rollups. It read up to 500 of them at
+    once whatever their size: calls with large content (ingest takes records up to 2 MiB) made a
+    collector's memory jump by a gigabyte at each pass."""
+    project = store.create_project("default")
+    pad = "x" * 256 * 1024
+    for lo in range(0, 400, 50):
+        store.write(
+            project,
+            [plain(f"big-{i}", T0 + i, tags=["t"], metadata={"pad": pad}) for i in range(lo, lo + 50)],
+            [],
+        )
+    tracemalloc.start()
+    try:
+        assert store.delete_older_than(T0 + 3600) == 400
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    print(f"retention of 400 calls of 256 KiB: peak {peak / 2**20:.0f} MiB allocated")
+    assert peak < 48 * 2**20  # the 100 MiB of records stored are never all in memory at once
+    assert store.list_calls(project)[0] == []
+    assert store.aggregate(project, T0 - 3600, T0 + 7200, 3600) == []
 
 
 def test_search_finds_quotes_backslashes_and_newlines_and_metadata_booleans_match_as_text(

@@ -30,6 +30,7 @@ from litelens.server.store.write import (
     SESSIONS_BACKFILL,
     cancelled_backfill,
     chunks,
+    long_tag_priced_repair,
     priced_backfill,
     session_cancelled_backfill,
     session_users_table,
@@ -238,6 +239,15 @@ _V12 = [
 _V13 = session_cancelled_backfill("BIGINT")
 
 
+# v14: see sqlite._V13.
+_V14 = long_tag_priced_repair(
+    "CAST(FLOOR(start_time / 60) * 60 AS BIGINT)",
+    "BIGINT",
+    "json_array_elements_text(CASE WHEN json_typeof(r.record -> 'tags') = 'array' "
+    "THEN r.record -> 'tags' END) AS j (value)",
+)
+
+
 class _Pool:
     """At most `size` connections, handed out one thread at a time; broken ones are replaced."""
 
@@ -318,7 +328,7 @@ def _connect_timeout(url: str) -> dict[str, Any]:
 class PostgresStore(SQLStore):
     """`Store` on PostgreSQL, for deployments with several collectors or more data than one file."""
 
-    MIGRATIONS = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9, _V10, _V11, _V12, _V13)
+    MIGRATIONS = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9, _V10, _V11, _V12, _V13, _V14)
     _LEAST = "LEAST"
     _GREATEST = "GREATEST"
 

@@ -37,7 +37,7 @@ from litelens.server.store.base import (
 )
 from litelens.server.store.rows import CALL_COLUMNS
 from litelens.server.store.rows import SPAN_COLUMNS as _SPAN_COLUMNS
-from litelens.server.store.write import BatchWriter
+from litelens.server.store.write import RETENTION_COLUMNS, BatchWriter
 from litelens.server.store.write import chunks as _chunks
 
 logger = logging.getLogger("litelens.server.store")
@@ -66,6 +66,9 @@ _SESSION_USER_COLUMNS = (
 
 # Retention aims for write transactions of about this long, so an ingest batch never waits much more.
 _RETENTION_TARGET_S = 0.1
+# At most this many characters of records are read per retention batch (to take the calls out of the
+# rollups): 500 calls of 2 MiB, the most ingest takes, were a gigabyte in memory at once.
+_RETENTION_BYTES = 16 * 2**20
 
 
 def like_pattern(text: str) -> str:
@@ -884,10 +887,11 @@ class SQLStore(BatchWriter, Store):
 
         Calls and their tags go by start time, spans by start time; each deleted call is taken out of
         the rollups in the same transaction (so the bucket holding the cutoff counts only the calls that
-        remain), rollup rows whose whole bucket is before the cutoff go, and session rows are recomputed
-        from what remains. `batch` is the most rows per transaction; the
-        batch shrinks while a transaction takes longer than ~0.1 s (slow disk, busy machine) and grows
-        back after, so a concurrent `write` waits about that long at worst.
+        remain), rollup rows whose whole bucket is before the cutoff go, and each session row has its
+        deleted calls taken out (`_take_from_sessions`), so it shows what remains. `batch` is the most
+        rows per transaction, and a batch reads at most `_RETENTION_BYTES` of records; the batch shrinks
+        while a transaction takes longer than ~0.1 s (slow disk, busy machine) and grows back after, so
+        a concurrent `write` waits about that long at worst.
         """
         cutoff = float(cutoff_epoch)
         deleted = 0
@@ -899,19 +903,28 @@ class SQLStore(BatchWriter, Store):
                 with self._write() as cur:
                     cur.execute(
                         self._q(
-                            "SELECT call_id, session_id, record FROM calls WHERE project_id = ? "
-                            "AND start_time < ? LIMIT ?"
+                            f"SELECT call_id, length(CAST(record AS TEXT)), {RETENTION_COLUMNS} FROM calls "
+                            "WHERE project_id = ? AND start_time < ? LIMIT ?"
                         ),
                         (pid, cutoff, size),
                     )
-                    found = cur.fetchall()
+                    listed = cur.fetchall()
+                    found = _within_bytes(listed, _RETENTION_BYTES)
                     ids = [(pid, r[0]) for r in found]
                     if ids:
                         # Take the calls out of the rollups too, so the stats of the bucket holding the
                         # cutoff count only the calls that remain (the list and the charts agree).
                         minute: dict[rollup.RollupKey, rollup.Change] = {}
-                        for r in found:
-                            rollup.add_contribution(minute, self._load_json(r[2]), -1, (60,))
+                        for chunk in _chunks([r[0] for r in found]):
+                            marks = ", ".join("?" * len(chunk))
+                            cur.execute(
+                                self._q(
+                                    f"SELECT record FROM calls WHERE project_id = ? AND call_id IN ({marks})"
+                                ),
+                                (pid, *chunk),
+                            )
+                            for (text,) in cur.fetchall():
+                                rollup.add_contribution(minute, self._load_json(text), -1, (60,))
                         self.forget_rollups()  # inside the transaction: no write sees the cache in between
                         self._apply_rollups(cur, pid, rollup.coarsen(minute))
                         cur.executemany(
@@ -920,11 +933,9 @@ class SQLStore(BatchWriter, Store):
                         cur.executemany(
                             self._q("DELETE FROM calls WHERE project_id = ? AND call_id = ?"), ids
                         )
-                        sessions = {str(r[1]) for r in found if r[1]}
-                        if sessions:
-                            self._refresh_sessions(cur, pid, sessions)
+                        self._take_from_sessions(cur, pid, [r[2:] for r in found])
                 deleted += len(ids)
-                if len(ids) < size:
+                if len(found) == len(listed) < size:
                     break
                 size = _next_size(size, batch, time.perf_counter() - began)
             self._delete_batched(
@@ -964,6 +975,17 @@ class SQLStore(BatchWriter, Store):
             if done < size:
                 return
             size = _next_size(size, batch, time.perf_counter() - began)
+
+
+def _within_bytes(rows: list[Any], budget: int) -> list[Any]:
+    """The first of `rows` (call id, record length, ...) whose records add up to at most `budget`
+    characters, and at least one row."""
+    total = 0
+    for n, row in enumerate(rows):
+        total += int(row[1] or 0)
+        if total > budget and n:
+            return rows[:n]
+    return rows
 
 
 def _next_size(size: int, most: int, took: float) -> int:

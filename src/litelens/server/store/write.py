@@ -138,6 +138,47 @@ def session_cancelled_backfill(integer: str) -> list[str]:
     ]
 
 
+def long_tag_priced_repair(minute: str, integer: str, record_tags: str) -> list[str]:
+    """Statements that count again the priced calls of the rollup rows of tags of 200 characters or more,
+    from the calls' records (the arguments are `priced_backfill`'s).
+
+    The v8 backfill first shipped counted a tag's priced calls through `call_tags`, which cut a tag of
+    over 200 characters that the record and the rollups kept whole (before ingest cut tags): it found no
+    priced call under such a tag, so its rows read as wholly priced when they had a cost, and as of
+    unknown cost when their priced calls cost $0. `priced_backfill` counts them right since, but a
+    database that release upgraded kept the wrong counts. Rows that were right are counted the same again.
+    """
+    calls, counts = "litelens_v13_calls", "litelens_v13_priced"
+    long_tag = f"length(t.tag) >= {_V7_TAG_CUT}"
+    return [
+        f"CREATE TEMP TABLE {calls} AS SELECT c.project_id, c.call_id, {minute} AS bucket FROM calls c "
+        "WHERE c.cost_usd IS NOT NULL AND EXISTS (SELECT 1 FROM call_tags t WHERE t.project_id = c.project_id "
+        f"AND t.call_id = c.call_id AND {long_tag})",
+        f"CREATE TEMP TABLE {counts} (project_id {integer}, resolution {integer}, bucket {integer}, "
+        f"dim TEXT, value TEXT, n {integer}, PRIMARY KEY (project_id, resolution, dim, bucket, value))",
+        # Once per call and tag however many times the record repeats it, as rollups count.
+        f"INSERT INTO {counts} SELECT project_id, {RESOLUTIONS[0]}, bucket, 'tag', value, COUNT(*) FROM "
+        f"(SELECT DISTINCT c.project_id, c.call_id, c.bucket, j.value FROM {calls} c "
+        f"JOIN calls r ON r.project_id = c.project_id AND r.call_id = c.call_id, {record_tags} "
+        f"WHERE length(j.value) >= {_V7_TAG_CUT}) g GROUP BY project_id, bucket, value",
+        *(
+            f"INSERT INTO {counts} SELECT project_id, {r}, (bucket / {r}) * {r}, dim, value, SUM(n) "
+            f"FROM {counts} WHERE resolution = {RESOLUTIONS[0]} "
+            f"GROUP BY project_id, (bucket / {r}) * {r}, dim, value"
+            for r in RESOLUTIONS[1:]
+        ),
+        f"UPDATE rollups SET priced = COALESCE((SELECT p.n FROM {counts} p "
+        "WHERE p.project_id = rollups.project_id AND p.resolution = rollups.resolution AND p.dim = rollups.dim "
+        "AND p.bucket = rollups.bucket AND p.value = rollups.value), 0) "
+        f"WHERE dim = 'tag' AND length(value) >= {_V7_TAG_CUT}",
+        # As `priced_backfill`: a row with a cost that no priced call is found for is taken as wholly priced.
+        "UPDATE rollups SET priced = count WHERE dim = 'tag' AND priced = 0 AND ABS(cost) > 1e-12 "
+        f"AND length(value) >= {_V7_TAG_CUT}",
+        f"DROP TABLE {counts}",
+        f"DROP TABLE {calls}",
+    ]
+
+
 def cancelled_backfill(minute: str, integer: str, record_tags: str) -> list[str]:
     """Statements that add and fill the `cancelled` column of `rollups` (schema v10 on SQLite, v11 on
     PostgreSQL) from the calls already stored: in each rollup row, the cancelled calls that started in
@@ -242,6 +283,35 @@ def session_users_table(integer: str, real: str, without_rowid: str) -> list[str
         _SESSION_USERS_FILL.format(where="session_id IS NOT NULL", user=SESSION_USER),
     ]
 
+
+# Retention's update of a session that keeps calls (`_take_from_sessions`): the deleted calls' sums
+# subtracted, the first start found again through `calls_session` (the last end is unchanged: the
+# session's latest-ending call remains). The first start is read as ORDER BY ... LIMIT 1, not MIN():
+# PostgreSQL, its statistics taken before the session grew, aggregated the whole session instead of
+# reading one index entry (17 ms a session of 15,000 calls, per user, per batch). A session left without priced calls has an unknown cost, exactly 0
+# in the column rather than the rounding left of subtracting its calls' costs one by one.
+_SESSION_TAKE = (
+    "UPDATE sessions SET calls = calls - ?, tokens = tokens - ?, cost = CASE WHEN priced > ? THEN cost - ? "
+    "ELSE 0 END, errors = errors - ?, priced = priced - ?, first_time = COALESCE("
+    "(SELECT c.start_time FROM calls c WHERE c.project_id = ? AND c.session_id = ? ORDER BY c.start_time "
+    "LIMIT 1), first_time) "
+    "WHERE project_id = ? AND session_id = ?"
+)
+# The columns of the deleted calls `_take_from_sessions` reads, in its order.
+RETENTION_COLUMNS = "session_id, start_time, end_time, total_tokens, cost_usd, status, end_user, user_id"
+_SESSION_CALL_OF_USER = (
+    f"SELECT {{what}} FROM calls c WHERE c.project_id = ? AND c.session_id = ? AND {SESSION_USER} = ?"
+)
+_SESSION_USER_GONE = (
+    "DELETE FROM session_users WHERE project_id = ? AND session_id = ? AND user_name = ? AND NOT EXISTS ("
+    + _SESSION_CALL_OF_USER.format(what="1")
+    + ")"
+)
+_SESSION_USER_FIRST = (
+    "UPDATE session_users SET first_time = ("
+    + _SESSION_CALL_OF_USER.format(what="c.start_time")
+    + " ORDER BY c.start_time LIMIT 1) WHERE project_id = ? AND session_id = ? AND user_name = ?"
+)
 
 _SESSION_DROP_EMPTY = (
     "DELETE FROM sessions WHERE project_id = ? AND session_id = ? AND NOT EXISTS "
@@ -864,6 +934,67 @@ class BatchWriter:
         cur.executemany(self._q(_SESSION_USERS_CLEAR), [(project_id, sid) for sid in ordered])
         cur.executemany(self._q(_SESSION_USERS_REFRESH), [(project_id, sid) for sid in ordered])
         cur.executemany(self._q(_SESSION_DROP_EMPTY), [(project_id, sid, project_id, sid) for sid in ordered])
+
+    def _take_from_sessions(self, cur: Any, project_id: int, deleted: Sequence[Sequence[Any]]) -> None:
+        """Take calls that retention deleted out of their sessions' rows (`deleted`: `RETENTION_COLUMNS`).
+
+        Recomputing a session from its calls costs a pass over every call left in it, once per retention
+        batch: a long-lived session of 20,000 calls made each batch of a 200,000-call backlog take
+        ~0.3 s, shrank the batches to 50 calls, and held the writer for minutes (ingest waited 0.2-2 s a
+        batch). Subtracting the deleted calls and finding the new first start through `calls_session`
+        costs a few index probes instead. A session whose latest-ending call went is recomputed: the
+        latest end among the others needs a pass (retention deletes old calls, so such a session has
+        few left, usually none).
+        """
+        taken: dict[str, list[Any]] = {}
+        users: dict[str, set[str]] = {}
+        for sid, _start, end, tokens, cost, status, end_user, user_id in deleted:
+            if not sid:
+                continue
+            agg = taken.setdefault(sid, [0, 0, 0.0, 0, 0, end])
+            agg[0] += 1
+            agg[1] += int(tokens or 0)
+            agg[2] += float(cost or 0.0)
+            agg[3] += 1 if status == "error" else 0
+            agg[4] += 0 if cost is None else 1
+            agg[5] = max(agg[5], end)
+            user = end_user or user_id
+            if user:
+                users.setdefault(sid, set()).add(user)
+        if not taken:
+            return
+        ordered = sorted(taken)
+        last: dict[str, float] = {}
+        for chunk in chunks(ordered):
+            marks = ", ".join("?" * len(chunk))
+            cur.execute(
+                self._q(
+                    f"SELECT session_id, last_time FROM sessions WHERE project_id = ? AND session_id IN ({marks})"
+                ),
+                (project_id, *chunk),
+            )
+            last.update((str(sid), float(t)) for sid, t in cur.fetchall())
+        recompute = {sid for sid in ordered if sid not in last or taken[sid][5] >= last[sid]}
+        if recompute:
+            self._refresh_sessions(cur, project_id, recompute)
+        kept = [sid for sid in ordered if sid not in recompute]
+        if not kept:
+            return
+        cur.executemany(
+            self._q(_SESSION_TAKE),
+            [
+                (n, tokens, priced, cost, errors, priced, project_id, sid, project_id, sid)
+                for sid in kept
+                for n, tokens, cost, errors, priced, _ in [taken[sid]]
+            ],
+        )
+        pairs = [(sid, user) for sid in kept for user in sorted(users.get(sid, ()))]
+        cur.executemany(
+            self._q(_SESSION_USER_GONE), [(project_id, sid, u, project_id, sid, u) for sid, u in pairs]
+        )
+        cur.executemany(
+            self._q(_SESSION_USER_FIRST), [(project_id, sid, u, project_id, sid, u) for sid, u in pairs]
+        )
 
 
 def _merged(stored: Hist | None, stored_text: str, delta: Hist) -> tuple[Hist, str]:
