@@ -1317,10 +1317,28 @@ def test_retention_in_a_long_session_takes_as_long_as_elsewhere_and_keeps_the_se
         "cost_usd": pytest.approx(0.001 * new),
         "priced_calls": new,
         "errors": 0,
+        "cancelled": 0,
         "user": "u0",
         "users": 3,  # u3 and u4 had only old calls
     }
     assert store.session_totals(project, "long")["calls"] == new  # type: ignore[index]
+
+
+def test_retention_takes_a_deleted_cancelled_call_out_of_its_sessions_count(store: SQLStore) -> None:
+    """Retention subtracts the calls it deletes from a session that goes on past the cutoff; the
+    session's cancelled calls (abandoned streams) must go down with them, or the sessions list shows
+    more cancelled calls than the session has."""
+    project = store.create_project("default")
+    cutoff = T0 + 3600
+    old = [plain(f"old-{i}", T0 + i, session_id="s", status="cancelled" if i < 2 else "ok") for i in range(4)]
+    new = [plain(f"new-{i}", cutoff + i, session_id="s", status="cancelled" if i == 0 else "ok") for i in range(3)]
+    store.write(project, old + new, [])
+    [before] = store.list_sessions(project, T0 - 60, cutoff + 3600)[0]
+    assert (before["calls"], before["cancelled"]) == (7, 3)
+    assert store.delete_older_than(cutoff) == 4
+    [after] = store.list_sessions(project, T0 - 60, cutoff + 3600)[0]
+    assert (after["calls"], after["cancelled"]) == (3, 1)
+    assert store.session_totals(project, "s")["cancelled"] == 1  # type: ignore[index]
 
 
 def test_retention_holds_a_bounded_amount_of_records_in_memory_at_once(store: SQLStore) -> None:

@@ -292,7 +292,7 @@ def session_users_table(integer: str, real: str, without_rowid: str) -> list[str
 # in the column rather than the rounding left of subtracting its calls' costs one by one.
 _SESSION_TAKE = (
     "UPDATE sessions SET calls = calls - ?, tokens = tokens - ?, cost = CASE WHEN priced > ? THEN cost - ? "
-    "ELSE 0 END, errors = errors - ?, priced = priced - ?, first_time = COALESCE("
+    "ELSE 0 END, errors = errors - ?, priced = priced - ?, cancelled = cancelled - ?, first_time = COALESCE("
     "(SELECT c.start_time FROM calls c WHERE c.project_id = ? AND c.session_id = ? ORDER BY c.start_time "
     "LIMIT 1), first_time) "
     "WHERE project_id = ? AND session_id = ?"
@@ -951,13 +951,14 @@ class BatchWriter:
         for sid, _start, end, tokens, cost, status, end_user, user_id in deleted:
             if not sid:
                 continue
-            agg = taken.setdefault(sid, [0, 0, 0.0, 0, 0, end])
+            agg = taken.setdefault(sid, [0, 0, 0.0, 0, 0, end, 0])
             agg[0] += 1
             agg[1] += int(tokens or 0)
             agg[2] += float(cost or 0.0)
             agg[3] += 1 if status == "error" else 0
             agg[4] += 0 if cost is None else 1
             agg[5] = max(agg[5], end)
+            agg[6] += 1 if status == "cancelled" else 0
             user = end_user or user_id
             if user:
                 users.setdefault(sid, set()).add(user)
@@ -983,9 +984,9 @@ class BatchWriter:
         cur.executemany(
             self._q(_SESSION_TAKE),
             [
-                (n, tokens, priced, cost, errors, priced, project_id, sid, project_id, sid)
+                (n, tokens, priced, cost, errors, priced, cancelled, project_id, sid, project_id, sid)
                 for sid in kept
-                for n, tokens, cost, errors, priced, _ in [taken[sid]]
+                for n, tokens, cost, errors, priced, _, cancelled in [taken[sid]]
             ],
         )
         pairs = [(sid, user) for sid in kept for user in sorted(users.get(sid, ()))]
