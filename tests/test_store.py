@@ -1331,7 +1331,10 @@ def test_retention_takes_a_deleted_cancelled_call_out_of_its_sessions_count(stor
     project = store.create_project("default")
     cutoff = T0 + 3600
     old = [plain(f"old-{i}", T0 + i, session_id="s", status="cancelled" if i < 2 else "ok") for i in range(4)]
-    new = [plain(f"new-{i}", cutoff + i, session_id="s", status="cancelled" if i == 0 else "ok") for i in range(3)]
+    new = [
+        plain(f"new-{i}", cutoff + i, session_id="s", status="cancelled" if i == 0 else "ok")
+        for i in range(3)
+    ]
     store.write(project, old + new, [])
     [before] = store.list_sessions(project, T0 - 60, cutoff + 3600)[0]
     assert (before["calls"], before["cancelled"]) == (7, 3)
