@@ -521,6 +521,36 @@ def test_provider_error_marks_the_span_and_reaches_the_caller_unchanged(
     assert "rate limit" in str(raised.value).lower()
 
 
+@pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
+def test_a_text_completion_stream_failing_before_its_first_chunk_is_an_error_span(
+    otel: Otel, fake: FakeProvider, is_async: bool
+) -> None:
+    """LiteLLM reports this failure to no logger, so the core layer has no record of it (docs/faq.md):
+    the span, which wraps the stream itself, is where it shows."""
+    kwargs = kw(
+        fake,
+        model="openai/gpt-3.5-turbo-instruct",
+        prompt="say three words",
+        stream=True,
+        extra_headers={"x-fake-error": "500"},
+        num_retries=0,
+        max_retries=0,
+    )
+
+    async def consume() -> None:
+        async for _ in await litellm.atext_completion(**kwargs):
+            pass
+
+    with pytest.raises(litellm.InternalServerError):
+        if is_async:
+            asyncio.run(consume())
+        else:
+            list(litellm.text_completion(**kwargs))
+    span = otel.only_span()
+    assert span.status.status_code is StatusCode.ERROR
+    assert (span.attributes or {})[semconv.ERROR_TYPE] == "InternalServerError"
+
+
 def test_a_key_echoed_in_an_error_reaches_no_part_of_the_span(otel: Otel, fake: FakeProvider) -> None:
     echoed = Exception("upstream said: bad key sk-live-abcdefghijkl123")
     with pytest.raises(
