@@ -1324,6 +1324,156 @@ def test_retention_in_a_long_session_takes_as_long_as_elsewhere_and_keeps_the_se
     assert store.session_totals(project, "long")["calls"] == new  # type: ignore[index]
 
 
+def _sessions_as_stored_and_recomputed(store: SQLStore, project: int) -> tuple[Any, Any]:
+    """The project's session rows and session users as the writer kept them, then as `_refresh_sessions`
+    (`_SESSION_REFRESH`: every session recomputed from all its calls) makes them."""
+
+    def read() -> tuple[dict[str, tuple[Any, ...]], set[tuple[Any, ...]]]:
+        with store._write() as cur:
+            cur.execute(
+                store._q(
+                    "SELECT session_id, first_time, last_time, calls, tokens, cost, errors, priced, cancelled "
+                    "FROM sessions WHERE project_id = ?"
+                ),
+                (project,),
+            )
+            rows = {
+                r[0]: (float(r[1]), float(r[2]), *map(int, r[3:5]), float(r[5]), *map(int, r[6:]))
+                for r in cur
+            }
+            cur.execute(
+                store._q("SELECT session_id, user_name, first_time FROM session_users WHERE project_id = ?"),
+                (project,),
+            )
+            return rows, {(r[0], r[1], float(r[2])) for r in cur}
+
+    kept = read()
+    with store._write() as cur:
+        cur.execute(
+            store._q("SELECT DISTINCT session_id FROM calls WHERE project_id = ? AND session_id IS NOT NULL"),
+            (project,),
+        )
+        sessions = {r[0] for r in cur} | set(kept[0])
+        store._refresh_sessions(cur, project, sessions)
+    return kept, read()
+
+
+def _assert_sessions_exact(store: SQLStore, project: int) -> None:
+    (rows, users), (want_rows, want_users) = _sessions_as_stored_and_recomputed(store, project)
+    assert set(rows) == set(want_rows)
+    for sid, row in rows.items():
+        want = want_rows[sid]
+        assert row[:4] == want[:4] and row[5:] == want[5:], sid
+        assert row[4] == pytest.approx(want[4], rel=1e-9, abs=1e-9), sid  # the cost: sums in another order
+    assert users == want_users
+
+
+def _otel_copy(record: dict[str, Any], i: int) -> dict[str, Any]:
+    """The same call as the other road reports it: what the first copy lacked filled in, and now and
+    then a field that changes what the call adds to its session."""
+    copy = dict(record, response_model="m-2026-01", provider="openai")
+    kind = i % 8
+    if kind == 1:
+        copy["status"] = "error"
+    elif kind == 2:
+        copy["end_user"] = "u-late"  # its user changes
+    elif kind == 3:
+        copy["cost_usd"] = 0.004
+        copy["usage"] = {"input_tokens": 30, "output_tokens": 20, "total_tokens": 50}
+    elif kind == 4:
+        copy["end_time"] = record["end_time"] + 0.5  # a stream that went on
+    elif kind == 5:
+        copy["status"] = "cancelled"
+    return copy
+
+
+def test_calls_merged_in_a_long_session_cost_what_they_cost_elsewhere_and_keep_the_session_exact(
+    store: SQLStore,
+) -> None:
+    """Every call reaches the store twice when the core callback and the OTel layer are both on (and
+    when a batch is retried); the second copy is merged into the stored call. A merge recomputed each
+    touched session from all its calls, so an agent session of 20,000 calls made every batch that
+    merged one of its calls pay a pass over the whole session (and its users): ingest slowed down as
+    sessions grew. Merging into a long session must cost what merging elsewhere does, and the
+    session must still show exactly what its calls add up to."""
+    project = store.create_project("default")
+    size, resent, batch = 20_000, 480, 16
+
+    def record(prefix: str, i: int, session: str | None) -> dict[str, Any]:
+        return plain(f"{prefix}-{i}", T0 + i * 0.01, session_id=session, end_user=f"u{i % 3}")
+
+    def run(prefix: str, session: str | None) -> list[float]:
+        for lo in range(0, size, 5000):
+            store.write(project, [record(prefix, i, session) for i in range(lo, lo + 5000)], [])
+        times = []
+        # The session's latest calls, each once more from the other road, in the sender's small batches.
+        for lo in range(size - resent, size, batch):
+            copies = [_otel_copy(record(prefix, i, session), i) for i in range(lo, lo + batch)]
+            began = time.perf_counter()
+            store.write(project, copies, [])
+            times.append(time.perf_counter() - began)
+        return times
+
+    elsewhere = run("a", None)
+    in_long = run("b", "long")
+    per = {name: sorted(t)[len(t) // 2] * 1000 for name, t in (("elsewhere", elsewhere), ("long", in_long))}
+    print(
+        f"{len(in_long)} batches of {batch} merged calls: median {per['elsewhere']:.1f} ms a batch without a "
+        f"session, {per['long']:.1f} ms in a session of {size} calls (total {sum(elsewhere):.2f} s vs "
+        f"{sum(in_long):.2f} s)"
+    )
+    assert sum(in_long) < 2 * sum(elsewhere) + 0.3
+    _assert_sessions_exact(store, project)
+    [session] = store.list_sessions(project, T0 - 60, T0 + 3600)[0]
+    assert (session["session_id"], session["calls"], session["users"]) == ("long", size, 4)
+    late = [T0 + i * 0.01 + 0.1 + (0.5 if i % 8 == 4 else 0.0) for i in range(size - resent, size)]
+    assert session["last_time"] == max(late)
+
+
+def test_merged_calls_that_move_within_or_between_sessions_leave_every_session_exact(store: SQLStore) -> None:
+    """A merged call's second copy can change what it adds to its session: the session itself, its
+    user, its times, cost, status. Each session must show what its calls add up to afterwards: its
+    first and last times, its users, and no session left behind by its only call."""
+    project = store.create_project("default")
+    first = [
+        plain("a0", T0, session_id="s1", end_user="ann", cost_usd=None),  # unpriced, s1's first call
+        plain("a1", T0 + 1, session_id="s1", end_user="bob"),
+        plain("a2", T0 + 2, duration_ms=5000, session_id="s1", end_user="bob"),  # ends last in s1
+        plain("a3", T0 + 3, session_id="s1", end_user="cy"),
+        plain("b0", T0 + 10, session_id="s2", end_user="dee"),  # s2's only call
+        plain("c0", T0 + 20, session_id="s3", status="cancelled"),
+        plain("c1", T0 + 21, session_id="s3", user_id="eve"),
+    ]
+    store.write(project, first, [])
+    second = [
+        dict(first[0], cost_usd=0.002, start_time=T0 + 0.5),  # priced now, and s1's first start moves
+        dict(first[2], end_time=T0 + 2.2, duration_ms=200.0),  # s1's latest end comes sooner
+        dict(first[3], end_user="ann"),  # cy's only call was ann's
+        dict(first[4], session_id="s3"),  # s2's only call belongs to s3
+        dict(first[5], status="ok"),
+        dict(first[6], status="error", session_id="s4", end_user="fay"),
+        plain("n0", T0 + 30, session_id="s3"),
+    ]
+    for _ in range(2):  # the second time, a retried batch: nothing changes
+        store.write(project, second, [])
+        _assert_sessions_exact(store, project)
+        sessions = {s["session_id"]: s for s in store.list_sessions(project, T0 - 60, T0 + 3600)[0]}
+        assert set(sessions) == {"s1", "s3", "s4"}
+        s1, s3, s4 = sessions["s1"], sessions["s3"], sessions["s4"]
+        assert (s1["first_time"], s1["last_time"], s1["calls"], s1["priced_calls"]) == (
+            T0 + 0.5,
+            T0 + 3.1,
+            4,
+            4,
+        )
+        assert s1["cost_usd"] == pytest.approx(0.005)
+        assert (s1["user"], s1["users"]) == ("ann", 2)
+        assert (s3["first_time"], s3["last_time"], s3["calls"], s3["cancelled"]) == (T0 + 10, T0 + 30.1, 3, 0)
+        assert (s3["user"], s3["users"]) == ("dee", 1)
+        assert (s4["calls"], s4["errors"], s4["user"], s4["users"]) == (1, 1, "fay", 1)
+        assert store.list_sessions(project, T0 - 60, T0 + 3600, user="eve")[0] == []
+
+
 def test_retention_takes_a_deleted_cancelled_call_out_of_its_sessions_count(store: SQLStore) -> None:
     """Retention subtracts the calls it deletes from a session that goes on past the cutoff; the
     session's cancelled calls (abandoned streams) must go down with them, or the sessions list shows

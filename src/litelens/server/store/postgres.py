@@ -27,6 +27,7 @@ from litelens.server.store.rollup import RollupKey
 from litelens.server.store.rows import CALL_COLUMNS
 from litelens.server.store.sql import NO_JSON, SQLStore, cased_regex, like_pattern, metadata_json
 from litelens.server.store.write import (
+    SESSION_PART_COLUMNS,
     SESSIONS_BACKFILL,
     cancelled_backfill,
     chunks,
@@ -407,27 +408,27 @@ class PostgresStore(SQLStore):
     def session_totals(self, project_id: int, session_id: str) -> Row | None:
         return None if "\x00" in session_id else super().session_totals(project_id, session_id)
 
-    def _stored_records(
+    def _stored_calls(
         self, cur: psycopg.Cursor[Any], project_id: int, call_ids: list[str]
-    ) -> dict[str, Any]:
+    ) -> dict[str, tuple[Any, tuple[Any, ...]]]:
         # A join with the id array, not `call_id IN (...)`: on a table that grew since autovacuum last
         # analyzed it the planner chose a sequential scan for the IN list, and each batch's lookup grew
         # with the table (a third of write() at 20k calls). unnest is a nested loop over the primary key.
         found: dict[str, Any] = {}
         for chunk in chunks(call_ids, 2000):
             cur.execute(
-                "SELECT c.call_id, c.record FROM unnest(%s::text[]) AS k (call_id) "
+                f"SELECT c.call_id, c.record, {SESSION_PART_COLUMNS} FROM unnest(%s::text[]) AS k (call_id) "
                 "JOIN calls c ON c.project_id = %s AND c.call_id = k.call_id",
                 (list(chunk), project_id),
             )
-            for call_id, record in cur.fetchall():
-                found[call_id] = self._load_json(record)
+            for call_id, record, *columns in cur.fetchall():
+                found[call_id] = (self._load_json(record), tuple(columns))
         return found
 
     def _stored_attributes(
         self, cur: psycopg.Cursor[Any], keys: Sequence[tuple[int, str, str]]
     ) -> dict[tuple[int, str, str], str]:
-        # A join with the key arrays, as `_stored_records` does: a nested loop over the primary key.
+        # A join with the key arrays, as `_stored_calls` does: a nested loop over the primary key.
         found: dict[tuple[int, str, str], str] = {}
         for chunk in chunks(keys, 2000):
             cur.execute(
@@ -465,7 +466,7 @@ class PostgresStore(SQLStore):
     def _stored_hists(
         self, cur: psycopg.Cursor[Any], project_id: int, keys: Sequence[RollupKey]
     ) -> dict[RollupKey, tuple[str, str]]:
-        # A join with arrays of the keys (see _stored_records for why not IN lists).
+        # A join with arrays of the keys (see _stored_calls for why not IN lists).
         found: dict[RollupKey, tuple[str, str]] = {}
         for chunk in chunks(keys, 2000):
             cur.execute(

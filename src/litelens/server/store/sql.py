@@ -37,7 +37,7 @@ from litelens.server.store.base import (
 )
 from litelens.server.store.rows import CALL_COLUMNS
 from litelens.server.store.rows import SPAN_COLUMNS as _SPAN_COLUMNS
-from litelens.server.store.write import RETENTION_COLUMNS, BatchWriter
+from litelens.server.store.write import SESSION_PART_COLUMNS, BatchWriter
 from litelens.server.store.write import chunks as _chunks
 
 logger = logging.getLogger("litelens.server.store")
@@ -903,7 +903,7 @@ class SQLStore(BatchWriter, Store):
                 with self._write() as cur:
                     cur.execute(
                         self._q(
-                            f"SELECT call_id, length(CAST(record AS TEXT)), {RETENTION_COLUMNS} FROM calls "
+                            f"SELECT call_id, length(CAST(record AS TEXT)), {SESSION_PART_COLUMNS} FROM calls "
                             "WHERE project_id = ? AND start_time < ? LIMIT ?"
                         ),
                         (pid, cutoff, size),

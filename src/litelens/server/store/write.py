@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import Any
@@ -65,11 +66,11 @@ from litelens.server.store.rows import (
 # A session's cancelled calls (streams the caller abandoned): neither ok nor failed, as the overview counts them.
 _CANCELLED_SUM = "SUM(CASE WHEN status = 'cancelled' THEN 1 ELSE 0 END)"
 
-# A session's summary row, recomputed from its calls (few, and found through calls_session). Recomputing
-# rather than adding deltas keeps first/last times exact when a merged call changes session or retention
-# deletes part of one. `last_start` (the latest call's start) is no longer kept: nothing reads it since the
-# list orders by `last_time`, so a new row holds 0 in it; the column stays (NOT NULL, and dropping it would
-# rebuild the table). `priced` counts the calls with a known cost (`cost` is their sum): a session
+# A session's summary row, recomputed from all its calls (found through calls_session): a pass over the
+# whole session, so done only where sums cannot give the exact row (the call that ended last left it, by
+# retention or by a merge: `_take_sessions`). `last_start` (the latest call's start) is no longer kept:
+# nothing reads it since the list orders by `last_time`, so a new row holds 0 in it; the column stays
+# (NOT NULL, and dropping it would rebuild the table). `priced` counts the calls with a known cost (`cost` is their sum): a session
 # without one has an unknown cost, not $0.
 _SESSION_REFRESH = (
     "INSERT INTO sessions (project_id, session_id, first_time, last_start, last_time, calls, tokens, cost, errors, "
@@ -284,9 +285,10 @@ def session_users_table(integer: str, real: str, without_rowid: str) -> list[str
     ]
 
 
-# Retention's update of a session that keeps calls (`_take_from_sessions`): the deleted calls' sums
-# subtracted, the first start found again through `calls_session` (the last end is unchanged: the
-# session's latest-ending call remains). The first start is read as ORDER BY ... LIMIT 1, not MIN():
+# The update of a session that keeps calls when some leave it (`_take_sessions`: deleted by retention, or
+# merged with a copy that changes their part): their sums subtracted, the first start found again through
+# `calls_session` (the last end is unchanged, or made exact by what the merge adds: the session's
+# latest-ending call remains, or a later one comes). The first start is read as ORDER BY ... LIMIT 1, not MIN():
 # PostgreSQL, its statistics taken before the session grew, aggregated the whole session instead of
 # reading one index entry (17 ms a session of 15,000 calls, per user, per batch). A session left without priced calls has an unknown cost, exactly 0
 # in the column rather than the rounding left of subtracting its calls' costs one by one.
@@ -297,8 +299,8 @@ _SESSION_TAKE = (
     "LIMIT 1), first_time) "
     "WHERE project_id = ? AND session_id = ?"
 )
-# The columns of the deleted calls `_take_from_sessions` reads, in its order.
-RETENTION_COLUMNS = "session_id, start_time, end_time, total_tokens, cost_usd, status, end_user, user_id"
+# The columns of a stored call that make its part in its session (what `_take_sessions` takes out), in its order.
+SESSION_PART_COLUMNS = "session_id, start_time, end_time, total_tokens, cost_usd, status, end_user, user_id"
 _SESSION_CALL_OF_USER = (
     f"SELECT {{what}} FROM calls c WHERE c.project_id = ? AND c.session_id = ? AND {SESSION_USER} = ?"
 )
@@ -598,15 +600,16 @@ class BatchWriter:
         if version is None or version != self._hists_version:
             self._hists = {}
         self._hists_version = version
-        stored: dict[tuple[int, str], Record] = {}
+        stored: dict[tuple[int, str], tuple[Record, tuple[Any, ...]]] = {}
         by_project: dict[int, list[str]] = {}
         for pid, call_id in plan.incoming:
             by_project.setdefault(pid, []).append(call_id)
         for pid, ids in by_project.items():
-            for call_id, record in self._stored_records(cur, pid, ids).items():
-                stored[(pid, call_id)] = record
+            for call_id, stored_call in self._stored_calls(cur, pid, ids).items():
+                stored[(pid, call_id)] = stored_call
         replaced: list[tuple[int, str]] = []
-        refresh: set[tuple[int, str]] = set()
+        # Per project, the stored parts in their sessions of the merged calls whose part changed.
+        taken: dict[int, list[tuple[Any, ...]]] = {}
         merged_rows: list[tuple[Any, ...]] = []
         if not stored:
             # Every call is new: what the plan prepared is what gets written.
@@ -622,14 +625,15 @@ class BatchWriter:
             fix: dict[int, dict[RollupKey, Change]] = {}
             for key, record in plan.incoming.items():
                 pid, call_id = key
-                old = stored.get(key)
-                if old is None:
+                found = stored.get(key)
+                if found is None:
                     row = plan.rows[key]
                     rows.append(row)
                     if row[ROW_SESSION] is not None:
                         _add_to_session(added, users, pid, row)
                     merged = record
                 else:
+                    old, part = found
                     deltas = fix.setdefault(pid, {})
                     # Take back the contribution prepared as if the call were new.
                     add_contribution(deltas, record, -1, RESOLUTIONS)
@@ -638,12 +642,10 @@ class BatchWriter:
                         continue
                     add_contribution(deltas, old, -1, RESOLUTIONS)
                     add_contribution(deltas, merged, 1, RESOLUTIONS)
-                    merged_rows.append(call_row(pid, merged))
+                    row = call_row(pid, merged)
+                    merged_rows.append(row)
                     replaced.append(key)
-                    if old.get("session_id"):
-                        refresh.add((pid, str(old["session_id"])))
-                    if merged.get("session_id"):
-                        refresh.add((pid, str(merged["session_id"])))
+                    _move_in_sessions(taken, added, users, pid, part, row)
                 # Tags as ingest checked and cut them (`ingest.cut_long_names`): stored as the call's
                 # record has them, so a tag is found by the value its call shows.
                 for tag in dict.fromkeys(merged.get("tags") or []):
@@ -662,16 +664,22 @@ class BatchWriter:
             self._insert_tags(cur, tag_rows)
         if plan.spans:
             self._upsert_spans(cur, self._with_stored_attributes(cur, plan.spans))
+        # Merged calls' old parts out of their sessions first (with the calls now as merged, so what is
+        # found again through `calls_session` is exact), then every new part in.
+        refresh = {
+            pid: self._take_sessions(
+                cur, pid, parts, {sid: agg[1] for (p, sid), agg in added.items() if p == pid}
+            )
+            for pid, parts in sorted(taken.items())
+        }
         if added:
             self._add_sessions(cur, added)
         if users:
             self._add_session_users(cur, users)
-        by_project_sessions: dict[int, set[str]] = {}
-        for pid, sid in refresh:
-            by_project_sessions.setdefault(pid, set()).add(sid)
-        for pid, sids in sorted(by_project_sessions.items()):
-            # After the additive upserts: a recomputed row is exact whatever they did to it.
-            self._refresh_sessions(cur, pid, sids)
+        for pid, sids in refresh.items():
+            if sids:
+                # After the additive upserts: a recomputed row is exact whatever they did to it.
+                self._refresh_sessions(cur, pid, sids)
         remembered: dict[tuple[Any, ...], StoredHists] = {}
         for pid, deltas in rollups.items():
             remembered.update(self._apply_rollups(cur, pid, deltas))
@@ -814,16 +822,23 @@ class BatchWriter:
                 found[(pid, trace_id, span_id)] = text
         return found
 
-    def _stored_records(self, cur: Any, project_id: int, call_ids: list[str]) -> dict[str, Record]:
-        found: dict[str, Record] = {}
+    def _stored_calls(
+        self, cur: Any, project_id: int, call_ids: list[str]
+    ) -> dict[str, tuple[Record, tuple[Any, ...]]]:
+        """The stored record of each call among `call_ids` that is stored, with its `SESSION_PART_COLUMNS`:
+        the part in its session that a merge takes out is what the row added, not what its record says now."""
+        found: dict[str, tuple[Record, tuple[Any, ...]]] = {}
         for chunk in chunks(call_ids):
             marks = ", ".join("?" * len(chunk))
             cur.execute(
-                self._q(f"SELECT call_id, record FROM calls WHERE project_id = ? AND call_id IN ({marks})"),
+                self._q(
+                    f"SELECT call_id, record, {SESSION_PART_COLUMNS} FROM calls "
+                    f"WHERE project_id = ? AND call_id IN ({marks})"
+                ),
                 (project_id, *chunk),
             )
-            for call_id, text in cur.fetchall():
-                found[call_id] = self._load_json(text)
+            for call_id, text, *columns in cur.fetchall():
+                found[call_id] = (self._load_json(text), tuple(columns))
         return found
 
     def _stored_hists(
@@ -936,7 +951,7 @@ class BatchWriter:
         cur.executemany(self._q(_SESSION_DROP_EMPTY), [(project_id, sid, project_id, sid) for sid in ordered])
 
     def _take_from_sessions(self, cur: Any, project_id: int, deleted: Sequence[Sequence[Any]]) -> None:
-        """Take calls that retention deleted out of their sessions' rows (`deleted`: `RETENTION_COLUMNS`).
+        """Take calls that retention deleted out of their sessions' rows (`deleted`: `SESSION_PART_COLUMNS`).
 
         Recomputing a session from its calls costs a pass over every call left in it, once per retention
         batch: a long-lived session of 20,000 calls made each batch of a 200,000-call backlog take
@@ -946,9 +961,25 @@ class BatchWriter:
         latest end among the others needs a pass (retention deletes old calls, so such a session has
         few left, usually none).
         """
+        recompute = self._take_sessions(cur, project_id, deleted, {})
+        if recompute:
+            self._refresh_sessions(cur, project_id, recompute)
+
+    def _take_sessions(
+        self, cur: Any, project_id: int, parts: Sequence[Sequence[Any]], later: Mapping[str, float]
+    ) -> set[str]:
+        """Take calls' parts (`SESSION_PART_COLUMNS`) out of their sessions' rows and users, with the
+        calls table already as it will be committed; returns the sessions that need `_refresh_sessions`
+        instead (after whatever is added to them), which are left as they were.
+
+        That is a session whose row is missing, or whose latest-ending call is taken out and whose new
+        latest end is not known without a pass over its calls: `later` holds the latest end that the
+        transaction adds to each session (a merged call's new part), which is the new latest end when it
+        is at least the one taken out.
+        """
         taken: dict[str, list[Any]] = {}
         users: dict[str, set[str]] = {}
-        for sid, _start, end, tokens, cost, status, end_user, user_id in deleted:
+        for sid, _start, end, tokens, cost, status, end_user, user_id in parts:
             if not sid:
                 continue
             agg = taken.setdefault(sid, [0, 0, 0.0, 0, 0, end, 0])
@@ -963,7 +994,7 @@ class BatchWriter:
             if user:
                 users.setdefault(sid, set()).add(user)
         if not taken:
-            return
+            return set()
         ordered = sorted(taken)
         last: dict[str, float] = {}
         for chunk in chunks(ordered):
@@ -975,12 +1006,14 @@ class BatchWriter:
                 (project_id, *chunk),
             )
             last.update((str(sid), float(t)) for sid, t in cur.fetchall())
-        recompute = {sid for sid in ordered if sid not in last or taken[sid][5] >= last[sid]}
-        if recompute:
-            self._refresh_sessions(cur, project_id, recompute)
+        recompute = {
+            sid
+            for sid in ordered
+            if sid not in last or (taken[sid][5] >= last[sid] and later.get(sid, -math.inf) < taken[sid][5])
+        }
         kept = [sid for sid in ordered if sid not in recompute]
         if not kept:
-            return
+            return recompute
         cur.executemany(
             self._q(_SESSION_TAKE),
             [
@@ -996,6 +1029,7 @@ class BatchWriter:
         cur.executemany(
             self._q(_SESSION_USER_FIRST), [(project_id, sid, u, project_id, sid, u) for sid, u in pairs]
         )
+        return recompute
 
 
 def _merged(stored: Hist | None, stored_text: str, delta: Hist) -> tuple[Hist, str]:
@@ -1009,6 +1043,40 @@ def _merged(stored: Hist | None, stored_text: str, delta: Hist) -> tuple[Hist, s
         return stored, stored_text
     add_into(stored, delta)
     return stored, dump(stored)
+
+
+def _move_in_sessions(
+    taken: dict[int, list[tuple[Any, ...]]],
+    added: dict[tuple[int, str], list[Any]],
+    users: dict[tuple[int, str, str], float],
+    project_id: int,
+    part: tuple[Any, ...],
+    row: tuple[Any, ...],
+) -> None:
+    """Note a merged call's move in the sessions: its stored `part` (`SESSION_PART_COLUMNS`) out, its
+    new `calls` row in. A merge that leaves the part as it was (the usual one: the other road's copy
+    adds ids, models, content) moves nothing."""
+    sid, start, end, tokens, cost, status, end_user, user_id = part
+    user = end_user or user_id
+    new_user = row[ROW_END_USER] or row[ROW_USER_ID]
+    same_place = sid == row[ROW_SESSION] and user == new_user
+    if (
+        same_place
+        and start == row[ROW_START]
+        and end == row[ROW_END]
+        and tokens == row[ROW_TOTAL]
+        and cost == row[ROW_COST]
+        and (status or "ok") == row[ROW_STATUS]
+    ):
+        return
+    if sid is not None:
+        if same_place and row[ROW_START] <= start:
+            # The user stays, and its first time in the session can only move earlier, which adding
+            # the new part does: no need to look for the user's other calls.
+            part = (sid, start, end, tokens, cost, status, None, None)
+        taken.setdefault(project_id, []).append(part)
+    if row[ROW_SESSION] is not None:
+        _add_to_session(added, users, project_id, row)
 
 
 def _add_to_session(
