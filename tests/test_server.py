@@ -1105,6 +1105,40 @@ def test_serve_that_cannot_start_says_why_and_what_to_do_in_one_line(sqlite_url:
         probe.bind(("127.0.0.1", int(port)))
 
 
+def _serve_until_listening(db_url: str) -> str:
+    """`litelens serve` at its default log level, stopped once it listens; what it said on stderr."""
+    proc = subprocess.Popen(
+        [*CLI, "serve", "--port", str(free_port()), "--db", db_url, "--no-auth"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        assert "serving on" in proc.stdout.readline()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=30)
+    return stderr
+
+
+def test_serve_says_each_schema_migration_step_and_nothing_when_there_is_none(sqlite_url: str) -> None:
+    """Upgrading a big database can take minutes: serve printed nothing meanwhile, even with
+    `--log-level info`, and looked hung."""
+    from litelens.server.store.base import open_store
+
+    old = open_store(sqlite_url)
+    assert old.migrate(target=1) == 1  # as the first release left it
+    latest = old.latest_version
+    old.close()
+    said = _serve_until_listening(sqlite_url)
+    assert f"migrating store schema from version 1 to {latest}" in said, said
+    steps = re.findall(r"migrated store schema to version (\d+) in \d+\.\d s", said)
+    assert steps == [str(v) for v in range(2, latest + 1)], said
+    # Started again on the upgraded database: no migration, no line about one.
+    assert "schema" not in _serve_until_listening(sqlite_url)
+
+
 def test_serve_against_a_server_that_never_answers_gives_up_and_says_so() -> None:
     """A PostgreSQL URL whose port takes the connection and never answers (a wrong port, a proxy, a
     firewall that drops packets): libpq waits for ever unless told otherwise, so `serve` hung at start
