@@ -1407,6 +1407,34 @@ def test_sessions_and_stats_of_unpriced_calls_have_no_cost_rather_than_a_cost_of
     assert (tag["group"], tag["cost_usd"], tag["priced_calls"]) == ("free", None, 0)
 
 
+def test_the_apis_default_windows_hold_a_call_stamped_ahead_of_the_collectors_clock(
+    project_server: ServerProcess,
+) -> None:
+    """The dashboard's ranges have no end, so a call from a client whose clock runs fast is counted and
+    listed there; `/api/stats` stopped at now and `/api/sessions` at now + 60 s, so for the same range
+    the API left that call out."""
+    client = project_server.client()
+    now = time.time()
+    records = [
+        make_record("on-time", now - 60, session_id="on-time-session"),
+        make_record("ahead", now + 2 * 3600, session_id="ahead-session", status="error"),
+    ]
+    answer = client.post_json("/v1/events", {"records": records})
+    assert answer.status == 200 and answer.json()["accepted"] == 2, answer
+
+    sessions = client.get_json("/api/sessions")["sessions"]
+    assert [s["session_id"] for s in sessions] == ["ahead-session", "on-time-session"]
+    stats = client.get_json("/api/stats?bucket=3600")
+    assert (sum(r["count"] for r in stats["rows"]), sum(r["errors"] for r in stats["rows"])) == (2, 1)
+    assert stats["end"] >= now + 2 * 3600  # the answer's window holds the rows it gives
+    # An end given still ends the window; a start given alone runs on from it.
+    assert sum(r["count"] for r in client.get_json(f"/api/stats?end={now}")["rows"]) == 1
+    assert sum(r["count"] for r in client.get_json(f"/api/stats?start={now - 600}")["rows"]) == 2
+    assert [s["session_id"] for s in client.get_json(f"/api/sessions?end={now}")["sessions"]] == [
+        "on-time-session"
+    ]
+
+
 def test_sessions_say_whose_they_are_and_are_found_by_user_over_http(
     db_project_server: ServerProcess,
 ) -> None:
