@@ -905,6 +905,37 @@ def test_requests_without_a_valid_key_are_refused_on_every_route(project_server:
     assert client.post_json("/v1/events", {"records": [make_record("allowed")]}).status == 200
 
 
+def test_every_answer_tells_browsers_not_to_sniff_its_type(
+    project_server: ServerProcess, server_factory: Callable[..., ServerProcess], sqlite_url: str
+) -> None:
+    """Only the dashboard's HTML pages said `nosniff`: a JSON answer (which holds the prompts and answers
+    anyone with a key stored) or a static file could be sniffed by a browser as something else."""
+    client = project_server.client()
+    answers = {
+        "health": client.get("/health", key=None),
+        "openapi": client.get("/openapi.json", key=None),
+        "stylesheet": client.get("/static/app.css", key=None),
+        "script": client.get("/static/app.js", key=None),
+        "missing static file": client.get("/static/nothing.js", key=None),
+        "ingest": client.post_json("/v1/events", {"records": [make_record("sniffed")]}),
+        "ingest refused": client.post_json("/v1/events", {"records": "none"}),
+        "otlp refused": client.request("POST", "/v1/traces", b"x", {"Content-Type": "text/plain"}),
+        "query": client.get("/api/calls"),
+        "export": client.get("/api/export"),
+        "not found": client.get("/api/calls/no-such-call"),
+        "no key": client.get("/api/stats", key=None),
+        "bad parameter": client.get("/api/stats?bucket=61"),
+        "page": client.get("/login", key=None),
+    }
+    open_server = server_factory(sqlite_url, args=("--no-auth",), key=False)
+    answers["refused page of another site"] = open_server.client().request(
+        "GET", "/api/calls", headers={"Origin": "http://evil.example"}
+    )
+    for what, answer in answers.items():
+        assert answer.headers.get("x-content-type-options") == "nosniff", (what, answer, answer.headers)
+    assert answers["ingest"].status == 200 and answers["refused page of another site"].status == 403
+
+
 def test_a_project_never_sees_another_projects_calls(project_server: ServerProcess) -> None:
     ours = project_server.client()
     theirs = project_server.client(project_server.create_key("other-team"))
