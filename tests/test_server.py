@@ -1709,6 +1709,34 @@ def test_doctor_export_and_tail_never_print_a_password_or_token_of_the_endpoint(
             assert "Pa55word" not in printed and "Tok3n" not in printed, (command, printed)
 
 
+def test_doctor_export_and_tail_join_their_paths_to_an_endpoint_with_a_slash_and_a_query(
+    sqlite_server: ServerProcess,
+) -> None:
+    """`http://host:port/?token=abc`: the doctor asked for `/?token=abc/health` (the dashboard's `/`) and
+    then posted to `//v1/events`, which no server has (404), as did the callback; export asked for
+    `/?token=abc/api/export?...`."""
+    env = {"LITELENS_API_KEY": sqlite_server.key}
+    for endpoint in (f"{sqlite_server.url}/?token=abc", f"{sqlite_server.url}/v1/events/?token=abc"):
+        done = cli("doctor", "--endpoint", endpoint, env=env)
+        assert done.returncode == 0 and "test record was stored" in done.stdout, done
+        assert "//" not in done.stdout.replace("://", ""), done.stdout
+        done = cli("export", "--since", "1m", env={**env, "LITELENS_ENDPOINT": endpoint})
+        assert done.returncode == 0 and done.stdout.count("litelens-doctor") >= 1, done
+    tail = subprocess.Popen(
+        [*CLI, "tail", "--server", f"{sqlite_server.url}/?token=abc", "--since", "1m"],
+        env={**os.environ, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert tail.stdout is not None
+        assert "litelens-doctor" in tail.stdout.readline()
+    finally:
+        tail.terminate()
+        tail.communicate(timeout=30)
+
+
 def test_doctor_and_export_commands(sqlite_server: ServerProcess, tmp_path: Path) -> None:
     env = {"LITELENS_ENDPOINT": sqlite_server.url, "LITELENS_API_KEY": sqlite_server.key}
     done = cli("doctor", env=env)
