@@ -973,7 +973,8 @@ class SQLStore(BatchWriter, Store):
                         batch,
                     )
         if deleted:
-            logger.info("retention deleted %d calls older than %s", deleted, cutoff)
+            # Debug: the server's retention loop says it at info, and `serve` shows info lines now.
+            logger.debug("retention deleted %d calls older than %s", deleted, cutoff)
         return deleted
 
     def _delete_batched(self, table: str, key: str, where: str, params: tuple[Any, ...], batch: int) -> None:
