@@ -905,6 +905,37 @@ def test_requests_without_a_valid_key_are_refused_on_every_route(project_server:
     assert client.post_json("/v1/events", {"records": [make_record("allowed")]}).status == 200
 
 
+def test_every_answer_tells_browsers_not_to_sniff_its_type(
+    project_server: ServerProcess, server_factory: Callable[..., ServerProcess], sqlite_url: str
+) -> None:
+    """Only the dashboard's HTML pages said `nosniff`: a JSON answer (which holds the prompts and answers
+    anyone with a key stored) or a static file could be sniffed by a browser as something else."""
+    client = project_server.client()
+    answers = {
+        "health": client.get("/health", key=None),
+        "openapi": client.get("/openapi.json", key=None),
+        "stylesheet": client.get("/static/app.css", key=None),
+        "script": client.get("/static/app.js", key=None),
+        "missing static file": client.get("/static/nothing.js", key=None),
+        "ingest": client.post_json("/v1/events", {"records": [make_record("sniffed")]}),
+        "ingest refused": client.post_json("/v1/events", {"records": "none"}),
+        "otlp refused": client.request("POST", "/v1/traces", b"x", {"Content-Type": "text/plain"}),
+        "query": client.get("/api/calls"),
+        "export": client.get("/api/export"),
+        "not found": client.get("/api/calls/no-such-call"),
+        "no key": client.get("/api/stats", key=None),
+        "bad parameter": client.get("/api/stats?bucket=61"),
+        "page": client.get("/login", key=None),
+    }
+    open_server = server_factory(sqlite_url, args=("--no-auth",), key=False)
+    answers["refused page of another site"] = open_server.client().request(
+        "GET", "/api/calls", headers={"Origin": "http://evil.example"}
+    )
+    for what, answer in answers.items():
+        assert answer.headers.get("x-content-type-options") == "nosniff", (what, answer, answer.headers)
+    assert answers["ingest"].status == 200 and answers["refused page of another site"].status == 403
+
+
 def test_a_project_never_sees_another_projects_calls(project_server: ServerProcess) -> None:
     ours = project_server.client()
     theirs = project_server.client(project_server.create_key("other-team"))
@@ -1103,6 +1134,40 @@ def test_serve_that_cannot_start_says_why_and_what_to_do_in_one_line(sqlite_url:
     assert time.monotonic() - started < 60
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", int(port)))
+
+
+def _serve_until_listening(db_url: str) -> str:
+    """`litelens serve` at its default log level, stopped once it listens; what it said on stderr."""
+    proc = subprocess.Popen(
+        [*CLI, "serve", "--port", str(free_port()), "--db", db_url, "--no-auth"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        assert "serving on" in proc.stdout.readline()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=30)
+    return stderr
+
+
+def test_serve_says_each_schema_migration_step_and_nothing_when_there_is_none(sqlite_url: str) -> None:
+    """Upgrading a big database can take minutes: serve printed nothing meanwhile, even with
+    `--log-level info`, and looked hung."""
+    from litelens.server.store.base import open_store
+
+    old = open_store(sqlite_url)
+    assert old.migrate(target=1) == 1  # as the first release left it
+    latest = old.latest_version
+    old.close()
+    said = _serve_until_listening(sqlite_url)
+    assert f"migrating store schema from version 1 to {latest}" in said, said
+    steps = re.findall(r"migrated store schema to version (\d+) in \d+\.\d s", said)
+    assert steps == [str(v) for v in range(2, latest + 1)], said
+    # Started again on the upgraded database: no migration, no line about one.
+    assert "schema" not in _serve_until_listening(sqlite_url)
 
 
 def test_serve_against_a_server_that_never_answers_gives_up_and_says_so() -> None:
@@ -1373,6 +1438,34 @@ def test_sessions_and_stats_of_unpriced_calls_have_no_cost_rather_than_a_cost_of
     assert (tag["group"], tag["cost_usd"], tag["priced_calls"]) == ("free", None, 0)
 
 
+def test_the_apis_default_windows_hold_a_call_stamped_ahead_of_the_collectors_clock(
+    project_server: ServerProcess,
+) -> None:
+    """The dashboard's ranges have no end, so a call from a client whose clock runs fast is counted and
+    listed there; `/api/stats` stopped at now and `/api/sessions` at now + 60 s, so for the same range
+    the API left that call out."""
+    client = project_server.client()
+    now = time.time()
+    records = [
+        make_record("on-time", now - 60, session_id="on-time-session"),
+        make_record("ahead", now + 2 * 3600, session_id="ahead-session", status="error"),
+    ]
+    answer = client.post_json("/v1/events", {"records": records})
+    assert answer.status == 200 and answer.json()["accepted"] == 2, answer
+
+    sessions = client.get_json("/api/sessions")["sessions"]
+    assert [s["session_id"] for s in sessions] == ["ahead-session", "on-time-session"]
+    stats = client.get_json("/api/stats?bucket=3600")
+    assert (sum(r["count"] for r in stats["rows"]), sum(r["errors"] for r in stats["rows"])) == (2, 1)
+    assert stats["end"] >= now + 2 * 3600  # the answer's window holds the rows it gives
+    # An end given still ends the window; a start given alone runs on from it.
+    assert sum(r["count"] for r in client.get_json(f"/api/stats?end={now}")["rows"]) == 1
+    assert sum(r["count"] for r in client.get_json(f"/api/stats?start={now - 600}")["rows"]) == 2
+    assert [s["session_id"] for s in client.get_json(f"/api/sessions?end={now}")["sessions"]] == [
+        "on-time-session"
+    ]
+
+
 def test_sessions_say_whose_they_are_and_are_found_by_user_over_http(
     db_project_server: ServerProcess,
 ) -> None:
@@ -1614,6 +1707,34 @@ def test_doctor_export_and_tail_never_print_a_password_or_token_of_the_endpoint(
             if command[0] != "export":
                 assert "127.0.0.1" in printed, printed
             assert "Pa55word" not in printed and "Tok3n" not in printed, (command, printed)
+
+
+def test_doctor_export_and_tail_join_their_paths_to_an_endpoint_with_a_slash_and_a_query(
+    sqlite_server: ServerProcess,
+) -> None:
+    """`http://host:port/?token=abc`: the doctor asked for `/?token=abc/health` (the dashboard's `/`) and
+    then posted to `//v1/events`, which no server has (404), as did the callback; export asked for
+    `/?token=abc/api/export?...`."""
+    env = {"LITELENS_API_KEY": sqlite_server.key}
+    for endpoint in (f"{sqlite_server.url}/?token=abc", f"{sqlite_server.url}/v1/events/?token=abc"):
+        done = cli("doctor", "--endpoint", endpoint, env=env)
+        assert done.returncode == 0 and "test record was stored" in done.stdout, done
+        assert "//" not in done.stdout.replace("://", ""), done.stdout
+        done = cli("export", "--since", "1m", env={**env, "LITELENS_ENDPOINT": endpoint})
+        assert done.returncode == 0 and done.stdout.count("litelens-doctor") >= 1, done
+    tail = subprocess.Popen(
+        [*CLI, "tail", "--server", f"{sqlite_server.url}/?token=abc", "--since", "1m"],
+        env={**os.environ, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert tail.stdout is not None
+        assert "litelens-doctor" in tail.stdout.readline()
+    finally:
+        tail.terminate()
+        tail.communicate(timeout=30)
 
 
 def test_doctor_and_export_commands(sqlite_server: ServerProcess, tmp_path: Path) -> None:

@@ -212,6 +212,35 @@ def test_a_spool_folder_removed_while_the_process_runs_is_made_again(tmp_path: P
     assert entry is not None and (entry.body, entry.count) == (b"after", 2)
 
 
+def test_the_folders_a_spool_makes_are_owner_only_and_existing_ones_keep_their_mode(tmp_path: Path) -> None:
+    """The spool's files were 0600 but its folders 0755: any user on the machine could list which servers
+    a user's spool was for and how much waited, under the user's own cache dir by default."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o755)  # a folder the user gave as LITELENS_SPOOL_DIR: the user's to set, not ours
+    old_umask = os.umask(0o022)
+    try:
+        made = Spool.for_destination(tmp_path / "cache" / "litelens" / "spool", "http://127.0.0.1:4318", "k")
+        given = Spool.for_destination(shared, "http://127.0.0.1:4318", "k")
+        made.put(b"x", 1, False)
+        shutil.rmtree(made.directory)  # a temp cleaner: the folder made again is owner-only too
+        made.put(b"y", 1, False)
+    finally:
+        os.umask(old_umask)
+
+    def mode(path: Path) -> int:
+        return path.stat().st_mode & 0o777
+
+    for folder in (
+        tmp_path / "cache",
+        tmp_path / "cache" / "litelens",
+        made.directory.parent,
+        made.directory,
+    ):
+        assert mode(folder) == 0o700, folder
+    assert (mode(shared), mode(given.directory)) == (0o755, 0o700)
+
+
 def test_a_restarted_process_with_the_same_pid_takes_back_its_predecessors_claims(tmp_path: Path) -> None:
     # In a container the program is often pid 1 in every life: a claim or temporary file bearing our pid
     # but made before this process started is a dead predecessor's, not ours. (Its claim used to be held

@@ -102,12 +102,15 @@ def test_records_arrive_gzipped_with_the_key_in_a_batch(
     assert transport.stats()["sent"] == 3
 
 
-@pytest.mark.parametrize("suffix", ["/v1/events", "/v1/events/", "/v1/traces"])
+@pytest.mark.parametrize(
+    "suffix", ["/v1/events", "/v1/events/", "/v1/traces", "/", "/?token=abc", "/v1/events?token=abc"]
+)
 def test_an_endpoint_given_with_an_ingest_path_is_not_doubled(
     receiver: Receiver, make_transport: MakeTransport, suffix: str
 ) -> None:
     # An endpoint copied with its path (as OTLP settings are written, or the core's given to the span
-    # exporter) once became `/v1/events/v1/events`: 404, and every record waited in the spool.
+    # exporter) once became `/v1/events/v1/events`: 404, and every record waited in the spool. So did an
+    # endpoint ending in a slash before a query (`http://host:port/?token=abc`): `//v1/events`.
     transport = make_transport(endpoint=receiver.url + suffix)
     transport.submit(_record(1))
     assert transport.flush(5)

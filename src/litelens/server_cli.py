@@ -78,6 +78,7 @@ def serve(args: argparse.Namespace) -> int:
     if isinstance(sockets, str):
         print(sockets, file=sys.stderr)
         return 2
+    _log_to_stderr(args.log_level)
     store = _open_migrated(settings.db_url)
     if store is None:
         _close_all(sockets)
@@ -253,6 +254,24 @@ def _server_class() -> type[Any]:
 
 # How long a TLS connection closed by the shutdown may still take to deliver what is buffered for it.
 _TLS_GOODBYE_S = 1.0
+
+
+def _log_to_stderr(level: str) -> None:
+    """Our loggers' lines on stderr at `--log-level`, as uvicorn's own are.
+
+    Without a handler Python shows only warnings, so a schema migration of a big database (minutes) went
+    by without a line and looked like a hang.
+    """
+    import logging
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("litelens: %(message)s"))
+    ours = logging.getLogger("litelens")
+    ours.addHandler(handler)
+    # uvicorn's "trace" is below debug; the names it shares with `logging` mean the same.
+    named = logging.DEBUG if level.lower() == "trace" else getattr(logging, level.upper(), logging.INFO)
+    ours.setLevel(named if isinstance(named, int) else logging.INFO)
+    ours.propagate = False
 
 
 def _open_migrated(url: str) -> Store | None:

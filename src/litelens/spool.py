@@ -216,6 +216,26 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def _make_folder(path: Path) -> None:
+    """Make `path` and its missing parents owner-only (0700); a folder that exists keeps its mode.
+
+    The batch files are 0600, but the folders' listings name a spool's destinations and show how much
+    waits; `Path.mkdir(parents=True)` makes the parents with the umask's mode (0755), whatever `mode` says.
+    """
+    try:
+        path.mkdir(mode=0o700)
+    except FileNotFoundError:
+        if path.parent == path:
+            raise
+        _make_folder(path.parent)
+        _make_folder(path)
+    except OSError:
+        # Made meanwhile by another process sharing the spool, or there already: either way not ours to
+        # change.
+        if not path.is_dir():
+            raise
+
+
 def _mtime(path: Path) -> int | None:
     try:
         return os.stat(path).st_mtime_ns
@@ -405,7 +425,7 @@ class Spool:
         self.damaged = 0
         """Records in files this spool found damaged and set aside (lost; the caller counts them)."""
         try:
-            self.directory.mkdir(parents=True, exist_ok=True)
+            _make_folder(self.directory)
         except OSError as exc:
             self._log_once("mkdir", "litelens: cannot create spool directory %s: %s", self.directory, exc)
         _SPOOLS.add(self)
@@ -507,7 +527,7 @@ class Spool:
         if self.directory.is_dir():
             return False
         try:
-            self.directory.mkdir(parents=True, exist_ok=True)
+            _make_folder(self.directory)
         except OSError:
             return False
         return True

@@ -129,12 +129,21 @@ EVENTS = BatchFormat(
 def server_base(endpoint: str) -> str:
     """The server's base URL (with a reverse proxy's path prefix, if any) without a trailing ingest path:
     an endpoint copied from an OTLP setting (`.../v1/traces`), or the core's `.../v1/events` given to
-    the span exporter, must not become `/v1/traces/v1/traces`."""
-    endpoint = endpoint.rstrip("/")
+    the span exporter, must not become `/v1/traces/v1/traces`.
+
+    Every request path (`/v1/events`, `/health`, `/api/...`) is appended to it, so it ends in neither a
+    slash nor a query: `http://host:port/?token=abc` gave `//v1/events` to the sender, and the doctor's
+    `/?token=abc/health` asked for `/`. (The query was never sent.)"""
+    try:
+        parts = urllib.parse.urlsplit(endpoint)
+    except ValueError:  # not a URL (a bad IPv6 literal): left to the caller to say so, as before
+        return endpoint.rstrip("/")
+    path = parts.path.rstrip("/")
     for ingest in ("/v1/events", "/v1/traces"):
-        if endpoint.endswith(ingest):
-            return endpoint[: -len(ingest)]
-    return endpoint
+        if path.endswith(ingest):
+            path = path[: -len(ingest)].rstrip("/")
+            break
+    return urllib.parse.urlunsplit((parts.scheme, parts.netloc, path, "", ""))
 
 
 @dataclass

@@ -22,7 +22,7 @@ from litelens.record import MAX_TAG_CHARS
 from litelens.server import fastjson
 from litelens.server.deps import Project, store_call
 from litelens.server.ingest import MAX_NAME
-from litelens.server.store.base import CallFilter, Store
+from litelens.server.store.base import OPEN_END, CallFilter, Store
 
 _KNOWN_QUERY: dict[int, frozenset[str]] = {}
 
@@ -74,6 +74,11 @@ def finite_times(**times: float | None) -> None:
 # `MAX_NAME` (a tag, `MAX_TAG_CHARS`) characters, so the value an app sent, however long, finds its calls.
 # Only a value no app sends is refused (a 422 naming the parameter): longer than this many characters.
 MAX_FILTER_CHARS = 8192
+
+# A range given without an end has none, as the dashboard's preset ranges: a call stamped ahead of the
+# collector's clock (a client whose clock runs fast) is in it. Stopping at "now" left such a call out of
+# the API's answer while the dashboard, for the same range, counted it.
+_NO_END = "none: every call from `start` on, including calls stamped ahead of the collector's clock"
 _AS_STORED = f"compared by its first {MAX_NAME} characters, as a longer name is stored cut to them"
 
 
@@ -468,8 +473,10 @@ async def get_trace(
 async def list_sessions(
     request: Request,
     project: Project,
-    start: float | None = None,
-    end: float | None = None,
+    start: Annotated[
+        float | None, Query(description="epoch seconds; default: 7 days before `end`, or before now")
+    ] = None,
+    end: Annotated[float | None, Query(description=f"epoch seconds; default: {_NO_END}")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     cursor: Annotated[str | None, Query(max_length=512)] = None,
     user: Annotated[
@@ -488,8 +495,8 @@ async def list_sessions(
     whose session it is: the user (end user, else user id) of its earliest call that names one, `null`
     when none does; `users` is how many users its calls named (more than 1: others joined)."""
     finite_times(start=start, end=end)
-    end = end if end is not None else time.time() + 60
-    start = start if start is not None else end - 7 * 86400
+    start = start if start is not None else (end if end is not None else time.time()) - 7 * 86400
+    end = end if end is not None else OPEN_END
     rows, next_cursor = await store_call(
         request.app.state.store.list_sessions, project, start, end, limit, cursor, as_stored(user)
     )
@@ -539,10 +546,16 @@ async def stats(
     project: Project,
     start: Annotated[
         float | None,
-        Query(description="rounded down to a whole minute (epoch seconds; default: end - 1 day)"),
+        Query(
+            description="rounded down to a whole minute (epoch seconds; default: 1 day before `end`, or before now)"
+        ),
     ] = None,
     end: Annotated[
-        float | None, Query(description="rounded up to a whole minute (epoch seconds; default: now)")
+        float | None,
+        Query(
+            description=f"rounded up to a whole minute (epoch seconds; default: {_NO_END}; the answer's "
+            "`end` is then the end of the latest bucket with calls, or now when that is earlier)"
+        ),
     ] = None,
     bucket: Annotated[
         int,
@@ -563,13 +576,20 @@ async def stats(
     if bucket % 60:
         raise HTTPException(400, "bucket must be a multiple of 60 seconds")
     finite_times(start=start, end=end)
-    end = end if end is not None else time.time()
-    start = start if start is not None else end - 86400
+    open_end = end is None
+    now = time.time()
+    start = start if start is not None else (now if end is None else end) - 86400
+    end = max(now, start + bucket) if end is None else end
     if end <= start:
         raise HTTPException(400, "end must be after start")
+    # With no end, calls ahead of the clock add at most a day of buckets (ingest refuses later ones).
     if (end - start) / bucket > 5000:
         raise HTTPException(400, "too many buckets: use a larger bucket or a shorter range")
-    rows = await store_call(request.app.state.store.aggregate, project, start, end, bucket, group_by)
+    rows = await store_call(
+        request.app.state.store.aggregate, project, start, OPEN_END if open_end else end, bucket, group_by
+    )
+    if open_end and rows:
+        end = max(end, max(float(r["bucket"]) for r in rows) + bucket)
     return {"start": start, "end": end, "bucket": bucket, "group_by": group_by, "rows": rows}
 
 

@@ -206,7 +206,35 @@ def create_app(settings: ServerSettings | None = None, store: Store | None = Non
     _mount_dashboard(app)
     if settings.no_auth:
         app.add_middleware(_BrowsersOfThisHostOnly)
+    app.add_middleware(_NoSniff)  # added last, so outermost: the refusals above get it too
     return app
+
+
+class _NoSniff:
+    """`X-Content-Type-Options: nosniff` on every answer, not only the dashboard's pages.
+
+    Without it a browser may sniff a JSON answer or a static file as HTML or script, and a record's text
+    (prompts, answers: anyone with a key writes them) could then run as the dashboard's origin.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_nosniff(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", ()))
+                # The pages set it themselves: once is enough.
+                if not any(name.lower() == b"x-content-type-options" for name, _ in headers):
+                    headers.append((b"x-content-type-options", b"nosniff"))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_nosniff)
 
 
 class _BrowsersOfThisHostOnly:

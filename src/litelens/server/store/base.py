@@ -27,6 +27,11 @@ SORT_KEYS: tuple[str, ...] = ("start_time", "duration_ms", "total_tokens", "cost
 GroupBy = Literal["model", "provider", "user", "tag", "key_alias"]
 AGGREGATE_GROUPS: tuple[str, ...] = ("model", "provider", "user", "tag", "key_alias")
 
+# The end of a time range that has none (a later moment than any call can have): the dashboard's preset
+# ranges and the query API's default windows end here, so a call stamped ahead of the collector's clock
+# is in them.
+OPEN_END = 253402300800.0  # 10000-01-01T00:00:00Z
+
 
 class WriteBatch(NamedTuple):
     """One request's worth of data for `Store.write_many`: the arguments of `Store.write`."""

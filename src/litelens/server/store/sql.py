@@ -220,14 +220,32 @@ class SQLStore(BatchWriter, Store):
                     f"litelens: database schema version {current} is newer than this litelens "
                     f"({self.latest_version}); upgrade litelens"
                 )
+            if current and target > current:
+                # Said before the first step: on a big database a step can take minutes, and a server
+                # that printed nothing meanwhile looked hung.
+                logger.info(
+                    "migrating store schema from version %d to %d; a big database can take minutes",
+                    current,
+                    target,
+                )
+            began = time.monotonic()
             for version in range(current + 1, target + 1):
-                logger.info("migrating store schema to version %d", version)
+                step_began = time.monotonic()
                 for statement in self.MIGRATIONS[version - 1]:
                     cur.execute(statement)
                 cur.execute(
                     self._q("INSERT INTO schema_version (version, applied_at) VALUES (?, ?)"),
                     (version, time.time()),
                 )
+                # A new database's steps run on empty tables: one line for them all, not one each.
+                logger.log(
+                    logging.INFO if current else logging.DEBUG,
+                    "migrated store schema to version %d in %.1f s",
+                    version,
+                    time.monotonic() - step_began,
+                )
+            if not current and target:
+                logger.info("created store schema version %d in %.1f s", target, time.monotonic() - began)
         return max(current, target)
 
     def schema_version(self) -> int:
@@ -955,7 +973,8 @@ class SQLStore(BatchWriter, Store):
                         batch,
                     )
         if deleted:
-            logger.info("retention deleted %d calls older than %s", deleted, cutoff)
+            # Debug: the server's retention loop says it at info, and `serve` shows info lines now.
+            logger.debug("retention deleted %d calls older than %s", deleted, cutoff)
         return deleted
 
     def _delete_batched(self, table: str, key: str, where: str, params: tuple[Any, ...], batch: int) -> None:

@@ -12,6 +12,12 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
+# Where a preset range's queries end: no call starts after it. A preset range runs from its start on, so a
+# call stamped ahead of the collector's clock (a client whose clock runs fast; ingest takes up to a day
+# ahead) is counted, charted and listed by every page: the calls table, whose range has no end, listed it
+# while the overview and the sessions page, which stopped at the current bucket, left it out.
+from litelens.server.store.base import OPEN_END as OPEN_END
+
 # name -> (label, length in seconds, chart bucket in seconds). Buckets are multiples of the rollup
 # resolutions (60, 300, 3600 s) so each chart point is a sum of whole rollup rows.
 RANGES: dict[str, tuple[str, int, int]] = {
@@ -47,13 +53,6 @@ class Window:
         """Start of every chart bucket in the window, oldest first (empty buckets included)."""
         first = int(self.start) // self.bucket * self.bucket
         return list(range(first, int(self.end), self.bucket))
-
-
-# Where a preset range's queries end: no call starts after it. A preset range runs from its start on, so a
-# call stamped ahead of the collector's clock (a client whose clock runs fast; ingest takes up to a day
-# ahead) is counted, charted and listed by every page: the calls table, whose range has no end, listed it
-# while the overview and the sessions page, which stopped at the current bucket, left it out.
-OPEN_END = 253402300800.0  # 10000-01-01T00:00:00Z
 
 
 def window(name: str | None, now: float) -> Window:
