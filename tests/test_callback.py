@@ -315,22 +315,21 @@ def test_a_streamed_text_completion_has_its_text_where_an_unstreamed_one_has_it(
     [{"x-fake-error": "500"}, {"x-fake-error": "401"}, {"x-fake-error": "429"}, {"x-fake-hang-ms": "2000"}],
     ids=["500", "401", "429", "timeout"],
 )
-def test_a_text_completion_stream_that_fails_before_its_first_chunk_reaches_no_logger(
+def test_a_text_completion_stream_that_fails_before_its_first_chunk_is_recorded_once(
     provider, receiver, make_callback, is_async, fault
 ):
-    """Pinned LiteLLM behaviour (docs/faq.md, "Some calls are missing"), 1.80 to 1.110: a streamed
-    `text_completion` on OpenAI's text-completions route sends its request at the first chunk, after
-    LiteLLM has handed the stream back, and a failure there comes before LiteLLM's stream wrapper exists:
-    no success or failure hook runs, so the core layer has nothing to record. The same stream broken
-    after three chunks is reported, and recorded. If a record of the first call arrives here, LiteLLM now
-    reports these failures: drop the FAQ's entry and make this test ask for that record."""
+    """LiteLLM (1.80 to 1.110) reports no such failure: a streamed `text_completion` on OpenAI's
+    text-completions route sends its request at the first chunk, after LiteLLM has handed the stream
+    back and before its stream wrapper exists (docs/faq.md, "Some calls are missing"). litelens wraps
+    that request and records it as LiteLLM records the same call unstreamed; the same stream broken
+    after three chunks, which LiteLLM reports itself, is still recorded once."""
     callback = make_callback()
 
-    def stream(headers: dict[str, str], **extra: Any) -> None:
+    def text_completion(headers: dict[str, str], streamed: bool = True, **extra: Any) -> None:
         kwargs = {
             "model": "openai/gpt-3.5-turbo-instruct",
             "prompt": "say three words",
-            "stream": True,
+            "stream": streamed,
             "api_base": provider.url,
             "api_key": KEY,
             "extra_headers": headers,
@@ -340,26 +339,142 @@ def test_a_text_completion_stream_that_fails_before_its_first_chunk_reaches_no_l
         }
 
         async def consume() -> None:
-            async for _ in await litellm.atext_completion(**kwargs):
-                pass
+            answer = await litellm.atext_completion(**kwargs)
+            if streamed:
+                async for _ in answer:
+                    pass
 
         if is_async:
             asyncio.run(consume())
-        else:
+        elif streamed:
             list(litellm.text_completion(**kwargs))
+        else:
+            litellm.text_completion(**kwargs)
 
-    with pytest.raises(
-        (litellm.InternalServerError, litellm.AuthenticationError, litellm.RateLimitError, litellm.Timeout)
-    ):
-        stream(fault, timeout=0.5)
+    errors = (
+        litellm.InternalServerError,
+        litellm.AuthenticationError,
+        litellm.RateLimitError,
+        litellm.Timeout,
+    )
+    with pytest.raises(errors) as raised:
+        text_completion(fault, timeout=0.5)
+    streamed = one_record(receiver, callback)
+    assert streamed["status"] == "error" and streamed["stream"] is True
+    assert streamed["call_type"] == "text_completion" and streamed["is_async"] is is_async
+    assert streamed["error"]["type"] == type(raised.value).__name__  # what the caller got
+    assert streamed["request"]["input"] == "say three words"
+
+    with pytest.raises(errors):
+        text_completion(fault, streamed=False, timeout=0.5)
+    unstreamed = one_record(receiver, callback, 2)[1]
+    for key in ("provider", "request_model", "api_base", "call_type"):
+        assert streamed[key] == unstreamed[key], key
+    for key in ("type", "status_code", "provider"):
+        assert streamed["error"][key] == unstreamed["error"][key], key
+
     # LiteLLM >= 1.100 maps the break to InternalServerError; 1.80 an async one to ServiceUnavailableError.
     with pytest.raises(
         (litellm.InternalServerError, litellm.ServiceUnavailableError, litellm.APIConnectionError)
     ):
-        stream({"x-fake-drop-after": "3"})
-    record = one_record(receiver, callback)
-    assert record["status"] == "error" and record["stream"] is True and record["chunk_count"] == 3
-    assert record["call_type"] == "text_completion"
+        text_completion({"x-fake-drop-after": "3"})
+    broken = one_record(receiver, callback, 3)[2]
+    assert broken["status"] == "error" and broken["stream"] is True and broken["chunk_count"] == 3
+    assert broken["call_type"] == "text_completion"
+
+
+def test_recording_an_unstarted_stream_never_changes_the_callers_exception(
+    provider, receiver, make_callback, monkeypatch
+):
+    """If LiteLLM's failure helper breaks, the caller still gets LiteLLM's own error, and litelens
+    counts the miss where `litelens stats` shows it."""
+    from litellm.litellm_core_utils.litellm_logging import Logging
+
+    callback = make_callback()
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("failure helper broke")
+
+    monkeypatch.setattr(Logging, "_failure_handler_helper_fn", broken)
+    with pytest.raises(litellm.AuthenticationError):
+        list(
+            litellm.text_completion(
+                model="openai/gpt-3.5-turbo-instruct",
+                prompt="say three words",
+                stream=True,
+                api_base=provider.url,
+                api_key=KEY,
+                extra_headers={"x-fake-error": "401"},
+                max_retries=0,
+            )
+        )
+    assert callback.stats()["hook_errors"] == 1
+    assert callback.flush(timeout=10) and receiver.records == []
+
+
+def test_the_stream_recorder_is_installed_once_and_only_on_generators(make_callback, monkeypatch):
+    from litellm.llms.openai.completion.handler import OpenAITextCompletion
+
+    from litelens.callback import _install_unstarted_stream_recorder
+
+    make_callback()
+    make_callback()
+    _install_unstarted_stream_recorder()
+    for name in ("streaming", "async_streaming"):
+        wrapped = OpenAITextCompletion.__dict__[name]
+        assert not hasattr(wrapped.__wrapped__, "__wrapped__"), name  # one layer, however many callbacks
+
+    def streaming(self: Any, logging_obj: Any) -> list[Any]:  # a LiteLLM where it returns a list
+        return []
+
+    monkeypatch.setattr(OpenAITextCompletion, "streaming", streaming)
+    monkeypatch.delattr(OpenAITextCompletion, "async_streaming")
+    _install_unstarted_stream_recorder()
+    assert OpenAITextCompletion.__dict__["streaming"] is streaming
+    assert "async_streaming" not in OpenAITextCompletion.__dict__
+
+
+def test_the_stream_recorder_behaves_as_the_generator_it_wraps():
+    """Chunks, the return value and an early close() reach the wrapped generator as they would directly."""
+    from litelens.callback import _recording_async_stream, _recording_sync_stream
+
+    closed: list[str] = []
+
+    def streaming(self: Any, logging_obj: Any) -> Any:
+        try:
+            yield 1
+            yield 2
+            return "done"
+        finally:
+            closed.append("sync")
+
+    async def async_streaming(self: Any, logging_obj: Any) -> Any:
+        try:
+            yield 1
+            yield 2
+        finally:
+            closed.append("async")
+
+    wrapped = _recording_sync_stream(streaming, 1)(None, logging_obj=None)
+    assert next(wrapped) == 1
+    wrapped.close()
+    assert closed == ["sync"]
+    whole = _recording_sync_stream(streaming, 1)(None, None)
+    assert list(whole) == [1, 2] and closed == ["sync", "sync"]
+    gen = _recording_sync_stream(streaming, 1)(None, None)
+    assert [next(gen), next(gen)] == [1, 2]
+    with pytest.raises(StopIteration) as end:
+        next(gen)
+    assert end.value.value == "done"
+
+    async def run() -> list[Any]:
+        stream = _recording_async_stream(async_streaming, 1)(None, None)
+        first = await stream.__anext__()
+        await stream.aclose()
+        return [first, *[c async for c in _recording_async_stream(async_streaming, 1)(None, None)]]
+
+    assert asyncio.run(run()) == [1, 1, 2]
+    assert closed[-2:] == ["async", "async"]
 
 
 def test_a_call_litellm_cannot_price_has_no_cost_rather_than_zero(provider, receiver, make_callback):

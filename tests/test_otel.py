@@ -525,8 +525,8 @@ def test_provider_error_marks_the_span_and_reaches_the_caller_unchanged(
 def test_a_text_completion_stream_failing_before_its_first_chunk_is_an_error_span(
     otel: Otel, fake: FakeProvider, is_async: bool
 ) -> None:
-    """LiteLLM reports this failure to no logger, so the core layer has no record of it (docs/faq.md):
-    the span, which wraps the stream itself, is where it shows."""
+    """LiteLLM reports this failure to no logger (docs/faq.md; the core layer wraps LiteLLM's stream
+    method to record it): the span, which wraps the stream itself, shows it on its own."""
     kwargs = kw(
         fake,
         model="openai/gpt-3.5-turbo-instruct",

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import inspect
 import logging
 import signal
 import threading
 import time
+import traceback
 import uuid
 from collections.abc import Iterable, Mapping
 from datetime import datetime
@@ -161,6 +163,7 @@ class Callback(CustomLogger):
         _install_chunk_counter()
         _install_event_counter()
         _install_moderation_recorder()
+        _install_unstarted_stream_recorder()
         self._draining = False  # set by a SIGTERM on the proxy: see flush_on_sigterm
 
     # ---- LiteLLM's hooks: all four, because sync and async entry points call different ones.
@@ -655,6 +658,118 @@ def _report_moderation(
             logger._capture(payload, exc is not None, start, end)
     except Exception:  # never let bookkeeping break the caller's call
         log.debug("litelens: could not record a moderation call", exc_info=True)
+
+
+_STREAM_MARK = "_litelens_records_unstarted_stream"
+
+
+def _install_unstarted_stream_recorder() -> None:
+    """Record a text-completion stream that fails before its first chunk, once per process.
+
+    On OpenAI's text-completions route `OpenAITextCompletion.streaming` and `async_streaming` are
+    generator functions: they send the request when the caller asks for the first chunk, after
+    LiteLLM's `@client` wrapper has returned and before the stream wrapper (which reports a broken
+    stream) exists, so an error answer or a timeout there reaches no logger (LiteLLM 1.80 to 1.110).
+    Wrapping them hands such a failure to litelens's callbacks only (other loggers keep LiteLLM's
+    behaviour), built by LiteLLM's own failure helper. A LiteLLM where the methods are missing or are
+    no longer generators taking a `logging_obj` is left alone.
+    """
+    try:
+        from litellm.llms.openai.completion.handler import OpenAITextCompletion
+    except Exception:  # another layout: nothing to wrap
+        return
+    for name, is_shape in (
+        ("streaming", inspect.isgeneratorfunction),
+        ("async_streaming", inspect.isasyncgenfunction),
+    ):
+        original = OpenAITextCompletion.__dict__.get(name)
+        if original is None or getattr(original, _STREAM_MARK, False) or not is_shape(original):
+            continue
+        try:
+            position = list(inspect.signature(original).parameters).index("logging_obj")
+        except (TypeError, ValueError):
+            continue
+        wrap = _recording_sync_stream if name == "streaming" else _recording_async_stream
+        setattr(OpenAITextCompletion, name, wrap(original, position))
+
+
+def _recording_sync_stream(original: Any, position: int) -> Any:
+    @functools.wraps(original)
+    def streaming(*args: Any, **kwargs: Any) -> Any:
+        stream = original(*args, **kwargs)
+        try:
+            first = next(stream)
+        except StopIteration as stop:
+            return stop.value
+        except Exception as exc:
+            _report_unstarted_stream(args, kwargs, position, exc)
+            raise
+        # From the first chunk on the original generator runs as if called directly (`yield from`
+        # hands it send, throw and close); closing early closes it at once, not at collection.
+        try:
+            yield first
+            return (yield from stream)
+        finally:
+            stream.close()
+
+    setattr(streaming, _STREAM_MARK, True)
+    return streaming
+
+
+def _recording_async_stream(original: Any, position: int) -> Any:
+    @functools.wraps(original)
+    async def async_streaming(*args: Any, **kwargs: Any) -> Any:
+        stream = original(*args, **kwargs)
+        try:
+            first = await stream.__anext__()
+        except StopAsyncIteration:
+            return
+        except Exception as exc:  # a cancellation is no failure: LiteLLM reports none either
+            _report_unstarted_stream(args, kwargs, position, exc)
+            raise
+        try:
+            yield first
+            async for chunk in stream:
+                yield chunk
+        finally:
+            await stream.aclose()
+
+    setattr(async_streaming, _STREAM_MARK, True)
+    return async_streaming
+
+
+def _report_unstarted_stream(
+    args: tuple[Any, ...], kwargs: Mapping[str, Any], position: int, exc: BaseException
+) -> None:
+    """Hand the failure to litelens's callbacks as LiteLLM hands a failed unstreamed call to them."""
+    loggers: list[Callback] = []
+    try:
+        loggers = _registered_callbacks()
+        if not loggers:
+            return
+        logging_obj = kwargs["logging_obj"] if "logging_obj" in kwargs else args[position]
+        details = logging_obj.model_call_details
+        # The caller gets the exception LiteLLM's stream wrapper maps this one to (an OpenAIError with a
+        # 401 becomes AuthenticationError); the record names that one, as an unstreamed call's does.
+        from litellm.litellm_core_utils.exception_mapping_utils import exception_type
+
+        try:
+            mapped = exception_type(
+                model=details.get("model"),
+                original_exception=exc,
+                custom_llm_provider=details.get("custom_llm_provider"),
+            )
+        except Exception as raised:
+            mapped = raised
+        trace = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        start, end = logging_obj._failure_handler_helper_fn(mapped, trace)
+        payload = logging_obj.model_call_details
+        for logger in loggers:
+            logger._capture(payload, True, start, end)
+    except Exception:  # never let bookkeeping change the caller's exception
+        log.debug("litelens: could not record a text-completion stream's failure", exc_info=True)
+        for logger in loggers:
+            logger._count("hook_errors", "litelens: a logging hook failed; the call itself is unaffected")
 
 
 def _call_secrets(provider_key: Any) -> list[Any]:
