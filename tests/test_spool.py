@@ -380,22 +380,29 @@ def test_a_live_owners_claim_is_never_taken_even_from_another_pid_namespace(tmp_
     finally:
         os.killpg(owner.pid, signal.SIGKILL)
         owner.wait()
-    # Once it is gone, its batch is recovered by exactly one of the processes that look at once.
+    # Once it is gone, its batch is recovered by exactly one of the processes that look at once. Each
+    # keeps its claim (and so stays its owner) until all have looked: one that ended first would leave
+    # its own claim to be recovered by the next, as it must.
     finders = [
         subprocess.Popen(
             [
                 sys.executable,
                 "-c",
                 "import sys; from litelens.spool import Spool; e = Spool(sys.argv[1])"
-                ".claim_oldest(); print(e.body.decode() if e else '')",
+                ".claim_oldest(); print(e.body.decode() if e else '', flush=True); sys.stdin.read()",
                 str(tmp_path),
             ],
+            stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
         )
         for _ in range(4)
     ]
-    found = [finder.communicate(timeout=60)[0].strip() for finder in finders]
+    try:
+        found = [finder.stdout.readline().strip() for finder in finders]  # type: ignore[union-attr]
+    finally:
+        for finder in finders:
+            finder.communicate(timeout=60)
     assert sorted(found) == ["", "", "", "being sent"], found
 
 
