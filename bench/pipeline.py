@@ -21,7 +21,42 @@ Every round processes records it has not seen (each round gets its own), so a re
 strings it has already seen gains only from what real records repeat: roles, tool names, ids. A last
 line measures chat records, where each call resends the conversation so far.
 
-Last measured (2026-12-01, 23:30 UTC, 2 shared cores, busy): redact 48.8 µs/record against 51.0 µs for
+Last measured (2026-12-02, 04:00-04:25 UTC, 2 shared cores, load 8-10; engine as at 712ddae): redact
+49.2 µs/record against 48.5 µs for main in the same run (the same engine: noise), json.dumps 19.1 µs
+(2.6x); a second run as the load rose, 53.3 against 54.7 µs (2.8x json.dumps 19.0); chat records
+31.5-33.6 µs. In instructions (cachegrind as below): 272 k per record on average, a clean record 232 k, a
+planted one 383 k, chat records 211 k. Each stage alone, on the same records: collecting a clean record's
+strings ~103 k (planted 106 k), the joined scan ~133 k (planted 183 k); the two overlap the whole a little,
+as the strings a real run skips as known-clean are collected and scanned here. The goal (~165 k on
+average) needs both roughly halved. No structural change tried reaches even 1.25x, so none was kept
+(µs below: process time of the two variants interleaved in one run, on the same new records):
+- Prove a record clean in C before any walk: no C pass can, as every bench record holds a date
+  ("2024-05-03") and an order number ("2024-334083") that only the phone shapes and `_span`'s checks
+  tell from a phone number. And the C text sources cost more than the walk they would save, or are
+  unsound: `_dump` of the content fields 15 µs, `repr` 9-14 µs, against 13.7 µs for `collect`;
+  `marshal.dumps` takes 3.9 µs and checks the types exactly (it refuses subclasses), but writes a type
+  and length byte before each string (a length of 97 is an "a", which hides the `\\b` of the "sk-..."
+  after it), and its bytes are no ASCII text, so `_numbers` takes the slow `_SPAN`: 50 µs to scan it.
+- One regex for the spans that can be a phone, card, IPv4 or IBAN, instead of the span loop's Python:
+  `_PHONE_SHAPES` with `[0-9]` as `[01]` and `[1-9]` as `1` (exact on a byte copy where 1-9 became "1"),
+  or-ed with the card and IPv4 shapes (IPv4 without its look-behind: a span may follow a ".") and
+  `[A-Z]{2}[01]{2}`: 45.7 µs per clean record (it starts with a character class) against 11.6 µs for
+  the whole of `_numbers`, and it matched in all 3,000 clean records: the date has the shape of a
+  national number, which `_span` turns away by a `_DATE.fullmatch` of the whole span, something a
+  look-ahead at a match's start cannot say exactly. Over the zeros copy instead (a literal start), the
+  trunk shape "0[1-9]..." matches any 4-digit group, dash and 6 digits: the order number.
+- Collecting breadth-first with C iterators (per level `chain.from_iterable(map(dict.values, dicts))`,
+  `map(type, ...)`, `compress` by type, `map(clean.__contains__, ...)`): 60 µs against 12.8 µs for
+  `collect`. A record's containers hold 2-6 items, and making each map, compress and list (0.3-0.8 µs)
+  costs more than the Python loop over those few items. (A plain recursive walk that only gathers the
+  strings, without the clean set, JSON text and key checks, takes 5.2 µs: the floor of any Python walk;
+  with the length, clean-set and JSON-text tests but still no key, depth or object checks, 9.4 µs against
+  13.8 µs: a leaner exact `collect` could save ~4 µs a record at most, under 10%.)
+- Caching more across records: a new bench record shares only its roles, tool name and call id with
+  the last, which `_clean` already skips; what repeats in real traffic (system prompts, the conversation
+  so far) `_clean` skips too, as the chat figure shows.
+
+Before (2026-12-01, 23:30 UTC, 2 shared cores, busy): redact 48.8 µs/record against 51.0 µs for
 main (2a3aa32) in the same run (1.05x; 2.6x json.dumps), redact+sample1 49.7 against 50.1 µs,
 sample0.1+redact 7.5 µs, chat records 32.4 against 31.3 µs (noise: their instructions barely moved). In
 instructions (`valgrind --tool=cachegrind`, which the load does not disturb; PYTHONHASHSEED=0, redact over
