@@ -1,7 +1,7 @@
 """CPU that litelens adds to each LiteLLM call, against the same loop with a no-op CustomLogger.
 
     python bench/callback_overhead.py [--calls 500] [--stream-calls 100] [--block 10] [--rounds 3]
-                                      [--compare SRC] [--no-gc-freeze] [--only NAME ...]
+                                      [--compare SRC] [--no-gc-freeze] [--only NAME ...] [--floors]
 
 Integrations (each a row of the first table, measured against the no-op logger):
 
@@ -65,6 +65,22 @@ them), `sender` (litelens' background thread, on its own clock), `sum` (hook + s
 the garbage collector, any thread, on - off: litelens holds LiteLLM's payload until its thread's next
 batch) and `+caller` (CPU added on the calling thread, where the failure hook runs and, for the async
 modes, the event loop with LiteLLM's async logging worker).
+
+Floors (`--floors`, 2026-12-02 04:07-04:26 UTC, `--only litelens --floors`, default counts; two shared
+cores busy with other work, load 2-9): two more litelens workers, each with its records' preparation
+replaced after the first of each kind (see `_floor`). `floor:transport` re-sends a record already
+encoded: the hooks, the queue, batching, gzip and the HTTP exchange, nothing else. `floor:encode` also
+encodes the record again with the project's encoder. Own CPU per call (hook + sender), µs:
+
+    mode          litelens   floor:encode   floor:transport
+    sync             131.4           87.4              62.8
+    async            137.7           92.3              69.7
+    failure          207.9          117.1              87.0
+
+With no record built and none encoded, the hooks and the transport alone cost 63-87 µs per call in
+batches of 10: over the issue's 50 µs before any of the record's work. bench/sender_cost.py (same
+hour, `--batches 100 --rounds 1`) splits the sender: ~530 µs fixed per batch (HTTP exchange ~220,
+gzip ~100, the loop's wake-ups and bookkeeping ~100, cold starts) plus ~56 µs per record.
 
 Last measured for litelens (2026-12-01 evening, `--only litelens --compare <src of 21c7cbe>`, default
 counts, 4.5 min; 2 shared cores, two other sessions' tests running; Python 3.11, litellm 1.110.2), µs per
@@ -153,6 +169,7 @@ MODES = ["sync", "async", "stream", "astream", "failure"]
 MESSAGES = [{"role": "user", "content": "benchmark question with a few words in it"}]
 STREAM_HEADERS = {"x-fake-tokens": "20", "x-fake-interval-ms": "0", "x-fake-ttft-ms": "0"}
 INTEGRATIONS = ["litelens", "litellm_otel", "A/A"]
+FLOORS = ["floor:transport", "floor:encode"]
 
 
 def _thread_cpu(thread_ident: int | None) -> float:
@@ -292,10 +309,12 @@ class _Sides:
         self.tracer_provider: Any = None
         self.spans_ended = [0]
         self.hook_cpu = [0.0]
-        if name == "litelens":
+        if name == "litelens" or name in FLOORS:
             from litelens.callback import Callback
 
             self.litelens = Callback(endpoint=sink, spool_dir=tempfile.mkdtemp())
+            if name in FLOORS:
+                _floor(self.litelens, name.split(":")[1])
             self.logger = self.litelens
             self._time_hooks(_timer_cost())
         elif name == "litellm_otel":
@@ -376,6 +395,34 @@ class _Sides:
         return _thread_cpu(getattr(thread, "ident", None))
 
 
+def _floor(callback: Any, kind: str) -> None:
+    """Turn a litelens Callback into a floor (`--floors`): its hooks, queue, batches, gzip and HTTP as
+    they are, but each record's preparation replaced by the cheapest stand-in.
+
+    The first record of each kind of call (success or failure, streamed or not) is prepared for real
+    and kept. After that, "transport" hands the sender that record's JSON text again (no building,
+    processing or encoding: what the hooks and the transport cost by themselves), and "encode" encodes
+    the kept record dict again with the project's encoder (the transport plus the one step no design
+    that ships JSON can skip). Same records, same sizes, same sink as the real row.
+    """
+    from litelens import record as rec
+
+    prepare = callback._prepare
+    made: dict[Any, tuple[str, dict[str, Any]]] = {}
+
+    def floor_prepare(item: Any) -> str | None:
+        key = (item[2], item[14] is not None) if type(item) is tuple else None  # failed, chunk count
+        got = made.get(key)
+        if got is None:
+            text = prepare(item)
+            if text is None:
+                return None
+            made[key] = got = (text, json.loads(text))
+        return got[0] if kind == "transport" else rec.encode(got[1])[0]
+
+    callback.transport._prepare = floor_prepare
+
+
 def _worker(name: str, provider: str, sink: str, freeze: bool) -> int:
     """Serve measurement requests (JSON lines on stdin) for one integration until stdin closes."""
     # Our protocol owns the real stdout; anything a library prints goes to stderr instead.
@@ -415,7 +462,7 @@ def _worker(name: str, provider: str, sink: str, freeze: bool) -> int:
 
     gc.callbacks.append(on_gc)
     source = ""
-    if name == "litelens":
+    if name == "litelens" or name in FLOORS:
         import litelens
 
         source = os.path.dirname(litelens.__file__)
@@ -527,6 +574,12 @@ def main() -> int:
         "--no-gc-freeze", dest="gc_freeze", action="store_false", help="do not gc.freeze() after warm-up"
     )
     parser.add_argument("--only", nargs="*", help=f"integrations to run (default: all of {INTEGRATIONS})")
+    parser.add_argument(
+        "--floors",
+        action="store_true",
+        help=f"also run litelens' floors ({', '.join(FLOORS)}): what is left of its cost with the records' "
+        "preparation replaced by re-sending, or re-encoding, a record prepared once",
+    )
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--provider", help=argparse.SUPPRESS)
     parser.add_argument("--sink", help=argparse.SUPPRESS)
@@ -535,6 +588,8 @@ def main() -> int:
         return _worker(args.worker, args.provider, args.sink, args.gc_freeze)
 
     labels = [i for i in INTEGRATIONS if not args.only or i in args.only]
+    if args.floors:
+        labels += FLOORS
     if args.compare:
         labels.insert(labels.index("litelens") + 1 if "litelens" in labels else 0, "litelens@compare")
     skipped: dict[str, str] = {}
@@ -602,7 +657,7 @@ def _print_tables(workers: list[Worker], skipped: dict[str, str], args: argparse
     for label, why in skipped.items():
         print(f"{label}: skipped ({why})")
 
-    own = [w for w in workers if w.label.startswith("litelens")]
+    own = [w for w in workers if w.label.startswith("litelens") or w.label in FLOORS]
     if own:
         print(
             "\nlitelens' own CPU per call, µs (direct attribution; +caller and +gc are on - off like +total)"
