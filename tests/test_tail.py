@@ -295,6 +295,25 @@ def test_tail_polls_a_server(project_server: ServerProcess, tails: list[Tail], s
     assert tail.take(1, timeout=1.5) == []
 
 
+def test_tail_goes_on_printing_after_a_call_from_a_clock_running_hours_fast(
+    project_server: ServerProcess, tails: list[Tail]
+) -> None:
+    # Ingest takes calls stamped up to a day ahead (a client whose clock runs fast). The tail looked
+    # back from the newest start it had seen, so after such a call it asked only for calls starting
+    # hours from now, and printed nothing more until the real clock got there.
+    client = project_server.client()
+    now = time.time()
+    ahead = record(0, start=now + 2 * 3600)
+    assert client.post_json("/v1/events", {"records": [record(1, start=now - 1), ahead]}).status == 200
+    tail = Tail("--server", project_server.url, "--api-key", project_server.key, "--interval", "0.2")
+    tails.append(tail)
+    assert sorted(line.split()[2] for line in tail.take(2)) == ["model-0000", "model-0001"]
+    time.sleep(0.6)  # a few polls after the one that saw the call from the future
+    assert client.post_json("/v1/events", {"records": [record(2, start=time.time())]}).status == 200
+    assert [line.split()[2] for line in tail.take(1, timeout=10)] == ["model-0002"]
+    assert tail.take(1, timeout=1.0) == []  # and still each call once
+
+
 def test_tail_waits_for_a_restarting_server(sqlite_server: ServerProcess, tails: list[Tail]) -> None:
     client = sqlite_server.client()
     assert client.post_json("/v1/events", {"records": [record(0, start=time.time())]}).status == 200

@@ -319,7 +319,10 @@ def follow_server(
             cursor = page.get("next_cursor")
             if not cursor:
                 break
-        since = max(since, newest - lookback_s)
+        # Looked back from no later than this machine's clock: a call stamped ahead of it (a client
+        # whose clock runs fast; ingest takes up to a day ahead) moved the look-back hours on, and the
+        # calls made meanwhile, stamped now, started before it and were never printed.
+        since = max(since, min(newest, time.time()) - lookback_s)
         for call_id in [c for c, start in seen.items() if start < since]:
             del seen[call_id]
         time.sleep(wait)
