@@ -400,6 +400,32 @@ def test_tail_waits_while_a_proxy_says_the_server_is_away(
         proxy.httpd.server_close()
 
 
+def test_tail_reads_a_retry_after_date_without_a_zone_as_gmt(
+    project_server: ServerProcess, tails: list[Tail]
+) -> None:
+    # An HTTP date is GMT, also in the asctime form, which names no zone. Read as local time on a
+    # machine at UTC-3:30, a wait of 2 s was one of 3.5 hours, and the tail stalled for its 60 s cap.
+    client = project_server.client()
+    assert client.post_json("/v1/events", {"records": [record(0, start=time.time())]}).status == 200
+    date = time.strftime("%a %b %d %H:%M:%S %Y", time.gmtime(time.time() + 3))
+    proxy = FlakyProxy(project_server.url, 503, 1, date)
+    try:
+        tail = Tail(
+            "--server", proxy.url, "--api-key", project_server.key, "--interval", "0.1",
+            env={"TZ": "America/St_Johns"},
+        )  # fmt: skip
+        tails.append(tail)
+        assert [line.split()[2] for line in tail.take(1)] == ["model-0000"]
+        assert "answered 503; waiting" in tail.errors.get(timeout=10)
+        assert client.post_json("/v1/events", {"records": [record(1, start=time.time())]}).status == 200
+        assert [line.split()[2] for line in tail.take(1, timeout=15)] == ["model-0001"], tail.errors.queue
+        gap = proxy.asked[2] - proxy.asked[1]
+        assert 0.5 <= gap <= 10, proxy.asked  # the date's wait: neither none nor the cap
+    finally:
+        proxy.httpd.shutdown()
+        proxy.httpd.server_close()
+
+
 def test_tail_takes_durations_like_export(
     project_server: ServerProcess, tails: list[Tail], tmp_path: Path
 ) -> None:
