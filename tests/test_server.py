@@ -2143,6 +2143,28 @@ def test_filters_by_a_name_or_tag_as_the_app_sent_it_find_the_call_stored_cut(
     assert absurd.status == 422 and "session_id (query)" in absurd.json()["error"], absurd
 
 
+def test_a_query_time_in_milliseconds_is_refused_with_the_reason(project_server: ServerProcess) -> None:
+    """`start=Date.now()` (JavaScript's milliseconds) read as seconds is a time 50,000 years on: the API
+    answered an empty list, as if there were no calls since, or (`end`) every call, the end dropped."""
+    client = project_server.client()
+    now = time.time()
+    assert client.post_json("/v1/events", {"records": [make_record("made-now", now)]}).status == 200
+    millis = int(now * 1000)
+    for path in (
+        f"/api/calls?start={millis - 60_000}",
+        f"/api/calls?start={now - 60:.0f}&end={millis}",
+        f"/api/stats?start={millis - 3_600_000}",
+        f"/api/sessions?start={millis - 60_000}",
+        f"/api/export?start={millis - 60_000}",
+    ):
+        answer = client.get(path)
+        assert answer.status == 400, (path, answer)
+        assert "milliseconds" in answer.json()["error"], (path, answer)
+    # Seconds, and the latest time the dashboard's ranges end at, are still times.
+    listed = client.get_json(f"/api/calls?start={now - 60:.3f}&end=253402300800")
+    assert [c["call_id"] for c in listed["calls"]] == ["made-now"]
+
+
 def test_a_time_no_clock_gives_is_rejected_and_the_live_tail_keeps_showing_new_calls(
     project_server: ServerProcess,
 ) -> None:

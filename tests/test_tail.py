@@ -295,6 +295,25 @@ def test_tail_polls_a_server(project_server: ServerProcess, tails: list[Tail], s
     assert tail.take(1, timeout=1.5) == []
 
 
+def test_tail_goes_on_printing_after_a_call_from_a_clock_running_hours_fast(
+    project_server: ServerProcess, tails: list[Tail]
+) -> None:
+    # Ingest takes calls stamped up to a day ahead (a client whose clock runs fast). The tail looked
+    # back from the newest start it had seen, so after such a call it asked only for calls starting
+    # hours from now, and printed nothing more until the real clock got there.
+    client = project_server.client()
+    now = time.time()
+    ahead = record(0, start=now + 2 * 3600)
+    assert client.post_json("/v1/events", {"records": [record(1, start=now - 1), ahead]}).status == 200
+    tail = Tail("--server", project_server.url, "--api-key", project_server.key, "--interval", "0.2")
+    tails.append(tail)
+    assert sorted(line.split()[2] for line in tail.take(2)) == ["model-0000", "model-0001"]
+    time.sleep(0.6)  # a few polls after the one that saw the call from the future
+    assert client.post_json("/v1/events", {"records": [record(2, start=time.time())]}).status == 200
+    assert [line.split()[2] for line in tail.take(1, timeout=10)] == ["model-0002"]
+    assert tail.take(1, timeout=1.0) == []  # and still each call once
+
+
 def test_tail_waits_for_a_restarting_server(sqlite_server: ServerProcess, tails: list[Tail]) -> None:
     client = sqlite_server.client()
     assert client.post_json("/v1/events", {"records": [record(0, start=time.time())]}).status == 200
@@ -376,6 +395,32 @@ def test_tail_waits_while_a_proxy_says_the_server_is_away(
         # (0.2, 0.4, 0.8 s) after each "not now".
         gap = proxy.asked[failures + 1] - proxy.asked[failures]
         assert gap >= (1.0 if retry_after else 0.8) * 0.95, proxy.asked
+    finally:
+        proxy.httpd.shutdown()
+        proxy.httpd.server_close()
+
+
+def test_tail_reads_a_retry_after_date_without_a_zone_as_gmt(
+    project_server: ServerProcess, tails: list[Tail]
+) -> None:
+    # An HTTP date is GMT, also in the asctime form, which names no zone. Read as local time on a
+    # machine at UTC-3:30, a wait of 2 s was one of 3.5 hours, and the tail stalled for its 60 s cap.
+    client = project_server.client()
+    assert client.post_json("/v1/events", {"records": [record(0, start=time.time())]}).status == 200
+    date = time.strftime("%a %b %d %H:%M:%S %Y", time.gmtime(time.time() + 3))
+    proxy = FlakyProxy(project_server.url, 503, 1, date)
+    try:
+        tail = Tail(
+            "--server", proxy.url, "--api-key", project_server.key, "--interval", "0.1",
+            env={"TZ": "America/St_Johns"},
+        )  # fmt: skip
+        tails.append(tail)
+        assert [line.split()[2] for line in tail.take(1)] == ["model-0000"]
+        assert "answered 503; waiting" in tail.errors.get(timeout=10)
+        assert client.post_json("/v1/events", {"records": [record(1, start=time.time())]}).status == 200
+        assert [line.split()[2] for line in tail.take(1, timeout=15)] == ["model-0001"], tail.errors.queue
+        gap = proxy.asked[2] - proxy.asked[1]
+        assert 0.5 <= gap <= 10, proxy.asked  # the date's wait: neither none nor the cap
     finally:
         proxy.httpd.shutdown()
         proxy.httpd.server_close()

@@ -196,6 +196,28 @@ def test_retry_after_accepts_seconds_and_http_dates() -> None:
     assert parse_retry_after("soon", cap=30) is None
 
 
+@pytest.mark.parametrize("zone", ["Pacific/Chatham", "America/St_Johns"])
+def test_a_retry_after_date_without_a_zone_is_read_as_gmt_whatever_the_local_zone(
+    zone: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # HTTP dates are GMT, also in the asctime form that names no zone (RFC 9110 has clients accept it)
+    # and with the "-0000" zone. Read in the machine's zone, a wait of a minute was none at all ahead of
+    # UTC (the server asked again at once) and hours behind it (capped: the sender stalled for the cap).
+    monkeypatch.setenv("TZ", zone)
+    time.tzset()
+    try:
+        when = time.gmtime(time.time() + 60)
+        for date in (
+            time.strftime("%a %b %d %H:%M:%S %Y", when),
+            time.strftime("%a, %d %b %Y %H:%M:%S -0000", when),
+        ):
+            delay = parse_retry_after(date, cap=3600)
+            assert delay is not None and 55 <= delay <= 60, (date, delay)
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+
+
 def test_server_errors_are_retried_and_delivered_once(
     receiver: Receiver, make_transport: MakeTransport
 ) -> None:

@@ -376,6 +376,25 @@ def test_live_tail_shows_new_calls_without_a_reload(
     shots(v.page, "tail")
 
 
+@pytest.mark.service
+def test_live_tail_goes_on_showing_new_calls_after_one_from_a_clock_running_hours_fast(
+    sqlite_server: ServerProcess, visit: Callable[..., Visit]
+) -> None:
+    # Ingest takes a call stamped up to a day ahead (a client whose clock runs fast). Shown at the top,
+    # its start was what the tail asked "after", so the calls made meanwhile, stamped now, never showed
+    # until the collector's clock got there, hours later.
+    client = sqlite_server.client()
+    post_records(client, [make_record("fast-clock", time.time() + 2 * 3600, tags=["skew"])])
+    v = visit(sqlite_server)
+    v.page.clock.install()
+    v.go("/calls?tag=skew&tail=1")
+    assert v.call_ids() == ["fast-clock"]
+    post_records(client, [make_record("made-now", tags=["skew"])])
+    v.page.clock.run_for(2_000)
+    v.page.wait_for_selector("tr[data-call-id=made-now]", timeout=15_000)
+    assert v.call_ids() == ["fast-clock", "made-now"]
+
+
 # --------------------------------------------------------------------------------------------------
 # Call detail, traces, sessions
 

@@ -9,7 +9,6 @@ tokens in and out, cost. Standard library only, like the core: it runs wherever 
 
 from __future__ import annotations
 
-import email.utils
 import gzip
 import http.client
 import json
@@ -28,7 +27,7 @@ from litelens.credentials import scrub_url
 from litelens.display import format_call
 from litelens.httpconn import Connection, Response, proxy_from_environment, tls_context
 from litelens.jsonl import expand, identity, open_live, open_with_rotations, read_file, rotated_files
-from litelens.transport import server_base
+from litelens.transport import parse_retry_after, server_base
 
 __all__ = ["follow_jsonl", "follow_server", "run"]
 
@@ -319,7 +318,10 @@ def follow_server(
             cursor = page.get("next_cursor")
             if not cursor:
                 break
-        since = max(since, newest - lookback_s)
+        # Looked back from no later than this machine's clock: a call stamped ahead of it (a client
+        # whose clock runs fast; ingest takes up to a day ahead) moved the look-back hours on, and the
+        # calls made meanwhile, stamped now, started before it and were never printed.
+        since = max(since, min(newest, time.time()) - lookback_s)
         for call_id in [c for c, start in seen.items() if start < since]:
             del seen[call_id]
         time.sleep(wait)
@@ -343,14 +345,7 @@ def _retry_after(value: str | None) -> float:
     """The seconds a `Retry-After` header asks for (a number of seconds or an HTTP date); 0 if none."""
     if not value:
         return 0.0
-    if value.strip().isdigit():
-        seconds = float(value)
-    else:
-        try:
-            seconds = email.utils.parsedate_to_datetime(value).timestamp() - time.time()
-        except (TypeError, ValueError):
-            return 0.0
-    return min(max(seconds, 0.0), _MAX_RETRY_AFTER_S)
+    return parse_retry_after(value, _MAX_RETRY_AFTER_S) or 0.0
 
 
 # The largest page of calls tail takes: 200 list rows of ~0.6 KB, several KB with long names and tags.

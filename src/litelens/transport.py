@@ -18,6 +18,7 @@ from __future__ import annotations
 import atexit
 import collections
 import contextlib
+import datetime
 import email.utils
 import http.client
 import json
@@ -222,6 +223,10 @@ def parse_retry_after(value: str | None, cap: float) -> float | None:
             return None
         if when is None:
             return None
+        if when.tzinfo is None:
+            # An HTTP date is GMT even where it names no zone (the asctime form, "-0000"); read as
+            # local time it was hours off wherever the machine's zone is not UTC.
+            when = when.replace(tzinfo=datetime.timezone.utc)
         seconds = when.timestamp() - time.time()
     return min(max(seconds, 0.0), cap)
 

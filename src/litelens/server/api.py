@@ -64,10 +64,18 @@ GroupBy = Literal["model", "provider", "user", "tag", "key_alias"]
 
 def finite_times(**times: float | None) -> None:
     """NaN and infinity parse as numbers but are no time: refused by name instead of reaching the store
-    (which matched nothing, or failed as "could not store the batch")."""
+    (which matched nothing, or failed as "could not store the batch"). So is a time past the year 10000:
+    milliseconds (JavaScript's `Date.now()`) read as seconds, which matched nothing as a start and, as
+    an end, silently dropped the end."""
     for name, value in times.items():
         if value is not None and not math.isfinite(value):
             raise HTTPException(400, f"{name} must be a finite number of epoch seconds")
+        if value is not None and value > OPEN_END:
+            raise HTTPException(
+                400,
+                f"{name} must be epoch seconds: {value:.0f} is after the year 9999 "
+                "(milliseconds? divide by 1000)",
+            )
 
 
 # A filter by a name (session, user, model...) or a tag is compared as ingest stored it: cut to its first

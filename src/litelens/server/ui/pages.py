@@ -245,8 +245,11 @@ async def calls(request: Request, project: UIProject) -> Response:
 async def calls_tail(request: Request, project: UIProject, after: float = 0.0) -> Response:
     """The newest rows of the calls view for its live tail (app.js adds new ones, updates shown ones)."""
     view = query.parse(request.query_params)
-    filters = query.to_filter(view, time.time())
-    start = max(filters.start or 0.0, after - TAIL_LOOKBACK_S)
+    now = time.time()
+    filters = query.to_filter(view, now)
+    # Back from no later than now: `after` is the newest start shown, and a call stamped ahead of the
+    # collector's clock (a client whose clock runs fast) put it hours on, past every call made meanwhile.
+    start = max(filters.start or 0.0, min(after, now) - TAIL_LOOKBACK_S)
     filters = dataclasses.replace(filters, start=start)
     rows, _ = await store_call(request.app.state.store.list_calls, project, filters, TAIL_ROWS, None)
     return fragment("rows.html", rows=rows, view=view.query(tail=True))
