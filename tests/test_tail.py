@@ -155,6 +155,43 @@ def test_tail_from_start_reads_rotated_files_first(tmp_path: Path, tails: list[T
     assert [line.split()[2] for line in lines] == [f"model-{i:04d}" for i in range(40)]
 
 
+def test_tail_names_the_day_of_calls_not_made_today(tmp_path: Path, tails: list[Tail]) -> None:
+    """A line shows the time of day only: reading older calls (`--from-start`, `--since 2d`), calls two
+    days apart looked alike. A line naming the day, and the zone the times are in, comes before each
+    other day's calls; today's need none."""
+    import datetime
+    import zoneinfo
+
+    zone = zoneinfo.ZoneInfo("Pacific/Chatham")
+    now = time.time()
+    starts = [now - 2 * 86400, now - 2 * 86400 + 1, now - 86400, now - 5, now - 4]
+    path = tmp_path / "calls.jsonl"
+    sink = JsonlSink(str(path))
+    for i, start in enumerate(starts):
+        sink.submit(json.dumps(record(i, start=start)))
+    assert sink.shutdown(5)
+    tail = Tail("--jsonl", str(path), "--from-start", env={"TZ": "Pacific/Chatham"})
+    tails.append(tail)
+    lines = tail.take(8)
+
+    def day(epoch: float) -> str:
+        local = datetime.datetime.fromtimestamp(epoch, zone)
+        offset = local.strftime("%z")
+        return f"-- {local:%Y-%m-%d} (UTC{offset[:3]}:{offset[3:]}) --"
+
+    assert [line if line.startswith("--") else line.split()[2] for line in lines] == [
+        day(starts[0]),
+        "model-0000",
+        "model-0001",
+        day(starts[2]),
+        "model-0002",
+        day(now),
+        "model-0003",
+        "model-0004",
+    ]
+    assert lines[1].split()[0] == datetime.datetime.fromtimestamp(starts[0], zone).strftime("%H:%M:%S")
+
+
 def test_reading_from_the_start_while_rotations_are_compressed_misses_nothing(tmp_path: Path) -> None:
     """What `tail --from-start` and `read_records` listed as plain rotated files may be gzipped (and the
     plain file removed) before they get to it, as a writer compresses in the background."""

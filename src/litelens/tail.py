@@ -341,6 +341,17 @@ def _backoff(poll_s: float, away: int) -> float:
     return min(poll_s * 2 ** min(away, 32), max(poll_s, _MAX_BACKOFF_S))
 
 
+def _day(epoch: float) -> str | None:
+    """A start time's local date and the zone the lines' times are in, e.g. `2026-12-01 (UTC+01:00)`;
+    None for a time no clock can show."""
+    try:
+        moment = time.localtime(epoch)
+    except (OverflowError, ValueError, OSError):
+        return None
+    offset = time.strftime("%z", moment)
+    return time.strftime("%Y-%m-%d", moment) + f" (UTC{offset[:3]}:{offset[3:]})"
+
+
 def _retry_after(value: str | None) -> float:
     """The seconds a `Retry-After` header asks for (a number of seconds or an HTTP date); 0 if none."""
     if not value:
@@ -450,7 +461,15 @@ def run(
                 return 2
             context = tls_context(settings.ca_bundle, settings.ssl_verify)
             calls = follow_server(server, key, since_s=since_s, poll_s=poll_s or 1.0, ssl_context=context)
+        day = _day(time.time())  # today's calls need no date line
         for call in calls:
+            start = call.get("start_time")
+            when = _day(start) if isinstance(start, (int, float)) and not isinstance(start, bool) else None
+            if when is not None and when != day:
+                # A line shows the time of day only: calls from other days (`--since 2d`, `--from-start`
+                # over old rotations, a live tail past midnight) come under a line naming their day.
+                day = when
+                stream.write(f"-- {when} --\n")
             stream.write(format_call(call, color=use_color) + "\n")
             stream.flush()
     except TailError as exc:
