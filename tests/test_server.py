@@ -936,6 +936,29 @@ def test_every_answer_tells_browsers_not_to_sniff_its_type(
     assert answers["ingest"].status == 200 and answers["refused page of another site"].status == 403
 
 
+def test_an_unexpected_failure_is_a_500_that_still_says_nosniff_and_shows_no_traceback(
+    server_factory: Callable[..., ServerProcess], sqlite_url: str
+) -> None:
+    """Starlette answers an unhandled exception from outside the app's middleware, so that one 500 was
+    the only answer without `nosniff`. The key lookup runs outside the store's error mapping: a keys table
+    gone from the database file fails it unexpectedly."""
+    server = server_factory(sqlite_url)
+    with contextlib.closing(sqlite3.connect(sqlite_url.removeprefix("sqlite:///"))) as db:
+        db.execute("ALTER TABLE api_keys RENAME TO api_keys_gone")
+        db.commit()
+    client = server.client()
+    answer = client.get("/api/calls", key="ll_a-key-no-cache-has-seen-yet")
+    assert answer.status == 500, answer
+    assert answer.headers.get("x-content-type-options") == "nosniff", answer.headers
+    assert b"Traceback" not in answer.body and b"api_keys" not in answer.body, answer.body
+    assert "server's log" in answer.json()["error"]
+    deadline = time.monotonic() + 10  # the traceback is logged after the answer went out
+    while "no such table: api_keys" not in server.log() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert "no such table: api_keys" in server.log(), "the operator still finds out what failed"
+    assert client.get("/health", key=None).status == 200, "the server keeps answering"
+
+
 def test_a_project_never_sees_another_projects_calls(project_server: ServerProcess) -> None:
     ours = project_server.client()
     theirs = project_server.client(project_server.create_key("other-team"))

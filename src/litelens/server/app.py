@@ -21,6 +21,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp
 
 from litelens.server import ingest, otlp
 from litelens.server.api import router as api_router
@@ -98,7 +99,7 @@ def create_app(settings: ServerSettings | None = None, store: Store | None = Non
             if own_store:
                 await run_in_threadpool(app.state.store.close)
 
-    app = FastAPI(
+    app = _App(
         title="litelens",
         version=_version(),
         description="Collector and query API for LiteLLM call records.",
@@ -120,6 +121,12 @@ def create_app(settings: ServerSettings | None = None, store: Store | None = Non
     @app.exception_handler(HTTPException)
     async def _http_error(request: Request, exc: HTTPException) -> Response:
         return _error(request, exc.status_code, exc.detail, getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> Response:
+        # Starlette logs the traceback and re-raises after this answer; the caller gets only the shape
+        # every other failure has, never the exception's text (it may name tables, paths or values).
+        return _error(request, 500, "internal server error; the server's log has the details")
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> Response:
@@ -206,8 +213,18 @@ def create_app(settings: ServerSettings | None = None, store: Store | None = Non
     _mount_dashboard(app)
     if settings.no_auth:
         app.add_middleware(_BrowsersOfThisHostOnly)
-    app.add_middleware(_NoSniff)  # added last, so outermost: the refusals above get it too
     return app
+
+
+class _App(FastAPI):
+    """FastAPI with `_NoSniff` around everything, Starlette's own 500 answer included.
+
+    Starlette puts its `ServerErrorMiddleware` outside every middleware added with `add_middleware`, so
+    an unhandled exception's 500 went out without the headers the rest of the answers carry.
+    """
+
+    def build_middleware_stack(self) -> ASGIApp:
+        return _NoSniff(super().build_middleware_stack())
 
 
 class _NoSniff:
