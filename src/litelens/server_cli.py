@@ -53,6 +53,7 @@ def serve(args: argparse.Namespace) -> int:
             db_url=args.db,
             no_auth=args.no_auth or None,
             retention_s=parse_duration(args.retention) if args.retention else None,
+            tls=bool(getattr(args, "ssl_certfile", None)) or None,
         )
     except ValueError as exc:
         print(exc, file=sys.stderr)
