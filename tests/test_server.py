@@ -42,12 +42,14 @@ from litelens import semconv
 from litelens.callback import Callback, unregister
 from litelens.server.config import ServerSettings
 from litelens.testing import FakeProvider
+from litelens.transport import Transport, TransportConfig
 from otlp_helpers import json_body, protobuf_body, sdk_spans
 from server_helpers import (
     CLI,
     Client,
     Response,
     ServerProcess,
+    TokenGateway,
     cli,
     free_port,
     make_record,
@@ -1758,6 +1760,55 @@ def test_doctor_export_and_tail_join_their_paths_to_an_endpoint_with_a_slash_and
     finally:
         tail.terminate()
         tail.communicate(timeout=30)
+
+
+def test_a_token_in_the_endpoints_query_goes_on_every_request_and_is_never_printed(
+    sqlite_server: ServerProcess, tmp_path: Path
+) -> None:
+    """`LITELENS_ENDPOINT=https://gw.example/litelens?token=...` for a gateway that checks a query token:
+    the sender posted to `/litelens/v1/events` without it, as doctor, export and tail asked without it,
+    and the gateway refused them all."""
+    token = "Tok3n-gw-7f"
+    gateway = TokenGateway(sqlite_server.url, "/litelens", token)
+    env = {"LITELENS_API_KEY": sqlite_server.key, "LITELENS_ENDPOINT": gateway.url}
+    tail: subprocess.Popen[str] | None = None
+    try:
+        transport = Transport(
+            TransportConfig(
+                endpoint=gateway.url, api_key=sqlite_server.key, spool_dir=str(tmp_path / "spool")
+            )
+        )
+        transport.submit(
+            make_record("through-the-gateway", request_model="sent-model", response_model="sent-model")
+        )
+        assert transport.flush(10) and transport.stats()["sent"] == 1, transport.stats()
+        assert transport.shutdown(5)
+        doctor = cli("doctor", env=env)
+        assert doctor.returncode == 0 and "test record was stored" in doctor.stdout, doctor
+        # `--filter` and the export's own parameters go along with the token: only the sender's call.
+        export = cli("export", "--since", "1h", "--filter", "model=sent-model", env=env)
+        assert export.returncode == 0, export
+        assert [json.loads(line)["call_id"] for line in export.stdout.splitlines()] == ["through-the-gateway"]
+        tail = subprocess.Popen(
+            [*CLI, "tail", "--server", gateway.url, "--since", "1h"],
+            env={**os.environ, **env},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert tail.stdout is not None
+        assert "sent-model" in tail.stdout.readline() + tail.stdout.readline()
+    finally:
+        if tail is not None:
+            tail.terminate()
+            tail.communicate(timeout=30)
+        gateway.close()
+    routes = {urllib.parse.urlsplit(path).path for path in gateway.paths}
+    assert routes == {f"/litelens{r}" for r in ("/v1/events", "/health", "/api/export", "/api/calls")}
+    refused = [path for path in gateway.paths if f"token={token}" not in path]
+    assert not refused, refused
+    for done in (doctor, export):
+        assert token not in done.stdout + done.stderr, done
 
 
 def test_doctor_and_export_commands(sqlite_server: ServerProcess, tmp_path: Path) -> None:
