@@ -12,6 +12,7 @@ import socket
 import ssl
 import subprocess
 import sys
+import threading
 import time
 import urllib.parse
 from collections.abc import Iterable, Mapping
@@ -307,3 +308,68 @@ def otlp_json(spans: list[dict[str, Any]]) -> bytes:
             ]
         }
     ).encode()
+
+
+class TokenGateway:
+    """A gateway in front of a collector, as a company puts one there: it answers only under `prefix` and
+    only with `?token=TOKEN` in the query (403 otherwise), then forwards to the collector without them.
+    `paths` holds every request target as it arrived, refused ones too."""
+
+    def __init__(self, upstream: str, prefix: str, token: str) -> None:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.paths: list[str] = []
+        target = urllib.parse.urlsplit(upstream)
+        gateway = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def _forward(self) -> None:
+                gateway.paths.append(self.path)
+                parts = urllib.parse.urlsplit(self.path)
+                pairs = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if not parts.path.startswith(prefix + "/") or ("token", token) not in pairs:
+                    self._answer(403, {"content-type": "text/plain"}, b"gateway: no token, no entry")
+                    return
+                query = urllib.parse.urlencode([(k, v) for k, v in pairs if k != "token"])
+                path = parts.path[len(prefix) :] + (f"?{query}" if query else "")
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")}
+                conn = http.client.HTTPConnection(target.hostname, target.port, timeout=30)
+                try:
+                    conn.request(self.command, path, body=body, headers=headers)
+                    answer = conn.getresponse()
+                    data = answer.read()
+                    kept = {
+                        k.lower(): v
+                        for k, v in answer.getheaders()
+                        if k.lower() in ("content-type", "content-encoding", "retry-after")
+                    }
+                    self._answer(answer.status, kept, data)
+                finally:
+                    conn.close()
+
+            def _answer(self, status: int, headers: dict[str, str], body: bytes) -> None:
+                self.send_response(status)
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_GET = do_POST = _forward
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}{prefix}?token={token}"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(5)

@@ -307,6 +307,32 @@ def test_a_tls_server_stops_cleanly_at_once_while_an_app_keeps_its_connection_op
     assert sink.shutdown(10)
 
 
+def test_a_tls_server_tells_browsers_to_stay_on_https_except_on_loopback(
+    pki: Pki, tmp_path: Path, server_factory: Callable[..., ServerProcess]
+) -> None:
+    """`litelens serve --ssl-certfile` sent no HSTS, so a plain-http link to it could carry the dashboard's
+    sign-in cookie in the clear. Never on loopback: a browser pins a host for all its ports, and https on
+    localhost would break every other local web app's plain-http port."""
+    tls = (*pki.cert("good"), pki.ca)
+    # The client still connects to 127.0.0.1; `Host` is the name a browser would have used.
+    public = server_factory(f"sqlite:///{tmp_path / 'public.db'}", tls=tls, args=("--host", "0.0.0.0"))
+    local = server_factory(f"sqlite:///{tmp_path / 'local.db'}", tls=tls)
+    plain = server_factory(f"sqlite:///{tmp_path / 'plain.db'}", args=("--host", "0.0.0.0"))
+
+    def hsts(server: ServerProcess, host: str, path: str = "/api/calls", key: bool = True) -> str | None:
+        answer = server.client().request("GET", path, headers={"Host": host}, key=key)
+        assert answer.status < 500, answer
+        return answer.headers.get("strict-transport-security")
+
+    for path, key in (("/api/calls", True), ("/api/calls", False), ("/login", False), ("/nothing", False)):
+        assert hsts(public, "collector.example", path, key) == "max-age=31536000", (path, key)
+    assert hsts(public, f"collector.example:{public.port}") == "max-age=31536000"
+    for name in (f"localhost:{public.port}", f"127.0.0.1:{public.port}", f"[::1]:{public.port}"):
+        assert hsts(public, name) is None, name
+    assert hsts(local, "collector.example") is None, "a server bound to loopback never pins"
+    assert hsts(plain, "collector.example") is None, "plain http: HSTS means nothing there"
+
+
 def test_many_batches_over_one_tls_connection_with_idle_closes_lose_and_repeat_nothing(
     pki: Pki, tls_receiver: Receiver, tmp_path: Path
 ) -> None:

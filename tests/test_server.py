@@ -42,12 +42,14 @@ from litelens import semconv
 from litelens.callback import Callback, unregister
 from litelens.server.config import ServerSettings
 from litelens.testing import FakeProvider
+from litelens.transport import Transport, TransportConfig
 from otlp_helpers import json_body, protobuf_body, sdk_spans
 from server_helpers import (
     CLI,
     Client,
     Response,
     ServerProcess,
+    TokenGateway,
     cli,
     free_port,
     make_record,
@@ -936,6 +938,29 @@ def test_every_answer_tells_browsers_not_to_sniff_its_type(
     assert answers["ingest"].status == 200 and answers["refused page of another site"].status == 403
 
 
+def test_an_unexpected_failure_is_a_500_that_still_says_nosniff_and_shows_no_traceback(
+    server_factory: Callable[..., ServerProcess], sqlite_url: str
+) -> None:
+    """Starlette answers an unhandled exception from outside the app's middleware, so that one 500 was
+    the only answer without `nosniff`. The key lookup runs outside the store's error mapping: a keys table
+    gone from the database file fails it unexpectedly."""
+    server = server_factory(sqlite_url)
+    with contextlib.closing(sqlite3.connect(sqlite_url.removeprefix("sqlite:///"))) as db:
+        db.execute("ALTER TABLE api_keys RENAME TO api_keys_gone")
+        db.commit()
+    client = server.client()
+    answer = client.get("/api/calls", key="ll_a-key-no-cache-has-seen-yet")
+    assert answer.status == 500, answer
+    assert answer.headers.get("x-content-type-options") == "nosniff", answer.headers
+    assert b"Traceback" not in answer.body and b"api_keys" not in answer.body, answer.body
+    assert "server's log" in answer.json()["error"]
+    deadline = time.monotonic() + 10  # the traceback is logged after the answer went out
+    while "no such table: api_keys" not in server.log() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert "no such table: api_keys" in server.log(), "the operator still finds out what failed"
+    assert client.get("/health", key=None).status == 200, "the server keeps answering"
+
+
 def test_a_project_never_sees_another_projects_calls(project_server: ServerProcess) -> None:
     ours = project_server.client()
     theirs = project_server.client(project_server.create_key("other-team"))
@@ -1735,6 +1760,55 @@ def test_doctor_export_and_tail_join_their_paths_to_an_endpoint_with_a_slash_and
     finally:
         tail.terminate()
         tail.communicate(timeout=30)
+
+
+def test_a_token_in_the_endpoints_query_goes_on_every_request_and_is_never_printed(
+    sqlite_server: ServerProcess, tmp_path: Path
+) -> None:
+    """`LITELENS_ENDPOINT=https://gw.example/litelens?token=...` for a gateway that checks a query token:
+    the sender posted to `/litelens/v1/events` without it, as doctor, export and tail asked without it,
+    and the gateway refused them all."""
+    token = "Tok3n-gw-7f"
+    gateway = TokenGateway(sqlite_server.url, "/litelens", token)
+    env = {"LITELENS_API_KEY": sqlite_server.key, "LITELENS_ENDPOINT": gateway.url}
+    tail: subprocess.Popen[str] | None = None
+    try:
+        transport = Transport(
+            TransportConfig(
+                endpoint=gateway.url, api_key=sqlite_server.key, spool_dir=str(tmp_path / "spool")
+            )
+        )
+        transport.submit(
+            make_record("through-the-gateway", request_model="sent-model", response_model="sent-model")
+        )
+        assert transport.flush(10) and transport.stats()["sent"] == 1, transport.stats()
+        assert transport.shutdown(5)
+        doctor = cli("doctor", env=env)
+        assert doctor.returncode == 0 and "test record was stored" in doctor.stdout, doctor
+        # `--filter` and the export's own parameters go along with the token: only the sender's call.
+        export = cli("export", "--since", "1h", "--filter", "model=sent-model", env=env)
+        assert export.returncode == 0, export
+        assert [json.loads(line)["call_id"] for line in export.stdout.splitlines()] == ["through-the-gateway"]
+        tail = subprocess.Popen(
+            [*CLI, "tail", "--server", gateway.url, "--since", "1h"],
+            env={**os.environ, **env},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert tail.stdout is not None
+        assert "sent-model" in tail.stdout.readline() + tail.stdout.readline()
+    finally:
+        if tail is not None:
+            tail.terminate()
+            tail.communicate(timeout=30)
+        gateway.close()
+    routes = {urllib.parse.urlsplit(path).path for path in gateway.paths}
+    assert routes == {f"/litelens{r}" for r in ("/v1/events", "/health", "/api/export", "/api/calls")}
+    refused = [path for path in gateway.paths if f"token={token}" not in path]
+    assert not refused, refused
+    for done in (doctor, export):
+        assert token not in done.stdout + done.stderr, done
 
 
 def test_doctor_and_export_commands(sqlite_server: ServerProcess, tmp_path: Path) -> None:

@@ -1073,15 +1073,61 @@ def test_a_call_stamped_ahead_of_the_collectors_clock_is_on_the_overview_the_cal
     overview = page_html(sqlite_server, "/?range=1h&refresh=0")
     assert re.search(r'data-testid="total-requests">2<', overview)
     assert re.search(r'data-testid="total-errors">1<', overview)
-    # The Requests chart runs on to the call's minute: its bars add up to the total.
+    # The Requests chart ends with the current minute; its bars and the note of calls stamped later add
+    # up to the total.
     tips = chart_tips(overview, "Requests")
     counted = [sum(int(n) for n in re.findall(r"(?:ok|errors|cancelled) (\d+)", t)) for t in tips]
-    assert sum(counted) == 2 and counted[-1] == 1, tips[-3:]
-    assert tips[-1].startswith(fmt_bucket(math.floor((now + 600) / 60) * 60, 60) + " "), tips[-1]
+    assert sum(counted) == 1, tips[-3:]
+    assert tips[-1].startswith(fmt_bucket(math.floor(now / 60) * 60, 60) + " "), tips[-1]
+    assert re.search(r'data-testid="calls-ahead">1 call stamped later than now', overview), overview
     calls = page_html(sqlite_server, "/calls?range=1h")
     assert re.findall(r'<tr data-call-id="([^"]+)"', calls) == ["ahead", "on-time"]
     sessions = page_html(sqlite_server, "/sessions?range=1h")
     assert re.findall(r'<a href="/sessions/([^"?]+)">', sessions) == ["ahead-session", "on-time-session"]
+
+
+@pytest.mark.service
+def test_a_call_stamped_a_day_ahead_leaves_the_last_hours_charts_an_hour_long_and_is_noted(
+    sqlite_server: ServerProcess, visit: Callable[..., Visit], shots: Shots
+) -> None:
+    # The charts ran on to the newest call's bucket: one call from a client whose clock ran almost a day
+    # fast drew "Last hour" as ~1,400 one-minute bars, the real hour squeezed into a sliver at the left.
+    now = time.time()
+    post_records(
+        sqlite_server.client(),
+        [
+            *(make_record(f"hour-{i}", now - 60 * i - 30) for i in range(3)),
+            make_record("a-day-ahead", now + 23 * 3600),
+            make_record("hours-ahead", now + 5 * 3600, status="error"),
+        ],
+    )
+    v = visit(sqlite_server)
+    page = v.page
+    v.go("/?range=1h&refresh=0")
+    assert page.inner_text("[data-testid=total-requests]") == "5"  # still counted ...
+    note = page.locator("[data-testid=calls-ahead]")
+    expect(note).to_be_visible()
+    assert note.inner_text().startswith("2 calls stamped later than now"), note.inner_text()
+    note.get_by_role("link", name="Calls").click()  # ... and listed
+    page.wait_for_url("**/calls?range=1h")
+    assert v.call_ids()[:2] == ["a-day-ahead", "hours-ahead"]
+    v.go("/?range=1h&refresh=0")
+    # An hour of one-minute buckets: 60, plus the one holding now, plus the one the hour began in.
+    columns = page.locator(".chart").first.locator("rect.hit")
+    assert 60 <= columns.count() <= 62, columns.count()
+    last = columns.last.get_attribute("data-tip") or ""
+    assert last.startswith(fmt_bucket(math.floor(now / 60) * 60, 60) + " "), last
+    bars = [
+        sum(int(n) for n in re.findall(r"(?:ok|errors|cancelled) (\d+)", tip))
+        for tip in columns.evaluate_all("rects => rects.map(r => r.dataset.tip)")
+    ]
+    assert sum(bars) == 3, bars
+    # The note is a line of its own above the charts, not squeezed into a chart's grid cell.
+    note_box, chart_box = note.bounding_box(), page.locator(".chart").first.bounding_box()
+    assert note_box and chart_box and note_box["y"] + note_box["height"] <= chart_box["y"]
+    assert note_box["width"] > chart_box["width"]
+    shots(page, "overview-calls-ahead")
+    assert not v.errors, v.errors
 
 
 @pytest.mark.service

@@ -119,6 +119,12 @@ def is_secret_key(name: str) -> bool:
     return bool(_SECRET_KEY.search(name))
 
 
+def is_url_credential(name: str) -> bool:
+    """True for a URL query parameter whose value is a credential: a secret-named one, or the short
+    names signed URLs and gateways use (`?key=`, `?sig=`, `?token=`)."""
+    return is_secret_key(name) or name.lower() in ("key", "sig", "token")
+
+
 def scrub_text(text: str, secrets: Iterable[str] = ()) -> str:
     """`text` with known secret values and credential-shaped strings replaced by `[REDACTED]`."""
     for secret in secrets:
@@ -262,12 +268,7 @@ def scrub_url(url: str | None) -> str | None:
     query = parts.query
     if query:
         pairs = parse_qsl(query, keep_blank_values=True)
-        query = urlencode(
-            [
-                (k, REDACTED if is_secret_key(k) or k.lower() in ("key", "sig", "token") else v)
-                for k, v in pairs
-            ]
-        )
+        query = urlencode([(k, REDACTED if is_url_credential(k) else v) for k, v in pairs])
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 

@@ -29,7 +29,7 @@ from typing import IO, TYPE_CHECKING, Any
 from litelens.config import Settings
 from litelens.credentials import scrub_url
 from litelens.httpconn import Connection, Proxy, describe_connect_error, proxy_from_environment, tls_context
-from litelens.transport import server_base
+from litelens.transport import request_target, server_base, server_url
 
 if TYPE_CHECKING:
     from litelens.server.store.base import Store
@@ -53,6 +53,7 @@ def serve(args: argparse.Namespace) -> int:
             db_url=args.db,
             no_auth=args.no_auth or None,
             retention_s=parse_duration(args.retention) if args.retention else None,
+            tls=bool(getattr(args, "ssl_certfile", None)) or None,
         )
     except ValueError as exc:
         print(exc, file=sys.stderr)
@@ -468,7 +469,7 @@ def export(args: argparse.Namespace) -> int:
             print(f"--filter: no filter {name!r}; use one of {', '.join(_EXPORT_FILTERS)}", file=sys.stderr)
             return 2
         params.append((name, value))
-    url = server_base(settings.endpoint) + "/api/export?" + urllib.parse.urlencode(params)
+    url = server_url(settings.endpoint, "/api/export", params)  # never printed: a token may be in it
     headers = {"Authorization": f"Bearer {settings.api_key}"} if settings.api_key else {}
     # The transport's TLS settings (LITELENS_CA_BUNDLE, LITELENS_SSL_VERIFY) and its choice of proxy
     # (urllib's, except that this machine's server is never proxied): a server the callback and `doctor`
@@ -551,7 +552,7 @@ def _core_request(
     if data is not None:
         headers["Content-Type"] = "application/json"
     try:
-        conn.request(method, parts.path or "/", data or b"", headers)
+        conn.request(method, request_target(url), data or b"", headers)
         response = conn.getresponse()
     finally:
         conn.close()
@@ -588,7 +589,7 @@ def doctor(args: argparse.Namespace) -> int:
     # The transport's own connection code, so the verdict holds for the records: its proxy handling and
     # its TLS settings (LITELENS_CA_BUNDLE, LITELENS_SSL_VERIFY), which urllib knows nothing of.
     try:
-        status, _ = _core_request(settings, proxy, "GET", base + "/health", None)
+        status, _ = _core_request(settings, proxy, "GET", server_url(settings.endpoint, "/health"), None)
     except (OSError, http.client.HTTPException) as exc:
         kind, message = describe_connect_error(exc, shown, proxy)
         if kind == "connect":
@@ -615,7 +616,11 @@ def doctor(args: argparse.Namespace) -> int:
     }
     try:
         status, body = _core_request(
-            settings, proxy, "POST", base + "/v1/events", json.dumps({"records": [probe]}).encode()
+            settings,
+            proxy,
+            "POST",
+            server_url(settings.endpoint, "/v1/events"),
+            json.dumps({"records": [probe]}).encode(),
         )
     except (OSError, http.client.HTTPException) as exc:
         print(

@@ -27,7 +27,7 @@ from litelens.credentials import scrub_url
 from litelens.display import format_call
 from litelens.httpconn import Connection, Response, proxy_from_environment, tls_context
 from litelens.jsonl import expand, identity, open_live, open_with_rotations, read_file, rotated_files
-from litelens.transport import parse_retry_after, server_base
+from litelens.transport import parse_retry_after, request_target, server_base, server_url
 
 __all__ = ["follow_jsonl", "follow_server", "run"]
 
@@ -237,6 +237,7 @@ def follow_server(
     a server that is starting is not asked again every `poll_s` by every tail.
     """
     parts = urllib.parse.urlsplit(server_base(url))  # the URL the callback was given works here too
+    endpoint = url  # its query (a gateway's token) goes on every request; never printed
     url = scrub_url(url) or url  # for messages only: no password or token of the URL on the terminal
     https = parts.scheme == "https"
     # Through the proxy the environment names, as the callback goes (a CONNECT tunnel for https, the
@@ -253,7 +254,6 @@ def follow_server(
             max_body=_MAX_PAGE,
         )
 
-    base = parts.path
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     since = time.time() - since_s
     seen: dict[str, float] = {}
@@ -268,7 +268,7 @@ def follow_server(
             query = {"order": "asc", "sort": "start_time", "limit": "200", "start": f"{since:.6f}"}
             if cursor:
                 query["cursor"] = cursor
-            path = f"{base}/api/calls?{urllib.parse.urlencode(query)}"
+            path = request_target(server_url(endpoint, "/api/calls", list(query.items())))
             try:
                 conn, answer, body = _get(conn, connect, path, headers)
             except (OSError, http.client.HTTPException) as exc:

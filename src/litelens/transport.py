@@ -33,7 +33,7 @@ import time
 import urllib.parse
 import weakref
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -147,6 +147,30 @@ def server_base(endpoint: str) -> str:
     return urllib.parse.urlunsplit((parts.scheme, parts.netloc, path, "", ""))
 
 
+def server_url(endpoint: str, path: str, params: Sequence[tuple[str, str]] = ()) -> str:
+    """The URL of `path` (`/v1/events`, `/health`, `/api/...`) on the server `endpoint` names.
+
+    The endpoint's own query goes along on every request: a gateway in front of the collector may take
+    its token there (`https://gw.example/litelens?token=abc`), and refused every request without it.
+    `params` follow it; an endpoint parameter of the same name gives way to the request's own. Never
+    log the result: the token is in it (`credentials.scrub_url` takes it out)."""
+    try:
+        query = urllib.parse.urlsplit(endpoint).query
+    except ValueError:  # not a URL: server_base keeps it as it was, for the caller to refuse
+        query = ""
+    if params:
+        own = {name for name, _ in params}
+        kept = [p for p in query.split("&") if urllib.parse.unquote_plus(p.partition("=")[0]) not in own]
+        query = "&".join(p for p in (*kept, urllib.parse.urlencode(params)) if p)
+    return server_base(endpoint) + path + (f"?{query}" if query else "")
+
+
+def request_target(url: str) -> str:
+    """The path and query of `url`: what the request line names (the server is the connection's)."""
+    parts = urllib.parse.urlsplit(url)
+    return (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+
+
 @dataclass
 class TransportConfig:
     """How and where the transport delivers records. Defaults suit a local ``litelens serve``."""
@@ -254,7 +278,8 @@ class Transport:
         self._host = url.hostname or "127.0.0.1"
         self._port = url.port or (443 if self._https else 80)
         fmt = self.config.format
-        self._path = url.path + fmt.path
+        self._path = url.path + fmt.path  # for messages: without the endpoint's query, which may be a token
+        self._target = request_target(server_url(self.config.endpoint, fmt.path))
         self._headers = {"Content-Type": fmt.content_type, "User-Agent": self.config.user_agent}
         if self.config.api_key:
             key = self.config.api_key
@@ -973,7 +998,7 @@ class Transport:
             try:
                 if self._conn is None:
                     self._conn = self._connect()
-                self._conn.request("POST", self._path, body, headers)
+                self._conn.request("POST", self._target, body, headers)
                 self._reused = reused
                 return True
             except Exception as exc:  # any failure to send is a failed attempt, never the thread's end

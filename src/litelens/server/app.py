@@ -21,6 +21,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp
 
 from litelens.server import ingest, otlp
 from litelens.server.api import router as api_router
@@ -98,7 +99,7 @@ def create_app(settings: ServerSettings | None = None, store: Store | None = Non
             if own_store:
                 await run_in_threadpool(app.state.store.close)
 
-    app = FastAPI(
+    app = _App(
         title="litelens",
         version=_version(),
         description="Collector and query API for LiteLLM call records.",
@@ -120,6 +121,12 @@ def create_app(settings: ServerSettings | None = None, store: Store | None = Non
     @app.exception_handler(HTTPException)
     async def _http_error(request: Request, exc: HTTPException) -> Response:
         return _error(request, exc.status_code, exc.detail, getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> Response:
+        # Starlette logs the traceback and re-raises after this answer; the caller gets only the shape
+        # every other failure has, never the exception's text (it may name tables, paths or values).
+        return _error(request, 500, "internal server error; the server's log has the details")
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> Response:
@@ -206,35 +213,69 @@ def create_app(settings: ServerSettings | None = None, store: Store | None = Non
     _mount_dashboard(app)
     if settings.no_auth:
         app.add_middleware(_BrowsersOfThisHostOnly)
-    app.add_middleware(_NoSniff)  # added last, so outermost: the refusals above get it too
     return app
 
 
-class _NoSniff:
-    """`X-Content-Type-Options: nosniff` on every answer, not only the dashboard's pages.
+class _App(FastAPI):
+    """FastAPI with `_SecurityHeaders` around everything, Starlette's own 500 answer included.
 
-    Without it a browser may sniff a JSON answer or a static file as HTML or script, and a record's text
-    (prompts, answers: anyone with a key writes them) could then run as the dashboard's origin.
+    Starlette puts its `ServerErrorMiddleware` outside every middleware added with `add_middleware`, so
+    an unhandled exception's 500 went out without the headers the rest of the answers carry.
     """
 
-    def __init__(self, app: Any) -> None:
+    def build_middleware_stack(self) -> ASGIApp:
+        settings: ServerSettings = self.state.settings
+        return _SecurityHeaders(
+            super().build_middleware_stack(), hsts=settings.tls and not is_loopback(settings.host)
+        )
+
+
+# A year, the usual HSTS lifetime; no includeSubDomains: other hosts under the collector's domain are
+# not ours to pin to HTTPS.
+_HSTS = (b"strict-transport-security", b"max-age=31536000")
+
+
+class _SecurityHeaders:
+    """`X-Content-Type-Options: nosniff` on every answer, and HSTS when the server itself serves HTTPS.
+
+    Without nosniff a browser may sniff a JSON answer or a static file as HTML or script, and a record's
+    text (prompts, answers: anyone with a key writes them) could then run as the dashboard's origin.
+
+    HSTS makes the browser use https for the host from then on, so a plain-http link or a typed address
+    cannot expose the sign-in cookie. Never for a loopback name: a browser pins a host for all its ports,
+    and https on localhost would break every other local web app's plain-http port. A server bound to
+    all addresses still skips it for a request that names a loopback host.
+    """
+
+    def __init__(self, app: Any, hsts: bool = False) -> None:
         self.app = app
+        self.hsts = hsts
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        hsts = self.hsts and not _names_loopback(scope)
 
-        async def send_nosniff(message: Any) -> None:
+        async def send_with_headers(message: Any) -> None:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", ()))
-                # The pages set it themselves: once is enough.
+                # The pages set nosniff themselves: once is enough.
                 if not any(name.lower() == b"x-content-type-options" for name, _ in headers):
                     headers.append((b"x-content-type-options", b"nosniff"))
+                if hsts:
+                    headers.append(_HSTS)
                 message = {**message, "headers": headers}
             await send(message)
 
-        await self.app(scope, receive, send_nosniff)
+        await self.app(scope, receive, send_with_headers)
+
+
+def _names_loopback(scope: Any) -> bool:
+    for name, value in scope["headers"]:
+        if name == b"host":
+            return is_loopback(_host_name(value.decode("latin-1")))
+    return False
 
 
 class _BrowsersOfThisHostOnly:

@@ -53,6 +53,8 @@ class ServerSettings:
     default_project: str = "default"
     key_cache_ttl_s: float = 30.0
     """How long a key lookup is cached: a revoked key keeps working at most this long on each replica."""
+    tls: bool = False
+    """`litelens serve` itself serves HTTPS (`--ssl-certfile`): its answers then carry HSTS, unless on loopback."""
     keep_alive_s: float = 5.0
     """How long an idle HTTP connection is kept open. Behind a load balancer, longer than the balancer's own
     idle timeout: a connection the collector closes just as the balancer reuses it is a 502."""

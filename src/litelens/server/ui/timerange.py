@@ -8,7 +8,6 @@ day), while an unaligned one also needs minute rows for both ragged edges.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -41,13 +40,6 @@ class Window:
     start: float
     end: float
     bucket: int
-
-    def through(self, last_bucket: int | None) -> Window:
-        """This window, its end moved on to the end of `last_bucket` when that is later (the bucket of
-        the latest call found, which a client clock ahead of the collector's can put after `end`)."""
-        if last_bucket is None or last_bucket + self.bucket <= self.end:
-            return self
-        return dataclasses.replace(self, end=float(last_bucket + self.bucket))
 
     def buckets(self) -> list[int]:
         """Start of every chart bucket in the window, oldest first (empty buckets included)."""
