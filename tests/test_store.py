@@ -2129,6 +2129,91 @@ def test_sessions_count_their_cancelled_calls_apart_and_an_older_database_learns
     upgraded.close()
 
 
+def _bounds_of_rollups(s: SQLStore, pid: int) -> list[tuple[Any, ...]]:
+    with s._read() as cur:
+        cur.execute(
+            s._q(
+                "SELECT resolution, dim, bucket, value, latency_min, latency_max, ttft_min, ttft_max "
+                "FROM rollups WHERE project_id = ? ORDER BY resolution, dim, bucket, value"
+            ),
+            (pid,),
+        )
+        return [tuple(r) for r in cur.fetchall()]
+
+
+def test_a_database_from_before_rollups_kept_their_bounds_learns_them(store_url: str) -> None:
+    """Rollups keep each row's least and greatest latency and TTFT since schema v14 (SQLite; v15 on
+    PostgreSQL). A database written before has the calls: once upgraded, every row at every resolution
+    holds the bounds this release would have written, so a large group's percentiles stay between its
+    fastest and slowest call, and new calls widen them."""
+    rng = random.Random(14)
+    long_tag = "y" * 250
+    H0 = math.floor(T0 / 3600) * 3600
+    records = _past_the_bin("edge", H0 + 3)
+    for i in range(150):
+        stream = rng.random() < 0.5
+        records.append(
+            plain(
+                f"r-{i:03d}",
+                T0 + rng.uniform(-2 * 3600, 2 * 3600),
+                rng.lognormvariate(6, 1),
+                stream=stream,
+                ttft_ms=rng.uniform(20, 900) if stream else None,
+                request_model=rng.choice(["gpt-x", "openai/gpt-x", "other"]),
+                provider=rng.choice(["openai", None]),
+                end_user=rng.choice([None, "alice", "bob"]),
+                user_id=rng.choice([None, "u-1"]),
+                tags=rng.sample(["a", "b", long_tag], rng.randrange(0, 3)),
+                proxy={"key_alias": rng.choice(["team-a", "team-b"])},
+            )
+        )
+    new = open_store(store_url)
+    assert isinstance(new, SQLStore)
+    new.migrate()
+    pid = new.create_project("legacy")
+    new.write(pid, records[:200], [])
+    new.write(pid, records[200:], [])
+    expected, bounds = _rollup_answers(new, pid), _bounds_of_rollups(new, pid)
+    alls = {r["call_id"]: r for r in records}
+    assert [b[4:6] for b in bounds if b[:2] == (3600, "all")] == [
+        (
+            min(r["duration_ms"] for r in alls.values() if math.floor(r["start_time"] / 3600) * 3600 == hour),
+            max(r["duration_ms"] for r in alls.values() if math.floor(r["start_time"] / 3600) * 3600 == hour),
+        )
+        for hour in sorted({b[2] for b in bounds if b[:2] == (3600, "all")})
+    ]
+    with new._write() as cur:
+        _back_to_before_bounds(new, cur)
+    new.close()
+
+    upgraded = open_store(store_url)
+    assert isinstance(upgraded, SQLStore)
+    assert upgraded.schema_version() == _bounds_version(upgraded) - 1
+    assert upgraded.migrate() == upgraded.latest_version
+    assert _bounds_of_rollups(upgraded, pid) == bounds
+    assert _rollup_answers(upgraded, pid) == expected
+    edge = records[:350]
+    [row] = [r for r in upgraded.top_groups(pid, H0, H0 + 3600, "model")[0] if r["group"] == "edge-model"]
+    assert _outside_bounds([row], {"edge-model": edge}) == []
+    # Ten new calls ~9% slower, in the same bin: the group's slowest calls now, and its p99.
+    later = [
+        plain(
+            f"later{i}",
+            H0 + 1800 + i,
+            _low_edge(1000.0) * 1.09,
+            request_model="edge-model",
+            provider="openai",
+        )
+        for i in range(10)
+    ]
+    upgraded.write(pid, later, [])
+    [row] = [r for r in upgraded.top_groups(pid, H0, H0 + 3600, "model")[0] if r["group"] == "edge-model"]
+    exactly = _nearest_rank([r["duration_ms"] for r in edge + later], 0.99)
+    assert row["count"] == 360 and exactly == later[0]["duration_ms"]
+    assert abs(row["latency_p99_ms"] - exactly) <= PERCENTILE_RELATIVE_ERROR * exactly, row
+    upgraded.close()
+
+
 def test_a_resent_span_merges_its_attributes_alike_on_every_store(store: SQLStore) -> None:
     """A later copy's null never erases a value, keys keep their order, and an escaped NUL in the later
     copy merges like any other text (PostgreSQL's jsonb cannot hold one)."""
