@@ -393,6 +393,24 @@ def add_contribution(
                     d[12] = ttft_bound
 
 
+def rows_of(record: Mapping[str, Any]) -> set[RollupKey]:
+    """The rollup rows (every resolution) a record counts in."""
+    start = _num(record.get("start_time")) or 0.0
+    pairs = dimension_values(record)
+    return {(r, int(start // r) * r, dim, value) for r in RESOLUTIONS for dim, value in pairs}
+
+
+def same_place(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+    """Whether two versions of a call count the same latency and TTFT in the same rollup rows, so the
+    later one adds no value to any row's bounds that the earlier did not."""
+    return (
+        _num(a.get("duration_ms")) == _num(b.get("duration_ms"))
+        and _num(a.get("ttft_ms")) == _num(b.get("ttft_ms"))
+        and int((_num(a.get("start_time")) or 0.0) // 60) == int((_num(b.get("start_time")) or 0.0) // 60)
+        and dimension_values(a) == dimension_values(b)
+    )
+
+
 def _add_hist(into: dict[int, int], other: Mapping[int, int]) -> None:
     get = into.get
     for b, n in other.items():

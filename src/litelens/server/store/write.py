@@ -48,6 +48,8 @@ from litelens.server.store.rollup import (
     coarsen,
     dump,
     parsed,
+    rows_of,
+    same_place,
     sum_changes,
 )
 from litelens.server.store.rows import (
@@ -703,6 +705,9 @@ class BatchWriter:
         # Per project, the stored parts in their sessions of the merged calls whose part changed.
         taken: dict[int, list[tuple[Any, ...]]] = {}
         merged_rows: list[tuple[Any, ...]] = []
+        # Per project, the rollup rows where a stored call's new version counts a new value or moved
+        # (`_apply_rollups`).
+        moved: dict[int, set[RollupKey]] = {}
         if not stored:
             # Every call is new: what the plan prepared is what gets written.
             new = plan.new
@@ -732,6 +737,8 @@ class BatchWriter:
                     merged = merge_records(old, record)
                     if merged == old:
                         continue
+                    if not (same_place(old, merged) and same_place(record, merged)):
+                        moved.setdefault(pid, set()).update(rows_of(old), rows_of(merged), rows_of(record))
                     add_contribution(deltas, old, -1, RESOLUTIONS)
                     add_contribution(deltas, merged, 1, RESOLUTIONS)
                     row = call_row(pid, merged)
@@ -774,13 +781,25 @@ class BatchWriter:
                 self._refresh_sessions(cur, pid, sids)
         remembered: dict[tuple[Any, ...], StoredHists] = {}
         for pid, deltas in rollups.items():
-            remembered.update(self._apply_rollups(cur, pid, deltas))
+            remembered.update(
+                self._apply_rollups(cur, pid, deltas, moved.get(pid, set()) if stored else None)
+            )
         return remembered
 
     def _apply_rollups(
-        self, cur: Any, project_id: int, deltas: Mapping[RollupKey, Change]
+        self,
+        cur: Any,
+        project_id: int,
+        deltas: Mapping[RollupKey, Change],
+        moved: set[RollupKey] | None = None,
     ) -> dict[tuple[Any, ...], StoredHists]:
         """Add a batch's rollup deltas to the rollup rows; returns the histograms now stored.
+
+        `moved`, when some of the batch's calls were stored already, holds the rows where one of them
+        counts a new value or moved: a row that only such calls touch and whose sums do not change is
+        written for its bounds if it is among them. Elsewhere their bounds are the stored call's own,
+        which the row holds already: a retried batch, or a copy that only adds content, writes nothing.
+        (A row with a new call in it counts one more call, so its sums change.)
 
         Scalars add up in the statement (`count = rollups.count + excluded.count`); histograms are
         merged here with the stored ones (from the cache, or read for all missing rows at once by
@@ -800,8 +819,7 @@ class BatchWriter:
             or any(d[LATENCY].values())
             or any(d[TTFT].values())
             # (A merged version in the same bins as the one it replaces, at another duration.)
-            or d[BOUNDS] is not None
-            or d[BOUNDS + 2] is not None
+            or ((d[BOUNDS] is not None or d[BOUNDS + 2] is not None) and (moved is None or key in moved))
         }
         if not live:
             return {}
