@@ -2182,7 +2182,12 @@ def test_a_database_from_before_rollups_kept_their_bounds_learns_them(store_url:
         )
         for hour in sorted({b[2] for b in bounds if b[:2] == (3600, "all")})
     ]
+    # Rollups that count a call the calls table no longer holds (calls and rollups that disagree): no
+    # bounds can be read for them, and they must clamp nothing rather than read as "no value".
+    lost = new.create_project("lost")
+    new.write(lost, [plain("gone", T0, 321.0)], [])
     with new._write() as cur:
+        cur.execute(new._q("DELETE FROM calls WHERE project_id = ?"), (lost,))
         _back_to_before_bounds(new, cur)
     new.close()
 
@@ -2191,6 +2196,10 @@ def test_a_database_from_before_rollups_kept_their_bounds_learns_them(store_url:
     assert upgraded.schema_version() == _bounds_version(upgraded) - 1
     assert upgraded.migrate() == upgraded.latest_version
     assert _bounds_of_rollups(upgraded, pid) == bounds
+    assert {b[4:] for b in _bounds_of_rollups(upgraded, lost)} == {(0.0, 1e300, None, None)}
+    assert [r["latency_p50_ms"] for r in upgraded.aggregate(lost, T0 - 60, T0 + 60, 60)] == [
+        pytest.approx(321.0, rel=PERCENTILE_RELATIVE_ERROR)
+    ]
     assert _rollup_answers(upgraded, pid) == expected
     edge = records[:350]
     [row] = [r for r in upgraded.top_groups(pid, H0, H0 + 3600, "model")[0] if r["group"] == "edge-model"]
