@@ -257,9 +257,9 @@ BOUNDS = 9
 Bounds = list[Any]
 
 
-def widen(into: Bounds, other: Sequence[Any]) -> None:
-    """Widen `into` (at `into[0:4]`) to hold `other`'s bounds too (None: no value)."""
-    for i in (0, 2):
+def widen(into: list[Any], other: Sequence[Any], at: int = 0) -> None:
+    """Widen the bounds at `into[at:at + 4]` to hold those at `other[at:at + 4]` too (None: no value)."""
+    for i in (at, at + 2):
         low, high = other[i], other[i + 1]
         if low is not None and (into[i] is None or low < into[i]):
             into[i] = low
@@ -427,16 +427,7 @@ def add_change(into: dict[RollupKey, Change], key: RollupKey, delta: Change) -> 
         total[i] += delta[i]
     _add_hist(total[LATENCY], delta[LATENCY])
     _add_hist(total[TTFT], delta[TTFT])
-    _widen_change(total, delta)
-
-
-def _widen_change(total: Change, delta: Change) -> None:
-    for i in (BOUNDS, BOUNDS + 2):
-        low, high = delta[i], delta[i + 1]
-        if low is not None and (total[i] is None or low < total[i]):
-            total[i] = low
-        if high is not None and (total[i + 1] is None or high > total[i + 1]):
-            total[i + 1] = high
+    widen(total, delta, BOUNDS)
 
 
 def coarsen(minute: Mapping[RollupKey, Change]) -> dict[RollupKey, Change]:
@@ -473,7 +464,7 @@ def sum_changes(parts: Sequence[Mapping[RollupKey, Change]]) -> dict[RollupKey, 
                     total[i] += delta[i]
                 _add_hist(total[LATENCY], delta[LATENCY])
                 _add_hist(total[TTFT], delta[TTFT])
-                _widen_change(total, delta)
+                widen(total, delta, BOUNDS)
             else:
                 out[key] = summed = [
                     total[0] + delta[0], total[1] + delta[1], total[2] + delta[2], total[3] + delta[3],
@@ -481,7 +472,7 @@ def sum_changes(parts: Sequence[Mapping[RollupKey, Change]]) -> dict[RollupKey, 
                     _hist_sum(total[LATENCY], delta[LATENCY]), _hist_sum(total[TTFT], delta[TTFT]),
                     *total[BOUNDS:],
                 ]  # fmt: skip
-                _widen_change(summed, delta)
+                widen(summed, delta, BOUNDS)
                 owned.add(key)
     return out
 
