@@ -253,7 +253,10 @@ BOUNDS = 9
 # every value it counts, only maybe a wider range than they now span. A stale bound is never narrower
 # than the truth, so clamping into it never moves a percentile away from the exact value, and it is no
 # worse than no clamp at all; recomputing the bounds exactly would cost a pass over each touched row's
-# calls per write. A row whose histogram empties forgets its bounds (`write._apply_rollups`).
+# calls per write (for retention, up to an hour of calls read inside the write transaction that ingest
+# waits on), while the rows left stale are few: those holding the retention cutoff, the oldest edge of
+# the data, which a later pass deletes whole, and those of a call whose later version changed its
+# duration or group. A row whose histogram empties forgets its bounds (`write._apply_rollups`).
 Bounds = list[Any]
 
 
