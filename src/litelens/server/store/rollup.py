@@ -396,22 +396,25 @@ def add_contribution(
                     d[12] = ttft_bound
 
 
-def rows_of(record: Mapping[str, Any]) -> set[RollupKey]:
-    """The rollup rows (every resolution) a record counts in."""
-    start = _num(record.get("start_time")) or 0.0
-    pairs = dimension_values(record)
-    return {(r, int(start // r) * r, dim, value) for r in RESOLUTIONS for dim, value in pairs}
+def rows_to_widen(old: Mapping[str, Any], merged: Mapping[str, Any]) -> set[RollupKey]:
+    """The rollup rows whose bounds a call's merged version may need to widen although the row's sums
+    do not change: where it counts another latency or TTFT than the stored version did, and the rows
+    the stored version leaves (where a new call of the same batch may make up for the one that left).
 
-
-def same_place(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
-    """Whether two versions of a call count the same latency and TTFT in the same rollup rows, so the
-    later one adds no value to any row's bounds that the earlier did not."""
-    return (
-        _num(a.get("duration_ms")) == _num(b.get("duration_ms"))
-        and _num(a.get("ttft_ms")) == _num(b.get("ttft_ms"))
-        and int((_num(a.get("start_time")) or 0.0) // 60) == int((_num(b.get("start_time")) or 0.0) // 60)
-        and dimension_values(a) == dimension_values(b)
-    )
+    Anywhere else the sums change (the row counts one more call), or the stored version's own values,
+    which the row's bounds already hold, are counted again: a retried batch, or a copy that only adds
+    content, writes no row for its bounds."""
+    same_values = _num(old.get("duration_ms")) == _num(merged.get("duration_ms")) and _num(
+        old.get("ttft_ms")
+    ) == _num(merged.get("ttft_ms"))
+    start_old = _num(old.get("start_time")) or 0.0
+    start_new = _num(merged.get("start_time")) or 0.0
+    pairs_old, pairs_new = dimension_values(old), dimension_values(merged)
+    if same_values and start_old // 60 == start_new // 60 and pairs_old == pairs_new:
+        return set()
+    new = {(r, int(start_new // r) * r, dim, value) for r in RESOLUTIONS for dim, value in pairs_new}
+    left = {(r, int(start_old // r) * r, dim, value) for r in RESOLUTIONS for dim, value in pairs_old} - new
+    return left if same_values else left | new
 
 
 def _add_hist(into: dict[int, int], other: Mapping[int, int]) -> None:

@@ -48,8 +48,7 @@ from litelens.server.store.rollup import (
     coarsen,
     dump,
     parsed,
-    rows_of,
-    same_place,
+    rows_to_widen,
     sum_changes,
 )
 from litelens.server.store.rows import (
@@ -737,8 +736,9 @@ class BatchWriter:
                     merged = merge_records(old, record)
                     if merged == old:
                         continue
-                    if not (same_place(old, merged) and same_place(record, merged)):
-                        moved.setdefault(pid, set()).update(rows_of(old), rows_of(merged), rows_of(record))
+                    widened = rows_to_widen(old, merged)
+                    if widened:
+                        moved.setdefault(pid, set()).update(widened)
                     add_contribution(deltas, old, -1, RESOLUTIONS)
                     add_contribution(deltas, merged, 1, RESOLUTIONS)
                     row = call_row(pid, merged)
@@ -795,11 +795,9 @@ class BatchWriter:
     ) -> dict[tuple[Any, ...], StoredHists]:
         """Add a batch's rollup deltas to the rollup rows; returns the histograms now stored.
 
-        `moved`, when some of the batch's calls were stored already, holds the rows where one of them
-        counts a new value or moved: a row that only such calls touch and whose sums do not change is
-        written for its bounds if it is among them. Elsewhere their bounds are the stored call's own,
-        which the row holds already: a retried batch, or a copy that only adds content, writes nothing.
-        (A row with a new call in it counts one more call, so its sums change.)
+        `moved`, when some of the batch's calls were stored already, holds the rows whose bounds their
+        merged versions may widen (`rollup.rows_to_widen`): a row whose sums do not change is written
+        for its bounds only if it is among them.
 
         Scalars add up in the statement (`count = rollups.count + excluded.count`); histograms are
         merged here with the stored ones (from the cache, or read for all missing rows at once by
