@@ -27,7 +27,7 @@ import pytest
 from litelens.record import from_standard_logging
 from litelens.server.store import CallFilter, InvalidCursor, Store, merge_records, open_store
 from litelens.server.store.base import WriteBatch
-from litelens.server.store.rollup import PERCENTILE_RELATIVE_ERROR, model_name
+from litelens.server.store.rollup import PERCENTILE_RELATIVE_ERROR, bin_of, model_name
 from litelens.server.store.sql import SQLStore
 
 T0 = 1_790_000_000.0  # a fixed epoch (2026-09-21), so buckets are deterministic
@@ -662,6 +662,92 @@ def test_a_large_selections_percentiles_stay_inside_its_calls_min_and_max(
         assert abs(got - exactly) <= PERCENTILE_RELATIVE_ERROR * exactly * 1.001, (name, got, exactly)
 
 
+def _low_edge(ms: float) -> float:
+    """The lower edge of the rollup histogram's bin that holds `ms`."""
+    return math.exp((bin_of(ms) - 1) * math.log(1.1))
+
+
+def _past_the_bin(prefix: str, start: float, n: int = 350, **over: Any) -> list[dict[str, Any]]:
+    """`n` streams of one model whose durations and TTFTs all lie in one histogram bin, just above its
+    lower edge, the slowest too: the bin's middle, which the histogram reports, is ~4.8% past the
+    slowest call and the latest first token. More calls than an answer reads (`exact.EXACT_MAX_CALLS`)."""
+    latency, ttft = _low_edge(1000.0), _low_edge(200.0)
+    out = []
+    for i in range(n):
+        step = 1.001 if i == n // 2 else 1 + 0.0001 * (i % 5)
+        out.append(
+            plain(
+                f"{prefix}{i}",
+                start + i * 5,
+                latency * step,
+                stream=True,
+                ttft_ms=ttft * step,
+                request_model="edge-model",
+                provider="openai",
+                tags=["edge"],
+                **over,
+            )
+        )
+    return out
+
+
+def _outside_bounds(rows: list[dict[str, Any]], calls: dict[str, list[dict[str, Any]]]) -> list[Any]:
+    """The percentiles of `rows` that lie outside the least and greatest duration (or TTFT) of the
+    calls their group counts (`calls`: by group)."""
+    out = []
+    for row in rows:
+        mine = calls[row["group"] or ""]
+        for name, field in (("latency", "duration_ms"), ("ttft", "ttft_ms")):
+            values = [c[field] for c in mine if c.get(field) is not None]
+            for key in [k for k in row if k.startswith(f"{name}_p")]:
+                if row[key] is not None and not min(values) <= row[key] <= max(values):
+                    out.append((row["group"], key, row[key], min(values), max(values)))
+    return out
+
+
+def test_a_large_groups_percentiles_never_pass_its_slowest_call_nor_its_fastest(store: SQLStore) -> None:
+    """Past the calls an answer reads, a percentile is the middle of its histogram bin: 350 calls of
+    about 956 ms, the slowest 956.6 ms, read p50/p95/p99 "1.00 s" in the model breakdown. Rollups keep
+    each row's least and greatest duration and TTFT, and an estimate is kept between them; a merged
+    version that makes calls slower widens them, so the p99 follows it."""
+    project = store.create_project("default")
+    H0 = math.floor(T0 / 3600) * 3600
+    calls = _past_the_bin("e", H0 + 1)
+    fast = [
+        plain(f"f{i}", H0 + 2 + i * 7, 40.0 + i, request_model="fast-model", provider="openai")
+        for i in range(60)
+    ]
+    store.write(project, calls + fast, [])
+
+    def answers() -> list[list[dict[str, Any]]]:
+        return [
+            store.top_groups(project, H0, H0 + 3600, "model")[0],
+            store.top_groups(project, H0, H0 + 3600, "tag")[0],
+            store.aggregate(project, H0, H0 + 3600, 3600, "model"),
+            store.aggregate(project, H0, H0 + 3600, 600, "model"),
+        ]
+
+    groups = {"edge-model": calls, "fast-model": fast, "edge": calls}
+    for rows in answers():
+        assert {r["group"] for r in rows} & {"edge-model", "edge"}
+        assert _outside_bounds(rows, groups) == [], rows
+
+    # A later version of ten calls (their OTel spans, say) that took ~8% longer, in the same bin: their
+    # group's slowest call is now one of them, and its p99 too.
+    slower = [
+        {**c, "duration_ms": c["duration_ms"] * 1.09, "end_time": c["end_time"] + 0.09} for c in calls[:10]
+    ]
+    store.write(project, slower, [])
+    calls = slower + calls[10:]
+    groups = {"edge-model": calls, "fast-model": fast, "edge": calls}
+    durations = [c["duration_ms"] for c in calls]
+    for rows in answers()[:3]:
+        [row] = [r for r in rows if r["group"] in ("edge-model", "edge")]
+        exactly = _nearest_rank(durations, 0.99)
+        assert abs(row["latency_p99_ms"] - exactly) <= PERCENTILE_RELATIVE_ERROR * exactly, (row, exactly)
+        assert _outside_bounds(rows, groups) == [], rows
+
+
 def test_cancelled_calls_are_counted_apart_from_the_ok_and_the_failed_ones(store: SQLStore) -> None:
     """A stream the caller abandoned got no answer: the aggregates count it as cancelled, so the
     overview does not show it as a successful request, and take it back when the call changes or
@@ -978,9 +1064,26 @@ def _session_cancelled_version(store: SQLStore) -> int:
     )
 
 
+def _bounds_version(store: SQLStore) -> int:
+    """The schema version that made rollups keep their least and greatest latency and TTFT (14 on
+    SQLite, 15 on PostgreSQL)."""
+    return next(
+        n for n, step in enumerate(store.MIGRATIONS, 1) if any("ADD COLUMN latency_min" in s for s in step)
+    )
+
+
+def _back_to_before_bounds(store: SQLStore, cur: Any) -> None:
+    """The database as the release before `_bounds_version` left it: the same rows, without the
+    rollups' bounds."""
+    for column in ("latency_min", "latency_max", "ttft_min", "ttft_max"):
+        cur.execute(f"ALTER TABLE rollups DROP COLUMN {column}")
+    cur.execute(store._q("DELETE FROM schema_version WHERE version >= ?"), (_bounds_version(store),))
+
+
 def _back_to_before_session_cancelled(store: SQLStore, cur: Any) -> None:
     """The database as the release before `_session_cancelled_version` left it: the same rows, without
     the sessions' count of cancelled calls."""
+    _back_to_before_bounds(store, cur)
     cur.execute("ALTER TABLE sessions DROP COLUMN cancelled")
     cur.execute(
         store._q("DELETE FROM schema_version WHERE version >= ?"), (_session_cancelled_version(store),)
@@ -1199,6 +1302,8 @@ def test_a_database_the_first_v8_upgrade_left_counts_its_long_tags_priced_calls_
     wrong = _rollup_answers(new, pid)
     tags = {row["group"]: row for row in wrong[8][0]}
     assert [(tags[t]["priced_calls"], tags[t]["cost_usd"]) for t in (mixed, free)] == [(2, 0.01), (0, None)]
+    with new._write() as cur:  # (and without the later steps' columns, as that release left it)
+        _back_to_before_bounds(new, cur)
     new.close()
 
     upgraded = open_store(store_url)
@@ -2021,6 +2126,100 @@ def test_sessions_count_their_cancelled_calls_apart_and_an_older_database_learns
     # Retention recomputes the session from the calls that remain.
     upgraded.delete_older_than(T0 + 2)
     assert figures(upgraded)[-1][:3] == (4, 1, 2)
+    upgraded.close()
+
+
+def _bounds_of_rollups(s: SQLStore, pid: int) -> list[tuple[Any, ...]]:
+    with s._read() as cur:
+        cur.execute(
+            s._q(
+                "SELECT resolution, dim, bucket, value, latency_min, latency_max, ttft_min, ttft_max "
+                "FROM rollups WHERE project_id = ? ORDER BY resolution, dim, bucket, value"
+            ),
+            (pid,),
+        )
+        return [tuple(r) for r in cur.fetchall()]
+
+
+def test_a_database_from_before_rollups_kept_their_bounds_learns_them(store_url: str) -> None:
+    """Rollups keep each row's least and greatest latency and TTFT since schema v14 (SQLite; v15 on
+    PostgreSQL). A database written before has the calls: once upgraded, every row at every resolution
+    holds the bounds this release would have written, so a large group's percentiles stay between its
+    fastest and slowest call, and new calls widen them."""
+    rng = random.Random(14)
+    long_tag = "y" * 250
+    H0 = math.floor(T0 / 3600) * 3600
+    records = _past_the_bin("edge", H0 + 3)
+    for i in range(150):
+        stream = rng.random() < 0.5
+        records.append(
+            plain(
+                f"r-{i:03d}",
+                T0 + rng.uniform(-2 * 3600, 2 * 3600),
+                rng.lognormvariate(6, 1),
+                stream=stream,
+                ttft_ms=rng.uniform(20, 900) if stream else None,
+                request_model=rng.choice(["gpt-x", "openai/gpt-x", "other"]),
+                provider=rng.choice(["openai", None]),
+                end_user=rng.choice([None, "alice", "bob"]),
+                user_id=rng.choice([None, "u-1"]),
+                tags=rng.sample(["a", "b", long_tag], rng.randrange(0, 3)),
+                proxy={"key_alias": rng.choice(["team-a", "team-b"])},
+            )
+        )
+    new = open_store(store_url)
+    assert isinstance(new, SQLStore)
+    new.migrate()
+    pid = new.create_project("legacy")
+    new.write(pid, records[:200], [])
+    new.write(pid, records[200:], [])
+    expected, bounds = _rollup_answers(new, pid), _bounds_of_rollups(new, pid)
+    alls = {r["call_id"]: r for r in records}
+    assert [b[4:6] for b in bounds if b[:2] == (3600, "all")] == [
+        (
+            min(r["duration_ms"] for r in alls.values() if math.floor(r["start_time"] / 3600) * 3600 == hour),
+            max(r["duration_ms"] for r in alls.values() if math.floor(r["start_time"] / 3600) * 3600 == hour),
+        )
+        for hour in sorted({b[2] for b in bounds if b[:2] == (3600, "all")})
+    ]
+    # Rollups that count a call the calls table no longer holds (calls and rollups that disagree): no
+    # bounds can be read for them, and they must clamp nothing rather than read as "no value".
+    lost = new.create_project("lost")
+    new.write(lost, [plain("gone", T0, 321.0)], [])
+    with new._write() as cur:
+        cur.execute(new._q("DELETE FROM calls WHERE project_id = ?"), (lost,))
+        _back_to_before_bounds(new, cur)
+    new.close()
+
+    upgraded = open_store(store_url)
+    assert isinstance(upgraded, SQLStore)
+    assert upgraded.schema_version() == _bounds_version(upgraded) - 1
+    assert upgraded.migrate() == upgraded.latest_version
+    assert _bounds_of_rollups(upgraded, pid) == bounds
+    assert {b[4:] for b in _bounds_of_rollups(upgraded, lost)} == {(0.0, 1e300, None, None)}
+    assert [r["latency_p50_ms"] for r in upgraded.aggregate(lost, T0 - 60, T0 + 60, 60)] == [
+        pytest.approx(321.0, rel=PERCENTILE_RELATIVE_ERROR)
+    ]
+    assert _rollup_answers(upgraded, pid) == expected
+    edge = records[:350]
+    [row] = [r for r in upgraded.top_groups(pid, H0, H0 + 3600, "model")[0] if r["group"] == "edge-model"]
+    assert _outside_bounds([row], {"edge-model": edge}) == []
+    # Ten new calls ~9% slower, in the same bin: the group's slowest calls now, and its p99.
+    later = [
+        plain(
+            f"later{i}",
+            H0 + 1800 + i,
+            _low_edge(1000.0) * 1.09,
+            request_model="edge-model",
+            provider="openai",
+        )
+        for i in range(10)
+    ]
+    upgraded.write(pid, later, [])
+    [row] = [r for r in upgraded.top_groups(pid, H0, H0 + 3600, "model")[0] if r["group"] == "edge-model"]
+    exactly = _nearest_rank([r["duration_ms"] for r in edge + later], 0.99)
+    assert row["count"] == 360 and exactly == later[0]["duration_ms"]
+    assert abs(row["latency_p99_ms"] - exactly) <= PERCENTILE_RELATIVE_ERROR * exactly, row
     upgraded.close()
 
 

@@ -18,6 +18,7 @@ from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
@@ -25,7 +26,7 @@ from hypothesis import strategies as st
 
 from litelens.server import fastjson
 from litelens.server.ingest import parse_events
-from litelens.server.store import AGGREGATE_GROUPS, SORT_KEYS, CallFilter, merge_records, open_store
+from litelens.server.store import AGGREGATE_GROUPS, SORT_KEYS, CallFilter, exact, merge_records, open_store
 from litelens.server.store.base import WriteBatch
 from litelens.server.store.rollup import dimension_values
 from litelens.server.store.sql import SQLStore
@@ -501,6 +502,11 @@ def check(lite: SQLStore, pg: SQLStore, ids: list[int], expected: dict[str, dict
                 assert {(row["bucket"], row["group"]): (row["errors"], row["cancelled"]) for row in rows} == {
                     key: (n["error"], n["cancelled"]) for key, n in outcomes.items()
                 }
+        # As ranked from the histograms alone (no calls read), estimates kept within each row's bounds.
+        with mock.patch.object(exact, "EXACT_MAX_CALLS", 0):
+            for group in (None, *AGGREGATE_GROUPS):
+                ask(f"estimated aggregate {lo}-{hi} group={group}", "aggregate", lo, hi, 3600, group)
+                ask(f"estimated top_groups {lo}-{hi} {group}", "top_groups", lo, hi, group or "model", 3)
         ask(f"top_errors {lo}-{hi}", "top_errors", lo, hi)
         for group in AGGREGATE_GROUPS:
             ask(f"top_groups {lo}-{hi} {group}", "top_groups", lo, hi, group, 3)
@@ -515,6 +521,44 @@ def check(lite: SQLStore, pg: SQLStore, ids: list[int], expected: dict[str, dict
                     reverse=True,
                 ) + sorted(unknown, key=lambda r: r["call_id"], reverse=True)
                 assert [r["call_id"] for r in top] == [r["call_id"] for r in costliest[:4]]
+
+    # Each rollup row's bounds: the same on both stores, and holding every value of the calls it counts
+    # (bounds only widen, so a call merged or deleted may leave them wider, never narrower).
+    bounds = [_rollup_bounds(store, pid) for store, pid in both]
+    same("rollup bounds", *bounds)
+    for resolution, dim, bucket, value, *held in bounds[0]:
+        counted = [
+            r
+            for r in expected.values()
+            if int(r["start_time"] // 60 * 60) // resolution * resolution == bucket
+            and (dim, value) in dimension_values(r)
+        ]
+        for (low, high), field in zip(
+            ((held[0], held[1]), (held[2], held[3])), ("duration_ms", "ttft_ms"), strict=True
+        ):
+            values = [float(r[field]) for r in counted if r.get(field) is not None]
+            if values:
+                assert low <= min(values) and high >= max(values), (
+                    resolution,
+                    dim,
+                    bucket,
+                    value,
+                    field,
+                    held,
+                )
+
+
+def _rollup_bounds(store: SQLStore, pid: int) -> list[tuple[Any, ...]]:
+    """Every rollup row's key and bounds (`rollup.Bounds`), in key order."""
+    with store._read() as cur:
+        cur.execute(
+            store._q(
+                "SELECT resolution, dim, bucket, value, latency_min, latency_max, ttft_min, ttft_max "
+                "FROM rollups WHERE project_id = ? ORDER BY resolution, dim, bucket, value"
+            ),
+            (pid,),
+        )
+        return [tuple(r) for r in cur.fetchall()]
 
 
 @diff_settings(EXAMPLES)

@@ -10,8 +10,8 @@ from the calls themselves: exact nearest-rank values, which lie inside [min, max
 What is read is bounded by `EXACT_MAX_CALLS` calls per answer (the rollups count them before anything is
 read): a selection of at most that many calls is exact throughout; past it, the chart buckets holding a
 row with a percentile from an edge bin are read, fewest calls first, while the budget lasts, and the
-other rows keep the histogram's estimate (so in a large answer a bucket can still be an estimate that
-passes its calls' min or max).
+other rows keep the histogram's estimate, which `rollup` holds within the bounds each rollup row keeps
+(so in a large answer no estimate passes its calls' min or max).
 """
 
 from __future__ import annotations

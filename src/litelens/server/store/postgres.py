@@ -31,6 +31,7 @@ from litelens.server.store.write import (
     SESSIONS_BACKFILL,
     cancelled_backfill,
     chunks,
+    latency_bounds_backfill,
     long_tag_priced_repair,
     priced_backfill,
     session_cancelled_backfill,
@@ -249,6 +250,16 @@ _V14 = long_tag_priced_repair(
 )
 
 
+# v15: see sqlite._V14.
+_V15 = latency_bounds_backfill(
+    "CAST(FLOOR(start_time / 60) * 60 AS BIGINT)",
+    "BIGINT",
+    "DOUBLE PRECISION",
+    "json_array_elements_text(CASE WHEN json_typeof(r.record -> 'tags') = 'array' "
+    "THEN r.record -> 'tags' END) AS j (value)",
+)
+
+
 class _Pool:
     """At most `size` connections, handed out one thread at a time; broken ones are replaced."""
 
@@ -329,7 +340,7 @@ def _connect_timeout(url: str) -> dict[str, Any]:
 class PostgresStore(SQLStore):
     """`Store` on PostgreSQL, for deployments with several collectors or more data than one file."""
 
-    MIGRATIONS = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9, _V10, _V11, _V12, _V13, _V14)
+    MIGRATIONS = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9, _V10, _V11, _V12, _V13, _V14, _V15)
     _LEAST = "LEAST"
     _GREATEST = "GREATEST"
 

@@ -8,6 +8,9 @@ grow by `RATIO` = 1.1; a percentile is reported as the geometric middle of the b
 nearest-rank value, so it is within ±4.9% of the exact nearest-rank percentile of the raw rows (values
 under 1 ms share one bin and are reported as 0.5 ms). Where that estimate could pass the exact minimum or
 maximum, and wherever reading the calls is cheap, `exact.refine` replaces it with the exact value.
+Every row also keeps the least and the greatest duration and TTFT it counts (`Bounds`), and an estimate
+is clamped into them: past what `exact.refine` may read, a p99 read from the middle of the top bin could
+otherwise pass the slowest call by up to 4.9%.
 
 Because each contribution is a pure function of the record, an upsert subtracts the old version's
 contribution and adds the merged one's: a call counts once however often it arrives.
@@ -208,6 +211,8 @@ class Delta:
     cancelled: int = 0  # calls the caller abandoned: neither ok nor failed
     latency: dict[int, int] = field(default_factory=dict)
     ttft: dict[int, int] = field(default_factory=dict)
+    # The least and greatest latency and TTFT of the rows summed (`Bounds`; None: no value).
+    bounds: list[float | None] = field(default_factory=lambda: [None, None, None, None])
 
     def add(self, other: Delta, sign: int = 1) -> None:
         self.count += sign * other.count
@@ -221,17 +226,61 @@ class Delta:
             self.latency[b] = self.latency.get(b, 0) + sign * n
         for b, n in other.ttft.items():
             self.ttft[b] = self.ttft.get(b, 0) + sign * n
+        if sign > 0:  # a bound cannot be taken back (see `add_contribution`)
+            widen(self.bounds, other.bounds)
+
+    def widen(self, latency_min: Any, latency_max: Any, ttft_min: Any, ttft_max: Any) -> None:
+        """Take in a stored row's bounds (its four columns, None where it has no value)."""
+        widen(self.bounds, (latency_min, latency_max, ttft_min, ttft_max))
 
 
 # (resolution, bucket start, dimension, value): the rollup row a change belongs to.
 RollupKey = tuple[int, int, str, str]
 # What a batch changes in one rollup row, as the write path sums it:
-# [count, errors, tokens_in, tokens_out, cost, priced calls, cancelled calls, latency bins, ttft bins].
+# [count, errors, tokens_in, tokens_out, cost, priced calls, cancelled calls, latency bins, ttft bins,
+#  least latency, greatest latency, least TTFT, greatest TTFT].
 Change = list[Any]
-# How many of a `Change`'s leading items are numbers that add up; the two histograms follow them.
+# How many of a `Change`'s leading items are numbers that add up; the two histograms follow them, then
+# the four bounds (None: no value added), which widen rather than add.
 SCALARS = 7
 LATENCY = 7
 TTFT = 8
+BOUNDS = 9
+# A row's least and greatest latency and TTFT in ms: [latency min, latency max, ttft min, ttft max].
+#
+# A minimum or maximum cannot be taken back: when a call leaves a row (retention deletes it, a merged
+# version replaces it or moves it to another group) the row keeps the bounds it had, which still hold
+# every value it counts, only maybe a wider range than they now span. A stale bound is never narrower
+# than the truth, so clamping into it never moves a percentile away from the exact value, and it is no
+# worse than no clamp at all; recomputing the bounds exactly would cost a pass over each touched row's
+# calls per write (for retention, up to an hour of calls read inside the write transaction that ingest
+# waits on), while the rows left stale are few: those holding the retention cutoff, the oldest edge of
+# the data, which a later pass deletes whole, and those of a call whose later version changed its
+# duration or group. A row whose histogram empties forgets its bounds (`write._apply_rollups`).
+Bounds = list[Any]
+
+
+def widen(into: list[Any], other: Sequence[Any], at: int = 0) -> None:
+    """Widen the bounds at `into[at:at + 4]` to hold those at `other[at:at + 4]` too (None: no value)."""
+    for i in (at, at + 2):
+        low, high = other[i], other[i + 1]
+        if low is not None and (into[i] is None or low < into[i]):
+            into[i] = low
+        if high is not None and (into[i + 1] is None or high > into[i + 1]):
+            into[i + 1] = high
+
+
+def clamp(value: float | None, low: float | None, high: float | None) -> float | None:
+    """`value` moved into [low, high] (a None bound does not limit it)."""
+    if value is None:
+        return None
+    if high is not None and value > high:
+        value = high
+    if low is not None and value < low:
+        value = low
+    return value
+
+
 # A latency or TTFT histogram: {bin: count}.
 Hist = dict[int, int]
 
@@ -304,6 +353,9 @@ def add_contribution(
     ttft = _num(get("ttft_ms"))
     lat_bin = bin_of(duration) if duration is not None else None
     ttft_bin = bin_of(ttft) if ttft is not None else None
+    # Bounds only widen (see `Bounds`): a contribution taken back leaves them as they are.
+    lat_bound = duration if sign > 0 else None
+    ttft_bound = ttft if sign > 0 else None
     start = _num(get("start_time")) or 0.0
     pairs = dimension_values(record)
     for resolution in resolutions:
@@ -316,6 +368,7 @@ def add_contribution(
                     sign, errors, tokens_in, tokens_out, cost, priced, cancelled,
                     {} if lat_bin is None else {lat_bin: sign},
                     {} if ttft_bin is None else {ttft_bin: sign},
+                    lat_bound, lat_bound, ttft_bound, ttft_bound,
                 ]  # fmt: skip
                 continue
             d[0] += sign
@@ -331,6 +384,37 @@ def add_contribution(
             if ttft_bin is not None:
                 hist = d[TTFT]
                 hist[ttft_bin] = hist.get(ttft_bin, 0) + sign
+            if lat_bound is not None:
+                if d[9] is None or lat_bound < d[9]:
+                    d[9] = lat_bound
+                if d[10] is None or lat_bound > d[10]:
+                    d[10] = lat_bound
+            if ttft_bound is not None:
+                if d[11] is None or ttft_bound < d[11]:
+                    d[11] = ttft_bound
+                if d[12] is None or ttft_bound > d[12]:
+                    d[12] = ttft_bound
+
+
+def rows_to_widen(old: Mapping[str, Any], merged: Mapping[str, Any]) -> set[RollupKey]:
+    """The rollup rows whose bounds a call's merged version may need to widen although the row's sums
+    do not change: where it counts another latency or TTFT than the stored version did, and the rows
+    the stored version leaves (where a new call of the same batch may make up for the one that left).
+
+    Anywhere else the sums change (the row counts one more call), or the stored version's own values,
+    which the row's bounds already hold, are counted again: a retried batch, or a copy that only adds
+    content, writes no row for its bounds."""
+    same_values = _num(old.get("duration_ms")) == _num(merged.get("duration_ms")) and _num(
+        old.get("ttft_ms")
+    ) == _num(merged.get("ttft_ms"))
+    start_old = _num(old.get("start_time")) or 0.0
+    start_new = _num(merged.get("start_time")) or 0.0
+    pairs_old, pairs_new = dimension_values(old), dimension_values(merged)
+    if same_values and start_old // 60 == start_new // 60 and pairs_old == pairs_new:
+        return set()
+    new = {(r, int(start_new // r) * r, dim, value) for r in RESOLUTIONS for dim, value in pairs_new}
+    left = {(r, int(start_old // r) * r, dim, value) for r in RESOLUTIONS for dim, value in pairs_old} - new
+    return left if same_values else left | new
 
 
 def _add_hist(into: dict[int, int], other: Mapping[int, int]) -> None:
@@ -343,12 +427,13 @@ def add_change(into: dict[RollupKey, Change], key: RollupKey, delta: Change) -> 
     """Add `delta` to `into[key]`; a key not there yet gets a copy (`delta` itself never changes)."""
     total = into.get(key)
     if total is None:
-        into[key] = [*delta[:SCALARS], dict(delta[LATENCY]), dict(delta[TTFT])]
+        into[key] = [*delta[:SCALARS], dict(delta[LATENCY]), dict(delta[TTFT]), *delta[BOUNDS:]]
         return
     for i in range(SCALARS):
         total[i] += delta[i]
     _add_hist(total[LATENCY], delta[LATENCY])
     _add_hist(total[TTFT], delta[TTFT])
+    widen(total, delta, BOUNDS)
 
 
 def coarsen(minute: Mapping[RollupKey, Change]) -> dict[RollupKey, Change]:
@@ -385,12 +470,15 @@ def sum_changes(parts: Sequence[Mapping[RollupKey, Change]]) -> dict[RollupKey, 
                     total[i] += delta[i]
                 _add_hist(total[LATENCY], delta[LATENCY])
                 _add_hist(total[TTFT], delta[TTFT])
+                widen(total, delta, BOUNDS)
             else:
-                out[key] = [
+                out[key] = summed = [
                     total[0] + delta[0], total[1] + delta[1], total[2] + delta[2], total[3] + delta[3],
                     total[4] + delta[4], total[5] + delta[5], total[6] + delta[6],
                     _hist_sum(total[LATENCY], delta[LATENCY]), _hist_sum(total[TTFT], delta[TTFT]),
+                    *total[BOUNDS:],
                 ]  # fmt: skip
+                widen(summed, delta, BOUNDS)
                 owned.add(key)
     return out
 
@@ -470,6 +558,10 @@ def _row(
     ranked_ttft: tuple[list[float | None], bool],
 ) -> tuple[dict[str, Any], bool]:
     (latency, latency_edge), (ttft, ttft_edge) = ranked_latency, ranked_ttft
+    # An estimate is the middle of its bin: kept inside the least and greatest value the rows hold.
+    lat_min, lat_max, ttft_min, ttft_max = total.bounds
+    latency = [clamp(v, lat_min, lat_max) for v in latency]
+    ttft = [clamp(v, ttft_min, ttft_max) for v in ttft]
     return {
         "bucket": bucket,
         "group": group,

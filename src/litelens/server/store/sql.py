@@ -684,7 +684,7 @@ class SQLStore(BatchWriter, Store):
                 cur.execute(
                     self._q(
                         "SELECT bucket, value, count, errors, tokens_in, tokens_out, cost, priced, cancelled, "
-                        "latency_hist, ttft_hist "
+                        "latency_hist, ttft_hist, latency_min, latency_max, ttft_min, ttft_max "
                         "FROM rollups WHERE project_id = ? AND resolution = ? AND dim = ? AND bucket >= ? "
                         "AND bucket < ?"
                     ),
@@ -702,6 +702,7 @@ class SQLStore(BatchWriter, Store):
                     cancelled,
                     lat,
                     ttft,
+                    *bounds,
                 ) in cur.fetchall():
                     slot = (int(bucket) // bucket_seconds) * bucket_seconds
                     total = groups.get((slot, value))
@@ -716,6 +717,7 @@ class SQLStore(BatchWriter, Store):
                             int(cancelled),
                             [lat],
                             [ttft],
+                            bounds,
                         ]
                         continue
                     total[0] += int(count)
@@ -727,11 +729,12 @@ class SQLStore(BatchWriter, Store):
                     total[6] += int(cancelled)
                     total[7].append(lat)
                     total[8].append(ttft)
+                    rollup.widen(total[9], bounds)
         summed = [
             rollup.summarize_texts(
                 slot,
                 value if group_by else None,
-                rollup.Delta(t[0], t[1], t[2], t[3], t[4], t[5], t[6]),
+                rollup.Delta(t[0], t[1], t[2], t[3], t[4], t[5], t[6], bounds=t[9]),
                 t[7],
                 t[8],
             )
@@ -818,12 +821,16 @@ class SQLStore(BatchWriter, Store):
             if totals:
                 marks = ", ".join("?" * len(totals))
                 cur.execute(
-                    self._q(f"SELECT value, latency_hist, ttft_hist {base} AND value IN ({marks})"),
+                    self._q(
+                        "SELECT value, latency_hist, ttft_hist, latency_min, latency_max, ttft_min, ttft_max "
+                        f"{base} AND value IN ({marks})"
+                    ),
                     (*params, *totals),
                 )
-                for value, latency, ttft in cur.fetchall():
+                for value, latency, ttft, *bounds in cur.fetchall():
                     rollup.add_hist(totals[value].latency, latency)
                     rollup.add_hist(totals[value].ttft, ttft)
+                    totals[value].widen(*bounds)
         summed = [rollup.summarize(lo, value, total) for value, total in totals.items()]
         refined = exact.refine(
             self._fetch,

@@ -30,6 +30,7 @@ from litelens.server.store.sql import SQLStore, cased_regex, like_pattern, metad
 from litelens.server.store.write import (
     SESSIONS_BACKFILL,
     cancelled_backfill,
+    latency_bounds_backfill,
     long_tag_priced_repair,
     priced_backfill,
     session_cancelled_backfill,
@@ -249,6 +250,17 @@ _V13 = long_tag_priced_repair(
 )
 
 
+# v14: rollups keep the least and greatest latency and TTFT of the calls they count, so an estimated
+# percentile is never reported past a group's slowest call or below its fastest (`rollup.Bounds`).
+# Filled from the calls stored.
+_V14 = latency_bounds_backfill(
+    "CAST(start_time / 60 AS INTEGER) * 60",
+    "INTEGER",
+    "REAL",
+    "json_each(CASE json_type(r.record, '$.tags') WHEN 'array' THEN json_extract(r.record, '$.tags') END) j",
+)
+
+
 # Page cache per connection, in KiB. The writer's holds the index pages every batch rewrites (the calls'
 # random-order keys, rollups, sessions), so ingest reads less of the file. A reader's cache is emptied
 # whenever another connection committed since its last read (WAL mode), which under ingest is before
@@ -318,7 +330,7 @@ def sqlite_path(url: str) -> str:
 class SQLiteStore(SQLStore):
     """`Store` on a SQLite file (or a private in-memory database, for tests)."""
 
-    MIGRATIONS = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9, _V10, _V11, _V12, _V13)
+    MIGRATIONS = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9, _V10, _V11, _V12, _V13, _V14)
 
     def __init__(self, path: str, *, synchronous: str = "FULL", readers: int = 4) -> None:
         self.path = path

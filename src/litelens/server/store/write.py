@@ -25,6 +25,7 @@ How it is shaped, and why (figures from `bench/ingest.py` on SQLite):
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -34,6 +35,7 @@ from typing import Any
 from litelens.server import fastjson
 from litelens.server.store.base import Record, Span, WriteBatch, merge_attributes, merge_records
 from litelens.server.store.rollup import (
+    BOUNDS,
     LATENCY,
     RESOLUTIONS,
     SCALARS,
@@ -46,6 +48,7 @@ from litelens.server.store.rollup import (
     coarsen,
     dump,
     parsed,
+    rows_to_widen,
     sum_changes,
 )
 from litelens.server.store.rows import (
@@ -195,39 +198,11 @@ def _rollup_count_backfill(
     """Statements that add the count `column` to `rollups` and set it, in every row, to the number of
     stored calls matching `where` that count in that row (`priced_backfill` says how they are found);
     `fixes` run after, before the temporary tables `{temp}_calls` and `{temp}_counts` are dropped."""
-    model = "COALESCE(response_model, request_model)"
-    prefix = "provider || '/'"
-    bare = (
-        f"CASE WHEN provider IS NOT NULL AND provider <> '' AND substr({model}, 1, length({prefix})) = {prefix} "
-        f"AND length({model}) > length({prefix}) THEN substr({model}, length({prefix}) + 1) ELSE {model} END"
-    )
     calls, counts = f"{temp}_calls", f"{temp}_priced" if column == "priced" else f"{temp}_counts"
-    # The matching calls' groups, read in one pass over `calls` (whose rows hold the records: each pass
-    # reads them all), then counted per group from this small table.
-    head = "SELECT project_id, bucket"
-    per_group = " UNION ALL ".join(
-        [
-            f"{head}, 'all' AS dim, '' AS value FROM {calls}",
-            f"{head}, 'model', model FROM {calls} WHERE model <> ''",
-            f"{head}, 'provider', provider FROM {calls} WHERE provider <> ''",
-            f"{head}, 'user', end_user FROM {calls} WHERE end_user <> ''",
-            f"{head}, 'key_alias', key_alias FROM {calls} WHERE key_alias <> ''",
-            f"SELECT c.project_id, c.bucket, 'tag', t.tag FROM {calls} c "
-            "JOIN call_tags t ON t.project_id = c.project_id AND t.call_id = c.call_id "
-            f"WHERE t.tag <> '' AND length(t.tag) < {_V7_TAG_CUT}",
-            # Once per call and tag however many of its tags were cut (or repeated), as rollups count.
-            "SELECT project_id, bucket, 'tag', value FROM (SELECT DISTINCT c.project_id, c.call_id, "
-            f"c.bucket, j.value FROM {calls} c "
-            "JOIN call_tags t ON t.project_id = c.project_id AND t.call_id = c.call_id "
-            f"JOIN calls r ON r.project_id = c.project_id AND r.call_id = c.call_id, {record_tags} "
-            f"WHERE length(t.tag) >= {_V7_TAG_CUT} AND length(j.value) >= {_V7_TAG_CUT}) long_tags",
-        ]
-    )
+    per_group = _groups_of_calls(calls, record_tags)
     return [
         f"ALTER TABLE rollups ADD COLUMN {column} {integer} NOT NULL DEFAULT 0",
-        f"CREATE TEMP TABLE {calls} AS SELECT project_id, call_id, {minute} AS bucket, "
-        f"{bare} AS model, provider, COALESCE(end_user, user_id) AS end_user, key_alias "
-        f"FROM calls WHERE {where}",
+        _calls_with_groups(calls, minute, where),
         # Every group's matching calls per rollup row (minute, 5-minute, hour), then one lookup by key
         # per row: a range lookup per row (minutes within the row's bucket) took minutes for 500k rows.
         f"CREATE TEMP TABLE {counts} (project_id {integer}, resolution {integer}, bucket {integer}, "
@@ -245,6 +220,104 @@ def _rollup_count_backfill(
         "AND p.bucket = rollups.bucket AND p.value = rollups.value), 0)",
         *fixes,
         f"DROP TABLE {counts}",
+        f"DROP TABLE {calls}",
+    ]
+
+
+def _calls_with_groups(calls: str, minute: str, where: str, values: Sequence[str] = ()) -> str:
+    """A statement that makes the temporary table `calls` of the stored calls matching `where`: each
+    call's start minute (`bucket`), its `model`, `provider`, `end_user` and `key_alias` groups as the
+    rollups name them (`rollup.dimension_values`), and its `values` columns."""
+    model = "COALESCE(response_model, request_model)"
+    prefix = "provider || '/'"
+    bare = (
+        f"CASE WHEN provider IS NOT NULL AND provider <> '' AND substr({model}, 1, length({prefix})) = {prefix} "
+        f"AND length({model}) > length({prefix}) THEN substr({model}, length({prefix}) + 1) ELSE {model} END"
+    )
+    extra = "".join(f", {v}" for v in values)
+    return (
+        f"CREATE TEMP TABLE {calls} AS SELECT project_id, call_id, {minute} AS bucket, "
+        f"{bare} AS model, provider, COALESCE(end_user, user_id) AS end_user, key_alias{extra} "
+        f"FROM calls WHERE {where}"
+    )
+
+
+def _groups_of_calls(calls: str, record_tags: str, values: Sequence[str] = ()) -> str:
+    """A query of (project_id, bucket, dim, value, *values): every rollup group that each call of the
+    temporary table `calls` (`_calls_with_groups`) counts in, once per call and group."""
+    extra = "".join(f", {v}" for v in values)
+    of_c = "".join(f", c.{v}" for v in values)
+    # The matching calls' groups, read in one pass over `calls` (whose rows hold the records: each pass
+    # reads them all), then counted per group from this small table.
+    head = "SELECT project_id, bucket"
+    return " UNION ALL ".join(
+        [
+            f"{head}, 'all' AS dim, '' AS value{extra} FROM {calls}",
+            f"{head}, 'model', model{extra} FROM {calls} WHERE model <> ''",
+            f"{head}, 'provider', provider{extra} FROM {calls} WHERE provider <> ''",
+            f"{head}, 'user', end_user{extra} FROM {calls} WHERE end_user <> ''",
+            f"{head}, 'key_alias', key_alias{extra} FROM {calls} WHERE key_alias <> ''",
+            f"SELECT c.project_id, c.bucket, 'tag', t.tag{of_c} FROM {calls} c "
+            "JOIN call_tags t ON t.project_id = c.project_id AND t.call_id = c.call_id "
+            f"WHERE t.tag <> '' AND length(t.tag) < {_V7_TAG_CUT}",
+            # Once per call and tag however many of its tags were cut (or repeated), as rollups count.
+            f"SELECT project_id, bucket, 'tag', value{extra} FROM (SELECT DISTINCT c.project_id, c.call_id, "
+            f"c.bucket, j.value{of_c} FROM {calls} c "
+            "JOIN call_tags t ON t.project_id = c.project_id AND t.call_id = c.call_id "
+            f"JOIN calls r ON r.project_id = c.project_id AND r.call_id = c.call_id, {record_tags} "
+            f"WHERE length(t.tag) >= {_V7_TAG_CUT} AND length(j.value) >= {_V7_TAG_CUT}) long_tags",
+        ]
+    )
+
+
+# Bounds of a rollup row that counts values the calls stored do not show (calls and rollups that
+# disagree): as wide as any duration, so they clamp nothing, as before they were kept.
+_UNKNOWN_LOW, _UNKNOWN_HIGH = "0", "1e300"
+
+
+def latency_bounds_backfill(minute: str, integer: str, real: str, record_tags: str) -> list[str]:
+    """Statements that add the bounds of `rollups` (`rollup.Bounds`: the least and greatest latency and
+    TTFT each row counts; schema v14 on SQLite, v15 on PostgreSQL) and fill them from the calls stored,
+    found per row as `priced_backfill` finds them (its arguments; `real` is the dialect's float type).
+
+    Percentiles estimated from the histograms could pass a group's slowest call by up to 4.9% past what
+    `exact.refine` reads; with the bounds an estimate is clamped into them. A row with values in a
+    histogram and no call found for them gets bounds that clamp nothing (`_UNKNOWN_LOW`/`_HIGH`)."""
+    calls, bounds = "litelens_v14_calls", "litelens_v14_bounds"
+    columns = ("latency_min", "latency_max", "ttft_min", "ttft_max")
+    minute_rows = (
+        f"SELECT project_id, {RESOLUTIONS[0]}, bucket, dim, value, MIN(duration_ms), MAX(duration_ms), "
+        f"MIN(ttft_ms), MAX(ttft_ms) FROM ({_groups_of_calls(calls, record_tags, ('duration_ms', 'ttft_ms'))}) g "
+        "GROUP BY project_id, bucket, dim, value"
+    )
+    found = (
+        f"(SELECT b.{{column}} FROM {bounds} b WHERE b.project_id = rollups.project_id AND "
+        "b.resolution = rollups.resolution AND b.dim = rollups.dim AND b.bucket = rollups.bucket "
+        "AND b.value = rollups.value)"
+    )
+    return [
+        *(f"ALTER TABLE rollups ADD COLUMN {column} {real}" for column in columns),
+        _calls_with_groups(calls, minute, "TRUE", ("duration_ms", "ttft_ms")),
+        f"CREATE TEMP TABLE {bounds} (project_id {integer}, resolution {integer}, bucket {integer}, "
+        f"dim TEXT, value TEXT, latency_min {real}, latency_max {real}, ttft_min {real}, ttft_max {real}, "
+        "PRIMARY KEY (project_id, resolution, dim, bucket, value))",
+        f"INSERT INTO {bounds} {minute_rows}",
+        *(
+            f"INSERT INTO {bounds} SELECT project_id, {r}, (bucket / {r}) * {r}, dim, value, MIN(latency_min), "
+            f"MAX(latency_max), MIN(ttft_min), MAX(ttft_max) FROM {bounds} WHERE resolution = {RESOLUTIONS[0]} "
+            f"GROUP BY project_id, (bucket / {r}) * {r}, dim, value"
+            for r in RESOLUTIONS[1:]
+        ),
+        "UPDATE rollups SET " + ", ".join(f"{column} = {found.format(column=column)}" for column in columns),
+        *(
+            f"UPDATE rollups SET {low} = {_UNKNOWN_LOW}, {high} = {_UNKNOWN_HIGH} "
+            f"WHERE {low} IS NULL AND {hist} NOT IN ('', '[]')"
+            for hist, low, high in (
+                ("latency_hist", "latency_min", "latency_max"),
+                ("ttft_hist", "ttft_min", "ttft_max"),
+            )
+        ),
+        f"DROP TABLE {bounds}",
         f"DROP TABLE {calls}",
     ]
 
@@ -319,6 +392,26 @@ _SESSION_DROP_EMPTY = (
     "DELETE FROM sessions WHERE project_id = ? AND session_id = ? AND NOT EXISTS "
     "(SELECT 1 FROM calls WHERE calls.project_id = ? AND calls.session_id = ?)"
 )
+
+
+@functools.lru_cache(maxsize=4)
+def _bounds_update(least: str, greatest: str) -> str:
+    """The SET clause of a rollup upsert for the row's bounds (`rollup.Bounds`): widened to hold the
+    batch's, or forgotten when the histogram they bound is left empty (`excluded`'s histogram is the
+    row's whole new one). SQLite's two-argument MIN and MAX give NULL when either is NULL, PostgreSQL's
+    LEAST and GREATEST ignore it: each side falls back on the other, so both read NULL as no value."""
+    parts = []
+    for hist, low, high in (
+        ("latency_hist", "latency_min", "latency_max"),
+        ("ttft_hist", "ttft_min", "ttft_max"),
+    ):
+        for column, pick in ((low, least), (high, greatest)):
+            parts.append(
+                f"{column} = CASE WHEN excluded.{hist} IN ('', '[]') THEN NULL ELSE {pick}("
+                f"COALESCE(rollups.{column}, excluded.{column}), COALESCE(excluded.{column}, rollups.{column})) END"
+            )
+    return ", ".join(parts)
+
 
 # Where a span row (`span_rows`: project, then `SPAN_COLUMNS`) holds its attributes' JSON text.
 _ROW_ATTRIBUTES = 1 + SPAN_COLUMNS.index("attributes")
@@ -611,6 +704,9 @@ class BatchWriter:
         # Per project, the stored parts in their sessions of the merged calls whose part changed.
         taken: dict[int, list[tuple[Any, ...]]] = {}
         merged_rows: list[tuple[Any, ...]] = []
+        # Per project, the rollup rows where a stored call's new version counts a new value or moved
+        # (`_apply_rollups`).
+        moved: dict[int, set[RollupKey]] = {}
         if not stored:
             # Every call is new: what the plan prepared is what gets written.
             new = plan.new
@@ -640,6 +736,9 @@ class BatchWriter:
                     merged = merge_records(old, record)
                     if merged == old:
                         continue
+                    widened = rows_to_widen(old, merged)
+                    if widened:
+                        moved.setdefault(pid, set()).update(widened)
                     add_contribution(deltas, old, -1, RESOLUTIONS)
                     add_contribution(deltas, merged, 1, RESOLUTIONS)
                     row = call_row(pid, merged)
@@ -682,13 +781,23 @@ class BatchWriter:
                 self._refresh_sessions(cur, pid, sids)
         remembered: dict[tuple[Any, ...], StoredHists] = {}
         for pid, deltas in rollups.items():
-            remembered.update(self._apply_rollups(cur, pid, deltas))
+            remembered.update(
+                self._apply_rollups(cur, pid, deltas, moved.get(pid, set()) if stored else None)
+            )
         return remembered
 
     def _apply_rollups(
-        self, cur: Any, project_id: int, deltas: Mapping[RollupKey, Change]
+        self,
+        cur: Any,
+        project_id: int,
+        deltas: Mapping[RollupKey, Change],
+        moved: set[RollupKey] | None = None,
     ) -> dict[tuple[Any, ...], StoredHists]:
         """Add a batch's rollup deltas to the rollup rows; returns the histograms now stored.
+
+        `moved`, when some of the batch's calls were stored already, holds the rows whose bounds their
+        merged versions may widen (`rollup.rows_to_widen`): a row whose sums do not change is written
+        for its bounds only if it is among them.
 
         Scalars add up in the statement (`count = rollups.count + excluded.count`); histograms are
         merged here with the stored ones (from the cache, or read for all missing rows at once by
@@ -707,6 +816,8 @@ class BatchWriter:
             or d[6]
             or any(d[LATENCY].values())
             or any(d[TTFT].values())
+            # (A merged version in the same bins as the one it replaces, at another duration.)
+            or ((d[BOUNDS] is not None or d[BOUNDS + 2] is not None) and (moved is None or key in moved))
         }
         if not live:
             return {}
@@ -731,8 +842,11 @@ class BatchWriter:
             ttft, ttft_text = _merged(old[1], old[3], d[TTFT]) if old else _merged(None, "", d[TTFT])
             resolution, bucket, dim, value = key
             upserts.append(
-                (project_id, resolution, dim, bucket, value, *d[:SCALARS], latency_text, ttft_text)
-            )
+                (
+                    project_id, resolution, dim, bucket, value, *d[:SCALARS], latency_text, ttft_text,
+                    *d[BOUNDS : BOUNDS + 4],
+                )
+            )  # fmt: skip
             if d[0] <= 0:
                 # A merged call left this group (or float residue of a taken-back contribution): the row
                 # goes if nothing counts in it any more, so its histograms are not remembered.
@@ -742,8 +856,9 @@ class BatchWriter:
         self._insert_values(
             cur,
             "INSERT INTO rollups (project_id, resolution, dim, bucket, value, count, errors, tokens_in, "
-            "tokens_out, cost, priced, cancelled, latency_hist, ttft_hist)",
-            "(" + ", ".join("?" * 14) + ")",
+            "tokens_out, cost, priced, cancelled, latency_hist, ttft_hist, latency_min, latency_max, ttft_min, "
+            "ttft_max)",
+            "(" + ", ".join("?" * 18) + ")",
             upserts,
             "ON CONFLICT (project_id, resolution, dim, bucket, value) DO UPDATE SET "
             "count = rollups.count + excluded.count, errors = rollups.errors + excluded.errors, "
@@ -751,7 +866,7 @@ class BatchWriter:
             "tokens_out = rollups.tokens_out + excluded.tokens_out, cost = rollups.cost + excluded.cost, "
             "priced = rollups.priced + excluded.priced, cancelled = rollups.cancelled + excluded.cancelled, "
             "latency_hist = excluded.latency_hist, "
-            "ttft_hist = excluded.ttft_hist",
+            f"ttft_hist = excluded.ttft_hist, {_bounds_update(self._LEAST, self._GREATEST)}",
         )
         if emptied:
             cur.executemany(
