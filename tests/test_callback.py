@@ -415,7 +415,7 @@ def test_recording_an_unstarted_stream_never_changes_the_callers_exception(
 def test_the_stream_recorder_is_installed_once_and_only_on_generators(make_callback, monkeypatch):
     from litellm.llms.openai.completion.handler import OpenAITextCompletion
 
-    from litelens.callback import _install_unstarted_stream_recorder
+    from litelens.recorders import _install_unstarted_stream_recorder
 
     make_callback()
     make_callback()
@@ -436,7 +436,7 @@ def test_the_stream_recorder_is_installed_once_and_only_on_generators(make_callb
 
 def test_the_stream_recorder_behaves_as_the_generator_it_wraps():
     """Chunks, the return value and an early close() reach the wrapped generator as they would directly."""
-    from litelens.callback import _recording_async_stream, _recording_sync_stream
+    from litelens.recorders import _recording_async_stream, _recording_sync_stream
 
     closed: list[str] = []
 

@@ -325,24 +325,27 @@ time.sleep(120)
 """
 
 
+def _in_own_pid_namespace(command: list[str]) -> list[str]:
+    """`command` as a container runs it: in a PID namespace of its own, where pids start again and the
+    command's pid is one no process of ours has (the next after `free`)."""
+    free = next(
+        n for n in range(31_000, 20_000, -1) if not any(Path(f"/proc/{m}").exists() for m in (n, n + 1))
+    )
+    return [
+        "unshare",
+        "--pid",
+        "--fork",
+        "--mount-proc",
+        "sh",
+        "-c",
+        f"echo {free} > /proc/sys/kernel/ns_last_pid && {shlex.join(command)}",
+    ]
+
+
 def _start_owner(folder: Path, *, own_pid_namespace: bool = False) -> subprocess.Popen[str]:
     command = [sys.executable, "-c", _OWNER, str(folder)]
     if own_pid_namespace:
-        # As a container does: a PID namespace of its own, where pids start again and the owner's pid
-        # is one no process of ours has (the next after `free`).
-        free = next(
-            n for n in range(31_000, 20_000, -1) if not any(Path(f"/proc/{m}").exists() for m in (n, n + 1))
-        )
-        inner = shlex.join(command)
-        command = [
-            "unshare",
-            "--pid",
-            "--fork",
-            "--mount-proc",
-            "sh",
-            "-c",
-            f"echo {free} > /proc/sys/kernel/ns_last_pid && {inner}",
-        ]
+        command = _in_own_pid_namespace(command)
     owner = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, start_new_session=True)
     assert owner.stdout is not None and owner.stdout.readline().strip() == "claimed"
     return owner
@@ -425,6 +428,80 @@ def test_the_claim_of_a_zombie_owner_is_recovered(tmp_path: Path) -> None:
         assert os.listdir(tmp_path) == []
     finally:
         owner.wait()
+
+
+# A writer that spools one batch and is held between creating its temporary file and locking it (two
+# system calls apart), saying when it is. Without PID namespaces, its files bear a pid that is no process
+# here (argv[2]), as another container's pid would.
+_PAUSED_WRITER = """
+import os, sys
+from litelens import spool
+if sys.argv[2] != "0":
+    os.getpid = lambda: int(sys.argv[2])
+lock = spool._lock
+def paused(fd):
+    print("created", flush=True)
+    sys.stdin.readline()
+    lock(fd)
+spool._lock = paused
+try:
+    spool.Spool(sys.argv[1]).put(b"written from another namespace", 1, False)
+except OSError as exc:
+    print(f"lost: {exc!r}", flush=True)
+else:
+    print("written", flush=True)
+"""
+
+
+def _start_paused_writer(folder: Path) -> tuple[subprocess.Popen[str], Path]:
+    """A writer held in that window, and its temporary file (whose pid is no process here)."""
+    namespaced = _pid_namespaces_available()  # (creating one needs root)
+    command = [sys.executable, "-c", _PAUSED_WRITER, str(folder), "0" if namespaced else str(_dead_pid())]
+    if namespaced:
+        command = _in_own_pid_namespace(command)
+    writer = subprocess.Popen(
+        command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, start_new_session=True
+    )
+    assert writer.stdout is not None and writer.stdout.readline().strip() == "created"
+    (temporary,) = (folder / n for n in os.listdir(folder) if n.startswith(".tmp-"))
+    name = spool_module._TMP_RE.match(temporary.name)
+    assert name is not None and name["locked"], "a writer that locks its files"
+    assert not Path(f"/proc/{name['pid']}").exists(), "the writer's pid means nothing here"
+    return writer, temporary
+
+
+def test_a_writer_in_another_pid_namespace_is_not_swept_before_it_locks_its_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A writer creates its temporary file, then locks it. Caught between the two, a writer whose pid
+    means nothing here (another container's) had its file removed at once as a dead writer's, and its
+    batch was lost: an unlocked temporary file gets the grace alone, whatever its pid."""
+    writer, temporary = _start_paused_writer(tmp_path)
+    try:
+        for _ in range(3):
+            other = Spool(tmp_path)
+            assert other.recover() == 0 and other.claim_oldest() is None
+        assert temporary.exists()
+        writer.stdin.write("\n")  # type: ignore[union-attr]
+        writer.stdin.flush()  # type: ignore[union-attr]
+        assert writer.stdout.readline().strip() == "written"  # type: ignore[union-attr]
+    finally:
+        os.killpg(writer.pid, signal.SIGKILL)
+        writer.wait()
+    entry = Spool(tmp_path).claim_oldest()
+    assert entry is not None and entry.body == b"written from another namespace"
+
+    # A writer that died in that window leaves its file unlocked for good: removed once the grace is over.
+    monkeypatch.setattr(spool_module, "_LOCK_GRACE_NS", 3 * 10**9)  # 10 s, in production
+    writer, temporary = _start_paused_writer(tmp_path)
+    os.killpg(writer.pid, signal.SIGKILL)
+    writer.wait()
+    Spool(tmp_path).recover()
+    assert temporary.exists()
+    made_ns = int(spool_module._TMP_RE.match(temporary.name)["ts"])  # type: ignore[index]
+    time.sleep(max(0.0, (made_ns + spool_module._LOCK_GRACE_NS - time.time_ns()) / 1e9) + 0.1)
+    Spool(tmp_path).recover()
+    assert not temporary.exists()
 
 
 # -- one folder per destination ------------------------------------------------------------------------

@@ -9,14 +9,10 @@ scrubbing it, running processors, capping and encoding all happen on the transpo
 from __future__ import annotations
 
 import asyncio
-import functools
-import inspect
 import logging
 import signal
 import threading
 import time
-import traceback
-import uuid
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from types import FrameType
@@ -24,11 +20,12 @@ from typing import Any, NamedTuple
 
 from litellm.integrations.custom_logger import CustomLogger
 
-from litelens import credentials, pending
+from litelens import credentials, pending, recorders
 from litelens import record as rec
 from litelens.config import Settings
 from litelens.dispatch import Dispatcher
 from litelens.pipeline import Pipeline, Processor, from_settings
+from litelens.recorders import CHUNKS_KEY, EVENTS_KEY
 from litelens.sinks import Sink, from_specs, transport_config
 from litelens.transport import Transport, run_before_exit
 
@@ -160,10 +157,7 @@ class Callback(CustomLogger):
             )
         else:  # the default: the server only, the transport running the pipeline on its own thread
             self.transport = Transport(transport_config(s), prepare=self._prepare)
-        _install_chunk_counter()
-        _install_event_counter()
-        _install_moderation_recorder()
-        _install_unstarted_stream_recorder()
+        recorders.install()
         self._draining = False  # set by a SIGTERM on the proxy: see flush_on_sigterm
 
     # ---- LiteLLM's hooks: all four, because sync and async entry points call different ones.
@@ -226,7 +220,7 @@ class Callback(CustomLogger):
                     self._trim_seen()
             params = get("litellm_params") or _EMPTY
             first_attempt_id = self._first_attempt_of(params, call_id) if call_id else None
-            chunks = get(_CHUNKS_KEY)
+            chunks = get(CHUNKS_KEY)
             if failed:
                 exc = get("exception")
                 status = getattr(exc, "status_code", None)
@@ -252,7 +246,7 @@ class Callback(CustomLogger):
                     retries,
                     exc_type,
                     error_text,
-                    len(chunks) if isinstance(chunks, list) else get(_EVENTS_KEY),
+                    len(chunks) if isinstance(chunks, list) else get(EVENTS_KEY),
                     partial,
                     _audio_of(kwargs, response_obj, failed),
                     None if slo else kwargs,
@@ -357,8 +351,8 @@ class Callback(CustomLogger):
         slo = item.slo
         response = slo.get("response")
         if response is not None and type(response) is not dict:
-            # A sync moderation's payload, which litelens makes itself (`_report_moderation`), holds
-            # LiteLLM's response object; LiteLLM's own payloads hold dicts.
+            # A sync moderation's payload, which litelens makes itself (`recorders._report_moderation`),
+            # holds LiteLLM's response object; LiteLLM's own payloads hold dicts.
             dump = getattr(response, "model_dump", None)
             if callable(dump):
                 slo = {**slo, "response": dump()}
@@ -457,319 +451,6 @@ class Callback(CustomLogger):
 
 _TRANSCRIPTIONS = ("transcription", "atranscription")
 _SPEECHES = ("speech", "aspeech")
-_CHUNKS_KEY = "litelens_stream_chunks"
-
-
-def _install_chunk_counter() -> None:
-    """Make each LiteLLM stream's chunk list reachable from its logging payload, once per process.
-
-    LiteLLM keeps every chunk of a stream in `CustomStreamWrapper.chunks` (it rebuilds usage from them)
-    but reports no count to loggers, and its per-chunk hooks are unreliable. Putting a reference to that
-    list into the call's `model_call_details` (which is what hooks receive as kwargs) costs one dict
-    store per stream and nothing per chunk. If LiteLLM changes shape, chunk_count is simply null.
-    """
-    try:
-        from litellm.litellm_core_utils.streaming_handler import CustomStreamWrapper
-    except ImportError:
-        return
-    if getattr(CustomStreamWrapper, "_litelens_counts_chunks", False):
-        return
-    original = CustomStreamWrapper.__init__
-
-    @functools.wraps(original)
-    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
-        original(self, *args, **kwargs)
-        try:
-            details = getattr(getattr(self, "logging_obj", None), "model_call_details", None)
-            chunks = getattr(self, "chunks", None)
-            if isinstance(details, dict) and isinstance(chunks, list):
-                details[_CHUNKS_KEY] = chunks
-        except Exception:  # never let bookkeeping break a stream
-            pass
-
-    CustomStreamWrapper.__init__ = __init__  # type: ignore[method-assign]
-    CustomStreamWrapper._litelens_counts_chunks = True  # type: ignore[attr-defined]
-
-
-_EVENTS_KEY = "litelens_stream_events"
-
-
-def _install_event_counter() -> None:
-    """Put a Responses API stream's event count into its logging payload, once per process.
-
-    LiteLLM keeps no list of these events, but it keeps the stream's last one (`completed_response` of
-    its iterator, set before it logs the call), and every event carries the provider's `sequence_number`,
-    counted from 0. Catching that one assignment costs one dict store per stream and nothing per event.
-    A provider that numbers no events, or a stream that ends without its last event, leaves chunk_count
-    null.
-    """
-    try:
-        from litellm.responses.streaming_iterator import BaseResponsesAPIStreamingIterator as iterator
-    except ImportError:
-        return
-    if getattr(iterator, "_litelens_counts_events", False):
-        return
-
-    def completed(self: Any) -> Any:
-        return self.__dict__.get("_litelens_completed_response")
-
-    def set_completed(self: Any, event: Any) -> None:
-        self.__dict__["_litelens_completed_response"] = event
-        try:
-            number = getattr(event, "sequence_number", None)
-            details = getattr(getattr(self, "logging_obj", None), "model_call_details", None)
-            if type(number) is int and isinstance(details, dict):
-                details[_EVENTS_KEY] = number + 1
-        except Exception:  # never let bookkeeping break a stream
-            pass
-
-    iterator.completed_response = property(completed, set_completed)  # type: ignore[assignment]
-    iterator._litelens_counts_events = True  # type: ignore[attr-defined]
-
-
-_MODERATION_MARK = "_litelens_records_moderation"
-_LOGGER_LISTS = ("callbacks", "success_callback", "failure_callback", "_async_success_callback")
-
-
-def _install_moderation_recorder() -> None:
-    """Record LiteLLM's sync `moderation()`, which runs no logging hooks at all, once per process.
-
-    Every other entry point goes through LiteLLM's `@client` decorator, which builds the logging payload
-    and calls the loggers; sync `moderation()` (1.80 to 1.110) calls the OpenAI client and returns, so
-    no logger ever hears of it, while `amoderation()` is logged. Wrapping it (as `litellm.moderation`
-    and in `litellm.main`) gives litelens's callbacks the same payload the async call gives them. A
-    LiteLLM that logs it itself (its function wrapped by `@client`, in `litellm/utils.py`) is left alone.
-    """
-    try:
-        import litellm
-        import litellm.main as litellm_main
-    except ImportError:
-        return
-    for module in (litellm_main, litellm):
-        original = getattr(module, "moderation", None)
-        if not callable(original) or _marked_or_logged(original):
-            continue
-        module.moderation = _recording_moderation(original)  # type: ignore[attr-defined]
-
-
-def _marked_or_logged(function: Any) -> bool:
-    """True when `function` is (or wraps) our recorder, or LiteLLM's own logging wrapper."""
-    seen = 0
-    while function is not None and seen < 10:
-        if getattr(function, _MODERATION_MARK, False):
-            return True
-        code = getattr(function, "__code__", None)
-        filename = getattr(code, "co_filename", "").replace("\\", "/")
-        if filename.endswith("litellm/utils.py"):
-            return True
-        function = getattr(function, "__wrapped__", None)
-        seen += 1
-    return False
-
-
-def _recording_moderation(original: Any) -> Any:
-    @functools.wraps(original)
-    def moderation(*args: Any, **kwargs: Any) -> Any:
-        loggers = _registered_callbacks()
-        if not loggers:
-            return original(*args, **kwargs)
-        start = time.time()
-        try:
-            response = original(*args, **kwargs)
-        except BaseException as exc:
-            _report_moderation(loggers, args, kwargs, start, None, exc)
-            raise
-        _report_moderation(loggers, args, kwargs, start, response, None)
-        return response
-
-    setattr(moderation, _MODERATION_MARK, True)
-    return moderation
-
-
-def _registered_callbacks() -> list[Callback]:
-    """The litelens callbacks registered with LiteLLM, each once."""
-    import litellm
-
-    found: dict[int, Callback] = {}
-    for name in _LOGGER_LISTS:
-        for logger in getattr(litellm, name, None) or ():
-            if isinstance(logger, Callback):
-                found.setdefault(id(logger), logger)
-    return list(found.values())
-
-
-def _report_moderation(
-    loggers: list[Callback],
-    args: tuple[Any, ...],
-    kwargs: Mapping[str, Any],
-    start: float,
-    response: Any,
-    exc: BaseException | None,
-) -> None:
-    """Hand a sync moderation to the loggers as LiteLLM hands an `amoderation()` to them."""
-    try:
-        end = time.time()
-        given = args[0] if args else kwargs.get("input")
-        model = args[1] if len(args) > 1 else kwargs.get("model")
-        model = rec.without_provider(model, "openai") if isinstance(model, str) else model
-        # The OTel layer hands its call id in (so both layers' records of the call are merged).
-        given_id = kwargs.get("litellm_call_id")
-        call_id = given_id if isinstance(given_id, str) and given_id else str(uuid.uuid4())
-        metadata = kwargs.get("metadata")
-        slo: dict[str, Any] = {
-            "litellm_call_id": call_id,
-            "call_type": "moderation",
-            "status": "failure" if exc is not None else "success",
-            "model": model,
-            "custom_llm_provider": "openai",  # the only provider sync moderation() calls
-            "api_base": kwargs.get("api_base"),
-            "startTime": start,
-            "endTime": end,
-            "messages": given,
-            # The response object as it is: `_build` dumps it on the sender thread, not the caller's.
-            "response": response if response is not None else {},
-            # What LiteLLM's cost map says of moderation models, and what it reports for amoderation().
-            "response_cost": 0.0,
-            "model_parameters": {},
-            "hidden_params": {},
-            "metadata": {},
-        }
-        if exc is not None:
-            status = getattr(exc, "status_code", None)
-            slo["error_information"] = {
-                "error_class": type(exc).__name__,
-                "error_message": _text_of(exc),
-                "error_code": str(status) if isinstance(status, int) else None,
-                "llm_provider": "openai",
-            }
-        payload = {
-            "standard_logging_object": slo,
-            "litellm_call_id": call_id,
-            "call_type": "moderation",
-            "litellm_params": {
-                "metadata": metadata if isinstance(metadata, Mapping) else None,
-                "litellm_session_id": kwargs.get("litellm_session_id"),
-                "litellm_trace_id": kwargs.get("litellm_trace_id"),
-            },
-            "exception": exc,
-            "api_key": args[2] if len(args) > 2 else kwargs.get("api_key"),
-        }
-        for logger in loggers:
-            logger._capture(payload, exc is not None, start, end)
-    except Exception:  # never let bookkeeping break the caller's call
-        log.debug("litelens: could not record a moderation call", exc_info=True)
-
-
-_STREAM_MARK = "_litelens_records_unstarted_stream"
-
-
-def _install_unstarted_stream_recorder() -> None:
-    """Record a text-completion stream that fails before its first chunk, once per process.
-
-    On OpenAI's text-completions route `OpenAITextCompletion.streaming` and `async_streaming` are
-    generator functions: they send the request when the caller asks for the first chunk, after
-    LiteLLM's `@client` wrapper has returned and before the stream wrapper (which reports a broken
-    stream) exists, so an error answer or a timeout there reaches no logger (LiteLLM 1.80 to 1.110).
-    Wrapping them hands such a failure to litelens's callbacks only (other loggers keep LiteLLM's
-    behaviour), built by LiteLLM's own failure helper. A LiteLLM where the methods are missing or are
-    no longer generators taking a `logging_obj` is left alone.
-    """
-    try:
-        from litellm.llms.openai.completion.handler import OpenAITextCompletion
-    except Exception:  # another layout: nothing to wrap
-        return
-    for name, is_shape in (
-        ("streaming", inspect.isgeneratorfunction),
-        ("async_streaming", inspect.isasyncgenfunction),
-    ):
-        original = OpenAITextCompletion.__dict__.get(name)
-        if original is None or getattr(original, _STREAM_MARK, False) or not is_shape(original):
-            continue
-        try:
-            position = list(inspect.signature(original).parameters).index("logging_obj")
-        except (TypeError, ValueError):
-            continue
-        wrap = _recording_sync_stream if name == "streaming" else _recording_async_stream
-        setattr(OpenAITextCompletion, name, wrap(original, position))
-
-
-def _recording_sync_stream(original: Any, position: int) -> Any:
-    @functools.wraps(original)
-    def streaming(*args: Any, **kwargs: Any) -> Any:
-        stream = original(*args, **kwargs)
-        try:
-            first = next(stream)
-        except StopIteration as stop:
-            return stop.value
-        except Exception as exc:
-            _report_unstarted_stream(args, kwargs, position, exc)
-            raise
-        # From the first chunk on the original generator runs as if called directly (`yield from`
-        # hands it send, throw and close); closing early closes it at once, not at collection.
-        try:
-            yield first
-            return (yield from stream)
-        finally:
-            stream.close()
-
-    setattr(streaming, _STREAM_MARK, True)
-    return streaming
-
-
-def _recording_async_stream(original: Any, position: int) -> Any:
-    @functools.wraps(original)
-    async def async_streaming(*args: Any, **kwargs: Any) -> Any:
-        stream = original(*args, **kwargs)
-        try:
-            first = await stream.__anext__()
-        except StopAsyncIteration:
-            return
-        except Exception as exc:  # a cancellation is no failure: LiteLLM reports none either
-            _report_unstarted_stream(args, kwargs, position, exc)
-            raise
-        try:
-            yield first
-            async for chunk in stream:
-                yield chunk
-        finally:
-            await stream.aclose()
-
-    setattr(async_streaming, _STREAM_MARK, True)
-    return async_streaming
-
-
-def _report_unstarted_stream(
-    args: tuple[Any, ...], kwargs: Mapping[str, Any], position: int, exc: BaseException
-) -> None:
-    """Hand the failure to litelens's callbacks as LiteLLM hands a failed unstreamed call to them."""
-    loggers: list[Callback] = []
-    try:
-        loggers = _registered_callbacks()
-        if not loggers:
-            return
-        logging_obj = kwargs["logging_obj"] if "logging_obj" in kwargs else args[position]
-        details = logging_obj.model_call_details
-        # The caller gets the exception LiteLLM's stream wrapper maps this one to (an OpenAIError with a
-        # 401 becomes AuthenticationError); the record names that one, as an unstreamed call's does.
-        from litellm.litellm_core_utils.exception_mapping_utils import exception_type
-
-        try:
-            mapped = exception_type(
-                model=details.get("model"),
-                original_exception=exc,
-                custom_llm_provider=details.get("custom_llm_provider"),
-            )
-        except Exception as raised:
-            mapped = raised
-        trace = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-        start, end = logging_obj._failure_handler_helper_fn(mapped, trace)
-        payload = logging_obj.model_call_details
-        for logger in loggers:
-            logger._capture(payload, True, start, end)
-    except Exception:  # never let bookkeeping change the caller's exception
-        log.debug("litelens: could not record a text-completion stream's failure", exc_info=True)
-        for logger in loggers:
-            logger._count("hook_errors", "litelens: a logging hook failed; the call itself is unaffected")
 
 
 def _call_secrets(provider_key: Any) -> list[Any]:

@@ -75,7 +75,7 @@ _NAME_RE = re.compile(r"^(\d{20})-(\d+)-(\d+)-(\d+)-([gp])\.batch$")
 # the process that made it; other ones (older versions, platforms without `fcntl`) are judged by pid.
 _CLAIM_RE = re.compile(r"^(?P<name>.+\.batch)\.claim\.(?P<pid>\d+)\.(?P<ts>\d+)(?P<locked>\.l)?$")
 _TMP_RE = re.compile(r"^\.tmp-(?P<pid>\d+)-(?P<locked>l-)?(?P<ts>\d{20})-")
-# An unlocked temporary file this young, of a pid alive here, may be one whose lock is being taken.
+# An unlocked, empty temporary file this young may be one whose lock is being taken, whatever its pid.
 _LOCK_GRACE_NS = 10 * 10**9
 _DEST_RE = re.compile(r"^(?P<kind>[a-z0-9]+)-(?P<endpoint>[0-9a-f]{12})-(?P<key>[0-9a-f]{12})$")
 # Marker files: the server refused this folder's batches for its key (401/403) or its endpoint (404).
@@ -137,19 +137,20 @@ def _made_by_gone(path: Path, match: re.Match[str]) -> bool:
     except OSError:
         return False  # gone meanwhile: nothing to recover
     try:
+        # Read before the lock is tried: a writer writes only once it holds its lock, so a file that had
+        # bytes before its lock was found free was locked once and let go.
+        written = os.fstat(fd).st_size > 0
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
     except OSError:
         return False  # held: its process is alive
     finally:
         os.close(fd)
-    if _CLAIM_RE.match(path.name):
+    if _CLAIM_RE.match(path.name) or written:
         return True
-    # A temporary file is created an instant before it is locked: unlocked, it is a dead writer's once
-    # its pid is gone here, or, should that pid mean another process (a zombie, another namespace's),
-    # once it is older than any such instant.
-    return time.time_ns() - int(match.group("ts")) > _LOCK_GRACE_NS or _gone(
-        int(match.group("pid")), int(match.group("ts"))
-    )
+    # An empty temporary file may be one created an instant ago and about to be locked: it is a dead
+    # writer's only once it is older than any such instant. Its pid cannot shorten that: a writer in
+    # another PID namespace has a pid that is no process here (or another one), and is alive all the same.
+    return time.time_ns() - int(match.group("ts")) > _LOCK_GRACE_NS
 
 
 def _lock(fd: int) -> None:
