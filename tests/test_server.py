@@ -1551,6 +1551,44 @@ def test_filters_and_cursor_pages_over_http(project_server: ServerProcess) -> No
     assert client.get("/api/calls?cursor=garbage").status == 400
 
 
+def test_calls_and_sessions_with_long_ids_of_any_script_page_to_the_end(
+    db_project_server: ServerProcess,
+) -> None:
+    """Ingest takes call and session ids of up to 256 characters, of any script; the next page's cursor
+    carries the last id, and with one of ~100 CJK or accented letters it was longer than the API took
+    back: the list stopped at its first page with a 422."""
+    client = db_project_server.client()
+    now = time.time()
+    session = "会話" * 128  # 256 characters: as long as ingest keeps
+    ids = [f"{i:02d}-" + ("日本語" * 90)[:250] for i in range(5)] + [
+        f"{i:02d}-" + "é\\"[i % 2] * 250 for i in range(5, 9)
+    ]
+    records = [
+        make_record(call_id, now, session_id=session if i < 3 else call_id) for i, call_id in enumerate(ids)
+    ]
+    assert client.post_json("/v1/events", {"records": records}).json()["accepted"] == len(ids)
+
+    def walk(path: str, rows: str, key: str, **params: Any) -> list[str]:
+        seen: list[str] = []
+        cursor: str | None = None
+        while True:
+            query = urllib.parse.urlencode({**params, **({"cursor": cursor} if cursor else {})})
+            answer = client.get(f"{path}?{query}")
+            assert answer.status == 200, answer
+            seen += [row[key] for row in answer.json()[rows]]
+            cursor = answer.json()["next_cursor"]
+            if not cursor:
+                return seen
+
+    for sort in ("start_time", "duration_ms", "cost_usd"):
+        assert walk("/api/calls", "calls", "call_id", limit=2, sort=sort, order="asc") == sorted(ids), sort
+    sessions = walk("/api/sessions", "sessions", "session_id", limit=1)
+    assert sorted(sessions) == sorted([session, *ids[3:]])
+    assert walk(f"/api/sessions/{urllib.parse.quote(session)}", "calls", "call_id", limit=1) == sorted(
+        ids[:3]
+    )
+
+
 def test_a_proxy_requests_call_id_leads_to_its_later_attempts(project_server: ServerProcess) -> None:
     """After a proxy's fallback, the call id the client got (`x-litellm-call-id`) is the failed first
     attempt's; the answer for it lists every attempt, so the one that answered the client is a click away

@@ -22,7 +22,7 @@ from litelens.record import MAX_TAG_CHARS
 from litelens.server import fastjson
 from litelens.server.deps import Project, store_call
 from litelens.server.ingest import MAX_NAME
-from litelens.server.store.base import OPEN_END, CallFilter, Store
+from litelens.server.store.base import MAX_CURSOR_CHARS, OPEN_END, CallFilter, Store
 
 _KNOWN_QUERY: dict[int, frozenset[str]] = {}
 
@@ -187,7 +187,7 @@ async def list_calls(
     sort: Sort = "start_time",
     order: Literal["asc", "desc"] = "desc",
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
-    cursor: Annotated[str | None, Query(max_length=512)] = None,
+    cursor: Annotated[str | None, Query(max_length=MAX_CURSOR_CHARS)] = None,
 ) -> dict[str, Any]:
     """Sorted by `cost_usd`, the calls without a known cost (`null`: LiteLLM could not price them) come
     after the priced ones in either order, as NULLS LAST; a free call ($0) is priced."""
@@ -478,7 +478,7 @@ async def list_sessions(
     ] = None,
     end: Annotated[float | None, Query(description=f"epoch seconds; default: {_NO_END}")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
-    cursor: Annotated[str | None, Query(max_length=512)] = None,
+    cursor: Annotated[str | None, Query(max_length=MAX_CURSOR_CHARS)] = None,
     user: Annotated[
         str | None,
         Query(
@@ -512,7 +512,7 @@ async def get_session(
     project: Project,
     session_id: str,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
-    cursor: Annotated[str | None, Query(max_length=512)] = None,
+    cursor: Annotated[str | None, Query(max_length=MAX_CURSOR_CHARS)] = None,
 ) -> dict[str, Any]:
     """`totals` counts every call of the session (`errors` failed, `cancelled` were abandoned by their
     caller, the others succeeded); its `cost_usd` is the sum of the `priced_calls` calls
