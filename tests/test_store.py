@@ -5,6 +5,7 @@ and charts agree with the raw data."""
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import json
 import math
 import os
@@ -2150,6 +2151,33 @@ def test_export_streams_full_records_in_pages(store: SQLStore) -> None:
     got = list(stream)
     assert [r["call_id"] for r in got] == [f"e{i:03d}" for i in range(0, 45, 2)]
     assert got[0]["request"]["messages"][0]["role"] == "user"
+
+
+def test_an_export_lists_the_calls_as_they_were_when_it_began_each_once(store: SQLStore) -> None:
+    """A call stored again with another start time (its OTel span and its core record disagree by a few
+    ms) while an export runs: moved past the export's position it was exported twice, moved before it
+    not at all. The pages are asked for from whichever thread the server's response runs in."""
+    project = store.create_project("default")
+    store.write(project, [make(f"x{i:02d}", T0 + i) for i in range(12)], [])
+    stream = store.export(project, page_size=3)
+    pages = concurrent.futures.ThreadPoolExecutor(max_workers=4)
+    try:
+        first = [pages.submit(next, stream).result()["call_id"] for _ in range(4)]
+        assert first == ["x00", "x01", "x02", "x03"]
+        # x01, exported, is moved to the end; x10, not yet exported, to the start; x12 is new.
+        moved = [make("x01", T0 + 20), make("x10", T0 - 5), make("x12", T0 + 5.5)]
+        store.write(project, moved, [])
+        rest = [record["call_id"] for record in pages.submit(list, stream).result()]
+    finally:
+        pages.shutdown()
+    assert first + rest == [f"x{i:02d}" for i in range(12)]
+    assert [r["call_id"] for r in store.export(project)] == [
+        "x10",
+        *(f"x{i:02d}" for i in (0, 2, 3, 4, 5)),
+        "x12",
+        *(f"x{i:02d}" for i in (6, 7, 8, 9, 11)),
+        "x01",
+    ], "the next export sees what was written"
 
 
 def test_two_stores_writing_interleaved_lose_and_duplicate_nothing(store_url: str) -> None:

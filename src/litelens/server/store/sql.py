@@ -156,6 +156,12 @@ class SQLStore(BatchWriter, Store):
         """The statement in the driver's placeholder style."""
         return sql
 
+    def _export_snapshot(self) -> AbstractContextManager[Any | None]:
+        """A cursor inside one read-only transaction for a whole export, on a connection of its own
+        (an export can take minutes, and would hold a pooled connection that long), or None where
+        there is none to open: the export then reads each page as of its own moment."""
+        return contextlib.nullcontext()
+
     @contextmanager
     def _snapshot(self) -> Iterator[None]:
         """Every `_read()` of this store on this thread, until the block ends, is served by one cursor
@@ -165,12 +171,22 @@ class SQLStore(BatchWriter, Store):
         if id(self) in held:  # already in one: the outer snapshot serves
             yield
             return
-        with self._read_snapshot() as cur:
-            held[id(self)] = cur
-            try:
-                yield
-            finally:
-                del held[id(self)]
+        with self._read_snapshot() as cur, self._reading_through(cur):
+            yield
+
+    @contextmanager
+    def _reading_through(self, cur: Any | None) -> Iterator[None]:
+        """Every `_read()` of this store on this thread, until the block ends, is served by `cur` (a
+        snapshot's cursor; None: by the backend's own, as outside the block)."""
+        held: dict[int, Any] = _snapshots.__dict__.setdefault("held", {})
+        if cur is None:
+            yield
+            return
+        held[id(self)] = cur
+        try:
+            yield
+        finally:
+            del held[id(self)]
 
     def _snapshot_cursor(self) -> Any | None:
         """The cursor of the `_snapshot` this thread is in, if any (for the backends' `_read`)."""
@@ -500,15 +516,22 @@ class SQLStore(BatchWriter, Store):
     def export(
         self, project_id: int, filters: CallFilter | None = None, page_size: int = 500
     ) -> Iterator[Record]:
-        cursor: str | None = None
-        while True:
-            rows, cursor = self._page(
-                project_id, filters, page_size, cursor, "start_time", False, "c.call_id, c.record"
-            )
-            for row in rows:
-                yield dict(self._load_json(row[1]))
-            if cursor is None:
-                return
+        # Every page as of the moment the export began. Read each as of its own moment, a call whose
+        # start time a later version moved (its OTel span and its core record disagree by a few ms)
+        # crossed the export's position: listed twice when moved past it, left out when moved before.
+        # The pages are read in whichever thread the response asks for the next one, so the snapshot
+        # is handed to each page's reads rather than entered once by one thread.
+        with self._export_snapshot() as snapshot:
+            cursor: str | None = None
+            while True:
+                with self._reading_through(snapshot):
+                    rows, cursor = self._page(
+                        project_id, filters, page_size, cursor, "start_time", False, "c.call_id, c.record"
+                    )
+                for row in rows:
+                    yield dict(self._load_json(row[1]))
+                if cursor is None:
+                    return
 
     def get_trace(self, project_id: int, trace_id: str) -> dict[str, list[Row]]:
         trace_id = trace_id.lower()  # hex, stored lower-case: either case finds the trace
