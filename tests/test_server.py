@@ -1695,6 +1695,58 @@ def test_an_export_during_ingest_has_every_call_of_its_start_once(db_project_ser
     assert exported == [r["call_id"] for r in records]
 
 
+def test_exports_the_client_abandons_give_their_database_connections_back(
+    db_project_server: ServerProcess,
+) -> None:
+    """An export reads in one transaction on a connection of its own; a client that hung up mid-download
+    left it open (on PostgreSQL "idle in transaction", holding a connection slot and vacuum back), one
+    more with every abandoned download."""
+    server = db_project_server
+    client = server.client()
+    pad = {"pad": "x" * 5_000}
+    records = [make_record(f"a{i:04d}", time.time() - 3600 + i, metadata=pad) for i in range(2000)]
+    for i in range(0, len(records), 250):
+        assert client.post_json("/v1/events", {"records": records[i : i + 250]}).status == 200
+
+    def held() -> int:
+        """Connections the server holds open beyond its pools: in a transaction, or to the SQLite file."""
+        if server.db_url.startswith("sqlite"):
+            assert server.proc is not None
+            path = server.db_url.removeprefix("sqlite://")
+            fds = Path(f"/proc/{server.proc.pid}/fd")
+            return sum(1 for fd in fds.iterdir() if os.path.realpath(fd) == path)
+        import psycopg
+
+        with psycopg.connect(server.db_url, autocommit=True) as conn:
+            row = conn.execute(
+                "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND state = 'idle in transaction'"
+            ).fetchone()
+            return int(row[0]) if row else 0
+
+    # The server's pools opened as many connections as they keep (a full export, several reads at once).
+    assert len(client.get("/api/export").body.splitlines()) == len(records)
+    threads = [
+        threading.Thread(target=server.client().get, args=("/api/calls?limit=1000",)) for _ in range(8)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    before = held()
+    for _ in range(3):
+        conn = http.client.HTTPConnection(server.host, server.port, timeout=30)
+        conn.request("GET", "/api/export?format=csv", headers={"Authorization": f"Bearer {server.key}"})
+        answer = conn.getresponse()
+        assert answer.status == 200 and answer.read(10_000)
+        conn.close()
+    deadline = time.monotonic() + 5
+    while held() > before and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert held() == before
+    assert len(client.get("/api/export").body.splitlines()) == len(records), "exports still work"
+
+
 def test_csv_export_defuses_spreadsheet_formulas_and_keeps_quotes_newlines_and_unicode(
     project_server: ServerProcess,
 ) -> None:

@@ -5,6 +5,7 @@ Every route is scoped to the project of the caller's key; nothing another projec
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -219,9 +220,35 @@ def export_response(records: Iterator[dict[str, Any]], format: Literal["jsonl", 
         body = _csv_lines(records)
         media = "text/csv"
     name = f"litelens-calls-{int(time.time())}.{format}"
-    return StreamingResponse(
-        body, media_type=media, headers={"Content-Disposition": f'attachment; filename="{name}"'}
+    return _Download(
+        body, records, media_type=media, headers={"Content-Disposition": f'attachment; filename="{name}"'}
     )
+
+
+class _Download(StreamingResponse):
+    """A streamed export that closes its records however the download ends.
+
+    The store's export reads in one transaction on a connection of its own until its records are
+    closed; when the client hung up mid-download, Starlette left them suspended, and the connection
+    stayed in its transaction (PostgreSQL: "idle in transaction") until garbage collection found it.
+    """
+
+    def __init__(self, body: Iterator[str], records: Iterator[Any], **kwargs: Any) -> None:
+        super().__init__(body, **kwargs)
+        self._sources = (body, records)
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            # Not running in a worker thread now: the one that read the last page has returned.
+            for source in self._sources:
+                close = getattr(source, "close", None)
+                if close is not None:
+                    with contextlib.suppress(
+                        ValueError
+                    ):  # "generator already executing": never, but harmless
+                        close()
 
 
 CSV_COLUMNS = [
