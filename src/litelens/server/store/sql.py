@@ -127,6 +127,10 @@ def metadata_json(value: str) -> Any:
     return parsed
 
 
+# The most exports that each read through a snapshot of their own at once: each holds a connection outside
+# the pools (PostgreSQL's connection slots are few). More exports read each page as of its own moment.
+MAX_EXPORT_SNAPSHOTS = 8
+
 # Per thread, the snapshot cursor each store is reading through (`SQLStore._snapshot`).
 _snapshots = threading.local()
 
@@ -521,17 +525,30 @@ class SQLStore(BatchWriter, Store):
         # crossed the export's position: listed twice when moved past it, left out when moved before.
         # The pages are read in whichever thread the response asks for the next one, so the snapshot
         # is handed to each page's reads rather than entered once by one thread.
-        with self._export_snapshot() as snapshot:
-            cursor: str | None = None
-            while True:
-                with self._reading_through(snapshot):
-                    rows, cursor = self._page(
-                        project_id, filters, page_size, cursor, "start_time", False, "c.call_id, c.record"
-                    )
-                for row in rows:
-                    yield dict(self._load_json(row[1]))
-                if cursor is None:
-                    return
+        slots: threading.BoundedSemaphore = self.__dict__.setdefault(
+            "_export_slots", threading.BoundedSemaphore(MAX_EXPORT_SNAPSHOTS)
+        )
+        slot = slots.acquire(blocking=False)
+        try:
+            with self._export_snapshot() if slot else contextlib.nullcontext() as snapshot:
+                yield from self._export_pages(project_id, filters, page_size, snapshot)
+        finally:
+            if slot:
+                slots.release()
+
+    def _export_pages(
+        self, project_id: int, filters: CallFilter | None, page_size: int, snapshot: Any | None
+    ) -> Iterator[Record]:
+        cursor: str | None = None
+        while True:
+            with self._reading_through(snapshot):
+                rows, cursor = self._page(
+                    project_id, filters, page_size, cursor, "start_time", False, "c.call_id, c.record"
+                )
+            for row in rows:
+                yield dict(self._load_json(row[1]))
+            if cursor is None:
+                return
 
     def get_trace(self, project_id: int, trace_id: str) -> dict[str, list[Row]]:
         trace_id = trace_id.lower()  # hex, stored lower-case: either case finds the trace
