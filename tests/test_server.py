@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import csv
 import gzip
+import http.client
 import inspect
 import io
 import json
@@ -1618,6 +1619,44 @@ def test_filters_and_cursor_pages_over_http(project_server: ServerProcess) -> No
     assert client.get("/api/calls?cursor=garbage").status == 400
 
 
+def test_calls_and_sessions_with_long_ids_of_any_script_page_to_the_end(
+    db_project_server: ServerProcess,
+) -> None:
+    """Ingest takes call and session ids of up to 256 characters, of any script; the next page's cursor
+    carries the last id, and with one of ~100 CJK or accented letters it was longer than the API took
+    back: the list stopped at its first page with a 422."""
+    client = db_project_server.client()
+    now = time.time()
+    session = "会話" * 128  # 256 characters: as long as ingest keeps
+    ids = [f"{i:02d}-" + ("日本語" * 90)[:250] for i in range(5)] + [
+        f"{i:02d}-" + "é\\"[i % 2] * 250 for i in range(5, 9)
+    ]
+    records = [
+        make_record(call_id, now, session_id=session if i < 3 else call_id) for i, call_id in enumerate(ids)
+    ]
+    assert client.post_json("/v1/events", {"records": records}).json()["accepted"] == len(ids)
+
+    def walk(path: str, rows: str, key: str, **params: Any) -> list[str]:
+        seen: list[str] = []
+        cursor: str | None = None
+        while True:
+            query = urllib.parse.urlencode({**params, **({"cursor": cursor} if cursor else {})})
+            answer = client.get(f"{path}?{query}")
+            assert answer.status == 200, answer
+            seen += [row[key] for row in answer.json()[rows]]
+            cursor = answer.json()["next_cursor"]
+            if not cursor:
+                return seen
+
+    for sort in ("start_time", "duration_ms", "cost_usd"):
+        assert walk("/api/calls", "calls", "call_id", limit=2, sort=sort, order="asc") == sorted(ids), sort
+    sessions = walk("/api/sessions", "sessions", "session_id", limit=1)
+    assert sorted(sessions) == sorted([session, *ids[3:]])
+    assert walk(f"/api/sessions/{urllib.parse.quote(session)}", "calls", "call_id", limit=1) == sorted(
+        ids[:3]
+    )
+
+
 def test_a_proxy_requests_call_id_leads_to_its_later_attempts(project_server: ServerProcess) -> None:
     """After a proxy's fallback, the call id the client got (`x-litellm-call-id`) is the failed first
     attempt's; the answer for it lists every attempt, so the one that answered the client is a click away
@@ -1691,6 +1730,88 @@ def test_export_streams_every_filtered_call_and_openapi_lists_the_routes(
         "/api/stats",
     } <= set(document["paths"])
     assert {"/api/traces/{trace_id}", "/api/sessions", "/api/sessions/{session_id}"} <= set(document["paths"])
+
+
+def test_an_export_during_ingest_has_every_call_of_its_start_once(db_project_server: ServerProcess) -> None:
+    """Calls stored again with another start time while an export streams (a call's OTel span and its
+    core record disagree by a few ms): one moved past the export's position was in the file twice, one
+    moved before it was missing. The export is the calls as they were when it began, each once."""
+    client = db_project_server.client()
+    now = time.time() - 3600
+    pad = {"pad": "x" * 20_000}  # 50 MB in all: far more than the socket buffers hold ahead of the reader
+    records = [make_record(f"e{i:04d}", now + i * 0.001, metadata=pad) for i in range(2500)]
+    for i in range(0, len(records), 100):
+        assert client.post_json("/v1/events", {"records": records[i : i + 100]}).status == 200
+    conn = http.client.HTTPConnection(db_project_server.host, db_project_server.port, timeout=60)
+    try:
+        conn.request(
+            "GET", "/api/export?format=jsonl", headers={"Authorization": f"Bearer {db_project_server.key}"}
+        )
+        answer = conn.getresponse()
+        assert answer.status == 200
+        exported = [json.loads(answer.readline())["call_id"]]
+        moved = [
+            make_record("e0000", now + 10, metadata=pad),  # exported, now the latest call
+            make_record("e2499", now - 10, metadata=pad),  # not yet exported, now the earliest
+            make_record("new-1", now + 1, metadata=pad),  # stored after the export began
+        ]
+        assert client.post_json("/v1/events", {"records": moved}).status == 200
+        exported += [json.loads(line)["call_id"] for line in answer.read().splitlines()]
+    finally:
+        conn.close()
+    assert exported == [r["call_id"] for r in records]
+
+
+def test_exports_the_client_abandons_give_their_database_connections_back(
+    db_project_server: ServerProcess,
+) -> None:
+    """An export reads in one transaction on a connection of its own; a client that hung up mid-download
+    left it open (on PostgreSQL "idle in transaction", holding a connection slot and vacuum back), one
+    more with every abandoned download."""
+    server = db_project_server
+    client = server.client()
+    pad = {"pad": "x" * 5_000}
+    records = [make_record(f"a{i:04d}", time.time() - 3600 + i, metadata=pad) for i in range(2000)]
+    for i in range(0, len(records), 250):
+        assert client.post_json("/v1/events", {"records": records[i : i + 250]}).status == 200
+
+    def held() -> int:
+        """Read transactions the server holds open (on SQLite: 1 when one blocks a checkpoint)."""
+        if server.db_url.startswith("sqlite"):
+            # A read transaction left open keeps the WAL from being checkpointed to its end (and
+            # truncated): the checkpoint says it was blocked.
+            with contextlib.closing(sqlite3.connect(server.db_url.removeprefix("sqlite://"))) as db:
+                return int(db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0])
+        import psycopg
+
+        with psycopg.connect(server.db_url, autocommit=True) as conn:
+            row = conn.execute(
+                "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND state = 'idle in transaction'"
+            ).fetchone()
+            return int(row[0]) if row else 0
+
+    # The server's pools opened as many connections as they keep (a full export, several reads at once).
+    assert len(client.get("/api/export").body.splitlines()) == len(records)
+    threads = [
+        threading.Thread(target=server.client().get, args=("/api/calls?limit=1000",)) for _ in range(8)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    before = held()
+    for _ in range(3):
+        conn = http.client.HTTPConnection(server.host, server.port, timeout=30)
+        conn.request("GET", "/api/export?format=csv", headers={"Authorization": f"Bearer {server.key}"})
+        answer = conn.getresponse()
+        assert answer.status == 200 and answer.read(10_000)
+        conn.close()
+    deadline = time.monotonic() + 5
+    while held() > before and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert held() == before
+    assert len(client.get("/api/export").body.splitlines()) == len(records), "exports still work"
 
 
 def test_csv_export_defuses_spreadsheet_formulas_and_keeps_quotes_newlines_and_unicode(

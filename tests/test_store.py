@@ -5,6 +5,7 @@ and charts agree with the raw data."""
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import json
 import math
 import os
@@ -28,7 +29,7 @@ from litelens.record import from_standard_logging
 from litelens.server.store import CallFilter, InvalidCursor, Store, merge_records, open_store
 from litelens.server.store.base import WriteBatch
 from litelens.server.store.rollup import PERCENTILE_RELATIVE_ERROR, bin_of, model_name
-from litelens.server.store.sql import SQLStore
+from litelens.server.store.sql import MAX_EXPORT_SNAPSHOTS, SQLStore
 
 T0 = 1_790_000_000.0  # a fixed epoch (2026-09-21), so buckets are deterministic
 TRACE = "a" * 32
@@ -2349,6 +2350,67 @@ def test_export_streams_full_records_in_pages(store: SQLStore) -> None:
     got = list(stream)
     assert [r["call_id"] for r in got] == [f"e{i:03d}" for i in range(0, 45, 2)]
     assert got[0]["request"]["messages"][0]["role"] == "user"
+
+
+def test_an_export_lists_the_calls_as_they_were_when_it_began_each_once(store: SQLStore) -> None:
+    """A call stored again with another start time (its OTel span and its core record disagree by a few
+    ms) while an export runs: moved past the export's position it was exported twice, moved before it
+    not at all. The pages are asked for from whichever thread the server's response runs in."""
+    project = store.create_project("default")
+    store.write(project, [make(f"x{i:02d}", T0 + i) for i in range(12)], [])
+    stream = store.export(project, page_size=3)
+    pages = concurrent.futures.ThreadPoolExecutor(max_workers=4)
+    try:
+        first = [pages.submit(next, stream).result()["call_id"] for _ in range(4)]
+        assert first == ["x00", "x01", "x02", "x03"]
+        # x01, exported, is moved to the end; x10, not yet exported, to the start; x12 is new.
+        moved = [make("x01", T0 + 20), make("x10", T0 - 5), make("x12", T0 + 5.5)]
+        store.write(project, moved, [])
+        rest = [record["call_id"] for record in pages.submit(list, stream).result()]
+    finally:
+        pages.shutdown()
+    assert first + rest == [f"x{i:02d}" for i in range(12)]
+    assert [r["call_id"] for r in store.export(project)] == [
+        "x10",
+        *(f"x{i:02d}" for i in (0, 2, 3, 4, 5)),
+        "x12",
+        *(f"x{i:02d}" for i in (6, 7, 8, 9, 11)),
+        "x01",
+    ], "the next export sees what was written"
+
+
+def test_exports_at_once_hold_a_bounded_number_of_connections_and_all_finish(
+    store: SQLStore, store_url: str
+) -> None:
+    """Each export reads through a connection of its own, outside the pools: many downloads at once took
+    as many database connections (PostgreSQL's `max_connections` is ~100, shared with ingest). Past
+    `MAX_EXPORT_SNAPSHOTS` an export reads each page as of its own moment, and finishes all the same."""
+    project = store.create_project("default")
+    store.write(project, [make(f"b{i:02d}", T0 + i) for i in range(10)], [])
+
+    def connections() -> int:
+        if store_url.startswith("sqlite"):
+            # A SQLite connection takes no server's slot (and SQLite keeps a closed one's file open
+            # for the next, for its POSIX locks' sake): only the exports finishing is checked there.
+            return 0
+        import psycopg
+
+        with psycopg.connect(store_url, autocommit=True) as conn:
+            row = conn.execute(
+                "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND pid <> pg_backend_pid()"
+            ).fetchone()
+            return int(row[0]) if row else 0
+
+    assert len(list(store.export(project, page_size=3))) == 10  # the pools have what they keep
+    before = connections()
+    exports = [store.export(project, page_size=3) for _ in range(MAX_EXPORT_SNAPSHOTS + 3)]
+    firsts = [next(export)["call_id"] for export in exports]
+    assert connections() - before <= MAX_EXPORT_SNAPSHOTS
+    assert firsts == ["b00"] * len(exports)
+    for export in exports:
+        assert [r["call_id"] for r in export] == [f"b{i:02d}" for i in range(1, 10)]
+    assert connections() == before
 
 
 def test_two_stores_writing_interleaved_lose_and_duplicate_nothing(store_url: str) -> None:

@@ -1436,6 +1436,25 @@ def test_a_page_link_whose_cursor_no_longer_applies_shows_the_first_page_not_a_j
 
 
 @pytest.mark.service
+def test_the_call_list_pages_past_calls_whose_ids_are_long_and_not_ascii(
+    sqlite_server: ServerProcess, visit: Callable[..., Visit]
+) -> None:
+    """The next page's link carries the last call's id; one of ~100 CJK letters made it longer than the
+    page took back, so "Next page" showed the first page again, with a notice that the link was stale."""
+    now = time.time()
+    ids = [f"{i:02d}-" + "日本語" * 80 for i in range(60)]
+    post_records(sqlite_server.client(), [make_record(call_id, now - i) for i, call_id in enumerate(ids)])
+    v = visit(sqlite_server)
+    page = v.page
+    v.go("/calls?range=1h")
+    assert v.call_ids() == ids[:50]
+    page.click("a[rel=next]")
+    page.wait_for_url(re.compile(r"cursor="))
+    assert page.locator("[data-testid=stale-cursor]").count() == 0
+    assert v.call_ids() == ids[50:]
+
+
+@pytest.mark.service
 def test_a_call_cut_to_size_when_recorded_says_what_was_cut(sqlite_server: ServerProcess) -> None:
     # A dropped tag or a shortened message is otherwise visible only in the raw JSON.
     cut = make_record(

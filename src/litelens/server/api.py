@@ -5,6 +5,7 @@ Every route is scoped to the project of the caller's key; nothing another projec
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -23,7 +24,7 @@ from litelens.record import MAX_TAG_CHARS
 from litelens.server import fastjson
 from litelens.server.deps import Project, store_call
 from litelens.server.ingest import MAX_NAME
-from litelens.server.store.base import OPEN_END, CallFilter, Store
+from litelens.server.store.base import MAX_CURSOR_CHARS, OPEN_END, CallFilter, Store
 
 _KNOWN_QUERY: dict[int, frozenset[str]] = {}
 
@@ -201,7 +202,7 @@ async def list_calls(
     sort: Sort = "start_time",
     order: Literal["asc", "desc"] = "desc",
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
-    cursor: Annotated[str | None, Query(max_length=512)] = None,
+    cursor: Annotated[str | None, Query(max_length=MAX_CURSOR_CHARS)] = None,
 ) -> dict[str, Any]:
     """Sorted by `cost_usd`, the calls without a known cost (`null`: LiteLLM could not price them) come
     after the priced ones in either order, as NULLS LAST; a free call ($0) is priced."""
@@ -233,9 +234,35 @@ def export_response(records: Iterator[dict[str, Any]], format: Literal["jsonl", 
         body = _csv_lines(records)
         media = "text/csv"
     name = f"litelens-calls-{int(time.time())}.{format}"
-    return StreamingResponse(
-        body, media_type=media, headers={"Content-Disposition": f'attachment; filename="{name}"'}
+    return _Download(
+        body, records, media_type=media, headers={"Content-Disposition": f'attachment; filename="{name}"'}
     )
+
+
+class _Download(StreamingResponse):
+    """A streamed export that closes its records however the download ends.
+
+    The store's export reads in one transaction on a connection of its own until its records are
+    closed; when the client hung up mid-download, Starlette left them suspended, and the connection
+    stayed in its transaction (PostgreSQL: "idle in transaction") until garbage collection found it.
+    """
+
+    def __init__(self, body: Iterator[str], records: Iterator[Any], **kwargs: Any) -> None:
+        super().__init__(body, **kwargs)
+        self._sources = (body, records)
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            # Not running in a worker thread now: the one that read the last page has returned.
+            for source in self._sources:
+                close = getattr(source, "close", None)
+                if close is not None:
+                    with contextlib.suppress(
+                        ValueError
+                    ):  # "generator already executing": never, but harmless
+                        close()
 
 
 CSV_COLUMNS = [
@@ -492,7 +519,7 @@ async def list_sessions(
     ] = None,
     end: Annotated[float | None, Query(description=f"epoch seconds; default: {_NO_END}")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
-    cursor: Annotated[str | None, Query(max_length=512)] = None,
+    cursor: Annotated[str | None, Query(max_length=MAX_CURSOR_CHARS)] = None,
     user: Annotated[
         str | None,
         Query(
@@ -526,7 +553,7 @@ async def get_session(
     project: Project,
     session_id: str,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
-    cursor: Annotated[str | None, Query(max_length=512)] = None,
+    cursor: Annotated[str | None, Query(max_length=MAX_CURSOR_CHARS)] = None,
 ) -> dict[str, Any]:
     """`totals` counts every call of the session (`errors` failed, `cancelled` were abandoned by their
     caller, the others succeeded); its `cost_usd` is the sum of the `priced_calls` calls

@@ -83,6 +83,13 @@ class CallFilter:
 # --------------------------------------------------------------------------------------------------
 # Cursors
 
+# The longest cursor this store hands out, which the API and the pages take back. A cursor holds a call
+# or session id of up to 256 characters (ingest's limit) as JSON, where a control character is written as
+# six (`\u0001`): ~2,100 characters in base64 at most. 512, the limit before, was passed by an id of 100
+# CJK characters, and the list stopped at its first page (a 422 from the API, "the link no longer
+# applies" on the dashboard).
+MAX_CURSOR_CHARS = 4096
+
 
 def encode_cursor(sort: str, descending: bool, value: float | None, call_id: str) -> str:
     """An opaque cursor: the sort key and the last row's (sort value, call id), base64url'd JSON.
@@ -90,7 +97,8 @@ def encode_cursor(sort: str, descending: bool, value: float | None, call_id: str
     Keyset pagination on an immutable (value, call id) pair, unlike OFFSET, neither skips nor repeats a
     row when calls are inserted while the user pages.
     """
-    raw = json.dumps([sort, descending, value, call_id], separators=(",", ":")).encode()
+    # Not ASCII-escaped: an id of CJK or accented letters is 2-3 bytes a character, not 6 (`\u65e5`).
+    raw = json.dumps([sort, descending, value, call_id], separators=(",", ":"), ensure_ascii=False).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
@@ -110,7 +118,7 @@ def decode_cursor(cursor: str, sort: str, descending: bool) -> tuple[float | Non
 
 
 def encode_session_cursor(last_time: float, session_id: str) -> str:
-    raw = json.dumps(["session", last_time, session_id], separators=(",", ":")).encode()
+    raw = json.dumps(["session", last_time, session_id], separators=(",", ":"), ensure_ascii=False).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 

@@ -383,6 +383,16 @@ class PostgresStore(SQLStore):
                 except psycopg.Error:
                     conn.close()  # (not given back in a transaction: the pool drops a closed one)
 
+    @contextmanager
+    def _export_snapshot(self) -> Iterator[psycopg.Cursor[Any]]:
+        # Not a pooled connection: ingest writes through the pool, and a few long exports held it all.
+        with (
+            psycopg.connect(self.url, autocommit=True, **_connect_timeout(self.url)) as conn,
+            conn.cursor() as cur,
+        ):
+            cur.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            yield cur
+
     # PostgreSQL text holds no NUL, so no stored id or value has one (ingest drops it from records), and
     # one sent as a parameter fails the query: an id or filter with a NUL from a URL matches nothing
     # (the page's 404, an empty list) rather than a 503 "storage unavailable".

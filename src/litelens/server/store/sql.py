@@ -127,6 +127,10 @@ def metadata_json(value: str) -> Any:
     return parsed
 
 
+# The most exports that each read through a snapshot of their own at once: each holds a connection outside
+# the pools (PostgreSQL's connection slots are few). More exports read each page as of its own moment.
+MAX_EXPORT_SNAPSHOTS = 8
+
 # Per thread, the snapshot cursor each store is reading through (`SQLStore._snapshot`).
 _snapshots = threading.local()
 
@@ -156,6 +160,12 @@ class SQLStore(BatchWriter, Store):
         """The statement in the driver's placeholder style."""
         return sql
 
+    def _export_snapshot(self) -> AbstractContextManager[Any | None]:
+        """A cursor inside one read-only transaction for a whole export, on a connection of its own
+        (an export can take minutes, and would hold a pooled connection that long), or None where
+        there is none to open: the export then reads each page as of its own moment."""
+        return contextlib.nullcontext()
+
     @contextmanager
     def _snapshot(self) -> Iterator[None]:
         """Every `_read()` of this store on this thread, until the block ends, is served by one cursor
@@ -165,12 +175,22 @@ class SQLStore(BatchWriter, Store):
         if id(self) in held:  # already in one: the outer snapshot serves
             yield
             return
-        with self._read_snapshot() as cur:
-            held[id(self)] = cur
-            try:
-                yield
-            finally:
-                del held[id(self)]
+        with self._read_snapshot() as cur, self._reading_through(cur):
+            yield
+
+    @contextmanager
+    def _reading_through(self, cur: Any | None) -> Iterator[None]:
+        """Every `_read()` of this store on this thread, until the block ends, is served by `cur` (a
+        snapshot's cursor; None: by the backend's own, as outside the block)."""
+        held: dict[int, Any] = _snapshots.__dict__.setdefault("held", {})
+        if cur is None:
+            yield
+            return
+        held[id(self)] = cur
+        try:
+            yield
+        finally:
+            del held[id(self)]
 
     def _snapshot_cursor(self) -> Any | None:
         """The cursor of the `_snapshot` this thread is in, if any (for the backends' `_read`)."""
@@ -500,11 +520,31 @@ class SQLStore(BatchWriter, Store):
     def export(
         self, project_id: int, filters: CallFilter | None = None, page_size: int = 500
     ) -> Iterator[Record]:
+        # Every page as of the moment the export began. Read each as of its own moment, a call whose
+        # start time a later version moved (its OTel span and its core record disagree by a few ms)
+        # crossed the export's position: listed twice when moved past it, left out when moved before.
+        # The pages are read in whichever thread the response asks for the next one, so the snapshot
+        # is handed to each page's reads rather than entered once by one thread.
+        slots: threading.BoundedSemaphore = self.__dict__.setdefault(
+            "_export_slots", threading.BoundedSemaphore(MAX_EXPORT_SNAPSHOTS)
+        )
+        slot = slots.acquire(blocking=False)
+        try:
+            with self._export_snapshot() if slot else contextlib.nullcontext() as snapshot:
+                yield from self._export_pages(project_id, filters, page_size, snapshot)
+        finally:
+            if slot:
+                slots.release()
+
+    def _export_pages(
+        self, project_id: int, filters: CallFilter | None, page_size: int, snapshot: Any | None
+    ) -> Iterator[Record]:
         cursor: str | None = None
         while True:
-            rows, cursor = self._page(
-                project_id, filters, page_size, cursor, "start_time", False, "c.call_id, c.record"
-            )
+            with self._reading_through(snapshot):
+                rows, cursor = self._page(
+                    project_id, filters, page_size, cursor, "start_time", False, "c.call_id, c.record"
+                )
             for row in rows:
                 yield dict(self._load_json(row[1]))
             if cursor is None:

@@ -471,6 +471,26 @@ class SQLiteStore(SQLStore):
                 else:
                     self._readers.put(conn)
 
+    @contextmanager
+    def _export_snapshot(self) -> Iterator[sqlite3.Cursor | None]:
+        # A private in-memory database has one connection, whose lock a snapshot would hold between
+        # pages (taken and released by different threads): each page is read on its own there.
+        if self._memory:
+            yield None
+            return
+        if self._closed:
+            raise RuntimeError("litelens: store is closed")
+        # Not a pooled reader: an export holding one for minutes left the dashboard's queries the rest.
+        # While it runs, the WAL is not restarted from its beginning (it may grow with what is written).
+        conn = self._connect(READER_CACHE_KIB)
+        try:
+            conn.execute("PRAGMA query_only = ON")
+            cur = conn.cursor()
+            cur.execute("BEGIN")  # deferred: its first SELECT fixes what every page sees
+            yield cur
+        finally:
+            conn.close()
+
     def _borrow(self) -> sqlite3.Connection:
         if self._closed:
             raise RuntimeError("litelens: store is closed")

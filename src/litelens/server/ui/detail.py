@@ -17,6 +17,7 @@ from starlette.responses import Response
 
 from litelens.server.api import as_stored, attempts_of, build_tree, session_page
 from litelens.server.deps import BadCursor, store_call
+from litelens.server.store.base import MAX_CURSOR_CHARS
 from litelens.server.ui import conversation, query
 from litelens.server.ui.charts import span_bar, timing_bar
 from litelens.server.ui.render import fmt_visible, page
@@ -192,7 +193,7 @@ async def sessions(
 ) -> Response:
     # The cursor is cut rather than checked by length: an overlong one is a stale link, answered with the
     # first page and a notice like any other, not with a JSON 422 in place of the page.
-    cursor = cursor[:512]
+    cursor = cursor[:MAX_CURSOR_CHARS]
     # As the calls page reads its filters (`query.parse`): trimmed, and cut as ingest cuts names.
     user = as_stored(user.strip()) or ""
     w = window(range, time.time())
@@ -250,7 +251,7 @@ def _sessions_back(request: Request, range_name: str, user: str) -> str:
 async def session_detail(
     request: Request, project: UIProject, session_id: str, cursor: str = "", range: str = "", user: str = ""
 ) -> Response:
-    cursor = cursor[:512]  # cut, not refused: as on the sessions list
+    cursor = cursor[:MAX_CURSOR_CHARS]  # cut, not refused: as on the sessions list
     back = _sessions_back(request, range, user)
     stale = False
     try:

@@ -16,7 +16,7 @@ from urllib.parse import urlencode
 from starlette.datastructures import QueryParams
 
 from litelens.server.api import call_filter
-from litelens.server.store.base import SORT_KEYS, CallFilter
+from litelens.server.store.base import MAX_CURSOR_CHARS, SORT_KEYS, CallFilter
 from litelens.server.ui.timerange import RANGES, window
 
 # The filter's text fields, named as /api/calls names them (where `search` is `q`).
@@ -86,7 +86,7 @@ def parse(params: QueryParams) -> CallsView:
         until=as_input(params.get("until", "")[:40]),
         sort=sort if sort in SORT_KEYS else "start_time",
         order=order if order in ("asc", "desc") else "desc",
-        cursor=params.get("cursor", "")[:512],
+        cursor=params.get("cursor", "")[:MAX_CURSOR_CHARS],
         tail=params.get("tail") == "1",
     )
 
