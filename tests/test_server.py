@@ -2494,6 +2494,46 @@ def test_a_huge_plain_span_is_capped_and_says_what_was_cut(project_server: Serve
     assert len(capped["name"]) < 1100 and capped["name"].endswith(f"[truncated {100_000 - 1024} chars]")
 
 
+def test_a_filter_given_twice_is_refused_by_name_not_cut_to_its_last_value(
+    project_server: ServerProcess,
+) -> None:
+    """`?tag=even&tag=odd` and `export --filter tag=even --filter tag=odd` answered the calls of
+    `tag=odd` alone, read as filtered by both. Each filter matches one value (`meta` one per key), so a
+    second value is refused, naming the filter; several `meta` keys still apply together."""
+    client = project_server.client()
+    seed(client, 12)
+    odd = {f"q-{i:03d}" for i in range(1, 12, 2)}
+    assert {c["call_id"] for c in client.get_json("/api/calls?tag=odd&limit=100")["calls"]} == odd
+    for path in (
+        "/api/calls?tag=even&tag=odd",
+        "/api/export?tag=even&tag=odd",
+        "/api/calls?model=gpt-4o&tag=even&model=claude-3",
+        "/api/calls?meta=team%3Dred&meta=team%3Dblue",
+        "/api/export?start=0&start=1",
+        "/api/calls?limit=5&limit=6",
+        "/api/stats?start=0&end=1&bucket=60&group_by=model&group_by=tag",
+    ):
+        answer = client.get(path)
+        assert answer.status == 400, (path, answer)
+        reason = answer.json()["error"]
+        name = urllib.parse.parse_qsl(path.partition("?")[2])[-1][0]
+        assert name in reason and "once" in reason, (path, reason)
+    # One value twice is one filter; several meta keys narrow together.
+    twice = client.get_json("/api/calls?tag=odd&tag=odd&limit=100")["calls"]
+    assert {c["call_id"] for c in twice} == odd
+    both = client.get_json("/api/calls?meta=team%3Dred&meta=request_model%3Dx&limit=100")["calls"]
+    assert both == []
+
+    env = {"LITELENS_ENDPOINT": project_server.url, "LITELENS_API_KEY": project_server.key}
+    for filters in (("tag=even", "tag=odd"), ("meta=team=red", "meta=team=blue")):
+        done = cli("export", *(arg for f in filters for arg in ("--filter", f)), env=env)
+        assert (done.returncode, done.stdout) == (2, ""), done
+        assert f"{filters[0].rpartition('=')[0].replace('=', ' ')} given twice" in done.stderr, done
+    done = cli("export", "--filter", "tag=odd", "--filter", "status=ok", env=env)
+    exported = {json.loads(line)["call_id"] for line in done.stdout.splitlines()}
+    assert done.returncode == 0 and exported == odd - {"q-005"}, done
+
+
 def test_a_misspelt_query_parameter_is_refused_by_name_not_ignored(project_server: ServerProcess) -> None:
     """`?metadata=k=v` (the filter is `meta`) answered every call as if filtered; now a 422 names it."""
     client = project_server.client()

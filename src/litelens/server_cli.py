@@ -460,6 +460,7 @@ def export(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(exc, file=sys.stderr)
         return 2
+    given: dict[str, str] = {}
     for item in args.filter:
         name, sep, value = item.partition("=")
         if not sep:
@@ -468,6 +469,13 @@ def export(args: argparse.Namespace) -> int:
         if name not in _EXPORT_FILTERS:
             print(f"--filter: no filter {name!r}; use one of {', '.join(_EXPORT_FILTERS)}", file=sys.stderr)
             return 2
+        # Each filter matches one value (`meta` one per key): `tag=x` and `tag=y` both given exported the
+        # calls of `tag=y` alone, read as those of both. Refused here by name, as the server refuses it.
+        once = f"meta {value.partition('=')[0]}" if name == "meta" else name
+        if given.get(once, value) != value:
+            print(f"litelens export: --filter {once} given twice; give it once", file=sys.stderr)
+            return 2
+        given[once] = value
         params.append((name, value))
     url = server_url(settings.endpoint, "/api/export", params)  # never printed: a token may be in it
     headers = {"Authorization": f"Bearer {settings.api_key}"} if settings.api_key else {}
