@@ -50,6 +50,7 @@ from otlp_helpers import json_body, protobuf_body, sdk_spans
 from server_helpers import (
     CLI,
     Client,
+    EchoingGateway,
     Response,
     ServerProcess,
     TokenGateway,
@@ -2054,6 +2055,34 @@ def test_export_and_doctor_say_what_is_wrong(sqlite_server: ServerProcess, tmp_p
         assert export.stdout.readline().startswith(b"{")
         export.stdout.close()
         assert export.wait(30) == 0 and export.stderr.read() == b""
+
+
+def test_export_doctor_and_tail_print_no_credential_a_gateway_echoes_in_its_error_page() -> None:
+    """A gateway that echoes the request URL in its error page put the endpoint's query token (sent on
+    every request) on the terminal: `export` printed 300 bytes of the answer, `doctor` and `tail` 200.
+    What they print of it now has the endpoint's credentials taken out: a credential-named parameter's
+    and any other value of the endpoint's query (a gateway may name its token as it likes), the key;
+    so has the endpoint they name, which showed a token not named like one (`?code=`)."""
+    token, code, key = "gw-T0ken-4471", "Zq9x8Y7w6vU5", "gatewaykey-90210"
+    gateway = EchoingGateway(502)
+    try:
+        env = {"LITELENS_ENDPOINT": f"{gateway.url}/gw?token={token}&code={code}", "LITELENS_API_KEY": key}
+        export = cli("export", env=env)
+        doctor = cli("doctor", env=env)
+        gateway.status = 500  # tail waits out a 502, and prints the answer of a server that failed
+        tail = cli("tail", "--interval", "0.1", env=env, timeout=30)
+    finally:
+        gateway.close()
+    for done, printed, says in (
+        (export, export.stderr, "server answered 502: Bad gateway: GET /gw/api/export?"),
+        (doctor, doctor.stdout, "FAIL  sending a test record: 502 Bad gateway: POST /gw/v1/events?"),
+        (tail, tail.stderr, "answered 500: 'Bad gateway: GET /gw/api/calls?"),
+    ):
+        assert done.returncode == 1 and says in printed, done
+        (answer,) = [line for line in printed.splitlines() if "Bad gateway" in line]
+        assert "token=[REDACTED]" in answer and "code=[REDACTED]" in answer, answer
+        # Nor anywhere else it prints (the endpoint it names, too).
+        assert all(s not in done.stdout + done.stderr for s in (token, code, key)), done
 
 
 def test_printing_commands_end_quietly_when_the_reader_has_left(sqlite_server: ServerProcess) -> None:
