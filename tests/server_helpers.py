@@ -373,3 +373,41 @@ class TokenGateway:
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(5)
+
+
+class EchoingGateway:
+    """A gateway on loopback whose error page echoes the request's path and query, as many do: every
+    request but `GET /health` (answered 200) gets `status` and `Bad gateway: METHOD /path?query`."""
+
+    def __init__(self, status: int = 502) -> None:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.status = status
+        gateway = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def _answer(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                healthy = self.command == "GET" and self.path.partition("?")[0].endswith("/health")
+                body = b"ok" if healthy else f"Bad gateway: {self.command} {self.path}".encode()
+                self.send_response(200 if healthy else gateway.status)
+                self.send_header("Content-Type", "text/plain")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_GET = do_POST = _answer
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(5)

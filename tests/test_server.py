@@ -50,6 +50,7 @@ from otlp_helpers import json_body, protobuf_body, sdk_spans
 from server_helpers import (
     CLI,
     Client,
+    EchoingGateway,
     Response,
     ServerProcess,
     TokenGateway,
@@ -2056,6 +2057,34 @@ def test_export_and_doctor_say_what_is_wrong(sqlite_server: ServerProcess, tmp_p
         assert export.wait(30) == 0 and export.stderr.read() == b""
 
 
+def test_export_doctor_and_tail_print_no_credential_a_gateway_echoes_in_its_error_page() -> None:
+    """A gateway that echoes the request URL in its error page put the endpoint's query token (sent on
+    every request) on the terminal: `export` printed 300 bytes of the answer, `doctor` and `tail` 200.
+    What they print of it now has the endpoint's credentials taken out: a credential-named parameter's
+    and any other value of the endpoint's query (a gateway may name its token as it likes), the key;
+    so has the endpoint they name, which showed a token not named like one (`?code=`)."""
+    token, code, key = "gw-T0ken-4471", "Zq9x8Y7w6vU5", "gatewaykey-90210"
+    gateway = EchoingGateway(502)
+    try:
+        env = {"LITELENS_ENDPOINT": f"{gateway.url}/gw?token={token}&code={code}", "LITELENS_API_KEY": key}
+        export = cli("export", env=env)
+        doctor = cli("doctor", env=env)
+        gateway.status = 500  # tail waits out a 502, and prints the answer of a server that failed
+        tail = cli("tail", "--interval", "0.1", env=env, timeout=30)
+    finally:
+        gateway.close()
+    for done, printed, says in (
+        (export, export.stderr, "server answered 502: Bad gateway: GET /gw/api/export?"),
+        (doctor, doctor.stdout, "FAIL  sending a test record: 502 Bad gateway: POST /gw/v1/events?"),
+        (tail, tail.stderr, "answered 500: 'Bad gateway: GET /gw/api/calls?"),
+    ):
+        assert done.returncode == 1 and says in printed, done
+        (answer,) = [line for line in printed.splitlines() if "Bad gateway" in line]
+        assert "token=[REDACTED]" in answer and "code=[REDACTED]" in answer, answer
+        # Nor anywhere else it prints (the endpoint it names, too).
+        assert all(s not in done.stdout + done.stderr for s in (token, code, key)), done
+
+
 def test_printing_commands_end_quietly_when_the_reader_has_left(sqlite_server: ServerProcess) -> None:
     """`litelens keys list | head -1`: a reader that closed the pipe is no error, as for `export`, whichever
     command printed (one guard covers them all; `demo`, which printed a traceback, is left out for its
@@ -2492,6 +2521,46 @@ def test_a_huge_plain_span_is_capped_and_says_what_was_cut(project_server: Serve
     assert capped["attributes"]["tool.name"] == "search"
     assert capped["attributes"]["tool.output"].endswith(f"…[truncated {1_000_000 - 32_768} chars]")
     assert len(capped["name"]) < 1100 and capped["name"].endswith(f"[truncated {100_000 - 1024} chars]")
+
+
+def test_a_filter_given_twice_is_refused_by_name_not_cut_to_its_last_value(
+    project_server: ServerProcess,
+) -> None:
+    """`?tag=even&tag=odd` and `export --filter tag=even --filter tag=odd` answered the calls of
+    `tag=odd` alone, read as filtered by both. Each filter matches one value (`meta` one per key), so a
+    second value is refused, naming the filter; several `meta` keys still apply together."""
+    client = project_server.client()
+    seed(client, 12)
+    odd = {f"q-{i:03d}" for i in range(1, 12, 2)}
+    assert {c["call_id"] for c in client.get_json("/api/calls?tag=odd&limit=100")["calls"]} == odd
+    for path in (
+        "/api/calls?tag=even&tag=odd",
+        "/api/export?tag=even&tag=odd",
+        "/api/calls?model=gpt-4o&tag=even&model=claude-3",
+        "/api/calls?meta=team%3Dred&meta=team%3Dblue",
+        "/api/export?start=0&start=1",
+        "/api/calls?limit=5&limit=6",
+        "/api/stats?start=0&end=1&bucket=60&group_by=model&group_by=tag",
+    ):
+        answer = client.get(path)
+        assert answer.status == 400, (path, answer)
+        reason = answer.json()["error"]
+        name = urllib.parse.parse_qsl(path.partition("?")[2])[-1][0]
+        assert name in reason and "once" in reason, (path, reason)
+    # One value twice is one filter; several meta keys narrow together.
+    twice = client.get_json("/api/calls?tag=odd&tag=odd&limit=100")["calls"]
+    assert {c["call_id"] for c in twice} == odd
+    both = client.get_json("/api/calls?meta=team%3Dred&meta=request_model%3Dx&limit=100")["calls"]
+    assert both == []
+
+    env = {"LITELENS_ENDPOINT": project_server.url, "LITELENS_API_KEY": project_server.key}
+    for filters in (("tag=even", "tag=odd"), ("meta=team=red", "meta=team=blue")):
+        done = cli("export", *(arg for f in filters for arg in ("--filter", f)), env=env)
+        assert (done.returncode, done.stdout) == (2, ""), done
+        assert f"{filters[0].rpartition('=')[0].replace('=', ' ')} given twice" in done.stderr, done
+    done = cli("export", "--filter", "tag=odd", "--filter", "status=ok", env=env)
+    exported = {json.loads(line)["call_id"] for line in done.stdout.splitlines()}
+    assert done.returncode == 0 and exported == odd - {"q-005"}, done
 
 
 def test_a_misspelt_query_parameter_is_refused_by_name_not_ignored(project_server: ServerProcess) -> None:

@@ -2571,3 +2571,22 @@ def test_a_sqlite_servers_page_caches_stay_within_their_budget(sqlite_url: str) 
     rss = json.loads(out.stdout)
     assert rss["written"] - rss["before"] < 64 + 32, rss
     assert rss["exported"] - rss["written"] < 4 * 8 + 96, rss
+
+
+def test_count_calls_counts_the_filtered_calls_up_to_its_limit(store: SQLStore) -> None:
+    """The live tail's count of the calls a burst had it skip: the same filters as the list, and no more
+    work than the limit however many match."""
+    project = store.create_project("default")
+    other = store.create_project("other")
+    store.write(
+        project,
+        [make(f"c-{i}", T0 + i, error="RateLimitError" if i % 3 == 0 else None) for i in range(30)],
+        [],
+    )
+    store.write(other, [make("elsewhere", T0 + 1)], [])
+    window = CallFilter(start=T0 + 10, end=T0 + 20)
+    assert store.count_calls(project, window) == len(all_calls(store, project, window)) == 10
+    failed = CallFilter(start=T0 + 10, end=T0 + 20, status="error")
+    assert store.count_calls(project, failed) == len(all_calls(store, project, failed)) == 3
+    assert store.count_calls(project) == 30 and store.count_calls(project, limit=7) == 7
+    assert store.count_calls(other) == 1 and store.count_calls(project, CallFilter(start=T0 + 99)) == 0

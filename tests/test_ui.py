@@ -396,6 +396,38 @@ def test_live_tail_goes_on_showing_new_calls_after_one_from_a_clock_running_hour
     assert v.call_ids() == ["fast-clock", "made-now"]
 
 
+@pytest.mark.service
+def test_live_tail_says_how_many_calls_of_a_burst_it_skipped_and_links_to_them(
+    project_server: ServerProcess, visit: Callable[..., Visit]
+) -> None:
+    # A poll brings the newest 200 calls: 261 arriving between two polls showed the newest 200 and
+    # nothing of the 61 before them, a gap the table did not show. Those it cannot bring are now said,
+    # where they would be, and linked.
+    client = project_server.client()
+    base = math.floor(time.time()) - 400
+    post_records(client, [make_record("old-1", base + 0.5, tags=["burst"])])
+    v = visit(project_server)
+    v.page.clock.install()
+    v.go("/calls?tag=burst&tail=1")
+    assert v.call_ids() == ["old-1"]
+    burst = [make_record(f"burst-{i:03d}", base + 1.5 + i, tags=["burst"]) for i in range(261)]
+    post_records(client, [*burst, make_record("other", base + 30.5, tags=["quiet"])])
+    v.page.clock.run_for(2_000)
+    gap = v.page.locator("[data-testid=tail-gap]")
+    expect(gap).to_have_text("61 more calls arrived here than the live tail shows: list them", timeout=15_000)
+    shown = [f"burst-{i:03d}" for i in range(260, 60, -1)]
+    assert v.call_ids() == [*shown, None, "old-1"]  # the note sits where the skipped calls would be
+    # The next poll brings nothing new: no second note, and the rows stay as they are.
+    v.page.clock.run_for(2_000)
+    v.page.wait_for_timeout(500)
+    assert v.call_ids() == [*shown, None, "old-1"] and gap.count() == 1
+    gap.locator("a").click()
+    v.page.wait_for_url(re.compile(r"until="))
+    listed = [f"burst-{i:03d}" for i in range(61, 11, -1)]  # from the oldest shown on
+    assert v.call_ids() == listed, v.page.url
+    assert "tail=1" not in v.page.url and "tag=burst" in v.page.url
+
+
 # --------------------------------------------------------------------------------------------------
 # Call detail, traces, sessions
 

@@ -297,6 +297,27 @@ def secret_values(api_key: Any, *headers: Any) -> list[str]:
     return sorted({s for s in found if isinstance(s, str) and len(s) >= 6}, key=len, reverse=True)
 
 
+def endpoint_secrets(endpoint: str | None, *keys: str | None) -> list[str]:
+    """The secret values a request to `endpoint` carries, for scrubbing what an answer echoes back: the
+    API `keys`, the URL's password, and every value of its query, as written and decoded.
+
+    The endpoint's query goes along on every request for a gateway in front of the server, which takes
+    its token there under whatever name it likes (`?token=`, `?code=`); a gateway's error page that
+    echoes the request URL then holds it, so each of its values counts, not only credential-named ones.
+    Values under 6 characters are left out, as in `secret_values` (a credential-named one is still
+    caught by its shape, `token=abc`)."""
+    found: list[str | None] = list(keys)
+    try:
+        parts = urlsplit(endpoint or "")
+    except ValueError:  # not a URL (a bad IPv6 literal): nothing of it reached a server
+        parts = urlsplit("")
+    # `user:password@`, or a token given as the user alone (`https://TOKEN@gateway`).
+    found.append(parts.password or parts.username)
+    for pair in parts.query.split("&"):
+        found += [pair.partition("=")[2], *(v for _, v in parse_qsl(pair, keep_blank_values=True))]
+    return sorted({s for s in found if s and len(s) >= 6}, key=len, reverse=True)
+
+
 def masked(value: Any, placeholder: str = REDACTED) -> Any:
     """What a credential-named key's value becomes: the placeholder, or a list of it for a list (a header
     as OpenTelemetry's conventions write it), so that the value keeps its type."""

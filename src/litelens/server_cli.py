@@ -27,7 +27,7 @@ from types import FrameType
 from typing import IO, TYPE_CHECKING, Any
 
 from litelens.config import Settings
-from litelens.credentials import scrub_url
+from litelens.credentials import endpoint_secrets, scrub_text, scrub_url
 from litelens.httpconn import Connection, Proxy, describe_connect_error, proxy_from_environment, tls_context
 from litelens.transport import request_target, server_base, server_url
 
@@ -460,6 +460,7 @@ def export(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(exc, file=sys.stderr)
         return 2
+    given: dict[str, str] = {}
     for item in args.filter:
         name, sep, value = item.partition("=")
         if not sep:
@@ -468,6 +469,13 @@ def export(args: argparse.Namespace) -> int:
         if name not in _EXPORT_FILTERS:
             print(f"--filter: no filter {name!r}; use one of {', '.join(_EXPORT_FILTERS)}", file=sys.stderr)
             return 2
+        # Each filter matches one value (`meta` one per key): `tag=x` and `tag=y` both given exported the
+        # calls of `tag=y` alone, read as those of both. Refused here by name, as the server refuses it.
+        once = f"meta {value.partition('=')[0]}" if name == "meta" else name
+        if given.get(once, value) != value:
+            print(f"litelens export: --filter {once} given twice; give it once", file=sys.stderr)
+            return 2
+        given[once] = value
         params.append((name, value))
     url = server_url(settings.endpoint, "/api/export", params)  # never printed: a token may be in it
     headers = {"Authorization": f"Bearer {settings.api_key}"} if settings.api_key else {}
@@ -487,17 +495,30 @@ def export(args: argparse.Namespace) -> int:
         )
     except urllib.error.HTTPError as exc:
         print(
-            f"litelens export: server answered {exc.code}: {exc.read()[:300].decode(errors='replace')}",
+            f"litelens export: server answered {exc.code}: {_answer_text(exc.read()[:300], settings)}",
             file=sys.stderr,
         )
         return 1
     except OSError as exc:
-        print(f"litelens export: cannot reach {scrub_url(settings.endpoint)} ({exc})", file=sys.stderr)
+        print(f"litelens export: cannot reach {_shown(settings.endpoint, settings)} ({exc})", file=sys.stderr)
         return 1
     with response:
         if args.output == "-":
             return _copy_out(response, sys.stdout.buffer)
         return _copy_to_file(response, args.output)
+
+
+def _shown(url: str, settings: Settings) -> str:
+    """`url` as printed: without the endpoint's password or any value of its query, whatever its name
+    (`scrub_url` knows `?token=`, not a gateway's `?code=`)."""
+    return scrub_text(scrub_url(url) or url, endpoint_secrets(settings.endpoint, settings.api_key))
+
+
+def _answer_text(body: bytes, settings: Settings) -> str:
+    """An error answer's body as printed: a gateway in front of the server may echo the request, and
+    with it the endpoint's query token, the key or a password, onto the user's terminal (and into the
+    issue they paste it in)."""
+    return scrub_text(body.decode(errors="replace"), endpoint_secrets(settings.endpoint, settings.api_key))
 
 
 def _copy_out(response: Any, out: IO[bytes]) -> int:
@@ -567,9 +588,9 @@ def doctor(args: argparse.Namespace) -> int:
         print(f"FAIL  {exc}")
         return 2
     # Shown without a password or token in it: doctor's output is what users paste into an issue.
-    print(f"endpoint  {scrub_url(settings.endpoint)}  (LITELENS_ENDPOINT)")
+    print(f"endpoint  {_shown(settings.endpoint, settings)}  (LITELENS_ENDPOINT)")
     base = server_base(settings.endpoint)  # as the callback and the span exporter take it
-    shown = scrub_url(base) or base
+    shown = _shown(base, settings)
     print(
         f"api key   {'set (' + settings.api_key[:6] + '…)' if settings.api_key else 'not set'}  (LITELENS_API_KEY)"
     )
@@ -633,7 +654,7 @@ def doctor(args: argparse.Namespace) -> int:
         )
         return 1
     if status != 200:
-        print(f"FAIL  sending a test record: {status} {body[:200].decode(errors='replace')}")
+        print(f"FAIL  sending a test record: {status} {_answer_text(body[:200], settings)}")
         return 1
     answer: dict[str, Any] = json.loads(body or b"{}")
     if answer.get("accepted") != 1:

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from litelens.config import Settings
-from litelens.credentials import scrub_url
+from litelens.credentials import endpoint_secrets, scrub_text, scrub_url
 from litelens.display import format_call
 from litelens.httpconn import Connection, Response, proxy_from_environment, tls_context
 from litelens.jsonl import expand, identity, open_live, open_with_rotations, read_file, rotated_files
@@ -238,7 +238,10 @@ def follow_server(
     """
     parts = urllib.parse.urlsplit(server_base(url))  # the URL the callback was given works here too
     endpoint = url  # its query (a gateway's token) goes on every request; never printed
-    url = scrub_url(url) or url  # for messages only: no password or token of the URL on the terminal
+    # For what is printed: no password or token of the URL, whatever its name (a gateway's `?code=`),
+    # nor the key, on the terminal, in the URL or in an answer that echoes the request.
+    secrets = endpoint_secrets(endpoint, api_key)
+    url = scrub_text(scrub_url(url) or url, secrets)
     https = parts.scheme == "https"
     # Through the proxy the environment names, as the callback goes (a CONNECT tunnel for https, the
     # whole URL asked of it for http, its `user:password@` sent along).
@@ -301,7 +304,8 @@ def follow_server(
             if status in (401, 403):
                 raise TailError(f"litelens tail: {url} refused the API key ({status}); pass --api-key")
             if status != 200:
-                raise TailError(f"litelens tail: {url} answered {status}: {body[:200]!r}")
+                shown = scrub_text(body[:200].decode(errors="replace"), secrets)
+                raise TailError(f"litelens tail: {url} answered {status}: {shown!r}")
             try:
                 page = json.loads(body)
             except ValueError:

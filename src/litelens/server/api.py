@@ -12,6 +12,7 @@ import json
 import math
 import re
 import time
+import typing
 from collections.abc import Iterator
 from typing import Annotated, Any, Literal
 
@@ -26,15 +27,23 @@ from litelens.server.deps import Project, store_call
 from litelens.server.ingest import MAX_NAME
 from litelens.server.store.base import MAX_CURSOR_CHARS, OPEN_END, CallFilter, Store
 
-_KNOWN_QUERY: dict[int, frozenset[str]] = {}
+# Per route: the query parameters it reads, and those of them that take one value only.
+_KNOWN_QUERY: dict[int, tuple[frozenset[str], frozenset[str]]] = {}
 
 
-def _query_names(dependant: Any) -> set[str]:
-    """The query parameters a route reads, its dependencies' (the call filters) included."""
-    names = {param.alias for param in dependant.query_params}
+def _query_names(dependant: Any) -> dict[str, bool]:
+    """The query parameters a route reads, its dependencies' (the call filters) included, each with
+    whether it takes several values (`meta`, a list)."""
+    names = {param.alias: _takes_several(param.field_info.annotation) for param in dependant.query_params}
     for sub in dependant.dependencies:
-        names |= _query_names(sub)
+        names.update(_query_names(sub))
     return names
+
+
+def _takes_several(annotation: Any) -> bool:
+    if typing.get_origin(annotation) in (list, tuple, set, frozenset):
+        return True
+    return any(_takes_several(arg) for arg in typing.get_args(annotation) if arg is not type(None))
 
 
 def refuse_unknown_query(request: Request) -> None:
@@ -46,9 +55,14 @@ def refuse_unknown_query(request: Request) -> None:
     dependant = getattr(route, "dependant", None)
     if dependant is None:
         return
-    known = _KNOWN_QUERY.get(id(route))
-    if known is None:
-        known = _KNOWN_QUERY[id(route)] = frozenset(_query_names(dependant))
+    cached = _KNOWN_QUERY.get(id(route))
+    if cached is None:
+        names = _query_names(dependant)
+        cached = _KNOWN_QUERY[id(route)] = (
+            frozenset(names),
+            frozenset(name for name, several in names.items() if not several),
+        )
+    known, single = cached
     # A credential a gateway in front takes in the query (`?token=`) may reach us too: the sender and
     # the CLI keep the endpoint's query on every request. No filter is named so, so nothing misspelt
     # gets through.
@@ -60,6 +74,18 @@ def refuse_unknown_query(request: Request) -> None:
         raise HTTPException(
             422,
             f"unknown query parameter {', '.join(repr(u[:64]) for u in unknown[:5])}; this endpoint takes: {takes}",
+        )
+    # `?tag=x&tag=y` was answered for `tag=y` alone, and read as filtered by both. The store matches one
+    # value of each of these, so a second one is refused by name rather than dropped.
+    # (The same value twice loses nothing: taken.)
+    values: dict[str, set[str]] = {}
+    for name, value in request.query_params.multi_items():
+        if name in single:
+            values.setdefault(name, set()).add(value)
+    repeated = sorted(name for name, given in values.items() if len(given) > 1)
+    if repeated:
+        raise HTTPException(
+            400, f"{', '.join(repeated)} given more than once, with different values; give each once"
         )
 
 
@@ -148,7 +174,8 @@ def call_filter(
     meta: Annotated[
         list[str] | None,
         Query(
-            description="metadata filter key=value, repeatable: a top-level value that is the string "
+            description="metadata filter key=value, repeatable with different keys (all must match; one key with two "
+            "values is refused): a top-level value that is the string "
             '`value` or equals it as JSON (`5` finds 5, 5.0 and "5"; `true`, `null`, objects, lists)',
             max_length=20,
         ),
@@ -163,6 +190,10 @@ def call_filter(
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise HTTPException(400, f"meta must be key=value, got {item[:80]!r}")
+        if key in metadata and metadata[key] != value:
+            # A key holds one value: `team=a` and `team=b` together match nothing, and keeping the last
+            # answered for `team=b` alone.
+            raise HTTPException(400, f"meta key {key[:80]!r} given twice; give it once")
         metadata[key] = value
     return CallFilter(
         start=start,

@@ -283,6 +283,11 @@ class Store(ABC):
         """A page of call summaries (no content) and the cursor of the next page (None at the end)."""
 
     @abstractmethod
+    def count_calls(self, project_id: int, filters: CallFilter | None = None, limit: int = 10_000) -> int:
+        """How many calls match, counted up to `limit` (a bound on the work: a live tail asks every
+        poll, a burst can hold many)."""
+
+    @abstractmethod
     def get_call(self, project_id: int, call_id: str) -> Record | None:
         """The full stored record."""
 

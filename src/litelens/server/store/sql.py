@@ -508,6 +508,14 @@ class SQLStore(BatchWriter, Store):
             )
             return self._summaries(project_id, rows), next_cursor
 
+    def count_calls(self, project_id: int, filters: CallFilter | None = None, limit: int = 10_000) -> int:
+        conds, params = self._where(project_id, filters)
+        sql = f"SELECT COUNT(*) FROM (SELECT 1 FROM calls c WHERE {' AND '.join(conds)} LIMIT ?) capped"
+        with self._read() as cur:
+            cur.execute(self._q(sql), (*params, max(0, int(limit))))
+            row = cur.fetchone()
+        return int(row[0]) if row else 0
+
     def get_call(self, project_id: int, call_id: str) -> Record | None:
         with self._read() as cur:
             cur.execute(

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import math
 import time
+from datetime import datetime, timezone
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
@@ -42,6 +44,10 @@ PAGE_SIZE = 50
 # their start; without it a long stream that ended after a short call never appeared.
 TAIL_LOOKBACK_S = 600.0
 TAIL_ROWS = 200
+# When more calls arrive between two polls than a poll brings (TAIL_ROWS), the tail says how many it
+# skipped, counted up to this many, and links to them: paging them all in costs the server a burst's
+# worth of rows every 2 s per open tail, for a table that keeps 500 rows anyway.
+TAIL_GAP_COUNT = 10_000
 REFRESH_CHOICES = (0, 10, 30, 60)
 BREAKDOWN_ROWS = 10
 BREAKDOWN_TITLES = {
@@ -254,8 +260,37 @@ async def calls_tail(request: Request, project: UIProject, after: float = 0.0) -
     # collector's clock (a client whose clock runs fast) put it hours on, past every call made meanwhile.
     start = max(filters.start or 0.0, min(after, now) - TAIL_LOOKBACK_S)
     filters = dataclasses.replace(filters, start=start)
-    rows, _ = await store_call(request.app.state.store.list_calls, project, filters, TAIL_ROWS, None)
-    return fragment("rows.html", rows=rows, view=view.query(tail=True))
+    store = request.app.state.store
+    rows, _ = await store_call(store.list_calls, project, filters, TAIL_ROWS, None)
+    missed, counted, gap = 0, 0, ""
+    oldest = float(rows[-1]["start_time"]) if len(rows) == TAIL_ROWS else 0.0
+    if oldest > after:
+        # Every row brought is newer than the newest shown, so the calls between `after` and the oldest
+        # row brought were never shown: a gap the user would not see. (Those that started exactly at
+        # `oldest` and did not fit are counted too; the ones brought are taken off.)
+        between = dataclasses.replace(
+            filters,
+            start=max(filters.start or 0.0, math.nextafter(after, math.inf)),
+            end=min(filters.end or math.inf, math.nextafter(oldest, math.inf)),
+        )
+        counted = await store_call(store.count_calls, project, between, TAIL_GAP_COUNT)
+        missed = counted - sum(1 for r in rows if float(r["start_time"]) == oldest)
+        gap = view.query(tail=False, since=_second(after), until=_second(oldest, up=True))
+    return fragment(
+        "rows.html",
+        rows=rows,
+        view=view.query(tail=True),
+        missed=missed,
+        missed_more=counted >= TAIL_GAP_COUNT,
+        gap_start=oldest,
+        gap=gap,
+    )
+
+
+def _second(epoch: float, up: bool = False) -> str:
+    """A time as the calls form's From and To take it: UTC to the second, rounded down (or up)."""
+    whole = math.ceil(epoch) if up else math.floor(epoch)
+    return datetime.fromtimestamp(whole, timezone.utc).replace(tzinfo=None).isoformat(timespec="seconds")
 
 
 # Not under /calls/, where a call whose id is "export" lives.

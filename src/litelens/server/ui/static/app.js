@@ -72,12 +72,14 @@ function startTail() {
       if (answer.ok) {
         const holder = document.createElement("tbody");
         holder.innerHTML = await answer.text(); // server-rendered, escaped rows from our own server
-        const shown = new Map(Array.from(body.rows, (r) => [r.dataset.callId, r]));
+        const calls = Array.from(body.rows).filter((r) => r.dataset.callId);
+        const shown = new Map(calls.map((r) => [r.dataset.callId, r]));
         const fresh = [];
         // A row already shown follows its call (a record merged into it later, a retry, a span's
-        // details): replaced in place, or moved when its start changed.
+        // details): replaced in place, or moved when its start changed. A note of calls the poll
+        // skipped (no call id) is new each time, and goes where they would be.
         Array.from(holder.rows).forEach((r) => {
-          const old = shown.get(r.dataset.callId);
+          const old = r.dataset.callId && shown.get(r.dataset.callId);
           if (!old) fresh.push(r);
           else if (old.dataset.start !== r.dataset.start) { old.remove(); fresh.push(r); }
           else if (old.innerHTML !== r.innerHTML) { r.classList.add("fresh"); old.replaceWith(r); }
