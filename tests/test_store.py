@@ -465,6 +465,7 @@ def _spread(prefix: str, n: int, span: float, rng: random.Random) -> list[dict[s
                 usage={"input_tokens": tokens, "output_tokens": 0, "total_tokens": tokens},
                 cost_usd=rng.choice([None, 0.5, 1.0, 2.0]),
                 request_model=rng.choice(["ma", "mb"]),
+                end_user=rng.choice(["ua", "ub", "uc"]),
             )
         )
     return out
@@ -485,17 +486,25 @@ def test_pages_sorted_by_another_key_within_a_time_range_list_every_call_of_the_
     store: SQLStore, sort: str
 ) -> None:
     """A range of more calls than `_WALK_FROM` is listed by walking the sort key's index and keeping the
-    calls that started in the range: the pages list the range's calls (filtered too), in order, ties on
-    the value by call id and unknown costs last, none twice and none skipped, in both directions."""
+    calls that started in the range (or, behind a narrow filter, by reading the range and sorting it): the
+    pages list the range's calls (filtered too), in order, ties on the value by call id and unknown costs
+    last, none twice and none skipped, in both directions."""
     project = store.create_project("default")
     records = _spread("w", 3000, 3000.0, random.Random(5))
     store.write(project, records, [])
     start, end = T0 + 400, T0 + 2900  # 2,500 calls, none at either end of the project's time
-    for filters in (CallFilter(start=start, end=end), CallFilter(start=start, end=end, model="ma")):
+    # Walked without a filter and with a model; read and sorted for one user (a filter keeping few calls).
+    for filters in (
+        CallFilter(start=start, end=end),
+        CallFilter(start=start, end=end, model="ma"),
+        CallFilter(start=start, end=end, user="ub"),
+    ):
         chosen = [
             r
             for r in records
-            if start <= r["start_time"] < end and (not filters.model or r["request_model"] == filters.model)
+            if start <= r["start_time"] < end
+            and (not filters.model or r["request_model"] == filters.model)
+            and (not filters.user or r["end_user"] == filters.user)
         ]
         for descending in (True, False):
             seen: list[str] = []

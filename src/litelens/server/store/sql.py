@@ -427,7 +427,14 @@ class SQLStore(BatchWriter, Store):
             raise ValueError(f"litelens: cannot sort by {sort!r}; use one of {', '.join(SORT_KEYS)}")
         limit = max(1, min(int(limit), 10_000))
         expr = _SORT_EXPR[sort]
-        conds, params = self._where(project_id, filters, self._walks(project_id, filters, sort))
+        walk = self._walks(project_id, filters, sort)
+        conds, params = self._where(project_id, filters, walk)
+        f = filters or CallFilter()
+        if not walk and sort != "start_time" and (f.start is not None or f.end is not None):
+            # Not walked: read the range and sort it, as `_walks` decided. SQLite, given statistics,
+            # otherwise walked the sort index itself (now that it holds the start time) past a range of
+            # a few calls, reading the whole index.
+            expr = self._unindexed(expr)
         after = "<" if descending else ">"
         direction = "DESC" if descending else "ASC"
         # (conditions, parameters, order) of each part of the list, walked one after the other.
@@ -441,12 +448,12 @@ class SQLStore(BatchWriter, Store):
             # id, in either direction: one range of the index (project, cost, call id) each, which holds
             # NULL costs apart at one end. Ordered as one key, unknown read as $0 and came first upwards.
             if value is not None or not cursor:
-                keyset = [f"(c.cost_usd, c.call_id) {after} (?, ?)"] if cursor else []
+                keyset = [f"({expr}, c.call_id) {after} (?, ?)"] if cursor else []
                 parts.append(
                     (
                         ["c.cost_usd IS NOT NULL", *keyset],
                         [value, call_id] if cursor else [],
-                        f"c.cost_usd {direction}, c.call_id",
+                        f"{expr} {direction}, c.call_id",
                     )
                 )
             keyset = [f"c.call_id {after} ?"] if value is None and cursor else []
@@ -491,6 +498,13 @@ class SQLStore(BatchWriter, Store):
         """
         f = filters or CallFilter()
         if sort == "start_time" or (f.start is None and f.end is None) or f.status == "error":
+            return False
+        # The walk reads rows until it has a page of matches, so a filter keeping few calls of the range
+        # (one user, a session, a search, a tag, metadata) makes it read the whole range out of order:
+        # at 100,000 calls a user's page of the day took 68 ms walked, 17 ms read and sorted. Only
+        # filters on a column of a few values (model, provider, call type, status) keep walking.
+        narrow = (f.error_type, f.no_error_type, f.end_user, f.user_id, f.user, f.session_id, f.trace_id)
+        if any(narrow) or f.key_alias or f.tag or f.metadata or f.search:
             return False
         conds = ["project_id = ?"]
         params: list[Any] = [project_id]
@@ -938,8 +952,7 @@ class SQLStore(BatchWriter, Store):
         Left to itself, SQLite prefers the time index and sorts the range (200 ms for a day of a 1M-call
         week, 1.4 s for the week). The walk instead reads about limit x (calls in the project / calls in
         the range) index entries: under 10 ms for the last hour of a week of 1M calls, well under 1 ms
-        for a day or the week. Unlike `list_calls` (`_walks`) it walks even a nearly empty range: a
-        handful of rows, asked for by the overview, whose ranges are never short of calls for long.
+        for a day or the week. Unlike `list_calls` (`_walks`) it walks without counting the range first.
         """
         if sort not in SORT_KEYS:
             raise ValueError(f"litelens: cannot sort by {sort!r}; use one of {', '.join(SORT_KEYS)}")
