@@ -260,6 +260,17 @@ _V15 = latency_bounds_backfill(
 )
 
 
+# v16: see sqlite._V15.
+_V16 = [
+    "DROP INDEX calls_duration",
+    "CREATE INDEX calls_duration ON calls (project_id, duration_ms, call_id, start_time)",
+    "DROP INDEX calls_tokens",
+    "CREATE INDEX calls_tokens ON calls (project_id, total_tokens, call_id, start_time)",
+    "DROP INDEX calls_cost",
+    "CREATE INDEX calls_cost ON calls (project_id, cost_usd, call_id, start_time)",
+]
+
+
 class _Pool:
     """At most `size` connections, handed out one thread at a time; broken ones are replaced."""
 
@@ -340,7 +351,7 @@ def _connect_timeout(url: str) -> dict[str, Any]:
 class PostgresStore(SQLStore):
     """`Store` on PostgreSQL, for deployments with several collectors or more data than one file."""
 
-    MIGRATIONS = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9, _V10, _V11, _V12, _V13, _V14, _V15)
+    MIGRATIONS = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9, _V10, _V11, _V12, _V13, _V14, _V15, _V16)
     _LEAST = "LEAST"
     _GREATEST = "GREATEST"
 
@@ -397,13 +408,22 @@ class PostgresStore(SQLStore):
     # one sent as a parameter fails the query: an id or filter with a NUL from a URL matches nothing
     # (the page's 404, an empty list) rather than a 503 "storage unavailable".
 
-    def _where(self, project_id: int, filters: CallFilter | None) -> tuple[list[str], list[Any]]:
-        conds, params = super()._where(project_id, filters)
+    def _where(
+        self, project_id: int, filters: CallFilter | None, walk: bool = False
+    ) -> tuple[list[str], list[Any]]:
+        conds, params = super()._where(project_id, filters, walk)
         # (A metadata value travels as JSON, in which a NUL is the escape that jsonb refuses.)
         values = filters.metadata.values() if filters is not None else ()
         if any(isinstance(p, str) and "\x00" in p for p in (*params, *values)):
             return ["c.project_id = ?", "FALSE"], [project_id]
         return conds, params
+
+    def _walks(self, project_id: int, filters: CallFilter | None, sort: str) -> bool:
+        # PostgreSQL weighs walking the sort index against reading the range from its statistics and,
+        # the range checked on the index entry (v16), walks it by itself when that reads less: a day of a
+        # 100,000-call week 0.4 ms. Kept from the time index as SQLite needs, a page of one model of the
+        # day was a parallel scan of the table (48 ms).
+        return False
 
     def get_call(self, project_id: int, call_id: str) -> Record | None:
         return None if "\x00" in call_id else super().get_call(project_id, call_id)
