@@ -318,6 +318,12 @@ def endpoint_secrets(endpoint: str | None, *keys: str | None) -> list[str]:
     return sorted({s for s in found if s and len(s) >= 6}, key=len, reverse=True)
 
 
+def shown_url(url: str, secrets: Iterable[str]) -> str:
+    """`url` as a message may print it: no credential-named query value or password (`scrub_url`), and
+    none of `secrets` (`endpoint_secrets`: a gateway's token under any name, `?code=`)."""
+    return scrub_text(scrub_url(url) or url, secrets)
+
+
 def masked(value: Any, placeholder: str = REDACTED) -> Any:
     """What a credential-named key's value becomes: the placeholder, or a list of it for a list (a header
     as OpenTelemetry's conventions write it), so that the value keeps its type."""

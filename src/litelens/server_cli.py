@@ -27,7 +27,7 @@ from types import FrameType
 from typing import IO, TYPE_CHECKING, Any
 
 from litelens.config import Settings
-from litelens.credentials import endpoint_secrets, scrub_text, scrub_url
+from litelens.credentials import endpoint_secrets, scrub_text, shown_url
 from litelens.httpconn import Connection, Proxy, describe_connect_error, proxy_from_environment, tls_context
 from litelens.transport import request_target, server_base, server_url
 
@@ -511,7 +511,7 @@ def export(args: argparse.Namespace) -> int:
 def _shown(url: str, settings: Settings) -> str:
     """`url` as printed: without the endpoint's password or any value of its query, whatever its name
     (`scrub_url` knows `?token=`, not a gateway's `?code=`)."""
-    return scrub_text(scrub_url(url) or url, endpoint_secrets(settings.endpoint, settings.api_key))
+    return shown_url(url, endpoint_secrets(settings.endpoint, settings.api_key))
 
 
 def _answer_text(body: bytes, settings: Settings) -> str:

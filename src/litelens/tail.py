@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from litelens.config import Settings
-from litelens.credentials import endpoint_secrets, scrub_text, scrub_url
+from litelens.credentials import endpoint_secrets, scrub_text, shown_url
 from litelens.display import format_call
 from litelens.httpconn import Connection, Response, proxy_from_environment, tls_context
 from litelens.jsonl import expand, identity, open_live, open_with_rotations, read_file, rotated_files
@@ -241,7 +241,7 @@ def follow_server(
     # For what is printed: no password or token of the URL, whatever its name (a gateway's `?code=`),
     # nor the key, on the terminal, in the URL or in an answer that echoes the request.
     secrets = endpoint_secrets(endpoint, api_key)
-    url = scrub_text(scrub_url(url) or url, secrets)
+    url = shown_url(url, secrets)
     https = parts.scheme == "https"
     # Through the proxy the environment names, as the callback goes (a CONNECT tunnel for https, the
     # whole URL asked of it for http, its `user:password@` sent along).

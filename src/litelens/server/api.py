@@ -290,9 +290,8 @@ class _Download(StreamingResponse):
             for source in self._sources:
                 close = getattr(source, "close", None)
                 if close is not None:
-                    with contextlib.suppress(
-                        ValueError
-                    ):  # "generator already executing": never, but harmless
+                    # ValueError, "generator already executing": never here, but harmless.
+                    with contextlib.suppress(ValueError):
                         close()
 
 

@@ -506,21 +506,8 @@ class SQLStore(BatchWriter, Store):
         narrow = (f.error_type, f.no_error_type, f.end_user, f.user_id, f.user, f.session_id, f.trace_id)
         if any(narrow) or f.key_alias or f.tag or f.metadata or f.search:
             return False
-        conds = ["project_id = ?"]
-        params: list[Any] = [project_id]
-        if f.start is not None:
-            conds.append("start_time >= ?")
-            params.append(float(f.start))
-        if f.end is not None:
-            conds.append("start_time < ?")
-            params.append(float(f.end))
-        with self._read() as cur:
-            cur.execute(
-                self._q(f"SELECT COUNT(*) FROM (SELECT 1 FROM calls WHERE {' AND '.join(conds)} LIMIT ?) r"),
-                (*params, _WALK_FROM),
-            )
-            row = cur.fetchone()
-        return row is not None and int(row[0]) >= _WALK_FROM
+        in_range = CallFilter(start=f.start, end=f.end)
+        return self.count_calls(project_id, in_range, _WALK_FROM) >= _WALK_FROM
 
     def _summaries(self, project_id: int, rows: Sequence[Sequence[Any]]) -> list[Row]:
         out: list[Row] = []
