@@ -2432,3 +2432,21 @@ def test_a_yes_no_filter_reads_true_as_the_api_does(sqlite_server: ServerProcess
     html = page_html(sqlite_server, "/calls?status=error&no_error_type=true&range=all")
     assert re.findall(r'data-call-id="([^"]+)"', html) == ["classless"]
     assert 'name="no_error_type" value="1" checked' in html
+
+
+@pytest.mark.service
+def test_the_live_tail_takes_a_newest_start_past_the_calendar_without_a_500(
+    sqlite_server: ServerProcess,
+) -> None:
+    now = time.time()
+    post_records(sqlite_server.client(), [make_record(f"tail-{i:03d}", now - 300 + i) for i in range(201)])
+    # The live tail's `after` is the newest start the browser shows; past the calendar it answered 500.
+    cookie = {"Cookie": f"litelens_key={sqlite_server.key}"}
+    for after in ("-1e300", "-inf", "nan", "1e300"):
+        answer = sqlite_server.client().request(
+            "GET", f"/partials/calls?range=all&after={after}", headers=cookie
+        )
+        assert answer.status in (200, 400), (after, answer.status)
+    # Every row brought is newer than `after`: the gap note links to the calls it skipped.
+    answer = sqlite_server.client().request("GET", "/partials/calls?range=all&after=-1e300", headers=cookie)
+    assert answer.status == 200 and b'data-testid="tail-gap"' in answer.body, answer

@@ -291,6 +291,8 @@ async def calls(request: Request, project: UIProject) -> Response:
 async def calls_tail(request: Request, project: UIProject, after: float = 0.0) -> Response:
     """The newest rows of the calls view for its live tail (app.js adds new ones, updates shown ones)."""
     refused = query.refused(request.query_params, ("after",))
+    if not math.isfinite(after):
+        refused["after"] = "after must be a finite number of epoch seconds"
     if refused:
         return PlainTextResponse("; ".join(refused.values()), status_code=400, headers=SECURITY_HEADERS)
     view = query.parse(request.query_params)
@@ -329,6 +331,9 @@ async def calls_tail(request: Request, project: UIProject, after: float = 0.0) -
 
 def _second(epoch: float, up: bool = False) -> str:
     """A time as the calls form's From and To take it: UTC to the second, rounded down (or up)."""
+    # Within the calendar: the newest start shown (`after`) is the client's word, and a call's start can be
+    # any number a sender stored; past either end this answered 500.
+    epoch = min(max(epoch, checks.FIRST_EPOCH), checks.LAST_EPOCH)
     whole = math.ceil(epoch) if up else math.floor(epoch)
     return datetime.fromtimestamp(whole, timezone.utc).replace(tzinfo=None).isoformat(timespec="seconds")
 
