@@ -2289,3 +2289,164 @@ def test_a_retried_proxy_requests_page_leads_to_its_other_attempts(sqlite_server
     (link,) = re.findall(r'<a href="([^"]+)">2 · ok</a>', attempts.group(1))
     assert 'data-testid="call-id">req-7:2<' in page_html(sqlite_server, link)
     assert 'data-testid="attempts"' not in page_html(sqlite_server, "/calls/alone")
+
+
+# --------------------------------------------------------------------------------------------------
+# Addresses the pages cannot read
+
+
+def refused_on(server: ServerProcess, path: str) -> dict[str, str]:
+    """What a page says it cannot read in its address, by parameter: it must answer 400, list no call,
+    and name each such parameter (never a 500, never a default in its place)."""
+    answer = server.client().request("GET", path, headers={"Cookie": f"litelens_key={server.key}"}, key=None)
+    html = answer.body.decode()
+    assert answer.status == 400, (path, answer.status, html[:300])
+    assert 'data-testid="refused"' in html and "data-call-id" not in html, path
+    return {
+        urllib.parse.unquote(htmllib.unescape(name)): htmllib.unescape(why)
+        for name, why in re.findall(r'<li data-param="([^"]+)">([^<]*)</li>', html)
+    }
+
+
+@pytest.mark.service
+def test_a_filter_given_twice_is_named_on_the_calls_page_which_then_lists_nothing(
+    sqlite_server: ServerProcess, visit: Callable[..., Visit], shots: Shots
+) -> None:
+    # The API refuses `?tag=x&tag=y` by name; the page listed the calls tagged x, its form showed x, and
+    # whoever edited the link read the table as filtered by both.
+    now = time.time()
+    post_records(
+        sqlite_server.client(),
+        [make_record("tagged-x", now - 20, tags=["x"]), make_record("tagged-y", now - 10, tags=["y"])],
+    )
+    v = visit(sqlite_server)
+    answer = v.go("/calls?tag=x&tag=y&range=all")
+    shots(v.page, "tag-twice")
+    assert answer.status == 400
+    note = v.page.locator("[data-testid=refused]")
+    expect(note).to_be_visible()
+    expect(note).to_contain_text("tag is given 2 times with different values ('x', 'y')")
+    assert v.call_ids() == [], "no call is listed as if filtered"
+    assert v.page.input_value("input[name=tag]") == "", "the form does not show one of the two as applied"
+    assert v.page.locator("[data-testid=no-calls]").count() == 0, "not 'no calls match': nothing was matched"
+    # The same link's export and live tail refuse it too, rather than serve the first tag's calls.
+    assert set(refused_on(sqlite_server, "/export?tag=x&tag=y&format=csv")) == {"tag"}
+    tail = sqlite_server.client().request(
+        "GET", "/partials/calls?tag=x&tag=y&after=0", headers={"Cookie": f"litelens_key={sqlite_server.key}"}
+    )
+    assert tail.status == 400 and b"tag is given 2 times" in tail.body
+    # The same value twice loses nothing: listed, as the API takes it.
+    assert re.findall(r'data-call-id="([^"]+)"', page_html(sqlite_server, "/calls?tag=x&tag=x")) == [
+        "tagged-x"
+    ]
+    # Fixed in the form, the table lists the calls.
+    v.page.fill("input[name=tag]", "y")
+    v.page.click("text=Apply filters")
+    v.page.wait_for_url(re.compile(r"tag=y"))
+    assert v.call_ids() == ["tagged-y"]
+
+
+@pytest.mark.service
+def test_a_time_in_the_address_is_read_as_the_api_reads_it_or_named_never_the_default_range(
+    sqlite_server: ServerProcess,
+) -> None:
+    now = time.time()
+    three_days_ago = now - 3 * 86400
+    post_records(
+        sqlite_server.client(),
+        [
+            make_record("old", three_days_ago, session_id="old-chat"),
+            make_record("new", now - 60, session_id="new-chat"),
+        ],
+    )
+    # Epoch seconds, as the API's `start` takes them: they gave the last 24 hours (only "new").
+    since = int(three_days_ago - 3600)
+    html = page_html(sqlite_server, f"/calls?since={since}")
+    assert re.findall(r'data-call-id="([^"]+)"', html) == ["new", "old"]
+    shown = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(since))
+    assert f'name="since" value="{shown}"' in html, "the form shows the time it filters by"
+    html = page_html(sqlite_server, f"/calls?range=all&until={since + 7200}")
+    assert re.findall(r'data-call-id="([^"]+)"', html) == ["old"]
+    # Milliseconds (JavaScript's Date.now()) and typos are named, with what is taken instead.
+    why = refused_on(sqlite_server, f"/calls?since={since * 1000}")
+    assert set(why) == {"since"} and "milliseconds? divide by 1000" in why["since"], why
+    why = refused_on(sqlite_server, "/calls?since=yesterdya&until=2026-03-01T09:30")
+    assert set(why) == {"since"} and "'yesterdya' is not a time" in why["since"], why
+    assert "epoch seconds" in why["since"] and "2026-03-01T09:30" in why["since"]
+    # The overview and the sessions page show preset ranges: a custom time there did nothing at all.
+    for path in (f"/?since={since}", f"/sessions?until={since}", f"/sessions?range=7d&since={since}"):
+        why = refused_on(sqlite_server, path)
+        name = "since" if "since" in path else "until"
+        assert set(why) == {name} and "/calls?since=" in why[name], (path, why)
+    for path in ("/?range=2d", "/sessions?range=yesterday", "/calls?range=2d", "/?range=1h&range=7d"):
+        assert set(refused_on(sqlite_server, path)) == {"range"}, path
+    # "All time" is a range of the calls page, and now of the sessions page too (it was the last 24 hours).
+    listed = page_html(sqlite_server, "/sessions?range=all")
+    assert 'href="/sessions/old-chat"' in listed and 'href="/sessions/new-chat"' in listed
+    assert 'value="all" selected' in listed
+
+
+@pytest.mark.service
+def test_every_parameter_a_page_cannot_read_is_named_not_replaced_by_a_default(
+    sqlite_server: ServerProcess,
+) -> None:
+    post_records(sqlite_server.client(), [make_record("any")])
+    odd = urllib.parse.quote("\u202e\x00é" * 50)
+    for path, name in (
+        ("/calls?status=bogus", "status"),  # listed every status
+        ("/calls?meta=team", "meta"),  # dropped: calls of any metadata
+        ("/calls?meta=team%3Da&meta=team%3Db", "meta"),  # a JSON 400 in place of the page
+        ("/calls?" + "&".join(f"meta=k{i}%3D1" for i in range(21)), "meta"),  # the 21st was dropped
+        ("/calls?sort=latency", "sort"),
+        ("/calls?order=up", "order"),
+        ("/calls?no_error_type=maybe", "no_error_type"),
+        ("/calls?tail=1&tail=0", "tail"),
+        ("/calls?model_name=gpt-4o", "model_name"),  # a misspelt filter: every call, read as filtered
+        (f"/calls?{odd}=1", urllib.parse.unquote(odd)),
+        (f"/calls?since={odd}", "since"),
+        ("/calls?since=nan", "since"),
+        ("/calls?until=1e400", "until"),
+        ("/calls?since=-", "since"),
+        ("/sessions?user=ana&user=bo", "user"),
+        ("/sessions?cursor=a&cursor=b", "cursor"),
+        ("/export?format=xml", "format"),  # a JSON-lines download
+        ("/export?since=garbage", "since"),  # every call of the last 24 hours
+    ):
+        why = refused_on(sqlite_server, path)
+        assert set(why) == {name}, (path, why)
+        assert "\x00" not in why[name] and "\u202e" not in why[name], "control characters are escaped"
+
+
+@pytest.mark.service
+def test_a_yes_no_filter_reads_true_as_the_api_does(sqlite_server: ServerProcess) -> None:
+    now = time.time()
+    post_records(
+        sqlite_server.client(),
+        [
+            make_record("classless", now - 30, status="error", error={"message": "boom"}),
+            make_record("rate-limited", now - 20, status="error", error={"type": "RateLimitError"}),
+        ],
+    )
+    # `/api/calls?no_error_type=true` is the documented spelling; the page took only `1`, and listed
+    # every failure, with an error class or not, for `true`.
+    html = page_html(sqlite_server, "/calls?status=error&no_error_type=true&range=all")
+    assert re.findall(r'data-call-id="([^"]+)"', html) == ["classless"]
+    assert 'name="no_error_type" value="1" checked' in html
+
+
+@pytest.mark.service
+def test_the_live_tail_takes_a_newest_start_past_the_calendar_without_a_500(
+    sqlite_server: ServerProcess,
+) -> None:
+    now = time.time()
+    post_records(sqlite_server.client(), [make_record(f"tail-{i:03d}", now - 300 + i) for i in range(201)])
+    # The live tail's `after` is the newest start the browser shows; past the calendar it answered 500.
+    cookie = {"Cookie": f"litelens_key={sqlite_server.key}"}
+    for after in ("-1e300", "-inf", "nan", "1e300"):
+        answer = sqlite_server.client().request(
+            "GET", f"/partials/calls?range=all&after={after}", headers=cookie
+        )
+        assert answer.status in (200, 400), (after, answer.status)
+    # Every row brought is newer than `after`: the gap note links to the calls it skipped.
+    answer = sqlite_server.client().request("GET", "/partials/calls?range=all&after=-1e300", headers=cookie)
+    assert answer.status == 200 and b'data-testid="tail-gap"' in answer.body, answer

@@ -19,10 +19,18 @@ from litelens.server.api import as_stored, attempts_of, build_tree, session_page
 from litelens.server.deps import BadCursor, store_call
 from litelens.server.store.base import MAX_CURSOR_CHARS
 from litelens.server.ui import conversation, query
+from litelens.server.ui import params as checks
 from litelens.server.ui.charts import span_bar, timing_bar
 from litelens.server.ui.render import fmt_visible, page
 from litelens.server.ui.signin import page_project
-from litelens.server.ui.timerange import OPEN_END, RANGES, window
+from litelens.server.ui.timerange import (
+    DEFAULT_RANGE,
+    OPEN_END,
+    RANGES,
+    WHOLE_RANGE_BUCKET,
+    Window,
+    window,
+)
 
 router = APIRouter(include_in_schema=False)
 # The calls a session's page lists at a time, in the order they ran. A longer session (an agent's
@@ -196,7 +204,26 @@ async def sessions(
     cursor = cursor[:MAX_CURSOR_CHARS]
     # As the calls page reads its filters (`query.parse`): trimmed, and cut as ingest cuts names.
     user = as_stored(user.strip()) or ""
-    w = window(range, time.time())
+    refused = checks.preset_range(
+        request.query_params, "the sessions page", ("range", "cursor", "user"), (query.ALL_TIME,)
+    )
+    if refused:
+        w = window(DEFAULT_RANGE, time.time())
+        return page(
+            request,
+            "sessions.html",
+            status=400,
+            refused=refused,
+            window=w,
+            ranges=RANGES,
+            user="" if "user" in refused else user,
+            view="",
+            rows=[],
+            cursor="",
+            next_cursor=None,
+            stale_cursor=False,
+        )
+    w = _all_time() if range == query.ALL_TIME else window(range, time.time())
     store = request.app.state.store
     stale = False
     # From the range's start on, as the calls table and the overview read it (`OPEN_END`): a session of
@@ -224,6 +251,11 @@ async def sessions(
     )
 
 
+def _all_time() -> Window:
+    """Every session, as the calls page's "All time" lists every call (`range=all` gave the last 24 hours)."""
+    return Window(query.ALL_TIME, "All time", checks.FIRST_EPOCH, OPEN_END, WHOLE_RANGE_BUCKET)
+
+
 def _sessions_view(range_name: str, user: str) -> str:
     """The sessions list's query string: its range and user filter (a session's page links back to it)."""
     return urlencode([("range", range_name), *([("user", user)] if user else [])])
@@ -242,7 +274,7 @@ def _sessions_back(request: Request, range_name: str, user: str) -> str:
             return ""
         listed = parse_qs(referer.query)
         range_name, user = listed.get("range", [""])[0], listed.get("user", [""])[0]
-    if range_name not in RANGES:
+    if range_name not in RANGES and range_name != query.ALL_TIME:
         return ""
     return _sessions_view(range_name, as_stored(user.strip()) or "")
 

@@ -16,12 +16,13 @@ from datetime import datetime, timezone
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
-from starlette.responses import Response
+from starlette.responses import PlainTextResponse, Response
 
 from litelens.server.api import export_response
 from litelens.server.deps import BadCursor, store_call
 from litelens.server.store.base import AGGREGATE_GROUPS
 from litelens.server.ui import charts, query
+from litelens.server.ui import params as checks
 from litelens.server.ui.render import (
     SECURITY_HEADERS,
     fmt_bucket,
@@ -33,7 +34,14 @@ from litelens.server.ui.render import (
     page,
 )
 from litelens.server.ui.signin import page_project
-from litelens.server.ui.timerange import OPEN_END, RANGES, WHOLE_RANGE_BUCKET, Window, window
+from litelens.server.ui.timerange import (
+    DEFAULT_RANGE,
+    OPEN_END,
+    RANGES,
+    WHOLE_RANGE_BUCKET,
+    Window,
+    window,
+)
 
 router = APIRouter(include_in_schema=False)
 UIProject = Annotated[int, Depends(page_project)]
@@ -161,6 +169,18 @@ def _priced_note(row: dict[str, Any] | None) -> str | None:
 # `refresh` is read as text: an edited link (`?refresh=off`) gets the default, not a JSON 422 for a page.
 @router.get("/")
 async def overview(request: Request, project: UIProject, range: str = "24h", refresh: str = "30") -> Response:
+    refused = checks.preset_range(request.query_params, "the overview", ("range", "refresh"))
+    if refused:
+        return page(
+            request,
+            "overview.html",
+            status=400,
+            refused=refused,
+            window=window(DEFAULT_RANGE, time.time()),
+            ranges=RANGES,
+            refresh=0,
+            refresh_choices=REFRESH_CHOICES,
+        )
     store = request.app.state.store
     w = window(range, time.time())
     # Everything from the range's start on (`OPEN_END`), as the calls table lists it. Independent reads,
@@ -212,6 +232,23 @@ async def overview(request: Request, project: UIProject, range: str = "24h", ref
 
 @router.get("/calls")
 async def calls(request: Request, project: UIProject) -> Response:
+    refused = query.refused(request.query_params)
+    if refused:
+        # Nothing listed: the view the URL asked for is not one the page can show, and any other would
+        # read as it. The form keeps what could be read.
+        view = query.parse(checks.without(request.query_params, refused))
+        return page(
+            request,
+            "calls.html",
+            status=400,
+            refused=refused,
+            view=dataclasses.replace(view, cursor="", tail=False),
+            rows=[],
+            next_cursor=None,
+            ranges=RANGES,
+            statuses=query.STATUSES,
+            sortable=SORTABLE,
+        )
     view = query.parse(request.query_params)
     if view.tail:
         view = dataclasses.replace(view, sort="start_time", order="desc", cursor="")
@@ -253,6 +290,11 @@ async def calls(request: Request, project: UIProject) -> Response:
 @router.get("/partials/calls")
 async def calls_tail(request: Request, project: UIProject, after: float = 0.0) -> Response:
     """The newest rows of the calls view for its live tail (app.js adds new ones, updates shown ones)."""
+    refused = query.refused(request.query_params, ("after",))
+    if not math.isfinite(after):
+        refused["after"] = "after must be a finite number of epoch seconds"
+    if refused:
+        return PlainTextResponse("; ".join(refused.values()), status_code=400, headers=SECURITY_HEADERS)
     view = query.parse(request.query_params)
     now = time.time()
     filters = query.to_filter(view, now)
@@ -289,6 +331,9 @@ async def calls_tail(request: Request, project: UIProject, after: float = 0.0) -
 
 def _second(epoch: float, up: bool = False) -> str:
     """A time as the calls form's From and To take it: UTC to the second, rounded down (or up)."""
+    # Within the calendar: the newest start shown (`after`) is the client's word, and a call's start can be
+    # any number a sender stored; past either end this answered 500.
+    epoch = min(max(epoch, checks.FIRST_EPOCH), checks.LAST_EPOCH)
     whole = math.ceil(epoch) if up else math.floor(epoch)
     return datetime.fromtimestamp(whole, timezone.utc).replace(tzinfo=None).isoformat(timespec="seconds")
 
@@ -298,6 +343,15 @@ def _second(epoch: float, up: bool = False) -> str:
 async def export(request: Request, project: UIProject, format: str = "jsonl") -> Response:
     """The calls view's filtered selection, every page of it, as a download (the API's export, signed in
     with the dashboard's cookie: the API takes only a bearer key, which a link cannot send)."""
+    refused = query.refused(request.query_params, ("format",))
+    why = checks.choice_refusal("format", format, ("jsonl", "csv"))
+    if why is not None:
+        refused.setdefault("format", why)
+    if refused:
+        # Not a download of other calls than asked for (the first of two tags, the last 24 hours for a
+        # mistyped time): the page that says why, with the calls view of what could be read.
+        view = query.parse(checks.without(request.query_params, refused))
+        return page(request, "refused.html", status=400, refused=refused, back=view.query())
     filters = query.to_filter(query.parse(request.query_params), time.time())
     records = request.app.state.store.export(project, filters)
     answer = export_response(records, "csv" if format == "csv" else "jsonl")

@@ -1,8 +1,9 @@
 """The calls page's URL <-> filters: the whole view lives in the query string, so a link shares it.
 
-Empty form fields are ignored (a GET form sends every field), unknown values fall back to defaults
-rather than failing, and the filter itself is built by the query API's own `call_filter`, so the page
-and `/api/calls` narrow calls in exactly the same way.
+Empty form fields are ignored (a GET form sends every field). A value the page cannot read is refused
+by name (`refused`), and the page then lists nothing, rather than putting a default in its place;
+`parse` reads the rest. The filter itself is built by the query API's own `call_filter`, so the page and
+`/api/calls` narrow calls in exactly the same way.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from starlette.datastructures import QueryParams
 
 from litelens.server.api import call_filter
 from litelens.server.store.base import MAX_CURSOR_CHARS, SORT_KEYS, CallFilter
+from litelens.server.ui import params as checks
 from litelens.server.ui.timerange import RANGES, window
 
 # The filter's text fields, named as /api/calls names them (where `search` is `q`).
@@ -25,6 +27,20 @@ TEXT_FILTERS = tuple(
 )
 STATUSES = ("ok", "error", "cancelled")
 ALL_TIME = "all"
+# What the calls view reads from its URL; `meta` alone takes several values (one a key).
+VIEW_PARAMS = (
+    *TEXT_FILTERS,
+    "meta",
+    "no_error_type",
+    "range",
+    "since",
+    "until",
+    "sort",
+    "order",
+    "cursor",
+    "tail",
+)
+MAX_META = 20  # as many as `/api/calls` takes
 
 
 @dataclass(frozen=True)
@@ -80,14 +96,14 @@ def parse(params: QueryParams) -> CallsView:
     return CallsView(
         filters={k: v for k, v in filters.items() if v},
         meta=meta[:20],
-        no_error_type=params.get("no_error_type") == "1",
+        no_error_type=checks.flag(params.get("no_error_type", "")) is True,
         range=time_range if time_range in RANGES or time_range == ALL_TIME else "24h",
         since=as_input(params.get("since", "")[:40]),
         until=as_input(params.get("until", "")[:40]),
         sort=sort if sort in SORT_KEYS else "start_time",
         order=order if order in ("asc", "desc") else "desc",
         cursor=params.get("cursor", "")[:MAX_CURSOR_CHARS],
-        tail=params.get("tail") == "1",
+        tail=checks.flag(params.get("tail", "")) is True,
     )
 
 
@@ -99,18 +115,51 @@ def _meta(text: str) -> str:
     return f"{key}={value}" if sep and key else ""
 
 
+def refused(params: QueryParams, extra: tuple[str, ...] = ()) -> checks.Refusals:
+    """Each parameter of the calls view's URL that the page cannot read, with why (empty: all read).
+
+    `extra`: the parameters a route reads beside the view's (the export's `format`, the tail's `after`)."""
+    known = (*VIEW_PARAMS, *extra)
+    found = checks.unknown(params, known, "the calls page")
+    found.update(checks.repeated(params, [name for name in known if name != "meta"]))
+    single = {name: params.get(name, "") for name in known}
+    why = {
+        "since": checks.time_refusal("since", single["since"]),
+        "until": checks.time_refusal("until", single["until"]),
+        "range": checks.choice_refusal("range", single["range"], (*RANGES, ALL_TIME)),
+        "status": checks.choice_refusal("status", single["status"], STATUSES),
+        "sort": checks.choice_refusal("sort", single["sort"], SORT_KEYS),
+        "order": checks.choice_refusal("order", single["order"], ("desc", "asc")),
+        "no_error_type": checks.flag_refusal("no_error_type", single["no_error_type"]),
+        "tail": checks.flag_refusal("tail", single["tail"]),
+        "meta": _meta_refusal(params.getlist("meta")),
+    }
+    for name, reason in why.items():
+        if reason is not None:
+            found.setdefault(name, reason)
+    return found
+
+
+def _meta_refusal(given: list[str]) -> str | None:
+    """Metadata filters the API would refuse: a `meta` with no key (it was dropped, and the table listed
+    calls of any metadata), one key with two values (a JSON 400 in place of the page), too many."""
+    typed = [m for m in given if m.strip()]
+    for text in typed:
+        if not _meta(text):
+            return f"meta={checks.shown(text)} is not key=value"
+    if len(typed) > MAX_META:
+        return f"meta is given {len(typed)} times; up to {MAX_META} metadata filters are taken"
+    values: dict[str, str] = {}
+    for key, _, value in (_meta(text).partition("=") for text in typed):
+        if values.setdefault(key, value) != value:
+            return f"meta key {checks.shown(key)} is given twice with different values; a key holds one value"
+    return None
+
+
 def parse_utc(text: str) -> float | None:
-    """Epoch seconds of a `datetime-local` value read as UTC; None when empty or not a date."""
-    if not text:
-        return None
-    try:
-        moment = datetime.fromisoformat(text)
-        if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=timezone.utc)
-        # In UTC, a time with an offset can fall outside years 1 to 9999: no time either (was a 500).
-        return moment.astimezone(timezone.utc).timestamp()
-    except (ValueError, OverflowError):
-        return None
+    """Epoch seconds of a time from the URL (a `datetime-local` value read as UTC, an ISO time with a
+    zone, or epoch seconds as the API takes them); None when empty or not a time."""
+    return checks.epoch(text)
 
 
 def as_input(text: str) -> str:
