@@ -832,7 +832,7 @@ def test_the_sessions_list_says_whose_session_it_is_and_filters_by_user(
     v.go("/sessions/support-chat")
     assert page.inner_text("[data-testid=session-user]") == "User: ana@shop.example +1 more"
     page.click("[data-testid=session-user] >> text=ana@shop.example")
-    page.wait_for_url(re.compile(r"/sessions\?range=30d&user=ana%40shop.example$"))
+    page.wait_for_url(re.compile(r"/sessions\?range=all&user=ana%40shop.example$"))
     assert list(users_by_session()) == ["support-chat"]
     shots(page, "session-user")
 
@@ -1002,6 +1002,24 @@ def page_html(server: ServerProcess, path: str) -> str:
     answer = server.client().request("GET", path, headers={"Cookie": f"litelens_key={server.key}"}, key=None)
     assert answer.status == 200, (path, answer)
     return answer.body.decode()
+
+
+@pytest.mark.service
+def test_a_sessions_user_link_lists_that_session_however_old_it_is(sqlite_server: ServerProcess) -> None:
+    # A session two months old: "Sessions of this user" must list the session it was followed from.
+    then = time.time() - 60 * 86400
+    post_records(
+        sqlite_server.client(),
+        [
+            make_record(f"old-{i}", then + i, session_id="sess-long-ago", user_id="old-timer")
+            for i in range(2)
+        ],
+    )
+    html = page_html(sqlite_server, "/sessions/sess-long-ago")
+    link = re.search(r'<a href="(/sessions\?[^"]*)" title="Sessions of this user"', html)
+    assert link is not None, html
+    listed = page_html(sqlite_server, link.group(1).replace("&amp;", "&"))
+    assert "sess-long-ago" in listed, link.group(1)
 
 
 @pytest.mark.service
