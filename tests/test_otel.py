@@ -1290,6 +1290,57 @@ def test_metrics_follow_the_genai_conventions(otel: Otel, fake: FakeProvider) ->
     assert cost.value > 0  # gpt-4o-mini is in LiteLLM's local price map
 
 
+def test_a_stream_records_the_time_between_its_chunks_as_the_conventions_ask(
+    otel: Otel, fake: FakeProvider
+) -> None:
+    litellm.completion(model="openai/gpt-4o-mini", messages=MESSAGES, **kw(fake))
+    received = []
+    for _ in litellm.completion(
+        model="openai/gpt-4o-mini",
+        messages=MESSAGES,
+        stream=True,
+        extra_headers={"x-fake-chunks": "4", "x-fake-interval-ms": "40"},
+        **kw(fake),
+    ):
+        received.append(time.perf_counter())
+
+    (per_chunk,) = otel.points("gen_ai.client.operation.time_per_output_chunk")
+    # One measurement for each chunk after the first, none for the call that did not stream.
+    assert per_chunk.count == len(received) - 1 >= 4
+    assert tuple(per_chunk.explicit_bounds) == DURATION_BUCKETS
+    assert per_chunk.attributes[semconv.GEN_AI_OPERATION_NAME] == "chat"
+    assert per_chunk.attributes[semconv.GEN_AI_REQUEST_MODEL] == "gpt-4o-mini"
+    # The provider waited 40 ms before each later chunk: the gaps add up to what the caller saw.
+    assert per_chunk.sum == pytest.approx(received[-1] - received[0], abs=0.03)
+    assert per_chunk.sum >= 0.1
+
+
+def test_a_stream_failing_after_its_first_chunk_splits_no_streaming_metric_by_error(
+    otel: Otel, fake: FakeProvider
+) -> None:
+    # LiteLLM >= 1.100 raises MidStreamFallbackError for a stream cut mid-way; 1.80 an APIConnectionError.
+    with pytest.raises((litellm.exceptions.MidStreamFallbackError, litellm.APIConnectionError)):
+        list(
+            litellm.completion(
+                model="openai/gpt-4o-mini",
+                messages=MESSAGES,
+                stream=True,
+                extra_headers={"x-fake-drop-after": "3"},
+                max_retries=0,
+                **kw(fake),
+            )
+        )
+
+    (duration,) = otel.points("gen_ai.client.operation.duration")
+    assert duration.attributes[semconv.ERROR_TYPE]
+    # The conventions give the time to first chunk and per chunk no error.type: the chunks that came,
+    # came as fast whether or not a later one failed, and a dashboard sees one series for both.
+    for name in ("gen_ai.client.operation.time_to_first_chunk", "gen_ai.client.operation.time_per_output_chunk"):
+        (point,) = otel.points(name)
+        assert semconv.ERROR_TYPE not in point.attributes, name
+        assert point.attributes[semconv.GEN_AI_REQUEST_MODEL] == "gpt-4o-mini"
+
+
 # --------------------------------------------------------------------------------------------------
 # Nesting under the LLM span
 
