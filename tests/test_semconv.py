@@ -749,6 +749,27 @@ def test_ttft_from_a_first_chunk_event_and_content_from_legacy_events() -> None:
     assert record["response"]["choices"][0]["message"]["content"] == "A"
 
 
+def test_cache_writes_named_as_the_conventions_repository_now_names_them_are_counted() -> None:
+    def make(tracer: Tracer) -> None:
+        with tracer.start_as_current_span(
+            "chat claude-sonnet-4",
+            kind=SpanKind.CLIENT,
+            attributes={
+                "gen_ai.operation.name": "chat",
+                "gen_ai.provider.name": "anthropic",
+                "gen_ai.request.model": "claude-sonnet-4",
+                "gen_ai.usage.input_tokens": 1200,
+                "gen_ai.usage.output_tokens": 40,
+                "gen_ai.usage.cache_read.input_tokens": 100,
+                "gen_ai.usage.cache_write.input_tokens": 1000,
+            },
+        ):
+            pass
+
+    _, record = one_record(make)
+    assert (record["usage"]["cached_input_tokens"], record["usage"]["cache_creation_input_tokens"]) == (100, 1000)
+
+
 def test_spans_that_are_not_llm_calls_map_to_none() -> None:
     def make(tracer: Tracer) -> None:
         with tracer.start_as_current_span(

@@ -88,6 +88,9 @@ GEN_AI_USAGE_COST = "gen_ai.usage.cost"  # OpenLIT
 # OpenLLMetry (opentelemetry-semantic-conventions-ai) and earlier drafts of the conventions
 GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS_OLD = "gen_ai.usage.cache_read_input_tokens"
 GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS_OLD = "gen_ai.usage.cache_creation_input_tokens"
+# The GenAI conventions' repository renamed cache_creation so (not in a release yet); instrumentations
+# that follow its main branch already write it.
+GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS = "gen_ai.usage.cache_write.input_tokens"
 GEN_AI_COST_TOTAL_COST = "gen_ai.cost.total_cost"  # LiteLLM v1
 GEN_AI_SERVER_TTFT = "gen_ai.server.time_to_first_token"  # OpenLIT, seconds
 GEN_AI_REQUEST_USER = "gen_ai.request.user"  # OpenLIT
@@ -1053,6 +1056,7 @@ def _usage(attrs: Mapping[str, Any]) -> dict[str, int | None]:
         "cache_creation_input_tokens": _first_int(
             attrs,
             GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS,
+            GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS,
             OI_TOKENS_CACHE_WRITE,
             GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS_OLD,
         ),
