@@ -263,6 +263,15 @@ def test_other_text_completion_routes_name_their_provider(otel: Otel, fake: Fake
     assert names == ["azure.ai.openai", "mistral_ai"]  # as the core record's azure and mistral are named
 
 
+def test_a_moonshot_call_names_the_conventions_provider(otel: Otel, fake: FakeProvider) -> None:
+    litellm.completion(model="moonshot/kimi-k2-0711-preview", messages=MESSAGES, **kw(fake))
+    attrs = otel.only_span().attributes or {}
+    assert attrs[semconv.GEN_AI_PROVIDER_NAME] == "moonshot_ai"  # the conventions' well-known value
+    assert attrs[semconv.LITELLM_PROVIDER] == "moonshot"
+    (duration,) = otel.points("gen_ai.client.operation.duration")
+    assert duration.attributes[semconv.GEN_AI_PROVIDER_NAME] == "moonshot_ai"
+
+
 def test_streamed_acompletion_with_reasoning_carries_all_token_counts(otel: Otel, fake: FakeProvider) -> None:
     async def run() -> list[Any]:
         stream = await litellm.acompletion(

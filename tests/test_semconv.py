@@ -749,6 +749,43 @@ def test_ttft_from_a_first_chunk_event_and_content_from_legacy_events() -> None:
     assert record["response"]["choices"][0]["message"]["content"] == "A"
 
 
+@pytest.mark.parametrize(
+    ("litellm_provider", "conventions_name"),
+    [
+        ("moonshot", "moonshot_ai"),
+        ("cohere_chat", "cohere"),
+        ("anthropic_text", "anthropic"),
+        ("vertex_ai_beta", "gcp.vertex_ai"),
+        ("watsonx_text", "ibm.watsonx.ai"),
+    ],
+)
+def test_a_provider_the_conventions_name_has_their_name_on_the_span(
+    litellm_provider: str, conventions_name: str
+) -> None:
+    record = build(custom_llm_provider=litellm_provider)
+    attrs = record_to_attributes(record, capture_content=False)
+    assert attrs["gen_ai.provider.name"] == conventions_name
+    assert attrs["litellm.provider"] == litellm_provider
+    assert assert_valid(span_to_record(as_span(record)))["provider"] == litellm_provider
+
+
+def test_a_peers_span_naming_moonshot_ai_is_a_call_to_litellms_moonshot() -> None:
+    def make(tracer: Tracer) -> None:
+        with tracer.start_as_current_span(
+            "chat kimi-k2",
+            kind=SpanKind.CLIENT,
+            attributes={
+                "gen_ai.operation.name": "chat",
+                "gen_ai.provider.name": "moonshot_ai",
+                "gen_ai.request.model": "kimi-k2",
+            },
+        ):
+            pass
+
+    _, record = one_record(make)
+    assert record["provider"] == "moonshot"
+
+
 def test_cache_writes_named_as_the_conventions_repository_now_names_them_are_counted() -> None:
     def make(tracer: Tracer) -> None:
         with tracer.start_as_current_span(

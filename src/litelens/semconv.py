@@ -264,6 +264,7 @@ _PROVIDER_NAME_OF = {
     "mistral": "mistral_ai",
     "watsonx": "ibm.watsonx.ai",
     "xai": "x_ai",
+    "moonshot": "moonshot_ai",
 }
 _PROVIDER_OF_NAME = {v: k for k, v in _PROVIDER_NAME_OF.items()} | {
     "az.ai.openai": "azure",
@@ -275,6 +276,15 @@ _PROVIDER_OF_NAME = {v: k for k, v in _PROVIDER_NAME_OF.items()} | {
 # LiteLLM's names for a provider's text-completion route: the provider is the same, as the core record
 # names it (one way only, so "openai" on the way back stays "openai").
 _PROVIDER_NAME_OF |= {route: _PROVIDER_NAME_OF.get(name, name) for route, name in _PROVIDER_OF_ROUTE.items()}
+# LiteLLM's other routes to a provider the conventions name, which the core record keeps as LiteLLM
+# names them (the span keeps that name too, in `litellm.provider`): the conventions' value "MUST be
+# used" where one applies, and a backend's provider filter would miss these calls otherwise.
+_PROVIDER_NAME_OF |= {
+    "cohere_chat": "cohere",
+    "anthropic_text": "anthropic",
+    "vertex_ai_beta": "gcp.vertex_ai",
+    "watsonx_text": "ibm.watsonx.ai",
+}
 
 _CANCELLED_ERRORS = ("CancelledError", "GeneratorExit", "KeyboardInterrupt")
 
