@@ -121,7 +121,8 @@ CALLS = {
     "embedding": ("text-embedding-3-small", "input", ["one two three"], "embeddings"),
     "text_completion": ("gpt-3.5-turbo-instruct", "prompt", "once upon a time", "text_completion"),
     "image_generation": ("dall-e-3", "prompt", "a red square", "image_generation"),
-    "responses": ("gpt-4o-mini", "input", "tell me a short story", "responses"),
+    # The conventions' OpenAI page: a Responses API call is a chat, with openai.api.type "responses".
+    "responses": ("gpt-4o-mini", "input", "tell me a short story", "chat"),
 }
 
 
@@ -166,6 +167,26 @@ def test_each_call_type_gets_a_client_span_under_the_callers_span(
             assert semconv.GEN_AI_USAGE_OUTPUT_TOKENS not in attrs
             tokens = otel.points("gen_ai.client.token.usage")
             assert [p.attributes["gen_ai.token.type"] for p in tokens] == ["input"]
+
+
+@pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
+def test_a_responses_call_is_a_chat_of_openais_responses_api_as_the_conventions_say(
+    is_async: bool, otel: Otel, fake: FakeProvider
+) -> None:
+    _invoke("completion", fake, is_async)
+    _invoke("responses", fake, is_async)
+    chat, responses = otel.spans()
+    attrs = dict(responses.attributes or {})
+    assert (responses.name, attrs[semconv.GEN_AI_OPERATION_NAME]) == ("chat gpt-4o-mini", "chat")
+    assert attrs[semconv.OPENAI_API_TYPE] == "responses"
+    assert attrs[semconv.LITELLM_CALL_TYPE] == ("aresponses" if is_async else "responses")
+    assert semconv.OPENAI_API_TYPE not in (chat.attributes or {})
+    # One population with the chat completion of the same model, as a GenAI dashboard groups them.
+    (duration,) = otel.points("gen_ai.client.operation.duration")
+    assert duration.count == 2 and duration.attributes[semconv.GEN_AI_OPERATION_NAME] == "chat"
+    # ... and still a Responses API call once the server has it.
+    record = semconv.span_to_record(semconv.NeutralSpan("1" * 32, "1" * 16, responses.name, attributes=attrs))
+    assert record is not None and record["call_type"] == "responses"
 
 
 def test_every_spelling_of_the_output_limit_is_the_spans_max_tokens(otel: Otel, fake: FakeProvider) -> None:
@@ -250,7 +271,7 @@ def test_a_stream_of_a_model_named_without_provider_names_the_provider(
     # ... so the call and the stream are one population in the metrics.
     durations = otel.points("gen_ai.client.operation.duration")
     assert {p.attributes[semconv.GEN_AI_PROVIDER_NAME] for p in durations} == {"openai"}
-    assert sorted(p.count for p in durations) == [1, 1, 2]  # chat (call and stream), responses, text
+    assert sorted(p.count for p in durations) == [1, 3]  # chat (call, stream and Responses), text
 
 
 def test_other_text_completion_routes_name_their_provider(otel: Otel, fake: FakeProvider) -> None:
@@ -1406,7 +1427,7 @@ def test_streamed_responses_take_usage_from_the_completed_event(
     span = otel.only_span()
     attrs = span.attributes or {}
     expected = fake.expected_usage("tell me a short story")
-    assert span.name == "responses gpt-4o-mini"
+    assert span.name == "chat gpt-4o-mini"
     assert attrs[STREAM_OUTCOME] == "completed"
     assert attrs[semconv.GEN_AI_RESPONSE_ID] == completed.id
     assert attrs[semconv.GEN_AI_USAGE_INPUT_TOKENS] == expected["prompt_tokens"]
@@ -1575,7 +1596,7 @@ def test_a_sync_entry_point_asked_for_a_coroutine_gets_one_span_ending_when_awai
         "chat gpt-4o-mini",
         "chat gpt-4o-mini",
         "embeddings text-embedding-3-small",
-        "responses gpt-4o-mini",
+        "chat gpt-4o-mini",
     ]
     assert call.parent is not None and call.parent.span_id == handler.context.span_id
     assert call.end_time is not None and handler.end_time is not None and call.end_time > handler.end_time

@@ -235,6 +235,36 @@ def test_a_responses_record_survives_the_round_trip_through_the_conventions_mess
     assert assert_valid(span_to_record(as_span(one_text)))["request"] == {"input": "hi", "parameters": {}}
 
 
+def test_a_peers_chat_span_of_openais_responses_api_is_a_responses_call() -> None:
+    def make(tracer: Tracer) -> None:
+        with tracer.start_as_current_span(
+            "chat gpt-4o-mini",
+            kind=SpanKind.CLIENT,
+            attributes={
+                "gen_ai.operation.name": "chat",
+                "gen_ai.provider.name": "openai",
+                "openai.api.type": "responses",
+                "gen_ai.request.model": "gpt-4o-mini",
+                "gen_ai.usage.input_tokens": 5,
+                "gen_ai.usage.output_tokens": 8,
+            },
+        ):
+            pass
+        with tracer.start_as_current_span(
+            "chat gpt-4o-mini",
+            kind=SpanKind.CLIENT,
+            attributes={
+                "gen_ai.operation.name": "chat",
+                "gen_ai.provider.name": "openai",
+                "openai.api.type": "chat_completions",
+                "gen_ai.request.model": "gpt-4o-mini",
+            },
+        ):
+            pass
+
+    assert [r and r["call_type"] for _, r in peer_records(make)] == ["responses", "chat"]
+
+
 def test_a_responses_span_from_an_earlier_litelens_is_still_a_whole_call() -> None:
     """Earlier versions put a Responses call's input and answer in litelens's own attributes."""
     span = NeutralSpan(

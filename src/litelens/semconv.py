@@ -76,6 +76,7 @@ SERVER_PORT = "server.port"
 ERROR_TYPE = "error.type"
 ERROR_MESSAGE = "error.message"
 HTTP_RESPONSE_STATUS_CODE = "http.response.status_code"
+OPENAI_API_TYPE = "openai.api.type"
 SERVICE_NAME = "service.name"
 DEPLOYMENT_ENVIRONMENT_NAME = "deployment.environment.name"
 
@@ -241,8 +242,15 @@ _PARAMETER_ATTRIBUTES = {
 # Other names of the output limit: OpenAI's newer chat parameter, and the Responses API's.
 _MAX_TOKENS_ALIASES = ("max_completion_tokens", "max_output_tokens")
 
-# record call_type <-> gen_ai.operation.name, where the conventions have a name for it
-_OPERATION_OF = {"chat": "chat", "text_completion": "text_completion", "embedding": "embeddings"}
+# record call_type <-> gen_ai.operation.name, where the conventions have a name for it. A Responses API
+# call is a chat: the conventions' OpenAI page has one inference span for both APIs, told apart by
+# `openai.api.type` (ours keep `litellm.call_type` too, which the way back reads).
+_OPERATION_OF = {
+    "chat": "chat",
+    "responses": "chat",
+    "text_completion": "text_completion",
+    "embedding": "embeddings",
+}
 _CALL_TYPE_OF_OPERATION = {
     "chat": "chat",
     "generate_content": "chat",
@@ -405,6 +413,8 @@ def record_to_attributes(record: Record, capture_content: bool) -> dict[str, Att
         attrs[GEN_AI_PROVIDER_NAME] = provider_name(provider)
         if provider_name(provider) != provider:
             attrs[LITELLM_PROVIDER] = provider
+        if call_type == "responses" and attrs[GEN_AI_PROVIDER_NAME] == "openai":
+            attrs[OPENAI_API_TYPE] = "responses"
     attrs[GEN_AI_REQUEST_MODEL] = record.get("request_model")
     attrs[GEN_AI_RESPONSE_MODEL] = record.get("response_model")
     attrs[GEN_AI_RESPONSE_ID] = record.get("response_id")
@@ -1017,7 +1027,15 @@ def _call_type(span: NeutralSpan, attrs: Mapping[str, Any]) -> str:
     operation = _str(attrs.get(GEN_AI_OPERATION_NAME)) or _str(attrs.get(LLM_REQUEST_TYPE))
     if operation:
         if operation in _CALL_TYPE_OF_OPERATION:
-            return _CALL_TYPE_OF_OPERATION[operation]
+            call_type = _CALL_TYPE_OF_OPERATION[operation]
+            # A Responses API call is a chat in the conventions; LiteLLM's call type, or OpenAI's API
+            # type, says which API it was.
+            if call_type == "chat" and (
+                _CALL_TYPES.get(str(attrs.get(LITELLM_CALL_TYPE))) == "responses"
+                or attrs.get(OPENAI_API_TYPE) == "responses"
+            ):
+                return "responses"
+            return call_type
         return _CALL_TYPES.get(operation, operation)
     kind = str(attrs.get(OI_SPAN_KIND) or "").upper()
     if kind == "EMBEDDING" or OI_EMBEDDING_MODEL_NAME in attrs or "embedding" in span.name.lower():
