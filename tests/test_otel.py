@@ -214,6 +214,11 @@ def test_the_requested_output_format_is_the_spans_output_type(otel: Otel, fake: 
     assert types == ["json", "text", "image", None]  # None: the request asked for no format
 
 
+def test_a_speech_calls_output_type_is_speech(otel: Otel, fake: FakeProvider) -> None:
+    litellm.speech(model="openai/tts-1", input="read this aloud", voice="alloy", **kw(fake))
+    assert (otel.only_span().attributes or {}).get("gen_ai.output.type") == "speech"
+
+
 def test_a_model_passed_positionally_names_the_span_sync_and_async(otel: Otel, fake: FakeProvider) -> None:
     expected = []
     for name in ("completion", "embedding", "text_completion"):

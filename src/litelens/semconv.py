@@ -509,9 +509,11 @@ _OUTPUT_TYPE_OF_FORMAT = {"json_object": "json", "json_schema": "json", "text": 
 
 def _output_type(call_type: str, parameters: Any) -> str | None:
     """`gen_ai.output.type`, which the conventions ask for when the request names an output format:
-    an image generation's is an image, a chat's the type of its `response_format`."""
+    an image generation's is an image, speech's speech, a chat's the type of its `response_format`."""
     if call_type in ("image_generation", "image_edit"):
         return "image"
+    if call_type == "speech":
+        return "speech"
     response_format = parameters.get("response_format") if isinstance(parameters, Mapping) else None
     if isinstance(response_format, Mapping):
         return _OUTPUT_TYPE_OF_FORMAT.get(str(response_format.get("type")))
