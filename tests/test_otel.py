@@ -1370,7 +1370,10 @@ def test_a_stream_failing_after_its_first_chunk_splits_no_streaming_metric_by_er
     assert duration.attributes[semconv.ERROR_TYPE]
     # The conventions give the time to first chunk and per chunk no error.type: the chunks that came,
     # came as fast whether or not a later one failed, and a dashboard sees one series for both.
-    for name in ("gen_ai.client.operation.time_to_first_chunk", "gen_ai.client.operation.time_per_output_chunk"):
+    for name in (
+        "gen_ai.client.operation.time_to_first_chunk",
+        "gen_ai.client.operation.time_per_output_chunk",
+    ):
         (point,) = otel.points(name)
         assert semconv.ERROR_TYPE not in point.attributes, name
         assert point.attributes[semconv.GEN_AI_REQUEST_MODEL] == "gpt-4o-mini"

@@ -833,8 +833,8 @@ def test_cache_writes_named_as_the_conventions_repository_now_names_them_are_cou
         ):
             pass
 
-    _, record = one_record(make)
-    assert (record["usage"]["cached_input_tokens"], record["usage"]["cache_creation_input_tokens"]) == (100, 1000)
+    usage = one_record(make)[1]["usage"]
+    assert (usage["cached_input_tokens"], usage["cache_creation_input_tokens"]) == (100, 1000)
 
 
 def test_spans_that_are_not_llm_calls_map_to_none() -> None:

@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from array import array
 import os
 import queue
 import threading
 import time
 import weakref
+from array import array
 from collections.abc import Callable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
