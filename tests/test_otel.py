@@ -121,7 +121,8 @@ CALLS = {
     "embedding": ("text-embedding-3-small", "input", ["one two three"], "embeddings"),
     "text_completion": ("gpt-3.5-turbo-instruct", "prompt", "once upon a time", "text_completion"),
     "image_generation": ("dall-e-3", "prompt", "a red square", "image_generation"),
-    "responses": ("gpt-4o-mini", "input", "tell me a short story", "responses"),
+    # The conventions' OpenAI page: a Responses API call is a chat, with openai.api.type "responses".
+    "responses": ("gpt-4o-mini", "input", "tell me a short story", "chat"),
 }
 
 
@@ -168,6 +169,26 @@ def test_each_call_type_gets_a_client_span_under_the_callers_span(
             assert [p.attributes["gen_ai.token.type"] for p in tokens] == ["input"]
 
 
+@pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
+def test_a_responses_call_is_a_chat_of_openais_responses_api_as_the_conventions_say(
+    is_async: bool, otel: Otel, fake: FakeProvider
+) -> None:
+    _invoke("completion", fake, is_async)
+    _invoke("responses", fake, is_async)
+    chat, responses = otel.spans()
+    attrs = dict(responses.attributes or {})
+    assert (responses.name, attrs[semconv.GEN_AI_OPERATION_NAME]) == ("chat gpt-4o-mini", "chat")
+    assert attrs[semconv.OPENAI_API_TYPE] == "responses"
+    assert attrs[semconv.LITELLM_CALL_TYPE] == ("aresponses" if is_async else "responses")
+    assert semconv.OPENAI_API_TYPE not in (chat.attributes or {})
+    # One population with the chat completion of the same model, as a GenAI dashboard groups them.
+    (duration,) = otel.points("gen_ai.client.operation.duration")
+    assert duration.count == 2 and duration.attributes[semconv.GEN_AI_OPERATION_NAME] == "chat"
+    # ... and still a Responses API call once the server has it.
+    record = semconv.span_to_record(semconv.NeutralSpan("1" * 32, "1" * 16, responses.name, attributes=attrs))
+    assert record is not None and record["call_type"] == "responses"
+
+
 def test_every_spelling_of_the_output_limit_is_the_spans_max_tokens(otel: Otel, fake: FakeProvider) -> None:
     """OpenAI's newer chat parameter and the Responses API's name the limit differently from
     `max_tokens`; the conventions have one attribute for it. And an embedding's `dimensions` is the
@@ -191,6 +212,11 @@ def test_the_requested_output_format_is_the_spans_output_type(otel: Otel, fake: 
     litellm.completion(model="openai/gpt-4o-mini", messages=MESSAGES, **kw(fake))
     types = [(s.attributes or {}).get("gen_ai.output.type") for s in otel.spans()]
     assert types == ["json", "text", "image", None]  # None: the request asked for no format
+
+
+def test_a_speech_calls_output_type_is_speech(otel: Otel, fake: FakeProvider) -> None:
+    litellm.speech(model="openai/tts-1", input="read this aloud", voice="alloy", **kw(fake))
+    assert (otel.only_span().attributes or {}).get("gen_ai.output.type") == "speech"
 
 
 def test_a_model_passed_positionally_names_the_span_sync_and_async(otel: Otel, fake: FakeProvider) -> None:
@@ -250,7 +276,7 @@ def test_a_stream_of_a_model_named_without_provider_names_the_provider(
     # ... so the call and the stream are one population in the metrics.
     durations = otel.points("gen_ai.client.operation.duration")
     assert {p.attributes[semconv.GEN_AI_PROVIDER_NAME] for p in durations} == {"openai"}
-    assert sorted(p.count for p in durations) == [1, 1, 2]  # chat (call and stream), responses, text
+    assert sorted(p.count for p in durations) == [1, 3]  # chat (call, stream and Responses), text
 
 
 def test_other_text_completion_routes_name_their_provider(otel: Otel, fake: FakeProvider) -> None:
@@ -261,6 +287,15 @@ def test_other_text_completion_routes_name_their_provider(otel: Otel, fake: Fake
             litellm.text_completion(model=model, prompt="hi", api_version="2024-02-01", **kw(fake))
     names = [(s.attributes or {}).get(semconv.GEN_AI_PROVIDER_NAME) for s in otel.spans()]
     assert names == ["azure.ai.openai", "mistral_ai"]  # as the core record's azure and mistral are named
+
+
+def test_a_moonshot_call_names_the_conventions_provider(otel: Otel, fake: FakeProvider) -> None:
+    litellm.completion(model="moonshot/kimi-k2-0711-preview", messages=MESSAGES, **kw(fake))
+    attrs = otel.only_span().attributes or {}
+    assert attrs[semconv.GEN_AI_PROVIDER_NAME] == "moonshot_ai"  # the conventions' well-known value
+    assert attrs[semconv.LITELLM_PROVIDER] == "moonshot"
+    (duration,) = otel.points("gen_ai.client.operation.duration")
+    assert duration.attributes[semconv.GEN_AI_PROVIDER_NAME] == "moonshot_ai"
 
 
 def test_streamed_acompletion_with_reasoning_carries_all_token_counts(otel: Otel, fake: FakeProvider) -> None:
@@ -1290,6 +1325,60 @@ def test_metrics_follow_the_genai_conventions(otel: Otel, fake: FakeProvider) ->
     assert cost.value > 0  # gpt-4o-mini is in LiteLLM's local price map
 
 
+def test_a_stream_records_the_time_between_its_chunks_as_the_conventions_ask(
+    otel: Otel, fake: FakeProvider
+) -> None:
+    litellm.completion(model="openai/gpt-4o-mini", messages=MESSAGES, **kw(fake))
+    received = []
+    for _ in litellm.completion(
+        model="openai/gpt-4o-mini",
+        messages=MESSAGES,
+        stream=True,
+        extra_headers={"x-fake-chunks": "4", "x-fake-interval-ms": "40"},
+        **kw(fake),
+    ):
+        received.append(time.perf_counter())
+
+    (per_chunk,) = otel.points("gen_ai.client.operation.time_per_output_chunk")
+    # One measurement for each chunk after the first, none for the call that did not stream.
+    assert per_chunk.count == len(received) - 1 >= 4
+    assert tuple(per_chunk.explicit_bounds) == DURATION_BUCKETS
+    assert per_chunk.attributes[semconv.GEN_AI_OPERATION_NAME] == "chat"
+    assert per_chunk.attributes[semconv.GEN_AI_REQUEST_MODEL] == "gpt-4o-mini"
+    # The provider waited 40 ms before each later chunk: the gaps add up to what the caller saw.
+    assert per_chunk.sum == pytest.approx(received[-1] - received[0], abs=0.03)
+    assert per_chunk.sum >= 0.1
+
+
+def test_a_stream_failing_after_its_first_chunk_splits_no_streaming_metric_by_error(
+    otel: Otel, fake: FakeProvider
+) -> None:
+    # LiteLLM >= 1.100 raises MidStreamFallbackError for a stream cut mid-way; 1.80 an APIConnectionError.
+    with pytest.raises((litellm.exceptions.MidStreamFallbackError, litellm.APIConnectionError)):
+        list(
+            litellm.completion(
+                model="openai/gpt-4o-mini",
+                messages=MESSAGES,
+                stream=True,
+                extra_headers={"x-fake-drop-after": "3"},
+                max_retries=0,
+                **kw(fake),
+            )
+        )
+
+    (duration,) = otel.points("gen_ai.client.operation.duration")
+    assert duration.attributes[semconv.ERROR_TYPE]
+    # The conventions give the time to first chunk and per chunk no error.type: the chunks that came,
+    # came as fast whether or not a later one failed, and a dashboard sees one series for both.
+    for name in (
+        "gen_ai.client.operation.time_to_first_chunk",
+        "gen_ai.client.operation.time_per_output_chunk",
+    ):
+        (point,) = otel.points(name)
+        assert semconv.ERROR_TYPE not in point.attributes, name
+        assert point.attributes[semconv.GEN_AI_REQUEST_MODEL] == "gpt-4o-mini"
+
+
 # --------------------------------------------------------------------------------------------------
 # Nesting under the LLM span
 
@@ -1346,7 +1435,7 @@ def test_streamed_responses_take_usage_from_the_completed_event(
     span = otel.only_span()
     attrs = span.attributes or {}
     expected = fake.expected_usage("tell me a short story")
-    assert span.name == "responses gpt-4o-mini"
+    assert span.name == "chat gpt-4o-mini"
     assert attrs[STREAM_OUTCOME] == "completed"
     assert attrs[semconv.GEN_AI_RESPONSE_ID] == completed.id
     assert attrs[semconv.GEN_AI_USAGE_INPUT_TOKENS] == expected["prompt_tokens"]
@@ -1515,7 +1604,7 @@ def test_a_sync_entry_point_asked_for_a_coroutine_gets_one_span_ending_when_awai
         "chat gpt-4o-mini",
         "chat gpt-4o-mini",
         "embeddings text-embedding-3-small",
-        "responses gpt-4o-mini",
+        "chat gpt-4o-mini",
     ]
     assert call.parent is not None and call.parent.span_id == handler.context.span_id
     assert call.end_time is not None and handler.end_time is not None and call.end_time > handler.end_time

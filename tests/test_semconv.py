@@ -235,6 +235,36 @@ def test_a_responses_record_survives_the_round_trip_through_the_conventions_mess
     assert assert_valid(span_to_record(as_span(one_text)))["request"] == {"input": "hi", "parameters": {}}
 
 
+def test_a_peers_chat_span_of_openais_responses_api_is_a_responses_call() -> None:
+    def make(tracer: Tracer) -> None:
+        with tracer.start_as_current_span(
+            "chat gpt-4o-mini",
+            kind=SpanKind.CLIENT,
+            attributes={
+                "gen_ai.operation.name": "chat",
+                "gen_ai.provider.name": "openai",
+                "openai.api.type": "responses",
+                "gen_ai.request.model": "gpt-4o-mini",
+                "gen_ai.usage.input_tokens": 5,
+                "gen_ai.usage.output_tokens": 8,
+            },
+        ):
+            pass
+        with tracer.start_as_current_span(
+            "chat gpt-4o-mini",
+            kind=SpanKind.CLIENT,
+            attributes={
+                "gen_ai.operation.name": "chat",
+                "gen_ai.provider.name": "openai",
+                "openai.api.type": "chat_completions",
+                "gen_ai.request.model": "gpt-4o-mini",
+            },
+        ):
+            pass
+
+    assert [r and r["call_type"] for _, r in peer_records(make)] == ["responses", "chat"]
+
+
 def test_a_responses_span_from_an_earlier_litelens_is_still_a_whole_call() -> None:
     """Earlier versions put a Responses call's input and answer in litelens's own attributes."""
     span = NeutralSpan(
@@ -747,6 +777,64 @@ def test_ttft_from_a_first_chunk_event_and_content_from_legacy_events() -> None:
     assert (record["ttft_ms"], record["duration_ms"]) == (50.0, 200.0)
     assert record["request"]["messages"] == [{"role": "user", "content": "Q"}]
     assert record["response"]["choices"][0]["message"]["content"] == "A"
+
+
+@pytest.mark.parametrize(
+    ("litellm_provider", "conventions_name"),
+    [
+        ("moonshot", "moonshot_ai"),
+        ("cohere_chat", "cohere"),
+        ("anthropic_text", "anthropic"),
+        ("vertex_ai_beta", "gcp.vertex_ai"),
+        ("watsonx_text", "ibm.watsonx.ai"),
+    ],
+)
+def test_a_provider_the_conventions_name_has_their_name_on_the_span(
+    litellm_provider: str, conventions_name: str
+) -> None:
+    record = build(custom_llm_provider=litellm_provider)
+    attrs = record_to_attributes(record, capture_content=False)
+    assert attrs["gen_ai.provider.name"] == conventions_name
+    assert attrs["litellm.provider"] == litellm_provider
+    assert assert_valid(span_to_record(as_span(record)))["provider"] == litellm_provider
+
+
+def test_a_peers_span_naming_moonshot_ai_is_a_call_to_litellms_moonshot() -> None:
+    def make(tracer: Tracer) -> None:
+        with tracer.start_as_current_span(
+            "chat kimi-k2",
+            kind=SpanKind.CLIENT,
+            attributes={
+                "gen_ai.operation.name": "chat",
+                "gen_ai.provider.name": "moonshot_ai",
+                "gen_ai.request.model": "kimi-k2",
+            },
+        ):
+            pass
+
+    _, record = one_record(make)
+    assert record["provider"] == "moonshot"
+
+
+def test_cache_writes_named_as_the_conventions_repository_now_names_them_are_counted() -> None:
+    def make(tracer: Tracer) -> None:
+        with tracer.start_as_current_span(
+            "chat claude-sonnet-4",
+            kind=SpanKind.CLIENT,
+            attributes={
+                "gen_ai.operation.name": "chat",
+                "gen_ai.provider.name": "anthropic",
+                "gen_ai.request.model": "claude-sonnet-4",
+                "gen_ai.usage.input_tokens": 1200,
+                "gen_ai.usage.output_tokens": 40,
+                "gen_ai.usage.cache_read.input_tokens": 100,
+                "gen_ai.usage.cache_write.input_tokens": 1000,
+            },
+        ):
+            pass
+
+    usage = one_record(make)[1]["usage"]
+    assert (usage["cached_input_tokens"], usage["cache_creation_input_tokens"]) == (100, 1000)
 
 
 def test_spans_that_are_not_llm_calls_map_to_none() -> None:

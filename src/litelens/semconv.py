@@ -76,6 +76,7 @@ SERVER_PORT = "server.port"
 ERROR_TYPE = "error.type"
 ERROR_MESSAGE = "error.message"
 HTTP_RESPONSE_STATUS_CODE = "http.response.status_code"
+OPENAI_API_TYPE = "openai.api.type"
 SERVICE_NAME = "service.name"
 DEPLOYMENT_ENVIRONMENT_NAME = "deployment.environment.name"
 
@@ -88,6 +89,9 @@ GEN_AI_USAGE_COST = "gen_ai.usage.cost"  # OpenLIT
 # OpenLLMetry (opentelemetry-semantic-conventions-ai) and earlier drafts of the conventions
 GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS_OLD = "gen_ai.usage.cache_read_input_tokens"
 GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS_OLD = "gen_ai.usage.cache_creation_input_tokens"
+# The GenAI conventions' repository renamed cache_creation so (not in a release yet); instrumentations
+# that follow its main branch already write it.
+GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS = "gen_ai.usage.cache_write.input_tokens"
 GEN_AI_COST_TOTAL_COST = "gen_ai.cost.total_cost"  # LiteLLM v1
 GEN_AI_SERVER_TTFT = "gen_ai.server.time_to_first_token"  # OpenLIT, seconds
 GEN_AI_REQUEST_USER = "gen_ai.request.user"  # OpenLIT
@@ -238,8 +242,15 @@ _PARAMETER_ATTRIBUTES = {
 # Other names of the output limit: OpenAI's newer chat parameter, and the Responses API's.
 _MAX_TOKENS_ALIASES = ("max_completion_tokens", "max_output_tokens")
 
-# record call_type <-> gen_ai.operation.name, where the conventions have a name for it
-_OPERATION_OF = {"chat": "chat", "text_completion": "text_completion", "embedding": "embeddings"}
+# record call_type <-> gen_ai.operation.name, where the conventions have a name for it. A Responses API
+# call is a chat: the conventions' OpenAI page has one inference span for both APIs, told apart by
+# `openai.api.type` (ours keep `litellm.call_type` too, which the way back reads).
+_OPERATION_OF = {
+    "chat": "chat",
+    "responses": "chat",
+    "text_completion": "text_completion",
+    "embedding": "embeddings",
+}
 _CALL_TYPE_OF_OPERATION = {
     "chat": "chat",
     "generate_content": "chat",
@@ -261,6 +272,7 @@ _PROVIDER_NAME_OF = {
     "mistral": "mistral_ai",
     "watsonx": "ibm.watsonx.ai",
     "xai": "x_ai",
+    "moonshot": "moonshot_ai",
 }
 _PROVIDER_OF_NAME = {v: k for k, v in _PROVIDER_NAME_OF.items()} | {
     "az.ai.openai": "azure",
@@ -272,6 +284,15 @@ _PROVIDER_OF_NAME = {v: k for k, v in _PROVIDER_NAME_OF.items()} | {
 # LiteLLM's names for a provider's text-completion route: the provider is the same, as the core record
 # names it (one way only, so "openai" on the way back stays "openai").
 _PROVIDER_NAME_OF |= {route: _PROVIDER_NAME_OF.get(name, name) for route, name in _PROVIDER_OF_ROUTE.items()}
+# LiteLLM's other routes to a provider the conventions name, which the core record keeps as LiteLLM
+# names them (the span keeps that name too, in `litellm.provider`): the conventions' value "MUST be
+# used" where one applies, and a backend's provider filter would miss these calls otherwise.
+_PROVIDER_NAME_OF |= {
+    "cohere_chat": "cohere",
+    "anthropic_text": "anthropic",
+    "vertex_ai_beta": "gcp.vertex_ai",
+    "watsonx_text": "ibm.watsonx.ai",
+}
 
 _CANCELLED_ERRORS = ("CancelledError", "GeneratorExit", "KeyboardInterrupt")
 
@@ -392,6 +413,8 @@ def record_to_attributes(record: Record, capture_content: bool) -> dict[str, Att
         attrs[GEN_AI_PROVIDER_NAME] = provider_name(provider)
         if provider_name(provider) != provider:
             attrs[LITELLM_PROVIDER] = provider
+        if call_type == "responses" and attrs[GEN_AI_PROVIDER_NAME] == "openai":
+            attrs[OPENAI_API_TYPE] = "responses"
     attrs[GEN_AI_REQUEST_MODEL] = record.get("request_model")
     attrs[GEN_AI_RESPONSE_MODEL] = record.get("response_model")
     attrs[GEN_AI_RESPONSE_ID] = record.get("response_id")
@@ -486,9 +509,11 @@ _OUTPUT_TYPE_OF_FORMAT = {"json_object": "json", "json_schema": "json", "text": 
 
 def _output_type(call_type: str, parameters: Any) -> str | None:
     """`gen_ai.output.type`, which the conventions ask for when the request names an output format:
-    an image generation's is an image, a chat's the type of its `response_format`."""
+    an image generation's is an image, speech's speech, a chat's the type of its `response_format`."""
     if call_type in ("image_generation", "image_edit"):
         return "image"
+    if call_type == "speech":
+        return "speech"
     response_format = parameters.get("response_format") if isinstance(parameters, Mapping) else None
     if isinstance(response_format, Mapping):
         return _OUTPUT_TYPE_OF_FORMAT.get(str(response_format.get("type")))
@@ -1004,7 +1029,15 @@ def _call_type(span: NeutralSpan, attrs: Mapping[str, Any]) -> str:
     operation = _str(attrs.get(GEN_AI_OPERATION_NAME)) or _str(attrs.get(LLM_REQUEST_TYPE))
     if operation:
         if operation in _CALL_TYPE_OF_OPERATION:
-            return _CALL_TYPE_OF_OPERATION[operation]
+            call_type = _CALL_TYPE_OF_OPERATION[operation]
+            # A Responses API call is a chat in the conventions; LiteLLM's call type, or OpenAI's API
+            # type, says which API it was.
+            if call_type == "chat" and (
+                _CALL_TYPES.get(str(attrs.get(LITELLM_CALL_TYPE))) == "responses"
+                or attrs.get(OPENAI_API_TYPE) == "responses"
+            ):
+                return "responses"
+            return call_type
         return _CALL_TYPES.get(operation, operation)
     kind = str(attrs.get(OI_SPAN_KIND) or "").upper()
     if kind == "EMBEDDING" or OI_EMBEDDING_MODEL_NAME in attrs or "embedding" in span.name.lower():
@@ -1053,6 +1086,7 @@ def _usage(attrs: Mapping[str, Any]) -> dict[str, int | None]:
         "cache_creation_input_tokens": _first_int(
             attrs,
             GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS,
+            GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS,
             OI_TOKENS_CACHE_WRITE,
             GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS_OLD,
         ),

@@ -7,7 +7,7 @@ Instrument names come from the `opentelemetry-semantic-conventions` package; att
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from opentelemetry.metrics import Meter
@@ -36,11 +36,16 @@ TOKEN_BUCKETS = (
     16777216,
     67108864,
 )
-# Older packages lack the time-to-first-chunk name; the string is the conventions' own.
+# Older packages lack the streaming metrics' names; the strings are the conventions' own.
 TIME_TO_FIRST_CHUNK = getattr(
     gen_ai_metrics,
     "GEN_AI_CLIENT_OPERATION_TIME_TO_FIRST_CHUNK",
     "gen_ai.client.operation.time_to_first_chunk",
+)
+TIME_PER_OUTPUT_CHUNK = getattr(
+    gen_ai_metrics,
+    "GEN_AI_CLIENT_OPERATION_TIME_PER_OUTPUT_CHUNK",
+    "gen_ai.client.operation.time_per_output_chunk",
 )
 COST = "litellm.cost"
 
@@ -57,6 +62,10 @@ _METRIC_ATTRIBUTES = (
 
 _CACHE_LIMIT = 1024
 _Attributes = dict[str, Any]
+# The attribute sets `Instruments` builds once per population: the call's, the same with each token
+# type, and the streaming metrics' (the conventions give those no `error.type`: a stream that failed
+# after its first chunk still received that chunk as fast as one that did not).
+_AttributeSets = tuple[_Attributes, _Attributes, _Attributes, _Attributes]
 
 
 class Instruments:
@@ -81,20 +90,36 @@ class Instruments:
             description="Time to receive the first chunk of a streamed response.",
             explicit_bucket_boundaries_advisory=DURATION_BUCKETS,
         )
+        self.time_per_output_chunk = meter.create_histogram(
+            TIME_PER_OUTPUT_CHUNK,
+            unit="s",
+            description="Time between two chunks of a streamed response, for each chunk after the first.",
+            explicit_bucket_boundaries_advisory=DURATION_BUCKETS,
+        )
         self.cost = meter.create_counter(
             COST, unit="USD", description="Cost of LLM calls as LiteLLM prices them."
         )
-        self._sets: dict[tuple[Any, ...], tuple[_Attributes, _Attributes, _Attributes]] = {}
+        self._sets: dict[tuple[Any, ...], _AttributeSets] = {}
 
-    def record(self, record: Record, span_attributes: Mapping[str, Any]) -> None:
-        """Record one finished call; `span_attributes` are the attributes already computed for its span."""
-        attributes, input_attributes, output_attributes = self._attribute_sets(span_attributes)
+    def record(
+        self, record: Record, span_attributes: Mapping[str, Any], chunk_gaps: Iterable[float] = ()
+    ) -> None:
+        """Record one finished call; `span_attributes` are the attributes already computed for its span.
+
+        `chunk_gaps` are a stream's seconds between each output chunk after the first and the one before.
+        """
+        attributes, input_attributes, output_attributes, stream_attributes = self._attribute_sets(
+            span_attributes
+        )
         duration_ms = record.get("duration_ms")
         if duration_ms is not None:
             self.duration.record(duration_ms / 1000.0, attributes)
         ttft_ms = record.get("ttft_ms")
         if ttft_ms is not None:
-            self.time_to_first_chunk.record(ttft_ms / 1000.0, attributes)
+            self.time_to_first_chunk.record(ttft_ms / 1000.0, stream_attributes)
+        per_chunk = self.time_per_output_chunk.record
+        for gap in chunk_gaps:
+            per_chunk(gap, stream_attributes)
         # An answer from LiteLLM's cache used none of the provider's tokens, as it cost nothing (the span
         # and the record keep its usage, with `cache_hit`, for what the answer held).
         usage = (record.get("usage") if record.get("cache_hit") is not True else None) or {}
@@ -109,10 +134,9 @@ class Instruments:
         if isinstance(cost, float) and cost > 0:
             self.cost.add(cost, attributes)
 
-    def _attribute_sets(
-        self, span_attributes: Mapping[str, Any]
-    ) -> tuple[_Attributes, _Attributes, _Attributes]:
-        """The call's metric attributes, and the same with the input and the output token type.
+    def _attribute_sets(self, span_attributes: Mapping[str, Any]) -> _AttributeSets:
+        """The call's metric attributes, the same with the input and the output token type, and the
+        streaming metrics' (without `error.type`).
 
         Calls of one population share them, so they are built once per population and reused: the SDK
         copies what it is given, so a shared dict is never changed behind our back. The cache is
@@ -126,6 +150,7 @@ class Instruments:
                 attributes,
                 {**attributes, GEN_AI_TOKEN_TYPE: "input"},
                 {**attributes, GEN_AI_TOKEN_TYPE: "output"},
+                {k: v for k, v in attributes.items() if k != semconv.ERROR_TYPE},
             )
             if len(self._sets) >= _CACHE_LIMIT:
                 self._sets.clear()

@@ -21,6 +21,7 @@ import queue
 import threading
 import time
 import weakref
+from array import array
 from collections.abc import Callable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -87,6 +88,8 @@ class StreamState:
         "events",
         "final",
         "first_chunk_s",
+        "gaps",
+        "last_chunk_at",
         "reasons",
         "response_id",
         "response_model",
@@ -103,6 +106,10 @@ class StreamState:
         self.events = False
         self.final: Any = None
         self.first_chunk_s: float | None = None
+        # Seconds from each output chunk after the first to the one before it, for the conventions'
+        # time-per-output-chunk histogram: recorded when the span ends, with its final attributes.
+        self.gaps = array("d")
+        self.last_chunk_at = 0.0
         self.reasons: dict[int, str] = {}
         self.response_id: str | None = None
         self.response_model: str | None = None
@@ -124,15 +131,19 @@ class StreamState:
         if kind is not None:
             self._on_event(str(getattr(kind, "value", kind)), chunk)
             return
+        choices = field(chunk, "choices") or ()
         if self.first_chunk_s is None:
-            self.first_chunk_s = time.perf_counter() - self.call.started
+            self.last_chunk_at = time.perf_counter()
+            self.first_chunk_s = self.last_chunk_at - self.call.started
+        elif choices:  # an output chunk; not the usage chunk (no choices) that ends a stream
+            self._output_chunk()
         if self.response_id is None:
             self.response_id = field(chunk, "id")
             self.response_model = field(chunk, "model")
         usage = field(chunk, "usage")
         if usage is not None:
             self.usage = usage
-        for choice in field(chunk, "choices") or ():
+        for choice in choices:
             index = field(choice, "index") or 0
             reason = field(choice, "finish_reason")
             if reason:
@@ -156,8 +167,12 @@ class StreamState:
         time to first chunk was a network round trip.
         """
         self.events = True
-        if self.first_chunk_s is None and (kind.endswith(".delta") or kind in _FINAL_EVENTS):
-            self.first_chunk_s = time.perf_counter() - self.call.started
+        if self.first_chunk_s is None:
+            if kind.endswith(".delta") or kind in _FINAL_EVENTS:
+                self.last_chunk_at = time.perf_counter()
+                self.first_chunk_s = self.last_chunk_at - self.call.started
+        elif kind.endswith(".delta"):
+            self._output_chunk()
         if kind in _FINAL_EVENTS:
             self.final = field(event, "response")
         elif kind in _FIRST_EVENTS and self.response_id is None:
@@ -169,6 +184,11 @@ class StreamState:
             delta = field(event, "delta")
             if isinstance(delta, str):
                 self._text(0).add(delta)
+
+    def _output_chunk(self) -> None:
+        now = time.perf_counter()
+        self.gaps.append(now - self.last_chunk_at)
+        self.last_chunk_at = now
 
     def _on_tool_calls(self, index: int, calls: Any) -> None:
         """Accumulate streamed tool calls: the first delta of each names it, later ones add arguments."""
@@ -255,7 +275,7 @@ class StreamState:
             elif outcome != "completed" and not record["finish_reasons"]:
                 # The caller stopped before the model did: the record calls that cancelled.
                 record["status"] = "cancelled"
-            call.end(exc, self.first_chunk_s, {STREAM_OUTCOME: outcome}, at)
+            call.end(exc, self.first_chunk_s, {STREAM_OUTCOME: outcome}, at, self.gaps)
         except Exception:
             call.engine.failed("ending a stream's span")
             call.end_quietly()

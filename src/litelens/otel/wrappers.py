@@ -21,7 +21,7 @@ import threading
 import time
 import traceback
 import weakref
-from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
 from contextvars import ContextVar, Token
 from typing import Any
 
@@ -409,11 +409,12 @@ class Call:
         ttft_s: float | None = None,
         extra: Mapping[str, Any] | None = None,
         at: float | None = None,
+        chunk_gaps: Iterable[float] = (),
     ) -> None:
         """Put the finished record on the span, record metrics, end the span. Runs at most once.
 
         `at` is the `perf_counter` time the call ended, when that was before now (a dropped stream is
-        ended later, on another thread).
+        ended later, on another thread); `chunk_gaps` a stream's seconds between its output chunks.
         """
         with self._lock:
             if self._ended:
@@ -451,7 +452,7 @@ class Call:
         finally:
             # Whatever failed above, the span still ends: an open span is a leak the user pays for.
             span.end(end_time=end_ns)
-        engine.instruments.record(record, attributes)
+        engine.instruments.record(record, attributes, chunk_gaps)
 
     def _record_error(self, exc: BaseException, record: Record, processed: Record | None) -> None:
         """The exception event and the span status -- with the processed message when processors run.
