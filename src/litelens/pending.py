@@ -16,9 +16,12 @@ import asyncio
 import contextvars
 import inspect
 import logging
+import os
+import sys
 import threading
 import time
 from collections.abc import Callable, Coroutine
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 log = logging.getLogger("litelens.callback")
@@ -239,3 +242,48 @@ def drain_at_exit() -> None:
     if runner is not None:
         runner.join()
     _run_inline(jobs)
+
+
+# ---- A forked child (gunicorn --preload, a multiprocessing pool).
+#
+# LiteLLM reports a sync call from a thread pool made at import. A child forked after the parent used it
+# inherits the pool's bookkeeping but none of its threads: the pool counts the parent's threads as its
+# own (and one idle), starts none, and the child's log events wait in its queue for ever -- the child's
+# calls were never recorded, and each flush waited its whole timeout for the pool. So the child gets the
+# pool as it was at import: no threads, an empty queue (what the parent queued is the parent's to run),
+# fresh locks. Likewise the runner of leftover events here, which is the parent's thread.
+
+
+def _fresh_litellm_pool() -> None:
+    module = sys.modules.get("litellm.litellm_core_utils.thread_pool_executor")
+    executor = getattr(module, "executor", None)
+    if not isinstance(executor, ThreadPoolExecutor):
+        return
+    try:
+        ThreadPoolExecutor.__init__(
+            executor,
+            max_workers=executor._max_workers,  # type: ignore[attr-defined]
+            thread_name_prefix=executor._thread_name_prefix,  # type: ignore[attr-defined]
+            initializer=executor._initializer,  # type: ignore[attr-defined]
+            initargs=executor._initargs,  # type: ignore[attr-defined]
+        )
+        # LiteLLM >= 1.100 caps queued-plus-running tasks; the slots the parent's tasks held are free here.
+        cap = getattr(executor, "_max_pending_tasks", None)
+        if isinstance(cap, int) and hasattr(executor, "_pending_slots"):
+            executor._pending_slots = threading.Semaphore(cap)  # type: ignore[attr-defined]
+        if hasattr(executor, "_drop_lock"):
+            executor._drop_lock = threading.Lock()  # type: ignore[attr-defined]
+    except Exception:  # LiteLLM changed shape: left as it is, as without litelens
+        log.debug("litelens: could not renew LiteLLM's logging pool after fork", exc_info=True)
+
+
+def _after_fork_in_child() -> None:
+    global _jobs_lock, _runner
+    _jobs_lock = threading.Lock()
+    _runner = None
+    _jobs.clear()
+    _fresh_litellm_pool()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
