@@ -277,12 +277,48 @@ def _fresh_litellm_pool() -> None:
         log.debug("litelens: could not renew LiteLLM's logging pool after fork", exc_info=True)
 
 
+def _forget_parents_log_events() -> None:
+    """Drop the async log events the parent had queued: they are the parent's calls, which the parent
+    reports. Left in the child, LiteLLM carried them onto the child's first event loop, or a flush or
+    the exit ran them here, and every call the parent had not reported yet was recorded once more by
+    each child."""
+    unstarted: list[Any] = []
+    for wrapper, coroutine, _context in _waiting.values():
+        unstarted += (wrapper, coroutine)
+    _waiting.clear()
+    module = sys.modules.get("litellm.litellm_core_utils.logging_worker")
+    worker = getattr(module, "GLOBAL_LOGGING_WORKER", None)
+    try:
+        queue = getattr(worker, "_queue", None)
+        items = list(getattr(queue, "_queue", ()))  # the asyncio.Queue's own deque: no loop needed
+        for name in ("_dequeued_tasks", "_pending_enqueues"):
+            items += list(getattr(worker, name, {}).values())
+        unstarted += (item.get("coroutine") if isinstance(item, dict) else item for item in items)
+        if queue is not None:
+            worker._queue = None  # type: ignore[union-attr]  # made anew on the child's first event loop
+            worker._bound_loop = None  # type: ignore[union-attr]
+            worker._sem = None  # type: ignore[union-attr]
+            worker._worker_task = None  # type: ignore[union-attr]
+        for name in ("_running_tasks", "_overflow_tasks", "_dequeued_tasks", "_pending_enqueues"):
+            held = getattr(worker, name, None)
+            if isinstance(held, (set, dict)):
+                held.clear()
+    except Exception:  # LiteLLM changed shape: left as it is, as without litelens
+        log.debug("litelens: could not clear LiteLLM's logging queue after fork", exc_info=True)
+    for coroutine in unstarted:
+        # Closed unstarted, so none runs nor warns that it was never awaited; one the parent had begun
+        # is left alone (closing it would run its cleanup here).
+        if inspect.iscoroutine(coroutine) and inspect.getcoroutinestate(coroutine) == inspect.CORO_CREATED:
+            coroutine.close()
+
+
 def _after_fork_in_child() -> None:
     global _jobs_lock, _runner
     _jobs_lock = threading.Lock()
     _runner = None
     _jobs.clear()
     _fresh_litellm_pool()
+    _forget_parents_log_events()
 
 
 if hasattr(os, "register_at_fork"):
