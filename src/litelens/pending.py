@@ -262,17 +262,17 @@ def _fresh_litellm_pool() -> None:
     try:
         ThreadPoolExecutor.__init__(
             executor,
-            max_workers=executor._max_workers,  # type: ignore[attr-defined]
-            thread_name_prefix=executor._thread_name_prefix,  # type: ignore[attr-defined]
-            initializer=executor._initializer,  # type: ignore[attr-defined]
-            initargs=executor._initargs,  # type: ignore[attr-defined]
+            max_workers=executor._max_workers,
+            thread_name_prefix=executor._thread_name_prefix or "",
+            initializer=executor._initializer,
+            initargs=executor._initargs,
         )
         # LiteLLM >= 1.100 caps queued-plus-running tasks; the slots the parent's tasks held are free here.
         cap = getattr(executor, "_max_pending_tasks", None)
         if isinstance(cap, int) and hasattr(executor, "_pending_slots"):
-            executor._pending_slots = threading.Semaphore(cap)  # type: ignore[attr-defined]
+            executor._pending_slots = threading.Semaphore(cap)
         if hasattr(executor, "_drop_lock"):
-            executor._drop_lock = threading.Lock()  # type: ignore[attr-defined]
+            executor._drop_lock = threading.Lock()
     except Exception:  # LiteLLM changed shape: left as it is, as without litelens
         log.debug("litelens: could not renew LiteLLM's logging pool after fork", exc_info=True)
 
