@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
+import signal
 import time
 from importlib.metadata import version
 from pathlib import Path
@@ -475,6 +477,87 @@ def test_the_stream_recorder_behaves_as_the_generator_it_wraps():
 
     assert asyncio.run(run()) == [1, 1, 2]
     assert closed[-2:] == ["async", "async"]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_child_forked_after_the_parent_called_records_its_own_sync_calls(provider, receiver, make_callback):
+    """gunicorn --preload, or a multiprocessing pool, forks a process that has made calls already.
+    LiteLLM reports a sync call from a thread pool whose threads the child does not inherit: the pool
+    believed it had an idle one, started none, and every call of the child went unrecorded (and each
+    flush waited out its whole timeout for the pool)."""
+    callback = make_callback()
+    call(provider, user="parent")
+    one_record(receiver, callback)
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child answers with its exit status
+        code = 1
+        try:
+            call(provider, user="child")
+            code = 0 if callback.flush(timeout=5) else 2
+        finally:
+            os._exit(code)
+    deadline = time.monotonic() + 30
+    while (done := os.waitpid(pid, os.WNOHANG))[0] == 0 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    if done[0] == 0:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    assert done[0] == pid and os.waitstatus_to_exitcode(done[1]) == 0
+    call(provider, user="parent-after")  # the parent's own pool still works
+    assert receiver.wait_for(3, timeout=10), [r["end_user"] for r in receiver.records]
+    assert callback.flush(timeout=10)
+    assert sorted(r["end_user"] for r in receiver.records) == ["child", "parent", "parent-after"]
+    assert len(receiver.unique_call_ids()) == 3
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_child_forked_after_async_calls_does_not_record_the_parents_calls_again(
+    provider, receiver, make_callback
+):
+    """LiteLLM reports an async call from a queue that outlives `asyncio.run()`; a process forked then
+    (a multiprocessing pool after an async warm-up) inherited a copy of that queue, and its flush (or
+    its exit, or its first event loop) ran the parent's events: each call the parent had not reported
+    yet was recorded again by every child."""
+    callback = make_callback()
+
+    async def calls() -> None:
+        await asyncio.gather(
+            *(
+                litellm.acompletion(
+                    model="openai/gpt-4o-mini",
+                    messages=MESSAGES,
+                    api_base=provider.url,
+                    api_key=KEY,
+                    user=f"parent-{i}",
+                )
+                for i in range(3)
+            )
+        )
+
+    asyncio.run(calls())
+    children = []
+    for n in range(2):
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child answers with its exit status
+            code = 1
+            try:
+                call(provider, user=f"child-{n}")
+                code = 0 if callback.flush(timeout=5) else 2
+            finally:
+                os._exit(code)
+        children.append(pid)
+    deadline = time.monotonic() + 30
+    for pid in children:
+        while (done := os.waitpid(pid, os.WNOHANG))[0] == 0 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        if done[0] == 0:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        assert done[0] == pid and os.waitstatus_to_exitcode(done[1]) == 0
+    assert callback.flush(timeout=10)  # the parent reports its own calls
+    time.sleep(0.3)  # a duplicate would show up meanwhile
+    users = sorted(r["end_user"] for r in receiver.records)
+    assert users == ["child-0", "child-1", "parent-0", "parent-1", "parent-2"]
 
 
 def test_a_call_litellm_cannot_price_has_no_cost_rather_than_zero(provider, receiver, make_callback):

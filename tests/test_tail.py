@@ -558,3 +558,43 @@ def test_tail_follows_a_file_emptied_and_written_again_before_it_looked(
     # Emptied and refilled at once, with more than was there: never seen empty nor shorter.
     path.write_text(json.dumps(record(1)) + "\n" + json.dumps(record(2)) + "\n")
     assert [line.split()[2] for line in tail.take(2, timeout=15)] == ["model-0001", "model-0002"]
+
+
+_SHARED_WRITER = """
+import json, sys, time
+from litelens.sinks import JsonlSink
+path, tag, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+sink = JsonlSink(path, max_bytes=20_000)
+for i in range(n):
+    sink.submit(json.dumps({"schema": "litelens.call/1", "call_id": f"{tag}-{i}", "pad": "x" * (i % 200)}))
+    if i % 100 == 99:
+        time.sleep(0.01)  # a stream of calls, not one burst: rotations fall between tail's polls
+assert sink.shutdown(30)
+"""
+
+
+def test_follow_sees_each_record_once_while_several_processes_rotate_one_path(tmp_path: Path) -> None:
+    """The workers of a proxy sharing one sink path rotate it in turn, each when its own write would pass
+    `max_bytes`: a file tail has open is moved aside by another process than the one tail saw write it,
+    often two rotations fall between two polls, and gzip replaces rotated files meanwhile."""
+    path = tmp_path / "calls.jsonl"
+    stop = threading.Event()
+    calls = follow_jsonl(path, poll_s=0.02, stop=stop.is_set)
+    seen: Counter[str] = Counter()
+    reader = threading.Thread(target=lambda: seen.update(c["call_id"] for c in calls), daemon=True)
+    reader.start()
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1] / "src")}
+    writers = [
+        subprocess.Popen([sys.executable, "-c", _SHARED_WRITER, str(path), f"w{n}", "1500"], env=env)
+        for n in range(3)
+    ]
+    for writer in writers:
+        assert writer.wait(60) == 0
+    deadline = time.monotonic() + 10
+    while len(seen) < 4500 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.2)  # a record read twice would show up meanwhile
+    stop.set()
+    reader.join(5)
+    assert len(rotated_files(path)) > 10  # many rotations, by all three
+    assert seen == Counter({f"w{n}-{i}": 1 for n in range(3) for i in range(1500)})

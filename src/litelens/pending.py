@@ -16,9 +16,12 @@ import asyncio
 import contextvars
 import inspect
 import logging
+import os
+import sys
 import threading
 import time
 from collections.abc import Callable, Coroutine
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 log = logging.getLogger("litelens.callback")
@@ -239,3 +242,84 @@ def drain_at_exit() -> None:
     if runner is not None:
         runner.join()
     _run_inline(jobs)
+
+
+# ---- A forked child (gunicorn --preload, a multiprocessing pool).
+#
+# LiteLLM reports a sync call from a thread pool made at import. A child forked after the parent used it
+# inherits the pool's bookkeeping but none of its threads: the pool counts the parent's threads as its
+# own (and one idle), starts none, and the child's log events wait in its queue for ever -- the child's
+# calls were never recorded, and each flush waited its whole timeout for the pool. So the child gets the
+# pool as it was at import: no threads, an empty queue (what the parent queued is the parent's to run),
+# fresh locks. Likewise the runner of leftover events here, which is the parent's thread.
+
+
+def _fresh_litellm_pool() -> None:
+    module = sys.modules.get("litellm.litellm_core_utils.thread_pool_executor")
+    executor = getattr(module, "executor", None)
+    if not isinstance(executor, ThreadPoolExecutor):
+        return
+    try:
+        ThreadPoolExecutor.__init__(
+            executor,
+            max_workers=executor._max_workers,
+            thread_name_prefix=executor._thread_name_prefix or "",
+            initializer=executor._initializer,
+            initargs=executor._initargs,
+        )
+        # LiteLLM >= 1.100 caps queued-plus-running tasks; the slots the parent's tasks held are free here.
+        cap = getattr(executor, "_max_pending_tasks", None)
+        if isinstance(cap, int) and hasattr(executor, "_pending_slots"):
+            executor._pending_slots = threading.Semaphore(cap)
+        if hasattr(executor, "_drop_lock"):
+            executor._drop_lock = threading.Lock()
+    except Exception:  # LiteLLM changed shape: left as it is, as without litelens
+        log.debug("litelens: could not renew LiteLLM's logging pool after fork", exc_info=True)
+
+
+def _forget_parents_log_events() -> None:
+    """Drop the async log events the parent had queued: they are the parent's calls, which the parent
+    reports. Left in the child, LiteLLM carried them onto the child's first event loop, or a flush or
+    the exit ran them here, and every call the parent had not reported yet was recorded once more by
+    each child."""
+    unstarted: list[Any] = []
+    for wrapper, coroutine, _context in _waiting.values():
+        unstarted += (wrapper, coroutine)
+    _waiting.clear()
+    module = sys.modules.get("litellm.litellm_core_utils.logging_worker")
+    worker = getattr(module, "GLOBAL_LOGGING_WORKER", None)
+    try:
+        queue = getattr(worker, "_queue", None)
+        items = list(getattr(queue, "_queue", ()))  # the asyncio.Queue's own deque: no loop needed
+        for name in ("_dequeued_tasks", "_pending_enqueues"):
+            items += list(getattr(worker, name, {}).values())
+        unstarted += (item.get("coroutine") if isinstance(item, dict) else item for item in items)
+        if queue is not None:
+            worker._queue = None  # type: ignore[union-attr]  # made anew on the child's first event loop
+            worker._bound_loop = None  # type: ignore[union-attr]
+            worker._sem = None  # type: ignore[union-attr]
+            worker._worker_task = None  # type: ignore[union-attr]
+        for name in ("_running_tasks", "_overflow_tasks", "_dequeued_tasks", "_pending_enqueues"):
+            held = getattr(worker, name, None)
+            if isinstance(held, (set, dict)):
+                held.clear()
+    except Exception:  # LiteLLM changed shape: left as it is, as without litelens
+        log.debug("litelens: could not clear LiteLLM's logging queue after fork", exc_info=True)
+    for coroutine in unstarted:
+        # Closed unstarted, so none runs nor warns that it was never awaited; one the parent had begun
+        # is left alone (closing it would run its cleanup here).
+        if inspect.iscoroutine(coroutine) and inspect.getcoroutinestate(coroutine) == inspect.CORO_CREATED:
+            coroutine.close()
+
+
+def _after_fork_in_child() -> None:
+    global _jobs_lock, _runner
+    _jobs_lock = threading.Lock()
+    _runner = None
+    _jobs.clear()
+    _fresh_litellm_pool()
+    _forget_parents_log_events()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
