@@ -275,7 +275,12 @@ class SQLStore(BatchWriter, Store):
                 )
             if not current and target:
                 logger.info("created store schema version %d in %.1f s", target, time.monotonic() - began)
+            if current and target > current:
+                self._migrated(cur)
         return max(current, target)
+
+    def _migrated(self, cur: Any) -> None:
+        """Called inside the migration's transaction once steps brought an existing database up to date."""
 
     def schema_version(self) -> int:
         with self._read() as cur:
