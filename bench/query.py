@@ -6,8 +6,9 @@ Seeds N calls (default 1,000,000) through the normal `write` path in large batch
   - the last-24h overview aggregate (hourly buckets), without and with group_by="model"
   - the same with 5-minute buckets (served from minute rollups)
   - a filtered `list_calls` page (model + last 24h), and a page behind a tag filter
-  - `list_calls` pages of the last 24h and of the week sorted by latency and by cost (with and without a
-    model), the first and the next, beside the 24h page sorted by time
+  - `list_calls` pages of the last 24h and of the week sorted by latency and by cost (without a model,
+    with one, with one that made no call), the first and the next, beside the 24h page sorted by time
+  - `top_calls`, the overview's slowest and costliest calls, of the last 24h and of an hour without calls
   - `get_trace` of a random trace, and a `list_sessions` page of the last 24h, of all users and of one
 
 and, as the baseline measured in the same run, the 24h hourly overview computed from the raw `calls`
@@ -22,6 +23,15 @@ writer cache wrote the same 79 KiB. Every query's p95 stayed under 75 ms at 400,
 Sorted by latency or cost, a page of the week of 100,000 calls read and sorted the whole range: p50 70-127
 ms (11-17 ms for the last 24h), against 0.5 ms sorted by time. Walking the sort index (store v15/v16),
 0.65-2.1 ms, first page or next, with or without a model (2026-12-02, SQLite).
+
+The same day, on 2 shared cores under heavy load (the raw GROUP BY baseline 45-113 ms rather than ~20), a
+model that made no call walked the whole index, reading every call of the range in sort order: 206-254 ms
+for the 24h, 451-1,261 ms for the week. A walk behind a filter now gives up after 20 calls of the range per
+call of the page and reads the range, as before v15: 54-67 and 325-439 ms (interleaved runs on one file:
+37-60 ms against 84-333 for the 24h, 125-302 against 935-1,737 for the week; read and sorted, 36-62 and
+219-238). A model of many calls still walks: 1.3-2.0 ms for the week (1.2-1.9 before). `top_calls` of an
+hour without calls walked the whole index, 23-27 ms; it now counts the range first: 0.06-0.08 ms, and
+0.28 ms for the 24h (0.10 before, the count).
 
     python bench/query.py --calls 100000
     python bench/query.py --url postgresql://... --calls 200000
@@ -43,7 +53,7 @@ from collections.abc import Callable
 from typing import Any
 
 from litelens.server.store import CallFilter, open_store
-from litelens.server.store.base import SortKey
+from litelens.server.store.base import OPEN_END, SortKey
 from litelens.server.store.sql import SQLStore
 
 MODELS = ["gpt-4o-mini", "gpt-4o", "claude-3-5-sonnet", "mistral-large", "llama-3-70b"]
@@ -236,16 +246,24 @@ def run(args: argparse.Namespace, url: str) -> int:
     sorts: tuple[SortKey, ...] = ("duration_ms", "cost_usd")
     for label, since in (("24h", day_ago), ("week", start)):
         for sort in sorts:
-            for model in (None, "gpt-4o"):
+            # A model of many calls, and one of none: a filter that keeps nothing of the range.
+            for model, note in ((None, ""), ("gpt-4o", ", model"), ("no-such-model", ", model of none")):
                 page = CallFilter(start=since, end=now, model=model)
                 later = store.list_calls(project, page, 50, sort=sort)[1]
-                name = f"list_calls by {sort.split('_')[0]} ({label}{', model' if model else ''})"
+                name = f"list_calls by {sort.split('_')[0]} ({label}{note})"
                 bench(name, functools.partial(store.list_calls, project, page, 50, None, sort))
-                bench("  its page 2", functools.partial(store.list_calls, project, page, 50, later, sort))
+                if later is not None:
+                    bench("  its page 2", functools.partial(store.list_calls, project, page, 50, later, sort))
     # The same page sorted by time, as the baseline a user compares it with.
     bench(
         "list_calls by time (24h)", lambda: store.list_calls(project, CallFilter(start=day_ago, end=now), 50)
     )
+    # The overview's slowest and costliest calls, from the range's start on: of the last 24 h, and of an
+    # hour in which no call came yet (the range past the last call).
+    for sort in sorts:
+        for label, since in (("24h", day_ago), ("quiet hour", now)):
+            name = f"top_calls by {sort.split('_')[0]} ({label})"
+            bench(name, functools.partial(store.top_calls, project, since, OPEN_END, sort, 5))
     bench("get_trace", lambda: store.get_trace(project, rng.choice(traces)))
     bench("list_sessions page (24h)", lambda: store.list_sessions(project, day_ago, now, 50))
     # One user of 500 is in few of the day's sessions: the page walks the day's sessions to find them.
@@ -267,10 +285,10 @@ def run(args: argparse.Namespace, url: str) -> int:
             return cur.fetchall()
 
     base_p50, base_p95 = timed(raw_overview, max(3, args.repeat // 8))
-    print(f"\n{'query':40} {'p50 ms':>9} {'p95 ms':>9}")
+    print(f"\n{'query':46} {'p50 ms':>9} {'p95 ms':>9}")
     for name, p50, p95 in results:
-        print(f"{name:40} {p50:9.2f} {p95:9.2f}")
-    print(f"{'baseline: raw GROUP BY over calls, 24h':40} {base_p50:9.2f} {base_p95:9.2f}")
+        print(f"{name:46} {p50:9.2f} {p95:9.2f}")
+    print(f"{'baseline: raw GROUP BY over calls, 24h':46} {base_p50:9.2f} {base_p95:9.2f}")
     overview = results[0][1]
     print(f"\nratio raw-scan / rollup overview (p50): {base_p50 / overview:,.1f}x")
     p50 = {name: p for name, p, _ in results}
@@ -279,6 +297,7 @@ def run(args: argparse.Namespace, url: str) -> int:
         "list_calls by duration (24h)",
         "list_calls by duration (week)",
         "list_calls by cost (week)",
+        "list_calls by duration (week, model of none)",
     ):
         print(f"ratio {name[11:]} / by time (24h) (p50): {p50[name] / by_time:,.1f}x")
     store.close()

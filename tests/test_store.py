@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import functools
 import json
 import math
 import os
@@ -30,6 +31,7 @@ from litelens.server.store import CallFilter, InvalidCursor, Store, merge_record
 from litelens.server.store.base import WriteBatch
 from litelens.server.store.rollup import PERCENTILE_RELATIVE_ERROR, bin_of, model_name
 from litelens.server.store.sql import MAX_EXPORT_SNAPSHOTS, SQLStore
+from litelens.server.store.sqlite import SQLiteStore
 
 T0 = 1_790_000_000.0  # a fixed epoch (2026-09-21), so buckets are deterministic
 TRACE = "a" * 32
@@ -524,6 +526,47 @@ def test_pages_sorted_by_another_key_within_a_time_range_list_every_call_of_the_
             assert seen == _expected_order(chosen, sort, descending), (filters, descending)
 
 
+@pytest.mark.parametrize("sort", ["duration_ms", "total_tokens", "cost_usd"])
+def test_small_sorted_pages_behind_a_filter_of_many_few_or_no_calls_list_each_call_once_in_order(
+    store: SQLStore, sort: str
+) -> None:
+    """Pages of 10 behind a filter are found by a walk of the sort index that gives up past 20 calls of
+    the range per call of the page, then read the range (`_bounded_walk`): a common model fills its pages
+    on the walk, a rare one (1 in 50) on some pages and not others, a model of no call never. Whichever
+    way each page was found, the pages list the filter's calls of the range once each, in order, on
+    every store."""
+    project = store.create_project("default")
+    rng = random.Random(8)
+    records = [
+        dict(
+            c,
+            call_id=f"{rng.getrandbits(64):016x}",
+            request_model="rare" if rng.random() < 0.02 else c["request_model"],
+        )
+        for c in _spread("", 3000, 3000.0, rng)
+    ]
+    store.write(project, records, [])
+    start, end = T0 + 200, T0 + 2900
+    for model in ("ma", "rare", "none"):
+        chosen = [r for r in records if start <= r["start_time"] < end and r["request_model"] == model]
+        for descending in (True, False):
+            seen: list[str] = []
+            cursor = None
+            while True:
+                rows, cursor = store.list_calls(
+                    project,
+                    CallFilter(start=start, end=end, model=model),
+                    10,
+                    cursor,
+                    sort,
+                    descending,  # type: ignore[arg-type]
+                )
+                seen += [r["call_id"] for r in rows]
+                if cursor is None:
+                    break
+            assert seen == _expected_order(chosen, sort, descending), (model, descending)
+
+
 def test_a_page_sorted_by_another_key_within_a_time_range_reads_as_much_at_4x_the_calls_on_sqlite(
     sqlite_url: str,
 ) -> None:
@@ -566,6 +609,175 @@ def test_a_page_sorted_by_another_key_within_a_time_range_reads_as_much_at_4x_th
             for pages in (1, 4):
                 at_n, at_4n = (cost(p, sort, descending, pages) for p in (small, large))
                 assert at_4n < 1.5 * at_n, (sort, descending, pages, at_n, at_4n)
+    store.close()
+
+
+def _vm_steps(store: SQLStore, read: Any) -> int:
+    """SQLite virtual machine steps (in hundreds) that `read()` takes on the store's reader connections;
+    `read` runs once before, so the connection it uses exists."""
+    steps = 0
+
+    def tick() -> int:
+        nonlocal steps
+        steps += 1
+        return 0
+
+    read()
+    for conn in store._all_readers:
+        conn.set_progress_handler(tick, 100)
+    try:
+        read()
+    finally:
+        for conn in store._all_readers:
+            conn.set_progress_handler(None, 0)
+    return steps
+
+
+def test_a_sorted_page_behind_a_filter_that_keeps_no_call_of_its_range_reads_as_much_at_4x_the_calls_on_sqlite(
+    sqlite_url: str,
+) -> None:
+    """The dashboard's call list of the last day sorted by latency, filtered to a model that made no call
+    that day (or few), walked the whole latency index looking for one, reading the row of every call of
+    the day on the way, in latency order: 174 ms read and sorted became 388 ms walked for a week of
+    100,000 calls. It now costs about what reading the range costs, however many calls the project holds
+    outside the range: counted in SQLite's virtual machine steps at N and 4N calls in the project, the
+    range holding the same calls (the last 1 and 2 days at 2,500 calls a day)."""
+    store = open_store(sqlite_url)
+    assert isinstance(store, SQLStore)
+    store.migrate()
+    rng = random.Random(3)
+    projects = {}
+    for name, days in (("small", 4), ("large", 16)):
+        projects[name] = store.create_project(name)
+        for day in range(days):
+            # Ids in no relation to time, as LiteLLM's are: the walk meets the range's calls anywhere.
+            calls = [
+                dict(c, call_id=f"{rng.getrandbits(64):016x}", start_time=c["start_time"] + day * 86400)
+                for c in _spread("", 2500, 86400.0, rng)
+            ]
+            store.write(projects[name], calls, [])
+    for sort in ("duration_ms", "cost_usd"):
+        for days in (1, 2):
+            for model in ("none", "ma"):
+                cost = {}
+                for name, total in (("small", 4), ("large", 16)):
+                    end = T0 + total * 86400
+                    filters = CallFilter(start=end - days * 86400, end=end, model=model)
+                    read = functools.partial(store.list_calls, projects[name], filters, 50, None, sort)
+                    rows, _ = read()
+                    assert len(rows) == (0 if model == "none" else 50)
+                    cost[name] = _vm_steps(store, read)
+                assert cost["large"] < 1.6 * cost["small"], (sort, days, model, cost)
+    store.close()
+
+
+def test_the_overviews_slowest_and_costliest_calls_of_a_quiet_hour_cost_as_much_at_4x_the_calls_on_sqlite(
+    sqlite_url: str,
+) -> None:
+    """The overview's slowest and costliest calls (`top_calls`) walked the latency and cost indexes from
+    the top for calls of the range: for an hour with no call or few, the whole index (10 ms per 100,000
+    calls in the project, twice per overview). Counted in SQLite's virtual machine steps, the quiet
+    hour now costs the same at N and 4N calls in the project, and a busy day still walks."""
+    store = open_store(sqlite_url)
+    assert isinstance(store, SQLStore)
+    store.migrate()
+    rng = random.Random(4)
+    small, large = store.create_project("small"), store.create_project("large")
+    store.write(small, _spread("s", 5000, 2 * 86400, rng), [])
+    for part in range(4):
+        store.write(large, _spread(f"l{part}-", 5000, 2 * 86400, rng), [])
+    quiet = [plain("late", T0 + 3 * 86400 + 60, duration_ms=9000.0, cost_usd=None)]
+    store.write(small, quiet, [])
+    store.write(large, quiet, [])
+    for sort in ("duration_ms", "cost_usd"):
+        for lo, hi, expected in (
+            (T0 + 3 * 86400, T0 + 3 * 86400 + 3600, ["late"]),  # an hour of one call
+            (T0 + 4 * 86400, T0 + 4 * 86400 + 3600, []),  # an hour of none
+            (T0 + 86400, T0 + 2 * 86400, None),  # the busy second day
+        ):
+            cost = {}
+            for name, project in (("small", small), ("large", large)):
+                read = functools.partial(store.top_calls, project, lo, hi, sort, 5)  # type: ignore[arg-type]
+                top = read()
+                if expected is not None:
+                    assert [r["call_id"] for r in top] == expected
+                else:
+                    assert len(top) == 5 and all(lo <= r["start_time"] < hi for r in top)
+                cost[name] = _vm_steps(store, read)
+            assert cost["large"] < 1.5 * cost["small"] + 20, (sort, lo - T0, cost)
+    store.close()
+
+
+def _plans(store: SQLStore, read: Any) -> list[str]:
+    """The query plan of every statement on `calls c` that `read()` runs on a SQLite store."""
+    statements: list[str] = []
+
+    def noted(sql: str) -> str:  # every statement the store runs passes through `_q`
+        statements.append(sql)
+        return sql
+
+    store._q = noted  # type: ignore[method-assign]
+    try:
+        read()
+    finally:
+        del store._q
+    plans = []
+    with store._read() as cur:
+        for sql in statements:
+            if "FROM calls" in sql:
+                cur.execute("EXPLAIN QUERY PLAN " + sql, [0] * sql.count("?"))
+                plans.append(" / ".join(str(row[-1]) for row in cur.fetchall()))
+    return plans
+
+
+def test_an_analyzed_sqlite_database_keeps_its_plans_after_a_migration_rebuilt_indexes(
+    sqlite_url: str,
+) -> None:
+    """A database analyzed once (by hand, or bench/query.py) had no statistics for the indexes v15 rebuilt
+    and statistics for the others: the planner took the cost index for a tiny one, and the calls list of
+    a model (no time range) read the whole project through it and sorted it: 0.15 -> 922 ms at 100,000
+    calls. The migration analyzes such a database again: the list walks the time index."""
+    old = open_store(sqlite_url)
+    assert isinstance(old, SQLiteStore)
+    old.migrate(target=14)
+    project = old.create_project("default")
+    old.write(project, _spread("a", 3000, 3000.0, random.Random(2)), [])
+    old.analyze()
+    old.close()
+    store = open_store(sqlite_url)
+    assert isinstance(store, SQLiteStore)
+    assert store.migrate() == store.latest_version
+    for filters in (CallFilter(model="ma"), CallFilter()):
+        rows, _ = store.list_calls(project, filters, 50)
+        assert len(rows) == 50
+        for plan in _plans(store, lambda: store.list_calls(project, filters, 50)):  # noqa: B023
+            assert "calls_time" in plan and "TEMP B-TREE" not in plan, (filters, plan)
+    store.close()
+
+
+def test_a_long_running_sqlite_writer_gives_the_planner_statistics(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite plans without statistics until something runs ANALYZE, and the server never did: the
+    overview's top errors read every call of the range instead of the index of failed calls (0.1 -> 59
+    ms for a day of a 100,000-call week). A writer that has run a while runs `PRAGMA optimize`, which
+    analyzes what it wrote; the top errors then read their index."""
+    store = open_store(sqlite_url)
+    assert isinstance(store, SQLiteStore)
+    store.migrate()
+    project = store.create_project("default")
+    calls = _spread("a", 3000, 3000.0, random.Random(2))
+    for i, call in enumerate(calls[::30]):
+        call.update(status="error", error={"type": f"E{i % 3}", "message": "no"})
+    store.write(project, calls[:1500], [])
+    real = time.monotonic
+    monkeypatch.setattr(time, "monotonic", lambda: real() + 2 * 3600)  # two hours later
+    store.write(project, calls[1500:], [])
+    monkeypatch.undo()
+    errors = store.top_errors(project, T0, T0 + 3000)
+    assert sum(e["count"] for e in errors) == 100
+    (plan,) = _plans(store, lambda: store.top_errors(project, T0, T0 + 3000))
+    assert "calls_errors" in plan, plan
     store.close()
 
 

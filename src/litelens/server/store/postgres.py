@@ -418,7 +418,7 @@ class PostgresStore(SQLStore):
             return ["c.project_id = ?", "FALSE"], [project_id]
         return conds, params
 
-    def _walks(self, project_id: int, filters: CallFilter | None, sort: str) -> bool:
+    def _walks(self, project_id: int, filters: CallFilter | None, sort: str, least: int = 0) -> bool:
         # PostgreSQL weighs walking the sort index against reading the range from its statistics and,
         # the range checked on the index entry (v16), walks it by itself when that reads less: a day of a
         # 100,000-call week 0.4 ms. Kept from the time index as SQLite needs, a page of one model of the

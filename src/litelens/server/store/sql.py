@@ -68,6 +68,11 @@ _SESSION_USER_COLUMNS = (
 # calls (`_walks`): below, reading and sorting the range costs about as much as the walk at worst.
 _WALK_FROM = 2000
 
+# Behind a filter, a walk reads at most this many calls of the range per call of the page before it
+# gives up and reads the range (`_page`): a filter keeping under 1 in 20 calls of the range (a model of
+# few calls) costs what reading the range costs, and a little more.
+_WALK_READS_PER_ROW = 20
+
 # Retention aims for write transactions of about this long, so an ingest batch never waits much more.
 _RETENTION_TARGET_S = 0.1
 # At most this many characters of records are read per retention batch (to take the calls out of the
@@ -270,7 +275,12 @@ class SQLStore(BatchWriter, Store):
                 )
             if not current and target:
                 logger.info("created store schema version %d in %.1f s", target, time.monotonic() - began)
+            if current and target > current:
+                self._migrated(cur)
         return max(current, target)
+
+    def _migrated(self, cur: Any) -> None:
+        """Called inside the migration's transaction once steps brought an existing database up to date."""
 
     def schema_version(self) -> int:
         with self._read() as cur:
@@ -426,49 +436,29 @@ class SQLStore(BatchWriter, Store):
         if sort not in SORT_KEYS:
             raise ValueError(f"litelens: cannot sort by {sort!r}; use one of {', '.join(SORT_KEYS)}")
         limit = max(1, min(int(limit), 10_000))
-        expr = _SORT_EXPR[sort]
-        walk = self._walks(project_id, filters, sort)
-        conds, params = self._where(project_id, filters, walk)
         f = filters or CallFilter()
-        if not walk and sort != "start_time" and (f.start is not None or f.end is not None):
-            # Not walked: read the range and sort it, as `_walks` decided. SQLite, given statistics,
-            # otherwise walked the sort index itself (now that it holds the start time) past a range of
-            # a few calls, reading the whole index.
-            expr = self._unindexed(expr)
-        after = "<" if descending else ">"
-        direction = "DESC" if descending else "ASC"
-        # (conditions, parameters, order) of each part of the list, walked one after the other.
-        parts: list[tuple[list[str], list[Any], str]] = []
-        value, call_id = decode_cursor(cursor, sort, descending) if cursor else (None, None)
-        if sort != "cost_usd":
-            keyset = [f"({expr}, c.call_id) {after} (?, ?)"] if cursor else []
-            parts.append((keyset, [value, call_id] if cursor else [], f"{expr} {direction}, c.call_id"))
-        else:
-            # The priced calls in cost order, then the unknown ones (LiteLLM could not price them) by call
-            # id, in either direction: one range of the index (project, cost, call id) each, which holds
-            # NULL costs apart at one end. Ordered as one key, unknown read as $0 and came first upwards.
-            if value is not None or not cursor:
-                keyset = [f"({expr}, c.call_id) {after} (?, ?)"] if cursor else []
-                parts.append(
-                    (
-                        ["c.cost_usd IS NOT NULL", *keyset],
-                        [value, call_id] if cursor else [],
-                        f"{expr} {direction}, c.call_id",
-                    )
-                )
-            keyset = [f"c.call_id {after} ?"] if value is None and cursor else []
-            parts.append((["c.cost_usd IS NULL", *keyset], [call_id] if keyset else [], "c.call_id"))
+        # Behind a filter the walk checks each call of the range it passes against the filter, which
+        # needs the call's row: for a model of no call in the week of 100,000 that was every row of the
+        # range, in sort order (388 ms), where reading the range in time order took 174 ms. So such a
+        # walk is bounded (`_bounded_walk`), and a part of the list it cannot fill is read and sorted.
+        # Its bound is a share of the range, so it reads a share of the index: it walks only a range
+        # holding at least 4 times as many calls as it may read.
+        bounded = self._filtered(f)
+        least = 4 * _WALK_READS_PER_ROW * (limit + 1) if bounded else _WALK_FROM
+        walk = self._walks(project_id, filters, sort, least)
+        bounded = bounded and walk
         rows: list[tuple[Any, ...]] = []
-        # Several parts are read as of one moment, so a call priced meanwhile is neither skipped nor repeated.
-        with self._snapshot() if len(parts) > 1 else contextlib.nullcontext():
-            for extra, extra_params, order in parts:
-                sql = (
-                    f"SELECT {select}, {expr} FROM calls c WHERE {' AND '.join(conds + extra)} "
-                    f"ORDER BY {order} {direction} LIMIT ?"
-                )
-                with self._read() as cur:
-                    cur.execute(self._q(sql), (*params, *extra_params, limit + 1 - len(rows)))
-                    got = cur.fetchall()
+        # Several parts are read as of one moment, so a call priced meanwhile is neither skipped nor
+        # repeated; so are a bounded walk and the read of the range that may follow it.
+        with self._snapshot() if sort == "cost_usd" or bounded else contextlib.nullcontext():
+            for n in range(len(self._parts(sort, _SORT_EXPR[sort], cursor, descending))):
+                wanted = limit + 1 - len(rows)
+                got = None
+                if bounded:
+                    got = self._bounded_walk(project_id, f, sort, cursor, descending, n, select, wanted)
+                    walk = got is not None
+                if got is None:
+                    got = self._read_part(project_id, f, sort, cursor, descending, n, select, wanted, walk)
                 # Added once the connection is back in the pool: added inside its block, four exports at
                 # once (pages of 500 calls of 32 KB) left the process ~25 MB larger, every run (the RSS
                 # bound of test_store's page-cache test; 173-175 MB against 195-206). Measured, not
@@ -484,7 +474,130 @@ class SQLStore(BatchWriter, Store):
             next_cursor = encode_cursor(sort, descending, key, str(last[0]))
         return rows, next_cursor
 
-    def _walks(self, project_id: int, filters: CallFilter | None, sort: str) -> bool:
+    def _parts(
+        self, sort: str, expr: str, cursor: str | None, descending: bool
+    ) -> list[tuple[list[str], list[Any], list[str]]]:
+        """(conditions, parameters, key columns) of each part of a list sorted by `sort` (written `expr`),
+        read one after the other from `cursor`; each part is in the order of its key columns."""
+        after = "<" if descending else ">"
+        value, call_id = decode_cursor(cursor, sort, descending) if cursor else (None, None)
+        parts: list[tuple[list[str], list[Any], list[str]]] = []
+        if sort != "cost_usd":
+            keyset = [f"({expr}, c.call_id) {after} (?, ?)"] if cursor else []
+            parts.append((keyset, [value, call_id] if cursor else [], [expr, "c.call_id"]))
+        else:
+            # The priced calls in cost order, then the unknown ones (LiteLLM could not price them) by call
+            # id, in either direction: one range of the index (project, cost, call id) each, which holds
+            # NULL costs apart at one end. Ordered as one key, unknown read as $0 and came first upwards.
+            if value is not None or not cursor:
+                keyset = [f"({expr}, c.call_id) {after} (?, ?)"] if cursor else []
+                parts.append(
+                    (
+                        ["c.cost_usd IS NOT NULL", *keyset],
+                        [value, call_id] if cursor else [],
+                        [expr, "c.call_id"],
+                    )
+                )
+            keyset = [f"c.call_id {after} ?"] if value is None and cursor else []
+            parts.append((["c.cost_usd IS NULL", *keyset], [call_id] if keyset else [], ["c.call_id"]))
+        return parts
+
+    def _read_part(
+        self,
+        project_id: int,
+        f: CallFilter,
+        sort: str,
+        cursor: str | None,
+        descending: bool,
+        n: int,
+        select: str,
+        wanted: int,
+        walk: bool,
+    ) -> list[tuple[Any, ...]]:
+        """The first `wanted` calls of part `n` of the list (`_parts`): walked down the sort key's index,
+        or (not `walk`) read from the time range and sorted."""
+        conds, params = self._where(project_id, f, walk)
+        expr = _SORT_EXPR[sort]
+        if not walk and sort != "start_time" and (f.start is not None or f.end is not None):
+            # Not walked: read the range and sort it, as `_walks` decided. SQLite, given statistics,
+            # otherwise walked the sort index itself (now that it holds the start time) past a range of
+            # a few calls, reading the whole index.
+            expr = self._unindexed(expr)
+        extra, extra_params, key = self._parts(sort, expr, cursor, descending)[n]
+        sql = (
+            f"SELECT {select}, {expr} FROM calls c WHERE {' AND '.join(conds + extra)} "
+            f"ORDER BY {_order(key, descending)} LIMIT ?"
+        )
+        with self._read() as cur:
+            cur.execute(self._q(sql), (*params, *extra_params, wanted))
+            return list(cur.fetchall())
+
+    def _bounded_walk(
+        self,
+        project_id: int,
+        f: CallFilter,
+        sort: str,
+        cursor: str | None,
+        descending: bool,
+        n: int,
+        select: str,
+        wanted: int,
+    ) -> list[tuple[Any, ...]] | None:
+        """The first `wanted` calls of part `n` of the list that pass the filters, found among the next
+        `_WALK_READS_PER_ROW` x `wanted` calls of the range down the sort key's index; None when those
+        hold too few (the part is then read and sorted: the filter keeps few calls of the range).
+
+        The walk goes in stretches: the end of the next stretch of calls in the range is found on the
+        index alone (it holds the start time), then the filtered walk stops there, so it reads the rows
+        of at most that many calls; a filter keeping most calls ends within the first stretch.
+        """
+        expr = _SORT_EXPR[sort]
+        range_conds, range_params = self._where(project_id, CallFilter(start=f.start, end=f.end), True)
+        conds, params = self._where(project_id, f, True)
+        last = len(self._parts(sort, expr, cursor, descending)) - 1
+        budget = _WALK_READS_PER_ROW * wanted
+        stretch = min(budget, 8 * wanted)
+        got: list[tuple[Any, ...]] = []
+        with self._read() as cur:
+            while True:
+                # From a cursor inside the unknown-cost part the list has that part alone.
+                parts = self._parts(sort, expr, cursor, descending)
+                extra, extra_params, key = parts[n if n < last else -1]
+                cur.execute(
+                    self._q(
+                        f"SELECT {', '.join(key)} FROM calls c WHERE {' AND '.join(range_conds + extra)} "
+                        f"ORDER BY {_order(key, descending)} LIMIT 1 OFFSET ?"
+                    ),
+                    (*range_params, *extra_params, stretch - 1),
+                )
+                end = cur.fetchone()
+                until: list[str] = []
+                if end is not None:  # up to and including the stretch's last call
+                    marks = ", ".join("?" * len(key))
+                    until = [f"({', '.join(key)}) {'>=' if descending else '<='} ({marks})"]
+                cur.execute(
+                    self._q(
+                        f"SELECT {select}, {expr} FROM calls c WHERE {' AND '.join(conds + extra + until)} "
+                        f"ORDER BY {_order(key, descending)} LIMIT ?"
+                    ),
+                    (*params, *extra_params, *(end or ()), wanted - len(got)),
+                )
+                got += cur.fetchall()
+                if len(got) >= wanted or end is None:
+                    return got  # a page, or every call the range holds past the cursor
+                budget -= stretch
+                if budget <= 0:
+                    return None
+                stretch = min(budget, 2 * stretch)
+                value = float(end[0]) if len(end) == 2 else None
+                cursor = encode_cursor(sort, descending, value, str(end[-1]))
+
+    @staticmethod
+    def _filtered(f: CallFilter) -> bool:
+        """Whether `f` narrows the calls of its time range."""
+        return f != CallFilter(start=f.start, end=f.end)
+
+    def _walks(self, project_id: int, filters: CallFilter | None, sort: str, least: int = _WALK_FROM) -> bool:
         """Whether a page sorted by `sort` walks the sort key's index, checking each entry's start time
         (the index holds it), rather than reading every call in the time range and sorting them.
 
@@ -495,6 +608,7 @@ class SQLStore(BatchWriter, Store):
         `_WALK_FROM` calls (an index-only count that stops there): a range of fewer is read and sorted
         as before, at most `_WALK_FROM` rows, while the walk past a nearly empty range would read the
         whole index. Failed calls keep their partial index (`calls_errors`), which holds only them.
+        `least` raises that count (a walk behind a filter, `_page`).
         """
         f = filters or CallFilter()
         if sort == "start_time" or (f.start is None and f.end is None) or f.status == "error":
@@ -507,7 +621,8 @@ class SQLStore(BatchWriter, Store):
         if any(narrow) or f.key_alias or f.tag or f.metadata or f.search:
             return False
         in_range = CallFilter(start=f.start, end=f.end)
-        return self.count_calls(project_id, in_range, _WALK_FROM) >= _WALK_FROM
+        least = max(least, _WALK_FROM)
+        return self.count_calls(project_id, in_range, least) >= least
 
     def _summaries(self, project_id: int, rows: Sequence[Sequence[Any]]) -> list[Row]:
         out: list[Row] = []
@@ -942,23 +1057,28 @@ class SQLStore(BatchWriter, Store):
     def top_calls(
         self, project_id: int, start: float, end: float, sort: SortKey = "duration_ms", limit: int = 5
     ) -> list[Row]:
-        """Walks the sort key's index from the top, keeping the calls that started in the range.
+        """Walks the sort key's index from the top, keeping the calls that started in the range, once
+        the range holds `_WALK_FROM` calls (`_walks`, as `list_calls` decides); a range of fewer is read
+        and sorted.
 
         Left to itself, SQLite prefers the time index and sorts the range (200 ms for a day of a 1M-call
         week, 1.4 s for the week). The walk instead reads about limit x (calls in the project / calls in
-        the range) index entries: under 10 ms for the last hour of a week of 1M calls, well under 1 ms
-        for a day or the week. Unlike `list_calls` (`_walks`) it walks without counting the range first.
+        the range) index entries: well under 1 ms for a day or the week. Past a range of a few calls
+        that is the whole index: an hour without calls took 10 ms per 100,000 calls in the project.
         """
         if sort not in SORT_KEYS:
             raise ValueError(f"litelens: cannot sort by {sort!r}; use one of {', '.join(SORT_KEYS)}")
+        walk = sort != "start_time" and self._walks(project_id, CallFilter(start=start, end=end), sort)
         expr = _SORT_EXPR[sort]
-        when = self._unindexed("c.start_time")
+        if not walk and sort != "start_time":
+            expr = self._unindexed(expr)
+        when = self._unindexed("c.start_time") if walk else "c.start_time"
         base = f"SELECT {_SUMMARY_SELECT} FROM calls c WHERE c.project_id = ? AND {when} >= ? AND {when} < ?"
         # As `_page` lists them: the priced calls, then those of unknown cost.
         parts = (
             [
                 f"AND c.cost_usd IS NOT NULL ORDER BY {expr} DESC, c.call_id DESC",
-                "AND c.cost_usd IS NULL ORDER BY c.call_id DESC",
+                f"AND c.cost_usd IS NULL ORDER BY {'c.call_id' if walk else self._unindexed('c.call_id')} DESC",
             ]
             if sort == "cost_usd"
             else [f"ORDER BY {expr} DESC, c.call_id DESC"]
@@ -1090,6 +1210,12 @@ class SQLStore(BatchWriter, Store):
             if done < size:
                 return
             size = _next_size(size, batch, time.perf_counter() - began)
+
+
+def _order(key: list[str], descending: bool) -> str:
+    """ORDER BY of a part of a list (`SQLStore._parts`) whose key columns are `key`."""
+    direction = "DESC" if descending else "ASC"
+    return ", ".join(f"{column} {direction}" for column in key)
 
 
 def _within_bytes(rows: list[Any], budget: int) -> list[Any]:

@@ -16,11 +16,13 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import logging
 import os
 import queue
 import re
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any
@@ -36,6 +38,8 @@ from litelens.server.store.write import (
     session_cancelled_backfill,
     session_users_table,
 )
+
+logger = logging.getLogger("litelens.server.store")
 
 _V1 = [
     """CREATE TABLE projects (
@@ -295,6 +299,24 @@ READER_CACHE_KIB = 8192
 WAL_CHECKPOINT_BYTES = 256 * 2**20
 
 
+# The planner's statistics (sqlite_stat1). SQLite gathers them only when told (ANALYZE), and without
+# them, or with some indexes left out, it misjudged what an index holds: a database analyzed once (by
+# hand, or by bench/query.py) lost the statistics of the indexes a migration rebuilt (v15), and the calls
+# list of a model then read the whole project through the cost index and sorted it (0.15 -> 922 ms at
+# 100,000 calls); never analyzed, the top errors read the day's calls instead of the index of failed
+# ones (0.1 -> 59 ms). So the writer runs `PRAGMA optimize` now and then, which analyzes the tables it
+# wrote whose indexes have no statistics or that grew 25-fold since, and a migration of an analyzed
+# database analyzes it again. ANALYZE reads about this many entries per index: 4000 took 40 ms at
+# 100,000 calls, the whole index 600-850 ms; 1000 counted too few failed calls at 100,000 to keep the
+# top errors on their index.
+ANALYSIS_LIMIT = 4000
+# The writer's first `PRAGMA optimize` after this long, then every OPTIMIZE_EVERY_S: SQLite's
+# documentation recommends a long-lived connection to run it every few hours; on SQLite before 3.46 it
+# considers only the tables this connection used, so it waits for some writing first.
+OPTIMIZE_FIRST_S = 300.0
+OPTIMIZE_EVERY_S = 3600.0
+
+
 # A metadata value against a filter (`SQLiteStore._metadata_condition`); {type} and {value} are the value's
 # JSON type and its SQL value (an object's or a list's is its JSON text; a missing key's is NULL). The
 # parameters: the text, the number twice, whether true, false, null, and the object or list as JSON text.
@@ -390,6 +412,7 @@ class SQLiteStore(SQLStore):
         self._all_readers: list[sqlite3.Connection] = []
         self._max_readers = readers
         self._closed = False
+        self._optimize_at = time.monotonic() + OPTIMIZE_FIRST_S
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> SQLiteStore:
@@ -430,6 +453,8 @@ class SQLiteStore(SQLStore):
                 cur.execute("COMMIT")
             finally:
                 cur.close()
+            if time.monotonic() >= self._optimize_at:
+                self.optimize()
 
     def _writer_lock(self) -> AbstractContextManager[Any]:
         return self._lock
@@ -578,6 +603,37 @@ class SQLiteStore(SQLStore):
             self._writer.close()
 
     def analyze(self) -> None:
-        """Refresh the planner's statistics (after a bulk load; SQLite does not do it on its own)."""
+        """Refresh the planner's statistics from every entry of every index (after a bulk load: slow on a
+        big database, where `optimize` reads a sample)."""
         with self._lock:
+            self._writer.execute("PRAGMA analysis_limit = 0")
             self._writer.execute("ANALYZE")
+
+    def optimize(self) -> None:
+        """`PRAGMA optimize` on the writer, reading at most `ANALYSIS_LIMIT` entries per index: statistics
+        for the tables it wrote that have none for an index, or that grew much since (see `ANALYSIS_LIMIT`).
+
+        Never raises: it runs after a write was committed, whose batch is stored whatever happens here.
+        """
+        with self._lock:
+            self._optimize_at = time.monotonic() + OPTIMIZE_EVERY_S
+            if self._closed:
+                return
+            began = time.monotonic()
+            try:
+                self._writer.execute(f"PRAGMA analysis_limit = {ANALYSIS_LIMIT}")
+                self._writer.execute("PRAGMA optimize").fetchall()
+            except sqlite3.Error:
+                logger.warning(
+                    "PRAGMA optimize failed; will try again in %.0f s", OPTIMIZE_EVERY_S, exc_info=True
+                )
+                return
+            logger.debug("PRAGMA optimize took %.3f s", time.monotonic() - began)
+
+    def _migrated(self, cur: Any) -> None:
+        # A database analyzed before has no statistics for the indexes the steps rebuilt, while it has
+        # them for the others: the planner then took a rebuilt index for a tiny one (`ANALYSIS_LIMIT`).
+        cur.execute("SELECT 1 FROM sqlite_master WHERE name = 'sqlite_stat1'")
+        if cur.fetchone() is not None:
+            cur.execute(f"PRAGMA analysis_limit = {ANALYSIS_LIMIT}")
+            cur.execute("ANALYZE")
