@@ -1,6 +1,7 @@
 """`litelens tail`: print calls as they happen, from a JSONL sink's files or from a litelens server.
 
     litelens tail --jsonl /var/log/litelens/calls.jsonl     # follows the file across rotations
+    litelens tail --jsonl '/var/log/litelens/calls-{pid}.jsonl'   # every worker's file
     litelens tail --server http://127.0.0.1:4318 --api-key ll_...
 
 One line per call (`litelens.display.format_call`): time, status, model, latency, time to first token,
