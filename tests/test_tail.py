@@ -751,3 +751,27 @@ def test_follow_sees_each_record_once_while_several_processes_rotate_one_path(tm
     reader.join(5)
     assert len(rotated_files(path)) > 10  # many rotations, by all three
     assert seen == Counter({f"w{n}-{i}": 1 for n in range(3) for i in range(1500)})
+
+
+def test_follow_prints_only_new_calls_of_a_process_id_used_again(tmp_path: Path) -> None:
+    """A new worker may get the process id of one from an earlier run, whose rotated files are still
+    there: tail prints what the new worker writes (and rotates), not the old run's calls."""
+    old = gzip.compress((json.dumps(record(0)) + "\n").encode())
+    (tmp_path / "calls-77.20260101T000000Z.000000.jsonl.gz").write_bytes(old)
+    stop = threading.Event()
+    calls = follow_jsonl(tmp_path / "calls-{pid}.jsonl", poll_s=0.02, stop=stop.is_set)
+    seen: queue.Queue[str] = queue.Queue()
+    reader = threading.Thread(target=lambda: [seen.put(c["request_model"]) for c in calls], daemon=True)
+    reader.start()
+    try:
+        writer = JsonlWriter(tmp_path / "calls-77.jsonl", gzip=False)
+        writer.write([json.dumps(record(1)).encode()])
+        writer.rotate()  # maybe before tail saw the live file: the rotation is new, and read
+        writer.write([json.dumps(record(2)).encode()])
+        writer.close()
+        assert [seen.get(timeout=5), seen.get(timeout=5)] == ["model-0001", "model-0002"]
+        time.sleep(0.3)
+        assert seen.empty()
+    finally:
+        stop.set()
+        reader.join(5)

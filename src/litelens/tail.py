@@ -167,6 +167,7 @@ def _take_turns(
     poll_s: float,
     stop: Callable[[], bool],
 ) -> Iterator[dict[str, Any]]:
+    scanned = time.monotonic()
     try:
         while not stop():
             busy = False
@@ -180,6 +181,11 @@ def _take_turns(
                         break
                 else:
                     del followers[live]  # gone, and all it held read: a file there later is a new one
+            if stop():
+                break
+            if busy and time.monotonic() - scanned < poll_s:
+                continue  # a folder that holds years of rotated files is not listed at every read
+            scanned = time.monotonic()
             # New files, whole: a process that started since (or since its last file was deleted).
             for live in _process_files(template):
                 if live not in followers:
