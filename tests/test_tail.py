@@ -289,18 +289,171 @@ def test_tail_reads_a_damaged_gzipped_rotation_up_to_the_damage(tmp_path: Path, 
     assert tail.proc.poll() is None
 
 
-def test_tail_names_the_files_of_a_per_process_sink_path(tmp_path: Path) -> None:
-    for name in ("calls-101.jsonl", "calls-202.jsonl", "calls-101.20260101T000000Z.000000.jsonl.gz"):
-        (tmp_path / name).write_text("")
-    # `{pid}` became tail's own process id: a file nobody writes, followed silently forever.
+def test_tail_follows_the_files_of_a_per_process_sink_path(tmp_path: Path, tails: list[Tail]) -> None:
+    """`{pid}` in the sink's path is each writer's process id: tail follows every file it stands for
+    (it exited, listing them, and before that followed a file of its own process id, which no one
+    writes), and names them on stderr."""
+    for pid in (101, 202):
+        (tmp_path / f"calls-{pid}.jsonl").write_text(
+            json.dumps(record(pid)) + "\n"
+        )  # before tail: not printed
+    old = gzip.compress((json.dumps(record(100)) + "\n").encode())
+    (tmp_path / "calls-101.20260101T000000Z.000000.jsonl.gz").write_bytes(old)
+    tail = Tail("--jsonl", str(tmp_path / "calls-{pid}.jsonl"), "--interval", "0.05")
+    tails.append(tail)
+    said = tail.errors.get(timeout=60)
+    assert said.startswith(f"litelens tail: following {tmp_path}/calls-{{pid}}.jsonl"), said
+    assert f"{tmp_path}/calls-101.jsonl, {tmp_path}/calls-202.jsonl" in said, said
+    with (tmp_path / "calls-202.jsonl").open("a") as f:
+        f.write(json.dumps(record(1)) + "\n")
+    assert [line.split()[2] for line in tail.take(1)] == ["model-0001"]
+    with (tmp_path / "calls-101.jsonl").open("a") as f:
+        f.write(json.dumps(record(2)) + "\n")
+    assert [line.split()[2] for line in tail.take(1)] == ["model-0002"]
+    assert tail.take(1, timeout=1) == []
+    assert tail.proc.poll() is None
+    # A folder per process is not looked for: said, rather than a folder named "{pid}" waited for.
     out = subprocess.run(
-        [*CLI, "tail", "--jsonl", str(tmp_path / "calls-{pid}.jsonl")],
+        [*CLI, "tail", "--jsonl", str(tmp_path / "{pid}" / "calls.jsonl")],
         capture_output=True,
         text=True,
-        timeout=20,
+        timeout=60,
     )
-    assert out.returncode == 2, out
-    assert out.stderr.strip().endswith(f"{tmp_path}/calls-101.jsonl, {tmp_path}/calls-202.jsonl"), out.stderr
+    assert out.returncode == 2 and "put it in the file name" in out.stderr, out
+
+
+_PROCESS_WRITER = """
+import json, sys, time
+from litelens.sinks import JsonlSink
+path, lines, first = sys.argv[1], open(sys.argv[2]).read().splitlines(), int(sys.argv[3])
+sink = JsonlSink(path, max_bytes=3_000)
+for line in lines[:first]:
+    sink.submit(line)
+assert sink.flush(10)
+print("written", flush=True)
+sys.stdin.readline()  # the test's go-ahead
+for i, line in enumerate(lines[first:]):
+    sink.submit(line)
+    if i % 10 == 9:
+        sink.flush(10)
+        time.sleep(0.02)  # a stream of calls: rotations fall between tail's polls, and interleave
+assert sink.shutdown(30)
+"""
+
+
+def test_tail_prints_every_process_file_of_a_pid_path_once_across_rotations(
+    tmp_path: Path, tails: list[Tail]
+) -> None:
+    """A proxy's workers each write `calls-{pid}.jsonl` and rotate it (gzipped) on their own: tail
+    prints each call of every worker once, those of a worker started after tail too, and nothing a
+    worker wrote before tail started."""
+    path = tmp_path / "calls-{pid}.jsonl"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1] / "src")}
+
+    def writer(n: int, first: int) -> subprocess.Popen[str]:
+        lines = tmp_path / f"lines-{n}.txt"
+        lines.write_text("".join(json.dumps(record(n * 1000 + i)) + "\n" for i in range(120)))
+        return subprocess.Popen(
+            [sys.executable, "-c", _PROCESS_WRITER, str(path), str(lines), str(first)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
+        )  # fmt: skip
+
+    early = writer(0, 30)  # running when tail starts: its first 30 calls are not printed
+    assert early.stdout is not None and early.stdout.readline() == "written\n"
+    tail = Tail("--jsonl", str(path), "--interval", "0.05")
+    tails.append(tail)
+    tail.ready()
+    late = [writer(n, 0) for n in (1, 2)]  # workers (re)started after tail: files tail never saw
+    for proc in [early, *late]:
+        assert proc.stdin is not None
+        proc.stdin.write("go\n")
+        proc.stdin.close()
+    for proc in [early, *late]:
+        assert proc.wait(60) == 0
+    files = {f.name.split(".")[0] for f in tmp_path.iterdir() if f.name.startswith("calls-")}
+    assert files == {f"calls-{p.pid}" for p in [early, *late]}
+    assert all(len(rotated_files(tmp_path / f"calls-{p.pid}.jsonl")) > 3 for p in [early, *late])
+    expected = [f"model-{i:04d}" for i in range(30, 120)]
+    expected += [f"model-{n * 1000 + i:04d}" for n in (1, 2) for i in range(120)]
+    models = Counter(line.split()[2] for line in tail.take(len(expected)))
+    assert sorted(models) == sorted(expected), f"{len(models)} of {len(expected)} printed"
+    assert max(models.values()) == 1
+    assert tail.take(1, timeout=1) == []  # nothing printed twice, later
+
+
+def test_tail_from_start_prints_every_process_file_of_a_pid_path(tmp_path: Path, tails: list[Tail]) -> None:
+    """`--from-start` with `{pid}`: the rotated files (gzipped or not) and live file of every process,
+    also of one that is gone and left only rotated files, each process's oldest first; and a line that
+    is no record, in any of them, is skipped and counted."""
+    (tmp_path / "calls-101.20260101T000000Z.000000.jsonl.gz").write_bytes(
+        gzip.compress((json.dumps(record(0)) + "\n" + json.dumps(record(1)) + "\n").encode())
+    )
+    (tmp_path / "calls-101.20260101T010000Z.000000.jsonl").write_text(json.dumps(record(2)) + "\n")
+    (tmp_path / "calls-101.jsonl").write_text(json.dumps(record(3)) + "\nnot json\n")
+    (tmp_path / "calls-55.20251231T000000Z.000000.jsonl.gz").write_bytes(
+        gzip.compress((json.dumps(record(10)) + "\n").encode())
+    )
+    late = json.dumps(record(21))  # being written when tail starts: half of it is in the file
+    (tmp_path / "calls-202.jsonl").write_text("[1]\n" + json.dumps(record(20)) + "\n" + late[:40])
+    (tmp_path / "calls.jsonl").write_text(json.dumps(record(99)) + "\n")  # not a process's file
+    (tmp_path / "calls-x1.jsonl").write_text(json.dumps(record(98)) + "\n")
+    tail = Tail("--jsonl", str(tmp_path / "calls-{pid}.jsonl"), "--from-start")
+    tails.append(tail)
+    tail.ready()
+    lines = [line.split()[2] for line in tail.take(6)]
+    assert sorted(lines) == [
+        "model-0000",
+        "model-0001",
+        "model-0002",
+        "model-0003",
+        "model-0010",
+        "model-0020",
+    ]
+    order = {model: n for n, model in enumerate(lines)}
+    assert order["model-0000"] < order["model-0001"] < order["model-0002"] < order["model-0003"]
+    assert tail.take(1, timeout=1) == []
+    with (tmp_path / "calls-202.jsonl").open("a") as f:
+        f.write(late[40:] + "\n")
+    assert [line.split()[2] for line in tail.take(1)] == ["model-0021"]
+    tail.proc.send_signal(signal.SIGINT)
+    assert tail.proc.wait(10) == 0
+    said = ""
+    deadline = time.monotonic() + 10
+    while "lines that are not call records" not in said and time.monotonic() < deadline:
+        with contextlib.suppress(queue.Empty):
+            said = tail.errors.get(timeout=0.2)
+    assert said == "litelens tail: skipped 2 lines that are not call records"
+
+
+def test_follow_lets_go_of_a_process_file_that_was_deleted(tmp_path: Path) -> None:
+    """A worker's file deleted (old logs cleared) is closed, so its space is freed; a file of that name
+    written again later (the process id given to a new worker) is followed from its start."""
+    stop = threading.Event()
+    calls = follow_jsonl(tmp_path / "calls-{pid}.jsonl", poll_s=0.02, stop=stop.is_set)
+    seen: queue.Queue[str] = queue.Queue()
+    reader = threading.Thread(target=lambda: [seen.put(c["request_model"]) for c in calls], daemon=True)
+    reader.start()
+    live = tmp_path / "calls-4242.jsonl"
+    try:
+        live.write_text(json.dumps(record(0)) + "\n")
+        assert seen.get(timeout=5) == "model-0000"
+        live.unlink()
+
+        def held() -> list[str]:
+            fds = Path("/proc/self/fd")
+            return [t for t in (os.readlink(fd) for fd in fds.iterdir() if fd.exists()) if "calls-4242" in t]
+
+        deadline = time.monotonic() + 5
+        while held() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert held() == []
+        live.write_text(json.dumps(record(1)) + "\n")
+        assert seen.get(timeout=5) == "model-0001"
+        time.sleep(0.2)
+        assert seen.empty()
+    finally:
+        stop.set()
+        reader.join(5)
 
 
 # With the URL the callback is given, ingest path and all, it polled /v1/events/api/calls: 404.
@@ -598,3 +751,27 @@ def test_follow_sees_each_record_once_while_several_processes_rotate_one_path(tm
     reader.join(5)
     assert len(rotated_files(path)) > 10  # many rotations, by all three
     assert seen == Counter({f"w{n}-{i}": 1 for n in range(3) for i in range(1500)})
+
+
+def test_follow_prints_only_new_calls_of_a_process_id_used_again(tmp_path: Path) -> None:
+    """A new worker may get the process id of one from an earlier run, whose rotated files are still
+    there: tail prints what the new worker writes (and rotates), not the old run's calls."""
+    old = gzip.compress((json.dumps(record(0)) + "\n").encode())
+    (tmp_path / "calls-77.20260101T000000Z.000000.jsonl.gz").write_bytes(old)
+    stop = threading.Event()
+    calls = follow_jsonl(tmp_path / "calls-{pid}.jsonl", poll_s=0.02, stop=stop.is_set)
+    seen: queue.Queue[str] = queue.Queue()
+    reader = threading.Thread(target=lambda: [seen.put(c["request_model"]) for c in calls], daemon=True)
+    reader.start()
+    try:
+        writer = JsonlWriter(tmp_path / "calls-77.jsonl", gzip=False)
+        writer.write([json.dumps(record(1)).encode()])
+        writer.rotate()  # maybe before tail saw the live file: the rotation is new, and read
+        writer.write([json.dumps(record(2)).encode()])
+        writer.close()
+        assert [seen.get(timeout=5), seen.get(timeout=5)] == ["model-0001", "model-0002"]
+        time.sleep(0.3)
+        assert seen.empty()
+    finally:
+        stop.set()
+        reader.join(5)

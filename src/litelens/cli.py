@@ -79,7 +79,11 @@ def _run(argv: list[str] | None) -> int:
 
     tail = sub.add_parser("tail", help="print calls as they happen, from a JSONL sink or a server")
     source = tail.add_mutually_exclusive_group()
-    source.add_argument("--jsonl", metavar="PATH", help="follow a JsonlSink's file, across rotations")
+    source.add_argument(
+        "--jsonl",
+        metavar="PATH",
+        help="follow a JsonlSink's file, across rotations ({pid} in it: every process's file)",
+    )
     source.add_argument(
         "--server",
         "--endpoint",  # the name `export` and `doctor` give it

@@ -1,6 +1,7 @@
 """`litelens tail`: print calls as they happen, from a JSONL sink's files or from a litelens server.
 
     litelens tail --jsonl /var/log/litelens/calls.jsonl     # follows the file across rotations
+    litelens tail --jsonl '/var/log/litelens/calls-{pid}.jsonl'   # every worker's file
     litelens tail --server http://127.0.0.1:4318 --api-key ll_...
 
 One line per call (`litelens.display.format_call`): time, status, model, latency, time to first token,
@@ -18,7 +19,7 @@ import sys
 import time
 import urllib.parse
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -26,7 +27,15 @@ from litelens.config import Settings
 from litelens.credentials import endpoint_secrets, scrub_text, shown_url
 from litelens.display import format_call
 from litelens.httpconn import Connection, Response, proxy_from_environment, tls_context
-from litelens.jsonl import expand, identity, open_live, open_with_rotations, read_file, rotated_files
+from litelens.jsonl import (
+    _family,
+    expand,
+    identity,
+    open_live,
+    open_with_rotations,
+    read_file,
+    rotated_files,
+)
 from litelens.transport import parse_retry_after, request_target, server_base, server_url
 
 __all__ = ["follow_jsonl", "follow_server", "run"]
@@ -53,18 +62,154 @@ def follow_jsonl(
     had open (several rotations between two polls) are read whole, oldest first, before the new live
     file. Keeping the file open also keeps its inode from being reused by the next live file, which
     would otherwise look like the same file.
+
+    `{pid}` in the file name (a sink of one file per process) follows every process's file, each as
+    above: those there now, and those that appear later (a worker started since), from their first
+    record. Records come as they are read, file after file, not sorted by time. A file deleted is let
+    go once read. `{pid}` in a folder's name raises `ValueError`.
     """
+    skip = on_skip or _ignore
+    if "{pid}" in os.fspath(path):
+        return _follow_processes(os.fspath(path), from_start, poll_s, stop, skip)
     # Not a generator itself: the live file is opened (and "now" fixed) when this is called, not at the
     # first next(); and opened before the rotated files are listed, so no rotation falls in between.
     live = expand(path)
     current, rotated = open_with_rotations(live)
     if current is not None and not from_start:
         current.seek(0, os.SEEK_END)  # "from now on": what the file holds already is not printed
-    return _follow(live, rotated, current, from_start, poll_s, stop, on_skip or _ignore)
+    return _polled(_follow(live, rotated, current, from_start, stop, skip, set()), poll_s)
 
 
 def _ignore(line: bytes) -> None:
     pass
+
+
+def _polled(steps: Iterator[dict[str, Any] | None], poll_s: float) -> Iterator[dict[str, Any]]:
+    """One file's records, waiting `poll_s` whenever it has none to give."""
+    for step in steps:
+        if step is None:
+            time.sleep(poll_s)
+        else:
+            yield step
+
+
+def _process_files(template: str | os.PathLike[str]) -> list[Path]:
+    """The live files of every process a sink path with `{pid}` stands for (any number in its place, as
+    the sink's retention limits count them), in name order."""
+    template = Path(os.fspath(template)).expanduser()
+    if "{pid}" in os.fspath(template.parent):
+        raise ValueError(
+            f"litelens tail: {{pid}} in a folder's name ({template}) is not followed; "
+            "put it in the file name (calls-{pid}.jsonl), or give one process's path"
+        )
+    _, live = _family(os.fspath(template))
+    try:
+        names = os.listdir(template.parent)
+    except OSError:
+        return []
+    return sorted(template.parent / name for name in names if live.match(name))
+
+
+def _process_ids(template: Path) -> set[str]:
+    """The process ids of every file, live or rotated, of a sink path with `{pid}`."""
+    rotated, live = _family(os.fspath(template))
+    try:
+        names = os.listdir(template.parent)
+    except OSError:
+        return set()
+    return {m["pid"] for m in (live.match(n) or rotated.match(n) for n in names) if m is not None}
+
+
+# At most so many records of one file in a row, when it is written faster than it is read, before the
+# other processes' files are read: one busy worker does not hide the others'.
+_TURN = 500
+
+
+def _follow_processes(
+    pattern: str,
+    from_start: bool,
+    poll_s: float,
+    stop: Callable[[], bool],
+    on_skip: Callable[[bytes], None],
+) -> Iterator[dict[str, Any]]:
+    """`follow_jsonl` for a path with `{pid}`: every process's file, each followed by a `_follow` of its
+    own, taking turns. Files are looked for again at every poll."""
+    template = Path(pattern).expanduser()
+    # Rotated files there are now, of every process, listed before the live files: one of a process
+    # whose live file is only seen later (started since, or a process id used again by a new worker)
+    # was rotated before tail started when it is listed here, and is not printed unless `from_start`.
+    # Listed after, a worker starting in between could rotate a file of calls made since, never printed.
+    # Shared by all the files: a rotated file's name holds its process id, so no two files have one.
+    known: set[str] = set() if from_start else {_base(f) for f in _rotated_of(template)}
+    found = _process_files(template)
+    followers: dict[Path, Generator[dict[str, Any] | None, None, None]] = {}
+
+    def add(live: Path, from_now: bool) -> None:
+        current, rotated = open_with_rotations(live)
+        if current is not None and from_now:
+            current.seek(0, os.SEEK_END)
+        followers[live] = _follow(live, rotated, current, not from_now, stop, on_skip, known, vanish=True)
+
+    for live in found:
+        add(live, from_now=not from_start)
+    if from_start:
+        # A process that is gone may have left only rotated files (its live file rotated aside by the
+        # next writer that started): read them too, each process's oldest first.
+        for pid in sorted(_process_ids(template) - {_pid_of(template, f) for f in found}, key=int):
+            add(Path(os.fspath(template).replace("{pid}", pid)), from_now=False)
+    return _take_turns(template, followers, add, poll_s, stop)
+
+
+def _take_turns(
+    template: Path,
+    followers: dict[Path, Generator[dict[str, Any] | None, None, None]],
+    add: Callable[[Path, bool], None],
+    poll_s: float,
+    stop: Callable[[], bool],
+) -> Iterator[dict[str, Any]]:
+    scanned = time.monotonic()
+    try:
+        while not stop():
+            busy = False
+            for live, steps in list(followers.items()):
+                for taken, step in enumerate(steps, 1):
+                    if step is None:
+                        break
+                    yield step
+                    busy = True
+                    if taken >= _TURN:
+                        break
+                else:
+                    del followers[live]  # gone, and all it held read: a file there later is a new one
+            if stop():
+                break
+            if busy and time.monotonic() - scanned < poll_s:
+                continue  # a folder that holds years of rotated files is not listed at every read
+            scanned = time.monotonic()
+            # New files, whole: a process that started since (or since its last file was deleted).
+            for live in _process_files(template):
+                if live not in followers:
+                    add(live, False)
+                    busy = True
+            if not busy:
+                time.sleep(poll_s)
+    finally:
+        for steps in followers.values():
+            steps.close()  # their open files closed now, not when collected
+
+
+def _pid_of(template: Path, live: Path) -> str:
+    match = _family(os.fspath(template))[1].match(live.name)
+    return match["pid"] if match else ""
+
+
+def _rotated_of(template: Path) -> list[Path]:
+    rotated, _ = _family(os.fspath(template))
+    try:
+        names = os.listdir(template.parent)
+    except OSError:
+        return []
+    return [template.parent / name for name in names if rotated.match(name)]
 
 
 def _follow(
@@ -72,67 +217,79 @@ def _follow(
     rotated: list[Path],
     current: IO[bytes] | None,
     from_start: bool,
-    poll_s: float,
     stop: Callable[[], bool],
     on_skip: Callable[[bytes], None],
-) -> Iterator[dict[str, Any]]:
-    known: set[str] = set()
-    for file in rotated:
-        known.add(_base(file))
-        if from_start:
-            yield from _records(_lines(read_file(file))[0], on_skip)
-    pending = b""
-    head = _head(current)
-    while not stop():
-        if current is None:
-            opened = open_live(live)
-            # Rotations we never had open come first; listed after opening, and only kept if the file we
-            # opened is still the live one (else it may be among them: start over).
-            backlog = _read_fresh(live, known, ours=None)
-            if opened is not None and identity(live) != identity(opened.fileno()):
-                opened.close()
+    known: set[str],
+    vanish: bool = False,
+) -> Generator[dict[str, Any] | None, None, None]:
+    """The records of `live` and its rotations, and None whenever it has read all there is for now.
+    `known`: the rotated files read (or not to be read), by base name. With `vanish`, it ends once the
+    live file is gone and every rotated file read, holding no file open."""
+    try:
+        for file in rotated:
+            if _base(file) in known:
                 continue
-            known.update(backlog)
-            yield from _records(_lines(b"\n".join(backlog.values()) + b"\n")[0], on_skip)
-            if opened is None:
-                time.sleep(poll_s)
-                continue
-            current, pending, head = opened, b"", _head(opened)
-        if current.tell() and os.pread(current.fileno(), len(head), 0) != head:
-            # Emptied and written again between two looks (copytruncate, then a burst of writes as long
-            # as what we had read): the size never went below our position, but the file's first bytes,
-            # which a writer that only appends never changes, are new. What it holds now is all unread.
-            current.seek(0)
-            pending = b""
-        if len(head) < _HEAD_BYTES and not head.endswith(b"\n"):
-            head = _head(current)
-        chunk = current.read()
-        if chunk:
-            data, pending = _lines(pending + chunk)
-            yield from _records(data, on_skip)
-            continue
-        if identity(live) == identity(current.fileno()):
-            if os.fstat(current.fileno()).st_size < current.tell():
-                # Emptied in place (`: > calls.jsonl`, logrotate's copytruncate): what comes next is
-                # written from its start, below our position, where reading on would never see it.
+            known.add(_base(file))
+            if from_start:
+                yield from _records(_lines(read_file(file))[0], on_skip)
+        pending = b""
+        head = _head(current)
+        while not stop():
+            if current is None:
+                opened = open_live(live)
+                # Rotations we never had open come first; listed after opening, and only kept if the file
+                # we opened is still the live one (else it may be among them: start over).
+                backlog = _read_fresh(live, known, ours=None)
+                if opened is not None and identity(live) != identity(opened.fileno()):
+                    opened.close()
+                    continue
+                known.update(backlog)
+                yield from _records(_lines(b"\n".join(backlog.values()) + b"\n")[0], on_skip)
+                if opened is None:
+                    if vanish:
+                        return
+                    yield None
+                    continue
+                current, pending, head = opened, b"", _head(opened)
+            if current.tell() and os.pread(current.fileno(), len(head), 0) != head:
+                # Emptied and written again between two looks (copytruncate, then a burst of writes as
+                # long as what we had read): the size never went below our position, but the file's first
+                # bytes, which a writer that only appends never changes, are new. What it holds now is
+                # all unread.
                 current.seek(0)
                 pending = b""
-                head = b""
+            if len(head) < _HEAD_BYTES and not head.endswith(b"\n"):
+                head = _head(current)
+            chunk = current.read()
+            if chunk:
+                data, pending = _lines(pending + chunk)
+                yield from _records(data, on_skip)
                 continue
-            time.sleep(poll_s)
-            continue
-        # Rotated away: the rest of ours from the open file; it is the oldest of the fresh rotated files,
-        # unless a retention limit (`keep_files`) deleted it already.
-        rest = current.read()
-        ours = (os.fstat(current.fileno()).st_size, os.pread(current.fileno(), 4096, 0))
-        current.close()
-        current = None
-        later = _read_fresh(live, known, ours=ours)
-        known.update(later)
-        yield from _records(_lines(pending + rest + b"\n" + b"\n".join(later.values()) + b"\n")[0], on_skip)
-        pending = b""
-    if current is not None:
-        current.close()
+            if identity(live) == identity(current.fileno()):
+                if os.fstat(current.fileno()).st_size < current.tell():
+                    # Emptied in place (`: > calls.jsonl`, logrotate's copytruncate): what comes next is
+                    # written from its start, below our position, where reading on would never see it.
+                    current.seek(0)
+                    pending = b""
+                    head = b""
+                    continue
+                yield None
+                continue
+            # Rotated away: the rest of ours from the open file; it is the oldest of the fresh rotated
+            # files, unless a retention limit (`keep_files`) deleted it already.
+            rest = current.read()
+            ours = (os.fstat(current.fileno()).st_size, os.pread(current.fileno(), 4096, 0))
+            current.close()
+            current = None
+            later = _read_fresh(live, known, ours=ours)
+            known.update(later)
+            yield from _records(
+                _lines(pending + rest + b"\n" + b"\n".join(later.values()) + b"\n")[0], on_skip
+            )
+            pending = b""
+    finally:
+        if current is not None:
+            current.close()
 
 
 _HEAD_BYTES = 256  # enough to hold a record's call id and times: no two records start alike
@@ -390,17 +547,14 @@ def _get(
 
 
 def _per_process(pattern: str) -> str:
-    """What to say for a sink path holding `{pid}`: it would expand to tail's own process id, a file no
-    writer has, and tail would wait on it silently forever."""
-    live = Path(pattern).expanduser()
-    head, _, tail = live.name.partition("{pid}")
-    found = sorted(
-        str(live.parent / name)
-        for name in (os.listdir(live.parent) if live.parent.is_dir() else [])
-        if name.startswith(head) and name.endswith(tail) and name[len(head) : len(name) - len(tail)].isdigit()
+    """What tail says it follows for a sink path holding `{pid}`: the files there now, by name, so a user
+    sees at once whether it is the folder the workers write to."""
+    found = ", ".join(str(f) for f in _process_files(pattern)) or "none yet"
+    template = Path(pattern).expanduser()
+    return (
+        f"litelens tail: following {template}, every process's file ({found}), "
+        "and each one that appears (Ctrl-C to stop)"
     )
-    which = ": " + ", ".join(found) if found else " (none is there yet)"
-    return f"litelens tail: {{pid}} stands for each writer's process id; follow one process's file{which}"
 
 
 class TailError(Exception):
@@ -431,9 +585,6 @@ def run(
             file=sys.stderr,
         )
         return 2
-    if jsonl is not None and "{pid}" in jsonl:
-        print(_per_process(jsonl), file=sys.stderr)
-        return 2
     calls: Iterator[dict[str, Any]]
     skipped = 0
 
@@ -452,8 +603,17 @@ def run(
 
     try:
         if jsonl is not None:
-            calls = follow_jsonl(jsonl, from_start=from_start, poll_s=poll_s or 0.2, on_skip=skip)
-            print(f"litelens tail: following {expand(jsonl)} (Ctrl-C to stop)", file=sys.stderr, flush=True)
+            try:
+                calls = follow_jsonl(jsonl, from_start=from_start, poll_s=poll_s or 0.2, on_skip=skip)
+            except ValueError as exc:  # `{pid}` in a folder's name
+                print(exc, file=sys.stderr)
+                return 2
+            following = (
+                _per_process(jsonl)
+                if "{pid}" in jsonl
+                else f"litelens tail: following {expand(jsonl)} (Ctrl-C to stop)"
+            )
+            print(following, file=sys.stderr, flush=True)
         else:
             assert server is not None
             key = api_key or os.environ.get("LITELENS_API_KEY")
