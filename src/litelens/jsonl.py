@@ -59,7 +59,15 @@ try:
 except ImportError:  # Windows: give each process its own path there (`{pid}`)
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["JsonlWriter", "PartlyWritten", "Records", "read_lines", "read_records", "rotated_files"]
+__all__ = [
+    "JsonlWriter",
+    "PartlyWritten",
+    "Records",
+    "file_family",
+    "read_lines",
+    "read_records",
+    "rotated_files",
+]
 
 log = logging.getLogger("litelens.jsonl")
 
@@ -174,7 +182,7 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _family(template: str) -> tuple[re.Pattern[str], re.Pattern[str]]:
+def file_family(template: str) -> tuple[re.Pattern[str], re.Pattern[str]]:
     """Patterns for the rotated files (groups `stamp`, `gz`), and for the live files (group `pid`), of
     every process writing `template`: with `{pid}` in the file name, the workers of this run and of
     every earlier one (whose process ids are gone), so a retention limit bounds the folder however
@@ -788,7 +796,7 @@ class JsonlWriter:
         """Finish what a crash interrupted: drop half-written temporaries, settle plain/gz pairs; with
         retention limits, rotate aside dead processes' `{pid}` files and delete what is past the limits.
         Called with the folder's lock held."""
-        family, _ = _family(self._template)
+        family, _ = file_family(self._template)
         with contextlib.suppress(OSError):
             for name in os.listdir(self.path.parent):
                 if not name.startswith(_TMP) or _in_progress(name):
@@ -825,7 +833,7 @@ class JsonlWriter:
         in the last `_ORPHAN_IDLE_S` waits for a later start."""
         if "{pid}" not in Path(self._template).name:
             return
-        _, live = _family(self._template)
+        _, live = file_family(self._template)
         folder = self.path.parent
         with contextlib.suppress(OSError):
             for name in sorted(os.listdir(folder)):
@@ -854,13 +862,13 @@ class JsonlWriter:
     def _prune(self) -> None:
         """Delete the rotations past `keep_files` (the oldest beyond the newest N) or older than
         `keep_age_s` (by the rotation time in their names), of every process writing the path (see
-        `_family`). Called with the folder's lock held: no other writer rotates, prunes, or renames a
+        `file_family`). Called with the folder's lock held: no other writer rotates, prunes, or renames a
         compressed copy into place meanwhile. Never raises: a rotation that cannot be deleted is
         counted (`delete_failures`) and logged once, and writing goes on."""
         if (self.keep_files is None and self.keep_age_s is None) or self._stream:
             return
         self._pruned_at = time.monotonic()
-        pattern, _ = _family(self._template)
+        pattern, _ = file_family(self._template)
         folder = self.path.parent
         try:
             names = os.listdir(folder)

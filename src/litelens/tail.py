@@ -28,8 +28,8 @@ from litelens.credentials import endpoint_secrets, scrub_text, shown_url
 from litelens.display import format_call
 from litelens.httpconn import Connection, Response, proxy_from_environment, tls_context
 from litelens.jsonl import (
-    _family,
     expand,
+    file_family,
     identity,
     open_live,
     open_with_rotations,
@@ -102,7 +102,7 @@ def _process_files(template: str | os.PathLike[str]) -> list[Path]:
             f"litelens tail: {{pid}} in a folder's name ({template}) is not followed; "
             "put it in the file name (calls-{pid}.jsonl), or give one process's path"
         )
-    _, live = _family(os.fspath(template))
+    _, live = file_family(os.fspath(template))
     try:
         names = os.listdir(template.parent)
     except OSError:
@@ -112,7 +112,7 @@ def _process_files(template: str | os.PathLike[str]) -> list[Path]:
 
 def _process_ids(template: Path) -> set[str]:
     """The process ids of every file, live or rotated, of a sink path with `{pid}`."""
-    rotated, live = _family(os.fspath(template))
+    rotated, live = file_family(os.fspath(template))
     try:
         names = os.listdir(template.parent)
     except OSError:
@@ -199,12 +199,12 @@ def _take_turns(
 
 
 def _pid_of(template: Path, live: Path) -> str:
-    match = _family(os.fspath(template))[1].match(live.name)
+    match = file_family(os.fspath(template))[1].match(live.name)
     return match["pid"] if match else ""
 
 
 def _rotated_of(template: Path) -> list[Path]:
-    rotated, _ = _family(os.fspath(template))
+    rotated, _ = file_family(os.fspath(template))
     try:
         names = os.listdir(template.parent)
     except OSError:
