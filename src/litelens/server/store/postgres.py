@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import select
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -293,12 +294,18 @@ class _Pool:
             self._put(conn)
 
     def _get(self) -> psycopg.Connection[Any]:
-        if self._closed:
-            raise RuntimeError("litelens: store is closed")
-        try:
-            return self._idle.get_nowait()
-        except queue.Empty:
-            pass
+        while True:
+            if self._closed:
+                raise RuntimeError("litelens: store is closed")
+            try:
+                conn = self._idle.get_nowait()
+            except queue.Empty:
+                conn = self._open_or_wait()
+            if _usable(conn):
+                return conn
+            self._discard(conn)
+
+    def _open_or_wait(self) -> psycopg.Connection[Any]:
         with self._lock:
             if self._opened < self._size:
                 self._opened += 1
@@ -313,14 +320,17 @@ class _Pool:
 
     def _put(self, conn: psycopg.Connection[Any]) -> None:
         if conn.closed or conn.broken or self._closed:
-            with self._lock:
-                self._opened -= 1
-                if conn in self._all:
-                    self._all.remove(conn)
-            if not conn.closed:
-                conn.close()
+            self._discard(conn)
             return
         self._idle.put(conn)
+
+    def _discard(self, conn: psycopg.Connection[Any]) -> None:
+        with self._lock:
+            self._opened -= 1
+            if conn in self._all:
+                self._all.remove(conn)
+        if not conn.closed:
+            conn.close()
 
     def close(self) -> None:
         with self._lock:
@@ -328,6 +338,25 @@ class _Pool:
             for conn in self._all:
                 conn.close()
             self._all.clear()
+
+
+def _usable(conn: psycopg.Connection[Any]) -> bool:
+    """False for an idle connection the server has ended since it was last used.
+
+    A session ended while idle (a PostgreSQL restart or failover, `pg_terminate_backend`, a proxy or
+    pgbouncer closing idle clients) looks open until it is used: the first query on it failed, so the
+    request that drew it was answered 503 although the database was up again. The server's goodbye (its
+    FATAL message, or the socket's end) is already waiting on the socket, and nothing else arrives on an
+    idle connection that has nothing to LISTEN for, so a readable socket is a dead one; seeing that costs
+    no round trip. (A connection wrongly taken for dead is only replaced.)
+    """
+    if conn.closed or conn.broken:
+        return False
+    try:
+        readable, _, _ = select.select([conn.fileno()], [], [], 0)
+    except (OSError, ValueError, psycopg.Error):
+        return False
+    return not readable
 
 
 # libpq waits for ever for a server that took the connection and never answers (a wrong port, a proxy,

@@ -1,0 +1,89 @@
+"""`litelens serve` on PostgreSQL while the database goes away and comes back: a maintenance restart or a
+failover, sessions a proxy ended while idle, a collector started before its database. A cluster of this
+module's own, which these tests stop and start (the session's is shared with every other test)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+
+from server_helpers import ServerProcess, make_record
+
+pytestmark = pytest.mark.service
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[Any]:
+    """A PostgreSQL cluster these tests may stop (skips where there are no PostgreSQL binaries)."""
+    from litelens.testing.postgres import TempPostgres, find_pg_bin
+
+    if find_pg_bin() is None:
+        pytest.skip(
+            "no PostgreSQL binaries (initdb) found; apt-get install postgresql or set LITELENS_PG_BIN"
+        )
+    pytest.importorskip("psycopg")
+    with TempPostgres() as pg:
+        yield pg
+
+
+@pytest.fixture
+def database(cluster: Any) -> Iterator[str]:
+    """A new database on `cluster`; the cluster is running again after the test, whatever it did."""
+    yield str(cluster.create_database())
+    if not _accepts(cluster):
+        cluster.resume()
+
+
+def _accepts(cluster: Any) -> bool:
+    import psycopg
+
+    try:
+        psycopg.connect(cluster.url(), connect_timeout=2).close()
+    except psycopg.OperationalError:
+        return False
+    return True
+
+
+def _stored(url: str) -> tuple[int, int]:
+    """(rows in calls, distinct call ids) read straight from the database."""
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        row = conn.execute("SELECT count(*), count(DISTINCT call_id) FROM calls").fetchone()
+    assert row is not None
+    return int(row[0]), int(row[1])
+
+
+def _page(server: ServerProcess, path: str) -> Any:
+    return server.client().request("GET", path, headers={"Cookie": f"litelens_key={server.key}"}, key=None)
+
+
+def test_sessions_postgresql_ended_while_idle_cost_no_request_an_error(
+    server_factory: Callable[..., ServerProcess], cluster: Any, database: str
+) -> None:
+    """A proxy, pgbouncer or an administrator ends idle sessions (here `pg_terminate_backend`): the pooled
+    connections still looked open, so the next ingest and the next read drew a dead one each and were
+    answered 500 while the database was up all along."""
+    server = server_factory(database)
+    client = server.client()
+    assert client.post_json("/v1/events", {"records": [make_record("before")]}).status == 200
+    # Concurrent reads leave several connections in the pool, each of which will be dead.
+    with ThreadPoolExecutor(6) as pool:
+        assert set(pool.map(lambda _: server.client().get("/api/calls").status, range(12))) == {200}
+    assert cluster.terminate_sessions(database.rsplit("/", 1)[1]) >= 2
+    time.sleep(0.6)  # past the key cache's 0.5 s: the key is looked up in the database again
+    after = client.post_json("/v1/events", {"records": [make_record("after")]})
+    assert after.status == 200, after
+    listed = client.get("/api/calls")
+    assert listed.status == 200, listed
+    assert {c["call_id"] for c in listed.json()["calls"]} == {"before", "after"}
+    page = _page(server, "/calls")
+    assert page.status == 200 and b"after" in page.body, page
+    with ThreadPoolExecutor(6) as pool:
+        assert set(pool.map(lambda _: server.client().get("/api/calls").status, range(12))) == {200}
+    assert _stored(database) == (2, 2)
+    assert "Traceback" not in server.log(), server.log()[-3000:]
