@@ -4,13 +4,16 @@ module's own, which these tests stop and start (the session's is shared with eve
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from litelens.transport import Transport, TransportConfig
 from server_helpers import ServerProcess, make_record
 
 pytestmark = pytest.mark.service
@@ -87,3 +90,70 @@ def test_sessions_postgresql_ended_while_idle_cost_no_request_an_error(
         assert set(pool.map(lambda _: server.client().get("/api/calls").status, range(12))) == {200}
     assert _stored(database) == (2, 2)
     assert "Traceback" not in server.log(), server.log()[-3000:]
+
+
+def test_postgresql_restarted_under_steady_ingest_loses_and_duplicates_nothing(
+    server_factory: Callable[..., ServerProcess], cluster: Any, database: str, tmp_path: Path
+) -> None:
+    """PostgreSQL stopped for a few seconds while the core sender sends all along: meanwhile ingest
+    answers 503 with Retry-After (never 2xx for a batch it did not commit), the API and the dashboard say
+    the storage is unavailable (the key lookup before each of them answered 500), and the server stays up;
+    once PostgreSQL is back the same process stores every record the sender had, each once."""
+    server = server_factory(database)
+    transport = Transport(
+        TransportConfig(
+            endpoint=server.url,
+            api_key=server.key,
+            batch_max_age_s=0.05,
+            backoff_base_s=0.05,
+            backoff_max_s=0.5,
+            max_retries=2,
+            timeout_s=5.0,
+            spool_dir=str(tmp_path / "spool"),
+        )
+    )
+    sent: list[str] = []
+    stop = threading.Event()
+
+    def send() -> None:
+        while not stop.is_set():
+            call_id = f"steady-{len(sent)}"
+            transport.submit(make_record(call_id))
+            sent.append(call_id)
+            time.sleep(0.01)
+
+    sender = threading.Thread(target=send)
+    sender.start()
+    try:
+        time.sleep(1.0)
+        cluster.pause()
+        time.sleep(0.6)  # past the key cache's 0.5 s
+        client = server.client()
+        refused = client.post_json("/v1/events", {"records": [make_record("while-down")]})
+        assert refused.status == 503, refused
+        assert refused.headers.get("retry-after") == "1", refused.headers
+        assert "storage unavailable" in refused.json()["error"], refused
+        read = client.get("/api/calls")
+        assert read.status == 503 and "storage unavailable" in read.json()["error"], read
+        page = _page(server, "/")
+        assert page.status == 503, page
+        assert page.headers["content-type"].startswith("text/html"), page.headers
+        assert b"Storage unavailable" in page.body and b"Traceback" not in page.body, page
+        assert client.get("/health").status == 200
+        time.sleep(2.0)
+        assert server.alive()
+        cluster.resume()
+        time.sleep(1.0)
+    finally:
+        stop.set()
+        sender.join()
+    assert transport.flush(15)
+    deadline = time.monotonic() + 15
+    while _stored(database)[0] < len(sent) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    transport.shutdown(5)
+    assert _stored(database) == (len(sent), len(sent)), (len(sent), transport.stats())
+    assert transport.stats()["spool_pending"] == 0
+    listed = server.client().get_json("/api/calls?limit=1")
+    assert listed["calls"][0]["call_id"].startswith("steady-")
+    assert server.alive()

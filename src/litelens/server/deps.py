@@ -34,7 +34,9 @@ async def project_id(request: Request) -> int:
         raise HTTPException(
             401, "missing API key: send Authorization: Bearer <key> (litelens keys create --project NAME)"
         )
-    found = await run_in_threadpool(state.keys.project_for, key.strip())
+    # Through store_call: the key lookup is the first store call of every request, and while the
+    # database is away it must be the 503 the senders retry, not a 500.
+    found = await store_call(state.keys.project_for, key.strip())
     if found is None:
         raise HTTPException(401, "unknown or revoked API key")
     return int(found)
