@@ -157,3 +157,28 @@ def test_postgresql_restarted_under_steady_ingest_loses_and_duplicates_nothing(
     listed = server.client().get_json("/api/calls?limit=1")
     assert listed["calls"][0]["call_id"].startswith("steady-")
     assert server.alive()
+
+
+def test_an_export_asked_for_while_postgresql_is_down_is_a_503_not_a_download_cut_short(
+    server_factory: Callable[..., ServerProcess], cluster: Any, database: str
+) -> None:
+    """With the key still cached (30 s by default) an export reached the store only once its 200 had
+    gone out: the download ended at once, `litelens export` died with a traceback and a browser saved
+    an empty file, as if there were no calls."""
+    from server_helpers import cli
+
+    server = server_factory(database, env={"LITELENS_KEY_CACHE_TTL": "60"})
+    client = server.client()
+    assert client.post_json("/v1/events", {"records": [make_record("kept")]}).status == 200
+    assert client.get("/api/export").body.count(b"\n") == 1  # and the key is cached from here on
+    assert _page(server, "/calls").status == 200
+    cluster.pause()
+    answer = server.client().get("/api/export")
+    assert answer.status == 503 and "storage unavailable" in answer.json()["error"], answer
+    download = _page(server, "/export?format=csv")
+    assert download.status == 503 and b"Storage unavailable" in download.body, download
+    done = cli("export", "--endpoint", server.url, "--api-key", server.key, "--since", "1h", timeout=30)
+    assert done.returncode != 0, done
+    assert "Traceback" not in done.stderr and "503" in done.stderr, done.stderr
+    cluster.resume()
+    assert server.client().get("/api/export").body.count(b"\n") == 1

@@ -18,7 +18,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
-from litelens.server.api import export_response
+from litelens.server.api import export_response, opened_export
 from litelens.server.deps import BadCursor, store_call
 from litelens.server.store.base import AGGREGATE_GROUPS
 from litelens.server.ui import charts, query
@@ -299,7 +299,7 @@ async def export(request: Request, project: UIProject, format: str = "jsonl") ->
     """The calls view's filtered selection, every page of it, as a download (the API's export, signed in
     with the dashboard's cookie: the API takes only a bearer key, which a link cannot send)."""
     filters = query.to_filter(query.parse(request.query_params), time.time())
-    records = request.app.state.store.export(project, filters)
+    records = await opened_export(request.app.state.store, project, filters)
     answer = export_response(records, "csv" if format == "csv" else "jsonl")
     answer.headers.update(SECURITY_HEADERS)
     return answer
