@@ -4,6 +4,7 @@ module's own, which these tests stop and start (the session's is shared with eve
 
 from __future__ import annotations
 
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -182,3 +183,67 @@ def test_an_export_asked_for_while_postgresql_is_down_is_a_503_not_a_download_cu
     assert "Traceback" not in done.stderr and "503" in done.stderr, done.stderr
     cluster.resume()
     assert server.client().get("/api/export").body.count(b"\n") == 1
+
+
+def test_serve_started_before_postgresql_waits_for_it_when_told_to(
+    cluster: Any, database: str, tmp_path: Path
+) -> None:
+    """An orchestrator starts the collector and its PostgreSQL together: `serve` gave up at once with
+    "Connection refused", so the collector lost that race and stayed down. With --db-wait it says it
+    waits, migrates once the database answers, and serves."""
+    server = ServerProcess(database, tmp_path, env={"LITELENS_DB_WAIT": "30s"})
+    server.key = server.create_key()
+    cluster.pause()
+    started = threading.Thread(target=server.start)
+    started.start()
+    try:
+        deadline = time.monotonic() + 15
+        while "waiting up to 30 s" not in server.log() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert server.alive(), server.log()
+        said = server.log()
+        assert "is not answering (connection failed" in said and "Connection refused" in said, said
+        cluster.resume()
+        started.join(30)
+        answer = server.client().post_json("/v1/events", {"records": [make_record("first")]})
+        assert answer.status == 200, (answer, server.log())
+        assert "the database answered after" in server.log() and "Traceback" not in server.log()
+    finally:
+        started.join(30)
+        server.stop()
+    assert _stored(database) == (1, 1)
+
+
+def test_serve_waits_for_postgresql_only_as_long_as_told_and_not_for_a_refusal(
+    cluster: Any, database: str, tmp_path: Path
+) -> None:
+    """The wait is bounded, ends in the one line that says what to check, and is only for a database
+    that is not up yet: a missing database (or a wrong password) is not going to change by waiting."""
+    from server_helpers import CLI, free_port
+
+    def serve(url: str, wait: str) -> tuple[subprocess.CompletedProcess[str], float]:
+        began = time.monotonic()
+        done = subprocess.run(
+            [*CLI, "serve", "--port", str(free_port()), "--db", url, "--db-wait", wait],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        return done, time.monotonic() - began
+
+    missing = database.rsplit("/", 1)[0] + "/no_such_database"
+    done, took = serve(missing, "30s")
+    assert done.returncode == 2 and took < 15, (took, done)
+    assert done.stderr.count("\n") == 1 and "does not exist" in done.stderr, done.stderr
+    cluster.pause()
+    done, took = serve(database, "2s")
+    assert done.returncode == 2 and 2 <= took < 15, (took, done)
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 2 and "waiting up to 2 s" in lines[0], done.stderr
+    assert "cannot open the database" in lines[1] and "(after waiting 2 s)" in lines[1], done.stderr
+    assert "is PostgreSQL running there?" in lines[1] and "Traceback" not in done.stderr, done.stderr
+    # Without a wait it fails at once, and says how to wait.
+    done, took = serve(database, "0")
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done
+    assert "set --db-wait (or LITELENS_DB_WAIT)" in done.stderr, done.stderr
