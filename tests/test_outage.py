@@ -4,6 +4,8 @@ module's own, which these tests stop and start (the session's is shared with eve
 
 from __future__ import annotations
 
+import contextlib
+import socket
 import subprocess
 import threading
 import time
@@ -141,7 +143,7 @@ def test_postgresql_restarted_under_steady_ingest_loses_and_duplicates_nothing(
         assert page.headers["content-type"].startswith("text/html"), page.headers
         assert b"Storage unavailable" in page.body and b"Traceback" not in page.body, page
         assert client.get("/health").status == 200
-        time.sleep(2.0)
+        time.sleep(1.0)
         assert server.alive()
         cluster.resume()
         time.sleep(1.0)
@@ -155,9 +157,13 @@ def test_postgresql_restarted_under_steady_ingest_loses_and_duplicates_nothing(
     transport.shutdown(5)
     assert _stored(database) == (len(sent), len(sent)), (len(sent), transport.stats())
     assert transport.stats()["spool_pending"] == 0
-    listed = server.client().get_json("/api/calls?limit=1")
-    assert listed["calls"][0]["call_id"].startswith("steady-")
+    stats = server.client().get_json(
+        f"/api/stats?start={time.time() - 600}&end={time.time() + 60}&bucket=3600"
+    )
+    assert sum(r["count"] for r in stats["rows"]) == len(sent)  # the rollups counted each call once too
     assert server.alive()
+    said = server.log()
+    assert "storage unavailable, answering 503 until it is back" in said and "Traceback" not in said, said
 
 
 def test_an_export_asked_for_while_postgresql_is_down_is_a_503_not_a_download_cut_short(
@@ -247,3 +253,82 @@ def test_serve_waits_for_postgresql_only_as_long_as_told_and_not_for_a_refusal(
     done, took = serve(database, "0")
     assert done.returncode == 2 and done.stderr.count("\n") == 1, done
     assert "set --db-wait (or LITELENS_DB_WAIT)" in done.stderr, done.stderr
+
+
+class _Link:
+    """A TCP path to PostgreSQL that can go silent: it then takes connections and never answers, as a
+    network partition or a firewall that drops packets does (a stopped server refuses at once)."""
+
+    def __init__(self, port: int) -> None:
+        self.target = port
+        self.silent = threading.Event()
+        self._sockets: list[socket.socket] = []
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = int(self._listener.getsockname()[1])
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            self._sockets.append(client)
+            if self.silent.is_set():
+                continue  # held open, never read
+            upstream = socket.create_connection(("127.0.0.1", self.target))
+            self._sockets.append(upstream)
+            for source, sink in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
+
+    @staticmethod
+    def _pump(source: socket.socket, sink: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                sink.sendall(data)
+        with contextlib.suppress(OSError):
+            sink.shutdown(socket.SHUT_WR)
+
+    def close(self) -> None:
+        self._listener.close()
+        for held in self._sockets:
+            held.close()
+
+
+def test_batches_written_together_fail_together_when_postgresql_is_unreachable(
+    server_factory: Callable[..., ServerProcess], cluster: Any, database: str
+) -> None:
+    """Batches that arrive together share one write; when it failed they were written again one by one
+    to find the batch at fault. With the database unreachable (a partition: connections time out) each
+    of those waited out its own connect timeout in turn, so the last sender heard its 503 after several
+    timeouts, long past its own. They now fail together; the writer keeps writing once the database is
+    reachable again, and the log says the storage is unavailable instead of a traceback per request."""
+    link = _Link(cluster.port)
+    try:
+        name = database.rsplit("/", 1)[1]
+        server = server_factory(
+            f"postgresql://postgres@127.0.0.1:{link.port}/{name}?connect_timeout=2",
+            env={"LITELENS_KEY_CACHE_TTL": "60"},
+        )
+        assert server.client().post_json("/v1/events", {"records": [make_record("before")]}).status == 200
+        link.silent.set()
+        assert cluster.terminate_sessions(name) >= 1
+        time.sleep(0.3)
+
+        def send(i: int) -> tuple[Any, float]:
+            began = time.monotonic()
+            answer = server.client().post_json("/v1/events", {"records": [make_record(f"lost-{i}")]})
+            return answer, time.monotonic() - began
+
+        with ThreadPoolExecutor(4) as pool:
+            answers = list(pool.map(send, range(4)))
+        assert all(a.status == 503 and a.headers.get("retry-after") == "1" for a, _ in answers), answers
+        assert max(took for _, took in answers) < 6, [took for _, took in answers]
+        link.silent.clear()
+        assert server.client().post_json("/v1/events", {"records": [make_record("after")]}).status == 200
+        assert _stored(database) == (2, 2)
+        said = server.log()
+        assert "storage unavailable, answering 503 until it is back" in said, said[-3000:]
+        assert "Traceback" not in said, said[-3000:]
+    finally:
+        link.close()

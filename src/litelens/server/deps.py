@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
@@ -10,9 +11,14 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
 from litelens.server import ingest
-from litelens.server.store.base import InvalidCursor
+from litelens.server.store.base import InvalidCursor, StoreUnavailable
 
 log = logging.getLogger("litelens.server")
+
+# While the database is away every request fails the same way: a line now and then says so, rather than
+# a traceback per request (hundreds a minute under steady ingest, for one known cause).
+_UNAVAILABLE_LOG_EVERY_S = 30.0
+_unavailable_said = [float("-inf")]
 
 
 class BadCursor(ingest.IngestError):
@@ -53,9 +59,19 @@ async def store_call(fn: Any, *args: Any) -> Any:
     except InvalidCursor as exc:
         # A read's fault, not a batch's: "could not store the batch" misled whoever paged the API.
         raise BadCursor(400, str(exc)[:200]) from None
+    except StoreUnavailable as exc:
+        _say_unavailable(str(exc))
+        raise Unavailable(str(exc)[:200]) from None
     except (ValueError, TypeError, OverflowError) as exc:
         # The store refusing a value is the data's fault: a 4xx, never a 500.
         raise ingest.IngestError(400, f"could not store the batch: {str(exc)[:200]}") from None
     except Exception as exc:
         log.exception("store failed")
         raise Unavailable(str(exc)[:200]) from None
+
+
+def _say_unavailable(reason: str) -> None:
+    now = time.monotonic()
+    if now - _unavailable_said[0] >= _UNAVAILABLE_LOG_EVERY_S:
+        _unavailable_said[0] = now
+        log.warning("storage unavailable, answering 503 until it is back: %s", reason)

@@ -23,7 +23,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from litelens.server.store.base import CallFilter, Record, Row
+from litelens.server.store.base import CallFilter, Record, Row, StoreUnavailable
 from litelens.server.store.rollup import RollupKey
 from litelens.server.store.rows import CALL_COLUMNS
 from litelens.server.store.sql import NO_JSON, SQLStore, cased_regex, like_pattern, metadata_json
@@ -310,7 +310,7 @@ class _Pool:
             if self._opened < self._size:
                 self._opened += 1
                 try:
-                    conn = psycopg.connect(self._url, autocommit=True, **self._timeout)
+                    conn = _connect(self._url, **self._timeout)
                 except Exception:
                     self._opened -= 1
                     raise
@@ -338,6 +338,29 @@ class _Pool:
             for conn in self._all:
                 conn.close()
             self._all.clear()
+
+
+def _connect(url: str, **options: Any) -> psycopg.Connection[Any]:
+    try:
+        return psycopg.connect(url, autocommit=True, **options)
+    except psycopg.OperationalError as exc:  # refused, timed out, unknown host, a refusal by the server
+        raise StoreUnavailable(_first_line(exc)) from exc
+
+
+@contextmanager
+def _lost(conn: psycopg.Connection[Any]) -> Iterator[None]:
+    """A failure that broke the connection is the database's absence, not the statement's fault."""
+    try:
+        yield
+    except psycopg.Error as exc:
+        if conn.broken:
+            raise StoreUnavailable(_first_line(exc)) from exc
+        raise
+
+
+def _first_line(exc: BaseException) -> str:
+    # libpq adds a second line of advice ("Is the server running on that host...") meant for a terminal.
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 def _usable(conn: psycopg.Connection[Any]) -> bool:
@@ -396,7 +419,7 @@ class PostgresStore(SQLStore):
 
     @contextmanager
     def _write(self) -> Iterator[psycopg.Cursor[Any]]:
-        with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+        with self._pool.connection() as conn, _lost(conn), conn.transaction(), conn.cursor() as cur:
             cur.execute("SELECT pg_advisory_xact_lock(%s)", (_WRITE_LOCK,))
             yield cur
 
@@ -406,14 +429,14 @@ class PostgresStore(SQLStore):
         if snapshot is not None:
             yield snapshot
             return
-        with self._pool.connection() as conn, conn.cursor() as cur:
+        with self._pool.connection() as conn, _lost(conn), conn.cursor() as cur:
             yield cur
 
     @contextmanager
     def _read_snapshot(self) -> Iterator[psycopg.Cursor[Any]]:
         # The pool's connections are in autocommit, each statement its own snapshot (READ COMMITTED);
         # REPEATABLE READ takes one at the transaction's first query and keeps it.
-        with self._pool.connection() as conn, conn.cursor() as cur:
+        with self._pool.connection() as conn, _lost(conn), conn.cursor() as cur:
             cur.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
             try:
                 yield cur
@@ -427,7 +450,8 @@ class PostgresStore(SQLStore):
     def _export_snapshot(self) -> Iterator[psycopg.Cursor[Any]]:
         # Not a pooled connection: ingest writes through the pool, and a few long exports held it all.
         with (
-            psycopg.connect(self.url, autocommit=True, **_connect_timeout(self.url)) as conn,
+            _connect(self.url, **_connect_timeout(self.url)) as conn,
+            _lost(conn),
             conn.cursor() as cur,
         ):
             cur.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
