@@ -300,23 +300,28 @@ class _Pool:
             try:
                 conn = self._idle.get_nowait()
             except queue.Empty:
-                conn = self._open_or_wait()
+                fresh = self._open()
+                if fresh is not None:
+                    return fresh
+                conn = self._idle.get(timeout=60)
+            # Only a connection that sat idle is checked: a fresh one has just answered.
             if _usable(conn):
                 return conn
             self._discard(conn)
 
-    def _open_or_wait(self) -> psycopg.Connection[Any]:
+    def _open(self) -> psycopg.Connection[Any] | None:
+        """A new connection, or None when the pool has all it may open."""
         with self._lock:
-            if self._opened < self._size:
-                self._opened += 1
-                try:
-                    conn = _connect(self._url, **self._timeout)
-                except Exception:
-                    self._opened -= 1
-                    raise
-                self._all.append(conn)
-                return conn
-        return self._idle.get(timeout=60)
+            if self._opened >= self._size:
+                return None
+            self._opened += 1
+            try:
+                conn = _connect(self._url, **self._timeout)
+            except Exception:
+                self._opened -= 1
+                raise
+            self._all.append(conn)
+            return conn
 
     def _put(self, conn: psycopg.Connection[Any]) -> None:
         if conn.closed or conn.broken or self._closed:
@@ -376,7 +381,12 @@ def _usable(conn: psycopg.Connection[Any]) -> bool:
     if conn.closed or conn.broken:
         return False
     try:
-        readable, _, _ = select.select([conn.fileno()], [], [], 0)
+        fd = conn.fileno()
+        if hasattr(select, "poll"):  # select() refuses descriptors past 1023, which a busy server has
+            poller = select.poll()
+            poller.register(fd, select.POLLIN)
+            return not poller.poll(0)
+        readable, _, _ = select.select([fd], [], [], 0)
     except (OSError, ValueError, psycopg.Error):
         return False
     return not readable
