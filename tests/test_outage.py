@@ -5,6 +5,7 @@ module's own, which these tests stop and start (the session's is shared with eve
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
 import subprocess
 import threading
@@ -332,3 +333,32 @@ def test_batches_written_together_fail_together_when_postgresql_is_unreachable(
         assert "Traceback" not in said, said[-3000:]
     finally:
         link.close()
+
+
+def test_a_pooled_connection_is_reused_in_a_process_with_many_files_open(database: str) -> None:
+    """The check that an idle connection is still alive must hold for a server with over a thousand
+    sockets open (select() refuses a descriptor past 1023): taken for dead, every connection would be
+    replaced on every request."""
+    import resource
+
+    from litelens.server.store.postgres import PostgresStore
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < 1200:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 4096), hard))
+    held = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
+    store = PostgresStore(database, pool_size=1)
+    try:
+
+        def backend() -> int:
+            with store._read() as cur:
+                cur.execute("SELECT pg_backend_pid()")
+                return int(cur.fetchone()[0])
+
+        first = backend()
+        assert [backend() for _ in range(3)] == [first] * 3
+    finally:
+        store.close()
+        for fd in held:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
