@@ -11,6 +11,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
 from litelens.server import ingest
+from litelens.server.auth import KeyCache
 from litelens.server.store.base import InvalidCursor, StoreUnavailable
 
 log = logging.getLogger("litelens.server")
@@ -40,15 +41,27 @@ async def project_id(request: Request) -> int:
         raise HTTPException(
             401, "missing API key: send Authorization: Bearer <key> (litelens keys create --project NAME)"
         )
-    # Through store_call: the key lookup is the first store call of every request, and while the
-    # database is away it must be the 503 the senders retry, not a 500.
-    found = await store_call(state.keys.project_for, key.strip())
+    found = await lookup_key(state.keys, key.strip())
     if found is None:
         raise HTTPException(401, "unknown or revoked API key")
     return int(found)
 
 
 Project = Annotated[int, Depends(project_id)]
+
+
+async def lookup_key(keys: KeyCache, key: str) -> int | None:
+    """The project of `key` (None: unknown); 503 while the database cannot be reached.
+
+    The key lookup is the first store call of every request: while the database was away every ingest,
+    API read and page was a 500 with a traceback, rather than the 503 senders retry. Only that is mapped
+    here; any other failure stays unexpected, a 500 whose traceback is in the log.
+    """
+    try:
+        return await run_in_threadpool(keys.project_for, key)
+    except StoreUnavailable as exc:
+        _say_unavailable(str(exc))
+        raise Unavailable(str(exc)[:200]) from None
 
 
 async def store_call(fn: Any, *args: Any) -> Any:

@@ -18,7 +18,7 @@ from fastapi import APIRouter, Request
 from markupsafe import escape
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
-from litelens.server.deps import store_call
+from litelens.server.deps import lookup_key, store_call
 from litelens.server.ui.render import SECURITY_HEADERS, page
 
 COOKIE = "litelens_key"
@@ -43,7 +43,7 @@ async def page_project(request: Request) -> int:
         project = int(state.default_project_id)
     else:
         key = request.cookies.get(COOKIE, "")
-        found = await store_call(state.keys.project_for, key) if key else None
+        found = await lookup_key(state.keys, key) if key else None
         if found is None:
             target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
             raise SignInRequired(target)
@@ -113,7 +113,7 @@ async def login(request: Request) -> Response:
     key = (form.get("key") or [""])[0].strip()
     target = safe_next((form.get("next") or ["/"])[0])
     state = request.app.state
-    found = await store_call(state.keys.project_for, key) if key else None
+    found = await lookup_key(state.keys, key) if key else None
     if found is None:
         return page(
             request,
