@@ -45,6 +45,11 @@ def _run(argv: list[str] | None) -> int:
     serve.add_argument(
         "--retention", default=None, help="delete calls older than this, e.g. 30d (env LITELENS_RETENTION)"
     )
+    serve.add_argument(
+        "--db-wait",
+        default=None,
+        help="at start, wait this long (e.g. 60s) for a database that is not answering yet (env LITELENS_DB_WAIT)",
+    )
     serve.add_argument("--log-level", default="info")
     serve.add_argument(
         "--ssl-certfile", default=None, help="serve HTTPS with this PEM certificate (chain) instead of HTTP"

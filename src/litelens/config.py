@@ -143,6 +143,7 @@ _OTHER_VARIABLES = frozenset(
         "LITELENS_HOST",
         "LITELENS_PORT",
         "LITELENS_DB",
+        "LITELENS_DB_WAIT",
         "LITELENS_RETENTION",
         "LITELENS_RETENTION_EVERY",
         "LITELENS_KEY_CACHE_TTL",

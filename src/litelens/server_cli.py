@@ -53,6 +53,7 @@ def serve(args: argparse.Namespace) -> int:
             db_url=args.db,
             no_auth=args.no_auth or None,
             retention_s=parse_duration(args.retention) if args.retention else None,
+            db_wait_s=parse_duration(args.db_wait) if getattr(args, "db_wait", None) else None,
             tls=bool(getattr(args, "ssl_certfile", None)) or None,
         )
     except ValueError as exc:
@@ -80,7 +81,7 @@ def serve(args: argparse.Namespace) -> int:
         print(sockets, file=sys.stderr)
         return 2
     _log_to_stderr(args.log_level)
-    store = _open_migrated(settings.db_url)
+    store = _open_migrated(settings.db_url, settings.db_wait_s)
     if store is None:
         _close_all(sockets)
         return 2
@@ -275,30 +276,88 @@ def _log_to_stderr(level: str) -> None:
     ours.propagate = False
 
 
-def _open_migrated(url: str) -> Store | None:
+def _open_migrated(url: str, wait_s: float = 0.0) -> Store | None:
     """The store at `url`, migrated; or None, after saying in one line why it cannot be opened.
 
     Opened here rather than in the server's startup, where a bad `--db` (an unknown scheme, a file that
     is no database, a PostgreSQL that refuses) became a traceback followed by "could not start on
     HOST:PORT", which points at the wrong thing.
+
+    `wait_s`: how long to keep trying a database that is not answering yet (`_not_up_yet`), as when an
+    orchestrator starts the collector and PostgreSQL together; one line says it waits, one that it is up.
+    A database that answers with a refusal (a password, a missing database) fails at once all the same.
     """
     from litelens.server.store.base import open_store
 
-    store: Store | None = None
-    try:
-        _ensure_sqlite_dir(url)
-        store = open_store(url)
-        store.migrate()
-    except Exception as exc:
-        if store is not None:
-            with contextlib.suppress(Exception):
-                store.close()
-        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0].removeprefix("litelens: ")
-        print(
-            f"litelens: cannot open the database {_safe_url(url)}: {reason}{_db_advice(exc)}", file=sys.stderr
-        )
-        return None
-    return store
+    began = time.monotonic()
+    delay = 0.25
+    waiting = False
+    while True:
+        store: Store | None = None
+        try:
+            _ensure_sqlite_dir(url)
+            store = open_store(url)
+            store.migrate()
+        except Exception as exc:
+            if store is not None:
+                with contextlib.suppress(Exception):
+                    store.close()
+            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0].removeprefix("litelens: ")
+            waited = time.monotonic() - began
+            if _not_up_yet(exc) and waited < wait_s:
+                if not waiting:
+                    print(
+                        f"litelens: the database {_safe_url(url)} is not answering ({reason}); "
+                        f"waiting up to {wait_s:g} s for it (--db-wait)",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+                    waiting = True
+                time.sleep(min(delay, wait_s - waited))  # the last try comes when the time is up
+                delay = min(delay * 2, 2.0)
+                continue
+            after = f" (after waiting {waited:.0f} s)" if waiting else ""
+            hint = "" if wait_s or not _not_up_yet(exc) else _WAIT_HINT
+            print(
+                f"litelens: cannot open the database {_safe_url(url)}{after}: {reason}{_db_advice(exc)}{hint}",
+                file=sys.stderr,
+            )
+            return None
+        if waiting:
+            print(
+                f"litelens: the database answered after {time.monotonic() - began:.1f} s",
+                file=sys.stderr,
+                flush=True,
+            )
+        return store
+
+
+# Said when a database that was not answering yet made `serve` give up at once: in a container the
+# database often starts with the collector.
+_WAIT_HINT = "; to wait for it at start, set --db-wait (or LITELENS_DB_WAIT), e.g. 60s"
+
+# What libpq says of a PostgreSQL that is not there or not ready yet, rather than one that refused us.
+_NOT_UP_YET = (
+    "connection refused",
+    "timeout expired",
+    "could not translate host name",
+    "name or service not known",
+    "temporary failure in name resolution",
+    "no route to host",
+    "network is unreachable",
+    "connection reset",
+    "server closed the connection unexpectedly",
+    "the database system is starting up",
+    "the database system is shutting down",
+    "the database system is in recovery mode",
+    "the database system is not yet accepting connections",
+    "the database system is not accepting connections",
+)
+
+
+def _not_up_yet(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return any(words in text for words in _NOT_UP_YET)
 
 
 def _db_advice(exc: BaseException) -> str:

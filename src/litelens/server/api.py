@@ -251,7 +251,41 @@ async def export(
     filters: Filters,
     format: Literal["jsonl", "csv"] = "jsonl",
 ) -> StreamingResponse:
-    return export_response(request.app.state.store.export(project, filters), format)
+    return export_response(await opened_export(request.app.state.store, project, filters), format)
+
+
+async def opened_export(store: Store, project: int, filters: CallFilter | None) -> Iterator[dict[str, Any]]:
+    """The store's export with its first record already read, so that a store that cannot be read is
+    the 503 every other read answers. Read only once the download had begun, its failure came after
+    the 200 and cut the download short: `litelens export` died with a traceback, and a browser kept an
+    empty or partial file."""
+    records = store.export(project, filters)
+    first = await store_call(next, records, _END)
+    return _Opened(first, records)
+
+
+_END: Any = object()
+
+
+class _Opened(Iterator[dict[str, Any]]):
+    """`first`, then the rest of `records`; `close()` closes `records` even before the first is read
+    (a generator wrapped around them would not: closing one that never started skips its `finally`)."""
+
+    def __init__(self, first: Any, records: Iterator[dict[str, Any]]) -> None:
+        self._first = first
+        self._records = records
+
+    def __next__(self) -> dict[str, Any]:
+        if self._first is not _END:
+            item, self._first = self._first, _END
+            return typing.cast("dict[str, Any]", item)
+        return next(self._records)
+
+    def close(self) -> None:
+        self._first = _END
+        close = getattr(self._records, "close", None)
+        if close is not None:
+            close()
 
 
 def export_response(records: Iterator[dict[str, Any]], format: Literal["jsonl", "csv"]) -> StreamingResponse:

@@ -59,6 +59,11 @@ class ServerSettings:
     """How long an idle HTTP connection is kept open. Behind a load balancer, longer than the balancer's own
     idle timeout: a connection the collector closes just as the balancer reuses it is a 502."""
 
+    db_wait_s: float = 0.0
+    """How long `serve` waits at start for a database that is not answering yet (refused, timed out,
+    starting up): a container orchestrator starts the collector and its PostgreSQL together. 0 fails at
+    once with one line, as a wrong `--db` typed at a terminal should."""
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> ServerSettings:
         env = os.environ if env is None else env
@@ -92,6 +97,8 @@ class ServerSettings:
             values["retention_every_s"] = parse_duration(env["LITELENS_RETENTION_EVERY"])
         if env.get("LITELENS_KEEP_ALIVE"):
             values["keep_alive_s"] = parse_duration(env["LITELENS_KEEP_ALIVE"])
+        if env.get("LITELENS_DB_WAIT"):
+            values["db_wait_s"] = parse_duration(env["LITELENS_DB_WAIT"])
         values.update({k: v for k, v in overrides.items() if v is not None})
         settings = cls(**values)  # type: ignore[arg-type]
         settings.check()

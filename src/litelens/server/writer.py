@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from litelens.server.ingest import IngestError
-from litelens.server.store.base import Record, Span, Store, WriteBatch
+from litelens.server.store.base import Record, Span, Store, StoreUnavailable, WriteBatch
 
 log = logging.getLogger("litelens.server")
 
@@ -120,6 +120,11 @@ class GroupCommit:
             except BaseException as exc:
                 if len(taken) == 1:
                     taken[0].error = exc
+                elif isinstance(exc, StoreUnavailable):
+                    # Not written again one by one, as below: no batch is at fault, and each would in
+                    # turn wait for the database to fail it (a connect timeout each, when unreachable).
+                    for pending in taken:
+                        pending.error = StoreUnavailable(*exc.args)  # (each raised in its own thread)
                 else:
                     log.debug("shared write failed (%s); writing its %d batches one by one", exc, len(taken))
                     for pending in taken:

@@ -92,28 +92,61 @@ class TempPostgres:
         last = ""
         for _ in range(5):  # another process may take the free port between probing and listening
             self.port = _free_port()
-            options = (
-                f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off "
-                "-c full_page_writes=off -c max_connections=100"
-            )
-            done = self._run(
-                "pg_ctl",
-                "-D",
-                str(self.data),
-                "-l",
-                str(self.dir / "log"),
-                "-w",
-                "-t",
-                "60",
-                "-o",
-                options,
-                "start",
-            )
-            if done.returncode == 0:
+            failed = self._pg_ctl_start()
+            if failed is None:
                 return self
-            log = self.dir / "log"
-            last = (done.stderr or "") + (log.read_text(errors="replace")[-2000:] if log.exists() else "")
+            last = failed
         raise RuntimeError(f"litelens: PostgreSQL did not start: {last}")
+
+    def _pg_ctl_start(self) -> str | None:
+        """Start the cluster on `self.port`; None once it accepts connections, else why not."""
+        options = (
+            f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off "
+            "-c full_page_writes=off -c max_connections=100"
+        )
+        done = self._run(
+            "pg_ctl",
+            "-D",
+            str(self.data),
+            "-l",
+            str(self.dir / "log"),
+            "-w",
+            "-t",
+            "60",
+            "-o",
+            options,
+            "start",
+        )
+        if done.returncode == 0:
+            return None
+        log = self.dir / "log"
+        return (done.stderr or "") + (log.read_text(errors="replace")[-2000:] if log.exists() else "")
+
+    def pause(self, mode: str = "fast") -> None:
+        """Stop the server and keep its data, as a maintenance restart or a failover does: `fast` ends
+        each session with an error its client reads, `immediate` drops them as a crash would."""
+        done = self._run("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "stop")
+        if done.returncode:
+            raise RuntimeError(f"litelens: PostgreSQL did not stop: {done.stderr[-2000:]}")
+
+    def resume(self) -> None:
+        """Start a paused server again, on the same port, with the same data."""
+        failed = self._pg_ctl_start()
+        if failed is not None:
+            raise RuntimeError(f"litelens: PostgreSQL did not start again: {failed}")
+
+    def terminate_sessions(self, database: str) -> int:
+        """End every session on `database` as an administrator (or a proxy dropping idle connections)
+        would; returns how many there were."""
+        import psycopg
+
+        with psycopg.connect(self.url(), autocommit=True) as conn:
+            row = conn.execute(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE datname = %s AND pid <> pg_backend_pid()",
+                (database,),
+            ).fetchone()
+        return int(row[0]) if row else 0
 
     def url(self, database: str = "postgres") -> str:
         return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"

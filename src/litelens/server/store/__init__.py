@@ -15,6 +15,7 @@ from litelens.server.store.base import (
     CallFilter,
     InvalidCursor,
     Store,
+    StoreUnavailable,
     merge_records,
     open_store,
 )
@@ -25,6 +26,7 @@ __all__ = [
     "CallFilter",
     "InvalidCursor",
     "Store",
+    "StoreUnavailable",
     "merge_records",
     "open_store",
 ]

@@ -42,6 +42,11 @@ class WriteBatch(NamedTuple):
     texts: Sequence[str | None] | None = None
 
 
+class StoreUnavailable(Exception):
+    """The database cannot be reached now (down, restarting, unreachable, or it ended the session): the
+    fault of no request, and the same request may succeed later. The server answers 503, Retry-After."""
+
+
 class InvalidCursor(ValueError):
     """A cursor that this store did not hand out, or one made for another sort order."""
 

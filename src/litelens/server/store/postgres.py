@@ -17,12 +17,13 @@ from __future__ import annotations
 import json
 import os
 import queue
+import select
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from litelens.server.store.base import CallFilter, Record, Row
+from litelens.server.store.base import CallFilter, Record, Row, StoreUnavailable
 from litelens.server.store.rollup import RollupKey
 from litelens.server.store.rows import CALL_COLUMNS
 from litelens.server.store.sql import NO_JSON, SQLStore, cased_regex, like_pattern, metadata_json
@@ -293,34 +294,48 @@ class _Pool:
             self._put(conn)
 
     def _get(self) -> psycopg.Connection[Any]:
-        if self._closed:
-            raise RuntimeError("litelens: store is closed")
-        try:
-            return self._idle.get_nowait()
-        except queue.Empty:
-            pass
-        with self._lock:
-            if self._opened < self._size:
-                self._opened += 1
-                try:
-                    conn = psycopg.connect(self._url, autocommit=True, **self._timeout)
-                except Exception:
-                    self._opened -= 1
-                    raise
-                self._all.append(conn)
+        while True:
+            if self._closed:
+                raise RuntimeError("litelens: store is closed")
+            try:
+                conn = self._idle.get_nowait()
+            except queue.Empty:
+                fresh = self._open()
+                if fresh is not None:
+                    return fresh
+                conn = self._idle.get(timeout=60)
+            # Only a connection that sat idle is checked: a fresh one has just answered.
+            if _usable(conn):
                 return conn
-        return self._idle.get(timeout=60)
+            self._discard(conn)
+
+    def _open(self) -> psycopg.Connection[Any] | None:
+        """A new connection, or None when the pool has all it may open."""
+        with self._lock:
+            if self._opened >= self._size:
+                return None
+            self._opened += 1
+            try:
+                conn = _connect(self._url, **self._timeout)
+            except Exception:
+                self._opened -= 1
+                raise
+            self._all.append(conn)
+            return conn
 
     def _put(self, conn: psycopg.Connection[Any]) -> None:
         if conn.closed or conn.broken or self._closed:
-            with self._lock:
-                self._opened -= 1
-                if conn in self._all:
-                    self._all.remove(conn)
-            if not conn.closed:
-                conn.close()
+            self._discard(conn)
             return
         self._idle.put(conn)
+
+    def _discard(self, conn: psycopg.Connection[Any]) -> None:
+        with self._lock:
+            self._opened -= 1
+            if conn in self._all:
+                self._all.remove(conn)
+        if not conn.closed:
+            conn.close()
 
     def close(self) -> None:
         with self._lock:
@@ -328,6 +343,53 @@ class _Pool:
             for conn in self._all:
                 conn.close()
             self._all.clear()
+
+
+def _connect(url: str, **options: Any) -> psycopg.Connection[Any]:
+    try:
+        return psycopg.connect(url, autocommit=True, **options)
+    except psycopg.OperationalError as exc:  # refused, timed out, unknown host, a refusal by the server
+        raise StoreUnavailable(_first_line(exc)) from exc
+
+
+@contextmanager
+def _lost(conn: psycopg.Connection[Any]) -> Iterator[None]:
+    """A failure that broke the connection is the database's absence, not the statement's fault."""
+    try:
+        yield
+    except psycopg.Error as exc:
+        if conn.broken:
+            raise StoreUnavailable(_first_line(exc)) from exc
+        raise
+
+
+def _first_line(exc: BaseException) -> str:
+    # libpq adds a second line of advice ("Is the server running on that host...") meant for a terminal.
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+def _usable(conn: psycopg.Connection[Any]) -> bool:
+    """False for an idle connection the server has ended since it was last used.
+
+    A session ended while idle (a PostgreSQL restart or failover, `pg_terminate_backend`, a proxy or
+    pgbouncer closing idle clients) looks open until it is used: the first query on it failed, so the
+    request that drew it was answered 503 although the database was up again. The server's goodbye (its
+    FATAL message, or the socket's end) is already waiting on the socket, and nothing else arrives on an
+    idle connection that has nothing to LISTEN for, so a readable socket is a dead one; seeing that costs
+    no round trip. (A connection wrongly taken for dead is only replaced.)
+    """
+    if conn.closed or conn.broken:
+        return False
+    try:
+        fd = conn.fileno()
+        if hasattr(select, "poll"):  # select() refuses descriptors past 1023, which a busy server has
+            poller = select.poll()
+            poller.register(fd, select.POLLIN)
+            return not poller.poll(0)
+        readable, _, _ = select.select([fd], [], [], 0)
+    except (OSError, ValueError, psycopg.Error):
+        return False
+    return not readable
 
 
 # libpq waits for ever for a server that took the connection and never answers (a wrong port, a proxy,
@@ -367,7 +429,7 @@ class PostgresStore(SQLStore):
 
     @contextmanager
     def _write(self) -> Iterator[psycopg.Cursor[Any]]:
-        with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+        with self._pool.connection() as conn, _lost(conn), conn.transaction(), conn.cursor() as cur:
             cur.execute("SELECT pg_advisory_xact_lock(%s)", (_WRITE_LOCK,))
             yield cur
 
@@ -377,14 +439,14 @@ class PostgresStore(SQLStore):
         if snapshot is not None:
             yield snapshot
             return
-        with self._pool.connection() as conn, conn.cursor() as cur:
+        with self._pool.connection() as conn, _lost(conn), conn.cursor() as cur:
             yield cur
 
     @contextmanager
     def _read_snapshot(self) -> Iterator[psycopg.Cursor[Any]]:
         # The pool's connections are in autocommit, each statement its own snapshot (READ COMMITTED);
         # REPEATABLE READ takes one at the transaction's first query and keeps it.
-        with self._pool.connection() as conn, conn.cursor() as cur:
+        with self._pool.connection() as conn, _lost(conn), conn.cursor() as cur:
             cur.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
             try:
                 yield cur
@@ -398,7 +460,8 @@ class PostgresStore(SQLStore):
     def _export_snapshot(self) -> Iterator[psycopg.Cursor[Any]]:
         # Not a pooled connection: ingest writes through the pool, and a few long exports held it all.
         with (
-            psycopg.connect(self.url, autocommit=True, **_connect_timeout(self.url)) as conn,
+            _connect(self.url, **_connect_timeout(self.url)) as conn,
+            _lost(conn),
             conn.cursor() as cur,
         ):
             cur.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")

@@ -8,12 +8,15 @@ query API, scoped to the project of the signed-in key.
 
 from __future__ import annotations
 
+import inspect
+
 from fastapi import FastAPI, Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.staticfiles import StaticFiles
 
+from litelens.server.deps import Unavailable
 from litelens.server.ui import detail, pages, reference, signin
-from litelens.server.ui.render import STATIC_DIR
+from litelens.server.ui.render import STATIC_DIR, page
 
 
 def mount(app: FastAPI) -> None:
@@ -30,6 +33,24 @@ def mount(app: FastAPI) -> None:
         return signin.sign_in_redirect(exc, request)
 
     app.add_exception_handler(signin.SignInRequired, _sign_in)
+
+    # A page read while the database is away: the app's answer is the API's JSON, which a browser shows
+    # as raw text; a reader of the dashboard gets a page that says what is wrong and how to retry.
+    answer_api = app.exception_handlers[Unavailable]
+
+    async def _unavailable(request: Request, exc: Exception) -> Response:
+        path = request.url.path
+        if path.startswith(("/api/", "/v1/", "/partials/")):
+            answer = answer_api(request, exc)
+            return await answer if inspect.isawaitable(answer) else answer
+        again = path + (f"?{request.url.query}" if request.url.query else "")
+        # (Without the driver's words: they name the database's host, and the sign-in form shows this
+        # page to anyone.)
+        shown = page(request, "unavailable.html", status=503, again=again)
+        shown.headers["Retry-After"] = "1"
+        return shown
+
+    app.add_exception_handler(Unavailable, _unavailable)
 
 
 __all__ = ["mount"]

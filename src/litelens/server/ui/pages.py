@@ -18,7 +18,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 from starlette.responses import PlainTextResponse, Response
 
-from litelens.server.api import export_response
+from litelens.server.api import export_response, opened_export
 from litelens.server.deps import BadCursor, store_call
 from litelens.server.store.base import AGGREGATE_GROUPS
 from litelens.server.ui import charts, query
@@ -353,7 +353,7 @@ async def export(request: Request, project: UIProject, format: str = "jsonl") ->
         view = query.parse(checks.without(request.query_params, refused))
         return page(request, "refused.html", status=400, refused=refused, back=view.query())
     filters = query.to_filter(query.parse(request.query_params), time.time())
-    records = request.app.state.store.export(project, filters)
+    records = await opened_export(request.app.state.store, project, filters)
     answer = export_response(records, "csv" if format == "csv" else "jsonl")
     answer.headers.update(SECURITY_HEADERS)
     return answer

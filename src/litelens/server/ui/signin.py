@@ -16,9 +16,9 @@ from urllib.parse import parse_qs, quote
 
 from fastapi import APIRouter, Request
 from markupsafe import escape
-from starlette.concurrency import run_in_threadpool
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
+from litelens.server.deps import lookup_key, store_call
 from litelens.server.ui.render import SECURITY_HEADERS, page
 
 COOKIE = "litelens_key"
@@ -43,12 +43,12 @@ async def page_project(request: Request) -> int:
         project = int(state.default_project_id)
     else:
         key = request.cookies.get(COOKIE, "")
-        found = await run_in_threadpool(state.keys.project_for, key) if key else None
+        found = await lookup_key(state.keys, key) if key else None
         if found is None:
             target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
             raise SignInRequired(target)
         project = int(found)
-    request.state.project_name = await run_in_threadpool(_project_name, request, project)
+    request.state.project_name = await store_call(_project_name, request, project)
     return project
 
 
@@ -113,7 +113,7 @@ async def login(request: Request) -> Response:
     key = (form.get("key") or [""])[0].strip()
     target = safe_next((form.get("next") or ["/"])[0])
     state = request.app.state
-    found = await run_in_threadpool(state.keys.project_for, key) if key else None
+    found = await lookup_key(state.keys, key) if key else None
     if found is None:
         return page(
             request,

@@ -1,0 +1,364 @@
+"""`litelens serve` on PostgreSQL while the database goes away and comes back: a maintenance restart or a
+failover, sessions a proxy ended while idle, a collector started before its database. A cluster of this
+module's own, which these tests stop and start (the session's is shared with every other test)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from litelens.transport import Transport, TransportConfig
+from server_helpers import ServerProcess, make_record
+
+pytestmark = pytest.mark.service
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[Any]:
+    """A PostgreSQL cluster these tests may stop (skips where there are no PostgreSQL binaries)."""
+    from litelens.testing.postgres import TempPostgres, find_pg_bin
+
+    if find_pg_bin() is None:
+        pytest.skip(
+            "no PostgreSQL binaries (initdb) found; apt-get install postgresql or set LITELENS_PG_BIN"
+        )
+    pytest.importorskip("psycopg")
+    with TempPostgres() as pg:
+        yield pg
+
+
+@pytest.fixture
+def database(cluster: Any) -> Iterator[str]:
+    """A new database on `cluster`; the cluster is running again after the test, whatever it did."""
+    yield str(cluster.create_database())
+    if not _accepts(cluster):
+        cluster.resume()
+
+
+def _accepts(cluster: Any) -> bool:
+    import psycopg
+
+    try:
+        psycopg.connect(cluster.url(), connect_timeout=2).close()
+    except psycopg.OperationalError:
+        return False
+    return True
+
+
+def _stored(url: str) -> tuple[int, int]:
+    """(rows in calls, distinct call ids) read straight from the database."""
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        row = conn.execute("SELECT count(*), count(DISTINCT call_id) FROM calls").fetchone()
+    assert row is not None
+    return int(row[0]), int(row[1])
+
+
+def _page(server: ServerProcess, path: str) -> Any:
+    return server.client().request("GET", path, headers={"Cookie": f"litelens_key={server.key}"}, key=None)
+
+
+def test_sessions_postgresql_ended_while_idle_cost_no_request_an_error(
+    server_factory: Callable[..., ServerProcess], cluster: Any, database: str
+) -> None:
+    """A proxy, pgbouncer or an administrator ends idle sessions (here `pg_terminate_backend`): the pooled
+    connections still looked open, so the next ingest and the next read drew a dead one each and were
+    answered 500 while the database was up all along."""
+    server = server_factory(database)
+    client = server.client()
+    assert client.post_json("/v1/events", {"records": [make_record("before")]}).status == 200
+    # Concurrent reads leave several connections in the pool, each of which will be dead.
+    with ThreadPoolExecutor(6) as pool:
+        assert set(pool.map(lambda _: server.client().get("/api/calls").status, range(12))) == {200}
+    assert cluster.terminate_sessions(database.rsplit("/", 1)[1]) >= 2
+    time.sleep(0.6)  # past the key cache's 0.5 s: the key is looked up in the database again
+    after = client.post_json("/v1/events", {"records": [make_record("after")]})
+    assert after.status == 200, after
+    listed = client.get("/api/calls")
+    assert listed.status == 200, listed
+    assert {c["call_id"] for c in listed.json()["calls"]} == {"before", "after"}
+    page = _page(server, "/calls")
+    assert page.status == 200 and b"after" in page.body, page
+    with ThreadPoolExecutor(6) as pool:
+        assert set(pool.map(lambda _: server.client().get("/api/calls").status, range(12))) == {200}
+    assert _stored(database) == (2, 2)
+    assert "Traceback" not in server.log(), server.log()[-3000:]
+
+
+def test_postgresql_restarted_under_steady_ingest_loses_and_duplicates_nothing(
+    server_factory: Callable[..., ServerProcess], cluster: Any, database: str, tmp_path: Path
+) -> None:
+    """PostgreSQL stopped for a few seconds while the core sender sends all along: meanwhile ingest
+    answers 503 with Retry-After (never 2xx for a batch it did not commit), the API and the dashboard say
+    the storage is unavailable (the key lookup before each of them answered 500), and the server stays up;
+    once PostgreSQL is back the same process stores every record the sender had, each once."""
+    server = server_factory(database)
+    transport = Transport(
+        TransportConfig(
+            endpoint=server.url,
+            api_key=server.key,
+            batch_max_age_s=0.05,
+            backoff_base_s=0.05,
+            backoff_max_s=0.5,
+            max_retries=2,
+            timeout_s=5.0,
+            spool_dir=str(tmp_path / "spool"),
+        )
+    )
+    sent: list[str] = []
+    stop = threading.Event()
+
+    def send() -> None:
+        while not stop.is_set():
+            call_id = f"steady-{len(sent)}"
+            transport.submit(make_record(call_id))
+            sent.append(call_id)
+            time.sleep(0.01)
+
+    sender = threading.Thread(target=send)
+    sender.start()
+    try:
+        time.sleep(1.0)
+        cluster.pause()
+        time.sleep(0.6)  # past the key cache's 0.5 s
+        client = server.client()
+        refused = client.post_json("/v1/events", {"records": [make_record("while-down")]})
+        assert refused.status == 503, refused
+        assert refused.headers.get("retry-after") == "1", refused.headers
+        assert "storage unavailable" in refused.json()["error"], refused
+        read = client.get("/api/calls")
+        assert read.status == 503 and "storage unavailable" in read.json()["error"], read
+        page = _page(server, "/")
+        assert page.status == 503, page
+        assert page.headers["content-type"].startswith("text/html"), page.headers
+        assert b"Storage unavailable" in page.body and b"Traceback" not in page.body, page
+        assert client.get("/health").status == 200
+        time.sleep(1.0)
+        assert server.alive()
+        cluster.resume()
+        time.sleep(1.0)
+    finally:
+        stop.set()
+        sender.join()
+    assert transport.flush(15)
+    deadline = time.monotonic() + 15
+    while _stored(database)[0] < len(sent) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    transport.shutdown(5)
+    assert _stored(database) == (len(sent), len(sent)), (len(sent), transport.stats())
+    assert transport.stats()["spool_pending"] == 0
+    stats = server.client().get_json(
+        f"/api/stats?start={time.time() - 600}&end={time.time() + 60}&bucket=3600"
+    )
+    assert sum(r["count"] for r in stats["rows"]) == len(sent)  # the rollups counted each call once too
+    assert server.alive()
+    said = server.log()
+    assert "storage unavailable, answering 503 until it is back" in said and "Traceback" not in said, said
+
+
+def test_an_export_asked_for_while_postgresql_is_down_is_a_503_not_a_download_cut_short(
+    server_factory: Callable[..., ServerProcess], cluster: Any, database: str
+) -> None:
+    """With the key still cached (30 s by default) an export reached the store only once its 200 had
+    gone out: the download ended at once, `litelens export` died with a traceback and a browser saved
+    an empty file, as if there were no calls."""
+    from server_helpers import cli
+
+    server = server_factory(database, env={"LITELENS_KEY_CACHE_TTL": "60"})
+    client = server.client()
+    assert client.post_json("/v1/events", {"records": [make_record("kept")]}).status == 200
+    assert client.get("/api/export").body.count(b"\n") == 1  # and the key is cached from here on
+    assert _page(server, "/calls").status == 200
+    cluster.pause()
+    answer = server.client().get("/api/export")
+    assert answer.status == 503 and "storage unavailable" in answer.json()["error"], answer
+    download = _page(server, "/export?format=csv")
+    assert download.status == 503 and b"Storage unavailable" in download.body, download
+    done = cli("export", "--endpoint", server.url, "--api-key", server.key, "--since", "1h", timeout=30)
+    assert done.returncode != 0, done
+    assert "Traceback" not in done.stderr and "503" in done.stderr, done.stderr
+    cluster.resume()
+    assert server.client().get("/api/export").body.count(b"\n") == 1
+
+
+def test_serve_started_before_postgresql_waits_for_it_when_told_to(
+    cluster: Any, database: str, tmp_path: Path
+) -> None:
+    """An orchestrator starts the collector and its PostgreSQL together: `serve` gave up at once with
+    "Connection refused", so the collector lost that race and stayed down. With --db-wait it says it
+    waits, migrates once the database answers, and serves."""
+    server = ServerProcess(database, tmp_path, env={"LITELENS_DB_WAIT": "30s"})
+    server.key = server.create_key()
+    cluster.pause()
+    started = threading.Thread(target=server.start)
+    started.start()
+    try:
+        deadline = time.monotonic() + 15
+        while "waiting up to 30 s" not in server.log() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert server.alive(), server.log()
+        said = server.log()
+        assert "is not answering (connection failed" in said and "Connection refused" in said, said
+        cluster.resume()
+        started.join(30)
+        answer = server.client().post_json("/v1/events", {"records": [make_record("first")]})
+        assert answer.status == 200, (answer, server.log())
+        assert "the database answered after" in server.log() and "Traceback" not in server.log()
+    finally:
+        started.join(30)
+        server.stop()
+    assert _stored(database) == (1, 1)
+
+
+def test_serve_waits_for_postgresql_only_as_long_as_told_and_not_for_a_refusal(
+    cluster: Any, database: str, tmp_path: Path
+) -> None:
+    """The wait is bounded, ends in the one line that says what to check, and is only for a database
+    that is not up yet: a missing database (or a wrong password) is not going to change by waiting."""
+    from server_helpers import CLI, free_port
+
+    def serve(url: str, wait: str) -> tuple[subprocess.CompletedProcess[str], float]:
+        began = time.monotonic()
+        done = subprocess.run(
+            [*CLI, "serve", "--port", str(free_port()), "--db", url, "--db-wait", wait],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        return done, time.monotonic() - began
+
+    missing = database.rsplit("/", 1)[0] + "/no_such_database"
+    done, took = serve(missing, "30s")
+    assert done.returncode == 2 and took < 15, (took, done)
+    assert done.stderr.count("\n") == 1 and "does not exist" in done.stderr, done.stderr
+    cluster.pause()
+    done, took = serve(database, "2s")
+    assert done.returncode == 2 and 2 <= took < 15, (took, done)
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 2 and "waiting up to 2 s" in lines[0], done.stderr
+    assert "cannot open the database" in lines[1] and "(after waiting 2 s)" in lines[1], done.stderr
+    assert "is PostgreSQL running there?" in lines[1] and "Traceback" not in done.stderr, done.stderr
+    # Without a wait it fails at once, and says how to wait.
+    done, took = serve(database, "0")
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done
+    assert "set --db-wait (or LITELENS_DB_WAIT)" in done.stderr, done.stderr
+
+
+class _Link:
+    """A TCP path to PostgreSQL that can go silent: it then takes connections and never answers, as a
+    network partition or a firewall that drops packets does (a stopped server refuses at once)."""
+
+    def __init__(self, port: int) -> None:
+        self.target = port
+        self.silent = threading.Event()
+        self._sockets: list[socket.socket] = []
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = int(self._listener.getsockname()[1])
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            self._sockets.append(client)
+            if self.silent.is_set():
+                continue  # held open, never read
+            upstream = socket.create_connection(("127.0.0.1", self.target))
+            self._sockets.append(upstream)
+            for source, sink in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
+
+    @staticmethod
+    def _pump(source: socket.socket, sink: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                sink.sendall(data)
+        with contextlib.suppress(OSError):
+            sink.shutdown(socket.SHUT_WR)
+
+    def close(self) -> None:
+        self._listener.close()
+        for held in self._sockets:
+            held.close()
+
+
+def test_batches_written_together_fail_together_when_postgresql_is_unreachable(
+    server_factory: Callable[..., ServerProcess], cluster: Any, database: str
+) -> None:
+    """Batches that arrive together share one write; when it failed they were written again one by one
+    to find the batch at fault. With the database unreachable (a partition: connections time out) each
+    of those waited out its own connect timeout in turn, so the last sender heard its 503 after several
+    timeouts, long past its own. They now fail together; the writer keeps writing once the database is
+    reachable again, and the log says the storage is unavailable instead of a traceback per request."""
+    link = _Link(cluster.port)
+    try:
+        name = database.rsplit("/", 1)[1]
+        server = server_factory(
+            f"postgresql://postgres@127.0.0.1:{link.port}/{name}?connect_timeout=2",
+            env={"LITELENS_KEY_CACHE_TTL": "60"},
+        )
+        assert server.client().post_json("/v1/events", {"records": [make_record("before")]}).status == 200
+        link.silent.set()
+        assert cluster.terminate_sessions(name) >= 1
+        time.sleep(0.3)
+
+        def send(i: int) -> tuple[Any, float]:
+            began = time.monotonic()
+            answer = server.client().post_json("/v1/events", {"records": [make_record(f"lost-{i}")]})
+            return answer, time.monotonic() - began
+
+        with ThreadPoolExecutor(4) as pool:
+            answers = list(pool.map(send, range(4)))
+        assert all(a.status == 503 and a.headers.get("retry-after") == "1" for a, _ in answers), answers
+        assert max(took for _, took in answers) < 6, [took for _, took in answers]
+        link.silent.clear()
+        assert server.client().post_json("/v1/events", {"records": [make_record("after")]}).status == 200
+        assert _stored(database) == (2, 2)
+        said = server.log()
+        assert "storage unavailable, answering 503 until it is back" in said, said[-3000:]
+        assert "Traceback" not in said, said[-3000:]
+    finally:
+        link.close()
+
+
+def test_a_pooled_connection_is_reused_in_a_process_with_many_files_open(database: str) -> None:
+    """The check that an idle connection is still alive must hold for a server with over a thousand
+    sockets open (select() refuses a descriptor past 1023): taken for dead, every connection would be
+    replaced on every request."""
+    import resource
+
+    from litelens.server.store.postgres import PostgresStore
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < 1200:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 4096), hard))
+    held = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
+    store = PostgresStore(database, pool_size=1)
+    try:
+
+        def backend() -> int:
+            with store._read() as cur:
+                cur.execute("SELECT pg_backend_pid()")
+                return int(cur.fetchone()[0])
+
+        first = backend()
+        assert [backend() for _ in range(3)] == [first] * 3
+    finally:
+        store.close()
+        for fd in held:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
