@@ -420,8 +420,11 @@ def follow_server(
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     since = time.time() - since_s
     # The greatest arrival read whole (every call stored through it has been listed); None until the
-    # first poll, which lists by start time and takes the position the server answered with.
+    # first poll, which lists by start time, has read all its pages; it then goes on from `initial`, the
+    # position the server answered its first page with (kept if the server goes away mid-way: a later
+    # one would pass over calls stored meanwhile that started before `since`).
     position: int | None = None
+    initial: int | None = None
     # Call ids printed, oldest first, so a merged call that arrives again is not printed twice; bounded,
     # since the ids are what remain of a tail that runs for weeks.
     seen: dict[str, None] = {}
@@ -431,7 +434,7 @@ def follow_server(
     while not stop():
         wait = poll_s
         cursor: str | None = None
-        through: int | None = position
+        through = position
         complete = False
         while True:
             if position is None:
@@ -481,17 +484,17 @@ def follow_server(
                 raise TailError(
                     f"litelens tail: {url} did not answer JSON; is it a litelens server?"
                 ) from None
-            if through is None:
-                # The first page's, read before it: a call stored after it is listed again by arrival
-                # (and not printed twice); one stored before it either started in the window or is old.
-                through = _arrival(page.get("arrived_through"))
-                if through is None:
+            if initial is None:
+                # Read before the first page: a call stored after it is listed again by arrival (and
+                # not printed twice); one stored before it either started in the window or is old.
+                initial = _arrival(page.get("arrived_through"))
+                if initial is None:
                     raise TailError(
                         f"litelens tail: {url} does not list calls in the order it stored them; "
                         "upgrade that litelens server"
                     )
             for call in page.get("calls") or []:
-                if position is not None:
+                if through is not None:
                     arrival = _arrival(call.get("arrival"))
                     if arrival is not None and arrival > through:
                         through = arrival
@@ -508,7 +511,7 @@ def follow_server(
         # Moved on only past what was read whole: the calls of one arrival (one batch) may take several
         # pages, and asked after it, the rest of a batch cut short by a lost server would be skipped.
         if complete:
-            position = through
+            position = initial if through is None else through
         time.sleep(wait)
 
 
