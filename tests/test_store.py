@@ -3034,3 +3034,49 @@ def test_a_database_from_before_arrivals_numbers_its_calls_in_start_order(store_
     assert _arrived_after(upgraded, pid, position) == ["after-upgrade"]
     assert upgraded.latest_arrival(pid) == 5 and upgraded.latest_arrival(other) == 6
     upgraded.close()
+
+
+def test_a_tail_reading_while_writers_commit_concurrently_misses_no_call(store_url: str) -> None:
+    """Several collectors (each its own store and connections) write at once while a tail reads what
+    arrived after the greatest arrival it has read. An arrival taken before an earlier one commits
+    (a sequence value taken outside the write lock) would be committed behind a later one the tail has
+    passed already, and its calls never read."""
+    writers = [open_store(store_url) for _ in range(3)]
+    reader = open_store(store_url)
+    assert isinstance(reader, SQLStore)
+    reader.migrate()
+    pid = reader.create_project("concurrent")
+    written: set[str] = set()
+    read: list[str] = []
+    done = threading.Event()
+
+    def write(n: int, store: Store) -> None:
+        for b in range(25):
+            batch = [plain(f"w{n}-b{b:02d}-{i}", T0 - b * 60 + i) for i in range(4)]
+            store.write(pid, batch, [])
+            written.update(r["call_id"] for r in batch)
+
+    def poll(position: int) -> int:
+        rows = all_calls(reader, pid, CallFilter(arrived_after=position), sort="arrival", descending=False)
+        read.extend(r["call_id"] for r in rows)
+        return max([position, *(r["arrival"] for r in rows)])
+
+    def tail() -> None:
+        position = 0
+        while not done.is_set():
+            position = poll(position)
+        poll(position)  # once more after the last commit
+
+    threads = [threading.Thread(target=write, args=(n, s)) for n, s in enumerate(writers)]
+    follower = threading.Thread(target=tail)
+    follower.start()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    done.set()
+    follower.join()
+    for s in (*writers, reader):
+        s.close()
+    assert len(written) == 300
+    assert sorted(read) == sorted(written)  # every call, each once
