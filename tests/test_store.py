@@ -739,9 +739,21 @@ def test_an_analyzed_sqlite_database_keeps_its_plans_after_a_migration_rebuilt_i
     calls. The migration analyzes such a database again: the list walks the time index."""
     old = open_store(sqlite_url)
     assert isinstance(old, SQLiteStore)
-    old.migrate(target=14)
+    old.migrate()
     project = old.create_project("default")
     old.write(project, _spread("a", 3000, 3000.0, random.Random(2)), [])
+    # Back to v14, written with this release's write path (which needs the arrivals of v16): the sort
+    # indexes as v14 had them.
+    with old._write() as cur:
+        _back_to_before_arrival(old, cur)
+        for index, key in (
+            ("calls_duration", "duration_ms"),
+            ("calls_tokens", "total_tokens"),
+            ("calls_cost", "cost_usd"),
+        ):
+            cur.execute(f"DROP INDEX {index}")
+            cur.execute(f"CREATE INDEX {index} ON calls (project_id, {key}, call_id)")
+        cur.execute("DELETE FROM schema_version WHERE version > 14")
     old.analyze()
     old.close()
     store = open_store(sqlite_url)
@@ -1234,6 +1246,10 @@ def test_prepared_batches_written_together_equal_the_same_batches_written_one_by
 
     def seen(project: int) -> Any:
         calls = store.list_calls(project, limit=100)[0]
+        # Not the arrivals: each transaction gives its own, and the two projects were written in different
+        # transactions (what a tail reads of them is the next test's).
+        for call in calls:
+            assert call.pop("arrival") > 0
         groups = [store.aggregate(project, T0 - 3600, T0 + 3600, 60, g) for g in (None, "model", "tag")]
         return calls, groups, store.list_sessions(project, T0 - 3600, T0 + 3600, limit=100)[0]
 
@@ -1403,9 +1419,26 @@ def _bounds_version(store: SQLStore) -> int:
     )
 
 
+def _arrival_version(store: SQLStore) -> int:
+    """The schema version that made calls keep their arrival (16 on SQLite, 17 on PostgreSQL)."""
+    return next(
+        n for n, step in enumerate(store.MIGRATIONS, 1) if any("ADD COLUMN arrival" in s for s in step)
+    )
+
+
+def _back_to_before_arrival(store: SQLStore, cur: Any) -> None:
+    """The database as the release before `_arrival_version` left it: the same rows, without their
+    arrival, its index and its counter."""
+    cur.execute("DROP INDEX calls_arrival")
+    cur.execute("ALTER TABLE calls DROP COLUMN arrival")
+    cur.execute("DROP TABLE arrivals")
+    cur.execute(store._q("DELETE FROM schema_version WHERE version >= ?"), (_arrival_version(store),))
+
+
 def _back_to_before_bounds(store: SQLStore, cur: Any) -> None:
     """The database as the release before `_bounds_version` left it: the same rows, without the
     rollups' bounds."""
+    _back_to_before_arrival(store, cur)
     for column in ("latency_min", "latency_max", "ttft_min", "ttft_max"):
         cur.execute(f"ALTER TABLE rollups DROP COLUMN {column}")
     cur.execute(store._q("DELETE FROM schema_version WHERE version >= ?"), (_bounds_version(store),))
@@ -2920,3 +2953,142 @@ def test_count_calls_counts_the_filtered_calls_up_to_its_limit(store: SQLStore) 
     assert store.count_calls(project, failed) == len(all_calls(store, project, failed)) == 3
     assert store.count_calls(project) == 30 and store.count_calls(project, limit=7) == 7
     assert store.count_calls(other) == 1 and store.count_calls(project, CallFilter(start=T0 + 99)) == 0
+
+
+# --------------------------------------------------------------------------------------------------
+# Arrival: the order in which calls were stored, for the live tails
+
+
+def _arrived_after(store: Store, pid: int, position: int) -> list[str]:
+    """The call ids a live tail reads after `position`, in the order they were stored (paged by 7)."""
+    return [
+        r["call_id"]
+        for r in all_calls(store, pid, CallFilter(arrived_after=position), sort="arrival", descending=False)
+    ]
+
+
+def test_calls_are_found_in_the_order_they_were_stored_whatever_their_start(store: SQLStore) -> None:
+    """A live tail asks for the calls stored after the last it read. Asked by start time, a call from a
+    client whose clock runs 30 minutes slow, or a long stream stored when it ended, lay behind what the
+    tail asked for, and never showed."""
+    pid = store.create_project("arrivals")
+    assert store.latest_arrival(pid) == 0
+    now = time.time()
+    store.write(pid, [plain("first", now - 5), plain("second", now - 4)], [])
+    position = store.latest_arrival(pid)
+    assert position > 0 and _arrived_after(store, pid, 0) == ["first", "second"]
+    # A slow clock, a late spool, a long stream: started long before what the tail has read.
+    store.write(pid, [plain("slow-clock", now - 1800)], [])
+    store.write(pid, [plain("spooled", now - 3600), plain("stream", now - 1200, duration_ms=1_200_000)], [])
+    later = _arrived_after(store, pid, position)
+    assert later == ["slow-clock", "spooled", "stream"]
+    rows = all_calls(store, pid, CallFilter(arrived_after=position), sort="arrival", descending=False)
+    assert rows[0]["arrival"] < rows[1]["arrival"] == rows[2]["arrival"] == store.latest_arrival(pid)
+    assert ids(
+        all_calls(store, pid, CallFilter(arrived_after=position, arrived_through=rows[0]["arrival"]))
+    ) == {"slow-clock"}
+    position = store.latest_arrival(pid)
+    assert _arrived_after(store, pid, position) == []
+    # An unchanged retry stores nothing and arrives nowhere; a later version merged into a call does.
+    store.write(pid, [plain("first", now - 5)], [])
+    assert store.latest_arrival(pid) == position and _arrived_after(store, pid, position) == []
+    store.write(pid, [plain("first", now - 5, usage={"input_tokens": 99, "output_tokens": 1})], [])
+    assert _arrived_after(store, pid, position) == ["first"]
+    # Other projects' calls take arrivals too, but are not this project's.
+    other = store.create_project("others")
+    store.write(other, [plain("elsewhere", now)], [])
+    assert _arrived_after(store, pid, store.latest_arrival(pid)) == []
+    assert store.latest_arrival(other) > store.latest_arrival(pid)
+
+
+def test_a_call_arrives_after_one_retention_deleted_at_the_latest_arrival(store: SQLStore) -> None:
+    """The counter never goes back: a late call retention deletes at once (it started before the cutoff)
+    held the latest arrival, and giving its number again would put the next call where a tail has
+    already read."""
+    pid = store.create_project("retention")
+    store.write(pid, [plain("kept", T0 + 100)], [])
+    store.write(pid, [plain("ancient", T0 - 10 * 86400)], [])
+    read_through = store.latest_arrival(pid)
+    assert store.delete_older_than(T0) == 1
+    store.write(pid, [plain("next", T0 + 200)], [])
+    assert _arrived_after(store, pid, read_through) == ["next"]
+
+
+def test_a_database_from_before_arrivals_numbers_its_calls_in_start_order(store_url: str) -> None:
+    """Schema v16 (SQLite; v17 on PostgreSQL) keeps each call's arrival. The calls stored before have
+    theirs numbered in start order, all before any call stored after the upgrade, which a tail started
+    then reads and no other."""
+    new = open_store(store_url)
+    assert isinstance(new, SQLStore)
+    new.migrate()
+    pid = new.create_project("legacy")
+    other = new.create_project("other")
+    new.write(pid, [plain("c-late", T0 + 30), plain("c-early", T0 - 30)], [])
+    new.write(other, [plain("o-mid", T0)], [])
+    new.write(pid, [plain("c-mid", T0 + 1)], [])
+    expected = [r for r in all_calls(new, pid, sort="start_time") if r.pop("arrival")]
+    with new._write() as cur:
+        _back_to_before_arrival(new, cur)
+    new.close()
+
+    upgraded = open_store(store_url)
+    assert isinstance(upgraded, SQLStore)
+    assert upgraded.schema_version() == _arrival_version(upgraded) - 1
+    assert upgraded.migrate() == upgraded.latest_version
+    assert _arrived_after(upgraded, pid, 0) == ["c-early", "c-mid", "c-late"]
+    assert _arrived_after(upgraded, other, 0) == ["o-mid"]
+    # One numbering for the whole store, as the counter gives arrivals: c-early, o-mid, c-mid, c-late.
+    assert upgraded.latest_arrival(pid) == 4 and upgraded.latest_arrival(other) == 2
+    assert [r for r in all_calls(upgraded, pid, sort="start_time") if r.pop("arrival")] == expected
+    position = upgraded.latest_arrival(pid)
+    upgraded.write(pid, [plain("after-upgrade", T0 - 3600)], [])
+    upgraded.write(other, [plain("o-after", T0)], [])
+    assert _arrived_after(upgraded, pid, position) == ["after-upgrade"]
+    assert upgraded.latest_arrival(pid) == 5 and upgraded.latest_arrival(other) == 6
+    upgraded.close()
+
+
+def test_a_tail_reading_while_writers_commit_concurrently_misses_no_call(store_url: str) -> None:
+    """Several collectors (each its own store and connections) write at once while a tail reads what
+    arrived after the greatest arrival it has read. An arrival taken before an earlier one commits
+    (a sequence value taken outside the write lock) would be committed behind a later one the tail has
+    passed already, and its calls never read."""
+    writers = [open_store(store_url) for _ in range(3)]
+    reader = open_store(store_url)
+    assert isinstance(reader, SQLStore)
+    reader.migrate()
+    pid = reader.create_project("concurrent")
+    written: set[str] = set()
+    read: list[str] = []
+    done = threading.Event()
+
+    def write(n: int, store: Store) -> None:
+        for b in range(25):
+            batch = [plain(f"w{n}-b{b:02d}-{i}", T0 - b * 60 + i) for i in range(4)]
+            store.write(pid, batch, [])
+            written.update(r["call_id"] for r in batch)
+
+    def poll(position: int) -> int:
+        rows = all_calls(reader, pid, CallFilter(arrived_after=position), sort="arrival", descending=False)
+        read.extend(r["call_id"] for r in rows)
+        return max([position, *(r["arrival"] for r in rows)])
+
+    def tail() -> None:
+        position = 0
+        while not done.is_set():
+            position = poll(position)
+        poll(position)  # once more after the last commit
+
+    threads = [threading.Thread(target=write, args=(n, s)) for n, s in enumerate(writers)]
+    follower = threading.Thread(target=tail)
+    follower.start()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    done.set()
+    follower.join()
+    for s in (*writers, reader):
+        s.close()
+    assert len(written) == 300
+    assert sorted(read) == sorted(written)  # every call, each once

@@ -504,6 +504,37 @@ def test_tail_goes_on_printing_after_a_call_from_a_clock_running_hours_fast(
     assert tail.take(1, timeout=1.0) == []  # and still each call once
 
 
+@pytest.mark.parametrize("late", ["slow-clock", "stored-late"])
+def test_tail_prints_a_call_stored_now_whatever_its_start_time(
+    db_project_server: ServerProcess, tails: list[Tail], late: str
+) -> None:
+    # The tail asked for calls started after the newest start it had seen, less 5 minutes. A call from
+    # a client whose clock runs 30 minutes slow, or a 20-minute stream spooled while the server was away
+    # and delivered an hour after it started, lay behind that, and was never printed.
+    key = db_project_server.create_key(f"tail-{late}")  # a project of its own
+    client = db_project_server.client(key)
+    assert client.post_json("/v1/events", {"records": [record(0, start=time.time() - 1)]}).status == 200
+    tail = Tail("--server", db_project_server.url, "--api-key", key, "--interval", "0.2")
+    tails.append(tail)
+    assert _calls(tail.take(1)) == ["model-0000"]
+    if late == "slow-clock":
+        call = record(1, start=time.time() - 1800)
+    else:
+        start = time.time() - 3600
+        call = record(1, start=start, end_time=start + 1200, duration_ms=1_200_000.0, stream=True)
+    assert client.post_json("/v1/events", {"records": [call]}).status == 200
+    assert _calls(tail.take(2, timeout=10)) == ["model-0001"]  # (with its day's line, before midnight)
+    # Each call once: the next polls ask after it.
+    assert client.post_json("/v1/events", {"records": [record(2, start=time.time())]}).status == 200
+    assert _calls(tail.take(1, timeout=10)) == ["model-0002"]
+    assert tail.take(1, timeout=1.0) == []
+
+
+def _calls(lines: list[str]) -> list[str]:
+    """The models of the call lines among `lines` (not the lines naming a day)."""
+    return [line.split()[2] for line in lines if not line.startswith("-- ")]
+
+
 def test_tail_waits_for_a_restarting_server(sqlite_server: ServerProcess, tails: list[Tail]) -> None:
     client = sqlite_server.client()
     assert client.post_json("/v1/events", {"records": [record(0, start=time.time())]}).status == 200

@@ -504,6 +504,8 @@ _EXPORT_FILTERS = [
     "tag",
     "meta",
     "q",
+    "arrived_after",
+    "arrived_through",
 ]
 
 

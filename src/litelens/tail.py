@@ -377,15 +377,18 @@ def follow_server(
     *,
     since_s: float = 60.0,
     poll_s: float = 1.0,
-    lookback_s: float = 300.0,
     stop: Callable[[], bool] = lambda: False,
     ssl_context: ssl.SSLContext | None = None,
 ) -> Iterator[dict[str, Any]]:
-    """Calls stored by the server at `url`, oldest first, as they arrive (`GET /api/calls`).
+    """Calls stored by the server at `url`, in the order it stored them (`GET /api/calls`).
 
-    Each poll pages through `/api/calls?order=asc&start=...` with the API's cursor. Calls are ordered by
-    start time but arrive when they end, so a long call can show up behind shorter ones that started
-    after it: each poll looks `lookback_s` behind the newest start seen and skips call ids already shown.
+    The first poll lists the calls started in the last `since_s` seconds; from then on each poll pages
+    through `/api/calls?sort=arrival&arrived_after=P`: the calls the server stored after the last one
+    read, whatever their start time. A start time is the client's clock, which may run slow, and a call
+    is stored when it ends (a 20-minute stream) or when a spool delivers it (an hour after the server
+    came back): asked by start time, such calls lay behind what the tail asked for and never showed.
+    A call shows once, when it first arrives; a later version merged into it (a retried batch, the
+    OTel span of a call the callback reported) arrives again and is not printed again.
 
     A server that cannot be reached at first is an error (a wrong URL); one that goes away later (a
     restart, a deploy) is waited for, like `tail -F` waits for a file, and said so once on stderr; so is
@@ -416,16 +419,28 @@ def follow_server(
 
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     since = time.time() - since_s
-    seen: dict[str, float] = {}
+    # The greatest arrival read whole (every call stored through it has been listed); None until the
+    # first poll, which lists by start time, has read all its pages; it then goes on from `initial`, the
+    # position the server answered its first page with (kept if the server goes away mid-way: a later
+    # one would pass over calls stored meanwhile that started before `since`).
+    position: int | None = None
+    initial: int | None = None
+    # Call ids printed, oldest first, so a merged call that arrives again is not printed twice; bounded,
+    # since the ids are what remain of a tail that runs for weeks.
+    seen: dict[str, None] = {}
     conn: Connection | None = None
     reached = lost = False
     away = 0  # polls in a row that found the server away
     while not stop():
         wait = poll_s
         cursor: str | None = None
-        newest = since
+        through = position
+        complete = False
         while True:
-            query = {"order": "asc", "sort": "start_time", "limit": "200", "start": f"{since:.6f}"}
+            if position is None:
+                query = {"order": "asc", "sort": "start_time", "limit": "200", "start": f"{since:.6f}"}
+            else:
+                query = {"order": "asc", "sort": "arrival", "limit": "200", "arrived_after": str(position)}
             if cursor:
                 query["cursor"] = cursor
             path = request_target(server_url(endpoint, "/api/calls", list(query.items())))
@@ -469,23 +484,45 @@ def follow_server(
                 raise TailError(
                     f"litelens tail: {url} did not answer JSON; is it a litelens server?"
                 ) from None
+            if initial is None:
+                # Read before the first page: a call stored after it is listed again by arrival (and
+                # not printed twice); one stored before it either started in the window or is old.
+                initial = _arrival(page.get("arrived_through"))
+                if initial is None:
+                    raise TailError(
+                        f"litelens tail: {url} does not list calls in the order it stored them; "
+                        "upgrade that litelens server"
+                    )
             for call in page.get("calls") or []:
-                start = float(call.get("start_time") or 0.0)
-                newest = max(newest, start)
+                if through is not None:
+                    arrival = _arrival(call.get("arrival"))
+                    if arrival is not None and arrival > through:
+                        through = arrival
                 call_id = str(call.get("call_id"))
                 if call_id not in seen:
-                    seen[call_id] = start
+                    seen[call_id] = None
+                    if len(seen) > _MAX_SEEN:
+                        del seen[next(iter(seen))]
                     yield call
             cursor = page.get("next_cursor")
             if not cursor:
+                complete = True
                 break
-        # Looked back from no later than this machine's clock: a call stamped ahead of it (a client
-        # whose clock runs fast; ingest takes up to a day ahead) moved the look-back hours on, and the
-        # calls made meanwhile, stamped now, started before it and were never printed.
-        since = max(since, min(newest, time.time()) - lookback_s)
-        for call_id in [c for c, start in seen.items() if start < since]:
-            del seen[call_id]
+        # Moved on only past what was read whole: the calls of one arrival (one batch) may take several
+        # pages, and asked after it, the rest of a batch cut short by a lost server would be skipped.
+        if complete:
+            position = initial if through is None else through
         time.sleep(wait)
+
+
+def _arrival(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+# How many printed call ids tail remembers, so a call merged again later is not printed twice: a call
+# arrives again within seconds (a retried batch) or minutes (the OTel span of a long call), not after
+# this many others.
+_MAX_SEEN = 100_000
 
 
 # Answers that say "not now" rather than "no": bad gateway, unavailable, gateway timeout.

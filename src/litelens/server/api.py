@@ -91,7 +91,7 @@ def refuse_unknown_query(request: Request) -> None:
 
 router = APIRouter(tags=["query"], dependencies=[Depends(refuse_unknown_query)])
 
-Sort = Literal["start_time", "duration_ms", "total_tokens", "cost_usd"]
+Sort = Literal["start_time", "duration_ms", "total_tokens", "cost_usd", "arrival"]
 GroupBy = Literal["model", "provider", "user", "tag", "key_alias"]
 
 
@@ -183,6 +183,18 @@ def call_filter(
     q: Annotated[
         str | None, Query(description="free text in the record, content included", max_length=256)
     ] = None,
+    arrived_after: Annotated[
+        int | None,
+        Query(
+            ge=0,
+            le=2**62,
+            description="calls stored or changed after this arrival (the `arrived_through` of an earlier "
+            "answer, or a call's `arrival`), whatever their start time: what a live tail asks",
+        ),
+    ] = None,
+    arrived_through: Annotated[
+        int | None, Query(ge=0, le=2**62, description="calls stored or changed at or before this arrival")
+    ] = None,
 ) -> CallFilter:
     finite_times(start=start, end=end)
     metadata: dict[str, str] = {}
@@ -214,6 +226,8 @@ def call_filter(
         tag=as_stored(tag, MAX_TAG_CHARS),
         metadata=metadata,
         search=q,
+        arrived_after=arrived_after,
+        arrived_through=arrived_through,
     )
 
 
@@ -236,12 +250,24 @@ async def list_calls(
     cursor: Annotated[str | None, Query(max_length=MAX_CURSOR_CHARS)] = None,
 ) -> dict[str, Any]:
     """Sorted by `cost_usd`, the calls without a known cost (`null`: LiteLLM could not price them) come
-    after the priced ones in either order, as NULLS LAST; a free call ($0) is priced."""
+    after the priced ones in either order, as NULLS LAST; a free call ($0) is priced.
+
+    Each call has an `arrival`: the position in which the server stored it, or last changed it (a later
+    record or span of the same call merged into it), greater than any before. `sort=arrival` lists calls
+    in that order, and `arrived_after` only those stored since a position. The answer's
+    `arrived_through` is the greatest arrival of the project when the page was read: a live tail passes
+    it as `arrived_after` next time (then the greatest `arrival` it has read), and sees every call
+    stored meanwhile, however long ago it started by its client's clock."""
     store = request.app.state.store
-    rows, next_cursor = await store_call(
-        store.list_calls, project, filters, limit, cursor, sort, order == "desc"
-    )
-    return {"calls": rows, "next_cursor": next_cursor}
+
+    def read() -> tuple[int, tuple[list[dict[str, Any]], str | None]]:
+        # The position before the page: a call stored in between is on the page and after the position
+        # both, listed twice rather than never.
+        through = store.latest_arrival(project)
+        return through, store.list_calls(project, filters, limit, cursor, sort, order == "desc")
+
+    through, (rows, next_cursor) = await store_call(read)
+    return {"calls": rows, "next_cursor": next_cursor, "arrived_through": through}
 
 
 @router.get("/export", summary="Export the filtered calls as JSON lines or CSV (streamed)")

@@ -21,8 +21,8 @@ Record = dict[str, Any]
 Span = dict[str, Any]
 Row = dict[str, Any]
 
-SortKey = Literal["start_time", "duration_ms", "total_tokens", "cost_usd"]
-SORT_KEYS: tuple[str, ...] = ("start_time", "duration_ms", "total_tokens", "cost_usd")
+SortKey = Literal["start_time", "duration_ms", "total_tokens", "cost_usd", "arrival"]
+SORT_KEYS: tuple[str, ...] = ("start_time", "duration_ms", "total_tokens", "cost_usd", "arrival")
 
 GroupBy = Literal["model", "provider", "user", "tag", "key_alias"]
 AGGREGATE_GROUPS: tuple[str, ...] = ("model", "provider", "user", "tag", "key_alias")
@@ -83,6 +83,8 @@ class CallFilter:
     tag: str | None = None
     metadata: Mapping[str, str] = field(default_factory=dict)
     search: str | None = None
+    arrived_after: int | None = None
+    arrived_through: int | None = None
 
 
 # --------------------------------------------------------------------------------------------------
@@ -286,6 +288,17 @@ class Store(ABC):
         descending: bool = True,
     ) -> tuple[list[Row], str | None]:
         """A page of call summaries (no content) and the cursor of the next page (None at the end)."""
+
+    @abstractmethod
+    def latest_arrival(self, project_id: int) -> int:
+        """The arrival of the project's call stored (or changed) last; 0 when it has none.
+
+        Every write transaction that stores or changes calls gives them all one arrival, greater than
+        any given before (`sort="arrival"` lists them in that order): calls listed with
+        `arrived_after=latest_arrival(...)` are the ones stored since, whatever their start time says.
+        That is what a live tail asks: a call's start time is the client's clock (which may run slow),
+        and a call is stored when it ends or when a spool delivers it, long after its start.
+        """
 
     @abstractmethod
     def count_calls(self, project_id: int, filters: CallFilter | None = None, limit: int = 10_000) -> int:

@@ -25,11 +25,12 @@ from typing import Any
 
 from litelens.server.store.base import CallFilter, Record, Row, StoreUnavailable
 from litelens.server.store.rollup import RollupKey
-from litelens.server.store.rows import CALL_COLUMNS
+from litelens.server.store.rows import STORED_CALL_COLUMNS
 from litelens.server.store.sql import NO_JSON, SQLStore, cased_regex, like_pattern, metadata_json
 from litelens.server.store.write import (
     SESSION_PART_COLUMNS,
     SESSIONS_BACKFILL,
+    arrival_column,
     cancelled_backfill,
     chunks,
     latency_bounds_backfill,
@@ -272,6 +273,18 @@ _V16 = [
 ]
 
 
+# v17: see sqlite._V16. A join rather than SQLite's lookup per row, and NOT NULL once filled (SQLite
+# cannot add the constraint to a column; every write there gives an arrival all the same).
+_V17 = [
+    *arrival_column(
+        "BIGINT",
+        "UPDATE calls c SET arrival = a.n FROM litelens_arrivals a "
+        "WHERE a.project_id = c.project_id AND a.call_id = c.call_id",
+    ),
+    "ALTER TABLE calls ALTER COLUMN arrival SET NOT NULL",
+]
+
+
 class _Pool:
     """At most `size` connections, handed out one thread at a time; broken ones are replaced."""
 
@@ -413,7 +426,7 @@ def _connect_timeout(url: str) -> dict[str, Any]:
 class PostgresStore(SQLStore):
     """`Store` on PostgreSQL, for deployments with several collectors or more data than one file."""
 
-    MIGRATIONS = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9, _V10, _V11, _V12, _V13, _V14, _V15, _V16)
+    MIGRATIONS = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9, _V10, _V11, _V12, _V13, _V14, _V15, _V16, _V17)
     _LEAST = "LEAST"
     _GREATEST = "GREATEST"
 
@@ -549,7 +562,7 @@ class PostgresStore(SQLStore):
     def _insert_calls(self, cur: psycopg.Cursor[Any], rows: list[tuple[Any, ...]]) -> None:
         # COPY: these calls are known absent (looked up under the advisory lock), so nothing can conflict,
         # and COPY loads rows several times faster than an INSERT per row, even pipelined.
-        with cur.copy(f"COPY calls ({', '.join(CALL_COLUMNS)}) FROM STDIN") as copy:
+        with cur.copy(f"COPY calls ({', '.join(STORED_CALL_COLUMNS)}) FROM STDIN") as copy:
             for row in rows:
                 copy.write_row(row)
 

@@ -41,6 +41,9 @@ CALL_COLUMNS = (
     "reasoning_tokens",
     "record",
 )
+# The columns the write path stores: a `call_row`, then the arrival the writing transaction gives every
+# call it stores or changes (`BatchWriter._next_arrival`), known only under the write lock.
+STORED_CALL_COLUMNS = (*CALL_COLUMNS, "arrival")
 # Positions in a `call_row` tuple that the session upserts read.
 ROW_START, ROW_END, ROW_STATUS, ROW_SESSION, ROW_TOTAL, ROW_COST = 2, 3, 11, 15, 22, 23
 ROW_END_USER, ROW_USER_ID = 13, 14

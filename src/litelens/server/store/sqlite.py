@@ -31,6 +31,7 @@ from urllib.parse import parse_qsl
 from litelens.server.store.sql import SQLStore, cased_regex, like_pattern, metadata_json
 from litelens.server.store.write import (
     SESSIONS_BACKFILL,
+    arrival_column,
     cancelled_backfill,
     latency_bounds_backfill,
     long_tag_priced_repair,
@@ -279,6 +280,17 @@ _V15 = [
 ]
 
 
+# v16: each call keeps the order in which it was stored or last changed (its arrival), so the live tails
+# list what arrived since their last poll instead of what started since: a call from a client whose
+# clock runs slow, a long stream or a spool delivered late started before what the tails asked for, and
+# never showed. One more index entry per call, appended at the index's end.
+_V16 = arrival_column(
+    "INTEGER",
+    "UPDATE calls SET arrival = (SELECT a.n FROM litelens_arrivals a "
+    "WHERE a.project_id = calls.project_id AND a.call_id = calls.call_id)",
+)
+
+
 # Page cache per connection, in KiB. The writer's holds the index pages every batch rewrites (the calls'
 # random-order keys, rollups, sessions), so ingest reads less of the file. A reader's cache is emptied
 # whenever another connection committed since its last read (WAL mode), which under ingest is before
@@ -366,7 +378,7 @@ def sqlite_path(url: str) -> str:
 class SQLiteStore(SQLStore):
     """`Store` on a SQLite file (or a private in-memory database, for tests)."""
 
-    MIGRATIONS = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9, _V10, _V11, _V12, _V13, _V14, _V15)
+    MIGRATIONS = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9, _V10, _V11, _V12, _V13, _V14, _V15, _V16)
 
     def __init__(self, path: str, *, synchronous: str = "FULL", readers: int = 4) -> None:
         self.path = path

@@ -62,6 +62,7 @@ from litelens.server.store.rows import (
     ROW_TOTAL,
     ROW_USER_ID,
     SPAN_COLUMNS,
+    STORED_CALL_COLUMNS,
     call_row,
     span_rows,
 )
@@ -338,6 +339,27 @@ _SESSION_USERS_CLEAR = "DELETE FROM session_users WHERE project_id = ? AND sessi
 _SESSION_USERS_REFRESH = _SESSION_USERS_FILL.format(
     where="project_id = ? AND session_id = ?", user=SESSION_USER
 )
+
+
+def arrival_column(integer: str, update_from: str) -> list[str]:
+    """The statements that give every stored call an arrival (`BatchWriter._next_arrival`), indexed for
+    the live tails' "arrived after" (`CallFilter.arrived_after`), and start the counter after them.
+
+    Calls stored before have none to recover: they are numbered in start order (then call id), all of
+    them before any call stored from now on, which is what a tail that starts now needs. `update_from`
+    is the dialect's UPDATE of `calls` from the numbered rows in `litelens_arrivals`.
+    """
+    return [
+        f"ALTER TABLE calls ADD COLUMN arrival {integer}",
+        "CREATE TEMP TABLE litelens_arrivals AS SELECT project_id, call_id, "
+        "ROW_NUMBER() OVER (ORDER BY start_time, call_id) AS n FROM calls",
+        "CREATE INDEX litelens_arrivals_key ON litelens_arrivals (project_id, call_id)",
+        update_from,
+        "DROP TABLE litelens_arrivals",
+        f"CREATE TABLE arrivals (last {integer} NOT NULL)",
+        "INSERT INTO arrivals (last) SELECT COALESCE(MAX(arrival), 0) FROM calls",
+        "CREATE INDEX calls_arrival ON calls (project_id, arrival, call_id)",
+    ]
 
 
 def session_users_table(integer: str, real: str, without_rowid: str) -> list[str]:
@@ -753,10 +775,18 @@ class BatchWriter:
                 pid: sum_changes([deltas, fix[pid]]) if pid in fix else deltas
                 for pid, deltas in plan.rollups.items()
             }
-        if rows:
-            self._insert_calls(cur, rows)
-        if merged_rows:
-            self._upsert_calls(cur, merged_rows)
+        if rows or merged_rows:
+            # One arrival for every call this transaction stores or changes, so a live tail that asks
+            # for the calls arrived after the last it saw finds them whatever their start time says (a
+            # slow client clock, a long stream, a spool delivered an hour late). A merged call gets it
+            # too: it changed, and a tail may show the change (the dashboard's updates the row in place;
+            # `litelens tail` prints a call once, when it first arrives). An unchanged retry, skipped
+            # above, keeps its arrival and shows nowhere again.
+            arrival = self._next_arrival(cur)
+            if rows:
+                self._insert_calls(cur, [(*row, arrival) for row in rows])
+            if merged_rows:
+                self._upsert_calls(cur, [(*row, arrival) for row in merged_rows])
         if replaced:
             cur.executemany(self._q("DELETE FROM call_tags WHERE project_id = ? AND call_id = ?"), replaced)
         if tag_rows:
@@ -981,17 +1011,37 @@ class BatchWriter:
         cur.execute("DELETE FROM temp.litelens_rollup_keys")
         return found
 
+    def _next_arrival(self, cur: Any) -> int:
+        """The arrival of the calls the current write transaction stores or changes.
+
+        A counter of its own rather than the greatest arrival stored plus one: retention may delete the
+        call holding that (one that started before the cutoff, delivered late), and its number given
+        again would be one a live tail has already passed.
+
+        Arrivals are taken in commit order, which a tail relies on: it asks for the calls arrived
+        after the greatest it has read, so one committed later with a smaller arrival would be missed.
+        SQLite has one writer at a time (BEGIN IMMEDIATE, across processes). On PostgreSQL every write
+        transaction first takes the advisory write lock (`PostgresStore._write`), and the counter's row
+        lock too; both are released only once the commit is visible to new snapshots. So a transaction
+        takes its arrival after every transaction with a smaller one is visible, and a reader that sees
+        an arrival sees every smaller one.
+        """
+        cur.execute("UPDATE arrivals SET last = last + 1")
+        cur.execute("SELECT last FROM arrivals")
+        return int(cur.fetchone()[0])
+
     def _insert_calls(self, cur: Any, rows: list[tuple[Any, ...]]) -> None:
-        """Insert `calls` rows the writer found absent under its lock (a backend may bulk-load them)."""
-        marks = "(" + ", ".join(["?"] * (len(CALL_COLUMNS) - 1) + [self._json_param()]) + ")"
-        self._insert_values(cur, f"INSERT INTO calls ({', '.join(CALL_COLUMNS)})", marks, rows)
+        """Insert `calls` rows (`STORED_CALL_COLUMNS`) the writer found absent under its lock (a backend
+        may bulk-load them)."""
+        marks = "(" + ", ".join(["?"] * (len(CALL_COLUMNS) - 1) + [self._json_param(), "?"]) + ")"
+        self._insert_values(cur, f"INSERT INTO calls ({', '.join(STORED_CALL_COLUMNS)})", marks, rows)
 
     def _upsert_calls(self, cur: Any, rows: list[tuple[Any, ...]]) -> None:
-        marks = "(" + ", ".join(["?"] * (len(CALL_COLUMNS) - 1) + [self._json_param()]) + ")"
-        updates = ", ".join(f"{name} = excluded.{name}" for name in CALL_COLUMNS[2:])
+        marks = "(" + ", ".join(["?"] * (len(CALL_COLUMNS) - 1) + [self._json_param(), "?"]) + ")"
+        updates = ", ".join(f"{name} = excluded.{name}" for name in STORED_CALL_COLUMNS[2:])
         self._insert_values(
             cur,
-            f"INSERT INTO calls ({', '.join(CALL_COLUMNS)})",
+            f"INSERT INTO calls ({', '.join(STORED_CALL_COLUMNS)})",
             marks,
             rows,
             f"ON CONFLICT (project_id, call_id) DO UPDATE SET {updates}",

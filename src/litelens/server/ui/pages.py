@@ -47,9 +47,11 @@ router = APIRouter(include_in_schema=False)
 UIProject = Annotated[int, Depends(page_project)]
 
 PAGE_SIZE = 50
-# A call is stored when it ends, so one that started before the newest row the live tail shows arrives
-# after it: the tail looks this far back (LiteLLM's default request timeout) and places late calls by
-# their start; without it a long stream that ended after a short call never appeared.
+# The live tail asks for the calls stored since its last poll (their arrival, `Store.latest_arrival`),
+# not for those started since: a call is stored when it ends or when a spool delivers it, and its start
+# is the client's clock, so asked by start a long stream, a late spool or a slow clock never showed.
+# A page served before that asks by start (`_tail_by_start`), looking back this far (LiteLLM's default
+# request timeout) from the newest start it shows.
 TAIL_LOOKBACK_S = 600.0
 TAIL_ROWS = 200
 # When more calls arrive between two polls than a poll brings (TAIL_ROWS), the tail says how many it
@@ -255,6 +257,9 @@ async def calls(request: Request, project: UIProject) -> Response:
     store = request.app.state.store
     filters = query.to_filter(view, time.time())
     stale = False
+    # Where the tail's first poll starts, read before the rows: a call stored in between is in both,
+    # and its row is updated in place rather than missed.
+    arrival = await store_call(store.latest_arrival, project) if view.tail else 0
     try:
         rows, next_cursor = await store_call(
             store.list_calls,
@@ -284,18 +289,71 @@ async def calls(request: Request, project: UIProject) -> Response:
         ranges=RANGES,
         statuses=query.STATUSES,
         sortable=SORTABLE,
+        arrival=arrival,
     )
 
 
 @router.get("/partials/calls")
-async def calls_tail(request: Request, project: UIProject, after: float = 0.0) -> Response:
-    """The newest rows of the calls view for its live tail (app.js adds new ones, updates shown ones)."""
-    refused = query.refused(request.query_params, ("after",))
+async def calls_tail(
+    request: Request, project: UIProject, after: float = 0.0, arrived_after: str = ""
+) -> Response:
+    """The calls of the view stored after `arrived_after` (the position the page or the last poll gave),
+    newest start first, for its live tail (app.js adds new ones, updates shown ones); the position to ask
+    from next comes in the `X-Litelens-Arrival` header."""
+    refused = query.refused(request.query_params, ("after", "arrived_after"))
     if not math.isfinite(after):
         refused["after"] = "after must be a finite number of epoch seconds"
+    position = int(arrived_after) if arrived_after.isascii() and arrived_after.isdigit() else None
+    if arrived_after and (position is None or position > 2**62):
+        refused["arrived_after"] = (
+            "arrived_after must be a whole number: the arrival the page or its last poll gave"
+        )
     if refused:
         return PlainTextResponse("; ".join(refused.values()), status_code=400, headers=SECURITY_HEADERS)
     view = query.parse(request.query_params)
+    if position is None:
+        return await _tail_by_start(request, project, view, after)
+    filters = query.to_filter(view, time.time())
+    store = request.app.state.store
+
+    def read() -> tuple[int, list[dict[str, Any]], int, str]:
+        # The position first: every call stored through it is committed (`BatchWriter._next_arrival`),
+        # so the next poll asks after it and misses none stored meanwhile.
+        through = store.latest_arrival(project)
+        if position >= through:
+            return through, [], 0, ""
+        new = dataclasses.replace(filters, arrived_after=position, arrived_through=through)
+        # The newest by start of those, as the table orders its rows.
+        rows, _ = store.list_calls(project, new, TAIL_ROWS, None, "start_time", True)
+        if len(rows) < TAIL_ROWS:
+            return through, rows, 0, ""
+        # More arrived than a poll brings: the ones it cannot bring, which started before the oldest row
+        # brought, are counted and linked by the start times they span, not paged in (a burst's worth
+        # of rows every 2 s per open tail, for a table that keeps 500).
+        counted = store.count_calls(project, new, TAIL_GAP_COUNT + TAIL_ROWS)
+        first, _ = store.list_calls(project, new, 1, None, "start_time", False)
+        oldest = float(rows[-1]["start_time"])
+        since = float(first[0]["start_time"]) if first else oldest
+        gap = view.query(tail=False, since=_second(since), until=_second(oldest, up=True))
+        return through, rows, counted, gap
+
+    through, rows, counted, gap = await store_call(read)
+    answer = fragment(
+        "rows.html",
+        rows=rows,
+        view=view.query(tail=True),
+        missed=max(0, counted - len(rows)),
+        missed_more=counted >= TAIL_GAP_COUNT + TAIL_ROWS,
+        gap_start=float(rows[-1]["start_time"]) if rows else 0.0,
+        gap=gap,
+    )
+    answer.headers["X-Litelens-Arrival"] = str(through)
+    return answer
+
+
+async def _tail_by_start(request: Request, project: int, view: query.CallsView, after: float) -> Response:
+    """The tail as pages served before arrivals poll it, by start (`after`: the newest start shown):
+    a tab opened before the server was upgraded runs that script until it is reloaded."""
     now = time.time()
     filters = query.to_filter(view, now)
     # Back from no later than now: `after` is the newest start shown, and a call stamped ahead of the

@@ -64,12 +64,14 @@ function startTail() {
   const table = document.querySelector("table[data-tail]");
   if (!table) return;
   const body = table.tBodies[0];
-  const newest = () => Math.max(0, ...Array.from(body.rows, (r) => Number(r.dataset.start) || 0));
   async function poll() {
     try {
-      const url = table.dataset.tail + "&after=" + encodeURIComponent(newest());
+      // The calls stored since the page or the last poll (their arrival), whatever their start: a
+      // long stream, a spool delivered late, a client whose clock runs slow.
+      const url = table.dataset.tail + "&arrived_after=" + encodeURIComponent(table.dataset.arrival || "0");
       const answer = await fetch(url, { credentials: "same-origin" });
       if (answer.ok) {
+        const arrival = answer.headers.get("X-Litelens-Arrival");
         const holder = document.createElement("tbody");
         holder.innerHTML = await answer.text(); // server-rendered, escaped rows from our own server
         const calls = Array.from(body.rows).filter((r) => r.dataset.callId);
@@ -91,6 +93,8 @@ function startTail() {
           r.classList.add("fresh");
           body.insertBefore(r, later || null);
         });
+        // Moved on once the rows are in: a poll that failed before asks for the same calls again.
+        if (arrival) table.dataset.arrival = arrival;
         while (body.rows.length > 500) body.deleteRow(-1);
         const none = document.querySelector("[data-testid=no-calls]");
         if (none && body.rows.length) none.remove();
