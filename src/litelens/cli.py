@@ -45,7 +45,14 @@ def _run(argv: list[str] | None) -> int:
     serve.add_argument(
         "--retention", default=None, help="delete calls older than this, e.g. 30d (env LITELENS_RETENTION)"
     )
-    serve.add_argument("--log-level", default="info")
+    # uvicorn's names, checked here: one it does not know was a KeyError traceback after "serving on".
+    serve.add_argument(
+        "--log-level",
+        default="info",
+        type=str.lower,
+        choices=["critical", "error", "warning", "info", "debug", "trace"],
+        help="default info",
+    )
     serve.add_argument(
         "--ssl-certfile", default=None, help="serve HTTPS with this PEM certificate (chain) instead of HTTP"
     )
