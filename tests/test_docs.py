@@ -233,6 +233,75 @@ def test_configuration_reference_names_every_setting() -> None:
     assert not missing, f"docs/configuration.md does not mention: {missing}"
 
 
+def _command_options() -> list[tuple[str, str, Any]]:
+    """(command, option, default) of every `litelens` command's options, `fake-provider`'s and
+    `receiver`'s own parsers included, as argparse has them."""
+    import argparse
+
+    from litelens import cli
+    from litelens.testing import fake_provider, receiver
+
+    found: list[tuple[str, str, Any]] = []
+    original = argparse.ArgumentParser.parse_known_args
+
+    def capture(self: argparse.ArgumentParser, *args: Any, **kwargs: Any) -> Any:
+        parsers = [(self.prog.removeprefix("litelens").strip(), self)]
+        for action in self._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                parsers = list(action.choices.items())
+        for command, parser in parsers:
+            found.extend(
+                (command, option, action.default)
+                for action in parser._actions
+                for option in action.option_strings
+                if option.startswith("--") and option != "--help"
+            )
+        raise SystemExit(0)
+
+    argparse.ArgumentParser.parse_known_args = capture  # type: ignore[method-assign]
+    try:
+        for run in (cli.main, fake_provider.run_cli, receiver.run_cli):
+            with pytest.raises(SystemExit):
+                run(["--help"])
+    finally:
+        argparse.ArgumentParser.parse_known_args = original  # type: ignore[method-assign]
+    return found
+
+
+def test_the_command_line_tables_give_each_options_default() -> None:
+    """Where docs/configuration.md describes an option, it says the default the parser has: in the
+    server's table its `default` column, in the command-line table the words after the option (`--calls
+    200`, `--output FILE (default stdout)`). `fake-provider` and `receiver` left their `--host` default
+    out."""
+    import re
+
+    page = (ROOT / "docs" / "configuration.md").read_text()
+    tables = _tables(page)
+    (serve_rows,) = [rows for header, rows in tables if header[:3] == ["option", "variable", "default"]]
+    (command_rows,) = [rows for header, rows in tables if header[:2] == ["command", "options"]]
+    serve = {re.findall(r"`(--[\w-]+)`", row[0])[0]: row[2] for row in serve_rows if row[0]}
+    options = {" ".join(re.findall(r"`litelens ([\w-]+)", row[0])): row[1] for row in command_rows}
+    problems = []
+    options_seen = _command_options()
+    assert {command for command, _, _ in options_seen} >= {"serve", "export", "tail", "fake-provider"}
+    for command, option, default in options_seen:
+        if default is None or default is False or default == [] or default == "==SUPPRESS==":
+            continue  # nothing to say: the option is off or unset unless given
+        if isinstance(default, float) and default.is_integer():
+            default = int(default)
+        shown = {"-": "stdout", 0: "a free one"}.get(default, str(default))
+        if command == "serve":
+            said = serve.get(option, "")
+        else:
+            cell = options.get(command, "")
+            at = cell.find(f"`{option}")
+            following = re.search(r"[,;] `-", cell[at + 1 :]) if at >= 0 else None
+            said = "" if at < 0 else cell[at : at + 1 + following.start() if following else None]
+        if not re.search(rf"(?<![\w.]){re.escape(shown)}(?![\w.])", said):
+            problems.append(f"litelens {command} {option}: default {default!r}, documented as {said!r}")
+    assert not problems, "\n".join(problems)
+
+
 def test_the_core_page_names_every_counter_stats_returns() -> None:
     """docs/core.md lists `stats()`'s counters; three the transport added were missing from it."""
     import re

@@ -1165,6 +1165,28 @@ def test_serve_that_cannot_start_says_why_and_what_to_do_in_one_line(sqlite_url:
         probe.bind(("127.0.0.1", int(port)))
 
 
+def test_serve_and_keys_name_a_misspelt_variable(sqlite_url: str, tmp_path: Path) -> None:
+    """docs/configuration.md: any other LITELENS_* variable is ignored with a warning naming the closest
+    known one. The core callback said so, but `serve` kept everything for LITELENS_RETENTON=30d, and
+    `keys create` put the key in the default database for LITELENS_DBB=..., without a word."""
+    done = cli("serve", "--port", "99999", "--db", sqlite_url, env={"LITELENS_RETENTON": "30d"}, timeout=20)
+    assert done.returncode == 2 and "out of range" in done.stderr, done  # stopped before it started
+    assert "unknown variable LITELENS_RETENTON; did you mean LITELENS_RETENTION?" in done.stderr, done
+    env = {"HOME": str(tmp_path), "XDG_DATA_HOME": str(tmp_path / "data"), "LITELENS_DBB": sqlite_url}
+    done = cli("keys", "list", env=env)
+    assert done.returncode == 0, done
+    assert "unknown variable LITELENS_DBB; did you mean LITELENS_DB?" in done.stderr, done.stderr
+
+
+def test_serve_refuses_a_log_level_it_does_not_know_before_it_starts(sqlite_url: str) -> None:
+    """docs/configuration.md names the levels; any other was taken, the store opened, "serving on"
+    printed, and then uvicorn failed on it with a KeyError traceback."""
+    done = cli("serve", "--port", str(free_port()), "--db", sqlite_url, "--log-level", "verbose", timeout=30)
+    assert done.returncode == 2, done
+    assert "serving on" not in done.stdout and "Traceback" not in done.stderr, done
+    assert "--log-level: invalid choice: 'verbose'" in done.stderr and "debug" in done.stderr, done.stderr
+
+
 def _serve_until_listening(db_url: str) -> str:
     """`litelens serve` at its default log level, stopped once it listens; what it said on stderr."""
     proc = subprocess.Popen(

@@ -38,19 +38,30 @@ def _run(argv: list[str] | None) -> int:
     )
 
     serve = sub.add_parser("serve", help="run the collector: ingest, storage, query API")
-    serve.add_argument("--host", default=None, help="address to bind (default 127.0.0.1)")
-    serve.add_argument("--port", type=int, default=None, help="port (default 4318, the OTLP/HTTP port)")
+    serve.add_argument("--host", default=None, help="address to bind (default 127.0.0.1; env LITELENS_HOST)")
+    serve.add_argument(
+        "--port", type=int, default=None, help="port (default 4318, the OTLP/HTTP port; env LITELENS_PORT)"
+    )
     serve.add_argument("--db", default=None, help="sqlite:///path.db or postgresql://... (env LITELENS_DB)")
     serve.add_argument("--no-auth", action="store_true", help="accept requests without a key (loopback only)")
     serve.add_argument(
-        "--retention", default=None, help="delete calls older than this, e.g. 30d (env LITELENS_RETENTION)"
+        "--retention",
+        default=None,
+        help="delete calls and spans older than this, e.g. 30d (env LITELENS_RETENTION)",
+    )
+    # uvicorn's names, checked here: one it does not know was a KeyError traceback after "serving on".
+    serve.add_argument(
+        "--log-level",
+        default="info",
+        type=str.lower,
+        choices=["critical", "error", "warning", "info", "debug", "trace"],
+        help="default info",
     )
     serve.add_argument(
         "--db-wait",
         default=None,
         help="at start, wait this long (e.g. 60s) for a database that is not answering yet (env LITELENS_DB_WAIT)",
     )
-    serve.add_argument("--log-level", default="info")
     serve.add_argument(
         "--ssl-certfile", default=None, help="serve HTTPS with this PEM certificate (chain) instead of HTTP"
     )
@@ -69,7 +80,7 @@ def _run(argv: list[str] | None) -> int:
     export = sub.add_parser("export", help="download calls from a server as JSON lines or CSV")
     export.add_argument("--endpoint", default=None, help="server URL (env LITELENS_ENDPOINT)")
     export.add_argument("--api-key", default=None, help="project key (env LITELENS_API_KEY)")
-    export.add_argument("--format", choices=["jsonl", "csv"], default="jsonl")
+    export.add_argument("--format", choices=["jsonl", "csv"], default="jsonl", help="default jsonl")
     export.add_argument("--since", default="24h", help="how far back, e.g. 1h, 7d (default 24h)")
     export.add_argument(
         "--filter", action="append", default=[], help="query filter name=value, e.g. model=gpt-4o"
@@ -104,7 +115,12 @@ def _run(argv: list[str] | None) -> int:
         default=60.0,
         help="with --server: how far back, e.g. 90, 5m, 2h (default 60 s)",
     )
-    tail.add_argument("--interval", type=_seconds, default=None, help="seconds between polls")
+    tail.add_argument(
+        "--interval",
+        type=_seconds,
+        default=None,
+        help="seconds between polls (default 0.2 with --jsonl, 1 with --server)",
+    )
     tail.add_argument("--color", choices=["auto", "always", "never"], default="auto")
 
     args, rest = parser.parse_known_args(argv)

@@ -189,9 +189,11 @@ def _check_numbers(settings: Settings) -> None:
             raise ValueError(f"litelens: {name}={value!r} must be a number {bound}")
 
 
-def _warn_unknown(env: Mapping[str, str]) -> None:
+def warn_unknown_variables(env: Mapping[str, str] | None = None) -> None:
     """Say once which LITELENS_* variable is not one of ours: LITELENS_SAMPLERATE=0.1 would otherwise
-    leave sampling (or LITELENS_REDCT=all, redaction) off without a word."""
+    leave sampling (or LITELENS_REDCT=all, redaction; LITELENS_RETENTON=30d, retention) off without a
+    word. Every command that reads the environment calls it, the collector's included."""
+    env = os.environ if env is None else env
     known = _ENV_SETTINGS.keys() | _OTHER_VARIABLES
     for name in env:
         if (
@@ -249,7 +251,7 @@ class Settings:
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         """Settings from `overrides`, then `env` (default `os.environ`), then defaults."""
         env = os.environ if env is None else env
-        _warn_unknown(env)
+        warn_unknown_variables(env)
         values: dict[str, Any] = {}
         for variable, (name, parse) in _ENV_SETTINGS.items():
             # Empty is unset (`VAR=${UNSET_VAR}` in compose files and CI), so it never turns a default-on

@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from types import FrameType
 from typing import IO, TYPE_CHECKING, Any
 
-from litelens.config import Settings
+from litelens.config import Settings, warn_unknown_variables
 from litelens.credentials import endpoint_secrets, scrub_text, shown_url
 from litelens.httpconn import Connection, Proxy, describe_connect_error, proxy_from_environment, tls_context
 from litelens.transport import request_target, server_base, server_url
@@ -399,6 +399,7 @@ def keys(args: argparse.Namespace) -> int:
     from litelens.server.auth import create_key
     from litelens.server.config import default_db_url
 
+    warn_unknown_variables()  # a misspelt LITELENS_DB would make the key in the default database
     # Only the database matters here: a bad LITELENS_RETENTION or LITELENS_PORT is serve's to refuse.
     store = _open_migrated(args.db or os.environ.get("LITELENS_DB") or default_db_url())
     if store is None:

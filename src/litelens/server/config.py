@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from litelens.config import parse_duration
+from litelens.config import parse_duration, warn_unknown_variables
 
 __all__ = ["GC_THRESHOLDS", "ServerSettings", "default_db_url", "is_loopback", "parse_duration"]
 
@@ -67,6 +67,7 @@ class ServerSettings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> ServerSettings:
         env = os.environ if env is None else env
+        warn_unknown_variables(env)
         values: dict[str, object] = {"db_url": env.get("LITELENS_DB") or default_db_url()}
         if env.get("LITELENS_HOST"):
             values["host"] = env["LITELENS_HOST"]
