@@ -1204,6 +1204,36 @@ def _serve_until_listening(db_url: str) -> str:
     return stderr
 
 
+def test_serve_on_port_0_says_the_port_it_listens_on(sqlite_url: str) -> None:
+    """`--port 0` lets the OS choose a free port (scripts and tests start servers so): serve printed
+    "serving on http://127.0.0.1:0", a URL nothing can reach, and the chosen port was said nowhere."""
+    proc = subprocess.Popen(
+        [*CLI, "serve", "--port", "0", "--db", sqlite_url, "--no-auth"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        found = re.search(r"serving on http://127\.0\.0\.1:(\d+) ", line)
+        assert found and found.group(1) != "0", line
+        # The line comes just before uvicorn listens: give it a moment.
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{found.group(1)}/health", timeout=5) as answer:
+                    assert answer.status == 200
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=30)
+
+
 def test_serve_says_each_schema_migration_step_and_nothing_when_there_is_none(sqlite_url: str) -> None:
     """Upgrading a big database can take minutes: serve printed nothing meanwhile, even with
     `--log-level info`, and looked hung."""
