@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from litelens.config import _ENV_SETTINGS, DEFAULT_ENDPOINT, Settings
+from litelens.config import _ENV_SETTINGS, DEFAULT_ENDPOINT, Limits, Settings
 
 
 def test_argument_wins_over_environment_which_wins_over_default() -> None:
@@ -55,6 +55,11 @@ def test_bad_values_say_which_variable() -> None:
         with pytest.raises(ValueError, match=f"{name}="):
             Settings.from_env({}, **{name: value})
     assert Settings.from_env({}, max_queue=0, exit_flush_s=0, spool_max_bytes=10**6).max_queue == 0
+    # The record's caps are numeric settings too: a negative one cut strings from their end.
+    for name, value in (("max_string_chars", -5), ("max_content_bytes", -1), ("max_tags", 2.5)):
+        with pytest.raises(ValueError, match=f"limits.{name}="):
+            Settings.from_env({}, limits=Limits(**{name: value}))
+    assert Settings.from_env({}, limits=Limits(max_string_chars=0)).limits.max_string_chars == 0
 
 
 @pytest.mark.parametrize("empty", ["", "  "])

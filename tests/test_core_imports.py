@@ -102,6 +102,16 @@ def test_pip_install_adds_no_package(tmp_path: Path) -> None:
     assert names == ["litelens"]
 
 
+def test_every_package_data_pattern_names_files_that_ship() -> None:
+    """pyproject.toml declared `schema/*.json`, a folder the package never had: a reader looked in the
+    installed package for the record's JSON Schema, which lives in docs/record-schema.json."""
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    patterns = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
+    package = ROOT / "src" / "litelens"
+    for pattern in patterns["litelens"]:
+        assert list(package.glob(pattern)), f"package data {pattern!r} matches no file under src/litelens"
+
+
 def test_core_imports_only_stdlib_and_litellm_tree() -> None:
     check_imports(sys.executable)
 

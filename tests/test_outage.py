@@ -192,6 +192,28 @@ def test_an_export_asked_for_while_postgresql_is_down_is_a_503_not_a_download_cu
     assert server.client().get("/api/export").body.count(b"\n") == 1
 
 
+def test_retention_while_postgresql_is_down_says_so_in_one_line_per_pass(
+    server_factory: Callable[..., ServerProcess], cluster: Any, database: str
+) -> None:
+    """Each retention pass that found the database down logged a full traceback (psycopg's and the
+    pool's), the same every pass for as long as the outage lasted, burying the one line that mattered."""
+    server = server_factory(database, args=("--retention", "1d"), env={"LITELENS_RETENTION_EVERY": "1s"})
+    assert server.client().post_json("/v1/events", {"records": [make_record("kept")]}).status == 200
+    cluster.pause()
+    try:
+        deadline = time.monotonic() + 30
+        while server.log().count("retention pass skipped") < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        said = server.log()
+    finally:
+        cluster.resume()
+    assert said.count("retention pass skipped") >= 2, said[-3000:]
+    assert "storage unavailable" in said and "Traceback" not in said, said[-3000:]
+    # Back once the database is: the next pass runs, the server answers as before.
+    assert server.client().post_json("/v1/events", {"records": [make_record("after")]}).status == 200
+    assert _stored(database) == (2, 2)
+
+
 def test_serve_started_before_postgresql_waits_for_it_when_told_to(
     cluster: Any, database: str, tmp_path: Path
 ) -> None:

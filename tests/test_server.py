@@ -1114,6 +1114,23 @@ def test_serve_refuses_a_port_or_retention_it_cannot_honour(sqlite_url: str) -> 
     assert done.returncode == 0 and done.stdout.startswith("ll_"), done
 
 
+def test_serve_refuses_a_size_or_count_limit_of_0_or_less(sqlite_url: str) -> None:
+    """LITELENS_MAX_BODY_BYTES=0 (or -1, or any of the other limits at 0) was taken: the server started,
+    answered /health, and refused every batch with a 413 (or 429)."""
+    for name in (
+        "LITELENS_MAX_BODY_BYTES",
+        "LITELENS_MAX_RECORDS_PER_BATCH",
+        "LITELENS_MAX_RECORD_BYTES",
+        "LITELENS_MAX_SPANS_PER_REQUEST",
+        "LITELENS_MAX_QUEUED_RECORDS",
+    ):
+        for value in ("0", "-1"):
+            done = cli("serve", "--port", str(free_port()), "--db", sqlite_url, env={name: value}, timeout=20)
+            _one_clear_line(done, f"{name} must be a whole number above 0, got {value}")
+    with pytest.raises(ValueError, match="LITELENS_MAX_BODY_BYTES must be a whole number above 0"):
+        ServerSettings.from_env({}, max_body_bytes=-1)
+
+
 def test_serve_on_a_port_already_taken_says_so_and_what_to_do(sqlite_url: str) -> None:
     """4318 is also an OpenTelemetry Collector's (and a second `litelens serve`'s) port: serve printed
     "litelens serving on http://127.0.0.1:4318", then uvicorn's bare bind error, and exited."""
@@ -1202,6 +1219,36 @@ def _serve_until_listening(db_url: str) -> str:
         proc.send_signal(signal.SIGTERM)
         _, stderr = proc.communicate(timeout=30)
     return stderr
+
+
+def test_serve_on_port_0_says_the_port_it_listens_on(sqlite_url: str) -> None:
+    """`--port 0` lets the OS choose a free port (scripts and tests start servers so): serve printed
+    "serving on http://127.0.0.1:0", a URL nothing can reach, and the chosen port was said nowhere."""
+    proc = subprocess.Popen(
+        [*CLI, "serve", "--port", "0", "--db", sqlite_url, "--no-auth"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        found = re.search(r"serving on http://127\.0\.0\.1:(\d+) ", line)
+        assert found and found.group(1) != "0", line
+        # The line comes just before uvicorn listens: give it a moment.
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{found.group(1)}/health", timeout=5) as answer:
+                    assert answer.status == 200
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=30)
 
 
 def test_serve_says_each_schema_migration_step_and_nothing_when_there_is_none(sqlite_url: str) -> None:

@@ -187,6 +187,13 @@ def _check_numbers(settings: Settings) -> None:
         ):
             bound = f"{least} or more" if allowed else f"above {least}"
             raise ValueError(f"litelens: {name}={value!r} must be a number {bound}")
+    limits = settings.limits
+    for limit in fields(Limits):
+        value = getattr(limits, limit.name)
+        # A negative cap slices from the end: `max_string_chars=-5` kept all but 5 characters of every
+        # string and marked it truncated.
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(f"litelens: limits.{limit.name}={value!r} must be a whole number 0 or more")
 
 
 def warn_unknown_variables(env: Mapping[str, str] | None = None) -> None:

@@ -89,8 +89,10 @@ def serve(args: argparse.Namespace) -> int:
     app = create_app(settings, store)
     auth = "no auth (loopback only)" if settings.no_auth else "API keys required"
     scheme = "https" if certfile else "http"
+    # With --port 0 the OS chose the port: the line must say which, or nobody can reach the server.
+    port = sockets[0].getsockname()[1]
     print(
-        f"litelens serving on {scheme}://{settings.host}:{settings.port} ({auth}); storage {_safe_url(settings.db_url)}",
+        f"litelens serving on {scheme}://{settings.host}:{port} ({auth}); storage {_safe_url(settings.db_url)}",
         flush=True,
     )
     # uvicorn stops accepting on SIGTERM/SIGINT, lets in-flight requests (and their commits) finish,
@@ -99,7 +101,7 @@ def serve(args: argparse.Namespace) -> int:
         uvicorn.Config(
             app,
             host=settings.host,
-            port=settings.port,
+            port=port,
             log_level=args.log_level,
             access_log=False,
             timeout_graceful_shutdown=30,
@@ -119,7 +121,7 @@ def serve(args: argparse.Namespace) -> int:
         store.close()
         _close_all(sockets)
     if not server.started:
-        print(f"litelens serve: could not start on {settings.host}:{settings.port}", file=sys.stderr)
+        print(f"litelens serve: could not start on {settings.host}:{port}", file=sys.stderr)
         return 3
     return 130 if signal.SIGINT in server.signals else 0
 
@@ -156,6 +158,10 @@ def _bind(host: str, port: int) -> list[socket.socket] | str:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             if family == socket.AF_INET6 and hasattr(socket, "IPPROTO_IPV6"):
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            if port == 0 and sockets[0] is not sock:
+                # Port 0 lets the OS choose: one port for every address of the host (`localhost` is
+                # ::1 and 127.0.0.1), not one each, so the port said on start reaches them all.
+                address = (address[0], sockets[0].getsockname()[1], *address[2:])
             sock.bind(address)
         except OSError as exc:
             _close_all(sockets)

@@ -28,7 +28,7 @@ from litelens.server.api import router as api_router
 from litelens.server.auth import KeyCache
 from litelens.server.config import ServerSettings, is_loopback
 from litelens.server.deps import Project, Unavailable, store_call
-from litelens.server.store.base import Store, open_store
+from litelens.server.store.base import Store, StoreUnavailable, open_store
 from litelens.server.writer import GroupCommit
 
 log = logging.getLogger("litelens.server")
@@ -64,6 +64,10 @@ def _retention_loop(app: FastAPI, stop: threading.Event) -> None:
             deleted = store.delete_older_than(time.time() - float(settings.retention_s or 0))
             if deleted:
                 log.info("retention: deleted %d calls older than %ss", deleted, settings.retention_s)
+        except StoreUnavailable as exc:
+            # The database is away, no fault of this pass: its traceback, the same each pass for as long
+            # as the outage lasts, would bury the one line that says so.
+            log.warning("retention pass skipped, storage unavailable (%s); will try again", exc)
         except Exception:
             log.exception("retention pass failed; will try again")
 

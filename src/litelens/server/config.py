@@ -34,6 +34,15 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+_LIMIT_VARIABLES = (
+    ("LITELENS_MAX_BODY_BYTES", "max_body_bytes"),
+    ("LITELENS_MAX_RECORDS_PER_BATCH", "max_records_per_batch"),
+    ("LITELENS_MAX_RECORD_BYTES", "max_record_bytes"),
+    ("LITELENS_MAX_SPANS_PER_REQUEST", "max_spans_per_request"),
+    ("LITELENS_MAX_QUEUED_RECORDS", "max_queued_records"),
+)
+
+
 @dataclass(frozen=True)
 class ServerSettings:
     host: str = "127.0.0.1"
@@ -80,13 +89,7 @@ class ServerSettings:
                 ) from None
         if env.get("LITELENS_KEY_CACHE_TTL"):
             values["key_cache_ttl_s"] = parse_duration(env["LITELENS_KEY_CACHE_TTL"])
-        for name, field_name in (
-            ("LITELENS_MAX_BODY_BYTES", "max_body_bytes"),
-            ("LITELENS_MAX_RECORDS_PER_BATCH", "max_records_per_batch"),
-            ("LITELENS_MAX_RECORD_BYTES", "max_record_bytes"),
-            ("LITELENS_MAX_SPANS_PER_REQUEST", "max_spans_per_request"),
-            ("LITELENS_MAX_QUEUED_RECORDS", "max_queued_records"),
-        ):
+        for name, field_name in _LIMIT_VARIABLES:
             if env.get(name):
                 try:
                     values[field_name] = int(env[name])
@@ -116,6 +119,11 @@ class ServerSettings:
             raise ValueError("litelens: LITELENS_RETENTION_EVERY must be longer than 0")
         if self.keep_alive_s <= 0:
             raise ValueError("litelens: LITELENS_KEEP_ALIVE must be longer than 0")
+        for name, field_name in _LIMIT_VARIABLES:
+            # 0 or less was taken: every request then answered 413 (or 429) while the server looked healthy.
+            value = getattr(self, field_name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"litelens: {name} must be a whole number above 0, got {value!r}")
         if self.no_auth and not is_loopback(self.host):
             raise ValueError(
                 f"litelens: --no-auth is only allowed on a loopback address, not {self.host!r}; "
