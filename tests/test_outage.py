@@ -137,6 +137,12 @@ def test_postgresql_restarted_under_steady_ingest_loses_and_duplicates_nothing(
         assert refused.status == 503, refused
         assert refused.headers.get("retry-after") == "1", refused.headers
         assert "storage unavailable" in refused.json()["error"], refused
+        # Anyone may knock, key or not: the driver's words (the database's address) stay in the log.
+        stranger = client.request(
+            "GET", "/api/calls", headers={"Authorization": "Bearer ll_not-a-key"}, key=None
+        )
+        assert stranger.status == 503 and f":{cluster.port}" not in stranger.body.decode(), stranger
+        assert f"port {cluster.port}" not in stranger.body.decode(), stranger
         read = client.get("/api/calls")
         assert read.status == 503 and "storage unavailable" in read.json()["error"], read
         page = _page(server, "/")

@@ -61,7 +61,9 @@ async def lookup_key(keys: KeyCache, key: str) -> int | None:
         return await run_in_threadpool(keys.project_for, key)
     except StoreUnavailable as exc:
         _say_unavailable(str(exc))
-        raise Unavailable(str(exc)[:200]) from None
+        # Without the driver's words, which name the database's host and port: whoever asks here has not
+        # shown a valid key yet. The log has them.
+        raise Unavailable("the database does not answer") from None
 
 
 async def store_call(fn: Any, *args: Any) -> Any:
