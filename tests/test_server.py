@@ -1251,6 +1251,28 @@ def test_serve_on_port_0_says_the_port_it_listens_on(sqlite_url: str) -> None:
         proc.communicate(timeout=30)
 
 
+def test_serve_accepts_a_connection_the_moment_it_says_serving_on(sqlite_url: str) -> None:
+    """A script (a container's readiness check, a test) that connects once it reads "serving on" got
+    "connection refused": the line came before uvicorn listened on the sockets bound for it."""
+    proc = subprocess.Popen(
+        [*CLI, "serve", "--port", "0", "--db", sqlite_url, "--no-auth"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        found = re.search(r"serving on http://127\.0\.0\.1:(\d+) ", line)
+        assert found, line
+        # One try, at once: the connection waits in the listen queue until the server takes it.
+        with urllib.request.urlopen(f"http://127.0.0.1:{found.group(1)}/health", timeout=30) as answer:
+            assert answer.status == 200
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=30)
+
+
 def test_serve_says_each_schema_migration_step_and_nothing_when_there_is_none(sqlite_url: str) -> None:
     """Upgrading a big database can take minutes: serve printed nothing meanwhile, even with
     `--log-level info`, and looked hung."""

@@ -91,6 +91,11 @@ def serve(args: argparse.Namespace) -> int:
     scheme = "https" if certfile else "http"
     # With --port 0 the OS chose the port: the line must say which, or nobody can reach the server.
     port = sockets[0].getsockname()[1]
+    # Listening from here on (the store is open, migrated), so the line below is true when it is read: a
+    # connection made at once waits in the queue until uvicorn takes it, rather than being refused.
+    # uvicorn listens again on these sockets, with its own backlog (the same number).
+    for sock in sockets:
+        sock.listen(LISTEN_BACKLOG)
     print(
         f"litelens serving on {scheme}://{settings.host}:{port} ({auth}); storage {_safe_url(settings.db_url)}",
         flush=True,
@@ -124,6 +129,9 @@ def serve(args: argparse.Namespace) -> int:
         print(f"litelens serve: could not start on {settings.host}:{port}", file=sys.stderr)
         return 3
     return 130 if signal.SIGINT in server.signals else 0
+
+
+LISTEN_BACKLOG = 2048  # uvicorn's default
 
 
 def _bind(host: str, port: int) -> list[socket.socket] | str:
