@@ -1235,7 +1235,7 @@ def test_serve_on_port_0_says_the_port_it_listens_on(sqlite_url: str) -> None:
         line = proc.stdout.readline()
         found = re.search(r"serving on http://127\.0\.0\.1:(\d+) ", line)
         assert found and found.group(1) != "0", line
-        # The line comes just before uvicorn listens: give it a moment.
+        # Not the test of a connection made at once (the next test is): this one is about the port.
         deadline = time.monotonic() + 20
         while True:
             try:
