@@ -1232,6 +1232,43 @@ def test_a_router_requests_failed_attempt_names_its_deployment_and_its_fallback_
         assert fallback["first_attempt_id"] == first["call_id"]
 
 
+def _retrying_router(fake: FakeProvider, num_retries: int) -> Any:
+    failing = {"model": "openai/gpt-4o-mini", **kw(fake), "extra_headers": {"x-fake-error": "503"}}
+    return litellm.Router(
+        model_list=[
+            {"model_name": "main", "litellm_params": failing},
+            {"model_name": "backup", "litellm_params": {"model": "openai/gpt-4o", **kw(fake)}},
+        ],
+        fallbacks=[{"main": ["backup"]}],
+        num_retries=num_retries,
+        retry_after=0,
+    )
+
+
+@pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
+def test_a_router_requests_attempts_share_one_trace_without_a_callers_span(
+    is_async: bool, otel: Otel, fake: FakeProvider
+) -> None:
+    """Outside any application span, each attempt of one Router request (its retries, the fallback that
+    answered) was the root of a trace of its own: a backend showed three unrelated failures and an
+    unrelated success. Two requests stay two traces."""
+    router = _retrying_router(fake, num_retries=1)
+    for _ in range(2):
+        if is_async:
+            asyncio.run(router.acompletion(model="main", messages=MESSAGES))
+        else:
+            router.completion(model="main", messages=MESSAGES)
+    spans = sorted(otel.spans(), key=lambda s: s.start_time or 0)
+    assert len(spans) == 6
+    for request in (spans[:3], spans[3:]):
+        first, *later = request
+        assert first.parent is None
+        assert {s.context.trace_id for s in request} == {first.context.trace_id}
+        for span in later:
+            assert span.parent is not None and span.parent.span_id == first.context.span_id
+    assert spans[0].context.trace_id != spans[3].context.trace_id
+
+
 def test_uninstrument_restores_the_original_functions(fake: FakeProvider) -> None:
     import litellm.main
 

@@ -50,7 +50,7 @@ Wrapper = Callable[[Callable[..., Any], Any, tuple[Any, ...], dict[str, Any]], A
 _IN_CALL: ContextVar[Call | None] = ContextVar("litelens_otel_in_call", default=None)
 
 _SPAN_STARTS_LIMIT = 1024
-# Router requests remembered for their later attempts (`Engine.first_attempt_of`): the oldest half goes.
+# Router requests remembered for their later attempts (`Engine.router_request_of`): the oldest half goes.
 _ROUTER_REQUESTS_LIMIT = 20_000
 _MISSING = object()
 
@@ -85,8 +85,8 @@ class Engine:
         self.active = True
         self._errors_lock = threading.Lock()
         self._span_starts: dict[tuple[Any, ...], tuple[str, dict[str, Any]]] = {}
-        # A Router request (its trace id, the caller's span) -> its first attempt's call id.
-        self._router_requests: dict[tuple[Any, ...], str] = {}
+        # A Router request (its trace id, the caller's span) -> its first attempt's call id and span.
+        self._router_requests: dict[tuple[Any, ...], tuple[str, trace.SpanContext]] = {}
 
     # -- failure containment --------------------------------------------------------------------
 
@@ -179,11 +179,20 @@ class Engine:
                 endpoint, arguments, call_id, self.providers, self.capture_content
             )
             parent = trace.get_current_span().get_span_context()
-            first_attempt_id = self.first_attempt_of(arguments, call_id, parent)
-            if first_attempt_id:
-                record["first_attempt_id"] = first_attempt_id
+            request, is_first = self.router_request_of(arguments, parent)
+            first = self._router_requests.get(request) if request is not None and not is_first else None
+            start_in = None
+            if first is not None and first[0] != call_id:
+                record["first_attempt_id"] = first[0]
+                if not parent.is_valid:
+                    # No span of the caller's holds the request's attempts together: each retry and
+                    # fallback would root a trace of its own. They go under the first attempt instead.
+                    parent = first[1]
+                    start_in = trace.set_span_in_context(trace.NonRecordingSpan(parent))
             name, attributes = self.span_start(record)
-            span = self.tracer.start_span(name, kind=SpanKind.CLIENT, attributes=attributes)
+            span = self.tracer.start_span(name, start_in, kind=SpanKind.CLIENT, attributes=attributes)
+            if request is not None and is_first:
+                self.remember_first_attempt(request, call_id, span.get_span_context())
             if _core_layer_registered(kwargs):
                 call_kwargs = _with_span_link(call_kwargs, span, parent)
             return Call(self, record, span, call_kwargs, attributes)
@@ -191,8 +200,11 @@ class Engine:
             self.failed("starting a span")
             return None
 
-    def first_attempt_of(self, arguments: Mapping[str, Any], call_id: str, parent: Any) -> str | None:
-        """For a LiteLLM Router's retry or fallback, the call id of its request's first attempt.
+    def router_request_of(
+        self, arguments: Mapping[str, Any], parent: Any
+    ) -> tuple[tuple[Any, ...] | None, bool]:
+        """For an attempt of a LiteLLM Router request, the key its request is remembered by (else None),
+        and whether it is the request's first attempt.
 
         Each attempt is a call (and a span) of its own; what ties them is the Router's bookkeeping in
         the metadata it passes on: the request's `litellm_trace_id` on every attempt, `previous_models`
@@ -206,16 +218,16 @@ class Engine:
             or "model_group" not in metadata
             or not isinstance(trace_id, str)
         ):
-            return None
+            return None, False
         key = (trace_id, parent.span_id if parent.is_valid else None)
-        if not metadata.get("previous_models"):
-            if len(self._router_requests) >= _ROUTER_REQUESTS_LIMIT:
-                for old in list(self._router_requests)[: _ROUTER_REQUESTS_LIMIT // 2]:
-                    self._router_requests.pop(old, None)
-            self._router_requests[key] = call_id
-            return None
-        first = self._router_requests.get(key)
-        return first if first != call_id else None
+        return key, not metadata.get("previous_models")
+
+    def remember_first_attempt(self, key: tuple[Any, ...], call_id: str, span: trace.SpanContext) -> None:
+        """Keep a Router request's first attempt (its call id and span) for the attempts after it."""
+        if len(self._router_requests) >= _ROUTER_REQUESTS_LIMIT:
+            for old in list(self._router_requests)[: _ROUTER_REQUESTS_LIMIT // 2]:
+                self._router_requests.pop(old, None)
+        self._router_requests[key] = (call_id, span)
 
     def span_start(self, record: Record) -> tuple[str, dict[str, Any]]:
         """The span's name and the attributes it starts with (see `_start_attributes`).
