@@ -1246,6 +1246,23 @@ def _retrying_router(fake: FakeProvider, num_retries: int) -> Any:
 
 
 @pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
+def test_a_router_retrys_failed_attempts_say_how_many_retries_came_before_them(
+    is_async: bool, otel: Otel, fake: FakeProvider
+) -> None:
+    """Each failed attempt's `litellm.error.retries` was missing: nothing on a span told the first try
+    from the Router's second retry of the same deployment."""
+    router = _retrying_router(fake, num_retries=2)
+    if is_async:
+        asyncio.run(router.acompletion(model="main", messages=MESSAGES))
+    else:
+        router.completion(model="main", messages=MESSAGES)
+    spans = sorted(otel.spans(), key=lambda s: s.start_time or 0)
+    failed = [s.attributes or {} for s in spans if s.status.status_code is StatusCode.ERROR]
+    assert [a.get(semconv.LITELLM_ERROR_RETRIES) for a in failed] == [0, 1, 2]
+    assert spans[-1].status.status_code is StatusCode.UNSET  # the fallback answered
+
+
+@pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
 def test_a_router_requests_attempts_share_one_trace_without_a_callers_span(
     is_async: bool, otel: Otel, fake: FakeProvider
 ) -> None:

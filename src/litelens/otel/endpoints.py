@@ -432,11 +432,17 @@ def apply_cache_hit(record: Record, hidden: Mapping[str, Any]) -> None:
         record["cost_usd"] = 0.0
 
 
-def apply_error(record: Record, exc: BaseException, secrets: Iterable[str] = ()) -> None:
+def apply_error(
+    record: Record,
+    exc: BaseException,
+    secrets: Iterable[str] = (),
+    arguments: Mapping[str, Any] | None = None,
+) -> None:
     """The record of a call that raised: LiteLLM's exceptions carry the HTTP status and the provider.
 
     `secrets` are the call's own key values (`Call.secrets`), removed from the message whatever their
-    shape: a provider may echo a rejected key whole."""
+    shape: a provider may echo a rejected key whole. `arguments` are the call's keyword arguments: a
+    Router's attempt says there how many retries came before it."""
     cancelled = type(exc).__name__ in ("CancelledError", "GeneratorExit", "KeyboardInterrupt", "NeverAwaited")
     status_code = getattr(exc, "status_code", None)
     record["status"] = "cancelled" if cancelled else "error"
@@ -448,8 +454,26 @@ def apply_error(record: Record, exc: BaseException, secrets: Iterable[str] = ())
         "provider": _str(getattr(exc, "llm_provider", None)) or record.get("provider"),
         "normalized": None,
         "provider_request_id": None,
-        "retries": None,
+        "retries": _retries_of(exc, arguments),
     }
+
+
+def _retries_of(exc: BaseException, arguments: Mapping[str, Any] | None) -> int | None:
+    """How many retries came before the call that raised `exc`.
+
+    A Router sets `num_retries` only on the exception it finally gives its caller, after the attempts
+    (and their spans) have ended; each attempt's own exception has none. What an attempt knows is the
+    Router's count in the metadata it passes on (`attempted_retries`, 0 for the first try of a model
+    group)."""
+    retries = getattr(exc, "num_retries", None)
+    if type(retries) is int:
+        return retries
+    metadata = (arguments or {}).get("metadata")
+    if isinstance(metadata, Mapping) and "model_group" in metadata:
+        attempted = metadata.get("attempted_retries")
+        if type(attempted) is int:
+            return attempted
+    return None
 
 
 def error_type(exc: BaseException) -> str:

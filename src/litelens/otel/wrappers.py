@@ -409,7 +409,7 @@ class Call:
     def fail(self, exc: BaseException) -> None:
         """The call raised `exc`: mark the span failed and end it (the caller re-raises)."""
         try:
-            endpoints.apply_error(self.record, exc, self.secrets())
+            endpoints.apply_error(self.record, exc, self.secrets(), self.kwargs)
             self.end(exc)
         except Exception:
             self.engine.failed("recording an error")
