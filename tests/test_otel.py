@@ -1688,6 +1688,49 @@ def test_a_coroutine_never_awaited_ends_its_span_as_a_call_not_made(otel: Otel, 
     assert fake.requests == []
 
 
+@pytest.mark.skipif(
+    Version(version("litellm")) < Version("1.100"),
+    reason="LiteLLM 1.80's completion(acompletion=True) fails without any instrumentation",
+)
+def test_a_task_cancelled_before_it_started_ends_its_span_when_cancelled(
+    otel: Otel, fake: FakeProvider
+) -> None:
+    """A task of `completion(..., acompletion=True)` cancelled before its first step made no request; its
+    span stayed open for as long as anything held the task (here, the caller's list), to be ended --
+    late, as never awaited -- only when the task was freed."""
+    fake.reset()
+
+    async def run() -> list[asyncio.Task[Any]]:
+        tasks = [
+            asyncio.ensure_future(
+                litellm.completion(
+                    model="openai/gpt-4o-mini", messages=MESSAGES, acompletion=True, **kw(fake)
+                )
+            )
+            for _ in range(3)
+        ]
+        for task in tasks:
+            task.cancel()
+        outcomes = await asyncio.gather(*tasks, return_exceptions=True)
+        assert [type(o) for o in outcomes] == [asyncio.CancelledError] * 3
+        return tasks
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # none of it is "never awaited": the task ran it, to cancel it
+        tasks = asyncio.run(run())
+        spans = otel.spans()
+        assert len(spans) == 3
+        for span in spans:
+            attrs = span.attributes or {}
+            assert attrs[semconv.LITELENS_STATUS] == "cancelled"
+            assert attrs[semconv.ERROR_TYPE] == "CancelledError"
+        del tasks
+        gc.collect()
+        assert REAPER.flush()
+    assert len(otel.spans()) == 3
+    assert fake.requests == []
+
+
 def never_awaited_warnings(drop: Callable[[], None]) -> list[str]:
     """What Python says about the coroutines `drop` leaves unawaited."""
     said: list[str] = []

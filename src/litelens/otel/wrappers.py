@@ -12,6 +12,7 @@ on untouched; the user's own exception is re-raised unchanged, with its original
 
 from __future__ import annotations
 
+import collections.abc
 import contextlib
 import inspect
 import logging
@@ -301,7 +302,79 @@ def _unless_dropped(call: Call, result: Coroutine[Any, Any, Any]) -> Coroutine[A
     finalizer = weakref.finalize(pending, _dropped, call, os.getpid(), result)
     finalizer.atexit = False
     finalizers.append(finalizer)
-    return pending
+    return _PendingCall(pending, call, result, finalizer)
+
+
+class _PendingCall(collections.abc.Coroutine):
+    """The coroutine `_unless_dropped` gives the caller, which also sees it end before its first step.
+
+    A task cancelled before it starts throws the cancellation into a coroutine that never ran: none of
+    `_awaited`'s code runs, so only the finalizer ended the span -- when the task was freed, however
+    long the caller held it (a list of tasks, `gather`'s results), as never awaited and at that time.
+    Here the throw (or a `close()`) of a coroutine not started ends the span there and then.
+
+    A `collections.abc.Coroutine`, which asyncio takes wherever it takes a coroutine (`create_task`,
+    `ensure_future`, `gather`, `run`); the rest (`cr_frame`, its name, ...) is the inner coroutine's.
+    """
+
+    __slots__ = ("_call", "_coroutine", "_finalizer", "_result")
+
+    def __init__(
+        self,
+        coroutine: Coroutine[Any, Any, Any],
+        call: Call,
+        result: Coroutine[Any, Any, Any],
+        finalizer: weakref.finalize,
+    ) -> None:
+        self._coroutine = coroutine
+        self._call = call
+        self._result = result
+        self._finalizer = finalizer
+
+    def send(self, value: Any) -> Any:
+        return self._coroutine.send(value)
+
+    def throw(self, typ: Any, val: Any = None, tb: Any = None) -> Any:
+        if self._not_started():
+            exc = typ if isinstance(typ, BaseException) else val
+            if not isinstance(exc, BaseException):
+                try:
+                    exc = typ() if val is None else typ(val)
+                except Exception:
+                    exc = NeverAwaited("the coroutine ended before it started: no request was made")
+            self._end(exc)
+        if val is None and tb is None:
+            return self._coroutine.throw(typ)
+        return self._coroutine.throw(typ, val, tb)
+
+    def close(self) -> None:
+        if self._not_started():
+            self._end(NeverAwaited("the coroutine was closed before it started: no request was made"))
+        self._coroutine.close()
+
+    def __await__(self) -> Any:
+        return self._coroutine.__await__()
+
+    def __getattr__(self, name: str) -> Any:
+        if name in _PendingCall.__slots__:  # not set yet (a copy being made): not the inner's to answer
+            raise AttributeError(name)
+        return getattr(self._coroutine, name)
+
+    def __repr__(self) -> str:
+        return repr(self._coroutine)
+
+    def _not_started(self) -> bool:
+        with contextlib.suppress(Exception):
+            return inspect.getcoroutinestate(self._coroutine) == inspect.CORO_CREATED
+        return False
+
+    def _end(self, exc: BaseException) -> None:
+        """The call ends before it ran: LiteLLM's coroutine is closed (unstarted, so none of its code
+        runs, and as without us Python says nothing of it), and the span ends now, as the call did."""
+        self._finalizer.detach()
+        with contextlib.suppress(Exception):
+            self._result.close()
+        self._call.fail(exc)
 
 
 def _dropped(call: Call, pid: int, result: Coroutine[Any, Any, Any]) -> None:
