@@ -1246,7 +1246,7 @@ def _retrying_router(fake: FakeProvider, num_retries: int) -> Any:
 
 
 @pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
-def test_a_router_retrys_failed_attempts_say_how_many_retries_came_before_them(
+def test_each_failed_attempt_of_a_router_request_says_how_many_retries_came_before_it(
     is_async: bool, otel: Otel, fake: FakeProvider
 ) -> None:
     """Each failed attempt's `litellm.error.retries` was missing: nothing on a span told the first try
