@@ -387,3 +387,38 @@ def test_spans_the_server_refused_count_as_failed_not_sent_and_are_logged_once(
     messages = [r.getMessage() for r in caplog.records if r.name == "litelens.transport"]
     assert len(messages) == 1 and "start_time must be" in messages[0], messages
     exporter.shutdown()
+
+
+def test_a_router_requests_attempts_made_outside_any_span_are_listed_on_the_answers_page(
+    provider: FakeProvider, project_server: ServerProcess, tmp_path: Path, instrument: Any
+) -> None:
+    """With the OTel layer alone and no span of the caller's, each attempt of a Router request rooted a
+    trace of its own, and the server, which looks for a request's attempts in its trace, listed none on
+    the page of the call that answered: the failures before it were nowhere to be found from it."""
+    exporter = LiteLensSpanExporter(project_server.url, project_server.key, spool_dir=str(tmp_path / "spool"))
+    tracer_provider = instrument(exporter)
+    failing = {
+        "model": "openai/gpt-4o-mini",
+        "api_base": provider.url,
+        "api_key": "sk-fake",
+        "extra_headers": {"x-fake-error": "503"},
+    }
+    backup = {"model": "openai/gpt-4o", "api_base": provider.url, "api_key": "sk-fake"}
+    router = litellm.Router(
+        model_list=[
+            {"model_name": "main", "litellm_params": failing},
+            {"model_name": "backup", "litellm_params": backup},
+        ],
+        fallbacks=[{"main": ["backup"]}],
+        num_retries=1,
+        retry_after=0,
+    )
+    response = router.completion(model="main", messages=[{"role": "user", "content": "hi"}])
+    answered = response._hidden_params["litellm_call_id"]
+    assert tracer_provider.force_flush(10_000) and exporter.force_flush(10_000)
+    assert len(stored_calls(project_server, 3)) == 3
+    attempts = project_server.client().get_json(f"/api/calls/{answered}")["attempts"]
+    assert [a["status"] for a in attempts] == ["error", "error", "ok"]
+    assert attempts[-1]["call_id"] == answered
+    retry = project_server.client().get_json(f"/api/calls/{attempts[1]['call_id']}")
+    assert retry["error"]["retries"] == 1

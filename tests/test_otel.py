@@ -1232,6 +1232,60 @@ def test_a_router_requests_failed_attempt_names_its_deployment_and_its_fallback_
         assert fallback["first_attempt_id"] == first["call_id"]
 
 
+def _retrying_router(fake: FakeProvider, num_retries: int) -> Any:
+    failing = {"model": "openai/gpt-4o-mini", **kw(fake), "extra_headers": {"x-fake-error": "503"}}
+    return litellm.Router(
+        model_list=[
+            {"model_name": "main", "litellm_params": failing},
+            {"model_name": "backup", "litellm_params": {"model": "openai/gpt-4o", **kw(fake)}},
+        ],
+        fallbacks=[{"main": ["backup"]}],
+        num_retries=num_retries,
+        retry_after=0,
+    )
+
+
+@pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
+def test_each_failed_attempt_of_a_router_request_says_how_many_retries_came_before_it(
+    is_async: bool, otel: Otel, fake: FakeProvider
+) -> None:
+    """Each failed attempt's `litellm.error.retries` was missing: nothing on a span told the first try
+    from the Router's second retry of the same deployment."""
+    router = _retrying_router(fake, num_retries=2)
+    if is_async:
+        asyncio.run(router.acompletion(model="main", messages=MESSAGES))
+    else:
+        router.completion(model="main", messages=MESSAGES)
+    spans = sorted(otel.spans(), key=lambda s: s.start_time or 0)
+    failed = [s.attributes or {} for s in spans if s.status.status_code is StatusCode.ERROR]
+    assert [a.get(semconv.LITELLM_ERROR_RETRIES) for a in failed] == [0, 1, 2]
+    assert spans[-1].status.status_code is StatusCode.UNSET  # the fallback answered
+
+
+@pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
+def test_a_router_requests_attempts_share_one_trace_without_a_callers_span(
+    is_async: bool, otel: Otel, fake: FakeProvider
+) -> None:
+    """Outside any application span, each attempt of one Router request (its retries, the fallback that
+    answered) was the root of a trace of its own: a backend showed three unrelated failures and an
+    unrelated success. Two requests stay two traces."""
+    router = _retrying_router(fake, num_retries=1)
+    for _ in range(2):
+        if is_async:
+            asyncio.run(router.acompletion(model="main", messages=MESSAGES))
+        else:
+            router.completion(model="main", messages=MESSAGES)
+    spans = sorted(otel.spans(), key=lambda s: s.start_time or 0)
+    assert len(spans) == 6
+    for request in (spans[:3], spans[3:]):
+        first, *later = request
+        assert first.parent is None
+        assert {s.context.trace_id for s in request} == {first.context.trace_id}
+        for span in later:
+            assert span.parent is not None and span.parent.span_id == first.context.span_id
+    assert spans[0].context.trace_id != spans[3].context.trace_id
+
+
 def test_uninstrument_restores_the_original_functions(fake: FakeProvider) -> None:
     import litellm.main
 
@@ -1631,6 +1685,49 @@ def test_a_coroutine_never_awaited_ends_its_span_as_a_call_not_made(otel: Otel, 
     attrs = otel.only_span().attributes or {}
     assert attrs[semconv.LITELENS_STATUS] == "cancelled"
     assert attrs[semconv.ERROR_TYPE] == "NeverAwaited"
+    assert fake.requests == []
+
+
+@pytest.mark.skipif(
+    Version(version("litellm")) < Version("1.100"),
+    reason="LiteLLM 1.80's completion(acompletion=True) fails without any instrumentation",
+)
+def test_a_task_cancelled_before_it_started_ends_its_span_when_cancelled(
+    otel: Otel, fake: FakeProvider
+) -> None:
+    """A task of `completion(..., acompletion=True)` cancelled before its first step made no request; its
+    span stayed open for as long as anything held the task (here, the caller's list), to be ended --
+    late, as never awaited -- only when the task was freed."""
+    fake.reset()
+
+    async def run() -> list[asyncio.Task[Any]]:
+        tasks = [
+            asyncio.ensure_future(
+                litellm.completion(
+                    model="openai/gpt-4o-mini", messages=MESSAGES, acompletion=True, **kw(fake)
+                )
+            )
+            for _ in range(3)
+        ]
+        for task in tasks:
+            task.cancel()
+        outcomes = await asyncio.gather(*tasks, return_exceptions=True)
+        assert [type(o) for o in outcomes] == [asyncio.CancelledError] * 3
+        return tasks
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # none of it is "never awaited": the task ran it, to cancel it
+        tasks = asyncio.run(run())
+        spans = otel.spans()
+        assert len(spans) == 3
+        for span in spans:
+            attrs = span.attributes or {}
+            assert attrs[semconv.LITELENS_STATUS] == "cancelled"
+            assert attrs[semconv.ERROR_TYPE] == "CancelledError"
+        del tasks
+        gc.collect()
+        assert REAPER.flush()
+    assert len(otel.spans()) == 3
     assert fake.requests == []
 
 

@@ -12,6 +12,7 @@ on untouched; the user's own exception is re-raised unchanged, with its original
 
 from __future__ import annotations
 
+import collections.abc
 import contextlib
 import inspect
 import logging
@@ -50,7 +51,7 @@ Wrapper = Callable[[Callable[..., Any], Any, tuple[Any, ...], dict[str, Any]], A
 _IN_CALL: ContextVar[Call | None] = ContextVar("litelens_otel_in_call", default=None)
 
 _SPAN_STARTS_LIMIT = 1024
-# Router requests remembered for their later attempts (`Engine.first_attempt_of`): the oldest half goes.
+# Router requests remembered for their later attempts (`Engine.router_request_of`): the oldest half goes.
 _ROUTER_REQUESTS_LIMIT = 20_000
 _MISSING = object()
 
@@ -85,8 +86,8 @@ class Engine:
         self.active = True
         self._errors_lock = threading.Lock()
         self._span_starts: dict[tuple[Any, ...], tuple[str, dict[str, Any]]] = {}
-        # A Router request (its trace id, the caller's span) -> its first attempt's call id.
-        self._router_requests: dict[tuple[Any, ...], str] = {}
+        # A Router request (its trace id, the caller's span) -> its first attempt's call id and span.
+        self._router_requests: dict[tuple[Any, ...], tuple[str, trace.SpanContext]] = {}
 
     # -- failure containment --------------------------------------------------------------------
 
@@ -179,11 +180,20 @@ class Engine:
                 endpoint, arguments, call_id, self.providers, self.capture_content
             )
             parent = trace.get_current_span().get_span_context()
-            first_attempt_id = self.first_attempt_of(arguments, call_id, parent)
-            if first_attempt_id:
-                record["first_attempt_id"] = first_attempt_id
+            request, is_first = self.router_request_of(arguments, parent)
+            first = self._router_requests.get(request) if request is not None and not is_first else None
+            start_in = None
+            if first is not None and first[0] != call_id:
+                record["first_attempt_id"] = first[0]
+                if not parent.is_valid:
+                    # No span of the caller's holds the request's attempts together: each retry and
+                    # fallback would root a trace of its own. They go under the first attempt instead.
+                    parent = first[1]
+                    start_in = trace.set_span_in_context(trace.NonRecordingSpan(parent))
             name, attributes = self.span_start(record)
-            span = self.tracer.start_span(name, kind=SpanKind.CLIENT, attributes=attributes)
+            span = self.tracer.start_span(name, start_in, kind=SpanKind.CLIENT, attributes=attributes)
+            if request is not None and is_first:
+                self.remember_first_attempt(request, call_id, span.get_span_context())
             if _core_layer_registered(kwargs):
                 call_kwargs = _with_span_link(call_kwargs, span, parent)
             return Call(self, record, span, call_kwargs, attributes)
@@ -191,8 +201,11 @@ class Engine:
             self.failed("starting a span")
             return None
 
-    def first_attempt_of(self, arguments: Mapping[str, Any], call_id: str, parent: Any) -> str | None:
-        """For a LiteLLM Router's retry or fallback, the call id of its request's first attempt.
+    def router_request_of(
+        self, arguments: Mapping[str, Any], parent: Any
+    ) -> tuple[tuple[Any, ...] | None, bool]:
+        """For an attempt of a LiteLLM Router request, the key its request is remembered by (else None),
+        and whether it is the request's first attempt.
 
         Each attempt is a call (and a span) of its own; what ties them is the Router's bookkeeping in
         the metadata it passes on: the request's `litellm_trace_id` on every attempt, `previous_models`
@@ -206,16 +219,16 @@ class Engine:
             or "model_group" not in metadata
             or not isinstance(trace_id, str)
         ):
-            return None
+            return None, False
         key = (trace_id, parent.span_id if parent.is_valid else None)
-        if not metadata.get("previous_models"):
-            if len(self._router_requests) >= _ROUTER_REQUESTS_LIMIT:
-                for old in list(self._router_requests)[: _ROUTER_REQUESTS_LIMIT // 2]:
-                    self._router_requests.pop(old, None)
-            self._router_requests[key] = call_id
-            return None
-        first = self._router_requests.get(key)
-        return first if first != call_id else None
+        return key, not metadata.get("previous_models")
+
+    def remember_first_attempt(self, key: tuple[Any, ...], call_id: str, span: trace.SpanContext) -> None:
+        """Keep a Router request's first attempt (its call id and span) for the attempts after it."""
+        if len(self._router_requests) >= _ROUTER_REQUESTS_LIMIT:
+            for old in list(self._router_requests)[: _ROUTER_REQUESTS_LIMIT // 2]:
+                self._router_requests.pop(old, None)
+        self._router_requests[key] = (call_id, span)
 
     def span_start(self, record: Record) -> tuple[str, dict[str, Any]]:
         """The span's name and the attributes it starts with (see `_start_attributes`).
@@ -289,7 +302,79 @@ def _unless_dropped(call: Call, result: Coroutine[Any, Any, Any]) -> Coroutine[A
     finalizer = weakref.finalize(pending, _dropped, call, os.getpid(), result)
     finalizer.atexit = False
     finalizers.append(finalizer)
-    return pending
+    return _PendingCall(pending, call, result, finalizer)
+
+
+class _PendingCall(collections.abc.Coroutine):
+    """The coroutine `_unless_dropped` gives the caller, which also sees it end before its first step.
+
+    A task cancelled before it starts throws the cancellation into a coroutine that never ran: none of
+    `_awaited`'s code runs, so only the finalizer ended the span -- when the task was freed, however
+    long the caller held it (a list of tasks, `gather`'s results), as never awaited and at that time.
+    Here the throw (or a `close()`) of a coroutine not started ends the span there and then.
+
+    A `collections.abc.Coroutine`, which asyncio takes wherever it takes a coroutine (`create_task`,
+    `ensure_future`, `gather`, `run`); the rest (`cr_frame`, its name, ...) is the inner coroutine's.
+    """
+
+    __slots__ = ("_call", "_coroutine", "_finalizer", "_result")
+
+    def __init__(
+        self,
+        coroutine: Coroutine[Any, Any, Any],
+        call: Call,
+        result: Coroutine[Any, Any, Any],
+        finalizer: weakref.finalize,
+    ) -> None:
+        self._coroutine = coroutine
+        self._call = call
+        self._result = result
+        self._finalizer = finalizer
+
+    def send(self, value: Any) -> Any:
+        return self._coroutine.send(value)
+
+    def throw(self, typ: Any, val: Any = None, tb: Any = None) -> Any:
+        if self._not_started():
+            exc = typ if isinstance(typ, BaseException) else val
+            if not isinstance(exc, BaseException):
+                try:
+                    exc = typ() if val is None else typ(val)
+                except Exception:
+                    exc = NeverAwaited("the coroutine ended before it started: no request was made")
+            self._end(exc)
+        if val is None and tb is None:
+            return self._coroutine.throw(typ)
+        return self._coroutine.throw(typ, val, tb)
+
+    def close(self) -> None:
+        if self._not_started():
+            self._end(NeverAwaited("the coroutine was closed before it started: no request was made"))
+        self._coroutine.close()
+
+    def __await__(self) -> Any:
+        return self._coroutine.__await__()
+
+    def __getattr__(self, name: str) -> Any:
+        if name in _PendingCall.__slots__:  # not set yet (a copy being made): not the inner's to answer
+            raise AttributeError(name)
+        return getattr(self._coroutine, name)
+
+    def __repr__(self) -> str:
+        return repr(self._coroutine)
+
+    def _not_started(self) -> bool:
+        with contextlib.suppress(Exception):
+            return inspect.getcoroutinestate(self._coroutine) == inspect.CORO_CREATED
+        return False
+
+    def _end(self, exc: BaseException) -> None:
+        """The call ends before it ran: LiteLLM's coroutine is closed (unstarted, so none of its code
+        runs, and as without us Python says nothing of it), and the span ends now, as the call did."""
+        self._finalizer.detach()
+        with contextlib.suppress(Exception):
+            self._result.close()
+        self._call.fail(exc)
 
 
 def _dropped(call: Call, pid: int, result: Coroutine[Any, Any, Any]) -> None:
@@ -397,7 +482,7 @@ class Call:
     def fail(self, exc: BaseException) -> None:
         """The call raised `exc`: mark the span failed and end it (the caller re-raises)."""
         try:
-            endpoints.apply_error(self.record, exc, self.secrets())
+            endpoints.apply_error(self.record, exc, self.secrets(), self.kwargs)
             self.end(exc)
         except Exception:
             self.engine.failed("recording an error")
