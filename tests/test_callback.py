@@ -1127,6 +1127,43 @@ def test_router_attempts_are_recorded_each_without_router_bookkeeping(provider, 
     assert [r["metadata"] for r in records] == [{"order": 7}] * 3
 
 
+@pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
+def test_each_failed_router_attempt_says_how_many_retries_came_before_it(
+    is_async, provider, receiver, make_callback
+):
+    """Each failed attempt's `error.retries` was null: a Router sets `num_retries` only on the exception
+    it finally raises, after every attempt was recorded, so nothing told the first try from the second
+    retry of the same deployment (the OTel layer's spans say it)."""
+    callback = make_callback()
+    router = litellm.Router(
+        model_list=[
+            {
+                "model_name": "main",
+                "litellm_params": {
+                    "model": "openai/gpt-4o-mini",
+                    "api_base": provider.url,
+                    "api_key": KEY,
+                    "extra_headers": {"x-fake-error": "503"},
+                },
+            },
+            {
+                "model_name": "backup",
+                "litellm_params": {"model": "openai/gpt-4o", "api_base": provider.url, "api_key": KEY},
+            },
+        ],
+        fallbacks=[{"main": ["backup"]}],
+        num_retries=2,
+        retry_after=0,
+    )
+    if is_async:
+        asyncio.run(router.acompletion(model="main", messages=MESSAGES))
+    else:
+        router.completion(model="main", messages=MESSAGES)
+    assert callback.flush(timeout=10)  # the answer's record may still be with LiteLLM's logging worker
+    records = sorted(one_record(receiver, callback, 4), key=lambda r: r["start_time"])
+    assert [r["error"]["retries"] if r["error"] else "ok" for r in records] == [0, 1, 2, "ok"]
+
+
 def test_an_sdk_router_requests_attempts_lead_to_each_other_on_the_server(
     provider, project_server, callback_to
 ):

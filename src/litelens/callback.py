@@ -224,7 +224,7 @@ class Callback(CustomLogger):
             if failed:
                 exc = get("exception")
                 status = getattr(exc, "status_code", None)
-                retries = getattr(exc, "num_retries", None)
+                retries = rec.retries_before(exc, params.get("metadata"))
                 exc_type = type(exc).__name__ if exc is not None else None
                 error_text = None if slo else _text_of(exc)
                 partial = chunks or None
