@@ -811,6 +811,22 @@ def test_content_on_spans_is_cut_to_the_core_layers_size_limits(
     assert messages == [{"role": "user", "content": long}]  # the caller's own list is untouched
 
 
+def test_a_negative_size_limit_is_refused_as_the_core_refuses_it(make_otel: Any, fake: FakeProvider) -> None:
+    # `Callback(limits=...)` refuses a negative cap; the instrumentor took it, and `max_string_chars=-5`
+    # cut every string on the span from its end (all but its last 5 characters kept, marked truncated).
+    from litelens import Limits
+
+    for name, value in (("max_string_chars", -5), ("max_content_bytes", -1), ("max_tags", 2.5)):
+        with pytest.raises(
+            ValueError, match=rf"^litelens.otel: limits\.{name}=.* must be a whole number 0 or more"
+        ):
+            make_otel(capture_content=True, limits=Limits(**{name: value}))
+    # The refused calls left nothing half instrumented: one with a valid cap traces each call once.
+    otel = make_otel(capture_content=True, limits=Limits(max_string_chars=0))
+    litellm.completion(model="openai/gpt-4o-mini", messages=MESSAGES, **kw(fake))
+    assert len(otel.spans()) == 1
+
+
 def test_a_huge_session_id_or_end_user_is_cut_to_the_core_layers_string_limit(
     make_otel: Any, fake: FakeProvider
 ) -> None:

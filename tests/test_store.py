@@ -3014,6 +3014,26 @@ def test_a_call_arrives_after_one_retention_deleted_at_the_latest_arrival(store:
     assert _arrived_after(store, pid, read_through) == ["next"]
 
 
+def test_arrivals_count_on_alike_where_sqlite_is_too_old_to_return_what_it_updated(tmp_path: Path) -> None:
+    """SQLite before 3.35 (RHEL 8's 3.26, Debian 11's 3.34) has no `UPDATE ... RETURNING`: the store
+    takes its arrival in two statements there, and both ways number calls alike in one database."""
+
+    class OldSQLite(SQLiteStore):
+        _RETURNING = False
+
+    path = str(tmp_path / "arrivals.db")
+    returning, older = SQLiteStore(path), OldSQLite(path)
+    returning.migrate()
+    pid = returning.create_project("arrivals")
+    for i in range(4):
+        (returning if i % 2 else older).write(pid, [plain(f"c{i}", T0 - i * 60)], [])
+    assert _arrived_after(older, pid, 0) == ["c0", "c1", "c2", "c3"]
+    assert [r["arrival"] for r in all_calls(returning, pid, sort="arrival", descending=False)] == [1, 2, 3, 4]
+    assert older.latest_arrival(pid) == returning.latest_arrival(pid) == 4
+    returning.close()
+    older.close()
+
+
 def test_a_database_from_before_arrivals_numbers_its_calls_in_start_order(store_url: str) -> None:
     """Schema v16 (SQLite; v17 on PostgreSQL) keeps each call's arrival. The calls stored before have
     theirs numbered in start order, all before any call stored after the upgrade, which a tail started

@@ -14,6 +14,8 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
+import urllib.parse
 import urllib.request
 import zlib
 from collections import Counter
@@ -533,6 +535,72 @@ def test_tail_prints_a_call_stored_now_whatever_its_start_time(
 def _calls(lines: list[str]) -> list[str]:
     """The models of the call lines among `lines` (not the lines naming a day)."""
     return [line.split()[2] for line in lines if not line.startswith("-- ")]
+
+
+class OlderServer:
+    """A litelens server as it answered before arrival order, in front of a real one: `/api/calls`
+    refuses `sort=arrival` and the `arrived_*` parameters as it refused any it did not know (422), and
+    its answer has no `arrived_through`, nor an `arrival` for each call."""
+
+    def __init__(self, upstream: str) -> None:
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
+                if "arrival" in query.get("sort", []) or {"arrived_after", "arrived_through"} & set(query):
+                    self.answer(422, b'{"detail": "unknown query parameter"}')
+                    return
+                headers = {"Authorization": self.headers.get("Authorization", "")}
+                try:
+                    with urllib.request.urlopen(
+                        urllib.request.Request(upstream + self.path, headers=headers)
+                    ) as r:
+                        page = json.loads(r.read())
+                except urllib.error.HTTPError as exc:
+                    self.answer(exc.code, exc.read())
+                    return
+                page.pop("arrived_through", None)
+                for call in page.get("calls") or []:
+                    call.pop("arrival", None)
+                self.answer(200, json.dumps(page).encode())
+
+            def answer(self, status: int, body: bytes) -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+
+def test_tail_follows_an_older_server_by_start_time(project_server: ServerProcess, tails: list[Tail]) -> None:
+    # A CLI upgraded before its server refused to follow it ("upgrade that litelens server"): the
+    # server's answer had no `arrived_through`. It still lists calls by start time, as tail followed.
+    key = project_server.create_key("tail-older-server")  # a project of its own
+    client = project_server.client(key)
+    assert client.post_json("/v1/events", {"records": [record(0, start=time.time() - 1)]}).status == 200
+    older = OlderServer(project_server.url)
+    try:
+        tail = Tail("--server", older.url, "--api-key", key, "--interval", "0.2")
+        tails.append(tail)
+        assert _calls(tail.take(1)) == ["model-0000"], list(tail.errors.queue)
+        warning = tail.errors.get(timeout=5)
+        assert "older litelens server" in warning and "following by start time" in warning, warning
+        now = time.time()
+        calls = [record(1, start=now), record(2, start=now - 60)]  # a call that ended after a later one
+        assert client.post_json("/v1/events", {"records": calls}).status == 200
+        assert sorted(_calls(tail.take(2, timeout=10))) == ["model-0001", "model-0002"]
+        assert tail.take(1, timeout=1.0) == []  # each call once
+        assert tail.proc.poll() is None
+        assert tail.errors.empty(), list(tail.errors.queue)  # the warning is said once
+    finally:
+        older.httpd.shutdown()
+        older.httpd.server_close()
 
 
 def test_tail_waits_for_a_restarting_server(sqlite_server: ServerProcess, tails: list[Tail]) -> None:

@@ -1734,7 +1734,9 @@ def test_the_overviews_breakdowns_show_ordinary_model_and_provider_names_on_one_
 
 @pytest.mark.service
 def test_an_overview_link_with_an_unknown_refresh_still_shows_the_page(sqlite_server: ServerProcess) -> None:
-    assert 'data-refresh="30"' in page_html(sqlite_server, "/?range=6h&refresh=off")  # was a JSON 422
+    # Was a JSON 422; then the page refreshing every 30 s, which `off` never asked for: now the page
+    # naming it, as it names any parameter it cannot read (`test_an_auto_refresh_the_overview_cannot_...`).
+    assert set(refused_on(sqlite_server, "/?range=6h&refresh=off")) == {"refresh"}
     assert "data-refresh" not in page_html(sqlite_server, "/?refresh=0")
     assert 'data-refresh="10"' in page_html(sqlite_server, "/?refresh=10")
 
@@ -2468,6 +2470,30 @@ def test_every_parameter_a_page_cannot_read_is_named_not_replaced_by_a_default(
         why = refused_on(sqlite_server, path)
         assert set(why) == {name}, (path, why)
         assert "\x00" not in why[name] and "\u202e" not in why[name], "control characters are escaped"
+
+
+@pytest.mark.service
+def test_an_auto_refresh_the_overview_cannot_read_is_named_not_replaced_by_30_seconds(
+    sqlite_server: ServerProcess,
+) -> None:
+    # `?refresh=abc` (or a value the menu does not offer) refreshed every 30 s, while the other
+    # parameters the page cannot read get the page naming them.
+    post_records(sqlite_server.client(), [make_record("any")])
+    for given in ("abc", "off", "15", "-1"):
+        why = refused_on(sqlite_server, f"/?range=24h&refresh={given}")
+        assert set(why) == {"refresh"}, (given, why)
+        assert f"refresh='{given}' is not one of: 0, 10, 30, 60" in why["refresh"], why
+    assert 'data-refresh="' not in page_html_status(sqlite_server, "/?refresh=abc", 400), "nor reloads"
+    # What the menu offers still reads, and an empty value (not given) is the default.
+    assert 'data-refresh="10"' in page_html(sqlite_server, "/?range=24h&refresh=10")
+    assert 'data-refresh="' not in page_html(sqlite_server, "/?range=24h&refresh=0")
+    assert 'data-refresh="30"' in page_html(sqlite_server, "/?range=24h&refresh=")
+
+
+def page_html_status(server: ServerProcess, path: str, status: int) -> str:
+    answer = server.client().request("GET", path, headers={"Cookie": f"litelens_key={server.key}"}, key=None)
+    assert answer.status == status, (path, answer)
+    return answer.body.decode()
 
 
 @pytest.mark.service

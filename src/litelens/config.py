@@ -187,13 +187,18 @@ def _check_numbers(settings: Settings) -> None:
         ):
             bound = f"{least} or more" if allowed else f"above {least}"
             raise ValueError(f"litelens: {name}={value!r} must be a number {bound}")
-    limits = settings.limits
+    check_limits(settings.limits)
+
+
+def check_limits(limits: Limits, layer: str = "litelens") -> None:
+    """Refuse a cap that is not a whole number 0 or more (`ValueError` naming it), for every layer that
+    takes a `Limits`: the core's settings and the OTel instrumentor's."""
     for limit in fields(Limits):
         value = getattr(limits, limit.name)
         # A negative cap slices from the end: `max_string_chars=-5` kept all but 5 characters of every
         # string and marked it truncated.
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise ValueError(f"litelens: limits.{limit.name}={value!r} must be a whole number 0 or more")
+            raise ValueError(f"{layer}: limits.{limit.name}={value!r} must be a whole number 0 or more")
 
 
 def warn_unknown_variables(env: Mapping[str, str] | None = None) -> None:

@@ -377,6 +377,7 @@ def follow_server(
     *,
     since_s: float = 60.0,
     poll_s: float = 1.0,
+    lookback_s: float = 300.0,
     stop: Callable[[], bool] = lambda: False,
     ssl_context: ssl.SSLContext | None = None,
 ) -> Iterator[dict[str, Any]]:
@@ -389,6 +390,10 @@ def follow_server(
     came back): asked by start time, such calls lay behind what the tail asked for and never showed.
     A call shows once, when it first arrives; a later version merged into it (a retried batch, the
     OTel span of a call the callback reported) arrives again and is not printed again.
+
+    A server older than arrival order (its answer has no `arrived_through`) is followed by start time, as
+    tail did before, said once on stderr: each poll lists the calls started since `lookback_s` before the
+    newest start seen, so a call stored later than that after its start does not show.
 
     A server that cannot be reached at first is an error (a wrong URL); one that goes away later (a
     restart, a deploy) is waited for, like `tail -F` waits for a file, and said so once on stderr; so is
@@ -425,6 +430,8 @@ def follow_server(
     # one would pass over calls stored meanwhile that started before `since`).
     position: int | None = None
     initial: int | None = None
+    # Following an older server by start time: it lists no calls by arrival.
+    by_start = False
     # Call ids printed, oldest first, so a merged call that arrives again is not printed twice; bounded,
     # since the ids are what remain of a tail that runs for weeks.
     seen: dict[str, None] = {}
@@ -435,6 +442,7 @@ def follow_server(
         wait = poll_s
         cursor: str | None = None
         through = position
+        newest = since
         complete = False
         while True:
             if position is None:
@@ -484,16 +492,25 @@ def follow_server(
                 raise TailError(
                     f"litelens tail: {url} did not answer JSON; is it a litelens server?"
                 ) from None
-            if initial is None:
+            if initial is None and not by_start:
                 # Read before the first page: a call stored after it is listed again by arrival (and
                 # not printed twice); one stored before it either started in the window or is old.
                 initial = _arrival(page.get("arrived_through"))
                 if initial is None:
-                    raise TailError(
-                        f"litelens tail: {url} does not list calls in the order it stored them; "
-                        "upgrade that litelens server"
+                    # A CLI upgraded before its server: it still lists calls by start time, which is
+                    # how tail followed before, so that is followed rather than nothing at all.
+                    by_start = True
+                    print(
+                        f"litelens tail: {url} is an older litelens server that does not list calls in "
+                        f"the order it stored them; following by start time (a call stored more than "
+                        f"{lookback_s:g} s after it started may not show); upgrade that server to see every call",
+                        file=sys.stderr,
+                        flush=True,
                     )
             for call in page.get("calls") or []:
+                start = call.get("start_time")
+                if isinstance(start, (int, float)) and not isinstance(start, bool):
+                    newest = max(newest, float(start))
                 if through is not None:
                     arrival = _arrival(call.get("arrival"))
                     if arrival is not None and arrival > through:
@@ -510,7 +527,11 @@ def follow_server(
                 break
         # Moved on only past what was read whole: the calls of one arrival (one batch) may take several
         # pages, and asked after it, the rest of a batch cut short by a lost server would be skipped.
-        if complete:
+        if by_start:
+            # Looked back from no later than this machine's clock: a call stamped ahead of it (a client
+            # whose clock runs fast) would move the look-back hours on, past the calls made meanwhile.
+            since = max(since, min(newest, time.time()) - lookback_s)
+        elif complete:
             position = initial if through is None else through
         time.sleep(wait)
 

@@ -23,7 +23,7 @@ from opentelemetry.semconv.schemas import Schemas
 from wrapt import wrap_function_wrapper
 
 from litelens import __version__
-from litelens.config import Limits, Settings
+from litelens.config import Limits, Settings, check_limits
 from litelens.otel.endpoints import ENDPOINTS, Endpoint
 from litelens.otel.metrics import Instruments
 from litelens.otel.wrappers import Engine, Processor, positional_names
@@ -64,6 +64,9 @@ class OtelSettings:
         core = _core_settings(env)
         if limits is not None and not isinstance(limits, Limits):
             raise TypeError(f"litelens.otel: limits={limits!r} must be a litelens.Limits")
+        if limits is not None:
+            # As the core callback refuses them: a negative cap cut every string on the span from its end.
+            check_limits(limits, "litelens.otel")
         return cls(
             capture_content=capture,
             processors=(*_content_processors(core), *(processors or ())),

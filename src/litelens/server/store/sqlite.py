@@ -379,6 +379,9 @@ class SQLiteStore(SQLStore):
     """`Store` on a SQLite file (or a private in-memory database, for tests)."""
 
     MIGRATIONS = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9, _V10, _V11, _V12, _V13, _V14, _V15, _V16)
+    # RETURNING came with SQLite 3.35 (2021): a Python linked with an older system SQLite (RHEL 8's
+    # 3.26, Debian 11's 3.34) takes its arrival in two statements, as before, rather than failing.
+    _RETURNING = sqlite3.sqlite_version_info >= (3, 35, 0)
 
     def __init__(self, path: str, *, synchronous: str = "FULL", readers: int = 4) -> None:
         self.path = path

@@ -625,6 +625,8 @@ class BatchWriter:
     #: The two-argument minimum and maximum functions of the dialect.
     _LEAST = "MIN"
     _GREATEST = "MAX"
+    #: Whether the database reads back what an UPDATE wrote (`RETURNING`): PostgreSQL, SQLite >= 3.35.
+    _RETURNING = True
 
     # Rollup histograms as last written by this store: {(project, resolution, bucket, dim, value):
     # (latency, ttft, latency text, ttft text)}, trusted while `_data_version` says no other connection wrote since.
@@ -1026,6 +1028,11 @@ class BatchWriter:
         takes its arrival after every transaction with a smaller one is visible, and a reader that sees
         an arrival sees every smaller one.
         """
+        if self._RETURNING:
+            # One statement rather than an UPDATE and a SELECT: one round trip less to PostgreSQL.
+            # fetchall: SQLite's statement is stepped to its end and reset, not left open in the cursor.
+            cur.execute("UPDATE arrivals SET last = last + 1 RETURNING last")
+            return int(cur.fetchall()[0][0])
         cur.execute("UPDATE arrivals SET last = last + 1")
         cur.execute("SELECT last FROM arrivals")
         return int(cur.fetchone()[0])

@@ -168,10 +168,15 @@ def _priced_note(row: dict[str, Any] | None) -> str | None:
     return f"{priced:,} of {count:,} calls priced" if priced < count else None
 
 
-# `refresh` is read as text: an edited link (`?refresh=off`) gets the default, not a JSON 422 for a page.
+# `refresh` is read as text: an edited link (`?refresh=off`) gets the page naming it, not a JSON 422.
 @router.get("/")
 async def overview(request: Request, project: UIProject, range: str = "24h", refresh: str = "30") -> Response:
     refused = checks.preset_range(request.query_params, "the overview", ("range", "refresh"))
+    # Not the default in its place: `?refresh=abc` or `?refresh=5` reloaded every 30 s, and one who meant
+    # to turn it off (or down) read the page as doing what the link said.
+    why = checks.choice_refusal("refresh", refresh, [str(s) for s in REFRESH_CHOICES])
+    if why is not None:
+        refused.setdefault("refresh", f"{why} (seconds between refreshes; 0 turns it off)")
     if refused:
         return page(
             request,
