@@ -616,3 +616,34 @@ def test_connections_to_postgresql_keep_alive_as_the_url_says_or_by_default(data
     host, port = database.split("@", 1)[1].split("/", 1)[0].split(":")
     name = database.rsplit("/", 1)[1]
     assert tcp(f"host={host} port={port} user=postgres dbname={name} keepalives=0")[0] == 0
+
+
+def test_a_statement_postgresql_is_still_running_is_not_taken_for_a_silent_path(database: str) -> None:
+    """The bound on waiting for an answer is about silence, not a time limit on statements: a query the
+    database is still working on (a migration, a chart over months of calls), or a write waiting for
+    another collector's, runs to its end however long past the bound it takes."""
+    from litelens.server.store.postgres import PostgresStore
+
+    store = PostgresStore(f"{database}?tcp_user_timeout=1000", pool_size=2)
+    try:
+        began = time.monotonic()
+        with store._read() as cur:
+            cur.execute("SELECT pg_sleep(3.5), 'done'")
+            assert cur.fetchone() == ("", "done")
+        assert time.monotonic() - began >= 3.5
+        with store._write() as cur:  # holds the write lock while another write waits for it
+            waited: list[float] = []
+
+            def write() -> None:
+                started = time.monotonic()
+                with store._write() as other:
+                    other.execute("SELECT 1")
+                waited.append(time.monotonic() - started)
+
+            other = threading.Thread(target=write, daemon=True)
+            other.start()
+            cur.execute("SELECT pg_sleep(3)")
+        other.join(30)
+        assert waited and waited[0] >= 2.5, waited
+    finally:
+        store.close()

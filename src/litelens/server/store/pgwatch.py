@@ -16,7 +16,7 @@ stalled ingest for all of them. Two things bound it:
   idle, or waits for input the client sent), or a database that cannot be reached, means the answer is
   not coming: the connection's socket is shut, the statement fails at once as a broken connection, and
   the store answers 503 as for any outage. A long statement the database is still running is left alone,
-  however long it takes (a migration, a retention pass).
+  however long it takes (a migration, a chart over months of calls).
 """
 
 from __future__ import annotations
@@ -194,14 +194,16 @@ class Watchdog:
                     wait.since = time.monotonic()  # a long statement: ask again after as long
                     continue
                 del self._waits[id(wait.conn)]
-            waited = time.monotonic() - wait.since
+                waited = time.monotonic() - wait.since
+                wait.conn.given_up_after = waited
+                # Under the lock: until `answered` returns the connection is not closed, so the
+                # descriptor is still its own and not a number since reused by another socket.
+                _shut(wait.fd)
             log.warning(
                 "PostgreSQL sent no answer for %.0f s and %s: giving up the connection",
                 waited,
                 "cannot be reached" if rows is None else "is not working on the statement",
             )
-            wait.conn.given_up_after = waited
-            _shut(wait.fd)
             given_up.append(wait)
         if not given_up:
             return
