@@ -390,3 +390,260 @@ def test_a_pooled_connection_is_reused_in_a_process_with_many_files_open(databas
         for fd in held:
             os.close(fd)
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+class _Relay:
+    """A TCP path to PostgreSQL that can go silent without a word. `blackhole()` stops it forwarding
+    anything, either way, on every connection it carries, and keeps both ends of each open, as a firewall
+    that lost its state, a moved virtual IP or a dead host does (no RST, no FIN). This end's kernel still
+    acknowledges what the collector sends, as a proxy in between (pgbouncer, a cloud SQL proxy) would:
+    the collector's TCP sees nothing wrong. Connections made afterwards pass, as after a failover."""
+
+    def __init__(self, port: int) -> None:
+        self.target = port
+        self._pairs: list[tuple[socket.socket, socket.socket, threading.Event]] = []
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = int(self._listener.getsockname()[1])
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.target))
+            silent = threading.Event()
+            self._pairs.append((client, upstream, silent))
+            for source, sink in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(source, sink, silent), daemon=True).start()
+
+    @staticmethod
+    def _pump(source: socket.socket, sink: socket.socket, silent: threading.Event) -> None:
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                if silent.is_set():
+                    return  # dropped, and nothing more is read: it waits in the kernel's buffers
+                sink.sendall(data)
+        if not silent.is_set():
+            with contextlib.suppress(OSError):
+                sink.shutdown(socket.SHUT_WR)
+
+    def blackhole(self) -> int:
+        """Silence every connection open now; returns how many there are."""
+        for _, _, silent in self._pairs:
+            silent.set()
+        return len(self._pairs)
+
+    def close(self) -> None:
+        self._listener.close()
+        for client, upstream, _ in self._pairs:
+            client.close()
+            upstream.close()
+
+
+def test_a_path_to_postgresql_gone_silent_costs_a_few_seconds_not_a_hung_collector(
+    server_factory: Callable[..., ServerProcess], cluster: Any, database: str, tmp_path: Path
+) -> None:
+    """The path to PostgreSQL goes silent under steady ingest (a firewall dropped its state, a virtual IP
+    moved): a query sent on a pooled connection waited for an answer that never came, for as long as the
+    kernel saw nothing wrong (here, for ever), so the writer hung and with it ingest for every sender, and
+    each API request that drew such a connection hung too. With `tcp_user_timeout=3000` in the URL a
+    statement left unanswered for 3 s is taken for lost: the requests are answered within seconds (503
+    while it is sorted out), connections made afterwards serve, and every record is stored once."""
+    from server_helpers import Client
+
+    relay = _Relay(cluster.port)
+    transport: Transport | None = None
+    try:
+        name = database.rsplit("/", 1)[1]
+        server = server_factory(f"postgresql://postgres@127.0.0.1:{relay.port}/{name}?tcp_user_timeout=3000")
+        transport = Transport(
+            TransportConfig(
+                endpoint=server.url,
+                api_key=server.key,
+                batch_max_age_s=0.05,
+                backoff_base_s=0.05,
+                backoff_max_s=0.5,
+                max_retries=50,
+                timeout_s=30.0,
+                spool_dir=str(tmp_path / "spool"),
+            )
+        )
+        sent: list[str] = []
+        stop = threading.Event()
+
+        def send() -> None:
+            while not stop.is_set():
+                call_id = f"steady-{len(sent)}"
+                assert transport is not None
+                transport.submit(make_record(call_id))
+                sent.append(call_id)
+                time.sleep(0.01)
+
+        sender = threading.Thread(target=send)
+        sender.start()
+        try:
+            time.sleep(1.0)
+            # Concurrent reads leave several connections in the pool, each of which will go silent.
+            with ThreadPoolExecutor(4) as pool:
+                assert set(pool.map(lambda _: server.client().get("/api/calls").status, range(8))) == {200}
+            assert relay.blackhole() >= 2
+
+            def timed(request: Callable[[Client], Any]) -> tuple[Any, float]:
+                began = time.monotonic()
+                answer = request(Client(server.url, server.key, timeout=60))
+                return answer, time.monotonic() - began
+
+            with ThreadPoolExecutor(2) as pool:
+                ingest = pool.submit(
+                    timed, lambda c: c.post_json("/v1/events", {"records": [make_record("during")]})
+                )
+                read = pool.submit(timed, lambda c: c.get("/api/calls"))
+                answers = [ingest.result(), read.result()]
+            for answer, took in answers:
+                assert took < 20, answers
+                assert answer.status in (200, 503), answers
+                if answer.status == 503:
+                    assert answer.headers.get("retry-after") == "1", answer.headers
+                    assert "storage unavailable" in answer.json()["error"], answer
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                after = server.client().post_json("/v1/events", {"records": [make_record("after")]})
+                if after.status == 200:
+                    break
+                time.sleep(0.2)
+            assert after.status == 200, after
+            if answers[0][0].status != 200:  # as a sender does with a 503
+                again = server.client().post_json("/v1/events", {"records": [make_record("during")]})
+                assert again.status == 200, again
+            assert server.client().get("/api/calls").status == 200
+            time.sleep(1.0)
+        finally:
+            stop.set()
+            sender.join()
+        assert transport.flush(30), transport.stats()
+        expected = len(sent) + 2
+        deadline = time.monotonic() + 15
+        while _stored(database)[0] < expected and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert _stored(database) == (expected, expected), (expected, transport.stats())
+        stats = server.client().get_json(
+            f"/api/stats?start={time.time() - 600}&end={time.time() + 60}&bucket=3600"
+        )
+        assert sum(r["count"] for r in stats["rows"]) == expected  # the rollups counted each call once too
+        said = server.log()
+        assert "Traceback" not in said, said[-3000:]
+    finally:
+        if transport is not None:
+            transport.shutdown(5)
+        relay.close()
+
+
+def test_a_write_stopped_by_a_silent_path_leaves_no_write_lock_behind(cluster: Any, database: str) -> None:
+    """A write transaction holds the write lock. Its session, stopped mid-way by a path gone silent, kept
+    it (the database had not noticed, and behind a proxy it never does), so every later write waited for
+    it, however healthy the new connections were: ingest stayed down after the path was back."""
+    from litelens.server.store.base import StoreUnavailable
+    from litelens.server.store.postgres import PostgresStore
+
+    relay = _Relay(cluster.port)
+    name = database.rsplit("/", 1)[1]
+    store = PostgresStore(f"postgresql://postgres@127.0.0.1:{relay.port}/{name}?tcp_user_timeout=2000")
+    try:
+        store.migrate()
+        project = store.create_project("p")
+        outcome: list[BaseException | None] = []
+
+        def cut_off() -> None:
+            try:
+                with store._write() as cur:  # the write lock is held from here
+                    relay.blackhole()
+                    cur.execute("SELECT 1")
+            except BaseException as exc:
+                outcome.append(exc)
+            else:
+                outcome.append(None)
+
+        began = time.monotonic()
+        stopped = threading.Thread(target=cut_off, daemon=True)
+        stopped.start()
+        stopped.join(30)
+        assert outcome and isinstance(outcome[0], StoreUnavailable), outcome
+        assert str(outcome[0]) == "no answer from the database for 2 s", outcome
+        assert time.monotonic() - began < 10
+        written: list[bool] = []
+        after = threading.Thread(
+            target=lambda: written.append(store.write(project, [make_record("next")], []) is None),
+            daemon=True,
+        )
+        after.start()
+        after.join(30)
+        assert written, "the next write still waits for the write lock"
+        assert _stored(database) == (1, 1)
+    finally:
+        store.close()
+        relay.close()
+
+
+def test_connections_to_postgresql_keep_alive_as_the_url_says_or_by_default(database: str) -> None:
+    """libpq left TCP's timings as the system has them: a first keepalive probe after two hours of
+    silence, and data unacknowledged for 15 minutes before the kernel gives up, so a path gone silent hung
+    whatever waited on it. litelens asks for a dead path to be found in about 30 s, unless the URL says
+    otherwise: a DBA's own settings win."""
+    from litelens.server.store.postgres import PostgresStore
+
+    def tcp(url: str) -> tuple[int, ...]:
+        store = PostgresStore(url, pool_size=1)
+        try:
+            with store._read() as cur:
+                sock = socket.socket(fileno=os.dup(cur.connection.pgconn.socket))
+                try:
+                    return (
+                        sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE),
+                        sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE),
+                        sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL),
+                        sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT),
+                        sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT),
+                    )
+                finally:
+                    sock.close()
+        finally:
+            store.close()
+
+    assert tcp(database) == (1, 10, 5, 4, 30_000)
+    assert tcp(f"{database}?keepalives_idle=120&tcp_user_timeout=7000") == (1, 120, 5, 4, 7000)
+    host, port = database.split("@", 1)[1].split("/", 1)[0].split(":")
+    name = database.rsplit("/", 1)[1]
+    assert tcp(f"host={host} port={port} user=postgres dbname={name} keepalives=0")[0] == 0
+
+
+def test_a_statement_postgresql_is_still_running_is_not_taken_for_a_silent_path(database: str) -> None:
+    """The bound on waiting for an answer is about silence, not a time limit on statements: a query the
+    database is still working on (a migration, a chart over months of calls), or a write waiting for
+    another collector's, runs to its end however long past the bound it takes."""
+    from litelens.server.store.postgres import PostgresStore
+
+    store = PostgresStore(f"{database}?tcp_user_timeout=1000", pool_size=2)
+    try:
+        began = time.monotonic()
+        with store._read() as cur:
+            cur.execute("SELECT pg_sleep(3.5), 'done'")
+            assert cur.fetchone() == ("", "done")
+        assert time.monotonic() - began >= 3.5
+        with store._write() as cur:  # holds the write lock while another write waits for it
+            waited: list[float] = []
+
+            def write() -> None:
+                started = time.monotonic()
+                with store._write() as other:
+                    other.execute("SELECT 1")
+                waited.append(time.monotonic() - started)
+
+            other = threading.Thread(target=write, daemon=True)
+            other.start()
+            cur.execute("SELECT pg_sleep(3)")
+        other.join(30)
+        assert waited and waited[0] >= 2.5, waited
+    finally:
+        store.close()

@@ -1294,7 +1294,7 @@ def test_serve_against_a_server_that_never_answers_gives_up_and_says_so() -> Non
     """A PostgreSQL URL whose port takes the connection and never answers (a wrong port, a proxy, a
     firewall that drops packets): libpq waits for ever unless told otherwise, so `serve` hung at start
     with nothing said."""
-    from litelens.server.store.postgres import CONNECT_TIMEOUT_S
+    from litelens.server.store.pgwatch import CONNECT_TIMEOUT_S
 
     with socket.socket() as silent:
         silent.bind(("127.0.0.1", 0))

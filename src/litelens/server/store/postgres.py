@@ -15,10 +15,10 @@ has flushed the WAL.
 from __future__ import annotations
 
 import json
-import os
 import queue
 import select
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -46,6 +46,15 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError(
         "litelens: the PostgreSQL store needs psycopg; install it with pip install 'litelens[postgres]'"
     ) from exc
+
+# (After the check above: it subclasses psycopg's connection.)
+from litelens.server.store.pgwatch import (
+    IDLE_IN_WRITE_FACTOR,
+    Watchdog,
+    WatchedConnection,
+    answer_bound_s,
+    connect_options,
+)
 
 # Arbitrary constant naming litelens's write lock among the database's advisory locks.
 _WRITE_LOCK = 0x6C6974656C656E73 & 0x7FFFFFFFFFFFFFFF
@@ -291,22 +300,25 @@ class _Pool:
     def __init__(self, url: str, size: int) -> None:
         self._url = url
         self._size = size
-        self._idle: queue.LifoQueue[psycopg.Connection[Any]] = queue.LifoQueue()
+        self._idle: queue.LifoQueue[WatchedConnection] = queue.LifoQueue()
         self._opened = 0
         self._lock = threading.Lock()
         self._closed = False
-        self._all: list[psycopg.Connection[Any]] = []
-        self._timeout = _connect_timeout(url)
+        self._all: list[WatchedConnection] = []
+        self._options = connect_options(url)
+        self._stale_before = 0.0
+        bound = answer_bound_s(url)
+        self.watchdog = None if bound is None else Watchdog(url, bound, self._drop_idle)
 
     @contextmanager
-    def connection(self) -> Iterator[psycopg.Connection[Any]]:
+    def connection(self) -> Iterator[WatchedConnection]:
         conn = self._get()
         try:
             yield conn
         finally:
             self._put(conn)
 
-    def _get(self) -> psycopg.Connection[Any]:
+    def _get(self) -> WatchedConnection:
         while True:
             if self._closed:
                 raise RuntimeError("litelens: store is closed")
@@ -322,27 +334,28 @@ class _Pool:
                 return conn
             self._discard(conn)
 
-    def _open(self) -> psycopg.Connection[Any] | None:
+    def _open(self) -> WatchedConnection | None:
         """A new connection, or None when the pool has all it may open."""
         with self._lock:
             if self._opened >= self._size:
                 return None
             self._opened += 1
             try:
-                conn = _connect(self._url, **self._timeout)
+                conn = _connect(self._url, self.watchdog, **self._options)
+                conn.opened = time.monotonic()
             except Exception:
                 self._opened -= 1
                 raise
             self._all.append(conn)
             return conn
 
-    def _put(self, conn: psycopg.Connection[Any]) -> None:
-        if conn.closed or conn.broken or self._closed:
+    def _put(self, conn: WatchedConnection) -> None:
+        if conn.closed or conn.broken or self._closed or conn.opened < self._stale_before:
             self._discard(conn)
             return
         self._idle.put(conn)
 
-    def _discard(self, conn: psycopg.Connection[Any]) -> None:
+    def _discard(self, conn: WatchedConnection) -> None:
         with self._lock:
             self._opened -= 1
             if conn in self._all:
@@ -350,7 +363,21 @@ class _Pool:
         if not conn.closed:
             conn.close()
 
+    def _drop_idle(self) -> None:
+        """Close the idle connections: one found on a path gone silent says its siblings most likely are
+        too (a failover moves them all), and each would cost the request that drew it the wait again.
+        Those in use are closed when given back."""
+        self._stale_before = time.monotonic()
+        while True:
+            try:
+                conn = self._idle.get_nowait()
+            except queue.Empty:
+                return
+            self._discard(conn)
+
     def close(self) -> None:
+        if self.watchdog is not None:
+            self.watchdog.close()
         with self._lock:
             self._closed = True
             for conn in self._all:
@@ -358,11 +385,17 @@ class _Pool:
             self._all.clear()
 
 
-def _connect(url: str, **options: Any) -> psycopg.Connection[Any]:
+def _connect(url: str, watchdog: Watchdog | None, **options: Any) -> WatchedConnection:
     try:
-        return psycopg.connect(url, autocommit=True, **options)
+        conn = WatchedConnection.connect(url, autocommit=True, **options)
     except psycopg.OperationalError as exc:  # refused, timed out, unknown host, a refusal by the server
         raise StoreUnavailable(_first_line(exc)) from exc
+    try:
+        conn.watch(watchdog)
+    except psycopg.OperationalError as exc:
+        conn.close()
+        raise StoreUnavailable(_first_line(exc)) from exc
+    return conn
 
 
 @contextmanager
@@ -372,6 +405,9 @@ def _lost(conn: psycopg.Connection[Any]) -> Iterator[None]:
         yield
     except psycopg.Error as exc:
         if conn.broken:
+            silent = getattr(conn, "given_up_after", None)
+            if silent is not None:
+                raise StoreUnavailable(f"no answer from the database for {silent:.0f} s") from exc
             raise StoreUnavailable(_first_line(exc)) from exc
         raise
 
@@ -405,24 +441,6 @@ def _usable(conn: psycopg.Connection[Any]) -> bool:
     return not readable
 
 
-# libpq waits for ever for a server that took the connection and never answers (a wrong port, a proxy,
-# a host that drops packets): `serve` then hung at start, and a request for a connection later.
-CONNECT_TIMEOUT_S = 10
-
-
-def _connect_timeout(url: str) -> dict[str, Any]:
-    """`connect_timeout` for psycopg, unless the URL or PGCONNECT_TIMEOUT already sets one."""
-    from psycopg.conninfo import conninfo_to_dict
-
-    try:
-        given = "connect_timeout" in conninfo_to_dict(url)
-    except psycopg.Error:
-        given = False  # a URL libpq cannot read: its connect says why
-    if given or os.environ.get("PGCONNECT_TIMEOUT"):
-        return {}
-    return {"connect_timeout": CONNECT_TIMEOUT_S}
-
-
 class PostgresStore(SQLStore):
     """`Store` on PostgreSQL, for deployments with several collectors or more data than one file."""
 
@@ -433,6 +451,14 @@ class PostgresStore(SQLStore):
     def __init__(self, url: str, *, pool_size: int = 4) -> None:
         self.url = url
         self._pool = _Pool(url, pool_size)
+        bound = answer_bound_s(url)
+        # (set_config's third argument makes it SET LOCAL: the transaction's alone.)
+        self._lock_sql = (
+            "SELECT pg_advisory_xact_lock(%s)"
+            if bound is None
+            else "SELECT pg_advisory_xact_lock(%s), set_config('idle_in_transaction_session_timeout', "
+            f"'{int(bound * IDLE_IN_WRITE_FACTOR * 1000)}ms', true)"
+        )
 
     def _q(self, sql: str) -> str:
         return sql.replace("?", "%s")
@@ -443,7 +469,7 @@ class PostgresStore(SQLStore):
     @contextmanager
     def _write(self) -> Iterator[psycopg.Cursor[Any]]:
         with self._pool.connection() as conn, _lost(conn), conn.transaction(), conn.cursor() as cur:
-            cur.execute("SELECT pg_advisory_xact_lock(%s)", (_WRITE_LOCK,))
+            cur.execute(self._lock_sql, (_WRITE_LOCK,))
             yield cur
 
     @contextmanager
@@ -473,7 +499,7 @@ class PostgresStore(SQLStore):
     def _export_snapshot(self) -> Iterator[psycopg.Cursor[Any]]:
         # Not a pooled connection: ingest writes through the pool, and a few long exports held it all.
         with (
-            _connect(self.url, **_connect_timeout(self.url)) as conn,
+            _connect(self.url, self._pool.watchdog, **connect_options(self.url)) as conn,
             _lost(conn),
             conn.cursor() as cur,
         ):

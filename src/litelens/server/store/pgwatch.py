@@ -1,0 +1,256 @@
+"""Noticing that the path to PostgreSQL went silent, for the PostgreSQL store.
+
+A path that drops packets without a word (a firewall that lost its state, a virtual IP moved by a
+failover, a dead host) leaves a connection that waits for an answer with nothing to wake it: libpq
+waits as long as the kernel does, which by Linux's defaults is 15 minutes for data sent and never for an
+answer to a query that was delivered. The store's writer writes for every sender, so one such wait
+stalled ingest for all of them. Two things bound it:
+
+- libpq's TCP settings (`connect_options`): keepalives find a dead peer on an idle connection and one
+  waiting for a query's answer, `tcp_user_timeout` one that no longer acknowledges what is sent. They
+  cost nothing, and they are what a DBA looks for in a connection string. The kernel alone cannot see a
+  path that goes silent behind a proxy that still acknowledges everything (pgbouncer, a cloud SQL proxy,
+  a load balancer whose backend died).
+- `Watchdog`: a statement that has waited as long as `tcp_user_timeout` for its answer makes it ask the
+  database, on a new connection, whether the session is still working on it. A session that is not (it is
+  idle, or waits for input the client sent), or a database that cannot be reached, means the answer is
+  not coming: the connection's socket is shut, the statement fails at once as a broken connection, and
+  the store answers 503 as for any outage. A long statement the database is still running is left alone,
+  however long it takes (a migration, a chart over months of calls).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import psycopg
+from psycopg.abc import PQGen
+
+log = logging.getLogger("litelens.server")
+
+# libpq waits for ever for a server that took the connection and never answers (a wrong port, a proxy,
+# a host that drops packets): `serve` then hung at start, and a request for a connection later.
+CONNECT_TIMEOUT_S = 10
+
+# A dead path is found in about 30 s whichever way it died: an idle connection (or one waiting for a
+# long query) after 10 s of silence and 4 unanswered probes 5 s apart; data that goes unacknowledged
+# after 30 s. Short for TCP, long for a collector, whose statements take milliseconds.
+TCP_DEFAULTS: dict[str, Any] = {
+    "keepalives": 1,
+    "keepalives_idle": 10,
+    "keepalives_interval": 5,
+    "keepalives_count": 4,
+    "tcp_user_timeout": 30_000,
+}
+
+# The statement is the transaction's last word for this long: a write transaction waits on nothing but
+# its own client between statements (its rows are built before it starts), so one left idle this long
+# lost its client, and its write lock would keep every other writer waiting until the database's own
+# TCP noticed (two hours by Linux's defaults). Twice the answer bound, so it is never the one to act first.
+IDLE_IN_WRITE_FACTOR = 2
+
+RV = TypeVar("RV")
+
+
+def _given(url: str) -> dict[str, Any]:
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        return conninfo_to_dict(url)
+    except psycopg.Error:
+        return {}  # a URL libpq cannot read: its connect says why
+
+
+def connect_options(url: str) -> dict[str, Any]:
+    """The parameters litelens adds to the URL's: what the URL (or the environment) sets is left alone.
+
+    A URL that names a service (`service=` or PGSERVICE) gets no TCP defaults: libpq lets a parameter
+    given to connect beat the service file, so ours would silently replace what a DBA put there.
+    """
+    given = _given(url)
+    options: dict[str, Any] = {}
+    if "connect_timeout" not in given and not os.environ.get("PGCONNECT_TIMEOUT"):
+        options["connect_timeout"] = CONNECT_TIMEOUT_S
+    if "service" not in given and not os.environ.get("PGSERVICE"):
+        options.update({k: v for k, v in TCP_DEFAULTS.items() if k not in given})
+    return options
+
+
+def answer_bound_s(url: str) -> float | None:
+    """How long a statement may wait for its answer before the database is asked about it: the URL's
+    `tcp_user_timeout` (milliseconds, as libpq reads it) or ours; None when it is 0 (the kernel's
+    default), which turns the check off."""
+    given = _given(url).get("tcp_user_timeout")
+    try:
+        millis = int(given) if given is not None else int(TCP_DEFAULTS["tcp_user_timeout"])
+    except ValueError:
+        return None  # libpq refuses the URL at connect, and says why
+    return millis / 1000 if millis > 0 else None
+
+
+class WatchedConnection(psycopg.Connection[Any]):
+    """A psycopg connection that tells its `watchdog` while it waits for the database."""
+
+    watchdog: Watchdog | None = None
+    session: tuple[int, Any] | None = None
+    """(pid, backend_start) of the server session, when the pid libpq was given is the session's own
+    (behind pgbouncer it is the pooler's): what lets the watchdog end that session and no other."""
+    opened = 0.0
+    """When the pool opened it (`time.monotonic()`)."""
+    given_up_after: float | None = None
+    """Set when the watchdog shut the connection: how long its statement had waited."""
+
+    def watch(self, watchdog: Watchdog | None) -> None:
+        if watchdog is None:
+            return
+        row = self.execute(
+            "SELECT pg_backend_pid(), backend_start FROM pg_stat_activity WHERE pid = pg_backend_pid()"
+        ).fetchone()
+        if row is not None and row[0] == self.info.backend_pid:
+            self.session = (int(row[0]), row[1])
+        self.watchdog = watchdog
+
+    def wait(self, gen: PQGen[RV], *args: Any, **kwargs: Any) -> RV:
+        # Every exchange with the server (a query, a fetch, COPY, a pipeline, a commit) waits here.
+        watchdog = self.watchdog
+        if watchdog is None:
+            return super().wait(gen, *args, **kwargs)
+        watchdog.waiting(self)
+        try:
+            return super().wait(gen, *args, **kwargs)
+        finally:
+            watchdog.answered(self)
+
+
+class _Wait:
+    __slots__ = ("conn", "fd", "pid", "since")
+
+    def __init__(self, conn: WatchedConnection) -> None:
+        self.conn = conn
+        self.since = time.monotonic()
+        # Read here, in the thread that owns the connection, not later from the watchdog's.
+        self.pid = conn.info.backend_pid
+        self.fd = conn.pgconn.socket
+
+
+# A session that works on its statement (not one waiting for input from its client, which is lost).
+_WORKING = "state = 'active' AND wait_event_type IS DISTINCT FROM 'Client'"
+
+
+class Watchdog:
+    """Gives up on a connection whose statement waits for an answer the database is not going to send."""
+
+    def __init__(self, url: str, after_s: float, on_give_up: Callable[[], None] = lambda: None) -> None:
+        self.after_s = after_s
+        self._url = url
+        self._options = connect_options(url)
+        self._on_give_up = on_give_up
+        self._waits: dict[int, _Wait] = {}
+        self._lock = threading.Lock()
+        self._closed = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def waiting(self, conn: WatchedConnection) -> None:
+        wait = _Wait(conn)
+        with self._lock:
+            self._waits[id(conn)] = wait
+            if self._thread is None and not self._closed.is_set():
+                self._thread = threading.Thread(target=self._run, name="litelens-pg-watchdog", daemon=True)
+                self._thread.start()
+
+    def answered(self, conn: WatchedConnection) -> None:
+        with self._lock:
+            self._waits.pop(id(conn), None)
+
+    def close(self) -> None:
+        self._closed.set()
+
+    def _run(self) -> None:
+        tick = min(1.0, self.after_s / 4)
+        while not self._closed.wait(tick):
+            now = time.monotonic()
+            with self._lock:
+                due = [w for w in self._waits.values() if now - w.since >= self.after_s]
+            if due:
+                self._check(due)
+
+    def _check(self, due: list[_Wait]) -> None:
+        pids = [w.pid for w in due]
+        rows = self._ask(f"SELECT pid FROM pg_stat_activity WHERE pid = ANY(%s) AND {_WORKING}", (pids,))
+        working = {int(r[0]) for r in rows or ()}
+        given_up: list[_Wait] = []
+        for wait in due:
+            with self._lock:
+                if self._waits.get(id(wait.conn)) is not wait:
+                    continue  # answered meanwhile
+                if wait.pid in working:
+                    wait.since = time.monotonic()  # a long statement: ask again after as long
+                    continue
+                del self._waits[id(wait.conn)]
+                waited = time.monotonic() - wait.since
+                wait.conn.given_up_after = waited
+                # Under the lock: until `answered` returns the connection is not closed, so the
+                # descriptor is still its own and not a number since reused by another socket.
+                _shut(wait.fd)
+            log.warning(
+                "PostgreSQL sent no answer for %.0f s and %s: giving up the connection",
+                waited,
+                "cannot be reached" if rows is None else "is not working on the statement",
+            )
+            given_up.append(wait)
+        if not given_up:
+            return
+        self._on_give_up()
+        sessions = [w.conn.session for w in given_up if w.conn.session is not None]
+        if rows is not None and sessions:
+            # The server has not noticed (its TCP may not for two hours, or ever behind a proxy): a session
+            # stopped inside a write transaction keeps the write lock, and every other writer waits on it.
+            self._ask(
+                "SELECT pg_terminate_backend(a.pid) FROM pg_stat_activity a "
+                "JOIN unnest(%s::int[], %s::timestamptz[]) AS s (pid, started) "
+                f"ON a.pid = s.pid AND a.backend_start = s.started WHERE NOT ({_WORKING})",
+                ([p for p, _ in sessions], [t for _, t in sessions]),
+            )
+
+    def _ask(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]] | None:
+        """The rows of `sql` on a new connection; None when the database does not answer within a
+        connect timeout and the bound (the answer would come on the same path, or on one as dead)."""
+        found: list[list[tuple[Any, ...]]] = []
+        probes: list[psycopg.Connection[Any]] = []
+
+        def ask() -> None:
+            try:
+                with psycopg.connect(self._url, autocommit=True, **self._options) as probe:
+                    probes.append(probe)
+                    found.append(probe.execute(sql, params).fetchall())
+            except Exception as exc:
+                log.debug("asking PostgreSQL about silent connections failed: %s", exc)
+
+        asking = threading.Thread(target=ask, name="litelens-pg-probe", daemon=True)
+        asking.start()
+        asking.join(float(self._options.get("connect_timeout", CONNECT_TIMEOUT_S)) + self.after_s)
+        if found:
+            return found[0]
+        for probe in probes:  # connected, then went as silent as the rest
+            with contextlib.suppress(Exception):
+                _shut(probe.pgconn.socket)
+        return None
+
+
+def _shut(fd: int) -> None:
+    """End the TCP connection under a descriptor another thread waits on: its wait wakes to a closed
+    socket and libpq reports the connection broken. (Closing the descriptor would not wake it, and the
+    number could be reused under it.)"""
+    with contextlib.suppress(OSError):
+        sock = socket.socket(fileno=os.dup(fd))
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        finally:
+            sock.close()
