@@ -211,6 +211,56 @@ def test_proxy_fallback_records_each_attempt(proxy_stack: Stack, sqlite_server: 
     assert outcome["response_id"] == json.loads(body)["id"]
 
 
+def sse_chunks(body: bytes) -> list[dict[str, Any]]:
+    """The JSON chunks of a server-sent-events body, without its `[DONE]`."""
+    lines = body.decode().splitlines()
+    return [json.loads(line[6:]) for line in lines if line.startswith("data: {")]
+
+
+def test_proxy_stream_counts_its_chunks(proxy_stack: Stack) -> None:
+    """The proxy's router wraps every stream in one of its own: the record still counts the chunks the
+    client got, and a stream the provider broke keeps what was said before the break."""
+    port, receiver = proxy_stack.port, proxy_stack.receiver
+    before = len(receiver.records)
+    status, body = request(
+        port,
+        "POST",
+        "/v1/chat/completions",
+        {
+            "model": "chat-small",
+            "stream": True,
+            "stream_options": {"include_usage": True},
+            "messages": [{"role": "user", "content": "count these [[fake tokens=6]]"}],
+        },
+    )
+    assert status == 200, body
+    chunks = sse_chunks(body)
+    assert len(chunks) >= 6
+    (record,) = new_records(receiver, before, 1)
+    assert record["status"] == "ok" and record["usage"]["output_tokens"] == 6
+    assert record["chunk_count"] in (len(chunks) - 1, len(chunks))  # with or without the usage chunk
+
+    before = len(receiver.records)
+    status, body = request(
+        port,
+        "POST",
+        "/v1/chat/completions",
+        {
+            "model": "chat-small",
+            "stream": True,
+            "messages": [{"role": "user", "content": "break [[fake tokens=8 drop_after=3]]"}],
+        },
+    )
+    said = "".join(
+        c["choices"][0]["delta"].get("content") or "" for c in sse_chunks(body) if c.get("choices")
+    )
+    assert said.split(), body  # the client got the first words before the break
+    (broken,) = new_records(receiver, before, 1)
+    assert broken["status"] == "error" and broken["stream"] is True
+    assert broken["chunk_count"] == 3
+    assert broken["response"]["choices"][0]["message"]["content"].split() == said.split()
+
+
 def test_proxy_abandoned_stream_is_cancelled(proxy_stack: Stack) -> None:
     """A client that hangs up mid-stream: LiteLLM's proxy reports it, and the record must not say ok."""
     port, receiver = proxy_stack.port, proxy_stack.receiver

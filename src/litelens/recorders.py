@@ -82,7 +82,15 @@ def _install_chunk_counter() -> None:
         try:
             details = getattr(getattr(self, "logging_obj", None), "model_call_details", None)
             chunks = getattr(self, "chunks", None)
-            if isinstance(details, dict) and isinstance(chunks, list):
+            # A LiteLLM Router (1.110's, so every proxy's) wraps each stream in a wrapper of its own,
+            # made with the same logging object, that then drops its fresh list for the inner stream's:
+            # that fresh list counts no chunk. The inner stream reads the provider's chunks and logs
+            # the call. Any other new wrapper wins, as a later attempt's stream may share the object.
+            if (
+                isinstance(details, dict)
+                and isinstance(chunks, list)
+                and not hasattr(self, "adopt_fallback_response_headers")
+            ):
                 details[CHUNKS_KEY] = chunks
         except Exception:  # never let bookkeeping break a stream
             pass
