@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
@@ -9,6 +10,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import pytest
@@ -72,36 +74,46 @@ def proxy_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             "LITELENS_SPOOL_DIR": str(tmp / "spool"),
             "LITELENS_SERVICE": "proxy-under-test",
         }
-        log = open(tmp / "proxy.log", "w")  # noqa: SIM115 - open for the proxy's whole life, closed below
-        process = subprocess.Popen(
-            [binary, "--config", str(config), "--host", "127.0.0.1", "--port", str(port)],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=tmp,
-        )
-        try:
-            deadline = time.time() + 90
-            while time.time() < deadline:
-                if process.poll() is not None:
-                    raise AssertionError("proxy exited:\n" + (tmp / "proxy.log").read_text()[-3000:])
-                try:
-                    status, _ = request(port, "GET", "/health/liveliness")
-                    if status == 200:
-                        break
-                except OSError:
-                    pass
-                time.sleep(0.3)
-            else:
-                raise AssertionError("proxy did not start:\n" + (tmp / "proxy.log").read_text()[-3000:])
+        with running_proxy(binary, config, port, env, tmp) as process:
             yield Stack(port, receiver, provider, process)
-        finally:
-            process.terminate()
+
+
+@contextlib.contextmanager
+def running_proxy(
+    binary: str, config: Path, port: int, env: dict[str, str], tmp: Path
+) -> Iterator[subprocess.Popen[bytes]]:
+    """A `litellm --config` process, ready (its liveliness probe answers), stopped at the end."""
+    log_path = tmp / f"proxy-{port}-{time.monotonic_ns()}.log"
+    log = open(log_path, "w")  # noqa: SIM115 - open for the proxy's whole life, closed below
+    process = subprocess.Popen(
+        [binary, "--config", str(config), "--host", "127.0.0.1", "--port", str(port)],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=tmp,
+    )
+    try:
+        deadline = time.time() + 90
+        while time.time() < deadline:
+            if process.poll() is not None:
+                raise AssertionError("proxy exited:\n" + log_path.read_text()[-3000:])
             try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-            log.close()
+                status, _ = request(port, "GET", "/health/liveliness")
+                if status == 200:
+                    break
+            except OSError:
+                pass
+            time.sleep(0.3)
+        else:
+            raise AssertionError("proxy did not start:\n" + log_path.read_text()[-3000:])
+        yield process
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        log.close()
 
 
 def request(port: int, method: str, path: str, body: Any = None, stream: bool = False) -> tuple[int, bytes]:
@@ -306,3 +318,40 @@ def test_proxy_shutdown_flushes_last_records(proxy_stack: Stack) -> None:
     proxy_stack.process.wait(timeout=30)
     (record,) = new_records(receiver, before, 1)
     assert record["response_id"] == json.loads(body)["id"]
+
+
+def test_restarted_proxy_resends_what_it_spooled_before_any_call(tmp_path: Path) -> None:
+    """Calls served while the litelens server was away wait in the spool. A proxy restarted once the
+    server is back sends them at once, each once: not when (if ever) a new call comes in."""
+    binary = os.environ.get("LITELENS_TEST_PROXY_BIN")
+    if not binary:
+        pytest.skip("set LITELENS_TEST_PROXY_BIN to a `litellm` proxy binary with litelens installed")
+    with FakeProvider() as provider, Receiver() as receiver:
+        receiver.stop()  # the server is away; it comes back on the same address
+        config = tmp_path / "config.yaml"
+        config.write_text(CONFIG.format(base=provider.url, broken=provider.url, key=PROVIDER_KEY))
+        env = {
+            **os.environ,
+            "LITELLM_MASTER_KEY": MASTER_KEY,
+            "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+            "LITELENS_ENDPOINT": receiver.url,
+            "LITELENS_SPOOL_DIR": str(tmp_path / "spool"),
+        }
+        answered = []
+        port = free_port()
+        with running_proxy(binary, config, port, env, tmp_path):
+            for word in ("one", "two"):
+                status, body = request(
+                    port,
+                    "POST",
+                    "/v1/chat/completions",
+                    {"model": "chat-small", "messages": [{"role": "user", "content": word}]},
+                )
+                assert status == 200, body
+                answered.append(json.loads(body)["id"])
+        assert list((tmp_path / "spool").rglob("*.batch")), "the calls were not spooled"
+
+        receiver.start()
+        with running_proxy(binary, config, free_port(), env, tmp_path):
+            records = new_records(receiver, 0, 2)
+        assert sorted(r["response_id"] for r in records) == sorted(answered)

@@ -436,6 +436,16 @@ class Callback(CustomLogger):
         remaining = self._collect_reported(timeout)
         return self.transport.flush(remaining)
 
+    def start(self) -> None:
+        """Start sending now rather than at the first call: what an earlier process left in the spool
+        (records of calls made while the server was away, before a restart) is resent at once.
+
+        A restarted LiteLLM proxy may get no call for a long while (traffic moved to its peers, a
+        quiet night), and until then those records were on no dashboard.
+        """
+        if not self.settings.disabled:
+            self.transport.start()
+
     def shutdown(self, timeout: float | None = None) -> bool:
         """Flush, then stop the background thread. Records not delivered in time go to the spool."""
         return self.transport.shutdown(self._collect_reported(timeout))
