@@ -15,6 +15,7 @@ from typing import Any, NamedTuple
 
 import pytest
 
+from litelens.pipeline import Pipeline, from_env
 from litelens.testing import FakeProvider, Receiver
 from server_helpers import ServerProcess, free_port
 
@@ -271,6 +272,33 @@ def test_proxy_stream_counts_its_chunks(proxy_stack: Stack) -> None:
     assert broken["status"] == "error" and broken["stream"] is True
     assert broken["chunk_count"] == 3
     assert broken["response"]["choices"][0]["message"]["content"].split() == said.split()
+
+
+def test_proxy_health_checks_are_recorded_as_such(proxy_stack: Stack) -> None:
+    """A `/health` model check is a billed call to the provider: it is recorded, told from users' calls by
+    its tag, and `LITELENS_DROP_HEALTH_CHECKS` keeps it out while users' calls stay."""
+    port, receiver = proxy_stack.port, proxy_stack.receiver
+    before = len(receiver.records)
+    status, body = request(port, "GET", "/health?model=chat-small")
+    assert status == 200 and json.loads(body)["healthy_count"] == 1, body
+    (check,) = new_records(receiver, before, 1)
+    assert check["status"] == "ok"
+    assert check["tags"] == ["litellm-internal-health-check"]
+    assert check["proxy"]["key_alias"] == "litellm-internal-health-check"
+
+    before = len(receiver.records)
+    status, body = request(
+        port,
+        "POST",
+        "/v1/chat/completions",
+        {"model": "chat-small", "messages": [{"role": "user", "content": "hi"}]},
+    )
+    assert status == 200, body
+    (call,) = new_records(receiver, before, 1)
+    dropping = Pipeline(from_env({"LITELENS_DROP_HEALTH_CHECKS": "true"}))
+    assert dropping(dict(check)) is None
+    assert dropping(dict(call)) == call
+    assert Pipeline(from_env({}))(dict(check)) == check
 
 
 def test_proxy_abandoned_stream_is_cancelled(proxy_stack: Stack) -> None:
