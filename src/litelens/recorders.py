@@ -58,6 +58,9 @@ def install() -> None:
 
 
 CHUNKS_KEY = "litelens_stream_chunks"
+# Where LiteLLM's Router defines its stream wrappers: `litellm.router` (1.80's FallbackStreamWrapper),
+# `litellm.router_rust.invoke.streaming` (1.110's FallbackAwareStreamWrapper).
+_ROUTER_MODULES = ("litellm.router",)
 
 
 def _install_chunk_counter() -> None:
@@ -82,14 +85,14 @@ def _install_chunk_counter() -> None:
         try:
             details = getattr(getattr(self, "logging_obj", None), "model_call_details", None)
             chunks = getattr(self, "chunks", None)
-            # A LiteLLM Router (1.110's, so every proxy's) wraps each stream in a wrapper of its own,
-            # made with the same logging object, that then drops its fresh list for the inner stream's:
-            # that fresh list counts no chunk. The inner stream reads the provider's chunks and logs
-            # the call. Any other new wrapper wins, as a later attempt's stream may share the object.
+            # A LiteLLM Router (so every proxy) wraps each stream in a wrapper class of its own, made
+            # with the same logging object, that only passes the inner stream's chunks on: its list
+            # stays empty. The inner stream reads the provider's chunks and logs the call. Any other
+            # new wrapper wins, as a later attempt's stream may share the logging object.
             if (
                 isinstance(details, dict)
                 and isinstance(chunks, list)
-                and not hasattr(self, "adopt_fallback_response_headers")
+                and not type(self).__module__.startswith(_ROUTER_MODULES)
             ):
                 details[CHUNKS_KEY] = chunks
         except Exception:  # never let bookkeeping break a stream
