@@ -45,8 +45,33 @@ router_settings:
   num_retries: 0
   fallbacks: [{{"broken": ["chat-small"]}}]
 litellm_settings:
-  callbacks: ["litelens.handler"]
+  callbacks: ["litelens.handler", "stream_hook.instance"]
 """
+
+# A proxy hook that breaks a stream after its first chunk when the prompt asks it to, as a guardrail
+# that blocks mid-stream or a hook with a bug does. LiteLLM loads it from the config file's folder.
+STREAM_HOOK = """\
+from litellm.integrations.custom_logger import CustomLogger
+
+
+class StreamHook(CustomLogger):
+    async def async_post_call_streaming_iterator_hook(self, user_api_key_dict, response, request_data):
+        stop = "[[hook stop]]" in str(request_data.get("messages"))
+        async for chunk in response:
+            yield chunk
+            if stop:
+                raise ValueError("stopped by a hook")
+
+
+instance = StreamHook()
+"""
+
+
+def write_config(folder: Path, base: str, broken: str) -> Path:
+    (folder / "stream_hook.py").write_text(STREAM_HOOK)
+    config = folder / "config.yaml"
+    config.write_text(CONFIG.format(base=base, broken=broken, key=PROVIDER_KEY))
+    return config
 
 
 class Stack(NamedTuple):
@@ -64,8 +89,7 @@ def proxy_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     tmp = tmp_path_factory.mktemp("proxy")
     # `broken` is a deployment whose provider fails every call: the router falls back to chat-small.
     with FakeProvider() as provider, FakeProvider(error=500) as broken, Receiver() as receiver:
-        config = tmp / "config.yaml"
-        config.write_text(CONFIG.format(base=provider.url, broken=broken.url, key=PROVIDER_KEY))
+        config = write_config(tmp, provider.url, broken.url)
         port = free_port()
         env = {
             **os.environ,
@@ -274,6 +298,41 @@ def test_proxy_stream_counts_its_chunks(proxy_stack: Stack) -> None:
     assert broken["response"]["choices"][0]["message"]["content"].split() == said.split()
 
 
+def test_proxy_stream_broken_by_a_hook_is_recorded(proxy_stack: Stack) -> None:
+    """A proxy hook that raises mid-stream (a guardrail blocking, a bug): the provider was called, the
+    client got the first chunk and an error event, and LiteLLM tells its loggers nothing of the call.
+    It has one record all the same, an error, with what the client was sent."""
+    port, receiver = proxy_stack.port, proxy_stack.receiver
+    before = len(receiver.records)
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    conn.request(
+        "POST",
+        "/v1/chat/completions",
+        json.dumps(
+            {
+                "model": "chat-small",
+                "stream": True,
+                "messages": [{"role": "user", "content": "go on [[hook stop]]"}],
+            }
+        ),
+        {"Authorization": f"Bearer {MASTER_KEY}", "Content-Type": "application/json"},
+    )
+    response = conn.getresponse()
+    body, call_id = response.read(), response.getheader("x-litellm-call-id")
+    conn.close()
+    assert b"stopped by a hook" in body
+    said = "".join(
+        c["choices"][0]["delta"].get("content") or "" for c in sse_chunks(body) if c.get("choices")
+    )
+    (record,) = new_records(receiver, before, 1)
+    assert record["call_id"] == call_id
+    assert record["status"] == "error" and record["stream"] is True
+    assert record["error"]["type"] == "ValueError"
+    assert record["error"]["message"] == "stopped by a hook"
+    assert record["chunk_count"] == 1
+    assert record["response"]["choices"][0]["message"]["content"] == said
+
+
 def test_proxy_health_checks_are_recorded_as_such(proxy_stack: Stack) -> None:
     """A `/health` model check is a billed call to the provider: it is recorded, told from users' calls by
     its tag, and `LITELENS_DROP_HEALTH_CHECKS` keeps it out while users' calls stay."""
@@ -356,8 +415,7 @@ def test_restarted_proxy_resends_what_it_spooled_before_any_call(tmp_path: Path)
         pytest.skip("set LITELENS_TEST_PROXY_BIN to a `litellm` proxy binary with litelens installed")
     with FakeProvider() as provider, Receiver() as receiver:
         receiver.stop()  # the server is away; it comes back on the same address
-        config = tmp_path / "config.yaml"
-        config.write_text(CONFIG.format(base=provider.url, broken=provider.url, key=PROVIDER_KEY))
+        config = write_config(tmp_path, provider.url, provider.url)
         env = {
             **os.environ,
             "LITELLM_MASTER_KEY": MASTER_KEY,
