@@ -1164,6 +1164,31 @@ def test_each_failed_router_attempt_says_how_many_retries_came_before_it(
     assert [r["error"]["retries"] if r["error"] else "ok" for r in records] == [0, 1, 2, "ok"]
 
 
+def test_router_streams_count_their_chunks(provider, receiver, make_callback):
+    """A Router (LiteLLM 1.110) wraps each stream in one of its own, made with the call's logging object:
+    the records still count the chunks the caller got, sync and async."""
+    callback = make_callback()
+    router = litellm.Router(
+        model_list=[
+            {
+                "model_name": "main",
+                "litellm_params": {"model": "openai/gpt-4o-mini", "api_base": provider.url, "api_key": KEY},
+            }
+        ]
+    )
+    got = [len(list(router.completion(model="main", messages=MESSAGES, stream=True)))]
+
+    async def streamed() -> int:
+        stream = await router.acompletion(model="main", messages=MESSAGES, stream=True)
+        return len([chunk async for chunk in stream])
+
+    got.append(asyncio.run(streamed()))
+    records = sorted(one_record(receiver, callback, 2), key=lambda r: r["is_async"])
+    for record, chunks in zip(records, got, strict=True):
+        assert record["stream"] is True and record["status"] == "ok"
+        assert record["chunk_count"] in (chunks, chunks + 1), (record["is_async"], chunks)
+
+
 def test_an_sdk_router_requests_attempts_lead_to_each_other_on_the_server(
     provider, project_server, callback_to
 ):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
@@ -9,10 +10,12 @@ import socket
 import subprocess
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import pytest
 
+from litelens.pipeline import Pipeline, from_env
 from litelens.testing import FakeProvider, Receiver
 from server_helpers import ServerProcess, free_port
 
@@ -42,8 +45,33 @@ router_settings:
   num_retries: 0
   fallbacks: [{{"broken": ["chat-small"]}}]
 litellm_settings:
-  callbacks: ["litelens.handler"]
+  callbacks: ["litelens.handler", "stream_hook.instance"]
 """
+
+# A proxy hook that breaks a stream after its first chunk when the prompt asks it to, as a guardrail
+# that blocks mid-stream or a hook with a bug does. LiteLLM loads it from the config file's folder.
+STREAM_HOOK = """\
+from litellm.integrations.custom_logger import CustomLogger
+
+
+class StreamHook(CustomLogger):
+    async def async_post_call_streaming_iterator_hook(self, user_api_key_dict, response, request_data):
+        stop = "[[hook stop]]" in str(request_data.get("messages"))
+        async for chunk in response:
+            yield chunk
+            if stop:
+                raise ValueError("stopped by a hook")
+
+
+instance = StreamHook()
+"""
+
+
+def write_config(folder: Path, base: str, broken: str) -> Path:
+    (folder / "stream_hook.py").write_text(STREAM_HOOK)
+    config = folder / "config.yaml"
+    config.write_text(CONFIG.format(base=base, broken=broken, key=PROVIDER_KEY))
+    return config
 
 
 class Stack(NamedTuple):
@@ -61,8 +89,7 @@ def proxy_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     tmp = tmp_path_factory.mktemp("proxy")
     # `broken` is a deployment whose provider fails every call: the router falls back to chat-small.
     with FakeProvider() as provider, FakeProvider(error=500) as broken, Receiver() as receiver:
-        config = tmp / "config.yaml"
-        config.write_text(CONFIG.format(base=provider.url, broken=broken.url, key=PROVIDER_KEY))
+        config = write_config(tmp, provider.url, broken.url)
         port = free_port()
         env = {
             **os.environ,
@@ -72,36 +99,46 @@ def proxy_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             "LITELENS_SPOOL_DIR": str(tmp / "spool"),
             "LITELENS_SERVICE": "proxy-under-test",
         }
-        log = open(tmp / "proxy.log", "w")  # noqa: SIM115 - open for the proxy's whole life, closed below
-        process = subprocess.Popen(
-            [binary, "--config", str(config), "--host", "127.0.0.1", "--port", str(port)],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=tmp,
-        )
-        try:
-            deadline = time.time() + 90
-            while time.time() < deadline:
-                if process.poll() is not None:
-                    raise AssertionError("proxy exited:\n" + (tmp / "proxy.log").read_text()[-3000:])
-                try:
-                    status, _ = request(port, "GET", "/health/liveliness")
-                    if status == 200:
-                        break
-                except OSError:
-                    pass
-                time.sleep(0.3)
-            else:
-                raise AssertionError("proxy did not start:\n" + (tmp / "proxy.log").read_text()[-3000:])
+        with running_proxy(binary, config, port, env, tmp) as process:
             yield Stack(port, receiver, provider, process)
-        finally:
-            process.terminate()
+
+
+@contextlib.contextmanager
+def running_proxy(
+    binary: str, config: Path, port: int, env: dict[str, str], tmp: Path
+) -> Iterator[subprocess.Popen[bytes]]:
+    """A `litellm --config` process, ready (its liveliness probe answers), stopped at the end."""
+    log_path = tmp / f"proxy-{port}-{time.monotonic_ns()}.log"
+    log = open(log_path, "w")  # noqa: SIM115 - open for the proxy's whole life, closed below
+    process = subprocess.Popen(
+        [binary, "--config", str(config), "--host", "127.0.0.1", "--port", str(port)],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=tmp,
+    )
+    try:
+        deadline = time.time() + 90
+        while time.time() < deadline:
+            if process.poll() is not None:
+                raise AssertionError("proxy exited:\n" + log_path.read_text()[-3000:])
             try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-            log.close()
+                status, _ = request(port, "GET", "/health/liveliness")
+                if status == 200:
+                    break
+            except OSError:
+                pass
+            time.sleep(0.3)
+        else:
+            raise AssertionError("proxy did not start:\n" + log_path.read_text()[-3000:])
+        yield process
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        log.close()
 
 
 def request(port: int, method: str, path: str, body: Any = None, stream: bool = False) -> tuple[int, bytes]:
@@ -211,6 +248,118 @@ def test_proxy_fallback_records_each_attempt(proxy_stack: Stack, sqlite_server: 
     assert outcome["response_id"] == json.loads(body)["id"]
 
 
+def sse_chunks(body: bytes) -> list[dict[str, Any]]:
+    """The JSON chunks of a server-sent-events body, without its `[DONE]`."""
+    lines = body.decode().splitlines()
+    return [json.loads(line[6:]) for line in lines if line.startswith("data: {")]
+
+
+def test_proxy_stream_counts_its_chunks(proxy_stack: Stack) -> None:
+    """The proxy's router wraps every stream in one of its own: the record still counts the chunks the
+    client got, and a stream the provider broke keeps what was said before the break."""
+    port, receiver = proxy_stack.port, proxy_stack.receiver
+    before = len(receiver.records)
+    status, body = request(
+        port,
+        "POST",
+        "/v1/chat/completions",
+        {
+            "model": "chat-small",
+            "stream": True,
+            "stream_options": {"include_usage": True},
+            "messages": [{"role": "user", "content": "count these [[fake tokens=6]]"}],
+        },
+    )
+    assert status == 200, body
+    chunks = sse_chunks(body)
+    assert len(chunks) >= 6
+    (record,) = new_records(receiver, before, 1)
+    assert record["status"] == "ok" and record["usage"]["output_tokens"] == 6
+    assert record["chunk_count"] in (len(chunks) - 1, len(chunks))  # with or without the usage chunk
+
+    before = len(receiver.records)
+    status, body = request(
+        port,
+        "POST",
+        "/v1/chat/completions",
+        {
+            "model": "chat-small",
+            "stream": True,
+            "messages": [{"role": "user", "content": "break [[fake tokens=8 drop_after=3]]"}],
+        },
+    )
+    said = "".join(
+        c["choices"][0]["delta"].get("content") or "" for c in sse_chunks(body) if c.get("choices")
+    )
+    assert said.split(), body  # the client got the first words before the break
+    (broken,) = new_records(receiver, before, 1)
+    assert broken["status"] == "error" and broken["stream"] is True
+    assert broken["chunk_count"] == 3
+    assert broken["response"]["choices"][0]["message"]["content"].split() == said.split()
+
+
+def test_proxy_stream_broken_by_a_hook_is_recorded(proxy_stack: Stack) -> None:
+    """A proxy hook that raises mid-stream (a guardrail blocking, a bug): the provider was called, the
+    client got the first chunk and an error event, and LiteLLM tells its loggers nothing of the call.
+    It has one record all the same, an error, with what the client was sent."""
+    port, receiver = proxy_stack.port, proxy_stack.receiver
+    before = len(receiver.records)
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    conn.request(
+        "POST",
+        "/v1/chat/completions",
+        json.dumps(
+            {
+                "model": "chat-small",
+                "stream": True,
+                "messages": [{"role": "user", "content": "go on [[hook stop]]"}],
+            }
+        ),
+        {"Authorization": f"Bearer {MASTER_KEY}", "Content-Type": "application/json"},
+    )
+    response = conn.getresponse()
+    body, call_id = response.read(), response.getheader("x-litellm-call-id")
+    conn.close()
+    assert b"stopped by a hook" in body
+    said = "".join(
+        c["choices"][0]["delta"].get("content") or "" for c in sse_chunks(body) if c.get("choices")
+    )
+    (record,) = new_records(receiver, before, 1)
+    assert record["call_id"] == call_id
+    assert record["status"] == "error" and record["stream"] is True
+    assert record["error"]["type"] == "ValueError"
+    assert record["error"]["message"] == "stopped by a hook"
+    assert record["chunk_count"] == 1
+    assert record["response"]["choices"][0]["message"]["content"] == said
+
+
+def test_proxy_health_checks_are_recorded_as_such(proxy_stack: Stack) -> None:
+    """A `/health` model check is a billed call to the provider: it is recorded, told from users' calls by
+    its tag, and `LITELENS_DROP_HEALTH_CHECKS` keeps it out while users' calls stay."""
+    port, receiver = proxy_stack.port, proxy_stack.receiver
+    before = len(receiver.records)
+    status, body = request(port, "GET", "/health?model=chat-small")
+    assert status == 200 and json.loads(body)["healthy_count"] == 1, body
+    (check,) = new_records(receiver, before, 1)
+    assert check["status"] == "ok"
+    assert check["tags"] == ["litellm-internal-health-check"]
+    assert check["proxy"]["key_alias"] == "litellm-internal-health-check"
+
+    before = len(receiver.records)
+    status, body = request(
+        port,
+        "POST",
+        "/v1/chat/completions",
+        {"model": "chat-small", "messages": [{"role": "user", "content": "hi"}]},
+    )
+    assert status == 200, body
+    (call,) = new_records(receiver, before, 1)
+    dropping = Pipeline(from_env({"LITELENS_DROP_HEALTH_CHECKS": "true"}))
+    assert dropping(dict(check)) is None
+    assert dropping(dict(call)) == call
+    assert Pipeline(from_env({}))(dict(check)) == check
+
+
 def test_proxy_abandoned_stream_is_cancelled(proxy_stack: Stack) -> None:
     """A client that hangs up mid-stream: LiteLLM's proxy reports it, and the record must not say ok."""
     port, receiver = proxy_stack.port, proxy_stack.receiver
@@ -256,3 +405,39 @@ def test_proxy_shutdown_flushes_last_records(proxy_stack: Stack) -> None:
     proxy_stack.process.wait(timeout=30)
     (record,) = new_records(receiver, before, 1)
     assert record["response_id"] == json.loads(body)["id"]
+
+
+def test_restarted_proxy_resends_what_it_spooled_before_any_call(tmp_path: Path) -> None:
+    """Calls served while the litelens server was away wait in the spool. A proxy restarted once the
+    server is back sends them at once, each once: not when (if ever) a new call comes in."""
+    binary = os.environ.get("LITELENS_TEST_PROXY_BIN")
+    if not binary:
+        pytest.skip("set LITELENS_TEST_PROXY_BIN to a `litellm` proxy binary with litelens installed")
+    with FakeProvider() as provider, Receiver() as receiver:
+        receiver.stop()  # the server is away; it comes back on the same address
+        config = write_config(tmp_path, provider.url, provider.url)
+        env = {
+            **os.environ,
+            "LITELLM_MASTER_KEY": MASTER_KEY,
+            "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+            "LITELENS_ENDPOINT": receiver.url,
+            "LITELENS_SPOOL_DIR": str(tmp_path / "spool"),
+        }
+        answered = []
+        port = free_port()
+        with running_proxy(binary, config, port, env, tmp_path):
+            for word in ("one", "two"):
+                status, body = request(
+                    port,
+                    "POST",
+                    "/v1/chat/completions",
+                    {"model": "chat-small", "messages": [{"role": "user", "content": word}]},
+                )
+                assert status == 200, body
+                answered.append(json.loads(body)["id"])
+        assert list((tmp_path / "spool").rglob("*.batch")), "the calls were not spooled"
+
+        receiver.start()
+        with running_proxy(binary, config, free_port(), env, tmp_path):
+            records = new_records(receiver, 0, 2)
+        assert sorted(r["response_id"] for r in records) == sorted(answered)

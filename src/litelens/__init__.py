@@ -69,6 +69,8 @@ def _get_default() -> Callback:
 
             _default = Callback()
             flush_on_sigterm(_default)
+            # A proxy restarted after the server was away resends what it spooled before any call.
+            _default.start()
         return _default
 
 

@@ -37,6 +37,8 @@ _DEDUPE_WINDOW = 20_000
 # failure reported twice from another attempt's failure.
 _SUCCEEDED = -1
 _EMPTY: Mapping[str, Any] = {}
+# How long a proxy's broken stream waits for LiteLLM's own report before litelens records it itself.
+_UNREPORTED_WAIT_S = 1.0
 
 
 class _Captured(NamedTuple):
@@ -181,6 +183,44 @@ class Callback(CustomLogger):
         self._capture(kwargs, True, start_time, end_time)
         if self._draining:
             await self._deliver_before_exit()
+
+    async def async_post_call_failure_hook(
+        self,
+        request_data: dict[str, Any],
+        original_exception: Exception,
+        user_api_key_dict: Any,
+        traceback_str: str | None = None,
+    ) -> None:
+        """A LiteLLM proxy's stream that its own code broke (a guardrail or hook raising mid-stream, the
+        proxy failing to rewrite a chunk): the provider was called and billed, the client got an error
+        event, and LiteLLM tells its loggers nothing of that call. It is recorded as an error here,
+        unless LiteLLM reports it after all within `_UNREPORTED_WAIT_S` (a provider's own failure is
+        reported from a task of its own, a guardrail's from the proxy's failure handling).
+        """
+        try:
+            call_id = request_data.get("litellm_call_id")
+            logging_obj = recorders.stream_logging_of(call_id)
+            if logging_obj is None or call_id in self._seen or self.settings.disabled:
+                return None
+            asyncio.get_running_loop().call_later(
+                _UNREPORTED_WAIT_S,
+                self._record_unreported,
+                call_id,
+                logging_obj,
+                original_exception,
+                traceback_str,
+            )
+        except Exception:
+            self._count("hook_errors", "litelens: a logging hook failed; the call itself is unaffected")
+        return None
+
+    def _record_unreported(self, call_id: Any, logging_obj: Any, exc: Exception, trace: str | None) -> None:
+        if call_id in self._seen:
+            return
+        try:
+            recorders.report_stream_failure(self, logging_obj, exc, trace)
+        except Exception:
+            self._count("hook_errors", "litelens: a logging hook failed; the call itself is unaffected")
 
     async def _deliver_before_exit(self) -> None:
         """Hold the hook (and so the proxy's shutdown, which waits for it) until the record is out.
@@ -435,6 +475,16 @@ class Callback(CustomLogger):
         """
         remaining = self._collect_reported(timeout)
         return self.transport.flush(remaining)
+
+    def start(self) -> None:
+        """Start sending now rather than at the first call: what an earlier process left in the spool
+        (records of calls made while the server was away, before a restart) is resent at once.
+
+        A restarted LiteLLM proxy may get no call for a long while (traffic moved to its peers, a
+        quiet night), and until then those records were on no dashboard.
+        """
+        if not self.settings.disabled:
+            self.transport.start()
 
     def shutdown(self, timeout: float | None = None) -> bool:
         """Flush, then stop the background thread. Records not delivered in time go to the spool."""

@@ -127,6 +127,7 @@ _ENV_SETTINGS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "LITELENS_SAMPLE_RATE": ("sample_rate", _parse_rate),
     "LITELENS_SAMPLE_KEEP_ERRORS": ("sample_keep_errors", _parse_bool),
     "LITELENS_DROP_CONTENT": ("drop_content", _parse_bool),
+    "LITELENS_DROP_HEALTH_CHECKS": ("drop_health_checks", _parse_bool),
     "LITELENS_CA_BUNDLE": ("ca_bundle", str.strip),
     "LITELENS_SSL_VERIFY": ("ssl_verify", _parse_bool),
     # Sink forms are checked by litelens.sinks.from_spec, which owns them.
@@ -250,6 +251,8 @@ class Settings:
     sample_keep_errors: bool = True
     drop_content: bool = False
     """Run `litelens.pipeline.drop_content` on every record (numbers kept, messages and output not)."""
+    drop_health_checks: bool = False
+    """Drop the records of a LiteLLM proxy's own health checks (`litelens.pipeline.drop_health_checks`)."""
     ca_bundle: str | None = None
     """PEM file (or directory) of extra CAs to trust for an https endpoint; default `REQUESTS_CA_BUNDLE`
     when that is set. The system's CAs, or `SSL_CERT_FILE` / `SSL_CERT_DIR`, stay trusted too."""

@@ -55,6 +55,10 @@ class Dispatcher:
     def submit(self, item: Any) -> None:
         self._queue.submit(item)
 
+    def start(self) -> None:
+        """Start the sinks that send to a server, so they resend what an earlier process spooled."""
+        self.sinks.start()
+
     def flush(self, timeout: float | None = None) -> bool:
         deadline = deadline_of(timeout)
         ok = self._queue.flush(timeout)

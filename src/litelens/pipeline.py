@@ -39,6 +39,7 @@ __all__ = [
     "Pipeline",
     "Processor",
     "drop_content",
+    "drop_health_checks",
     "drop_if",
     "enrich",
     "from_env",
@@ -498,11 +499,35 @@ def enrich(
 # Configuration from the environment
 
 
+# The tag a LiteLLM proxy puts on the calls of its health checks (`/health`, the background checks).
+HEALTH_CHECK_TAG = "litellm-internal-health-check"
+
+
+def _is_health_check(record: Record) -> bool:
+    tags = record.get("tags")
+    return isinstance(tags, list) and HEALTH_CHECK_TAG in tags
+
+
+def drop_health_checks() -> Processor:
+    """Drop the records of a LiteLLM proxy's own health checks, which no user made.
+
+    They are real provider calls, billed, and a failing one says a deployment is down, so they are
+    recorded unless this runs (`LITELENS_DROP_HEALTH_CHECKS=true`); the proxy tags them
+    `litellm-internal-health-check`.
+
+    >>> drop_health_checks()({"tags": ["litellm-internal-health-check"]}) is None
+    True
+    """
+    return _named(drop_if(_is_health_check), "drop_health_checks")
+
+
 def from_settings(settings: Settings) -> list[Processor]:
-    """The processors the settings ask for (`LITELENS_SAMPLE_RATE`, `LITELENS_DROP_CONTENT`,
-    `LITELENS_REDACT`), in the order that costs least: sampling first, so dropped records are never
-    redacted."""
+    """The processors the settings ask for (`LITELENS_DROP_HEALTH_CHECKS`, `LITELENS_SAMPLE_RATE`,
+    `LITELENS_DROP_CONTENT`, `LITELENS_REDACT`), in the order that costs least: dropping and sampling
+    first, so dropped records are never redacted."""
     processors: list[Processor] = []
+    if settings.drop_health_checks:
+        processors.append(drop_health_checks())
     if settings.sample_rate < 1.0:
         processors.append(sample(settings.sample_rate, keep_errors=settings.sample_keep_errors))
     if settings.drop_content:

@@ -7,7 +7,9 @@ these when it is made:
 - **chunk counter** (`_install_chunk_counter`): a stream's `chunk_count`. `CustomStreamWrapper` keeps
   every chunk (it rebuilds usage from them) but tells loggers no count, and its per-chunk hooks are
   unreliable; a reference to its chunk list is put into the call's payload (`CHUNKS_KEY`), which also
-  gives a failed stream its answer so far. LiteLLM 1.80 to 1.110.
+  gives a failed stream its answer so far. LiteLLM 1.80 to 1.110. It also keeps each live stream's
+  logging object by call id (`stream_logging_of`): a proxy's failure hook gets only the call id of a
+  stream its own code broke, which LiteLLM reports to no logger (`Callback.async_post_call_failure_hook`).
 - **event counter** (`_install_event_counter`): a Responses API stream's `chunk_count`. Its iterator
   keeps no list of events, only the last one, whose `sequence_number` is the count less one
   (`EVENTS_KEY`). LiteLLM 1.80 to 1.110.
@@ -37,6 +39,7 @@ import logging
 import time
 import traceback
 import uuid
+import weakref
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -58,6 +61,26 @@ def install() -> None:
 
 
 CHUNKS_KEY = "litelens_stream_chunks"
+# Where LiteLLM's Router defines its stream wrappers: `litellm.router` (1.80's FallbackStreamWrapper),
+# `litellm.router_rust.invoke.streaming` (1.110's FallbackAwareStreamWrapper).
+_ROUTER_MODULES = ("litellm.router",)
+# Each stream's logging object by call id, while something (the stream) holds it: a LiteLLM proxy tells
+# its failure hooks the call id only (`stream_logging_of`).
+_STREAMS: weakref.WeakValueDictionary[str, Any] = weakref.WeakValueDictionary()
+
+
+def stream_logging_of(call_id: Any) -> Any:
+    """The logging object of the stream with LiteLLM call id `call_id` still in use, or None."""
+    return _STREAMS.get(call_id) if isinstance(call_id, str) else None
+
+
+def report_stream_failure(
+    callback: Callback, logging_obj: Any, exc: BaseException, trace: str | None
+) -> None:
+    """Hand `callback` a stream's failure that LiteLLM reported to no logger, built by LiteLLM's own
+    failure helper as an unstreamed call's failure is."""
+    start, end = logging_obj._failure_handler_helper_fn(exc, trace or "")
+    callback._capture(logging_obj.model_call_details, True, start, end)
 
 
 def _install_chunk_counter() -> None:
@@ -82,8 +105,19 @@ def _install_chunk_counter() -> None:
         try:
             details = getattr(getattr(self, "logging_obj", None), "model_call_details", None)
             chunks = getattr(self, "chunks", None)
-            if isinstance(details, dict) and isinstance(chunks, list):
+            # A LiteLLM Router (so every proxy) wraps each stream in a wrapper class of its own, made
+            # with the same logging object, that only passes the inner stream's chunks on: its list
+            # stays empty. The inner stream reads the provider's chunks and logs the call. Any other
+            # new wrapper wins, as a later attempt's stream may share the logging object.
+            if (
+                isinstance(details, dict)
+                and isinstance(chunks, list)
+                and not type(self).__module__.startswith(_ROUTER_MODULES)
+            ):
                 details[CHUNKS_KEY] = chunks
+                call_id = details.get("litellm_call_id")
+                if isinstance(call_id, str):
+                    _STREAMS[call_id] = self.logging_obj
         except Exception:  # never let bookkeeping break a stream
             pass
 

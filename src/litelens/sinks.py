@@ -159,6 +159,10 @@ class HttpSink:
     def submit(self, line: str) -> None:
         self.transport.submit(line)  # type: ignore[arg-type]
 
+    def start(self) -> None:
+        """Start sending now, not at the first record: resends what an earlier process spooled."""
+        self.transport.start()
+
     def flush(self, timeout: float | None = None) -> bool:
         return self.transport.flush(timeout)
 
@@ -391,6 +395,12 @@ class FanOut:
         """Pass a callback's settings on to the sinks that take them (`HttpSink.inherit`,
         `QueuedSink.inherit`), as if each had been given to the callback itself."""
         _pass_on(self.sinks, settings)
+
+    def start(self) -> None:
+        """Start the sinks that send to a server (`HttpSink.start`); the others start on a record."""
+        for sink in self.sinks:
+            if isinstance(sink, (HttpSink, FanOut)):
+                sink.start()
 
     def submit(self, line: str) -> None:
         for sink in self.sinks:
