@@ -21,7 +21,57 @@ Every round processes records it has not seen (each round gets its own), so a re
 strings it has already seen gains only from what real records repeat: roles, tool names, ids. A last
 line measures chat records, where each call resends the conversation so far.
 
-Last measured (2026-12-02, 04:00-04:25 UTC, 2 shared cores, load 8-10; engine as at 712ddae): redact
+Last measured (2026-12-02, 10:15 UTC, 2 shared cores, load 3-4): redact 41.9 µs/record against 46.2 µs
+for main (d1a016d) in the same run (1.10x), json.dumps 18.3 µs (2.3x); redact+sample1 41.3 against 47.0;
+sample0.1+redact 6.3; chat records 30.0 against 29.5 µs (noise: -1% in instructions). In instructions
+(cachegrind as below; a clean record and a planted one measured over 1,200 records of their kind, chat
+records as `make_chat(120, 10)` makes them): 254.4 k per record against 272.3 k for main (-6.6%), a clean
+record 213.7 k against 232.9 k (-8.2%), a planted one 363.2 k against 382.3 k (-5.0%), chat records
+208.4 k against 210.6 k. The goal, 30 µs, is not reached: at this run's rate it is ~182 k on average.
+What went: the number scan's spans that `_span` keeps as they are, found by shape in one match
+(`_PLAIN_NUMBER`: one run of up to 12 digits, a 1-4 digit group and a 5-8 digit run as in "2024-334083",
+two runs of up to 3 digits as in "252.50"). The order number cost a cache miss, two byte counts (~360 ns
+each: `count` with a start and an end parses its arguments the slow way) and a `_span` call (~23 k, its
+`_PHONE.search` ~6.5 k); the amount, ticket and bare numbers the look-up and the counts. The match goes
+after the cache look-up, so dates and the planted spans, found there, do not pay for it. Output checked
+the same as main's on 21,000 records (bench records with their planted data, and records whose messages,
+tool arguments, metadata and errors hold generated number shapes: runs of every length with every gap,
+dash, dot and bracket, "+", "00", leading zeros, dates, IBAN-, card- and phone-like near misses; each
+through redact() with all kinds and with single kinds) and 100,000 texts through both text redactors;
+the check caught both wrong variants tried on it (a first group starting "0", a second run of 4).
+Tried and dropped (instructions per record on average unless said):
+- The same match before the cache look-up: 262.5 k (planted 379.7 k): every cached span (the date, the
+  planted phone, card and address) then pays a failed match (~450-550 ns) before its look-up.
+- The same shapes without possessive quantifiers: 257.1 k against 254.4 k (a failing alternative
+  backtracks into its run of digits). Python 3.10 has none, so it gets these (the same spans match).
+- Letting `_SPAN_ASCII` yield only spans with 7 "0"s or 3 dots (`0(?:(?:[ ().-]*0){6}[0 ().-]*|...)`,
+  no look-ahead this time): finditer 5.1 µs against 2.3 µs over a clean record's text, more than the two
+  spans a record it spares cost: a repeated group runs sre's general repeat machinery at every digit.
+- Gating the credential scan in `redact` by `in` tests for what every shape of `SECRET_TEXT` needs ("_",
+  "=", ":", "k-", "Bearer", "Basic", "AKIA", "AIza", "xox", "eyJ", "xapp-", "glpat-", "-----BEGIN"):
+  a multi-character `in` costs 0.8-1.4 µs over a 1.3 KB text ("k-" the most), so the gate costs ~9 µs
+  where `sub_secrets` costs 4.8 µs; one regex for all of them, 13.8 µs (it starts with a class).
+Where a clean record's 214 k go now (each stage alone, with no string known clean): collecting its
+strings ~103 k; the joined scan ~115 k: the credential marks ~44 k, the numbers ~69 k, of which the byte
+copy, its translation and `_SPAN_ASCII.finditer` ~42 k. That last is the next lever: a record's text
+(~1,300 characters) holds ~55 characters a span may start with (digits of dates, amounts, ids, hex
+request ids) and yields ~5 spans, so ~50 match attempts fail, each costing far more than a character
+of the literal search. Mapping every span character to "0" (not only the starts) and searching for the
+literal "0000000" finds the same ~5 runs of 7 or more (counted on the bench records: 5.15 a record,
+as many as the spans), at literal-search speed; the span is the run from its first digit, "+" or "(",
+if 7 or more characters remain. The IBAN branch's short spans (two capitals, two digits, then a
+capital: "GB29 NWBK") need a search of their own (capitals to "A" in the same copy, then the literal
+"AA00"), merged in order. Not tried for want of time; a guess at -20 k.
+Is 30 µs within reach in pure Python? Not with this design, by these figures: a Python walk that only
+gathers strings costs ~5 µs (~40 k, measured below) and an exact collect no less than ~9.4 µs (~70 k);
+the credential marks ~44 k (their C searches are near their floor: a multi-character `in` is no
+cheaper, see above); the numbers' regex ~20 k even if the literal search works and the span loop
+~10 k for ~5 spans; splitting, remembering and putting back ~10 k; and a planted record adds ~150 k
+(~37 k on average) for emails, replacement, the JSON re-encoding and the put-back walk. That sums to
+~190-200 k on average, about 33-35 µs at this run's rate: the goal needs a cheaper collect than the
+exact one measured below, or fewer credential marks to search.
+
+Before (2026-12-02, 04:00-04:25 UTC, 2 shared cores, load 8-10; engine as at 712ddae): redact
 49.2 µs/record against 48.5 µs for main in the same run (the same engine: noise), json.dumps 19.1 µs
 (2.6x); a second run as the load rose, 53.3 against 54.7 µs (2.8x json.dumps 19.0); chat records
 31.5-33.6 µs. In instructions (cachegrind as below): 272 k per record on average, a clean record 232 k, a
