@@ -53,23 +53,25 @@ Tried and dropped (instructions per record on average unless said):
   where `sub_secrets` costs 4.8 µs; one regex for all of them, 13.8 µs (it starts with a class).
 Where a clean record's 214 k go now (each stage alone, with no string known clean): collecting its
 strings ~103 k; the joined scan ~115 k: the credential marks ~44 k, the numbers ~69 k, of which the byte
-copy, its translation and `_SPAN_ASCII.finditer` ~42 k. That last is the next lever: a record's text
-(~1,300 characters) holds ~55 characters a span may start with (digits of dates, amounts, ids, hex
-request ids) and yields ~5 spans, so ~50 match attempts fail, each costing far more than a character
-of the literal search. Mapping every span character to "0" (not only the starts) and searching for the
-literal "0000000" finds the same ~5 runs of 7 or more (counted on the bench records: 5.15 a record,
-as many as the spans), at literal-search speed; the span is the run from its first digit, "+" or "(",
-if 7 or more characters remain. The IBAN branch's short spans (two capitals, two digits, then a
-capital: "GB29 NWBK") need a search of their own (capitals to "A" in the same copy, then the literal
-"AA00"), merged in order. Not tried for want of time; a guess at -20 k.
-Is 30 µs within reach in pure Python? Not with this design, by these figures: a Python walk that only
-gathers strings costs ~5 µs (~40 k, measured below) and an exact collect no less than ~9.4 µs (~70 k);
-the credential marks ~44 k (their C searches are near their floor: a multi-character `in` is no
-cheaper, see above); the numbers' regex ~20 k even if the literal search works and the span loop
-~10 k for ~5 spans; splitting, remembering and putting back ~10 k; and a planted record adds ~150 k
-(~37 k on average) for emails, replacement, the JSON re-encoding and the put-back walk. That sums to
-~190-200 k on average, about 33-35 µs at this run's rate: the goal needs a cheaper collect than the
-exact one measured below, or fewer credential marks to search.
+copy, its translation and `_SPAN_ASCII.finditer` ~42 k. A record's text (~1,300 characters) holds ~55
+characters a span may start with (digits of dates, amounts, ids, hex request ids) and yields ~5 spans,
+so ~50 match attempts fail. Tried and dropped against that: mapping every span character to "0" (not
+only the starts; capitals to "A") and finding the runs of 7 or more with the literal regex "0000000+",
+the span being the run from its first digit, "+" or "(" if 7 or more characters remain, and the IBAN
+branch's short spans ("GB29 NWBK") found apart with the literal "AA00" and checked in Python. The spans
+came out the same as `_SPAN_ASCII`'s on 110,000 generated ASCII texts, but cost 10.6 µs a record's text
+against 6.2 µs: in that copy every space is a "0", so sre's literal search stops every few characters
+(2.2 µs against 1.7 µs for `_SPAN_ASCII` on a 1.1 KB text), and `b"AA00" in` costs 1.6 µs more.
+Is 30 µs within reach in pure Python? Not with this design, by these figures. A clean record's floor:
+a Python walk that only gathers strings costs ~5 µs (~40 k, measured below), an exact collect no less
+than ~9.4 µs (~70 k); the credential marks ~44 k (their C searches are near their floor: a
+multi-character `in` is no cheaper, see above); the numbers' byte copy and regex ~40 k (the literal
+search above is no cheaper) and the span loop ~15 k for ~5 spans; joining, remembering ~10 k: ~180 k,
+against 214 k now. A planted record adds ~150 k (emails, the replacements, splitting, the JSON
+re-encoding, the put-back walk), ~37 k on average. That is ~215 k on average, ~35 µs at this run's rate
+(0.165 µs per 1,000 instructions), against the goal's ~182 k: even a collect at its exact floor leaves
+the goal out of reach unless the credential marks (`litelens.credentials`, outside this engine) or the
+planted path's put-back get markedly cheaper too.
 
 Before (2026-12-02, 04:00-04:25 UTC, 2 shared cores, load 8-10; engine as at 712ddae): redact
 49.2 µs/record against 48.5 µs for main in the same run (the same engine: noise), json.dumps 19.1 µs
