@@ -1,6 +1,10 @@
 """CPU per record of the default redaction + sampling chain, against baselines in the same run.
 
     python bench/pipeline.py [--records 2000] [--rounds 7] [--before REF]
+    python bench/pipeline.py --check 20000 [--before REF]
+
+`--check N` times nothing: it runs N generated records and 5N texts through this engine and the one at
+REF and says how many came out different (an engine change must be exact; see `check_exact`).
 
 Records are ~2 KB realistic chat calls (system prompt, a user turn with dates, amounts and order
 numbers, a tool call with JSON arguments, an answer, metadata); one in four carries planted personal
@@ -37,8 +41,9 @@ after the cache look-up, so dates and the planted spans, found there, do not pay
 the same as main's on 21,000 records (bench records with their planted data, and records whose messages,
 tool arguments, metadata and errors hold generated number shapes: runs of every length with every gap,
 dash, dot and bracket, "+", "00", leading zeros, dates, IBAN-, card- and phone-like near misses; each
-through redact() with all kinds and with single kinds) and 100,000 texts through both text redactors;
-the check caught both wrong variants tried on it (a first group starting "0", a second run of 4).
+through redact() with all kinds and with single kinds) and 100,000 texts through both text redactors
+(`--check 20000`, which caught both wrong variants tried on it: a first group starting "0", a second
+run of 4).
 Tried and dropped (instructions per record on average unless said):
 - The same match before the cache look-up: 262.5 k (planted 379.7 k): every cached span (the date, the
   planted phone, card and address) then pays a failed match (~450-550 ns) before its look-up.
@@ -154,6 +159,7 @@ average), is not reached.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import random
 import statistics
@@ -168,7 +174,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 sys.path.insert(0, str(Path(__file__).parent))
 
 import _procs  # bench/, put on the path above
-from litelens.pipeline import Pipeline, from_env, redact, sample
+from litelens.pipeline import KINDS, Pipeline, from_env, redact, sample
+from litelens.redaction.text import TextRedactor
 
 _TEXT = (
     "the customer asked about delivery times for the order and whether the refund was processed "
@@ -276,6 +283,134 @@ def load_before(ref: str) -> ModuleType | None:
     return module
 
 
+# Number shapes for `check_exact`: near misses of phones, cards, IBANs and addresses, as prose holds them.
+_GAPS = [
+    " ",
+    " ",
+    "-",
+    "-",
+    ".",
+    "\u00a0",
+    "\u2011",
+    "\u2013",
+    "\u202f",
+    "/",
+    ", ",
+    "(",
+    ")",
+    ") ",
+    "+",
+    "",
+    "  ",
+    ":",
+]
+_KNOWN = [
+    *("jane.doe@example.com", "bob%40corp.io", "+1 415 555 2671", "(415) 555-2671", "020 7946 0958"),
+    *("+442079460958", "030 1234567", "07700 900123", "+49 30 1234567", "(11) 91234-5678"),
+    *("+33 (0)1 23 45 67 89", "0049 30 1234567", "01 23 45 67 89", "4111 1111 1111 1111", "378282246310005"),
+    *(
+        "5500-0055-5555-5559",
+        "4111 1111 1111 1111 123",
+        "DE89 3704 0044 0532 0130 00",
+        "GB29NWBK60161331926819",
+    ),
+    *("GB29 NWBK 6016 1331 9268 19", "192.168.17.42", "10.0.0.1", "1.2.3.4", "255.255.255.0", "0.0.0.0"),
+    *(
+        "2001:db8::8a2e:370:7334",
+        "sk-proj-Abc123def456ghi789",
+        "Bearer abc.def.ghijklmnopq",
+        "AKIAIOSFODNN7EXAMPLE",
+    ),
+    *("password=hunter2x9", "https://u:p4ss@host/x?api_key=zzz123456", "2024-05-01 10:30", "1 000 000"),
+    "12 34 56 78 90 11",
+]
+
+
+def _digits(rng: random.Random, n: int, lead: str | None) -> str:
+    digits = "".join(rng.choice("0123456789") for _ in range(n))
+    return lead + digits[1:] if lead is not None and n else digits
+
+
+def _shape(rng: random.Random) -> str:
+    k = rng.random()
+    if k < 0.15:
+        return rng.choice(_KNOWN)
+    if k < 0.25:  # an order number's shape: a group, a gap, a run
+        first = _digits(rng, rng.randint(1, 6), rng.choice([None, "0", "1", "2"]))
+        return first + rng.choice(_GAPS) + _digits(rng, rng.randint(1, 13), rng.choice([None, "0"]))
+    if k < 0.3:
+        return (
+            rng.choice(["INV", "A", "ORD", "GB", "DE", "NL", "x"])
+            + rng.choice(["-", "", " "])
+            + _digits(rng, rng.randint(2, 12), None)
+        )
+    if k < 0.35:
+        date = f"{rng.randint(1990, 2030)}-{rng.randint(1, 12):02d}-{rng.randint(1, 31):02d}"
+        return date + rng.choice(["", " 10:30", "T08", " "])
+    parts = [rng.choice(["", "+", "00", "(", "0", "+1 ", "GB"])]
+    for _ in range(rng.randint(1, 6)):
+        parts += (_digits(rng, rng.randint(1, 9), rng.choice([None, None, "0", "1"])), rng.choice(_GAPS))
+    return "".join(parts)
+
+
+def _text(rng: random.Random) -> str:
+    out: list[str] = []
+    for _ in range(rng.randint(0, 6)):
+        out += (" ".join(rng.choice(WORDS) for _ in range(rng.randint(0, 6))), _shape(rng))
+    return rng.choice(["", " ", ". ", "\n"]).join(out) if rng.random() < 0.5 else " ".join(out)
+
+
+def _near_miss_record(i: int, rng: random.Random) -> dict[str, Any]:
+    record = make_record(i, rng)
+    if i % 5 == 0:
+        return record
+    messages = record["request"]["messages"]
+    messages[1]["content"] = _text(rng)
+    if rng.random() < 0.5:
+        messages[0]["content"] = _text(rng)
+    args = {"order_id": _shape(rng), "reason": _text(rng), "n": [rng.randint(0, 10**9), _shape(rng)]}
+    messages[2]["tool_calls"][0]["function"]["arguments"] = (
+        json.dumps(args) if rng.random() < 0.8 else _text(rng)
+    )
+    record["response"]["choices"][0]["message"]["content"] = _text(rng)
+    record["metadata"]["note"] = _shape(rng)
+    if rng.random() < 0.2:
+        record["error"] = {"message": _text(rng)}
+    if rng.random() < 0.1:
+        record["api_base"] = "https://api.example.com/" + _shape(rng).replace(" ", "")
+    return record
+
+
+def check_exact(before: ModuleType, n: int) -> int:
+    """How many of `n` generated records (bench records with their planted data, and records whose
+    fields hold number shapes and near misses), bench chat records and `5 * n` texts come out of this
+    engine differently than out of `before`'s. Records go through one redact() per engine, as a real
+    run does (so what each remembers counts too), with all kinds and, for every third, single kinds."""
+    rng = random.Random(25)
+    kind_sets = [None, "phone", "card", "ip", "iban", "phone,card", "email,secret"]
+    pairs = {k: (redact(k) if k else redact(), before.redact(k) if k else before.redact()) for k in kind_sets}
+    records = [_near_miss_record(i, rng) for i in range(n)] + make_chat(100, 10, rng)
+    differ = 0
+    for i, record in enumerate(records):
+        for kinds, (new, old) in pairs.items():
+            if kinds is None or i % 3 == 0:
+                ours, theirs = new(copy.deepcopy(record)), old(copy.deepcopy(record))
+                if ours != theirs:
+                    differ += 1
+                    if differ <= 3:
+                        print(f"differs ({kinds or 'all'}): {json.dumps(record, ensure_ascii=False)[:1500]}")
+    ours_text = TextRedactor(frozenset(KINDS), [], "[{kind}]")
+    theirs_text = before.TextRedactor(frozenset(before.KINDS), [], "[{kind}]")
+    for _ in range(5 * n):
+        text = _text(rng)
+        if ours_text.scan(text) != theirs_text.scan(text):
+            differ += 1
+            if differ <= 3:
+                print(f"differs: {text!r}")
+    print(f"{len(records)} records, {5 * n} texts: {differ} differ")
+    return differ
+
+
 def run(chain: Callable[[dict[str, Any]], Any], records: list[dict[str, Any]]) -> float:
     start = time.process_time()
     for record in records:
@@ -288,7 +423,15 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--before", default="main", help="git ref of the 'before' pipeline ('' to skip)")
+    parser.add_argument(
+        "--check", type=int, default=0, help="N: compare the output with --before's, no timing"
+    )
     args = parser.parse_args()
+    if args.check:
+        reference = load_before(args.before)
+        if reference is None:
+            sys.exit(f"no pipeline at git ref {args.before!r}")
+        sys.exit(1 if check_exact(reference, args.check) else 0)
     rng = random.Random(7)
     batches = [[make_record(i, rng) for i in range(args.records)] for _ in range(args.rounds)]
     records = batches[0]
