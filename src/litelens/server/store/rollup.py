@@ -581,3 +581,26 @@ def _row(
         "cost_usd": total.cost if total.priced > 0 else None,
         "priced_calls": total.priced,
     }, latency_edge or ttft_edge
+
+
+def minutes_out(rows: Sequence[Sequence[Any]], keep_after: float) -> dict[RollupKey, Change]:
+    """What leaves the coarser rollup rows when minute rows go whole, with every call they count.
+
+    `rows` are stored minute rows as (dim, bucket, value, count, errors, tokens_in, tokens_out, cost,
+    priced, cancelled, latency histogram text, TTFT histogram text). A coarser row is the sum of the
+    minute rows it holds, so each minute row is taken out of the 5-minute and hour rows holding it, but
+    only of those that end after `keep_after`: the others go whole too. Bounds are left as they are
+    (see `Bounds`).
+    """
+    out: dict[RollupKey, Change] = {}
+    for dim, bucket, value, count, errors, tokens_in, tokens_out, cost, priced, cancelled, lat, ttft in rows:
+        change: Change = [
+            -count, -errors, -tokens_in, -tokens_out, -cost, -priced, -cancelled,
+            {b: -n for b, n in parsed(lat).items()}, {b: -n for b, n in parsed(ttft).items()},
+            None, None, None, None,
+        ]  # fmt: skip
+        for resolution in RESOLUTIONS[1:]:
+            start = int(bucket) // resolution * resolution
+            if start + resolution > keep_after:
+                add_change(out, (resolution, start, str(dim), str(value)), change)
+    return out

@@ -1144,57 +1144,25 @@ class SQLStore(BatchWriter, Store):
     def delete_older_than(self, cutoff_epoch: float, batch: int = 5000) -> int:
         """Delete data older than the cutoff in short transactions so ingest waits briefly.
 
-        Calls and their tags go by start time, spans by start time; each deleted call is taken out of
-        the rollups in the same transaction (so the bucket holding the cutoff counts only the calls that
-        remain), rollup rows whose whole bucket is before the cutoff go, and each session row has its
-        deleted calls taken out (`_take_from_sessions`), so it shows what remains. `batch` is the most
-        rows per transaction, and a batch reads at most `_RETENTION_BYTES` of records; the batch shrinks
-        while a transaction takes longer than ~0.1 s (slow disk, busy machine) and grows back after, so
-        a concurrent `write` waits about that long at worst.
+        Calls and their tags go oldest first, a batch per transaction (`_delete_calls`), taken out of
+        their sessions' rows and of the rollups in the same transaction; then spans by start time, and
+        any rollup row left whose whole bucket is before the cutoff. `batch` is the most calls per transaction,
+        and a batch reads at most `_RETENTION_BYTES` of records; the batch shrinks while a transaction
+        takes longer than ~0.1 s (slow disk, busy machine) and grows back after, so a concurrent `write`
+        waits about that long at worst.
         """
         cutoff = float(cutoff_epoch)
         deleted = 0
         for project in self.list_projects():
             pid = project["id"]
             size = min(batch, 500)
+            since = None
             while True:
                 began = time.perf_counter()
                 with self._write() as cur:
-                    cur.execute(
-                        self._q(
-                            f"SELECT call_id, length(CAST(record AS TEXT)), {SESSION_PART_COLUMNS} FROM calls "
-                            "WHERE project_id = ? AND start_time < ? LIMIT ?"
-                        ),
-                        (pid, cutoff, size),
-                    )
-                    listed = cur.fetchall()
-                    found = _within_bytes(listed, _RETENTION_BYTES)
-                    ids = [(pid, r[0]) for r in found]
-                    if ids:
-                        # Take the calls out of the rollups too, so the stats of the bucket holding the
-                        # cutoff count only the calls that remain (the list and the charts agree).
-                        minute: dict[rollup.RollupKey, rollup.Change] = {}
-                        for chunk in _chunks([r[0] for r in found]):
-                            marks = ", ".join("?" * len(chunk))
-                            cur.execute(
-                                self._q(
-                                    f"SELECT record FROM calls WHERE project_id = ? AND call_id IN ({marks})"
-                                ),
-                                (pid, *chunk),
-                            )
-                            for (text,) in cur.fetchall():
-                                rollup.add_contribution(minute, self._load_json(text), -1, (60,))
-                        self.forget_rollups()  # inside the transaction: no write sees the cache in between
-                        self._apply_rollups(cur, pid, rollup.coarsen(minute))
-                        cur.executemany(
-                            self._q("DELETE FROM call_tags WHERE project_id = ? AND call_id = ?"), ids
-                        )
-                        cur.executemany(
-                            self._q("DELETE FROM calls WHERE project_id = ? AND call_id = ?"), ids
-                        )
-                        self._take_from_sessions(cur, pid, [r[2:] for r in found])
-                deleted += len(ids)
-                if len(found) == len(listed) < size:
+                    taken, done, since = self._delete_calls(cur, pid, cutoff, size, since)
+                deleted += taken
+                if done:
                     break
                 size = _next_size(size, batch, time.perf_counter() - began)
             self._delete_batched(
@@ -1204,6 +1172,8 @@ class SQLStore(BatchWriter, Store):
                 (pid, cutoff),
                 batch,
             )
+            # Rows of whole buckets before the cutoff that hold no call (the batches above took those
+            # of the calls they deleted).
             for resolution in rollup.RESOLUTIONS:
                 for dim in rollup.DIMENSIONS:
                     self._delete_batched(
@@ -1217,6 +1187,86 @@ class SQLStore(BatchWriter, Store):
             # Debug: the server's retention loop says it at info, and `serve` shows info lines now.
             logger.debug("retention deleted %d calls older than %s", deleted, cutoff)
         return deleted
+
+    def _delete_calls(
+        self, cur: Any, pid: int, cutoff: float, size: int, since: float | None
+    ) -> tuple[int, bool, float | None]:
+        """Delete the oldest calls of a project that started before the cutoff, at most `size`, with their
+        tags, out of their sessions and out of the rollups; returns how many, whether none is left, and
+        the start before which no call is left (`since` for the next batch: what this one returned).
+
+        The rollups follow without reading the deleted calls' records, but for those of the minute
+        holding the cutoff, whose row stays: reading, parsing and taking out each record was most of a
+        pass over a backlog (~0.4 ms a call). A coarser row is the sum of its minute rows, so a minute
+        row goes whole once every call it counts is gone, taken out of the 5-minute and hour rows holding
+        the cutoff (`rollup.minutes_out`), and any row whose whole bucket is before the oldest call left
+        goes. Until the pass ends, the rows holding the oldest call left may still count calls deleted
+        before it: rows the pass deletes whole later, or rows holding the cutoff, corrected once the
+        minute of that call goes.
+        """
+        first_minute = rollup.RESOLUTIONS[0]
+        edge = cutoff // first_minute * first_minute
+        cur.execute(
+            self._q(
+                "SELECT call_id, CASE WHEN start_time >= ? THEN length(CAST(record AS TEXT)) END, start_time, "
+                f"{SESSION_PART_COLUMNS} FROM calls WHERE project_id = ? AND start_time < ? "
+                "ORDER BY start_time LIMIT ?"
+            ),
+            (edge, pid, cutoff, size),
+        )
+        listed = cur.fetchall()
+        found = _within_bytes(listed, _RETENTION_BYTES)
+        done = len(found) == len(listed) < size
+        if not found:
+            return 0, done, since
+        # Every call that started before this is gone once the transaction commits.
+        gone = cutoff if done else float(found[-1][2])
+        # The rows of the minute holding the last batch's end may be left without calls, but not before.
+        oldest = float(found[0][2]) if since is None else min(since, float(found[0][2]))
+        minute: dict[rollup.RollupKey, rollup.Change] = {}
+        for chunk in _chunks([r[0] for r in found if r[2] >= edge]):
+            marks = ", ".join("?" * len(chunk))
+            cur.execute(
+                self._q(f"SELECT record FROM calls WHERE project_id = ? AND call_id IN ({marks})"),
+                (pid, *chunk),
+            )
+            for (text,) in cur.fetchall():
+                rollup.add_contribution(minute, self._load_json(text), -1, (first_minute,))
+        changes = rollup.coarsen(minute)
+        # Rows that go in this transaction: whole buckets from the oldest call's to the oldest call left.
+        spans = [(r, oldest // r * r, gone - r) for r in rollup.RESOLUTIONS]
+        hour = cutoff // rollup.RESOLUTIONS[-1] * rollup.RESOLUTIONS[-1]
+        _, low, high = spans[0]
+        if high >= hour:  # minute rows in the hour holding the cutoff go: out of the rows that stay
+            for dim in rollup.DIMENSIONS:
+                cur.execute(
+                    self._q(
+                        "SELECT dim, bucket, value, count, errors, tokens_in, tokens_out, cost, priced, "
+                        "cancelled, latency_hist, ttft_hist FROM rollups WHERE project_id = ? AND resolution = ? "
+                        "AND dim = ? AND bucket >= ? AND bucket <= ?"
+                    ),
+                    (pid, first_minute, dim, max(low, hour), high),
+                )
+                for key, change in rollup.minutes_out(cur.fetchall(), cutoff).items():
+                    rollup.add_change(changes, key, change)
+        self.forget_rollups()  # inside the transaction: no write sees the cache in between
+        if changes:
+            self._apply_rollups(cur, pid, changes)
+        for resolution, low, high in spans:
+            if low <= high:
+                for dim in rollup.DIMENSIONS:
+                    cur.execute(
+                        self._q(
+                            "DELETE FROM rollups WHERE project_id = ? AND resolution = ? AND dim = ? "
+                            "AND bucket >= ? AND bucket <= ?"
+                        ),
+                        (pid, resolution, dim, low, high),
+                    )
+        ids = [(pid, r[0]) for r in found]
+        cur.executemany(self._q("DELETE FROM call_tags WHERE project_id = ? AND call_id = ?"), ids)
+        cur.executemany(self._q("DELETE FROM calls WHERE project_id = ? AND call_id = ?"), ids)
+        self._take_from_sessions(cur, pid, [r[3:] for r in found])
+        return len(found), done, gone
 
     def _delete_batched(self, table: str, key: str, where: str, params: tuple[Any, ...], batch: int) -> None:
         size = min(batch, 500)
