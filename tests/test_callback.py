@@ -1090,32 +1090,42 @@ def test_secrets_inside_models_and_sets_in_metadata_are_removed(provider, receiv
     assert record["metadata"]["keys"] == ["[REDACTED]"] and record["metadata"]["pw"] == ["x"]
 
 
+def _failing_then_backup(
+    provider: FakeProvider,
+    error: str,
+    num_retries: int,
+    keys: tuple[str, str] = (KEY, KEY),
+    ids: tuple[str, str] | None = None,
+) -> Any:
+    """A Router whose "main" deployment always answers `error`, retried `num_retries` times, then falls
+    back to "backup", which answers."""
+    deployments: list[dict[str, Any]] = [
+        {
+            "model_name": "main",
+            "litellm_params": {
+                "model": "openai/gpt-4o-mini",
+                "api_base": provider.url,
+                "api_key": keys[0],
+                "extra_headers": {"x-fake-error": error},
+            },
+        },
+        {
+            "model_name": "backup",
+            "litellm_params": {"model": "openai/gpt-4o", "api_base": provider.url, "api_key": keys[1]},
+        },
+    ]
+    for deployment, model_id in zip(deployments, ids or (), strict=False):
+        deployment["model_info"] = {"id": model_id}
+    return litellm.Router(
+        model_list=deployments, fallbacks=[{"main": ["backup"]}], num_retries=num_retries, retry_after=0
+    )
+
+
 def test_router_attempts_are_recorded_each_without_router_bookkeeping(provider, receiver, make_callback):
     """A Router call that retries then falls back: one record per attempt, each naming its deployment,
     and the Router's own retry/fallback counters do not pass for the caller's metadata."""
     callback = make_callback()
-    router = litellm.Router(
-        model_list=[
-            {
-                "model_name": "main",
-                "litellm_params": {
-                    "model": "openai/gpt-4o-mini",
-                    "api_base": provider.url,
-                    "api_key": KEY,
-                    "extra_headers": {"x-fake-error": "500"},
-                },
-                "model_info": {"id": "dep-failing"},
-            },
-            {
-                "model_name": "backup",
-                "litellm_params": {"model": "openai/gpt-4o", "api_base": provider.url, "api_key": KEY},
-                "model_info": {"id": "dep-backup"},
-            },
-        ],
-        fallbacks=[{"main": ["backup"]}],
-        num_retries=1,
-        retry_after=0,
-    )
+    router = _failing_then_backup(provider, "500", 1, ids=("dep-failing", "dep-backup"))
     router.completion(model="main", messages=MESSAGES, metadata={"order": 7})
     records = sorted(one_record(receiver, callback, 3), key=lambda r: r["start_time"])
     assert len({r["call_id"] for r in records}) == 3
@@ -1135,26 +1145,7 @@ def test_each_failed_router_attempt_says_how_many_retries_came_before_it(
     it finally raises, after every attempt was recorded, so nothing told the first try from the second
     retry of the same deployment (the OTel layer's spans say it)."""
     callback = make_callback()
-    router = litellm.Router(
-        model_list=[
-            {
-                "model_name": "main",
-                "litellm_params": {
-                    "model": "openai/gpt-4o-mini",
-                    "api_base": provider.url,
-                    "api_key": KEY,
-                    "extra_headers": {"x-fake-error": "503"},
-                },
-            },
-            {
-                "model_name": "backup",
-                "litellm_params": {"model": "openai/gpt-4o", "api_base": provider.url, "api_key": KEY},
-            },
-        ],
-        fallbacks=[{"main": ["backup"]}],
-        num_retries=2,
-        retry_after=0,
-    )
+    router = _failing_then_backup(provider, "503", 2)
     if is_async:
         asyncio.run(router.acompletion(model="main", messages=MESSAGES))
     else:
@@ -1198,26 +1189,7 @@ def test_an_sdk_router_requests_attempts_lead_to_each_other_on_the_server(
     order, with no provider key anywhere."""
     callback = callback_to(project_server)
     deployment_key, backup_key = "sk-router-deployment-0123456789", "sk-router-backup-9876543210"
-    router = litellm.Router(
-        model_list=[
-            {
-                "model_name": "main",
-                "litellm_params": {
-                    "model": "openai/gpt-4o-mini",
-                    "api_base": provider.url,
-                    "api_key": deployment_key,
-                    "extra_headers": {"x-fake-error": "429"},
-                },
-            },
-            {
-                "model_name": "backup",
-                "litellm_params": {"model": "openai/gpt-4o", "api_base": provider.url, "api_key": backup_key},
-            },
-        ],
-        fallbacks=[{"main": ["backup"]}],
-        num_retries=1,
-        retry_after=0,
-    )
+    router = _failing_then_backup(provider, "429", 1, keys=(deployment_key, backup_key))
     answer = router.completion(model="main", messages=MESSAGES)
     router.completion(model="backup", messages=MESSAGES)  # another request: none of the attempts
     answered_id = answer._hidden_params["litellm_call_id"]
