@@ -1834,6 +1834,30 @@ def test_retention_leaves_every_count_as_a_store_of_only_the_remaining_calls_sho
             calls += late
 
 
+@pytest.mark.parametrize("batch", [15, 30, 13])
+def test_retention_whose_last_batch_is_exactly_full_leaves_the_coarser_rollups_exact(
+    store: SQLStore, batch: int
+) -> None:
+    """When the old calls filled the last batch exactly, that batch did not know it was the last: it took
+    the minute rows out of the coarser rows only up to its own last call, the next batch found nothing
+    and stopped, and the minute rows from there to the cutoff were deleted later without being taken out.
+    The 5-minute and hour charts then counted a deleted call until their whole hour went. (30 old calls;
+    13 leaves a part-filled last batch, which was right before too.)"""
+    kept = store.create_project("kept")
+    calls = _retention_scene(60, 60 * 150.0, seed=5)
+    for i, call in enumerate(calls):  # one call every 150 s: the last old one well before the cutoff's minute
+        call["start_time"], call["end_time"] = T0 + 150.0 * i, T0 + 150.0 * i + 0.5
+    store.write(kept, calls, [])
+    cutoff = T0 + 4499.0
+    store.delete_older_than(cutoff, batch=batch)
+    left = [c for c in calls if c["start_time"] >= cutoff]
+    assert len(left) == 30
+    fresh = store.create_project("fresh")
+    store.write(fresh, left, [])
+    lo, hi = T0 - 86400, T0 + 86400
+    assert _dashboard(store, kept, lo, hi) == _dashboard(store, fresh, lo, hi)
+
+
 def test_retention_costs_the_same_little_work_per_deleted_call_at_4x_the_calls_on_sqlite(
     tmp_path: Path,
 ) -> None:

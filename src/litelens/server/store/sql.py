@@ -1212,11 +1212,16 @@ class SQLStore(BatchWriter, Store):
                 f"{SESSION_PART_COLUMNS} FROM calls WHERE project_id = ? AND start_time < ? "
                 "ORDER BY start_time LIMIT ?"
             ),
-            (edge, pid, cutoff, size),
+            (edge, pid, cutoff, size + 1),
         )
+        # One more than the batch, to know whether this batch is the last: a last batch exactly full took
+        # the minute rows out of the coarser ones only up to its own last call, the next found nothing,
+        # and the minute rows from there to the cutoff went later without being taken out.
         listed = cur.fetchall()
+        done = len(listed) <= size
+        listed = listed[:size]
         found = _within_bytes(listed, _RETENTION_BYTES)
-        done = len(found) == len(listed) < size
+        done = done and len(found) == len(listed)
         if not found:
             return 0, done, since
         # Every call that started before this is gone once the transaction commits.
