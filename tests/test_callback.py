@@ -1146,13 +1146,16 @@ def test_each_failed_router_attempt_says_how_many_retries_came_before_it(
     retry of the same deployment (the OTel layer's spans say it)."""
     callback = make_callback()
     router = _failing_then_backup(provider, "503", 2)
-    if is_async:
-        asyncio.run(router.acompletion(model="main", messages=MESSAGES))
-    else:
-        router.completion(model="main", messages=MESSAGES)
+    for _ in range(2):  # a second request counts its own retries, not the first one's too
+        if is_async:
+            asyncio.run(router.acompletion(model="main", messages=MESSAGES))
+        else:
+            router.completion(model="main", messages=MESSAGES)
     assert callback.flush(timeout=10)  # the answer's record may still be with LiteLLM's logging worker
-    records = sorted(one_record(receiver, callback, 4), key=lambda r: r["start_time"])
-    assert [r["error"]["retries"] if r["error"] else "ok" for r in records] == [0, 1, 2, "ok"]
+    records = sorted(one_record(receiver, callback, 8), key=lambda r: r["start_time"])
+    # LiteLLM 1.80 counts no retries per request: unknown, never a wrong number.
+    retries = [0, 1, 2] if Version(version("litellm")) >= Version("1.100") else [None, None, None]
+    assert [r["error"]["retries"] if r["error"] else "ok" for r in records] == [*retries, "ok"] * 2
 
 
 def test_router_streams_count_their_chunks(provider, receiver, make_callback):

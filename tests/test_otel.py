@@ -1268,14 +1268,17 @@ def test_each_failed_attempt_of_a_router_request_says_how_many_retries_came_befo
     """Each failed attempt's `litellm.error.retries` was missing: nothing on a span told the first try
     from the Router's second retry of the same deployment."""
     router = _retrying_router(fake, num_retries=2)
-    if is_async:
-        asyncio.run(router.acompletion(model="main", messages=MESSAGES))
-    else:
-        router.completion(model="main", messages=MESSAGES)
+    for _ in range(2):  # a second request counts its own retries, not the first one's too
+        if is_async:
+            asyncio.run(router.acompletion(model="main", messages=MESSAGES))
+        else:
+            router.completion(model="main", messages=MESSAGES)
     spans = sorted(otel.spans(), key=lambda s: s.start_time or 0)
     failed = [s.attributes or {} for s in spans if s.status.status_code is StatusCode.ERROR]
-    assert [a.get(semconv.LITELLM_ERROR_RETRIES) for a in failed] == [0, 1, 2]
-    assert spans[-1].status.status_code is StatusCode.UNSET  # the fallback answered
+    # LiteLLM 1.80 counts no retries per request: unknown (no attribute), never a wrong number.
+    retries = [0, 1, 2] if Version(version("litellm")) >= Version("1.100") else [None, None, None]
+    assert [a.get(semconv.LITELLM_ERROR_RETRIES) for a in failed] == retries * 2
+    assert [s.status.status_code for s in spans].count(StatusCode.UNSET) == 2  # each fallback answered
 
 
 @pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])

@@ -245,37 +245,21 @@ def _get(obj: Any, key: str) -> Any:
 
 
 def retries_before(exc: BaseException | None, metadata: Any) -> int | None:
-    """How many retries came before the call that raised `exc`.
+    """How many retries came before the call that raised `exc`, or None when nothing says.
 
     A Router sets `num_retries` only on the exception it finally gives its caller, after the attempts
-    (their records and spans) have ended; each attempt's own exception has none. What an attempt knows is the
-    Router's bookkeeping in the metadata it passes on: its count (`attempted_retries`, 0 for the first
-    try of a model group) or, where LiteLLM keeps none (1.80), the attempts before this one
-    (`previous_models`), of which those of the same model group were its retries."""
+    (their records and spans) have ended; each attempt's own exception has none. What an attempt knows is
+    the Router's count in the metadata it passes on (`attempted_retries`, 0 for the first try of a model
+    group; LiteLLM 1.110). LiteLLM 1.80 keeps no such count: its `previous_models` is one list for the
+    whole Router, the last four failures of any request, so counting it gave a request's second attempt
+    the failures of the requests before it (0, 4, 4 for 0, 1, 2)."""
     retries = getattr(exc, "num_retries", None)
     if type(retries) is int:
         return retries
     if not isinstance(metadata, Mapping) or "model_group" not in metadata:
         return None
     attempted = metadata.get("attempted_retries")
-    if type(attempted) is int:
-        return attempted
-    group = metadata["model_group"]
-    previous = metadata.get("previous_models") or ()
-    if not isinstance(previous, (list, tuple)):
-        return None
-    return sum(1 for attempt in previous if isinstance(attempt, Mapping) and _group_of(attempt) == group)
-
-
-def _group_of(attempt: Mapping[str, Any]) -> Any:
-    """The model group of an earlier attempt the Router lists: named as such (1.110), or in the
-    attempt's metadata, or as the model the Router was asked for (1.80)."""
-    if "model_group" in attempt:
-        return attempt["model_group"]
-    metadata = attempt.get("metadata")
-    if isinstance(metadata, Mapping) and "model_group" in metadata:
-        return metadata["model_group"]
-    return attempt.get("model")
+    return attempted if type(attempted) is int else None
 
 
 def user_metadata_of(metadata: Mapping[str, Any] | None) -> dict[str, Any]:
