@@ -647,3 +647,30 @@ def test_a_statement_postgresql_is_still_running_is_not_taken_for_a_silent_path(
         assert waited and waited[0] >= 2.5, waited
     finally:
         store.close()
+
+
+def test_a_database_refusing_the_check_connection_is_not_taken_for_unreachable(
+    cluster: Any, database: str
+) -> None:
+    """A database with every connection slot taken ("too many connections", a pooler's limit) refused the
+    watchdog's check connection, which was read as "cannot be reached": every statement that had run past
+    the bound was given up with a 503, on a database that was up and working on them."""
+    import psycopg
+
+    from litelens.server.store.postgres import PostgresStore
+
+    name = database.rsplit("/", 1)[1]
+    role = f"capped_{name}"
+    with psycopg.connect(database, autocommit=True) as admin:
+        # One connection for the role: the store's own; the check's is refused by the server (53300).
+        admin.execute(f'CREATE ROLE "{role}" LOGIN CONNECTION LIMIT 1')
+    host = database.split("@", 1)[1]
+    store = PostgresStore(f"postgresql://{role}@{host}?tcp_user_timeout=1000", pool_size=1)
+    try:
+        began = time.monotonic()
+        with store._read() as cur:
+            cur.execute("SELECT pg_sleep(3.5), 'done'")
+            assert cur.fetchone() == ("", "done")
+        assert time.monotonic() - began >= 3.5
+    finally:
+        store.close()

@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import socket
 import threading
 import time
@@ -156,6 +157,7 @@ class Watchdog:
         self._lock = threading.Lock()
         self._closed = threading.Event()
         self._thread: threading.Thread | None = None
+        self._refusals = 0
 
     def waiting(self, conn: WatchedConnection) -> None:
         wait = _Wait(conn)
@@ -183,7 +185,23 @@ class Watchdog:
 
     def _check(self, due: list[_Wait]) -> None:
         pids = [w.pid for w in due]
-        rows = self._ask(f"SELECT pid FROM pg_stat_activity WHERE pid = ANY(%s) AND {_WORKING}", (pids,))
+        try:
+            rows = self._ask(f"SELECT pid FROM pg_stat_activity WHERE pid = ANY(%s) AND {_WORKING}", (pids,))
+        except _Refused as refused:
+            # The database answered, with a refusal (its connection slots are full, a pooler's limit,
+            # the check's own statement_timeout): it is there, and may well be working on every one of
+            # them. Nothing is given up on a guess; they are asked about again after as long.
+            self._postpone(due)
+            log.log(
+                logging.DEBUG if self._refusals else logging.WARNING,
+                "PostgreSQL refused the check on %d statement(s) waiting over %.0f s (%s): asking again later",
+                len(due),
+                self.after_s,
+                refused,
+            )
+            self._refusals += 1
+            return
+        self._refusals = 0
         working = {int(r[0]) for r in rows or ()}
         given_up: list[_Wait] = []
         for wait in due:
@@ -212,17 +230,26 @@ class Watchdog:
         if rows is not None and sessions:
             # The server has not noticed (its TCP may not for two hours, or ever behind a proxy): a session
             # stopped inside a write transaction keeps the write lock, and every other writer waits on it.
-            self._ask(
-                "SELECT pg_terminate_backend(a.pid) FROM pg_stat_activity a "
-                "JOIN unnest(%s::int[], %s::timestamptz[]) AS s (pid, started) "
-                f"ON a.pid = s.pid AND a.backend_start = s.started WHERE NOT ({_WORKING})",
-                ([p for p, _ in sessions], [t for _, t in sessions]),
-            )
+            with contextlib.suppress(_Refused):
+                self._ask(
+                    "SELECT pg_terminate_backend(a.pid) FROM pg_stat_activity a "
+                    "JOIN unnest(%s::int[], %s::timestamptz[]) AS s (pid, started) "
+                    f"ON a.pid = s.pid AND a.backend_start = s.started WHERE NOT ({_WORKING})",
+                    ([p for p, _ in sessions], [t for _, t in sessions]),
+                )
+
+    def _postpone(self, due: list[_Wait]) -> None:
+        with self._lock:
+            for wait in due:
+                if self._waits.get(id(wait.conn)) is wait:
+                    wait.since = time.monotonic()
 
     def _ask(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]] | None:
         """The rows of `sql` on a new connection; None when the database does not answer within a
-        connect timeout and the bound (the answer would come on the same path, or on one as dead)."""
+        connect timeout and the bound (the answer would come on the same path, or on one as dead).
+        Raises `_Refused` when the database answered with an error: it can be reached."""
         found: list[list[tuple[Any, ...]]] = []
+        refused: list[psycopg.Error] = []
         probes: list[psycopg.Connection[Any]] = []
 
         def ask() -> None:
@@ -230,6 +257,10 @@ class Watchdog:
                 with psycopg.connect(self._url, autocommit=True, **self._options) as probe:
                     probes.append(probe)
                     found.append(probe.execute(sql, params).fetchall())
+            except psycopg.Error as exc:
+                if _from_server(exc):
+                    refused.append(exc)
+                log.debug("asking PostgreSQL about silent connections failed: %s", exc)
             except Exception as exc:
                 log.debug("asking PostgreSQL about silent connections failed: %s", exc)
 
@@ -238,10 +269,33 @@ class Watchdog:
         asking.join(float(self._options.get("connect_timeout", CONNECT_TIMEOUT_S)) + self.after_s)
         if found:
             return found[0]
+        if refused:
+            raise _Refused(_first_line(refused[0]))
         for probe in probes:  # connected, then went as silent as the rest
             with contextlib.suppress(Exception):
                 _shut(probe.pgconn.socket)
         return None
+
+
+class _Refused(Exception):
+    """The database answered the watchdog's check with an error."""
+
+
+# libpq writes an error the server sent during connection start-up as "SEVERITY:  message" (two spaces,
+# whatever the language), which none of its own (a timeout, a refused or unroutable address) has.
+_SERVER_SAID = re.compile(r"failed: [^:\n]+:  ")
+
+
+def _from_server(exc: psycopg.Error) -> bool:
+    """Whether the database itself sent `exc`: it can be reached, even when it refuses."""
+    if exc.sqlstate is not None:  # a statement's error carries the server's SQLSTATE
+        return True
+    # A refused connection does not (psycopg has no result to read it from): only libpq's words tell.
+    return _SERVER_SAID.search(str(exc)) is not None
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 def _shut(fd: int) -> None:
