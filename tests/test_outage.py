@@ -674,3 +674,63 @@ def test_a_database_refusing_the_check_connection_is_not_taken_for_unreachable(
         assert time.monotonic() - began >= 3.5
     finally:
         store.close()
+
+
+class _Pooler(_Relay):
+    """A relay that, like pgbouncer, gives its clients a process id of its own (in BackendKeyData), not
+    the id of the server session that runs their statements."""
+
+    FAKE_PID = 4_000_000  # above Linux's pid_max: no session has it
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.target))
+            silent = threading.Event()
+            self._pairs.append((client, upstream, silent))
+            threading.Thread(target=self._pump, args=(client, upstream, silent), daemon=True).start()
+            threading.Thread(target=self._rewrite, args=(upstream, client), daemon=True).start()
+
+    def _rewrite(self, source: socket.socket, sink: socket.socket) -> None:
+        pending = b""
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                pending += data
+                while len(pending) >= 5:  # whole messages only: type byte, then length
+                    size = 1 + int.from_bytes(pending[1:5], "big")
+                    if len(pending) < size:
+                        break
+                    message, pending = pending[:size], pending[size:]
+                    if message[:1] == b"K":
+                        message = message[:5] + self.FAKE_PID.to_bytes(4, "big") + message[9:]
+                    sink.sendall(message)
+        with contextlib.suppress(OSError):
+            sink.shutdown(socket.SHUT_WR)
+
+
+def test_a_long_statement_behind_a_pooler_runs_to_its_end(cluster: Any, database: str) -> None:
+    """Behind pgbouncer the process id the driver is given is the pooler's, so the watchdog never found
+    the session working and gave up every statement that ran past the bound: each chart over a long
+    range, and any migration longer than 30 s, was answered 503 on a database that was fine."""
+    from litelens.server.store.postgres import PostgresStore
+
+    pooler = _Pooler(cluster.port)
+    name = database.rsplit("/", 1)[1]
+    store = PostgresStore(
+        f"postgresql://postgres@127.0.0.1:{pooler.port}/{name}?sslmode=disable&gssencmode=disable"
+        "&tcp_user_timeout=1000",
+        pool_size=1,
+    )
+    try:
+        began = time.monotonic()
+        with store._read() as cur:
+            assert cur.connection.info.backend_pid == _Pooler.FAKE_PID  # as behind pgbouncer
+            cur.execute("SELECT pg_sleep(3.5), 'done'")
+            assert cur.fetchone() == ("", "done")
+        assert time.monotonic() - began >= 3.5
+    finally:
+        store.close()
+        pooler.close()

@@ -16,7 +16,9 @@ stalled ingest for all of them. Two things bound it:
   idle, or waits for input the client sent), or a database that cannot be reached, means the answer is
   not coming: the connection's socket is shut, the statement fails at once as a broken connection, and
   the store answers 503 as for any outage. A long statement the database is still running is left alone,
-  however long it takes (a migration, a chart over months of calls).
+  however long it takes (a migration, a chart over months of calls). So is one whose session cannot be
+  found (behind pgbouncer the process id the driver has is the pooler's) while the database answers, and
+  any statement while the database refuses the check (its connection slots are full): it is there.
 """
 
 from __future__ import annotations
@@ -184,7 +186,8 @@ class Watchdog:
                 self._check(due)
 
     def _check(self, due: list[_Wait]) -> None:
-        pids = [w.pid for w in due]
+        # Behind a pooler the pid libpq was given is not the session's: asking about it says nothing.
+        pids = [w.pid for w in due if w.conn.session is not None]
         try:
             rows = self._ask(f"SELECT pid FROM pg_stat_activity WHERE pid = ANY(%s) AND {_WORKING}", (pids,))
         except _Refused as refused:
@@ -208,8 +211,10 @@ class Watchdog:
             with self._lock:
                 if self._waits.get(id(wait.conn)) is not wait:
                     continue  # answered meanwhile
-                if wait.pid in working:
-                    wait.since = time.monotonic()  # a long statement: ask again after as long
+                if rows is not None and (wait.conn.session is None or wait.pid in working):
+                    # A long statement, or one whose session cannot be told apart from the pooler's
+                    # others while the database answers: ask again after as long.
+                    wait.since = time.monotonic()
                     continue
                 del self._waits[id(wait.conn)]
                 waited = time.monotonic() - wait.since
