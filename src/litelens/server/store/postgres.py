@@ -329,8 +329,9 @@ class _Pool:
                 if fresh is not None:
                     return fresh
                 conn = self._idle.get(timeout=60)
-            # Only a connection that sat idle is checked: a fresh one has just answered.
-            if _usable(conn):
+            # Only a connection that sat idle is checked: a fresh one has just answered. One opened before
+            # a path went silent may have been given back just after `_drop_idle` emptied the pool.
+            if conn.opened >= self._stale_before and _usable(conn):
                 return conn
             self._discard(conn)
 
