@@ -734,3 +734,52 @@ def test_a_long_statement_behind_a_pooler_runs_to_its_end(cluster: Any, database
     finally:
         store.close()
         pooler.close()
+
+
+def test_a_service_files_tcp_user_timeout_is_the_bound_on_waiting_for_an_answer(
+    cluster: Any, database: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A URL that names a service leaves the TCP settings to the service file, yet the watchdog acted at
+    litelens's 30 s whatever the DBA set there: a path gone silent still cost 30 s with 2 s in the file,
+    and `tcp_user_timeout=0` (off) did not turn it off."""
+    from litelens.server.store.base import StoreUnavailable
+    from litelens.server.store.postgres import PostgresStore
+
+    relay = _Relay(cluster.port)
+    name = database.rsplit("/", 1)[1]
+    services = tmp_path / "pg_service.conf"
+    services.write_text(
+        f"[silent]\nhost=127.0.0.1\nport={relay.port}\nuser=postgres\ndbname={name}\ntcp_user_timeout=2000\n"
+        f"[off]\nhost=127.0.0.1\nport={cluster.port}\nuser=postgres\ndbname={name}\ntcp_user_timeout=0\n"
+    )
+    monkeypatch.setenv("PGSERVICEFILE", str(services))
+    store = PostgresStore("postgresql://?service=silent", pool_size=1)
+    off = PostgresStore("postgresql://?service=off", pool_size=1)
+    try:
+        outcome: list[BaseException | None] = []
+
+        def cut_off() -> None:
+            try:
+                with store._read() as cur:
+                    relay.blackhole()
+                    cur.execute("SELECT 1")
+            except BaseException as exc:
+                outcome.append(exc)
+            else:
+                outcome.append(None)
+
+        began = time.monotonic()
+        stopped = threading.Thread(target=cut_off, daemon=True)
+        stopped.start()
+        stopped.join(15)
+        assert outcome and isinstance(outcome[0], StoreUnavailable), outcome
+        assert str(outcome[0]) == "no answer from the database for 2 s", outcome
+        assert time.monotonic() - began < 10
+        # Off in the service file: a write transaction's own idle limit (twice the bound) is off too.
+        with off._write() as cur:
+            cur.execute("SHOW idle_in_transaction_session_timeout")
+            assert cur.fetchone() == ("0",)
+    finally:
+        store.close()
+        off.close()
+        relay.close()

@@ -71,6 +71,10 @@ def _given(url: str) -> dict[str, Any]:
         return {}  # a URL libpq cannot read: its connect says why
 
 
+def _names_service(given: dict[str, Any]) -> bool:
+    return "service" in given or bool(os.environ.get("PGSERVICE"))
+
+
 def connect_options(url: str) -> dict[str, Any]:
     """The parameters litelens adds to the URL's: what the URL (or the environment) sets is left alone.
 
@@ -81,18 +85,33 @@ def connect_options(url: str) -> dict[str, Any]:
     options: dict[str, Any] = {}
     if "connect_timeout" not in given and not os.environ.get("PGCONNECT_TIMEOUT"):
         options["connect_timeout"] = CONNECT_TIMEOUT_S
-    if "service" not in given and not os.environ.get("PGSERVICE"):
+    if not _names_service(given):
         options.update({k: v for k, v in TCP_DEFAULTS.items() if k not in given})
     return options
 
 
-def answer_bound_s(url: str) -> float | None:
+def bound_set_by_service(url: str) -> bool:
+    """Whether the service file, not the URL or litelens, decides `tcp_user_timeout`: only a connection
+    opened with the URL then tells the bound (`answer_bound_s(url, conn.info.get_parameters())`)."""
+    given = _given(url)
+    return _names_service(given) and "tcp_user_timeout" not in given
+
+
+def answer_bound_s(url: str, opened: dict[str, str] | None = None) -> float | None:
     """How long a statement may wait for its answer before the database is asked about it: the URL's
     `tcp_user_timeout` (milliseconds, as libpq reads it) or ours; None when it is 0 (the kernel's
-    default), which turns the check off."""
-    given = _given(url).get("tcp_user_timeout")
+    default), which turns the check off.
+
+    When the service file decides (`bound_set_by_service`), `opened` is the parameters of a connection
+    opened with the URL, which hold the service file's: unset there is the kernel's default too, and
+    so no check (as is not knowing them yet).
+    """
+    if bound_set_by_service(url):
+        given = (opened or {}).get("tcp_user_timeout")
+    else:
+        given = _given(url).get("tcp_user_timeout", TCP_DEFAULTS["tcp_user_timeout"])
     try:
-        millis = int(given) if given is not None else int(TCP_DEFAULTS["tcp_user_timeout"])
+        millis = int(given or 0)
     except ValueError:
         return None  # libpq refuses the URL at connect, and says why
     return millis / 1000 if millis > 0 else None
