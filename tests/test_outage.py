@@ -647,3 +647,139 @@ def test_a_statement_postgresql_is_still_running_is_not_taken_for_a_silent_path(
         assert waited and waited[0] >= 2.5, waited
     finally:
         store.close()
+
+
+def test_a_database_refusing_the_check_connection_is_not_taken_for_unreachable(
+    cluster: Any, database: str
+) -> None:
+    """A database with every connection slot taken ("too many connections", a pooler's limit) refused the
+    watchdog's check connection, which was read as "cannot be reached": every statement that had run past
+    the bound was given up with a 503, on a database that was up and working on them."""
+    import psycopg
+
+    from litelens.server.store.postgres import PostgresStore
+
+    name = database.rsplit("/", 1)[1]
+    role = f"capped_{name}"
+    with psycopg.connect(database, autocommit=True) as admin:
+        # One connection for the role: the store's own; the check's is refused by the server (53300).
+        admin.execute(f'CREATE ROLE "{role}" LOGIN CONNECTION LIMIT 1')
+    host = database.split("@", 1)[1]
+    store = PostgresStore(f"postgresql://{role}@{host}?tcp_user_timeout=1000", pool_size=1)
+    try:
+        began = time.monotonic()
+        with store._read() as cur:
+            cur.execute("SELECT pg_sleep(3.5), 'done'")
+            assert cur.fetchone() == ("", "done")
+        assert time.monotonic() - began >= 3.5
+    finally:
+        store.close()
+
+
+class _Pooler(_Relay):
+    """A relay that, like pgbouncer, gives its clients a process id of its own (in BackendKeyData), not
+    the id of the server session that runs their statements."""
+
+    FAKE_PID = 4_000_000  # above Linux's pid_max: no session has it
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.target))
+            silent = threading.Event()
+            self._pairs.append((client, upstream, silent))
+            threading.Thread(target=self._pump, args=(client, upstream, silent), daemon=True).start()
+            threading.Thread(target=self._rewrite, args=(upstream, client), daemon=True).start()
+
+    def _rewrite(self, source: socket.socket, sink: socket.socket) -> None:
+        pending = b""
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                pending += data
+                while len(pending) >= 5:  # whole messages only: type byte, then length
+                    size = 1 + int.from_bytes(pending[1:5], "big")
+                    if len(pending) < size:
+                        break
+                    message, pending = pending[:size], pending[size:]
+                    if message[:1] == b"K":
+                        message = message[:5] + self.FAKE_PID.to_bytes(4, "big") + message[9:]
+                    sink.sendall(message)
+        with contextlib.suppress(OSError):
+            sink.shutdown(socket.SHUT_WR)
+
+
+def test_a_long_statement_behind_a_pooler_runs_to_its_end(cluster: Any, database: str) -> None:
+    """Behind pgbouncer the process id the driver is given is the pooler's, so the watchdog never found
+    the session working and gave up every statement that ran past the bound: each chart over a long
+    range, and any migration longer than 30 s, was answered 503 on a database that was fine."""
+    from litelens.server.store.postgres import PostgresStore
+
+    pooler = _Pooler(cluster.port)
+    name = database.rsplit("/", 1)[1]
+    store = PostgresStore(
+        f"postgresql://postgres@127.0.0.1:{pooler.port}/{name}?sslmode=disable&gssencmode=disable"
+        "&tcp_user_timeout=1000",
+        pool_size=1,
+    )
+    try:
+        began = time.monotonic()
+        with store._read() as cur:
+            assert cur.connection.info.backend_pid == _Pooler.FAKE_PID  # as behind pgbouncer
+            cur.execute("SELECT pg_sleep(3.5), 'done'")
+            assert cur.fetchone() == ("", "done")
+        assert time.monotonic() - began >= 3.5
+    finally:
+        store.close()
+        pooler.close()
+
+
+def test_a_service_files_tcp_user_timeout_is_the_bound_on_waiting_for_an_answer(
+    cluster: Any, database: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A URL that names a service leaves the TCP settings to the service file, yet the watchdog acted at
+    litelens's 30 s whatever the DBA set there: a path gone silent still cost 30 s with 2 s in the file,
+    and `tcp_user_timeout=0` (off) did not turn it off."""
+    from litelens.server.store.base import StoreUnavailable
+    from litelens.server.store.postgres import PostgresStore
+
+    relay = _Relay(cluster.port)
+    name = database.rsplit("/", 1)[1]
+    services = tmp_path / "pg_service.conf"
+    services.write_text(
+        f"[silent]\nhost=127.0.0.1\nport={relay.port}\nuser=postgres\ndbname={name}\ntcp_user_timeout=2000\n"
+        f"[off]\nhost=127.0.0.1\nport={cluster.port}\nuser=postgres\ndbname={name}\ntcp_user_timeout=0\n"
+    )
+    monkeypatch.setenv("PGSERVICEFILE", str(services))
+    store = PostgresStore("postgresql://?service=silent", pool_size=1)
+    off = PostgresStore("postgresql://?service=off", pool_size=1)
+    try:
+        outcome: list[BaseException | None] = []
+
+        def cut_off() -> None:
+            try:
+                with store._read() as cur:
+                    relay.blackhole()
+                    cur.execute("SELECT 1")
+            except BaseException as exc:
+                outcome.append(exc)
+            else:
+                outcome.append(None)
+
+        began = time.monotonic()
+        stopped = threading.Thread(target=cut_off, daemon=True)
+        stopped.start()
+        stopped.join(15)
+        assert outcome and isinstance(outcome[0], StoreUnavailable), outcome
+        assert str(outcome[0]) == "no answer from the database for 2 s", outcome
+        assert time.monotonic() - began < 10
+        # Off in the service file: a write transaction's own idle limit (twice the bound) is off too.
+        with off._write() as cur:
+            cur.execute("SHOW idle_in_transaction_session_timeout")
+            assert cur.fetchone() == ("0",)
+    finally:
+        store.close()
+        off.close()
+        relay.close()

@@ -16,7 +16,9 @@ stalled ingest for all of them. Two things bound it:
   idle, or waits for input the client sent), or a database that cannot be reached, means the answer is
   not coming: the connection's socket is shut, the statement fails at once as a broken connection, and
   the store answers 503 as for any outage. A long statement the database is still running is left alone,
-  however long it takes (a migration, a chart over months of calls).
+  however long it takes (a migration, a chart over months of calls). So is one whose session cannot be
+  found (behind pgbouncer the process id the driver has is the pooler's) while the database answers, and
+  any statement while the database refuses the check (its connection slots are full): it is there.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import socket
 import threading
 import time
@@ -68,6 +71,10 @@ def _given(url: str) -> dict[str, Any]:
         return {}  # a URL libpq cannot read: its connect says why
 
 
+def _names_service(given: dict[str, Any]) -> bool:
+    return "service" in given or bool(os.environ.get("PGSERVICE"))
+
+
 def connect_options(url: str) -> dict[str, Any]:
     """The parameters litelens adds to the URL's: what the URL (or the environment) sets is left alone.
 
@@ -78,18 +85,33 @@ def connect_options(url: str) -> dict[str, Any]:
     options: dict[str, Any] = {}
     if "connect_timeout" not in given and not os.environ.get("PGCONNECT_TIMEOUT"):
         options["connect_timeout"] = CONNECT_TIMEOUT_S
-    if "service" not in given and not os.environ.get("PGSERVICE"):
+    if not _names_service(given):
         options.update({k: v for k, v in TCP_DEFAULTS.items() if k not in given})
     return options
 
 
-def answer_bound_s(url: str) -> float | None:
+def bound_set_by_service(url: str) -> bool:
+    """Whether the service file, not the URL or litelens, decides `tcp_user_timeout`: only a connection
+    opened with the URL then tells the bound (`answer_bound_s(url, conn.info.get_parameters())`)."""
+    given = _given(url)
+    return _names_service(given) and "tcp_user_timeout" not in given
+
+
+def answer_bound_s(url: str, opened: dict[str, str] | None = None) -> float | None:
     """How long a statement may wait for its answer before the database is asked about it: the URL's
     `tcp_user_timeout` (milliseconds, as libpq reads it) or ours; None when it is 0 (the kernel's
-    default), which turns the check off."""
-    given = _given(url).get("tcp_user_timeout")
+    default), which turns the check off.
+
+    When the service file decides (`bound_set_by_service`), `opened` is the parameters of a connection
+    opened with the URL, which hold the service file's: unset there is the kernel's default too, and
+    so no check (as is not knowing them yet).
+    """
+    if bound_set_by_service(url):
+        given = (opened or {}).get("tcp_user_timeout")
+    else:
+        given = _given(url).get("tcp_user_timeout", TCP_DEFAULTS["tcp_user_timeout"])
     try:
-        millis = int(given) if given is not None else int(TCP_DEFAULTS["tcp_user_timeout"])
+        millis = int(given or 0)
     except ValueError:
         return None  # libpq refuses the URL at connect, and says why
     return millis / 1000 if millis > 0 else None
@@ -156,6 +178,7 @@ class Watchdog:
         self._lock = threading.Lock()
         self._closed = threading.Event()
         self._thread: threading.Thread | None = None
+        self._refusals = 0
 
     def waiting(self, conn: WatchedConnection) -> None:
         wait = _Wait(conn)
@@ -182,16 +205,35 @@ class Watchdog:
                 self._check(due)
 
     def _check(self, due: list[_Wait]) -> None:
-        pids = [w.pid for w in due]
-        rows = self._ask(f"SELECT pid FROM pg_stat_activity WHERE pid = ANY(%s) AND {_WORKING}", (pids,))
+        # Behind a pooler the pid libpq was given is not the session's: asking about it says nothing.
+        pids = [w.pid for w in due if w.conn.session is not None]
+        try:
+            rows = self._ask(f"SELECT pid FROM pg_stat_activity WHERE pid = ANY(%s) AND {_WORKING}", (pids,))
+        except _Refused as refused:
+            # The database answered, with a refusal (its connection slots are full, a pooler's limit,
+            # the check's own statement_timeout): it is there, and may well be working on every one of
+            # them. Nothing is given up on a guess; they are asked about again after as long.
+            self._postpone(due)
+            log.log(
+                logging.DEBUG if self._refusals else logging.WARNING,
+                "PostgreSQL refused the check on %d statement(s) waiting over %.0f s (%s): asking again later",
+                len(due),
+                self.after_s,
+                refused,
+            )
+            self._refusals += 1
+            return
+        self._refusals = 0
         working = {int(r[0]) for r in rows or ()}
         given_up: list[_Wait] = []
         for wait in due:
             with self._lock:
                 if self._waits.get(id(wait.conn)) is not wait:
                     continue  # answered meanwhile
-                if wait.pid in working:
-                    wait.since = time.monotonic()  # a long statement: ask again after as long
+                if rows is not None and (wait.conn.session is None or wait.pid in working):
+                    # A long statement, or one whose session cannot be told apart from the pooler's
+                    # others while the database answers: ask again after as long.
+                    wait.since = time.monotonic()
                     continue
                 del self._waits[id(wait.conn)]
                 waited = time.monotonic() - wait.since
@@ -212,17 +254,26 @@ class Watchdog:
         if rows is not None and sessions:
             # The server has not noticed (its TCP may not for two hours, or ever behind a proxy): a session
             # stopped inside a write transaction keeps the write lock, and every other writer waits on it.
-            self._ask(
-                "SELECT pg_terminate_backend(a.pid) FROM pg_stat_activity a "
-                "JOIN unnest(%s::int[], %s::timestamptz[]) AS s (pid, started) "
-                f"ON a.pid = s.pid AND a.backend_start = s.started WHERE NOT ({_WORKING})",
-                ([p for p, _ in sessions], [t for _, t in sessions]),
-            )
+            with contextlib.suppress(_Refused):
+                self._ask(
+                    "SELECT pg_terminate_backend(a.pid) FROM pg_stat_activity a "
+                    "JOIN unnest(%s::int[], %s::timestamptz[]) AS s (pid, started) "
+                    f"ON a.pid = s.pid AND a.backend_start = s.started WHERE NOT ({_WORKING})",
+                    ([p for p, _ in sessions], [t for _, t in sessions]),
+                )
+
+    def _postpone(self, due: list[_Wait]) -> None:
+        with self._lock:
+            for wait in due:
+                if self._waits.get(id(wait.conn)) is wait:
+                    wait.since = time.monotonic()
 
     def _ask(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]] | None:
         """The rows of `sql` on a new connection; None when the database does not answer within a
-        connect timeout and the bound (the answer would come on the same path, or on one as dead)."""
+        connect timeout and the bound (the answer would come on the same path, or on one as dead).
+        Raises `_Refused` when the database answered with an error: it can be reached."""
         found: list[list[tuple[Any, ...]]] = []
+        refused: list[psycopg.Error] = []
         probes: list[psycopg.Connection[Any]] = []
 
         def ask() -> None:
@@ -230,6 +281,10 @@ class Watchdog:
                 with psycopg.connect(self._url, autocommit=True, **self._options) as probe:
                     probes.append(probe)
                     found.append(probe.execute(sql, params).fetchall())
+            except psycopg.Error as exc:
+                if _from_server(exc):
+                    refused.append(exc)
+                log.debug("asking PostgreSQL about silent connections failed: %s", exc)
             except Exception as exc:
                 log.debug("asking PostgreSQL about silent connections failed: %s", exc)
 
@@ -238,10 +293,33 @@ class Watchdog:
         asking.join(float(self._options.get("connect_timeout", CONNECT_TIMEOUT_S)) + self.after_s)
         if found:
             return found[0]
+        if refused:
+            raise _Refused(_first_line(refused[0]))
         for probe in probes:  # connected, then went as silent as the rest
             with contextlib.suppress(Exception):
                 _shut(probe.pgconn.socket)
         return None
+
+
+class _Refused(Exception):
+    """The database answered the watchdog's check with an error."""
+
+
+# libpq writes an error the server sent during connection start-up as "SEVERITY:  message" (two spaces,
+# whatever the language), which none of its own (a timeout, a refused or unroutable address) has.
+_SERVER_SAID = re.compile(r"failed: [^:\n]+:  ")
+
+
+def _from_server(exc: psycopg.Error) -> bool:
+    """Whether the database itself sent `exc`: it can be reached, even when it refuses."""
+    if exc.sqlstate is not None:  # a statement's error carries the server's SQLSTATE
+        return True
+    # A refused connection does not (psycopg has no result to read it from): only libpq's words tell.
+    return _SERVER_SAID.search(str(exc)) is not None
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 def _shut(fd: int) -> None:

@@ -53,6 +53,7 @@ from litelens.server.store.pgwatch import (
     Watchdog,
     WatchedConnection,
     answer_bound_s,
+    bound_set_by_service,
     connect_options,
 )
 
@@ -307,7 +308,9 @@ class _Pool:
         self._all: list[WatchedConnection] = []
         self._options = connect_options(url)
         self._stale_before = 0.0
-        bound = answer_bound_s(url)
+        # A service file's tcp_user_timeout is known once a connection is open (`_learn_bound`).
+        self._bound_known = not bound_set_by_service(url)
+        bound = answer_bound_s(url) if self._bound_known else None
         self.watchdog = None if bound is None else Watchdog(url, bound, self._drop_idle)
 
     @contextmanager
@@ -329,8 +332,9 @@ class _Pool:
                 if fresh is not None:
                     return fresh
                 conn = self._idle.get(timeout=60)
-            # Only a connection that sat idle is checked: a fresh one has just answered.
-            if _usable(conn):
+            # Only a connection that sat idle is checked: a fresh one has just answered. One opened before
+            # a path went silent may have been given back just after `_drop_idle` emptied the pool.
+            if conn.opened >= self._stale_before and _usable(conn):
                 return conn
             self._discard(conn)
 
@@ -343,11 +347,22 @@ class _Pool:
             try:
                 conn = _connect(self._url, self.watchdog, **self._options)
                 conn.opened = time.monotonic()
+                if not self._bound_known:
+                    self._learn_bound(conn)
             except Exception:
                 self._opened -= 1
                 raise
             self._all.append(conn)
             return conn
+
+    def _learn_bound(self, conn: WatchedConnection) -> None:
+        """Watch as the service file says: the URL leaves `tcp_user_timeout` to it, so acting at our
+        default would override a DBA's choice (0, or a longer bound for long statements)."""
+        self._bound_known = True
+        bound = answer_bound_s(self._url, conn.info.get_parameters())
+        if bound is not None:
+            self.watchdog = Watchdog(self._url, bound, self._drop_idle)
+            _watch(conn, self.watchdog)
 
     def _put(self, conn: WatchedConnection) -> None:
         if conn.closed or conn.broken or self._closed or conn.opened < self._stale_before:
@@ -390,12 +405,16 @@ def _connect(url: str, watchdog: Watchdog | None, **options: Any) -> WatchedConn
         conn = WatchedConnection.connect(url, autocommit=True, **options)
     except psycopg.OperationalError as exc:  # refused, timed out, unknown host, a refusal by the server
         raise StoreUnavailable(_first_line(exc)) from exc
+    _watch(conn, watchdog)
+    return conn
+
+
+def _watch(conn: WatchedConnection, watchdog: Watchdog | None) -> None:
     try:
         conn.watch(watchdog)
     except psycopg.OperationalError as exc:
         conn.close()
         raise StoreUnavailable(_first_line(exc)) from exc
-    return conn
 
 
 @contextmanager
@@ -451,13 +470,16 @@ class PostgresStore(SQLStore):
     def __init__(self, url: str, *, pool_size: int = 4) -> None:
         self.url = url
         self._pool = _Pool(url, pool_size)
-        bound = answer_bound_s(url)
+
+    def _lock_sql(self) -> str:
+        # Read after the pool opened a connection: with a service file, only then is the bound known.
+        watchdog = self._pool.watchdog
+        if watchdog is None:
+            return "SELECT pg_advisory_xact_lock(%s)"
         # (set_config's third argument makes it SET LOCAL: the transaction's alone.)
-        self._lock_sql = (
-            "SELECT pg_advisory_xact_lock(%s)"
-            if bound is None
-            else "SELECT pg_advisory_xact_lock(%s), set_config('idle_in_transaction_session_timeout', "
-            f"'{int(bound * IDLE_IN_WRITE_FACTOR * 1000)}ms', true)"
+        return (
+            "SELECT pg_advisory_xact_lock(%s), set_config('idle_in_transaction_session_timeout', "
+            f"'{int(watchdog.after_s * IDLE_IN_WRITE_FACTOR * 1000)}ms', true)"
         )
 
     def _q(self, sql: str) -> str:
@@ -469,7 +491,7 @@ class PostgresStore(SQLStore):
     @contextmanager
     def _write(self) -> Iterator[psycopg.Cursor[Any]]:
         with self._pool.connection() as conn, _lost(conn), conn.transaction(), conn.cursor() as cur:
-            cur.execute(self._lock_sql, (_WRITE_LOCK,))
+            cur.execute(self._lock_sql(), (_WRITE_LOCK,))
             yield cur
 
     @contextmanager
