@@ -193,14 +193,18 @@ class Callback(CustomLogger):
     ) -> None:
         """A LiteLLM proxy's stream that its own code broke (a guardrail or hook raising mid-stream, the
         proxy failing to rewrite a chunk): the provider was called and billed, the client got an error
-        event, and LiteLLM tells its loggers nothing of that call. It is recorded as an error here,
-        unless LiteLLM reports it after all within `_UNREPORTED_WAIT_S` (a provider's own failure is
-        reported from a task of its own, a guardrail's from the proxy's failure handling).
+        event, and LiteLLM tells its loggers nothing of that call. It is recorded as an error here.
+
+        An exception LiteLLM reports itself (`_reported_by_litellm`) is left to it, however late its
+        report comes. Any other is recorded unless LiteLLM reports it after all within
+        `_UNREPORTED_WAIT_S`.
         """
         try:
             call_id = request_data.get("litellm_call_id")
+            if self.settings.disabled or _reported_by_litellm(original_exception):
+                return None
             logging_obj = recorders.stream_logging_of(call_id)
-            if logging_obj is None or call_id in self._seen or self.settings.disabled:
+            if logging_obj is None or call_id in self._seen:
                 return None
             asyncio.get_running_loop().call_later(
                 _UNREPORTED_WAIT_S,
@@ -567,6 +571,26 @@ def unregister(callback: CustomLogger) -> None:
         lst = getattr(litellm, name, None)
         while isinstance(lst, list) and callback in lst:
             lst.remove(callback)
+
+
+def _reported_by_litellm(exc: BaseException) -> bool:
+    """Whether LiteLLM reports this exception of a proxy's stream to its loggers itself (LiteLLM 1.110).
+
+    Its stream wrapper reports what breaks the provider's stream, then raises it mapped to one of
+    LiteLLM's exception classes; its proxy reports a failure hook's HTTP errors (fastapi's or
+    starlette's `HTTPException`) and its own `ProxyException` and `GuardrailRaisedException`, subclasses
+    included, as it checks them with isinstance. Anything else a proxy's hook raised mid-stream reaches
+    no logger. Told by class alone, a hook that raises one of LiteLLM's own classes mid-stream is taken
+    for LiteLLM's report and left unrecorded: a record lost there beats a double for every stream a
+    provider broke.
+    """
+    for cls in type(exc).__mro__:
+        module = cls.__module__
+        if module == "litellm" or module.startswith("litellm."):
+            return True
+        if cls.__name__ == "HTTPException" and module.startswith(("fastapi", "starlette")):
+            return True
+    return False
 
 
 def _failure_marker(kwargs: Mapping[str, Any]) -> tuple[int, int]:
