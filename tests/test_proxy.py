@@ -365,6 +365,35 @@ def stream_through_proxy(port: int, payload: dict[str, Any]) -> tuple[bytes, str
     return body, call_id
 
 
+def test_proxy_retried_stream_broken_by_a_hook_is_recorded(proxy_stack: Stack) -> None:
+    """The router's first attempt got a 429 (LiteLLM reports it), its retry streamed and a proxy hook
+    broke it mid-way. Both attempts were made, the second billed: each has its record, though the
+    router gave both the request's one call id."""
+    port, receiver = proxy_stack.port, proxy_stack.receiver
+    before = len(receiver.records)
+    key = f"retry-{time.monotonic_ns()}"
+    body, call_id = stream_through_proxy(
+        port,
+        {
+            "num_retries": 1,
+            "messages": [
+                {"role": "user", "content": f"again [[fake error=429 error_times=1 key={key}]] [[hook stop]]"}
+            ],
+        },
+    )
+    assert b"stopped by a hook" in body, body
+    said = "".join(
+        c["choices"][0]["delta"].get("content") or "" for c in sse_chunks(body) if c.get("choices")
+    )
+    records = {r["call_id"]: r for r in new_records(receiver, before, 2)}
+    assert set(records) == {call_id, f"{call_id}:2"}, records
+    limited, broken = records[call_id], records[f"{call_id}:2"]
+    assert limited["status"] == "error" and limited["error"]["status_code"] == 429
+    assert broken["status"] == "error" and broken["error"]["type"] == "ValueError"
+    assert broken["chunk_count"] == 1
+    assert broken["response"]["choices"][0]["message"]["content"] == said
+
+
 def test_proxy_stream_broken_by_the_provider_is_recorded_once_when_reported_late(proxy_stack: Stack) -> None:
     """A stream the provider broke is LiteLLM's to report: when its report reaches litelens late (a slow
     logger before it), the call still has one record, not a second one as a phantom retry."""

@@ -196,20 +196,22 @@ class Callback(CustomLogger):
         event, and LiteLLM tells its loggers nothing of that call. It is recorded as an error here.
 
         An exception LiteLLM reports itself (`_reported_by_litellm`) is left to it, however late its
-        report comes. Any other is recorded unless LiteLLM reports it after all within
-        `_UNREPORTED_WAIT_S`.
+        report comes. Any other is recorded after `_UNREPORTED_WAIT_S` unless LiteLLM reported a failure
+        of this call id meanwhile: what the call id had seen by now is compared, not whether it was seen
+        at all, as a proxy's retries share the call id and an earlier attempt's failure was reported.
         """
         try:
             call_id = request_data.get("litellm_call_id")
             if self.settings.disabled or _reported_by_litellm(original_exception):
                 return None
             logging_obj = recorders.stream_logging_of(call_id)
-            if logging_obj is None or call_id in self._seen:
+            if logging_obj is None:
                 return None
             asyncio.get_running_loop().call_later(
                 _UNREPORTED_WAIT_S,
                 self._record_unreported,
                 call_id,
+                self._seen_state(call_id),
                 logging_obj,
                 original_exception,
                 traceback_str,
@@ -218,8 +220,21 @@ class Callback(CustomLogger):
             self._count("hook_errors", "litelens: a logging hook failed; the call itself is unaffected")
         return None
 
-    def _record_unreported(self, call_id: Any, logging_obj: Any, exc: Exception, trace: str | None) -> None:
-        if call_id in self._seen:
+    def _seen_state(self, call_id: Any) -> tuple[Any, ...] | None:
+        # A copy: `_next_attempt` changes the entry in place.
+        with self._seen_lock:
+            entry = self._seen.get(call_id)
+            return None if entry is None else tuple(entry)
+
+    def _record_unreported(
+        self,
+        call_id: Any,
+        seen_before: tuple[Any, ...] | None,
+        logging_obj: Any,
+        exc: Exception,
+        trace: str | None,
+    ) -> None:
+        if self._seen_state(call_id) != seen_before:
             return
         try:
             recorders.report_stream_failure(self, logging_obj, exc, trace)
