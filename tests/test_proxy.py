@@ -45,22 +45,39 @@ router_settings:
   num_retries: 0
   fallbacks: [{{"broken": ["chat-small"]}}]
 litellm_settings:
-  callbacks: ["litelens.handler", "stream_hook.instance"]
+  callbacks: ["stream_hook.slow_logger", "litelens.handler", "stream_hook.instance"]
 """
 
 # A proxy hook that breaks a stream after its first chunk when the prompt asks it to, as a guardrail
 # that blocks mid-stream or a hook with a bug does. LiteLLM loads it from the config file's folder.
+# With it, a logger that holds up LiteLLM's failure reports when the prompt asks it to, as a slow one
+# (or a busy logging queue) does: listed before litelens, it is awaited before litelens hears.
 STREAM_HOOK = """\
+import asyncio
+
+from fastapi import HTTPException
 from litellm.integrations.custom_logger import CustomLogger
+
+
+class SlowLogger(CustomLogger):
+    async def async_log_failure_event(self, kwargs, response_obj, start_time, end_time):
+        if "[[slow log]]" in str(kwargs.get("messages")):
+            await asyncio.sleep(2.5)
+
+
+slow_logger = SlowLogger()
 
 
 class StreamHook(CustomLogger):
     async def async_post_call_streaming_iterator_hook(self, user_api_key_dict, response, request_data):
         stop = "[[hook stop]]" in str(request_data.get("messages"))
+        block = "[[hook block]]" in str(request_data.get("messages"))
         async for chunk in response:
             yield chunk
             if stop:
                 raise ValueError("stopped by a hook")
+            if block:
+                raise HTTPException(status_code=400, detail="blocked by a guardrail")
 
 
 instance = StreamHook()
@@ -331,6 +348,85 @@ def test_proxy_stream_broken_by_a_hook_is_recorded(proxy_stack: Stack) -> None:
     assert record["error"]["message"] == "stopped by a hook"
     assert record["chunk_count"] == 1
     assert record["response"]["choices"][0]["message"]["content"] == said
+
+
+def stream_through_proxy(port: int, payload: dict[str, Any]) -> tuple[bytes, str | None]:
+    """The body of a streamed chat completion and the call id the proxy's header gave it."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    conn.request(
+        "POST",
+        "/v1/chat/completions",
+        json.dumps({"model": "chat-small", "stream": True, **payload}),
+        {"Authorization": f"Bearer {MASTER_KEY}", "Content-Type": "application/json"},
+    )
+    response = conn.getresponse()
+    body, call_id = response.read(), response.getheader("x-litellm-call-id")
+    conn.close()
+    return body, call_id
+
+
+def test_proxy_retried_stream_broken_by_a_hook_is_recorded(proxy_stack: Stack) -> None:
+    """The router's first attempt got a 429 (LiteLLM reports it), its retry streamed and a proxy hook
+    broke it mid-way. Both attempts were made, the second billed: each has its record, though the
+    router gave both the request's one call id."""
+    port, receiver = proxy_stack.port, proxy_stack.receiver
+    before = len(receiver.records)
+    key = f"retry-{time.monotonic_ns()}"
+    body, call_id = stream_through_proxy(
+        port,
+        {
+            "num_retries": 1,
+            "messages": [
+                {"role": "user", "content": f"again [[fake error=429 error_times=1 key={key}]] [[hook stop]]"}
+            ],
+        },
+    )
+    assert b"stopped by a hook" in body, body
+    said = "".join(
+        c["choices"][0]["delta"].get("content") or "" for c in sse_chunks(body) if c.get("choices")
+    )
+    records = {r["call_id"]: r for r in new_records(receiver, before, 2)}
+    assert set(records) == {call_id, f"{call_id}:2"}, records
+    limited, broken = records[call_id], records[f"{call_id}:2"]
+    assert limited["status"] == "error" and limited["error"]["status_code"] == 429
+    assert broken["status"] == "error" and broken["error"]["type"] == "ValueError"
+    assert broken["chunk_count"] == 1
+    assert broken["response"]["choices"][0]["message"]["content"] == said
+
+
+def test_proxy_stream_broken_by_the_provider_is_recorded_once_when_reported_late(proxy_stack: Stack) -> None:
+    """A stream the provider broke is LiteLLM's to report: when its report reaches litelens late (a slow
+    logger before it), the call still has one record, not a second one as a phantom retry."""
+    port, receiver = proxy_stack.port, proxy_stack.receiver
+    before = len(receiver.records)
+    started = time.monotonic()
+    body, call_id = stream_through_proxy(
+        port, {"messages": [{"role": "user", "content": "break [[fake tokens=8 drop_after=3]] [[slow log]]"}]}
+    )
+    assert sse_chunks(body), body  # the client got the first words before the break
+    (record,) = new_records(receiver, before, 1)
+    # The slow logger holds LiteLLM's report 2.5 s: a record litelens made itself would have come first.
+    assert time.monotonic() - started >= 2.5
+    time.sleep(1.5)  # a second record, sent as the first was, would be here by now
+    assert receiver.records[before:] == [record]
+    assert record["call_id"] == call_id
+    assert record["status"] == "error" and record["chunk_count"] == 3
+
+
+def test_proxy_stream_blocked_by_a_hook_with_an_http_error_is_recorded_once(proxy_stack: Stack) -> None:
+    """A hook that blocks a stream with an HTTP error, as guardrails do: LiteLLM's proxy reports that
+    failure itself, and the call has that one record, not a second one from litelens."""
+    port, receiver = proxy_stack.port, proxy_stack.receiver
+    before = len(receiver.records)
+    body, call_id = stream_through_proxy(
+        port, {"messages": [{"role": "user", "content": "go [[hook block]]"}]}
+    )
+    assert b"blocked by a guardrail" in body, body
+    (record,) = new_records(receiver, before, 1)
+    time.sleep(1.5)  # litelens would have recorded it a second after the hook ran
+    assert receiver.records[before:] == [record]
+    assert record["call_id"] == call_id
+    assert record["status"] == "error" and record["error"]["status_code"] == 400
 
 
 def test_proxy_health_checks_are_recorded_as_such(proxy_stack: Stack) -> None:

@@ -193,19 +193,25 @@ class Callback(CustomLogger):
     ) -> None:
         """A LiteLLM proxy's stream that its own code broke (a guardrail or hook raising mid-stream, the
         proxy failing to rewrite a chunk): the provider was called and billed, the client got an error
-        event, and LiteLLM tells its loggers nothing of that call. It is recorded as an error here,
-        unless LiteLLM reports it after all within `_UNREPORTED_WAIT_S` (a provider's own failure is
-        reported from a task of its own, a guardrail's from the proxy's failure handling).
+        event, and LiteLLM tells its loggers nothing of that call. It is recorded as an error here.
+
+        An exception LiteLLM reports itself (`_reported_by_litellm`) is left to it, however late its
+        report comes. Any other is recorded after `_UNREPORTED_WAIT_S` unless LiteLLM reported a failure
+        of this call id meanwhile: what the call id had seen by now is compared, not whether it was seen
+        at all, as a proxy's retries share the call id and an earlier attempt's failure was reported.
         """
         try:
             call_id = request_data.get("litellm_call_id")
+            if self.settings.disabled or _reported_by_litellm(original_exception):
+                return None
             logging_obj = recorders.stream_logging_of(call_id)
-            if logging_obj is None or call_id in self._seen or self.settings.disabled:
+            if logging_obj is None:
                 return None
             asyncio.get_running_loop().call_later(
                 _UNREPORTED_WAIT_S,
                 self._record_unreported,
                 call_id,
+                self._seen_state(call_id),
                 logging_obj,
                 original_exception,
                 traceback_str,
@@ -214,8 +220,21 @@ class Callback(CustomLogger):
             self._count("hook_errors", "litelens: a logging hook failed; the call itself is unaffected")
         return None
 
-    def _record_unreported(self, call_id: Any, logging_obj: Any, exc: Exception, trace: str | None) -> None:
-        if call_id in self._seen:
+    def _seen_state(self, call_id: Any) -> tuple[Any, ...] | None:
+        # A copy: `_next_attempt` changes the entry in place.
+        with self._seen_lock:
+            entry = self._seen.get(call_id)
+            return None if entry is None else tuple(entry)
+
+    def _record_unreported(
+        self,
+        call_id: Any,
+        seen_before: tuple[Any, ...] | None,
+        logging_obj: Any,
+        exc: Exception,
+        trace: str | None,
+    ) -> None:
+        if self._seen_state(call_id) != seen_before:
             return
         try:
             recorders.report_stream_failure(self, logging_obj, exc, trace)
@@ -567,6 +586,26 @@ def unregister(callback: CustomLogger) -> None:
         lst = getattr(litellm, name, None)
         while isinstance(lst, list) and callback in lst:
             lst.remove(callback)
+
+
+def _reported_by_litellm(exc: BaseException) -> bool:
+    """Whether LiteLLM reports this exception of a proxy's stream to its loggers itself (LiteLLM 1.110).
+
+    Its stream wrapper reports what breaks the provider's stream, then raises it mapped to one of
+    LiteLLM's exception classes; its proxy reports a failure hook's HTTP errors (fastapi's or
+    starlette's `HTTPException`) and its own `ProxyException` and `GuardrailRaisedException`, subclasses
+    included, as it checks them with isinstance. Anything else a proxy's hook raised mid-stream reaches
+    no logger. Told by class alone, a hook that raises one of LiteLLM's own classes mid-stream is taken
+    for LiteLLM's report and left unrecorded: a record lost there beats a double for every stream a
+    provider broke.
+    """
+    for cls in type(exc).__mro__:
+        module = cls.__module__
+        if module == "litellm" or module.startswith("litellm."):
+            return True
+        if cls.__name__ == "HTTPException" and module.startswith(("fastapi", "starlette")):
+            return True
+    return False
 
 
 def _failure_marker(kwargs: Mapping[str, Any]) -> tuple[int, int]:
