@@ -96,14 +96,12 @@ def test_sessions_postgresql_ended_while_idle_cost_no_request_an_error(
     assert "Traceback" not in server.log(), server.log()[-3000:]
 
 
-def test_postgresql_restarted_under_steady_ingest_loses_and_duplicates_nothing(
-    server_factory: Callable[..., ServerProcess], cluster: Any, database: str, tmp_path: Path
-) -> None:
-    """PostgreSQL stopped for a few seconds while the core sender sends all along: meanwhile ingest
-    answers 503 with Retry-After (never 2xx for a batch it did not commit), the API and the dashboard say
-    the storage is unavailable (the key lookup before each of them answered 500), and the server stays up;
-    once PostgreSQL is back the same process stores every record the sender had, each once."""
-    server = server_factory(database)
+@contextlib.contextmanager
+def _steady_ingest(
+    server: ServerProcess, spool: Path, *, max_retries: int, timeout_s: float
+) -> Iterator[tuple[Transport, list[str]]]:
+    """The core sender sending a record every 10 ms to `server` until the block ends; the list holds the
+    call ids it was given. The caller flushes and shuts the sender down."""
     transport = Transport(
         TransportConfig(
             endpoint=server.url,
@@ -111,9 +109,9 @@ def test_postgresql_restarted_under_steady_ingest_loses_and_duplicates_nothing(
             batch_max_age_s=0.05,
             backoff_base_s=0.05,
             backoff_max_s=0.5,
-            max_retries=2,
-            timeout_s=5.0,
-            spool_dir=str(tmp_path / "spool"),
+            max_retries=max_retries,
+            timeout_s=timeout_s,
+            spool_dir=str(spool),
         )
     )
     sent: list[str] = []
@@ -129,6 +127,21 @@ def test_postgresql_restarted_under_steady_ingest_loses_and_duplicates_nothing(
     sender = threading.Thread(target=send)
     sender.start()
     try:
+        yield transport, sent
+    finally:
+        stop.set()
+        sender.join()
+
+
+def test_postgresql_restarted_under_steady_ingest_loses_and_duplicates_nothing(
+    server_factory: Callable[..., ServerProcess], cluster: Any, database: str, tmp_path: Path
+) -> None:
+    """PostgreSQL stopped for a few seconds while the core sender sends all along: meanwhile ingest
+    answers 503 with Retry-After (never 2xx for a batch it did not commit), the API and the dashboard say
+    the storage is unavailable (the key lookup before each of them answered 500), and the server stays up;
+    once PostgreSQL is back the same process stores every record the sender had, each once."""
+    server = server_factory(database)
+    with _steady_ingest(server, tmp_path / "spool", max_retries=2, timeout_s=5.0) as (transport, sent):
         time.sleep(1.0)
         cluster.pause()
         time.sleep(0.6)  # past the key cache's 0.5 s
@@ -154,9 +167,6 @@ def test_postgresql_restarted_under_steady_ingest_loses_and_duplicates_nothing(
         assert server.alive()
         cluster.resume()
         time.sleep(1.0)
-    finally:
-        stop.set()
-        sender.join()
     assert transport.flush(15)
     deadline = time.monotonic() + 15
     while _stored(database)[0] < len(sent) and time.monotonic() < deadline:
@@ -458,32 +468,7 @@ def test_a_path_to_postgresql_gone_silent_costs_a_few_seconds_not_a_hung_collect
     try:
         name = database.rsplit("/", 1)[1]
         server = server_factory(f"postgresql://postgres@127.0.0.1:{relay.port}/{name}?tcp_user_timeout=3000")
-        transport = Transport(
-            TransportConfig(
-                endpoint=server.url,
-                api_key=server.key,
-                batch_max_age_s=0.05,
-                backoff_base_s=0.05,
-                backoff_max_s=0.5,
-                max_retries=50,
-                timeout_s=30.0,
-                spool_dir=str(tmp_path / "spool"),
-            )
-        )
-        sent: list[str] = []
-        stop = threading.Event()
-
-        def send() -> None:
-            while not stop.is_set():
-                call_id = f"steady-{len(sent)}"
-                assert transport is not None
-                transport.submit(make_record(call_id))
-                sent.append(call_id)
-                time.sleep(0.01)
-
-        sender = threading.Thread(target=send)
-        sender.start()
-        try:
+        with _steady_ingest(server, tmp_path / "spool", max_retries=50, timeout_s=30.0) as (transport, sent):
             time.sleep(1.0)
             # Concurrent reads leave several connections in the pool, each of which will go silent.
             with ThreadPoolExecutor(4) as pool:
@@ -519,9 +504,6 @@ def test_a_path_to_postgresql_gone_silent_costs_a_few_seconds_not_a_hung_collect
                 assert again.status == 200, again
             assert server.client().get("/api/calls").status == 200
             time.sleep(1.0)
-        finally:
-            stop.set()
-            sender.join()
         assert transport.flush(30), transport.stats()
         expected = len(sent) + 2
         deadline = time.monotonic() + 15
