@@ -895,6 +895,27 @@ def test_flush_after_asyncio_run_includes_the_calls_of_that_loop(provider, recei
     assert all(r["is_async"] for r in receiver.records)
 
 
+@pytest.mark.litellm_compat
+def test_calls_of_several_asyncio_runs_before_one_flush_are_all_recorded(provider, receiver, make_callback):
+    """A script that calls `asyncio.run()` once per task (a CLI command, a job runner) and flushes at the
+    end: on LiteLLM 1.80 each new event loop's first log event threw away what the last loop had left in
+    LiteLLM's queue, so only the last run's calls were recorded ("coroutine ... was never awaited" at
+    exit). Each call is recorded once."""
+    callback = make_callback()
+    for i in range(3):
+        asyncio.run(
+            litellm.acompletion(
+                model="openai/gpt-4o-mini",
+                messages=[{"role": "user", "content": f"run {i}"}],
+                api_base=provider.url,
+                api_key=KEY,
+            )
+        )
+    assert callback.flush(10)
+    records = one_record(receiver, callback, 3)
+    assert sorted(r["request"]["messages"][-1]["content"] for r in records) == ["run 0", "run 1", "run 2"]
+
+
 @pytest.mark.parametrize("gathered", [False, True], ids=["awaited", "gathered"])
 def test_a_flush_that_runs_out_of_time_leaves_the_last_call_to_the_next_flush(
     provider, receiver, make_callback, gathered

@@ -93,6 +93,41 @@ def guard_litellm_worker() -> None:
 
     setattr(enqueue, _GUARD_MARK, True)
     worker.enqueue = enqueue  # type: ignore[method-assign]  # LiteLLM calls it as `self.enqueue(...)`, so the instance's wins
+    _carry_over_on_loop_change(worker)
+
+
+def _carry_over_on_loop_change(worker: Any) -> None:
+    """Keep what an ended event loop left in LiteLLM's queue when the next loop starts logging.
+
+    LiteLLM 1.80 binds its worker's queue to an event loop, and the first log event of a new loop made
+    it a new, empty queue: the events the last loop had left (an `asyncio.run()` per task, flushed once
+    at the end) were dropped, so only the last run's calls were recorded. Later releases carry them over
+    themselves (`_drain_pending`); on those nothing is changed. Here they are put into the new queue, as
+    those releases do, and run on the new loop.
+    """
+    original = getattr(worker, "_ensure_queue", None)
+    if not callable(original) or hasattr(worker, "_drain_pending") or getattr(original, _GUARD_MARK, False):
+        return
+
+    def ensure_queue() -> None:
+        left: list[Any] = []
+        try:
+            queue = worker._queue
+            if queue is not None and worker._bound_loop is not asyncio.get_running_loop():
+                while not queue.empty():
+                    left.append(queue.get_nowait())
+        except Exception:  # no running loop (LiteLLM does nothing then), or LiteLLM changed shape
+            pass
+        original()
+        for task in left:
+            try:
+                worker._queue.put_nowait(task)
+            except Exception:  # full: LiteLLM drops the newest of its own too
+                log.debug("litelens: a LiteLLM log event of an ended event loop was dropped", exc_info=True)
+                break
+
+    setattr(ensure_queue, _GUARD_MARK, True)
+    worker._ensure_queue = ensure_queue
 
 
 def _guarded(coroutine: Coroutine[Any, Any, Any]) -> Coroutine[Any, Any, Any]:
