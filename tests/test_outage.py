@@ -522,6 +522,31 @@ def test_a_path_to_postgresql_gone_silent_costs_a_few_seconds_not_a_hung_collect
         relay.close()
 
 
+def _silenced_mid_statement(
+    relay: Any, opened: Callable[[], Any], wait_s: float
+) -> tuple[list[BaseException | None], float]:
+    """Open a cursor with `opened` (a store's `_read` or `_write`), make the relay go silent, and run a
+    statement, on a thread waited for `wait_s`: what it raised (None if nothing; empty if it still hangs)
+    and how long it took."""
+    outcome: list[BaseException | None] = []
+
+    def cut_off() -> None:
+        try:
+            with opened() as cur:
+                relay.blackhole()
+                cur.execute("SELECT 1")
+        except BaseException as exc:
+            outcome.append(exc)
+        else:
+            outcome.append(None)
+
+    began = time.monotonic()
+    stopped = threading.Thread(target=cut_off, daemon=True)
+    stopped.start()
+    stopped.join(wait_s)
+    return outcome, time.monotonic() - began
+
+
 def test_a_write_stopped_by_a_silent_path_leaves_no_write_lock_behind(cluster: Any, database: str) -> None:
     """A write transaction holds the write lock. Its session, stopped mid-way by a path gone silent, kept
     it (the database had not noticed, and behind a proxy it never does), so every later write waited for
@@ -535,25 +560,11 @@ def test_a_write_stopped_by_a_silent_path_leaves_no_write_lock_behind(cluster: A
     try:
         store.migrate()
         project = store.create_project("p")
-        outcome: list[BaseException | None] = []
-
-        def cut_off() -> None:
-            try:
-                with store._write() as cur:  # the write lock is held from here
-                    relay.blackhole()
-                    cur.execute("SELECT 1")
-            except BaseException as exc:
-                outcome.append(exc)
-            else:
-                outcome.append(None)
-
-        began = time.monotonic()
-        stopped = threading.Thread(target=cut_off, daemon=True)
-        stopped.start()
-        stopped.join(30)
+        # The write lock is held from the start of `_write`.
+        outcome, took = _silenced_mid_statement(relay, store._write, wait_s=30)
         assert outcome and isinstance(outcome[0], StoreUnavailable), outcome
         assert str(outcome[0]) == "no answer from the database for 2 s", outcome
-        assert time.monotonic() - began < 10
+        assert took < 10
         written: list[bool] = []
         after = threading.Thread(
             target=lambda: written.append(store.write(project, [make_record("next")], []) is None),
@@ -738,25 +749,10 @@ def test_a_service_files_tcp_user_timeout_is_the_bound_on_waiting_for_an_answer(
     store = PostgresStore("postgresql://?service=silent", pool_size=1)
     off = PostgresStore("postgresql://?service=off", pool_size=1)
     try:
-        outcome: list[BaseException | None] = []
-
-        def cut_off() -> None:
-            try:
-                with store._read() as cur:
-                    relay.blackhole()
-                    cur.execute("SELECT 1")
-            except BaseException as exc:
-                outcome.append(exc)
-            else:
-                outcome.append(None)
-
-        began = time.monotonic()
-        stopped = threading.Thread(target=cut_off, daemon=True)
-        stopped.start()
-        stopped.join(15)
+        outcome, took = _silenced_mid_statement(relay, store._read, wait_s=15)
         assert outcome and isinstance(outcome[0], StoreUnavailable), outcome
         assert str(outcome[0]) == "no answer from the database for 2 s", outcome
-        assert time.monotonic() - began < 10
+        assert took < 10
         # Off in the service file: a write transaction's own idle limit (twice the bound) is off too.
         with off._write() as cur:
             cur.execute("SHOW idle_in_transaction_session_timeout")
