@@ -294,7 +294,7 @@ class Watchdog:
         if found:
             return found[0]
         if refused:
-            raise _Refused(_first_line(refused[0]))
+            raise _Refused(first_line(refused[0]))
         for probe in probes:  # connected, then went as silent as the rest
             with contextlib.suppress(Exception):
                 _shut(probe.pgconn.socket)
@@ -318,7 +318,9 @@ def _from_server(exc: psycopg.Error) -> bool:
     return _SERVER_SAID.search(str(exc)) is not None
 
 
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
+    """An error's first line: libpq adds a second line of advice ("Is the server running on that
+    host...") meant for a terminal."""
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 

@@ -55,6 +55,7 @@ from litelens.server.store.pgwatch import (
     answer_bound_s,
     bound_set_by_service,
     connect_options,
+    first_line,
 )
 
 # Arbitrary constant naming litelens's write lock among the database's advisory locks.
@@ -404,7 +405,7 @@ def _connect(url: str, watchdog: Watchdog | None, **options: Any) -> WatchedConn
     try:
         conn = WatchedConnection.connect(url, autocommit=True, **options)
     except psycopg.OperationalError as exc:  # refused, timed out, unknown host, a refusal by the server
-        raise StoreUnavailable(_first_line(exc)) from exc
+        raise StoreUnavailable(first_line(exc)) from exc
     _watch(conn, watchdog)
     return conn
 
@@ -414,7 +415,7 @@ def _watch(conn: WatchedConnection, watchdog: Watchdog | None) -> None:
         conn.watch(watchdog)
     except psycopg.OperationalError as exc:
         conn.close()
-        raise StoreUnavailable(_first_line(exc)) from exc
+        raise StoreUnavailable(first_line(exc)) from exc
 
 
 @contextmanager
@@ -427,13 +428,8 @@ def _lost(conn: psycopg.Connection[Any]) -> Iterator[None]:
             silent = getattr(conn, "given_up_after", None)
             if silent is not None:
                 raise StoreUnavailable(f"no answer from the database for {silent:.0f} s") from exc
-            raise StoreUnavailable(_first_line(exc)) from exc
+            raise StoreUnavailable(first_line(exc)) from exc
         raise
-
-
-def _first_line(exc: BaseException) -> str:
-    # libpq adds a second line of advice ("Is the server running on that host...") meant for a terminal.
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 def _usable(conn: psycopg.Connection[Any]) -> bool:
