@@ -232,11 +232,14 @@ def test_a_wrong_certificate_or_plain_http_is_said_once_and_nothing_is_lost(
         assert sink.flush(10)
         assert bad.records == [] and sink.stats()["spooled"] == 40
         port = bad.port
-    warnings = _warnings(caplog)
+        # Counted while the wrong server is still up: its stop is news of another kind. The sender keeps
+        # retrying, and a try the stop catches (queued on the closing socket: "Connection reset by peer";
+        # just after it: "Connection refused") is said, once, as the server being unreachable. Counted
+        # after the stop, that line failed this test whenever the sender's thread logged it first (CI).
+        warnings = _warnings(caplog)
     assert len(warnings) == 1 and expected in warnings[0] and endpoint in warnings[0], warnings
     if server in ("plain", "resets"):
         assert "use http:// in LITELENS_ENDPOINT" in warnings[0], warnings
-    assert "Traceback" not in caplog.text
     # The server fixed (the right certificate, on the same address): the same process sends everything
     # its spool kept, once, with no restart.
     sink.transport.config.backoff_max_s = 0.5  # (how soon it tries again is not what is tested)
@@ -244,6 +247,10 @@ def test_a_wrong_certificate_or_plain_http_is_said_once_and_nothing_is_lost(
         assert fixed.wait_for(40, timeout=15), len(fixed.records)
         assert sink.shutdown(10)
         assert sorted(fixed.call_ids()) == sorted(f"bad-{i}" for i in range(40))
+    # While it was stopped and replaced, it was at most unreachable (said once): never a second TLS verdict.
+    later = _warnings(caplog)[1:]
+    assert all(w.startswith(f"litelens: cannot reach server at {endpoint} (") for w in later), later
+    assert len(later) <= 1 and "Traceback" not in caplog.text, later
 
 
 # -- 3. Keep-alive over TLS ------------------------------------------------------------------------------
