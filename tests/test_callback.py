@@ -414,6 +414,43 @@ def test_recording_an_unstarted_stream_never_changes_the_callers_exception(
     assert callback.flush(timeout=10) and receiver.records == []
 
 
+def test_a_stream_failure_litelens_records_leaves_litellms_payload_as_it_was(
+    provider, receiver, make_callback, monkeypatch
+):
+    """A proxy's failure hook names a stream its own code broke, and litelens records that failure with
+    LiteLLM's failure helper. The helper writes into the call's payload in place, and the payload is
+    still LiteLLM's: were it written into, a success report under way would tell every logger after
+    litelens that the call failed and cost nothing. So the failure is built on a copy."""
+    import litelens.callback
+
+    monkeypatch.setattr(litelens.callback, "_UNREPORTED_WAIT_S", 0.05)
+    callback = make_callback()
+
+    async def broken_by_a_hook() -> dict[str, Any]:
+        stream = await litellm.acompletion(
+            model="openai/gpt-4o-mini",
+            messages=[{"role": "user", "content": "say five words"}],
+            stream=True,
+            api_base=provider.url,
+            api_key=KEY,
+        )
+        await stream.__anext__()  # the client has its first chunk; then a hook raises, as on the proxy
+        details = stream.logging_obj.model_call_details
+        call_id = details["litellm_call_id"]
+        await callback.async_post_call_failure_hook(
+            {"litellm_call_id": call_id}, ValueError("stopped by a hook"), None
+        )
+        await asyncio.sleep(0.5)
+        return details
+
+    details = asyncio.run(broken_by_a_hook())
+    record = one_record(receiver, callback)
+    assert record["status"] == "error" and record["error"]["message"] == "stopped by a hook"
+    assert record["chunk_count"] == 1
+    assert "exception" not in details and details.get("log_event_type") != "failed_api_call"
+    assert (details.get("standard_logging_object") or {}).get("status") != "failure"
+
+
 def test_the_stream_recorder_is_installed_once_and_only_on_generators(make_callback, monkeypatch):
     from litellm.llms.openai.completion.handler import OpenAITextCompletion
 

@@ -50,7 +50,7 @@ litellm_settings:
 
 # A proxy hook that breaks a stream after its first chunk when the prompt asks it to, as a guardrail
 # that blocks mid-stream or a hook with a bug does. LiteLLM loads it from the config file's folder.
-# With it, a logger that holds up LiteLLM's failure reports when the prompt asks it to, as a slow one
+# With it, a logger that holds up LiteLLM's reports when the prompt asks it to, as a slow one
 # (or a busy logging queue) does: listed before litelens, it is awaited before litelens hears.
 STREAM_HOOK = """\
 import asyncio
@@ -61,6 +61,10 @@ from litellm.integrations.custom_logger import CustomLogger
 
 class SlowLogger(CustomLogger):
     async def async_log_failure_event(self, kwargs, response_obj, start_time, end_time):
+        if "[[slow log]]" in str(kwargs.get("messages")):
+            await asyncio.sleep(2.5)
+
+    async def async_log_success_event(self, kwargs, response_obj, start_time, end_time):
         if "[[slow log]]" in str(kwargs.get("messages")):
             await asyncio.sleep(2.5)
 
@@ -78,6 +82,9 @@ class StreamHook(CustomLogger):
                 raise ValueError("stopped by a hook")
             if block:
                 raise HTTPException(status_code=400, detail="blocked by a guardrail")
+        # An output guardrail that reads the whole answer, then refuses it.
+        if "[[hook refuses the answer]]" in str(request_data.get("messages")):
+            raise ValueError("the answer broke the output policy")
 
 
 instance = StreamHook()
@@ -427,6 +434,29 @@ def test_proxy_stream_blocked_by_a_hook_with_an_http_error_is_recorded_once(prox
     assert receiver.records[before:] == [record]
     assert record["call_id"] == call_id
     assert record["status"] == "error" and record["error"]["status_code"] == 400
+
+
+def test_proxy_stream_refused_by_a_hook_at_its_end_is_recorded_once_as_litellm_reports_it(
+    proxy_stack: Stack,
+) -> None:
+    """An output guardrail that reads the whole answer, then refuses it: the client got every chunk and an
+    error event, and LiteLLM reports the call, billed, as a success. A slow logger ahead of litelens
+    holds that report up past the second litelens waits for it: the call still has that one record, with
+    its usage and cost, not a failure of litelens's own making besides."""
+    port, receiver = proxy_stack.port, proxy_stack.receiver
+    before = len(receiver.records)
+    started = time.monotonic()
+    body, call_id = stream_through_proxy(
+        port, {"messages": [{"role": "user", "content": "tell me [[hook refuses the answer]] [[slow log]]"}]}
+    )
+    assert b"broke the output policy" in body, body
+    (record,) = new_records(receiver, before, 1)
+    assert time.monotonic() - started >= 2.5  # the slow logger held LiteLLM's report
+    time.sleep(1.5)  # a second record, sent as the first was, would be here by now
+    assert receiver.records[before:] == [record]
+    assert record["call_id"] == call_id
+    assert record["status"] == "ok", record.get("error")
+    assert record["usage"]["output_tokens"] > 0 and record["cost_usd"] > 0
 
 
 def test_proxy_health_checks_are_recorded_as_such(proxy_stack: Stack) -> None:

@@ -197,8 +197,10 @@ class Callback(CustomLogger):
 
         An exception LiteLLM reports itself (`_reported_by_litellm`) is left to it, however late its
         report comes. Any other is recorded after `_UNREPORTED_WAIT_S` unless LiteLLM reported a failure
-        of this call id meanwhile: what the call id had seen by now is compared, not whether it was seen
-        at all, as a proxy's retries share the call id and an earlier attempt's failure was reported.
+        of this call id meanwhile (what the call id had seen by now is compared, not whether it was seen
+        at all, as a proxy's retries share the call id and an earlier attempt's failure was reported),
+        or the stream had run to its end, which LiteLLM reports as a success. LiteLLM's own objects are
+        left as they are: the failure is built on a copy (`recorders.failure_payload`).
         """
         try:
             call_id = request_data.get("litellm_call_id")
@@ -237,6 +239,12 @@ class Callback(CustomLogger):
         if self._seen_state(call_id) != seen_before:
             return
         try:
+            # The stream ran to its end before the hook raised (an output guardrail that reads the whole
+            # answer): LiteLLM has assembled the answer and reports the call as a success, with its
+            # usage and cost, however late a slow logger ahead of litelens lets that report come.
+            details = logging_obj.model_call_details
+            if "async_complete_streaming_response" in details or "complete_streaming_response" in details:
+                return
             recorders.report_stream_failure(self, logging_obj, exc, trace)
         except Exception:
             self._count("hook_errors", "litelens: a logging hook failed; the call itself is unaffected")

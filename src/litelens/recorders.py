@@ -33,6 +33,7 @@ report to litelens's callbacks only, so other loggers see LiteLLM's own behaviou
 
 from __future__ import annotations
 
+import copy
 import functools
 import inspect
 import logging
@@ -79,8 +80,29 @@ def report_stream_failure(
 ) -> None:
     """Hand `callback` a stream's failure that LiteLLM reported to no logger, built by LiteLLM's own
     failure helper as an unstreamed call's failure is."""
-    start, end = logging_obj._failure_handler_helper_fn(exc, trace or "")
-    callback._capture(logging_obj.model_call_details, True, start, end)
+    payload, start, end = failure_payload(logging_obj, exc, trace or "")
+    callback._capture(payload, True, start, end)
+
+
+def failure_payload(logging_obj: Any, exc: BaseException, trace: str) -> tuple[dict[str, Any], Any, Any]:
+    """The payload LiteLLM's failure helper builds for `exc`, with its start and end time, built on a
+    copy of the call's logging object.
+
+    The helper writes the failure into the object's `model_call_details` in place, and that object is
+    still LiteLLM's: a success report under way (a stream that ended before a hook raised, held up
+    by a slow logger) would carry the failure to every logger after litelens, with its cost zeroed.
+    The helper may also add an exception's headers to the call's metadata, so that is copied too.
+    """
+    details = dict(logging_obj.model_call_details)
+    params = details.get("litellm_params")
+    if isinstance(params, dict):
+        details["litellm_params"] = params = dict(params)
+        if isinstance(params.get("metadata"), dict):
+            params["metadata"] = dict(params["metadata"])
+    clone = copy.copy(logging_obj)
+    clone.model_call_details = details
+    start, end = clone._failure_handler_helper_fn(exc, trace)
+    return details, start, end
 
 
 def _install_chunk_counter() -> None:
@@ -400,8 +422,7 @@ def _report_unstarted_stream(
         except Exception as raised:
             mapped = raised
         trace = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-        start, end = logging_obj._failure_handler_helper_fn(mapped, trace)
-        payload = logging_obj.model_call_details
+        payload, start, end = failure_payload(logging_obj, mapped, trace)
         for logger in loggers:
             logger._capture(payload, True, start, end)
     except Exception:  # never let bookkeeping change the caller's exception
