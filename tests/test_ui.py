@@ -2097,6 +2097,49 @@ def test_in_the_live_tail_the_next_page_and_sort_links_leave_the_tail_and_work(
 
 
 @pytest.mark.service
+def test_calls_listed_in_arrival_order_say_so_and_the_sort_bar_marks_it(
+    sqlite_server: ServerProcess, visit: Callable[..., Visit], shots: Shots
+) -> None:
+    # `sort=arrival` (the order the collector stored the calls, which `litelens tail` follows) listed
+    # them under a sort bar that marked no column, by a Time column out of order: an order that matched
+    # nothing on the page.
+    now = time.time()
+    client = sqlite_server.client()
+    # Stored in this order, one batch each; started in another: the middle one is a call a spool
+    # delivered late, or a long stream stored when it ended.
+    for call_id, start in (
+        ("stored-first", now - 60),
+        ("stored-late", now - 3000),
+        ("stored-last", now - 120),
+    ):
+        post_records(client, [make_record(call_id, start)])
+    v = visit(sqlite_server)
+    v.go("/calls?range=all")
+    assert v.call_ids() == ["stored-first", "stored-last", "stored-late"], "by start time"
+    assert v.page.locator("[data-testid=sort-note]").count() == 0
+    v.page.click("tr.sorts a:text-is('Arrival')")
+    v.page.wait_for_url(re.compile(r"sort=arrival"))
+    shots(v.page, "arrival-order")
+    assert v.call_ids() == ["stored-last", "stored-late", "stored-first"]
+    sorted_by = v.page.locator("tr.sorts a[aria-current=true]")
+    expect(sorted_by).to_have_text("Arrival ↓")
+    note = v.page.locator("[data-testid=sort-note]")
+    expect(note).to_be_visible()
+    expect(note).to_contain_text("in the order the collector stored them, the last stored first")
+    expect(note).to_contain_text("not by their Time")
+    # Clicked again, the other way round, and said so.
+    sorted_by.click()
+    v.page.wait_for_url(re.compile(r"order=asc"))
+    assert v.call_ids() == ["stored-first", "stored-late", "stored-last"]
+    expect(v.page.locator("tr.sorts a[aria-current=true]")).to_have_text("Arrival ↑")
+    expect(note).to_contain_text("the first stored first")
+    # Another sort, and the note goes.
+    v.page.click("tr.sorts a:text-is('Cost')")
+    v.page.wait_for_url(re.compile(r"sort=cost_usd"))
+    assert v.page.locator("[data-testid=sort-note]").count() == 0
+
+
+@pytest.mark.service
 def test_a_call_whose_time_is_no_calendar_date_still_lists_and_opens(
     server_factory: Callable[..., ServerProcess], sqlite_url: str
 ) -> None:

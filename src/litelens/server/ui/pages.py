@@ -83,6 +83,9 @@ SORTABLE = (
     ("duration_ms", "Latency"),
     ("total_tokens", "Tokens"),
     ("cost_usd", "Cost"),
+    # The order the collector stored the calls (or last changed them), as `litelens tail` follows them.
+    # No column shows it (an arrival is a position, not a time), so the page says so above the table.
+    ("arrival", "Arrival"),
 )
 
 
