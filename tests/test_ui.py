@@ -14,6 +14,7 @@ import math
 import re
 import shutil
 import sqlite3
+import threading
 import time
 import urllib.parse
 from collections.abc import Callable
@@ -34,7 +35,7 @@ from litelens.server.ui.detail import SESSION_ROWS
 from litelens.server.ui.render import EMPTY, fmt_bucket, fmt_ms
 from litelens.server.ui.timerange import RANGES
 from litelens.testing import FakeProvider
-from server_helpers import Client, ServerProcess, make_record, otlp_json, otlp_json_span
+from server_helpers import Client, ServerProcess, free_port, make_record, otlp_json, otlp_json_span
 from test_ui_charts import SVG, parse_svg
 from ui_helpers import Shots, Visit, post_records, save_overview_screenshot, sign_in, workload
 
@@ -2602,6 +2603,48 @@ def test_every_dashboard_route_answers_an_address_it_cannot_read_with_a_400_page
                 named(answer, name)
             if value == "bogus":  # the user's own text reads; anything else has values it cannot
                 assert (answer.status == 200) == (name in FREE_TEXT), (path, name, answer.status)
+
+
+@pytest.mark.service
+def test_a_page_parameter_fastapi_cannot_read_is_named_in_the_dashboards_400_not_a_json_422(
+    tmp_path: Path,
+) -> None:
+    # The pages read their parameters as text; a page added with one typed as a number (as the live
+    # tail's `after` was) answered `?n=abc` with the API's JSON 422. The dashboard's handler answers it
+    # with the page naming the parameter, while the API keeps its documented JSON error.
+    import uvicorn
+    from fastapi import APIRouter
+
+    app = create_app(ServerSettings(db_url=f"sqlite:///{tmp_path}/litelens.db", no_auth=True))
+    typed = APIRouter(include_in_schema=False)
+
+    @typed.get("/typed-page")
+    async def typed_page(n: int = 1) -> dict[str, int]:
+        return {"n": n}
+
+    app.include_router(typed)
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not server.started and time.monotonic() < deadline:
+            time.sleep(0.05)
+        client = Client(f"http://127.0.0.1:{port}")
+        answer = client.get("/typed-page?n=abc", key=None)
+        html = answer.body.decode()
+        assert answer.status == 400 and answer.headers["content-type"].startswith("text/html"), answer
+        assert re.findall(r'<li data-param="([^"]+)">([^<]*)</li>', html) == [
+            ("n", "n=&#39;abc&#39;: Input should be a valid integer, unable to parse string as an integer")
+        ]
+        assert client.get("/typed-page?n=2", key=None).json() == {"n": 2}
+        api = client.get("/api/calls?limit=abc", key=None)
+        assert api.status == 422 and "limit (query)" in api.json()["error"], api
+        client.close()
+    finally:
+        server.should_exit = True
+        thread.join(30)
 
 
 @pytest.mark.service
