@@ -14,6 +14,7 @@ import math
 import re
 import shutil
 import sqlite3
+import threading
 import time
 import urllib.parse
 from collections.abc import Callable
@@ -22,16 +23,19 @@ from typing import Any
 
 import litellm
 import pytest
+from fastapi.routing import APIRoute
 from playwright.sync_api import expect
 
 from litelens import semconv
 from litelens.callback import Callback
+from litelens.server.app import create_app
+from litelens.server.config import ServerSettings
 from litelens.server.store.rollup import bin_of
 from litelens.server.ui.detail import SESSION_ROWS
 from litelens.server.ui.render import EMPTY, fmt_bucket, fmt_ms
 from litelens.server.ui.timerange import RANGES
 from litelens.testing import FakeProvider
-from server_helpers import Client, ServerProcess, make_record, otlp_json, otlp_json_span
+from server_helpers import Client, ServerProcess, free_port, make_record, otlp_json, otlp_json_span
 from test_ui_charts import SVG, parse_svg
 from ui_helpers import Shots, Visit, post_records, save_overview_screenshot, sign_in, workload
 
@@ -2094,6 +2098,49 @@ def test_in_the_live_tail_the_next_page_and_sort_links_leave_the_tail_and_work(
 
 
 @pytest.mark.service
+def test_calls_listed_in_arrival_order_say_so_and_the_sort_bar_marks_it(
+    sqlite_server: ServerProcess, visit: Callable[..., Visit], shots: Shots
+) -> None:
+    # `sort=arrival` (the order the collector stored the calls, which `litelens tail` follows) listed
+    # them under a sort bar that marked no column, by a Time column out of order: an order that matched
+    # nothing on the page.
+    now = time.time()
+    client = sqlite_server.client()
+    # Stored in this order, one batch each; started in another: the middle one is a call a spool
+    # delivered late, or a long stream stored when it ended.
+    for call_id, start in (
+        ("stored-first", now - 60),
+        ("stored-late", now - 3000),
+        ("stored-last", now - 120),
+    ):
+        post_records(client, [make_record(call_id, start)])
+    v = visit(sqlite_server)
+    v.go("/calls?range=all")
+    assert v.call_ids() == ["stored-first", "stored-last", "stored-late"], "by start time"
+    assert v.page.locator("[data-testid=sort-note]").count() == 0
+    v.page.click("tr.sorts a:text-is('Arrival')")
+    v.page.wait_for_url(re.compile(r"sort=arrival"))
+    shots(v.page, "arrival-order")
+    assert v.call_ids() == ["stored-last", "stored-late", "stored-first"]
+    sorted_by = v.page.locator("tr.sorts a[aria-current=true]")
+    expect(sorted_by).to_have_text("Arrival ↓")
+    note = v.page.locator("[data-testid=sort-note]")
+    expect(note).to_be_visible()
+    expect(note).to_contain_text("in the order the collector stored them, the last stored first")
+    expect(note).to_contain_text("not by their Time")
+    # Clicked again, the other way round, and said so.
+    sorted_by.click()
+    v.page.wait_for_url(re.compile(r"order=asc"))
+    assert v.call_ids() == ["stored-first", "stored-late", "stored-last"]
+    expect(v.page.locator("tr.sorts a[aria-current=true]")).to_have_text("Arrival ↑")
+    expect(note).to_contain_text("the first stored first")
+    # Another sort, and the note goes.
+    v.page.click("tr.sorts a:text-is('Cost')")
+    v.page.wait_for_url(re.compile(r"sort=cost_usd"))
+    assert v.page.locator("[data-testid=sort-note]").count() == 0
+
+
+@pytest.mark.service
 def test_a_call_whose_time_is_no_calendar_date_still_lists_and_opens(
     server_factory: Callable[..., ServerProcess], sqlite_url: str
 ) -> None:
@@ -2470,6 +2517,134 @@ def test_every_parameter_a_page_cannot_read_is_named_not_replaced_by_a_default(
         why = refused_on(sqlite_server, path)
         assert set(why) == {name}, (path, why)
         assert "\x00" not in why[name] and "\u202e" not in why[name], "control characters are escaped"
+
+
+def dashboard_routes() -> list[tuple[str, APIRoute]]:
+    """Every page and fragment of the dashboard as (path, route), taken from the app as `litelens serve`
+    assembles it (all its GET routes but the API's, ingest's and /health): a new page is walked without
+    being listed here."""
+    app = create_app(ServerSettings(db_url="sqlite:///:memory:"))
+    try:  # FastAPI 0.165 keeps an included router's routes behind one entry of `app.routes`
+        from fastapi.routing import iter_route_contexts
+
+        found = [(c.path_format, c.original_route) for c in iter_route_contexts(app.routes)]
+    except ImportError:
+        found = [(getattr(r, "path_format", ""), r) for r in app.routes]
+    return [
+        (path, route)
+        for path, route in found
+        if isinstance(route, APIRoute)
+        and "GET" in route.methods
+        and not path.startswith(("/api/", "/v1/"))
+        and path != "/health"
+    ]
+
+
+# Parameters whose value is the user's own text (a name, an id, a search, a page link): any value reads.
+# Every other parameter has values it cannot read, and `bogus` is one of them.
+FREE_TEXT = frozenset(
+    {
+        *("model", "grouped_model", "provider", "error_type", "call_type", "end_user", "user_id", "user"),
+        *("session_id", "trace_id", "key_alias", "tag", "q", "cursor", "next"),
+    }
+)
+# As sent in the query string: `%ff` is no UTF-8; the last one is long, with control characters.
+ODD_VALUES = ("bogus", "nan", "1e999", "-1", "%ff", urllib.parse.quote("\u202e\x00" + "é" * 300, safe=""))
+
+
+@pytest.mark.service
+@pytest.mark.parametrize(("route_path", "route"), dashboard_routes(), ids=[p for p, _ in dashboard_routes()])
+def test_every_dashboard_route_answers_an_address_it_cannot_read_with_a_400_page_naming_the_parameter(
+    sqlite_server: ServerProcess, route_path: str, route: APIRoute
+) -> None:
+    # `/partials/calls?after=abc` answered FastAPI's JSON 422, and `/traces/...?x=1` or
+    # `/sessions/...?range=bogus` the page as if the address said nothing of it. Each parameter a route
+    # takes, and one it does not, is given values it may not read: each is read (200) or named in the
+    # dashboard's HTML 400, never a JSON 422, never a 500.
+    trace = "ab" * 16
+    post_records(
+        sqlite_server.client(),
+        [make_record("probe-call", time.time() - 30, session_id="probe-session", trace_id=trace)],
+    )
+    path = route_path.format(call_id="probe-call", trace_id=trace, session_id="probe-session")
+    client = sqlite_server.client()
+
+    def get(query: str) -> Any:
+        answer = client.request(
+            "GET", f"{path}?{query}", headers={"Cookie": f"litelens_key={sqlite_server.key}"}, key=None
+        )
+        assert answer.status in (200, 400), (path, query, answer.status, answer.body[:300])
+        return answer
+
+    def named(answer: Any, name: str) -> str:
+        """What the 400 says of `name`: it is the dashboard's HTML, shows no call, and names it."""
+        html = answer.body.decode()
+        assert answer.status == 400 and answer.headers["content-type"].startswith("text/html"), (path, html)
+        assert 'data-testid="refused"' in html and "data-call-id" not in html, (path, html[:300])
+        why = {
+            urllib.parse.unquote(htmllib.unescape(n)): htmllib.unescape(w)
+            for n, w in re.findall(r'<li data-param="([^"]+)">([^<]*)</li>', html)
+        }
+        assert name in why and name in why[name], (path, name, why)
+        assert "\x00" not in why[name] and "\u202e" not in why[name], "control characters are escaped"
+        return why[name]
+
+    assert get("").status == 200, "the address its links give is read"
+    # One it does not take is named, with the ones it takes; FastAPI's own are among them.
+    takes_text = named(get("no_such_parameter=1"), "no_such_parameter").partition("it takes")[2]
+    takes = set() if takes_text == " no parameters" else set(takes_text.removeprefix(": ").split(", "))
+    assert {p.alias for p in route.dependant.query_params} <= takes, (path, takes)
+    for name in sorted(takes):
+        if name != "meta":  # the one that takes several values
+            assert "given 2 times" in named(get(f"{name}=1&{name}=2"), name)
+        for value in ODD_VALUES:
+            answer = get(f"{name}={value}")
+            if answer.status == 400:
+                named(answer, name)
+            if value == "bogus":  # the user's own text reads; anything else has values it cannot
+                assert (answer.status == 200) == (name in FREE_TEXT), (path, name, answer.status)
+
+
+@pytest.mark.service
+def test_a_page_parameter_fastapi_cannot_read_is_named_in_the_dashboards_400_not_a_json_422(
+    tmp_path: Path,
+) -> None:
+    # The pages read their parameters as text; a page added with one typed as a number (as the live
+    # tail's `after` was) answered `?n=abc` with the API's JSON 422. The dashboard's handler answers it
+    # with the page naming the parameter, while the API keeps its documented JSON error.
+    import uvicorn
+    from fastapi import APIRouter
+
+    app = create_app(ServerSettings(db_url=f"sqlite:///{tmp_path}/litelens.db", no_auth=True))
+    typed = APIRouter(include_in_schema=False)
+
+    @typed.get("/typed-page")
+    async def typed_page(n: int = 1) -> dict[str, int]:
+        return {"n": n}
+
+    app.include_router(typed)
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not server.started and time.monotonic() < deadline:
+            time.sleep(0.05)
+        client = Client(f"http://127.0.0.1:{port}")
+        answer = client.get("/typed-page?n=abc", key=None)
+        html = answer.body.decode()
+        assert answer.status == 400 and answer.headers["content-type"].startswith("text/html"), answer
+        assert re.findall(r'<li data-param="([^"]+)">([^<]*)</li>', html) == [
+            ("n", "n=&#39;abc&#39;: Input should be a valid integer, unable to parse string as an integer")
+        ]
+        assert client.get("/typed-page?n=2", key=None).json() == {"n": 2}
+        api = client.get("/api/calls?limit=abc", key=None)
+        assert api.status == 422 and "limit (query)" in api.json()["error"], api
+        client.close()
+    finally:
+        server.should_exit = True
+        thread.join(30)
 
 
 @pytest.mark.service

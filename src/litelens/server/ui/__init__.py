@@ -11,12 +11,14 @@ from __future__ import annotations
 import inspect
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from starlette.responses import PlainTextResponse, Response
 from starlette.staticfiles import StaticFiles
 
 from litelens.server.deps import Unavailable
 from litelens.server.ui import detail, pages, reference, signin
-from litelens.server.ui.render import STATIC_DIR, page
+from litelens.server.ui.params import shown
+from litelens.server.ui.render import STATIC_DIR, page, refusal
 
 
 def mount(app: FastAPI) -> None:
@@ -51,6 +53,33 @@ def mount(app: FastAPI) -> None:
         return shown
 
     app.add_exception_handler(Unavailable, _unavailable)
+
+    # A page's parameter FastAPI could not read (one typed as a number, say): the API's JSON 422 is for
+    # API clients; a reader of the dashboard gets the page's 400 naming it, as the pages name what they
+    # read themselves (`params.py`). The pages read their parameters as text, so this is the net under
+    # a route that does not.
+    answer_invalid = app.exception_handlers[RequestValidationError]
+
+    async def _invalid(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        if request.url.path.startswith(("/api/", "/v1/")) or request.url.path == "/health":
+            answer = answer_invalid(request, exc)
+            return await answer if inspect.isawaitable(answer) else answer
+        return refusal(request, _refusals(exc), "Cannot read the address", "/", "The overview")
+
+    app.add_exception_handler(RequestValidationError, _invalid)
+
+
+def _refusals(exc: RequestValidationError) -> dict[str, str]:
+    """Each parameter FastAPI refused, with the value given and what it takes (pydantic's words)."""
+    refused: dict[str, str] = {}
+    for error in exc.errors():
+        where = [str(part) for part in error.get("loc", ())]
+        name = where[-1] if where else "request"
+        given = error.get("input")
+        value = f"={shown(given)}" if isinstance(given, str) else ""
+        refused.setdefault(name, f"{name}{value}: {error.get('msg', 'cannot be read')}")
+    return refused or {"request": "the request cannot be read"}
 
 
 __all__ = ["mount"]

@@ -21,7 +21,7 @@ from litelens.server.store.base import MAX_CURSOR_CHARS
 from litelens.server.ui import conversation, query
 from litelens.server.ui import params as checks
 from litelens.server.ui.charts import span_bar, timing_bar
-from litelens.server.ui.render import fmt_visible, page
+from litelens.server.ui.render import fmt_visible, page, refusal
 from litelens.server.ui.signin import page_project
 from litelens.server.ui.timerange import (
     DEFAULT_RANGE,
@@ -50,6 +50,13 @@ def not_found(request: Request, kind: str, ident: str) -> Response:
 
 @router.get("/calls/{call_id:path}")
 async def call_detail(request: Request, project: UIProject, call_id: str) -> Response:
+    # The address carries the calls view the call was opened from (for "← Calls"): a value of it the view
+    # cannot read is named, as on the calls page, rather than a link back to a view other than the one
+    # the address says.
+    refused = query.refused(request.query_params, where="a call's page")
+    if refused:
+        view = query.parse(checks.without(request.query_params, refused))
+        return refusal(request, refused, "Call", f"/calls?{view.query()}")
     record = await store_call(request.app.state.store.get_call, project, call_id)
     if record is None:
         return not_found(request, "call", call_id)
@@ -144,6 +151,9 @@ def flatten(roots: list[dict[str, Any]]) -> list[tuple[int, dict[str, Any]]]:
 
 @router.get("/traces/{trace_id:path}")
 async def trace_detail(request: Request, project: UIProject, trace_id: str) -> Response:
+    refused = checks.only(request.query_params, (), "a trace's page")
+    if refused:
+        return refusal(request, refused, "Trace")
     found = await store_call(request.app.state.store.get_trace, project, trace_id)
     if not found["spans"] and not found["calls"]:
         return not_found(request, "trace", trace_id)
@@ -283,6 +293,14 @@ def _sessions_back(request: Request, range_name: str, user: str) -> str:
 async def session_detail(
     request: Request, project: UIProject, session_id: str, cursor: str = "", range: str = "", user: str = ""
 ) -> Response:
+    # `range` and `user` are the sessions list's, for "← Sessions": one it cannot read is named, as on the
+    # list, rather than a link back to everyone's last 24 hours.
+    refused = checks.only(request.query_params, ("cursor", "range", "user"), "a session's page")
+    why = checks.choice_refusal("range", range, (*RANGES, query.ALL_TIME))
+    if why is not None:
+        refused.setdefault("range", why)
+    if refused:
+        return refusal(request, refused, "Session", "/sessions", "Back to the sessions")
     cursor = cursor[:MAX_CURSOR_CHARS]  # cut, not refused: as on the sessions list
     back = _sessions_back(request, range, user)
     stale = False

@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
-from starlette.responses import PlainTextResponse, Response
+from starlette.responses import Response
 
 from litelens.server.api import export_response, opened_export
 from litelens.server.deps import BadCursor, store_call
@@ -32,6 +32,7 @@ from litelens.server.ui.render import (
     fmt_pct,
     fragment,
     page,
+    refusal,
 )
 from litelens.server.ui.signin import page_project
 from litelens.server.ui.timerange import (
@@ -82,6 +83,9 @@ SORTABLE = (
     ("duration_ms", "Latency"),
     ("total_tokens", "Tokens"),
     ("cost_usd", "Cost"),
+    # The order the collector stored the calls (or last changed them), as `litelens tail` follows them.
+    # No column shows it (an arrival is a position, not a time), so the page says so above the table.
+    ("arrival", "Arrival"),
 )
 
 
@@ -298,26 +302,31 @@ async def calls(request: Request, project: UIProject) -> Response:
     )
 
 
+# `after` is read as text, as `refresh` is: typed as a number, `?after=abc` was FastAPI's JSON 422.
 @router.get("/partials/calls")
 async def calls_tail(
-    request: Request, project: UIProject, after: float = 0.0, arrived_after: str = ""
+    request: Request, project: UIProject, after: str = "", arrived_after: str = ""
 ) -> Response:
     """The calls of the view stored after `arrived_after` (the position the page or the last poll gave),
     newest start first, for its live tail (app.js adds new ones, updates shown ones); the position to ask
     from next comes in the `X-Litelens-Arrival` header."""
     refused = query.refused(request.query_params, ("after", "arrived_after"))
-    if not math.isfinite(after):
-        refused["after"] = "after must be a finite number of epoch seconds"
+    why = checks.number_refusal("after", after, "epoch seconds: the newest start the table shows")
+    if why is not None:
+        refused.setdefault("after", why)
     position = int(arrived_after) if arrived_after.isascii() and arrived_after.isdigit() else None
     if arrived_after and (position is None or position > 2**62):
-        refused["arrived_after"] = (
-            "arrived_after must be a whole number: the arrival the page or its last poll gave"
+        refused.setdefault(
+            "arrived_after",
+            f"arrived_after={checks.shown(arrived_after)} is not a whole number from 0 to 2^62; "
+            "give the arrival the page or its last poll gave",
         )
     if refused:
-        return PlainTextResponse("; ".join(refused.values()), status_code=400, headers=SECURITY_HEADERS)
+        # The dashboard's note, as HTML like the rows it stands for (the tail's script keeps polling).
+        return fragment("refused_part.html", status=400, refused=refused)
     view = query.parse(request.query_params)
     if position is None:
-        return await _tail_by_start(request, project, view, after)
+        return await _tail_by_start(request, project, view, float(after or 0))
     filters = query.to_filter(view, time.time())
     store = request.app.state.store
 
@@ -414,7 +423,7 @@ async def export(request: Request, project: UIProject, format: str = "jsonl") ->
         # Not a download of other calls than asked for (the first of two tags, the last 24 hours for a
         # mistyped time): the page that says why, with the calls view of what could be read.
         view = query.parse(checks.without(request.query_params, refused))
-        return page(request, "refused.html", status=400, refused=refused, back=view.query())
+        return refusal(request, refused, "Export", f"/calls?{view.query()}")
     filters = query.to_filter(query.parse(request.query_params), time.time())
     records = await opened_export(request.app.state.store, project, filters)
     answer = export_response(records, "csv" if format == "csv" else "jsonl")

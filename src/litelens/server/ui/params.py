@@ -55,10 +55,10 @@ def unknown(params: QueryParams, known: Iterable[str], where: str, time_hint: st
     """Parameters the page does not read: `?model_name=` for `model=`, or a custom time on a page of
     preset ranges, did nothing, and the page looked answered as asked. `time_hint` is added to the
     message about a time parameter (`since`, `start`...)."""
-    takes = ", ".join(sorted(known))
+    takes = f"it takes: {', '.join(sorted(known))}" if known else "it takes no parameters"
     return {
         name: f"{where} does not read {shown(name, 64)}"
-        f"{time_hint if name.lower() in _TIME_NAMES else ''}; it takes: {takes}"
+        f"{time_hint if name.lower() in _TIME_NAMES else ''}; {takes}"
         for name in sorted(set(params.keys()) - set(known))
     }
 
@@ -130,6 +130,24 @@ def choice_refusal(name: str, text: str, choices: Iterable[str]) -> str | None:
     if not text.strip() or text.strip() in options:
         return None
     return f"{name}={shown(text)} is not one of: {', '.join(options)}"
+
+
+def number_refusal(name: str, text: str, what: str) -> str | None:
+    """Why a parameter that must be a finite number is refused, or None (empty: not given). `what` says
+    what the number is, as the message names it."""
+    if not text.strip():
+        return None
+    if _NUMBER.fullmatch(text.strip()) and math.isfinite(float(text)):
+        return None
+    return f"{name}={shown(text)} is not a finite number; give {what}"
+
+
+def only(params: QueryParams, known: tuple[str, ...], where: str) -> Refusals:
+    """What a page whose parameters are free text (or none) cannot read: one it does not take, or one of
+    its own given twice with different values."""
+    refused = unknown(params, known, where)
+    refused.update(repeated(params, known))
+    return refused
 
 
 def preset_range(

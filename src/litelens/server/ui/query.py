@@ -115,12 +115,15 @@ def _meta(text: str) -> str:
     return f"{key}={value}" if sep and key else ""
 
 
-def refused(params: QueryParams, extra: tuple[str, ...] = ()) -> checks.Refusals:
+def refused(
+    params: QueryParams, extra: tuple[str, ...] = (), where: str = "the calls page"
+) -> checks.Refusals:
     """Each parameter of the calls view's URL that the page cannot read, with why (empty: all read).
 
-    `extra`: the parameters a route reads beside the view's (the export's `format`, the tail's `after`)."""
+    `extra`: the parameters a route reads beside the view's (the export's `format`, the tail's `after`);
+    `where`: the page, as the message about a parameter it does not take names it."""
     known = (*VIEW_PARAMS, *extra)
-    found = checks.unknown(params, known, "the calls page")
+    found = checks.unknown(params, known, where)
     found.update(checks.repeated(params, [name for name in known if name != "meta"]))
     single = {name: params.get(name, "") for name in known}
     why = {

@@ -201,6 +201,29 @@ def page(request: Request, name: str, status: int = 200, **context: Any) -> HTML
     return HTMLResponse(html, status_code=status, headers=SECURITY_HEADERS)
 
 
-def fragment(name: str, **context: Any) -> HTMLResponse:
+def fragment(name: str, status: int = 200, **context: Any) -> HTMLResponse:
     """Part of a page (rows for the live tail), under the same headers as a page."""
-    return HTMLResponse(render(name, **context), headers=SECURITY_HEADERS)
+    return HTMLResponse(render(name, **context), status_code=status, headers=SECURITY_HEADERS)
+
+
+def refusal(
+    request: Request,
+    refused: dict[str, str],
+    heading: str,
+    back_href: str = "/calls",
+    back_label: str = "Back to the calls",
+) -> HTMLResponse:
+    """The 400 a page without a form of its own answers to an address it cannot read (`params.py`): its
+    heading, the note naming each parameter, and a way on. A fragment's route (`/partials/...`) gets
+    the note alone, as HTML like the rows it would have sent."""
+    if request.url.path.startswith("/partials/"):
+        return fragment("refused_part.html", status=400, refused=refused)
+    return page(
+        request,
+        "refused.html",
+        status=400,
+        refused=refused,
+        heading=heading,
+        back_href=back_href,
+        back_label=back_label,
+    )

@@ -19,7 +19,8 @@ from markupsafe import escape
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from litelens.server.deps import lookup_key, store_call
-from litelens.server.ui.render import SECURITY_HEADERS, page
+from litelens.server.ui.params import only
+from litelens.server.ui.render import SECURITY_HEADERS, page, refusal
 
 COOKIE = "litelens_key"
 COOKIE_MAX_AGE = 30 * 86400
@@ -103,6 +104,10 @@ def sign_in_redirect(exc: SignInRequired, request: Request) -> Response:
 async def login_form(request: Request, next: str = "/") -> Response:
     if request.app.state.settings.no_auth:
         return RedirectResponse(safe_next(next), status_code=303)
+    # Two different pages to return to: neither is guessed (the sign-in would have led to one silently).
+    refused = only(request.query_params, ("next",), "the sign-in page")
+    if refused:
+        return refusal(request, refused, "Sign in", "/login", "Sign in")
     return page(request, "login.html", next=safe_next(next), error=None)
 
 
