@@ -346,10 +346,19 @@ class Callback(CustomLogger):
         LiteLLM keeps them (1.110, not 1.80), the timing windows of the attempts so far, whose first
         never changes (callers may give many requests one trace id); a later attempt lists the attempts
         before it in `previous_models`.
+
+        With the OTel layer on, its span of the attempt has named the first attempt already, from the
+        context the Router ran the request in: the record says the same. That tells apart requests
+        that share a caller's trace id while they overlap, which this guess cannot: its hooks run
+        after the attempts, and not in their order.
         """
         metadata = params.get("metadata")
         if type(metadata) is not dict or "model_group" not in metadata:
             return None
+        link = metadata.get(rec.OTEL_LINK_KEY)
+        if type(link) is dict and "first_attempt_id" in link:
+            named = link["first_attempt_id"]
+            return named if type(named) is str and named and named != call_id else None
         windows = metadata.get("llm_api_timing_windows")
         first_window = windows[0] if isinstance(windows, (list, tuple)) and windows else None
         try:
