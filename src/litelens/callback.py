@@ -352,19 +352,34 @@ class Callback(CustomLogger):
         the caller got its answer from did not lead to the attempts that failed before it. What the
         attempts share is the Router's bookkeeping in their metadata: the request's trace id and, where
         LiteLLM keeps them (1.110, not 1.80), the timing windows of the attempts so far, whose first
-        never changes (callers may give many requests one trace id); a later attempt lists the attempts
-        before it in `previous_models`.
+        never changes; a later attempt lists the attempts before it in `previous_models`. The trace id
+        alone does not tell requests apart: a caller may give many requests one (a conversation's), and
+        their hooks run late and out of order (1.80 runs an async call's success hooks on the next
+        event loop). Without timing windows, the request's metadata dict does: LiteLLM 1.80's Router
+        passes one dict to all the attempts of a request, retries and fallbacks alike, and the hook's
+        payload holds it, so its id is not another live dict's while an attempt waits to be recorded.
+
+        With the OTel layer on, its span of the attempt has named the first attempt already, from the
+        context the Router ran the request in: the record says the same. That tells apart requests
+        that share a caller's trace id while they overlap, which this guess cannot: its hooks run
+        after the attempts, and not in their order.
         """
         metadata = params.get("metadata")
         if type(metadata) is not dict or "model_group" not in metadata:
             return None
+        link = metadata.get(rec.OTEL_LINK_KEY)
+        if type(link) is dict and "first_attempt_id" in link:
+            named = link["first_attempt_id"]
+            return named if type(named) is str and named and named != call_id else None
         windows = metadata.get("llm_api_timing_windows")
         first_window = windows[0] if isinstance(windows, (list, tuple)) and windows else None
         try:
-            key = (params.get("litellm_trace_id"), first_window)
+            key: tuple[Any, Any] = (params.get("litellm_trace_id"), first_window)
             hash(key)
         except TypeError:
-            key = (params.get("litellm_trace_id"), None)
+            first_window = None
+        if first_window is None:
+            key = (params.get("litellm_trace_id"), id(metadata))
         if key[0] is None:
             return None
         with self._seen_lock:

@@ -50,9 +50,18 @@ Wrapper = Callable[[Callable[..., Any], Any, tuple[Any, ...], dict[str, Any]], A
 # so the mark is the Call, which says whether it still runs (`Call.encloses`).
 _IN_CALL: ContextVar[Call | None] = ContextVar("litelens_otel_in_call", default=None)
 
+# The first attempt of the LiteLLM Router request this context runs: its request's key
+# (`Engine.router_request_of`), call id and span. A Router makes a request's attempts one after another
+# in the context the request was made in (its task, or its thread), on every LiteLLM version here, and
+# the mark set by one attempt stays there for the next; requests made together (`asyncio.gather`,
+# threads) run in contexts of their own. So a retry finds its own request's first attempt here, even
+# when the caller gave many requests one `litellm_trace_id` (one per conversation) -- which a table
+# keyed by that id could not tell apart while they overlap.
+_ROUTER_REQUEST: ContextVar[tuple[tuple[Any, ...], str, trace.SpanContext] | None] = ContextVar(
+    "litelens_otel_router_request", default=None
+)
+
 _SPAN_STARTS_LIMIT = 1024
-# Router requests remembered for their later attempts (`Engine.router_request_of`): the oldest half goes.
-_ROUTER_REQUESTS_LIMIT = 20_000
 _MISSING = object()
 
 
@@ -86,8 +95,6 @@ class Engine:
         self.active = True
         self._errors_lock = threading.Lock()
         self._span_starts: dict[tuple[Any, ...], tuple[str, dict[str, Any]]] = {}
-        # A Router request (its trace id, the caller's span) -> its first attempt's call id and span.
-        self._router_requests: dict[tuple[Any, ...], tuple[str, trace.SpanContext]] = {}
 
     # -- failure containment --------------------------------------------------------------------
 
@@ -181,21 +188,25 @@ class Engine:
             )
             parent = trace.get_current_span().get_span_context()
             request, is_first = self.router_request_of(arguments, parent)
-            first = self._router_requests.get(request) if request is not None and not is_first else None
+            first = _ROUTER_REQUEST.get() if request is not None and not is_first else None
             start_in = None
-            if first is not None and first[0] != call_id:
-                record["first_attempt_id"] = first[0]
+            first_attempt_id = None
+            if first is not None and first[0] == request and first[1] != call_id:
+                first_attempt_id = record["first_attempt_id"] = first[1]
                 if not parent.is_valid:
                     # No span of the caller's holds the request's attempts together: each retry and
                     # fallback would root a trace of its own. They go under the first attempt instead.
-                    parent = first[1]
+                    parent = first[2]
                     start_in = trace.set_span_in_context(trace.NonRecordingSpan(parent))
             name, attributes = self.span_start(record)
             span = self.tracer.start_span(name, start_in, kind=SpanKind.CLIENT, attributes=attributes)
             if request is not None and is_first:
-                self.remember_first_attempt(request, call_id, span.get_span_context())
+                # Set here, in the context the Router makes the next attempt in (not reset on return).
+                _ROUTER_REQUEST.set((request, call_id, span.get_span_context()))
             if _core_layer_registered(kwargs):
-                call_kwargs = _with_span_link(call_kwargs, span, parent)
+                # The core's record names the first attempt the span names, once the span knows it.
+                decided = request is not None and (is_first or first_attempt_id is not None)
+                call_kwargs = _with_span_link(call_kwargs, span, parent, decided, first_attempt_id)
             return Call(self, record, span, call_kwargs, attributes)
         except Exception:
             self.failed("starting a span")
@@ -209,8 +220,9 @@ class Engine:
 
         Each attempt is a call (and a span) of its own; what ties them is the Router's bookkeeping in
         the metadata it passes on: the request's `litellm_trace_id` on every attempt, `previous_models`
-        on every one after the first. The caller's span (the attempts' parent) tells apart requests
-        that a caller gave one trace id.
+        on every one after the first. Neither tells apart requests that a caller gave one trace id:
+        the context the attempts run in does (`_ROUTER_REQUEST`); the key only checks that the first
+        attempt found there is of a request like this one (same trace id, same caller's span).
         """
         metadata = arguments.get("metadata")
         trace_id = arguments.get("litellm_trace_id")
@@ -222,13 +234,6 @@ class Engine:
             return None, False
         key = (trace_id, parent.span_id if parent.is_valid else None)
         return key, not metadata.get("previous_models")
-
-    def remember_first_attempt(self, key: tuple[Any, ...], call_id: str, span: trace.SpanContext) -> None:
-        """Keep a Router request's first attempt (its call id and span) for the attempts after it."""
-        if len(self._router_requests) >= _ROUTER_REQUESTS_LIMIT:
-            for old in list(self._router_requests)[: _ROUTER_REQUESTS_LIMIT // 2]:
-                self._router_requests.pop(old, None)
-        self._router_requests[key] = (call_id, span)
 
     def span_start(self, record: Record) -> tuple[str, dict[str, Any]]:
         """The span's name and the attributes it starts with (see `_start_attributes`).
@@ -718,8 +723,18 @@ def _has_link_reader(loggers: Any) -> bool:
     return isinstance(loggers, list) and any(getattr(lg, OTEL_LINK_READER, False) is True for lg in loggers)
 
 
-def _with_span_link(kwargs: dict[str, Any], span: trace.Span, parent: trace.SpanContext) -> dict[str, Any]:
+def _with_span_link(
+    kwargs: dict[str, Any],
+    span: trace.Span,
+    parent: trace.SpanContext,
+    router_attempt: bool = False,
+    first_attempt_id: str | None = None,
+) -> dict[str, Any]:
     """The call's kwargs with the span's ids in `metadata`, for the core callback's record of this call.
+
+    A Router's attempt (`router_attempt`) also carries the first attempt of its request as the span
+    names it (None on the first): the core's record then says the same, where its own guess from the
+    payload may not (its hooks run after the attempts, and not in their order).
 
     A copy: the caller's dict and metadata stay as they were. A span that is not recording (sampled out,
     no SDK) has nothing to link to.
@@ -733,4 +748,6 @@ def _with_span_link(kwargs: dict[str, Any], span: trace.Span, parent: trace.Span
         "span_id": format(context.span_id, "016x"),
         "parent_span_id": format(parent.span_id, "016x") if parent.is_valid else None,
     }
+    if router_attempt:
+        link["first_attempt_id"] = first_attempt_id
     return {**kwargs, "metadata": {**(meta if isinstance(meta, dict) else {}), OTEL_LINK_KEY: link}}
