@@ -55,8 +55,10 @@ litellm_settings:
 STREAM_HOOK = """\
 import asyncio
 
+import litellm
 from fastapi import HTTPException
 from litellm.integrations.custom_logger import CustomLogger
+from litellm.proxy._types import ProxyException
 
 
 class SlowLogger(CustomLogger):
@@ -70,14 +72,18 @@ slow_logger = SlowLogger()
 
 class StreamHook(CustomLogger):
     async def async_post_call_streaming_iterator_hook(self, user_api_key_dict, response, request_data):
-        stop = "[[hook stop]]" in str(request_data.get("messages"))
-        block = "[[hook block]]" in str(request_data.get("messages"))
+        said = str(request_data.get("messages"))
         async for chunk in response:
             yield chunk
-            if stop:
+            if "[[hook stop]]" in said:
                 raise ValueError("stopped by a hook")
-            if block:
+            if "[[hook block]]" in said:
                 raise HTTPException(status_code=400, detail="blocked by a guardrail")
+            if "[[hook proxy block]]" in said:
+                raise ProxyException(message="blocked by a guardrail", type="guardrail", param=None, code=400)
+            if "[[hook refuse]]" in said:
+                # One of LiteLLM's own exception classes, which LiteLLM raises for providers' errors too.
+                raise litellm.BadRequestError("refused by a hook", model="gpt-4o-mini", llm_provider="openai")
 
 
 instance = StreamHook()
@@ -413,20 +419,41 @@ def test_proxy_stream_broken_by_the_provider_is_recorded_once_when_reported_late
     assert record["status"] == "error" and record["chunk_count"] == 3
 
 
-def test_proxy_stream_blocked_by_a_hook_with_an_http_error_is_recorded_once(proxy_stack: Stack) -> None:
-    """A hook that blocks a stream with an HTTP error, as guardrails do: LiteLLM's proxy reports that
-    failure itself, and the call has that one record, not a second one from litelens."""
+@pytest.mark.parametrize("directive", ["[[hook block]]", "[[hook proxy block]]"])
+def test_proxy_stream_blocked_by_a_hook_with_an_http_error_is_recorded_once(
+    proxy_stack: Stack, directive: str
+) -> None:
+    """A hook that blocks a stream with an HTTP error or LiteLLM's `ProxyException`, as guardrails do:
+    LiteLLM's proxy reports that failure itself, and the call has that one record, not a second one
+    from litelens."""
     port, receiver = proxy_stack.port, proxy_stack.receiver
     before = len(receiver.records)
-    body, call_id = stream_through_proxy(
-        port, {"messages": [{"role": "user", "content": "go [[hook block]]"}]}
-    )
+    body, call_id = stream_through_proxy(port, {"messages": [{"role": "user", "content": f"go {directive}"}]})
     assert b"blocked by a guardrail" in body, body
     (record,) = new_records(receiver, before, 1)
     time.sleep(1.5)  # litelens would have recorded it a second after the hook ran
     assert receiver.records[before:] == [record]
     assert record["call_id"] == call_id
     assert record["status"] == "error" and record["error"]["status_code"] == 400
+
+
+def test_proxy_stream_broken_by_a_hook_raising_a_litellm_error_is_recorded_once(proxy_stack: Stack) -> None:
+    """A hook that breaks a stream with one of LiteLLM's own exception classes (as a hook that calls
+    LiteLLM, or mimics its errors, does): LiteLLM's stream did not fail, so LiteLLM reports nothing;
+    the call has one record all the same, from litelens."""
+    port, receiver = proxy_stack.port, proxy_stack.receiver
+    before = len(receiver.records)
+    body, call_id = stream_through_proxy(
+        port, {"messages": [{"role": "user", "content": "go [[hook refuse]]"}]}
+    )
+    assert b"refused by a hook" in body, body
+    (record,) = new_records(receiver, before, 1)
+    time.sleep(1.5)  # a second record, from LiteLLM, would be here by now
+    assert receiver.records[before:] == [record]
+    assert record["call_id"] == call_id
+    assert record["status"] == "error" and record["stream"] is True
+    assert record["error"]["type"] == "BadRequestError" and record["error"]["status_code"] == 400
+    assert record["chunk_count"] == 1
 
 
 def test_proxy_health_checks_are_recorded_as_such(proxy_stack: Stack) -> None:

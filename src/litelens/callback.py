@@ -195,17 +195,19 @@ class Callback(CustomLogger):
         proxy failing to rewrite a chunk): the provider was called and billed, the client got an error
         event, and LiteLLM tells its loggers nothing of that call. It is recorded as an error here.
 
-        An exception LiteLLM reports itself (`_reported_by_litellm`) is left to it, however late its
+        A failure LiteLLM reports itself (`_reported_by_litellm`) is left to it, however late its
         report comes. Any other is recorded after `_UNREPORTED_WAIT_S` unless LiteLLM reported a failure
         of this call id meanwhile: what the call id had seen by now is compared, not whether it was seen
         at all, as a proxy's retries share the call id and an earlier attempt's failure was reported.
         """
         try:
             call_id = request_data.get("litellm_call_id")
-            if self.settings.disabled or _reported_by_litellm(original_exception):
+            if self.settings.disabled:
                 return None
             logging_obj = recorders.stream_logging_of(call_id)
-            if logging_obj is None:
+            if logging_obj is None or _reported_by_litellm(
+                original_exception, recorders.stream_reported_failure(call_id)
+            ):
                 return None
             asyncio.get_running_loop().call_later(
                 _UNREPORTED_WAIT_S,
@@ -588,24 +590,28 @@ def unregister(callback: CustomLogger) -> None:
             lst.remove(callback)
 
 
-def _reported_by_litellm(exc: BaseException) -> bool:
-    """Whether LiteLLM reports this exception of a proxy's stream to its loggers itself (LiteLLM 1.110).
+def _reported_by_litellm(exc: BaseException, stream_reported: bool | None) -> bool:
+    """Whether LiteLLM reports to its loggers the failure of a proxy's stream that raised `exc`.
 
-    Its stream wrapper reports what breaks the provider's stream, then raises it mapped to one of
-    LiteLLM's exception classes; its proxy reports a failure hook's HTTP errors (fastapi's or
-    starlette's `HTTPException`) and its own `ProxyException` and `GuardrailRaisedException`, subclasses
-    included, as it checks them with isinstance. Anything else a proxy's hook raised mid-stream reaches
-    no logger. Told by class alone, a hook that raises one of LiteLLM's own classes mid-stream is taken
-    for LiteLLM's report and left unrecorded: a record lost there beats a double for every stream a
-    provider broke.
+    Its proxy reports a failure hook's HTTP errors (fastapi's or starlette's `HTTPException`) and its
+    own `ProxyException` and `GuardrailRaisedException`, subclasses included, as it checks them with
+    isinstance. Its stream reports what broke the provider's stream, then raises it mapped to one of
+    LiteLLM's exception classes: `stream_reported` says whether it did (`recorders.
+    stream_reported_failure`), as the class does not -- a proxy's hook may raise those classes too (a
+    guardrail raising `BadRequestError`), and that failure reaches no logger. Only where LiteLLM does not
+    say (None: before 1.110) is the class taken for the stream's report: a record lost there beats a
+    double for every stream a provider broke.
     """
+    from_litellm = False
     for cls in type(exc).__mro__:
         module = cls.__module__
         if module == "litellm" or module.startswith("litellm."):
+            if cls.__name__ in ("ProxyException", "GuardrailRaisedException"):
+                return True
+            from_litellm = True
+        elif cls.__name__ == "HTTPException" and module.startswith(("fastapi", "starlette")):
             return True
-        if cls.__name__ == "HTTPException" and module.startswith(("fastapi", "starlette")):
-            return True
-    return False
+    return stream_reported if stream_reported is not None else from_litellm
 
 
 def _failure_marker(kwargs: Mapping[str, Any]) -> tuple[int, int]:

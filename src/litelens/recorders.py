@@ -7,9 +7,9 @@ these when it is made:
 - **chunk counter** (`_install_chunk_counter`): a stream's `chunk_count`. `CustomStreamWrapper` keeps
   every chunk (it rebuilds usage from them) but tells loggers no count, and its per-chunk hooks are
   unreliable; a reference to its chunk list is put into the call's payload (`CHUNKS_KEY`), which also
-  gives a failed stream its answer so far. LiteLLM 1.80 to 1.110. It also keeps each live stream's
-  logging object by call id (`stream_logging_of`): a proxy's failure hook gets only the call id of a
-  stream its own code broke, which LiteLLM reports to no logger (`Callback.async_post_call_failure_hook`).
+  gives a failed stream its answer so far. LiteLLM 1.80 to 1.110. It also keeps each live stream by
+  call id (`stream_logging_of`, `stream_reported_failure`): a proxy's failure hook gets only the call id
+  of a stream its own code broke, which LiteLLM reports to no logger (`Callback.async_post_call_failure_hook`).
 - **event counter** (`_install_event_counter`): a Responses API stream's `chunk_count`. Its iterator
   keeps no list of events, only the last one, whose `sequence_number` is the count less one
   (`EVENTS_KEY`). LiteLLM 1.80 to 1.110.
@@ -64,14 +64,27 @@ CHUNKS_KEY = "litelens_stream_chunks"
 # Where LiteLLM's Router defines its stream wrappers: `litellm.router` (1.80's FallbackStreamWrapper),
 # `litellm.router_rust.invoke.streaming` (1.110's FallbackAwareStreamWrapper).
 _ROUTER_MODULES = ("litellm.router",)
-# Each stream's logging object by call id, while something (the stream) holds it: a LiteLLM proxy tells
-# its failure hooks the call id only (`stream_logging_of`).
+# Each stream (LiteLLM's `CustomStreamWrapper`) by call id, while something (the proxy) holds it: a
+# LiteLLM proxy tells its failure hooks the call id only (`stream_logging_of`).
 _STREAMS: weakref.WeakValueDictionary[str, Any] = weakref.WeakValueDictionary()
 
 
 def stream_logging_of(call_id: Any) -> Any:
     """The logging object of the stream with LiteLLM call id `call_id` still in use, or None."""
-    return _STREAMS.get(call_id) if isinstance(call_id, str) else None
+    stream = _STREAMS.get(call_id) if isinstance(call_id, str) else None
+    return getattr(stream, "logging_obj", None)
+
+
+def stream_reported_failure(call_id: Any) -> bool | None:
+    """Whether the stream with LiteLLM call id `call_id` reported a failure of its own to the loggers
+    (the provider broke it), or None where LiteLLM does not say (before 1.110, or no such stream).
+
+    LiteLLM 1.110's stream keeps the task that reports its failure (`has_dispatched_failure_logging`):
+    what broke a stream that did not report is what a proxy's own code raised, whatever its class.
+    """
+    stream = _STREAMS.get(call_id) if isinstance(call_id, str) else None
+    reported = getattr(stream, "has_dispatched_failure_logging", None)
+    return reported if type(reported) is bool else None
 
 
 def report_stream_failure(
@@ -117,7 +130,7 @@ def _install_chunk_counter() -> None:
                 details[CHUNKS_KEY] = chunks
                 call_id = details.get("litellm_call_id")
                 if isinstance(call_id, str):
-                    _STREAMS[call_id] = self.logging_obj
+                    _STREAMS[call_id] = self
         except Exception:  # never let bookkeeping break a stream
             pass
 
