@@ -17,6 +17,7 @@ import pytest
 
 from litelens.pipeline import Pipeline, from_env
 from litelens.testing import FakeProvider, Receiver
+from litelens.testing.fake_provider import expected_usage
 from server_helpers import ServerProcess, free_port
 
 pytestmark = pytest.mark.service
@@ -81,6 +82,8 @@ class StreamHook(CustomLogger):
                 raise HTTPException(status_code=400, detail="blocked by a guardrail")
             if "[[hook proxy block]]" in said:
                 raise ProxyException(message="blocked by a guardrail", type="guardrail", param=None, code=400)
+            if "[[hook stop at usage]]" in said and getattr(chunk, "usage", None):
+                raise ValueError("stopped by a hook at the end")  # as a guardrail that checks the whole answer
             if "[[hook refuse]]" in said:
                 # One of LiteLLM's own exception classes, which LiteLLM raises for providers' errors too.
                 raise litellm.BadRequestError("refused by a hook", model="gpt-4o-mini", llm_provider="openai")
@@ -321,10 +324,11 @@ def test_proxy_stream_counts_its_chunks(proxy_stack: Stack) -> None:
     assert broken["response"]["choices"][0]["message"]["content"].split() == said.split()
 
 
-def test_proxy_stream_broken_by_a_hook_is_recorded(proxy_stack: Stack) -> None:
+def test_proxy_stream_broken_by_a_hook_is_recorded(proxy_stack: Stack, sqlite_server: ServerProcess) -> None:
     """A proxy hook that raises mid-stream (a guardrail blocking, a bug): the provider was called, the
     client got the first chunk and an error event, and LiteLLM tells its loggers nothing of the call.
-    It has one record all the same, an error, with what the client was sent."""
+    It has one record all the same, an error, with what the client was sent. No chunk said the usage:
+    the record says it is not known, rather than 0 tokens and $0, and a server takes it as it is."""
     port, receiver = proxy_stack.port, proxy_stack.receiver
     before = len(receiver.records)
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
@@ -354,6 +358,36 @@ def test_proxy_stream_broken_by_a_hook_is_recorded(proxy_stack: Stack) -> None:
     assert record["error"]["message"] == "stopped by a hook"
     assert record["chunk_count"] == 1
     assert record["response"]["choices"][0]["message"]["content"] == said
+    unknown = {"input_tokens": None, "output_tokens": None, "total_tokens": None}
+    assert {k: record["usage"][k] for k in unknown} == unknown
+    assert record["cost_usd"] is None and record["output_tokens_per_s"] is None
+    client = sqlite_server.client()
+    answer = client.post_json("/v1/events", {"records": [record]})
+    assert answer.json().get("accepted") == 1, answer.json()
+    stored = client.get_json(f"/api/calls/{call_id}")
+    assert {k: stored["usage"][k] for k in unknown} == unknown and stored["cost_usd"] is None
+
+
+def test_proxy_stream_broken_by_a_hook_after_its_usage_keeps_the_usage(proxy_stack: Stack) -> None:
+    """A hook that breaks a stream once the provider said its usage (a guardrail that checks the whole
+    answer): the provider billed every token, and the record has them and their cost, not 0."""
+    port, receiver = proxy_stack.port, proxy_stack.receiver
+    before = len(receiver.records)
+    content = "check all of it [[fake tokens=6]] [[hook stop at usage]]"
+    body, call_id = stream_through_proxy(
+        port,
+        {"stream_options": {"include_usage": True}, "messages": [{"role": "user", "content": content}]},
+    )
+    assert b"stopped by a hook at the end" in body, body
+    (record,) = new_records(receiver, before, 1)
+    assert record["call_id"] == call_id and record["status"] == "error"
+    assert record["error"]["message"] == "stopped by a hook at the end"
+    usage = expected_usage([{"role": "user", "content": content}], tokens=6)
+    assert record["usage"]["input_tokens"] == usage["prompt_tokens"]
+    assert record["usage"]["output_tokens"] == usage["completion_tokens"] == 6
+    assert record["usage"]["total_tokens"] == usage["total_tokens"]
+    assert record["cost_usd"] is not None and record["cost_usd"] > 0
+    assert record["chunk_count"] >= 6
 
 
 def stream_through_proxy(port: int, payload: dict[str, Any]) -> tuple[bytes, str | None]:

@@ -204,9 +204,9 @@ class Callback(CustomLogger):
             call_id = request_data.get("litellm_call_id")
             if self.settings.disabled:
                 return None
-            logging_obj = recorders.stream_logging_of(call_id)
-            if logging_obj is None or _reported_by_litellm(
-                original_exception, recorders.stream_reported_failure(call_id)
+            stream = recorders.stream_of(call_id)
+            if getattr(stream, "logging_obj", None) is None or _reported_by_litellm(
+                original_exception, recorders.stream_reported_failure(stream)
             ):
                 return None
             asyncio.get_running_loop().call_later(
@@ -214,7 +214,7 @@ class Callback(CustomLogger):
                 self._record_unreported,
                 call_id,
                 self._seen_state(call_id),
-                logging_obj,
+                stream,
                 original_exception,
                 traceback_str,
             )
@@ -232,14 +232,14 @@ class Callback(CustomLogger):
         self,
         call_id: Any,
         seen_before: tuple[Any, ...] | None,
-        logging_obj: Any,
+        stream: Any,
         exc: Exception,
         trace: str | None,
     ) -> None:
         if self._seen_state(call_id) != seen_before:
             return
         try:
-            recorders.report_stream_failure(self, logging_obj, exc, trace)
+            recorders.report_stream_failure(self, stream, exc, trace)
         except Exception:
             self._count("hook_errors", "litelens: a logging hook failed; the call itself is unaffected")
 

@@ -834,6 +834,17 @@ def from_payload(
 
     payload_response = get("response")
     usage = _usage_of(get, payload_response)
+    # A stream that broke after chunks came, whose usage nobody gave (no chunk said it, and LiteLLM
+    # counted none: a proxy's hook broke it, or a LiteLLM before 1.110): the provider billed tokens that
+    # no one counted, so they are not known rather than 0, and nor is their cost.
+    usage_unknown = bool(
+        failed
+        and stream
+        and chunk_count
+        and not (usage["input_tokens"] or usage["output_tokens"] or usage["total_tokens"])
+    )
+    if usage_unknown:
+        usage = {**usage, "input_tokens": None, "output_tokens": None, "total_tokens": None}
     output_tokens = usage["output_tokens"] or 0
     generation_s = (end - first) if stream and first else (end - start)
     tokens_per_s = round(output_tokens / generation_s, 3) if output_tokens and generation_s > 0 else None
@@ -941,7 +952,7 @@ def from_payload(
     # for which its payload says 0.0 and gives the reason beside it: unknown is not free.
     v = get("response_cost")
     cost = v if type(v) is float else _num(v)
-    if not cost and get("response_cost_failure_debug_info"):
+    if not cost and (usage_unknown or get("response_cost_failure_debug_info")):
         cost = None
     cache_hit = get("cache_hit")
 

@@ -8,7 +8,7 @@ these when it is made:
   every chunk (it rebuilds usage from them) but tells loggers no count, and its per-chunk hooks are
   unreliable; a reference to its chunk list is put into the call's payload (`CHUNKS_KEY`), which also
   gives a failed stream its answer so far. LiteLLM 1.80 to 1.110. It also keeps each live stream by
-  call id (`stream_logging_of`, `stream_reported_failure`): a proxy's failure hook gets only the call id
+  call id (`stream_of`): a proxy's failure hook gets only the call id
   of a stream its own code broke, which LiteLLM reports to no logger (`Callback.async_post_call_failure_hook`).
 - **event counter** (`_install_event_counter`): a Responses API stream's `chunk_count`. Its iterator
   keeps no list of events, only the last one, whose `sequence_number` is the count less one
@@ -65,33 +65,42 @@ CHUNKS_KEY = "litelens_stream_chunks"
 # `litellm.router_rust.invoke.streaming` (1.110's FallbackAwareStreamWrapper).
 _ROUTER_MODULES = ("litellm.router",)
 # Each stream (LiteLLM's `CustomStreamWrapper`) by call id, while something (the proxy) holds it: a
-# LiteLLM proxy tells its failure hooks the call id only (`stream_logging_of`).
+# LiteLLM proxy tells its failure hooks the call id only (`stream_of`).
 _STREAMS: weakref.WeakValueDictionary[str, Any] = weakref.WeakValueDictionary()
 
 
-def stream_logging_of(call_id: Any) -> Any:
-    """The logging object of the stream with LiteLLM call id `call_id` still in use, or None."""
-    stream = _STREAMS.get(call_id) if isinstance(call_id, str) else None
-    return getattr(stream, "logging_obj", None)
+def stream_of(call_id: Any) -> Any:
+    """The stream (LiteLLM's `CustomStreamWrapper`) with LiteLLM call id `call_id` still in use, or None."""
+    return _STREAMS.get(call_id) if isinstance(call_id, str) else None
 
 
-def stream_reported_failure(call_id: Any) -> bool | None:
-    """Whether the stream with LiteLLM call id `call_id` reported a failure of its own to the loggers
-    (the provider broke it), or None where LiteLLM does not say (before 1.110, or no such stream).
+def stream_reported_failure(stream: Any) -> bool | None:
+    """Whether `stream` reported a failure of its own to the loggers (the provider broke it), or None
+    where LiteLLM does not say (before 1.110).
 
     LiteLLM 1.110's stream keeps the task that reports its failure (`has_dispatched_failure_logging`):
     what broke a stream that did not report is what a proxy's own code raised, whatever its class.
     """
-    stream = _STREAMS.get(call_id) if isinstance(call_id, str) else None
     reported = getattr(stream, "has_dispatched_failure_logging", None)
     return reported if type(reported) is bool else None
 
 
-def report_stream_failure(
-    callback: Callback, logging_obj: Any, exc: BaseException, trace: str | None
-) -> None:
+def report_stream_failure(callback: Callback, stream: Any, exc: BaseException, trace: str | None) -> None:
     """Hand `callback` a stream's failure that LiteLLM reported to no logger, built by LiteLLM's own
-    failure helper as an unstreamed call's failure is."""
+    failure helper as an unstreamed call's failure is.
+
+    The provider billed what it sent before the break. When one of the chunks said the usage (a
+    guardrail that breaks the stream once it has the whole answer), LiteLLM's own accounting of a broken
+    stream (`_record_partial_usage_for_failure`, 1.110) puts it and its cost into the payload, as it
+    does when a provider breaks the stream. Otherwise the payload says 0 tokens, which the record
+    reads as not known (`record.from_payload`): LiteLLM's estimate from the text is left out, as a
+    count no provider gave.
+    """
+    logging_obj = stream.logging_obj
+    chunks = getattr(stream, "chunks", None)
+    bill = getattr(stream, "_record_partial_usage_for_failure", None)
+    if isinstance(chunks, list) and callable(bill) and any(getattr(c, "usage", None) for c in chunks):
+        bill()
     start, end = logging_obj._failure_handler_helper_fn(exc, trace or "")
     callback._capture(logging_obj.model_call_details, True, start, end)
 
