@@ -42,6 +42,25 @@ model_list:
       model: openai/gpt-4o-mini
       api_base: {broken}
       api_key: {key}
+  - model_name: painter
+    litellm_params:
+      model: openai/dall-e-3
+      api_base: {base}
+      api_key: {key}
+    model_info:
+      mode: image_generation
+  - model_name: listener
+    litellm_params:
+      model: openai/whisper-1
+      api_base: {base}
+      api_key: {key}
+  - model_name: broken-embedder
+    litellm_params:
+      model: openai/text-embedding-3-small
+      api_base: {broken}
+      api_key: {key}
+    model_info:
+      mode: embedding
 router_settings:
   num_retries: 0
   fallbacks: [{{"broken": ["chat-small"]}}]
@@ -515,6 +534,32 @@ def test_proxy_health_checks_are_recorded_as_such(proxy_stack: Stack) -> None:
     assert dropping(dict(check)) is None
     assert dropping(dict(call)) == call
     assert Pipeline(from_env({}))(dict(check)) == check
+
+
+@pytest.mark.parametrize(
+    ("model", "call_type", "status"),
+    [
+        ("embedder", "embedding", "ok"),  # its mode from LiteLLM's model map
+        ("painter", "image_generation", "ok"),  # its mode from the config's model_info
+        ("listener", "transcription", "ok"),
+        ("broken-embedder", "embedding", "error"),
+    ],
+)
+def test_proxy_health_checks_are_recorded_as_the_call_they_made(
+    proxy_stack: Stack, model: str, call_type: str, status: str
+) -> None:
+    """A health check of an embedding, image or audio deployment calls the provider's embedding, image
+    or audio endpoint, and LiteLLM reports every check as a chat completion: the record names the call
+    it made, so it is not counted among the chat calls (nor its vectors kept as a chat answer)."""
+    port, receiver = proxy_stack.port, proxy_stack.receiver
+    before = len(receiver.records)
+    answer, body = request(port, "GET", f"/health?model={model}")
+    assert answer == (200 if status == "ok" else 503), body
+    assert json.loads(body)["healthy_count" if status == "ok" else "unhealthy_count"] == 1, body
+    (check,) = new_records(receiver, before, 1)
+    assert check["tags"] == ["litellm-internal-health-check"]
+    assert (check["call_type"], check["status"]) == (call_type, status)
+    assert check["is_async"] is True
 
 
 def test_proxy_abandoned_stream_is_cancelled(proxy_stack: Stack) -> None:

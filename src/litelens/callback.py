@@ -24,7 +24,7 @@ from litelens import credentials, pending, recorders
 from litelens import record as rec
 from litelens.config import Settings
 from litelens.dispatch import Dispatcher
-from litelens.pipeline import Pipeline, Processor, from_settings
+from litelens.pipeline import HEALTH_CHECK_TAG, Pipeline, Processor, from_settings
 from litelens.recorders import CHUNKS_KEY, EVENTS_KEY
 from litelens.sinks import Sink, from_specs, transport_config
 from litelens.transport import Transport, run_before_exit
@@ -78,6 +78,7 @@ class _Captured(NamedTuple):
     start_time: Any
     end_time: Any
     first_attempt_id: str | None  # a Router's later attempt: the call id of its request's first attempt
+    model_info: Any  # a proxy deployment's model_info, whose mode says what its health check called
 
 
 class Callback(CustomLogger):
@@ -314,6 +315,7 @@ class Callback(CustomLogger):
                     start_time,
                     end_time,
                     first_attempt_id,
+                    params.get("model_info"),
                 )
             )
         except Exception:
@@ -410,6 +412,12 @@ class Callback(CustomLogger):
         if item.slo is None:
             return _from_kwargs(item, s)
         slo = item.slo
+        if slo.get("call_type") == "acompletion" and _is_health_check(slo):
+            info = item.model_info
+            mode = info.get("mode") if isinstance(info, Mapping) else None
+            checked = rec.health_check_call_type(mode, slo.get("response"))
+            if checked is not None:
+                slo = {**slo, "call_type": checked}
         response = slo.get("response")
         if response is not None and type(response) is not dict:
             # A sync moderation's payload, which litelens makes itself (`recorders._report_moderation`),
@@ -612,6 +620,12 @@ def _reported_by_litellm(exc: BaseException, stream_reported: bool | None) -> bo
         elif cls.__name__ == "HTTPException" and module.startswith(("fastapi", "starlette")):
             return True
     return stream_reported if stream_reported is not None else from_litellm
+
+
+def _is_health_check(slo: Mapping[str, Any]) -> bool:
+    """Whether the payload is of a LiteLLM proxy's own health check (`/health`, background checks)."""
+    tags = slo.get("request_tags")
+    return isinstance(tags, list) and HEALTH_CHECK_TAG in tags
 
 
 def _failure_marker(kwargs: Mapping[str, Any]) -> tuple[int, int]:
