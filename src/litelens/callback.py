@@ -604,11 +604,11 @@ def _reported_by_litellm(exc: BaseException, stream_reported: bool | None) -> bo
     Its proxy reports a failure hook's HTTP errors (fastapi's or starlette's `HTTPException`) and its
     own `ProxyException` and `GuardrailRaisedException`, subclasses included, as it checks them with
     isinstance. Its stream reports what broke the provider's stream, then raises it mapped to one of
-    LiteLLM's exception classes: `stream_reported` says whether it did (`recorders.
-    stream_reported_failure`), as the class does not -- a proxy's hook may raise those classes too (a
-    guardrail raising `BadRequestError`), and that failure reaches no logger. Only where LiteLLM does not
-    say (None: before 1.110) is the class taken for the stream's report: a record lost there beats a
-    double for every stream a provider broke.
+    LiteLLM's exception classes; `stream_reported` (`recorders.stream_reported_failure`) says whether
+    it did, as the class cannot: a proxy's hook may raise those classes too (a guardrail raising
+    `BadRequestError`), and that failure reaches no logger. Only where LiteLLM does not say (None:
+    before 1.110) is the class taken for the stream's report: a record lost there beats a double for
+    every stream a provider broke.
     """
     from_litellm = False
     for cls in type(exc).__mro__:

@@ -8,8 +8,8 @@ these when it is made:
   every chunk (it rebuilds usage from them) but tells loggers no count, and its per-chunk hooks are
   unreliable; a reference to its chunk list is put into the call's payload (`CHUNKS_KEY`), which also
   gives a failed stream its answer so far. LiteLLM 1.80 to 1.110. It also keeps each live stream by
-  call id (`stream_of`): a proxy's failure hook gets only the call id
-  of a stream its own code broke, which LiteLLM reports to no logger (`Callback.async_post_call_failure_hook`).
+  call id (`stream_of`): a proxy's failure hook gets only the call id of a stream its own code broke,
+  which LiteLLM reports to no logger (`Callback.async_post_call_failure_hook`).
 - **event counter** (`_install_event_counter`): a Responses API stream's `chunk_count`. Its iterator
   keeps no list of events, only the last one, whose `sequence_number` is the count less one
   (`EVENTS_KEY`). LiteLLM 1.80 to 1.110.
