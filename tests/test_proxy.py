@@ -17,6 +17,7 @@ import pytest
 
 from litelens.pipeline import Pipeline, from_env
 from litelens.testing import FakeProvider, Receiver
+from litelens.testing.fake_provider import expected_usage
 from server_helpers import ServerProcess, free_port
 
 pytestmark = pytest.mark.service
@@ -41,6 +42,25 @@ model_list:
       model: openai/gpt-4o-mini
       api_base: {broken}
       api_key: {key}
+  - model_name: painter
+    litellm_params:
+      model: openai/dall-e-3
+      api_base: {base}
+      api_key: {key}
+    model_info:
+      mode: image_generation
+  - model_name: listener
+    litellm_params:
+      model: openai/whisper-1
+      api_base: {base}
+      api_key: {key}
+  - model_name: broken-embedder
+    litellm_params:
+      model: openai/text-embedding-3-small
+      api_base: {broken}
+      api_key: {key}
+    model_info:
+      mode: embedding
 router_settings:
   num_retries: 0
   fallbacks: [{{"broken": ["chat-small"]}}]
@@ -55,8 +75,10 @@ litellm_settings:
 STREAM_HOOK = """\
 import asyncio
 
+import litellm
 from fastapi import HTTPException
 from litellm.integrations.custom_logger import CustomLogger
+from litellm.proxy._types import ProxyException
 
 
 class SlowLogger(CustomLogger):
@@ -74,16 +96,22 @@ slow_logger = SlowLogger()
 
 class StreamHook(CustomLogger):
     async def async_post_call_streaming_iterator_hook(self, user_api_key_dict, response, request_data):
-        stop = "[[hook stop]]" in str(request_data.get("messages"))
-        block = "[[hook block]]" in str(request_data.get("messages"))
+        said = str(request_data.get("messages"))
         async for chunk in response:
             yield chunk
-            if stop:
+            if "[[hook stop]]" in said:
                 raise ValueError("stopped by a hook")
-            if block:
+            if "[[hook block]]" in said:
                 raise HTTPException(status_code=400, detail="blocked by a guardrail")
+            if "[[hook proxy block]]" in said:
+                raise ProxyException(message="blocked by a guardrail", type="guardrail", param=None, code=400)
+            if "[[hook stop at usage]]" in said and getattr(chunk, "usage", None):
+                raise ValueError("stopped by a hook at the end")  # as a guardrail that checks the whole answer
+            if "[[hook refuse]]" in said:
+                # One of LiteLLM's own exception classes, which LiteLLM raises for providers' errors too.
+                raise litellm.BadRequestError("refused by a hook", model="gpt-4o-mini", llm_provider="openai")
         # An output guardrail that reads the whole answer, then refuses it.
-        if "[[hook refuses the answer]]" in str(request_data.get("messages")):
+        if "[[hook refuses the answer]]" in said:
             raise ValueError("the answer broke the output policy")
 
 
@@ -322,10 +350,11 @@ def test_proxy_stream_counts_its_chunks(proxy_stack: Stack) -> None:
     assert broken["response"]["choices"][0]["message"]["content"].split() == said.split()
 
 
-def test_proxy_stream_broken_by_a_hook_is_recorded(proxy_stack: Stack) -> None:
+def test_proxy_stream_broken_by_a_hook_is_recorded(proxy_stack: Stack, sqlite_server: ServerProcess) -> None:
     """A proxy hook that raises mid-stream (a guardrail blocking, a bug): the provider was called, the
     client got the first chunk and an error event, and LiteLLM tells its loggers nothing of the call.
-    It has one record all the same, an error, with what the client was sent."""
+    It has one record all the same, an error, with what the client was sent. No chunk said the usage:
+    the record says it is not known, rather than 0 tokens and $0, and a server takes it as it is."""
     port, receiver = proxy_stack.port, proxy_stack.receiver
     before = len(receiver.records)
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
@@ -355,6 +384,36 @@ def test_proxy_stream_broken_by_a_hook_is_recorded(proxy_stack: Stack) -> None:
     assert record["error"]["message"] == "stopped by a hook"
     assert record["chunk_count"] == 1
     assert record["response"]["choices"][0]["message"]["content"] == said
+    unknown = {"input_tokens": None, "output_tokens": None, "total_tokens": None}
+    assert {k: record["usage"][k] for k in unknown} == unknown
+    assert record["cost_usd"] is None and record["output_tokens_per_s"] is None
+    client = sqlite_server.client()
+    answer = client.post_json("/v1/events", {"records": [record]})
+    assert answer.json().get("accepted") == 1, answer.json()
+    stored = client.get_json(f"/api/calls/{call_id}")
+    assert {k: stored["usage"][k] for k in unknown} == unknown and stored["cost_usd"] is None
+
+
+def test_proxy_stream_broken_by_a_hook_after_its_usage_keeps_the_usage(proxy_stack: Stack) -> None:
+    """A hook that breaks a stream once the provider said its usage (a guardrail that checks the whole
+    answer): the provider billed every token, and the record has them and their cost, not 0."""
+    port, receiver = proxy_stack.port, proxy_stack.receiver
+    before = len(receiver.records)
+    content = "check all of it [[fake tokens=6]] [[hook stop at usage]]"
+    body, call_id = stream_through_proxy(
+        port,
+        {"stream_options": {"include_usage": True}, "messages": [{"role": "user", "content": content}]},
+    )
+    assert b"stopped by a hook at the end" in body, body
+    (record,) = new_records(receiver, before, 1)
+    assert record["call_id"] == call_id and record["status"] == "error"
+    assert record["error"]["message"] == "stopped by a hook at the end"
+    usage = expected_usage([{"role": "user", "content": content}], tokens=6)
+    assert record["usage"]["input_tokens"] == usage["prompt_tokens"]
+    assert record["usage"]["output_tokens"] == usage["completion_tokens"] == 6
+    assert record["usage"]["total_tokens"] == usage["total_tokens"]
+    assert record["cost_usd"] is not None and record["cost_usd"] > 0
+    assert record["chunk_count"] >= 6
 
 
 def stream_through_proxy(port: int, payload: dict[str, Any]) -> tuple[bytes, str | None]:
@@ -420,14 +479,16 @@ def test_proxy_stream_broken_by_the_provider_is_recorded_once_when_reported_late
     assert record["status"] == "error" and record["chunk_count"] == 3
 
 
-def test_proxy_stream_blocked_by_a_hook_with_an_http_error_is_recorded_once(proxy_stack: Stack) -> None:
-    """A hook that blocks a stream with an HTTP error, as guardrails do: LiteLLM's proxy reports that
-    failure itself, and the call has that one record, not a second one from litelens."""
+@pytest.mark.parametrize("directive", ["[[hook block]]", "[[hook proxy block]]"])
+def test_proxy_stream_blocked_by_a_hook_with_an_http_error_is_recorded_once(
+    proxy_stack: Stack, directive: str
+) -> None:
+    """A hook that blocks a stream with an HTTP error or LiteLLM's `ProxyException`, as guardrails do:
+    LiteLLM's proxy reports that failure itself, and the call has that one record, not a second one
+    from litelens."""
     port, receiver = proxy_stack.port, proxy_stack.receiver
     before = len(receiver.records)
-    body, call_id = stream_through_proxy(
-        port, {"messages": [{"role": "user", "content": "go [[hook block]]"}]}
-    )
+    body, call_id = stream_through_proxy(port, {"messages": [{"role": "user", "content": f"go {directive}"}]})
     assert b"blocked by a guardrail" in body, body
     (record,) = new_records(receiver, before, 1)
     time.sleep(1.5)  # litelens would have recorded it a second after the hook ran
@@ -459,6 +520,25 @@ def test_proxy_stream_refused_by_a_hook_at_its_end_is_recorded_once_as_litellm_r
     assert record["usage"]["output_tokens"] > 0 and record["cost_usd"] > 0
 
 
+def test_proxy_stream_broken_by_a_hook_raising_a_litellm_error_is_recorded_once(proxy_stack: Stack) -> None:
+    """A hook that breaks a stream with one of LiteLLM's own exception classes (as a hook that calls
+    LiteLLM, or mimics its errors, does): LiteLLM's stream did not fail, so LiteLLM reports nothing;
+    the call has one record all the same, from litelens."""
+    port, receiver = proxy_stack.port, proxy_stack.receiver
+    before = len(receiver.records)
+    body, call_id = stream_through_proxy(
+        port, {"messages": [{"role": "user", "content": "go [[hook refuse]]"}]}
+    )
+    assert b"refused by a hook" in body, body
+    (record,) = new_records(receiver, before, 1)
+    time.sleep(1.5)  # a second record, from LiteLLM, would be here by now
+    assert receiver.records[before:] == [record]
+    assert record["call_id"] == call_id
+    assert record["status"] == "error" and record["stream"] is True
+    assert record["error"]["type"] == "BadRequestError" and record["error"]["status_code"] == 400
+    assert record["chunk_count"] == 1
+
+
 def test_proxy_health_checks_are_recorded_as_such(proxy_stack: Stack) -> None:
     """A `/health` model check is a billed call to the provider: it is recorded, told from users' calls by
     its tag, and `LITELENS_DROP_HEALTH_CHECKS` keeps it out while users' calls stay."""
@@ -484,6 +564,32 @@ def test_proxy_health_checks_are_recorded_as_such(proxy_stack: Stack) -> None:
     assert dropping(dict(check)) is None
     assert dropping(dict(call)) == call
     assert Pipeline(from_env({}))(dict(check)) == check
+
+
+@pytest.mark.parametrize(
+    ("model", "call_type", "status"),
+    [
+        ("embedder", "embedding", "ok"),  # its mode from LiteLLM's model map
+        ("painter", "image_generation", "ok"),  # its mode from the config's model_info
+        ("listener", "transcription", "ok"),
+        ("broken-embedder", "embedding", "error"),
+    ],
+)
+def test_proxy_health_checks_are_recorded_as_the_call_they_made(
+    proxy_stack: Stack, model: str, call_type: str, status: str
+) -> None:
+    """A health check of an embedding, image or audio deployment calls the provider's embedding, image
+    or audio endpoint, and LiteLLM reports every check as a chat completion: the record names the call
+    it made, so it is not counted among the chat calls (nor its vectors kept as a chat answer)."""
+    port, receiver = proxy_stack.port, proxy_stack.receiver
+    before = len(receiver.records)
+    answer, body = request(port, "GET", f"/health?model={model}")
+    assert answer == (200 if status == "ok" else 503), body
+    assert json.loads(body)["healthy_count" if status == "ok" else "unhealthy_count"] == 1, body
+    (check,) = new_records(receiver, before, 1)
+    assert check["tags"] == ["litellm-internal-health-check"]
+    assert (check["call_type"], check["status"]) == (call_type, status)
+    assert check["is_async"] is True
 
 
 def test_proxy_abandoned_stream_is_cancelled(proxy_stack: Stack) -> None:

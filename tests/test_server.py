@@ -592,6 +592,24 @@ def test_a_malformed_record_is_rejected_by_index_and_the_rest_of_the_batch_is_st
     assert answer.status == 400, answer
 
 
+def test_a_record_whose_token_counts_are_not_known_is_stored_with_them_unknown(
+    project_server: ServerProcess,
+) -> None:
+    """A stream a proxy's hook broke has token counts no one gave: its record says null, which the
+    schema allows. The server stores such a record as it is, total given or left out, and answers no 500."""
+    client = project_server.client()
+    unknown = {"input_tokens": None, "output_tokens": None, "total_tokens": None}
+    batch = [
+        make_record("unknown-usage", status="error", stream=True, usage=unknown, cost_usd=None),
+        make_record("unknown-total", status="error", stream=True, usage={"input_tokens": None}),
+    ]
+    answer = client.post_json("/v1/events", {"records": batch})
+    assert answer.status == 200 and answer.json()["accepted"] == 2, answer
+    for call_id in ("unknown-usage", "unknown-total"):
+        stored = client.get_json(f"/api/calls/{call_id}")
+        assert stored["usage"]["input_tokens"] is None and stored["usage"]["total_tokens"] is None, stored
+
+
 def test_a_nul_in_any_field_costs_neither_the_call_nor_its_batch(db_project_server: ServerProcess) -> None:
     """PostgreSQL cannot store NUL in text: a model name or tag with one answered 503, which the sender
     retries forever. The NUL goes, on both stores alike, and the rest stays."""

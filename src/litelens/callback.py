@@ -24,7 +24,7 @@ from litelens import credentials, pending, recorders
 from litelens import record as rec
 from litelens.config import Settings
 from litelens.dispatch import Dispatcher
-from litelens.pipeline import Pipeline, Processor, from_settings
+from litelens.pipeline import HEALTH_CHECK_TAG, Pipeline, Processor, from_settings
 from litelens.recorders import CHUNKS_KEY, EVENTS_KEY
 from litelens.sinks import Sink, from_specs, transport_config
 from litelens.transport import Transport, run_before_exit
@@ -78,6 +78,7 @@ class _Captured(NamedTuple):
     start_time: Any
     end_time: Any
     first_attempt_id: str | None  # a Router's later attempt: the call id of its request's first attempt
+    model_info: Any  # a proxy deployment's model_info, whose mode says what its health check called
 
 
 class Callback(CustomLogger):
@@ -195,26 +196,28 @@ class Callback(CustomLogger):
         proxy failing to rewrite a chunk): the provider was called and billed, the client got an error
         event, and LiteLLM tells its loggers nothing of that call. It is recorded as an error here.
 
-        An exception LiteLLM reports itself (`_reported_by_litellm`) is left to it, however late its
+        A failure LiteLLM reports itself (`_reported_by_litellm`) is left to it, however late its
         report comes. Any other is recorded after `_UNREPORTED_WAIT_S` unless LiteLLM reported a failure
         of this call id meanwhile (what the call id had seen by now is compared, not whether it was seen
         at all, as a proxy's retries share the call id and an earlier attempt's failure was reported),
         or the stream had run to its end, which LiteLLM reports as a success. LiteLLM's own objects are
-        left as they are: the failure is built on a copy (`recorders.failure_payload`).
+        left as they are: the failure is built on a copy (`recorders.copied_logging`).
         """
         try:
             call_id = request_data.get("litellm_call_id")
-            if self.settings.disabled or _reported_by_litellm(original_exception):
+            if self.settings.disabled:
                 return None
-            logging_obj = recorders.stream_logging_of(call_id)
-            if logging_obj is None:
+            stream = recorders.stream_of(call_id)
+            if getattr(stream, "logging_obj", None) is None or _reported_by_litellm(
+                original_exception, recorders.stream_reported_failure(stream)
+            ):
                 return None
             asyncio.get_running_loop().call_later(
                 _UNREPORTED_WAIT_S,
                 self._record_unreported,
                 call_id,
                 self._seen_state(call_id),
-                logging_obj,
+                stream,
                 original_exception,
                 traceback_str,
             )
@@ -232,7 +235,7 @@ class Callback(CustomLogger):
         self,
         call_id: Any,
         seen_before: tuple[Any, ...] | None,
-        logging_obj: Any,
+        stream: Any,
         exc: Exception,
         trace: str | None,
     ) -> None:
@@ -242,10 +245,10 @@ class Callback(CustomLogger):
             # The stream ran to its end before the hook raised (an output guardrail that reads the whole
             # answer): LiteLLM has assembled the answer and reports the call as a success, with its
             # usage and cost, however late a slow logger ahead of litelens lets that report come.
-            details = logging_obj.model_call_details
+            details = stream.logging_obj.model_call_details
             if "async_complete_streaming_response" in details or "complete_streaming_response" in details:
                 return
-            recorders.report_stream_failure(self, logging_obj, exc, trace)
+            recorders.report_stream_failure(self, stream, exc, trace)
         except Exception:
             self._count("hook_errors", "litelens: a logging hook failed; the call itself is unaffected")
 
@@ -320,6 +323,7 @@ class Callback(CustomLogger):
                     start_time,
                     end_time,
                     first_attempt_id,
+                    params.get("model_info"),
                 )
             )
         except Exception:
@@ -431,6 +435,12 @@ class Callback(CustomLogger):
         if item.slo is None:
             return _from_kwargs(item, s)
         slo = item.slo
+        if slo.get("call_type") == "acompletion" and _is_health_check(slo):
+            info = item.model_info
+            mode = info.get("mode") if isinstance(info, Mapping) else None
+            checked = rec.health_check_call_type(mode, slo.get("response"))
+            if checked is not None:
+                slo = {**slo, "call_type": checked}
         response = slo.get("response")
         if response is not None and type(response) is not dict:
             # A sync moderation's payload, which litelens makes itself (`recorders._report_moderation`),
@@ -611,24 +621,34 @@ def unregister(callback: CustomLogger) -> None:
             lst.remove(callback)
 
 
-def _reported_by_litellm(exc: BaseException) -> bool:
-    """Whether LiteLLM reports this exception of a proxy's stream to its loggers itself (LiteLLM 1.110).
+def _reported_by_litellm(exc: BaseException, stream_reported: bool | None) -> bool:
+    """Whether LiteLLM reports to its loggers the failure of a proxy's stream that raised `exc`.
 
-    Its stream wrapper reports what breaks the provider's stream, then raises it mapped to one of
-    LiteLLM's exception classes; its proxy reports a failure hook's HTTP errors (fastapi's or
-    starlette's `HTTPException`) and its own `ProxyException` and `GuardrailRaisedException`, subclasses
-    included, as it checks them with isinstance. Anything else a proxy's hook raised mid-stream reaches
-    no logger. Told by class alone, a hook that raises one of LiteLLM's own classes mid-stream is taken
-    for LiteLLM's report and left unrecorded: a record lost there beats a double for every stream a
-    provider broke.
+    Its proxy reports a failure hook's HTTP errors (fastapi's or starlette's `HTTPException`) and its
+    own `ProxyException` and `GuardrailRaisedException`, subclasses included, as it checks them with
+    isinstance. Its stream reports what broke the provider's stream, then raises it mapped to one of
+    LiteLLM's exception classes; `stream_reported` (`recorders.stream_reported_failure`) says whether
+    it did, as the class cannot: a proxy's hook may raise those classes too (a guardrail raising
+    `BadRequestError`), and that failure reaches no logger. Only where LiteLLM does not say (None:
+    before 1.110) is the class taken for the stream's report: a record lost there beats a double for
+    every stream a provider broke.
     """
+    from_litellm = False
     for cls in type(exc).__mro__:
         module = cls.__module__
         if module == "litellm" or module.startswith("litellm."):
+            if cls.__name__ in ("ProxyException", "GuardrailRaisedException"):
+                return True
+            from_litellm = True
+        elif cls.__name__ == "HTTPException" and module.startswith(("fastapi", "starlette")):
             return True
-        if cls.__name__ == "HTTPException" and module.startswith(("fastapi", "starlette")):
-            return True
-    return False
+    return stream_reported if stream_reported is not None else from_litellm
+
+
+def _is_health_check(slo: Mapping[str, Any]) -> bool:
+    """Whether the payload is of a LiteLLM proxy's own health check (`/health`, background checks)."""
+    tags = slo.get("request_tags")
+    return isinstance(tags, list) and HEALTH_CHECK_TAG in tags
 
 
 def _failure_marker(kwargs: Mapping[str, Any]) -> tuple[int, int]:

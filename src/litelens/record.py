@@ -79,6 +79,55 @@ def call_type_of(litellm_call_type: str | None) -> tuple[str, bool]:
 # `call_type_of` of each known name, looked up once per record instead of worked out.
 _CALL_TYPE_OF = {name: call_type_of(name) for name in _CALL_TYPES}
 
+# A LiteLLM proxy's health check modes (`model_info.mode`) -> the LiteLLM call each one makes.
+_HEALTH_CHECK_CALLS = {
+    "chat": "acompletion",
+    "completion": "atext_completion",
+    "embedding": "aembedding",
+    "image_generation": "aimage_generation",
+    "image_edit": "aimage_edit",
+    "audio_speech": "aspeech",
+    "audio_transcription": "atranscription",
+    "rerank": "arerank",
+    "responses": "aresponses",
+    "anthropic_messages": "anthropic_messages",
+}
+
+
+def health_check_call_type(mode: Any, response: Any) -> str | None:
+    """The LiteLLM call type a proxy's health check made, which its payload does not say.
+
+    LiteLLM 1.110 builds every health check's logging object as an `acompletion`, then calls the
+    deployment's own endpoint with it (`aembedding` for an embedding model...), so each check is
+    reported as a chat completion. The check's mode is the deployment's `model_info.mode` when the
+    config gives one (`mode`); else LiteLLM took it from its model map, and the answer's shape tells it.
+    None when neither does (a chat check, or a failed one of an undeclared mode).
+    """
+    if isinstance(mode, str) and mode:
+        return _HEALTH_CHECK_CALLS.get(mode, mode)
+    if not isinstance(response, dict):
+        return None
+    kind = response.get("object")
+    if kind == "text_completion":
+        return "atext_completion"
+    if kind == "response":
+        return "aresponses"
+    if kind == "binary":  # LiteLLM's summary of a speech answer's audio
+        return "aspeech"
+    if isinstance(response.get("results"), list):
+        return "arerank"
+    data = response.get("data")
+    first = data[0] if isinstance(data, list) and data else None
+    if isinstance(first, dict):
+        if "embedding" in first:
+            return "aembedding"
+        if "b64_json" in first or "url" in first:
+            return "aimage_generation"
+    if isinstance(response.get("text"), str) and "choices" not in response:
+        return "atranscription"
+    return None
+
+
 # `\Z`, not `$`: `$` also matches before a final newline, and an id ending in one would pass as hex.
 _HEX32 = re.compile(r"[0-9a-f]{32}\Z")
 _HEX16 = re.compile(r"[0-9a-f]{16}\Z")
@@ -834,6 +883,17 @@ def from_payload(
 
     payload_response = get("response")
     usage = _usage_of(get, payload_response)
+    # A stream that broke after chunks came, whose usage nobody gave (no chunk said it, and LiteLLM
+    # counted none: a proxy's hook broke it, or a LiteLLM before 1.110): the provider billed tokens that
+    # no one counted, so they are not known rather than 0, and nor is their cost.
+    usage_unknown = bool(
+        failed
+        and stream
+        and chunk_count
+        and not (usage["input_tokens"] or usage["output_tokens"] or usage["total_tokens"])
+    )
+    if usage_unknown:
+        usage = {**usage, "input_tokens": None, "output_tokens": None, "total_tokens": None}
     output_tokens = usage["output_tokens"] or 0
     generation_s = (end - first) if stream and first else (end - start)
     tokens_per_s = round(output_tokens / generation_s, 3) if output_tokens and generation_s > 0 else None
@@ -941,7 +1001,7 @@ def from_payload(
     # for which its payload says 0.0 and gives the reason beside it: unknown is not free.
     v = get("response_cost")
     cost = v if type(v) is float else _num(v)
-    if not cost and get("response_cost_failure_debug_info"):
+    if not cost and (usage_unknown or get("response_cost_failure_debug_info")):
         cost = None
     cache_hit = get("cache_hit")
 

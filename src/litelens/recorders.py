@@ -7,9 +7,9 @@ these when it is made:
 - **chunk counter** (`_install_chunk_counter`): a stream's `chunk_count`. `CustomStreamWrapper` keeps
   every chunk (it rebuilds usage from them) but tells loggers no count, and its per-chunk hooks are
   unreliable; a reference to its chunk list is put into the call's payload (`CHUNKS_KEY`), which also
-  gives a failed stream its answer so far. LiteLLM 1.80 to 1.110. It also keeps each live stream's
-  logging object by call id (`stream_logging_of`): a proxy's failure hook gets only the call id of a
-  stream its own code broke, which LiteLLM reports to no logger (`Callback.async_post_call_failure_hook`).
+  gives a failed stream its answer so far. LiteLLM 1.80 to 1.110. It also keeps each live stream by
+  call id (`stream_of`): a proxy's failure hook gets only the call id of a stream its own code broke,
+  which LiteLLM reports to no logger (`Callback.async_post_call_failure_hook`).
 - **event counter** (`_install_event_counter`): a Responses API stream's `chunk_count`. Its iterator
   keeps no list of events, only the last one, whose `sequence_number` is the count less one
   (`EVENTS_KEY`). LiteLLM 1.80 to 1.110.
@@ -65,33 +65,60 @@ CHUNKS_KEY = "litelens_stream_chunks"
 # Where LiteLLM's Router defines its stream wrappers: `litellm.router` (1.80's FallbackStreamWrapper),
 # `litellm.router_rust.invoke.streaming` (1.110's FallbackAwareStreamWrapper).
 _ROUTER_MODULES = ("litellm.router",)
-# Each stream's logging object by call id, while something (the stream) holds it: a LiteLLM proxy tells
-# its failure hooks the call id only (`stream_logging_of`).
+# Each stream (LiteLLM's `CustomStreamWrapper`) by call id, while something (the proxy) holds it: a
+# LiteLLM proxy tells its failure hooks the call id only (`stream_of`).
 _STREAMS: weakref.WeakValueDictionary[str, Any] = weakref.WeakValueDictionary()
 
 
-def stream_logging_of(call_id: Any) -> Any:
-    """The logging object of the stream with LiteLLM call id `call_id` still in use, or None."""
+def stream_of(call_id: Any) -> Any:
+    """The stream (LiteLLM's `CustomStreamWrapper`) with LiteLLM call id `call_id` still in use, or None."""
     return _STREAMS.get(call_id) if isinstance(call_id, str) else None
 
 
-def report_stream_failure(
-    callback: Callback, logging_obj: Any, exc: BaseException, trace: str | None
-) -> None:
+def stream_reported_failure(stream: Any) -> bool | None:
+    """Whether `stream` reported a failure of its own to the loggers (the provider broke it), or None
+    where LiteLLM does not say (before 1.110).
+
+    LiteLLM 1.110's stream keeps the task that reports its failure (`has_dispatched_failure_logging`):
+    what broke a stream that did not report is what a proxy's own code raised, whatever its class.
+    """
+    reported = getattr(stream, "has_dispatched_failure_logging", None)
+    return reported if type(reported) is bool else None
+
+
+def report_stream_failure(callback: Callback, stream: Any, exc: BaseException, trace: str | None) -> None:
     """Hand `callback` a stream's failure that LiteLLM reported to no logger, built by LiteLLM's own
-    failure helper as an unstreamed call's failure is."""
-    payload, start, end = failure_payload(logging_obj, exc, trace or "")
-    callback._capture(payload, True, start, end)
+    failure helper as an unstreamed call's failure is, on a copy of the call's logging object
+    (`copied_logging`).
+
+    The provider billed what it sent before the break. When one of the chunks said the usage (a
+    guardrail that breaks the stream once the usage chunk has come), LiteLLM's own accounting of a
+    broken stream (`_record_partial_usage_for_failure`, 1.110) puts it and its cost into the payload,
+    as it does when a provider breaks the stream. Otherwise the payload says 0 tokens, which the record
+    reads as not known (`record.from_payload`): LiteLLM's estimate from the text is left out, as a
+    count no provider gave.
+    """
+    logging_obj = copied_logging(stream.logging_obj)
+    chunks = getattr(stream, "chunks", None)
+    if isinstance(chunks, list) and any(getattr(c, "usage", None) for c in chunks):
+        # The accounting writes into the stream's logging object: a copy of the stream holds ours.
+        billing = copy.copy(stream)
+        billing.logging_obj = logging_obj
+        bill = getattr(billing, "_record_partial_usage_for_failure", None)
+        if callable(bill):
+            bill()
+    start, end = logging_obj._failure_handler_helper_fn(exc, trace or "")
+    callback._capture(logging_obj.model_call_details, True, start, end)
 
 
-def failure_payload(logging_obj: Any, exc: BaseException, trace: str) -> tuple[dict[str, Any], Any, Any]:
-    """The payload LiteLLM's failure helper builds for `exc`, with its start and end time, built on a
-    copy of the call's logging object.
+def copied_logging(logging_obj: Any) -> Any:
+    """A copy of a call's LiteLLM logging object whose `model_call_details` is a copy too, for LiteLLM's
+    helpers that write the call's failure (or a broken stream's usage) into it in place.
 
-    The helper writes the failure into the object's `model_call_details` in place, and that object is
-    still LiteLLM's: a success report under way (a stream that ended before a hook raised, held up
-    by a slow logger) would carry the failure to every logger after litelens, with its cost zeroed.
-    The helper may also add an exception's headers to the call's metadata, so that is copied too.
+    That object is still LiteLLM's: a success report under way (a stream that ended before a hook
+    raised, held up by a slow logger) would carry the failure to every logger after litelens, with its
+    cost zeroed. The failure helper may also add an exception's headers to the call's metadata, so
+    that is copied too.
     """
     details = dict(logging_obj.model_call_details)
     params = details.get("litellm_params")
@@ -101,8 +128,7 @@ def failure_payload(logging_obj: Any, exc: BaseException, trace: str) -> tuple[d
             params["metadata"] = dict(params["metadata"])
     clone = copy.copy(logging_obj)
     clone.model_call_details = details
-    start, end = clone._failure_handler_helper_fn(exc, trace)
-    return details, start, end
+    return clone
 
 
 def _install_chunk_counter() -> None:
@@ -139,7 +165,7 @@ def _install_chunk_counter() -> None:
                 details[CHUNKS_KEY] = chunks
                 call_id = details.get("litellm_call_id")
                 if isinstance(call_id, str):
-                    _STREAMS[call_id] = self.logging_obj
+                    _STREAMS[call_id] = self
         except Exception:  # never let bookkeeping break a stream
             pass
 
@@ -422,7 +448,9 @@ def _report_unstarted_stream(
         except Exception as raised:
             mapped = raised
         trace = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-        payload, start, end = failure_payload(logging_obj, mapped, trace)
+        logging_obj = copied_logging(logging_obj)
+        start, end = logging_obj._failure_handler_helper_fn(mapped, trace)
+        payload = logging_obj.model_call_details
         for logger in loggers:
             logger._capture(payload, True, start, end)
     except Exception:  # never let bookkeeping change the caller's exception

@@ -889,6 +889,11 @@ def span_to_record(span: NeutralSpan) -> Record | None:
         tags = _json_list(tags) or [tags]
 
     status, error = _outcome(span, attrs, provider)
+    chunk_count = _int(attrs.get(LITELENS_CHUNK_COUNT)) if stream else None
+    if status != "ok" and chunk_count and not any(usage[k] for k in _COUNTS):
+        # A stream that broke after chunks came, with no count given: not known, as `record.from_payload`
+        # says it (a span carries no attribute for a null count).
+        usage = {**usage, **dict.fromkeys(_COUNTS)}
     request, response = _content(attrs, call_type, parameters)
     finish_reasons = attrs.get(GEN_AI_RESPONSE_FINISH_REASONS)
     if finish_reasons is None:
@@ -932,7 +937,7 @@ def span_to_record(span: NeutralSpan) -> Record | None:
         "duration_ms": round(max(0.0, (end - start) * 1000.0), 3),
         "ttft_ms": ttft_ms,
         "output_tokens_per_s": tokens_per_s,
-        "chunk_count": _int(attrs.get(LITELENS_CHUNK_COUNT)) if stream else None,
+        "chunk_count": chunk_count,
         "usage": usage,
         "cost_usd": _first_num(
             attrs,
@@ -1060,6 +1065,9 @@ def _ttft_ms(span: NeutralSpan, attrs: Mapping[str, Any]) -> float | None:
             if isinstance(time_ns, int) and time_ns >= span.start_ns:
                 return round((time_ns - span.start_ns) / 1e6, 3)
     return None
+
+
+_COUNTS = ("input_tokens", "output_tokens", "total_tokens")
 
 
 def _usage(attrs: Mapping[str, Any]) -> dict[str, int | None]:

@@ -212,7 +212,10 @@ def normalize(record: dict[str, Any]) -> dict[str, Any]:
     usage = record.get("usage") or {}
     usage.setdefault("input_tokens", 0)
     usage.setdefault("output_tokens", 0)
-    usage.setdefault("total_tokens", usage["input_tokens"] + usage["output_tokens"])
+    if "total_tokens" not in usage:
+        # A count the sender did not know (null, as `check_record` allows) leaves the total unknown too.
+        tokens_in, tokens_out = usage["input_tokens"], usage["output_tokens"]
+        usage["total_tokens"] = None if tokens_in is None or tokens_out is None else tokens_in + tokens_out
     record["usage"] = usage
     if record["end_time"] < record["start_time"]:
         # A clock that stepped back during the call (NTP): it took no time we can know of.
