@@ -528,6 +528,30 @@ def test_a_big_write_over_a_slow_uplink_is_stored_with_the_default_settings(
         link.close()
 
 
+def test_a_database_that_does_not_track_activity_runs_long_statements_to_their_end(database: str) -> None:
+    """With `track_activities = off` PostgreSQL never shows a session as 'active' ('disabled' instead), so
+    the watchdog found none working on its statement and gave up every one that ran past the bound, on a
+    database that was fine. What it cannot see it now leaves alone while the database answers."""
+    import psycopg
+
+    from litelens.server.store.postgres import PostgresStore
+
+    name = database.rsplit("/", 1)[1]
+    with psycopg.connect(database, autocommit=True) as admin:
+        admin.execute(f'ALTER DATABASE "{name}" SET track_activities = off')
+    store = PostgresStore(f"{database}?tcp_user_timeout=1000", pool_size=1)
+    try:
+        began = time.monotonic()
+        with store._read() as cur:
+            cur.execute("SHOW track_activities")
+            assert cur.fetchone() == ("off",)
+            cur.execute("SELECT pg_sleep(3), 'done'")
+            assert cur.fetchone() == ("", "done")
+        assert time.monotonic() - began >= 3
+    finally:
+        store.close()
+
+
 def test_a_path_to_postgresql_gone_silent_costs_a_few_seconds_not_a_hung_collector(
     server_factory: Callable[..., ServerProcess], cluster: Any, database: str, tmp_path: Path
 ) -> None:

@@ -179,8 +179,13 @@ class _Wait:
         return True
 
 
-# A session that works on its statement (not one waiting for input from its client, which is lost).
-_WORKING = "state = 'active' AND wait_event_type IS DISTINCT FROM 'Client'"
+# A session that works on its statement (not one waiting for input from its client, which is lost), or
+# one whose state the database does not track (`track_activities = off` shows 'disabled'; NULL to a role
+# not allowed to see it): what it does cannot be told, so it is left alone while the database answers,
+# as one behind a pooler is.
+_WORKING = (
+    "(state = 'active' AND wait_event_type IS DISTINCT FROM 'Client' OR state IS NULL OR state = 'disabled')"
+)
 
 
 class Watchdog:
