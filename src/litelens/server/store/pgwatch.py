@@ -7,10 +7,10 @@ answer to a query that was delivered. The store's writer writes for every sender
 stalled ingest for all of them. Two things bound it:
 
 - libpq's TCP settings (`connect_options`): keepalives find a dead peer on an idle connection and one
-  waiting for a query's answer, `tcp_user_timeout` one that no longer acknowledges what is sent. They
-  cost nothing, and they are what a DBA looks for in a connection string. The kernel alone cannot see a
-  path that goes silent behind a proxy that still acknowledges everything (pgbouncer, a cloud SQL proxy,
-  a load balancer whose backend died).
+  waiting for a query's answer (and a `tcp_user_timeout` the URL sets, one that no longer acknowledges
+  what is sent). They cost nothing, and they are what a DBA looks for in a connection string. The kernel
+  alone cannot see a path that goes silent behind a proxy that still acknowledges everything (pgbouncer,
+  a cloud SQL proxy, a load balancer whose backend died).
 - `Watchdog`: a statement that has waited as long as `tcp_user_timeout` for its answer, with not a byte
   crossing the path meanwhile (a big answer on a slow link is slow, not silent), makes it ask the
   database, on a new connection, whether the session is still working on it. A session that is not (it is
@@ -45,8 +45,9 @@ log = logging.getLogger("litelens.server")
 CONNECT_TIMEOUT_S = 10
 
 # A dead path is found in about 30 s whichever way it died: an idle connection (or one waiting for a
-# long query) after 10 s of silence and 4 unanswered probes 5 s apart; data that goes unacknowledged
-# after 30 s. Short for TCP, long for a collector, whose statements take milliseconds.
+# long query) after 10 s of silence and 4 unanswered probes 5 s apart; a statement whose request or
+# answer stops crossing the path for 30 s (`tcp_user_timeout`) by the watchdog. Short for TCP, long for a
+# collector, whose statements take milliseconds.
 TCP_DEFAULTS: dict[str, Any] = {
     "keepalives": 1,
     "keepalives_idle": 10,
@@ -54,6 +55,13 @@ TCP_DEFAULTS: dict[str, Any] = {
     "keepalives_count": 4,
     "tcp_user_timeout": 30_000,
 }
+
+# Our default `tcp_user_timeout` is the watchdog's bound only, not the kernel's: Linux also ends a
+# connection whose peer acknowledges everything but reads slowly (a proxy relaying to a slow link, a
+# server busy while the rest of a pipeline waits), as it counts its window staying shut as data left
+# unacknowledged, so a big write over a slow uplink failed with "Connection timed out". The watchdog tells
+# slow from silent. One the URL sets goes to both, as the DBA asked.
+_WATCHDOG_ONLY = frozenset({"tcp_user_timeout"})
 
 # The statement is the transaction's last word for this long: a write transaction waits on nothing but
 # its own client between statements (its rows are built before it starts), so one left idle this long
@@ -88,7 +96,7 @@ def connect_options(url: str) -> dict[str, Any]:
     if "connect_timeout" not in given and not os.environ.get("PGCONNECT_TIMEOUT"):
         options["connect_timeout"] = CONNECT_TIMEOUT_S
     if not _names_service(given):
-        options.update({k: v for k, v in TCP_DEFAULTS.items() if k not in given})
+        options.update({k: v for k, v in TCP_DEFAULTS.items() if k not in given and k not in _WATCHDOG_ONLY})
     return options
 
 
