@@ -452,6 +452,106 @@ class _Relay:
             upstream.close()
 
 
+class _SlowLink(_Relay):
+    """A path to PostgreSQL that is slow one way (`rate` bytes a second at most, toward the database or
+    toward the collector) but never silent, as a congested or distant link is: the side that sends
+    waits for this one to take its bytes, a few kilobytes at a time."""
+
+    def __init__(self, port: int, rate: int, *, toward_database: bool) -> None:
+        self.rate = rate
+        self.toward_database = toward_database
+        super().__init__(port)
+
+    def _pump(self, source: socket.socket, sink: socket.socket, silent: threading.Event) -> None:
+        if (source.getsockname()[1] == self.port) != self.toward_database:
+            _Relay._pump(source, sink, silent)
+            return
+        source.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
+        with contextlib.suppress(OSError):
+            while data := source.recv(8192):
+                sink.sendall(data)
+                time.sleep(len(data) / self.rate)
+        with contextlib.suppress(OSError):
+            sink.shutdown(socket.SHUT_WR)
+
+
+def test_an_answer_slower_to_cross_the_link_than_the_bound_is_read_to_its_end(
+    cluster: Any, database: str
+) -> None:
+    """A big answer (an export, a chart's rows) that took longer than the bound to cross a slow link was
+    given up with a 503 while its bytes were arriving all along: the session, writing to its client
+    ('ClientWrite') or done and idle, was taken for one not working on the statement."""
+    from litelens.server.store.postgres import PostgresStore
+
+    link = _SlowLink(cluster.port, 500_000, toward_database=False)
+    name = database.rsplit("/", 1)[1]
+    store = PostgresStore(
+        f"postgresql://postgres@127.0.0.1:{link.port}/{name}?tcp_user_timeout=1000", pool_size=1
+    )
+    try:
+        began = time.monotonic()
+        with store._read() as cur:
+            cur.execute("SELECT repeat('x', 600000)")
+            assert len(cur.fetchone()[0]) == 600_000
+        assert time.monotonic() - began >= 2  # the answer took twice the bound and more
+    finally:
+        store.close()
+        link.close()
+
+
+def test_a_big_write_over_a_slow_uplink_is_stored_with_the_default_settings(
+    cluster: Any, database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A large batch sent over a slow uplink: the database reads the request as it comes ('ClientRead'),
+    which the watchdog took for a session waiting on a lost client, so the write was given up, as a 503
+    repeated for as long as the sender retried. Here litelens's default bound is 1 s, not 30 s, so that
+    the write takes several bounds; the URL sets none, so the kernel's own `tcp_user_timeout` (which
+    also ends a connection whose peer takes its bytes slowly) is not in play either."""
+    from litelens.server.store import pgwatch
+    from litelens.server.store.postgres import PostgresStore
+
+    monkeypatch.setitem(pgwatch.TCP_DEFAULTS, "tcp_user_timeout", 1000)
+    link = _SlowLink(cluster.port, 600_000, toward_database=True)
+    name = database.rsplit("/", 1)[1]
+    store = PostgresStore(f"postgresql://postgres@127.0.0.1:{link.port}/{name}", pool_size=1)
+    try:
+        store.migrate()
+        project = store.create_project("p")
+        said = {"role": "user", "content": "x" * 4000}
+        calls = [make_record(f"big-{i}", request={"messages": [said]}) for i in range(400)]
+        began = time.monotonic()
+        store.write(project, calls, [])
+        assert time.monotonic() - began >= 2  # the request took twice the bound and more
+        assert _stored(database) == (400, 400)
+    finally:
+        store.close()
+        link.close()
+
+
+def test_a_database_that_does_not_track_activity_runs_long_statements_to_their_end(database: str) -> None:
+    """With `track_activities = off` PostgreSQL never shows a session as 'active' ('disabled' instead), so
+    the watchdog found none working on its statement and gave up every one that ran past the bound, on a
+    database that was fine. What it cannot see it now leaves alone while the database answers."""
+    import psycopg
+
+    from litelens.server.store.postgres import PostgresStore
+
+    name = database.rsplit("/", 1)[1]
+    with psycopg.connect(database, autocommit=True) as admin:
+        admin.execute(f'ALTER DATABASE "{name}" SET track_activities = off')
+    store = PostgresStore(f"{database}?tcp_user_timeout=1000", pool_size=1)
+    try:
+        began = time.monotonic()
+        with store._read() as cur:
+            cur.execute("SHOW track_activities")
+            assert cur.fetchone() == ("off",)
+            cur.execute("SELECT pg_sleep(3), 'done'")
+            assert cur.fetchone() == ("", "done")
+        assert time.monotonic() - began >= 3
+    finally:
+        store.close()
+
+
 def test_a_path_to_postgresql_gone_silent_costs_a_few_seconds_not_a_hung_collector(
     server_factory: Callable[..., ServerProcess], cluster: Any, database: str, tmp_path: Path
 ) -> None:
@@ -604,7 +704,9 @@ def test_connections_to_postgresql_keep_alive_as_the_url_says_or_by_default(data
         finally:
             store.close()
 
-    assert tcp(database) == (1, 10, 5, 4, 30_000)
+    # litelens's tcp_user_timeout bounds its watchdog, not the kernel, which would also end a connection
+    # whose peer takes its bytes slowly (0: the kernel's default).
+    assert tcp(database) == (1, 10, 5, 4, 0)
     assert tcp(f"{database}?keepalives_idle=120&tcp_user_timeout=7000") == (1, 120, 5, 4, 7000)
     host, port = database.split("@", 1)[1].split("/", 1)[0].split(":")
     name = database.rsplit("/", 1)[1]

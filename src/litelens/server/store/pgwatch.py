@@ -7,11 +7,12 @@ answer to a query that was delivered. The store's writer writes for every sender
 stalled ingest for all of them. Two things bound it:
 
 - libpq's TCP settings (`connect_options`): keepalives find a dead peer on an idle connection and one
-  waiting for a query's answer, `tcp_user_timeout` one that no longer acknowledges what is sent. They
-  cost nothing, and they are what a DBA looks for in a connection string. The kernel alone cannot see a
-  path that goes silent behind a proxy that still acknowledges everything (pgbouncer, a cloud SQL proxy,
-  a load balancer whose backend died).
-- `Watchdog`: a statement that has waited as long as `tcp_user_timeout` for its answer makes it ask the
+  waiting for a query's answer (and a `tcp_user_timeout` the URL sets, one that no longer acknowledges
+  what is sent). They cost nothing, and they are what a DBA looks for in a connection string. The kernel
+  alone cannot see a path that goes silent behind a proxy that still acknowledges everything (pgbouncer,
+  a cloud SQL proxy, a load balancer whose backend died).
+- `Watchdog`: a statement that has waited as long as `tcp_user_timeout` for its answer, with not a byte
+  crossing the path meanwhile (a big answer on a slow link is slow, not silent), makes it ask the
   database, on a new connection, whether the session is still working on it. A session that is not (it is
   idle, or waits for input the client sent), or a database that cannot be reached, means the answer is
   not coming: the connection's socket is shut, the statement fails at once as a broken connection, and
@@ -28,6 +29,7 @@ import logging
 import os
 import re
 import socket
+import struct
 import threading
 import time
 from collections.abc import Callable
@@ -43,8 +45,9 @@ log = logging.getLogger("litelens.server")
 CONNECT_TIMEOUT_S = 10
 
 # A dead path is found in about 30 s whichever way it died: an idle connection (or one waiting for a
-# long query) after 10 s of silence and 4 unanswered probes 5 s apart; data that goes unacknowledged
-# after 30 s. Short for TCP, long for a collector, whose statements take milliseconds.
+# long query) after 10 s of silence and 4 unanswered probes 5 s apart; a statement whose request or
+# answer stops crossing the path for 30 s (`tcp_user_timeout`) by the watchdog. Short for TCP, long for a
+# collector, whose statements take milliseconds.
 TCP_DEFAULTS: dict[str, Any] = {
     "keepalives": 1,
     "keepalives_idle": 10,
@@ -52,6 +55,13 @@ TCP_DEFAULTS: dict[str, Any] = {
     "keepalives_count": 4,
     "tcp_user_timeout": 30_000,
 }
+
+# Our default `tcp_user_timeout` is the watchdog's bound only, not the kernel's: Linux also ends a
+# connection whose peer acknowledges everything but reads slowly (a proxy relaying to a slow link, a
+# server busy while the rest of a pipeline waits), as it counts its window staying shut as data left
+# unacknowledged, so a big write over a slow uplink failed with "Connection timed out". The watchdog tells
+# slow from silent. One the URL sets goes to both, as the DBA asked.
+_WATCHDOG_ONLY = frozenset({"tcp_user_timeout"})
 
 # The statement is the transaction's last word for this long: a write transaction waits on nothing but
 # its own client between statements (its rows are built before it starts), so one left idle this long
@@ -86,7 +96,7 @@ def connect_options(url: str) -> dict[str, Any]:
     if "connect_timeout" not in given and not os.environ.get("PGCONNECT_TIMEOUT"):
         options["connect_timeout"] = CONNECT_TIMEOUT_S
     if not _names_service(given):
-        options.update({k: v for k, v in TCP_DEFAULTS.items() if k not in given})
+        options.update({k: v for k, v in TCP_DEFAULTS.items() if k not in given and k not in _WATCHDOG_ONLY})
     return options
 
 
@@ -152,7 +162,7 @@ class WatchedConnection(psycopg.Connection[Any]):
 
 
 class _Wait:
-    __slots__ = ("conn", "fd", "pid", "since")
+    __slots__ = ("conn", "fd", "moved", "pid", "since")
 
     def __init__(self, conn: WatchedConnection) -> None:
         self.conn = conn
@@ -160,10 +170,30 @@ class _Wait:
         # Read here, in the thread that owns the connection, not later from the watchdog's.
         self.pid = conn.info.backend_pid
         self.fd = conn.pgconn.socket
+        self.moved: int | None = None
+        """The bytes that had crossed the path at the watchdog's last look (`_bytes_moved`)."""
+
+    def look(self, now: float) -> bool:
+        """Whether bytes crossed the path since the last look, which then restarts the wait's clock: an
+        answer (or a request) that takes longer than the bound to cross a slow link is slow, not silent.
+        Call under the watchdog's lock (the descriptor is the connection's only until it is answered)."""
+        moved = _bytes_moved(self.fd)
+        if moved is None or moved == self.moved:
+            return False
+        first, self.moved = self.moved is None, moved
+        if first:
+            return False  # what moved before the first look may be the statement's own request
+        self.since = now
+        return True
 
 
-# A session that works on its statement (not one waiting for input from its client, which is lost).
-_WORKING = "state = 'active' AND wait_event_type IS DISTINCT FROM 'Client'"
+# A session that works on its statement (not one waiting for input from its client, which is lost), or
+# one whose state the database does not track (`track_activities = off` shows 'disabled'; NULL to a role
+# not allowed to see it): what it does cannot be told, so it is left alone while the database answers,
+# as one behind a pooler is.
+_WORKING = (
+    "(state = 'active' AND wait_event_type IS DISTINCT FROM 'Client' OR state IS NULL OR state = 'disabled')"
+)
 
 
 class Watchdog:
@@ -200,6 +230,8 @@ class Watchdog:
         while not self._closed.wait(tick):
             now = time.monotonic()
             with self._lock:
+                for wait in self._waits.values():
+                    wait.look(now)
                 due = [w for w in self._waits.values() if now - w.since >= self.after_s]
             if due:
                 self._check(due)
@@ -230,6 +262,8 @@ class Watchdog:
             with self._lock:
                 if self._waits.get(id(wait.conn)) is not wait:
                     continue  # answered meanwhile
+                if wait.look(time.monotonic()):
+                    continue  # bytes crossed while the database was asked: the path is back, or was slow
                 if rows is not None and (wait.conn.session is None or wait.pid in working):
                     # A long statement, or one whose session cannot be told apart from the pooler's
                     # others while the database answers: ask again after as long.
@@ -322,6 +356,35 @@ def first_line(exc: BaseException) -> str:
     """An error's first line: libpq adds a second line of advice ("Is the server running on that
     host...") meant for a terminal."""
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+# Linux's struct tcp_info (linux/tcp.h) holds, since 4.1, how many bytes of ours the peer acknowledged
+# and how many of its we received: two 64-bit counters at these offsets.
+_TCP_INFO_BYTES = struct.Struct("=QQ")
+_TCP_INFO_BYTES_AT = 120
+
+
+def _bytes_moved(fd: int) -> int | None:
+    """How many bytes crossed the TCP connection under `fd`, both ways, by the kernel's count: it grows
+    while a transfer moves, however slowly, and stops when the path goes silent (a proxy that still
+    acknowledges stops too, once its buffers are full). None where the system does not say (not Linux,
+    a Unix socket): the database's word alone then decides."""
+    option = getattr(socket, "TCP_INFO", None)
+    if option is None:
+        return None
+    size = _TCP_INFO_BYTES_AT + _TCP_INFO_BYTES.size
+    try:
+        sock = socket.socket(fileno=os.dup(fd))
+        try:
+            info = sock.getsockopt(socket.IPPROTO_TCP, option, size)
+        finally:
+            sock.close()
+    except OSError:
+        return None
+    if len(info) < size:
+        return None
+    acked, received = _TCP_INFO_BYTES.unpack_from(info, _TCP_INFO_BYTES_AT)
+    return int(acked + received)
 
 
 def _shut(fd: int) -> None:
