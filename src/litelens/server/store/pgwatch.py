@@ -18,7 +18,10 @@ stalled ingest for all of them. Two things bound it:
   the store answers 503 as for any outage. A long statement the database is still running is left alone,
   however long it takes (a migration, a chart over months of calls). So is one whose session cannot be
   found (behind pgbouncer the process id the driver has is the pooler's) while the database answers, and
-  any statement while the database refuses the check (its connection slots are full): it is there.
+  any statement while the database refuses the check (its connection slots are full): it is there. But
+  only for so long: a database that refuses every check (`REFUSED_CHECKS_MAX` in a row) tells no more
+  about the statement than one that cannot be reached, and its refusals can last as long as the outage
+  (the stopped session itself may hold the slot the check needs). The statement is then given up.
 """
 
 from __future__ import annotations
@@ -58,6 +61,13 @@ TCP_DEFAULTS: dict[str, Any] = {
 # lost its client, and its write lock would keep every other writer waiting until the database's own
 # TCP noticed (two hours by Linux's defaults). Twice the answer bound, so it is never the one to act first.
 IDLE_IN_WRITE_FACTOR = 2
+
+# A statement whose checks the database refused this many times in a row is given up as if it could not
+# be reached: after four bounds, two minutes by default. A refusal says nothing about the statement, and
+# refusals can last as long as the outage (the stopped session holds the connection slot the check needs,
+# a changed password): without a limit a statement on a dead path waited for ever. The price: a statement
+# the database is still running is cut too if it ran that long while every check was refused.
+REFUSED_CHECKS_MAX = 4
 
 RV = TypeVar("RV")
 
@@ -152,11 +162,13 @@ class WatchedConnection(psycopg.Connection[Any]):
 
 
 class _Wait:
-    __slots__ = ("conn", "fd", "pid", "since")
+    __slots__ = ("began", "conn", "fd", "pid", "refused", "since")
 
     def __init__(self, conn: WatchedConnection) -> None:
         self.conn = conn
-        self.since = time.monotonic()
+        self.began = self.since = time.monotonic()
+        self.refused = 0
+        """How many checks in a row the database refused."""
         # Read here, in the thread that owns the connection, not later from the watchdog's.
         self.pid = conn.info.backend_pid
         self.fd = conn.pgconn.socket
@@ -207,13 +219,13 @@ class Watchdog:
     def _check(self, due: list[_Wait]) -> None:
         # Behind a pooler the pid libpq was given is not the session's: asking about it says nothing.
         pids = [w.pid for w in due if w.conn.session is not None]
+        why = "cannot be reached"
         try:
             rows = self._ask(f"SELECT pid FROM pg_stat_activity WHERE pid = ANY(%s) AND {_WORKING}", (pids,))
         except _Refused as refused:
             # The database answered, with a refusal (its connection slots are full, a pooler's limit,
             # the check's own statement_timeout): it is there, and may well be working on every one of
-            # them. Nothing is given up on a guess; they are asked about again after as long.
-            self._postpone(due)
+            # them. Nothing is given up on one refusal; they are asked about again after as long.
             log.log(
                 logging.DEBUG if self._refusals else logging.WARNING,
                 "PostgreSQL refused the check on %d statement(s) waiting over %.0f s (%s): asking again later",
@@ -222,8 +234,13 @@ class Watchdog:
                 refused,
             )
             self._refusals += 1
-            return
-        self._refusals = 0
+            due = self._postpone(due)
+            if not due:
+                return
+            rows = None  # refused too often: no more known than if it could not be reached
+            why = f"refused {REFUSED_CHECKS_MAX} checks in a row ({refused})"
+        else:
+            self._refusals = 0
         working = {int(r[0]) for r in rows or ()}
         given_up: list[_Wait] = []
         for wait in due:
@@ -234,9 +251,10 @@ class Watchdog:
                     # A long statement, or one whose session cannot be told apart from the pooler's
                     # others while the database answers: ask again after as long.
                     wait.since = time.monotonic()
+                    wait.refused = 0
                     continue
                 del self._waits[id(wait.conn)]
-                waited = time.monotonic() - wait.since
+                waited = time.monotonic() - wait.began
                 wait.conn.given_up_after = waited
                 # Under the lock: until `answered` returns the connection is not closed, so the
                 # descriptor is still its own and not a number since reused by another socket.
@@ -244,7 +262,7 @@ class Watchdog:
             log.warning(
                 "PostgreSQL sent no answer for %.0f s and %s: giving up the connection",
                 waited,
-                "cannot be reached" if rows is None else "is not working on the statement",
+                why if rows is None else "is not working on the statement",
             )
             given_up.append(wait)
         if not given_up:
@@ -262,11 +280,20 @@ class Watchdog:
                     ([p for p, _ in sessions], [t for _, t in sessions]),
                 )
 
-    def _postpone(self, due: list[_Wait]) -> None:
+    def _postpone(self, due: list[_Wait]) -> list[_Wait]:
+        """Ask about `due` again after another bound, the database having refused the check; returns
+        those it has refused too often to wait on any longer."""
+        refused_too_often: list[_Wait] = []
         with self._lock:
             for wait in due:
-                if self._waits.get(id(wait.conn)) is wait:
+                if self._waits.get(id(wait.conn)) is not wait:
+                    continue  # answered meanwhile
+                wait.refused += 1
+                if wait.refused >= REFUSED_CHECKS_MAX:
+                    refused_too_often.append(wait)
+                else:
                     wait.since = time.monotonic()
+        return refused_too_often
 
     def _ask(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]] | None:
         """The rows of `sql` on a new connection; None when the database does not answer within a
