@@ -724,6 +724,48 @@ def test_a_silent_path_is_given_up_even_while_postgresql_refuses_every_check(
         relay.close()
 
 
+def test_a_full_pool_on_a_silent_path_logs_one_warning_then_a_count(cluster: Any, database: str) -> None:
+    """Each connection the watchdog gave up had a warning of its own: a path gone silent under a full
+    pool, and again under the retries that followed, wrote a line per connection, burying the first.
+    One line now for the outage, and once it is over one that counts the rest."""
+    from litelens.server.store.base import StoreUnavailable
+    from litelens.server.store.postgres import PostgresStore
+
+    relay = _Relay(cluster.port)
+    name = database.rsplit("/", 1)[1]
+    store = PostgresStore(
+        f"postgresql://postgres@127.0.0.1:{relay.port}/{name}?tcp_user_timeout=2000", pool_size=3
+    )
+    silenced = threading.Barrier(3, action=relay.blackhole)  # once all three hold a connection
+
+    def statement() -> BaseException | None:
+        try:
+            with store._read() as cur:
+                silenced.wait(10)
+                cur.execute("SELECT 1")
+        except BaseException as exc:
+            return exc
+        return None
+
+    try:
+        with _warnings() as said:
+            for _ in range(2):  # the outage, then every sender's retry into it
+                silenced.reset()
+                with ThreadPoolExecutor(3) as pool:
+                    failed = list(pool.map(lambda _: statement(), range(3)))
+                assert all(isinstance(exc, StoreUnavailable) for exc in failed), failed
+            assert sum("giving up the connection" in line for line in said) == 1, said
+            deadline = time.monotonic() + 15
+            while not any("more connection" in line for line in said) and time.monotonic() < deadline:
+                time.sleep(0.2)
+        assert len(said) == 2 and "5 more connection(s) given up" in said[1], said
+        with store._read() as cur:  # the path is back for connections made since
+            cur.execute("SELECT 1")
+    finally:
+        store.close()
+        relay.close()
+
+
 class _Pooler(_Relay):
     """A relay that, like pgbouncer, gives its clients a process id of its own (in BackendKeyData), not
     the id of the server session that runs their statements."""

@@ -22,6 +22,10 @@ stalled ingest for all of them. Two things bound it:
   only for so long: a database that refuses every check (`REFUSED_CHECKS_MAX` in a row) tells no more
   about the statement than one that cannot be reached, and its refusals can last as long as the outage
   (the stopped session itself may hold the slot the check needs). The statement is then given up.
+
+The watchdog warns once per outage (once for each kind of warning), then counts: a path gone silent
+under a full pool, and again under the senders' retries, gave up connection after connection with a
+warning each, burying the first.
 """
 
 from __future__ import annotations
@@ -68,6 +72,10 @@ IDLE_IN_WRITE_FACTOR = 2
 # a changed password): without a limit a statement on a dead path waited for ever. The price: a statement
 # the database is still running is cut too if it ran that long while every check was refused.
 REFUSED_CHECKS_MAX = 4
+
+# The outage is over for the log once nothing was given up or refused for this many bounds: the next
+# warning is a new outage's. A silent path gives up its connections within one bound of each other.
+QUIET_FACTOR = 2
 
 RV = TypeVar("RV")
 
@@ -190,7 +198,7 @@ class Watchdog:
         self._lock = threading.Lock()
         self._closed = threading.Event()
         self._thread: threading.Thread | None = None
-        self._refusals = 0
+        self._outage = _OutageLog(after_s * QUIET_FACTOR)
 
     def waiting(self, conn: WatchedConnection) -> None:
         wait = _Wait(conn)
@@ -215,6 +223,8 @@ class Watchdog:
                 due = [w for w in self._waits.values() if now - w.since >= self.after_s]
             if due:
                 self._check(due)
+            self._outage.tick()
+        self._outage.over()
 
     def _check(self, due: list[_Wait]) -> None:
         # Behind a pooler the pid libpq was given is not the session's: asking about it says nothing.
@@ -226,21 +236,18 @@ class Watchdog:
             # The database answered, with a refusal (its connection slots are full, a pooler's limit,
             # the check's own statement_timeout): it is there, and may well be working on every one of
             # them. Nothing is given up on one refusal; they are asked about again after as long.
-            log.log(
-                logging.DEBUG if self._refusals else logging.WARNING,
+            self._outage.say(
+                "refused",
                 "PostgreSQL refused the check on %d statement(s) waiting over %.0f s (%s): asking again later",
                 len(due),
                 self.after_s,
                 refused,
             )
-            self._refusals += 1
             due = self._postpone(due)
             if not due:
                 return
             rows = None  # refused too often: no more known than if it could not be reached
             why = f"refused {REFUSED_CHECKS_MAX} checks in a row ({refused})"
-        else:
-            self._refusals = 0
         working = {int(r[0]) for r in rows or ()}
         given_up: list[_Wait] = []
         for wait in due:
@@ -259,7 +266,8 @@ class Watchdog:
                 # Under the lock: until `answered` returns the connection is not closed, so the
                 # descriptor is still its own and not a number since reused by another socket.
                 _shut(wait.fd)
-            log.warning(
+            self._outage.say(
+                "given up",
                 "PostgreSQL sent no answer for %.0f s and %s: giving up the connection",
                 waited,
                 why if rows is None else "is not working on the statement",
@@ -326,6 +334,46 @@ class Watchdog:
             with contextlib.suppress(Exception):
                 _shut(probe.pgconn.socket)
         return None
+
+
+class _OutageLog:
+    """The watchdog's warnings, one of each kind per outage and then a count, as the server says
+    "storage unavailable" once: a silent path under a full pool gave up each connection with a line of
+    its own, and each retry after it another. Used by the watchdog's thread only."""
+
+    _COUNTED = {"given up": "connection(s) given up", "refused": "check(s) refused"}
+
+    def __init__(self, quiet_s: float) -> None:
+        self.quiet_s = quiet_s
+        self._more: dict[str, int] = {}  # kind -> how many since its warning; empty: no outage
+        self._began = self._last = 0.0
+
+    def say(self, kind: str, message: str, *args: Any) -> None:
+        now = time.monotonic()
+        if not self._more:
+            self._began = now
+        self._last = now
+        if kind in self._more:
+            self._more[kind] += 1
+            log.debug(message, *args)
+        else:
+            self._more[kind] = 0
+            log.warning(message, *args)
+
+    def tick(self) -> None:
+        if self._more and time.monotonic() - self._last >= self.quiet_s:
+            self.over()
+
+    def over(self) -> None:
+        """The outage ended (or the store closed): count what was not said."""
+        counted = [f"{n} more {self._COUNTED[kind]}" for kind, n in self._more.items() if n]
+        if counted:
+            log.warning(
+                "PostgreSQL watchdog: %s in the %.0f s after its first warning",
+                " and ".join(counted),
+                self._last - self._began,
+            )
+        self._more.clear()
 
 
 class _Refused(Exception):
