@@ -223,7 +223,8 @@ class Watchdog:
                 due = [w for w in self._waits.values() if now - w.since >= self.after_s]
             if due:
                 self._check(due)
-            self._outage.tick()
+            else:  # not over while statements wait past the bound (a check may have hung meanwhile)
+                self._outage.tick()
         self._outage.over()
 
     def _check(self, due: list[_Wait]) -> None:
