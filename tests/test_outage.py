@@ -5,6 +5,7 @@ module's own, which these tests stop and start (the session's is shared with eve
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import socket
 import subprocess
@@ -750,17 +751,10 @@ def test_a_database_refusing_the_check_connection_is_not_taken_for_unreachable(
     """A database with every connection slot taken ("too many connections", a pooler's limit) refused the
     watchdog's check connection, which was read as "cannot be reached": every statement that had run past
     the bound was given up with a 503, on a database that was up and working on them."""
-    import psycopg
-
     from litelens.server.store.postgres import PostgresStore
 
-    name = database.rsplit("/", 1)[1]
-    role = f"capped_{name}"
-    with psycopg.connect(database, autocommit=True) as admin:
-        # One connection for the role: the store's own; the check's is refused by the server (53300).
-        admin.execute(f'CREATE ROLE "{role}" LOGIN CONNECTION LIMIT 1')
     host = database.split("@", 1)[1]
-    store = PostgresStore(f"postgresql://{role}@{host}?tcp_user_timeout=1000", pool_size=1)
+    store = PostgresStore(f"postgresql://{_capped_role(database)}@{host}?tcp_user_timeout=1000", pool_size=1)
     try:
         began = time.monotonic()
         with store._read() as cur:
@@ -769,6 +763,109 @@ def test_a_database_refusing_the_check_connection_is_not_taken_for_unreachable(
         assert time.monotonic() - began >= 3.5
     finally:
         store.close()
+
+
+def _capped_role(database: str) -> str:
+    """A role allowed one connection: the store's own; any other (the watchdog's check) the database
+    refuses ("too many connections for role", 53300), as it does with every slot taken."""
+    import psycopg
+
+    role = f"capped_{database.rsplit('/', 1)[1]}"
+    with psycopg.connect(database, autocommit=True) as admin:
+        admin.execute(f'CREATE ROLE "{role}" LOGIN CONNECTION LIMIT 1')
+    return role
+
+
+@contextlib.contextmanager
+def _warnings() -> Iterator[list[str]]:
+    """The server's warnings logged while the block runs (a handler of its own: a `serve` run in this
+    process stops litelens's loggers propagating to pytest's)."""
+    said: list[str] = []
+
+    class Said(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            said.append(record.getMessage())
+
+    handler = Said(logging.WARNING)
+    logger = logging.getLogger("litelens.server")
+    logger.addHandler(handler)
+    try:
+        yield said
+    finally:
+        logger.removeHandler(handler)
+
+
+def test_a_silent_path_is_given_up_even_while_postgresql_refuses_every_check(
+    cluster: Any, database: str
+) -> None:
+    """The path goes silent while the database refuses the watchdog's check connection (here the role's
+    one slot is held by the stopped session itself, which the database has not seen go; a pooler's limit
+    or a changed password do the same): each refusal put the check off again, so the statement waited
+    for ever, and every request behind it. A few refusals in a row now count as a database that cannot be
+    reached: the statement fails, as in any outage, and the log says why."""
+    from litelens.server.store.base import StoreUnavailable
+    from litelens.server.store.postgres import PostgresStore
+
+    relay = _Relay(cluster.port)
+    name = database.rsplit("/", 1)[1]
+    role = _capped_role(database)
+    store = PostgresStore(
+        f"postgresql://{role}@127.0.0.1:{relay.port}/{name}?tcp_user_timeout=1000", pool_size=1
+    )
+    try:
+        with _warnings() as said:
+            outcome, took = _silenced_mid_statement(relay, store._read, wait_s=20)
+        assert outcome and isinstance(outcome[0], StoreUnavailable), (outcome, said)
+        assert str(outcome[0]).startswith("no answer from the database for"), outcome
+        assert took < 10, took
+        assert [line for line in said if "refused the check" in line][:1] == said[:1], said
+        assert sum("giving up the connection" in line for line in said) == 1, said
+        assert "refused 4 checks in a row" in said[-1], said
+    finally:
+        store.close()
+        relay.close()
+
+
+def test_a_full_pool_on_a_silent_path_logs_one_warning_then_a_count(cluster: Any, database: str) -> None:
+    """Each connection the watchdog gave up had a warning of its own: a path gone silent under a full
+    pool, and again under the retries that followed, wrote a line per connection, burying the first.
+    One line now for the outage, and once it is over one that counts the rest."""
+    from litelens.server.store.base import StoreUnavailable
+    from litelens.server.store.postgres import PostgresStore
+
+    relay = _Relay(cluster.port)
+    name = database.rsplit("/", 1)[1]
+    store = PostgresStore(
+        f"postgresql://postgres@127.0.0.1:{relay.port}/{name}?tcp_user_timeout=2000", pool_size=3
+    )
+    silenced = threading.Barrier(3, action=relay.blackhole)  # once all three hold a connection
+
+    def statement() -> BaseException | None:
+        try:
+            with store._read() as cur:
+                silenced.wait(10)
+                cur.execute("SELECT 1")
+        except BaseException as exc:
+            return exc
+        return None
+
+    try:
+        with _warnings() as said:
+            for _ in range(2):  # the outage, then every sender's retry into it
+                silenced.reset()
+                with ThreadPoolExecutor(3) as pool:
+                    failed = list(pool.map(lambda _: statement(), range(3)))
+                assert all(isinstance(exc, StoreUnavailable) for exc in failed), failed
+            assert sum("giving up the connection" in line for line in said) == 1, said
+            deadline = time.monotonic() + 15
+            while not any("more connection" in line for line in said) and time.monotonic() < deadline:
+                time.sleep(0.2)
+        assert len(said) == 2 and "5 more connection(s) given up" in said[1], said
+        with store._read() as cur:  # the path is back for connections made since
+            cur.execute("SELECT 1")
+    finally:
+        store.close()
+        relay.close()
 
 
 class _Pooler(_Relay):

@@ -19,7 +19,14 @@ stalled ingest for all of them. Two things bound it:
   the store answers 503 as for any outage. A long statement the database is still running is left alone,
   however long it takes (a migration, a chart over months of calls). So is one whose session cannot be
   found (behind pgbouncer the process id the driver has is the pooler's) while the database answers, and
-  any statement while the database refuses the check (its connection slots are full): it is there.
+  any statement while the database refuses the check (its connection slots are full): it is there. But
+  only for so long: a database that refuses every check (`REFUSED_CHECKS_MAX` in a row) tells no more
+  about the statement than one that cannot be reached, and its refusals can last as long as the outage
+  (the stopped session itself may hold the slot the check needs). The statement is then given up.
+
+The watchdog warns once per outage (once for each kind of warning), then counts: a path gone silent
+under a full pool, and again under the senders' retries, gave up connection after connection with a
+warning each, burying the first.
 """
 
 from __future__ import annotations
@@ -68,6 +75,17 @@ _WATCHDOG_ONLY = frozenset({"tcp_user_timeout"})
 # lost its client, and its write lock would keep every other writer waiting until the database's own
 # TCP noticed (two hours by Linux's defaults). Twice the answer bound, so it is never the one to act first.
 IDLE_IN_WRITE_FACTOR = 2
+
+# A statement whose checks the database refused this many times in a row is given up as if it could not
+# be reached: after four bounds, two minutes by default. A refusal says nothing about the statement, and
+# refusals can last as long as the outage (the stopped session holds the connection slot the check needs,
+# a changed password): without a limit a statement on a dead path waited for ever. The price: a statement
+# the database is still running is cut too if it ran that long while every check was refused.
+REFUSED_CHECKS_MAX = 4
+
+# The outage is over for the log once nothing was given up or refused for this many bounds: the next
+# warning is a new outage's. A silent path gives up its connections within one bound of each other.
+QUIET_FACTOR = 2
 
 RV = TypeVar("RV")
 
@@ -162,11 +180,13 @@ class WatchedConnection(psycopg.Connection[Any]):
 
 
 class _Wait:
-    __slots__ = ("conn", "fd", "moved", "pid", "since")
+    __slots__ = ("began", "conn", "fd", "moved", "pid", "refused", "since")
 
     def __init__(self, conn: WatchedConnection) -> None:
         self.conn = conn
-        self.since = time.monotonic()
+        self.began = self.since = time.monotonic()
+        self.refused = 0
+        """How many checks in a row the database refused."""
         # Read here, in the thread that owns the connection, not later from the watchdog's.
         self.pid = conn.info.backend_pid
         self.fd = conn.pgconn.socket
@@ -184,6 +204,7 @@ class _Wait:
         if first:
             return False  # what moved before the first look may be the statement's own request
         self.since = now
+        self.refused = 0  # the path is alive: refused checks before count for nothing now
         return True
 
 
@@ -208,7 +229,7 @@ class Watchdog:
         self._lock = threading.Lock()
         self._closed = threading.Event()
         self._thread: threading.Thread | None = None
-        self._refusals = 0
+        self._outage = _OutageLog(after_s * QUIET_FACTOR)
 
     def waiting(self, conn: WatchedConnection) -> None:
         wait = _Wait(conn)
@@ -235,27 +256,32 @@ class Watchdog:
                 due = [w for w in self._waits.values() if now - w.since >= self.after_s]
             if due:
                 self._check(due)
+            else:  # not over while statements wait past the bound (a check may have hung meanwhile)
+                self._outage.tick()
+        self._outage.over()
 
     def _check(self, due: list[_Wait]) -> None:
         # Behind a pooler the pid libpq was given is not the session's: asking about it says nothing.
         pids = [w.pid for w in due if w.conn.session is not None]
+        why = "cannot be reached"
         try:
             rows = self._ask(f"SELECT pid FROM pg_stat_activity WHERE pid = ANY(%s) AND {_WORKING}", (pids,))
         except _Refused as refused:
             # The database answered, with a refusal (its connection slots are full, a pooler's limit,
             # the check's own statement_timeout): it is there, and may well be working on every one of
-            # them. Nothing is given up on a guess; they are asked about again after as long.
-            self._postpone(due)
-            log.log(
-                logging.DEBUG if self._refusals else logging.WARNING,
+            # them. Nothing is given up on one refusal; they are asked about again after as long.
+            self._outage.say(
+                "refused",
                 "PostgreSQL refused the check on %d statement(s) waiting over %.0f s (%s): asking again later",
                 len(due),
                 self.after_s,
                 refused,
             )
-            self._refusals += 1
-            return
-        self._refusals = 0
+            due = self._postpone(due)
+            if not due:
+                return
+            rows = None  # refused too often: no more known than if it could not be reached
+            why = f"refused {REFUSED_CHECKS_MAX} checks in a row ({refused})"
         working = {int(r[0]) for r in rows or ()}
         given_up: list[_Wait] = []
         for wait in due:
@@ -268,17 +294,19 @@ class Watchdog:
                     # A long statement, or one whose session cannot be told apart from the pooler's
                     # others while the database answers: ask again after as long.
                     wait.since = time.monotonic()
+                    wait.refused = 0
                     continue
                 del self._waits[id(wait.conn)]
-                waited = time.monotonic() - wait.since
+                waited = time.monotonic() - wait.began
                 wait.conn.given_up_after = waited
                 # Under the lock: until `answered` returns the connection is not closed, so the
                 # descriptor is still its own and not a number since reused by another socket.
                 _shut(wait.fd)
-            log.warning(
+            self._outage.say(
+                "given up",
                 "PostgreSQL sent no answer for %.0f s and %s: giving up the connection",
                 waited,
-                "cannot be reached" if rows is None else "is not working on the statement",
+                why if rows is None else "is not working on the statement",
             )
             given_up.append(wait)
         if not given_up:
@@ -296,11 +324,20 @@ class Watchdog:
                     ([p for p, _ in sessions], [t for _, t in sessions]),
                 )
 
-    def _postpone(self, due: list[_Wait]) -> None:
+    def _postpone(self, due: list[_Wait]) -> list[_Wait]:
+        """Ask about `due` again after another bound, the database having refused the check; returns
+        those it has refused too often to wait on any longer."""
+        refused_too_often: list[_Wait] = []
         with self._lock:
             for wait in due:
-                if self._waits.get(id(wait.conn)) is wait:
+                if self._waits.get(id(wait.conn)) is not wait:
+                    continue  # answered meanwhile
+                wait.refused += 1
+                if wait.refused >= REFUSED_CHECKS_MAX:
+                    refused_too_often.append(wait)
+                else:
                     wait.since = time.monotonic()
+        return refused_too_often
 
     def _ask(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]] | None:
         """The rows of `sql` on a new connection; None when the database does not answer within a
@@ -333,6 +370,46 @@ class Watchdog:
             with contextlib.suppress(Exception):
                 _shut(probe.pgconn.socket)
         return None
+
+
+class _OutageLog:
+    """The watchdog's warnings, one of each kind per outage and then a count, as the server says
+    "storage unavailable" once: a silent path under a full pool gave up each connection with a line of
+    its own, and each retry after it another. Used by the watchdog's thread only."""
+
+    _COUNTED = {"given up": "connection(s) given up", "refused": "check(s) refused"}
+
+    def __init__(self, quiet_s: float) -> None:
+        self.quiet_s = quiet_s
+        self._more: dict[str, int] = {}  # kind -> how many since its warning; empty: no outage
+        self._began = self._last = 0.0
+
+    def say(self, kind: str, message: str, *args: Any) -> None:
+        now = time.monotonic()
+        if not self._more:
+            self._began = now
+        self._last = now
+        if kind in self._more:
+            self._more[kind] += 1
+            log.debug(message, *args)
+        else:
+            self._more[kind] = 0
+            log.warning(message, *args)
+
+    def tick(self) -> None:
+        if self._more and time.monotonic() - self._last >= self.quiet_s:
+            self.over()
+
+    def over(self) -> None:
+        """The outage ended (or the store closed): count what was not said."""
+        counted = [f"{n} more {self._COUNTED[kind]}" for kind, n in self._more.items() if n]
+        if counted:
+            log.warning(
+                "PostgreSQL watchdog: %s in the %.0f s after its first warning",
+                " and ".join(counted),
+                self._last - self._began,
+            )
+        self._more.clear()
 
 
 class _Refused(Exception):
