@@ -25,7 +25,46 @@ Every round processes records it has not seen (each round gets its own), so a re
 strings it has already seen gains only from what real records repeat: roles, tool names, ids. A last
 line measures chat records, where each call resends the conversation so far.
 
-Last measured (2026-12-02, 10:15 UTC, 2 shared cores, load 3-4): redact 41.9 µs/record against 46.2 µs
+Last measured (2026-12-02, 15:25 UTC, 2 shared cores, load 6-11): redact 26.0 µs/record against 26.3 µs
+for main (a69caeb) in the same run, json.dumps 12.9 µs (2.0x); redact+sample1 26.3 against 25.9;
+sample0.1+redact 4.5; chat records 18.8 against 18.3 µs (the load hides a 3% change; the instructions
+show it). In instructions (cachegrind, `--cache-sim=no`; PYTHONHASHSEED=0; redact over 1,200 minus 200
+records of one kind, the 1,200 made alike in both runs; a clean record, a planted one, the bench's mix,
+chat records as `make_chat(120, 10)` makes them): 245.6 k per record against 253.7 k for main (-3.2%),
+a clean record 207.9 k against 216.9 k (-4.1%), a planted one 358.4 k against 367.6 k (-2.5%), chat
+records 201.2 k against 208.8 k (-3.6%). At this run's rate (0.106 µs per 1,000 instructions) the goal,
+30 µs, is ~283 k: met, with ~13% to spare (the rate was 0.165 at 10:15, under other load).
+What went: the credential marks' fixed costs on a text where they find nothing, as in most records.
+`sub_secrets` set up a generator and sorted an empty set before learning there was no start: it now
+returns the text when `_secret_starts` gives none. And every mark character the text holds (the "-" of
+dates and ids, the "A" and "B" that start sentences) ran a `finditer` that built a scanner and an
+iterator to yield nothing: now one `search`, and `finditer` only from its first hit. A clean record's
+credential scan alone: 33.9 k -> 25.3 k (finding the starts 28.6 k -> 24.5 k). Output checked the same
+as main's with `--check 20000` (21,000 records, 100,000 texts: 0 differ).
+Tried and dropped this time (instructions per record):
+- Checking dict keys once per record instead of once per dict in `collect` (collect lists the dicts,
+  one `issuperset` over `chain.from_iterable` of them, a second, checking collect only when a
+  secret-named key holds a value): -1.2 k a clean record, -1.4 k a chat record. The 13 `_keys_safe`
+  tests of a record cost ~18 k (a collect with no key check: 76 k against 95 k), but appending each
+  dict and the one check over all keys cost nearly as much. A first form that learnt only the keys
+  holding a value, as collect does, failed the one check on every record (a choice's `"index": 0`):
+  +16 k.
+- Telling the changed strings in C (`map(ne)`, `compress`, `filterfalse(texts.__contains__)`) instead
+  of the loop after the split: 31.9 k against 27.5 k for split and loop (the split alone ~9 k): making
+  six iterators costs more than a loop over a record's 16 strings.
+- `_collect_container` split into a dict and a list method, nested dicts and lists walked without the
+  dispatch: -1.3 k of collect's ~99 k. Calling `credentials.sub_secrets` from `scan` directly instead
+  of through `TextRedactor._secrets`: no change (+0.7 k).
+- Not built, by the stage figures: all credential marks in one literal scan of a byte copy where A, B,
+  J, "-" and "_" became one byte. Translating a record's text costs ~12 k (~9 instructions a
+  character, as `_numbers`' copy does), about what the scans it would replace cost now.
+Stage figures (a clean record's text, each alone): the number scan's encode 1.3 k and translate 12.2 k,
+`_SPAN_ASCII.finditer` over the copy ~27 k, the span loop ~28 k for its ~5 spans; collect ~95 k. A
+planted record after the scan: ~27 k to split the output and find the changed strings, ~12.5 k to
+walk the tool call's parsed arguments and ~14 k to encode them again, ~43 k to put the strings back
+into the request.
+
+Before (2026-12-02, 10:15 UTC, 2 shared cores, load 3-4; engine as at 009ecd6): redact 41.9 µs/record against 46.2 µs
 for main (d1a016d) in the same run (1.10x), json.dumps 18.3 µs (2.3x); redact+sample1 41.3 against 47.0;
 sample0.1+redact 6.3; chat records 30.0 against 29.5 µs (noise: -1% in instructions). In instructions
 (cachegrind as below; a clean record and a planted one measured over 1,200 records of their kind, chat
@@ -56,7 +95,7 @@ Tried and dropped (instructions per record on average unless said):
   "=", ":", "k-", "Bearer", "Basic", "AKIA", "AIza", "xox", "eyJ", "xapp-", "glpat-", "-----BEGIN"):
   a multi-character `in` costs 0.8-1.4 µs over a 1.3 KB text ("k-" the most), so the gate costs ~9 µs
   where `sub_secrets` costs 4.8 µs; one regex for all of them, 13.8 µs (it starts with a class).
-Where a clean record's 214 k go now (each stage alone, with no string known clean): collecting its
+Where a clean record's 214 k went then (each stage alone, with no string known clean): collecting its
 strings ~103 k; the joined scan ~115 k: the credential marks ~44 k, the numbers ~69 k, of which the byte
 copy, its translation and `_SPAN_ASCII.finditer` ~42 k. A record's text (~1,300 characters) holds ~55
 characters a span may start with (digits of dates, amounts, ids, hex request ids) and yields ~5 spans,

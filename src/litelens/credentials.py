@@ -184,8 +184,12 @@ def _secret_starts(s: str) -> list[int]:
     # arguments are parsed the slow way.
     for char, mark, backs in _SECRET_STARTS:
         if char in s:
-            for hit in mark.finditer(s, s.find(char)):
-                starts += [max(hit.start() - back, 0) for back in backs]
+            # `search` first: in most texts the mark never matches, and a `finditer` that finds
+            # nothing still builds a scanner and an iterator.
+            first = mark.search(s, s.find(char))
+            if first is not None:
+                for hit in mark.finditer(s, first.start()):
+                    starts += [max(hit.start() - back, 0) for back in backs]
     if "=" in s:
         i = s.find("=")
         starts += [hit.start() for hit in _ASSIGN_EQ.finditer(s, i)]
@@ -202,12 +206,12 @@ def _secret_starts(s: str) -> list[int]:
     return starts
 
 
-def _secret_matches(s: str) -> Iterator[re.Match[str]]:
-    """The matches `_SECRET_TEXT.finditer(s)` yields, found by trying the regex only where one may start.
-    Leftmost first and never overlapping, as `finditer` and `sub` see them."""
+def _secret_matches(s: str, starts: list[int]) -> Iterator[re.Match[str]]:
+    """The matches `_SECRET_TEXT.finditer(s)` yields, found by trying the regex only at `starts` (what
+    `_secret_starts(s)` says). Leftmost first and never overlapping, as `finditer` and `sub` see them."""
     done = 0
     match = _SECRET_TEXT.match
-    for start in sorted(set(_secret_starts(s))):
+    for start in sorted(set(starts)):
         if start >= done:
             m = match(s, start)
             if m is not None:
@@ -217,7 +221,8 @@ def _secret_matches(s: str) -> Iterator[re.Match[str]]:
 
 def has_secret(text: str) -> bool:
     """True when `text` holds a credential-shaped string (what `scrub_text` would replace)."""
-    return next(_secret_matches(text), None) is not None
+    starts = _secret_starts(text)
+    return bool(starts) and next(_secret_matches(text, starts), None) is not None
 
 
 def sub_secrets(text: str, placeholder: str) -> str:
@@ -226,9 +231,12 @@ def sub_secrets(text: str, placeholder: str) -> str:
     What says what the credential was is kept: the name of a URL parameter or of a `name=value` /
     `name: value` pair, and the scheme of an Authorization value (`Bearer [REDACTED]`).
     """
+    starts = _secret_starts(text)
+    if not starts:  # most texts: no place a credential may start, and no generator to set up for it
+        return text
     parts: list[str] = []
     done = 0
-    for m in _secret_matches(text):
+    for m in _secret_matches(text, starts):
         parts += (text[done : m.start()], secret_replacement(m, placeholder))
         done = m.end()
     if not parts:
