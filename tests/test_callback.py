@@ -23,6 +23,7 @@ from packaging.version import Version
 
 from litelens.callback import unregister
 from litelens.testing import FakeProvider, Receiver
+from router_helpers import CONVERSATION, conversation_router, run_conversation
 
 pytestmark = pytest.mark.litellm_compat
 
@@ -1282,22 +1283,6 @@ def test_an_sdk_router_requests_attempts_lead_to_each_other_on_the_server(
         assert deployment_key not in text and backup_key not in text
 
 
-# One caller-given `litellm_trace_id` (a conversation's) on many Router requests: "A" is answered by
-# its retry, "B" by the fallback after its retry failed too, "C" at once.
-_CONVERSATION = {"A": 1, "B": 2, "C": 0}
-
-
-def _conversation_request(name: str, run: str) -> dict[str, Any]:
-    failures = _CONVERSATION[name[0]]
-    directive = f"[[fake latency_ms=150 error_times={failures} error=503 key={run}-{name}]]"
-    return {
-        "model": "main",
-        "messages": [{"role": "user", "content": f"request {name} {directive}"}],
-        "litellm_trace_id": "conversation-7",
-        "metadata": {"request": name},
-    }
-
-
 @pytest.mark.parametrize("how", ["in_a_row", "tasks", "threads"])
 def test_router_requests_sharing_the_callers_trace_id_name_their_own_first_attempts(
     how, provider, receiver, make_callback
@@ -1305,44 +1290,16 @@ def test_router_requests_sharing_the_callers_trace_id_name_their_own_first_attem
     """Without the OTel layer too: a caller may give many Router requests one `litellm_trace_id`; each
     retry's and fallback's record names its own request's first attempt, never another request's (the
     server would list it among that request's attempts)."""
-    import concurrent.futures
-
     callback = make_callback()
-    router = litellm.Router(
-        model_list=[
-            {"model_name": n, "litellm_params": {"model": m, "api_base": provider.url, "api_key": KEY}}
-            for n, m in (("main", "openai/gpt-4o-mini"), ("backup", "openai/gpt-4o"))
-        ],
-        fallbacks=[{"main": ["backup"]}],
-        num_retries=1,
-        retry_after=0,
-    )
-    run = f"{how}-{os.getpid()}-{time.monotonic_ns()}"
-    requests = [_conversation_request(f"{name}1", run) for name in _CONVERSATION]
-    if how == "in_a_row":
-        for request in requests:
-            router.completion(**request)
-        for name in _CONVERSATION:
-            asyncio.run(router.acompletion(**_conversation_request(f"{name}2", run)))
-    elif how == "tasks":
-
-        async def together() -> None:
-            await asyncio.gather(*(router.acompletion(**request) for request in requests))
-
-        asyncio.run(together())
-    else:
-        with concurrent.futures.ThreadPoolExecutor(len(requests)) as pool:
-            for future in [pool.submit(router.completion, **request) for request in requests]:
-                future.result()
-    sends = 2 if how == "in_a_row" else 1
+    sends = run_conversation(conversation_router(provider.url, KEY), how)
     assert callback.flush(timeout=10)  # the answers' records may still be with LiteLLM's logging worker
-    records = one_record(receiver, callback, sends * sum(f + 1 for f in _CONVERSATION.values()))
+    records = one_record(receiver, callback, sends * sum(f + 1 for f in CONVERSATION.values()))
     by_request: dict[str, list[dict[str, Any]]] = {}
     for record in sorted(records, key=lambda r: r["start_time"]):
         by_request.setdefault(record["metadata"]["request"], []).append(record)
     for name, attempts in by_request.items():
         first, *later = attempts
-        assert [r["status"] for r in attempts] == ["error"] * _CONVERSATION[name[0]] + ["ok"], name
+        assert [r["status"] for r in attempts] == ["error"] * CONVERSATION[name[0]] + ["ok"], name
         assert "first_attempt_id" not in first, name
         assert [r.get("first_attempt_id") for r in later] == [first["call_id"]] * len(later), name
 

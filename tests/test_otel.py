@@ -39,6 +39,7 @@ from litelens.otel.metrics import DURATION_BUCKETS, TOKEN_BUCKETS  # noqa: E402
 from litelens.otel.streams import REAPER  # noqa: E402
 from litelens.record import OTEL_LINK_KEY  # noqa: E402
 from litelens.testing import FakeProvider  # noqa: E402
+from router_helpers import CONVERSATION, conversation_router, run_conversation  # noqa: E402
 
 pytestmark = pytest.mark.litellm_compat
 
@@ -1305,62 +1306,6 @@ def test_a_router_requests_attempts_share_one_trace_without_a_callers_span(
     assert spans[0].context.trace_id != spans[3].context.trace_id
 
 
-# One caller-given `litellm_trace_id` (a conversation's, a user session's) on many Router requests.
-# Request "A" is answered by its retry, "B" by the fallback after its retry failed too, "C" at once.
-_CONVERSATION = {"A": 1, "B": 2, "C": 0}
-
-
-def _conversation_request(name: str, run: str) -> dict[str, Any]:
-    """The arguments of one request of the conversation ("A2": request A, sent a second time); its
-    first attempts fail as `_CONVERSATION` says. Every attempt takes a while, so requests sent together
-    overlap."""
-    failures = _CONVERSATION[name[0]]
-    directive = f"[[fake latency_ms=150 error_times={failures} error=503 key={run}-{name}]]"
-    return {
-        "model": "main",
-        "messages": [{"role": "user", "content": f"request {name} {directive}"}],
-        "litellm_trace_id": "conversation-7",
-        "metadata": {"request": name},
-    }
-
-
-def _run_conversation(router: Any, how: str, parent: Any = None) -> None:
-    """Send the conversation's requests one after another or together (tasks, threads), each in a
-    context with `parent` as its current span (None: outside any span)."""
-    import concurrent.futures
-    import contextvars
-
-    from opentelemetry import context as otel_context
-    from opentelemetry import trace as otel_trace
-
-    run = f"{how}-{os.getpid()}-{time.monotonic_ns()}"
-    requests = [_conversation_request(f"{name}1", run) for name in _CONVERSATION]
-    token = otel_context.attach(otel_trace.set_span_in_context(parent)) if parent is not None else None
-    try:
-        if how == "in_a_row":
-            for request in requests:
-                router.completion(**request)
-            for name in _CONVERSATION:
-                asyncio.run(router.acompletion(**_conversation_request(f"{name}2", run)))
-        elif how == "tasks":
-
-            async def together() -> None:
-                await asyncio.gather(*(router.acompletion(**request) for request in requests))
-
-            asyncio.run(together())
-        else:
-            with concurrent.futures.ThreadPoolExecutor(len(requests)) as pool:
-                futures = [
-                    pool.submit(contextvars.copy_context().run, router.completion, **request)
-                    for request in requests
-                ]
-                for future in futures:
-                    future.result()
-    finally:
-        if token is not None:
-            otel_context.detach(token)
-
-
 @pytest.mark.parametrize("in_a_span", [False, True], ids=["no_span", "one_span"])
 @pytest.mark.parametrize("how", ["in_a_row", "tasks", "threads"])
 def test_router_requests_sharing_the_callers_trace_id_keep_their_own_attempts(
@@ -1371,36 +1316,27 @@ def test_router_requests_sharing_the_callers_trace_id_keep_their_own_attempts(
     would list them among its own attempts on the server -- and sit under it (or under the caller's
     span); the core callback's records say the same as the spans."""
     callback = make_callback()
-    router = litellm.Router(
-        model_list=[
-            {"model_name": "main", "litellm_params": {"model": "openai/gpt-4o-mini", **kw(fake)}},
-            {"model_name": "backup", "litellm_params": {"model": "openai/gpt-4o", **kw(fake)}},
-        ],
-        fallbacks=[{"main": ["backup"]}],
-        num_retries=1,
-        retry_after=0,
-    )
+    router = conversation_router(fake.url, "sk-fake")
     tracer = otel.tracer_provider.get_tracer("app")
     if in_a_span:
         with tracer.start_as_current_span("conversation") as parent:
-            _run_conversation(router, how, parent)
+            sends = run_conversation(router, how, parent)
     else:
-        _run_conversation(router, how)
+        sends = run_conversation(router, how)
 
     spans = [s for s in otel.spans() if s.name != "conversation"]
     app = [s for s in otel.spans() if s.name == "conversation"]
-    sends = 2 if how == "in_a_row" else 1
-    assert len(spans) == sends * sum(failures + 1 for failures in _CONVERSATION.values())
+    assert len(spans) == sends * sum(failures + 1 for failures in CONVERSATION.values())
     requests: dict[str, list[ReadableSpan]] = {}
     for span in sorted(spans, key=lambda s: s.start_time or 0):
         name = json.loads(str((span.attributes or {})[semconv.LITELENS_METADATA]))["request"]
         requests.setdefault(name, []).append(span)
-    assert len(requests) == sends * len(_CONVERSATION)
+    assert len(requests) == sends * len(CONVERSATION)
     span_first_attempt: dict[str, str | None] = {}
     for name, attempts in requests.items():
         first, *later = attempts
         first_id = str((first.attributes or {})[semconv.LITELLM_CALL_ID])
-        failed = [StatusCode.ERROR] * _CONVERSATION[name[0]]
+        failed = [StatusCode.ERROR] * CONVERSATION[name[0]]
         assert [s.status.status_code for s in attempts] == [*failed, StatusCode.UNSET], name
         assert semconv.LITELENS_FIRST_ATTEMPT_ID not in (first.attributes or {}), name
         for span in later:
