@@ -24,7 +24,7 @@ from litelens import credentials, pending, recorders
 from litelens import record as rec
 from litelens.config import Settings
 from litelens.dispatch import Dispatcher
-from litelens.pipeline import HEALTH_CHECK_TAG, Pipeline, Processor, from_settings
+from litelens.pipeline import Pipeline, Processor, from_settings, is_health_check_tags
 from litelens.recorders import CHUNKS_KEY, EVENTS_KEY
 from litelens.sinks import Sink, from_specs, transport_config
 from litelens.transport import Transport, run_before_exit
@@ -375,17 +375,16 @@ class Callback(CustomLogger):
         if type(link) is dict and "first_attempt_id" in link:
             named = link["first_attempt_id"]
             return named if type(named) is str and named and named != call_id else None
+        trace_id = params.get("litellm_trace_id")
+        if trace_id is None:
+            return None
         windows = metadata.get("llm_api_timing_windows")
         first_window = windows[0] if isinstance(windows, (list, tuple)) and windows else None
         try:
-            key: tuple[Any, Any] = (params.get("litellm_trace_id"), first_window)
-            hash(key)
+            hash(first_window)
         except TypeError:
             first_window = None
-        if first_window is None:
-            key = (params.get("litellm_trace_id"), id(metadata))
-        if key[0] is None:
-            return None
+        key = (trace_id, id(metadata) if first_window is None else first_window)
         with self._seen_lock:
             if not metadata.get("previous_models"):
                 self._router_requests[key] = call_id
@@ -435,7 +434,7 @@ class Callback(CustomLogger):
         if item.slo is None:
             return _from_kwargs(item, s)
         slo = item.slo
-        if slo.get("call_type") == "acompletion" and _is_health_check(slo):
+        if slo.get("call_type") == "acompletion" and is_health_check_tags(slo.get("request_tags")):
             info = item.model_info
             mode = info.get("mode") if isinstance(info, Mapping) else None
             checked = rec.health_check_call_type(mode, slo.get("response"))
@@ -643,12 +642,6 @@ def _reported_by_litellm(exc: BaseException, stream_reported: bool | None) -> bo
         elif cls.__name__ == "HTTPException" and module.startswith(("fastapi", "starlette")):
             return True
     return stream_reported if stream_reported is not None else from_litellm
-
-
-def _is_health_check(slo: Mapping[str, Any]) -> bool:
-    """Whether the payload is of a LiteLLM proxy's own health check (`/health`, background checks)."""
-    tags = slo.get("request_tags")
-    return isinstance(tags, list) and HEALTH_CHECK_TAG in tags
 
 
 def _failure_marker(kwargs: Mapping[str, Any]) -> tuple[int, int]:

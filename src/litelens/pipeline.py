@@ -503,9 +503,14 @@ def enrich(
 HEALTH_CHECK_TAG = "litellm-internal-health-check"
 
 
-def _is_health_check(record: Record) -> bool:
-    tags = record.get("tags")
+def is_health_check_tags(tags: Any) -> bool:
+    """Whether a call's tags (a record's `tags`, a LiteLLM payload's `request_tags`) mark it as one of a
+    LiteLLM proxy's own health checks."""
     return isinstance(tags, list) and HEALTH_CHECK_TAG in tags
+
+
+def _is_health_check(record: Record) -> bool:
+    return is_health_check_tags(record.get("tags"))
 
 
 def drop_health_checks() -> Processor:

@@ -451,13 +451,20 @@ def _bytes_moved(fd: int) -> int | None:
         return None
     size = _TCP_INFO_BYTES_AT + _TCP_INFO_BYTES.size
     try:
-        sock = socket.socket(fileno=os.dup(fd))
-        try:
-            info = sock.getsockopt(socket.IPPROTO_TCP, option, size)
-        finally:
-            sock.close()
+        copy = os.dup(fd)
     except OSError:
         return None
+    try:
+        sock = socket.socket(fileno=copy)
+    except OSError:
+        os.close(copy)  # not a socket after all: the copy is ours to close
+        return None
+    try:
+        info = sock.getsockopt(socket.IPPROTO_TCP, option, size)
+    except OSError:
+        return None
+    finally:
+        sock.close()
     if len(info) < size:
         return None
     acked, received = _TCP_INFO_BYTES.unpack_from(info, _TCP_INFO_BYTES_AT)
